@@ -1,0 +1,105 @@
+"""Invariants of the schedule engine, checked over generated protocols and recorded dates."""
+
+from datetime import date, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.unit.builders import protocol, visit
+from trialcoord.domain.durations import Calendar
+from trialcoord.domain.schedule import STATUSES, evaluate
+
+days = st.dates(min_value=date(2024, 1, 1), max_value=date(2025, 6, 30))
+
+
+def durations(signed=False, unbounded=False):
+    amount = st.integers(-40 if signed else 0, 40)
+    text = st.builds(lambda n, unit: f"{n}{unit}", amount, st.sampled_from(["d", "w", "mo", "bd"]))
+    return st.one_of(text, st.just("unbounded")) if unbounded else text
+
+
+@st.composite
+def protocols(draw):
+    """Up to six visits, each counted from an event or an earlier non-repeating visit."""
+    visits, referable = [], ["randomization", "first_dose"]
+    for index in range(draw(st.integers(1, 6))):
+        repeat = (f"{draw(st.integers(7, 30))}d", draw(st.sampled_from([None, 1, 3]))) if draw(st.booleans()) else None
+        code = f"R{index}{{n}}" if repeat else f"V{index}"
+        visits.append(
+            visit(
+                code,
+                frm=draw(st.sampled_from(referable)),
+                offset=draw(durations(signed=True)),
+                early=draw(durations(unbounded=True)),
+                late=draw(durations(unbounded=True)),
+                reference=draw(st.sampled_from(["actual", "planned"])),
+                optional=draw(st.booleans()),
+                repeat=repeat,
+            )
+        )
+        if not repeat:
+            referable.append(code)
+    return protocol(*visits, calendar=Calendar("weekdays"))
+
+
+@st.composite
+def participants(draw):
+    proto = draw(protocols())
+    events = draw(st.dictionaries(st.sampled_from(["randomization", "first_dose", "last_dose"]), days))
+    codes = [v.code_for(1) for v in proto.visits] + ["R0" + "2", "UNS"]
+    actuals = draw(st.dictionaries(st.sampled_from(codes), days, max_size=4))
+    return proto, events, actuals, draw(days)
+
+
+@given(participants())
+def test_windows_contain_their_target(case):
+    proto, events, actuals, as_of = case
+    for row in evaluate(proto, events, actuals, as_of):
+        if row.target is None:
+            continue
+        assert row.earliest is None or row.earliest <= row.target
+        assert row.latest is None or row.target <= row.latest
+        assert row.status in STATUSES
+
+
+@given(participants())
+def test_evaluation_is_deterministic_and_idempotent(case):
+    proto, events, actuals, as_of = case
+    first = evaluate(proto, dict(events), dict(actuals), as_of)
+    assert evaluate(proto, dict(events), dict(actuals), as_of) == first
+    assert events == case[1] and actuals == case[2]  # inputs untouched
+
+
+@given(participants(), days)
+def test_an_unscheduled_visit_changes_no_scheduled_status(case, day):
+    proto, events, actuals, as_of = case
+    actuals = {code: d for code, d in actuals.items() if code != "UNS"}
+    before = evaluate(proto, events, actuals, as_of)
+    after = evaluate(proto, events, {**actuals, "UNS": day}, as_of)
+    assert [r for r in after if r.visit != "UNS"] == before
+
+
+@given(participants(), st.data())
+def test_an_actual_date_inside_the_window_is_on_time(case, data):
+    proto, events, actuals, as_of = case
+    for row in evaluate(proto, events, {}, as_of):
+        if row.target is None or row.status == "not_applicable" or row.occurrence != 1:
+            continue
+        low = row.earliest or row.target - timedelta(days=400)
+        high = row.latest or row.target + timedelta(days=400)
+        inside = data.draw(st.dates(min_value=low, max_value=high))
+        again = {r.visit: r for r in evaluate(proto, events, {row.visit: inside}, as_of)}
+        assert again[row.visit].status == "on_time"
+        assert again[row.visit].days_outside == 0
+
+
+@given(participants())
+def test_days_outside_measures_from_the_nearest_bound(case):
+    proto, events, actuals, as_of = case
+    for row in evaluate(proto, events, actuals, as_of):
+        if row.status == "early":
+            assert row.days_outside == (row.actual - row.earliest).days < 0
+        elif row.status == "late":
+            assert row.days_outside == (row.actual - row.latest).days > 0
+        else:
+            assert row.days_outside == 0

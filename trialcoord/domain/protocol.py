@@ -1,0 +1,107 @@
+"""A protocol version's Schedule of Activities as value objects (see docs/protocol-format.md).
+
+Built by the protocol file adapter after validation; the schedule engine reads nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+
+from trialcoord.domain.durations import Calendar, Duration
+
+ACTUAL, PLANNED = "actual", "planned"
+OCCURRENCE = "{n}"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    name: str
+    ends_schedule: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    code: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Allowed dates are [target - early, target + late], both inclusive; None is unbounded."""
+
+    early: Duration | None
+    late: Duration | None
+
+
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    every: Duration
+    count: int | None  # None: open-ended, until an ending event
+
+
+@dataclass(frozen=True, slots=True)
+class VisitDefinition:
+    code: str  # may hold '{n}' when repeating
+    name: str
+    number: float
+    reference_name: str  # 'from': an event name or an earlier visit's code
+    offset: Duration
+    window: Window
+    reference: str = ACTUAL
+    repeat: Repeat | None = None
+    chain: str = ACTUAL
+    arms: frozenset[str] | None = None
+    when: str | None = None
+    optional: bool = False
+    procedures: tuple[str, ...] = ()
+
+    def code_for(self, occurrence: int) -> str:
+        return self.code.replace(OCCURRENCE, str(occurrence))
+
+    def name_for(self, occurrence: int) -> str:
+        return self.name.replace(OCCURRENCE, str(occurrence))
+
+
+@dataclass(frozen=True, slots=True)
+class Protocol:
+    study: str
+    title: str
+    version: str
+    effective: date
+    day_one: str
+    events: dict[str, Event]
+    visits: tuple[VisitDefinition, ...]
+    arms: tuple[Arm, ...] = ()
+    calendar: Calendar | None = None
+    _code_patterns: tuple[tuple[re.Pattern[str], VisitDefinition], ...] = field(
+        default=(), init=False, repr=False, compare=False
+    )
+    visits_by_code: dict[str, VisitDefinition] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        patterns = []
+        for visit in self.visits:
+            if visit.repeat is not None:
+                head, _, tail = visit.code.partition(OCCURRENCE)
+                patterns.append((re.compile(f"^{re.escape(head)}([1-9][0-9]*){re.escape(tail)}$"), visit))
+        object.__setattr__(self, "_code_patterns", tuple(patterns))
+        object.__setattr__(self, "visits_by_code", {visit.code: visit for visit in self.visits})
+
+    @property
+    def arm_codes(self) -> frozenset[str]:
+        return frozenset(arm.code for arm in self.arms)
+
+    def resolve_visit_code(self, code: str) -> tuple[VisitDefinition, int] | None:
+        """Map a recorded visit code (`V2`, or an expanded repeat such as `C3D1`) to its definition."""
+        visit = self.visits_by_code.get(code)
+        if visit is not None and visit.repeat is None:
+            return visit, 1
+        for pattern, visit in self._code_patterns:
+            match = pattern.match(code)
+            if match:
+                occurrence = int(match.group(1))
+                if visit.repeat.count is None or occurrence <= visit.repeat.count:
+                    return visit, occurrence
+        return None
