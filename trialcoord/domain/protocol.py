@@ -79,6 +79,7 @@ class Protocol:
         default=(), init=False, repr=False, compare=False
     )
     visits_by_code: dict[str, VisitDefinition] = field(default_factory=dict, init=False, repr=False, compare=False)
+    compiled: object = field(default=None, init=False, repr=False, compare=False)  # the schedule engine's plan
 
     def __post_init__(self) -> None:
         patterns = []

@@ -1,15 +1,16 @@
 """Schedule engine: a participant's recorded events and actual visits -> every visit occurrence.
 
 Pure and deterministic: the as-of date is an argument, never the clock. Semantics and statuses are
-those of docs/protocol-format.md; each rule below names the contract line it implements.
+those of docs/protocol-format.md. A protocol is compiled once into per-visit plans (durations in
+calendar days become timedeltas) so that evaluating a participant is little more than date arithmetic.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
-from typing import Collection, Mapping
+from datetime import date, timedelta
+from typing import Collection, Mapping, NamedTuple
 
+from trialcoord.domain.durations import DAYS, Duration
 from trialcoord.domain.protocol import ACTUAL, Protocol, VisitDefinition
 
 PENDING = "pending"
@@ -28,8 +29,7 @@ DEVIATION_CANDIDATES = frozenset({EARLY, LATE, MISSED})
 MAX_OCCURRENCES = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class VisitOccurrence:
+class VisitOccurrence(NamedTuple):
     visit: str  # the occurrence's own code, such as `C3D1`
     definition: str  # the protocol's code, such as `C{n}D1`; the recorded code when unscheduled
     occurrence: int
@@ -43,6 +43,9 @@ class VisitOccurrence:
     days_outside: int
     study_day: int | None
     optional: bool = False
+
+
+_new_row = tuple.__new__  # positional construction without NamedTuple's keyword wrapper (hot path)
 
 
 def study_day(day: date, day_one: date) -> int:
@@ -75,151 +78,212 @@ def classify(
     return (NOT_APPLICABLE, 0) if optional else (MISSED, 0)
 
 
-class _Evaluation:
-    """One participant's evaluation; holds the dates resolved so far, in protocol order."""
+class _Shift:
+    """A duration applied to dates: a timedelta when it counts calendar days, else the general rule."""
+
+    __slots__ = ("duration", "delta", "calendar")
+
+    def __init__(self, duration: Duration, calendar, sign: int = 1):
+        self.duration, self.calendar = duration, calendar
+        self.delta = timedelta(days=duration.amount * sign) if duration.unit == DAYS else None
+        if sign < 0 and self.delta is None:
+            self.duration = Duration(-duration.amount, duration.unit, duration.text)
+
+    def __call__(self, day: date) -> date:
+        return day + self.delta if self.delta is not None else self.duration.add_to(day, self.calendar)
+
+
+class _VisitPlan:
+    """One visit definition, compiled: everything that does not depend on the participant."""
+
+    __slots__ = (
+        "visit", "code", "name", "number", "optional", "reference_name", "reference_is_event", "use_actual",
+        "offset", "early", "late", "early_delta", "late_delta", "arms", "when", "repeat", "every",
+        "chain_actual", "anchor_event", "count", "conditional",
+    )
+
+    def __init__(self, visit: VisitDefinition, protocol: Protocol):
+        calendar = protocol.calendar
+        self.visit, self.code, self.name = visit, visit.code, visit.name
+        self.number, self.optional = visit.number, visit.optional
+        self.reference_name = visit.reference_name
+        self.reference_is_event = visit.reference_name in protocol.events
+        self.use_actual = visit.reference == ACTUAL
+        self.offset = _Shift(visit.offset, calendar)
+        self.early = _Shift(visit.window.early, calendar, -1) if visit.window.early is not None else None
+        self.late = _Shift(visit.window.late, calendar) if visit.window.late is not None else None
+        self.early_delta = self.early.delta if self.early is not None else None
+        self.late_delta = self.late.delta if self.late is not None else None
+        self.arms, self.when, self.repeat = visit.arms, visit.when, visit.repeat
+        self.conditional = visit.arms is not None or visit.when is not None
+        self.every = _Shift(visit.repeat.every, calendar) if visit.repeat is not None else None
+        self.count = visit.repeat.count if visit.repeat is not None else None
+        self.chain_actual = visit.chain == ACTUAL
+        self.anchor_event = _anchor_event(visit, protocol)
+
+
+def _anchor_event(visit: VisitDefinition, protocol: Protocol) -> str:
+    """The event a chain of `from` references finally rests on."""
+    name, seen = visit.reference_name, set()
+    while name in protocol.visits_by_code and name not in seen:
+        seen.add(name)
+        name = protocol.visits_by_code[name].reference_name
+    return name
+
+
+class _Plan:
+    __slots__ = ("visits", "ending_events", "ending_names")
+
+    def __init__(self, protocol: Protocol):
+        self.visits = tuple(_VisitPlan(v, protocol) for v in protocol.visits)
+        self.ending_names = frozenset(e.name for e in protocol.events.values() if e.ends_schedule)
+        self.ending_events = tuple(sorted(self.ending_names))
+
+
+def _plan(protocol: Protocol) -> _Plan:
+    plan = protocol.compiled
+    if plan is None:
+        plan = _Plan(protocol)
+        object.__setattr__(protocol, "compiled", plan)
+    return plan
+
+
+class _Participant:
+    """The per-participant state of one evaluation."""
+
+    __slots__ = ("protocol", "plan", "events", "actuals", "arm", "as_of", "horizon", "day_one", "end_date",
+                 "marked_missed", "references", "rows")
 
     def __init__(self, protocol, events, actuals, arm, as_of, horizon_days, marked_missed):
-        self.protocol = protocol
-        self.events = events
-        self.actuals = actuals
+        self.protocol, self.plan = protocol, _plan(protocol)
+        self.events, self.actuals, self.arm, self.as_of = events, actuals, arm, as_of
+        self.horizon = as_of + timedelta(days=horizon_days)
         self.marked_missed = marked_missed
-        self.arm = arm
-        self.as_of = as_of
-        self.horizon = as_of.toordinal() + horizon_days
-        self.calendar = protocol.calendar
         self.day_one = events.get(protocol.day_one)
-        ending = [events[e.name] for e in protocol.events.values() if e.ends_schedule and e.name in events]
-        self.end_date = min(ending) if ending else None
-        self.reference_dates: dict[str, tuple[date | None, date | None]] = {}  # code -> (target, actual)
+        ended = [events[name] for name in self.plan.ending_events if name in events]
+        self.end_date = min(ended) if ended else None
+        self.references: dict[str, tuple[date | None, date | None]] = {}  # code -> (target, actual)
         self.rows: list[VisitOccurrence] = []
 
-    def anchor_event(self, visit: VisitDefinition) -> str:
-        """The event a chain of `from` references finally rests on."""
-        name = visit.reference_name
-        visits = self.protocol.visits_by_code
-        while name in visits:
-            name = visits[name].reference_name
-        return name
-
-    def survives_ending(self, visit: VisitDefinition) -> bool:
+    def survives_ending(self, plan: _VisitPlan) -> bool:
         """Visits counted from (or conditional on) the ending event, or a later event, still apply."""
-        for name in (self.anchor_event(visit), visit.when):
+        for name in (plan.anchor_event, plan.when):
             if name is None:
                 continue
-            event = self.protocol.events.get(name)
-            if event is not None and event.ends_schedule:
+            if name in self.plan.ending_names:
                 return True
             recorded = self.events.get(name)
             if recorded is not None and recorded >= self.end_date:
                 return True
         return False
 
-    def reference_date(self, visit: VisitDefinition) -> date | None:
-        name = visit.reference_name
-        if name in self.protocol.events:
-            return self.events.get(name)
-        target, actual = self.reference_dates.get(name, (None, None))
-        if visit.reference == ACTUAL and actual is not None:
+    def reference_date(self, plan: _VisitPlan) -> date | None:
+        if plan.reference_is_event:
+            return self.events.get(plan.reference_name)
+        target, actual = self.references.get(plan.reference_name, (None, None))
+        if plan.use_actual and actual is not None:
             return actual
         return target  # planned reference, or a reference visit not (yet) done: count from its target
 
-    def add(self, visit: VisitDefinition, occurrence: int, target: date | None, status_override: str | None):
-        code = visit.code_for(occurrence)
-        actual = self.actuals.get(code)
-        window = visit.window
-        earliest = latest = None
-        if target is not None:
-            if window.early is not None:
-                earliest = window.early.add_to(target, self.calendar, sign=-1)
-            if window.late is not None:
-                latest = window.late.add_to(target, self.calendar)
-        if status_override is not None:
-            status, outside = status_override, 0
-        elif target is None:
-            ended = self.end_date is not None and not self.survives_ending(visit)
-            status, outside = (NOT_APPLICABLE if ended else PENDING), 0
-        elif (
-            actual is None
-            and self.end_date is not None
-            and (earliest or target) > self.end_date
-            and not self.survives_ending(visit)
-        ):
-            status, outside = NOT_APPLICABLE, 0
-        elif actual is None and code in self.marked_missed:
-            status, outside = MISSED, 0  # a coordinator recorded that it will not take place
-        else:
-            status, outside = classify(target, earliest, latest, actual, self.as_of, visit.optional)
-        self.rows.append(
-            VisitOccurrence(
-                visit=code,
-                definition=visit.code,
-                occurrence=occurrence,
-                name=visit.name_for(occurrence),
-                number=visit.number,
-                target=target,
-                earliest=earliest,
-                latest=latest,
-                actual=actual,
-                status=status,
-                days_outside=outside,
-                study_day=study_day(target, self.day_one) if target and self.day_one else None,
-                optional=visit.optional,
-            )
-        )
-        self.reference_dates[code] = (target, actual)
-        return target, actual, status
-
-    def override_for(self, visit: VisitDefinition) -> str | None:
+    def override(self, plan: _VisitPlan) -> str | None:
         """Arm and condition rules decide before any date does."""
-        if visit.arms is not None:
+        if plan.arms is not None:
             if self.arm is None:
                 return PENDING
-            if self.arm not in visit.arms:
+            if self.arm not in plan.arms:
                 return NOT_APPLICABLE
-        if visit.when is not None and visit.when not in self.events:
+        if plan.when is not None and plan.when not in self.events:
             return NOT_APPLICABLE
         return None
 
-    def run(self) -> list[VisitOccurrence]:
-        for visit in self.protocol.visits:
-            override = self.override_for(visit)
-            start = self.reference_date(visit)
-            first = visit.offset.add_to(start, self.calendar) if start is not None else None
-            if visit.repeat is None:
-                self.add(visit, 1, first, override)
+    def add(self, plan: _VisitPlan, occurrence: int, code: str, name: str, target, override):
+        # The hot path of the whole product: locals and one inlined status rule instead of calls.
+        actual = self.actuals.get(code) if self.actuals else None
+        earliest = latest = day = None
+        outside = 0
+        if target is not None:
+            delta = plan.early_delta
+            earliest = target + delta if delta is not None else (plan.early(target) if plan.early else None)
+            delta = plan.late_delta
+            latest = target + delta if delta is not None else (plan.late(target) if plan.late else None)
+            if self.day_one is not None:
+                day = (target - self.day_one).days
+                if day >= 0:
+                    day += 1
+        end_date = self.end_date
+        if override is not None:
+            status = override
+        elif end_date is not None and (
+            (target is None or (actual is None and (earliest or target) > end_date)) and not self.survives_ending(plan)
+        ):
+            status = NOT_APPLICABLE  # the schedule ended before this window opens
+        elif target is None:
+            status = PENDING
+        elif actual is not None:
+            if earliest is not None and actual < earliest:
+                status, outside = EARLY, (actual - earliest).days
+            elif latest is not None and actual > latest:
+                status, outside = LATE, (actual - latest).days
             else:
-                self.repeat(visit, first, override)
+                status = ON_TIME
+        elif self.marked_missed and code in self.marked_missed:
+            status = MISSED  # a coordinator recorded that it will not take place
+        elif earliest is not None and self.as_of < earliest:
+            status = UPCOMING
+        elif latest is None or self.as_of <= latest:
+            status = DUE
+        else:
+            status = NOT_APPLICABLE if plan.optional else MISSED
+        self.rows.append(
+            _new_row(
+                VisitOccurrence,
+                (code, plan.code, occurrence, name, plan.number, target, earliest, latest, actual, status,
+                 outside, day, plan.optional),
+            )
+        )
+        self.references[code] = (target, actual)
+        return actual, status
+
+    def run(self) -> list[VisitOccurrence]:
+        for plan in self.plan.visits:
+            override = self.override(plan) if plan.conditional else None
+            start = self.reference_date(plan)
+            if start is None:
+                target = None
+            else:
+                delta = plan.offset.delta
+                target = start + delta if delta is not None else plan.offset(start)
+            if plan.repeat is None:
+                self.add(plan, 1, plan.code, plan.name, target, override)
+            else:
+                self.repeat(plan, target, override)
         return self.rows
 
-    def repeat(self, visit: VisitDefinition, target: date | None, override: str | None) -> None:
-        every, count = visit.repeat.every, visit.repeat.count
-        last_recorded = self.last_recorded_occurrence(visit)
+    def repeat(self, plan: _VisitPlan, target: date | None, override: str | None) -> None:
+        last_recorded = self.last_recorded_occurrence(plan)
         occurrence = 1
         while True:
-            target, actual, status = self.add(visit, occurrence, target, override)
-            if count is not None:
-                if occurrence >= count:
+            visit = plan.visit
+            actual, status = self.add(
+                plan, occurrence, visit.code_for(occurrence), visit.name_for(occurrence), target, override
+            )
+            if plan.count is not None:
+                if occurrence >= plan.count:
                     return
             elif occurrence >= last_recorded and (
-                target is None
-                or status == NOT_APPLICABLE
-                or target.toordinal() > self.horizon
-                or occurrence >= MAX_OCCURRENCES
+                target is None or status == NOT_APPLICABLE or target > self.horizon or occurrence >= MAX_OCCURRENCES
             ):
                 return  # open-ended: stop at the first occurrence past the horizon, or once ended
-            if target is None:
-                next_reference = None
-            else:
-                next_reference = actual if (visit.chain == ACTUAL and actual is not None) else target
-            target = every.add_to(next_reference, self.calendar) if next_reference is not None else None
+            if target is not None:
+                target = plan.every(actual if (plan.chain_actual and actual is not None) else target)
             occurrence += 1
 
-    def last_recorded_occurrence(self, visit: VisitDefinition) -> int:
+    def last_recorded_occurrence(self, plan: _VisitPlan) -> int:
         """Occurrences already recorded are always listed, even past the horizon."""
         highest = 0
         for code in self.actuals:
             resolved = self.protocol.resolve_visit_code(code)
-            if resolved is not None and resolved[0] is visit:
+            if resolved is not None and resolved[0] is plan.visit:
                 highest = max(highest, resolved[1])
         return highest
 
@@ -240,30 +304,26 @@ def evaluate(
     Open-ended repeats are listed up to the first occurrence whose target lies past
     `as_of + horizon_days`. `marked_missed` holds codes a coordinator recorded as missed.
     """
-    evaluation = _Evaluation(protocol, events, actuals, arm, as_of, horizon_days, frozenset(marked_missed))
-    rows = evaluation.run()
-    for code, actual in actuals.items():
-        if protocol.resolve_visit_code(code) is None:
-            rows.append(
-                VisitOccurrence(
-                    visit=code,
-                    definition=code,
-                    occurrence=1,
-                    name="Unscheduled visit",
-                    number=None,
-                    target=None,
-                    earliest=None,
-                    latest=None,
-                    actual=actual,
-                    status=UNSCHEDULED,
-                    days_outside=0,
-                    study_day=study_day(actual, evaluation.day_one) if evaluation.day_one else None,
-                )
-            )
+    participant = _Participant(protocol, events, actuals, arm, as_of, horizon_days, marked_missed)
+    rows = participant.run()
+    if actuals:
+        _add_unscheduled(protocol, participant, rows)
     rows.sort(key=_row_order)
     return rows
 
 
+def _add_unscheduled(protocol: Protocol, participant: _Participant, rows: list[VisitOccurrence]) -> None:
+    for code, actual in participant.actuals.items():
+        if code in participant.references or protocol.resolve_visit_code(code) is not None:
+            continue
+        day = study_day(actual, participant.day_one) if participant.day_one else None
+        rows.append(VisitOccurrence(code, code, 1, "Unscheduled visit", None, None, None, None, actual, UNSCHEDULED, 0, day))
+
+
+_FAR = date.max
+
+
 def _row_order(row: VisitOccurrence):
-    when = row.target or row.actual
-    return (when is None, when or date.min, row.number if row.number is not None else float("inf"), row.occurrence)
+    when = row[5] or row[8] or _FAR
+    number = row[4]
+    return (when, number if number is not None else float("inf"), row[2])

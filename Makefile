@@ -1,0 +1,27 @@
+# Two commands do all the set-up on a fresh machine with Python 3.11+:
+#   make run    create the environment, migrate the SQLite database, load the demo study, serve the app
+#   make test   run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test bench
+
+run: $(VENV)/.installed
+	$(BIN)/trialcoord db migrate
+	$(BIN)/trialcoord demo
+	$(BIN)/trialcoord serve
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench
+
+# Re-installs only when pyproject.toml changes, so both targets are idempotent and quick the second time.
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("trialcoord needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
