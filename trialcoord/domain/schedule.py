@@ -99,7 +99,7 @@ class _VisitPlan:
     __slots__ = (
         "visit", "code", "name", "number", "optional", "reference_name", "reference_is_event", "use_actual",
         "offset", "early", "late", "early_delta", "late_delta", "arms", "when", "repeat", "every",
-        "chain_actual", "anchor_event", "count", "conditional",
+        "chain_actual", "anchor_event", "count", "conditional", "referenced",
     )
 
     def __init__(self, visit: VisitDefinition, protocol: Protocol):
@@ -120,6 +120,7 @@ class _VisitPlan:
         self.count = visit.repeat.count if visit.repeat is not None else None
         self.chain_actual = visit.chain == ACTUAL
         self.anchor_event = _anchor_event(visit, protocol)
+        self.referenced = any(other.reference_name == visit.code for other in protocol.visits)
 
 
 def _anchor_event(visit: VisitDefinition, protocol: Protocol) -> str:
@@ -152,7 +153,7 @@ class _Participant:
     """The per-participant state of one evaluation."""
 
     __slots__ = ("protocol", "plan", "events", "actuals", "arm", "as_of", "horizon", "day_one", "end_date",
-                 "marked_missed", "references", "rows")
+                 "marked_missed", "references", "rows", "last_target", "in_order")
 
     def __init__(self, protocol, events, actuals, arm, as_of, horizon_days, marked_missed):
         self.protocol, self.plan = protocol, _plan(protocol)
@@ -164,6 +165,8 @@ class _Participant:
         self.end_date = min(ended) if ended else None
         self.references: dict[str, tuple[date | None, date | None]] = {}  # code -> (target, actual)
         self.rows: list[VisitOccurrence] = []
+        self.last_target: date | None = None
+        self.in_order = True
 
     def survives_ending(self, plan: _VisitPlan) -> bool:
         """Visits counted from (or conditional on) the ending event, or a later event, still apply."""
@@ -178,8 +181,7 @@ class _Participant:
         return False
 
     def reference_date(self, plan: _VisitPlan) -> date | None:
-        if plan.reference_is_event:
-            return self.events.get(plan.reference_name)
+        """The date a visit counts from when its `from` is another visit."""
         target, actual = self.references.get(plan.reference_name, (None, None))
         if plan.use_actual and actual is not None:
             return actual
@@ -217,23 +219,10 @@ class _Participant:
             (target is None or (actual is None and (earliest or target) > end_date)) and not self.survives_ending(plan)
         ):
             status = NOT_APPLICABLE  # the schedule ended before this window opens
-        elif target is None:
-            status = PENDING
-        elif actual is not None:
-            if earliest is not None and actual < earliest:
-                status, outside = EARLY, (actual - earliest).days
-            elif latest is not None and actual > latest:
-                status, outside = LATE, (actual - latest).days
-            else:
-                status = ON_TIME
-        elif self.marked_missed and code in self.marked_missed:
+        elif actual is None and self.marked_missed and code in self.marked_missed:
             status = MISSED  # a coordinator recorded that it will not take place
-        elif earliest is not None and self.as_of < earliest:
-            status = UPCOMING
-        elif latest is None or self.as_of <= latest:
-            status = DUE
         else:
-            status = NOT_APPLICABLE if plan.optional else MISSED
+            status, outside = classify(target, earliest, latest, actual, self.as_of, plan.optional)
         self.rows.append(
             _new_row(
                 VisitOccurrence,
@@ -241,13 +230,20 @@ class _Participant:
                  outside, day, plan.optional),
             )
         )
-        self.references[code] = (target, actual)
+        if plan.referenced:
+            self.references[code] = (target, actual)
+        if target is None or self.last_target is None or target <= self.last_target:
+            self.in_order = False  # rows are sorted afterwards only when added out of target order
+        self.last_target = target
         return actual, status
 
     def run(self) -> list[VisitOccurrence]:
         for plan in self.plan.visits:
             override = self.override(plan) if plan.conditional else None
-            start = self.reference_date(plan)
+            if plan.reference_is_event:
+                start = self.events.get(plan.reference_name)
+            else:
+                start = self.reference_date(plan)
             if start is None:
                 target = None
             else:
@@ -308,16 +304,18 @@ def evaluate(
     rows = participant.run()
     if actuals:
         _add_unscheduled(protocol, participant, rows)
-    rows.sort(key=_row_order)
+    if not participant.in_order:
+        rows.sort(key=_row_order)
     return rows
 
 
 def _add_unscheduled(protocol: Protocol, participant: _Participant, rows: list[VisitOccurrence]) -> None:
     for code, actual in participant.actuals.items():
-        if code in participant.references or protocol.resolve_visit_code(code) is not None:
+        if protocol.resolve_visit_code(code) is not None:
             continue
         day = study_day(actual, participant.day_one) if participant.day_one else None
         rows.append(VisitOccurrence(code, code, 1, "Unscheduled visit", None, None, None, None, actual, UNSCHEDULED, 0, day))
+        participant.in_order = False
 
 
 _FAR = date.max

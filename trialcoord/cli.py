@@ -1,0 +1,131 @@
+"""`trialcoord` command line: parse arguments, call one use case, print the result.
+
+Exit status: 0 success, 1 a protocol that does not validate, 2 bad input or arguments (named by
+file, line and field), 3 a conflict with what is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+
+EXIT_INVALID_PROTOCOL, EXIT_BAD_INPUT, EXIT_CONFLICT = 1, 2, 3
+FORMATS = ("table", "json", "csv")
+
+
+class UsageError(Exception):
+    """Bad command-line input; printed as one line and exit status 2."""
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a date; write it as YYYY-MM-DD") from None
+
+
+def _event_pair(text: str) -> tuple[str, date]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"'{text}' should be NAME=YYYY-MM-DD, such as randomization=2024-03-04")
+    return name.strip(), _iso_date(value.strip())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trialcoord", description="Visit schedules and compliance for a trial site.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    protocol = commands.add_parser("protocol", help="validate or load protocol definitions")
+    protocol_commands = protocol.add_subparsers(dest="action", required=True, metavar="ACTION")
+    validate = protocol_commands.add_parser("validate", help="report every problem in protocol files")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    load = protocol_commands.add_parser("load", help="validate and store a protocol version")
+    load.add_argument("file", metavar="FILE")
+
+    schedule = commands.add_parser("schedule", help="one participant's schedule from event dates (no database)")
+    schedule.add_argument("protocol", metavar="PROTOCOL")
+    schedule.add_argument("--event", action="append", type=_event_pair, default=[], metavar="NAME=DATE")
+    schedule.add_argument("--arm")
+    schedule.add_argument("--as-of", type=_iso_date)
+    schedule.add_argument("--format", choices=FORMATS + ("ics",), default="table")
+
+    check = commands.add_parser("check", help="visit statuses of many participants from a CSV (no database)")
+    check.add_argument("protocol", metavar="PROTOCOL")
+    check.add_argument("--events", required=True, metavar="FILE.csv")
+    check.add_argument("--as-of", type=_iso_date)
+    check.add_argument("--format", choices=FORMATS, default="table")
+
+    db = commands.add_parser("db", help="database maintenance")
+    db.add_subparsers(dest="action", required=True, metavar="ACTION").add_parser("migrate", help="create or upgrade tables")
+
+    commands.add_parser("demo", help="load the demo study and participants when the database is empty")
+
+    serve = commands.add_parser("serve", help="serve the web app")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+
+    imports = commands.add_parser("import", help="import data from another system")
+    import_events = imports.add_subparsers(dest="what", required=True, metavar="WHAT").add_parser(
+        "events", help="events and actual visits from a CSV (participant,event,date[,arm])"
+    )
+    import_events.add_argument("study")
+    import_events.add_argument("file", metavar="FILE.csv")
+    import_events.add_argument("--site")
+
+    visits = commands.add_parser("visits", help="a stored study's visit statuses")
+    visits.add_argument("study")
+    visits.add_argument("--site")
+    visits.add_argument("--status", help="comma-separated statuses, such as missed,late")
+    visits.add_argument("--as-of", type=_iso_date)
+    visits.add_argument("--format", choices=FORMATS, default="table")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from trialcoord.domain.problems import InvalidInput
+
+    try:
+        return _dispatch(args)
+    except InvalidInput as error:
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except _service_errors() as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFLICT if type(error).__name__ == "Conflict" else EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+def _service_errors() -> tuple[type[Exception], ...]:
+    from trialcoord.services.errors import Conflict, NotFound
+
+    return (Conflict, NotFound)
+
+
+def _dispatch(args) -> int:
+    from trialcoord import commands
+
+    if args.command == "protocol" and args.action == "validate":
+        return commands.validate_protocols(args.files)
+    handlers = {
+        ("protocol", "load"): lambda: commands.load_protocol_file(args.file),
+        ("schedule", None): lambda: commands.schedule(args.protocol, dict(args.event), args.arm, args.as_of, args.format),
+        ("check", None): lambda: commands.check(args.protocol, args.events, args.as_of, args.format),
+        ("db", "migrate"): commands.migrate,
+        ("demo", None): commands.demo,
+        ("serve", None): lambda: commands.serve(args.host, args.port),
+        ("import", None): lambda: commands.import_events(args.study, args.file, args.site),
+        ("visits", None): lambda: commands.visits(args.study, args.site, args.status, args.as_of, args.format),
+    }
+    return handlers[(args.command, getattr(args, "action", None))]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""What each `trialcoord` command does; `cli.py` parses arguments and maps errors to exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import date
+from pathlib import Path
+
+from trialcoord.adapters.protocol_files import load_protocol, validate_protocol_file
+from trialcoord.adapters.render.rows import COLUMNS, TABLE_COLUMNS, row_dict, to_csv, to_json, to_table
+from trialcoord.domain.schedule import evaluate
+
+
+def _today() -> date:
+    from trialcoord.config import get_settings
+
+    return get_settings().today()
+
+
+def _print_rows(rows: list[dict], fmt: str, with_participant: bool) -> None:
+    prefix = ("participant",) if with_participant else ()
+    if fmt == "json":
+        sys.stdout.write(to_json(rows))
+    elif fmt == "csv":
+        sys.stdout.write(to_csv(rows, prefix + COLUMNS))
+    else:
+        sys.stdout.write(to_table(rows, prefix + TABLE_COLUMNS))
+
+
+def validate_protocols(files: list[str]) -> int:
+    invalid = 0
+    for file in files:
+        problems = validate_protocol_file(file)
+        for problem in problems:
+            print(f"{problem}", file=sys.stderr)
+        if problems:
+            invalid += 1
+            print(f"{file}: {len(problems)} problem{'s' if len(problems) != 1 else ''}", file=sys.stderr)
+        else:
+            print(f"{file}: valid")
+    return 1 if invalid else 0
+
+
+def schedule(protocol_file: str, events: dict[str, date], arm: str | None, as_of: date | None, fmt: str) -> int:
+    from trialcoord.domain.problems import InvalidInput, Problem
+
+    protocol = load_protocol(protocol_file)
+    problems = [
+        Problem(f"'{name}' is not an event of {protocol.study} {protocol.version}; events are: {', '.join(protocol.events)}", field="--event")
+        for name in events
+        if name not in protocol.events
+    ]
+    if arm is not None and protocol.arms and arm not in protocol.arm_codes:
+        problems.append(Problem(f"'{arm}' is not an arm; arms are: {', '.join(sorted(protocol.arm_codes))}", field="--arm"))
+    if problems:
+        raise InvalidInput(problems)
+    as_of = as_of or _today()
+    rows = evaluate(protocol, events, {}, as_of, arm=arm)
+    if fmt == "ics":
+        from trialcoord.web.ics import visits_calendar
+
+        sys.stdout.write(visits_calendar(f"{protocol.study} schedule", protocol.study, [("-", r) for r in rows], as_of).decode())
+    else:
+        _print_rows([row_dict(r) for r in rows], fmt, with_participant=False)
+    return 0
+
+
+def check(protocol_file: str, events_file: str, as_of: date | None, fmt: str) -> int:
+    from trialcoord.services.importing import read_events_file
+
+    protocol = load_protocol(protocol_file)
+    participants = read_events_file(Path(events_file), protocol)
+    as_of = as_of or _today()
+    rows = [
+        row_dict(row, subject)
+        for subject, record in sorted(participants.items())
+        for row in evaluate(protocol, record.events, record.actuals, as_of, arm=record.arm)
+    ]
+    _print_rows(rows, fmt, with_participant=True)
+    return 0
+
+
+def _run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def migrate() -> int:
+    from trialcoord.adapters.persistence.engine import open_database
+
+    async def run():
+        async with open_database(migrate=True):
+            pass
+
+    _run(run())
+    print("database is up to date")
+    return 0
+
+
+def demo() -> int:
+    from trialcoord.adapters.persistence.engine import open_database
+    from trialcoord.services.demo import load_demo
+
+    async def run():
+        async with open_database(migrate=True):
+            return await load_demo(_today())
+
+    loaded = _run(run())
+    print("demo study loaded" if loaded else "demo study already present; nothing changed")
+    return 0
+
+
+def load_protocol_file(file: str) -> int:
+    from trialcoord.adapters.persistence.engine import open_database
+    from trialcoord.services import scheduling
+
+    protocol = load_protocol(file)
+    source = Path(file).read_text(encoding="utf-8")
+
+    async def run():
+        async with open_database(migrate=True):
+            return await scheduling.load_protocol_version(protocol, source, Path(file).name)
+
+    result = _run(run())
+    print(f"{protocol.study} version {protocol.version}: {result.get('outcome', 'stored')} (sha256 {result['sha256']})")
+    return 0
+
+
+def import_events(study: str, file: str, site: str | None) -> int:
+    from trialcoord.adapters.persistence.engine import open_database
+    from trialcoord.services.importing import import_events as run_import
+
+    text = _read_text(file)
+
+    async def run():
+        async with open_database(migrate=True):
+            return await run_import(study, text, site=site, file=file, today=_today())
+
+    result = _run(run())
+    print(
+        f"{file}: {result.created_participants} participants created, {result.events_recorded} events and "
+        f"{result.visits_recorded} visits recorded, {result.unchanged} lines already present"
+    )
+    return 0
+
+
+def visits(study: str, site: str | None, status: str | None, as_of: date | None, fmt: str) -> int:
+    from trialcoord.adapters.persistence.engine import open_database
+    from trialcoord.services import scheduling
+
+    statuses = _statuses(status)
+    as_of = as_of or _today()
+
+    async def run():
+        async with open_database(migrate=True):
+            return await scheduling.study_visits(study, as_of, site=site, statuses=statuses)
+
+    rows = [row_dict(row, subject) for subject, row in _run(run())]
+    _print_rows(rows, fmt, with_participant=True)
+    return 0
+
+
+def _statuses(text: str | None) -> set[str] | None:
+    from trialcoord.cli import UsageError
+    from trialcoord.domain.schedule import STATUSES
+
+    if not text:
+        return None
+    wanted = {s.strip() for s in text.split(",") if s.strip()}
+    unknown = sorted(wanted - set(STATUSES))
+    if unknown:
+        raise UsageError(f"--status: unknown status {', '.join(unknown)}; statuses are: {', '.join(STATUSES)}")
+    return wanted
+
+
+def _read_text(file: str) -> str:
+    from trialcoord.cli import UsageError
+
+    try:
+        return Path(file).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise UsageError(f"{file}: no such file") from None
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{file}: not a UTF-8 text file (byte {error.start}); is it a CSV?") from None
+    except OSError as error:
+        raise UsageError(f"{file}: cannot be read ({error.strerror})") from None
+
+
+def serve(host: str | None, port: int | None) -> int:
+    import uvicorn
+
+    from trialcoord.config import get_settings
+    from trialcoord.web.app import create_app
+
+    settings = get_settings()
+    host, port = host or settings.host, port or settings.port
+    print(f"trialcoord is running at http://{host}:{port}  (Ctrl+C to stop)", flush=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    return 0
