@@ -1,0 +1,119 @@
+"""Shared fixtures: `db` runs a test once on SQLite and once on PostgreSQL, each on a fresh database.
+
+PostgreSQL comes from TRIALCOORD_TEST_POSTGRES_URL (default: the local server, role postgres). When it
+cannot be reached the postgres run is skipped, or fails when TRIALCOORD_REQUIRE_POSTGRES=1 (as in CI).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from trialcoord.adapters.persistence.engine import bind_engine, build_engine, close_pool, start_pool
+from trialcoord.adapters.persistence.migrations import migrate
+
+POSTGRES_URL = os.environ.get("TRIALCOORD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+# A small protocol with every feature the services touch: a chained visit, an arm-limited repeat,
+# an optional visit and an ending event. Version 2.0 widens V3's window and adds V4.
+PROTOCOL_V1 = """\
+study: TST-1
+title: Test study
+version: "1.0"
+effective: 2024-01-01
+day_one: randomization
+events:
+  consent: {}
+  randomization: {}
+  first_dose: {}
+  withdrawal: {ends_schedule: true}
+arms:
+  - {code: A, name: Active}
+  - {code: P, name: Placebo}
+visits:
+  - {code: SCR, name: Screening, from: randomization, offset: -7d, window: {early: 7d, late: 6d}}
+  - {code: V2, name: Week 2, from: randomization, offset: 2w, window: {early: 3d, late: 3d}}
+  - {code: V3, name: Week 4, from: V2, offset: 2w, window: {early: 3d, late: 3d}}
+  - code: C{n}D1
+    name: Cycle {n} Day 1
+    from: first_dose
+    offset: 0d
+    repeat: {every: 21d, count: 3}
+    window: {early: 0d, late: 3d}
+    arms: [A]
+  - {code: PK, name: PK sampling, from: randomization, offset: 10d, window: {early: 2d, late: 2d},
+     optional: true}
+"""
+PROTOCOL_V2 = (
+    PROTOCOL_V1.replace('version: "1.0"', 'version: "2.0"')
+    .replace("effective: 2024-01-01", "effective: 2024-06-01")
+    .replace("V2, offset: 2w, window: {early: 3d, late: 3d}}", "V2, offset: 2w, window: {early: 7d, late: 7d}}")
+    + "  - {code: V4, name: Week 8, from: V3, offset: 4w, window: {early: 5d, late: 5d}}\n"
+)
+RANDOMIZED = date(2024, 3, 4)  # a Monday: V2 targets 2024-03-18, window 2024-03-15 .. 2024-03-21
+
+
+@dataclass(frozen=True)
+class Database:
+    kind: str  # "sqlite" or "postgres"
+    url: str
+    engine: object
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db(request, tmp_path, anyio_backend):
+    """A migrated, empty database bound to every table; the tests' own engine for one test."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'test.sqlite3'}"
+        engine = bind_engine(build_engine(url))
+        await migrate(engine)
+        yield Database("sqlite", url, engine)
+        return
+    server = await _connect_postgres()
+    name = f"trialcoord_test_{uuid.uuid4().hex[:12]}"
+    await server.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{name}"))
+        engine = bind_engine(build_engine(url))
+        await start_pool(engine)
+        try:
+            await migrate(engine)
+            yield Database("postgres", url, engine)
+        finally:
+            await close_pool(engine)
+    finally:
+        await server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await server.close()
+
+
+async def _connect_postgres() -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(POSTGRES_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        reason = f"PostgreSQL at {POSTGRES_URL} cannot be reached ({exc}); set TRIALCOORD_TEST_POSTGRES_URL"
+        if os.environ.get("TRIALCOORD_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture
+async def study(db):
+    """Study TST-1 with protocol versions 1.0 and 2.0 and site 101."""
+    from trialcoord.adapters.protocol_files import parse_protocol
+    from trialcoord.services import scheduling
+
+    for text in (PROTOCOL_V1, PROTOCOL_V2):
+        await scheduling.load_protocol_version(parse_protocol(text, "tst.yaml"), text, "tst.yaml")
+    await scheduling.create_site("TST-1", "101", "Riverside Clinic", "America/New_York")
+    return "TST-1"

@@ -1,0 +1,163 @@
+"""A coordinator's day in real Chromium: enrol, randomise, read the schedule, record a late visit.
+
+The app runs under uvicorn in a child process on a free loopback port, on a temporary SQLite database
+holding the demo study. Screenshots go to test-artifacts/ (and docs/screenshot.png when
+TRIALCOORD_UPDATE_SCREENSHOT=1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+TODAY = datetime.now(timezone.utc).date()  # the server runs in UTC (TRIALCOORD_TIME_ZONE below)
+
+pytestmark = pytest.mark.browser
+
+
+def _require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    reason = f"{CHROMIUM} is not installed (apt-get install chromium)"
+    if os.environ.get("TRIALCOORD_REQUIRE_BROWSER") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def _load_demo(url: str) -> None:
+    from trialcoord.adapters.persistence.engine import bind_engine, build_engine
+    from trialcoord.adapters.persistence.migrations import migrate
+    from trialcoord.services.demo import load_demo
+
+    engine = bind_engine(build_engine(url))
+    await migrate(engine)
+    await load_demo(TODAY)
+
+
+def _wait_until_up(base_url: str, server: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"the server stopped with status {server.returncode}")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    pytest.fail(f"the server did not answer at {base_url} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    _require_chromium()
+    url = f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'e2e.sqlite3'}"
+    asyncio.run(_load_demo(url))
+    port = _free_port()
+    env = {**os.environ, "TRIALCOORD_DATABASE_URL": url, "TRIALCOORD_TIME_ZONE": "UTC"}
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "trialcoord.web.app:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(base_url, process)
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server)
+        yield context.new_page()
+        browser.close()
+
+
+def test_enrol_randomise_and_record_a_late_visit(page):
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.goto("/")
+    page.get_by_role("link", name="DEMO-001").click()
+    expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
+
+    page.get_by_label("Subject ID").fill("101-900")
+    page.locator("#enrol-site").select_option("101")
+    page.locator("#enrol-arm").select_option("A")
+    page.get_by_label("Enrolment date").fill(str(TODAY - timedelta(days=30)))
+    page.get_by_role("button", name="Enrol").click()
+    expect(page.get_by_role("heading", name="Participant 101-900")).to_be_visible()
+
+    randomised = TODAY - timedelta(days=20)
+    page.locator("#event-event").select_option("randomization")
+    page.locator("#event-date").fill(str(randomised))
+    page.get_by_role("button", name="Record event").click()
+    expect(page.get_by_role("status")).to_have_text("Event recorded.")
+
+    week2 = page.locator("#visit-V3")  # target: randomisation + 14 days, window -3/+3 days
+    expect(week2).to_contain_text(str(randomised + timedelta(days=14)))
+    expect(page.locator("figure.timeline svg")).to_be_visible()
+
+    week2.get_by_text("Record").first.click()
+    week2.locator("#V3-actual-date").fill(str(TODAY - timedelta(days=1)))
+    week2.locator("#V3-actual-reason").fill("Participant was travelling")
+    week2.get_by_role("button", name="Save visit date").click()
+    expect(page.get_by_role("status")).to_have_text("Visit date recorded.")
+    expect(page.locator("#visit-V3 .badge")).to_have_text("Late")
+
+    page.screenshot(path=str(ARTIFACTS / "participant.png"), full_page=True)
+    if os.environ.get("TRIALCOORD_UPDATE_SCREENSHOT") == "1":
+        page.screenshot(path=str(ROOT / "docs" / "screenshot.png"), full_page=True)
+
+
+def test_field_error_is_shown_next_to_the_field(page):
+    from playwright.sync_api import expect
+
+    page.goto("/studies/DEMO-001")
+    page.get_by_label("Subject ID").fill("101-901")
+    page.get_by_role("button", name="Enrol").click()  # no site chosen
+    expect(page.locator("#enrol-site-note")).to_contain_text("site")
+    page.screenshot(path=str(ARTIFACTS / "enrol-error.png"), full_page=True)

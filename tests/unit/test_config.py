@@ -1,0 +1,63 @@
+"""Settings from the environment: defaults, parsing, and errors that name the variable to fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trialcoord.config import POSTGRES, SQLITE, ConfigError, get_settings, load_settings, reset_settings
+
+
+def test_defaults():
+    settings = load_settings({})
+    assert settings.database_url.kind == SQLITE
+    assert Path(settings.database_url.path) == Path("data/trialcoord.sqlite3")
+    assert (settings.data_dir, settings.time_zone) == (Path("data"), "UTC")
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+
+
+def test_the_default_database_lives_in_the_data_dir():
+    assert load_settings({"TRIALCOORD_DATA_DIR": "/srv/tc"}).database_url.path == "/srv/tc/trialcoord.sqlite3"
+
+
+def test_postgres_url_and_other_values():
+    settings = load_settings({
+        "TRIALCOORD_DATABASE_URL": "postgresql://tc:secret@db.example:5433/trials",
+        "TRIALCOORD_TIME_ZONE": "America/New_York",
+        "TRIALCOORD_HOST": "0.0.0.0",
+        "TRIALCOORD_PORT": "9000",
+    })
+    url = settings.database_url
+    assert (url.kind, url.database, str(url)) == (POSTGRES, "trials", "postgresql://tc:***@db.example:5433/trials")
+    assert (settings.time_zone, settings.host, settings.port) == ("America/New_York", "0.0.0.0", 9000)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("TRIALCOORD_DATABASE_URL", "mysql://u:pw@h/db", "unsupported URL 'mysql://u:\\*\\*\\*@h/db'"),
+        ("TRIALCOORD_DATABASE_URL", "sqlite://", "names no database file"),
+        ("TRIALCOORD_DATABASE_URL", "sqlite:///:memory:", "names no database file"),
+        ("TRIALCOORD_DATABASE_URL", "postgresql://user@host:5432", "needs a host and a database name"),
+        ("TRIALCOORD_DATABASE_URL", "postgresql://user@host:port/db", "Port could not be cast"),
+        ("TRIALCOORD_TIME_ZONE", "Mars/Olympus", "not an IANA time zone"),
+        ("TRIALCOORD_PORT", "80a", "not a port number"),
+        ("TRIALCOORD_PORT", "70000", "not a port number"),
+    ],
+)
+def test_bad_values_name_the_variable(variable, value, message):
+    with pytest.raises(ConfigError, match=f"^{variable}: .*{message}"):
+        load_settings({variable: value})
+
+
+def test_get_settings_is_cached_until_reset(monkeypatch):
+    monkeypatch.setenv("TRIALCOORD_PORT", "8001")
+    reset_settings()
+    assert get_settings() is get_settings() and get_settings().port == 8001
+    monkeypatch.setenv("TRIALCOORD_PORT", "8002")
+    assert get_settings().port == 8001
+    reset_settings()
+    assert get_settings().port == 8002
+    monkeypatch.undo()
+    reset_settings()

@@ -1,0 +1,66 @@
+"""iCalendar output: all-day events, stable UIDs, reproducible bytes, no personal data."""
+
+from dataclasses import dataclass
+from datetime import date
+
+from icalendar import Calendar
+
+from trialcoord.web.ics import visits_calendar
+
+STAMP = date(2024, 3, 20)
+
+
+@dataclass
+class Row:
+    visit: str
+    status: str
+    target: date | None = None
+    earliest: date | None = None
+    latest: date | None = None
+    actual: date | None = None
+    appointment: date | None = None
+    name: str = "Week 2"
+
+
+def events(data: bytes):
+    return [c for c in Calendar.from_ical(data).walk("VEVENT")]
+
+
+def test_one_all_day_event_per_dated_visit_on_actual_else_appointment_else_target():
+    rows = [
+        Row("V1", "on_time", date(2024, 3, 4), date(2024, 3, 1), date(2024, 3, 7), actual=date(2024, 3, 5)),
+        Row("V2", "upcoming", date(2024, 3, 18), date(2024, 3, 15), date(2024, 3, 21), appointment=date(2024, 3, 19)),
+        Row("V3", "upcoming", date(2024, 4, 1), date(2024, 3, 29), date(2024, 4, 4)),
+        Row("V4", "pending"),
+        Row("V5", "not_applicable", date(2024, 4, 8)),
+    ]
+    found = events(visits_calendar("S-001", "DEMO-001", [("S-001", r) for r in rows], STAMP))
+    starts = {str(e["uid"]): e.decoded("dtstart") for e in found}
+    assert starts == {
+        "DEMO-001.S-001.V1@trialcoord": date(2024, 3, 5),
+        "DEMO-001.S-001.V2@trialcoord": date(2024, 3, 19),
+        "DEMO-001.S-001.V3@trialcoord": date(2024, 4, 1),
+    }
+    for event in found:
+        assert event.decoded("dtend") - event.decoded("dtstart") == date(2024, 1, 2) - date(2024, 1, 1)
+
+
+def test_uids_survive_a_change_of_date_and_output_is_reproducible():
+    before = [("S-001", Row("V2", "upcoming", date(2024, 3, 18)))]
+    after = [("S-001", Row("V2", "upcoming", date(2024, 3, 18), appointment=date(2024, 3, 20)))]
+    uid = lambda data: [str(e["uid"]) for e in events(data)]  # noqa: E731
+    assert uid(visits_calendar("t", "DEMO-001", before, STAMP)) == uid(visits_calendar("t", "DEMO-001", after, STAMP))
+    assert visits_calendar("t", "DEMO-001", after, STAMP) == visits_calendar("t", "DEMO-001", after, STAMP)
+
+
+def test_summary_names_subject_and_visit_and_description_the_window():
+    data = visits_calendar(
+        "Site 01",
+        "DEMO-001",
+        [("S-007", Row("V2", "due", date(2024, 3, 18), date(2024, 3, 15), date(2024, 3, 21)))],
+        STAMP,
+    )
+    event = events(data)[0]
+    assert str(event["summary"]) == "S-007: V2 Week 2"
+    assert "2024-03-15 to 2024-03-21" in str(event["description"])
+    assert b"X-WR-CALNAME:Site 01" in data

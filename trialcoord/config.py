@@ -1,0 +1,115 @@
+"""Settings from the environment (TRIALCOORD_*), read once through `get_settings()`.
+
+A bad value raises ConfigError whose message names the variable, so the CLI can print it instead of
+a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+SQLITE, POSTGRES = "sqlite", "postgres"
+_URL_HINT = "expected sqlite:///path/to/file.sqlite3 or postgresql://user@host:port/database"
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseUrl:
+    kind: str  # SQLITE or POSTGRES
+    url: str
+    path: str = ""  # SQLite file
+    database: str = ""  # PostgreSQL database name
+
+    def __str__(self) -> str:
+        return _without_password(self.url)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: DatabaseUrl
+    data_dir: Path
+    time_zone: str  # the site's: visit dates are calendar dates there
+    host: str
+    port: int
+
+    def today(self) -> date:
+        return datetime.now(ZoneInfo(self.time_zone)).date()
+
+
+def parse_database_url(url: str, variable: str = "TRIALCOORD_DATABASE_URL") -> DatabaseUrl:
+    shown = _without_password(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a non-numeric port
+    except ValueError as exc:
+        raise ConfigError(f"{variable}: {exc} in '{shown}'; {_URL_HINT}") from None
+    if parts.scheme == "sqlite":
+        # sqlite:///relative.db and sqlite:////absolute.db, as SQLAlchemy spells them.
+        path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
+        if not path or path == ":memory:":
+            raise ConfigError(f"{variable}: '{shown}' names no database file; {_URL_HINT}")
+        return DatabaseUrl(SQLITE, url, path=path)
+    if parts.scheme in ("postgresql", "postgres"):
+        database = parts.path.lstrip("/")
+        if not parts.hostname or not database:
+            raise ConfigError(f"{variable}: '{shown}' needs a host and a database name; {_URL_HINT}")
+        return DatabaseUrl(POSTGRES, url, database=database)
+    raise ConfigError(f"{variable}: unsupported URL '{shown}'; {_URL_HINT}")
+
+
+def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
+    data_dir = Path(environ.get("TRIALCOORD_DATA_DIR") or "./data")
+    url = environ.get("TRIALCOORD_DATABASE_URL") or f"sqlite:///{data_dir / 'trialcoord.sqlite3'}"
+    return Settings(
+        database_url=parse_database_url(url),
+        data_dir=data_dir,
+        time_zone=_time_zone(environ.get("TRIALCOORD_TIME_ZONE") or "UTC"),
+        host=environ.get("TRIALCOORD_HOST") or "127.0.0.1",
+        port=_port(environ.get("TRIALCOORD_PORT") or "8000"),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings; tests call `reset_settings()` after changing the environment."""
+    return load_settings()
+
+
+def reset_settings() -> None:
+    get_settings.cache_clear()
+
+
+def _time_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"TRIALCOORD_TIME_ZONE: '{name}' is not an IANA time zone such as 'UTC' or 'America/New_York'"
+        ) from None
+    return name
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ConfigError(f"TRIALCOORD_PORT: '{text}' is not a port number (1-65535)")
+    return int(text)
+
+
+def _without_password(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)

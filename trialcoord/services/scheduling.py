@@ -1,0 +1,537 @@
+"""Use cases of the visit schedule: protocols, sites, participants, events, visits and worklists.
+
+Studies and participants are named by their codes. Each write runs in one transaction, then
+re-evaluates the participant with the pure engine (`evaluate`, as of `today`, 60 days ahead) and
+stores the result in the same transaction. Visits done before a participant moved to another
+protocol version keep the evaluation they had (see `_kept`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from functools import partial
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from trialcoord.adapters.persistence import repositories as repo
+from trialcoord.adapters.persistence.engine import transaction
+from trialcoord.adapters.persistence.repositories import Saved, ScheduleInputs
+from trialcoord.domain.protocol import Protocol
+from trialcoord.domain.schedule import NOT_APPLICABLE, VisitOccurrence, classify, evaluate
+from trialcoord.services.errors import Conflict, NotFound, invalid
+
+HORIZON_DAYS = 60  # stored schedules list open-ended repeats this far past today
+ACTIVE, ENDED = "active", "ended"
+WORKLISTS = ("today", "week", "overdue", "missed_or_out_of_window")
+
+_protocols: dict[str, Protocol] = {}  # parsed protocol versions by sha256 of their source
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledVisit:
+    """One visit occurrence of a participant with what coordinators recorded about it."""
+
+    subject_id: str
+    site: str
+    visit: VisitOccurrence
+    protocol_version: str | None = None
+    appointment: date | None = None
+    appointment_reason: str | None = None
+    actual_reason: str | None = None
+    missed_reason: str | None = None
+    row_version: int | None = None  # None: not stored (yet), such as a repeat beyond the horizon
+
+    def as_dict(self) -> dict:
+        """Flat, for JSON and CSV: the occurrence's fields next to the recorded ones."""
+        recorded = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "visit"}
+        return {**repo.occurrence_fields(self.visit), **recorded}
+
+
+# Studies and protocol versions -----------------------------------------------------------------
+
+async def load_protocol_version(protocol: Protocol, source_text: str, source_name: str) -> dict:
+    """Store a protocol version (creating its study); loading the same text again changes nothing."""
+    sha256 = hashlib.sha256(source_text.encode("utf-8")).hexdigest()
+    about = f"study {protocol.study}, protocol version {protocol.version}"
+    async with transaction(about):
+        study = await repo.find_study(protocol.study) or await repo.insert_study(protocol.study, protocol.title)
+        row = await repo.find_version(study["id"], protocol.version)
+        created = row is None
+        if created:
+            row = await repo.insert_version(study["id"], protocol.version, protocol.effective, source_name,
+                                            source_text, sha256)
+        elif row["sha256"] != sha256:
+            raise Conflict(
+                f"{about} is already loaded from {row['source_name']} with different content; "
+                "an amendment needs a new version label"
+            )
+    _protocols[sha256] = protocol
+    return {**_version_dict(protocol.study, row), "created": created}
+
+
+async def list_studies() -> list[dict]:
+    return [_study_dict(row) for row in await repo.list_studies()]
+
+
+async def get_study(code: str) -> dict:
+    return _study_dict(await require_study(code))
+
+
+async def list_protocol_versions(study: str) -> list[dict]:
+    rows = await repo.list_versions((await require_study(study))["id"])
+    return [_version_dict(study, row) for row in rows]
+
+
+async def get_protocol(study: str, version: str | None = None) -> Protocol:
+    """The given version, or the latest (by effective date) when none is given."""
+    rows = await repo.list_versions((await require_study(study))["id"])
+    if version is None:
+        if not rows:
+            raise NotFound(f"study {study} has no protocol version loaded")
+        return await _parsed(rows[-1])
+    return await _parsed(_pick_version(study, rows, version))
+
+
+# Sites and participants ------------------------------------------------------------------------
+
+async def create_site(study: str, code: str, name: str, time_zone: str = "UTC", calendar: str | None = None) -> dict:
+    code, name = code.strip(), name.strip()
+    if not code:
+        raise invalid(f"study {study}: a site needs a code", field="code")
+    _check_time_zone(time_zone)
+    async with transaction(f"study {study}, site {code}"):
+        study_row = await require_study(study)
+        if await repo.find_site(study_row["id"], code):
+            raise Conflict(f"study {study} already has a site {code}")
+        row = await repo.insert_site(study_row["id"], code, name or code, time_zone, calendar)
+    return _site_dict(study, row)
+
+
+async def list_sites(study: str) -> list[dict]:
+    return [_site_dict(study, row) for row in await repo.list_sites((await require_study(study))["id"])]
+
+
+async def enroll_participant(study: str, subject_id: str, site: str, arm: str | None = None,
+                             version: str | None = None, enrolled_on: date | None = None,
+                             today: date | None = None) -> dict:
+    """Enrol under `version`, by default the latest version in effect on the enrolment date."""
+    today = today or date.today()
+    enrolled_on = enrolled_on or today
+    subject_id = subject_id.strip()
+    if not subject_id:
+        raise invalid(f"study {study}: a participant needs a subject ID", field="subject_id")
+    async with transaction(f"study {study}, participant {subject_id}"):
+        study_row = await require_study(study)
+        versions = await repo.list_versions(study_row["id"])
+        version_row = enrolment_version(study, versions, version, enrolled_on)
+        protocol = await _parsed(version_row)
+        site_row = await _site_for_enrolment(study, study_row["id"], site)
+        _check_arm(study, subject_id, protocol, arm)
+        if await repo.find_participant(study_row["id"], subject_id):
+            raise Conflict(f"study {study} already has participant {subject_id}")
+        await repo.insert_participants(study_row["id"],
+                                       [(subject_id, site_row["id"], arm, version_row["id"], enrolled_on)])
+        row = await repo.find_participant(study_row["id"], subject_id)
+        await refresh_participants(study_row["id"], row["id"], today=today)
+    return _participant_dict(study, row)
+
+
+async def list_participants(study: str, site: str | None = None) -> list[dict]:
+    rows = await repo.list_participants((await require_study(study))["id"], site)
+    return [_participant_dict(study, row) for row in rows]
+
+
+async def get_participant(study: str, subject_id: str) -> dict:
+    return _participant_dict(study, await _participant(await require_study(study), subject_id))
+
+
+# Events, arms, visits --------------------------------------------------------------------------
+
+async def record_event(study: str, subject_id: str, event: str, day: date, reason: str | None = None,
+                       today: date | None = None) -> dict:
+    """Record an event's date; changing a date already recorded needs a reason."""
+    async with transaction(f"study {study}, participant {subject_id}"):
+        subject = await _Subject.load(study, subject_id)
+        if event not in subject.protocol.events:
+            valid = ", ".join(subject.protocol.events)
+            raise invalid(f"{subject}: '{event}' is not an event of protocol version {subject.version};"
+                          f" valid events: {valid}", field="event")
+        previous = subject.inputs.events.get(event)
+        if previous != day:
+            if previous is not None and not _text(reason):
+                raise invalid(f"{subject}: {event} is already recorded on {previous}; give a reason to change it"
+                              f" to {day}", field="reason")
+            await repo.upsert_events([(subject.id, event, day, _text(reason))])
+            subject.inputs.events[event] = day
+            await subject.refresh(today)
+    return {"study": study, "subject_id": subject_id, "event": event, "date": day, "previous": previous,
+            "changed": previous != day}
+
+
+async def assign_arm(study: str, subject_id: str, arm: str, today: date | None = None) -> dict:
+    async with transaction(f"study {study}, participant {subject_id}"):
+        subject = await _Subject.load(study, subject_id)
+        _check_arm(study, subject_id, subject.protocol, arm)
+        current = subject.inputs.arm
+        if current not in (None, arm):
+            raise Conflict(f"{subject} is already assigned to arm {current}")
+        if current is None:
+            await repo.update_participant(subject.id, arm=arm)
+            subject.inputs.arm = arm
+            await subject.refresh(today)
+        row = await repo.find_participant(subject.study_id, subject_id)
+    return _participant_dict(study, row)
+
+
+async def record_visit(study: str, subject_id: str, visit_code: str, actual: date,
+                       expected_row_version: int | None = None, reason: str | None = None,
+                       today: date | None = None) -> ScheduledVisit:
+    """Record the date a visit took place; a code the protocol lacks is an unscheduled visit."""
+    visit_code = visit_code.strip()
+    if not visit_code:
+        raise invalid(f"study {study}, participant {subject_id}: a visit code is required", field="visit_code")
+    async with transaction(f"study {study}, participant {subject_id}, visit {visit_code}"):
+        subject = await _Subject.load(study, subject_id)
+        row = await repo.find_visit(subject.id, visit_code)
+        _check_row_version(subject, visit_code, row, expected_row_version)
+        previous = subject.inputs.actuals.get(visit_code)
+        if previous != actual:
+            if previous is not None and not _text(reason):
+                raise invalid(f"{subject}: visit {visit_code} is already recorded on {previous}; give a reason"
+                              f" to change it to {actual}", field="reason")
+            subject.inputs.actuals[visit_code] = actual
+            await subject.refresh(today)
+            if _text(reason):
+                row = await repo.find_visit(subject.id, visit_code)
+                await repo.update_visit(row["id"], bump=False, actual_reason=_text(reason))
+        return _scheduled(await repo.find_visit(subject.id, visit_code))
+
+
+async def book_appointment(study: str, subject_id: str, visit_code: str, day: date, reason: str | None = None,
+                           expected_row_version: int | None = None, today: date | None = None) -> ScheduledVisit:
+    """Book a visit; a day outside its window needs a reason, which is stored with the booking."""
+    async with transaction(f"study {study}, participant {subject_id}, visit {visit_code}"):
+        subject = await _Subject.load(study, subject_id)
+        row = await subject.scheduled_visit(visit_code)
+        _check_row_version(subject, visit_code, row, expected_row_version)
+        _check_open(subject, row)
+        if _outside(row, day) and not _text(reason):
+            raise invalid(f"{subject}: {day} is outside the window of visit {visit_code} ({_window(row)});"
+                          " give a reason to book it on that day", field="reason")
+        await repo.update_visit(row["id"], appointment=day, appointment_reason=_text(reason))
+        await subject.refresh(today)
+        return _scheduled(await repo.find_visit(subject.id, visit_code))
+
+
+async def mark_missed(study: str, subject_id: str, visit_code: str, reason: str,
+                      expected_row_version: int | None = None, today: date | None = None) -> ScheduledVisit:
+    """Record that a visit will not take place, and why."""
+    async with transaction(f"study {study}, participant {subject_id}, visit {visit_code}"):
+        subject = await _Subject.load(study, subject_id)
+        if not _text(reason):
+            raise invalid(f"{subject}: give the reason why visit {visit_code} was missed", field="reason")
+        row = await subject.scheduled_visit(visit_code)
+        _check_row_version(subject, visit_code, row, expected_row_version)
+        _check_open(subject, row)
+        await repo.update_visit(row["id"], missed_reason=_text(reason))
+        subject.inputs.marked_missed.add(visit_code)
+        await subject.refresh(today)
+        return _scheduled(await repo.find_visit(subject.id, visit_code))
+
+
+async def change_protocol_version(study: str, subject_id: str, version: str, effective: date, reason: str,
+                                  today: date | None = None) -> dict:
+    """Move a participant to another protocol version; visits already done keep their evaluation."""
+    async with transaction(f"study {study}, participant {subject_id}"):
+        subject = await _Subject.load(study, subject_id)
+        if not _text(reason):
+            raise invalid(f"{subject}: give the reason for the change to protocol version {version}",
+                          field="reason")
+        target = _pick_version(study, subject.versions.values(), version)
+        if target["id"] == subject.inputs.version_id:
+            raise invalid(f"{subject} already follows protocol version {version}", field="version")
+        await repo.insert_protocol_change(subject.id, subject.inputs.version_id, target["id"], effective,
+                                          _text(reason))
+        await repo.update_participant(subject.id, protocol_version=target["id"])
+        subject.inputs.version_id = target["id"]
+        await subject.refresh(today)
+        row = await repo.find_participant(subject.study_id, subject_id)
+    return _participant_dict(study, row)
+
+
+# Schedules and worklists -----------------------------------------------------------------------
+
+async def participant_schedule(study: str, subject_id: str, as_of: date) -> list[ScheduledVisit]:
+    """The participant's visits evaluated as of `as_of`, with what is recorded about each."""
+    subject = await _Subject.load(study, subject_id, lock=False)
+    rows = await repo.participant_visits(subject.id)
+    schedule = []
+    for visit in _evaluate(subject.protocol, subject.inputs, as_of):
+        row = rows.get(visit.visit)
+        kept = _kept(row, visit, subject.inputs, as_of) if row else None
+        if row is None:
+            schedule.append(ScheduledVisit(subject_id, subject.inputs.site, visit, subject.version))
+        else:
+            schedule.append(_scheduled(row, kept or visit))
+    return schedule
+
+
+async def study_visits(study: str, as_of: date, site: str | None = None, statuses: Collection[str] | None = None,
+                       horizon_days: int = 0) -> list[tuple[str, VisitOccurrence]]:
+    """Exactly what `evaluate` gives for each participant as of `as_of`, by subject ID then visit order."""
+    study_row = await require_study(study)
+    versions = {row["id"]: row for row in await repo.list_versions(study_row["id"])}
+    inputs = await repo.load_inputs(study_row["id"], site=site)
+    result = []
+    for person in sorted(inputs.values(), key=lambda person: person.subject_id):
+        protocol = await _parsed(versions[person.version_id])
+        for visit in _evaluate(protocol, person, as_of, horizon_days):
+            if statuses is None or visit.status in statuses:
+                result.append((person.subject_id, visit))
+    return result
+
+
+_OPEN = "x.actual IS NULL AND x.missed_reason IS NULL AND x.status <> 'not_applicable'"
+_OVERLAPS = "x.target IS NOT NULL AND (x.earliest IS NULL OR x.earliest <= {}) AND (x.latest IS NULL OR x.latest >= {})"
+_OVERDUE = f"{_OPEN} AND x.latest < {{}} AND NOT x.optional"
+_WORKLISTS = {  # SQL over stored visits, and its arguments for an as-of date
+    "today": (f"({_OPEN} AND {_OVERLAPS}) OR x.appointment = {{}}", lambda day: (day, day, day)),
+    "week": (f"({_OPEN} AND {_OVERLAPS}) OR (x.actual IS NULL AND x.appointment BETWEEN {{}} AND {{}})",
+             lambda day: (day + timedelta(days=6), day, day, day + timedelta(days=6))),
+    "overdue": (_OVERDUE, lambda day: (day,)),
+    "missed_or_out_of_window": (f"x.status IN ('missed', 'early', 'late') OR ({_OVERDUE})", lambda day: (day,)),
+}
+
+
+async def worklist(study: str, as_of: date, site: str | None = None, kind: str = "today") -> list[ScheduledVisit]:
+    """Stored visits needing attention: 'today' (window open or booked today), 'week' (window overlaps the
+    next 7 days), 'overdue' (window closed, not done, not marked missed), 'missed_or_out_of_window'."""
+    if kind not in _WORKLISTS:
+        raise invalid(f"'{kind}' is not a worklist; choose one of {', '.join(WORKLISTS)}", field="kind")
+    condition, arguments = _WORKLISTS[kind]
+    rows = await repo.worklist_rows((await require_study(study))["id"], condition, *arguments(as_of), site=site)
+    return [_scheduled(row) for row in rows]
+
+
+async def persist_schedules(study: str, rows: Iterable[tuple[str, VisitOccurrence]],
+                            evaluated_on: date | None = None) -> Saved:
+    """Bulk-store evaluated visits given as (subject_id, occurrence), as `study_visits` returns them."""
+    evaluated_on = evaluated_on or date.today()
+    async with transaction(f"study {study}"):
+        study_row = await require_study(study)
+        await repo.lock_participants(study_row["id"])
+        people = {person.subject_id: person for person in (await repo.load_inputs(study_row["id"])).values()}
+        grouped: dict[str, list[VisitOccurrence]] = {}
+        for subject_id, visit in rows:
+            if subject_id not in people:
+                raise NotFound(f"study {study} has no participant {subject_id}")
+            grouped.setdefault(subject_id, []).append(visit)
+        results = [(people[subject_id], visits) for subject_id, visits in grouped.items()]
+        return await repo.save_evaluations(results, evaluated_on, keep=partial(_kept, as_of=evaluated_on))
+
+
+async def refresh_participants(study_id: int, participant_id: int | None = None,
+                               inputs: Iterable[ScheduleInputs] | None = None, today: date | None = None) -> Saved:
+    """Re-evaluate participants as of today and store their visits (inside the caller's transaction).
+
+    Evaluates the given inputs, else those of one participant, else the whole study.
+    """
+    today = today or date.today()
+    if inputs is None:
+        inputs = (await repo.load_inputs(study_id, participant_id)).values()
+    versions = {row["id"]: row for row in await repo.list_versions(study_id)}
+    results = []
+    for person in inputs:
+        protocol = await _parsed(versions[person.version_id])
+        results.append((person, _evaluate(protocol, person, today, HORIZON_DAYS)))
+        status = ENDED if any(protocol.events[name].ends_schedule for name in person.events
+                              if name in protocol.events) else ACTIVE
+        if status != person.status:
+            await repo.update_participant(person.id, status=status)
+            person.status = status
+    return await repo.save_evaluations(results, today, keep=partial(_kept, as_of=today))
+
+
+# Helpers ---------------------------------------------------------------------------------------
+
+class _Subject:
+    """A participant being worked on: its rows, engine inputs and protocol, locked for writing."""
+
+    def __init__(self, study: str, study_id: int, row: dict, inputs: ScheduleInputs, versions: dict[int, dict],
+                 protocol: Protocol):
+        self.study, self.study_id, self.row, self.inputs = study, study_id, row, inputs
+        self.id, self.versions, self.protocol = row["id"], versions, protocol
+        self.version = versions[inputs.version_id]["version"]
+
+    @classmethod
+    async def load(cls, study: str, subject_id: str, lock: bool = True) -> _Subject:
+        study_row = await require_study(study)
+        row = await _participant(study_row, subject_id)
+        if lock:
+            await repo.lock_participants(study_row["id"], row["id"])
+        inputs = (await repo.load_inputs(study_row["id"], row["id"]))[row["id"]]
+        versions = {version["id"]: version for version in await repo.list_versions(study_row["id"])}
+        return cls(study, study_row["id"], row, inputs, versions, await _parsed(versions[inputs.version_id]))
+
+    async def refresh(self, today: date | None) -> None:
+        await refresh_participants(self.study_id, inputs=[self.inputs], today=today)
+
+    async def scheduled_visit(self, code: str) -> dict:
+        row = await repo.find_visit(self.id, code)
+        if row is None:
+            codes = ", ".join(sorted(await repo.participant_visits(self.id)))
+            raise NotFound(f"{self}: visit {code} is not in the schedule; scheduled visits: {codes}")
+        return row
+
+    def __str__(self) -> str:
+        return f"study {self.study}, participant {self.row['subject_id']}"
+
+
+def _evaluate(protocol: Protocol, person: ScheduleInputs, as_of: date, horizon_days: int = HORIZON_DAYS
+              ) -> list[VisitOccurrence]:
+    return evaluate(protocol, person.events, person.actuals, as_of, arm=person.arm, horizon_days=horizon_days,
+                    marked_missed=person.marked_missed)
+
+
+def _kept(row: dict, visit: VisitOccurrence, person: ScheduleInputs, as_of: date) -> VisitOccurrence | None:
+    """The stored evaluation of a visit done under an earlier protocol version, else None.
+
+    Its window stays the one it had; only a corrected actual date is judged again against it.
+    """
+    if row["actual"] is None or row["protocol_version"] == person.version_id:
+        return None
+    stored = repo.occurrence_fields(repo.occurrence_from_row(row))
+    if visit.actual != stored["actual"] and stored["target"] is not None and stored["status"] != NOT_APPLICABLE:
+        stored["status"], stored["days_outside"] = classify(
+            stored["target"], stored["earliest"], stored["latest"], visit.actual, as_of, stored["optional"])
+    return VisitOccurrence(**{**stored, "actual": visit.actual})
+
+
+async def _parsed(version_row: dict) -> Protocol:
+    """The parsed protocol of a stored version, parsed once per process and source text."""
+    sha256 = version_row["sha256"]
+    if sha256 not in _protocols:
+        from trialcoord.adapters.protocol_files import parse_protocol  # only when not cached: it needs yaml
+
+        source = await repo.version_source(version_row["id"])
+        _protocols[sha256] = parse_protocol(source, file=version_row["source_name"])
+    return _protocols[sha256]
+
+
+async def require_study(code: str) -> dict:
+    row = await repo.find_study(code)
+    if row is None:
+        raise NotFound(f"study {code} does not exist")
+    return row
+
+
+async def _participant(study_row: dict, subject_id: str) -> dict:
+    row = await repo.find_participant(study_row["id"], subject_id)
+    if row is None:
+        raise NotFound(f"study {study_row['code']} has no participant {subject_id}")
+    return row
+
+
+def _pick_version(study: str, rows: Iterable[dict], version: str) -> dict:
+    rows = list(rows)
+    for row in rows:
+        if row["version"] == version:
+            return row
+    known = ", ".join(row["version"] for row in rows) or "none loaded"
+    raise NotFound(f"study {study} has no protocol version {version}; versions: {known}")
+
+
+def enrolment_version(study: str, rows: list[dict], version: str | None, enrolled_on: date) -> dict:
+    """The named version, else the latest in effect on the enrolment date, else the latest."""
+    if not rows:
+        raise invalid(f"study {study} has no protocol version loaded", field="version")
+    if version is not None:
+        try:
+            return _pick_version(study, rows, version)
+        except NotFound as exc:
+            raise invalid(str(exc), field="version") from None
+    in_effect = [row for row in rows if row["effective"] <= enrolled_on]
+    return (in_effect or rows)[-1]
+
+
+async def _site_for_enrolment(study: str, study_id: int, code: str) -> dict:
+    row = await repo.find_site(study_id, code)
+    if row is None:
+        known = ", ".join(site["code"] for site in await repo.list_sites(study_id)) or "none yet"
+        raise invalid(f"study {study} has no site {code}; sites: {known}", field="site")
+    return row
+
+
+def _check_arm(study: str, subject_id: str, protocol: Protocol, arm: str | None) -> None:
+    if arm is not None and arm not in protocol.arm_codes:
+        known = ", ".join(sorted(protocol.arm_codes)) or "none (the protocol has no arms)"
+        raise invalid(f"study {study}, participant {subject_id}: '{arm}' is not an arm of protocol version"
+                      f" {protocol.version}; arms: {known}", field="arm")
+
+
+def _check_time_zone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise invalid(f"'{name}' is not an IANA time zone such as 'America/New_York'", field="time_zone") from None
+
+
+def _check_row_version(subject: _Subject, code: str, row: dict | None, expected: int | None) -> None:
+    if expected is None:
+        return
+    if row is None or row["row_version"] != expected:
+        current = "no stored version" if row is None else f"version {row['row_version']}"
+        raise Conflict(f"{subject}: visit {code} was changed by someone else (you had version {expected},"
+                       f" it now has {current}); reload it and try again")
+
+
+def _check_open(subject: _Subject, row: dict) -> None:
+    if row["actual"] is not None:
+        raise invalid(f"{subject}: visit {row['code']} already took place on {row['actual']}", field="visit_code")
+    if row["status"] == NOT_APPLICABLE:
+        raise invalid(f"{subject}: visit {row['code']} does not apply to this participant", field="visit_code")
+
+
+def _outside(row: dict, day: date) -> bool:
+    early = row["earliest"] is not None and day < row["earliest"]
+    return early or (row["latest"] is not None and day > row["latest"])
+
+
+def _window(row: dict) -> str:
+    if row["target"] is None:
+        return "no window yet"
+    return f"window {row['earliest'] or 'unbounded'} to {row['latest'] or 'unbounded'}"
+
+
+def _text(value: str | None) -> str | None:
+    return value.strip() or None if value else None
+
+
+def _scheduled(row: dict, visit: VisitOccurrence | None = None) -> ScheduledVisit:
+    return ScheduledVisit(
+        subject_id=row["subject_id"], site=row["site"], visit=visit or repo.occurrence_from_row(row),
+        protocol_version=row["version"], appointment=row["appointment"],
+        appointment_reason=row["appointment_reason"], actual_reason=row["actual_reason"],
+        missed_reason=row["missed_reason"], row_version=row["row_version"],
+    )
+
+
+def _study_dict(row: dict) -> dict:
+    return {"code": row["code"], "title": row["title"], "created_at": row["created_at"]}
+
+
+def _version_dict(study: str, row: dict) -> dict:
+    return {"study": study, "version": row["version"], "effective": row["effective"],
+            "source_name": row["source_name"], "sha256": row["sha256"], "loaded_at": row["loaded_at"]}
+
+
+def _site_dict(study: str, row: dict) -> dict:
+    return {"study": study, "code": row["code"], "name": row["name"], "time_zone": row["time_zone"],
+            "calendar": row["calendar"]}
+
+
+def _participant_dict(study: str, row: dict) -> dict:
+    return {"study": study, "subject_id": row["subject_id"], "site": row["site"], "arm": row["arm"],
+            "protocol_version": row["version"], "status": row["status"], "enrolled_on": row["enrolled_on"]}

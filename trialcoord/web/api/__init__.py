@@ -1,0 +1,7 @@
+"""The JSON API under /api; OpenAPI at /schema."""
+
+from trialcoord.web.api.participants import ParticipantController
+from trialcoord.web.api.studies import StudyController
+from trialcoord.web.api.worklists import WorklistController
+
+API_CONTROLLERS = [StudyController, ParticipantController, WorklistController]

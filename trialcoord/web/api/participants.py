@@ -1,0 +1,98 @@
+"""Participants: enrolment, events, arm, schedule and what happened at each visit."""
+
+from __future__ import annotations
+
+from litestar import Controller, get, post, put
+from litestar.params import JSONBody
+
+from trialcoord.services import scheduling
+from trialcoord.web.api.params import AsOf, QueryStr, StudyPath, SubjectPath, Today, VisitPath, as_of_or_today
+from trialcoord.web.api.schemas import (
+    ArmIn,
+    EnrolmentIn,
+    EventIn,
+    MissedIn,
+    Participant,
+    RecordedEvent,
+    VisitDateIn,
+    VisitRow,
+    from_dict,
+    visit_row,
+)
+from trialcoord.web.errors import problem_responses
+
+READ = problem_responses(400, 404)
+WRITE = problem_responses(400, 404, 409, 422)
+
+
+class ParticipantController(Controller):
+    path = "/api/studies/{study:str}/participants"
+    tags = ["participants"]
+
+    @get("/", responses=READ)
+    async def list_participants(self, study: StudyPath, site: QueryStr = None) -> list[Participant]:
+        return [from_dict(Participant, row) for row in await scheduling.list_participants(study, site)]
+
+    @post("/", responses=WRITE)
+    async def enroll_participant(self, study: StudyPath, data: JSONBody[EnrolmentIn], today: Today) -> Participant:
+        row = await scheduling.enroll_participant(
+            study,
+            data.subject_id,
+            data.site,
+            arm=data.arm,
+            version=data.version,
+            enrolled_on=data.enrolled_on,
+            today=today,
+        )
+        return from_dict(Participant, row)
+
+    @get("/{subject_id:str}", responses=READ)
+    async def get_participant(self, study: StudyPath, subject_id: SubjectPath) -> Participant:
+        return from_dict(Participant, await scheduling.get_participant(study, subject_id))
+
+    @post("/{subject_id:str}/events", responses=WRITE)
+    async def record_event(
+        self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[EventIn], today: Today
+    ) -> RecordedEvent:
+        row = await scheduling.record_event(study, subject_id, data.event, data.date, data.reason, today=today)
+        return from_dict(RecordedEvent, row)
+
+    @put("/{subject_id:str}/arm", responses=WRITE)
+    async def assign_arm(
+        self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[ArmIn], today: Today
+    ) -> Participant:
+        return from_dict(Participant, await scheduling.assign_arm(study, subject_id, data.arm, today=today))
+
+    @get("/{subject_id:str}/schedule", responses=READ)
+    async def schedule(
+        self, study: StudyPath, subject_id: SubjectPath, today: Today, as_of: AsOf = None
+    ) -> list[VisitRow]:
+        rows = await scheduling.participant_schedule(study, subject_id, as_of_or_today(as_of, today))
+        return [visit_row(row) for row in rows]
+
+    @post("/{subject_id:str}/visits/{code:str}/actual", responses=WRITE)
+    async def record_visit(
+        self, study: StudyPath, subject_id: SubjectPath, code: VisitPath, data: JSONBody[VisitDateIn], today: Today
+    ) -> VisitRow:
+        row = await scheduling.record_visit(
+            study, subject_id, code, data.date, expected_row_version=data.row_version, reason=data.reason, today=today
+        )
+        return visit_row(row)
+
+    @post("/{subject_id:str}/visits/{code:str}/appointment", responses=WRITE)
+    async def book_appointment(
+        self, study: StudyPath, subject_id: SubjectPath, code: VisitPath, data: JSONBody[VisitDateIn], today: Today
+    ) -> VisitRow:
+        row = await scheduling.book_appointment(
+            study, subject_id, code, data.date, reason=data.reason, expected_row_version=data.row_version, today=today
+        )
+        return visit_row(row)
+
+    @post("/{subject_id:str}/visits/{code:str}/missed", responses=WRITE)
+    async def mark_missed(
+        self, study: StudyPath, subject_id: SubjectPath, code: VisitPath, data: JSONBody[MissedIn], today: Today
+    ) -> VisitRow:
+        row = await scheduling.mark_missed(
+            study, subject_id, code, data.reason, expected_row_version=data.row_version, today=today
+        )
+        return visit_row(row)

@@ -1,0 +1,103 @@
+"""Studies, their protocol versions and their sites."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.exceptions import ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.params import JSONBody
+
+from trialcoord.adapters.protocol_files import parse_protocol
+from trialcoord.services import scheduling
+from trialcoord.services.errors import invalid
+from trialcoord.web.api.params import StudyPath
+from trialcoord.web.api.schemas import ProtocolSource, ProtocolVersion, Site, SiteIn, Study, from_dict
+from trialcoord.web.errors import problem_responses
+
+YAML_TYPES = ("application/yaml", "text/plain")
+
+
+@dataclass
+class _ProtocolBodyOperation(Operation):
+    """Documents both bodies the upload accepts; litestar infers only one from a `data` parameter."""
+
+    def __post_init__(self) -> None:
+        text = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, min_length=1, description="protocol YAML"))
+        as_json = Schema(
+            type=OpenAPIType.OBJECT,
+            required=["source"],
+            properties={
+                "source": Schema(type=OpenAPIType.STRING, min_length=1, description="protocol YAML"),
+                "name": Schema(type=OpenAPIType.STRING, max_length=200, description="file name shown in problems"),
+            },
+        )
+        content = {"application/json": OpenAPIMediaType(schema=as_json)}
+        content.update({media_type: text for media_type in YAML_TYPES})
+        self.request_body = RequestBody(content=content, required=True)
+
+
+class StudyController(Controller):
+    path = "/api/studies"
+    tags = ["studies"]
+
+    @get("/", responses=problem_responses(400))
+    async def list_studies(self) -> list[Study]:
+        return [from_dict(Study, row) for row in await scheduling.list_studies()]
+
+    @get("/{study:str}", responses=problem_responses(400, 404))
+    async def get_study(self, study: StudyPath) -> Study:
+        return from_dict(Study, await scheduling.get_study(study))
+
+    @get("/{study:str}/protocol-versions", responses=problem_responses(400, 404))
+    async def list_protocol_versions(self, study: StudyPath) -> list[ProtocolVersion]:
+        return [from_dict(ProtocolVersion, row) for row in await scheduling.list_protocol_versions(study)]
+
+    @post(
+        "/{study:str}/protocol-versions",
+        operation_class=_ProtocolBodyOperation,
+        status_code=201,
+        responses={
+            200: ResponseSpec(ProtocolVersion, description="The same text was already loaded; nothing changed"),
+            **problem_responses(400, 409, 422),
+        },
+        description="Body: the protocol YAML itself, or JSON {source, name}. Problems name line, column and field.",
+    )
+    async def load_protocol_version(self, study: StudyPath, request: Request) -> Response[ProtocolVersion]:
+        source = await _protocol_source(request)
+        protocol = parse_protocol(source.source, file=source.name)
+        if protocol.study != study:
+            raise invalid(f"the file defines study {protocol.study}, but it was sent to study {study}", "study")
+        row = await scheduling.load_protocol_version(protocol, source.source, source.name)
+        return Response(from_dict(ProtocolVersion, row), status_code=201 if row["created"] else 200)
+
+    @get("/{study:str}/sites", responses=problem_responses(400, 404))
+    async def list_sites(self, study: StudyPath) -> list[Site]:
+        return [from_dict(Site, row) for row in await scheduling.list_sites(study)]
+
+    @post("/{study:str}/sites", responses=problem_responses(400, 404, 409, 422))
+    async def create_site(self, study: StudyPath, data: JSONBody[SiteIn]) -> Site:
+        row = await scheduling.create_site(study, data.code, data.name, data.time_zone, data.calendar)
+        return from_dict(Site, row)
+
+
+async def _protocol_source(request: Request) -> ProtocolSource:
+    body = await request.body()
+    if request.content_type[0] == "application/json":
+        try:
+            return msgspec.json.decode(body, type=ProtocolSource)
+        except msgspec.ValidationError as error:
+            raise ValidationException(
+                "The JSON body does not match {source, name}", extra=[{"message": str(error)}]
+            ) from None
+        except msgspec.DecodeError:
+            raise ValidationException("The body is not JSON", extra=[{"key": "body", "message": "not JSON"}]) from None
+    try:
+        return ProtocolSource(source=body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValidationException(
+            "The protocol is not UTF-8 text", extra=[{"key": "body", "message": "not UTF-8"}]
+        ) from None

@@ -1,0 +1,6 @@
+"""Server-rendered pages: usable without JavaScript, every form posts and redirects."""
+
+from trialcoord.web.pages.participants import ParticipantPages
+from trialcoord.web.pages.studies import StudyPages
+
+PAGE_CONTROLLERS = [StudyPages, ParticipantPages]

@@ -1,0 +1,130 @@
+"""Pages: one participant's schedule, timeline and the forms that record what happened."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from datetime import date
+from typing import Any, Literal
+
+from litestar import Controller, get, post
+from litestar.params import FromPath
+from litestar.response import Redirect, Template
+
+from trialcoord.domain.problems import InvalidInput
+from trialcoord.services import scheduling
+from trialcoord.services.errors import Conflict
+from trialcoord.web.api.params import AsOf, QueryStr, StudyPath, SubjectPath, Today, VisitPath, as_of_or_today
+from trialcoord.web.api.schemas import visit_row
+from trialcoord.web.errors import field_messages
+from trialcoord.web.pages.forms import Form, FormReader, participant_url
+from trialcoord.web.timeline import build_timeline
+
+VisitAction = Literal["actual", "appointment", "missed"]
+NOTICES = {
+    "event": "Event recorded.",
+    "arm": "Arm assigned.",
+    "actual": "Visit date recorded.",
+    "appointment": "Appointment booked.",
+    "missed": "Visit marked as missed.",
+}
+PATH = "/studies/{study:str}/participants/{subject_id:str}"
+
+
+class ParticipantPages(Controller):
+    path = PATH
+    include_in_schema = False
+
+    @get("/")
+    async def participant(
+        self, study: StudyPath, subject_id: SubjectPath, today: Today, as_of: AsOf = None, saved: QueryStr = None
+    ) -> Template:
+        context = await participant_context(study, subject_id, as_of_or_today(as_of, today))
+        context["notice"] = NOTICES.get(saved or "")
+        return Template("participant.html", context=context)
+
+    @post("/events")
+    async def record_event(
+        self, study: StudyPath, subject_id: SubjectPath, data: Form, today: Today
+    ) -> Template | Redirect:
+        form = FormReader(data)
+        event = form.text("event", "event", choice=True)
+        day = form.date("date", "event date")
+        reason = form.text("reason", "reason", required=False)
+        if not form.errors:
+            call = scheduling.record_event(study, subject_id, event, day, reason, today=today)
+            return await _save(call, study, subject_id, today, "event", form)
+        return await _rerender(study, subject_id, today, "event", form.errors, form)
+
+    @post("/arm")
+    async def assign_arm(
+        self, study: StudyPath, subject_id: SubjectPath, data: Form, today: Today
+    ) -> Template | Redirect:
+        form = FormReader(data)
+        arm = form.text("arm", "arm", choice=True)
+        if not form.errors:
+            return await _save(
+                scheduling.assign_arm(study, subject_id, arm, today=today), study, subject_id, today, "arm", form
+            )
+        return await _rerender(study, subject_id, today, "arm", form.errors, form)
+
+    @post("/visits/{code:str}/{action:str}")
+    async def visit(
+        self,
+        study: StudyPath,
+        subject_id: SubjectPath,
+        code: VisitPath,
+        action: FromPath[VisitAction],
+        data: Form,
+        today: Today,
+    ) -> Template | Redirect:
+        form = FormReader(data)
+        day = form.date("date", "date") if action != "missed" else None
+        reason = form.text("reason", "reason", required=action == "missed")
+        row_version = form.integer("row_version")
+        key = f"{action}:{code}"
+        if form.errors:
+            return await _rerender(study, subject_id, today, key, form.errors, form)
+        if action == "actual":
+            call = scheduling.record_visit(study, subject_id, code, day, row_version, reason, today=today)
+        elif action == "appointment":
+            call = scheduling.book_appointment(study, subject_id, code, day, reason, row_version, today=today)
+        else:
+            call = scheduling.mark_missed(study, subject_id, code, reason, row_version, today=today)
+        return await _save(call, study, subject_id, today, key, form)
+
+
+async def _save(
+    call: Awaitable[object], study: str, subject_id: str, today: date, key: str, form: FormReader
+) -> Template | Redirect:
+    """Post/redirect/get on success; on a problem, the page again with the message by the field."""
+    try:
+        await call
+    except (InvalidInput, Conflict) as error:
+        return await _rerender(study, subject_id, today, key, field_messages(error), form)
+    return Redirect(participant_url(study, subject_id, saved=key.partition(":")[0]), status_code=303)
+
+
+async def _rerender(study: str, subject_id: str, today: date, key: str, errors: dict[str, str], form: FormReader):
+    context = await participant_context(
+        study, subject_id, today, failed={"key": key, "errors": errors, "form": form.data}
+    )
+    return Template("participant.html", context=context, status_code=422)
+
+
+async def participant_context(
+    study: str, subject_id: str, as_of: date, failed: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    participant = await scheduling.get_participant(study, subject_id)
+    protocol = await scheduling.get_protocol(study, participant["protocol_version"])
+    rows = [visit_row(row) for row in await scheduling.participant_schedule(study, subject_id, as_of)]
+    return {
+        "study": study,
+        "participant": participant,
+        "arms": [(arm.code, f"{arm.code} – {arm.name}") for arm in protocol.arms],
+        "events": [(name, name.replace("_", " ")) for name in protocol.events],
+        "rows": rows,
+        "timeline": build_timeline(rows, as_of),
+        "as_of": as_of,
+        "failed": failed or {"key": "", "errors": {}, "form": {}},
+        "notice": None,
+    }

@@ -1,0 +1,91 @@
+"""Pages: the list of studies, and a study's worklists, participants and enrolment form."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from litestar import Controller, get, post
+from litestar.params import FromQuery
+from litestar.response import Redirect, Template
+
+from trialcoord.domain.problems import InvalidInput
+from trialcoord.services import scheduling
+from trialcoord.services.errors import Conflict
+from trialcoord.web.api.params import AsOf, QueryStr, StudyPath, Today, WorklistKind, as_of_or_today
+from trialcoord.web.api.schemas import visit_row
+from trialcoord.web.errors import field_messages
+from trialcoord.web.pages.forms import Form, FormReader, participant_url
+
+TABS = (  # WorklistKind values, as tab labels
+    ("today", "Today"),
+    ("week", "This week"),
+    ("overdue", "Overdue"),
+    ("missed_or_out_of_window", "Missed or out of window"),
+)
+
+
+class StudyPages(Controller):
+    include_in_schema = False
+
+    @get("/")
+    async def index(self) -> Template:
+        return Template("index.html", context={"studies": await scheduling.list_studies()})
+
+    @get("/studies/{study:str}")
+    async def study(
+        self,
+        study: StudyPath,
+        today: Today,
+        tab: FromQuery[WorklistKind] = "today",
+        site: QueryStr = None,
+        as_of: AsOf = None,
+    ) -> Template:
+        context = await study_context(study, tab, site or None, as_of_or_today(as_of, today))
+        return Template("study.html", context=context)
+
+    @post("/studies/{study:str}/participants")
+    async def enrol(self, study: StudyPath, data: Form, today: Today) -> Template | Redirect:
+        form = FormReader(data)
+        subject_id = form.text("subject_id", "subject ID")
+        site = form.text("site", "site", choice=True)
+        arm = form.text("arm", "arm", required=False, choice=True)
+        enrolled_on = form.date("enrolled_on", "enrolment date", required=False)
+        errors = form.errors
+        if not errors:
+            try:
+                await scheduling.enroll_participant(
+                    study, subject_id, site, arm=arm, enrolled_on=enrolled_on, today=today
+                )
+                return Redirect(participant_url(study, subject_id), status_code=303)
+            except (InvalidInput, Conflict) as error:
+                errors = field_messages(error)
+        context = await study_context(study, "today", None, today, errors=errors, form=form.data)
+        return Template("study.html", context=context, status_code=422)
+
+
+async def study_context(
+    study: str,
+    tab: str,
+    site: str | None,
+    as_of: date,
+    errors: dict[str, str] | None = None,
+    form: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    details = await scheduling.get_study(study)
+    protocol = await scheduling.get_protocol(study)
+    worklist = await scheduling.worklist(study, as_of, site=site, kind=tab)
+    return {
+        "study": details,
+        "arms": [(arm.code, f"{arm.code} – {arm.name}") for arm in protocol.arms],
+        "site_options": [(row["code"], f"{row['code']} – {row['name']}") for row in await scheduling.list_sites(study)],
+        "participants": await scheduling.list_participants(study, site),
+        "worklist": [visit_row(row) for row in worklist],
+        "tabs": TABS,
+        "tab": tab,
+        "tab_label": dict(TABS)[tab],
+        "site": site,
+        "as_of": as_of,
+        "errors": errors or {},
+        "form": form or {},
+    }
