@@ -15,10 +15,6 @@ EXIT_INVALID_PROTOCOL, EXIT_BAD_INPUT, EXIT_CONFLICT = 1, 2, 3
 FORMATS = ("table", "json", "csv")
 
 
-class UsageError(Exception):
-    """Bad command-line input; printed as one line and exit status 2."""
-
-
 def _iso_date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -85,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from trialcoord.commands import UsageError
+    from trialcoord.config import ConfigError
     from trialcoord.domain.problems import InvalidInput
 
     try:
@@ -93,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except UsageError as error:
+    except (UsageError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except _service_errors() as error:

@@ -12,6 +12,10 @@ from trialcoord.adapters.render.rows import COLUMNS, TABLE_COLUMNS, row_dict, to
 from trialcoord.domain.schedule import evaluate
 
 
+class UsageError(Exception):
+    """Bad command-line input; printed as one line and exit status 2."""
+
+
 def _today() -> date:
     from trialcoord.config import get_settings
 
@@ -122,7 +126,8 @@ def load_protocol_file(file: str) -> int:
             return await scheduling.load_protocol_version(protocol, source, Path(file).name)
 
     result = _run(run())
-    print(f"{protocol.study} version {protocol.version}: {result.get('outcome', 'stored')} (sha256 {result['sha256']})")
+    outcome = "stored" if result["created"] else "already loaded with the same text; nothing changed"
+    print(f"{protocol.study} version {protocol.version}: {outcome} (sha256 {result['sha256']})")
     return 0
 
 
@@ -161,7 +166,6 @@ def visits(study: str, site: str | None, status: str | None, as_of: date | None,
 
 
 def _statuses(text: str | None) -> set[str] | None:
-    from trialcoord.cli import UsageError
     from trialcoord.domain.schedule import STATUSES
 
     if not text:
@@ -174,8 +178,6 @@ def _statuses(text: str | None) -> set[str] | None:
 
 
 def _read_text(file: str) -> str:
-    from trialcoord.cli import UsageError
-
     try:
         return Path(file).read_text(encoding="utf-8-sig")
     except FileNotFoundError:

@@ -175,6 +175,15 @@ async def test_worklists_at_the_window_edges(randomized, as_of, today, week, ove
     assert (await codes("today"), await codes("week"), await codes("overdue")) == (today, week, overdue)
 
 
+@pytest.mark.parametrize(
+    ("as_of", "kind", "status"),
+    [(date(2024, 3, 14), "week", "upcoming"), (date(2024, 3, 15), "today", "due"), (date(2024, 3, 22), "overdue", "missed")],
+)
+async def test_worklist_statuses_are_as_of_the_asked_date(randomized, as_of, kind, status):
+    rows = {r.visit.visit: r.visit for r in await scheduling.worklist("TST-1", as_of, kind=kind)}
+    assert rows["V2"].status == status
+
+
 async def test_today_lists_appointments_and_worklists_filter_by_site(randomized):
     await scheduling.create_site("TST-1", "102", "Lakeside")
     await scheduling.book_appointment("TST-1", S, "V3", date(2024, 4, 2), today=TODAY)

@@ -19,7 +19,7 @@ from trialcoord.adapters.persistence import repositories as repo
 from trialcoord.adapters.persistence.engine import transaction
 from trialcoord.adapters.persistence.repositories import Saved, ScheduleInputs
 from trialcoord.domain.protocol import Protocol
-from trialcoord.domain.schedule import NOT_APPLICABLE, VisitOccurrence, classify, evaluate
+from trialcoord.domain.schedule import DUE, MISSED, NOT_APPLICABLE, UPCOMING, VisitOccurrence, classify, evaluate
 from trialcoord.services.errors import Conflict, NotFound, invalid
 
 HORIZON_DAYS = 60  # stored schedules list open-ended repeats this far past today
@@ -312,7 +312,16 @@ async def worklist(study: str, as_of: date, site: str | None = None, kind: str =
         raise invalid(f"'{kind}' is not a worklist; choose one of {', '.join(WORKLISTS)}", field="kind")
     condition, arguments = _WORKLISTS[kind]
     rows = await repo.worklist_rows((await require_study(study))["id"], condition, *arguments(as_of), site=site)
-    return [_scheduled(row) for row in rows]
+    return [_scheduled(row, _restated(row, as_of)) for row in rows]
+
+
+def _restated(row: dict, as_of: date) -> VisitOccurrence:
+    """A stored visit's status as of `as_of`: only the statuses that move with the calendar change."""
+    visit = repo.occurrence_from_row(row)
+    if visit.status not in (UPCOMING, DUE, MISSED) or visit.actual is not None or row["missed_reason"]:
+        return visit
+    status, _ = classify(visit.target, visit.earliest, visit.latest, None, as_of, visit.optional)
+    return visit._replace(status=status)
 
 
 async def persist_schedules(study: str, rows: Iterable[tuple[str, VisitOccurrence]],
