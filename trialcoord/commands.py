@@ -71,7 +71,7 @@ def schedule(protocol_file: str, events: dict[str, date], arm: str | None, as_of
 
 
 def check(protocol_file: str, events_file: str, as_of: date | None, fmt: str) -> int:
-    from trialcoord.services.importing import read_events_file
+    from trialcoord.adapters.events_csv import read_events_file
 
     protocol = load_protocol(protocol_file)
     participants = read_events_file(Path(events_file), protocol)

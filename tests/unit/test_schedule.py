@@ -6,6 +6,7 @@ import pytest
 
 from tests.unit.builders import protocol, visit
 from trialcoord.domain.durations import Calendar
+from trialcoord.domain.problems import InvalidInput
 from trialcoord.domain.schedule import evaluate, study_day
 
 R = date(2024, 3, 4)  # randomisation, a Monday (the contract's worked example)
@@ -273,3 +274,9 @@ def test_optional_visit_is_never_missed():
 def test_rows_are_ordered_by_target_date():
     rows = evaluate(WORKED, {"randomization": R}, {"X": R}, R)
     assert [r.visit for r in rows] == ["SCR", "X", "V2", "V3", "V3P"]
+
+
+@pytest.mark.parametrize("day", [date(9999, 12, 30), date(1, 1, 2)])
+def test_dates_beyond_the_calendar_are_bad_input_not_a_crash(day):
+    with pytest.raises(InvalidInput, match="outside the years 1 to 9999"):
+        evaluate(WORKED, {"randomization": day}, {}, day, horizon_days=60)

@@ -11,6 +11,7 @@ from datetime import date, timedelta
 from typing import Collection, Mapping, NamedTuple
 
 from trialcoord.domain.durations import DAYS, Duration
+from trialcoord.domain.problems import InvalidInput, Problem
 from trialcoord.domain.protocol import ACTUAL, Protocol, VisitDefinition
 
 PENDING = "pending"
@@ -24,6 +25,11 @@ NOT_APPLICABLE = "not_applicable"
 UNSCHEDULED = "unscheduled"
 STATUSES = (PENDING, UPCOMING, DUE, ON_TIME, EARLY, LATE, MISSED, NOT_APPLICABLE, UNSCHEDULED)
 DEVIATION_CANDIDATES = frozenset({EARLY, LATE, MISSED})
+
+_OUT_OF_RANGE = (
+    "a visit date computed from these dates falls outside the years 1 to 9999; check the recorded dates"
+    " against protocol {protocol.study} version {protocol.version}"
+)
 
 # Safety stop for open-ended repeats whose reference never moves past the horizon.
 MAX_OCCURRENCES = 1000
@@ -300,8 +306,11 @@ def evaluate(
     Open-ended repeats are listed up to the first occurrence whose target lies past
     `as_of + horizon_days`. `marked_missed` holds codes a coordinator recorded as missed.
     """
-    participant = _Participant(protocol, events, actuals, arm, as_of, horizon_days, marked_missed)
-    rows = participant.run()
+    try:
+        participant = _Participant(protocol, events, actuals, arm, as_of, horizon_days, marked_missed)
+        rows = participant.run()
+    except OverflowError:
+        raise InvalidInput([Problem(_OUT_OF_RANGE.format(protocol=protocol), field="date")]) from None
     if actuals:
         _add_unscheduled(protocol, participant, rows)
     if not participant.in_order:
