@@ -142,7 +142,7 @@ def perturbed_actuals(protocol: Protocol, randomized: date, rng: random.Random) 
         elif draw < 0.09:
             actuals[visit.visit] = visit.earliest - timedelta(days=rng.randint(1, 5))
         else:
-            actuals[visit.visit] = visit.target + timedelta(days=rng.randint(-2, 2))
+            actuals[visit.visit] = visit.earliest + timedelta(days=rng.randint(0, (visit.latest - visit.earliest).days))
     return actuals, undone
 
 

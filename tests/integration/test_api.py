@@ -138,6 +138,7 @@ async def test_events(client, enrolled):
         f"{SUBJECT}/events", json={"event": "randomization", "date": "2024-03-05", "reason": "typo"}
     )
     assert moved.status_code == 201 and moved.json()["previous"] == "2024-03-04"
+    assert (await client.get(SUBJECT)).json()["events"] == {"randomization": "2024-03-05"}
     unknown = await client.post(f"{SUBJECT}/events", json={"event": "lunch", "date": "2024-03-05"})
     assert unknown.status_code == 422 and fields(unknown) == {"event"}
     assert (

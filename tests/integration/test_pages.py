@@ -83,6 +83,7 @@ async def test_participant_page_shows_visits_badges_and_timeline(client, enrolle
     assert '<span class="badge due">Due</span>' in html
     assert "<svg" in html and "Visit timeline" in html and 'class="legend"' in html
     assert '<option value="randomization">randomization</option>' in html
+    assert "<dt>Events</dt><dd>randomization 2024-03-04</dd>" in html
 
 
 async def test_record_a_late_visit_through_the_form(client, enrolled):

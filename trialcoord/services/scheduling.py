@@ -144,7 +144,12 @@ async def list_participants(study: str, site: str | None = None) -> list[dict]:
 
 
 async def get_participant(study: str, subject_id: str) -> dict:
-    return _participant_dict(study, await _participant(await require_study(study), subject_id))
+    """The participant with the events recorded so far, in date order."""
+    study_row = await require_study(study)
+    row = await _participant(study_row, subject_id)
+    inputs = (await repo.load_inputs(study_row["id"], participant_id=row["id"]))[row["id"]]
+    events = dict(sorted(inputs.events.items(), key=lambda item: (item[1], item[0])))
+    return {**_participant_dict(study, row), "events": events}
 
 
 # Events, arms, visits --------------------------------------------------------------------------

@@ -75,6 +75,7 @@ class Participant(msgspec.Struct):
     protocol_version: str
     status: str
     enrolled_on: date
+    events: dict[str, date] | None = None  # recorded events, on the single-participant route
 
 
 class EventIn(msgspec.Struct):
