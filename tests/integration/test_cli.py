@@ -213,3 +213,20 @@ async def test_database_commands_report_bad_input_without_traceback(db, tmp_path
 def test_a_bad_database_url_is_named():
     result = run("visits", "TST-1", env={"TRIALCOORD_DATABASE_URL": "mysql://x"})
     assert result.returncode == 2 and "TRIALCOORD_DATABASE_URL" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.db
+async def test_migrate_and_demo_are_idempotent(db):
+    env = {"TRIALCOORD_DATABASE_URL": db.url}
+    assert run("db", "migrate", env=env).stdout == "database is up to date\n"
+    assert run("db", "migrate", env=env).returncode == 0
+    assert run("demo", env=env).stdout == "demo study loaded\n"
+    assert run("demo", env=env).stdout == "demo study already present; nothing changed\n"
+    overdue = run("visits", "DEMO-001", "--status", "missed,late", "--format", "json", env=env)
+    assert overdue.returncode == 0 and json.loads(overdue.stdout)
+
+
+def test_the_default_database_is_a_file_under_the_data_directory(tmp_path):
+    env = {"TRIALCOORD_DATA_DIR": str(tmp_path / "site-data"), "TRIALCOORD_DATABASE_URL": ""}
+    assert run("db", "migrate", env=env).returncode == 0
+    assert (tmp_path / "site-data" / "trialcoord.sqlite3").is_file()

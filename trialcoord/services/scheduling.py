@@ -320,6 +320,15 @@ async def worklist(study: str, as_of: date, site: str | None = None, kind: str =
     return [_scheduled(row, _restated(row, as_of)) for row in rows]
 
 
+async def site_schedule(study: str, site: str, as_of: date) -> list[ScheduledVisit]:
+    """Every stored visit of a site's participants, with appointments; statuses as of `as_of`."""
+    study_row = await require_study(study)
+    if await repo.find_site(study_row["id"], site) is None:
+        raise NotFound(f"study {study} has no site {site}")
+    rows = await repo.worklist_rows(study_row["id"], "x.status <> 'not_applicable'", site=site)
+    return [_scheduled(row, _restated(row, as_of)) for row in rows]
+
+
 def _restated(row: dict, as_of: date) -> VisitOccurrence:
     """A stored visit's status as of `as_of`: only the statuses that move with the calendar change."""
     visit = repo.occurrence_from_row(row)

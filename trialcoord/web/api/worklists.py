@@ -6,7 +6,6 @@ from litestar import Controller, Response, get
 from litestar.params import FromQuery
 
 from trialcoord.services import scheduling
-from trialcoord.services.errors import NotFound
 from trialcoord.web.api.params import (
     AsOf,
     QueryStr,
@@ -22,7 +21,6 @@ from trialcoord.web.errors import problem_responses
 from trialcoord.web.ics import visits_calendar
 
 CALENDAR = "text/calendar"
-SITE_HORIZON_DAYS = 90  # a site feed shows open-ended repeats this far ahead
 
 
 class WorklistController(Controller):
@@ -55,9 +53,7 @@ class WorklistController(Controller):
         self, study: StudyPath, site: SitePath, today: Today, as_of: AsOf = None
     ) -> Response[bytes]:
         day = as_of_or_today(as_of, today)
-        if site not in {row["code"] for row in await scheduling.list_sites(study)}:
-            raise NotFound(f"study {study} has no site {site}")
-        entries = await scheduling.study_visits(study, day, site=site, horizon_days=SITE_HORIZON_DAYS)
+        entries = [(row.subject_id, visit_row(row)) for row in await scheduling.site_schedule(study, site, day)]
         return _ics(visits_calendar(f"{study} site {site}", study, entries, day), f"{study}-{site}")
 
 
