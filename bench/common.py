@@ -138,7 +138,7 @@ def perturbed_actuals(protocol: Protocol, randomized: date, rng: random.Random) 
         if draw < 0.04:
             undone.add(visit.visit)
         elif draw < 0.08:
-            actuals[visit.visit] = visit.latest + timedelta(days=rng.randint(1, 10))
+            actuals[visit.visit] = min(visit.latest + timedelta(days=rng.randint(1, 10)), AS_OF)
         elif draw < 0.09:
             actuals[visit.visit] = visit.earliest - timedelta(days=rng.randint(1, 5))
         else:
