@@ -126,8 +126,8 @@ async def enrol_study(participants: int, seed: int = 1) -> tuple[Protocol, dict[
 
 
 def perturbed_actuals(protocol: Protocol, randomized: date, rng: random.Random) -> tuple[dict[str, date], set[str]]:
-    """Actual dates of the visits whose window has closed by AS_OF: mostly on time, ~4% late, ~1% early,
-    ~4% never done (missed). Returns (actuals, codes left undone)."""
+    """Actual dates of the visits whose window has closed by AS_OF: mostly on time, 3% late, 1% early,
+    3% never done (missed). Returns (actuals, codes left undone)."""
     from trialcoord.domain.schedule import evaluate
 
     actuals, undone = {}, set()
@@ -135,11 +135,11 @@ def perturbed_actuals(protocol: Protocol, randomized: date, rng: random.Random) 
         if visit.latest is None or visit.latest >= AS_OF:
             continue
         draw = rng.random()
-        if draw < 0.04:
+        if draw < 0.03:
             undone.add(visit.visit)
-        elif draw < 0.08:
+        elif draw < 0.06:
             actuals[visit.visit] = min(visit.latest + timedelta(days=rng.randint(1, 10)), AS_OF)
-        elif draw < 0.09:
+        elif draw < 0.07:
             actuals[visit.visit] = visit.earliest - timedelta(days=rng.randint(1, 5))
         else:
             actuals[visit.visit] = visit.earliest + timedelta(days=rng.randint(0, (visit.latest - visit.earliest).days))

@@ -108,6 +108,19 @@ async def _connect_postgres() -> asyncpg.Connection:
 
 
 @pytest.fixture
+async def client(db):
+    """An HTTP client on the app in the test's own event loop (see docs: litestar's TestClient is not)."""
+    import httpx
+
+    from trialcoord.config import load_settings
+    from trialcoord.web.app import create_app
+
+    app = create_app(load_settings({"TRIALCOORD_DATABASE_URL": db.url}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        yield client
+
+
+@pytest.fixture
 async def study(db):
     """Study TST-1 with protocol versions 1.0 and 2.0 and site 101."""
     from trialcoord.adapters.protocol_files import parse_protocol

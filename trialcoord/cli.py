@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import date
-from pathlib import Path
 
 EXIT_INVALID_PROTOCOL, EXIT_BAD_INPUT, EXIT_CONFLICT = 1, 2, 3
 FORMATS = ("table", "json", "csv")

@@ -7,8 +7,6 @@ import pytest
 from icalendar import Calendar
 
 from tests.conftest import PROTOCOL_V1
-from trialcoord.config import load_settings
-from trialcoord.web.app import create_app
 
 pytestmark = [pytest.mark.anyio, pytest.mark.db]
 
@@ -16,13 +14,6 @@ STUDY = "/api/studies/TST-1"
 SUBJECT = f"{STUDY}/participants/101-001"
 AS_OF = "2024-03-25"
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-async def client(db):
-    app = create_app(load_settings({"TRIALCOORD_DATABASE_URL": db.url}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
-        yield client
 
 
 @pytest.fixture

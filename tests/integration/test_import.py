@@ -6,7 +6,6 @@ from datetime import date
 
 import pytest
 
-from tests.conftest import PROTOCOL_V1
 from trialcoord.domain.problems import InvalidInput
 from trialcoord.services import scheduling
 from trialcoord.services.importing import ImportResult, import_events

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import re
 
-import httpx
 import pytest
 
-from trialcoord.config import load_settings
-from trialcoord.web.app import create_app
 
 pytestmark = [pytest.mark.anyio, pytest.mark.db]
 
 STUDY = "/studies/TST-1"
 SUBJECT = f"{STUDY}/participants/101-001"
-
-
-@pytest.fixture
-async def client(db):
-    app = create_app(load_settings({"TRIALCOORD_DATABASE_URL": db.url}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
-        yield client
 
 
 @pytest.fixture

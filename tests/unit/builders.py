@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 
 from trialcoord.domain.durations import Calendar, parse_duration
@@ -56,3 +57,17 @@ def protocol(*visits: VisitDefinition, day_one="randomization", calendar: Calend
 
 def _fields(v: VisitDefinition) -> dict:
     return {name: getattr(v, name) for name in VisitDefinition.__dataclass_fields__}
+
+
+@dataclass
+class Row:
+    """A visit row as the web layer renders it (timeline, calendar)."""
+
+    visit: str
+    status: str
+    target: date | None = None
+    earliest: date | None = None
+    latest: date | None = None
+    actual: date | None = None
+    appointment: date | None = None
+    name: str = "Visit"

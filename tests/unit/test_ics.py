@@ -1,25 +1,13 @@
 """iCalendar output: all-day events, stable UIDs, reproducible bytes, no personal data."""
 
-from dataclasses import dataclass
 from datetime import date
 
 from icalendar import Calendar
 
+from tests.unit.builders import Row
 from trialcoord.web.ics import visits_calendar
 
 STAMP = date(2024, 3, 20)
-
-
-@dataclass
-class Row:
-    visit: str
-    status: str
-    target: date | None = None
-    earliest: date | None = None
-    latest: date | None = None
-    actual: date | None = None
-    appointment: date | None = None
-    name: str = "Week 2"
 
 
 def events(data: bytes):
@@ -57,7 +45,7 @@ def test_summary_names_subject_and_visit_and_description_the_window():
     data = visits_calendar(
         "Site 01",
         "DEMO-001",
-        [("S-007", Row("V2", "due", date(2024, 3, 18), date(2024, 3, 15), date(2024, 3, 21)))],
+        [("S-007", Row("V2", "due", date(2024, 3, 18), date(2024, 3, 15), date(2024, 3, 21), name="Week 2"))],
         STAMP,
     )
     event = events(data)[0]

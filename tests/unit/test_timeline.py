@@ -1,23 +1,11 @@
 """The timeline geometry: windows, marks and legend follow the visit rows, with no I/O."""
 
-from dataclasses import dataclass
 from datetime import date
 
+from tests.unit.builders import Row
 from trialcoord.web.timeline import LABEL_WIDTH, PLOT_WIDTH, STATUS_COLOURS, build_timeline
 
 AS_OF = date(2024, 3, 20)
-
-
-@dataclass
-class Row:
-    visit: str
-    status: str
-    target: date | None = None
-    earliest: date | None = None
-    latest: date | None = None
-    actual: date | None = None
-    appointment: date | None = None
-    name: str = "Visit"
 
 
 def test_window_bar_covers_both_inclusive_ends_and_marks_sit_inside():
