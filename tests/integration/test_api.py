@@ -138,6 +138,18 @@ async def test_events(client, enrolled):
     assert fields(await client.post(f"{SUBJECT}/events", json={"event": "consent", "date": "1066-10-14"})) == {"date"}
 
 
+async def test_protocol_version_change(client, enrolled):
+    path = f"{SUBJECT}/protocol-version"
+    assert fields(await client.put(path, json={"version": "9.9", "effective": "2024-06-02", "reason": "x"})) == {"version"}
+    assert fields(await client.put(path, json={"version": "2.0", "effective": "2024-06-02", "reason": " "})) == {"reason"}
+    assert (await client.put(path, json={"version": "2.0", "effective": "2024-06-02"})).status_code == 400
+    moved = await client.put(path, json={"version": "2.0", "effective": "2024-06-02", "reason": "amendment 1"})
+    assert moved.status_code == 200 and moved.json()["protocol_version"] == "2.0"
+    assert "V4" in await schedule(client)  # added by version 2.0
+    again = await client.put(path, json={"version": "2.0", "effective": "2024-06-03", "reason": "again"})
+    assert fields(again) == {"version"}
+
+
 async def test_arm(client, study):
     await client.post(f"{STUDY}/participants", json={"subject_id": "101-002", "site": "101"})
     path = f"{STUDY}/participants/101-002/arm"

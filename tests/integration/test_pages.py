@@ -110,6 +110,19 @@ async def test_arm_form(client, study):
     assert (await client.post(f"{path}/arm", data={"arm": "P"})).status_code == 303
 
 
+async def test_protocol_version_form(client, enrolled):
+    page = (await client.get(SUBJECT)).text
+    assert "Move to another protocol version" in page and '<option value="2.0">version 2.0</option>' in page
+    bad = await client.post(f"{SUBJECT}/protocol-version", data={"version": "2.0", "effective": "2024-06-02"})
+    assert bad.status_code == 422 and error_next_to(bad.text, "version-reason") == "Enter the reason."
+    moved = await client.post(
+        f"{SUBJECT}/protocol-version", data={"version": "2.0", "effective": "2024-06-02", "reason": "amendment 1"}
+    )
+    assert moved.status_code == 303 and moved.headers["location"] == f"{SUBJECT}?saved=version"
+    page = (await client.get(moved.headers["location"])).text
+    assert "Protocol version changed." in page and "(protocol version 2.0)" in page
+
+
 async def test_bad_requests_get_friendly_pages_never_a_500(client, study):
     missing = await client.get(f"{STUDY}/participants/nobody")
     assert missing.status_code == 404 and "no participant nobody" in missing.text and "<h1>" in missing.text

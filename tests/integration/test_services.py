@@ -46,7 +46,7 @@ async def test_protocol_load_is_idempotent_and_a_changed_text_conflicts(study):
         await scheduling.load_protocol_version(parse_protocol(changed, "other.yaml"), changed, "other.yaml")
     assert (await scheduling.get_protocol(study)).version == "2.0"
     assert (await scheduling.get_protocol(study, "1.0")).effective == date(2024, 1, 1)
-    with pytest.raises(NotFound, match="no protocol version 9.9; versions: 1.0, 2.0"):
+    with pytest.raises(InvalidInput, match="no protocol version 9.9; versions: 1.0, 2.0"):
         await scheduling.get_protocol(study, "9.9")
 
 

@@ -463,7 +463,7 @@ def _pick_version(study: str, rows: Iterable[dict], version: str) -> dict:
         if row["version"] == version:
             return row
     known = ", ".join(row["version"] for row in rows) or "none loaded"
-    raise NotFound(f"study {study} has no protocol version {version}; versions: {known}")
+    raise invalid(f"study {study} has no protocol version {version}; versions: {known}", field="version")
 
 
 def enrolment_version(study: str, rows: list[dict], version: str | None, enrolled_on: date) -> dict:

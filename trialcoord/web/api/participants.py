@@ -14,6 +14,7 @@ from trialcoord.web.api.schemas import (
     MissedIn,
     Participant,
     RecordedEvent,
+    VersionChangeIn,
     VisitDateIn,
     VisitRow,
     from_dict,
@@ -62,6 +63,16 @@ class ParticipantController(Controller):
         self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[ArmIn], today: Today
     ) -> Participant:
         return from_dict(Participant, await scheduling.assign_arm(study, subject_id, data.arm, today=today))
+
+    @put("/{subject_id:str}/protocol-version", responses=WRITE)
+    async def change_protocol_version(
+        self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[VersionChangeIn], today: Today
+    ) -> Participant:
+        """Move the participant to another protocol version (after an amendment); a dated, reasoned action."""
+        row = await scheduling.change_protocol_version(
+            study, subject_id, data.version, data.effective, data.reason, today=today
+        )
+        return from_dict(Participant, row)
 
     @get("/{subject_id:str}/schedule", responses=READ)
     async def schedule(

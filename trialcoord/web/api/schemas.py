@@ -100,6 +100,15 @@ class ArmIn(msgspec.Struct):
     arm: Code
 
 
+class VersionChangeIn(msgspec.Struct):
+    version: Code
+    effective: date
+    reason: Text
+
+    def __post_init__(self) -> None:
+        check_plausible(self.effective, "effective")
+
+
 class VisitDateIn(msgspec.Struct):
     date: date
     reason: Text | None = None

@@ -26,6 +26,7 @@ NOTICES = {
     "actual": "Visit date recorded.",
     "appointment": "Appointment booked.",
     "missed": "Visit marked as missed.",
+    "version": "Protocol version changed.",
 }
 PATH = "/studies/{study:str}/participants/{subject_id:str}"
 
@@ -66,6 +67,19 @@ class ParticipantPages(Controller):
                 scheduling.assign_arm(study, subject_id, arm, today=today), study, subject_id, today, "arm", form
             )
         return await _rerender(study, subject_id, today, "arm", form.errors, form)
+
+    @post("/protocol-version")
+    async def change_protocol_version(
+        self, study: StudyPath, subject_id: SubjectPath, data: Form, today: Today
+    ) -> Template | Redirect:
+        form = FormReader(data)
+        version = form.text("version", "protocol version", choice=True)
+        effective = form.date("effective", "date the change takes effect")
+        reason = form.text("reason", "reason")
+        if not form.errors:
+            call = scheduling.change_protocol_version(study, subject_id, version, effective, reason, today=today)
+            return await _save(call, study, subject_id, today, "version", form)
+        return await _rerender(study, subject_id, today, "version", form.errors, form)
 
     @post("/visits/{code:str}/{action:str}")
     async def visit(
@@ -117,11 +131,13 @@ async def participant_context(
     participant = await scheduling.get_participant(study, subject_id)
     protocol = await scheduling.get_protocol(study, participant["protocol_version"])
     rows = [visit_row(row) for row in await scheduling.participant_schedule(study, subject_id, as_of)]
+    versions = [row["version"] for row in await scheduling.list_protocol_versions(study)]
     return {
         "study": study,
         "participant": participant,
         "arms": [(arm.code, f"{arm.code} – {arm.name}") for arm in protocol.arms],
         "events": [(name, name.replace("_", " ")) for name in protocol.events],
+        "other_versions": [(v, f"version {v}") for v in versions if v != participant["protocol_version"]],
         "rows": rows,
         "timeline": build_timeline(rows, as_of),
         "as_of": as_of,
