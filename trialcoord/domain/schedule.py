@@ -238,7 +238,7 @@ class _Participant:
         )
         if plan.referenced:
             self.references[code] = (target, actual)
-        if target is None or self.last_target is None or target <= self.last_target:
+        if target is None or (self.last_target is not None and target <= self.last_target):
             self.in_order = False  # rows are sorted afterwards only when added out of target order
         self.last_target = target
         return actual, status

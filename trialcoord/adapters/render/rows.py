@@ -1,67 +1,63 @@
-"""Visit occurrences as flat rows: the one shape behind JSON, CSV and table output."""
+"""Visit occurrences as JSON, CSV or a text table: the output of `schedule`, `check` and `visits`.
+
+Rows are (participant or None, VisitOccurrence) pairs, written straight to a text stream: `check`
+renders a million rows, so no intermediate strings or dicts are built where the writer can do without.
+"""
 
 from __future__ import annotations
 
 import csv
-import io
-import json
-from datetime import date
-from typing import Iterable
+from typing import Iterable, TextIO
+
+import msgspec
 
 from trialcoord.domain.schedule import VisitOccurrence
 
+Pair = tuple["str | None", VisitOccurrence]
+
 COLUMNS = ("visit", "occurrence", "name", "target", "earliest", "latest", "actual", "status", "days_outside", "study_day")
 TABLE_COLUMNS = ("visit", "name", "target", "earliest", "latest", "actual", "status", "days_outside", "study_day")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: cells a spreadsheet would evaluate
 
 
-def _iso(day: date | None) -> str | None:
-    return day.isoformat() if day is not None else None
+def _values(row: VisitOccurrence) -> tuple:
+    """The COLUMNS of one row; dates stay dates (each writer renders them as ISO 8601)."""
+    return (row.visit, row.occurrence, row.name, row.target, row.earliest, row.latest, row.actual, row.status,
+            row.days_outside, row.study_day)
 
 
-def row_dict(row: VisitOccurrence, participant: str | None = None) -> dict:
-    data = {"participant": participant} if participant is not None else {}
-    data.update(
-        visit=row.visit,
-        occurrence=row.occurrence,
-        name=row.name,
-        target=_iso(row.target),
-        earliest=_iso(row.earliest),
-        latest=_iso(row.latest),
-        actual=_iso(row.actual),
-        status=row.status,
-        days_outside=row.days_outside,
-        study_day=row.study_day,
-    )
-    return data
+def write_json(pairs: Iterable[Pair], out: TextIO, with_participant: bool) -> None:
+    keys = ("participant", *COLUMNS) if with_participant else COLUMNS
+    records = [dict(zip(keys, (subject, *_values(row)) if with_participant else _values(row))) for subject, row in pairs]
+    out.write(msgspec.json.format(msgspec.json.encode(records), indent=1).decode())
+    out.write("\n")
 
 
-def to_json(rows: Iterable[dict]) -> str:
-    return json.dumps(list(rows), indent=1, ensure_ascii=False) + "\n"
+def _safe(text: str) -> str:
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
-def _cell(value) -> str:
-    """CSV cells never start a spreadsheet formula (OWASP CSV injection)."""
-    if value is None:
-        return ""
-    text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _is_number(text) else text
-
-
-def _is_number(text: str) -> bool:
-    return text.lstrip("+-").isdigit()
-
-
-def to_csv(rows: Iterable[dict], columns: tuple[str, ...]) -> str:
-    out = io.StringIO()
+def write_csv(pairs: Iterable[Pair], out: TextIO, with_participant: bool) -> None:
+    """csv renders dates with str() (ISO 8601) and None as an empty cell; text cells are guarded."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows([_cell(row.get(c)) for c in columns] for row in rows)
-    return out.getvalue()
+    writer.writerow(("participant", *COLUMNS) if with_participant else COLUMNS)
+    for subject, row in pairs:
+        values = (_safe(row.visit), row.occurrence, _safe(row.name), *_values(row)[3:])
+        writer.writerow((_safe(subject), *values) if with_participant else values)
 
 
-def to_table(rows: list[dict], columns: tuple[str, ...]) -> str:
-    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+def write_table(pairs: Iterable[Pair], out: TextIO, with_participant: bool) -> None:
+    columns = ("participant", *TABLE_COLUMNS) if with_participant else TABLE_COLUMNS
+    picked = [COLUMNS.index(name) for name in TABLE_COLUMNS]
+    cells = []
+    for subject, row in pairs:
+        values = _values(row)
+        line = [subject] if with_participant else []
+        cells.append([("" if v is None else str(v)) for v in line + [values[i] for i in picked]])
     widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in cells]
-    return "\n".join(lines) + "\n"
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
+    for line in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() + "\n")
+
+
+WRITERS = {"json": write_json, "csv": write_csv, "table": write_table}
