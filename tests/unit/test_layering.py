@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-FORBIDDEN = ("litestar", "piccolo", "weasyprint", "docx", "cryptography", "yaml", "holidays", "asyncpg")
+FORBIDDEN = ("litestar", "piccolo", "weasyprint", "docx", "cryptography", "argon2", "yaml", "holidays", "asyncpg")
 
 
 def test_domain_imports_no_adapter_library():
