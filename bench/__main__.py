@@ -12,7 +12,7 @@ import platform
 import sqlite3
 import time
 
-from bench import check_csv, compute, endpoint, persist, query
+from bench import audit_verify, check_csv, compute, endpoint, persist, query
 
 BENCHMARKS = {
     "compute": lambda quick: compute.main(10_000 if quick else 100_000),
@@ -20,6 +20,7 @@ BENCHMARKS = {
     "persist": persist.main,
     "query": query.main,
     "endpoint": endpoint.main,
+    "audit": audit_verify.main,
 }
 
 

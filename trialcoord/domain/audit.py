@@ -1,0 +1,310 @@
+"""The tamper-evident audit trail: entries, their canonical bytes, and an RFC 6962 Merkle tree over them.
+
+Each entry is serialised to canonical JSON and hashed as a leaf; the leaves form a Merkle tree exactly as
+RFC 6962 section 2.1 defines it. A tree (rather than a hash chain) because a checkpoint (size, root) of
+an older tree can be proved a prefix of today's tree with a logarithmic consistency proof, so a copy
+of a checkpoint held outside the database proves later that history was not rewritten.
+
+Pure: no clock, no database. The design and its integration are in docs/audit-trail.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+
+EMPTY_ROOT = hashlib.sha256(b"").digest()  # RFC 6962: the hash of an empty tree is SHA-256 of nothing
+CHECKPOINT_KIND = "trialcoord-audit-checkpoint/1"  # signed with the checkpoint, so a signature means one thing
+
+_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+_sha256 = hashlib.sha256
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """Who did what to which record, when, and why.
+
+    `old` and `new` hold the changed fields of a regulated record by name. Entries never hold raw
+    personal data (names, dates of birth, contact details, medical record numbers): such a field is
+    referenced, e.g. `{"identity": "participant_identity/42"}` or `{"name": "changed"}`, never copied
+    or hashed, so redacting personal data never touches the trail. There is no field for it.
+    """
+
+    sequence: int  # 1, 2, 3, ... with no gaps: the position in the trail
+    recorded_at: str  # UTC instant from the server clock, `utc_instant` form: 2026-11-27T09:30:00.000000Z
+    actor: str  # user id, or "system"
+    action: str  # create, update, delete, sign_in, sign_in_failed, grant, revoke, export, ...
+    record_type: str  # participant, visit, grant, ...
+    record_id: str
+    old: Mapping[str, Any] | None = None
+    new: Mapping[str, Any] | None = None
+    reason: str | None = None
+
+
+class StoredEntry(NamedTuple):
+    """An entry as the trail stores it: its fields plus the leaf hash computed when it was written."""
+
+    entry: AuditEntry
+    leaf_hash: bytes  # 32 bytes; verification recomputes it from the entry's fields
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The trail's first `size` entries have Merkle root `root` (hex), as issued at `issued_at` (UTC)."""
+
+    size: int
+    root: str
+    issued_at: str
+
+    def __post_init__(self) -> None:
+        if type(self.size) is not int or self.size < 1:
+            raise ValueError(f"checkpoint size must be a positive integer, not {self.size!r}")
+        if not isinstance(self.root, str) or not re.fullmatch(r"[0-9a-f]{64}", self.root):
+            raise ValueError(f"checkpoint root must be 64 lower-case hex digits, not {self.root!r}")
+        if not isinstance(self.issued_at, str) or not _INSTANT.fullmatch(self.issued_at):
+            raise ValueError(f"checkpoint issued_at must be a UTC instant like 2026-11-27T09:30:00.000000Z, not {self.issued_at!r}")
+
+    def canonical_bytes(self) -> bytes:
+        """The bytes a signature covers."""
+        return canonical_json({"issued_at": self.issued_at, "kind": CHECKPOINT_KIND, "root": self.root, "size": self.size})
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationResult:
+    """`size` and `root` describe the prefix that verified; `first_bad` names where it stopped, if it did."""
+
+    ok: bool
+    size: int
+    root: str  # hex
+    first_bad: tuple[int, str] | None = None  # (sequence, reason)
+
+    def checkpoint(self, issued_at: str) -> Checkpoint:
+        """A checkpoint of this trail; refused unless it verified, so a checkpoint never blesses tampering."""
+        if not self.ok:
+            raise ValueError(f"the trail did not verify, entry {self.first_bad[0]}: {self.first_bad[1]}")
+        return Checkpoint(self.size, self.root, issued_at)
+
+
+# --- canonical serialisation ------------------------------------------------------------------------
+
+
+def _refuse(value: object) -> None:
+    raise TypeError(
+        f"{type(value).__name__} is not allowed in an audit entry: pass dates and times as UTC ISO-8601"
+        " strings and numbers as int or finite float, so a database's rendering never enters the hash"
+    )
+
+
+# One encoder, built once: sorted keys, no whitespace, raw UTF-8 (ensure_ascii off), NaN and infinity
+# refused (ValueError), anything that is not JSON refused (TypeError).
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_refuse)
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785-like canonical JSON: keys sorted (by code point, not UTF-16 unit), no whitespace, UTF-8.
+
+    Numbers are Python's shortest round-trip form; audit payloads should prefer ints and strings.
+    """
+    return _ENCODER.encode(value).encode()
+
+
+def canonical_bytes(entry: AuditEntry) -> bytes:
+    return canonical_json({
+        "action": entry.action, "actor": entry.actor, "new": entry.new, "old": entry.old,
+        "reason": entry.reason, "record_id": entry.record_id, "record_type": entry.record_type,
+        "recorded_at": entry.recorded_at, "sequence": entry.sequence,
+    })
+
+
+def utc_instant(moment: datetime) -> str:
+    """The one text form of an instant in the trail: UTC, microseconds, `Z`."""
+    if moment.utcoffset() is None:
+        raise ValueError("an audit instant needs a time zone; naive datetimes are ambiguous")
+    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def seal(entry: AuditEntry) -> StoredEntry:
+    """Check an entry about to be written and compute its leaf hash.
+
+    Refuses anything whose JSON would not come back from the database with the same canonical bytes
+    (such as non-string keys, which sort differently once they are strings), so a sound entry can
+    never raise a false alarm later.
+    """
+    _check_fields(entry)
+    data = canonical_bytes(entry)
+    if canonical_json(json.loads(data)) != data:
+        raise ValueError(f"audit entry {entry.sequence}: old and new must use string keys only")
+    return StoredEntry(entry, leaf_hash(data))
+
+
+def _check_fields(entry: AuditEntry) -> None:
+    at = f"audit entry {entry.sequence!r}"
+    if type(entry.sequence) is not int or entry.sequence < 1:
+        raise ValueError(f"{at}: sequence must be a positive integer")
+    if not isinstance(entry.recorded_at, str) or not _INSTANT.fullmatch(entry.recorded_at):
+        raise ValueError(f"{at}: recorded_at must be a utc_instant string, not {entry.recorded_at!r}")
+    for name in ("actor", "action", "record_type", "record_id"):
+        value = getattr(entry, name)
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{at}: {name} must be a non-empty string, not {value!r}")
+    for name in ("old", "new"):
+        value = getattr(entry, name)
+        if value is not None and not isinstance(value, Mapping):
+            raise ValueError(f"{at}: {name} must be a mapping of field names to values, or None")
+    if entry.reason is not None and not isinstance(entry.reason, str):
+        raise ValueError(f"{at}: reason must be a string or None")
+
+
+# --- RFC 6962 Merkle tree ----------------------------------------------------------------------------
+
+
+def leaf_hash(data: bytes) -> bytes:
+    return _sha256(b"\x00" + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return _sha256(b"\x01" + left + right).digest()
+
+
+class CompactTree:
+    """The roots of the perfect subtrees that make up a tree of `size` leaves, largest first.
+
+    Appending is amortised one node hash (O(log n) at worst), the root O(log n), memory O(log n), so
+    a million-entry trail streams through it.
+    """
+
+    __slots__ = ("size", "_peaks")
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._peaks: list[bytes] = []
+
+    @classmethod
+    def of(cls, leaves: Iterable[bytes]) -> CompactTree:
+        tree = cls()
+        for leaf in leaves:
+            tree.append(leaf)
+        return tree
+
+    def append(self, leaf: bytes) -> None:
+        # Each trailing 1 bit of size is a perfect subtree the new leaf completes: merge them.
+        node, size, peaks = leaf, self.size, self._peaks
+        while size & 1:
+            node = node_hash(peaks.pop(), node)
+            size >>= 1
+        peaks.append(node)
+        self.size += 1
+
+    def root(self) -> bytes:
+        # RFC 6962 splits at the largest power of two below n: fold the peaks from the right.
+        if not self._peaks:
+            return EMPTY_ROOT
+        root = self._peaks[-1]
+        for peak in reversed(self._peaks[:-1]):
+            root = node_hash(peak, root)
+        return root
+
+
+def merkle_root(leaves: Sequence[bytes]) -> bytes:
+    """The Merkle Tree Hash of RFC 6962 2.1 over leaf hashes."""
+    return CompactTree.of(leaves).root()
+
+
+def consistency_proof(leaves: Sequence[bytes], m: int, n: int) -> list[bytes]:
+    """RFC 6962 2.1.2 PROOF(m, D[n]): that the tree of the first m leaves is a prefix of the first n."""
+    if not 1 <= m <= n <= len(leaves):
+        raise ValueError(f"a consistency proof needs 1 <= m <= n <= {len(leaves)}, not m={m}, n={n}")
+    return _subproof(leaves, m, 0, n, True)
+
+
+def _subproof(leaves: Sequence[bytes], m: int, lo: int, hi: int, whole: bool) -> list[bytes]:
+    if m == hi - lo:
+        return [] if whole else [merkle_root(leaves[lo:hi])]
+    k = _largest_power_of_two_below(hi - lo)
+    if m <= k:
+        return _subproof(leaves, m, lo, lo + k, whole) + [merkle_root(leaves[lo + k:hi])]
+    return _subproof(leaves, m - k, lo + k, hi, False) + [merkle_root(leaves[lo:lo + k])]
+
+
+def _largest_power_of_two_below(n: int) -> int:
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def verify_consistency(m: int, n: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> bool:
+    """RFC 9162 2.1.4.2 (the verifier for RFC 6962 proofs): does the tree of size n extend the one of size m?"""
+    if not 1 <= m <= n:
+        raise ValueError(f"consistency needs 1 <= m <= n, not m={m}, n={n}")
+    if m == n:
+        return not proof and old_root == new_root
+    path = [old_root, *proof] if m & (m - 1) == 0 else list(proof)
+    if not path:
+        return False
+    fn, sn = m - 1, n - 1
+    while fn & 1:
+        fn, sn = fn >> 1, sn >> 1
+    fr = sr = path[0]
+    for sibling in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr, sr = node_hash(sibling, fr), node_hash(sibling, sr)
+            while fn and not fn & 1:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            sr = node_hash(sr, sibling)
+        fn, sn = fn >> 1, sn >> 1
+    return fr == old_root and sr == new_root and sn == 0
+
+
+# --- verification ------------------------------------------------------------------------------------
+
+
+def verify_entries(stored: Iterable[StoredEntry], checkpoint: Checkpoint | None = None) -> VerificationResult:
+    """Recompute the whole trail from the entries' fields, in the order given (ascending sequence).
+
+    Detects a deleted, inserted or reordered entry (sequence not contiguous from 1), an altered one
+    (fields no longer give the stored leaf hash) and, given a checkpoint, a rewritten or truncated
+    history (the first `checkpoint.size` entries no longer give its root). Stops at the first problem.
+    """
+    tree = CompactTree()
+    check_at = checkpoint.size if checkpoint else 0
+    for entry, stored_hash in stored:
+        problem = _entry_problem(entry, stored_hash, tree.size + 1)
+        if problem:
+            return _failed(tree, problem)
+        tree.append(stored_hash)
+        if tree.size == check_at and tree.root().hex() != checkpoint.root:
+            return _failed(tree, (check_at, f"entries 1 to {check_at} no longer give the root of the checkpoint"
+                                            f" issued at {checkpoint.issued_at}: history was rewritten"))
+    if tree.size < check_at:
+        return _failed(tree, (tree.size + 1, f"missing: the checkpoint issued at {checkpoint.issued_at} covers"
+                                             f" {check_at} entries, the trail has {tree.size}"))
+    return VerificationResult(True, tree.size, tree.root().hex())
+
+
+def _entry_problem(entry: AuditEntry, stored_hash: bytes, expected: int) -> tuple[int, str] | None:
+    if entry.sequence != expected:
+        return _sequence_problem(entry.sequence, expected)
+    try:
+        data = canonical_bytes(entry)
+    except (TypeError, ValueError) as error:
+        return expected, f"its fields cannot be serialised: {error}"
+    if leaf_hash(data) != stored_hash:
+        return expected, "altered: its fields do not give its stored leaf hash"
+    return None
+
+
+def _sequence_problem(found: object, expected: int) -> tuple[int, str]:
+    if isinstance(found, int) and found > expected:
+        return expected, f"missing or out of order: entry {found} stands where entry {expected} belongs"
+    if isinstance(found, int) and found >= 1:
+        return found, f"out of place: entry {found} appears again where entry {expected} belongs (inserted or reordered)"
+    return expected, f"invalid sequence {found!r} where entry {expected} belongs"
+
+
+def _failed(tree: CompactTree, problem: tuple[int, str]) -> VerificationResult:
+    return VerificationResult(False, tree.size, tree.root().hex(), problem)
