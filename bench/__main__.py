@@ -1,7 +1,7 @@
 """Run the benchmarks in order: `.venv/bin/python -m bench [--quick] [NAME ...]` (`make bench` runs them all).
 
 --quick runs each at a tenth of its scale, as a smoke test; NAME picks benchmarks (compute, check, persist,
-query, endpoint). Figures and goals: docs/performance.md. Timings are printed, never asserted.
+query, endpoint, audit). Figures and goals: docs/performance.md. Timings are printed, never asserted.
 """
 
 from __future__ import annotations
