@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import date
+
+import anyio
 import pytest
 
 from trialcoord.adapters.persistence import repositories as repo
-from trialcoord.adapters.persistence.engine import bound_engine, fetch, open_database, transaction
+from trialcoord.adapters.persistence.engine import (
+    POOL_MAX_SIZE,
+    bound_engine,
+    close_pool,
+    fetch,
+    fetch_rows,
+    open_database,
+    read,
+    start_pool,
+    transaction,
+)
 from trialcoord.adapters.persistence.migrations import MIGRATIONS, applied_versions, migrate
 from trialcoord.adapters.persistence.tables import TABLES, Study
 from trialcoord.config import load_settings
@@ -43,6 +56,56 @@ async def test_integrity_errors_become_domain_errors(db):
             await fetch("INSERT INTO studies (code) VALUES ('Y')")
     assert await Study.count() == 1
 
+
+async def test_fetch_rows_keeps_the_select_order_and_types_dates(db):
+    async with transaction():
+        await repo.insert_study("X", "Study X")
+        await fetch("INSERT INTO protocol_versions (study, version, effective, source_name, source_text, sha256)"
+                    " VALUES ((SELECT id FROM studies WHERE code = {}), '1.0', {}, 'x.yaml', '', '')",
+                    "X", date(2024, 1, 2))
+    rows = await fetch_rows("SELECT pv.effective, s.code, pv.version FROM protocol_versions pv"
+                            " JOIN studies s ON s.id = pv.study WHERE s.code = {}", "X")
+    assert [tuple(row) for row in rows] == [(date(2024, 1, 2), "X", "1.0")]
+    assert await fetch("SELECT code FROM studies") == [{"code": "X"}]
+
+
+async def test_read_holds_one_connection_and_joins_a_unit_of_work(db):
+    engine = bound_engine()
+    async with read():
+        held = engine.current_transaction.get()
+        await fetch_rows("SELECT 1")
+        assert engine.current_transaction.get() is held
+    async with transaction():
+        unit = engine.current_transaction.get()
+        async with read():
+            assert engine.current_transaction.get() is unit
+    assert engine.current_transaction.get() is None
+
+
+async def test_the_sqlite_pool_reuses_at_most_its_size_of_connections(db, monkeypatch):
+    if db.kind != "sqlite":
+        pytest.skip("PostgreSQL's pool is asyncpg's")
+    engine, opened = bound_engine(), []
+    open_connection = engine._open
+
+    async def counted():
+        opened.append(await open_connection())
+        return opened[-1]
+
+    monkeypatch.setattr(engine, "_open", counted)
+    await start_pool(engine)
+    try:
+        async with anyio.create_task_group() as group:
+            for _ in range(3 * POOL_MAX_SIZE):
+                group.start_soon(fetch_rows, "SELECT 1")
+        with pytest.raises(RuntimeError):  # a failed unit of work gives its connection back
+            async with transaction():
+                raise RuntimeError("boom")
+        await fetch_rows("SELECT 1")
+        assert len(opened) <= POOL_MAX_SIZE and len(engine.idle) == len(opened)
+    finally:
+        await close_pool(engine)
+    assert engine.idle is None
 
 
 async def test_open_database_binds_the_configured_engine(db):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import aiosqlite
 import anyio
 import pytest
 
@@ -35,6 +36,20 @@ async def visits(subject=S, as_of=TODAY):
 
 def fields(error: InvalidInput) -> set[str]:
     return {problem.field for problem in error.problems}
+
+
+def count_connections(db, monkeypatch) -> list:
+    """Connections taken from now on: opened (SQLite, no pool) or acquired from asyncpg's pool."""
+    taken = []
+    owner, name = (aiosqlite, "connect") if db.kind == "sqlite" else (type(db.engine.pool), "acquire")
+    take = getattr(owner, name)
+
+    def counted(*args, **kwargs):
+        taken.append(name)
+        return take(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return taken
 
 
 async def test_protocol_load_is_idempotent_and_a_changed_text_conflicts(study):
@@ -78,6 +93,43 @@ async def test_recorded_event_materialises_visits_and_a_changed_date_needs_a_rea
         "TST-1", S, "randomization", RANDOMIZED + timedelta(days=1), reason="date entry error", today=TODAY
     )
     assert moved["changed"] and (await visits())["V2"].visit.target == date(2024, 3, 19)
+
+
+async def test_each_read_use_case_takes_one_connection(db, randomized, monkeypatch):
+    reads = {
+        "participant_schedule": lambda: scheduling.participant_schedule("TST-1", S, TODAY),
+        "get_participant": lambda: scheduling.get_participant("TST-1", S),
+        "worklist": lambda: scheduling.worklist("TST-1", TODAY, kind="week"),
+        "study_visits": lambda: scheduling.study_visits("TST-1", TODAY),
+        "site_schedule": lambda: scheduling.site_schedule("TST-1", "101", TODAY),
+        "list_participants": lambda: scheduling.list_participants("TST-1"),
+        "get_protocol": lambda: scheduling.get_protocol("TST-1"),
+    }
+    for name, use_case in reads.items():
+        taken = count_connections(db, monkeypatch)
+        assert await use_case()
+        assert len(taken) == 1, name
+        monkeypatch.undo()
+
+
+async def test_unknown_study_or_participant_is_not_found(randomized):
+    with pytest.raises(NotFound, match="^study NOPE does not exist$"):
+        await scheduling.participant_schedule("NOPE", S, TODAY)
+    with pytest.raises(NotFound, match="^study TST-1 has no participant 999$"):
+        await scheduling.get_participant("TST-1", "999")
+    with pytest.raises(NotFound, match="^study TST-1 has no participant 999$"):
+        await scheduling.record_event("TST-1", "999", "consent", TODAY, today=TODAY)
+    participant = await scheduling.get_participant("TST-1", S)
+    assert (participant["site"], participant["protocol_version"]) == ("101", "1.0")
+    assert participant["events"] == {"randomization": RANDOMIZED}
+
+
+async def test_worklists_go_by_subject_then_date_then_code(randomized):
+    await scheduling.enroll_participant("TST-1", "101-000", "101", enrolled_on=date(2024, 2, 26), today=TODAY)
+    await scheduling.record_event("TST-1", "101-000", "randomization", RANDOMIZED - timedelta(days=1), today=TODAY)
+    rows = await scheduling.worklist("TST-1", date(2024, 4, 30), kind="overdue")
+    keys = [(row.subject_id, row.visit.target, row.visit.visit) for row in rows]
+    assert keys == sorted(keys) and [subject for subject, *_ in keys] == ["101-000"] * 3 + [S] * 3
 
 
 async def test_recording_visits_with_unknown_codes_and_corrections(randomized):

@@ -3,21 +3,21 @@
 Studies and participants are named by their codes. Each write runs in one transaction, then
 re-evaluates the participant with the pure engine (`evaluate`, as of `today`, 60 days ahead) and
 stores the result in the same transaction. Visits done before a participant moved to another
-protocol version keep the evaluation they had (see `_kept`).
+protocol version keep the evaluation they had (see `_kept`). Each read runs on one connection (`_reads`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from functools import partial, wraps
 from datetime import date, timedelta
+from typing import NamedTuple, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from trialcoord.adapters.persistence import repositories as repo
-from trialcoord.adapters.persistence.engine import transaction
-from trialcoord.adapters.persistence.repositories import Saved, ScheduleInputs
+from trialcoord.adapters.persistence.engine import read, transaction
+from trialcoord.adapters.persistence.repositories import Saved, ScheduleInputs, StoredVisit
 from trialcoord.domain.protocol import Protocol
 from trialcoord.domain.schedule import DUE, MISSED, NOT_APPLICABLE, UPCOMING, VisitOccurrence, classify, evaluate
 from trialcoord.services.errors import Conflict, NotFound, invalid
@@ -27,10 +27,21 @@ ACTIVE, ENDED = "active", "ended"
 WORKLISTS = ("today", "week", "overdue", "missed_or_out_of_window")
 
 _protocols: dict[str, Protocol] = {}  # parsed protocol versions by sha256 of their source
+_P, _T = ParamSpec("_P"), TypeVar("_T")
 
 
-@dataclass(frozen=True, slots=True)
-class ScheduledVisit:
+def _reads(use_case: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
+    """A read use case: all its queries on one connection (see `engine.read`)."""
+
+    @wraps(use_case)
+    async def on_one_connection(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        async with read():
+            return await use_case(*args, **kwargs)
+
+    return on_one_connection
+
+
+class ScheduledVisit(NamedTuple):  # not a frozen dataclass: a worklist builds tens of thousands (5x faster)
     """One visit occurrence of a participant with what coordinators recorded about it."""
 
     subject_id: str
@@ -45,7 +56,7 @@ class ScheduledVisit:
 
     def as_dict(self) -> dict:
         """Flat, for JSON and CSV: the occurrence's fields next to the recorded ones."""
-        recorded = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "visit"}
+        recorded = {name: getattr(self, name) for name in self._fields if name != "visit"}
         return {**repo.occurrence_fields(self.visit), **recorded}
 
 
@@ -71,27 +82,33 @@ async def load_protocol_version(protocol: Protocol, source_text: str, source_nam
     return {**_version_dict(protocol.study, row), "created": created}
 
 
+@_reads
 async def list_studies() -> list[dict]:
     return [_study_dict(row) for row in await repo.list_studies()]
 
 
+@_reads
 async def get_study(code: str) -> dict:
     return _study_dict(await require_study(code))
 
 
+@_reads
 async def list_protocol_versions(study: str) -> list[dict]:
     rows = await repo.list_versions((await require_study(study))["id"])
     return [_version_dict(study, row) for row in rows]
 
 
+@_reads
 async def get_protocol(study: str, version: str | None = None) -> Protocol:
     """The given version, or the latest (by effective date) when none is given."""
     rows = await repo.list_versions((await require_study(study))["id"])
     if version is None:
         if not rows:
             raise NotFound(f"study {study} has no protocol version loaded")
-        return await _parsed(rows[-1])
-    return await _parsed(_pick_version(study, rows, version))
+        row = rows[-1]
+    else:
+        row = _pick_version(study, rows, version)
+    return await _parsed(row["id"], row["sha256"])
 
 
 # Sites and participants ------------------------------------------------------------------------
@@ -109,6 +126,7 @@ async def create_site(study: str, code: str, name: str, time_zone: str = "UTC", 
     return _site_dict(study, row)
 
 
+@_reads
 async def list_sites(study: str) -> list[dict]:
     return [_site_dict(study, row) for row in await repo.list_sites((await require_study(study))["id"])]
 
@@ -126,29 +144,29 @@ async def enroll_participant(study: str, subject_id: str, site: str, arm: str | 
         study_row = await require_study(study)
         versions = await repo.list_versions(study_row["id"])
         version_row = enrolment_version(study, versions, version, enrolled_on)
-        protocol = await _parsed(version_row)
+        protocol = await _parsed(version_row["id"], version_row["sha256"])
         site_row = await _site_for_enrolment(study, study_row["id"], site)
         _check_arm(study, subject_id, protocol, arm)
-        if await repo.find_participant(study_row["id"], subject_id):
+        if (await repo.find_subject(study, subject_id))["id"] is not None:
             raise Conflict(f"study {study} already has participant {subject_id}")
         await repo.insert_participants(study_row["id"],
                                        [(subject_id, site_row["id"], arm, version_row["id"], enrolled_on)])
-        row = await repo.find_participant(study_row["id"], subject_id)
+        row = await _subject_row(study, subject_id)
         await refresh_participants(study_row["id"], row["id"], today=today)
     return _participant_dict(study, row)
 
 
+@_reads
 async def list_participants(study: str, site: str | None = None) -> list[dict]:
     rows = await repo.list_participants((await require_study(study))["id"], site)
     return [_participant_dict(study, row) for row in rows]
 
 
+@_reads
 async def get_participant(study: str, subject_id: str) -> dict:
     """The participant with the events recorded so far, in date order."""
-    study_row = await require_study(study)
-    row = await _participant(study_row, subject_id)
-    inputs = (await repo.load_inputs(study_row["id"], participant_id=row["id"]))[row["id"]]
-    events = dict(sorted(inputs.events.items(), key=lambda item: (item[1], item[0])))
+    row = await _subject_row(study, subject_id)
+    events = dict(sorted(row["events"].items(), key=lambda item: (item[1], item[0])))
     return {**_participant_dict(study, row), "events": events}
 
 
@@ -186,7 +204,7 @@ async def assign_arm(study: str, subject_id: str, arm: str, today: date | None =
             await repo.update_participant(subject.id, arm=arm)
             subject.inputs.arm = arm
             await subject.refresh(today)
-        row = await repo.find_participant(subject.study_id, subject_id)
+        row = await _subject_row(study, subject_id)
     return _participant_dict(study, row)
 
 
@@ -199,7 +217,7 @@ async def record_visit(study: str, subject_id: str, visit_code: str, actual: dat
         raise invalid(f"study {study}, participant {subject_id}: a visit code is required", field="visit_code")
     async with transaction(f"study {study}, participant {subject_id}, visit {visit_code}"):
         subject = await _Subject.load(study, subject_id)
-        row = await repo.find_visit(subject.id, visit_code)
+        row = subject.visits.get(visit_code)
         _check_row_version(subject, visit_code, row, expected_row_version)
         previous = subject.inputs.actuals.get(visit_code)
         if previous != actual:
@@ -210,7 +228,7 @@ async def record_visit(study: str, subject_id: str, visit_code: str, actual: dat
             await subject.refresh(today)
             if _text(reason):
                 row = await repo.find_visit(subject.id, visit_code)
-                await repo.update_visit(row["id"], bump=False, actual_reason=_text(reason))
+                await repo.update_visit(row.id, bump=False, actual_reason=_text(reason))
         return _scheduled(await repo.find_visit(subject.id, visit_code))
 
 
@@ -219,13 +237,13 @@ async def book_appointment(study: str, subject_id: str, visit_code: str, day: da
     """Book a visit; a day outside its window needs a reason, which is stored with the booking."""
     async with transaction(f"study {study}, participant {subject_id}, visit {visit_code}"):
         subject = await _Subject.load(study, subject_id)
-        row = await subject.scheduled_visit(visit_code)
+        row = subject.scheduled_visit(visit_code)
         _check_row_version(subject, visit_code, row, expected_row_version)
         _check_open(subject, row)
         if _outside(row, day) and not _text(reason):
             raise invalid(f"{subject}: {day} is outside the window of visit {visit_code} ({_window(row)});"
                           " give a reason to book it on that day", field="reason")
-        await repo.update_visit(row["id"], appointment=day, appointment_reason=_text(reason))
+        await repo.update_visit(row.id, appointment=day, appointment_reason=_text(reason))
         await subject.refresh(today)
         return _scheduled(await repo.find_visit(subject.id, visit_code))
 
@@ -237,10 +255,10 @@ async def mark_missed(study: str, subject_id: str, visit_code: str, reason: str,
         subject = await _Subject.load(study, subject_id)
         if not _text(reason):
             raise invalid(f"{subject}: give the reason why visit {visit_code} was missed", field="reason")
-        row = await subject.scheduled_visit(visit_code)
+        row = subject.scheduled_visit(visit_code)
         _check_row_version(subject, visit_code, row, expected_row_version)
         _check_open(subject, row)
-        await repo.update_visit(row["id"], missed_reason=_text(reason))
+        await repo.update_visit(row.id, missed_reason=_text(reason))
         subject.inputs.marked_missed.add(visit_code)
         await subject.refresh(today)
         return _scheduled(await repo.find_visit(subject.id, visit_code))
@@ -254,7 +272,7 @@ async def change_protocol_version(study: str, subject_id: str, version: str, eff
         if not _text(reason):
             raise invalid(f"{subject}: give the reason for the change to protocol version {version}",
                           field="reason")
-        target = _pick_version(study, subject.versions.values(), version)
+        target = _pick_version(study, await repo.list_versions(subject.study_id), version)
         if target["id"] == subject.inputs.version_id:
             raise invalid(f"{subject} already follows protocol version {version}", field="version")
         await repo.insert_protocol_change(subject.id, subject.inputs.version_id, target["id"], effective,
@@ -262,27 +280,27 @@ async def change_protocol_version(study: str, subject_id: str, version: str, eff
         await repo.update_participant(subject.id, protocol_version=target["id"])
         subject.inputs.version_id = target["id"]
         await subject.refresh(today)
-        row = await repo.find_participant(subject.study_id, subject_id)
+        row = await _subject_row(study, subject_id)
     return _participant_dict(study, row)
 
 
 # Schedules and worklists -----------------------------------------------------------------------
 
+@_reads
 async def participant_schedule(study: str, subject_id: str, as_of: date) -> list[ScheduledVisit]:
     """The participant's visits evaluated as of `as_of`, with what is recorded about each."""
     subject = await _Subject.load(study, subject_id, lock=False)
-    rows = await repo.participant_visits(subject.id)
     schedule = []
     for visit in _evaluate(subject.protocol, subject.inputs, as_of):
-        row = rows.get(visit.visit)
-        kept = _kept(row, visit, subject.inputs, as_of) if row else None
+        row = subject.visits.get(visit.visit)
         if row is None:
             schedule.append(ScheduledVisit(subject_id, subject.inputs.site, visit, subject.version))
         else:
-            schedule.append(_scheduled(row, kept or visit))
+            schedule.append(_scheduled(row, _kept(row, visit, subject.inputs, as_of) or visit))
     return schedule
 
 
+@_reads
 async def study_visits(study: str, as_of: date, site: str | None = None, statuses: Collection[str] | None = None,
                        horizon_days: int = 0) -> list[tuple[str, VisitOccurrence]]:
     """Exactly what `evaluate` gives for each participant as of `as_of`, by subject ID then visit order."""
@@ -291,13 +309,14 @@ async def study_visits(study: str, as_of: date, site: str | None = None, statuse
     inputs = await repo.load_inputs(study_row["id"], site=site)
     result = []
     for person in sorted(inputs.values(), key=lambda person: person.subject_id):
-        protocol = await _parsed(versions[person.version_id])
+        protocol = await _parsed(person.version_id, versions[person.version_id]["sha256"])
         for visit in _evaluate(protocol, person, as_of, horizon_days):
             if statuses is None or visit.status in statuses:
                 result.append((person.subject_id, visit))
     return result
 
 
+_MOVING = frozenset({UPCOMING, DUE, MISSED})  # of a visit not done, not marked missed
 _OPEN = "x.actual IS NULL AND x.missed_reason IS NULL AND x.status <> 'not_applicable'"
 _OVERLAPS = "x.target IS NOT NULL AND (x.earliest IS NULL OR x.earliest <= {}) AND (x.latest IS NULL OR x.latest >= {})"
 _OVERDUE = f"{_OPEN} AND x.latest < {{}} AND NOT x.optional"
@@ -310,6 +329,7 @@ _WORKLISTS = {  # SQL over stored visits, and its arguments for an as-of date
 }
 
 
+@_reads
 async def worklist(study: str, as_of: date, site: str | None = None, kind: str = "today") -> list[ScheduledVisit]:
     """Stored visits needing attention: 'today' (window open or booked today), 'week' (window overlaps the
     next 7 days), 'overdue' (window closed, not done, not marked missed), 'missed_or_out_of_window'."""
@@ -320,6 +340,7 @@ async def worklist(study: str, as_of: date, site: str | None = None, kind: str =
     return [_scheduled(row, _restated(row, as_of)) for row in rows]
 
 
+@_reads
 async def site_schedule(study: str, site: str, as_of: date) -> list[ScheduledVisit]:
     """Every stored visit of a site's participants, with appointments; statuses as of `as_of`."""
     study_row = await require_study(study)
@@ -329,13 +350,13 @@ async def site_schedule(study: str, site: str, as_of: date) -> list[ScheduledVis
     return [_scheduled(row, _restated(row, as_of)) for row in rows]
 
 
-def _restated(row: dict, as_of: date) -> VisitOccurrence:
+def _restated(row: StoredVisit, as_of: date) -> VisitOccurrence:
     """A stored visit's status as of `as_of`: only the statuses that move with the calendar change."""
-    visit = repo.occurrence_from_row(row)
-    if visit.status not in (UPCOMING, DUE, MISSED) or visit.actual is not None or row["missed_reason"]:
-        return visit
-    status, _ = classify(visit.target, visit.earliest, visit.latest, None, as_of, visit.optional)
-    return visit._replace(status=status)
+    if row.status in _MOVING and row.actual is None and not row.missed_reason:
+        status, _ = classify(row.target, row.earliest, row.latest, None, as_of, row.optional)
+        if status != row.status:
+            return row.evaluation._replace(status=status)
+    return row.evaluation
 
 
 async def persist_schedules(study: str, rows: Iterable[tuple[str, VisitOccurrence]],
@@ -367,7 +388,7 @@ async def refresh_participants(study_id: int, participant_id: int | None = None,
     versions = {row["id"]: row for row in await repo.list_versions(study_id)}
     results = []
     for person in inputs:
-        protocol = await _parsed(versions[person.version_id])
+        protocol = await _parsed(person.version_id, versions[person.version_id]["sha256"])
         results.append((person, _evaluate(protocol, person, today, HORIZON_DAYS)))
         status = ENDED if any(protocol.events[name].ends_schedule for name in person.events
                               if name in protocol.events) else ACTIVE
@@ -380,31 +401,29 @@ async def refresh_participants(study_id: int, participant_id: int | None = None,
 # Helpers ---------------------------------------------------------------------------------------
 
 class _Subject:
-    """A participant being worked on: its rows, engine inputs and protocol, locked for writing."""
+    """A participant being worked on: its row, engine inputs, stored visits (by code) and protocol."""
 
-    def __init__(self, study: str, study_id: int, row: dict, inputs: ScheduleInputs, versions: dict[int, dict],
+    def __init__(self, study: str, row: dict, inputs: ScheduleInputs, visits: dict[str, StoredVisit],
                  protocol: Protocol):
-        self.study, self.study_id, self.row, self.inputs = study, study_id, row, inputs
-        self.id, self.versions, self.protocol = row["id"], versions, protocol
-        self.version = versions[inputs.version_id]["version"]
+        self.study, self.row, self.inputs, self.visits, self.protocol = study, row, inputs, visits, protocol
+        self.id, self.study_id, self.version = row["id"], row["study_id"], row["version"]
 
     @classmethod
     async def load(cls, study: str, subject_id: str, lock: bool = True) -> _Subject:
-        study_row = await require_study(study)
-        row = await _participant(study_row, subject_id)
+        """In two queries (three when locking on PostgreSQL)."""
         if lock:
-            await repo.lock_participants(study_row["id"], row["id"])
-        inputs = (await repo.load_inputs(study_row["id"], row["id"]))[row["id"]]
-        versions = {version["id"]: version for version in await repo.list_versions(study_row["id"])}
-        return cls(study, study_row["id"], row, inputs, versions, await _parsed(versions[inputs.version_id]))
+            await repo.lock_subject(study, subject_id)
+        row = await _subject_row(study, subject_id)
+        inputs, visits = await repo.subject_inputs(row)
+        return cls(study, row, inputs, visits, await _parsed(row["protocol_version"], row["sha256"]))
 
     async def refresh(self, today: date | None) -> None:
         await refresh_participants(self.study_id, inputs=[self.inputs], today=today)
 
-    async def scheduled_visit(self, code: str) -> dict:
-        row = await repo.find_visit(self.id, code)
+    def scheduled_visit(self, code: str) -> StoredVisit:
+        row = self.visits.get(code)
         if row is None:
-            codes = ", ".join(sorted(await repo.participant_visits(self.id)))
+            codes = ", ".join(sorted(self.visits))
             raise NotFound(f"{self}: visit {code} is not in the schedule; scheduled visits: {codes}")
         return row
 
@@ -418,28 +437,27 @@ def _evaluate(protocol: Protocol, person: ScheduleInputs, as_of: date, horizon_d
                     marked_missed=person.marked_missed)
 
 
-def _kept(row: dict, visit: VisitOccurrence, person: ScheduleInputs, as_of: date) -> VisitOccurrence | None:
+def _kept(row: StoredVisit, visit: VisitOccurrence, person: ScheduleInputs, as_of: date) -> VisitOccurrence | None:
     """The stored evaluation of a visit done under an earlier protocol version, else None.
 
     Its window stays the one it had; only a corrected actual date is judged again against it.
     """
-    if row["actual"] is None or row["protocol_version"] == person.version_id:
+    if row.actual is None or row.protocol_version == person.version_id:
         return None
-    stored = repo.occurrence_fields(repo.occurrence_from_row(row))
-    if visit.actual != stored["actual"] and stored["target"] is not None and stored["status"] != NOT_APPLICABLE:
-        stored["status"], stored["days_outside"] = classify(
-            stored["target"], stored["earliest"], stored["latest"], visit.actual, as_of, stored["optional"])
-    return VisitOccurrence(**{**stored, "actual": visit.actual})
+    stored = row.evaluation._replace(actual=visit.actual)
+    if visit.actual != row.actual and row.target is not None and row.status != NOT_APPLICABLE:
+        status, days_outside = classify(row.target, row.earliest, row.latest, visit.actual, as_of, row.optional)
+        stored = stored._replace(status=status, days_outside=days_outside)
+    return stored
 
 
-async def _parsed(version_row: dict) -> Protocol:
+async def _parsed(version_id: int, sha256: str) -> Protocol:
     """The parsed protocol of a stored version, parsed once per process and source text."""
-    sha256 = version_row["sha256"]
     if sha256 not in _protocols:
         from trialcoord.adapters.protocol_files import parse_protocol  # only when not cached: it needs yaml
 
-        source = await repo.version_source(version_row["id"])
-        _protocols[sha256] = parse_protocol(source, file=version_row["source_name"])
+        source = await repo.version_source(version_id)
+        _protocols[sha256] = parse_protocol(source["source_text"], file=source["source_name"])
     return _protocols[sha256]
 
 
@@ -450,10 +468,13 @@ async def require_study(code: str) -> dict:
     return row
 
 
-async def _participant(study_row: dict, subject_id: str) -> dict:
-    row = await repo.find_participant(study_row["id"], subject_id)
+async def _subject_row(study: str, subject_id: str) -> dict:
+    """The participant with its study's id (see `repo.find_subject`)."""
+    row = await repo.find_subject(study, subject_id)
     if row is None:
-        raise NotFound(f"study {study_row['code']} has no participant {subject_id}")
+        raise NotFound(f"study {study} does not exist")
+    if row["id"] is None:
+        raise NotFound(f"study {study} has no participant {subject_id}")
     return row
 
 
@@ -501,44 +522,41 @@ def _check_time_zone(name: str) -> None:
         raise invalid(f"'{name}' is not an IANA time zone such as 'America/New_York'", field="time_zone") from None
 
 
-def _check_row_version(subject: _Subject, code: str, row: dict | None, expected: int | None) -> None:
+def _check_row_version(subject: _Subject, code: str, row: StoredVisit | None, expected: int | None) -> None:
     if expected is None:
         return
-    if row is None or row["row_version"] != expected:
-        current = "no stored version" if row is None else f"version {row['row_version']}"
+    if row is None or row.row_version != expected:
+        current = "no stored version" if row is None else f"version {row.row_version}"
         raise Conflict(f"{subject}: visit {code} was changed by someone else (you had version {expected},"
                        f" it now has {current}); reload it and try again")
 
 
-def _check_open(subject: _Subject, row: dict) -> None:
-    if row["actual"] is not None:
-        raise invalid(f"{subject}: visit {row['code']} already took place on {row['actual']}", field="visit_code")
-    if row["status"] == NOT_APPLICABLE:
-        raise invalid(f"{subject}: visit {row['code']} does not apply to this participant", field="visit_code")
+def _check_open(subject: _Subject, row: StoredVisit) -> None:
+    if row.actual is not None:
+        raise invalid(f"{subject}: visit {row.visit} already took place on {row.actual}", field="visit_code")
+    if row.status == NOT_APPLICABLE:
+        raise invalid(f"{subject}: visit {row.visit} does not apply to this participant", field="visit_code")
 
 
-def _outside(row: dict, day: date) -> bool:
-    early = row["earliest"] is not None and day < row["earliest"]
-    return early or (row["latest"] is not None and day > row["latest"])
+def _outside(row: StoredVisit, day: date) -> bool:
+    early = row.earliest is not None and day < row.earliest
+    return early or (row.latest is not None and day > row.latest)
 
 
-def _window(row: dict) -> str:
-    if row["target"] is None:
+def _window(row: StoredVisit) -> str:
+    if row.target is None:
         return "no window yet"
-    return f"window {row['earliest'] or 'unbounded'} to {row['latest'] or 'unbounded'}"
+    return f"window {row.earliest or 'unbounded'} to {row.latest or 'unbounded'}"
 
 
 def _text(value: str | None) -> str | None:
     return value.strip() or None if value else None
 
 
-def _scheduled(row: dict, visit: VisitOccurrence | None = None) -> ScheduledVisit:
-    return ScheduledVisit(
-        subject_id=row["subject_id"], site=row["site"], visit=visit or repo.occurrence_from_row(row),
-        protocol_version=row["version"], appointment=row["appointment"],
-        appointment_reason=row["appointment_reason"], actual_reason=row["actual_reason"],
-        missed_reason=row["missed_reason"], row_version=row["row_version"],
-    )
+def _scheduled(row: StoredVisit, visit: VisitOccurrence | None = None) -> ScheduledVisit:
+    # Positional: a worklist calls this per row.
+    return ScheduledVisit(row.subject_id, row.site, visit or row.evaluation, row.version, row.appointment,
+                          row.appointment_reason, row.actual_reason, row.missed_reason, row.row_version)
 
 
 def _study_dict(row: dict) -> dict:

@@ -6,12 +6,12 @@ sorted in Python, so the order is the same on every engine whatever the database
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
-from trialcoord.adapters.persistence.engine import execute_many, fetch, is_sqlite
+from trialcoord.adapters.persistence.engine import execute_many, fetch, fetch_rows, is_sqlite
 from trialcoord.adapters.persistence.tables import (
     Participant,
     ProtocolChange,
@@ -57,9 +57,10 @@ async def find_version(study_id: int, version: str) -> dict | None:
     return await query.where((ProtocolVersion.study == study_id) & (ProtocolVersion.version == version)).first()
 
 
-async def version_source(version_id: int) -> str:
-    row = await ProtocolVersion.select(ProtocolVersion.source_text).where(ProtocolVersion.id == version_id).first()
-    return row["source_text"]
+async def version_source(version_id: int) -> dict:
+    """The version's source_text and source_name."""
+    query = ProtocolVersion.select(ProtocolVersion.source_text, ProtocolVersion.source_name)
+    return await query.where(ProtocolVersion.id == version_id).first()
 
 
 async def insert_version(study_id: int, version: str, effective: date, source_name: str, source_text: str,
@@ -92,9 +93,22 @@ _PARTICIPANTS = """SELECT p.id, p.subject_id, p.arm, p.status, p.enrolled_on, p.
     JOIN sites s ON s.id = p.site JOIN protocol_versions pv ON pv.id = p.protocol_version"""
 
 
-async def find_participant(study_id: int, subject_id: str) -> dict | None:
-    rows = await fetch(f"{_PARTICIPANTS} WHERE p.study = {{}} AND p.subject_id = {{}}", study_id, subject_id)
-    return rows[0] if rows else None
+async def find_subject(study: str, subject_id: str) -> dict | None:
+    """A participant by codes, with its study's id, site code, protocol version (label and sha256) and
+    recorded `events` (name -> date), in one query (a row per event): None when the study does not exist,
+    `id` None when it has no such participant."""
+    rows = await fetch(
+        "SELECT st.id AS study_id, p.id, p.subject_id, p.arm, p.status, p.enrolled_on, p.protocol_version,"
+        " pv.version, pv.sha256, s.code AS site, e.event, e.date FROM studies st"
+        " LEFT JOIN participants p ON p.study = st.id AND p.subject_id = {}"
+        " LEFT JOIN sites s ON s.id = p.site LEFT JOIN protocol_versions pv ON pv.id = p.protocol_version"
+        " LEFT JOIN recorded_events e ON e.participant = p.id WHERE st.code = {}", subject_id, study)
+    if not rows:
+        return None
+    subject = rows[0]
+    subject["events"] = {row["event"]: row["date"] for row in rows if row["event"] is not None}
+    del subject["event"], subject["date"]
+    return subject
 
 
 async def list_participants(study_id: int, site: str | None = None) -> list[dict]:
@@ -105,14 +119,17 @@ async def list_participants(study_id: int, site: str | None = None) -> list[dict
     return sorted(rows, key=lambda row: row["subject_id"])
 
 
-async def lock_participants(study_id: int, participant_id: int | None = None) -> None:
-    """Serialise writers of the same participants (SQLite's immediate transactions already do)."""
-    if is_sqlite():
-        return
-    if participant_id is None:
+async def lock_participants(study_id: int) -> None:
+    """Serialise writers of a study's participants (SQLite's immediate transactions already do)."""
+    if not is_sqlite():
         await fetch("SELECT id FROM participants WHERE study = {} FOR UPDATE", study_id)
-    else:
-        await fetch("SELECT id FROM participants WHERE id = {} FOR UPDATE", participant_id)
+
+
+async def lock_subject(study: str, subject_id: str) -> None:
+    """Serialise writers of one participant; lock before reading it, so that what is read is current."""
+    if not is_sqlite():  # OF p: the participant's row only, not its study's
+        await fetch("SELECT p.id FROM participants p JOIN studies st ON st.id = p.study"
+                    " WHERE st.code = {} AND p.subject_id = {} FOR UPDATE OF p", study, subject_id)
 
 
 async def insert_participants(study_id: int, rows: Iterable[tuple[str, int, str | None, int, date]]) -> None:
@@ -151,6 +168,24 @@ class ScheduleInputs:
     actuals: dict[str, date] = field(default_factory=dict)
     marked_missed: set[str] = field(default_factory=set)
 
+    def add_facts(self, code: str, actual: date | None, missed_reason: str | None) -> None:
+        """What a coordinator recorded on a stored visit."""
+        if actual is not None:
+            self.actuals[code] = actual
+        if missed_reason is not None:
+            self.marked_missed.add(code)
+
+
+async def subject_inputs(subject: dict) -> tuple[ScheduleInputs, dict[str, StoredVisit]]:
+    """Engine inputs and stored visits (by code) of a participant as `find_subject` gives it, in one more
+    query: the stored visits carry the recorded facts."""
+    inputs = ScheduleInputs(subject["id"], subject["subject_id"], subject["site"], subject["arm"],
+                            subject["status"], subject["protocol_version"], subject["events"])
+    visits = await participant_visits(subject["id"])
+    for visit in visits.values():
+        inputs.add_facts(visit.visit, visit.actual, visit.missed_reason)
+    return inputs, visits
+
 
 async def load_inputs(study_id: int, participant_id: int | None = None, site: str | None = None
                       ) -> dict[int, ScheduleInputs]:
@@ -164,15 +199,13 @@ async def load_inputs(study_id: int, participant_id: int | None = None, site: st
     inputs = {row["id"]: ScheduleInputs(row["id"], row["subject_id"], row["site"], row["arm"], row["status"],
                                         row["protocol_version"]) for row in people}
     joined = f"JOIN participants p ON p.id = x.participant JOIN sites s ON s.id = p.site WHERE {where}"
-    for row in await fetch(f"SELECT x.participant, x.event, x.date FROM recorded_events x {joined}", *args):
-        inputs[row["participant"]].events[row["event"]] = row["date"]
-    facts = await fetch(f"SELECT x.participant, x.code, x.actual, x.missed_reason FROM visits x {joined}"
-                        " AND (x.actual IS NOT NULL OR x.missed_reason IS NOT NULL)", *args)
-    for row in facts:
-        if row["actual"] is not None:
-            inputs[row["participant"]].actuals[row["code"]] = row["actual"]
-        if row["missed_reason"] is not None:
-            inputs[row["participant"]].marked_missed.add(row["code"])
+    for participant, event, day in await fetch_rows(f"SELECT x.participant, x.event, x.date FROM recorded_events x"
+                                                    f" {joined}", *args):
+        inputs[participant].events[event] = day
+    facts = await fetch_rows(f"SELECT x.participant, x.code, x.actual, x.missed_reason FROM visits x {joined}"
+                             " AND (x.actual IS NOT NULL OR x.missed_reason IS NOT NULL)", *args)
+    for participant, code, actual, missed_reason in facts:
+        inputs[participant].add_facts(code, actual, missed_reason)
     return inputs
 
 
@@ -180,9 +213,10 @@ async def upsert_events(rows: Iterable[tuple[int, str, date, str | None]]) -> No
     """rows: (participant_id, event, date, reason); replaces the date of an event already recorded."""
     rows = list(rows)
     existing = {
-        (row["participant"], row["event"]): row["id"]
-        for row in await _select_in("SELECT id, participant, event FROM recorded_events WHERE participant IN ({})",
-                                    {participant for participant, *_ in rows})
+        (participant, event): row_id
+        for row_id, participant, event in await _select_in(
+            "SELECT id, participant, event FROM recorded_events WHERE participant IN ({})",
+            {participant for participant, *_ in rows})
     }
     await execute_many("UPDATE recorded_events SET date = {}, reason = {}, updated_at = CURRENT_TIMESTAMP"
                        " WHERE id = {}",
@@ -196,22 +230,66 @@ async def upsert_events(rows: Iterable[tuple[int, str, date, str | None]]) -> No
 
 _EVALUATED = ("definition", "occurrence", "name", "number", "target", "earliest", "latest", "actual", "status",
               "days_outside", "study_day", "optional")
-_WATCHED = ("target", "earliest", "latest", "actual")  # a change here bumps row_version
-_DIFFED = ("id", "participant", "code", *_EVALUATED, "protocol_version", "row_version", "appointment",
-           "missed_reason")  # what save_evaluations compares: fewer columns load faster
-
-
 OCCURRENCE_FIELDS = ("visit", *_EVALUATED)
+
+
+class StoredVisit(NamedTuple):
+    """A stored visit: the occurrence's fields as last evaluated (the first 13, in `VisitOccurrence`'s
+    order), then its participant's and protocol version's codes and what coordinators recorded."""
+
+    visit: str
+    definition: str
+    occurrence: int
+    name: str
+    number: float | None
+    target: date | None
+    earliest: date | None
+    latest: date | None
+    actual: date | None
+    status: str
+    days_outside: int
+    study_day: int | None
+    optional: bool
+    subject_id: str
+    site: str
+    version: str  # the label of the protocol version it was evaluated under
+    appointment: date | None
+    appointment_reason: str | None
+    actual_reason: str | None
+    missed_reason: str | None
+    row_version: int
+    id: int
+    participant: int
+    protocol_version: int  # that version's id
+
+    @property
+    def evaluation(self) -> VisitOccurrence:
+        return _occurrence(VisitOccurrence, self[:_OCCURRENCE_WIDTH])
+
+
+_OCCURRENCE_WIDTH = len(OCCURRENCE_FIELDS)
+_occurrence = tuple.__new__  # positional, without NamedTuple's keyword wrapper (one per worklist row)
+_CODE, _SUBJECT, _TARGET, _APPOINTMENT, _ID, _PARTICIPANT = (  # for driver rows in StoredVisit's order
+    StoredVisit._fields.index(name) for name in ("visit", "subject_id", "target", "appointment", "id", "participant"))
+
+
+def _select_visits(labels: str, tables: str) -> str:
+    """StoredVisit's columns in its order; only these, as each more costs a conversion per row."""
+    return (f"SELECT x.code, {', '.join(f'x.{name}' for name in _EVALUATED)}, {labels}, x.appointment,"
+            " x.appointment_reason, x.actual_reason, x.missed_reason, x.row_version, x.id, x.participant,"
+            f" x.protocol_version FROM {tables}")
+
+
+_VISITS = _select_visits("p.subject_id, s.code, pv.version",
+                         "visits x JOIN participants p ON p.id = x.participant JOIN sites s ON s.id = p.site"
+                         " JOIN protocol_versions pv ON pv.id = x.protocol_version")
+_UNLABELLED_VISITS = _select_visits("NULL, NULL, NULL", "visits x")  # no joins: subject_id, site, version None
+_WATCHED = ("target", "earliest", "latest", "actual")  # a change here bumps row_version
 
 
 def occurrence_fields(visit: VisitOccurrence) -> dict[str, Any]:
     """The occurrence's fields by name (works whatever kind of record the domain uses)."""
     return {name: getattr(visit, name) for name in OCCURRENCE_FIELDS}
-
-
-def occurrence_from_row(row: dict) -> VisitOccurrence:
-    values = {name: row[name] for name in _EVALUATED}
-    return VisitOccurrence(**{**values, "visit": row["code"], "optional": bool(row["optional"])})
 
 
 def _evaluated_values(visit: VisitOccurrence) -> tuple:
@@ -221,23 +299,33 @@ def _evaluated_values(visit: VisitOccurrence) -> tuple:
     return tuple(values.values())
 
 
-async def find_visit(participant_id: int, code: str) -> dict | None:
+async def find_visit(participant_id: int, code: str) -> StoredVisit | None:
     rows = await _visit_rows("x.participant = {} AND x.code = {}", participant_id, code)
     return rows[0] if rows else None
 
 
-async def participant_visits(participant_id: int) -> dict[str, dict]:
-    return {row["code"]: row for row in await _visit_rows("x.participant = {}", participant_id)}
+async def participant_visits(participant_id: int) -> dict[str, StoredVisit]:
+    return {row.visit: row for row in await _visit_rows("x.participant = {}", participant_id)}
 
 
-async def worklist_rows(study_id: int, condition: str, *args: Any, site: str | None = None) -> list[dict]:
-    """Stored visits of a study matching `condition` (SQL over the alias `x`), by subject and date."""
+async def worklist_rows(study_id: int, condition: str, *args: Any, site: str | None = None
+                        ) -> Iterator[StoredVisit]:
+    """Stored visits of a study matching `condition` (SQL over the alias `x`), by subject and date.
+
+    Each is built as the caller takes it: a worklist has tens of thousands, and a NamedTuple, unlike the
+    driver's plain tuple, stays tracked by the garbage collector, whose passes over them cost as much as
+    building them.
+    """
     where, values = f"p.study = {{}} AND ({condition})", [study_id, *args]
     if site is not None:
         where, values = f"{where} AND s.code = {{}}", [*values, site]
-    rows = await _visit_rows(where, *values)
-    return sorted(rows, key=lambda row: (row["subject_id"], row["target"] or row["appointment"] or date.min,
-                                         row["code"]))
+    rows = await fetch_rows(f"{_VISITS} WHERE {where}", *values)
+    return map(StoredVisit._make, sorted(rows, key=_worklist_order))
+
+
+def _worklist_order(row: Sequence[Any]) -> tuple:
+    """By subject, date, code; in Python, so that the order is the same whatever the database's collation."""
+    return row[_SUBJECT], row[_TARGET] or row[_APPOINTMENT] or date.min, row[_CODE]
 
 
 async def update_visit(visit_id: int, bump: bool = True, **values: Any) -> None:
@@ -255,34 +343,38 @@ class Saved:
 
 
 async def save_evaluations(results: Iterable[tuple[ScheduleInputs, list[VisitOccurrence]]], evaluated_on: date,
-                           keep: Callable[[dict, VisitOccurrence, ScheduleInputs], VisitOccurrence | None] | None = None
-                           ) -> Saved:
+                           keep: Callable[[StoredVisit, VisitOccurrence, ScheduleInputs], VisitOccurrence | None]
+                           | None = None) -> Saved:
     """Store each participant's evaluated visits: insert new codes, update changed rows, delete rows the
     evaluation no longer produces unless a coordinator recorded something on them. A row whose values
     did not change is not written, so it keeps the `evaluated_on` of the evaluation that produced it.
 
     `keep(stored_row, evaluated, inputs)` returns the occurrence to store for a row that keeps its stored
-    evaluation (a visit done under an earlier protocol version), or None to store the evaluation.
+    evaluation (a visit done under an earlier protocol version), or None to store the evaluation; the
+    stored row comes without subject_id, site and version.
     """
     results = list(results)
-    stored: dict[int, dict[str, dict]] = {inputs.id: {} for inputs, _ in results}
-    for row in await _select_in(f"SELECT {', '.join(_DIFFED)} FROM visits WHERE participant IN ({{}})", stored):
-        stored[row["participant"]][row["code"]] = row
+    # Driver rows, each made a StoredVisit only when compared (see worklist_rows); unlabelled, as the joins
+    # would cost more than the comparison.
+    stored: dict[int, dict[str, Sequence[Any]]] = {inputs.id: {} for inputs, _ in results}
+    for raw in await _select_in(f"{_UNLABELLED_VISITS} WHERE x.participant IN ({{}})", stored):
+        stored[raw[_PARTICIPANT]][raw[_CODE]] = raw
     inserts, updates, deletes = [], [], []
     for inputs, visits in results:
         rows = stored[inputs.id]
         for visit in visits:
-            row = rows.pop(visit.visit, None)
-            if row is None:
+            raw = rows.pop(visit.visit, None)
+            if raw is None:
                 inserts.append((inputs.id, visit.visit, *_evaluated_values(visit), inputs.version_id, evaluated_on))
                 continue
+            row = StoredVisit._make(raw)
             kept = keep(row, visit, inputs) if keep else None
-            version = row["protocol_version"] if kept else inputs.version_id
+            version = row.protocol_version if kept else inputs.version_id
             values = _evaluated_values(kept or visit)
-            if version != row["protocol_version"] or values != tuple(row[name] for name in _EVALUATED):
-                bump = any(row[name] != getattr(kept or visit, name) for name in _WATCHED)
-                updates.append((*values, version, evaluated_on, row["row_version"] + bump, row["id"]))
-        deletes += [(row["id"],) for row in rows.values() if not _has_recorded_facts(row)]
+            if version != row.protocol_version or values != row[1:_OCCURRENCE_WIDTH]:
+                bump = any(getattr(row, name) != getattr(kept or visit, name) for name in _WATCHED)
+                updates.append((*values, version, evaluated_on, row.row_version + bump, row.id))
+        deletes += [(raw[_ID],) for raw in rows.values() if not _has_recorded_facts(StoredVisit._make(raw))]
     await execute_many("DELETE FROM visits WHERE id = {}", deletes)
     await execute_many(
         f"UPDATE visits SET {', '.join(f'{name} = {{}}' for name in _EVALUATED)}, protocol_version = {{}},"
@@ -293,22 +385,19 @@ async def save_evaluations(results: Iterable[tuple[ScheduleInputs, list[VisitOcc
     return Saved(len(inserts), len(updates), len(deletes))
 
 
-def _has_recorded_facts(row: dict) -> bool:
-    return any(row[name] is not None for name in ("actual", "appointment", "missed_reason"))
+def _has_recorded_facts(row: StoredVisit) -> bool:
+    return row.actual is not None or row.appointment is not None or row.missed_reason is not None
 
 
-async def _visit_rows(where: str, *args: Any) -> list[dict]:
-    return await fetch(
-        "SELECT x.*, p.subject_id, s.code AS site, pv.version FROM visits x"
-        " JOIN participants p ON p.id = x.participant JOIN sites s ON s.id = p.site"
-        f" JOIN protocol_versions pv ON pv.id = x.protocol_version WHERE {where}", *args)
+async def _visit_rows(where: str, *args: Any) -> list[StoredVisit]:
+    return list(map(StoredVisit._make, await fetch_rows(f"{_VISITS} WHERE {where}", *args)))
 
 
-async def _select_in(sql: str, ids: Iterable[int], chunk: int = 500) -> list[dict]:
-    """`sql` with `IN ({})` run over chunks of ids, so no statement exceeds a parameter limit."""
+async def _select_in(sql: str, ids: Iterable[int], chunk: int = 500) -> list:
+    """Rows (tuples) of `sql` with `IN ({})` run over chunks of ids, so no statement exceeds a parameter limit."""
     ids = sorted(ids)
-    rows: list[dict] = []
+    rows: list = []
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
-        rows += await fetch(sql.replace("({})", f"({', '.join(['{}'] * len(part))})"), *part)
+        rows += await fetch_rows(sql.replace("({})", f"({', '.join(['{}'] * len(part))})"), *part)
     return rows
