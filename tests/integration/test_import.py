@@ -37,6 +37,8 @@ async def test_a_file_with_problems_imports_nothing(study):
     with pytest.raises(InvalidInput) as error:
         await import_events(study, GOOD, file="events.csv", today=TODAY)  # new participants need a site
     assert where(error.value.problems) == [(line, "participant") for line in range(2, 7)]
+    with pytest.raises(InvalidInput, match="events.csv:7: date: participant 101-003: consent on 2024-03-26 is after"):
+        await import_events(study, GOOD + "101-003,consent,2024-03-26,\n", site="101", file="events.csv", today=TODAY)
     assert await scheduling.list_participants(study) == []
 
 

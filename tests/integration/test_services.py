@@ -291,3 +291,15 @@ async def test_demo_loads_once_and_fills_every_worklist(db):
         assert await scheduling.worklist("DEMO-001", today, kind=kind), kind
     statuses = {row.status for _, row in await scheduling.study_visits("DEMO-001", today)}
     assert statuses >= {"due", "missed", "late", "early", "on_time", "upcoming"}
+
+
+async def test_events_and_visits_cannot_be_recorded_for_a_day_still_to_come(randomized):
+    tomorrow = TODAY + timedelta(days=1)
+    with pytest.raises(InvalidInput, match=r"participant 101-001.*: first_dose cannot be recorded on 2024-03-17") as error:
+        await scheduling.record_event("TST-1", S, "first_dose", tomorrow, today=TODAY)
+    assert fields(error.value) == {"date"}
+    with pytest.raises(InvalidInput, match="visit V2 cannot be recorded on 2024-03-17, after today") as error:
+        await scheduling.record_visit("TST-1", S, "V2", tomorrow, today=TODAY)
+    assert fields(error.value) == {"date"}
+    done = await scheduling.record_visit("TST-1", S, "V2", TODAY, today=TODAY)  # today itself is fine
+    assert done.visit.actual == TODAY

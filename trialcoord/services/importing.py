@@ -39,6 +39,8 @@ async def import_events(study: str, csv_text: str, site: str | None = None, file
         if site and site_row is None:
             problems.append(Problem(f"study {study} has no site {site}", file, field="site"))
         problems += _conflicts(rows, people, file, site)
+        problems += [Problem(f"participant {row.participant}: {row.event} on {row.day} is after today ({today})",
+                             file, row.line, field="date") for row in rows if row.day > today]
         if problems:
             raise InvalidInput(problems)
         created = await _enrol_new(study, study_row["id"], rows, people, site_row)

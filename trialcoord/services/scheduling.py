@@ -181,6 +181,7 @@ async def record_event(study: str, subject_id: str, event: str, day: date, reaso
             valid = ", ".join(subject.protocol.events)
             raise invalid(f"{subject}: '{event}' is not an event of protocol version {subject.version};"
                           f" valid events: {valid}", field="event")
+        _check_happened(f"{subject}: {event}", day, today)
         previous = subject.inputs.events.get(event)
         if previous != day:
             if previous is not None and not _text(reason):
@@ -219,6 +220,7 @@ async def record_visit(study: str, subject_id: str, visit_code: str, actual: dat
         subject = await _Subject.load(study, subject_id)
         row = subject.visits.get(visit_code)
         _check_row_version(subject, visit_code, row, expected_row_version)
+        _check_happened(f"{subject}: visit {visit_code}", actual, today)
         previous = subject.inputs.actuals.get(visit_code)
         if previous != actual:
             if previous is not None and not _text(reason):
@@ -520,6 +522,13 @@ def _check_time_zone(name: str) -> None:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise invalid(f"'{name}' is not an IANA time zone such as 'America/New_York'", field="time_zone") from None
+
+
+def _check_happened(what: str, day: date, today: date | None) -> None:
+    """Events and actual visits are facts: a day that has not come yet is a typing mistake."""
+    today = today or date.today()
+    if day > today:
+        raise invalid(f"{what} cannot be recorded on {day}, after today ({today})", field="date")
 
 
 def _check_row_version(subject: _Subject, code: str, row: StoredVisit | None, expected: int | None) -> None:
