@@ -82,9 +82,8 @@ async def test_read_holds_one_connection_and_joins_a_unit_of_work(db):
     assert engine.current_transaction.get() is None
 
 
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # PostgreSQL's pool is asyncpg's own
 async def test_the_sqlite_pool_reuses_at_most_its_size_of_connections(db, monkeypatch):
-    if db.kind != "sqlite":
-        pytest.skip("PostgreSQL's pool is asyncpg's")
     engine, opened = bound_engine(), []
     open_connection = engine._open
 
