@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import tempfile
@@ -46,6 +47,19 @@ visits:
     f" window: {{early: 3d, late: 3d}}}}\n"
     for i in range(3, VISITS + 1)
 )
+
+
+def on_each_engine(run, participants: int) -> None:
+    """Run `run(kind, participants)` on SQLite, then on PostgreSQL when a server answers."""
+
+    async def all_engines():
+        for kind in ENGINES:
+            if kind == "postgres" and not await postgres_available():
+                print("  postgres  skipped: no server at TRIALCOORD_BENCH_POSTGRES_URL")
+                continue
+            await run(kind, participants)
+
+    asyncio.run(all_engines())
 
 
 def timed(fn, *args):

@@ -7,7 +7,6 @@ Run: `.venv/bin/python -m bench.persist [--quick]`.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import sqlite3
 import sys
@@ -16,8 +15,8 @@ from contextlib import closing
 import asyncpg
 
 from bench.common import (
-    AS_OF, ENGINES, STUDY, VISIT_COLUMNS, VISITS, atimed, enrol_study, insert_visit_sql, perturbed_actuals,
-    postgres_available, ratio_line, raw_sqlite_path, temp_database, timed, visit_params,
+    AS_OF, STUDY, VISIT_COLUMNS, VISITS, atimed, enrol_study, insert_visit_sql, on_each_engine, perturbed_actuals,
+    ratio_line, raw_sqlite_path, temp_database, timed, visit_params,
 )
 from trialcoord.adapters.persistence.engine import bound_engine, fetch, is_sqlite
 from trialcoord.domain.schedule import evaluate
@@ -89,15 +88,7 @@ async def run(kind: str, participants: int) -> None:
 def main(quick: bool = False) -> None:
     participants = 1_000 if quick else 10_000
     print(f"persist: {participants:,} participants x {VISITS} visits = {participants * VISITS:,} visits")
-
-    async def all_engines():
-        for kind in ENGINES:
-            if kind == "postgres" and not await postgres_available():
-                print("  postgres  skipped: no server at TRIALCOORD_BENCH_POSTGRES_URL")
-                continue
-            await run(kind, participants)
-
-    asyncio.run(all_engines())
+    on_each_engine(run, participants)
 
 
 if __name__ == "__main__":
