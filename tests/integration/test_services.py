@@ -241,6 +241,10 @@ async def test_today_lists_appointments_and_worklists_filter_by_site(randomized)
     await scheduling.book_appointment("TST-1", S, "V3", date(2024, 4, 2), today=TODAY)
     assert [r.visit.visit for r in await scheduling.worklist("TST-1", date(2024, 4, 2), kind="today")] == ["V3"]
     assert await scheduling.worklist("TST-1", date(2024, 4, 2), site="102", kind="today") == []
+    with pytest.raises(NotFound, match="study TST-1 has no site 999"):
+        await scheduling.worklist("TST-1", date(2024, 4, 2), site="999", kind="today")
+    with pytest.raises(NotFound, match="study TST-1 has no site 999"):
+        await scheduling.study_visits("TST-1", date(2024, 4, 2), site="999")
     with pytest.raises(InvalidInput, match="'soon' is not a worklist"):
         await scheduling.worklist("TST-1", TODAY, kind="soon")
 

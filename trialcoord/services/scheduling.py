@@ -306,7 +306,7 @@ async def participant_schedule(study: str, subject_id: str, as_of: date) -> list
 async def study_visits(study: str, as_of: date, site: str | None = None, statuses: Collection[str] | None = None,
                        horizon_days: int = 0) -> list[tuple[str, VisitOccurrence]]:
     """Exactly what `evaluate` gives for each participant as of `as_of`, by subject ID then visit order."""
-    study_row = await require_study(study)
+    study_row = await _study_with_site(study, site)
     versions = {row["id"]: row for row in await repo.list_versions(study_row["id"])}
     inputs = await repo.load_inputs(study_row["id"], site=site)
     result = []
@@ -338,18 +338,24 @@ async def worklist(study: str, as_of: date, site: str | None = None, kind: str =
     if kind not in _WORKLISTS:
         raise invalid(f"'{kind}' is not a worklist; choose one of {', '.join(WORKLISTS)}", field="kind")
     condition, arguments = _WORKLISTS[kind]
-    rows = await repo.worklist_rows((await require_study(study))["id"], condition, *arguments(as_of), site=site)
+    rows = await repo.worklist_rows((await _study_with_site(study, site))["id"], condition, *arguments(as_of), site=site)
     return [_scheduled(row, _restated(row, as_of)) for row in rows]
 
 
 @_reads
 async def site_schedule(study: str, site: str, as_of: date) -> list[ScheduledVisit]:
     """Every stored visit of a site's participants, with appointments; statuses as of `as_of`."""
-    study_row = await require_study(study)
-    if await repo.find_site(study_row["id"], site) is None:
-        raise NotFound(f"study {study} has no site {site}")
+    study_row = await _study_with_site(study, site)
     rows = await repo.worklist_rows(study_row["id"], "x.status <> 'not_applicable'", site=site)
     return [_scheduled(row, _restated(row, as_of)) for row in rows]
+
+
+async def _study_with_site(study: str, site: str | None) -> dict:
+    """The study's row; a site filter naming no site of the study is an error, not an empty list."""
+    study_row = await require_study(study)
+    if site is not None and await repo.find_site(study_row["id"], site) is None:
+        raise NotFound(f"study {study} has no site {site}")
+    return study_row
 
 
 def _restated(row: StoredVisit, as_of: date) -> VisitOccurrence:
