@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from litestar import Litestar, get
 from litestar.di import Provide
@@ -16,8 +15,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
-from trialcoord.adapters.persistence.engine import bind_engine, build_engine, close_pool, start_pool
-from trialcoord.adapters.persistence.migrations import migrate
+from trialcoord.adapters.persistence.engine import open_database
 from trialcoord.config import Settings, get_settings
 from trialcoord.web.api import API_CONTROLLERS
 from trialcoord.web.errors import EXCEPTION_HANDLERS
@@ -34,11 +32,10 @@ def health() -> dict[str, str]:
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
-    zone = ZoneInfo(settings.time_zone)
 
     def today() -> date:
-        """Dates are calendar dates where the trial runs, not on the server's clock zone."""
-        return datetime.now(zone).date()
+        """Dates are calendar dates in the site's time zone, not in the server clock's."""
+        return settings.today()
 
     return Litestar(
         route_handlers=[health, *API_CONTROLLERS, *PAGE_CONTROLLERS, _static()],
@@ -62,13 +59,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
 def _database(settings: Settings):
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        engine = bind_engine(build_engine(settings.database_url))
-        await start_pool(engine)
-        try:
-            await migrate(engine)
+        async with open_database(settings, migrate=True):
             yield
-        finally:
-            await close_pool(engine)
 
     return lifespan
 
