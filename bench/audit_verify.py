@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import random
 import sys
-import time
 
+from bench.compute import best_of
 from trialcoord.domain.audit import AuditEntry, StoredEntry, canonical_bytes, leaf_hash, verify_entries
 
 FULL = 1_000_000
@@ -67,15 +67,6 @@ def serialise_only(stored: list[StoredEntry]) -> None:
 def verify(stored: list[StoredEntry]) -> None:
     if not verify_entries(stored).ok:
         raise SystemExit("audit_verify: the generated trail did not verify")
-
-
-def best_of(runs: int, fn, *args) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        began = time.perf_counter()
-        fn(*args)
-        best = min(best, time.perf_counter() - began)
-    return best
 
 
 def main(quick: bool = False) -> None:
