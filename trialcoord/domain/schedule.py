@@ -24,7 +24,6 @@ MISSED = "missed"
 NOT_APPLICABLE = "not_applicable"
 UNSCHEDULED = "unscheduled"
 STATUSES = (PENDING, UPCOMING, DUE, ON_TIME, EARLY, LATE, MISSED, NOT_APPLICABLE, UNSCHEDULED)
-DEVIATION_CANDIDATES = frozenset({EARLY, LATE, MISSED})
 
 _OUT_OF_RANGE = (
     "a visit date computed from these dates falls outside the years 1 to 9999; check the recorded dates"
@@ -87,16 +86,16 @@ def classify(
 class _Shift:
     """A duration applied to dates: a timedelta when it counts calendar days, else the general rule."""
 
-    __slots__ = ("duration", "delta", "calendar")
+    __slots__ = ("duration", "delta", "calendar", "sign")
 
     def __init__(self, duration: Duration, calendar, sign: int = 1):
-        self.duration, self.calendar = duration, calendar
+        self.duration, self.calendar, self.sign = duration, calendar, sign
         self.delta = timedelta(days=duration.amount * sign) if duration.unit == DAYS else None
-        if sign < 0 and self.delta is None:
-            self.duration = Duration(-duration.amount, duration.unit, duration.text)
 
     def __call__(self, day: date) -> date:
-        return day + self.delta if self.delta is not None else self.duration.add_to(day, self.calendar)
+        if self.delta is not None:
+            return day + self.delta
+        return self.duration.add_to(day, self.calendar, self.sign)
 
 
 class _VisitPlan:
