@@ -107,17 +107,67 @@ async def _connect_postgres() -> asyncpg.Connection:
         pytest.skip(reason)
 
 
-@pytest.fixture
-async def client(db):
-    """An HTTP client on the app in the test's own event loop (see docs: litestar's TestClient is not)."""
-    import httpx
+PASSWORD = "correct horse battery staple"  # test accounts only; never a real credential
+LONG_AGO = date(2000, 1, 1)
 
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch):
+    """argon2's cheapest profile: the production one costs 64 MiB and about 50 ms a hash."""
+    from argon2 import profiles
+
+    from trialcoord.adapters.passwords import PasswordHashing
+    from trialcoord.services import accounts
+
+    monkeypatch.setattr(accounts, "hashing", PasswordHashing(profiles.CHEAPEST))
+    monkeypatch.setattr(accounts, "_dummy_hash", None)
+
+
+@pytest.fixture
+def app(db):
     from trialcoord.config import load_settings
     from trialcoord.web.app import create_app
 
-    app = create_app(load_settings({"TRIALCOORD_DATABASE_URL": db.url}))
+    return create_app(load_settings({"TRIALCOORD_DATABASE_URL": db.url}))
+
+
+@pytest.fixture
+async def anonymous(app):
+    """An HTTP client on the app in the test's own event loop (see docs: litestar's TestClient is not)."""
+    import httpx
+
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
         yield client
+
+
+async def add_user(user_id: str, *grants: tuple, printed_name: str | None = None) -> None:
+    """A user with grants given as (role, study, site[, valid_to[, personal_data]])."""
+    from trialcoord.services import accounts
+
+    await accounts.create_user(user_id, printed_name or user_id.title(), f"{user_id}@example.org", PASSWORD, "admin")
+    for role, study, site, *rest in grants:
+        valid_to = rest[0] if rest else None
+        await accounts.grant(user_id, role, study, site, LONG_AGO, valid_to, "admin",
+                             personal_data=rest[1] if len(rest) > 1 else False)
+
+
+async def signed_in(client, user_id: str):
+    """`client` signed in as `user_id`: the session as cookie (pages) and bearer token (API), and the
+    CSRF token as a header, which the pages accept in place of the form field."""
+    from trialcoord.services import accounts
+
+    session = await accounts.sign_in(user_id, PASSWORD, "127.0.0.1")
+    client.cookies.set("trialcoord_session", session.token)
+    client.headers["Authorization"] = f"Bearer {session.token}"
+    client.headers["X-CSRF-Token"] = session.csrf_token
+    return client
+
+
+@pytest.fixture
+async def client(anonymous):
+    """Signed in as `admin`, administrator of every study."""
+    await add_user("admin", ("administrator", None, None), printed_name="Ada Admin")
+    return await signed_in(anonymous, "admin")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
@@ -41,6 +41,12 @@ class Settings:
     time_zone: str  # the site's: visit dates are calendar dates there
     host: str
     port: int
+    session_timeout: timedelta = timedelta(minutes=15)  # inactivity sign-out (HIPAA 164.312(a)(2)(iii))
+    secure_cookies: bool = True  # off only when serving on loopback, where no network carries the cookie
+
+    audit_key_file: Path | None = None  # the system's Ed25519 key, for signed audit checkpoints
+    audit_passphrase_file: Path | None = None
+    pii_key_file: Path | None = None  # AES keys of participants' personal data (or TRIALCOORD_PII_KEYS)
 
     def today(self) -> date:
         return datetime.now(ZoneInfo(self.time_zone)).date()
@@ -70,12 +76,19 @@ def parse_database_url(url: str, variable: str = "TRIALCOORD_DATABASE_URL") -> D
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     data_dir = Path(environ.get("TRIALCOORD_DATA_DIR") or "./data")
     url = environ.get("TRIALCOORD_DATABASE_URL") or f"sqlite:///{data_dir / 'trialcoord.sqlite3'}"
+    host = environ.get("TRIALCOORD_HOST") or "127.0.0.1"
     return Settings(
         database_url=parse_database_url(url),
         data_dir=data_dir,
         time_zone=_time_zone(environ.get("TRIALCOORD_TIME_ZONE") or "UTC"),
-        host=environ.get("TRIALCOORD_HOST") or "127.0.0.1",
+        host=host,
         port=_port(environ.get("TRIALCOORD_PORT") or "8000"),
+        session_timeout=timedelta(minutes=_minutes(environ.get("TRIALCOORD_SESSION_TIMEOUT_MINUTES") or "15")),
+        secure_cookies=_flag("TRIALCOORD_SECURE_COOKIES", environ.get("TRIALCOORD_SECURE_COOKIES"),
+                             default=host not in ("127.0.0.1", "localhost", "::1")),
+        audit_key_file=Path(environ.get("TRIALCOORD_AUDIT_KEY_FILE") or data_dir / "audit-key.json"),
+        audit_passphrase_file=Path(environ.get("TRIALCOORD_AUDIT_PASSPHRASE_FILE") or data_dir / "audit-key.passphrase"),
+        pii_key_file=Path(environ.get("TRIALCOORD_PII_KEY_FILE") or data_dir / "pii-keys.json"),
     )
 
 
@@ -103,6 +116,22 @@ def _port(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise ConfigError(f"TRIALCOORD_PORT: '{text}' is not a port number (1-65535)")
     return int(text)
+
+
+def _minutes(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 1440:
+        raise ConfigError(f"TRIALCOORD_SESSION_TIMEOUT_MINUTES: '{text}' is not a number of minutes (1-1440)")
+    return int(text)
+
+
+def _flag(variable: str, text: str | None, default: bool) -> bool:
+    if text is None or text == "":
+        return default
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{variable}: '{text}' is not true or false")
 
 
 def _without_password(url: str) -> str:

@@ -270,20 +270,42 @@ def verify_entries(stored: Iterable[StoredEntry], checkpoint: Checkpoint | None 
     (fields no longer give the stored leaf hash) and, given a checkpoint, a rewritten or truncated
     history (the first `checkpoint.size` entries no longer give its root). Stops at the first problem.
     """
-    tree = CompactTree()
-    check_at = checkpoint.size if checkpoint else 0
-    for entry, stored_hash in stored:
-        problem = _entry_problem(entry, stored_hash, tree.size + 1)
-        if problem:
-            return _failed(tree, problem)
-        tree.append(stored_hash)
-        if tree.size == check_at and tree.root().hex() != checkpoint.root:
-            return _failed(tree, (check_at, f"entries 1 to {check_at} no longer give the root of the checkpoint"
-                                            f" issued at {checkpoint.issued_at}: history was rewritten"))
-    if tree.size < check_at:
-        return _failed(tree, (tree.size + 1, f"missing: the checkpoint issued at {checkpoint.issued_at} covers"
-                                             f" {check_at} entries, the trail has {tree.size}"))
-    return VerificationResult(True, tree.size, tree.root().hex())
+    verifier = TrailVerifier(checkpoint)
+    for item in stored:
+        if not verifier.feed(item):
+            break
+    return verifier.result()
+
+
+class TrailVerifier:
+    """`verify_entries` fed one entry at a time, for a caller that reads the trail in batches."""
+
+    def __init__(self, checkpoint: Checkpoint | None = None):
+        self.checkpoint, self.tree, self.problem = checkpoint, CompactTree(), None
+        self._check_at = checkpoint.size if checkpoint else 0
+
+    def feed(self, stored: StoredEntry) -> bool:
+        """False once a problem was found (then feeding more changes nothing)."""
+        if self.problem:
+            return False
+        entry, stored_hash = stored
+        self.problem = _entry_problem(entry, stored_hash, self.tree.size + 1)
+        if self.problem:
+            return False
+        self.tree.append(stored_hash)
+        if self.tree.size == self._check_at and self.tree.root().hex() != self.checkpoint.root:
+            self.problem = (self._check_at, f"entries 1 to {self._check_at} no longer give the root of the checkpoint"
+                                            f" issued at {self.checkpoint.issued_at}: history was rewritten")
+            return False
+        return True
+
+    def result(self) -> VerificationResult:
+        if self.problem is None and self.tree.size < self._check_at:
+            self.problem = (self.tree.size + 1, f"missing: the checkpoint issued at {self.checkpoint.issued_at} covers"
+                                                f" {self._check_at} entries, the trail has {self.tree.size}")
+        if self.problem:
+            return _failed(self.tree, self.problem)
+        return VerificationResult(True, self.tree.size, self.tree.root().hex())
 
 
 def _entry_problem(entry: AuditEntry, stored_hash: bytes, expected: int) -> tuple[int, str] | None:

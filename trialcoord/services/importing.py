@@ -16,7 +16,8 @@ from trialcoord.adapters.persistence import repositories as repo
 from trialcoord.adapters.persistence.engine import transaction
 from trialcoord.adapters.persistence.repositories import ScheduleInputs
 from trialcoord.domain.problems import InvalidInput, Problem
-from trialcoord.services import scheduling
+from trialcoord.services import audit_log, scheduling
+from trialcoord.services.audit_log import SYSTEM, Change
 
 @dataclass(frozen=True, slots=True)
 class ImportResult:
@@ -27,7 +28,7 @@ class ImportResult:
 
 
 async def import_events(study: str, csv_text: str, site: str | None = None, file: str = "<csv>",
-                        today: date | None = None) -> ImportResult:
+                        today: date | None = None, actor: str = SYSTEM) -> ImportResult:
     """Import a CSV file in one transaction, enrolling unknown participants at `site`."""
     today = today or date.today()
     async with transaction(f"study {study}, import of {file}"):
@@ -43,12 +44,19 @@ async def import_events(study: str, csv_text: str, site: str | None = None, file
                              file, row.line, field="date") for row in rows if row.day > today]
         if problems:
             raise InvalidInput(problems)
-        created = await _enrol_new(study, study_row["id"], rows, people, site_row)
-        if created:
+        enrolled = await _enrol_new(study, study_row["id"], rows, people, site_row)
+        if enrolled:
             people = _by_subject(await repo.load_inputs(study_row["id"]))
-        events, visits, changed = await _apply(rows, people)
+        events, visits, changed, audited = await _apply(study, rows, people)
         if changed:
             await scheduling.refresh_participants(study_row["id"], inputs=changed, today=today)
+        reason = f"imported from {file}"
+        await audit_log.record(actor, *[
+            Change("create", "participant", scheduling.record_id(study, site_row["code"], subject), None,
+                   {"site": site_row["code"], "arm": arm, "enrolled_on": day}, reason)
+            for subject, (day, arm) in enrolled.items()
+        ], *[Change(action, kind, rid, old, new, reason) for action, kind, rid, old, new in audited])
+        created = len(enrolled)
     return ImportResult(created, events, visits, len(rows) - events - visits)
 
 
@@ -75,7 +83,7 @@ def _conflicts(rows: list[EventRow], people: dict[str, ScheduleInputs], file: st
 
 
 async def _enrol_new(study: str, study_id: int, rows: list[EventRow], people: dict[str, ScheduleInputs],
-                     site_row: dict | None) -> int:
+                     site_row: dict | None) -> dict[str, list]:
     """Enrol participants the database lacks, on the earliest date the file gives for each."""
     first: dict[str, list] = {}
     for row in rows:
@@ -87,17 +95,20 @@ async def _enrol_new(study: str, study_id: int, rows: list[EventRow], people: di
         (subject, site_row["id"], arm, scheduling.enrolment_version(study, versions, None, day)["id"], day)
         for subject, (day, arm) in first.items()
     ])
-    return len(first)
+    return first
 
 
-async def _apply(rows: list[EventRow], people: dict[str, ScheduleInputs]) -> tuple[int, int, list[ScheduleInputs]]:
-    """Record what is new; return (events, visits, participants changed)."""
-    new_events, visits, changed = [], 0, {}
+async def _apply(study: str, rows: list[EventRow], people: dict[str, ScheduleInputs]
+                 ) -> tuple[int, int, list[ScheduleInputs], list[tuple]]:
+    """Record what is new; return (events, visits, participants changed, audit changes)."""
+    new_events, visits, changed, audited = [], 0, {}, []
     for row in rows:
         person = people[row.participant]
+        rid = scheduling.record_id(study, person.site, person.subject_id)
         if row.arm is not None and person.arm is None:
             await repo.update_participant(person.id, arm=row.arm)
             person.arm, changed[person.id] = row.arm, person
+            audited.append(("update", "participant", rid, {"arm": None}, {"arm": row.arm}))
         facts = person.events if row.is_event else person.actuals
         if row.event in facts:
             continue  # the same date (a different one was reported as a problem)
@@ -105,10 +116,12 @@ async def _apply(rows: list[EventRow], people: dict[str, ScheduleInputs]) -> tup
         changed[person.id] = person
         if row.is_event:
             new_events.append((person.id, row.event, row.day, None))
+            audited.append(("create", "participant_event", f"{rid}/{row.event}", None, {"date": row.day}))
         else:
             visits += 1
+            audited.append(("update", "visit", f"{rid}/{row.event}", {"actual": None}, {"actual": row.day}))
     await repo.upsert_events(new_events)
-    return len(new_events), visits, list(changed.values())
+    return len(new_events), visits, list(changed.values()), audited
 
 
 def _by_subject(inputs: dict[int, ScheduleInputs]) -> dict[str, ScheduleInputs]:

@@ -20,6 +20,8 @@ from trialcoord.adapters.persistence.engine import read, transaction
 from trialcoord.adapters.persistence.repositories import Saved, ScheduleInputs, StoredVisit
 from trialcoord.domain.protocol import Protocol
 from trialcoord.domain.schedule import DUE, MISSED, NOT_APPLICABLE, UPCOMING, VisitOccurrence, classify, evaluate
+from trialcoord.services import audit_log
+from trialcoord.services.audit_log import SYSTEM, Change
 from trialcoord.services.errors import Conflict, NotFound, invalid
 
 HORIZON_DAYS = 60  # stored schedules list open-ended repeats this far past today
@@ -62,22 +64,29 @@ class ScheduledVisit(NamedTuple):  # not a frozen dataclass: a worklist builds t
 
 # Studies and protocol versions -----------------------------------------------------------------
 
-async def load_protocol_version(protocol: Protocol, source_text: str, source_name: str) -> dict:
+async def load_protocol_version(protocol: Protocol, source_text: str, source_name: str, actor: str = SYSTEM) -> dict:
     """Store a protocol version (creating its study); loading the same text again changes nothing."""
     sha256 = hashlib.sha256(source_text.encode("utf-8")).hexdigest()
     about = f"study {protocol.study}, protocol version {protocol.version}"
     async with transaction(about):
-        study = await repo.find_study(protocol.study) or await repo.insert_study(protocol.study, protocol.title)
+        changes = []
+        study = await repo.find_study(protocol.study)
+        if study is None:
+            study = await repo.insert_study(protocol.study, protocol.title)
+            changes.append(Change("create", "study", protocol.study, None, {"title": protocol.title}))
         row = await repo.find_version(study["id"], protocol.version)
         created = row is None
         if created:
             row = await repo.insert_version(study["id"], protocol.version, protocol.effective, source_name,
                                             source_text, sha256)
+            changes.append(Change("create", "protocol_version", f"{protocol.study}/protocol/{protocol.version}", None,
+                                  {"effective": protocol.effective, "source_name": source_name, "sha256": sha256}))
         elif row["sha256"] != sha256:
             raise Conflict(
                 f"{about} is already loaded from {row['source_name']} with different content; "
                 "an amendment needs a new version label"
             )
+        await audit_log.record(actor, *changes)
     _protocols[sha256] = protocol
     return {**_version_dict(protocol.study, row), "created": created}
 
@@ -113,7 +122,8 @@ async def get_protocol(study: str, version: str | None = None) -> Protocol:
 
 # Sites and participants ------------------------------------------------------------------------
 
-async def create_site(study: str, code: str, name: str, time_zone: str = "UTC", calendar: str | None = None) -> dict:
+async def create_site(study: str, code: str, name: str, time_zone: str = "UTC", calendar: str | None = None,
+                      actor: str = SYSTEM) -> dict:
     code, name = code.strip(), name.strip()
     if not code:
         raise invalid(f"study {study}: a site needs a code", field="code")
@@ -123,6 +133,8 @@ async def create_site(study: str, code: str, name: str, time_zone: str = "UTC", 
         if await repo.find_site(study_row["id"], code):
             raise Conflict(f"study {study} already has a site {code}")
         row = await repo.insert_site(study_row["id"], code, name or code, time_zone, calendar)
+        await audit_log.record(actor, Change("create", "site", f"{study}/{code}", None,
+                                             {"name": row["name"], "time_zone": time_zone, "calendar": calendar}))
     return _site_dict(study, row)
 
 
@@ -133,7 +145,7 @@ async def list_sites(study: str) -> list[dict]:
 
 async def enroll_participant(study: str, subject_id: str, site: str, arm: str | None = None,
                              version: str | None = None, enrolled_on: date | None = None,
-                             today: date | None = None) -> dict:
+                             today: date | None = None, actor: str = SYSTEM) -> dict:
     """Enrol under `version`, by default the latest version in effect on the enrolment date."""
     today = today or date.today()
     enrolled_on = enrolled_on or today
@@ -153,6 +165,10 @@ async def enroll_participant(study: str, subject_id: str, site: str, arm: str | 
                                        [(subject_id, site_row["id"], arm, version_row["id"], enrolled_on)])
         row = await _subject_row(study, subject_id)
         await refresh_participants(study_row["id"], row["id"], today=today)
+        await audit_log.record(actor, Change("create", "participant", record_id(study, site_row["code"], subject_id),
+                                             None, {"site": site_row["code"], "arm": arm,
+                                                    "protocol_version": version_row["version"],
+                                                    "enrolled_on": enrolled_on}))
     return _participant_dict(study, row)
 
 
@@ -173,7 +189,7 @@ async def get_participant(study: str, subject_id: str) -> dict:
 # Events, arms, visits --------------------------------------------------------------------------
 
 async def record_event(study: str, subject_id: str, event: str, day: date, reason: str | None = None,
-                       today: date | None = None) -> dict:
+                       today: date | None = None, actor: str = SYSTEM) -> dict:
     """Record an event's date; changing a date already recorded needs a reason."""
     async with transaction(f"study {study}, participant {subject_id}"):
         subject = await _Subject.load(study, subject_id)
@@ -190,11 +206,14 @@ async def record_event(study: str, subject_id: str, event: str, day: date, reaso
             await repo.upsert_events([(subject.id, event, day, _text(reason))])
             subject.inputs.events[event] = day
             await subject.refresh(today)
+            await audit_log.record(actor, Change("create" if previous is None else "update", "participant_event",
+                                                 subject.record_id(event), None if previous is None else {"date": previous},
+                                                 {"date": day}, _text(reason)))
     return {"study": study, "subject_id": subject_id, "event": event, "date": day, "previous": previous,
             "changed": previous != day}
 
 
-async def assign_arm(study: str, subject_id: str, arm: str, today: date | None = None) -> dict:
+async def assign_arm(study: str, subject_id: str, arm: str, today: date | None = None, actor: str = SYSTEM) -> dict:
     async with transaction(f"study {study}, participant {subject_id}"):
         subject = await _Subject.load(study, subject_id)
         _check_arm(study, subject_id, subject.protocol, arm)
@@ -205,13 +224,15 @@ async def assign_arm(study: str, subject_id: str, arm: str, today: date | None =
             await repo.update_participant(subject.id, arm=arm)
             subject.inputs.arm = arm
             await subject.refresh(today)
+            await audit_log.record(actor, Change("update", "participant", subject.record_id(), {"arm": None},
+                                                 {"arm": arm}))
         row = await _subject_row(study, subject_id)
     return _participant_dict(study, row)
 
 
 async def record_visit(study: str, subject_id: str, visit_code: str, actual: date,
                        expected_row_version: int | None = None, reason: str | None = None,
-                       today: date | None = None) -> ScheduledVisit:
+                       today: date | None = None, actor: str = SYSTEM) -> ScheduledVisit:
     """Record the date a visit took place; a code the protocol lacks is an unscheduled visit."""
     visit_code = visit_code.strip()
     if not visit_code:
@@ -231,11 +252,14 @@ async def record_visit(study: str, subject_id: str, visit_code: str, actual: dat
             if _text(reason):
                 row = await repo.find_visit(subject.id, visit_code)
                 await repo.update_visit(row.id, bump=False, actual_reason=_text(reason))
+            await audit_log.record(actor, Change("update", "visit", subject.record_id(visit_code),
+                                                 {"actual": previous}, {"actual": actual}, _text(reason)))
         return _scheduled(await repo.find_visit(subject.id, visit_code))
 
 
 async def book_appointment(study: str, subject_id: str, visit_code: str, day: date, reason: str | None = None,
-                           expected_row_version: int | None = None, today: date | None = None) -> ScheduledVisit:
+                           expected_row_version: int | None = None, today: date | None = None,
+                           actor: str = SYSTEM) -> ScheduledVisit:
     """Book a visit; a day outside its window needs a reason, which is stored with the booking."""
     async with transaction(f"study {study}, participant {subject_id}, visit {visit_code}"):
         subject = await _Subject.load(study, subject_id)
@@ -247,11 +271,14 @@ async def book_appointment(study: str, subject_id: str, visit_code: str, day: da
                           " give a reason to book it on that day", field="reason")
         await repo.update_visit(row.id, appointment=day, appointment_reason=_text(reason))
         await subject.refresh(today)
+        await audit_log.record(actor, Change("update", "visit", subject.record_id(visit_code),
+                                             {"appointment": row.appointment}, {"appointment": day}, _text(reason)))
         return _scheduled(await repo.find_visit(subject.id, visit_code))
 
 
 async def mark_missed(study: str, subject_id: str, visit_code: str, reason: str,
-                      expected_row_version: int | None = None, today: date | None = None) -> ScheduledVisit:
+                      expected_row_version: int | None = None, today: date | None = None,
+                      actor: str = SYSTEM) -> ScheduledVisit:
     """Record that a visit will not take place, and why."""
     async with transaction(f"study {study}, participant {subject_id}, visit {visit_code}"):
         subject = await _Subject.load(study, subject_id)
@@ -263,11 +290,13 @@ async def mark_missed(study: str, subject_id: str, visit_code: str, reason: str,
         await repo.update_visit(row.id, missed_reason=_text(reason))
         subject.inputs.marked_missed.add(visit_code)
         await subject.refresh(today)
+        await audit_log.record(actor, Change("update", "visit", subject.record_id(visit_code), {"missed": False},
+                                             {"missed": True}, _text(reason)))
         return _scheduled(await repo.find_visit(subject.id, visit_code))
 
 
 async def change_protocol_version(study: str, subject_id: str, version: str, effective: date, reason: str,
-                                  today: date | None = None) -> dict:
+                                  today: date | None = None, actor: str = SYSTEM) -> dict:
     """Move a participant to another protocol version; visits already done keep their evaluation."""
     async with transaction(f"study {study}, participant {subject_id}"):
         subject = await _Subject.load(study, subject_id)
@@ -282,6 +311,9 @@ async def change_protocol_version(study: str, subject_id: str, version: str, eff
         await repo.update_participant(subject.id, protocol_version=target["id"])
         subject.inputs.version_id = target["id"]
         await subject.refresh(today)
+        await audit_log.record(actor, Change("update", "participant", subject.record_id(),
+                                             {"protocol_version": subject.version},
+                                             {"protocol_version": version, "effective": effective}, _text(reason)))
         row = await _subject_row(study, subject_id)
     return _participant_dict(study, row)
 
@@ -435,8 +467,24 @@ class _Subject:
             raise NotFound(f"{self}: visit {code} is not in the schedule; scheduled visits: {codes}")
         return row
 
+    def record_id(self, *more: str) -> str:
+        return record_id(self.study, self.row["site"], self.row["subject_id"], *more)
+
     def __str__(self) -> str:
         return f"study {self.study}, participant {self.row['subject_id']}"
+
+
+def record_id(study: str, site: str, subject_id: str, *more: str) -> str:
+    """How the audit trail names a participant's records: `STUDY/SITE/SUBJECT[/EVENT or VISIT]`, so a
+    study's or a site's entries share a prefix."""
+    return "/".join((study, site, subject_id, *more))
+
+
+async def participant_site(study: str, subject_id: str) -> str | None:
+    """The site code of a participant, None when the study or participant does not exist (for access checks)."""
+    async with read():
+        row = await repo.find_subject(study, subject_id)
+    return row["site"] if row and row["id"] is not None else None
 
 
 def _evaluate(protocol: Protocol, person: ScheduleInputs, as_of: date, horizon_days: int = HORIZON_DAYS

@@ -7,7 +7,9 @@ from contextlib import asynccontextmanager
 from datetime import date
 from pathlib import Path
 
-from litestar import Litestar, get
+from jinja2 import pass_context
+from litestar import Litestar, Request, get
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
@@ -16,8 +18,13 @@ from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
 from trialcoord.adapters.persistence.engine import open_database
+from markupsafe import Markup, escape
+
 from trialcoord.config import Settings, get_settings
+from trialcoord.domain.access import Role
+from trialcoord.services import accounts
 from trialcoord.web.api import API_CONTROLLERS
+from trialcoord.web.auth import CSRF_FIELD, PUBLIC, Access, guard
 from trialcoord.web.errors import EXCEPTION_HANDLERS
 from trialcoord.web.pages import PAGE_CONTROLLERS
 from trialcoord.web.timeline import STATUS_LABELS
@@ -25,7 +32,7 @@ from trialcoord.web.timeline import STATUS_LABELS
 HERE = Path(__file__).parent
 
 
-@get("/health", tags=["health"], sync_to_thread=False)
+@get("/health", tags=["health"], opt=PUBLIC, sync_to_thread=False)
 def health() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -37,9 +44,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         """Dates are calendar dates in the site's time zone, not in the server clock's."""
         return settings.today()
 
+    def access(request: Request) -> Access:
+        return request.state.access  # set by the guard, which runs first
+
+    accounts.inactivity = settings.session_timeout
     return Litestar(
         route_handlers=[health, *API_CONTROLLERS, *PAGE_CONTROLLERS, _static()],
-        dependencies={"today": Provide(today, sync_to_thread=False)},
+        guards=[guard],
+        state=State({"settings": settings}),
+        dependencies={"today": Provide(today, sync_to_thread=False), "access": Provide(access, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[_database(settings)],
         template_config=TemplateConfig(
@@ -66,8 +79,35 @@ def _database(settings: Settings):
 
 
 def _static():
-    return create_static_files_router(path="/static", directories=[HERE / "static"], include_in_schema=False)
+    return create_static_files_router(path="/static", directories=[HERE / "static"], include_in_schema=False,
+                                      opt=PUBLIC)
 
 
 def _template_globals(engine: JinjaTemplateEngine) -> None:
     engine.engine.globals["status_label"] = lambda status: STATUS_LABELS.get(status, status)
+    engine.engine.globals.update(csrf_field=_csrf_field, signed_in=_signed_in, is_admin=_is_admin)
+
+
+def _access(context) -> Access | None:
+    request = context.get("request")
+    return getattr(request.state, "access", None) if request is not None else None
+
+
+@pass_context
+def _csrf_field(context) -> Markup:
+    """The session's CSRF token as a hidden field: every form that posts carries it."""
+    access = _access(context)
+    token = access.viewer.csrf_token if access and access.viewer else ""
+    return Markup(f'<input type="hidden" name="{CSRF_FIELD}" value="{escape(token)}">')
+
+
+@pass_context
+def _signed_in(context):
+    access = _access(context)
+    return access.viewer if access else None
+
+
+@pass_context
+def _is_admin(context) -> bool:
+    access = _access(context)
+    return bool(access and access.viewer and any(g.role is Role.ADMINISTRATOR for g in access.viewer.grants))

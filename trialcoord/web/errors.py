@@ -83,6 +83,10 @@ def handle(request: Request, exc: Exception) -> Response:
     headers = (exc.headers if isinstance(exc, HTTPException) else None) or {}  # such as Allow on a 405
     if request.url.path.startswith((API_PREFIX, "/schema")):
         return Response(problem, status_code=problem.status, media_type=PROBLEM_JSON, headers=headers)
+    if problem.status == 401:  # a page: the sign-in form, coming back here afterwards
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        context = {"next": target if request.method == "GET" else "/", "error": problem.detail, "user_id": ""}
+        return Template("sign_in.html", context=context, status_code=401)
     return Template("error.html", context={"problem": problem}, status_code=problem.status, headers=headers)
 
 

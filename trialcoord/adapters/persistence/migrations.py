@@ -30,6 +30,8 @@ class Migration:
     version: int
     name: str
     statements: tuple[str, ...]
+    sqlite: tuple[str, ...] = ()  # then these, on that engine only (triggers)
+    postgres: tuple[str, ...] = ()
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -82,6 +84,63 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX visits_appointment ON visits (appointment)",
         ),
     ),
+    Migration(
+        2,
+        "accounts, grants, sessions, sign-in attempts, audit trail, participant identities",
+        (
+            # Instants are TEXT in audit.utc_instant form and dates ISO TEXT: compared as text on every engine,
+            # and read back exactly as written.
+            """CREATE TABLE users (
+                id {pk}, user_id TEXT NOT NULL UNIQUE, printed_name TEXT NOT NULL, email TEXT NOT NULL,
+                status TEXT NOT NULL, password_hash TEXT NOT NULL, password_changed_at TEXT NOT NULL,
+                created_at TEXT NOT NULL)""",
+            """CREATE TABLE grants (
+                id {pk}, user_id TEXT NOT NULL REFERENCES users (user_id), role TEXT NOT NULL,
+                study TEXT, site TEXT, valid_from TEXT NOT NULL, valid_to TEXT, personal_data BOOLEAN NOT NULL,
+                granted_by TEXT NOT NULL, granted_at TEXT NOT NULL, revoked_by TEXT, revoked_at TEXT)""",
+            "CREATE INDEX grants_user ON grants (user_id)",
+            """CREATE TABLE sessions (
+                id {pk}, token_hash TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL REFERENCES users (user_id),
+                kind TEXT NOT NULL, csrf_token TEXT NOT NULL, created_at TEXT NOT NULL, last_seen_at TEXT NOT NULL,
+                expires_at TEXT, ended_at TEXT, ended_why TEXT, signing_since TEXT)""",
+            "CREATE INDEX sessions_user ON sessions (user_id)",
+            """CREATE TABLE login_attempts (
+                id {pk}, attempted_at TEXT NOT NULL, user_id TEXT NOT NULL, address TEXT NOT NULL,
+                outcome TEXT NOT NULL)""",
+            "CREATE INDEX login_attempts_user ON login_attempts (user_id, attempted_at)",
+            "CREATE INDEX login_attempts_address ON login_attempts (address, attempted_at)",
+            # One row: appending locks it, so sequence numbers are allocated in commit order without gaps
+            # (a database sequence leaves a gap on rollback, which would read as a deleted entry).
+            "CREATE TABLE audit_head (id INT PRIMARY KEY, size INT NOT NULL)",
+            "INSERT INTO audit_head (id, size) VALUES (1, 0)",
+            """CREATE TABLE audit_entries (
+                sequence INT PRIMARY KEY, recorded_at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+                record_type TEXT NOT NULL, record_id TEXT NOT NULL, old TEXT, new TEXT, reason TEXT,
+                leaf_hash TEXT NOT NULL)""",
+            "CREATE INDEX audit_entries_record ON audit_entries (record_type, record_id)",
+            "CREATE INDEX audit_entries_actor ON audit_entries (actor)",
+            "CREATE INDEX audit_entries_recorded_at ON audit_entries (recorded_at)",
+            """CREATE TABLE audit_checkpoints (
+                size INT PRIMARY KEY, root TEXT NOT NULL, issued_at TEXT NOT NULL, signed TEXT NOT NULL)""",
+            """CREATE TABLE participant_identities (
+                participant INT PRIMARY KEY REFERENCES participants (id), name TEXT, date_of_birth TEXT,
+                contact TEXT, mrn TEXT, updated_at TEXT NOT NULL)""",
+        ),
+        sqlite=(
+            """CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries
+                BEGIN SELECT RAISE(ABORT, 'audit entries are append-only: UPDATE refused'); END""",
+            """CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries
+                BEGIN SELECT RAISE(ABORT, 'audit entries are append-only: DELETE refused'); END""",
+        ),
+        postgres=(
+            """CREATE FUNCTION audit_entries_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION 'audit entries are append-only: % refused', TG_OP; END $$""",
+            """CREATE TRIGGER audit_entries_no_change BEFORE UPDATE OR DELETE ON audit_entries
+                FOR EACH ROW EXECUTE FUNCTION audit_entries_append_only()""",
+            """CREATE TRIGGER audit_entries_no_truncate BEFORE TRUNCATE ON audit_entries
+                FOR EACH STATEMENT EXECUTE FUNCTION audit_entries_append_only()""",
+        ),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -115,7 +174,7 @@ async def _apply(engine: Engine, step: Migration) -> bool:
             await engine.run_querystring(
                 QueryString("INSERT INTO schema_migrations (version, name) VALUES ({}, {})", step.version, step.name)
             )
-            for statement in step.statements:
+            for statement in (*step.statements, *(step.sqlite if is_sqlite(engine) else step.postgres)):
                 await engine.run_ddl(_render(statement, engine))
     except Conflict:
         return False

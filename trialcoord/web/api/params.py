@@ -11,6 +11,7 @@ from litestar.openapi.spec import Example
 from litestar.params import FromQuery, PathParameter
 
 from trialcoord.web.api.schemas import check_plausible
+from trialcoord.web.auth import Access
 
 
 def as_of_or_today(as_of: date | None, today: date) -> date:
@@ -28,6 +29,7 @@ SubjectPath = Annotated[str, PathParameter(description="Subject ID", examples=[E
 VisitPath = Annotated[str, PathParameter(description="Visit code, such as C3D1", examples=[Example(value="V3")])]
 SitePath = Annotated[str, PathParameter(description="Site code", examples=[Example(value="101")])]
 Today = NamedDependency[date]  # provided by the app: today in the configured time zone
+AccessDep = NamedDependency[Access]  # provided by the app: who is asking, found by the guard
 AsOf = FromQuery[Optional[date]]
 QueryStr = FromQuery[Optional[str]]
 WorklistKind = Literal["today", "week", "overdue", "missed_or_out_of_window"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from litestar import Controller, get, post, put
 from litestar.params import JSONBody
 
+from trialcoord.domain.access import Action
 from trialcoord.services import scheduling
-from trialcoord.web.api.params import AsOf, QueryStr, StudyPath, SubjectPath, Today, VisitPath, as_of_or_today
+from trialcoord.web.api.params import AccessDep, AsOf, QueryStr, StudyPath, SubjectPath, Today, VisitPath, as_of_or_today
 from trialcoord.web.api.schemas import (
     ArmIn,
     EnrolmentIn,
@@ -20,22 +21,29 @@ from trialcoord.web.api.schemas import (
     from_dict,
     visit_row,
 )
+from trialcoord.web.auth import needs
 from trialcoord.web.errors import problem_responses
 
-READ = problem_responses(400, 404)
-WRITE = problem_responses(400, 404, 409, 422)
+READ = problem_responses(400, 401, 403, 404)
+WRITE = problem_responses(400, 401, 403, 404, 409, 422)
+VIEW, ENROL, RECORD = needs(Action.VIEW_SCHEDULE), needs(Action.ENROLL_PARTICIPANT), needs(Action.RECORD_VISIT)
 
 
 class ParticipantController(Controller):
     path = "/api/studies/{study:str}/participants"
     tags = ["participants"]
 
-    @get("/", responses=READ)
-    async def list_participants(self, study: StudyPath, site: QueryStr = None) -> list[Participant]:
-        return [from_dict(Participant, row) for row in await scheduling.list_participants(study, site)]
+    @get("/", opt=needs(Action.VIEW_SCHEDULE, across_sites=True), responses=READ)
+    async def list_participants(self, study: StudyPath, access: AccessDep, site: QueryStr = None
+                                ) -> list[Participant]:
+        rows = await scheduling.list_participants(study, site)
+        return [from_dict(Participant, row) for row in rows if access.shows(row["site"])]
 
-    @post("/", responses=WRITE)
-    async def enroll_participant(self, study: StudyPath, data: JSONBody[EnrolmentIn], today: Today) -> Participant:
+    @post("/", opt=needs(Action.ENROLL_PARTICIPANT, across_sites=True), responses=WRITE)
+    async def enroll_participant(
+        self, study: StudyPath, data: JSONBody[EnrolmentIn], today: Today, access: AccessDep
+    ) -> Participant:
+        access.require_site(data.site, "enrol participants")
         row = await scheduling.enroll_participant(
             study,
             data.subject_id,
@@ -44,66 +52,76 @@ class ParticipantController(Controller):
             version=data.version,
             enrolled_on=data.enrolled_on,
             today=today,
+            actor=access.user_id,
         )
         return from_dict(Participant, row)
 
-    @get("/{subject_id:str}", responses=READ)
+    @get("/{subject_id:str}", opt=VIEW, responses=READ)
     async def get_participant(self, study: StudyPath, subject_id: SubjectPath) -> Participant:
         return from_dict(Participant, await scheduling.get_participant(study, subject_id))
 
-    @post("/{subject_id:str}/events", responses=WRITE)
+    @post("/{subject_id:str}/events", opt=RECORD, responses=WRITE)
     async def record_event(
-        self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[EventIn], today: Today
+        self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[EventIn], today: Today, access: AccessDep
     ) -> RecordedEvent:
-        row = await scheduling.record_event(study, subject_id, data.event, data.date, data.reason, today=today)
+        row = await scheduling.record_event(study, subject_id, data.event, data.date, data.reason, today=today,
+                                            actor=access.user_id)
         return from_dict(RecordedEvent, row)
 
-    @put("/{subject_id:str}/arm", responses=WRITE)
+    @put("/{subject_id:str}/arm", opt=ENROL, responses=WRITE)
     async def assign_arm(
-        self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[ArmIn], today: Today
+        self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[ArmIn], today: Today, access: AccessDep
     ) -> Participant:
-        return from_dict(Participant, await scheduling.assign_arm(study, subject_id, data.arm, today=today))
+        row = await scheduling.assign_arm(study, subject_id, data.arm, today=today, actor=access.user_id)
+        return from_dict(Participant, row)
 
-    @put("/{subject_id:str}/protocol-version", responses=WRITE)
+    @put("/{subject_id:str}/protocol-version", opt=ENROL, responses=WRITE)
     async def change_protocol_version(
-        self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[VersionChangeIn], today: Today
+        self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[VersionChangeIn], today: Today,
+        access: AccessDep,
     ) -> Participant:
         """Move the participant to another protocol version (after an amendment); a dated, reasoned action."""
         row = await scheduling.change_protocol_version(
-            study, subject_id, data.version, data.effective, data.reason, today=today
+            study, subject_id, data.version, data.effective, data.reason, today=today, actor=access.user_id
         )
         return from_dict(Participant, row)
 
-    @get("/{subject_id:str}/schedule", responses=READ)
+    @get("/{subject_id:str}/schedule", opt=VIEW, responses=READ)
     async def schedule(
         self, study: StudyPath, subject_id: SubjectPath, today: Today, as_of: AsOf = None
     ) -> list[VisitRow]:
         rows = await scheduling.participant_schedule(study, subject_id, as_of_or_today(as_of, today))
         return [visit_row(row) for row in rows]
 
-    @post("/{subject_id:str}/visits/{code:str}/actual", responses=WRITE)
+    @post("/{subject_id:str}/visits/{code:str}/actual", opt=RECORD, responses=WRITE)
     async def record_visit(
-        self, study: StudyPath, subject_id: SubjectPath, code: VisitPath, data: JSONBody[VisitDateIn], today: Today
+        self, study: StudyPath, subject_id: SubjectPath, code: VisitPath, data: JSONBody[VisitDateIn], today: Today,
+        access: AccessDep,
     ) -> VisitRow:
         row = await scheduling.record_visit(
-            study, subject_id, code, data.date, expected_row_version=data.row_version, reason=data.reason, today=today
+            study, subject_id, code, data.date, expected_row_version=data.row_version, reason=data.reason, today=today,
+            actor=access.user_id,
         )
         return visit_row(row)
 
-    @post("/{subject_id:str}/visits/{code:str}/appointment", responses=WRITE)
+    @post("/{subject_id:str}/visits/{code:str}/appointment", opt=RECORD, responses=WRITE)
     async def book_appointment(
-        self, study: StudyPath, subject_id: SubjectPath, code: VisitPath, data: JSONBody[VisitDateIn], today: Today
+        self, study: StudyPath, subject_id: SubjectPath, code: VisitPath, data: JSONBody[VisitDateIn], today: Today,
+        access: AccessDep,
     ) -> VisitRow:
         row = await scheduling.book_appointment(
-            study, subject_id, code, data.date, reason=data.reason, expected_row_version=data.row_version, today=today
+            study, subject_id, code, data.date, reason=data.reason, expected_row_version=data.row_version, today=today,
+            actor=access.user_id,
         )
         return visit_row(row)
 
-    @post("/{subject_id:str}/visits/{code:str}/missed", responses=WRITE)
+    @post("/{subject_id:str}/visits/{code:str}/missed", opt=RECORD, responses=WRITE)
     async def mark_missed(
-        self, study: StudyPath, subject_id: SubjectPath, code: VisitPath, data: JSONBody[MissedIn], today: Today
+        self, study: StudyPath, subject_id: SubjectPath, code: VisitPath, data: JSONBody[MissedIn], today: Today,
+        access: AccessDep,
     ) -> VisitRow:
         row = await scheduling.mark_missed(
-            study, subject_id, code, data.reason, expected_row_version=data.row_version, today=today
+            study, subject_id, code, data.reason, expected_row_version=data.row_version, today=today,
+            actor=access.user_id,
         )
         return visit_row(row)

@@ -12,11 +12,15 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Requ
 from litestar.params import JSONBody
 
 from trialcoord.adapters.protocol_files import parse_protocol
+from trialcoord.domain.access import Action
 from trialcoord.services import scheduling
 from trialcoord.services.errors import invalid
-from trialcoord.web.api.params import StudyPath
+from trialcoord.web.api.params import AccessDep, StudyPath, Today
 from trialcoord.web.api.schemas import ProtocolSource, ProtocolVersion, Site, SiteIn, Study, from_dict
+from trialcoord.web.auth import SIGNED_IN, needs
 from trialcoord.web.errors import problem_responses
+
+VIEW = needs(Action.VIEW_SCHEDULE, across_sites=True)
 
 YAML_TYPES = ("application/yaml", "text/plain")
 
@@ -44,43 +48,48 @@ class StudyController(Controller):
     path = "/api/studies"
     tags = ["studies"]
 
-    @get("/", responses=problem_responses(400))
-    async def list_studies(self) -> list[Study]:
-        return [from_dict(Study, row) for row in await scheduling.list_studies()]
+    @get("/", opt=SIGNED_IN, responses=problem_responses(400, 401))
+    async def list_studies(self, access: AccessDep, today: Today) -> list[Study]:
+        """The studies the signed-in user holds a grant for."""
+        rows = await scheduling.list_studies()
+        return [from_dict(Study, row) for row in rows if access.may_see_study(row["code"], today)]
 
-    @get("/{study:str}", responses=problem_responses(400, 404))
+    @get("/{study:str}", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def get_study(self, study: StudyPath) -> Study:
         return from_dict(Study, await scheduling.get_study(study))
 
-    @get("/{study:str}/protocol-versions", responses=problem_responses(400, 404))
+    @get("/{study:str}/protocol-versions", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def list_protocol_versions(self, study: StudyPath) -> list[ProtocolVersion]:
         return [from_dict(ProtocolVersion, row) for row in await scheduling.list_protocol_versions(study)]
 
     @post(
         "/{study:str}/protocol-versions",
         operation_class=_ProtocolBodyOperation,
+        opt=needs(Action.LOAD_PROTOCOL),
         status_code=201,
         responses={
             200: ResponseSpec(ProtocolVersion, description="The same text was already loaded; nothing changed"),
-            **problem_responses(400, 409, 422),
+            **problem_responses(400, 401, 403, 409, 422),
         },
         description="Body: the protocol YAML itself, or JSON {source, name}. Problems name line, column and field.",
     )
-    async def load_protocol_version(self, study: StudyPath, request: Request) -> Response[ProtocolVersion]:
+    async def load_protocol_version(self, study: StudyPath, request: Request, access: AccessDep
+                                    ) -> Response[ProtocolVersion]:
         source = await _protocol_source(request)
         protocol = parse_protocol(source.source, file=source.name)
         if protocol.study != study:
             raise invalid(f"the file defines study {protocol.study}, but it was sent to study {study}", "study")
-        row = await scheduling.load_protocol_version(protocol, source.source, source.name)
+        row = await scheduling.load_protocol_version(protocol, source.source, source.name, actor=access.user_id)
         return Response(from_dict(ProtocolVersion, row), status_code=201 if row["created"] else 200)
 
-    @get("/{study:str}/sites", responses=problem_responses(400, 404))
+    @get("/{study:str}/sites", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def list_sites(self, study: StudyPath) -> list[Site]:
         return [from_dict(Site, row) for row in await scheduling.list_sites(study)]
 
-    @post("/{study:str}/sites", responses=problem_responses(400, 404, 409, 422))
-    async def create_site(self, study: StudyPath, data: JSONBody[SiteIn]) -> Site:
-        row = await scheduling.create_site(study, data.code, data.name, data.time_zone, data.calendar)
+    @post("/{study:str}/sites", opt=needs(Action.MANAGE_SITES), responses=problem_responses(400, 401, 403, 404, 409, 422))
+    async def create_site(self, study: StudyPath, data: JSONBody[SiteIn], access: AccessDep) -> Site:
+        row = await scheduling.create_site(study, data.code, data.name, data.time_zone, data.calendar,
+                                           actor=access.user_id)
         return from_dict(Site, row)
 
 

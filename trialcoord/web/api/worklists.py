@@ -5,8 +5,11 @@ from __future__ import annotations
 from litestar import Controller, Response, get
 from litestar.params import FromQuery
 
-from trialcoord.services import scheduling
+from trialcoord.domain.access import Action
+from trialcoord.services import audit_log, scheduling
+from trialcoord.services.audit_log import Change
 from trialcoord.web.api.params import (
+    AccessDep,
     AsOf,
     QueryStr,
     SitePath,
@@ -17,6 +20,7 @@ from trialcoord.web.api.params import (
     as_of_or_today,
 )
 from trialcoord.web.api.schemas import VisitRow, visit_row
+from trialcoord.web.auth import needs
 from trialcoord.web.errors import problem_responses
 from trialcoord.web.ics import visits_calendar
 
@@ -27,34 +31,48 @@ class WorklistController(Controller):
     path = "/api/studies/{study:str}"
     tags = ["worklists"]
 
-    @get("/worklist", responses=problem_responses(400, 404, 422))
+    @get("/worklist", opt=needs(Action.VIEW_SCHEDULE, across_sites=True),
+         responses=problem_responses(400, 401, 403, 404, 422))
     async def worklist(
         self,
         study: StudyPath,
         today: Today,
+        access: AccessDep,
         kind: FromQuery[WorklistKind] = "today",
         site: QueryStr = None,
         as_of: AsOf = None,
     ) -> list[VisitRow]:
         rows = await scheduling.worklist(study, as_of_or_today(as_of, today), site=site, kind=kind)
-        return [visit_row(row) for row in rows]
+        return [visit_row(row) for row in rows if access.shows(row.site)]
 
-    @get("/participants/{subject_id:str}/schedule.ics", media_type=CALENDAR, responses=problem_responses(400, 404))
+    @get("/participants/{subject_id:str}/schedule.ics", media_type=CALENDAR, opt=needs(Action.EXPORT),
+         responses=problem_responses(400, 401, 403, 404))
     async def participant_calendar(
-        self, study: StudyPath, subject_id: SubjectPath, today: Today, as_of: AsOf = None
+        self, study: StudyPath, subject_id: SubjectPath, today: Today, access: AccessDep, as_of: AsOf = None
     ) -> Response[bytes]:
         day = as_of_or_today(as_of, today)
         rows = [visit_row(row) for row in await scheduling.participant_schedule(study, subject_id, day)]
         data = visits_calendar(f"{study} {subject_id}", study, [(subject_id, row) for row in rows], day)
+        site = rows[0].site if rows else ""
+        await _exported(access, scheduling.record_id(study, site, subject_id), "ics", day)
         return _ics(data, f"{study}-{subject_id}")
 
-    @get("/sites/{site:str}/schedule.ics", media_type=CALENDAR, responses=problem_responses(400, 404))
+    @get("/sites/{site:str}/schedule.ics", media_type=CALENDAR, opt=needs(Action.EXPORT),
+         responses=problem_responses(400, 401, 403, 404))
     async def site_calendar(
-        self, study: StudyPath, site: SitePath, today: Today, as_of: AsOf = None
+        self, study: StudyPath, site: SitePath, today: Today, access: AccessDep, as_of: AsOf = None
     ) -> Response[bytes]:
         day = as_of_or_today(as_of, today)
         entries = [(row.subject_id, visit_row(row)) for row in await scheduling.site_schedule(study, site, day)]
-        return _ics(visits_calendar(f"{study} site {site}", study, entries, day), f"{study}-{site}")
+        data = visits_calendar(f"{study} site {site}", study, entries, day)
+        await _exported(access, f"{study}/{site}", "ics", day)
+        return _ics(data, f"{study}-{site}")
+
+
+async def _exported(access, record_id: str, form: str, as_of) -> None:
+    """Exports are audited: who took which records out of the system, in which form."""
+    await audit_log.record_alone(access.user_id, Change("export", "schedule", record_id, None,
+                                                        {"format": form, "as_of": as_of.isoformat()}))
 
 
 def _ics(data: bytes, name: str) -> Response[bytes]:

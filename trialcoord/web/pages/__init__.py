@@ -1,6 +1,7 @@
 """Server-rendered pages: usable without JavaScript, every form posts and redirects."""
 
+from trialcoord.web.pages.accounts import AccountPages
 from trialcoord.web.pages.participants import ParticipantPages
 from trialcoord.web.pages.studies import StudyPages
 
-PAGE_CONTROLLERS = [StudyPages, ParticipantPages]
+PAGE_CONTROLLERS = [AccountPages, StudyPages, ParticipantPages]

@@ -10,11 +10,13 @@ from litestar import Controller, get, post
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
+from trialcoord.domain.access import Action
 from trialcoord.domain.problems import InvalidInput
 from trialcoord.services import scheduling
 from trialcoord.services.errors import Conflict
-from trialcoord.web.api.params import AsOf, QueryStr, StudyPath, SubjectPath, Today, VisitPath, as_of_or_today
+from trialcoord.web.api.params import AccessDep, AsOf, QueryStr, StudyPath, SubjectPath, Today, VisitPath, as_of_or_today
 from trialcoord.web.api.schemas import visit_row
+from trialcoord.web.auth import Access, needs
 from trialcoord.web.errors import field_messages
 from trialcoord.web.pages.forms import Form, FormReader, participant_url
 from trialcoord.web.timeline import build_timeline
@@ -29,59 +31,61 @@ NOTICES = {
     "version": "Protocol version changed.",
 }
 PATH = "/studies/{study:str}/participants/{subject_id:str}"
+VIEW, ENROL, RECORD = needs(Action.VIEW_SCHEDULE), needs(Action.ENROLL_PARTICIPANT), needs(Action.RECORD_VISIT)
 
 
 class ParticipantPages(Controller):
     path = PATH
     include_in_schema = False
 
-    @get("/")
+    @get("/", opt=VIEW)
     async def participant(
-        self, study: StudyPath, subject_id: SubjectPath, today: Today, as_of: AsOf = None, saved: QueryStr = None
+        self, study: StudyPath, subject_id: SubjectPath, today: Today, access: AccessDep, as_of: AsOf = None,
+        saved: QueryStr = None,
     ) -> Template:
-        context = await participant_context(study, subject_id, as_of_or_today(as_of, today))
+        context = await participant_context(study, subject_id, as_of_or_today(as_of, today), access)
         context["notice"] = NOTICES.get(saved or "")
         return Template("participant.html", context=context)
 
-    @post("/events")
+    @post("/events", opt=RECORD)
     async def record_event(
-        self, study: StudyPath, subject_id: SubjectPath, data: Form, today: Today
+        self, study: StudyPath, subject_id: SubjectPath, data: Form, today: Today, access: AccessDep
     ) -> Template | Redirect:
         form = FormReader(data)
         event = form.text("event", "event", choice=True)
         day = form.date("date", "event date")
         reason = form.text("reason", "reason", required=False)
         if not form.errors:
-            call = scheduling.record_event(study, subject_id, event, day, reason, today=today)
-            return await _save(call, study, subject_id, today, "event", form)
-        return await _rerender(study, subject_id, today, "event", form.errors, form)
+            call = scheduling.record_event(study, subject_id, event, day, reason, today=today, actor=access.user_id)
+            return await _save(call, study, subject_id, today, "event", form, access)
+        return await _rerender(study, subject_id, today, "event", form.errors, form, access)
 
-    @post("/arm")
+    @post("/arm", opt=ENROL)
     async def assign_arm(
-        self, study: StudyPath, subject_id: SubjectPath, data: Form, today: Today
+        self, study: StudyPath, subject_id: SubjectPath, data: Form, today: Today, access: AccessDep
     ) -> Template | Redirect:
         form = FormReader(data)
         arm = form.text("arm", "arm", choice=True)
         if not form.errors:
-            return await _save(
-                scheduling.assign_arm(study, subject_id, arm, today=today), study, subject_id, today, "arm", form
-            )
-        return await _rerender(study, subject_id, today, "arm", form.errors, form)
+            call = scheduling.assign_arm(study, subject_id, arm, today=today, actor=access.user_id)
+            return await _save(call, study, subject_id, today, "arm", form, access)
+        return await _rerender(study, subject_id, today, "arm", form.errors, form, access)
 
-    @post("/protocol-version")
+    @post("/protocol-version", opt=ENROL)
     async def change_protocol_version(
-        self, study: StudyPath, subject_id: SubjectPath, data: Form, today: Today
+        self, study: StudyPath, subject_id: SubjectPath, data: Form, today: Today, access: AccessDep
     ) -> Template | Redirect:
         form = FormReader(data)
         version = form.text("version", "protocol version", choice=True)
         effective = form.date("effective", "date the change takes effect")
         reason = form.text("reason", "reason")
         if not form.errors:
-            call = scheduling.change_protocol_version(study, subject_id, version, effective, reason, today=today)
-            return await _save(call, study, subject_id, today, "version", form)
-        return await _rerender(study, subject_id, today, "version", form.errors, form)
+            call = scheduling.change_protocol_version(study, subject_id, version, effective, reason, today=today,
+                                                      actor=access.user_id)
+            return await _save(call, study, subject_id, today, "version", form, access)
+        return await _rerender(study, subject_id, today, "version", form.errors, form, access)
 
-    @post("/visits/{code:str}/{action:str}")
+    @post("/visits/{code:str}/{action:str}", opt=RECORD)
     async def visit(
         self,
         study: StudyPath,
@@ -90,6 +94,7 @@ class ParticipantPages(Controller):
         action: FromPath[VisitAction],
         data: Form,
         today: Today,
+        access: AccessDep,
     ) -> Template | Redirect:
         form = FormReader(data)
         day = form.date("date", "date") if action != "missed" else None
@@ -97,36 +102,39 @@ class ParticipantPages(Controller):
         row_version = form.integer("row_version")
         key = f"{action}:{code}"
         if form.errors:
-            return await _rerender(study, subject_id, today, key, form.errors, form)
+            return await _rerender(study, subject_id, today, key, form.errors, form, access)
+        actor = access.user_id
         if action == "actual":
-            call = scheduling.record_visit(study, subject_id, code, day, row_version, reason, today=today)
+            call = scheduling.record_visit(study, subject_id, code, day, row_version, reason, today=today, actor=actor)
         elif action == "appointment":
-            call = scheduling.book_appointment(study, subject_id, code, day, reason, row_version, today=today)
+            call = scheduling.book_appointment(study, subject_id, code, day, reason, row_version, today=today,
+                                               actor=actor)
         else:
-            call = scheduling.mark_missed(study, subject_id, code, reason, row_version, today=today)
-        return await _save(call, study, subject_id, today, key, form)
+            call = scheduling.mark_missed(study, subject_id, code, reason, row_version, today=today, actor=actor)
+        return await _save(call, study, subject_id, today, key, form, access)
 
 
 async def _save(
-    call: Awaitable[object], study: str, subject_id: str, today: date, key: str, form: FormReader
+    call: Awaitable[object], study: str, subject_id: str, today: date, key: str, form: FormReader, access: Access
 ) -> Template | Redirect:
     """Post/redirect/get on success; on a problem, the page again with the message by the field."""
     try:
         await call
     except (InvalidInput, Conflict) as error:
-        return await _rerender(study, subject_id, today, key, field_messages(error), form)
+        return await _rerender(study, subject_id, today, key, field_messages(error), form, access)
     return Redirect(participant_url(study, subject_id, saved=key.partition(":")[0]), status_code=303)
 
 
-async def _rerender(study: str, subject_id: str, today: date, key: str, errors: dict[str, str], form: FormReader):
+async def _rerender(study: str, subject_id: str, today: date, key: str, errors: dict[str, str], form: FormReader,
+                    access: Access):
     context = await participant_context(
-        study, subject_id, today, failed={"key": key, "errors": errors, "form": form.data}
+        study, subject_id, today, access, failed={"key": key, "errors": errors, "form": form.data}
     )
     return Template("participant.html", context=context, status_code=422)
 
 
 async def participant_context(
-    study: str, subject_id: str, as_of: date, failed: dict[str, Any] | None = None
+    study: str, subject_id: str, as_of: date, access: Access, failed: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     participant = await scheduling.get_participant(study, subject_id)
     protocol = await scheduling.get_protocol(study, participant["protocol_version"])

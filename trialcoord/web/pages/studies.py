@@ -9,11 +9,13 @@ from litestar import Controller, get, post
 from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 
+from trialcoord.domain.access import Action
 from trialcoord.domain.problems import InvalidInput
 from trialcoord.services import scheduling
 from trialcoord.services.errors import Conflict
-from trialcoord.web.api.params import AsOf, QueryStr, StudyPath, Today, WorklistKind, as_of_or_today
+from trialcoord.web.api.params import AccessDep, AsOf, QueryStr, StudyPath, Today, WorklistKind, as_of_or_today
 from trialcoord.web.api.schemas import visit_row
+from trialcoord.web.auth import SIGNED_IN, Access, needs
 from trialcoord.web.errors import field_messages
 from trialcoord.web.pages.forms import Form, FormReader, participant_url
 
@@ -28,24 +30,26 @@ TABS = (  # WorklistKind values, as tab labels
 class StudyPages(Controller):
     include_in_schema = False
 
-    @get("/")
-    async def index(self) -> Template:
-        return Template("index.html", context={"studies": await scheduling.list_studies()})
+    @get("/", opt=SIGNED_IN)
+    async def index(self, access: AccessDep, today: Today) -> Template:
+        studies = [row for row in await scheduling.list_studies() if access.may_see_study(row["code"], today)]
+        return Template("index.html", context={"studies": studies})
 
-    @get("/studies/{study:str}")
+    @get("/studies/{study:str}", opt=needs(Action.VIEW_SCHEDULE, across_sites=True))
     async def study(
         self,
         study: StudyPath,
         today: Today,
+        access: AccessDep,
         tab: FromQuery[WorklistKind] = "today",
         site: QueryStr = None,
         as_of: AsOf = None,
     ) -> Template:
-        context = await study_context(study, tab, site or None, as_of_or_today(as_of, today))
+        context = await study_context(study, tab, site or None, as_of_or_today(as_of, today), access)
         return Template("study.html", context=context)
 
-    @post("/studies/{study:str}/participants")
-    async def enrol(self, study: StudyPath, data: Form, today: Today) -> Template | Redirect:
+    @post("/studies/{study:str}/participants", opt=needs(Action.ENROLL_PARTICIPANT, across_sites=True))
+    async def enrol(self, study: StudyPath, data: Form, today: Today, access: AccessDep) -> Template | Redirect:
         form = FormReader(data)
         subject_id = form.text("subject_id", "subject ID")
         site = form.text("site", "site", choice=True)
@@ -53,14 +57,15 @@ class StudyPages(Controller):
         enrolled_on = form.date("enrolled_on", "enrolment date", required=False)
         errors = form.errors
         if not errors:
+            access.require_site(site, "enrol participants")
             try:
                 await scheduling.enroll_participant(
-                    study, subject_id, site, arm=arm, enrolled_on=enrolled_on, today=today
+                    study, subject_id, site, arm=arm, enrolled_on=enrolled_on, today=today, actor=access.user_id
                 )
                 return Redirect(participant_url(study, subject_id), status_code=303)
             except (InvalidInput, Conflict) as error:
                 errors = field_messages(error)
-        context = await study_context(study, "today", None, today, errors=errors, form=form.data)
+        context = await study_context(study, "today", None, today, access, errors=errors, form=form.data)
         return Template("study.html", context=context, status_code=422)
 
 
@@ -69,6 +74,7 @@ async def study_context(
     tab: str,
     site: str | None,
     as_of: date,
+    access: Access,
     errors: dict[str, str] | None = None,
     form: dict[str, str] | None = None,
 ) -> dict[str, Any]:
@@ -78,9 +84,10 @@ async def study_context(
     return {
         "study": details,
         "arms": [(arm.code, f"{arm.code} – {arm.name}") for arm in protocol.arms],
-        "site_options": [(row["code"], f"{row['code']} – {row['name']}") for row in await scheduling.list_sites(study)],
-        "participants": await scheduling.list_participants(study, site),
-        "worklist": [visit_row(row) for row in worklist],
+        "site_options": [(row["code"], f"{row['code']} – {row['name']}") for row in await scheduling.list_sites(study)
+                         if access.shows(row["code"])],
+        "participants": [row for row in await scheduling.list_participants(study, site) if access.shows(row["site"])],
+        "worklist": [visit_row(row) for row in worklist if access.shows(row.site)],
         "tabs": TABS,
         "tab": tab,
         "tab_label": dict(TABS)[tab],

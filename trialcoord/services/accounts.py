@@ -1,0 +1,363 @@
+"""Accounts, grants, sign-in, sessions and the signing ceremony (rules in docs/access-control.md).
+
+Sessions are server-side rows named by the SHA-256 of a random token (the cookie or bearer value is never
+stored). Every change to an account or grant, every sign-in and failed sign-in is audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from trialcoord.adapters.passwords import PasswordHashing, password_problems
+from trialcoord.adapters.persistence import accounts_store as store
+from trialcoord.adapters.persistence.engine import read, transaction
+from trialcoord.domain.access import Action, Grant, authorize, parse_role
+from trialcoord.domain.accounts import (
+    INACTIVITY_TIMEOUT,
+    AccountStatus,
+    LockoutPolicy,
+    Signing,
+    SigningAttempt,
+    SigningSession,
+    UserAccount,
+    login_gate,
+    normalize_user_id,
+    session_lapsed,
+)
+from trialcoord.domain.audit import utc_instant
+from trialcoord.domain.problems import InvalidInput, Problem
+from trialcoord.services import audit_log
+from trialcoord.services.audit_log import Change
+from trialcoord.services.errors import Conflict, NotFound, invalid
+
+PAGE, API, TOKEN = "page", "api", "token"  # session kinds: cookie, bearer from sign-in, long-lived bearer
+TOUCH_EVERY = timedelta(seconds=30)  # last activity is written at most this often (a lapse comes early, never late)
+ADDRESS_LIMIT = 50  # failures from one address within the lock-out window before it is refused (spraying)
+
+hashing = PasswordHashing()  # tests swap in argon2's cheapest profile
+policy = LockoutPolicy()
+inactivity = INACTIVITY_TIMEOUT
+_dummy_hash: str | None = None
+
+
+def _now() -> datetime:
+    return audit_log.clock()
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# Accounts ----------------------------------------------------------------------------------------
+
+async def create_user(user_id: str, printed_name: str, email: str, password: str, actor: str) -> dict:
+    account = UserAccount(normalize_user_id(user_id), printed_name.strip(), email.strip())
+    _check_password(password, account)
+    stored_hash = hashing.hash(password)
+    async with transaction(f"user {account.user_id}"):
+        if await store.find_user(account.user_id):
+            raise Conflict(f"user ID {account.user_id} is taken (IDs are never reused, even of disabled accounts)")
+        await store.insert_user(account.user_id, account.printed_name, account.email, stored_hash,
+                                utc_instant(_now()))
+        await audit_log.record(actor, Change("create", "user", account.user_id, None,
+                                             {"printed_name": account.printed_name, "email": account.email,
+                                              "status": "active"}))
+    return await get_user(account.user_id)
+
+
+async def get_user(user_id: str) -> dict:
+    async with read():
+        row = await _user_row(normalize_user_id(user_id))
+        grants = await store.grants_of(row["user_id"], include_revoked=True)
+    return {**_public(row), "grants": [_grant_dict(g) for g in grants]}
+
+
+async def list_users() -> list[dict]:
+    async with read():
+        return [_public(row) for row in await store.list_users()]
+
+
+async def count_users() -> int:
+    async with read():
+        return await store.count_users()
+
+
+async def disable_user(user_id: str, actor: str, reason: str) -> dict:
+    user_id = normalize_user_id(user_id)
+    if not (reason or "").strip():
+        raise invalid(f"user {user_id}: give the reason for disabling the account", field="reason")
+    async with transaction(f"user {user_id}"):
+        row = await _user_row(user_id)
+        if row["status"] != AccountStatus.DISABLED:
+            await store.update_user(user_id, status=str(AccountStatus.DISABLED))
+            ended = await store.end_sessions_of(user_id, utc_instant(_now()), "account disabled")
+            await audit_log.record(actor, Change("update", "user", user_id, {"status": row["status"]},
+                                                 {"status": "disabled", "sessions_ended": ended}, reason.strip()))
+    return await get_user(user_id)
+
+
+async def reset_password(user_id: str, password: str, actor: str) -> dict:
+    """A new password ends every session of the account (sign-out everywhere)."""
+    user_id = normalize_user_id(user_id)
+    async with read():
+        row = await _user_row(user_id)
+    _check_password(password, UserAccount(row["user_id"], row["printed_name"], row["email"]))
+    stored_hash = hashing.hash(password)
+    async with transaction(f"user {user_id}"):
+        await _user_row(user_id)
+        at = utc_instant(_now())
+        await store.update_user(user_id, password_hash=stored_hash, password_changed_at=at)
+        ended = await store.end_sessions_of(user_id, at, "password changed")
+        await audit_log.record(actor, Change("update", "user", user_id, None,
+                                             {"password": "changed", "sessions_ended": ended}))
+    return await get_user(user_id)
+
+
+def _check_password(password: str, account: UserAccount) -> None:
+    problems = password_problems(password, user_id=account.user_id, email=account.email)
+    if problems:
+        raise InvalidInput(problems)
+
+
+async def _user_row(user_id: str) -> dict:
+    row = await store.find_user(user_id)
+    if row is None:
+        raise NotFound(f"there is no user {user_id}")
+    return row
+
+
+def _public(row: dict) -> dict:
+    return {"user_id": row["user_id"], "printed_name": row["printed_name"], "email": row["email"],
+            "status": row["status"], "created_at": row["created_at"]}
+
+
+# Grants ------------------------------------------------------------------------------------------
+
+async def grant(user_id: str, role: str, study: str | None, site: str | None, valid_from: date,
+                valid_to: date | None, actor: str, personal_data: bool = False) -> dict:
+    user_id = normalize_user_id(user_id)
+    new = Grant(user_id, parse_role(role), study or None, site or None, valid_from, valid_to, personal_data)
+    async with transaction(f"grant for user {user_id}"):
+        row = await _user_row(user_id)
+        if row["status"] != AccountStatus.ACTIVE:
+            raise invalid(f"user {user_id} is disabled; a disabled account gets no grants", field="user_id")
+        grant_id = await store.insert_grant(new, actor, utc_instant(_now()))
+        await audit_log.record(actor, Change("grant", "grant", str(grant_id), None, _grant_fields(new)))
+        return _grant_dict(await store.find_grant(grant_id))
+
+
+async def revoke(grant_id: int, actor: str, reason: str) -> dict:
+    if not (reason or "").strip():
+        raise invalid(f"grant {grant_id}: give the reason for revoking it", field="reason")
+    async with transaction(f"grant {grant_id}"):
+        row = await store.find_grant(grant_id)
+        if row is None:
+            raise NotFound(f"there is no grant {grant_id}")
+        if row["revoked_at"] is None:
+            await store.revoke_grant(grant_id, actor, utc_instant(_now()))
+            await audit_log.record(actor, Change("revoke", "grant", str(grant_id), _grant_fields(store.grant_of(row)),
+                                                 None, reason.strip()))
+        return _grant_dict(await store.find_grant(grant_id))
+
+
+def _grant_fields(g: Grant) -> dict:
+    return {"user_id": g.user_id, "role": str(g.role), "study": g.study, "site": g.site,
+            "valid_from": g.valid_from.isoformat(), "valid_to": g.valid_to.isoformat() if g.valid_to else None,
+            "personal_data": g.personal_data}
+
+
+def _grant_dict(row: dict) -> dict:
+    return {"id": row["id"], **_grant_fields(store.grant_of(row)), "granted_by": row["granted_by"],
+            "granted_at": row["granted_at"], "revoked_by": row["revoked_by"], "revoked_at": row["revoked_at"]}
+
+
+# Sign-in and sessions ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """The signed-in person behind a request, with the grants they hold (revoked ones excluded)."""
+
+    user_id: str
+    printed_name: str
+    grants: tuple[Grant, ...]
+    session_id: int
+    kind: str
+    csrf_token: str
+
+    def may(self, action: Action, study: str | None, site: str | None, today: date):
+        return authorize(self.grants, action, study, site, today)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    token: str  # shown once: the cookie or bearer value
+    csrf_token: str
+    user_id: str
+    expires_at: str | None
+
+
+class SignInRefused(Exception):
+    """Wrong credentials, a locked account or a throttled address: one message that reveals no more."""
+
+    def __init__(self, message: str, retry_at: datetime | None = None):
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
+WRONG = "The user ID or password is not correct."
+
+
+async def sign_in(typed_user_id: str, password: str, address: str, kind: str = PAGE) -> SignedIn:
+    """Check the password behind the lock-out gate; unknown IDs cost the same argon2 work as known ones."""
+    user_id = normalize_user_id(typed_user_id or "")[:64] or "(empty)"
+    now = _now()
+    since = utc_instant(now - policy.window)
+    async with read():
+        row = await store.find_user(user_id)
+        failures = [datetime.fromisoformat(at.replace("Z", "+00:00"))
+                    for at in await store.failures_since_success(user_id, since)]
+        sprayed = await store.address_failures_since(address, since) >= ADDRESS_LIMIT
+    gate = login_gate(failures, now, policy)
+    if not gate.allowed or sprayed:
+        await _attempt(user_id, address, "refused", now, "sign_in_refused",
+                       {"locked": gate.locked, "address_throttled": sprayed})
+        retry_at = gate.retry_at if not sprayed else now + policy.window
+        wait = "the account is locked" if gate.locked else "too many failed sign-ins"
+        raise SignInRefused(f"Sign-in refused: {wait}; try again after {utc_instant(retry_at)[:19]}Z UTC.", retry_at)
+    valid = hashing.verify(row["password_hash"] if row else _dummy(), password or "")
+    if not valid or row is None or row["status"] != AccountStatus.ACTIVE:
+        await _attempt(user_id, address, "failed", now, "sign_in_failed",
+                       {"known_user": row is not None, "disabled": bool(row) and row["status"] != "active"})
+        raise SignInRefused(WRONG)
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    async with transaction(f"sign-in of {user_id}"):
+        at = utc_instant(now)
+        if hashing.needs_rehash(row["password_hash"]):
+            await store.update_user(user_id, password_hash=hashing.hash(password))
+        session_id = await store.insert_session(_token_hash(token), user_id, kind, csrf, at, None)
+        await store.insert_attempt(at, user_id, address, "succeeded")
+        await audit_log.record(user_id, Change("sign_in", "session", str(session_id), None,
+                                               {"kind": kind, "address": address}))
+    return SignedIn(token, csrf, user_id, None)
+
+
+def _dummy() -> str:
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = hashing.hash(secrets.token_urlsafe(16))
+    return _dummy_hash
+
+
+async def _attempt(user_id: str, address: str, outcome: str, now: datetime, action: str, details: dict) -> None:
+    async with transaction("sign-in attempt"):
+        await store.insert_attempt(utc_instant(now), user_id, address, outcome)
+        await audit_log.record(user_id, Change(action, "user", user_id, None, {"address": address, **details}))
+
+
+async def issue_token(user_id: str, days: int, actor: str) -> SignedIn:
+    """A bearer token for a program, valid for `days` whatever the activity; revoked by sign-out everywhere."""
+    user_id = normalize_user_id(user_id)
+    if not 1 <= days <= 366:
+        raise invalid("a token is valid for 1 to 366 days", field="days")
+    token, now = secrets.token_urlsafe(32), _now()
+    expires = utc_instant(now + timedelta(days=days))
+    async with transaction(f"token for {user_id}"):
+        row = await _user_row(user_id)
+        if row["status"] != AccountStatus.ACTIVE:
+            raise invalid(f"user {user_id} is disabled", field="user_id")
+        session_id = await store.insert_session(_token_hash(token), user_id, TOKEN, secrets.token_urlsafe(32),
+                                                utc_instant(now), expires)
+        await audit_log.record(actor, Change("create", "session", str(session_id), None,
+                                             {"kind": TOKEN, "user_id": user_id, "expires_at": expires}))
+    return SignedIn(token, "", user_id, expires)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    viewer: Viewer | None
+    why: str = ""  # when None: 'missing', 'unknown', 'lapsed', 'expired'
+
+
+async def resolve(token: str | None) -> Resolution:
+    """The viewer a session token stands for, keeping the session alive; ends a lapsed one."""
+    if not token or len(token) > 200:
+        return Resolution(None, "missing" if not token else "unknown")
+    now = _now()
+    async with read():
+        row = await store.find_session(_token_hash(token))
+        if row is None or row["status"] != AccountStatus.ACTIVE:
+            return Resolution(None, "unknown")
+        grant_rows = await store.grants_of(row["user_id"])
+    last_seen = _instant(row["last_seen_at"])
+    if row["expires_at"] is not None and now >= _instant(row["expires_at"]):
+        return Resolution(None, "expired")
+    if row["kind"] != TOKEN and session_lapsed(last_seen, now, inactivity):
+        async with transaction("session"):
+            await store.end_session(row["id"], utc_instant(now), "inactivity")
+            await audit_log.record(row["user_id"], Change("sign_out", "session", str(row["id"]), None,
+                                                          {"why": "inactivity"}))
+        return Resolution(None, "lapsed")
+    if now - last_seen >= TOUCH_EVERY:
+        async with transaction("session"):
+            await store.touch_session(row["id"], utc_instant(now))
+    grants = tuple(store.grant_of(g) for g in grant_rows)
+    return Resolution(Viewer(row["user_id"], row["printed_name"], grants, row["id"], row["kind"], row["csrf_token"]))
+
+
+async def sign_out(viewer: Viewer) -> None:
+    async with transaction("session"):
+        await store.end_session(viewer.session_id, utc_instant(_now()), "signed out")
+        await audit_log.record(viewer.user_id, Change("sign_out", "session", str(viewer.session_id), None,
+                                                      {"why": "signed out"}))
+
+
+async def sign_out_everywhere(user_id: str, actor: str) -> int:
+    async with transaction(f"sessions of {user_id}"):
+        ended = await store.end_sessions_of(user_id, utc_instant(_now()), "signed out everywhere")
+        await audit_log.record(actor, Change("sign_out", "user", user_id, None, {"sessions_ended": ended}))
+    return ended
+
+
+async def recent_sign_in_problems(limit: int = 50) -> list[dict]:
+    """Failed and refused sign-ins, newest first, for the administrators' page (11.300(d))."""
+    async with read():
+        return await store.recent_attempts(("failed", "refused"), limit)
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+# The signing ceremony (11.200(a)(1)) ------------------------------------------------------------------
+
+async def signing_ceremony(viewer: Viewer, meaning: str, password: str, typed_user_id: str | None) -> Signing:
+    """Re-authenticate for a signature: both components at the first signing of a continuous period, the
+    password alone within it. Fails closed with InvalidInput; the period's state is kept on the session."""
+    now = _now()
+    async with read():
+        row = await store.find_session_by_id(viewer.session_id)
+        account_row = await store.find_user(viewer.user_id)
+    if row is None or account_row is None:
+        raise invalid("the session has ended; sign in again", field="session")
+    last = _instant(row["last_seen_at"])
+    session = SigningSession(viewer.user_id, last, row["signing_since"] is not None, inactivity)
+    account = UserAccount(account_row["user_id"], account_row["printed_name"], account_row["email"],
+                          account_row["status"])
+    result = session.sign(account, SigningAttempt(meaning, password or "", typed_user_id),
+                          lambda pw: hashing.verify(account_row["password_hash"], pw), now)
+    async with transaction("signing"):
+        await store.set_signing(viewer.session_id, utc_instant(now) if result.ok else None)
+        await store.touch_session(viewer.session_id, utc_instant(now))
+        if not result.ok:
+            await audit_log.record(viewer.user_id, Change("signing_failed", "session", str(viewer.session_id), None,
+                                                          {"meaning": meaning if meaning in _MEANINGS else "invalid"},
+                                                          result.reason))
+    if not result.ok:
+        raise InvalidInput([Problem(f"signing refused: {result.reason}", field="password")])
+    return result.signing
+
+
+_MEANINGS = {"authorship", "review", "approval", "responsibility", "consent"}

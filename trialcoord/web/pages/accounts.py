@@ -1,0 +1,62 @@
+"""Pages: sign-in, sign-out, and the administrators' view of accounts and failed sign-ins."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import Cookie
+from litestar.response import Redirect, Template
+
+from trialcoord.domain.access import Action
+from trialcoord.services import accounts
+from trialcoord.services.accounts import PAGE, SignInRefused
+from trialcoord.web.api.accounts import address_of
+from trialcoord.web.api.params import AccessDep, QueryStr
+from trialcoord.web.auth import PUBLIC, SESSION_COOKIE, SIGNED_IN, needs
+from trialcoord.web.pages.forms import Form, FormReader
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path of this site: never '//host' or 'https://...' (an open redirect)."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+class AccountPages(Controller):
+    include_in_schema = False
+
+    @get("/sign-in", opt=PUBLIC)
+    async def sign_in_form(self, next: QueryStr = None) -> Template:  # noqa: A002 - the query parameter's name
+        return Template("sign_in.html", context={"next": safe_next(next), "error": None, "user_id": ""})
+
+    @post("/sign-in", opt=PUBLIC)
+    async def sign_in(self, request: Request, data: Form) -> Template | Redirect:
+        form = FormReader(data)
+        user_id = (form.data.get("user_id") or "")[:64]
+        target = safe_next(form.data.get("next"))
+        try:
+            signed = await accounts.sign_in(user_id, data.get("password") or "", address_of(request), kind=PAGE)
+        except SignInRefused as refused:
+            context = {"next": target, "error": str(refused), "user_id": user_id}
+            return Template("sign_in.html", context=context, status_code=429 if refused.retry_at else 401)
+        cookie = Cookie(SESSION_COOKIE, signed.token, httponly=True, samesite="lax", path="/",
+                        secure=request.app.state.settings.secure_cookies)
+        return Redirect(target, status_code=303, cookies=[cookie])
+
+    @post("/sign-out", opt=SIGNED_IN)
+    async def sign_out(self, access: AccessDep) -> Redirect:
+        await accounts.sign_out(access.viewer)
+        return Redirect("/sign-in", status_code=303, cookies=[Cookie(SESSION_COOKIE, "", max_age=0, path="/")])
+
+    @get("/admin", opt=needs(Action.MANAGE_USERS))
+    async def admin(self) -> Template:
+        users = await accounts.list_users()
+        details = [await accounts.get_user(row["user_id"]) for row in users]
+        problems = await accounts.recent_sign_in_problems()
+        return Template("admin.html", context={"users": details, "problems": problems})
+
+
+def sign_in_url(path: str) -> str:
+    return f"/sign-in?next={quote(path, safe='/')}"
