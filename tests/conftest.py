@@ -123,6 +123,17 @@ def cheap_password_hashing(monkeypatch):
     monkeypatch.setattr(accounts, "_dummy_hash", None)
 
 
+@pytest.fixture(autouse=True)
+def pii_keys(monkeypatch):
+    """A throwaway key ring for personal data, in the environment as an operator would set it."""
+    from trialcoord.adapters.pii import KEY_FILE_VARIABLE, KEYS_VARIABLE, KeyRing
+
+    ring = KeyRing.generate("test-1")
+    monkeypatch.delenv(KEY_FILE_VARIABLE, raising=False)
+    monkeypatch.setenv(KEYS_VARIABLE, ring.to_json())
+    return ring
+
+
 @pytest.fixture
 def app(db):
     from trialcoord.config import load_settings

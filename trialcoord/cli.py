@@ -1,7 +1,7 @@
 """`trialcoord` command line: parse arguments, call one use case, print the result.
 
-Exit status: 0 success, 1 a protocol that does not validate, 2 bad input or arguments (named by
-file, line and field), 3 a conflict with what is stored.
+Exit status: 0 success, 1 a protocol that does not validate or an audit trail that does not verify,
+2 bad input or arguments (named by file, line and field), 3 a conflict with what is stored.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sys
 from datetime import date
 
 EXIT_INVALID_PROTOCOL, EXIT_BAD_INPUT, EXIT_CONFLICT = 1, 2, 3
+EXIT_TRAIL_BROKEN = 1
 FORMATS = ("table", "json", "csv")
 
 
@@ -75,7 +76,56 @@ def _parser() -> argparse.ArgumentParser:
     visits.add_argument("--status", help="comma-separated statuses, such as missed,late")
     visits.add_argument("--as-of", type=_iso_date)
     visits.add_argument("--format", choices=FORMATS, default="table")
+
+    setup = commands.add_parser("setup", help="first-time set-up: database, keys, first administrator, demo")
+    setup.add_argument("--no-demo", action="store_true", help="do not load the demo study")
+    _user_commands(commands)
+    _audit_commands(commands)
     return parser
+
+
+def _user_commands(commands) -> None:
+    user = commands.add_parser("user", help="accounts and grants").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    create = user.add_parser("create", help="create an account (password typed twice, from stdin, or --generate)")
+    create.add_argument("user_id")
+    create.add_argument("--name", required=True, help="printed name, shown with signatures")
+    create.add_argument("--email", required=True)
+    create.add_argument("--generate", action="store_true", help="generate a password and print it once")
+    disable = user.add_parser("disable", help="disable an account and end its sessions")
+    disable.add_argument("user_id")
+    disable.add_argument("--reason", required=True)
+    reset = user.add_parser("reset-password", help="set a new password and end every session of the account")
+    reset.add_argument("user_id")
+    reset.add_argument("--generate", action="store_true")
+    grant = user.add_parser("grant", help="give a role in a study (and site)")
+    grant.add_argument("user_id")
+    grant.add_argument("role", help="administrator, coordinator, investigator, monitor or sponsor")
+    grant.add_argument("--study")
+    grant.add_argument("--site")
+    grant.add_argument("--from", dest="valid_from", type=_iso_date)
+    grant.add_argument("--to", dest="valid_to", type=_iso_date)
+    grant.add_argument("--personal-data", action="store_true", help="monitors only: may view personal data")
+    revoke = user.add_parser("revoke", help="revoke a grant")
+    revoke.add_argument("grant_id", type=int)
+    revoke.add_argument("--reason", required=True)
+    user.add_parser("list", help="accounts and their grants")
+    token = user.add_parser("token", help="issue an API bearer token for a program")
+    token.add_argument("user_id")
+    token.add_argument("--days", type=int, default=30)
+
+
+def _audit_commands(commands) -> None:
+    audit = commands.add_parser("audit", help="verify the audit trail, export signed checkpoints").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    verify = audit.add_parser("verify", help="recompute the trail; exit 1 naming the first entry that does not match")
+    verify.add_argument("--checkpoint", metavar="FILE", help="a checkpoint exported earlier: prove the trail extends it")
+    verify.add_argument("--public-key", metavar="FILE", help="PEM public key to check the checkpoint with"
+                        " (default: the system key's)")
+    checkpoint = audit.add_parser("checkpoint", help="verify, then export a signed checkpoint")
+    checkpoint.add_argument("--out", required=True, metavar="FILE")
+    public_key = audit.add_parser("public-key", help="print (or write) the checkpoint key's public key, PEM")
+    public_key.add_argument("--out", metavar="FILE")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     except _service_errors() as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFLICT if type(error).__name__ == "Conflict" else EXIT_BAD_INPUT
+    except _key_errors() as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except _trail_broken() as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_TRAIL_BROKEN
     except KeyboardInterrupt:
         return 130
 
@@ -106,7 +162,21 @@ def _service_errors() -> tuple[type[Exception], ...]:
     return (Conflict, NotFound)
 
 
+def _key_errors() -> tuple[type[Exception], ...]:
+    from trialcoord.adapters.pii import PiiError
+    from trialcoord.adapters.signing_keys import CheckpointError, SigningKeyError
+
+    return (CheckpointError, SigningKeyError, PiiError)
+
+
+def _trail_broken() -> tuple[type[Exception], ...]:
+    from trialcoord.services.audit_log import TrailBroken
+
+    return (TrailBroken,)
+
+
 def _dispatch(args) -> int:
+    from trialcoord import admin_commands as admin
     from trialcoord import commands
 
     if args.command == "protocol" and args.action == "validate":
@@ -120,6 +190,18 @@ def _dispatch(args) -> int:
         ("serve", None): lambda: commands.serve(args.host, args.port),
         ("import", None): lambda: commands.import_events(args.study, args.file, args.site),
         ("visits", None): lambda: commands.visits(args.study, args.site, args.status, args.as_of, args.format),
+        ("setup", None): lambda: admin.setup(demo=not args.no_demo),
+        ("user", "create"): lambda: admin.user_create(args.user_id, args.name, args.email, args.generate),
+        ("user", "disable"): lambda: admin.user_disable(args.user_id, args.reason),
+        ("user", "reset-password"): lambda: admin.user_reset_password(args.user_id, args.generate),
+        ("user", "grant"): lambda: admin.user_grant(args.user_id, args.role, args.study, args.site, args.valid_from,
+                                                    args.valid_to, args.personal_data),
+        ("user", "revoke"): lambda: admin.user_revoke(args.grant_id, args.reason),
+        ("user", "list"): admin.user_list,
+        ("user", "token"): lambda: admin.user_token(args.user_id, args.days),
+        ("audit", "verify"): lambda: admin.audit_verify(args.checkpoint, args.public_key),
+        ("audit", "checkpoint"): lambda: admin.audit_checkpoint(args.out),
+        ("audit", "public-key"): lambda: admin.audit_public_key(args.out),
     }
     return handlers[(args.command, getattr(args, "action", None))]()
 

@@ -103,7 +103,7 @@ async def verify(given: Checkpoint | None = None) -> TrailReport:
     async with read():
         head = await store.head_size()
         stored = await store.latest_checkpoint()
-    candidates = [c for c in (given, _unsigned(stored)) if c is not None]
+    candidates = list({(c.size, c.root): c for c in (given, _unsigned(stored)) if c is not None}.values())
     checkpoint = max(candidates, key=lambda c: c.size) if candidates else None
     result = await _verify_against(checkpoint)
     if result.ok and result.size < head:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from trialcoord.domain.problems import InvalidInput, Problem
 
-__all__ = ["Conflict", "InvalidInput", "NotFound", "Problem", "invalid"]
+__all__ = ["Conflict", "InvalidInput", "NotConfigured", "NotFound", "Problem", "invalid"]
 
 
 class NotFound(LookupError):
@@ -21,3 +21,7 @@ class Conflict(Exception):
 def invalid(message: str, field: str = "") -> InvalidInput:
     """An InvalidInput with one problem; `field` is the request field to fix."""
     return InvalidInput([Problem(message, field=field)])
+
+
+class NotConfigured(RuntimeError):
+    """The installation lacks something this use case needs (a key); the message names the setting."""

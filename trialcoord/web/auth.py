@@ -3,8 +3,9 @@
 Every route handler declares its rule in `opt`: `needs(Action.X)` (with `across_sites=True` when a
 study-wide page or list is shown to anyone working at one of its sites, filtered to theirs), `SIGNED_IN`, or
 `PUBLIC`. A route without a rule is refused, so a new route cannot be open by accident; the route x role
-matrix test walks the app's own route table. The API takes bearer tokens only and the pages the session
-cookie only, so a page form is the only cookie-authenticated write, and each carries a CSRF token.
+matrix test walks the app's own route table. The API takes bearer tokens (and the session cookie for GET, so
+pages can link downloads) and the pages the session cookie, so a page form is the only
+cookie-authenticated write, and each carries a CSRF token.
 """
 
 from __future__ import annotations
@@ -57,6 +58,15 @@ class Access:
         """For a write whose site is in the body: the guard could only check the study."""
         if not self.shows(site):
             raise PermissionDeniedException(f"{self.user_id} may not {what} at site {site}")
+
+    def require(self, action: Action, study: str, site: str | None, today: date) -> None:
+        """A second permission a route needs besides its declared one (writing personal data needs both)."""
+        decision = authorize(self.viewer.grants, action, study, site, today)
+        if not decision:
+            raise PermissionDeniedException(f"{self.user_id} may not {_verb(action)} {_where(study, site)}")
+
+    def may(self, action: Action, study: str, site: str | None, today: date) -> bool:
+        return bool(authorize(self.viewer.grants, action, study, site, today))
 
     def may_see_study(self, study: str, today: date) -> bool:
         return any(g.in_force(today) and g.study in (None, study) for g in self.viewer.grants)
@@ -127,9 +137,13 @@ def _where(study: str | None, site: str | None) -> str:
 
 
 def _token(connection: ASGIConnection, is_api: bool) -> str | None:
+    """API: the bearer token; a download linked from a page (a safe method) may use the session cookie."""
     if is_api:
         scheme, _, token = connection.headers.get("authorization", "").partition(" ")
-        return token.strip() if scheme.lower() == "bearer" else None
+        if scheme.lower() == "bearer":
+            return token.strip()
+        if connection.scope.get("method") not in ("GET", "HEAD"):
+            return None
     return connection.cookies.get(SESSION_COOKIE)
 
 

@@ -18,7 +18,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Template
 
 from trialcoord.domain.problems import InvalidInput, Problem
-from trialcoord.services.errors import Conflict, NotFound
+from trialcoord.services.errors import Conflict, NotConfigured, NotFound
 
 PROBLEM_JSON = "application/problem+json"
 API_PREFIX = "/api"
@@ -60,6 +60,9 @@ def problem_for(exc: Exception) -> ProblemDetails:
         return _problem(404, str(exc))
     if isinstance(exc, Conflict):
         return _problem(409, str(exc))
+    if isinstance(exc, NotConfigured):
+        log.error("%s", exc)  # the message names a setting, never data
+        return _problem(503, str(exc))
     if isinstance(exc, ValidationException):
         return _problem(400, "The request is malformed", _from_validation(exc.extra))
     if isinstance(exc, HTTPException):
@@ -94,6 +97,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     InvalidInput: handle,
     NotFound: handle,
     Conflict: handle,
+    NotConfigured: handle,
     HTTPException: handle,
     500: handle,
 }

@@ -6,12 +6,14 @@ from litestar import Controller, get, post, put
 from litestar.params import JSONBody
 
 from trialcoord.domain.access import Action
-from trialcoord.services import scheduling
+from trialcoord.services import identities, scheduling
 from trialcoord.web.api.params import AccessDep, AsOf, QueryStr, StudyPath, SubjectPath, Today, VisitPath, as_of_or_today
 from trialcoord.web.api.schemas import (
     ArmIn,
     EnrolmentIn,
     EventIn,
+    Identity,
+    IdentityIn,
     MissedIn,
     Participant,
     RecordedEvent,
@@ -85,6 +87,22 @@ class ParticipantController(Controller):
             study, subject_id, data.version, data.effective, data.reason, today=today, actor=access.user_id
         )
         return from_dict(Participant, row)
+
+    @get("/{subject_id:str}/identity", opt=needs(Action.VIEW_PERSONAL_DATA), responses=problem_responses(400, 401, 403, 404, 503))
+    async def get_identity(self, study: StudyPath, subject_id: SubjectPath) -> Identity:
+        """Name, date of birth, contact details, medical record number: decrypted for this response only."""
+        return Identity(**await identities.get_identity(study, subject_id))
+
+    @put("/{subject_id:str}/identity", opt=needs(Action.VIEW_PERSONAL_DATA),
+         responses=problem_responses(400, 401, 403, 404, 422, 503))
+    async def set_identity(
+        self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[IdentityIn], access: AccessDep, today: Today
+    ) -> Identity:
+        """Set or clear fields; the audit trail records which fields changed, never their values."""
+        access.require(Action.ENROLL_PARTICIPANT, study, await scheduling.participant_site(study, subject_id), today)
+        values = {name: getattr(data, name) for name in identities.FIELDS if getattr(data, name) is not None}
+        await identities.set_identity(study, subject_id, values, actor=access.user_id)
+        return Identity(**await identities.get_identity(study, subject_id))
 
     @get("/{subject_id:str}/schedule", opt=VIEW, responses=READ)
     async def schedule(

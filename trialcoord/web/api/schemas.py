@@ -41,6 +41,27 @@ class ProtocolVersion(msgspec.Struct):
     loaded_at: datetime | None
 
 
+PersonalText = Annotated[str, msgspec.Meta(max_length=500)]
+
+
+class Identity(msgspec.Struct):
+    """A participant's personal data: stored encrypted, shown only to roles that may see it."""
+
+    name: str | None = None
+    date_of_birth: str | None = None
+    contact: str | None = None
+    mrn: str | None = None
+
+
+class IdentityIn(msgspec.Struct):
+    """Fields to set; an empty string clears one, an absent field stays as stored."""
+
+    name: PersonalText | None = None
+    date_of_birth: PersonalText | None = None
+    contact: PersonalText | None = None
+    mrn: PersonalText | None = None
+
+
 class SiteIn(msgspec.Struct):
     code: Code
     name: Text = ""

@@ -12,8 +12,8 @@ from litestar.response import Redirect, Template
 
 from trialcoord.domain.access import Action
 from trialcoord.domain.problems import InvalidInput
-from trialcoord.services import scheduling
-from trialcoord.services.errors import Conflict
+from trialcoord.services import identities, scheduling
+from trialcoord.services.errors import Conflict, NotConfigured
 from trialcoord.web.api.params import AccessDep, AsOf, QueryStr, StudyPath, SubjectPath, Today, VisitPath, as_of_or_today
 from trialcoord.web.api.schemas import visit_row
 from trialcoord.web.auth import Access, needs
@@ -23,6 +23,7 @@ from trialcoord.web.timeline import build_timeline
 
 VisitAction = Literal["actual", "appointment", "missed"]
 NOTICES = {
+    "identity": "Personal data saved.",
     "event": "Event recorded.",
     "arm": "Arm assigned.",
     "actual": "Visit date recorded.",
@@ -43,7 +44,7 @@ class ParticipantPages(Controller):
         self, study: StudyPath, subject_id: SubjectPath, today: Today, access: AccessDep, as_of: AsOf = None,
         saved: QueryStr = None,
     ) -> Template:
-        context = await participant_context(study, subject_id, as_of_or_today(as_of, today), access)
+        context = await participant_context(study, subject_id, as_of_or_today(as_of, today), access, today)
         context["notice"] = NOTICES.get(saved or "")
         return Template("participant.html", context=context)
 
@@ -84,6 +85,16 @@ class ParticipantPages(Controller):
                                                       actor=access.user_id)
             return await _save(call, study, subject_id, today, "version", form, access)
         return await _rerender(study, subject_id, today, "version", form.errors, form, access)
+
+    @post("/identity", opt=needs(Action.VIEW_PERSONAL_DATA))
+    async def set_identity(
+        self, study: StudyPath, subject_id: SubjectPath, data: Form, today: Today, access: AccessDep
+    ) -> Template | Redirect:
+        access.require(Action.ENROLL_PARTICIPANT, study, await scheduling.participant_site(study, subject_id), today)
+        form = FormReader(data)
+        values = {name: form.data.get(name, "") for name in identities.FIELDS}
+        call = identities.set_identity(study, subject_id, values, actor=access.user_id)
+        return await _save(call, study, subject_id, today, "identity", form, access)
 
     @post("/visits/{code:str}/{action:str}", opt=RECORD)
     async def visit(
@@ -128,15 +139,24 @@ async def _save(
 async def _rerender(study: str, subject_id: str, today: date, key: str, errors: dict[str, str], form: FormReader,
                     access: Access):
     context = await participant_context(
-        study, subject_id, today, access, failed={"key": key, "errors": errors, "form": form.data}
+        study, subject_id, today, access, today, failed={"key": key, "errors": errors, "form": form.data}
     )
     return Template("participant.html", context=context, status_code=422)
 
 
 async def participant_context(
-    study: str, subject_id: str, as_of: date, access: Access, failed: dict[str, Any] | None = None
+    study: str, subject_id: str, as_of: date, access: Access, today: date, failed: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     participant = await scheduling.get_participant(study, subject_id)
+    site = participant["site"]
+    may = {action: access.may(action, study, site, today) for action in
+           (Action.RECORD_VISIT, Action.ENROLL_PARTICIPANT, Action.VIEW_PERSONAL_DATA, Action.VIEW_AUDIT)}
+    identity, identity_error = None, None
+    if may[Action.VIEW_PERSONAL_DATA]:
+        try:
+            identity = await identities.get_identity(study, subject_id)
+        except NotConfigured as error:
+            identity_error = str(error)
     protocol = await scheduling.get_protocol(study, participant["protocol_version"])
     rows = [visit_row(row) for row in await scheduling.participant_schedule(study, subject_id, as_of)]
     versions = [row["version"] for row in await scheduling.list_protocol_versions(study)]
@@ -150,5 +170,11 @@ async def participant_context(
         "timeline": build_timeline(rows, as_of),
         "as_of": as_of,
         "failed": failed or {"key": "", "errors": {}, "form": {}},
+        "can_record": may[Action.RECORD_VISIT],
+        "can_enrol": may[Action.ENROLL_PARTICIPANT],
+        "can_audit": may[Action.VIEW_AUDIT],
+        "identity": identity,
+        "identity_error": identity_error,
+        "identity_labels": identities.LABELS,
         "notice": None,
     }

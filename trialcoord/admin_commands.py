@@ -1,0 +1,248 @@
+"""`trialcoord setup`, `user ...`, `audit ...` and `keys ...`: what administrators run on the server.
+
+Actions taken here are audited as `cli:<operating-system user>`: whoever has a shell on the server.
+"""
+
+from __future__ import annotations
+
+import getpass
+import secrets
+import sys
+from datetime import date
+from pathlib import Path
+
+from trialcoord.commands import UsageError, _run, _today
+from trialcoord.config import get_settings
+
+FIRST_ADMIN = "admin"
+
+
+def actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for the uid (containers)
+        return "cli:unknown"
+
+
+def _database(coroutine_factory):
+    from trialcoord.adapters.persistence.engine import open_database
+
+    async def run():
+        async with open_database(migrate=True):
+            return await coroutine_factory()
+
+    return _run(run())
+
+
+def generated_password() -> str:
+    return secrets.token_urlsafe(18)  # 24 characters, 144 bits
+
+
+def read_password(generate: bool) -> tuple[str, bool]:
+    """A generated one (printed once by the caller), or typed twice at a terminal, or a line on stdin."""
+    if generate:
+        return generated_password(), True
+    if sys.stdin.isatty():
+        first = getpass.getpass("New password: ")
+        if first != getpass.getpass("Repeat it: "):
+            raise UsageError("the two passwords differ")
+        return first, False
+    return sys.stdin.readline().rstrip("\r\n"), False
+
+
+# setup --------------------------------------------------------------------------------------------
+
+def setup(demo: bool = True) -> int:
+    """Everything a fresh installation needs; running it again changes nothing."""
+    from trialcoord.adapters import pii, signing_keys
+    from trialcoord.services import accounts
+    from trialcoord.services.demo import load_demo
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not _pii_configured(settings):
+        pii.generate_key_file(settings.pii_key_file, f"k{_today():%Y%m%d}")
+        print(f"created the personal-data key {settings.pii_key_file} (back it up apart from the database)")
+    if not settings.audit_key_file.exists():
+        passphrase = settings.audit_passphrase_file
+        if not passphrase.exists():
+            _write_private(passphrase, secrets.token_urlsafe(32) + "\n")
+        signing_keys.save_private_key(signing_keys.generate_key(), settings.audit_key_file,
+                                      signing_keys.read_passphrase(file=passphrase))
+        print(f"created the audit checkpoint key {settings.audit_key_file}")
+
+    async def run():
+        created = None
+        if await accounts.count_users() == 0:
+            password = generated_password()
+            await accounts.create_user(FIRST_ADMIN, "Administrator", "admin@localhost.invalid", password, actor())
+            await accounts.grant(FIRST_ADMIN, "administrator", None, None, _today(), None, actor())
+            created = password
+        loaded = await load_demo(_today()) if demo else False
+        return created, loaded
+
+    password, loaded = _database(run)
+    if loaded:
+        print("demo study loaded, with demo users (see README)")
+    if password:
+        print(f"first administrator: user ID '{FIRST_ADMIN}', password '{password}'"
+              " (shown this once; change it with: trialcoord user reset-password admin)")
+    print("set-up complete")
+    return 0
+
+
+def _pii_configured(settings) -> bool:
+    import os
+
+    from trialcoord.adapters.pii import KEYS_VARIABLE
+
+    return bool(os.environ.get(KEYS_VARIABLE)) or settings.pii_key_file.exists()
+
+
+def _write_private(path: Path, text: str) -> None:
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+# user ---------------------------------------------------------------------------------------------
+
+def user_create(user_id: str, name: str, email: str, generate: bool) -> int:
+    from trialcoord.services import accounts
+
+    password, shown = read_password(generate)
+    row = _database(lambda: accounts.create_user(user_id, name, email, password, actor()))
+    print(f"user {row['user_id']} created")
+    if shown:
+        print(f"password: {password}  (shown this once)")
+    return 0
+
+
+def user_disable(user_id: str, reason: str) -> int:
+    from trialcoord.services import accounts
+
+    row = _database(lambda: accounts.disable_user(user_id, actor(), reason))
+    print(f"user {row['user_id']} is {row['status']}; their sessions have ended")
+    return 0
+
+
+def user_reset_password(user_id: str, generate: bool) -> int:
+    from trialcoord.services import accounts
+
+    password, shown = read_password(generate)
+    row = _database(lambda: accounts.reset_password(user_id, password, actor()))
+    print(f"password of {row['user_id']} changed; their sessions have ended")
+    if shown:
+        print(f"password: {password}  (shown this once)")
+    return 0
+
+
+def user_grant(user_id: str, role: str, study: str | None, site: str | None, valid_from: date | None,
+               valid_to: date | None, personal_data: bool) -> int:
+    from trialcoord.services import accounts
+
+    row = _database(lambda: accounts.grant(user_id, role, study, site, valid_from or _today(), valid_to, actor(),
+                                           personal_data))
+    print(f"grant {row['id']}: {row['user_id']} is {row['role']} of {row['study'] or 'every study'}"
+          f"{' at site ' + row['site'] if row['site'] else ''} from {row['valid_from']}"
+          f"{' to ' + row['valid_to'] if row['valid_to'] else ''}")
+    return 0
+
+
+def user_revoke(grant_id: int, reason: str) -> int:
+    from trialcoord.services import accounts
+
+    row = _database(lambda: accounts.revoke(grant_id, actor(), reason))
+    print(f"grant {row['id']} of {row['user_id']} revoked")
+    return 0
+
+
+def user_list() -> int:
+    from trialcoord.services import accounts
+
+    async def run():
+        return [await accounts.get_user(row["user_id"]) for row in await accounts.list_users()]
+
+    for user in _database(run):
+        print(f"{user['user_id']}\t{user['status']}\t{user['printed_name']}")
+        for g in user["grants"]:
+            state = "revoked" if g["revoked_at"] else "in force" if (g["valid_to"] or "9999") >= _today().isoformat() \
+                else "ended"
+            print(f"  grant {g['id']}: {g['role']} {g['study'] or '*'}/{g['site'] or '*'}"
+                  f" {g['valid_from']}..{g['valid_to'] or ''} {state}")
+    return 0
+
+
+def user_token(user_id: str, days: int) -> int:
+    from trialcoord.services import accounts
+
+    signed = _database(lambda: accounts.issue_token(user_id, days, actor()))
+    print(f"bearer token for {signed.user_id}, valid until {signed.expires_at} (shown this once):")
+    print(signed.token)
+    return 0
+
+
+# audit --------------------------------------------------------------------------------------------
+
+def audit_verify(checkpoint_file: str | None, public_key_file: str | None) -> int:
+    from trialcoord.services import audit_log
+
+    given = _checked_checkpoint(checkpoint_file, public_key_file) if checkpoint_file else None
+    report = _database(lambda: audit_log.verify(given))
+    for name in report.checked_against:
+        print(f"compared with the {name}")
+    if report.ok:
+        print(f"audit trail intact: {report.result.size} entries, root {report.result.root}")
+        return 0
+    sequence, why = report.result.first_bad
+    print(f"audit trail BROKEN at entry {sequence}: {why}", file=sys.stderr)
+    print(f"entries 1 to {report.result.size} verified", file=sys.stderr)
+    return 1
+
+
+def _checked_checkpoint(file: str, public_key_file: str | None):
+    from trialcoord.adapters import signing_keys
+
+    signed = signing_keys.load_checkpoint(Path(file))
+    if public_key_file:
+        try:
+            key = signing_keys.load_public_key(Path(public_key_file).read_text(encoding="utf-8"))
+        except OSError as error:
+            raise UsageError(f"{public_key_file}: cannot be read ({error.strerror})") from None
+    else:
+        key = _private_key().public_key()
+    return signing_keys.verify_checkpoint(signed, key)
+
+
+def _private_key():
+    from trialcoord.adapters import signing_keys
+
+    settings = get_settings()
+    if not settings.audit_key_file.exists():
+        raise UsageError(f"{settings.audit_key_file}: no audit key; run `trialcoord setup` or set TRIALCOORD_AUDIT_KEY_FILE")
+    passphrase = signing_keys.read_passphrase(file=settings.audit_passphrase_file)
+    return signing_keys.load_private_key(settings.audit_key_file, passphrase)
+
+
+def audit_checkpoint(out: str) -> int:
+    from trialcoord.services import audit_log
+
+    key = _private_key()
+    signed = _database(lambda: audit_log.checkpoint(key, Path(out)))
+    print(f"checkpoint of {signed['size']} entries, root {signed['root']}, signed by key {signed['key_id']},"
+          f" written to {out}")
+    return 0
+
+
+def audit_public_key(out: str | None) -> int:
+    from trialcoord.adapters import signing_keys
+
+    pem = signing_keys.public_key_pem(_private_key().public_key())
+    if out:
+        Path(out).write_text(pem, encoding="utf-8")
+        print(f"public key written to {out}")
+    else:
+        print(pem, end="")
+    return 0
