@@ -82,6 +82,15 @@ async def export_rows(where: AuditFilter, limit: int) -> list[dict]:
         return await store.browse(where, after=0, limit=limit, newest_first=False)
 
 
+async def latest_root() -> tuple[int, str]:
+    """(size, root) of the newest stored checkpoint, for printed copies; (head size, '') before the first."""
+    async with read():
+        signed = await store.latest_checkpoint()
+        if signed:
+            return signed["size"], signed["root"]
+        return await store.head_size(), ""
+
+
 # Verification and checkpoints --------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)

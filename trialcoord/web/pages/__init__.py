@@ -1,7 +1,8 @@
 """Server-rendered pages: usable without JavaScript, every form posts and redirects."""
 
 from trialcoord.web.pages.accounts import AccountPages
+from trialcoord.web.pages.audit import AuditPages
 from trialcoord.web.pages.participants import ParticipantPages
 from trialcoord.web.pages.studies import StudyPages
 
-PAGE_CONTROLLERS = [AccountPages, StudyPages, ParticipantPages]
+PAGE_CONTROLLERS = [AccountPages, AuditPages, StudyPages, ParticipantPages]

@@ -9,7 +9,7 @@ from litestar import Controller, get, post
 from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 
-from trialcoord.domain.access import Action
+from trialcoord.domain.access import Action, visible_sites
 from trialcoord.domain.problems import InvalidInput
 from trialcoord.services import scheduling
 from trialcoord.services.errors import Conflict
@@ -45,7 +45,7 @@ class StudyPages(Controller):
         site: QueryStr = None,
         as_of: AsOf = None,
     ) -> Template:
-        context = await study_context(study, tab, site or None, as_of_or_today(as_of, today), access)
+        context = await study_context(study, tab, site or None, as_of_or_today(as_of, today), access, today)
         return Template("study.html", context=context)
 
     @post("/studies/{study:str}/participants", opt=needs(Action.ENROLL_PARTICIPANT, across_sites=True))
@@ -65,7 +65,7 @@ class StudyPages(Controller):
                 return Redirect(participant_url(study, subject_id), status_code=303)
             except (InvalidInput, Conflict) as error:
                 errors = field_messages(error)
-        context = await study_context(study, "today", None, today, access, errors=errors, form=form.data)
+        context = await study_context(study, "today", None, today, access, today, errors=errors, form=form.data)
         return Template("study.html", context=context, status_code=422)
 
 
@@ -75,9 +75,11 @@ async def study_context(
     site: str | None,
     as_of: date,
     access: Access,
+    today: date,
     errors: dict[str, str] | None = None,
     form: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    audit = visible_sites(access.viewer.grants, Action.VIEW_AUDIT, study, today)
     details = await scheduling.get_study(study)
     protocol = await scheduling.get_protocol(study)
     worklist = await scheduling.worklist(study, as_of, site=site, kind=tab)
@@ -88,6 +90,8 @@ async def study_context(
                          if access.shows(row["code"])],
         "participants": [row for row in await scheduling.list_participants(study, site) if access.shows(row["site"])],
         "worklist": [visit_row(row) for row in worklist if access.shows(row.site)],
+        "can_audit": audit.all_sites or bool(audit.sites),
+        "audit_site": None if audit.all_sites or len(audit.sites) != 1 else next(iter(audit.sites)),
         "tabs": TABS,
         "tab": tab,
         "tab_label": dict(TABS)[tab],
