@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11+:
-#   make run    create the environment, migrate the SQLite database, load the demo study, serve the app
+#   make run    create the environment, set up the SQLite database, keys, first administrator and demo, serve the app
 #   make test   run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,8 +8,7 @@ BIN := $(VENV)/bin
 .PHONY: run test bench
 
 run: $(VENV)/.installed
-	$(BIN)/trialcoord db migrate
-	$(BIN)/trialcoord demo
+	$(BIN)/trialcoord setup
 	$(BIN)/trialcoord serve
 
 test: $(VENV)/.installed

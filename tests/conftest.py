@@ -191,3 +191,29 @@ async def study(db):
         await scheduling.load_protocol_version(parse_protocol(text, "tst.yaml"), text, "tst.yaml")
     await scheduling.create_site("TST-1", "101", "Riverside Clinic", "America/New_York")
     return "TST-1"
+
+
+SITE_A, SITE_B = "101", "102"
+SUBJECT_A, SUBJECT_B = "1001", "2001"  # enrolled at site A and site B
+PERSONAS = {  # user ID -> grants, as (role, study, site[, valid_to[, personal_data]])
+    "admin": [("administrator", None, None)],
+    "coord-a": [("coordinator", "TST-1", SITE_A)],
+    "coord-b": [("coordinator", "TST-1", SITE_B)],
+    "monitor": [("monitor", "TST-1", None, None, True)],
+    "monitor-expired": [("monitor", "TST-1", None, date(2020, 12, 31))],
+    "sponsor": [("sponsor", "TST-1", None)],
+    "outsider": [],
+}
+
+
+@pytest.fixture
+async def personas(study):
+    """Study TST-1 with sites A and B, a participant at each, and one user per persona."""
+    from trialcoord.services import scheduling
+
+    await scheduling.create_site(study, SITE_B, "Lakeside", "America/Chicago")
+    await scheduling.enroll_participant(study, SUBJECT_A, SITE_A, arm="A", enrolled_on=RANDOMIZED, today=RANDOMIZED)
+    await scheduling.enroll_participant(study, SUBJECT_B, SITE_B, arm="A", enrolled_on=RANDOMIZED, today=RANDOMIZED)
+    for user_id, grants in PERSONAS.items():
+        await add_user(user_id, *grants)
+    return PERSONAS

@@ -56,7 +56,7 @@ def setup(demo: bool = True) -> int:
     """Everything a fresh installation needs; running it again changes nothing."""
     from trialcoord.adapters import pii, signing_keys
     from trialcoord.services import accounts
-    from trialcoord.services.demo import load_demo
+    from trialcoord.services.demo import add_demo_users, load_demo
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -79,11 +79,15 @@ def setup(demo: bool = True) -> int:
             await accounts.grant(FIRST_ADMIN, "administrator", None, None, _today(), None, actor())
             created = password
         loaded = await load_demo(_today()) if demo else False
-        return created, loaded
+        demo_password = generated_password()
+        users = await add_demo_users(_today(), demo_password, actor()) if loaded else []
+        return created, loaded, users, demo_password
 
-    password, loaded = _database(run)
+    password, loaded, users, demo_password = _database(run)
     if loaded:
-        print("demo study loaded, with demo users (see README)")
+        print("demo study loaded")
+    if users:
+        print(f"demo users {', '.join(users)} (see README), password '{demo_password}' (shown this once)")
     if password:
         print(f"first administrator: user ID '{FIRST_ADMIN}', password '{password}'"
               " (shown this once; change it with: trialcoord user reset-password admin)")

@@ -36,8 +36,9 @@ _LAPSED = {
 }
 
 
-def needs(action: Action, across_sites: bool = False) -> dict[str, Any]:
-    return {"rule": "action", "action": action, "across_sites": across_sites}
+def needs(action: Action, *also: Action, across_sites: bool = False) -> dict[str, Any]:
+    """A route that needs `action` (and every one of `also`) on its study and site."""
+    return {"rule": "action", "action": action, "also": also, "across_sites": across_sites}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +120,11 @@ async def _decide(connection: ASGIConnection, viewer: Viewer, rule: dict[str, An
         scope = visible_sites(viewer.grants, action, study, today)
         if scope.all_sites or scope.sites:
             return Access(viewer, scope)
-    decision = authorize(viewer.grants, action, study, site, today)
-    if not decision:
-        raise PermissionDeniedException(f"{viewer.user_id} may not {_verb(action)}"
-                                        f" {_where(study, site)}: {decision.reason}")
+    for needed in (action, *rule.get("also", ())):
+        decision = authorize(viewer.grants, needed, study, site, today)
+        if not decision:
+            raise PermissionDeniedException(f"{viewer.user_id} may not {_verb(needed)}"
+                                            f" {_where(study, site)}: {decision.reason}")
     return Access(viewer)
 
 

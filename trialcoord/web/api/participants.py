@@ -93,13 +93,12 @@ class ParticipantController(Controller):
         """Name, date of birth, contact details, medical record number: decrypted for this response only."""
         return Identity(**await identities.get_identity(study, subject_id))
 
-    @put("/{subject_id:str}/identity", opt=needs(Action.VIEW_PERSONAL_DATA),
+    @put("/{subject_id:str}/identity", opt=needs(Action.VIEW_PERSONAL_DATA, Action.ENROLL_PARTICIPANT),
          responses=problem_responses(400, 401, 403, 404, 422, 503))
     async def set_identity(
-        self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[IdentityIn], access: AccessDep, today: Today
+        self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[IdentityIn], access: AccessDep
     ) -> Identity:
         """Set or clear fields; the audit trail records which fields changed, never their values."""
-        access.require(Action.ENROLL_PARTICIPANT, study, await scheduling.participant_site(study, subject_id), today)
         values = {name: getattr(data, name) for name in identities.FIELDS if getattr(data, name) is not None}
         await identities.set_identity(study, subject_id, values, actor=access.user_id)
         return Identity(**await identities.get_identity(study, subject_id))

@@ -86,11 +86,10 @@ class ParticipantPages(Controller):
             return await _save(call, study, subject_id, today, "version", form, access)
         return await _rerender(study, subject_id, today, "version", form.errors, form, access)
 
-    @post("/identity", opt=needs(Action.VIEW_PERSONAL_DATA))
+    @post("/identity", opt=needs(Action.VIEW_PERSONAL_DATA, Action.ENROLL_PARTICIPANT))
     async def set_identity(
         self, study: StudyPath, subject_id: SubjectPath, data: Form, today: Today, access: AccessDep
     ) -> Template | Redirect:
-        access.require(Action.ENROLL_PARTICIPANT, study, await scheduling.participant_site(study, subject_id), today)
         form = FormReader(data)
         values = {name: form.data.get(name, "") for name in identities.FIELDS}
         call = identities.set_identity(study, subject_id, values, actor=access.user_id)
