@@ -87,7 +87,7 @@ def audit_pdf(rows: Sequence[Mapping], *, title: str, filters: Mapping[str, str]
     from weasyprint import HTML, Attachment
 
     at = _instant(generated_at)
-    # Attachment dates default to now(): the one source of differing bytes between two renders.
+    # Attachment dates default to now(); pin them like every other date in the file.
     data = Attachment(file_obj=io.BytesIO(audit_csv(rows)), name="audit-trail.csv", relationship="Data",
                       description="The entries of this report, machine-readable", created=at, modified=at)
     html = _html(rows, title=title, filters=filters, generated_at=generated_at, generated_by=generated_by,
