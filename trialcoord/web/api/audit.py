@@ -1,15 +1,18 @@
 """Browsing and exporting the audit trail: system-wide (administrators) or one study's records.
 
 A study's trail is the entries whose record ID starts with the study's code; someone who sees only some
-sites of a study sees the entries of one of those sites at a time (record IDs are STUDY/SITE/...).
+sites of a study sees the entries of one of those sites at a time (record IDs are STUDY/SITE/...), by
+default their only site.
 Every CSV or PDF copy is itself audited as an export.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
+from functools import partial
 from typing import Annotated, Any, Literal, Optional
 
+import anyio
 import msgspec
 from litestar import Controller, Response, get
 from litestar.exceptions import PermissionDeniedException
@@ -20,6 +23,7 @@ from trialcoord.domain.access import Action
 from trialcoord.domain.audit import utc_instant
 from trialcoord.services import audit_log
 from trialcoord.services.audit_log import Change
+from trialcoord.services.errors import NotConfigured
 from trialcoord.web.api.params import AccessDep, StudyPath
 from trialcoord.web.auth import Access, needs
 from trialcoord.web.errors import problem_responses
@@ -59,6 +63,8 @@ def study_scope(access: Access, study: str, site: str | None) -> str:
         if not access.shows(site):
             raise PermissionDeniedException(f"{access.user_id} may not view the audit trail of site {site}")
         return f"{study}/{site}/"
+    if access.sites is not None and not access.sites.all_sites and len(access.sites.sites) == 1:
+        return f"{study}/{next(iter(access.sites.sites))}/"
     if access.sites is not None and not access.sites.all_sites:
         raise PermissionDeniedException(f"{access.user_id} sees some sites of {study} only: choose a site"
                                         f" ({', '.join(sorted(access.sites.sites))})")
@@ -82,9 +88,13 @@ async def export(where: AuditFilter, form: str, title: str, filters: dict[str, s
         data, media = audit_report.audit_csv(rows), "text/csv; charset=utf-8"
     else:
         size, root = await audit_log.latest_root()
-        data = audit_report.audit_pdf(rows, title=title, filters=filters, generated_at=utc_instant(audit_log.clock()),
-                                      generated_by=access.viewer.printed_name + f" ({access.user_id})",
-                                      trail_size=size, root=root)
+        render = partial(audit_report.audit_pdf, rows, title=title, filters=filters,
+                         generated_at=utc_instant(audit_log.clock()),
+                         generated_by=access.viewer.printed_name + f" ({access.user_id})", trail_size=size, root=root)
+        try:
+            data = await anyio.to_thread.run_sync(render)  # seconds of layout: never on the event loop
+        except OSError as error:  # WeasyPrint could not load Pango
+            raise NotConfigured(f"PDF copies need the Pango library (Debian: libpango-1.0-0): {error}") from None
         media = "application/pdf"
     return Response(data, media_type=media,
                     headers={"Content-Disposition": f'attachment; filename="{name.strip("_")}.{form}"'})
