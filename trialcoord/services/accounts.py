@@ -214,12 +214,13 @@ async def sign_in(typed_user_id: str, password: str, address: str, kind: str = P
     """Check the password behind the lock-out gate; unknown IDs cost the same argon2 work as known ones."""
     user_id = normalize_user_id(typed_user_id or "")[:64] or "(empty)"
     now = _now()
-    since = utc_instant(now - policy.window)
+    since = now - policy.window
     async with read():
         row = await store.find_user(user_id)
-        failures = [datetime.fromisoformat(at.replace("Z", "+00:00"))
-                    for at in await store.failures_since_success(user_id, since)]
-        sprayed = await store.address_failures_since(address, since) >= ADDRESS_LIMIT
+        # A lock lasts `lock_for` after the failures that caused it, which span up to `window`.
+        failures = [_instant(at) for at in
+                    await store.failures_since_success(user_id, utc_instant(since - policy.lock_for))]
+        sprayed = await store.address_failures_since(address, utc_instant(since)) >= ADDRESS_LIMIT
     gate = login_gate(failures, now, policy)
     if not gate.allowed or sprayed:
         await _attempt(user_id, address, "refused", now, "sign_in_refused",

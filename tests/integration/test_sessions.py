@@ -1,0 +1,270 @@
+"""Sign-in, lock-out, sessions, CSRF, tokens and the signing ceremony, through the app and the services."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from tests.conftest import PASSWORD, add_user, signed_in
+from trialcoord.services import accounts, audit_log
+from trialcoord.services.errors import InvalidInput
+
+pytestmark = pytest.mark.anyio
+T0 = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The server clock, moved by the test."""
+    now = {"at": T0}
+    monkeypatch.setattr(audit_log, "clock", lambda: now["at"])
+
+    def advance(**delta):
+        now["at"] += timedelta(**delta)
+
+    return advance
+
+
+async def _page_sign_in(client, user_id: str, password: str = PASSWORD, next_page: str = "/"):
+    return await client.post("/sign-in", data={"user_id": user_id, "password": password, "next": next_page})
+
+
+async def test_pages_ask_anonymous_visitors_to_sign_in_and_come_back(anonymous, personas):
+    response = await anonymous.get("/studies/TST-1")
+    assert response.status_code == 401 and 'name="password"' in response.text
+    assert 'value="/studies/TST-1"' in response.text
+    signed = await _page_sign_in(anonymous, "coord-a", next_page="/studies/TST-1")
+    assert signed.status_code == 303 and signed.headers["location"] == "/studies/TST-1"
+    cookie = signed.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie
+    page = await anonymous.get("/studies/TST-1")
+    assert page.status_code == 200 and "Coord-A" in page.text
+
+
+async def test_an_open_redirect_is_not_followed(anonymous, personas):
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        response = await _page_sign_in(anonymous, "coord-a", next_page=target)
+        assert response.headers["location"] == "/"
+
+
+async def test_the_api_wants_a_bearer_token(anonymous, personas):
+    assert (await anonymous.get("/api/me")).status_code == 401
+    assert (await anonymous.get("/api/me")).headers["www-authenticate"] == "Bearer"
+    token = (await anonymous.post("/api/sign-in", json={"user_id": "Coord-A", "password": PASSWORD})).json()["token"]
+    me = await anonymous.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200 and me.json()["user_id"] == "coord-a"
+
+
+@pytest.mark.parametrize("header", ["Bearer", "Bearer " + "x" * 5000, "Basic YWRtaW46YWRtaW4=", "Bearer \u00e9\u00e9",
+                                    "bearer  ", "Token abc"])
+async def test_malformed_tokens_are_401_never_500(anonymous, personas, header):
+    response = await anonymous.get("/api/me", headers={"Authorization": header.encode("utf-8")})
+    assert response.status_code == 401
+
+
+async def test_wrong_credentials_say_the_same_thing_whether_or_not_the_user_exists(anonymous, personas):
+    unknown = await anonymous.post("/api/sign-in", json={"user_id": "nobody", "password": "x" * 12})
+    wrong = await anonymous.post("/api/sign-in", json={"user_id": "coord-a", "password": "x" * 12})
+    assert unknown.status_code == wrong.status_code == 401
+    assert unknown.json()["detail"] == wrong.json()["detail"] == accounts.WRONG
+
+
+async def test_failures_are_recorded_audited_and_shown_to_administrators(anonymous, personas, clock):
+    await anonymous.post("/api/sign-in", json={"user_id": "coord-a", "password": "wrong password!"})
+    admin = await signed_in(anonymous, "admin")
+    problems = (await admin.get("/api/sign-in-problems")).json()
+    assert problems[0]["user_id"] == "coord-a" and problems[0]["outcome"] == "failed"
+    page = await admin.get("/admin")
+    assert "coord-a" in page.text and "failed" in page.text
+    trail = (await admin.get("/api/audit", params={"action": "sign_in_failed"})).json()
+    assert trail[0]["record_id"] == "coord-a" and "wrong password" not in str(trail)
+    clock(seconds=2)
+    assert (await (await signed_in(anonymous, "coord-a")).get("/api/sign-in-problems")).status_code == 403
+
+
+async def test_repeated_failures_slow_then_lock_the_account(anonymous, personas, clock):
+    async def attempt(password: str):
+        return await anonymous.post("/api/sign-in", json={"user_id": "coord-a", "password": password})
+
+    for _ in range(4):
+        assert (await attempt("wrong password!")).status_code == 401
+        clock(minutes=1)
+    assert (await attempt("wrong password!")).status_code == 401  # the fifth failure locks
+    clock(seconds=1)
+    locked = await attempt(PASSWORD)  # even the right password is refused now
+    assert locked.status_code == 429 and "locked" in locked.json()["detail"]
+    clock(minutes=14)
+    assert (await attempt(PASSWORD)).status_code == 429
+    clock(minutes=1)
+    assert (await attempt(PASSWORD)).status_code == 201
+
+
+async def test_a_second_attempt_within_the_delay_is_refused_not_counted(anonymous, personas, clock):
+    assert (await anonymous.post("/api/sign-in", json={"user_id": "coord-a", "password": "wrong password!"})
+            ).status_code == 401
+    refused = await anonymous.post("/api/sign-in", json={"user_id": "coord-a", "password": PASSWORD})
+    assert refused.status_code == 429 and refused.headers["retry-after"]
+    clock(seconds=2)
+    assert (await anonymous.post("/api/sign-in", json={"user_id": "coord-a", "password": PASSWORD})
+            ).status_code == 201
+
+
+async def test_sessions_end_after_the_inactivity_timeout(anonymous, personas, clock):
+    client = await signed_in(anonymous, "coord-a")
+    clock(minutes=14)
+    assert (await client.get("/api/me")).status_code == 200  # activity: the period starts again
+    clock(minutes=14, seconds=59)
+    assert (await client.get("/api/me")).status_code == 200
+    clock(minutes=15)
+    lapsed = await client.get("/api/me")
+    assert lapsed.status_code == 401 and "inactivity" in lapsed.json()["detail"]
+    assert (await client.get("/api/me")).status_code == 401  # ended for good, not just this once
+    page = await client.get("/")
+    assert page.status_code == 401 and "inactivity" in page.text or "Sign in" in page.text
+
+
+async def test_the_timeout_is_configurable(db, personas, clock, monkeypatch):
+    import httpx
+
+    from trialcoord.config import load_settings
+    from trialcoord.web.app import create_app
+
+    app = create_app(load_settings({"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_SESSION_TIMEOUT_MINUTES": "5"}))
+    monkeypatch.setattr(accounts, "inactivity", accounts.inactivity)  # restored after the test
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        await signed_in(client, "coord-a")
+        clock(minutes=5)
+        assert (await client.get("/api/me")).status_code == 401
+
+
+async def test_a_new_password_or_disabling_signs_out_everywhere(anonymous, personas):
+    import httpx
+
+    first = await signed_in(anonymous, "coord-a")
+    async with httpx.AsyncClient(transport=anonymous._transport, base_url="http://testserver") as other:
+        second = await signed_in(other, "coord-a")
+        await accounts.reset_password("coord-a", "a brand new passphrase", "admin")
+        assert (await first.get("/api/me")).status_code == 401
+        assert (await second.get("/api/me")).status_code == 401
+    signed = await accounts.sign_in("coord-a", "a brand new passphrase", "127.0.0.1")
+    await accounts.disable_user("coord-a", "admin", "left the site")
+    assert (await accounts.resolve(signed.token)).viewer is None
+    with pytest.raises(accounts.SignInRefused):
+        await accounts.sign_in("coord-a", "a brand new passphrase", "127.0.0.1")
+
+
+async def test_signing_out_ends_the_session(anonymous, personas):
+    client = await signed_in(anonymous, "coord-a")
+    token = client.headers["Authorization"].split()[1]
+    response = await client.post("/sign-out")
+    assert response.status_code == 303 and response.headers["location"] == "/sign-in"
+    assert (await accounts.resolve(token)).viewer is None
+
+
+async def test_every_page_form_needs_the_sessions_csrf_token(app, anonymous, personas):
+    from tests.integration.test_access_matrix import _fill, routes
+
+    client = await signed_in(anonymous, "admin")
+    real = client.headers.pop("X-CSRF-Token")
+    posts = [path for method, path, _ in routes(app) if method == "POST" and not path.startswith("/api")
+             and path != "/sign-in"]
+    assert len(posts) >= 7
+    for path in posts:
+        url = _fill(path, subject_id="1001", site="101")
+        missing = await client.post(url, data={"reason": "x"})
+        forged = await client.post(url, data={"reason": "x", "csrf_token": real[:-2] + "xx"})
+        assert missing.status_code == forged.status_code == 403, path
+        assert "security token" in forged.text
+    good = await client.post("/studies/TST-1/participants/1001/events", data={"csrf_token": real})
+    assert good.status_code == 422  # past the check, stopped by the empty form
+
+
+async def test_bearer_tokens_do_not_open_pages_and_cookies_do_not_write_to_the_api(anonymous, personas):
+    token = (await anonymous.post("/api/sign-in", json={"user_id": "coord-a", "password": PASSWORD})).json()["token"]
+    assert (await anonymous.get("/", headers={"Authorization": f"Bearer {token}"})).status_code == 401
+    anonymous.cookies.set("trialcoord_session", token)
+    assert (await anonymous.get("/api/me")).status_code == 200  # a download linked from a page
+    write = await anonymous.post("/api/studies/TST-1/participants", json={"subject_id": "9", "site": "101"})
+    assert write.status_code == 401
+
+
+async def test_issued_tokens_expire(personas, clock):
+    token = await accounts.issue_token("coord-a", 2, "admin")
+    clock(days=1, hours=23)
+    assert (await accounts.resolve(token.token)).viewer is not None
+    clock(hours=1)
+    assert (await accounts.resolve(token.token)).why == "expired"
+
+
+async def test_account_and_grant_input_is_checked(anonymous, personas):
+    client = await signed_in(anonymous, "admin")
+    too_long = await client.post("/api/users", json={"user_id": "u" * 65, "printed_name": "U", "email": "u@x.org",
+                                                     "password": PASSWORD})
+    assert too_long.status_code == 400
+    role = await client.post("/api/users/coord-a/grants", json={"role": "wizard", "valid_from": "2024-01-01",
+                                                               "study": "TST-1"})
+    assert role.status_code == 422 and "coordinator" in role.json()["errors"][0]["message"]
+    weak = await client.post("/api/users", json={"user_id": "newbie", "printed_name": "N", "email": "n@x.org",
+                                                 "password": "short"})
+    assert weak.status_code == 422 and weak.json()["errors"][0]["field"] == "password"
+    assert "short" not in weak.text
+    taken = await client.post("/api/users", json={"user_id": "Coord-A", "printed_name": "C", "email": "c@x.org",
+                                                  "password": PASSWORD})
+    assert taken.status_code == 409
+    grant = await client.post("/api/users/coord-a/grants", json={"role": "investigator", "valid_from": "2024-01-01",
+                                                                "study": "TST-1", "site": "102"})
+    assert grant.status_code == 201
+    revoked = await client.post(f"/api/grants/{grant.json()['id']}/revoke", json={"reason": "assigned elsewhere"})
+    assert revoked.json()["revoked_by"] == "admin"
+    trail = (await client.get("/api/audit", params={"record_type": "grant"})).json()
+    assert [e["action"] for e in trail[:2]] == ["revoke", "grant"] and trail[0]["reason"] == "assigned elsewhere"
+
+
+# The signing ceremony (11.200(a)(1))
+
+async def _viewer(user_id: str) -> accounts.Viewer:
+    signed = await accounts.sign_in(user_id, PASSWORD, "127.0.0.1")
+    return (await accounts.resolve(signed.token)).viewer
+
+
+async def test_the_first_signing_needs_both_components_later_ones_the_password(personas, clock):
+    viewer = await _viewer("coord-a")
+    with pytest.raises(InvalidInput, match="user ID and password"):
+        await accounts.signing_ceremony(viewer, "authorship", PASSWORD, None)
+    first = await accounts.signing_ceremony(viewer, "authorship", PASSWORD, "Coord-A")
+    assert (first.printed_name, str(first.meaning), str(first.components)) == (
+        "Coord-A", "authorship", "user ID and password")
+    clock(minutes=5)
+    second = await accounts.signing_ceremony(viewer, "review", PASSWORD, None)
+    assert str(second.components) == "password"
+
+
+async def test_a_failed_signing_fails_closed_and_restarts_the_ceremony(personas, clock):
+    viewer = await _viewer("coord-a")
+    await accounts.signing_ceremony(viewer, "approval", PASSWORD, "coord-a")
+    with pytest.raises(InvalidInput, match="password is not correct"):
+        await accounts.signing_ceremony(viewer, "approval", "not my password", None)
+    with pytest.raises(InvalidInput, match="user ID and password"):
+        await accounts.signing_ceremony(viewer, "approval", PASSWORD, None)
+    with pytest.raises(InvalidInput, match="meaning"):
+        await accounts.signing_ceremony(viewer, "because", PASSWORD, "coord-a")
+    with pytest.raises(InvalidInput, match="not the signed-in"):
+        await accounts.signing_ceremony(viewer, "approval", PASSWORD, "coord-b")
+    trail = await audit_log.browse(audit_log.AuditFilter(action="signing_failed"), None, 10)
+    assert len(trail) == 4 and all("not my password" not in str(e) for e in trail)
+
+
+async def test_a_disabled_account_cannot_sign(personas):
+    viewer = await _viewer("coord-a")
+    await accounts.disable_user("coord-a", "admin", "left")
+    with pytest.raises(InvalidInput):
+        await accounts.signing_ceremony(viewer, "approval", PASSWORD, "coord-a")
+
+
+async def test_a_user_id_is_never_reused(personas):
+    from trialcoord.services.errors import Conflict
+
+    await accounts.disable_user("coord-b", "admin", "left")
+    with pytest.raises(Conflict, match="never reused"):
+        await add_user("coord-b")
