@@ -1,4 +1,5 @@
-"""A coordinator's day in real Chromium: enrol, randomise, read the schedule, record a late visit.
+"""Real Chromium: a coordinator's day (enrol, randomise, read the schedule, record a late visit), and what
+each persona sees after signing in through the form.
 
 The app runs under uvicorn in a child process on a free loopback port, on a temporary SQLite database
 holding the demo study. Screenshots go to test-artifacts/ (and docs/screenshot.png when
@@ -52,14 +53,23 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+PASSWORD = "browser test passphrase"  # throwaway accounts of a temporary database
+
+
 async def _load_demo(url: str) -> None:
     from trialcoord.adapters.persistence.engine import bind_engine, build_engine
     from trialcoord.adapters.persistence.migrations import migrate
-    from trialcoord.services.demo import load_demo
+    from trialcoord.services import accounts
+    from trialcoord.services.demo import add_demo_users, load_demo
 
     engine = bind_engine(build_engine(url))
     await migrate(engine)
     await load_demo(TODAY)
+    await add_demo_users(TODAY, PASSWORD, "system")
+    for user_id, role in (("admin", "administrator"), ("olive", None)):
+        await accounts.create_user(user_id, user_id.title(), f"{user_id}@example.org", PASSWORD, "system")
+        if role:
+            await accounts.grant(user_id, role, None, None, TODAY, None, "system")
 
 
 def _wait_until_up(base_url: str, server: subprocess.Popen, timeout: float = 30) -> None:
@@ -81,7 +91,8 @@ def server(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'e2e.sqlite3'}"
     asyncio.run(_load_demo(url))
     port = _free_port()
-    env = {**os.environ, "TRIALCOORD_DATABASE_URL": url, "TRIALCOORD_TIME_ZONE": "UTC"}
+    env = {**os.environ, "TRIALCOORD_DATABASE_URL": url, "TRIALCOORD_TIME_ZONE": "UTC",
+           "TRIALCOORD_DATA_DIR": str(tmp_path_factory.mktemp("data"))}
     command = [
         sys.executable,
         "-m",
@@ -106,14 +117,33 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser(server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server)
-        yield context.new_page()
+        yield browser
         browser.close()
+
+
+def sign_in(browser, server: str, user_id: str, password: str = PASSWORD):
+    """A fresh browser context (its own cookies), signed in through the form."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server)
+    page = context.new_page()
+    page.goto("/")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_label("User ID").fill(user_id)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    """The study coordinator of site 101."""
+    return sign_in(browser, server, "cora")
 
 
 def test_enrol_randomise_and_record_a_late_visit(page):
@@ -161,3 +191,53 @@ def test_field_error_is_shown_next_to_the_field(page):
     page.get_by_role("button", name="Enrol").click()  # no site chosen
     expect(page.locator("#enrol-site-note")).to_contain_text("site")
     page.screenshot(path=str(ARTIFACTS / "enrol-error.png"), full_page=True)
+
+
+def test_each_persona_sees_what_their_grant_allows(browser, server):
+    from playwright.sync_api import expect
+
+    colin = sign_in(browser, server, "colin")  # coordinator at site 102
+    colin.goto("/studies/DEMO-001")
+    expect(colin.get_by_role("link", name="102-001")).to_be_visible()
+    expect(colin.get_by_role("link", name="101-001")).to_have_count(0)
+    assert colin.goto("/studies/DEMO-001/participants/101-001").status == 403
+    expect(colin.get_by_role("alert")).to_contain_text("site 101")
+
+    mona = sign_in(browser, server, "mona")  # monitor of every site: reads, never records
+    mona.goto("/studies/DEMO-001/participants/101-001")
+    expect(mona.get_by_role("heading", name="Participant 101-001")).to_be_visible()
+    expect(mona.get_by_role("button", name="Record event")).to_have_count(0)
+    mona.goto("/studies/DEMO-001")
+    mona.get_by_role("link", name="Audit trail").click()
+    expect(mona.get_by_role("heading", name="Audit trail of DEMO-001")).to_be_visible()
+
+    sam = sign_in(browser, server, "sam")  # sponsor: coded data only
+    sam.goto("/studies/DEMO-001/participants/101-001")
+    expect(sam.get_by_role("heading", name="Participant 101-001")).to_be_visible()
+    expect(sam.get_by_role("heading", name="Personal data")).to_have_count(0)
+    assert sam.goto("/studies/DEMO-001/audit").status == 403
+
+    max_ = sign_in(browser, server, "max")  # monitor whose grant ended
+    assert max_.goto("/studies/DEMO-001").status == 403
+    expect(max_.get_by_role("alert")).to_contain_text("ended")
+
+    olive = sign_in(browser, server, "olive")  # an account without any grant
+    expect(olive.get_by_role("heading", name="Studies")).to_be_visible()
+    expect(olive.get_by_role("link", name="DEMO-001")).to_have_count(0)
+    olive.get_by_role("button", name="Sign out").click()
+    expect(olive.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert olive.goto("/").status == 401
+
+
+def test_a_failed_sign_in_is_shown_to_administrators(browser, server):
+    from playwright.sync_api import expect
+
+    wrong = sign_in(browser, server, "ivan", password="not the password")
+    expect(wrong.get_by_role("alert")).to_contain_text("not correct")
+    admin = sign_in(browser, server, "admin")
+    admin.get_by_role("link", name="Users and sign-ins").click()
+    expect(admin.get_by_role("row").filter(has_text="ivan").filter(has_text="failed")).to_have_count(1)
+    admin.get_by_role("link", name="Audit trail").click()
+    expect(admin.get_by_role("heading", name="Audit trail")).to_be_visible()
+    expect(admin.locator("table.audit")).to_contain_text("sign_in_failed")
+    admin.screenshot(path=str(ARTIFACTS / "audit-trail.png"), full_page=True)
