@@ -250,3 +250,46 @@ def audit_public_key(out: str | None) -> int:
     else:
         print(pem, end="")
     return 0
+
+
+# keys ---------------------------------------------------------------------------------------------
+
+def keys_rotate(new_key_id: str) -> int:
+    """Add a new current personal-data key to the key file, then re-encrypt every stored value with it."""
+    from trialcoord.adapters import pii
+    from trialcoord.services import identities
+
+    path = _pii_key_file()
+    ring = pii.load_key_file(path).with_new_current_key(new_key_id)
+    pii.write_key_file(path, ring, replace=True)
+    print(f"{path}: key {new_key_id} added and made current; back the file up now")
+    count = _database(lambda: identities.rotate_stored(ring))
+    print(f"{count} stored values re-encrypted under key {new_key_id}")
+    return 0
+
+
+def keys_retire(old_key_id: str) -> int:
+    """Remove a personal-data key once no stored value uses it."""
+    from trialcoord.adapters import pii
+    from trialcoord.services import identities
+
+    path = _pii_key_file()
+    in_use = _database(identities.key_ids_in_use)
+    if old_key_id in in_use:
+        raise UsageError(f"key {old_key_id} still encrypts stored values; run `trialcoord keys rotate` first")
+    pii.write_key_file(path, pii.load_key_file(path).without_key(old_key_id), replace=True)
+    print(f"{path}: key {old_key_id} removed")
+    return 0
+
+
+def _pii_key_file() -> Path:
+    import os
+
+    from trialcoord.adapters.pii import KEYS_VARIABLE
+
+    if os.environ.get(KEYS_VARIABLE):
+        raise UsageError(f"{KEYS_VARIABLE} holds the keys: rotate them where that variable is set, with a key file")
+    path = get_settings().pii_key_file
+    if not path.exists():
+        raise UsageError(f"{path}: no key file; run `trialcoord setup` or set TRIALCOORD_PII_KEY_FILE")
+    return path

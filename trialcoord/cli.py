@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--no-demo", action="store_true", help="do not load the demo study")
     _user_commands(commands)
     _audit_commands(commands)
+    keys = commands.add_parser("keys", help="personal-data key rotation").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    rotate = keys.add_parser("rotate", help="add a new current key and re-encrypt stored personal data with it")
+    rotate.add_argument("new_key_id")
+    retire = keys.add_parser("retire", help="remove a key that no stored value uses any more")
+    retire.add_argument("old_key_id")
     return parser
 
 
@@ -202,6 +208,8 @@ def _dispatch(args) -> int:
         ("audit", "verify"): lambda: admin.audit_verify(args.checkpoint, args.public_key),
         ("audit", "checkpoint"): lambda: admin.audit_checkpoint(args.out),
         ("audit", "public-key"): lambda: admin.audit_public_key(args.out),
+        ("keys", "rotate"): lambda: admin.keys_rotate(args.new_key_id),
+        ("keys", "retire"): lambda: admin.keys_retire(args.old_key_id),
     }
     return handlers[(args.command, getattr(args, "action", None))]()
 

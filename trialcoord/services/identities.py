@@ -52,7 +52,18 @@ async def get_identity(study: str, subject_id: str) -> dict[str, str | None]:
         participant = await _participant_id(study, subject_id)
         stored = await store.find(participant) or {}
     record = _record(study, subject_id)
-    return {name: ring.decrypt(stored[name], record, name) if stored.get(name) else None for name in FIELDS}
+    return {name: _decrypt(ring, stored.get(name), record, name) for name in FIELDS}
+
+
+def _decrypt(ring: pii.KeyRing, value: bytes | None, record: str, name: str) -> str | None:
+    """A value that does not decrypt (copied from another record, altered, or under a removed key) is an
+    installation problem to report, never a crash: the message names the record, field and key, no data."""
+    if not value:
+        return None
+    try:
+        return ring.decrypt(value, record, name)
+    except pii.PiiError as error:
+        raise NotConfigured(f"personal data cannot be read: {error}") from None
 
 
 async def set_identity(study: str, subject_id: str, values: dict[str, str | None], actor: str = SYSTEM) -> dict:
@@ -66,7 +77,7 @@ async def set_identity(study: str, subject_id: str, values: dict[str, str | None
         current = dict(stored or {name: None for name in FIELDS})
         summary = {}
         for name, value in cleaned.items():
-            before = ring.decrypt(current[name], record, name) if current[name] else None
+            before = _decrypt(ring, current[name], record, name)
             if before == value:
                 continue
             current[name] = ring.encrypt(value, record, name) if value else None
