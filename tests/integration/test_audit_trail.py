@@ -4,7 +4,6 @@ tampering with the rows detected, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import date
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from tests.conftest import RANDOMIZED, SITE_A, SUBJECT_A, add_user, signed_in
 from trialcoord.adapters.persistence import audit_store
 from trialcoord.adapters.persistence.engine import fetch, transaction
-from trialcoord.domain.audit import AuditEntry, leaf_hash, canonical_bytes
+from trialcoord.domain.audit import AuditEntry, canonical_bytes, canonical_json, leaf_hash
 from trialcoord.services import audit_log, scheduling
 from trialcoord.services.errors import InvalidInput
 
@@ -166,7 +165,7 @@ async def test_an_inserted_entry_is_named(study, db):
     shifted = [f"UPDATE audit_entries SET sequence = {s + 1} WHERE sequence = {s}" for s in range(size, 2, -1)]
     insert = ("INSERT INTO audit_entries (sequence, recorded_at, actor, action, record_type, record_id, old, new,"
               " reason, leaf_hash) VALUES (3, {}, 'mallory', 'update', 'visit', {}, NULL, {}, NULL, {})",
-              forged.recorded_at, forged.record_id, json.dumps(forged.new), digest)
+              forged.recorded_at, forged.record_id, canonical_json(forged.new).decode(), digest)
     await _tamper(db, *shifted, insert)
     assert await _first_bad() == 4  # the first renumbered entry no longer matches its hash
 

@@ -136,8 +136,8 @@ def _failed(result: VerificationResult, sequence: int, why: str) -> Verification
 async def _verify_against(checkpoint: Checkpoint | None) -> VerificationResult:
     async with read():
         verifier = TrailVerifier(checkpoint)
-        async for entry in store.stream():
-            if not verifier.feed(entry):
+        async for rows in store.stream_batches():
+            if not verifier.feed_rows(rows):
                 break
     return verifier.result()
 

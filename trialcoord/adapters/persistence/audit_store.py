@@ -44,15 +44,15 @@ async def head_size() -> int:
     return (await fetch("SELECT size FROM audit_head WHERE id = 1"))[0]["size"]
 
 
-async def stream(batch: int = BATCH) -> AsyncIterator[StoredEntry]:
-    """Every entry in ascending sequence, a batch at a time (keyset pagination: constant memory)."""
+async def stream_batches(batch: int = BATCH) -> AsyncIterator[list[Sequence[Any]]]:
+    """Every entry's row (COLUMNS) in ascending sequence, a batch at a time (keyset pagination: constant memory)."""
     after = 0
     while True:
         rows = await fetch_rows(f"SELECT {COLUMNS} FROM audit_entries WHERE sequence > {{}} ORDER BY sequence"
                                 f" LIMIT {int(batch)}", after)
-        for row in rows:
-            yield stored_entry(row)
-        if len(rows) < batch:
+        if rows:
+            yield rows
+        if len(rows) < batch or not isinstance(rows[-1][0], int):
             return
         after = rows[-1][0]
 
