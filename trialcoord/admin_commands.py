@@ -53,7 +53,7 @@ def read_password(generate: bool) -> tuple[str, bool]:
 # setup --------------------------------------------------------------------------------------------
 
 def setup(demo: bool = True) -> int:
-    """Everything a fresh installation needs; running it again changes nothing."""
+    """Everything a fresh installation needs; what exists already is kept (keys, users, a loaded study)."""
     from trialcoord.adapters import pii, signing_keys
     from trialcoord.services import accounts
     from trialcoord.services.demo import add_demo_users, load_demo

@@ -205,6 +205,10 @@ async def test_account_and_grant_input_is_checked(anonymous, personas):
     role = await client.post("/api/users/coord-a/grants", json={"role": "wizard", "valid_from": "2024-01-01",
                                                                "study": "TST-1"})
     assert role.status_code == 422 and "coordinator" in role.json()["errors"][0]["message"]
+    for scope, field in (({"study": "TST-9"}, "study"), ({"study": "TST-1", "site": "999"}, "site")):
+        typo = await client.post("/api/users/coord-a/grants", json={"role": "investigator",
+                                                                   "valid_from": "2024-01-01", "site": "101", **scope})
+        assert typo.status_code == 422 and typo.json()["errors"][0]["field"] == field
     weak = await client.post("/api/users", json={"user_id": "newbie", "printed_name": "N", "email": "n@x.org",
                                                  "password": "short"})
     assert weak.status_code == 422 and weak.json()["errors"][0]["field"] == "password"

@@ -144,9 +144,24 @@ async def grant(user_id: str, role: str, study: str | None, site: str | None, va
         row = await _user_row(user_id)
         if row["status"] != AccountStatus.ACTIVE:
             raise invalid(f"user {user_id} is disabled; a disabled account gets no grants", field="user_id")
+        await _check_scope(new)
         grant_id = await store.insert_grant(new, actor, utc_instant(_now()))
         await audit_log.record(actor, Change("grant", "grant", str(grant_id), None, _grant_fields(new)))
         return _grant_dict(await store.find_grant(grant_id))
+
+
+async def _check_scope(new: Grant) -> None:
+    """A typing mistake in a study or site code would give a grant that never covers anything."""
+    from trialcoord.adapters.persistence import repositories as repo
+
+    if new.study is None:
+        return
+    study = await repo.find_study(new.study)
+    if study is None:
+        raise invalid(f"study {new.study} does not exist; load its protocol first", field="study")
+    if new.site is not None and await repo.find_site(study["id"], new.site) is None:
+        known = ", ".join(site["code"] for site in await repo.list_sites(study["id"])) or "none yet"
+        raise invalid(f"study {new.study} has no site {new.site}; sites: {known}", field="site")
 
 
 async def revoke(grant_id: int, actor: str, reason: str) -> dict:
