@@ -166,3 +166,47 @@ async def test_a_monitor_grant_stops_working_after_its_end_date(anonymous, perso
     response = await client.get(f"/api/studies/TST-1/participants/{SUBJECT_A}/schedule")
     assert response.status_code == 403
     assert "2020-12-31" in response.json()["detail"] or "not in force" in response.json()["detail"]
+
+
+def route_table(app) -> list[str]:
+    """docs/access-control.md's route x role table, generated from the route table and ROLE_PERMISSIONS."""
+    from trialcoord.domain.access import ROLE_PERMISSIONS, Role
+
+    lines = []
+    for method, path, handler in sorted(routes(app), key=lambda r: (r[1], r[0])):
+        if path.startswith(("/static", "/schema")):
+            continue
+        rule = rule_of(handler, path, method)
+        if rule["rule"] != "action":
+            cells = ["anyone" if rule["rule"] == "public" else "signed in"] * len(Role)
+            lines.append(f"| `{method} {path}` | {rule['rule'].replace('_', ' ')} | " + " | ".join(cells) + " |")
+            continue
+        actions = (rule["action"], *rule["also"])
+        cells = []
+        for role in Role:
+            permitted = all(a in ROLE_PERMISSIONS[role] for a in actions)
+            if role is Role.ADMINISTRATOR:
+                cells.append("yes")
+            elif "{study" not in path or (not rule["across_sites"] and "{subject_id" not in path
+                                          and "{site" not in path):
+                cells.append("yes" if permitted and "{study" in path else "—")  # study-level or system-wide
+            elif permitted:
+                cells.append("own site" if role in (Role.COORDINATOR, Role.INVESTIGATOR) else "granted sites")
+            elif role is Role.MONITOR and all(a in ROLE_PERMISSIONS[role] or a is A.VIEW_PERSONAL_DATA
+                                              for a in actions):
+                cells.append("with personal-data grant")
+            else:
+                cells.append("—")
+        need = " + ".join(f"`{a}`" for a in actions)
+        lines.append(f"| `{method} {path}` | {need} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def test_the_documented_route_table_is_the_apps(app):
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "access-control.md").read_text(encoding="utf-8")
+    documented = [line for line in doc.splitlines() if line.startswith("| `") and " /" in line.split("|")[1]]
+    expected = route_table(app)
+    assert documented == expected, "docs/access-control.md's route table differs; it should read:\n" + "\n".join(
+        expected)
