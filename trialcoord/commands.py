@@ -157,8 +157,16 @@ def visits(study: str, site: str | None, status: str | None, as_of: date | None,
     as_of = as_of or _today()
 
     async def run():
+        from trialcoord.admin_commands import actor
+        from trialcoord.services import audit_log
+
         async with open_database(migrate=True):
-            return await scheduling.study_visits(study, as_of, site=site, statuses=statuses)
+            rows = await scheduling.study_visits(study, as_of, site=site, statuses=statuses)
+            # A listing taken out of the system is an export: audited, as the app's downloads are.
+            await audit_log.record_alone(actor(), audit_log.Change(
+                "export", "schedule", f"{study}/{site}" if site else study, None,
+                {"format": fmt, "as_of": as_of.isoformat(), "statuses": sorted(statuses or []), "rows": len(rows)}))
+            return rows
 
     _print_rows(_run(run()), fmt, with_participant=True)
     return 0

@@ -194,6 +194,13 @@ async def test_visits_gives_exactly_the_rows_check_gives(db, tmp_path, tst_proto
         assert stored.stdout == fresh.stdout
     late = json.loads(run("visits", "TST-1", "--as-of", "2024-03-25", "--status", "late", "--format", "json", env=env).stdout)
     assert [(row["participant"], row["visit"]) for row in late] == [("101-001", "V2")]
+    from trialcoord.services import audit_log
+
+    exports = await audit_log.browse(audit_log.AuditFilter(action="export"), None, 10)
+    assert len(exports) == 4 and exports[0]["actor"].startswith("cli:")
+    assert exports[0]["new"] == {"format": "json", "as_of": "2024-03-25", "statuses": ["late"], "rows": 1}
+    imported = await audit_log.browse(audit_log.AuditFilter(record_type="participant_event"), None, 50)
+    assert imported and all(e["reason"] == f"imported from {events}" for e in imported)
 
 
 @pytest.mark.db

@@ -70,6 +70,14 @@ async def test_wrong_credentials_say_the_same_thing_whether_or_not_the_user_exis
     assert unknown.json()["detail"] == wrong.json()["detail"] == accounts.WRONG
 
 
+async def test_a_password_typed_into_the_user_id_field_is_not_recorded(anonymous, personas, clock):
+    await anonymous.post("/api/sign-in", json={"user_id": "Tr0ub4dor&3 horse", "password": "x" * 12})
+    problems = await accounts.recent_sign_in_problems()
+    assert problems[0]["user_id"] == "(not a user ID)"
+    trail = await audit_log.browse(audit_log.AuditFilter(action="sign_in_failed"), None, 5)
+    assert "Tr0ub4dor" not in str(trail).lower() and "tr0ub4dor" not in str(trail)
+
+
 async def test_failures_are_recorded_audited_and_shown_to_administrators(anonymous, personas, clock):
     await anonymous.post("/api/sign-in", json={"user_id": "coord-a", "password": "wrong password!"})
     admin = await signed_in(anonymous, "admin")

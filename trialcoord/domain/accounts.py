@@ -29,6 +29,10 @@ class AccountStatus(StrEnum):
     DISABLED = "disabled"
 
 
+def valid_user_id(text: str) -> bool:
+    return bool(_USER_ID.fullmatch(text))
+
+
 def normalize_user_id(text: str) -> str:
     """The stored form of a typed user ID: IDs differ by more than case, so `JSmith` is `jsmith`."""
     return text.strip().lower()

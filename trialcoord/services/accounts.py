@@ -25,6 +25,7 @@ from trialcoord.domain.accounts import (
     UserAccount,
     login_gate,
     normalize_user_id,
+    valid_user_id,
     session_lapsed,
 )
 from trialcoord.domain.audit import utc_instant
@@ -227,7 +228,7 @@ WRONG = "The user ID or password is not correct."
 
 async def sign_in(typed_user_id: str, password: str, address: str, kind: str = PAGE) -> SignedIn:
     """Check the password behind the lock-out gate; unknown IDs cost the same argon2 work as known ones."""
-    user_id = normalize_user_id(typed_user_id or "")[:64] or "(empty)"
+    user_id = _as_recorded(typed_user_id)
     now = _now()
     since = now - policy.window
     async with read():
@@ -258,6 +259,13 @@ async def sign_in(typed_user_id: str, password: str, address: str, kind: str = P
         await audit_log.record(user_id, Change("sign_in", "session", str(session_id), None,
                                                {"kind": kind, "address": address}))
     return SignedIn(token, csrf, user_id, None)
+
+
+def _as_recorded(typed: str | None) -> str:
+    """The typed user ID as the attempt log and audit trail keep it: only text shaped like a user ID, since
+    people sometimes type their password into the user ID field."""
+    user_id = normalize_user_id(typed or "")
+    return user_id if valid_user_id(user_id) else "(not a user ID)"
 
 
 def _dummy() -> str:
