@@ -28,6 +28,7 @@ import httpx
 CONNECTIONS = 32
 HEALTH = "/health"
 SCHEDULE = "/api/studies/DEMO-001/participants/101-002/schedule"  # the demo's longest history
+TOKEN: dict[str, str] = {}
 
 
 def free_port() -> int:
@@ -43,6 +44,14 @@ def served_demo():
         env = {**os.environ, "TRIALCOORD_DATA_DIR": tmp, "TRIALCOORD_DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3"}
         cli = [sys.executable, "-m", "trialcoord.cli"]
         subprocess.run([*cli, "demo"], env=env, check=True, stdout=subprocess.DEVNULL)
+        # Every request carries a bearer token, as a real client's does: the guard's work is measured too.
+        subprocess.run([*cli, "user", "create", "bench", "--name", "Bench", "--email", "bench@example.org",
+                        "--generate"], env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([*cli, "user", "grant", "bench", "monitor", "--study", "DEMO-001"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        issued = subprocess.run([*cli, "user", "token", "bench", "--days", "1"], env=env, check=True,
+                                capture_output=True, text=True)
+        TOKEN["value"] = issued.stdout.strip().splitlines()[-1]
         port = free_port()
         server = subprocess.Popen([*cli, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
                                   stdout=subprocess.DEVNULL)
@@ -74,7 +83,8 @@ class HttpxConnection:
 
     def __init__(self, url: str):
         self.url, self.client = url, httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=1), timeout=30, trust_env=False)  # no proxy for loopback
+            limits=httpx.Limits(max_connections=1), timeout=30, trust_env=False,  # no proxy for loopback
+            headers={"Authorization": f"Bearer {TOKEN['value']}"})
 
     async def get(self) -> int:
         return (await self.client.get(self.url)).status_code
@@ -89,7 +99,8 @@ class RawConnection:
     def __init__(self, url: str):
         parts = urlsplit(url)
         self.address, self.streams = (parts.hostname, parts.port), None
-        self.request = f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode()
+        self.request = (f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                        f"Authorization: Bearer {TOKEN['value']}\r\n\r\n").encode()
 
     async def get(self) -> int:
         if self.streams is None:

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from trialcoord.adapters.passwords import PasswordHashing, password_problems
+from trialcoord.adapters.passwords import MAX_LENGTH, PasswordHashing, password_problems
 from trialcoord.adapters.persistence import accounts_store as store
 from trialcoord.adapters.persistence.engine import read, transaction
 from trialcoord.domain.access import Action, Grant, authorize, parse_role
@@ -244,7 +244,9 @@ async def sign_in(typed_user_id: str, password: str, address: str, kind: str = P
         retry_at = gate.retry_at if not sprayed else now + policy.window
         wait = "the account is locked" if gate.locked else "too many failed sign-ins"
         raise SignInRefused(f"Sign-in refused: {wait}; try again after {utc_instant(retry_at)[:19]}Z UTC.", retry_at)
-    valid = hashing.verify(row["password_hash"] if row else _dummy(), password or "")
+    password = password or ""
+    # No password is longer than MAX_LENGTH: a longer one is refused without making argon2 hash megabytes.
+    valid = len(password) <= MAX_LENGTH and hashing.verify(row["password_hash"] if row else _dummy(), password)
     if not valid or row is None or row["status"] != AccountStatus.ACTIVE:
         await _attempt(user_id, address, "failed", now, "sign_in_failed",
                        {"known_user": row is not None, "disabled": bool(row) and row["status"] != "active"})

@@ -16,7 +16,7 @@ from typing import NamedTuple, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from trialcoord.adapters.persistence import repositories as repo
-from trialcoord.adapters.persistence.engine import read, transaction
+from trialcoord.adapters.persistence.engine import bound_engine, read, transaction
 from trialcoord.adapters.persistence.repositories import Saved, ScheduleInputs, StoredVisit
 from trialcoord.domain.protocol import Protocol
 from trialcoord.domain.schedule import DUE, MISSED, NOT_APPLICABLE, UPCOMING, VisitOccurrence, classify, evaluate
@@ -480,11 +480,25 @@ def record_id(study: str, site: str, subject_id: str, *more: str) -> str:
     return "/".join((study, site, subject_id, *more))
 
 
+_sites: tuple[object, dict[tuple[str, str], str]] = (None, {})  # (engine, {(study, subject): site})
+
+
 async def participant_site(study: str, subject_id: str) -> str | None:
-    """The site code of a participant, None when the study or participant does not exist (for access checks)."""
-    async with read():
-        row = await repo.find_subject(study, subject_id)
-    return row["site"] if row and row["id"] is not None else None
+    """The site code of a participant, None when the study or participant does not exist (for access checks,
+    on every request that names a participant: cached, since a participant never changes site)."""
+    global _sites
+    if _sites[0] is not bound_engine():  # another database: forget what was learnt from the last one
+        _sites = (bound_engine(), {})
+    known = _sites[1]
+    site = known.get((study, subject_id))
+    if site is None:
+        async with read():
+            site = await repo.site_of_subject(study, subject_id)
+        if site is not None:
+            if len(known) >= 100_000:  # bounded: a long-running server sees every participant eventually
+                known.clear()
+            known[(study, subject_id)] = site
+    return site
 
 
 def _evaluate(protocol: Protocol, person: ScheduleInputs, as_of: date, horizon_days: int = HORIZON_DAYS

@@ -111,6 +111,12 @@ async def find_subject(study: str, subject_id: str) -> dict | None:
     return subject
 
 
+async def site_of_subject(study: str, subject_id: str) -> str | None:
+    rows = await fetch("SELECT s.code FROM participants p JOIN studies st ON st.id = p.study"
+                       " JOIN sites s ON s.id = p.site WHERE st.code = {} AND p.subject_id = {}", study, subject_id)
+    return rows[0]["code"] if rows else None
+
+
 async def list_participants(study_id: int, site: str | None = None) -> list[dict]:
     if site is None:
         rows = await fetch(f"{_PARTICIPANTS} WHERE p.study = {{}}", study_id)
