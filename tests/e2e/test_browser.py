@@ -91,8 +91,11 @@ def server(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'e2e.sqlite3'}"
     asyncio.run(_load_demo(url))
     port = _free_port()
+    from trialcoord.adapters.pii import KEYS_VARIABLE, KeyRing
+
     env = {**os.environ, "TRIALCOORD_DATABASE_URL": url, "TRIALCOORD_TIME_ZONE": "UTC",
-           "TRIALCOORD_DATA_DIR": str(tmp_path_factory.mktemp("data"))}
+           "TRIALCOORD_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+           KEYS_VARIABLE: KeyRing.generate("e2e").to_json()}
     command = [
         sys.executable,
         "-m",
@@ -160,6 +163,12 @@ def test_enrol_randomise_and_record_a_late_visit(page):
     page.get_by_label("Enrolment date").fill(str(TODAY - timedelta(days=30)))
     page.get_by_role("button", name="Enrol").click()
     expect(page.get_by_role("heading", name="Participant 101-900")).to_be_visible()
+
+    page.locator("#identity-name").fill("Alex Example")  # made up
+    page.locator("#identity-date_of_birth").fill("1970-05-17")
+    page.get_by_role("button", name="Save personal data").click()
+    expect(page.get_by_role("status")).to_have_text("Personal data saved.")
+    expect(page.locator("#identity-name")).to_have_value("Alex Example")
 
     randomised = TODAY - timedelta(days=20)
     page.locator("#event-event").select_option("randomization")
