@@ -309,12 +309,7 @@ class TrailVerifier:
         self.problem = _entry_problem(entry, stored_hash, self.tree.size + 1)
         if self.problem:
             return False
-        self.tree.append(stored_hash)
-        if self.tree.size == self._check_at and self.tree.root().hex() != self.checkpoint.root:
-            self.problem = (self._check_at, f"entries 1 to {self._check_at} no longer give the root of the checkpoint"
-                                            f" issued at {self.checkpoint.issued_at}: history was rewritten")
-            return False
-        return True
+        return self._accept(stored_hash)
 
     def feed_row(self, row: Sequence[Any]) -> bool:
         """`feed` for a stored row: (sequence, recorded_at, actor, action, record_type, record_id, old text,
@@ -334,6 +329,10 @@ class TrailVerifier:
         if digest != stored_hash:
             self.problem = (expected, "altered: its fields do not give its stored leaf hash")
             return False
+        return self._accept(stored_hash)
+
+    def _accept(self, stored_hash: bytes) -> bool:
+        """Add a verified leaf; at the checkpoint's size, compare the root with the checkpoint's."""
         self.tree.append(stored_hash)
         if self.tree.size == self._check_at and self.tree.root().hex() != self.checkpoint.root:
             self.problem = (self._check_at, f"entries 1 to {self._check_at} no longer give the root of the checkpoint"

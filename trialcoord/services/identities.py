@@ -12,13 +12,12 @@ from pathlib import Path
 
 from trialcoord.adapters import pii
 from trialcoord.adapters.persistence import identities_store as store
-from trialcoord.adapters.persistence import repositories as repo
 from trialcoord.adapters.persistence.engine import read, transaction
 from trialcoord.config import get_settings
 from trialcoord.domain.audit import utc_instant
 from trialcoord.services import audit_log, scheduling
 from trialcoord.services.audit_log import SYSTEM, Change
-from trialcoord.services.errors import NotConfigured, NotFound, invalid
+from trialcoord.services.errors import NotConfigured, invalid
 
 FIELDS = store.FIELDS
 LABELS = {"name": "name", "date_of_birth": "date of birth", "contact": "contact details",
@@ -108,12 +107,7 @@ def _clean(name: str, value: str | None) -> str | None:
 
 
 async def _participant_id(study: str, subject_id: str) -> int:
-    row = await repo.find_subject(study, subject_id)
-    if row is None:
-        raise NotFound(f"study {study} does not exist")
-    if row["id"] is None:
-        raise NotFound(f"study {study} has no participant {subject_id}")
-    return row["id"]
+    return (await scheduling.subject_row(study, subject_id))["id"]
 
 
 async def rotate_stored(ring: pii.KeyRing) -> int:

@@ -163,7 +163,7 @@ async def enroll_participant(study: str, subject_id: str, site: str, arm: str | 
             raise Conflict(f"study {study} already has participant {subject_id}")
         await repo.insert_participants(study_row["id"],
                                        [(subject_id, site_row["id"], arm, version_row["id"], enrolled_on)])
-        row = await _subject_row(study, subject_id)
+        row = await subject_row(study, subject_id)
         await refresh_participants(study_row["id"], row["id"], today=today)
         await audit_log.record(actor, Change("create", "participant", record_id(study, site_row["code"], subject_id),
                                              None, {"site": site_row["code"], "arm": arm,
@@ -181,7 +181,7 @@ async def list_participants(study: str, site: str | None = None) -> list[dict]:
 @_reads
 async def get_participant(study: str, subject_id: str) -> dict:
     """The participant with the events recorded so far, in date order."""
-    row = await _subject_row(study, subject_id)
+    row = await subject_row(study, subject_id)
     events = dict(sorted(row["events"].items(), key=lambda item: (item[1], item[0])))
     return {**_participant_dict(study, row), "events": events}
 
@@ -226,7 +226,7 @@ async def assign_arm(study: str, subject_id: str, arm: str, today: date | None =
             await subject.refresh(today)
             await audit_log.record(actor, Change("update", "participant", subject.record_id(), {"arm": None},
                                                  {"arm": arm}))
-        row = await _subject_row(study, subject_id)
+        row = await subject_row(study, subject_id)
     return _participant_dict(study, row)
 
 
@@ -314,7 +314,7 @@ async def change_protocol_version(study: str, subject_id: str, version: str, eff
         await audit_log.record(actor, Change("update", "participant", subject.record_id(),
                                              {"protocol_version": subject.version},
                                              {"protocol_version": version, "effective": effective}, _text(reason)))
-        row = await _subject_row(study, subject_id)
+        row = await subject_row(study, subject_id)
     return _participant_dict(study, row)
 
 
@@ -453,7 +453,7 @@ class _Subject:
         """In two queries (three when locking on PostgreSQL)."""
         if lock:
             await repo.lock_subject(study, subject_id)
-        row = await _subject_row(study, subject_id)
+        row = await subject_row(study, subject_id)
         inputs, visits = await repo.subject_inputs(row)
         return cls(study, row, inputs, visits, await _parsed(row["protocol_version"], row["sha256"]))
 
@@ -538,7 +538,7 @@ async def require_study(code: str) -> dict:
     return row
 
 
-async def _subject_row(study: str, subject_id: str) -> dict:
+async def subject_row(study: str, subject_id: str) -> dict:
     """The participant with its study's id (see `repo.find_subject`)."""
     row = await repo.find_subject(study, subject_id)
     if row is None:
