@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from trialcoord.adapters.passwords import MAX_LENGTH, PasswordHashing, password_problems
 from trialcoord.adapters.persistence import accounts_store as store
 from trialcoord.adapters.persistence.engine import read, transaction
-from trialcoord.domain.access import Action, Grant, authorize, parse_role
+from trialcoord.domain.access import Grant, parse_role
 from trialcoord.domain.accounts import (
     INACTIVITY_TIMEOUT,
     AccountStatus,
@@ -203,9 +203,6 @@ class Viewer:
     kind: str
     csrf_token: str
 
-    def may(self, action: Action, study: str | None, site: str | None, today: date):
-        return authorize(self.grants, action, study, site, today)
-
 
 @dataclass(frozen=True, slots=True)
 class SignedIn:
@@ -338,13 +335,6 @@ async def sign_out(viewer: Viewer) -> None:
         await store.end_session(viewer.session_id, utc_instant(_now()), "signed out")
         await audit_log.record(viewer.user_id, Change("sign_out", "session", str(viewer.session_id), None,
                                                       {"why": "signed out"}))
-
-
-async def sign_out_everywhere(user_id: str, actor: str) -> int:
-    async with transaction(f"sessions of {user_id}"):
-        ended = await store.end_sessions_of(user_id, utc_instant(_now()), "signed out everywhere")
-        await audit_log.record(actor, Change("sign_out", "user", user_id, None, {"sessions_ended": ended}))
-    return ended
 
 
 async def recent_sign_in_problems(limit: int = 50) -> list[dict]:
