@@ -210,7 +210,7 @@ def test_each_persona_sees_what_their_grant_allows(browser, server):
     expect(colin.get_by_role("link", name="102-001")).to_be_visible()
     expect(colin.get_by_role("link", name="101-001")).to_have_count(0)
     assert colin.goto("/studies/DEMO-001/participants/101-001").status == 403
-    expect(colin.get_by_role("alert")).to_contain_text("site 101")
+    expect(colin.get_by_role("alert")).to_contain_text("your grants: coordinator of DEMO-001 at site 102")
 
     mona = sign_in(browser, server, "mona")  # monitor of every site: reads, never records
     mona.goto("/studies/DEMO-001/participants/101-001")

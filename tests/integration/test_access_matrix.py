@@ -138,7 +138,10 @@ async def test_a_denial_names_the_grant_and_never_leaks_existence(anonymous, per
     missing = await client.get("/api/studies/TST-1/participants/no-such-subject")
     unknown_study = await client.get("/api/studies/NOPE/participants")
     assert other_site.status_code == missing.status_code == unknown_study.status_code == 403
-    assert "coordinator of TST-1 at site 101" in other_site.json()["detail"]
+    assert "coordinator of TST-1 at site 101" in other_site.json()["detail"]  # the viewer's own grant
+    assert other_site.json()["detail"].replace(SUBJECT_B, "X") == missing.json()["detail"].replace(
+        "no-such-subject", "X")  # the same words whether the participant exists or not
+    assert "102" not in other_site.json()["detail"]
     admin = await signed_in(anonymous, "admin")
     assert (await admin.get("/api/studies/TST-1/participants/no-such-subject")).status_code == 404
 
@@ -158,6 +161,11 @@ async def test_enrolling_at_another_site_is_refused(anonymous, personas):
     client = await signed_in(anonymous, "coord-a")
     body = {"subject_id": "3001", "site": SITE_B}
     assert (await client.post("/api/studies/TST-1/participants", json=body)).status_code == 403
+    # naming one's own site in the query does not widen what the body may name
+    sneaky = await client.post(f"/api/studies/TST-1/participants?site={SITE_A}", json=body)
+    assert sneaky.status_code == 403
+    page = await client.post(f"/studies/TST-1/participants?site={SITE_A}", data={"subject_id": "3001", "site": SITE_B})
+    assert page.status_code == 403
     assert (await client.post("/api/studies/TST-1/participants", json={**body, "site": SITE_A})).status_code == 201
 
 
@@ -210,3 +218,22 @@ def test_the_documented_route_table_is_the_apps(app):
     expected = route_table(app)
     assert documented == expected, "docs/access-control.md's route table differs; it should read:\n" + "\n".join(
         expected)
+
+
+async def test_a_site_in_the_query_never_widens_a_grant(anonymous, personas):
+    from tests.conftest import add_user
+
+    await add_user("site-admin", ("administrator", "TST-1", SITE_A))  # an administrator of one site only
+    client = await signed_in(anonymous, "site-admin")
+    site = {"code": "103", "name": "New"}
+    assert (await client.post("/api/studies/TST-1/sites", json=site)).status_code == 403
+    assert (await client.post(f"/api/studies/TST-1/sites?site={SITE_A}", json=site)).status_code == 403
+    for url in ("/api/users?site=101", "/admin?site=x", "/audit?site=101", "/api/audit?site=x"):
+        assert (await client.get(url)).status_code == 403, url
+
+
+async def test_nul_characters_are_refused_before_any_database(anonymous, personas):
+    client = await signed_in(anonymous, "coord-a")
+    for url in ("/api/studies/TST-1/participants/10%0001", "/api/studies/TST-1/audit?actor=a%00b",
+                "/studies/TST-1%00/participants/1001"):
+        assert (await client.get(url)).status_code == 400, url

@@ -16,7 +16,7 @@ from datetime import date
 from typing import Any
 
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 
 from trialcoord.domain.access import Action, SiteScope, authorize, visible_sites
@@ -86,6 +86,8 @@ async def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     rule = rule_of(handler, path, connection.scope.get("method", "GET"))
     if rule is None:
         raise PermissionDeniedException("This route declares no access rule, so it is refused.")
+    if "\x00" in path or "%00" in connection.scope.get("query_string", b"").decode("latin-1"):
+        raise ValidationException("The address contains a NUL character", extra=[{"key": "path", "message": "NUL"}])
     resolution = await accounts.resolve(_token(connection, is_api))
     viewer = resolution.viewer
     connection.state.access = Access(viewer)
@@ -104,28 +106,45 @@ async def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
 
 async def _decide(connection: ASGIConnection, viewer: Viewer, rule: dict[str, Any]) -> Access:
     action: Action = rule["action"]
+    needed = (action, *rule.get("also", ()))
     today: date = connection.app.state.settings.today()
     params = connection.path_params
-    study = params.get("study")
-    site = params.get("site") or connection.query_params.get("site") or None
+    study, site = params.get("study"), params.get("site")
     if "subject_id" in params:
-        subject_site = await scheduling.participant_site(study, params["subject_id"])
-        if subject_site is None:
-            # Unknown participant: a 404 only for whoever could see it at any site, else the same 403.
-            if authorize(viewer.grants, action, study, None, today):
-                return Access(viewer)
-            raise PermissionDeniedException(f"{viewer.user_id} may not {_verb(action)} here")
-        site = subject_site
+        # The same refusal whether the participant exists or not, naming no site: nothing leaks.
+        subject = params["subject_id"]
+        site = await scheduling.participant_site(study, subject)
+        if site is None and all(authorize(viewer.grants, a, study, None, today) for a in needed):
+            return Access(viewer)  # whoever sees the whole study may learn it does not exist (404)
+        if site is None or not all(authorize(viewer.grants, a, study, site, today) for a in needed):
+            raise PermissionDeniedException(f"{viewer.user_id} may not {_verb(action)} participant {subject} of"
+                                            f" {study} ({_grants(viewer, today)})")
+        return Access(viewer)
     if study is not None and site is None and rule.get("across_sites"):
         scope = visible_sites(viewer.grants, action, study, today)
+        chosen = connection.query_params.get("site")  # a list narrowed to one site, or an enrolment page
+        if chosen:
+            scope = SiteScope(False, frozenset({chosen}) if scope.includes(chosen) else frozenset())
         if scope.all_sites or scope.sites:
             return Access(viewer, scope)
-    for needed in (action, *rule.get("also", ())):
-        decision = authorize(viewer.grants, needed, study, site, today)
+        site = chosen or None
+    for one in needed:
+        decision = authorize(viewer.grants, one, study, site, today)
         if not decision:
-            raise PermissionDeniedException(f"{viewer.user_id} may not {_verb(needed)}"
+            raise PermissionDeniedException(f"{viewer.user_id} may not {_verb(one)}"
                                             f" {_where(study, site)}: {decision.reason}")
     return Access(viewer)
+
+
+def _grants(viewer: Viewer, today: date) -> str:
+    """The viewer's own grants, for a refusal that must not describe its target."""
+    def state(g) -> str:
+        if g.valid_to is not None and today > g.valid_to:
+            return f" (ended {g.valid_to})"
+        return f" (starts {g.valid_from})" if today < g.valid_from else ""
+
+    held = [g.describe() + state(g) for g in viewer.grants]
+    return "your grants: " + ("; ".join(held) if held else "none")
 
 
 def _verb(action: Action) -> str:
