@@ -70,12 +70,38 @@ async def test_wrong_credentials_say_the_same_thing_whether_or_not_the_user_exis
     assert unknown.json()["detail"] == wrong.json()["detail"] == accounts.WRONG
 
 
-async def test_a_password_typed_into_the_user_id_field_is_not_recorded(anonymous, personas, clock):
-    await anonymous.post("/api/sign-in", json={"user_id": "Tr0ub4dor&3 horse", "password": "x" * 12})
+async def test_what_was_typed_as_an_unknown_user_id_is_never_recorded(anonymous, personas, clock):
+    for typed in ("Tr0ub4dor&3 horse", "correcthorsebatterystaple"):  # passwords typed in the wrong field
+        await anonymous.post("/api/sign-in", json={"user_id": typed, "password": "x" * 12})
+        clock(minutes=1)
     problems = await accounts.recent_sign_in_problems()
-    assert problems[0]["user_id"] == "(not a user ID)"
-    trail = await audit_log.browse(audit_log.AuditFilter(action="sign_in_failed"), None, 5)
-    assert "Tr0ub4dor" not in str(trail).lower() and "tr0ub4dor" not in str(trail)
+    assert [p["user_id"] for p in problems[:2]] == [accounts.UNKNOWN] * 2
+    trail = str(await audit_log.browse(audit_log.AuditFilter(action="sign_in_failed"), None, 5)).lower()
+    assert "tr0ub4dor" not in trail and "correcthorse" not in trail
+
+
+async def test_concurrent_attempts_cannot_all_pass_the_gate(personas, clock):
+    import asyncio
+
+    async def attempt():
+        try:
+            await accounts.sign_in("coord-a", "wrong password!", "10.0.0.9")
+        except accounts.SignInRefused as refused:
+            return "refused" if refused.retry_at else "failed"
+
+    outcomes = await asyncio.gather(*(attempt() for _ in range(20)))
+    assert outcomes.count("failed") <= 5  # the password was checked at most as often as the policy allows
+    assert outcomes.count("refused") >= 15
+
+
+async def test_an_address_spraying_passwords_across_accounts_is_refused(personas, clock, monkeypatch):
+    monkeypatch.setattr(accounts, "ADDRESS_LIMIT", 3)
+    for user_id in ("coord-a", "coord-b", "sponsor"):
+        with pytest.raises(accounts.SignInRefused):
+            await accounts.sign_in(user_id, "wrong password!", "10.0.0.7")
+    with pytest.raises(accounts.SignInRefused, match="too many failed"):
+        await accounts.sign_in("monitor", PASSWORD, "10.0.0.7")  # right password, throttled address
+    assert (await accounts.sign_in("monitor", PASSWORD, "10.0.0.8")).user_id == "monitor"
 
 
 async def test_failures_are_recorded_audited_and_shown_to_administrators(anonymous, personas, clock):

@@ -11,6 +11,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from anyio import to_thread
+
 from trialcoord.adapters.passwords import MAX_LENGTH, PasswordHashing, password_problems
 from trialcoord.adapters.persistence import accounts_store as store
 from trialcoord.adapters.persistence.engine import read, transaction
@@ -57,7 +59,7 @@ def _token_hash(token: str) -> str:
 async def create_user(user_id: str, printed_name: str, email: str, password: str, actor: str) -> dict:
     account = UserAccount(normalize_user_id(user_id), printed_name.strip(), email.strip())
     _check_password(password, account)
-    stored_hash = hashing.hash(password)
+    stored_hash = await to_thread.run_sync(hashing.hash, password)
     async with transaction(f"user {account.user_id}"):
         if await store.find_user(account.user_id):
             raise Conflict(f"user ID {account.user_id} is taken (IDs are never reused, even of disabled accounts)")
@@ -106,7 +108,7 @@ async def reset_password(user_id: str, password: str, actor: str) -> dict:
     async with read():
         row = await _user_row(user_id)
     _check_password(password, UserAccount(row["user_id"], row["printed_name"], row["email"]))
-    stored_hash = hashing.hash(password)
+    stored_hash = await to_thread.run_sync(hashing.hash, password)
     async with transaction(f"user {user_id}"):
         await _user_row(user_id)
         at = utc_instant(_now())
@@ -223,61 +225,66 @@ class SignInRefused(Exception):
 WRONG = "The user ID or password is not correct."
 
 
+UNKNOWN = "(unknown user ID)"  # recorded instead of what was typed: it may be a password typed in the wrong field
+
+
 async def sign_in(typed_user_id: str, password: str, address: str, kind: str = PAGE) -> SignedIn:
-    """Check the password behind the lock-out gate; unknown IDs cost the same argon2 work as known ones."""
-    user_id = _as_recorded(typed_user_id)
+    """Check the password behind the lock-out gate; unknown IDs cost the same argon2 work as known ones.
+
+    The attempt is recorded (pending) before anything is checked, so concurrent attempts see each other.
+    """
+    user_id = normalize_user_id(typed_user_id or "")
     now = _now()
     since = now - policy.window
+    async with transaction("sign-in attempt"):
+        row = await store.find_user(user_id) if valid_user_id(user_id) else None
+        recorded = row["user_id"] if row else UNKNOWN
+        attempt = await store.insert_attempt(utc_instant(now), recorded, address, "pending")
     async with read():
-        row = await store.find_user(user_id)
         # A lock lasts `lock_for` after the failures that caused it, which span up to `window`.
         failures = [_instant(at) for at in
-                    await store.failures_since_success(user_id, utc_instant(since - policy.lock_for))]
-        sprayed = await store.address_failures_since(address, utc_instant(since)) >= ADDRESS_LIMIT
+                    await store.failures_before(recorded, attempt, utc_instant(since - policy.lock_for))] if row else []
+        sprayed = await store.address_failures_before(address, attempt, utc_instant(since)) >= ADDRESS_LIMIT
     gate = login_gate(failures, now, policy)
     if not gate.allowed or sprayed:
-        await _attempt(user_id, address, "refused", now, "sign_in_refused",
-                       {"locked": gate.locked, "address_throttled": sprayed})
+        await _finish(attempt, "refused", recorded, "sign_in_refused",
+                      {"address": address, "locked": gate.locked, "address_throttled": sprayed})
         retry_at = gate.retry_at if not sprayed else now + policy.window
         wait = "the account is locked" if gate.locked else "too many failed sign-ins"
         raise SignInRefused(f"Sign-in refused: {wait}; try again after {utc_instant(retry_at)[:19]}Z UTC.", retry_at)
     password = password or ""
     # No password is longer than MAX_LENGTH: a longer one is refused without making argon2 hash megabytes.
-    valid = len(password) <= MAX_LENGTH and hashing.verify(row["password_hash"] if row else _dummy(), password)
+    # argon2 runs in a worker thread: tens of milliseconds of CPU must not stall every other request.
+    stored_hash = row["password_hash"] if row else await _dummy()
+    valid = len(password) <= MAX_LENGTH and await to_thread.run_sync(hashing.verify, stored_hash, password)
     if not valid or row is None or row["status"] != AccountStatus.ACTIVE:
-        await _attempt(user_id, address, "failed", now, "sign_in_failed",
-                       {"known_user": row is not None, "disabled": bool(row) and row["status"] != "active"})
+        await _finish(attempt, "failed", recorded, "sign_in_failed",
+                      {"address": address, "disabled": bool(row) and row["status"] != "active"})
         raise SignInRefused(WRONG)
+    rehashed = await to_thread.run_sync(hashing.hash, password) if hashing.needs_rehash(stored_hash) else None
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     async with transaction(f"sign-in of {user_id}"):
         at = utc_instant(now)
-        if hashing.needs_rehash(row["password_hash"]):
-            await store.update_user(user_id, password_hash=hashing.hash(password))
+        if rehashed:
+            await store.update_user(user_id, password_hash=rehashed)
         session_id = await store.insert_session(_token_hash(token), user_id, kind, csrf, at, None)
-        await store.insert_attempt(at, user_id, address, "succeeded")
+        await store.set_attempt_outcome(attempt, "succeeded")
         await audit_log.record(user_id, Change("sign_in", "session", str(session_id), None,
                                                {"kind": kind, "address": address}))
     return SignedIn(token, csrf, user_id, None)
 
 
-def _as_recorded(typed: str | None) -> str:
-    """The typed user ID as the attempt log and audit trail keep it: only text shaped like a user ID, since
-    people sometimes type their password into the user ID field."""
-    user_id = normalize_user_id(typed or "")
-    return user_id if valid_user_id(user_id) else "(not a user ID)"
-
-
-def _dummy() -> str:
+async def _dummy() -> str:
     global _dummy_hash
     if _dummy_hash is None:
-        _dummy_hash = hashing.hash(secrets.token_urlsafe(16))
+        _dummy_hash = await to_thread.run_sync(hashing.hash, secrets.token_urlsafe(16))
     return _dummy_hash
 
 
-async def _attempt(user_id: str, address: str, outcome: str, now: datetime, action: str, details: dict) -> None:
+async def _finish(attempt: int, outcome: str, user_id: str, action: str, details: dict) -> None:
     async with transaction("sign-in attempt"):
-        await store.insert_attempt(utc_instant(now), user_id, address, outcome)
-        await audit_log.record(user_id, Change(action, "user", user_id, None, {"address": address, **details}))
+        await store.set_attempt_outcome(attempt, outcome)
+        await audit_log.record(user_id, Change(action, "user", user_id, None, details))
 
 
 async def issue_token(user_id: str, days: int, actor: str) -> SignedIn:
@@ -362,8 +369,9 @@ async def signing_ceremony(viewer: Viewer, meaning: str, password: str, typed_us
     session = SigningSession(viewer.user_id, last, row["signing_since"] is not None, inactivity)
     account = UserAccount(account_row["user_id"], account_row["printed_name"], account_row["email"],
                           account_row["status"])
-    result = session.sign(account, SigningAttempt(meaning, password or "", typed_user_id),
-                          lambda pw: hashing.verify(account_row["password_hash"], pw), now)
+    verify = lambda pw: hashing.verify(account_row["password_hash"], pw)  # noqa: E731
+    result = await to_thread.run_sync(session.sign, account, SigningAttempt(meaning, password or "", typed_user_id),
+                                      verify, now)  # argon2: off the event loop
     async with transaction("signing"):
         await store.set_signing(viewer.session_id, utc_instant(now) if result.ok else None)
         await store.touch_session(viewer.session_id, utc_instant(now))

@@ -114,23 +114,35 @@ async def end_sessions_of(user_id: str, at: str, why: str) -> int:
 
 # Sign-in attempts -------------------------------------------------------------------------------
 
-async def insert_attempt(at: str, user_id: str, address: str, outcome: str) -> None:
-    await fetch("INSERT INTO login_attempts (attempted_at, user_id, address, outcome) VALUES ({}, {}, {}, {})",
-                at, user_id, address, outcome)
+async def insert_attempt(at: str, user_id: str, address: str, outcome: str) -> int:
+    rows = await fetch("INSERT INTO login_attempts (attempted_at, user_id, address, outcome) VALUES ({}, {}, {}, {})"
+                       " RETURNING id", at, user_id, address, outcome)
+    return rows[0]["id"]
 
 
-async def failures_since_success(user_id: str, since: str) -> list[str]:
-    """Instants of failed attempts after `since` and after the user's last successful sign-in."""
+async def set_attempt_outcome(attempt_id: int, outcome: str) -> None:
+    await fetch("UPDATE login_attempts SET outcome = {} WHERE id = {}", outcome, attempt_id)
+
+
+# An attempt is recorded as 'pending' before its password is checked, and pending attempts count as
+# failures for the ones after them: attempts made at the same moment cannot all pass the gate together.
+_FAILED = "outcome IN ('failed', 'pending')"
+
+
+async def failures_before(user_id: str, attempt_id: int, since: str) -> list[str]:
+    """Instants of failed (or still pending) attempts before `attempt_id`, after `since` and after the
+    user's last successful sign-in."""
     rows = await fetch(
-        "SELECT attempted_at FROM login_attempts WHERE user_id = {} AND outcome = 'failed' AND attempted_at > {}"
-        " AND attempted_at > COALESCE((SELECT MAX(attempted_at) FROM login_attempts"
-        " WHERE user_id = {} AND outcome = 'succeeded'), '') ORDER BY attempted_at", user_id, since, user_id)
+        f"SELECT attempted_at FROM login_attempts WHERE user_id = {{}} AND {_FAILED} AND id < {{}}"
+        " AND attempted_at > {} AND attempted_at > COALESCE((SELECT MAX(attempted_at) FROM login_attempts"
+        " WHERE user_id = {} AND outcome = 'succeeded'), '') ORDER BY attempted_at",
+        user_id, attempt_id, since, user_id)
     return [row["attempted_at"] for row in rows]
 
 
-async def address_failures_since(address: str, since: str) -> int:
-    rows = await fetch("SELECT COUNT(*) AS n FROM login_attempts WHERE address = {} AND outcome = 'failed'"
-                       " AND attempted_at > {}", address, since)
+async def address_failures_before(address: str, attempt_id: int, since: str) -> int:
+    rows = await fetch(f"SELECT COUNT(*) AS n FROM login_attempts WHERE address = {{}} AND {_FAILED} AND id < {{}}"
+                       " AND attempted_at > {}", address, attempt_id, since)
     return rows[0]["n"]
 
 
