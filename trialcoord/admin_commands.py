@@ -11,17 +11,10 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from trialcoord.commands import UsageError, _run, _today
+from trialcoord.commands import UsageError, _actor as actor, _run, _today
 from trialcoord.config import get_settings
 
 FIRST_ADMIN = "admin"
-
-
-def actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no name for the uid (containers)
-        return "cli:unknown"
 
 
 def _database(coroutine_factory):
@@ -263,7 +256,7 @@ def keys_rotate(new_key_id: str) -> int:
     ring = pii.load_key_file(path).with_new_current_key(new_key_id)
     pii.write_key_file(path, ring, replace=True)
     print(f"{path}: key {new_key_id} added and made current; back the file up now")
-    count = _database(lambda: identities.rotate_stored(ring))
+    count = _database(lambda: identities.rotate_stored(ring, actor()))
     print(f"{count} stored values re-encrypted under key {new_key_id}")
     return 0
 

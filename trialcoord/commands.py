@@ -23,6 +23,16 @@ def _today() -> date:
     return get_settings().today()
 
 
+def _actor() -> str:
+    """Who the audit trail names for a command: whoever has a shell on the server."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for the uid (containers)
+        return "cli:unknown"
+
+
 def _print_rows(pairs, fmt: str, with_participant: bool) -> None:
     WRITERS[fmt](pairs, sys.stdout, with_participant)
 
@@ -123,7 +133,7 @@ def load_protocol_file(file: str) -> int:
 
     async def run():
         async with open_database(migrate=True):
-            return await scheduling.load_protocol_version(protocol, source, Path(file).name)
+            return await scheduling.load_protocol_version(protocol, source, Path(file).name, actor=_actor())
 
     result = _run(run())
     outcome = "stored" if result["created"] else "already loaded with the same text; nothing changed"
@@ -139,7 +149,7 @@ def import_events(study: str, file: str, site: str | None) -> int:
 
     async def run():
         async with open_database(migrate=True):
-            return await run_import(study, text, site=site, file=file, today=_today())
+            return await run_import(study, text, site=site, file=file, today=_today(), actor=_actor())
 
     result = _run(run())
     print(
@@ -157,13 +167,12 @@ def visits(study: str, site: str | None, status: str | None, as_of: date | None,
     as_of = as_of or _today()
 
     async def run():
-        from trialcoord.admin_commands import actor
         from trialcoord.services import audit_log
 
         async with open_database(migrate=True):
             rows = await scheduling.study_visits(study, as_of, site=site, statuses=statuses)
             # A listing taken out of the system is an export: audited, as the app's downloads are.
-            await audit_log.record_alone(actor(), audit_log.Change(
+            await audit_log.record_alone(_actor(), audit_log.Change(
                 "export", "schedule", f"{study}/{site}" if site else study, None,
                 {"format": fmt, "as_of": as_of.isoformat(), "statuses": sorted(statuses or []), "rows": len(rows)}))
             return rows

@@ -102,6 +102,22 @@ async def test_the_database_refuses_to_change_or_delete_an_entry(study, db):
     assert (await audit_log.verify()).ok
 
 
+async def test_a_live_trail_verifies_while_the_application_writes(study, monkeypatch):
+    await _trail(study, people=2)
+    original = audit_store.stream_batches
+
+    async def with_a_write_meanwhile(up_to, batch=audit_store.BATCH):
+        await audit_log.record_alone("cora", audit_log.Change("sign_in", "session", "99"))  # committed mid-check
+        async for rows in original(up_to, batch):
+            yield rows
+
+    monkeypatch.setattr(audit_store, "stream_batches", with_a_write_meanwhile)
+    report = await audit_log.verify()
+    assert report.ok, report.result.first_bad
+    monkeypatch.undo()
+    assert (await audit_log.verify()).result.size == report.result.size + 1
+
+
 # Tampering by someone with database access: triggers off, rows changed directly.
 
 async def _tamper(db, *statements: str | tuple) -> None:

@@ -106,23 +106,28 @@ class TrailReport:
 async def verify(given: Checkpoint | None = None) -> TrailReport:
     """Recompute every entry and the tree; compare with `given`, the newest stored checkpoint and the head.
 
-    The head row counts every entry ever appended: a trail shorter than it lost its newest entries, one
-    longer had entries appended outside `record`.
+    The head row counts every entry ever appended (in the same transaction as the entry): the entries up
+    to the head as read first must all be there, and none may be numbered above the head. Entries the
+    application appends during the check lie above the first head read, so they are left for the next run.
     """
     async with read():
         head = await store.head_size()
         stored = await store.latest_checkpoint()
     candidates = list({(c.size, c.root): c for c in (given, _unsigned(stored)) if c is not None}.values())
     checkpoint = max(candidates, key=lambda c: c.size) if candidates else None
-    result = await _verify_against(checkpoint)
+    result = await _verify_against(checkpoint, head)
     if result.ok and result.size < head:
         result = _failed(result, result.size + 1, f"missing: {head} entries were appended, {result.size} remain")
-    elif result.ok and result.size > head:
-        result = _failed(result, head + 1, f"appended outside the application: only {head} entries were appended")
+    if result.ok:
+        async with read():
+            now_head, beyond = await store.entries_beyond_head()
+        if beyond:
+            result = _failed(result, now_head + 1, f"appended outside the application: {beyond} entries are"
+                                                   f" numbered above the {now_head} the application appended")
     # The smaller checkpoint is implied by the larger only if both verify: check the other one too.
     for other in candidates:
         if result.ok and other is not checkpoint:
-            again = await _verify_against(other)
+            again = await _verify_against(other, head)
             if not again.ok:
                 result = again
     names = tuple(f"checkpoint of {c.size} entries issued at {c.issued_at}" for c in candidates)
@@ -133,10 +138,10 @@ def _failed(result: VerificationResult, sequence: int, why: str) -> Verification
     return VerificationResult(False, result.size, result.root, (sequence, why))
 
 
-async def _verify_against(checkpoint: Checkpoint | None) -> VerificationResult:
+async def _verify_against(checkpoint: Checkpoint | None, head: int) -> VerificationResult:
     async with read():
         verifier = TrailVerifier(checkpoint)
-        async for rows in store.stream_batches():
+        async for rows in store.stream_batches(head):
             if not verifier.feed_rows(rows):
                 break
     return verifier.result()

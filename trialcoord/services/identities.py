@@ -110,7 +110,7 @@ async def _participant_id(study: str, subject_id: str) -> int:
     return (await scheduling.subject_row(study, subject_id))["id"]
 
 
-async def rotate_stored(ring: pii.KeyRing) -> int:
+async def rotate_stored(ring: pii.KeyRing, actor: str = SYSTEM) -> int:
     """Re-encrypt every value not under the ring's current key; safe to re-run after an interruption."""
     async with transaction("key rotation"):
         values = await store.all_values()
@@ -121,7 +121,7 @@ async def rotate_stored(ring: pii.KeyRing) -> int:
         for item in pii.rotate(ring, encrypted):
             await store.replace_value(by_where[(item.record, item.field)], item.field, item.ciphertext)
             count += 1
-        await audit_log.record(SYSTEM, Change("update", "key_ring", "personal_data", None,
+        await audit_log.record(actor, Change("update", "key_ring", "personal_data", None,
                                               {"current_key": ring.current, "values_reencrypted": count}))
     return count
 

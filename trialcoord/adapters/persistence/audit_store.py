@@ -44,17 +44,25 @@ async def head_size() -> int:
     return (await fetch("SELECT size FROM audit_head WHERE id = 1"))[0]["size"]
 
 
-async def stream_batches(batch: int = BATCH) -> AsyncIterator[list[Sequence[Any]]]:
-    """Every entry's row (COLUMNS) in ascending sequence, a batch at a time (keyset pagination: constant memory)."""
+async def stream_batches(up_to: int, batch: int = BATCH) -> AsyncIterator[list[Sequence[Any]]]:
+    """Rows (COLUMNS) of entries 1 to `up_to` in ascending sequence, a batch at a time (keyset pagination:
+    constant memory). Entries appended meanwhile lie beyond `up_to`: a live system can be verified."""
     after = 0
     while True:
-        rows = await fetch_rows(f"SELECT {COLUMNS} FROM audit_entries WHERE sequence > {{}} ORDER BY sequence"
-                                f" LIMIT {int(batch)}", after)
+        rows = await fetch_rows(f"SELECT {COLUMNS} FROM audit_entries WHERE sequence > {{}} AND sequence <= {{}}"
+                                f" ORDER BY sequence LIMIT {int(batch)}", after, up_to)
         if rows:
             yield rows
         if len(rows) < batch or not isinstance(rows[-1][0], int):
             return
         after = rows[-1][0]
+
+
+async def entries_beyond_head() -> tuple[int, int]:
+    """(head size, entries numbered above it), in one statement, hence one snapshot on every engine."""
+    rows = await fetch("SELECT h.size, (SELECT COUNT(*) FROM audit_entries e WHERE e.sequence > h.size) AS beyond"
+                       " FROM audit_head h WHERE h.id = 1")
+    return rows[0]["size"], rows[0]["beyond"]
 
 
 def stored_entry(row: Sequence[Any]) -> StoredEntry:
