@@ -147,7 +147,7 @@ async def anonymous(app):
     """An HTTP client on the app in the test's own event loop (see docs: litestar's TestClient is not)."""
     import httpx
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://testserver") as client:
         yield client
 
 

@@ -42,7 +42,7 @@ class Settings:
     host: str
     port: int
     session_timeout: timedelta = timedelta(minutes=15)  # inactivity sign-out (HIPAA 164.312(a)(2)(iii))
-    secure_cookies: bool = True  # off only when serving on loopback, where no network carries the cookie
+    secure_cookies: bool = True  # browsers keep Secure cookies of http://localhost and 127.0.0.1 too
 
     audit_key_file: Path | None = None  # the system's Ed25519 key, for signed audit checkpoints
     audit_passphrase_file: Path | None = None
@@ -84,8 +84,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         host=host,
         port=_port(environ.get("TRIALCOORD_PORT") or "8000"),
         session_timeout=timedelta(minutes=_minutes(environ.get("TRIALCOORD_SESSION_TIMEOUT_MINUTES") or "15")),
-        secure_cookies=_flag("TRIALCOORD_SECURE_COOKIES", environ.get("TRIALCOORD_SECURE_COOKIES"),
-                             default=host not in ("127.0.0.1", "localhost", "::1")),
+        secure_cookies=_flag("TRIALCOORD_SECURE_COOKIES", environ.get("TRIALCOORD_SECURE_COOKIES"), default=True),
         audit_key_file=Path(environ.get("TRIALCOORD_AUDIT_KEY_FILE") or data_dir / "audit-key.json"),
         audit_passphrase_file=Path(environ.get("TRIALCOORD_AUDIT_PASSPHRASE_FILE") or data_dir / "audit-key.passphrase"),
         pii_key_file=Path(environ.get("TRIALCOORD_PII_KEY_FILE") or data_dir / "pii-keys.json"),

@@ -99,6 +99,10 @@ async def test_the_database_refuses_to_change_or_delete_an_entry(study, db):
         with pytest.raises(Exception, match="append-only"):
             async with transaction():
                 await fetch("TRUNCATE audit_entries")
+    else:
+        with pytest.raises(Exception, match="append-only"):
+            async with transaction():
+                await fetch("REPLACE INTO audit_entries SELECT * FROM audit_entries WHERE sequence = 1")
     assert (await audit_log.verify()).ok
 
 
@@ -122,7 +126,8 @@ async def test_a_live_trail_verifies_while_the_application_writes(study, monkeyp
 
 async def _tamper(db, *statements: str | tuple) -> None:
     """Statements, or (statement, *arguments) with `{}` placeholders."""
-    off = ("DROP TRIGGER audit_entries_no_update", "DROP TRIGGER audit_entries_no_delete") if db.kind == "sqlite" \
+    off = ("DROP TRIGGER audit_entries_no_update", "DROP TRIGGER audit_entries_no_delete",
+           "DROP TRIGGER audit_entries_no_replace") if db.kind == "sqlite" \
         else ("ALTER TABLE audit_entries DISABLE TRIGGER USER",)
     async with transaction():
         for statement in (*off, *statements):
@@ -256,3 +261,19 @@ async def test_copies_of_the_trail_are_csv_and_pdf_and_each_is_audited(client, s
     exports = (await client.get("/api/audit", params={"action": "export"})).json()
     assert [e["new"]["format"] for e in exports] == ["pdf", "csv"]
     assert (await client.get("/api/audit/export", params={"format": "xls"})).status_code == 400
+    for url in ("/api/audit", "/audit", "/api/studies/TST-1/audit", "/api/audit/export"):
+        far = await client.get(url, params={"until": "9999-12-31"})
+        assert far.status_code == 400 and "until" in far.text, url
+
+
+async def test_moving_a_booked_appointment_needs_a_reason_recorded_with_the_change(study):
+    await scheduling.enroll_participant(study, "1001", SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
+    await scheduling.record_event(study, "1001", "randomization", RANDOMIZED, today=TODAY)
+    await scheduling.book_appointment(study, "1001", "V2", date(2024, 3, 18), today=date(2024, 3, 5), actor="cora")
+    with pytest.raises(InvalidInput, match="booked on 2024-03-18; give a reason"):
+        await scheduling.book_appointment(study, "1001", "V2", date(2024, 3, 19), today=date(2024, 3, 5))
+    await scheduling.book_appointment(study, "1001", "V2", date(2024, 3, 19), reason="participant asked",
+                                      today=date(2024, 3, 5), actor="cora")
+    moved = (await entries())[-1]
+    assert (moved["old"], moved["new"], moved["reason"]) == (
+        {"appointment": "2024-03-18"}, {"appointment": "2024-03-19"}, "participant asked")

@@ -46,7 +46,7 @@ async def test_study_page_has_tabs_site_selector_and_enrol_form(client, enrolled
     assert '<label for="site">Site</label>' in html and '<option value="101" selected>' in html
     assert '<label for="enrol-subject_id">Subject ID</label>' in html
     assert 'href="/studies/TST-1/participants/101-001"' in html
-    assert "/static/site.css" in html and "http" not in re.sub(r'href="http://testserver[^"]*"', "", html)
+    assert "/static/site.css" in html and "http" not in re.sub(r'href="https?://testserver[^"]*"', "", html)
 
 
 async def test_enrol_error_is_shown_next_to_the_field(client, study):

@@ -166,7 +166,7 @@ async def test_the_timeout_is_configurable(db, personas, clock, monkeypatch):
 
     app = create_app(load_settings({"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_SESSION_TIMEOUT_MINUTES": "5"}))
     monkeypatch.setattr(accounts, "inactivity", accounts.inactivity)  # restored after the test
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://testserver") as client:
         await signed_in(client, "coord-a")
         clock(minutes=5)
         assert (await client.get("/api/me")).status_code == 401
@@ -176,7 +176,7 @@ async def test_a_new_password_or_disabling_signs_out_everywhere(anonymous, perso
     import httpx
 
     first = await signed_in(anonymous, "coord-a")
-    async with httpx.AsyncClient(transport=anonymous._transport, base_url="http://testserver") as other:
+    async with httpx.AsyncClient(transport=anonymous._transport, base_url="https://testserver") as other:
         second = await signed_in(other, "coord-a")
         await accounts.reset_password("coord-a", "a brand new passphrase", "admin")
         assert (await first.get("/api/me")).status_code == 401
@@ -306,3 +306,11 @@ async def test_a_user_id_is_never_reused(personas):
     await accounts.disable_user("coord-b", "admin", "left")
     with pytest.raises(Conflict, match="never reused"):
         await add_user("coord-b")
+
+
+async def test_nothing_but_static_files_may_be_cached(anonymous, personas):
+    client = await signed_in(anonymous, "coord-a")
+    for url in ("/", "/studies/TST-1/participants/1001", "/api/studies/TST-1/participants/1001/identity",
+                "/api/me"):
+        assert (await client.get(url)).headers["cache-control"] == "no-store", url
+    assert "max-age" in (await client.get("/static/site.css")).headers["cache-control"]

@@ -260,7 +260,7 @@ async def record_visit(study: str, subject_id: str, visit_code: str, actual: dat
 async def book_appointment(study: str, subject_id: str, visit_code: str, day: date, reason: str | None = None,
                            expected_row_version: int | None = None, today: date | None = None,
                            actor: str = SYSTEM) -> ScheduledVisit:
-    """Book a visit; a day outside its window needs a reason, which is stored with the booking."""
+    """Book a visit; a day outside its window, or moving a booking, needs a reason, stored with the booking."""
     async with transaction(f"study {study}, participant {subject_id}, visit {visit_code}"):
         subject = await _Subject.load(study, subject_id)
         row = subject.scheduled_visit(visit_code)
@@ -269,6 +269,9 @@ async def book_appointment(study: str, subject_id: str, visit_code: str, day: da
         if _outside(row, day) and not _text(reason):
             raise invalid(f"{subject}: {day} is outside the window of visit {visit_code} ({_window(row)});"
                           " give a reason to book it on that day", field="reason")
+        if row.appointment not in (None, day) and not _text(reason):
+            raise invalid(f"{subject}: visit {visit_code} is booked on {row.appointment}; give a reason to move it"
+                          f" to {day}", field="reason")
         await repo.update_visit(row.id, appointment=day, appointment_reason=_text(reason))
         await subject.refresh(today)
         await audit_log.record(actor, Change("update", "visit", subject.record_id(visit_code),

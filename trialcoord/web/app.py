@@ -9,7 +9,7 @@ from pathlib import Path
 
 from jinja2 import pass_context
 from litestar import Litestar, Request, get
-from litestar.datastructures import State
+from litestar.datastructures import CacheControlHeader, State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
@@ -51,6 +51,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[health, *API_CONTROLLERS, *PAGE_CONTROLLERS, _static()],
         guards=[guard],
+        # Pages and answers may hold personal data: never kept in a (shared workstation's) cache.
+        cache_control=CacheControlHeader(no_store=True),
         state=State({"settings": settings}),
         dependencies={"today": Provide(today, sync_to_thread=False), "access": Provide(access, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
@@ -80,7 +82,7 @@ def _database(settings: Settings):
 
 def _static():
     return create_static_files_router(path="/static", directories=[HERE / "static"], include_in_schema=False,
-                                      opt=PUBLIC)
+                                      opt=PUBLIC, cache_control=CacheControlHeader(max_age=3600))
 
 
 def _template_globals(engine: JinjaTemplateEngine) -> None:

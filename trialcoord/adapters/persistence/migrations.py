@@ -1,8 +1,9 @@
 """Versioned, additive schema migrations: CREATE TABLE, CREATE INDEX and ADD COLUMN only.
 
 SQLite cannot alter a column, so a step never changes or drops one: it only adds. The SQL is
-portable across SQLite, PostgreSQL and CockroachDB; the one engine-specific piece, the identity
-primary key, is the `{pk}` token (`{stamps}` stands for created_at/updated_at). Integer columns are
+portable across SQLite, PostgreSQL and CockroachDB; the engine-specific pieces are the identity
+primary key, the `{pk}` token (`{stamps}` stands for created_at/updated_at), and the audit trail's
+append-only triggers, which each step lists per engine. Integer columns are
 declared `INT`, not `INTEGER`: piccolo converts every SQLite `INTEGER` value through Decimal, which
 doubles the time to read a large schedule.
 Append new steps at the end; never edit an applied one.
@@ -131,6 +132,10 @@ MIGRATIONS: tuple[Migration, ...] = (
                 BEGIN SELECT RAISE(ABORT, 'audit entries are append-only: UPDATE refused'); END""",
             """CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries
                 BEGIN SELECT RAISE(ABORT, 'audit entries are append-only: DELETE refused'); END""",
+            # INSERT OR REPLACE deletes the old row without firing DELETE triggers (recursive_triggers is off).
+            """CREATE TRIGGER audit_entries_no_replace BEFORE INSERT ON audit_entries
+                WHEN EXISTS (SELECT 1 FROM audit_entries WHERE sequence = NEW.sequence)
+                BEGIN SELECT RAISE(ABORT, 'audit entries are append-only: REPLACE refused'); END""",
         ),
         postgres=(
             """CREATE FUNCTION audit_entries_append_only() RETURNS trigger LANGUAGE plpgsql AS $$

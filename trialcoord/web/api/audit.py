@@ -24,7 +24,7 @@ from trialcoord.domain.audit import utc_instant
 from trialcoord.services import audit_log
 from trialcoord.services.audit_log import Change
 from trialcoord.services.errors import NotConfigured
-from trialcoord.web.api.params import AccessDep, StudyPath
+from trialcoord.web.api.params import AccessDep, StudyPath, plausible
 from trialcoord.web.auth import Access, needs
 from trialcoord.web.errors import problem_responses
 
@@ -52,6 +52,7 @@ class AuditEntryOut(msgspec.Struct):
 def audit_filter(record_type: str | None, record_id: str | None, actor: str | None, action: str | None,
                  since: date | None, until: date | None, within: str | None = None) -> AuditFilter:
     """Dates are whole UTC days, `until` inclusive."""
+    since, until = plausible(since, "since"), plausible(until, "until")
     start = utc_instant(datetime.combine(since, time(), timezone.utc)) if since else None
     end = utc_instant(datetime.combine(until + timedelta(days=1), time(), timezone.utc)) if until else None
     return AuditFilter(record_type, record_id, actor, action, start, end, within)

@@ -16,11 +16,16 @@ from trialcoord.web.auth import Access
 
 def as_of_or_today(as_of: date | None, today: date) -> date:
     """The `as_of` query parameter, defaulting to today in the configured time zone."""
+    return plausible(as_of, "as_of") or today
+
+
+def plausible(day: date | None, field: str) -> date | None:
+    """A date query parameter within the years the app accepts (others are typing mistakes), else 400."""
     try:
-        check_plausible(as_of, "as_of")
+        check_plausible(day, field)
     except ValueError as error:
-        raise ValidationException(str(error), extra=[{"key": "as_of", "message": str(error)}]) from None
-    return as_of or today
+        raise ValidationException(str(error), extra=[{"key": field, "message": str(error)}]) from None
+    return day
 
 
 # Explicit parameter kinds (litestar 3 drops the inferred ones); path examples name demo data.
