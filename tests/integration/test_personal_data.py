@@ -540,3 +540,14 @@ async def test_without_a_key_personal_data_is_unavailable_and_the_page_still_ren
     assert form.status_code == 503 and pii.KEY_FILE_VARIABLE in form.text
     assert await stored_ciphertexts(SUBJECT_A) == stored
     assert leaks(log_text(all_logs), PERSON_A) == []
+
+
+async def test_redacting_personal_data_leaves_the_audit_trail_intact(personas):
+    from trialcoord.services import audit_log
+
+    await identities.set_identity(STUDY, SUBJECT_A, {"name": "Zebulon Redactable", "mrn": "MRN-1"}, actor="coord-a")
+    before = await audit_log.verify()
+    await identities.set_identity(STUDY, SUBJECT_A, {"name": "", "mrn": ""}, actor="admin")  # a justified redaction
+    report = await audit_log.verify()
+    assert before.ok and report.ok and report.result.size == before.result.size + 1
+    assert await identities.get_identity(STUDY, SUBJECT_A) == {name: None for name in identities.FIELDS}
