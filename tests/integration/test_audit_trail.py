@@ -247,7 +247,12 @@ async def test_the_trail_is_browsed_by_record_user_action_and_date_within_the_vi
     assert (await ivan.get("/api/audit")).status_code == 403
     assert (await ivan.get("/api/studies/TST-1/audit", params={"site": "102"})).status_code == 403
     seen = (await ivan.get("/api/studies/TST-1/audit")).json()
-    assert seen and all(e["record_id"].startswith(f"TST-1/{SITE_A}/") for e in seen)
+    assert seen and all(e["record_id"].startswith(f"TST-1/{SITE_A}/") or e["record_id"] == f"TST-1/{SITE_A}"
+                        for e in seen)
+    assert "site" in {e["record_type"] for e in seen}  # the site's own record
+    admin = await signed_in(anonymous, "admin")  # the same client, signed in again
+    study_wide = (await admin.get("/api/studies/TST-1/audit", params={"record_type": "study"})).json()
+    assert [e["record_id"] for e in study_wide] == ["TST-1"]
     page = await ivan.get("/studies/TST-1/audit")
     assert page.status_code == 200 and SUBJECT_A in page.text
 

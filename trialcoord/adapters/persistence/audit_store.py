@@ -112,8 +112,9 @@ async def browse(where: AuditFilter, *, before: int | None = None, after: int | 
             args.append(value)
     for prefix in (where.within, where.record_id if where.record_id and where.record_id.endswith("/") else None):
         if prefix:
-            clauses.append("substr(record_id, 1, {}) = {}")  # not LIKE: codes may hold '_' and '%'
-            args += [len(prefix), prefix]
+            # Not LIKE: codes may hold '_' and '%'. 'TST-1/' also covers the study's own record 'TST-1'.
+            clauses.append("(substr(record_id, 1, {}) = {} OR record_id = {})")
+            args += [len(prefix), prefix, prefix[:-1]]
     if where.record_id and not where.record_id.endswith("/"):
         clauses.append("record_id = {}")
         args.append(where.record_id)
