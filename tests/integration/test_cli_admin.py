@@ -306,3 +306,28 @@ async def test_audit_verify_checkpoint_and_public_key_prove_the_trail_and_catch_
     refused = tmp_path / "refused.json"
     assert "entry 3" in fails(1, "audit", "checkpoint", "--out", str(refused), env=env)
     assert not refused.exists(), "a checkpoint was written over a broken trail"
+
+
+async def test_keys_rotate_reencrypts_stored_personal_data_and_retire_removes_the_old_key(env, db, tmp_path,
+                                                                                         monkeypatch):
+    from pathlib import Path
+
+    from trialcoord.adapters import pii
+    from trialcoord.services import identities, scheduling
+
+    succeeds("setup", "--no-demo", env=env)
+    key_file = Path(env["TRIALCOORD_DATA_DIR"]) / "pii-keys.json"
+    old_id = pii.load_key_file(key_file).current
+    monkeypatch.setenv(pii.KEY_FILE_VARIABLE, str(key_file))  # the test process reads the same file
+    succeeds("protocol", "load", "protocols/DEMO-001/1.0.yaml", env=env)
+    await scheduling.create_site("DEMO-001", "101", "Riverside")
+    await scheduling.enroll_participant("DEMO-001", "101-001", "101")
+    await identities.set_identity("DEMO-001", "101-001", {"name": "Quentin Rotatable", "mrn": "M-9"})
+    assert "still encrypts" in fails(2, "keys", "retire", old_id, env=env)
+    assert "2 stored values re-encrypted under key k-next" in succeeds("keys", "rotate", "k-next", env=env)
+    assert await identities.key_ids_in_use() == {"k-next"}
+    succeeds("keys", "retire", old_id, env=env)
+    assert set(pii.load_key_file(key_file).keys) == {"k-next"}
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert (await identities.get_identity("DEMO-001", "101-001"))["name"] == "Quentin Rotatable"
+    assert "no key file" in fails(2, "keys", "rotate", "k3", env={**env, "TRIALCOORD_DATA_DIR": str(tmp_path / "x")})
