@@ -10,11 +10,11 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 
 import jinja2
 
+from trialcoord.adapters.render.pdf import reproducible_pdf, stamp
 from trialcoord.adapters.render.rows import _safe
 
 COLUMNS = ("sequence", "recorded_at", "actor", "action", "record_type", "record_id", "old", "new", "reason",
@@ -51,46 +51,17 @@ def _changes(old: Mapping | None, new: Mapping | None) -> list[tuple[str, str, s
             for key in sorted(old.keys() | new.keys()) if key not in old or key not in new or old[key] != new[key]]
 
 
-def _instant(text: str) -> datetime:
-    at = datetime.fromisoformat(text)
-    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
-
-
 def _html(rows: Sequence[Mapping], *, title: str, filters: Mapping[str, str], generated_at: str,
           generated_by: str, trail_size: int, root: str) -> str:
     return _TEMPLATES.get_template("audit_trail.html").render(
         title=title, filters=filters, generated_at=generated_at, generated_by=generated_by,
-        trail_size=trail_size, root=root, stamp=_instant(generated_at).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        trail_size=trail_size, root=root, stamp=stamp(generated_at),
         entries=[{**row, "changes": _changes(row["old"], row["new"])} for row in rows])
-
-
-def _pin_font_dates(_document, pdf) -> None:
-    """Give each embedded font its own creation date as modification date.
-
-    Without libharfbuzz-subset WeasyPrint subsets fonts with fontTools, which stamps every subset with the
-    current second: two renders a second apart would differ in those bytes alone.
-    """
-    from fontTools.ttLib import TTFont
-
-    for obj in pdf.objects:
-        if getattr(obj, "extra", None) and "Length1" in obj.extra:  # an embedded TrueType font program
-            font = TTFont(io.BytesIO(b"".join(obj.stream)), recalcTimestamp=False, recalcBBoxes=False)
-            font["head"].modified = font["head"].created
-            out = io.BytesIO()
-            font.save(out)
-            obj.stream, obj.extra["Length1"] = [out.getvalue()], len(out.getvalue())
 
 
 def audit_pdf(rows: Sequence[Mapping], *, title: str, filters: Mapping[str, str], generated_at: str,
               generated_by: str, trail_size: int, root: str) -> bytes:
-    # Imported here: loading Pango costs the CLI and the CSV path time they never need it for.
-    from weasyprint import HTML, Attachment
-
-    at = _instant(generated_at)
-    # Attachment dates default to now(); pin them like every other date in the file.
-    data = Attachment(file_obj=io.BytesIO(audit_csv(rows)), name="audit-trail.csv", relationship="Data",
-                      description="The entries of this report, machine-readable", created=at, modified=at)
     html = _html(rows, title=title, filters=filters, generated_at=generated_at, generated_by=generated_by,
                  trail_size=trail_size, root=root)
-    # PDF/A sets the file identifier to a hash of the content, so it is reproducible too.
-    return HTML(string=html).write_pdf(pdf_variant="pdf/a-3b", attachments=[data], finisher=_pin_font_dates)
+    return reproducible_pdf(html, created_at=generated_at, attachments=[
+        ("audit-trail.csv", audit_csv(rows), "The entries of this report, machine-readable")])
