@@ -1,0 +1,143 @@
+"""Consent versions, the re-consent queue and consent deviation candidates at their date edges."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trialcoord.domain.consent import (
+    ConsentRule,
+    ConsentVersion,
+    ParticipantConsent,
+    ProcedureVisit,
+    ReconsentEntry,
+    consent_deviation_candidates,
+    reconsent_queue,
+)
+
+DAY = timedelta(days=1)
+V1_ON, V2_ON = date(2024, 1, 1), date(2024, 6, 1)
+V1 = ConsentVersion("TST-1", "A", "en", "1.0", "1", V1_ON)
+V2 = ConsentVersion("TST-1", "A", "en", "2.0", "2", V2_ON)
+V1_ES = ConsentVersion("TST-1", "A", "es", "1.0", "1", V1_ON)
+V1_B = ConsentVersion("TST-1", "B", "en", "1.0", "1", V1_ON)
+VERSIONS = [V1, V2, V1_ES, V1_B]
+
+
+def signed(subject, version, on, by="jdoe") -> ParticipantConsent:
+    return ParticipantConsent(subject, version, on, by)
+
+
+# --- the re-consent queue ---
+
+@pytest.mark.parametrize(("today", "queued"), [(V2_ON - DAY, False), (V2_ON, True), (V2_ON + DAY, True)])
+def test_a_newer_version_queues_its_signers_from_its_effective_date(today, queued):
+    queue = reconsent_queue([signed("001", V1, date(2024, 2, 1))], VERSIONS, today)
+    assert queue == ([ReconsentEntry("001", "1.0", "2.0", V2_ON)] if queued else [])
+
+
+def test_re_consenting_clears_the_entry_and_the_old_consent_stays_history():
+    consents = [signed("001", V1, date(2024, 2, 1)), signed("001", V2, V2_ON + 3 * DAY)]
+    assert reconsent_queue(consents, VERSIONS, V2_ON + 2 * DAY) == [ReconsentEntry("001", "1.0", "2.0", V2_ON)]
+    assert reconsent_queue(consents, VERSIONS, V2_ON + 3 * DAY) == []
+    assert consents[0].version_label == "1.0"  # the first consent is untouched
+
+
+def test_other_sites_and_languages_follow_their_own_versions():
+    consents = [signed("010", V1_ES, date(2024, 2, 1)), signed("020", V1_B, date(2024, 2, 1)),
+                signed("001", V1, date(2024, 2, 1))]
+    assert [e.subject_id for e in reconsent_queue(consents, VERSIONS, V2_ON)] == ["001"]
+
+
+def test_the_latest_consent_decides_even_in_another_language():
+    consents = [signed("001", V1, date(2024, 2, 1)), signed("001", V1_ES, date(2024, 3, 1))]
+    assert reconsent_queue(consents, VERSIONS, V2_ON) == []  # now follows the Spanish versions
+
+
+def test_the_newest_of_several_newer_versions_is_required():
+    v3 = ConsentVersion("TST-1", "A", "en", "3.0", "3", date(2024, 9, 1))
+    queue = reconsent_queue([signed("001", V1, date(2024, 2, 1))], VERSIONS + [v3], date(2024, 9, 1))
+    assert queue == [ReconsentEntry("001", "1.0", "3.0", date(2024, 9, 1))]
+
+
+def test_signing_the_old_version_after_the_new_one_took_effect_still_queues():
+    queue = reconsent_queue([signed("001", V1, V2_ON + DAY)], VERSIONS, V2_ON + 2 * DAY)
+    assert queue == [ReconsentEntry("001", "1.0", "2.0", V2_ON)]
+
+
+def test_the_queue_is_ordered_by_subject():
+    consents = [signed(s, V1, date(2024, 2, 1)) for s in ("003", "001", "002")]
+    assert [e.subject_id for e in reconsent_queue(consents, VERSIONS, V2_ON)] == ["001", "002", "003"]
+
+
+# --- consent deviation candidates ---
+
+CONSENTED = date(2024, 2, 1)
+
+
+def candidates(visits, consents):
+    return consent_deviation_candidates(visits, consents, VERSIONS)
+
+
+@pytest.mark.parametrize(("visit_on", "flagged"),
+                         [(CONSENTED - DAY, True), (CONSENTED, False), (CONSENTED + DAY, False)])
+def test_a_visit_before_the_first_consent(visit_on, flagged):
+    found = candidates([ProcedureVisit("001", "SCR", visit_on)], [signed("001", V1, CONSENTED)])
+    if flagged:
+        [c] = found
+        assert (c.rule, c.consented_on, c.visit_on) == (ConsentRule.BEFORE_CONSENT, CONSENTED, visit_on)
+        assert "before consent" in c.message and str(CONSENTED) in c.message
+    else:
+        assert found == []
+
+
+def test_a_visit_without_any_consent():
+    [c] = candidates([ProcedureVisit("009", "SCR", CONSENTED)], [])
+    assert (c.rule, c.consented_on) == (ConsentRule.BEFORE_CONSENT, None)
+    assert "no consent on record" in c.message
+
+
+@pytest.mark.parametrize(("visit_on", "flagged"), [(V2_ON - DAY, False), (V2_ON, True), (V2_ON + DAY, True)])
+def test_a_visit_once_re_consent_is_required_and_not_obtained(visit_on, flagged):
+    found = candidates([ProcedureVisit("001", "V3", visit_on)], [signed("001", V1, CONSENTED)])
+    if flagged:
+        [c] = found
+        assert (c.rule, c.required_since, c.signed_version, c.required_version) == (
+            ConsentRule.RECONSENT_NOT_OBTAINED, V2_ON, "1.0", "2.0")
+        assert c.consented_on == CONSENTED and "required since 2024-06-01" in c.message
+    else:
+        assert found == []
+
+
+@pytest.mark.parametrize(("reconsent_on", "flagged"), [(V2_ON + 6 * DAY, True), (V2_ON + 5 * DAY, False),
+                                                        (V2_ON + 4 * DAY, False)])
+def test_re_consent_on_or_before_the_visit_day_covers_it(reconsent_on, flagged):
+    visit_on = V2_ON + 5 * DAY
+    consents = [signed("001", V1, CONSENTED), signed("001", V2, reconsent_on)]
+    found = candidates([ProcedureVisit("001", "V3", visit_on)], consents)
+    assert [c.rule for c in found] == ([ConsentRule.RECONSENT_NOT_OBTAINED] if flagged else [])
+
+
+def test_earlier_visits_stay_covered_by_the_older_consent():
+    consents = [signed("001", V1, CONSENTED), signed("001", V2, V2_ON + 10 * DAY)]
+    visits = [ProcedureVisit("001", "V1", CONSENTED), ProcedureVisit("001", "V2", V2_ON - DAY),
+              ProcedureVisit("001", "V3", V2_ON + 20 * DAY)]
+    assert candidates(visits, consents) == []
+
+
+@given(st.lists(st.integers(-30, 200), max_size=6), st.integers(0, 200))
+def test_a_flagged_visit_is_before_consent_or_after_the_requirement(visit_days, reconsent_day):
+    consents = [signed("001", V1, CONSENTED), signed("001", V2, V2_ON + reconsent_day * DAY)]
+    visits = [ProcedureVisit("001", f"V{i}", CONSENTED + d * DAY) for i, d in enumerate(visit_days)]
+    for c in candidates(visits, consents):
+        if c.rule is ConsentRule.BEFORE_CONSENT:
+            assert c.visit_on < CONSENTED
+        else:
+            assert V2_ON <= c.visit_on < V2_ON + reconsent_day * DAY
+    flagged = {c.visit for c in candidates(visits, consents)}
+    for v in visits:
+        covered = CONSENTED <= v.on and not (V2_ON <= v.on < V2_ON + reconsent_day * DAY)
+        assert (v.visit in flagged) is not covered
