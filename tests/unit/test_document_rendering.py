@@ -139,7 +139,8 @@ def test_docx_holds_the_filled_values_and_fixed_dates(renders):
         ["Maria Lopez", "Study coordinator", "Consent, CRF", "2026-01-05", "", "ML", "", "AS 2026-01-05"],
         ["Tom Berg", "Sub-investigator", "Eligibility", "2026-02-01", "2026-10-31", "TB", "", ""]]
     props = log.core_properties
-    assert props.created == props.modified == props.last_printed and props.created.isoformat() == "2026-11-27T09:30:00+00:00"
+    assert props.created == props.modified == props.last_printed
+    assert props.created.isoformat() == "2026-11-27T09:30:00+00:00"
     assert props.revision == 1 and props.title == "Site 101 document"
     with zipfile.ZipFile(io.BytesIO(renders[1]["delegation_log"])) as archive:
         assert b"lastModifiedBy" not in archive.read("docProps/core.xml")
@@ -167,6 +168,9 @@ def test_every_missing_field_is_named_by_its_path():
     assert {field for field, _ in problems(lambda: render_docx("consent_form", consent, **META))} == expected
     log = DATA["delegation_log"] | {"entries": "Maria"}
     assert problems(lambda: render_pdf("delegation_log", log, **META)) == [("entries", "must be a list of objects")]
+    consent = DATA["consent_form"] | {"sections": [{"heading": "One", "paragraphs": "not a list"}]}
+    assert problems(lambda: render_pdf("consent_form", consent, **META)) == [
+        ("sections[0].paragraphs", "must be a list")]
 
 
 def test_a_name_the_template_uses_beyond_its_schema_is_still_named(monkeypatch):

@@ -33,14 +33,14 @@ class Template:
     kinds: tuple[str, ...]  # "pdf" (<name>.html) and/or "docx" (<name>.docx)
     unique_id: str | None  # TMF Reference Model artifact unique ID; the binder files the document under it
     fields: tuple[str, ...]  # keys the data must have; "key?" is optional
-    rows: Mapping[str, tuple[str, ...]]  # list fields: the keys each item must have, "key?" optional
+    rows: Mapping[str, tuple[str, ...]]  # list fields: the keys each item must have; "key?" optional, "key[]" a list
 
 
 _SITE_LOG = ("study_code", "site", "entries")
 TEMPLATES: dict[str, Template] = {
     "consent_form": Template(("pdf", "docx"), "040",
                              ("study_code", "study_title", "consent_version", "language", "protocol_version",
-                              "sections", "site?"), {"sections": ("heading", "paragraphs")}),
+                              "sections", "site?"), {"sections": ("heading", "paragraphs[]")}),
     "delegation_log": Template(("pdf", "docx"), "101", (*_SITE_LOG, "investigator"),
                                {"entries": ("staff", "role", "tasks", "start", "end?", "initials", "pi_signoff?")}),
     "training_log": Template(("pdf",), "104", _SITE_LOG,
@@ -88,8 +88,14 @@ def _check(template: Template, data: Mapping) -> None:
         if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
             problems.append(Problem("must be a list of objects", field=key))
             continue
-        problems += [Problem("is required", field=f"{key}[{n}].{k}")
-                     for n, item in enumerate(items) for k in item_keys if not k.endswith("?") and k not in item]
+        for n, item in enumerate(items):
+            for spec in item_keys:
+                name = spec.rstrip("?[]")
+                if name not in item:
+                    if not spec.endswith("?"):
+                        problems.append(Problem("is required", field=f"{key}[{n}].{name}"))
+                elif spec.endswith("[]") and not isinstance(item[name], list):  # a string would iterate by letter
+                    problems.append(Problem("must be a list", field=f"{key}[{n}].{name}"))
     if problems:
         raise InvalidInput(problems)
 
