@@ -16,6 +16,7 @@ from tests.unit.test_audit_report import pdf_text
 from trialcoord.adapters.render import documents
 from trialcoord.adapters.render.documents import TEMPLATES, RenderCache, canonical_json, render_docx, render_pdf
 from trialcoord.domain.problems import InvalidInput
+from trialcoord.domain.tmf import artifact
 
 AT = "2026-11-27T09:30:00.000000Z"
 META = dict(created_at=AT, title="Site 101 document", version_label="v2.1")
@@ -62,6 +63,9 @@ def test_templates_name_their_kinds_and_tmf_artifacts():
         "training_log": (("pdf",), "104"), "deviation_log": (("pdf",), "110"),
         "binder_cover": (("pdf",), None), "binder_index": (("pdf",), None)}
     assert set(DATA) == set(TEMPLATES)
+    # the binder files each rendering under the domain's artifact table: the two must agree
+    numbers = {t.unique_id: artifact(t.unique_id).number for t in TEMPLATES.values() if t.unique_id}
+    assert numbers == {"040": "02.02.03", "101": "05.02.18", "104": "05.03.03", "110": "05.04.06"}
 
 
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
