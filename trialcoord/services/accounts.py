@@ -223,8 +223,6 @@ class SignInRefused(Exception):
 
 
 WRONG = "The user ID or password is not correct."
-
-
 UNKNOWN = "(unknown user ID)"  # recorded instead of what was typed: it may be a password typed in the wrong field
 
 
