@@ -1,6 +1,6 @@
 """`trialcoord` command line: parse arguments, call one use case, print the result.
 
-Exit status: 0 success, 1 a protocol that does not validate or an audit trail that does not verify,
+Exit status: 0 success, 1 a protocol, audit trail or stored document that does not verify,
 2 bad input or arguments (named by file, line and field), 3 a conflict with what is stored.
 """
 
@@ -87,7 +87,36 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("new_key_id")
     retire = keys.add_parser("retire", help="remove a key that no stored value uses any more")
     retire.add_argument("old_key_id")
+    _document_commands(commands)
+    commands.add_parser("verify", help="check every stored document's bytes against its SHA-256 (exit 1 naming each)")
     return parser
+
+
+def _document_commands(commands) -> None:
+    document = commands.add_parser("document", help="regulatory binder documents and their versions").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    add = document.add_parser("add", help="store a new version (a draft) of a document from a file")
+    add.add_argument("study")
+    add.add_argument("name", help="the document's name within the study (and site)")
+    add.add_argument("file", metavar="FILE")
+    add.add_argument("--label", required=True, help="version label, such as 2.0")
+    add.add_argument("--artifact", required=True, help="TMF Reference Model unique ID, such as 040 (consent form)")
+    add.add_argument("--site")
+    add.add_argument("--summary", default="", help="what changed in this version")
+    listing = document.add_parser("list", help="every version with its status")
+    listing.add_argument("study")
+    listing.add_argument("--site")
+    status = document.add_parser("status", help="move a version along its lifecycle")
+    status.add_argument("study")
+    status.add_argument("name")
+    status.add_argument("label")
+    status.add_argument("status", help="in_review, draft, approved, effective, superseded or expired")
+    status.add_argument("--on", type=_iso_date, required=True, help="the date it takes effect")
+    status.add_argument("--site")
+    status.add_argument("--reason")
+    status.add_argument("--approval-reference")
+    status.add_argument("--approval-date", type=_iso_date)
+    status.add_argument("--approval-letter-sha256")
 
 
 def _user_commands(commands) -> None:
@@ -184,6 +213,7 @@ def _trail_broken() -> tuple[type[Exception], ...]:
 def _dispatch(args) -> int:
     from trialcoord import admin_commands as admin
     from trialcoord import commands
+    from trialcoord import document_commands as docs
 
     if args.command == "protocol" and args.action == "validate":
         return commands.validate_protocols(args.files)
@@ -210,6 +240,13 @@ def _dispatch(args) -> int:
         ("audit", "public-key"): lambda: admin.audit_public_key(args.out),
         ("keys", "rotate"): lambda: admin.keys_rotate(args.new_key_id),
         ("keys", "retire"): lambda: admin.keys_retire(args.old_key_id),
+        ("document", "add"): lambda: docs.document_add(args.study, args.name, args.file, args.label, args.artifact,
+                                                       args.site, args.summary),
+        ("document", "list"): lambda: docs.document_list(args.study, args.site),
+        ("document", "status"): lambda: docs.document_status(
+            args.study, args.name, args.label, args.status, args.on, args.site, args.reason, args.approval_reference,
+            args.approval_date, args.approval_letter_sha256),
+        ("verify", None): docs.verify_documents,
     }
     return handlers[(args.command, getattr(args, "action", None))]()
 

@@ -146,6 +146,24 @@ MIGRATIONS: tuple[Migration, ...] = (
                 FOR EACH STATEMENT EXECUTE FUNCTION audit_entries_append_only()""",
         ),
     ),
+    Migration(
+        3,
+        "documents, their immutable versions and the bytes they name",
+        (
+            # site '' is a study-level document (a NULL would not take part in the UNIQUE constraint).
+            """CREATE TABLE documents (
+                id {pk}, study TEXT NOT NULL, site TEXT NOT NULL, name TEXT NOT NULL, artifact TEXT NOT NULL,
+                created_at TEXT NOT NULL, UNIQUE (study, site, name))""",
+            # Bytes as base64 text: the same column type on every engine; named by their SHA-256, checked on read.
+            "CREATE TABLE document_blobs (sha256 TEXT PRIMARY KEY, size INT NOT NULL, data TEXT NOT NULL)",
+            """CREATE TABLE document_versions (
+                id {pk}, document INT NOT NULL REFERENCES documents (id), label TEXT NOT NULL,
+                sha256 TEXT NOT NULL REFERENCES document_blobs (sha256), size INT NOT NULL,
+                media_type TEXT NOT NULL, file_name TEXT NOT NULL, author TEXT NOT NULL,
+                change_summary TEXT NOT NULL, created_at TEXT NOT NULL, status TEXT NOT NULL,
+                history TEXT NOT NULL, approval TEXT, UNIQUE (document, label))""",
+        ),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -1,0 +1,140 @@
+"""Document versions as stored: immutable, typed by content, moved only along the lifecycle, audited, and
+their bytes checked against their hash; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import date
+
+import pytest
+
+from trialcoord.adapters.persistence import audit_store
+from trialcoord.adapters.persistence.engine import fetch, transaction
+from trialcoord.domain.documents import DocumentKey, IrbApproval
+from trialcoord.domain.problems import InvalidInput
+from trialcoord.services import audit_log, documents
+from trialcoord.services.errors import Conflict, NotFound
+
+pytestmark = pytest.mark.anyio
+PDF = b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+ICF = DocumentKey("TST-1", "101", "Informed consent form (English)")
+LETTER = DocumentKey("TST-1", "101", "IRB approval of ICF 2.0")
+
+
+async def trail(record_type: str) -> list[dict]:
+    return await audit_log.export_rows(audit_store.AuditFilter(record_type=record_type), 100)
+
+
+async def test_a_version_is_stored_once_hashed_typed_by_content_and_audited(study):
+    added = await documents.add_version(ICF, "040", "2.0", PDF, "icf-v2.pdf", "amendment 2 wording", actor="cora")
+    assert (added["sha256"], added["media_type"], added["status"]) == (
+        hashlib.sha256(PDF).hexdigest(), "application/pdf", "draft")
+    assert added["artifact"]["number"] == "02.02.03" and added["author"] == "cora"
+    assert await documents.version_bytes(ICF, "2.0") == PDF
+    with pytest.raises(Conflict, match="versions never change"):
+        await documents.add_version(ICF, "040", "2.0", PDF + b" ", "icf-v2b.pdf", actor="cora")
+    scan = await documents.add_version(LETTER, "066", "1", PNG, "letter.pdf", actor="cora")  # the name lies
+    assert scan["media_type"] == "image/png"
+    created = await trail("document_version")
+    assert [e["record_id"] for e in created] == ["TST-1/101/documents/Informed consent form (English)/2.0",
+                                                 "TST-1/101/documents/IRB approval of ICF 2.0/1"]
+    assert created[0]["new"]["sha256"] == added["sha256"] and created[0]["actor"] == "cora"
+
+
+@pytest.mark.parametrize(("data", "name", "field"), [
+    (b"", "empty.pdf", "file"),
+    (b"%PDF-1.7\n1 0 obj<<>>endobj\n", "truncated.pdf", "file"),
+    (b"MZ\x90\x00 not a document", "cv.pdf", "file"),
+])
+async def test_bad_uploads_are_refused_naming_the_file_and_nothing_is_stored(study, data, name, field):
+    with pytest.raises(InvalidInput) as refused:
+        await documents.add_version(ICF, "040", "1.0", data, name)
+    assert refused.value.problems[0].field == field
+    assert await documents.list_documents("TST-1") == []
+    assert (await fetch("SELECT COUNT(*) AS n FROM document_blobs"))[0]["n"] == 0
+
+
+async def test_an_oversized_upload_is_refused(study, monkeypatch):
+    monkeypatch.setattr(documents, "MAX_BYTES", len(PDF) - 1)
+    with pytest.raises(InvalidInput, match="larger|exceeds|limit|bytes"):
+        await documents.add_version(ICF, "040", "1.0", PDF, "icf.pdf")
+
+
+async def test_unknown_study_site_or_artifact_are_named(study):
+    with pytest.raises(NotFound, match="NOPE"):
+        await documents.add_version(DocumentKey("NOPE", None, "x"), "040", "1", PDF, "x.pdf")
+    with pytest.raises(InvalidInput) as site:
+        await documents.add_version(DocumentKey("TST-1", "999", "x"), "040", "1", PDF, "x.pdf")
+    assert site.value.problems[0].field == "site"
+    with pytest.raises(InvalidInput) as artifact:
+        await documents.add_version(ICF, "999", "1", PDF, "x.pdf")
+    assert artifact.value.problems[0].field == "artifact"
+
+
+async def test_the_lifecycle_is_followed_and_each_step_audited(study):
+    await documents.add_version(LETTER, "066", "1", PDF, "letter.pdf")
+    letter_sha = (await documents.list_documents("TST-1"))[0]["sha256"]
+    await documents.add_version(ICF, "040", "2.0", PDF + b"%v2", "icf.pdf")
+    with pytest.raises(InvalidInput) as skipped:
+        await documents.change_status(ICF, "2.0", "effective", date(2024, 5, 1))
+    assert skipped.value.problems[0].field == "status"
+    assert (await documents.list_documents("TST-1"))[-1]["status"] == "draft"  # nothing changed
+    await documents.change_status(ICF, "2.0", "in_review", date(2024, 4, 1), actor="cora")
+    with pytest.raises(InvalidInput) as no_approval:
+        await documents.change_status(ICF, "2.0", "approved", date(2024, 4, 10))
+    assert no_approval.value.problems[0].field == "approval"
+    approval = IrbApproval("IRB-2024-117", date(2024, 4, 9), letter_sha)
+    approved = await documents.change_status(ICF, "2.0", "approved", date(2024, 4, 10), approval=approval,
+                                             actor="ivan")
+    assert approved["approval"]["reference"] == "IRB-2024-117"
+    effective = await documents.change_status(ICF, "2.0", "effective", date(2024, 4, 15), actor="ivan")
+    assert (effective["status"], effective["status_date"]) == ("effective", date(2024, 4, 15))
+    steps = [e for e in await trail("document_version") if e["action"] == "update"]
+    assert [(e["old"]["status"], e["new"]["status"], e["actor"]) for e in steps] == [
+        ("draft", "in_review", "cora"), ("in_review", "approved", "ivan"), ("approved", "effective", "ivan")]
+    assert steps[1]["new"]["approval"]["letter_sha256"] == letter_sha
+    assert (await audit_log.verify()).ok
+
+
+async def test_altered_bytes_are_never_handed_out_and_verification_names_them(study):
+    await documents.add_version(ICF, "040", "1.0", PDF, "icf.pdf")
+    assert await documents.verify_stored() == (1, [])
+    sha = hashlib.sha256(PDF).hexdigest()
+    flipped = bytearray(PDF)
+    flipped[10] ^= 1
+    async with transaction():
+        await fetch("UPDATE document_blobs SET data = {} WHERE sha256 = {}", base64.b64encode(bytes(flipped)).decode(),
+                    sha)
+    with pytest.raises(Conflict, match="do not match their SHA-256"):
+        await documents.version_bytes(ICF, "1.0")
+    checked, problems = await documents.verify_stored()
+    assert checked == 1 and problems == [f"content {sha}: its bytes do not match their SHA-256 (altered or damaged)"]
+
+
+async def test_the_document_commands_store_list_move_and_verify(study, db, tmp_path):
+    from tests.integration.test_cli import run
+
+    env = {"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_DATA_DIR": str(tmp_path)}
+    file = tmp_path / "cv.pdf"
+    file.write_bytes(PDF)
+    added = run("document", "add", "TST-1", "PI CV", str(file), "--label", "1", "--artifact", "087", "--site", "101",
+                env=env)
+    assert added.returncode == 0, added.stderr
+    assert "05.02.04" in added.stdout and hashlib.sha256(PDF).hexdigest() in added.stdout
+    refused = run("document", "status", "TST-1", "PI CV", "1", "effective", "--on", "2024-05-01", "--site", "101",
+                  env=env)
+    assert refused.returncode == 2 and "cannot go from draft to effective" in refused.stderr
+    moved = run("document", "status", "TST-1", "PI CV", "1", "in_review", "--on", "2024-05-01", "--site", "101",
+                env=env)
+    assert moved.returncode == 0 and "in_review from 2024-05-01" in moved.stdout
+    listing = run("document", "list", "TST-1", env=env)
+    assert "PI CV\t1\tin_review since 2024-05-01" in listing.stdout
+    assert run("verify", env=env).returncode == 0
+    async with transaction():
+        await fetch("UPDATE document_blobs SET data = {}", base64.b64encode(b"%PDF-1.7 forged\n%%EOF").decode())
+    broken = run("verify", env=env)
+    assert broken.returncode == 1 and "do not match their SHA-256" in broken.stderr
+    entries = [e for e in await trail("document_version")]
+    assert {e["actor"][:4] for e in entries} == {"cli:"}

@@ -1,0 +1,146 @@
+"""Documents of the regulatory binder: immutable versions, their lifecycle, and proof that bytes are intact.
+
+A version is created once (its bytes hashed on arrival, typed by content) and never changes afterwards
+except by a permitted status transition (11.10(f)); both are audited in the same transaction. Reading
+bytes back checks them against their SHA-256. The rules are the domain's (`trialcoord/domain/documents.py`,
+`tmf.py`); signatures, consent and the binder export build on this (docs/documents.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import date
+
+from trialcoord.adapters.persistence import documents_store as store
+from trialcoord.adapters.persistence import repositories as repo
+from trialcoord.adapters.persistence.engine import read, transaction
+from trialcoord.domain.audit import utc_instant
+from trialcoord.domain.documents import DocumentKey, DocumentVersion, IrbApproval, check_upload, transition
+from trialcoord.domain.tmf import artifact as tmf_artifact
+from trialcoord.services import audit_log
+from trialcoord.services.audit_log import SYSTEM, Change
+from trialcoord.services.errors import Conflict, NotFound, invalid
+
+MAX_BYTES = 20 * 1024 * 1024  # scanned approval letters and CVs; larger files are almost always a mistake
+
+
+def record_id(key: DocumentKey, label: str | None = None) -> str:
+    """`STUDY/SITE/documents/NAME[/LABEL]` (study level: `STUDY/documents/...`), so a site's trail holds its own."""
+    parts = [key.study, *([key.site] if key.site else []), "documents", key.name, *([label] if label else [])]
+    return "/".join(parts)
+
+
+async def add_version(key: DocumentKey, artifact_id: str, label: str, data: bytes, file_name: str,
+                      change_summary: str = "", actor: str = SYSTEM) -> dict:
+    """Store a new version in draft; its label is new for the document, its bytes are checked by content."""
+    media_type = check_upload(data, file_name, MAX_BYTES)
+    found = tmf_artifact(artifact_id)
+    sha256 = hashlib.sha256(data).hexdigest()
+    version = DocumentVersion(key, label.strip(), sha256, actor, change_summary.strip(),
+                              utc_instant(audit_log.clock()), len(data), media_type)
+    async with transaction(f"document {key.name} version {label}"):
+        await _check_scope(key)
+        document = await store.find_document(key.study, key.site, key.name)
+        if document is None:
+            document = await store.insert_document(key.study, key.site, key.name, found.unique_id, version.created_at)
+            await audit_log.record(actor, Change("create", "document", record_id(key), None,
+                                                 {"artifact": found.unique_id, "site": key.site}))
+        elif document["artifact"] != found.unique_id:
+            raise invalid(f"document {key.name} is filed under TMF artifact {document['artifact']}, not"
+                          f" {found.unique_id}", field="artifact")
+        if await store.find_version(document["id"], version.label):
+            raise Conflict(f"document {key.name} already has a version {version.label}; versions never change:"
+                           " give the new one its own label")
+        await store.save_blob(sha256, data)
+        await store.insert_version(document["id"], version, file_name)
+        await audit_log.record(actor, Change("create", "document_version", record_id(key, version.label), None, {
+            "sha256": sha256, "size": len(data), "media_type": media_type, "status": "draft",
+            "change_summary": version.change_summary}))
+    return _version_dict(version, file_name, found.unique_id)
+
+
+async def change_status(key: DocumentKey, label: str, to: str, on: date, reason: str | None = None,
+                        approval: IrbApproval | None = None, actor: str = SYSTEM) -> dict:
+    """Move a version along its lifecycle; anything the lifecycle forbids is refused, nothing changed."""
+    async with transaction(f"document {key.name} version {label}"):
+        document, row = await _version_row(key, label)
+        before = store.version_of(row, key)
+        after = transition(before, to, on=on, approval=approval, reason=(reason or "").strip() or None)
+        await store.update_status(row["id"], after)
+        new = {"status": str(after.status), "on": on}
+        if approval:
+            new["approval"] = {"reference": approval.reference, "approved_on": approval.approved_on.isoformat(),
+                               "letter_sha256": approval.letter_sha256}
+        await audit_log.record(actor, Change("update", "document_version", record_id(key, label),
+                                             {"status": str(before.status)}, new, (reason or "").strip() or None))
+    return _version_dict(after, row["file_name"], document["artifact"])
+
+
+async def list_documents(study: str, site: str | None = None) -> list[dict]:
+    """Every version of the study's documents (and the site's, given one), by site, name and age."""
+    async with read():
+        rows = await store.list_documents(study, site)
+    return [_version_dict(store.version_of(row, DocumentKey(study, row["site"] or None, row["name"])),
+                          row["file_name"], row["artifact"]) for row in rows]
+
+
+async def version_bytes(key: DocumentKey, label: str) -> bytes:
+    """The version's bytes, checked against its SHA-256: altered bytes are never handed out."""
+    async with read():
+        _, row = await _version_row(key, label)
+        data = await store.blob(row["sha256"])
+    if data is None or hashlib.sha256(data).hexdigest() != row["sha256"]:
+        raise Conflict(f"document {key.name} version {label}: the stored bytes do not match their SHA-256"
+                       f" {row['sha256']}; restore them from a backup")
+    return data
+
+
+async def verify_stored() -> tuple[int, list[str]]:
+    """(contents checked, problems): every stored content against the SHA-256 that names it."""
+    async with read():
+        blobs = await store.all_blobs()
+    problems = []
+    for sha256, size, text in blobs:
+        try:
+            data = base64.b64decode(text, validate=True)
+        except ValueError:
+            problems.append(f"content {sha256}: the stored text is not base64")
+            continue
+        if hashlib.sha256(data).hexdigest() != sha256 or len(data) != size:
+            problems.append(f"content {sha256}: its bytes do not match their SHA-256 (altered or damaged)")
+    return len(blobs), problems
+
+
+async def _check_scope(key: DocumentKey) -> None:
+    study = await repo.find_study(key.study)
+    if study is None:
+        raise NotFound(f"study {key.study} does not exist")
+    if key.site is not None and await repo.find_site(study["id"], key.site) is None:
+        raise invalid(f"study {key.study} has no site {key.site}", field="site")
+    if not key.name.strip() or len(key.name) > 200 or "/" in key.name:
+        raise invalid("a document name is 1 to 200 characters, without '/'", field="name")
+
+
+async def _version_row(key: DocumentKey, label: str) -> tuple[dict, dict]:
+    document = await store.find_document(key.study, key.site, key.name)
+    if document is None:
+        raise NotFound(f"study {key.study} has no document {key.name}" + (f" at site {key.site}" if key.site else ""))
+    row = await store.find_version(document["id"], label)
+    if row is None:
+        raise NotFound(f"document {key.name} has no version {label}")
+    return document, row
+
+
+def _version_dict(version: DocumentVersion, file_name: str, artifact_id: str) -> dict:
+    found = tmf_artifact(artifact_id)
+    return {
+        "study": version.key.study, "site": version.key.site, "name": version.key.name,
+        "artifact": {"unique_id": found.unique_id, "number": found.number, "name": found.name},
+        "label": version.label, "sha256": version.sha256, "size": version.size, "media_type": version.media_type,
+        "file_name": file_name, "author": version.author, "change_summary": version.change_summary,
+        "created_at": version.created_at, "status": str(version.status), "status_date": version.status_date,
+        "approval": None if version.approval is None else {
+            "reference": version.approval.reference, "approved_on": version.approval.approved_on,
+            "letter_sha256": version.approval.letter_sha256},
+    }
