@@ -18,7 +18,8 @@ from trialcoord.web.auth import rule_of
 pytestmark = pytest.mark.anyio
 
 A = Action
-SITE_WORK = {A.VIEW_SCHEDULE, A.VIEW_PERSONAL_DATA, A.EXPORT, A.ENROLL_PARTICIPANT, A.RECORD_VISIT, A.SIGN}
+SITE_WORK = {A.VIEW_SCHEDULE, A.VIEW_PERSONAL_DATA, A.EXPORT, A.ENROLL_PARTICIPANT, A.RECORD_VISIT,
+             A.MANAGE_DOCUMENTS, A.SIGN}
 # persona -> site -> actions allowed there ("*" covers every site of TST-1; "study" the study itself)
 EXPECTED = {
     "admin": {"*": set(A), "study": set(A), "system": set(A)},

@@ -138,3 +138,67 @@ async def test_the_document_commands_store_list_move_and_verify(study, db, tmp_p
     assert broken.returncode == 1 and "do not match their SHA-256" in broken.stderr
     entries = [e for e in await trail("document_version")]
     assert {e["actor"][:4] for e in entries} == {"cli:"}
+
+
+# Through the API, as the personas of the access matrix
+
+def _body(name: str = "PI CV", site: str | None = "101", data: bytes = PDF, label: str = "1") -> dict:
+    return {"name": name, "site": site, "artifact": "087", "label": label, "file_name": "cv.pdf",
+            "content": base64.b64encode(data).decode()}
+
+
+async def test_site_staff_add_and_move_their_sites_documents_and_others_only_read(anonymous, personas):
+    from tests.conftest import signed_in
+
+    url = "/api/studies/TST-1/documents"
+    coord = await signed_in(anonymous, "coord-a")
+    added = await coord.post(url, json=_body())
+    assert added.status_code == 201 and added.json()["media_type"] == "application/pdf"
+    assert (await coord.post(url, json=_body(site="102"))).status_code == 403
+    assert (await coord.post(url, json=_body(site=None))).status_code == 403  # study level: whole-study grant
+    moved = await coord.post(f"{url}/status", json={"name": "PI CV", "site": "101", "label": "1",
+                                                    "status": "in_review", "on": "2024-05-01"})
+    assert moved.status_code == 200 and moved.json()["status"] == "in_review"
+    skipped = await coord.post(f"{url}/status", json={"name": "PI CV", "site": "101", "label": "1",
+                                                      "status": "expired", "on": "2024-05-02"})
+    assert skipped.status_code == 422 and skipped.json()["errors"][0]["field"] == "status"
+    not_base64 = await coord.post(url, json={**_body(label="2"), "content": "%%%"})
+    assert not_base64.status_code == 400 and "content" in not_base64.text
+
+    sponsor = await signed_in(anonymous, "sponsor")
+    assert (await sponsor.post(url, json=_body(label="3"))).status_code == 403
+    assert [row["label"] for row in (await sponsor.get(url)).json()] == ["1"]
+    download = await sponsor.get(f"{url}/content", params={"name": "PI CV", "label": "1", "site": "101"})
+    assert download.status_code == 200 and download.content == PDF
+    assert download.headers["content-type"].startswith("application/pdf")
+    other = await signed_in(anonymous, "coord-b")
+    assert (await other.get(url)).json() == []  # site 101's documents are not theirs to see
+    assert (await other.get(f"{url}/content", params={"name": "PI CV", "label": "1", "site": "101"})
+            ).status_code == 403
+    exports = [e for e in await trail("document_version") if e["action"] == "export"]
+    assert [e["actor"] for e in exports] == ["sponsor"]
+
+
+async def test_the_documents_page_stores_a_version_and_moves_it(anonymous, personas):
+    from tests.conftest import signed_in
+
+    page = "/studies/TST-1/documents"
+    coord = await signed_in(anonymous, "coord-a")
+    token = coord.headers.pop("X-CSRF-Token")  # as a browser sends it: in the form
+    fields = {"name": "Delegation log", "artifact": "101", "site": "101", "label": "1", "csrf_token": token}
+    stored = await coord.post(page, data=fields, files={"file": ("log.pdf", PDF, "application/pdf")})
+    assert stored.status_code == 303, stored.text
+    listing = await coord.get(page)
+    assert "Delegation log" in listing.text and "05.02.18" in listing.text and "draft" in listing.text
+    refused = await coord.post(page, data={**fields, "label": "2"}, files={"file": ("x.pdf", b"MZ junk", "x/y")})
+    assert refused.status_code == 422 and "file" in refused.text.lower()
+    forged = await coord.post(page, data={**fields, "label": "3", "csrf_token": "forged"},
+                              files={"file": ("log.pdf", PDF, "application/pdf")})
+    assert forged.status_code == 403
+    moved = await coord.post(f"{page}/status", data={"name": "Delegation log", "label": "1", "site": "101",
+                                                     "status": "in_review", "on": "2024-05-01", "csrf_token": token})
+    assert moved.status_code == 303
+    assert "in review" in (await coord.get(page)).text
+    sponsor = await signed_in(anonymous, "sponsor")
+    view = await sponsor.get(page)
+    assert view.status_code == 200 and "Delegation log" in view.text and "Store version" not in view.text

@@ -35,6 +35,7 @@ view_audit             Y     -     Y      Y       -
 export                 Y     Y     Y      Y       Y
 enroll_participant     Y     Y     Y      -       -
 record_visit           Y     Y     Y      -       -
+manage_documents       Y     Y     Y      -       -
 sign                   Y     Y     Y      Y       -
 load_protocol          Y     -     -      -       -
 manage_sites           Y     -     -      -       -

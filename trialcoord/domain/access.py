@@ -29,6 +29,7 @@ class Action(StrEnum):
     EXPORT = "export"  # coded data only; personal data also needs view_personal_data
     ENROLL_PARTICIPANT = "enroll_participant"  # enrol, assign an arm, change protocol version
     RECORD_VISIT = "record_visit"  # events, visit dates, appointments, missed visits
+    MANAGE_DOCUMENTS = "manage_documents"  # binder documents: new versions, lifecycle steps
     SIGN = "sign"
     LOAD_PROTOCOL = "load_protocol"
     MANAGE_SITES = "manage_sites"
@@ -39,7 +40,7 @@ READ_ONLY_ACTIONS = frozenset({Action.VIEW_SCHEDULE, Action.VIEW_PERSONAL_DATA, 
 SITE_ROLES = frozenset({Role.COORDINATOR, Role.INVESTIGATOR})
 
 _SITE_WORK = frozenset({Action.VIEW_SCHEDULE, Action.VIEW_PERSONAL_DATA, Action.EXPORT,
-                        Action.ENROLL_PARTICIPANT, Action.RECORD_VISIT, Action.SIGN})
+                        Action.ENROLL_PARTICIPANT, Action.RECORD_VISIT, Action.MANAGE_DOCUMENTS, Action.SIGN})
 
 # The only place that says which role may do what; docs/access-control.md shows it (a test compares).
 ROLE_PERMISSIONS: dict[Role, frozenset[Action]] = {

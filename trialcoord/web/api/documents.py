@@ -1,0 +1,152 @@
+"""Binder documents of a study and its sites: list, add a version, move it along the lifecycle, download.
+
+A document is named by its `name` and `site` (none: a study-level document); the `site` query parameter
+is also what the guard scopes the request to. Study-level documents are seen by everyone working on the
+study and managed by whoever holds the action for the whole study.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import date
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, Response, get, post
+from litestar.exceptions import PermissionDeniedException, ValidationException
+from litestar.params import FromQuery, JSONBody
+
+from trialcoord.domain.access import Action
+from trialcoord.domain.documents import DocumentKey, IrbApproval
+from trialcoord.services import audit_log, documents
+from trialcoord.services.audit_log import Change
+from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath
+from trialcoord.web.api.schemas import Code, Text
+from trialcoord.web.auth import Access, needs
+from trialcoord.web.errors import problem_responses
+
+VIEW = needs(Action.VIEW_SCHEDULE, across_sites=True)
+MANAGE = needs(Action.MANAGE_DOCUMENTS, across_sites=True)
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^/\x00-\x1f\x7f]+$")]
+MAX_BODY = documents.MAX_BYTES * 4 // 3 + 64 * 1024  # the file in base64, and the rest of the JSON
+
+
+class ArtifactOut(msgspec.Struct):
+    unique_id: str
+    number: str
+    name: str
+
+
+class ApprovalOut(msgspec.Struct):
+    reference: str
+    approved_on: date
+    letter_sha256: str
+
+
+class DocumentVersionOut(msgspec.Struct):
+    study: str
+    site: str | None
+    name: str
+    artifact: ArtifactOut
+    label: str
+    sha256: str
+    size: int
+    media_type: str
+    file_name: str
+    author: str
+    change_summary: str
+    created_at: str
+    status: str
+    status_date: date | None
+    approval: ApprovalOut | None
+
+
+class VersionIn(msgspec.Struct):
+    name: Name
+    artifact: Annotated[str, msgspec.Meta(min_length=1, max_length=8)]
+    label: Code
+    file_name: Name
+    content: Annotated[str, msgspec.Meta(min_length=1, description="the file, base64")]
+    site: Code | None = None
+    change_summary: Text = ""
+
+
+class StatusIn(msgspec.Struct):
+    name: Name
+    label: Code
+    status: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+    on: date
+    site: Code | None = None
+    reason: Text | None = None
+    approval_reference: Code | None = None
+    approval_date: date | None = None
+    approval_letter_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+
+def _out(row: dict) -> DocumentVersionOut:
+    return msgspec.convert(row, DocumentVersionOut)
+
+
+def may_manage(access: Access, site: str | None, study: str) -> None:
+    """A site's documents at that site; study-level documents with a grant for the whole study."""
+    if site is not None:
+        access.require_site(site, "manage documents")
+    elif access.sites is not None and not access.sites.all_sites:
+        raise PermissionDeniedException(f"{access.user_id} may not manage the study-level documents of {study}")
+
+
+class DocumentController(Controller):
+    path = "/api/studies/{study:str}/documents"
+    tags = ["documents"]
+
+    @get("/", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
+    async def list_documents(self, study: StudyPath, access: AccessDep, site: QueryStr = None
+                             ) -> list[DocumentVersionOut]:
+        """Every version of the study's documents and of the sites the viewer works at."""
+        rows = await documents.list_documents(study, site)
+        return [_out(row) for row in rows if row["site"] is None or access.shows(row["site"])]
+
+    @post("/", opt=MANAGE, status_code=201, request_max_body_size=MAX_BODY,
+          responses=problem_responses(400, 401, 403, 404, 409, 422))
+    async def add_version(self, study: StudyPath, data: JSONBody[VersionIn], access: AccessDep) -> DocumentVersionOut:
+        """Store a new version (a draft); its type is checked by content, its SHA-256 computed on arrival."""
+        may_manage(access, data.site, study)
+        try:
+            content = base64.b64decode(data.content, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationException("`content` is not base64", extra=[{"key": "content", "message": "not base64"}]
+                                      ) from None
+        row = await documents.add_version(DocumentKey(study, data.site, data.name), data.artifact, data.label,
+                                          content, data.file_name, data.change_summary, actor=access.user_id)
+        return _out(row)
+
+    @post("/status", opt=MANAGE, status_code=200, responses=problem_responses(400, 401, 403, 404, 422))
+    async def change_status(self, study: StudyPath, data: JSONBody[StatusIn], access: AccessDep) -> DocumentVersionOut:
+        """Move a version along draft -> in review -> approved -> effective -> superseded or expired."""
+        may_manage(access, data.site, study)
+        approval = None
+        if data.approval_reference or data.approval_date or data.approval_letter_sha256:
+            if not (data.approval_reference and data.approval_date and data.approval_letter_sha256):
+                raise ValidationException("an approval needs its reference, date and letter's SHA-256",
+                                          extra=[{"key": "approval_reference", "message": "incomplete approval"}])
+            approval = IrbApproval(data.approval_reference, data.approval_date, data.approval_letter_sha256)
+        row = await documents.change_status(DocumentKey(study, data.site, data.name), data.label, data.status,
+                                            data.on, data.reason, approval, actor=access.user_id)
+        return _out(row)
+
+    @get("/content", opt=VIEW, media_type="application/octet-stream",
+         responses=problem_responses(400, 401, 403, 404, 409))
+    async def content(self, study: StudyPath, access: AccessDep, name: FromQuery[Name], label: FromQuery[Code],
+                      site: QueryStr = None) -> Response[bytes]:
+        """The version's bytes, checked against their SHA-256 first; the download is audited."""
+        key = DocumentKey(study, site, name)
+        data = await documents.version_bytes(key, label)
+        row = next(r for r in await documents.list_documents(study, site)
+                   if r["name"] == name and r["label"] == label and r["site"] == site)
+        await audit_log.record_alone(access.user_id, Change("export", "document_version",
+                                                            documents.record_id(key, label), None,
+                                                            {"sha256": row["sha256"]}))
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in row["file_name"])
+        return Response(data, media_type=row["media_type"],
+                        headers={"Content-Disposition": f'attachment; filename="{safe}"'})
