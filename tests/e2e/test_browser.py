@@ -250,3 +250,28 @@ def test_a_failed_sign_in_is_shown_to_administrators(browser, server):
     expect(admin.get_by_role("heading", name="Audit trail")).to_be_visible()
     expect(admin.locator("table.audit")).to_contain_text("sign_in_failed")
     admin.screenshot(path=str(ARTIFACTS / "audit-trail.png"), full_page=True)
+
+
+def test_a_coordinator_stores_a_document_version_and_sends_it_for_review(browser, server, tmp_path):
+    from playwright.sync_api import expect
+
+    cora = sign_in(browser, server, "cora")
+    cora.goto("/studies/DEMO-001")
+    cora.get_by_role("link", name="Documents").click()
+    expect(cora.get_by_role("heading", name="Documents of DEMO-001")).to_be_visible()
+    cv = tmp_path / "pi-cv.pdf"
+    cv.write_bytes(b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")
+    cora.get_by_label("Document name").fill("PI CV")
+    cora.locator("#add-artifact").select_option("087")
+    cora.locator("#add-site").select_option("101")
+    cora.get_by_label("Version label").fill("1")
+    cora.get_by_label("File (PDF, DOCX, PNG or JPEG)").set_input_files(str(cv))
+    cora.get_by_role("button", name="Store version").click()
+    expect(cora.get_by_role("status")).to_have_text("Version stored as a draft.")
+    row = cora.get_by_role("row").filter(has_text="PI CV")
+    expect(row).to_contain_text("draft")
+    row.locator("select[name=status]").select_option("in_review")
+    row.get_by_role("button", name="Save").click()
+    expect(cora.get_by_role("status")).to_have_text("Status changed.")
+    expect(cora.get_by_role("row").filter(has_text="PI CV")).to_contain_text("in review")
+    cora.screenshot(path=str(ARTIFACTS / "documents.png"), full_page=True)

@@ -95,12 +95,12 @@ async def _context(study: str, access: Access, today: date) -> dict[str, Any]:
     details = await scheduling.get_study(study)
     rows = [row for row in await documents.list_documents(study) if row["site"] is None or access.shows(row["site"])]
     sites = [row["code"] for row in await scheduling.list_sites(study) if access.shows(row["code"])]
-    manage = access.may(Action.MANAGE_DOCUMENTS, study, None, today) or any(
-        access.may(Action.MANAGE_DOCUMENTS, study, site, today) for site in sites)
+    study_wide = access.may(Action.MANAGE_DOCUMENTS, study, None, today)
+    manage = study_wide or any(access.may(Action.MANAGE_DOCUMENTS, study, site, today) for site in sites)
     return {
         "study": details, "rows": rows, "sites": [(code, f"site {code}") for code in sites],
         "artifacts": [(a.unique_id, f"{a.number} {a.name}") for a in sorted(ARTIFACTS.values(), key=lambda a: a.number)],
         "next_states": {str(s): [(str(n), str(n).replace("_", " ")) for n in sorted(PERMITTED[s])] for s in DocumentStatus},
-        "can_manage": manage, "today": today, "notice": None,
+        "can_manage": manage, "study_level": study_wide, "today": today, "notice": None,
         "failed": {"key": "", "errors": {}, "form": {}},
     }
