@@ -100,7 +100,7 @@ async def test_the_lifecycle_is_followed_and_each_step_audited(study):
 
 async def test_altered_bytes_are_never_handed_out_and_verification_names_them(study):
     await documents.add_version(ICF, "040", "1.0", PDF, "icf.pdf")
-    assert await documents.verify_stored() == (1, [])
+    assert await documents.verify_stored() == (2, [])  # one content, one version
     sha = hashlib.sha256(PDF).hexdigest()
     flipped = bytearray(PDF)
     flipped[10] ^= 1
@@ -110,7 +110,60 @@ async def test_altered_bytes_are_never_handed_out_and_verification_names_them(st
     with pytest.raises(Conflict, match="do not match their SHA-256"):
         await documents.version_bytes(ICF, "1.0")
     checked, problems = await documents.verify_stored()
-    assert checked == 1 and problems == [f"content {sha}: its bytes do not match their SHA-256 (altered or damaged)"]
+    assert checked == 2 and problems == [f"content {sha}: its bytes do not match their SHA-256 (altered or damaged)"]
+
+
+async def test_a_version_pointed_at_other_bytes_is_caught_against_the_audit_trail(study):
+    await documents.add_version(ICF, "040", "1.0", PDF, "icf.pdf")
+    await documents.add_version(ICF, "040", "2.0", PDF + b"%v2", "icf.pdf")
+    other = hashlib.sha256(PDF + b"%v2").hexdigest()
+    async with transaction():
+        await fetch("UPDATE document_versions SET sha256 = {}, size = {} WHERE label = '1.0'", other, len(PDF) + 3)
+    _, problems = await documents.verify_stored()
+    assert problems == ["document Informed consent form (English) at site 101 version 1.0: its SHA-256 is not the one"
+                        " recorded in the audit trail when it was created"]
+
+
+async def test_a_new_effective_version_supersedes_the_one_before(study):
+    await documents.add_version(LETTER, "066", "1", PDF + b"%letter", "letter.pdf")
+    letter = hashlib.sha256(PDF + b"%letter").hexdigest()
+    for label, day in (("1.0", 1), ("2.0", 20)):
+        await documents.add_version(ICF, "040", label, PDF + label.encode(), "icf.pdf")
+        await documents.change_status(ICF, label, "in_review", date(2024, 4, day))
+        await documents.change_status(ICF, label, "approved", date(2024, 4, day),
+                                      approval=IrbApproval(f"IRB-{label}", date(2024, 4, day), letter))
+        await documents.change_status(ICF, label, "effective", date(2024, 4, day + 1))
+    states = {row["label"]: (row["status"], row["status_date"]) for row in await documents.list_documents("TST-1")
+              if row["name"] == ICF.name}
+    assert states == {"1.0": ("superseded", date(2024, 4, 21)), "2.0": ("effective", date(2024, 4, 21))}
+    superseded = [e for e in await trail("document_version") if (e["new"] or {}).get("status") == "superseded"]
+    assert [e["reason"] for e in superseded] == ["superseded by version 2.0"]
+
+
+async def test_an_approval_must_name_a_stored_letter_and_dates_must_be_plausible(study):
+    await documents.add_version(ICF, "040", "1.0", PDF, "icf.pdf")
+    await documents.change_status(ICF, "1.0", "in_review", date(2024, 4, 1))
+    with pytest.raises(InvalidInput) as unknown:
+        await documents.change_status(ICF, "1.0", "approved", date(2024, 4, 2),
+                                      approval=IrbApproval("IRB-1", date(2024, 4, 2), "ab" * 32))
+    assert unknown.value.problems[0].field == "approval_letter_sha256"
+    for day in (date(1, 1, 1), date(9999, 12, 31)):
+        with pytest.raises(InvalidInput) as implausible:
+            await documents.change_status(ICF, "1.0", "draft", day, reason="x")
+        assert implausible.value.problems[0].field == "on"
+
+
+async def test_artifacts_are_filed_at_their_level_and_names_are_checked(study):
+    with pytest.raises(InvalidInput, match="study level") as protocol:
+        await documents.add_version(DocumentKey("TST-1", "101", "Protocol"), "032", "1", PDF, "p.pdf")
+    assert protocol.value.problems[0].field == "site"
+    with pytest.raises(InvalidInput, match="name the site"):
+        await documents.add_version(DocumentKey("TST-1", None, "Subject log"), "234", "1", PDF, "s.pdf")
+    for label, file_name, field in (("a/b", "x.pdf", "label"), ("1", "x\x00.pdf", "file_name"),
+                                    ("1", "f" * 201, "file_name"), ("x" * 65, "x.pdf", "label")):
+        with pytest.raises(InvalidInput) as bad:
+            await documents.add_version(ICF, "040", label, PDF, file_name)
+        assert bad.value.problems[0].field == field
 
 
 async def test_the_document_commands_store_list_move_and_verify(study, db, tmp_path):
@@ -202,3 +255,41 @@ async def test_the_documents_page_stores_a_version_and_moves_it(anonymous, perso
     sponsor = await signed_in(anonymous, "sponsor")
     view = await sponsor.get(page)
     assert view.status_code == 200 and "Delegation log" in view.text and "Store version" not in view.text
+
+
+async def test_subject_logs_are_personal_data_and_names_of_any_script_download(anonymous, personas):
+    from tests.conftest import signed_in
+
+    url = "/api/studies/TST-1/documents"
+    coord = await signed_in(anonymous, "coord-a")
+    log = {**_body(name="Subject identification log"), "artifact": "234", "file_name": "同意書 log.pdf"}
+    assert (await coord.post(url, json=log)).status_code == 201
+    query = {"name": "Subject identification log", "label": "1", "site": "101"}
+    mine = await coord.get(f"{url}/content", params=query)
+    assert mine.status_code == 200 and mine.content == PDF
+    assert "filename*=UTF-8''%E5%90%8C%E6%84%8F%E6%9B%B8%20log.pdf" in mine.headers["content-disposition"]
+    for persona in ("sponsor", "monitor-expired"):
+        client = await signed_in(anonymous, persona)
+        assert (await client.get(f"{url}/content", params=query)).status_code == 403
+        assert "Subject identification log" not in (await client.get(url)).text
+    monitor = await signed_in(anonymous, "monitor")  # a personal-data grant: source data verification
+    assert (await monitor.get(f"{url}/content", params=query)).status_code == 200
+    assert (await monitor.get(f"{url}/content", params={**query, "site": ""})).status_code == 404
+    assert (await monitor.get("/api/studies/NOPE/documents")).status_code == 403
+    admin = await signed_in(anonymous, "admin")
+    assert (await admin.get("/api/studies/NOPE/documents")).status_code == 404
+
+
+async def test_an_archive_zipfile_cannot_read_is_refused_not_a_crash(study):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("word/document.xml", "<w:document/>")
+    data = bytearray(buffer.getvalue())
+    central = data.rfind(b"PK\x01\x02")
+    data[central + 6] = 0xFF  # "version needed to extract": one zipfile does not support
+    with pytest.raises(InvalidInput) as refused:
+        await documents.add_version(ICF, "040", "1.0", bytes(data), "icf.docx")
+    assert refused.value.problems[0].field == "file"

@@ -219,5 +219,5 @@ def _is_word_document(data: bytes) -> bool:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             return "word/document.xml" in archive.namelist()
-    except zipfile.BadZipFile:
-        return False
+    except (zipfile.BadZipFile, NotImplementedError, ValueError, EOFError, OSError, RuntimeError):
+        return False  # any archive zipfile cannot read is not a document we accept

@@ -23,6 +23,12 @@ from trialcoord.services.audit_log import SYSTEM, Change
 from trialcoord.services.errors import Conflict, NotFound, invalid
 
 MAX_BYTES = 20 * 1024 * 1024  # scanned approval letters and CVs; larger files are almost always a mistake
+PERSONAL_ARTIFACTS = frozenset({"105", "234"})  # subject logs link codes to people: personal data
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2199
+
+
+def holds_personal_data(row: dict) -> bool:
+    return row["artifact"]["unique_id"] in PERSONAL_ARTIFACTS
 
 
 def record_id(key: DocumentKey, label: str | None = None) -> str:
@@ -34,8 +40,14 @@ def record_id(key: DocumentKey, label: str | None = None) -> str:
 async def add_version(key: DocumentKey, artifact_id: str, label: str, data: bytes, file_name: str,
                       change_summary: str = "", actor: str = SYSTEM) -> dict:
     """Store a new version in draft; its label is new for the document, its bytes are checked by content."""
+    _check_text(label, "label", 64)
+    _check_text(file_name, "file_name", 200)
     media_type = check_upload(data, file_name, MAX_BYTES)
     found = tmf_artifact(artifact_id)
+    if found.level == "study" and key.site is not None:
+        raise invalid(f"TMF {found.number} ({found.name}) is filed at study level, not at a site", field="site")
+    if found.level == "site" and key.site is None:
+        raise invalid(f"TMF {found.number} ({found.name}) is filed at a site: name the site", field="site")
     sha256 = hashlib.sha256(data).hexdigest()
     version = DocumentVersion(key, label.strip(), sha256, actor, change_summary.strip(),
                               utc_instant(audit_log.clock()), len(data), media_type)
@@ -63,23 +75,40 @@ async def add_version(key: DocumentKey, artifact_id: str, label: str, data: byte
 async def change_status(key: DocumentKey, label: str, to: str, on: date, reason: str | None = None,
                         approval: IrbApproval | None = None, actor: str = SYSTEM) -> dict:
     """Move a version along its lifecycle; anything the lifecycle forbids is refused, nothing changed."""
+    _check_date(on, "on")
+    if approval is not None:
+        _check_date(approval.approved_on, "approval_date")
+    reason = (reason or "").strip() or None
     async with transaction(f"document {key.name} version {label}"):
         document, row = await _version_row(key, label)
         before = store.version_of(row, key)
-        after = transition(before, to, on=on, approval=approval, reason=(reason or "").strip() or None)
+        after = transition(before, to, on=on, approval=approval, reason=reason)
+        if approval is not None and await store.approval_letter(key.study, approval.letter_sha256) is None:
+            raise invalid(f"no IRB/IEC approval (TMF 04.01.02) of study {key.study} has the SHA-256"
+                          f" {approval.letter_sha256}; store the approval letter first", field="approval_letter_sha256")
+        changes = []
+        if str(after.status) == "effective":  # one effective version per document: the one before is superseded
+            for other in await store.effective_versions(document["id"]):
+                older = transition(store.version_of(other, key), "superseded", on=on,
+                                   reason=f"superseded by version {label}")
+                await store.update_status(other["id"], older)
+                changes.append(Change("update", "document_version", record_id(key, other["label"]),
+                                      {"status": "effective"}, {"status": "superseded", "on": on}, older.history[-1].reason))
         await store.update_status(row["id"], after)
         new = {"status": str(after.status), "on": on}
         if approval:
             new["approval"] = {"reference": approval.reference, "approved_on": approval.approved_on.isoformat(),
                                "letter_sha256": approval.letter_sha256}
         await audit_log.record(actor, Change("update", "document_version", record_id(key, label),
-                                             {"status": str(before.status)}, new, (reason or "").strip() or None))
+                                             {"status": str(before.status)}, new, reason), *changes)
     return _version_dict(after, row["file_name"], document["artifact"])
 
 
 async def list_documents(study: str, site: str | None = None) -> list[dict]:
     """Every version of the study's documents (and the site's, given one), by site, name and age."""
     async with read():
+        if await repo.find_study(study) is None:
+            raise NotFound(f"study {study} does not exist")
         rows = await store.list_documents(study, site)
     return [_version_dict(store.version_of(row, DocumentKey(study, row["site"] or None, row["name"])),
                           row["file_name"], row["artifact"]) for row in rows]
@@ -97,9 +126,13 @@ async def version_bytes(key: DocumentKey, label: str) -> bytes:
 
 
 async def verify_stored() -> tuple[int, list[str]]:
-    """(contents checked, problems): every stored content against the SHA-256 that names it."""
+    """(items checked, problems): every stored content against the SHA-256 that names it, and every version
+    against its content and against the SHA-256 the audit trail recorded when it was created."""
     async with read():
         blobs = await store.all_blobs()
+        versions = await store.all_versions()
+    created = {e["record_id"]: (e["new"] or {}).get("sha256") for e in await audit_log.export_rows(
+        audit_log.AuditFilter(record_type="document_version", action="create"), 10_000_000)}
     problems = []
     for sha256, size, text in blobs:
         try:
@@ -109,7 +142,25 @@ async def verify_stored() -> tuple[int, list[str]]:
             continue
         if hashlib.sha256(data).hexdigest() != sha256 or len(data) != size:
             problems.append(f"content {sha256}: its bytes do not match their SHA-256 (altered or damaged)")
-    return len(blobs), problems
+    for row in versions:
+        key = DocumentKey(row["study"], row["site"] or None, row["name"])
+        where = f"document {key.name}" + (f" at site {key.site}" if key.site else "") + f" version {row['label']}"
+        if row["blob_size"] is None or row["blob_size"] != row["size"]:
+            problems.append(f"{where}: its content {row['sha256']} is missing or of another size")
+        if created.get(record_id(key, row["label"])) != row["sha256"]:
+            problems.append(f"{where}: its SHA-256 is not the one recorded in the audit trail when it was created")
+    return len(blobs) + len(versions), problems
+
+
+def _check_text(value: str, field: str, longest: int) -> None:
+    if not value.strip() or len(value) > longest or any(ord(c) < 32 or c in "/\\\x7f" for c in value):
+        raise invalid(f"the {field.replace('_', ' ')} is 1 to {longest} characters, without '/', '\\' or control"
+                      " characters", field=field)
+
+
+def _check_date(day: date, field: str) -> None:
+    if not EARLIEST_YEAR <= day.year <= LATEST_YEAR:
+        raise invalid(f"{day} is not a plausible date (years {EARLIEST_YEAR} to {LATEST_YEAR})", field=field)
 
 
 async def _check_scope(key: DocumentKey) -> None:

@@ -38,9 +38,8 @@ async def list_documents(study: str, site: str | None) -> list[dict]:
 
 async def save_blob(sha256: str, data: bytes) -> None:
     """Once per content: the same bytes uploaded twice are stored once."""
-    if not await fetch("SELECT 1 AS found FROM document_blobs WHERE sha256 = {}", sha256):
-        await fetch("INSERT INTO document_blobs (sha256, size, data) VALUES ({}, {}, {})",
-                    sha256, len(data), base64.b64encode(data).decode())
+    await fetch("INSERT INTO document_blobs (sha256, size, data) VALUES ({}, {}, {}) ON CONFLICT (sha256) DO NOTHING",
+                sha256, len(data), base64.b64encode(data).decode())
 
 
 async def blob(sha256: str) -> bytes | None:
@@ -94,3 +93,21 @@ def _approval(version: DocumentVersion) -> str | None:
     a = version.approval
     return json.dumps({"reference": a.reference, "approved_on": a.approved_on.isoformat(),
                        "letter_sha256": a.letter_sha256}) if a else None
+
+
+async def approval_letter(study: str, sha256: str) -> dict | None:
+    """A stored version of the study filed as an IRB/IEC approval (TMF 066) with these bytes."""
+    rows = await fetch("SELECT d.name, v.label FROM document_versions v JOIN documents d ON d.id = v.document"
+                       " WHERE d.study = {} AND d.artifact = '066' AND v.sha256 = {}", study, sha256)
+    return rows[0] if rows else None
+
+
+async def effective_versions(document_id: int) -> list[dict]:
+    return await fetch(f"SELECT {VERSION_COLUMNS} FROM document_versions v WHERE v.document = {{}}"
+                       " AND v.status = 'effective'", document_id)
+
+
+async def all_versions() -> list[dict]:
+    """Every version with its document, for verification."""
+    return await fetch(f"SELECT d.study, d.site, d.name, {VERSION_COLUMNS}, b.size AS blob_size FROM document_versions v"
+                       " JOIN documents d ON d.id = v.document LEFT JOIN document_blobs b ON b.sha256 = v.sha256")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from urllib.parse import quote
 from datetime import date
 from typing import Annotated
 
@@ -21,7 +22,8 @@ from trialcoord.domain.access import Action
 from trialcoord.domain.documents import DocumentKey, IrbApproval
 from trialcoord.services import audit_log, documents
 from trialcoord.services.audit_log import Change
-from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath
+from trialcoord.services.errors import NotFound
+from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today
 from trialcoord.web.api.schemas import Code, Text
 from trialcoord.web.auth import Access, needs
 from trialcoord.web.errors import problem_responses
@@ -88,6 +90,13 @@ def _out(row: dict) -> DocumentVersionOut:
     return msgspec.convert(row, DocumentVersionOut)
 
 
+def visible(access: Access, study: str, row: dict, today: date) -> bool:
+    """Study-level documents and the viewer's sites'; subject logs (personal data) only with that permission."""
+    if row["site"] is not None and not access.shows(row["site"]):
+        return False
+    return not documents.holds_personal_data(row) or access.may(Action.VIEW_PERSONAL_DATA, study, row["site"], today)
+
+
 def may_manage(access: Access, site: str | None, study: str) -> None:
     """A site's documents at that site; study-level documents with a grant for the whole study."""
     if site is not None:
@@ -101,11 +110,11 @@ class DocumentController(Controller):
     tags = ["documents"]
 
     @get("/", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
-    async def list_documents(self, study: StudyPath, access: AccessDep, site: QueryStr = None
+    async def list_documents(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None
                              ) -> list[DocumentVersionOut]:
         """Every version of the study's documents and of the sites the viewer works at."""
-        rows = await documents.list_documents(study, site)
-        return [_out(row) for row in rows if row["site"] is None or access.shows(row["site"])]
+        rows = await documents.list_documents(study, site or None)
+        return [_out(row) for row in rows if visible(access, study, row, today)]
 
     @post("/", opt=MANAGE, status_code=201, request_max_body_size=MAX_BODY,
           responses=problem_responses(400, 401, 403, 404, 409, 422))
@@ -137,16 +146,27 @@ class DocumentController(Controller):
 
     @get("/content", opt=VIEW, media_type="application/octet-stream",
          responses=problem_responses(400, 401, 403, 404, 409))
-    async def content(self, study: StudyPath, access: AccessDep, name: FromQuery[Name], label: FromQuery[Code],
-                      site: QueryStr = None) -> Response[bytes]:
+    async def content(self, study: StudyPath, access: AccessDep, today: Today, name: FromQuery[Name],
+                      label: FromQuery[Code], site: QueryStr = None) -> Response[bytes]:
         """The version's bytes, checked against their SHA-256 first; the download is audited."""
-        key = DocumentKey(study, site, name)
+        key = DocumentKey(study, site or None, name)
+        row = next((r for r in await documents.list_documents(study, key.site)
+                    if r["name"] == name and r["label"] == label and r["site"] == key.site), None)
+        if row is None:
+            raise NotFound(f"study {study} has no document {name} version {label}"
+                           + (f" at site {key.site}" if key.site else ""))
+        if not visible(access, study, row, today):
+            raise PermissionDeniedException(f"{access.user_id} may not see {name}: it holds personal data")
         data = await documents.version_bytes(key, label)
-        row = next(r for r in await documents.list_documents(study, site)
-                   if r["name"] == name and r["label"] == label and r["site"] == site)
+        response = Response(data, media_type=row["media_type"],
+                            headers={"Content-Disposition": attachment(row["file_name"])})
         await audit_log.record_alone(access.user_id, Change("export", "document_version",
                                                             documents.record_id(key, label), None,
                                                             {"sha256": row["sha256"]}))
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in row["file_name"])
-        return Response(data, media_type=row["media_type"],
-                        headers={"Content-Disposition": f'attachment; filename="{safe}"'})
+        return response
+
+
+def attachment(file_name: str) -> str:
+    """An ASCII name for every client, and the exact one (RFC 6266/5987) for those that read it."""
+    ascii_name = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in file_name)
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(file_name, safe='')}"

@@ -17,7 +17,7 @@ from trialcoord.domain.problems import InvalidInput
 from trialcoord.domain.tmf import ARTIFACTS
 from trialcoord.services import documents, scheduling
 from trialcoord.services.errors import Conflict, NotFound
-from trialcoord.web.api.documents import may_manage
+from trialcoord.web.api.documents import may_manage, visible
 from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today
 from trialcoord.web.auth import Access, needs
 from trialcoord.web.errors import field_messages
@@ -70,7 +70,7 @@ class DocumentPages(Controller):
         reference = form.text("approval_reference", "approval reference", required=False)
         approved_on = form.date("approval_date", "approval date", required=False)
         letter = form.text("approval_letter_sha256", "approval letter's SHA-256", required=False)
-        key = f"status:{name}:{label}"
+        key = f"status:{site or ''}:{name}:{label}"
         if (reference or approved_on or letter) and not (reference and approved_on and letter):
             form.errors["approval_reference"] = "An approval needs its reference, date and the letter's SHA-256."
         if form.errors:
@@ -93,7 +93,7 @@ async def _rerender(study: str, access: Access, today: date, key: str, errors: d
 
 async def _context(study: str, access: Access, today: date) -> dict[str, Any]:
     details = await scheduling.get_study(study)
-    rows = [row for row in await documents.list_documents(study) if row["site"] is None or access.shows(row["site"])]
+    rows = [row for row in await documents.list_documents(study) if visible(access, study, row, today)]
     sites = [row["code"] for row in await scheduling.list_sites(study) if access.shows(row["code"])]
     study_wide = access.may(Action.MANAGE_DOCUMENTS, study, None, today)
     manage = study_wide or any(access.may(Action.MANAGE_DOCUMENTS, study, site, today) for site in sites)
