@@ -164,6 +164,21 @@ MIGRATIONS: tuple[Migration, ...] = (
                 history TEXT NOT NULL, approval TEXT, UNIQUE (document, label))""",
         ),
     ),
+    Migration(
+        4,
+        "consent versions and participants' consents",
+        (
+            """CREATE TABLE consent_versions (
+                id {pk}, study TEXT NOT NULL, site TEXT NOT NULL, language TEXT NOT NULL, label TEXT NOT NULL,
+                protocol_version TEXT NOT NULL, document_version INT NOT NULL REFERENCES document_versions (id),
+                effective_on TEXT NOT NULL, created_at TEXT NOT NULL, UNIQUE (study, site, language, label))""",
+            """CREATE TABLE participant_consents (
+                id {pk}, participant INT NOT NULL REFERENCES participants (id),
+                consent_version INT NOT NULL REFERENCES consent_versions (id), signed_on TEXT NOT NULL,
+                obtained_by TEXT NOT NULL, recorded_at TEXT NOT NULL, UNIQUE (participant, consent_version))""",
+            "CREATE INDEX participant_consents_participant ON participant_consents (participant)",
+        ),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -2,10 +2,11 @@
 
 from trialcoord.web.api.accounts import SessionController, UserController
 from trialcoord.web.api.audit import AuditController
+from trialcoord.web.api.consent import ConsentController
 from trialcoord.web.api.documents import DocumentController
 from trialcoord.web.api.participants import ParticipantController
 from trialcoord.web.api.studies import StudyController
 from trialcoord.web.api.worklists import WorklistController
 
 API_CONTROLLERS = [SessionController, UserController, AuditController, StudyController, ParticipantController,
-                   WorklistController, DocumentController]
+                   WorklistController, DocumentController, ConsentController]

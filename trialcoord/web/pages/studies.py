@@ -11,7 +11,7 @@ from litestar.response import Redirect, Template
 
 from trialcoord.domain.access import Action, visible_sites
 from trialcoord.domain.problems import InvalidInput
-from trialcoord.services import scheduling
+from trialcoord.services import consent, scheduling
 from trialcoord.services.errors import Conflict
 from trialcoord.web.api.params import AccessDep, AsOf, QueryStr, StudyPath, Today, WorklistKind, as_of_or_today
 from trialcoord.web.api.schemas import visit_row
@@ -89,6 +89,8 @@ async def study_context(
         "site_options": [(row["code"], f"{row['code']} – {row['name']}") for row in await scheduling.list_sites(study)
                          if access.shows(row["code"])],
         "participants": [row for row in await scheduling.list_participants(study, site) if access.shows(row["site"])],
+        "reconsent": [row for row in await consent.reconsent(study, today) if access.shows(row["site"])],
+        "consent_candidates": [row for row in await consent.candidates(study) if access.shows(row["site"])],
         "worklist": [visit_row(row) for row in worklist if access.shows(row.site)],
         "can_audit": audit.all_sites or bool(audit.sites),
         "audit_site": None if audit.all_sites or len(audit.sites) != 1 else next(iter(audit.sites)),

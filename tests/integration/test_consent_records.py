@@ -1,0 +1,113 @@
+"""Consent in the app: versions from effective consent form documents, participants' consents, the re-consent
+queue and consent deviation candidates; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+
+import pytest
+
+from tests.conftest import RANDOMIZED, SITE_A, signed_in
+from trialcoord.domain.documents import DocumentKey, IrbApproval
+from trialcoord.domain.problems import InvalidInput
+from trialcoord.services import audit_log, consent, documents, scheduling
+
+pytestmark = pytest.mark.anyio
+PDF = b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+ICF = DocumentKey("TST-1", SITE_A, "ICF English")
+LETTER = DocumentKey("TST-1", SITE_A, "IRB approval letters")
+TODAY = date(2024, 6, 1)
+
+
+async def effective_form(label: str, effective: date) -> None:
+    """An informed consent form version taken through review and IRB approval to effective."""
+    letter = PDF + f"%letter {label}".encode()
+    await documents.add_version(LETTER, "066", label, letter, "letter.pdf")
+    await documents.add_version(ICF, "040", label, PDF + label.encode(), "icf.pdf")
+    await documents.change_status(ICF, label, "in_review", effective)
+    await documents.change_status(ICF, label, "approved", effective,
+                                  approval=IrbApproval(f"IRB-{label}", effective, hashlib.sha256(letter).hexdigest()))
+    await documents.change_status(ICF, label, "effective", effective)
+
+
+@pytest.fixture
+async def consenting(study):
+    await effective_form("1.0", date(2024, 2, 1))
+    await consent.register_version(study, SITE_A, "en", "1.0", "1.0", ICF.name, "1.0", actor="cora")
+    for subject in ("1001", "1002"):
+        await scheduling.enroll_participant(study, subject, SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
+        await scheduling.record_event(study, subject, "randomization", RANDOMIZED, today=TODAY)
+        await scheduling.record_visit(study, subject, "V2", date(2024, 3, 18), today=TODAY)
+    await consent.record_consent(study, "1001", "en", "1.0", date(2024, 3, 1), "cora", TODAY, actor="cora")
+    return study
+
+
+async def test_a_visit_without_consent_is_a_candidate_and_consents_are_audited(consenting):
+    found = await consent.candidates(consenting)
+    assert [(c["subject_id"], c["visit"], c["rule"]) for c in found] == [("1002", "V2", "procedure_before_consent")]
+    entries = await audit_log.browse(audit_log.AuditFilter(record_type="participant_consent"), None, 5)
+    assert entries[0]["record_id"] == "TST-1/101/1001/consent/1.0" and entries[0]["new"]["signed_on"] == "2024-03-01"
+
+
+async def test_a_new_effective_version_fills_the_reconsent_queue_until_reconsent(consenting):
+    assert await consent.reconsent(consenting, TODAY) == []
+    await effective_form("2.0", date(2024, 4, 1))
+    await consent.register_version(consenting, SITE_A, "en", "2.0", "2.0", ICF.name, "2.0")
+    queue = await consent.reconsent(consenting, TODAY)
+    assert queue == [{"subject_id": "1001", "site": SITE_A, "signed_version": "1.0", "required_version": "2.0",
+                      "required_since": date(2024, 4, 1)}]
+    await scheduling.record_visit(consenting, "1001", "V3", date(2024, 4, 2), today=TODAY)
+    late = [c for c in await consent.candidates(consenting) if c["subject_id"] == "1001"]
+    assert [(c["visit"], c["rule"], c["required_version"]) for c in late] == [("V3", "reconsent_not_obtained", "2.0")]
+    await consent.record_consent(consenting, "1001", "en", "2.0", date(2024, 4, 5), "cora", TODAY)
+    assert await consent.reconsent(consenting, TODAY) == []
+    assert len(await consent.candidates(consenting)) == 2  # the history stays: V3 came before re-consent
+
+
+async def test_only_an_effective_consent_form_becomes_a_consent_version_and_consents_fit_its_dates(consenting):
+    await documents.add_version(ICF, "040", "3.0", PDF + b"3", "icf.pdf")  # a draft
+    with pytest.raises(InvalidInput) as draft:
+        await consent.register_version(consenting, SITE_A, "en", "3.0", "1.0", ICF.name, "3.0")
+    assert draft.value.problems[0].field == "document"
+    with pytest.raises(InvalidInput) as early:
+        await consent.record_consent(consenting, "1002", "en", "1.0", date(2024, 1, 15), "cora", TODAY)
+    assert early.value.problems[0].field == "signed_on"
+    with pytest.raises(InvalidInput) as future:
+        await consent.record_consent(consenting, "1002", "en", "1.0", date(2024, 7, 1), "cora", TODAY)
+    assert future.value.problems[0].field == "signed_on"
+    with pytest.raises(InvalidInput) as unknown:
+        await consent.record_consent(consenting, "1002", "fr", "1.0", date(2024, 3, 1), "cora", TODAY)
+    assert unknown.value.problems[0].field == "label"
+
+
+async def test_the_consent_routes_follow_the_grants(anonymous, personas):
+    await effective_form("1.0", date(2024, 2, 1))
+    coord = await signed_in(anonymous, "coord-a")
+    version = {"site": SITE_A, "language": "en", "label": "1.0", "protocol_version": "1.0",
+               "document": ICF.name, "document_label": "1.0"}
+    assert (await coord.post("/api/studies/TST-1/consent-versions", json=version)).status_code == 201
+    recorded = await coord.post("/api/studies/TST-1/participants/1001/consents",
+                                json={"language": "en", "label": "1.0", "signed_on": "2024-03-01",
+                                      "obtained_by": "coord-a"})
+    assert recorded.status_code == 201, recorded.text
+    sponsor = await signed_in(anonymous, "sponsor")
+    assert (await sponsor.get("/api/studies/TST-1/reconsent-queue")).status_code == 200
+    assert (await sponsor.post("/api/studies/TST-1/participants/1001/consents",
+                               json={"language": "en", "label": "1.0", "signed_on": "2024-03-01",
+                                     "obtained_by": "x"})).status_code == 403
+    other = await signed_in(anonymous, "coord-b")
+    assert (await other.get("/api/studies/TST-1/consent-versions")).json() == []
+    assert (await other.post("/api/studies/TST-1/consent-versions", json={**version, "label": "9"})).status_code == 403
+
+
+async def test_the_study_page_shows_the_queue_and_the_candidates_of_the_viewers_sites(anonymous, personas):
+    await effective_form("1.0", date(2024, 2, 1))
+    await consent.register_version("TST-1", SITE_A, "en", "1.0", "1.0", ICF.name, "1.0")
+    await scheduling.record_event("TST-1", "1001", "randomization", RANDOMIZED, today=TODAY)
+    await scheduling.record_visit("TST-1", "1001", "V2", date(2024, 3, 18), today=TODAY)
+    coord = await signed_in(anonymous, "coord-a")
+    page = (await coord.get("/studies/TST-1")).text
+    assert "Re-consent queue" in page and "visit before consent" in page
+    other = (await (await signed_in(anonymous, "coord-b")).get("/studies/TST-1")).text
+    assert "visit before consent" not in other

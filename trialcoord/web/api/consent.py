@@ -1,0 +1,112 @@
+"""Consent versions, participants' consents, the re-consent queue and consent deviation candidates."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, get, post
+from litestar.params import JSONBody
+
+from trialcoord.domain.access import Action
+from trialcoord.services import consent
+from trialcoord.web.api.params import AccessDep, StudyPath, SubjectPath, Today
+from trialcoord.web.api.schemas import Code
+from trialcoord.web.auth import needs
+from trialcoord.web.errors import problem_responses
+
+VIEW = needs(Action.VIEW_SCHEDULE, across_sites=True)
+Language = Annotated[str, msgspec.Meta(min_length=2, max_length=16, pattern=r"^[A-Za-z-]+$")]
+DocumentName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^/\x00-\x1f\x7f]+$")]
+
+
+class ConsentVersionIn(msgspec.Struct):
+    site: Code
+    language: Language
+    label: Code
+    protocol_version: Code
+    document: DocumentName
+    document_label: Code
+
+
+class ConsentVersionOut(msgspec.Struct):
+    study: str
+    site: str
+    language: str
+    label: str
+    protocol_version: str
+    effective_on: date
+
+
+class ConsentIn(msgspec.Struct):
+    language: Language
+    label: Code
+    signed_on: date
+    obtained_by: Code
+
+
+class ConsentOut(msgspec.Struct):
+    subject_id: str
+    site: str
+    language: str
+    label: str
+    signed_on: date
+    obtained_by: str
+
+
+class ReconsentOut(msgspec.Struct):
+    subject_id: str
+    site: str
+    signed_version: str
+    required_version: str
+    required_since: date
+
+
+class CandidateOut(msgspec.Struct):
+    subject_id: str
+    site: str
+    visit: str
+    visit_on: date
+    rule: str
+    consented_on: date | None
+    required_since: date | None
+    signed_version: str | None
+    required_version: str | None
+
+
+class ConsentController(Controller):
+    path = "/api/studies/{study:str}"
+    tags = ["consent"]
+
+    @get("/consent-versions", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
+    async def versions(self, study: StudyPath, access: AccessDep) -> list[ConsentVersionOut]:
+        return [ConsentVersionOut(**row) for row in await consent.list_versions(study) if access.shows(row["site"])]
+
+    @post("/consent-versions", opt=needs(Action.MANAGE_DOCUMENTS, across_sites=True), status_code=201,
+          responses=problem_responses(400, 401, 403, 404, 409, 422))
+    async def register(self, study: StudyPath, data: JSONBody[ConsentVersionIn], access: AccessDep
+                       ) -> ConsentVersionOut:
+        """A consent version of a site, from an effective informed consent form document of that site."""
+        access.require_site(data.site, "register consent versions")
+        row = await consent.register_version(study, data.site, data.language, data.label, data.protocol_version,
+                                             data.document, data.document_label, actor=access.user_id)
+        return ConsentVersionOut(**row)
+
+    @post("/participants/{subject_id:str}/consents", opt=needs(Action.ENROLL_PARTICIPANT), status_code=201,
+          responses=problem_responses(400, 401, 403, 404, 409, 422))
+    async def record(self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[ConsentIn], access: AccessDep,
+                     today: Today) -> ConsentOut:
+        row = await consent.record_consent(study, subject_id, data.language, data.label, data.signed_on,
+                                           data.obtained_by, today, actor=access.user_id)
+        return ConsentOut(**row)
+
+    @get("/reconsent-queue", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
+    async def reconsent_queue(self, study: StudyPath, access: AccessDep, today: Today) -> list[ReconsentOut]:
+        """Active participants who signed an older consent version than the one now effective at their site."""
+        return [ReconsentOut(**row) for row in await consent.reconsent(study, today) if access.shows(row["site"])]
+
+    @get("/consent-deviation-candidates", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
+    async def candidates(self, study: StudyPath, access: AccessDep) -> list[CandidateOut]:
+        """Visits before the participant's consent, or after re-consent became required and was not obtained."""
+        return [CandidateOut(**row) for row in await consent.candidates(study) if access.shows(row["site"])]
