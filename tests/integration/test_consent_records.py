@@ -111,3 +111,10 @@ async def test_the_study_page_shows_the_queue_and_the_candidates_of_the_viewers_
     assert "Re-consent queue" in page and "visit before consent" in page
     other = (await (await signed_in(anonymous, "coord-b")).get("/studies/TST-1")).text
     assert "visit before consent" not in other
+
+
+
+async def test_sites_without_consent_versions_are_not_checked(personas):
+    await scheduling.record_event("TST-1", "1001", "randomization", RANDOMIZED, today=TODAY)
+    await scheduling.record_visit("TST-1", "1001", "V2", date(2024, 3, 18), today=TODAY)
+    assert await consent.candidates("TST-1") == []  # no consent form is kept here for site 101

@@ -98,10 +98,13 @@ async def reconsent(study: str, today: date) -> list[dict]:
 
 async def candidates(study: str) -> list[dict]:
     """Visits that took place before the participant's consent, or after re-consent became required and
-    was not obtained: consent deviation candidates (reviewed in the deviation workflow)."""
+    was not obtained: consent deviation candidates (reviewed in the deviation workflow). Sites without a
+    consent version registered are not checked."""
     async with read():
         versions, signed = await _versions_and_consents(study, active_only=False)
-        visits = await store.visits_done(study)
+        # Only sites whose consent forms are kept here are checked: elsewhere no consent is "missing".
+        tracked = {v.site for v in versions}
+        visits = [row for row in await store.visits_done(study) if row["site"] in tracked] if tracked else []
     site_of = {row["subject_id"]: row["site"] for row in visits}
     found = consent_deviation_candidates(
         [ProcedureVisit(row["subject_id"], row["code"], _day(row["actual"])) for row in visits], signed, versions)
