@@ -118,3 +118,18 @@ async def test_sites_without_consent_versions_are_not_checked(personas):
     await scheduling.record_event("TST-1", "1001", "randomization", RANDOMIZED, today=TODAY)
     await scheduling.record_visit("TST-1", "1001", "V2", date(2024, 3, 18), today=TODAY)
     assert await consent.candidates("TST-1") == []  # no consent form is kept here for site 101
+
+
+async def test_a_coordinator_records_a_consent_on_the_participant_page(anonymous, personas):
+    await effective_form("1.0", date(2024, 2, 1))
+    await consent.register_version("TST-1", SITE_A, "en", "1.0", "1.0", ICF.name, "1.0")
+    coord = await signed_in(anonymous, "coord-a")
+    page = "/studies/TST-1/participants/1001"
+    assert "No consent recorded yet." in (await coord.get(page)).text
+    wrong = await coord.post(f"{page}/consents", data={"version": "en:1.0", "signed_on": "2024-01-02",
+                                                       "obtained_by": "coord-a"})
+    assert wrong.status_code == 422 and "effective from 2024-02-01" in wrong.text
+    saved = await coord.post(f"{page}/consents", data={"version": "en:1.0", "signed_on": "2024-03-01",
+                                                       "obtained_by": "coord-a"})
+    assert saved.status_code == 303
+    assert "Version 1.0 (en) signed on 2024-03-01, obtained by coord-a" in (await coord.get(page)).text

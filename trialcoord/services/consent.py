@@ -137,3 +137,17 @@ async def list_versions(study: str) -> list[dict]:
         versions, _ = await _versions_and_consents(study, active_only=True)
     return [{"study": v.study, "site": v.site, "language": v.language, "label": v.label,
              "protocol_version": v.protocol_version, "effective_on": v.effective_on} for v in versions]
+
+
+async def of_participant(study: str, subject_id: str) -> tuple[list[dict], list[dict]]:
+    """(the participant's consents, the consent versions of their site), oldest first."""
+    site = await scheduling.participant_site(study, subject_id)
+    if site is None:
+        raise NotFound(f"study {study} has no participant {subject_id}")
+    async with read():
+        versions, signed = await _versions_and_consents(study, active_only=False)
+    mine = [{"language": c.version.language, "label": c.version.label, "signed_on": c.signed_on,
+             "obtained_by": c.obtained_by} for c in signed if c.subject_id == subject_id]
+    offered = [{"language": v.language, "label": v.label, "effective_on": v.effective_on}
+               for v in versions if v.site == site]
+    return sorted(mine, key=lambda c: c["signed_on"]), offered

@@ -12,7 +12,7 @@ from litestar.response import Redirect, Template
 
 from trialcoord.domain.access import Action
 from trialcoord.domain.problems import InvalidInput
-from trialcoord.services import identities, scheduling
+from trialcoord.services import consent, identities, scheduling
 from trialcoord.services.errors import Conflict, NotConfigured
 from trialcoord.web.api.params import AccessDep, AsOf, QueryStr, StudyPath, SubjectPath, Today, VisitPath, as_of_or_today
 from trialcoord.web.api.schemas import visit_row
@@ -24,6 +24,7 @@ from trialcoord.web.timeline import build_timeline
 VisitAction = Literal["actual", "appointment", "missed"]
 NOTICES = {
     "identity": "Personal data saved.",
+    "consent": "Consent recorded.",
     "event": "Event recorded.",
     "arm": "Arm assigned.",
     "actual": "Visit date recorded.",
@@ -95,6 +96,21 @@ class ParticipantPages(Controller):
         call = identities.set_identity(study, subject_id, values, actor=access.user_id)
         return await _save(call, study, subject_id, today, "identity", form, access)
 
+    @post("/consents", opt=ENROL)
+    async def record_consent(
+        self, study: StudyPath, subject_id: SubjectPath, data: Form, today: Today, access: AccessDep
+    ) -> Template | Redirect:
+        form = FormReader(data)
+        version = form.text("version", "consent version", choice=True)
+        signed_on = form.date("signed_on", "date signed")
+        obtained_by = form.text("obtained_by", "person who obtained consent")
+        if form.errors:
+            return await _rerender(study, subject_id, today, "consent", form.errors, form, access)
+        language, _, label = (version or "").partition(":")
+        call = consent.record_consent(study, subject_id, language, label, signed_on, obtained_by, today,
+                                      actor=access.user_id)
+        return await _save(call, study, subject_id, today, "consent", form, access)
+
     @post("/visits/{code:str}/{action:str}", opt=RECORD)
     async def visit(
         self,
@@ -150,6 +166,7 @@ async def participant_context(
     site = participant["site"]
     may = {action: access.may(action, study, site, today) for action in
            (Action.RECORD_VISIT, Action.ENROLL_PARTICIPANT, Action.VIEW_PERSONAL_DATA, Action.VIEW_AUDIT)}
+    consents, offered = await consent.of_participant(study, subject_id)
     identity, identity_error = None, None
     if may[Action.VIEW_PERSONAL_DATA]:
         try:
@@ -173,6 +190,10 @@ async def participant_context(
         "can_enrol": may[Action.ENROLL_PARTICIPANT],
         "can_audit": may[Action.VIEW_AUDIT],
         "identity": identity,
+        "consents": consents,
+        "consent_options": [(f"{v['language']}:{v['label']}", f"{v['label']} ({v['language']}), effective"
+                             f" {v['effective_on']}") for v in offered],
+        "viewer_id": access.user_id,
         "identity_error": identity_error,
         "identity_labels": identities.LABELS,
         "notice": None,
