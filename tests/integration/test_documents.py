@@ -293,3 +293,12 @@ async def test_an_archive_zipfile_cannot_read_is_refused_not_a_crash(study):
     with pytest.raises(InvalidInput) as refused:
         await documents.add_version(ICF, "040", "1.0", bytes(data), "icf.docx")
     assert refused.value.problems[0].field == "file"
+
+
+async def test_identical_bytes_uploaded_at_the_same_moment_are_all_stored(study):
+    import asyncio
+
+    keys = [DocumentKey("TST-1", "101", f"Certificate {i}") for i in range(4)]
+    await asyncio.gather(*(documents.add_version(key, "090", "1", PDF, "cert.pdf") for key in keys))
+    assert len(await documents.list_documents("TST-1")) == 4
+    assert (await fetch("SELECT COUNT(*) AS n FROM document_blobs"))[0]["n"] == 1

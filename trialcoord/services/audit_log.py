@@ -63,12 +63,6 @@ def _plain(values: Mapping[str, Any] | None) -> dict | None:
     return {key: value.isoformat() if isinstance(value, date) else value for key, value in values.items()}
 
 
-def changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict, dict]:
-    """The fields that differ, before and after."""
-    keys = [key for key in new if old.get(key) != new[key]]
-    return {key: old.get(key) for key in keys}, {key: new[key] for key in keys}
-
-
 # Browsing --------------------------------------------------------------------------------------
 
 async def browse(where: AuditFilter, before: int | None = None, limit: int = 100) -> list[dict]:

@@ -114,6 +114,12 @@ async def list_documents(study: str, site: str | None = None) -> list[dict]:
                           row["file_name"], row["artifact"]) for row in rows]
 
 
+async def get_version(key: DocumentKey, label: str) -> dict:
+    async with read():
+        document, row = await _version_row(key, label)
+    return _version_dict(store.version_of(row, key), row["file_name"], document["artifact"])
+
+
 async def version_bytes(key: DocumentKey, label: str) -> bytes:
     """The version's bytes, checked against its SHA-256: altered bytes are never handed out."""
     async with read():

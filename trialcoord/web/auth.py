@@ -60,12 +60,6 @@ class Access:
         if not self.shows(site):
             raise PermissionDeniedException(f"{self.user_id} may not {what} at site {site}")
 
-    def require(self, action: Action, study: str, site: str | None, today: date) -> None:
-        """A second permission a route needs besides its declared one (writing personal data needs both)."""
-        decision = authorize(self.viewer.grants, action, study, site, today)
-        if not decision:
-            raise PermissionDeniedException(f"{self.user_id} may not {_verb(action)} {_where(study, site)}")
-
     def may(self, action: Action, study: str, site: str | None, today: date) -> bool:
         return bool(authorize(self.viewer.grants, action, study, site, today))
 
@@ -176,7 +170,3 @@ async def _check_csrf(connection: ASGIConnection, viewer: Viewer) -> None:
         sent = form.get(CSRF_FIELD)
     if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), viewer.csrf_token.encode()):
         raise PermissionDeniedException("The form's security token is missing or wrong; reload the page and try again.")
-
-
-def access_of(connection: ASGIConnection) -> Access:
-    return connection.state.access

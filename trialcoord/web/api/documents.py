@@ -22,7 +22,6 @@ from trialcoord.domain.access import Action
 from trialcoord.domain.documents import DocumentKey, IrbApproval
 from trialcoord.services import audit_log, documents
 from trialcoord.services.audit_log import Change
-from trialcoord.services.errors import NotFound
 from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today
 from trialcoord.web.api.schemas import Code, Text
 from trialcoord.web.auth import Access, needs
@@ -150,11 +149,7 @@ class DocumentController(Controller):
                       label: FromQuery[Code], site: QueryStr = None) -> Response[bytes]:
         """The version's bytes, checked against their SHA-256 first; the download is audited."""
         key = DocumentKey(study, site or None, name)
-        row = next((r for r in await documents.list_documents(study, key.site)
-                    if r["name"] == name and r["label"] == label and r["site"] == key.site), None)
-        if row is None:
-            raise NotFound(f"study {study} has no document {name} version {label}"
-                           + (f" at site {key.site}" if key.site else ""))
+        row = await documents.get_version(key, label)
         if not visible(access, study, row, today):
             raise PermissionDeniedException(f"{access.user_id} may not see {name}: it holds personal data")
         data = await documents.version_bytes(key, label)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from litestar import Controller, Request, get, post
 from litestar.datastructures import Cookie
 from litestar.response import Redirect, Template
@@ -56,7 +54,3 @@ class AccountPages(Controller):
         details = [await accounts.get_user(row["user_id"]) for row in users]
         problems = await accounts.recent_sign_in_problems()
         return Template("admin.html", context={"users": details, "problems": problems})
-
-
-def sign_in_url(path: str) -> str:
-    return f"/sign-in?next={quote(path, safe='/')}"
