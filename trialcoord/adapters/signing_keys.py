@@ -74,6 +74,21 @@ def read_passphrase(*, file: Path | None = None, env: str | None = None,
 
 def save_private_key(key: Ed25519PrivateKey, path: Path, passphrase: bytes) -> None:
     """Encrypt the key under the passphrase into a new file (never overwrites: losing a key is not undoable)."""
+    text = encrypt_key(key, passphrase) + "\n"
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as error:
+        raise SigningKeyError(f"key file {path}: {error.strerror or error}") from None
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
+def load_private_key(path: Path, passphrase: bytes) -> Ed25519PrivateKey:
+    return decrypt_key(_read_key_file(path), passphrase, f"key file {path}")
+
+
+def encrypt_key(key: Ed25519PrivateKey, passphrase: bytes) -> str:
+    """The key file's JSON text: also how signers' keys are kept in the database."""
     header = {
         "format": KEY_FORMAT,
         "public_key": public_key_hex(key.public_key()),
@@ -84,17 +99,13 @@ def save_private_key(key: Ed25519PrivateKey, path: Path, passphrase: bytes) -> N
     nonce = os.urandom(12)
     seed = key.private_bytes_raw()
     ciphertext = AESGCM(_derive(passphrase, header["kdf"])).encrypt(nonce, seed, _associated(header))
-    text = json.dumps({**header, "nonce": _b64(nonce), "ciphertext": _b64(ciphertext)}, indent=2) + "\n"
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as error:
-        raise SigningKeyError(f"key file {path}: {error.strerror or error}") from None
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(text)
+    return json.dumps({**header, "nonce": _b64(nonce), "ciphertext": _b64(ciphertext)}, indent=2)
 
 
-def load_private_key(path: Path, passphrase: bytes) -> Ed25519PrivateKey:
-    document = _read_key_file(path)
+def decrypt_key(document: Any, passphrase: bytes, where: str) -> Ed25519PrivateKey:
+    """The key an encrypted key document holds; `where` names it in errors (a file, a signer's key)."""
+    if not isinstance(document, dict):
+        raise SigningKeyError(f"{where} is corrupted: not a JSON object")
     try:
         header = {name: document[name] for name in ("format", "public_key", "kdf", "cipher")}
         nonce, ciphertext = _unb64(document["nonce"]), _unb64(document["ciphertext"])
@@ -102,27 +113,24 @@ def load_private_key(path: Path, passphrase: bytes) -> Ed25519PrivateKey:
             raise ValueError(f"format {header['format']!r}, cipher {header['cipher']!r}")
         aes_key = _derive(passphrase, header["kdf"])
     except (KeyError, TypeError, ValueError, binascii.Error) as error:
-        raise SigningKeyError(f"key file {path} is corrupted or not a trialcoord key file ({error})") from None
+        raise SigningKeyError(f"{where} is corrupted or not a trialcoord key ({error})") from None
     try:
         seed = AESGCM(aes_key).decrypt(nonce, ciphertext, _associated(header))
     except InvalidTag:
-        raise SigningKeyError(f"key file {path}: wrong passphrase, or the file was altered") from None
+        raise SigningKeyError(f"{where}: wrong passphrase, or the key was altered") from None
     key = Ed25519PrivateKey.from_private_bytes(seed)
     if public_key_hex(key.public_key()) != header["public_key"]:
-        raise SigningKeyError(f"key file {path}: the key does not match its public key")
+        raise SigningKeyError(f"{where}: the key does not match its public key")
     return key
 
 
-def _read_key_file(path: Path) -> dict[str, Any]:
+def _read_key_file(path: Path) -> Any:
     try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as error:
         raise SigningKeyError(f"key file {path}: {error.strerror or error}") from None
     except ValueError:
         raise SigningKeyError(f"key file {path} is corrupted: not JSON") from None
-    if not isinstance(document, dict):
-        raise SigningKeyError(f"key file {path} is corrupted: not a JSON object")
-    return document
 
 
 def _derive(passphrase: bytes, kdf: Mapping[str, Any]) -> bytes:
@@ -171,6 +179,22 @@ def load_public_key(text: str) -> Ed25519PublicKey:
 
 def key_id(key: Ed25519PublicKey) -> str:
     return hashlib.sha256(key.public_bytes_raw()).digest()[:8].hex()
+
+
+# --- signatures of statements and manifests ----------------------------------------------------------
+
+
+def sign_bytes(message: bytes, private_key: Ed25519PrivateKey) -> str:
+    return private_key.sign(message).hex()
+
+
+def verify_hex(public_key: str, message: bytes, signature: str) -> bool:
+    """True when `signature` (hex) is `public_key`'s (64 hex digits) Ed25519 signature of `message`."""
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key)).verify(bytes.fromhex(signature), message)
+    except (TypeError, ValueError, InvalidSignature):
+        return False
+    return True
 
 
 # --- checkpoints -------------------------------------------------------------------------------------
