@@ -98,27 +98,56 @@ async def test_the_lifecycle_is_followed_and_each_step_audited(study):
     assert (await audit_log.verify()).ok
 
 
-async def test_altered_bytes_are_never_handed_out_and_verification_names_them(study):
+GUARDED = ("document_blobs", "document_versions", "document_signatures", "document_files")
+
+
+async def tamper(db, sql: str, *args) -> None:
+    """Change stored rows as someone holding the database owner's rights could: the guards go first."""
+    async with transaction():
+        if db.kind == "sqlite":
+            names = await fetch("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN"
+                                " ('document_blobs', 'document_versions', 'document_signatures', 'document_files')")
+            for row in names:
+                await fetch(f"DROP TRIGGER {row['name']}")
+        else:
+            for table in GUARDED:
+                await fetch(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+        await fetch(sql, *args)
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE document_blobs SET size = size + 1", "DELETE FROM document_blobs",
+    "UPDATE document_versions SET sha256 = 'x'", "UPDATE document_versions SET author = 'mallory'",
+    "DELETE FROM document_versions",
+])
+async def test_the_database_refuses_to_change_stored_bytes_or_a_version(study, sql):
+    await documents.add_version(ICF, "040", "1.0", PDF, "icf.pdf")
+    with pytest.raises(Exception, match="never change"):
+        async with transaction():
+            await fetch(sql)
+    assert await documents.verify_stored() == (2, [])
+    await documents.change_status(ICF, "1.0", "in_review", date(2024, 4, 1))  # the lifecycle still moves
+
+
+async def test_altered_bytes_are_never_handed_out_and_verification_names_them(study, db):
     await documents.add_version(ICF, "040", "1.0", PDF, "icf.pdf")
     assert await documents.verify_stored() == (2, [])  # one content, one version
     sha = hashlib.sha256(PDF).hexdigest()
     flipped = bytearray(PDF)
     flipped[10] ^= 1
-    async with transaction():
-        await fetch("UPDATE document_blobs SET data = {} WHERE sha256 = {}", base64.b64encode(bytes(flipped)).decode(),
-                    sha)
+    await tamper(db, "UPDATE document_blobs SET data = {} WHERE sha256 = {}", base64.b64encode(bytes(flipped)).decode(),
+                 sha)
     with pytest.raises(Conflict, match="do not match their SHA-256"):
         await documents.version_bytes(ICF, "1.0")
     checked, problems = await documents.verify_stored()
     assert checked == 2 and problems == [f"content {sha}: its bytes do not match their SHA-256 (altered or damaged)"]
 
 
-async def test_a_version_pointed_at_other_bytes_is_caught_against_the_audit_trail(study):
+async def test_a_version_pointed_at_other_bytes_is_caught_against_the_audit_trail(study, db):
     await documents.add_version(ICF, "040", "1.0", PDF, "icf.pdf")
     await documents.add_version(ICF, "040", "2.0", PDF + b"%v2", "icf.pdf")
     other = hashlib.sha256(PDF + b"%v2").hexdigest()
-    async with transaction():
-        await fetch("UPDATE document_versions SET sha256 = {}, size = {} WHERE label = '1.0'", other, len(PDF) + 3)
+    await tamper(db, "UPDATE document_versions SET sha256 = {}, size = {} WHERE label = '1.0'", other, len(PDF) + 3)
     _, problems = await documents.verify_stored()
     assert problems == ["document Informed consent form (English) at site 101 version 1.0: its SHA-256 is not the one"
                         " recorded in the audit trail when it was created"]
@@ -185,8 +214,7 @@ async def test_the_document_commands_store_list_move_and_verify(study, db, tmp_p
     listing = run("document", "list", "TST-1", env=env)
     assert "PI CV\t1\tin_review since 2024-05-01" in listing.stdout
     assert run("verify", env=env).returncode == 0
-    async with transaction():
-        await fetch("UPDATE document_blobs SET data = {}", base64.b64encode(b"%PDF-1.7 forged\n%%EOF").decode())
+    await tamper(db, "UPDATE document_blobs SET data = {}", base64.b64encode(b"%PDF-1.7 forged\n%%EOF").decode())
     broken = run("verify", env=env)
     assert broken.returncode == 1 and "do not match their SHA-256" in broken.stderr
     entries = [e for e in await trail("document_version")]

@@ -312,3 +312,28 @@ def test_any_bytes_are_accepted_by_content_or_refused_cleanly(data):
         assert [p.field for p in refused.problems] == ["file"]
     else:
         assert media_type in {PDF, PNG, JPEG, DOCX}
+
+
+# --- documents no IRB/IEC approves (CVs, licences, certificates) ---
+
+def test_a_document_no_irb_approves_is_approved_and_effective_without_one():
+    cv = version(key=DocumentKey("TST-1", "A", "PI CV"))
+    reviewed = transition(cv, S.IN_REVIEW, on=IRB_DAY, irb_approved=False)
+    approved = transition(reviewed, S.APPROVED, on=IRB_DAY + DAY, irb_approved=False)
+    assert approved.approval is None
+    assert transition(approved, S.EFFECTIVE, on=IRB_DAY + DAY, irb_approved=False).status is S.EFFECTIVE
+    with pytest.raises(InvalidInput) as caught:
+        transition(approved, S.EFFECTIVE, on=IRB_DAY, irb_approved=False)
+    assert problem_fields(caught) == ["on"]
+
+
+def test_a_document_no_irb_approves_takes_no_irb_approval():
+    with pytest.raises(InvalidInput) as caught:
+        transition(at(S.IN_REVIEW), S.APPROVED, on=IRB_DAY, approval=APPROVAL, irb_approved=False)
+    assert "not approved by an IRB/IEC" in caught.value.problems[0].message
+
+
+def test_the_irb_approved_artifacts_are_protocols_amendments_and_consent_forms():
+    from trialcoord.domain.tmf import ARTIFACTS, IRB_APPROVED
+
+    assert {ARTIFACTS[uid].name for uid in IRB_APPROVED} == {"Protocol", "Protocol amendment", "Informed consent form"}

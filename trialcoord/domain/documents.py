@@ -116,12 +116,19 @@ class DocumentVersion:
 
 
 def transition(version: DocumentVersion, to: DocumentStatus | str, *, on: date,
-               approval: IrbApproval | None = None, reason: str | None = None) -> DocumentVersion:
-    """The version after moving to `to` on `on`, or InvalidInput naming every rule broken."""
+               approval: IrbApproval | None = None, reason: str | None = None,
+               irb_approved: bool = True) -> DocumentVersion:
+    """The version after moving to `to` on `on`, or InvalidInput naming every rule broken.
+
+    `irb_approved`: the document is one an IRB/IEC approves (protocol, amendment, consent form), so
+    approving it rests on that approval; a CV or a licence is approved by the site without one."""
     to = _status(to)
-    problems = _order_problems(version, to) or _date_problems(version, to, on, approval) + [
+    problems = _order_problems(version, to) or _date_problems(version, to, on, approval, irb_approved) + [
         Problem(m, field=f) for bad, m, f in [
-            (to is _S.APPROVED and approval is None, "approving needs the IRB/IEC approval it rests on", "approval"),
+            (to is _S.APPROVED and irb_approved and approval is None,
+             "approving needs the IRB/IEC approval it rests on", "approval"),
+            (not irb_approved and approval is not None,
+             "this kind of document is not approved by an IRB/IEC: record no approval", "approval"),
             (to is not _S.APPROVED and approval is not None,
              "an IRB/IEC approval is recorded only when approving", "approval"),
             (version.status is _S.IN_REVIEW and to is _S.DRAFT and not (reason or "").strip(),
@@ -151,7 +158,7 @@ def _order_problems(version: DocumentVersion, to: DocumentStatus) -> list[Proble
 
 
 def _date_problems(version: DocumentVersion, to: DocumentStatus, on: date,
-                   approval: IrbApproval | None) -> list[Problem]:
+                   approval: IrbApproval | None, irb_approved: bool) -> list[Problem]:
     """The first date rule `on` breaks: dates of the lifecycle never go backwards."""
     if not isinstance(on, date) or isinstance(on, datetime):
         return [Problem(f"the date of becoming {to} is a calendar date", field="on")]
@@ -159,9 +166,9 @@ def _date_problems(version: DocumentVersion, to: DocumentStatus, on: date,
     if to is _S.APPROVED and approval is not None and approval.approved_on > on:
         message = f"the IRB/IEC approval ({approval.approved_on}) is dated after the version's approval ({on})"
         field = "approval"
-    elif to is _S.EFFECTIVE and approved is None:
+    elif to is _S.EFFECTIVE and approved is None and irb_approved:
         message, field = "the version has no IRB/IEC approval to be effective on", "approval"
-    elif to is _S.EFFECTIVE and on < approved.approved_on:
+    elif to is _S.EFFECTIVE and approved is not None and on < approved.approved_on:
         message = f"a version cannot be effective ({on}) before its IRB/IEC approval ({approved.approved_on})"
         field = "on"
     elif since is not None and on < since:

@@ -73,6 +73,9 @@ _ROWS = [  # unique ID, number, name, level, dating convention
     ("163", "08.01.04", "Lab normal ranges", "both", "date the ranges took effect"),
     ("204", "10.04.01", "System account management", "study", _LAST_ENTRY),
 ]
+# What an IRB/IEC approves before use (21 CFR 56.109, ICH E6 3.1.2): approving such a version rests on that
+# decision. CVs, licences and certificates are approved by the site itself.
+IRB_APPROVED = frozenset({"032", "034", "040"})
 ARTIFACTS: dict[str, Artifact] = {
     uid: Artifact(uid, number, name, f"{number[:2]} {_ZONES[number[:2]]}", f"{number[:5]} {_SECTIONS[number[:5]]}",
                   level, dating)

@@ -179,6 +179,72 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX participant_consents_participant ON participant_consents (participant)",
         ),
     ),
+    Migration(
+        5,
+        "signers' keys, electronic signatures of document versions and the files made from them",
+        (
+            # The private key as the scrypt + AES-GCM envelope of adapters/signing_keys.py; valid_to ends it.
+            """CREATE TABLE signer_keys (
+                id {pk}, signer_id TEXT NOT NULL, printed_name TEXT NOT NULL, key_id TEXT NOT NULL UNIQUE,
+                public_key TEXT NOT NULL, encrypted TEXT NOT NULL, valid_from TEXT NOT NULL, valid_to TEXT,
+                revoked_reason TEXT)""",
+            "CREATE INDEX signer_keys_signer ON signer_keys (signer_id)",
+            """CREATE TABLE document_signatures (
+                id {pk}, version INT NOT NULL REFERENCES document_versions (id), signer_id TEXT NOT NULL,
+                printed_name TEXT NOT NULL, meaning TEXT NOT NULL, instant TEXT NOT NULL, key_id TEXT NOT NULL,
+                value TEXT NOT NULL, UNIQUE (version, signer_id, meaning))""",
+            # Made from a version: its signature page, the copy with it appended, the PAdES-signed copy.
+            """CREATE TABLE document_files (
+                id {pk}, version INT NOT NULL REFERENCES document_versions (id), kind TEXT NOT NULL,
+                signatures INT NOT NULL, sha256 TEXT NOT NULL REFERENCES document_blobs (sha256),
+                size INT NOT NULL, media_type TEXT NOT NULL, created_at TEXT NOT NULL,
+                UNIQUE (version, kind, signatures))""",
+        ),
+        # Stored bytes, signatures and a version's content are written once: the database refuses changes
+        # (a version's status, history and approval still move along the lifecycle).
+        sqlite=(
+            """CREATE TRIGGER document_blobs_no_update BEFORE UPDATE ON document_blobs
+                BEGIN SELECT RAISE(ABORT, 'document_blobs rows never change: UPDATE refused'); END""",
+            """CREATE TRIGGER document_blobs_no_delete BEFORE DELETE ON document_blobs
+                BEGIN SELECT RAISE(ABORT, 'document_blobs rows never change: DELETE refused'); END""",
+            """CREATE TRIGGER document_signatures_no_update BEFORE UPDATE ON document_signatures
+                BEGIN SELECT RAISE(ABORT, 'document_signatures rows never change: UPDATE refused'); END""",
+            """CREATE TRIGGER document_signatures_no_delete BEFORE DELETE ON document_signatures
+                BEGIN SELECT RAISE(ABORT, 'document_signatures rows never change: DELETE refused'); END""",
+            """CREATE TRIGGER document_files_no_update BEFORE UPDATE ON document_files
+                BEGIN SELECT RAISE(ABORT, 'document_files rows never change: UPDATE refused'); END""",
+            """CREATE TRIGGER document_files_no_delete BEFORE DELETE ON document_files
+                BEGIN SELECT RAISE(ABORT, 'document_files rows never change: DELETE refused'); END""",
+            """CREATE TRIGGER document_versions_fixed BEFORE UPDATE OF document, label, sha256, size, media_type,
+                file_name, author, change_summary, created_at ON document_versions
+                BEGIN SELECT RAISE(ABORT, 'a document version never changes, only its status: UPDATE refused'); END""",
+            """CREATE TRIGGER document_versions_no_delete BEFORE DELETE ON document_versions
+                BEGIN SELECT RAISE(ABORT, 'document_versions rows never change: DELETE refused'); END""",
+        ),
+        postgres=(
+            """CREATE FUNCTION immutable_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION '% rows never change: % refused', TG_TABLE_NAME, TG_OP; END $$""",
+            """CREATE TRIGGER document_blobs_no_change BEFORE UPDATE OR DELETE ON document_blobs
+                FOR EACH ROW EXECUTE FUNCTION immutable_rows()""",
+            """CREATE TRIGGER document_blobs_no_truncate BEFORE TRUNCATE ON document_blobs
+                FOR EACH STATEMENT EXECUTE FUNCTION immutable_rows()""",
+            """CREATE TRIGGER document_signatures_no_change BEFORE UPDATE OR DELETE ON document_signatures
+                FOR EACH ROW EXECUTE FUNCTION immutable_rows()""",
+            """CREATE TRIGGER document_signatures_no_truncate BEFORE TRUNCATE ON document_signatures
+                FOR EACH STATEMENT EXECUTE FUNCTION immutable_rows()""",
+            """CREATE TRIGGER document_files_no_change BEFORE UPDATE OR DELETE ON document_files
+                FOR EACH ROW EXECUTE FUNCTION immutable_rows()""",
+            """CREATE TRIGGER document_files_no_truncate BEFORE TRUNCATE ON document_files
+                FOR EACH STATEMENT EXECUTE FUNCTION immutable_rows()""",
+            """CREATE TRIGGER document_versions_fixed BEFORE UPDATE OF document, label, sha256, size, media_type,
+                file_name, author, change_summary, created_at ON document_versions
+                FOR EACH ROW EXECUTE FUNCTION immutable_rows()""",
+            """CREATE TRIGGER document_versions_no_delete BEFORE DELETE ON document_versions
+                FOR EACH ROW EXECUTE FUNCTION immutable_rows()""",
+            """CREATE TRIGGER document_versions_no_truncate BEFORE TRUNCATE ON document_versions
+                FOR EACH STATEMENT EXECUTE FUNCTION immutable_rows()""",
+        ),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (
