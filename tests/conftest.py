@@ -134,12 +134,43 @@ def pii_keys(monkeypatch):
     return ring
 
 
+@pytest.fixture(scope="session")
+def _system_key_material():
+    """One manifest key and PAdES credentials for the whole run (made once: ECDSA and Ed25519 are cheap,
+    but a session fixture keeps every test's keys alike)."""
+    from datetime import datetime, timezone
+
+    from trialcoord.adapters import signing_keys
+    from trialcoord.adapters.render.signed_pdf import new_site_credentials
+
+    pades = new_site_credentials("Test Site Document Signing", "trialcoord tests",
+                                 datetime(2020, 1, 1, tzinfo=timezone.utc), datetime(2040, 1, 1, tzinfo=timezone.utc))
+    return signing_keys.generate_key(), pades
+
+
+@pytest.fixture(autouse=True)
+def system_keys(monkeypatch, _system_key_material):
+    """The system's keys installed directly, and scrypt at its lowest accepted cost for signers' keys
+    (production: n = 2**17, about 0.4 s a derivation)."""
+    from trialcoord.adapters import signing_keys
+    from trialcoord.services import system_keys as keys
+
+    monkeypatch.setattr(signing_keys, "SCRYPT_N", signing_keys.MIN_SCRYPT_N)
+    manifest_key, pades = _system_key_material
+    installed = keys.SystemKeys(b"test system passphrase", manifest_key, pades)
+    keys.use(installed)
+    monkeypatch.setattr(keys, "_settings", None)
+    yield installed
+    keys.use(None)
+
+
 @pytest.fixture
 def app(db):
     from trialcoord.config import load_settings
     from trialcoord.web.app import create_app
 
-    return create_app(load_settings({"TRIALCOORD_DATABASE_URL": db.url}))
+    # No signer registry directory: a test app never writes into the repository's signatures/.
+    return create_app(load_settings({"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_SIGNATURES_DIR": "/nonexistent"}))
 
 
 @pytest.fixture
@@ -160,6 +191,18 @@ async def add_user(user_id: str, *grants: tuple, printed_name: str | None = None
         valid_to = rest[0] if rest else None
         await accounts.grant(user_id, role, study, site, LONG_AGO, valid_to, "admin",
                              personal_data=rest[1] if len(rest) > 1 else False)
+
+
+async def sign_version(key, label: str, user_id: str = "ivan", meaning: str = "approval") -> dict:
+    """`user_id` (made if new) signs a document version through the password ceremony."""
+    from trialcoord.services import accounts, signatures
+    from trialcoord.services.errors import NotFound
+
+    try:
+        await accounts.get_user(user_id)
+    except NotFound:
+        await add_user(user_id)
+    return await signatures.sign(key, label, await accounts.signing_by_password(user_id, meaning, PASSWORD))
 
 
 async def signed_in(client, user_id: str):

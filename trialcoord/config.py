@@ -47,6 +47,8 @@ class Settings:
     audit_key_file: Path | None = None  # the system's Ed25519 key, for signed audit checkpoints
     audit_passphrase_file: Path | None = None
     pii_key_file: Path | None = None  # AES keys of participants' personal data (or TRIALCOORD_PII_KEYS)
+    pades_file: Path | None = None  # the site's ECDSA key and certificate for PAdES (PKCS#12)
+    signatures_dir: Path = Path("signatures")  # the public signer registry
 
     def today(self) -> date:
         return datetime.now(ZoneInfo(self.time_zone)).date()
@@ -88,6 +90,8 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         audit_key_file=Path(environ.get("TRIALCOORD_AUDIT_KEY_FILE") or data_dir / "audit-key.json"),
         audit_passphrase_file=Path(environ.get("TRIALCOORD_AUDIT_PASSPHRASE_FILE") or data_dir / "audit-key.passphrase"),
         pii_key_file=Path(environ.get("TRIALCOORD_PII_KEY_FILE") or data_dir / "pii-keys.json"),
+        pades_file=Path(environ.get("TRIALCOORD_PADES_FILE") or data_dir / "pades-credentials.p12"),
+        signatures_dir=Path(environ.get("TRIALCOORD_SIGNATURES_DIR") or "signatures"),
     )
 
 

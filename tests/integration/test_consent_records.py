@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from tests.conftest import RANDOMIZED, SITE_A, signed_in
+from tests.conftest import RANDOMIZED, SITE_A, signed_in, sign_version
 from trialcoord.domain.documents import DocumentKey, IrbApproval
 from trialcoord.domain.problems import InvalidInput
 from trialcoord.services import audit_log, consent, documents, scheduling
@@ -26,6 +26,7 @@ async def effective_form(label: str, effective: date) -> None:
     await documents.add_version(LETTER, "066", label, letter, "letter.pdf")
     await documents.add_version(ICF, "040", label, PDF + label.encode(), "icf.pdf")
     await documents.change_status(ICF, label, "in_review", effective)
+    await sign_version(ICF, label)
     await documents.change_status(ICF, label, "approved", effective,
                                   approval=IrbApproval(f"IRB-{label}", effective, hashlib.sha256(letter).hexdigest()))
     await documents.change_status(ICF, label, "effective", effective)

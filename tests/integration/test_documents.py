@@ -15,6 +15,7 @@ from trialcoord.domain.documents import DocumentKey, IrbApproval
 from trialcoord.domain.problems import InvalidInput
 from trialcoord.services import audit_log, documents
 from trialcoord.services.errors import Conflict, NotFound
+from tests.conftest import sign_version
 
 pytestmark = pytest.mark.anyio
 PDF = b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -86,6 +87,12 @@ async def test_the_lifecycle_is_followed_and_each_step_audited(study):
         await documents.change_status(ICF, "2.0", "approved", date(2024, 4, 10))
     assert no_approval.value.problems[0].field == "approval"
     approval = IrbApproval("IRB-2024-117", date(2024, 4, 9), letter_sha)
+    with pytest.raises(InvalidInput, match="needs an electronic signature with the meaning approval"):
+        await documents.change_status(ICF, "2.0", "approved", date(2024, 4, 10), approval=approval)
+    await sign_version(ICF, "2.0", "ivan", "review")
+    with pytest.raises(InvalidInput, match="meaning approval"):  # a review is not an approval
+        await documents.change_status(ICF, "2.0", "approved", date(2024, 4, 10), approval=approval)
+    await sign_version(ICF, "2.0", "ivan")
     approved = await documents.change_status(ICF, "2.0", "approved", date(2024, 4, 10), approval=approval,
                                              actor="ivan")
     assert approved["approval"]["reference"] == "IRB-2024-117"
@@ -159,6 +166,7 @@ async def test_a_new_effective_version_supersedes_the_one_before(study):
     for label, day in (("1.0", 1), ("2.0", 20)):
         await documents.add_version(ICF, "040", label, PDF + label.encode(), "icf.pdf")
         await documents.change_status(ICF, label, "in_review", date(2024, 4, day))
+        await sign_version(ICF, label)
         await documents.change_status(ICF, label, "approved", date(2024, 4, day),
                                       approval=IrbApproval(f"IRB-{label}", date(2024, 4, day), letter))
         await documents.change_status(ICF, label, "effective", date(2024, 4, day + 1))
@@ -172,6 +180,7 @@ async def test_a_new_effective_version_supersedes_the_one_before(study):
 async def test_an_approval_must_name_a_stored_letter_and_dates_must_be_plausible(study):
     await documents.add_version(ICF, "040", "1.0", PDF, "icf.pdf")
     await documents.change_status(ICF, "1.0", "in_review", date(2024, 4, 1))
+    await sign_version(ICF, "1.0")
     with pytest.raises(InvalidInput) as unknown:
         await documents.change_status(ICF, "1.0", "approved", date(2024, 4, 2),
                                       approval=IrbApproval("IRB-1", date(2024, 4, 2), "ab" * 32))

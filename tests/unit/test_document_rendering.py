@@ -44,6 +44,12 @@ DATA = {
                      "entries": [{"zone": "05", "section": "02", "artifact": "18", "unique_id": "101",
                                   "document": "Delegation log", "version": "2", "status": "draft",
                                   "effective": None}]},
+    "signature_page": {"study_code": "ABC-123", "site_code": "101", "document": "ICF English", "version": "2.0",
+                       "version_sha256": "ab" * 32,
+                       "signatures": [{"printed_name": "Dr. Anna Schmidt", "signer_id": "aschmidt", "meaning": "approval",
+                                       "instant": "2026-11-27T09:30:00.000000Z",
+                                       "local_time": "2026-11-27 10:30:00 CET (Europe/Berlin)",
+                                       "key_id": "0123456789abcdef", "signature": "cd" * 64}]},
 }
 DOCX = ("consent_form", "delegation_log")
 
@@ -61,7 +67,7 @@ def test_templates_name_their_kinds_and_tmf_artifacts():
     assert {name: (t.kinds, t.unique_id) for name, t in TEMPLATES.items()} == {
         "consent_form": (("pdf", "docx"), "040"), "delegation_log": (("pdf", "docx"), "101"),
         "training_log": (("pdf",), "104"), "deviation_log": (("pdf",), "110"),
-        "binder_cover": (("pdf",), None), "binder_index": (("pdf",), None)}
+        "binder_cover": (("pdf",), None), "binder_index": (("pdf",), None), "signature_page": (("pdf",), None)}
     assert set(DATA) == set(TEMPLATES)
     # the binder files each rendering under the domain's artifact table: the two must agree
     numbers = {t.unique_id: artifact(t.unique_id).number for t in TEMPLATES.values() if t.unique_id}
@@ -112,6 +118,20 @@ def test_logs_binder_cover_and_index_show_their_rows(renders):
             in pdf_text(pdfs["deviation_log"]))
     assert "Site 101 – Charité Berlin" in pdf_text(pdfs["binder_cover"])
     assert "05.02.18 101 Delegation log 2 draft" in pdf_text(pdfs["binder_index"])
+    page = pdf_text(pdfs["signature_page"]).replace("Europe/ Berlin", "Europe/Berlin")  # wrapped at the slash
+    assert "Dr. Anna Schmidt (aschmidt) approval 2026-11-27 10:30:00 CET (Europe/Berlin)" in page
+    assert "ab" * 32 in page.replace(" ", "")
+
+
+def test_a_docx_gets_its_signature_page_appended_byte_stably(renders):
+    from trialcoord.adapters.render.documents import docx_with_signature_page
+
+    base = renders[1]["consent_form"]
+    once = docx_with_signature_page(base, DATA["signature_page"], created_at="2026-11-27T09:30:00.000000Z")
+    assert once == docx_with_signature_page(base, DATA["signature_page"], created_at="2026-11-27T09:30:00.000000Z")
+    with zipfile.ZipFile(io.BytesIO(once)) as archive:
+        body = archive.read("word/document.xml").decode()
+    assert "Signature page" in body and "ab" * 32 in body and "CET (Europe/Berlin)" in body
 
 
 def test_markup_in_data_is_text_not_markup(renders):

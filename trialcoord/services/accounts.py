@@ -99,6 +99,9 @@ async def disable_user(user_id: str, actor: str, reason: str) -> dict:
             ended = await store.end_sessions_of(user_id, utc_instant(_now()), "account disabled")
             await audit_log.record(actor, Change("update", "user", user_id, {"status": row["status"]},
                                                  {"status": "disabled", "sessions_ended": ended}, reason.strip()))
+    from trialcoord.services import signatures  # a disabled account signs no more: its key ends too
+
+    await signatures.end_signer_keys(user_id, "account disabled", actor)
     return await get_user(user_id)
 
 
@@ -378,6 +381,30 @@ async def signing_ceremony(viewer: Viewer, meaning: str, password: str, typed_us
                                                           {"meaning": meaning if meaning in _MEANINGS else "invalid"},
                                                           result.reason))
     if not result.ok:
+        raise InvalidInput([Problem(f"signing refused: {result.reason}", field="password")])
+    return result.signing
+
+
+async def signing_by_password(user_id: str, meaning: str, password: str) -> Signing:
+    """The ceremony outside a web session (the command line): always both components, as at a first
+    signing. Fails closed with InvalidInput; failures are audited like the web's."""
+    now = _now()
+    user_id = normalize_user_id(user_id)
+    async with read():
+        account_row = await store.find_user(user_id)
+    if account_row is None:
+        await to_thread.run_sync(hashing.verify, await _dummy(), password or "")  # same time as a wrong password
+        raise InvalidInput([Problem("signing refused: the user ID or password is not correct", field="password")])
+    account = UserAccount(account_row["user_id"], account_row["printed_name"], account_row["email"],
+                          account_row["status"])
+    verify = lambda pw: hashing.verify(account_row["password_hash"], pw)  # noqa: E731
+    result = await to_thread.run_sync(SigningSession.start(user_id, now, inactivity).sign, account,
+                                      SigningAttempt(meaning, password or "", user_id), verify, now)
+    if not result.ok:
+        async with transaction("signing"):
+            await audit_log.record(user_id, Change("signing_failed", "user", user_id, None,
+                                                   {"meaning": meaning if meaning in _MEANINGS else "invalid"},
+                                                   result.reason))
         raise InvalidInput([Problem(f"signing refused: {result.reason}", field="password")])
     return result.signing
 

@@ -14,9 +14,11 @@ from datetime import date
 
 from trialcoord.adapters.persistence import documents_store as store
 from trialcoord.adapters.persistence import repositories as repo
+from trialcoord.adapters.persistence import signatures_store
 from trialcoord.adapters.persistence.engine import read, transaction
 from trialcoord.domain.audit import utc_instant
 from trialcoord.domain.documents import DocumentKey, DocumentVersion, IrbApproval, check_upload, transition
+from trialcoord.domain.tmf import IRB_APPROVED
 from trialcoord.domain.tmf import artifact as tmf_artifact
 from trialcoord.services import audit_log
 from trialcoord.services.audit_log import SYSTEM, Change
@@ -80,9 +82,13 @@ async def change_status(key: DocumentKey, label: str, to: str, on: date, reason:
         _check_date(approval.approved_on, "approval_date")
     reason = (reason or "").strip() or None
     async with transaction(f"document {key.name} version {label}"):
-        document, row = await _version_row(key, label)
+        document, row = await version_row(key, label)
         before = store.version_of(row, key)
-        after = transition(before, to, on=on, approval=approval, reason=reason)
+        irb_approved = document["artifact"] in IRB_APPROVED
+        after = transition(before, to, on=on, approval=approval, reason=reason, irb_approved=irb_approved)
+        if str(after.status) == "approved" and not await signatures_store.signed_for(row["id"], "approval"):
+            raise invalid(f"approving version {label} needs an electronic signature with the meaning approval on it;"
+                          " sign it first", field="status")
         if approval is not None and await store.approval_letter(key.study, approval.letter_sha256) is None:
             raise invalid(f"no IRB/IEC approval (TMF 04.01.02) of study {key.study} has the SHA-256"
                           f" {approval.letter_sha256}; store the approval letter first", field="approval_letter_sha256")
@@ -90,7 +96,7 @@ async def change_status(key: DocumentKey, label: str, to: str, on: date, reason:
         if str(after.status) == "effective":  # one effective version per document: the one before is superseded
             for other in await store.effective_versions(document["id"]):
                 older = transition(store.version_of(other, key), "superseded", on=on,
-                                   reason=f"superseded by version {label}")
+                                   reason=f"superseded by version {label}", irb_approved=irb_approved)
                 await store.update_status(other["id"], older)
                 changes.append(Change("update", "document_version", record_id(key, other["label"]),
                                       {"status": "effective"}, {"status": "superseded", "on": on}, older.history[-1].reason))
@@ -116,14 +122,14 @@ async def list_documents(study: str, site: str | None = None) -> list[dict]:
 
 async def get_version(key: DocumentKey, label: str) -> dict:
     async with read():
-        document, row = await _version_row(key, label)
+        document, row = await version_row(key, label)
     return _version_dict(store.version_of(row, key), row["file_name"], document["artifact"])
 
 
 async def version_bytes(key: DocumentKey, label: str) -> bytes:
     """The version's bytes, checked against its SHA-256: altered bytes are never handed out."""
     async with read():
-        _, row = await _version_row(key, label)
+        _, row = await version_row(key, label)
         data = await store.blob(row["sha256"])
     if data is None or hashlib.sha256(data).hexdigest() != row["sha256"]:
         raise Conflict(f"document {key.name} version {label}: the stored bytes do not match their SHA-256"
@@ -179,7 +185,7 @@ async def _check_scope(key: DocumentKey) -> None:
         raise invalid("a document name is 1 to 200 characters, without '/'", field="name")
 
 
-async def _version_row(key: DocumentKey, label: str) -> tuple[dict, dict]:
+async def version_row(key: DocumentKey, label: str) -> tuple[dict, dict]:
     document = await store.find_document(key.study, key.site, key.name)
     if document is None:
         raise NotFound(f"study {key.study} has no document {key.name}" + (f" at site {key.site}" if key.site else ""))

@@ -22,7 +22,7 @@ from markupsafe import Markup, escape
 
 from trialcoord.config import Settings, get_settings
 from trialcoord.domain.access import Role
-from trialcoord.services import accounts
+from trialcoord.services import accounts, system_keys
 from trialcoord.web.api import API_CONTROLLERS
 from trialcoord.web.auth import CSRF_FIELD, PUBLIC, Access, guard
 from trialcoord.web.errors import EXCEPTION_HANDLERS
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return request.state.access  # set by the guard, which runs first
 
     accounts.inactivity = settings.session_timeout
+    system_keys.configure(settings)
     return Litestar(
         route_handlers=[health, *API_CONTROLLERS, *PAGE_CONTROLLERS, _static()],
         guards=[guard],

@@ -51,6 +51,10 @@ TEMPLATES: dict[str, Template] = {
                                            "classification", "status", "id?", "occurred?")}),
     "binder_cover": Template(("pdf",), None, ("study_code", "study_title", "site_code", "site_name", "investigator",
                                               "sponsor", "protocol_version?"), {}),
+    "signature_page": Template(("pdf",), None, ("study_code", "site_code", "document", "version", "version_sha256",
+                                                "signatures"),
+                               {"signatures": ("printed_name", "signer_id", "meaning", "instant", "local_time",
+                                               "key_id", "signature")}),
     "binder_index": Template(("pdf",), None, ("study_code", "site_code", "entries"),
                              {"entries": ("zone", "section", "artifact", "unique_id", "document", "version",
                                           "status", "effective")}),
@@ -207,6 +211,33 @@ def render_docx(template: str, data: Mapping, *, created_at: str, title: str, ve
     props.created = props.modified = props.last_printed = at
     for element in props._element.findall("{*}lastModifiedBy"):  # who saved the base is no one's business
         props._element.remove(element)
+    saved = io.BytesIO()
+    document.save(saved)
+    return _fixed_zip(saved.getvalue(), at.timetuple()[:6])
+
+
+def docx_with_signature_page(base: bytes, page: Mapping, *, created_at: str) -> bytes:
+    """A DOCX version with the signature page (the `signature_page` template's data) appended after a page
+    break: the manifestation of its signatures in the Word file itself (11.50). Byte-stable like render_docx."""
+    from docx import Document
+    from docx.enum.text import WD_BREAK
+
+    _check(TEMPLATES["signature_page"], page)
+    document = Document(io.BytesIO(base))
+    document.add_paragraph().add_run().add_break(WD_BREAK.PAGE)
+    document.add_heading("Signature page", level=1)
+    document.add_paragraph(f"{page['document']}, version {page['version']} (study {page['study_code']}, site"
+                           f" {page['site_code']}). The signatures below are linked to the version whose bytes have"
+                           f" the SHA-256 {page['version_sha256']}.")
+    table = document.add_table(rows=1, cols=4)
+    for cell, text in zip(table.rows[0].cells, ("Printed name (signer ID)", "Meaning", "Signed at", "Key · signature")):
+        cell.text = text
+    for s in page["signatures"]:
+        row = table.add_row().cells
+        row[0].text, row[1].text = f"{s['printed_name']} ({s['signer_id']})", s["meaning"]
+        row[2].text, row[3].text = f"{s['local_time']}\n{s['instant']} UTC", f"{s['key_id']} · {s['signature']}"
+    at = instant(created_at)
+    document.core_properties.modified = at
     saved = io.BytesIO()
     document.save(saved)
     return _fixed_zip(saved.getvalue(), at.timetuple()[:6])

@@ -1,0 +1,191 @@
+"""Electronic signatures of document versions, as stored: made through the ceremony, linked to the version's
+bytes, printed on a signature page, PAdES on approval, revocable without losing old signatures, and
+verified against the registry; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+
+import pikepdf
+import pytest
+
+from tests.conftest import PASSWORD, add_user, sign_version
+from tests.integration.test_documents import tamper
+from trialcoord.adapters.persistence import audit_store
+from trialcoord.adapters.persistence.engine import fetch
+from trialcoord.adapters.render.documents import render_docx, render_pdf
+from trialcoord.adapters.render.signed_pdf import pades_verify
+from trialcoord.domain.documents import DocumentKey
+from trialcoord.domain.problems import InvalidInput
+from trialcoord.domain.signatures import parse_registry
+from trialcoord.services import accounts, audit_log, documents, signatures
+from trialcoord.services.errors import Conflict
+
+pytestmark = pytest.mark.anyio
+ICF = DocumentKey("TST-1", "101", "Informed consent form (English)")
+CV = DocumentKey("TST-1", "101", "PI CV")
+COVER = {"study_code": "TST-1", "study_title": "Test study", "site_code": "101", "site_name": "Riverside",
+         "investigator": "Dr. Ivan Investigator", "sponsor": "Acme"}
+AT = "2026-11-27T09:30:00.000000Z"
+
+
+@pytest.fixture(scope="module")
+def real_pdf() -> bytes:
+    return render_pdf("binder_cover", COVER, created_at=AT, title="Consent", version_label="1.0")
+
+
+async def _file(key: DocumentKey, label: str, kind: str) -> bytes:
+    _, files = await signatures.of_version(key, label)
+    newest = next(f for f in files if f["kind"] == kind)
+    rows = await fetch("SELECT data FROM document_blobs WHERE sha256 = {}", newest["sha256"])
+    import base64
+
+    return base64.b64decode(rows[0]["data"])
+
+
+async def test_a_signature_is_linked_to_the_version_printed_and_audited(study, real_pdf):
+    await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
+    await add_user("ivan", printed_name="Dr. Ivan Investigator")
+    made = await sign_version(ICF, "1.0", "ivan", "review")
+    assert (made["signer_id"], made["printed_name"], made["meaning"]) == ("ivan", "Dr. Ivan Investigator", "review")
+    assert made["version_sha256"] == hashlib.sha256(real_pdf).hexdigest()
+    shown, files = await signatures.of_version(ICF, "1.0")
+    assert [(s["verdict"], s["local_time"][-18:]) for s in shown] == [("valid", "(America/New_York)")]
+    assert {f["kind"] for f in files} == {"signature_page", "signed_copy"}
+    page = await _file(ICF, "1.0", "signature_page")
+    with pikepdf.open(io.BytesIO(page)) as pdf:
+        text = b"".join(pdf.pages[0].Contents.read_bytes() for _ in [0])
+        assert len(pdf.pages) == 1 and text  # laid out
+        attached = json.loads(pdf.attachments["data.json"].get_file().read_bytes())
+    assert attached["signatures"][0]["printed_name"] == "Dr. Ivan Investigator"
+    assert attached["signatures"][0]["local_time"].endswith("EST (America/New_York)")
+    with pikepdf.open(io.BytesIO(await _file(ICF, "1.0", "signed_copy"))) as copy:
+        assert len(copy.pages) == 2  # the version's page, then the signature page
+    assert await documents.version_bytes(ICF, "1.0") == real_pdf  # the version itself never changes
+    entry = [e for e in await audit_log.export_rows(audit_store.AuditFilter(record_type="document_version"), 50)
+             if e["action"] == "sign"][0]
+    assert entry["actor"] == "ivan" and entry["new"]["meaning"] == "review"
+    assert entry["new"]["components"] == "user ID and password"
+    assert await signatures.verify_all() == (3, [])  # one signature, two files
+
+
+async def test_a_wrong_password_signs_nothing_and_is_audited(study, real_pdf):
+    await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
+    await add_user("ivan")
+    with pytest.raises(InvalidInput) as refused:
+        await accounts.signing_by_password("ivan", "approval", "not the password")
+    assert refused.value.problems[0].field == "password"
+    with pytest.raises(InvalidInput, match="not correct"):
+        await accounts.signing_by_password("nobody", "approval", PASSWORD)
+    with pytest.raises(InvalidInput, match="meaning"):
+        await accounts.signing_by_password("ivan", "liking", PASSWORD)
+    assert (await signatures.of_version(ICF, "1.0")) == ([], [])
+    failures = await audit_log.export_rows(audit_store.AuditFilter(action="signing_failed"), 10)
+    assert [e["reason"] for e in failures][:1] == ["the password is not correct"]
+    assert all(PASSWORD not in json.dumps(e) and "not the password" not in json.dumps(e) for e in failures)
+
+
+async def test_approval_by_signature_gets_a_pades_signature_readers_verify(study, real_pdf, system_keys):
+    await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
+    await sign_version(ICF, "1.0", "ivan", "approval")
+    signed = await _file(ICF, "1.0", "pades")
+    check = await pades_verify(signed, [system_keys.pades[1]])
+    assert check.ok, check.problems
+    assert check.signed_at.isoformat().startswith((await signatures.of_version(ICF, "1.0"))[0][0]["instant"][:19])
+    copy = await _file(ICF, "1.0", "signed_copy")
+    assert signed.startswith(copy)  # PAdES is an incremental update of the copy with its signature page
+
+
+async def test_a_docx_version_carries_its_signature_page(study):
+    docx = render_docx("consent_form", {"study_code": "TST-1", "study_title": "T", "consent_version": "1.0",
+                                        "language": "en", "protocol_version": "1.0",
+                                        "sections": [{"heading": "Purpose", "paragraphs": ["Why."]}]},
+                       created_at=AT, title="Consent", version_label="1.0")
+    await documents.add_version(ICF, "040", "1.0", docx, "icf.docx")
+    await sign_version(ICF, "1.0", "colin", "authorship")
+    copy = await _file(ICF, "1.0", "signed_copy")
+    with zipfile.ZipFile(io.BytesIO(copy)) as archive:
+        body = archive.read("word/document.xml").decode()
+    assert "Signature page" in body and hashlib.sha256(docx).hexdigest() in body and "authorship" in body
+
+
+async def test_signing_twice_for_one_meaning_or_a_version_no_longer_in_force_is_refused(study, real_pdf):
+    await documents.add_version(CV, "087", "1", real_pdf, "cv.pdf")
+    await sign_version(CV, "1", "ivan", "authorship")
+    with pytest.raises(Conflict, match="already signed"):
+        await sign_version(CV, "1", "ivan", "authorship")
+    await sign_version(CV, "1", "ivan", "approval")  # another meaning is another signature
+    from datetime import date
+
+    for status in ("in_review", "approved", "effective"):  # a CV needs no IRB/IEC approval
+        await documents.change_status(CV, "1", status, date(2024, 5, 1))
+    await documents.add_version(CV, "087", "2", real_pdf + b"%2", "cv.pdf")
+    await sign_version(CV, "2", "ivan")
+    for status in ("in_review", "approved", "effective"):
+        await documents.change_status(CV, "2", status, date(2024, 6, 1))
+    with pytest.raises(InvalidInput, match="superseded: a version no longer in force"):
+        await sign_version(CV, "1", "ivan", "review")
+
+
+async def test_a_revoked_key_keeps_old_signatures_valid_when_made_and_a_new_key_signs_on(study, real_pdf):
+    await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
+    await sign_version(ICF, "1.0", "ivan", "review")
+    first_key = (await signatures.of_version(ICF, "1.0"))[0][0]["key_id"]
+    with pytest.raises(InvalidInput):
+        await signatures.end_signer_keys("ivan", " ", "admin")
+    assert await signatures.end_signer_keys("ivan", "laptop lost", "admin") == [first_key]
+    await sign_version(ICF, "1.0", "ivan", "approval")
+    shown, _ = await signatures.of_version(ICF, "1.0")
+    assert [(s["meaning"], s["verdict"]) for s in shown] == [("review", "valid when made"), ("approval", "valid")]
+    assert shown[1]["key_id"] != first_key
+    assert (await signatures.verify_all())[1] == []
+    registry = await signatures.registry()
+    signers, system = parse_registry(registry)
+    assert signers[first_key].valid_to is not None and signers[first_key].revoked_reason == "laptop lost"
+    assert len(system) == 1
+
+
+async def test_disabling_an_account_ends_its_signing_key(study, real_pdf):
+    await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
+    await sign_version(ICF, "1.0", "ivan", "review")
+    await accounts.disable_user("ivan", "admin", "left the site")
+    signers, _ = parse_registry(await signatures.registry())
+    assert [k.revoked_reason for k in signers.values()] == ["account disabled"]
+    with pytest.raises(InvalidInput, match="disabled"):
+        await accounts.signing_by_password("ivan", "approval", PASSWORD)
+
+
+async def test_verification_names_an_altered_or_moved_signature(study, db, real_pdf):
+    await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
+    await documents.add_version(ICF, "040", "2.0", real_pdf + b"%2", "icf.pdf")
+    await sign_version(ICF, "1.0", "ivan", "review")
+    await sign_version(ICF, "2.0", "ivan", "approval")
+    assert (await signatures.verify_all())[1] == []
+    value = (await fetch("SELECT value FROM document_signatures WHERE meaning = 'review'"))[0]["value"]
+    flipped = ("0" if value[0] != "0" else "1") + value[1:]
+    await tamper(db, "UPDATE document_signatures SET value = {} WHERE meaning = 'review'", flipped)
+    problems = (await signatures.verify_all())[1]
+    assert problems == ["document Informed consent form (English) at site 101 version 1.0: signature by ivan (review,"
+                        f" {(await signatures.of_version(ICF, '1.0'))[0][0]['instant']}): the signature does not"
+                        " verify: the statement or the value was altered"]
+    await tamper(db, "UPDATE document_signatures SET value = {} WHERE meaning = 'review'", value)
+    moved = (await fetch("SELECT id FROM document_versions WHERE label = '1.0'"))[0]["id"]
+    await tamper(db, "UPDATE document_signatures SET version = {} WHERE meaning = 'approval'", moved)
+    problems = (await signatures.verify_all())[1]
+    assert len(problems) == 1 and "version 1.0: signature by ivan (approval" in problems[0]
+    assert "does not verify" in problems[0]
+
+
+async def test_the_registry_file_is_written_and_holds_only_public_parts(study, tmp_path, real_pdf):
+    await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
+    await sign_version(ICF, "1.0", "ivan", "review")
+    written = await signatures.write_registry(tmp_path)
+    document = json.loads(written.read_text())
+    assert [s["signer_id"] for s in document["signers"]] == ["ivan"]
+    encrypted = (await fetch("SELECT encrypted FROM signer_keys"))[0]["encrypted"]
+    assert json.loads(encrypted)["kdf"]["name"] == "scrypt"
+    assert "ciphertext" not in written.read_text() and json.loads(encrypted)["ciphertext"] not in written.read_text()
+    assert (tmp_path / "pades-certificate.pem").read_text().startswith("-----BEGIN CERTIFICATE-----")

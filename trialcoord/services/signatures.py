@@ -1,0 +1,254 @@
+"""Electronic signatures of document versions (Part 11 11.50, 11.70, 11.200) and their manifestation.
+
+A signer signs through the re-authentication ceremony (`accounts.signing_ceremony` on the web,
+`accounts.signing_by_password` on the command line); the system then signs the statement with the
+signer's own Ed25519 key, made at their first signature and kept encrypted (scrypt + AES-GCM under the
+system passphrase). The public part of every key, with its validity, is the signer registry
+(`signatures/registry.json`). Each signature is printed on a signature page that is appended to the
+version (PDF, DOCX); an approved PDF also gets a PAdES signature by the site's certificate. Files made
+from a version are stored with their hashes beside it; the version's own bytes never change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from anyio import to_thread
+
+from trialcoord.adapters import signing_keys
+from trialcoord.adapters.persistence import documents_store
+from trialcoord.adapters.persistence import repositories as repo
+from trialcoord.adapters.persistence import signatures_store as store
+from trialcoord.adapters.persistence.engine import read, transaction
+from trialcoord.domain.accounts import Meaning, Signing
+from trialcoord.domain.audit import utc_instant
+from trialcoord.domain.documents import DOCX, PDF, DocumentKey, DocumentStatus
+from trialcoord.domain.signatures import Signature, SignerKey, Statement, judge, local_time, registry_document
+from trialcoord.services import audit_log, system_keys
+from trialcoord.services.audit_log import Change
+from trialcoord.services.documents import record_id, version_row
+from trialcoord.services.errors import Conflict, NotConfigured, invalid
+
+SIGNATURE_PAGE, SIGNED_COPY, PADES = "signature_page", "signed_copy", "pades"
+UNSIGNABLE = {DocumentStatus.SUPERSEDED, DocumentStatus.EXPIRED}
+
+
+async def sign(key: DocumentKey, label: str, signing: Signing) -> dict:
+    """Sign a version as the ceremony's signer; then print the manifestation. Audited with the signature."""
+    keys = system_keys.current()
+    instant = utc_instant(signing.signed_at)
+    signer_key, private = await _signer_key(signing.user_id, signing.printed_name, keys, instant)
+    async with transaction(f"signature of document {key.name} version {label}"):
+        _, row = await version_row(key, label)
+        if DocumentStatus(row["status"]) in UNSIGNABLE:
+            raise invalid(f"version {label} is {row['status']}: a version no longer in force cannot be signed",
+                          field="label")
+        if any(s["signer_id"] == signing.user_id and s["meaning"] == signing.meaning
+               for s in await store.signatures_of(row["id"])):
+            raise Conflict(f"{signing.user_id} has already signed version {label} of {key.name} for"
+                           f" {signing.meaning}")
+        statement = Statement(row["sha256"], signing.user_id, Meaning(signing.meaning), instant)
+        signature = Signature(statement, signing.printed_name, signer_key.key_id,
+                              signing_keys.sign_bytes(statement.canonical_bytes(), private))
+        await store.insert_signature(row["id"], signature)
+        await audit_log.record(signing.user_id, Change("sign", "document_version", record_id(key, label), None, {
+            "meaning": str(signing.meaning), "instant": instant, "sha256": row["sha256"], "key_id": signer_key.key_id,
+            "printed_name": signing.printed_name, "components": str(signing.components)}))
+    await manifest(key, label)
+    return signature.as_dict()
+
+
+async def _signer_key(user_id: str, printed_name: str, keys: system_keys.SystemKeys, since: str):
+    """The signer's key in force, made at their first signature and valid from its instant `since`."""
+    async with read():
+        found = await store.current_key(user_id)
+    if found is not None:
+        signer_key, encrypted = found
+        if signer_key.key_id not in keys.unlocked:
+            keys.unlocked[signer_key.key_id] = await to_thread.run_sync(
+                signing_keys.decrypt_key, json.loads(encrypted), keys.passphrase, f"signing key of {user_id}")
+        return signer_key, keys.unlocked[signer_key.key_id]
+    private = signing_keys.generate_key()
+    encrypted = await to_thread.run_sync(signing_keys.encrypt_key, private, keys.passphrase)  # scrypt
+    public = private.public_key()
+    signer_key = SignerKey(user_id, printed_name, signing_keys.key_id(public), signing_keys.public_key_hex(public),
+                           since)
+    async with transaction(f"signing key of {user_id}"):
+        if await store.current_key(user_id) is not None:  # made meanwhile by a concurrent first signature
+            return await _signer_key(user_id, printed_name, keys, since)
+        await store.insert_key(signer_key, encrypted)
+        await audit_log.record(user_id, Change("create", "signer_key", f"{user_id}/{signer_key.key_id}", None,
+                                               {"public_key": signer_key.public_key, "valid_from": signer_key.valid_from}))
+    keys.unlocked[signer_key.key_id] = private
+    await write_registry()
+    return signer_key, private
+
+
+async def end_signer_keys(user_id: str, reason: str, actor: str) -> list[str]:
+    """Revoke the user's key: no new signatures with it; the old ones stay verifiable as valid when made."""
+    if not reason.strip():
+        raise invalid("revoking a signing key needs the reason", field="reason")
+    at = utc_instant(audit_log.clock())
+    async with transaction(f"signing keys of {user_id}"):
+        ended = await store.end_keys(user_id, at, reason.strip())
+        for kid in ended:
+            await audit_log.record(actor, Change("update", "signer_key", f"{user_id}/{kid}", {"valid_to": None},
+                                                 {"valid_to": at}, reason.strip()))
+    if ended:
+        await write_registry()
+    return ended
+
+
+async def registry() -> dict:
+    keys = system_keys.current()
+    async with read():
+        signer_keys = await store.all_keys()
+    public = keys.manifest_key.public_key()
+    system = [{"key_id": keys.manifest_key_id, "public_key": signing_keys.public_key_hex(public),
+               "purpose": "binder manifests and audit checkpoints"}]
+    return registry_document(signer_keys, system, utc_instant(audit_log.clock()))
+
+
+async def write_registry(directory: Path | None = None) -> Path | None:
+    """Refresh `signatures/registry.json` (and the PAdES certificate) from the database, the registry's source."""
+    settings = system_keys._settings
+    directory = directory or (settings.signatures_dir if settings else None)
+    if directory is None or not Path(directory).is_dir():
+        return None
+    try:
+        document = await registry()
+    except NotConfigured:  # no system key yet (before `setup`): the database keeps the registry meanwhile
+        return None
+    target = Path(directory) / "registry.json"
+    temporary = target.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    temporary.replace(target)
+    pades = system_keys.current().pades
+    if pades is not None:
+        from trialcoord.adapters.render.signed_pdf import certificate_pem
+
+        (Path(directory) / "pades-certificate.pem").write_text(certificate_pem(pades[1]), encoding="utf-8")
+    return target
+
+
+async def of_version(key: DocumentKey, label: str) -> tuple[list[dict], list[dict]]:
+    """(signatures with their verdict now, files made from the version)."""
+    async with read():
+        _, row = await version_row(key, label)
+        rows = await store.signatures_of(row["id"])
+        files = await store.files_of(row["id"])
+        registry_keys = {k.key_id: k for k in await store.all_keys()}
+    now = utc_instant(audit_log.clock())
+    zone_name = await _zone_name(key)
+    shown = []
+    for r in rows:
+        signature = store.signature_of(r, row["sha256"])
+        check = judge(signature, registry_keys, row["sha256"], signing_keys.verify_hex, now)
+        shown.append({**signature.as_dict(), "verdict": str(check.verdict), "reason": check.reason,
+                      "local_time": local_time(r["instant"], zone_name, ZoneInfo(zone_name))})
+    return shown, files
+
+
+async def _zone_name(key: DocumentKey) -> str:
+    settings = system_keys._settings
+    fallback = settings.time_zone if settings else "UTC"
+    if key.site is None:
+        return fallback
+    async with read():
+        study = await repo.find_study(key.study)
+        site = await repo.find_site(study["id"], key.site) if study else None
+    return (site or {}).get("time_zone") or fallback
+
+
+async def manifest(key: DocumentKey, label: str) -> list[dict]:
+    """Make the files that print the version's signatures, once per number of signatures (idempotent):
+    the signature page, the version with it appended (PDF, DOCX) and, once approved by signature, that
+    PDF signed with PAdES."""
+    from trialcoord.adapters.render.documents import docx_with_signature_page, render_pdf
+    from trialcoord.adapters.render.signed_pdf import append_pages, pades_sign
+
+    signatures, files = await of_version(key, label)
+    if not signatures:
+        return []
+    count = len(signatures)
+    async with read():
+        _, row = await version_row(key, label)
+    wanted = {SIGNATURE_PAGE} | ({SIGNED_COPY} if row["media_type"] in (PDF, DOCX) else set())
+    keys = system_keys.current()
+    approved = any(s["meaning"] == Meaning.APPROVAL for s in signatures)
+    if row["media_type"] == PDF and approved and keys.pades is not None:
+        wanted.add(PADES)
+    have = {f["kind"] for f in files if f["signatures"] == count}
+    if wanted <= have:
+        return [f for f in files if f["signatures"] == count]
+    page_data = {"study_code": key.study, "site_code": key.site or "study level", "document": key.name,
+                 "version": label, "version_sha256": row["sha256"],
+                 "signatures": [{k: s[k] for k in ("printed_name", "signer_id", "meaning", "instant", "local_time",
+                                                   "key_id", "signature")} for s in signatures]}
+    created_at = signatures[-1]["instant"]
+    made = {}
+    page = await to_thread.run_sync(lambda: render_pdf("signature_page", page_data, created_at=created_at,
+                                                       title=f"Signatures: {key.name}", version_label=label))
+    made[SIGNATURE_PAGE] = (page, PDF)
+    original = await _bytes(row)
+    if row["media_type"] == PDF:
+        try:
+            copy = await to_thread.run_sync(append_pages, original, page)
+        except ValueError:  # an upload readers open but pikepdf cannot: the signature page stands alone
+            copy = None
+        if copy is not None:
+            made[SIGNED_COPY] = (copy, PDF)
+        if copy is not None and PADES in wanted:
+            approval = next(s for s in signatures if s["meaning"] == Meaning.APPROVAL)
+            signed_at = datetime.strptime(approval["instant"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=ZoneInfo("UTC"))
+            made[PADES] = (await pades_sign(copy, *keys.pades, signed_at=signed_at, reason="approval",
+                                            location=key.site or key.study, signer_name=approval["printed_name"]), PDF)
+    elif row["media_type"] == DOCX:
+        made[SIGNED_COPY] = (await to_thread.run_sync(
+            lambda: docx_with_signature_page(original, page_data, created_at=created_at)), DOCX)
+    at = utc_instant(audit_log.clock())
+    async with transaction(f"signature page of document {key.name} version {label}"):
+        _, row = await version_row(key, label)
+        for kind, (data, media_type) in made.items():
+            if kind in have:
+                continue
+            sha256 = hashlib.sha256(data).hexdigest()
+            await documents_store.save_blob(sha256, data)
+            await store.insert_file(row["id"], kind, count, sha256, len(data), media_type, at)
+            await audit_log.record(audit_log.SYSTEM, Change("create", "document_file", record_id(key, label), None,
+                                                            {"kind": kind, "signatures": count, "sha256": sha256}))
+    _, files = await of_version(key, label)
+    return [f for f in files if f["signatures"] == count]
+
+
+async def _bytes(row: dict) -> bytes:
+    async with read():
+        data = await documents_store.blob(row["sha256"])
+    if data is None or hashlib.sha256(data).hexdigest() != row["sha256"]:
+        raise Conflict(f"version {row['label']}: the stored bytes do not match their SHA-256; restore them first")
+    return data
+
+
+async def verify_all() -> tuple[int, list[str]]:
+    """(items checked, problems): every signature against the registry and its version's stored SHA-256,
+    every file made from a version against its content."""
+    async with read():
+        rows = await store.all_signatures()
+        registry_keys = {k.key_id: k for k in await store.all_keys()}
+        files = await store.all_files()
+    now = utc_instant(audit_log.clock())
+    problems = []
+    for r in rows:
+        check = judge(store.signature_of(r, r["sha256"]), registry_keys, r["sha256"], signing_keys.verify_hex, now)
+        if not check.ok:
+            where = f"document {r['name']}" + (f" at site {r['site']}" if r["site"] else "") + f" version {r['label']}"
+            problems.append(f"{where}: signature by {r['signer_id']} ({r['meaning']}, {r['instant']}): {check.reason}")
+    for f in files:
+        if f["blob_size"] is None or f["blob_size"] != f["size"]:
+            problems.append(f"file {f['kind']} {f['sha256']} of version row {f['version']}: its content is missing"
+                            " or of another size")
+    return len(rows) + len(files), problems
