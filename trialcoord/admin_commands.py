@@ -20,6 +20,10 @@ FIRST_ADMIN = "admin"
 def _database(coroutine_factory):
     from trialcoord.adapters.persistence.engine import open_database
 
+    from trialcoord.services import system_keys
+
+    system_keys.configure(get_settings())
+
     async def run():
         async with open_database(migrate=True):
             return await coroutine_factory()
@@ -63,6 +67,9 @@ def setup(demo: bool = True) -> int:
         signing_keys.save_private_key(signing_keys.generate_key(), settings.audit_key_file,
                                       signing_keys.read_passphrase(file=passphrase))
         print(f"created the audit checkpoint key {settings.audit_key_file}")
+    if not settings.pades_file.exists():
+        _create_pades_credentials(settings)
+        print(f"created the site's document-signing certificate {settings.pades_file}")
 
     async def run():
         created = None
@@ -74,6 +81,9 @@ def setup(demo: bool = True) -> int:
         loaded = await load_demo(_today()) if demo else False
         demo_password = generated_password()
         users = await add_demo_users(_today(), demo_password, actor()) if loaded else []
+        from trialcoord.services import signatures
+
+        await signatures.write_registry()  # the public registry in signatures/, with this system's key
         return created, loaded, users, demo_password
 
     password, loaded, users, demo_password = _database(run)
@@ -86,6 +96,24 @@ def setup(demo: bool = True) -> int:
               " (shown this once; change it with: trialcoord user reset-password admin)")
     print("set-up complete")
     return 0
+
+
+def _create_pades_credentials(settings) -> None:
+    """The site's P-256 key and self-signed certificate for PAdES, as PKCS#12 under the system passphrase."""
+    import os
+    from datetime import datetime, timedelta, timezone
+
+    from trialcoord.adapters import signing_keys
+    from trialcoord.adapters.render.signed_pdf import new_site_credentials, save_credentials
+
+    now = datetime.now(timezone.utc)
+    key, certificate = new_site_credentials(f"trialcoord document signing ({settings.host})", "trialcoord site",
+                                            now - timedelta(minutes=5), now + timedelta(days=10 * 365))
+    passphrase = signing_keys.read_passphrase(file=settings.audit_passphrase_file)
+    settings.pades_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.pades_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(save_credentials(key, certificate, passphrase))
 
 
 def _pii_configured(settings) -> bool:

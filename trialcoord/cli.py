@@ -88,7 +88,20 @@ def _parser() -> argparse.ArgumentParser:
     retire = keys.add_parser("retire", help="remove a key that no stored value uses any more")
     retire.add_argument("old_key_id")
     _document_commands(commands)
-    commands.add_parser("verify", help="check every stored document's bytes against its SHA-256 (exit 1 naming each)")
+    verify = commands.add_parser("verify", help="check stored documents and signatures, or binder ZIPs offline"
+                                                " (exit 1 naming each failure)")
+    verify.add_argument("paths", nargs="*", metavar="ZIP", help="binder or export ZIPs to check with the public registry")
+    verify.add_argument("--registry", metavar="FILE", help="the signer registry (default signatures/registry.json)")
+    binder = commands.add_parser("binder", help="the regulatory binder: checklist and signed export").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    check = binder.add_parser("checklist", help="expected documents: present, missing, expiring, expired")
+    check.add_argument("study")
+    check.add_argument("--site", required=True)
+    check.add_argument("--as-of", type=_iso_date)
+    export = binder.add_parser("export", help="a signed ZIP of every version, with manifest, index and exchange.xml")
+    export.add_argument("study")
+    export.add_argument("--site")
+    export.add_argument("--out", required=True, metavar="FILE.zip")
     return parser
 
 
@@ -117,6 +130,13 @@ def _document_commands(commands) -> None:
     status.add_argument("--approval-reference")
     status.add_argument("--approval-date", type=_iso_date)
     status.add_argument("--approval-letter-sha256")
+    sign = document.add_parser("sign", help="sign a version electronically (password from a terminal or stdin)")
+    sign.add_argument("study")
+    sign.add_argument("name")
+    sign.add_argument("label")
+    sign.add_argument("--meaning", required=True, help="authorship, review, approval, responsibility or consent")
+    sign.add_argument("--user", required=True, help="the signer's user ID")
+    sign.add_argument("--site")
 
 
 def _user_commands(commands) -> None:
@@ -246,7 +266,11 @@ def _dispatch(args) -> int:
         ("document", "status"): lambda: docs.document_status(
             args.study, args.name, args.label, args.status, args.on, args.site, args.reason, args.approval_reference,
             args.approval_date, args.approval_letter_sha256),
-        ("verify", None): docs.verify_documents,
+        ("document", "sign"): lambda: docs.document_sign(args.study, args.name, args.label, args.meaning, args.site,
+                                                         args.user),
+        ("binder", "checklist"): lambda: docs.binder_checklist(args.study, args.site, args.as_of),
+        ("binder", "export"): lambda: docs.binder_export(args.study, args.site, args.out),
+        ("verify", None): lambda: docs.verify(args.paths, args.registry),
     }
     return handlers[(args.command, getattr(args, "action", None))]()
 

@@ -53,14 +53,101 @@ def document_status(study: str, name: str, label: str, status: str, on: date, si
     return 0
 
 
-def verify_documents() -> int:
-    from trialcoord.services import documents
+def document_sign(study: str, name: str, label: str, meaning: str, site: str | None, user_id: str) -> int:
+    """Sign as `user_id`: both components every time (no session), the password from a terminal or stdin."""
+    import getpass
 
-    checked, problems = _database(documents.verify_stored)
+    from trialcoord.services import accounts, signatures
+
+    password = getpass.getpass(f"Password of {user_id}: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\r\n")
+    key = DocumentKey(study, site, name)
+
+    async def sign():
+        return await signatures.sign(key, label, await accounts.signing_by_password(user_id, meaning, password))
+
+    made = _database(sign)
+    print(f"{name} version {label}: signed by {made['printed_name']} ({made['signer_id']}) for {made['meaning']}"
+          f" at {made['instant']} with key {made['key_id']}")
+    return 0
+
+
+def binder_checklist(study: str, site: str, as_of: date | None) -> int:
+    from trialcoord.commands import _today
+    from trialcoord.services import binder
+
+    items = _database(lambda: binder.site_checklist(study, site, as_of or _today()))
+    for item in items:
+        who = item["person"] or (f"consent {item['consent_version']}" if item["consent_version"] else "")
+        until = f" until {item['expires_on']}" if item["expires_on"] else ""
+        print(f"{item['state']}\t{item['artifact']['number']} {item['artifact']['name']}\t{who}\t"
+              f"{item['document'] or ''}{until}")
+    return 0
+
+
+def binder_export(study: str, site: str | None, out: str) -> int:
+    from trialcoord.services import binder
+
+    target = Path(out)
+    temporary = target.with_name(target.name + ".partial")
+    try:
+        manifest = _database(lambda: binder.export(study, site, temporary, actor()))
+        temporary.replace(target)  # a failed export leaves no half-written package under the asked name
+    except OSError as error:
+        raise UsageError(f"{out}: cannot be written ({error.strerror})") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    print(f"{len(manifest['files'])} files written to {out}, manifest signed by key {manifest['manifest_key_id']}")
+    return 0
+
+
+def verify(paths: list[str], registry_file: str | None) -> int:
+    """No paths: every stored content, version, signature and file made from a version. Paths: binder or
+    export ZIPs, offline, against the public signer registry."""
+    if paths:
+        return _verify_packages(paths, registry_file)
+    from trialcoord.services import documents, signatures
+
+    async def both():
+        stored = await documents.verify_stored()
+        signed = await signatures.verify_all()
+        return stored[0] + signed[0], stored[1] + signed[1]
+
+    checked, problems = _database(both)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
-        print(f"{len(problems)} of {checked} stored contents do NOT verify", file=sys.stderr)
+        print(f"{len(problems)} problems in {checked} stored contents, versions and signatures", file=sys.stderr)
         return 1
-    print(f"all {checked} stored document contents match their SHA-256")
+    print(f"all {checked} stored contents, versions and signatures verify")
     return 0
+
+
+def _verify_packages(paths: list[str], registry_file: str | None) -> int:
+    import json
+
+    from trialcoord.adapters.binder_package import verify_package
+    from trialcoord.config import get_settings
+    from trialcoord.domain.audit import utc_instant
+    from trialcoord.services.audit_log import clock
+
+    source = Path(registry_file) if registry_file else get_settings().signatures_dir / "registry.json"
+    registry = None
+    if source.exists():
+        try:
+            registry = json.loads(source.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise UsageError(f"{source}: not a readable signer registry ({error})") from None
+    elif registry_file:
+        raise UsageError(f"{registry_file}: no such signer registry")
+    failed = 0
+    for path in paths:
+        report = verify_package(path, registry, now=utc_instant(clock()))
+        for problem in report.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        trust = f"; {report.trust}" if report.trust else ""
+        if report.ok:
+            print(f"{path}: {report.files_checked} files and {report.signatures_checked} signatures verify{trust}")
+        else:
+            failed += 1
+            print(f"{path}: {len(report.problems)} problems{trust}", file=sys.stderr)
+    return 1 if failed else 0

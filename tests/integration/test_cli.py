@@ -18,10 +18,11 @@ ONC = str(ROOT / "protocols/ONC-201/1.0.yaml")
 KEYS = {"visit", "occurrence", "name", "target", "earliest", "latest", "actual", "status", "days_outside", "study_day"}
 
 
-def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def run(*args: str, env: dict | None = None, input: str = "") -> subprocess.CompletedProcess:
     environment = {**os.environ, "TRIALCOORD_TIME_ZONE": "UTC", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "trialcoord.cli", *args], capture_output=True, text=True, env=environment, cwd=ROOT
+        [sys.executable, "-m", "trialcoord.cli", *args], capture_output=True, text=True, env=environment, cwd=ROOT,
+        input=input,
     )
 
 

@@ -91,7 +91,7 @@ async def test_a_wrong_password_signs_nothing_and_is_audited(study, real_pdf):
 async def test_approval_by_signature_gets_a_pades_signature_readers_verify(study, real_pdf, system_keys):
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
     await sign_version(ICF, "1.0", "ivan", "approval")
-    signed = await _file(ICF, "1.0", "pades")
+    signed = await _file(ICF, "1.0", "pades_signed")
     check = await pades_verify(signed, [system_keys.pades[1]])
     assert check.ok, check.problems
     assert check.signed_at.isoformat().startswith((await signatures.of_version(ICF, "1.0"))[0][0]["instant"][:19])

@@ -40,10 +40,17 @@ def record_id(key: DocumentKey, label: str | None = None) -> str:
 
 
 async def add_version(key: DocumentKey, artifact_id: str, label: str, data: bytes, file_name: str,
-                      change_summary: str = "", actor: str = SYSTEM) -> dict:
-    """Store a new version in draft; its label is new for the document, its bytes are checked by content."""
+                      change_summary: str = "", actor: str = SYSTEM, person: str | None = None,
+                      expires_on: date | None = None) -> dict:
+    """Store a new version in draft; its label is new for the document, its bytes are checked by content.
+    `person`: whose document it is (the user ID of a CV's or licence's holder); `expires_on`: the last day
+    the version is valid, when the document says so (a licence, a certificate)."""
     _check_text(label, "label", 64)
     _check_text(file_name, "file_name", 200)
+    if person is not None:
+        _check_text(person, "person", 64)
+    if expires_on is not None:
+        _check_date(expires_on, "expires_on")
     media_type = check_upload(data, file_name, MAX_BYTES)
     found = tmf_artifact(artifact_id)
     if found.level == "study" and key.site is not None:
@@ -57,9 +64,10 @@ async def add_version(key: DocumentKey, artifact_id: str, label: str, data: byte
         await _check_scope(key)
         document = await store.find_document(key.study, key.site, key.name)
         if document is None:
-            document = await store.insert_document(key.study, key.site, key.name, found.unique_id, version.created_at)
+            document = await store.insert_document(key.study, key.site, key.name, found.unique_id, version.created_at,
+                                                   person)
             await audit_log.record(actor, Change("create", "document", record_id(key), None,
-                                                 {"artifact": found.unique_id, "site": key.site}))
+                                                 {"artifact": found.unique_id, "site": key.site, "person": person}))
         elif document["artifact"] != found.unique_id:
             raise invalid(f"document {key.name} is filed under TMF artifact {document['artifact']}, not"
                           f" {found.unique_id}", field="artifact")
@@ -67,11 +75,11 @@ async def add_version(key: DocumentKey, artifact_id: str, label: str, data: byte
             raise Conflict(f"document {key.name} already has a version {version.label}; versions never change:"
                            " give the new one its own label")
         await store.save_blob(sha256, data)
-        await store.insert_version(document["id"], version, file_name)
+        await store.insert_version(document["id"], version, file_name, expires_on)
         await audit_log.record(actor, Change("create", "document_version", record_id(key, version.label), None, {
             "sha256": sha256, "size": len(data), "media_type": media_type, "status": "draft",
-            "change_summary": version.change_summary}))
-    return _version_dict(version, file_name, found.unique_id)
+            "change_summary": version.change_summary, "expires_on": expires_on}))
+    return _version_dict(version, file_name, found.unique_id, document["person"], expires_on)
 
 
 async def change_status(key: DocumentKey, label: str, to: str, on: date, reason: str | None = None,
@@ -107,7 +115,7 @@ async def change_status(key: DocumentKey, label: str, to: str, on: date, reason:
                                "letter_sha256": approval.letter_sha256}
         await audit_log.record(actor, Change("update", "document_version", record_id(key, label),
                                              {"status": str(before.status)}, new, reason), *changes)
-    return _version_dict(after, row["file_name"], document["artifact"])
+    return _version_dict(after, row["file_name"], document["artifact"], document["person"], row["expires_on"])
 
 
 async def list_documents(study: str, site: str | None = None) -> list[dict]:
@@ -117,13 +125,14 @@ async def list_documents(study: str, site: str | None = None) -> list[dict]:
             raise NotFound(f"study {study} does not exist")
         rows = await store.list_documents(study, site)
     return [_version_dict(store.version_of(row, DocumentKey(study, row["site"] or None, row["name"])),
-                          row["file_name"], row["artifact"]) for row in rows]
+                          row["file_name"], row["artifact"], row["person"], row["expires_on"]) for row in rows]
 
 
 async def get_version(key: DocumentKey, label: str) -> dict:
     async with read():
         document, row = await version_row(key, label)
-    return _version_dict(store.version_of(row, key), row["file_name"], document["artifact"])
+    return _version_dict(store.version_of(row, key), row["file_name"], document["artifact"], document["person"],
+                         row["expires_on"])
 
 
 async def version_bytes(key: DocumentKey, label: str) -> bytes:
@@ -195,8 +204,11 @@ async def version_row(key: DocumentKey, label: str) -> tuple[dict, dict]:
     return document, row
 
 
-def _version_dict(version: DocumentVersion, file_name: str, artifact_id: str) -> dict:
+def _version_dict(version: DocumentVersion, file_name: str, artifact_id: str, person: str | None = None,
+                  expires_on: date | str | None = None) -> dict:
     found = tmf_artifact(artifact_id)
+    if isinstance(expires_on, str):
+        expires_on = date.fromisoformat(expires_on)
     return {
         "study": version.key.study, "site": version.key.site, "name": version.key.name,
         "artifact": {"unique_id": found.unique_id, "number": found.number, "name": found.name},
@@ -206,4 +218,5 @@ def _version_dict(version: DocumentVersion, file_name: str, artifact_id: str) ->
         "approval": None if version.approval is None else {
             "reference": version.approval.reference, "approved_on": version.approval.approved_on,
             "letter_sha256": version.approval.letter_sha256},
+        "person": person, "expires_on": expires_on,
     }

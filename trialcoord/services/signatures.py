@@ -33,7 +33,7 @@ from trialcoord.services.audit_log import Change
 from trialcoord.services.documents import record_id, version_row
 from trialcoord.services.errors import Conflict, NotConfigured, invalid
 
-SIGNATURE_PAGE, SIGNED_COPY, PADES = "signature_page", "signed_copy", "pades"
+SIGNATURE_PAGE, SIGNED_COPY, PADES = "signature_page", "signed_copy", "pades_signed"
 UNSIGNABLE = {DocumentStatus.SUPERSEDED, DocumentStatus.EXPIRED}
 
 

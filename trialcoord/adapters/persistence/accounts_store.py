@@ -58,6 +58,12 @@ async def grants_of(user_id: str, include_revoked: bool = False) -> list[dict]:
     return await fetch(f"SELECT {GRANT_COLUMNS} FROM grants WHERE user_id = {{}}{condition} ORDER BY id", user_id)
 
 
+async def grants_at(study: str, site: str) -> list[dict]:
+    """Grants held at the site itself (not study- or system-wide ones): the site's staff."""
+    return await fetch(f"SELECT {GRANT_COLUMNS} FROM grants WHERE study = {{}} AND site = {{}} AND revoked_at IS NULL"
+                       " AND user_id IN (SELECT user_id FROM users WHERE status = 'active') ORDER BY id", study, site)
+
+
 async def revoke_grant(grant_id: int, by: str, at: str) -> None:
     await fetch("UPDATE grants SET revoked_by = {}, revoked_at = {} WHERE id = {}", by, at, grant_id)
 

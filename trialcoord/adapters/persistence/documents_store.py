@@ -14,24 +14,25 @@ from trialcoord.adapters.persistence.engine import fetch
 from trialcoord.domain.documents import DocumentKey, DocumentStatus, DocumentVersion, IrbApproval, StatusChange
 
 VERSION_COLUMNS = ("v.id, v.label, v.sha256, v.size, v.media_type, v.file_name, v.author, v.change_summary,"
-                   " v.created_at, v.status, v.history, v.approval")
+                   " v.created_at, v.status, v.history, v.approval, v.expires_on")
 
 
 async def find_document(study: str, site: str | None, name: str) -> dict | None:
-    rows = await fetch("SELECT id, study, site, name, artifact, created_at FROM documents"
+    rows = await fetch("SELECT id, study, site, name, artifact, person, created_at FROM documents"
                        " WHERE study = {} AND site = {} AND name = {}", study, site or "", name)
     return rows[0] if rows else None
 
 
-async def insert_document(study: str, site: str | None, name: str, artifact: str, at: str) -> dict:
-    await fetch("INSERT INTO documents (study, site, name, artifact, created_at) VALUES ({}, {}, {}, {}, {})",
-                study, site or "", name, artifact, at)
+async def insert_document(study: str, site: str | None, name: str, artifact: str, at: str,
+                          person: str | None = None) -> dict:
+    await fetch("INSERT INTO documents (study, site, name, artifact, person, created_at) VALUES ({}, {}, {}, {}, {}, {})",
+                study, site or "", name, artifact, person, at)
     return await find_document(study, site, name)
 
 
 async def list_documents(study: str, site: str | None) -> list[dict]:
     condition, args = ("", [study]) if site is None else (" AND d.site IN ('', {})", [study, site])
-    rows = await fetch(f"SELECT d.id AS document, d.site, d.name, d.artifact, {VERSION_COLUMNS} FROM documents d"
+    rows = await fetch(f"SELECT d.id AS document, d.site, d.name, d.artifact, d.person, {VERSION_COLUMNS} FROM documents d"
                        f" JOIN document_versions v ON v.document = d.id WHERE d.study = {{}}{condition}", *args)
     return sorted(rows, key=lambda row: (row["site"], row["name"], row["id"]))
 
@@ -53,13 +54,14 @@ async def all_blobs() -> list[tuple[str, int, str]]:
     return [(row["sha256"], row["size"], row["data"]) for row in rows]
 
 
-async def insert_version(document_id: int, version: DocumentVersion, file_name: str) -> None:
+async def insert_version(document_id: int, version: DocumentVersion, file_name: str,
+                         expires_on: date | None = None) -> None:
     await fetch("INSERT INTO document_versions (document, label, sha256, size, media_type, file_name, author,"
-                " change_summary, created_at, status, history, approval)"
-                " VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+                " change_summary, created_at, status, history, approval, expires_on)"
+                " VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
                 document_id, version.label, version.sha256, version.size, version.media_type, file_name,
                 version.author, version.change_summary, version.created_at, str(version.status),
-                _history(version), _approval(version))
+                _history(version), _approval(version), expires_on.isoformat() if expires_on else None)
 
 
 async def find_version(document_id: int, label: str) -> dict | None:

@@ -189,6 +189,10 @@ MIGRATIONS: tuple[Migration, ...] = (
                 public_key TEXT NOT NULL, encrypted TEXT NOT NULL, valid_from TEXT NOT NULL, valid_to TEXT,
                 revoked_reason TEXT)""",
             "CREATE INDEX signer_keys_signer ON signer_keys (signer_id)",
+            # Whose document it is (a CV, a licence, a training record), and the last day a version is valid
+            # when the document itself says so: what the binder checklist needs.
+            "ALTER TABLE documents ADD COLUMN person TEXT",
+            "ALTER TABLE document_versions ADD COLUMN expires_on TEXT",
             """CREATE TABLE document_signatures (
                 id {pk}, version INT NOT NULL REFERENCES document_versions (id), signer_id TEXT NOT NULL,
                 printed_name TEXT NOT NULL, meaning TEXT NOT NULL, instant TEXT NOT NULL, key_id TEXT NOT NULL,

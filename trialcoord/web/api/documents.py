@@ -61,6 +61,8 @@ class DocumentVersionOut(msgspec.Struct):
     status: str
     status_date: date | None
     approval: ApprovalOut | None
+    person: str | None = None  # whose document it is (user ID), for the binder checklist
+    expires_on: date | None = None
 
 
 class VersionIn(msgspec.Struct):
@@ -71,6 +73,8 @@ class VersionIn(msgspec.Struct):
     content: Annotated[str, msgspec.Meta(min_length=1, description="the file, base64")]
     site: Code | None = None
     change_summary: Text = ""
+    person: Code | None = None
+    expires_on: date | None = None
 
 
 class StatusIn(msgspec.Struct):
@@ -126,7 +130,8 @@ class DocumentController(Controller):
             raise ValidationException("`content` is not base64", extra=[{"key": "content", "message": "not base64"}]
                                       ) from None
         row = await documents.add_version(DocumentKey(study, data.site, data.name), data.artifact, data.label,
-                                          content, data.file_name, data.change_summary, actor=access.user_id)
+                                          content, data.file_name, data.change_summary, actor=access.user_id,
+                                          person=data.person, expires_on=data.expires_on)
         return _out(row)
 
     @post("/status", opt=MANAGE, status_code=200, responses=problem_responses(400, 401, 403, 404, 422))

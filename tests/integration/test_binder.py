@@ -1,0 +1,162 @@
+"""The regulatory binder: the site's expected-documents checklist, and the signed export checked offline
+with only the public registry; on SQLite and PostgreSQL, and through the commands."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from datetime import date
+
+import pytest
+
+from tests.conftest import LONG_AGO, PASSWORD, add_user, sign_version
+from tests.integration.test_signatures import COVER, AT
+from trialcoord.adapters.binder_package import verify_package
+from trialcoord.adapters.persistence import audit_store
+from trialcoord.adapters.render.documents import render_pdf
+from trialcoord.domain.documents import DocumentKey, IrbApproval
+from trialcoord.services import accounts, audit_log, binder, documents, signatures
+
+pytestmark = pytest.mark.anyio
+TODAY = date(2026, 11, 27)
+ICF = DocumentKey("TST-1", "101", "ICF English")
+LETTER = DocumentKey("TST-1", "101", "IRB approval ICF 1.0")
+NOW = "2026-11-27T12:00:00.000000Z"
+
+
+@pytest.fixture(scope="module")
+def pdf() -> bytes:
+    return render_pdf("binder_cover", COVER, created_at=AT, title="Doc", version_label="1")
+
+
+async def effective(key, artifact, label, data, on, person=None, expires_on=None, approval=None):
+    await documents.add_version(key, artifact, label, data, "file.pdf", person=person, expires_on=expires_on)
+    await documents.change_status(key, label, "in_review", on)
+    await sign_version(key, label, "ivan")
+    await documents.change_status(key, label, "approved", on, approval=approval)
+    await documents.change_status(key, label, "effective", on)
+
+
+@pytest.fixture
+async def filed(study, pdf):
+    """Site 101 with ivan (investigator) and cora (coordinator); ivan's CV, a licence expiring within 60
+    days, an effective consent form with its approval letter, and a superseded earlier form."""
+    await add_user("ivan", ("investigator", "TST-1", "101"), printed_name="Dr. Ivan Investigator")
+    await add_user("cora", ("coordinator", "TST-1", "101"))
+    await documents.add_version(LETTER, "066", "1", pdf + b"%letter", "letter.pdf")
+    letter = hashlib.sha256(pdf + b"%letter").hexdigest()
+    for label, day in (("1.0", date(2026, 1, 5)), ("2.0", date(2026, 6, 1))):
+        await effective(ICF, "040", label, pdf + label.encode(), day, approval=IrbApproval(f"IRB-{label}", day, letter))
+    await effective(DocumentKey("TST-1", "101", "CV Ivan"), "087", "2026", pdf + b"%cv", date(2026, 2, 1), "ivan")
+    await effective(DocumentKey("TST-1", "101", "Licence Ivan"), "090", "2026", pdf + b"%lic", date(2026, 2, 1),
+                    "ivan", expires_on=date(2027, 1, 10))
+    return letter
+
+
+async def test_the_checklist_lists_present_missing_expiring_and_expired(filed):
+    items = await binder.site_checklist("TST-1", "101", TODAY)
+    states = {(i["artifact"]["unique_id"], i["person"] or i["consent_version"]): i["state"] for i in items}
+    assert states == {
+        ("087", "ivan"): "present", ("090", "ivan"): "expiring",
+        ("104", "cora"): "missing", ("104", "ivan"): "missing",
+        ("091", None): "missing", ("101", None): "missing", ("066", "2.0"): "present", ("160", None): "missing",
+    }
+    later = await binder.site_checklist("TST-1", "101", date(2027, 1, 11))
+    assert [i["state"] for i in later if i["artifact"]["unique_id"] == "090"] == ["expired"]
+
+
+async def test_the_export_holds_every_version_signed_and_verifies_offline(filed, tmp_path):
+    out = tmp_path / "binder.zip"
+    manifest = await binder.export("TST-1", "101", out, "cora")
+    versions = [f for f in manifest["files"] if f["kind"] == "version"]
+    assert sorted((f["document"], f["label"], f["status"]) for f in versions) == [
+        ("CV Ivan", "2026", "effective"), ("ICF English", "1.0", "superseded"), ("ICF English", "2.0", "effective"),
+        ("IRB approval ICF 1.0", "1", "draft"), ("Licence Ivan", "2026", "effective")]
+    icf = next(f for f in versions if f["label"] == "2.0")
+    assert icf["path"].startswith("binder/02 Central Trial Documents/02.02 Subject Documentation/02.02.03 Informed")
+    assert [s["meaning"] for s in icf["signatures"]] == ["approval"]
+    kinds = {f["kind"] for f in manifest["files"]}
+    assert kinds == {"version", "signature_page", "pades_signed"}
+    registry = await signatures.registry()
+    report = verify_package(out, registry, now=NOW)
+    assert report.ok, report.problems
+    assert report.signatures_checked == 4
+    with zipfile.ZipFile(out) as archive:
+        assert {"manifest.json", "manifest.json.sig", "exchange.xml", "index.pdf", "registry.json"} <= set(
+            archive.namelist())
+        assert archive.read("index.pdf").startswith(b"%PDF")
+    exported = await audit_log.export_rows(audit_store.AuditFilter(record_type="binder"), 5)
+    assert [(e["actor"], e["record_id"], e["new"]["files"]) for e in exported] == [("cora", "TST-1/101", 13)]  # 5 versions; 4 signed: a page and a PAdES copy each
+
+
+async def test_a_changed_member_or_a_moved_signature_in_an_export_is_named(filed, tmp_path):
+    out = tmp_path / "binder.zip"
+    manifest = await binder.export("TST-1", "101", out, "cora")
+    registry = await signatures.registry()
+    target = next(f["path"] for f in manifest["files"] if f["kind"] == "version" and f["label"] == "2.0")
+    with zipfile.ZipFile(out) as source:
+        members = {name: source.read(name) for name in source.namelist()}
+    altered = dict(members)
+    altered[target] = members[target][:-10] + b"%tampered\n"
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(broken, "w") as archive:
+        for name, data in altered.items():
+            archive.writestr(name, data)
+    problems = verify_package(broken, registry, now=NOW).problems
+    assert any(target in p and "SHA-256" in p for p in problems), problems
+
+
+async def test_an_unchanged_binder_reuses_its_index(filed, tmp_path, monkeypatch):
+    from trialcoord.adapters.render.documents import RenderCache
+
+    cache = RenderCache(tmp_path / "cache")
+    monkeypatch.setattr(binder, "render_cache", lambda: cache)
+    await binder.export("TST-1", "101", tmp_path / "one.zip", "cora")
+    rendered = []
+    monkeypatch.setattr("trialcoord.adapters.render.documents.render_pdf",
+                        lambda *a, **k: rendered.append(a) or b"")
+    await binder.export("TST-1", "101", tmp_path / "two.zip", "cora")
+    assert rendered == []  # a cache hit: nothing re-rendered
+    with zipfile.ZipFile(tmp_path / "one.zip") as one, zipfile.ZipFile(tmp_path / "two.zip") as two:
+        assert one.read("index.pdf") == two.read("index.pdf")
+
+
+async def test_the_commands_sign_export_and_verify_a_binder(study, db, tmp_path, pdf):
+    from tests.integration.test_cli import run
+
+    env = {"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_DATA_DIR": str(tmp_path / "data"),
+           "TRIALCOORD_SIGNATURES_DIR": str(tmp_path / "signatures")}
+    (tmp_path / "signatures").mkdir()
+    assert run("setup", "--no-demo", env=env).returncode == 0
+    await accounts.create_user("ivan", "Dr. Ivan", "ivan@example.org", PASSWORD, "admin")
+    await accounts.grant("ivan", "investigator", "TST-1", "101", LONG_AGO, None, "admin")
+    file = tmp_path / "cv.pdf"
+    file.write_bytes(pdf)
+    assert run("document", "add", "TST-1", "CV Ivan", str(file), "--label", "1", "--artifact", "087", "--site", "101",
+               env=env).returncode == 0
+    wrong = run("document", "sign", "TST-1", "CV Ivan", "1", "--meaning", "approval", "--user", "ivan", "--site",
+                "101", env=env, input="not the password\n")
+    assert wrong.returncode == 2 and "password is not correct" in wrong.stderr
+    signed = run("document", "sign", "TST-1", "CV Ivan", "1", "--meaning", "approval", "--user", "ivan", "--site",
+                 "101", env=env, input=PASSWORD + "\n")
+    assert signed.returncode == 0, signed.stderr
+    assert "signed by Dr. Ivan (ivan) for approval" in signed.stdout
+    registry = json.loads((tmp_path / "signatures" / "registry.json").read_text())
+    assert [s["signer_id"] for s in registry["signers"]] == ["ivan"]
+    checklist = run("binder", "checklist", "TST-1", "--site", "101", "--as-of", "2026-11-27", env=env)
+    assert "missing\t05.02.08 Form FDA 1572" in checklist.stdout
+    out = tmp_path / "binder.zip"
+    exported = run("binder", "export", "TST-1", "--site", "101", "--out", str(out), env=env)
+    assert exported.returncode == 0, exported.stderr
+    assert run("verify", env=env).returncode == 0
+    ok = run("verify", str(out), env=env)
+    assert ok.returncode == 0 and "1 signatures verify" in ok.stdout, ok.stderr
+    raw = bytearray(out.read_bytes())
+    raw[200] ^= 0xFF  # inside the first member's bytes
+    (tmp_path / "flipped.zip").write_bytes(bytes(raw))
+    flipped = run("verify", str(tmp_path / "flipped.zip"), env=env)
+    assert flipped.returncode == 1 and "flipped.zip" in flipped.stderr
+    missing = run("binder", "export", "TST-1", "--site", "999", "--out", str(tmp_path / "x.zip"), env=env)
+    assert missing.returncode == 2 and "no site 999" in missing.stderr and not (tmp_path / "x.zip").exists()

@@ -1,0 +1,189 @@
+"""The regulatory binder of a study or site: the expected-documents checklist and the signed export.
+
+The checklist is the domain's (`tmf.checklist`) over what is filed now: effective versions (and, for
+documents no IRB/IEC approves, approved ones), the people granted roles at the site (the delegation
+log's staff), and the effective consent forms whose IRB/IEC approval letters must be filed. The export
+is `adapters/binder_package.py`'s ZIP of every version with its signatures, signature page and PAdES
+copy, a PDF index (rendered through the render cache, so an unchanged binder re-uses it), the registry,
+and a manifest signed by the system key. Both are audited as exports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from pathlib import Path
+from typing import BinaryIO
+
+from anyio import from_thread, to_thread
+
+from trialcoord.adapters import binder_package as package
+from trialcoord.adapters.persistence import accounts_store, documents_store
+from trialcoord.adapters.persistence import repositories as repo
+from trialcoord.adapters.persistence import signatures_store
+from trialcoord.adapters.persistence.engine import read, transaction
+from trialcoord.domain.access import Role
+from trialcoord.domain.audit import utc_instant
+from trialcoord.domain.documents import DocumentKey, DocumentStatus
+from trialcoord.domain.tmf import (
+    ARTIFACTS, IRB_APPROVED, PRINCIPAL_INVESTIGATOR, SITE_CHECKLIST, FiledDocument, StaffMember, checklist,
+)
+from trialcoord.services import audit_log, signatures, system_keys
+from trialcoord.services.audit_log import Change
+from trialcoord.services.errors import NotFound, invalid
+
+IN_FORCE = {DocumentStatus.EFFECTIVE}
+STAFF_ROLES = {Role.INVESTIGATOR: PRINCIPAL_INVESTIGATOR, Role.COORDINATOR: "coordinator"}
+_cache = None
+
+
+def render_cache():
+    """The render cache in the data directory (one per process), or None when there is no settings."""
+    global _cache
+    settings = system_keys._settings
+    if _cache is None and settings is not None:
+        from trialcoord.adapters.render.documents import RenderCache
+
+        _cache = RenderCache(Path(settings.data_dir) / "render-cache")
+    return _cache
+
+
+async def _rows(study: str, site: str | None) -> list[dict]:
+    async with read():
+        found = await repo.find_study(study)
+        if found is None:
+            raise NotFound(f"study {study} does not exist")
+        if site is not None and await repo.find_site(found["id"], site) is None:
+            raise invalid(f"study {study} has no site {site}", field="site")
+        return await documents_store.list_documents(study, site)
+
+
+def _in_force(row: dict) -> bool:
+    status = DocumentStatus(row["status"])
+    return status in IN_FORCE or (status is DocumentStatus.APPROVED and row["artifact"] not in IRB_APPROVED)
+
+
+async def site_checklist(study: str, site: str, today: date) -> list[dict]:
+    """The site's expected documents: present, missing, expiring within 60 days, or expired."""
+    rows = await _rows(study, site)
+    filed = []
+    consents = []
+    for row in rows:
+        if not _in_force(row):
+            continue
+        version = documents_store.version_of(row, DocumentKey(study, row["site"] or None, row["name"]))
+        dated = version.entered(DocumentStatus.EFFECTIVE) or version.entered(DocumentStatus.APPROVED) or today
+        expires = date.fromisoformat(row["expires_on"]) if row["expires_on"] else None
+        filed.append(FiledDocument(row["artifact"], row["site"] or None, row["person"],
+                                   f"{row['name']} {row['label']}", row["sha256"], dated, expires))
+        if row["artifact"] == "040" and row["site"] == site:
+            consents.append(version)
+    # An approval letter counts wherever it is filed: add the study's 066 versions of any status.
+    filed += [FiledDocument("066", row["site"] or None, None, f"{row['name']} {row['label']}", row["sha256"], today)
+              for row in rows if row["artifact"] == "066" and not _in_force(row)]
+    staff = await _staff(study, site, today)
+    items = checklist(SITE_CHECKLIST, filed, staff, consents, today)
+    return [{"artifact": {"unique_id": i.artifact.unique_id, "number": i.artifact.number, "name": i.artifact.name},
+             "scope": i.rule.scope, "person": i.person, "consent_version": i.consent_version, "state": str(i.state),
+             "document": i.filed.label if i.filed else None, "expires_on": i.expires_on} for i in items]
+
+
+async def _staff(study: str, site: str, today: date) -> list[StaffMember]:
+    async with read():
+        grants = await accounts_store.grants_at(study, site)
+    return [StaffMember(g["user_id"], STAFF_ROLES[Role(g["role"])]) for g in grants
+            if g["role"] in {str(r) for r in STAFF_ROLES}
+            and date.fromisoformat(str(g["valid_from"])) <= today
+            and (g["valid_to"] is None or today <= date.fromisoformat(str(g["valid_to"])))]
+
+
+async def export(study: str, site: str | None, out: Path | BinaryIO, actor: str) -> dict:
+    """Write the binder ZIP of the study (and one site, given one) to `out`; returns its manifest."""
+    keys = system_keys.current()
+    rows = await _rows(study, site)
+    async with read():
+        signature_rows = {}
+        for row in rows:
+            signature_rows[row["id"]] = await signatures_store.signatures_of(row["id"])
+    files, index_entries, newest = [], [], ""
+    for row in rows:
+        key = DocumentKey(study, row["site"] or None, row["name"])
+        found = ARTIFACTS[row["artifact"]]
+        version = documents_store.version_of(row, key)
+        sigs = [signatures_store.signature_of(s, row["sha256"]).as_dict() for s in signature_rows[row["id"]]]
+        if sigs and not await _manifested(row["id"], len(sigs)):
+            await signatures.manifest(key, row["label"])
+        meta = {"study": study, "site": key.site, "document": key.name, "label": row["label"],
+                "artifact": {"unique_id": found.unique_id, "number": found.number, "name": found.name},
+                "status": row["status"], "status_history": [
+                    {"status": str(c.status), "on": c.on.isoformat(), "reason": c.reason} for c in version.history],
+                "effective_on": _iso(version.entered(DocumentStatus.EFFECTIVE)), "author": row["author"],
+                "created_at": row["created_at"], "kind": "version", "signatures": sigs}
+        files.append(package.PackageFile(
+            package.binder_path(found, key.site, key.name, row["label"], row["file_name"], "version"),
+            row["sha256"], row["size"], row["media_type"], _loader(row["sha256"]), meta))
+        async with read():
+            made = await signatures_store.files_of(row["id"])
+        for kind in ("signature_page", "pades_signed"):
+            latest = next((f for f in made if f["kind"] == kind), None)
+            if latest is not None:
+                files.append(package.PackageFile(
+                    package.binder_path(found, key.site, key.name, row["label"], row["file_name"], kind),
+                    latest["sha256"], latest["size"], latest["media_type"], _loader(latest["sha256"]),
+                    {**{k: meta[k] for k in ("study", "site", "document", "label", "artifact")}, "kind": kind,
+                     "of_version": row["sha256"], "signature_count": latest["signatures"]}))
+        index_entries.append({"zone": found.number[:2], "section": found.number[3:5], "artifact": found.number[6:],
+                              "unique_id": found.unique_id, "document": key.name + (f" ({key.site})" if key.site else ""),
+                              "version": row["label"], "status": row["status"],
+                              "effective": _iso(version.entered(DocumentStatus.EFFECTIVE))})
+        newest = max([newest, row["created_at"], *(s["instant"] for s in sigs)])
+    as_of = newest or "2000-01-01T00:00:00.000000Z"
+    index_pdf = await to_thread.run_sync(_index, study, site, index_entries, as_of)
+    generated_at = utc_instant(audit_log.clock())
+    registry = await signatures.registry()
+    manifest = await to_thread.run_sync(lambda: package.write_package(
+        out, files, index_pdf=index_pdf, registry=registry, manifest_key=keys.manifest_key,
+        generated_at=generated_at, scope={"study": study, "site": site}))
+    digest = hashlib.sha256(repr(sorted((f["path"], f["sha256"]) for f in manifest["files"])).encode()).hexdigest()
+    async with transaction("binder export"):
+        await audit_log.record(actor, Change("export", "binder", f"{study}/{site}" if site else study, None, {
+            "files": len(files), "generated_at": generated_at, "files_digest": digest}))
+    return manifest
+
+
+def _index(study: str, site: str | None, entries: list[dict], as_of: str) -> bytes:
+    """The index PDF, dated by the binder's newest change: the same binder gives the same (cached) index."""
+    from trialcoord.adapters.render.documents import render_pdf
+
+    data = {"study_code": study, "site_code": site or "all sites", "entries": entries}
+    title = f"Binder index {study}" + (f" site {site}" if site else "")
+    cache = render_cache()
+    if cache is not None:
+        return cache.render("pdf", "binder_index", data, created_at=as_of, title=title, version_label=as_of[:10])
+    return render_pdf("binder_index", data, created_at=as_of, title=title, version_label=as_of[:10])
+
+
+def _loader(sha256: str):
+    def load() -> bytes:  # runs in write_package's worker thread; the query runs back on the event loop
+        data = from_thread.run(documents_store.blob, sha256)
+        if data is None:
+            raise ValueError(f"content {sha256} is missing")
+        return data
+    return load
+
+
+async def _manifested(version_id: int, count: int) -> bool:
+    async with read():
+        made = await signatures_store.files_of(version_id)
+    return any(f["kind"] == "signature_page" and f["signatures"] == count for f in made)
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
+async def verify_packages(paths: list[Path], registry: dict | None) -> list[tuple[Path, package.PackageReport]]:
+    now = utc_instant(audit_log.clock())
+    return [(path, await to_thread.run_sync(lambda p=path: package.verify_package(p, registry, now=now)))
+            for path in paths]
+
