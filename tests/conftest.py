@@ -165,12 +165,14 @@ def system_keys(monkeypatch, _system_key_material):
 
 
 @pytest.fixture
-def app(db):
+def app(db, tmp_path):
     from trialcoord.config import load_settings
     from trialcoord.web.app import create_app
 
-    # No signer registry directory: a test app never writes into the repository's signatures/.
-    return create_app(load_settings({"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_SIGNATURES_DIR": "/nonexistent"}))
+    # Its own data directory (render cache), and no signer registry directory: a test app never writes
+    # into the repository.
+    return create_app(load_settings({"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_DATA_DIR": str(tmp_path / "data"),
+                                     "TRIALCOORD_SIGNATURES_DIR": "/nonexistent"}))
 
 
 @pytest.fixture

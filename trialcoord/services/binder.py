@@ -28,24 +28,26 @@ from trialcoord.domain.documents import DocumentKey, DocumentStatus
 from trialcoord.domain.tmf import (
     ARTIFACTS, IRB_APPROVED, PRINCIPAL_INVESTIGATOR, SITE_CHECKLIST, FiledDocument, StaffMember, checklist,
 )
-from trialcoord.services import audit_log, signatures, system_keys
+from trialcoord.services import audit_log, documents, signatures, system_keys
 from trialcoord.services.audit_log import Change
 from trialcoord.services.errors import NotFound, invalid
 
 IN_FORCE = {DocumentStatus.EFFECTIVE}
 STAFF_ROLES = {Role.INVESTIGATOR: PRINCIPAL_INVESTIGATOR, Role.COORDINATOR: "coordinator"}
-_cache = None
+_caches: dict[Path, object] = {}
 
 
 def render_cache():
-    """The render cache in the data directory (one per process), or None when there is no settings."""
-    global _cache
+    """The render cache in the configured data directory, or None when nothing is configured."""
     settings = system_keys._settings
-    if _cache is None and settings is not None:
+    if settings is None:
+        return None
+    directory = Path(settings.data_dir) / "render-cache"
+    if directory not in _caches:
         from trialcoord.adapters.render.documents import RenderCache
 
-        _cache = RenderCache(Path(settings.data_dir) / "render-cache")
-    return _cache
+        _caches[directory] = RenderCache(directory)
+    return _caches[directory]
 
 
 async def _rows(study: str, site: str | None) -> list[dict]:
@@ -97,10 +99,15 @@ async def _staff(study: str, site: str, today: date) -> list[StaffMember]:
             and (g["valid_to"] is None or today <= date.fromisoformat(str(g["valid_to"])))]
 
 
-async def export(study: str, site: str | None, out: Path | BinaryIO, actor: str) -> dict:
-    """Write the binder ZIP of the study (and one site, given one) to `out`; returns its manifest."""
+async def export(study: str, site: str | None, out: Path | BinaryIO, actor: str, include_personal: bool = True,
+                 only_sites: set[str] | None = None) -> dict:
+    """Write the binder ZIP of the study (and one site, given one) to `out`; returns its manifest.
+    Without `include_personal`, subject logs (they link codes to people) are left out; `only_sites`
+    keeps the study-level documents and those sites' only."""
     keys = system_keys.current()
-    rows = await _rows(study, site)
+    rows = [row for row in await _rows(study, site)
+            if (include_personal or row["artifact"] not in documents.PERSONAL_ARTIFACTS)
+            and (only_sites is None or not row["site"] or row["site"] in only_sites)]
     async with read():
         signature_rows = {}
         for row in rows:

@@ -219,4 +219,5 @@ def _version_dict(version: DocumentVersion, file_name: str, artifact_id: str, pe
             "reference": version.approval.reference, "approved_on": version.approval.approved_on,
             "letter_sha256": version.approval.letter_sha256},
         "person": person, "expires_on": expires_on,
+        "history": [{"status": str(c.status), "on": c.on, "reason": c.reason} for c in version.history],
     }

@@ -225,6 +225,15 @@ async def manifest(key: DocumentKey, label: str) -> list[dict]:
     return [f for f in files if f["signatures"] == count]
 
 
+async def file_bytes(key: DocumentKey, label: str, kind: str) -> tuple[bytes | None, dict | None]:
+    """The newest file of `kind` made from the version, checked against its SHA-256, with its row."""
+    _, files = await of_version(key, label)
+    made = next((f for f in files if f["kind"] == kind), None)
+    if made is None:
+        return None, None
+    return await _bytes({**made, "label": label}), made
+
+
 async def _bytes(row: dict) -> bytes:
     async with read():
         data = await documents_store.blob(row["sha256"])

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import date
 from pathlib import Path
 
+from anyio import to_thread
 from jinja2 import pass_context
 from litestar import Litestar, Request, get
 from litestar.datastructures import CacheControlHeader, State
@@ -76,7 +77,12 @@ def _database(settings: Settings):
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
         async with open_database(settings, migrate=True):
-            yield
+            try:
+                yield
+            finally:
+                jobs = _app.state.get("render_jobs")  # made at the first render job (web/api/render_jobs.py)
+                if jobs is not None:
+                    await to_thread.run_sync(jobs.close)
 
     return lifespan
 

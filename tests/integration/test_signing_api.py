@@ -1,0 +1,111 @@
+"""Signing, the binder and render jobs through the API and the pages, as a signed-in user."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import zipfile
+
+import pytest
+
+from tests.conftest import PASSWORD, add_user, signed_in
+from tests.integration.test_signatures import AT, COVER
+from trialcoord.adapters.render.documents import render_pdf
+
+pytestmark = pytest.mark.anyio
+DOCS = "/api/studies/TST-1/documents"
+
+
+@pytest.fixture(scope="module")
+def pdf() -> bytes:
+    return render_pdf("binder_cover", COVER, created_at=AT, title="Doc", version_label="1")
+
+
+@pytest.fixture
+async def ivan(anonymous, study, pdf):
+    await add_user("ivan", ("investigator", "TST-1", "101"), printed_name="Dr. Ivan Investigator")
+    client = await signed_in(anonymous, "ivan")
+    body = {"name": "CV Ivan", "site": "101", "artifact": "087", "label": "1", "file_name": "cv.pdf",
+            "content": base64.b64encode(pdf).decode(), "person": "ivan"}
+    assert (await client.post(DOCS, json=body)).status_code == 201
+    return client
+
+
+async def test_the_first_signing_needs_user_id_and_password_then_the_password(ivan):
+    sign = {"name": "CV Ivan", "site": "101", "label": "1", "meaning": "authorship", "password": PASSWORD}
+    first = await ivan.post(f"{DOCS}/signatures", json=sign)
+    assert first.status_code == 422 and "user ID and password" in first.text
+    wrong = await ivan.post(f"{DOCS}/signatures", json={**sign, "user_id": "ivan", "password": "nope"})
+    assert wrong.status_code == 422 and "password is not correct" in wrong.text
+    made = await ivan.post(f"{DOCS}/signatures", json={**sign, "user_id": "ivan"})
+    assert made.status_code == 201, made.text
+    assert (made.json()["printed_name"], made.json()["verdict"]) == ("Dr. Ivan Investigator", "valid")
+    assert made.json()["local_time"].endswith("(America/New_York)")
+    again = await ivan.post(f"{DOCS}/signatures", json={**sign, "meaning": "approval"})  # password alone now
+    assert again.status_code == 201, again.text
+    listed = (await ivan.get(f"{DOCS}/signatures", params={"name": "CV Ivan", "label": "1", "site": "101"})).json()
+    assert [s["meaning"] for s in listed["signatures"]] == ["authorship", "approval"]
+    assert {f["kind"] for f in listed["files"]} == {"signature_page", "signed_copy", "pades_signed"}
+    signed = await ivan.get(f"{DOCS}/file", params={"name": "CV Ivan", "label": "1", "site": "101",
+                                                   "kind": "pades_signed"})
+    assert signed.status_code == 200 and signed.content.startswith(b"%PDF")
+    assert "cv.signed.pdf" in signed.headers["content-disposition"]
+
+
+async def test_a_sponsor_cannot_sign_and_a_monitor_signs_for_review_only(anonymous, ivan, personas):
+    monitor = await signed_in(anonymous, "monitor")
+    sign = {"name": "CV Ivan", "site": "101", "label": "1", "password": PASSWORD, "user_id": "monitor"}
+    assert (await monitor.post(f"{DOCS}/signatures", json={**sign, "meaning": "approval"})).status_code == 403
+    assert (await monitor.post(f"{DOCS}/signatures", json={**sign, "meaning": "review"})).status_code == 201
+    sponsor = await signed_in(anonymous, "sponsor")
+    assert (await sponsor.post(f"{DOCS}/signatures", json={**sign, "meaning": "review",
+                                                            "user_id": "sponsor"})).status_code == 403
+
+
+async def test_the_binder_checklist_and_export_through_the_api_and_page(ivan):
+    items = (await ivan.get("/api/studies/TST-1/binder/checklist", params={"site": "101"})).json()
+    assert {(i["artifact"]["unique_id"], i["state"]) for i in items} >= {("091", "missing"), ("087", "missing")}
+    exported = await ivan.get("/api/studies/TST-1/binder/export", params={"site": "101"})
+    assert exported.status_code == 200 and exported.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(exported.content)) as archive:
+        assert "manifest.json.sig" in archive.namelist()
+    page = await ivan.get("/studies/TST-1/binder", params={"site": "101"})
+    assert page.status_code == 200 and "Form FDA 1572" in page.text and "missing" in page.text
+
+
+async def test_the_version_page_signs_and_never_echoes_the_password(ivan):
+    form = {"name": "CV Ivan", "label": "1", "site": "101", "meaning": "authorship", "user_id": "ivan",
+            "password": "a wrong secret"}
+    refused = await ivan.post("/studies/TST-1/documents/sign", data=form)
+    assert refused.status_code == 422 and "password is not correct" in refused.text
+    assert "a wrong secret" not in refused.text
+    done = await ivan.post("/studies/TST-1/documents/sign", data={**form, "password": PASSWORD})
+    assert done.status_code == 303
+    page = await ivan.get(done.headers["location"])
+    assert "Signed." in page.text and "Dr. Ivan Investigator" in page.text and "valid" in page.text
+
+
+async def test_a_long_document_renders_in_a_job_whose_progress_is_visible(ivan):
+    entries = [{"participant": f"10{n:02}", "visit": "V2", "category": "window", "description": "late " * 8,
+                "identified": "2026-01-05", "classification": "minor", "status": "open"} for n in range(600)]
+    job = await ivan.post("/api/studies/TST-1/render-jobs", json={
+        "template": "deviation_log", "data": {"study_code": "TST-1", "site": "101", "entries": entries},
+        "title": "Deviation log", "version_label": "1", "created_at": AT})
+    assert job.status_code == 202, job.text
+    assert job.json()["long_document"] is True and job.json()["pages_estimated"] >= 20
+    job_id, seen = job.json()["id"], []
+    for _ in range(600):
+        status = (await ivan.get(f"/api/studies/TST-1/render-jobs/{job_id}")).json()
+        seen.append(status["progress"])
+        if status["state"] in ("done", "failed"):
+            break
+        await asyncio.sleep(0.1)
+    assert status["state"] == "done", status
+    assert seen == sorted(seen) and seen[-1] == 1.0 and len(set(seen)) > 2
+    result = await ivan.get(f"/api/studies/TST-1/render-jobs/{job_id}/result")
+    assert result.content.startswith(b"%PDF") and result.headers["content-type"] == "application/pdf"
+    assert (await ivan.get("/api/studies/TST-1/render-jobs/not-a-job")).status_code == 404
+    unknown = await ivan.post("/api/studies/TST-1/render-jobs", json={
+        "template": "nope", "data": {}, "title": "x", "version_label": "1", "created_at": AT})
+    assert unknown.status_code == 422 and "template" in unknown.text

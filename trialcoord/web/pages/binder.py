@@ -1,0 +1,101 @@
+"""Pages: a document version (its history, signatures and the signing form), and a site's binder with
+its expected-documents checklist and the signed export."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from litestar import Controller, get, post
+from litestar.exceptions import PermissionDeniedException
+from litestar.response import Redirect, Template
+
+from trialcoord.domain.access import Action
+from trialcoord.domain.accounts import Meaning
+from trialcoord.domain.documents import DocumentKey
+from trialcoord.domain.problems import InvalidInput
+from trialcoord.services import binder, documents, scheduling, signatures
+from trialcoord.services.errors import Conflict, NotConfigured, NotFound
+from trialcoord.web.api.documents import visible
+from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today
+from trialcoord.web.api.signatures import sign_as_viewer
+from trialcoord.web.auth import Access, needs
+from trialcoord.web.errors import field_messages
+from trialcoord.web.pages.forms import Form, FormReader
+
+MEANINGS = [(str(m), str(m)) for m in Meaning]
+
+
+class VersionPages(Controller):
+    path = "/studies/{study:str}/documents"
+    include_in_schema = False
+
+    @get("/version", opt=needs(Action.VIEW_SCHEDULE, across_sites=True))
+    async def version(self, study: StudyPath, access: AccessDep, today: Today, name: QueryStr = None,
+                      label: QueryStr = None, site: QueryStr = None, saved: QueryStr = None) -> Template:
+        if not name or not label:
+            raise NotFound("name the document and the version (name and label)")
+        context = await _version_context(study, access, today, DocumentKey(study, site or None, name), label)
+        return Template("version.html", context={**context, "notice": "Signed." if saved == "signed" else None})
+
+    @post("/sign", opt=needs(Action.SIGN, across_sites=True))
+    async def sign(self, study: StudyPath, data: Form, access: AccessDep, today: Today) -> Template | Redirect:
+        form = FormReader(data)
+        name, label = form.text("name", "document"), form.text("label", "version")
+        site = form.text("site", "site", required=False)
+        meaning = form.text("meaning", "meaning", choice=True)
+        typed = form.text("user_id", "user ID", required=False)
+        password = data.get("password", "")
+        key = DocumentKey(study, site or None, name or "")
+        if not form.errors:
+            try:
+                await sign_as_viewer(access, study, key, label, meaning, password, typed, today)
+            except (InvalidInput, Conflict) as error:
+                form.errors.update(field_messages(error))
+            except NotConfigured as error:
+                form.errors["meaning"] = str(error)
+        if form.errors:
+            context = await _version_context(study, access, today, key, label or "")
+            values = {k: v for k, v in form.data.items() if k != "password"}  # a password is never sent back
+            return Template("version.html", context={**context, "errors": form.errors, "form": values},
+                            status_code=422)
+        query = f"name={_q(name)}&label={_q(label)}" + (f"&site={_q(site)}" if site else "")
+        return Redirect(f"/studies/{study}/documents/version?{query}&saved=signed", status_code=303)
+
+
+class BinderPages(Controller):
+    path = "/studies/{study:str}/binder"
+    include_in_schema = False
+
+    @get("/", opt=needs(Action.VIEW_SCHEDULE, across_sites=True))
+    async def binder_page(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None
+                          ) -> Template:
+        sites = [row["code"] for row in await scheduling.list_sites(study) if access.shows(row["code"])]
+        chosen = site if site in sites else (sites[0] if sites else None)
+        items = await binder.site_checklist(study, chosen, today) if chosen else []
+        counts = {state: sum(1 for i in items if i["state"] == state)
+                  for state in ("missing", "expired", "expiring", "present")}
+        return Template("binder.html", context={
+            "study": await scheduling.get_study(study), "sites": sites, "site": chosen, "items": items,
+            "counts": counts, "today": today, "can_export": access.may(Action.EXPORT, study, chosen, today)})
+
+
+def _q(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
+async def _version_context(study: str, access: Access, today: date, key: DocumentKey, label: str) -> dict[str, Any]:
+    row = await documents.get_version(key, label)
+    if not visible(access, study, row, today):
+        raise PermissionDeniedException(f"{access.user_id} may not see {key.name}")
+    shown, files = await signatures.of_version(key, label)
+    newest = {}
+    for f in files:
+        newest.setdefault(f["kind"], f)
+    may_manage = access.may(Action.MANAGE_DOCUMENTS, study, key.site, today)
+    meanings = MEANINGS if may_manage else [(str(Meaning.REVIEW), str(Meaning.REVIEW))]
+    return {"study": await scheduling.get_study(study), "row": row, "signatures": shown, "files": list(newest.values()),
+            "meanings": meanings, "can_sign": access.may(Action.SIGN, study, key.site, today),
+            "errors": {}, "form": {}, "notice": None}
