@@ -95,7 +95,12 @@ def server(tmp_path_factory):
 
     env = {**os.environ, "TRIALCOORD_DATABASE_URL": url, "TRIALCOORD_TIME_ZONE": "UTC",
            "TRIALCOORD_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+           "TRIALCOORD_SIGNATURES_DIR": str(tmp_path_factory.mktemp("signatures")),
            KEYS_VARIABLE: KeyRing.generate("e2e").to_json()}
+    # The system's keys (audit/manifest key, PAdES certificate), as `trialcoord setup` makes them.
+    made = subprocess.run([sys.executable, "-m", "trialcoord.cli", "setup", "--no-demo"], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
     command = [
         sys.executable,
         "-m",
@@ -275,3 +280,67 @@ def test_a_coordinator_stores_a_document_version_and_sends_it_for_review(browser
     expect(cora.get_by_role("status")).to_have_text("Status changed.")
     expect(cora.get_by_role("row").filter(has_text="PI CV")).to_contain_text("in review")
     cora.screenshot(path=str(ARTIFACTS / "documents.png"), full_page=True)
+
+
+def test_an_investigator_signs_a_consent_version_and_makes_it_effective(browser, server, tmp_path):
+    from playwright.sync_api import expect
+
+    from trialcoord.adapters.render.documents import render_pdf
+
+    ivan = sign_in(browser, server, "ivan")
+    ivan.goto("/studies/DEMO-001/documents")
+    files = {"letter": tmp_path / "irb-letter.pdf", "icf": tmp_path / "icf-3.pdf"}
+    cover = {"study_code": "DEMO-001", "study_title": "Demo", "site_code": "101", "site_name": "Riverside",
+             "investigator": "Ivan Investigator", "sponsor": "Demo"}
+    for name, path in files.items():
+        path.write_bytes(render_pdf("binder_cover", {**cover, "sponsor": name}, created_at="2026-11-27T09:00:00.000000Z",
+                                    title=name, version_label="1"))
+    for name, artifact, label in (("IRB approval of ICF 3.0", "066", "1"), ("ICF English", "040", "3.0")):
+        ivan.get_by_label("Document name").fill(name)
+        ivan.locator("#add-artifact").select_option(artifact)
+        ivan.locator("#add-site").select_option("101")
+        ivan.get_by_label("Version label").fill(label)
+        ivan.get_by_label("File (PDF, DOCX, PNG or JPEG)").set_input_files(
+            str(files["letter" if artifact == "066" else "icf"]))
+        ivan.get_by_role("button", name="Store version").click()
+        expect(ivan.get_by_role("status")).to_have_text("Version stored as a draft.")
+    letter_sha = ivan.get_by_role("row").filter(has_text="IRB approval of ICF 3.0").locator("code").get_attribute("title")
+    row = ivan.get_by_role("row").filter(has_text="ICF English")
+    row.locator("select[name=status]").select_option("in_review")
+    row.get_by_role("button", name="Save").click()
+    expect(ivan.get_by_role("status")).to_have_text("Status changed.")
+    ivan.get_by_role("row").filter(has_text="ICF English").get_by_role("link", name="3.0").click()
+    expect(ivan.get_by_role("heading", name="Signatures")).to_be_visible()
+    ivan.get_by_label("Meaning").select_option("approval")
+    ivan.get_by_label("User ID").fill("ivan")
+    ivan.get_by_label("Password").fill("not my password")
+    ivan.get_by_role("button", name="Sign", exact=True).click()
+    expect(ivan.locator("body")).to_contain_text("the password is not correct")
+    ivan.get_by_label("Meaning").select_option("approval")
+    ivan.get_by_label("User ID").fill("ivan")
+    ivan.get_by_label("Password").fill(PASSWORD)
+    ivan.get_by_role("button", name="Sign", exact=True).click()
+    expect(ivan.get_by_role("status")).to_have_text("Signed.")
+    expect(ivan.locator("#signatures")).to_contain_text("Ivan Investigator")
+    expect(ivan.locator("#signatures")).to_contain_text("(America/New_York)")  # the site's zone, named
+    expect(ivan.locator("#signatures")).to_contain_text("valid")
+    ivan.goto("/studies/DEMO-001/documents")
+    row = ivan.get_by_role("row").filter(has_text="ICF English")
+    row.locator("select[name=status]").select_option("approved")
+    row.locator("input[name=approval_reference]").fill("IRB-2026-42")
+    row.locator("input[name=approval_date]").fill(TODAY.isoformat())
+    row.locator("input[name=approval_letter_sha256]").fill(letter_sha)
+    row.get_by_role("button", name="Save").click()
+    expect(ivan.get_by_role("status")).to_have_text("Status changed.")
+    row = ivan.get_by_role("row").filter(has_text="ICF English")
+    row.locator("select[name=status]").select_option("effective")
+    row.get_by_role("button", name="Save").click()
+    expect(ivan.get_by_role("status")).to_have_text("Status changed.")
+    expect(ivan.get_by_role("row").filter(has_text="ICF English")).to_contain_text("effective")
+    ivan.get_by_role("row").filter(has_text="ICF English").get_by_role("link", name="3.0").click()
+    expect(ivan.locator("#version-status")).to_contain_text("effective")
+    expect(ivan.locator("#history")).to_contain_text("approved on")
+    ivan.screenshot(path=str(ARTIFACTS / "signed-version.png"), full_page=True)
+    ivan.goto("/studies/DEMO-001/binder")
+    expect(ivan.locator("#checklist")).to_contain_text("IRB/IEC approval decision")
+    expect(ivan.locator("#checklist-summary")).to_contain_text("missing")
