@@ -1,7 +1,8 @@
 """Run the benchmarks in order: `.venv/bin/python -m bench [--quick] [NAME ...]` (`make bench` runs them all).
 
 --quick runs each at a tenth of its scale, as a smoke test; NAME picks benchmarks (compute, check, persist,
-query, endpoint, audit). Figures and goals: docs/performance.md. Timings are printed, never asserted.
+query, endpoint, audit, signatures, binder). Figures and goals: docs/performance.md. Timings are printed,
+never asserted.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import platform
 import sqlite3
 import time
 
-from bench import audit_verify, check_csv, compute, endpoint, persist, query
+from bench import audit_verify, binder_export, check_csv, compute, endpoint, persist, query, signatures
 
 BENCHMARKS = {
     "compute": lambda quick: compute.main(10_000 if quick else 100_000),
@@ -21,6 +22,8 @@ BENCHMARKS = {
     "query": query.main,
     "endpoint": endpoint.main,
     "audit": audit_verify.main,
+    "signatures": signatures.main,
+    "binder": binder_export.main,
 }
 
 
