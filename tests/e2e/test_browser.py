@@ -282,65 +282,99 @@ def test_a_coordinator_stores_a_document_version_and_sends_it_for_review(browser
     cora.screenshot(path=str(ARTIFACTS / "documents.png"), full_page=True)
 
 
-def test_an_investigator_signs_a_consent_version_and_makes_it_effective(browser, server, tmp_path):
+def _store(page, name: str, artifact: str, label: str, file) -> None:
+    from playwright.sync_api import expect
+
+    page.goto("/studies/DEMO-001/documents")
+    page.get_by_label("Document name").fill(name)
+    page.locator("#add-artifact").select_option(artifact)
+    page.locator("#add-site").select_option("101")
+    page.get_by_label("Version label").fill(label)
+    page.get_by_label("File (PDF, DOCX, PNG or JPEG)").set_input_files(str(file))
+    page.get_by_role("button", name="Store version").click()
+    expect(page.get_by_role("status")).to_have_text("Version stored as a draft.")
+
+
+def _step(page, document: str, label: str, status: str, **fields: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto("/studies/DEMO-001/documents")
+    row = page.get_by_role("row").filter(has_text=document).filter(has=page.get_by_role("link", name=label, exact=True))
+    row.locator("select[name=status]").select_option(status)
+    for name, value in fields.items():
+        row.locator(f"input[name={name}]").fill(value)
+    row.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Status changed.")
+
+
+def _open_version(page, document: str, label: str) -> None:
+    page.goto("/studies/DEMO-001/documents")
+    row = page.get_by_role("row").filter(has_text=document)
+    row.get_by_role("link", name=label, exact=True).click()
+
+
+def _sign(page, password: str, user_id: str = "") -> None:
+    page.get_by_label("Meaning").select_option("approval")
+    page.get_by_label("User ID").fill(user_id)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign", exact=True).click()
+
+
+def test_a_consent_version_is_signed_made_effective_and_sends_a_participant_to_re_consent(browser, server, tmp_path):
+    """Consent form 3.0 is signed, approved and made effective, registered as the site's consent version and
+    signed by participant 101-001; then 4.0 goes the same way and 101-001 enters the re-consent queue."""
     from playwright.sync_api import expect
 
     from trialcoord.adapters.render.documents import render_pdf
 
     ivan = sign_in(browser, server, "ivan")
-    ivan.goto("/studies/DEMO-001/documents")
-    files = {"letter": tmp_path / "irb-letter.pdf", "icf": tmp_path / "icf-3.pdf"}
     cover = {"study_code": "DEMO-001", "study_title": "Demo", "site_code": "101", "site_name": "Riverside",
              "investigator": "Ivan Investigator", "sponsor": "Demo"}
-    for name, path in files.items():
-        path.write_bytes(render_pdf("binder_cover", {**cover, "sponsor": name}, created_at="2026-11-27T09:00:00.000000Z",
-                                    title=name, version_label="1"))
-    for name, artifact, label in (("IRB approval of ICF 3.0", "066", "1"), ("ICF English", "040", "3.0")):
-        ivan.get_by_label("Document name").fill(name)
-        ivan.locator("#add-artifact").select_option(artifact)
-        ivan.locator("#add-site").select_option("101")
-        ivan.get_by_label("Version label").fill(label)
-        ivan.get_by_label("File (PDF, DOCX, PNG or JPEG)").set_input_files(
-            str(files["letter" if artifact == "066" else "icf"]))
-        ivan.get_by_role("button", name="Store version").click()
-        expect(ivan.get_by_role("status")).to_have_text("Version stored as a draft.")
-    letter_sha = ivan.get_by_role("row").filter(has_text="IRB approval of ICF 3.0").locator("code").get_attribute("title")
-    row = ivan.get_by_role("row").filter(has_text="ICF English")
-    row.locator("select[name=status]").select_option("in_review")
-    row.get_by_role("button", name="Save").click()
-    expect(ivan.get_by_role("status")).to_have_text("Status changed.")
-    ivan.get_by_role("row").filter(has_text="ICF English").get_by_role("link", name="3.0").click()
-    expect(ivan.get_by_role("heading", name="Signatures")).to_be_visible()
-    ivan.get_by_label("Meaning").select_option("approval")
-    ivan.get_by_label("User ID").fill("ivan")
-    ivan.get_by_label("Password").fill("not my password")
-    ivan.get_by_role("button", name="Sign", exact=True).click()
-    expect(ivan.locator("body")).to_contain_text("the password is not correct")
-    ivan.get_by_label("Meaning").select_option("approval")
-    ivan.get_by_label("User ID").fill("ivan")
-    ivan.get_by_label("Password").fill(PASSWORD)
-    ivan.get_by_role("button", name="Sign", exact=True).click()
-    expect(ivan.get_by_role("status")).to_have_text("Signed.")
-    expect(ivan.locator("#signatures")).to_contain_text("Ivan Investigator")
-    expect(ivan.locator("#signatures")).to_contain_text("(America/New_York)")  # the site's zone, named
-    expect(ivan.locator("#signatures")).to_contain_text("valid")
-    ivan.goto("/studies/DEMO-001/documents")
-    row = ivan.get_by_role("row").filter(has_text="ICF English")
-    row.locator("select[name=status]").select_option("approved")
-    row.locator("input[name=approval_reference]").fill("IRB-2026-42")
-    row.locator("input[name=approval_date]").fill(TODAY.isoformat())
-    row.locator("input[name=approval_letter_sha256]").fill(letter_sha)
-    row.get_by_role("button", name="Save").click()
-    expect(ivan.get_by_role("status")).to_have_text("Status changed.")
-    row = ivan.get_by_role("row").filter(has_text="ICF English")
-    row.locator("select[name=status]").select_option("effective")
-    row.get_by_role("button", name="Save").click()
-    expect(ivan.get_by_role("status")).to_have_text("Status changed.")
-    expect(ivan.get_by_role("row").filter(has_text="ICF English")).to_contain_text("effective")
-    ivan.get_by_role("row").filter(has_text="ICF English").get_by_role("link", name="3.0").click()
-    expect(ivan.locator("#version-status")).to_contain_text("effective")
-    expect(ivan.locator("#history")).to_contain_text("approved on")
-    ivan.screenshot(path=str(ARTIFACTS / "signed-version.png"), full_page=True)
+    files = {}
+    for name in ("letter", "3.0", "4.0"):
+        files[name] = tmp_path / f"{name}.pdf"
+        files[name].write_bytes(render_pdf("binder_cover", {**cover, "sponsor": name},
+                                           created_at="2026-11-27T09:00:00.000000Z", title=name, version_label="1"))
+    _store(ivan, "IRB approval of ICF 3.0 and 4.0", "066", "1", files["letter"])
+    letter_sha = ivan.get_by_role("row").filter(has_text="IRB approval of ICF").locator("code").get_attribute("title")
+    approval = {"approval_reference": "IRB-2026-42", "approval_date": TODAY.isoformat(),
+                "approval_letter_sha256": letter_sha}
+    for label in ("3.0", "4.0"):
+        _store(ivan, "ICF English", "040", label, files[label])
+        _step(ivan, "ICF English", label, "in_review")
+        _open_version(ivan, "ICF English", label)
+        expect(ivan.get_by_role("heading", name="Signatures")).to_be_visible()
+        if label == "3.0":  # the first signing since signing in needs the user ID too; a wrong password signs nothing
+            _sign(ivan, "not my password", "ivan")
+            expect(ivan.locator("body")).to_contain_text("the password is not correct")
+            _sign(ivan, PASSWORD, "ivan")
+        else:
+            _sign(ivan, PASSWORD, "ivan")
+        expect(ivan.get_by_role("status")).to_have_text("Signed.")
+        expect(ivan.locator("#signatures")).to_contain_text("Ivan Investigator")
+        expect(ivan.locator("#signatures")).to_contain_text("(America/New_York)")  # the site's zone, named
+        expect(ivan.locator("#signatures")).to_contain_text("valid")
+        _step(ivan, "ICF English", label, "approved", **approval)
+        _step(ivan, "ICF English", label, "effective")
+        _open_version(ivan, "ICF English", label)
+        expect(ivan.locator("#version-status")).to_contain_text("effective")
+        expect(ivan.locator("#history")).to_contain_text("approved on")
+        ivan.get_by_role("button", name="Register consent version").click()
+        expect(ivan.get_by_role("status")).to_have_text("Registered as the site's consent version.")
+        if label == "3.0":
+            ivan.screenshot(path=str(ARTIFACTS / "signed-version.png"), full_page=True)
+            cora = sign_in(browser, server, "cora")
+            cora.goto("/studies/DEMO-001/participants/101-001")
+            cora.locator("#consent-version").select_option("en:3.0")
+            cora.get_by_role("button", name="Record consent").click()
+            expect(cora.get_by_role("status")).to_have_text("Consent recorded.")
+            cora.goto("/studies/DEMO-001")
+            expect(cora.locator("#consent-heading").locator("..")).to_contain_text("No participant needs to re-consent")
+    cora.goto("/studies/DEMO-001")
+    queue = cora.locator("#reconsent-queue").get_by_role("row").filter(has_text="101-001")
+    expect(queue).to_contain_text("3.0")
+    expect(queue).to_contain_text("4.0")
+    expect(queue).to_contain_text(TODAY.isoformat())
     ivan.goto("/studies/DEMO-001/binder")
     expect(ivan.locator("#checklist")).to_contain_text("IRB/IEC approval decision")
     expect(ivan.locator("#checklist-summary")).to_contain_text("missing")

@@ -14,7 +14,7 @@ from trialcoord.domain.access import Action
 from trialcoord.domain.accounts import Meaning
 from trialcoord.domain.documents import DocumentKey
 from trialcoord.domain.problems import InvalidInput
-from trialcoord.services import binder, documents, scheduling, signatures
+from trialcoord.services import binder, consent, documents, scheduling, signatures
 from trialcoord.services.errors import Conflict, NotConfigured, NotFound
 from trialcoord.web.api.documents import visible
 from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today
@@ -36,7 +36,8 @@ class VersionPages(Controller):
         if not name or not label:
             raise NotFound("name the document and the version (name and label)")
         context = await _version_context(study, access, today, DocumentKey(study, site or None, name), label)
-        return Template("version.html", context={**context, "notice": "Signed." if saved == "signed" else None})
+        notice = {"signed": "Signed.", "consent": "Registered as the site's consent version."}.get(saved or "")
+        return Template("version.html", context={**context, "notice": notice})
 
     @post("/sign", opt=needs(Action.SIGN, across_sites=True))
     async def sign(self, study: StudyPath, data: Form, access: AccessDep, today: Today) -> Template | Redirect:
@@ -61,6 +62,32 @@ class VersionPages(Controller):
                             status_code=422)
         query = f"name={_q(name)}&label={_q(label)}" + (f"&site={_q(site)}" if site else "")
         return Redirect(f"/studies/{study}/documents/version?{query}&saved=signed", status_code=303)
+
+
+    @post("/consent-version", opt=needs(Action.MANAGE_DOCUMENTS, across_sites=True))
+    async def register_consent_version(self, study: StudyPath, data: Form, access: AccessDep, today: Today
+                                       ) -> Template | Redirect:
+        """An effective consent form version of a site becomes the site's consent version for a language."""
+        form = FormReader(data)
+        name, label = form.text("name", "document"), form.text("label", "version")
+        site = form.text("site", "site")
+        language = form.text("language", "language")
+        consent_label = form.text("consent_label", "consent version label")
+        protocol_version = form.text("protocol_version", "protocol version", choice=True)
+        key = DocumentKey(study, site, name or "")
+        if not form.errors:
+            access.require_site(site, "register consent versions")
+            try:
+                await consent.register_version(study, site, language, consent_label, protocol_version, name, label,
+                                               actor=access.user_id)
+            except (InvalidInput, Conflict, NotFound) as error:
+                form.errors.update(field_messages(error))
+        if form.errors:
+            context = await _version_context(study, access, today, key, label or "")
+            return Template("version.html", context={**context, "consent_errors": form.errors, "form": form.data},
+                            status_code=422)
+        query = f"name={_q(name)}&label={_q(label)}&site={_q(site)}"
+        return Redirect(f"/studies/{study}/documents/version?{query}&saved=consent", status_code=303)
 
 
 class BinderPages(Controller):
@@ -96,6 +123,11 @@ async def _version_context(study: str, access: Access, today: date, key: Documen
         newest.setdefault(f["kind"], f)
     may_manage = access.may(Action.MANAGE_DOCUMENTS, study, key.site, today)
     meanings = MEANINGS if may_manage else [(str(Meaning.REVIEW), str(Meaning.REVIEW))]
+    registrable = (row["artifact"]["unique_id"] == "040" and row["status"] == "effective" and key.site is not None
+                   and may_manage)
+    consent_versions = [v for v in await consent.list_versions(study) if v["site"] == key.site] if registrable else []
+    protocols = [(v["version"], v["version"]) for v in await scheduling.list_protocol_versions(study)]
     return {"study": await scheduling.get_study(study), "row": row, "signatures": shown, "files": list(newest.values()),
             "meanings": meanings, "can_sign": access.may(Action.SIGN, study, key.site, today),
-            "errors": {}, "form": {}, "notice": None}
+            "can_register": registrable, "consent_versions": consent_versions,
+            "protocols": protocols, "errors": {}, "consent_errors": {}, "form": {}, "notice": None}
