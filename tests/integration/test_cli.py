@@ -18,11 +18,12 @@ ONC = str(ROOT / "protocols/ONC-201/1.0.yaml")
 KEYS = {"visit", "occurrence", "name", "target", "earliest", "latest", "actual", "status", "days_outside", "study_day"}
 
 
-def run(*args: str, env: dict | None = None, input: str = "") -> subprocess.CompletedProcess:
+def run(*args: str, env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
     environment = {**os.environ, "TRIALCOORD_TIME_ZONE": "UTC", **(env or {})}
+    stdin = {} if input is None else {"input": input}  # test_cli_admin supplies its own stdin
     return subprocess.run(
         [sys.executable, "-m", "trialcoord.cli", *args], capture_output=True, text=True, env=environment, cwd=ROOT,
-        input=input,
+        **stdin,
     )
 
 
