@@ -160,3 +160,35 @@ async def test_the_commands_sign_export_and_verify_a_binder(study, db, tmp_path,
     assert flipped.returncode == 1 and "flipped.zip" in flipped.stderr
     missing = run("binder", "export", "TST-1", "--site", "999", "--out", str(tmp_path / "x.zip"), env=env)
     assert missing.returncode == 2 and "no site 999" in missing.stderr and not (tmp_path / "x.zip").exists()
+
+
+async def test_a_re_export_takes_unchanged_files_from_the_last_export_and_a_damaged_copy_from_the_database(
+        filed, tmp_path, monkeypatch, pdf):
+    from trialcoord.adapters.persistence import documents_store
+    from trialcoord.config import load_settings
+    from trialcoord.services import system_keys
+
+    monkeypatch.setattr(system_keys, "_settings", load_settings({"TRIALCOORD_DATA_DIR": str(tmp_path / "data")}))
+    first = await binder.export("TST-1", "101", tmp_path / "one.zip", "cora")
+    kept = binder._kept_export("TST-1", "101", True, None)
+    assert kept.exists()
+    asked = []
+    real = documents_store.blobs
+
+    async def counting(sha256s):
+        asked.extend(sha256s)
+        return await real(sha256s)
+
+    monkeypatch.setattr(documents_store, "blobs", counting)
+    await documents.add_version(DocumentKey("TST-1", "101", "CV Ivan"), "087", "2027", pdf + b"%cv2", "cv.pdf")
+    second = await binder.export("TST-1", "101", tmp_path / "two.zip", "cora")
+    assert asked == [hashlib.sha256(pdf + b"%cv2").hexdigest()]  # only the new version came from the database
+    assert len(second["files"]) == len(first["files"]) + 1
+    report = verify_package(tmp_path / "two.zip", await signatures.registry(), now=NOW)
+    assert report.ok, report.problems
+    raw = bytearray(kept.read_bytes())
+    raw[300] ^= 0xFF  # the kept copy is damaged: its bytes fail their CRC, the database is read instead
+    kept.write_bytes(bytes(raw))
+    asked.clear()
+    await binder.export("TST-1", "101", tmp_path / "three.zip", "cora")
+    assert asked and verify_package(tmp_path / "three.zip", await signatures.registry(), now=NOW).ok

@@ -11,6 +11,10 @@ and a manifest signed by the system key. Both are audited as exports.
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
+import zipfile
+import zlib
 from datetime import date
 from pathlib import Path
 from typing import BinaryIO
@@ -109,17 +113,21 @@ async def export(study: str, site: str | None, out: Path | BinaryIO, actor: str,
             if (include_personal or row["artifact"] not in documents.PERSONAL_ARTIFACTS)
             and (only_sites is None or not row["site"] or row["site"] in only_sites)]
     async with read():
-        signature_rows = {}
-        for row in rows:
-            signature_rows[row["id"]] = await signatures_store.signatures_of(row["id"])
-    files, index_entries, newest = [], [], ""
+        signature_rows = await signatures_store.signatures_of_study(study)
+        made_files = await signatures_store.files_of_study(study)
+    for row in rows:  # a signature whose page was never printed (a failed render) is printed now
+        count = len(signature_rows.get(row["id"], []))
+        if count and not any(f["kind"] == "signature_page" and f["signatures"] == count
+                             for f in made_files.get(row["id"], [])):
+            await signatures.manifest(DocumentKey(study, row["site"] or None, row["name"]), row["label"])
+            async with read():
+                made_files = await signatures_store.files_of_study(study)
+    files, index_entries = [], []
     for row in rows:
         key = DocumentKey(study, row["site"] or None, row["name"])
         found = ARTIFACTS[row["artifact"]]
         version = documents_store.version_of(row, key)
-        sigs = [signatures_store.signature_of(s, row["sha256"]).as_dict() for s in signature_rows[row["id"]]]
-        if sigs and not await _manifested(row["id"], len(sigs)):
-            await signatures.manifest(key, row["label"])
+        sigs = [signatures_store.signature_of(s, row["sha256"]).as_dict() for s in signature_rows.get(row["id"], [])]
         meta = {"study": study, "site": key.site, "document": key.name, "label": row["label"],
                 "artifact": {"unique_id": found.unique_id, "number": found.number, "name": found.name},
                 "status": row["status"], "status_history": [
@@ -128,29 +136,38 @@ async def export(study: str, site: str | None, out: Path | BinaryIO, actor: str,
                 "created_at": row["created_at"], "kind": "version", "signatures": sigs}
         files.append(package.PackageFile(
             package.binder_path(found, key.site, key.name, row["label"], row["file_name"], "version"),
-            row["sha256"], row["size"], row["media_type"], _loader(row["sha256"]), meta))
-        async with read():
-            made = await signatures_store.files_of(row["id"])
+            row["sha256"], row["size"], row["media_type"], _unread, meta))
         for kind in ("signature_page", "pades_signed"):
-            latest = next((f for f in made if f["kind"] == kind), None)
+            latest = next((f for f in made_files.get(row["id"], []) if f["kind"] == kind), None)
             if latest is not None:
                 files.append(package.PackageFile(
                     package.binder_path(found, key.site, key.name, row["label"], row["file_name"], kind),
-                    latest["sha256"], latest["size"], latest["media_type"], _loader(latest["sha256"]),
+                    latest["sha256"], latest["size"], latest["media_type"], _unread,
                     {**{k: meta[k] for k in ("study", "site", "document", "label", "artifact")}, "kind": kind,
                      "of_version": row["sha256"], "signature_count": latest["signatures"]}))
-        index_entries.append({"zone": found.number[:2], "section": found.number[3:5], "artifact": found.number[6:],
-                              "unique_id": found.unique_id, "document": key.name + (f" ({key.site})" if key.site else ""),
-                              "version": row["label"], "status": row["status"],
-                              "effective": _iso(version.entered(DocumentStatus.EFFECTIVE))})
-        newest = max([newest, row["created_at"], *(s["instant"] for s in sigs)])
-    as_of = newest or "2000-01-01T00:00:00.000000Z"
-    index_pdf = await to_thread.run_sync(_index, study, site, index_entries, as_of)
+        changed = max([row["created_at"], *(s["instant"] for s in sigs)])
+        index_entries.append(({"zone": found.number[:2], "section": found.number[3:5], "artifact": found.number[6:],
+                               "unique_id": found.unique_id,
+                               "document": key.name + (f" ({key.site})" if key.site else ""),
+                               "version": row["label"], "status": row["status"],
+                               "effective": _iso(version.entered(DocumentStatus.EFFECTIVE))}, changed))
+    index_entries.sort(key=lambda pair: tuple(pair[0][k] for k in ("zone", "section", "artifact", "document",
+                                                                   "version")))
+    index_pdf = await to_thread.run_sync(_index, study, site, index_entries)
+    kept = _kept_export(study, site, include_personal, only_sites)
+    contents = _Contents(files, kept)
+    files = [package.PackageFile(f.path, f.sha256, f.size, f.media_type, contents.loader(f.path, f.sha256), f.meta)
+             for f in files]
     generated_at = utc_instant(audit_log.clock())
     registry = await signatures.registry()
-    manifest = await to_thread.run_sync(lambda: package.write_package(
-        out, files, index_pdf=index_pdf, registry=registry, manifest_key=keys.manifest_key,
-        generated_at=generated_at, scope={"study": study, "site": site}))
+    try:
+        manifest = await to_thread.run_sync(lambda: package.write_package(
+            out, files, index_pdf=index_pdf, registry=registry, manifest_key=keys.manifest_key,
+            generated_at=generated_at, scope={"study": study, "site": site}))
+    finally:
+        contents.close()
+    if kept is not None and isinstance(out, Path):
+        await to_thread.run_sync(_keep, out, kept)
     digest = hashlib.sha256(repr(sorted((f["path"], f["sha256"]) for f in manifest["files"])).encode()).hexdigest()
     async with transaction("binder export"):
         await audit_log.record(actor, Change("export", "binder", f"{study}/{site}" if site else study, None, {
@@ -158,31 +175,111 @@ async def export(study: str, site: str | None, out: Path | BinaryIO, actor: str,
     return manifest
 
 
-def _index(study: str, site: str | None, entries: list[dict], as_of: str) -> bytes:
-    """The index PDF, dated by the binder's newest change: the same binder gives the same (cached) index."""
-    from trialcoord.adapters.render.documents import render_pdf
+def _unread() -> bytes:
+    raise AssertionError("replaced by a _Contents loader before writing")
 
-    data = {"study_code": study, "site_code": site or "all sites", "entries": entries}
+
+INDEX_PART = 32  # documents per index part, on average (content-defined boundaries)
+
+
+def _index_parts(entries: list[tuple[dict, str]]) -> list[list[tuple[dict, str]]]:
+    """The index in parts whose boundaries depend on the rows themselves (as rsync chunks files), so a new
+    version changes the one part it falls in and every other part is a render-cache hit."""
+    parts, current = [], []
+    for entry, changed in entries:
+        current.append((entry, changed))
+        mark = f"{entry['unique_id']}/{entry['document']}/{entry['version']}".encode()
+        if int.from_bytes(hashlib.sha256(mark).digest()[:4], "big") % INDEX_PART == 0:
+            parts.append(current)
+            current = []
+    return parts + ([current] if current or not parts else [])
+
+
+def _index(study: str, site: str | None, entries: list[tuple[dict, str]]) -> bytes:
+    """The index PDF: each part dated by its own rows' newest change, rendered through the cache, joined."""
+    from trialcoord.adapters.render.documents import render_pdf
+    from trialcoord.adapters.render.signed_pdf import append_pages
+
     title = f"Binder index {study}" + (f" site {site}" if site else "")
     cache = render_cache()
-    if cache is not None:
-        return cache.render("pdf", "binder_index", data, created_at=as_of, title=title, version_label=as_of[:10])
-    return render_pdf("binder_index", data, created_at=as_of, title=title, version_label=as_of[:10])
+    joined = None
+    for part in _index_parts(entries):
+        as_of = max((changed for _, changed in part), default="2000-01-01T00:00:00.000000Z")
+        data = {"study_code": study, "site_code": site or "all sites", "entries": [entry for entry, _ in part]}
+        meta = {"created_at": as_of, "title": title, "version_label": as_of[:10]}
+        pdf = cache.render("pdf", "binder_index", data, **meta) if cache else render_pdf("binder_index", data, **meta)
+        joined = pdf if joined is None else append_pages(joined, pdf)
+    return joined
 
 
-def _loader(sha256: str):
-    def load() -> bytes:  # runs in write_package's worker thread; the query runs back on the event loop
-        data = from_thread.run(documents_store.blob, sha256)
+class _Contents:
+    """Files' bytes for write_package, which runs in a worker thread and reads them in path order: from the
+    last export of the same scope when it holds the same bytes at the same path (write_package checks every
+    file's SHA-256 again), else from the database, a batch of up to 32 MiB per round trip to the event loop."""
+
+    BATCH = 32 * 1024 * 1024
+
+    def __init__(self, files: list[package.PackageFile], kept: Path | None):
+        self.order = [(f.path, f.sha256, f.size) for f in sorted(files, key=lambda f: f.path)]
+        self.position = {path: n for n, (path, _, _) in enumerate(self.order)}
+        self.batch: dict[str, bytes] = {}
+        self.archive, self.known = _kept_members(kept)
+
+    def loader(self, path: str, sha256: str):
+        return lambda: self._load(path, sha256)
+
+    def _load(self, path: str, sha256: str) -> bytes:
+        if self.known.get(path) == sha256:
+            try:
+                return self.archive.read(path)
+            except (zipfile.BadZipFile, zlib.error, OSError, KeyError):  # a damaged copy: the database has the bytes
+                self.known = {}
+        if sha256 not in self.batch:
+            wanted, size = [], 0
+            for later_path, later_sha, later_size in self.order[self.position[path]:]:
+                if self.known.get(later_path) == later_sha:
+                    continue  # read from the kept export
+                if wanted and size + later_size > self.BATCH:
+                    break
+                wanted.append(later_sha)
+                size += later_size
+            self.batch = from_thread.run(documents_store.blobs, sorted(set(wanted)))
+        data = self.batch.get(sha256)
         if data is None:
-            raise ValueError(f"content {sha256} is missing")
+            raise ValueError(f"{path}: content {sha256} is missing from the database")
         return data
-    return load
+
+    def close(self) -> None:
+        if self.archive is not None:
+            self.archive.close()
 
 
-async def _manifested(version_id: int, count: int) -> bool:
-    async with read():
-        made = await signatures_store.files_of(version_id)
-    return any(f["kind"] == "signature_page" and f["signatures"] == count for f in made)
+def _kept_export(study: str, site: str | None, include_personal: bool, only_sites: set[str] | None) -> Path | None:
+    """Where this installation keeps its last export of the scope (data/exports/), or None without settings."""
+    settings = system_keys._settings
+    if settings is None:
+        return None
+    scope = repr((study, site, include_personal, sorted(only_sites) if only_sites is not None else None))
+    return Path(settings.data_dir) / "exports" / f"{hashlib.sha256(scope.encode()).hexdigest()[:24]}.zip"
+
+
+def _kept_members(kept: Path | None) -> tuple[zipfile.ZipFile | None, dict[str, str]]:
+    """The kept export and its {path: sha256}, from its manifest; nothing when absent or unreadable."""
+    if kept is None or not kept.exists():
+        return None, {}
+    try:
+        archive = zipfile.ZipFile(kept)
+        manifest = json.loads(archive.read(package.MANIFEST))
+        return archive, {f["path"]: f["sha256"] for f in manifest["files"]}
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, TypeError):
+        return None, {}
+
+
+def _keep(out: Path, kept: Path) -> None:
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    temporary = kept.with_suffix(".tmp")
+    shutil.copyfile(out, temporary)
+    temporary.replace(kept)
 
 
 def _iso(day: date | None) -> str | None:

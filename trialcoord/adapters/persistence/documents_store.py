@@ -48,6 +48,15 @@ async def blob(sha256: str) -> bytes | None:
     return base64.b64decode(rows[0]["data"]) if rows else None
 
 
+async def blobs(sha256s: list[str]) -> dict[str, bytes]:
+    """Several contents in one query (a binder export reads them in batches)."""
+    if not sha256s:
+        return {}
+    marks = ", ".join("{}" for _ in sha256s)
+    rows = await fetch(f"SELECT sha256, data FROM document_blobs WHERE sha256 IN ({marks})", *sha256s)
+    return {row["sha256"]: base64.b64decode(row["data"]) for row in rows}
+
+
 async def all_blobs() -> list[tuple[str, int, str]]:
     """(sha256, size, base64 data) of every stored content, for verification."""
     rows = await fetch("SELECT sha256, size, data FROM document_blobs ORDER BY sha256")

@@ -59,6 +59,29 @@ async def signatures_of(version_id: int) -> list[dict]:
                        " WHERE version = {} ORDER BY instant, id", version_id)
 
 
+async def signatures_of_study(study: str) -> dict[int, list[dict]]:
+    """Every signature of the study's versions, by version ID (one query for a whole binder)."""
+    rows = await fetch("SELECT s.version, s.signer_id, s.printed_name, s.meaning, s.instant, s.key_id, s.value"
+                       " FROM document_signatures s JOIN document_versions v ON v.id = s.version"
+                       " JOIN documents d ON d.id = v.document WHERE d.study = {} ORDER BY s.instant, s.id", study)
+    found: dict[int, list[dict]] = {}
+    for row in rows:
+        found.setdefault(row["version"], []).append(row)
+    return found
+
+
+async def files_of_study(study: str) -> dict[int, list[dict]]:
+    """Every file made from the study's versions, by version ID, newest first within each kind."""
+    rows = await fetch("SELECT f.version, f.kind, f.signatures, f.sha256, f.size, f.media_type, f.created_at"
+                       " FROM document_files f JOIN document_versions v ON v.id = f.version"
+                       " JOIN documents d ON d.id = v.document WHERE d.study = {} ORDER BY f.kind, f.signatures DESC",
+                       study)
+    found: dict[int, list[dict]] = {}
+    for row in rows:
+        found.setdefault(row["version"], []).append(row)
+    return found
+
+
 async def signed_for(version_id: int, meaning: str) -> bool:
     rows = await fetch("SELECT 1 AS signed FROM document_signatures WHERE version = {} AND meaning = {}",
                        version_id, meaning)
