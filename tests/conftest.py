@@ -202,8 +202,8 @@ async def sign_version(key, label: str, user_id: str = "ivan", meaning: str = "a
 
     try:
         await accounts.get_user(user_id)
-    except NotFound:
-        await add_user(user_id)
+    except NotFound:  # an investigator where the document is: signing needs the right to
+        await add_user(user_id, ("investigator", key.study, key.site))
     return await signatures.sign(key, label, await accounts.signing_by_password(user_id, meaning, PASSWORD))
 
 

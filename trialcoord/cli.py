@@ -212,9 +212,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _service_errors() -> tuple[type[Exception], ...]:
-    from trialcoord.services.errors import Conflict, NotFound
+    from trialcoord.services.errors import Conflict, Forbidden, NotFound, NotConfigured
 
-    return (Conflict, NotFound)
+    return (Conflict, NotFound, Forbidden, NotConfigured)
 
 
 def _key_errors() -> tuple[type[Exception], ...]:

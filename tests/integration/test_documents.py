@@ -105,15 +105,15 @@ async def test_the_lifecycle_is_followed_and_each_step_audited(study):
     assert (await audit_log.verify()).ok
 
 
-GUARDED = ("document_blobs", "document_versions", "document_signatures", "document_files")
+GUARDED = ("documents", "document_blobs", "document_versions", "document_signatures", "document_files", "signer_keys")
 
 
 async def tamper(db, sql: str, *args) -> None:
     """Change stored rows as someone holding the database owner's rights could: the guards go first."""
     async with transaction():
         if db.kind == "sqlite":
-            names = await fetch("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN"
-                                " ('document_blobs', 'document_versions', 'document_signatures', 'document_files')")
+            tables = ", ".join(f"'{table}'" for table in GUARDED)
+            names = await fetch(f"SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ({tables})")
             for row in names:
                 await fetch(f"DROP TRIGGER {row['name']}")
         else:

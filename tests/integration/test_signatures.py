@@ -48,7 +48,7 @@ async def _file(key: DocumentKey, label: str, kind: str) -> bytes:
 
 async def test_a_signature_is_linked_to_the_version_printed_and_audited(study, real_pdf):
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
-    await add_user("ivan", printed_name="Dr. Ivan Investigator")
+    await add_user("ivan", ("investigator", "TST-1", "101"), printed_name="Dr. Ivan Investigator")
     made = await sign_version(ICF, "1.0", "ivan", "review")
     assert (made["signer_id"], made["printed_name"], made["meaning"]) == ("ivan", "Dr. Ivan Investigator", "review")
     assert made["version_sha256"] == hashlib.sha256(real_pdf).hexdigest()
@@ -69,12 +69,12 @@ async def test_a_signature_is_linked_to_the_version_printed_and_audited(study, r
              if e["action"] == "sign"][0]
     assert entry["actor"] == "ivan" and entry["new"]["meaning"] == "review"
     assert entry["new"]["components"] == "user ID and password"
-    assert await signatures.verify_all() == (3, [])  # one signature, two files
+    assert await signatures.verify_all() == (4, [])  # one key, one signature, two files
 
 
 async def test_a_wrong_password_signs_nothing_and_is_audited(study, real_pdf):
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
-    await add_user("ivan")
+    await add_user("ivan", ("investigator", "TST-1", "101"))
     with pytest.raises(InvalidInput) as refused:
         await accounts.signing_by_password("ivan", "approval", "not the password")
     assert refused.value.problems[0].field == "password"
@@ -189,3 +189,90 @@ async def test_the_registry_file_is_written_and_holds_only_public_parts(study, t
     assert json.loads(encrypted)["kdf"]["name"] == "scrypt"
     assert "ciphertext" not in written.read_text() and json.loads(encrypted)["ciphertext"] not in written.read_text()
     assert (tmp_path / "pades-certificate.pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
+
+
+async def test_a_key_or_signature_inserted_behind_the_applications_back_is_named(study, db, real_pdf):
+    from trialcoord.adapters import signing_keys
+    from trialcoord.domain.accounts import Meaning
+    from trialcoord.domain.signatures import Statement
+
+    await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
+    await sign_version(ICF, "1.0", "ivan", "review")
+    rogue = signing_keys.generate_key()
+    public, kid = signing_keys.public_key_hex(rogue.public_key()), signing_keys.key_id(rogue.public_key())
+    await fetch("INSERT INTO signer_keys (signer_id, printed_name, key_id, public_key, encrypted, valid_from, valid_to)"
+                " VALUES ('ivan', 'Ivan', {}, {}, '{{}}', '2020-01-01T00:00:00.000000Z',"
+                " '2021-01-01T00:00:00.000000Z')", kid, public)
+    version = (await fetch("SELECT id, sha256 FROM document_versions"))[0]
+    at = "2020-06-01T00:00:00.000000Z"
+    statement = Statement(version["sha256"], "ivan", Meaning.APPROVAL, at, documents.record_id(ICF, "1.0"))
+    await fetch("INSERT INTO document_signatures (version, signer_id, printed_name, meaning, instant, key_id, value)"
+                " VALUES ({}, 'ivan', 'Ivan', 'approval', {}, {}, {})", version["id"], at, kid,
+                signing_keys.sign_bytes(statement.canonical_bytes(), rogue))
+    problems = (await signatures.verify_all())[1]
+    assert any(f"signing key {kid} of ivan: not the key the audit trail recorded" in p for p in problems), problems
+    assert any("signature by ivan (approval, 2020-06-01" in p and "audit trail has no record" in p for p in problems)
+
+
+@pytest.mark.parametrize("sql", ["UPDATE signer_keys SET public_key = 'ab'", "DELETE FROM signer_keys",
+                                 "UPDATE documents SET site = '102'", "UPDATE document_versions SET expires_on = '2099-01-01'"])
+async def test_the_database_refuses_to_rewrite_keys_or_documents(study, real_pdf, sql):
+    from trialcoord.adapters.persistence.engine import transaction
+
+    await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
+    await sign_version(ICF, "1.0", "ivan", "review")
+    await signatures.end_signer_keys("ivan", "rotated", "admin")  # ending a key, once, is allowed
+    with pytest.raises(Exception, match="never change"):
+        async with transaction():
+            await fetch(sql)
+    with pytest.raises(Exception, match="never change"):
+        async with transaction():
+            await fetch("UPDATE signer_keys SET valid_to = '2030-01-01T00:00:00.000000Z'")  # ended keys stay ended
+
+
+async def test_a_signer_without_the_right_cannot_sign_from_any_door(study, real_pdf):
+    from trialcoord.services.errors import Forbidden
+
+    await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
+    await add_user("sam", ("sponsor", "TST-1", None))
+    from trialcoord.services import scheduling
+
+    await scheduling.create_site("TST-1", "102", "Lakeside", "America/Chicago")
+    await add_user("colin", ("coordinator", "TST-1", "102"))
+    await add_user("mona", ("monitor", "TST-1", None))
+    for user, meaning in (("sam", "review"), ("colin", "approval"), ("mona", "approval")):
+        with pytest.raises(Forbidden):
+            await signatures.sign(ICF, "1.0", await accounts.signing_by_password(user, meaning, PASSWORD))
+    made = await signatures.sign(ICF, "1.0", await accounts.signing_by_password("mona", "review", PASSWORD))
+    assert made["meaning"] == "review"
+
+
+async def test_equal_bytes_filed_twice_do_not_share_signatures(study, db, real_pdf):
+    other = DocumentKey("TST-1", "101", "ICF copy")
+    await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
+    await documents.add_version(other, "040", "1.0", real_pdf, "icf.pdf")
+    await sign_version(ICF, "1.0", "ivan", "approval")
+    versions = await fetch("SELECT v.id, d.name FROM document_versions v JOIN documents d ON d.id = v.document")
+    copy = next(v["id"] for v in versions if v["name"] == "ICF copy")
+    await tamper(db, "INSERT INTO document_signatures (version, signer_id, printed_name, meaning, instant, key_id,"
+                     " value) SELECT {}, signer_id, printed_name, meaning, instant, key_id, value"
+                     " FROM document_signatures", copy)
+    problems = (await signatures.verify_all())[1]
+    assert len(problems) == 1 and "document ICF copy" in problems[0] and "does not verify" in problems[0]
+
+
+async def test_a_manifestation_that_fails_leaves_the_signature_and_is_made_later(study, real_pdf, monkeypatch):
+    await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("renderer down")
+
+    import trialcoord.adapters.render.documents as rendering
+
+    real = rendering.render_pdf
+    monkeypatch.setattr(rendering, "render_pdf", broken)
+    made = await sign_version(ICF, "1.0", "ivan", "review")  # no error: the signature is stored
+    assert made["meaning"] == "review" and (await signatures.of_version(ICF, "1.0"))[1] == []
+    monkeypatch.setattr(rendering, "render_pdf", real)
+    await signatures.manifest_safely(ICF, "1.0")
+    assert {f["kind"] for f in (await signatures.of_version(ICF, "1.0"))[1]} == {"signature_page", "signed_copy"}

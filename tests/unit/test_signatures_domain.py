@@ -32,10 +32,11 @@ def key():
     return signing_keys.generate_key()
 
 
-def test_the_statement_covers_sha_signer_meaning_and_instant_canonically():
-    text = Statement(SHA_A, "cora", Meaning.REVIEW, AT).canonical_bytes()
+def test_the_statement_covers_sha_record_signer_meaning_and_instant_canonically():
+    text = Statement(SHA_A, "cora", Meaning.REVIEW, AT, "TST-1/101/documents/ICF/2.0").canonical_bytes()
     assert text == (b'{"instant":"2026-11-27T09:30:00.000000Z","kind":"trialcoord-signature/1","meaning":"review",'
-                    b'"signer_id":"cora","version_sha256":"' + SHA_A.encode() + b'"}')
+                    b'"record":"TST-1/101/documents/ICF/2.0","signer_id":"cora","version_sha256":"'
+                    + SHA_A.encode() + b'"}')
 
 
 @pytest.mark.parametrize("sha, meaning, at", [

@@ -34,6 +34,7 @@ class Statement:
     signer_id: str
     meaning: Meaning
     instant: str  # UTC, `utc_instant` form
+    record: str = ""  # which record: `STUDY/SITE/documents/NAME/LABEL`, so equal bytes filed twice differ
 
     def __post_init__(self) -> None:
         if not _SHA256.fullmatch(self.version_sha256):
@@ -44,7 +45,8 @@ class Statement:
 
     def canonical_bytes(self) -> bytes:
         return canonical_json({"instant": self.instant, "kind": STATEMENT_KIND, "meaning": str(self.meaning),
-                               "signer_id": self.signer_id, "version_sha256": self.version_sha256})
+                               "record": self.record, "signer_id": self.signer_id,
+                               "version_sha256": self.version_sha256})
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +60,16 @@ class Signature:
 
     def as_dict(self) -> dict:
         s = self.statement
-        return {"version_sha256": s.version_sha256, "signer_id": s.signer_id, "printed_name": self.printed_name,
-                "meaning": str(s.meaning), "instant": s.instant, "key_id": self.key_id, "signature": self.value}
+        return {"version_sha256": s.version_sha256, "record": s.record, "signer_id": s.signer_id,
+                "printed_name": self.printed_name, "meaning": str(s.meaning), "instant": s.instant,
+                "key_id": self.key_id, "signature": self.value}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> Signature:
         """Raises ValueError (naming the field) for anything malformed."""
         try:
-            statement = Statement(data["version_sha256"], data["signer_id"], Meaning(data["meaning"]), data["instant"])
+            statement = Statement(data["version_sha256"], data["signer_id"], Meaning(data["meaning"]), data["instant"],
+                                  str(data.get("record", "")))
             value, key_id = data["signature"], data["key_id"]
         except KeyError as missing:
             raise ValueError(f"a signature lacks {missing}") from None

@@ -119,7 +119,7 @@ async def export(study: str, site: str | None, out: Path | BinaryIO, actor: str,
         count = len(signature_rows.get(row["id"], []))
         if count and not any(f["kind"] == "signature_page" and f["signatures"] == count
                              for f in made_files.get(row["id"], [])):
-            await signatures.manifest(DocumentKey(study, row["site"] or None, row["name"]), row["label"])
+            await signatures.manifest_safely(DocumentKey(study, row["site"] or None, row["name"]), row["label"])
             async with read():
                 made_files = await signatures_store.files_of_study(study)
     files, index_entries = [], []
@@ -127,7 +127,9 @@ async def export(study: str, site: str | None, out: Path | BinaryIO, actor: str,
         key = DocumentKey(study, row["site"] or None, row["name"])
         found = ARTIFACTS[row["artifact"]]
         version = documents_store.version_of(row, key)
-        sigs = [signatures_store.signature_of(s, row["sha256"]).as_dict() for s in signature_rows.get(row["id"], [])]
+        record = documents.record_id(key, row["label"])
+        sigs = [signatures_store.signature_of(s, row["sha256"], record).as_dict()
+                for s in signature_rows.get(row["id"], [])]
         meta = {"study": study, "site": key.site, "document": key.name, "label": row["label"],
                 "artifact": {"unique_id": found.unique_id, "number": found.number, "name": found.name},
                 "status": row["status"], "status_history": [

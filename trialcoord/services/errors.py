@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from trialcoord.domain.problems import InvalidInput, Problem
 
-__all__ = ["Conflict", "InvalidInput", "NotConfigured", "NotFound", "Problem", "invalid"]
+__all__ = ["Conflict", "Forbidden", "InvalidInput", "NotConfigured", "NotFound", "Problem", "invalid"]
 
 
 class NotFound(LookupError):
     """The named study, site, participant, visit or protocol version does not exist."""
+
+
+class Forbidden(Exception):
+    """The person's grants do not allow this, whichever door they came through (web or command line)."""
 
 
 class Conflict(Exception):

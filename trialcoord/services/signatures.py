@@ -11,9 +11,11 @@ from a version are stored with their hashes beside it; the version's own bytes n
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from datetime import datetime
+import logging
+import os
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -31,17 +33,21 @@ from trialcoord.domain.signatures import Signature, SignerKey, Statement, judge,
 from trialcoord.services import audit_log, system_keys
 from trialcoord.services.audit_log import Change
 from trialcoord.services.documents import record_id, version_row
-from trialcoord.services.errors import Conflict, NotConfigured, invalid
+from trialcoord.services.errors import Conflict, Forbidden, NotConfigured, invalid
 
+log = logging.getLogger(__name__)
 SIGNATURE_PAGE, SIGNED_COPY, PADES = "signature_page", "signed_copy", "pades_signed"
 UNSIGNABLE = {DocumentStatus.SUPERSEDED, DocumentStatus.EXPIRED}
 
 
 async def sign(key: DocumentKey, label: str, signing: Signing) -> dict:
-    """Sign a version as the ceremony's signer; then print the manifestation. Audited with the signature."""
+    """Sign a version as the ceremony's signer, if their grants allow it; then print the manifestation.
+    Audited with the signature. The instant is taken once the signer's key is in hand, inside the
+    transaction that checks the key is still in force, so a stored signature always verifies."""
     keys = system_keys.current()
-    instant = utc_instant(signing.signed_at)
-    signer_key, private = await _signer_key(signing.user_id, signing.printed_name, keys, instant)
+    await _check_authority(key, signing)
+    signer_key, private = await _signer_key(signing.user_id, signing.printed_name, keys)
+    record = record_id(key, label)
     async with transaction(f"signature of document {key.name} version {label}"):
         _, row = await version_row(key, label)
         if DocumentStatus(row["status"]) in UNSIGNABLE:
@@ -51,19 +57,43 @@ async def sign(key: DocumentKey, label: str, signing: Signing) -> dict:
                for s in await store.signatures_of(row["id"])):
             raise Conflict(f"{signing.user_id} has already signed version {label} of {key.name} for"
                            f" {signing.meaning}")
-        statement = Statement(row["sha256"], signing.user_id, Meaning(signing.meaning), instant)
+        current = await store.current_key(signing.user_id)
+        if current is None or current[0].key_id != signer_key.key_id:
+            raise Conflict(f"the signing key of {signing.user_id} ended meanwhile; sign again")
+        instant = max(utc_instant(audit_log.clock()), signer_key.valid_from)
+        statement = Statement(row["sha256"], signing.user_id, Meaning(signing.meaning), instant, record)
         signature = Signature(statement, signing.printed_name, signer_key.key_id,
                               signing_keys.sign_bytes(statement.canonical_bytes(), private))
+        check = judge(signature, {signer_key.key_id: signer_key}, row["sha256"], signing_keys.verify_hex, instant)
+        if not check.ok:  # never store a signature that would not verify
+            raise Conflict(f"the signature could not be made: {check.reason}")
         await store.insert_signature(row["id"], signature)
-        await audit_log.record(signing.user_id, Change("sign", "document_version", record_id(key, label), None, {
+        await audit_log.record(signing.user_id, Change("sign", "document_version", record, None, {
             "meaning": str(signing.meaning), "instant": instant, "sha256": row["sha256"], "key_id": signer_key.key_id,
-            "printed_name": signing.printed_name, "components": str(signing.components)}))
-    await manifest(key, label)
+            "printed_name": signing.printed_name, "components": str(signing.components),
+            "signature": signature.value}))
+    await manifest_safely(key, label)
     return signature.as_dict()
 
 
-async def _signer_key(user_id: str, printed_name: str, keys: system_keys.SystemKeys, since: str):
-    """The signer's key in force, made at their first signature and valid from its instant `since`."""
+async def _check_authority(key: DocumentKey, signing: Signing) -> None:
+    """The signer's own grants decide, whichever door the signature came through (web or command line):
+    a review needs the right to sign where the document is, any other meaning also to manage it."""
+    from trialcoord.adapters.persistence import accounts_store
+    from trialcoord.domain.access import Action, authorize
+
+    async with read():
+        rows = await accounts_store.grants_of(signing.user_id)
+    grants = [accounts_store.grant_of(row) for row in rows]
+    today = signing.signed_at.date()
+    needed = [Action.SIGN] + ([] if signing.meaning == Meaning.REVIEW else [Action.MANAGE_DOCUMENTS])
+    if not all(authorize(grants, action, key.study, key.site, today) for action in needed):
+        raise Forbidden(f"{signing.user_id} may not sign {key.name} for {signing.meaning}"
+                        + (f" at site {key.site}" if key.site else ""))
+
+
+async def _signer_key(user_id: str, printed_name: str, keys: system_keys.SystemKeys):
+    """The signer's key in force, made at their first signature (valid from when it was made)."""
     async with read():
         found = await store.current_key(user_id)
     if found is not None:
@@ -75,12 +105,12 @@ async def _signer_key(user_id: str, printed_name: str, keys: system_keys.SystemK
     private = signing_keys.generate_key()
     encrypted = await to_thread.run_sync(signing_keys.encrypt_key, private, keys.passphrase)  # scrypt
     public = private.public_key()
-    signer_key = SignerKey(user_id, printed_name, signing_keys.key_id(public), signing_keys.public_key_hex(public),
-                           since)
     async with transaction(f"signing key of {user_id}"):
         if await store.current_key(user_id) is not None:  # made meanwhile by a concurrent first signature
-            return await _signer_key(user_id, printed_name, keys, since)
-        await store.insert_key(signer_key, encrypted)
+            return await _signer_key(user_id, printed_name, keys)
+        signer_key = SignerKey(user_id, printed_name, signing_keys.key_id(public), signing_keys.public_key_hex(public),
+                               utc_instant(audit_log.clock()))
+        await store.insert_key(signer_key, encrypted)  # a unique index keeps one key in force per signer
         await audit_log.record(user_id, Change("create", "signer_key", f"{user_id}/{signer_key.key_id}", None,
                                                {"public_key": signer_key.public_key, "valid_from": signer_key.valid_from}))
     keys.unlocked[signer_key.key_id] = private
@@ -124,14 +154,18 @@ async def write_registry(directory: Path | None = None) -> Path | None:
     except NotConfigured:  # no system key yet (before `setup`): the database keeps the registry meanwhile
         return None
     target = Path(directory) / "registry.json"
-    temporary = target.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    temporary.replace(target)
-    pades = system_keys.current().pades
-    if pades is not None:
-        from trialcoord.adapters.render.signed_pdf import certificate_pem
+    try:
+        temporary = target.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        temporary.replace(target)
+        pades = system_keys.current().pades
+        if pades is not None:
+            from trialcoord.adapters.render.signed_pdf import certificate_pem
 
-        (Path(directory) / "pades-certificate.pem").write_text(certificate_pem(pades[1]), encoding="utf-8")
+            (Path(directory) / "pades-certificate.pem").write_text(certificate_pem(pades[1]), encoding="utf-8")
+    except OSError as error:  # the database holds the registry; the published copy is refreshed next time
+        log.error("the signer registry %s could not be written: %s", target, error)
+        return None
     return target
 
 
@@ -146,7 +180,7 @@ async def of_version(key: DocumentKey, label: str) -> tuple[list[dict], list[dic
     zone_name = await _zone_name(key)
     shown = []
     for r in rows:
-        signature = store.signature_of(r, row["sha256"])
+        signature = store.signature_of(r, row["sha256"], record_id(key, label))
         check = judge(signature, registry_keys, row["sha256"], signing_keys.verify_hex, now)
         shown.append({**signature.as_dict(), "verdict": str(check.verdict), "reason": check.reason,
                       "local_time": local_time(r["instant"], zone_name, ZoneInfo(zone_name))})
@@ -204,9 +238,13 @@ async def manifest(key: DocumentKey, label: str) -> list[dict]:
             made[SIGNED_COPY] = (copy, PDF)
         if copy is not None and PADES in wanted:
             approval = next(s for s in signatures if s["meaning"] == Meaning.APPROVAL)
-            signed_at = datetime.strptime(approval["instant"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=ZoneInfo("UTC"))
-            made[PADES] = (await pades_sign(copy, *keys.pades, signed_at=signed_at, reason="approval",
-                                            location=key.site or key.study, signer_name=approval["printed_name"]), PDF)
+            signed_at = audit_log.clock()  # when the site's certificate signs, not when the approval was given
+
+            def pades() -> bytes:  # parsing, hashing and ECDSA: CPU work, off the event loop
+                return asyncio.run(pades_sign(copy, *keys.pades, signed_at=signed_at,
+                                              reason=f"approved by {approval['printed_name']} at {approval['instant']}",
+                                              location=key.site or key.study, signer_name=approval["printed_name"]))
+            made[PADES] = (await to_thread.run_sync(pades), PDF)
     elif row["media_type"] == DOCX:
         made[SIGNED_COPY] = (await to_thread.run_sync(
             lambda: docx_with_signature_page(original, page_data, created_at=created_at)), DOCX)
@@ -218,11 +256,20 @@ async def manifest(key: DocumentKey, label: str) -> list[dict]:
                 continue
             sha256 = hashlib.sha256(data).hexdigest()
             await documents_store.save_blob(sha256, data)
-            await store.insert_file(row["id"], kind, count, sha256, len(data), media_type, at)
-            await audit_log.record(audit_log.SYSTEM, Change("create", "document_file", record_id(key, label), None,
-                                                            {"kind": kind, "signatures": count, "sha256": sha256}))
+            if await store.insert_file(row["id"], kind, count, sha256, len(data), media_type, at):  # not a racer's
+                await audit_log.record(audit_log.SYSTEM, Change("create", "document_file", record_id(key, label), None,
+                                                                {"kind": kind, "signatures": count, "sha256": sha256}))
     _, files = await of_version(key, label)
     return [f for f in files if f["signatures"] == count]
+
+
+async def manifest_safely(key: DocumentKey, label: str) -> None:
+    """The manifestation, never failing what asked for it: a signature stands once stored, and a page that
+    cannot be printed now (an odd upload, a render failure) is printed by the next attempt or export."""
+    try:
+        await manifest(key, label)
+    except Exception:  # noqa: BLE001 - logged whole; the signature is already stored and audited
+        log.exception("the signature page of %s version %s could not be made", record_id(key, label), label)
 
 
 async def file_bytes(key: DocumentKey, label: str, kind: str) -> tuple[bytes | None, dict | None]:
@@ -243,21 +290,38 @@ async def _bytes(row: dict) -> bytes:
 
 
 async def verify_all() -> tuple[int, list[str]]:
-    """(items checked, problems): every signature against the registry and its version's stored SHA-256,
-    every file made from a version against its content."""
+    """(items checked, problems): every signature against the registry, its version's stored SHA-256 and
+    record, and the audit entry made with it; every signer key against the audit entry made with it (a row
+    inserted behind the application's back has none); every file made from a version against its content."""
     async with read():
         rows = await store.all_signatures()
-        registry_keys = {k.key_id: k for k in await store.all_keys()}
+        signer_keys = await store.all_keys()
         files = await store.all_files()
+    registry_keys = {k.key_id: k for k in signer_keys}
+    audited_keys = {e["record_id"]: (e["new"] or {}) for e in await audit_log.export_rows(
+        audit_log.AuditFilter(record_type="signer_key", action="create"), 10_000_000)}
+    audited_signatures = {(e["record_id"], (e["new"] or {}).get("signature")) for e in await audit_log.export_rows(
+        audit_log.AuditFilter(record_type="document_version", action="sign"), 10_000_000)}
     now = utc_instant(audit_log.clock())
     problems = []
+    for k in signer_keys:
+        entry = audited_keys.get(f"{k.signer_id}/{k.key_id}")
+        if entry is None or entry.get("public_key") != k.public_key or entry.get("valid_from") != k.valid_from:
+            problems.append(f"signing key {k.key_id} of {k.signer_id}: not the key the audit trail recorded when it"
+                            " was made (added or altered outside the application)")
     for r in rows:
-        check = judge(store.signature_of(r, r["sha256"]), registry_keys, r["sha256"], signing_keys.verify_hex, now)
+        key = DocumentKey(r["study"], r["site"] or None, r["name"])
+        record = record_id(key, r["label"])
+        where = f"document {r['name']}" + (f" at site {r['site']}" if r["site"] else "") + f" version {r['label']}"
+        check = judge(store.signature_of(r, r["sha256"], record), registry_keys, r["sha256"], signing_keys.verify_hex,
+                      now)
         if not check.ok:
-            where = f"document {r['name']}" + (f" at site {r['site']}" if r["site"] else "") + f" version {r['label']}"
             problems.append(f"{where}: signature by {r['signer_id']} ({r['meaning']}, {r['instant']}): {check.reason}")
+        elif (record, r["value"]) not in audited_signatures:
+            problems.append(f"{where}: signature by {r['signer_id']} ({r['meaning']}, {r['instant']}): the audit trail"
+                            " has no record of it being made")
     for f in files:
         if f["blob_size"] is None or f["blob_size"] != f["size"]:
             problems.append(f"file {f['kind']} {f['sha256']} of version row {f['version']}: its content is missing"
                             " or of another size")
-    return len(rows) + len(files), problems
+    return len(signer_keys) + len(rows) + len(files), problems

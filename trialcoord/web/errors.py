@@ -18,7 +18,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Template
 
 from trialcoord.domain.problems import InvalidInput, Problem
-from trialcoord.services.errors import Conflict, NotConfigured, NotFound
+from trialcoord.services.errors import Conflict, Forbidden, NotConfigured, NotFound
 
 PROBLEM_JSON = "application/problem+json"
 API_PREFIX = "/api"
@@ -60,6 +60,8 @@ def problem_for(exc: Exception) -> ProblemDetails:
         return _problem(404, str(exc))
     if isinstance(exc, Conflict):
         return _problem(409, str(exc))
+    if isinstance(exc, Forbidden):
+        return _problem(403, str(exc))
     if isinstance(exc, NotConfigured):
         log.error("%s", exc)  # the message names a setting, never data
         return _problem(503, str(exc))
@@ -97,6 +99,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     InvalidInput: handle,
     NotFound: handle,
     Conflict: handle,
+    Forbidden: handle,
     NotConfigured: handle,
     HTTPException: handle,
     500: handle,

@@ -189,6 +189,8 @@ MIGRATIONS: tuple[Migration, ...] = (
                 public_key TEXT NOT NULL, encrypted TEXT NOT NULL, valid_from TEXT NOT NULL, valid_to TEXT,
                 revoked_reason TEXT)""",
             "CREATE INDEX signer_keys_signer ON signer_keys (signer_id)",
+            # One key in force per signer, even when two first signatures race.
+            "CREATE UNIQUE INDEX signer_keys_in_force ON signer_keys (signer_id) WHERE valid_to IS NULL",
             # Whose document it is (a CV, a licence, a training record), and the last day a version is valid
             # when the document itself says so: what the binder checklist needs.
             "ALTER TABLE documents ADD COLUMN person TEXT",
@@ -220,8 +222,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             """CREATE TRIGGER document_files_no_delete BEFORE DELETE ON document_files
                 BEGIN SELECT RAISE(ABORT, 'document_files rows never change: DELETE refused'); END""",
             """CREATE TRIGGER document_versions_fixed BEFORE UPDATE OF document, label, sha256, size, media_type,
-                file_name, author, change_summary, created_at ON document_versions
+                file_name, author, change_summary, created_at, expires_on ON document_versions
                 BEGIN SELECT RAISE(ABORT, 'a document version never changes, only its status: UPDATE refused'); END""",
+            """CREATE TRIGGER documents_no_update BEFORE UPDATE ON documents
+                BEGIN SELECT RAISE(ABORT, 'documents rows never change: UPDATE refused'); END""",
+            """CREATE TRIGGER documents_no_delete BEFORE DELETE ON documents
+                BEGIN SELECT RAISE(ABORT, 'documents rows never change: DELETE refused'); END""",
+            # A signer's key only ever ends, once; its public part and period never change otherwise.
+            """CREATE TRIGGER signer_keys_fixed BEFORE UPDATE OF signer_id, printed_name, key_id, public_key,
+                encrypted, valid_from ON signer_keys
+                BEGIN SELECT RAISE(ABORT, 'signer_keys rows never change but to end: UPDATE refused'); END""",
+            """CREATE TRIGGER signer_keys_end_once BEFORE UPDATE OF valid_to, revoked_reason ON signer_keys
+                WHEN OLD.valid_to IS NOT NULL
+                BEGIN SELECT RAISE(ABORT, 'signer_keys rows never change but to end: UPDATE refused'); END""",
+            """CREATE TRIGGER signer_keys_no_delete BEFORE DELETE ON signer_keys
+                BEGIN SELECT RAISE(ABORT, 'signer_keys rows never change: DELETE refused'); END""",
             """CREATE TRIGGER document_versions_no_delete BEFORE DELETE ON document_versions
                 BEGIN SELECT RAISE(ABORT, 'document_versions rows never change: DELETE refused'); END""",
         ),
@@ -241,8 +256,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             """CREATE TRIGGER document_files_no_truncate BEFORE TRUNCATE ON document_files
                 FOR EACH STATEMENT EXECUTE FUNCTION immutable_rows()""",
             """CREATE TRIGGER document_versions_fixed BEFORE UPDATE OF document, label, sha256, size, media_type,
-                file_name, author, change_summary, created_at ON document_versions
+                file_name, author, change_summary, created_at, expires_on ON document_versions
                 FOR EACH ROW EXECUTE FUNCTION immutable_rows()""",
+            """CREATE TRIGGER documents_no_change BEFORE UPDATE OR DELETE ON documents
+                FOR EACH ROW EXECUTE FUNCTION immutable_rows()""",
+            """CREATE TRIGGER documents_no_truncate BEFORE TRUNCATE ON documents
+                FOR EACH STATEMENT EXECUTE FUNCTION immutable_rows()""",
+            """CREATE TRIGGER signer_keys_fixed BEFORE UPDATE OF signer_id, printed_name, key_id, public_key,
+                encrypted, valid_from ON signer_keys FOR EACH ROW EXECUTE FUNCTION immutable_rows()""",
+            """CREATE TRIGGER signer_keys_end_once BEFORE UPDATE OF valid_to, revoked_reason ON signer_keys
+                FOR EACH ROW WHEN (OLD.valid_to IS NOT NULL) EXECUTE FUNCTION immutable_rows()""",
+            """CREATE TRIGGER signer_keys_no_delete BEFORE DELETE ON signer_keys
+                FOR EACH ROW EXECUTE FUNCTION immutable_rows()""",
+            """CREATE TRIGGER signer_keys_no_truncate BEFORE TRUNCATE ON signer_keys
+                FOR EACH STATEMENT EXECUTE FUNCTION immutable_rows()""",
             """CREATE TRIGGER document_versions_no_delete BEFORE DELETE ON document_versions
                 FOR EACH ROW EXECUTE FUNCTION immutable_rows()""",
             """CREATE TRIGGER document_versions_no_truncate BEFORE TRUNCATE ON document_versions

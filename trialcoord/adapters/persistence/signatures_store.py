@@ -47,10 +47,10 @@ async def insert_signature(version_id: int, signature: Signature) -> None:
                 str(s.meaning), s.instant, signature.key_id, signature.value)
 
 
-def signature_of(row: dict, sha256: str) -> Signature:
-    """A stored signature, stated over `sha256`: the version's hash as stored now, so a signature row moved
-    to another version or a version pointed at other bytes no longer verifies."""
-    return Signature(Statement(sha256, row["signer_id"], Meaning(row["meaning"]), row["instant"]),
+def signature_of(row: dict, sha256: str, record: str) -> Signature:
+    """A stored signature, stated over `sha256` and `record` as they are stored now, so a signature row moved
+    to another version or record, or a version pointed at other bytes, no longer verifies."""
+    return Signature(Statement(sha256, row["signer_id"], Meaning(row["meaning"]), row["instant"], record),
                      row["printed_name"], row["key_id"], row["value"])
 
 
@@ -97,10 +97,12 @@ async def all_signatures() -> list[dict]:
 
 
 async def insert_file(version_id: int, kind: str, signatures: int, sha256: str, size: int, media_type: str,
-                      at: str) -> None:
-    await fetch("INSERT INTO document_files (version, kind, signatures, sha256, size, media_type, created_at)"
-                " VALUES ({}, {}, {}, {}, {}, {}, {}) ON CONFLICT (version, kind, signatures) DO NOTHING",
-                version_id, kind, signatures, sha256, size, media_type, at)
+                      at: str) -> bool:
+    """False when a concurrent manifestation stored this file first."""
+    rows = await fetch("INSERT INTO document_files (version, kind, signatures, sha256, size, media_type, created_at)"
+                       " VALUES ({}, {}, {}, {}, {}, {}, {}) ON CONFLICT (version, kind, signatures) DO NOTHING"
+                       " RETURNING id", version_id, kind, signatures, sha256, size, media_type, at)
+    return bool(rows)
 
 
 async def files_of(version_id: int) -> list[dict]:
