@@ -347,6 +347,7 @@ def test_a_consent_version_is_signed_made_effective_and_sends_a_participant_to_r
         if label == "3.0":  # the first signing since signing in needs the user ID too; a wrong password signs nothing
             _sign(ivan, "not my password", "ivan")
             expect(ivan.locator("body")).to_contain_text("the password is not correct")
+            ivan.wait_for_timeout(1100)  # a wrong password delays the next attempt by a second
             _sign(ivan, PASSWORD, "ivan")
         else:
             _sign(ivan, PASSWORD, "ivan")

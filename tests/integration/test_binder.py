@@ -3,6 +3,7 @@ with only the public registry; on SQLite and PostgreSQL, and through the command
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -139,6 +140,7 @@ async def test_the_commands_sign_export_and_verify_a_binder(study, db, tmp_path,
     wrong = run("document", "sign", "TST-1", "CV Ivan", "1", "--meaning", "approval", "--user", "ivan", "--site",
                 "101", env=env, input="not the password\n")
     assert wrong.returncode == 2 and "password is not correct" in wrong.stderr
+    await asyncio.sleep(1.05)  # a wrong password delays the next attempt by a second
     signed = run("document", "sign", "TST-1", "CV Ivan", "1", "--meaning", "approval", "--user", "ivan", "--site",
                  "101", env=env, input=PASSWORD + "\n")
     assert signed.returncode == 0, signed.stderr

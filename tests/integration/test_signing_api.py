@@ -38,6 +38,7 @@ async def test_the_first_signing_needs_user_id_and_password_then_the_password(iv
     assert first.status_code == 422 and "user ID and password" in first.text
     wrong = await ivan.post(f"{DOCS}/signatures", json={**sign, "user_id": "ivan", "password": "nope"})
     assert wrong.status_code == 422 and "password is not correct" in wrong.text
+    await asyncio.sleep(1.05)  # a wrong password delays the next attempt by a second, as at sign-in
     made = await ivan.post(f"{DOCS}/signatures", json={**sign, "user_id": "ivan"})
     assert made.status_code == 201, made.text
     assert (made.json()["printed_name"], made.json()["verdict"]) == ("Dr. Ivan Investigator", "valid")
@@ -80,6 +81,7 @@ async def test_the_version_page_signs_and_never_echoes_the_password(ivan):
     refused = await ivan.post("/studies/TST-1/documents/sign", data=form)
     assert refused.status_code == 422 and "password is not correct" in refused.text
     assert "a wrong secret" not in refused.text
+    await asyncio.sleep(1.05)
     done = await ivan.post("/studies/TST-1/documents/sign", data={**form, "password": PASSWORD})
     assert done.status_code == 303
     page = await ivan.get(done.headers["location"])
@@ -109,3 +111,20 @@ async def test_a_long_document_renders_in_a_job_whose_progress_is_visible(ivan):
     unknown = await ivan.post("/api/studies/TST-1/render-jobs", json={
         "template": "nope", "data": {}, "title": "x", "version_label": "1", "created_at": AT})
     assert unknown.status_code == 422 and "template" in unknown.text
+
+
+async def test_wrong_signing_passwords_throttle_and_lock_the_account_like_wrong_sign_ins(ivan):
+    sign = {"name": "CV Ivan", "site": "101", "label": "1", "meaning": "authorship", "user_id": "ivan"}
+    first = await ivan.post(f"{DOCS}/signatures", json={**sign, "password": "guess"})
+    assert first.status_code == 422 and "password is not correct" in first.text
+    for _ in range(5):  # each failure delays the next attempt (doubling), as at sign-in
+        again = await ivan.post(f"{DOCS}/signatures", json={**sign, "password": PASSWORD})
+        assert again.status_code == 422 and "try again after" in again.text
+    from trialcoord.services import accounts
+
+    with pytest.raises(accounts.SignInRefused, match="try again after"):  # the same gate guards signing in
+        await accounts.sign_in("ivan", PASSWORD, "127.0.0.1")
+    shown = await accounts.recent_sign_in_problems()
+    assert "failed" in [p["outcome"] for p in shown if p["address"] == accounts.SIGNING_ADDRESS]  # shown to admins
+    assert (await ivan.get(f"{DOCS}/signatures", params={"name": "CV Ivan", "label": "1", "site": "101"})
+            ).json()["signatures"] == []

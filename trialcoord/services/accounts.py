@@ -366,6 +366,8 @@ async def signing_ceremony(viewer: Viewer, meaning: str, password: str, typed_us
         account_row = await store.find_user(viewer.user_id)
     if row is None or account_row is None:
         raise invalid("the session has ended; sign in again", field="session")
+    _check_meaning(meaning)
+    attempt = await _signing_gate(viewer.user_id, now)
     last = _instant(row["last_seen_at"])
     session = SigningSession(viewer.user_id, last, row["signing_since"] is not None, inactivity)
     account = UserAccount(account_row["user_id"], account_row["printed_name"], account_row["email"],
@@ -376,6 +378,7 @@ async def signing_ceremony(viewer: Viewer, meaning: str, password: str, typed_us
     async with transaction("signing"):
         await store.set_signing(viewer.session_id, utc_instant(now) if result.ok else None)
         await store.touch_session(viewer.session_id, utc_instant(now))
+        await store.set_attempt_outcome(attempt, _outcome(result))
         if not result.ok:
             await audit_log.record(viewer.user_id, Change("signing_failed", "session", str(viewer.session_id), None,
                                                           {"meaning": meaning if meaning in _MEANINGS else "invalid"},
@@ -395,11 +398,15 @@ async def signing_by_password(user_id: str, meaning: str, password: str) -> Sign
     if account_row is None:
         await to_thread.run_sync(hashing.verify, await _dummy(), password or "")  # same time as a wrong password
         raise InvalidInput([Problem("signing refused: the user ID or password is not correct", field="password")])
+    _check_meaning(meaning)
+    attempt = await _signing_gate(user_id, now)
     account = UserAccount(account_row["user_id"], account_row["printed_name"], account_row["email"],
                           account_row["status"])
     verify = lambda pw: hashing.verify(account_row["password_hash"], pw)  # noqa: E731
     result = await to_thread.run_sync(SigningSession.start(user_id, now, inactivity).sign, account,
                                       SigningAttempt(meaning, password or "", user_id), verify, now)
+    async with transaction("signing"):
+        await store.set_attempt_outcome(attempt, _outcome(result))
     if not result.ok:
         async with transaction("signing"):
             await audit_log.record(user_id, Change("signing_failed", "user", user_id, None,
@@ -409,4 +416,36 @@ async def signing_by_password(user_id: str, meaning: str, password: str) -> Sign
     return result.signing
 
 
+async def _signing_gate(user_id: str, now: datetime) -> int:
+    """A signing attempt goes through the sign-in lock-out gate and counts in it: wrong signing passwords
+    lock the account like wrong sign-in passwords, so a stolen session cannot be used to guess."""
+    async with transaction("signing attempt"):
+        attempt = await store.insert_attempt(utc_instant(now), user_id, SIGNING_ADDRESS, "pending")
+    async with read():
+        failures = [_instant(at) for at in await store.failures_before(
+            user_id, attempt, utc_instant(now - policy.window - policy.lock_for))]
+    gate = login_gate(failures, now, policy)
+    if not gate.allowed:
+        await _finish(attempt, "refused", user_id, "signing_refused", {"locked": gate.locked})
+        raise InvalidInput([Problem(f"signing refused: {'the account is locked' if gate.locked else 'too many failed attempts'};"
+                                    f" try again after {utc_instant(gate.retry_at)[:19]}Z UTC", field="password")])
+    return attempt
+
+
+def _check_meaning(meaning: str) -> None:
+    """A meaning outside the fixed list is a mistake, not a guess: refused before the lock-out gate."""
+    if meaning not in _MEANINGS:
+        raise InvalidInput([Problem(f"signing refused: a signature's meaning is one of {', '.join(sorted(_MEANINGS))}",
+                                    field="meaning")])
+
+
+def _outcome(result) -> str:
+    """Only a wrong password is a failed guess; a missing user ID or meaning is a refused attempt."""
+    if result.ok:
+        return "succeeded"
+    return "failed" if result.reason == WRONG_SIGNING_PASSWORD else "refused"
+
+
+WRONG_SIGNING_PASSWORD = "the password is not correct"  # SigningSession.sign's reason
+SIGNING_ADDRESS = "(signing)"  # attempts of the signing ceremony, in the sign-in attempts table
 _MEANINGS = {"authorship", "review", "approval", "responsibility", "consent"}
