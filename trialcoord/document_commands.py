@@ -130,15 +130,16 @@ def _verify_packages(paths: list[str], registry_file: str | None) -> int:
     from trialcoord.domain.audit import utc_instant
     from trialcoord.services.audit_log import clock
 
+    # Trust comes from the site's published registry, never from the package: a forged package carries its
+    # own registry, keys and all.
     source = Path(registry_file) if registry_file else get_settings().signatures_dir / "registry.json"
-    registry = None
-    if source.exists():
-        try:
-            registry = json.loads(source.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise UsageError(f"{source}: not a readable signer registry ({error})") from None
-    elif registry_file:
-        raise UsageError(f"{registry_file}: no such signer registry")
+    if not source.exists():
+        raise UsageError(f"{source}: no signer registry to trust; pass --registry FILE, the registry the site"
+                         " publishes (signatures/registry.json), not the copy inside the package")
+    try:
+        registry = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{source}: not a readable signer registry ({error})") from None
     failed = 0
     for path in paths:
         report = verify_package(path, registry, now=utc_instant(clock()))

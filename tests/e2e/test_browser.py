@@ -354,7 +354,7 @@ def test_a_consent_version_is_signed_made_effective_and_sends_a_participant_to_r
         expect(ivan.get_by_role("status")).to_have_text("Signed.")
         expect(ivan.locator("#signatures")).to_contain_text("Ivan Investigator")
         expect(ivan.locator("#signatures")).to_contain_text("(America/New_York)")  # the site's zone, named
-        expect(ivan.locator("#signatures")).to_contain_text("valid")
+        expect(ivan.locator("#signatures td.verdict")).to_have_text(["valid"])  # exactly: not "invalid"
         _step(ivan, "ICF English", label, "approved", **approval)
         _step(ivan, "ICF English", label, "effective")
         _open_version(ivan, "ICF English", label)

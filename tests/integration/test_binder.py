@@ -172,7 +172,7 @@ async def test_a_re_export_takes_unchanged_files_from_the_last_export_and_a_dama
 
     monkeypatch.setattr(system_keys, "_settings", load_settings({"TRIALCOORD_DATA_DIR": str(tmp_path / "data")}))
     first = await binder.export("TST-1", "101", tmp_path / "one.zip", "cora")
-    kept = binder._kept_export("TST-1", "101", True, None)
+    kept = binder._kept_export("TST-1", "101", [], None)
     assert kept.exists()
     asked = []
     real = documents_store.blobs
@@ -194,3 +194,34 @@ async def test_a_re_export_takes_unchanged_files_from_the_last_export_and_a_dama
     asked.clear()
     await binder.export("TST-1", "101", tmp_path / "three.zip", "cora")
     assert asked and verify_package(tmp_path / "three.zip", await signatures.registry(), now=NOW).ok
+
+
+async def test_names_that_meet_at_one_path_stay_apart_and_subject_logs_follow_the_personal_data_grant(
+        filed, tmp_path, pdf):
+    for name in ("Lab cert: 2026", "Lab cert_ 2026"):
+        await documents.add_version(DocumentKey("TST-1", "101", name), "160", "1", pdf + name.encode(), "cert.pdf")
+    await documents.add_version(DocumentKey("TST-1", "101", "Subject log"), "105", "1", pdf + b"%log", "log.pdf")
+    without = await binder.export("TST-1", "101", tmp_path / "a.zip", "cora", personal_at=lambda site: False)
+    paths = [f["path"] for f in without["files"]]
+    assert len([p for p in paths if "Lab cert" in p]) == 2 and len(set(paths)) == len(paths)
+    assert not any(f["document"] == "Subject log" for f in without["files"])
+    with_log = await binder.export("TST-1", "101", tmp_path / "b.zip", "cora", personal_at=lambda site: site == "101")
+    assert any(f["document"] == "Subject log" for f in with_log["files"])
+    assert verify_package(tmp_path / "b.zip", await signatures.registry(), now=NOW).ok
+
+
+async def test_verify_refuses_to_trust_a_package_without_the_sites_registry(filed, db, tmp_path):
+    from tests.integration.test_cli import run
+
+    await binder.export("TST-1", "101", tmp_path / "binder.zip", "cora")
+    env = {"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_SIGNATURES_DIR": str(tmp_path / "none")}
+    refused = run("verify", str(tmp_path / "binder.zip"), env=env)
+    assert refused.returncode == 2 and "no signer registry to trust" in refused.stderr
+    (tmp_path / "registry.json").write_text(json.dumps(await signatures.registry()))
+    trusted = run("verify", str(tmp_path / "binder.zip"), "--registry", str(tmp_path / "registry.json"), env=env)
+    assert trusted.returncode == 0, trusted.stderr
+    other = dict(await signatures.registry())
+    other["system_keys"] = [{**other["system_keys"][0], "public_key": "00" * 32}]
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    forged = run("verify", str(tmp_path / "binder.zip"), "--registry", str(tmp_path / "other.json"), env=env)
+    assert forged.returncode == 1 and "manifest.json.sig" in forged.stderr

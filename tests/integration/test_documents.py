@@ -339,3 +339,16 @@ async def test_identical_bytes_uploaded_at_the_same_moment_are_all_stored(study)
     await asyncio.gather(*(documents.add_version(key, "090", "1", PDF, "cert.pdf") for key in keys))
     assert len(await documents.list_documents("TST-1")) == 4
     assert (await fetch("SELECT COUNT(*) AS n FROM document_blobs"))[0]["n"] == 1
+
+
+async def test_a_zip_that_only_looks_like_a_word_document_is_refused(study):
+    import io
+    import zipfile
+
+    fake = io.BytesIO()
+    with zipfile.ZipFile(fake, "w") as archive:
+        archive.writestr("word/document.xml", "<not really/>")
+    with pytest.raises(InvalidInput, match="Word document cannot be read") as refused:
+        await documents.add_version(ICF, "040", "1.0", fake.getvalue(), "icf.docx")
+    assert refused.value.problems[0].field == "file"
+    assert await documents.list_documents("TST-1") == []

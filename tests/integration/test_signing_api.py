@@ -85,7 +85,8 @@ async def test_the_version_page_signs_and_never_echoes_the_password(ivan):
     done = await ivan.post("/studies/TST-1/documents/sign", data={**form, "password": PASSWORD})
     assert done.status_code == 303
     page = await ivan.get(done.headers["location"])
-    assert "Signed." in page.text and "Dr. Ivan Investigator" in page.text and "valid" in page.text
+    assert "Signed." in page.text and "Dr. Ivan Investigator" in page.text
+    assert '<td class="verdict">valid</td>' in page.text and "invalid" not in page.text
 
 
 async def test_a_long_document_renders_in_a_job_whose_progress_is_visible(ivan):
@@ -110,7 +111,11 @@ async def test_a_long_document_renders_in_a_job_whose_progress_is_visible(ivan):
     assert (await ivan.get("/api/studies/TST-1/render-jobs/not-a-job")).status_code == 404
     unknown = await ivan.post("/api/studies/TST-1/render-jobs", json={
         "template": "nope", "data": {}, "title": "x", "version_label": "1", "created_at": AT})
-    assert unknown.status_code == 422 and "template" in unknown.text
+    assert unknown.status_code == 400 and "template" in unknown.text
+    forged = await ivan.post("/api/studies/TST-1/render-jobs", json={
+        "template": "signature_page", "data": {}, "title": "x", "version_label": "1", "created_at": AT})
+    assert forged.status_code == 400 and "cannot be rendered from given data" in forged.text
+    assert "deviation_log" in forged.text  # and says which templates can
 
 
 async def test_wrong_signing_passwords_throttle_and_lock_the_account_like_wrong_sign_ins(ivan):

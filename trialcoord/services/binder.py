@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import tempfile
 import zipfile
 import zlib
 from datetime import date
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from anyio import from_thread, to_thread
 
@@ -84,9 +86,9 @@ async def site_checklist(study: str, site: str, today: date) -> list[dict]:
                                    f"{row['name']} {row['label']}", row["sha256"], dated, expires))
         if row["artifact"] == "040" and row["site"] == site:
             consents.append(version)
-    # An approval letter counts wherever it is filed: add the study's 066 versions of any status.
+    # An approval letter counts wherever it is filed in the study (any site, any status).
     filed += [FiledDocument("066", row["site"] or None, None, f"{row['name']} {row['label']}", row["sha256"], today)
-              for row in rows if row["artifact"] == "066" and not _in_force(row)]
+              for row in await _rows(study, None) if row["artifact"] == "066"]
     staff = await _staff(study, site, today)
     items = checklist(SITE_CHECKLIST, filed, staff, consents, today)
     return [{"artifact": {"unique_id": i.artifact.unique_id, "number": i.artifact.number, "name": i.artifact.name},
@@ -103,15 +105,17 @@ async def _staff(study: str, site: str, today: date) -> list[StaffMember]:
             and (g["valid_to"] is None or today <= date.fromisoformat(str(g["valid_to"])))]
 
 
-async def export(study: str, site: str | None, out: Path | BinaryIO, actor: str, include_personal: bool = True,
+async def export(study: str, site: str | None, out: Path | BinaryIO, actor: str,
+                 personal_at: Callable[[str | None], bool] = lambda site: True,
                  only_sites: set[str] | None = None) -> dict:
     """Write the binder ZIP of the study (and one site, given one) to `out`; returns its manifest.
-    Without `include_personal`, subject logs (they link codes to people) are left out; `only_sites`
-    keeps the study-level documents and those sites' only."""
+    Subject logs (they link codes to people) are left out at sites where `personal_at(site)` is false;
+    `only_sites` keeps the study-level documents and those sites' only."""
     keys = system_keys.current()
     rows = [row for row in await _rows(study, site)
-            if (include_personal or row["artifact"] not in documents.PERSONAL_ARTIFACTS)
+            if (row["artifact"] not in documents.PERSONAL_ARTIFACTS or personal_at(row["site"] or None))
             and (only_sites is None or not row["site"] or row["site"] in only_sites)]
+    personal_sites = sorted({row["site"] for row in rows if row["artifact"] in documents.PERSONAL_ARTIFACTS})
     async with read():
         signature_rows = await signatures_store.signatures_of_study(study)
         made_files = await signatures_store.files_of_study(study)
@@ -156,7 +160,8 @@ async def export(study: str, site: str | None, out: Path | BinaryIO, actor: str,
     index_entries.sort(key=lambda pair: tuple(pair[0][k] for k in ("zone", "section", "artifact", "document",
                                                                    "version")))
     index_pdf = await to_thread.run_sync(_index, study, site, index_entries)
-    kept = _kept_export(study, site, include_personal, only_sites)
+    kept = _kept_export(study, site, personal_sites, only_sites)
+    files = _distinct_paths(files)
     contents = _Contents(files, kept)
     files = [package.PackageFile(f.path, f.sha256, f.size, f.media_type, contents.loader(f.path, f.sha256), f.meta)
              for f in files]
@@ -256,12 +261,30 @@ class _Contents:
             self.archive.close()
 
 
-def _kept_export(study: str, site: str | None, include_personal: bool, only_sites: set[str] | None) -> Path | None:
+def _distinct_paths(files: list[package.PackageFile]) -> list[package.PackageFile]:
+    """Names that differ only in characters a file name cannot hold ("Lab cert: 2026", "Lab cert_ 2026")
+    meet at one path: each such file gets the first 8 hex digits of its SHA-256 before its extension."""
+    seen: dict[str, int] = {}
+    for f in files:
+        seen[f.path] = seen.get(f.path, 0) + 1
+    out = []
+    for f in files:
+        path = f.path
+        if seen[path] > 1:
+            folder, _, name = path.rpartition("/")
+            stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
+            path = f"{folder}/{stem} ({f.sha256[:8]}){dot}{ext}"
+        out.append(package.PackageFile(path, f.sha256, f.size, f.media_type, f.load, f.meta))
+    return out
+
+
+def _kept_export(study: str, site: str | None, personal_sites: list[str], only_sites: set[str] | None
+                 ) -> Path | None:
     """Where this installation keeps its last export of the scope (data/exports/), or None without settings."""
     settings = system_keys._settings
     if settings is None:
         return None
-    scope = repr((study, site, include_personal, sorted(only_sites) if only_sites is not None else None))
+    scope = repr((study, site, personal_sites, sorted(only_sites) if only_sites is not None else None))
     return Path(settings.data_dir) / "exports" / f"{hashlib.sha256(scope.encode()).hexdigest()[:24]}.zip"
 
 
@@ -279,9 +302,13 @@ def _kept_members(kept: Path | None) -> tuple[zipfile.ZipFile | None, dict[str, 
 
 def _keep(out: Path, kept: Path) -> None:
     kept.parent.mkdir(parents=True, exist_ok=True)
-    temporary = kept.with_suffix(".tmp")
-    shutil.copyfile(out, temporary)
-    temporary.replace(kept)
+    handle, name = tempfile.mkstemp(dir=kept.parent, suffix=".tmp")  # concurrent exports never share it
+    os.close(handle)
+    try:
+        shutil.copyfile(out, name)
+        os.replace(name, kept)
+    finally:
+        Path(name).unlink(missing_ok=True)
 
 
 def _iso(day: date | None) -> str | None:

@@ -17,7 +17,8 @@ from trialcoord.adapters.persistence import repositories as repo
 from trialcoord.adapters.persistence import signatures_store
 from trialcoord.adapters.persistence.engine import read, transaction
 from trialcoord.domain.audit import utc_instant
-from trialcoord.domain.documents import DocumentKey, DocumentVersion, IrbApproval, check_upload, transition
+from trialcoord.domain.documents import DOCX, DocumentKey, DocumentVersion, IrbApproval, check_upload, transition
+from trialcoord.domain.problems import InvalidInput, Problem
 from trialcoord.domain.tmf import IRB_APPROVED
 from trialcoord.domain.tmf import artifact as tmf_artifact
 from trialcoord.services import audit_log
@@ -52,6 +53,8 @@ async def add_version(key: DocumentKey, artifact_id: str, label: str, data: byte
     if expires_on is not None:
         _check_date(expires_on, "expires_on")
     media_type = check_upload(data, file_name, MAX_BYTES)
+    if media_type == DOCX:
+        _check_word(data, file_name)
     found = tmf_artifact(artifact_id)
     if found.level == "study" and key.site is not None:
         raise invalid(f"TMF {found.number} ({found.name}) is filed at study level, not at a site", field="site")
@@ -171,6 +174,20 @@ async def verify_stored() -> tuple[int, list[str]]:
         if created.get(record_id(key, row["label"])) != row["sha256"]:
             problems.append(f"{where}: its SHA-256 is not the one recorded in the audit trail when it was created")
     return len(blobs) + len(versions), problems
+
+
+def _check_word(data: bytes, file_name: str) -> None:
+    """A ZIP holding word/document.xml is not yet a document: python-docx must read it, or its signature
+    page could never be appended."""
+    import io
+
+    from docx import Document
+
+    try:
+        Document(io.BytesIO(data))
+    except Exception as error:  # noqa: BLE001 - python-docx raises KeyError, ValueError, lxml errors...
+        raise InvalidInput([Problem(f"the Word document cannot be read ({type(error).__name__})", file=file_name,
+                                    field="file")]) from None
 
 
 def _check_text(value: str, field: str, longest: int) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Litestar, Request, Response, get, post
-from litestar.exceptions import HTTPException, NotFoundException
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.params import JSONBody, PathParameter
 
 from trialcoord.adapters.render.jobs import LONG_DOCUMENT_PAGES, JobNotDone, RenderJobs, TooManyJobs, estimate_pages
@@ -22,6 +22,7 @@ from trialcoord.web.errors import problem_responses
 
 RENDER = needs(Action.MANAGE_DOCUMENTS, across_sites=True)
 JobId = Annotated[str, PathParameter(description="The job's ID, as its submission answered")]
+JOB_TEMPLATES = frozenset({"consent_form", "delegation_log", "training_log", "deviation_log", "binder_cover"})
 MEDIA = {"pdf": "application/pdf", "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document"}
 
 
@@ -73,7 +74,12 @@ class RenderJobController(Controller):
     @post("/", opt=RENDER, status_code=202, responses=problem_responses(400, 401, 403, 422, 429))
     async def submit(self, request: Request, study: StudyPath, data: JSONBody[RenderIn], access: AccessDep) -> JobOut:
         """Start rendering; poll the job for its progress, then fetch the result. Inputs are checked first."""
-        estimate_pages(data.template, data.data)  # an unknown template: 400 naming `template`, nothing queued
+        if data.template not in JOB_TEMPLATES:  # a signature page or binder index comes only from stored facts
+            raise ValidationException(f"template {data.template!r} cannot be rendered from given data; one of"
+                                      f" {', '.join(sorted(JOB_TEMPLATES))}",
+                                      extra=[{"key": "template", "message": "a signature page or binder index cannot be"
+                                              " rendered from given data; one of " + ", ".join(sorted(JOB_TEMPLATES))}])
+        estimate_pages(data.template, data.data)
         try:
             job = render_jobs(request.app).submit(
                 data.kind, data.template, data.data, created_at=data.created_at, title=data.title,

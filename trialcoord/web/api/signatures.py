@@ -158,10 +158,12 @@ class BinderController(Controller):
         if site:
             access.require_site(site, "export the binder")
         only = None if access.sites is None or access.sites.all_sites else set(access.sites.sites)
-        personal = access.may(Action.VIEW_PERSONAL_DATA, study, site or None, today)
+        def personal_at(where: str | None) -> bool:
+            return access.may(Action.VIEW_PERSONAL_DATA, study, where, today)
+
         with tempfile.TemporaryDirectory() as directory:
             out = Path(directory) / "binder.zip"
-            await binder.export(study, site or None, out, access.user_id, include_personal=personal, only_sites=only)
+            await binder.export(study, site or None, out, access.user_id, personal_at=personal_at, only_sites=only)
             data = out.read_bytes()
         name = f"binder-{study}" + (f"-{site}" if site else "") + ".zip"
         return Response(data, media_type="application/zip", headers={"Content-Disposition": attachment(name)})
