@@ -92,6 +92,11 @@ def _parser() -> argparse.ArgumentParser:
                                                 " (exit 1 naming each failure)")
     verify.add_argument("paths", nargs="*", metavar="ZIP", help="binder or export ZIPs to check with the public registry")
     verify.add_argument("--registry", metavar="FILE", help="the signer registry (default signatures/registry.json)")
+    signer = commands.add_parser("signer", help="signers' keys").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    revoke = signer.add_parser("revoke", help="end a signer's key; their signatures stay valid when made")
+    revoke.add_argument("user_id")
+    revoke.add_argument("--reason", required=True)
     binder = commands.add_parser("binder", help="the regulatory binder: checklist and signed export").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     check = binder.add_parser("checklist", help="expected documents: present, missing, expiring, expired")
@@ -268,6 +273,7 @@ def _dispatch(args) -> int:
             args.approval_date, args.approval_letter_sha256),
         ("document", "sign"): lambda: docs.document_sign(args.study, args.name, args.label, args.meaning, args.site,
                                                          args.user),
+        ("signer", "revoke"): lambda: docs.signer_revoke(args.user_id, args.reason),
         ("binder", "checklist"): lambda: docs.binder_checklist(args.study, args.site, args.as_of),
         ("binder", "export"): lambda: docs.binder_export(args.study, args.site, args.out),
         ("verify", None): lambda: docs.verify(args.paths, args.registry),

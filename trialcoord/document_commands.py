@@ -71,6 +71,17 @@ def document_sign(study: str, name: str, label: str, meaning: str, site: str | N
     return 0
 
 
+def signer_revoke(user_id: str, reason: str) -> int:
+    """End a signer's key (lost, compromised, left): later signatures need a new key, older ones stay
+    verifiable as valid when made."""
+    from trialcoord.services import signatures
+
+    ended = _database(lambda: signatures.end_signer_keys(user_id, reason, actor()))
+    print(f"{user_id}: " + (f"key {', '.join(ended)} ended; signatures made with it stay valid when made" if ended
+                            else "no signing key in force"))
+    return 0
+
+
 def binder_checklist(study: str, site: str, as_of: date | None) -> int:
     from trialcoord.commands import _today
     from trialcoord.services import binder

@@ -160,6 +160,11 @@ async def test_the_commands_sign_export_and_verify_a_binder(study, db, tmp_path,
     (tmp_path / "flipped.zip").write_bytes(bytes(raw))
     flipped = run("verify", str(tmp_path / "flipped.zip"), env=env)
     assert flipped.returncode == 1 and "flipped.zip" in flipped.stderr
+    revoked = run("signer", "revoke", "ivan", "--reason", "laptop stolen", env=env)
+    assert revoked.returncode == 0 and "stay valid when made" in revoked.stdout
+    registry = json.loads((tmp_path / "signatures" / "registry.json").read_text())
+    assert registry["signers"][0]["revoked_reason"] == "laptop stolen"
+    assert run("verify", str(out), env=env).returncode == 0  # the signature was valid when made
     missing = run("binder", "export", "TST-1", "--site", "999", "--out", str(tmp_path / "x.zip"), env=env)
     assert missing.returncode == 2 and "no site 999" in missing.stderr and not (tmp_path / "x.zip").exists()
 
