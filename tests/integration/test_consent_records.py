@@ -92,6 +92,18 @@ async def test_the_consent_routes_follow_the_grants(anonymous, personas):
                                 json={"language": "en", "label": "1.0", "signed_on": "2024-03-01",
                                       "obtained_by": "coord-a"})
     assert recorded.status_code == 201, recorded.text
+    assert recorded.json()["signed_by"] == ["participant", "person_obtaining_consent"]  # the default blocks
+    unsigned = await coord.post("/api/studies/TST-1/participants/1001/consents",
+                                json={"language": "en", "label": "1.0", "signed_on": "2024-03-01",
+                                      "obtained_by": "coord-a", "signed_by": ["impartial_witness"]})
+    assert unsigned.status_code == 422 and "signed_by" in unsigned.text
+    page = await coord.post("/studies/TST-1/participants/1001/consents",
+                            data={"version": "en:1.0", "signed_on": "2024-03-02", "obtained_by": "coord-a",
+                                  "signed_legally_authorised_representative": "1",
+                                  "signed_impartial_witness": "1", "signed_person_obtaining_consent": "1"})
+    assert page.status_code in (303, 422), page.text
+    shown = await coord.get("/studies/TST-1/participants/1001")
+    assert "signed by participant, person obtaining consent" in shown.text
     sponsor = await signed_in(anonymous, "sponsor")
     assert (await sponsor.get("/api/studies/TST-1/reconsent-queue")).status_code == 200
     assert (await sponsor.post("/api/studies/TST-1/participants/1001/consents",
@@ -127,10 +139,15 @@ async def test_a_coordinator_records_a_consent_on_the_participant_page(anonymous
     coord = await signed_in(anonymous, "coord-a")
     page = "/studies/TST-1/participants/1001"
     assert "No consent recorded yet." in (await coord.get(page)).text
+    blocks = {"signed_participant": "1", "signed_person_obtaining_consent": "1"}  # as the form checks them
+    unsigned = await coord.post(f"{page}/consents", data={"version": "en:1.0", "signed_on": "2024-03-01",
+                                                          "obtained_by": "coord-a"})
+    assert unsigned.status_code == 422 and "participant or their legally authorised representative" in unsigned.text
     wrong = await coord.post(f"{page}/consents", data={"version": "en:1.0", "signed_on": "2024-01-02",
-                                                       "obtained_by": "coord-a"})
+                                                       "obtained_by": "coord-a", **blocks})
     assert wrong.status_code == 422 and "effective from 2024-02-01" in wrong.text
     saved = await coord.post(f"{page}/consents", data={"version": "en:1.0", "signed_on": "2024-03-01",
-                                                       "obtained_by": "coord-a"})
+                                                       "obtained_by": "coord-a", **blocks})
     assert saved.status_code == 303
-    assert "Version 1.0 (en) signed on 2024-03-01, obtained by coord-a" in (await coord.get(page)).text
+    assert ("Version 1.0 (en) signed on 2024-03-01, obtained by coord-a; signed by participant, person obtaining"
+            " consent") in (await coord.get(page)).text

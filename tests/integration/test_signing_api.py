@@ -133,3 +133,13 @@ async def test_wrong_signing_passwords_throttle_and_lock_the_account_like_wrong_
     assert "failed" in [p["outcome"] for p in shown if p["address"] == accounts.SIGNING_ADDRESS]  # shown to admins
     assert (await ivan.get(f"{DOCS}/signatures", params={"name": "CV Ivan", "label": "1", "site": "101"})
             ).json()["signatures"] == []
+
+
+async def test_the_version_page_previews_the_pdf_inline(ivan):
+    page = (await ivan.get("/studies/TST-1/documents/version", params={"name": "CV Ivan", "label": "1",
+                                                                        "site": "101"})).text
+    assert 'id="preview"' in page and "inline=true" in page
+    shown = await ivan.get(f"{DOCS}/content", params={"name": "CV Ivan", "label": "1", "site": "101", "inline": "true"})
+    assert shown.status_code == 200 and shown.headers["content-disposition"].startswith("inline;")
+    saved = await ivan.get(f"{DOCS}/content", params={"name": "CV Ivan", "label": "1", "site": "101"})
+    assert saved.headers["content-disposition"].startswith("attachment;")

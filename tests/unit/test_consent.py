@@ -141,3 +141,18 @@ def test_a_flagged_visit_is_before_consent_or_after_the_requirement(visit_days, 
     for v in visits:
         covered = CONSENTED <= v.on and not (V2_ON <= v.on < V2_ON + reconsent_day * DAY)
         assert (v.visit in flagged) is not covered
+
+
+def test_a_consent_form_needs_the_participant_or_representative_and_the_person_obtaining_it():
+    from trialcoord.domain.consent import consent_signatures
+    from trialcoord.domain.problems import InvalidInput
+
+    assert consent_signatures(["person_obtaining_consent", "participant"]) == ("participant", "person_obtaining_consent")
+    assert consent_signatures(["legally_authorised_representative", "impartial_witness", "person_obtaining_consent"]
+                              ) == ("legally_authorised_representative", "impartial_witness", "person_obtaining_consent")
+    for blocks, message in ((["participant"], "person obtaining consent"),
+                            (["impartial_witness", "person_obtaining_consent"], "participant or their legally"),
+                            (["participant", "person_obtaining_consent", "notary"], "unknown signature block")):
+        with pytest.raises(InvalidInput, match=message) as refused:
+            consent_signatures(blocks)
+        assert {p.field for p in refused.value.problems} == {"signed_by"}

@@ -41,6 +41,7 @@ class ParticipantConsent:
     version: ConsentVersion
     signed_on: date
     obtained_by: str  # user ID of the person obtaining consent
+    signed_by: tuple[str, ...] = ()  # the form's signature blocks signed (SIGNATURE_BLOCKS); () unknown
 
     @property
     def version_label(self) -> str:
@@ -148,3 +149,28 @@ def _reconsent_due(subject_id: str, signed: list[ParticipantConsent], versions: 
     if newest is None or _order(newest) <= _order(latest.version):
         return None
     return ReconsentEntry(subject_id, latest.version.label, newest.label, newest.effective_on)
+
+
+# --- who signed the consent form (the four signature blocks of the template) ---
+
+SIGNATURE_BLOCKS = ("participant", "legally_authorised_representative", "impartial_witness",
+                    "person_obtaining_consent")
+
+
+def consent_signatures(signed_by: Iterable[str]) -> tuple[str, ...]:
+    """The blocks signed on a participant's consent form, in the form's order; InvalidInput unless the
+    participant or their legally authorised representative signed, and the person obtaining consent."""
+    from trialcoord.domain.problems import InvalidInput, Problem
+
+    given = {str(block).strip() for block in signed_by}
+    unknown = sorted(given - set(SIGNATURE_BLOCKS))
+    problems = [Problem(f"unknown signature block {b!r}; the blocks are {', '.join(SIGNATURE_BLOCKS)}",
+                        field="signed_by") for b in unknown]
+    if not given & {"participant", "legally_authorised_representative"}:
+        problems.append(Problem("the participant or their legally authorised representative must have signed",
+                                field="signed_by"))
+    if "person_obtaining_consent" not in given:
+        problems.append(Problem("the person obtaining consent must have signed", field="signed_by"))
+    if problems:
+        raise InvalidInput(problems)
+    return tuple(block for block in SIGNATURE_BLOCKS if block in given)

@@ -7,6 +7,8 @@ A consent version is registered from an effective version of an informed consent
 
 from __future__ import annotations
 
+import json
+
 from datetime import date
 
 from trialcoord.adapters.persistence import consent_store as store
@@ -20,6 +22,7 @@ from trialcoord.domain.consent import (
     ParticipantConsent,
     ProcedureVisit,
     consent_deviation_candidates,
+    consent_signatures,
     reconsent_queue,
 )
 from trialcoord.services import audit_log, scheduling
@@ -59,8 +62,11 @@ async def register_version(study: str, site: str, language: str, label: str, pro
 
 
 async def record_consent(study: str, subject_id: str, language: str, label: str, signed_on: date, obtained_by: str,
-                         today: date, actor: str = SYSTEM) -> dict:
-    """That the participant signed this consent version on `signed_on`, obtained by `obtained_by`."""
+                         today: date, actor: str = SYSTEM,
+                         signed_by: tuple[str, ...] = ("participant", "person_obtaining_consent")) -> dict:
+    """That the participant signed this consent version on `signed_on`, obtained by `obtained_by`, with the
+    signature blocks `signed_by` signed (participant or representative, witness, person obtaining consent)."""
+    signed_by = consent_signatures(signed_by)
     site = await scheduling.participant_site(study, subject_id)
     if site is None:
         raise NotFound(f"study {study} has no participant {subject_id}")
@@ -77,13 +83,14 @@ async def record_consent(study: str, subject_id: str, language: str, label: str,
                           f" signed on {signed_on}", field="signed_on")
         participant = (await scheduling.subject_row(study, subject_id))["id"]
         await store.insert_consent(participant, version["id"], signed_on.isoformat(), obtained_by.strip(),
-                                   utc_instant(audit_log.clock()))
+                                   utc_instant(audit_log.clock()), signed_by)
         await audit_log.record(actor, Change("create", "participant_consent",
                                              scheduling.record_id(study, site, subject_id, "consent", label), None,
                                              {"language": version["language"], "version": label,
-                                              "signed_on": signed_on, "obtained_by": obtained_by.strip()}))
+                                              "signed_on": signed_on, "obtained_by": obtained_by.strip(),
+                                              "signed_by": list(signed_by)}))
     return {"subject_id": subject_id, "site": site, "language": version["language"], "label": label,
-            "signed_on": signed_on, "obtained_by": obtained_by.strip()}
+            "signed_on": signed_on, "obtained_by": obtained_by.strip(), "signed_by": list(signed_by)}
 
 
 async def reconsent(study: str, today: date) -> list[dict]:
@@ -118,7 +125,8 @@ async def _versions_and_consents(study: str, active_only: bool):
     if await repo.find_study(study) is None:
         raise NotFound(f"study {study} does not exist")
     versions = [_version(row) for row in await store.list_versions(study)]
-    signed = [ParticipantConsent(row["subject_id"], _version(row), _day(row["signed_on"]), row["obtained_by"])
+    signed = [ParticipantConsent(row["subject_id"], _version(row), _day(row["signed_on"]), row["obtained_by"],
+                                 tuple(json.loads(row["signed_by"])) if row["signed_by"] else ())
               for row in await store.consents(study, active_only)]
     return versions, signed
 
@@ -147,7 +155,7 @@ async def of_participant(study: str, subject_id: str) -> tuple[list[dict], list[
     async with read():
         versions, signed = await _versions_and_consents(study, active_only=False)
     mine = [{"language": c.version.language, "label": c.version.label, "signed_on": c.signed_on,
-             "obtained_by": c.obtained_by} for c in signed if c.subject_id == subject_id]
+             "obtained_by": c.obtained_by, "signed_by": list(c.signed_by)} for c in signed if c.subject_id == subject_id]
     offered = [{"language": v.language, "label": v.label, "effective_on": v.effective_on}
                for v in versions if v.site == site]
     return sorted(mine, key=lambda c: c["signed_on"]), offered

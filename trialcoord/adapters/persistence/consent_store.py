@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from trialcoord.adapters.persistence.engine import fetch
 
 VERSION_COLUMNS = "c.id, c.study, c.site, c.language, c.label, c.protocol_version, c.document_version, c.effective_on"
@@ -25,15 +27,18 @@ async def list_versions(study: str) -> list[dict]:
     return sorted(rows, key=lambda row: (row["site"], row["language"], row["effective_on"], row["label"]))
 
 
-async def insert_consent(participant: int, version_id: int, signed_on: str, obtained_by: str, at: str) -> None:
-    await fetch("INSERT INTO participant_consents (participant, consent_version, signed_on, obtained_by, recorded_at)"
-                " VALUES ({}, {}, {}, {}, {})", participant, version_id, signed_on, obtained_by, at)
+async def insert_consent(participant: int, version_id: int, signed_on: str, obtained_by: str, at: str,
+                         signed_by: tuple[str, ...]) -> None:
+    await fetch("INSERT INTO participant_consents (participant, consent_version, signed_on, obtained_by, recorded_at,"
+                " signed_by) VALUES ({}, {}, {}, {}, {}, {})", participant, version_id, signed_on, obtained_by, at,
+                json.dumps(list(signed_by)))
 
 
 async def consents(study: str, active_only: bool = False) -> list[dict]:
     """Every consent of the study's participants, with the version signed."""
     condition = " AND p.status = 'active'" if active_only else ""
-    return await fetch(f"SELECT p.subject_id, s.code AS participant_site, pc.signed_on, pc.obtained_by, {VERSION_COLUMNS}"
+    return await fetch(f"SELECT p.subject_id, s.code AS participant_site, pc.signed_on, pc.obtained_by, pc.signed_by,"
+                       f" {VERSION_COLUMNS}"
                        " FROM participant_consents pc JOIN consent_versions c ON c.id = pc.consent_version"
                        " JOIN participants p ON p.id = pc.participant JOIN sites s ON s.id = p.site"
                        f" JOIN studies st ON st.id = p.study WHERE st.code = {{}}{condition}", study)

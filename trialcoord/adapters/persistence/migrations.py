@@ -195,6 +195,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             # when the document itself says so: what the binder checklist needs.
             "ALTER TABLE documents ADD COLUMN person TEXT",
             "ALTER TABLE document_versions ADD COLUMN expires_on TEXT",
+            # Which signature blocks of the consent form were signed (JSON list; NULL: recorded before).
+            "ALTER TABLE participant_consents ADD COLUMN signed_by TEXT",
             """CREATE TABLE document_signatures (
                 id {pk}, version INT NOT NULL REFERENCES document_versions (id), signer_id TEXT NOT NULL,
                 printed_name TEXT NOT NULL, meaning TEXT NOT NULL, instant TEXT NOT NULL, key_id TEXT NOT NULL,

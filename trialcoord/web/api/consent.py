@@ -10,6 +10,7 @@ from litestar import Controller, get, post
 from litestar.params import JSONBody
 
 from trialcoord.domain.access import Action
+from trialcoord.domain.consent import SIGNATURE_BLOCKS
 from trialcoord.services import consent
 from trialcoord.web.api.params import AccessDep, StudyPath, SubjectPath, Today
 from trialcoord.web.api.schemas import Code
@@ -44,6 +45,9 @@ class ConsentIn(msgspec.Struct):
     label: Code
     signed_on: date
     obtained_by: Code
+    signed_by: Annotated[list[Annotated[str, msgspec.Meta(max_length=40)]], msgspec.Meta(
+        max_length=4, description="signature blocks signed: " + ", ".join(SIGNATURE_BLOCKS))] = msgspec.field(
+        default_factory=lambda: ["participant", "person_obtaining_consent"])
 
 
 class ConsentOut(msgspec.Struct):
@@ -53,6 +57,7 @@ class ConsentOut(msgspec.Struct):
     label: str
     signed_on: date
     obtained_by: str
+    signed_by: list[str]
 
 
 class ReconsentOut(msgspec.Struct):
@@ -98,7 +103,8 @@ class ConsentController(Controller):
     async def record(self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[ConsentIn], access: AccessDep,
                      today: Today) -> ConsentOut:
         row = await consent.record_consent(study, subject_id, data.language, data.label, data.signed_on,
-                                           data.obtained_by, today, actor=access.user_id)
+                                           data.obtained_by, today, actor=access.user_id,
+                                           signed_by=tuple(data.signed_by))
         return ConsentOut(**row)
 
     @get("/reconsent-queue", opt=VIEW, responses=problem_responses(400, 401, 403, 404))

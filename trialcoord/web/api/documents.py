@@ -151,22 +151,26 @@ class DocumentController(Controller):
     @get("/content", opt=VIEW, media_type="application/octet-stream",
          responses=problem_responses(400, 401, 403, 404, 409))
     async def content(self, study: StudyPath, access: AccessDep, today: Today, name: FromQuery[Name],
-                      label: FromQuery[Code], site: QueryStr = None) -> Response[bytes]:
-        """The version's bytes, checked against their SHA-256 first; the download is audited."""
+                      label: FromQuery[Code], site: QueryStr = None, inline: FromQuery[bool] = False
+                      ) -> Response[bytes]:
+        """The version's bytes, checked against their SHA-256 first; the download (or, with `inline`, the
+        preview in the browser) is audited."""
         key = DocumentKey(study, site or None, name)
         row = await documents.get_version(key, label)
         if not visible(access, study, row, today):
             raise PermissionDeniedException(f"{access.user_id} may not see {name}: it holds personal data")
         data = await documents.version_bytes(key, label)
         response = Response(data, media_type=row["media_type"],
-                            headers={"Content-Disposition": attachment(row["file_name"])})
+                            headers={"Content-Disposition": attachment(row["file_name"], inline)})
         await audit_log.record_alone(access.user_id, Change("export", "document_version",
                                                             documents.record_id(key, label), None,
                                                             {"sha256": row["sha256"]}))
         return response
 
 
-def attachment(file_name: str) -> str:
-    """An ASCII name for every client, and the exact one (RFC 6266/5987) for those that read it."""
+def attachment(file_name: str, inline: bool = False) -> str:
+    """An ASCII name for every client, and the exact one (RFC 6266/5987) for those that read it; `inline`
+    asks the browser to show the file (a preview) instead of saving it."""
     ascii_name = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in file_name)
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(file_name, safe='')}"
+    kind = "inline" if inline else "attachment"
+    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(file_name, safe='')}"

@@ -120,9 +120,9 @@ class SignatureController(Controller):
     @get("/file", opt=VIEW, media_type="application/octet-stream", responses=problem_responses(400, 401, 403, 404))
     async def file(self, study: StudyPath, access: AccessDep, today: Today, name: FromQuery[Name],
                    label: FromQuery[Code], kind: FromQuery[Annotated[str, msgspec.Meta(pattern="^(" + "|".join(KINDS) + ")$")]],
-                   site: QueryStr = None) -> Response[bytes]:
+                   site: QueryStr = None, inline: FromQuery[bool] = False) -> Response[bytes]:
         """The newest file of this kind made from the version: its signature page, the copy with the page
-        appended, or that copy with the site's PAdES signature. Audited as an export."""
+        appended, or that copy with the site's PAdES signature (`inline`: shown, not saved). Audited."""
         key = DocumentKey(study, site or None, name)
         row = await documents.get_version(key, label)
         if not visible(access, study, row, today):
@@ -135,7 +135,8 @@ class SignatureController(Controller):
         file_name = stem + suffix[kind] + ("." + row["file_name"].rsplit(".", 1)[-1] if kind == "signed_copy" else "")
         await audit_log.record_alone(access.user_id, Change("export", "document_file", documents.record_id(key, label),
                                                             None, {"kind": kind, "sha256": made["sha256"]}))
-        return Response(data, media_type=made["media_type"], headers={"Content-Disposition": attachment(file_name)})
+        return Response(data, media_type=made["media_type"],
+                        headers={"Content-Disposition": attachment(file_name, inline)})
 
 
 class BinderController(Controller):

@@ -12,6 +12,7 @@ from litestar.response import Redirect, Template
 
 from trialcoord.domain.access import Action
 from trialcoord.domain.problems import InvalidInput
+from trialcoord.domain.consent import SIGNATURE_BLOCKS
 from trialcoord.services import consent, identities, scheduling
 from trialcoord.services.errors import Conflict, NotConfigured
 from trialcoord.web.api.params import AccessDep, AsOf, QueryStr, StudyPath, SubjectPath, Today, VisitPath, as_of_or_today
@@ -107,8 +108,9 @@ class ParticipantPages(Controller):
         if form.errors:
             return await _rerender(study, subject_id, today, "consent", form.errors, form, access)
         language, _, label = (version or "").partition(":")
+        signed_by = tuple(block for block in SIGNATURE_BLOCKS if data.get(f"signed_{block}"))
         call = consent.record_consent(study, subject_id, language, label, signed_on, obtained_by, today,
-                                      actor=access.user_id)
+                                      actor=access.user_id, signed_by=signed_by)
         return await _save(call, study, subject_id, today, "consent", form, access)
 
     @post("/visits/{code:str}/{action:str}", opt=RECORD)
