@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("protocol", metavar="PROTOCOL")
     check.add_argument("--events", required=True, metavar="FILE.csv")
     check.add_argument("--as-of", type=_iso_date)
+    check.add_argument("--pdf", metavar="FILE", help="write the checklist as a PDF/A report instead")
     check.add_argument("--format", choices=FORMATS, default="table")
 
     db = commands.add_parser("db", help="database maintenance")
@@ -103,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("study")
     check.add_argument("--site", required=True)
     check.add_argument("--as-of", type=_iso_date)
+    check.add_argument("--pdf", metavar="FILE", help="write the checklist as a PDF/A report instead")
     export = binder.add_parser("export", help="a signed ZIP of every version, with manifest, index and exchange.xml")
     export.add_argument("study")
     export.add_argument("--site")
@@ -274,7 +276,7 @@ def _dispatch(args) -> int:
         ("document", "sign"): lambda: docs.document_sign(args.study, args.name, args.label, args.meaning, args.site,
                                                          args.user),
         ("signer", "revoke"): lambda: docs.signer_revoke(args.user_id, args.reason),
-        ("binder", "checklist"): lambda: docs.binder_checklist(args.study, args.site, args.as_of),
+        ("binder", "checklist"): lambda: docs.binder_checklist(args.study, args.site, args.as_of, args.pdf),
         ("binder", "export"): lambda: docs.binder_export(args.study, args.site, args.out),
         ("verify", None): lambda: docs.verify(args.paths, args.registry),
     }

@@ -82,10 +82,14 @@ def signer_revoke(user_id: str, reason: str) -> int:
     return 0
 
 
-def binder_checklist(study: str, site: str, as_of: date | None) -> int:
+def binder_checklist(study: str, site: str, as_of: date | None, pdf: str | None = None) -> int:
     from trialcoord.commands import _today
     from trialcoord.services import binder
 
+    if pdf:
+        Path(pdf).write_bytes(_database(lambda: binder.checklist_report(study, site, as_of or _today())))
+        print(f"checklist of site {site} written to {pdf}")
+        return 0
     items = _database(lambda: binder.site_checklist(study, site, as_of or _today()))
     for item in items:
         who = item["person"] or (f"consent {item['consent_version']}" if item["consent_version"] else "")

@@ -149,6 +149,8 @@ async def test_the_commands_sign_export_and_verify_a_binder(study, db, tmp_path,
     assert [s["signer_id"] for s in registry["signers"]] == ["ivan"]
     checklist = run("binder", "checklist", "TST-1", "--site", "101", "--as-of", "2026-11-27", env=env)
     assert "missing\t05.02.08 Form FDA 1572" in checklist.stdout
+    report = run("binder", "checklist", "TST-1", "--site", "101", "--pdf", str(tmp_path / "checklist.pdf"), env=env)
+    assert report.returncode == 0 and (tmp_path / "checklist.pdf").read_bytes().startswith(b"%PDF")
     out = tmp_path / "binder.zip"
     exported = run("binder", "export", "TST-1", "--site", "101", "--out", str(out), env=env)
     assert exported.returncode == 0, exported.stderr

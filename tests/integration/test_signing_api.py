@@ -73,6 +73,11 @@ async def test_the_binder_checklist_and_export_through_the_api_and_page(ivan):
         assert "manifest.json.sig" in archive.namelist()
     page = await ivan.get("/studies/TST-1/binder", params={"site": "101"})
     assert page.status_code == 200 and "Form FDA 1572" in page.text and "missing" in page.text
+    report = await ivan.get("/api/studies/TST-1/binder/checklist.pdf", params={"site": "101"})
+    assert report.status_code == 200 and report.content.startswith(b"%PDF")
+    from tests.unit.test_document_rendering import pdf_text
+
+    assert "missing 05.02.08 Form FDA 1572" in pdf_text(report.content)
 
 
 async def test_the_version_page_signs_and_never_echoes_the_password(ivan):

@@ -44,6 +44,12 @@ DATA = {
                      "entries": [{"zone": "05", "section": "02", "artifact": "18", "unique_id": "101",
                                   "document": "Delegation log", "version": "2", "status": "draft",
                                   "effective": None}]},
+    "binder_checklist": {"study_code": "ABC-123", "site": "101", "as_of": "2026-11-27",
+                         "counts": {"missing": 1, "expired": 0, "expiring": 1},
+                         "items": [{"state": "missing", "artifact": "05.02.08 Form FDA 1572", "for": "site",
+                                    "document": None, "expires_on": None},
+                                   {"state": "expiring", "artifact": "05.02.07 Staff qualification", "for": "ivan",
+                                    "document": "Licence 2026", "expires_on": "2027-01-10"}]},
     "signature_page": {"study_code": "ABC-123", "site_code": "101", "document": "ICF English", "version": "2.0",
                        "version_sha256": "ab" * 32,
                        "signatures": [{"printed_name": "Dr. Anna Schmidt", "signer_id": "aschmidt", "meaning": "approval",
@@ -67,7 +73,8 @@ def test_templates_name_their_kinds_and_tmf_artifacts():
     assert {name: (t.kinds, t.unique_id) for name, t in TEMPLATES.items()} == {
         "consent_form": (("pdf", "docx"), "040"), "delegation_log": (("pdf", "docx"), "101"),
         "training_log": (("pdf",), "104"), "deviation_log": (("pdf",), "110"),
-        "binder_cover": (("pdf",), None), "binder_index": (("pdf",), None), "signature_page": (("pdf",), None)}
+        "binder_cover": (("pdf",), None), "binder_index": (("pdf",), None), "signature_page": (("pdf",), None),
+        "binder_checklist": (("pdf",), None)}
     assert set(DATA) == set(TEMPLATES)
     # the binder files each rendering under the domain's artifact table: the two must agree
     numbers = {t.unique_id: artifact(t.unique_id).number for t in TEMPLATES.values() if t.unique_id}
@@ -118,6 +125,8 @@ def test_logs_binder_cover_and_index_show_their_rows(renders):
             in pdf_text(pdfs["deviation_log"]))
     assert "Site 101 – Charité Berlin" in pdf_text(pdfs["binder_cover"])
     assert "05.02.18 101 Delegation log 2 draft" in pdf_text(pdfs["binder_index"])
+    assert "missing 05.02.08 Form FDA 1572 site" in pdf_text(pdfs["binder_checklist"])
+    assert "expiring 05.02.07 Staff qualification ivan Licence 2026 2027-01-10" in pdf_text(pdfs["binder_checklist"])
     page = pdf_text(pdfs["signature_page"]).replace("Europe/ Berlin", "Europe/Berlin")  # wrapped at the slash
     assert "Dr. Anna Schmidt (aschmidt) approval 2026-11-27 10:30:00 CET (Europe/Berlin)" in page
     assert "ab" * 32 in page.replace(" ", "")

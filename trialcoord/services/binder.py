@@ -96,6 +96,22 @@ async def site_checklist(study: str, site: str, today: date) -> list[dict]:
              "document": i.filed.label if i.filed else None, "expires_on": i.expires_on} for i in items]
 
 
+async def checklist_report(study: str, site: str, today: date) -> bytes:
+    """The site's checklist as a PDF/A report, dated today (same day, same checklist: same bytes)."""
+    from trialcoord.adapters.render.documents import render_pdf
+
+    items = await site_checklist(study, site, today)
+    counts = {state: sum(1 for i in items if i["state"] == state) for state in ("missing", "expired", "expiring")}
+    rows = [{"state": i["state"], "artifact": f"{i['artifact']['number']} {i['artifact']['name']}",
+             "for": i["person"] or (f"consent version {i['consent_version']}" if i["consent_version"] else i["scope"]),
+             "document": i["document"], "expires_on": i["expires_on"].isoformat() if i["expires_on"] else None}
+            for i in items]
+    data = {"study_code": study, "site": site, "as_of": today.isoformat(), "counts": counts, "items": rows}
+    return await to_thread.run_sync(lambda: render_pdf(
+        "binder_checklist", data, created_at=f"{today.isoformat()}T00:00:00.000000Z",
+        title=f"Expected documents of site {site}", version_label=today.isoformat()))
+
+
 async def _staff(study: str, site: str, today: date) -> list[StaffMember]:
     async with read():
         grants = await accounts_store.grants_at(study, site)
@@ -135,7 +151,8 @@ async def export(study: str, site: str | None, out: Path | BinaryIO, actor: str,
         sigs = [signatures_store.signature_of(s, row["sha256"], record).as_dict()
                 for s in signature_rows.get(row["id"], [])]
         meta = {"study": study, "site": key.site, "document": key.name, "label": row["label"],
-                "artifact": {"unique_id": found.unique_id, "number": found.number, "name": found.name},
+                "artifact": {"unique_id": found.unique_id, "number": found.number, "name": found.name,
+                             "dating": found.dating},
                 "status": row["status"], "status_history": [
                     {"status": str(c.status), "on": c.on.isoformat(), "reason": c.reason} for c in version.history],
                 "effective_on": _iso(version.entered(DocumentStatus.EFFECTIVE)), "author": row["author"],

@@ -55,6 +55,8 @@ TEMPLATES: dict[str, Template] = {
                                                 "signatures"),
                                {"signatures": ("printed_name", "signer_id", "meaning", "instant", "local_time",
                                                "key_id", "signature")}),
+    "binder_checklist": Template(("pdf",), None, ("study_code", "site", "as_of", "counts", "items"),
+                                 {"items": ("state", "artifact", "for", "document", "expires_on")}),
     "binder_index": Template(("pdf",), None, ("study_code", "site_code", "entries"),
                              {"entries": ("zone", "section", "artifact", "unique_id", "document", "version",
                                           "status", "effective")}),

@@ -152,6 +152,17 @@ class BinderController(Controller):
         return [msgspec.convert({**i, "expires_on": i["expires_on"].isoformat() if i["expires_on"] else None},
                                 ChecklistItemOut) for i in items]
 
+    @get("/checklist.pdf", opt=VIEW, media_type="application/pdf", responses=problem_responses(400, 401, 403, 404))
+    async def checklist_report(self, study: StudyPath, access: AccessDep, today: Today, site: FromQuery[Code]
+                               ) -> Response[bytes]:
+        """The site's expected-documents checklist as a PDF/A report. Audited as an export."""
+        access.require_site(site, "see the binder")
+        data = await binder.checklist_report(study, site, today)
+        await audit_log.record_alone(access.user_id, Change("export", "binder_checklist", f"{study}/{site}", None,
+                                                            {"as_of": today}))
+        return Response(data, media_type="application/pdf",
+                        headers={"Content-Disposition": attachment(f"checklist-{study}-{site}-{today}.pdf")})
+
     @get("/export", opt=needs(Action.EXPORT, across_sites=True), media_type="application/zip", responses=problem_responses(400, 401, 403, 404, 503))
     async def export(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None) -> Response[bytes]:
         """The binder as a signed ZIP (manifest, detached signature, index, exchange.xml, registry): the study's
