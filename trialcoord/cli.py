@@ -51,7 +51,6 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("protocol", metavar="PROTOCOL")
     check.add_argument("--events", required=True, metavar="FILE.csv")
     check.add_argument("--as-of", type=_iso_date)
-    check.add_argument("--pdf", metavar="FILE", help="write the checklist as a PDF/A report instead")
     check.add_argument("--format", choices=FORMATS, default="table")
 
     db = commands.add_parser("db", help="database maintenance")

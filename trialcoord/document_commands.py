@@ -76,7 +76,16 @@ def signer_revoke(user_id: str, reason: str) -> int:
     verifiable as valid when made."""
     from trialcoord.services import signatures
 
-    ended = _database(lambda: signatures.end_signer_keys(user_id, reason, actor()))
+    from trialcoord.domain.accounts import normalize_user_id
+    from trialcoord.services import accounts
+
+    user_id = normalize_user_id(user_id)
+
+    async def revoke():
+        await accounts.get_user(user_id)  # an unknown user ID is an error, not "no key in force"
+        return await signatures.end_signer_keys(user_id, reason, actor())
+
+    ended = _database(revoke)
     print(f"{user_id}: " + (f"key {', '.join(ended)} ended; signatures made with it stay valid when made" if ended
                             else "no signing key in force"))
     return 0
@@ -155,6 +164,8 @@ def _verify_packages(paths: list[str], registry_file: str | None) -> int:
         registry = json.loads(source.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise UsageError(f"{source}: not a readable signer registry ({error})") from None
+    if not isinstance(registry, dict):
+        raise UsageError(f"{source}: not a signer registry (a JSON object is expected)")
     failed = 0
     for path in paths:
         report = verify_package(path, registry, now=utc_instant(clock()))

@@ -367,6 +367,8 @@ def test_a_consent_version_is_signed_made_effective_and_sends_a_participant_to_r
             cora = sign_in(browser, server, "cora")
             cora.goto("/studies/DEMO-001/participants/101-001")
             cora.locator("#consent-version").select_option("en:3.0")
+            cora.get_by_label("the participant", exact=True).check()
+            cora.get_by_label("the person obtaining consent").check()
             cora.get_by_role("button", name="Record consent").click()
             expect(cora.get_by_role("status")).to_have_text("Consent recorded.")
             cora.goto("/studies/DEMO-001")

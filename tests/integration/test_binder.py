@@ -162,7 +162,9 @@ async def test_the_commands_sign_export_and_verify_a_binder(study, db, tmp_path,
     (tmp_path / "flipped.zip").write_bytes(bytes(raw))
     flipped = run("verify", str(tmp_path / "flipped.zip"), env=env)
     assert flipped.returncode == 1 and "flipped.zip" in flipped.stderr
-    revoked = run("signer", "revoke", "ivan", "--reason", "laptop stolen", env=env)
+    unknown = run("signer", "revoke", "nobody", "--reason", "x", env=env)
+    assert unknown.returncode == 2 and "no user nobody" in unknown.stderr
+    revoked = run("signer", "revoke", "IVAN", "--reason", "laptop stolen", env=env)  # user IDs are case-blind
     assert revoked.returncode == 0 and "stay valid when made" in revoked.stdout
     registry = json.loads((tmp_path / "signatures" / "registry.json").read_text())
     assert registry["signers"][0]["revoked_reason"] == "laptop stolen"
@@ -205,12 +207,12 @@ async def test_a_re_export_takes_unchanged_files_from_the_last_export_and_a_dama
 
 async def test_names_that_meet_at_one_path_stay_apart_and_subject_logs_follow_the_personal_data_grant(
         filed, tmp_path, pdf):
-    for name in ("Lab cert: 2026", "Lab cert_ 2026"):
-        await documents.add_version(DocumentKey("TST-1", "101", name), "160", "1", pdf + name.encode(), "cert.pdf")
+    for name in ("Lab cert: 2026", "Lab cert_ 2026", "lab cert: 2026"):  # one path once made safe; equal bytes
+        await documents.add_version(DocumentKey("TST-1", "101", name), "160", "1", pdf + b"%cert", "cert.pdf")
     await documents.add_version(DocumentKey("TST-1", "101", "Subject log"), "105", "1", pdf + b"%log", "log.pdf")
     without = await binder.export("TST-1", "101", tmp_path / "a.zip", "cora", personal_at=lambda site: False)
     paths = [f["path"] for f in without["files"]]
-    assert len([p for p in paths if "Lab cert" in p]) == 2 and len(set(paths)) == len(paths)
+    assert len([p for p in paths if "ab cert" in p]) == 3 and len({p.casefold() for p in paths}) == len(paths)
     assert not any(f["document"] == "Subject log" for f in without["files"])
     with_log = await binder.export("TST-1", "101", tmp_path / "b.zip", "cora", personal_at=lambda site: site == "101")
     assert any(f["document"] == "Subject log" for f in with_log["files"])
@@ -232,3 +234,29 @@ async def test_verify_refuses_to_trust_a_package_without_the_sites_registry(file
     (tmp_path / "other.json").write_text(json.dumps(other))
     forged = run("verify", str(tmp_path / "binder.zip"), "--registry", str(tmp_path / "other.json"), env=env)
     assert forged.returncode == 1 and "manifest.json.sig" in forged.stderr
+
+
+async def test_an_expired_approval_letter_is_expired_however_often_it_is_filed(study, pdf):
+    letter_key = DocumentKey("TST-1", "101", "IRB continuing review")
+    await add_user("ivan", ("investigator", "TST-1", "101"))
+    await documents.add_version(letter_key, "066", "1", pdf + b"%review", "review.pdf", expires_on=date(2026, 10, 1))
+    letter = hashlib.sha256(pdf + b"%review").hexdigest()
+    await effective(ICF, "040", "1.0", pdf + b"%icf", date(2026, 1, 5),
+                    approval=IrbApproval("IRB-1", date(2026, 1, 5), letter))
+    states = [i["state"] for i in await binder.site_checklist("TST-1", "101", TODAY) if i["consent_version"]]
+    assert states == ["expired"]
+
+
+async def test_site_staff_sign_the_protocol_for_review_but_only_the_study_approves_it(study, pdf):
+    from trialcoord.services.errors import Forbidden
+
+    protocol = DocumentKey("TST-1", None, "Protocol")
+    await documents.add_version(protocol, "032", "2.0", pdf + b"%protocol", "protocol.pdf")
+    await add_user("ivan", ("investigator", "TST-1", "101"))
+    for meaning in ("review", "responsibility"):
+        made = await signatures.sign(protocol, "2.0", await accounts.signing_by_password("ivan", meaning, PASSWORD))
+        assert made["meaning"] == meaning and made["record"] == "TST-1/documents/Protocol/2.0"
+    with pytest.raises(Forbidden, match="may not sign Protocol for approval"):
+        await signatures.sign(protocol, "2.0", await accounts.signing_by_password("ivan", "approval", PASSWORD))
+    await add_user("ada", ("administrator", None, None))
+    assert (await sign_version(protocol, "2.0", "ada"))["meaning"] == "approval"

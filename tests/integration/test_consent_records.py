@@ -92,18 +92,19 @@ async def test_the_consent_routes_follow_the_grants(anonymous, personas):
                                 json={"language": "en", "label": "1.0", "signed_on": "2024-03-01",
                                       "obtained_by": "coord-a"})
     assert recorded.status_code == 201, recorded.text
-    assert recorded.json()["signed_by"] == ["participant", "person_obtaining_consent"]  # the default blocks
+    assert recorded.json()["signed_by"] == []  # not stated: unknown, never assumed
     unsigned = await coord.post("/api/studies/TST-1/participants/1001/consents",
                                 json={"language": "en", "label": "1.0", "signed_on": "2024-03-01",
                                       "obtained_by": "coord-a", "signed_by": ["impartial_witness"]})
     assert unsigned.status_code == 422 and "signed_by" in unsigned.text
-    page = await coord.post("/studies/TST-1/participants/1001/consents",
+    await scheduling.enroll_participant("TST-1", "1003", SITE_A, arm="A", enrolled_on=RANDOMIZED, today=RANDOMIZED)
+    page = await coord.post("/studies/TST-1/participants/1003/consents",
                             data={"version": "en:1.0", "signed_on": "2024-03-02", "obtained_by": "coord-a",
                                   "signed_legally_authorised_representative": "1",
                                   "signed_impartial_witness": "1", "signed_person_obtaining_consent": "1"})
-    assert page.status_code in (303, 422), page.text
-    shown = await coord.get("/studies/TST-1/participants/1001")
-    assert "signed by participant, person obtaining consent" in shown.text
+    assert page.status_code == 303, page.text
+    shown = await coord.get("/studies/TST-1/participants/1003")
+    assert "signed by legally authorised representative, impartial witness, person obtaining consent" in shown.text
     sponsor = await signed_in(anonymous, "sponsor")
     assert (await sponsor.get("/api/studies/TST-1/reconsent-queue")).status_code == 200
     assert (await sponsor.post("/api/studies/TST-1/participants/1001/consents",

@@ -352,3 +352,17 @@ async def test_a_zip_that_only_looks_like_a_word_document_is_refused(study):
         await documents.add_version(ICF, "040", "1.0", fake.getvalue(), "icf.docx")
     assert refused.value.problems[0].field == "file"
     assert await documents.list_documents("TST-1") == []
+
+
+async def test_a_word_document_that_unpacks_to_more_than_the_limit_is_refused_unread(study):
+    import io
+    import zipfile
+
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("word/document.xml", "<w/>")
+        archive.writestr("word/media/huge.bin", b"\0" * (documents.UNPACKED_DOCX + 1))
+    assert len(bomb.getvalue()) < 1024 * 1024  # small on arrival
+    with pytest.raises(InvalidInput, match="unpacks to") as refused:
+        await documents.add_version(ICF, "040", "1.0", bomb.getvalue(), "icf.docx")
+    assert refused.value.problems[0].field == "file"

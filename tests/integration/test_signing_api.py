@@ -148,3 +148,9 @@ async def test_the_version_page_previews_the_pdf_inline(ivan):
     assert shown.status_code == 200 and shown.headers["content-disposition"].startswith("inline;")
     saved = await ivan.get(f"{DOCS}/content", params={"name": "CV Ivan", "label": "1", "site": "101"})
     assert saved.headers["content-disposition"].startswith("attachment;")
+    from trialcoord.adapters.persistence import audit_store
+    from trialcoord.services import audit_log
+
+    actions = [e["action"] for e in await audit_log.export_rows(audit_store.AuditFilter(record_type="document_version"),
+                                                                  50) if e["actor"] == "ivan"]
+    assert actions[-2:] == ["view", "export"]  # a preview is a view, a download a copy leaving the system

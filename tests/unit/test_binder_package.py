@@ -38,8 +38,8 @@ def registry(valid_to: str | None = None, system=SYSTEM) -> dict:
     return registry_document([signer], [system_key], GENERATED)
 
 
-def signature(data: bytes, instant: str = SIGNED_AT, meaning: Meaning = Meaning.APPROVAL) -> dict:
-    statement = Statement(hashlib.sha256(data).hexdigest(), "u-pi", meaning, instant)
+def signature(data: bytes, instant: str = SIGNED_AT, meaning: Meaning = Meaning.APPROVAL, record: str = "") -> dict:
+    statement = Statement(hashlib.sha256(data).hexdigest(), "u-pi", meaning, instant, record)
     return Signature(statement, "Dr Ana Müller", SIGNER_ID, sk.sign_bytes(statement.canonical_bytes(), SIGNER)).as_dict()
 
 
@@ -51,7 +51,8 @@ def package_file(uid: str, document: str, label: str, name: str, data: bytes, *,
             "effective_on": "2025-05-01", "author": "u-pi", "created_at": "2025-04-30T10:00:00.000000Z",
             "artifact": {"unique_id": art.unique_id, "number": art.number, "name": art.name}, "kind": kind}
     if kind == "version":
-        meta["signatures"] = [signature(data, signed_at)] if signed_at else []
+        record = f"TST-1/S01/documents/{document}/{label}"  # what trialcoord.domain.documents.record_id names
+        meta["signatures"] = [signature(data, signed_at, record=record)] if signed_at else []
     path = bp.binder_path(art, "S01", document, label, name, kind)
     return bp.PackageFile(path, hashlib.sha256(data).hexdigest(), len(data), media_type, lambda: data, meta)
 
@@ -260,7 +261,7 @@ def test_a_signature_moved_from_another_version_is_caught(package, tmp_path):
     new["signatures"] = old["signatures"]  # a genuine signature, of the 2023 version
     problems = problems_of(rewritten(package, tmp_path / "t.zip", resigned(manifest)))
     assert len(problems) == 1 and problems[0].startswith(f"{new['path']}: signature by u-pi")
-    assert "moved from another version" in problems[0]
+    assert "states the record 'TST-1/S01/documents/CV Dr Müller/2023'" in problems[0]  # copied from the 2023 entry
 
 
 def test_an_unlisted_member_is_detected(package, tmp_path):
@@ -364,11 +365,21 @@ def test_exchange_xml_lists_the_same_files_and_hashes_as_the_manifest(package):
 
 
 def test_exchange_xml_stays_well_formed_with_markup_and_control_characters(tmp_path):
-    odd = package_file("087", 'CV <b>&"x"</b>', "v1\x07", "cv.pdf", CV)
+    odd = package_file("087", 'CV <b>&"x"</b>\x01', "v1\x07", "cv.pdf", CV)
     odd = bp.PackageFile(odd.path, odd.sha256, odd.size, odd.media_type, odd.load,
-                         {**odd.meta, "document": 'CV <b>&"x"</b>\x01', "status": "eff\x0bective"})
+                         {**odd.meta, "status": "eff\x0bective"})
     write(tmp_path / "p.zip", [odd])
     with zipfile.ZipFile(tmp_path / "p.zip") as archive:
         root = ET.fromstring(archive.read(bp.EXCHANGE))
     assert root.find("files/file/document").get("name") == 'CV <b>&"x"</b>\ufffd'
     assert bp.verify_package(tmp_path / "p.zip", registry(), now=NOW).ok
+
+
+def test_a_signature_copied_to_an_entry_with_equal_bytes_is_caught(tmp_path):
+    twin = package_file("087", "CV copy", "2025", "cv.pdf", CV)  # the same bytes filed under another name
+    original = package_file("087", "CV Dr Müller", "2025", "cv.pdf", CV)
+    copied = bp.PackageFile(twin.path, twin.sha256, twin.size, twin.media_type, twin.load,
+                            {**twin.meta, "signatures": original.meta["signatures"]})
+    write(tmp_path / "p.zip", [original, copied])
+    problems = bp.verify_package(tmp_path / "p.zip", registry(), now=NOW).problems
+    assert len(problems) == 1 and "CV copy" in problems[0] and "states the record" in problems[0]

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from trialcoord.adapters import signing_keys
 from trialcoord.domain.audit import canonical_json
+from trialcoord.domain.documents import DocumentKey, record_id
 from trialcoord.domain.signatures import Signature, SignerKey, Verdict, judge, parse_registry
 from trialcoord.domain.tmf import ARTIFACTS, Artifact
 
@@ -198,7 +199,7 @@ def _exchange_xml(manifest: Mapping) -> bytes:
             ET.SubElement(signed, "signature", _attrs(
                 signer_id=s.get("signer_id"), printed_name=s.get("printed_name"), meaning=s.get("meaning"),
                 instant=s.get("instant"), key_id=s.get("key_id"), version_sha256=s.get("version_sha256"),
-                value=s.get("signature")))
+                record=s.get("record"), value=s.get("signature")))
     ET.indent(root)
     return ET.tostring(root, encoding="UTF-8", xml_declaration=True) + b"\n"
 
@@ -379,11 +380,25 @@ class _Verifier:
             return None
         if signers is None:
             return None  # already reported: no registry to judge with
+        expected = _record(entry)
+        if expected is not None and signature.statement.record != expected:  # copied from another entry
+            self.problems.append(f"{path}: signature by {signature.statement.signer_id} states the record"
+                                 f" {signature.statement.record!r}, not this entry's {expected!r}")
+            return Verdict.INVALID
         check = judge(signature, signers, entry.get("sha256"), signing_keys.verify_hex, self.now)
         if not check.ok:
             self.problems.append(f"{path}: signature by {signature.statement.signer_id}"
                                  f" ({signature.printed_name}, {signature.statement.meaning}): {check.reason}")
         return check.verdict
+
+
+def _record(entry: Mapping) -> str | None:
+    """The record a version entry's signatures must state (as `trialcoord.domain.documents.record_id`)."""
+    if not all(isinstance(entry.get(k), str) for k in ("study", "document", "label")):
+        return None
+    site = entry.get("site")
+    return record_id(DocumentKey(entry["study"], site if isinstance(site, str) and site else None, entry["document"]),
+                     entry["label"])
 
 
 def verify_package(path_or_file: str | Path | BinaryIO, registry: Mapping | None = None, *, now: str) -> PackageReport:

@@ -50,6 +50,13 @@ class DocumentKey:
     name: str
 
 
+def record_id(key: DocumentKey, label: str | None = None) -> str:
+    """`STUDY/SITE/documents/NAME[/LABEL]` (study level: `STUDY/documents/...`): how the audit trail and a
+    signature's statement name a document (version)."""
+    parts = [key.study, *([key.site] if key.site else []), "documents", key.name, *([label] if label else [])]
+    return "/".join(parts)
+
+
 @dataclass(frozen=True, slots=True)
 class IrbApproval:
     """The IRB/IEC approval a version rests on; the letter itself is filed as a binder document."""

@@ -86,9 +86,14 @@ async def site_checklist(study: str, site: str, today: date) -> list[dict]:
                                    f"{row['name']} {row['label']}", row["sha256"], dated, expires))
         if row["artifact"] == "040" and row["site"] == site:
             consents.append(version)
-    # An approval letter counts wherever it is filed in the study (any site, any status).
-    filed += [FiledDocument("066", row["site"] or None, None, f"{row['name']} {row['label']}", row["sha256"], today)
-              for row in await _rows(study, None) if row["artifact"] == "066"]
+    # An approval letter counts wherever it is filed in the study (any site, any status), once, with its expiry.
+    counted = {f.sha256 for f in filed if f.artifact_id == "066"}
+    for row in await _rows(study, None):
+        if row["artifact"] == "066" and row["sha256"] not in counted:
+            counted.add(row["sha256"])
+            filed.append(FiledDocument("066", row["site"] or None, None, f"{row['name']} {row['label']}",
+                                       row["sha256"], today,
+                                       date.fromisoformat(row["expires_on"]) if row["expires_on"] else None))
     staff = await _staff(study, site, today)
     items = checklist(SITE_CHECKLIST, filed, staff, consents, today)
     return [{"artifact": {"unique_id": i.artifact.unique_id, "number": i.artifact.number, "name": i.artifact.name},
@@ -255,9 +260,12 @@ class _Contents:
     def _load(self, path: str, sha256: str) -> bytes:
         if self.known.get(path) == sha256:
             try:
-                return self.archive.read(path)
-            except (zipfile.BadZipFile, zlib.error, OSError, KeyError):  # a damaged copy: the database has the bytes
-                self.known = {}
+                data = self.archive.read(path)
+                if hashlib.sha256(data).hexdigest() == sha256:
+                    return data
+            except (zipfile.BadZipFile, zlib.error, OSError, KeyError):
+                pass
+            self.known = {}  # a damaged or altered copy: the database has the bytes, for this file and the rest
         if sha256 not in self.batch:
             wanted, size = [], 0
             for later_path, later_sha, later_size in self.order[self.position[path]:]:
@@ -279,18 +287,23 @@ class _Contents:
 
 
 def _distinct_paths(files: list[package.PackageFile]) -> list[package.PackageFile]:
-    """Names that differ only in characters a file name cannot hold ("Lab cert: 2026", "Lab cert_ 2026")
-    meet at one path: each such file gets the first 8 hex digits of its SHA-256 before its extension."""
+    """Names that meet at one path once unsafe characters are replaced ("Lab cert: 2026", "Lab cert_ 2026"),
+    or that differ only in case (one file on Windows and macOS), each get a short hash of their own record
+    before the extension, the name shortened to keep the path part within its limit."""
     seen: dict[str, int] = {}
     for f in files:
-        seen[f.path] = seen.get(f.path, 0) + 1
+        seen[f.path.casefold()] = seen.get(f.path.casefold(), 0) + 1
     out = []
     for f in files:
         path = f.path
-        if seen[path] > 1:
+        if seen[path.casefold()] > 1:
             folder, _, name = path.rpartition("/")
             stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
-            path = f"{folder}/{stem} ({f.sha256[:8]}){dot}{ext}"
+            mark = f"{f.meta.get('document')}/{f.meta.get('label')}/{f.meta.get('kind')}/{f.sha256}"
+            tag = f" ({hashlib.sha256(mark.encode()).hexdigest()[:8]})"
+            room = 140 - len((tag + dot + ext).encode())
+            stem = stem.encode()[:room].decode(errors="ignore")
+            path = f"{folder}/{stem}{tag}{dot}{ext}"
         out.append(package.PackageFile(path, f.sha256, f.size, f.media_type, f.load, f.meta))
     return out
 
@@ -330,10 +343,3 @@ def _keep(out: Path, kept: Path) -> None:
 
 def _iso(day: date | None) -> str | None:
     return day.isoformat() if day else None
-
-
-async def verify_packages(paths: list[Path], registry: dict | None) -> list[tuple[Path, package.PackageReport]]:
-    now = utc_instant(audit_log.clock())
-    return [(path, await to_thread.run_sync(lambda p=path: package.verify_package(p, registry, now=now)))
-            for path in paths]
-

@@ -62,11 +62,11 @@ async def register_version(study: str, site: str, language: str, label: str, pro
 
 
 async def record_consent(study: str, subject_id: str, language: str, label: str, signed_on: date, obtained_by: str,
-                         today: date, actor: str = SYSTEM,
-                         signed_by: tuple[str, ...] = ("participant", "person_obtaining_consent")) -> dict:
+                         today: date, actor: str = SYSTEM, signed_by: tuple[str, ...] | None = None) -> dict:
     """That the participant signed this consent version on `signed_on`, obtained by `obtained_by`, with the
-    signature blocks `signed_by` signed (participant or representative, witness, person obtaining consent)."""
-    signed_by = consent_signatures(signed_by)
+    signature blocks `signed_by` signed (participant or representative, witness, person obtaining consent);
+    None: not stated (recorded as unknown, never assumed)."""
+    signed_by = consent_signatures(signed_by) if signed_by is not None else ()
     site = await scheduling.participant_site(study, subject_id)
     if site is None:
         raise NotFound(f"study {study} has no participant {subject_id}")

@@ -12,12 +12,16 @@ import base64
 import hashlib
 from datetime import date
 
+from anyio import to_thread
+
 from trialcoord.adapters.persistence import documents_store as store
 from trialcoord.adapters.persistence import repositories as repo
 from trialcoord.adapters.persistence import signatures_store
 from trialcoord.adapters.persistence.engine import read, transaction
 from trialcoord.domain.audit import utc_instant
-from trialcoord.domain.documents import DOCX, DocumentKey, DocumentVersion, IrbApproval, check_upload, transition
+from trialcoord.domain.documents import (
+    DOCX, DocumentKey, DocumentVersion, IrbApproval, check_upload, record_id, transition,
+)
 from trialcoord.domain.problems import InvalidInput, Problem
 from trialcoord.domain.tmf import IRB_APPROVED
 from trialcoord.domain.tmf import artifact as tmf_artifact
@@ -26,6 +30,7 @@ from trialcoord.services.audit_log import SYSTEM, Change
 from trialcoord.services.errors import Conflict, NotFound, invalid
 
 MAX_BYTES = 20 * 1024 * 1024  # scanned approval letters and CVs; larger files are almost always a mistake
+UNPACKED_DOCX = 100 * 1024 * 1024  # a Word file's parts unpacked: scanned pages inside run to tens of MiB
 PERSONAL_ARTIFACTS = frozenset({"105", "234"})  # subject logs link codes to people: personal data
 EARLIEST_YEAR, LATEST_YEAR = 1900, 2199
 
@@ -34,10 +39,6 @@ def holds_personal_data(row: dict) -> bool:
     return row["artifact"]["unique_id"] in PERSONAL_ARTIFACTS
 
 
-def record_id(key: DocumentKey, label: str | None = None) -> str:
-    """`STUDY/SITE/documents/NAME[/LABEL]` (study level: `STUDY/documents/...`), so a site's trail holds its own."""
-    parts = [key.study, *([key.site] if key.site else []), "documents", key.name, *([label] if label else [])]
-    return "/".join(parts)
 
 
 async def add_version(key: DocumentKey, artifact_id: str, label: str, data: bytes, file_name: str,
@@ -54,7 +55,7 @@ async def add_version(key: DocumentKey, artifact_id: str, label: str, data: byte
         _check_date(expires_on, "expires_on")
     media_type = check_upload(data, file_name, MAX_BYTES)
     if media_type == DOCX:
-        _check_word(data, file_name)
+        await to_thread.run_sync(_check_word, data, file_name)  # decompressing is CPU work
     found = tmf_artifact(artifact_id)
     if found.level == "study" and key.site is not None:
         raise invalid(f"TMF {found.number} ({found.name}) is filed at study level, not at a site", field="site")
@@ -180,9 +181,15 @@ def _check_word(data: bytes, file_name: str) -> None:
     """A ZIP holding word/document.xml is not yet a document: python-docx must read it, or its signature
     page could never be appended."""
     import io
+    import zipfile
 
     from docx import Document
 
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:  # check_upload opened it already
+        unpacked = sum(info.file_size for info in archive.infolist())
+    if unpacked > UNPACKED_DOCX:  # a "zip bomb" would exhaust memory before python-docx saw a thing
+        raise InvalidInput([Problem(f"the Word document unpacks to {unpacked} bytes; the limit is {UNPACKED_DOCX}",
+                                    file=file_name, field="file")])
     try:
         Document(io.BytesIO(data))
     except Exception as error:  # noqa: BLE001 - python-docx raises KeyError, ValueError, lxml errors...

@@ -57,6 +57,7 @@ async def sign(key: DocumentKey, label: str, signing: Signing) -> dict:
                for s in await store.signatures_of(row["id"])):
             raise Conflict(f"{signing.user_id} has already signed version {label} of {key.name} for"
                            f" {signing.meaning}")
+        await store.hold_key(signer_key.key_id)  # a concurrent revocation waits for this signature, and after it
         current = await store.current_key(signing.user_id)
         if current is None or current[0].key_id != signer_key.key_id:
             raise Conflict(f"the signing key of {signing.user_id} ended meanwhile; sign again")
@@ -76,18 +77,33 @@ async def sign(key: DocumentKey, label: str, signing: Signing) -> dict:
     return signature.as_dict()
 
 
+READING_MEANINGS = {Meaning.REVIEW, Meaning.RESPONSIBILITY}  # a reader's signatures, not an author's
+
+
+def may_sign(grants, key: DocumentKey, meaning: str, today) -> bool:
+    """Who may sign what, the one rule for every door (web or command line). A site's document: a review
+    needs the right to sign at the site, any other meaning also the right to manage its documents there.
+    A study-level document (protocol, amendment, brochure): a review or responsibility signature needs the
+    right to sign at any site of the study, so investigators sign the protocol; authorship and approval
+    need the right to manage the study's own documents."""
+    from trialcoord.domain.access import Action, authorize, visible_sites
+
+    if key.site is None and meaning in READING_MEANINGS:
+        scope = visible_sites(grants, Action.SIGN, key.study, today)
+        return scope.all_sites or bool(scope.sites)
+    needed = [Action.SIGN] + ([] if meaning == Meaning.REVIEW else [Action.MANAGE_DOCUMENTS])
+    return all(authorize(grants, action, key.study, key.site, today) for action in needed)
+
+
 async def _check_authority(key: DocumentKey, signing: Signing) -> None:
-    """The signer's own grants decide, whichever door the signature came through (web or command line):
-    a review needs the right to sign where the document is, any other meaning also to manage it."""
     from trialcoord.adapters.persistence import accounts_store
-    from trialcoord.domain.access import Action, authorize
 
     async with read():
         rows = await accounts_store.grants_of(signing.user_id)
     grants = [accounts_store.grant_of(row) for row in rows]
-    today = signing.signed_at.date()
-    needed = [Action.SIGN] + ([] if signing.meaning == Meaning.REVIEW else [Action.MANAGE_DOCUMENTS])
-    if not all(authorize(grants, action, key.study, key.site, today) for action in needed):
+    settings = system_keys._settings
+    today = signing.signed_at.astimezone(ZoneInfo(settings.time_zone if settings else "UTC")).date()  # as grants
+    if not may_sign(grants, key, signing.meaning, today):
         raise Forbidden(f"{signing.user_id} may not sign {key.name} for {signing.meaning}"
                         + (f" at site {key.site}" if key.site else ""))
 
@@ -122,8 +138,10 @@ async def end_signer_keys(user_id: str, reason: str, actor: str) -> list[str]:
     """Revoke the user's key: no new signatures with it; the old ones stay verifiable as valid when made."""
     if not reason.strip():
         raise invalid("revoking a signing key needs the reason", field="reason")
-    at = utc_instant(audit_log.clock())
     async with transaction(f"signing keys of {user_id}"):
+        for kid in await store.keys_in_force(user_id):
+            await store.hold_key(kid)  # after any signature being made with it: the end comes later
+        at = utc_instant(audit_log.clock())
         ended = await store.end_keys(user_id, at, reason.strip())
         for kid in ended:
             await audit_log.record(actor, Change("update", "signer_key", f"{user_id}/{kid}", {"valid_to": None},
@@ -143,8 +161,18 @@ async def registry() -> dict:
     return registry_document(signer_keys, system, utc_instant(audit_log.clock()))
 
 
+_registry_lock = asyncio.Lock()
+
+
 async def write_registry(directory: Path | None = None) -> Path | None:
-    """Refresh `signatures/registry.json` (and the PAdES certificate) from the database, the registry's source."""
+    """Refresh `signatures/registry.json` (and the PAdES certificate) from the database, the registry's source.
+    Built and written under one lock, so a slower writer never replaces a newer registry with an older one
+    (within this process; a command-line run and the server write the same current state)."""
+    async with _registry_lock:
+        return await _write_registry(directory)
+
+
+async def _write_registry(directory: Path | None) -> Path | None:
     settings = system_keys._settings
     directory = directory or (settings.signatures_dir if settings else None)
     if directory is None or not Path(directory).is_dir():
@@ -304,6 +332,11 @@ async def verify_all() -> tuple[int, list[str]]:
         audit_log.AuditFilter(record_type="document_version", action="sign"), 10_000_000)}
     now = utc_instant(audit_log.clock())
     problems = []
+    trail = await audit_log.verify()
+    if not trail.ok:  # the cross-checks below are only as good as the trail they read
+        sequence, reason = trail.result.first_bad or (0, "")
+        problems.append(f"the audit trail does not verify from entry {sequence} ({reason}), so keys and signatures"
+                        " cannot be checked against it; run `trialcoord audit verify`")
     for k in signer_keys:
         entry = audited_keys.get(f"{k.signer_id}/{k.key_id}")
         if entry is None or entry.get("public_key") != k.public_key or entry.get("valid_from") != k.valid_from:

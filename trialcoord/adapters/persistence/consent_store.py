@@ -31,7 +31,7 @@ async def insert_consent(participant: int, version_id: int, signed_on: str, obta
                          signed_by: tuple[str, ...]) -> None:
     await fetch("INSERT INTO participant_consents (participant, consent_version, signed_on, obtained_by, recorded_at,"
                 " signed_by) VALUES ({}, {}, {}, {}, {}, {})", participant, version_id, signed_on, obtained_by, at,
-                json.dumps(list(signed_by)))
+                json.dumps(list(signed_by)) if signed_by else None)
 
 
 async def consents(study: str, active_only: bool = False) -> list[dict]:

@@ -27,6 +27,18 @@ async def insert_key(key: SignerKey, encrypted: str) -> None:
                 encrypted, key.valid_from)
 
 
+async def keys_in_force(signer_id: str) -> list[str]:
+    rows = await fetch("SELECT key_id FROM signer_keys WHERE signer_id = {} AND valid_to IS NULL", signer_id)
+    return [row["key_id"] for row in rows]
+
+
+async def hold_key(key_id: str) -> None:
+    """Lock the key's row until the transaction ends (a no-op write: portable, where SELECT ... FOR UPDATE is
+    not), so a signature and a revocation of the same key are made one after the other."""
+    await fetch("UPDATE signer_keys SET revoked_reason = revoked_reason WHERE key_id = {} AND valid_to IS NULL",
+                key_id)
+
+
 async def end_keys(signer_id: str, at: str, reason: str) -> list[str]:
     """End every key of the signer still in force; their signatures stay verifiable as made before `at`."""
     rows = await fetch("SELECT key_id FROM signer_keys WHERE signer_id = {} AND valid_to IS NULL", signer_id)

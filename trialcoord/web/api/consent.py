@@ -46,8 +46,8 @@ class ConsentIn(msgspec.Struct):
     signed_on: date
     obtained_by: Code
     signed_by: Annotated[list[Annotated[str, msgspec.Meta(max_length=40)]], msgspec.Meta(
-        max_length=4, description="signature blocks signed: " + ", ".join(SIGNATURE_BLOCKS))] = msgspec.field(
-        default_factory=lambda: ["participant", "person_obtaining_consent"])
+        max_length=4, description="signature blocks signed on the form: " + ", ".join(SIGNATURE_BLOCKS)
+        + "; omitted: not stated (recorded as unknown)")] | None = None
 
 
 class ConsentOut(msgspec.Struct):
@@ -104,7 +104,7 @@ class ConsentController(Controller):
                      today: Today) -> ConsentOut:
         row = await consent.record_consent(study, subject_id, data.language, data.label, data.signed_on,
                                            data.obtained_by, today, actor=access.user_id,
-                                           signed_by=tuple(data.signed_by))
+                                           signed_by=tuple(data.signed_by) if data.signed_by is not None else None)
         return ConsentOut(**row)
 
     @get("/reconsent-queue", opt=VIEW, responses=problem_responses(400, 401, 403, 404))

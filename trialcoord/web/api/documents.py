@@ -162,7 +162,7 @@ class DocumentController(Controller):
         data = await documents.version_bytes(key, label)
         response = Response(data, media_type=row["media_type"],
                             headers={"Content-Disposition": attachment(row["file_name"], inline)})
-        await audit_log.record_alone(access.user_id, Change("export", "document_version",
+        await audit_log.record_alone(access.user_id, Change("view" if inline else "export", "document_version",
                                                             documents.record_id(key, label), None,
                                                             {"sha256": row["sha256"]}))
         return response

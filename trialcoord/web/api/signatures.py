@@ -44,6 +44,7 @@ class SignIn(msgspec.Struct):
 
 class SignatureOut(msgspec.Struct):
     version_sha256: str
+    record: str
     signer_id: str
     printed_name: str
     meaning: str
@@ -80,11 +81,12 @@ class ChecklistItemOut(msgspec.Struct):
 
 
 async def check_may_sign(access: Access, study: str, key: DocumentKey, label: str, meaning: str, today) -> None:
+    """Before the password is asked for: the same rule the service applies after it (`signatures.may_sign`)."""
     row = await documents.get_version(key, label)
     if not visible(access, study, row, today):
         raise PermissionDeniedException(f"{access.user_id} may not see {key.name}")
-    if meaning != Meaning.REVIEW and not access.may(Action.MANAGE_DOCUMENTS, study, key.site, today):
-        raise PermissionDeniedException(f"{access.user_id} may sign {key.name} for review only")
+    if meaning in set(Meaning) and not signatures.may_sign(access.viewer.grants, key, meaning, today):
+        raise PermissionDeniedException(f"{access.user_id} may not sign {key.name} for {meaning}")
 
 
 async def sign_as_viewer(access: Access, study: str, key: DocumentKey, label: str, meaning: str, password: str,
@@ -133,8 +135,9 @@ class SignatureController(Controller):
         stem = row["file_name"].rsplit(".", 1)[0]
         suffix = {"signature_page": ".signature-page.pdf", "signed_copy": ".signed-copy", "pades_signed": ".signed.pdf"}
         file_name = stem + suffix[kind] + ("." + row["file_name"].rsplit(".", 1)[-1] if kind == "signed_copy" else "")
-        await audit_log.record_alone(access.user_id, Change("export", "document_file", documents.record_id(key, label),
-                                                            None, {"kind": kind, "sha256": made["sha256"]}))
+        await audit_log.record_alone(access.user_id, Change("view" if inline else "export", "document_file",
+                                                            documents.record_id(key, label), None,
+                                                            {"kind": kind, "sha256": made["sha256"]}))
         return Response(data, media_type=made["media_type"],
                         headers={"Content-Disposition": attachment(file_name, inline)})
 

@@ -122,12 +122,12 @@ async def _version_context(study: str, access: Access, today: date, key: Documen
     for f in files:
         newest.setdefault(f["kind"], f)
     may_manage = access.may(Action.MANAGE_DOCUMENTS, study, key.site, today)
-    meanings = MEANINGS if may_manage else [(str(Meaning.REVIEW), str(Meaning.REVIEW))]
+    meanings = [(m, label) for m, label in MEANINGS if signatures.may_sign(access.viewer.grants, key, m, today)]
     registrable = (row["artifact"]["unique_id"] == "040" and row["status"] == "effective" and key.site is not None
                    and may_manage)
     consent_versions = [v for v in await consent.list_versions(study) if v["site"] == key.site] if registrable else []
     protocols = [(v["version"], v["version"]) for v in await scheduling.list_protocol_versions(study)]
     return {"study": await scheduling.get_study(study), "row": row, "signatures": shown, "files": list(newest.values()),
-            "meanings": meanings, "can_sign": access.may(Action.SIGN, study, key.site, today),
+            "meanings": meanings, "can_sign": bool(meanings),
             "can_register": registrable, "consent_versions": consent_versions,
             "protocols": protocols, "errors": {}, "consent_errors": {}, "form": {}, "notice": None}
