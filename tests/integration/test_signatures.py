@@ -282,3 +282,14 @@ async def test_a_manifestation_that_fails_leaves_the_signature_and_is_made_later
     monkeypatch.setattr(rendering, "render_pdf", real)
     await signatures.manifest_safely(ICF, "1.0")
     assert {f["kind"] for f in (await signatures.of_version(ICF, "1.0"))[1]} == {"signature_page", "signed_copy"}
+
+
+async def test_an_older_registry_never_replaces_a_newer_one(study, tmp_path, real_pdf, monkeypatch):
+    await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
+    await sign_version(ICF, "1.0", "ivan", "review")
+    written = await signatures.write_registry(tmp_path)
+    newer = json.loads(written.read_text())
+    newer["generated_at"] = "2999-01-01T00:00:00.000000Z"  # as another process published later
+    written.write_text(json.dumps(newer))
+    await signatures.write_registry(tmp_path)
+    assert json.loads(written.read_text())["generated_at"] == "2999-01-01T00:00:00.000000Z"

@@ -183,6 +183,8 @@ async def _write_registry(directory: Path | None) -> Path | None:
         return None
     target = Path(directory) / "registry.json"
     try:
+        if _published_at(target) > document["generated_at"]:  # another process published a newer state
+            return target
         temporary = target.with_suffix(f".{os.getpid()}.tmp")
         temporary.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         temporary.replace(target)
@@ -195,6 +197,14 @@ async def _write_registry(directory: Path | None) -> Path | None:
         log.error("the signer registry %s could not be written: %s", target, error)
         return None
     return target
+
+
+def _published_at(target: Path) -> str:
+    """When the registry on disk was built ('' when absent or unreadable)."""
+    try:
+        return str(json.loads(target.read_text(encoding="utf-8")).get("generated_at", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 async def of_version(key: DocumentKey, label: str) -> tuple[list[dict], list[dict]]:
