@@ -1,0 +1,199 @@
+"""Protocol deviations found by the schedule and consent checks, and how a new detection run reconciles
+with the records already kept (groundwork of the deviation issue: pure rules, no storage yet).
+
+Each (participant, visit occurrence, rule) yields at most one record however often detection runs
+(the protocol contract, "Visit status"). When the fact behind an automatic record goes away (a corrected
+visit date moves a visit back inside its window), the record is not deleted: it is resolved by data
+correction. An investigator-approved window extension recorded before the visit prevents the deviation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import date
+from enum import StrEnum
+from typing import Iterable, Mapping
+
+from trialcoord.domain.consent import ConsentDeviationCandidate, ConsentRule
+from trialcoord.domain.schedule import EARLY, LATE, MISSED, VisitOccurrence
+
+
+class Rule(StrEnum):
+    VISIT_EARLY = "visit_early"
+    VISIT_LATE = "visit_late"
+    VISIT_MISSED = "visit_missed"
+    SCREENING_OUT_OF_WINDOW = "screening_out_of_window"
+    VISIT_AFTER_ENDING_EVENT = "visit_after_ending_event"
+    VISIT_BEFORE_CONSENT = "visit_before_consent"
+    VISIT_UNDER_SUPERSEDED_CONSENT = "visit_under_superseded_consent"
+
+
+class Category(StrEnum):  # TransCelerate's categories the rules fall in (SDTM DVCAT)
+    VISIT_SCHEDULE = "visit schedule"
+    ELIGIBILITY = "eligibility"
+    INFORMED_CONSENT = "informed consent"
+
+
+CATEGORY = {
+    Rule.VISIT_EARLY: Category.VISIT_SCHEDULE, Rule.VISIT_LATE: Category.VISIT_SCHEDULE,
+    Rule.VISIT_MISSED: Category.VISIT_SCHEDULE, Rule.VISIT_AFTER_ENDING_EVENT: Category.VISIT_SCHEDULE,
+    Rule.SCREENING_OUT_OF_WINDOW: Category.ELIGIBILITY,
+    Rule.VISIT_BEFORE_CONSENT: Category.INFORMED_CONSENT, Rule.VISIT_UNDER_SUPERSEDED_CONSENT: Category.INFORMED_CONSENT,
+}
+
+
+class Classification(StrEnum):
+    IMPORTANT = "important"
+    NON_IMPORTANT = "non_important"
+    NOT_A_DEVIATION = "not_a_protocol_deviation"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One deviation a detection run finds; `key` names it across runs."""
+
+    subject_id: str
+    visit: str  # the occurrence's code, such as C3D1
+    occurrence: int
+    rule: Rule
+    occurred_on: date | None  # the visit's date, or the closing of its window when missed
+    days_outside: int = 0
+    detail: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, int, str]:
+        return self.subject_id, self.visit, self.occurrence, str(self.rule)
+
+    @property
+    def category(self) -> Category:
+        return CATEGORY[self.rule]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowException:
+    """An investigator-approved extension of one visit occurrence's window, approved on `approved_on`:
+    it prevents the early or late deviation only when approved before the visit took place."""
+
+    subject_id: str
+    visit: str
+    earlier_days: int
+    later_days: int
+    approved_on: date
+
+
+def detect(subject_id: str, rows: Iterable[VisitOccurrence], *, screening: Iterable[str] = (),
+           ended_on: date | None = None, consent: Iterable[ConsentDeviationCandidate] = (),
+           exceptions: Iterable[WindowException] = ()) -> list[Finding]:
+    """The deviations of one participant's evaluated schedule. `screening`: the protocol's screening visit
+    codes (outside their window is an eligibility matter); `ended_on`: the date of an ending event, after
+    which no visit should take place; `consent`: that participant's consent candidates."""
+    rows, screening = list(rows), set(screening)
+    allowed = {(e.subject_id, e.visit): e for e in exceptions}
+    findings = []
+    for row in rows:
+        rule = _schedule_rule(row, screening)
+        if rule is not None and not _excepted(row, allowed.get((subject_id, row.visit))):
+            findings.append(Finding(subject_id, row.visit, row.occurrence, rule,
+                                    row.actual or row.latest, row.days_outside,
+                                    f"{abs(row.days_outside)} days {'before' if row.days_outside < 0 else 'after'}"
+                                    " the window" if row.days_outside else ""))
+        if ended_on is not None and row.actual is not None and row.actual > ended_on:
+            findings.append(Finding(subject_id, row.visit, row.occurrence, Rule.VISIT_AFTER_ENDING_EVENT,
+                                    row.actual, detail=f"the schedule ended on {ended_on}"))
+    occurrences = {r.visit: r.occurrence for r in rows}
+    for c in consent:
+        rule = (Rule.VISIT_BEFORE_CONSENT if c.rule is ConsentRule.BEFORE_CONSENT
+                else Rule.VISIT_UNDER_SUPERSEDED_CONSENT)
+        findings.append(Finding(c.subject_id, c.visit, occurrences.get(c.visit, 1), rule, c.visit_on,
+                                detail=c.message))
+    return findings
+
+
+def _schedule_rule(row: VisitOccurrence, screening: set[str]) -> Rule | None:
+    if row.status in (EARLY, LATE) and row.definition in screening:
+        return Rule.SCREENING_OUT_OF_WINDOW
+    return {EARLY: Rule.VISIT_EARLY, LATE: Rule.VISIT_LATE, MISSED: Rule.VISIT_MISSED}.get(row.status)
+
+
+def _excepted(row: VisitOccurrence, exception: WindowException | None) -> bool:
+    if exception is None or row.actual is None or row.status not in (EARLY, LATE) or exception.approved_on > row.actual:
+        return False
+    if row.status == EARLY:
+        return -row.days_outside <= exception.earlier_days
+    return row.days_outside <= exception.later_days
+
+
+# --- classification defaults (a protocol's `deviations:` section) ---
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """From `days_over` days outside the window on, the rule's deviations are `classification`."""
+
+    days_over: int
+    classification: Classification
+
+
+@dataclass(frozen=True, slots=True)
+class ClassificationDefaults:
+    """Per rule: a default and thresholds by days outside; anything else starts non-important."""
+
+    by_rule: Mapping[Rule, Classification]
+    thresholds: Mapping[Rule, tuple[Threshold, ...]] = field(default_factory=dict)
+
+    def classify(self, finding: Finding) -> Classification:
+        for threshold in sorted(self.thresholds.get(finding.rule, ()), key=lambda t: -t.days_over):
+            if abs(finding.days_outside) > threshold.days_over:
+                return threshold.classification
+        return self.by_rule.get(finding.rule, Classification.NON_IMPORTANT)
+
+
+DEFAULTS = ClassificationDefaults(  # any consent deviation is important (TransCelerate), the rest start minor
+    {Rule.VISIT_BEFORE_CONSENT: Classification.IMPORTANT, Rule.VISIT_UNDER_SUPERSEDED_CONSENT: Classification.IMPORTANT,
+     Rule.SCREENING_OUT_OF_WINDOW: Classification.IMPORTANT},
+)
+
+
+# --- reconciling a run with what is kept ---
+
+class State(StrEnum):
+    DETECTED = "detected"
+    RESOLVED_BY_CORRECTION = "resolved_by_data_correction"
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """An automatic deviation record as kept: the finding it holds, and its state in the review."""
+
+    finding: Finding
+    state: str = State.DETECTED  # review states of the workflow (site response, ...) are kept as they are
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    created: tuple[Finding, ...]
+    updated: tuple[Kept, ...]  # the same deviation with new facts (days outside, date)
+    resolved: tuple[Kept, ...]  # its fact went away: resolved by data correction, never deleted
+    reopened: tuple[Kept, ...]  # resolved by correction, then found again
+
+
+def reconcile(kept: Iterable[Kept], found: Iterable[Finding], scope: set[str] | None = None) -> Reconciliation:
+    """What a detection run changes. `scope`: the participants it looked at (incremental runs); records of
+    others are left alone. Running it again on its own result changes nothing (idempotent)."""
+    found_by_key = {f.key: f for f in found}
+    created, updated, resolved, reopened = [], [], [], []
+    seen = set()
+    for record in kept:
+        key = record.finding.key
+        seen.add(key)
+        if scope is not None and record.finding.subject_id not in scope:
+            continue
+        now = found_by_key.get(key)
+        if now is None:
+            if record.state != State.RESOLVED_BY_CORRECTION:
+                resolved.append(replace(record, state=State.RESOLVED_BY_CORRECTION))
+        elif record.state == State.RESOLVED_BY_CORRECTION:
+            reopened.append(Kept(now, State.DETECTED))
+        elif now != record.finding:
+            updated.append(replace(record, finding=now))
+    created = [f for key, f in found_by_key.items() if key not in seen]
+    return Reconciliation(tuple(created), tuple(updated), tuple(resolved), tuple(reopened))
