@@ -63,7 +63,6 @@ class VersionPages(Controller):
         query = f"name={_q(name)}&label={_q(label)}" + (f"&site={_q(site)}" if site else "")
         return Redirect(f"/studies/{study}/documents/version?{query}&saved=signed", status_code=303)
 
-
     @post("/consent-version", opt=needs(Action.MANAGE_DOCUMENTS, across_sites=True))
     async def register_consent_version(self, study: StudyPath, data: Form, access: AccessDep, today: Today
                                        ) -> Template | Redirect:
