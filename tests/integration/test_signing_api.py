@@ -144,6 +144,8 @@ async def test_the_version_page_previews_the_pdf_inline(ivan):
     page = (await ivan.get("/studies/TST-1/documents/version", params={"name": "CV Ivan", "label": "1",
                                                                         "site": "101"})).text
     assert 'id="preview"' in page and "inline=true" in page
+    assert "<title>CV Ivan 1 · TST-1 · trialcoord</title>" in page  # the title holds the title only
+    assert page.count('id="history-heading"') == 1
     shown = await ivan.get(f"{DOCS}/content", params={"name": "CV Ivan", "label": "1", "site": "101", "inline": "true"})
     assert shown.status_code == 200 and shown.headers["content-disposition"].startswith("inline;")
     saved = await ivan.get(f"{DOCS}/content", params={"name": "CV Ivan", "label": "1", "site": "101"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from litestar import Controller, get, post
 from litestar.exceptions import PermissionDeniedException
@@ -56,12 +57,9 @@ class VersionPages(Controller):
             except NotConfigured as error:
                 form.errors["meaning"] = str(error)
         if form.errors:
-            context = await _version_context(study, access, today, key, label or "")
             values = {k: v for k, v in form.data.items() if k != "password"}  # a password is never sent back
-            return Template("version.html", context={**context, "errors": form.errors, "form": values},
-                            status_code=422)
-        query = f"name={_q(name)}&label={_q(label)}" + (f"&site={_q(site)}" if site else "")
-        return Redirect(f"/studies/{study}/documents/version?{query}&saved=signed", status_code=303)
+            return await _refused(study, access, today, key, label, {"errors": form.errors, "form": values})
+        return _back_to_version(study, name, label, site, "signed")
 
     @post("/consent-version", opt=needs(Action.MANAGE_DOCUMENTS, across_sites=True))
     async def register_consent_version(self, study: StudyPath, data: Form, access: AccessDep, today: Today
@@ -82,11 +80,9 @@ class VersionPages(Controller):
             except (InvalidInput, Conflict, NotFound) as error:
                 form.errors.update(field_messages(error))
         if form.errors:
-            context = await _version_context(study, access, today, key, label or "")
-            return Template("version.html", context={**context, "consent_errors": form.errors, "form": form.data},
-                            status_code=422)
-        query = f"name={_q(name)}&label={_q(label)}&site={_q(site)}"
-        return Redirect(f"/studies/{study}/documents/version?{query}&saved=consent", status_code=303)
+            return await _refused(study, access, today, key, label,
+                                  {"consent_errors": form.errors, "form": form.data})
+        return _back_to_version(study, name, label, site, "consent")
 
 
 class BinderPages(Controller):
@@ -106,10 +102,17 @@ class BinderPages(Controller):
             "counts": counts, "today": today, "can_export": access.may(Action.EXPORT, study, chosen, today)})
 
 
-def _q(text: str) -> str:
-    from urllib.parse import quote
+async def _refused(study: str, access: Access, today: date, key: DocumentKey, label: str | None,
+                   form_state: dict) -> Template:
+    """The version page again, with the form's errors and values (422)."""
+    context = await _version_context(study, access, today, key, label or "")
+    return Template("version.html", context={**context, **form_state}, status_code=422)
 
-    return quote(text, safe="")
+
+def _back_to_version(study: str, name: str, label: str, site: str | None, saved: str) -> Redirect:
+    query = urlencode({"name": name, "label": label, **({"site": site} if site else {}), "saved": saved},
+                      quote_via=quote)
+    return Redirect(f"/studies/{study}/documents/version?{query}", status_code=303)
 
 
 async def _version_context(study: str, access: Access, today: date, key: DocumentKey, label: str) -> dict[str, Any]:
