@@ -19,14 +19,15 @@ pytestmark = pytest.mark.anyio
 
 A = Action
 SITE_WORK = {A.VIEW_SCHEDULE, A.VIEW_PERSONAL_DATA, A.EXPORT, A.ENROLL_PARTICIPANT, A.RECORD_VISIT,
-             A.MANAGE_DOCUMENTS, A.SIGN}
+             A.MANAGE_DOCUMENTS, A.SIGN, A.RECORD_DEVIATION, A.RESPOND_DEVIATION}
+MONITORING = {A.VIEW_SCHEDULE, A.VIEW_PERSONAL_DATA, A.VIEW_AUDIT, A.EXPORT, A.SIGN, A.RECORD_DEVIATION,
+              A.REVIEW_DEVIATION}
 # persona -> site -> actions allowed there ("*" covers every site of TST-1; "study" the study itself)
 EXPECTED = {
     "admin": {"*": set(A), "study": set(A), "system": set(A)},
     "coord-a": {SITE_A: SITE_WORK},
     "coord-b": {SITE_B: SITE_WORK},
-    "monitor": {"*": {A.VIEW_SCHEDULE, A.VIEW_PERSONAL_DATA, A.VIEW_AUDIT, A.EXPORT, A.SIGN},
-                "study": {A.VIEW_SCHEDULE, A.VIEW_PERSONAL_DATA, A.VIEW_AUDIT, A.EXPORT, A.SIGN}},
+    "monitor": {"*": MONITORING, "study": MONITORING},
     "monitor-expired": {},
     "sponsor": {"*": {A.VIEW_SCHEDULE, A.EXPORT}, "study": {A.VIEW_SCHEDULE, A.EXPORT}},
     "outsider": {},

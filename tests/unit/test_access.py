@@ -40,6 +40,10 @@ sign                   Y     Y     Y      Y       -
 load_protocol          Y     -     -      -       -
 manage_sites           Y     -     -      -       -
 manage_users           Y     -     -      -       -
+record_deviation       Y     Y     Y      Y       -
+respond_deviation      Y     Y     Y      -       -
+review_deviation       Y     -     -      Y       -
+approve_exception      Y     -     Y      -       -
 """
 ROLES = [Role.ADMINISTRATOR, Role.COORDINATOR, Role.INVESTIGATOR, Role.MONITOR, Role.SPONSOR]
 CELLS = {

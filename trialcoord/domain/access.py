@@ -34,6 +34,10 @@ class Action(StrEnum):
     LOAD_PROTOCOL = "load_protocol"
     MANAGE_SITES = "manage_sites"
     MANAGE_USERS = "manage_users"  # accounts and grants
+    RECORD_DEVIATION = "record_deviation"  # manual deviations, detection runs, root cause and CAPA records
+    RESPOND_DEVIATION = "respond_deviation"  # the site's response: reason and corrective action
+    REVIEW_DEVIATION = "review_deviation"  # acknowledge, classify (signed), close (signed), reopen
+    APPROVE_EXCEPTION = "approve_exception"  # an investigator's approved window extension for one visit
 
 
 READ_ONLY_ACTIONS = frozenset({Action.VIEW_SCHEDULE, Action.VIEW_PERSONAL_DATA, Action.VIEW_AUDIT, Action.EXPORT})
@@ -45,10 +49,12 @@ _SITE_WORK = frozenset({Action.VIEW_SCHEDULE, Action.VIEW_PERSONAL_DATA, Action.
 # The only place that says which role may do what; docs/access-control.md shows it (a test compares).
 ROLE_PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.ADMINISTRATOR: frozenset(Action),
-    Role.COORDINATOR: _SITE_WORK,
-    Role.INVESTIGATOR: _SITE_WORK | {Action.VIEW_AUDIT},
+    Role.COORDINATOR: _SITE_WORK | {Action.RECORD_DEVIATION, Action.RESPOND_DEVIATION},
+    Role.INVESTIGATOR: _SITE_WORK | {Action.VIEW_AUDIT, Action.RECORD_DEVIATION, Action.RESPOND_DEVIATION,
+                                     Action.APPROVE_EXCEPTION},
     # Monitors see personal data only under a grant that says so (source data verification).
-    Role.MONITOR: frozenset({Action.VIEW_SCHEDULE, Action.VIEW_AUDIT, Action.EXPORT, Action.SIGN}),
+    Role.MONITOR: frozenset({Action.VIEW_SCHEDULE, Action.VIEW_AUDIT, Action.EXPORT, Action.SIGN,
+                             Action.RECORD_DEVIATION, Action.REVIEW_DEVIATION}),
     Role.SPONSOR: frozenset({Action.VIEW_SCHEDULE, Action.EXPORT}),
 }
 

@@ -117,7 +117,7 @@ async def get_protocol(study: str, version: str | None = None) -> Protocol:
         row = rows[-1]
     else:
         row = _pick_version(study, rows, version)
-    return await _parsed(row["id"], row["sha256"])
+    return await protocol_of(row["id"], row["sha256"])
 
 
 # Sites and participants ------------------------------------------------------------------------
@@ -156,7 +156,7 @@ async def enroll_participant(study: str, subject_id: str, site: str, arm: str | 
         study_row = await require_study(study)
         versions = await repo.list_versions(study_row["id"])
         version_row = enrolment_version(study, versions, version, enrolled_on)
-        protocol = await _parsed(version_row["id"], version_row["sha256"])
+        protocol = await protocol_of(version_row["id"], version_row["sha256"])
         site_row = await _site_for_enrolment(study, study_row["id"], site)
         _check_arm(study, subject_id, protocol, arm)
         if (await repo.find_subject(study, subject_id))["id"] is not None:
@@ -346,7 +346,7 @@ async def study_visits(study: str, as_of: date, site: str | None = None, statuse
     inputs = await repo.load_inputs(study_row["id"], site=site)
     result = []
     for person in sorted(inputs.values(), key=lambda person: person.subject_id):
-        protocol = await _parsed(person.version_id, versions[person.version_id]["sha256"])
+        protocol = await protocol_of(person.version_id, versions[person.version_id]["sha256"])
         for visit in _evaluate(protocol, person, as_of, horizon_days):
             if statuses is None or visit.status in statuses:
                 result.append((person.subject_id, visit))
@@ -374,7 +374,7 @@ async def worklist(study: str, as_of: date, site: str | None = None, kind: str =
         raise invalid(f"'{kind}' is not a worklist; choose one of {', '.join(WORKLISTS)}", field="kind")
     condition, arguments = _WORKLISTS[kind]
     rows = await repo.worklist_rows((await _study_with_site(study, site))["id"], condition, *arguments(as_of), site=site)
-    return [_scheduled(row, _restated(row, as_of)) for row in rows]
+    return [_scheduled(row, restated(row, as_of)) for row in rows]
 
 
 @_reads
@@ -382,7 +382,7 @@ async def site_schedule(study: str, site: str, as_of: date) -> list[ScheduledVis
     """Every stored visit of a site's participants, with appointments; statuses as of `as_of`."""
     study_row = await _study_with_site(study, site)
     rows = await repo.worklist_rows(study_row["id"], "x.status <> 'not_applicable'", site=site)
-    return [_scheduled(row, _restated(row, as_of)) for row in rows]
+    return [_scheduled(row, restated(row, as_of)) for row in rows]
 
 
 async def _study_with_site(study: str, site: str | None) -> dict:
@@ -393,7 +393,7 @@ async def _study_with_site(study: str, site: str | None) -> dict:
     return study_row
 
 
-def _restated(row: StoredVisit, as_of: date) -> VisitOccurrence:
+def restated(row: StoredVisit, as_of: date) -> VisitOccurrence:
     """A stored visit's status as of `as_of`: only the statuses that move with the calendar change."""
     if row.status in _MOVING and row.actual is None and not row.missed_reason:
         status, _ = classify(row.target, row.earliest, row.latest, None, as_of, row.optional)
@@ -431,7 +431,7 @@ async def refresh_participants(study_id: int, participant_id: int | None = None,
     versions = {row["id"]: row for row in await repo.list_versions(study_id)}
     results = []
     for person in inputs:
-        protocol = await _parsed(person.version_id, versions[person.version_id]["sha256"])
+        protocol = await protocol_of(person.version_id, versions[person.version_id]["sha256"])
         results.append((person, _evaluate(protocol, person, today, HORIZON_DAYS)))
         status = ENDED if any(protocol.events[name].ends_schedule for name in person.events
                               if name in protocol.events) else ACTIVE
@@ -458,7 +458,7 @@ class _Subject:
             await repo.lock_subject(study, subject_id)
         row = await subject_row(study, subject_id)
         inputs, visits = await repo.subject_inputs(row)
-        return cls(study, row, inputs, visits, await _parsed(row["protocol_version"], row["sha256"]))
+        return cls(study, row, inputs, visits, await protocol_of(row["protocol_version"], row["sha256"]))
 
     async def refresh(self, today: date | None) -> None:
         await refresh_participants(self.study_id, inputs=[self.inputs], today=today)
@@ -524,7 +524,7 @@ def _kept(row: StoredVisit, visit: VisitOccurrence, person: ScheduleInputs, as_o
     return stored
 
 
-async def _parsed(version_id: int, sha256: str) -> Protocol:
+async def protocol_of(version_id: int, sha256: str) -> Protocol:
     """The parsed protocol of a stored version, parsed once per process and source text."""
     if sha256 not in _protocols:
         from trialcoord.adapters.protocol_files import parse_protocol  # only when not cached: it needs yaml

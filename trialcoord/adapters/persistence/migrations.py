@@ -278,6 +278,81 @@ MIGRATIONS: tuple[Migration, ...] = (
                 FOR EACH STATEMENT EXECUTE FUNCTION immutable_rows()""",
         ),
     ),
+    Migration(
+        6,
+        "deviations, their review steps and signatures, window exceptions, CAPA records, detection runs",
+        (
+            # One row per deviation. Automatic ones are keyed by (participant, visit, occurrence, rule): at most
+            # one record each however often detection runs. Manual ones have no rule. Instants are audit
+            # instants (TEXT), dates ISO TEXT, as in the audit trail.
+            """CREATE TABLE capas (
+                id {pk}, study INT NOT NULL REFERENCES studies (id), title TEXT NOT NULL, root_cause TEXT NOT NULL,
+                corrective_action TEXT NOT NULL, preventive_action TEXT NOT NULL, owner TEXT NOT NULL,
+                due_on TEXT, state TEXT NOT NULL, created_by TEXT NOT NULL, created_at TEXT NOT NULL,
+                closed_at TEXT, row_version INT NOT NULL)""",
+            """CREATE TABLE deviations (
+                id {pk}, study INT NOT NULL REFERENCES studies (id), participant INT REFERENCES participants (id),
+                site INT NOT NULL REFERENCES sites (id), visit TEXT, occurrence INT, rule TEXT,
+                source TEXT NOT NULL, category TEXT NOT NULL, subcategory TEXT, classification TEXT NOT NULL,
+                state TEXT NOT NULL, occurred_on TEXT, days_outside INT NOT NULL, description TEXT NOT NULL,
+                site_reason TEXT, corrective_action TEXT, capa INT REFERENCES capas (id),
+                detected_at TEXT NOT NULL, updated_at TEXT NOT NULL, closed_at TEXT, resolved_by_entry INT,
+                row_version INT NOT NULL)""",
+            """CREATE UNIQUE INDEX deviations_automatic ON deviations (participant, visit, occurrence, rule)
+                WHERE rule IS NOT NULL""",
+            "CREATE INDEX deviations_queue ON deviations (study, state, detected_at)",
+            "CREATE INDEX deviations_site ON deviations (site, state)",
+            "CREATE INDEX deviations_capa ON deviations (capa)",
+            # The review's steps, in order (the audit trail holds them too, with the changed fields).
+            """CREATE TABLE deviation_steps (
+                id {pk}, deviation INT NOT NULL REFERENCES deviations (id), step TEXT NOT NULL,
+                from_state TEXT NOT NULL, to_state TEXT NOT NULL, actor TEXT NOT NULL, at TEXT NOT NULL,
+                reason TEXT, detail TEXT)""",
+            "CREATE INDEX deviation_steps_deviation ON deviation_steps (deviation)",
+            # A classification or closure: the signed statement's content hash and the Ed25519 signature.
+            """CREATE TABLE deviation_signatures (
+                id {pk}, deviation INT NOT NULL REFERENCES deviations (id), step INT NOT NULL
+                REFERENCES deviation_steps (id), content_sha256 TEXT NOT NULL, record TEXT NOT NULL,
+                signer_id TEXT NOT NULL, printed_name TEXT NOT NULL, meaning TEXT NOT NULL, instant TEXT NOT NULL,
+                key_id TEXT NOT NULL, value TEXT NOT NULL)""",
+            "CREATE INDEX deviation_signatures_deviation ON deviation_signatures (deviation)",
+            """CREATE TABLE window_exceptions (
+                id {pk}, participant INT NOT NULL REFERENCES participants (id), visit TEXT NOT NULL,
+                earlier_days INT NOT NULL, later_days INT NOT NULL, approved_on TEXT NOT NULL,
+                approved_by TEXT NOT NULL, reason TEXT NOT NULL, recorded_at TEXT NOT NULL,
+                UNIQUE (participant, visit))""",
+            # Each run: as of which date, and how far the audit trail went (the next run looks only past it).
+            """CREATE TABLE deviation_runs (
+                id {pk}, study INT NOT NULL REFERENCES studies (id), as_of TEXT NOT NULL, audit_size INT NOT NULL,
+                scope TEXT NOT NULL, created INT NOT NULL, updated INT NOT NULL, resolved INT NOT NULL,
+                ran_at TEXT NOT NULL)""",
+            "CREATE INDEX deviation_runs_study ON deviation_runs (study, id)",
+        ),
+        sqlite=(
+            """CREATE TRIGGER deviations_no_delete BEFORE DELETE ON deviations
+                BEGIN SELECT RAISE(ABORT, 'deviations are never deleted: DELETE refused'); END""",
+            """CREATE TRIGGER deviation_steps_no_update BEFORE UPDATE ON deviation_steps
+                BEGIN SELECT RAISE(ABORT, 'deviation_steps rows never change: UPDATE refused'); END""",
+            """CREATE TRIGGER deviation_steps_no_delete BEFORE DELETE ON deviation_steps
+                BEGIN SELECT RAISE(ABORT, 'deviation_steps rows never change: DELETE refused'); END""",
+            """CREATE TRIGGER deviation_signatures_no_update BEFORE UPDATE ON deviation_signatures
+                BEGIN SELECT RAISE(ABORT, 'deviation_signatures rows never change: UPDATE refused'); END""",
+            """CREATE TRIGGER deviation_signatures_no_delete BEFORE DELETE ON deviation_signatures
+                BEGIN SELECT RAISE(ABORT, 'deviation_signatures rows never change: DELETE refused'); END""",
+            """CREATE TRIGGER window_exceptions_no_update BEFORE UPDATE ON window_exceptions
+                BEGIN SELECT RAISE(ABORT, 'window_exceptions rows never change: UPDATE refused'); END""",
+            """CREATE TRIGGER window_exceptions_no_delete BEFORE DELETE ON window_exceptions
+                BEGIN SELECT RAISE(ABORT, 'window_exceptions rows never change: DELETE refused'); END""",
+        ),
+        postgres=tuple(
+            f"""CREATE TRIGGER {table}_no_{what} BEFORE {ops} ON {table}
+                FOR EACH {level} EXECUTE FUNCTION immutable_rows()"""
+            for table, changes in (("deviations", "DELETE"), ("deviation_steps", "UPDATE OR DELETE"),
+                                   ("deviation_signatures", "UPDATE OR DELETE"),
+                                   ("window_exceptions", "UPDATE OR DELETE"))
+            for what, ops, level in (("change", changes, "ROW"), ("truncate", "TRUNCATE", "STATEMENT"))
+        ),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -1,0 +1,228 @@
+"""Deviation records in the database: detection (idempotent, incremental, resolution by data correction),
+window exceptions, manual records, the review with signed classification and closure, CAPA; on SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, add_user
+from trialcoord.domain.problems import InvalidInput
+from trialcoord.services import accounts, audit_log, deviation_review, deviations, scheduling
+from trialcoord.services.errors import Conflict, NotFound
+
+pytestmark = pytest.mark.anyio
+TODAY = date(2024, 6, 1)  # V2 (window 03-15..03-21) and V3 (window 03-29..04-04) closed long ago
+
+
+@pytest.fixture
+async def enrolled(study):
+    for subject in ("1001", "1002", "1003"):
+        await scheduling.enroll_participant(study, subject, SITE_A, arm="P", enrolled_on=RANDOMIZED, today=TODAY)
+        await scheduling.record_event(study, subject, "randomization", RANDOMIZED, today=TODAY)
+    await scheduling.record_visit(study, "1001", "V2", date(2024, 3, 25), today=TODAY)  # 4 days late
+    await scheduling.record_visit(study, "1001", "V3", date(2024, 4, 1), today=TODAY)  # in window
+    await scheduling.record_visit(study, "1002", "V2", date(2024, 3, 18), today=TODAY)
+    await scheduling.record_visit(study, "1002", "V3", date(2024, 3, 27), today=TODAY)  # 2 days early
+    return study
+
+
+def keyed(rows):
+    return {(r["participant"], r["visit"], r["rule"]): r for r in rows}
+
+
+async def test_detection_creates_one_record_per_finding_with_the_issue_fields(enrolled):
+    result = await deviations.detect(enrolled, TODAY)
+    assert result["scope"] == "full" and result["created"] > 0
+    rows, total = await deviations.listing(enrolled)
+    found = keyed(rows)
+    assert total == len(rows) == result["created"]
+    late = found[("1001", "V2", "visit_late")]
+    assert (late["days_outside"], late["category"], late["state"], late["occurrence"]) == (4, "visit schedule",
+                                                                                          "detected", 1)
+    assert found[("1002", "V3", "visit_early")]["days_outside"] == -2
+    assert ("1003", "V2", "visit_missed") in found and ("1003", "V3", "visit_missed") in found
+    assert ("1001", "V3", "visit_late") not in found and ("1002", "V2", "visit_late") not in found
+    assert all(r["detected_at"] and r["classification"] for r in rows)
+    created = await audit_log.browse(audit_log.AuditFilter(record_type="deviation"), None, 100)
+    assert len(created) == total and {e["action"] for e in created} == {"create"}
+
+
+async def test_detection_is_idempotent(enrolled):
+    await deviations.detect(enrolled, TODAY)
+    before, _ = await deviations.listing(enrolled)
+    for full in (False, True):
+        again = await deviations.detect(enrolled, TODAY, full=full)
+        assert (again["created"], again["updated"], again["resolved"], again["reopened"]) == (0, 0, 0, 0)
+    after, _ = await deviations.listing(enrolled)
+    assert after == before
+
+
+async def test_an_incremental_run_after_one_visit_looks_at_that_participant_only(enrolled):
+    await deviations.detect(enrolled, TODAY)
+    await scheduling.record_visit(enrolled, "1003", "PK", date(2024, 3, 14), today=TODAY)  # optional, in window
+    nothing = await deviations.detect(enrolled, TODAY)
+    assert nothing["scope"] == "1 participants" and nothing["created"] == 0
+    quiet = await deviations.detect(enrolled, TODAY)
+    assert quiet["scope"] == "0 participants"
+
+
+async def test_a_window_closing_since_the_last_run_brings_its_participant_in(study):
+    await scheduling.enroll_participant(study, "1004", SITE_A, arm="P", enrolled_on=RANDOMIZED, today=RANDOMIZED)
+    await scheduling.record_event(study, "1004", "randomization", RANDOMIZED, today=RANDOMIZED)
+    first = await deviations.detect(study, date(2024, 3, 21))  # V2's last day: not missed yet (screening is)
+    assert first["created"] == 1
+    second = await deviations.detect(study, date(2024, 3, 22))
+    assert second["scope"] == "1 participants" and second["created"] == 1
+    rows, _ = await deviations.listing(study)
+    assert [(r["visit"], r["rule"]) for r in rows] == [("SCR", "visit_missed"), ("V2", "visit_missed")]
+
+
+async def test_a_corrected_visit_date_resolves_the_record_by_data_correction_never_deletes_it(enrolled):
+    await deviations.detect(enrolled, TODAY)
+    await scheduling.record_visit(enrolled, "1001", "V2", date(2024, 3, 20), reason="transcription error",
+                                  today=TODAY)
+    result = await deviations.detect(enrolled, TODAY)
+    # V2 is back in its window, and so is V3, whose window follows V2's actual date.
+    assert (result["resolved"], result["scope"]) == (2, "1 participants")
+    rows, _ = await deviations.listing(enrolled, states=["resolved_by_data_correction"])
+    assert {(r["participant"], r["visit"], r["rule"]) for r in rows} == {("1001", "V2", "visit_late"),
+                                                                         ("1001", "V3", "visit_early")}
+    entry = (await audit_log.browse(audit_log.AuditFilter(record_type="visit"), None, 1))[0]
+    assert entry["reason"] == "transcription error"
+    assert {r["resolved_by_entry"] for r in rows} == {entry["sequence"]}
+    resolved = keyed(rows)[("1001", "V2", "visit_late")]
+    # Found again once the date goes back out of the window: the same record, reopened.
+    await scheduling.record_visit(enrolled, "1001", "V2", date(2024, 3, 26), reason="source says 26th", today=TODAY)
+    again = await deviations.detect(enrolled, TODAY)
+    assert again["reopened"] == 2
+    back = (await deviations.get(enrolled, resolved["id"]))
+    assert (back["state"], back["days_outside"]) == ("detected", 5)
+
+
+async def test_an_exception_approved_before_the_visit_prevents_the_deviation_and_is_audited(enrolled):
+    await scheduling.enroll_participant(enrolled, "1005", SITE_A, arm="P", enrolled_on=RANDOMIZED, today=TODAY)
+    await scheduling.record_event(enrolled, "1005", "randomization", RANDOMIZED, today=TODAY)
+    await deviations.approve_exception(enrolled, "1005", "V2", 0, 5, date(2024, 3, 20), "patient travelling",
+                                       "ivan", today=TODAY)
+    await scheduling.record_visit(enrolled, "1005", "V2", date(2024, 3, 25), today=TODAY)  # 4 late, within +5
+    await deviations.approve_exception(enrolled, "1001", "V2", 0, 10, date(2024, 3, 30), "late approval", "ivan",
+                                       today=TODAY)  # after the visit: explains, does not prevent
+    await deviations.detect(enrolled, TODAY)
+    found = keyed((await deviations.listing(enrolled))[0])
+    assert ("1005", "V2", "visit_late") not in found and ("1001", "V2", "visit_late") in found
+    entries = await audit_log.browse(audit_log.AuditFilter(record_type="window_exception"), None, 5)
+    assert {e["record_id"] for e in entries} == {"TST-1/101/1005/V2/exception", "TST-1/101/1001/V2/exception"}
+    with pytest.raises(InvalidInput, match="reason"):
+        await deviations.approve_exception(enrolled, "1005", "V3", 0, 2, date(2024, 3, 20), " ", "ivan", today=TODAY)
+
+
+async def test_a_visit_after_the_ending_event_is_a_deviation(enrolled):
+    await scheduling.record_event(enrolled, "1002", "withdrawal", date(2024, 3, 20), today=TODAY)
+    await deviations.detect(enrolled, TODAY)
+    found = keyed((await deviations.listing(enrolled))[0])
+    assert ("1002", "V3", "visit_after_ending_event") in found
+
+
+async def test_manual_deviations_are_recorded_with_any_category(enrolled):
+    row = await deviations.record_manual(enrolled, SITE_A, "study intervention", "Dose given from the wrong kit",
+                                         date(2024, 4, 2), "cora", subject_id="1001", visit="V3",
+                                         subcategory="WRONG TREATMENT", classification="important", today=TODAY)
+    assert (row["source"], row["rule"], row["dvcat"], row["dvdecod"]) == ("manual", None, "STUDY INTERVENTION",
+                                                                          "WRONG TREATMENT")
+    with pytest.raises(InvalidInput) as bad:
+        await deviations.record_manual(enrolled, SITE_A, "catering", " ", date(2030, 1, 1), "cora", today=TODAY)
+    assert {p.field for p in bad.value.problems} == {"category", "description", "occurred_on"}
+    with pytest.raises(NotFound, match="1999"):
+        await deviations.record_manual(enrolled, SITE_A, "other", "x", TODAY, "cora", subject_id="1999", today=TODAY)
+
+
+@pytest.fixture
+async def detected(enrolled):
+    await add_user("mona", ("monitor", "TST-1", None), printed_name="Mona Monitor")
+    await add_user("cora", ("coordinator", "TST-1", SITE_A))
+    await deviations.detect(enrolled, TODAY)
+    return keyed((await deviations.listing(enrolled))[0])[("1001", "V2", "visit_late")]
+
+
+async def test_a_deviation_walks_from_detection_to_closure_with_signed_classification_and_closure(detected):
+    study, did = "TST-1", detected["id"]
+    row = await deviation_review.take_step(study, did, "respond", "cora", response="Patient had flu",
+                                           corrective_action="Reminder call two days before")
+    assert (row["state"], row["site_reason"]) == ("site_response", "Patient had flu")
+    assert (await deviation_review.take_step(study, did, "acknowledge", "mona"))["state"] == "under_review"
+    signing = await accounts.signing_by_password("mona", "review", PASSWORD)
+    row = await deviation_review.take_step(study, did, "classify", "mona", classification="non_important",
+                                           category="visit schedule", subcategory="VISIT OUT OF WINDOW",
+                                           signing=signing)
+    assert row["state"] == "classified"
+    closing = await accounts.signing_by_password("mona", "approval", PASSWORD)
+    row = await deviation_review.take_step(study, did, "close", "mona", signing=closing)
+    assert row["state"] == "closed" and row["closed_at"]
+    judged = await deviation_review.verify_signatures(study, did)
+    assert [(s["meaning"], s["verdict"]) for s in judged] == [("review", "valid"), ("approval", "valid")]
+    shown = await deviations.get(study, did)
+    assert [s["step"] for s in shown["steps"]] == ["respond", "acknowledge", "classify", "close"]
+    trail = await audit_log.browse(audit_log.AuditFilter(record_type="deviation"), None, 4)
+    assert [e["action"] for e in trail] == ["close", "classify", "acknowledge", "respond"]
+    reopened = await deviation_review.take_step(study, did, "reopen", "mona", reason="source data differs")
+    assert (reopened["state"], reopened["closed_at"]) == ("reopened", None)
+
+
+@pytest.mark.parametrize("state_steps, step", [
+    ([], "classify"), ([], "close"), ([], "reopen"),
+    (["respond"], "close"), (["respond"], "classify"),
+    (["acknowledge"], "respond"), (["acknowledge"], "close"), (["acknowledge"], "acknowledge"),
+])
+async def test_every_forbidden_transition_is_refused_and_changes_nothing(detected, state_steps, step):
+    study, did = "TST-1", detected["id"]
+    for taken in state_steps:
+        await deviation_review.take_step(study, did, taken, "mona", response="why")
+    before = await deviations.get(study, did)
+    signing = None
+    if step in ("classify", "close"):
+        signing = await accounts.signing_by_password("mona", "review" if step == "classify" else "approval", PASSWORD)
+    with pytest.raises(InvalidInput, match="cannot be"):
+        await deviation_review.take_step(study, did, step, "mona", reason="r", response="r",
+                                         classification="important", category="visit schedule", signing=signing)
+    assert await deviations.get(study, did) == before
+
+
+async def test_signed_steps_need_the_matching_signature_and_stale_versions_conflict(detected):
+    study, did = "TST-1", detected["id"]
+    with pytest.raises(Conflict, match="changed meanwhile"):
+        await deviation_review.take_step(study, did, "respond", "cora", response="x", row_version=99)
+    await deviation_review.take_step(study, did, "acknowledge", "mona", row_version=1)
+    with pytest.raises(InvalidInput, match="signs it for review"):
+        await deviation_review.take_step(study, did, "classify", "mona", classification="important",
+                                         category="visit schedule")
+    with pytest.raises(InvalidInput, match="subcategory"):
+        await deviation_review.take_step(study, did, "classify", "mona", classification="important",
+                                         category="visit schedule", subcategory="WRONG DOSE")
+
+
+async def test_bulk_acknowledge_reports_each_refusal(detected):
+    rows, _ = await deviations.listing("TST-1")
+    ids = [r["id"] for r in rows]
+    await deviation_review.take_step("TST-1", ids[0], "acknowledge", "mona")
+    result = await deviation_review.acknowledge_many("TST-1", ids + [99999], "mona")
+    assert sorted(result["acknowledged"]) == sorted(ids[1:])
+    assert set(result["refused"]) == {ids[0], 99999}
+
+
+async def test_capa_groups_deviations_and_is_audited(detected):
+    rows, _ = await deviations.listing("TST-1")
+    capa = await deviation_review.create_capa("TST-1", "Visit reminders", "No reminder process", "Call patients",
+                                              "Reminder SOP", "cora", date(2024, 7, 1), [r["id"] for r in rows[:2]],
+                                              "cora")
+    assert capa["deviations"] == [r["id"] for r in rows[:2]] and capa["state"] == "open"
+    closed = await deviation_review.close_capa("TST-1", capa["id"], "mona", "no repeat in 3 months")
+    assert closed["state"] == "closed"
+    with pytest.raises(Conflict):
+        await deviation_review.close_capa("TST-1", capa["id"], "mona", "again")
+    with pytest.raises(InvalidInput):
+        await deviation_review.create_capa("TST-1", " ", "", "x", "x", "x", None, [], "cora")
+    kinds = [e["action"] for e in await audit_log.browse(audit_log.AuditFilter(record_type="capa"), None, 5)]
+    assert kinds == ["close", "create"]

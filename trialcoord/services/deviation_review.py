@@ -1,0 +1,224 @@
+"""Taking a deviation through its review (`domain.deviation_review`), and CAPA records.
+
+Each step runs in one transaction with its history row and its audit entry. Classification and closure are
+electronic signatures: the signer's Ed25519 key (the same keys and registry as document signatures) signs a
+statement of the SHA-256 of the decision's canonical JSON, and the signature is judged before it is stored.
+Who may take a step is checked at the door (web guard, `Action`s in `TRANSITIONS`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+
+from trialcoord.adapters import signing_keys
+from trialcoord.adapters.persistence import deviations_store as store
+from trialcoord.adapters.persistence import signatures_store
+from trialcoord.adapters.persistence.engine import read, transaction
+from trialcoord.domain.accounts import Meaning, Signing
+from trialcoord.domain.audit import canonical_json
+from trialcoord.domain.deviation_review import Step, check_step
+from trialcoord.domain.problems import InvalidInput, Problem
+from trialcoord.domain.signatures import Signature, Statement, judge
+from trialcoord.services import audit_log, scheduling, signatures, system_keys
+from trialcoord.services.audit_log import Change
+from trialcoord.services.deviations import _rid, as_dict, now
+from trialcoord.services.errors import Conflict, NotFound, invalid
+
+
+async def take_step(study: str, deviation_id: int, step: str, actor: str, *, row_version: int | None = None,
+                    reason: str | None = None, response: str | None = None, corrective_action: str | None = None,
+                    classification: str | None = None, category: str | None = None,
+                    subcategory: str | None = None, signing: Signing | None = None) -> dict:
+    """Move the deviation one step; `signing` (from the ceremony) for the signed steps."""
+    async with read():
+        study_id = (await scheduling.require_study(study))["id"]
+        row = await store.find(study_id, deviation_id)
+    if row is None:
+        raise NotFound(f"study {study} has no deviation {deviation_id}")
+    transition = check_step(step, row["state"], reason=reason, response=response, classification=classification,
+                            category=category, subcategory=subcategory)
+    signer = None
+    if transition.meaning is not None:
+        if signing is None or signing.meaning != transition.meaning or signing.user_id != actor:
+            raise invalid(f"to {step} a deviation, {actor} signs it for {transition.meaning}", field="password")
+        signer = await signatures.signer_key(signing.user_id, signing.printed_name, system_keys.current())
+    async with transaction(f"deviation {deviation_id} of study {study}"):
+        await store.lock(deviation_id)
+        row = await store.find(study_id, deviation_id)
+        if row_version is not None and row["row_version"] != row_version:
+            raise Conflict(f"deviation {deviation_id} changed meanwhile (version {row['row_version']}, not"
+                           f" {row_version}); reload it and try again")
+        check_step(step, row["state"], reason=reason, response=response, classification=classification,
+                   category=category, subcategory=subcategory)  # again, under the lock
+        at = now()
+        values = _values(Step(step), at, response, corrective_action, classification, category, subcategory)
+        values.update(state=transition.target.value, updated_at=at)
+        if not await store.update(deviation_id, row["row_version"], **values):
+            raise Conflict(f"deviation {deviation_id} changed meanwhile; reload it and try again")
+        detail = {k: v for k, v in values.items() if k not in ("state", "updated_at")}
+        step_id = await store.insert_step(deviation_id, str(step), row["state"], transition.target.value, actor,
+                                          at, (reason or "").strip() or None, canonical_json(detail).decode())
+        after = await store.find(study_id, deviation_id)
+        audited = {"state": after["state"], **detail}
+        if signer is not None:
+            audited["signature"] = await _sign(study, after, step_id, signing, signer)
+        await audit_log.record(actor, Change(str(step), "deviation", _rid(study, row), {"state": row["state"]},
+                                             audited, (reason or "").strip() or None))
+    return as_dict(after)
+
+
+def _values(step: Step, at: str, response, corrective_action, classification, category, subcategory) -> dict:
+    if step is Step.RESPOND:
+        return {"site_reason": response.strip(), "corrective_action": (corrective_action or "").strip() or None}
+    if step is Step.CLASSIFY:
+        return {"classification": classification, "category": category, "subcategory": subcategory}
+    if step is Step.CLOSE:
+        return {"closed_at": at}
+    if step is Step.REOPEN:
+        return {"closed_at": None}
+    return {}
+
+
+def decision(study: str, row: dict) -> dict:
+    """What a classification or closure signature vouches for."""
+    return {"record": _rid(study, row), "state": row["state"], "classification": row["classification"],
+            "category": row["category"], "subcategory": row["subcategory"], "description": row["description"],
+            "site_reason": row["site_reason"], "corrective_action": row["corrective_action"]}
+
+
+async def _sign(study: str, row: dict, step_id: int, signing: Signing, signer) -> str:
+    signer_key, private = signer
+    await signatures_store.hold_key(signer_key.key_id)  # a concurrent revocation waits for this signature
+    current = await signatures_store.current_key(signing.user_id)
+    if current is None or current[0].key_id != signer_key.key_id:
+        raise Conflict(f"the signing key of {signing.user_id} ended meanwhile; sign again")
+    content = hashlib.sha256(canonical_json(decision(study, row))).hexdigest()
+    instant = max(now(), signer_key.valid_from)
+    record = f"{_rid(study, row)}#{step_id}"
+    statement = Statement(content, signing.user_id, Meaning(signing.meaning), instant, record)
+    signature = Signature(statement, signing.printed_name, signer_key.key_id,
+                          signing_keys.sign_bytes(statement.canonical_bytes(), private))
+    check = judge(signature, {signer_key.key_id: signer_key}, content, signing_keys.verify_hex, instant)
+    if not check.ok:  # never store a signature that would not verify
+        raise Conflict(f"the signature could not be made: {check.reason}")
+    await store.insert_signature(row["id"], step_id, content, record, signing.user_id, signing.printed_name,
+                                 str(signing.meaning), instant, signer_key.key_id, signature.value)
+    return signature.value
+
+
+async def verify_signatures(study: str, deviation_id: int) -> list[dict]:
+    """Each signature of the deviation judged now against the registry: the statement as signed verifies, and
+    the decision it vouches for hashes to what was signed (the state it recorded, from its step)."""
+    async with read():
+        study_id = (await scheduling.require_study(study))["id"]
+        row = await store.find(study_id, deviation_id)
+        if row is None:
+            raise NotFound(f"study {study} has no deviation {deviation_id}")
+        stored = await store.signatures(deviation_id)
+        keys = {k.key_id: k for k in await signatures_store.all_keys()}
+    judged = []
+    for s in stored:
+        statement = Statement(s["content_sha256"], s["signer_id"], Meaning(s["meaning"]), s["instant"], s["record"])
+        check = judge(Signature(statement, s["printed_name"], s["key_id"], s["value"]), keys, s["content_sha256"],
+                      signing_keys.verify_hex, now())
+        judged.append({**s, "verdict": str(check.verdict), "reason": check.reason})
+    return judged
+
+
+async def acknowledge_many(study: str, ids: list[int], actor: str) -> dict:
+    """Bulk acknowledgement from the queue: each deviation on its own (one refused does not stop the others)."""
+    if not ids:
+        raise invalid("choose at least one deviation to acknowledge", field="ids")
+    done, refused = [], {}
+    for deviation_id in dict.fromkeys(ids):
+        try:
+            done.append((await take_step(study, deviation_id, Step.ACKNOWLEDGE, actor))["id"])
+        except (InvalidInput, NotFound, Conflict) as exc:
+            refused[deviation_id] = str(exc)
+    return {"acknowledged": done, "refused": refused}
+
+
+# CAPA --------------------------------------------------------------------------------------------
+
+async def create_capa(study: str, title: str, root_cause: str, corrective: str, preventive: str, owner: str,
+                      due_on: date | None, deviation_ids: list[int], actor: str, sites=None) -> dict:
+    """A root cause with its corrective and preventive actions, grouping deviations of the study."""
+    fields = {"title": title, "root_cause": root_cause, "corrective_action": corrective,
+              "preventive_action": preventive, "owner": owner}
+    problems = [Problem(f"a CAPA record needs its {name.replace('_', ' ')}", field=name)
+                for name, value in fields.items() if not value.strip()]
+    if problems:
+        raise InvalidInput(problems)
+    async with transaction(f"a CAPA record of study {study}"):
+        study_id = (await scheduling.require_study(study))["id"]
+        rows = await _deviations(study, study_id, deviation_ids, sites)
+        at = now()
+        capa_id = await store.insert_capa(study_id, *(v.strip() for v in fields.values()),
+                                          due_on.isoformat() if due_on else None, actor, at)
+        changes = [Change("create", "capa", f"{study}/capa/{capa_id}", None,
+                          {**{k: v.strip() for k, v in fields.items()}, "due_on": due_on,
+                           "deviations": [r["id"] for r in rows]})]
+        for row in rows:
+            await store.update(row["id"], row["row_version"], capa=capa_id, updated_at=at)
+            changes.append(Change("update", "deviation", _rid(study, row), {"capa": row["capa"]}, {"capa": capa_id}))
+        await audit_log.record(actor, *changes)
+    return await get_capa(study, capa_id)
+
+
+async def link_capa(study: str, capa_id: int, deviation_ids: list[int], actor: str, sites=None) -> dict:
+    async with transaction(f"CAPA {capa_id} of study {study}"):
+        study_id = (await scheduling.require_study(study))["id"]
+        if await store.find_capa(study_id, capa_id) is None:
+            raise NotFound(f"study {study} has no CAPA record {capa_id}")
+        rows = await _deviations(study, study_id, deviation_ids, sites)
+        at, changes = now(), []
+        for row in rows:
+            await store.update(row["id"], row["row_version"], capa=capa_id, updated_at=at)
+            changes.append(Change("update", "deviation", _rid(study, row), {"capa": row["capa"]}, {"capa": capa_id}))
+        await audit_log.record(actor, *changes)
+    return await get_capa(study, capa_id)
+
+
+async def close_capa(study: str, capa_id: int, actor: str, reason: str) -> dict:
+    if not reason.strip():
+        raise invalid("closing a CAPA record needs how its effectiveness was checked", field="reason")
+    async with transaction(f"CAPA {capa_id} of study {study}"):
+        study_id = (await scheduling.require_study(study))["id"]
+        capa = await store.find_capa(study_id, capa_id)
+        if capa is None:
+            raise NotFound(f"study {study} has no CAPA record {capa_id}")
+        if capa["state"] == "closed":
+            raise Conflict(f"CAPA record {capa_id} is already closed")
+        await store.close_capa(capa_id, now())
+        await audit_log.record(actor, Change("close", "capa", f"{study}/capa/{capa_id}", {"state": "open"},
+                                             {"state": "closed"}, reason.strip()))
+    return await get_capa(study, capa_id)
+
+
+async def _deviations(study: str, study_id: int, ids: list[int], sites) -> list[dict]:
+    rows = []
+    for deviation_id in dict.fromkeys(ids):
+        row = await store.find(study_id, deviation_id)
+        if row is None or (sites is not None and row["site"] not in sites):
+            raise NotFound(f"study {study} has no deviation {deviation_id}")
+        rows.append(row)
+    return rows
+
+
+async def list_capas(study: str) -> list[dict]:
+    async with read():
+        study_id = (await scheduling.require_study(study))["id"]
+        capas = await store.capas(study_id)
+        grouped = await store.listing(study_id, " AND d.capa IS NOT NULL")
+    members: dict[int, list[int]] = {}
+    for row in grouped:
+        members.setdefault(row["capa"], []).append(row["id"])
+    return [{**capa, "deviations": members.get(capa["id"], [])} for capa in capas]
+
+
+async def get_capa(study: str, capa_id: int) -> dict:
+    for capa in await list_capas(study):
+        if capa["id"] == capa_id:
+            return capa
+    raise NotFound(f"study {study} has no CAPA record {capa_id}")

@@ -1,0 +1,378 @@
+"""Deviation records: detection from the stored schedules and the consent checks, manual records, window
+exceptions, and the listing a coordinator or monitor works from (the review itself: `deviation_review`).
+
+Detection reads only the candidate visits (out of window, missed, or after an ending event) and the records
+already kept, runs the pure rules per participant and reconciles (`domain.deviations.reconcile`). A run
+is incremental: it looks only at participants the audit trail shows changed since the previous run, and at
+those whose windows closed since its date; a study-wide change (a protocol or consent version, a site) or an
+earlier date than the previous run's makes it a full run. Every created, updated, resolved or reopened
+record is audited in the run's transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from datetime import date
+from typing import Any, Collection
+
+from trialcoord.adapters.persistence import deviations_store as store
+from trialcoord.adapters.persistence import repositories as repo
+from trialcoord.adapters.persistence.engine import read, transaction
+from trialcoord.domain.audit import utc_instant
+from trialcoord.domain.consent import ConsentDeviationCandidate, ConsentRule
+from trialcoord.domain.deviation_review import OPEN_STATES, State, classification_problems, default_subcategory
+from trialcoord.domain.deviations import (
+    DEFAULTS, Classification, ClassificationDefaults, Finding, Kept, Rule, WindowException, detect as find, reconcile,
+)
+from trialcoord.domain.problems import InvalidInput, Problem
+from trialcoord.services import audit_log, consent, scheduling
+from trialcoord.services.audit_log import SYSTEM, Change
+from trialcoord.services.errors import NotFound, invalid
+
+SCREENING = re.compile(r"screen", re.IGNORECASE)  # a visit named or coded "Screening" (the contract has no epochs)
+SUBJECT_RECORDS = frozenset({"participant", "participant_event", "visit", "participant_consent", "window_exception"})
+STUDY_WIDE = frozenset({"site", "protocol_version", "consent_version"})
+AUTOMATIC, MANUAL = "automatic", "manual"
+STATES = tuple(State)
+_RULE_TEXT = {
+    Rule.VISIT_EARLY: "visit before its window", Rule.VISIT_LATE: "visit after its window",
+    Rule.VISIT_MISSED: "visit missed", Rule.SCREENING_OUT_OF_WINDOW: "screening visit outside its window",
+    Rule.VISIT_AFTER_ENDING_EVENT: "visit after the schedule ended",
+    Rule.VISIT_BEFORE_CONSENT: "visit before informed consent",
+    Rule.VISIT_UNDER_SUPERSEDED_CONSENT: "visit under a superseded consent version",
+}
+
+
+def now() -> str:
+    return utc_instant(audit_log.clock())
+
+
+def record_id(study: str, site: str, subject_id: str | None, deviation_id: int) -> str:
+    """How the audit trail names a deviation: under its participant (`STUDY/SITE/SUBJECT/deviation/ID`)."""
+    return "/".join((study, site, subject_id or "-", "deviation", str(deviation_id)))
+
+
+# Detection -------------------------------------------------------------------------------------
+
+async def detect(study: str, as_of: date | None = None, actor: str = SYSTEM, full: bool = False) -> dict:
+    """Create, update, resolve and reopen the study's automatic deviation records as of `as_of`."""
+    as_of = as_of or date.today()
+    at = now()
+    async with transaction(f"deviation detection of study {study}"):
+        study_id = (await scheduling.require_study(study))["id"]
+        await store.lock_study(study_id)
+        size = await store.audit_size()
+        last = await store.last_run(study_id)
+        scope, changes = (None, []) if full else await _scope(study, study_id, last, as_of)
+        counts = dict(created=0, updated=0, resolved=0, reopened=0)
+        if scope is None or scope:
+            counts = await _detect(study, study_id, as_of, scope, changes, at, actor)
+        label = "full" if scope is None else f"{len(scope)} participants"
+        await store.insert_run(study_id, as_of.isoformat(), size, label,
+                               (counts["created"], counts["updated"] + counts["reopened"], counts["resolved"]), at)
+    return {"study": study, "as_of": as_of, "scope": label, **counts}
+
+
+async def _scope(study: str, study_id: int, last: dict | None, as_of: date) -> tuple[set[int] | None, list]:
+    """The participants an incremental run must look at, or None for all of them."""
+    if last is None or as_of.isoformat() < last["as_of"]:
+        return None, []
+    changes = await store.changes_since(last["audit_size"], f"{study}/")
+    subjects = set()
+    for _, record_type, rid in changes:
+        if record_type in STUDY_WIDE:
+            return None, changes
+        if record_type in SUBJECT_RECORDS:
+            subjects.add(rid.split("/")[2])
+    scope = set((await store.participant_ids(study_id, subjects)).values())
+    return scope | await store.closing_between(study_id, date.fromisoformat(last["as_of"]), as_of), changes
+
+
+async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None, changes: list, at: str,
+                  actor: str) -> dict:
+    people = {row["id"]: row for row in await store.participants(study_id, scope)}
+    protocols = {row["id"]: await scheduling.protocol_of(row["id"], row["sha256"])
+                 for row in await repo.list_versions(study_id)}
+    ending = sorted({name for p in protocols.values() for name, event in p.events.items() if event.ends_schedule})
+    screening = {vid: {v.code for v in p.visits if SCREENING.search(v.name) or SCREENING.search(v.code)}
+                 for vid, p in protocols.items()}
+    condition = f"({store.CANDIDATES}{store.after_ending(ending)}){store.among('x.participant', scope)}"
+    rows_of: dict[int, list] = defaultdict(list)
+    for row in await repo.worklist_rows(study_id, condition, as_of, *ending):
+        rows_of[row.participant].append(scheduling.restated(row, as_of))
+    ended = await store.ending_dates(study_id, ending, scope)
+    exceptions: dict[int, list[WindowException]] = defaultdict(list)
+    for e in await store.exceptions(study_id, scope):
+        exceptions[e["participant"]].append(WindowException(e["subject_id"], e["visit"], e["earlier_days"],
+                                                            e["later_days"], _day(e["approved_on"])))
+    consent_of = await _consent_candidates(study, people)
+    found: list[Finding] = []
+    defaults: dict[str, ClassificationDefaults] = {}
+    for pid in rows_of.keys() | ended.keys() | consent_of.keys():
+        person = people.get(pid)
+        if person is None:
+            continue
+        version = person["protocol_version"]
+        for finding in find(person["subject_id"], rows_of.get(pid, ()), screening=screening.get(version, ()),
+                            ended_on=ended.get(pid), consent=consent_of.get(pid, ()),
+                            exceptions=exceptions.get(pid, ())):
+            found.append(finding)
+            defaults[finding.subject_id] = getattr(protocols[version], "deviations", None) or DEFAULTS
+    kept = {(row["subject_id"], row["visit"], row["occurrence"], row["rule"]): row
+            for row in await store.kept(study_id, scope)}
+    change = reconcile([_kept(row) for row in kept.values()], found)
+    by_subject = {row["subject_id"]: row for row in people.values()}
+    return await _write(study, study_id, change, kept, by_subject, defaults, changes, at, actor)
+
+
+async def _write(study, study_id, change, kept, people, defaults, changes, at, actor) -> dict:
+    audit = []
+    inserts = []
+    for f in change.created:
+        person = people[f.subject_id]
+        inserts.append((study_id, person["id"], person["site_id"], f.visit, f.occurrence, str(f.rule), AUTOMATIC,
+                        str(f.category), default_subcategory(f.rule), str(defaults[f.subject_id].classify(f)),
+                        State.DETECTED.value, _iso(f.occurred_on), f.days_outside, describe(f), at))
+    await store.insert_deviations(inserts)
+    if inserts:
+        for row in await store.detected_at(study_id, at):
+            audit.append(Change("create", "deviation", record_id(study, row["site"], row["subject_id"], row["id"]),
+                                None, _audited(row)))
+    updates = []
+    for record in change.updated:
+        row = kept[record.finding.key]
+        updates.append((row["state"], _iso(record.finding.occurred_on), record.finding.days_outside,
+                        describe(record.finding), row["resolved_by_entry"], at, row["id"]))
+        audit.append(Change("update", "deviation", _rid(study, row),
+                            {"occurred_on": row["occurred_on"], "days_outside": row["days_outside"]},
+                            {"occurred_on": _iso(record.finding.occurred_on),
+                             "days_outside": record.finding.days_outside}, "detection: the facts changed"))
+    resolved = 0
+    for record in change.resolved:
+        row = kept[record.finding.key]
+        if row["state"] == State.CLOSED:  # a closed record keeps its review; the trail shows the correction
+            continue
+        cause = await _cause(study, row, changes)
+        updates.append((State.RESOLVED_BY_CORRECTION.value, row["occurred_on"], row["days_outside"],
+                        row["description"], cause, at, row["id"]))
+        audit.append(Change("resolve", "deviation", _rid(study, row), {"state": row["state"]},
+                            {"state": State.RESOLVED_BY_CORRECTION.value, "caused_by_entry": cause},
+                            "resolved by data correction: the fact behind it no longer holds"))
+        resolved += 1
+    for record in change.reopened:
+        row = kept[record.finding.key]
+        updates.append((State.DETECTED.value, _iso(record.finding.occurred_on), record.finding.days_outside,
+                        describe(record.finding), None, at, row["id"]))
+        audit.append(Change("reopen", "deviation", _rid(study, row), {"state": row["state"]},
+                            {"state": State.DETECTED.value}, "detection: the fact holds again"))
+    await store.update_facts(updates)
+    await audit_log.record(actor, *audit)
+    return {"created": len(change.created), "updated": len(change.updated), "resolved": resolved,
+            "reopened": len(change.reopened)}
+
+
+async def _consent_candidates(study: str, people: dict[int, dict]) -> dict[int, list[ConsentDeviationCandidate]]:
+    ids = {row["subject_id"]: pid for pid, row in people.items()}
+    found: dict[int, list] = defaultdict(list)
+    for c in await consent.candidates(study):
+        if c["subject_id"] in ids:
+            found[ids[c["subject_id"]]].append(ConsentDeviationCandidate(
+                c["subject_id"], c["visit"], c["visit_on"], ConsentRule(c["rule"]), c["consented_on"],
+                c["required_since"], c["signed_version"], c["required_version"]))
+    return found
+
+
+async def _cause(study: str, row: dict, changes: list) -> int | None:
+    """The audit entry that made the fact go away: the latest change of that visit since the previous run,
+    else the latest change of that participant (an event, a consent)."""
+    visit_rid = scheduling.record_id(study, row["site"], row["subject_id"], row["visit"] or "")
+    prefix = scheduling.record_id(study, row["site"], row["subject_id"])
+    mine = [(seq, rid) for seq, record_type, rid in changes
+            if record_type in SUBJECT_RECORDS and (rid == prefix or rid.startswith(prefix + "/"))]
+    if not changes:
+        return await store.latest_entry(visit_rid, prefix, SUBJECT_RECORDS)
+    same_visit = [seq for seq, rid in mine if rid == visit_rid]
+    return max(same_visit or [seq for seq, _ in mine], default=None)
+
+
+def describe(finding: Finding) -> str:
+    text = f"{finding.visit}: {_RULE_TEXT[finding.rule]}"
+    if finding.detail:
+        return f"{text} ({finding.detail})"
+    if finding.rule is Rule.VISIT_MISSED and finding.occurred_on:
+        return f"{text} (its window closed on {finding.occurred_on})"
+    return text
+
+
+def _kept(row: dict) -> Kept:
+    finding = Finding(row["subject_id"], row["visit"], row["occurrence"], Rule(row["rule"]), _day(row["occurred_on"]),
+                      row["days_outside"], _detail(row))
+    return Kept(finding, row["state"])
+
+
+def _detail(row: dict) -> str:
+    """The finding's detail as `describe` wrote it into the description (so unchanged facts compare equal)."""
+    text = row["description"]
+    head = f"{row['visit']}: {_RULE_TEXT[Rule(row['rule'])]}"
+    if row["rule"] == Rule.VISIT_MISSED or not text.startswith(head + " ("):
+        return ""
+    return text[len(head) + 2:-1]
+
+
+# Manual deviations and window exceptions -------------------------------------------------------
+
+async def record_manual(study: str, site: str, category: str, description: str, occurred_on: date, actor: str,
+                        subject_id: str | None = None, visit: str | None = None, subcategory: str | None = None,
+                        classification: str = Classification.NON_IMPORTANT, today: date | None = None) -> dict:
+    """A deviation a coordinator or monitor found (any category), at a site or of one of its participants."""
+    problems = classification_problems(classification, category, subcategory)
+    if not description.strip():
+        problems.append(Problem("a deviation needs a description of what happened", field="description"))
+    if occurred_on > (today or date.today()):
+        problems.append(Problem(f"{occurred_on} is still to come: record a deviation once it happened",
+                                field="occurred_on"))
+    if problems:
+        raise InvalidInput(problems)
+    at = now()
+    async with transaction(f"a deviation at site {site} of study {study}"):
+        study_id = (await scheduling.require_study(study))["id"]
+        site_row = await repo.find_site(study_id, site)
+        if site_row is None:
+            raise NotFound(f"study {study} has no site {site}")
+        participant = None
+        if subject_id:
+            person = await repo.find_subject(study, subject_id)
+            if person is None or person["site"] != site:
+                raise NotFound(f"site {site} of study {study} has no participant {subject_id}")
+            participant = person["id"]
+            if visit and await repo.find_visit(participant, visit) is None:
+                raise NotFound(f"participant {subject_id} has no visit {visit}")
+        deviation_id = await store.insert_deviation((
+            study_id, participant, site_row["id"], visit or None, None, None, MANUAL, category, subcategory,
+            classification, State.DETECTED.value, occurred_on.isoformat(), 0, description.strip(), at))
+        row = await store.find(study_id, deviation_id)
+        await audit_log.record(actor, Change("create", "deviation", _rid(study, row), None, _audited(row)))
+    return as_dict(row)
+
+
+async def approve_exception(study: str, subject_id: str, visit: str, earlier_days: int, later_days: int,
+                            approved_on: date, reason: str, actor: str, today: date | None = None) -> dict:
+    """An investigator-approved window extension of one visit. It prevents the early or late deviation of that
+    visit only if approved on or before the day it took place (a later approval explains, not prevents)."""
+    problems = []
+    if earlier_days < 0 or later_days < 0 or earlier_days + later_days == 0:
+        problems.append(Problem("an extension adds days before or after the window (non-negative, not both 0)",
+                                field="later_days"))
+    if not reason.strip():
+        problems.append(Problem("an approved exception needs the investigator's reason", field="reason"))
+    if approved_on > (today or date.today()):
+        problems.append(Problem(f"{approved_on} is still to come: an approval is recorded once given",
+                                field="approved_on"))
+    if problems:
+        raise InvalidInput(problems)
+    at = now()
+    async with transaction(f"study {study}, participant {subject_id}"):
+        person = await repo.find_subject(study, subject_id)
+        if person is None:
+            raise NotFound(f"study {study} has no participant {subject_id}")
+        if await repo.find_visit(person["id"], visit) is None:
+            raise NotFound(f"participant {subject_id} has no visit {visit}")
+        await store.insert_exception(person["id"], visit, earlier_days, later_days, approved_on.isoformat(), actor,
+                                     reason.strip(), at)
+        record = {"visit": visit, "earlier_days": earlier_days, "later_days": later_days,
+                  "approved_on": approved_on, "approved_by": actor}
+        await audit_log.record(actor, Change("create", "window_exception",
+                                             scheduling.record_id(study, person["site"], subject_id, visit,
+                                                                  "exception"), None, record, reason.strip()))
+    return {"subject_id": subject_id, "site": person["site"], **record, "reason": reason.strip()}
+
+
+async def exceptions_of(study: str) -> list[dict]:
+    async with read():
+        study_id = (await scheduling.require_study(study))["id"]
+        return await store.exceptions(study_id, None)
+
+
+# Reading ---------------------------------------------------------------------------------------
+
+async def listing(study: str, states: Collection[str] | None = None, sites: Collection[str] | None = None,
+                  category: str | None = None, min_age_days: int | None = None, as_of: date | None = None,
+                  limit: int | None = None, offset: int = 0, participant: str | None = None) -> tuple[list[dict], int]:
+    """The study's deviations, oldest first, filtered; and how many match (for pagination). `sites`: the
+    sites the reader may see (None: all)."""
+    unknown = [s for s in states or () if s not in STATES]
+    if unknown:
+        raise invalid(f"'{unknown[0]}' is not a deviation state; choose among {', '.join(STATES)}", field="state")
+    where, args = [], []
+    if states:
+        where.append(f"d.state IN ({', '.join('{}' for _ in states)})")
+        args.extend(states)
+    if sites is not None:
+        where.append(f"s.code IN ({', '.join('{}' for _ in sites) or 'NULL'})")
+        args.extend(sites)
+    if category:
+        where.append("d.category = {}")
+        args.append(category)
+    if participant:
+        where.append("p.subject_id = {}")
+        args.append(participant)
+    if min_age_days is not None:  # detected at least that many days before `as_of`
+        cutoff = date.fromordinal((as_of or date.today()).toordinal() - min_age_days)
+        where.append("d.detected_at < {}")
+        args.append(date.fromordinal(cutoff.toordinal() + 1).isoformat())
+    clause = "".join(f" AND {w}" for w in where)
+    async with read():
+        study_id = (await scheduling.require_study(study))["id"]
+        total = await store.count(study_id, clause, args)
+        rows = await store.listing(study_id, clause, args, "d.detected_at, d.id", limit, offset)
+    return [as_dict(row) for row in rows], total
+
+
+async def get(study: str, deviation_id: int) -> dict:
+    async with read():
+        study_id = (await scheduling.require_study(study))["id"]
+        row = await store.find(study_id, deviation_id)
+        if row is None:
+            raise NotFound(f"study {study} has no deviation {deviation_id}")
+        steps = await store.steps(deviation_id)
+        signed = await store.signatures(deviation_id)
+    return {**as_dict(row), "steps": steps, "signatures": signed}
+
+
+def as_dict(row: dict) -> dict:
+    return {
+        "id": row["id"], "participant": row["subject_id"], "site": row["site"], "visit": row["visit"],
+        "occurrence": row["occurrence"], "rule": row["rule"], "source": row["source"], "category": row["category"],
+        "subcategory": row["subcategory"], "classification": row["classification"], "state": row["state"],
+        "days_outside": row["days_outside"], "occurred_on": row["occurred_on"], "description": row["description"],
+        "site_reason": row["site_reason"], "corrective_action": row["corrective_action"], "capa": row["capa"],
+        "detected_at": row["detected_at"], "updated_at": row["updated_at"], "closed_at": row["closed_at"],
+        "resolved_by_entry": row["resolved_by_entry"], "row_version": row["row_version"],
+        "dvcat": row["category"].upper(), "dvdecod": row["subcategory"],
+        "open": row["state"] in OPEN_STATES,
+    }
+
+
+def _rid(study: str, row: dict) -> str:
+    return record_id(study, row["site"], row["subject_id"], row["id"])
+
+
+def _audited(row: dict) -> dict:
+    return {name: row[name] for name in ("visit", "occurrence", "rule", "source", "category", "subcategory",
+                                         "classification", "state", "occurred_on", "days_outside", "description")}
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day is not None else None
+
+
+def _day(value: Any) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def age_days(row: dict, as_of: date) -> int:
+    return (as_of - date.fromisoformat(row["detected_at"][:10])).days
+
