@@ -1,6 +1,7 @@
 """A protocol version's Schedule of Activities as value objects (see docs/protocol-format.md).
 
-Built by the protocol file adapter after validation; the schedule engine reads nothing else.
+Built by the protocol file adapter after validation; the schedule engine reads nothing else. A protocol
+also carries the classification defaults of its `deviations:` section (DEFAULTS when it has none).
 """
 
 from __future__ import annotations
@@ -8,8 +9,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TYPE_CHECKING
 
 from trialcoord.domain.durations import Calendar, Duration
+
+if TYPE_CHECKING:
+    from trialcoord.domain.deviations import ClassificationDefaults
 
 ACTUAL, PLANNED = "actual", "planned"
 OCCURRENCE = "{n}"
@@ -64,6 +69,14 @@ class VisitDefinition:
         return self.name.replace(OCCURRENCE, str(occurrence))
 
 
+def _default_deviations() -> ClassificationDefaults:
+    """The defaults of a protocol without a `deviations:` section. Imported when first needed: the
+    deviation rules import the schedule engine, which imports this module."""
+    from trialcoord.domain.deviations import DEFAULTS
+
+    return DEFAULTS
+
+
 @dataclass(frozen=True, slots=True)
 class Protocol:
     study: str
@@ -75,6 +88,7 @@ class Protocol:
     visits: tuple[VisitDefinition, ...]
     arms: tuple[Arm, ...] = ()
     calendar: Calendar | None = None
+    deviations: ClassificationDefaults = field(default_factory=_default_deviations)  # `deviations:` over DEFAULTS
     _code_patterns: tuple[tuple[re.Pattern[str], VisitDefinition], ...] = field(
         default=(), init=False, repr=False, compare=False
     )
