@@ -3,6 +3,8 @@
 from trialcoord.web.api.accounts import SessionController, UserController
 from trialcoord.web.api.audit import AuditController
 from trialcoord.web.api.consent import ConsentController
+from trialcoord.web.api.deviation_reports import DeviationReportController
+from trialcoord.web.api.deviations import DeviationController
 from trialcoord.web.api.documents import DocumentController
 from trialcoord.web.api.participants import ParticipantController
 from trialcoord.web.api.render_jobs import RenderJobController
@@ -12,4 +14,4 @@ from trialcoord.web.api.worklists import WorklistController
 
 API_CONTROLLERS = [SessionController, UserController, AuditController, StudyController, ParticipantController,
                    WorklistController, DocumentController, SignatureController, BinderController, ConsentController,
-                   RenderJobController]
+                   RenderJobController, DeviationController, DeviationReportController]
