@@ -13,7 +13,7 @@ from trialcoord.adapters.persistence.tables import ProtocolChange
 from trialcoord.adapters.protocol_files import parse_protocol
 from trialcoord.domain.problems import InvalidInput
 from trialcoord.domain.schedule import evaluate
-from trialcoord.services import demo, scheduling
+from trialcoord.services import demo, deviations, scheduling
 from trialcoord.services.errors import Conflict, NotFound
 
 pytestmark = [pytest.mark.anyio, pytest.mark.db]
@@ -295,6 +295,9 @@ async def test_demo_loads_once_and_fills_every_worklist(db):
         assert await scheduling.worklist("DEMO-001", today, kind=kind), kind
     statuses = {row.status for _, row in await scheduling.study_visits("DEMO-001", today)}
     assert statuses >= {"due", "missed", "late", "early", "on_time", "upcoming"}
+    found, _ = await deviations.listing("DEMO-001")  # detection ran: the monitors' queue has work in it
+    assert {row["rule"] for row in found} >= {"visit_late", "visit_early", "visit_missed", None}
+    assert {row["state"] for row in found} == {"detected", "site_response"}
 
 
 async def test_events_and_visits_cannot_be_recorded_for_a_day_still_to_come(randomized):
