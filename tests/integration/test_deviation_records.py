@@ -9,6 +9,7 @@ from datetime import date
 import pytest
 
 from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, add_user
+from trialcoord.adapters.persistence.engine import fetch, transaction
 from trialcoord.domain.problems import InvalidInput
 from trialcoord.services import accounts, audit_log, deviation_review, deviations, scheduling
 from trialcoord.services.errors import Conflict, NotFound
@@ -226,3 +227,45 @@ async def test_capa_groups_deviations_and_is_audited(detected):
         await deviation_review.create_capa("TST-1", " ", "", "x", "x", "x", None, [], "cora")
     kinds = [e["action"] for e in await audit_log.browse(audit_log.AuditFilter(record_type="capa"), None, 5)]
     assert kinds == ["close", "create"]
+
+
+
+async def tamper(db, sql: str) -> None:
+    """As the database owner could: the guard triggers of deviation_signatures go first."""
+    async with transaction():
+        if db.kind == "sqlite":
+            for name in ("deviation_signatures_no_update", "deviation_signatures_no_delete"):
+                await fetch(f"DROP TRIGGER {name}")
+        else:
+            await fetch("ALTER TABLE deviation_signatures DISABLE TRIGGER USER")
+        await fetch(sql)
+
+
+@pytest.mark.parametrize("sql", [
+    "DELETE FROM deviations", "UPDATE deviation_steps SET actor = 'mallory'", "DELETE FROM deviation_steps",
+    "UPDATE deviation_signatures SET signer_id = 'mallory'", "DELETE FROM window_exceptions",
+])
+async def test_the_database_refuses_to_delete_deviations_or_change_their_history(detected, sql):
+    await deviation_review.take_step("TST-1", detected["id"], "acknowledge", "mona")
+    await deviation_review.take_step("TST-1", detected["id"], "classify", "mona", classification="important",
+                                     category="visit schedule",
+                                     signing=await accounts.signing_by_password("mona", "review", PASSWORD))
+    await deviations.approve_exception("TST-1", "1003", "V2", 0, 1, TODAY, "travel", "ivan", today=TODAY)
+    with pytest.raises(Exception, match="never"):
+        async with transaction():
+            await fetch(sql)
+
+
+async def test_verify_checks_deviation_signatures_against_the_registry_and_the_trail(db, detected):
+    from trialcoord.services import signatures
+
+    study, did = "TST-1", detected["id"]
+    await deviation_review.take_step(study, did, "acknowledge", "mona")
+    await deviation_review.take_step(study, did, "classify", "mona", classification="important",
+                                     category="visit schedule", subcategory="VISIT OUT OF WINDOW",
+                                     signing=await accounts.signing_by_password("mona", "review", PASSWORD))
+    checked, problems = await signatures.verify_all()
+    assert checked >= 2 and problems == []
+    await tamper(db, "UPDATE deviation_signatures SET content_sha256 = '" + "0" * 64 + "'")
+    _, problems = await signatures.verify_all()
+    assert any("deviation TST-1/101/1001/deviation/" in p and "does not verify" in p for p in problems)

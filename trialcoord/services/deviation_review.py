@@ -126,6 +126,26 @@ async def verify_signatures(study: str, deviation_id: int) -> list[dict]:
     return judged
 
 
+async def verify_stored(registry_keys: dict, now_instant: str) -> tuple[int, list[str]]:
+    """For `trialcoord verify`: every deviation signature against the registry and the audit entry made with
+    it (a row inserted behind the application's back has none)."""
+    async with read():
+        stored = await store.signatures()
+    audited = {(e["new"] or {}).get("signature") for e in await audit_log.export_rows(
+        audit_log.AuditFilter(record_type="deviation"), 10_000_000) if e["action"] in ("classify", "close")}
+    problems = []
+    for s in stored:
+        statement = Statement(s["content_sha256"], s["signer_id"], Meaning(s["meaning"]), s["instant"], s["record"])
+        check = judge(Signature(statement, s["printed_name"], s["key_id"], s["value"]), registry_keys,
+                      s["content_sha256"], signing_keys.verify_hex, now_instant)
+        where = f"deviation {s['record']}: signature by {s['signer_id']} ({s['meaning']}, {s['instant']})"
+        if not check.ok:
+            problems.append(f"{where}: {check.reason}")
+        elif s["value"] not in audited:
+            problems.append(f"{where}: the audit trail has no record of it being made")
+    return len(stored), problems
+
+
 async def acknowledge_many(study: str, ids: list[int], actor: str) -> dict:
     """Bulk acknowledgement from the queue: each deviation on its own (one refused does not stop the others)."""
     if not ids:

@@ -330,7 +330,8 @@ async def _bytes(row: dict) -> bytes:
 async def verify_all() -> tuple[int, list[str]]:
     """(items checked, problems): every signature against the registry, its version's stored SHA-256 and
     record, and the audit entry made with it; every signer key against the audit entry made with it (a row
-    inserted behind the application's back has none); every file made from a version against its content."""
+    inserted behind the application's back has none); every file made from a version against its content; and
+    every signature of a deviation's classification or closure."""
     async with read():
         rows = await store.all_signatures()
         signer_keys = await store.all_keys()
@@ -367,4 +368,7 @@ async def verify_all() -> tuple[int, list[str]]:
         if f["blob_size"] is None or f["blob_size"] != f["size"]:
             problems.append(f"file {f['kind']} {f['sha256']} of version row {f['version']}: its content is missing"
                             " or of another size")
-    return len(signer_keys) + len(rows) + len(files), problems
+    from trialcoord.services import deviation_review  # it signs with these keys, so it imports this module
+
+    deviation_signatures, more = await deviation_review.verify_stored(registry_keys, now)
+    return len(signer_keys) + len(rows) + len(files) + deviation_signatures, problems + more
