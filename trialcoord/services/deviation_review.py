@@ -42,7 +42,7 @@ async def take_step(study: str, deviation_id: int, step: str, actor: str, *, row
     if transition.meaning is not None:
         if signing is None or signing.meaning != transition.meaning or signing.user_id != actor:
             raise invalid(f"to {step} a deviation, {actor} signs it for {transition.meaning}", field="password")
-        signer = await signatures.signer_key(signing.user_id, signing.printed_name, system_keys.current())
+        signer = await signatures.key_of_signer(signing.user_id, signing.printed_name, system_keys.current())
     async with transaction(f"deviation {deviation_id} of study {study}"):
         await store.lock(deviation_id)
         row = await store.find(study_id, deviation_id)

@@ -46,7 +46,7 @@ async def sign(key: DocumentKey, label: str, signing: Signing) -> dict:
     transaction that checks the key is still in force, so a stored signature always verifies."""
     keys = system_keys.current()
     await _check_authority(key, signing)
-    signer_key, private = await signer_key(signing.user_id, signing.printed_name, keys)
+    signer_key, private = await key_of_signer(signing.user_id, signing.printed_name, keys)
     record = record_id(key, label)
     async with transaction(f"signature of document {key.name} version {label}"):
         _, row = await version_row(key, label)
@@ -108,7 +108,7 @@ async def _check_authority(key: DocumentKey, signing: Signing) -> None:
                         + (f" at site {key.site}" if key.site else ""))
 
 
-async def signer_key(user_id: str, printed_name: str, keys: system_keys.SystemKeys):
+async def key_of_signer(user_id: str, printed_name: str, keys: system_keys.SystemKeys):
     """The signer's key in force, made at their first signature (valid from when it was made)."""
     async with read():
         found = await store.current_key(user_id)
@@ -123,7 +123,7 @@ async def signer_key(user_id: str, printed_name: str, keys: system_keys.SystemKe
     public = private.public_key()
     async with transaction(f"signing key of {user_id}"):
         if await store.current_key(user_id) is not None:  # made meanwhile by a concurrent first signature
-            return await signer_key(user_id, printed_name, keys)
+            return await key_of_signer(user_id, printed_name, keys)
         signer_key = SignerKey(user_id, printed_name, signing_keys.key_id(public), signing_keys.public_key_hex(public),
                                utc_instant(audit_log.clock()))
         await store.insert_key(signer_key, encrypted)  # a unique index keeps one key in force per signer
