@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from tests.unit.builders import protocol, visit
+from tests.unit.builders import ENDING, protocol, visit
 from trialcoord.domain.consent import ConsentDeviationCandidate, ConsentRule
 from trialcoord.domain.deviations import (
     DEFAULTS, Classification, ClassificationDefaults, Finding, Kept, Rule, State, Threshold, WindowException, detect,
@@ -120,3 +120,23 @@ def test_an_incremental_run_leaves_other_participants_records_alone():
     other = Kept(Finding("2001", "V2", 1, Rule.VISIT_MISSED, V2_LATEST))
     result = reconcile([other], run(SCR_DONE | {"V2": V2_LATEST}), scope={"1001"})
     assert not result.resolved
+
+
+def test_a_visit_meant_to_follow_the_ending_event_is_not_a_deviation():
+    findings = run({**SCR_DONE, "V2": date(2024, 3, 21)}, ended_on=date(2024, 3, 20), after_ending={"V2"})
+    assert ("visit_after_ending_event", 0) not in rules(findings, "V2")
+
+
+def test_after_ending_names_the_visits_counted_from_or_conditional_on_an_ending_event():
+    from trialcoord.domain.schedule import after_ending
+
+    ending = sorted(ENDING)[0]
+    termination = protocol(visit("V2", offset="2w"), visit("ET", frm=ending, offset="0d"),
+                           visit("FU", frm="ET", offset="4w"), visit("X", offset="1w", when=ending))
+    assert after_ending(termination) == {"ET", "FU", "X"}
+
+
+def test_a_consent_deviation_carries_its_visits_real_occurrence():
+    candidate = ConsentDeviationCandidate("1001", "C3D1", date(2024, 5, 1), ConsentRule.BEFORE_CONSENT, None)
+    [finding] = detect("1001", [], consent=[candidate], occurrences={"C3D1": 3})
+    assert (finding.visit, finding.occurrence) == ("C3D1", 3)

@@ -83,11 +83,14 @@ class WindowException:
 
 def detect(subject_id: str, rows: Iterable[VisitOccurrence], *, screening: Iterable[str] = (),
            ended_on: date | None = None, consent: Iterable[ConsentDeviationCandidate] = (),
-           exceptions: Iterable[WindowException] = ()) -> list[Finding]:
+           exceptions: Iterable[WindowException] = (), after_ending: Iterable[str] = (),
+           occurrences: Mapping[str, int] | None = None) -> list[Finding]:
     """The deviations of one participant's evaluated schedule. `screening`: the protocol's screening visit
     codes (outside their window is an eligibility matter); `ended_on`: the date of an ending event, after
-    which no visit should take place; `consent`: that participant's consent candidates."""
-    rows, screening = list(rows), set(screening)
+    which no visit should take place but those of `after_ending` (definition codes, such as a termination
+    visit); `consent`: that participant's consent candidates; `occurrences`: the occurrence of visit codes
+    not among `rows` (consent candidates are visits done in their window too)."""
+    rows, screening, after_ending = list(rows), set(screening), set(after_ending)
     allowed = {(e.subject_id, e.visit): e for e in exceptions}
     findings = []
     for row in rows:
@@ -97,10 +100,11 @@ def detect(subject_id: str, rows: Iterable[VisitOccurrence], *, screening: Itera
                                     row.actual or row.latest, row.days_outside,
                                     f"{abs(row.days_outside)} days {'before' if row.days_outside < 0 else 'after'}"
                                     " the window" if row.days_outside else ""))
-        if ended_on is not None and row.actual is not None and row.actual > ended_on:
+        if ended_on is not None and row.actual is not None and row.actual > ended_on \
+                and row.definition not in after_ending:
             findings.append(Finding(subject_id, row.visit, row.occurrence, Rule.VISIT_AFTER_ENDING_EVENT,
                                     row.actual, detail=f"the schedule ended on {ended_on}"))
-    occurrences = {r.visit: r.occurrence for r in rows}
+    occurrences = {**(occurrences or {}), **{r.visit: r.occurrence for r in rows}}
     for c in consent:
         rule = (Rule.VISIT_BEFORE_CONSENT if c.rule is ConsentRule.BEFORE_CONSENT
                 else Rule.VISIT_UNDER_SUPERSEDED_CONSENT)

@@ -146,6 +146,13 @@ class _Plan:
         self.ending_events = tuple(sorted(self.ending_names))
 
 
+def after_ending(protocol: Protocol) -> frozenset[str]:
+    """Codes of the visits meant to take place after an ending event (counted from it, or conditional on it),
+    such as an early-termination visit."""
+    plan = _plan(protocol)
+    return frozenset(v.code for v in plan.visits if v.anchor_event in plan.ending_names or v.when in plan.ending_names)
+
+
 def _plan(protocol: Protocol) -> _Plan:
     plan = protocol.compiled
     if plan is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import replace
 from datetime import date
 from typing import Any, Collection
 
@@ -26,6 +27,7 @@ from trialcoord.domain.deviations import (
     DEFAULTS, Classification, ClassificationDefaults, Finding, Kept, Rule, WindowException, detect as find, reconcile,
 )
 from trialcoord.domain.problems import InvalidInput, Problem
+from trialcoord.domain.schedule import after_ending
 from trialcoord.services import audit_log, consent, scheduling
 from trialcoord.services.audit_log import SYSTEM, Change
 from trialcoord.services.errors import NotFound, invalid
@@ -97,6 +99,7 @@ async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None
     ending = sorted({name for p in protocols.values() for name, event in p.events.items() if event.ends_schedule})
     screening = {vid: {v.code for v in p.visits if SCREENING.search(v.name) or SCREENING.search(v.code)}
                  for vid, p in protocols.items()}
+    follow_up = {vid: after_ending(p) for vid, p in protocols.items()}
     condition = f"({store.CANDIDATES}{store.after_ending(ending)}){store.among('x.participant', scope)}"
     rows_of: dict[int, list] = defaultdict(list)
     for row in await repo.worklist_rows(study_id, condition, as_of, *ending):
@@ -107,6 +110,7 @@ async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None
         exceptions[e["participant"]].append(WindowException(e["subject_id"], e["visit"], e["earlier_days"],
                                                             e["later_days"], _day(e["approved_on"])))
     consent_of = await _consent_candidates(study, people)
+    occurrences = await store.occurrences(consent_of.keys())
     found: list[Finding] = []
     defaults: dict[str, ClassificationDefaults] = {}
     for pid in rows_of.keys() | ended.keys() | consent_of.keys():
@@ -116,8 +120,9 @@ async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None
         version = person["protocol_version"]
         for finding in find(person["subject_id"], rows_of.get(pid, ()), screening=screening.get(version, ()),
                             ended_on=ended.get(pid), consent=consent_of.get(pid, ()),
-                            exceptions=exceptions.get(pid, ())):
-            found.append(finding)
+                            exceptions=exceptions.get(pid, ()), after_ending=follow_up.get(version, ()),
+                            occurrences=occurrences.get(pid)):
+            found.append(replace(finding, detail=describe(finding)))  # compared with kept ones as stored
             defaults[finding.subject_id] = getattr(protocols[version], "deviations", None) or DEFAULTS
     kept = {(row["subject_id"], row["visit"], row["occurrence"], row["rule"]): row
             for row in await store.kept(study_id, scope)}
@@ -133,7 +138,7 @@ async def _write(study, study_id, change, kept, people, defaults, changes, at, a
         person = people[f.subject_id]
         inserts.append((study_id, person["id"], person["site_id"], f.visit, f.occurrence, str(f.rule), AUTOMATIC,
                         str(f.category), default_subcategory(f.rule), str(defaults[f.subject_id].classify(f)),
-                        State.DETECTED.value, _iso(f.occurred_on), f.days_outside, describe(f), at))
+                        State.DETECTED.value, _iso(f.occurred_on), f.days_outside, f.detail, at))
     await store.insert_deviations(inserts)
     if inserts:
         for row in await store.detected_at(study_id, at):
@@ -143,7 +148,7 @@ async def _write(study, study_id, change, kept, people, defaults, changes, at, a
     for record in change.updated:
         row = kept[record.finding.key]
         updates.append((row["state"], _iso(record.finding.occurred_on), record.finding.days_outside,
-                        describe(record.finding), row["resolved_by_entry"], at, row["id"]))
+                        record.finding.detail, row["resolved_by_entry"], at, row["id"]))
         audit.append(Change("update", "deviation", _rid(study, row),
                             {"occurred_on": row["occurred_on"], "days_outside": row["days_outside"]},
                             {"occurred_on": _iso(record.finding.occurred_on),
@@ -163,7 +168,7 @@ async def _write(study, study_id, change, kept, people, defaults, changes, at, a
     for record in change.reopened:
         row = kept[record.finding.key]
         updates.append((State.DETECTED.value, _iso(record.finding.occurred_on), record.finding.days_outside,
-                        describe(record.finding), None, at, row["id"]))
+                        record.finding.detail, None, at, row["id"]))
         audit.append(Change("reopen", "deviation", _rid(study, row), {"state": row["state"]},
                             {"state": State.DETECTED.value}, "detection: the fact holds again"))
     await store.update_facts(updates)
@@ -206,18 +211,10 @@ def describe(finding: Finding) -> str:
 
 
 def _kept(row: dict) -> Kept:
+    """A stored record as the rules' finding, its description standing for the detail (as stored)."""
     finding = Finding(row["subject_id"], row["visit"], row["occurrence"], Rule(row["rule"]), _day(row["occurred_on"]),
-                      row["days_outside"], _detail(row))
+                      row["days_outside"], row["description"])
     return Kept(finding, row["state"])
-
-
-def _detail(row: dict) -> str:
-    """The finding's detail as `describe` wrote it into the description (so unchanged facts compare equal)."""
-    text = row["description"]
-    head = f"{row['visit']}: {_RULE_TEXT[Rule(row['rule'])]}"
-    if row["rule"] == Rule.VISIT_MISSED or not text.startswith(head + " ("):
-        return ""
-    return text[len(head) + 2:-1]
 
 
 # Manual deviations and window exceptions -------------------------------------------------------

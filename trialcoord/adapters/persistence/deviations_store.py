@@ -117,6 +117,17 @@ def after_ending(events: Collection[str]) -> str:
             f" x.participant AND e.event IN ({names}) AND e.date < x.actual))") if events else ""
 
 
+async def occurrences(participants: Collection[int]) -> dict[int, dict[str, int]]:
+    """Visit code -> occurrence of each participant's visits that took place."""
+    found: dict[int, dict[str, int]] = {}
+    if participants:
+        for participant, code, occurrence in await fetch_rows(
+                f"SELECT x.participant, x.code, x.occurrence FROM visits x WHERE x.actual IS NOT NULL"
+                f"{among('x.participant', participants)}"):
+            found.setdefault(participant, {})[code] = occurrence
+    return found
+
+
 async def exceptions(study_id: int, scope: Collection[int] | None) -> list[dict]:
     return await fetch("SELECT w.participant, p.subject_id, w.visit, w.earlier_days, w.later_days, w.approved_on,"
                        " w.approved_by, w.reason, w.recorded_at FROM window_exceptions w JOIN participants p"
