@@ -88,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     retire = keys.add_parser("retire", help="remove a key that no stored value uses any more")
     retire.add_argument("old_key_id")
     _document_commands(commands)
+    _deviation_commands(commands)
     verify = commands.add_parser("verify", help="check stored documents and signatures, or binder ZIPs offline"
                                                 " (exit 1 naming each failure)")
     verify.add_argument("paths", nargs="*", metavar="ZIP", help="binder or export ZIPs to check with the public registry")
@@ -143,6 +144,21 @@ def _document_commands(commands) -> None:
     sign.add_argument("--meaning", required=True, help="authorship, review, approval, responsibility or consent")
     sign.add_argument("--user", required=True, help="the signer's user ID")
     sign.add_argument("--site")
+
+
+def _deviation_commands(commands) -> None:
+    deviations = commands.add_parser("deviations", help="protocol deviations: detection and listing").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    detect = deviations.add_parser("detect", help="create, update, resolve and reopen the automatic deviation"
+                                                  " records (incremental unless --full)")
+    detect.add_argument("study")
+    detect.add_argument("--as-of", type=_iso_date)
+    detect.add_argument("--full", action="store_true", help="look at every participant, not only what changed")
+    listing = deviations.add_parser("list", help="the study's deviations, oldest first")
+    listing.add_argument("study")
+    listing.add_argument("--state", help="comma-separated states, such as detected,site_response")
+    listing.add_argument("--site")
+    listing.add_argument("--format", choices=FORMATS, default="table")
 
 
 def _user_commands(commands) -> None:
@@ -239,6 +255,7 @@ def _trail_broken() -> tuple[type[Exception], ...]:
 def _dispatch(args) -> int:
     from trialcoord import admin_commands as admin
     from trialcoord import commands
+    from trialcoord import deviation_commands as deviations
     from trialcoord import document_commands as docs
 
     if args.command == "protocol" and args.action == "validate":
@@ -278,6 +295,8 @@ def _dispatch(args) -> int:
         ("binder", "checklist"): lambda: docs.binder_checklist(args.study, args.site, args.as_of, args.pdf),
         ("binder", "export"): lambda: docs.binder_export(args.study, args.site, args.out),
         ("verify", None): lambda: docs.verify(args.paths, args.registry),
+        ("deviations", "detect"): lambda: deviations.detect(args.study, args.as_of, args.full),
+        ("deviations", "list"): lambda: deviations.listing(args.study, args.state, args.site, args.format),
     }
     return handlers[(args.command, getattr(args, "action", None))]()
 

@@ -1,0 +1,79 @@
+"""`trialcoord deviations ...`: detection runs and the deviation listing from the command line."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+
+import msgspec
+
+from trialcoord.admin_commands import _database, actor
+from trialcoord.commands import UsageError, _today
+
+# The listing's columns, the same in JSON and CSV (a spreadsheet and a program see one shape).
+COLUMNS = ("id", "participant", "site", "visit", "occurrence", "rule", "source", "category", "subcategory",
+           "classification", "state", "days_outside", "occurred_on", "detected_at", "description")
+# What fits a terminal line best: the free text last, where wrapping harms least.
+TABLE_COLUMNS = ("id", "site", "participant", "visit", "occurrence", "rule", "classification", "state",
+                 "days_outside", "occurred_on", "description")
+
+
+def detect(study: str, as_of: date | None, full: bool) -> int:
+    from trialcoord.services import deviations
+
+    result = _database(lambda: deviations.detect(study, as_of or _today(), actor=actor(), full=full))
+    print(f"{result['study']} as of {result['as_of']} ({result['scope']}): {result['created']} created, "
+          f"{result['updated']} updated, {result['resolved']} resolved, {result['reopened']} reopened")
+    return 0
+
+
+def listing(study: str, states: str | None, site: str | None, fmt: str) -> int:
+    from trialcoord.services import audit_log, deviations, scheduling
+    from trialcoord.services.errors import NotFound
+
+    wanted = _states(states)
+
+    async def run():
+        # A site that is not the study's is a mistake to name, not an empty listing.
+        if site is not None and site not in {s["code"] for s in await scheduling.list_sites(study)}:
+            raise NotFound(f"study {study} has no site {site}")
+        rows, _ = await deviations.listing(study, states=wanted, sites=None if site is None else [site])
+        # A listing taken out of the system is an export: audited, as `visits` and the app's downloads are.
+        await audit_log.record_alone(actor(), audit_log.Change(
+            "export", "deviation_listing", f"{study}/{site}" if site else study, None,
+            {"format": fmt, "states": sorted(wanted or []), "rows": len(rows)}))
+        return rows
+
+    rows = _database(run)
+    records = [{name: row[name] for name in COLUMNS} for row in rows]
+    if fmt == "json":
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(records), indent=1).decode() + "\n")
+    elif fmt == "csv":
+        from trialcoord.adapters.tabular import csv_text
+
+        sys.stdout.write(csv_text(list(COLUMNS), records))
+    else:
+        sys.stdout.write(_table(records))
+    return 0
+
+
+def _states(text: str | None) -> list[str] | None:
+    from trialcoord.services.deviations import STATES
+
+    if not text:
+        return None
+    wanted = list(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    unknown = [s for s in wanted if s not in STATES]
+    if unknown:
+        raise UsageError(f"--state: unknown state {', '.join(unknown)}; states are: {', '.join(STATES)}")
+    return wanted
+
+
+def _table(records: list[dict]) -> str:
+    # A manual deviation has no rule: its source says where it came from. One line a record: a line break
+    # inside a description would break the columns.
+    cells = [["" if v is None else " ".join(str(v).split()) for v in
+              (r["rule"] or r["source"] if name == "rule" else r[name] for name in TABLE_COLUMNS)] for r in records]
+    widths = [max([len(name)] + [len(line[i]) for line in cells]) for i, name in enumerate(TABLE_COLUMNS)]
+    lines = [TABLE_COLUMNS, *cells]
+    return "".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() + "\n" for line in lines)
