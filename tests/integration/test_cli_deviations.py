@@ -73,7 +73,7 @@ async def test_detect_honours_as_of_a_window_closing_between_two_dates(study, en
     # 2024-03-21 is V2's last day: only screening is missed yet; the day after, V2 is missed too.
     assert "(full): 1 created," in ok(env, "detect", "TST-1", "--as-of", "2024-03-21")
     assert [(r["visit"], r["rule"]) for r in listed(env)] == [("SCR", "visit_missed")]
-    assert "(1 participants): 1 created," in ok(env, "detect", "TST-1", "--as-of", "2024-03-22")
+    assert "(1 participant): 1 created," in ok(env, "detect", "TST-1", "--as-of", "2024-03-22")
     assert [(r["visit"], r["rule"]) for r in listed(env)] == [("SCR", "visit_missed"), ("V2", "visit_missed")]
 
 
@@ -131,7 +131,7 @@ async def test_list_filters_by_state_and_site(enrolled, env):
                                   today=TODAY)
     # V2 is back in its window, and so is V3, whose window follows V2's actual date.
     assert ok(env, "detect", "TST-1", "--as-of", "2024-06-01") == (
-        "TST-1 as of 2024-06-01 (1 participants): 0 created, 0 updated, 2 resolved, 0 reopened\n")
+        "TST-1 as of 2024-06-01 (1 participant): 0 created, 0 updated, 2 resolved, 0 reopened\n")
     resolved = listed(env, "--state", "resolved_by_data_correction")
     assert {(r["participant"], r["visit"], r["rule"]) for r in resolved} == {("1001", "V2", "visit_late"),
                                                                              ("1001", "V3", "visit_early")}

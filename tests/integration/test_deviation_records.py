@@ -65,7 +65,7 @@ async def test_an_incremental_run_after_one_visit_looks_at_that_participant_only
     await deviations.detect(enrolled, TODAY)
     await scheduling.record_visit(enrolled, "1003", "PK", date(2024, 3, 14), today=TODAY)  # optional, in window
     nothing = await deviations.detect(enrolled, TODAY)
-    assert nothing["scope"] == "1 participants" and nothing["created"] == 0
+    assert nothing["scope"] == "1 participant" and nothing["created"] == 0
     quiet = await deviations.detect(enrolled, TODAY)
     assert quiet["scope"] == "0 participants"
 
@@ -76,7 +76,7 @@ async def test_a_window_closing_since_the_last_run_brings_its_participant_in(stu
     first = await deviations.detect(study, date(2024, 3, 21))  # V2's last day: not missed yet (screening is)
     assert first["created"] == 1
     second = await deviations.detect(study, date(2024, 3, 22))
-    assert second["scope"] == "1 participants" and second["created"] == 1
+    assert second["scope"] == "1 participant" and second["created"] == 1
     rows, _ = await deviations.listing(study)
     assert [(r["visit"], r["rule"]) for r in rows] == [("SCR", "visit_missed"), ("V2", "visit_missed")]
 
@@ -87,7 +87,7 @@ async def test_a_corrected_visit_date_resolves_the_record_by_data_correction_nev
                                   today=TODAY)
     result = await deviations.detect(enrolled, TODAY)
     # V2 is back in its window, and so is V3, whose window follows V2's actual date.
-    assert (result["resolved"], result["scope"]) == (2, "1 participants")
+    assert (result["resolved"], result["scope"]) == (2, "1 participant")
     rows, _ = await deviations.listing(enrolled, states=["resolved_by_data_correction"])
     assert {(r["participant"], r["visit"], r["rule"]) for r in rows} == {("1001", "V2", "visit_late"),
                                                                          ("1001", "V3", "visit_early")}

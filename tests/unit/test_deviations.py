@@ -140,3 +140,9 @@ def test_a_consent_deviation_carries_its_visits_real_occurrence():
     candidate = ConsentDeviationCandidate("1001", "C3D1", date(2024, 5, 1), ConsentRule.BEFORE_CONSENT, None)
     [finding] = detect("1001", [], consent=[candidate], occurrences={"C3D1": 3})
     assert (finding.visit, finding.occurrence) == ("C3D1", 3)
+
+
+def test_the_detail_says_how_far_outside_in_plain_words():
+    [one] = [f for f in run({**SCR_DONE, "V2": V2_LATEST + DAY}) if f.visit == "V2"]
+    [two] = [f for f in run({**SCR_DONE, "V2": V2_EARLIEST - 2 * DAY}) if f.visit == "V2"]
+    assert (one.detail, two.detail) == ("1 day after the window", "2 days before the window")

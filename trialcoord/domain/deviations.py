@@ -98,7 +98,7 @@ def detect(subject_id: str, rows: Iterable[VisitOccurrence], *, screening: Itera
         if rule is not None and not _excepted(row, allowed.get((subject_id, row.visit))):
             findings.append(Finding(subject_id, row.visit, row.occurrence, rule,
                                     row.actual or row.latest, row.days_outside,
-                                    f"{abs(row.days_outside)} days {'before' if row.days_outside < 0 else 'after'}"
+                                    f"{_days(row.days_outside)} {'before' if row.days_outside < 0 else 'after'}"
                                     " the window" if row.days_outside else ""))
         if ended_on is not None and row.actual is not None and row.actual > ended_on \
                 and row.definition not in after_ending:
@@ -111,6 +111,10 @@ def detect(subject_id: str, rows: Iterable[VisitOccurrence], *, screening: Itera
         findings.append(Finding(c.subject_id, c.visit, occurrences.get(c.visit, 1), rule, c.visit_on,
                                 detail=c.message))
     return findings
+
+
+def _days(days_outside: int) -> str:
+    return "1 day" if abs(days_outside) == 1 else f"{abs(days_outside)} days"
 
 
 def _schedule_rule(row: VisitOccurrence, screening: set[str]) -> Rule | None:

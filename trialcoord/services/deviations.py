@@ -70,7 +70,7 @@ async def detect(study: str, as_of: date | None = None, actor: str = SYSTEM, ful
         counts = dict(created=0, updated=0, resolved=0, reopened=0)
         if scope is None or scope:
             counts = await _detect(study, study_id, as_of, scope, changes, at, actor)
-        label = "full" if scope is None else f"{len(scope)} participants"
+        label = "full" if scope is None else f"{len(scope)} participant{'' if len(scope) == 1 else 's'}"
         await store.insert_run(study_id, as_of.isoformat(), size, label,
                                (counts["created"], counts["updated"] + counts["reopened"], counts["resolved"]), at)
     return {"study": study, "as_of": as_of, "scope": label, **counts}
