@@ -2,7 +2,8 @@
 
 Pure: no clock, no I/O. Each row is one visit: a bar for its window, a tick for the target, a dot
 for the actual date, a ring for a booked appointment, all coloured by status. Rows only need the
-attributes visit, name, target, earliest, latest, actual, status, and optionally appointment.
+attributes visit, name, target, earliest, latest, actual, status, and optionally appointment. A
+`highlight` (a visit code) marks that visit's row, such as the visit a deviation is about.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class TimelineRow:
     target: float | None
     actual: float | None
     appointment: float | None
+    highlighted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +85,12 @@ class Timeline:
     end: date | None
 
 
-def build_timeline(rows: Iterable[Any], as_of: date) -> Timeline:
+def build_timeline(rows: Iterable[Any], as_of: date, highlight: str | None = None) -> Timeline:
     rows = list(rows)
     span = _date_range(rows, as_of)
     start, end = span if span else (as_of, as_of + timedelta(days=1))
     scale = _Scale(start, end)
-    drawn = tuple(_row(index, row, scale) for index, row in enumerate(rows))
+    drawn = tuple(_row(index, row, scale, highlight) for index, row in enumerate(rows))
     present = [status for status in STATUS_COLOURS if any(row.status == status for row in rows)]
     return Timeline(
         width=LABEL_WIDTH + PLOT_WIDTH + 10,
@@ -129,18 +131,21 @@ def _date_range(rows: list[Any], as_of: date) -> tuple[date, date] | None:
     return min(days) - pad, max(days) + pad
 
 
-def _row(index: int, row: Any, scale: _Scale) -> TimelineRow:
+def _row(index: int, row: Any, scale: _Scale, highlight: str | None) -> TimelineRow:
     appointment = getattr(row, "appointment", None)
+    highlighted = highlight is not None and row.visit == highlight
+    title = _describe(row, appointment)
     return TimelineRow(
         y=AXIS_HEIGHT + index * ROW_HEIGHT,
         label=f"{row.visit} {row.name}",
-        title=_describe(row, appointment),
+        title=f"{title} (the visit in question)" if highlighted else title,
         status=row.status,
         colour=STATUS_COLOURS.get(row.status, STATUS_COLOURS["pending"]),
         bar=_bar(row, scale),
         target=scale.x(row.target) if row.target else None,
         actual=scale.x(row.actual) if row.actual else None,
         appointment=scale.x(appointment) if appointment else None,
+        highlighted=highlighted,
     )
 
 

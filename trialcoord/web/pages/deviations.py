@@ -1,10 +1,378 @@
-"""Pages: the deviation queue, one deviation with its participant's timeline and review steps, CAPA."""
+"""Pages: the deviation queue, one deviation with its participant's timeline and review steps, CAPA.
+
+Reading needs `record_deviation` (coordinators, investigators, monitors), filtered to the reader's sites.
+Each review step has its own route guarded by the step's action, and is checked again at the deviation's
+site; classification and closure run the signing ceremony (password, and the user ID at the first signing).
+"""
 
 from __future__ import annotations
 
-from litestar import Controller
+import re
+from datetime import date
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
+
+from litestar import Controller, get, post
+from litestar.exceptions import PermissionDeniedException
+from litestar.params import PathParameter, QueryParameter, URLEncodedBody
+from litestar.response import Redirect, Template
+
+from trialcoord.domain.access import Action
+from trialcoord.domain.deviation_review import CATEGORIES, SUBCATEGORIES, TRANSITIONS, Step, check_step
+from trialcoord.domain.deviations import Classification
+from trialcoord.domain.problems import InvalidInput
+from trialcoord.domain.signatures import local_time
+from trialcoord.services import accounts, deviation_review, deviations, scheduling
+from trialcoord.services.errors import Conflict, NotFound
+from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today
+from trialcoord.web.api.schemas import visit_row
+from trialcoord.web.auth import Access, needs
+from trialcoord.web.errors import field_messages
+from trialcoord.web.pages.forms import FormReader
+from trialcoord.web.timeline import build_timeline
+
+PAGE_SIZE = 50
+VIEW = needs(Action.RECORD_DEVIATION, across_sites=True)
+REVIEW = needs(Action.REVIEW_DEVIATION, across_sites=True)
+SIGNED_REVIEW = needs(Action.REVIEW_DEVIATION, Action.SIGN, across_sites=True)  # SIGN checked at the site below
+DeviationPath = Annotated[int, PathParameter(description="Deviation number")]
+CapaPath = Annotated[int, PathParameter(description="CAPA record number")]
+States = Annotated[list[str] | None, QueryParameter(name="state")]  # `state` is litestar's own name
+Form = URLEncodedBody[dict[str, str | list[str]]]  # the queue's checkboxes repeat `ids`
+CLASSIFICATIONS = [(str(c), str(c).replace("_", " ")) for c in Classification]
+STEP_FIELDS = {  # the fields each step's form shows; a message for any other goes above the form
+    Step.RESPOND: {"reason", "corrective_action"}, Step.ACKNOWLEDGE: set(), Step.REOPEN: {"reason"},
+    Step.CLASSIFY: {"classification", "category", "subcategory", "user_id", "password"},
+    Step.CLOSE: {"user_id", "password"},
+}
+NOTICES = {str(Step.RESPOND): "Response recorded.", str(Step.ACKNOWLEDGE): "Acknowledged: under monitor review.",
+           str(Step.CLASSIFY): "Classified and signed (review).", str(Step.CLOSE): "Closed and signed (approval).",
+           str(Step.REOPEN): "Reopened.", "created": "CAPA record created.", "closed": "CAPA record closed."}
 
 
 class DeviationPages(Controller):
     path = "/studies/{study:str}"
     include_in_schema = False
+
+    # The queue --------------------------------------------------------------------------------
+
+    @get("/deviations", opt=VIEW)
+    async def queue(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None,
+                    states: States = None, category: QueryStr = None,
+                    min_age: QueryStr = None, page: QueryStr = None, ran: QueryStr = None,
+                    acknowledged: QueryStr = None) -> Template:
+        context = await _queue_context(study, access, today, site, states, category, min_age, page)
+        context["notice"] = _ran_notice(ran) or (f"Acknowledged {acknowledged}." if acknowledged and
+                                                 acknowledged.isdigit() else None)
+        return Template("deviations.html", context=context, status_code=400 if context["errors"] else 200)
+
+    @post("/deviations/detect", opt=VIEW)
+    async def detect(self, study: StudyPath, access: AccessDep, today: Today) -> Redirect:
+        result = await deviations.detect(study, today, actor=access.user_id)
+        counts = "-".join(str(result[k]) for k in ("created", "updated", "resolved", "reopened"))
+        return Redirect(f"{_queue_url(study)}?ran={counts}", status_code=303)
+
+    @post("/deviations/acknowledge", opt=REVIEW)
+    async def acknowledge(self, study: StudyPath, data: Form, access: AccessDep, today: Today
+                          ) -> Template | Redirect:
+        """Bulk acknowledgement: each chosen deviation on its own; the refused ones are listed with why."""
+        chosen = data.get("ids") or []
+        chosen = [chosen] if isinstance(chosen, str) else chosen
+        if not chosen:
+            context = await _queue_context(study, access, today, None, None, None, None, None)
+            context["errors"] = {"ids": "Choose at least one deviation to acknowledge."}
+            return Template("deviations.html", context=context, status_code=422)
+        refused: dict[str, str] = {}
+        mine = []
+        for raw in dict.fromkeys(chosen):
+            if not (raw.isdigit() and len(raw) < 10):
+                refused[raw] = f"'{raw}' is not a deviation number"
+                continue
+            try:
+                row = await deviations.get(study, int(raw))
+            except NotFound as error:
+                refused[raw] = str(error)
+                continue
+            if access.may(Action.REVIEW_DEVIATION, study, row["site"], today):
+                mine.append(row["id"])
+            else:
+                refused[raw] = f"{access.user_id} may not review deviations at site {row['site']}"
+        done = await deviation_review.acknowledge_many(study, mine, access.user_id) if mine else {
+            "acknowledged": [], "refused": {}}
+        refused.update({str(k): v for k, v in done["refused"].items()})
+        if not refused:
+            return Redirect(f"{_queue_url(study)}?acknowledged={len(done['acknowledged'])}", status_code=303)
+        context = await _queue_context(study, access, today, None, None, None, None, None)
+        context.update(acknowledged=done["acknowledged"], refused=refused)
+        return Template("deviations.html", context=context, status_code=200 if done["acknowledged"] else 422)
+
+    # One deviation and its review steps -------------------------------------------------------------
+
+    @get("/deviations/{deviation_id:int}", opt=VIEW)
+    async def deviation(self, study: StudyPath, deviation_id: DeviationPath, access: AccessDep, today: Today,
+                        saved: QueryStr = None) -> Template:
+        row = await _visible(study, deviation_id, access)
+        context = await _deviation_context(study, row, access, today)
+        context["notice"] = NOTICES.get(saved or "")
+        return Template("deviation.html", context=context)
+
+    @post("/deviations/{deviation_id:int}/respond", opt=needs(Action.RESPOND_DEVIATION, across_sites=True))
+    async def respond(self, study: StudyPath, deviation_id: DeviationPath, data: Form, access: AccessDep,
+                      today: Today) -> Template | Redirect:
+        return await _take(study, deviation_id, Step.RESPOND, data, access, today)
+
+    @post("/deviations/{deviation_id:int}/acknowledge", opt=REVIEW)
+    async def acknowledge_one(self, study: StudyPath, deviation_id: DeviationPath, data: Form, access: AccessDep,
+                              today: Today) -> Template | Redirect:
+        return await _take(study, deviation_id, Step.ACKNOWLEDGE, data, access, today)
+
+    @post("/deviations/{deviation_id:int}/classify", opt=SIGNED_REVIEW)
+    async def classify(self, study: StudyPath, deviation_id: DeviationPath, data: Form, access: AccessDep,
+                       today: Today) -> Template | Redirect:
+        return await _take(study, deviation_id, Step.CLASSIFY, data, access, today)
+
+    @post("/deviations/{deviation_id:int}/close", opt=SIGNED_REVIEW)
+    async def close(self, study: StudyPath, deviation_id: DeviationPath, data: Form, access: AccessDep,
+                    today: Today) -> Template | Redirect:
+        return await _take(study, deviation_id, Step.CLOSE, data, access, today)
+
+    @post("/deviations/{deviation_id:int}/reopen", opt=REVIEW)
+    async def reopen(self, study: StudyPath, deviation_id: DeviationPath, data: Form, access: AccessDep,
+                     today: Today) -> Template | Redirect:
+        return await _take(study, deviation_id, Step.REOPEN, data, access, today)
+
+    # CAPA -------------------------------------------------------------------------------------------
+
+    @get("/capas", opt=VIEW)
+    async def capas(self, study: StudyPath, access: AccessDep) -> Template:
+        return Template("capas.html", context=await _capas_context(study, access))
+
+    @post("/capas", opt=VIEW)
+    async def create_capa(self, study: StudyPath, data: Form, access: AccessDep) -> Template | Redirect:
+        form = FormReader(data)
+        fields = {name: form.text(name, label) for name, label in (
+            ("title", "title"), ("root_cause", "root cause"), ("corrective", "corrective action"),
+            ("preventive", "preventive action"), ("owner", "owner"))}
+        due_on = form.date("due_on", "due date", required=False)
+        raw_ids = form.text("deviation_ids", "deviation numbers", required=False) or ""
+        ids = [int(part) for part in re.split(r"[\s,;]+", raw_ids) if part.isdigit() and len(part) < 10]
+        if len(ids) != len([part for part in re.split(r"[\s,;]+", raw_ids) if part]):
+            form.errors["deviation_ids"] = "Enter deviation numbers such as 12, 15 (digits, separated by commas)."
+        if not form.errors:
+            try:
+                made = await deviation_review.create_capa(study, *fields.values(), due_on, ids, access.user_id,
+                                                          sites=_sites(access))
+                return Redirect(f"/studies/{quote(study, safe='')}/capas/{made['id']}?saved=created", status_code=303)
+            except NotFound as error:
+                form.errors["deviation_ids"] = str(error)
+            except (InvalidInput, Conflict) as error:
+                form.errors.update(_renamed(field_messages(error), {"corrective_action": "corrective",
+                                                                    "preventive_action": "preventive"}))
+        context = await _capas_context(study, access)
+        context.update(errors=form.errors, form=form.data)
+        return Template("capas.html", context=context, status_code=422)
+
+    @get("/capas/{capa_id:int}", opt=VIEW)
+    async def capa(self, study: StudyPath, capa_id: CapaPath, access: AccessDep, today: Today,
+                   saved: QueryStr = None) -> Template:
+        context = await _capa_context(study, capa_id, access, today)
+        context["notice"] = NOTICES.get(saved or "")
+        return Template("capa.html", context=context)
+
+    @post("/capas/{capa_id:int}/close", opt=VIEW)
+    async def close_capa(self, study: StudyPath, capa_id: CapaPath, data: Form, access: AccessDep, today: Today
+                         ) -> Template | Redirect:
+        context = await _capa_context(study, capa_id, access, today)  # 404/403 before anything else
+        form = FormReader(data)
+        reason = form.text("reason", "effectiveness check")
+        if not form.errors:
+            try:
+                await deviation_review.close_capa(study, capa_id, access.user_id, reason)
+                return Redirect(f"/studies/{quote(study, safe='')}/capas/{capa_id}?saved=closed", status_code=303)
+            except (InvalidInput, Conflict) as error:
+                form.errors.update(field_messages(error))
+        context.update(errors=form.errors, form=form.data)
+        return Template("capa.html", context=context, status_code=422)
+
+
+# The queue ----------------------------------------------------------------------------------------
+
+def _queue_url(study: str) -> str:
+    return f"/studies/{quote(study, safe='')}/deviations"
+
+
+def _sites(access: Access) -> frozenset[str] | None:
+    """The sites the reader's listing may show (None: all)."""
+    return None if access.sites is None or access.sites.all_sites else access.sites.sites
+
+
+def _ran_notice(ran: str | None) -> str | None:
+    counts = re.fullmatch(r"(\d{1,9})-(\d{1,9})-(\d{1,9})-(\d{1,9})", ran or "")
+    if not counts:
+        return None
+    created, updated, resolved, reopened = counts.groups()
+    return f"Detection ran: {created} created, {updated} updated, {resolved} resolved, {reopened} reopened."
+
+
+async def _queue_context(study: str, access: Access, today: date, site: str | None, states: list[str] | None,
+                         category: str | None, min_age: str | None, page: str | None) -> dict[str, Any]:
+    errors: dict[str, str] = {}
+    states = [s for s in states or [] if s]
+    if any(s not in deviations.STATES for s in states):
+        errors["state"] = f"Choose states from the list ({', '.join(deviations.STATES)})."
+    if category and category not in CATEGORIES:
+        errors["category"] = "Choose a category from the list."
+    age = None
+    if min_age:
+        if min_age.isdigit() and len(min_age) < 6:
+            age = int(min_age)
+        else:
+            errors["min_age"] = "Enter the minimum age as a whole number of days, such as 14."
+    number = 1
+    if page:
+        if page.isdigit() and 0 < len(page) < 7 and int(page) > 0:
+            number = int(page)
+        else:
+            errors["page"] = "The page number must be a whole number from 1."
+    rows, total = [], 0
+    if not errors:
+        rows, total = await deviations.listing(study, states=states or None, sites=_sites(access),
+                                               category=category or None, min_age_days=age, as_of=today,
+                                               limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE)
+    filters = [("site", site or ""), *(("state", s) for s in states), ("category", category or ""),
+               ("min_age", min_age or "")]
+    kept = [(k, v) for k, v in filters if v]
+
+    def link(n: int) -> str:
+        return f"{_queue_url(study)}?{urlencode([*kept, ('page', n)], quote_via=quote)}"
+
+    pages = max(1, -(-total // PAGE_SIZE))
+    sites = [row["code"] for row in await scheduling.list_sites(study) if access.shows(row["code"])]
+    return {
+        "study": await scheduling.get_study(study), "rows": rows, "total": total, "page": number, "pages": pages,
+        "prev_url": link(number - 1) if number > 1 else None, "next_url": link(number + 1) if number < pages else None,
+        "ages": {row["id"]: deviations.age_days(row, today) for row in rows},
+        "sites": [(code, f"site {code}") for code in sites], "site": site or "",
+        "states": [(s, s.replace("_", " ")) for s in deviations.STATES], "chosen_states": states,
+        "categories": [(c, c) for c in CATEGORIES], "category": category or "", "min_age": min_age or "",
+        "errors": errors, "acknowledged": [], "refused": {}, "notice": None,
+        "can_acknowledge": any(access.may(Action.REVIEW_DEVIATION, study, s, today) for s in sites),
+    }
+
+
+# One deviation ------------------------------------------------------------------------------------
+
+async def _visible(study: str, deviation_id: int, access: Access) -> dict:
+    """The deviation (404), if it is at one of the reader's sites (else 403)."""
+    row = await deviations.get(study, deviation_id)
+    access.require_site(row["site"], "see deviations")
+    return row
+
+
+def _offered(study: str, row: dict, access: Access, today: date) -> list[str]:
+    """The steps the reader may take now: the state allows them and their grants at the site do."""
+    offered = []
+    for step, transition in TRANSITIONS.items():
+        needed = [transition.action] + ([Action.SIGN] if transition.meaning else [])
+        if row["state"] in transition.sources and all(access.may(a, study, row["site"], today) for a in needed):
+            offered.append(str(step))
+    return offered
+
+
+async def _take(study: str, deviation_id: int, step: Step, data: dict, access: Access, today: date
+                ) -> Template | Redirect:
+    row = await _visible(study, deviation_id, access)
+    transition = TRANSITIONS[step]
+    for action in [transition.action] + ([Action.SIGN] if transition.meaning else []):
+        if not access.may(action, study, row["site"], today):  # the guard could only check the study
+            raise PermissionDeniedException(f"{access.user_id} may not {step} deviations at site {row['site']}"
+                                            f" ({str(action).replace('_', ' ')})")
+    form = FormReader({k: v for k, v in data.items() if isinstance(v, str)})
+    values = _step_values(step, form)
+    errors = form.errors
+    if not errors:
+        try:
+            check_step(step, row["state"], **{k: v for k, v in values.items() if k != "corrective_action"})
+            signing = None
+            if transition.meaning is not None:
+                password = data.get("password")
+                signing = await accounts.signing_ceremony(access.viewer, str(transition.meaning),
+                                                          password if isinstance(password, str) else "",
+                                                          form.data.get("user_id") or None)
+            await deviation_review.take_step(study, deviation_id, step, access.user_id,
+                                             row_version=form.integer("row_version"), signing=signing, **values)
+            return Redirect(f"{_queue_url(study)}/{deviation_id}?saved={step}", status_code=303)
+        except (InvalidInput, Conflict, NotFound) as error:
+            errors = _renamed(field_messages(error), {"response": "reason"})
+    errors = {(k if k in STEP_FIELDS[step] else ""): v for k, v in errors.items()}
+    context = await _deviation_context(study, await deviations.get(study, deviation_id), access, today)
+    values = {k: v for k, v in form.data.items() if k != "password"}  # a password is never sent back
+    context["failed"] = {"step": str(step), "errors": errors, "form": values}
+    return Template("deviation.html", context=context, status_code=422)
+
+
+def _step_values(step: Step, form: FormReader) -> dict[str, Any]:
+    if step is Step.RESPOND:
+        return {"response": form.text("reason", "reason the deviation happened"),
+                "corrective_action": form.text("corrective_action", "corrective action", required=False)}
+    if step is Step.REOPEN:
+        return {"reason": form.text("reason", "reason for reopening")}
+    if step in (Step.CLASSIFY, Step.CLOSE):
+        form.text("password", "password")  # never an empty attempt: a failed one counts towards lock-out
+    if step is Step.CLASSIFY:
+        return {"classification": form.text("classification", "classification", choice=True),
+                "category": form.text("category", "category", choice=True),
+                "subcategory": form.text("subcategory", "subcategory", required=False, choice=True)}
+    return {}
+
+
+def _renamed(errors: dict[str, str], names: dict[str, str]) -> dict[str, str]:
+    return {names.get(k, k): v for k, v in errors.items()}
+
+
+async def _deviation_context(study: str, row: dict, access: Access, today: date) -> dict[str, Any]:
+    zone = next((s["time_zone"] for s in await scheduling.list_sites(study) if s["code"] == row["site"]), "UTC")
+    signatures = [{**s, "local_time": _local(s["instant"], zone)}
+                  for s in await deviation_review.verify_signatures(study, row["id"])]
+    steps = [{**s, "local_time": _local(s["at"], zone)} for s in row["steps"]]
+    timeline = None
+    if row["participant"]:
+        visits = [visit_row(v) for v in await scheduling.participant_schedule(study, row["participant"], today)]
+        timeline = build_timeline(visits, today, highlight=row["visit"])
+    return {
+        "study": await scheduling.get_study(study), "row": row, "steps": steps, "signatures": signatures,
+        "timeline": timeline, "offered": _offered(study, row, access, today), "today": today,
+        "age": deviations.age_days(row, today), "detected_at": _local(row["detected_at"], zone),
+        "closed_at": _local(row["closed_at"], zone) if row["closed_at"] else None,         "classifications": CLASSIFICATIONS, "categories": [(c, c) for c in CATEGORIES],
+        "subcategories": SUBCATEGORIES, "notice": None, "failed": {"step": "", "errors": {}, "form": {}},
+    }
+
+
+def _local(instant: str, zone: str) -> str:
+    try:
+        return local_time(instant, zone, ZoneInfo(zone))
+    except ValueError:  # an instant in another format: shown as stored
+        return instant
+
+
+# CAPA ---------------------------------------------------------------------------------------------
+
+async def _capas_context(study: str, access: Access) -> dict[str, Any]:
+    capas = await deviation_review.list_capas(study)
+    sites = _sites(access)
+    if sites is not None:  # a site's staff see the records they made or that group their site's deviations
+        mine = {row["id"] for row in (await deviations.listing(study, sites=sites))[0] if row["capa"]}
+        capas = [c for c in capas if c["created_by"] == access.user_id or mine & set(c["deviations"])]
+    return {"study": await scheduling.get_study(study), "capas": capas, "errors": {}, "form": {}, "notice": None}
+
+
+async def _capa_context(study: str, capa_id: int, access: Access, today: date) -> dict[str, Any]:
+    capa = await deviation_review.get_capa(study, capa_id)
+    members = [await deviations.get(study, i) for i in capa["deviations"]]
+    shown = [m for m in members if access.shows(m["site"])]
+    if _sites(access) is not None and capa["created_by"] != access.user_id and not shown:
+        raise PermissionDeniedException(f"{access.user_id} may not see CAPA record {capa_id}: it groups no"
+                                        " deviation of their sites")
+    return {"study": await scheduling.get_study(study), "capa": capa, "members": shown,
+            "hidden": len(members) - len(shown), "errors": {}, "form": {}, "notice": None}
