@@ -89,7 +89,7 @@ def check_step(step: Step | str, state: str, *, reason: str | None = None, class
         problems.append(Problem(f"a deviation that is {state} cannot be {_past(step)}; only one that is {allowed}",
                                 field="state"))
     if step is Step.RESPOND and not (response or "").strip():
-        problems.append(Problem("a site response needs the reason the deviation happened", field="reason"))
+        problems.append(Problem("a site response needs the reason the deviation happened", field="response"))
     if step is Step.REOPEN and not (reason or "").strip():
         problems.append(Problem("reopening needs the reason", field="reason"))
     if step is Step.CLASSIFY:
