@@ -1,6 +1,6 @@
 """Make the base .docx files the renderer fills: run once, commit the script and its output.
 
-    .venv/bin/python document_templates/make_docx_bases.py
+    .venv/bin/python document_templates/make_docx_bases.py [NAME ...]
 
 A base holds styles, page setup and placeholders. Placeholders are `{{name}}` for a value of the data,
 `{{doc.title}}`, `{{doc.version_label}}`, `{{doc.short_hash}}`, `{{doc.created_at}}` for the rendering's
@@ -109,7 +109,56 @@ def delegation_log() -> Document:
     return doc
 
 
+def _table(doc: Document, headings: tuple[str, ...], keys: tuple[str, ...], rows: str) -> None:
+    """A header row and one placeholder row repeated once per item of `rows`."""
+    table = doc.add_table(rows=2, cols=len(headings))
+    table.style = "Table Grid"
+    for cell, heading in zip(table.rows[0].cells, headings):
+        cell.text = heading
+        cell.paragraphs[0].runs[0].bold = True
+    for cell, key in zip(table.rows[1].cells, keys):
+        cell.text = "{{%s.%s}}" % (rows, key)
+
+
+def deviation_log() -> Document:
+    doc = _document(landscape=True)
+    doc.add_paragraph("Protocol deviation log")
+    doc.add_heading("{{doc.title}}", level=0)
+    doc.add_paragraph("Study {{study_code}} · site {{site}} · as of {{doc.version_label}}")
+    _table(doc, ("ID", "Participant", "Visit", "Category", "Description", "Occurred", "Identified", "Classification",
+                 "Status"),
+           ("id", "participant", "visit", "category", "description", "occurred", "identified", "classification",
+            "status"), "entries")
+    return doc
+
+
+def monitoring_visit_report() -> Document:
+    doc = _document(landscape=True)
+    doc.add_paragraph("Monitoring visit report")
+    doc.add_heading("{{doc.title}}", level=0)
+    doc.add_paragraph("Study {{study_code}} · site {{site}} · visit date {{visit_date}} · prepared by {{prepared_by}}")
+    doc.add_heading("Site status", level=1)
+    _table(doc, ("Measure", "Value"), ("label", "value"), "summary")
+    doc.add_heading("Open protocol deviations", level=1)
+    _table(doc, ("ID", "Participant", "Visit", "Category", "Description", "Identified", "Age (days)",
+                 "Classification", "Status"),
+           ("id", "participant", "visit", "category", "description", "identified", "age_days", "classification",
+            "status"), "entries")
+    doc.add_heading("Corrective and preventive actions", level=1)
+    _table(doc, ("ID", "Title", "State", "Owner", "Due", "Deviations"),
+           ("id", "title", "state", "owner", "due_on", "deviations"), "capas")
+    doc.add_heading("Monitor", level=1)
+    _signature_block(doc, "Monitor")
+    return doc
+
+
+BASES = {"consent_form": consent_form, "delegation_log": delegation_log, "deviation_log": deviation_log,
+         "monitoring_visit_report": monitoring_visit_report}
+
 if __name__ == "__main__":
-    for name, make in (("consent_form", consent_form), ("delegation_log", delegation_log)):
-        make().save(HERE / f"{name}.docx")
+    import sys
+
+    # Named bases only (all without arguments): saving one again changes its bytes, so leave the others be.
+    for name in sys.argv[1:] or BASES:
+        BASES[name]().save(HERE / f"{name}.docx")
         print(f"wrote {HERE / name}.docx")

@@ -12,6 +12,7 @@ import hashlib
 import importlib.metadata
 import io
 import json
+import math
 import os
 import re
 import tempfile
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup
 
 from trialcoord.adapters.render.pdf import instant, reproducible_pdf, stamp
 from trialcoord.domain.problems import InvalidInput, Problem
@@ -46,9 +48,27 @@ TEMPLATES: dict[str, Template] = {
     "training_log": Template(("pdf",), "104", _SITE_LOG,
                              {"entries": ("staff", "role", "training", "date", "trainer", "material_version?",
                                           "method?")}),
-    "deviation_log": Template(("pdf",), "110", _SITE_LOG,
+    "deviation_log": Template(("pdf", "docx"), "110", (*_SITE_LOG, "as_of?", "summary?", "charts?"),
                               {"entries": ("participant", "visit", "category", "description", "identified",
-                                           "classification", "status", "id?", "occurred?")}),
+                                           "classification", "status", "id?", "occurred?"),
+                               "summary": ("label", "value"), "charts": ("kind", "title")}),
+    "monitoring_visit_report": Template(("pdf", "docx"), "107",
+                                        ("study_code", "site", "visit_date", "prepared_by", "summary", "entries",
+                                         "capas", "charts?"),
+                                        {"summary": ("label", "value"),
+                                         "entries": ("id", "participant", "visit", "category", "description",
+                                                     "identified", "age_days", "classification", "status"),
+                                         "capas": ("id", "title", "state", "owner", "due_on", "deviations"),
+                                         "charts": ("kind", "title")}),
+    "site_summary": Template(("pdf",), None, ("study_code", "as_of", "sites", "total", "reconsent", "documents",
+                                              "charts?"),
+                             {"sites": ("site", "participants", "active", "ended", "visits_due", "visits_done",
+                                        "completion_rate", "on_time_rate", "open_deviations", "ages",
+                                        "reconsent", "expiring"),
+                              "reconsent": ("subject_id", "site", "signed_version", "required_version",
+                                            "required_since"),
+                              "documents": ("site", "document", "version", "state", "expires_on"),
+                              "charts": ("kind", "title")}),
     "binder_cover": Template(("pdf",), None, ("study_code", "study_title", "site_code", "site_name", "investigator",
                                               "sponsor", "protocol_version?"), {}),
     "signature_page": Template(("pdf",), None, ("study_code", "site_code", "document", "version", "version_sha256",
@@ -64,6 +84,34 @@ TEMPLATES: dict[str, Template] = {
 
 _JINJA = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def draw_chart(spec: Mapping) -> Markup:
+    """A chart of the data as inline SVG, drawn by charts.py (which escapes every text): data that reaches a
+    template never becomes markup itself, whoever supplied it. Kinds: stacked (periods, series), bars
+    (items of [label, value]), histogram (values, bins of [lo, hi or null])."""
+    from trialcoord.adapters.render import charts
+
+    try:
+        kind, title = spec["kind"], str(spec["title"])
+        if kind == "stacked":
+            svg = charts.stacked_bars(title, [str(p) for p in spec["periods"]],
+                                      {str(k): list(v) for k, v in spec["series"].items()},
+                                      y_label=str(spec.get("y_label") or ""))
+        elif kind == "bars":
+            svg = charts.bars(title, [(str(label), value) for label, value in spec["items"]],
+                              unit=str(spec.get("unit") or ""))
+        elif kind == "histogram":
+            bins = [(lo, math.inf if hi is None else hi) for lo, hi in spec["bins"]] if spec.get("bins") else None
+            svg = charts.histogram(title, list(spec["values"]), bins, unit=str(spec.get("unit") or "days"))
+        else:
+            raise ValueError(f"unknown kind {kind!r}; one of stacked, bars, histogram")
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise InvalidInput([Problem(f"cannot be drawn: {error}", field="charts")]) from None
+    return Markup(svg)
+
+
+_JINJA.globals["chart"] = draw_chart
 _UNDEFINED = re.compile(r"'([^']+)' is undefined|has no attribute '([^']+)'|no element '?([^']+?)'?$")
 _TOKEN = re.compile(r"\{\{([a-z_]+)(?:\.([a-z_]+))?\}\}")
 
@@ -266,6 +314,7 @@ class RenderCache:
             version_label: str) -> str:
         _template(template, kind)
         sources = sorted(TEMPLATE_DIR.glob("_*")) + [TEMPLATE_DIR / f"{template}.{'html' if kind == 'pdf' else kind}"]
+        sources.append(Path(__file__).with_name("charts.py"))  # the charts a template draws shape its bytes too
         files = hashlib.sha256(b"".join(hashlib.sha256(p.read_bytes()).digest() for p in sources)).hexdigest()
         # the library's version too: an upgrade may lay out the same input differently
         library = importlib.metadata.version("weasyprint" if kind == "pdf" else "python-docx")

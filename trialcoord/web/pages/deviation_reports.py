@@ -2,9 +2,88 @@
 
 from __future__ import annotations
 
-from litestar import Controller
+from datetime import date
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from litestar import Controller, get, post
+from litestar.response import Redirect, Template
+
+from trialcoord.adapters.render.documents import draw_chart
+from trialcoord.domain.access import Action
+from trialcoord.domain.problems import InvalidInput
+from trialcoord.services import deviation_reports as reports
+from trialcoord.services import scheduling
+from trialcoord.services.errors import Conflict, NotFound
+from trialcoord.web.api.deviation_reports import printed, scope
+from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today
+from trialcoord.web.auth import Access, needs
+from trialcoord.web.errors import field_messages
+from trialcoord.web.pages.forms import Form, FormReader
+
+VIEW = needs(Action.VIEW_SCHEDULE, across_sites=True)
+REPORT_CHOICES = {reports.LOG: "Protocol deviation log", reports.VISIT_REPORT: "Monitoring visit report"}
 
 
 class ReportPages(Controller):
     path = "/studies/{study:str}"
     include_in_schema = False
+
+    @get("/deviations/trends", opt=VIEW)
+    async def trends(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None) -> Template:
+        sites = await _visible_sites(study, access)
+        trend = await reports.trends(study, scope(access, site or None), today)
+        charts = [draw_chart(spec) for spec in reports.trend_charts(trend, with_sites=not site)]
+        return Template("deviation_trends.html", context={
+            "study": await scheduling.get_study(study), "sites": sites, "site": site, "trend": trend,
+            "charts": charts})
+
+    @get("/reports", opt=VIEW)
+    async def reports_page(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None,
+                           filed: QueryStr = None) -> Template:
+        return Template("deviation_reports.html",
+                        context=await _context(study, access, today, site or None, filed=filed))
+
+    @post("/reports/file", opt=needs(Action.MANAGE_DOCUMENTS, across_sites=True))
+    async def file(self, study: StudyPath, data: Form, access: AccessDep, today: Today) -> Template | Redirect:
+        """File the chosen report of a site into its binder, then back to the reports page saying which version."""
+        form = FormReader(data)
+        site = form.text("site", "site", choice=True)
+        report = form.text("report", "report", choice=True)
+        kind = form.text("format", "format", required=False, choice=True) or "pdf"
+        if report and report not in REPORT_CHOICES:
+            form.errors["report"] = "Choose the deviation log or the monitoring visit report."
+        if kind not in reports.MEDIA_TYPES:
+            form.errors["format"] = "Choose PDF or DOCX."
+        row = None
+        if not form.errors:
+            access.require_site(site, "file documents")
+            try:
+                row = await reports.file_report(study, site, report, kind, today, access.user_id, printed(access))
+            except (InvalidInput, Conflict, NotFound) as error:
+                form.errors.update(field_messages(error))
+        if row is None:
+            context = await _context(study, access, today, site, errors=form.errors, form=form.data)
+            return Template("deviation_reports.html", context=context, status_code=422)
+        note = f"{row['name']} version {row['label']}" + ("" if row["filed"] else " (unchanged, already filed)")
+        query = urlencode({"site": site, "filed": note}, quote_via=quote)
+        return Redirect(f"/studies/{quote(study, safe='')}/reports?{query}", status_code=303)
+
+
+async def _visible_sites(study: str, access: Access) -> list[str]:
+    return [row["code"] for row in await scheduling.list_sites(study) if access.shows(row["code"])]
+
+
+async def _context(study: str, access: Access, today: date, site: str | None, *, filed: str | None = None,
+                   errors: dict | None = None, form: dict | None = None) -> dict[str, Any]:
+    sites = await _visible_sites(study, access)
+    chosen = [site] if site in sites else sites
+    summary = await reports.site_summary(study, chosen, today)
+    exporters = [code for code in chosen if access.may(Action.EXPORT, study, code, today)]
+    filers = [(code, code) for code in chosen if access.may(Action.MANAGE_DOCUMENTS, study, code, today)]
+    rows = summary["sites"] + ([{**summary["total"], "site": "All"}] if len(summary["sites"]) > 1 else [])
+    return {"study": await scheduling.get_study(study), "sites": sites, "site": site if site in sites else None,
+            "summary": summary, "summary_rows": rows, "exporters": exporters, "filers": filers, "today": today,
+            "reports": list(REPORT_CHOICES.items()), "can_export": bool(exporters),
+            "charts": [draw_chart(spec) for spec in reports.summary_charts(summary)],
+            "filed": filed, "errors": errors or {}, "form": form or {}}

