@@ -50,6 +50,23 @@ DATA = {
                                     "document": None, "expires_on": None},
                                    {"state": "expiring", "artifact": "05.02.07 Staff qualification", "for": "ivan",
                                     "document": "Licence 2026", "expires_on": "2027-01-10"}]},
+    "monitoring_visit_report": {"study_code": "ABC-123", "site": "101 Berlin", "visit_date": "2026-11-27",
+                                "prepared_by": "Mona Monitor (mona)",
+                                "summary": [{"label": "Visits done / due", "value": "8 / 10"}],
+                                "entries": [{"id": "7", "participant": "101-003", "visit": "V3",
+                                             "category": "visit schedule", "description": "4 days late",
+                                             "identified": "2026-03-02", "age_days": 12,
+                                             "classification": "non important", "status": "detected"}],
+                                "capas": [{"id": 1, "title": "Reminder calls", "state": "open", "owner": "cora",
+                                           "due_on": None, "deviations": "7"}],
+                                "charts": [{"kind": "bars", "title": "Deviations by rule",
+                                            "items": [["visit_late", 1]]}]},
+    "site_summary": {"study_code": "ABC-123", "as_of": "2026-11-27", "reconsent": [], "documents": [],
+                     "total": {"participants": 3, "active": 2, "ended": 1},
+                     "sites": [{"site": "101", "participants": 3, "active": 2, "ended": 1, "visits_due": 10,
+                                "visits_done": 8, "completion_rate": "80.0%", "on_time_rate": "75.0%",
+                                "open_deviations": 1, "ages": {"0-30": 1, "31-60": 0, "61-90": 0, ">90": 0},
+                                "reconsent": 0, "expiring": 0}]},
     "signature_page": {"study_code": "ABC-123", "site_code": "101", "document": "ICF English", "version": "2.0",
                        "version_sha256": "ab" * 32,
                        "signatures": [{"printed_name": "Dr. Anna Schmidt", "signer_id": "aschmidt", "meaning": "approval",
@@ -57,7 +74,7 @@ DATA = {
                                        "local_time": "2026-11-27 10:30:00 CET (Europe/Berlin)",
                                        "key_id": "0123456789abcdef", "signature": "cd" * 64}]},
 }
-DOCX = ("consent_form", "delegation_log")
+DOCX = ("consent_form", "delegation_log", "deviation_log", "monitoring_visit_report")
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +89,14 @@ def renders():
 def test_templates_name_their_kinds_and_tmf_artifacts():
     assert {name: (t.kinds, t.unique_id) for name, t in TEMPLATES.items()} == {
         "consent_form": (("pdf", "docx"), "040"), "delegation_log": (("pdf", "docx"), "101"),
-        "training_log": (("pdf",), "104"), "deviation_log": (("pdf",), "110"),
+        "training_log": (("pdf",), "104"), "deviation_log": (("pdf", "docx"), "110"),
+        "monitoring_visit_report": (("pdf", "docx"), "107"), "site_summary": (("pdf",), None),
         "binder_cover": (("pdf",), None), "binder_index": (("pdf",), None), "signature_page": (("pdf",), None),
         "binder_checklist": (("pdf",), None)}
     assert set(DATA) == set(TEMPLATES)
     # the binder files each rendering under the domain's artifact table: the two must agree
     numbers = {t.unique_id: artifact(t.unique_id).number for t in TEMPLATES.values() if t.unique_id}
-    assert numbers == {"040": "02.02.03", "101": "05.02.18", "104": "05.03.03", "110": "05.04.06"}
+    assert numbers == {"040": "02.02.03", "101": "05.02.18", "104": "05.03.03", "107": "05.04.03", "110": "05.04.06"}
 
 
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
@@ -190,7 +208,7 @@ def test_an_unknown_template_is_named_with_the_known_ones():
     [(field, message)] = problems(lambda: render_pdf("consent", {}, **META))
     assert field == "template" and "consent_form" in message and "binder_index" in message
     [(field, message)] = problems(lambda: render_docx("training_log", DATA["training_log"], **META))
-    assert field == "template" and message.endswith("known: consent_form, delegation_log")
+    assert field == "template" and message.endswith("known: consent_form, delegation_log, deviation_log, monitoring_visit_report")
 
 
 def test_every_missing_field_is_named_by_its_path():

@@ -114,7 +114,7 @@ def test_input_render_pdf_refuses_is_refused_at_submit_and_queues_nothing():
             return [p.field for p in raised.value.problems]
 
         assert fields("pdf", "deviation", {}) == ["template"]
-        assert fields("docx", "deviation_log", log_of(1)) == ["template"]
+        assert fields("docx", "training_log", DATA["training_log"]) == ["template"]
         assert fields("xlsx", "deviation_log", log_of(1)) == ["kind"]
         entries = [{k: v for k, v in DATA["deviation_log"]["entries"][0].items() if k != "status"}]
         assert fields("pdf", "deviation_log", DATA["deviation_log"] | {"entries": entries}) == ["entries[0].status"]
