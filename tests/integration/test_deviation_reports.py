@@ -267,3 +267,11 @@ async def test_pages_show_charts_repeats_and_file_into_the_binder(reported, anon
     sponsor = await signed_in(anonymous, "sponsor")
     seen = await sponsor.get("/studies/TST-1/reports")
     assert seen.status_code == 200 and 'id="file-form"' not in seen.text and "listing.xlsx" in seen.text
+
+
+async def test_the_study_page_and_the_queue_link_to_the_reports(reported, anonymous):
+    coord_a = await signed_in(anonymous, "coord-a")
+    study_page = (await coord_a.get("/studies/TST-1")).text
+    queue = (await coord_a.get("/studies/TST-1/deviations")).text
+    assert 'href="/studies/TST-1/reports"' in study_page
+    assert 'href="/studies/TST-1/deviations/trends"' in queue and 'href="/studies/TST-1/reports"' in queue
