@@ -62,7 +62,7 @@ class Finding:
 
     @property
     def key(self) -> tuple[str, str, int, str]:
-        return self.subject_id, self.visit, self.occurrence, str(self.rule)
+        return self.subject_id, self.visit, self.occurrence, self.rule  # a StrEnum: equal to, and hashed as, its text
 
     @property
     def category(self) -> Category:

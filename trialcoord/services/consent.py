@@ -8,6 +8,7 @@ A consent version is registered from an effective version of an informed consent
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 
 from datetime import date
 
@@ -103,15 +104,16 @@ async def reconsent(study: str, today: date) -> list[dict]:
             for e in reconsent_queue(signed, versions, today)]
 
 
-async def candidates(study: str) -> list[dict]:
+async def candidates(study: str, participants: Collection[int] | None = None) -> list[dict]:
     """Visits that took place before the participant's consent, or after re-consent became required and
     was not obtained: consent deviation candidates (reviewed in the deviation workflow). Sites without a
-    consent version registered are not checked."""
+    consent version registered are not checked. `participants`: only these (ids; a detection's scope)."""
     async with read():
-        versions, signed = await _versions_and_consents(study, active_only=False)
+        versions, signed = await _versions_and_consents(study, active_only=False, participants=participants)
         # Only sites whose consent forms are kept here are checked: elsewhere no consent is "missing".
         tracked = {v.site for v in versions}
-        visits = [row for row in await store.visits_done(study) if row["site"] in tracked] if tracked else []
+        visits = ([row for row in await store.visits_done(study, participants) if row["site"] in tracked]
+                  if tracked else [])
     site_of = {row["subject_id"]: row["site"] for row in visits}
     found = consent_deviation_candidates(
         [ProcedureVisit(row["subject_id"], row["code"], _day(row["actual"])) for row in visits], signed, versions)
@@ -121,13 +123,13 @@ async def candidates(study: str) -> list[dict]:
             for c in found]
 
 
-async def _versions_and_consents(study: str, active_only: bool):
+async def _versions_and_consents(study: str, active_only: bool, participants: Collection[int] | None = None):
     if await repo.find_study(study) is None:
         raise NotFound(f"study {study} does not exist")
     versions = [_version(row) for row in await store.list_versions(study)]
     signed = [ParticipantConsent(row["subject_id"], _version(row), _day(row["signed_on"]), row["obtained_by"],
                                  tuple(json.loads(row["signed_by"])) if row["signed_by"] else ())
-              for row in await store.consents(study, active_only)]
+              for row in await store.consents(study, active_only, participants)]
     return versions, signed
 
 

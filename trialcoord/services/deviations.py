@@ -109,7 +109,7 @@ async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None
     for e in await store.exceptions(study_id, scope):
         exceptions[e["participant"]].append(WindowException(e["subject_id"], e["visit"], e["earlier_days"],
                                                             e["later_days"], _day(e["approved_on"])))
-    consent_of = await _consent_candidates(study, people)
+    consent_of = await _consent_candidates(study, people, scope)
     occurrences = await store.occurrences(consent_of.keys())
     found: list[Finding] = []
     defaults: dict[str, ClassificationDefaults] = {}
@@ -141,7 +141,7 @@ async def _write(study, study_id, change, kept, people, defaults, changes, at, a
                         State.DETECTED.value, _iso(f.occurred_on), f.days_outside, f.detail, at))
     await store.insert_deviations(inserts)
     if inserts:
-        for row in await store.detected_at(study_id, at):
+        for row in await store.detected_at(study_id, at, {people[f.subject_id]["id"] for f in change.created}):
             audit.append(Change("create", "deviation", record_id(study, row["site"], row["subject_id"], row["id"]),
                                 None, _audited(row)))
     updates = []
@@ -177,10 +177,11 @@ async def _write(study, study_id, change, kept, people, defaults, changes, at, a
             "reopened": len(change.reopened)}
 
 
-async def _consent_candidates(study: str, people: dict[int, dict]) -> dict[int, list[ConsentDeviationCandidate]]:
+async def _consent_candidates(study: str, people: dict[int, dict], scope: set[int] | None
+                              ) -> dict[int, list[ConsentDeviationCandidate]]:
     ids = {row["subject_id"]: pid for pid, row in people.items()}
     found: dict[int, list] = defaultdict(list)
-    for c in await consent.candidates(study):
+    for c in await consent.candidates(study, scope):
         if c["subject_id"] in ids:
             found[ids[c["subject_id"]]].append(ConsentDeviationCandidate(
                 c["subject_id"], c["visit"], c["visit_on"], ConsentRule(c["rule"]), c["consented_on"],
@@ -210,10 +211,13 @@ def describe(finding: Finding) -> str:
     return text
 
 
+_RULES = {str(rule): rule for rule in Rule}  # a dict lookup: Rule(text) costs more, once per kept record
+
+
 def _kept(row: dict) -> Kept:
     """A stored record as the rules' finding, its description standing for the detail (as stored)."""
-    finding = Finding(row["subject_id"], row["visit"], row["occurrence"], Rule(row["rule"]), _day(row["occurred_on"]),
-                      row["days_outside"], row["description"])
+    finding = Finding(row["subject_id"], row["visit"], row["occurrence"], _RULES[row["rule"]],
+                      _day(row["occurred_on"]), row["days_outside"], row["description"])
     return Kept(finding, row["state"])
 
 

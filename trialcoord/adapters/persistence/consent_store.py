@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 
 from trialcoord.adapters.persistence.engine import fetch
 
@@ -34,9 +35,9 @@ async def insert_consent(participant: int, version_id: int, signed_on: str, obta
                 json.dumps(list(signed_by)) if signed_by else None)
 
 
-async def consents(study: str, active_only: bool = False) -> list[dict]:
-    """Every consent of the study's participants, with the version signed."""
-    condition = " AND p.status = 'active'" if active_only else ""
+async def consents(study: str, active_only: bool = False, participants: Collection[int] | None = None) -> list[dict]:
+    """Every consent of the study's participants (of those given), with the version signed."""
+    condition = (" AND p.status = 'active'" if active_only else "") + _among(participants)
     return await fetch(f"SELECT p.subject_id, s.code AS participant_site, pc.signed_on, pc.obtained_by, pc.signed_by,"
                        f" {VERSION_COLUMNS}"
                        " FROM participant_consents pc JOIN consent_versions c ON c.id = pc.consent_version"
@@ -44,8 +45,16 @@ async def consents(study: str, active_only: bool = False) -> list[dict]:
                        f" JOIN studies st ON st.id = p.study WHERE st.code = {{}}{condition}", study)
 
 
-async def visits_done(study: str) -> list[dict]:
+async def visits_done(study: str, participants: Collection[int] | None = None) -> list[dict]:
     """Visits that took place (the procedures a consent must precede), by participant."""
     return await fetch("SELECT p.subject_id, s.code AS site, v.code, v.actual FROM visits v"
                        " JOIN participants p ON p.id = v.participant JOIN sites s ON s.id = p.site"
-                       " JOIN studies st ON st.id = p.study WHERE st.code = {} AND v.actual IS NOT NULL", study)
+                       " JOIN studies st ON st.id = p.study WHERE st.code = {} AND v.actual IS NOT NULL"
+                       f"{_among(participants)}", study)
+
+
+def _among(participants: Collection[int] | None) -> str:
+    """Only these participants (integer ids, inlined: a detection scope can be large)."""
+    if participants is None:
+        return ""
+    return f" AND p.id IN ({', '.join(str(int(i)) for i in participants) or 'NULL'})"

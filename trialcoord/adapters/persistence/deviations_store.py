@@ -57,8 +57,10 @@ async def changes_since(size: int, prefix: str) -> list[tuple[int, str, str]]:
 
 async def closing_between(study_id: int, after: date, until: date) -> set[int]:
     """Participants with an open visit whose window closed since the last run: missed as of now."""
+    # `+p.study`: SQLite keeps no statistics and would otherwise walk every visit of the study through the
+    # participants index instead of the few in the date range through visits_latest (portable: unary plus).
     rows = await fetch_rows("SELECT DISTINCT x.participant FROM visits x JOIN participants p ON p.id = x.participant"
-                            " WHERE p.study = {} AND x.actual IS NULL AND x.missed_reason IS NULL"
+                            " WHERE +p.study = {} AND x.actual IS NULL AND x.missed_reason IS NULL"
                             " AND x.latest >= {} AND x.latest < {}", study_id, after, until)
     return {row[0] for row in rows}
 
@@ -69,9 +71,10 @@ async def participants(study_id: int, scope: Collection[int] | None) -> list[dic
                        f" WHERE p.study = {{}}{among('p.id', scope)}", study_id)
 
 
-async def detected_at(study_id: int, at: str) -> list[dict]:
-    """The deviations a run created (they carry its instant)."""
-    return await fetch(f"SELECT {COLUMNS} FROM {_FROM} WHERE d.study = {{}} AND d.detected_at = {{}}", study_id, at)
+async def detected_at(study_id: int, at: str, participants: Collection[int]) -> list[dict]:
+    """The deviations a run created for these participants (they carry its instant)."""
+    return await fetch(f"SELECT {COLUMNS} FROM {_FROM} WHERE d.study = {{}} AND d.detected_at = {{}}"
+                       f"{among('d.participant', participants)}", study_id, at)
 
 
 async def latest_entry(visit_rid: str, prefix: str, record_types: Collection[str]) -> int | None:
@@ -88,11 +91,15 @@ async def latest_entry(visit_rid: str, prefix: str, record_types: Collection[str
 
 
 async def participant_ids(study_id: int, subjects: Collection[str]) -> dict[str, int]:
-    if not subjects:
-        return {}
-    rows = await fetch("SELECT id, subject_id FROM participants WHERE study = {}", study_id)
-    wanted = set(subjects)
-    return {row["subject_id"]: row["id"] for row in rows if row["subject_id"] in wanted}
+    found: dict[str, int] = {}
+    subjects = sorted(subjects)
+    for start in range(0, len(subjects), 500):
+        chunk = subjects[start:start + 500]
+        names = ", ".join("{}" for _ in chunk)
+        for row in await fetch(f"SELECT id, subject_id FROM participants WHERE study = {{}} AND subject_id IN ({names})",
+                               study_id, *chunk):
+            found[row["subject_id"]] = row["id"]
+    return found
 
 
 async def ending_dates(study_id: int, events: Collection[str], scope: Collection[int] | None) -> dict[int, date]:
@@ -225,7 +232,9 @@ async def listing(study_id: int, where: str = "", args: Sequence[Any] = (), orde
 
 
 async def count(study_id: int, where: str = "", args: Sequence[Any] = ()) -> int:
-    rows = await fetch(f"SELECT COUNT(*) AS n FROM {_FROM} WHERE d.study = {{}}{where}", study_id, *args)
+    joined = "s." in where or "p." in where  # without them, the count needs the deviations alone
+    rows = await fetch(f"SELECT COUNT(*) AS n FROM {_FROM if joined else 'deviations d'} WHERE d.study = {{}}{where}",
+                       study_id, *args)
     return int(rows[0]["n"])
 
 

@@ -301,6 +301,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             """CREATE UNIQUE INDEX deviations_automatic ON deviations (participant, visit, occurrence, rule)
                 WHERE rule IS NOT NULL""",
             "CREATE INDEX deviations_queue ON deviations (study, state, detected_at)",
+            "CREATE INDEX deviations_detected ON deviations (study, detected_at, id)",  # the queue's order
             "CREATE INDEX deviations_site ON deviations (site, state)",
             "CREATE INDEX deviations_capa ON deviations (capa)",
             # The review's steps, in order (the audit trail holds them too, with the changed fields).
