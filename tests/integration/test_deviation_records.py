@@ -269,3 +269,29 @@ async def test_verify_checks_deviation_signatures_against_the_registry_and_the_t
     await tamper(db, "UPDATE deviation_signatures SET content_sha256 = '" + "0" * 64 + "'")
     _, problems = await signatures.verify_all()
     assert any("deviation TST-1/101/1001/deviation/" in p and "does not verify" in p for p in problems)
+
+
+async def test_a_closed_capa_takes_no_more_deviations_and_a_deviation_belongs_to_one_capa(detected):
+    rows, _ = await deviations.listing("TST-1")
+    first = await deviation_review.create_capa("TST-1", "Reminders", "No process", "Call", "SOP", "cora", None,
+                                               [rows[0]["id"]], "cora")
+    with pytest.raises(Conflict, match="already belongs"):
+        await deviation_review.create_capa("TST-1", "Other", "x", "x", "x", "cora", None, [rows[0]["id"]], "cora")
+    await deviation_review.close_capa("TST-1", first["id"], "mona", "checked")
+    with pytest.raises(Conflict, match="closed"):
+        await deviation_review.link_capa("TST-1", first["id"], [rows[1]["id"]], "mona")
+    assert (await deviation_review.get_capa("TST-1", first["id"]))["deviations"] == [rows[0]["id"]]
+
+
+async def test_a_site_limited_reader_sees_only_capas_they_made_or_that_group_their_deviations(detected):
+    rows, _ = await deviations.listing("TST-1")
+    made = await deviation_review.create_capa("TST-1", "Reminders", "No process", "Call", "SOP", "cora", None,
+                                              [rows[0]["id"]], "cora")
+    assert await deviation_review.list_capas("TST-1", sites={"102"}, user_id="colin") == []
+    with pytest.raises(NotFound):
+        await deviation_review.get_capa("TST-1", made["id"], sites={"102"}, user_id="colin")
+    with pytest.raises(NotFound):
+        await deviation_review.close_capa("TST-1", made["id"], "colin", "done", sites={"102"})
+    mine = await deviation_review.list_capas("TST-1", sites={"102"}, user_id="cora")
+    assert [(c["id"], c["deviations"]) for c in mine] == [(made["id"], [])]  # made by them; no member shown
+    assert (await deviation_review.get_capa("TST-1", made["id"], sites={SITE_A}))["deviations"] == [rows[0]["id"]]

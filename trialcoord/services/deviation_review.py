@@ -173,34 +173,51 @@ async def create_capa(study: str, title: str, root_cause: str, corrective: str, 
     async with transaction(f"a CAPA record of study {study}"):
         study_id = (await scheduling.require_study(study))["id"]
         rows = await _deviations(study, study_id, deviation_ids, sites)
+        _not_grouped_elsewhere(rows, None)
         at = now()
         capa_id = await store.insert_capa(study_id, *(v.strip() for v in fields.values()),
                                           due_on.isoformat() if due_on else None, actor, at)
         changes = [Change("create", "capa", f"{study}/capa/{capa_id}", None,
                           {**{k: v.strip() for k, v in fields.items()}, "due_on": due_on,
                            "deviations": [r["id"] for r in rows]})]
-        for row in rows:
-            await store.update(row["id"], row["row_version"], capa=capa_id, updated_at=at)
-            changes.append(Change("update", "deviation", _rid(study, row), {"capa": row["capa"]}, {"capa": capa_id}))
+        await _group(study, rows, capa_id, at, changes)
         await audit_log.record(actor, *changes)
-    return await get_capa(study, capa_id)
+    return await get_capa(study, capa_id, sites, actor)
+
+
+async def _group(study: str, rows: list[dict], capa_id: int, at: str, changes: list) -> None:
+    for row in rows:
+        if not await store.update(row["id"], row["row_version"], capa=capa_id, updated_at=at):
+            raise Conflict(f"deviation {row['id']} changed meanwhile; try again")
+        changes.append(Change("update", "deviation", _rid(study, row), {"capa": row["capa"]}, {"capa": capa_id}))
+
+
+def _not_grouped_elsewhere(rows: list[dict], capa_id: int | None) -> None:
+    """A deviation belongs to one CAPA record: moving it silently would rewrite a record already reviewed."""
+    taken = [row["id"] for row in rows if row["capa"] is not None and row["capa"] != capa_id]
+    if taken:
+        raise Conflict(f"deviation {', '.join(map(str, taken))} already belongs to another CAPA record")
 
 
 async def link_capa(study: str, capa_id: int, deviation_ids: list[int], actor: str, sites=None) -> dict:
+    await get_capa(study, capa_id, sites, actor)  # NotFound for a record the actor may not see
     async with transaction(f"CAPA {capa_id} of study {study}"):
         study_id = (await scheduling.require_study(study))["id"]
-        if await store.find_capa(study_id, capa_id) is None:
+        capa = await store.find_capa(study_id, capa_id)
+        if capa is None:
             raise NotFound(f"study {study} has no CAPA record {capa_id}")
-        rows = await _deviations(study, study_id, deviation_ids, sites)
-        at, changes = now(), []
-        for row in rows:
-            await store.update(row["id"], row["row_version"], capa=capa_id, updated_at=at)
-            changes.append(Change("update", "deviation", _rid(study, row), {"capa": row["capa"]}, {"capa": capa_id}))
+        if capa["state"] == "closed":
+            raise Conflict(f"CAPA record {capa_id} is closed: group the deviations under a new one")
+        rows = [row for row in await _deviations(study, study_id, deviation_ids, sites) if row["capa"] != capa_id]
+        _not_grouped_elsewhere(rows, capa_id)
+        changes: list[Change] = []
+        await _group(study, rows, capa_id, now(), changes)
         await audit_log.record(actor, *changes)
-    return await get_capa(study, capa_id)
+    return await get_capa(study, capa_id, sites, actor)
 
 
-async def close_capa(study: str, capa_id: int, actor: str, reason: str) -> dict:
+async def close_capa(study: str, capa_id: int, actor: str, reason: str, sites=None) -> dict:
+    await get_capa(study, capa_id, sites, actor)  # NotFound for a record the actor may not see
     if not reason.strip():
         raise invalid("closing a CAPA record needs how its effectiveness was checked", field="reason")
     async with transaction(f"CAPA {capa_id} of study {study}"):
@@ -213,7 +230,7 @@ async def close_capa(study: str, capa_id: int, actor: str, reason: str) -> dict:
         await store.close_capa(capa_id, now())
         await audit_log.record(actor, Change("close", "capa", f"{study}/capa/{capa_id}", {"state": "open"},
                                              {"state": "closed"}, reason.strip()))
-    return await get_capa(study, capa_id)
+    return await get_capa(study, capa_id, sites, actor)
 
 
 async def _deviations(study: str, study_id: int, ids: list[int], sites) -> list[dict]:
@@ -226,19 +243,23 @@ async def _deviations(study: str, study_id: int, ids: list[int], sites) -> list[
     return rows
 
 
-async def list_capas(study: str) -> list[dict]:
+async def list_capas(study: str, sites=None, user_id: str | None = None) -> list[dict]:
+    """The study's CAPA records. `sites` (None: all): a reader limited to some sites sees a record they
+    created or one grouping a deviation at their sites, and only those of its deviations."""
     async with read():
         study_id = (await scheduling.require_study(study))["id"]
         capas = await store.capas(study_id)
-        grouped = await store.listing(study_id, " AND d.capa IS NOT NULL")
+        grouped = await store.grouped(study_id)
     members: dict[int, list[int]] = {}
-    for row in grouped:
-        members.setdefault(row["capa"], []).append(row["id"])
-    return [{**capa, "deviations": members.get(capa["id"], [])} for capa in capas]
+    for deviation_id, capa_id, site in grouped:
+        if sites is None or site in sites:
+            members.setdefault(capa_id, []).append(deviation_id)
+    return [{**capa, "deviations": members.get(capa["id"], [])} for capa in capas
+            if sites is None or capa["created_by"] == user_id or capa["id"] in members]
 
 
-async def get_capa(study: str, capa_id: int) -> dict:
-    for capa in await list_capas(study):
+async def get_capa(study: str, capa_id: int, sites=None, user_id: str | None = None) -> dict:
+    for capa in await list_capas(study, sites, user_id):
         if capa["id"] == capa_id:
             return capa
     raise NotFound(f"study {study} has no CAPA record {capa_id}")

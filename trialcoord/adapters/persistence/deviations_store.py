@@ -262,6 +262,13 @@ async def find_capa(study_id: int, capa_id: int) -> dict | None:
     return rows[0] if rows else None
 
 
+async def grouped(study_id: int) -> list[tuple[int, int, str]]:
+    """(deviation, CAPA, site code) of the study's deviations grouped under a CAPA record."""
+    return [tuple(row) for row in await fetch_rows(
+        "SELECT d.id, d.capa, s.code FROM deviations d JOIN sites s ON s.id = d.site"
+        " WHERE d.study = {} AND d.capa IS NOT NULL ORDER BY d.id", study_id)]
+
+
 async def close_capa(capa_id: int, at: str) -> None:
     await fetch("UPDATE capas SET state = 'closed', closed_at = {}, row_version = row_version + 1 WHERE id = {}",
                 at, capa_id)
