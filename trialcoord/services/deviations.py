@@ -309,17 +309,18 @@ async def listing(study: str, states: Collection[str] | None = None, sites: Coll
     if states:
         where.append(f"d.state IN ({', '.join('{}' for _ in states)})")
         args.extend(states)
+    # Every filter is on the deviation row itself, so the page is picked from an index before any join.
     if sites is not None:
-        where.append(f"s.code IN ({', '.join('{}' for _ in sites) or 'NULL'})")
+        where.append(f"d.site IN (SELECT x.id FROM sites x WHERE x.code IN ({', '.join('{}' for _ in sites) or 'NULL'}))")
         args.extend(sites)
     if category:
         where.append("d.category = {}")
         args.append(category)
     if participant:
-        where.append("p.subject_id = {}")
+        where.append("d.participant IN (SELECT x.id FROM participants x WHERE x.subject_id = {})")
         args.append(participant)
     if min_age_days is not None:  # detected at least that many days before `as_of`
-        cutoff = date.fromordinal((as_of or date.today()).toordinal() - min_age_days)
+        cutoff = date.fromordinal(max(1, (as_of or date.today()).toordinal() - min_age_days))
         where.append("d.detected_at < {}")
         args.append(date.fromordinal(cutoff.toordinal() + 1).isoformat())
     clause = "".join(f" AND {w}" for w in where)
