@@ -4,7 +4,7 @@ PostgreSQL."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timezone
 
 import pytest
 
@@ -103,19 +103,30 @@ async def test_a_corrected_visit_date_resolves_the_record_by_data_correction_nev
     assert (back["state"], back["days_outside"]) == ("detected", 5)
 
 
-async def test_an_exception_approved_before_the_visit_prevents_the_deviation_and_is_audited(enrolled):
+def recorded_on(monkeypatch, day: date) -> None:
+    """The server clock on that day (what an exception is recorded on)."""
+    monkeypatch.setattr(audit_log, "clock", lambda: datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc))
+
+
+async def test_an_exception_approved_before_the_visit_prevents_the_deviation_and_is_audited(enrolled, monkeypatch):
     await scheduling.enroll_participant(enrolled, "1005", SITE_A, arm="P", enrolled_on=RANDOMIZED, today=TODAY)
     await scheduling.record_event(enrolled, "1005", "randomization", RANDOMIZED, today=TODAY)
+    recorded_on(monkeypatch, date(2024, 3, 20))
     await deviations.approve_exception(enrolled, "1005", "V2", 0, 5, date(2024, 3, 20), "patient travelling",
                                        "ivan", today=TODAY)
     await scheduling.record_visit(enrolled, "1005", "V2", date(2024, 3, 25), today=TODAY)  # 4 late, within +5
     await deviations.approve_exception(enrolled, "1001", "V2", 0, 10, date(2024, 3, 30), "late approval", "ivan",
                                        today=TODAY)  # after the visit: explains, does not prevent
+    recorded_on(monkeypatch, TODAY)  # approved before the visit, but entered long after it: does not prevent
+    await deviations.approve_exception(enrolled, "1002", "V3", 5, 0, date(2024, 3, 20), "entered late", "ivan",
+                                       today=TODAY)
     await deviations.detect(enrolled, TODAY)
     found = keyed((await deviations.listing(enrolled))[0])
     assert ("1005", "V2", "visit_late") not in found and ("1001", "V2", "visit_late") in found
+    assert ("1002", "V3", "visit_early") in found
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="window_exception"), None, 5)
-    assert {e["record_id"] for e in entries} == {"TST-1/101/1005/V2/exception", "TST-1/101/1001/V2/exception"}
+    assert {e["record_id"] for e in entries} == {"TST-1/101/1005/V2/exception", "TST-1/101/1001/V2/exception",
+                                                 "TST-1/101/1002/V3/exception"}
     with pytest.raises(InvalidInput, match="reason"):
         await deviations.approve_exception(enrolled, "1005", "V3", 0, 2, date(2024, 3, 20), " ", "ivan", today=TODAY)
 
@@ -175,7 +186,9 @@ async def test_a_deviation_walks_from_detection_to_closure_with_signed_classific
 @pytest.mark.parametrize("state_steps, step", [
     ([], "classify"), ([], "close"), ([], "reopen"),
     (["respond"], "close"), (["respond"], "classify"),
-    (["acknowledge"], "respond"), (["acknowledge"], "close"), (["acknowledge"], "acknowledge"),
+    ([], "acknowledge"),
+    (["respond", "acknowledge"], "respond"), (["respond", "acknowledge"], "close"),
+    (["respond", "acknowledge"], "acknowledge"),
 ])
 async def test_every_forbidden_transition_is_refused_and_changes_nothing(detected, state_steps, step):
     study, did = "TST-1", detected["id"]
@@ -195,7 +208,8 @@ async def test_signed_steps_need_the_matching_signature_and_stale_versions_confl
     study, did = "TST-1", detected["id"]
     with pytest.raises(Conflict, match="changed meanwhile"):
         await deviation_review.take_step(study, did, "respond", "cora", response="x", row_version=99)
-    await deviation_review.take_step(study, did, "acknowledge", "mona", row_version=1)
+    await deviation_review.take_step(study, did, "respond", "cora", response="flu", row_version=1)
+    await deviation_review.take_step(study, did, "acknowledge", "mona", row_version=2)
     with pytest.raises(InvalidInput, match="signs it for review"):
         await deviation_review.take_step(study, did, "classify", "mona", classification="important",
                                          category="visit schedule")
@@ -207,10 +221,13 @@ async def test_signed_steps_need_the_matching_signature_and_stale_versions_confl
 async def test_bulk_acknowledge_reports_each_refusal(detected):
     rows, _ = await deviations.listing("TST-1")
     ids = [r["id"] for r in rows]
+    for i in ids[:-1]:
+        await deviation_review.take_step("TST-1", i, "respond", "cora", response="why")
     await deviation_review.take_step("TST-1", ids[0], "acknowledge", "mona")
     result = await deviation_review.acknowledge_many("TST-1", ids + [99999], "mona")
-    assert sorted(result["acknowledged"]) == sorted(ids[1:])
-    assert set(result["refused"]) == {ids[0], 99999}
+    assert sorted(result["acknowledged"]) == sorted(ids[1:-1])  # the last is not responded to yet
+    assert "only one that is site_response" in result["refused"][ids[-1]]
+    assert set(result["refused"]) == {ids[0], ids[-1], 99999}
 
 
 async def test_capa_groups_deviations_and_is_audited(detected):
@@ -246,6 +263,7 @@ async def tamper(db, sql: str) -> None:
     "UPDATE deviation_signatures SET signer_id = 'mallory'", "DELETE FROM window_exceptions",
 ])
 async def test_the_database_refuses_to_delete_deviations_or_change_their_history(detected, sql):
+    await deviation_review.take_step("TST-1", detected["id"], "respond", "cora", response="flu")
     await deviation_review.take_step("TST-1", detected["id"], "acknowledge", "mona")
     await deviation_review.take_step("TST-1", detected["id"], "classify", "mona", classification="important",
                                      category="visit schedule",
@@ -256,19 +274,30 @@ async def test_the_database_refuses_to_delete_deviations_or_change_their_history
             await fetch(sql)
 
 
-async def test_verify_checks_deviation_signatures_against_the_registry_and_the_trail(db, detected):
+@pytest.mark.parametrize("sql, says", [
+    ("UPDATE deviation_signatures SET content_sha256 = '" + "0" * 64 + "'", "not the one signed"),
+    ("UPDATE deviation_signatures SET decision = replace(decision, 'important', 'non_important')",
+     "not the one signed"),
+    ("UPDATE deviation_signatures SET value = '00' || substr(value, 3)", "does not verify"),
+    ("UPDATE deviation_signatures SET deviation = (SELECT MAX(id) FROM deviations)", "was made for"),
+    ("UPDATE deviations SET classification = 'non_important' WHERE id = (SELECT MIN(deviation)"
+     " FROM deviation_signatures)", "classification is not the one signed"),
+])
+async def test_verify_checks_deviation_signatures_against_the_registry_and_the_trail(db, detected, sql, says):
     from trialcoord.services import signatures
 
     study, did = "TST-1", detected["id"]
+    await deviation_review.take_step(study, did, "respond", "cora", response="flu")
     await deviation_review.take_step(study, did, "acknowledge", "mona")
     await deviation_review.take_step(study, did, "classify", "mona", classification="important",
                                      category="visit schedule", subcategory="VISIT OUT OF WINDOW",
                                      signing=await accounts.signing_by_password("mona", "review", PASSWORD))
     checked, problems = await signatures.verify_all()
     assert checked >= 2 and problems == []
-    await tamper(db, "UPDATE deviation_signatures SET content_sha256 = '" + "0" * 64 + "'")
+    assert [s["verdict"] for s in await deviation_review.verify_signatures(study, did)] == ["valid"]
+    await tamper(db, sql)
     _, problems = await signatures.verify_all()
-    assert any("deviation TST-1/101/1001/deviation/" in p and "does not verify" in p for p in problems)
+    assert any("TST-1/101/1001/deviation/" in p and says in p for p in problems), problems
 
 
 async def test_a_closed_capa_takes_no_more_deviations_and_a_deviation_belongs_to_one_capa(detected):
@@ -295,3 +324,56 @@ async def test_a_site_limited_reader_sees_only_capas_they_made_or_that_group_the
     mine = await deviation_review.list_capas("TST-1", sites={"102"}, user_id="cora")
     assert [(c["id"], c["deviations"]) for c in mine] == [(made["id"], [])]  # made by them; no member shown
     assert (await deviation_review.get_capa("TST-1", made["id"], sites={SITE_A}))["deviations"] == [rows[0]["id"]]
+
+
+async def walk_to(study: str, did: int, last: str) -> None:
+    """Take a deviation through the review up to `last` (classify or close)."""
+    await deviation_review.take_step(study, did, "respond", "cora", response="flu")
+    await deviation_review.take_step(study, did, "acknowledge", "mona")
+    await deviation_review.take_step(study, did, "classify", "mona", classification="non_important",
+                                     category="visit schedule", subcategory="VISIT OUT OF WINDOW",
+                                     signing=await accounts.signing_by_password("mona", "review", PASSWORD))
+    if last == "close":
+        await deviation_review.take_step(study, did, "close", "mona",
+                                         signing=await accounts.signing_by_password("mona", "approval", PASSWORD))
+
+
+async def test_a_closed_record_keeps_its_signed_facts_and_a_classified_one_goes_back_to_review(detected):
+    await walk_to("TST-1", detected["id"], "close")
+    await scheduling.record_visit("TST-1", "1001", "V2", date(2024, 3, 30), reason="source: 30th", today=TODAY)
+    await deviations.detect("TST-1", TODAY)
+    closed = await deviations.get("TST-1", detected["id"])
+    assert (closed["state"], closed["days_outside"]) == ("closed", 4)  # as signed; the trail has the change
+    early = keyed((await deviations.listing("TST-1"))[0])[("1002", "V3", "visit_early")]
+    await walk_to("TST-1", early["id"], "classify")
+    await scheduling.record_visit("TST-1", "1002", "V3", date(2024, 3, 26), reason="source: 26th", today=TODAY)
+    result = await deviations.detect("TST-1", TODAY)
+    again = await deviations.get("TST-1", early["id"])
+    assert result["updated"] == 1 and (again["state"], again["days_outside"]) == ("reopened", -3)
+    entry = (await audit_log.browse(audit_log.AuditFilter(record_type="deviation", action="update"), None, 1))[0]
+    assert entry["old"]["days_outside"] == -2 and entry["new"] == {**entry["new"], "days_outside": -3,
+                                                                    "state": "reopened"}
+
+
+async def test_a_record_a_monitor_reopened_is_not_resolved_again_by_detection(detected):
+    await scheduling.record_visit("TST-1", "1001", "V2", date(2024, 3, 20), reason="typo", today=TODAY)
+    await deviations.detect("TST-1", TODAY)
+    assert (await deviations.get("TST-1", detected["id"]))["state"] == "resolved_by_data_correction"
+    await deviation_review.take_step("TST-1", detected["id"], "reopen", "mona", reason="source says 25th")
+    await deviations.detect("TST-1", TODAY, full=True)
+    assert (await deviations.get("TST-1", detected["id"]))["state"] == "reopened"
+
+
+async def test_detection_moves_forward_and_never_runs_for_a_day_to_come(enrolled):
+    with pytest.raises(InvalidInput, match="still to come"):
+        await deviations.detect(enrolled, date(2024, 6, 2), today=TODAY)
+    await deviations.detect(enrolled, date(2024, 5, 1), today=TODAY)
+    with pytest.raises(InvalidInput, match="last checked as of 2024-05-01"):
+        await deviations.detect(enrolled, date(2024, 4, 30), today=TODAY)
+
+
+async def test_a_visit_done_after_the_run_date_is_not_known_to_that_run(enrolled):
+    await deviations.detect(enrolled, date(2024, 3, 22), today=TODAY)  # 1001's V2 was done on 03-25
+    found = keyed((await deviations.listing(enrolled))[0])
+    assert ("1001", "V2", "visit_late") not in found and ("1001", "V3", "visit_early") not in found
+

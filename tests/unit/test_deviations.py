@@ -146,3 +146,28 @@ def test_the_detail_says_how_far_outside_in_plain_words():
     [one] = [f for f in run({**SCR_DONE, "V2": V2_LATEST + DAY}) if f.visit == "V2"]
     [two] = [f for f in run({**SCR_DONE, "V2": V2_EARLIEST - 2 * DAY}) if f.visit == "V2"]
     assert (one.detail, two.detail) == ("1 day after the window", "2 days before the window")
+
+
+def test_a_visit_counted_from_an_event_recorded_on_the_end_day_is_expected_after_it():
+    from trialcoord.domain.schedule import after_ending
+
+    ending = sorted(ENDING)[0]
+    follow_up = protocol(visit("V2", offset="2w"), visit("FU", frm="last_dose", offset="30d"))
+    assert after_ending(follow_up) == frozenset()
+    assert after_ending(follow_up, {ending: date(2024, 4, 1), "last_dose": date(2024, 4, 1)}) == {"FU"}
+    assert after_ending(follow_up, {ending: date(2024, 4, 1), "last_dose": date(2024, 3, 31)}) == frozenset()
+
+
+def test_an_exception_recorded_after_the_visit_does_not_prevent_it():
+    late = {**SCR_DONE, "V2": V2_LATEST + 2 * DAY}
+    before = WindowException("1001", "V2", 0, 5, date(2024, 3, 20), recorded_on=date(2024, 3, 20))
+    after = WindowException("1001", "V2", 0, 5, date(2024, 3, 20), recorded_on=date(2024, 3, 24))
+    assert rules(run(late, exceptions=[before]), "V2") == []
+    assert rules(run(late, exceptions=[after]), "V2") == [("visit_late", 2)]
+
+
+def test_an_optional_visit_marked_missed_is_not_a_deviation():
+    rows = evaluate(PROTOCOL, {"randomization": RANDOMIZED}, SCR_DONE, AS_OF)
+    v2 = next(r for r in rows if r.visit == "V2")
+    assert [f.rule for f in detect("1001", [v2])] == ["visit_missed"]
+    assert detect("1001", [v2._replace(optional=True)]) == []

@@ -23,7 +23,7 @@ class State(StrEnum):
     UNDER_REVIEW = "under_review"
     CLASSIFIED = "classified"
     CLOSED = "closed"
-    REOPENED = "reopened"
+    REOPENED = DetectionState.REOPENED.value
     RESOLVED_BY_CORRECTION = DetectionState.RESOLVED_BY_CORRECTION.value
 
 
@@ -46,10 +46,12 @@ class Transition:
     meaning: Meaning | None = None  # an electronic signature with this meaning
 
 
-_AWAITING_SITE = frozenset({State.DETECTED, State.REOPENED, State.SITE_RESPONSE})
+# The order: the site explains (and may amend its response until a monitor takes it up), then the
+# monitor reviews. Bulk acknowledgement takes responded deviations into review.
 TRANSITIONS: dict[Step, Transition] = {
-    Step.RESPOND: Transition(_AWAITING_SITE, State.SITE_RESPONSE, Action.RESPOND_DEVIATION),
-    Step.ACKNOWLEDGE: Transition(_AWAITING_SITE, State.UNDER_REVIEW, Action.REVIEW_DEVIATION),
+    Step.RESPOND: Transition(frozenset({State.DETECTED, State.REOPENED, State.SITE_RESPONSE}), State.SITE_RESPONSE,
+                             Action.RESPOND_DEVIATION),
+    Step.ACKNOWLEDGE: Transition(frozenset({State.SITE_RESPONSE}), State.UNDER_REVIEW, Action.REVIEW_DEVIATION),
     # A classification may be signed again (a second look) before closure.
     Step.CLASSIFY: Transition(frozenset({State.UNDER_REVIEW, State.CLASSIFIED}), State.CLASSIFIED,
                               Action.REVIEW_DEVIATION, Meaning.REVIEW),

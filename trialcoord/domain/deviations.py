@@ -71,14 +71,16 @@ class Finding:
 
 @dataclass(frozen=True, slots=True)
 class WindowException:
-    """An investigator-approved extension of one visit occurrence's window, approved on `approved_on`:
-    it prevents the early or late deviation only when approved before the visit took place."""
+    """An investigator-approved extension of one visit occurrence's window, approved on `approved_on` and
+    recorded on `recorded_on`: it prevents the early or late deviation only when both came before (or on the
+    day of) the visit; one recorded afterwards explains the deviation but does not erase it."""
 
     subject_id: str
     visit: str
     earlier_days: int
     later_days: int
     approved_on: date
+    recorded_on: date | None = None  # None: as approved
 
 
 def detect(subject_id: str, rows: Iterable[VisitOccurrence], *, screening: Iterable[str] = (),
@@ -118,13 +120,17 @@ def _days(days_outside: int) -> str:
 
 
 def _schedule_rule(row: VisitOccurrence, screening: set[str]) -> Rule | None:
+    if row.status == MISSED and row.optional:  # an optional visit marked missed: nothing was required
+        return None
     if row.status in (EARLY, LATE) and row.definition in screening:
         return Rule.SCREENING_OUT_OF_WINDOW
     return {EARLY: Rule.VISIT_EARLY, LATE: Rule.VISIT_LATE, MISSED: Rule.VISIT_MISSED}.get(row.status)
 
 
 def _excepted(row: VisitOccurrence, exception: WindowException | None) -> bool:
-    if exception is None or row.actual is None or row.status not in (EARLY, LATE) or exception.approved_on > row.actual:
+    if exception is None or row.actual is None or row.status not in (EARLY, LATE):
+        return False
+    if max(exception.approved_on, exception.recorded_on or exception.approved_on) > row.actual:
         return False
     if row.status == EARLY:
         return -row.days_outside <= exception.earlier_days
@@ -166,6 +172,10 @@ DEFAULTS = ClassificationDefaults(  # any consent deviation is important (TransC
 class State(StrEnum):
     DETECTED = "detected"
     RESOLVED_BY_CORRECTION = "resolved_by_data_correction"
+    REOPENED = "reopened"  # by a monitor, with a reason: detection does not resolve it again
+
+
+KEPT_AS_THEY_ARE = frozenset({State.RESOLVED_BY_CORRECTION, State.REOPENED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +207,7 @@ def reconcile(kept: Iterable[Kept], found: Iterable[Finding], scope: set[str] | 
             continue
         now = found_by_key.get(key)
         if now is None:
-            if record.state != State.RESOLVED_BY_CORRECTION:
+            if record.state not in KEPT_AS_THEY_ARE:
                 resolved.append(replace(record, state=State.RESOLVED_BY_CORRECTION))
         elif record.state == State.RESOLVED_BY_CORRECTION:
             reopened.append(Kept(now, State.DETECTED))

@@ -146,11 +146,19 @@ class _Plan:
         self.ending_events = tuple(sorted(self.ending_names))
 
 
-def after_ending(protocol: Protocol) -> frozenset[str]:
-    """Codes of the visits meant to take place after an ending event (counted from it, or conditional on it),
-    such as an early-termination visit."""
-    plan = _plan(protocol)
-    return frozenset(v.code for v in plan.visits if v.anchor_event in plan.ending_names or v.when in plan.ending_names)
+def after_ending(protocol: Protocol, events: Mapping[str, date] | None = None) -> frozenset[str]:
+    """Codes of the visits meant to take place after the schedule ended: counted from (or conditional on) an
+    ending event, or an event recorded on or after the end (a follow-up from the last dose given that day)."""
+    plan, events = _plan(protocol), events or {}
+    ended = [events[name] for name in plan.ending_events if name in events]
+    end_date = min(ended) if ended else None
+
+    def survives(name: str | None) -> bool:
+        if name is None:
+            return False
+        return name in plan.ending_names or (end_date is not None and name in events and events[name] >= end_date)
+
+    return frozenset(v.code for v in plan.visits if survives(v.anchor_event) or survives(v.when))
 
 
 def _plan(protocol: Protocol) -> _Plan:

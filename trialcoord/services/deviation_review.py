@@ -9,6 +9,7 @@ Who may take a step is checked at the door (web guard, `Action`s in `TRANSITIONS
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import date
 
 from trialcoord.adapters import signing_keys
@@ -17,12 +18,12 @@ from trialcoord.adapters.persistence import signatures_store
 from trialcoord.adapters.persistence.engine import read, transaction
 from trialcoord.domain.accounts import Meaning, Signing
 from trialcoord.domain.audit import canonical_json
-from trialcoord.domain.deviation_review import Step, check_step
+from trialcoord.domain.deviation_review import TRANSITIONS, Step, check_step
 from trialcoord.domain.problems import InvalidInput, Problem
 from trialcoord.domain.signatures import Signature, Statement, judge
 from trialcoord.services import audit_log, scheduling, signatures, system_keys
 from trialcoord.services.audit_log import Change
-from trialcoord.services.deviations import _rid, as_dict, now
+from trialcoord.services.deviations import _rid, as_dict, now, record_id
 from trialcoord.services.errors import Conflict, NotFound, invalid
 
 
@@ -93,7 +94,8 @@ async def _sign(study: str, row: dict, step_id: int, signing: Signing, signer) -
     current = await signatures_store.current_key(signing.user_id)
     if current is None or current[0].key_id != signer_key.key_id:
         raise Conflict(f"the signing key of {signing.user_id} ended meanwhile; sign again")
-    content = hashlib.sha256(canonical_json(decision(study, row))).hexdigest()
+    signed = canonical_json(decision(study, row))
+    content = hashlib.sha256(signed).hexdigest()
     instant = max(now(), signer_key.valid_from)
     record = f"{_rid(study, row)}#{step_id}"
     statement = Statement(content, signing.user_id, Meaning(signing.meaning), instant, record)
@@ -102,47 +104,71 @@ async def _sign(study: str, row: dict, step_id: int, signing: Signing, signer) -
     check = judge(signature, {signer_key.key_id: signer_key}, content, signing_keys.verify_hex, instant)
     if not check.ok:  # never store a signature that would not verify
         raise Conflict(f"the signature could not be made: {check.reason}")
-    await store.insert_signature(row["id"], step_id, content, record, signing.user_id, signing.printed_name,
-                                 str(signing.meaning), instant, signer_key.key_id, signature.value)
+    await store.insert_signature(row["id"], step_id, signed.decode(), content, record, signing.user_id,
+                                 signing.printed_name, str(signing.meaning), instant, signer_key.key_id,
+                                 signature.value)
     return signature.value
 
 
+MEANING_OF_STEP = {str(step): transition.meaning for step, transition in TRANSITIONS.items() if transition.meaning}
+
+
+def _judged(s: dict, keys: dict, now_instant: str) -> tuple[str, str]:
+    """(verdict, reason) of one stored deviation signature: the decision stored with it is the one whose hash
+    was signed, for this deviation, this step and this step's meaning, and the signature verifies against the
+    registry."""
+    rid = f"{record_id(s['study'], s['site'], s['subject_id'], s['deviation'])}#{s['step']}"
+    try:
+        signed = json.loads(s["decision"])
+    except ValueError:
+        signed = None
+    if hashlib.sha256(s["decision"].encode()).hexdigest() != s["content_sha256"] or not isinstance(signed, dict):
+        return "invalid", "the decision stored with it is not the one signed"
+    if s["record"] != rid or signed.get("record") != rid.partition("#")[0]:
+        return "invalid", f"it was made for {s['record']}, not for this deviation's step ({rid})"
+    if MEANING_OF_STEP.get(s["step_name"]) != s["meaning"] or signed.get("state") != s["to_state"]:
+        return "invalid", f"a {s['meaning']} signature does not belong to a {s['step_name']} step"
+    statement = Statement(s["content_sha256"], s["signer_id"], Meaning(s["meaning"]), s["instant"], s["record"])
+    check = judge(Signature(statement, s["printed_name"], s["key_id"], s["value"]), keys, s["content_sha256"],
+                  signing_keys.verify_hex, now_instant)
+    return str(check.verdict), check.reason
+
+
 async def verify_signatures(study: str, deviation_id: int) -> list[dict]:
-    """Each signature of the deviation judged now against the registry: the statement as signed verifies, and
-    the decision it vouches for hashes to what was signed (the state it recorded, from its step)."""
+    """Each signature of the deviation judged now (see `_judged`)."""
     async with read():
         study_id = (await scheduling.require_study(study))["id"]
-        row = await store.find(study_id, deviation_id)
-        if row is None:
+        if await store.find(study_id, deviation_id) is None:
             raise NotFound(f"study {study} has no deviation {deviation_id}")
         stored = await store.signatures(deviation_id)
         keys = {k.key_id: k for k in await signatures_store.all_keys()}
-    judged = []
-    for s in stored:
-        statement = Statement(s["content_sha256"], s["signer_id"], Meaning(s["meaning"]), s["instant"], s["record"])
-        check = judge(Signature(statement, s["printed_name"], s["key_id"], s["value"]), keys, s["content_sha256"],
-                      signing_keys.verify_hex, now())
-        judged.append({**s, "verdict": str(check.verdict), "reason": check.reason})
-    return judged
+    at = now()
+    return [{**s, **dict(zip(("verdict", "reason"), _judged(s, keys, at)))} for s in stored]
 
 
 async def verify_stored(registry_keys: dict, now_instant: str) -> tuple[int, list[str]]:
-    """For `trialcoord verify`: every deviation signature against the registry and the audit entry made with
-    it (a row inserted behind the application's back has none)."""
+    """For `trialcoord verify`: every deviation signature (see `_judged`), the audit entry made with it (a row
+    inserted behind the application's back has none), and each classified or closed deviation's current
+    classification against the last one signed."""
     async with read():
         stored = await store.signatures()
     audited = {(e["new"] or {}).get("signature") for e in await audit_log.export_rows(
         audit_log.AuditFilter(record_type="deviation"), 10_000_000) if e["action"] in ("classify", "close")}
-    problems = []
+    problems, last_classified = [], {}
     for s in stored:
-        statement = Statement(s["content_sha256"], s["signer_id"], Meaning(s["meaning"]), s["instant"], s["record"])
-        check = judge(Signature(statement, s["printed_name"], s["key_id"], s["value"]), registry_keys,
-                      s["content_sha256"], signing_keys.verify_hex, now_instant)
+        verdict, reason = _judged(s, registry_keys, now_instant)
         where = f"deviation {s['record']}: signature by {s['signer_id']} ({s['meaning']}, {s['instant']})"
-        if not check.ok:
-            problems.append(f"{where}: {check.reason}")
+        if verdict == "invalid":
+            problems.append(f"{where}: {reason}")
         elif s["value"] not in audited:
             problems.append(f"{where}: the audit trail has no record of it being made")
+        elif s["step_name"] == Step.CLASSIFY:
+            last_classified[s["deviation"]] = (s, json.loads(s["decision"]))
+    for s, signed in last_classified.values():
+        now_holds = {k: s[f"current_{k}"] for k in ("classification", "category", "subcategory")}
+        if s["current_state"] in ("classified", "closed") and any(signed[k] != v for k, v in now_holds.items()):
+            problems.append(f"deviation {s['record'].partition('#')[0]}: its classification is not the one signed"
+                            f" ({signed['classification']}, {signed['category']}, {signed['subcategory']})")
     return len(stored), problems
 
 

@@ -57,15 +57,25 @@ def record_id(study: str, site: str, subject_id: str | None, deviation_id: int) 
 
 # Detection -------------------------------------------------------------------------------------
 
-async def detect(study: str, as_of: date | None = None, actor: str = SYSTEM, full: bool = False) -> dict:
-    """Create, update, resolve and reopen the study's automatic deviation records as of `as_of`."""
-    as_of = as_of or date.today()
+async def detect(study: str, as_of: date | None = None, actor: str = SYSTEM, full: bool = False,
+                 today: date | None = None) -> dict:
+    """Create, update, resolve and reopen the study's automatic deviation records as of `as_of` (default and
+    latest: `today`). Detection moves forward: a date before the last run's is refused, since a visit done
+    since would read as corrected data."""
+    today = today or date.today()
+    as_of = as_of or today
+    if as_of > today:
+        raise invalid(f"{as_of} is still to come: detection runs as of today ({today}) or an earlier day",
+                      field="as_of")
     at = now()
     async with transaction(f"deviation detection of study {study}"):
         study_id = (await scheduling.require_study(study))["id"]
         await store.lock_study(study_id)
         size = await store.audit_size()
         last = await store.last_run(study_id)
+        if last is not None and as_of.isoformat() < last["as_of"]:
+            raise invalid(f"study {study} was last checked as of {last['as_of']}: detection runs as of that day or"
+                          " a later one", field="as_of")
         scope, changes = (None, []) if full else await _scope(study, study_id, last, as_of)
         counts = dict(created=0, updated=0, resolved=0, reopened=0)
         if scope is None or scope:
@@ -78,7 +88,7 @@ async def detect(study: str, as_of: date | None = None, actor: str = SYSTEM, ful
 
 async def _scope(study: str, study_id: int, last: dict | None, as_of: date) -> tuple[set[int] | None, list]:
     """The participants an incremental run must look at, or None for all of them."""
-    if last is None or as_of.isoformat() < last["as_of"]:
+    if last is None:
         return None, []
     changes = await store.changes_since(last["audit_size"], f"{study}/")
     subjects = set()
@@ -99,17 +109,20 @@ async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None
     ending = sorted({name for p in protocols.values() for name, event in p.events.items() if event.ends_schedule})
     screening = {vid: {v.code for v in p.visits if SCREENING.search(v.name) or SCREENING.search(v.code)}
                  for vid, p in protocols.items()}
-    follow_up = {vid: after_ending(p) for vid, p in protocols.items()}
-    condition = f"({store.CANDIDATES}{store.after_ending(ending)}){store.among('x.participant', scope)}"
+    # Visits done after `as_of` were not known then: left out, as consent candidates dated after it.
+    condition = (f"(({store.CANDIDATES}{store.after_ending(ending)}) AND (x.actual IS NULL OR x.actual <= {{}}))"
+                 f"{store.among('x.participant', scope)}")
     rows_of: dict[int, list] = defaultdict(list)
-    for row in await repo.worklist_rows(study_id, condition, as_of, *ending):
+    for row in await repo.worklist_rows(study_id, condition, as_of, *ending, as_of):
         rows_of[row.participant].append(scheduling.restated(row, as_of))
     ended = await store.ending_dates(study_id, ending, scope)
+    events = await store.events_of(ended.keys())
     exceptions: dict[int, list[WindowException]] = defaultdict(list)
     for e in await store.exceptions(study_id, scope):
         exceptions[e["participant"]].append(WindowException(e["subject_id"], e["visit"], e["earlier_days"],
-                                                            e["later_days"], _day(e["approved_on"])))
-    consent_of = await _consent_candidates(study, people, scope)
+                                                            e["later_days"], _day(e["approved_on"]),
+                                                            _day(e["recorded_at"])))
+    consent_of = await _consent_candidates(study, people, scope, as_of)
     occurrences = await store.occurrences(consent_of.keys())
     found: list[Finding] = []
     defaults: dict[str, ClassificationDefaults] = {}
@@ -120,7 +133,8 @@ async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None
         version = person["protocol_version"]
         for finding in find(person["subject_id"], rows_of.get(pid, ()), screening=screening.get(version, ()),
                             ended_on=ended.get(pid), consent=consent_of.get(pid, ()),
-                            exceptions=exceptions.get(pid, ()), after_ending=follow_up.get(version, ()),
+                            exceptions=exceptions.get(pid, ()),
+                            after_ending=after_ending(protocols[version], events.get(pid)),
                             occurrences=occurrences.get(pid)):
             found.append(replace(finding, detail=describe(finding)))  # compared with kept ones as stored
             defaults[finding.subject_id] = getattr(protocols[version], "deviations", None) or DEFAULTS
@@ -132,7 +146,9 @@ async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None
 
 
 async def _write(study, study_id, change, kept, people, defaults, changes, at, actor) -> dict:
-    audit = []
+    """Store a run's changes. Each change to a kept record is conditional on its row_version as read: a review
+    step committed meanwhile wins, and the next run reconciles again (never a step silently undone)."""
+    audit, counts = [], dict(created=len(change.created), updated=0, resolved=0, reopened=0)
     inserts = []
     for f in change.created:
         person = people[f.subject_id]
@@ -144,45 +160,55 @@ async def _write(study, study_id, change, kept, people, defaults, changes, at, a
         for row in await store.detected_at(study_id, at, {people[f.subject_id]["id"] for f in change.created}):
             audit.append(Change("create", "deviation", record_id(study, row["site"], row["subject_id"], row["id"]),
                                 None, _audited(row)))
-    updates = []
     for record in change.updated:
         row = kept[record.finding.key]
-        updates.append((row["state"], _iso(record.finding.occurred_on), record.finding.days_outside,
-                        record.finding.detail, row["resolved_by_entry"], at, row["id"]))
-        audit.append(Change("update", "deviation", _rid(study, row),
-                            {"occurred_on": row["occurred_on"], "days_outside": row["days_outside"]},
-                            {"occurred_on": _iso(record.finding.occurred_on),
-                             "days_outside": record.finding.days_outside}, "detection: the facts changed"))
-    resolved = 0
+        if row["state"] == State.CLOSED:  # closed and signed: its facts stay as signed; the trail has the change
+            continue
+        facts = _facts(record.finding)
+        # A classification signed for other facts no longer holds: the monitor looks again.
+        state = State.REOPENED.value if row["state"] == State.CLASSIFIED else row["state"]
+        if await store.update(row["id"], row["row_version"], **facts, state=state, updated_at=at):
+            counts["updated"] += 1
+            audit.append(Change("update", "deviation", _rid(study, row), {**_facts_of(row), "state": row["state"]},
+                                {**facts, "state": state}, "detection: the facts changed"))
     for record in change.resolved:
         row = kept[record.finding.key]
         if row["state"] == State.CLOSED:  # a closed record keeps its review; the trail shows the correction
             continue
         cause = await _cause(study, row, changes)
-        updates.append((State.RESOLVED_BY_CORRECTION.value, row["occurred_on"], row["days_outside"],
-                        row["description"], cause, at, row["id"]))
-        audit.append(Change("resolve", "deviation", _rid(study, row), {"state": row["state"]},
-                            {"state": State.RESOLVED_BY_CORRECTION.value, "caused_by_entry": cause},
-                            "resolved by data correction: the fact behind it no longer holds"))
-        resolved += 1
+        if await store.update(row["id"], row["row_version"], state=State.RESOLVED_BY_CORRECTION.value,
+                              resolved_by_entry=cause, updated_at=at):
+            counts["resolved"] += 1
+            audit.append(Change("resolve", "deviation", _rid(study, row), {"state": row["state"]},
+                                {"state": State.RESOLVED_BY_CORRECTION.value, "caused_by_entry": cause},
+                                "resolved by data correction: the fact behind it no longer holds"))
     for record in change.reopened:
         row = kept[record.finding.key]
-        updates.append((State.DETECTED.value, _iso(record.finding.occurred_on), record.finding.days_outside,
-                        record.finding.detail, None, at, row["id"]))
-        audit.append(Change("reopen", "deviation", _rid(study, row), {"state": row["state"]},
-                            {"state": State.DETECTED.value}, "detection: the fact holds again"))
-    await store.update_facts(updates)
+        facts = _facts(record.finding)
+        if await store.update(row["id"], row["row_version"], **facts, state=State.DETECTED.value,
+                              resolved_by_entry=None, updated_at=at):
+            counts["reopened"] += 1
+            audit.append(Change("reopen", "deviation", _rid(study, row), {**_facts_of(row), "state": row["state"]},
+                                {**facts, "state": State.DETECTED.value}, "detection: the fact holds again"))
     await audit_log.record(actor, *audit)
-    return {"created": len(change.created), "updated": len(change.updated), "resolved": resolved,
-            "reopened": len(change.reopened)}
+    return counts
 
 
-async def _consent_candidates(study: str, people: dict[int, dict], scope: set[int] | None
+def _facts(finding: Finding) -> dict:
+    return {"occurred_on": _iso(finding.occurred_on), "days_outside": finding.days_outside,
+            "description": finding.detail}
+
+
+def _facts_of(row: dict) -> dict:
+    return {"occurred_on": row["occurred_on"], "days_outside": row["days_outside"], "description": row["description"]}
+
+
+async def _consent_candidates(study: str, people: dict[int, dict], scope: set[int] | None, as_of: date
                               ) -> dict[int, list[ConsentDeviationCandidate]]:
     ids = {row["subject_id"]: pid for pid, row in people.items()}
     found: dict[int, list] = defaultdict(list)
     for c in await consent.candidates(study, scope):
-        if c["subject_id"] in ids:
+        if c["subject_id"] in ids and c["visit_on"] <= as_of:
             found[ids[c["subject_id"]]].append(ConsentDeviationCandidate(
                 c["subject_id"], c["visit"], c["visit_on"], ConsentRule(c["rule"]), c["consented_on"],
                 c["required_since"], c["signed_version"], c["required_version"]))

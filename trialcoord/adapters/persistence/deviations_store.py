@@ -135,6 +135,17 @@ async def occurrences(participants: Collection[int]) -> dict[int, dict[str, int]
     return found
 
 
+async def events_of(participants: Collection[int]) -> dict[int, dict[str, date]]:
+    """Recorded events of these participants (those whose schedule ended)."""
+    found: dict[int, dict[str, date]] = {}
+    if participants:
+        for participant, event, day in await fetch_rows(
+                "SELECT e.participant, e.event, e.date FROM recorded_events e WHERE 1 = 1"
+                f"{among('e.participant', participants)}"):
+            found.setdefault(participant, {})[event] = day if isinstance(day, date) else date.fromisoformat(str(day))
+    return found
+
+
 async def exceptions(study_id: int, scope: Collection[int] | None) -> list[dict]:
     return await fetch("SELECT w.participant, p.subject_id, w.visit, w.earlier_days, w.later_days, w.approved_on,"
                        " w.approved_by, w.reason, w.recorded_at FROM window_exceptions w JOIN participants p"
@@ -172,13 +183,6 @@ async def insert_deviation(row: Sequence[Any]) -> int:
     return rows[0]["id"]
 
 
-async def update_facts(rows: Iterable[Sequence[Any]]) -> None:
-    """rows: (state, occurred_on, days_outside, description, resolved_by_entry, updated_at, id)."""
-    await execute_many("UPDATE deviations SET state = {}, occurred_on = {}, days_outside = {}, description = {},"
-                       " resolved_by_entry = {}, updated_at = {}, row_version = row_version + 1 WHERE id = {}",
-                       rows)
-
-
 async def find(study_id: int, deviation_id: int) -> dict | None:
     rows = await fetch(f"SELECT {COLUMNS} FROM {_FROM} WHERE d.study = {{}} AND d.id = {{}}", study_id, deviation_id)
     return rows[0] if rows else None
@@ -210,18 +214,27 @@ async def steps(deviation: int) -> list[dict]:
                        " WHERE deviation = {} ORDER BY id", deviation)
 
 
-async def insert_signature(deviation: int, step: int, content_sha256: str, record: str, signer_id: str,
-                           printed_name: str, meaning: str, instant: str, key_id: str, value: str) -> None:
-    await fetch("INSERT INTO deviation_signatures (deviation, step, content_sha256, record, signer_id, printed_name,"
-                " meaning, instant, key_id, value) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
-                deviation, step, content_sha256, record, signer_id, printed_name, meaning, instant, key_id, value)
+async def insert_signature(deviation: int, step: int, decision: str, content_sha256: str, record: str,
+                           signer_id: str, printed_name: str, meaning: str, instant: str, key_id: str,
+                           value: str) -> None:
+    await fetch("INSERT INTO deviation_signatures (deviation, step, decision, content_sha256, record, signer_id,"
+                " printed_name, meaning, instant, key_id, value) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+                deviation, step, decision, content_sha256, record, signer_id, printed_name, meaning, instant, key_id,
+                value)
 
 
 async def signatures(deviation: int | None = None) -> list[dict]:
-    where = "WHERE deviation = {}" if deviation is not None else ""
-    return await fetch("SELECT deviation, step, content_sha256, record, signer_id, printed_name, meaning, instant,"
-                       f" key_id, value FROM deviation_signatures {where} ORDER BY id",
-                       *([deviation] if deviation is not None else []))
+    """With the signing step's target state and the deviation's audit name parts, for verification."""
+    where = "WHERE g.deviation = {}" if deviation is not None else ""
+    return await fetch("SELECT g.deviation, g.step, g.decision, g.content_sha256, g.record, g.signer_id,"
+                       " g.printed_name, g.meaning, g.instant, g.key_id, g.value, t.step AS step_name,"
+                       " t.to_state, st.code AS study, s.code AS site, p.subject_id, d.state AS current_state,"
+                       " d.classification AS current_classification, d.category AS current_category,"
+                       " d.subcategory AS current_subcategory"
+                       " FROM deviation_signatures g JOIN deviation_steps t ON t.id = g.step"
+                       " JOIN deviations d ON d.id = g.deviation JOIN studies st ON st.id = d.study"
+                       " JOIN sites s ON s.id = d.site LEFT JOIN participants p ON p.id = d.participant"
+                       f" {where} ORDER BY g.id", *([deviation] if deviation is not None else []))
 
 
 async def listing(study_id: int, where: str = "", args: Sequence[Any] = (), order: str = "d.id",

@@ -310,10 +310,12 @@ MIGRATIONS: tuple[Migration, ...] = (
                 from_state TEXT NOT NULL, to_state TEXT NOT NULL, actor TEXT NOT NULL, at TEXT NOT NULL,
                 reason TEXT, detail TEXT)""",
             "CREATE INDEX deviation_steps_deviation ON deviation_steps (deviation)",
-            # A classification or closure: the signed statement's content hash and the Ed25519 signature.
+            # A classification or closure: the decision signed (canonical JSON), its hash in the signed statement,
+            # and the Ed25519 signature.
             """CREATE TABLE deviation_signatures (
                 id {pk}, deviation INT NOT NULL REFERENCES deviations (id), step INT NOT NULL
-                REFERENCES deviation_steps (id), content_sha256 TEXT NOT NULL, record TEXT NOT NULL,
+                REFERENCES deviation_steps (id), decision TEXT NOT NULL, content_sha256 TEXT NOT NULL,
+                record TEXT NOT NULL,
                 signer_id TEXT NOT NULL, printed_name TEXT NOT NULL, meaning TEXT NOT NULL, instant TEXT NOT NULL,
                 key_id TEXT NOT NULL, value TEXT NOT NULL)""",
             "CREATE INDEX deviation_signatures_deviation ON deviation_signatures (deviation)",
