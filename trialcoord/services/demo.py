@@ -95,7 +95,7 @@ async def _coordinator_actions(today: date) -> None:
 async def _deviation_work(today: date) -> None:
     """A manual deviation, and a site response to one detected deviation: the review under way."""
     await deviations.record_manual("DEMO-001", "102", "assessments", "ECG at Week 4 not performed (machine broken)",
-                                   today - timedelta(days=86), "colin", subject_id="102-002", visit="V4",
+                                   today - timedelta(days=76), "colin", subject_id="102-002", visit="V4",
                                    subcategory="ASSESSMENT NOT PERFORMED", today=today)
     rows, _ = await deviations.listing("DEMO-001", participant="101-002")
     late = next((row for row in rows if row["rule"] == "visit_late"), None)
