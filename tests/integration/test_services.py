@@ -310,3 +310,17 @@ async def test_events_and_visits_cannot_be_recorded_for_a_day_still_to_come(rand
     assert fields(error.value) == {"date"}
     done = await scheduling.record_visit("TST-1", S, "V2", TODAY, today=TODAY)  # today itself is fine
     assert done.visit.actual == TODAY
+
+
+async def test_site_codes_and_subject_ids_hold_no_slash(study):
+    """They name audit records (`STUDY/SITE/SUBJECT/...`), which incremental deviation detection reads."""
+    from trialcoord.services import importing
+
+    with pytest.raises(InvalidInput, match="holds a '/'"):
+        await scheduling.create_site(study, "1/2", "Slash Clinic")
+    with pytest.raises(InvalidInput, match="holds a '/'"):
+        await scheduling.enroll_participant(study, "1/7", "101", today=date(2024, 3, 4))
+    with pytest.raises(InvalidInput) as bad:
+        await importing.import_events(study, "participant,event,date\n1/7,randomization,2024-03-04\n", site="101",
+                                      today=date(2024, 6, 1))
+    assert any(p.field == "participant" and "'/'" in p.message for p in bad.value.problems)

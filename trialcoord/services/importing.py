@@ -66,6 +66,10 @@ def _conflicts(rows: list[EventRow], people: dict[str, ScheduleInputs], file: st
     problems = []
     for row in rows:
         person = people.get(row.participant)
+        if person is None and "/" in row.participant:
+            problems.append(Problem(f"subject ID '{row.participant}' holds a '/', which codes may not", file,
+                                    row.line, field="participant"))
+            continue
         if person is None:
             if site is None:
                 problems.append(Problem(f"participant {row.participant} is not enrolled; give a site to enrol"

@@ -127,6 +127,7 @@ async def create_site(study: str, code: str, name: str, time_zone: str = "UTC", 
     code, name = code.strip(), name.strip()
     if not code:
         raise invalid(f"study {study}: a site needs a code", field="code")
+    check_code(code, f"study {study}: site code", "code")
     _check_time_zone(time_zone)
     async with transaction(f"study {study}, site {code}"):
         study_row = await require_study(study)
@@ -152,6 +153,7 @@ async def enroll_participant(study: str, subject_id: str, site: str, arm: str | 
     subject_id = subject_id.strip()
     if not subject_id:
         raise invalid(f"study {study}: a participant needs a subject ID", field="subject_id")
+    check_code(subject_id, f"study {study}: subject ID", "subject_id")
     async with transaction(f"study {study}, participant {subject_id}"):
         study_row = await require_study(study)
         versions = await repo.list_versions(study_row["id"])
@@ -475,6 +477,12 @@ class _Subject:
 
     def __str__(self) -> str:
         return f"study {self.study}, participant {self.row['subject_id']}"
+
+
+def check_code(value: str, what: str, field: str) -> None:
+    """Site codes and subject IDs name audit records (`record_id`), so they hold no '/'."""
+    if "/" in value:
+        raise invalid(f"{what} '{value}' holds a '/', which codes may not", field=field)
 
 
 def record_id(study: str, site: str, subject_id: str, *more: str) -> str:
