@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import replace
 from datetime import date
 from typing import Any, Collection
 
@@ -134,13 +133,17 @@ async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None
         for finding in find(person["subject_id"], rows_of.get(pid, ()), screening=screening.get(version, ()),
                             ended_on=ended.get(pid), consent=consent_of.get(pid, ()),
                             exceptions=exceptions.get(pid, ()),
-                            after_ending=after_ending(protocols[version], events.get(pid)),
+                            after_ending=after_ending(protocols[version], events[pid]) if pid in ended else (),
                             occurrences=occurrences.get(pid)):
-            found.append(replace(finding, detail=describe(finding)))  # compared with kept ones as stored
+            found.append(Finding(finding.subject_id, finding.visit, finding.occurrence, finding.rule,  # as stored,
+                                 finding.occurred_on, finding.days_outside, describe(finding)))  # to compare
             defaults[finding.subject_id] = getattr(protocols[version], "deviations", None) or DEFAULTS
-    kept = {(row["subject_id"], row["visit"], row["occurrence"], row["rule"]): row
-            for row in await store.kept(study_id, scope)}
-    change = reconcile([_kept(row) for row in kept.values()], found)
+    kept = {}
+    for raw in await store.kept(study_id, scope):
+        person = people[raw[1]]
+        kept[(person["subject_id"], raw[2], raw[3], raw[4])] = raw, person
+    change = reconcile([_kept(raw, person) for raw, person in kept.values()], found)
+    kept = {key: _named(raw, person) for key, (raw, person) in kept.items()}  # lazily: only changed ones are read
     by_subject = {row["subject_id"]: row for row in people.values()}
     return await _write(study, study_id, change, kept, by_subject, defaults, changes, at, actor)
 
@@ -240,11 +243,28 @@ def describe(finding: Finding) -> str:
 _RULES = {str(rule): rule for rule in Rule}  # a dict lookup: Rule(text) costs more, once per kept record
 
 
-def _kept(row: dict) -> Kept:
-    """A stored record as the rules' finding, its description standing for the detail (as stored)."""
-    finding = Finding(row["subject_id"], row["visit"], row["occurrence"], _RULES[row["rule"]],
-                      _day(row["occurred_on"]), row["days_outside"], row["description"])
-    return Kept(finding, row["state"])
+def _kept(raw, person: dict) -> Kept:
+    """A stored record (`store.KEPT` columns) as the rules' finding, its description standing for the detail."""
+    _, _, visit, occurrence, rule, state, occurred_on, days_outside, description, _, _ = raw
+    return Kept(Finding(person["subject_id"], visit, occurrence, _RULES[rule], _day(occurred_on), days_outside,
+                        description), state)
+
+
+class _named:
+    """A kept record by column name, with its participant's subject ID and site (for audit names)."""
+
+    __slots__ = ("raw", "person")
+
+    def __init__(self, raw, person: dict):
+        self.raw, self.person = raw, person
+
+    def __getitem__(self, name: str):
+        if name in ("subject_id", "site"):
+            return self.person[name]
+        return self.raw[_KEPT_INDEX[name]]
+
+
+_KEPT_INDEX = {name: i for i, name in enumerate(store.KEPT)}
 
 
 # Manual deviations and window exceptions -------------------------------------------------------
