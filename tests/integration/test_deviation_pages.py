@@ -44,6 +44,14 @@ async def as_user(anonymous, user_id: str):
     return await signed_in(anonymous, user_id)
 
 
+async def responded(*ids: int) -> None:
+    """The site's response to each deviation, which a monitor's acknowledgement follows."""
+    for i in ids:
+        row = await deviations.get("TST-1", i)
+        await deviation_review.take_step("TST-1", i, "respond", "coord-a" if row["site"] == SITE_A else "coord-b",
+                                         response="Patient had flu")
+
+
 # The queue ---------------------------------------------------------------------------------------
 
 async def test_the_queue_shows_each_reader_their_sites_and_refuses_other_roles(anonymous, found):
@@ -58,8 +66,13 @@ async def test_the_queue_shows_each_reader_their_sites_and_refuses_other_roles(a
     mine = {i for (subject, _, _), i in found.items() if subject == SUBJECT_A}
     assert page.status_code == 200 and set(ids_in(page.text)) == mine
     assert "Acknowledge selected" not in page.text  # coordinators respond, monitors acknowledge
+    assert 'id="queue-form"' not in page.text and "Run detection" in page.text
     assert (await coord.get(QUEUE, params={"site": SITE_B})).status_code == 403
-    for user_id in ("sponsor", "outsider", "monitor-expired"):
+    sponsor = await (await as_user(anonymous, "sponsor")).get(QUEUE)  # coded data: sponsors read the queue
+    assert sponsor.status_code == 200 and sorted(ids_in(sponsor.text)) == sorted(found.values())
+    assert 'method="post" action="/studies/TST-1/deviations' not in sponsor.text
+    assert "Run detection" not in sponsor.text and "Acknowledge" not in sponsor.text
+    for user_id in ("outsider", "monitor-expired"):
         assert (await (await as_user(anonymous, user_id)).get(QUEUE)).status_code == 403, user_id
 
 
@@ -67,6 +80,7 @@ async def test_the_queue_filters_by_site_state_category_and_age(anonymous, found
     client = await as_user(anonymous, "monitor")
     by_site = await client.get(QUEUE, params={"site": SITE_B})
     assert set(ids_in(by_site.text)) == {i for (s, _, _), i in found.items() if s == SUBJECT_B}
+    await responded(late)
     await deviation_review.take_step("TST-1", late, "acknowledge", "monitor")
     reviewed = await client.get(QUEUE, params=[("state", "under_review")])
     assert ids_in(reviewed.text) == [late]
@@ -87,6 +101,8 @@ async def test_bad_filters_are_shown_next_to_their_field(anonymous, found):
     assert "category" in error_next_to(bad.text, "filter-category")
     assert 'id="filter-state-note"' in bad.text
     assert (await client.get(QUEUE, params={"page": "0"})).status_code == 400
+    for params in ({"page": "²"}, {"min_age": "²"}, {"page": "١"}):  # digits to str.isdigit, not to int()
+        assert (await client.get(QUEUE, params=params)).status_code == 400, params
 
 
 async def test_the_queue_pages_by_fifty_keeping_the_filters(anonymous, personas):
@@ -103,6 +119,9 @@ async def test_the_queue_pages_by_fifty_keeping_the_filters(anonymous, personas)
     assert set(ids_in(second.text)).isdisjoint(ids_in(first.text))
     prev_url = re.search(r'<a href="([^"]+)" rel="prev">', second.text).group(1).replace("&amp;", "&")
     assert "page=1" in prev_url and "category=other" in prev_url
+    beyond = await client.get(QUEUE, params={"category": "other", "site": SITE_A, "page": "999999"})
+    assert beyond.status_code == 200 and "page 2 of 2" in beyond.text  # past the end: the last page
+    assert ids_in(beyond.text) == ids_in(second.text)
 
 
 async def test_running_detection_shows_the_counts_after_the_redirect(anonymous, personas):
@@ -119,17 +138,22 @@ async def test_running_detection_shows_the_counts_after_the_redirect(anonymous, 
 
 async def test_bulk_acknowledge_lists_what_was_refused_and_why(anonymous, found, late):
     client = await as_user(anonymous, "monitor")
-    others = [i for i in found.values() if i != late][:2]
+    unanswered, *others = [i for i in found.values() if i != late][:3]
+    await responded(late, *others)
     await deviation_review.take_step("TST-1", late, "acknowledge", "monitor")
-    response = await client.post(f"{QUEUE}/acknowledge", data={"ids": [str(late), *map(str, others), "99999"]})
+    chosen = [str(late), str(unanswered), *map(str, others), "99999", "²"]
+    response = await client.post(f"{QUEUE}/acknowledge", data={"ids": chosen})
     assert response.status_code == 200
     refused = re.search(r'<div class="alert" role="alert" id="refused">(.*?)</div>', response.text, re.S).group(1)
     assert re.search(rf"#{late}: [^<]*a deviation that is under_review cannot be acknowledged", refused)
-    assert "#99999: study TST-1 has no deviation 99999" in refused
+    assert re.search(rf"#{unanswered}: [^<]*a deviation that is detected cannot be acknowledged", refused)
+    assert "#99999: study TST-1 has no deviation 99999" in refused and "#²: &#39;²&#39; is not a deviation" in refused
     assert all(f"#{i}" in response.text for i in others) and f"Acknowledged {len(others)}" in response.text
     for i in others:
         assert (await deviations.get("TST-1", i))["state"] == "under_review"
+    assert (await deviations.get("TST-1", unanswered))["state"] == "detected"
     rest = [i for i in found.values() if i not in others and i != late]
+    await responded(*rest)
     done = await client.post(f"{QUEUE}/acknowledge", data={"ids": [str(i) for i in rest]})
     assert done.status_code == 303 and done.headers["location"].endswith(f"?acknowledged={len(rest)}")
     empty = await client.post(f"{QUEUE}/acknowledge", data={})
@@ -149,17 +173,18 @@ async def test_the_deviation_page_shows_facts_and_the_highlighted_visit(anonymou
         assert '<g class="highlighted">' in html and html.count('class="highlight"') == 1
         highlighted = re.search(r'<g class="highlighted">\s*<title>([^<]*)</title>', html).group(1)
         assert highlighted.startswith("V2 ") and highlighted.endswith("(the visit in question)")
-    other_site = found[(SUBJECT_B, "V2", "visit_missed")]
-    coord = await as_user(anonymous, "coord-a")
-    assert (await coord.get(f"{QUEUE}/{other_site}")).status_code == 403
-    assert (await coord.get(f"{QUEUE}/99999")).status_code == 404
-    for user_id in ("sponsor", "outsider"):
-        assert (await (await as_user(anonymous, user_id)).get(f"{QUEUE}/{late}")).status_code == 403
+    sponsor = await (await as_user(anonymous, "sponsor")).get(f"{QUEUE}/{late}")
+    assert sponsor.status_code == 200 and '<dd id="dvcat">VISIT SCHEDULE</dd>' in sponsor.text
+    assert 'class="step"' not in sponsor.text  # no form of any step
+    assert (await (await as_user(anonymous, "outsider")).get(f"{QUEUE}/{late}")).status_code == 403
 
 
 async def test_each_reader_is_offered_only_the_steps_they_may_take(anonymous, found, late):
     coord = (await (await as_user(anonymous, "coord-a")).get(f"{QUEUE}/{late}")).text
     assert 'id="respond-form"' in coord and 'id="acknowledge-form"' not in coord and 'id="classify-form"' not in coord
+    monitor = (await (await as_user(anonymous, "monitor")).get(f"{QUEUE}/{late}")).text
+    assert 'class="step"' not in monitor  # the site responds first
+    await responded(late)
     monitor = (await (await as_user(anonymous, "monitor")).get(f"{QUEUE}/{late}")).text
     assert 'id="acknowledge-form"' in monitor and 'id="respond-form"' not in monitor
     assert 'id="classify-form"' not in monitor and 'id="close-form"' not in monitor  # not in this state
@@ -192,8 +217,8 @@ async def test_a_forbidden_step_posted_directly_is_refused(anonymous, found, lat
         assert (await coord.post(f"{QUEUE}/{late}/{step}", data={"reason": "x"})).status_code == 403, step
     monitor = await as_user(anonymous, "monitor")
     assert (await monitor.post(f"{QUEUE}/{late}/respond", data={"reason": "x"})).status_code == 403
-    coord_b = await as_user(anonymous, "coord-b")  # responds at site B only
-    assert (await coord_b.post(f"{QUEUE}/{late}/respond", data={"reason": "x"})).status_code == 403
+    coord_b = await as_user(anonymous, "coord-b")  # responds at site B only: site A's is not there for them
+    assert (await coord_b.post(f"{QUEUE}/{late}/respond", data={"reason": "x"})).status_code == 404
     monitor = await as_user(anonymous, "monitor")
     wrong_state = await monitor.post(f"{QUEUE}/{late}/close", data={"password": PASSWORD, "user_id": "monitor"})
     assert wrong_state.status_code == 422 and "cannot be closed" in wrong_state.text
@@ -234,6 +259,7 @@ async def test_the_monitor_acknowledges_classifies_and_closes_with_signatures(an
 
 
 async def test_reopening_needs_a_reason(anonymous, late):
+    await responded(late)
     await deviation_review.take_step("TST-1", late, "acknowledge", "monitor")
     client = await as_user(anonymous, "monitor")
     signing = await accounts.signing_by_password("monitor", "review", PASSWORD)
@@ -270,11 +296,14 @@ async def test_a_capa_record_is_created_shown_and_closed_through_the_forms(anony
     page = (await client.get(closed.headers["location"])).text
     assert 'id="capa-state">closed</span>' in page and "Close CAPA record" not in page
     assert (await client.get(f"{CAPAS}/99999")).status_code == 404
-    # coordinators of another site neither see it listed nor open it; sponsors see no CAPA at all
+    # coordinators of another site neither see it listed nor open it; sponsors read it, with no form
     coord_b = await as_user(anonymous, "coord-b")
     assert "Visit reminders" not in (await coord_b.get(CAPAS)).text
-    assert (await coord_b.get(detail)).status_code == 403
-    assert (await (await as_user(anonymous, "sponsor")).get(CAPAS)).status_code == 403
+    assert (await coord_b.get(detail)).status_code == 404
+    sponsor = await as_user(anonymous, "sponsor")
+    listed = await sponsor.get(CAPAS)
+    assert listed.status_code == 200 and "Visit reminders" in listed.text and "Create CAPA record" not in listed.text
+    assert "No reminder process" in (await sponsor.get(detail)).text
 
 
 async def test_capa_form_errors_are_shown_next_to_the_fields(anonymous, found):
@@ -290,11 +319,91 @@ async def test_capa_form_errors_are_shown_next_to_the_fields(anonymous, found):
     assert hidden.status_code == 422
     assert f"no deviation {other_site}" in error_next_to(hidden.text, "capa-deviation_ids")
     assert await deviation_review.list_capas("TST-1") == []
+    mine = str(found[(SUBJECT_A, "V2", "visit_late")])
+    assert (await client.post(CAPAS, data={**CAPA_FORM, "deviation_ids": mine})).status_code == 303
+    moved = await client.post(CAPAS, data={**CAPA_FORM, "deviation_ids": mine})
+    assert moved.status_code == 422
+    assert "already belongs to another CAPA record" in error_next_to(moved.text, "capa-deviation_ids")
 
 
-async def test_the_study_page_and_the_nav_link_to_the_queue_for_its_roles(anonymous, personas):
-    for user_id in ("monitor", "coord-a"):
+async def test_the_study_page_and_the_nav_link_to_the_queue_for_every_reader(anonymous, personas):
+    for user_id in ("monitor", "coord-a", "sponsor"):
         page = (await (await as_user(anonymous, user_id)).get("/studies/TST-1")).text
         assert page.count('href="/studies/TST-1/deviations"') == 2, user_id  # the nav and the study's links
-    sponsor = (await (await as_user(anonymous, "sponsor")).get("/studies/TST-1")).text
-    assert 'href="/studies/TST-1/deviations"' not in sponsor
+
+
+# Object-level refusals ----------------------------------------------------------------------------
+
+async def test_another_sites_deviation_reads_as_a_missing_one(anonymous, found, late):
+    other_site = found[(SUBJECT_B, "V2", "visit_missed")]
+    coord = await as_user(anonymous, "coord-a")
+    for number in (other_site, 99999):
+        page = await coord.get(f"{QUEUE}/{number}")
+        assert page.status_code == 404 and f"study TST-1 has no deviation {number}" in page.text, number
+        assert "may not" not in page.text and SITE_B not in page.text
+        api = await coord.get(f"/api/studies/TST-1/deviations/{number}")
+        assert api.status_code == 404 and api.json()["detail"] == f"study TST-1 has no deviation {number}"
+    await responded(other_site)
+    await add_user_monitor_a()
+    refused = await (await as_user(anonymous, "mon-a")).post(f"{QUEUE}/acknowledge", data={"ids": str(other_site)})
+    assert refused.status_code == 422
+    assert re.findall(r"<li>(#[^<]*)</li>", refused.text) == [f"#{other_site}: study TST-1 has no deviation"
+                                                              f" {other_site}"]
+    assert (await deviations.get("TST-1", other_site))["state"] == "site_response"
+
+
+async def add_user_monitor_a() -> None:
+    from tests.conftest import add_user
+
+    await add_user("mon-a", ("monitor", "TST-1", SITE_A))
+
+
+async def test_another_sites_capa_record_answers_404_on_every_page_and_nothing_changes(anonymous, found, late):
+    made = await deviation_review.create_capa("TST-1", "SECRET-A", "rc", "c", "p", "coord-a", None, [late],
+                                              "coord-a", sites=[SITE_A])
+    detail = f"{CAPAS}/{made['id']}"
+    coord_b = await as_user(anonymous, "coord-b")
+    listed = await coord_b.get(CAPAS)
+    assert listed.status_code == 200 and "SECRET-A" not in listed.text
+    for response in (await coord_b.get(detail), await coord_b.post(f"{detail}/close", data={"reason": "by B"})):
+        assert response.status_code == 404 and f"study TST-1 has no CAPA record {made['id']}" in response.text
+        assert "SECRET-A" not in response.text
+    assert await deviation_review.get_capa("TST-1", made["id"]) == made
+
+
+async def test_sponsors_read_the_pages_and_every_write_is_refused(anonymous, found, late):
+    made = await deviation_review.create_capa("TST-1", "Reminders", "rc", "c", "p", "monitor", None, [late], "monitor")
+    sponsor = await as_user(anonymous, "sponsor")
+    for url in (QUEUE, f"{QUEUE}/{late}", CAPAS, f"{CAPAS}/{made['id']}", f"{QUEUE}/trends", "/studies/TST-1/reports"):
+        page = await sponsor.get(url)
+        assert page.status_code == 200, url
+        assert 'method="post" action="/studies/TST-1/' not in page.text, url  # no form they could not send
+    for path in ("deviations/detect", "deviations/acknowledge", *(f"deviations/{late}/{step}" for step in (
+            "respond", "acknowledge", "classify", "close", "reopen")), "capas", f"capas/{made['id']}/close",
+            "reports/file"):
+        response = await sponsor.post(f"/studies/TST-1/{path}", data={"ids": str(late), "reason": "x"})
+        assert response.status_code == 403, path
+    assert (await deviations.get("TST-1", late))["steps"] == []
+    assert (await deviation_review.get_capa("TST-1", made["id"]))["state"] == "open"
+
+
+async def test_out_of_range_and_unicode_digit_inputs_are_4xx(anonymous, found, late):
+    client = await as_user(anonymous, "monitor")
+    assert (await client.get(f"{QUEUE}/{2**31 - 1}")).status_code == 404  # the largest 32-bit number
+    assert (await client.get(f"{CAPAS}/{2**31 - 1}")).status_code == 404
+    for url in (f"{QUEUE}/99999999999", f"{CAPAS}/99999999999", f"{QUEUE}/0"):
+        assert (await client.get(url)).status_code == 400, url
+    assert (await client.post(f"{QUEUE}/99999999999/acknowledge", data={})).status_code == 400
+    await responded(late)
+    stale = await client.post(f"{QUEUE}/{late}/acknowledge", data={"row_version": "²"})  # taken as no version
+    assert stale.status_code == 303
+    capa = await client.post(CAPAS, data={**CAPA_FORM, "deviation_ids": "²"})
+    assert capa.status_code == 422 and "deviation numbers" in error_next_to(capa.text, "capa-deviation_ids")
+    assert (await client.get(QUEUE, params={"acknowledged": "²"})).status_code == 200
+
+
+async def test_capa_owner_is_a_code_of_64_characters_as_on_the_api(anonymous, found):
+    client = await as_user(anonymous, "monitor")
+    long = await client.post(CAPAS, data={**CAPA_FORM, "owner": "x" * 65})
+    assert long.status_code == 422 and "longer than 64" in error_next_to(long.text, "capa-owner")
+    assert (await client.post(CAPAS, data={**CAPA_FORM, "owner": "x" * 64})).status_code == 303

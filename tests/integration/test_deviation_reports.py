@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, SITE_B, SUBJECT_A, SUBJECT_B, signed_in
 from trialcoord.adapters.render.documents import render_pdf
 from trialcoord.domain.documents import DocumentKey
+from trialcoord.domain.problems import InvalidInput
 from trialcoord.services import accounts, audit_log, deviation_reports as reports, deviation_review, deviations
 from trialcoord.services import documents, scheduling
 
@@ -52,6 +53,7 @@ async def reported(personas, monkeypatch):
                                    subject_id=SUBJECT_A, today=TODAY)
     [at_b] = (await deviations.listing(study, sites=[SITE_B]))[0]
     moment["now"] = at("2024-04-11T10:00:00")
+    await deviation_review.take_step(study, at_b["id"], "respond", "coord-b", response="Screening was rescheduled")
     await deviation_review.take_step(study, at_b["id"], "acknowledge", "monitor")
     await deviation_review.take_step(study, at_b["id"], "classify", "monitor", classification="non_important",
                                      category="visit schedule", subcategory="VISIT MISSED",
@@ -79,7 +81,7 @@ async def deviation_review_sign(key):
 
 async def test_trends_on_known_data(reported):
     trend = await reports.trends(reported, as_of=TODAY)
-    assert trend["total"] == 6 and trend["excluded"] == 0
+    assert trend["total"] == 6 and trend["excluded"] == 0 and "as_of" not in trend  # as_of is ignored
     assert trend["by_site"] == [(SITE_A, 5), (SITE_B, 1)]
     assert dict(trend["by_rule"]) == {"visit_missed": 4, "visit_late": 1, "manual": 1}
     # screening windows closed in March, V2 was late in March, V3 (after a late V2) closed in April
@@ -173,7 +175,9 @@ async def test_the_log_pdf_draws_its_charts_and_the_docx_holds_the_rows(reported
     assert INJECTION in compact  # the description as text (wrapped in its narrow column)
     word = docx.Document(io.BytesIO((await reports.render_report(reported, SITE_A, reports.LOG, "docx", TODAY,
                                                                  "Cora"))[0]))
-    cells = [[c.text for c in row.cells] for row in word.tables[0].rows]
+    counts, table = word.tables[:2]
+    assert ["Deviations", "5"] in [[c.text for c in row.cells] for row in counts.rows]
+    cells = [[c.text for c in row.cells] for row in table.rows]
     assert cells[0][:3] == ["ID", "Participant", "Visit"] and len(cells) == 6
     assert {r[1] for r in cells[1:]} == {SUBJECT_A, "1002"} and any(r[4] == INJECTION for r in cells[1:])
 
@@ -190,7 +194,13 @@ async def test_the_monitoring_visit_report_lists_open_deviations_with_their_age(
     assert len(entries.rows) == 6 and len(capas.rows) == 1  # headers, five open deviations, no CAPA
 
 
-async def test_filing_adds_a_binder_version_per_day_and_change(reported):
+def on_the_day(monkeypatch) -> None:
+    """Records made now are made on TODAY, the reports' day (a report leaves out what was found after it)."""
+    monkeypatch.setattr(audit_log, "clock", lambda: at("2024-06-01T08:00:00"))
+
+
+async def test_filing_adds_a_binder_version_per_day_and_change(reported, monkeypatch):
+    on_the_day(monkeypatch)
     first = await reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora")
     assert (first["filed"], first["label"], first["artifact"]["unique_id"], first["status"]) == (
         True, "2024-06-01", "110", "draft")
@@ -199,9 +209,9 @@ async def test_filing_adds_a_binder_version_per_day_and_change(reported):
     await deviations.record_manual(reported, SITE_A, "other", "Lab kit expired", TODAY, "coord-a", today=TODAY)
     changed = await reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora")
     assert (changed["filed"], changed["label"]) == (True, "2024-06-01.2")
-    report = await reports.file_report(reported, SITE_A, reports.VISIT_REPORT, "docx", TODAY, "coord-a", "Cora")
+    report = await reports.file_report(reported, SITE_A, reports.VISIT_REPORT, "pdf", TODAY, "coord-a", "Cora")
     assert (report["label"], report["artifact"]["unique_id"], report["file_name"]) == (
-        "2024-06-01", "107", f"monitoring_visit_report-TST-1-{SITE_A}-2024-06-01.docx")
+        "2024-06-01", "107", f"monitoring_visit_report-TST-1-{SITE_A}-2024-06-01.pdf")
     filed = {(r["name"], r["label"]) for r in await documents.list_documents(reported, SITE_A)}
     assert {("Protocol deviation log", "2024-06-01"), ("Protocol deviation log", "2024-06-01.2"),
             ("Monitoring visit report", "2024-06-01")} <= filed
@@ -261,12 +271,35 @@ async def test_pages_show_charts_repeats_and_file_into_the_binder(reported, anon
                                                                    "format": "pdf"})
     assert sent.status_code == 303
     shown = await coord_a.get(sent.headers["location"])
-    assert "Filed into the binder: Protocol deviation log version" in shown.text
+    notice = re.search(r'<p class="notice" role="status" id="filed">(.*?)</p>', shown.text).group(1)
+    day = date.today().isoformat()  # the app's today: the report is dated the day it is filed
+    assert notice == ('Filed into the binder: <a href="/studies/TST-1/documents/version?name=Protocol%20deviation'
+                      f'%20log&amp;label={day}&amp;site={SITE_A}">Protocol deviation log version {day}</a>.')
+    again = await coord_a.post("/studies/TST-1/reports/file", data={"site": SITE_A, "report": "deviation_log",
+                                                                    "format": "pdf"})
+    assert "Already in the binder, unchanged: " in (await coord_a.get(again.headers["location"])).text
     bad = await coord_a.post("/studies/TST-1/reports/file", data={"site": SITE_A, "report": "minutes"})
     assert bad.status_code == 422 and "Choose the deviation log" in bad.text
     sponsor = await signed_in(anonymous, "sponsor")
     seen = await sponsor.get("/studies/TST-1/reports")
     assert seen.status_code == 200 and 'id="file-form"' not in seen.text and "listing.xlsx" in seen.text
+
+
+async def test_the_filed_notice_prints_nothing_from_the_address_but_a_real_version(reported, anonymous):
+    await reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora")
+    monitor = await signed_in(anonymous, "monitor")
+    forged = [{"site": SITE_A, "filed": "Your account is locked: call +1 555 0100"},
+              {"site": SITE_A, "name": "Call +1 555 0100", "label": str(TODAY), "filed": "new"},
+              {"site": SITE_A, "name": "Protocol deviation log", "label": "1999-01-01", "filed": "new"},
+              {"site": SITE_A, "name": "Protocol deviation log", "label": str(TODAY), "filed": "<b>x</b>"},
+              {"site": SITE_B, "name": "Protocol deviation log", "label": str(TODAY), "filed": "new"}]  # A's
+    for params in forged:
+        page = await monitor.get("/studies/TST-1/reports", params=params)
+        assert page.status_code == 200 and 'id="filed"' not in page.text, params
+        assert "555 0100" not in page.text and "<b>x</b>" not in page.text
+    real = await monitor.get("/studies/TST-1/reports", params={"site": SITE_A, "name": "Protocol deviation log",
+                                                                "label": str(TODAY), "filed": "new"})
+    assert f"Protocol deviation log version {TODAY}</a>" in real.text
 
 
 async def test_the_study_page_and_the_queue_link_to_the_reports(reported, anonymous):
@@ -275,3 +308,152 @@ async def test_the_study_page_and_the_queue_link_to_the_reports(reported, anonym
     queue = (await coord_a.get("/studies/TST-1/deviations")).text
     assert 'href="/studies/TST-1/reports"' in study_page
     assert 'href="/studies/TST-1/deviations/trends"' in queue and 'href="/studies/TST-1/reports"' in queue
+
+
+# Regressions of the review ------------------------------------------------------------------------------
+
+async def test_filing_compares_the_data_with_every_version_of_the_day_and_files_pdf_only(reported, monkeypatch):
+    on_the_day(monkeypatch)
+    first = await reports.file_report(reported, SITE_A, reports.VISIT_REPORT, "pdf", TODAY, "coord-a", "Cora")
+    assert "report key pdf:" in first["change_summary"]
+    by_other = await reports.file_report(reported, SITE_A, reports.VISIT_REPORT, "pdf", TODAY, "monitor", "Mo")
+    assert (by_other["filed"], by_other["label"]) == (False, first["label"])  # who prepared it is no new fact
+    with pytest.raises(InvalidInput) as refused:
+        await reports.file_report(reported, SITE_A, reports.VISIT_REPORT, "docx", TODAY, "coord-a", "Cora")
+    assert refused.value.problems[0].field == "format"
+    key = DocumentKey(reported, SITE_A, "Monitoring visit report")
+    other, _ = await reports.render_report(reported, SITE_B, reports.LOG, "pdf", TODAY, "x")
+    await documents.add_version(key, "107", "2024-06-01.2", other, "other.pdf")  # a newer version, other data
+    await documents.add_version(key, "107", "2024-06-01.\u00b2", other, "odd.pdf")  # not a day label: ignored
+    again = await reports.file_report(reported, SITE_A, reports.VISIT_REPORT, "pdf", TODAY, "coord-a", "Cora")
+    assert (again["filed"], again["label"]) == (False, "2024-06-01")
+    await deviations.record_manual(reported, SITE_A, "other", "Lab kit expired", TODAY, "coord-a", today=TODAY)
+    changed = await reports.file_report(reported, SITE_A, reports.VISIT_REPORT, "pdf", TODAY, "coord-a", "Cora")
+    assert (changed["filed"], changed["label"]) == (True, "2024-06-01.3")
+
+
+def test_day_labels_are_ascii_digits_only():
+    assert reports._of_day("2024-06-01", TODAY) and reports._of_day("2024-06-01.12", TODAY)
+    for label in ("2024-06-01.\u00b2", "2024-06-01.\u0661", "2024-06-01.0", "2024-06-01.", "2024-06-02", "x"):
+        assert not reports._of_day(label, TODAY)
+    assert reports._ordinal("2024-06-01.12") == 12 and reports._ordinal("2024-06-01") == 1
+    assert reports._ordinal("2024-06-01.\u00b2") == 1
+
+
+async def test_a_superscript_label_is_no_500(reported, anonymous, app):
+    today = app.state.settings.today()
+    pdf, _ = await reports.render_report(reported, SITE_A, reports.LOG, "pdf", today, "x")
+    await documents.add_version(DocumentKey(reported, SITE_A, "Protocol deviation log"), "110", f"{today}.\u00b2",
+                                pdf, "x.pdf")
+    coord_a = await signed_in(anonymous, "coord-a")
+    filed = await coord_a.post("/api/studies/TST-1/deviations/log/file", json={"site": SITE_A})
+    assert filed.status_code == 201 and filed.json()["label"] == str(today)  # "today.²" is no version of the day
+
+
+async def test_concurrent_filings_of_the_same_report_file_it_once(reported):
+    import asyncio
+
+    results = await asyncio.gather(*[reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a",
+                                                         "Cora") for _ in range(2)])
+    assert sorted(r["filed"] for r in results) == [False, True] and {r["label"] for r in results} == {"2024-06-01"}
+
+
+class FakeJobs:
+    """RenderJobs' interface, rendering at submit: counts renders, never starts a process."""
+
+    def __init__(self):
+        self.submitted: list[tuple] = []
+
+    def submit(self, kind, template, data, *, created_at, title, version_label, owner):
+        from trialcoord.adapters.render import documents as rendering
+
+        self.submitted.append((kind, template, version_label, owner))
+        self.result_bytes = rendering.render_pdf(template, data, created_at=created_at, title=title,
+                                                 version_label=version_label)
+        return f"job-{len(self.submitted)}"
+
+    def result(self, job_id, *, owner):
+        return self.result_bytes
+
+
+async def test_long_reports_go_to_a_render_job_and_are_filed_once_it_is_done(reported, monkeypatch):
+    from trialcoord.adapters.render import jobs as render_jobs
+
+    renders = []
+    real = reports._render
+    monkeypatch.setattr(reports, "_render", lambda *a: renders.append(a) or real(*a))
+    jobs = FakeJobs()
+    short, _ = await reports.download_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs)
+    assert short.startswith(b"%PDF-") and not jobs.submitted  # a short one stays in the request
+    monkeypatch.setattr(render_jobs, "LONG_DOCUMENT_PAGES", 1)
+    queued, name = await reports.download_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora",
+                                                 jobs=jobs)
+    assert isinstance(queued, reports.Queued) and queued.url == "/api/studies/TST-1/render-jobs/job-1"
+    renders.clear()
+    filing = await reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs)
+    assert (filing["queued"], filing["job_id"], filing["label"]) == (True, "job-2", "2024-06-01")
+    await reports.pending_filings()
+    assert renders == [] and len(jobs.submitted) == 2  # rendered once, by the job
+    stored = await documents.version_bytes(DocumentKey(reported, SITE_A, "Protocol deviation log"), "2024-06-01")
+    assert stored == jobs.result_bytes
+    again = await reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs)
+    assert again["filed"] is False and len(jobs.submitted) == 2
+
+
+async def test_the_summary_applies_as_of_to_deviations_visits_and_participants(reported):
+    before = await reports.site_summary(reported, [SITE_A, SITE_B], date(2024, 3, 5))
+    a, b = before["sites"]
+    assert a["open_deviations"] == 0 and sum(a["ages"].values()) == 0  # detected on 2024-04-01
+    assert (a["visits_done"], b["visits_done"]) == (0, 0)  # done later in March
+    assert (a["participants"], a["ended"]) == (2, 0)  # 1002 withdrew on 2024-03-10
+    on_withdrawal = (await reports.site_summary(reported, [SITE_A], date(2024, 3, 10)))["sites"][0]
+    assert (on_withdrawal["active"], on_withdrawal["ended"]) == (1, 1)
+    before_enrolment = await reports.site_summary(reported, [SITE_A], date(2000, 1, 1))
+    assert before_enrolment["sites"][0]["participants"] == 0
+    report = await reports.report_data(reported, SITE_A, reports.VISIT_REPORT, date(2024, 3, 5), "x")
+    assert report["entries"] == []
+    closed_b = await reports.site_summary(reported, [SITE_B], date(2024, 4, 5))
+    assert closed_b["sites"][0]["open_deviations"] == 1  # closed on 2024-04-11: open then
+
+
+async def test_the_summary_counts_study_level_documents_and_hides_subject_logs(reported):
+    from tests.conftest import add_user, sign_version
+
+    pdf = render_pdf("binder_cover", {"study_code": "TST-1", "study_title": "T", "site_code": "x", "site_name": "R",
+                                      "investigator": "I", "sponsor": "S"},
+                     created_at="2024-01-02T00:00:00.000000Z", title="Doc", version_label="1")
+    await add_user("ada-adm", ("administrator", None, None))
+    for key, artifact, signer in ((DocumentKey("TST-1", None, "Central lab certification"), "160", "ada-adm"),
+                                  (DocumentKey("TST-1", SITE_A, "Subject identification log"), "234", "ivan")):
+        await documents.add_version(key, artifact, "1", pdf, "d.pdf", expires_on=date(2024, 6, 20))
+        await documents.change_status(key, "1", "in_review", date(2024, 1, 2))
+        await sign_version(key, "1", signer)
+        await documents.change_status(key, "1", "approved", date(2024, 1, 2))
+        await documents.change_status(key, "1", "effective", date(2024, 1, 2))
+    summary = await reports.site_summary(reported, [SITE_A, SITE_B], TODAY)
+    assert {d["document"] for d in summary["documents"]} == {"Licence Ivan", "Central lab certification",
+                                                            "Subject identification log"}
+    assert summary["total"]["expiring"] == 3 and summary["sites"][0]["expiring"] == 2
+    hidden = await reports.site_summary(reported, [SITE_A, SITE_B], TODAY, personal=False)
+    assert "Subject identification log" not in {d["document"] for d in hidden["documents"]}
+    assert hidden["total"]["expiring"] == 2
+
+
+async def test_trends_of_an_unknown_site_is_not_found(reported):
+    with pytest.raises(reports.NotFound):
+        await reports.trends(reported, ["999"])
+
+
+async def test_the_listing_has_sdtm_columns_and_standing_records_only(reported):
+    data, count = await reports.listing_file(reported, None, "csv", "sponsor")
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    assert {r["DOMAIN"] for r in rows} == {"DV"} and {r["EPOCH"] for r in rows} == {""}
+    manual = next(r for r in rows if r["RULE"] == "manual")
+    assert manual["DVSTDY"] == str((date(2024, 5, 19) - RANDOMIZED).days + 1)  # day one is day 1
+    site_level = await deviations.record_manual(reported, SITE_B, "other", "Freezer log gap", TODAY, "coord-b",
+                                                today=TODAY)
+    rows, _ = await deviations.listing(reported)
+    table = reports.listing_rows(reported, [*rows, {**rows[0], "id": 999, "state": "resolved_by_data_correction"}])
+    assert 999 not in {r["DVSPID"] for r in table}
+    mine = next(r for r in table if r["DVSPID"] == site_level["id"])
+    assert (mine["USUBJID"], mine["DVSEQ"], mine["DVSTDY"]) == (None, None, None)

@@ -51,6 +51,12 @@ def fields(response) -> set[str]:
     return {e["field"] for e in response.json()["errors"]}
 
 
+async def respond(site_user, deviation_id: int) -> None:
+    """The site's response, which a monitor's acknowledgement follows."""
+    done = await site_user.post(f"{API}/deviations/{deviation_id}/steps", json={"step": "respond", "response": "flu"})
+    assert done.status_code == 200 and done.json()["state"] == "site_response", done.text
+
+
 async def test_detection_runs_again_without_creating_anything_and_needs_no_body(login, detected):
     monitor = await login("monitor")
     again = await monitor.post(f"{API}/deviations/detect")
@@ -60,6 +66,22 @@ async def test_detection_runs_again_without_creating_anything_and_needs_no_body(
     assert bad.status_code == 400 and "as_of" in fields(bad)
     sponsor = await login("sponsor")
     assert (await sponsor.post(f"{API}/deviations/detect", json={})).status_code == 403
+
+
+async def test_only_a_reader_of_every_site_chooses_the_date_or_a_full_run(login, detected):
+    before = (await (await login("admin")).get(f"{API}/deviations")).json()
+    coord_b = await login("coord-b")
+    for body in ({"as_of": "2199-12-31"}, {"as_of": TODAY.isoformat()}, {"full": True}):
+        refused = await coord_b.post(f"{API}/deviations/detect", json=body)
+        assert refused.status_code == 403 and "every site of the study" in refused.json()["detail"], body
+    assert (await coord_b.post(f"{API}/deviations/detect", json={})).status_code == 200  # today, incremental
+    monitor = await login("monitor")
+    future = await monitor.post(f"{API}/deviations/detect", json={"as_of": "2199-12-31"})
+    assert future.status_code == 422 and fields(future) == {"as_of"}
+    earlier = await monitor.post(f"{API}/deviations/detect", json={"as_of": "2024-03-01", "full": True})
+    assert earlier.status_code == 422 and fields(earlier) == {"as_of"}  # before the last run (2024-06-01)
+    after = (await (await login("admin")).get(f"{API}/deviations")).json()
+    assert [(r["id"], r["state"]) for r in after["items"]] == [(r["id"], r["state"]) for r in before["items"]]
 
 
 async def test_the_queue_paginates_and_filters(login, detected):
@@ -81,6 +103,7 @@ async def test_the_queue_paginates_and_filters(login, detected):
     assert await ids(participant=SUBJECT_A) == set(detected[SITE_A])
     assert await ids(category="visit schedule") == set(detected[SITE_A] + detected[SITE_B]) - await ids(
         category="eligibility")
+    await respond(await login("coord-a"), detected[SITE_A][0])
     await monitor.post(f"{API}/deviations/{detected[SITE_A][0]}/steps", json={"step": "acknowledge"})
     assert await ids(state="under_review") == {detected[SITE_A][0]}
     assert await ids(state="detected, under_review") == set(detected[SITE_A] + detected[SITE_B])
@@ -154,8 +177,11 @@ async def test_each_step_is_refused_to_a_role_that_may_not_take_it(login, detect
     monitor = await login("monitor")
     refused = await monitor.post(url, json={"step": "respond", "response": "I was not there"})
     assert refused.status_code == 403 and "respond" in refused.json()["detail"]
-    await monitor.post(url, json={"step": "acknowledge"})
     coord = await login("coord-a")
+    early = await monitor.post(url, json={"step": "acknowledge"})
+    assert early.status_code == 422 and "cannot be acknowledged" in early.text  # the site responds first
+    await respond(coord, did)
+    assert (await monitor.post(url, json={"step": "acknowledge"})).status_code == 200
     classify = {"step": "classify", "classification": "important", "category": "visit schedule",
                 "password": PASSWORD, "user_id": "coord-a"}
     assert (await coord.post(url, json=classify)).status_code == 403  # before any password is checked
@@ -163,7 +189,7 @@ async def test_each_step_is_refused_to_a_role_that_may_not_take_it(login, detect
     sponsor = await login("sponsor")
     assert (await sponsor.post(url, json={"step": "respond", "response": "x"})).status_code == 403
     after = (await monitor.get(f"{API}/deviations/{did}")).json()
-    assert [s["step"] for s in after["steps"]] == ["acknowledge"] and after["signatures"] == []
+    assert [s["step"] for s in after["steps"]] == ["respond", "acknowledge"] and after["signatures"] == []
 
 
 async def test_bad_steps_are_named(login, detected):
@@ -207,23 +233,27 @@ async def test_manual_deviations(login, detected):
 
 async def test_bulk_acknowledge_refuses_each_deviation_it_may_not_touch(login, detected):
     await add_user("monitor-a", ("monitor", "TST-1", SITE_A))
-    monitor_a = await login("monitor-a")
-    first, *others = detected[SITE_A]
+    monitor_a, coord_a, coord_b = await login("monitor-a"), await login("coord-a"), await login("coord-b")
+    first, second, unanswered = detected[SITE_A]
+    for did in (first, second):
+        await respond(coord_a, did)
+    await respond(coord_b, detected[SITE_B][0])
     await monitor_a.post(f"{API}/deviations/{first}/steps", json={"step": "acknowledge"})
     ids = detected[SITE_A] + detected[SITE_B] + [99999]
     done = await monitor_a.post(f"{API}/deviations/acknowledge", json={"ids": ids})
     assert done.status_code == 200, done.text
-    assert sorted(done.json()["acknowledged"]) == sorted(others)
+    assert done.json()["acknowledged"] == [second]
     refused = {r["id"]: r["reason"] for r in done.json()["refused"]}
-    assert set(refused) == {first, 99999, *detected[SITE_B]}
-    assert "cannot be acknowledged" in refused[first]
-    assert refused[detected[SITE_B][0]] == f"study TST-1 has no deviation {detected[SITE_B][0]}"
+    assert set(refused) == {first, unanswered, 99999, *detected[SITE_B]}
+    assert "a deviation that is under_review cannot be acknowledged" in refused[first]
+    assert "a deviation that is detected cannot be acknowledged" in refused[unanswered]  # no site response yet
+    for did in [*detected[SITE_B], 99999]:  # another site's: the words of a missing one
+        assert refused[did] == f"study TST-1 has no deviation {did}"
     b_rows = (await (await login("monitor")).get(f"{API}/deviations", params={"site": SITE_B})).json()
-    assert {r["state"] for r in b_rows["items"]} == {"detected"}
+    assert sorted(r["state"] for r in b_rows["items"]) == ["detected", "detected", "site_response"]
     empty = await monitor_a.post(f"{API}/deviations/acknowledge", json={"ids": []})
     assert empty.status_code == 422 and fields(empty) == {"ids"}
-    coord = await login("coord-a")
-    assert (await coord.post(f"{API}/deviations/acknowledge", json={"ids": others})).status_code == 403
+    assert (await coord_a.post(f"{API}/deviations/acknowledge", json={"ids": [second]})).status_code == 403
 
 
 async def test_window_exceptions_are_approved_by_the_sites_investigator(login, detected):
@@ -276,5 +306,70 @@ async def test_capa_records_group_only_deviations_their_user_sees(login, detecte
     assert no_reason.status_code == 400 and fields(no_reason) == {"reason"}
     assert (await monitor.get(f"{API}/capas/999")).status_code == 404
     sponsor = await login("sponsor")
-    assert (await sponsor.get(f"{API}/capas")).status_code == 403
+    assert [c["deviations"] for c in (await sponsor.get(f"{API}/capas")).json()] == [
+        detected[SITE_A][:2] + [detected[SITE_B][0]]]  # coded data: sponsors read every record
     assert (await sponsor.post(f"{API}/capas", json=body)).status_code == 403
+
+
+CAPA = {"title": "Reminders at A", "root_cause": "No reminder process", "corrective_action": "Call patients",
+        "preventive_action": "Reminder SOP", "owner": "coord-a"}
+
+
+async def test_another_sites_capa_record_answers_404_on_every_route_and_nothing_changes(login, detected):
+    coord_a, coord_b, monitor = await login("coord-a"), await login("coord-b"), await login("monitor")
+    made = (await coord_a.post(f"{API}/capas", json={**CAPA, "deviations": detected[SITE_A][:1]})).json()
+    url = f"{API}/capas/{made['id']}"
+    before = (await monitor.get(url)).json()
+    assert (await coord_b.get(f"{API}/capas")).json() == []
+    for response in (await coord_b.get(url),
+                     await coord_b.post(f"{url}/deviations", json={"ids": [detected[SITE_B][0]]}),
+                     await coord_b.post(f"{url}/close", json={"reason": "closed by B"})):
+        assert response.status_code == 404, response.request.url
+        assert response.json()["detail"] == f"study TST-1 has no CAPA record {made['id']}"
+    assert (await coord_b.get(f"{API}/capas/99999")).json()["detail"] == "study TST-1 has no CAPA record 99999"
+    assert (await monitor.get(url)).json() == before
+    assert (await monitor.get(f"{API}/deviations/{detected[SITE_B][0]}")).json()["capa"] is None
+
+
+async def test_a_deviation_belongs_to_one_capa_record_and_a_closed_one_takes_no_more(login, detected):
+    monitor = await login("monitor")
+    first = (await monitor.post(f"{API}/capas", json={**CAPA, "deviations": detected[SITE_A][:1]})).json()
+    moved = await monitor.post(f"{API}/capas", json={**CAPA, "deviations": detected[SITE_A][:1]})
+    assert moved.status_code == 409 and "already belongs to another CAPA record" in moved.json()["detail"]
+    await monitor.post(f"{API}/capas/{first['id']}/close", json={"reason": "checked"})
+    late = await monitor.post(f"{API}/capas/{first['id']}/deviations", json={"ids": detected[SITE_A][1:2]})
+    assert late.status_code == 409 and "is closed" in late.json()["detail"]
+    assert (await monitor.get(f"{API}/capas/{first['id']}")).json()["deviations"] == detected[SITE_A][:1]
+
+
+async def test_sponsors_read_deviations_and_capa_but_write_nothing(login, detected):
+    did = detected[SITE_A][0]
+    monitor, sponsor = await login("monitor"), await login("sponsor")
+    capa = (await monitor.post(f"{API}/capas", json={**CAPA, "deviations": [did]})).json()
+    for path in ("/deviations", f"/deviations/{did}", "/capas", f"/capas/{capa['id']}", "/window-exceptions",
+                 "/deviations/trends"):
+        assert (await sponsor.get(API + path)).status_code == 200, path
+    writes = [("/deviations/detect", {}), ("/deviations", {"site": SITE_A, "category": "other", "description": "d",
+                                                           "occurred_on": "2024-03-05"}),
+              (f"/deviations/{did}/steps", {"step": "respond", "response": "x"}),
+              (f"/deviations/{did}/steps", {"step": "acknowledge"}), ("/deviations/acknowledge", {"ids": [did]}),
+              (f"/participants/{SUBJECT_A}/window-exceptions", {"visit": "V2", "earlier_days": 0, "later_days": 2,
+                                                                "approved_on": "2024-03-10", "reason": "r"}),
+              ("/capas", CAPA), (f"/capas/{capa['id']}/deviations", {"ids": [did]}),
+              (f"/capas/{capa['id']}/close", {"reason": "r"})]
+    for path, body in writes:
+        assert (await sponsor.post(API + path, json=body)).status_code == 403, path
+    assert (await monitor.get(f"{API}/deviations/{did}")).json()["steps"] == []
+
+
+async def test_out_of_range_and_unicode_digit_inputs_are_4xx(login, detected):
+    monitor = await login("monitor")
+    for did in (2**31 - 1, 99999999999):  # the column is a 32-bit integer on PostgreSQL
+        expected = 404 if did < 2**31 else 400
+        assert (await monitor.get(f"{API}/deviations/{did}")).status_code == expected, did
+        assert (await monitor.get(f"{API}/capas/{did}")).status_code == expected, did
+        step = await monitor.post(f"{API}/deviations/{did}/steps", json={"step": "acknowledge"})
+        assert step.status_code == expected, did
+    for params in ({"limit": "²"}, {"offset": "²"}, {"min_age_days": "²"}):
+        assert (await monitor.get(f"{API}/deviations", params=params)).status_code == 400, params
+    assert (await monitor.get(f"{API}/deviations/²")).status_code == 404  # no route takes it

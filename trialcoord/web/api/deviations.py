@@ -3,6 +3,8 @@
 A deviation at a site the reader may not see answers 404 with the words of a missing one (IDs are
 sequential: a 403 would tell which exist). Review steps are checked per step at the deviation's site
 (`TRANSITIONS` names the action; classification and closure also need SIGN) before any password is asked.
+Reading (the queue, a deviation, exceptions, CAPA records) needs view_schedule: every role of the study sees
+coded deviation data; each write keeps its own action. CAPA records a reader may not see answer 404 too.
 """
 
 from __future__ import annotations
@@ -237,12 +239,8 @@ async def visible_deviation(access: Access, study: str, deviation_id: int) -> di
     return row
 
 
-async def capa_out(access: Access, study: str, capas: list[dict]) -> list[CapaOut]:
-    sites = visible_sites(access)
-    if sites is not None:  # members at other sites are left out, not named
-        shown = {row["id"] for row in (await deviations.listing(study, sites=sites))[0] if row["capa"] is not None}
-        capas = [{**c, "deviations": [i for i in c["deviations"] if i in shown]} for c in capas]
-    return [msgspec.convert(c, CapaOut) for c in capas]
+def capa_out(capa: dict) -> CapaOut:
+    return msgspec.convert(capa, CapaOut)
 
 
 def detail(row: dict, judged: list[dict]) -> DeviationDetail:
@@ -257,9 +255,15 @@ class DeviationController(Controller):
     @post("/deviations/detect", opt=RECORD, status_code=200, responses=READ)
     async def detect(self, study: StudyPath, access: AccessDep, today: Today,
                      data: JSONBody[Optional[DetectIn]] = None) -> DetectOut:
-        """Create, update, resolve and reopen the study's automatic deviations (incremental unless `full`)."""
+        """Create, update, resolve and reopen the study's automatic deviations (incremental unless `full`).
+        Only a reader of every site of the study may choose `as_of` (not after today, nor before the last
+        run) or `full`."""
         data = data or DetectIn()
-        counts = await deviations.detect(study, data.as_of or today, access.user_id, full=data.full)
+        if (data.as_of is not None or data.full) and visible_sites(access) is not None:
+            # a run's date and scope decide every site's records: only a reader of all of them chooses
+            raise PermissionDeniedException(f"{access.user_id} may not choose as_of or full: that needs a grant"
+                                            " covering every site of the study")
+        counts = await deviations.detect(study, data.as_of or today, access.user_id, full=data.full, today=today)
         return msgspec.convert(counts, DetectOut)
 
     @get("/deviations", opt=VIEW, responses=READ)
@@ -356,35 +360,38 @@ class DeviationController(Controller):
                 for e in await deviations.exceptions_of(study)]
         return [msgspec.convert(r, ExceptionOut) for r in rows if access.shows(r["site"])]
 
-    @get("/capas", opt=RECORD, responses=READ)
+    @get("/capas", opt=VIEW, responses=READ)
     async def capas(self, study: StudyPath, access: AccessDep) -> list[CapaOut]:
-        """Root cause and corrective/preventive action records, each with the deviations it groups."""
-        return await capa_out(access, study, await deviation_review.list_capas(study))
+        """Root cause and corrective/preventive action records, each with the deviations it groups (a reader
+        of some sites: the records they made or that group their deviations, and only those deviations)."""
+        return [capa_out(c) for c in await deviation_review.list_capas(study, visible_sites(access), access.user_id)]
 
     @post("/capas", opt=RECORD, status_code=201, responses=WRITE)
     async def create_capa(self, study: StudyPath, data: JSONBody[CapaIn], access: AccessDep) -> CapaOut:
         capa = await deviation_review.create_capa(study, data.title, data.root_cause, data.corrective_action,
                                                   data.preventive_action, data.owner, data.due_on, data.deviations,
                                                   access.user_id, sites=visible_sites(access))
-        return (await capa_out(access, study, [capa]))[0]
+        return capa_out(capa)
 
-    @get("/capas/{capa_id:int}", opt=RECORD, responses=READ)
+    @get("/capas/{capa_id:int}", opt=VIEW, responses=READ)
     async def capa(self, study: StudyPath, capa_id: CapaPath, access: AccessDep) -> CapaOut:
-        return (await capa_out(access, study, [await deviation_review.get_capa(study, capa_id)]))[0]
+        """One record (404 for a record the reader may not see, as for a missing one)."""
+        return capa_out(await deviation_review.get_capa(study, capa_id, visible_sites(access), access.user_id))
 
     @post("/capas/{capa_id:int}/deviations", opt=RECORD, status_code=200, responses=WRITE)
     async def link_capa(self, study: StudyPath, capa_id: CapaPath, data: JSONBody[IdsIn], access: AccessDep
                         ) -> CapaOut:
         """Group more deviations under the record (only deviations the caller sees)."""
         capa = await deviation_review.link_capa(study, capa_id, data.ids, access.user_id, sites=visible_sites(access))
-        return (await capa_out(access, study, [capa]))[0]
+        return capa_out(capa)
 
     @post("/capas/{capa_id:int}/close", opt=RECORD, status_code=200, responses=WRITE)
     async def close_capa(self, study: StudyPath, capa_id: CapaPath, data: JSONBody[ReasonIn], access: AccessDep
                          ) -> CapaOut:
         """Close the record with how its effectiveness was checked."""
-        capa = await deviation_review.close_capa(study, capa_id, access.user_id, data.reason)
-        return (await capa_out(access, study, [capa]))[0]
+        capa = await deviation_review.close_capa(study, capa_id, access.user_id, data.reason,
+                                                 sites=visible_sites(access))
+        return capa_out(capa)
 
 
 def _day(value: Any) -> date:

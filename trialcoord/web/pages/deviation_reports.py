@@ -13,7 +13,7 @@ from trialcoord.adapters.render.documents import draw_chart
 from trialcoord.domain.access import Action
 from trialcoord.domain.problems import InvalidInput
 from trialcoord.services import deviation_reports as reports
-from trialcoord.services import scheduling
+from trialcoord.services import documents, scheduling
 from trialcoord.services.errors import Conflict, NotFound
 from trialcoord.web.api.deviation_reports import printed, scope
 from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today
@@ -40,9 +40,10 @@ class ReportPages(Controller):
 
     @get("/reports", opt=VIEW)
     async def reports_page(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None,
-                           filed: QueryStr = None) -> Template:
-        return Template("deviation_reports.html",
-                        context=await _context(study, access, today, site or None, filed=filed))
+                           name: QueryStr = None, label: QueryStr = None, filed: QueryStr = None) -> Template:
+        context = await _context(study, access, today, site or None)
+        context["filed"] = await _filed(study, context["site"], name, label, filed)
+        return Template("deviation_reports.html", context=context)
 
     @post("/reports/file", opt=needs(Action.MANAGE_DOCUMENTS, across_sites=True))
     async def file(self, study: StudyPath, data: Form, access: AccessDep, today: Today) -> Template | Redirect:
@@ -65,8 +66,8 @@ class ReportPages(Controller):
         if row is None:
             context = await _context(study, access, today, site, errors=form.errors, form=form.data)
             return Template("deviation_reports.html", context=context, status_code=422)
-        note = f"{row['name']} version {row['label']}" + ("" if row["filed"] else " (unchanged, already filed)")
-        query = urlencode({"site": site, "filed": note}, quote_via=quote)
+        query = urlencode({"site": site, "name": row["name"], "label": row["label"],
+                           "filed": "new" if row["filed"] else "unchanged"}, quote_via=quote)
         return Redirect(f"/studies/{quote(study, safe='')}/reports?{query}", status_code=303)
 
 
@@ -74,7 +75,20 @@ async def _visible_sites(study: str, access: Access) -> list[str]:
     return [row["code"] for row in await scheduling.list_sites(study) if access.shows(row["code"])]
 
 
-async def _context(study: str, access: Access, today: date, site: str | None, *, filed: str | None = None,
+async def _filed(study: str, site: str | None, name: str | None, label: str | None, how: str | None
+                 ) -> dict[str, Any] | None:
+    """The notice after filing, only for a report version the site's binder holds: the address is anyone's to
+    write, so none of its text is printed unless it names a real version."""
+    if not (site and name in reports.DOCUMENT_NAMES.values() and label and how in ("new", "unchanged")):
+        return None
+    if not any(d["name"] == name and d["label"] == label for d in await documents.list_documents(study, site)):
+        return None
+    url = "/studies/{}/documents/version?{}".format(quote(study, safe=""), urlencode(
+        {"name": name, "label": label, "site": site}, quote_via=quote))
+    return {"name": name, "label": label, "unchanged": how == "unchanged", "url": url}
+
+
+async def _context(study: str, access: Access, today: date, site: str | None, *,
                    errors: dict | None = None, form: dict | None = None) -> dict[str, Any]:
     sites = await _visible_sites(study, access)
     chosen = [site] if site in sites else sites
@@ -86,4 +100,4 @@ async def _context(study: str, access: Access, today: date, site: str | None, *,
             "summary": summary, "summary_rows": rows, "exporters": exporters, "filers": filers, "today": today,
             "reports": list(REPORT_CHOICES.items()), "can_export": bool(exporters),
             "charts": [draw_chart(spec) for spec in reports.summary_charts(summary)],
-            "filed": filed, "errors": errors or {}, "form": form or {}}
+            "filed": None, "errors": errors or {}, "form": form or {}}

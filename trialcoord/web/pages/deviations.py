@@ -1,8 +1,11 @@
 """Pages: the deviation queue, one deviation with its participant's timeline and review steps, CAPA.
 
-Reading needs `record_deviation` (coordinators, investigators, monitors), filtered to the reader's sites.
-Each review step has its own route guarded by the step's action, and is checked again at the deviation's
-site; classification and closure run the signing ceremony (password, and the user ID at the first signing).
+Reading needs `view_schedule` (every role of the study sees coded deviation data), filtered to the reader's
+sites; a deviation or CAPA record the reader may not see answers 404 with the words of a missing one, as the
+API does. Each write keeps its own action: detection runs and CAPA need `record_deviation`; each review step
+has its own route guarded by the step's action, checked again at the deviation's site; classification and
+closure run the signing ceremony (password, and the user ID at the first signing). A form is shown only to
+a reader who may use it.
 """
 
 from __future__ import annotations
@@ -29,15 +32,17 @@ from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today
 from trialcoord.web.api.schemas import visit_row
 from trialcoord.web.auth import Access, needs
 from trialcoord.web.errors import field_messages
-from trialcoord.web.pages.forms import FormReader
+from trialcoord.web.pages.forms import FormReader, whole_number
 from trialcoord.web.timeline import build_timeline
 
 PAGE_SIZE = 50
-VIEW = needs(Action.RECORD_DEVIATION, across_sites=True)
+VIEW = needs(Action.VIEW_SCHEDULE, across_sites=True)
+RECORD = needs(Action.RECORD_DEVIATION, across_sites=True)
 REVIEW = needs(Action.REVIEW_DEVIATION, across_sites=True)
 SIGNED_REVIEW = needs(Action.REVIEW_DEVIATION, Action.SIGN, across_sites=True)  # SIGN checked at the site below
-DeviationPath = Annotated[int, PathParameter(description="Deviation number")]
-CapaPath = Annotated[int, PathParameter(description="CAPA record number")]
+DeviationPath = Annotated[int, PathParameter(description="Deviation number", ge=1, le=2**31 - 1)]  # int32 column
+CapaPath = Annotated[int, PathParameter(description="CAPA record number", ge=1, le=2**31 - 1)]
+OWNER_LENGTH = 64  # as the API's owner (a code)
 States = Annotated[list[str] | None, QueryParameter(name="state")]  # `state` is litestar's own name
 Form = URLEncodedBody[dict[str, str | list[str]]]  # the queue's checkboxes repeat `ids`
 CLASSIFICATIONS = [(str(c), str(c).replace("_", " ")) for c in Classification]
@@ -63,13 +68,13 @@ class DeviationPages(Controller):
                     min_age: QueryStr = None, page: QueryStr = None, ran: QueryStr = None,
                     acknowledged: QueryStr = None) -> Template:
         context = await _queue_context(study, access, today, site, states, category, min_age, page)
-        context["notice"] = _ran_notice(ran) or (f"Acknowledged {acknowledged}." if acknowledged and
-                                                 acknowledged.isdigit() else None)
+        count = whole_number(acknowledged or "")
+        context["notice"] = _ran_notice(ran) or (f"Acknowledged {count}." if count is not None else None)
         return Template("deviations.html", context=context, status_code=400 if context["errors"] else 200)
 
-    @post("/deviations/detect", opt=VIEW)
+    @post("/deviations/detect", opt=RECORD)
     async def detect(self, study: StudyPath, access: AccessDep, today: Today) -> Redirect:
-        result = await deviations.detect(study, today, actor=access.user_id)
+        result = await deviations.detect(study, today, actor=access.user_id, today=today)
         counts = "-".join(str(result[k]) for k in ("created", "updated", "resolved", "reopened"))
         return Redirect(f"{_queue_url(study)}?ran={counts}", status_code=303)
 
@@ -86,18 +91,14 @@ class DeviationPages(Controller):
         refused: dict[str, str] = {}
         mine = []
         for raw in dict.fromkeys(chosen):
-            if not (raw.isdigit() and len(raw) < 10):
+            number = whole_number(raw)
+            if number is None:
                 refused[raw] = f"'{raw}' is not a deviation number"
                 continue
-            try:
-                row = await deviations.get(study, int(raw))
+            try:  # the route's scope: the sites where the reader reviews
+                mine.append((await _visible(study, number, access))["id"])
             except NotFound as error:
                 refused[raw] = str(error)
-                continue
-            if access.may(Action.REVIEW_DEVIATION, study, row["site"], today):
-                mine.append(row["id"])
-            else:
-                refused[raw] = f"{access.user_id} may not review deviations at site {row['site']}"
         done = await deviation_review.acknowledge_many(study, mine, access.user_id) if mine else {
             "acknowledged": [], "refused": {}}
         refused.update({str(k): v for k, v in done["refused"].items()})
@@ -145,31 +146,35 @@ class DeviationPages(Controller):
     # CAPA -------------------------------------------------------------------------------------------
 
     @get("/capas", opt=VIEW)
-    async def capas(self, study: StudyPath, access: AccessDep) -> Template:
-        return Template("capas.html", context=await _capas_context(study, access))
+    async def capas(self, study: StudyPath, access: AccessDep, today: Today) -> Template:
+        return Template("capas.html", context=await _capas_context(study, access, today))
 
-    @post("/capas", opt=VIEW)
-    async def create_capa(self, study: StudyPath, data: Form, access: AccessDep) -> Template | Redirect:
+    @post("/capas", opt=RECORD)
+    async def create_capa(self, study: StudyPath, data: Form, access: AccessDep, today: Today
+                          ) -> Template | Redirect:
         form = FormReader(data)
         fields = {name: form.text(name, label) for name, label in (
             ("title", "title"), ("root_cause", "root cause"), ("corrective", "corrective action"),
             ("preventive", "preventive action"), ("owner", "owner"))}
+        if fields["owner"] and len(fields["owner"]) > OWNER_LENGTH:
+            form.errors["owner"] = f"The owner is longer than {OWNER_LENGTH} characters."
         due_on = form.date("due_on", "due date", required=False)
         raw_ids = form.text("deviation_ids", "deviation numbers", required=False) or ""
-        ids = [int(part) for part in re.split(r"[\s,;]+", raw_ids) if part.isdigit() and len(part) < 10]
-        if len(ids) != len([part for part in re.split(r"[\s,;]+", raw_ids) if part]):
+        parts = [part for part in re.split(r"[\s,;]+", raw_ids) if part]
+        ids = [n for n in map(whole_number, parts) if n is not None]
+        if len(ids) != len(parts):
             form.errors["deviation_ids"] = "Enter deviation numbers such as 12, 15 (digits, separated by commas)."
         if not form.errors:
             try:
                 made = await deviation_review.create_capa(study, *fields.values(), due_on, ids, access.user_id,
                                                           sites=_sites(access))
                 return Redirect(f"/studies/{quote(study, safe='')}/capas/{made['id']}?saved=created", status_code=303)
-            except NotFound as error:
+            except (NotFound, Conflict) as error:  # unseen, or already grouped under another record
                 form.errors["deviation_ids"] = str(error)
-            except (InvalidInput, Conflict) as error:
+            except InvalidInput as error:
                 form.errors.update(_renamed(field_messages(error), {"corrective_action": "corrective",
                                                                     "preventive_action": "preventive"}))
-        context = await _capas_context(study, access)
+        context = await _capas_context(study, access, today)
         context.update(errors=form.errors, form=form.data)
         return Template("capas.html", context=context, status_code=422)
 
@@ -180,15 +185,15 @@ class DeviationPages(Controller):
         context["notice"] = NOTICES.get(saved or "")
         return Template("capa.html", context=context)
 
-    @post("/capas/{capa_id:int}/close", opt=VIEW)
+    @post("/capas/{capa_id:int}/close", opt=RECORD)
     async def close_capa(self, study: StudyPath, capa_id: CapaPath, data: Form, access: AccessDep, today: Today
                          ) -> Template | Redirect:
-        context = await _capa_context(study, capa_id, access, today)  # 404/403 before anything else
+        context = await _capa_context(study, capa_id, access, today)  # 404 before anything else
         form = FormReader(data)
         reason = form.text("reason", "effectiveness check")
         if not form.errors:
             try:
-                await deviation_review.close_capa(study, capa_id, access.user_id, reason)
+                await deviation_review.close_capa(study, capa_id, access.user_id, reason, sites=_sites(access))
                 return Redirect(f"/studies/{quote(study, safe='')}/capas/{capa_id}?saved=closed", status_code=303)
             except (InvalidInput, Conflict) as error:
                 form.errors.update(field_messages(error))
@@ -223,23 +228,25 @@ async def _queue_context(study: str, access: Access, today: date, site: str | No
         errors["state"] = f"Choose states from the list ({', '.join(deviations.STATES)})."
     if category and category not in CATEGORIES:
         errors["category"] = "Choose a category from the list."
-    age = None
-    if min_age:
-        if min_age.isdigit() and len(min_age) < 6:
-            age = int(min_age)
-        else:
-            errors["min_age"] = "Enter the minimum age as a whole number of days, such as 14."
-    number = 1
-    if page:
-        if page.isdigit() and 0 < len(page) < 7 and int(page) > 0:
-            number = int(page)
-        else:
-            errors["page"] = "The page number must be a whole number from 1."
+    age = whole_number(min_age, 5) if min_age else None
+    if min_age and age is None:
+        errors["min_age"] = "Enter the minimum age as a whole number of days, such as 14."
+    number = whole_number(page, 6) if page else 1
+    if not number:
+        errors["page"] = "The page number must be a whole number from 1."
+        number = 1
     rows, total = [], 0
     if not errors:
-        rows, total = await deviations.listing(study, states=states or None, sites=_sites(access),
-                                               category=category or None, min_age_days=age, as_of=today,
-                                               limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE)
+        async def listed(n: int) -> tuple[list[dict], int]:
+            return await deviations.listing(study, states=states or None, sites=_sites(access),
+                                            category=category or None, min_age_days=age, as_of=today,
+                                            limit=PAGE_SIZE, offset=(n - 1) * PAGE_SIZE)
+
+        rows, total = await listed(number)
+        last = max(1, -(-total // PAGE_SIZE))
+        if number > last:  # past the end (an old link, fewer deviations now): the last page
+            number = last
+            rows, total = await listed(number)
     filters = [("site", site or ""), *(("state", s) for s in states), ("category", category or ""),
                ("min_age", min_age or "")]
     kept = [(k, v) for k, v in filters if v]
@@ -258,15 +265,18 @@ async def _queue_context(study: str, access: Access, today: date, site: str | No
         "categories": [(c, c) for c in CATEGORIES], "category": category or "", "min_age": min_age or "",
         "errors": errors, "acknowledged": [], "refused": {}, "notice": None,
         "can_acknowledge": any(access.may(Action.REVIEW_DEVIATION, study, s, today) for s in sites),
+        "can_detect": any(access.may(Action.RECORD_DEVIATION, study, s, today) for s in sites),
     }
 
 
 # One deviation ------------------------------------------------------------------------------------
 
 async def _visible(study: str, deviation_id: int, access: Access) -> dict:
-    """The deviation (404), if it is at one of the reader's sites (else 403)."""
+    """The deviation, if it is at one of the sites of the route's scope; else 404 as for a missing one (IDs
+    are sequential: a 403 would tell which exist)."""
     row = await deviations.get(study, deviation_id)
-    access.require_site(row["site"], "see deviations")
+    if not access.shows(row["site"]):
+        raise NotFound(f"study {study} has no deviation {deviation_id}")
     return row
 
 
@@ -344,7 +354,8 @@ async def _deviation_context(study: str, row: dict, access: Access, today: date)
         "study": await scheduling.get_study(study), "row": row, "steps": steps, "signatures": signatures,
         "timeline": timeline, "offered": _offered(study, row, access, today), "today": today,
         "age": deviations.age_days(row, today), "detected_at": _local(row["detected_at"], zone),
-        "closed_at": _local(row["closed_at"], zone) if row["closed_at"] else None,         "classifications": CLASSIFICATIONS, "categories": [(c, c) for c in CATEGORIES],
+        "closed_at": _local(row["closed_at"], zone) if row["closed_at"] else None,
+        "classifications": CLASSIFICATIONS, "categories": [(c, c) for c in CATEGORIES],
         "subcategories": SUBCATEGORIES, "notice": None, "failed": {"step": "", "errors": {}, "form": {}},
     }
 
@@ -358,21 +369,20 @@ def _local(instant: str, zone: str) -> str:
 
 # CAPA ---------------------------------------------------------------------------------------------
 
-async def _capas_context(study: str, access: Access) -> dict[str, Any]:
-    capas = await deviation_review.list_capas(study)
-    sites = _sites(access)
-    if sites is not None:  # a site's staff see the records they made or that group their site's deviations
-        mine = {row["id"] for row in (await deviations.listing(study, sites=sites))[0] if row["capa"]}
-        capas = [c for c in capas if c["created_by"] == access.user_id or mine & set(c["deviations"])]
-    return {"study": await scheduling.get_study(study), "capas": capas, "errors": {}, "form": {}, "notice": None}
+async def _capas_context(study: str, access: Access, today: date) -> dict[str, Any]:
+    capas = await deviation_review.list_capas(study, _sites(access), access.user_id)  # members: theirs only
+    return {"study": await scheduling.get_study(study), "capas": capas, "errors": {}, "form": {}, "notice": None,
+            "can_record": await _may_record(study, access, today)}
 
 
 async def _capa_context(study: str, capa_id: int, access: Access, today: date) -> dict[str, Any]:
-    capa = await deviation_review.get_capa(study, capa_id)
+    capa = await deviation_review.get_capa(study, capa_id, _sites(access), access.user_id)  # 404 if unseen
     members = [await deviations.get(study, i) for i in capa["deviations"]]
-    shown = [m for m in members if access.shows(m["site"])]
-    if _sites(access) is not None and capa["created_by"] != access.user_id and not shown:
-        raise PermissionDeniedException(f"{access.user_id} may not see CAPA record {capa_id}: it groups no"
-                                        " deviation of their sites")
-    return {"study": await scheduling.get_study(study), "capa": capa, "members": shown,
-            "hidden": len(members) - len(shown), "errors": {}, "form": {}, "notice": None}
+    return {"study": await scheduling.get_study(study), "capa": capa, "members": members, "errors": {},
+            "form": {}, "notice": None, "can_record": await _may_record(study, access, today)}
+
+
+async def _may_record(study: str, access: Access, today: date) -> bool:
+    """CAPA forms are for those who record deviations at one of the sites they see."""
+    return any(access.may(Action.RECORD_DEVIATION, study, row["code"], today)
+               for row in await scheduling.list_sites(study) if access.shows(row["code"]))

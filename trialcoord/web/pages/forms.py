@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from urllib.parse import quote
 
@@ -43,8 +44,12 @@ class FormReader:
         return value
 
     def integer(self, name: str) -> int | None:
-        raw = self.data.get(name) or ""
-        return int(raw) if raw.isdigit() and len(raw) < 10 else None
+        return whole_number(self.data.get(name) or "")
+
+
+def whole_number(raw: str, digits: int = 9) -> int | None:
+    """`raw` as a number if it is ASCII digits only (str.isdigit also takes '²', which int() refuses)."""
+    return int(raw) if re.fullmatch(f"[0-9]{{1,{digits}}}", raw) else None
 
 
 def participant_url(study: str, subject_id: str, **query: str) -> str:
