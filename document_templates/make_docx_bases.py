@@ -124,7 +124,9 @@ def deviation_log() -> Document:
     doc = _document(landscape=True)
     doc.add_paragraph("Protocol deviation log")
     doc.add_heading("{{doc.title}}", level=0)
-    doc.add_paragraph("Study {{study_code}} · site {{site}} · as of {{doc.version_label}}")
+    doc.add_paragraph("Study {{study_code}} · site {{site}} · as of {{as_of}}")
+    _table(doc, ("Measure", "Count"), ("label", "value"), "summary")
+    doc.add_paragraph("")
     _table(doc, ("ID", "Participant", "Visit", "Category", "Description", "Occurred", "Identified", "Classification",
                  "Status"),
            ("id", "participant", "visit", "category", "description", "occurred", "identified", "classification",

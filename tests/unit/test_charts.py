@@ -82,7 +82,7 @@ def test_description_gives_every_number_in_words():
     desc = parse(bars("Median", [("101", 12.5), ("102", 1250)], unit="days")).find("svg:desc", NS).text
     assert desc == "101: 12.5 days. 102: 1,250 days."
     desc = parse(histogram("Closure", [0, 3, 7, 40, 99], [(0, 7), (7, 30), (30, math.inf)])).find("svg:desc", NS).text
-    assert desc == ("5 values. From 0 to under 7 days: 2. From 7 to under 30 days: 1. 30 days or more: 2.")
+    assert desc == ("5 values. From 0 to 6 days: 2. From 7 to 29 days: 1. 30 days or more: 2.")  # whole days
 
 
 def test_vertical_bar_heights_are_proportional_to_values():
@@ -160,9 +160,9 @@ def test_histogram_counts_values_into_half_open_bins():
 
 def test_histogram_default_bins_are_round_and_cover_every_value():
     desc = parse(histogram("Closure", [0, 1, 4, 12, 38])).find("svg:desc", NS).text
-    assert desc.startswith("5 values. From 0 to under 5 days: 3. From 5 to under 10 days: 0.")
-    assert desc.endswith("From 35 to under 40 days: 1.") and "outside" not in desc
-    assert "From 4 to under 5 days: 3." in parse(histogram("Closure", [4, 4, 4])).find("svg:desc", NS).text
+    assert desc.startswith("5 values. From 0 to 4 days: 3. From 5 to 9 days: 0.")
+    assert desc.endswith("From 35 to 39 days: 1.") and "outside" not in desc
+    assert "From 4 to 4 days: 3." in parse(histogram("Closure", [4, 4, 4])).find("svg:desc", NS).text
 
 
 def test_histogram_says_how_many_values_fall_outside_the_bins():
@@ -192,3 +192,20 @@ def test_weasyprint_draws_the_chart_into_a_pdf():
     assert page.Resources.Font.keys()  # the only text on the page is the chart's
     drawn = page.Contents.read_bytes()
     assert b"0 0.447059 0.698039 rg" in drawn  # the first series' blue (#0072B2) filled the bars
+
+
+def test_whole_day_bins_are_labelled_inclusively_as_people_read_them():
+    from trialcoord.services.deviation_reports import CLOSURE_BINS
+
+    bins = [(lo, math.inf if hi is None else hi) for lo, hi in CLOSURE_BINS]
+    root = parse(histogram("Closure", [0, 7, 8, 30, 31, 91], bins))
+    assert {"0–7", "8–30", "31–60", "61–90", "91+"} <= set(texts(root))
+    assert "From 8 to 30 days: 2." in root.find("svg:desc", NS).text
+
+
+def test_values_too_large_to_draw_or_to_add_up_are_value_errors():
+    for items in ([("a", 10 ** 400)], [("a", 1e308), ("b", 1e308)]):
+        with pytest.raises(ValueError):
+            bars("t", items)
+    with pytest.raises(ValueError):
+        stacked_bars("t", ["2024-01"], {"a": [1e308], "b": [1e308]})

@@ -89,3 +89,29 @@ def test_a_chart_spec_becomes_escaped_svg_and_a_bad_one_a_problem_naming_charts(
         with pytest.raises(InvalidInput) as error:
             draw_chart(bad)
         assert [p.field for p in error.value.problems] == ["charts"]
+
+
+def test_the_month_axis_shows_the_last_36_months_and_groups_older_ones():
+    rows = [row(m, occurred=f"{2020 + m // 12}-{m % 12 + 1:02d}-10") for m in range(48)]
+    trend = t.trends(rows)
+    assert len(trend["months"]) == 37 and trend["months"][:2] == ["earlier", "2021-01"]
+    assert sum(next(iter(trend["by_month_and_category"].values()))) == 48
+    assert next(iter(trend["by_month_and_category"].values()))[0] == 12
+
+
+def test_an_overflowing_chart_is_a_problem_naming_charts():
+    with pytest.raises(InvalidInput) as refused:
+        draw_chart({"kind": "bars", "title": "t", "items": [["a", 10 ** 400]]})
+    assert refused.value.problems[0].field == "charts"
+
+
+def test_report_page_estimates_grow_with_rows_and_charts():
+    from trialcoord.adapters.render.jobs import estimate_pages
+
+    entry = {"id": "1", "participant": "1001", "visit": "V2", "category": "visit schedule", "description": "x" * 200,
+             "identified": "2024-04-01", "age_days": 3, "classification": "important", "status": "open"}
+    small = estimate_pages("monitoring_visit_report", {"entries": [entry] * 10, "capas": []})
+    big = estimate_pages("monitoring_visit_report", {"entries": [entry] * 400, "capas": []})
+    assert small < 20 <= big
+    log = {"entries": [entry] * 60}
+    assert estimate_pages("deviation_log", {**log, "charts": [{}] * 4}) > estimate_pages("deviation_log", log)

@@ -4,13 +4,14 @@ Deviation rows are the mappings `services.deviations.listing` gives (keys used: 
 classification, state, occurred_on, detected_at, closed_at, open). Trends count the deviations that
 stand: a record resolved by data correction was a data error, and one classified "not a protocol
 deviation" was judged not to be one, so neither counts (both are reported as `excluded`).
-A deviation's month is the month it occurred (the month it was detected when that is unknown).
+A deviation's month is the month it occurred (the month it was detected when that is unknown). The month
+axis shows the last `MONTHS_SHOWN` months at most; older deviations are grouped into one `EARLIER` bucket.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from statistics import median
 
@@ -18,6 +19,7 @@ NOT_STANDING_STATES = frozenset({"resolved_by_data_correction"})
 NOT_STANDING_CLASSES = frozenset({"not_a_protocol_deviation"})
 MANUAL = "manual"  # the rule column of a deviation someone recorded by hand
 AGE_BUCKETS = (("0-30", 0, 30), ("31-60", 31, 60), ("61-90", 61, 90), (">90", 91, None))  # days since detection
+MONTHS_SHOWN, EARLIER = 36, "earlier"
 DONE = frozenset({"on_time", "early", "late"})  # a visit with an actual date in its schedule position
 
 
@@ -39,12 +41,27 @@ def months_between(first: str, last: str) -> list[str]:
     return found
 
 
+def month_axis(rows: list[Mapping]) -> list[str]:
+    """The months from the first deviation's to the last's; past `MONTHS_SHOWN`, "earlier" and the last ones."""
+    if not rows:
+        return []
+    months = months_between(min(map(month, rows)), max(map(month, rows)))
+    return months if len(months) <= MONTHS_SHOWN else [EARLIER, *months[-MONTHS_SHOWN:]]
+
+
+def _bucket(months: list[str]) -> Callable[[Mapping], str]:
+    """A row's place on the axis `months`: its month, or "earlier" before the first month shown."""
+    first = months[1] if months and months[0] == EARLIER else ""
+    return lambda row: EARLIER if month(row) < first else month(row)
+
+
 def by_month_and_category(rows: list[Mapping]) -> tuple[list[str], dict[str, list[int]]]:
     """(months, category -> count per month), categories in name order."""
     if not rows:
         return [], {}
-    months = months_between(min(map(month, rows)), max(map(month, rows)))
-    counts = Counter((month(row), row["category"]) for row in rows)
+    months = month_axis(rows)
+    place = _bucket(months)
+    counts = Counter((place(row), row["category"]) for row in rows)
     categories = sorted({row["category"] for row in rows})
     return months, {c: [counts[(m, c)] for m in months] for c in categories}
 
@@ -58,13 +75,18 @@ def counts_by(rows: Iterable[Mapping], key: str) -> list[tuple[str, int]]:
 def repeats(rows: list[Mapping], months: list[str]) -> list[dict]:
     """Each (site, rule, category) that happened more than once, with its count per month of `months`."""
     groups: dict[tuple[str, str, str], Counter] = {}
+    place = _bucket(months)
     for row in rows:
         key = (row["site"], row["rule"] or MANUAL, row["category"])
-        groups.setdefault(key, Counter())[month(row)] += 1
+        groups.setdefault(key, Counter())[place(row)] += 1
     found = [{"site": site, "rule": rule, "category": category, "total": sum(per.values()),
-              "by_month": [per[m] for m in months], "first": min(per), "last": max(per)}
+              "by_month": [per[m] for m in months], "first": min(per, key=_order), "last": max(per, key=_order)}
              for (site, rule, category), per in groups.items() if sum(per.values()) > 1]
     return sorted(found, key=lambda r: (-r["total"], r["site"], r["rule"], r["category"]))
+
+
+def _order(place: str) -> str:
+    return "" if place == EARLIER else place
 
 
 def days_to_closure(rows: Iterable[Mapping]) -> list[int]:

@@ -27,6 +27,7 @@ def stacked_bars(title: str, periods: list[str], series: dict[str, list[int]], *
         if len(counts) != len(periods):
             raise ValueError(f"series {name!r} has {len(counts)} values for {len(periods)} periods")
         _check(counts)
+    _check([v for counts in series.values() for v in counts])  # a stack's total must be finite too
     uid = _uid("stacked", title, periods, series, y_label)
     if not periods or not series:
         return _no_data(title, uid)
@@ -68,8 +69,12 @@ def histogram(title: str, values: list[float], bins: list[tuple[float, float]] |
         if not (math.isfinite(lo) and lo < hi):
             raise ValueError(f"a bin needs a finite start below its end, not ({lo}, {hi})")
     counts = [sum(1 for v in values if lo <= v < hi) for lo, hi in bins]
-    labels = [f"{_num(lo)}+" if math.isinf(hi) else f"{_num(lo)}–{_num(hi)}" for lo, hi in bins]
-    words = [f"{_num(lo)} {unit} or more" if math.isinf(hi) else f"from {_num(lo)} to under {_num(hi)} {unit}"
+    # whole numbers in whole bins: "8–30" holds 8 to 30, as people read it; otherwise "7–30" is [7, 30)
+    whole = all(float(v).is_integer() for v in values) and all(
+        float(edge).is_integer() for lo, hi in bins for edge in (lo, hi) if math.isfinite(edge))
+    labels = [f"{_num(lo)}+" if math.isinf(hi) else f"{_num(lo)}–{_num(hi - 1 if whole else hi)}" for lo, hi in bins]
+    words = [f"{_num(lo)} {unit} or more" if math.isinf(hi) else
+             f"from {_num(lo)} to {_num(hi - 1)} {unit}" if whole else f"from {_num(lo)} to under {_num(hi)} {unit}"
              for lo, hi in bins]
     desc = f"{len(values)} values. " + " ".join(f"{_capital(w)}: {c}." for w, c in zip(words, counts))
     outside = len(values) - sum(counts)
@@ -195,9 +200,18 @@ def _text_at(x: float, y: float, text: str, size: int, fill: str, anchor: str = 
 
 
 def _check(values: list[float], negative_ok: bool = False) -> None:
-    for v in values:
-        if not math.isfinite(v) or (v < 0 and not negative_ok):
-            raise ValueError(f"a chart value must be a finite number{'' if negative_ok else ' of 0 or more'}, not {v}")
+    """Finite numbers (of 0 or more) whose sum is finite too: a bar's height divides by it. An integer too big
+    for a float (OverflowError) is refused as a ValueError like infinity."""
+    try:
+        for v in values:
+            if not math.isfinite(v) or (v < 0 and not negative_ok):
+                raise ValueError(f"a chart value must be a finite number{'' if negative_ok else ' of 0 or more'},"
+                                 f" not {v}")
+        if not math.isfinite(math.fsum(map(float, values))) or not math.isfinite(
+                math.fsum(map(abs, map(float, values)))):
+            raise ValueError("the chart values add up to more than a number can hold")
+    except OverflowError:
+        raise ValueError("a chart value must be a finite number, not one too large to draw") from None
 
 
 def _uid(*args: object) -> str:

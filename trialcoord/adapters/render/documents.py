@@ -106,7 +106,7 @@ def draw_chart(spec: Mapping) -> Markup:
             svg = charts.histogram(title, list(spec["values"]), bins, unit=str(spec.get("unit") or "days"))
         else:
             raise ValueError(f"unknown kind {kind!r}; one of stacked, bars, histogram")
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
         raise InvalidInput([Problem(f"cannot be drawn: {error}", field="charts")]) from None
     return Markup(svg)
 
@@ -224,7 +224,7 @@ def _fill_document(document, data: Mapping, doc: Mapping) -> None:
         for row in list(table.rows):
             lists = {m.group(1) for m in _TOKEN.finditer(row._tr.xml) if m.group(2) and m.group(1) != "doc"}
             for key in lists:
-                for item in data[key]:
+                for item in data.get(key) or []:  # an optional list absent: no rows
                     copied = copy.deepcopy(row._tr)
                     row._tr.addprevious(copied)
                     for cell in _Row(copied, table).cells:
@@ -251,8 +251,9 @@ def render_docx(template: str, data: Mapping, *, created_at: str, title: str, ve
 
     prepared = _prepare("docx", template, data, created_at, title, version_label)
     document = Document(str(TEMPLATE_DIR / f"{template}.docx"))
+    absent = {key.rstrip("?"): "" for key in TEMPLATES[template].fields if key.endswith("?")}  # optional: blank
     try:
-        _fill_document(document, data, prepared["doc"])
+        _fill_document(document, {**absent, **data}, prepared["doc"])
     except _Missing as missing:
         raise InvalidInput([Problem("is required", field=missing.args[0])]) from None
     at = instant(created_at)
@@ -314,7 +315,8 @@ class RenderCache:
             version_label: str) -> str:
         _template(template, kind)
         sources = sorted(TEMPLATE_DIR.glob("_*")) + [TEMPLATE_DIR / f"{template}.{'html' if kind == 'pdf' else kind}"]
-        sources.append(Path(__file__).with_name("charts.py"))  # the charts a template draws shape its bytes too
+        # the charts a template draws, this renderer and the PDF writer shape its bytes too
+        sources += [Path(__file__).with_name(name) for name in ("charts.py", "documents.py", "pdf.py")]
         files = hashlib.sha256(b"".join(hashlib.sha256(p.read_bytes()).digest() for p in sources)).hexdigest()
         # the library's version too: an upgrade may lay out the same input differently
         library = importlib.metadata.version("weasyprint" if kind == "pdf" else "python-docx")

@@ -59,18 +59,24 @@ class _Table:
     head: float  # pt taken from every page: the table header repeated on it
     fixed: float  # pt the rest of the document takes: title and facts before the table, anything after it
     columns: Mapping[tuple[str, ...], float]  # the items' keys shown in a column -> its share of the width
+    others: tuple[str, ...] = ()  # further lists shown as short tables after it: each item two lines
 
 
 # Shares mirror the <colgroup> of each template; columns holding only codes and dates never wrap and are left out.
 _TABLES: dict[str, _Table] = {
-    "deviation_log": _Table("entries", _LANDSCAPE, 16.3, 70.0, {
-        ("participant",): .09, ("visit",): .07, ("category",): .12, ("description",): .28,
-        ("classification",): .11, ("status",): .09}),
     "delegation_log": _Table("entries", _LANDSCAPE, 16.3, 190.0, {  # 190: the PI statement and signature block
         ("staff",): .15, ("role",): .12, ("tasks",): .25, ("pi_signoff",): .10}),
     "training_log": _Table("entries", _LANDSCAPE, 27.1, 70.0, {  # two-line header: "Material version"
         ("staff",): .15, ("role",): .11, ("training",): .24, ("material_version",): .08,
         ("trainer", "method"): .13}),
+    # 70: title and facts; its charts (`charts`, two to a row) add _CHART_ROW a row
+    "deviation_log": _Table("entries", _LANDSCAPE, 16.3, 70.0, {
+        ("participant",): .09, ("visit",): .07, ("category",): .12, ("description",): .28,
+        ("classification",): .11, ("status",): .09}),
+    # 200: facts, the site status table, three headings and the CAPA table's head
+    "monitoring_visit_report": _Table("entries", _LANDSCAPE, 16.3, 200.0, {
+        ("participant",): .09, ("visit",): .07, ("category",): .12, ("description",): .30,
+        ("classification",): .11, ("status",): .10}, others=("capas",)),
     "binder_index": _Table("entries", _PORTRAIT, 16.3, 70.0, {
         ("document",): .36, ("version",): .10, ("status",): .16, ("effective",): .16}),
 }
@@ -78,6 +84,7 @@ _TABLES: dict[str, _Table] = {
 _LINE_10PT, _CHAR_10PT, _PARAGRAPH_GAP = 13.5, 5.1, 5.0
 _HEADING_12PT, _CHAR_12PT = 32.0, 6.2  # pt: an h2 with its margins; the mean advance of its characters
 _CONSENT_FIXED = 520.0  # pt: title and facts, and the signature section (four blocks)
+_CHART_ROW = 215.0  # pt: a row of two charts at 48% of the landscape width (a 600-unit SVG about 330 high)
 _ROWS_PER_PAGE = 15  # any other template with a list: a cautious guess, as no layout is modelled for it
 
 
@@ -111,7 +118,8 @@ def estimate_pages(template: str, data: Mapping) -> int:
         return 1 + rows // _ROWS_PER_PAGE
     width, height = table.page
     items = [item for item in _list(data, table.rows) if isinstance(item, Mapping)]
-    total = table.fixed
+    total = table.fixed + _CHART_ROW * math.ceil(len(_list(data, "charts")) / 2)
+    total += sum(_ROW_EXTRA + 2 * _LINE_8PT for key in table.others for _ in _list(data, key))
     for item in items:
         tallest = max((_lines(" ".join(_text(item.get(k)) for k in keys), width * share - _CELL_PADDING, _CHAR_8PT)
                        for keys, share in table.columns.items()), default=1)
