@@ -457,3 +457,18 @@ async def test_the_listing_has_sdtm_columns_and_standing_records_only(reported):
     assert 999 not in {r["DVSPID"] for r in table}
     mine = next(r for r in table if r["DVSPID"] == site_level["id"])
     assert (mine["USUBJID"], mine["DVSEQ"], mine["DVSTDY"]) == (None, None, None)
+
+
+async def test_the_api_answers_202_with_the_job_for_a_long_log(reported, anonymous, app, monkeypatch):
+    from trialcoord.adapters.render import jobs as render_jobs
+
+    app.state.render_jobs = FakeJobs()
+    monkeypatch.setattr(render_jobs, "LONG_DOCUMENT_PAGES", 1)
+    coord_a = await signed_in(anonymous, "coord-a")
+    got = await coord_a.get(f"/api/studies/TST-1/deviations/log?site={SITE_A}")
+    assert got.status_code == 202 and got.json()["url"] == "/api/studies/TST-1/render-jobs/job-1"
+    assert got.headers["location"] == got.json()["url"] and got.json()["result_url"].endswith("/job-1/result")
+    filed = await coord_a.post("/api/studies/TST-1/deviations/log/file", json={"site": SITE_A})
+    assert filed.status_code == 202 and filed.json()["job_id"] == "job-2"
+    await reports.pending_filings()
+    assert any(d["name"] == "Protocol deviation log" for d in await documents.list_documents(reported, SITE_A))

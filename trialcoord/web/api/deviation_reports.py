@@ -11,7 +11,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.params import FromQuery, JSONBody
 
 from trialcoord.domain.access import Action
@@ -50,6 +50,23 @@ class FiledOut(msgspec.Struct):
     file_name: str
     status: str
     filed: bool  # false: the same bytes were filed under this label already today
+
+
+class QueuedOut(msgspec.Struct):
+    """A long report handed to a render job (202): poll `url`, then fetch `result_url`; a filing is made
+    under `label` once the job is done."""
+    job_id: str
+    url: str
+    result_url: str
+    pages_estimated: int
+    file_name: str
+    label: str
+
+
+def _queued(job_id: str, url: str, pages: int, file_name: str, label: str) -> Response[QueuedOut]:
+    return Response(QueuedOut(job_id, url, f"{url}/result", pages, file_name, label), status_code=202,
+                    media_type="application/json",
+                    headers={"Location": url})
 
 
 def scope(access: Access, site: str | None) -> list[str] | None:
@@ -94,30 +111,31 @@ class DeviationReportController(Controller):
 
     @get("/deviations/log", opt=EXPORT, media_type="application/octet-stream",
          responses=problem_responses(400, 401, 403, 404, 422))
-    async def log(self, study: StudyPath, access: AccessDep, today: Today, site: SiteQuery,
+    async def log(self, request: Request, study: StudyPath, access: AccessDep, today: Today, site: SiteQuery,
                   format: FormatQuery = "pdf") -> Response[bytes]:
         """The site's protocol deviation log (TMF 05.04.06) as PDF/A (with charts) or DOCX, dated today. Audited."""
-        return await _download(study, site, reports.LOG, format, access, today)
+        return await _download(request, study, site, reports.LOG, format, access, today)
 
     @get("/deviations/monitoring-report", opt=EXPORT, media_type="application/octet-stream",
          responses=problem_responses(400, 401, 403, 404, 422))
-    async def monitoring_report(self, study: StudyPath, access: AccessDep, today: Today, site: SiteQuery,
-                                format: FormatQuery = "pdf") -> Response[bytes]:
+    async def monitoring_report(self, request: Request, study: StudyPath, access: AccessDep, today: Today,
+                                site: SiteQuery, format: FormatQuery = "pdf") -> Response[bytes]:
         """The site's monitoring visit report (TMF 05.04.03) as PDF/A (with charts) or DOCX, dated today. Audited."""
-        return await _download(study, site, reports.VISIT_REPORT, format, access, today)
+        return await _download(request, study, site, reports.VISIT_REPORT, format, access, today)
 
     @post("/deviations/log/file", opt=FILE, status_code=201,
           responses=problem_responses(400, 401, 403, 404, 409, 422))
-    async def file_log(self, study: StudyPath, data: JSONBody[FileIn], access: AccessDep, today: Today) -> FiledOut:
+    async def file_log(self, request: Request, study: StudyPath, data: JSONBody[FileIn], access: AccessDep,
+                       today: Today) -> Response[FiledOut]:
         """File today's deviation log into the site's binder as a new draft version labelled by the day."""
-        return await _file(study, data, reports.LOG, access, today)
+        return await _file(request, study, data, reports.LOG, access, today)
 
     @post("/deviations/monitoring-report/file", opt=FILE, status_code=201,
           responses=problem_responses(400, 401, 403, 404, 409, 422))
-    async def file_monitoring_report(self, study: StudyPath, data: JSONBody[FileIn], access: AccessDep, today: Today
-                                     ) -> FiledOut:
+    async def file_monitoring_report(self, request: Request, study: StudyPath, data: JSONBody[FileIn],
+                                     access: AccessDep, today: Today) -> Response[FiledOut]:
         """File today's monitoring visit report into the site's binder as a new draft version."""
-        return await _file(study, data, reports.VISIT_REPORT, access, today)
+        return await _file(request, study, data, reports.VISIT_REPORT, access, today)
 
     @get("/site-summary", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def site_summary(self, study: StudyPath, access: AccessDep, today: Today, site: OptionalSite = None,
@@ -145,13 +163,24 @@ async def _sites(study: str, access: Access, site: str | None) -> list[str]:
     return [row["code"] for row in await scheduling.list_sites(study) if access.shows(row["code"])]
 
 
-async def _download(study: str, site: str, name: str, kind: str, access: Access, today: date) -> Response[bytes]:
+async def _download(request: Request, study: str, site: str, name: str, kind: str, access: Access, today: date
+                    ) -> Response:
+    from trialcoord.web.api.render_jobs import render_jobs
+
     access.require_site(site, "export deviation reports")
-    data, file_name = await reports.download_report(study, site, name, kind, today, access.user_id, printed(access))
+    data, file_name = await reports.download_report(study, site, name, kind, today, access.user_id, printed(access),
+                                                    jobs=render_jobs(request.app))
+    if isinstance(data, reports.Queued):  # long: rendered by a job, never in the request
+        return _queued(data.job_id, data.url, data.pages_estimated, data.file_name, data.label)
     return Response(data, media_type=reports.MEDIA_TYPES[kind], headers={"Content-Disposition": attachment(file_name)})
 
 
-async def _file(study: str, data: FileIn, name: str, access: Access, today: date) -> FiledOut:
+async def _file(request: Request, study: str, data: FileIn, name: str, access: Access, today: date) -> Response:
+    from trialcoord.web.api.render_jobs import render_jobs
+
     access.require_site(data.site, "file documents")
-    row = await reports.file_report(study, data.site, name, data.format, today, access.user_id, printed(access))
-    return msgspec.convert({k: row[k] for k in FiledOut.__struct_fields__}, FiledOut)
+    row = await reports.file_report(study, data.site, name, data.format, today, access.user_id, printed(access),
+                                    jobs=render_jobs(request.app))
+    if row.get("queued"):  # long: the job renders it, and it is filed under `label` once done
+        return _queued(row["job_id"], row["job_url"], row["pages_estimated"], row["file_name"], row["label"])
+    return Response(msgspec.convert({k: row[k] for k in FiledOut.__struct_fields__}, FiledOut), status_code=201)
