@@ -416,7 +416,7 @@ async def test_the_summary_applies_as_of_to_deviations_visits_and_participants(r
     assert closed_b["sites"][0]["open_deviations"] == 1  # closed on 2024-04-11: open then
 
 
-async def test_the_summary_counts_study_level_documents_and_hides_subject_logs(reported):
+async def test_the_summary_counts_study_level_documents_and_hides_subject_logs(reported, anonymous):
     from tests.conftest import add_user, sign_version
 
     pdf = render_pdf("binder_cover", {"study_code": "TST-1", "study_title": "T", "site_code": "x", "site_name": "R",
@@ -437,6 +437,10 @@ async def test_the_summary_counts_study_level_documents_and_hides_subject_logs(r
     hidden = await reports.site_summary(reported, [SITE_A, SITE_B], TODAY, personal=False)
     assert "Subject identification log" not in {d["document"] for d in hidden["documents"]}
     assert hidden["total"]["expiring"] == 2
+    for user_id, sees in (("sponsor", False), ("monitor", True)):  # only the monitor's grant carries personal data
+        client = await signed_in(anonymous, user_id)
+        shown = (await client.get("/api/studies/TST-1/site-summary?as_of=2024-06-01")).json()
+        assert ("Subject identification log" in {d["document"] for d in shown["documents"]}) is sees, user_id
 
 
 async def test_trends_of_an_unknown_site_is_not_found(reported):
@@ -472,3 +476,11 @@ async def test_the_api_answers_202_with_the_job_for_a_long_log(reported, anonymo
     assert filed.status_code == 202 and filed.json()["job_id"] == "job-2"
     await reports.pending_filings()
     assert any(d["name"] == "Protocol deviation log" for d in await documents.list_documents(reported, SITE_A))
+
+
+async def test_an_exporter_can_follow_their_own_render_jobs(reported, anonymous):
+    """A long report download answers with a job: whoever may export may poll their own jobs."""
+    monitor = await signed_in(anonymous, "monitor")
+    assert (await monitor.get("/api/studies/TST-1/render-jobs/")).json() == []
+    assert (await monitor.get("/api/studies/TST-1/render-jobs/no-such-job")).status_code == 404
+    assert (await monitor.post("/api/studies/TST-1/render-jobs/", json={})).status_code == 403  # submitting: no

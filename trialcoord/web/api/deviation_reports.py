@@ -142,7 +142,9 @@ class DeviationReportController(Controller):
                            as_of: AsOf = None) -> dict[str, Any]:
         """Enrolment, visit completion and on-time rate, open deviations by age, re-consent backlog and binder
         documents expiring within 60 days, per site and in total."""
-        return await reports.site_summary(study, await _sites(study, access, site), as_of_or_today(as_of, today))
+        sites = await _sites(study, access, site)
+        return await reports.site_summary(study, sites, as_of_or_today(as_of, today),
+                                          personal=sees_personal_data(access, study, sites, today))
 
     @get("/site-summary.pdf", opt=EXPORT, media_type="application/pdf",
          responses=problem_responses(400, 401, 403, 404))
@@ -150,9 +152,15 @@ class DeviationReportController(Controller):
                                ) -> Response[bytes]:
         """The site manager's summary as a PDF/A report, dated today. Audited."""
         sites = await _sites(study, access, site)
-        data = await reports.site_summary_pdf(study, sites, today, access.user_id)
+        data = await reports.site_summary_pdf(study, sites, today, access.user_id,
+                                              personal=sees_personal_data(access, study, sites, today))
         name = f"site-summary-{study}" + (f"-{site}" if site else "") + f"-{today}.pdf"
         return Response(data, media_type="application/pdf", headers={"Content-Disposition": attachment(name)})
+
+
+def sees_personal_data(access: Access, study: str, sites: list[str], today: date) -> bool:
+    """Subject logs are listed only to a reader who may see personal data at every site shown."""
+    return all(access.may(Action.VIEW_PERSONAL_DATA, study, code, today) for code in sites)
 
 
 async def _sites(study: str, access: Access, site: str | None) -> list[str]:

@@ -21,6 +21,8 @@ from trialcoord.web.auth import needs
 from trialcoord.web.errors import problem_responses
 
 RENDER = needs(Action.MANAGE_DOCUMENTS, across_sites=True)
+# Following one's own jobs (they are kept per owner): also a long report download started by an exporter.
+FOLLOW = needs(Action.EXPORT, across_sites=True)
 JobId = Annotated[str, PathParameter(description="The job's ID, as its submission answered")]
 JOB_TEMPLATES = frozenset({"consent_form", "delegation_log", "training_log", "deviation_log", "binder_cover"})
 MEDIA = {"pdf": "application/pdf", "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document"}
@@ -88,12 +90,12 @@ class RenderJobController(Controller):
             raise HTTPException(status_code=429, detail=str(error)) from None
         return _out(render_jobs(request.app).status(job, owner=access.user_id))
 
-    @get("/", opt=RENDER, responses=problem_responses(401, 403))
+    @get("/", opt=FOLLOW, responses=problem_responses(401, 403))
     async def mine(self, request: Request, study: StudyPath, access: AccessDep) -> list[JobOut]:
         """The caller's own jobs, newest first (finished ones are kept for an hour)."""
         return [_out(s) for s in render_jobs(request.app).jobs_of(access.user_id)]
 
-    @get("/{job_id:str}", opt=RENDER, responses=problem_responses(401, 403, 404))
+    @get("/{job_id:str}", opt=FOLLOW, responses=problem_responses(401, 403, 404))
     async def status(self, request: Request, study: StudyPath, job_id: JobId, access: AccessDep) -> JobOut:
         """The job's state and progress (the share of the render done, by WeasyPrint's own steps)."""
         try:
@@ -101,7 +103,7 @@ class RenderJobController(Controller):
         except KeyError:
             raise NotFoundException(f"there is no render job {job_id} of yours") from None
 
-    @get("/{job_id:str}/result", opt=RENDER, media_type="application/octet-stream",
+    @get("/{job_id:str}/result", opt=FOLLOW, media_type="application/octet-stream",
          responses=problem_responses(401, 403, 404, 409))
     async def result(self, request: Request, study: StudyPath, job_id: JobId, access: AccessDep) -> Response[bytes]:
         """The rendered document, once the job is done."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.response import Redirect, Template
 
 from trialcoord.adapters.render.documents import draw_chart
@@ -15,13 +16,15 @@ from trialcoord.domain.problems import InvalidInput
 from trialcoord.services import deviation_reports as reports
 from trialcoord.services import documents, scheduling
 from trialcoord.services.errors import Conflict, NotFound
-from trialcoord.web.api.deviation_reports import printed, scope
+from trialcoord.web.api.deviation_reports import printed, scope, sees_personal_data
+from trialcoord.web.api.render_jobs import render_jobs
 from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today
 from trialcoord.web.auth import Access, needs
 from trialcoord.web.errors import field_messages
 from trialcoord.web.pages.forms import Form, FormReader
 
 VIEW = needs(Action.VIEW_SCHEDULE, across_sites=True)
+LABEL = r"[0-9]{4}-[0-9]{2}-[0-9]{2}(\.[0-9]{1,4})?"  # a filed report's label
 REPORT_CHOICES = {reports.LOG: "Protocol deviation log", reports.VISIT_REPORT: "Monitoring visit report"}
 
 
@@ -40,32 +43,38 @@ class ReportPages(Controller):
 
     @get("/reports", opt=VIEW)
     async def reports_page(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None,
-                           name: QueryStr = None, label: QueryStr = None, filed: QueryStr = None) -> Template:
+                           name: QueryStr = None, label: QueryStr = None, filed: QueryStr = None,
+                           queued: QueryStr = None) -> Template:
         context = await _context(study, access, today, site or None)
         context["filed"] = await _filed(study, context["site"], name, label, filed)
+        # Only a label's shape is printed from the address (anyone can write one).
+        context["queued"] = queued if queued and re.fullmatch(LABEL, queued) else None
         return Template("deviation_reports.html", context=context)
 
     @post("/reports/file", opt=needs(Action.MANAGE_DOCUMENTS, across_sites=True))
-    async def file(self, study: StudyPath, data: Form, access: AccessDep, today: Today) -> Template | Redirect:
+    async def file(self, request: Request, study: StudyPath, data: Form, access: AccessDep, today: Today
+                   ) -> Template | Redirect:
         """File the chosen report of a site into its binder, then back to the reports page saying which version."""
         form = FormReader(data)
         site = form.text("site", "site", choice=True)
         report = form.text("report", "report", choice=True)
-        kind = form.text("format", "format", required=False, choice=True) or "pdf"
         if report and report not in REPORT_CHOICES:
             form.errors["report"] = "Choose the deviation log or the monitoring visit report."
-        if kind not in reports.MEDIA_TYPES:
-            form.errors["format"] = "Choose PDF or DOCX."
         row = None
         if not form.errors:
             access.require_site(site, "file documents")
             try:
-                row = await reports.file_report(study, site, report, kind, today, access.user_id, printed(access))
+                # The PDF/A is the filed record (DOCX is a download); a long one is rendered by a job, then filed.
+                row = await reports.file_report(study, site, report, "pdf", today, access.user_id, printed(access),
+                                                jobs=render_jobs(request.app))
             except (InvalidInput, Conflict, NotFound) as error:
                 form.errors.update(field_messages(error))
         if row is None:
             context = await _context(study, access, today, site, errors=form.errors, form=form.data)
             return Template("deviation_reports.html", context=context, status_code=422)
+        if row.get("queued"):  # filed under its label once the job has rendered it
+            query = urlencode({"site": site, "queued": row["label"]}, quote_via=quote)
+            return Redirect(f"/studies/{quote(study, safe='')}/reports?{query}", status_code=303)
         query = urlencode({"site": site, "name": row["name"], "label": row["label"],
                            "filed": "new" if row["filed"] else "unchanged"}, quote_via=quote)
         return Redirect(f"/studies/{quote(study, safe='')}/reports?{query}", status_code=303)
@@ -92,7 +101,8 @@ async def _context(study: str, access: Access, today: date, site: str | None, *,
                    errors: dict | None = None, form: dict | None = None) -> dict[str, Any]:
     sites = await _visible_sites(study, access)
     chosen = [site] if site in sites else sites
-    summary = await reports.site_summary(study, chosen, today)
+    summary = await reports.site_summary(study, chosen, today,
+                                         personal=sees_personal_data(access, study, chosen, today))
     exporters = [code for code in chosen if access.may(Action.EXPORT, study, code, today)]
     filers = [(code, code) for code in chosen if access.may(Action.MANAGE_DOCUMENTS, study, code, today)]
     rows = summary["sites"] + ([{**summary["total"], "site": "All"}] if len(summary["sites"]) > 1 else [])
@@ -100,4 +110,4 @@ async def _context(study: str, access: Access, today: date, site: str | None, *,
             "summary": summary, "summary_rows": rows, "exporters": exporters, "filers": filers, "today": today,
             "reports": list(REPORT_CHOICES.items()), "can_export": bool(exporters),
             "charts": [draw_chart(spec) for spec in reports.summary_charts(summary)],
-            "filed": None, "errors": errors or {}, "form": form or {}}
+            "filed": None, "queued": None, "errors": errors or {}, "form": form or {}}
