@@ -70,7 +70,8 @@ visits:
     for i in range(3, VISITS + 1)
 )
 # The raw side of goal 1: the detection's own condition over the same joins and columns.
-CONDITION = f"({store.CANDIDATES}{store.after_ending(ENDING)})"
+CONDITION = store.candidates(ENDING)
+ARGS = store.candidate_args(AS_OF, ENDING)
 RAW_SQL = f"{repo._VISITS} WHERE p.study = {{}} AND {CONDITION}"
 
 
@@ -157,16 +158,16 @@ async def top_up(study_id: int, people, target: int, rng: random.Random) -> int:
 
 def sqlite_candidates(path: str, study_id: int) -> int:
     with closing(sqlite3.connect(path)) as connection:
-        return len(connection.execute(placeholders(RAW_SQL, "sqlite"), (study_id, AS_OF, *ENDING)).fetchall())
+        return len(connection.execute(placeholders(RAW_SQL, "sqlite"), (study_id, *ARGS)).fetchall())
 
 
 async def postgres_candidates(connection: asyncpg.Connection, study_id: int) -> int:
-    return len(await connection.fetch(placeholders(RAW_SQL, "postgres"), study_id, AS_OF, *ENDING))
+    return len(await connection.fetch(placeholders(RAW_SQL, "postgres"), study_id, *ARGS))
 
 
 async def detection(kind: str, url: str, study_id: int, missed: list) -> dict:
     async with read():
-        candidates = len(list(await repo.worklist_rows(study_id, CONDITION, AS_OF, *ENDING)))
+        candidates = len(list(await repo.worklist_rows(study_id, CONDITION, *ARGS)))
     first_s, first = await atimed(deviations.detect(STUDY, AS_OF, full=True))
     print(f"  {'':<8}  first full detect()  {first_s:7.3f} s  created {first['created']:,} from {candidates:,}"
           " candidate visits")

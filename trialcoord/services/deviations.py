@@ -108,11 +108,9 @@ async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None
     ending = sorted({name for p in protocols.values() for name, event in p.events.items() if event.ends_schedule})
     screening = {vid: {v.code for v in p.visits if SCREENING.search(v.name) or SCREENING.search(v.code)}
                  for vid, p in protocols.items()}
-    # Visits done after `as_of` were not known then: left out, as consent candidates dated after it.
-    condition = (f"(({store.CANDIDATES}{store.after_ending(ending)}) AND (x.actual IS NULL OR x.actual <= {{}}))"
-                 f"{store.among('x.participant', scope)}")
+    condition = f"({store.candidates(ending)}){store.among('x.participant', scope)}"
     rows_of: dict[int, list] = defaultdict(list)
-    for row in await repo.worklist_rows(study_id, condition, as_of, *ending, as_of):
+    for row in await repo.worklist_rows(study_id, condition, *store.candidate_args(as_of, ending)):
         rows_of[row.participant].append(scheduling.restated(row, as_of))
     ended = await store.ending_dates(study_id, ending, scope)
     events = await store.events_of(ended.keys())
@@ -306,7 +304,8 @@ async def record_manual(study: str, site: str, category: str, description: str, 
 async def approve_exception(study: str, subject_id: str, visit: str, earlier_days: int, later_days: int,
                             approved_on: date, reason: str, actor: str, today: date | None = None) -> dict:
     """An investigator-approved window extension of one visit. It prevents the early or late deviation of that
-    visit only if approved on or before the day it took place (a later approval explains, not prevents)."""
+    visit only if approved and recorded on or before the day it took place (later, it explains but does not
+    prevent)."""
     problems = []
     if earlier_days < 0 or later_days < 0 or earlier_days + later_days == 0:
         problems.append(Problem("an extension adds days before or after the window (non-negative, not both 0)",

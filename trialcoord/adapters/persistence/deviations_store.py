@@ -117,11 +117,17 @@ async def ending_dates(study_id: int, events: Collection[str], scope: Collection
     return ended
 
 
-def after_ending(events: Collection[str]) -> str:
-    """SQL over visits `x`: done after an ending event (the names as placeholders)."""
-    names = ", ".join("{}" for _ in events)
-    return (" OR (x.actual IS NOT NULL AND EXISTS (SELECT 1 FROM recorded_events e WHERE e.participant ="
-            f" x.participant AND e.event IN ({names}) AND e.date < x.actual))") if events else ""
+def candidates(ending: Collection[str]) -> str:
+    """SQL over visits `x`: the visits a detection run looks at (`CANDIDATES`, or done after one of the `ending`
+    events), leaving out visits done after the run's date (not known then). Arguments: `candidate_args`."""
+    names = ", ".join("{}" for _ in ending)
+    after_end = (" OR (x.actual IS NOT NULL AND EXISTS (SELECT 1 FROM recorded_events e WHERE e.participant ="
+                 f" x.participant AND e.event IN ({names}) AND e.date < x.actual))") if ending else ""
+    return f"({CANDIDATES}{after_end}) AND (x.actual IS NULL OR x.actual <= {{}})"
+
+
+def candidate_args(as_of: date, ending: Collection[str]) -> tuple:
+    return (as_of, *ending, as_of)
 
 
 async def occurrences(participants: Collection[int]) -> dict[int, dict[str, int]]:
