@@ -1,6 +1,7 @@
 """Real Chromium: a deviation from detection to closure, as the coordinator of site 101 (cora) and the monitor
 (mona): a late visit, a detection run, the site's response, the monitor's acknowledgement, the signed
-classification and the signed closure. The server and browser fixtures are test_browser.py's (a served demo
+classification and the signed closure; then the report downloads (listing CSV and Excel, the site's deviation
+log as PDF and DOCX) and filing the log into the binder. The server and browser fixtures are test_browser.py's (a served demo
 study on a temporary SQLite database); a screenshot of the closed deviation goes to test-artifacts/."""
 
 from __future__ import annotations
@@ -105,3 +106,25 @@ def test_a_deviation_walks_from_detection_to_closure(browser, server):  # noqa: 
     expect(mona.locator("#signatures td.verdict")).to_have_text(["valid", "valid"])
     expect(mona.locator("#steps tbody tr")).to_have_count(4)  # respond, acknowledge, classify, close
     mona.screenshot(path=str(ARTIFACTS / "deviation-closed.png"), full_page=True)
+
+    # The reports: the monitor downloads the listing and the site's deviation log; the coordinator files the log.
+    mona.goto("/studies/DEMO-001")
+    mona.get_by_role("link", name="Reports").first.click()
+    expect(mona.get_by_role("heading", name=re.compile("Reports"))).to_be_visible()
+    listing = _download(mona, mona.get_by_role("link", name="CSV"))
+    assert listing.startswith(b"\xef\xbb\xbf") and SUBJECT.encode() in listing and b"VISIT SCHEDULE" in listing
+    assert _download(mona, mona.get_by_role("link", name="Excel")).startswith(b"PK")
+    site_row = mona.locator("#site-reports tr").filter(has_text="101")
+    assert _download(mona, site_row.get_by_role("link", name="PDF").first).startswith(b"%PDF")
+    assert _download(mona, site_row.get_by_role("link", name="DOCX").first).startswith(b"PK")
+    cora.goto("/studies/DEMO-001/reports")
+    cora.locator("#file-form").get_by_label("Site").select_option("101")
+    cora.locator("#file-form").get_by_role("button").click()
+    expect(cora.locator("#filed")).to_contain_text("Protocol deviation log version")
+
+
+def _download(page, link) -> bytes:
+    """Click a download link; the file's bytes."""
+    with page.expect_download() as download:
+        link.click()
+    return download.value.path().read_bytes()
