@@ -49,7 +49,7 @@ PARTICIPANTS, VISITS, OPEN = 10_000, 100, 100_000
 RUNS = 3  # interleaved: ours, raw, ours, raw, ...; the best of each counts
 QUEUE = f"/api/studies/{STUDY}/deviations"
 PAGE = 50
-CLIENTS = 8  # concurrent connections: several monitors; a page costs 0.1-0.5 s, so 32 would only queue
+CLIENTS = 8  # concurrent connections: several monitors at once
 
 # Screening, baseline, then a visit every week for 98 weeks, +-2 days.
 PROTOCOL_TEXT = f"""\
