@@ -21,7 +21,8 @@ TABLE_COLUMNS = ("id", "site", "participant", "visit", "occurrence", "rule", "cl
 def detect(study: str, as_of: date | None, full: bool) -> int:
     from trialcoord.services import deviations
 
-    result = _database(lambda: deviations.detect(study, as_of or _today(), actor=actor(), full=full))
+    today = _today()  # in TRIALCOORD_TIME_ZONE, for the default date and the check against days to come
+    result = _database(lambda: deviations.detect(study, as_of or today, actor=actor(), full=full, today=today))
     print(f"{result['study']} as of {result['as_of']} ({result['scope']}): {result['created']} created, "
           f"{result['updated']} updated, {result['resolved']} resolved, {result['reopened']} reopened")
     return 0

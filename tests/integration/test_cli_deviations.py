@@ -160,3 +160,10 @@ async def test_bad_input_is_exit_2_naming_it(study, env, args, message):
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert message in result.stderr and "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+async def test_detect_defaults_to_today_in_the_configured_time_zone_even_ahead_of_the_server(enrolled, env):
+    """The server's clock a day behind the sites' zone: today there is the default, and is not 'to come'."""
+    ahead = {**env, "TZ": "Etc/GMT+12", "TRIALCOORD_TIME_ZONE": "Pacific/Kiritimati"}  # UTC-12 and UTC+14
+    printed = ok(ahead, "detect", "TST-1")
+    assert printed.startswith("TST-1 as of ") and "(full)" in printed

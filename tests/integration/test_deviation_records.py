@@ -377,3 +377,11 @@ async def test_a_visit_done_after_the_run_date_is_not_known_to_that_run(enrolled
     found = keyed((await deviations.listing(enrolled))[0])
     assert ("1001", "V2", "visit_late") not in found and ("1001", "V3", "visit_early") not in found
 
+
+
+async def test_an_incremental_run_sees_a_visit_done_between_the_two_run_dates(enrolled):
+    """Recorded before a run for an earlier day, so no audit entry is newer than that run: the dates decide."""
+    await deviations.detect(enrolled, date(2024, 3, 24), today=TODAY)  # 1001's V2 (late, 03-25) not known yet
+    assert ("1001", "V2", "visit_late") not in keyed((await deviations.listing(enrolled))[0])
+    result = await deviations.detect(enrolled, date(2024, 3, 26), today=TODAY)
+    assert result["scope"] != "full" and ("1001", "V2", "visit_late") in keyed((await deviations.listing(enrolled))[0])

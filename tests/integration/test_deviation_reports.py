@@ -484,3 +484,11 @@ async def test_an_exporter_can_follow_their_own_render_jobs(reported, anonymous)
     assert (await monitor.get("/api/studies/TST-1/render-jobs/")).json() == []
     assert (await monitor.get("/api/studies/TST-1/render-jobs/no-such-job")).status_code == 404
     assert (await monitor.post("/api/studies/TST-1/render-jobs/", json={})).status_code == 403  # submitting: no
+
+
+async def test_the_monitoring_visit_report_names_only_its_sites_deviations_of_a_capa(reported):
+    rows, _ = await deviations.listing(reported)
+    both = [next(r["id"] for r in rows if r["site"] == SITE_A), next(r["id"] for r in rows if r["site"] == SITE_B)]
+    await deviation_review.create_capa(reported, "Reminders", "No process", "Call", "SOP", "cora", None, both, "cora")
+    data = await reports.report_data(reported, SITE_A, reports.VISIT_REPORT, TODAY, "Mona")
+    assert [c["deviations"] for c in data["capas"]] == [str(both[0])]

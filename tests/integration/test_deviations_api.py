@@ -152,6 +152,10 @@ async def test_a_deviation_walks_from_response_to_closure_with_signatures(login,
     classify = {"step": "classify", "classification": "important", "category": "visit schedule",
                 "subcategory": "VISIT MISSED", "user_id": "monitor"}
     before = (await monitor.get(f"{API}/deviations/{did}")).json()
+    classify["row_version"] = before["row_version"]
+    unread = await monitor.post(url, json={k: v for k, v in {**classify, "password": PASSWORD}.items()
+                                           if k != "row_version"})
+    assert unread.status_code == 422 and fields(unread) == {"row_version"}  # nobody signs what they did not read
     wrong = await monitor.post(url, json={**classify, "password": "not it"})
     assert wrong.status_code == 422 and fields(wrong) == {"password"} and "not correct" in wrong.text
     assert (await monitor.get(f"{API}/deviations/{did}")).json() == before  # nothing changed
@@ -159,7 +163,8 @@ async def test_a_deviation_walks_from_response_to_closure_with_signatures(login,
     classified = await monitor.post(url, json={**classify, "password": PASSWORD})
     assert classified.status_code == 200, classified.text
     assert (classified.json()["state"], classified.json()["classification"]) == ("classified", "important")
-    closed = await monitor.post(url, json={"step": "close", "password": PASSWORD})  # the password alone now
+    closed = await monitor.post(url, json={"step": "close", "password": PASSWORD,  # the password alone now
+                                           "row_version": classified.json()["row_version"]})
     assert closed.status_code == 200, closed.text
     shown = closed.json()
     assert shown["state"] == "closed" and shown["closed_at"] and not shown["open"]

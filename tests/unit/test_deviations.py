@@ -116,10 +116,12 @@ def test_a_corrected_date_resolves_the_record_and_a_new_fact_updates_it():
     assert [k.state for k in back.reopened] == [State.DETECTED]
 
 
-def test_an_incremental_run_leaves_other_participants_records_alone():
-    other = Kept(Finding("2001", "V2", 1, Rule.VISIT_MISSED, V2_LATEST))
-    result = reconcile([other], run(SCR_DONE | {"V2": V2_LATEST}), scope={"1001"})
-    assert not result.resolved
+def test_any_approved_exception_recorded_in_time_prevents_whatever_else_was_recorded():
+    late = {**SCR_DONE, "V2": V2_LATEST + 2 * DAY}
+    in_time = WindowException("1001", "V2", 0, 5, date(2024, 3, 20), recorded_on=date(2024, 3, 20))
+    too_late = WindowException("1001", "V2", 0, 5, date(2024, 3, 20), recorded_on=date(2024, 3, 30))
+    assert rules(run(late, exceptions=[in_time, too_late]), "V2") == []
+    assert rules(run(late, exceptions=[too_late, in_time]), "V2") == []
 
 
 def test_a_visit_meant_to_follow_the_ending_event_is_not_a_deviation():

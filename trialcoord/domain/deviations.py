@@ -93,11 +93,13 @@ def detect(subject_id: str, rows: Iterable[VisitOccurrence], *, screening: Itera
     visit); `consent`: that participant's consent candidates; `occurrences`: the occurrence of visit codes
     not among `rows` (consent candidates are visits done in their window too)."""
     rows, screening, after_ending = list(rows), set(screening), set(after_ending)
-    allowed = {(e.subject_id, e.visit): e for e in exceptions}
+    allowed: dict[tuple[str, str], list[WindowException]] = {}
+    for e in exceptions:
+        allowed.setdefault((e.subject_id, e.visit), []).append(e)
     findings = []
     for row in rows:
         rule = _schedule_rule(row, screening)
-        if rule is not None and not _excepted(row, allowed.get((subject_id, row.visit))):
+        if rule is not None and not any(_excepted(row, e) for e in allowed.get((subject_id, row.visit), ())):
             findings.append(Finding(subject_id, row.visit, row.occurrence, rule,
                                     row.actual or row.latest, row.days_outside,
                                     f"{_days(row.days_outside)} {'before' if row.days_outside < 0 else 'after'}"
@@ -127,8 +129,8 @@ def _schedule_rule(row: VisitOccurrence, screening: set[str]) -> Rule | None:
     return {EARLY: Rule.VISIT_EARLY, LATE: Rule.VISIT_LATE, MISSED: Rule.VISIT_MISSED}.get(row.status)
 
 
-def _excepted(row: VisitOccurrence, exception: WindowException | None) -> bool:
-    if exception is None or row.actual is None or row.status not in (EARLY, LATE):
+def _excepted(row: VisitOccurrence, exception: WindowException) -> bool:
+    if row.actual is None or row.status not in (EARLY, LATE):
         return False
     if max(exception.approved_on, exception.recorded_on or exception.approved_on) > row.actual:
         return False
@@ -194,17 +196,15 @@ class Reconciliation:
     reopened: tuple[Kept, ...]  # resolved by correction, then found again
 
 
-def reconcile(kept: Iterable[Kept], found: Iterable[Finding], scope: set[str] | None = None) -> Reconciliation:
-    """What a detection run changes. `scope`: the participants it looked at (incremental runs); records of
-    others are left alone. Running it again on its own result changes nothing (idempotent)."""
+def reconcile(kept: Iterable[Kept], found: Iterable[Finding]) -> Reconciliation:
+    """What a detection run changes, given the records kept and the findings of the same participants (an
+    incremental run passes both for its scope only). Running it again on its own result changes nothing."""
     found_by_key = {f.key: f for f in found}
     created, updated, resolved, reopened = [], [], [], []
     seen = set()
     for record in kept:
         key = record.finding.key
         seen.add(key)
-        if scope is not None and record.finding.subject_id not in scope:
-            continue
         now = found_by_key.get(key)
         if now is None:
             if record.state not in KEPT_AS_THEY_ARE:

@@ -67,7 +67,7 @@ async def load_demo(today: date, protocols_dir: Path = PROTOCOLS_DIR) -> bool:
         if "DEMO-001" in loaded:
             await _coordinator_actions(today)
         for study in sorted(loaded):  # so the monitors' queue has work in it from the start
-            await deviations.detect(study, today)
+            await deviations.detect(study, today, today=today)
         if "DEMO-001" in loaded:
             await _deviation_work(today)
     return True

@@ -160,7 +160,7 @@ async def report_data(study: str, site: str, name: str, as_of: date, prepared_by
     capa_ids = {r["capa"] for r in rows if r["capa"] is not None}
     capas = [{"id": c["id"], "title": c["title"], "state": c["state"], "owner": c["owner"], "due_on": c["due_on"],
               "deviations": ", ".join(str(d) for d in c["deviations"])}
-             for c in await deviation_review.list_capas(study) if c["id"] in capa_ids]
+             for c in await deviation_review.list_capas(study, sites={site}) if c["id"] in capa_ids]
     return {"study_code": study, "site": site, "visit_date": as_of.isoformat(), "prepared_by": prepared_by,
             "summary": _summary_lines(summary, trend), "charts": charts, "capas": capas,
             "entries": [{**_log_entry(r), "age_days": max(0, deviations.age_days(r, as_of))} for r in open_rows]}

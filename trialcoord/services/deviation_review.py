@@ -229,6 +229,7 @@ async def link_capa(study: str, capa_id: int, deviation_ids: list[int], actor: s
     await get_capa(study, capa_id, sites, actor)  # NotFound for a record the actor may not see
     async with transaction(f"CAPA {capa_id} of study {study}"):
         study_id = (await scheduling.require_study(study))["id"]
+        await store.lock_capa(capa_id)  # a close waits, or this sees it closed
         capa = await store.find_capa(study_id, capa_id)
         if capa is None:
             raise NotFound(f"study {study} has no CAPA record {capa_id}")
@@ -251,9 +252,8 @@ async def close_capa(study: str, capa_id: int, actor: str, reason: str, sites=No
         capa = await store.find_capa(study_id, capa_id)
         if capa is None:
             raise NotFound(f"study {study} has no CAPA record {capa_id}")
-        if capa["state"] == "closed":
+        if capa["state"] == "closed" or not await store.close_capa(capa_id, now()):
             raise Conflict(f"CAPA record {capa_id} is already closed")
-        await store.close_capa(capa_id, now())
         await audit_log.record(actor, Change("close", "capa", f"{study}/capa/{capa_id}", {"state": "open"},
                                              {"state": "closed"}, reason.strip()))
     return await get_capa(study, capa_id, sites, actor)

@@ -97,7 +97,7 @@ async def _scope(study: str, study_id: int, last: dict | None, as_of: date) -> t
         if record_type in SUBJECT_RECORDS:
             subjects.add(rid.split("/")[2])
     scope = set((await store.participant_ids(study_id, subjects)).values())
-    return scope | await store.closing_between(study_id, date.fromisoformat(last["as_of"]), as_of), changes
+    return scope | await store.due_since(study_id, date.fromisoformat(last["as_of"]), as_of), changes
 
 
 async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None, changes: list, at: str,

@@ -55,14 +55,16 @@ async def changes_since(size: int, prefix: str) -> list[tuple[int, str, str]]:
         " AND substr(record_id, 1, {}) = {}", size, len(prefix), prefix)]
 
 
-async def closing_between(study_id: int, after: date, until: date) -> set[int]:
-    """Participants with an open visit whose window closed since the last run: missed as of now."""
+async def due_since(study_id: int, after: date, until: date) -> set[int]:
+    """Participants whose facts a run as of `until` knows and the run as of `after` did not: an open visit whose
+    window closed in between (missed now), or a visit done in between (recorded earlier with that date)."""
     # `+p.study`: SQLite keeps no statistics and would otherwise walk every visit of the study through the
     # participants index instead of the few in the date range through visits_latest (portable: unary plus).
-    rows = await fetch_rows("SELECT DISTINCT x.participant FROM visits x JOIN participants p ON p.id = x.participant"
-                            " WHERE +p.study = {} AND x.actual IS NULL AND x.missed_reason IS NULL"
-                            " AND x.latest >= {} AND x.latest < {}", study_id, after, until)
-    return {row[0] for row in rows}
+    joined = "SELECT DISTINCT x.participant FROM visits x JOIN participants p ON p.id = x.participant WHERE +p.study = {}"
+    closed = await fetch_rows(f"{joined} AND x.actual IS NULL AND x.missed_reason IS NULL AND x.latest >= {{}}"
+                              " AND x.latest < {}", study_id, after, until)
+    done = await fetch_rows(f"{joined} AND x.actual > {{}} AND x.actual <= {{}}", study_id, after, until)
+    return {row[0] for row in (*closed, *done)}
 
 
 async def participants(study_id: int, scope: Collection[int] | None) -> list[dict]:
@@ -302,6 +304,13 @@ async def grouped(study_id: int) -> list[tuple[int, int, str]]:
         " WHERE d.study = {} AND d.capa IS NOT NULL ORDER BY d.id", study_id)]
 
 
-async def close_capa(capa_id: int, at: str) -> None:
-    await fetch("UPDATE capas SET state = 'closed', closed_at = {}, row_version = row_version + 1 WHERE id = {}",
-                at, capa_id)
+async def close_capa(capa_id: int, at: str) -> bool:
+    """False when it was closed meanwhile."""
+    return bool(await fetch("UPDATE capas SET state = 'closed', closed_at = {}, row_version = row_version + 1"
+                            " WHERE id = {} AND state = 'open' RETURNING id", at, capa_id))
+
+
+async def lock_capa(capa_id: int) -> None:
+    """Serialise linking to and closing a CAPA record (SQLite's immediate transactions already do)."""
+    if not is_sqlite():
+        await fetch("SELECT id FROM capas WHERE id = {} FOR UPDATE", capa_id)

@@ -19,6 +19,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from trialcoord.domain.access import Action
 from trialcoord.domain.deviation_review import TRANSITIONS, Step, check_step
+from trialcoord.domain.problems import InvalidInput, Problem
 from trialcoord.services import accounts, deviation_review, deviations, scheduling
 from trialcoord.services.errors import NotFound
 from trialcoord.web.api.params import AccessDep, AsOf, QueryStr, StudyPath, SubjectPath, Today, as_of_or_today
@@ -319,6 +320,9 @@ class DeviationController(Controller):
                                                 f" {row['site']} ({str(action).replace('_', ' ')})")
         check_step(data.step, row["state"], **fields)  # a step that cannot be taken asks for no password
         signing = None
+        if transition.meaning is not None and data.row_version is None:  # never sign a record one has not seen
+            raise InvalidInput([Problem(f"to {data.step} deviation {deviation_id}, send the row_version you read"
+                                        f" (now {row['row_version']})", field="row_version")])
         if transition.meaning is not None:
             signing = await accounts.signing_ceremony(access.viewer, str(transition.meaning), data.password or "",
                                                       data.user_id)
