@@ -32,6 +32,8 @@ def test_csv_guards_text_cells_against_formulas_but_not_numbers():
     lines = render(write_csv, [("+1-555", evil)]).splitlines()
     assert lines[0] == "participant,visit,occurrence,name,target,earliest,latest,actual,status,days_outside,study_day"
     assert lines[1] == "'+1-555,'=HYPERLINK(1),1,'@SUM(A1),2024-03-18,2024-03-15,,2024-03-13,early,-2,15"
+    padded = render(write_csv, [(" =1+1", ROW)]).splitlines()[1]  # a spreadsheet skips the blank first
+    assert padded.startswith("' =1+1,")
 
 
 def test_table_aligns_columns():

@@ -30,7 +30,7 @@ def csv_text(columns: list[str], rows: Iterable[Mapping | Sequence]) -> str:
     for Excel, encode it as utf-8-sig so accented names survive."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([_inert(name) for name in columns])
+    writer.writerow([inert(name) for name in columns])
     for number, row in enumerate(rows, start=1):
         writer.writerow([_csv_cell(value) for value in _values(columns, row, number)])
     return out.getvalue()
@@ -74,7 +74,8 @@ def _values(columns: list[str], row: Mapping | Sequence, number: int) -> list:
     return list(row)
 
 
-def _inert(text: str) -> str:
+def inert(text: str) -> str:
+    """The text as a spreadsheet will not evaluate it (OWASP CSV injection), also after leading whitespace."""
     return "'" + text if text.startswith(_FORMULA_STARTS) or text.lstrip().startswith(_FORMULA_STARTS) else text
 
 
@@ -83,7 +84,7 @@ def _csv_cell(value: object) -> object:
         return ""
     if isinstance(value, date):  # datetime too
         return value.isoformat()
-    return value if _is_number(value) else _inert(str(value))
+    return value if _is_number(value) else inert(str(value))
 
 
 def _is_number(value: object) -> bool:
