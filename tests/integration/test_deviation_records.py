@@ -385,3 +385,21 @@ async def test_an_incremental_run_sees_a_visit_done_between_the_two_run_dates(en
     assert ("1001", "V2", "visit_late") not in keyed((await deviations.listing(enrolled))[0])
     result = await deviations.detect(enrolled, date(2024, 3, 26), today=TODAY)
     assert result["scope"] != "full" and ("1001", "V2", "visit_late") in keyed((await deviations.listing(enrolled))[0])
+
+
+async def test_the_protocols_deviations_section_sets_the_starting_classification(db):
+    from tests.conftest import PROTOCOL_V1
+    from trialcoord.adapters.protocol_files import parse_protocol
+
+    text = PROTOCOL_V1.replace("study: TST-1", "study: TST-2") + (
+        "deviations:\n  visit_late:\n    thresholds:\n      - {over_days: 7, classification: important}\n")
+    await scheduling.load_protocol_version(parse_protocol(text, "tst2.yaml"), text, "tst2.yaml")
+    await scheduling.create_site("TST-2", "201", "Hillside", "UTC")
+    for subject, v2 in (("2001", date(2024, 3, 25)), ("2002", date(2024, 3, 29))):  # 4 and 8 days late
+        await scheduling.enroll_participant("TST-2", subject, "201", arm="P", enrolled_on=RANDOMIZED, today=TODAY)
+        await scheduling.record_event("TST-2", subject, "randomization", RANDOMIZED, today=TODAY)
+        await scheduling.record_visit("TST-2", subject, "V2", v2, today=TODAY)
+    await deviations.detect("TST-2", TODAY)
+    found = keyed((await deviations.listing("TST-2"))[0])
+    assert found[("2001", "V2", "visit_late")]["classification"] == "non_important"
+    assert found[("2002", "V2", "visit_late")]["classification"] == "important"

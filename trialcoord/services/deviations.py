@@ -4,9 +4,10 @@ exceptions, and the listing a coordinator or monitor works from (the review itse
 Detection reads only the candidate visits (out of window, missed, or after an ending event) and the records
 already kept, runs the pure rules per participant and reconciles (`domain.deviations.reconcile`). A run
 is incremental: it looks only at participants the audit trail shows changed since the previous run, and at
-those whose windows closed since its date; a study-wide change (a protocol or consent version, a site) or an
-earlier date than the previous run's makes it a full run. Every created, updated, resolved or reopened
-record is audited in the run's transaction.
+those with a window closed or a visit done between the two runs' dates; a first run or a study-wide change
+(a protocol or consent version, a site) makes it a full run. Detection moves forward: a date before the
+last run's is refused. Every created, updated, resolved or reopened record is audited in the run's
+transaction.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from trialcoord.domain.audit import utc_instant
 from trialcoord.domain.consent import ConsentDeviationCandidate, ConsentRule
 from trialcoord.domain.deviation_review import OPEN_STATES, State, classification_problems, default_subcategory
 from trialcoord.domain.deviations import (
-    DEFAULTS, Classification, ClassificationDefaults, Finding, Kept, Rule, WindowException, detect as find, reconcile,
+    Classification, ClassificationDefaults, Finding, Kept, Rule, WindowException, detect as find, reconcile,
 )
 from trialcoord.domain.problems import InvalidInput, Problem
 from trialcoord.domain.schedule import after_ending
@@ -135,7 +136,7 @@ async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None
                             occurrences=occurrences.get(pid)):
             found.append(Finding(finding.subject_id, finding.visit, finding.occurrence, finding.rule,  # as stored,
                                  finding.occurred_on, finding.days_outside, describe(finding)))  # to compare
-            defaults[finding.subject_id] = getattr(protocols[version], "deviations", None) or DEFAULTS
+            defaults[finding.subject_id] = protocols[version].deviations
     kept = {}
     for raw in await store.kept(study_id, scope):
         person = people[raw[1]]
