@@ -37,6 +37,8 @@ def test_every_state_and_step(state, step):
 def test_signed_steps_and_who_takes_each():
     assert {step: t.meaning for step, t in TRANSITIONS.items() if t.meaning} == {
         Step.CLASSIFY: Meaning.REVIEW, Step.CLOSE: Meaning.APPROVAL}
+    assert TRANSITIONS[Step.CLOSE].needs == (Action.REVIEW_DEVIATION, Action.SIGN)
+    assert TRANSITIONS[Step.RESPOND].needs == (Action.RESPOND_DEVIATION,)
     takers = {step: {role for role, actions in ROLE_PERMISSIONS.items() if t.action in actions}
               for step, t in TRANSITIONS.items()}
     assert takers[Step.RESPOND] == {Role.ADMINISTRATOR, Role.COORDINATOR, Role.INVESTIGATOR}

@@ -45,6 +45,11 @@ class Transition:
     action: Action
     meaning: Meaning | None = None  # an electronic signature with this meaning
 
+    @property
+    def needs(self) -> tuple[Action, ...]:
+        """Every action the step needs at the deviation's site: a signed step also the right to sign."""
+        return (self.action, Action.SIGN) if self.meaning is not None else (self.action,)
+
 
 # The issue's order: the site explains (and may amend its response until a monitor takes it up), then the
 # monitor reviews. Bulk acknowledgement takes responded deviations into review.

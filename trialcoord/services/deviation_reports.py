@@ -155,7 +155,7 @@ async def report_data(study: str, site: str, name: str, as_of: date, prepared_by
         return {"study_code": study, "site": site, "as_of": as_of.isoformat(),
                 "summary": [{"label": k, "value": v} for k, v in counts.items()], "charts": charts,
                 "entries": [_log_entry(r) for r in rows]}
-    summary = (await site_summary(study, [site], as_of))["sites"][0]
+    summary = (await site_summary(study, [site], as_of, rows=rows))["sites"][0]
     open_rows = [r for r in rows if r["open"]]
     capa_ids = {r["capa"] for r in rows if r["capa"] is not None}
     capas = [{"id": c["id"], "title": c["title"], "state": c["state"], "owner": c["owner"], "due_on": c["due_on"],
@@ -305,14 +305,17 @@ async def pending_filings() -> None:
 
 # The site manager's summary --------------------------------------------------------------------
 
-async def site_summary(study: str, sites: Collection[str], as_of: date, *, personal: bool = True) -> dict:
+async def site_summary(study: str, sites: Collection[str], as_of: date, *, personal: bool = True,
+                       rows: list[dict] | None = None) -> dict:
     """Per site and in total, as of `as_of`: participants enrolled by then (ended: their ending event on or
     before it), visits (done on or before it; missed: window closed before it, or marked missed), completion
     and on-time rate, deviations detected on or before it that were open then, by age, the re-consent
     backlog and binder documents expired or expiring within 60 days (study-level ones count in the total
-    only; subject logs only for callers with `personal` data access)."""
+    only; subject logs only for callers with `personal` data access). `rows`: the sites' deviations as of
+    `as_of`, when the caller has them already."""
     chosen = await _require_sites(study, sites)
-    rows = _as_of(await deviations.listing(study, sites=chosen), as_of)
+    if rows is None:
+        rows = _as_of(await deviations.listing(study, sites=chosen), as_of)
     queue = [r for r in await consent.reconsent(study, as_of) if r["site"] in chosen]
     expiring = [d for d in await _expiring(study, as_of, personal) if d["site"] in chosen or d["site"] is None]
     people, visits = await _site_counts(study, chosen, as_of)

@@ -313,8 +313,7 @@ class DeviationController(Controller):
         fields = dict(reason=data.reason, response=data.response, classification=data.classification,
                       category=data.category, subcategory=data.subcategory)
         transition = TRANSITIONS.get(data.step) or check_step(data.step, row["state"], **fields)  # unknown: 422
-        needed = (transition.action, Action.SIGN) if transition.meaning else (transition.action,)
-        for action in needed:
+        for action in transition.needs:
             if not access.may(action, study, row["site"], today):
                 raise PermissionDeniedException(f"{access.user_id} may not {data.step} deviations at site"
                                                 f" {row['site']} ({str(action).replace('_', ' ')})")

@@ -284,8 +284,8 @@ def _offered(study: str, row: dict, access: Access, today: date) -> list[str]:
     """The steps the reader may take now: the state allows them and their grants at the site do."""
     offered = []
     for step, transition in TRANSITIONS.items():
-        needed = [transition.action] + ([Action.SIGN] if transition.meaning else [])
-        if row["state"] in transition.sources and all(access.may(a, study, row["site"], today) for a in needed):
+        if row["state"] in transition.sources and all(access.may(a, study, row["site"], today)
+                                                      for a in transition.needs):
             offered.append(str(step))
     return offered
 
@@ -294,7 +294,7 @@ async def _take(study: str, deviation_id: int, step: Step, data: dict, access: A
                 ) -> Template | Redirect:
     row = await _visible(study, deviation_id, access)
     transition = TRANSITIONS[step]
-    for action in [transition.action] + ([Action.SIGN] if transition.meaning else []):
+    for action in transition.needs:
         if not access.may(action, study, row["site"], today):  # the guard could only check the study
             raise PermissionDeniedException(f"{access.user_id} may not {step} deviations at site {row['site']}"
                                             f" ({str(action).replace('_', ' ')})")
