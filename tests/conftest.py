@@ -32,7 +32,8 @@ events:
   consent: {}
   randomization: {}
   first_dose: {}
-  withdrawal: {ends_schedule: true}
+  withdrawal: {ends_schedule: true, collection: stops}
+  early_termination: {ends_schedule: true}
 arms:
   - {code: A, name: Active}
   - {code: P, name: Placebo}

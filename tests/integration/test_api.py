@@ -70,7 +70,7 @@ async def test_protocol_problems_name_field_line_and_column(client, db):
     response = await client.post(f"{STUDY}/protocol-versions", content=broken, headers={"content-type": "text/plain"})
     assert response.status_code == 422
     [error] = response.json()["errors"]
-    assert error["field"] == "visits[1].offset" and error["line"] == 16 and error["column"] > 1
+    assert error["field"] == "visits[1].offset" and error["line"] == 17 and error["column"] > 1
 
 
 async def test_protocol_for_another_study_or_changed_text(client, study):

@@ -131,11 +131,23 @@ async def test_an_exception_approved_before_the_visit_prevents_the_deviation_and
         await deviations.approve_exception(enrolled, "1005", "V3", 0, 2, date(2024, 3, 20), " ", "ivan", today=TODAY)
 
 
-async def test_a_visit_after_the_ending_event_is_a_deviation(enrolled):
+async def test_a_visit_after_collection_stopped_is_a_deviation(enrolled):
     await scheduling.record_event(enrolled, "1002", "withdrawal", date(2024, 3, 20), today=TODAY)
+    await scheduling.record_visit(enrolled, "1002", "DRUG-RETURN", date(2024, 3, 29), today=TODAY)
     await deviations.detect(enrolled, TODAY)
     found = keyed((await deviations.listing(enrolled))[0])
     assert ("1002", "V3", "visit_after_ending_event") in found
+    assert ("1002", "DRUG-RETURN", "visit_after_ending_event") in found  # unscheduled ones too
+
+
+async def test_found_unscheduled_visits_after_an_early_termination_raise_no_deviation(enrolled):
+    await scheduling.record_event(enrolled, "1002", "early_termination", date(2024, 3, 20), today=TODAY)
+    await scheduling.record_visit(enrolled, "1002", "AE-FOLLOW-UP", date(2024, 3, 29), today=TODAY)
+    await scheduling.record_visit(enrolled, "1002", "DRUG-RETURN", date(2024, 4, 2), today=TODAY)
+    await deviations.detect(enrolled, TODAY)
+    found = keyed((await deviations.listing(enrolled))[0])
+    assert [key for key in found if key[0] == "1002" and key[2] == "visit_after_ending_event"] == []
+    assert ("1002", "V3", "visit_early") in found  # V3, done after the end, is judged as it happened
 
 
 async def test_manual_deviations_are_recorded_with_any_category(enrolled):

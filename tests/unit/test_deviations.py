@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from tests.unit.builders import ENDING, protocol, visit
+from tests.unit.builders import protocol, visit
 from trialcoord.domain.consent import ConsentDeviationCandidate, ConsentRule
 from trialcoord.domain.deviations import (
     DEFAULTS, Classification, ClassificationDefaults, Finding, Kept, Rule, State, Threshold, WindowException, detect,
@@ -57,8 +57,8 @@ def test_screening_outside_its_window_is_its_own_rule(actual, expected):
 
 @pytest.mark.parametrize("actual, found", [(date(2024, 3, 19), False), (date(2024, 3, 20), False),
                                            (date(2024, 3, 21), True)])
-def test_a_visit_after_an_ending_event(actual, found):
-    findings = run({**SCR_DONE, "V2": actual}, ended_on=date(2024, 3, 20))
+def test_a_visit_after_collection_stopped(actual, found):
+    findings = run({**SCR_DONE, "V2": actual}, collection_stopped_on=date(2024, 3, 20))
     assert (("visit_after_ending_event", 0) in rules(findings, "V2")) is found
 
 
@@ -124,18 +124,11 @@ def test_any_approved_exception_recorded_in_time_prevents_whatever_else_was_reco
     assert rules(run(late, exceptions=[too_late, in_time]), "V2") == []
 
 
-def test_a_visit_meant_to_follow_the_ending_event_is_not_a_deviation():
-    findings = run({**SCR_DONE, "V2": date(2024, 3, 21)}, ended_on=date(2024, 3, 20), after_ending={"V2"})
-    assert ("visit_after_ending_event", 0) not in rules(findings, "V2")
-
-
-def test_after_ending_names_the_visits_counted_from_or_conditional_on_an_ending_event():
-    from trialcoord.domain.schedule import after_ending
-
-    ending = sorted(ENDING)[0]
-    termination = protocol(visit("V2", offset="2w"), visit("ET", frm=ending, offset="0d"),
-                           visit("FU", frm="ET", offset="4w"), visit("X", offset="1w", when=ending))
-    assert after_ending(termination) == {"ET", "FU", "X"}
+def test_once_collection_stopped_even_an_unscheduled_visit_is_a_deviation():
+    findings = run({**SCR_DONE, "V2": date(2024, 3, 18), "AE": date(2024, 3, 21)},
+                   collection_stopped_on=date(2024, 3, 20))
+    assert rules(findings, "AE") == [("visit_after_ending_event", 0)]
+    assert rules(run({**SCR_DONE, "AE": date(2024, 3, 21)}), "AE") == []  # no such event: nothing
 
 
 def test_a_consent_deviation_carries_its_visits_real_occurrence():
@@ -148,16 +141,6 @@ def test_the_detail_says_how_far_outside_in_plain_words():
     [one] = [f for f in run({**SCR_DONE, "V2": V2_LATEST + DAY}) if f.visit == "V2"]
     [two] = [f for f in run({**SCR_DONE, "V2": V2_EARLIEST - 2 * DAY}) if f.visit == "V2"]
     assert (one.detail, two.detail) == ("1 day after the window", "2 days before the window")
-
-
-def test_a_visit_counted_from_an_event_recorded_on_the_end_day_is_expected_after_it():
-    from trialcoord.domain.schedule import after_ending
-
-    ending = sorted(ENDING)[0]
-    follow_up = protocol(visit("V2", offset="2w"), visit("FU", frm="last_dose", offset="30d"))
-    assert after_ending(follow_up) == frozenset()
-    assert after_ending(follow_up, {ending: date(2024, 4, 1), "last_dose": date(2024, 4, 1)}) == {"FU"}
-    assert after_ending(follow_up, {ending: date(2024, 4, 1), "last_dose": date(2024, 3, 31)}) == frozenset()
 
 
 def test_an_exception_recorded_after_the_visit_does_not_prevent_it():

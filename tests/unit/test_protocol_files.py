@@ -184,6 +184,15 @@ RULES = [
      "'3bd' counts business days, but the protocol names no calendar", "visits[2].window.early", "{early: 3bd}"),
     ("unknown calendar", "day_one: randomization\n", "day_one: randomization\ncalendar: busines-us\n",
      "'busines-us' is not a known calendar; did you mean 'business-us'?", "calendar", "calendar:"),
+    ("after_end not a choice", "    name: Week 4\n", "    name: Week 4\n    after_end: yes\n",
+     "'yes' is not allowed; write expected or not_applicable", "visits[2].after_end", "after_end:"),
+    ("collection not a choice", "{ends_schedule: true}", "{ends_schedule: true, collection: halts}",
+     "'halts' is not allowed; write stops or continues", "events.early_termination.collection", "collection:"),
+    ("collection without ending", "  last_dose: {}", "  last_dose: {collection: stops}",
+     "'collection' applies only to an event that ends the schedule", "events.last_dose.collection", "collection:"),
+    ("two consent events", "  last_dose: {}", "  last_dose: {consent: true}\n  icf: {consent: true}",
+     "only one event records informed consent; 'last_dose' already says 'consent: true'", "events.icf.consent",
+     "icf:"),
 ]
 
 
@@ -338,6 +347,18 @@ def test_valid_file_builds_the_protocol():
     assert cycles.chain == PLANNED
     assert [visit.number for visit in protocol.visits] == [1, 2, 3, 4, 5]
     assert protocol.resolve_visit_code("C7D1") == (cycles, 7)
+
+
+def test_ending_event_and_follow_up_keys_build_the_protocol():
+    text = edit("{ends_schedule: true}", "{ends_schedule: true, collection: stops}")
+    text = edit("    name: Week 4\n", "    name: Week 4\n    after_end: expected\n", text)
+    protocol = parse_protocol(text)
+    assert protocol.events["early_termination"] == Event("early_termination", True, stops_collection=True)
+    assert protocol.visits_by_code["V3"].after_end and not protocol.visits_by_code["V2"].after_end
+    assert protocol.consent_event == "consent"
+    marked = parse_protocol(edit("  consent: {}", "  icf_signed: {consent: true}", text))
+    assert marked.consent_event == "icf_signed"
+    assert parse_protocol(edit("  consent: {}\n", "", text)).consent_event is None
 
 
 def test_optional_values_and_explicit_numbers():

@@ -93,6 +93,9 @@ def test_the_reference_document_is_valid_for_schema_and_loader(validator):
     (("visits", 1, "repeat", "count"), 0),
     (("visits", 1, "reference"), "plan"),
     (("events", "stop", "ends_schedule"), "yes please"),
+    (("events", "stop", "collection"), "halts"),
+    (("events", "randomization", "collection"), "stops"),  # only on an event that ends the schedule
+    (("visits", 0, "after_end"), "yes"),
     (("calendars",), {"weekdays": {}}),
 ], ids=lambda part: "/".join(map(str, part)) if isinstance(part, tuple) else None)
 def test_broken_documents_fail_the_schema(validator, path, value):

@@ -183,7 +183,7 @@ def test_ending_event_makes_later_visits_not_applicable_but_not_its_own():
     assert rows["V2"].status == "on_time"
     assert rows["V6"].status == "not_applicable"
     assert rows["ET"].status == "due"
-    assert rows["FU"].status == "upcoming"  # from an event recorded on the ending date
+    assert rows["FU"].status == "not_applicable"  # an event recorded on the ending date keeps nothing alive
 
 
 def test_window_opening_on_the_ending_date_still_applies():

@@ -1,5 +1,6 @@
 """Invariants of the schedule engine, checked over generated protocols and recorded dates."""
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 from hypothesis import given
@@ -7,6 +8,7 @@ from hypothesis import strategies as st
 
 from tests.unit.builders import protocol, visit
 from trialcoord.domain.durations import Calendar
+from trialcoord.domain.protocol import Event
 from trialcoord.domain.schedule import STATUSES, evaluate
 
 days = st.dates(min_value=date(2024, 1, 1), max_value=date(2025, 6, 30))
@@ -103,3 +105,58 @@ def test_days_outside_measures_from_the_nearest_bound(case):
             assert row.days_outside == (row.actual - row.latest).days > 0
         else:
             assert row.days_outside == 0
+
+
+# --- version changes and ending events (issue 11) ---
+
+@given(participants(), protocols(), days)
+def test_a_visit_done_before_a_version_change_never_changes_status(case, other, change):
+    proto, events, actuals, as_of = case
+    before = {row.visit: row for row in evaluate(proto, events, actuals, as_of)}
+    after = {row.visit: row for row in evaluate(proto, events, actuals, as_of, changes=((change, other),))}
+    for code, row in before.items():
+        if row.actual is not None and row.actual < change:
+            assert (after[code].status, after[code].days_outside) == (row.status, row.days_outside)
+
+
+@given(participants(), protocols(), days)
+def test_a_version_change_lists_every_visit_once(case, other, change):
+    proto, events, actuals, as_of = case
+    codes = [row.visit for row in evaluate(proto, events, actuals, as_of, changes=((change, other),))]
+    assert len(codes) == len(set(codes))
+    assert set(actuals) <= set(codes)  # nothing recorded disappears
+
+
+ENDINGS = {"early_termination": False, "end_of_treatment": False, "withdrawal": True}  # name: collection stops
+
+
+@st.composite
+def ended_participants(draw):
+    """Visits counted from ordinary or ending events, some conditional on an ending event, some `after_end`."""
+    anchors = ["randomization", "last_dose", *ENDINGS]
+    visits = [
+        visit(f"V{index}", frm=draw(st.sampled_from(anchors)), offset=draw(durations(signed=True)),
+              early=draw(durations()), late=draw(durations()), optional=draw(st.booleans()),
+              when=draw(st.sampled_from([None, None, *ENDINGS])), after_end=draw(st.booleans()),
+              repeat=None)
+        for index in range(draw(st.integers(1, 5)))
+    ]
+    proto = protocol(*visits, calendar=Calendar("weekdays"))
+    events = {name: Event(name, ends_schedule=True, stops_collection=stops) for name, stops in ENDINGS.items()}
+    proto = replace(proto, events={**proto.events, **events})
+    recorded = draw(st.dictionaries(st.sampled_from(["randomization", "last_dose", *ENDINGS]), days, min_size=1))
+    return proto, recorded, draw(days)
+
+
+@given(ended_participants())
+def test_nothing_after_an_ending_event_is_missed_unless_it_is_expected_after_it(case):
+    proto, events, as_of = case
+    for row in evaluate(proto, events, {}, as_of, horizon_days=60):
+        if row.status != "missed":
+            continue
+        definition = proto.visits_by_code[row.definition]
+        opens = row.earliest or row.target
+        for name, stops in ENDINGS.items():
+            if name in events and opens > events[name]:
+                rests_on_it = name in (definition.reference_name, definition.when)
+                assert not stops and (definition.after_end or rests_on_it), (row, name)

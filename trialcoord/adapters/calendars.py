@@ -1,8 +1,12 @@
-"""Site calendars for business-day (`bd`) durations: the built-in ones and those a protocol defines.
+"""Calendars for business-day (`bd`) durations: the built-in ones, those a protocol defines, and sites'.
 
 A protocol's `calendars:` entry is `{weekend: [sat, sun], holidays: [2025-12-24, ...], rules: us-federal}`,
 every key optional. Holiday rules come from the maintained `holidays` library, which computes a year's
 holidays (with their observed dates) on first use, so no year range has to be fixed in advance.
+
+A site's calendar is a built-in name or `holidays:<country>[-<region>]` (ISO 3166 codes as the `holidays`
+library knows them, such as `holidays:DE-BY` or `holidays:JP`, with that country's weekend), plus the days
+the site itself is closed. It replaces the protocol's calendar for that site's participants.
 """
 
 from __future__ import annotations
@@ -75,6 +79,94 @@ def build_calendar(name: str, spec: Mapping[str, object] | None = None) -> Calen
         return Calendar(name, weekend, dates)
     rule_set = holiday_rules(str(rules))
     return Calendar(name, weekend, _HolidaySet(dates, rule_set) if dates else rule_set)
+
+
+HOLIDAYS_PREFIX = "holidays:"
+
+
+@dataclass(frozen=True, slots=True)
+class Closure:
+    """Days a site is closed, both inclusive."""
+
+    first_day: date
+    last_day: date
+    reason: str
+
+    def __contains__(self, day: object) -> bool:
+        return isinstance(day, date) and self.first_day <= day <= self.last_day
+
+
+@dataclass(frozen=True, slots=True)
+class _ClosedDays:
+    """A calendar's holidays plus a site's closures."""
+
+    holidays: Container[date]
+    closures: tuple[Closure, ...]
+
+    def __contains__(self, day: object) -> bool:
+        return day in self.holidays or any(day in closure for closure in self.closures)
+
+
+def check_site_calendar(name: str) -> str:
+    """The name as stored, or CalendarError saying which forms a site calendar takes."""
+    name = name.strip()
+    if name in _BUILTIN_SPECS:
+        return name
+    if name.startswith(HOLIDAYS_PREFIX):
+        _country_holidays(name)
+        return name
+    raise CalendarError(f"'{name}' is not a site calendar; write one of {', '.join(BUILTIN_CALENDARS)}, or"
+                        " holidays:<country>[-<region>] such as holidays:DE-BY, holidays:GB-SCT or holidays:JP")
+
+
+def _country_holidays(name: str):
+    code = name.removeprefix(HOLIDAYS_PREFIX).strip()
+    country, _, region = code.partition("-")
+    try:
+        return holidays.country_holidays(country.upper(), subdiv=region.upper() or None)
+    except NotImplementedError:
+        supported = holidays.list_supported_countries()
+        if country.upper() not in supported:
+            raise CalendarError(f"'{country}' is not a country the holidays library knows; use an ISO 3166 code"
+                                " such as DE, FR, GB, JP or US") from None
+        regions = ", ".join(supported[country.upper()]) or "none"
+        raise CalendarError(f"'{region}' is not a region of {country.upper()} the holidays library knows;"
+                            f" regions: {regions}") from None
+
+
+def site_calendar(name: str | None, closures: Iterable[Closure], fallback: Calendar | None) -> Calendar | None:
+    """A site's calendar: its named one (else the protocol's `fallback`) with the site's closures added."""
+    closures = tuple(closures)
+    if name:
+        if name.startswith(HOLIDAYS_PREFIX):
+            rules = _country_holidays(name)
+            base = Calendar(name, frozenset(rules.weekend), rules)
+        else:
+            base = build_calendar(name)
+    elif fallback is not None:
+        base = fallback
+    else:
+        return None
+    if not closures:
+        return base
+    return Calendar(base.name, base.weekend, _ClosedDays(base.holidays, closures))
+
+
+def closed_days(calendar: Calendar, first: date, last: date) -> list[tuple[date, str]]:
+    """The days from `first` to `last` that are holidays or closures (weekends aside), each with its reason."""
+    found = []
+    holidays_of = calendar.holidays.holidays if isinstance(calendar.holidays, _ClosedDays) else calendar.holidays
+    closures = calendar.holidays.closures if isinstance(calendar.holidays, _ClosedDays) else ()
+    day = first
+    while day <= last:
+        reasons = [c.reason for c in closures if day in c]
+        if day in holidays_of:
+            named = holidays_of.get(day) if hasattr(holidays_of, "get") else None
+            reasons.insert(0, named or "holiday")
+        if reasons:
+            found.append((day, "; ".join(reasons)))
+        day = date.fromordinal(day.toordinal() + 1)
+    return found
 
 
 def _names(value: object) -> Iterable[str]:

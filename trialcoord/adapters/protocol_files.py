@@ -47,11 +47,14 @@ SCHEMA_PATH = Path(__file__).with_name("protocol.schema.json")
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TOP_REQUIRED = ("study", "title", "version", "effective", "day_one", "events", "visits")
 _TOP_OPTIONAL = ("calendar", "calendars", "arms", "description", "deviations")
-_EVENT_KEYS = ("ends_schedule", "description")
+_EVENT_KEYS = ("ends_schedule", "collection", "consent", "description")
+_COLLECTION = ("stops", "continues")  # an ending event's `collection:`
+_AFTER_END = ("expected", "not_applicable")  # a visit's `after_end:`
 _ARM_KEYS = ("code", "name")
 _VISIT_REQUIRED = ("code", "name", "from", "offset")
 _VISIT_OPTIONAL = (
-    "number", "window", "reference", "repeat", "chain", "arms", "when", "optional", "procedures", "description",
+    "number", "window", "reference", "repeat", "chain", "arms", "when", "optional", "after_end", "procedures",
+    "description",
 )
 _WINDOW_KEYS = ("early", "late")
 _REPEAT_KEYS = ("every", "count")
@@ -227,6 +230,9 @@ class _Reader:
         return None if None in values else values
 
     def choice(self, node: Node, where: _Where, choices: tuple[str, ...]) -> str | None:
+        if isinstance(node, ScalarNode) and node.value and not node.tag.endswith(":str"):  # `yes`, `true`, `3`
+            self.report(node, where, f"'{node.value}' is not allowed; write {' or '.join(choices)}")
+            return None
         value = self.text(node, where)
         if value is not None and value not in choices:
             self.report(node, where, f"'{value}' is not allowed; write {' or '.join(choices)}")
@@ -394,7 +400,17 @@ def _read_events(node: Node, where: _Where, reader: _Reader) -> dict[str, Event]
         event_where = where.key(name, f"event {name}")
         is_empty = isinstance(value_node, ScalarNode) and value_node.tag.endswith(":null")  # `consent:`
         options = {} if is_empty else reader.fields(value_node, event_where, (), _EVENT_KEYS) or {}
-        events[name] = Event(name, bool(_read(options, event_where, "ends_schedule", reader.boolean)))
+        ends = bool(_read(options, event_where, "ends_schedule", reader.boolean))
+        collection = _read(options, event_where, "collection", reader.choice, _COLLECTION)
+        if collection is not None and not ends:
+            reader.report(options["collection"], event_where.key("collection"),
+                          "'collection' applies only to an event that ends the schedule; add 'ends_schedule: true'")
+        consent = bool(_read(options, event_where, "consent", reader.boolean))
+        events[name] = Event(name, ends, collection == "stops", consent)
+    marked = [name for name, event in events.items() if event.consent]
+    for name in marked[1:]:
+        reader.report(entries[name][1], where.key(name, f"event {name}").key("consent"),
+                      f"only one event records informed consent; '{marked[0]}' already says 'consent: true'")
     return events
 
 
@@ -458,6 +474,7 @@ def _read_visit(reader: _Reader, node: Node, index: int, visits: _Where, context
         "arms": get("arms", _read_visit_arms, reader, context),
         "when": get("when", _read_event_name, reader, context),
         "optional": bool(get("optional", reader.boolean)),
+        "after_end": get("after_end", reader.choice, _AFTER_END) == "expected",
         "procedures": get("procedures", reader.texts, "procedure names") or (),
     }
     _check_occurrence_mark(reader, draft)

@@ -7,6 +7,11 @@ older one must re-consent from that date; their older consent stays valid histor
 procedures before the first consent, or on or after re-consent became required without it, is a
 candidate for an informed-consent deviation (reviewed in the deviation workflow). Everything takes
 the dates it applies on; nothing reads the clock.
+
+A consent may have no registered version: signed on paper before its version was registered (with the
+paper document's reference), or known only as the protocol's consent event (an import, say): its version
+is unknown. Either satisfies the before-consent check; an unknown version is a data issue for the site,
+reported once per participant (`data_issues`), never a deviation per visit.
 """
 
 from __future__ import annotations
@@ -35,17 +40,44 @@ class ConsentVersion:
 
 @dataclass(frozen=True, slots=True)
 class ParticipantConsent:
-    """A participant's signed consent on one version. Never changed: a re-consent is a new one."""
+    """A participant's signed consent. Never changed: a re-consent is a new one. `version` is None for a paper
+    consent (then `reference` names the paper document, and `label`/`language` say what is printed on it, when
+    known) and for a consent whose version is unknown (no reference either)."""
 
     subject_id: str
-    version: ConsentVersion
+    version: ConsentVersion | None
     signed_on: date
     obtained_by: str  # user ID of the person obtaining consent
     signed_by: tuple[str, ...] = ()  # the form's signature blocks signed (SIGNATURE_BLOCKS); () unknown
+    site: str | None = None  # the participant's site (a registered version names it too)
+    reference: str | None = None
+    label: str | None = None
+    language: str | None = None
 
     @property
     def version_label(self) -> str:
-        return self.version.label
+        if self.version is not None:
+            return self.version.label
+        return self.label or ("paper" if self.reference else "unknown")
+
+    @property
+    def unknown(self) -> bool:
+        """Known only from the consent event: nobody recorded which version was signed."""
+        return self.version is None and self.reference is None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentIssue:
+    """A data issue the site must resolve (not a deviation): a consent whose version nobody recorded."""
+
+    subject_id: str
+    site: str | None
+    signed_on: date
+
+    @property
+    def message(self) -> str:
+        return (f"{self.subject_id}: consent signed on {self.signed_on} has no version on record; record the"
+                " consent version signed, or the paper document's reference")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +157,15 @@ def consent_deviation_candidates(visits_with_procedures: Iterable[ProcedureVisit
     return candidates
 
 
+def data_issues(consents: Iterable[ParticipantConsent]) -> list[ConsentIssue]:
+    """One issue per participant whose consents include one of unknown version (the earliest such)."""
+    issues = {}
+    for consent in sorted(consents, key=lambda c: (c.subject_id, c.signed_on)):
+        if consent.unknown and consent.subject_id not in issues:
+            issues[consent.subject_id] = ConsentIssue(consent.subject_id, consent.site, consent.signed_on)
+    return list(issues.values())
+
+
 def _by_subject(consents: Iterable[ParticipantConsent]) -> dict[str, list[ParticipantConsent]]:
     grouped: dict[str, list[ParticipantConsent]] = defaultdict(list)
     for consent in consents:
@@ -139,16 +180,39 @@ def _order(version: ConsentVersion) -> tuple[date, str]:
 def _reconsent_due(subject_id: str, signed: list[ParticipantConsent], versions: list[ConsentVersion],
                    on: date) -> ReconsentEntry | None:
     """Is the participant's latest consent signed by `on` on an older version than the newest one
-    effective by `on`?"""
-    latest = max((c for c in signed if c.signed_on <= on), key=lambda c: (c.signed_on, _order(c.version)),
-                 default=None)
-    if latest is None:
+    effective by `on`? A latest consent of unknown version is a data issue instead (`data_issues`)."""
+    latest = max((c for c in signed if c.signed_on <= on), key=_consent_order, default=None)
+    if latest is None or latest.unknown:
         return None
-    newest = max((v for v in versions if v.group == latest.version.group and v.effective_on <= on),
-                 key=_order, default=None)
-    if newest is None or _order(newest) <= _order(latest.version):
+    version = latest.version or _registered(latest, versions)
+    if version is not None:
+        newest = max((v for v in versions if v.group == version.group and v.effective_on <= on),
+                     key=_order, default=None)
+        if newest is None or _order(newest) <= _order(version):
+            return None
+        return ReconsentEntry(subject_id, latest.version_label, newest.label, newest.effective_on)
+    # On paper, of a version never registered: older than every version of its site (and language) that
+    # became effective after it was signed.
+    newer = [v for v in versions if v.site == latest.site and latest.signed_on < v.effective_on <= on
+             and (latest.language is None or v.language == latest.language)]
+    newest = max(newer, key=_order, default=None)
+    if newest is None:
         return None
-    return ReconsentEntry(subject_id, latest.version.label, newest.label, newest.effective_on)
+    return ReconsentEntry(subject_id, latest.version_label, newest.label, newest.effective_on)
+
+
+def _registered(consent: ParticipantConsent, versions: list[ConsentVersion]) -> ConsentVersion | None:
+    """The registered version a paper consent's printed label names, at its site (and language)."""
+    if consent.label is None:
+        return None
+    matching = [v for v in versions if v.site == consent.site and v.label == consent.label
+                and (consent.language is None or v.language == consent.language)]
+    return matching[0] if len(matching) == 1 else None
+
+
+def _consent_order(consent: ParticipantConsent) -> tuple:
+    order = _order(consent.version) if consent.version is not None else (date.min, "")
+    return consent.signed_on, order
 
 
 # --- who signed the consent form (the four signature blocks of the template) ---

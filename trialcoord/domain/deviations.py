@@ -84,15 +84,16 @@ class WindowException:
 
 
 def detect(subject_id: str, rows: Iterable[VisitOccurrence], *, screening: Iterable[str] = (),
-           ended_on: date | None = None, consent: Iterable[ConsentDeviationCandidate] = (),
-           exceptions: Iterable[WindowException] = (), after_ending: Iterable[str] = (),
-           occurrences: Mapping[str, int] | None = None) -> list[Finding]:
+           collection_stopped_on: date | None = None, consent: Iterable[ConsentDeviationCandidate] = (),
+           exceptions: Iterable[WindowException] = (), occurrences: Mapping[str, int] | None = None
+           ) -> list[Finding]:
     """The deviations of one participant's evaluated schedule. `screening`: the protocol's screening visit
-    codes (outside their window is an eligibility matter); `ended_on`: the date of an ending event, after
-    which no visit should take place but those of `after_ending` (definition codes, such as a termination
-    visit); `consent`: that participant's consent candidates; `occurrences`: the occurrence of visit codes
-    not among `rows` (consent candidates are visits done in their window too)."""
-    rows, screening, after_ending = list(rows), set(screening), set(after_ending)
+    codes (outside their window is an eligibility matter); `collection_stopped_on`: the date of an ending event
+    with `collection: stops` (consent withdrawn), after which any visit done, scheduled or not, is a deviation
+    (after other ending events, visits done are judged as they happened, and unscheduled ones raise nothing);
+    `consent`: that participant's consent candidates; `occurrences`: the occurrence of visit codes not among
+    `rows` (consent candidates are visits done in their window too)."""
+    rows, screening = list(rows), set(screening)
     allowed: dict[tuple[str, str], list[WindowException]] = {}
     for e in exceptions:
         allowed.setdefault((e.subject_id, e.visit), []).append(e)
@@ -104,10 +105,9 @@ def detect(subject_id: str, rows: Iterable[VisitOccurrence], *, screening: Itera
                                     row.actual or row.latest, row.days_outside,
                                     f"{_days(row.days_outside)} {'before' if row.days_outside < 0 else 'after'}"
                                     " the window" if row.days_outside else ""))
-        if ended_on is not None and row.actual is not None and row.actual > ended_on \
-                and row.definition not in after_ending:
+        if collection_stopped_on is not None and row.actual is not None and row.actual > collection_stopped_on:
             findings.append(Finding(subject_id, row.visit, row.occurrence, Rule.VISIT_AFTER_ENDING_EVENT,
-                                    row.actual, detail=f"the schedule ended on {ended_on}"))
+                                    row.actual, detail=f"data collection stopped on {collection_stopped_on}"))
     occurrences = {**(occurrences or {}), **{r.visit: r.occurrence for r in rows}}
     for c in consent:
         rule = (Rule.VISIT_BEFORE_CONSENT if c.rule is ConsentRule.BEFORE_CONSENT

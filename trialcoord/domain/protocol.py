@@ -18,12 +18,15 @@ if TYPE_CHECKING:
 
 ACTUAL, PLANNED = "actual", "planned"
 OCCURRENCE = "{n}"
+CONSENT_EVENT_NAMES = ("consent", "informed_consent")  # the consent event when none is marked `consent: true`
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
     name: str
     ends_schedule: bool = False
+    stops_collection: bool = False  # `collection: stops` (consent withdrawn): nothing may be done after it
+    consent: bool = False  # the protocol's informed consent event (`consent: true`, or the event named consent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,7 @@ class VisitDefinition:
     when: str | None = None
     optional: bool = False
     procedures: tuple[str, ...] = ()
+    after_end: bool = False  # `after_end: expected`: still expected after an ending event (safety follow-up)
 
     def code_for(self, occurrence: int) -> str:
         return self.code.replace(OCCURRENCE, str(occurrence))
@@ -103,6 +107,15 @@ class Protocol:
                 patterns.append((re.compile(f"^{re.escape(head)}([1-9][0-9]*){re.escape(tail)}$"), visit))
         object.__setattr__(self, "_code_patterns", tuple(patterns))
         object.__setattr__(self, "visits_by_code", {visit.code: visit for visit in self.visits})
+
+    @property
+    def consent_event(self) -> str | None:
+        """The event that records informed consent: the one marked `consent: true`, else one named `consent`
+        or `informed_consent`; None when the protocol has none."""
+        marked = [event.name for event in self.events.values() if event.consent]
+        if marked:
+            return marked[0]
+        return next((name for name in CONSENT_EVENT_NAMES if name in self.events), None)
 
     @property
     def arm_codes(self) -> frozenset[str]:

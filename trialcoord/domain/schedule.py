@@ -8,7 +8,7 @@ calendar days become timedeltas) so that evaluating a participant is little more
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Collection, Mapping, NamedTuple
+from typing import Collection, Mapping, NamedTuple, Sequence
 
 from trialcoord.domain.durations import DAYS, Duration
 from trialcoord.domain.problems import InvalidInput, Problem
@@ -104,7 +104,7 @@ class _VisitPlan:
     __slots__ = (
         "visit", "code", "name", "number", "optional", "reference_name", "reference_is_event", "use_actual",
         "offset", "early", "late", "early_delta", "late_delta", "arms", "when", "repeat", "every",
-        "chain_actual", "anchor_event", "count", "conditional", "referenced",
+        "chain_actual", "anchor_event", "count", "conditional", "referenced", "after_end",
     )
 
     def __init__(self, visit: VisitDefinition, protocol: Protocol):
@@ -126,6 +126,14 @@ class _VisitPlan:
         self.chain_actual = visit.chain == ACTUAL
         self.anchor_event = _anchor_event(visit, protocol)
         self.referenced = any(other.reference_name == visit.code for other in protocol.visits)
+        self.after_end = visit.after_end
+
+    def survives(self, event: str, stops_collection: bool) -> bool:
+        """Whether the visit is still expected after this ending event: never once collection stops; else when
+        it is marked `after_end: expected`, or counted from (or conditional on) that very event."""
+        if stops_collection:
+            return False
+        return self.after_end or event == self.anchor_event or event == self.when
 
 
 def _anchor_event(visit: VisitDefinition, protocol: Protocol) -> str:
@@ -138,27 +146,12 @@ def _anchor_event(visit: VisitDefinition, protocol: Protocol) -> str:
 
 
 class _Plan:
-    __slots__ = ("visits", "ending_events", "ending_names")
+    __slots__ = ("visits", "ending_events")
 
     def __init__(self, protocol: Protocol):
         self.visits = tuple(_VisitPlan(v, protocol) for v in protocol.visits)
-        self.ending_names = frozenset(e.name for e in protocol.events.values() if e.ends_schedule)
-        self.ending_events = tuple(sorted(self.ending_names))
-
-
-def after_ending(protocol: Protocol, events: Mapping[str, date] | None = None) -> frozenset[str]:
-    """Codes of the visits meant to take place after the schedule ended: counted from (or conditional on) an
-    ending event, or an event recorded on or after the end (a follow-up from the last dose given that day)."""
-    plan, events = _plan(protocol), events or {}
-    ended = [events[name] for name in plan.ending_events if name in events]
-    end_date = min(ended) if ended else None
-
-    def survives(name: str | None) -> bool:
-        if name is None:
-            return False
-        return name in plan.ending_names or (end_date is not None and name in events and events[name] >= end_date)
-
-    return frozenset(v.code for v in plan.visits if survives(v.anchor_event) or survives(v.when))
+        self.ending_events = tuple(sorted((e.name, e.stops_collection) for e in protocol.events.values()
+                                          if e.ends_schedule))
 
 
 def _plan(protocol: Protocol) -> _Plan:
@@ -172,7 +165,7 @@ def _plan(protocol: Protocol) -> _Plan:
 class _Participant:
     """The per-participant state of one evaluation."""
 
-    __slots__ = ("protocol", "plan", "events", "actuals", "arm", "as_of", "horizon", "day_one", "end_date",
+    __slots__ = ("protocol", "plan", "events", "actuals", "arm", "as_of", "horizon", "day_one", "endings",
                  "marked_missed", "references", "rows", "last_target", "in_order")
 
     def __init__(self, protocol, events, actuals, arm, as_of, horizon_days, marked_missed):
@@ -181,24 +174,19 @@ class _Participant:
         self.horizon = as_of + timedelta(days=horizon_days)
         self.marked_missed = marked_missed
         self.day_one = events.get(protocol.day_one)
-        ended = [events[name] for name in self.plan.ending_events if name in events]
-        self.end_date = min(ended) if ended else None
+        # The ending events recorded, earliest first: (date, name, stops collection).
+        self.endings = sorted((events[name], name, stops) for name, stops in self.plan.ending_events if name in events)
         self.references: dict[str, tuple[date | None, date | None]] = {}  # code -> (target, actual)
         self.rows: list[VisitOccurrence] = []
         self.last_target: date | None = None
         self.in_order = True
 
-    def survives_ending(self, plan: _VisitPlan) -> bool:
-        """Visits counted from (or conditional on) the ending event, or a later event, still apply."""
-        for name in (plan.anchor_event, plan.when):
-            if name is None:
-                continue
-            if name in self.plan.ending_names:
-                return True
-            recorded = self.events.get(name)
-            if recorded is not None and recorded >= self.end_date:
-                return True
-        return False
+    def end_of(self, plan: _VisitPlan) -> date | None:
+        """The date of the first recorded ending event this visit does not survive."""
+        for day, name, stops in self.endings:
+            if not plan.survives(name, stops):
+                return day
+        return None
 
     def reference_date(self, plan: _VisitPlan) -> date | None:
         """The date a visit counts from when its `from` is another visit."""
@@ -218,7 +206,7 @@ class _Participant:
             return NOT_APPLICABLE
         return None
 
-    def add(self, plan: _VisitPlan, occurrence: int, code: str, name: str, target, override):
+    def add(self, plan: _VisitPlan, occurrence: int, code: str, name: str, target, override, end_date):
         # The hot path of the whole product: locals and one inlined status rule instead of calls.
         actual = self.actuals.get(code) if self.actuals else None
         earliest = latest = day = None
@@ -232,13 +220,11 @@ class _Participant:
                 day = (target - self.day_one).days
                 if day >= 0:
                     day += 1
-        end_date = self.end_date
+        closed = False  # by an arm or condition, or by the end of the schedule: later occurrences are too
         if override is not None:
-            status = override
-        elif end_date is not None and (
-            (target is None or (actual is None and (earliest or target) > end_date)) and not self.survives_ending(plan)
-        ):
-            status = NOT_APPLICABLE  # the schedule ended before this window opens
+            status, closed = override, override == NOT_APPLICABLE
+        elif end_date is not None and (target is None or (actual is None and (earliest or target) > end_date)):
+            status, closed = NOT_APPLICABLE, True  # the schedule ended before this window opens
         elif actual is None and self.marked_missed and code in self.marked_missed:
             status = MISSED  # a coordinator recorded that it will not take place
         else:
@@ -255,9 +241,10 @@ class _Participant:
         if target is None or (self.last_target is not None and target <= self.last_target):
             self.in_order = False  # rows are sorted afterwards only when added out of target order
         self.last_target = target
-        return actual, status
+        return actual, closed
 
     def run(self) -> list[VisitOccurrence]:
+        endings = self.endings
         for plan in self.plan.visits:
             override = self.override(plan) if plan.conditional else None
             if plan.reference_is_event:
@@ -269,27 +256,29 @@ class _Participant:
             else:
                 delta = plan.offset.delta
                 target = start + delta if delta is not None else plan.offset(start)
+            end_date = self.end_of(plan) if endings else None
             if plan.repeat is None:
-                self.add(plan, 1, plan.code, plan.name, target, override)
+                self.add(plan, 1, plan.code, plan.name, target, override, end_date)
             else:
-                self.repeat(plan, target, override)
+                self.repeat(plan, target, override, end_date)
         return self.rows
 
-    def repeat(self, plan: _VisitPlan, target: date | None, override: str | None) -> None:
+    def repeat(self, plan: _VisitPlan, target: date | None, override: str | None, end_date: date | None) -> None:
         last_recorded = self.last_recorded_occurrence(plan)
         occurrence = 1
         while True:
             visit = plan.visit
-            actual, status = self.add(
-                plan, occurrence, visit.code_for(occurrence), visit.name_for(occurrence), target, override
+            actual, closed = self.add(
+                plan, occurrence, visit.code_for(occurrence), visit.name_for(occurrence), target, override, end_date
             )
             if plan.count is not None:
                 if occurrence >= plan.count:
                     return
             elif occurrence >= last_recorded and (
-                target is None or status == NOT_APPLICABLE or target > self.horizon or occurrence >= MAX_OCCURRENCES
+                target is None or closed or target > self.horizon or occurrence >= MAX_OCCURRENCES
             ):
                 return  # open-ended: stop at the first occurrence past the horizon, or once ended
+                # (an optional occurrence whose window closed undone is not an end: the next one follows)
             if target is not None:
                 target = plan.every(actual if (plan.chain_actual and actual is not None) else target)
             occurrence += 1
@@ -312,6 +301,7 @@ def evaluate(
     arm: str | None = None,
     horizon_days: int = 0,
     marked_missed: Collection[str] = (),
+    changes: Sequence[tuple[date, Protocol]] = (),
 ) -> list[VisitOccurrence]:
     """Every visit occurrence of one participant as of a date, ordered by target date.
 
@@ -319,7 +309,12 @@ def evaluate(
     such as `C3D1`) to actual dates. Codes the protocol does not define are unscheduled visits.
     Open-ended repeats are listed up to the first occurrence whose target lies past
     `as_of + horizon_days`. `marked_missed` holds codes a coordinator recorded as missed.
+    `changes`: the participant's moves to other protocol versions, (effective date, version), in order;
+    `protocol` is the version followed before the first (see `evaluate_judged`).
     """
+    if changes:
+        return [row for row, _ in evaluate_judged(protocol, events, actuals, as_of, arm, horizon_days, marked_missed,
+                                                  changes)]
     try:
         participant = _Participant(protocol, events, actuals, arm, as_of, horizon_days, marked_missed)
         rows = participant.run()
@@ -330,6 +325,77 @@ def evaluate(
     if not participant.in_order:
         rows.sort(key=_row_order)
     return rows
+
+
+def evaluate_judged(
+    protocol: Protocol,
+    events: Mapping[str, date],
+    actuals: Mapping[str, date],
+    as_of: date,
+    arm: str | None = None,
+    horizon_days: int = 0,
+    marked_missed: Collection[str] = (),
+    changes: Sequence[tuple[date, Protocol]] = (),
+) -> list[tuple[VisitOccurrence, int]]:
+    """`evaluate` across protocol versions: each occurrence with the version that judges it (0 for `protocol`,
+    i for the i-th change).
+
+    The version in force for the participant on the day a visit was done judges it; a visit not done is judged
+    by the version in force on the day its window closes, read from the window the visit had until then (the
+    earlier version's, when it defined the visit). So a visit a new version adds is expected only if its
+    window closes on or after the change, and one it removes is not applicable from the change date unless
+    it was done, or its window had closed, before. An open-ended repeat that a version lists no further (past
+    the horizon) leaves the judgement as it was.
+    """
+    history = ((date.min, protocol), *changes)
+    evaluations = [evaluate(version, events, actuals, as_of, arm, horizon_days, marked_missed) for _, version in history]
+    return judge(history, evaluations)
+
+
+def judge(history: Sequence[tuple[date, Protocol]], evaluations: Sequence[Sequence[VisitOccurrence]]
+          ) -> list[tuple[VisitOccurrence, int]]:
+    """Which version judges each visit (the rule of `evaluate_judged`), given the participant's evaluation
+    under each version of `history` ((in force from, version), oldest first; the first one's date unused)."""
+    evaluated = [{row.visit: row for row in rows} for rows in evaluations]
+    codes = dict.fromkeys(code for rows in evaluated for code in rows)  # every code, in first-listed order
+    judged = []
+    for code in codes:
+        chosen: tuple[int, VisitOccurrence] | None = None
+        latest_defined: tuple[int, VisitOccurrence] | None = None
+        for index, (start, version) in enumerate(history):
+            row = evaluated[index].get(code)
+            defines = version.resolve_visit_code(code) is not None
+            if defines and row is None:
+                continue  # past this version's horizon: it has no say yet
+            if defines:
+                latest_defined = index, row
+            if index == 0:
+                chosen = (0, row) if row is not None else None
+                continue
+            basis = chosen[1] if chosen is not None and chosen[1].status != UNSCHEDULED else row
+            if basis is None or not _reaches(basis, start):
+                continue
+            if defines or row is not None:
+                chosen = index, row  # its own row; an unscheduled one when done under a version that lacks it
+            else:
+                chosen = index, _not_applicable(basis)  # removed by this version while still open
+        if chosen is None and latest_defined is not None:  # added by a version after its window had closed
+            chosen = latest_defined[0], _not_applicable(latest_defined[1])
+        if chosen is not None:
+            judged.append((chosen[1], chosen[0]))
+    judged.sort(key=lambda pair: _row_order(pair[0]))
+    return judged
+
+
+def _reaches(row: VisitOccurrence, day: date) -> bool:
+    """Whether a visit is still open on `day`: done on or after it, or not done and its window closing on or
+    after it (or never)."""
+    decisive = row.actual if row.actual is not None else row.latest
+    return decisive is None or decisive >= day
+
+
+def _not_applicable(row: VisitOccurrence) -> VisitOccurrence:
+    return row._replace(status=NOT_APPLICABLE, days_outside=0)
 
 
 def _add_unscheduled(protocol: Protocol, participant: _Participant, rows: list[VisitOccurrence]) -> None:

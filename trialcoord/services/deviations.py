@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from datetime import date
-from typing import Any, Collection
+from typing import Any, Awaitable, Collection
 
 from trialcoord.adapters.persistence import deviations_store as store
 from trialcoord.adapters.persistence import repositories as repo
@@ -27,7 +27,7 @@ from trialcoord.domain.deviations import (
     Classification, ClassificationDefaults, Finding, Kept, Rule, WindowException, detect as find, reconcile,
 )
 from trialcoord.domain.problems import InvalidInput, Problem
-from trialcoord.domain.schedule import after_ending
+from trialcoord.domain.protocol import Protocol
 from trialcoord.services import audit_log, consent, scheduling
 from trialcoord.services.audit_log import SYSTEM, Change
 from trialcoord.services.errors import NotFound, invalid
@@ -44,6 +44,15 @@ _RULE_TEXT = {
     Rule.VISIT_BEFORE_CONSENT: "visit before informed consent",
     Rule.VISIT_UNDER_SUPERSEDED_CONSENT: "visit under a superseded consent version",
 }
+
+
+def screening_codes(protocol: Protocol) -> set[str]:
+    return {v.code for v in protocol.visits if SCREENING.search(v.name) or SCREENING.search(v.code)}
+
+
+def _exception(row: dict) -> WindowException:
+    return WindowException(row["subject_id"], row["visit"], row["earlier_days"], row["later_days"],
+                           _day(row["approved_on"]), _day(row["recorded_at"]))
 
 
 def now() -> str:
@@ -86,6 +95,28 @@ async def detect(study: str, as_of: date | None = None, actor: str = SYSTEM, ful
     return {"study": study, "as_of": as_of, "scope": label, **counts}
 
 
+def audit_position() -> Awaitable[int]:
+    """How far the audit trail goes now: `redetect` names the changes made past it."""
+    return store.audit_size()
+
+
+async def redetect(study: str, subjects: Collection[str], since: int, today: date | None = None,
+                   actor: str = SYSTEM) -> dict:
+    """Detection for these participants only, as of today, right after a change to their schedules (a protocol
+    version change): records it makes wrong are resolved naming the change's audit entry (past `since`), new
+    ones are created. It records no run, so the study's next run still looks at these participants."""
+    today = today or date.today()
+    counts = dict(created=0, updated=0, resolved=0, reopened=0)
+    async with transaction(f"deviation detection of study {study}"):
+        study_id = (await scheduling.require_study(study))["id"]
+        await store.lock_study(study_id)
+        scope = set((await store.participant_ids(study_id, subjects)).values())
+        if scope:
+            changes = await store.changes_since(since, f"{study}/")
+            counts = await _detect(study, study_id, today, scope, changes, now(), actor)
+    return counts
+
+
 async def _scope(study: str, study_id: int, last: dict | None, as_of: date) -> tuple[set[int] | None, list]:
     """The participants an incremental run must look at, or None for all of them."""
     if last is None:
@@ -106,20 +137,17 @@ async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None
     people = {row["id"]: row for row in await store.participants(study_id, scope)}
     protocols = {row["id"]: await scheduling.protocol_of(row["id"], row["sha256"])
                  for row in await repo.list_versions(study_id)}
-    ending = sorted({name for p in protocols.values() for name, event in p.events.items() if event.ends_schedule})
-    screening = {vid: {v.code for v in p.visits if SCREENING.search(v.name) or SCREENING.search(v.code)}
-                 for vid, p in protocols.items()}
+    # Only an ending event after which nothing is collected (consent withdrawn) makes a later visit a deviation.
+    ending = sorted({name for p in protocols.values() for name, event in p.events.items() if event.stops_collection})
+    screening = {vid: screening_codes(p) for vid, p in protocols.items()}
     condition = f"({store.candidates(ending)}){store.among('x.participant', scope)}"
     rows_of: dict[int, list] = defaultdict(list)
     for row in await repo.worklist_rows(study_id, condition, *store.candidate_args(as_of, ending)):
         rows_of[row.participant].append(scheduling.restated(row, as_of))
     ended = await store.ending_dates(study_id, ending, scope)
-    events = await store.events_of(ended.keys())
     exceptions: dict[int, list[WindowException]] = defaultdict(list)
     for e in await store.exceptions(study_id, scope):
-        exceptions[e["participant"]].append(WindowException(e["subject_id"], e["visit"], e["earlier_days"],
-                                                            e["later_days"], _day(e["approved_on"]),
-                                                            _day(e["recorded_at"])))
+        exceptions[e["participant"]].append(_exception(e))
     consent_of = await _consent_candidates(study, people, scope, as_of)
     occurrences = await store.occurrences(consent_of.keys())
     found: list[Finding] = []
@@ -130,10 +158,8 @@ async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None
             continue
         version = person["protocol_version"]
         for finding in find(person["subject_id"], rows_of.get(pid, ()), screening=screening.get(version, ()),
-                            ended_on=ended.get(pid), consent=consent_of.get(pid, ()),
-                            exceptions=exceptions.get(pid, ()),
-                            after_ending=after_ending(protocols[version], events[pid]) if pid in ended else (),
-                            occurrences=occurrences.get(pid)):
+                            collection_stopped_on=ended.get(pid), consent=consent_of.get(pid, ()),
+                            exceptions=exceptions.get(pid, ()), occurrences=occurrences.get(pid)):
             found.append(Finding(finding.subject_id, finding.visit, finding.occurrence, finding.rule,  # as stored,
                                  finding.occurred_on, finding.days_outside, describe(finding)))  # to compare
             defaults[finding.subject_id] = protocols[version].deviations
@@ -339,6 +365,14 @@ async def exceptions_of(study: str) -> list[dict]:
     async with read():
         study_id = (await scheduling.require_study(study))["id"]
         return await store.exceptions(study_id, None)
+
+
+async def window_exceptions(study: str) -> dict[str, list[WindowException]]:
+    """The study's approved window exceptions, by subject ID, as the rules take them."""
+    found: dict[str, list[WindowException]] = defaultdict(list)
+    for row in await exceptions_of(study):
+        found[row["subject_id"]].append(_exception(row))
+    return found
 
 
 # Reading ---------------------------------------------------------------------------------------

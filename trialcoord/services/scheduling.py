@@ -1,25 +1,31 @@
 """Use cases of the visit schedule: protocols, sites, participants, events, visits and worklists.
 
 Studies and participants are named by their codes. Each write runs in one transaction, then
-re-evaluates the participant with the pure engine (`evaluate`, as of `today`, 60 days ahead) and
-stores the result in the same transaction. Visits done before a participant moved to another
-protocol version keep the evaluation they had (see `_kept`). Each read runs on one connection (`_reads`).
+re-evaluates the participant with the pure engine (`evaluate_judged`, as of `today`, 60 days ahead,
+across the protocol versions the participant followed and with the calendar of its site) and stores the
+result in the same transaction, each visit under the version that judged it. Each read runs on one
+connection (`_reads`).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable, Collection, Iterable
-from functools import partial, wraps
+from dataclasses import replace
+from functools import wraps
 from datetime import date, timedelta
 from typing import NamedTuple, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from trialcoord.adapters.calendars import Closure, site_calendar
+from trialcoord.adapters.persistence import consent_store
 from trialcoord.adapters.persistence import repositories as repo
 from trialcoord.adapters.persistence.engine import bound_engine, read, transaction
 from trialcoord.adapters.persistence.repositories import Saved, ScheduleInputs, StoredVisit
 from trialcoord.domain.protocol import Protocol
-from trialcoord.domain.schedule import DUE, MISSED, NOT_APPLICABLE, UPCOMING, VisitOccurrence, classify, evaluate
+from trialcoord.domain.schedule import (
+    DUE, MISSED, NOT_APPLICABLE, UPCOMING, VisitOccurrence, classify, evaluate, evaluate_judged,
+)
 from trialcoord.services import audit_log
 from trialcoord.services.audit_log import SYSTEM, Change
 from trialcoord.services.errors import Conflict, NotFound, invalid
@@ -200,6 +206,8 @@ async def record_event(study: str, subject_id: str, event: str, day: date, reaso
             raise invalid(f"{subject}: '{event}' is not an event of protocol version {subject.version};"
                           f" valid events: {valid}", field="event")
         _check_happened(f"{subject}: {event}", day, today)
+        if event == subject.protocol.consent_event:
+            await _check_consent_event(subject, event, day)
         previous = subject.inputs.events.get(event)
         if previous != day:
             if previous is not None and not _text(reason):
@@ -302,25 +310,82 @@ async def mark_missed(study: str, subject_id: str, visit_code: str, reason: str,
 
 async def change_protocol_version(study: str, subject_id: str, version: str, effective: date, reason: str,
                                   today: date | None = None, actor: str = SYSTEM) -> dict:
-    """Move a participant to another protocol version; visits already done keep their evaluation."""
+    """Move a participant to another protocol version from `effective` on: visits done, or whose window
+    closed, before that date stay judged by the version followed then (`evaluate_judged`)."""
     async with transaction(f"study {study}, participant {subject_id}"):
-        subject = await _Subject.load(study, subject_id)
-        if not _text(reason):
-            raise invalid(f"{subject}: give the reason for the change to protocol version {version}",
-                          field="reason")
-        target = _pick_version(study, await repo.list_versions(subject.study_id), version)
-        if target["id"] == subject.inputs.version_id:
-            raise invalid(f"{subject} already follows protocol version {version}", field="version")
-        await repo.insert_protocol_change(subject.id, subject.inputs.version_id, target["id"], effective,
-                                          _text(reason))
-        await repo.update_participant(subject.id, protocol_version=target["id"])
-        subject.inputs.version_id = target["id"]
-        await subject.refresh(today)
-        await audit_log.record(actor, Change("update", "participant", subject.record_id(),
-                                             {"protocol_version": subject.version},
-                                             {"protocol_version": version, "effective": effective}, _text(reason)))
+        await repo.lock_subject(study, subject_id)
+        row = await subject_row(study, subject_id)
+        moved = await _move(study, row["study_id"], version, effective, reason, today, actor, participant=row["id"])
+        if moved.skipped:
+            raise invalid(f"study {study}, participant {subject_id} {moved.skipped[subject_id]}",
+                          field="effective" if "effective" in moved.skipped[subject_id] else "version")
         row = await subject_row(study, subject_id)
     return _participant_dict(study, row)
+
+
+class Moved(NamedTuple):
+    """The participants a version change moved, and why the others were left (subject ID -> reason)."""
+
+    version: str
+    effective: date
+    moved: list[str]
+    skipped: dict[str, str]
+
+
+async def apply_protocol_version(study: str, version: str, effective: date, reason: str, site: str | None = None,
+                                 today: date | None = None, actor: str = SYSTEM) -> Moved:
+    """Move every active participant of the study (or of one site) to `version` from `effective` on, one audited
+    change each, in one transaction; participants it cannot move are left and reported with the reason."""
+    async with transaction(f"study {study}, protocol version {version}"):
+        study_row = await _study_with_site(study, site)
+        await repo.lock_participants(study_row["id"])
+        return await _move(study, study_row["id"], version, effective, reason, today, actor, site=site)
+
+
+async def _move(study: str, study_id: int, version: str, effective: date, reason: str, today: date | None,
+                actor: str, participant: int | None = None, site: str | None = None) -> Moved:
+    if not _text(reason):
+        raise invalid(f"study {study}: give the reason for the change to protocol version {version}", field="reason")
+    versions = await repo.list_versions(study_id)
+    target = _pick_version(study, versions, version)
+    labels = {row["id"]: row["version"] for row in versions}
+    people = sorted((await repo.load_inputs(study_id, participant, site=site)).values(), key=lambda p: p.subject_id)
+    moved, skipped = [], {}
+    for person in people:
+        why = _cannot_move(person, target, effective, labels, bulk=participant is None)
+        if why:
+            skipped[person.subject_id] = why
+        else:
+            moved.append(person)
+    await repo.insert_protocol_changes([(p.id, p.version_id, target["id"], effective, _text(reason)) for p in moved])
+    audit = [Change("update", "participant", record_id(study, p.site, p.subject_id),
+                    {"protocol_version": labels[p.version_id]},
+                    {"protocol_version": version, "effective": effective}, _text(reason)) for p in moved]
+    for person in moved:
+        person.add_change(person.version_id, target["id"], effective)
+        person.version_id = target["id"]
+    await repo.set_protocol_versions([p.id for p in moved], target["id"])
+    if moved:
+        await refresh_participants(study_id, inputs=moved, today=today)
+    await audit_log.record(actor, *audit)
+    return Moved(version, effective, [p.subject_id for p in moved], skipped)
+
+
+def _cannot_move(person: ScheduleInputs, target: dict, effective: date, labels: dict[int, str], bulk: bool
+                 ) -> str | None:
+    """Why this participant cannot move to `target` from `effective` (None: it can). A version governs from its
+    own effective date on, changes follow each other in time, and a change for many leaves ended schedules."""
+    if target["id"] == person.version_id:
+        return f"already follows protocol version {target['version']}"
+    if effective < target["effective"]:
+        return (f"cannot follow protocol version {target['version']} from {effective}: it is effective from"
+                f" {target['effective']}")
+    if person.changes and effective < person.changes[-1][0]:
+        return (f"moved to protocol version {labels[person.version_id]} from {person.changes[-1][0]}; a later change"
+                f" cannot take effect before that ({effective})")
+    if bulk and person.status != ACTIVE:
+        return "has ended the schedule (an ending event is recorded); move it on its own if it must"
+    return None
 
 
 # Schedules and worklists -----------------------------------------------------------------------
@@ -329,13 +394,14 @@ async def change_protocol_version(study: str, subject_id: str, version: str, eff
 async def participant_schedule(study: str, subject_id: str, as_of: date) -> list[ScheduledVisit]:
     """The participant's visits evaluated as of `as_of`, with what is recorded about each."""
     subject = await _Subject.load(study, subject_id, lock=False)
+    versions = await Versions.load(subject.study_id)
     schedule = []
-    for visit in _evaluate(subject.protocol, subject.inputs, as_of):
+    for visit, version in await versions.judged(subject.inputs, as_of):
         row = subject.visits.get(visit.visit)
         if row is None:
-            schedule.append(ScheduledVisit(subject_id, subject.inputs.site, visit, subject.version))
+            schedule.append(ScheduledVisit(subject_id, subject.inputs.site, visit, versions.label(version)))
         else:
-            schedule.append(_scheduled(row, _kept(row, visit, subject.inputs, as_of) or visit))
+            schedule.append(_scheduled(row, visit)._replace(protocol_version=versions.label(version)))
     return schedule
 
 
@@ -344,12 +410,11 @@ async def study_visits(study: str, as_of: date, site: str | None = None, statuse
                        horizon_days: int = 0) -> list[tuple[str, VisitOccurrence]]:
     """Exactly what `evaluate` gives for each participant as of `as_of`, by subject ID then visit order."""
     study_row = await _study_with_site(study, site)
-    versions = {row["id"]: row for row in await repo.list_versions(study_row["id"])}
+    versions = await Versions.load(study_row["id"])
     inputs = await repo.load_inputs(study_row["id"], site=site)
     result = []
     for person in sorted(inputs.values(), key=lambda person: person.subject_id):
-        protocol = await protocol_of(person.version_id, versions[person.version_id]["sha256"])
-        for visit in _evaluate(protocol, person, as_of, horizon_days):
+        for visit, _ in await versions.judged(person, as_of, horizon_days):
             if statuses is None or visit.status in statuses:
                 result.append((person.subject_id, visit))
     return result
@@ -417,8 +482,14 @@ async def persist_schedules(study: str, rows: Iterable[tuple[str, VisitOccurrenc
             if subject_id not in people:
                 raise NotFound(f"study {study} has no participant {subject_id}")
             grouped.setdefault(subject_id, []).append(visit)
-        results = [(people[subject_id], visits) for subject_id, visits in grouped.items()]
-        return await repo.save_evaluations(results, evaluated_on, keep=partial(_kept, as_of=evaluated_on))
+        versions = await Versions.load(study_row["id"])
+        results = []
+        for subject_id, visits in grouped.items():
+            person = people[subject_id]
+            judged = ({row.visit: version for row, version in await versions.judged(person, evaluated_on)}
+                      if person.changes else {})  # which version judges each visit, when more than one could
+            results.append((person, [(visit, judged.get(visit.visit, person.version_id)) for visit in visits]))
+        return await repo.save_evaluations(results, evaluated_on)
 
 
 async def refresh_participants(study_id: int, participant_id: int | None = None,
@@ -430,17 +501,17 @@ async def refresh_participants(study_id: int, participant_id: int | None = None,
     today = today or date.today()
     if inputs is None:
         inputs = (await repo.load_inputs(study_id, participant_id)).values()
-    versions = {row["id"]: row for row in await repo.list_versions(study_id)}
+    versions = await Versions.load(study_id)
     results = []
     for person in inputs:
-        protocol = await protocol_of(person.version_id, versions[person.version_id]["sha256"])
-        results.append((person, _evaluate(protocol, person, today, HORIZON_DAYS)))
+        results.append((person, await versions.judged(person, today, HORIZON_DAYS)))
+        protocol = await versions.protocol(person.version_id)
         status = ENDED if any(protocol.events[name].ends_schedule for name in person.events
                               if name in protocol.events) else ACTIVE
         if status != person.status:
             await repo.update_participant(person.id, status=status)
             person.status = status
-    return await repo.save_evaluations(results, today, keep=partial(_kept, as_of=today))
+    return await repo.save_evaluations(results, today, horizon=today + timedelta(days=HORIZON_DAYS))
 
 
 # Helpers ---------------------------------------------------------------------------------------
@@ -512,24 +583,57 @@ async def participant_site(study: str, subject_id: str) -> str | None:
     return site
 
 
-def _evaluate(protocol: Protocol, person: ScheduleInputs, as_of: date, horizon_days: int = HORIZON_DAYS
-              ) -> list[VisitOccurrence]:
-    return evaluate(protocol, person.events, person.actuals, as_of, arm=person.arm, horizon_days=horizon_days,
-                    marked_missed=person.marked_missed)
+class Versions:
+    """A study's protocol versions and its sites' calendars, read once per use case: the protocol each
+    participant follows, with its site's calendar for business days, and evaluation across versions."""
+
+    def __init__(self, rows: Iterable[dict], calendars: dict[str, tuple[str | None, tuple[Closure, ...]]]):
+        self.rows = {row["id"]: row for row in rows}
+        self.calendars = calendars
+
+    @classmethod
+    async def load(cls, study_id: int) -> Versions:
+        return cls(await repo.list_versions(study_id), await repo.site_calendars(study_id))
+
+    def label(self, version_id: int) -> str:
+        return self.rows[version_id]["version"]
+
+    async def protocol(self, version_id: int, site: str | None = None) -> Protocol:
+        """The stored version, with the calendar of `site` when it has one (or closures)."""
+        row = self.rows[version_id]
+        protocol = await protocol_of(version_id, row["sha256"])
+        spec = self.calendars.get(site) if site is not None else None
+        return protocol if spec is None else with_site_calendar(protocol, row["sha256"], spec)
+
+    async def judged(self, person: ScheduleInputs, as_of: date, horizon_days: int = 0
+                     ) -> list[tuple[VisitOccurrence, int]]:
+        """The participant's visits as of `as_of`, each with the id of the version that judges it."""
+        ids = person.versions
+        first = await self.protocol(ids[0], person.site)
+        changes = [(effective, await self.protocol(version, person.site)) for effective, version in person.changes]
+        if not changes:
+            return [(visit, ids[0]) for visit in evaluate(first, person.events, person.actuals, as_of, arm=person.arm,
+                                                           horizon_days=horizon_days,
+                                                           marked_missed=person.marked_missed)]
+        return [(visit, ids[index]) for visit, index in evaluate_judged(
+            first, person.events, person.actuals, as_of, arm=person.arm, horizon_days=horizon_days,
+            marked_missed=person.marked_missed, changes=changes)]
 
 
-def _kept(row: StoredVisit, visit: VisitOccurrence, person: ScheduleInputs, as_of: date) -> VisitOccurrence | None:
-    """The stored evaluation of a visit done under an earlier protocol version, else None.
+_variants: dict[tuple[str, str | None, tuple[Closure, ...]], Protocol] = {}  # by source sha256 and site calendar
 
-    Its window stays the one it had; only a corrected actual date is judged again against it.
-    """
-    if row.actual is None or row.protocol_version == person.version_id:
-        return None
-    stored = row.evaluation._replace(actual=visit.actual)
-    if visit.actual != row.actual and row.target is not None and row.status != NOT_APPLICABLE:
-        status, days_outside = classify(row.target, row.earliest, row.latest, visit.actual, as_of, row.optional)
-        stored = stored._replace(status=status, days_outside=days_outside)
-    return stored
+
+def with_site_calendar(protocol: Protocol, sha256: str, spec: tuple[str | None, tuple[Closure, ...]]) -> Protocol:
+    """The protocol with a site's calendar (its own, else the protocol's, plus its closures) for `bd` units."""
+    key = (sha256, *spec)
+    variant = _variants.get(key)
+    if variant is None:
+        calendar = site_calendar(spec[0], spec[1], protocol.calendar)
+        variant = protocol if calendar is protocol.calendar else replace(protocol, calendar=calendar)
+        if len(_variants) >= 1000:  # bounded: closures come and go
+            _variants.clear()
+        _variants[key] = variant
+    return variant
 
 
 async def protocol_of(version_id: int, sha256: str) -> Protocol:
@@ -608,6 +712,15 @@ def _check_happened(what: str, day: date, today: date | None) -> None:
     today = today or date.today()
     if day > today:
         raise invalid(f"{what} cannot be recorded on {day}, after today ({today})", field="date")
+
+
+async def _check_consent_event(subject: _Subject, event: str, day: date) -> None:
+    """The consent event is the date of first consent: never later than the first consent on record."""
+    first = await consent_store.first_signed(subject.id)
+    if first is not None and day > date.fromisoformat(str(first["signed_on"])):
+        raise invalid(f"{subject}: the first consent on record (version {first['label']}) was signed on"
+                      f" {first['signed_on']}; the {event} event is the date of first consent and cannot be later",
+                      field="date")
 
 
 def _check_row_version(subject: _Subject, code: str, row: StoredVisit | None, expected: int | None) -> None:

@@ -105,7 +105,7 @@ async def participant_ids(study_id: int, subjects: Collection[str]) -> dict[str,
 
 
 async def ending_dates(study_id: int, events: Collection[str], scope: Collection[int] | None) -> dict[int, date]:
-    """The first ending event's date, by participant."""
+    """The first of these events' date, by participant."""
     if not events:
         return {}
     names = ", ".join("{}" for _ in events)
@@ -121,7 +121,8 @@ async def ending_dates(study_id: int, events: Collection[str], scope: Collection
 
 def candidates(ending: Collection[str]) -> str:
     """SQL over visits `x`: the visits a detection run looks at (`CANDIDATES`, or done after one of the `ending`
-    events), leaving out visits done after the run's date (not known then). Arguments: `candidate_args`."""
+    events, those after which collection stops), leaving out visits done after the run's date (not known
+    then). Arguments: `candidate_args`."""
     names = ", ".join("{}" for _ in ending)
     after_end = (" OR (x.actual IS NOT NULL AND EXISTS (SELECT 1 FROM recorded_events e WHERE e.participant ="
                  f" x.participant AND e.event IN ({names}) AND e.date < x.actual))") if ending else ""
@@ -140,17 +141,6 @@ async def occurrences(participants: Collection[int]) -> dict[int, dict[str, int]
                 f"SELECT x.participant, x.code, x.occurrence FROM visits x WHERE x.actual IS NOT NULL"
                 f"{among('x.participant', participants)}"):
             found.setdefault(participant, {})[code] = occurrence
-    return found
-
-
-async def events_of(participants: Collection[int]) -> dict[int, dict[str, date]]:
-    """Recorded events of these participants (those whose schedule ended)."""
-    found: dict[int, dict[str, date]] = {}
-    if participants:
-        for participant, event, day in await fetch_rows(
-                "SELECT e.participant, e.event, e.date FROM recorded_events e WHERE 1 = 1"
-                f"{among('e.participant', participants)}"):
-            found.setdefault(participant, {})[event] = day if isinstance(day, date) else date.fromisoformat(str(day))
     return found
 
 

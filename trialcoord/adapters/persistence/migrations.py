@@ -1,6 +1,8 @@
-"""Versioned, additive schema migrations: CREATE TABLE, CREATE INDEX and ADD COLUMN only.
+"""Versioned schema migrations: CREATE TABLE, CREATE INDEX and ADD COLUMN, and once a table rebuild.
 
-SQLite cannot alter a column, so a step never changes or drops one: it only adds. The SQL is
+SQLite cannot alter a column, so a step never changes or drops one: it adds. The one exception follows
+SQLite's documented procedure for relaxing a NOT NULL (migration 7: a copy of the table, rows copied with
+their ids, the old one dropped, the copy renamed) in the step's single transaction, keeping every column. The SQL is
 portable across SQLite, PostgreSQL and CockroachDB; the engine-specific pieces are the identity
 primary key, the `{pk}` token (`{stamps}` stands for created_at/updated_at), and the audit trail's
 append-only triggers, which each step lists per engine. Integer columns are
@@ -354,6 +356,38 @@ MIGRATIONS: tuple[Migration, ...] = (
                                    ("deviation_signatures", "UPDATE OR DELETE"),
                                    ("window_exceptions", "UPDATE OR DELETE"))
             for what, ops, level in (("change", changes, "ROW"), ("truncate", "TRUNCATE", "STATEMENT"))
+        ),
+    ),
+    Migration(
+        7,
+        "site closures, stored schedule horizons, consents on paper or of unknown version",
+        (
+            # Days a site is closed (and its holidays come from its calendar): business days skip them.
+            """CREATE TABLE site_closures (
+                id {pk}, site INT NOT NULL REFERENCES sites (id), first_day DATE NOT NULL, last_day DATE NOT NULL,
+                reason TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP)""",
+            "CREATE INDEX site_closures_site ON site_closures (site)",
+            # The last day the stored schedule lists (open-ended repeats): `schedules refresh` extends it.
+            "ALTER TABLE participants ADD COLUMN schedule_horizon DATE",
+            # A consent recorded on paper before its version was registered has no consent version: its
+            # document reference instead (and the version label and language printed on it, when known).
+            """CREATE TABLE participant_consents_rebuilt (
+                id {pk}, participant INT NOT NULL REFERENCES participants (id),
+                consent_version INT REFERENCES consent_versions (id), signed_on TEXT NOT NULL,
+                obtained_by TEXT NOT NULL, recorded_at TEXT NOT NULL, signed_by TEXT, paper_reference TEXT,
+                paper_label TEXT, paper_language TEXT,
+                CHECK (consent_version IS NOT NULL OR paper_reference IS NOT NULL),
+                UNIQUE (participant, consent_version))""",
+            """INSERT INTO participant_consents_rebuilt (id, participant, consent_version, signed_on, obtained_by,
+                recorded_at, signed_by) SELECT id, participant, consent_version, signed_on, obtained_by, recorded_at,
+                signed_by FROM participant_consents""",
+            "DROP TABLE participant_consents",
+            "ALTER TABLE participant_consents_rebuilt RENAME TO participant_consents",
+            "CREATE INDEX participant_consents_participant ON participant_consents (participant)",
+        ),
+        postgres=(  # the copied ids: the next one follows them
+            """SELECT setval(pg_get_serial_sequence('participant_consents', 'id'),
+                COALESCE((SELECT MAX(id) FROM participant_consents), 0) + 1, false)""",
         ),
     ),
 )

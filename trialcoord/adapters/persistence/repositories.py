@@ -6,7 +6,7 @@ sorted in Python, so the order is the same on every engine whatever the database
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, NamedTuple
@@ -14,12 +14,12 @@ from typing import Any, NamedTuple
 from trialcoord.adapters.persistence.engine import execute_many, fetch, fetch_rows, is_sqlite
 from trialcoord.adapters.persistence.tables import (
     Participant,
-    ProtocolChange,
     ProtocolVersion,
     Site,
     Study,
     Visit,
 )
+from trialcoord.adapters.calendars import Closure
 from trialcoord.domain.schedule import VisitOccurrence
 
 VERSION_FIELDS = (ProtocolVersion.id, ProtocolVersion.version, ProtocolVersion.effective,
@@ -86,6 +86,29 @@ async def insert_site(study_id: int, code: str, name: str, time_zone: str, calen
     return await find_site(study_id, code)
 
 
+async def update_site(site_id: int, **values: Any) -> None:
+    await Site.update({**values, Site.updated_at: now()}).where(Site.id == site_id)
+
+
+async def site_calendars(study_id: int) -> dict[str, tuple[str | None, tuple[Closure, ...]]]:
+    """(calendar name, closures) of each site of the study that has either."""
+    found: dict[str, tuple[str | None, tuple[Closure, ...]]] = {}
+    for code, name in await fetch_rows("SELECT code, calendar FROM sites WHERE study = {}", study_id):
+        if name:
+            found[code] = (name, ())
+    for code, first, last, reason in await fetch_rows(
+            "SELECT s.code, c.first_day, c.last_day, c.reason FROM site_closures c JOIN sites s ON s.id = c.site"
+            " WHERE s.study = {} ORDER BY c.first_day, c.id", study_id):
+        name, closures = found.get(code, (None, ()))
+        found[code] = (name, (*closures, Closure(_date(first), _date(last), reason)))
+    return found
+
+
+async def insert_closure(site_id: int, first_day: date, last_day: date, reason: str) -> None:
+    await fetch("INSERT INTO site_closures (site, first_day, last_day, reason) VALUES ({}, {}, {}, {})",
+                site_id, first_day, last_day, reason)
+
+
 # Participants --------------------------------------------------------------------------------
 
 _PARTICIPANTS = """SELECT p.id, p.subject_id, p.arm, p.status, p.enrolled_on, p.protocol_version,
@@ -99,7 +122,7 @@ async def find_subject(study: str, subject_id: str) -> dict | None:
     `id` None when it has no such participant."""
     rows = await fetch(
         "SELECT st.id AS study_id, p.id, p.subject_id, p.arm, p.status, p.enrolled_on, p.protocol_version,"
-        " pv.version, pv.sha256, s.code AS site, e.event, e.date FROM studies st"
+        " p.schedule_horizon, pv.version, pv.sha256, s.code AS site, e.event, e.date FROM studies st"
         " LEFT JOIN participants p ON p.study = st.id AND p.subject_id = {}"
         " LEFT JOIN sites s ON s.id = p.site LEFT JOIN protocol_versions pv ON pv.id = p.protocol_version"
         " LEFT JOIN recorded_events e ON e.participant = p.id WHERE st.code = {}", subject_id, study)
@@ -151,18 +174,25 @@ async def update_participant(participant_id: int, **values: Any) -> None:
     await Participant.update({**values, Participant.updated_at: now()}).where(Participant.id == participant_id)
 
 
-async def insert_protocol_change(participant_id: int, from_version: int, to_version: int, effective: date,
-                                 reason: str) -> None:
-    await ProtocolChange.insert(ProtocolChange(participant=participant_id, from_version=from_version,
-                                               to_version=to_version, effective=effective, reason=reason,
-                                               recorded_at=now()))
+async def insert_protocol_changes(rows: Iterable[tuple[int, int, int, date, str]]) -> None:
+    """rows: (participant_id, from_version, to_version, effective, reason)."""
+    await execute_many("INSERT INTO protocol_changes (participant, from_version, to_version, effective, reason)"
+                       " VALUES ({}, {}, {}, {}, {})", rows)
+
+
+async def set_protocol_versions(participant_ids: Iterable[int], version_id: int) -> None:
+    await execute_many("UPDATE participants SET protocol_version = {}, updated_at = CURRENT_TIMESTAMP WHERE id = {}",
+                       [(version_id, pid) for pid in participant_ids])
 
 
 # Inputs of the schedule engine -----------------------------------------------------------------
 
 @dataclass
 class ScheduleInputs:
-    """What the engine needs about one participant, plus the ids to store its result under."""
+    """What the engine needs about one participant, plus the ids to store its result under.
+
+    `version_id` is the version the participant follows now; `changes` the moves recorded, (effective date,
+    version id) in order, and `first_version` the version followed before the first of them."""
 
     id: int
     subject_id: str
@@ -173,6 +203,19 @@ class ScheduleInputs:
     events: dict[str, date] = field(default_factory=dict)
     actuals: dict[str, date] = field(default_factory=dict)
     marked_missed: set[str] = field(default_factory=set)
+    changes: list[tuple[date, int]] = field(default_factory=list)
+    first_version: int | None = None
+    horizon: date | None = None  # the last day its stored schedule lists
+
+    @property
+    def versions(self) -> list[int]:
+        """The versions followed, oldest first: the first one, then each change's."""
+        return [self.first_version or self.version_id, *(version for _, version in self.changes)]
+
+    def add_change(self, from_version: int, to_version: int, effective: date) -> None:
+        if not self.changes:
+            self.first_version = from_version
+        self.changes.append((effective, to_version))
 
     def add_facts(self, code: str, actual: date | None, missed_reason: str | None) -> None:
         """What a coordinator recorded on a stored visit."""
@@ -186,11 +229,22 @@ async def subject_inputs(subject: dict) -> tuple[ScheduleInputs, dict[str, Store
     """Engine inputs and stored visits (by code) of a participant as `find_subject` gives it, in one more
     query: the stored visits carry the recorded facts."""
     inputs = ScheduleInputs(subject["id"], subject["subject_id"], subject["site"], subject["arm"],
-                            subject["status"], subject["protocol_version"], subject["events"])
+                            subject["status"], subject["protocol_version"], subject["events"],
+                            horizon=_date(subject["schedule_horizon"]) if subject["schedule_horizon"] else None)
     visits = await participant_visits(subject["id"])
     for visit in visits.values():
         inputs.add_facts(visit.visit, visit.actual, visit.missed_reason)
+    for _, from_version, to_version, effective in await fetch_rows(
+            f"{_CHANGES} WHERE x.participant = {{}} ORDER BY x.effective, x.id", subject["id"]):
+        inputs.add_change(from_version, to_version, _date(effective))
     return inputs, visits
+
+
+_CHANGES = "SELECT x.participant, x.from_version, x.to_version, x.effective FROM protocol_changes x"
+
+
+def _date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
 async def load_inputs(study_id: int, participant_id: int | None = None, site: str | None = None
@@ -200,10 +254,12 @@ async def load_inputs(study_id: int, participant_id: int | None = None, site: st
     if site is not None:
         where, args = f"{where} AND s.code = {{}}", [*args, site]
     people = await fetch(
-        "SELECT p.id, p.subject_id, p.arm, p.status, p.protocol_version, s.code AS site FROM participants p"
-        f" JOIN sites s ON s.id = p.site WHERE {where}", *args)
+        "SELECT p.id, p.subject_id, p.arm, p.status, p.protocol_version, p.schedule_horizon, s.code AS site"
+        f" FROM participants p JOIN sites s ON s.id = p.site WHERE {where}", *args)
     inputs = {row["id"]: ScheduleInputs(row["id"], row["subject_id"], row["site"], row["arm"], row["status"],
-                                        row["protocol_version"]) for row in people}
+                                        row["protocol_version"],
+                                        horizon=_date(row["schedule_horizon"]) if row["schedule_horizon"] else None)
+              for row in people}
     joined = f"JOIN participants p ON p.id = x.participant JOIN sites s ON s.id = p.site WHERE {where}"
     for participant, event, day in await fetch_rows(f"SELECT x.participant, x.event, x.date FROM recorded_events x"
                                                     f" {joined}", *args):
@@ -212,6 +268,9 @@ async def load_inputs(study_id: int, participant_id: int | None = None, site: st
                              " AND (x.actual IS NOT NULL OR x.missed_reason IS NOT NULL)", *args)
     for participant, code, actual, missed_reason in facts:
         inputs[participant].add_facts(code, actual, missed_reason)
+    for participant, from_version, to_version, effective in await fetch_rows(
+            f"{_CHANGES} {joined} ORDER BY x.effective, x.id", *args):
+        inputs[participant].add_change(from_version, to_version, _date(effective))
     return inputs
 
 
@@ -348,16 +407,12 @@ class Saved:
     deleted: int
 
 
-async def save_evaluations(results: Iterable[tuple[ScheduleInputs, list[VisitOccurrence]]], evaluated_on: date,
-                           keep: Callable[[StoredVisit, VisitOccurrence, ScheduleInputs], VisitOccurrence | None]
-                           | None = None) -> Saved:
-    """Store each participant's evaluated visits: insert new codes, update changed rows, delete rows the
-    evaluation no longer produces unless a coordinator recorded something on them. A row whose values
-    did not change is not written, so it keeps the `evaluated_on` of the evaluation that produced it.
-
-    `keep(stored_row, evaluated, inputs)` returns the occurrence to store for a row that keeps its stored
-    evaluation (a visit done under an earlier protocol version), or None to store the evaluation; the
-    stored row comes without subject_id, site and version.
+async def save_evaluations(results: Iterable[tuple[ScheduleInputs, list[tuple[VisitOccurrence, int]]]],
+                           evaluated_on: date, horizon: date | None = None) -> Saved:
+    """Store each participant's evaluated visits, each with the id of the protocol version that judged it:
+    insert new codes, update changed rows, delete rows the evaluation no longer produces unless a coordinator
+    recorded something on them. A row whose values did not change is not written, so it keeps the
+    `evaluated_on` of the evaluation that produced it. `horizon`: the last day the schedules now list.
     """
     results = list(results)
     # Driver rows, each made a StoredVisit only when compared (see worklist_rows); unlabelled, as the joins
@@ -368,17 +423,15 @@ async def save_evaluations(results: Iterable[tuple[ScheduleInputs, list[VisitOcc
     inserts, updates, deletes = [], [], []
     for inputs, visits in results:
         rows = stored[inputs.id]
-        for visit in visits:
+        for visit, version in visits:
             raw = rows.pop(visit.visit, None)
             if raw is None:
-                inserts.append((inputs.id, visit.visit, *_evaluated_values(visit), inputs.version_id, evaluated_on))
+                inserts.append((inputs.id, visit.visit, *_evaluated_values(visit), version, evaluated_on))
                 continue
             row = StoredVisit._make(raw)
-            kept = keep(row, visit, inputs) if keep else None
-            version = row.protocol_version if kept else inputs.version_id
-            values = _evaluated_values(kept or visit)
+            values = _evaluated_values(visit)
             if version != row.protocol_version or values != row[1:_OCCURRENCE_WIDTH]:
-                bump = any(getattr(row, name) != getattr(kept or visit, name) for name in _WATCHED)
+                bump = any(getattr(row, name) != getattr(visit, name) for name in _WATCHED)
                 updates.append((*values, version, evaluated_on, row.row_version + bump, row.id))
         deletes += [(raw[_ID],) for raw in rows.values() if not _has_recorded_facts(StoredVisit._make(raw))]
     await execute_many("DELETE FROM visits WHERE id = {}", deletes)
@@ -388,6 +441,11 @@ async def save_evaluations(results: Iterable[tuple[ScheduleInputs, list[VisitOcc
     await execute_many(  # created_at and updated_at take their defaults
         f"INSERT INTO visits (participant, code, {', '.join(_EVALUATED)}, protocol_version, evaluated_on,"
         f" row_version) VALUES ({', '.join(['{}'] * (len(_EVALUATED) + 4))}, 1)", inserts)
+    if horizon is not None:
+        await execute_many("UPDATE participants SET schedule_horizon = {} WHERE id = {}",
+                           [(horizon, inputs.id) for inputs, _ in results if inputs.horizon != horizon])
+        for inputs, _ in results:
+            inputs.horizon = horizon
     return Saved(len(inserts), len(updates), len(deletes))
 
 

@@ -44,6 +44,7 @@ class Participant(Table, tablename="participants"):
     protocol_version = ForeignKey(ProtocolVersion)
     status = Text()  # 'active', or 'ended' once an event that ends the schedule is recorded
     enrolled_on = Date()
+    schedule_horizon = Date(null=True, default=None)  # the last day its stored schedule lists (migration 7)
     created_at = Timestamptz()
     updated_at = Timestamptz()
 

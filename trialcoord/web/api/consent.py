@@ -12,6 +12,7 @@ from litestar.params import JSONBody
 from trialcoord.domain.access import Action
 from trialcoord.domain.consent import SIGNATURE_BLOCKS
 from trialcoord.services import consent
+from trialcoord.services.errors import invalid
 from trialcoord.web.api.params import AccessDep, StudyPath, SubjectPath, Today
 from trialcoord.web.api.schemas import Code
 from trialcoord.web.auth import needs
@@ -41,10 +42,13 @@ class ConsentVersionOut(msgspec.Struct):
 
 
 class ConsentIn(msgspec.Struct):
-    language: Language
-    label: Code
     signed_on: date
     obtained_by: Code
+    language: Language | None = None
+    label: Code | None = None  # the registered version signed (with language); on paper, the version printed
+    paper_reference: Annotated[str, msgspec.Meta(
+        min_length=1, max_length=200, description="a consent signed on paper before its version was registered:"
+                                                  " the paper document's reference")] | None = None
     signed_by: Annotated[list[Annotated[str, msgspec.Meta(max_length=40)]], msgspec.Meta(
         max_length=4, description="signature blocks signed on the form: " + ", ".join(SIGNATURE_BLOCKS)
         + "; omitted: not stated (recorded as unknown)")] | None = None
@@ -53,11 +57,19 @@ class ConsentIn(msgspec.Struct):
 class ConsentOut(msgspec.Struct):
     subject_id: str
     site: str
-    language: str
-    label: str
+    language: str | None
+    label: str | None
     signed_on: date
     obtained_by: str
     signed_by: list[str]
+    paper_reference: str | None = None
+
+
+class ConsentIssueOut(msgspec.Struct):
+    subject_id: str
+    site: str
+    signed_on: date
+    message: str
 
 
 class ReconsentOut(msgspec.Struct):
@@ -102,10 +114,25 @@ class ConsentController(Controller):
           responses=problem_responses(400, 401, 403, 404, 409, 422))
     async def record(self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[ConsentIn], access: AccessDep,
                      today: Today) -> ConsentOut:
-        row = await consent.record_consent(study, subject_id, data.language, data.label, data.signed_on,
-                                           data.obtained_by, today, actor=access.user_id,
-                                           signed_by=tuple(data.signed_by) if data.signed_by is not None else None)
+        """A participant's consent: on a registered version (language and label), or on paper before its version
+        was registered (paper_reference). A first consent also records the protocol's consent event."""
+        signed_by = tuple(data.signed_by) if data.signed_by is not None else None
+        if data.paper_reference is not None:
+            row = await consent.record_paper_consent(study, subject_id, data.signed_on, data.paper_reference,
+                                                     data.obtained_by, today, actor=access.user_id, label=data.label,
+                                                     language=data.language, signed_by=signed_by)
+        elif data.language is None or data.label is None:
+            raise invalid("give the consent version signed (language and label), or a paper consent's"
+                          " paper_reference", field="label")
+        else:
+            row = await consent.record_consent(study, subject_id, data.language, data.label, data.signed_on,
+                                               data.obtained_by, today, actor=access.user_id, signed_by=signed_by)
         return ConsentOut(**row)
+
+    @get("/consent-issues", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
+    async def issues(self, study: StudyPath, access: AccessDep) -> list[ConsentIssueOut]:
+        """Consent data issues for the sites: a consent whose version is not on record, once per participant."""
+        return [ConsentIssueOut(**row) for row in await consent.issues(study) if access.shows(row["site"])]
 
     @get("/reconsent-queue", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def reconsent_queue(self, study: StudyPath, access: AccessDep, today: Today) -> list[ReconsentOut]:

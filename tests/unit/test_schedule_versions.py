@@ -1,0 +1,111 @@
+"""Protocol amendments take effect from their date, never backwards (issue 11, section 1).
+
+A visit is judged by the version in force for the participant on the day it was done or, if not done, on
+the day its window closes; visits a new version adds are expected only when their window closes on or after
+the change date; visits it removes are not applicable from that date.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.unit.builders import protocol, visit
+from trialcoord.adapters.protocol_files import load_protocol
+from trialcoord.domain.schedule import evaluate, evaluate_judged
+
+PROTOCOLS = Path(__file__).resolve().parents[2] / "protocols" / "DEMO-001"
+V1, V2 = load_protocol(PROTOCOLS / "1.0.yaml"), load_protocol(PROTOCOLS / "2.0.yaml")
+DAY = timedelta(days=1)
+
+# A DEMO-001 participant: randomised 2026-05-01, Week 2 (V3) on its target, Week 4 (V4) on 2026-05-29, so
+# that Week 8 (V5) targets 2026-06-26 (1.0's window closes 2026-07-01, 2.0's 2026-07-03) and Week 12 (V6)
+# 2026-07-24; V7, added by 2.0 four weeks after V6, closes 2026-08-28.
+EVENTS = {"consent": date(2026, 4, 10), "randomization": date(2026, 5, 1), "first_dose": date(2026, 5, 1)}
+ACTUALS = {"V1": date(2026, 4, 20), "V2": date(2026, 5, 1), "V3": date(2026, 5, 15), "V4": date(2026, 5, 29),
+           "V5": date(2026, 7, 2), "V6": date(2026, 7, 24)}
+CHANGE = date(2026, 11, 1)
+AS_OF = date(2026, 11, 2)
+
+
+def rows(changes=((CHANGE, V2),), actuals=ACTUALS, as_of=AS_OF, first=V1):
+    return {row.visit: row for row in evaluate(first, EVENTS, actuals, as_of, arm="A", changes=changes)}
+
+
+def test_found_a_visit_the_new_version_adds_whose_window_closed_before_the_change_is_not_missed():
+    v7 = rows()["V7"]
+    assert v7.latest == date(2026, 8, 28)
+    assert v7.status == "not_applicable"
+
+
+def test_found_a_visit_done_before_the_change_is_judged_by_the_old_window():
+    v5 = rows()["V5"]
+    assert (v5.status, v5.days_outside, v5.latest) == ("late", 1, date(2026, 7, 1))
+
+
+def test_without_a_change_the_participant_follows_one_version():
+    assert rows(changes=())["V5"].status == "late"
+    assert "V7" not in rows(changes=())
+    assert rows(changes=(), first=V2)["V5"].status == "on_time"  # 2.0's own wider window
+
+
+def test_the_version_in_force_on_the_day_the_visit_was_done_judges_it():
+    # Done 2026-07-02: late under 1.0 (closes 07-01), on time under 2.0 (closes 07-03).
+    assert rows(changes=((date(2026, 7, 2), V2),))["V5"].status == "on_time"  # the change took effect that day
+    assert rows(changes=((date(2026, 7, 3), V2),))["V5"].status == "late"  # a day later: still 1.0's
+
+
+def test_an_open_visit_is_judged_by_the_version_in_force_when_its_window_closes():
+    undone = {code: day for code, day in ACTUALS.items() if code != "V5"}
+    # 1.0's window closes 2026-07-01: a change on that day gives 2.0's window (to 07-03), a day later does not.
+    assert rows(changes=((date(2026, 7, 1), V2),), actuals=undone, as_of=date(2026, 7, 2))["V5"].status == "due"
+    assert rows(changes=((date(2026, 7, 2), V2),), actuals=undone, as_of=date(2026, 7, 2))["V5"].status == "missed"
+
+
+@pytest.mark.parametrize("change, status", [
+    (date(2026, 8, 28), "upcoming"),  # V7's window closes on the change date: expected
+    (date(2026, 8, 29), "not_applicable"),  # a day later: it closed before 2.0 was in force
+])
+def test_an_added_visit_is_expected_only_if_its_window_closes_on_or_after_the_change(change, status):
+    as_of = date(2026, 8, 1)
+    assert rows(changes=((change, V2),), as_of=as_of)["V7"].status == status
+
+
+REMOVES = protocol(visit("V2", offset="2w", early="3d", late="3d"), visit("V3", offset="4w", early="3d", late="3d"))
+KEEPS_V2 = protocol(visit("V2", offset="2w", early="3d", late="3d"))
+R = date(2024, 3, 4)  # V2 window 03-15 .. 03-21, V3 window 03-29 .. 04-04
+
+
+def judged(actuals, change, as_of=date(2024, 6, 1)):
+    found = evaluate_judged(REMOVES, {"randomization": R}, actuals, as_of, changes=((change, KEEPS_V2),))
+    return {row.visit: (row.status, index) for row, index in found}
+
+
+def test_a_removed_visit_is_not_applicable_from_the_change_date():
+    assert judged({}, date(2024, 4, 4))["V3"] == ("not_applicable", 1)  # open on the change date
+    assert judged({}, date(2024, 4, 5))["V3"] == ("missed", 0)  # its window closed under the old version
+
+
+def test_a_removed_visit_done_before_the_change_keeps_its_status():
+    assert judged({"V3": date(2024, 4, 6)}, date(2024, 4, 10))["V3"] == ("late", 0)
+    # Done after the change, it is not a visit of the protocol in force that day.
+    assert judged({"V3": date(2024, 4, 12)}, date(2024, 4, 10))["V3"] == ("unscheduled", 1)
+
+
+def test_each_row_names_the_version_that_judged_it():
+    found = evaluate_judged(V1, EVENTS, ACTUALS, AS_OF, arm="A", changes=((CHANGE, V2),))
+    by_code = {row.visit: index for row, index in found}
+    assert by_code["V5"] == 0 and by_code["V6"] == 0  # done before the change
+    assert by_code["V7"] == 1  # added by 2.0 (not applicable)
+    assert by_code["FU"] == 1  # pending: no last dose yet, so judged by the version in force now
+
+
+def test_several_changes_apply_in_order():
+    back = ((date(2026, 6, 1), V2), (date(2026, 9, 1), V1))  # 2.0 from June, back to 1.0 from September
+    got = rows(changes=back)
+    assert got["V5"].status == "on_time"  # done in July, under 2.0
+    assert got["V7"].status == "missed"  # its window closed 08-28, under 2.0: removing it later changes nothing
+    # Removed while its window was still open: not applicable.
+    assert rows(changes=((date(2026, 6, 1), V2), (date(2026, 8, 20), V1)))["V7"].status == "not_applicable"
