@@ -39,6 +39,42 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="+", metavar="FILE")
     load = protocol_commands.add_parser("load", help="validate and store a protocol version")
     load.add_argument("file", metavar="FILE")
+    apply = protocol_commands.add_parser("apply", help="move every active participant of a study or site to a"
+                                                       " protocol version from a date (one audited change each)")
+    apply.add_argument("study")
+    apply.add_argument("version")
+    apply.add_argument("--effective", type=_iso_date, required=True, help="the first day the version governs them")
+    apply.add_argument("--reason", required=True)
+    apply.add_argument("--site")
+    impact = protocol_commands.add_parser("impact", help="what a new protocol version would change, before it"
+                                                         " takes effect (stores nothing)")
+    impact.add_argument("study")
+    impact.add_argument("file", metavar="NEW.yaml")
+    impact.add_argument("--effective", type=_iso_date, help="default: the file's effective date, or today if past")
+    impact.add_argument("--site")
+    impact.add_argument("--format", choices=FORMATS + ("pdf",), default="table")
+    impact.add_argument("--out", metavar="FILE", help="write to a file (required for pdf)")
+
+    schedules = commands.add_parser("schedules", help="stored schedules").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    refresh = schedules.add_parser("refresh", help="re-evaluate participants whose stored schedule ends too soon"
+                                                   " (open-ended repeats); idempotent, for a nightly job")
+    refresh.add_argument("study", nargs="?")
+    refresh.add_argument("--as-of", type=_iso_date)
+
+    site = commands.add_parser("site", help="sites' calendars").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    calendar = site.add_parser("calendar", help="the calendar a site's business days follow")
+    calendar.add_argument("study")
+    calendar.add_argument("code", metavar="SITE")
+    calendar.add_argument("calendar", nargs="?", help="business-us, weekdays or holidays:<country>[-<region>];"
+                                                      " omitted: the protocol's")
+    close = site.add_parser("close", help="days a site is closed (business days skip them)")
+    close.add_argument("study")
+    close.add_argument("code", metavar="SITE")
+    close.add_argument("first_day", type=_iso_date, metavar="FROM")
+    close.add_argument("last_day", type=_iso_date, nargs="?", metavar="TO")
+    close.add_argument("--reason", required=True)
 
     schedule = commands.add_parser("schedule", help="one participant's schedule from event dates (no database)")
     schedule.add_argument("protocol", metavar="PROTOCOL")
@@ -257,11 +293,20 @@ def _dispatch(args) -> int:
     from trialcoord import commands
     from trialcoord import deviation_commands as deviations
     from trialcoord import document_commands as docs
+    from trialcoord import schedule_commands as schedules
 
     if args.command == "protocol" and args.action == "validate":
         return commands.validate_protocols(args.files)
     handlers = {
         ("protocol", "load"): lambda: commands.load_protocol_file(args.file),
+        ("protocol", "apply"): lambda: schedules.protocol_apply(args.study, args.version, args.effective, args.reason,
+                                                                args.site),
+        ("protocol", "impact"): lambda: schedules.protocol_impact(args.study, args.file, args.effective, args.site,
+                                                                  args.format, args.out),
+        ("schedules", "refresh"): lambda: schedules.schedules_refresh(args.study, args.as_of),
+        ("site", "calendar"): lambda: schedules.site_calendar(args.study, args.code, args.calendar),
+        ("site", "close"): lambda: schedules.site_close(args.study, args.code, args.first_day, args.last_day,
+                                                        args.reason),
         ("schedule", None): lambda: commands.schedule(args.protocol, dict(args.event), args.arm, args.as_of, args.format),
         ("check", None): lambda: commands.check(args.protocol, args.events, args.as_of, args.format),
         ("db", "migrate"): commands.migrate,

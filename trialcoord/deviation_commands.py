@@ -71,10 +71,7 @@ def _states(text: str | None) -> list[str] | None:
 
 
 def _table(records: list[dict]) -> str:
-    # A manual deviation has no rule: its source says where it came from. One line a record: a line break
-    # inside a description would break the columns.
-    cells = [["" if v is None else " ".join(str(v).split()) for v in
-              (r["rule"] or r["source"] if name == "rule" else r[name] for name in TABLE_COLUMNS)] for r in records]
-    widths = [max([len(name)] + [len(line[i]) for line in cells]) for i, name in enumerate(TABLE_COLUMNS)]
-    lines = [TABLE_COLUMNS, *cells]
-    return "".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() + "\n" for line in lines)
+    from trialcoord.adapters.tabular import text_table
+
+    # A manual deviation has no rule: its source says where it came from.
+    return text_table(TABLE_COLUMNS, [{**r, "rule": r["rule"] or r["source"]} for r in records])

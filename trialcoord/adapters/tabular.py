@@ -36,6 +36,15 @@ def csv_text(columns: list[str], rows: Iterable[Mapping | Sequence]) -> str:
     return out.getvalue()
 
 
+def text_table(columns: Sequence[str], rows: Iterable[Mapping]) -> str:
+    """Aligned columns for a terminal, one line a row: white space inside a cell (a line break in a description)
+    is folded so that it cannot break the columns; None is blank."""
+    cells = [["" if row.get(name) is None else " ".join(str(row[name]).split()) for name in columns] for row in rows]
+    widths = [max([len(name)] + [len(line[i]) for line in cells]) for i, name in enumerate(columns)]
+    return "".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() + "\n"
+                   for line in [list(columns), *cells])
+
+
 def xlsx_bytes(sheet: str, columns: list[str], rows: Iterable[Mapping | Sequence], *,
                created: datetime = FIXED_CREATED) -> bytes:
     """One worksheet: a bold, frozen header with an autofilter, then the rows; the same input gives the same bytes."""

@@ -8,13 +8,14 @@ day it was done or its window closed. The impact is computed without storing any
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
 
 from trialcoord.adapters.persistence import repositories as repo
 from trialcoord.adapters.persistence.engine import read, transaction
 from trialcoord.domain.amendments import (
-    ParticipantImpact, next_visit, participant_impact, protocol_differences, reconsent_for,
+    NO_VERSION, REQUIRED, ParticipantImpact, next_visit, participant_impact, protocol_differences, reconsent_for,
 )
 from trialcoord.domain.protocol import Protocol
 from trialcoord.domain.schedule import evaluate, judge
@@ -68,10 +69,11 @@ class Impact:
 
 
 async def impact(study: str, protocol: Protocol, source_text: str, effective: date | None = None,
-                 site: str | None = None, today: date | None = None) -> Impact:
+                 site: str | None = None, today: date | None = None, sites: Collection[str] | None = None) -> Impact:
     """For every active participant (of `site`), what `protocol` would change if it applied from `effective`
     (default: its own effective date, or today when that has passed): visits that move, appear or disappear,
-    deviations resolved or created, and who must re-consent before their next visit. Stores nothing."""
+    deviations resolved or created, and who must re-consent before their next visit. Stores nothing. `sites`:
+    the sites the reader may see (None: all)."""
     today = today or date.today()
     effective = effective or max(protocol.effective, today)
     if protocol.study != study:
@@ -85,7 +87,8 @@ async def impact(study: str, protocol: Protocol, source_text: str, effective: da
         if site is not None and await repo.find_site(study_row["id"], site) is None:
             raise invalid(f"study {study} has no site {site}", field="site")
         versions = await scheduling.Versions.load(study_row["id"])
-        people = sorted((await repo.load_inputs(study_row["id"], site=site)).values(), key=lambda p: p.subject_id)
+        people = sorted((p for p in (await repo.load_inputs(study_row["id"], site=site)).values()
+                         if sites is None or p.site in sites), key=lambda p: p.subject_id)
         consent_versions, signed = await consent.versions_and_signatures(study)
         exceptions = await deviations.window_exceptions(study)
         found, skipped, followed = [], {}, {}
@@ -138,3 +141,103 @@ def _stopped(events: dict[str, date], versions: list[Protocol]) -> date | None:
     """The date collection stopped: the first recorded event that stops it in any of these versions."""
     stops = {name for version in versions for name, event in version.events.items() if event.stops_collection}
     return min((day for name, day in events.items() if name in stops), default=None)
+
+
+# Impact outputs ----------------------------------------------------------------------------------
+
+IMPACT_COLUMNS = ["subject_id", "site", "item", "visit", "old_target", "old_window", "new_target", "new_window",
+                  "detail"]
+
+
+def impact_rows(result: Impact) -> list[dict]:
+    """One row per thing the version would change, participant by participant (table and CSV)."""
+    rows = []
+    for p in result.affected:
+        base = {"subject_id": p.subject_id, "site": p.site}
+        for change in p.changes:
+            rows.append({**base, "item": f"visit {change.kind}", "visit": change.visit,
+                         "old_target": change.old[0], "old_window": _window(change.old),
+                         "new_target": change.new[0], "new_window": _window(change.new), "detail": change.name})
+        for kind, findings in (("deviation resolved", p.resolved), ("deviation created", p.created)):
+            for f in findings:
+                rows.append({**base, "item": kind, "visit": f.visit, "detail": deviations.describe(f)})
+        if p.reconsent.status == REQUIRED:
+            before = p.reconsent.before
+            rows.append({**base, "item": "re-consent required", "visit": before[0] if before else None,
+                         "new_target": before[1] if before else None,
+                         "detail": f"on consent version {' or '.join(p.reconsent.versions)} before the next visit"})
+    return rows
+
+
+def impact_dict(result: Impact) -> dict:
+    """The whole impact as JSON values (dates as ISO text)."""
+    return {
+        "study": result.study, "version": result.version, "effective": result.effective.isoformat(),
+        "as_of": result.as_of.isoformat(), "site": result.site, "participants": len(result.participants),
+        "summary": impact_summary(result)["totals"],
+        "affected": [{
+            "subject_id": p.subject_id, "site": p.site,
+            "visits": [{"visit": c.visit, "name": c.name, "change": c.kind,
+                        "old": _dates(c.old), "new": _dates(c.new)} for c in p.changes],
+            "deviations_resolved": [_finding(f) for f in p.resolved],
+            "deviations_created": [_finding(f) for f in p.created],
+            "reconsent": {"status": p.reconsent.status, "versions": list(p.reconsent.versions),
+                          "before_visit": p.reconsent.before[0] if p.reconsent.before else None,
+                          "before_date": p.reconsent.before[1].isoformat() if p.reconsent.before else None},
+        } for p in result.affected],
+        "skipped": [{"subject_id": s, "reason": why} for s, why in sorted(result.skipped.items())],
+        "differences": result.differences,
+    }
+
+
+def impact_summary(result: Impact) -> dict:
+    """Counts for the whole study and by site: the one-page summary an IRB submission carries."""
+    def count(people: list[ParticipantImpact]) -> dict:
+        kinds = [c.kind for p in people for c in p.changes]
+        return {"participants": len(people), "affected": sum(p.affected for p in people),
+                "visits_moving": kinds.count("moves"), "visits_appearing": kinds.count("appears"),
+                "visits_disappearing": kinds.count("disappears"),
+                "deviations_resolved": sum(len(p.resolved) for p in people),
+                "deviations_created": sum(len(p.created) for p in people),
+                "reconsent_required": sum(p.reconsent.status == REQUIRED for p in people),
+                "reconsent_unknown": sum(p.reconsent.status == NO_VERSION for p in people)}
+
+    by_site: dict[str, list[ParticipantImpact]] = {}
+    for p in result.participants:
+        by_site.setdefault(p.site, []).append(p)
+    return {"totals": count(list(result.participants)),
+            "sites": [{"site": site, **count(people)} for site, people in sorted(by_site.items())]}
+
+
+SUMMARY_LINES = 18  # differences and sites shown on the one page; the rest is counted
+
+
+def impact_pdf(result: Impact, created_at: str) -> bytes:
+    from trialcoord.adapters.render.documents import render_pdf  # WeasyPrint: only when a PDF is asked for
+
+    summary = impact_summary(result)
+    differences = [{"version": label, "line": line} for label, lines in result.differences.items() for line in lines]
+    data = {"study_code": result.study, "version": result.version, "effective": result.effective.isoformat(),
+            "as_of": result.as_of.isoformat(), "site": result.site or "all sites", "totals": summary["totals"],
+            "sites": summary["sites"][:SUMMARY_LINES], "more_sites": max(0, len(summary["sites"]) - SUMMARY_LINES),
+            "differences": differences[:SUMMARY_LINES],
+            "more_differences": max(0, len(differences) - SUMMARY_LINES), "skipped": len(result.skipped)}
+    return render_pdf("amendment_impact", data, created_at=created_at,
+                      title=f"Impact of protocol version {result.version}", version_label=result.version)
+
+
+def _window(dates: tuple) -> str | None:
+    _, earliest, latest = dates
+    if dates == (None, None, None):
+        return None
+    return f"{earliest or 'unbounded'} to {latest or 'unbounded'}"
+
+
+def _dates(dates: tuple) -> dict:
+    return dict(zip(("target", "earliest", "latest"), (d.isoformat() if d else None for d in dates)))
+
+
+def _finding(f) -> dict:
+    return {"visit": f.visit, "occurrence": f.occurrence, "rule": str(f.rule),
+            "occurred_on": f.occurred_on.isoformat() if f.occurred_on else None, "days_outside": f.days_outside,
+            "description": deviations.describe(f)}

@@ -10,7 +10,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from trialcoord.adapters.persistence.engine import transaction
-from trialcoord.services import deviation_review, deviations, scheduling
+from trialcoord.services import amendments, deviation_review, deviations, scheduling
 
 PROTOCOLS_DIR = Path(__file__).resolve().parents[2] / "protocols"
 
@@ -88,8 +88,8 @@ async def _coordinator_actions(today: date) -> None:
     await scheduling.mark_missed("DEMO-001", "101-003", "V4", "Participant was in hospital (not study related)",
                                  today=today)
     await scheduling.book_appointment("DEMO-001", "102-001", "V3", today + timedelta(days=11), today=today)
-    await scheduling.change_protocol_version("DEMO-001", "101-002", "2.0", today - timedelta(days=30),
-                                             "Re-consented to amendment 1", today=today)
+    await amendments.change_version("DEMO-001", "101-002", "2.0", today - timedelta(days=30),
+                                    "Re-consented to amendment 1", today=today)
 
 
 async def _deviation_work(today: date) -> None:

@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from typing import NamedTuple, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from trialcoord.adapters.calendars import Closure, site_calendar
+from trialcoord.adapters.calendars import CalendarError, Closure, check_site_calendar, closed_days, site_calendar
 from trialcoord.adapters.persistence import consent_store
 from trialcoord.adapters.persistence import repositories as repo
 from trialcoord.adapters.persistence.engine import bound_engine, read, transaction
@@ -126,6 +126,14 @@ async def get_protocol(study: str, version: str | None = None) -> Protocol:
     return await protocol_of(row["id"], row["sha256"])
 
 
+@_reads
+async def version_source(study: str, version: str) -> tuple[str, str]:
+    """(source text, source name) of a loaded protocol version."""
+    row = _pick_version(study, await repo.list_versions((await require_study(study))["id"]), version)
+    source = await repo.version_source(row["id"])
+    return source["source_text"], source["source_name"]
+
+
 # Sites and participants ------------------------------------------------------------------------
 
 async def create_site(study: str, code: str, name: str, time_zone: str = "UTC", calendar: str | None = None,
@@ -135,6 +143,7 @@ async def create_site(study: str, code: str, name: str, time_zone: str = "UTC", 
         raise invalid(f"study {study}: a site needs a code", field="code")
     check_code(code, f"study {study}: site code", "code")
     _check_time_zone(time_zone)
+    calendar = _check_calendar(calendar) if calendar else None
     async with transaction(f"study {study}, site {code}"):
         study_row = await require_study(study)
         if await repo.find_site(study_row["id"], code):
@@ -143,6 +152,89 @@ async def create_site(study: str, code: str, name: str, time_zone: str = "UTC", 
         await audit_log.record(actor, Change("create", "site", f"{study}/{code}", None,
                                              {"name": row["name"], "time_zone": time_zone, "calendar": calendar}))
     return _site_dict(study, row)
+
+
+async def set_site_calendar(study: str, site: str, calendar: str | None, today: date | None = None,
+                            actor: str = SYSTEM) -> dict:
+    """Give a site its own calendar for business days (None: the protocol's); its participants are re-evaluated."""
+    calendar = _check_calendar(calendar) if calendar else None
+    async with transaction(f"study {study}, site {site}"):
+        study_row = await _study_with_site(study, site)
+        row = await repo.find_site(study_row["id"], site)
+        if row["calendar"] != calendar:
+            await repo.update_site(row["id"], calendar=calendar)
+            await _refresh_site(study_row["id"], site, today)
+            await audit_log.record(actor, Change("update", "site", f"{study}/{site}", {"calendar": row["calendar"]},
+                                                 {"calendar": calendar}))
+        row = await repo.find_site(study_row["id"], site)
+    return _site_dict(study, row)
+
+
+async def add_site_closure(study: str, site: str, first_day: date, last_day: date | None, reason: str,
+                           today: date | None = None, actor: str = SYSTEM) -> dict:
+    """Days the site is closed (both inclusive): business days at that site skip them from now on."""
+    last_day = last_day or first_day
+    if not _text(reason):
+        raise invalid(f"study {study}, site {site}: say why the site is closed", field="reason")
+    if last_day < first_day:
+        raise invalid(f"a closure ends on or after its first day ({first_day}), not on {last_day}", field="last_day")
+    if (last_day - first_day).days > 366:
+        raise invalid("a closure is at most a year long; record longer ones as a change of calendar",
+                      field="last_day")
+    async with transaction(f"study {study}, site {site}"):
+        study_row = await _study_with_site(study, site)
+        row = await repo.find_site(study_row["id"], site)
+        await repo.insert_closure(row["id"], first_day, last_day, _text(reason))
+        await _refresh_site(study_row["id"], site, today)
+        await audit_log.record(actor, Change("create", "site", f"{study}/{site}/closure/{first_day}", None,
+                                             {"first_day": first_day, "last_day": last_day}, _text(reason)))
+    return {"study": study, "site": site, "first_day": first_day, "last_day": last_day, "reason": _text(reason)}
+
+
+@_reads
+async def site_calendar_days(study: str, site: str, first: date, last: date) -> dict:
+    """The calendar a site's business days follow, and its holidays and closures from `first` to `last`."""
+    study_row = await _study_with_site(study, site)
+    versions = await Versions.load(study_row["id"])
+    name, closures = versions.calendars.get(site, (None, ()))
+    current = (await repo.list_versions(study_row["id"]))[-1] if versions.rows else None
+    fallback = (await versions.protocol(current["id"])).calendar if current else None
+    calendar = site_calendar(name, closures, fallback)
+    days = closed_days(calendar, first, min(last, first + timedelta(days=366))) if calendar else []
+    return {"site": site, "calendar": name or (fallback.name if fallback else None), "own": name is not None,
+            "closed": [{"date": day, "reason": why} for day, why in days],
+            "closures": [{"first_day": c.first_day, "last_day": c.last_day, "reason": c.reason} for c in closures]}
+
+
+async def _refresh_site(study_id: int, site: str, today: date | None) -> None:
+    inputs = (await repo.load_inputs(study_id, site=site)).values()
+    if inputs:
+        await refresh_participants(study_id, inputs=inputs, today=today)
+
+
+async def refresh_schedules(study: str | None = None, as_of: date | None = None, today: date | None = None
+                            ) -> dict[str, int]:
+    """Re-evaluate, and store, the participants whose stored schedule ends before `as_of` + the horizon, so that
+    open-ended repeats stay listed (and detected) however long nothing changes for a participant. Idempotent:
+    run again with the same date, it re-evaluates nobody. Returns how many participants, by study."""
+    today = today or date.today()
+    as_of = as_of or today
+    if as_of > today:
+        raise invalid(f"{as_of} is still to come: schedules are refreshed as of today ({today}) or an earlier day",
+                      field="as_of")
+    horizon = as_of + timedelta(days=HORIZON_DAYS)
+    codes = [study] if study else [row["code"] for row in await list_studies()]
+    refreshed = {}
+    for code in codes:
+        async with transaction(f"study {code}, schedule refresh"):
+            study_row = await require_study(code)
+            await repo.lock_participants(study_row["id"])
+            stale = [p for p in (await repo.load_inputs(study_row["id"])).values()
+                     if p.horizon is None or p.horizon < horizon]
+            if stale:
+                await refresh_participants(study_row["id"], inputs=stale, today=as_of)
+        refreshed[code] = len(stale)
+    return refreshed
 
 
 @_reads
@@ -698,6 +790,13 @@ def _check_arm(study: str, subject_id: str, protocol: Protocol, arm: str | None)
         known = ", ".join(sorted(protocol.arm_codes)) or "none (the protocol has no arms)"
         raise invalid(f"study {study}, participant {subject_id}: '{arm}' is not an arm of protocol version"
                       f" {protocol.version}; arms: {known}", field="arm")
+
+
+def _check_calendar(name: str) -> str:
+    try:
+        return check_site_calendar(name)
+    except CalendarError as error:
+        raise invalid(str(error), field="calendar") from None
 
 
 def _check_time_zone(name: str) -> None:

@@ -1,6 +1,7 @@
 """The JSON API under /api; OpenAPI at /schema."""
 
 from trialcoord.web.api.accounts import SessionController, UserController
+from trialcoord.web.api.amendments import AmendmentController
 from trialcoord.web.api.audit import AuditController
 from trialcoord.web.api.consent import ConsentController
 from trialcoord.web.api.deviation_reports import DeviationReportController
@@ -14,4 +15,4 @@ from trialcoord.web.api.worklists import WorklistController
 
 API_CONTROLLERS = [SessionController, UserController, AuditController, StudyController, ParticipantController,
                    WorklistController, DocumentController, SignatureController, BinderController, ConsentController,
-                   RenderJobController, DeviationController, DeviationReportController]
+                   RenderJobController, DeviationController, DeviationReportController, AmendmentController]

@@ -6,7 +6,7 @@ from litestar import Controller, get, post, put
 from litestar.params import JSONBody
 
 from trialcoord.domain.access import Action
-from trialcoord.services import identities, scheduling
+from trialcoord.services import amendments, identities, scheduling
 from trialcoord.web.api.params import AccessDep, AsOf, QueryStr, StudyPath, SubjectPath, Today, VisitPath, as_of_or_today
 from trialcoord.web.api.schemas import (
     ArmIn,
@@ -82,8 +82,10 @@ class ParticipantController(Controller):
         self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[VersionChangeIn], today: Today,
         access: AccessDep,
     ) -> Participant:
-        """Move the participant to another protocol version (after an amendment); a dated, reasoned action."""
-        row = await scheduling.change_protocol_version(
+        """Move the participant to another protocol version (after an amendment) from `effective` on, a dated,
+        reasoned action: visits done or closed before that day stay judged by the version followed then;
+        deviation detection runs again for the participant."""
+        row = await amendments.change_version(
             study, subject_id, data.version, data.effective, data.reason, today=today, actor=access.user_id
         )
         return from_dict(Participant, row)

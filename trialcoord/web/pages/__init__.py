@@ -1,6 +1,7 @@
 """Server-rendered pages: usable without JavaScript, every form posts and redirects."""
 
 from trialcoord.web.pages.accounts import AccountPages
+from trialcoord.web.pages.amendments import AmendmentPages
 from trialcoord.web.pages.audit import AuditPages
 from trialcoord.web.pages.binder import BinderPages, VersionPages
 from trialcoord.web.pages.deviation_reports import ReportPages
@@ -10,4 +11,4 @@ from trialcoord.web.pages.participants import ParticipantPages
 from trialcoord.web.pages.studies import StudyPages
 
 PAGE_CONTROLLERS = [AccountPages, AuditPages, DocumentPages, VersionPages, BinderPages, StudyPages, ParticipantPages,
-                   DeviationPages, ReportPages]
+                   DeviationPages, ReportPages, AmendmentPages]

@@ -13,7 +13,7 @@ from litestar.response import Redirect, Template
 from trialcoord.domain.access import Action
 from trialcoord.domain.problems import InvalidInput
 from trialcoord.domain.consent import SIGNATURE_BLOCKS
-from trialcoord.services import consent, identities, scheduling
+from trialcoord.services import amendments, consent, identities, scheduling
 from trialcoord.services.errors import Conflict, NotConfigured
 from trialcoord.web.api.params import AccessDep, AsOf, QueryStr, StudyPath, SubjectPath, Today, VisitPath, as_of_or_today
 from trialcoord.web.api.schemas import visit_row
@@ -83,8 +83,8 @@ class ParticipantPages(Controller):
         effective = form.date("effective", "date the change takes effect")
         reason = form.text("reason", "reason")
         if not form.errors:
-            call = scheduling.change_protocol_version(study, subject_id, version, effective, reason, today=today,
-                                                      actor=access.user_id)
+            call = amendments.change_version(study, subject_id, version, effective, reason, today=today,
+                                             actor=access.user_id)
             return await _save(call, study, subject_id, today, "version", form, access)
         return await _rerender(study, subject_id, today, "version", form.errors, form, access)
 

@@ -1,0 +1,111 @@
+"""`trialcoord protocol apply|impact`, `trialcoord schedules refresh` and `trialcoord site calendar|close`."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+
+import msgspec
+
+from trialcoord.admin_commands import _database, actor
+from trialcoord.commands import UsageError, _read_text, _today
+
+
+def protocol_apply(study: str, version: str, effective: date, reason: str, site: str | None) -> int:
+    from trialcoord.services import amendments
+
+    today = _today()
+    moved = _database(lambda: amendments.apply_version(study, version, effective, reason, site=site, today=today,
+                                                       actor=actor()))
+    where = f"site {site} of {study}" if site else study
+    print(f"{where}: {len(moved.moved)} participants moved to protocol version {version} from {effective}"
+          f" ({len(moved.skipped)} left as they are)")
+    for subject, why in sorted(moved.skipped.items()):
+        print(f"  {subject}: {why}")
+    return 0
+
+
+def protocol_impact(study: str, file: str, effective: date | None, site: str | None, fmt: str,
+                    out: str | None) -> int:
+    from trialcoord.adapters.protocol_files import parse_protocol
+    from trialcoord.services import amendments, audit_log
+
+    if fmt == "pdf" and not out:
+        raise UsageError("--format pdf writes a file: give --out FILE.pdf")
+    text = _read_text(file)
+    protocol = parse_protocol(text, file=file)
+    today = _today()
+
+    async def run():
+        result = await amendments.impact(study, protocol, text, effective, site=site, today=today)
+        # A listing taken out of the system is an export: audited, as the other listings are.
+        await audit_log.record_alone(actor(), audit_log.Change(
+            "export", "protocol_impact", f"{study}/{site}" if site else study, None,
+            {"format": fmt, "version": protocol.version, "effective": result.effective.isoformat(),
+             "participants": len(result.participants)}))
+        return result
+
+    result = _database(run)
+    if fmt == "pdf":
+        Path(out).write_bytes(amendments.impact_pdf(result, created_at=f"{today.isoformat()}T00:00:00Z"))
+        print(f"{out}: one-page summary of protocol version {protocol.version}'s impact")
+        return 0
+    if fmt == "json":
+        text = msgspec.json.format(msgspec.json.encode(amendments.impact_dict(result)), indent=1).decode() + "\n"
+    elif fmt == "csv":
+        from trialcoord.adapters.tabular import csv_text
+
+        text = csv_text(amendments.IMPACT_COLUMNS, amendments.impact_rows(result))
+    else:
+        text = _impact_table(result)
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _impact_table(result) -> str:
+    from trialcoord.adapters.tabular import text_table
+    from trialcoord.services import amendments
+
+    totals = amendments.impact_summary(result)["totals"]
+    head = (f"{result.study} protocol version {result.version} from {result.effective} (as of {result.as_of}):"
+            f" {totals['affected']} of {totals['participants']} active participants affected; visits"
+            f" {totals['visits_moving']} move, {totals['visits_appearing']} appear,"
+            f" {totals['visits_disappearing']} disappear; deviations {totals['deviations_resolved']} resolved,"
+            f" {totals['deviations_created']} created; re-consent required {totals['reconsent_required']}"
+            + (f", unknown {totals['reconsent_unknown']} (no consent version for {result.version})"
+               if totals["reconsent_unknown"] else "") + "\n")
+    rows = amendments.impact_rows(result)
+    return head + (text_table(amendments.IMPACT_COLUMNS, rows) if rows else "nothing changes\n")
+
+
+def schedules_refresh(study: str | None, as_of: date | None) -> int:
+    from trialcoord.services import scheduling
+
+    today = _today()
+    refreshed = _database(lambda: scheduling.refresh_schedules(study, as_of, today=today))
+    for code, count in refreshed.items():
+        print(f"{code}: {count} participant{'' if count == 1 else 's'} re-evaluated as of {as_of or today}")
+    return 0
+
+
+def site_calendar(study: str, site: str, calendar: str | None) -> int:
+    from trialcoord.services import scheduling
+
+    today = _today()
+    row = _database(lambda: scheduling.set_site_calendar(study, site, calendar or None, today=today, actor=actor()))
+    print(f"site {site} of {study}: business days follow {row['calendar'] or 'the protocol calendar'}")
+    return 0
+
+
+def site_close(study: str, site: str, first_day: date, last_day: date | None, reason: str) -> int:
+    from trialcoord.services import scheduling
+
+    today = _today()
+    row = _database(lambda: scheduling.add_site_closure(study, site, first_day, last_day, reason, today=today,
+                                                        actor=actor()))
+    print(f"site {site} of {study}: closed from {row['first_day']} to {row['last_day']} ({row['reason']})")
+    return 0
