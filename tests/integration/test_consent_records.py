@@ -152,3 +152,114 @@ async def test_a_coordinator_records_a_consent_on_the_participant_page(anonymous
     assert saved.status_code == 303
     assert ("Version 1.0 (en) signed on 2024-03-01, obtained by coord-a; signed by participant, person obtaining"
             " consent") in (await coord.get(page)).text
+
+
+# --- one consent (issue 11, section 4) ---
+
+async def test_recording_a_consent_records_the_consent_event_too(consenting):
+    assert (await scheduling.get_participant(consenting, "1001"))["events"]["consent"] == date(2024, 3, 1)
+    entries = await audit_log.browse(audit_log.AuditFilter(record_type="participant_event"), None, 10)
+    assert [e["record_id"] for e in entries if e["record_id"].endswith("/consent")] == ["TST-1/101/1001/consent"]
+    await consent.record_consent(consenting, "1002", "en", "1.0", date(2024, 3, 10), "cora", TODAY)
+    assert (await scheduling.get_participant(consenting, "1002"))["events"]["consent"] == date(2024, 3, 10)
+    # A re-consent leaves the date of first consent as it is.
+    await effective_form("2.0", date(2024, 4, 1))
+    await consent.register_version(consenting, SITE_A, "en", "2.0", "2.0", ICF.name, "2.0")
+    await consent.record_consent(consenting, "1001", "en", "2.0", date(2024, 4, 5), "cora", TODAY)
+    assert (await scheduling.get_participant(consenting, "1001"))["events"]["consent"] == date(2024, 3, 1)
+
+
+async def test_the_consent_event_and_the_consents_never_disagree(consenting):
+    with pytest.raises(InvalidInput, match="first consent on record .* was signed on 2024-03-01"):
+        await scheduling.record_event(consenting, "1001", "consent", date(2024, 3, 2), "typo", today=TODAY)
+    await scheduling.record_event(consenting, "1002", "consent", date(2024, 3, 5), today=TODAY)
+    with pytest.raises(InvalidInput, match="consent event is recorded on 2024-03-05"):
+        await consent.record_consent(consenting, "1002", "en", "1.0", date(2024, 3, 4), "cora", TODAY)
+    recorded = await consent.record_consent(consenting, "1002", "en", "1.0", date(2024, 3, 5), "cora", TODAY)
+    assert recorded["label"] == "1.0"
+    assert await consent.issues(consenting) == []  # the consent of 2024-03-05 now has its version
+
+
+async def test_found_a_consent_event_counts_once_a_site_registers_its_first_consent_version(db):
+    from trialcoord.services import deviations
+    from trialcoord.services.demo import load_demo
+
+    today = date(2026, 12, 3)
+    await load_demo(today)
+    before = {(r["participant"], r["rule"]) for r in (await deviations.listing("DEMO-001"))[0]}
+    icf, letters = DocumentKey("DEMO-001", "101", "ICF English"), DocumentKey("DEMO-001", "101", "IRB letters")
+    letter = PDF + b"%letter"
+    await documents.add_version(letters, "066", "1", letter, "letter.pdf")
+    await documents.add_version(icf, "040", "3.0", PDF + b"3.0", "icf.pdf")
+    await documents.change_status(icf, "3.0", "in_review", today)
+    await sign_version(icf, "3.0")
+    await documents.change_status(icf, "3.0", "approved", today,
+                                  approval=IrbApproval("IRB-3", today, hashlib.sha256(letter).hexdigest()))
+    await documents.change_status(icf, "3.0", "effective", today)
+    await consent.register_version("DEMO-001", "101", "en", "3.0", "2.0", icf.name, "3.0")
+    await deviations.detect("DEMO-001", today, today=today)
+    after = {(r["participant"], r["rule"]) for r in (await deviations.listing("DEMO-001"))[0]}
+    assert {rule for _, rule in after - before} & {"visit_before_consent", "visit_under_superseded_consent"} == set()
+    assert await consent.candidates("DEMO-001") == []
+    issues = await consent.issues("DEMO-001")  # once per participant of site 101, none of site 102 (not tracked)
+    assert [(i["subject_id"], i["site"]) for i in issues] == [("101-001", "101"), ("101-002", "101"),
+                                                              ("101-003", "101")]
+
+
+async def test_found_a_consent_signed_before_its_version_was_registered_is_recorded_on_paper(consenting):
+    with pytest.raises(InvalidInput, match="recorded with the paper document's reference"):
+        await consent.record_consent(consenting, "1002", "en", "1.0", date(2024, 1, 15), "cora", TODAY)
+    with pytest.raises(InvalidInput) as no_reference:
+        await consent.record_paper_consent(consenting, "1002", date(2024, 1, 15), " ", "cora", TODAY)
+    assert no_reference.value.problems[0].field == "paper_reference"
+    row = await consent.record_paper_consent(consenting, "1002", date(2024, 1, 15), "Paper ICF v0.9, binder 1",
+                                             "cora", TODAY, label="0.9", language="en")
+    assert (row["paper_reference"], row["label"], row["signed_on"]) == ("Paper ICF v0.9, binder 1", "0.9",
+                                                                       date(2024, 1, 15))
+    assert (await scheduling.get_participant(consenting, "1002"))["events"]["consent"] == date(2024, 1, 15)
+    assert [c for c in await consent.candidates(consenting) if c["subject_id"] == "1002"
+            and c["rule"] == "procedure_before_consent"] == []
+    # Signed before version 1.0 became effective (2024-02-01): 1.0 is required before more procedures.
+    assert [(r["subject_id"], r["signed_version"], r["required_version"]) for r in
+            await consent.reconsent(consenting, TODAY)] == [("1002", "0.9", "1.0")]
+    entries = await audit_log.browse(audit_log.AuditFilter(record_type="participant_consent"), None, 5)
+    assert entries[0]["record_id"] == "TST-1/101/1002/consent/paper/2024-01-15"
+
+
+async def test_paper_consents_and_consent_issues_over_the_api(anonymous, personas):
+    await effective_form("1.0", date(2024, 2, 1))
+    await consent.register_version("TST-1", SITE_A, "en", "1.0", "1.0", ICF.name, "1.0")
+    await scheduling.record_event("TST-1", "1001", "consent", date(2024, 2, 20), today=TODAY)
+    coord = await signed_in(anonymous, "coord-a")
+    issues = await coord.get("/api/studies/TST-1/consent-issues")
+    assert [i["subject_id"] for i in issues.json()] == ["1001"]
+    neither = await coord.post("/api/studies/TST-1/participants/1001/consents",
+                               json={"signed_on": "2024-02-20", "obtained_by": "coord-a"})
+    assert neither.status_code == 422 and "paper_reference" in neither.text
+    recorded = await coord.post("/api/studies/TST-1/participants/1001/consents",
+                                json={"signed_on": "2024-02-20", "obtained_by": "coord-a",
+                                      "paper_reference": "scan 2024-0042"})
+    assert recorded.status_code == 201, recorded.text
+    assert recorded.json()["paper_reference"] == "scan 2024-0042"
+    assert (await coord.get("/api/studies/TST-1/consent-issues")).json() == []
+
+
+async def test_the_pages_record_a_paper_consent_and_list_consents_without_a_version(anonymous, personas):
+    await effective_form("1.0", date(2024, 2, 1))
+    await consent.register_version("TST-1", SITE_A, "en", "1.0", "1.0", ICF.name, "1.0")
+    await scheduling.record_event("TST-1", "1001", "consent", date(2024, 1, 20), today=TODAY)
+    coord = await signed_in(anonymous, "coord-a")
+    assert "consent signed on 2024-01-20 has no version on record" in (await coord.get("/studies/TST-1")).text
+    page = "/studies/TST-1/participants/1001"
+    assert "version not on record" in (await coord.get(page)).text
+    blocks = {"signed_participant": "1", "signed_person_obtaining_consent": "1"}
+    missing = await coord.post(f"{page}/consents", data={"version": "paper", "signed_on": "2024-01-20",
+                                                         "obtained_by": "coord-a", **blocks})
+    assert missing.status_code == 422 and "give the paper consent document" in missing.text
+    saved = await coord.post(f"{page}/consents", data={"version": "paper", "signed_on": "2024-01-20",
+                                                       "obtained_by": "coord-a", "paper_reference": "binder 2, tab 14",
+                                                       "paper_label": "0.9", **blocks})
+    assert saved.status_code == 303, saved.text
+    shown = (await coord.get(page)).text
+    assert "On paper, version 0.9, signed on 2024-01-20" in shown and "binder 2, tab 14" in shown
+    assert "Every consent has its version or paper reference on record." in (await coord.get("/studies/TST-1")).text

@@ -67,3 +67,22 @@ async def test_import_refuses_to_change_recorded_dates(study):
         await import_events(study, changed, file="fix.csv", today=TODAY)
     assert where(error.value.problems) == [(2, "date"), (3, "arm")]
     assert "already recorded on 2024-03-04" in str(error.value)
+
+
+@pytest.mark.anyio
+@pytest.mark.db
+async def test_an_imported_consent_event_is_never_later_than_a_consent_on_record(study):
+    from trialcoord.adapters.persistence import consent_store
+    from trialcoord.adapters.persistence.engine import transaction
+
+    await import_events(study, GOOD, site="101", file="events.csv", today=TODAY)
+    person = await scheduling.subject_row(study, "101-001")
+    async with transaction("a consent recorded before consent events were kept in step"):
+        await consent_store.insert_consent(person["id"], None, "2024-03-01", "cora", "2024-03-01T00:00:00Z", (),
+                                           ("paper 12", None, None))
+    late = "participant,event,date\n101-001,consent,2024-03-02\n"
+    with pytest.raises(InvalidInput, match="events.csv:2: date: participant 101-001: consent on 2024-03-02 is after"
+                                           " the first consent on record"):
+        await import_events(study, late, file="events.csv", today=TODAY)
+    same = await import_events(study, late.replace("03-02", "03-01"), file="events.csv", today=TODAY)
+    assert same.events_recorded == 1

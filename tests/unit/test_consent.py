@@ -156,3 +156,44 @@ def test_a_consent_form_needs_the_participant_or_representative_and_the_person_o
         with pytest.raises(InvalidInput, match=message) as refused:
             consent_signatures(blocks)
         assert {p.field for p in refused.value.problems} == {"signed_by"}
+
+
+# --- consents without a registered version (issue 11, section 4) ---
+
+def paper(subject, on, label=None, language=None, site="A") -> ParticipantConsent:
+    return ParticipantConsent(subject, None, on, "jdoe", site=site, reference="binder 3, tab 12", label=label,
+                              language=language)
+
+
+def unknown(subject, on, site="A") -> ParticipantConsent:
+    return ParticipantConsent(subject, None, on, "", site=site)
+
+
+def test_a_consent_of_unknown_version_satisfies_the_before_consent_check_and_is_one_data_issue():
+    from trialcoord.domain.consent import data_issues
+
+    visits = [ProcedureVisit("001", code, date(2024, 3, day)) for code, day in (("V1", 2), ("V2", 9), ("V3", 16))]
+    assert consent_deviation_candidates(visits, [unknown("001", date(2024, 3, 1))], VERSIONS) == []
+    assert [c.visit for c in consent_deviation_candidates(visits, [unknown("001", date(2024, 3, 5))], VERSIONS)] \
+        == ["V1"]  # only the visit before it
+    issues = data_issues([unknown("001", date(2024, 3, 1)), signed("002", V1, date(2024, 2, 1))])
+    assert [(i.subject_id, i.signed_on) for i in issues] == [("001", date(2024, 3, 1))]
+    assert "has no version on record" in issues[0].message
+    assert reconsent_queue([unknown("001", date(2024, 3, 1))], VERSIONS, V2_ON) == []  # a data issue, not a queue
+
+
+def test_a_paper_consent_is_older_than_every_version_of_its_site_effective_after_it():
+    legacy = paper("001", V1_ON - 30 * DAY)
+    assert reconsent_queue([legacy], VERSIONS, V1_ON - DAY) == []
+    assert reconsent_queue([legacy], VERSIONS, V1_ON) == [ReconsentEntry("001", "paper", "1.0", V1_ON)]
+    assert reconsent_queue([paper("001", V1_ON - 30 * DAY, language="en")], VERSIONS, V2_ON) == [
+        ReconsentEntry("001", "paper", "2.0", V2_ON)]
+    assert reconsent_queue([paper("001", date(2024, 7, 1))], VERSIONS, date(2024, 8, 1)) == []  # after them all
+
+
+def test_a_paper_consent_naming_a_registered_version_counts_as_that_version():
+    assert reconsent_queue([paper("001", V1_ON - 30 * DAY, label="1.0", language="en")], VERSIONS, V1_ON) == []
+    assert reconsent_queue([paper("001", V1_ON - 30 * DAY, label="1.0", language="en")], VERSIONS, V2_ON) == [
+        ReconsentEntry("001", "1.0", "2.0", V2_ON)]
+    visit = ProcedureVisit("001", "V1", V1_ON - 10 * DAY)
+    assert consent_deviation_candidates([visit], [paper("001", V1_ON - 30 * DAY)], VERSIONS) == []

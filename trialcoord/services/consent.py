@@ -103,7 +103,7 @@ async def record_paper_consent(study: str, subject_id: str, signed_on: date, ref
     language = (language or "").strip().lower() or None
     if not reference or len(reference) > 200:
         raise invalid("give the paper consent document's reference (such as its binder location or scan number),"
-                      " at most 200 characters", field="reference")
+                      " at most 200 characters", field="paper_reference")
     async with transaction(f"study {study}, participant {subject_id}"):
         record = {"language": language, "label": label, "signed_on": signed_on, "obtained_by": obtained_by.strip(),
                   "signed_by": list(signed_by), "paper_reference": reference}
@@ -257,4 +257,6 @@ async def of_participant(study: str, subject_id: str) -> tuple[list[dict], list[
             for c in signed if c.subject_id == subject_id]
     offered = [{"language": v.language, "label": v.label, "effective_on": v.effective_on}
                for v in versions if v.site == site]
+    if not offered:  # a site whose consent forms are not kept here: a consent event is all there is to know
+        mine = [c for c in mine if not c["unknown"]]
     return sorted(mine, key=lambda c: c["signed_on"]), offered

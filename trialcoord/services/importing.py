@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from trialcoord.adapters.events_csv import EventRow, parse_events_csv
+from trialcoord.adapters.persistence import consent_store
 from trialcoord.adapters.persistence import repositories as repo
 from trialcoord.adapters.persistence.engine import transaction
 from trialcoord.adapters.persistence.repositories import ScheduleInputs
@@ -33,13 +34,16 @@ async def import_events(study: str, csv_text: str, site: str | None = None, file
     today = today or date.today()
     async with transaction(f"study {study}, import of {file}"):
         study_row = await scheduling.require_study(study)
-        rows, problems = parse_events_csv(csv_text, file, await scheduling.get_protocol(study))
+        protocol = await scheduling.get_protocol(study)
+        rows, problems = parse_events_csv(csv_text, file, protocol)
         await repo.lock_participants(study_row["id"])
         people = _by_subject(await repo.load_inputs(study_row["id"]))
         site_row = await repo.find_site(study_row["id"], site) if site else None
         if site and site_row is None:
             problems.append(Problem(f"study {study} has no site {site}", file, field="site"))
         problems += _conflicts(rows, people, file, site)
+        problems += _consent_conflicts(rows, people, protocol.consent_event, file,
+                                       await consent_store.first_consents(study_row["id"]))
         problems += [Problem(f"participant {row.participant}: {row.event} on {row.day} is after today ({today})",
                              file, row.line, field="date") for row in rows if row.day > today]
         if problems:
@@ -83,6 +87,22 @@ def _conflicts(rows: list[EventRow], people: dict[str, ScheduleInputs], file: st
             problems.append(Problem(f"participant {row.participant}: {row.event} is already recorded on {recorded};"
                                     " change a recorded date in the application, with a reason", file, row.line,
                                     field="date"))
+    return problems
+
+
+def _consent_conflicts(rows: list[EventRow], people: dict[str, ScheduleInputs], event: str | None, file: str,
+                       first: dict[int, str]) -> list[Problem]:
+    """The consent event is the date of first consent: never later than a consent already on record. A consent
+    event imported without its version is a consent of unknown version (a data issue the site resolves)."""
+    problems = []
+    for row in rows:
+        person = people.get(row.participant)
+        if row.event != event or person is None or person.id not in first:
+            continue
+        if row.day > date.fromisoformat(first[person.id]):
+            problems.append(Problem(f"participant {row.participant}: {event} on {row.day} is after the first consent"
+                                    f" on record ({first[person.id]}); the {event} event is the date of first consent",
+                                    file, row.line, field="date"))
     return problems
 
 

@@ -61,6 +61,14 @@ async def consent_events(study: str, events: Collection[str], participants: Coll
                        f"{_among(participants)}", study, *sorted(events))
 
 
+async def first_consents(study_id: int) -> dict[int, str]:
+    """The date of each participant's earliest consent on record (ISO text), for the study's participants."""
+    rows = await fetch("SELECT pc.participant, MIN(pc.signed_on) AS first FROM participant_consents pc"
+                       " JOIN participants p ON p.id = pc.participant WHERE p.study = {} GROUP BY pc.participant",
+                       study_id)
+    return {row["participant"]: str(row["first"]) for row in rows}
+
+
 async def first_signed(participant: int) -> dict | None:
     """The participant's earliest consent on record, with the label signed (or the paper's)."""
     rows = await fetch("SELECT pc.signed_on, COALESCE(c.label, pc.paper_label, 'paper') AS label"

@@ -107,10 +107,16 @@ class ParticipantPages(Controller):
         obtained_by = form.text("obtained_by", "person who obtained consent")
         if form.errors:
             return await _rerender(study, subject_id, today, "consent", form.errors, form, access)
-        language, _, label = (version or "").partition(":")
         signed_by = tuple(block for block in SIGNATURE_BLOCKS if data.get(f"signed_{block}"))
-        call = consent.record_consent(study, subject_id, language, label, signed_on, obtained_by, today,
-                                      actor=access.user_id, signed_by=signed_by)
+        if version == "paper":
+            call = consent.record_paper_consent(study, subject_id, signed_on, form.data.get("paper_reference", ""),
+                                                obtained_by, today, actor=access.user_id,
+                                                label=form.text("paper_label", "version printed", required=False),
+                                                signed_by=signed_by)
+        else:
+            language, _, label = (version or "").partition(":")
+            call = consent.record_consent(study, subject_id, language, label, signed_on, obtained_by, today,
+                                          actor=access.user_id, signed_by=signed_by)
         return await _save(call, study, subject_id, today, "consent", form, access)
 
     @post("/visits/{code:str}/{action:str}", opt=RECORD)

@@ -91,6 +91,7 @@ async def study_context(
         "participants": [row for row in await scheduling.list_participants(study, site) if access.shows(row["site"])],
         "reconsent": [row for row in await consent.reconsent(study, today) if access.shows(row["site"])],
         "consent_candidates": [row for row in await consent.candidates(study) if access.shows(row["site"])],
+        "consent_issues": [row for row in await consent.issues(study) if access.shows(row["site"])],
         "worklist": [visit_row(row) for row in worklist if access.shows(row.site)],
         "can_audit": audit.all_sites or bool(audit.sites),
         "audit_site": None if audit.all_sites or len(audit.sites) != 1 else next(iter(audit.sites)),
