@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, Awaitable, Collection
 
 from trialcoord.adapters.persistence import deviations_store as store
@@ -129,7 +129,10 @@ async def _scope(study: str, study_id: int, last: dict | None, as_of: date) -> t
         if record_type in SUBJECT_RECORDS:
             subjects.add(rid.split("/")[2])
     scope = set((await store.participant_ids(study_id, subjects)).values())
-    return scope | await store.due_since(study_id, date.fromisoformat(last["as_of"]), as_of), changes
+    # Stored schedules refreshed since (`schedules refresh`: not audited), from the day before the last run ran in
+    # UTC, so that no time zone makes one slip between the two.
+    refreshed = await store.evaluated_since(study_id, date.fromisoformat(last["ran_at"][:10]) - timedelta(days=1))
+    return scope | refreshed | await store.due_since(study_id, date.fromisoformat(last["as_of"]), as_of), changes
 
 
 async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None, changes: list, at: str,

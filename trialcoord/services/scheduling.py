@@ -232,7 +232,7 @@ async def refresh_schedules(study: str | None = None, as_of: date | None = None,
             stale = [p for p in (await repo.load_inputs(study_row["id"])).values()
                      if p.horizon is None or p.horizon < horizon]
             if stale:
-                await refresh_participants(study_row["id"], inputs=stale, today=as_of)
+                await refresh_participants(study_row["id"], inputs=stale, today=today, as_of=as_of)
         refreshed[code] = len(stale)
     return refreshed
 
@@ -585,25 +585,28 @@ async def persist_schedules(study: str, rows: Iterable[tuple[str, VisitOccurrenc
 
 
 async def refresh_participants(study_id: int, participant_id: int | None = None,
-                               inputs: Iterable[ScheduleInputs] | None = None, today: date | None = None) -> Saved:
-    """Re-evaluate participants as of today and store their visits (inside the caller's transaction).
+                               inputs: Iterable[ScheduleInputs] | None = None, today: date | None = None,
+                               as_of: date | None = None) -> Saved:
+    """Re-evaluate participants as of `as_of` (default today) and store their visits (inside the caller's
+    transaction); the rows that change are marked evaluated today, which incremental detection looks for.
 
     Evaluates the given inputs, else those of one participant, else the whole study.
     """
     today = today or date.today()
+    as_of = as_of or today
     if inputs is None:
         inputs = (await repo.load_inputs(study_id, participant_id)).values()
     versions = await Versions.load(study_id)
     results = []
     for person in inputs:
-        results.append((person, await versions.judged(person, today, HORIZON_DAYS)))
+        results.append((person, await versions.judged(person, as_of, HORIZON_DAYS)))
         protocol = await versions.protocol(person.version_id)
         status = ENDED if any(protocol.events[name].ends_schedule for name in person.events
                               if name in protocol.events) else ACTIVE
         if status != person.status:
             await repo.update_participant(person.id, status=status)
             person.status = status
-    return await repo.save_evaluations(results, today, horizon=today + timedelta(days=HORIZON_DAYS))
+    return await repo.save_evaluations(results, today, horizon=as_of + timedelta(days=HORIZON_DAYS))
 
 
 # Helpers ---------------------------------------------------------------------------------------

@@ -62,11 +62,53 @@ class IdentityIn(msgspec.Struct):
     mrn: PersonalText | None = None
 
 
+CalendarName = Annotated[str, msgspec.Meta(
+    min_length=1, max_length=64, pattern=r"^[A-Za-z0-9:_-]+$",
+    description="business-us, weekdays, or holidays:<country>[-<region>] such as holidays:DE-BY")]
+
+
 class SiteIn(msgspec.Struct):
     code: Code
     name: Text = ""
     time_zone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "UTC"
-    calendar: Code | None = None
+    calendar: CalendarName | None = None
+
+
+class SiteCalendarIn(msgspec.Struct):
+    calendar: CalendarName | None = None  # None: the protocol's calendar
+
+
+class ClosureIn(msgspec.Struct):
+    first_day: date
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+    last_day: date | None = None
+
+
+class Closure(msgspec.Struct):
+    study: str
+    site: str
+    first_day: date
+    last_day: date
+    reason: str
+
+
+class ClosedDay(msgspec.Struct):
+    date: date
+    reason: str
+
+
+class ClosureOut(msgspec.Struct):
+    first_day: date
+    last_day: date
+    reason: str
+
+
+class SiteCalendar(msgspec.Struct):
+    site: str
+    calendar: str | None  # the site's own, else the protocol's (None: neither names one)
+    own: bool
+    closed: list[ClosedDay]
+    closures: list[ClosureOut]
 
 
 class Site(msgspec.Struct):

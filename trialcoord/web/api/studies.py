@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, get, post, put
 from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
-from litestar.params import JSONBody
+from litestar.params import FromQuery, JSONBody
 
 from trialcoord.adapters.protocol_files import parse_protocol
 from trialcoord.domain.access import Action
 from trialcoord.services import scheduling
 from trialcoord.services.errors import invalid
-from trialcoord.web.api.params import AccessDep, StudyPath, Today
-from trialcoord.web.api.schemas import ProtocolSource, ProtocolVersion, Site, SiteIn, Study, from_dict
+from trialcoord.web.api.params import AccessDep, SitePath, StudyPath, Today, plausible
+from trialcoord.web.api.schemas import (
+    Closure, ClosureIn, ProtocolSource, ProtocolVersion, Site, SiteCalendar, SiteCalendarIn, SiteIn, Study, from_dict,
+)
 from trialcoord.web.auth import SIGNED_IN, needs
 from trialcoord.web.errors import problem_responses
 
@@ -91,6 +94,37 @@ class StudyController(Controller):
         row = await scheduling.create_site(study, data.code, data.name, data.time_zone, data.calendar,
                                            actor=access.user_id)
         return from_dict(Site, row)
+
+    @get("/{study:str}/sites/{site:str}/calendar", opt=needs(Action.VIEW_SCHEDULE),
+         responses=problem_responses(400, 401, 403, 404))
+    async def site_calendar(self, study: StudyPath, site: SitePath, today: Today,
+                            first: FromQuery[date | None] = None, last: FromQuery[date | None] = None
+                            ) -> SiteCalendar:
+        """The calendar the site's business days follow (its own, else the protocol's), and its holidays and
+        closures from `first` (default today) to `last` (default four weeks on; at most a year)."""
+        first = plausible(first, "first") or today
+        days = await scheduling.site_calendar_days(study, site, first, plausible(last, "last")
+                                                   or first + timedelta(days=27))
+        return msgspec.convert(days, SiteCalendar)
+
+    @put("/{study:str}/sites/{site:str}/calendar", opt=needs(Action.MANAGE_SITES),
+         responses=problem_responses(400, 401, 403, 404, 422))
+    async def set_site_calendar(self, study: StudyPath, site: SitePath, data: JSONBody[SiteCalendarIn],
+                                today: Today, access: AccessDep) -> Site:
+        """Give the site its own calendar for business days (null: the protocol's); its schedules are recomputed."""
+        row = await scheduling.set_site_calendar(study, site, data.calendar, today=today, actor=access.user_id)
+        return from_dict(Site, row)
+
+    @post("/{study:str}/sites/{site:str}/closures", opt=needs(Action.MANAGE_SITES), status_code=201,
+          responses=problem_responses(400, 401, 403, 404, 422))
+    async def add_closure(self, study: StudyPath, site: SitePath, data: JSONBody[ClosureIn], today: Today,
+                          access: AccessDep) -> Closure:
+        """Days the site is closed (both inclusive): business days skip them; its schedules are recomputed."""
+        plausible(data.first_day, "first_day")
+        plausible(data.last_day, "last_day")
+        row = await scheduling.add_site_closure(study, site, data.first_day, data.last_day, data.reason, today=today,
+                                                actor=access.user_id)
+        return from_dict(Closure, row)
 
 
 async def _protocol_source(request: Request) -> ProtocolSource:

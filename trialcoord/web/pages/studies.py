@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from litestar import Controller, get, post
@@ -83,7 +83,10 @@ async def study_context(
     details = await scheduling.get_study(study)
     protocol = await scheduling.get_protocol(study)
     worklist = await scheduling.worklist(study, as_of, site=site, kind=tab)
+    # A site's holidays and closures of the coming two weeks, beside its worklist (they move business-day windows).
+    calendar = await scheduling.site_calendar_days(study, site, as_of, as_of + timedelta(days=13)) if site else None
     return {
+        "site_calendar": calendar,
         "study": details,
         "arms": [(arm.code, f"{arm.code} – {arm.name}") for arm in protocol.arms],
         "site_options": [(row["code"], f"{row['code']} – {row['name']}") for row in await scheduling.list_sites(study)

@@ -1,0 +1,124 @@
+"""Stored schedules staying current (`schedules refresh`), and the command line of amendments and site calendars
+(`protocol apply`, `protocol impact`, `site calendar`, `site close`), run as separate processes on the test's
+database, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import pikepdf
+import pytest
+
+from tests.integration.test_cli import run
+from trialcoord.adapters.protocol_files import parse_protocol
+from trialcoord.services import deviations, scheduling
+
+pytestmark = [pytest.mark.db, pytest.mark.anyio]
+ROOT = Path(__file__).resolve().parents[2]
+ONC = ROOT / "protocols" / "ONC-201" / "1.0.yaml"
+DEMO = ROOT / "protocols" / "DEMO-001"
+DOSED = date(2026, 1, 5)  # a Monday: cycles every 21 days, each a Monday
+
+
+@pytest.fixture
+def env(db, tmp_path) -> dict[str, str]:
+    return {"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_DATA_DIR": str(tmp_path / "data")}
+
+
+def ok(env: dict[str, str], *args: str) -> str:
+    result = run(*args, env=env)
+    assert result.returncode == 0, (args, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+@pytest.fixture
+async def dosing(db):
+    text = ONC.read_text(encoding="utf-8")
+    await scheduling.load_protocol_version(parse_protocol(text, "onc.yaml"), text, "onc.yaml")
+    await scheduling.create_site("ONC-201", "201", "Harbor")
+    for subject in ("201-001", "201-002"):
+        await scheduling.enroll_participant("ONC-201", subject, "201", enrolled_on=DOSED, today=DOSED)
+        await scheduling.record_event("ONC-201", subject, "first_dose", DOSED, today=DOSED)
+        await scheduling.record_visit("ONC-201", subject, "C1D1", DOSED, today=DOSED)
+    return "ONC-201"
+
+
+async def test_found_open_repeats_past_the_stored_horizon_are_detected_once_refreshed(dosing, env):
+    later = DOSED + timedelta(days=300)
+    await deviations.detect(dosing, later, today=later)
+    before = {r["visit"] for r in (await deviations.listing(dosing))[0] if r["rule"] == "visit_missed"}
+    assert "C8D1" not in before  # stored up to 60 days after the participant last changed
+    out = ok(env, "schedules", "refresh", dosing, "--as-of", later.isoformat())
+    assert "ONC-201: 2 participants re-evaluated as of" in out
+    assert "0 participants" in ok(env, "schedules", "refresh", dosing, "--as-of", later.isoformat())  # idempotent
+    assert "0 participants" in ok(env, "schedules", "refresh", "--as-of", (later - timedelta(days=1)).isoformat())
+    await deviations.detect(dosing, later, today=later)
+    after = {r["visit"] for r in (await deviations.listing(dosing))[0] if r["rule"] == "visit_missed"}
+    assert {"C2D1", "C8D1", "C14D1"} <= after and "C16D1" not in after  # C15D1 targets day 294, open to day 297
+    refused = run("schedules", "refresh", "--as-of", "2999-01-01", env=env)
+    assert refused.returncode == 2 and "still to come" in refused.stderr
+
+
+async def test_refresh_touches_only_participants_whose_horizon_ends_too_soon(dosing):
+    later = DOSED + timedelta(days=30)
+    await scheduling.record_visit(dosing, "201-001", "C2D1", DOSED + timedelta(days=21), today=later)
+    assert await scheduling.refresh_schedules(dosing, later, today=later) == {"ONC-201": 1}  # 201-002 only
+    assert await scheduling.refresh_schedules(dosing, later, today=later) == {"ONC-201": 0}
+
+
+async def load_demo_study(env) -> None:
+    for name in ("1.0.yaml", "2.0.yaml"):
+        ok(env, "protocol", "load", str(DEMO / name))
+    await scheduling.create_site("DEMO-001", "101", "Riverside")
+    today = date(2026, 11, 2)
+    for subject in ("101-001", "101-002"):
+        await scheduling.enroll_participant("DEMO-001", subject, "101", arm="A", version="1.0",
+                                            enrolled_on=date(2026, 9, 1), today=today)
+        await scheduling.record_event("DEMO-001", subject, "randomization", date(2026, 9, 15), today=today)
+
+
+async def test_protocol_impact_and_apply_on_the_command_line(env, tmp_path):
+    await load_demo_study(env)
+    new = str(DEMO / "2.0.yaml")
+    table = ok(env, "protocol", "impact", "DEMO-001", new, "--effective", "2026-11-01")
+    assert "2 of 2 active participants affected" in table and "visit appears" in table
+    data = json.loads(ok(env, "protocol", "impact", "DEMO-001", new, "--effective", "2026-11-01", "--format", "json"))
+    assert [p["subject_id"] for p in data["affected"]] == ["101-001", "101-002"]
+    assert {v["visit"] for v in data["affected"][0]["visits"]} >= {"V7"}
+    rows = list(csv.DictReader(io.StringIO(ok(env, "protocol", "impact", "DEMO-001", new, "--format", "csv"))))
+    assert rows and set(rows[0]) == {"subject_id", "site", "item", "visit", "old_target", "old_window", "new_target",
+                                     "new_window", "detail"}
+    pdf = tmp_path / "impact.pdf"
+    ok(env, "protocol", "impact", "DEMO-001", new, "--format", "pdf", "--out", str(pdf))
+    assert len(pikepdf.open(pdf).pages) == 1
+    no_out = run("protocol", "impact", "DEMO-001", new, "--format", "pdf", env=env)
+    assert no_out.returncode == 2 and "--out" in no_out.stderr
+    wrong = run("protocol", "impact", "DEMO-001", str(ONC), env=env)
+    assert wrong.returncode == 2 and "describes study ONC-201" in wrong.stderr
+    assert [p["protocol_version"] for p in await scheduling.list_participants("DEMO-001")] == ["1.0", "1.0"]
+    applied = ok(env, "protocol", "apply", "DEMO-001", "2.0", "--site", "101", "--effective", "2026-11-01",
+                 "--reason", "amendment 1 approved")
+    assert "2 participants moved to protocol version 2.0 from 2026-11-01 (0 left as they are)" in applied
+    assert [p["protocol_version"] for p in await scheduling.list_participants("DEMO-001")] == ["2.0", "2.0"]
+    again = ok(env, "protocol", "apply", "DEMO-001", "2.0", "--effective", "2026-11-01", "--reason", "again")
+    assert "101-001: already follows protocol version 2.0" in again
+    early = run("protocol", "apply", "DEMO-001", "1.0", "--effective", "2026-10-01", "--reason", "back", env=env)
+    assert early.returncode == 0 and "cannot take effect before that" in early.stdout
+
+
+async def test_site_calendar_and_closures_on_the_command_line(env, dosing):
+    out = ok(env, "site", "calendar", dosing, "201", "holidays:GB-SCT")
+    assert "business days follow holidays:GB-SCT" in out
+    bad = run("site", "calendar", dosing, "201", "holidays:XX", env=env)
+    assert bad.returncode == 2 and "calendar: 'XX' is not a country" in bad.stderr
+    closed = ok(env, "site", "close", dosing, "201", "2026-12-24", "2026-12-31", "--reason", "Christmas closure")
+    assert "closed from 2026-12-24 to 2026-12-31 (Christmas closure)" in closed
+    days = await scheduling.site_calendar_days(dosing, "201", date(2026, 12, 23), date(2027, 1, 5))
+    assert {d["date"] for d in days["closed"]} >= {date(2026, 12, 24), date(2027, 1, 1), date(2027, 1, 4)}
+    unknown = run("site", "close", dosing, "999", "2026-12-24", "--reason", "x", env=env)
+    assert unknown.returncode == 2 and "has no site 999" in unknown.stderr
