@@ -62,11 +62,13 @@ def test_the_estimate_grows_with_rows_and_text_and_calls_a_long_log_long():
 async def test_a_long_render_leaves_the_event_loop_free_and_shows_its_progress(runner):
     data = log_of(600)
     assert estimate_pages("deviation_log", data) >= LONG_DOCUMENT_PAGES
-    ticks: list[float] = []
+    # The loop's own order of events, never a wall-clock threshold (that fails on a loaded machine): while the
+    # render runs, other coroutines keep running, so ticks interleave with the polled states.
+    timeline: list[str] = []
 
     async def tick():
         while True:
-            ticks.append(time.perf_counter())
+            timeline.append("tick")
             await asyncio.sleep(0.01)
 
     ticker = asyncio.create_task(tick())
@@ -74,14 +76,13 @@ async def test_a_long_render_leaves_the_event_loop_free_and_shows_its_progress(r
     job_id = runner.submit("pdf", "deviation_log", data, owner="alice", **META)
     seen = [runner.status(job_id, owner="alice")]
     while seen[-1].state in ("queued", "running"):
-        assert time.perf_counter() - started < 90, seen[-1]
+        assert time.perf_counter() - started < 90, seen[-1]  # a guard against a hung job, not a measure
         await asyncio.sleep(0.02)
         seen.append(runner.status(job_id, owner="alice"))
+        timeline.append(seen[-1].state)
     ticker.cancel()
-    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
-
-    assert max(gaps) < 0.1, f"the event loop stalled for {max(gaps):.3f} s"
-    assert len(ticks) > 100  # it ticked throughout a render of seconds
+    first, last = timeline.index("running"), timeline.index("done")
+    assert timeline[first:last].count("tick") >= 10, "the event loop did not run other work during the render"
     done = seen[-1]
     assert seen[0].state == "queued" and done.state == "done" and done.progress == 1.0
     assert {s.state for s in seen} <= {"queued", "running", "done"}
