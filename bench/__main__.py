@@ -1,8 +1,8 @@
 """Run the benchmarks in order: `.venv/bin/python -m bench [--quick] [NAME ...]` (`make bench` runs them all).
 
 --quick runs each at a tenth of its scale, as a smoke test; NAME picks benchmarks (compute, check, persist,
-query, endpoint, audit, signatures, binder, deviations). Figures and goals: docs/performance.md. Timings are
-printed, never asserted.
+query, endpoint, audit, signatures, binder, deviations, amendments). Figures and goals: docs/performance.md.
+Timings are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import platform
 import sqlite3
 import time
 
-from bench import audit_verify, binder_export, check_csv, compute, deviations, endpoint, persist, query, signatures
+from bench import (
+    amendments, audit_verify, binder_export, check_csv, compute, deviations, endpoint, persist, query, signatures,
+)
 
 BENCHMARKS = {
     "compute": lambda quick: compute.main(10_000 if quick else 100_000),
@@ -25,6 +27,7 @@ BENCHMARKS = {
     "signatures": signatures.main,
     "binder": binder_export.main,
     "deviations": deviations.main,
+    "amendments": amendments.main,
 }
 
 

@@ -147,7 +147,7 @@ async def test_the_impact_of_a_version_names_each_change_and_stores_nothing(demo
     assert (kinds["V7"].kind, kinds["V7"].new[0]) == ("appears", date(2026, 12, 22))
     assert [(f.visit, str(f.rule)) for f in later.resolved] == [("V5", "visit_missed")]  # open again under 2.0
     assert later.reconsent.status == "no_consent_version"
-    assert result.differences["1.0"][0].startswith("V5 (Week 8): window: -5d / +5d → -7d / +7d")
+    assert result.differences["1.0"][0].startswith("V5 Week 8 – window -5d / +5d → -7d / +7d")
     assert {r["item"] for r in amendments.impact_rows(result)} == {"visit moves", "visit appears",
                                                                    "deviation resolved"}
     pdf = amendments.impact_pdf(result, created_at="2026-11-02T00:00:00Z")
@@ -183,6 +183,14 @@ async def test_impact_and_apply_over_the_api_and_the_page(demo, anonymous):
                                                                                  .read_bytes())},
                            data={"format": "html"})
     assert page.status_code == 200 and "Week 16" in page.text and "impact-rows" in page.text
+    download = await mona.post(f"/studies/{demo}/amendments/impact", files={"file": ("", b"")},  # no file chosen
+                               data={"version": "2.0", "format": "csv", "site": "102", "effective": "2026-11-01"})
+    assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv")
+    assert "102-001,102,visit appears,V7" in download.text and "101-00" not in download.text
+    reads = await audit_log.browse(audit_log.AuditFilter(record_type="protocol_impact"), None, 10)
+    assert sorted((e["actor"], e["record_id"], e["new"]["format"]) for e in reads) == [
+        ("mona", demo, "csv"), ("mona", demo, "html"), ("mona", demo, "json"), ("mona", demo, "json"),
+        ("mona", demo, "pdf"), ("mona", f"{demo}/102", "csv")]
     cora = await signed_in(anonymous, "cora")
     whole = await cora.post(f"/api/studies/{demo}/protocol-versions/2.0/apply",
                             json={"effective": "2026-11-01", "reason": "amendment 1"})

@@ -67,6 +67,16 @@ DATA = {
                                 "visits_done": 8, "completion_rate": "80.0%", "on_time_rate": "75.0%",
                                 "open_deviations": 1, "ages": {"0-30": 1, "31-60": 0, "61-90": 0, ">90": 0},
                                 "reconsent": 0, "expiring": 0}]},
+    "amendment_impact": {"study_code": "ABC-123", "version": "2.0", "effective": "2026-12-01",
+                         "as_of": "2026-11-27", "site": "all sites", "skipped": 1, "more_sites": 0,
+                         "more_differences": 0,
+                         "totals": {"participants": 3, "affected": 2, "visits_moving": 1, "visits_appearing": 2,
+                                    "visits_disappearing": 0, "deviations_resolved": 1, "deviations_created": 0,
+                                    "reconsent_required": 2, "reconsent_unknown": 0},
+                         "sites": [{"site": "101", "participants": 3, "affected": 2, "visits_moving": 1,
+                                    "visits_appearing": 2, "visits_disappearing": 0, "deviations_resolved": 1,
+                                    "deviations_created": 0, "reconsent_required": 2}],
+                         "differences": [{"version": "1.0", "line": "V7 Week 16 – added, 4w from V6"}]},
     "signature_page": {"study_code": "ABC-123", "site_code": "101", "document": "ICF English", "version": "2.0",
                        "version_sha256": "ab" * 32,
                        "signatures": [{"printed_name": "Dr. Anna Schmidt", "signer_id": "aschmidt", "meaning": "approval",
@@ -92,7 +102,7 @@ def test_templates_name_their_kinds_and_tmf_artifacts():
         "training_log": (("pdf",), "104"), "deviation_log": (("pdf", "docx"), "110"),
         "monitoring_visit_report": (("pdf", "docx"), "107"), "site_summary": (("pdf",), None),
         "binder_cover": (("pdf",), None), "binder_index": (("pdf",), None), "signature_page": (("pdf",), None),
-        "binder_checklist": (("pdf",), None)}
+        "binder_checklist": (("pdf",), None), "amendment_impact": (("pdf",), None)}
     assert set(DATA) == set(TEMPLATES)
     # the binder files each rendering under the domain's artifact table: the two must agree
     numbers = {t.unique_id: artifact(t.unique_id).number for t in TEMPLATES.values() if t.unique_id}

@@ -64,12 +64,19 @@ def participant_impact(subject_id: str, site: str, current: Sequence[VisitOccurr
     later, as of `as_of`) and the deviations resolved or created. `stopped_now`/`stopped_then`: the date
     collection stopped under the current and under the new version (see `deviations.detect`)."""
     before, after = {row.visit: row for row in current}, {row.visit: row for row in proposed}
+    # a row the change leaves as it is changes nothing and raises or resolves nothing (the rules are per row
+    # once the collection stop is the same): most rows of a participant, so only the others are compared
+    same = {code for code, row in before.items() if after.get(code) == row}
     changes = []
     for code in dict.fromkeys([*before, *after]):
-        old, new = before.get(code), after.get(code)
-        change = _visit_change(code, old, new, as_of)
+        if code in same:
+            continue
+        change = _visit_change(code, before.get(code), after.get(code), as_of)
         if change is not None:
             changes.append(change)
+    if stopped_now == stopped_then:
+        current = [row for row in current if row.visit not in same]
+        proposed = [row for row in proposed if row.visit not in same]
     screening, exceptions = tuple(screening), tuple(exceptions)
     was = {f.key: f for f in detect(subject_id, current, screening=screening, collection_stopped_on=stopped_now,
                                     exceptions=exceptions)}
@@ -133,18 +140,18 @@ def protocol_differences(old: Protocol, new: Protocol) -> list[str]:
     for visit in new.visits:
         was = old.visits_by_code.get(visit.code)
         if was is None:
-            lines.append(f"{visit.code} ({visit.name}): added, {_timing(visit)}")
+            lines.append(f"{visit.code} {visit.name} – added, {_timing(visit)}")
             continue
-        changed = [f"{label}: {before} → {after}" for label, before, after in _fields(was, visit) if before != after]
+        changed = [f"{label} {before} → {after}" for label, before, after in _fields(was, visit) if before != after]
         if changed:
-            lines.append(f"{visit.code} ({visit.name}): " + "; ".join(changed))
-    lines += [f"{visit.code} ({visit.name}): removed" for visit in old.visits if visit.code not in new.visits_by_code]
+            lines.append(f"{visit.code} {visit.name} – " + "; ".join(changed))
+    lines += [f"{visit.code} {visit.name} – removed" for visit in old.visits if visit.code not in new.visits_by_code]
     for name, event in new.events.items():
         previous = old.events.get(name)
         if previous is None:
-            lines.append(f"event {name}: added")
+            lines.append(f"event {name} – added")
         elif previous != event:
-            lines.append(f"event {name}: {_event(previous)} → {_event(event)}")
+            lines.append(f"event {name} – {_event(previous)} → {_event(event)}")
     return lines
 
 

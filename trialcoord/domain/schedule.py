@@ -357,23 +357,30 @@ def judge(history: Sequence[tuple[date, Protocol]], evaluations: Sequence[Sequen
     """Which version judges each visit (the rule of `evaluate_judged`), given the participant's evaluation
     under each version of `history` ((in force from, version), oldest first; the first one's date unused)."""
     evaluated = [{row.visit: row for row in rows} for rows in evaluations]
-    codes = dict.fromkeys(code for rows in evaluated for code in rows)  # every code, in first-listed order
+    codes = dict.fromkeys(evaluated[0])  # every code, in first-listed order
+    for rows in evaluated[1:]:
+        codes.update(dict.fromkeys(rows))
+    later = list(zip(range(1, len(history)), history[1:], evaluated[1:]))
+    first_version, first_rows = history[0][1], evaluated[0]
     judged = []
     for code in codes:
-        chosen: tuple[int, VisitOccurrence] | None = None
-        latest_defined: tuple[int, VisitOccurrence] | None = None
-        for index, (start, version) in enumerate(history):
-            row = evaluated[index].get(code)
-            defines = version.resolve_visit_code(code) is not None
-            if defines and row is None:
-                continue  # past this version's horizon: it has no say yet
+        row = first_rows.get(code)
+        # a row of its own schedule answers without the code lookup (only unscheduled rows are undefined)
+        defines = row.status != UNSCHEDULED if row is not None else first_version.resolve_visit_code(code) is not None
+        chosen: tuple[int, VisitOccurrence] | None = (0, row) if row is not None else None
+        latest_defined: tuple[int, VisitOccurrence] | None = (0, row) if defines and row is not None else None
+        for index, (start, version), rows in later:
+            row = rows.get(code)
+            defines = row.status != UNSCHEDULED if row is not None else version.resolve_visit_code(code) is not None
             if defines:
+                if row is None:
+                    continue  # past this version's horizon: it has no say yet
                 latest_defined = index, row
-            if index == 0:
-                chosen = (0, row) if row is not None else None
-                continue
             basis = chosen[1] if chosen is not None and chosen[1].status != UNSCHEDULED else row
-            if basis is None or not _reaches(basis, start):
+            if basis is None:
+                continue
+            decisive = basis.actual if basis.actual is not None else basis.latest  # still open on `start`?
+            if decisive is not None and decisive < start:
                 continue
             if defines or row is not None:
                 chosen = index, row  # its own row; an unscheduled one when done under a version that lacks it
@@ -385,13 +392,6 @@ def judge(history: Sequence[tuple[date, Protocol]], evaluations: Sequence[Sequen
             judged.append((chosen[1], chosen[0]))
     judged.sort(key=lambda pair: _row_order(pair[0]))
     return judged
-
-
-def _reaches(row: VisitOccurrence, day: date) -> bool:
-    """Whether a visit is still open on `day`: done on or after it, or not done and its window closing on or
-    after it (or never)."""
-    decisive = row.actual if row.actual is not None else row.latest
-    return decisive is None or decisive >= day
 
 
 def _not_applicable(row: VisitOccurrence) -> VisitOccurrence:

@@ -19,7 +19,8 @@ from trialcoord.domain.amendments import (
 )
 from trialcoord.domain.protocol import Protocol
 from trialcoord.domain.schedule import evaluate, judge
-from trialcoord.services import consent, deviations, scheduling
+from trialcoord.domain.audit import utc_instant
+from trialcoord.services import audit_log, consent, deviations, scheduling
 from trialcoord.services.audit_log import SYSTEM
 from trialcoord.services.errors import invalid
 
@@ -92,6 +93,7 @@ async def impact(study: str, protocol: Protocol, source_text: str, effective: da
         consent_versions, signed = await consent.versions_and_signatures(study)
         exceptions = await deviations.window_exceptions(study)
         found, skipped, followed = [], {}, {}
+        rules: dict[tuple[int, ...], tuple[frozenset[str], ...]] = {}
         for person in people:
             why = _not_applying(person, versions, protocol, effective)
             if why:
@@ -103,7 +105,8 @@ async def impact(study: str, protocol: Protocol, source_text: str, effective: da
             new = scheduling.with_site_calendar(protocol, sha256, versions.calendars[person.site]) \
                 if person.site in versions.calendars else protocol
             found.append(_participant(person, history, (effective, new), today, consent_versions,
-                                      signed.get(person.subject_id, set()), exceptions.get(person.subject_id, ())))
+                                      signed.get(person.subject_id, set()), exceptions.get(person.subject_id, ()),
+                                      rules))
     differences = {label: protocol_differences(old, protocol) for label, old in sorted(followed.items())}
     return Impact(study, protocol.version, effective, today, site, tuple(found), skipped, differences)
 
@@ -118,8 +121,9 @@ def _not_applying(person, versions: scheduling.Versions, protocol: Protocol, eff
     return None
 
 
-def _participant(person, history, change, today, consent_versions, signed, exceptions) -> ParticipantImpact:
-    """One participant's impact: each version evaluated once, judged twice (as things are, and with the change)."""
+def _participant(person, history, change, today, consent_versions, signed, exceptions, rules) -> ParticipantImpact:
+    """One participant's impact: each version evaluated once, judged twice (as things are, and with the change).
+    `rules`: screening codes and collection-stopping events per list of versions, shared by the whole run."""
     evaluations = [evaluate(version, person.events, person.actuals, today, arm=person.arm,
                             horizon_days=scheduling.HORIZON_DAYS, marked_missed=person.marked_missed)
                    for _, version in history]
@@ -130,16 +134,25 @@ def _participant(person, history, change, today, consent_versions, signed, excep
     versions = [version for _, version in history]
     offered = [v for v in consent_versions if v.site == person.site and v.protocol_version == change[1].version]
     reconsent = reconsent_for(signed, offered, next_visit(proposed, max(today, change[0])))
+    key = tuple(id(version) for version in (*versions, change[1]))
+    if key not in rules:
+        rules[key] = (frozenset(code for version in (*versions, change[1])
+                                for code in deviations.screening_codes(version)),
+                      frozenset(_stopping(versions)), frozenset(_stopping([*versions, change[1]])))
+    screening, stops_now, stops_then = rules[key]
     return participant_impact(
-        person.subject_id, person.site, current, proposed, today, reconsent,
-        screening={code for version in (*versions, change[1]) for code in deviations.screening_codes(version)},
-        stopped_now=_stopped(person.events, versions), stopped_then=_stopped(person.events, [*versions, change[1]]),
+        person.subject_id, person.site, current, proposed, today, reconsent, screening=screening,
+        stopped_now=_stopped(person.events, stops_now), stopped_then=_stopped(person.events, stops_then),
         exceptions=exceptions)
 
 
-def _stopped(events: dict[str, date], versions: list[Protocol]) -> date | None:
-    """The date collection stopped: the first recorded event that stops it in any of these versions."""
-    stops = {name for version in versions for name, event in version.events.items() if event.stops_collection}
+def _stopping(versions: list[Protocol]) -> set[str]:
+    """The events that stop collection in any of these versions."""
+    return {name for version in versions for name, event in version.events.items() if event.stops_collection}
+
+
+def _stopped(events: dict[str, date], stops: frozenset[str]) -> date | None:
+    """The date collection stopped: the first recorded event that stops it."""
     return min((day for name, day in events.items() if name in stops), default=None)
 
 
@@ -207,6 +220,30 @@ def impact_summary(result: Impact) -> dict:
         by_site.setdefault(p.site, []).append(p)
     return {"totals": count(list(result.participants)),
             "sites": [{"site": site, **count(people)} for site, people in sorted(by_site.items())]}
+
+
+IMPACT_MEDIA = {"csv": "text/csv", "pdf": "application/pdf"}
+
+
+async def impact_file(result: Impact, fmt: str, actor: str) -> tuple[bytes, str, str]:
+    """The impact as a download (CSV or the one-page PDF), audited as an export: (content, media type, file
+    name). The JSON and the page are audited by `record_impact_read`."""
+    await record_impact_read(result, fmt, actor)
+    if fmt == "csv":
+        from trialcoord.adapters.tabular import csv_text
+
+        content = csv_text(IMPACT_COLUMNS, impact_rows(result)).encode("utf-8-sig")
+    else:
+        content = impact_pdf(result, created_at=utc_instant(audit_log.clock()))
+    return content, IMPACT_MEDIA[fmt], f"{result.study}-{result.version}-impact.{fmt}".replace("/", "_")
+
+
+async def record_impact_read(result: Impact, fmt: str, actor: str) -> None:
+    """Who looked at which impact, in which form: the impact shows participants of the sites read."""
+    await audit_log.record_alone(actor, audit_log.Change(
+        "export", "protocol_impact", f"{result.study}/{result.site}" if result.site else result.study, None,
+        {"format": fmt, "version": result.version, "effective": result.effective.isoformat(),
+         "participants": len(result.participants)}))
 
 
 SUMMARY_LINES = 18  # differences and sites shown on the one page; the rest is counted

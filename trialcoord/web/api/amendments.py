@@ -13,8 +13,7 @@ from litestar.params import FromQuery, JSONBody, PathParameter
 
 from trialcoord.adapters.protocol_files import parse_protocol
 from trialcoord.domain.access import Action
-from trialcoord.domain.audit import utc_instant
-from trialcoord.services import amendments, audit_log, scheduling
+from trialcoord.services import amendments, scheduling
 from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today, plausible
 from trialcoord.web.api.schemas import Code
 from trialcoord.web.api.studies import _ProtocolBodyOperation, _protocol_source
@@ -23,7 +22,6 @@ from trialcoord.web.errors import problem_responses
 
 VersionPath = Annotated[str, PathParameter(description="Protocol version label")]
 ImpactFormat = Literal["json", "csv", "pdf"]
-MEDIA = {"csv": "text/csv", "pdf": "application/pdf"}
 
 
 class ApplyIn(msgspec.Struct):
@@ -92,18 +90,8 @@ async def _impact(study: str, text: str, name: str, effective: date | None, site
     protocol = parse_protocol(text, file=name)
     sites = None if access.sites is None or access.sites.all_sites else access.sites.sites
     result = await amendments.impact(study, protocol, text, effective, site=site, today=today, sites=sites)
-    await audit_log.record_alone(access.user_id, audit_log.Change(
-        "export", "protocol_impact", f"{study}/{site}" if site else study, None,
-        {"format": fmt, "version": protocol.version, "effective": result.effective.isoformat(),
-         "participants": len(result.participants)}))
     if fmt == "json":
+        await amendments.record_impact_read(result, fmt, access.user_id)
         return Response(amendments.impact_dict(result))
-    filename = f"{study}-{protocol.version}-impact.{fmt}".replace("/", "_")
-    if fmt == "csv":
-        from trialcoord.adapters.tabular import csv_text
-
-        content = csv_text(amendments.IMPACT_COLUMNS, amendments.impact_rows(result)).encode("utf-8-sig")
-    else:
-        content = amendments.impact_pdf(result, created_at=utc_instant(audit_log.clock()))
-    return Response(content, media_type=MEDIA[fmt],
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    content, media, filename = await amendments.impact_file(result, fmt, access.user_id)
+    return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -13,7 +13,7 @@ from litestar.response import Redirect, Template
 from trialcoord.adapters.protocol_files import parse_protocol
 from trialcoord.domain.access import Action, visible_sites
 from trialcoord.domain.problems import InvalidInput
-from trialcoord.services import amendments, audit_log, scheduling
+from trialcoord.services import amendments, scheduling
 from trialcoord.services.errors import Conflict, NotFound
 from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today
 from trialcoord.web.auth import Access, needs
@@ -32,10 +32,12 @@ class AmendmentPages(Controller):
     @get("/", opt=VIEW)
     async def amendments_page(self, study: StudyPath, access: AccessDep, today: Today, moved: QueryStr = None,
                               skipped: QueryStr = None) -> Template:
-        notice = f"{moved} participants moved, {skipped} left as they are." if moved is not None else None
+        notice = None
+        if moved is not None:
+            notice = f"{_count(moved, 'participant')} moved, {skipped or 0} left as they are."
         return Template("amendments.html", context={**await _context(study, access, today), "notice": notice})
 
-    @post("/impact", opt=VIEW, request_max_body_size=MAX_PROTOCOL_BYTES + 65536)
+    @post("/impact", opt=VIEW, status_code=200, request_max_body_size=MAX_PROTOCOL_BYTES + 65536)
     async def impact(self, study: StudyPath, data: Upload, access: AccessDep, today: Today) -> Template | Response:
         form = FormReader({k: v for k, v in data.items() if isinstance(v, str)})
         version = form.text("version", "protocol version", required=False, choice=True)
@@ -65,12 +67,11 @@ class AmendmentPages(Controller):
         except (InvalidInput, NotFound) as error:
             form.errors.update(field_messages(error))
             return await _rerender(study, access, today, form)
-        await audit_log.record_alone(access.user_id, audit_log.Change(
-            "export", "protocol_impact", f"{study}/{site}" if site else study, None,
-            {"format": fmt, "version": protocol.version, "effective": result.effective.isoformat(),
-             "participants": len(result.participants)}))
         if fmt != "html":
-            return _download(study, result, fmt)
+            content, media, filename = await amendments.impact_file(result, fmt, access.user_id)
+            return Response(content, media_type=media,
+                            headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+        await amendments.record_impact_read(result, fmt, access.user_id)
         context = await _context(study, access, today, form.data)
         return Template("amendments.html", context={**context, "impact": result,
                                                     "rows": amendments.impact_rows(result),
@@ -100,22 +101,8 @@ class AmendmentPages(Controller):
                         status_code=303)
 
 
-def _download(study: str, result: amendments.Impact, fmt: str) -> Response:
-    filename = f"{study}-{result.version}-impact.{fmt}".replace("/", "_")
-    if fmt == "csv":
-        from trialcoord.adapters.tabular import csv_text
-
-        content = csv_text(amendments.IMPACT_COLUMNS, amendments.impact_rows(result)).encode("utf-8-sig")
-        media = "text/csv"
-    else:
-        content, media = amendments.impact_pdf(result, created_at=_instant()), "application/pdf"
-    return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-
-
-def _instant() -> str:
-    from trialcoord.domain.audit import utc_instant
-
-    return utc_instant(audit_log.clock())
+def _count(number: str, noun: str) -> str:
+    return f"{number} {noun}" if number == "1" else f"{number} {noun}s"
 
 
 async def _context(study: str, access: Access, today: date, form: dict[str, str] | None = None,
