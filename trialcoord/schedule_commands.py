@@ -83,12 +83,13 @@ def _impact_table(result) -> str:
 
 
 def schedules_refresh(study: str | None, as_of: date | None) -> int:
-    from trialcoord.services import scheduling
+    from trialcoord.services import deviations
 
     today = _today()
-    refreshed = _database(lambda: scheduling.refresh_schedules(study, as_of, today=today))
+    refreshed = _database(lambda: deviations.refresh_schedules(study, as_of, today=today))
     for code, count in refreshed.items():
-        print(f"{code}: {count} participant{'' if count == 1 else 's'} re-evaluated as of {as_of or today}")
+        print(f"{code}: {count} participant{'' if count == 1 else 's'} re-evaluated as of {as_of or today},"
+              " deviation detection run for them")
     return 0
 
 

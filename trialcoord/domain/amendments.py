@@ -86,12 +86,12 @@ def participant_impact(subject_id: str, site: str, current: Sequence[VisitOccurr
                              tuple(f for k, f in will.items() if k not in was), reconsent)
 
 
+_NOT_EXPECTED = (NOT_APPLICABLE, UNSCHEDULED)
+_NO_WINDOW = (None, None, None)
+
+
 def _expected(row: VisitOccurrence | None) -> bool:
-    return row is not None and row.status not in (NOT_APPLICABLE, UNSCHEDULED)
-
-
-def _window(row: VisitOccurrence | None) -> tuple[date | None, date | None, date | None]:
-    return (row.target, row.earliest, row.latest) if _expected(row) else (None, None, None)
+    return row is not None and row.status not in _NOT_EXPECTED
 
 
 def _visit_change(code: str, old: VisitOccurrence | None, new: VisitOccurrence | None, as_of: date
@@ -100,16 +100,18 @@ def _visit_change(code: str, old: VisitOccurrence | None, new: VisitOccurrence |
     assert row is not None
     if row.actual is not None:
         return None  # done: what a version change does to it shows in the deviations
-    still_open = [r for r in (old, new) if _expected(r) and (r.latest is None or r.latest >= as_of)]
-    if not still_open:
-        return None
-    if _expected(old) and _expected(new):
-        if _window(old) == _window(new):
+    was, will = _expected(old), _expected(new)
+    before = (old.target, old.earliest, old.latest) if was else _NO_WINDOW  # type: ignore[union-attr]
+    after = (new.target, new.earliest, new.latest) if will else _NO_WINDOW  # type: ignore[union-attr]
+    if not ((was and (before[2] is None or before[2] >= as_of)) or (will and (after[2] is None or after[2] >= as_of))):
+        return None  # closed under both: nothing left to plan
+    if was and will:
+        if before == after:
             return None
         kind = "moves"
     else:
-        kind = "appears" if _expected(new) else "disappears"
-    return VisitChange(code, row.name, kind, _window(old), _window(new))
+        kind = "appears" if will else "disappears"
+    return VisitChange(code, row.name, kind, before, after)
 
 
 def reconsent_for(signed: Iterable[str], offered: Iterable[ConsentVersion], next_visit: tuple[str, date] | None
@@ -126,8 +128,8 @@ def reconsent_for(signed: Iterable[str], offered: Iterable[ConsentVersion], next
 
 def next_visit(rows: Iterable[VisitOccurrence], from_day: date) -> tuple[str, date] | None:
     """The first expected visit not done whose target is on or after `from_day`."""
-    upcoming = [row for row in rows if _expected(row) and row.actual is None and row.target is not None
-                and row.target >= from_day]
+    upcoming = [row for row in rows if row.actual is None and row.target is not None and row.target >= from_day
+                and row.status not in _NOT_EXPECTED]
     first = min(upcoming, key=lambda row: (row.target, row.visit), default=None)
     return (first.visit, first.target) if first is not None and first.target is not None else None
 

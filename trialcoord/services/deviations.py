@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date
 from typing import Any, Awaitable, Collection
 
 from trialcoord.adapters.persistence import deviations_store as store
@@ -117,6 +117,25 @@ async def redetect(study: str, subjects: Collection[str], since: int, today: dat
     return counts
 
 
+async def refresh_schedules(study: str | None = None, as_of: date | None = None, today: date | None = None
+                            ) -> dict[str, int]:
+    """`trialcoord schedules refresh`: each study's stale stored schedules re-evaluated (`scheduling.refresh_study`)
+    and detection run for those participants in the same transaction, so the missed occurrences a refresh
+    stores are flagged at once and incremental runs need not look for unaudited re-evaluations. Returns how
+    many participants, by study."""
+    today = today or date.today()
+    as_of = as_of or today
+    refreshed = {}
+    for code in [study] if study else [row["code"] for row in await scheduling.list_studies()]:
+        async with transaction(f"study {code}, schedule refresh"):
+            since = await audit_position()
+            subjects = await scheduling.refresh_study(code, as_of, today)
+            if subjects:  # as of the day they were evaluated as of
+                await redetect(code, subjects, since, today=as_of)
+        refreshed[code] = len(subjects)
+    return refreshed
+
+
 async def _scope(study: str, study_id: int, last: dict | None, as_of: date) -> tuple[set[int] | None, list]:
     """The participants an incremental run must look at, or None for all of them."""
     if last is None:
@@ -129,10 +148,7 @@ async def _scope(study: str, study_id: int, last: dict | None, as_of: date) -> t
         if record_type in SUBJECT_RECORDS:
             subjects.add(rid.split("/")[2])
     scope = set((await store.participant_ids(study_id, subjects)).values())
-    # Stored schedules refreshed since (`schedules refresh`: not audited), from the day before the last run ran in
-    # UTC, so that no time zone makes one slip between the two.
-    refreshed = await store.evaluated_since(study_id, date.fromisoformat(last["ran_at"][:10]) - timedelta(days=1))
-    return scope | refreshed | await store.due_since(study_id, date.fromisoformat(last["as_of"]), as_of), changes
+    return scope | await store.due_since(study_id, date.fromisoformat(last["as_of"]), as_of), changes
 
 
 async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None, changes: list, at: str,

@@ -212,29 +212,21 @@ async def _refresh_site(study_id: int, site: str, today: date | None) -> None:
         await refresh_participants(study_id, inputs=inputs, today=today)
 
 
-async def refresh_schedules(study: str | None = None, as_of: date | None = None, today: date | None = None
-                            ) -> dict[str, int]:
-    """Re-evaluate, and store, the participants whose stored schedule ends before `as_of` + the horizon, so that
-    open-ended repeats stay listed (and detected) however long nothing changes for a participant. Idempotent:
-    run again with the same date, it re-evaluates nobody. Returns how many participants, by study."""
-    today = today or date.today()
-    as_of = as_of or today
+async def refresh_study(study: str, as_of: date, today: date) -> list[str]:
+    """Re-evaluate, and store, the participants of a study whose stored schedule ends before `as_of` + the
+    horizon (inside the caller's transaction), so that open-ended repeats stay listed however long nothing
+    changes for a participant; `deviations.refresh_schedules` runs it with detection. Idempotent: run again
+    with the same date, it re-evaluates nobody. Returns their subject IDs."""
     if as_of > today:
         raise invalid(f"{as_of} is still to come: schedules are refreshed as of today ({today}) or an earlier day",
                       field="as_of")
     horizon = as_of + timedelta(days=HORIZON_DAYS)
-    codes = [study] if study else [row["code"] for row in await list_studies()]
-    refreshed = {}
-    for code in codes:
-        async with transaction(f"study {code}, schedule refresh"):
-            study_row = await require_study(code)
-            await repo.lock_participants(study_row["id"])
-            stale = [p for p in (await repo.load_inputs(study_row["id"])).values()
-                     if p.horizon is None or p.horizon < horizon]
-            if stale:
-                await refresh_participants(study_row["id"], inputs=stale, today=today, as_of=as_of)
-        refreshed[code] = len(stale)
-    return refreshed
+    study_row = await require_study(study)
+    await repo.lock_participants(study_row["id"])
+    stale = [p for p in (await repo.load_inputs(study_row["id"])).values() if p.horizon is None or p.horizon < horizon]
+    if stale:
+        await refresh_participants(study_row["id"], inputs=stale, today=today, as_of=as_of)
+    return sorted(p.subject_id for p in stale)
 
 
 @_reads
@@ -588,7 +580,7 @@ async def refresh_participants(study_id: int, participant_id: int | None = None,
                                inputs: Iterable[ScheduleInputs] | None = None, today: date | None = None,
                                as_of: date | None = None) -> Saved:
     """Re-evaluate participants as of `as_of` (default today) and store their visits (inside the caller's
-    transaction); the rows that change are marked evaluated today, which incremental detection looks for.
+    transaction); the rows that change are marked evaluated today.
 
     Evaluates the given inputs, else those of one participant, else the whole study.
     """

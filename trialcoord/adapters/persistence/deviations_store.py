@@ -34,8 +34,8 @@ async def lock_study(study_id: int) -> None:
 
 
 async def last_run(study_id: int) -> dict | None:
-    rows = await fetch("SELECT as_of, audit_size, ran_at FROM deviation_runs WHERE study = {} ORDER BY id DESC"
-                       " LIMIT 1", study_id)
+    rows = await fetch("SELECT as_of, audit_size FROM deviation_runs WHERE study = {} ORDER BY id DESC LIMIT 1",
+                       study_id)
     return rows[0] if rows else None
 
 
@@ -65,15 +65,6 @@ async def due_since(study_id: int, after: date, until: date) -> set[int]:
                               " AND x.latest < {}", study_id, after, until)
     done = await fetch_rows(f"{joined} AND x.actual > {{}} AND x.actual <= {{}}", study_id, after, until)
     return {row[0] for row in (*closed, *done)}
-
-
-async def evaluated_since(study_id: int, day: date) -> set[int]:
-    """Participants with a stored visit (re-)evaluated on or after `day`: a schedule refresh stores new
-    occurrences without an audit entry."""
-    # `+p.study`, as in due_since: through the evaluated_on index, not every visit of the study.
-    rows = await fetch_rows("SELECT DISTINCT x.participant FROM visits x JOIN participants p ON p.id = x.participant"
-                            " WHERE +p.study = {} AND x.evaluated_on >= {}", study_id, day)
-    return {row[0] for row in rows}
 
 
 async def participants(study_id: int, scope: Collection[int] | None) -> list[dict]:

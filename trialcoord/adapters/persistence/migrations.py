@@ -369,8 +369,6 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX site_closures_site ON site_closures (site)",
             # The last day the stored schedule lists (open-ended repeats): `schedules refresh` extends it.
             "ALTER TABLE participants ADD COLUMN schedule_horizon DATE",
-            # Visits re-evaluated since a detection run (a refresh is not audited): the next run looks at them.
-            "CREATE INDEX visits_evaluated ON visits (evaluated_on)",
             # A consent recorded on paper before its version was registered has no consent version: its
             # document reference instead (and the version label and language printed on it, when known).
             """CREATE TABLE participant_consents_rebuilt (
