@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from tests.unit.builders import protocol, visit
 from trialcoord.domain.durations import Calendar
 from trialcoord.domain.protocol import Event
-from trialcoord.domain.schedule import STATUSES, evaluate
+from trialcoord.domain.schedule import STATUSES, evaluate, evaluate_judged
 
 days = st.dates(min_value=date(2024, 1, 1), max_value=date(2025, 6, 30))
 
@@ -120,11 +120,20 @@ def test_a_visit_done_before_a_version_change_never_changes_status(case, other, 
 
 
 @given(participants(), protocols(), days)
-def test_a_version_change_lists_every_visit_once(case, other, change):
+def test_a_version_change_keeps_what_was_recorded_and_judges_each_open_visit_by_the_version_in_force(
+        case, other, change):
     proto, events, actuals, as_of = case
-    codes = [row.visit for row in evaluate(proto, events, actuals, as_of, changes=((change, other),))]
-    assert len(codes) == len(set(codes))
-    assert set(actuals) <= set(codes)  # nothing recorded disappears
+    history = ((date.min, proto), (change, other))
+    judged = evaluate_judged(proto, events, actuals, as_of, horizon_days=60, changes=history[1:])
+    own = [{row.visit: row for row in evaluate(version, events, actuals, as_of, horizon_days=60)}
+           for _, version in history]
+    assert set(actuals) <= {row.visit for row, _ in judged}  # nothing recorded disappears
+    for row, index in judged:
+        if row.status in ("not_applicable", "unscheduled"):
+            continue
+        assert own[index].get(row.visit) == row  # the row is that version's own evaluation of the visit
+        if row.actual is None and (row.latest is None or row.latest >= change):
+            assert index == 1, row  # still open at the change: the new version's
 
 
 ENDINGS = {"early_termination": False, "end_of_treatment": False, "withdrawal": True}  # name: collection stops

@@ -109,3 +109,23 @@ def test_several_changes_apply_in_order():
     assert got["V7"].status == "missed"  # its window closed 08-28, under 2.0: removing it later changes nothing
     # Removed while its window was still open: not applicable.
     assert rows(changes=((date(2026, 6, 1), V2), (date(2026, 8, 20), V1)))["V7"].status == "not_applicable"
+
+
+def test_found_a_longer_repeat_interval_leaves_no_old_occurrence_open_after_the_change():
+    """Review finding: the old version's occurrences the new one lists only past the horizon stayed, some missed."""
+    from dataclasses import replace
+
+    every_2w = protocol(visit("C{n}", frm="randomization", repeat=("14d", None), early="3d", late="3d"))
+    every_4w = replace(protocol(visit("C{n}", frm="randomization", repeat=("28d", None), early="3d", late="3d")),
+                       version="2.0")
+    start, change, as_of = date(2024, 1, 1), date(2024, 3, 11), date(2024, 5, 20)
+    actuals = {f"C{n}": start + timedelta(days=14 * (n - 1)) for n in range(1, 6)}  # done until the change
+    judged = evaluate_judged(every_2w, {"randomization": start}, actuals, as_of, horizon_days=60,
+                             changes=[(change, every_4w)])
+    found = {row.visit: (row, version) for row, version in judged}
+    assert all(found[f"C{n}"][0].status == "on_time" and found[f"C{n}"][1] == 0 for n in range(1, 6))
+    assert [row.visit for row, version in judged if version == 0 and row.actual is None] == []  # none of 2w's left
+    later = sorted((row.target, version) for row, version in judged if row.target and row.target > change)
+    assert later and all(version == 1 for _, version in later)  # every open occurrence is the new version's
+    assert all(row.target is None or row.target - start in {timedelta(days=28 * k) for k in range(20)}
+               for row, version in judged if version == 1 and row.actual is None)

@@ -344,8 +344,9 @@ def evaluate_judged(
     by the version in force on the day its window closes, read from the window the visit had until then (the
     earlier version's, when it defined the visit). So a visit a new version adds is expected only if its
     window closes on or after the change, and one it removes is not applicable from the change date unless
-    it was done, or its window had closed, before. An open-ended repeat that a version lists no further (past
-    the horizon) leaves the judgement as it was.
+    it was done, or its window had closed, before. An occurrence of a repeat that a later version lists only
+    past the horizon (a longer interval) is left out while still open at the change, and stays as judged when
+    it was done or closed before.
     """
     history = ((date.min, protocol), *changes)
     evaluations = [evaluate(version, events, actuals, as_of, arm, horizon_days, marked_missed) for _, version in history]
@@ -369,12 +370,16 @@ def judge(history: Sequence[tuple[date, Protocol]], evaluations: Sequence[Sequen
         defines = row.status != UNSCHEDULED if row is not None else first_version.resolve_visit_code(code) is not None
         chosen: tuple[int, VisitOccurrence] | None = (0, row) if row is not None else None
         latest_defined: tuple[int, VisitOccurrence] | None = (0, row) if defines and row is not None else None
+        dropped = False
         for index, (start, version), rows in later:
             row = rows.get(code)
             defines = row.status != UNSCHEDULED if row is not None else version.resolve_visit_code(code) is not None
             if defines:
-                if row is None:
-                    continue  # past this version's horizon: it has no say yet
+                if row is None:  # an occurrence this version lists only past the horizon
+                    if chosen is not None and chosen[1].actual is None and chosen[1].status != UNSCHEDULED and (
+                            chosen[1].latest is None or chosen[1].latest >= start):
+                        chosen, dropped = None, True  # still open at the change: not (yet) one of this version's
+                    continue  # done, or closed before the change: judged as it was
                 latest_defined = index, row
             basis = chosen[1] if chosen is not None and chosen[1].status != UNSCHEDULED else row
             if basis is None:
@@ -386,7 +391,7 @@ def judge(history: Sequence[tuple[date, Protocol]], evaluations: Sequence[Sequen
                 chosen = index, row  # its own row; an unscheduled one when done under a version that lacks it
             else:
                 chosen = index, _not_applicable(basis)  # removed by this version while still open
-        if chosen is None and latest_defined is not None:  # added by a version after its window had closed
+        if chosen is None and latest_defined is not None and not dropped:  # added after its window had closed
             chosen = latest_defined[0], _not_applicable(latest_defined[1])
         if chosen is not None:
             judged.append((chosen[1], chosen[0]))
