@@ -11,7 +11,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from trialcoord.commands import UsageError, _actor as actor, _run, _today
+from trialcoord.commands import UsageError, _actor as actor, _run, _today, _write_file
 from trialcoord.config import get_settings
 
 FIRST_ADMIN = "admin"
@@ -266,7 +266,7 @@ def audit_public_key(out: str | None) -> int:
 
     pem = signing_keys.public_key_pem(_private_key().public_key())
     if out:
-        Path(out).write_text(pem, encoding="utf-8")
+        _write_file(out, pem)
         print(f"public key written to {out}")
     else:
         print(pem, end="")

@@ -62,19 +62,25 @@ def _parser() -> argparse.ArgumentParser:
     refresh.add_argument("study", nargs="?")
     refresh.add_argument("--as-of", type=_iso_date)
 
-    site = commands.add_parser("site", help="sites' calendars").add_subparsers(
+    site = commands.add_parser("site", help="sites' calendars and closures").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     calendar = site.add_parser("calendar", help="the calendar a site's business days follow")
     calendar.add_argument("study")
     calendar.add_argument("code", metavar="SITE")
-    calendar.add_argument("calendar", nargs="?", help="business-us, weekdays or holidays:<country>[-<region>];"
-                                                      " omitted: the protocol's")
+    calendar.add_argument("calendar", nargs="?", help="business-us, weekdays or holidays:<country>[-<region>] to"
+                                                      " set it; omitted: show it, with closed days ahead")
+    calendar.add_argument("--protocol", action="store_true", help="go back to the protocol's calendar")
     close = site.add_parser("close", help="days a site is closed (business days skip them)")
     close.add_argument("study")
     close.add_argument("code", metavar="SITE")
     close.add_argument("first_day", type=_iso_date, metavar="FROM")
     close.add_argument("last_day", type=_iso_date, nargs="?", metavar="TO")
     close.add_argument("--reason", required=True)
+    reopen = site.add_parser("reopen", help="withdraw a closure recorded by mistake (the one starting FROM)")
+    reopen.add_argument("study")
+    reopen.add_argument("code", metavar="SITE")
+    reopen.add_argument("first_day", type=_iso_date, metavar="FROM")
+    reopen.add_argument("--reason", required=True)
 
     schedule = commands.add_parser("schedule", help="one participant's schedule from event dates (no database)")
     schedule.add_argument("protocol", metavar="PROTOCOL")
@@ -304,7 +310,8 @@ def _dispatch(args) -> int:
         ("protocol", "impact"): lambda: schedules.protocol_impact(args.study, args.file, args.effective, args.site,
                                                                   args.format, args.out),
         ("schedules", "refresh"): lambda: schedules.schedules_refresh(args.study, args.as_of),
-        ("site", "calendar"): lambda: schedules.site_calendar(args.study, args.code, args.calendar),
+        ("site", "calendar"): lambda: schedules.site_calendar(args.study, args.code, args.calendar, args.protocol),
+        ("site", "reopen"): lambda: schedules.site_reopen(args.study, args.code, args.first_day, args.reason),
         ("site", "close"): lambda: schedules.site_close(args.study, args.code, args.first_day, args.last_day,
                                                         args.reason),
         ("schedule", None): lambda: commands.schedule(args.protocol, dict(args.event), args.arm, args.as_of, args.format),

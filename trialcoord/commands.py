@@ -204,6 +204,16 @@ def _read_text(file: str) -> str:
         raise UsageError(f"{file}: cannot be read ({error.strerror})") from None
 
 
+def _write_file(file: str, content: bytes | str) -> None:
+    """Write what a command was asked to put in a file (`--out`): a missing folder or a read-only place is bad
+    input named with the file, never a traceback."""
+    try:
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        Path(file).write_bytes(data)
+    except OSError as error:
+        raise UsageError(f"{file}: cannot be written ({error.strerror})") from None
+
+
 def serve(host: str | None, port: int | None) -> int:
     import uvicorn
 

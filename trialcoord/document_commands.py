@@ -92,11 +92,11 @@ def signer_revoke(user_id: str, reason: str) -> int:
 
 
 def binder_checklist(study: str, site: str, as_of: date | None, pdf: str | None = None) -> int:
-    from trialcoord.commands import _today
+    from trialcoord.commands import _today, _write_file
     from trialcoord.services import binder
 
     if pdf:
-        Path(pdf).write_bytes(_database(lambda: binder.checklist_report(study, site, as_of or _today())))
+        _write_file(pdf, _database(lambda: binder.checklist_report(study, site, as_of or _today())))
         print(f"checklist of site {site} written to {pdf}")
         return 0
     items = _database(lambda: binder.site_checklist(study, site, as_of or _today()))

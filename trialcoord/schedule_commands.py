@@ -1,15 +1,14 @@
-"""`trialcoord protocol apply|impact`, `trialcoord schedules refresh` and `trialcoord site calendar|close`."""
+"""`trialcoord protocol apply|impact`, `trialcoord schedules refresh` and `trialcoord site calendar|close|reopen`."""
 
 from __future__ import annotations
 
 import sys
-from datetime import date
-from pathlib import Path
+from datetime import date, timedelta
 
 import msgspec
 
 from trialcoord.admin_commands import _database, actor
-from trialcoord.commands import UsageError, _read_text, _today
+from trialcoord.commands import UsageError, _read_text, _today, _write_file
 
 
 def protocol_apply(study: str, version: str, effective: date, reason: str, site: str | None) -> int:
@@ -21,15 +20,20 @@ def protocol_apply(study: str, version: str, effective: date, reason: str, site:
     where = f"site {site} of {study}" if site else study
     print(f"{where}: {len(moved.moved)} participants moved to protocol version {version} from {effective}"
           f" ({len(moved.skipped)} left as they are)")
+    if moved.deviations:
+        print(f"  deviation detection run again for them: {moved.deviations['created']} created,"
+              f" {moved.deviations['resolved']} resolved by the change, {moved.deviations['updated']} updated")
     for subject, why in sorted(moved.skipped.items()):
         print(f"  {subject}: {why}")
-    return 0
+    # nobody could be moved (not merely: everyone already follows it): a conflict a script must notice
+    refused = not moved.moved and any(not why.startswith("already follows") for why in moved.skipped.values())
+    return 3 if refused else 0
 
 
 def protocol_impact(study: str, file: str, effective: date | None, site: str | None, fmt: str,
                     out: str | None) -> int:
     from trialcoord.adapters.protocol_files import parse_protocol
-    from trialcoord.services import amendments, audit_log
+    from trialcoord.services import amendments
 
     if fmt == "pdf" and not out:
         raise UsageError("--format pdf writes a file: give --out FILE.pdf")
@@ -39,16 +43,12 @@ def protocol_impact(study: str, file: str, effective: date | None, site: str | N
 
     async def run():
         result = await amendments.impact(study, protocol, text, effective, site=site, today=today)
-        # A listing taken out of the system is an export: audited, as the other listings are.
-        await audit_log.record_alone(actor(), audit_log.Change(
-            "export", "protocol_impact", f"{study}/{site}" if site else study, None,
-            {"format": fmt, "version": protocol.version, "effective": result.effective.isoformat(),
-             "participants": len(result.participants)}))
+        await amendments.record_impact_read(result, fmt, actor())  # a listing taken out: audited as an export
         return result
 
     result = _database(run)
     if fmt == "pdf":
-        Path(out).write_bytes(amendments.impact_pdf(result, created_at=f"{today.isoformat()}T00:00:00Z"))
+        _write_file(out, amendments.impact_pdf(result, created_at=f"{today.isoformat()}T00:00:00Z"))
         print(f"{out}: one-page summary of protocol version {protocol.version}'s impact")
         return 0
     if fmt == "json":
@@ -56,11 +56,11 @@ def protocol_impact(study: str, file: str, effective: date | None, site: str | N
     elif fmt == "csv":
         from trialcoord.adapters.tabular import csv_text
 
-        text = csv_text(amendments.IMPACT_COLUMNS, amendments.impact_rows(result))
+        text = csv_text(amendments.IMPACT_COLUMNS, amendments.impact_rows(result, left=True))
     else:
         text = _impact_table(result)
     if out:
-        Path(out).write_text(text, encoding="utf-8")
+        _write_file(out, text)
     else:
         sys.stdout.write(text)
     return 0
@@ -72,14 +72,19 @@ def _impact_table(result) -> str:
 
     totals = amendments.impact_summary(result)["totals"]
     head = (f"{result.study} protocol version {result.version} from {result.effective} (as of {result.as_of}):"
-            f" {totals['affected']} of {totals['participants']} active participants affected; visits"
+            f" {totals['affected']} of {totals['participants']} active participants affected"
+            + (f" ({len(result.skipped)} left out, listed below)" if result.skipped else "") + "; visits"
             f" {totals['visits_moving']} move, {totals['visits_appearing']} appear,"
             f" {totals['visits_disappearing']} disappear; deviations {totals['deviations_resolved']} resolved,"
             f" {totals['deviations_created']} created; re-consent required {totals['reconsent_required']}"
             + (f", unknown {totals['reconsent_unknown']} (no consent version for {result.version})"
                if totals["reconsent_unknown"] else "") + "\n")
-    rows = amendments.impact_rows(result)
-    return head + (text_table(amendments.IMPACT_COLUMNS, rows) if rows else "nothing changes\n")
+    rows = amendments.impact_rows(result, left=True)
+    table = text_table(amendments.IMPACT_COLUMNS, rows) if rows else "nothing changes and no participant is left out\n"
+    differences = "".join(f"what {result.version} changes against {label}:\n"
+                          + "".join(f"  {line}\n" for line in lines or ["no visit definition changes"])
+                          for label, lines in sorted(result.differences.items()))
+    return head + table + differences
 
 
 def schedules_refresh(study: str | None, as_of: date | None) -> int:
@@ -93,12 +98,35 @@ def schedules_refresh(study: str | None, as_of: date | None) -> int:
     return 0
 
 
-def site_calendar(study: str, site: str, calendar: str | None) -> int:
+def site_calendar(study: str, site: str, calendar: str | None, protocol: bool) -> int:
+    """Set the calendar (or go back to the protocol's with --protocol); without either, show it."""
     from trialcoord.services import scheduling
 
     today = _today()
-    row = _database(lambda: scheduling.set_site_calendar(study, site, calendar or None, today=today, actor=actor()))
-    print(f"site {site} of {study}: business days follow {row['calendar'] or 'the protocol calendar'}")
+    if calendar and protocol:
+        raise UsageError("give a calendar or --protocol, not both")
+    if calendar or protocol:
+        row = _database(lambda: scheduling.set_site_calendar(study, site, calendar or None, today=today,
+                                                             actor=actor()))
+        print(f"site {site} of {study}: business days follow {row['calendar'] or 'the protocol calendar'}")
+        return 0
+    days = _database(lambda: scheduling.site_calendar_days(study, site, today, today + timedelta(days=27)))
+    own = "" if days["own"] else " (the protocol's)"
+    print(f"site {site} of {study}: business days follow {days['calendar'] or 'every day'}{own}")
+    for closure in days["closures"]:
+        print(f"  closure {closure['first_day']} to {closure['last_day']}: {closure['reason']}")
+    print(f"  closed in the next four weeks: " + (", ".join(f"{d['date']} ({d['reason']})" for d in days["closed"])
+                                                  or "none"))
+    return 0
+
+
+def site_reopen(study: str, site: str, first_day: date, reason: str) -> int:
+    from trialcoord.services import scheduling
+
+    today = _today()
+    row = _database(lambda: scheduling.withdraw_site_closure(study, site, first_day, reason, today=today,
+                                                             actor=actor()))
+    print(f"site {site} of {study}: closure from {row['first_day']} to {row['last_day']} withdrawn")
     return 0
 
 

@@ -34,7 +34,7 @@ EXPECTED = {
 }
 VALUES = {"study": "TST-1", "code": "V2", "action": "actual", "user_id": "outsider", "grant_id": "1",
           "file_path": "site.css", "form": "csv", "job_id": "no-such-job", "deviation_id": "1", "capa_id": "1",
-          "version": "1.0"}
+          "version": "1.0", "first_day": "2026-12-24"}
 SIGN_OUT = {"/sign-out", "/api/sign-out"}
 
 

@@ -5,6 +5,7 @@ and the impact of a version before it takes effect, which stores nothing."""
 from __future__ import annotations
 
 import io
+import re
 from datetime import date
 from pathlib import Path
 
@@ -103,13 +104,18 @@ async def test_records_a_change_makes_wrong_are_resolved_naming_it_and_new_ones_
 
 
 async def test_a_change_takes_effect_no_earlier_than_its_version_or_the_last_change(demo):
-    with pytest.raises(InvalidInput, match="effective from 2025-09-15"):
+    with pytest.raises(InvalidInput, match="effective from 2025-09-15") as early:
         await amendments.change_version(demo, "101-001", "2.0", date(2025, 9, 14), "amendment 1", today=TODAY)
+    assert early.value.problems[0].field == "effective"
+    with pytest.raises(InvalidInput, match="effective from 2025-09-15"):  # for a whole site too: bad input
+        await amendments.apply_version(demo, "2.0", date(2025, 9, 14), "amendment 1", site="101", today=TODAY)
     await amendments.change_version(demo, "101-001", "2.0", date(2026, 10, 1), "amendment 1", today=TODAY)
-    with pytest.raises(InvalidInput, match="cannot take effect before that"):
+    with pytest.raises(InvalidInput, match="cannot take effect before that") as before_last:
         await amendments.change_version(demo, "101-001", "1.0", date(2026, 9, 30), "back", today=TODAY)
-    with pytest.raises(InvalidInput, match="already follows"):
+    assert before_last.value.problems[0].field == "effective"
+    with pytest.raises(InvalidInput, match="already follows") as same:
         await amendments.change_version(demo, "101-001", "2.0", date(2026, 10, 2), "again", today=TODAY)
+    assert same.value.problems[0].field == "version"
     with pytest.raises(InvalidInput, match="reason"):
         await amendments.change_version(demo, "101-002", "2.0", date(2026, 10, 2), " ", today=TODAY)
 
@@ -183,6 +189,11 @@ async def test_impact_and_apply_over_the_api_and_the_page(demo, anonymous):
                                                                                  .read_bytes())},
                            data={"format": "html"})
     assert page.status_code == 200 and "Week 16" in page.text and "impact-rows" in page.text
+    bad = (DEMO / "2.0.yaml").read_text(encoding="utf-8").replace("after_end: expected", "after_end: yes")
+    refused = await mona.post(f"/studies/{demo}/amendments/impact", files={"file": ("bad.yaml", bad.encode())},
+                              data={"format": "html"})
+    assert refused.status_code == 422
+    assert re.search(r"<span class=\"error\">[^<]*after_end[^<]*</span>", refused.text), refused.text
     download = await mona.post(f"/studies/{demo}/amendments/impact", files={"file": ("", b"")},  # no file chosen
                                data={"version": "2.0", "format": "csv", "site": "102", "effective": "2026-11-01"})
     assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv")
@@ -198,6 +209,21 @@ async def test_impact_and_apply_over_the_api_and_the_page(demo, anonymous):
     applied = await cora.post(f"/api/studies/{demo}/protocol-versions/2.0/apply",
                               json={"effective": "2026-11-01", "reason": "amendment 1", "site": "101"})
     assert applied.status_code == 200 and applied.json()["moved"] == ["101-001", "101-002"]
+    assert set(applied.json()["deviations"]) == {"created", "updated", "resolved", "reopened"}
     bad = await cora.post(f"/api/studies/{demo}/protocol-versions/2.0/apply",
                           json={"effective": "2026-11-01", "reason": "amendment 1", "site": "102"})
     assert bad.status_code == 403
+
+
+async def test_found_a_version_giving_a_new_visit_a_removed_visits_number_is_refused(demo):
+    """New-user finding: 2.1 dropped V7 and added V8 in its place, which took V7's number 7 by position."""
+    text = (DEMO / "2.0.yaml").read_text(encoding="utf-8").replace('version: "2.0"', 'version: "2.1"').replace(
+        "  - code: V7\n", "  - code: V8\n")
+    protocol = parse_protocol(text, "2.1.yaml")
+    with pytest.raises(InvalidInput, match="visit V8 takes number 7, which is V7's in version 2.0") as refused:
+        await scheduling.load_protocol_version(protocol, text, "2.1.yaml")
+    assert refused.value.problems[0].field == "visits"
+    with pytest.raises(InvalidInput, match="visit V8 takes number 7"):
+        await amendments.impact(demo, protocol, text, today=TODAY)
+    assert [row["version"] for row in await scheduling.list_protocol_versions(demo)] == ["1.0", "2.0"]
+

@@ -150,6 +150,32 @@ async def test_found_unscheduled_visits_after_an_early_termination_raise_no_devi
     assert ("1002", "V3", "visit_early") in found  # V3, done after the end, is judged as it happened
 
 
+async def test_collection_stops_only_under_a_version_the_participant_followed(enrolled):
+    """Review finding: a loaded version where early termination stops collection made it stop for everyone."""
+    from tests.conftest import PROTOCOL_V1
+    from trialcoord.adapters.protocol_files import parse_protocol
+
+    text = PROTOCOL_V1.replace('version: "1.0"', 'version: "3.0"').replace(
+        "early_termination: {ends_schedule: true}", "early_termination: {ends_schedule: true, collection: stops}")
+    await scheduling.load_protocol_version(parse_protocol(text, "tst-3.yaml"), text, "tst-3.yaml")
+    for subject in ("1002", "1003"):
+        await scheduling.record_event(enrolled, subject, "early_termination", date(2024, 3, 20), today=TODAY)
+        await scheduling.record_visit(enrolled, subject, "DRUG-RETURN", date(2024, 3, 29), today=TODAY)
+    await scheduling.change_protocol_version(enrolled, "1003", "3.0", date(2024, 3, 1), "amendment 3", today=TODAY)
+    await deviations.detect(enrolled, TODAY)
+    found = keyed((await deviations.listing(enrolled))[0])
+    assert [k for k in found if k[2] == "visit_after_ending_event"] == [("1003", "DRUG-RETURN",
+                                                                         "visit_after_ending_event")]
+
+
+async def test_a_visit_marked_missed_before_its_window_closes_says_so(enrolled):
+    await scheduling.mark_missed(enrolled, "1003", "V2", "Moved away", today=date(2024, 3, 16))
+    await deviations.detect(enrolled, date(2024, 3, 16), today=date(2024, 3, 16))
+    found = keyed((await deviations.listing(enrolled))[0])
+    assert found[("1003", "V2", "visit_missed")]["description"] == (
+        "V2: visit missed (marked missed by the site; its window closes on 2024-03-21)")
+
+
 async def test_manual_deviations_are_recorded_with_any_category(enrolled):
     row = await deviations.record_manual(enrolled, SITE_A, "study intervention", "Dose given from the wrong kit",
                                          date(2024, 4, 2), "cora", subject_id="1001", visit="V3",

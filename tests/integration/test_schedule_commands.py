@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from tests.integration.test_cli import run
 from trialcoord.adapters.protocol_files import parse_protocol
-from trialcoord.services import deviations, scheduling
+from trialcoord.services import audit_log, deviations, scheduling
 
 pytestmark = [pytest.mark.db, pytest.mark.anyio]
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +60,8 @@ async def test_found_open_repeats_past_the_stored_horizon_are_detected_once_refr
     after = {r["visit"] for r in (await deviations.listing(dosing))[0] if r["rule"] == "visit_missed"}
     assert {"C2D1", "C8D1", "C14D1"} <= after and "C16D1" not in after  # C15D1 targets day 294, open to day 297
     assert "0 participants" in ok(env, "schedules", "refresh", dosing, "--as-of", later.isoformat())  # idempotent
-    assert "0 participants" in ok(env, "schedules", "refresh", "--as-of", (later - timedelta(days=1)).isoformat())
+    earlier = run("schedules", "refresh", "--as-of", (later - timedelta(days=1)).isoformat(), env=env)
+    assert earlier.returncode == 2 and "detection already ran as of 2026-11-01" in earlier.stderr  # moves forward
     rerun = await deviations.detect(dosing, later, today=later)  # an incremental run finds nothing more to do
     assert (rerun["created"], rerun["resolved"]) == (0, 0)
     refused = run("schedules", "refresh", "--as-of", "2999-01-01", env=env)
@@ -89,6 +91,7 @@ async def test_protocol_impact_and_apply_on_the_command_line(env, tmp_path):
     new = str(DEMO / "2.0.yaml")
     table = ok(env, "protocol", "impact", "DEMO-001", new, "--effective", "2026-11-01")
     assert "2 of 2 active participants affected" in table and "visit appears" in table
+    assert "what 2.0 changes against 1.0:\n  V5 Week 8 – window -5d / +5d → -7d / +7d" in table
     data = json.loads(ok(env, "protocol", "impact", "DEMO-001", new, "--effective", "2026-11-01", "--format", "json"))
     assert [p["subject_id"] for p in data["affected"]] == ["101-001", "101-002"]
     assert {v["visit"] for v in data["affected"][0]["visits"]} >= {"V7"}
@@ -102,15 +105,30 @@ async def test_protocol_impact_and_apply_on_the_command_line(env, tmp_path):
     assert no_out.returncode == 2 and "--out" in no_out.stderr
     wrong = run("protocol", "impact", "DEMO-001", str(ONC), env=env)
     assert wrong.returncode == 2 and "describes study ONC-201" in wrong.stderr
+    nowhere = run("protocol", "impact", "DEMO-001", new, "--format", "csv", "--out", str(tmp_path / "no" / "x.csv"),
+                  env=env)
+    assert nowhere.returncode == 2 and "x.csv: cannot be written" in nowhere.stderr and "Traceback" not in nowhere.stderr
+    no_study = run("protocol", "impact", "NOPE-1", new, env=env)
+    assert no_study.returncode != 0 and "NOPE-1" in no_study.stderr and "describes" not in no_study.stderr
+    other_text = tmp_path / "2.0-edited.yaml"  # the label 2.0 is loaded with other content: it can never load
+    other_text.write_text((DEMO / "2.0.yaml").read_text(encoding="utf-8").replace("Week 16", "Week 17"),
+                          encoding="utf-8")
+    relabel = run("protocol", "impact", "DEMO-001", str(other_text), env=env)
+    assert relabel.returncode == 2 and "already has a protocol version 2.0 with other content" in relabel.stderr
     assert [p["protocol_version"] for p in await scheduling.list_participants("DEMO-001")] == ["1.0", "1.0"]
     applied = ok(env, "protocol", "apply", "DEMO-001", "2.0", "--site", "101", "--effective", "2026-11-01",
                  "--reason", "amendment 1 approved")
     assert "2 participants moved to protocol version 2.0 from 2026-11-01 (0 left as they are)" in applied
+    assert re.search(r"deviation detection run again for them: \d+ created, 0 resolved by the change", applied)
     assert [p["protocol_version"] for p in await scheduling.list_participants("DEMO-001")] == ["2.0", "2.0"]
     again = ok(env, "protocol", "apply", "DEMO-001", "2.0", "--effective", "2026-11-01", "--reason", "again")
     assert "101-001: already follows protocol version 2.0" in again
+    left = ok(env, "protocol", "impact", "DEMO-001", new, "--effective", "2026-11-01")
+    assert "0 of 0 active participants affected (2 left out, listed below)" in left
+    assert re.search(r"101-001 .* not affected .* already follows protocol version 2.0", left)
+    assert "what 2.0 changes against 2.0:" not in left
     early = run("protocol", "apply", "DEMO-001", "1.0", "--effective", "2026-10-01", "--reason", "back", env=env)
-    assert early.returncode == 0 and "cannot take effect before that" in early.stdout
+    assert early.returncode == 3 and "cannot take effect before that" in early.stdout  # nobody could move
 
 
 async def test_site_calendar_and_closures_on_the_command_line(env, dosing):
@@ -124,3 +142,20 @@ async def test_site_calendar_and_closures_on_the_command_line(env, dosing):
     assert {d["date"] for d in days["closed"]} >= {date(2026, 12, 24), date(2027, 1, 1), date(2027, 1, 4)}
     unknown = run("site", "close", dosing, "999", "2026-12-24", "--reason", "x", env=env)
     assert unknown.returncode == 2 and "has no site 999" in unknown.stderr
+    shown = ok(env, "site", "calendar", dosing, "201")  # without a calendar: shows it, changes nothing
+    assert "business days follow holidays:GB-SCT" in shown and "closure 2026-12-24 to 2026-12-31" in shown
+    assert (await scheduling.site_calendar_days(dosing, "201", date(2026, 12, 1), date(2026, 12, 2)))["own"]
+    overlap = run("site", "close", dosing, "201", "2026-12-30", "2027-01-02", "--reason", "again", env=env)
+    assert overlap.returncode == 3 and "already closed from 2026-12-24 to 2026-12-31" in overlap.stderr
+    typo = run("site", "close", dosing, "201", "1999-12-24", "--reason", "x", env=env)
+    assert typo.returncode == 2 and "is the year right?" in typo.stderr
+    reopened = ok(env, "site", "reopen", dosing, "201", "2026-12-24", "--reason", "entered for the wrong site")
+    assert "closure from 2026-12-24 to 2026-12-31 withdrawn" in reopened
+    days = await scheduling.site_calendar_days(dosing, "201", date(2026, 12, 23), date(2027, 1, 5))
+    assert date(2026, 12, 29) not in {d["date"] for d in days["closed"]} and days["closures"] == []
+    [entry] = await audit_log.browse(audit_log.AuditFilter(record_type="site", action="delete"), None, 5)
+    assert (entry["record_id"], entry["reason"]) == ("ONC-201/201/closure/2026-12-24", "entered for the wrong site")
+    gone = run("site", "reopen", dosing, "201", "2026-12-24", "--reason", "x", env=env)
+    assert gone.returncode != 0 and "no closure starting on 2026-12-24" in gone.stderr
+    back = ok(env, "site", "calendar", dosing, "201", "--protocol")
+    assert "business days follow the protocol calendar" in back

@@ -97,5 +97,19 @@ async def test_the_worklist_shows_the_sites_closed_days_and_the_api_manages_them
     admin = await signed_in(anonymous, "admin")  # the same client, signed in again
     bad = await admin.put(f"/api/studies/{sites}/sites/201/calendar", json={"calendar": "holidays:DE-ZZ"})
     assert bad.status_code == 422 and "not a region of DE" in bad.text
-    done = await admin.put(f"/api/studies/{sites}/sites/201/calendar", json={"calendar": "holidays:FR"})
-    assert done.status_code == 200 and done.json()["calendar"] == "holidays:FR"
+    done = await admin.put(f"/api/studies/{sites}/sites/201/calendar", json={"calendar": "holidays:fr"})
+    assert done.status_code == 200 and done.json()["calendar"] == "holidays:FR"  # as the library spells it
+    reversed_range = await admin.get(f"/api/studies/{sites}/sites/201/calendar",
+                                     params={"first": "2026-05-02", "last": "2026-05-01"})
+    assert reversed_range.status_code == 422 and "comes before the first" in reversed_range.text
+    twice = await admin.post(f"/api/studies/{sites}/sites/201/closures",
+                             json={"first_day": "2026-04-28", "reason": "Staff training"})
+    assert twice.status_code == 409 and "already closed from 2026-04-27 to 2026-04-28" in twice.text
+    withdrawn = await admin.post(f"/api/studies/{sites}/sites/201/closures/2026-04-27/withdraw",
+                                 json={"reason": "Training moved online"})
+    assert withdrawn.status_code == 200 and withdrawn.json()["last_day"] == "2026-04-28"
+    shown = await admin.get(f"/api/studies/{sites}/sites/201/calendar", params={"first": "2026-04-27",
+                                                                                "last": "2026-04-28"})
+    assert shown.json()["closures"] == [] and shown.json()["closed"] == []
+    again = await admin.post(f"/api/studies/{sites}/sites/201/closures/2026-04-27/withdraw", json={"reason": "x"})
+    assert again.status_code == 404

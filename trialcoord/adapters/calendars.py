@@ -113,25 +113,31 @@ def check_site_calendar(name: str) -> str:
     if name in _BUILTIN_SPECS:
         return name
     if name.startswith(HOLIDAYS_PREFIX):
-        _country_holidays(name)
-        return name
+        return HOLIDAYS_PREFIX + "-".join(_canonical(name))  # as the library spells it: holidays:DE-BY
     raise CalendarError(f"'{name}' is not a site calendar; write one of {', '.join(BUILTIN_CALENDARS)}, or"
                         " holidays:<country>[-<region>] such as holidays:DE-BY, holidays:GB-SCT or holidays:JP")
 
 
-def _country_holidays(name: str):
-    code = name.removeprefix(HOLIDAYS_PREFIX).strip()
-    country, _, region = code.partition("-")
-    try:
-        return holidays.country_holidays(country.upper(), subdiv=region.upper() or None)
-    except NotImplementedError:
-        supported = holidays.list_supported_countries()
-        if country.upper() not in supported:
-            raise CalendarError(f"'{country}' is not a country the holidays library knows; use an ISO 3166 code"
-                                " such as DE, FR, GB, JP or US") from None
-        regions = ", ".join(supported[country.upper()]) or "none"
+def _canonical(name: str) -> tuple[str, ...]:
+    """(country,) or (country, region) as the holidays library spells them (regions such as 'Augsburg' are not
+    upper case), matched without regard to case; CalendarError names what it does not know."""
+    country, _, region = name.removeprefix(HOLIDAYS_PREFIX).strip().partition("-")
+    supported = holidays.list_supported_countries()
+    if country.upper() not in supported:
+        raise CalendarError(f"'{country}' is not a country the holidays library knows; use an ISO 3166 code"
+                            " such as DE, FR, GB, JP or US")
+    if not region:
+        return (country.upper(),)
+    regions = {known.upper(): known for known in supported[country.upper()]}
+    if region.upper() not in regions:
         raise CalendarError(f"'{region}' is not a region of {country.upper()} the holidays library knows;"
-                            f" regions: {regions}") from None
+                            f" regions: {', '.join(supported[country.upper()]) or 'none'}")
+    return country.upper(), regions[region.upper()]
+
+
+def _country_holidays(name: str):
+    country, *region = _canonical(name)
+    return holidays.country_holidays(country, subdiv=region[0] if region else None)
 
 
 def site_calendar(name: str | None, closures: Iterable[Closure], fallback: Calendar | None) -> Calendar | None:

@@ -196,3 +196,26 @@ def _event(event) -> str:
     if not event.ends_schedule:
         return "does not end the schedule"
     return "ends the schedule" + (", collection stops" if event.stops_collection else "")
+
+
+def renumbered(earlier: Iterable[Protocol], new: Protocol) -> list[str]:
+    """How `new` would give a visit another number than an earlier version, or a number another visit has had
+    (visit codes keep their meaning across versions, and VISITNUM with them): one line each, empty if none."""
+    numbers: dict[str, tuple[float, str]] = {}  # code -> (number, version), and number -> (code, version)
+    owners: dict[float, tuple[str, str]] = {}
+    for version in earlier:
+        for visit in version.visits:
+            numbers.setdefault(visit.code, (visit.number, version.version))
+            owners.setdefault(visit.number, (visit.code, version.version))
+    problems = []
+    for visit in new.visits:
+        had = numbers.get(visit.code)
+        owner = owners.get(visit.number)
+        if had is not None and had[0] != visit.number:
+            problems.append(f"visit {visit.code} has number {visit.number:g} here but {had[0]:g} in version {had[1]};"
+                            " visit numbers never change across versions")
+        elif had is None and owner is not None and owner[0] != visit.code:
+            problems.append(f"visit {visit.code} takes number {visit.number:g}, which is {owner[0]}'s in version"
+                            f" {owner[1]}; give {visit.code} a number of its own (`number:`)")
+    return problems
+

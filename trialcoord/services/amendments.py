@@ -47,7 +47,8 @@ async def apply_version(study: str, version: str, effective: date, reason: str, 
         moved = await scheduling.apply_protocol_version(study, version, effective, reason, site=site, today=today,
                                                         actor=actor)
         if moved.moved:
-            await deviations.redetect(study, moved.moved, since, today=today, actor=actor)
+            counts = await deviations.redetect(study, moved.moved, since, today=today, actor=actor)
+            moved = moved._replace(deviations=counts)
     return moved
 
 
@@ -77,17 +78,24 @@ async def impact(study: str, protocol: Protocol, source_text: str, effective: da
     the sites the reader may see (None: all)."""
     today = today or date.today()
     effective = effective or max(protocol.effective, today)
-    if protocol.study != study:
-        raise invalid(f"the file describes study {protocol.study}, not {study}", field="study")
-    if effective < protocol.effective:
-        raise invalid(f"protocol version {protocol.version} is effective from {protocol.effective}; it cannot apply"
-                      f" from {effective}", field="effective")
     sha256 = hashlib.sha256(source_text.encode("utf-8")).hexdigest()
     async with read():
         study_row = await scheduling.require_study(study)
+        if protocol.study != study:
+            raise invalid(f"the file describes study {protocol.study}, not {study}", field="study")
+        if effective < protocol.effective:
+            raise invalid(f"protocol version {protocol.version} is effective from {protocol.effective}; it cannot"
+                          f" apply from {effective}", field="effective")
         if site is not None and await repo.find_site(study_row["id"], site) is None:
             raise invalid(f"study {study} has no site {site}", field="site")
         versions = await scheduling.Versions.load(study_row["id"])
+        loaded = next((row for row in versions.rows.values() if row["version"] == protocol.version), None)
+        if loaded is not None and loaded["sha256"] != sha256:  # an impact for a text that could never be loaded
+            raise invalid(f"study {study} already has a protocol version {protocol.version} with other content"
+                          f" (from {loaded['source_name']}); give the amendment its own version label",
+                          field="version")
+        if loaded is None:
+            await scheduling.check_numbering(study_row["id"], protocol)  # as loading it would
         people = sorted((p for p in (await repo.load_inputs(study_row["id"], site=site)).values()
                          if sites is None or p.site in sites), key=lambda p: p.subject_id)
         consent_versions, signed = await consent.versions_and_signatures(study)
@@ -162,8 +170,9 @@ IMPACT_COLUMNS = ["subject_id", "site", "item", "visit", "old_target", "old_wind
                   "detail"]
 
 
-def impact_rows(result: Impact) -> list[dict]:
-    """One row per thing the version would change, participant by participant (table and CSV)."""
+def impact_rows(result: Impact, left: bool = False) -> list[dict]:
+    """One row per thing the version would change, participant by participant (table and CSV); `left`: also a
+    row per participant it would not apply to, with the reason (the CSV and the command line's table)."""
     rows = []
     for p in result.affected:
         base = {"subject_id": p.subject_id, "site": p.site}
@@ -173,12 +182,15 @@ def impact_rows(result: Impact) -> list[dict]:
                          "new_target": change.new[0], "new_window": _window(change.new), "detail": change.name})
         for kind, findings in (("deviation resolved", p.resolved), ("deviation created", p.created)):
             for f in findings:
-                rows.append({**base, "item": kind, "visit": f.visit, "detail": deviations.describe(f)})
+                rows.append({**base, "item": kind, "visit": f.visit, "detail": deviations.describe(f, result.as_of)})
         if p.reconsent.status == REQUIRED:
             before = p.reconsent.before
             rows.append({**base, "item": "re-consent required", "visit": before[0] if before else None,
                          "new_target": before[1] if before else None,
                          "detail": f"on consent version {' or '.join(p.reconsent.versions)} before the next visit"})
+    if left:
+        rows += [{"subject_id": subject, "site": None, "item": "not affected", "detail": why}
+                 for subject, why in sorted(result.skipped.items())]
     return rows
 
 
@@ -192,8 +204,8 @@ def impact_dict(result: Impact) -> dict:
             "subject_id": p.subject_id, "site": p.site,
             "visits": [{"visit": c.visit, "name": c.name, "change": c.kind,
                         "old": _dates(c.old), "new": _dates(c.new)} for c in p.changes],
-            "deviations_resolved": [_finding(f) for f in p.resolved],
-            "deviations_created": [_finding(f) for f in p.created],
+            "deviations_resolved": [_finding(f, result.as_of) for f in p.resolved],
+            "deviations_created": [_finding(f, result.as_of) for f in p.created],
             "reconsent": {"status": p.reconsent.status, "versions": list(p.reconsent.versions),
                           "before_visit": p.reconsent.before[0] if p.reconsent.before else None,
                           "before_date": p.reconsent.before[1].isoformat() if p.reconsent.before else None},
@@ -232,7 +244,7 @@ async def impact_file(result: Impact, fmt: str, actor: str) -> tuple[bytes, str,
     if fmt == "csv":
         from trialcoord.adapters.tabular import csv_text
 
-        content = csv_text(IMPACT_COLUMNS, impact_rows(result)).encode("utf-8-sig")
+        content = csv_text(IMPACT_COLUMNS, impact_rows(result, left=True)).encode("utf-8-sig")
     else:
         content = impact_pdf(result, created_at=utc_instant(audit_log.clock()))
     return content, IMPACT_MEDIA[fmt], f"{result.study}-{result.version}-impact.{fmt}".replace("/", "_")
@@ -274,7 +286,7 @@ def _dates(dates: tuple) -> dict:
     return dict(zip(("target", "earliest", "latest"), (d.isoformat() if d else None for d in dates)))
 
 
-def _finding(f) -> dict:
+def _finding(f, as_of: date) -> dict:
     return {"visit": f.visit, "occurrence": f.occurrence, "rule": str(f.rule),
             "occurred_on": f.occurred_on.isoformat() if f.occurred_on else None, "days_outside": f.days_outside,
-            "description": deviations.describe(f)}
+            "description": deviations.describe(f, as_of)}

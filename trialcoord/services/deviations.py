@@ -128,6 +128,11 @@ async def refresh_schedules(study: str | None = None, as_of: date | None = None,
     refreshed = {}
     for code in [study] if study else [row["code"] for row in await scheduling.list_studies()]:
         async with transaction(f"study {code}, schedule refresh"):
+            last = await store.last_run((await scheduling.require_study(code))["id"])
+            if last is not None and as_of < date.fromisoformat(str(last["as_of"])):
+                # detection moves forward only: as of an earlier day it would resolve records of visits since
+                raise invalid(f"study {code}: deviation detection already ran as of {last['as_of']}; refresh"
+                              f" schedules as of that day or later, not {as_of}", field="as_of")
             since = await audit_position()
             subjects = await scheduling.refresh_study(code, as_of, today)
             if subjects:  # as of the day they were evaluated as of
@@ -163,7 +168,10 @@ async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None
     rows_of: dict[int, list] = defaultdict(list)
     for row in await repo.worklist_rows(study_id, condition, *store.candidate_args(as_of, ending)):
         rows_of[row.participant].append(scheduling.restated(row, as_of))
-    ended = await store.ending_dates(study_id, ending, scope)
+    # a participant's collection stopped on the first event that stops it in a version it has followed
+    stops = {vid: {name for name, event in p.events.items() if event.stops_collection} for vid, p in protocols.items()}
+    ended = {pid: min((day for name, day in days.items() if any(name in stops[v] for v in followed)), default=None)
+             for pid, (followed, days) in (await store.ending_dates(study_id, ending, scope)).items()}
     exceptions: dict[int, list[WindowException]] = defaultdict(list)
     for e in await store.exceptions(study_id, scope):
         exceptions[e["participant"]].append(_exception(e))
@@ -180,7 +188,7 @@ async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None
                             collection_stopped_on=ended.get(pid), consent=consent_of.get(pid, ()),
                             exceptions=exceptions.get(pid, ()), occurrences=occurrences.get(pid)):
             found.append(Finding(finding.subject_id, finding.visit, finding.occurrence, finding.rule,  # as stored,
-                                 finding.occurred_on, finding.days_outside, describe(finding)))  # to compare
+                                 finding.occurred_on, finding.days_outside, describe(finding, as_of)))  # compared
             defaults[finding.subject_id] = protocols[version].deviations
     kept = {}
     for raw in await store.kept(study_id, scope):
@@ -275,11 +283,14 @@ async def _cause(study: str, row: dict, changes: list) -> int | None:
     return max(same_visit or [seq for seq, _ in mine], default=None)
 
 
-def describe(finding: Finding) -> str:
+def describe(finding: Finding, as_of: date | None = None) -> str:
+    """The record's description; a visit missed before its window closes (as of `as_of`) was marked missed."""
     text = f"{finding.visit}: {_RULE_TEXT[finding.rule]}"
     if finding.detail:
         return f"{text} ({finding.detail})"
     if finding.rule is Rule.VISIT_MISSED and finding.occurred_on:
+        if as_of is not None and finding.occurred_on >= as_of:
+            return f"{text} (marked missed by the site; its window closes on {finding.occurred_on})"
         return f"{text} (its window closed on {finding.occurred_on})"
     return text
 

@@ -22,6 +22,8 @@ from trialcoord.adapters.persistence import consent_store
 from trialcoord.adapters.persistence import repositories as repo
 from trialcoord.adapters.persistence.engine import bound_engine, read, transaction
 from trialcoord.adapters.persistence.repositories import Saved, ScheduleInputs, StoredVisit
+from trialcoord.domain.amendments import renumbered
+from trialcoord.domain.problems import InvalidInput, Problem
 from trialcoord.domain.protocol import Protocol
 from trialcoord.domain.schedule import (
     DUE, MISSED, NOT_APPLICABLE, UPCOMING, VisitOccurrence, classify, evaluate, evaluate_judged,
@@ -83,6 +85,7 @@ async def load_protocol_version(protocol: Protocol, source_text: str, source_nam
         row = await repo.find_version(study["id"], protocol.version)
         created = row is None
         if created:
+            await check_numbering(study["id"], protocol)
             row = await repo.insert_version(study["id"], protocol.version, protocol.effective, source_name,
                                             source_text, sha256)
             changes.append(Change("create", "protocol_version", f"{protocol.study}/protocol/{protocol.version}", None,
@@ -170,6 +173,9 @@ async def set_site_calendar(study: str, site: str, calendar: str | None, today: 
     return _site_dict(study, row)
 
 
+CLOSURE_PAST_DAYS, CLOSURE_FUTURE_DAYS = 2 * 366, 3 * 366  # a closure outside these is most likely a typo
+
+
 async def add_site_closure(study: str, site: str, first_day: date, last_day: date | None, reason: str,
                            today: date | None = None, actor: str = SYSTEM) -> dict:
     """Days the site is closed (both inclusive): business days at that site skip them from now on."""
@@ -181,14 +187,44 @@ async def add_site_closure(study: str, site: str, first_day: date, last_day: dat
     if (last_day - first_day).days > 366:
         raise invalid("a closure is at most a year long; record longer ones as a change of calendar",
                       field="last_day")
+    today = today or date.today()
+    if not today - timedelta(days=CLOSURE_PAST_DAYS) <= first_day <= today + timedelta(days=CLOSURE_FUTURE_DAYS):
+        raise invalid(f"a closure starts within two years before today ({today}) and three after, not on"
+                      f" {first_day}: is the year right?", field="first_day")
     async with transaction(f"study {study}, site {site}"):
         study_row = await _study_with_site(study, site)
         row = await repo.find_site(study_row["id"], site)
+        for known in (await repo.site_calendars(study_row["id"])).get(site, (None, ()))[1]:
+            if known.first_day <= last_day and first_day <= known.last_day:
+                raise Conflict(f"study {study}, site {site} is already closed from {known.first_day} to"
+                               f" {known.last_day} ({known.reason}); withdraw that closure first to change it")
         await repo.insert_closure(row["id"], first_day, last_day, _text(reason))
         await _refresh_site(study_row["id"], site, today)
         await audit_log.record(actor, Change("create", "site", f"{study}/{site}/closure/{first_day}", None,
                                              {"first_day": first_day, "last_day": last_day}, _text(reason)))
     return {"study": study, "site": site, "first_day": first_day, "last_day": last_day, "reason": _text(reason)}
+
+
+async def withdraw_site_closure(study: str, site: str, first_day: date, reason: str, today: date | None = None,
+                                actor: str = SYSTEM) -> dict:
+    """Take back a closure recorded by mistake (the one starting on `first_day`): business days at the site no
+    longer skip it. Audited with the reason; the site's participants are re-evaluated."""
+    if not _text(reason):
+        raise invalid(f"study {study}, site {site}: say why the closure is withdrawn", field="reason")
+    async with transaction(f"study {study}, site {site}"):
+        study_row = await _study_with_site(study, site)
+        row = await repo.find_site(study_row["id"], site)
+        closure = next((c for c in (await repo.site_calendars(study_row["id"])).get(site, (None, ()))[1]
+                        if c.first_day == first_day), None)
+        if closure is None:
+            raise NotFound(f"study {study}, site {site} has no closure starting on {first_day}")
+        await repo.delete_closure(row["id"], first_day)
+        await _refresh_site(study_row["id"], site, today)
+        await audit_log.record(actor, Change("delete", "site", f"{study}/{site}/closure/{first_day}",
+                                             {"first_day": closure.first_day, "last_day": closure.last_day,
+                                              "reason": closure.reason}, None, _text(reason)))
+    return {"study": study, "site": site, "first_day": closure.first_day, "last_day": closure.last_day,
+            "reason": closure.reason}
 
 
 @_reads
@@ -402,7 +438,7 @@ async def change_protocol_version(study: str, subject_id: str, version: str, eff
         moved = await _move(study, row["study_id"], version, effective, reason, today, actor, participant=row["id"])
         if moved.skipped:
             raise invalid(f"study {study}, participant {subject_id} {moved.skipped[subject_id]}",
-                          field="effective" if "effective" in moved.skipped[subject_id] else "version")
+                          field="version" if "already follows" in moved.skipped[subject_id] else "effective")
         row = await subject_row(study, subject_id)
     return _participant_dict(study, row)
 
@@ -414,6 +450,7 @@ class Moved(NamedTuple):
     effective: date
     moved: list[str]
     skipped: dict[str, str]
+    deviations: dict[str, int] | None = None  # what detection, re-run for those moved, created and resolved
 
 
 async def apply_protocol_version(study: str, version: str, effective: date, reason: str, site: str | None = None,
@@ -432,6 +469,9 @@ async def _move(study: str, study_id: int, version: str, effective: date, reason
         raise invalid(f"study {study}: give the reason for the change to protocol version {version}", field="reason")
     versions = await repo.list_versions(study_id)
     target = _pick_version(study, versions, version)
+    if effective < target["effective"]:  # the same for everyone: bad input, not a participant left as it is
+        raise invalid(f"study {study}: protocol version {version} is effective from {target['effective']}; no"
+                      f" participant can follow it from {effective}", field="effective")
     labels = {row["id"]: row["version"] for row in versions}
     people = sorted((await repo.load_inputs(study_id, participant, site=site)).values(), key=lambda p: p.subject_id)
     moved, skipped = [], {}
@@ -457,13 +497,11 @@ async def _move(study: str, study_id: int, version: str, effective: date, reason
 
 def _cannot_move(person: ScheduleInputs, target: dict, effective: date, labels: dict[int, str], bulk: bool
                  ) -> str | None:
-    """Why this participant cannot move to `target` from `effective` (None: it can). A version governs from its
-    own effective date on, changes follow each other in time, and a change for many leaves ended schedules."""
+    """Why this participant cannot move to `target` from `effective` (None: it can): changes follow each other in
+    time, and a change for many leaves ended schedules. (A version governs from its own effective date on:
+    `_move` refuses an earlier date for everyone.)"""
     if target["id"] == person.version_id:
         return f"already follows protocol version {target['version']}"
-    if effective < target["effective"]:
-        return (f"cannot follow protocol version {target['version']} from {effective}: it is effective from"
-                f" {target['effective']}")
     if person.changes and effective < person.changes[-1][0]:
         return (f"moved to protocol version {labels[person.version_id]} from {person.changes[-1][0]}; a later change"
                 f" cannot take effect before that ({effective})")
@@ -690,7 +728,13 @@ class Versions:
         row = self.rows[version_id]
         protocol = await protocol_of(version_id, row["sha256"])
         spec = self.calendars.get(site) if site is not None else None
-        return protocol if spec is None else with_site_calendar(protocol, row["sha256"], spec)
+        if spec is None:
+            return protocol
+        try:
+            return with_site_calendar(protocol, row["sha256"], spec)
+        except CalendarError as error:  # stored before names were checked, or a library that changed
+            raise invalid(f"site {site}: its stored calendar is not usable ({error}); set it again with trialcoord"
+                          " site calendar", field="calendar") from None
 
     async def judged(self, person: ScheduleInputs, as_of: date, horizon_days: int = 0
                      ) -> list[tuple[VisitOccurrence, int]]:
@@ -721,6 +765,15 @@ def with_site_calendar(protocol: Protocol, sha256: str, spec: tuple[str | None, 
             _variants.clear()
         _variants[key] = variant
     return variant
+
+
+async def check_numbering(study_id: int, protocol: Protocol) -> None:
+    """Refuse a version that renumbers a visit of an earlier one (the contract: codes keep their meaning)."""
+    earlier = [await protocol_of(row["id"], row["sha256"]) for row in await repo.list_versions(study_id)]
+    problems = renumbered(earlier, protocol)
+    if problems:
+        raise InvalidInput([Problem(f"study {protocol.study}, protocol version {protocol.version}: {line}",
+                                    field="visits") for line in problems])
 
 
 async def protocol_of(version_id: int, sha256: str) -> Protocol:
@@ -813,7 +866,8 @@ async def _check_consent_event(subject: _Subject, event: str, day: date) -> None
     first = await consent_store.first_signed(subject.id)
     if first is not None and day > date.fromisoformat(str(first["signed_on"])):
         raise invalid(f"{subject}: the first consent on record (version {first['label']}) was signed on"
-                      f" {first['signed_on']}; the {event} event is the date of first consent and cannot be later",
+                      f" {first['signed_on']}; the {event} event is the date of first consent and cannot be later"
+                      f" ({day})",
                       field="date")
 
 

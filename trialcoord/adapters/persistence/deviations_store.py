@@ -104,18 +104,24 @@ async def participant_ids(study_id: int, subjects: Collection[str]) -> dict[str,
     return found
 
 
-async def ending_dates(study_id: int, events: Collection[str], scope: Collection[int] | None) -> dict[int, date]:
-    """The first of these events' date, by participant."""
+async def ending_dates(study_id: int, events: Collection[str], scope: Collection[int] | None
+                       ) -> dict[int, tuple[set[int], dict[str, date]]]:
+    """By participant recording one of these events: the protocol versions it has followed (now and before a
+    change) and the dates of those events."""
     if not events:
         return {}
     names = ", ".join("{}" for _ in events)
-    rows = await fetch_rows("SELECT e.participant, e.date FROM recorded_events e JOIN participants p"
-                            f" ON p.id = e.participant WHERE p.study = {{}} AND e.event IN ({names})"
-                            f"{among('e.participant', scope)}", study_id, *events)
-    ended: dict[int, date] = {}
-    for participant, day in rows:
-        day = day if isinstance(day, date) else date.fromisoformat(str(day))
-        ended[participant] = min(day, ended.get(participant, day))
+    rows = await fetch_rows("SELECT e.participant, p.protocol_version, e.event, e.date FROM recorded_events e"
+                            f" JOIN participants p ON p.id = e.participant WHERE p.study = {{}} AND e.event IN"
+                            f" ({names}){among('e.participant', scope)}", study_id, *events)
+    ended: dict[int, tuple[set[int], dict[str, date]]] = {}
+    for participant, version, event, day in rows:
+        ended.setdefault(participant, ({version}, {}))[1][event] = day if isinstance(day, date) \
+            else date.fromisoformat(str(day))
+    if ended:
+        for participant, version in await fetch_rows("SELECT participant, from_version FROM protocol_changes WHERE"
+                                                     f" 1 = 1{among('participant', ended)}"):
+            ended[participant][0].add(version)
     return ended
 
 

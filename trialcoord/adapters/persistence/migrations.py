@@ -369,6 +369,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX site_closures_site ON site_closures (site)",
             # The last day the stored schedule lists (open-ended repeats): `schedules refresh` extends it.
             "ALTER TABLE participants ADD COLUMN schedule_horizon DATE",
+            # Site calendars were stored and never used until now: a value that is no calendar name is cleared
+            # (the protocol's calendar applied before and still does); holidays:... names are checked on use.
+            "UPDATE sites SET calendar = NULL WHERE calendar IS NOT NULL AND calendar NOT IN ('business-us',"
+            " 'weekdays') AND calendar NOT LIKE 'holidays:%'",
             # A consent recorded on paper before its version was registered has no consent version: its
             # document reference instead (and the version label and language printed on it, when known).
             """CREATE TABLE participant_consents_rebuilt (

@@ -109,6 +109,10 @@ async def insert_closure(site_id: int, first_day: date, last_day: date, reason: 
                 site_id, first_day, last_day, reason)
 
 
+async def delete_closure(site_id: int, first_day: date) -> None:
+    await fetch("DELETE FROM site_closures WHERE site = {} AND first_day = {}", site_id, first_day)
+
+
 # Participants --------------------------------------------------------------------------------
 
 _PARTICIPANTS = """SELECT p.id, p.subject_id, p.arm, p.status, p.enrolled_on, p.protocol_version,

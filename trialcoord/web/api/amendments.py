@@ -35,11 +35,19 @@ class Skipped(msgspec.Struct):
     reason: str
 
 
+class DetectionCounts(msgspec.Struct):
+    created: int
+    updated: int
+    resolved: int
+    reopened: int
+
+
 class Applied(msgspec.Struct):
     version: str
     effective: date
     moved: list[str]
     skipped: list[Skipped]
+    deviations: DetectionCounts | None  # detection re-run for those moved (None: nobody moved)
 
 
 class AmendmentController(Controller):
@@ -61,7 +69,8 @@ class AmendmentController(Controller):
         moved = await amendments.apply_version(study, version, data.effective, data.reason, site=data.site,
                                                today=today, actor=access.user_id)
         return Applied(moved.version, moved.effective, moved.moved,
-                       [Skipped(s, why) for s, why in sorted(moved.skipped.items())])
+                       [Skipped(s, why) for s, why in sorted(moved.skipped.items())],
+                       DetectionCounts(**moved.deviations) if moved.deviations else None)
 
     @get("/protocol-versions/{version:str}/impact", opt=needs(Action.VIEW_SCHEDULE, across_sites=True),
          responses=problem_responses(400, 401, 403, 404, 422))

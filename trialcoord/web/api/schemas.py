@@ -84,6 +84,10 @@ class ClosureIn(msgspec.Struct):
     last_day: date | None = None
 
 
+class WithdrawalIn(msgspec.Struct):
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
 class Closure(msgspec.Struct):
     study: str
     site: str

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Annotated
 
 import msgspec
 from litestar import Controller, Request, Response, get, post, put
 from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
-from litestar.params import FromQuery, JSONBody
+from litestar.params import FromQuery, JSONBody, PathParameter
 
 from trialcoord.adapters.protocol_files import parse_protocol
 from trialcoord.domain.access import Action
@@ -18,7 +19,8 @@ from trialcoord.services import scheduling
 from trialcoord.services.errors import invalid
 from trialcoord.web.api.params import AccessDep, SitePath, StudyPath, Today, plausible
 from trialcoord.web.api.schemas import (
-    Closure, ClosureIn, ProtocolSource, ProtocolVersion, Site, SiteCalendar, SiteCalendarIn, SiteIn, Study, from_dict,
+    Closure, ClosureIn, ProtocolSource, ProtocolVersion, Site, SiteCalendar, SiteCalendarIn, SiteIn, Study,
+    WithdrawalIn, from_dict,
 )
 from trialcoord.web.auth import SIGNED_IN, needs
 from trialcoord.web.errors import problem_responses
@@ -103,8 +105,10 @@ class StudyController(Controller):
         """The calendar the site's business days follow (its own, else the protocol's), and its holidays and
         closures from `first` (default today) to `last` (default four weeks on; at most a year)."""
         first = plausible(first, "first") or today
-        days = await scheduling.site_calendar_days(study, site, first, plausible(last, "last")
-                                                   or first + timedelta(days=27))
+        last = plausible(last, "last") or first + timedelta(days=27)
+        if last < first:
+            raise invalid(f"the last day ({last}) comes before the first ({first})", "last")
+        days = await scheduling.site_calendar_days(study, site, first, last)
         return msgspec.convert(days, SiteCalendar)
 
     @put("/{study:str}/sites/{site:str}/calendar", opt=needs(Action.MANAGE_SITES),
@@ -124,6 +128,17 @@ class StudyController(Controller):
         plausible(data.last_day, "last_day")
         row = await scheduling.add_site_closure(study, site, data.first_day, data.last_day, data.reason, today=today,
                                                 actor=access.user_id)
+        return from_dict(Closure, row)
+
+    @post("/{study:str}/sites/{site:str}/closures/{first_day:date}/withdraw", opt=needs(Action.MANAGE_SITES),
+          status_code=200, responses=problem_responses(400, 401, 403, 404, 422))
+    async def withdraw_closure(self, study: StudyPath, site: SitePath,
+                               first_day: Annotated[date, PathParameter(description="The closure's first day")],
+                               data: JSONBody[WithdrawalIn], today: Today, access: AccessDep) -> Closure:
+        """Take back a closure recorded by mistake (the one starting on `first_day`), with the reason; its
+        schedules are recomputed."""
+        row = await scheduling.withdraw_site_closure(study, site, first_day, data.reason, today=today,
+                                                     actor=access.user_id)
         return from_dict(Closure, row)
 
 

@@ -23,6 +23,7 @@ from trialcoord.web.pages.forms import Form, FormReader
 
 MAX_PROTOCOL_BYTES = 1024 * 1024
 VIEW = needs(Action.VIEW_SCHEDULE, across_sites=True)
+IMPACT_FIELDS = ("", "file", "version", "effective", "site")  # the fields the impact form shows errors at
 
 
 class AmendmentPages(Controller):
@@ -65,7 +66,9 @@ class AmendmentPages(Controller):
             sites = None if access.sites is None or access.sites.all_sites else access.sites.sites
             result = await amendments.impact(study, protocol, text, effective, site=site, today=today, sites=sites)
         except (InvalidInput, NotFound) as error:
-            form.errors.update(field_messages(error))
+            for key, message in field_messages(error).items():  # a problem of the file names its own path
+                key = key if key in IMPACT_FIELDS else "file"
+                form.errors[key] = f"{form.errors[key]} {message}" if key in form.errors else message
             return await _rerender(study, access, today, form)
         if fmt != "html":
             content, media, filename = await amendments.impact_file(result, fmt, access.user_id)
