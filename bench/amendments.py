@@ -37,7 +37,8 @@ def amended_text() -> str:
     text = text.replace("window: {early: 3d, late: 3d}", "window: {early: 5d, late: 5d}")
     text = text.replace("offset: 24w,", "offset: 25w,")
     text = "\n".join(line for line in text.splitlines() if "offset: 36w," not in line) + "\n"
-    return text + "  - {code: V40W, name: Week 40 call, from: randomization, offset: 40w, window: {early: 7d, late: 7d}}\n"
+    return text + ("  - {code: V40W, number: 40, name: Week 40 call, from: randomization, offset: 40w,"
+                   " window: {early: 7d, late: 7d}}\n")  # a number of its own: Week 36's (20) stays Week 36's
 
 
 async def evaluate_once() -> int:

@@ -25,8 +25,10 @@ def protocol_apply(study: str, version: str, effective: date, reason: str, site:
               f" {moved.deviations['resolved']} resolved by the change, {moved.deviations['updated']} updated")
     for subject, why in sorted(moved.skipped.items()):
         print(f"  {subject}: {why}")
-    # nobody could be moved (not merely: everyone already follows it): a conflict a script must notice
-    refused = not moved.moved and any(not why.startswith("already follows") for why in moved.skipped.values())
+    # nobody could be moved, and not merely because everyone already follows it or has ended (a re-run): a
+    # conflict a script must notice
+    harmless = ("already follows", "has ended the schedule")
+    refused = not moved.moved and any(not why.startswith(harmless) for why in moved.skipped.values())
     return 3 if refused else 0
 
 

@@ -168,14 +168,6 @@ async def test_collection_stops_only_under_a_version_the_participant_followed(en
                                                                          "visit_after_ending_event")]
 
 
-async def test_a_visit_marked_missed_before_its_window_closes_says_so(enrolled):
-    await scheduling.mark_missed(enrolled, "1003", "V2", "Moved away", today=date(2024, 3, 16))
-    await deviations.detect(enrolled, date(2024, 3, 16), today=date(2024, 3, 16))
-    found = keyed((await deviations.listing(enrolled))[0])
-    assert found[("1003", "V2", "visit_missed")]["description"] == (
-        "V2: visit missed (marked missed by the site; its window closes on 2024-03-21)")
-
-
 async def test_manual_deviations_are_recorded_with_any_category(enrolled):
     row = await deviations.record_manual(enrolled, SITE_A, "study intervention", "Dose given from the wrong kit",
                                          date(2024, 4, 2), "cora", subject_id="1001", visit="V3",

@@ -111,3 +111,20 @@ async def test_open_database_binds_the_configured_engine(db):
     settings = load_settings({"TRIALCOORD_DATABASE_URL": db.url})
     async with open_database(settings, migrate=True) as engine:
         assert bound_engine() is engine and await Study.count() == 0
+
+
+async def test_migration_7_clears_stored_site_calendars_that_are_no_calendar(db, monkeypatch):
+    """Site calendars were stored unchecked and never used before migration 7: values that name no calendar are
+    cleared (nothing changes: the protocol's calendar applied), calendar names are kept."""
+    step = next(s for s in MIGRATIONS if s.version == 7)
+    statement = next(q for q in step.statements if "UPDATE sites SET calendar = NULL" in q)
+    await repo.insert_study("X", "Study X")
+    study = (await fetch("SELECT id FROM studies WHERE code = 'X'"))[0]["id"]
+    for code, calendar in (("1", "DE"), ("2", "holidays:DE-BY"), ("3", "business-us"), ("4", "Holidays:FR"),
+                           ("5", None)):
+        await fetch("INSERT INTO sites (study, code, name, time_zone, calendar) VALUES ({}, {}, {}, 'UTC', {})",
+                    study, code, code, calendar)
+    await fetch(statement)  # as migration 7 runs it on a database of version 6
+    rows = await fetch("SELECT code, calendar FROM sites ORDER BY code")
+    assert [(r["code"], r["calendar"]) for r in rows] == [("1", None), ("2", "holidays:DE-BY"), ("3", "business-us"),
+                                                          ("4", None), ("5", None)]

@@ -129,3 +129,41 @@ def test_found_a_longer_repeat_interval_leaves_no_old_occurrence_open_after_the_
     assert later and all(version == 1 for _, version in later)  # every open occurrence is the new version's
     assert all(row.target is None or row.target - start in {timedelta(days=28 * k) for k in range(20)}
                for row, version in judged if version == 1 and row.actual is None)
+
+
+def test_a_repeat_far_off_under_a_middle_version_follows_the_third_as_a_visit_it_adds():
+    """Review finding: every 2w, then every 26w from 03-11, then every 2w again from 04-22 (as of 05-01): the
+    occurrences the middle version put far off are the third version's, expected only if their window closes
+    on or after 04-22, whatever the horizon."""
+    from dataclasses import replace
+
+    def every(days: str, version: str):
+        return replace(protocol(visit("C{n}", frm="randomization", repeat=(days, None), early="3d", late="3d")),
+                       version=version)
+
+    start, as_of = date(2024, 1, 1), date(2024, 5, 1)
+    actuals = {f"C{n}": start + timedelta(days=14 * (n - 1)) for n in range(1, 6)}
+    changes = [(date(2024, 3, 11), every("182d", "2.0")), (date(2024, 4, 22), every("14d", "3.0"))]
+    for horizon in (60, 200):
+        judged = {row.visit: (row.status, version) for row, version in
+                  evaluate_judged(every("14d", "1.0"), {"randomization": start}, actuals, as_of,
+                                  horizon_days=horizon, changes=changes)}
+        assert [judged[f"C{n}"] for n in (6, 7, 8)] == [("not_applicable", 2)] * 3, horizon
+        assert judged["C9"] == ("missed", 2) and judged["C5"] == ("on_time", 0)
+
+
+def test_a_window_the_new_version_narrows_to_before_the_change_is_not_missed():
+    """Open under the old window on the change date, closed under the new one before it took effect: the new
+    version never expected it while in force, so it is not applicable, not missed (never backwards)."""
+    from dataclasses import replace
+
+    old = protocol(visit("V1", offset="30d", early="10d", late="10d"))  # window to day 40
+    new = replace(protocol(visit("V1", offset="30d", early="2d", late="2d")), version="2.0")  # to day 32
+    start = date(2024, 1, 1)
+    change = start + timedelta(days=35)
+    [(row, version)] = evaluate_judged(old, {"randomization": start}, {}, start + timedelta(days=50),
+                                       changes=[(change, new)])
+    assert (row.status, version) == ("not_applicable", 1)
+    [(later, _)] = evaluate_judged(old, {"randomization": start}, {}, start + timedelta(days=50),
+                                   changes=[(start + timedelta(days=31), new)])  # the new window still open
+    assert later.status == "missed"

@@ -374,23 +374,31 @@ def judge(history: Sequence[tuple[date, Protocol]], evaluations: Sequence[Sequen
         for index, (start, version), rows in later:
             row = rows.get(code)
             defines = row.status != UNSCHEDULED if row is not None else version.resolve_visit_code(code) is not None
+            if defines and row is None:  # an occurrence this version lists only past the horizon
+                if dropped or (chosen is not None and chosen[1].actual is None and chosen[1].status != UNSCHEDULED
+                               and (chosen[1].latest is None or chosen[1].latest >= start)):
+                    chosen, dropped = None, True  # still open at the change: not (yet) one of this version's
+                continue  # done, or closed before the change: judged as it was
             if defines:
-                if row is None:  # an occurrence this version lists only past the horizon
-                    if chosen is not None and chosen[1].actual is None and chosen[1].status != UNSCHEDULED and (
-                            chosen[1].latest is None or chosen[1].latest >= start):
-                        chosen, dropped = None, True  # still open at the change: not (yet) one of this version's
-                    continue  # done, or closed before the change: judged as it was
                 latest_defined = index, row
-            basis = chosen[1] if chosen is not None and chosen[1].status != UNSCHEDULED else row
-            if basis is None:
-                continue
-            decisive = basis.actual if basis.actual is not None else basis.latest  # still open on `start`?
-            if decisive is not None and decisive < start:
-                continue
-            if defines or row is not None:
-                chosen = index, row  # its own row; an unscheduled one when done under a version that lacks it
-            else:
+            if not dropped:  # else far off under the version in force until this one: open when this one began
+                basis = chosen[1] if chosen is not None and chosen[1].status != UNSCHEDULED else row
+                if basis is None:
+                    continue
+                decisive = basis.actual if basis.actual is not None else basis.latest  # still open on `start`?
+                if decisive is not None and decisive < start:
+                    continue
+            elif row is None:
+                continue  # removed by this version before it was ever listed
+            dropped = False
+            if row is None:
                 chosen = index, _not_applicable(basis)  # removed by this version while still open
+            elif row.actual is None and row.latest is not None and row.latest < start:
+                # open until this version took effect, whose own window for it had closed by then: this version
+                # never expected it while in force (as for a visit it adds after its window), so not missed
+                chosen = index, _not_applicable(row)
+            else:
+                chosen = index, row  # its own row; an unscheduled one when done under a version that lacks it
         if chosen is None and latest_defined is not None and not dropped:  # added after its window had closed
             chosen = latest_defined[0], _not_applicable(latest_defined[1])
         if chosen is not None:

@@ -182,7 +182,7 @@ def impact_rows(result: Impact, left: bool = False) -> list[dict]:
                          "new_target": change.new[0], "new_window": _window(change.new), "detail": change.name})
         for kind, findings in (("deviation resolved", p.resolved), ("deviation created", p.created)):
             for f in findings:
-                rows.append({**base, "item": kind, "visit": f.visit, "detail": deviations.describe(f, result.as_of)})
+                rows.append({**base, "item": kind, "visit": f.visit, "detail": deviations.describe(f)})
         if p.reconsent.status == REQUIRED:
             before = p.reconsent.before
             rows.append({**base, "item": "re-consent required", "visit": before[0] if before else None,
@@ -204,8 +204,8 @@ def impact_dict(result: Impact) -> dict:
             "subject_id": p.subject_id, "site": p.site,
             "visits": [{"visit": c.visit, "name": c.name, "change": c.kind,
                         "old": _dates(c.old), "new": _dates(c.new)} for c in p.changes],
-            "deviations_resolved": [_finding(f, result.as_of) for f in p.resolved],
-            "deviations_created": [_finding(f, result.as_of) for f in p.created],
+            "deviations_resolved": [_finding(f) for f in p.resolved],
+            "deviations_created": [_finding(f) for f in p.created],
             "reconsent": {"status": p.reconsent.status, "versions": list(p.reconsent.versions),
                           "before_visit": p.reconsent.before[0] if p.reconsent.before else None,
                           "before_date": p.reconsent.before[1].isoformat() if p.reconsent.before else None},
@@ -286,7 +286,7 @@ def _dates(dates: tuple) -> dict:
     return dict(zip(("target", "earliest", "latest"), (d.isoformat() if d else None for d in dates)))
 
 
-def _finding(f, as_of: date) -> dict:
+def _finding(f) -> dict:
     return {"visit": f.visit, "occurrence": f.occurrence, "rule": str(f.rule),
             "occurred_on": f.occurred_on.isoformat() if f.occurred_on else None, "days_outside": f.days_outside,
-            "description": deviations.describe(f, as_of)}
+            "description": deviations.describe(f)}

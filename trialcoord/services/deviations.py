@@ -188,7 +188,7 @@ async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None
                             collection_stopped_on=ended.get(pid), consent=consent_of.get(pid, ()),
                             exceptions=exceptions.get(pid, ()), occurrences=occurrences.get(pid)):
             found.append(Finding(finding.subject_id, finding.visit, finding.occurrence, finding.rule,  # as stored,
-                                 finding.occurred_on, finding.days_outside, describe(finding, as_of)))  # compared
+                                 finding.occurred_on, finding.days_outside, describe(finding)))  # to compare
             defaults[finding.subject_id] = protocols[version].deviations
     kept = {}
     for raw in await store.kept(study_id, scope):
@@ -283,14 +283,13 @@ async def _cause(study: str, row: dict, changes: list) -> int | None:
     return max(same_visit or [seq for seq, _ in mine], default=None)
 
 
-def describe(finding: Finding, as_of: date | None = None) -> str:
-    """The record's description; a visit missed before its window closes (as of `as_of`) was marked missed."""
+def describe(finding: Finding) -> str:
+    # Compared with the stored description on every run: a wording that changed with the date, or with this
+    # code, would mark records updated and void their signed classifications.
     text = f"{finding.visit}: {_RULE_TEXT[finding.rule]}"
     if finding.detail:
         return f"{text} ({finding.detail})"
     if finding.rule is Rule.VISIT_MISSED and finding.occurred_on:
-        if as_of is not None and finding.occurred_on >= as_of:
-            return f"{text} (marked missed by the site; its window closes on {finding.occurred_on})"
         return f"{text} (its window closed on {finding.occurred_on})"
     return text
 

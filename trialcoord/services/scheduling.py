@@ -173,7 +173,7 @@ async def set_site_calendar(study: str, site: str, calendar: str | None, today: 
     return _site_dict(study, row)
 
 
-CLOSURE_PAST_DAYS, CLOSURE_FUTURE_DAYS = 2 * 366, 3 * 366  # a closure outside these is most likely a typo
+CLOSURE_FUTURE_DAYS = 3 * 366  # a closure further ahead is most likely a typo in the year
 
 
 async def add_site_closure(study: str, site: str, first_day: date, last_day: date | None, reason: str,
@@ -188,12 +188,15 @@ async def add_site_closure(study: str, site: str, first_day: date, last_day: dat
         raise invalid("a closure is at most a year long; record longer ones as a change of calendar",
                       field="last_day")
     today = today or date.today()
-    if not today - timedelta(days=CLOSURE_PAST_DAYS) <= first_day <= today + timedelta(days=CLOSURE_FUTURE_DAYS):
-        raise invalid(f"a closure starts within two years before today ({today}) and three after, not on"
-                      f" {first_day}: is the year right?", field="first_day")
     async with transaction(f"study {study}, site {site}"):
         study_row = await _study_with_site(study, site)
         row = await repo.find_site(study_row["id"], site)
+        # a closure before the study's protocol took effect, or years ahead, is most likely a typo in the year
+        began = min((v["effective"] for v in await repo.list_versions(study_row["id"])), default=first_day)
+        if not began - timedelta(days=366) <= first_day <= today + timedelta(days=CLOSURE_FUTURE_DAYS):
+            raise invalid(f"a closure starts at most a year before the study's first protocol version ({began})"
+                          f" and three years after today ({today}), not on {first_day}: is the year right?",
+                          field="first_day")
         for known in (await repo.site_calendars(study_row["id"])).get(site, (None, ()))[1]:
             if known.first_day <= last_day and first_day <= known.last_day:
                 raise Conflict(f"study {study}, site {site} is already closed from {known.first_day} to"

@@ -372,7 +372,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             # Site calendars were stored and never used until now: a value that is no calendar name is cleared
             # (the protocol's calendar applied before and still does); holidays:... names are checked on use.
             "UPDATE sites SET calendar = NULL WHERE calendar IS NOT NULL AND calendar NOT IN ('business-us',"
-            " 'weekdays') AND calendar NOT LIKE 'holidays:%'",
+            " 'weekdays') AND substr(calendar, 1, 9) <> 'holidays:'",  # case-sensitive on both engines (LIKE is not)
             # A consent recorded on paper before its version was registered has no consent version: its
             # document reference instead (and the version label and language printed on it, when known).
             """CREATE TABLE participant_consents_rebuilt (
