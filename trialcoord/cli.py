@@ -62,8 +62,17 @@ def _parser() -> argparse.ArgumentParser:
     refresh.add_argument("study", nargs="?")
     refresh.add_argument("--as-of", type=_iso_date)
 
-    site = commands.add_parser("site", help="sites' calendars and closures").add_subparsers(
+    site = commands.add_parser("site", help="a study's sites, their calendars and closures").add_subparsers(
         dest="action", required=True, metavar="ACTION")
+    add_site = site.add_parser("add", help="add a site to a study (audited; exit 3 if it exists)")
+    add_site.add_argument("study")
+    add_site.add_argument("code", metavar="CODE")
+    add_site.add_argument("--name", default="")
+    add_site.add_argument("--time-zone", default="UTC", help="IANA name, such as Europe/Berlin")
+    add_site.add_argument("--calendar", help="business-us, weekdays or holidays:<country>[-<region>]")
+    list_sites = site.add_parser("list", help="a study's sites")
+    list_sites.add_argument("study")
+    list_sites.add_argument("--format", choices=("table", "json"), default="table")
     calendar = site.add_parser("calendar", help="the calendar a site's business days follow")
     calendar.add_argument("study")
     calendar.add_argument("code", metavar="SITE")
@@ -106,11 +115,14 @@ def _parser() -> argparse.ArgumentParser:
 
     imports = commands.add_parser("import", help="import data from another system")
     import_events = imports.add_subparsers(dest="what", required=True, metavar="WHAT").add_parser(
-        "events", help="events and actual visits from a CSV (participant,event,date[,arm])"
+        "events", help="events and actual visits from a CSV (participant,event,date[,arm][,site])"
     )
     import_events.add_argument("study")
     import_events.add_argument("file", metavar="FILE.csv")
-    import_events.add_argument("--site")
+    import_events.add_argument("--site", help="where participants new to the study are enrolled when their rows"
+                                              " name no site")
+    import_events.add_argument("--create-sites", action="store_true",
+                               help="add the sites the file names that the study lacks (a first load)")
 
     visits = commands.add_parser("visits", help="a stored study's visit statuses")
     visits.add_argument("study")
@@ -310,6 +322,8 @@ def _dispatch(args) -> int:
         ("protocol", "impact"): lambda: schedules.protocol_impact(args.study, args.file, args.effective, args.site,
                                                                   args.format, args.out),
         ("schedules", "refresh"): lambda: schedules.schedules_refresh(args.study, args.as_of),
+        ("site", "add"): lambda: schedules.site_add(args.study, args.code, args.name, args.time_zone, args.calendar),
+        ("site", "list"): lambda: schedules.site_list(args.study, args.format),
         ("site", "calendar"): lambda: schedules.site_calendar(args.study, args.code, args.calendar, args.protocol),
         ("site", "reopen"): lambda: schedules.site_reopen(args.study, args.code, args.first_day, args.reason),
         ("site", "close"): lambda: schedules.site_close(args.study, args.code, args.first_day, args.last_day,
@@ -319,7 +333,7 @@ def _dispatch(args) -> int:
         ("db", "migrate"): commands.migrate,
         ("demo", None): commands.demo,
         ("serve", None): lambda: commands.serve(args.host, args.port),
-        ("import", None): lambda: commands.import_events(args.study, args.file, args.site),
+        ("import", None): lambda: commands.import_events(args.study, args.file, args.site, args.create_sites),
         ("visits", None): lambda: commands.visits(args.study, args.site, args.status, args.as_of, args.format),
         ("setup", None): lambda: admin.setup(demo=not args.no_demo),
         ("user", "create"): lambda: admin.user_create(args.user_id, args.name, args.email, args.generate),

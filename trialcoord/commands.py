@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -141,7 +142,13 @@ def load_protocol_file(file: str) -> int:
     return 0
 
 
-def import_events(study: str, file: str, site: str | None) -> int:
+def _progress():
+    """On a terminal: each step of a long command on stderr, with the time since it began."""
+    began = time.monotonic()
+    return lambda text: print(f"  {time.monotonic() - began:6.1f} s  {text}", file=sys.stderr, flush=True)
+
+
+def import_events(study: str, file: str, site: str | None, create_sites: bool = False) -> int:
     from trialcoord.adapters.persistence.engine import open_database
     from trialcoord.services.importing import import_events as run_import
 
@@ -149,11 +156,13 @@ def import_events(study: str, file: str, site: str | None) -> int:
 
     async def run():
         async with open_database(migrate=True):
-            return await run_import(study, text, site=site, file=file, today=_today(), actor=_actor())
+            return await run_import(study, text, site=site, file=file, today=_today(), actor=_actor(),
+                                    create_sites=create_sites, progress=_progress() if sys.stderr.isatty() else None)
 
     result = _run(run())
+    sites = f"sites {', '.join(result.created_sites)} created, " if result.created_sites else ""
     print(
-        f"{file}: {result.created_participants} participants created, {result.events_recorded} events and "
+        f"{file}: {sites}{result.created_participants} participants created, {result.events_recorded} events and "
         f"{result.visits_recorded} visits recorded, {result.unchanged} lines already present"
     )
     return 0

@@ -1,4 +1,5 @@
-"""`trialcoord protocol apply|impact`, `trialcoord schedules refresh` and `trialcoord site calendar|close|reopen`."""
+"""`trialcoord protocol apply|impact`, `trialcoord schedules refresh` and `trialcoord site add|list|calendar|close|
+reopen`."""
 
 from __future__ import annotations
 
@@ -97,6 +98,30 @@ def schedules_refresh(study: str | None, as_of: date | None) -> int:
     for code, count in refreshed.items():
         print(f"{code}: {count} participant{'' if count == 1 else 's'} re-evaluated as of {as_of or today},"
               " deviation detection run for them")
+    return 0
+
+
+def site_add(study: str, code: str, name: str, time_zone: str, calendar: str | None) -> int:
+    from trialcoord.services import scheduling
+
+    row = _database(lambda: scheduling.create_site(study, code, name, time_zone, calendar, actor=actor()))
+    print(f"site {row['code']} ({row['name']}) added to {study}: time zone {row['time_zone']}, business days follow"
+          f" {row['calendar'] or 'the protocol calendar'}")
+    return 0
+
+
+SITE_COLUMNS = ["code", "name", "time_zone", "calendar"]
+
+
+def site_list(study: str, fmt: str) -> int:
+    from trialcoord.adapters.tabular import text_table
+    from trialcoord.services import scheduling
+
+    rows = [{name: row[name] for name in SITE_COLUMNS} for row in _database(lambda: scheduling.list_sites(study))]
+    if fmt == "json":
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(rows), indent=1).decode() + "\n")
+    else:
+        sys.stdout.write(text_table(SITE_COLUMNS, rows) if rows else f"study {study} has no site yet\n")
     return 0
 
 

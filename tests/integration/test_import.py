@@ -86,3 +86,52 @@ async def test_an_imported_consent_event_is_never_later_than_a_consent_on_record
         await import_events(study, late, file="events.csv", today=TODAY)
     same = await import_events(study, late.replace("03-02", "03-01"), file="events.csv", today=TODAY)
     assert same.events_recorded == 1
+
+
+MULTI_SITE = """participant,event,date,site
+101-001,randomization,2024-03-04,101
+205-001,randomization,2024-03-05,205
+205-001,UNSCHEDULED 9.2,2024-03-08,205
+205-001,UNSCHEDULED 9.2,2024-03-20,205
+205-001,UNSCHEDULED 9.2,2024-03-08,205
+301-001,randomization,2024-03-06,
+"""
+
+
+@pytest.mark.anyio
+@pytest.mark.db
+async def test_a_multi_site_file_enrols_each_participant_at_its_site(study):
+    with pytest.raises(InvalidInput) as unknown:  # 205 does not exist yet: nothing imported, the line named
+        await import_events(study, MULTI_SITE, site="101", file="edc.csv", today=TODAY)
+    assert [(p.line, p.field) for p in unknown.value.problems] == [(3, "site")]
+    assert "has no site 205; add it (trialcoord site add) or import with --create-sites" in str(unknown.value)
+    assert await scheduling.list_participants(study) == [] and len(await scheduling.list_sites(study)) == 1
+    result = await import_events(study, MULTI_SITE, site="101", file="edc.csv", today=TODAY, create_sites=True)
+    assert (result.created_sites, result.created_participants, result.visits_recorded) == (("205",), 3, 2)
+    people = {p["subject_id"]: p["site"] for p in await scheduling.list_participants(study)}
+    assert people == {"101-001": "101", "205-001": "205", "301-001": "101"}  # no site column value: --site
+    visits = {r.visit.visit: r.visit.actual for r in await scheduling.participant_schedule(study, "205-001", TODAY)
+              if r.visit.status == "unscheduled"}
+    assert visits == {"UNSCHEDULED 9.2": date(2024, 3, 8), "UNSCHEDULED 9.2#2": date(2024, 3, 20)}
+    again = await import_events(study, MULTI_SITE, site="101", file="edc.csv", today=TODAY)
+    assert (again.created_participants, again.visits_recorded, again.unchanged) == (0, 0, 6)
+    moved = MULTI_SITE.replace("205-001,randomization,2024-03-05,205", "205-001,randomization,2024-03-05,101")
+    with pytest.raises(InvalidInput, match="participant 205-001 is enrolled at site 205, not at site 101"):
+        await import_events(study, moved, file="edc.csv", today=TODAY)
+
+
+@pytest.mark.anyio
+@pytest.mark.db
+async def test_a_long_import_says_where_it_is(study):
+    heard: list[str] = []
+    await import_events(study, GOOD, site="101", file="events.csv", today=TODAY, progress=heard.append)
+    assert heard[0] == "5 rows read, 2 participants; checking them" and heard[1] == "checked; storing (all or nothing)"
+    assert heard[2].startswith("5 new facts stored; re-evaluating 2 participants")
+
+
+def test_the_command_line_prints_progress_with_the_time_since_it_began(capsys):
+    from trialcoord.commands import _progress
+
+    _progress()("1,000,000 rows read, 100,000 participants; checking them")
+    err = capsys.readouterr().err
+    assert err.endswith(" s  1,000,000 rows read, 100,000 participants; checking them\n") and err.startswith("  ")

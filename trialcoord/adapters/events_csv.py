@@ -1,7 +1,9 @@
-"""Event files from other systems: CSV with the header `participant,event,date[,arm]`.
+"""Event files from other systems: CSV with the header `participant,event,date[,arm][,site]`.
 
 `event` is an event name of the protocol or a visit code (an expanded repeat such as C3D1; a code the
-protocol lacks is an unscheduled visit). Every problem in a file is reported with its line and field.
+protocol lacks is an unscheduled visit). An unscheduled label may come on several dates (an EDC's
+"UNSCHEDULED 9.2" twice): each date is a visit of its own (`number_unscheduled`); a protocol visit or event
+given two dates is a problem naming both lines. Every problem in a file is reported with its line and field.
 Lines are read on a fast path; only a line that fails it goes through the checks that explain why,
 so a million-line file costs little more than reading it.
 """
@@ -19,7 +21,8 @@ from trialcoord.domain.problems import InvalidInput, Problem
 from trialcoord.domain.protocol import Protocol
 
 REQUIRED = ("participant", "event", "date")
-OPTIONAL = ("arm",)
+OPTIONAL = ("arm", "site")
+REPEAT = "#"  # an unscheduled label's second and later dates are visits LABEL#2, LABEL#3, ... (by date)
 
 
 class EventRow(NamedTuple):
@@ -29,6 +32,7 @@ class EventRow(NamedTuple):
     day: date
     arm: str | None
     is_event: bool
+    site: str | None = None
 
 
 @dataclass
@@ -69,6 +73,7 @@ def read_events_file(path: Path, protocol: Protocol) -> dict[str, ParticipantFac
     rows, problems = parse_events_csv(text, str(path), protocol)
     if problems:
         raise InvalidInput(problems)
+    rows = number_unscheduled(rows, protocol, {})
     facts: dict[str, ParticipantFacts] = {}
     for row in rows:
         person = facts.get(row.participant)
@@ -77,6 +82,40 @@ def read_events_file(path: Path, protocol: Protocol) -> dict[str, ParticipantFac
         person.arm = person.arm or row.arm
         (person.events if row.is_event else person.actuals)[row.event] = row.day
     return facts
+
+
+def number_unscheduled(rows: list[EventRow], protocol: Protocol, recorded: dict[str, dict[str, date]]
+                       ) -> list[EventRow]:
+    """The rows with each unscheduled label's dates as visits of their own: a date already recorded keeps its
+    code (`recorded`: participant -> visit code -> date, as stored), new dates take the label if it is free,
+    else LABEL#2, LABEL#3, ... in date order. Importing the same file again changes nothing."""
+    dates: dict[tuple[str, str], set[date]] = {}
+    for row in rows:
+        if not row.is_event and protocol.resolve_visit_code(row.event) is None:
+            dates.setdefault((row.participant, row.event), set()).add(row.day)
+    if not any(len(days) > 1 or (p, label) in _labels(recorded) for (p, label), days in dates.items()):
+        return rows  # the usual file: every unscheduled label once, none recorded before
+    codes: dict[tuple[str, str, date], str] = {}
+    for (participant, label), days in dates.items():
+        stored = {code: day for code, day in recorded.get(participant, {}).items()
+                  if code == label or code.startswith(label + REPEAT)}
+        by_day = {day: code for code, day in stored.items()}
+        taken, number = set(stored), 1
+        for day in sorted(days):
+            if day in by_day:
+                codes[(participant, label, day)] = by_day[day]
+                continue
+            code = label
+            while code in taken:
+                number += 1
+                code = f"{label}{REPEAT}{number}"
+            taken.add(code)
+            codes[(participant, label, day)] = code
+    return [row._replace(event=codes.get((row.participant, row.event, row.day), row.event)) for row in rows]
+
+
+def _labels(recorded: dict[str, dict[str, date]]) -> set[tuple[str, str]]:
+    return {(participant, code.split(REPEAT)[0]) for participant, codes in recorded.items() for code in codes}
 
 
 def _header_problems(header: list[str], file: str) -> list[Problem]:
@@ -97,7 +136,9 @@ class _Lines:
         self.file, self.protocol, self.width = file, protocol, len(header)
         self.columns = tuple(header.index(name) for name in REQUIRED)
         self.arm_column = header.index("arm") if "arm" in header else None
+        self.site_column = header.index("site") if "site" in header else None
         self.arms: dict[str, tuple[str, int]] = {}  # participant -> (arm, line) as first given
+        self.sites: dict[str, tuple[str, int]] = {}  # participant -> (site, line) as first given
         self.dates: dict[tuple[str, str], tuple[date, int]] = {}  # (participant, event) -> (date, line)
         self.problems: list[Problem] = []
 
@@ -105,20 +146,23 @@ class _Lines:
         rows: list[EventRow] = []
         events, arm_codes, width = self.protocol.events, self.protocol.arm_codes, self.width
         p_col, e_col, d_col = self.columns
-        a_col = self.arm_column
-        arms, dates, new_row = self.arms, self.dates, tuple.__new__
+        a_col, s_col = self.arm_column, self.site_column
+        arms, sites, dates, new_row = self.arms, self.sites, self.dates, tuple.__new__
         for record in reader:
             line = reader.line_num
             if len(record) == width:
                 participant, event, text = record[p_col].strip(), record[e_col].strip(), record[d_col].strip()
                 arm = record[a_col].strip() or None if a_col is not None else None
+                site = record[s_col].strip() or None if s_col is not None else None
                 day = _iso_date(text)
                 # Fast path: everything present and well formed, nothing contradicting an earlier line.
                 if participant and event and day is not None and (arm is None or (
-                        arm in arm_codes and arms.setdefault(participant, (arm, line))[0] == arm)):
+                        arm in arm_codes and arms.setdefault(participant, (arm, line))[0] == arm)) and (
+                        site is None or sites.setdefault(participant, (site, line))[0] == site):
                     first = dates.setdefault((participant, event), (day, line))
-                    if first[0] == day:
-                        rows.append(new_row(EventRow, (line, participant, event, day, arm, event in events)))
+                    if first[0] == day or (event not in events and self.protocol.resolve_visit_code(event) is None):
+                        # the same date again is one visit; an unscheduled label on another date another visit
+                        rows.append(new_row(EventRow, (line, participant, event, day, arm, event in events, site)))
                         continue
             self.explain(record, line)
         if not rows and not self.problems:
@@ -142,6 +186,12 @@ class _Lines:
         arm = record[self.arm_column].strip() if self.arm_column is not None else ""
         if arm:
             found += self.arm_problems(participant, arm, line)
+        site = record[self.site_column].strip() if self.site_column is not None else ""
+        if site and participant:
+            first, first_line = self.sites.setdefault(participant, (site, line))
+            if first != site:
+                found.append(Problem(f"participant {participant} is at site {first} on line {first_line} and at"
+                                     f" {site} here", file, line, field="site"))
         if participant and event and day:
             earlier = self.dates.setdefault((participant, event), (day, line))
             if earlier[0] != day:

@@ -1,4 +1,4 @@
-"""CSV import of recorded events and visits: `participant,event,date[,arm]`.
+"""CSV import of recorded events and visits: `participant,event,date[,arm][,site]`.
 
 `event` is an event name of the protocol or a visit code (an expanded repeat such as C3D1; a code
 the protocol lacks is an unscheduled visit). The whole file is checked first and every bad line is
@@ -8,10 +8,11 @@ Parsing is in `adapters/events_csv.py`, shared with `trialcoord check`, which ne
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
-from trialcoord.adapters.events_csv import EventRow, parse_events_csv
+from trialcoord.adapters.events_csv import EventRow, number_unscheduled, parse_events_csv
 from trialcoord.adapters.persistence import consent_store
 from trialcoord.adapters.persistence import repositories as repo
 from trialcoord.adapters.persistence.engine import transaction
@@ -26,21 +27,33 @@ class ImportResult:
     events_recorded: int
     visits_recorded: int
     unchanged: int
+    created_sites: tuple[str, ...] = ()
 
 
 async def import_events(study: str, csv_text: str, site: str | None = None, file: str = "<csv>",
-                        today: date | None = None, actor: str = SYSTEM) -> ImportResult:
-    """Import a CSV file in one transaction, enrolling unknown participants at `site`."""
+                        today: date | None = None, actor: str = SYSTEM, create_sites: bool = False,
+                        progress: Callable[[str], None] | None = None) -> ImportResult:
+    """Import a CSV file in one transaction, enrolling unknown participants at their row's `site` column, else
+    at `site`; `create_sites`: add the sites the file names that the study lacks (a first load). `progress`
+    hears where a long import is (rows read, participants, what it does next)."""
     today = today or date.today()
+    say = progress or (lambda _: None)
     async with transaction(f"study {study}, import of {file}"):
         study_row = await scheduling.require_study(study)
         protocol = await scheduling.get_protocol(study)
         rows, problems = parse_events_csv(csv_text, file, protocol)
+        say(f"{len(rows):,} rows read, {len({r.participant for r in rows}):,} participants; checking them")
         await repo.lock_participants(study_row["id"])
         people = _by_subject(await repo.load_inputs(study_row["id"]))
-        site_row = await repo.find_site(study_row["id"], site) if site else None
-        if site and site_row is None:
+        rows = number_unscheduled(rows, protocol, {s: p.actuals for s, p in people.items()})
+        sites = {row["code"]: row for row in await repo.list_sites(study_row["id"])}
+        missing = _missing_sites(rows, sites, site, people)
+        if site and site not in sites and not create_sites:
             problems.append(Problem(f"study {study} has no site {site}", file, field="site"))
+            missing.pop(site, None)
+        if missing and not create_sites:
+            problems += [Problem(f"study {study} has no site {code}; add it (trialcoord site add) or import with"
+                                 " --create-sites", file, line, field="site") for code, line in missing.items()]
         problems += _conflicts(rows, people, file, site)
         problems += _consent_conflicts(rows, people, protocol.consent_event, file,
                                        await consent_store.first_consents(study_row["id"]))
@@ -48,20 +61,39 @@ async def import_events(study: str, csv_text: str, site: str | None = None, file
                              file, row.line, field="date") for row in rows if row.day > today]
         if problems:
             raise InvalidInput(problems)
-        enrolled = await _enrol_new(study, study_row["id"], rows, people, site_row)
+        say("checked; storing (all or nothing)")
+        if missing:
+            for code in missing:
+                await scheduling.create_site(study, code, code, actor=actor)
+            sites = {row["code"]: row for row in await repo.list_sites(study_row["id"])}
+        enrolled = await _enrol_new(study, study_row["id"], rows, people, sites, site)
         if enrolled:
             people = _by_subject(await repo.load_inputs(study_row["id"]))
         events, visits, changed, audited = await _apply(study, rows, people)
         if changed:
+            say(f"{events + visits:,} new facts stored; re-evaluating {len(changed):,} participants' schedules")
             await scheduling.refresh_participants(study_row["id"], inputs=changed, today=today)
         reason = f"imported from {file}"
         await audit_log.record(actor, *[
-            Change("create", "participant", scheduling.record_id(study, site_row["code"], subject), None,
-                   {"site": site_row["code"], "arm": arm, "enrolled_on": day}, reason)
-            for subject, (day, arm) in enrolled.items()
+            Change("create", "participant", scheduling.record_id(study, code, subject), None,
+                   {"site": code, "arm": arm, "enrolled_on": day}, reason)
+            for subject, (day, arm, code) in enrolled.items()
         ], *[Change(action, kind, rid, old, new, reason) for action, kind, rid, old, new in audited])
         created = len(enrolled)
-    return ImportResult(created, events, visits, len(rows) - events - visits)
+    return ImportResult(created, events, visits, len(rows) - events - visits, tuple(missing))
+
+
+def _missing_sites(rows: list[EventRow], sites: dict[str, dict], default: str | None,
+                   people: dict[str, ScheduleInputs]) -> dict[str, int]:
+    """The sites new participants of the file would be enrolled at that the study lacks: code -> first line."""
+    missing: dict[str, int] = {}
+    for row in rows:
+        code = row.site or (default if row.participant not in people else None)
+        if row.site and row.participant in people:
+            continue  # an enrolled participant's site is checked against its own (`_conflicts`)
+        if code and code not in sites:
+            missing.setdefault(code, row.line)
+    return missing
 
 
 def _conflicts(rows: list[EventRow], people: dict[str, ScheduleInputs], file: str, site: str | None
@@ -75,10 +107,14 @@ def _conflicts(rows: list[EventRow], people: dict[str, ScheduleInputs], file: st
                                     row.line, field="participant"))
             continue
         if person is None:
-            if site is None:
-                problems.append(Problem(f"participant {row.participant} is not enrolled; give a site to enrol"
-                                        " new participants", file, row.line, field="participant"))
+            if site is None and row.site is None:
+                problems.append(Problem(f"participant {row.participant} is not enrolled; give a site (a site column"
+                                        " or --site) to enrol new participants", file, row.line,
+                                        field="participant"))
             continue
+        if row.site is not None and row.site != person.site:
+            problems.append(Problem(f"participant {row.participant} is enrolled at site {person.site}, not at site"
+                                    f" {row.site}", file, row.line, field="site"))
         if row.arm is not None and person.arm not in (None, row.arm):
             problems.append(Problem(f"participant {row.participant} is assigned to arm {person.arm}, not"
                                     f" {row.arm}", file, row.line, field="arm"))
@@ -107,17 +143,18 @@ def _consent_conflicts(rows: list[EventRow], people: dict[str, ScheduleInputs], 
 
 
 async def _enrol_new(study: str, study_id: int, rows: list[EventRow], people: dict[str, ScheduleInputs],
-                     site_row: dict | None) -> dict[str, list]:
-    """Enrol participants the database lacks, on the earliest date the file gives for each."""
+                     sites: dict[str, dict], default: str | None) -> dict[str, list]:
+    """Enrol participants the database lacks, on the earliest date the file gives for each, at the site its
+    rows name (else `default`): subject -> [date, arm, site code]."""
     first: dict[str, list] = {}
     for row in rows:
         if row.participant not in people:
-            entry = first.setdefault(row.participant, [row.day, row.arm])
-            entry[0], entry[1] = min(entry[0], row.day), entry[1] or row.arm
+            entry = first.setdefault(row.participant, [row.day, row.arm, row.site or default])
+            entry[0], entry[1], entry[2] = min(entry[0], row.day), entry[1] or row.arm, entry[2] or row.site
     versions = await repo.list_versions(study_id)
     await repo.insert_participants(study_id, [
-        (subject, site_row["id"], arm, scheduling.enrolment_version(study, versions, None, day)["id"], day)
-        for subject, (day, arm) in first.items()
+        (subject, sites[code]["id"], arm, scheduling.enrolment_version(study, versions, None, day)["id"], day)
+        for subject, (day, arm, code) in first.items()
     ])
     return first
 
