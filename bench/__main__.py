@@ -1,7 +1,8 @@
 """Run the benchmarks in order: `.venv/bin/python -m bench [--quick] [NAME ...]` (`make bench` runs them all).
 
 --quick runs each at a tenth of its scale, as a smoke test; NAME picks benchmarks (compute, check, persist,
-query, endpoint, audit, signatures, binder, deviations, amendments). Figures and goals: docs/performance.md.
+query, endpoint, audit, signatures, binder, deviations, amendments, import). Figures and goals:
+docs/performance.md.
 Timings are printed, never asserted.
 """
 
@@ -14,7 +15,8 @@ import sqlite3
 import time
 
 from bench import (
-    amendments, audit_verify, binder_export, check_csv, compute, deviations, endpoint, persist, query, signatures,
+    amendments, audit_verify, binder_export, check_csv, compute, deviations, endpoint, import_events, persist, query,
+    signatures,
 )
 
 BENCHMARKS = {
@@ -28,6 +30,7 @@ BENCHMARKS = {
     "binder": binder_export.main,
     "deviations": deviations.main,
     "amendments": amendments.main,
+    "import": import_events.main,
 }
 
 

@@ -135,3 +135,26 @@ def test_the_command_line_prints_progress_with_the_time_since_it_began(capsys):
     _progress()("1,000,000 rows read, 100,000 participants; checking them")
     err = capsys.readouterr().err
     assert err.endswith(" s  1,000,000 rows read, 100,000 participants; checking them\n") and err.startswith("  ")
+
+
+@pytest.mark.anyio
+@pytest.mark.db
+async def test_stored_statuses_equal_check_of_the_same_file(study, tmp_path):
+    """Done-when of issue 12: what an import stores is what `trialcoord check` computes from the same file."""
+    from tests.conftest import PROTOCOL_V1, PROTOCOL_V2
+    from trialcoord.adapters.events_csv import read_events_file
+    from trialcoord.adapters.protocol_files import parse_protocol
+    from trialcoord.domain.schedule import evaluate
+
+    path = tmp_path / "edc.csv"
+    path.write_text(MULTI_SITE, encoding="utf-8")
+    await import_events(study, MULTI_SITE, site="101", file="edc.csv", today=TODAY, create_sites=True)
+    protocols = {"1.0": parse_protocol(PROTOCOL_V1), "2.0": parse_protocol(PROTOCOL_V2)}
+    followed = {p["subject_id"]: protocols[p["protocol_version"]] for p in await scheduling.list_participants(study)}
+    for subject, facts in read_events_file(path, protocols["1.0"]).items():
+        protocol = followed[subject]  # `check` is given the version the participant follows
+        checked = {(r.visit, r.status, r.actual) for r in evaluate(protocol, facts.events, facts.actuals, TODAY,
+                                                                     arm=facts.arm)}
+        stored = {(r.visit.visit, r.visit.status, r.visit.actual)
+                  for r in await scheduling.participant_schedule(study, subject, TODAY)}
+        assert stored == checked, subject

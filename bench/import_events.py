@@ -1,0 +1,105 @@
+"""`import events` of a multi-site event file (issue 12), on SQLite and PostgreSQL:
+
+`importing.import_events` of 1,000,000 rows (100,000 participants at 100 sites, a site column; each a
+randomization and nine visits of the 20-visit bench protocol, some unscheduled) vs a raw `executemany` of the
+same rows (participant, event, date, site) into a table of those four columns, through the raw driver
+(sqlite3 / asyncpg). The import also checks every row, enrols the participants and evaluates and stores their
+schedules (20 visits each). Goal: at most 3x. Also printed: the process's peak memory growth during the
+import against the size of the file (goal: under 2x).
+
+Run: `.venv/bin/python -m bench.import_events [--quick | --scale S]` (--quick: 100,000 rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import sqlite3
+from contextlib import closing
+from datetime import timedelta
+
+import asyncpg
+
+from bench.common import AS_OF, PROTOCOL_TEXT, STUDY, atimed, on_each_engine, ratio_line, raw_sqlite_path, temp_database
+from trialcoord.adapters.protocol_files import parse_protocol
+from trialcoord.services import importing, scheduling
+
+SITES, ROWS_EACH = 100, 10
+RAW_TABLE = "CREATE TABLE bench_rows (participant TEXT NOT NULL, event TEXT NOT NULL, date DATE NOT NULL, site TEXT)"
+
+
+def event_file(participants: int, seed: int = 7) -> tuple[str, list[tuple]]:
+    """The CSV text and its rows: randomization, then V3..V11 near their targets (every 50th visit an
+    unscheduled one instead), participants spread over SITES sites and the 400 days before AS_OF."""
+    rng = random.Random(seed)
+    lines, rows = ["participant,event,date,site"], []
+    for i in range(participants):
+        site = f"{100 + i % SITES}"
+        subject = f"{site}-{i:06d}"
+        randomized = AS_OF - timedelta(days=400 + rng.randrange(200))
+        facts = [("randomization", randomized)]
+        for n in range(3, 3 + ROWS_EACH - 1):  # V3 is week 2, every two weeks after
+            day = randomized + timedelta(weeks=2 * (n - 2), days=rng.randint(-2, 2))
+            facts.append((f"V{n}" if rng.random() > 0.02 else "UNSCHEDULED", day))
+        for event, day in facts:
+            rows.append((subject, event, day, site))
+            lines.append(f"{subject},{event},{day.isoformat()},{site}")
+    return "\n".join(lines) + "\n", rows
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() // 1024
+
+
+async def raw_insert(kind: str, url: str, rows: list[tuple]) -> None:
+    if kind == "sqlite":
+        with closing(sqlite3.connect(raw_sqlite_path(url))) as connection, connection:
+            connection.execute("DROP TABLE IF EXISTS bench_rows")
+            connection.execute(RAW_TABLE)
+            connection.executemany("INSERT INTO bench_rows VALUES (?, ?, ?, ?)", rows)
+        return
+    connection = await asyncpg.connect(url)
+    try:
+        async with connection.transaction():
+            await connection.execute("DROP TABLE IF EXISTS bench_rows")
+            await connection.execute(RAW_TABLE)
+            await connection.executemany("INSERT INTO bench_rows VALUES ($1, $2, $3, $4)", rows)
+    finally:
+        await connection.close()
+
+
+async def run(kind: str, participants: int) -> None:
+    text, rows = event_file(participants)
+    async with temp_database(kind) as url:
+        await scheduling.load_protocol_version(parse_protocol(PROTOCOL_TEXT, "bench.yaml"), PROTOCOL_TEXT, "bench.yaml")
+        for n in range(SITES):
+            await scheduling.create_site(STUDY, f"{100 + n}", f"Site {100 + n}")
+        base, _ = await atimed(raw_insert(kind, url, rows))
+        before = _rss_kb()
+        peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        ours, result = await atimed(importing.import_events(STUDY, text, file="edc.csv", today=AS_OF))
+        growth = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - max(before, peak_before), 0)
+        size_kb = len(text.encode()) // 1024
+        print(f"  {kind:<8}  {len(rows):,} rows, {participants:,} participants at {SITES} sites, file {size_kb:,} KB")
+        print(f"  {kind:<8}  raw executemany  {base:7.3f} s")
+        print(f"  {kind:<8}  import events    {ours:7.3f} s  ({result.created_participants:,} participants,"
+              f" {result.events_recorded:,} events, {result.visits_recorded:,} visits)")
+        print(ratio_line(f"{kind} import / raw executemany", ours / base, "<= 3x", ours / base <= 3))
+        print(f"  {kind} peak memory growth {growth:,} KB = {growth / size_kb:.2f}x the file"
+              f" (goal under 2x) {'met' if growth < 2 * size_kb else 'MISSED'}")
+
+
+def main(quick: bool = False, scale: float | None = None) -> None:
+    participants = max(int(100_000 * (scale if scale is not None else (0.1 if quick else 1.0))), SITES)
+    print(f"import_events: {participants * ROWS_EACH:,} rows of an event file across {SITES} sites")
+    on_each_engine(run, participants)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--scale", type=float)
+    args = parser.parse_args()
+    main(args.quick, args.scale)
