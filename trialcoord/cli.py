@@ -114,7 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
 
     imports = commands.add_parser("import", help="import data from another system")
-    import_events = imports.add_subparsers(dest="what", required=True, metavar="WHAT").add_parser(
+    what = imports.add_subparsers(dest="what", required=True, metavar="WHAT")
+    import_events = what.add_parser(
         "events", help="events and actual visits from a CSV (participant,event,date[,arm][,site])"
     )
     import_events.add_argument("study")
@@ -123,6 +124,18 @@ def _parser() -> argparse.ArgumentParser:
                                               " name no site")
     import_events.add_argument("--create-sites", action="store_true",
                                help="add the sites the file names that the study lacks (a first load)")
+    sdtm = what.add_parser("sdtm", help="SDTM SV (visits), DS (disposition) and DM (sites, arms), XPT or CSV")
+    sdtm.add_argument("study")
+    sdtm.add_argument("--sv", required=True, metavar="SV.xpt")
+    sdtm.add_argument("--ds", metavar="DS.xpt")
+    sdtm.add_argument("--dm", metavar="DM.xpt")
+    sdtm.add_argument("--map", metavar="MAP.yaml", help="visits: {LABEL: CODE}, ds: {TERM: EVENT}, arms: {ARMCD:"
+                                                          " ARM}, events: {EVENT: {sv: VISIT}}")
+    sdtm.add_argument("--site", help="where new participants go when DM gives no SITEID")
+    sdtm.add_argument("--create-sites", action="store_true")
+    sdtm.add_argument("--dry-run", action="store_true", help="print the mapping and every unmatched label; store"
+                                                             " nothing")
+    sdtm.add_argument("--format", choices=("table", "json"), default="table")
 
     visits = commands.add_parser("visits", help="a stored study's visit statuses")
     visits.add_argument("study")
@@ -333,7 +346,8 @@ def _dispatch(args) -> int:
         ("db", "migrate"): commands.migrate,
         ("demo", None): commands.demo,
         ("serve", None): lambda: commands.serve(args.host, args.port),
-        ("import", None): lambda: commands.import_events(args.study, args.file, args.site, args.create_sites),
+        ("import", None): lambda: (commands.import_sdtm(args) if args.what == "sdtm" else
+                                   commands.import_events(args.study, args.file, args.site, args.create_sites)),
         ("visits", None): lambda: commands.visits(args.study, args.site, args.status, args.as_of, args.format),
         ("setup", None): lambda: admin.setup(demo=not args.no_demo),
         ("user", "create"): lambda: admin.user_create(args.user_id, args.name, args.email, args.generate),

@@ -168,6 +168,53 @@ def import_events(study: str, file: str, site: str | None, create_sites: bool = 
     return 0
 
 
+def import_sdtm(args) -> int:
+    """`trialcoord import sdtm`: the datasets read first (bad files named), then one import, or a dry run."""
+    import msgspec
+
+    from trialcoord.adapters.persistence.engine import open_database
+    from trialcoord.adapters.sdtm import read_dataset, read_map
+    from trialcoord.services.importing import import_sdtm as run_import
+
+    sv = read_dataset(Path(args.sv), "SV")
+    ds = read_dataset(Path(args.ds), "DS") if args.ds else None
+    dm = read_dataset(Path(args.dm), "DM") if args.dm else None
+    mapping = read_map(Path(args.map) if args.map else None)
+
+    async def run():
+        async with open_database(migrate=True):
+            return await run_import(args.study, sv, ds, dm, mapping, site=args.site, today=_today(), actor=_actor(),
+                                    create_sites=args.create_sites, dry_run=args.dry_run,
+                                    progress=_progress() if sys.stderr.isatty() else None)
+
+    result, used = _run(run())
+    rows = ([{"dataset": "SV", "label": label, "becomes": code, "rows": n} for label, (code, n) in
+             sorted(used.visits.items())]
+            + [{"dataset": "SV", "label": label, "becomes": "unscheduled visit", "rows": n} for label, n in
+               sorted(used.unscheduled.items())]
+            + [{"dataset": "DS", "label": term, "becomes": event or "not imported (no event)", "rows": n}
+               for term, (event, n) in sorted(used.ds.items())])
+    if args.format == "json":
+        body = {"mapping": rows, "dry_run": args.dry_run}
+        if result is not None:
+            body["result"] = {"created_sites": list(result.created_sites),
+                              "created_participants": result.created_participants,
+                              "events_recorded": result.events_recorded, "visits_recorded": result.visits_recorded,
+                              "unchanged": result.unchanged}
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(body), indent=1).decode() + "\n")
+        return 0
+    from trialcoord.adapters.tabular import text_table
+
+    sys.stdout.write(text_table(["dataset", "label", "becomes", "rows"], rows))
+    if result is None:
+        print("dry run: nothing stored")
+    else:
+        sites = f"sites {', '.join(result.created_sites)} created, " if result.created_sites else ""
+        print(f"{sites}{result.created_participants} participants created, {result.events_recorded} events and"
+              f" {result.visits_recorded} visits recorded, {result.unchanged} rows already present")
+    return 0
+
+
 def visits(study: str, site: str | None, status: str | None, as_of: date | None, fmt: str) -> int:
     from trialcoord.adapters.persistence.engine import open_database
     from trialcoord.services import scheduling

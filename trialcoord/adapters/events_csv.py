@@ -33,6 +33,7 @@ class EventRow(NamedTuple):
     arm: str | None
     is_event: bool
     site: str | None = None
+    source: str | None = None  # the dataset a row comes from, when not the file imported (SDTM SV, DS)
 
 
 @dataclass
@@ -162,7 +163,7 @@ class _Lines:
                     first = dates.setdefault((participant, event), (day, line))
                     if first[0] == day or (event not in events and self.protocol.resolve_visit_code(event) is None):
                         # the same date again is one visit; an unscheduled label on another date another visit
-                        rows.append(new_row(EventRow, (line, participant, event, day, arm, event in events, site)))
+                        rows.append(new_row(EventRow, (line, participant, event, day, arm, event in events, site, None)))
                         continue
             self.explain(record, line)
         if not rows and not self.problems:

@@ -1,4 +1,4 @@
-"""CSV import of recorded events and visits: `participant,event,date[,arm][,site]`.
+"""Imports of recorded events and visits: CSV `participant,event,date[,arm][,site]`, and SDTM SV/DS/DM.
 
 `event` is an event name of the protocol or a visit code (an expanded repeat such as C3D1; a code
 the protocol lacks is an unscheduled visit). The whole file is checked first and every bad line is
@@ -8,16 +8,19 @@ Parsing is in `adapters/events_csv.py`, shared with `trialcoord check`, which ne
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 
 from trialcoord.adapters.events_csv import EventRow, number_unscheduled, parse_events_csv
 from trialcoord.adapters.persistence import consent_store
 from trialcoord.adapters.persistence import repositories as repo
-from trialcoord.adapters.persistence.engine import transaction
+from trialcoord.adapters.persistence.engine import read, transaction
+from trialcoord.adapters.sdtm import Dataset, to_rows
+from trialcoord.adapters.sdtm import Mapping as SdtmMapping
 from trialcoord.adapters.persistence.repositories import ScheduleInputs
 from trialcoord.domain.problems import InvalidInput, Problem
+from trialcoord.domain.protocol import Protocol
 from trialcoord.services import audit_log, scheduling
 from trialcoord.services.audit_log import SYSTEM, Change
 
@@ -36,12 +39,23 @@ async def import_events(study: str, csv_text: str, site: str | None = None, file
     """Import a CSV file in one transaction, enrolling unknown participants at their row's `site` column, else
     at `site`; `create_sites`: add the sites the file names that the study lacks (a first load). `progress`
     hears where a long import is (rows read, participants, what it does next)."""
+    async def parse(protocol):
+        return parse_events_csv(csv_text, file, protocol)
+
+    return await import_rows(study, parse, file, site, today, actor, create_sites, progress)
+
+
+async def import_rows(study: str, parse: Callable[[Protocol], Awaitable[tuple[list[EventRow], list[Problem]]]],
+                      file: str, site: str | None = None, today: date | None = None, actor: str = SYSTEM,
+                      create_sites: bool = False, progress: Callable[[str], None] | None = None) -> ImportResult:
+    """The import of event rows however they were read (`parse` gets the study's current protocol version):
+    checked against the study, then stored all or nothing (see `import_events`)."""
     today = today or date.today()
     say = progress or (lambda _: None)
     async with transaction(f"study {study}, import of {file}"):
         study_row = await scheduling.require_study(study)
         protocol = await scheduling.get_protocol(study)
-        rows, problems = parse_events_csv(csv_text, file, protocol)
+        rows, problems = await parse(protocol)
         say(f"{len(rows):,} rows read, {len({r.participant for r in rows}):,} participants; checking them")
         await repo.lock_participants(study_row["id"])
         people = _by_subject(await repo.load_inputs(study_row["id"]))
@@ -53,12 +67,13 @@ async def import_events(study: str, csv_text: str, site: str | None = None, file
             missing.pop(site, None)
         if missing and not create_sites:
             problems += [Problem(f"study {study} has no site {code}; add it (trialcoord site add) or import with"
-                                 " --create-sites", file, line, field="site") for code, line in missing.items()]
+                                 " --create-sites", source or file, line, field="site")
+                         for code, (source, line) in missing.items()]
         problems += _conflicts(rows, people, file, site)
         problems += _consent_conflicts(rows, people, protocol.consent_event, file,
                                        await consent_store.first_consents(study_row["id"]))
         problems += [Problem(f"participant {row.participant}: {row.event} on {row.day} is after today ({today})",
-                             file, row.line, field="date") for row in rows if row.day > today]
+                             row.source or file, row.line, field="date") for row in rows if row.day > today]
         if problems:
             raise InvalidInput(problems)
         say("checked; storing (all or nothing)")
@@ -84,15 +99,16 @@ async def import_events(study: str, csv_text: str, site: str | None = None, file
 
 
 def _missing_sites(rows: list[EventRow], sites: dict[str, dict], default: str | None,
-                   people: dict[str, ScheduleInputs]) -> dict[str, int]:
-    """The sites new participants of the file would be enrolled at that the study lacks: code -> first line."""
-    missing: dict[str, int] = {}
+                   people: dict[str, ScheduleInputs]) -> dict[str, tuple[str | None, int]]:
+    """The sites new participants of the file would be enrolled at that the study lacks: code -> (dataset,
+    first line)."""
+    missing: dict[str, tuple[str | None, int]] = {}
     for row in rows:
         code = row.site or (default if row.participant not in people else None)
         if row.site and row.participant in people:
             continue  # an enrolled participant's site is checked against its own (`_conflicts`)
         if code and code not in sites:
-            missing.setdefault(code, row.line)
+            missing.setdefault(code, (row.source, row.line))
     return missing
 
 
@@ -103,25 +119,25 @@ def _conflicts(rows: list[EventRow], people: dict[str, ScheduleInputs], file: st
     for row in rows:
         person = people.get(row.participant)
         if person is None and "/" in row.participant:
-            problems.append(Problem(f"subject ID '{row.participant}' holds a '/', which codes may not", file,
-                                    row.line, field="participant"))
+            problems.append(Problem(f"subject ID '{row.participant}' holds a '/', which codes may not",
+                                    row.source or file, row.line, field="participant"))
             continue
         if person is None:
             if site is None and row.site is None:
                 problems.append(Problem(f"participant {row.participant} is not enrolled; give a site (a site column"
-                                        " or --site) to enrol new participants", file, row.line,
+                                        " or --site) to enrol new participants", row.source or file, row.line,
                                         field="participant"))
             continue
         if row.site is not None and row.site != person.site:
             problems.append(Problem(f"participant {row.participant} is enrolled at site {person.site}, not at site"
-                                    f" {row.site}", file, row.line, field="site"))
+                                    f" {row.site}", row.source or file, row.line, field="site"))
         if row.arm is not None and person.arm not in (None, row.arm):
             problems.append(Problem(f"participant {row.participant} is assigned to arm {person.arm}, not"
-                                    f" {row.arm}", file, row.line, field="arm"))
+                                    f" {row.arm}", row.source or file, row.line, field="arm"))
         recorded = (person.events if row.is_event else person.actuals).get(row.event)
         if recorded not in (None, row.day):
             problems.append(Problem(f"participant {row.participant}: {row.event} is already recorded on {recorded};"
-                                    " change a recorded date in the application, with a reason", file, row.line,
+                                    " change a recorded date in the application, with a reason", row.source or file, row.line,
                                     field="date"))
     return problems
 
@@ -138,7 +154,7 @@ def _consent_conflicts(rows: list[EventRow], people: dict[str, ScheduleInputs], 
         if row.day > date.fromisoformat(first[person.id]):
             problems.append(Problem(f"participant {row.participant}: {event} on {row.day} is after the first consent"
                                     f" on record ({first[person.id]}); the {event} event is the date of first consent",
-                                    file, row.line, field="date"))
+                                    row.source or file, row.line, field="date"))
     return problems
 
 
@@ -187,3 +203,30 @@ async def _apply(study: str, rows: list[EventRow], people: dict[str, ScheduleInp
 
 def _by_subject(inputs: dict[int, ScheduleInputs]) -> dict[str, ScheduleInputs]:
     return {person.subject_id: person for person in inputs.values()}
+
+
+# SDTM ------------------------------------------------------------------------------------------
+
+async def import_sdtm(study: str, sv: Dataset, ds: Dataset | None = None, dm: Dataset | None = None,
+                      mapping: dict | None = None, site: str | None = None, today: date | None = None,
+                      actor: str = SYSTEM, create_sites: bool = False, dry_run: bool = False,
+                      progress: Callable[[str], None] | None = None) -> tuple[ImportResult | None, SdtmMapping]:
+    """SDTM SV (visits), DS (disposition) and DM (sites, arms) in, as an event import (one transaction, every
+    problem naming dataset, row and variable). `dry_run`: the mapping it would use and every problem, nothing
+    stored (the result is None)."""
+    used = SdtmMapping()
+
+    async def parse(protocol):
+        rows, problems, found = to_rows(protocol, sv, ds, dm, mapping or {})
+        used.visits, used.ds, used.unscheduled = found.visits, found.ds, found.unscheduled
+        return rows, problems
+
+    if dry_run:
+        async with read():
+            await scheduling.require_study(study)
+            rows, problems = await parse(await scheduling.get_protocol(study))
+        if problems:
+            raise InvalidInput(problems)
+        return None, used
+    names = ", ".join(d.name for d in (sv, ds, dm) if d is not None)
+    return await import_rows(study, parse, names, site, today, actor, create_sites, progress), used

@@ -1,0 +1,125 @@
+"""SDTM in (issue 12): SV visits, DS milestones and DM sites and arms, as SAS transport v5 files written by
+pyreadstat (as an EDC or a CRO would send them) or CSV; default mapping, a --map, a dry run, and every problem
+naming the dataset, row and variable, nothing stored after one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pyreadstat
+import pytest
+
+from trialcoord.adapters.sdtm import read_dataset, read_map
+from trialcoord.domain.problems import InvalidInput
+from trialcoord.services import scheduling
+from trialcoord.services.importing import import_sdtm
+
+pytestmark = [pytest.mark.anyio, pytest.mark.db]
+TODAY = date(2024, 6, 1)
+A, B = "TST1-101-001", "TST1-205-001"
+SV = [  # USUBJID, VISITNUM, VISIT, SVSTDTC
+    (A, 1.0, "SCREENING", "2024-02-26"), (A, 1.5, "BASELINE", "2024-03-04"), (A, 3.0, "WEEK 2", "2024-03-18T10:30"),
+    (A, 9.2, "UNSCHEDULED 9.2", "2024-03-20"), (A, 9.2, "UNSCHEDULED 9.2", "2024-03-25"),
+    (B, 1.0, "Screening", "2024-03-01"), (B, 4.0, "week  4", "2024-04-12"),
+]
+DS = [(A, "INFORMED CONSENT OBTAINED", "PROTOCOL MILESTONE", "2024-02-20"),
+      (A, "RANDOMIZED", "PROTOCOL MILESTONE", "2024-03-04"), (A, "COMPLETED", "DISPOSITION EVENT", "2024-05-20"),
+      (B, "RANDOMIZED", "PROTOCOL MILESTONE", "2024-03-08")]
+DM = [(A, "101", "Pbo"), (B, "205", "SCRNFAIL")]
+MAP = "arms: {Pbo: P}\nevents: {first_dose: {sv: BASELINE}}\n"
+
+
+def xpt(path: Path, name: str, columns: list[str], rows: list[tuple]) -> Path:
+    frame = pd.DataFrame(rows, columns=columns)
+    frame.insert(0, "STUDYID", "TST-1")
+    frame.insert(1, "DOMAIN", name)
+    pyreadstat.write_xport(frame, str(path), file_format_version=5, table_name=name)
+    return path
+
+
+@pytest.fixture
+def files(tmp_path) -> dict[str, Path]:
+    (tmp_path / "map.yaml").write_text(MAP, encoding="utf-8")
+    return {"sv": xpt(tmp_path / "sv.xpt", "SV", ["USUBJID", "VISITNUM", "VISIT", "SVSTDTC"], SV),
+            "ds": xpt(tmp_path / "ds.xpt", "DS", ["USUBJID", "DSDECOD", "DSCAT", "DSSTDTC"], DS),
+            "dm": xpt(tmp_path / "dm.xpt", "DM", ["USUBJID", "SITEID", "ARMCD"], DM),
+            "map": tmp_path / "map.yaml"}
+
+
+def datasets(files):
+    return (read_dataset(files["sv"], "SV"), read_dataset(files["ds"], "DS"), read_dataset(files["dm"], "DM"),
+            read_map(files["map"]))
+
+
+async def test_sdtm_datasets_go_in_with_the_default_mapping_and_a_map(study, files):
+    sv, ds, dm, mapping = datasets(files)
+    _, used = await import_sdtm(study, sv, ds, dm, mapping, today=TODAY, dry_run=True)
+    # names matched ignoring case and spacing ("week  4" is Week 4, V3); BASELINE (VISITNUM 1.5) is no visit
+    assert used.visits == {"SCREENING": ("SCR", 1), "Screening": ("SCR", 1), "WEEK 2": ("V2", 1),
+                           "week  4": ("V3", 1)}
+    assert used.unscheduled == {"BASELINE": 1, "UNSCHEDULED 9.2": 2}
+    assert used.ds == {"INFORMED CONSENT OBTAINED": ("consent", 1), "RANDOMIZED": ("randomization", 2),
+                       "COMPLETED": (None, 1)}  # no event for it: listed, not imported
+    assert await scheduling.list_participants(study) == []  # a dry run stores nothing
+    with pytest.raises(InvalidInput) as no_site:
+        await import_sdtm(study, sv, ds, dm, mapping, today=TODAY)
+    assert [(p.file, p.line, p.field) for p in no_site.value.problems] == [("sv.xpt", 6, "site")]
+    assert await scheduling.list_participants(study) == []
+    result, _ = await import_sdtm(study, sv, ds, dm, mapping, today=TODAY, create_sites=True)
+    assert result.created_sites == ("205",) and result.created_participants == 2
+    people = {p["subject_id"]: (p["site"], p["arm"]) for p in await scheduling.list_participants(study)}
+    assert people == {A: ("101", "P"), B: ("205", None)}
+    schedule = {r.visit.visit: r for r in await scheduling.participant_schedule(study, A, TODAY)}
+    assert schedule["V2"].visit.actual == date(2024, 3, 18) and schedule["SCR"].visit.actual == date(2024, 2, 26)
+    assert schedule["UNSCHEDULED 9.2#2"].visit.actual == date(2024, 3, 25)
+    participant = await scheduling.get_participant(study, A)
+    assert participant["events"] == {"consent": date(2024, 2, 20), "randomization": date(2024, 3, 4),
+                                     "first_dose": date(2024, 3, 4)}
+    again, _ = await import_sdtm(study, sv, ds, dm, mapping, today=TODAY)
+    assert (again.created_participants, again.events_recorded, again.visits_recorded) == (0, 0, 0)
+
+
+async def test_every_sdtm_problem_names_dataset_row_and_variable(study, files, tmp_path):
+    bad_sv = xpt(tmp_path / "bad_sv.xpt", "SV", ["USUBJID", "VISITNUM", "VISIT", "SVSTDTC"],
+                 [*SV, (A, 3.0, "WEEK 2", "2024-03-19"), (A, 5.0, "WEEK 8", "2024-05")])
+    bad_dm = xpt(tmp_path / "bad_dm.xpt", "DM", ["USUBJID", "SITEID", "ARMCD"], DM)
+    with pytest.raises(InvalidInput) as error:
+        await import_sdtm(study, read_dataset(bad_sv, "SV"), None, read_dataset(bad_dm, "DM"), {}, today=TODAY,
+                          create_sites=True)
+    found = [(p.file, p.line, p.field) for p in error.value.problems]
+    assert found == [("bad_dm.xpt", 1, "ARMCD"), ("bad_sv.xpt", 8, "SVSTDTC"), ("bad_sv.xpt", 9, "SVSTDTC")]
+    messages = [p.message for p in error.value.problems]
+    assert "ARMCD 'Pbo' is not an arm of protocol version" in messages[0] and "map it with arms:" in messages[0]
+    assert "V2 is also given as 2024-03-18 in bad_sv.xpt row 3" in messages[1]
+    assert "SVSTDTC '2024-05' is not a full date" in messages[2]
+    assert await scheduling.list_participants(study) == [] and len(await scheduling.list_sites(study)) == 1
+    with pytest.raises(InvalidInput, match="lacks the variable SVSTDTC"):
+        read_dataset(xpt(tmp_path / "no_date.xpt", "SV", ["USUBJID", "VISIT"], [(A, "WEEK 2")]), "SV")
+    not_xpt = tmp_path / "sv2.xpt"
+    not_xpt.write_bytes(b"this is no transport file")
+    with pytest.raises(InvalidInput, match="sv2.xpt: is not a SAS transport"):
+        read_dataset(not_xpt, "SV")
+
+
+async def test_csv_with_the_same_variables_and_the_command_line(study, db, files, tmp_path):
+    csv_sv = tmp_path / "sv.csv"
+    csv_sv.write_text("USUBJID,VISITNUM,VISIT,SVSTDTC\n" + "".join(f"{u},{n},{v},{d}\n" for u, n, v, d in SV),
+                      encoding="utf-8")
+    env = {"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
+    command = [sys.executable, "-m", "trialcoord.cli", "import", "sdtm", study, "--sv", str(csv_sv),
+               "--dm", str(files["dm"]), "--ds", str(files["ds"]), "--map", str(files["map"])]
+    dry = subprocess.run([*command, "--dry-run", "--format", "json"], env=env, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    mapping = {(m["dataset"], m["label"]): (m["becomes"], m["rows"]) for m in json.loads(dry.stdout)["mapping"]}
+    assert mapping[("SV", "UNSCHEDULED 9.2")] == ("unscheduled visit", 2)
+    assert mapping[("DS", "COMPLETED")] == ("not imported (no event)", 1)
+    refused = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "sv.csv:6: site: study TST-1 has no site 205" in refused.stderr
+    done = subprocess.run([*command, "--create-sites"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "sites 205 created, 2 participants created" in done.stdout

@@ -1,0 +1,239 @@
+"""SDTM datasets in: SV (subject visits), DS (disposition) and DM (demographics), as SAS XPORT (read with
+pyreadstat) or CSV with the same variables, turned into the rows an event import takes.
+
+Default mapping, each part overridable by a small YAML (`--map`):
+- SV: VISIT, else VISITNUM, to the protocol visit whose name or number matches (case, spacing, `_` and `-`
+  ignored); a visit with no match is an unscheduled visit labelled VISIT. The date is SVSTDTC's date part.
+- DS: DSDECOD to the event of the same name (`RANDOMIZED` to randomization or randomisation, `INFORMED
+  CONSENT OBTAINED` to the protocol's consent event); terms without an event are listed, not imported.
+- DM: SITEID (the site of a participant new to the study) and ARMCD (the arm; SCRNFAIL and NOTASSGN are none).
+- `events: {EVENT: {sv: VISIT}}` dates an event by an SV visit (such as randomization by BASELINE).
+Participants are USUBJID. Every problem names the dataset, the row (1 = the first data row) and the variable.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trialcoord.adapters.events_csv import EventRow
+from trialcoord.domain.problems import InvalidInput, Problem
+from trialcoord.domain.protocol import Protocol
+
+NEEDED = {"SV": ("USUBJID", "VISIT", "SVSTDTC"), "DS": ("USUBJID", "DSDECOD", "DSSTDTC"), "DM": ("USUBJID",)}
+SYNONYMS = {"randomized": ("randomization", "randomisation", "randomized"),
+            "informed_consent_obtained": ("consent", "informed_consent")}
+NO_ARM = {"SCRNFAIL", "NOTASSGN", "NOTTRT", ""}
+MAP_KEYS = {"visits", "ds", "arms", "events"}
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    name: str  # the file's name, as problems cite it
+    domain: str  # SV, DS or DM
+    rows: list[dict[str, Any]]
+
+
+@dataclass
+class Mapping:
+    """The mapping used, for `--dry-run` and the summary: label -> (what it became, rows)."""
+
+    visits: dict[str, tuple[str, int]] = field(default_factory=dict)
+    ds: dict[str, tuple[str | None, int]] = field(default_factory=dict)
+    unscheduled: Counter = field(default_factory=Counter)
+
+
+def read_dataset(path: Path, domain: str) -> Dataset:
+    """A dataset's rows from XPT (by the extension .xpt) or CSV; InvalidInput names the file."""
+    name = path.name
+    try:
+        if path.suffix.lower() == ".xpt":
+            import pyreadstat  # only for XPT files
+
+            data, _ = pyreadstat.read_xport(str(path), output_format="dict")
+            columns = {key.upper(): list(values) for key, values in data.items()}
+            count = len(next(iter(columns.values()), []))
+            rows = [{key: values[i] for key, values in columns.items()} for i in range(count)]
+        else:
+            text = path.read_text(encoding="utf-8-sig")
+            rows = [{key.strip().upper(): value for key, value in row.items() if key is not None}
+                    for row in csv.DictReader(io.StringIO(text, newline=""))]
+    except FileNotFoundError:
+        raise InvalidInput([Problem("no such file", name)]) from None
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise InvalidInput([Problem(f"cannot be read as {domain} ({error})", name)]) from None
+    except Exception as error:  # pyreadstat's ReadstatError and friends: a file that is not XPT
+        raise InvalidInput([Problem(f"is not a SAS transport (XPT) file ({type(error).__name__}: {error})",
+                                    name)]) from None
+    missing = [var for var in NEEDED[domain] if rows and var not in rows[0]]
+    if not rows:
+        raise InvalidInput([Problem(f"the {domain} dataset has no rows", name)])
+    if missing:
+        raise InvalidInput([Problem(f"the {domain} dataset lacks the variable {var}", name, field=var)
+                            for var in missing])
+    return Dataset(name, domain, rows)
+
+
+def read_map(path: Path | None) -> dict:
+    """The `--map` YAML: `visits: {LABEL: CODE}`, `ds: {TERM: EVENT}`, `arms: {ARMCD: ARM}`,
+    `events: {EVENT: {sv: VISIT}}`."""
+    if path is None:
+        return {}
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise InvalidInput([Problem(f"cannot be read as a mapping ({error})", path.name)]) from None
+    if not isinstance(loaded, dict) or not set(loaded) <= MAP_KEYS or not all(
+            isinstance(value, dict) for value in loaded.values()):
+        raise InvalidInput([Problem(f"a mapping holds only {', '.join(sorted(MAP_KEYS))}, each a mapping",
+                                    path.name)])
+    return {key: {str(k): v for k, v in value.items()} for key, value in loaded.items()}
+
+
+def _norm(text: Any) -> str:
+    return re.sub(r"[\s_\-]+", "_", str(text).strip().lower())
+
+
+def _day(value: Any) -> date | None:
+    """SDTM --DTC's date part; None when partial (2013-01) or missing. (A numeric SAS date with a date format
+    comes from pyreadstat as a date or datetime.)"""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = str(value or "").strip()
+    try:
+        return date.fromisoformat(text[:10]) if len(text) >= 10 and text[4] == "-" and text[7] == "-" else None
+    except ValueError:
+        return None
+
+
+def to_rows(protocol: Protocol, sv: Dataset, ds: Dataset | None, dm: Dataset | None, mapping: dict
+            ) -> tuple[list[EventRow], list[Problem], Mapping]:
+    """Event rows of the datasets, every problem, and the mapping used."""
+    used, problems, rows = Mapping(), [], []
+    sites, arms = _demographics(dm, protocol, mapping.get("arms", {}), problems)
+    visit_codes = _visit_lookup(protocol)
+    dating = {str(spec.get("sv")): event for event, spec in mapping.get("events", {}).items()
+              if isinstance(spec, dict) and spec.get("sv")}
+    seen: dict[tuple[str, str], tuple[date, str, int]] = {}
+
+    def add(dataset: Dataset, number: int, var: str, subject: str, event: str, day: date, is_event: bool) -> None:
+        first = seen.setdefault((subject, event), (day, dataset.name, number))
+        scheduled = is_event or protocol.resolve_visit_code(event) is not None
+        if first[0] != day and scheduled:
+            problems.append(Problem(f"participant {subject}: {event} is also given as {first[0]} in {first[1]} row"
+                                    f" {first[2]}", dataset.name, number, field=var))
+            return
+        rows.append(EventRow(number, subject, event, day, arms.get(subject), is_event, sites.get(subject),
+                             dataset.name))
+
+    for number, record in enumerate(sv.rows, 1):
+        subject, label = str(record.get("USUBJID") or "").strip(), str(record.get("VISIT") or "").strip()
+        visitnum = record.get("VISITNUM")
+        day = _day(record.get("SVSTDTC"))
+        if not subject:
+            problems.append(Problem("USUBJID is missing", sv.name, number, field="USUBJID"))
+            continue
+        if day is None:
+            problems.append(Problem(f"participant {subject}: SVSTDTC '{record.get('SVSTDTC') or ''}' is not a full"
+                                    " date (YYYY-MM-DD)", sv.name, number, field="SVSTDTC"))
+            continue
+        label = label or _number_text(visitnum)
+        code = _visit_code(label, visitnum, mapping.get("visits", {}), visit_codes)
+        if code is None:
+            used.unscheduled[label] += 1
+            code = label
+        else:
+            kept = used.visits.get(label, (code, 0))
+            used.visits[label] = (code, kept[1] + 1)
+        add(sv, number, "SVSTDTC", subject, code, day, False)
+        if label in dating:
+            add(sv, number, "SVSTDTC", subject, dating[label], day, True)
+    if ds is not None:
+        events = _event_lookup(protocol)
+        for number, record in enumerate(ds.rows, 1):
+            subject, term = str(record.get("USUBJID") or "").strip(), str(record.get("DSDECOD") or "").strip()
+            event = mapping.get("ds", {}).get(term) or events.get(_norm(term))
+            kept = used.ds.get(term, (event, 0))
+            used.ds[term] = (event, kept[1] + 1)
+            if event is None:
+                continue  # listed in the mapping as not imported
+            if event not in protocol.events:
+                problems.append(Problem(f"the mapping sends {term} to {event}, which is no event of protocol version"
+                                        f" {protocol.version}", ds.name, number, field="DSDECOD"))
+                continue
+            day = _day(record.get("DSSTDTC"))
+            if day is None:
+                problems.append(Problem(f"participant {subject}: DSSTDTC '{record.get('DSSTDTC') or ''}' is not a"
+                                        " full date (YYYY-MM-DD)", ds.name, number, field="DSSTDTC"))
+                continue
+            add(ds, number, "DSSTDTC", subject, event, day, True)
+    return rows, problems, used
+
+
+def _demographics(dm: Dataset | None, protocol: Protocol, arm_map: dict, problems: list[Problem]
+                  ) -> tuple[dict[str, str], dict[str, str]]:
+    sites: dict[str, str] = {}
+    arms: dict[str, str] = {}
+    if dm is None:
+        return sites, arms
+    for number, record in enumerate(dm.rows, 1):
+        subject = str(record.get("USUBJID") or "").strip()
+        site = str(record.get("SITEID") or "").strip()
+        if site:
+            sites[subject] = site
+        armcd = str(record.get("ARMCD") or "").strip()
+        arm = arm_map.get(armcd, armcd)
+        if armcd in NO_ARM and armcd not in arm_map:
+            continue
+        if arm not in protocol.arm_codes:
+            known = ", ".join(sorted(protocol.arm_codes)) or "none"
+            problems.append(Problem(f"participant {subject}: ARMCD '{armcd}' is not an arm of protocol version"
+                                    f" {protocol.version} (arms: {known}); map it with arms: in --map", dm.name,
+                                    number, field="ARMCD"))
+            continue
+        arms[subject] = arm
+    return sites, arms
+
+
+def _visit_lookup(protocol: Protocol) -> dict[str, str]:
+    lookup = {}
+    for visit in protocol.visits:
+        if visit.repeat is None:
+            lookup.setdefault(_norm(visit.name), visit.code)
+            lookup.setdefault(_norm(visit.code), visit.code)
+            lookup.setdefault(f"#{visit.number:g}", visit.code)
+    return lookup
+
+
+def _visit_code(label: str, visitnum: Any, mapped: dict, lookup: dict[str, str]) -> str | None:
+    if label in mapped:
+        return str(mapped[label])
+    code = lookup.get(_norm(label))
+    if code is None and isinstance(visitnum, (int, float)) and visitnum == visitnum:  # not NaN
+        code = lookup.get(f"#{visitnum:g}")
+    return code
+
+
+def _number_text(visitnum: Any) -> str:
+    return f"{visitnum:g}" if isinstance(visitnum, (int, float)) and visitnum == visitnum else ""
+
+
+def _event_lookup(protocol: Protocol) -> dict[str, str]:
+    lookup = {_norm(name): name for name in protocol.events}
+    for term, names in SYNONYMS.items():
+        found = next((name for name in names if name in protocol.events), None)
+        if term == "informed_consent_obtained":
+            found = protocol.consent_event or found
+        if found:
+            lookup.setdefault(term, found)
+    return lookup
