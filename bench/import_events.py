@@ -16,6 +16,7 @@ import argparse
 import random
 import resource
 import sqlite3
+import threading
 from contextlib import closing
 from datetime import timedelta
 
@@ -53,6 +54,30 @@ def _rss_kb() -> int:
         return int(statm.read().split()[1]) * resource.getpagesize() // 1024
 
 
+class _PeakRss:
+    """The largest resident size reached while inside, above the size on entering (sampled every 5 ms)."""
+
+    def __enter__(self):
+        self.start = self.peak = _rss_kb()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self.done.wait(0.005):
+            self.peak = max(self.peak, _rss_kb())
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+        self.peak = max(self.peak, _rss_kb())
+
+    @property
+    def growth_kb(self) -> int:
+        return self.peak - self.start
+
+
 async def raw_insert(kind: str, url: str, rows: list[tuple]) -> None:
     if kind == "sqlite":
         with closing(sqlite3.connect(raw_sqlite_path(url))) as connection, connection:
@@ -77,10 +102,10 @@ async def run(kind: str, participants: int) -> None:
         for n in range(SITES):
             await scheduling.create_site(STUDY, f"{100 + n}", f"Site {100 + n}")
         base, _ = await atimed(raw_insert(kind, url, rows))
-        before = _rss_kb()
-        peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        ours, result = await atimed(importing.import_events(STUDY, text, file="edc.csv", today=AS_OF))
-        growth = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - max(before, peak_before), 0)
+        sampler = _PeakRss()  # the process's own peak counter cannot be reset: sample while it runs
+        with sampler:
+            ours, result = await atimed(importing.import_events(STUDY, text, file="edc.csv", today=AS_OF))
+        growth = sampler.growth_kb
         size_kb = len(text.encode()) // 1024
         print(f"  {kind:<8}  {len(rows):,} rows, {participants:,} participants at {SITES} sites, file {size_kb:,} KB")
         print(f"  {kind:<8}  raw executemany  {base:7.3f} s")

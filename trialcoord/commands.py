@@ -170,10 +170,9 @@ def import_events(study: str, file: str, site: str | None, create_sites: bool = 
 
 def import_sdtm(args) -> int:
     """`trialcoord import sdtm`: the datasets read first (bad files named), then one import, or a dry run."""
-    import msgspec
-
     from trialcoord.adapters.persistence.engine import open_database
-    from trialcoord.adapters.sdtm import read_dataset, read_map
+    from trialcoord.adapters.sdtm import Mapping, read_dataset, read_map
+    from trialcoord.domain.problems import InvalidInput
     from trialcoord.services.importing import import_sdtm as run_import
 
     sv = read_dataset(Path(args.sv), "SV")
@@ -181,13 +180,26 @@ def import_sdtm(args) -> int:
     dm = read_dataset(Path(args.dm), "DM") if args.dm else None
     mapping = read_map(Path(args.map) if args.map else None)
 
+    used = Mapping()
+
     async def run():
         async with open_database(migrate=True):
             return await run_import(args.study, sv, ds, dm, mapping, site=args.site, today=_today(), actor=_actor(),
                                     create_sites=args.create_sites, dry_run=args.dry_run,
-                                    progress=_progress() if sys.stderr.isatty() else None)
+                                    progress=_progress() if sys.stderr.isatty() else None, used=used)
 
-    result, used = _run(run())
+    try:
+        result, _ = _run(run())
+    except InvalidInput:
+        if args.dry_run:  # the mapping first, then the problems (exit 2)
+            _print_mapping(used, None, args)
+        raise
+    return _print_mapping(used, result, args)
+
+
+def _print_mapping(used, result, args) -> int:
+    import msgspec
+
     rows = ([{"dataset": "SV", "label": label, "becomes": code, "rows": n} for label, (code, n) in
              sorted(used.visits.items())]
             + [{"dataset": "SV", "label": label, "becomes": "unscheduled visit", "rows": n} for label, n in
@@ -195,7 +207,7 @@ def import_sdtm(args) -> int:
             + [{"dataset": "DS", "label": term, "becomes": event or "not imported (no event)", "rows": n}
                for term, (event, n) in sorted(used.ds.items())])
     if args.format == "json":
-        body = {"mapping": rows, "dry_run": args.dry_run}
+        body: dict = {"mapping": rows, "dry_run": args.dry_run}
         if result is not None:
             body["result"] = {"created_sites": list(result.created_sites),
                               "created_participants": result.created_participants,
@@ -206,12 +218,12 @@ def import_sdtm(args) -> int:
     from trialcoord.adapters.tabular import text_table
 
     sys.stdout.write(text_table(["dataset", "label", "becomes", "rows"], rows))
-    if result is None:
-        print("dry run: nothing stored")
-    else:
+    if result is not None:
         sites = f"sites {', '.join(result.created_sites)} created, " if result.created_sites else ""
-        print(f"{sites}{result.created_participants} participants created, {result.events_recorded} events and"
+        print(("dry run, nothing stored; it would have: " if args.dry_run else "")
+              + f"{sites}{result.created_participants} participants created, {result.events_recorded} events and"
               f" {result.visits_recorded} visits recorded, {result.unchanged} rows already present")
+    sys.stdout.flush()
     return 0
 
 

@@ -158,3 +158,29 @@ async def test_stored_statuses_equal_check_of_the_same_file(study, tmp_path):
         stored = {(r.visit.visit, r.visit.status, r.visit.actual)
                   for r in await scheduling.participant_schedule(study, subject, TODAY)}
         assert stored == checked, subject
+
+
+@pytest.mark.anyio
+@pytest.mark.db
+async def test_review_findings_on_sites_and_unscheduled_numbering(study):
+    # a participant's first row names no site, a later one does: enrolled there, and a second import agrees
+    text = ("participant,event,date,site\n901,randomization,2024-03-04,\n901,UNS,2024-03-06,101\n"
+            "902,UNS,2024-03-01,101\n902,UNS,2024-03-05,101\n902,UNS#2,2024-03-09,101\n")
+    await import_events(study, text, site="999", file="edc.csv", today=TODAY, create_sites=True)
+    people = {p["subject_id"]: p["site"] for p in await scheduling.list_participants(study)}
+    assert people == {"901": "101", "902": "101"}  # not --site 999 (nor is 999 created)
+    assert [s["code"] for s in await scheduling.list_sites(study)] == ["101"]
+    # a literal label "UNS#2" in the file is never given to another date: three visits, none lost
+    visits = {r.visit.visit: r.visit.actual for r in await scheduling.participant_schedule(study, "902", TODAY)
+              if r.visit.status == "unscheduled"}
+    assert visits == {"UNS": date(2024, 3, 1), "UNS#3": date(2024, 3, 5), "UNS#2": date(2024, 3, 9)}
+    # against stored codes: a new date comes on top, the known ones keep theirs
+    more = text + "902,UNS,2024-02-20,101\n"
+    again = await import_events(study, more, file="edc.csv", today=TODAY)
+    assert (again.visits_recorded, again.unchanged) == (1, 5)
+    visits = {r.visit.visit: r.visit.actual for r in await scheduling.participant_schedule(study, "902", TODAY)
+              if r.visit.status == "unscheduled"}
+    assert visits["UNS#4"] == date(2024, 2, 20) and visits["UNS"] == date(2024, 3, 1)
+    with pytest.raises(InvalidInput, match="site code 'A/B' holds a '/'"):
+        await import_events(study, "participant,event,date,site\n903,randomization,2024-03-04,A/B\n",
+                            file="edc.csv", today=TODAY, create_sites=True)

@@ -58,7 +58,8 @@ def datasets(files):
 
 async def test_sdtm_datasets_go_in_with_the_default_mapping_and_a_map(study, files):
     sv, ds, dm, mapping = datasets(files)
-    _, used = await import_sdtm(study, sv, ds, dm, mapping, today=TODAY, dry_run=True)
+    dry, used = await import_sdtm(study, sv, ds, dm, mapping, today=TODAY, dry_run=True, create_sites=True)
+    assert (dry.created_sites, dry.created_participants) == (("205",), 2)  # what it would do, all checks run
     # names matched ignoring case and spacing ("week  4" is Week 4, V3); BASELINE (VISITNUM 1.5) is no visit
     assert used.visits == {"SCREENING": ("SCR", 1), "Screening": ("SCR", 1), "WEEK 2": ("V2", 1),
                            "week  4": ("V3", 1)}
@@ -66,6 +67,10 @@ async def test_sdtm_datasets_go_in_with_the_default_mapping_and_a_map(study, fil
     assert used.ds == {"INFORMED CONSENT OBTAINED": ("consent", 1), "RANDOMIZED": ("randomization", 2),
                        "COMPLETED": (None, 1)}  # no event for it: listed, not imported
     assert await scheduling.list_participants(study) == []  # a dry run stores nothing
+    assert [s["code"] for s in await scheduling.list_sites(study)] == ["101"]
+    with pytest.raises(InvalidInput) as dry_no_site:  # a dry run reports what the import would refuse
+        await import_sdtm(study, sv, ds, dm, mapping, today=TODAY, dry_run=True)
+    assert [(p.file, p.line, p.field) for p in dry_no_site.value.problems] == [("sv.xpt", 6, "site")]
     with pytest.raises(InvalidInput) as no_site:
         await import_sdtm(study, sv, ds, dm, mapping, today=TODAY)
     assert [(p.file, p.line, p.field) for p in no_site.value.problems] == [("sv.xpt", 6, "site")]
@@ -113,13 +118,48 @@ async def test_csv_with_the_same_variables_and_the_command_line(study, db, files
     env = {"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
     command = [sys.executable, "-m", "trialcoord.cli", "import", "sdtm", study, "--sv", str(csv_sv),
                "--dm", str(files["dm"]), "--ds", str(files["ds"]), "--map", str(files["map"])]
-    dry = subprocess.run([*command, "--dry-run", "--format", "json"], env=env, capture_output=True, text=True)
+    dry = subprocess.run([*command, "--dry-run", "--format", "json", "--create-sites"], env=env,
+                         capture_output=True, text=True)
     assert dry.returncode == 0, dry.stderr
-    mapping = {(m["dataset"], m["label"]): (m["becomes"], m["rows"]) for m in json.loads(dry.stdout)["mapping"]}
+    body = json.loads(dry.stdout)
+    mapping = {(m["dataset"], m["label"]): (m["becomes"], m["rows"]) for m in body["mapping"]}
     assert mapping[("SV", "UNSCHEDULED 9.2")] == ("unscheduled visit", 2)
     assert mapping[("DS", "COMPLETED")] == ("not imported (no event)", 1)
+    assert body["result"]["created_sites"] == ["205"] and body["result"]["created_participants"] == 2
+    dry_refused = subprocess.run([*command, "--dry-run"], env=env, capture_output=True, text=True)
+    assert dry_refused.returncode == 2 and "UNSCHEDULED 9.2" in dry_refused.stdout  # the mapping, then the problem
+    assert "sv.csv:6: site: study TST-1 has no site 205" in dry_refused.stderr
+    assert await scheduling.list_participants(study) == []
     refused = subprocess.run(command, env=env, capture_output=True, text=True)
     assert refused.returncode == 2 and "sv.csv:6: site: study TST-1 has no site 205" in refused.stderr
     done = subprocess.run([*command, "--create-sites"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "sites 205 created, 2 participants created" in done.stdout
+
+
+async def test_csv_visitnum_numeric_subjects_and_map_shapes(study, tmp_path):
+    from trialcoord.adapters.sdtm import Dataset
+
+    sv = Dataset("sv.csv", "SV", [{"USUBJID": "S-1", "VISITNUM": "3", "VISIT": "", "SVSTDTC": "2024-03-18"},
+                                  {"USUBJID": 1001.0, "VISITNUM": float("nan"), "VISIT": "EXTRA",
+                                   "SVSTDTC": "2024-03-20"},
+                                  {"USUBJID": "S-1", "VISITNUM": "", "VISIT": "", "SVSTDTC": "2024-03-21"}])
+    with pytest.raises(InvalidInput) as error:
+        await import_sdtm(study, sv, site="101", today=TODAY)
+    assert [(p.line, p.field) for p in error.value.problems] == [(3, "VISIT")]  # neither VISIT nor VISITNUM
+    sv = Dataset("sv.csv", "SV", sv.rows[:2])
+    await import_sdtm(study, sv, site="101", today=TODAY)
+    by_subject = {p["subject_id"] for p in await scheduling.list_participants(study)}
+    assert by_subject == {"S-1", "1001"}  # a whole-number float read from XPT is written as an integer
+    first = {r.visit.visit: r.visit.actual for r in await scheduling.participant_schedule(study, "S-1", TODAY)}
+    assert first["V3"] == date(2024, 3, 18)  # VISITNUM "3" from CSV is visit number 3 (Week 4)
+    bad_map = tmp_path / "map.yaml"
+    for text, field in (("arms: {X: [1]}\n", "arms.X"), ("events: {x: 3}\n", "events.x"),
+                        ("visits: {Q: null}\n", "visits.Q")):
+        bad_map.write_text(text, encoding="utf-8")
+        with pytest.raises(InvalidInput) as shape:
+            read_map(bad_map)
+        assert [p.field for p in shape.value.problems] == [field]
+    with pytest.raises(InvalidInput, match="visits: L maps to V99, which is no visit"):
+        await import_sdtm(study, sv, mapping={"visits": {"L": "V99"}}, site="101", today=TODAY)
+

@@ -89,19 +89,29 @@ def number_unscheduled(rows: list[EventRow], protocol: Protocol, recorded: dict[
                        ) -> list[EventRow]:
     """The rows with each unscheduled label's dates as visits of their own: a date already recorded keeps its
     code (`recorded`: participant -> visit code -> date, as stored), new dates take the label if it is free,
-    else LABEL#2, LABEL#3, ... in date order. Importing the same file again changes nothing."""
+    else LABEL#2, LABEL#3, ... in date order, never a code the participant has (stored or in the file).
+    Importing the same file again changes nothing."""
     dates: dict[tuple[str, str], set[date]] = {}
+    in_file: dict[str, set[str]] = {}
+    scheduled: dict[str, bool] = {}  # by code: the protocol defines it (looked up once per distinct code)
     for row in rows:
-        if not row.is_event and protocol.resolve_visit_code(row.event) is None:
-            dates.setdefault((row.participant, row.event), set()).add(row.day)
-    if not any(len(days) > 1 or (p, label) in _labels(recorded) for (p, label), days in dates.items()):
-        return rows  # the usual file: every unscheduled label once, none recorded before
+        in_file.setdefault(row.participant, set()).add(row.event)
+        if not row.is_event:
+            known = scheduled.get(row.event)
+            if known is None:
+                known = scheduled[row.event] = protocol.resolve_visit_code(row.event) is not None
+            if not known:
+                dates.setdefault((row.participant, row.event), set()).add(row.day)
     codes: dict[tuple[str, str, date], str] = {}
     for (participant, label), days in dates.items():
-        stored = {code: day for code, day in recorded.get(participant, {}).items()
-                  if code == label or code.startswith(label + REPEAT)}
+        stored_codes = recorded.get(participant, {})
+        stored = {code: day for code, day in stored_codes.items()
+                  if code == label or (code.startswith(label + REPEAT) and code[len(label) + 1:].isdigit())}
+        if len(days) == 1 and not stored:
+            continue  # the usual: one date, new
         by_day = {day: code for code, day in stored.items()}
-        taken, number = set(stored), 1
+        taken = set(stored_codes) | (in_file[participant] - {label})
+        number = 1
         for day in sorted(days):
             if day in by_day:
                 codes[(participant, label, day)] = by_day[day]
@@ -112,11 +122,9 @@ def number_unscheduled(rows: list[EventRow], protocol: Protocol, recorded: dict[
                 code = f"{label}{REPEAT}{number}"
             taken.add(code)
             codes[(participant, label, day)] = code
+    if not codes:
+        return rows
     return [row._replace(event=codes.get((row.participant, row.event, row.day), row.event)) for row in rows]
-
-
-def _labels(recorded: dict[str, dict[str, date]]) -> set[tuple[str, str]]:
-    return {(participant, code.split(REPEAT)[0]) for participant, codes in recorded.items() for code in codes}
 
 
 def _header_problems(header: list[str], file: str) -> list[Problem]:

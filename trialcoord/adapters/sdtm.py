@@ -28,7 +28,7 @@ from trialcoord.adapters.events_csv import EventRow
 from trialcoord.domain.problems import InvalidInput, Problem
 from trialcoord.domain.protocol import Protocol
 
-NEEDED = {"SV": ("USUBJID", "VISIT", "SVSTDTC"), "DS": ("USUBJID", "DSDECOD", "DSSTDTC"), "DM": ("USUBJID",)}
+NEEDED = {"SV": ("USUBJID", "SVSTDTC"), "DS": ("USUBJID", "DSDECOD", "DSSTDTC"), "DM": ("USUBJID",)}
 SYNONYMS = {"randomized": ("randomization", "randomisation", "randomized"),
             "informed_consent_obtained": ("consent", "informed_consent")}
 NO_ARM = {"SCRNFAIL", "NOTASSGN", "NOTTRT", ""}
@@ -76,6 +76,8 @@ def read_dataset(path: Path, domain: str) -> Dataset:
     missing = [var for var in NEEDED[domain] if rows and var not in rows[0]]
     if not rows:
         raise InvalidInput([Problem(f"the {domain} dataset has no rows", name)])
+    if domain == "SV" and "VISIT" not in rows[0] and "VISITNUM" not in rows[0]:
+        missing.append("VISIT")
     if missing:
         raise InvalidInput([Problem(f"the {domain} dataset lacks the variable {var}", name, field=var)
                             for var in missing])
@@ -95,7 +97,37 @@ def read_map(path: Path | None) -> dict:
             isinstance(value, dict) for value in loaded.values()):
         raise InvalidInput([Problem(f"a mapping holds only {', '.join(sorted(MAP_KEYS))}, each a mapping",
                                     path.name)])
+    problems = []
+    for key, entries in loaded.items():
+        for label, target in entries.items():
+            if key == "events":
+                ok = isinstance(target, dict) and set(target) == {"sv"} and isinstance(target["sv"], str)
+                shape = "{sv: VISIT}"
+            else:
+                ok, shape = isinstance(target, str) and bool(target.strip()), "a name"
+            if not ok:
+                problems.append(Problem(f"{key}: {label} must map to {shape}, not {target!r}", path.name,
+                                        field=f"{key}.{label}"))
+    if problems:
+        raise InvalidInput(problems)
     return {key: {str(k): v for k, v in value.items()} for key, value in loaded.items()}
+
+
+def check_map(mapping: dict, protocol: Protocol) -> list[Problem]:
+    """A map's targets against the protocol: visit codes it defines, its events and arms."""
+    problems = []
+    for label, code in mapping.get("visits", {}).items():
+        if protocol.resolve_visit_code(code) is None:
+            problems.append(Problem(f"visits: {label} maps to {code}, which is no visit of protocol version"
+                                    f" {protocol.version}", "--map", field=f"visits.{label}"))
+    for what, targets, known in (("ds", mapping.get("ds", {}).values(), protocol.events),
+                                 ("events", mapping.get("events", {}), protocol.events),
+                                 ("arms", mapping.get("arms", {}).values(), protocol.arm_codes)):
+        for target in targets:
+            if target not in known:
+                problems.append(Problem(f"{what}: {target} is no {'arm' if what == 'arms' else 'event'} of protocol"
+                                        f" version {protocol.version}", "--map", field=what))
+    return problems
 
 
 def _norm(text: Any) -> str:
@@ -119,7 +151,9 @@ def _day(value: Any) -> date | None:
 def to_rows(protocol: Protocol, sv: Dataset, ds: Dataset | None, dm: Dataset | None, mapping: dict
             ) -> tuple[list[EventRow], list[Problem], Mapping]:
     """Event rows of the datasets, every problem, and the mapping used."""
-    used, problems, rows = Mapping(), [], []
+    used, problems, rows = Mapping(), check_map(mapping, protocol), []
+    if problems:
+        return [], problems, used
     sites, arms = _demographics(dm, protocol, mapping.get("arms", {}), problems)
     visit_codes = _visit_lookup(protocol)
     dating = {str(spec.get("sv")): event for event, spec in mapping.get("events", {}).items()
@@ -137,11 +171,15 @@ def to_rows(protocol: Protocol, sv: Dataset, ds: Dataset | None, dm: Dataset | N
                              dataset.name))
 
     for number, record in enumerate(sv.rows, 1):
-        subject, label = str(record.get("USUBJID") or "").strip(), str(record.get("VISIT") or "").strip()
-        visitnum = record.get("VISITNUM")
+        subject, label = _subject(record), str(record.get("VISIT") or "").strip()
+        visitnum = _number(record.get("VISITNUM"))
         day = _day(record.get("SVSTDTC"))
         if not subject:
             problems.append(Problem("USUBJID is missing", sv.name, number, field="USUBJID"))
+            continue
+        if not label and visitnum is None:
+            problems.append(Problem(f"participant {subject}: neither VISIT nor VISITNUM is given", sv.name, number,
+                                    field="VISIT"))
             continue
         if day is None:
             problems.append(Problem(f"participant {subject}: SVSTDTC '{record.get('SVSTDTC') or ''}' is not a full"
@@ -161,7 +199,10 @@ def to_rows(protocol: Protocol, sv: Dataset, ds: Dataset | None, dm: Dataset | N
     if ds is not None:
         events = _event_lookup(protocol)
         for number, record in enumerate(ds.rows, 1):
-            subject, term = str(record.get("USUBJID") or "").strip(), str(record.get("DSDECOD") or "").strip()
+            subject, term = _subject(record), str(record.get("DSDECOD") or "").strip()
+            if not subject:
+                problems.append(Problem("USUBJID is missing", ds.name, number, field="USUBJID"))
+                continue
             event = mapping.get("ds", {}).get(term) or events.get(_norm(term))
             kept = used.ds.get(term, (event, 0))
             used.ds[term] = (event, kept[1] + 1)
@@ -187,8 +228,8 @@ def _demographics(dm: Dataset | None, protocol: Protocol, arm_map: dict, problem
     if dm is None:
         return sites, arms
     for number, record in enumerate(dm.rows, 1):
-        subject = str(record.get("USUBJID") or "").strip()
-        site = str(record.get("SITEID") or "").strip()
+        subject = _subject(record)
+        site = _text(record.get("SITEID"))
         if site:
             sites[subject] = site
         armcd = str(record.get("ARMCD") or "").strip()
@@ -205,6 +246,26 @@ def _demographics(dm: Dataset | None, protocol: Protocol, arm_map: dict, problem
     return sites, arms
 
 
+def _text(value: Any) -> str:
+    """A character variable's text; a number read from XPT as a float is written as an integer when whole."""
+    if isinstance(value, float):
+        return "" if value != value else (f"{value:.0f}" if value.is_integer() else f"{value:g}")
+    return str(value or "").strip()
+
+
+def _subject(record: dict) -> str:
+    return _text(record.get("USUBJID"))
+
+
+def _number(value: Any) -> float | None:
+    """VISITNUM as a number, from XPT (float, NaN when missing) or CSV (text)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if number != number else number
+
+
 def _visit_lookup(protocol: Protocol) -> dict[str, str]:
     lookup = {}
     for visit in protocol.visits:
@@ -218,14 +279,14 @@ def _visit_lookup(protocol: Protocol) -> dict[str, str]:
 def _visit_code(label: str, visitnum: Any, mapped: dict, lookup: dict[str, str]) -> str | None:
     if label in mapped:
         return str(mapped[label])
-    code = lookup.get(_norm(label))
-    if code is None and isinstance(visitnum, (int, float)) and visitnum == visitnum:  # not NaN
+    code = lookup.get(_norm(label)) if label else None
+    if code is None and visitnum is not None:
         code = lookup.get(f"#{visitnum:g}")
     return code
 
 
-def _number_text(visitnum: Any) -> str:
-    return f"{visitnum:g}" if isinstance(visitnum, (int, float)) and visitnum == visitnum else ""
+def _number_text(visitnum: float | None) -> str:
+    return "" if visitnum is None else f"{visitnum:g}"
 
 
 def _event_lookup(protocol: Protocol) -> dict[str, str]:

@@ -15,7 +15,7 @@ from datetime import date
 from trialcoord.adapters.events_csv import EventRow, number_unscheduled, parse_events_csv
 from trialcoord.adapters.persistence import consent_store
 from trialcoord.adapters.persistence import repositories as repo
-from trialcoord.adapters.persistence.engine import read, transaction
+from trialcoord.adapters.persistence.engine import transaction
 from trialcoord.adapters.sdtm import Dataset, to_rows
 from trialcoord.adapters.sdtm import Mapping as SdtmMapping
 from trialcoord.adapters.persistence.repositories import ScheduleInputs
@@ -45,11 +45,27 @@ async def import_events(study: str, csv_text: str, site: str | None = None, file
     return await import_rows(study, parse, file, site, today, actor, create_sites, progress)
 
 
+class _DryRun(Exception):
+    """Raised at the end of a dry run so that its transaction rolls back with everything it did."""
+
+    def __init__(self, result: ImportResult):
+        self.result = result
+
+
 async def import_rows(study: str, parse: Callable[[Protocol], Awaitable[tuple[list[EventRow], list[Problem]]]],
                       file: str, site: str | None = None, today: date | None = None, actor: str = SYSTEM,
-                      create_sites: bool = False, progress: Callable[[str], None] | None = None) -> ImportResult:
+                      create_sites: bool = False, progress: Callable[[str], None] | None = None,
+                      dry_run: bool = False) -> ImportResult:
     """The import of event rows however they were read (`parse` gets the study's current protocol version):
-    checked against the study, then stored all or nothing (see `import_events`)."""
+    checked against the study, then stored all or nothing (see `import_events`). `dry_run`: every check and
+    every write, then rolled back (what it would do, nothing stored)."""
+    try:
+        return await _import_rows(study, parse, file, site, today, actor, create_sites, progress, dry_run)
+    except _DryRun as done:
+        return done.result
+
+
+async def _import_rows(study, parse, file, site, today, actor, create_sites, progress, dry_run) -> ImportResult:
     today = today or date.today()
     say = progress or (lambda _: None)
     async with transaction(f"study {study}, import of {file}"):
@@ -65,6 +81,11 @@ async def import_rows(study: str, parse: Callable[[Protocol], Awaitable[tuple[li
         if site and site not in sites and not create_sites:
             problems.append(Problem(f"study {study} has no site {site}", file, field="site"))
             missing.pop(site, None)
+        for code, (source, line) in list(missing.items()):
+            if "/" in code:  # site codes name audit records
+                problems.append(Problem(f"site code '{code}' holds a '/', which codes may not", source or file, line,
+                                        field="site"))
+                missing.pop(code)
         if missing and not create_sites:
             problems += [Problem(f"study {study} has no site {code}; add it (trialcoord site add) or import with"
                                  " --create-sites", source or file, line, field="site")
@@ -95,7 +116,10 @@ async def import_rows(study: str, parse: Callable[[Protocol], Awaitable[tuple[li
             for subject, (day, arm, code) in enrolled.items()
         ], *[Change(action, kind, rid, old, new, reason) for action, kind, rid, old, new in audited])
         created = len(enrolled)
-    return ImportResult(created, events, visits, len(rows) - events - visits, tuple(missing))
+        result = ImportResult(created, events, visits, len(rows) - events - visits, tuple(missing))
+        if dry_run:
+            raise _DryRun(result)
+    return result
 
 
 def _missing_sites(rows: list[EventRow], sites: dict[str, dict], default: str | None,
@@ -103,10 +127,11 @@ def _missing_sites(rows: list[EventRow], sites: dict[str, dict], default: str | 
     """The sites new participants of the file would be enrolled at that the study lacks: code -> (dataset,
     first line)."""
     missing: dict[str, tuple[str | None, int]] = {}
+    named = {row.participant for row in rows if row.site}
     for row in rows:
-        code = row.site or (default if row.participant not in people else None)
-        if row.site and row.participant in people:
+        if row.participant in people:
             continue  # an enrolled participant's site is checked against its own (`_conflicts`)
+        code = row.site or (default if row.participant not in named else None)
         if code and code not in sites:
             missing.setdefault(code, (row.source, row.line))
     return missing
@@ -165,8 +190,10 @@ async def _enrol_new(study: str, study_id: int, rows: list[EventRow], people: di
     first: dict[str, list] = {}
     for row in rows:
         if row.participant not in people:
-            entry = first.setdefault(row.participant, [row.day, row.arm, row.site or default])
+            entry = first.setdefault(row.participant, [row.day, row.arm, row.site])
             entry[0], entry[1], entry[2] = min(entry[0], row.day), entry[1] or row.arm, entry[2] or row.site
+    for entry in first.values():
+        entry[2] = entry[2] or default  # the file's site for the participant, from any of its rows, else --site
     versions = await repo.list_versions(study_id)
     await repo.insert_participants(study_id, [
         (subject, sites[code]["id"], arm, scheduling.enrolment_version(study, versions, None, day)["id"], day)
@@ -210,23 +237,18 @@ def _by_subject(inputs: dict[int, ScheduleInputs]) -> dict[str, ScheduleInputs]:
 async def import_sdtm(study: str, sv: Dataset, ds: Dataset | None = None, dm: Dataset | None = None,
                       mapping: dict | None = None, site: str | None = None, today: date | None = None,
                       actor: str = SYSTEM, create_sites: bool = False, dry_run: bool = False,
-                      progress: Callable[[str], None] | None = None) -> tuple[ImportResult | None, SdtmMapping]:
+                      progress: Callable[[str], None] | None = None, used: SdtmMapping | None = None
+                      ) -> tuple[ImportResult, SdtmMapping]:
     """SDTM SV (visits), DS (disposition) and DM (sites, arms) in, as an event import (one transaction, every
-    problem naming dataset, row and variable). `dry_run`: the mapping it would use and every problem, nothing
-    stored (the result is None)."""
-    used = SdtmMapping()
+    problem naming dataset, row and variable). `dry_run`: every check and what it would store, then rolled
+    back. `used` (filled even when the import is refused): the mapping, label by label."""
+    used = used if used is not None else SdtmMapping()
 
     async def parse(protocol):
         rows, problems, found = to_rows(protocol, sv, ds, dm, mapping or {})
         used.visits, used.ds, used.unscheduled = found.visits, found.ds, found.unscheduled
         return rows, problems
 
-    if dry_run:
-        async with read():
-            await scheduling.require_study(study)
-            rows, problems = await parse(await scheduling.get_protocol(study))
-        if problems:
-            raise InvalidInput(problems)
-        return None, used
     names = ", ".join(d.name for d in (sv, ds, dm) if d is not None)
-    return await import_rows(study, parse, names, site, today, actor, create_sites, progress), used
+    result = await import_rows(study, parse, names, site, today, actor, create_sites, progress, dry_run=dry_run)
+    return result, used
