@@ -263,3 +263,12 @@ async def personas(study):
     for user_id, grants in PERSONAS.items():
         await add_user(user_id, *grants)
     return PERSONAS
+
+
+def bench_engines(out: str) -> list[str]:
+    """The engines a benchmark's output covers; in CI (TRIALCOORD_REQUIRE_POSTGRES=1) PostgreSQL must be one."""
+    engines = ["sqlite"] + (["postgres"] if "postgres  skipped" not in out else [])
+    if engines == ["sqlite"] and os.environ.get("TRIALCOORD_REQUIRE_POSTGRES") == "1":
+        pytest.fail("no PostgreSQL server for the benchmark's postgres half")
+    return engines
+

@@ -3,22 +3,16 @@ timings are never asserted; what it checks is (every participant looked at, the 
 
 from __future__ import annotations
 
-import os
-
-import pytest
-
 import bench.common
 from bench import amendments as bench_amendments
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, bench_engines
 
 
 def test_the_amendment_benchmark_runs_on_both_engines_at_a_tiny_scale(monkeypatch, capsys):
     monkeypatch.setattr(bench.common, "POSTGRES_URL", POSTGRES_URL)  # the tests' server, as the `db` fixture's
     bench_amendments.run_engines(participants=20)
     out = capsys.readouterr().out
-    engines = ["sqlite"] + (["postgres"] if "postgres  skipped" not in out else [])
-    if engines == ["sqlite"] and os.environ.get("TRIALCOORD_REQUIRE_POSTGRES") == "1":
-        pytest.fail("no PostgreSQL server for the benchmark's postgres half")
+    engines = bench_engines(out)
     for kind in engines:
         assert f"  {kind:<8}  20 participants, 400 stored visits" in out
         assert f"{kind} impact / evaluate once: ratio" in out

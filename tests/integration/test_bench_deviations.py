@@ -4,13 +4,9 @@ participant, resolves one record and creates one, every queue page answers 200).
 
 from __future__ import annotations
 
-import os
-
-import pytest
-
 import bench.common
 from bench import deviations as bench_deviations
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, bench_engines
 
 
 def test_the_deviation_benchmark_runs_on_both_engines_at_a_tiny_scale(monkeypatch, capsys):
@@ -18,9 +14,7 @@ def test_the_deviation_benchmark_runs_on_both_engines_at_a_tiny_scale(monkeypatc
     bench_deviations.main(scale=0.002)
     out = capsys.readouterr().out
     assert "20 participants x 100 visits = 2,000 stored visits" in out
-    engines = ["sqlite"] + (["postgres"] if "postgres  skipped" not in out else [])
-    if engines == ["sqlite"] and os.environ.get("TRIALCOORD_REQUIRE_POSTGRES") == "1":
-        pytest.fail("no PostgreSQL server for the benchmark's postgres half")
+    engines = bench_engines(out)
     for kind in engines:
         assert f"{kind} steady full run / raw (the goal): ratio" in out
         assert f"{kind} incremental / steady full run: ratio" in out

@@ -3,22 +3,16 @@ never asserted (what it checks: every participant enrolled at one of the 100 sit
 
 from __future__ import annotations
 
-import os
-
-import pytest
-
 import bench.common
 from bench import import_events as bench_import
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, bench_engines
 
 
 def test_the_import_benchmark_runs_on_both_engines_at_a_tiny_scale(monkeypatch, capsys):
     monkeypatch.setattr(bench.common, "POSTGRES_URL", POSTGRES_URL)  # the tests' server, as the `db` fixture's
     bench_import.main(scale=0.001)  # 100 participants, 1,000 rows
     out = capsys.readouterr().out
-    engines = ["sqlite"] + (["postgres"] if "postgres  skipped" not in out else [])
-    if engines == ["sqlite"] and os.environ.get("TRIALCOORD_REQUIRE_POSTGRES") == "1":
-        pytest.fail("no PostgreSQL server for the benchmark's postgres half")
+    engines = bench_engines(out)
     for kind in engines:
         assert f"  {kind:<8}  1,000 rows, 100 participants at 100 sites" in out
         assert f"{kind} import / raw executemany: ratio" in out and f"{kind} peak memory growth" in out
