@@ -184,3 +184,12 @@ async def test_review_findings_on_sites_and_unscheduled_numbering(study):
     with pytest.raises(InvalidInput, match="site code 'A/B' holds a '/'"):
         await import_events(study, "participant,event,date,site\n903,randomization,2024-03-04,A/B\n",
                             file="edc.csv", today=TODAY, create_sites=True)
+
+
+@pytest.mark.anyio
+@pytest.mark.db
+async def test_a_new_participants_site_may_be_on_any_of_its_rows_without_a_default(study):
+    text = "participant,event,date,site\n911,randomization,2024-03-04,\n911,V2,2024-03-18,101\n"
+    result = await import_events(study, text, file="edc.csv", today=TODAY)  # no --site
+    assert result.created_participants == 1
+    assert {p["subject_id"]: p["site"] for p in await scheduling.list_participants(study)} == {"911": "101"}

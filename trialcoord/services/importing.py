@@ -141,6 +141,7 @@ def _conflicts(rows: list[EventRow], people: dict[str, ScheduleInputs], file: st
                ) -> list[Problem]:
     """What the file contradicts in the database; changing recorded dates needs a reason, so not here."""
     problems = []
+    named = {row.participant for row in rows if row.site}  # a new participant's site may be on any of its rows
     for row in rows:
         person = people.get(row.participant)
         if person is None and "/" in row.participant:
@@ -148,7 +149,7 @@ def _conflicts(rows: list[EventRow], people: dict[str, ScheduleInputs], file: st
                                     row.source or file, row.line, field="participant"))
             continue
         if person is None:
-            if site is None and row.site is None:
+            if site is None and row.participant not in named:
                 problems.append(Problem(f"participant {row.participant} is not enrolled; give a site (a site column"
                                         " or --site) to enrol new participants", row.source or file, row.line,
                                         field="participant"))
