@@ -13,7 +13,7 @@ from trialcoord.commands import UsageError, _read_text, _today, _write_file
 
 
 def protocol_apply(study: str, version: str, effective: date, reason: str, site: str | None) -> int:
-    from trialcoord.services import amendments
+    from trialcoord.services import amendments, scheduling
 
     today = _today()
     moved = _database(lambda: amendments.apply_version(study, version, effective, reason, site=site, today=today,
@@ -28,7 +28,7 @@ def protocol_apply(study: str, version: str, effective: date, reason: str, site:
         print(f"  {subject}: {why}")
     # nobody could be moved, and not merely because everyone already follows it or has ended (a re-run): a
     # conflict a script must notice
-    harmless = ("already follows", "has ended the schedule")
+    harmless = (scheduling.ALREADY_ON, scheduling.SCHEDULE_ENDED)
     refused = not moved.moved and any(not why.startswith(harmless) for why in moved.skipped.values())
     return 3 if refused else 0
 

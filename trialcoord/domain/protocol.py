@@ -109,6 +109,11 @@ class Protocol:
         object.__setattr__(self, "visits_by_code", {visit.code: visit for visit in self.visits})
 
     @property
+    def stopping_events(self) -> frozenset[str]:
+        """The events after which nothing is collected (`collection: stops`)."""
+        return frozenset(name for name, event in self.events.items() if event.stops_collection)
+
+    @property
     def consent_event(self) -> str | None:
         """The event that records informed consent: the one marked `consent: true`, else one named `consent`
         or `informed_consent`; None when the protocol has none."""

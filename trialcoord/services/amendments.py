@@ -121,9 +121,9 @@ async def impact(study: str, protocol: Protocol, source_text: str, effective: da
 
 def _not_applying(person, versions: scheduling.Versions, protocol: Protocol, effective: date) -> str | None:
     if person.status != scheduling.ACTIVE:
-        return "has ended the schedule"
+        return scheduling.SCHEDULE_ENDED
     if versions.label(person.version_id) == protocol.version:
-        return f"already follows protocol version {protocol.version}"
+        return f"{scheduling.ALREADY_ON} {protocol.version}"
     if person.changes and effective < person.changes[-1][0]:
         return f"moved to another version from {person.changes[-1][0]}, after {effective}"
     return None
@@ -156,7 +156,7 @@ def _participant(person, history, change, today, consent_versions, signed, excep
 
 def _stopping(versions: list[Protocol]) -> set[str]:
     """The events that stop collection in any of these versions."""
-    return {name for version in versions for name, event in version.events.items() if event.stops_collection}
+    return {name for version in versions for name in version.stopping_events}
 
 
 def _stopped(events: dict[str, date], stops: frozenset[str]) -> date | None:

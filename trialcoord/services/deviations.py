@@ -162,14 +162,14 @@ async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None
     protocols = {row["id"]: await scheduling.protocol_of(row["id"], row["sha256"])
                  for row in await repo.list_versions(study_id)}
     # Only an ending event after which nothing is collected (consent withdrawn) makes a later visit a deviation.
-    ending = sorted({name for p in protocols.values() for name, event in p.events.items() if event.stops_collection})
+    ending = sorted({name for p in protocols.values() for name in p.stopping_events})
     screening = {vid: screening_codes(p) for vid, p in protocols.items()}
     condition = f"({store.candidates(ending)}){store.among('x.participant', scope)}"
     rows_of: dict[int, list] = defaultdict(list)
     for row in await repo.worklist_rows(study_id, condition, *store.candidate_args(as_of, ending)):
         rows_of[row.participant].append(scheduling.restated(row, as_of))
     # a participant's collection stopped on the first event that stops it in a version it has followed
-    stops = {vid: {name for name, event in p.events.items() if event.stops_collection} for vid, p in protocols.items()}
+    stops = {vid: p.stopping_events for vid, p in protocols.items()}
     ended = {pid: min((day for name, day in days.items() if any(name in stops[v] for v in followed)), default=None)
              for pid, (followed, days) in (await store.ending_dates(study_id, ending, scope)).items()}
     exceptions: dict[int, list[WindowException]] = defaultdict(list)

@@ -441,9 +441,13 @@ async def change_protocol_version(study: str, subject_id: str, version: str, eff
         moved = await _move(study, row["study_id"], version, effective, reason, today, actor, participant=row["id"])
         if moved.skipped:
             raise invalid(f"study {study}, participant {subject_id} {moved.skipped[subject_id]}",
-                          field="version" if "already follows" in moved.skipped[subject_id] else "effective")
+                          field="version" if moved.skipped[subject_id].startswith(ALREADY_ON) else "effective")
         row = await subject_row(study, subject_id)
     return _participant_dict(study, row)
+
+
+# How a skipped participant's reason begins when leaving it is no conflict (a re-run of the same change):
+ALREADY_ON, SCHEDULE_ENDED = "already follows protocol version", "has ended the schedule"
 
 
 class Moved(NamedTuple):
@@ -504,12 +508,12 @@ def _cannot_move(person: ScheduleInputs, target: dict, effective: date, labels: 
     time, and a change for many leaves ended schedules. (A version governs from its own effective date on:
     `_move` refuses an earlier date for everyone.)"""
     if target["id"] == person.version_id:
-        return f"already follows protocol version {target['version']}"
+        return f"{ALREADY_ON} {target['version']}"
     if person.changes and effective < person.changes[-1][0]:
         return (f"moved to protocol version {labels[person.version_id]} from {person.changes[-1][0]}; a later change"
                 f" cannot take effect before that ({effective})")
     if bulk and person.status != ACTIVE:
-        return "has ended the schedule (an ending event is recorded); move it on its own if it must"
+        return f"{SCHEDULE_ENDED} (an ending event is recorded); move it on its own if it must"
     return None
 
 
