@@ -46,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--effective", type=_iso_date, required=True, help="the first day the version governs them")
     apply.add_argument("--reason", required=True)
     apply.add_argument("--site")
+    usdm = protocol_commands.add_parser("import-usdm", help="write a protocol file from a CDISC USDM v4 study (JSON);"
+                                                            " what cannot be mapped is listed, never dropped")
+    usdm.add_argument("file", metavar="FILE.json")
+    usdm.add_argument("--out", required=True, metavar="protocols/STUDY/VERSION.yaml",
+                      help="the study code and version are taken from this path; '-' writes to standard output")
+    usdm.add_argument("--effective", type=_iso_date, help="the version's first day (default: its USDM date)")
+    usdm.add_argument("--replace", action="store_true", help="overwrite an existing file")
+    usdm.add_argument("--format", choices=("table", "json"), default="table", help="the report's format")
     impact = protocol_commands.add_parser("impact", help="what a new protocol version would change, before it"
                                                          " takes effect (stores nothing)")
     impact.add_argument("study")
@@ -330,6 +338,8 @@ def _dispatch(args) -> int:
         return commands.validate_protocols(args.files)
     handlers = {
         ("protocol", "load"): lambda: commands.load_protocol_file(args.file),
+        ("protocol", "import-usdm"): lambda: commands.import_usdm(args.file, args.out, args.effective, args.replace,
+                                                                  args.format),
         ("protocol", "apply"): lambda: schedules.protocol_apply(args.study, args.version, args.effective, args.reason,
                                                                 args.site),
         ("protocol", "impact"): lambda: schedules.protocol_impact(args.study, args.file, args.effective, args.site,

@@ -52,6 +52,60 @@ def validate_protocols(files: list[str]) -> int:
     return 1 if invalid else 0
 
 
+def import_usdm(file: str, out: str, effective: date | None, replace: bool, fmt: str) -> int:
+    """`protocol import-usdm`: convert, check the result as `protocol validate` would, then write it whole."""
+    import json
+    import os
+    import tempfile
+
+    from trialcoord.adapters.protocol_files import parse_protocol
+    from trialcoord.adapters.usdm import convert, parse_usdm
+    from trialcoord.cli import EXIT_CONFLICT, EXIT_INVALID_PROTOCOL
+    from trialcoord.domain.problems import InvalidInput, Problem
+
+    target = None if out == "-" else Path(out)
+    try:
+        data = Path(file).read_bytes()
+    except OSError as error:
+        raise InvalidInput([Problem(f"cannot read the file: {error.strerror or error}", file)]) from None
+    if target is not None and target.exists() and not replace:
+        print(f"error: {out} exists; choose another path, or give --replace to overwrite it", file=sys.stderr)
+        return EXIT_CONFLICT
+    study = version = None
+    if target is not None and target.suffix in (".yaml", ".yml") and target.resolve().parent.parent.name == "protocols":
+        study, version = target.parent.name, target.stem  # the project's layout: protocols/STUDY/VERSION.yaml
+    result = convert(parse_usdm(data, file), file, study=study, version=version, effective=effective, today=_today())
+    try:
+        protocol = parse_protocol(result.text, out)
+    except InvalidInput as error:  # a mapping this importer got wrong, or a file it cannot express: say so, write nothing
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print(f"error: the protocol converted from {file} does not validate; nothing was written", file=sys.stderr)
+        return EXIT_INVALID_PROTOCOL
+    if target is None:
+        sys.stdout.write(result.text)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(result.text)
+        os.replace(temporary, target)  # whole or not at all
+    report = {"file": file, "out": out, "study": protocol.study, "version": protocol.version,
+              "visits": len(protocol.visits), "events": list(protocol.events),
+              "not_mapped": result.not_mapped, "assumed": result.assumed}
+    if fmt == "json":
+        print(json.dumps(report, indent=2, ensure_ascii=False), file=sys.stdout if target else sys.stderr)
+        return 0
+    for title in ("not_mapped", "assumed"):
+        for item in report[title]:
+            print(f"{title.replace('_', ' ')}: {item}", file=sys.stderr)
+    print(f"{out}: {protocol.study} version {protocol.version}, {len(protocol.visits)} visits, events "
+          f"{', '.join(protocol.events)}; {len(result.not_mapped)} not mapped, {len(result.assumed)} assumed "
+          f"(listed above and at the end of the file); it passes protocol validate",
+          file=sys.stderr if target is None else sys.stdout)
+    return 0
+
+
 def schedule(protocol_file: str, events: dict[str, date], arm: str | None, as_of: date | None, fmt: str) -> int:
     from trialcoord.domain.problems import InvalidInput, Problem
 
