@@ -7,6 +7,10 @@ same rows (participant, event, date, site) into a table of those four columns, t
 schedules (20 visits each). Goal: at most 3x. Also printed: the process's peak memory growth during the
 import against the size of the file (goal: under 2x).
 
+The same for `import sdtm` (issue 12): SV (the nine visits), DS (RANDOMIZED) and DM (SITEID) of the same
+participants as SAS transport v5 files written by pyreadstat, read and imported by `import_sdtm`, against the
+raw `executemany` of the same rows; memory against the three files' size.
+
 Run: `.venv/bin/python -m bench.import_events [--quick | --scale S]` (--quick: 100,000 rows).
 """
 
@@ -16,14 +20,17 @@ import argparse
 import random
 import resource
 import sqlite3
+import tempfile
 import threading
 from contextlib import closing
 from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
 
 from bench.common import AS_OF, PROTOCOL_TEXT, STUDY, atimed, on_each_engine, ratio_line, raw_sqlite_path, temp_database
 from trialcoord.adapters.protocol_files import parse_protocol
+from trialcoord.adapters.sdtm import read_dataset
 from trialcoord.services import importing, scheduling
 
 SITES, ROWS_EACH = 100, 10
@@ -95,7 +102,62 @@ async def raw_insert(kind: str, url: str, rows: list[tuple]) -> None:
         await connection.close()
 
 
+def sdtm_files(rows: list[tuple], folder: Path) -> list[Path]:
+    """SV, DS and DM of the event rows as XPT v5 (the form a CRO sends), written by pyreadstat."""
+    import pandas as pd
+    import pyreadstat
+
+    numbers = {f"V{n}": float(n) for n in range(3, 3 + ROWS_EACH)}
+    sv = [(s, numbers.get(e, 99.0), e if e != "UNSCHEDULED" else "UNSCHEDULED 99", d.isoformat())
+          for s, e, d, _ in rows if e != "randomization"]
+    ds = [(s, "RANDOMIZED", "PROTOCOL MILESTONE", d.isoformat()) for s, e, d, _ in rows if e == "randomization"]
+    dm = [(s, site, "") for s, e, _, site in rows if e == "randomization"]
+    paths = []
+    for name, columns, data in (("SV", ["USUBJID", "VISITNUM", "VISIT", "SVSTDTC"], sv),
+                                ("DS", ["USUBJID", "DSDECOD", "DSCAT", "DSSTDTC"], ds),
+                                ("DM", ["USUBJID", "SITEID", "ARMCD"], dm)):
+        frame = pd.DataFrame(data, columns=columns)
+        frame.insert(0, "STUDYID", STUDY)
+        path = folder / f"{name.lower()}.xpt"
+        pyreadstat.write_xport(frame, str(path), file_format_version=5, table_name=name)
+        paths.append(path)
+    return paths
+
+
 async def run(kind: str, participants: int) -> None:
+    await run_events(kind, participants)
+    await run_sdtm(kind, participants)
+
+
+async def run_sdtm(kind: str, participants: int) -> None:
+    _, rows = event_file(participants)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = sdtm_files(rows, Path(folder))
+        size_kb = sum(path.stat().st_size for path in paths) // 1024
+        async with temp_database(kind) as url:
+            await scheduling.load_protocol_version(parse_protocol(PROTOCOL_TEXT, "bench.yaml"), PROTOCOL_TEXT,
+                                                   "bench.yaml")
+            for n in range(SITES):
+                await scheduling.create_site(STUDY, f"{100 + n}", f"Site {100 + n}")
+            base, _ = await atimed(raw_insert(kind, url, rows))
+            sampler = _PeakRss()
+            with sampler:
+                async def read_and_import():
+                    sv, ds, dm = (read_dataset(path, name) for path, name in zip(paths, ("SV", "DS", "DM")))
+                    return await importing.import_sdtm(STUDY, sv, ds, dm, today=AS_OF)
+                ours, (result, _) = await atimed(read_and_import())
+        growth = sampler.growth_kb
+        print(f"  {kind:<8}  SDTM: {len(rows):,} rows (SV and DS), DM of {participants:,} participants, XPT files"
+              f" {size_kb:,} KB")
+        print(f"  {kind:<8}  raw executemany  {base:7.3f} s")
+        print(f"  {kind:<8}  import sdtm      {ours:7.3f} s  ({result.created_participants:,} participants,"
+              f" {result.events_recorded:,} events, {result.visits_recorded:,} visits)")
+        print(ratio_line(f"{kind} import sdtm / raw executemany", ours / base, "<= 3x", ours / base <= 3))
+        print(f"  {kind} import sdtm peak memory growth {growth:,} KB = {growth / size_kb:.2f}x the files"
+              f" (goal under 2x) {'met' if growth < 2 * size_kb else 'MISSED'}")
+
+
+async def run_events(kind: str, participants: int) -> None:
     text, rows = event_file(participants)
     async with temp_database(kind) as url:
         await scheduling.load_protocol_version(parse_protocol(PROTOCOL_TEXT, "bench.yaml"), PROTOCOL_TEXT, "bench.yaml")

@@ -259,7 +259,8 @@ def _print_mapping(used, result, args) -> int:
             + [{"dataset": "SV", "label": label, "becomes": "unscheduled visit", "rows": n} for label, n in
                sorted(used.unscheduled.items())]
             + [{"dataset": "DS", "label": term, "becomes": event or "not imported (no event)", "rows": n}
-               for term, (event, n) in sorted(used.ds.items())])
+               for term, (event, n) in sorted(used.ds.items())]
+            + [{"dataset": "DM", "label": var, "becomes": event, "rows": n} for var, (event, n) in sorted(used.dm.items())])
     if args.format == "json":
         body: dict = {"mapping": rows, "dry_run": args.dry_run}
         if result is not None:

@@ -1,4 +1,4 @@
-"""The import benchmark runs end to end at a tiny scale on both engines, so it cannot rot; its timings are
+"""The import benchmarks (`import events`, `import sdtm`) run end to end at a tiny scale on both engines, so it cannot rot; its timings are
 never asserted (what it checks: every participant enrolled at one of the 100 sites, the ratios printed)."""
 
 from __future__ import annotations
@@ -17,3 +17,6 @@ def test_the_import_benchmark_runs_on_both_engines_at_a_tiny_scale(monkeypatch, 
         assert f"  {kind:<8}  1,000 rows, 100 participants at 100 sites" in out
         assert f"{kind} import / raw executemany: ratio" in out and f"{kind} peak memory growth" in out
         assert "(100 participants, 100 events, " in out
+        assert f"  {kind:<8}  SDTM: 1,000 rows (SV and DS), DM of 100 participants" in out
+        assert f"{kind} import sdtm / raw executemany: ratio" in out and f"{kind} import sdtm peak memory" in out
+    assert out.count("(100 participants, 100 events, 900 visits)") == 2 * len(engines)  # events, then SDTM

@@ -163,3 +163,40 @@ async def test_csv_visitnum_numeric_subjects_and_map_shapes(study, tmp_path):
     with pytest.raises(InvalidInput, match="visits: L maps to V99, which is no visit"):
         await import_sdtm(study, sv, mapping={"visits": {"L": "V99"}}, site="101", today=TODAY)
 
+
+
+async def test_dm_reference_dates_date_day_one_and_consent(study, tmp_path):
+    """DM RFSTDTC is Study Day 1 (the protocol's day_one event), RFICDTC the consent; a date that contradicts
+    DS names both rows; `dm:` in the map drops or redirects either."""
+    from trialcoord.adapters.sdtm import Dataset
+
+    sv = Dataset("sv.xpt", "SV", [{"USUBJID": "P-1", "VISIT": "WEEK 2", "SVSTDTC": "2024-03-18"},
+                                  {"USUBJID": "P-2", "VISIT": "SCREENING", "SVSTDTC": "2024-02-27"}])
+    dm = Dataset("dm.xpt", "DM", [{"USUBJID": "P-1", "SITEID": "101", "ARMCD": "A", "RFSTDTC": "2024-03-04",
+                                   "RFICDTC": "2024-02-20T09:00"},
+                                  {"USUBJID": "P-2", "SITEID": "101", "ARMCD": "", "RFSTDTC": "",
+                                   "RFICDTC": "2024-02-26"}])  # a screen failure: no reference start
+    ds = Dataset("ds.xpt", "DS", [{"USUBJID": "P-1", "DSDECOD": "RANDOMIZED", "DSSTDTC": "2024-03-05"}])
+    with pytest.raises(InvalidInput) as error:
+        await import_sdtm(study, sv, ds, dm, today=TODAY)
+    assert [(p.file, p.line, p.field) for p in error.value.problems] == [("dm.xpt", 1, "RFSTDTC")]
+    assert "also given as 2024-03-05 in ds.xpt row 1" in str(error.value)
+    result, used = await import_sdtm(study, sv, None, dm, today=TODAY)
+    assert used.dm == {"RFSTDTC": ("randomization", 1), "RFICDTC": ("consent", 2)}
+    assert result.created_participants == 2
+    rows = {r.visit.visit: r.visit for r in await scheduling.participant_schedule(study, "P-1", TODAY)}
+    assert rows["V2"].target == date(2024, 3, 18) and rows["V2"].status == "on_time"  # counted from RFSTDTC
+    partial = Dataset("dm.csv", "DM", [{"USUBJID": "P-3", "SITEID": "101", "RFSTDTC": "2024-03"}])
+    with pytest.raises(InvalidInput) as error:
+        await import_sdtm(study, Dataset("sv.csv", "SV", [{"USUBJID": "P-3", "VISIT": "X", "SVSTDTC": "2024-03-09"}]),
+                          None, partial, today=TODAY)
+    assert [(p.line, p.field) for p in error.value.problems] == [(1, "RFSTDTC")]
+    _, dropped = await import_sdtm(study, Dataset("sv.csv", "SV", [{"USUBJID": "P-3", "VISIT": "X",
+                                                                     "SVSTDTC": "2024-03-09"}]),
+                                   None, partial, {"dm": {"RFSTDTC": None}}, today=TODAY)
+    assert dropped.dm == {}
+    bad_map = tmp_path / "map.yaml"
+    bad_map.write_text("dm: {BRTHDTC: consent}\n", encoding="utf-8")
+    with pytest.raises(InvalidInput) as shape:
+        read_map(bad_map)
+    assert [p.field for p in shape.value.problems] == ["dm.BRTHDTC"]

@@ -254,6 +254,17 @@ def test_seal_stores_the_leaf_hash_of_the_canonical_bytes():
     assert row.leaf_hash == leaf_hash(canonical_bytes(entry(1)))
 
 
+@pytest.mark.parametrize("payload", [
+    {"name": "Ünïcödé 診察 \u2028 \"quoted\" \\ \x01"}, {"nested": {"b": [1, 2.5, {"z": None, "a": True}]}}, {},
+    {"date": "2026-12-06", "n": -3, "x": 1e-07},
+])
+def test_seal_splices_one_encoding_equal_to_the_canonical_bytes(payload):
+    """`seal` encodes each payload once and splices it in; the bytes are those of `canonical_bytes`."""
+    sealed = seal(entry(3, old=payload, new=payload, reason="why: ü"))
+    assert sealed.leaf_hash == leaf_hash(canonical_bytes(sealed.entry))
+    assert sealed.new_text == canonical_json(payload).decode()
+
+
 @pytest.mark.parametrize(("changes", "message"), [
     ({"sequence": 0}, "sequence"),
     ({"recorded_at": "2026-11-27 09:30:00"}, "recorded_at"),
@@ -263,6 +274,7 @@ def test_seal_stores_the_leaf_hash_of_the_canonical_bytes():
     ({"old": ["status"]}, "old"),
     ({"reason": 3}, "reason"),
     ({"new": {9: "a", 10: "b"}}, "string keys"),
+    ({"new": {"list": [{1: "a"}]}}, "string keys"),
 ])
 def test_seal_refuses_entries_that_could_not_be_verified_later(changes, message):
     with pytest.raises(ValueError, match=message):

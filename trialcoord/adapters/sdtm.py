@@ -6,7 +6,9 @@ Default mapping, each part overridable by a small YAML (`--map`):
   ignored); a visit with no match is an unscheduled visit labelled VISIT. The date is SVSTDTC's date part.
 - DS: DSDECOD to the event of the same name (`RANDOMIZED` to randomization or randomisation, `INFORMED
   CONSENT OBTAINED` to the protocol's consent event); terms without an event are listed, not imported.
-- DM: SITEID (the site of a participant new to the study) and ARMCD (the arm; SCRNFAIL and NOTASSGN are none).
+- DM: SITEID (the site of a participant new to the study), ARMCD (the arm; SCRNFAIL and NOTASSGN are none),
+  RFSTDTC (the date of the protocol's `day_one` event: SDTM's reference start is Study Day 1) and RFICDTC (the
+  date of its consent event); `dm: {VARIABLE: EVENT or null}` in the map changes or drops either.
 - `events: {EVENT: {sv: VISIT}}` dates an event by an SV visit (such as randomization by BASELINE).
 Participants are USUBJID. Every problem names the dataset, the row (1 = the first data row) and the variable.
 """
@@ -14,9 +16,9 @@ Participants are USUBJID. Every problem names the dataset, the row (1 = the firs
 from __future__ import annotations
 
 import csv
-import io
 import re
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -32,14 +34,37 @@ NEEDED = {"SV": ("USUBJID", "SVSTDTC"), "DS": ("USUBJID", "DSDECOD", "DSSTDTC"),
 SYNONYMS = {"randomized": ("randomization", "randomisation", "randomized"),
             "informed_consent_obtained": ("consent", "informed_consent")}
 NO_ARM = {"SCRNFAIL", "NOTASSGN", "NOTTRT", ""}
-MAP_KEYS = {"visits", "ds", "arms", "events"}
+MAP_KEYS = {"visits", "ds", "arms", "events", "dm"}
+DM_DATES = ("RFSTDTC", "RFICDTC")
 
 
 @dataclass(frozen=True, slots=True)
 class Dataset:
     name: str  # the file's name, as problems cite it
     domain: str  # SV, DS or DM
-    rows: list[dict[str, Any]]
+    rows: Sequence[dict[str, Any]]
+
+
+class Columns(Sequence):
+    """A dataset's rows over its columns (as pyreadstat returns them): each row's dict is made when it is read,
+    so a million-row dataset is held once, as columns, not as a million dicts."""
+
+    def __init__(self, columns: dict[str, list]):
+        self.columns, self.names = columns, list(columns)
+        self.count = len(next(iter(columns.values()), []))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.count))]
+        return {name: self.columns[name][index] for name in self.names}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        names = self.names
+        for values in zip(*(self.columns[name] for name in names)):
+            yield dict(zip(names, values))
 
 
 @dataclass
@@ -48,6 +73,7 @@ class Mapping:
 
     visits: dict[str, tuple[str, int]] = field(default_factory=dict)
     ds: dict[str, tuple[str | None, int]] = field(default_factory=dict)
+    dm: dict[str, tuple[str | None, int]] = field(default_factory=dict)  # RFSTDTC / RFICDTC -> event, rows
     unscheduled: Counter = field(default_factory=Counter)
 
 
@@ -59,13 +85,20 @@ def read_dataset(path: Path, domain: str) -> Dataset:
             import pyreadstat  # only for XPT files
 
             data, _ = pyreadstat.read_xport(str(path), output_format="dict")
-            columns = {key.upper(): list(values) for key, values in data.items()}
-            count = len(next(iter(columns.values()), []))
-            rows = [{key: values[i] for key, values in columns.items()} for i in range(count)]
+            rows = Columns({key.upper(): values.tolist() if hasattr(values, "tolist") else list(values)
+                            for key, values in data.items()})
         else:
-            text = path.read_text(encoding="utf-8-sig")
-            rows = [{key.strip().upper(): value for key, value in row.items() if key is not None}
-                    for row in csv.DictReader(io.StringIO(text, newline=""))]
+            with path.open(encoding="utf-8-sig", newline="") as stream:
+                reader = csv.reader(stream)
+                header = [key.strip().upper() for key in next(reader, [])]
+                values: list[list[str]] = [[] for _ in header]
+                for record in reader:
+                    if not any(record):
+                        continue  # a blank line, as DictReader skips
+                    record += [""] * (len(header) - len(record))
+                    for column, value in zip(values, record):
+                        column.append(value)
+            rows = Columns(dict(zip(header, values)))
     except FileNotFoundError:
         raise InvalidInput([Problem("no such file", name)]) from None
     except (OSError, UnicodeDecodeError, csv.Error) as error:
@@ -103,6 +136,9 @@ def read_map(path: Path | None) -> dict:
             if key == "events":
                 ok = isinstance(target, dict) and set(target) == {"sv"} and isinstance(target["sv"], str)
                 shape = "{sv: VISIT}"
+            elif key == "dm":
+                ok = label.upper() in DM_DATES and (target is None or isinstance(target, str) and bool(target.strip()))
+                shape = f"an event or null, for {' or '.join(DM_DATES)}"
             else:
                 ok, shape = isinstance(target, str) and bool(target.strip()), "a name"
             if not ok:
@@ -110,7 +146,8 @@ def read_map(path: Path | None) -> dict:
                                         field=f"{key}.{label}"))
     if problems:
         raise InvalidInput(problems)
-    return {key: {str(k): v for k, v in value.items()} for key, value in loaded.items()}
+    return {key: {(str(k).upper() if key == "dm" else str(k)): v for k, v in value.items()}
+            for key, value in loaded.items()}
 
 
 def check_map(mapping: dict, protocol: Protocol) -> list[Problem]:
@@ -122,6 +159,7 @@ def check_map(mapping: dict, protocol: Protocol) -> list[Problem]:
                                     f" {protocol.version}", "--map", field=f"visits.{label}"))
     for what, targets, known in (("ds", mapping.get("ds", {}).values(), protocol.events),
                                  ("events", mapping.get("events", {}), protocol.events),
+                                 ("dm", [t for t in mapping.get("dm", {}).values() if t is not None], protocol.events),
                                  ("arms", mapping.get("arms", {}).values(), protocol.arm_codes)):
         for target in targets:
             if target not in known:
@@ -218,6 +256,22 @@ def to_rows(protocol: Protocol, sv: Dataset, ds: Dataset | None, dm: Dataset | N
                                         " full date (YYYY-MM-DD)", ds.name, number, field="DSSTDTC"))
                 continue
             add(ds, number, "DSSTDTC", subject, event, day, True)
+    if dm is not None:
+        targets = {"RFSTDTC": protocol.day_one, "RFICDTC": protocol.consent_event, **mapping.get("dm", {})}
+        for number, record in enumerate(dm.rows, 1):
+            subject = _subject(record)
+            for var, event in targets.items():
+                value = record.get(var)
+                if not subject or event is None or value is None or not str(value).strip() or value != value:
+                    continue  # not in the dataset, empty (a screen failure has no RFSTDTC), or not imported
+                day = _day(value)
+                if day is None:
+                    problems.append(Problem(f"participant {subject}: {var} '{value}' is not a full date (YYYY-MM-DD)",
+                                            dm.name, number, field=var))
+                    continue
+                kept = used.dm.get(var, (event, 0))
+                used.dm[var] = (event, kept[1] + 1)
+                add(dm, number, var, subject, event, day, True)
     return rows, problems, used
 
 

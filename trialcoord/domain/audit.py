@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import abc
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
@@ -50,6 +51,8 @@ class StoredEntry(NamedTuple):
 
     entry: AuditEntry
     leaf_hash: bytes  # 32 bytes; verification recomputes it from the entry's fields
+    old_text: str | None = None  # set by `seal`: the canonical JSON of `old` and `new`, as they are stored
+    new_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,10 +155,36 @@ def seal(entry: AuditEntry) -> StoredEntry:
     never raise a false alarm later.
     """
     _check_fields(entry)
-    data = canonical_bytes(entry)
-    if canonical_json(json.loads(data)) != data:
-        raise ValueError(f"audit entry {entry.sequence}: old and new must use string keys only")
-    return StoredEntry(entry, leaf_hash(data))
+    old, new = _payload(entry.old, entry.sequence), _payload(entry.new, entry.sequence)
+    # Each payload is encoded once and spliced in, as verification splices the stored text (`stored_bytes`).
+    data = stored_bytes(entry.sequence, entry.recorded_at, entry.actor, entry.action, entry.record_type,
+                        entry.record_id, old, new, entry.reason)
+    return StoredEntry(entry, leaf_hash(data), old, new)
+
+
+def _payload(value: Mapping[str, Any] | None, sequence: int) -> str | None:
+    if value is None:
+        return None
+    if not _string_keys(value):  # an int key comes back from the database as a string, sorted differently
+        raise ValueError(f"audit entry {sequence}: old and new must use string keys only")
+    return _ENCODER.encode(value)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _string_keys(value: Any) -> bool:
+    """Exact types first: `isinstance` against an ABC costs more than the rest of sealing."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is list or kind is tuple:
+        return all(type(item) in _SCALARS or _string_keys(item) for item in value)
+    if kind is dict or isinstance(value, abc.Mapping):
+        for key, item in value.items():  # a loop, not all(): the payloads are small and this runs per entry
+            if type(key) is not str or (type(item) not in _SCALARS and not _string_keys(item)):
+                return False
+    return True  # anything else, the encoder refuses with its own message
 
 
 def _check_fields(entry: AuditEntry) -> None:
@@ -170,7 +199,7 @@ def _check_fields(entry: AuditEntry) -> None:
             raise ValueError(f"{at}: {name} must be a non-empty string, not {value!r}")
     for name in ("old", "new"):
         value = getattr(entry, name)
-        if value is not None and not isinstance(value, Mapping):
+        if value is not None and type(value) is not dict and not isinstance(value, abc.Mapping):
             raise ValueError(f"{at}: {name} must be a mapping of field names to values, or None")
     if entry.reason is not None and not isinstance(entry.reason, str):
         raise ValueError(f"{at}: reason must be a string or None")
@@ -305,7 +334,7 @@ class TrailVerifier:
         """False once a problem was found (then feeding more changes nothing)."""
         if self.problem:
             return False
-        entry, stored_hash = stored
+        entry, stored_hash = stored.entry, stored.leaf_hash
         self.problem = _entry_problem(entry, stored_hash, self.tree.size + 1)
         if self.problem:
             return False

@@ -37,17 +37,21 @@ class Change:
     reason: str | None = None
 
 
+_BATCH = 5_000
+
+
 async def record(actor: str, *changes: Change) -> None:
     """Append `changes` in the caller's transaction (call it last in the unit of work: it locks the head)."""
     if not changes:
         return
     first = await store.allocate(len(changes))
     at = utc_instant(clock())
-    await store.insert([
-        seal(AuditEntry(first + i, at, actor, c.action, c.record_type, c.record_id, _plain(c.old), _plain(c.new),
-                        c.reason))
-        for i, c in enumerate(changes)
-    ])
+    for start in range(0, len(changes), _BATCH):  # sealed a batch at a time: an import's million entries stay small
+        await store.insert([
+            seal(AuditEntry(first + i, at, actor, c.action, c.record_type, c.record_id, _plain(c.old), _plain(c.new),
+                            c.reason))
+            for i, c in enumerate(changes[start:start + _BATCH], start)
+        ])
 
 
 async def record_alone(actor: str, *changes: Change) -> None:

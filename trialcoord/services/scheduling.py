@@ -634,16 +634,24 @@ async def refresh_participants(study_id: int, participant_id: int | None = None,
     if inputs is None:
         inputs = (await repo.load_inputs(study_id, participant_id)).values()
     versions = await Versions.load(study_id)
-    results = []
-    for person in inputs:
-        results.append((person, await versions.judged(person, as_of, HORIZON_DAYS)))
-        protocol = await versions.protocol(person.version_id)
-        status = ENDED if any(protocol.events[name].ends_schedule for name in person.events
-                              if name in protocol.events) else ACTIVE
-        if status != person.status:
-            await repo.update_participant(person.id, status=status)
-            person.status = status
-    return await repo.save_evaluations(results, today, horizon=as_of + timedelta(days=HORIZON_DAYS))
+    people, saved = list(inputs), repo.Saved(0, 0, 0)
+    for start in range(0, len(people), _REFRESH_BATCH):  # evaluated and stored a batch at a time: bounded memory
+        results = []
+        for person in people[start:start + _REFRESH_BATCH]:
+            results.append((person, await versions.judged(person, as_of, HORIZON_DAYS)))
+            protocol = await versions.protocol(person.version_id)
+            status = ENDED if any(protocol.events[name].ends_schedule for name in person.events
+                                  if name in protocol.events) else ACTIVE
+            if status != person.status:
+                await repo.update_participant(person.id, status=status)
+                person.status = status
+        batch = await repo.save_evaluations(results, today, horizon=as_of + timedelta(days=HORIZON_DAYS))
+        saved = repo.Saved(saved.inserted + batch.inserted, saved.updated + batch.updated,
+                           saved.deleted + batch.deleted)
+    return saved
+
+
+_REFRESH_BATCH = 2_000
 
 
 # Helpers ---------------------------------------------------------------------------------------

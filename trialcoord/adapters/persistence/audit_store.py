@@ -35,9 +35,9 @@ async def insert(entries: Sequence[StoredEntry]) -> None:
 
 def _row(stored: StoredEntry) -> tuple:
     e = stored.entry
-    as_text = lambda value: None if value is None else canonical_json(value).decode()  # noqa: E731
-    return (e.sequence, e.recorded_at, e.actor, e.action, e.record_type, e.record_id, as_text(e.old),
-            as_text(e.new), e.reason, stored.leaf_hash.hex())
+    as_text = lambda text, value: text if text is not None or value is None else canonical_json(value).decode()  # noqa: E731
+    return (e.sequence, e.recorded_at, e.actor, e.action, e.record_type, e.record_id, as_text(stored.old_text, e.old),
+            as_text(stored.new_text, e.new), e.reason, stored.leaf_hash.hex())
 
 
 async def head_size() -> int:
