@@ -6,7 +6,8 @@ entry exist together or not at all. `verify` and `checkpoint` recompute the whol
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from itertools import islice
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -42,16 +43,25 @@ _BATCH = 5_000
 
 async def record(actor: str, *changes: Change) -> None:
     """Append `changes` in the caller's transaction (call it last in the unit of work: it locks the head)."""
-    if not changes:
+    await record_each(actor, len(changes), changes)
+
+
+async def record_each(actor: str, count: int, changes: Iterable[Change]) -> None:
+    """`record` of `count` changes made as they are consumed, a batch at a time (an import's million entries
+    are never all in memory, neither as changes nor as sealed entries)."""
+    if not count:
         return
-    first = await store.allocate(len(changes))
-    at = utc_instant(clock())
-    for start in range(0, len(changes), _BATCH):  # sealed a batch at a time: an import's million entries stay small
+    first, at, written = await store.allocate(count), utc_instant(clock()), 0
+    iterator = iter(changes)
+    while batch := list(islice(iterator, _BATCH)):
         await store.insert([
-            seal(AuditEntry(first + i, at, actor, c.action, c.record_type, c.record_id, _plain(c.old), _plain(c.new),
-                            c.reason))
-            for i, c in enumerate(changes[start:start + _BATCH], start)
+            seal(AuditEntry(first + written + i, at, actor, c.action, c.record_type, c.record_id, _plain(c.old),
+                            _plain(c.new), c.reason))
+            for i, c in enumerate(batch)
         ])
+        written += len(batch)
+    if written != count:
+        raise ValueError(f"record_each was told {count} changes and given {written}")
 
 
 async def record_alone(actor: str, *changes: Change) -> None:

@@ -8,7 +8,7 @@ Parsing is in `adapters/events_csv.py`, shared with `trialcoord check`, which ne
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 
@@ -109,12 +109,8 @@ async def _import_rows(study, parse, file, site, today, actor, create_sites, pro
         if changed:
             say(f"{events + visits:,} new facts stored; re-evaluating {len(changed):,} participants' schedules")
             await scheduling.refresh_participants(study_row["id"], inputs=changed, today=today)
-        reason = f"imported from {file}"
-        await audit_log.record(actor, *[
-            Change("create", "participant", scheduling.record_id(study, code, subject), None,
-                   {"site": code, "arm": arm, "enrolled_on": day}, reason)
-            for subject, (day, arm, code) in enrolled.items()
-        ], *[Change(action, kind, rid, old, new, reason) for action, kind, rid, old, new in audited])
+        await audit_log.record_each(actor, len(enrolled) + len(audited),
+                                    _audit_changes(study, enrolled, audited, f"imported from {file}"))
         created = len(enrolled)
         result = ImportResult(created, events, visits, len(rows) - events - visits, tuple(missing))
         if dry_run:
@@ -209,11 +205,10 @@ async def _apply(study: str, rows: list[EventRow], people: dict[str, ScheduleInp
     new_events, visits, changed, audited = [], 0, {}, []
     for row in rows:
         person = people[row.participant]
-        rid = scheduling.record_id(study, person.site, person.subject_id)
         if row.arm is not None and person.arm is None:
             await repo.update_participant(person.id, arm=row.arm)
             person.arm, changed[person.id] = row.arm, person
-            audited.append(("update", "participant", rid, {"arm": None}, {"arm": row.arm}))
+            audited.append((_ARM, person, row.arm, None))
         facts = person.events if row.is_event else person.actuals
         if row.event in facts:
             continue  # the same date (a different one was reported as a problem)
@@ -221,12 +216,31 @@ async def _apply(study: str, rows: list[EventRow], people: dict[str, ScheduleInp
         changed[person.id] = person
         if row.is_event:
             new_events.append((person.id, row.event, row.day, None))
-            audited.append(("create", "participant_event", f"{rid}/{row.event}", None, {"date": row.day}))
+            audited.append((_EVENT, person, row.event, row.day))
         else:
             visits += 1
-            audited.append(("update", "visit", f"{rid}/{row.event}", {"actual": None}, {"actual": row.day}))
+            audited.append((_VISIT, person, row.event, row.day))
     await repo.upsert_events(new_events)
     return len(new_events), visits, list(changed.values()), audited
+
+
+_ARM, _EVENT, _VISIT = range(3)  # what an imported fact changed; its audit entry is made only when written
+
+
+def _audit_changes(study: str, enrolled: dict[str, list], audited: list[tuple], reason: str) -> Iterator[Change]:
+    """The import's audit changes, made one at a time as the trail consumes them (a million facts are held as
+    small tuples, not as a million changes with their dicts)."""
+    for subject, (day, arm, code) in enrolled.items():
+        yield Change("create", "participant", scheduling.record_id(study, code, subject), None,
+                     {"site": code, "arm": arm, "enrolled_on": day}, reason)
+    for what, person, name, day in audited:
+        rid = scheduling.record_id(study, person.site, person.subject_id)
+        if what == _ARM:
+            yield Change("update", "participant", rid, {"arm": None}, {"arm": name}, reason)
+        elif what == _EVENT:
+            yield Change("create", "participant_event", f"{rid}/{name}", None, {"date": day}, reason)
+        else:
+            yield Change("update", "visit", f"{rid}/{name}", {"actual": None}, {"actual": day}, reason)
 
 
 def _by_subject(inputs: dict[int, ScheduleInputs]) -> dict[str, ScheduleInputs]:
