@@ -260,7 +260,11 @@ def _print_mapping(used, result, args) -> int:
                sorted(used.unscheduled.items())]
             + [{"dataset": "DS", "label": term, "becomes": event or "not imported (no event)", "rows": n}
                for term, (event, n) in sorted(used.ds.items())]
-            + [{"dataset": "DM", "label": var, "becomes": event, "rows": n} for var, (event, n) in sorted(used.dm.items())])
+            + [{"dataset": "DM", "label": var, "becomes": event, "rows": n} for var, (event, n) in sorted(used.dm.items())]
+            + [{"dataset": "DM", "label": f"ARMCD {armcd}" if armcd else "ARMCD (empty)",
+                "becomes": f"arm {arm}" if arm else "no arm", "rows": n} for armcd, (arm, n) in sorted(used.arms.items())]
+            + [{"dataset": "map", "label": entry, "becomes": "unused: no row has this label", "rows": 0}
+               for entry in used.unused])
     if args.format == "json":
         body: dict = {"mapping": rows, "dry_run": args.dry_run}
         if result is not None:

@@ -160,7 +160,8 @@ async def test_csv_visitnum_numeric_subjects_and_map_shapes(study, tmp_path):
         with pytest.raises(InvalidInput) as shape:
             read_map(bad_map)
         assert [p.field for p in shape.value.problems] == [field]
-    with pytest.raises(InvalidInput, match="visits: L maps to V99, which is no visit"):
+    with pytest.raises(InvalidInput, match=r"visits.L: 'L' maps to V99, which is no visit of protocol version 2.0"
+                                           r" \(visits: SCR, V2"):
         await import_sdtm(study, sv, mapping={"visits": {"L": "V99"}}, site="101", today=TODAY)
 
 
@@ -200,3 +201,52 @@ async def test_dm_reference_dates_date_day_one_and_consent(study, tmp_path):
     with pytest.raises(InvalidInput) as shape:
         read_map(bad_map)
     assert [p.field for p in shape.value.problems] == ["dm.BRTHDTC"]
+
+
+async def test_disposition_events_of_participation_and_treatment(study):
+    """Real DS holds two disposition rows per participant, one for STUDY TREATMENT and one for STUDY
+    PARTICIPATION, often on different days: only participation ends the schedule (as the protocol's early
+    termination, or the term's own event); a treatment disposition needs an end_of_treatment event."""
+    from trialcoord.adapters.sdtm import Dataset
+
+    sv = Dataset("sv.xpt", "SV", [{"USUBJID": s, "VISIT": v, "SVSTDTC": d} for s, v, d in (
+        ("D-1", "WEEK 2", "2024-03-18"), ("D-1", "EARLY DISCONTINUATION", "2024-03-22"),
+        ("D-2", "WEEK 2", "2024-03-18"), ("D-3", "SCREENING", "2024-02-27"))])
+    dm = Dataset("dm.xpt", "DM", [{"USUBJID": s, "SITEID": "101", "RFSTDTC": "2024-03-04"} for s in ("D-1", "D-2")]
+                 + [{"USUBJID": "D-3", "SITEID": "101", "RFSTDTC": ""}])
+    ds = Dataset("ds.xpt", "DS", [{"USUBJID": s, "DSDECOD": t, "DSCAT": "DISPOSITION EVENT", "DSSCAT": c, "DSSTDTC": d}
+                                  for s, t, c, d in (
+        ("D-1", "ADVERSE EVENT", "STUDY TREATMENT", "2024-03-19"),
+        ("D-1", "ADVERSE EVENT", "STUDY PARTICIPATION", "2024-03-20"),
+        ("D-2", "WITHDRAWAL BY SUBJECT", "STUDY PARTICIPATION", "2024-03-21"),
+        ("D-3", "SCREEN FAILURE", "STUDY PARTICIPATION", "2024-02-28"))])
+    result, used = await import_sdtm(study, sv, ds, dm, {"arms": {"ZZZ": "A"}, "ds": {"TYPO": "withdrawal"}},
+                                     today=TODAY)
+    assert used.ds == {"ADVERSE EVENT (STUDY TREATMENT)": (None, 1),  # the test protocol has no end_of_treatment
+                       "ADVERSE EVENT": ("early_termination", 1), "WITHDRAWAL BY SUBJECT": ("withdrawal", 1),
+                       "SCREEN FAILURE": (None, 1)}
+    assert used.arms == {"": (None, 3)}
+    assert used.unused == ["ds.TYPO", "arms.ZZZ"]  # a typo in a map is said, not silently ignored
+    people = {p["subject_id"]: p for p in await scheduling.list_participants(study)}
+    assert people["D-1"]["status"] == people["D-2"]["status"] == "ended"
+    assert people["D-3"]["status"] == "active"
+    later = {r.visit.visit: r.visit.status for r in await scheduling.participant_schedule(study, "D-1", TODAY)}
+    assert later["V3"] == "not_applicable"  # after the early termination on 2024-03-20
+
+
+def test_an_early_discontinuation_visit_is_the_early_termination_visit():
+    from trialcoord.adapters.protocol_files import parse_protocol
+    from trialcoord.adapters.sdtm import Dataset, to_rows
+
+    protocol = parse_protocol("""study: T\ntitle: T\nversion: "1"\neffective: 2024-01-01\nday_one: dose
+events: {dose: {}, early_termination: {ends_schedule: true}}
+visits:
+  - {code: W2, name: Week 2, from: dose, offset: 2w}
+  - {code: ET, name: Early Termination, from: early_termination, when: early_termination, offset: 0d}
+""")
+    sv = Dataset("sv.csv", "SV", [{"USUBJID": "X", "VISIT": "EARLY DISCONTINUATION", "SVSTDTC": "2024-03-22"},
+                                  {"USUBJID": "X", "VISIT": "EARLY DISCONTINUATION RETRIEVAL",
+                                   "SVSTDTC": "2024-05-22"}])
+    rows, problems, used = to_rows(protocol, sv, None, None, {})
+    assert problems == [] and used.visits == {"EARLY DISCONTINUATION": ("ET", 1)}
+    assert used.unscheduled == {"EARLY DISCONTINUATION RETRIEVAL": 1}

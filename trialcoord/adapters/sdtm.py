@@ -5,7 +5,11 @@ Default mapping, each part overridable by a small YAML (`--map`):
 - SV: VISIT, else VISITNUM, to the protocol visit whose name or number matches (case, spacing, `_` and `-`
   ignored); a visit with no match is an unscheduled visit labelled VISIT. The date is SVSTDTC's date part.
 - DS: DSDECOD to the event of the same name (`RANDOMIZED` to randomization or randomisation, `INFORMED
-  CONSENT OBTAINED` to the protocol's consent event); terms without an event are listed, not imported.
+  CONSENT OBTAINED` to the protocol's consent event, `WITHDRAWAL BY SUBJECT` to withdrawal, `DEATH` to death);
+  a disposition event of study participation (DSSCAT `STUDY PARTICIPATION` or none) with no event of its own,
+  other than `COMPLETED` and `SCREEN FAILURE`, is the protocol's early termination (the participant left early);
+  a disposition of study treatment (DSSCAT `STUDY TREATMENT`) is its end_of_treatment event, if it has one (its
+  own `ds_treatment:` in the map). Terms without an event are listed, not imported.
 - DM: SITEID (the site of a participant new to the study), ARMCD (the arm; SCRNFAIL and NOTASSGN are none),
   RFSTDTC (the date of the protocol's `day_one` event: SDTM's reference start is Study Day 1) and RFICDTC (the
   date of its consent event); `dm: {VARIABLE: EVENT or null}` in the map changes or drops either.
@@ -32,9 +36,15 @@ from trialcoord.domain.protocol import Protocol
 
 NEEDED = {"SV": ("USUBJID", "SVSTDTC"), "DS": ("USUBJID", "DSDECOD", "DSSTDTC"), "DM": ("USUBJID",)}
 SYNONYMS = {"randomized": ("randomization", "randomisation", "randomized"),
-            "informed_consent_obtained": ("consent", "informed_consent")}
+            "informed_consent_obtained": ("consent", "informed_consent"),
+            "withdrawal_by_subject": ("withdrawal", "consent_withdrawn", "withdrawn"),
+            "death": ("death", "died"),
+            "completed": ("completed", "completion", "study_completion", "end_of_study")}
+EARLY_END = ("early_termination", "early_discontinuation", "discontinuation", "early_withdrawal")
+TREATMENT_END = ("end_of_treatment", "treatment_discontinuation", "end_of_study_treatment")
+NOT_EARLY = {"COMPLETED", "SCREEN FAILURE"}  # a participation disposition that is no early termination
 NO_ARM = {"SCRNFAIL", "NOTASSGN", "NOTTRT", ""}
-MAP_KEYS = {"visits", "ds", "arms", "events", "dm"}
+MAP_KEYS = {"visits", "ds", "ds_treatment", "arms", "events", "dm"}
 DM_DATES = ("RFSTDTC", "RFICDTC")
 
 
@@ -74,6 +84,8 @@ class Mapping:
     visits: dict[str, tuple[str, int]] = field(default_factory=dict)
     ds: dict[str, tuple[str | None, int]] = field(default_factory=dict)
     dm: dict[str, tuple[str | None, int]] = field(default_factory=dict)  # RFSTDTC / RFICDTC -> event, rows
+    arms: dict[str, tuple[str | None, int]] = field(default_factory=dict)  # ARMCD -> arm (None: no arm), rows
+    unused: list[str] = field(default_factory=list)  # map entries no row matched (a typo, or another file's)
     unscheduled: Counter = field(default_factory=Counter)
 
 
@@ -151,20 +163,29 @@ def read_map(path: Path | None) -> dict:
 
 
 def check_map(mapping: dict, protocol: Protocol) -> list[Problem]:
-    """A map's targets against the protocol: visit codes it defines, its events and arms."""
+    """A map's targets against the protocol: visit codes it defines, its events and arms; each problem names
+    the entry and what it could be."""
     problems = []
+    codes = ", ".join(v.code for v in protocol.visits)
     for label, code in mapping.get("visits", {}).items():
         if protocol.resolve_visit_code(code) is None:
-            problems.append(Problem(f"visits: {label} maps to {code}, which is no visit of protocol version"
-                                    f" {protocol.version}", "--map", field=f"visits.{label}"))
-    for what, targets, known in (("ds", mapping.get("ds", {}).values(), protocol.events),
-                                 ("events", mapping.get("events", {}), protocol.events),
-                                 ("dm", [t for t in mapping.get("dm", {}).values() if t is not None], protocol.events),
-                                 ("arms", mapping.get("arms", {}).values(), protocol.arm_codes)):
-        for target in targets:
-            if target not in known:
-                problems.append(Problem(f"{what}: {target} is no {'arm' if what == 'arms' else 'event'} of protocol"
-                                        f" version {protocol.version}", "--map", field=what))
+            problems.append(Problem(f"'{label}' maps to {code}, which is no visit of protocol version"
+                                    f" {protocol.version} (visits: {codes})", "--map", field=f"visits.{label}"))
+    events = ", ".join(protocol.events)
+    for key in ("ds", "ds_treatment", "dm"):
+        for label, target in mapping.get(key, {}).items():
+            if target is not None and target not in protocol.events:
+                problems.append(Problem(f"'{label}' maps to {target}, which is no event of protocol version"
+                                        f" {protocol.version} (events: {events})", "--map", field=f"{key}.{label}"))
+    for event in mapping.get("events", {}):
+        if event not in protocol.events:
+            problems.append(Problem(f"{event} is no event of protocol version {protocol.version} (events: {events})",
+                                    "--map", field=f"events.{event}"))
+    arms = ", ".join(sorted(protocol.arm_codes)) or "none"
+    for label, arm in mapping.get("arms", {}).items():
+        if arm not in protocol.arm_codes:
+            problems.append(Problem(f"'{label}' maps to {arm}, which is no arm of protocol version {protocol.version}"
+                                    f" (arms: {arms})", "--map", field=f"arms.{label}"))
     return problems
 
 
@@ -192,7 +213,8 @@ def to_rows(protocol: Protocol, sv: Dataset, ds: Dataset | None, dm: Dataset | N
     used, problems, rows = Mapping(), check_map(mapping, protocol), []
     if problems:
         return [], problems, used
-    sites, arms = _demographics(dm, protocol, mapping.get("arms", {}), problems)
+    arms_used: dict[str, tuple[str | None, int]] = {}
+    sites, arms = _demographics(dm, protocol, mapping.get("arms", {}), problems, arms_used)
     visit_codes = _visit_lookup(protocol)
     dating = {str(spec.get("sv")): event for event, spec in mapping.get("events", {}).items()
               if isinstance(spec, dict) and spec.get("sv")}
@@ -236,14 +258,26 @@ def to_rows(protocol: Protocol, sv: Dataset, ds: Dataset | None, dm: Dataset | N
             add(sv, number, "SVSTDTC", subject, dating[label], day, True)
     if ds is not None:
         events = _event_lookup(protocol)
+        early = next((name for name in EARLY_END if name in protocol.events), None)
+        treatment_end = next((name for name in TREATMENT_END if name in protocol.events), None)
         for number, record in enumerate(ds.rows, 1):
             subject, term = _subject(record), str(record.get("DSDECOD") or "").strip()
             if not subject:
                 problems.append(Problem("USUBJID is missing", ds.name, number, field="USUBJID"))
                 continue
-            event = mapping.get("ds", {}).get(term) or events.get(_norm(term))
-            kept = used.ds.get(term, (event, 0))
-            used.ds[term] = (event, kept[1] + 1)
+            disposition = _text(record.get("DSCAT")).upper() == "DISPOSITION EVENT"
+            scope = _text(record.get("DSSCAT")).upper()
+            if disposition and scope == "STUDY TREATMENT":  # the end of treatment, not of participation
+                label = f"{term} (STUDY TREATMENT)"
+                event = mapping.get("ds_treatment", {}).get(term, treatment_end)
+            else:
+                label = term
+                event = mapping.get("ds", {}).get(term) or events.get(_norm(term))
+                if event is None and disposition and scope in ("", "STUDY PARTICIPATION") \
+                        and term.upper() not in NOT_EARLY and term not in mapping.get("ds", {}):
+                    event = early
+            kept = used.ds.get(label, (event, 0))
+            used.ds[label] = (event, kept[1] + 1)
             if event is None:
                 continue  # listed in the mapping as not imported
             if event not in protocol.events:
@@ -272,11 +306,20 @@ def to_rows(protocol: Protocol, sv: Dataset, ds: Dataset | None, dm: Dataset | N
                 kept = used.dm.get(var, (event, 0))
                 used.dm[var] = (event, kept[1] + 1)
                 add(dm, number, var, subject, event, day, True)
+    used.arms = arms_used
+    seen_labels = set(used.visits) | set(used.unscheduled)
+    seen_terms = {label.removesuffix(" (STUDY TREATMENT)") for label in used.ds}
+    used.unused = ([f"visits.{label}" for label in mapping.get("visits", {}) if label not in seen_labels]
+                   + [f"events.{event}" for event, spec in mapping.get("events", {}).items()
+                      if str(spec.get("sv")) not in seen_labels]
+                   + [f"{key}.{term}" for key in ("ds", "ds_treatment") for term in mapping.get(key, {})
+                      if term not in seen_terms]
+                   + [f"arms.{armcd}" for armcd in mapping.get("arms", {}) if armcd not in arms_used])
     return rows, problems, used
 
 
-def _demographics(dm: Dataset | None, protocol: Protocol, arm_map: dict, problems: list[Problem]
-                  ) -> tuple[dict[str, str], dict[str, str]]:
+def _demographics(dm: Dataset | None, protocol: Protocol, arm_map: dict, problems: list[Problem],
+                  used: dict[str, tuple[str | None, int]]) -> tuple[dict[str, str], dict[str, str]]:
     sites: dict[str, str] = {}
     arms: dict[str, str] = {}
     if dm is None:
@@ -289,6 +332,7 @@ def _demographics(dm: Dataset | None, protocol: Protocol, arm_map: dict, problem
         armcd = str(record.get("ARMCD") or "").strip()
         arm = arm_map.get(armcd, armcd)
         if armcd in NO_ARM and armcd not in arm_map:
+            used[armcd] = (None, used.get(armcd, (None, 0))[1] + 1)
             continue
         if arm not in protocol.arm_codes:
             known = ", ".join(sorted(protocol.arm_codes)) or "none"
@@ -297,6 +341,7 @@ def _demographics(dm: Dataset | None, protocol: Protocol, arm_map: dict, problem
                                     number, field="ARMCD"))
             continue
         arms[subject] = arm
+        used[armcd] = (arm, used.get(armcd, (arm, 0))[1] + 1)
     return sites, arms
 
 
@@ -325,6 +370,9 @@ def _visit_lookup(protocol: Protocol) -> dict[str, str]:
     for visit in protocol.visits:
         if visit.repeat is None:
             lookup.setdefault(_norm(visit.name), visit.code)
+            for one, other in (("termination", "discontinuation"), ("discontinuation", "termination")):
+                if one in _norm(visit.name):  # "EARLY DISCONTINUATION" is the Early Termination visit
+                    lookup.setdefault(_norm(visit.name).replace(one, other), visit.code)
             lookup.setdefault(_norm(visit.code), visit.code)
             lookup.setdefault(f"#{visit.number:g}", visit.code)
     return lookup

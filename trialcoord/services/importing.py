@@ -262,6 +262,7 @@ async def import_sdtm(study: str, sv: Dataset, ds: Dataset | None = None, dm: Da
     async def parse(protocol):
         rows, problems, found = to_rows(protocol, sv, ds, dm, mapping or {})
         used.visits, used.ds, used.dm, used.unscheduled = found.visits, found.ds, found.dm, found.unscheduled
+        used.arms, used.unused = found.arms, found.unused
         return rows, problems
 
     names = ", ".join(d.name for d in (sv, ds, dm) if d is not None)
