@@ -16,6 +16,7 @@ def test_the_import_benchmark_runs_on_both_engines_at_a_tiny_scale(monkeypatch, 
     for kind in engines:
         assert f"  {kind:<8}  1,000 rows, 100 participants at 100 sites" in out
         assert f"{kind} import / raw executemany: ratio" in out and f"{kind} peak memory growth" in out
+        assert f"  {kind:<8}  raw executemany of the " in out and "rows the import stored, same indexes" in out
         assert "(100 participants, 100 events, " in out
         assert f"  {kind:<8}  SDTM: 1,000 rows (SV and DS), DM of 100 participants" in out
         assert f"{kind} import sdtm / raw executemany: ratio" in out and f"{kind} import sdtm peak memory" in out

@@ -361,11 +361,16 @@ def occurrence_fields(visit: VisitOccurrence) -> dict[str, Any]:
     return {name: getattr(visit, name) for name in OCCURRENCE_FIELDS}
 
 
+_NUMBER = _EVALUATED.index("number")
+assert VisitOccurrence._fields[1:] == _EVALUATED  # so an occurrence's values are a slice of it (hot path)
+
+
 def _evaluated_values(visit: VisitOccurrence) -> tuple:
-    values = {name: getattr(visit, name) for name in _EVALUATED}
-    if visit.number is not None:
-        values["number"] = float(visit.number)  # asyncpg encodes DOUBLE PRECISION from floats only
-    return tuple(values.values())
+    values = visit[1:]
+    number = values[_NUMBER]
+    if number is not None and type(number) is not float:  # asyncpg encodes DOUBLE PRECISION from floats only
+        values = (*values[:_NUMBER], float(number), *values[_NUMBER + 1:])
+    return values
 
 
 async def find_visit(participant_id: int, code: str) -> StoredVisit | None:
