@@ -70,10 +70,10 @@ async def test_sdtm_datasets_go_in_with_the_default_mapping_and_a_map(study, fil
     assert [s["code"] for s in await scheduling.list_sites(study)] == ["101"]
     with pytest.raises(InvalidInput) as dry_no_site:  # a dry run reports what the import would refuse
         await import_sdtm(study, sv, ds, dm, mapping, today=TODAY, dry_run=True)
-    assert [(p.file, p.line, p.field) for p in dry_no_site.value.problems] == [("sv.xpt", 6, "site")]
+    assert [(p.file, p.line, p.field) for p in dry_no_site.value.problems] == [("dm.xpt", 2, "SITEID")]
     with pytest.raises(InvalidInput) as no_site:
         await import_sdtm(study, sv, ds, dm, mapping, today=TODAY)
-    assert [(p.file, p.line, p.field) for p in no_site.value.problems] == [("sv.xpt", 6, "site")]
+    assert [(p.file, p.line, p.field) for p in no_site.value.problems] == [("dm.xpt", 2, "SITEID")]
     assert await scheduling.list_participants(study) == []
     result, _ = await import_sdtm(study, sv, ds, dm, mapping, today=TODAY, create_sites=True)
     assert result.created_sites == ("205",) and result.created_participants == 2
@@ -128,10 +128,10 @@ async def test_csv_with_the_same_variables_and_the_command_line(study, db, files
     assert body["result"]["created_sites"] == ["205"] and body["result"]["created_participants"] == 2
     dry_refused = subprocess.run([*command, "--dry-run"], env=env, capture_output=True, text=True)
     assert dry_refused.returncode == 2 and "UNSCHEDULED 9.2" in dry_refused.stdout  # the mapping, then the problem
-    assert "sv.csv:6: site: study TST-1 has no site 205" in dry_refused.stderr
+    assert "dm.xpt:2: SITEID: study TST-1 has no site 205" in dry_refused.stderr
     assert await scheduling.list_participants(study) == []
     refused = subprocess.run(command, env=env, capture_output=True, text=True)
-    assert refused.returncode == 2 and "sv.csv:6: site: study TST-1 has no site 205" in refused.stderr
+    assert refused.returncode == 2 and "dm.xpt:2: SITEID: study TST-1 has no site 205" in refused.stderr
     done = subprocess.run([*command, "--create-sites"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "sites 205 created, 2 participants created" in done.stdout
@@ -250,3 +250,20 @@ visits:
     rows, problems, used = to_rows(protocol, sv, None, None, {})
     assert problems == [] and used.visits == {"EARLY DISCONTINUATION": ("ET", 1)}
     assert used.unscheduled == {"EARLY DISCONTINUATION RETRIEVAL": 1}
+
+
+async def test_checks_against_the_database_name_the_sdtm_variable(study):
+    """A date after today names its --DTC variable; a site or arm that contradicts the stored participant names
+    DM's row and SITEID / ARMCD (not the SV row and the event file's column names)."""
+    from trialcoord.adapters.sdtm import Dataset
+
+    sv = Dataset("sv.xpt", "SV", [{"USUBJID": "Q-1", "VISIT": "WEEK 2", "SVSTDTC": "2024-03-18"}])
+    await import_sdtm(study, sv, None, Dataset("dm.xpt", "DM", [{"USUBJID": "Q-1", "SITEID": "101", "ARMCD": "A"}]),
+                      today=TODAY)
+    moved = Dataset("dm2.xpt", "DM", [{"USUBJID": "X", "SITEID": "101"}, {"USUBJID": "Q-1", "SITEID": "205",
+                                                                           "ARMCD": "P"}])
+    future = Dataset("sv2.xpt", "SV", [{"USUBJID": "Q-1", "VISIT": "WEEK 4", "SVSTDTC": "2099-01-01"}])
+    with pytest.raises(InvalidInput) as error:
+        await import_sdtm(study, future, None, moved, today=TODAY, create_sites=True)
+    assert sorted((p.file, p.line, p.field) for p in error.value.problems) == [
+        ("dm2.xpt", 2, "ARMCD"), ("dm2.xpt", 2, "SITEID"), ("sv2.xpt", 1, "SVSTDTC")]

@@ -34,6 +34,8 @@ class EventRow(NamedTuple):
     is_event: bool
     site: str | None = None
     source: str | None = None  # the dataset a row comes from, when not the file imported (SDTM SV, DS)
+    variable: str | None = None  # the dataset variable that holds the date (SVSTDTC), when not a `date` column
+    site_from: tuple[str, int] | None = None  # where the site and arm come from (SDTM DM and its row), if elsewhere
 
 
 @dataclass
@@ -171,7 +173,8 @@ class _Lines:
                     first = dates.setdefault((participant, event), (day, line))
                     if first[0] == day or (event not in events and self.protocol.resolve_visit_code(event) is None):
                         # the same date again is one visit; an unscheduled label on another date another visit
-                        rows.append(new_row(EventRow, (line, participant, event, day, arm, event in events, site, None)))
+                        rows.append(new_row(EventRow, (line, participant, event, day, arm, event in events, site,
+                                                       None, None, None)))
                         continue
             self.explain(record, line)
         if not rows and not self.problems:

@@ -215,6 +215,7 @@ def to_rows(protocol: Protocol, sv: Dataset, ds: Dataset | None, dm: Dataset | N
         return [], problems, used
     arms_used: dict[str, tuple[str | None, int]] = {}
     sites, arms = _demographics(dm, protocol, mapping.get("arms", {}), problems, arms_used)
+    demographics = {_subject(record): (dm.name, number) for number, record in enumerate(dm.rows, 1)} if dm else {}
     visit_codes = _visit_lookup(protocol)
     dating = {str(spec.get("sv")): event for event, spec in mapping.get("events", {}).items()
               if isinstance(spec, dict) and spec.get("sv")}
@@ -228,7 +229,7 @@ def to_rows(protocol: Protocol, sv: Dataset, ds: Dataset | None, dm: Dataset | N
                                     f" {first[2]}", dataset.name, number, field=var))
             return
         rows.append(EventRow(number, subject, event, day, arms.get(subject), is_event, sites.get(subject),
-                             dataset.name))
+                             dataset.name, var, demographics.get(subject)))
 
     for number, record in enumerate(sv.rows, 1):
         subject, label = _subject(record), str(record.get("VISIT") or "").strip()

@@ -81,20 +81,21 @@ async def _import_rows(study, parse, file, site, today, actor, create_sites, pro
         if site and site not in sites and not create_sites:
             problems.append(Problem(f"study {study} has no site {site}", file, field="site"))
             missing.pop(site, None)
-        for code, (source, line) in list(missing.items()):
+        for code, (source, line, field) in list(missing.items()):
             if "/" in code:  # site codes name audit records
                 problems.append(Problem(f"site code '{code}' holds a '/', which codes may not", source or file, line,
-                                        field="site"))
+                                        field=field))
                 missing.pop(code)
         if missing and not create_sites:
             problems += [Problem(f"study {study} has no site {code}; add it (trialcoord site add) or import with"
-                                 " --create-sites", source or file, line, field="site")
-                         for code, (source, line) in missing.items()]
+                                 " --create-sites", source or file, line, field=field)
+                         for code, (source, line, field) in missing.items()]
         problems += _conflicts(rows, people, file, site)
         problems += _consent_conflicts(rows, people, protocol.consent_event, file,
                                        await consent_store.first_consents(study_row["id"]))
         problems += [Problem(f"participant {row.participant}: {row.event} on {row.day} is after today ({today})",
-                             row.source or file, row.line, field="date") for row in rows if row.day > today]
+                             row.source or file, row.line, field=row.variable or "date")
+                     for row in rows if row.day > today]
         if problems:
             raise InvalidInput(problems)
         say("checked; storing (all or nothing)")
@@ -119,18 +120,25 @@ async def _import_rows(study, parse, file, site, today, actor, create_sites, pro
 
 
 def _missing_sites(rows: list[EventRow], sites: dict[str, dict], default: str | None,
-                   people: dict[str, ScheduleInputs]) -> dict[str, tuple[str | None, int]]:
+                   people: dict[str, ScheduleInputs]) -> dict[str, tuple[str | None, int, str]]:
     """The sites new participants of the file would be enrolled at that the study lacks: code -> (dataset,
-    first line)."""
-    missing: dict[str, tuple[str | None, int]] = {}
+    first line, field), naming where the site was given (an SDTM DM row's SITEID)."""
+    missing: dict[str, tuple[str | None, int, str]] = {}
     named = {row.participant for row in rows if row.site}
     for row in rows:
         if row.participant in people:
             continue  # an enrolled participant's site is checked against its own (`_conflicts`)
         code = row.site or (default if row.participant not in named else None)
         if code and code not in sites:
-            missing.setdefault(code, (row.source, row.line))
+            missing.setdefault(code, _site_where(row) if row.site else (row.source, row.line, "site"))
     return missing
+
+
+def _site_where(row: EventRow, variable: str = "SITEID", column: str = "site") -> tuple[str | None, int, str]:
+    """Where a row's site (or arm) was given: its DM row's variable for SDTM, else the row's own column."""
+    if row.site_from is not None:
+        return row.site_from[0], row.site_from[1], variable
+    return row.source, row.line, column
 
 
 def _conflicts(rows: list[EventRow], people: dict[str, ScheduleInputs], file: str, site: str | None
@@ -151,16 +159,18 @@ def _conflicts(rows: list[EventRow], people: dict[str, ScheduleInputs], file: st
                                         field="participant"))
             continue
         if row.site is not None and row.site != person.site:
+            source, line, field = _site_where(row)
             problems.append(Problem(f"participant {row.participant} is enrolled at site {person.site}, not at site"
-                                    f" {row.site}", row.source or file, row.line, field="site"))
+                                    f" {row.site}", source or file, line, field=field))
         if row.arm is not None and person.arm not in (None, row.arm):
+            source, line, field = _site_where(row, "ARMCD", "arm")
             problems.append(Problem(f"participant {row.participant} is assigned to arm {person.arm}, not"
-                                    f" {row.arm}", row.source or file, row.line, field="arm"))
+                                    f" {row.arm}", source or file, line, field=field))
         recorded = (person.events if row.is_event else person.actuals).get(row.event)
         if recorded not in (None, row.day):
             problems.append(Problem(f"participant {row.participant}: {row.event} is already recorded on {recorded};"
                                     " change a recorded date in the application, with a reason", row.source or file, row.line,
-                                    field="date"))
+                                    field=row.variable or "date"))
     return problems
 
 
@@ -176,7 +186,7 @@ def _consent_conflicts(rows: list[EventRow], people: dict[str, ScheduleInputs], 
         if row.day > date.fromisoformat(first[person.id]):
             problems.append(Problem(f"participant {row.participant}: {event} on {row.day} is after the first consent"
                                     f" on record ({first[person.id]}); the {event} event is the date of first consent",
-                                    row.source or file, row.line, field="date"))
+                                    row.source or file, row.line, field=row.variable or "date"))
     return problems
 
 
