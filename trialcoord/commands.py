@@ -281,7 +281,8 @@ def _print_mapping(used, result, args) -> int:
         sites = f"sites {', '.join(result.created_sites)} created, " if result.created_sites else ""
         print(("dry run, nothing stored; it would have: " if args.dry_run else "")
               + f"{sites}{result.created_participants} participants created, {result.events_recorded} events and"
-              f" {result.visits_recorded} visits recorded, {result.unchanged} rows already stored or given twice (the same date)")
+              f" {result.visits_recorded} visits recorded, {result.unchanged} rows already stored or given twice"
+              " (the same date)")
     sys.stdout.flush()
     return 0
 
