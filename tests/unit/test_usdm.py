@@ -317,3 +317,49 @@ def test_extra_versions_and_designs_are_listed():
     result, _ = _convert(document)
     assert any("D2" in item for item in result.not_mapped) and any("SV2" in item for item in result.not_mapped)
     assert json.loads(json.dumps(result.not_mapped))  # plain text, ready for the JSON report
+
+
+def _mutations(document, rng, count: int):
+    """Copies of the document, each with one value somewhere replaced by null, a string, a list or removed."""
+    paths = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                paths.append((*path, key))
+                walk(value, (*path, key))
+        elif isinstance(node, list):
+            for index, value in enumerate(node[:3]):
+                paths.append((*path, index))
+                walk(value, (*path, index))
+
+    walk(document, ())
+    for path in rng.sample(paths, count):
+        copy = json.loads(json.dumps(document))
+        parent = copy
+        for step in path[:-1]:
+            parent = parent[step]
+        replacement = rng.choice([None, "x", [], {}, 3, "DELETE"])
+        if replacement == "DELETE" and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = replacement
+        yield path, copy
+
+
+def test_damaged_files_give_bad_input_or_a_protocol_never_a_crash():
+    """A file the importer has never seen: any single value damaged anywhere gives InvalidInput naming the
+    problem, or a text that the protocol reader accepts or refuses with its own problems, never a traceback."""
+    import random
+
+    document = _example("devices.json")
+    for path, damaged in _mutations(document, random.Random(12), 200):
+        try:
+            result = convert(damaged, "damaged.json", today=TODAY)
+        except InvalidInput as error:
+            assert error.problems and all(p.file == "damaged.json" for p in error.problems), path
+            continue
+        try:
+            parse_protocol(result.text, "out.yaml")
+        except InvalidInput:
+            pass  # reported by the command ("does not validate; nothing was written")
