@@ -10,9 +10,10 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from trialcoord.adapters.persistence.engine import transaction
+from trialcoord.bundled import folder
 from trialcoord.services import amendments, deviation_review, deviations, scheduling
 
-PROTOCOLS_DIR = Path(__file__).resolve().parents[2] / "protocols"
+PROTOCOLS_DIR = folder("protocols")
 
 SITES = (  # study, code, name, time zone
     ("DEMO-001", "101", "Riverside Clinic", "America/New_York"),

@@ -25,9 +25,10 @@ import jinja2
 from markupsafe import Markup
 
 from trialcoord.adapters.render.pdf import instant, reproducible_pdf, stamp
+from trialcoord.bundled import folder
 from trialcoord.domain.problems import InvalidInput, Problem
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "document_templates"
+TEMPLATE_DIR = folder("document_templates")
 
 
 @dataclass(frozen=True)
