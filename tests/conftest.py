@@ -199,7 +199,7 @@ async def add_user(user_id: str, *grants: tuple, printed_name: str | None = None
 async def sign_version(key, label: str, user_id: str = "ivan", meaning: str = "approval") -> dict:
     """`user_id` (made if new) signs a document version through the password ceremony."""
     from trialcoord.services import accounts, signatures
-    from trialcoord.services.errors import NotFound
+    from trialcoord.domain.problems import NotFound
 
     try:
         await accounts.get_user(user_id)

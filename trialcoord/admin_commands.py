@@ -18,7 +18,7 @@ FIRST_ADMIN = "admin"
 
 
 def _database(coroutine_factory):
-    from trialcoord.adapters.persistence.engine import open_database
+    from trialcoord.adapters.persistence.database import open_database
 
     from trialcoord.services import system_keys
 

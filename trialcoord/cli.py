@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _service_errors() -> tuple[type[Exception], ...]:
-    from trialcoord.services.errors import Conflict, Forbidden, NotFound, NotConfigured
+    from trialcoord.domain.problems import Conflict, Forbidden, NotFound, NotConfigured
 
     return (Conflict, NotFound, Forbidden, NotConfigured)
 

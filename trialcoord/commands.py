@@ -60,8 +60,7 @@ def import_usdm(file: str, out: str, effective: date | None, replace: bool, fmt:
 
     from trialcoord.adapters.protocol_files import parse_protocol
     from trialcoord.adapters.usdm import convert, parse_usdm
-    from trialcoord.cli import EXIT_CONFLICT, EXIT_INVALID_PROTOCOL
-    from trialcoord.domain.problems import InvalidInput, Problem
+    from trialcoord.domain.problems import Conflict, InvalidInput, Problem
 
     target = None if out == "-" else Path(out)
     try:
@@ -69,8 +68,7 @@ def import_usdm(file: str, out: str, effective: date | None, replace: bool, fmt:
     except OSError as error:
         raise InvalidInput([Problem(f"cannot read the file: {error.strerror or error}", file)]) from None
     if target is not None and target.exists() and not replace:
-        print(f"error: {out} exists; choose another path, or give --replace to overwrite it", file=sys.stderr)
-        return EXIT_CONFLICT
+        raise Conflict(f"{out} exists; choose another path, or give --replace to overwrite it")  # exit 3
     study = version = None
     if target is not None and target.suffix in (".yaml", ".yml") and target.resolve().parent.parent.name == "protocols":
         study, version = target.parent.name, target.stem  # the project's layout: protocols/STUDY/VERSION.yaml
@@ -81,7 +79,7 @@ def import_usdm(file: str, out: str, effective: date | None, replace: bool, fmt:
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)
         print(f"error: the protocol converted from {file} does not validate; nothing was written", file=sys.stderr)
-        return EXIT_INVALID_PROTOCOL
+        return 1  # as `protocol validate` of an invalid file
     if target is None:
         sys.stdout.write(result.text)
     else:
@@ -155,7 +153,7 @@ def _run(coroutine):
 
 
 def migrate() -> int:
-    from trialcoord.adapters.persistence.engine import open_database
+    from trialcoord.adapters.persistence.database import open_database
 
     async def run():
         async with open_database(migrate=True):
@@ -167,7 +165,7 @@ def migrate() -> int:
 
 
 def demo() -> int:
-    from trialcoord.adapters.persistence.engine import open_database
+    from trialcoord.adapters.persistence.database import open_database
     from trialcoord.services.demo import load_demo
 
     async def run():
@@ -180,7 +178,7 @@ def demo() -> int:
 
 
 def load_protocol_file(file: str) -> int:
-    from trialcoord.adapters.persistence.engine import open_database
+    from trialcoord.adapters.persistence.database import open_database
     from trialcoord.services import scheduling
 
     protocol = load_protocol(file)
@@ -203,7 +201,7 @@ def _progress():
 
 
 def import_events(study: str, file: str, site: str | None, create_sites: bool = False) -> int:
-    from trialcoord.adapters.persistence.engine import open_database
+    from trialcoord.adapters.persistence.database import open_database
     from trialcoord.services.importing import import_events as run_import
 
     text = _read_text(file)
@@ -224,7 +222,7 @@ def import_events(study: str, file: str, site: str | None, create_sites: bool = 
 
 def import_sdtm(args) -> int:
     """`trialcoord import sdtm`: the datasets read first (bad files named), then one import, or a dry run."""
-    from trialcoord.adapters.persistence.engine import open_database
+    from trialcoord.adapters.persistence.database import open_database
     from trialcoord.adapters.sdtm import Mapping, read_dataset, read_map
     from trialcoord.domain.problems import InvalidInput
     from trialcoord.services.importing import import_sdtm as run_import
@@ -288,7 +286,7 @@ def _print_mapping(used, result, args) -> int:
 
 
 def visits(study: str, site: str | None, status: str | None, as_of: date | None, fmt: str) -> int:
-    from trialcoord.adapters.persistence.engine import open_database
+    from trialcoord.adapters.persistence.database import open_database
     from trialcoord.services import scheduling
 
     statuses = _statuses(status)

@@ -30,7 +30,7 @@ def detect(study: str, as_of: date | None, full: bool) -> int:
 
 def listing(study: str, states: str | None, site: str | None, fmt: str) -> int:
     from trialcoord.services import audit_log, deviations, scheduling
-    from trialcoord.services.errors import NotFound
+    from trialcoord.domain.problems import NotFound
 
     wanted = _states(states)
 

@@ -129,11 +129,11 @@ def verify(paths: list[str], registry_file: str | None) -> int:
     export ZIPs, offline, against the public signer registry."""
     if paths:
         return _verify_packages(paths, registry_file)
-    from trialcoord.services import documents, signatures
+    from trialcoord.services import documents, verification
 
     async def both():
         stored = await documents.verify_stored()
-        signed = await signatures.verify_all()
+        signed = await verification.verify_all()
         return stored[0] + signed[0], stored[1] + signed[1]
 
     checked, problems = _database(both)

@@ -13,7 +13,7 @@ from trialcoord.adapters.persistence import audit_store
 from trialcoord.adapters.persistence.engine import fetch, transaction
 from trialcoord.domain.audit import AuditEntry, canonical_bytes, canonical_json, leaf_hash
 from trialcoord.services import audit_log, scheduling
-from trialcoord.services.errors import InvalidInput
+from trialcoord.domain.problems import InvalidInput
 
 pytestmark = pytest.mark.anyio
 TODAY = date(2024, 6, 1)

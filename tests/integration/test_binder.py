@@ -247,7 +247,7 @@ async def test_an_expired_approval_letter_is_expired_however_often_it_is_filed(s
 
 
 async def test_site_staff_sign_the_protocol_for_review_but_only_the_study_approves_it(study, pdf):
-    from trialcoord.services.errors import Forbidden
+    from trialcoord.domain.problems import Forbidden
 
     protocol = DocumentKey("TST-1", None, "Protocol")
     await documents.add_version(protocol, "032", "2.0", pdf + b"%protocol", "protocol.pdf")

@@ -10,9 +10,8 @@ import pytest
 
 from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, add_user
 from trialcoord.adapters.persistence.engine import fetch, transaction
-from trialcoord.domain.problems import InvalidInput
-from trialcoord.services import accounts, audit_log, deviation_review, deviations, scheduling
-from trialcoord.services.errors import Conflict, NotFound
+from trialcoord.domain.problems import Conflict, InvalidInput, NotFound
+from trialcoord.services import accounts, audit_log, deviation_review, deviations, scheduling, verification
 
 pytestmark = pytest.mark.anyio
 TODAY = date(2024, 6, 1)  # V2 (window 03-15..03-21) and V3 (window 03-29..04-04) closed long ago
@@ -322,11 +321,11 @@ async def test_verify_checks_deviation_signatures_against_the_registry_and_the_t
     await deviation_review.take_step(study, did, "classify", "mona", classification="important",
                                      category="visit schedule", subcategory="VISIT OUT OF WINDOW",
                                      signing=await accounts.signing_by_password("mona", "review", PASSWORD))
-    checked, problems = await signatures.verify_all()
+    checked, problems = await verification.verify_all()
     assert checked >= 2 and problems == []
     assert [s["verdict"] for s in await deviation_review.verify_signatures(study, did)] == ["valid"]
     await tamper(db, sql)
-    _, problems = await signatures.verify_all()
+    _, problems = await verification.verify_all()
     assert any("TST-1/101/1001/deviation/" in p and says in p for p in problems), problems
 
 

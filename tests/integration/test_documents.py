@@ -12,9 +12,8 @@ import pytest
 from trialcoord.adapters.persistence import audit_store
 from trialcoord.adapters.persistence.engine import fetch, transaction
 from trialcoord.domain.documents import DocumentKey, IrbApproval
-from trialcoord.domain.problems import InvalidInput
+from trialcoord.domain.problems import Conflict, InvalidInput, NotFound
 from trialcoord.services import audit_log, documents
-from trialcoord.services.errors import Conflict, NotFound
 from tests.conftest import sign_version
 
 pytestmark = pytest.mark.anyio

@@ -8,13 +8,13 @@ import anyio
 import pytest
 
 from trialcoord.adapters.persistence import repositories as repo
+from trialcoord.adapters.persistence.database import open_database
 from trialcoord.adapters.persistence.engine import (
     POOL_MAX_SIZE,
     bound_engine,
     close_pool,
     fetch,
     fetch_rows,
-    open_database,
     read,
     start_pool,
     transaction,
@@ -22,8 +22,7 @@ from trialcoord.adapters.persistence.engine import (
 from trialcoord.adapters.persistence.migrations import MIGRATIONS, applied_versions, migrate
 from trialcoord.adapters.persistence.tables import TABLES, Study
 from trialcoord.config import load_settings
-from trialcoord.domain.problems import InvalidInput
-from trialcoord.services.errors import Conflict
+from trialcoord.domain.problems import Conflict, InvalidInput
 
 pytestmark = [pytest.mark.anyio, pytest.mark.db]
 

@@ -21,7 +21,7 @@ from tests.conftest import SUBJECT_A, SUBJECT_B, add_user, signed_in
 from trialcoord.adapters import pii
 from trialcoord.adapters.persistence.engine import fetch, transaction
 from trialcoord.services import identities
-from trialcoord.services.errors import NotConfigured
+from trialcoord.domain.problems import NotConfigured
 
 pytestmark = pytest.mark.anyio
 

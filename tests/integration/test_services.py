@@ -11,10 +11,9 @@ import pytest
 from tests.conftest import PROTOCOL_V1, RANDOMIZED
 from trialcoord.adapters.persistence.tables import ProtocolChange
 from trialcoord.adapters.protocol_files import parse_protocol
-from trialcoord.domain.problems import InvalidInput
+from trialcoord.domain.problems import Conflict, InvalidInput, NotFound
 from trialcoord.domain.schedule import evaluate
 from trialcoord.services import demo, deviations, scheduling
-from trialcoord.services.errors import Conflict, NotFound
 
 pytestmark = [pytest.mark.anyio, pytest.mark.db]
 

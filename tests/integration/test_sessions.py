@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import PASSWORD, add_user, signed_in
 from trialcoord.services import accounts, audit_log
-from trialcoord.services.errors import InvalidInput
+from trialcoord.domain.problems import InvalidInput
 
 pytestmark = pytest.mark.anyio
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
@@ -302,7 +302,7 @@ async def test_a_disabled_account_cannot_sign(personas):
 
 
 async def test_a_user_id_is_never_reused(personas):
-    from trialcoord.services.errors import Conflict
+    from trialcoord.domain.problems import Conflict
 
     await accounts.disable_user("coord-b", "admin", "left")
     with pytest.raises(Conflict, match="never reused"):

@@ -20,10 +20,9 @@ from trialcoord.adapters.persistence.engine import fetch
 from trialcoord.adapters.render.documents import render_docx, render_pdf
 from trialcoord.adapters.render.signed_pdf import pades_verify
 from trialcoord.domain.documents import DocumentKey
-from trialcoord.domain.problems import InvalidInput
+from trialcoord.domain.problems import Conflict, InvalidInput
 from trialcoord.domain.signatures import parse_registry
-from trialcoord.services import accounts, audit_log, documents, signatures
-from trialcoord.services.errors import Conflict
+from trialcoord.services import accounts, audit_log, documents, signatures, verification
 
 pytestmark = pytest.mark.anyio
 ICF = DocumentKey("TST-1", "101", "Informed consent form (English)")
@@ -74,7 +73,7 @@ async def test_a_signature_is_linked_to_the_version_printed_and_audited(study, r
              if e["action"] == "sign"][0]
     assert entry["actor"] == "ivan" and entry["new"]["meaning"] == "review"
     assert entry["new"]["components"] == "user ID and password"
-    assert await signatures.verify_all() == (4, [])  # one key, one signature, two files
+    assert await verification.verify_all() == (4, [])  # one key, one signature, two files
 
 
 async def test_a_wrong_password_signs_nothing_and_is_audited(study, real_pdf):
@@ -147,7 +146,7 @@ async def test_a_revoked_key_keeps_old_signatures_valid_when_made_and_a_new_key_
     shown, _ = await signatures.of_version(ICF, "1.0")
     assert [(s["meaning"], s["verdict"]) for s in shown] == [("review", "valid when made"), ("approval", "valid")]
     assert shown[1]["key_id"] != first_key
-    assert (await signatures.verify_all())[1] == []
+    assert (await verification.verify_all())[1] == []
     registry = await signatures.registry()
     signers, system = parse_registry(registry)
     assert signers[first_key].valid_to is not None and signers[first_key].revoked_reason == "laptop lost"
@@ -169,18 +168,18 @@ async def test_verification_names_an_altered_or_moved_signature(study, db, real_
     await documents.add_version(ICF, "040", "2.0", real_pdf + b"%2", "icf.pdf")
     await sign_version(ICF, "1.0", "ivan", "review")
     await sign_version(ICF, "2.0", "ivan", "approval")
-    assert (await signatures.verify_all())[1] == []
+    assert (await verification.verify_all())[1] == []
     value = (await fetch("SELECT value FROM document_signatures WHERE meaning = 'review'"))[0]["value"]
     flipped = ("0" if value[0] != "0" else "1") + value[1:]
     await tamper(db, "UPDATE document_signatures SET value = {} WHERE meaning = 'review'", flipped)
-    problems = (await signatures.verify_all())[1]
+    problems = (await verification.verify_all())[1]
     assert problems == ["document Informed consent form (English) at site 101 version 1.0: signature by ivan (review,"
                         f" {(await signatures.of_version(ICF, '1.0'))[0][0]['instant']}): the signature does not"
                         " verify: the statement or the value was altered"]
     await tamper(db, "UPDATE document_signatures SET value = {} WHERE meaning = 'review'", value)
     moved = (await fetch("SELECT id FROM document_versions WHERE label = '1.0'"))[0]["id"]
     await tamper(db, "UPDATE document_signatures SET version = {} WHERE meaning = 'approval'", moved)
-    problems = (await signatures.verify_all())[1]
+    problems = (await verification.verify_all())[1]
     assert len(problems) == 1 and "version 1.0: signature by ivan (approval" in problems[0]
     assert "does not verify" in problems[0]
 
@@ -215,7 +214,7 @@ async def test_a_key_or_signature_inserted_behind_the_applications_back_is_named
     await fetch("INSERT INTO document_signatures (version, signer_id, printed_name, meaning, instant, key_id, value)"
                 " VALUES ({}, 'ivan', 'Ivan', 'approval', {}, {}, {})", version["id"], at, kid,
                 signing_keys.sign_bytes(statement.canonical_bytes(), rogue))
-    problems = (await signatures.verify_all())[1]
+    problems = (await verification.verify_all())[1]
     assert any(f"signing key {kid} of ivan: not the key the audit trail recorded" in p for p in problems), problems
     assert any("signature by ivan (approval, 2020-06-01" in p and "audit trail has no record" in p for p in problems)
 
@@ -237,7 +236,7 @@ async def test_the_database_refuses_to_rewrite_keys_or_documents(study, real_pdf
 
 
 async def test_a_signer_without_the_right_cannot_sign_from_any_door(study, real_pdf):
-    from trialcoord.services.errors import Forbidden
+    from trialcoord.domain.problems import Forbidden
 
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
     await add_user("sam", ("sponsor", "TST-1", None))
@@ -263,7 +262,7 @@ async def test_equal_bytes_filed_twice_do_not_share_signatures(study, db, real_p
     await tamper(db, "INSERT INTO document_signatures (version, signer_id, printed_name, meaning, instant, key_id,"
                      " value) SELECT {}, signer_id, printed_name, meaning, instant, key_id, value"
                      " FROM document_signatures", copy)
-    problems = (await signatures.verify_all())[1]
+    problems = (await verification.verify_all())[1]
     assert len(problems) == 1 and "document ICF copy" in problems[0] and "does not verify" in problems[0]
 
 

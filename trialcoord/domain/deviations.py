@@ -14,38 +14,17 @@ from datetime import date
 from enum import StrEnum
 from typing import Iterable, Mapping
 
+from trialcoord.domain.classification import (  # noqa: F401  (the names deviations are described with)
+    CATEGORY,
+    DEFAULTS,
+    Category,
+    Classification,
+    ClassificationDefaults,
+    Rule,
+    Threshold,
+)
 from trialcoord.domain.consent import ConsentDeviationCandidate, ConsentRule
 from trialcoord.domain.schedule import EARLY, LATE, MISSED, VisitOccurrence
-
-
-class Rule(StrEnum):
-    VISIT_EARLY = "visit_early"
-    VISIT_LATE = "visit_late"
-    VISIT_MISSED = "visit_missed"
-    SCREENING_OUT_OF_WINDOW = "screening_out_of_window"
-    VISIT_AFTER_ENDING_EVENT = "visit_after_ending_event"
-    VISIT_BEFORE_CONSENT = "visit_before_consent"
-    VISIT_UNDER_SUPERSEDED_CONSENT = "visit_under_superseded_consent"
-
-
-class Category(StrEnum):  # TransCelerate's categories the rules fall in (SDTM DVCAT)
-    VISIT_SCHEDULE = "visit schedule"
-    ELIGIBILITY = "eligibility"
-    INFORMED_CONSENT = "informed consent"
-
-
-CATEGORY = {
-    Rule.VISIT_EARLY: Category.VISIT_SCHEDULE, Rule.VISIT_LATE: Category.VISIT_SCHEDULE,
-    Rule.VISIT_MISSED: Category.VISIT_SCHEDULE, Rule.VISIT_AFTER_ENDING_EVENT: Category.VISIT_SCHEDULE,
-    Rule.SCREENING_OUT_OF_WINDOW: Category.ELIGIBILITY,
-    Rule.VISIT_BEFORE_CONSENT: Category.INFORMED_CONSENT, Rule.VISIT_UNDER_SUPERSEDED_CONSENT: Category.INFORMED_CONSENT,
-}
-
-
-class Classification(StrEnum):
-    IMPORTANT = "important"
-    NON_IMPORTANT = "non_important"
-    NOT_A_DEVIATION = "not_a_protocol_deviation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,36 +116,6 @@ def _excepted(row: VisitOccurrence, exception: WindowException) -> bool:
     if row.status == EARLY:
         return -row.days_outside <= exception.earlier_days
     return row.days_outside <= exception.later_days
-
-
-# --- classification defaults (a protocol's `deviations:` section) ---
-
-@dataclass(frozen=True, slots=True)
-class Threshold:
-    """From `days_over` days outside the window on, the rule's deviations are `classification`."""
-
-    days_over: int
-    classification: Classification
-
-
-@dataclass(frozen=True, slots=True)
-class ClassificationDefaults:
-    """Per rule: a default and thresholds by days outside; anything else starts non-important."""
-
-    by_rule: Mapping[Rule, Classification]
-    thresholds: Mapping[Rule, tuple[Threshold, ...]] = field(default_factory=dict)
-
-    def classify(self, finding: Finding) -> Classification:
-        for threshold in sorted(self.thresholds.get(finding.rule, ()), key=lambda t: -t.days_over):
-            if abs(finding.days_outside) > threshold.days_over:
-                return threshold.classification
-        return self.by_rule.get(finding.rule, Classification.NON_IMPORTANT)
-
-
-DEFAULTS = ClassificationDefaults(  # any consent deviation is important (TransCelerate), the rest start minor
-    {Rule.VISIT_BEFORE_CONSENT: Classification.IMPORTANT, Rule.VISIT_UNDER_SUPERSEDED_CONSENT: Classification.IMPORTANT,
-     Rule.SCREENING_OUT_OF_WINDOW: Classification.IMPORTANT},
-)
 
 
 # --- reconciling a run with what is kept ---

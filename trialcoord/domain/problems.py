@@ -1,4 +1,6 @@
-"""Problems found in user input, each naming where it is, so a person can fix it."""
+"""The one error vocabulary every layer raises (web/errors.py alone maps it to HTTP, cli.py to exit codes):
+problems found in user input, each naming where it is so a person can fix it, and the errors of use cases.
+Every message names the study, participant, visit or field it is about, so a person can act on it."""
 
 from __future__ import annotations
 
@@ -28,3 +30,24 @@ class InvalidInput(Exception):
     def __init__(self, problems: list[Problem]):
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class NotFound(LookupError):
+    """The named study, site, participant, visit or protocol version does not exist."""
+
+
+class Forbidden(Exception):
+    """The person's grants do not allow this, whichever door they came through (web or command line)."""
+
+
+class Conflict(Exception):
+    """The request contradicts what is recorded, or lost a race with another change."""
+
+
+class NotConfigured(RuntimeError):
+    """The installation lacks something this use case needs (a key); the message names the setting."""
+
+
+def invalid(message: str, field: str = "") -> InvalidInput:
+    """An InvalidInput with one problem; `field` is the request field to fix."""
+    return InvalidInput([Problem(message, field=field)])

@@ -9,12 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING
 
+from trialcoord.domain.classification import DEFAULTS, ClassificationDefaults
 from trialcoord.domain.durations import Calendar, Duration
-
-if TYPE_CHECKING:
-    from trialcoord.domain.deviations import ClassificationDefaults
 
 ACTUAL, PLANNED = "actual", "planned"
 OCCURRENCE = "{n}"
@@ -73,14 +70,6 @@ class VisitDefinition:
         return self.name.replace(OCCURRENCE, str(occurrence))
 
 
-def _default_deviations() -> ClassificationDefaults:
-    """The defaults of a protocol without a `deviations:` section. Imported when first needed: the
-    deviation rules import the schedule engine, which imports this module."""
-    from trialcoord.domain.deviations import DEFAULTS
-
-    return DEFAULTS
-
-
 @dataclass(frozen=True, slots=True)
 class Protocol:
     study: str
@@ -92,7 +81,7 @@ class Protocol:
     visits: tuple[VisitDefinition, ...]
     arms: tuple[Arm, ...] = ()
     calendar: Calendar | None = None
-    deviations: ClassificationDefaults = field(default_factory=_default_deviations)  # `deviations:` over DEFAULTS
+    deviations: ClassificationDefaults = DEFAULTS  # `deviations:` over DEFAULTS
     _code_patterns: tuple[tuple[re.Pattern[str], VisitDefinition], ...] = field(
         default=(), init=False, repr=False, compare=False
     )

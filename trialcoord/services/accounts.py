@@ -31,10 +31,9 @@ from trialcoord.domain.accounts import (
     session_lapsed,
 )
 from trialcoord.domain.audit import utc_instant
-from trialcoord.domain.problems import InvalidInput, Problem
+from trialcoord.domain.problems import Conflict, InvalidInput, NotFound, Problem, invalid
 from trialcoord.services import audit_log
 from trialcoord.services.audit_log import Change
-from trialcoord.services.errors import Conflict, NotFound, invalid
 
 PAGE, API, TOKEN = "page", "api", "token"  # session kinds: cookie, bearer from sign-in, long-lived bearer
 TOUCH_EVERY = timedelta(seconds=30)  # last activity is written at most this often (a lapse comes early, never late)

@@ -22,7 +22,7 @@ from trialcoord.domain.schedule import evaluate, judge
 from trialcoord.domain.audit import utc_instant
 from trialcoord.services import audit_log, consent, deviations, scheduling
 from trialcoord.services.audit_log import SYSTEM
-from trialcoord.services.errors import invalid
+from trialcoord.domain.problems import invalid
 
 
 async def change_version(study: str, subject_id: str, version: str, effective: date, reason: str,

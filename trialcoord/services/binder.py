@@ -36,7 +36,7 @@ from trialcoord.domain.tmf import (
 )
 from trialcoord.services import audit_log, documents, signatures, system_keys
 from trialcoord.services.audit_log import Change
-from trialcoord.services.errors import NotFound, invalid
+from trialcoord.domain.problems import NotFound, invalid
 
 IN_FORCE = {DocumentStatus.EFFECTIVE}
 STAFF_ROLES = {Role.INVESTIGATOR: PRINCIPAL_INVESTIGATOR, Role.COORDINATOR: "coordinator"}

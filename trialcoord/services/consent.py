@@ -29,7 +29,7 @@ from trialcoord.domain.consent import (
 )
 from trialcoord.services import audit_log, scheduling
 from trialcoord.services.audit_log import SYSTEM, Change
-from trialcoord.services.errors import Conflict, NotFound, invalid
+from trialcoord.domain.problems import Conflict, NotFound, invalid
 
 CONSENT_FORM = "040"
 

@@ -136,7 +136,7 @@ async def add_demo_users(today: date, password: str, actor: str) -> list[str]:
 
 async def _user_exists(user_id: str) -> bool:
     from trialcoord.services import accounts
-    from trialcoord.services.errors import NotFound
+    from trialcoord.domain.problems import NotFound
 
     try:
         await accounts.get_user(user_id)

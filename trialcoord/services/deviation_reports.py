@@ -28,7 +28,7 @@ from trialcoord.domain.documents import DocumentKey
 from trialcoord.domain.schedule import study_day
 from trialcoord.services import audit_log, binder, consent, deviation_review, deviations, documents, scheduling
 from trialcoord.services.audit_log import Change
-from trialcoord.services.errors import Conflict, NotFound, invalid
+from trialcoord.domain.problems import Conflict, NotFound, invalid
 
 log = logging.getLogger(__name__)
 LOG, VISIT_REPORT, SUMMARY = "deviation_log", "monitoring_visit_report", "site_summary"

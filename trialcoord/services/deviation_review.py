@@ -19,12 +19,11 @@ from trialcoord.adapters.persistence.engine import read, transaction
 from trialcoord.domain.accounts import Meaning, Signing
 from trialcoord.domain.audit import canonical_json
 from trialcoord.domain.deviation_review import TRANSITIONS, Step, check_step
-from trialcoord.domain.problems import InvalidInput, Problem
+from trialcoord.domain.problems import Conflict, InvalidInput, NotFound, Problem, invalid
 from trialcoord.domain.signatures import Signature, Statement, judge
 from trialcoord.services import audit_log, scheduling, signatures, system_keys
 from trialcoord.services.audit_log import Change
 from trialcoord.services.deviations import _rid, as_dict, now, record_id
-from trialcoord.services.errors import Conflict, NotFound, invalid
 
 
 async def take_step(study: str, deviation_id: int, step: str, actor: str, *, row_version: int | None = None,

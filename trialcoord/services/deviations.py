@@ -26,11 +26,10 @@ from trialcoord.domain.deviation_review import OPEN_STATES, State, classificatio
 from trialcoord.domain.deviations import (
     Classification, ClassificationDefaults, Finding, Kept, Rule, WindowException, detect as find, reconcile,
 )
-from trialcoord.domain.problems import InvalidInput, Problem
+from trialcoord.domain.problems import InvalidInput, NotFound, Problem, invalid
 from trialcoord.domain.protocol import Protocol
 from trialcoord.services import audit_log, consent, scheduling
 from trialcoord.services.audit_log import SYSTEM, Change
-from trialcoord.services.errors import NotFound, invalid
 
 SCREENING = re.compile(r"screen", re.IGNORECASE)  # a visit named or coded "Screening" (the contract has no epochs)
 SUBJECT_RECORDS = frozenset({"participant", "participant_event", "visit", "participant_consent", "window_exception"})

@@ -22,12 +22,11 @@ from trialcoord.domain.audit import utc_instant
 from trialcoord.domain.documents import (
     DOCX, DocumentKey, DocumentVersion, IrbApproval, check_upload, record_id, transition,
 )
-from trialcoord.domain.problems import InvalidInput, Problem
+from trialcoord.domain.problems import Conflict, InvalidInput, NotFound, Problem, invalid
 from trialcoord.domain.tmf import IRB_APPROVED
 from trialcoord.domain.tmf import artifact as tmf_artifact
 from trialcoord.services import audit_log
 from trialcoord.services.audit_log import SYSTEM, Change
-from trialcoord.services.errors import Conflict, NotFound, invalid
 
 MAX_BYTES = 20 * 1024 * 1024  # scanned approval letters and CVs; larger files are almost always a mistake
 UNPACKED_DOCX = 100 * 1024 * 1024  # a Word file's parts unpacked: scanned pages inside run to tens of MiB

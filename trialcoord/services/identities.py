@@ -17,7 +17,7 @@ from trialcoord.config import get_settings
 from trialcoord.domain.audit import utc_instant
 from trialcoord.services import audit_log, scheduling
 from trialcoord.services.audit_log import SYSTEM, Change
-from trialcoord.services.errors import NotConfigured, invalid
+from trialcoord.domain.problems import NotConfigured, invalid
 
 FIELDS = store.FIELDS
 LABELS = {"name": "name", "date_of_birth": "date of birth", "contact": "contact details",

@@ -23,14 +23,13 @@ from trialcoord.adapters.persistence import repositories as repo
 from trialcoord.adapters.persistence.engine import bound_engine, read, transaction
 from trialcoord.adapters.persistence.repositories import Saved, ScheduleInputs, StoredVisit
 from trialcoord.domain.amendments import renumbered
-from trialcoord.domain.problems import InvalidInput, Problem
+from trialcoord.domain.problems import Conflict, InvalidInput, NotFound, Problem, invalid
 from trialcoord.domain.protocol import Protocol
 from trialcoord.domain.schedule import (
     DUE, MISSED, NOT_APPLICABLE, UPCOMING, VisitOccurrence, classify, evaluate, evaluate_judged,
 )
 from trialcoord.services import audit_log
 from trialcoord.services.audit_log import SYSTEM, Change
-from trialcoord.services.errors import Conflict, NotFound, invalid
 
 HORIZON_DAYS = 60  # stored schedules list open-ended repeats this far past today
 ACTIVE, ENDED = "active", "ended"

@@ -33,7 +33,7 @@ from trialcoord.domain.signatures import Signature, SignerKey, Statement, judge,
 from trialcoord.services import audit_log, system_keys
 from trialcoord.services.audit_log import Change
 from trialcoord.services.documents import record_id, version_row
-from trialcoord.services.errors import Conflict, Forbidden, NotConfigured, invalid
+from trialcoord.domain.problems import Conflict, Forbidden, NotConfigured, invalid
 
 log = logging.getLogger(__name__)
 SIGNATURE_PAGE, SIGNED_COPY, PADES = "signature_page", "signed_copy", "pades_signed"
@@ -327,11 +327,11 @@ async def _bytes(row: dict) -> bytes:
     return data
 
 
-async def verify_all() -> tuple[int, list[str]]:
-    """(items checked, problems): every signature against the registry, its version's stored SHA-256 and
-    record, and the audit entry made with it; every signer key against the audit entry made with it (a row
-    inserted behind the application's back has none); every file made from a version against its content; and
-    every signature of a deviation's classification or closure."""
+async def verify_documents() -> tuple[int, list[str], dict[str, SignerKey], str]:
+    """(items checked, problems, the registry's keys, the instant checked): every document signature against the
+    registry, its version's stored SHA-256 and record, and the audit entry made with it; every signer key
+    against the audit entry made with it (a row inserted behind the application's back has none); every file
+    made from a version against its content. `verification.verify_all` adds the deviations' signatures."""
     async with read():
         rows = await store.all_signatures()
         signer_keys = await store.all_keys()
@@ -368,7 +368,4 @@ async def verify_all() -> tuple[int, list[str]]:
         if f["blob_size"] is None or f["blob_size"] != f["size"]:
             problems.append(f"file {f['kind']} {f['sha256']} of version row {f['version']}: its content is missing"
                             " or of another size")
-    from trialcoord.services import deviation_review  # it signs with these keys, so it imports this module
-
-    deviation_signatures, more = await deviation_review.verify_stored(registry_keys, now)
-    return len(signer_keys) + len(rows) + len(files) + deviation_signatures, problems + more
+    return len(signer_keys) + len(rows) + len(files), problems, registry_keys, now

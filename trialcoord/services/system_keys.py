@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from trialcoord.adapters import signing_keys
 from trialcoord.config import Settings
-from trialcoord.services.errors import NotConfigured
+from trialcoord.domain.problems import NotConfigured
 
 
 @dataclass

@@ -18,7 +18,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
-from trialcoord.adapters.persistence.engine import open_database
+from trialcoord.adapters.persistence.database import open_database
 from markupsafe import Markup, escape
 
 from trialcoord.config import Settings, get_settings

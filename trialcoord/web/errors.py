@@ -17,8 +17,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Template
 
-from trialcoord.domain.problems import InvalidInput, Problem
-from trialcoord.services.errors import Conflict, Forbidden, NotConfigured, NotFound
+from trialcoord.domain.problems import Conflict, Forbidden, InvalidInput, NotConfigured, NotFound, Problem
 
 PROBLEM_JSON = "application/problem+json"
 API_PREFIX = "/api"

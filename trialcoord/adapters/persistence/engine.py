@@ -122,21 +122,6 @@ async def close_pool(engine: Engine) -> None:
 
 
 @asynccontextmanager
-async def open_database(settings: Settings | None = None, migrate: bool = False) -> AsyncIterator[Engine]:
-    """The configured database, bound and pooled for the duration of the block."""
-    from trialcoord.adapters.persistence.migrations import migrate as run_migrations  # it imports this module
-
-    engine = bind_engine(build_engine((settings or get_settings()).database_url))
-    await start_pool(engine)
-    try:
-        if migrate:
-            await run_migrations(engine)
-        yield engine
-    finally:
-        await close_pool(engine)
-
-
-@asynccontextmanager
 async def transaction(about: str = "", engine: Engine | None = None) -> AsyncIterator[None]:
     """One unit of work: commits on leaving, rolls back on error; nested calls join the outer one.
 

@@ -10,8 +10,7 @@ import sqlite3
 
 from asyncpg import exceptions as pg
 
-from trialcoord.domain.problems import InvalidInput, Problem
-from trialcoord.services.errors import Conflict
+from trialcoord.domain.problems import Conflict, InvalidInput, Problem
 
 
 def translate_integrity_error(exc: BaseException, about: str = "") -> Exception | None:

@@ -19,7 +19,7 @@ from piccolo.engine.base import Engine
 from piccolo.querystring import QueryString
 
 from trialcoord.adapters.persistence.engine import is_sqlite, transaction
-from trialcoord.services.errors import Conflict
+from trialcoord.domain.problems import Conflict
 
 PRIMARY_KEY = {True: "INTEGER PRIMARY KEY", False: "SERIAL PRIMARY KEY"}  # keyed by is_sqlite
 STAMPS = (

@@ -23,7 +23,7 @@ from trialcoord.domain.access import Action
 from trialcoord.domain.audit import utc_instant
 from trialcoord.services import audit_log
 from trialcoord.services.audit_log import Change
-from trialcoord.services.errors import NotConfigured
+from trialcoord.domain.problems import NotConfigured
 from trialcoord.web.api.params import AccessDep, StudyPath, plausible
 from trialcoord.web.auth import Access, needs
 from trialcoord.web.errors import problem_responses
@@ -76,7 +76,7 @@ async def export(where: AuditFilter, form: str, title: str, filters: dict[str, s
     limit = CSV_LIMIT if form == "csv" else PDF_LIMIT
     rows = await audit_log.export_rows(where, limit + 1)
     if len(rows) > limit:
-        from trialcoord.services.errors import invalid
+        from trialcoord.domain.problems import invalid
 
         raise invalid(f"the selection holds more than {limit} entries; narrow it by date, record or user"
                       f" (or export CSV, up to {CSV_LIMIT})", field="until")

@@ -12,7 +12,7 @@ from litestar.params import JSONBody
 from trialcoord.domain.access import Action
 from trialcoord.domain.consent import SIGNATURE_BLOCKS
 from trialcoord.services import consent
-from trialcoord.services.errors import invalid
+from trialcoord.domain.problems import invalid
 from trialcoord.web.api.params import AccessDep, StudyPath, SubjectPath, Today
 from trialcoord.web.api.schemas import Code
 from trialcoord.web.auth import needs

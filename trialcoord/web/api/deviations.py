@@ -19,9 +19,8 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from trialcoord.domain.access import Action
 from trialcoord.domain.deviation_review import TRANSITIONS, Step, check_step
-from trialcoord.domain.problems import InvalidInput, Problem
+from trialcoord.domain.problems import InvalidInput, NotFound, Problem
 from trialcoord.services import accounts, deviation_review, deviations, scheduling
-from trialcoord.services.errors import NotFound
 from trialcoord.web.api.params import AccessDep, AsOf, QueryStr, StudyPath, SubjectPath, Today, as_of_or_today
 from trialcoord.web.api.schemas import Code, Text, check_plausible
 from trialcoord.web.auth import Access, needs

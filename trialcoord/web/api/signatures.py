@@ -22,7 +22,7 @@ from trialcoord.domain.accounts import Meaning
 from trialcoord.domain.documents import DocumentKey
 from trialcoord.services import accounts, audit_log, binder, documents, signatures
 from trialcoord.services.audit_log import Change
-from trialcoord.services.errors import NotFound
+from trialcoord.domain.problems import NotFound
 from trialcoord.web.api.documents import Name, attachment, visible
 from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today
 from trialcoord.web.api.schemas import Code

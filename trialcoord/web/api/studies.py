@@ -16,7 +16,7 @@ from litestar.params import FromQuery, JSONBody, PathParameter
 from trialcoord.adapters.protocol_files import parse_protocol
 from trialcoord.domain.access import Action
 from trialcoord.services import scheduling
-from trialcoord.services.errors import invalid
+from trialcoord.domain.problems import invalid
 from trialcoord.web.api.params import AccessDep, SitePath, StudyPath, Today, plausible
 from trialcoord.web.api.schemas import (
     Closure, ClosureIn, ProtocolSource, ProtocolVersion, Site, SiteCalendar, SiteCalendarIn, SiteIn, Study,

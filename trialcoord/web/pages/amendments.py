@@ -12,9 +12,8 @@ from litestar.response import Redirect, Template
 
 from trialcoord.adapters.protocol_files import parse_protocol
 from trialcoord.domain.access import Action, visible_sites
-from trialcoord.domain.problems import InvalidInput
+from trialcoord.domain.problems import Conflict, InvalidInput, NotFound
 from trialcoord.services import amendments, scheduling
-from trialcoord.services.errors import Conflict, NotFound
 from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today
 from trialcoord.web.auth import Access, needs
 from trialcoord.web.errors import field_messages

@@ -14,9 +14,8 @@ from litestar.response import Redirect, Template
 from trialcoord.domain.access import Action
 from trialcoord.domain.accounts import Meaning
 from trialcoord.domain.documents import DocumentKey
-from trialcoord.domain.problems import InvalidInput
+from trialcoord.domain.problems import Conflict, InvalidInput, NotConfigured, NotFound
 from trialcoord.services import binder, consent, documents, scheduling, signatures
-from trialcoord.services.errors import Conflict, NotConfigured, NotFound
 from trialcoord.web.api.documents import visible
 from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today
 from trialcoord.web.api.signatures import sign_as_viewer

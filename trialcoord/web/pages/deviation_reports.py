@@ -12,10 +12,9 @@ from litestar.response import Redirect, Template
 
 from trialcoord.adapters.render.documents import draw_chart
 from trialcoord.domain.access import Action
-from trialcoord.domain.problems import InvalidInput
+from trialcoord.domain.problems import Conflict, InvalidInput, NotFound
 from trialcoord.services import deviation_reports as reports
 from trialcoord.services import documents, scheduling
-from trialcoord.services.errors import Conflict, NotFound
 from trialcoord.web.api.deviation_reports import printed, scope, sees_personal_data
 from trialcoord.web.api.render_jobs import render_jobs
 from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today

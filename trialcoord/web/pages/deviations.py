@@ -24,10 +24,9 @@ from litestar.response import Redirect, Template
 from trialcoord.domain.access import Action
 from trialcoord.domain.deviation_review import CATEGORIES, SUBCATEGORIES, TRANSITIONS, Step, check_step
 from trialcoord.domain.deviations import Classification
-from trialcoord.domain.problems import InvalidInput
+from trialcoord.domain.problems import Conflict, InvalidInput, NotFound
 from trialcoord.domain.signatures import local_time
 from trialcoord.services import accounts, deviation_review, deviations, scheduling
-from trialcoord.services.errors import Conflict, NotFound
 from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today
 from trialcoord.web.api.schemas import visit_row
 from trialcoord.web.auth import Access, needs

@@ -13,10 +13,9 @@ from litestar.response import Redirect, Template
 
 from trialcoord.domain.access import Action
 from trialcoord.domain.documents import PERMITTED, DocumentKey, DocumentStatus, IrbApproval
-from trialcoord.domain.problems import InvalidInput
+from trialcoord.domain.problems import Conflict, InvalidInput, NotFound
 from trialcoord.domain.tmf import ARTIFACTS
 from trialcoord.services import documents, scheduling
-from trialcoord.services.errors import Conflict, NotFound
 from trialcoord.web.api.documents import may_manage, visible
 from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today
 from trialcoord.web.auth import Access, needs

@@ -11,10 +11,9 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from trialcoord.domain.access import Action
-from trialcoord.domain.problems import InvalidInput
+from trialcoord.domain.problems import Conflict, InvalidInput, NotConfigured
 from trialcoord.domain.consent import SIGNATURE_BLOCKS
 from trialcoord.services import amendments, consent, identities, scheduling
-from trialcoord.services.errors import Conflict, NotConfigured
 from trialcoord.web.api.params import AccessDep, AsOf, QueryStr, StudyPath, SubjectPath, Today, VisitPath, as_of_or_today
 from trialcoord.web.api.schemas import visit_row
 from trialcoord.web.auth import Access, needs

@@ -10,9 +10,8 @@ from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 
 from trialcoord.domain.access import Action, visible_sites
-from trialcoord.domain.problems import InvalidInput
+from trialcoord.domain.problems import Conflict, InvalidInput
 from trialcoord.services import consent, scheduling
-from trialcoord.services.errors import Conflict
 from trialcoord.web.api.params import AccessDep, AsOf, QueryStr, StudyPath, Today, WorklistKind, as_of_or_today
 from trialcoord.web.api.schemas import visit_row
 from trialcoord.web.auth import SIGNED_IN, Access, needs

@@ -1,0 +1,54 @@
+"""The architecture's contracts (import-linter, in pyproject.toml) hold, and they bite: a copy of the package
+with a forbidden import in the domain, an adapter importing a use case, and a cycle between two use cases
+breaks each contract. Function-level imports count: the import graph is read from the source, not from what
+one run happened to load."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LINT = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"]
+
+
+def _lint(cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*LINT, "--no-cache"], cwd=cwd, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(cwd), "PATH": "/usr/bin:/bin"})
+
+
+def _statuses(output: str) -> dict[str, str]:
+    """Each contract's name -> KEPT or BROKEN, from lint-imports' summary (where long names wrap)."""
+    summary = output.split("dependencies.", 1)[1].split("Contracts:", 1)[0]
+    words = " ".join(summary.replace("-", " ").split())
+    return {name.strip(): status for name, status in re.findall(r"(.+?) (KEPT|BROKEN)", words)}
+
+
+def test_the_contracts_hold():
+    result = _lint(ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    statuses = _statuses(result.stdout)
+    assert len(statuses) == 3 and set(statuses.values()) == {"KEPT"}, statuses
+
+
+@pytest.mark.parametrize("module, bad_import, contract", [
+    ("domain/durations.py", "def _sneak():\n    import yaml  # noqa\n", "The domain is pure"),
+    ("domain/schedule.py", "def _sneak():\n    from trialcoord.services import scheduling  # noqa\n", "Layers"),
+    ("adapters/sdtm.py", "def _sneak():\n    from trialcoord.services import importing  # noqa\n", "Layers"),
+    ("services/audit_log.py", "def _sneak():\n    from trialcoord.services import scheduling  # noqa\n",
+     "No import cycles"),
+])
+def test_a_bad_import_breaks_its_contract(tmp_path, module, bad_import, contract):
+    shutil.copytree(ROOT / "trialcoord", tmp_path / "trialcoord", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    with (tmp_path / "trialcoord" / module).open("a", encoding="utf-8") as source:
+        source.write("\n\n" + bad_import)
+    result = _lint(tmp_path)
+    assert result.returncode == 1, result.stdout[-2000:]
+    statuses = _statuses(result.stdout)
+    assert [status for name, status in statuses.items() if name.startswith(contract)] == ["BROKEN"], statuses
