@@ -61,3 +61,27 @@ def test_get_settings_is_cached_until_reset(monkeypatch):
     assert get_settings().port == 8002
     monkeypatch.undo()
     reset_settings()
+
+
+@pytest.mark.parametrize("instant, zone, today", [
+    ("2026-12-06 23:30:00", "UTC", "2026-12-06"),
+    ("2026-12-06 23:30:00", "Asia/Tokyo", "2026-12-07"),  # already tomorrow at the site
+    ("2026-12-07 03:30:00", "America/Los_Angeles", "2026-12-06"),  # still yesterday there
+    ("2027-03-28 00:59:59", "Europe/Berlin", "2027-03-28"),  # the night clocks go forward
+])
+def test_today_is_the_calendar_date_at_the_site(instant, zone, today):
+    """Visit dates are the site's calendar dates, never the server's (freezegun: a plain datetime.now to freeze)."""
+    from freezegun import freeze_time
+
+    with freeze_time(instant):  # UTC
+        assert load_settings({"TRIALCOORD_TIME_ZONE": zone}).today().isoformat() == today
+
+
+def test_the_audit_clock_is_utc_with_microseconds():
+    from freezegun import freeze_time
+
+    from trialcoord.domain.audit import utc_instant
+    from trialcoord.services.audit_log import clock
+
+    with freeze_time("2026-12-06 21:05:01.000250"):
+        assert utc_instant(clock()) == "2026-12-06T21:05:01.000250Z"
