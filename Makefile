@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench
+.PHONY: run test bench lint format
 
 run: $(VENV)/.installed
 	$(BIN)/trialcoord setup
@@ -13,6 +13,15 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Lint and format check (ruff, configured in pyproject.toml); .ci/run runs it before the tests. `make format` fixes.
+lint: $(VENV)/.installed
+	$(BIN)/ruff check trialcoord tests bench setup.py
+	$(BIN)/ruff format --check trialcoord tests bench setup.py
+
+format: $(VENV)/.installed
+	$(BIN)/ruff check --fix trialcoord tests bench setup.py
+	$(BIN)/ruff format trialcoord tests bench setup.py
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench

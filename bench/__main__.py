@@ -15,7 +15,16 @@ import sqlite3
 import time
 
 from bench import (
-    amendments, audit_verify, binder_export, check_csv, compute, deviations, endpoint, import_events, persist, query,
+    amendments,
+    audit_verify,
+    binder_export,
+    check_csv,
+    compute,
+    deviations,
+    endpoint,
+    import_events,
+    persist,
+    query,
     signatures,
 )
 
@@ -42,8 +51,10 @@ def main() -> None:
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
-    print(f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs,"
-          f" load average {' '.join(f'{load:.2f}' for load in os.getloadavg())}{', quick' if args.quick else ''}")
+    print(
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs,"
+        f" load average {' '.join(f'{load:.2f}' for load in os.getloadavg())}{', quick' if args.quick else ''}"
+    )
     for name in args.names or BENCHMARKS:
         began = time.perf_counter()
         BENCHMARKS[name](args.quick)

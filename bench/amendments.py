@@ -18,7 +18,15 @@ from collections import Counter
 from datetime import timedelta
 
 from bench.common import (
-    AS_OF, PROTOCOL_TEXT, STUDY, VISITS, atimed, enrol_study, on_each_engine, ratio_line, temp_database,
+    AS_OF,
+    PROTOCOL_TEXT,
+    STUDY,
+    VISITS,
+    atimed,
+    enrol_study,
+    on_each_engine,
+    ratio_line,
+    temp_database,
 )
 from bench.query import seed, seed_rows
 from trialcoord.adapters.persistence import repositories as repo
@@ -33,12 +41,15 @@ EFFECTIVE = AS_OF + timedelta(days=7)
 
 def amended_text() -> str:
     text = PROTOCOL_TEXT.replace('version: "1.0"', 'version: "2.0"').replace(
-        "effective: 2024-01-01", f"effective: {EFFECTIVE.isoformat()}")
+        "effective: 2024-01-01", f"effective: {EFFECTIVE.isoformat()}"
+    )
     text = text.replace("window: {early: 3d, late: 3d}", "window: {early: 5d, late: 5d}")
     text = text.replace("offset: 24w,", "offset: 25w,")
     text = "\n".join(line for line in text.splitlines() if "offset: 36w," not in line) + "\n"
-    return text + ("  - {code: V40W, number: 40, name: Week 40 call, from: randomization, offset: 40w,"
-                   " window: {early: 7d, late: 7d}}\n")  # a number of its own: Week 36's (20) stays Week 36's
+    return text + (
+        "  - {code: V40W, number: 40, name: Week 40 call, from: randomization, offset: 40w,"
+        " window: {early: 7d, late: 7d}}\n"
+    )  # a number of its own: Week 36's (20) stays Week 36's
 
 
 async def evaluate_once() -> int:
@@ -49,8 +60,17 @@ async def evaluate_once() -> int:
         versions = await scheduling.Versions.load(study["id"])
         for person in (await repo.load_inputs(study["id"])).values():
             protocol = await versions.protocol(person.version_id, person.site)
-            count += len(evaluate(protocol, person.events, person.actuals, AS_OF, arm=person.arm,
-                                  horizon_days=scheduling.HORIZON_DAYS, marked_missed=person.marked_missed))
+            count += len(
+                evaluate(
+                    protocol,
+                    person.events,
+                    person.actuals,
+                    AS_OF,
+                    arm=person.arm,
+                    horizon_days=scheduling.HORIZON_DAYS,
+                    marked_missed=person.marked_missed,
+                )
+            )
     return count
 
 
@@ -69,13 +89,17 @@ async def run(kind: str, participants: int) -> None:
             base = min(base, seconds)
         assert len(result.participants) == participants, (len(result.participants), participants)
         totals = amendments.impact_summary(result)["totals"]
-        print(f"  {kind:<8}  {participants:,} participants, {sum(statuses.values()):,} stored visits,"
-              f" {evaluated:,} evaluated rows")
+        print(
+            f"  {kind:<8}  {participants:,} participants, {sum(statuses.values()):,} stored visits,"
+            f" {evaluated:,} evaluated rows"
+        )
         print(f"  {kind:<8}  evaluate once  {base:7.3f} s")
-        print(f"  {kind:<8}  impact         {ours:7.3f} s  (affected {totals['affected']:,};"
-              f" visits moving {totals['visits_moving']:,}, appearing {totals['visits_appearing']:,},"
-              f" disappearing {totals['visits_disappearing']:,}; deviations resolved"
-              f" {totals['deviations_resolved']:,}, created {totals['deviations_created']:,})")
+        print(
+            f"  {kind:<8}  impact         {ours:7.3f} s  (affected {totals['affected']:,};"
+            f" visits moving {totals['visits_moving']:,}, appearing {totals['visits_appearing']:,},"
+            f" disappearing {totals['visits_disappearing']:,}; deviations resolved"
+            f" {totals['deviations_resolved']:,}, created {totals['deviations_created']:,})"
+        )
         print(ratio_line(f"{kind} impact / evaluate once", ours / base, "< 3x", ours / base < 3))
 
 

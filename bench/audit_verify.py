@@ -31,26 +31,58 @@ RUNS = 3
 def make_entry(sequence: int, rng: random.Random) -> AuditEntry:
     """A site's mix: mostly visit updates (old and new values, a reason when a date changes), some
     creates, sign-ins and grants; about 300 bytes of canonical JSON on average."""
-    at = f"2026-{1 + sequence % 12:02d}-{1 + sequence % 28:02d}T{sequence % 24:02d}:{sequence % 60:02d}:07.{sequence % 10**6:06d}Z"
+    day = f"2026-{1 + sequence % 12:02d}-{1 + sequence % 28:02d}"
+    at = f"{day}T{sequence % 24:02d}:{sequence % 60:02d}:07.{sequence % 10**6:06d}Z"
     actor = f"user-{rng.randint(1, 40):03d}"
     subject = f"101-{rng.randint(1, 5000):06d}"
     kind = rng.random()
     if kind < 0.6:
         day = rng.randint(1, 28)
         return AuditEntry(
-            sequence, at, actor, "update", "visit", f"{subject}/V{rng.randint(1, 20)}",
+            sequence,
+            at,
+            actor,
+            "update",
+            "visit",
+            f"{subject}/V{rng.randint(1, 20)}",
             old={"actual_date": None if day % 3 else f"2026-03-{day:02d}", "status": "scheduled", "row_version": day},
             new={"actual_date": f"2026-03-{day:02d}", "status": "done", "row_version": day + 1},
             reason="visit date entered from source document" if day % 3 == 0 else None,
         )
     if kind < 0.8:
-        return AuditEntry(sequence, at, actor, "create", "participant", subject, new={
-            "site": "101", "study": "DEMO-001", "arm": rng.choice("AP"), "identity": f"participant_identity/{sequence}",
-            "status": "screening"})
+        return AuditEntry(
+            sequence,
+            at,
+            actor,
+            "create",
+            "participant",
+            subject,
+            new={
+                "site": "101",
+                "study": "DEMO-001",
+                "arm": rng.choice("AP"),
+                "identity": f"participant_identity/{sequence}",
+                "status": "screening",
+            },
+        )
     if kind < 0.9:
         return AuditEntry(sequence, at, actor, "sign_in", "session", f"s-{sequence}")
-    return AuditEntry(sequence, at, "user-001", "grant", "grant", f"g-{sequence}", new={
-        "user": actor, "role": "monitor", "study": "DEMO-001", "site": "101", "from": "2026-01-01", "until": "2026-12-31"})
+    return AuditEntry(
+        sequence,
+        at,
+        "user-001",
+        "grant",
+        "grant",
+        f"g-{sequence}",
+        new={
+            "user": actor,
+            "role": "monitor",
+            "study": "DEMO-001",
+            "site": "101",
+            "from": "2026-01-01",
+            "until": "2026-12-31",
+        },
+    )
 
 
 def build(count: int) -> tuple[list[StoredEntry], list[bytes]]:
@@ -67,14 +99,27 @@ def build(count: int) -> tuple[list[StoredEntry], list[bytes]]:
 def as_rows(stored: list[StoredEntry]) -> list[tuple]:
     """As `audit_store.stream_batches` yields them: old/new as the canonical text stored, the hash as hex."""
     text = lambda value: None if value is None else canonical_json(value).decode()  # noqa: E731
-    return [(e.sequence, e.recorded_at, e.actor, e.action, e.record_type, e.record_id, text(e.old), text(e.new),
-             e.reason, digest.hex()) for e, digest in stored]
+    return [
+        (
+            e.sequence,
+            e.recorded_at,
+            e.actor,
+            e.action,
+            e.record_type,
+            e.record_id,
+            text(e.old),
+            text(e.new),
+            e.reason,
+            digest.hex(),
+        )
+        for e, digest in stored
+    ]
 
 
 def verify_rows(rows: list[tuple]) -> None:
     verifier = TrailVerifier()
     for start in range(0, len(rows), 10_000):  # the batches audit_store.stream_batches reads
-        verifier.feed_rows(rows[start:start + 10_000])
+        verifier.feed_rows(rows[start : start + 10_000])
     if not verifier.result().ok:
         raise SystemExit("audit_verify: the generated rows did not verify")
 
@@ -106,10 +151,14 @@ def main(quick: bool = False) -> None:
     ours = best_of(RUNS, verify, stored)
     print(f"audit_verify: {count:,} entries, {size:.0f} bytes of canonical JSON each on average (best of {RUNS})")
     print(f"  raw SHA-256 of the canonical bytes  {base:7.3f} s  {count / base / 1e6:5.2f} M entries/s")
-    print(f"  stored rows (audit verify)          {by_rows:7.3f} s  {count / by_rows / 1e6:5.2f} M entries/s"
-          f"  ratio {by_rows / base:.2f}x (goal <= 3x)")
-    print(f"  verify_entries (parsed entries)     {ours:7.3f} s  {count / ours / 1e6:5.2f} M entries/s"
-          f"  ratio {ours / base:.2f}x")
+    print(
+        f"  stored rows (audit verify)          {by_rows:7.3f} s  {count / by_rows / 1e6:5.2f} M entries/s"
+        f"  ratio {by_rows / base:.2f}x (goal <= 3x)"
+    )
+    print(
+        f"  verify_entries (parsed entries)     {ours:7.3f} s  {count / ours / 1e6:5.2f} M entries/s"
+        f"  ratio {ours / base:.2f}x"
+    )
     print(f"    of which canonical JSON alone     {serial:7.3f} s  ({serial / ours:.0%} of verification)")
 
 

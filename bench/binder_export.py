@@ -29,7 +29,7 @@ import zipfile
 from collections import defaultdict
 from contextlib import closing
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import asyncpg
@@ -42,8 +42,8 @@ from trialcoord.adapters.passwords import PasswordHashing
 from trialcoord.adapters.protocol_files import parse_protocol
 from trialcoord.adapters.render.documents import RenderCache
 from trialcoord.adapters.render.signed_pdf import new_site_credentials
-from trialcoord.domain.documents import DocumentKey
 from trialcoord.config import load_settings
+from trialcoord.domain.documents import DocumentKey
 from trialcoord.services import accounts, binder, documents, scheduling, signatures, system_keys
 
 RUNS = 2
@@ -58,8 +58,9 @@ async def set_up(count: int) -> dict[str, bytes]:
     """The site and its documents; returns every version's bytes by SHA-256."""
     signing_keys.SCRYPT_N = signing_keys.MIN_SCRYPT_N
     accounts.hashing, accounts._dummy_hash = PasswordHashing(profiles.CHEAPEST), None
-    pades = new_site_credentials("Bench Site", "trialcoord bench", datetime(2020, 1, 1, tzinfo=timezone.utc),
-                                 datetime(2040, 1, 1, tzinfo=timezone.utc))
+    pades = new_site_credentials(
+        "Bench Site", "trialcoord bench", datetime(2020, 1, 1, tzinfo=UTC), datetime(2040, 1, 1, tzinfo=UTC)
+    )
     system_keys.use(system_keys.SystemKeys(b"bench passphrase", signing_keys.generate_key(), pades))
     await scheduling.load_protocol_version(parse_protocol(PROTOCOL_TEXT, "bench.yaml"), PROTOCOL_TEXT, "bench.yaml")
     await scheduling.create_site(STUDY, SITE, "Bench Clinic")
@@ -99,10 +100,12 @@ class Parts:
 
     def wrap(self, original, label):
         if inspect.iscoroutinefunction(original):
+
             async def timed_async(*args, **kwargs):
                 seconds, result = await atimed(original(*args, **kwargs))
                 self.seconds[label] += seconds
                 return result
+
             return timed_async
 
         def timed(*args, **kwargs):
@@ -113,6 +116,7 @@ class Parts:
                 return original(*args, **kwargs)
             finally:
                 self.seconds[label] += time.perf_counter() - began
+
         return timed
 
     def restore(self) -> None:
@@ -154,8 +158,9 @@ async def run(kind: str, count: int) -> None:
             cache = RenderCache(tmp / "render-cache")
             binder.render_cache = lambda: cache
             # The data directory, where an export keeps its last package for the next one to reuse.
-            system_keys._settings = load_settings({"TRIALCOORD_DATA_DIR": str(tmp / "data"),
-                                                   "TRIALCOORD_DATABASE_URL": "sqlite:///unused.sqlite3"})
+            system_keys._settings = load_settings(
+                {"TRIALCOORD_DATA_DIR": str(tmp / "data"), "TRIALCOORD_DATABASE_URL": "sqlite:///unused.sqlite3"}
+            )
             parts = Parts()
             try:
                 await measure(kind, url, tmp, cache, parts, blobs)

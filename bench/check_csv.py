@@ -41,18 +41,20 @@ def write_events(path: Path, participants: int, seed: int = 4) -> None:
             randomized = AS_OF - timedelta(days=rng.randint(100, 700))
             v3 = around(randomized + timedelta(weeks=2))
             v4 = around(v3 + timedelta(weeks=2))
-            out.writerows([
-                (subject, "consent", randomized - timedelta(days=rng.randint(3, 14)), ""),
-                (subject, "randomization", randomized, rng.choice("AP")),
-                (subject, "first_dose", randomized, ""),
-                (subject, "V1", randomized - timedelta(days=rng.randint(1, 13)), ""),
-                (subject, "V2", randomized, ""),
-                (subject, "V3", v3, ""),
-                (subject, "V4", v4, ""),
-                (subject, "V5", around(v4 + timedelta(weeks=4)), ""),
-                (subject, "V6", around(v4 + timedelta(weeks=8)), ""),
-                (subject, "last_dose", randomized + timedelta(weeks=12), ""),
-            ])
+            out.writerows(
+                [
+                    (subject, "consent", randomized - timedelta(days=rng.randint(3, 14)), ""),
+                    (subject, "randomization", randomized, rng.choice("AP")),
+                    (subject, "first_dose", randomized, ""),
+                    (subject, "V1", randomized - timedelta(days=rng.randint(1, 13)), ""),
+                    (subject, "V2", randomized, ""),
+                    (subject, "V3", v3, ""),
+                    (subject, "V4", v4, ""),
+                    (subject, "V5", around(v4 + timedelta(weeks=4)), ""),
+                    (subject, "V6", around(v4 + timedelta(weeks=8)), ""),
+                    (subject, "last_dose", randomized + timedelta(weeks=12), ""),
+                ]
+            )
 
 
 def read_csv(path: Path) -> int:
@@ -74,14 +76,18 @@ def main(quick: bool = False) -> None:
         path = Path(tmp) / "events.csv"
         write_events(path, participants)
         rows = read_csv(path) - 1
-        print(f"check: {rows:,} event rows ({participants:,} participants), {path.stat().st_size / 1e6:.0f} MB,"
-              f" protocol {PROTOCOL.parent.name} {PROTOCOL.stem}")
+        print(
+            f"check: {rows:,} event rows ({participants:,} participants), {path.stat().st_size / 1e6:.0f} MB,"
+            f" protocol {PROTOCOL.parent.name} {PROTOCOL.stem}"
+        )
         base = min(timed(read_csv, path)[0] for _ in range(3))
         print(f"  csv.reader alone     {base:7.3f} s  {rows / base / 1e6:5.2f} M rows/s")
         for fmt in ("csv", "json"):
             ours = min(timed(run_check, path, fmt)[0] for _ in range(RUNS))
-            print(f"  check --format {fmt:<5} {ours:7.3f} s  {rows / ours / 1e6:5.2f} M rows/s"
-                  f"  ratio {ours / base:.2f}x (goal <= 4x) {'met' if ours / base <= 4 else 'MISSED'}")
+            print(
+                f"  check --format {fmt:<5} {ours:7.3f} s  {rows / ours / 1e6:5.2f} M rows/s"
+                f"  ratio {ours / base:.2f}x (goal <= 4x) {'met' if ours / base <= 4 else 'MISSED'}"
+            )
 
 
 if __name__ == "__main__":

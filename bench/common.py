@@ -114,7 +114,7 @@ async def postgres_available() -> bool:
 
 
 def raw_sqlite_path(url: str) -> str:
-    return url[len("sqlite:///"):]
+    return url[len("sqlite:///") :]
 
 
 async def enrol_study(participants: int, seed: int = 1) -> tuple[Protocol, dict[str, tuple[int, date]], int]:
@@ -132,8 +132,9 @@ async def enrol_study(participants: int, seed: int = 1) -> tuple[Protocol, dict[
         study = await scheduling.require_study(STUDY)
         site = await repo.find_site(study["id"], SITE)
         version = (await repo.list_versions(study["id"]))[0]["id"]
-        await repo.insert_participants(study["id"], [(s, site["id"], None, version, d - timedelta(days=14))
-                                                     for s, d in randomized.items()])
+        await repo.insert_participants(
+            study["id"], [(s, site["id"], None, version, d - timedelta(days=14)) for s, d in randomized.items()]
+        )
         ids = {row["subject_id"]: row["id"] for row in await repo.list_participants(study["id"])}
         await repo.upsert_events([(ids[s], "randomization", d, None) for s, d in randomized.items()])
     return protocol, {s: (ids[s], d) for s, d in randomized.items()}, version
@@ -162,15 +163,46 @@ def perturbed_actuals(protocol: Protocol, randomized: date, rng: random.Random) 
 
 def visit_params(participant_id: int, version_id: int, visit, evaluated_on: date) -> tuple:
     """One `visits` row as the raw drivers take it (the column order of INSERT_VISIT)."""
-    return (participant_id, visit.visit, visit.definition, visit.occurrence, visit.name,
-            None if visit.number is None else float(visit.number), visit.target, visit.earliest, visit.latest,
-            visit.actual, visit.status, visit.days_outside, visit.study_day, visit.optional, version_id,
-            evaluated_on, 1)
+    return (
+        participant_id,
+        visit.visit,
+        visit.definition,
+        visit.occurrence,
+        visit.name,
+        None if visit.number is None else float(visit.number),
+        visit.target,
+        visit.earliest,
+        visit.latest,
+        visit.actual,
+        visit.status,
+        visit.days_outside,
+        visit.study_day,
+        visit.optional,
+        version_id,
+        evaluated_on,
+        1,
+    )
 
 
-VISIT_COLUMNS = ("participant", "code", "definition", "occurrence", "name", "number", "target", "earliest", "latest",
-                 "actual", "status", "days_outside", "study_day", "optional", "protocol_version", "evaluated_on",
-                 "row_version")
+VISIT_COLUMNS = (
+    "participant",
+    "code",
+    "definition",
+    "occurrence",
+    "name",
+    "number",
+    "target",
+    "earliest",
+    "latest",
+    "actual",
+    "status",
+    "days_outside",
+    "study_day",
+    "optional",
+    "protocol_version",
+    "evaluated_on",
+    "row_version",
+)
 
 
 def insert_visit_sql(placeholder) -> str:

@@ -20,12 +20,18 @@ def twenty_visit_protocol() -> Protocol:
     d = parse_duration
     visits = tuple(
         VisitDefinition(
-            code=f"V{i}", name=f"Visit {i}", number=i, reference_name="randomization",
-            offset=d(f"{14 * i}d"), window=Window(d("3d"), d("3d")),
+            code=f"V{i}",
+            name=f"Visit {i}",
+            number=i,
+            reference_name="randomization",
+            offset=d(f"{14 * i}d"),
+            window=Window(d("3d"), d("3d")),
         )
         for i in range(1, VISITS + 1)
     )
-    return Protocol("BENCH", "Bench", "1", date(2024, 1, 1), "randomization", {"randomization": Event("randomization")}, visits)
+    return Protocol(
+        "BENCH", "Bench", "1", date(2024, 1, 1), "randomization", {"randomization": Event("randomization")}, visits
+    )
 
 
 def bare_loop(starts: list[date], as_of: date) -> int:

@@ -28,7 +28,7 @@ import tempfile
 import time
 from collections import Counter
 from contextlib import closing, contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -83,6 +83,7 @@ def placeholders(sql: str, kind: str) -> str:
 
 # Set-up (not timed) ------------------------------------------------------------------------------
 
+
 async def enrol(participants: int, rng: random.Random):
     """The protocol, four sites, `participants` randomised over the 700 days before AS_OF, 2% withdrawn.
     Returns (protocol, subject_id -> (participant id, events), version id)."""
@@ -100,8 +101,10 @@ async def enrol(participants: int, rng: random.Random):
         study = await scheduling.require_study(STUDY)
         site_ids = {code: (await repo.find_site(study["id"], code))["id"] for code in SITES}
         version = (await repo.list_versions(study["id"]))[0]["id"]
-        await repo.insert_participants(study["id"], [
-            (s, site_ids[s[:3]], None, version, e["randomization"] - timedelta(days=14)) for s, e in events.items()])
+        await repo.insert_participants(
+            study["id"],
+            [(s, site_ids[s[:3]], None, version, e["randomization"] - timedelta(days=14)) for s, e in events.items()],
+        )
         ids = {row["subject_id"]: row["id"] for row in await repo.list_participants(study["id"])}
         await repo.upsert_events([(ids[s], name, day, None) for s, e in events.items() for name, day in e.items()])
     return protocol, {s: (ids[s], e) for s, e in events.items()}, version
@@ -126,8 +129,12 @@ def seed_rows(protocol, people, version, statuses: Counter, missed: list, rng: r
                 actuals[visit.visit] = visit.earliest + timedelta(days=rng.randint(0, span))
         for visit in evaluate(protocol, events, actuals, AS_OF):
             statuses[visit.status] += 1
-            if visit.status == "missed" and len(missed) < RUNS and "withdrawal" not in events \
-                    and subject not in dict(missed):  # one per participant: each run then sees one change
+            if (
+                visit.status == "missed"
+                and len(missed) < RUNS
+                and "withdrawal" not in events
+                and subject not in dict(missed)
+            ):  # one per participant: each run then sees one change
                 missed.append((subject, visit.visit))
             yield visit_params(participant_id, version, visit, AS_OF)
 
@@ -141,20 +148,36 @@ async def top_up(study_id: int, people, target: int, rng: random.Random) -> int:
         for code in SITES:
             site_ids[code] = (await repo.find_site(study_id, code))["id"]
         subjects = list(people)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         inserts = []
         for i in range(missing):
             subject = subjects[i % len(subjects)]
             detected = utc_instant(now - timedelta(seconds=rng.randrange(365 * 86_400)))
-            inserts.append((study_id, people[subject][0], site_ids[subject[:3]], None, None, None, "manual",
-                            "visit schedule", None, "non_important", "detected",
-                            (AS_OF - timedelta(days=rng.randrange(365))).isoformat(), 0,
-                            f"bench: procedure out of order ({i})", detected))
+            inserts.append(
+                (
+                    study_id,
+                    people[subject][0],
+                    site_ids[subject[:3]],
+                    None,
+                    None,
+                    None,
+                    "manual",
+                    "visit schedule",
+                    None,
+                    "non_important",
+                    "detected",
+                    (AS_OF - timedelta(days=rng.randrange(365))).isoformat(),
+                    0,
+                    f"bench: procedure out of order ({i})",
+                    detected,
+                )
+            )
         await store.insert_deviations(inserts)
     return missing
 
 
 # 1 and 2: detection --------------------------------------------------------------------------------
+
 
 def sqlite_candidates(path: str, study_id: int) -> int:
     with closing(sqlite3.connect(path)) as connection:
@@ -169,8 +192,10 @@ async def detection(kind: str, url: str, study_id: int, missed: list) -> dict:
     async with read():
         candidates = len(list(await repo.worklist_rows(study_id, CONDITION, *ARGS)))
     first_s, first = await atimed(deviations.detect(STUDY, AS_OF, full=True))
-    print(f"  {'':<8}  first full detect()  {first_s:7.3f} s  created {first['created']:,} from {candidates:,}"
-          " candidate visits")
+    print(
+        f"  {'':<8}  first full detect()  {first_s:7.3f} s  created {first['created']:,} from {candidates:,}"
+        " candidate visits"
+    )
     steady = raw = float("inf")
     connection = None if kind == "sqlite" else await asyncpg.connect(url)
     try:
@@ -197,15 +222,19 @@ async def detection(kind: str, url: str, study_id: int, missed: list) -> dict:
         seconds, result = await atimed(deviations.detect(STUDY, AS_OF))
         assert result["scope"].startswith("1 participant") and result["created"] == result["resolved"] == 1, result
         incremental = min(incremental, seconds)
-    print(f"  {'':<8}  incremental detect() after one recorded visit {incremental * 1e3:7.1f} ms"
-          f" (best of {len(missed)})")
+    print(
+        f"  {'':<8}  incremental detect() after one recorded visit {incremental * 1e3:7.1f} ms (best of {len(missed)})"
+    )
     ratio = incremental / steady
-    print(f"  {kind} incremental / steady full run: ratio 1/{steady / incremental:,.0f} = {ratio:.5f}x"
-          f" (goal <= 1/1000) {'met' if ratio <= 1e-3 else 'MISSED'}")
+    print(
+        f"  {kind} incremental / steady full run: ratio 1/{steady / incremental:,.0f} = {ratio:.5f}x"
+        f" (goal <= 1/1000) {'met' if ratio <= 1e-3 else 'MISSED'}"
+    )
     return first
 
 
 # 3: the queue under load ---------------------------------------------------------------------------
+
 
 @contextmanager
 def served(url: str):
@@ -222,8 +251,9 @@ def served(url: str):
         run("user", "grant", "bench", "monitor", "--study", STUDY)
         endpoint.TOKEN["value"] = run("user", "token", "bench", "--days", "1").strip().splitlines()[-1]
         port = endpoint.free_port()
-        server = subprocess.Popen([*cli, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                                  stdout=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [*cli, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=subprocess.DEVNULL
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             endpoint.wait_until_up(base + endpoint.HEALTH, server)
@@ -291,9 +321,11 @@ async def queue_load(base: str, total: int, requests: int, seconds: float) -> No
         rate, latencies, errors = await load(base + path, client, requests, seconds)
         rates[path] = rate
         p50, p99 = endpoint.percentile(latencies, 0.5) * 1e3, endpoint.percentile(latencies, 0.99) * 1e3
-        print(f"  {'':<8}  GET {path}{'&offset=<random page>' if client is PageConnection else ''}\n{'':12}"
-              f"{len(latencies):6,} requests  {rate:7.1f} req/s  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms"
-              f"  non-200: {errors}")
+        print(
+            f"  {'':<8}  GET {path}{'&offset=<random page>' if client is PageConnection else ''}\n{'':12}"
+            f"{len(latencies):6,} requests  {rate:7.1f} req/s  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms"
+            f"  non-200: {errors}"
+        )
         assert errors == 0, f"{errors} requests to {path} failed"
     ratio = rates[f"{QUEUE}?limit={PAGE}"] / rates[endpoint.HEALTH]
     print(f"  queue/health req/s ratio {ratio:.3f}x (no goal set; p99 above)")
@@ -318,6 +350,7 @@ async def listing_load(total: int, requests: int, seconds: float) -> None:
 
 # The run -------------------------------------------------------------------------------------------
 
+
 def make_run(scale: float, quick_load: bool):
     async def run(kind: str, participants: int) -> None:
         rng = random.Random(5)
@@ -327,8 +360,10 @@ def make_run(scale: float, quick_load: bool):
             seconds, _ = await atimed(seed(kind, url, seed_rows(protocol, people, version, statuses, missed, rng)))
             stored = sum(statuses.values())
             flagged = statuses["missed"] + statuses["late"] + statuses["early"]
-            print(f"  {kind:<8}  seeded {stored:,} visits in {seconds:.1f} s: missed {statuses['missed']:,},"
-                  f" late {statuses['late']:,}, early {statuses['early']:,} ({flagged / stored:.1%})")
+            print(
+                f"  {kind:<8}  seeded {stored:,} visits in {seconds:.1f} s: missed {statuses['missed']:,},"
+                f" late {statuses['late']:,}, early {statuses['early']:,} ({flagged / stored:.1%})"
+            )
             study_id = (await scheduling.require_study(STUDY))["id"]
             await detection(kind, url, study_id, missed)
             added = await top_up(study_id, people, round(OPEN * scale), rng)
@@ -349,8 +384,10 @@ def make_run(scale: float, quick_load: bool):
 def main(quick: bool = False, scale: float | None = None) -> None:
     scale = scale or float(os.environ.get("TRIALCOORD_BENCH_DEVIATIONS_SCALE") or (0.1 if quick else 1))
     participants = max(4, round(PARTICIPANTS * scale))
-    print(f"deviations: {participants:,} participants x {VISITS} visits = {participants * VISITS:,} stored visits,"
-          f" {round(OPEN * scale):,} open deviations in the queue (scale {scale:g})")
+    print(
+        f"deviations: {participants:,} participants x {VISITS} visits = {participants * VISITS:,} stored visits,"
+        f" {round(OPEN * scale):,} open deviations in the queue (scale {scale:g})"
+    )
     on_each_engine(make_run(scale, quick_load=scale < 1), participants)
 
 

@@ -45,16 +45,26 @@ def served_demo():
         cli = [sys.executable, "-m", "trialcoord.cli"]
         subprocess.run([*cli, "demo"], env=env, check=True, stdout=subprocess.DEVNULL)
         # Every request carries a bearer token, as a real client's does: the guard's work is measured too.
-        subprocess.run([*cli, "user", "create", "bench", "--name", "Bench", "--email", "bench@example.org",
-                        "--generate"], env=env, check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([*cli, "user", "grant", "bench", "monitor", "--study", "DEMO-001"], env=env, check=True,
-                       stdout=subprocess.DEVNULL)
-        issued = subprocess.run([*cli, "user", "token", "bench", "--days", "1"], env=env, check=True,
-                                capture_output=True, text=True)
+        subprocess.run(
+            [*cli, "user", "create", "bench", "--name", "Bench", "--email", "bench@example.org", "--generate"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        subprocess.run(
+            [*cli, "user", "grant", "bench", "monitor", "--study", "DEMO-001"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        issued = subprocess.run(
+            [*cli, "user", "token", "bench", "--days", "1"], env=env, check=True, capture_output=True, text=True
+        )
         TOKEN["value"] = issued.stdout.strip().splitlines()[-1]
         port = free_port()
-        server = subprocess.Popen([*cli, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                                  stdout=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [*cli, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=subprocess.DEVNULL
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             wait_until_up(base + HEALTH, server)
@@ -82,9 +92,15 @@ class HttpxConnection:
     """One httpx client per connection: a shared client's pool costs more than the server at 32 connections."""
 
     def __init__(self, url: str):
-        self.url, self.client = url, httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=1), timeout=30, trust_env=False,  # no proxy for loopback
-            headers={"Authorization": f"Bearer {TOKEN['value']}"})
+        self.url, self.client = (
+            url,
+            httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=1),
+                timeout=30,
+                trust_env=False,  # no proxy for loopback
+                headers={"Authorization": f"Bearer {TOKEN['value']}"},
+            ),
+        )
 
     async def get(self) -> int:
         return (await self.client.get(self.url)).status_code
@@ -99,8 +115,9 @@ class RawConnection:
     def __init__(self, url: str):
         parts = urlsplit(url)
         self.address, self.streams = (parts.hostname, parts.port), None
-        self.request = (f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-                        f"Authorization: Bearer {TOKEN['value']}\r\n\r\n").encode()
+        self.request = (
+            f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer {TOKEN['value']}\r\n\r\n"
+        ).encode()
 
     async def get(self) -> int:
         if self.streams is None:
@@ -149,8 +166,12 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def wrk(url: str, seconds: int) -> None:
-    result = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", url],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     for line in result.stdout.splitlines():
         if line.strip().startswith(("Requests/sec", "50%", "99%")):
             print(f"    wrk {line.strip()}")
@@ -158,8 +179,10 @@ def wrk(url: str, seconds: int) -> None:
 
 def main(quick: bool = False) -> None:
     requests, seconds = (300, 1.5) if quick else (3_000, 15.0)
-    print(f"endpoint: {CONNECTIONS} connections over loopback, {requests:,} requests or {seconds:g} s per run"
-          " (SQLite, demo data)")
+    print(
+        f"endpoint: {CONNECTIONS} connections over loopback, {requests:,} requests or {seconds:g} s per run"
+        " (SQLite, demo data)"
+    )
     with served_demo() as base:
         for name, client in (("httpx", HttpxConnection), ("raw asyncio", RawConnection)):
             rates = {}
@@ -167,8 +190,10 @@ def main(quick: bool = False) -> None:
                 rate, latencies, errors = asyncio.run(load(base + path, client, requests, seconds))
                 rates[path] = rate
                 p50, p99 = percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3
-                print(f"  {name:<11}  GET {path}\n{'':15}{len(latencies):6,} requests  {rate:7.1f} req/s"
-                      f"  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  non-200: {errors}")
+                print(
+                    f"  {name:<11}  GET {path}\n{'':15}{len(latencies):6,} requests  {rate:7.1f} req/s"
+                    f"  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  non-200: {errors}"
+                )
             ratio = rates[SCHEDULE] / rates[HEALTH]
             verdict = "met" if ratio >= 0.25 else "MISSED"
             print(f"  {name}: schedule/health ratio {ratio:.3f}x (goal >= 0.25x) {verdict}")

@@ -110,14 +110,19 @@ def sdtm_files(rows: list[tuple], folder: Path) -> list[Path]:
     import pyreadstat
 
     numbers = {f"V{n}": float(n) for n in range(3, 3 + ROWS_EACH)}
-    sv = [(s, numbers.get(e, 99.0), e if e != "UNSCHEDULED" else "UNSCHEDULED 99", d.isoformat())
-          for s, e, d, _ in rows if e != "randomization"]
+    sv = [
+        (s, numbers.get(e, 99.0), e if e != "UNSCHEDULED" else "UNSCHEDULED 99", d.isoformat())
+        for s, e, d, _ in rows
+        if e != "randomization"
+    ]
     ds = [(s, "RANDOMIZED", "PROTOCOL MILESTONE", d.isoformat()) for s, e, d, _ in rows if e == "randomization"]
     dm = [(s, site, "") for s, e, _, site in rows if e == "randomization"]
     paths = []
-    for name, columns, data in (("SV", ["USUBJID", "VISITNUM", "VISIT", "SVSTDTC"], sv),
-                                ("DS", ["USUBJID", "DSDECOD", "DSCAT", "DSSTDTC"], ds),
-                                ("DM", ["USUBJID", "SITEID", "ARMCD"], dm)):
+    for name, columns, data in (
+        ("SV", ["USUBJID", "VISITNUM", "VISIT", "SVSTDTC"], sv),
+        ("DS", ["USUBJID", "DSDECOD", "DSCAT", "DSSTDTC"], ds),
+        ("DM", ["USUBJID", "SITEID", "ARMCD"], dm),
+    ):
         frame = pd.DataFrame(data, columns=columns)
         frame.insert(0, "STUDYID", STUDY)
         path = folder / f"{name.lower()}.xpt"
@@ -138,14 +143,22 @@ async def raw_rewrite(kind: str, url: str) -> tuple[float, int]:
         with closing(sqlite3.connect(raw_sqlite_path(url))) as connection:
             for table in STORED:
                 rows = connection.execute(f"SELECT * FROM {table}").fetchall()
-                ddl = connection.execute("SELECT type, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL"
-                                         " AND type IN ('table', 'index') ORDER BY type DESC", (table,)).fetchall()
+                ddl = connection.execute(
+                    "SELECT type, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL"
+                    " AND type IN ('table', 'index') ORDER BY type DESC",
+                    (table,),
+                ).fetchall()
                 for kind_, statement in ddl:  # the table first, then its indexes, renamed
                     if kind_ == "table":
                         connection.execute(_without_references(statement, table))
                     else:
-                        connection.execute(re.sub(rf"\bON\s+\"?{table}\"?", f"ON copy_{table}",
-                                                  statement.replace("INDEX ", "INDEX copy_", 1)))
+                        connection.execute(
+                            re.sub(
+                                rf"\bON\s+\"?{table}\"?",
+                                f"ON copy_{table}",
+                                statement.replace("INDEX ", "INDEX copy_", 1),
+                            )
+                        )
                 if not rows:
                     continue
                 marks = ", ".join("?" * len(rows[0]))
@@ -188,26 +201,35 @@ async def run_sdtm(kind: str, participants: int) -> None:
         paths = sdtm_files(rows, Path(folder))
         size_kb = sum(path.stat().st_size for path in paths) // 1024
         async with temp_database(kind) as url:
-            await scheduling.load_protocol_version(parse_protocol(PROTOCOL_TEXT, "bench.yaml"), PROTOCOL_TEXT,
-                                                   "bench.yaml")
+            await scheduling.load_protocol_version(
+                parse_protocol(PROTOCOL_TEXT, "bench.yaml"), PROTOCOL_TEXT, "bench.yaml"
+            )
             for n in range(SITES):
                 await scheduling.create_site(STUDY, f"{100 + n}", f"Site {100 + n}")
             base, _ = await atimed(raw_insert(kind, url, rows))
             sampler = _PeakRss()
             with sampler:
+
                 async def read_and_import():
                     sv, ds, dm = (read_dataset(path, name) for path, name in zip(paths, ("SV", "DS", "DM")))
                     return await importing.import_sdtm(STUDY, sv, ds, dm, today=AS_OF)
+
                 ours, (result, _) = await atimed(read_and_import())
         growth = sampler.growth_kb
-        print(f"  {kind:<8}  SDTM: {len(rows):,} rows (SV and DS), DM of {participants:,} participants, XPT files"
-              f" {size_kb:,} KB")
+        print(
+            f"  {kind:<8}  SDTM: {len(rows):,} rows (SV and DS), DM of {participants:,} participants, XPT files"
+            f" {size_kb:,} KB"
+        )
         print(f"  {kind:<8}  raw executemany  {base:7.3f} s")
-        print(f"  {kind:<8}  import sdtm      {ours:7.3f} s  ({result.created_participants:,} participants,"
-              f" {result.events_recorded:,} events, {result.visits_recorded:,} visits)")
+        print(
+            f"  {kind:<8}  import sdtm      {ours:7.3f} s  ({result.created_participants:,} participants,"
+            f" {result.events_recorded:,} events, {result.visits_recorded:,} visits)"
+        )
         print(ratio_line(f"{kind} import sdtm / raw executemany", ours / base, "<= 3x", ours / base <= 3))
-        print(f"  {kind} import sdtm peak memory growth {growth:,} KB = {growth / size_kb:.2f}x the files"
-              f" (goal under 2x) {'met' if growth < 2 * size_kb else 'MISSED'}")
+        print(
+            f"  {kind} import sdtm peak memory growth {growth:,} KB = {growth / size_kb:.2f}x the files"
+            f" (goal under 2x) {'met' if growth < 2 * size_kb else 'MISSED'}"
+        )
 
 
 async def run_events(kind: str, participants: int) -> None:
@@ -224,14 +246,20 @@ async def run_events(kind: str, participants: int) -> None:
         size_kb = len(text.encode()) // 1024
         print(f"  {kind:<8}  {len(rows):,} rows, {participants:,} participants at {SITES} sites, file {size_kb:,} KB")
         print(f"  {kind:<8}  raw executemany  {base:7.3f} s")
-        print(f"  {kind:<8}  import events    {ours:7.3f} s  ({result.created_participants:,} participants,"
-              f" {result.events_recorded:,} events, {result.visits_recorded:,} visits)")
+        print(
+            f"  {kind:<8}  import events    {ours:7.3f} s  ({result.created_participants:,} participants,"
+            f" {result.events_recorded:,} events, {result.visits_recorded:,} visits)"
+        )
         print(ratio_line(f"{kind} import / raw executemany", ours / base, "<= 3x", ours / base <= 3))
         floor, stored = await raw_rewrite(kind, url)
-        print(f"  {kind:<8}  raw executemany of the {stored:,} rows the import stored, same indexes: {floor:.3f} s;"
-              f" import / that {ours / floor:.2f}x")
-        print(f"  {kind} peak memory growth {growth:,} KB = {growth / size_kb:.2f}x the file"
-              f" (goal under 2x) {'met' if growth < 2 * size_kb else 'MISSED'}")
+        print(
+            f"  {kind:<8}  raw executemany of the {stored:,} rows the import stored, same indexes: {floor:.3f} s;"
+            f" import / that {ours / floor:.2f}x"
+        )
+        print(
+            f"  {kind} peak memory growth {growth:,} KB = {growth / size_kb:.2f}x the file"
+            f" (goal under 2x) {'met' if growth < 2 * size_kb else 'MISSED'}"
+        )
 
 
 def main(quick: bool = False, scale: float | None = None) -> None:

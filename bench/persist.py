@@ -15,8 +15,20 @@ from contextlib import closing
 import asyncpg
 
 from bench.common import (
-    AS_OF, STUDY, VISIT_COLUMNS, VISITS, atimed, enrol_study, insert_visit_sql, on_each_engine, perturbed_actuals,
-    ratio_line, raw_sqlite_path, temp_database, timed, visit_params,
+    AS_OF,
+    STUDY,
+    VISIT_COLUMNS,
+    VISITS,
+    atimed,
+    enrol_study,
+    insert_visit_sql,
+    on_each_engine,
+    perturbed_actuals,
+    ratio_line,
+    raw_sqlite_path,
+    temp_database,
+    timed,
+    visit_params,
 )
 from trialcoord.adapters.persistence.engine import bound_engine, fetch, is_sqlite
 from trialcoord.domain.schedule import evaluate

@@ -18,8 +18,20 @@ from contextlib import closing
 import asyncpg
 
 from bench.common import (
-    AS_OF, STUDY, VISIT_COLUMNS, VISITS, atimed, enrol_study, insert_visit_sql, on_each_engine, perturbed_actuals,
-    ratio_line, raw_sqlite_path, temp_database, timed, visit_params,
+    AS_OF,
+    STUDY,
+    VISIT_COLUMNS,
+    VISITS,
+    atimed,
+    enrol_study,
+    insert_visit_sql,
+    on_each_engine,
+    perturbed_actuals,
+    ratio_line,
+    raw_sqlite_path,
+    temp_database,
+    timed,
+    visit_params,
 )
 from trialcoord.domain.schedule import evaluate
 from trialcoord.services import scheduling
@@ -76,8 +88,10 @@ async def run(kind: str, participants: int) -> None:
         stored = sum(statuses.values())
         flagged = statuses["missed"] + statuses["late"] + statuses["early"]
         study_id = (await scheduling.require_study(STUDY))["id"]
-        print(f"  {kind:<8}  seeded {stored:,} visits in {seconds:.1f} s; missed {statuses['missed']:,},"
-              f" late {statuses['late']:,}, early {statuses['early']:,} ({flagged / stored:.1%})")
+        print(
+            f"  {kind:<8}  seeded {stored:,} visits in {seconds:.1f} s; missed {statuses['missed']:,},"
+            f" late {statuses['late']:,}, early {statuses['early']:,} ({flagged / stored:.1%})"
+        )
         ours = base = typed = float("inf")
         connection = None if kind == "sqlite" else await asyncpg.connect(url)
         try:
@@ -86,8 +100,7 @@ async def run(kind: str, participants: int) -> None:
                 ours = min(ours, seconds)
                 if kind == "sqlite":
                     seconds, count = timed(sqlite_query, raw_sqlite_path(url), study_id)
-                    typed = min(typed, timed(sqlite_query, raw_sqlite_path(url), study_id,
-                                             sqlite3.PARSE_DECLTYPES)[0])
+                    typed = min(typed, timed(sqlite_query, raw_sqlite_path(url), study_id, sqlite3.PARSE_DECLTYPES)[0])
                 else:
                     seconds, count = await atimed(postgres_query(connection, study_id))
                 base = min(base, seconds)

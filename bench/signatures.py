@@ -33,16 +33,35 @@ def build(count: int):
     rng = random.Random(25519)
     keys = [signing_keys.generate_key() for _ in range(SIGNERS)]
     publics = [k.public_key() for k in keys]
-    registry = {signing_keys.key_id(p): SignerKey(f"user-{i:02d}", f"User {i}", signing_keys.key_id(p),
-                                                  signing_keys.public_key_hex(p), "2026-01-01T00:00:00.000000Z")
-                for i, p in enumerate(publics)}
+    registry = {
+        signing_keys.key_id(p): SignerKey(
+            f"user-{i:02d}",
+            f"User {i}",
+            signing_keys.key_id(p),
+            signing_keys.public_key_hex(p),
+            "2026-01-01T00:00:00.000000Z",
+        )
+        for i, p in enumerate(publics)
+    }
     key_ids = list(registry)
-    facts = [(hashlib.sha256(rng.randbytes(32)).hexdigest(), rng.randrange(SIGNERS),
-              f"2026-{1 + i % 11:02d}-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{i % 59:02d}.{i:06d}Z")
-             for i in range(count)]
+    facts = [
+        (
+            hashlib.sha256(rng.randbytes(32)).hexdigest(),
+            rng.randrange(SIGNERS),
+            f"2026-{1 + i % 11:02d}-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{i % 59:02d}.{i:06d}Z",
+        )
+        for i in range(count)
+    ]
     messages = [Statement(sha, f"user-{who:02d}", Meaning.APPROVAL, at).canonical_bytes() for sha, who, at in facts]
-    signatures = [Signature(Statement(sha, f"user-{who:02d}", Meaning.APPROVAL, at), f"User {who}", key_ids[who],
-                            sign_bytes(message, keys[who])) for (sha, who, at), message in zip(facts, messages)]
+    signatures = [
+        Signature(
+            Statement(sha, f"user-{who:02d}", Meaning.APPROVAL, at),
+            f"User {who}",
+            key_ids[who],
+            sign_bytes(message, keys[who]),
+        )
+        for (sha, who, at), message in zip(facts, messages)
+    ]
     return keys, publics, registry, facts, messages, signatures
 
 
@@ -98,19 +117,26 @@ def statements_only(facts) -> None:
 def main(quick: bool = False) -> None:
     count = FULL // 10 if quick else FULL
     keys, publics, registry, facts, messages, signatures = build(count)
-    raw_items = [(publics[who], bytes.fromhex(s.value), m)
-                 for (_, who, _), s, m in zip(facts, signatures, messages)]
+    raw_items = [(publics[who], bytes.fromhex(s.value), m) for (_, who, _), s, m in zip(facts, signatures, messages)]
     hex_keys = [registry[s.key_id].public_key for s in signatures]
-    variants = [(raw_sign, keys, facts, messages), (ours_sign, keys, facts), (raw_verify, raw_items),
-                (ours_verify, signatures, registry), (ours_verify, signatures, registry, cached_verify_hex),
-                (ours_verify, signatures, registry, no_crypto), (parse_keys, hex_keys), (statements_only, facts)]
+    variants = [
+        (raw_sign, keys, facts, messages),
+        (ours_sign, keys, facts),
+        (raw_verify, raw_items),
+        (ours_verify, signatures, registry),
+        (ours_verify, signatures, registry, cached_verify_hex),
+        (ours_verify, signatures, registry, no_crypto),
+        (parse_keys, hex_keys),
+        (statements_only, facts),
+    ]
     best = [float("inf")] * len(variants)
     for _ in range(RUNS):  # interleaved, so a change in machine load touches every variant alike
         best = [min(b, best_of(1, *v)) for b, v in zip(best, variants)]
     base_sign, sign, base_verify, verify, cached, judging, parse, statement = best
     rate = lambda seconds: f"{count / seconds / 1e3:6.1f} k/s"  # noqa: E731
-    print(f"signatures: {count:,} statements of {len(messages[0])} bytes, {SIGNERS} signers"
-          f" (best of {RUNS}, interleaved)")
+    print(
+        f"signatures: {count:,} statements of {len(messages[0])} bytes, {SIGNERS} signers (best of {RUNS}, interleaved)"
+    )
     print(f"  raw Ed25519 sign                   {base_sign:7.3f} s  {rate(base_sign)}")
     print(f"  Statement + canonical + sign_bytes {sign:7.3f} s  {rate(sign)}")
     print(f"    of which Statement + canonical   {statement:7.3f} s  ({statement / sign:.0%})")
@@ -119,8 +145,7 @@ def main(quick: bool = False) -> None:
     print(f"  judge + verify_hex                 {verify:7.3f} s  {rate(verify)}")
     print(f"    of which judge without the crypto {judging:6.3f} s  ({judging / verify:.0%})")
     print(f"    of which parsing the public key  {parse:7.3f} s  ({parse / verify:.0%})")
-    print(f"  judge + cached public key object   {cached:7.3f} s  {rate(cached)}"
-          f"  ratio {cached / base_verify:.2f}x")
+    print(f"  judge + cached public key object   {cached:7.3f} s  {rate(cached)}  ratio {cached / base_verify:.2f}x")
     print(ratio_line("verify", verify / base_verify, "<= 1.5x", verify / base_verify <= 1.5))
     both, base_both = sign + verify, base_sign + base_verify
     print(ratio_line("sign + verify", both / base_both, "<= 1.5x", both / base_both <= 1.5))

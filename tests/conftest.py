@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -139,13 +139,17 @@ def pii_keys(monkeypatch):
 def _system_key_material():
     """One manifest key and PAdES credentials for the whole run (made once: ECDSA and Ed25519 are cheap,
     but a session fixture keeps every test's keys alike)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from trialcoord.adapters import signing_keys
     from trialcoord.adapters.render.signed_pdf import new_site_credentials
 
-    pades = new_site_credentials("Test Site Document Signing", "trialcoord tests",
-                                 datetime(2020, 1, 1, tzinfo=timezone.utc), datetime(2040, 1, 1, tzinfo=timezone.utc))
+    pades = new_site_credentials(
+        "Test Site Document Signing",
+        "trialcoord tests",
+        datetime(2020, 1, 1, tzinfo=UTC),
+        datetime(2040, 1, 1, tzinfo=UTC),
+    )
     return signing_keys.generate_key(), pades
 
 
@@ -172,8 +176,15 @@ def app(db, tmp_path):
 
     # Its own data directory (render cache), and no signer registry directory: a test app never writes
     # into the repository.
-    return create_app(load_settings({"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_DATA_DIR": str(tmp_path / "data"),
-                                     "TRIALCOORD_SIGNATURES_DIR": "/nonexistent"}))
+    return create_app(
+        load_settings(
+            {
+                "TRIALCOORD_DATABASE_URL": db.url,
+                "TRIALCOORD_DATA_DIR": str(tmp_path / "data"),
+                "TRIALCOORD_SIGNATURES_DIR": "/nonexistent",
+            }
+        )
+    )
 
 
 @pytest.fixture
@@ -192,14 +203,15 @@ async def add_user(user_id: str, *grants: tuple, printed_name: str | None = None
     await accounts.create_user(user_id, printed_name or user_id.title(), f"{user_id}@example.org", PASSWORD, "admin")
     for role, study, site, *rest in grants:
         valid_to = rest[0] if rest else None
-        await accounts.grant(user_id, role, study, site, LONG_AGO, valid_to, "admin",
-                             personal_data=rest[1] if len(rest) > 1 else False)
+        await accounts.grant(
+            user_id, role, study, site, LONG_AGO, valid_to, "admin", personal_data=rest[1] if len(rest) > 1 else False
+        )
 
 
 async def sign_version(key, label: str, user_id: str = "ivan", meaning: str = "approval") -> dict:
     """`user_id` (made if new) signs a document version through the password ceremony."""
-    from trialcoord.services import accounts, signatures
     from trialcoord.domain.problems import NotFound
+    from trialcoord.services import accounts, signatures
 
     try:
         await accounts.get_user(user_id)
@@ -271,4 +283,3 @@ def bench_engines(out: str) -> list[str]:
     if engines == ["sqlite"] and os.environ.get("TRIALCOORD_REQUIRE_POSTGRES") == "1":
         pytest.fail("no PostgreSQL server for the benchmark's postgres half")
     return engines
-

@@ -8,10 +8,11 @@ from __future__ import annotations
 import getpass
 import secrets
 import sys
-from datetime import date
+from datetime import UTC, date
 from pathlib import Path
 
-from trialcoord.commands import UsageError, _actor as actor, _run, _today, _write_file
+from trialcoord.commands import UsageError, _run, _today, _write_file
+from trialcoord.commands import _actor as actor
 from trialcoord.config import get_settings
 
 FIRST_ADMIN = "admin"
@@ -19,7 +20,6 @@ FIRST_ADMIN = "admin"
 
 def _database(coroutine_factory):
     from trialcoord.adapters.persistence.database import open_database
-
     from trialcoord.services import system_keys
 
     system_keys.configure(get_settings())
@@ -49,6 +49,7 @@ def read_password(generate: bool) -> tuple[str, bool]:
 
 # setup --------------------------------------------------------------------------------------------
 
+
 def setup(demo: bool = True) -> int:
     """Everything a fresh installation needs; what exists already is kept (keys, users, a loaded study)."""
     from trialcoord.adapters import pii, signing_keys
@@ -64,8 +65,9 @@ def setup(demo: bool = True) -> int:
         passphrase = settings.audit_passphrase_file
         if not passphrase.exists():
             _write_private(passphrase, secrets.token_urlsafe(32) + "\n")
-        signing_keys.save_private_key(signing_keys.generate_key(), settings.audit_key_file,
-                                      signing_keys.read_passphrase(file=passphrase))
+        signing_keys.save_private_key(
+            signing_keys.generate_key(), settings.audit_key_file, signing_keys.read_passphrase(file=passphrase)
+        )
         print(f"created the audit checkpoint key {settings.audit_key_file}")
     if not settings.pades_file.exists():
         _create_pades_credentials(settings)
@@ -92,8 +94,10 @@ def setup(demo: bool = True) -> int:
     if users:
         print(f"demo users {', '.join(users)} (see README), password '{demo_password}' (shown this once)")
     if password:
-        print(f"first administrator: user ID '{FIRST_ADMIN}', password '{password}'"
-              " (shown this once; change it with: trialcoord user reset-password admin)")
+        print(
+            f"first administrator: user ID '{FIRST_ADMIN}', password '{password}'"
+            " (shown this once; change it with: trialcoord user reset-password admin)"
+        )
     print("set-up complete")
     return 0
 
@@ -101,14 +105,18 @@ def setup(demo: bool = True) -> int:
 def _create_pades_credentials(settings) -> None:
     """The site's P-256 key and self-signed certificate for PAdES, as PKCS#12 under the system passphrase."""
     import os
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from trialcoord.adapters import signing_keys
     from trialcoord.adapters.render.signed_pdf import new_site_credentials, save_credentials
 
-    now = datetime.now(timezone.utc)
-    key, certificate = new_site_credentials(f"trialcoord document signing ({settings.host})", "trialcoord site",
-                                            now - timedelta(minutes=5), now + timedelta(days=10 * 365))
+    now = datetime.now(UTC)
+    key, certificate = new_site_credentials(
+        f"trialcoord document signing ({settings.host})",
+        "trialcoord site",
+        now - timedelta(minutes=5),
+        now + timedelta(days=10 * 365),
+    )
     passphrase = signing_keys.read_passphrase(file=settings.audit_passphrase_file)
     settings.pades_file.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(settings.pades_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -133,6 +141,7 @@ def _write_private(path: Path, text: str) -> None:
 
 
 # user ---------------------------------------------------------------------------------------------
+
 
 def user_create(user_id: str, name: str, email: str, generate: bool) -> int:
     from trialcoord.services import accounts
@@ -164,15 +173,25 @@ def user_reset_password(user_id: str, generate: bool) -> int:
     return 0
 
 
-def user_grant(user_id: str, role: str, study: str | None, site: str | None, valid_from: date | None,
-               valid_to: date | None, personal_data: bool) -> int:
+def user_grant(
+    user_id: str,
+    role: str,
+    study: str | None,
+    site: str | None,
+    valid_from: date | None,
+    valid_to: date | None,
+    personal_data: bool,
+) -> int:
     from trialcoord.services import accounts
 
-    row = _database(lambda: accounts.grant(user_id, role, study, site, valid_from or _today(), valid_to, actor(),
-                                           personal_data))
-    print(f"grant {row['id']}: {row['user_id']} is {row['role']} of {row['study'] or 'every study'}"
-          f"{' at site ' + row['site'] if row['site'] else ''} from {row['valid_from']}"
-          f"{' to ' + row['valid_to'] if row['valid_to'] else ''}")
+    row = _database(
+        lambda: accounts.grant(user_id, role, study, site, valid_from or _today(), valid_to, actor(), personal_data)
+    )
+    print(
+        f"grant {row['id']}: {row['user_id']} is {row['role']} of {row['study'] or 'every study'}"
+        f"{' at site ' + row['site'] if row['site'] else ''} from {row['valid_from']}"
+        f"{' to ' + row['valid_to'] if row['valid_to'] else ''}"
+    )
     return 0
 
 
@@ -193,10 +212,17 @@ def user_list() -> int:
     for user in _database(run):
         print(f"{user['user_id']}\t{user['status']}\t{user['printed_name']}")
         for g in user["grants"]:
-            state = "revoked" if g["revoked_at"] else "in force" if (g["valid_to"] or "9999") >= _today().isoformat() \
+            state = (
+                "revoked"
+                if g["revoked_at"]
+                else "in force"
+                if (g["valid_to"] or "9999") >= _today().isoformat()
                 else "ended"
-            print(f"  grant {g['id']}: {g['role']} {g['study'] or '*'}/{g['site'] or '*'}"
-                  f" {g['valid_from']}..{g['valid_to'] or ''} {state}")
+            )
+            print(
+                f"  grant {g['id']}: {g['role']} {g['study'] or '*'}/{g['site'] or '*'}"
+                f" {g['valid_from']}..{g['valid_to'] or ''} {state}"
+            )
     return 0
 
 
@@ -210,6 +236,7 @@ def user_token(user_id: str, days: int) -> int:
 
 
 # audit --------------------------------------------------------------------------------------------
+
 
 def audit_verify(checkpoint_file: str | None, public_key_file: str | None) -> int:
     from trialcoord.services import audit_log
@@ -246,7 +273,9 @@ def _private_key():
 
     settings = get_settings()
     if not settings.audit_key_file.exists():
-        raise UsageError(f"{settings.audit_key_file}: no audit key; run `trialcoord setup` or set TRIALCOORD_AUDIT_KEY_FILE")
+        raise UsageError(
+            f"{settings.audit_key_file}: no audit key; run `trialcoord setup` or set TRIALCOORD_AUDIT_KEY_FILE"
+        )
     passphrase = signing_keys.read_passphrase(file=settings.audit_passphrase_file)
     return signing_keys.load_private_key(settings.audit_key_file, passphrase)
 
@@ -256,8 +285,10 @@ def audit_checkpoint(out: str) -> int:
 
     key = _private_key()
     signed = _database(lambda: audit_log.checkpoint(key, Path(out)))
-    print(f"checkpoint of {signed['size']} entries, root {signed['root']}, signed by key {signed['key_id']},"
-          f" written to {out}")
+    print(
+        f"checkpoint of {signed['size']} entries, root {signed['root']}, signed by key {signed['key_id']},"
+        f" written to {out}"
+    )
     return 0
 
 
@@ -274,6 +305,7 @@ def audit_public_key(out: str | None) -> int:
 
 
 # keys ---------------------------------------------------------------------------------------------
+
 
 def keys_rotate(new_key_id: str) -> int:
     """Add a new current personal-data key to the key file, then re-encrypt every stored value with it."""

@@ -39,23 +39,33 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="+", metavar="FILE")
     load = protocol_commands.add_parser("load", help="validate and store a protocol version")
     load.add_argument("file", metavar="FILE")
-    apply = protocol_commands.add_parser("apply", help="move every active participant of a study or site to a"
-                                                       " protocol version from a date (one audited change each)")
+    apply = protocol_commands.add_parser(
+        "apply",
+        help="move every active participant of a study or site to a"
+        " protocol version from a date (one audited change each)",
+    )
     apply.add_argument("study")
     apply.add_argument("version")
     apply.add_argument("--effective", type=_iso_date, required=True, help="the first day the version governs them")
     apply.add_argument("--reason", required=True)
     apply.add_argument("--site")
-    usdm = protocol_commands.add_parser("import-usdm", help="write a protocol file from a CDISC USDM v4 study (JSON);"
-                                                            " what cannot be mapped is listed, never dropped")
+    usdm = protocol_commands.add_parser(
+        "import-usdm",
+        help="write a protocol file from a CDISC USDM v4 study (JSON); what cannot be mapped is listed, never dropped",
+    )
     usdm.add_argument("file", metavar="FILE.json")
-    usdm.add_argument("--out", required=True, metavar="protocols/STUDY/VERSION.yaml",
-                      help="the study code and version are taken from this path; '-' writes to standard output")
+    usdm.add_argument(
+        "--out",
+        required=True,
+        metavar="protocols/STUDY/VERSION.yaml",
+        help="the study code and version are taken from this path; '-' writes to standard output",
+    )
     usdm.add_argument("--effective", type=_iso_date, help="the version's first day (default: its USDM date)")
     usdm.add_argument("--replace", action="store_true", help="overwrite an existing file")
     usdm.add_argument("--format", choices=("table", "json"), default="table", help="the report's format")
-    impact = protocol_commands.add_parser("impact", help="what a new protocol version would change, before it"
-                                                         " takes effect (stores nothing)")
+    impact = protocol_commands.add_parser(
+        "impact", help="what a new protocol version would change, before it takes effect (stores nothing)"
+    )
     impact.add_argument("study")
     impact.add_argument("file", metavar="NEW.yaml")
     impact.add_argument("--effective", type=_iso_date, help="default: the file's effective date, or today if past")
@@ -64,14 +74,19 @@ def _parser() -> argparse.ArgumentParser:
     impact.add_argument("--out", metavar="FILE", help="write to a file (required for pdf)")
 
     schedules = commands.add_parser("schedules", help="stored schedules").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
-    refresh = schedules.add_parser("refresh", help="re-evaluate participants whose stored schedule ends too soon"
-                                                   " (open-ended repeats); idempotent, for a nightly job")
+        dest="action", required=True, metavar="ACTION"
+    )
+    refresh = schedules.add_parser(
+        "refresh",
+        help="re-evaluate participants whose stored schedule ends too soon"
+        " (open-ended repeats); idempotent, for a nightly job",
+    )
     refresh.add_argument("study", nargs="?")
     refresh.add_argument("--as-of", type=_iso_date)
 
     site = commands.add_parser("site", help="a study's sites, their calendars and closures").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     add_site = site.add_parser("add", help="add a site to a study (audited; exit 3 if it exists)")
     add_site.add_argument("study")
     add_site.add_argument("code", metavar="CODE")
@@ -84,8 +99,12 @@ def _parser() -> argparse.ArgumentParser:
     calendar = site.add_parser("calendar", help="the calendar a site's business days follow")
     calendar.add_argument("study")
     calendar.add_argument("code", metavar="SITE")
-    calendar.add_argument("calendar", nargs="?", help="business-us, weekdays or holidays:<country>[-<region>] to"
-                                                      " set it; omitted: show it, with closed days ahead")
+    calendar.add_argument(
+        "calendar",
+        nargs="?",
+        help="business-us, weekdays or holidays:<country>[-<region>] to"
+        " set it; omitted: show it, with closed days ahead",
+    )
     calendar.add_argument("--protocol", action="store_true", help="go back to the protocol's calendar")
     close = site.add_parser("close", help="days a site is closed (business days skip them)")
     close.add_argument("study")
@@ -113,7 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--format", choices=FORMATS, default="table")
 
     db = commands.add_parser("db", help="database maintenance")
-    db.add_subparsers(dest="action", required=True, metavar="ACTION").add_parser("migrate", help="create or upgrade tables")
+    db.add_subparsers(dest="action", required=True, metavar="ACTION").add_parser(
+        "migrate", help="create or upgrade tables"
+    )
 
     commands.add_parser("demo", help="load the demo study and participants when the database is empty")
 
@@ -128,21 +149,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     import_events.add_argument("study")
     import_events.add_argument("file", metavar="FILE.csv")
-    import_events.add_argument("--site", help="where participants new to the study are enrolled when their rows"
-                                              " name no site")
-    import_events.add_argument("--create-sites", action="store_true",
-                               help="add the sites the file names that the study lacks (a first load)")
+    import_events.add_argument(
+        "--site", help="where participants new to the study are enrolled when their rows name no site"
+    )
+    import_events.add_argument(
+        "--create-sites", action="store_true", help="add the sites the file names that the study lacks (a first load)"
+    )
     sdtm = what.add_parser("sdtm", help="SDTM SV (visits), DS (disposition) and DM (sites, arms), XPT or CSV")
     sdtm.add_argument("study")
     sdtm.add_argument("--sv", required=True, metavar="SV.xpt")
     sdtm.add_argument("--ds", metavar="DS.xpt")
     sdtm.add_argument("--dm", metavar="DM.xpt")
-    sdtm.add_argument("--map", metavar="MAP.yaml", help="visits: {LABEL: CODE}, ds: {TERM: EVENT}, arms: {ARMCD:"
-                                                          " ARM}, events: {EVENT: {sv: VISIT}}")
+    sdtm.add_argument(
+        "--map",
+        metavar="MAP.yaml",
+        help="visits: {LABEL: CODE}, ds: {TERM: EVENT}, arms: {ARMCD: ARM}, events: {EVENT: {sv: VISIT}}",
+    )
     sdtm.add_argument("--site", help="where new participants go when DM gives no SITEID")
     sdtm.add_argument("--create-sites", action="store_true")
-    sdtm.add_argument("--dry-run", action="store_true", help="print the mapping and every unmatched label; store"
-                                                             " nothing")
+    sdtm.add_argument(
+        "--dry-run", action="store_true", help="print the mapping and every unmatched label; store nothing"
+    )
     sdtm.add_argument("--format", choices=("table", "json"), default="table")
 
     visits = commands.add_parser("visits", help="a stored study's visit statuses")
@@ -157,24 +184,30 @@ def _parser() -> argparse.ArgumentParser:
     _user_commands(commands)
     _audit_commands(commands)
     keys = commands.add_parser("keys", help="personal-data key rotation").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     rotate = keys.add_parser("rotate", help="add a new current key and re-encrypt stored personal data with it")
     rotate.add_argument("new_key_id")
     retire = keys.add_parser("retire", help="remove a key that no stored value uses any more")
     retire.add_argument("old_key_id")
     _document_commands(commands)
     _deviation_commands(commands)
-    verify = commands.add_parser("verify", help="check stored documents and signatures, or binder ZIPs offline"
-                                                " (exit 1 naming each failure)")
-    verify.add_argument("paths", nargs="*", metavar="ZIP", help="binder or export ZIPs to check with the public registry")
+    verify = commands.add_parser(
+        "verify", help="check stored documents and signatures, or binder ZIPs offline (exit 1 naming each failure)"
+    )
+    verify.add_argument(
+        "paths", nargs="*", metavar="ZIP", help="binder or export ZIPs to check with the public registry"
+    )
     verify.add_argument("--registry", metavar="FILE", help="the signer registry (default signatures/registry.json)")
     signer = commands.add_parser("signer", help="signers' keys").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     revoke = signer.add_parser("revoke", help="end a signer's key; their signatures stay valid when made")
     revoke.add_argument("user_id")
     revoke.add_argument("--reason", required=True)
     binder = commands.add_parser("binder", help="the regulatory binder: checklist and signed export").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     check = binder.add_parser("checklist", help="expected documents: present, missing, expiring, expired")
     check.add_argument("study")
     check.add_argument("--site", required=True)
@@ -189,7 +222,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _document_commands(commands) -> None:
     document = commands.add_parser("document", help="regulatory binder documents and their versions").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     add = document.add_parser("add", help="store a new version (a draft) of a document from a file")
     add.add_argument("study")
     add.add_argument("name", help="the document's name within the study (and site)")
@@ -223,9 +257,11 @@ def _document_commands(commands) -> None:
 
 def _deviation_commands(commands) -> None:
     deviations = commands.add_parser("deviations", help="protocol deviations: detection and listing").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
-    detect = deviations.add_parser("detect", help="create, update, resolve and reopen the automatic deviation"
-                                                  " records (incremental unless --full)")
+        dest="action", required=True, metavar="ACTION"
+    )
+    detect = deviations.add_parser(
+        "detect", help="create, update, resolve and reopen the automatic deviation records (incremental unless --full)"
+    )
     detect.add_argument("study")
     detect.add_argument("--as-of", type=_iso_date)
     detect.add_argument("--full", action="store_true", help="look at every participant, not only what changed")
@@ -238,7 +274,8 @@ def _deviation_commands(commands) -> None:
 
 def _user_commands(commands) -> None:
     user = commands.add_parser("user", help="accounts and grants").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     create = user.add_parser("create", help="create an account (password typed twice, from stdin, or --generate)")
     create.add_argument("user_id")
     create.add_argument("--name", required=True, help="printed name, shown with signatures")
@@ -269,11 +306,15 @@ def _user_commands(commands) -> None:
 
 def _audit_commands(commands) -> None:
     audit = commands.add_parser("audit", help="verify the audit trail, export signed checkpoints").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     verify = audit.add_parser("verify", help="recompute the trail; exit 1 naming the first entry that does not match")
-    verify.add_argument("--checkpoint", metavar="FILE", help="a checkpoint exported earlier: prove the trail extends it")
-    verify.add_argument("--public-key", metavar="FILE", help="PEM public key to check the checkpoint with"
-                        " (default: the system key's)")
+    verify.add_argument(
+        "--checkpoint", metavar="FILE", help="a checkpoint exported earlier: prove the trail extends it"
+    )
+    verify.add_argument(
+        "--public-key", metavar="FILE", help="PEM public key to check the checkpoint with (default: the system key's)"
+    )
     checkpoint = audit.add_parser("checkpoint", help="verify, then export a signed checkpoint")
     checkpoint.add_argument("--out", required=True, metavar="FILE")
     public_key = audit.add_parser("public-key", help="print (or write) the checkpoint key's public key, PEM")
@@ -309,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _service_errors() -> tuple[type[Exception], ...]:
-    from trialcoord.domain.problems import Conflict, Forbidden, NotFound, NotConfigured
+    from trialcoord.domain.problems import Conflict, Forbidden, NotConfigured, NotFound
 
     return (Conflict, NotFound, Forbidden, NotConfigured)
 
@@ -338,33 +379,43 @@ def _dispatch(args) -> int:
         return commands.validate_protocols(args.files)
     handlers = {
         ("protocol", "load"): lambda: commands.load_protocol_file(args.file),
-        ("protocol", "import-usdm"): lambda: commands.import_usdm(args.file, args.out, args.effective, args.replace,
-                                                                  args.format),
-        ("protocol", "apply"): lambda: schedules.protocol_apply(args.study, args.version, args.effective, args.reason,
-                                                                args.site),
-        ("protocol", "impact"): lambda: schedules.protocol_impact(args.study, args.file, args.effective, args.site,
-                                                                  args.format, args.out),
+        ("protocol", "import-usdm"): lambda: commands.import_usdm(
+            args.file, args.out, args.effective, args.replace, args.format
+        ),
+        ("protocol", "apply"): lambda: schedules.protocol_apply(
+            args.study, args.version, args.effective, args.reason, args.site
+        ),
+        ("protocol", "impact"): lambda: schedules.protocol_impact(
+            args.study, args.file, args.effective, args.site, args.format, args.out
+        ),
         ("schedules", "refresh"): lambda: schedules.schedules_refresh(args.study, args.as_of),
         ("site", "add"): lambda: schedules.site_add(args.study, args.code, args.name, args.time_zone, args.calendar),
         ("site", "list"): lambda: schedules.site_list(args.study, args.format),
         ("site", "calendar"): lambda: schedules.site_calendar(args.study, args.code, args.calendar, args.protocol),
         ("site", "reopen"): lambda: schedules.site_reopen(args.study, args.code, args.first_day, args.reason),
-        ("site", "close"): lambda: schedules.site_close(args.study, args.code, args.first_day, args.last_day,
-                                                        args.reason),
-        ("schedule", None): lambda: commands.schedule(args.protocol, dict(args.event), args.arm, args.as_of, args.format),
+        ("site", "close"): lambda: schedules.site_close(
+            args.study, args.code, args.first_day, args.last_day, args.reason
+        ),
+        ("schedule", None): lambda: commands.schedule(
+            args.protocol, dict(args.event), args.arm, args.as_of, args.format
+        ),
         ("check", None): lambda: commands.check(args.protocol, args.events, args.as_of, args.format),
         ("db", "migrate"): commands.migrate,
         ("demo", None): commands.demo,
         ("serve", None): lambda: commands.serve(args.host, args.port),
-        ("import", None): lambda: (commands.import_sdtm(args) if args.what == "sdtm" else
-                                   commands.import_events(args.study, args.file, args.site, args.create_sites)),
+        ("import", None): lambda: (
+            commands.import_sdtm(args)
+            if args.what == "sdtm"
+            else commands.import_events(args.study, args.file, args.site, args.create_sites)
+        ),
         ("visits", None): lambda: commands.visits(args.study, args.site, args.status, args.as_of, args.format),
         ("setup", None): lambda: admin.setup(demo=not args.no_demo),
         ("user", "create"): lambda: admin.user_create(args.user_id, args.name, args.email, args.generate),
         ("user", "disable"): lambda: admin.user_disable(args.user_id, args.reason),
         ("user", "reset-password"): lambda: admin.user_reset_password(args.user_id, args.generate),
-        ("user", "grant"): lambda: admin.user_grant(args.user_id, args.role, args.study, args.site, args.valid_from,
-                                                    args.valid_to, args.personal_data),
+        ("user", "grant"): lambda: admin.user_grant(
+            args.user_id, args.role, args.study, args.site, args.valid_from, args.valid_to, args.personal_data
+        ),
         ("user", "revoke"): lambda: admin.user_revoke(args.grant_id, args.reason),
         ("user", "list"): admin.user_list,
         ("user", "token"): lambda: admin.user_token(args.user_id, args.days),
@@ -373,14 +424,25 @@ def _dispatch(args) -> int:
         ("audit", "public-key"): lambda: admin.audit_public_key(args.out),
         ("keys", "rotate"): lambda: admin.keys_rotate(args.new_key_id),
         ("keys", "retire"): lambda: admin.keys_retire(args.old_key_id),
-        ("document", "add"): lambda: docs.document_add(args.study, args.name, args.file, args.label, args.artifact,
-                                                       args.site, args.summary),
+        ("document", "add"): lambda: docs.document_add(
+            args.study, args.name, args.file, args.label, args.artifact, args.site, args.summary
+        ),
         ("document", "list"): lambda: docs.document_list(args.study, args.site),
         ("document", "status"): lambda: docs.document_status(
-            args.study, args.name, args.label, args.status, args.on, args.site, args.reason, args.approval_reference,
-            args.approval_date, args.approval_letter_sha256),
-        ("document", "sign"): lambda: docs.document_sign(args.study, args.name, args.label, args.meaning, args.site,
-                                                         args.user),
+            args.study,
+            args.name,
+            args.label,
+            args.status,
+            args.on,
+            args.site,
+            args.reason,
+            args.approval_reference,
+            args.approval_date,
+            args.approval_letter_sha256,
+        ),
+        ("document", "sign"): lambda: docs.document_sign(
+            args.study, args.name, args.label, args.meaning, args.site, args.user
+        ),
         ("signer", "revoke"): lambda: docs.signer_revoke(args.user_id, args.reason),
         ("binder", "checklist"): lambda: docs.binder_checklist(args.study, args.site, args.as_of, args.pdf),
         ("binder", "export"): lambda: docs.binder_export(args.study, args.site, args.out),

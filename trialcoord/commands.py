@@ -75,7 +75,9 @@ def import_usdm(file: str, out: str, effective: date | None, replace: bool, fmt:
     result = convert(parse_usdm(data, file), file, study=study, version=version, effective=effective, today=_today())
     try:
         protocol = parse_protocol(result.text, out)
-    except InvalidInput as error:  # a mapping this importer got wrong, or a file it cannot express: say so, write nothing
+    except (
+        InvalidInput
+    ) as error:  # a mapping this importer got wrong, or a file it cannot express: say so, write nothing
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)
         print(f"error: the protocol converted from {file} does not validate; nothing was written", file=sys.stderr)
@@ -88,19 +90,28 @@ def import_usdm(file: str, out: str, effective: date | None, replace: bool, fmt:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(result.text)
         os.replace(temporary, target)  # whole or not at all
-    report = {"file": file, "out": out, "study": protocol.study, "version": protocol.version,
-              "visits": len(protocol.visits), "events": list(protocol.events),
-              "not_mapped": result.not_mapped, "assumed": result.assumed}
+    report = {
+        "file": file,
+        "out": out,
+        "study": protocol.study,
+        "version": protocol.version,
+        "visits": len(protocol.visits),
+        "events": list(protocol.events),
+        "not_mapped": result.not_mapped,
+        "assumed": result.assumed,
+    }
     if fmt == "json":
         print(json.dumps(report, indent=2, ensure_ascii=False), file=sys.stdout if target else sys.stderr)
         return 0
     for title in ("not_mapped", "assumed"):
         for item in report[title]:
             print(f"{title.replace('_', ' ')}: {item}", file=sys.stderr)
-    print(f"{out}: {protocol.study} version {protocol.version}, {len(protocol.visits)} visits, events "
-          f"{', '.join(protocol.events)}; {len(result.not_mapped)} not mapped, {len(result.assumed)} assumed "
-          f"(listed above and at the end of the file); it passes protocol validate",
-          file=sys.stderr if target is None else sys.stdout)
+    print(
+        f"{out}: {protocol.study} version {protocol.version}, {len(protocol.visits)} visits, events "
+        f"{', '.join(protocol.events)}; {len(result.not_mapped)} not mapped, {len(result.assumed)} assumed "
+        f"(listed above and at the end of the file); it passes protocol validate",
+        file=sys.stderr if target is None else sys.stdout,
+    )
     return 0
 
 
@@ -109,12 +120,18 @@ def schedule(protocol_file: str, events: dict[str, date], arm: str | None, as_of
 
     protocol = load_protocol(protocol_file)
     problems = [
-        Problem(f"'{name}' is not an event of {protocol.study} {protocol.version}; events are: {', '.join(protocol.events)}", field="--event")
+        Problem(
+            f"'{name}' is not an event of {protocol.study} {protocol.version};"
+            f" events are: {', '.join(protocol.events)}",
+            field="--event",
+        )
         for name in events
         if name not in protocol.events
     ]
     if arm is not None and protocol.arms and arm not in protocol.arm_codes:
-        problems.append(Problem(f"'{arm}' is not an arm; arms are: {', '.join(sorted(protocol.arm_codes))}", field="--arm"))
+        problems.append(
+            Problem(f"'{arm}' is not an arm; arms are: {', '.join(sorted(protocol.arm_codes))}", field="--arm")
+        )
     if problems:
         raise InvalidInput(problems)
     as_of = as_of or _today()
@@ -122,7 +139,9 @@ def schedule(protocol_file: str, events: dict[str, date], arm: str | None, as_of
     if fmt == "ics":
         from trialcoord.web.ics import visits_calendar
 
-        sys.stdout.write(visits_calendar(f"{protocol.study} schedule", protocol.study, [("-", r) for r in rows], as_of).decode())
+        sys.stdout.write(
+            visits_calendar(f"{protocol.study} schedule", protocol.study, [("-", r) for r in rows], as_of).decode()
+        )
     else:
         _print_rows([(None, row) for row in rows], fmt, with_participant=False)
     return 0
@@ -208,8 +227,16 @@ def import_events(study: str, file: str, site: str | None, create_sites: bool = 
 
     async def run():
         async with open_database(migrate=True):
-            return await run_import(study, text, site=site, file=file, today=_today(), actor=_actor(),
-                                    create_sites=create_sites, progress=_progress() if sys.stderr.isatty() else None)
+            return await run_import(
+                study,
+                text,
+                site=site,
+                file=file,
+                today=_today(),
+                actor=_actor(),
+                create_sites=create_sites,
+                progress=_progress() if sys.stderr.isatty() else None,
+            )
 
     result = _run(run())
     sites = f"sites {', '.join(result.created_sites)} created, " if result.created_sites else ""
@@ -236,9 +263,20 @@ def import_sdtm(args) -> int:
 
     async def run():
         async with open_database(migrate=True):
-            return await run_import(args.study, sv, ds, dm, mapping, site=args.site, today=_today(), actor=_actor(),
-                                    create_sites=args.create_sites, dry_run=args.dry_run,
-                                    progress=_progress() if sys.stderr.isatty() else None, used=used)
+            return await run_import(
+                args.study,
+                sv,
+                ds,
+                dm,
+                mapping,
+                site=args.site,
+                today=_today(),
+                actor=_actor(),
+                create_sites=args.create_sites,
+                dry_run=args.dry_run,
+                progress=_progress() if sys.stderr.isatty() else None,
+                used=used,
+            )
 
     try:
         result, _ = _run(run())
@@ -252,24 +290,44 @@ def import_sdtm(args) -> int:
 def _print_mapping(used, result, args) -> int:
     import msgspec
 
-    rows = ([{"dataset": "SV", "label": label, "becomes": code, "rows": n} for label, (code, n) in
-             sorted(used.visits.items())]
-            + [{"dataset": "SV", "label": label, "becomes": "unscheduled visit", "rows": n} for label, n in
-               sorted(used.unscheduled.items())]
-            + [{"dataset": "DS", "label": term, "becomes": event or "not imported (no event)", "rows": n}
-               for term, (event, n) in sorted(used.ds.items())]
-            + [{"dataset": "DM", "label": var, "becomes": event, "rows": n} for var, (event, n) in sorted(used.dm.items())]
-            + [{"dataset": "DM", "label": f"ARMCD {armcd}" if armcd else "ARMCD (empty)",
-                "becomes": f"arm {arm}" if arm else "no arm", "rows": n} for armcd, (arm, n) in sorted(used.arms.items())]
-            + [{"dataset": "map", "label": entry, "becomes": "unused: no row has this label", "rows": 0}
-               for entry in used.unused])
+    rows = (
+        [
+            {"dataset": "SV", "label": label, "becomes": code, "rows": n}
+            for label, (code, n) in sorted(used.visits.items())
+        ]
+        + [
+            {"dataset": "SV", "label": label, "becomes": "unscheduled visit", "rows": n}
+            for label, n in sorted(used.unscheduled.items())
+        ]
+        + [
+            {"dataset": "DS", "label": term, "becomes": event or "not imported (no event)", "rows": n}
+            for term, (event, n) in sorted(used.ds.items())
+        ]
+        + [{"dataset": "DM", "label": var, "becomes": event, "rows": n} for var, (event, n) in sorted(used.dm.items())]
+        + [
+            {
+                "dataset": "DM",
+                "label": f"ARMCD {armcd}" if armcd else "ARMCD (empty)",
+                "becomes": f"arm {arm}" if arm else "no arm",
+                "rows": n,
+            }
+            for armcd, (arm, n) in sorted(used.arms.items())
+        ]
+        + [
+            {"dataset": "map", "label": entry, "becomes": "unused: no row has this label", "rows": 0}
+            for entry in used.unused
+        ]
+    )
     if args.format == "json":
         body: dict = {"mapping": rows, "dry_run": args.dry_run}
         if result is not None:
-            body["result"] = {"created_sites": list(result.created_sites),
-                              "created_participants": result.created_participants,
-                              "events_recorded": result.events_recorded, "visits_recorded": result.visits_recorded,
-                              "unchanged": result.unchanged}
+            body["result"] = {
+                "created_sites": list(result.created_sites),
+                "created_participants": result.created_participants,
+                "events_recorded": result.events_recorded,
+                "visits_recorded": result.visits_recorded,
+                "unchanged": result.unchanged,
+            }
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(body), indent=1).decode() + "\n")
         return 0
     from trialcoord.adapters.tabular import text_table
@@ -277,10 +335,12 @@ def _print_mapping(used, result, args) -> int:
     sys.stdout.write(text_table(["dataset", "label", "becomes", "rows"], rows))
     if result is not None:
         sites = f"sites {', '.join(result.created_sites)} created, " if result.created_sites else ""
-        print(("dry run, nothing stored; it would have: " if args.dry_run else "")
-              + f"{sites}{result.created_participants} participants created, {result.events_recorded} events and"
-              f" {result.visits_recorded} visits recorded, {result.unchanged} rows already stored or given twice"
-              " (the same date)")
+        print(
+            ("dry run, nothing stored; it would have: " if args.dry_run else "")
+            + f"{sites}{result.created_participants} participants created, {result.events_recorded} events and"
+            f" {result.visits_recorded} visits recorded, {result.unchanged} rows already stored or given twice"
+            " (the same date)"
+        )
     sys.stdout.flush()
     return 0
 
@@ -298,9 +358,16 @@ def visits(study: str, site: str | None, status: str | None, as_of: date | None,
         async with open_database(migrate=True):
             rows = await scheduling.study_visits(study, as_of, site=site, statuses=statuses)
             # A listing taken out of the system is an export: audited, as the app's downloads are.
-            await audit_log.record_alone(_actor(), audit_log.Change(
-                "export", "schedule", f"{study}/{site}" if site else study, None,
-                {"format": fmt, "as_of": as_of.isoformat(), "statuses": sorted(statuses or []), "rows": len(rows)}))
+            await audit_log.record_alone(
+                _actor(),
+                audit_log.Change(
+                    "export",
+                    "schedule",
+                    f"{study}/{site}" if site else study,
+                    None,
+                    {"format": fmt, "as_of": as_of.isoformat(), "statuses": sorted(statuses or []), "rows": len(rows)},
+                ),
+            )
             return rows
 
     _print_rows(_run(run()), fmt, with_participant=True)

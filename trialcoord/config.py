@@ -7,11 +7,11 @@ a traceback.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -88,7 +88,9 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         session_timeout=timedelta(minutes=_minutes(environ.get("TRIALCOORD_SESSION_TIMEOUT_MINUTES") or "15")),
         secure_cookies=_flag("TRIALCOORD_SECURE_COOKIES", environ.get("TRIALCOORD_SECURE_COOKIES"), default=True),
         audit_key_file=Path(environ.get("TRIALCOORD_AUDIT_KEY_FILE") or data_dir / "audit-key.json"),
-        audit_passphrase_file=Path(environ.get("TRIALCOORD_AUDIT_PASSPHRASE_FILE") or data_dir / "audit-key.passphrase"),
+        audit_passphrase_file=Path(
+            environ.get("TRIALCOORD_AUDIT_PASSPHRASE_FILE") or data_dir / "audit-key.passphrase"
+        ),
         pii_key_file=Path(environ.get("TRIALCOORD_PII_KEY_FILE") or data_dir / "pii-keys.json"),
         pades_file=Path(environ.get("TRIALCOORD_PADES_FILE") or data_dir / "pades-credentials.p12"),
         signatures_dir=Path(environ.get("TRIALCOORD_SIGNATURES_DIR") or "signatures"),

@@ -11,11 +11,37 @@ from trialcoord.admin_commands import _database, actor
 from trialcoord.commands import UsageError, _today
 
 # The listing's columns, the same in JSON and CSV (a spreadsheet and a program see one shape).
-COLUMNS = ("id", "participant", "site", "visit", "occurrence", "rule", "source", "category", "subcategory",
-           "classification", "state", "days_outside", "occurred_on", "detected_at", "description")
+COLUMNS = (
+    "id",
+    "participant",
+    "site",
+    "visit",
+    "occurrence",
+    "rule",
+    "source",
+    "category",
+    "subcategory",
+    "classification",
+    "state",
+    "days_outside",
+    "occurred_on",
+    "detected_at",
+    "description",
+)
 # What fits a terminal line best: the free text last, where wrapping harms least.
-TABLE_COLUMNS = ("id", "site", "participant", "visit", "occurrence", "rule", "classification", "state",
-                 "days_outside", "occurred_on", "description")
+TABLE_COLUMNS = (
+    "id",
+    "site",
+    "participant",
+    "visit",
+    "occurrence",
+    "rule",
+    "classification",
+    "state",
+    "days_outside",
+    "occurred_on",
+    "description",
+)
 
 
 def detect(study: str, as_of: date | None, full: bool) -> int:
@@ -23,14 +49,16 @@ def detect(study: str, as_of: date | None, full: bool) -> int:
 
     today = _today()  # in TRIALCOORD_TIME_ZONE, for the default date and the check against days to come
     result = _database(lambda: deviations.detect(study, as_of or today, actor=actor(), full=full, today=today))
-    print(f"{result['study']} as of {result['as_of']} ({result['scope']}): {result['created']} created, "
-          f"{result['updated']} updated, {result['resolved']} resolved, {result['reopened']} reopened")
+    print(
+        f"{result['study']} as of {result['as_of']} ({result['scope']}): {result['created']} created, "
+        f"{result['updated']} updated, {result['resolved']} resolved, {result['reopened']} reopened"
+    )
     return 0
 
 
 def listing(study: str, states: str | None, site: str | None, fmt: str) -> int:
-    from trialcoord.services import audit_log, deviations, scheduling
     from trialcoord.domain.problems import NotFound
+    from trialcoord.services import audit_log, deviations, scheduling
 
     wanted = _states(states)
 
@@ -40,9 +68,16 @@ def listing(study: str, states: str | None, site: str | None, fmt: str) -> int:
             raise NotFound(f"study {study} has no site {site}")
         rows, _ = await deviations.listing(study, states=wanted, sites=None if site is None else [site])
         # A listing taken out of the system is an export: audited, as `visits` and the app's downloads are.
-        await audit_log.record_alone(actor(), audit_log.Change(
-            "export", "deviation_listing", f"{study}/{site}" if site else study, None,
-            {"format": fmt, "states": sorted(wanted or []), "rows": len(rows)}))
+        await audit_log.record_alone(
+            actor(),
+            audit_log.Change(
+                "export",
+                "deviation_listing",
+                f"{study}/{site}" if site else study,
+                None,
+                {"format": fmt, "states": sorted(wanted or []), "rows": len(rows)},
+            ),
+        )
         return rows
 
     rows = _database(run)

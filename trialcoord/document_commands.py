@@ -11,8 +11,7 @@ from trialcoord.commands import UsageError
 from trialcoord.domain.documents import DocumentKey, IrbApproval
 
 
-def document_add(study: str, name: str, file: str, label: str, artifact: str, site: str | None,
-                 summary: str) -> int:
+def document_add(study: str, name: str, file: str, label: str, artifact: str, site: str | None, summary: str) -> int:
     from trialcoord.services import documents
 
     try:
@@ -21,8 +20,10 @@ def document_add(study: str, name: str, file: str, label: str, artifact: str, si
         raise UsageError(f"{file}: cannot be read ({error.strerror})") from None
     key = DocumentKey(study, site, name)
     row = _database(lambda: documents.add_version(key, artifact, label, data, Path(file).name, summary, actor()))
-    print(f"{name} version {row['label']}: stored as {row['media_type']}, {row['size']} bytes,"
-          f" sha256 {row['sha256']}, filed under TMF {row['artifact']['number']} ({row['artifact']['name']}), draft")
+    print(
+        f"{name} version {row['label']}: stored as {row['media_type']}, {row['size']} bytes,"
+        f" sha256 {row['sha256']}, filed under TMF {row['artifact']['number']} ({row['artifact']['name']}), draft"
+    )
     return 0
 
 
@@ -32,14 +33,25 @@ def document_list(study: str, site: str | None) -> int:
     for row in _database(lambda: documents.list_documents(study, site)):
         where = f"site {row['site']}" if row["site"] else "study"
         since = f" since {row['status_date']}" if row["status_date"] else ""
-        print(f"{where}\t{row['artifact']['number']}\t{row['name']}\t{row['label']}\t{row['status']}{since}"
-              f"\t{row['sha256'][:16]}")
+        print(
+            f"{where}\t{row['artifact']['number']}\t{row['name']}\t{row['label']}\t{row['status']}{since}"
+            f"\t{row['sha256'][:16]}"
+        )
     return 0
 
 
-def document_status(study: str, name: str, label: str, status: str, on: date, site: str | None,
-                    reason: str | None, approval_reference: str | None, approval_date: date | None,
-                    approval_letter: str | None) -> int:
+def document_status(
+    study: str,
+    name: str,
+    label: str,
+    status: str,
+    on: date,
+    site: str | None,
+    reason: str | None,
+    approval_reference: str | None,
+    approval_date: date | None,
+    approval_letter: str | None,
+) -> int:
     from trialcoord.services import documents
 
     approval = None
@@ -59,25 +71,27 @@ def document_sign(study: str, name: str, label: str, meaning: str, site: str | N
 
     from trialcoord.services import accounts, signatures
 
-    password = getpass.getpass(f"Password of {user_id}: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\r\n")
+    password = (
+        getpass.getpass(f"Password of {user_id}: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\r\n")
+    )
     key = DocumentKey(study, site, name)
 
     async def sign():
         return await signatures.sign(key, label, await accounts.signing_by_password(user_id, meaning, password))
 
     made = _database(sign)
-    print(f"{name} version {label}: signed by {made['printed_name']} ({made['signer_id']}) for {made['meaning']}"
-          f" at {made['instant']} with key {made['key_id']}")
+    print(
+        f"{name} version {label}: signed by {made['printed_name']} ({made['signer_id']}) for {made['meaning']}"
+        f" at {made['instant']} with key {made['key_id']}"
+    )
     return 0
 
 
 def signer_revoke(user_id: str, reason: str) -> int:
     """End a signer's key (lost, compromised, left): later signatures need a new key, older ones stay
     verifiable as valid when made."""
-    from trialcoord.services import signatures
-
     from trialcoord.domain.accounts import normalize_user_id
-    from trialcoord.services import accounts
+    from trialcoord.services import accounts, signatures
 
     user_id = normalize_user_id(user_id)
 
@@ -86,8 +100,14 @@ def signer_revoke(user_id: str, reason: str) -> int:
         return await signatures.end_signer_keys(user_id, reason, actor())
 
     ended = _database(revoke)
-    print(f"{user_id}: " + (f"key {', '.join(ended)} ended; signatures made with it stay valid when made" if ended
-                            else "no signing key in force"))
+    print(
+        f"{user_id}: "
+        + (
+            f"key {', '.join(ended)} ended; signatures made with it stay valid when made"
+            if ended
+            else "no signing key in force"
+        )
+    )
     return 0
 
 
@@ -103,8 +123,10 @@ def binder_checklist(study: str, site: str, as_of: date | None, pdf: str | None 
     for item in items:
         who = item["person"] or (f"consent {item['consent_version']}" if item["consent_version"] else "")
         until = f" until {item['expires_on']}" if item["expires_on"] else ""
-        print(f"{item['state']}\t{item['artifact']['number']} {item['artifact']['name']}\t{who}\t"
-              f"{item['document'] or ''}{until}")
+        print(
+            f"{item['state']}\t{item['artifact']['number']} {item['artifact']['name']}\t{who}\t"
+            f"{item['document'] or ''}{until}"
+        )
     return 0
 
 
@@ -158,8 +180,10 @@ def _verify_packages(paths: list[str], registry_file: str | None) -> int:
     # own registry, keys and all.
     source = Path(registry_file) if registry_file else get_settings().signatures_dir / "registry.json"
     if not source.exists():
-        raise UsageError(f"{source}: no signer registry to trust; pass --registry FILE, the registry the site"
-                         " publishes (signatures/registry.json), not the copy inside the package")
+        raise UsageError(
+            f"{source}: no signer registry to trust; pass --registry FILE, the registry the site"
+            " publishes (signatures/registry.json), not the copy inside the package"
+        )
     try:
         registry = json.loads(source.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:

@@ -16,14 +16,19 @@ def protocol_apply(study: str, version: str, effective: date, reason: str, site:
     from trialcoord.services import amendments, scheduling
 
     today = _today()
-    moved = _database(lambda: amendments.apply_version(study, version, effective, reason, site=site, today=today,
-                                                       actor=actor()))
+    moved = _database(
+        lambda: amendments.apply_version(study, version, effective, reason, site=site, today=today, actor=actor())
+    )
     where = f"site {site} of {study}" if site else study
-    print(f"{where}: {len(moved.moved)} participants moved to protocol version {version} from {effective}"
-          f" ({len(moved.skipped)} left as they are)")
+    print(
+        f"{where}: {len(moved.moved)} participants moved to protocol version {version} from {effective}"
+        f" ({len(moved.skipped)} left as they are)"
+    )
     if moved.deviations:
-        print(f"  deviation detection run again for them: {moved.deviations['created']} created,"
-              f" {moved.deviations['resolved']} resolved by the change, {moved.deviations['updated']} updated")
+        print(
+            f"  deviation detection run again for them: {moved.deviations['created']} created,"
+            f" {moved.deviations['resolved']} resolved by the change, {moved.deviations['updated']} updated"
+        )
     for subject, why in sorted(moved.skipped.items()):
         print(f"  {subject}: {why}")
     # nobody could be moved, and not merely because everyone already follows it or has ended (a re-run): a
@@ -33,8 +38,7 @@ def protocol_apply(study: str, version: str, effective: date, reason: str, site:
     return 3 if refused else 0
 
 
-def protocol_impact(study: str, file: str, effective: date | None, site: str | None, fmt: str,
-                    out: str | None) -> int:
+def protocol_impact(study: str, file: str, effective: date | None, site: str | None, fmt: str, out: str | None) -> int:
     from trialcoord.adapters.protocol_files import parse_protocol
     from trialcoord.services import amendments
 
@@ -74,19 +78,28 @@ def _impact_table(result) -> str:
     from trialcoord.services import amendments
 
     totals = amendments.impact_summary(result)["totals"]
-    head = (f"{result.study} protocol version {result.version} from {result.effective} (as of {result.as_of}):"
-            f" {totals['affected']} of {totals['participants']} active participants affected"
-            + (f" ({len(result.skipped)} left out, listed below)" if result.skipped else "") + "; visits"
-            f" {totals['visits_moving']} move, {totals['visits_appearing']} appear,"
-            f" {totals['visits_disappearing']} disappear; deviations {totals['deviations_resolved']} resolved,"
-            f" {totals['deviations_created']} created; re-consent required {totals['reconsent_required']}"
-            + (f", unknown {totals['reconsent_unknown']} (no consent version for {result.version})"
-               if totals["reconsent_unknown"] else "") + "\n")
+    head = (
+        f"{result.study} protocol version {result.version} from {result.effective} (as of {result.as_of}):"
+        f" {totals['affected']} of {totals['participants']} active participants affected"
+        + (f" ({len(result.skipped)} left out, listed below)" if result.skipped else "")
+        + "; visits"
+        f" {totals['visits_moving']} move, {totals['visits_appearing']} appear,"
+        f" {totals['visits_disappearing']} disappear; deviations {totals['deviations_resolved']} resolved,"
+        f" {totals['deviations_created']} created; re-consent required {totals['reconsent_required']}"
+        + (
+            f", unknown {totals['reconsent_unknown']} (no consent version for {result.version})"
+            if totals["reconsent_unknown"]
+            else ""
+        )
+        + "\n"
+    )
     rows = amendments.impact_rows(result, left=True)
     table = text_table(amendments.IMPACT_COLUMNS, rows) if rows else "nothing changes and no participant is left out\n"
-    differences = "".join(f"what {result.version} changes against {label}:\n"
-                          + "".join(f"  {line}\n" for line in lines or ["no visit definition changes"])
-                          for label, lines in sorted(result.differences.items()))
+    differences = "".join(
+        f"what {result.version} changes against {label}:\n"
+        + "".join(f"  {line}\n" for line in lines or ["no visit definition changes"])
+        for label, lines in sorted(result.differences.items())
+    )
     return head + table + differences
 
 
@@ -96,8 +109,10 @@ def schedules_refresh(study: str | None, as_of: date | None) -> int:
     today = _today()
     refreshed = _database(lambda: deviations.refresh_schedules(study, as_of, today=today))
     for code, count in refreshed.items():
-        print(f"{code}: {count} participant{'' if count == 1 else 's'} re-evaluated as of {as_of or today},"
-              " deviation detection run for them")
+        print(
+            f"{code}: {count} participant{'' if count == 1 else 's'} re-evaluated as of {as_of or today},"
+            " deviation detection run for them"
+        )
     return 0
 
 
@@ -105,8 +120,10 @@ def site_add(study: str, code: str, name: str, time_zone: str, calendar: str | N
     from trialcoord.services import scheduling
 
     row = _database(lambda: scheduling.create_site(study, code, name, time_zone, calendar, actor=actor()))
-    print(f"site {row['code']} ({row['name']}) added to {study}: time zone {row['time_zone']}, business days follow"
-          f" {row['calendar'] or 'the protocol calendar'}")
+    print(
+        f"site {row['code']} ({row['name']}) added to {study}: time zone {row['time_zone']}, business days follow"
+        f" {row['calendar'] or 'the protocol calendar'}"
+    )
     return 0
 
 
@@ -133,8 +150,7 @@ def site_calendar(study: str, site: str, calendar: str | None, protocol: bool) -
     if calendar and protocol:
         raise UsageError("give a calendar or --protocol, not both")
     if calendar or protocol:
-        row = _database(lambda: scheduling.set_site_calendar(study, site, calendar or None, today=today,
-                                                             actor=actor()))
+        row = _database(lambda: scheduling.set_site_calendar(study, site, calendar or None, today=today, actor=actor()))
         print(f"site {site} of {study}: business days follow {row['calendar'] or 'the protocol calendar'}")
         return 0
     days = _database(lambda: scheduling.site_calendar_days(study, site, today, today + timedelta(days=27)))
@@ -142,8 +158,10 @@ def site_calendar(study: str, site: str, calendar: str | None, protocol: bool) -
     print(f"site {site} of {study}: business days follow {days['calendar'] or 'every day'}{own}")
     for closure in days["closures"]:
         print(f"  closure {closure['first_day']} to {closure['last_day']}: {closure['reason']}")
-    print(f"  closed in the next four weeks: " + (", ".join(f"{d['date']} ({d['reason']})" for d in days["closed"])
-                                                  or "none"))
+    print(
+        "  closed in the next four weeks: "
+        + (", ".join(f"{d['date']} ({d['reason']})" for d in days["closed"]) or "none")
+    )
     return 0
 
 
@@ -151,8 +169,9 @@ def site_reopen(study: str, site: str, first_day: date, reason: str) -> int:
     from trialcoord.services import scheduling
 
     today = _today()
-    row = _database(lambda: scheduling.withdraw_site_closure(study, site, first_day, reason, today=today,
-                                                             actor=actor()))
+    row = _database(
+        lambda: scheduling.withdraw_site_closure(study, site, first_day, reason, today=today, actor=actor())
+    )
     print(f"site {site} of {study}: closure from {row['first_day']} to {row['last_day']} withdrawn")
     return 0
 
@@ -161,7 +180,8 @@ def site_close(study: str, site: str, first_day: date, last_day: date | None, re
     from trialcoord.services import scheduling
 
     today = _today()
-    row = _database(lambda: scheduling.add_site_closure(study, site, first_day, last_day, reason, today=today,
-                                                        actor=actor()))
+    row = _database(
+        lambda: scheduling.add_site_closure(study, site, first_day, last_day, reason, today=today, actor=actor())
+    )
     print(f"site {site} of {study}: closed from {row['first_day']} to {row['last_day']} ({row['reason']})")
     return 0

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -33,7 +33,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-TODAY = datetime.now(timezone.utc).date()  # the server runs in UTC (TRIALCOORD_TIME_ZONE below)
+TODAY = datetime.now(UTC).date()  # the server runs in UTC (TRIALCOORD_TIME_ZONE below)
 
 pytestmark = pytest.mark.browser
 
@@ -93,13 +93,22 @@ def server(tmp_path_factory):
     port = _free_port()
     from trialcoord.adapters.pii import KEYS_VARIABLE, KeyRing
 
-    env = {**os.environ, "TRIALCOORD_DATABASE_URL": url, "TRIALCOORD_TIME_ZONE": "UTC",
-           "TRIALCOORD_DATA_DIR": str(tmp_path_factory.mktemp("data")),
-           "TRIALCOORD_SIGNATURES_DIR": str(tmp_path_factory.mktemp("signatures")),
-           KEYS_VARIABLE: KeyRing.generate("e2e").to_json()}
+    env = {
+        **os.environ,
+        "TRIALCOORD_DATABASE_URL": url,
+        "TRIALCOORD_TIME_ZONE": "UTC",
+        "TRIALCOORD_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+        "TRIALCOORD_SIGNATURES_DIR": str(tmp_path_factory.mktemp("signatures")),
+        KEYS_VARIABLE: KeyRing.generate("e2e").to_json(),
+    }
     # The system's keys (audit/manifest key, PAdES certificate), as `trialcoord setup` makes them.
-    made = subprocess.run([sys.executable, "-m", "trialcoord.cli", "setup", "--no-demo"], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    made = subprocess.run(
+        [sys.executable, "-m", "trialcoord.cli", "setup", "--no-demo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert made.returncode == 0, made.stderr
     command = [
         sys.executable,
@@ -328,17 +337,33 @@ def test_a_consent_version_is_signed_made_effective_and_sends_a_participant_to_r
     from trialcoord.adapters.render.documents import render_pdf
 
     ivan = sign_in(browser, server, "ivan")
-    cover = {"study_code": "DEMO-001", "study_title": "Demo", "site_code": "101", "site_name": "Riverside",
-             "investigator": "Ivan Investigator", "sponsor": "Demo"}
+    cover = {
+        "study_code": "DEMO-001",
+        "study_title": "Demo",
+        "site_code": "101",
+        "site_name": "Riverside",
+        "investigator": "Ivan Investigator",
+        "sponsor": "Demo",
+    }
     files = {}
     for name in ("letter", "3.0", "4.0"):
         files[name] = tmp_path / f"{name}.pdf"
-        files[name].write_bytes(render_pdf("binder_cover", {**cover, "sponsor": name},
-                                           created_at="2026-11-27T09:00:00.000000Z", title=name, version_label="1"))
+        files[name].write_bytes(
+            render_pdf(
+                "binder_cover",
+                {**cover, "sponsor": name},
+                created_at="2026-11-27T09:00:00.000000Z",
+                title=name,
+                version_label="1",
+            )
+        )
     _store(ivan, "IRB approval of ICF 3.0 and 4.0", "066", "1", files["letter"])
     letter_sha = ivan.get_by_role("row").filter(has_text="IRB approval of ICF").locator("code").get_attribute("title")
-    approval = {"approval_reference": "IRB-2026-42", "approval_date": TODAY.isoformat(),
-                "approval_letter_sha256": letter_sha}
+    approval = {
+        "approval_reference": "IRB-2026-42",
+        "approval_date": TODAY.isoformat(),
+        "approval_letter_sha256": letter_sha,
+    }
     for label in ("3.0", "4.0"):
         _store(ivan, "ICF English", "040", label, files[label])
         _step(ivan, "ICF English", label, "in_review")

@@ -28,12 +28,15 @@ def amendment_2_1(directory: Path) -> Path:
     return path
 
 
-def load_version(server: str, path: Path) -> None:
+def load_version(base_url: str, path: Path) -> None:
     """The administrator loads the approved amendment over the API (as `trialcoord protocol load` would)."""
-    with httpx.Client(base_url=server) as client:
+    with httpx.Client(base_url=base_url) as client:
         token = client.post("/api/sign-in", json={"user_id": "admin", "password": PASSWORD}).json()["token"]
-        loaded = client.post("/api/studies/DEMO-001/protocol-versions", content=path.read_bytes(),
-                             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/yaml"})
+        loaded = client.post(
+            "/api/studies/DEMO-001/protocol-versions",
+            content=path.read_bytes(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/yaml"},
+        )
         assert loaded.status_code == 201, loaded.text
 
 

@@ -1,8 +1,8 @@
 """Real Chromium: a deviation from detection to closure, as the coordinator of site 101 (cora) and the monitor
 (mona): a late visit, a detection run, the site's response, the monitor's acknowledgement, the signed
 classification and the signed closure; then the report downloads (listing CSV and Excel, the site's deviation
-log as PDF and DOCX) and filing the log into the binder. The server and browser fixtures are test_browser.py's (a served demo
-study on a temporary SQLite database); a screenshot of the closed deviation goes to test-artifacts/."""
+log as PDF and DOCX) and filing the log into the binder. The server and browser fixtures are test_browser.py's (a
+served demo study on a temporary SQLite database); a screenshot of the closed deviation goes to test-artifacts/."""
 
 from __future__ import annotations
 

@@ -18,10 +18,26 @@ from trialcoord.web.auth import rule_of
 pytestmark = pytest.mark.anyio
 
 A = Action
-SITE_WORK = {A.VIEW_SCHEDULE, A.VIEW_PERSONAL_DATA, A.EXPORT, A.ENROLL_PARTICIPANT, A.RECORD_VISIT,
-             A.MANAGE_DOCUMENTS, A.SIGN, A.RECORD_DEVIATION, A.RESPOND_DEVIATION}
-MONITORING = {A.VIEW_SCHEDULE, A.VIEW_PERSONAL_DATA, A.VIEW_AUDIT, A.EXPORT, A.SIGN, A.RECORD_DEVIATION,
-              A.REVIEW_DEVIATION}
+SITE_WORK = {
+    A.VIEW_SCHEDULE,
+    A.VIEW_PERSONAL_DATA,
+    A.EXPORT,
+    A.ENROLL_PARTICIPANT,
+    A.RECORD_VISIT,
+    A.MANAGE_DOCUMENTS,
+    A.SIGN,
+    A.RECORD_DEVIATION,
+    A.RESPOND_DEVIATION,
+}
+MONITORING = {
+    A.VIEW_SCHEDULE,
+    A.VIEW_PERSONAL_DATA,
+    A.VIEW_AUDIT,
+    A.EXPORT,
+    A.SIGN,
+    A.RECORD_DEVIATION,
+    A.REVIEW_DEVIATION,
+}
 # persona -> site -> actions allowed there ("*" covers every site of TST-1; "study" the study itself)
 EXPECTED = {
     "admin": {"*": set(A), "study": set(A), "system": set(A)},
@@ -32,9 +48,20 @@ EXPECTED = {
     "sponsor": {"*": {A.VIEW_SCHEDULE, A.EXPORT}, "study": {A.VIEW_SCHEDULE, A.EXPORT}},
     "outsider": {},
 }
-VALUES = {"study": "TST-1", "code": "V2", "action": "actual", "user_id": "outsider", "grant_id": "1",
-          "file_path": "site.css", "form": "csv", "job_id": "no-such-job", "deviation_id": "1", "capa_id": "1",
-          "version": "1.0", "first_day": "2026-12-24"}
+VALUES = {
+    "study": "TST-1",
+    "code": "V2",
+    "action": "actual",
+    "user_id": "outsider",
+    "grant_id": "1",
+    "file_path": "site.css",
+    "form": "csv",
+    "job_id": "no-such-job",
+    "deviation_id": "1",
+    "capa_id": "1",
+    "version": "1.0",
+    "first_day": "2026-12-24",
+}
 SIGN_OUT = {"/sign-out", "/api/sign-out"}
 
 
@@ -66,8 +93,9 @@ def allowed(persona: str, rule: dict, path: str, site: str | None) -> bool:
     if rule["rule"] in ("public", "signed_in"):
         return True
     grants = EXPECTED[persona]
-    return all(_allows(grants, action, path, site, rule.get("across_sites"))
-               for action in (rule["action"], *rule["also"]))
+    return all(
+        _allows(grants, action, path, site, rule.get("across_sites")) for action in (rule["action"], *rule["also"])
+    )
 
 
 def _allows(grants: dict, action: Action, path: str, site: str | None, across_sites: bool) -> bool:
@@ -143,7 +171,8 @@ async def test_a_denial_names_the_grant_and_never_leaks_existence(anonymous, per
     assert other_site.status_code == missing.status_code == unknown_study.status_code == 403
     assert "coordinator of TST-1 at site 101" in other_site.json()["detail"]  # the viewer's own grant
     assert other_site.json()["detail"].replace(SUBJECT_B, "X") == missing.json()["detail"].replace(
-        "no-such-subject", "X")  # the same words whether the participant exists or not
+        "no-such-subject", "X"
+    )  # the same words whether the participant exists or not
     assert "102" not in other_site.json()["detail"]
     admin = await signed_in(anonymous, "admin")
     assert (await admin.get("/api/studies/TST-1/participants/no-such-subject")).status_code == 404
@@ -198,13 +227,15 @@ def route_table(app) -> list[str]:
             permitted = all(a in ROLE_PERMISSIONS[role] for a in actions)
             if role is Role.ADMINISTRATOR:
                 cells.append("yes")
-            elif "{study" not in path or (not rule["across_sites"] and "{subject_id" not in path
-                                          and "{site" not in path):
+            elif "{study" not in path or (
+                not rule["across_sites"] and "{subject_id" not in path and "{site" not in path
+            ):
                 cells.append("yes" if permitted and "{study" in path else "—")  # study-level or system-wide
             elif permitted:
                 cells.append("own site" if role in (Role.COORDINATOR, Role.INVESTIGATOR) else "granted sites")
-            elif role is Role.MONITOR and all(a in ROLE_PERMISSIONS[role] or a is A.VIEW_PERSONAL_DATA
-                                              for a in actions):
+            elif role is Role.MONITOR and all(
+                a in ROLE_PERMISSIONS[role] or a is A.VIEW_PERSONAL_DATA for a in actions
+            ):
                 cells.append("with personal-data grant")
             else:
                 cells.append("—")
@@ -220,7 +251,8 @@ def test_the_documented_route_table_is_the_apps(app):
     documented = [line for line in doc.splitlines() if line.startswith("| `") and " /" in line.split("|")[1]]
     expected = route_table(app)
     assert documented == expected, "docs/access-control.md's route table differs; it should read:\n" + "\n".join(
-        expected)
+        expected
+    )
 
 
 async def test_a_site_in_the_query_never_widens_a_grant(anonymous, personas):
@@ -237,6 +269,9 @@ async def test_a_site_in_the_query_never_widens_a_grant(anonymous, personas):
 
 async def test_nul_characters_are_refused_before_any_database(anonymous, personas):
     client = await signed_in(anonymous, "coord-a")
-    for url in ("/api/studies/TST-1/participants/10%0001", "/api/studies/TST-1/audit?actor=a%00b",
-                "/studies/TST-1%00/participants/1001"):
+    for url in (
+        "/api/studies/TST-1/participants/10%0001",
+        "/api/studies/TST-1/audit?actor=a%00b",
+        "/studies/TST-1%00/participants/1001",
+    ):
         assert (await client.get(url)).status_code == 400, url

@@ -140,8 +140,12 @@ async def test_events(client, enrolled):
 
 async def test_protocol_version_change(client, enrolled):
     path = f"{SUBJECT}/protocol-version"
-    assert fields(await client.put(path, json={"version": "9.9", "effective": "2024-06-02", "reason": "x"})) == {"version"}
-    assert fields(await client.put(path, json={"version": "2.0", "effective": "2024-06-02", "reason": " "})) == {"reason"}
+    assert fields(await client.put(path, json={"version": "9.9", "effective": "2024-06-02", "reason": "x"})) == {
+        "version"
+    }
+    assert fields(await client.put(path, json={"version": "2.0", "effective": "2024-06-02", "reason": " "})) == {
+        "reason"
+    }
     assert (await client.put(path, json={"version": "2.0", "effective": "2024-06-02"})).status_code == 400
     moved = await client.put(path, json={"version": "2.0", "effective": "2024-06-02", "reason": "amendment 1"})
     assert moved.status_code == 200 and moved.json()["protocol_version"] == "2.0"

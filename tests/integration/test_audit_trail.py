@@ -12,8 +12,8 @@ from tests.conftest import RANDOMIZED, SITE_A, SUBJECT_A, add_user, signed_in
 from trialcoord.adapters.persistence import audit_store
 from trialcoord.adapters.persistence.engine import fetch, transaction
 from trialcoord.domain.audit import AuditEntry, canonical_bytes, canonical_json, leaf_hash
-from trialcoord.services import audit_log, scheduling
 from trialcoord.domain.problems import InvalidInput
+from trialcoord.services import audit_log, scheduling
 
 pytestmark = pytest.mark.anyio
 TODAY = date(2024, 6, 1)
@@ -25,11 +25,13 @@ async def entries() -> list[dict]:
 
 async def test_each_regulated_write_is_one_entry_naming_who_what_and_why(study):
     before = len(await entries())
-    await scheduling.enroll_participant(study, "1001", SITE_A, arm="A", enrolled_on=RANDOMIZED, today=TODAY,
-                                        actor="cora")
+    await scheduling.enroll_participant(
+        study, "1001", SITE_A, arm="A", enrolled_on=RANDOMIZED, today=TODAY, actor="cora"
+    )
     await scheduling.record_event(study, "1001", "randomization", RANDOMIZED, today=TODAY, actor="cora")
-    await scheduling.record_event(study, "1001", "randomization", date(2024, 3, 5), reason="typo in CRF",
-                                  today=TODAY, actor="cora")
+    await scheduling.record_event(
+        study, "1001", "randomization", date(2024, 3, 5), reason="typo in CRF", today=TODAY, actor="cora"
+    )
     await scheduling.record_visit(study, "1001", "V2", date(2024, 3, 18), today=TODAY, actor="cora")
     await scheduling.book_appointment(study, "1001", "V3", date(2024, 4, 2), today=TODAY, actor="cora")
     await scheduling.mark_missed(study, "1001", "V3", "participant declined", today=TODAY, actor="cora")
@@ -47,7 +49,10 @@ async def test_each_regulated_write_is_one_entry_naming_who_what_and_why(study):
     ]
     changed = new[2]
     assert (changed["old"], changed["new"], changed["reason"]) == (
-        {"date": "2024-03-04"}, {"date": "2024-03-05"}, "typo in CRF")
+        {"date": "2024-03-04"},
+        {"date": "2024-03-05"},
+        "typo in CRF",
+    )
     assert new[-1]["old"] == {"protocol_version": "1.0"} and new[-1]["reason"] == "amendment 2"
     assert [e["sequence"] for e in await entries()] == list(range(1, len(await entries()) + 1))
     for entry in new:
@@ -90,8 +95,10 @@ async def test_concurrent_writers_get_contiguous_sequence_numbers(study):
 
 
 async def test_the_database_refuses_to_change_or_delete_an_entry(study, db):
-    for statement in ("UPDATE audit_entries SET actor = 'mallory' WHERE sequence = 1",
-                      "DELETE FROM audit_entries WHERE sequence = 1"):
+    for statement in (
+        "UPDATE audit_entries SET actor = 'mallory' WHERE sequence = 1",
+        "DELETE FROM audit_entries WHERE sequence = 1",
+    ):
         with pytest.raises(Exception, match="append-only"):
             async with transaction():
                 await fetch(statement)
@@ -124,11 +131,18 @@ async def test_a_live_trail_verifies_while_the_application_writes(study, monkeyp
 
 # Tampering by someone with database access: triggers off, rows changed directly.
 
+
 async def _tamper(db, *statements: str | tuple) -> None:
     """Statements, or (statement, *arguments) with `{}` placeholders."""
-    off = ("DROP TRIGGER audit_entries_no_update", "DROP TRIGGER audit_entries_no_delete",
-           "DROP TRIGGER audit_entries_no_replace") if db.kind == "sqlite" \
+    off = (
+        (
+            "DROP TRIGGER audit_entries_no_update",
+            "DROP TRIGGER audit_entries_no_delete",
+            "DROP TRIGGER audit_entries_no_replace",
+        )
+        if db.kind == "sqlite"
         else ("ALTER TABLE audit_entries DISABLE TRIGGER USER",)
+    )
     async with transaction():
         for statement in (*off, *statements):
             await fetch(*((statement,) if isinstance(statement, str) else statement))
@@ -143,8 +157,10 @@ async def _trail(study, people: int = 4) -> None:
 def _set(row: dict, sequence: int) -> tuple:
     """UPDATE of entry `sequence` to hold every other column of `row`."""
     columns = [k for k in row if k != "sequence"]
-    return (f"UPDATE audit_entries SET {', '.join(f'{k} = {{}}' for k in columns)} WHERE sequence = {sequence}",
-            *(row[k] for k in columns))
+    return (
+        f"UPDATE audit_entries SET {', '.join(f'{k} = {{}}' for k in columns)} WHERE sequence = {sequence}",
+        *(row[k] for k in columns),
+    )
 
 
 async def _raw(sequence: int) -> dict:
@@ -180,13 +196,26 @@ async def test_reordered_entries_are_named(study, db):
 async def test_an_inserted_entry_is_named(study, db):
     await _trail(study)
     size = (await audit_log.verify()).result.size
-    forged = AuditEntry(3, "2024-06-01T00:00:00.000000Z", "mallory", "update", "visit", "TST-1/101/0001/V2",
-                        None, {"actual": "2024-03-18"})
+    forged = AuditEntry(
+        3,
+        "2024-06-01T00:00:00.000000Z",
+        "mallory",
+        "update",
+        "visit",
+        "TST-1/101/0001/V2",
+        None,
+        {"actual": "2024-03-18"},
+    )
     digest = leaf_hash(canonical_bytes(forged)).hex()  # even with a correct hash of its own
     shifted = [f"UPDATE audit_entries SET sequence = {s + 1} WHERE sequence = {s}" for s in range(size, 2, -1)]
-    insert = ("INSERT INTO audit_entries (sequence, recorded_at, actor, action, record_type, record_id, old, new,"
-              " reason, leaf_hash) VALUES (3, {}, 'mallory', 'update', 'visit', {}, NULL, {}, NULL, {})",
-              forged.recorded_at, forged.record_id, canonical_json(forged.new).decode(), digest)
+    insert = (
+        "INSERT INTO audit_entries (sequence, recorded_at, actor, action, record_type, record_id, old, new,"
+        " reason, leaf_hash) VALUES (3, {}, 'mallory', 'update', 'visit', {}, NULL, {}, NULL, {})",
+        forged.recorded_at,
+        forged.record_id,
+        canonical_json(forged.new).decode(),
+        digest,
+    )
     await _tamper(db, *shifted, insert)
     assert await _first_bad() == 4  # the first renumbered entry no longer matches its hash
 
@@ -196,8 +225,10 @@ async def test_the_newest_entries_deleted_or_appended_are_caught_by_the_head(stu
     size = (await audit_log.verify()).result.size
     await _tamper(db, f"DELETE FROM audit_entries WHERE sequence = {size}")
     report = await audit_log.verify()
-    assert not report.ok and report.result.first_bad == (size, f"missing: {size} entries were appended,"
-                                                               f" {size - 1} remain")
+    assert not report.ok and report.result.first_bad == (
+        size,
+        f"missing: {size} entries were appended, {size - 1} remain",
+    )
 
 
 async def test_rewritten_history_is_caught_only_by_a_checkpoint(study, db, tmp_path):
@@ -211,11 +242,23 @@ async def test_rewritten_history_is_caught_only_by_a_checkpoint(study, db, tmp_p
     # Rewrite entry 2 and recompute its hash, as an attacker who knows the scheme would.
     row = await _raw(2)
     entry = audit_store.stored_entry([row[c] for c in audit_store.COLUMNS.split(", ")]).entry
-    forged = AuditEntry(2, entry.recorded_at, "mallory", entry.action, entry.record_type, entry.record_id,
-                        entry.old, entry.new, entry.reason)
-    await _tamper(db, f"UPDATE audit_entries SET actor = 'mallory', leaf_hash ="
-                      f" '{leaf_hash(canonical_bytes(forged)).hex()}' WHERE sequence = 2",
-                  "DELETE FROM audit_checkpoints")
+    forged = AuditEntry(
+        2,
+        entry.recorded_at,
+        "mallory",
+        entry.action,
+        entry.record_type,
+        entry.record_id,
+        entry.old,
+        entry.new,
+        entry.reason,
+    )
+    await _tamper(
+        db,
+        f"UPDATE audit_entries SET actor = 'mallory', leaf_hash ="
+        f" '{leaf_hash(canonical_bytes(forged)).hex()}' WHERE sequence = 2",
+        "DELETE FROM audit_checkpoints",
+    )
     assert (await audit_log.verify()).ok  # undetectable from inside the database...
     report = await audit_log.verify(checkpoint)  # ...but not against the exported checkpoint
     assert not report.ok and "history was rewritten" in report.result.first_bad[1]
@@ -235,6 +278,7 @@ async def test_an_exported_checkpoint_of_a_shorter_trail_is_extended_by_the_curr
 
 # Browsing and exports
 
+
 async def test_the_trail_is_browsed_by_record_user_action_and_date_within_the_viewers_scope(anonymous, personas):
     await add_user("ivan", ("investigator", "TST-1", SITE_A))
     admin = await signed_in(anonymous, "admin")
@@ -247,8 +291,9 @@ async def test_the_trail_is_browsed_by_record_user_action_and_date_within_the_vi
     assert (await ivan.get("/api/audit")).status_code == 403
     assert (await ivan.get("/api/studies/TST-1/audit", params={"site": "102"})).status_code == 403
     seen = (await ivan.get("/api/studies/TST-1/audit")).json()
-    assert seen and all(e["record_id"].startswith(f"TST-1/{SITE_A}/") or e["record_id"] == f"TST-1/{SITE_A}"
-                        for e in seen)
+    assert seen and all(
+        e["record_id"].startswith(f"TST-1/{SITE_A}/") or e["record_id"] == f"TST-1/{SITE_A}" for e in seen
+    )
     assert "site" in {e["record_type"] for e in seen}  # the site's own record
     admin = await signed_in(anonymous, "admin")  # the same client, signed in again
     study_wide = (await admin.get("/api/studies/TST-1/audit", params={"record_type": "study"})).json()
@@ -277,8 +322,12 @@ async def test_moving_a_booked_appointment_needs_a_reason_recorded_with_the_chan
     await scheduling.book_appointment(study, "1001", "V2", date(2024, 3, 18), today=date(2024, 3, 5), actor="cora")
     with pytest.raises(InvalidInput, match="booked on 2024-03-18; give a reason"):
         await scheduling.book_appointment(study, "1001", "V2", date(2024, 3, 19), today=date(2024, 3, 5))
-    await scheduling.book_appointment(study, "1001", "V2", date(2024, 3, 19), reason="participant asked",
-                                      today=date(2024, 3, 5), actor="cora")
+    await scheduling.book_appointment(
+        study, "1001", "V2", date(2024, 3, 19), reason="participant asked", today=date(2024, 3, 5), actor="cora"
+    )
     moved = (await entries())[-1]
     assert (moved["old"], moved["new"], moved["reason"]) == (
-        {"appointment": "2024-03-18"}, {"appointment": "2024-03-19"}, "participant asked")
+        {"appointment": "2024-03-18"},
+        {"appointment": "2024-03-19"},
+        "participant asked",
+    )

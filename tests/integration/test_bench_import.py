@@ -1,5 +1,6 @@
-"""The import benchmarks (`import events`, `import sdtm`) run end to end at a tiny scale on both engines, so it cannot rot; its timings are
-never asserted (what it checks: every participant enrolled at one of the 100 sites, the ratios printed)."""
+"""The import benchmarks (`import events`, `import sdtm`) run end to end at a tiny scale on both engines, so they
+cannot rot; their timings are never asserted (what it checks: every participant enrolled at one of the 100 sites,
+the ratios printed)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from datetime import date
 import pytest
 
 from tests.conftest import LONG_AGO, PASSWORD, add_user, sign_version
-from tests.integration.test_signatures import COVER, AT
+from tests.integration.test_signatures import AT, COVER
 from trialcoord.adapters.binder_package import verify_package
 from trialcoord.adapters.persistence import audit_store
 from trialcoord.adapters.render.documents import render_pdf
@@ -50,8 +50,15 @@ async def filed(study, pdf):
     for label, day in (("1.0", date(2026, 1, 5)), ("2.0", date(2026, 6, 1))):
         await effective(ICF, "040", label, pdf + label.encode(), day, approval=IrbApproval(f"IRB-{label}", day, letter))
     await effective(DocumentKey("TST-1", "101", "CV Ivan"), "087", "2026", pdf + b"%cv", date(2026, 2, 1), "ivan")
-    await effective(DocumentKey("TST-1", "101", "Licence Ivan"), "090", "2026", pdf + b"%lic", date(2026, 2, 1),
-                    "ivan", expires_on=date(2027, 1, 10))
+    await effective(
+        DocumentKey("TST-1", "101", "Licence Ivan"),
+        "090",
+        "2026",
+        pdf + b"%lic",
+        date(2026, 2, 1),
+        "ivan",
+        expires_on=date(2027, 1, 10),
+    )
     return letter
 
 
@@ -59,9 +66,14 @@ async def test_the_checklist_lists_present_missing_expiring_and_expired(filed):
     items = await binder.site_checklist("TST-1", "101", TODAY)
     states = {(i["artifact"]["unique_id"], i["person"] or i["consent_version"]): i["state"] for i in items}
     assert states == {
-        ("087", "ivan"): "present", ("090", "ivan"): "expiring",
-        ("104", "cora"): "missing", ("104", "ivan"): "missing",
-        ("091", None): "missing", ("101", None): "missing", ("066", "2.0"): "present", ("160", None): "missing",
+        ("087", "ivan"): "present",
+        ("090", "ivan"): "expiring",
+        ("104", "cora"): "missing",
+        ("104", "ivan"): "missing",
+        ("091", None): "missing",
+        ("101", None): "missing",
+        ("066", "2.0"): "present",
+        ("160", None): "missing",
     }
     later = await binder.site_checklist("TST-1", "101", date(2027, 1, 11))
     assert [i["state"] for i in later if i["artifact"]["unique_id"] == "090"] == ["expired"]
@@ -72,8 +84,12 @@ async def test_the_export_holds_every_version_signed_and_verifies_offline(filed,
     manifest = await binder.export("TST-1", "101", out, "cora")
     versions = [f for f in manifest["files"] if f["kind"] == "version"]
     assert sorted((f["document"], f["label"], f["status"]) for f in versions) == [
-        ("CV Ivan", "2026", "effective"), ("ICF English", "1.0", "superseded"), ("ICF English", "2.0", "effective"),
-        ("IRB approval ICF 1.0", "1", "draft"), ("Licence Ivan", "2026", "effective")]
+        ("CV Ivan", "2026", "effective"),
+        ("ICF English", "1.0", "superseded"),
+        ("ICF English", "2.0", "effective"),
+        ("IRB approval ICF 1.0", "1", "draft"),
+        ("Licence Ivan", "2026", "effective"),
+    ]
     icf = next(f for f in versions if f["label"] == "2.0")
     assert icf["path"].startswith("binder/02 Central Trial Documents/02.02 Subject Documentation/02.02.03 Informed")
     assert [s["meaning"] for s in icf["signatures"]] == ["approval"]
@@ -85,10 +101,13 @@ async def test_the_export_holds_every_version_signed_and_verifies_offline(filed,
     assert report.signatures_checked == 4
     with zipfile.ZipFile(out) as archive:
         assert {"manifest.json", "manifest.json.sig", "exchange.xml", "index.pdf", "registry.json"} <= set(
-            archive.namelist())
+            archive.namelist()
+        )
         assert archive.read("index.pdf").startswith(b"%PDF")
     exported = await audit_log.export_rows(audit_store.AuditFilter(record_type="binder"), 5)
-    assert [(e["actor"], e["record_id"], e["new"]["files"]) for e in exported] == [("cora", "TST-1/101", 13)]  # 5 versions; 4 signed: a page and a PAdES copy each
+    assert [(e["actor"], e["record_id"], e["new"]["files"]) for e in exported] == [
+        ("cora", "TST-1/101", 13)
+    ]  # 5 versions; 4 signed: a page and a PAdES copy each
 
 
 async def test_a_changed_member_or_a_moved_signature_in_an_export_is_named(filed, tmp_path):
@@ -115,8 +134,7 @@ async def test_an_unchanged_binder_reuses_its_index(filed, tmp_path, monkeypatch
     monkeypatch.setattr(binder, "render_cache", lambda: cache)
     await binder.export("TST-1", "101", tmp_path / "one.zip", "cora")
     rendered = []
-    monkeypatch.setattr("trialcoord.adapters.render.documents.render_pdf",
-                        lambda *a, **k: rendered.append(a) or b"")
+    monkeypatch.setattr("trialcoord.adapters.render.documents.render_pdf", lambda *a, **k: rendered.append(a) or b"")
     await binder.export("TST-1", "101", tmp_path / "two.zip", "cora")
     assert rendered == []  # a cache hit: nothing re-rendered
     with zipfile.ZipFile(tmp_path / "one.zip") as one, zipfile.ZipFile(tmp_path / "two.zip") as two:
@@ -126,22 +144,66 @@ async def test_an_unchanged_binder_reuses_its_index(filed, tmp_path, monkeypatch
 async def test_the_commands_sign_export_and_verify_a_binder(study, db, tmp_path, pdf):
     from tests.integration.test_cli import run
 
-    env = {"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_DATA_DIR": str(tmp_path / "data"),
-           "TRIALCOORD_SIGNATURES_DIR": str(tmp_path / "signatures")}
+    env = {
+        "TRIALCOORD_DATABASE_URL": db.url,
+        "TRIALCOORD_DATA_DIR": str(tmp_path / "data"),
+        "TRIALCOORD_SIGNATURES_DIR": str(tmp_path / "signatures"),
+    }
     (tmp_path / "signatures").mkdir()
     assert run("setup", "--no-demo", env=env).returncode == 0
     await accounts.create_user("ivan", "Dr. Ivan", "ivan@example.org", PASSWORD, "admin")
     await accounts.grant("ivan", "investigator", "TST-1", "101", LONG_AGO, None, "admin")
     file = tmp_path / "cv.pdf"
     file.write_bytes(pdf)
-    assert run("document", "add", "TST-1", "CV Ivan", str(file), "--label", "1", "--artifact", "087", "--site", "101",
-               env=env).returncode == 0
-    wrong = run("document", "sign", "TST-1", "CV Ivan", "1", "--meaning", "approval", "--user", "ivan", "--site",
-                "101", env=env, input="not the password\n")
+    assert (
+        run(
+            "document",
+            "add",
+            "TST-1",
+            "CV Ivan",
+            str(file),
+            "--label",
+            "1",
+            "--artifact",
+            "087",
+            "--site",
+            "101",
+            env=env,
+        ).returncode
+        == 0
+    )
+    wrong = run(
+        "document",
+        "sign",
+        "TST-1",
+        "CV Ivan",
+        "1",
+        "--meaning",
+        "approval",
+        "--user",
+        "ivan",
+        "--site",
+        "101",
+        env=env,
+        input="not the password\n",
+    )
     assert wrong.returncode == 2 and "password is not correct" in wrong.stderr
     await asyncio.sleep(1.05)  # a wrong password delays the next attempt by a second
-    signed = run("document", "sign", "TST-1", "CV Ivan", "1", "--meaning", "approval", "--user", "ivan", "--site",
-                 "101", env=env, input=PASSWORD + "\n")
+    signed = run(
+        "document",
+        "sign",
+        "TST-1",
+        "CV Ivan",
+        "1",
+        "--meaning",
+        "approval",
+        "--user",
+        "ivan",
+        "--site",
+        "101",
+        env=env,
+        input=PASSWORD + "\n",
+    )
     assert signed.returncode == 0, signed.stderr
     assert "signed by Dr. Ivan (ivan) for approval" in signed.stdout
     registry = json.loads((tmp_path / "signatures" / "registry.json").read_text())
@@ -173,7 +235,8 @@ async def test_the_commands_sign_export_and_verify_a_binder(study, db, tmp_path,
 
 
 async def test_a_re_export_takes_unchanged_files_from_the_last_export_and_a_damaged_copy_from_the_database(
-        filed, tmp_path, monkeypatch, pdf):
+    filed, tmp_path, monkeypatch, pdf
+):
     from trialcoord.adapters.persistence import documents_store
     from trialcoord.config import load_settings
     from trialcoord.services import system_keys
@@ -205,7 +268,8 @@ async def test_a_re_export_takes_unchanged_files_from_the_last_export_and_a_dama
 
 
 async def test_names_that_meet_at_one_path_stay_apart_and_subject_logs_follow_the_personal_data_grant(
-        filed, tmp_path, pdf):
+    filed, tmp_path, pdf
+):
     for name in ("Lab cert: 2026", "Lab cert_ 2026", "lab cert: 2026"):  # one path once made safe; equal bytes
         await documents.add_version(DocumentKey("TST-1", "101", name), "160", "1", pdf + b"%cert", "cert.pdf")
     await documents.add_version(DocumentKey("TST-1", "101", "Subject log"), "105", "1", pdf + b"%log", "log.pdf")
@@ -240,8 +304,9 @@ async def test_an_expired_approval_letter_is_expired_however_often_it_is_filed(s
     await add_user("ivan", ("investigator", "TST-1", "101"))
     await documents.add_version(letter_key, "066", "1", pdf + b"%review", "review.pdf", expires_on=date(2026, 10, 1))
     letter = hashlib.sha256(pdf + b"%review").hexdigest()
-    await effective(ICF, "040", "1.0", pdf + b"%icf", date(2026, 1, 5),
-                    approval=IrbApproval("IRB-1", date(2026, 1, 5), letter))
+    await effective(
+        ICF, "040", "1.0", pdf + b"%icf", date(2026, 1, 5), approval=IrbApproval("IRB-1", date(2026, 1, 5), letter)
+    )
     states = [i["state"] for i in await binder.site_checklist("TST-1", "101", TODAY) if i["consent_version"]]
     assert states == ["expired"]
 

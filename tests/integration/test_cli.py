@@ -22,7 +22,11 @@ def run(*args: str, env: dict | None = None, input: str | None = None) -> subpro
     environment = {**os.environ, "TRIALCOORD_TIME_ZONE": "UTC", **(env or {})}
     stdin = {} if input is None else {"input": input}  # test_cli_admin supplies its own stdin
     return subprocess.run(
-        [sys.executable, "-m", "trialcoord.cli", *args], capture_output=True, text=True, env=environment, cwd=ROOT,
+        [sys.executable, "-m", "trialcoord.cli", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=ROOT,
         **stdin,
     )
 
@@ -90,14 +94,32 @@ def test_validate_names_a_missing_file(tmp_path):
 
 
 def test_schedule_json_follows_the_contract():
-    result = run("schedule", DEMO, "--event", "randomization=2025-03-03", "--arm", "A", "--as-of", "2025-03-20",
-                 "--format", "json")
+    result = run(
+        "schedule",
+        DEMO,
+        "--event",
+        "randomization=2025-03-03",
+        "--arm",
+        "A",
+        "--as-of",
+        "2025-03-20",
+        "--format",
+        "json",
+    )
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert all(KEYS <= set(row) for row in rows)
     v3 = next(row for row in rows if row["visit"] == "V3")
-    assert v3 == {**v3, "target": "2025-03-17", "earliest": "2025-03-14", "latest": "2025-03-20", "status": "due",
-                  "study_day": 15, "actual": None, "days_outside": 0}
+    assert v3 == {
+        **v3,
+        "target": "2025-03-17",
+        "earliest": "2025-03-14",
+        "latest": "2025-03-20",
+        "status": "due",
+        "study_day": 15,
+        "actual": None,
+        "days_outside": 0,
+    }
     targets = [row["target"] for row in rows if row["target"]]
     assert targets == sorted(targets)
 
@@ -140,7 +162,9 @@ EVENTS_CSV = """participant,event,date,arm
 
 
 def test_check_orders_by_participant_then_target(tmp_path, tst_protocol):
-    result = run("check", tst_protocol, "--events", write(tmp_path, EVENTS_CSV), "--as-of", "2024-03-25", "--format", "json")
+    result = run(
+        "check", tst_protocol, "--events", write(tmp_path, EVENTS_CSV), "--as-of", "2024-03-25", "--format", "json"
+    )
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert all(KEYS | {"participant"} <= set(row) for row in rows)
@@ -157,8 +181,10 @@ def test_check_orders_by_participant_then_target(tmp_path, tst_protocol):
     ("text", "message"),
     [
         ("participant,date\n101-001,2024-03-04\n", ":1: event: the header lacks the column 'event'"),
-        ("participant,event,date\n101-001,randomization,2024-03-04\n101-001,V2,04/03/2024\n",
-         ":3: date: '04/03/2024' is not a date"),
+        (
+            "participant,event,date\n101-001,randomization,2024-03-04\n101-001,V2,04/03/2024\n",
+            ":3: date: '04/03/2024' is not a date",
+        ),
         ("participant,event,date,arm\n101-001,randomization,2024-03-04,A\n101-001,V2,2024-03-18,P\n", ":3:"),
         ("", "the file is empty"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not a UTF-8 text file"),
@@ -194,7 +220,9 @@ async def test_visits_gives_exactly_the_rows_check_gives(db, tmp_path, tst_proto
         fresh = run("check", tst_protocol, "--events", events, "--as-of", "2024-03-25", "--format", fmt)
         assert stored.returncode == 0, stored.stderr
         assert stored.stdout == fresh.stdout
-    late = json.loads(run("visits", "TST-1", "--as-of", "2024-03-25", "--status", "late", "--format", "json", env=env).stdout)
+    late = json.loads(
+        run("visits", "TST-1", "--as-of", "2024-03-25", "--status", "late", "--format", "json", env=env).stdout
+    )
     assert [(row["participant"], row["visit"]) for row in late] == [("101-001", "V2")]
     from trialcoord.services import audit_log
 

@@ -9,7 +9,7 @@ import re
 import sqlite3
 import stat
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import asyncpg
@@ -22,8 +22,12 @@ pytestmark = pytest.mark.db
 ADMIN_LINE = re.compile(r"^first administrator: user ID 'admin', password '([^']+)'", re.MULTILINE)
 GENERATED_LINE = re.compile(r"^password: (\S+)  \(shown this once\)$", re.MULTILINE)
 ROLES = ("administrator", "coordinator", "investigator", "monitor", "sponsor")
-KEY_VARIABLES = ("TRIALCOORD_PII_KEYS", "TRIALCOORD_PII_KEY_FILE", "TRIALCOORD_AUDIT_KEY_FILE",
-                 "TRIALCOORD_AUDIT_PASSPHRASE_FILE")
+KEY_VARIABLES = (
+    "TRIALCOORD_PII_KEYS",
+    "TRIALCOORD_PII_KEY_FILE",
+    "TRIALCOORD_AUDIT_KEY_FILE",
+    "TRIALCOORD_AUDIT_PASSPHRASE_FILE",
+)
 
 
 @pytest.fixture
@@ -93,7 +97,8 @@ async def me(client, token: str):
 
 
 async def test_setup_creates_private_keys_and_one_administrator_and_changes_nothing_when_run_again(
-        db, env, tmp_path, anonymous):
+    db, env, tmp_path, anonymous
+):
     data = tmp_path / "data"
     assert not data.exists()
 
@@ -132,8 +137,7 @@ async def test_setup_creates_private_keys_and_one_administrator_and_changes_noth
 # user ----------------------------------------------------------------------------------------------
 
 
-async def test_user_commands_create_grant_revoke_issue_tokens_reset_and_disable(
-        db, env, anonymous, no_sign_in_delay):
+async def test_user_commands_create_grant_revoke_issue_tokens_reset_and_disable(db, env, anonymous, no_sign_in_delay):
     from trialcoord.adapters.persistence.audit_store import AuditFilter
     from trialcoord.services import audit_log
 
@@ -174,8 +178,9 @@ async def test_user_commands_create_grant_revoke_issue_tokens_reset_and_disable(
     assert users == {"admin": "active", "cora": "active", "dora": "active"}
     assert grants[grant_id].startswith("coordinator DEMO-001/101 ") and grants[grant_id].endswith(" in force")
     assert len(grants) == 2, "a refused grant was stored"
-    assert succeeds("user", "revoke", str(grant_id), "--reason", "left", env=env) == \
-        f"grant {grant_id} of cora revoked\n"
+    assert (
+        succeeds("user", "revoke", str(grant_id), "--reason", "left", env=env) == f"grant {grant_id} of cora revoked\n"
+    )
     _, grants = listed(succeeds("user", "list", env=env))
     assert grants[grant_id].endswith(" revoked"), grants[grant_id]
     unknown = fails(2, "user", "revoke", "9999", "--reason", "left", env=env)
@@ -185,7 +190,7 @@ async def test_user_commands_create_grant_revoke_issue_tokens_reset_and_disable(
     issued = succeeds("user", "token", "cora", "--days", "7", env=env)
     until = re.search(r"valid until (\S+) ", issued)
     assert until, issued
-    expected = datetime.now(timezone.utc) + timedelta(days=7)
+    expected = datetime.now(UTC) + timedelta(days=7)
     assert abs(datetime.fromisoformat(until[1].replace("Z", "+00:00")) - expected) < timedelta(minutes=5)
     token = issued.strip().splitlines()[-1]
     assert (await me(anonymous, token)).status_code == 200
@@ -213,10 +218,16 @@ async def test_user_commands_create_grant_revoke_issue_tokens_reset_and_disable(
     assert "disabled" in fails(2, "user", "token", "cora", "--days", "7", env=env)
 
     # every change is audited as the operating-system user, with the reason, and no password
-    entries = [e for e in await audit_log.export_rows(AuditFilter(record_type="user", record_id="cora"), 100)
-               if not e["action"].startswith("sign_in")]
+    entries = [
+        e
+        for e in await audit_log.export_rows(AuditFilter(record_type="user", record_id="cora"), 100)
+        if not e["action"].startswith("sign_in")
+    ]
     assert [(e["action"], e["actor"].startswith("cli:")) for e in entries] == [
-        ("create", True), ("update", True), ("update", True)], entries
+        ("create", True),
+        ("update", True),
+        ("update", True),
+    ], entries
     assert entries[1]["new"] == {"password": "changed", "sessions_ended": 2}  # the token and a sign-in
     assert entries[2]["new"] == {"status": "disabled", "sessions_ended": 1}  # the sign-in after the reset
     assert entries[2]["reason"] == "left the site"
@@ -274,28 +285,30 @@ async def test_audit_verify_checkpoint_and_public_key_prove_the_trail_and_catch_
     public_key = signing_keys.load_public_key(public_key_file.read_text())
     assert signing_keys.key_id(public_key) == signed["key_id"]
     signing_keys.verify_checkpoint(signed, public_key)
-    assert "intact" in succeeds("audit", "verify", "--checkpoint", str(checkpoint_file),
-                                "--public-key", str(public_key_file), env=env)
+    assert "intact" in succeeds(
+        "audit", "verify", "--checkpoint", str(checkpoint_file), "--public-key", str(public_key_file), env=env
+    )
 
     # a checkpoint altered after signing
     altered = tmp_path / "altered.json"
     altered.write_text(json.dumps({**signed, "root": ("1" if root[0] != "1" else "2") + root[1:]}))
     assert "signature" in fails(2, "audit", "verify", "--checkpoint", str(altered), env=env)
-    assert "signature" in fails(2, "audit", "verify", "--checkpoint", str(altered),
-                                "--public-key", str(public_key_file), env=env)
+    assert "signature" in fails(
+        2, "audit", "verify", "--checkpoint", str(altered), "--public-key", str(public_key_file), env=env
+    )
 
     # a checkpoint signed by another key, and the real one checked with another public key
     other = signing_keys.generate_key()
     other_id = signing_keys.key_id(other.public_key())
     forged = tmp_path / "forged.json"
-    signing_keys.save_checkpoint(signing_keys.sign_checkpoint(
-        Checkpoint(signed["size"], signed["root"], signed["issued_at"]), other), forged)
+    signing_keys.save_checkpoint(
+        signing_keys.sign_checkpoint(Checkpoint(signed["size"], signed["root"], signed["issued_at"]), other), forged
+    )
     message = fails(2, "audit", "verify", "--checkpoint", str(forged), env=env)
     assert other_id in message and signed["key_id"] in message, message
     other_pem = tmp_path / "other.pem"
     other_pem.write_text(signing_keys.public_key_pem(other.public_key()))
-    message = fails(2, "audit", "verify", "--checkpoint", str(checkpoint_file), "--public-key", str(other_pem),
-                    env=env)
+    message = fails(2, "audit", "verify", "--checkpoint", str(checkpoint_file), "--public-key", str(other_pem), env=env)
     assert other_id in message and signed["key_id"] in message, message
 
     # an entry changed in the database
@@ -308,8 +321,9 @@ async def test_audit_verify_checkpoint_and_public_key_prove_the_trail_and_catch_
     assert not refused.exists(), "a checkpoint was written over a broken trail"
 
 
-async def test_keys_rotate_reencrypts_stored_personal_data_and_retire_removes_the_old_key(env, db, tmp_path,
-                                                                                         monkeypatch):
+async def test_keys_rotate_reencrypts_stored_personal_data_and_retire_removes_the_old_key(
+    env, db, tmp_path, monkeypatch
+):
     from pathlib import Path
 
     from trialcoord.adapters import pii

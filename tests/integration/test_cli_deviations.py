@@ -16,8 +16,23 @@ from trialcoord.services import audit_log, deviations, scheduling
 
 pytestmark = [pytest.mark.db, pytest.mark.anyio]
 TODAY = date(2024, 6, 1)  # every window of V2 and V3 closed long ago
-REQUIRED = {"participant", "visit", "occurrence", "rule", "category", "classification", "state", "days_outside",
-            "detected_at", "id", "site", "subcategory", "description", "occurred_on", "source"}
+REQUIRED = {
+    "participant",
+    "visit",
+    "occurrence",
+    "rule",
+    "category",
+    "classification",
+    "state",
+    "days_outside",
+    "detected_at",
+    "id",
+    "site",
+    "subcategory",
+    "description",
+    "occurred_on",
+    "source",
+}
 STATES = "detected, site_response, under_review, classified, closed, reopened, resolved_by_data_correction"
 
 
@@ -80,8 +95,16 @@ async def test_detect_honours_as_of_a_window_closing_between_two_dates(study, en
 @pytest.fixture
 async def detected(enrolled, env):
     ok(env, "detect", "TST-1", "--as-of", "2024-06-01")
-    await deviations.record_manual(enrolled, SITE_A, "other", '=HYPERLINK("http://evil.example","x")',
-                                   date(2024, 5, 2), "cora", subject_id="1001", today=TODAY)
+    await deviations.record_manual(
+        enrolled,
+        SITE_A,
+        "other",
+        '=HYPERLINK("http://evil.example","x")',
+        date(2024, 5, 2),
+        "cora",
+        subject_id="1001",
+        today=TODAY,
+    )
     return enrolled
 
 
@@ -91,8 +114,16 @@ async def test_list_as_json_carries_the_required_keys_of_every_record(detected, 
     assert len(rows) == total and all(set(row) == REQUIRED for row in rows)
     assert [row["id"] for row in rows] == [row["id"] for row in stored]
     late = next(r for r in rows if (r["participant"], r["visit"], r["rule"]) == ("1001", "V2", "visit_late"))
-    assert late == {**late, "occurrence": 1, "site": SITE_A, "category": "visit schedule", "source": "automatic",
-                    "state": "detected", "days_outside": 4, "classification": "non_important"}
+    assert late == {
+        **late,
+        "occurrence": 1,
+        "site": SITE_A,
+        "category": "visit schedule",
+        "source": "automatic",
+        "state": "detected",
+        "days_outside": 4,
+        "classification": "non_important",
+    }
     manual = next(r for r in rows if r["source"] == "manual")
     assert (manual["rule"], manual["description"]) == (None, '=HYPERLINK("http://evil.example","x")')
     exports = await audit_log.browse(audit_log.AuditFilter(action="export"), None, 5)
@@ -115,26 +146,39 @@ async def test_list_as_csv_has_the_same_columns_and_guards_formulas(detected, en
 async def test_list_as_a_table_has_aligned_columns(detected, env):
     rows = listed(env)
     header, *lines = ok(env, "list", "TST-1").splitlines()
-    assert header.split() == ["id", "site", "participant", "visit", "occurrence", "rule", "classification",
-                              "state", "days_outside", "occurred_on", "description"]
+    assert header.split() == [
+        "id",
+        "site",
+        "participant",
+        "visit",
+        "occurrence",
+        "rule",
+        "classification",
+        "state",
+        "days_outside",
+        "occurred_on",
+        "description",
+    ]
     assert len(lines) == len(rows)
     state, days = header.index("state"), header.index("days_outside")
     assert [line[state:].split()[0] for line in lines] == [r["state"] for r in rows]
     assert [line[days:].split()[0] for line in lines] == [str(r["days_outside"]) for r in rows]
     manual = next(line for line in lines if "HYPERLINK" in line)
-    assert manual[header.index("rule"):].split()[0] == "manual"
+    assert manual[header.index("rule") :].split()[0] == "manual"
 
 
 async def test_list_filters_by_state_and_site(enrolled, env):
     ok(env, "detect", "TST-1", "--as-of", "2024-06-01")
-    await scheduling.record_visit(enrolled, "1001", "V2", date(2024, 3, 20), reason="transcription error",
-                                  today=TODAY)
+    await scheduling.record_visit(enrolled, "1001", "V2", date(2024, 3, 20), reason="transcription error", today=TODAY)
     # V2 is back in its window, and so is V3, whose window follows V2's actual date.
     assert ok(env, "detect", "TST-1", "--as-of", "2024-06-01") == (
-        "TST-1 as of 2024-06-01 (1 participant): 0 created, 0 updated, 2 resolved, 0 reopened\n")
+        "TST-1 as of 2024-06-01 (1 participant): 0 created, 0 updated, 2 resolved, 0 reopened\n"
+    )
     resolved = listed(env, "--state", "resolved_by_data_correction")
-    assert {(r["participant"], r["visit"], r["rule"]) for r in resolved} == {("1001", "V2", "visit_late"),
-                                                                             ("1001", "V3", "visit_early")}
+    assert {(r["participant"], r["visit"], r["rule"]) for r in resolved} == {
+        ("1001", "V2", "visit_late"),
+        ("1001", "V3", "visit_early"),
+    }
     detected = listed(env, "--state", "detected")
     assert detected and {r["state"] for r in detected} == {"detected"}
     both = listed(env, "--state", "detected, resolved_by_data_correction")
@@ -146,15 +190,20 @@ async def test_list_filters_by_state_and_site(enrolled, env):
     assert len(at_a) == len(detected) - len([r for r in at_b if r["state"] == "detected"])
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("detect", "NOPE"), "error: study NOPE does not exist"),
-    (("list", "NOPE"), "error: study NOPE does not exist"),
-    (("list", "TST-1", "--state", "lost,detected,gone"),
-     f"error: --state: unknown state lost, gone; states are: {STATES}"),
-    (("list", "TST-1", "--site", "999"), "error: study TST-1 has no site 999"),
-    (("detect", "TST-1", "--as-of", "2024-02-30"), "'2024-02-30' is not a date; write it as YYYY-MM-DD"),
-    (("list", "TST-1", "--format", "xml"), "argument --format: invalid choice: 'xml'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("detect", "NOPE"), "error: study NOPE does not exist"),
+        (("list", "NOPE"), "error: study NOPE does not exist"),
+        (
+            ("list", "TST-1", "--state", "lost,detected,gone"),
+            f"error: --state: unknown state lost, gone; states are: {STATES}",
+        ),
+        (("list", "TST-1", "--site", "999"), "error: study TST-1 has no site 999"),
+        (("detect", "TST-1", "--as-of", "2024-02-30"), "'2024-02-30' is not a date; write it as YYYY-MM-DD"),
+        (("list", "TST-1", "--format", "xml"), "argument --format: invalid choice: 'xml'"),
+    ],
+)
 async def test_bad_input_is_exit_2_naming_it(study, env, args, message):
     result = run("deviations", *args, env=env)
     assert result.returncode == 2, (result.stdout, result.stderr)

@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from tests.conftest import RANDOMIZED, SITE_A, signed_in, sign_version
+from tests.conftest import RANDOMIZED, SITE_A, sign_version, signed_in
 from trialcoord.domain.documents import DocumentKey, IrbApproval
 from trialcoord.domain.problems import InvalidInput
 from trialcoord.services import audit_log, consent, documents, scheduling
@@ -27,8 +27,13 @@ async def effective_form(label: str, effective: date) -> None:
     await documents.add_version(ICF, "040", label, PDF + label.encode(), "icf.pdf")
     await documents.change_status(ICF, label, "in_review", effective)
     await sign_version(ICF, label)
-    await documents.change_status(ICF, label, "approved", effective,
-                                  approval=IrbApproval(f"IRB-{label}", effective, hashlib.sha256(letter).hexdigest()))
+    await documents.change_status(
+        ICF,
+        label,
+        "approved",
+        effective,
+        approval=IrbApproval(f"IRB-{label}", effective, hashlib.sha256(letter).hexdigest()),
+    )
     await documents.change_status(ICF, label, "effective", effective)
 
 
@@ -56,8 +61,15 @@ async def test_a_new_effective_version_fills_the_reconsent_queue_until_reconsent
     await effective_form("2.0", date(2024, 4, 1))
     await consent.register_version(consenting, SITE_A, "en", "2.0", "2.0", ICF.name, "2.0")
     queue = await consent.reconsent(consenting, TODAY)
-    assert queue == [{"subject_id": "1001", "site": SITE_A, "signed_version": "1.0", "required_version": "2.0",
-                      "required_since": date(2024, 4, 1)}]
+    assert queue == [
+        {
+            "subject_id": "1001",
+            "site": SITE_A,
+            "signed_version": "1.0",
+            "required_version": "2.0",
+            "required_since": date(2024, 4, 1),
+        }
+    ]
     await scheduling.record_visit(consenting, "1001", "V3", date(2024, 4, 2), today=TODAY)
     late = [c for c in await consent.candidates(consenting) if c["subject_id"] == "1001"]
     assert [(c["visit"], c["rule"], c["required_version"]) for c in late] == [("V3", "reconsent_not_obtained", "2.0")]
@@ -85,31 +97,55 @@ async def test_only_an_effective_consent_form_becomes_a_consent_version_and_cons
 async def test_the_consent_routes_follow_the_grants(anonymous, personas):
     await effective_form("1.0", date(2024, 2, 1))
     coord = await signed_in(anonymous, "coord-a")
-    version = {"site": SITE_A, "language": "en", "label": "1.0", "protocol_version": "1.0",
-               "document": ICF.name, "document_label": "1.0"}
+    version = {
+        "site": SITE_A,
+        "language": "en",
+        "label": "1.0",
+        "protocol_version": "1.0",
+        "document": ICF.name,
+        "document_label": "1.0",
+    }
     assert (await coord.post("/api/studies/TST-1/consent-versions", json=version)).status_code == 201
-    recorded = await coord.post("/api/studies/TST-1/participants/1001/consents",
-                                json={"language": "en", "label": "1.0", "signed_on": "2024-03-01",
-                                      "obtained_by": "coord-a"})
+    recorded = await coord.post(
+        "/api/studies/TST-1/participants/1001/consents",
+        json={"language": "en", "label": "1.0", "signed_on": "2024-03-01", "obtained_by": "coord-a"},
+    )
     assert recorded.status_code == 201, recorded.text
     assert recorded.json()["signed_by"] == []  # not stated: unknown, never assumed
-    unsigned = await coord.post("/api/studies/TST-1/participants/1001/consents",
-                                json={"language": "en", "label": "1.0", "signed_on": "2024-03-01",
-                                      "obtained_by": "coord-a", "signed_by": ["impartial_witness"]})
+    unsigned = await coord.post(
+        "/api/studies/TST-1/participants/1001/consents",
+        json={
+            "language": "en",
+            "label": "1.0",
+            "signed_on": "2024-03-01",
+            "obtained_by": "coord-a",
+            "signed_by": ["impartial_witness"],
+        },
+    )
     assert unsigned.status_code == 422 and "signed_by" in unsigned.text
     await scheduling.enroll_participant("TST-1", "1003", SITE_A, arm="A", enrolled_on=RANDOMIZED, today=RANDOMIZED)
-    page = await coord.post("/studies/TST-1/participants/1003/consents",
-                            data={"version": "en:1.0", "signed_on": "2024-03-02", "obtained_by": "coord-a",
-                                  "signed_legally_authorised_representative": "1",
-                                  "signed_impartial_witness": "1", "signed_person_obtaining_consent": "1"})
+    page = await coord.post(
+        "/studies/TST-1/participants/1003/consents",
+        data={
+            "version": "en:1.0",
+            "signed_on": "2024-03-02",
+            "obtained_by": "coord-a",
+            "signed_legally_authorised_representative": "1",
+            "signed_impartial_witness": "1",
+            "signed_person_obtaining_consent": "1",
+        },
+    )
     assert page.status_code == 303, page.text
     shown = await coord.get("/studies/TST-1/participants/1003")
     assert "signed by legally authorised representative, impartial witness, person obtaining consent" in shown.text
     sponsor = await signed_in(anonymous, "sponsor")
     assert (await sponsor.get("/api/studies/TST-1/reconsent-queue")).status_code == 200
-    assert (await sponsor.post("/api/studies/TST-1/participants/1001/consents",
-                               json={"language": "en", "label": "1.0", "signed_on": "2024-03-01",
-                                     "obtained_by": "x"})).status_code == 403
+    assert (
+        await sponsor.post(
+            "/api/studies/TST-1/participants/1001/consents",
+            json={"language": "en", "label": "1.0", "signed_on": "2024-03-01", "obtained_by": "x"},
+        )
+    ).status_code == 403
     other = await signed_in(anonymous, "coord-b")
     assert (await other.get("/api/studies/TST-1/consent-versions")).json() == []
     assert (await other.post("/api/studies/TST-1/consent-versions", json={**version, "label": "9"})).status_code == 403
@@ -127,7 +163,6 @@ async def test_the_study_page_shows_the_queue_and_the_candidates_of_the_viewers_
     assert "visit before consent" not in other
 
 
-
 async def test_sites_without_consent_versions_are_not_checked(personas):
     await scheduling.record_event("TST-1", "1001", "randomization", RANDOMIZED, today=TODAY)
     await scheduling.record_visit("TST-1", "1001", "V2", date(2024, 3, 18), today=TODAY)
@@ -141,20 +176,25 @@ async def test_a_coordinator_records_a_consent_on_the_participant_page(anonymous
     page = "/studies/TST-1/participants/1001"
     assert "No consent recorded yet." in (await coord.get(page)).text
     blocks = {"signed_participant": "1", "signed_person_obtaining_consent": "1"}  # as the form checks them
-    unsigned = await coord.post(f"{page}/consents", data={"version": "en:1.0", "signed_on": "2024-03-01",
-                                                          "obtained_by": "coord-a"})
+    unsigned = await coord.post(
+        f"{page}/consents", data={"version": "en:1.0", "signed_on": "2024-03-01", "obtained_by": "coord-a"}
+    )
     assert unsigned.status_code == 422 and "participant or their legally authorised representative" in unsigned.text
-    wrong = await coord.post(f"{page}/consents", data={"version": "en:1.0", "signed_on": "2024-01-02",
-                                                       "obtained_by": "coord-a", **blocks})
+    wrong = await coord.post(
+        f"{page}/consents", data={"version": "en:1.0", "signed_on": "2024-01-02", "obtained_by": "coord-a", **blocks}
+    )
     assert wrong.status_code == 422 and "effective from 2024-02-01" in wrong.text
-    saved = await coord.post(f"{page}/consents", data={"version": "en:1.0", "signed_on": "2024-03-01",
-                                                       "obtained_by": "coord-a", **blocks})
+    saved = await coord.post(
+        f"{page}/consents", data={"version": "en:1.0", "signed_on": "2024-03-01", "obtained_by": "coord-a", **blocks}
+    )
     assert saved.status_code == 303
-    assert ("Version 1.0 (en) signed on 2024-03-01, obtained by coord-a; signed by participant, person obtaining"
-            " consent") in (await coord.get(page)).text
+    assert (
+        "Version 1.0 (en) signed on 2024-03-01, obtained by coord-a; signed by participant, person obtaining consent"
+    ) in (await coord.get(page)).text
 
 
 # --- one consent (issue 11, section 4) ---
+
 
 async def test_recording_a_consent_records_the_consent_event_too(consenting):
     assert (await scheduling.get_participant(consenting, "1001"))["events"]["consent"] == date(2024, 3, 1)
@@ -193,8 +233,9 @@ async def test_found_a_consent_event_counts_once_a_site_registers_its_first_cons
     await documents.add_version(icf, "040", "3.0", PDF + b"3.0", "icf.pdf")
     await documents.change_status(icf, "3.0", "in_review", today)
     await sign_version(icf, "3.0")
-    await documents.change_status(icf, "3.0", "approved", today,
-                                  approval=IrbApproval("IRB-3", today, hashlib.sha256(letter).hexdigest()))
+    await documents.change_status(
+        icf, "3.0", "approved", today, approval=IrbApproval("IRB-3", today, hashlib.sha256(letter).hexdigest())
+    )
     await documents.change_status(icf, "3.0", "effective", today)
     await consent.register_version("DEMO-001", "101", "en", "3.0", "2.0", icf.name, "3.0")
     await deviations.detect("DEMO-001", today, today=today)
@@ -202,8 +243,11 @@ async def test_found_a_consent_event_counts_once_a_site_registers_its_first_cons
     assert {rule for _, rule in after - before} & {"visit_before_consent", "visit_under_superseded_consent"} == set()
     assert await consent.candidates("DEMO-001") == []
     issues = await consent.issues("DEMO-001")  # once per participant of site 101, none of site 102 (not tracked)
-    assert [(i["subject_id"], i["site"]) for i in issues] == [("101-001", "101"), ("101-002", "101"),
-                                                              ("101-003", "101")]
+    assert [(i["subject_id"], i["site"]) for i in issues] == [
+        ("101-001", "101"),
+        ("101-002", "101"),
+        ("101-003", "101"),
+    ]
 
 
 async def test_found_a_consent_signed_before_its_version_was_registered_is_recorded_on_paper(consenting):
@@ -212,16 +256,25 @@ async def test_found_a_consent_signed_before_its_version_was_registered_is_recor
     with pytest.raises(InvalidInput) as no_reference:
         await consent.record_paper_consent(consenting, "1002", date(2024, 1, 15), " ", "cora", TODAY)
     assert no_reference.value.problems[0].field == "paper_reference"
-    row = await consent.record_paper_consent(consenting, "1002", date(2024, 1, 15), "Paper ICF v0.9, binder 1",
-                                             "cora", TODAY, label="0.9", language="en")
-    assert (row["paper_reference"], row["label"], row["signed_on"]) == ("Paper ICF v0.9, binder 1", "0.9",
-                                                                       date(2024, 1, 15))
+    row = await consent.record_paper_consent(
+        consenting, "1002", date(2024, 1, 15), "Paper ICF v0.9, binder 1", "cora", TODAY, label="0.9", language="en"
+    )
+    assert (row["paper_reference"], row["label"], row["signed_on"]) == (
+        "Paper ICF v0.9, binder 1",
+        "0.9",
+        date(2024, 1, 15),
+    )
     assert (await scheduling.get_participant(consenting, "1002"))["events"]["consent"] == date(2024, 1, 15)
-    assert [c for c in await consent.candidates(consenting) if c["subject_id"] == "1002"
-            and c["rule"] == "procedure_before_consent"] == []
+    assert [
+        c
+        for c in await consent.candidates(consenting)
+        if c["subject_id"] == "1002" and c["rule"] == "procedure_before_consent"
+    ] == []
     # Signed before version 1.0 became effective (2024-02-01): 1.0 is required before more procedures.
-    assert [(r["subject_id"], r["signed_version"], r["required_version"]) for r in
-            await consent.reconsent(consenting, TODAY)] == [("1002", "0.9", "1.0")]
+    assert [
+        (r["subject_id"], r["signed_version"], r["required_version"])
+        for r in await consent.reconsent(consenting, TODAY)
+    ] == [("1002", "0.9", "1.0")]
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="participant_consent"), None, 5)
     assert entries[0]["record_id"] == "TST-1/101/1002/consent/paper/2024-01-15"
 
@@ -233,12 +286,14 @@ async def test_paper_consents_and_consent_issues_over_the_api(anonymous, persona
     coord = await signed_in(anonymous, "coord-a")
     issues = await coord.get("/api/studies/TST-1/consent-issues")
     assert [i["subject_id"] for i in issues.json()] == ["1001"]
-    neither = await coord.post("/api/studies/TST-1/participants/1001/consents",
-                               json={"signed_on": "2024-02-20", "obtained_by": "coord-a"})
+    neither = await coord.post(
+        "/api/studies/TST-1/participants/1001/consents", json={"signed_on": "2024-02-20", "obtained_by": "coord-a"}
+    )
     assert neither.status_code == 422 and "paper_reference" in neither.text
-    recorded = await coord.post("/api/studies/TST-1/participants/1001/consents",
-                                json={"signed_on": "2024-02-20", "obtained_by": "coord-a",
-                                      "paper_reference": "scan 2024-0042"})
+    recorded = await coord.post(
+        "/api/studies/TST-1/participants/1001/consents",
+        json={"signed_on": "2024-02-20", "obtained_by": "coord-a", "paper_reference": "scan 2024-0042"},
+    )
     assert recorded.status_code == 201, recorded.text
     assert recorded.json()["paper_reference"] == "scan 2024-0042"
     assert (await coord.get("/api/studies/TST-1/consent-issues")).json() == []
@@ -253,12 +308,21 @@ async def test_the_pages_record_a_paper_consent_and_list_consents_without_a_vers
     page = "/studies/TST-1/participants/1001"
     assert "version not on record" in (await coord.get(page)).text
     blocks = {"signed_participant": "1", "signed_person_obtaining_consent": "1"}
-    missing = await coord.post(f"{page}/consents", data={"version": "paper", "signed_on": "2024-01-20",
-                                                         "obtained_by": "coord-a", **blocks})
+    missing = await coord.post(
+        f"{page}/consents", data={"version": "paper", "signed_on": "2024-01-20", "obtained_by": "coord-a", **blocks}
+    )
     assert missing.status_code == 422 and "give the paper consent document" in missing.text
-    saved = await coord.post(f"{page}/consents", data={"version": "paper", "signed_on": "2024-01-20",
-                                                       "obtained_by": "coord-a", "paper_reference": "binder 2, tab 14",
-                                                       "paper_label": "0.9", **blocks})
+    saved = await coord.post(
+        f"{page}/consents",
+        data={
+            "version": "paper",
+            "signed_on": "2024-01-20",
+            "obtained_by": "coord-a",
+            "paper_reference": "binder 2, tab 14",
+            "paper_label": "0.9",
+            **blocks,
+        },
+    )
     assert saved.status_code == 303, saved.text
     shown = (await coord.get(page)).text
     assert "On paper, version 0.9, signed on 2024-01-20" in shown and "binder 2, tab 14" in shown

@@ -48,11 +48,13 @@ async def responded(*ids: int) -> None:
     """The site's response to each deviation, which a monitor's acknowledgement follows."""
     for i in ids:
         row = await deviations.get("TST-1", i)
-        await deviation_review.take_step("TST-1", i, "respond", "coord-a" if row["site"] == SITE_A else "coord-b",
-                                         response="Patient had flu")
+        await deviation_review.take_step(
+            "TST-1", i, "respond", "coord-a" if row["site"] == SITE_A else "coord-b", response="Patient had flu"
+        )
 
 
 # The queue ---------------------------------------------------------------------------------------
+
 
 async def test_the_queue_shows_each_reader_their_sites_and_refuses_other_roles(anonymous, found):
     monitor = await as_user(anonymous, "monitor")
@@ -107,8 +109,9 @@ async def test_bad_filters_are_shown_next_to_their_field(anonymous, found):
 
 async def test_the_queue_pages_by_fifty_keeping_the_filters(anonymous, personas):
     for n in range(53):
-        await deviations.record_manual("TST-1", SITE_A, "other", f"Case {n}", RANDOMIZED, "coord-a",
-                                       subcategory="OTHER")
+        await deviations.record_manual(
+            "TST-1", SITE_A, "other", f"Case {n}", RANDOMIZED, "coord-a", subcategory="OTHER"
+        )
     client = await as_user(anonymous, "monitor")
     first = await client.get(QUEUE, params={"category": "other", "site": SITE_A})
     assert len(ids_in(first.text)) == 50 and "53 deviations; page 1 of 2" in first.text
@@ -164,6 +167,7 @@ async def test_bulk_acknowledge_lists_what_was_refused_and_why(anonymous, found,
 
 # One deviation ------------------------------------------------------------------------------------
 
+
 async def test_the_deviation_page_shows_facts_and_the_highlighted_visit(anonymous, found, late):
     for user_id in ("monitor", "coord-a"):
         page = await (await as_user(anonymous, user_id)).get(f"{QUEUE}/{late}")
@@ -196,8 +200,9 @@ async def test_the_site_responds_through_the_form(anonymous, late):
     assert missing.status_code == 422
     assert "reason" in error_next_to(missing.text, "respond-reason")
     assert 'value="Calls"' in missing.text
-    done = await client.post(f"{QUEUE}/{late}/respond", data={"reason": "Patient had flu",
-                                                              "corrective_action": "Reminder calls"})
+    done = await client.post(
+        f"{QUEUE}/{late}/respond", data={"reason": "Patient had flu", "corrective_action": "Reminder calls"}
+    )
     assert done.status_code == 303 and done.headers["location"] == f"{QUEUE}/{late}?saved=respond"
     page = (await client.get(done.headers["location"])).text
     assert "Response recorded." in page and "Patient had flu" in page and "Reminder calls" in page
@@ -230,16 +235,21 @@ async def test_the_monitor_acknowledges_classifies_and_closes_with_signatures(an
     client = await as_user(anonymous, "monitor")
     acked = await client.post(f"{QUEUE}/{late}/acknowledge", data={"row_version": "2"})
     assert acked.status_code == 303 and acked.headers["location"].endswith("?saved=acknowledge")
-    form = {"classification": "important", "category": "visit schedule", "subcategory": "VISIT OUT OF WINDOW",
-            "user_id": "monitor"}
+    form = {
+        "classification": "important",
+        "category": "visit schedule",
+        "subcategory": "VISIT OUT OF WINDOW",
+        "user_id": "monitor",
+    }
     wrong = await client.post(f"{QUEUE}/{late}/classify", data={**form, "password": "not it"})
     assert wrong.status_code == 422 and "not correct" in error_next_to(wrong.text, "classify-password")
     assert "not it" not in wrong.text
     no_password = await client.post(f"{QUEUE}/{late}/classify", data={**form, "classification": ""})
     assert no_password.status_code == 422 and error_next_to(no_password.text, "classify-password")
     assert error_next_to(no_password.text, "classify-classification") == "Choose the classification."
-    mismatch = await client.post(f"{QUEUE}/{late}/classify", data={**form, "subcategory": "WRONG DOSE",
-                                                                   "password": PASSWORD})
+    mismatch = await client.post(
+        f"{QUEUE}/{late}/classify", data={**form, "subcategory": "WRONG DOSE", "password": PASSWORD}
+    )
     assert "not a subcategory" in error_next_to(mismatch.text, "classify-subcategory")
     await asyncio.sleep(1.1)  # a wrong password delays the next attempt by a second
     signed = await client.post(f"{QUEUE}/{late}/classify", data={**form, "password": PASSWORD})
@@ -263,8 +273,9 @@ async def test_reopening_needs_a_reason(anonymous, late):
     await deviation_review.take_step("TST-1", late, "acknowledge", "monitor")
     client = await as_user(anonymous, "monitor")
     signing = await accounts.signing_by_password("monitor", "review", PASSWORD)
-    await deviation_review.take_step("TST-1", late, "classify", "monitor", classification="important",
-                                     category="visit schedule", signing=signing)
+    await deviation_review.take_step(
+        "TST-1", late, "classify", "monitor", classification="important", category="visit schedule", signing=signing
+    )
     empty = await client.post(f"{QUEUE}/{late}/reopen", data={"reason": ""})
     assert empty.status_code == 422 and error_next_to(empty.text, "reopen-reason")
     done = await client.post(f"{QUEUE}/{late}/reopen", data={"reason": "source data differs"})
@@ -274,8 +285,14 @@ async def test_reopening_needs_a_reason(anonymous, late):
 
 # CAPA ---------------------------------------------------------------------------------------------
 
-CAPA_FORM = {"title": "Visit reminders", "root_cause": "No reminder process", "corrective": "Call patients",
-             "preventive": "Reminder SOP", "owner": "coord-a", "due_on": "2030-01-31"}
+CAPA_FORM = {
+    "title": "Visit reminders",
+    "root_cause": "No reminder process",
+    "corrective": "Call patients",
+    "preventive": "Reminder SOP",
+    "owner": "coord-a",
+    "due_on": "2030-01-31",
+}
 
 
 async def test_a_capa_record_is_created_shown_and_closed_through_the_forms(anonymous, found, late):
@@ -288,7 +305,7 @@ async def test_a_capa_record_is_created_shown_and_closed_through_the_forms(anony
     listed = (await client.get(CAPAS)).text
     assert "Visit reminders" in listed
     detail = made.headers["location"].split("?")[0]
-    assert f'<a href="/studies/TST-1/capas/' in (await client.get(f"{QUEUE}/{late}")).text
+    assert '<a href="/studies/TST-1/capas/' in (await client.get(f"{QUEUE}/{late}")).text
     empty = await client.post(f"{detail}/close", data={"reason": ""})
     assert empty.status_code == 422 and error_next_to(empty.text, "close-reason")
     closed = await client.post(f"{detail}/close", data={"reason": "no repeat in 3 months"})
@@ -334,6 +351,7 @@ async def test_the_study_page_and_the_nav_link_to_the_queue_for_every_reader(ano
 
 # Object-level refusals ----------------------------------------------------------------------------
 
+
 async def test_another_sites_deviation_reads_as_a_missing_one(anonymous, found, late):
     other_site = found[(SUBJECT_B, "V2", "visit_missed")]
     coord = await as_user(anonymous, "coord-a")
@@ -347,8 +365,9 @@ async def test_another_sites_deviation_reads_as_a_missing_one(anonymous, found, 
     await add_user_monitor_a()
     refused = await (await as_user(anonymous, "mon-a")).post(f"{QUEUE}/acknowledge", data={"ids": str(other_site)})
     assert refused.status_code == 422
-    assert re.findall(r"<li>(#[^<]*)</li>", refused.text) == [f"#{other_site}: study TST-1 has no deviation"
-                                                              f" {other_site}"]
+    assert re.findall(r"<li>(#[^<]*)</li>", refused.text) == [
+        f"#{other_site}: study TST-1 has no deviation {other_site}"
+    ]
     assert (await deviations.get("TST-1", other_site))["state"] == "site_response"
 
 
@@ -359,8 +378,9 @@ async def add_user_monitor_a() -> None:
 
 
 async def test_another_sites_capa_record_answers_404_on_every_page_and_nothing_changes(anonymous, found, late):
-    made = await deviation_review.create_capa("TST-1", "SECRET-A", "rc", "c", "p", "coord-a", None, [late],
-                                              "coord-a", sites=[SITE_A])
+    made = await deviation_review.create_capa(
+        "TST-1", "SECRET-A", "rc", "c", "p", "coord-a", None, [late], "coord-a", sites=[SITE_A]
+    )
     detail = f"{CAPAS}/{made['id']}"
     coord_b = await as_user(anonymous, "coord-b")
     listed = await coord_b.get(CAPAS)
@@ -378,9 +398,14 @@ async def test_sponsors_read_the_pages_and_every_write_is_refused(anonymous, fou
         page = await sponsor.get(url)
         assert page.status_code == 200, url
         assert 'method="post" action="/studies/TST-1/' not in page.text, url  # no form they could not send
-    for path in ("deviations/detect", "deviations/acknowledge", *(f"deviations/{late}/{step}" for step in (
-            "respond", "acknowledge", "classify", "close", "reopen")), "capas", f"capas/{made['id']}/close",
-            "reports/file"):
+    for path in (
+        "deviations/detect",
+        "deviations/acknowledge",
+        *(f"deviations/{late}/{step}" for step in ("respond", "acknowledge", "classify", "close", "reopen")),
+        "capas",
+        f"capas/{made['id']}/close",
+        "reports/file",
+    ):
         response = await sponsor.post(f"/studies/TST-1/{path}", data={"ids": str(late), "reason": "x"})
         assert response.status_code == 403, path
     assert (await deviations.get("TST-1", late))["steps"] == []

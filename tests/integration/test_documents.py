@@ -9,12 +9,12 @@ from datetime import date
 
 import pytest
 
+from tests.conftest import sign_version
 from trialcoord.adapters.persistence import audit_store
 from trialcoord.adapters.persistence.engine import fetch, transaction
 from trialcoord.domain.documents import DocumentKey, IrbApproval
 from trialcoord.domain.problems import Conflict, InvalidInput, NotFound
 from trialcoord.services import audit_log, documents
-from tests.conftest import sign_version
 
 pytestmark = pytest.mark.anyio
 PDF = b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -30,7 +30,10 @@ async def trail(record_type: str) -> list[dict]:
 async def test_a_version_is_stored_once_hashed_typed_by_content_and_audited(study):
     added = await documents.add_version(ICF, "040", "2.0", PDF, "icf-v2.pdf", "amendment 2 wording", actor="cora")
     assert (added["sha256"], added["media_type"], added["status"]) == (
-        hashlib.sha256(PDF).hexdigest(), "application/pdf", "draft")
+        hashlib.sha256(PDF).hexdigest(),
+        "application/pdf",
+        "draft",
+    )
     assert added["artifact"]["number"] == "02.02.03" and added["author"] == "cora"
     assert await documents.version_bytes(ICF, "2.0") == PDF
     with pytest.raises(Conflict, match="versions never change"):
@@ -38,16 +41,21 @@ async def test_a_version_is_stored_once_hashed_typed_by_content_and_audited(stud
     scan = await documents.add_version(LETTER, "066", "1", PNG, "letter.pdf", actor="cora")  # the name lies
     assert scan["media_type"] == "image/png"
     created = await trail("document_version")
-    assert [e["record_id"] for e in created] == ["TST-1/101/documents/Informed consent form (English)/2.0",
-                                                 "TST-1/101/documents/IRB approval of ICF 2.0/1"]
+    assert [e["record_id"] for e in created] == [
+        "TST-1/101/documents/Informed consent form (English)/2.0",
+        "TST-1/101/documents/IRB approval of ICF 2.0/1",
+    ]
     assert created[0]["new"]["sha256"] == added["sha256"] and created[0]["actor"] == "cora"
 
 
-@pytest.mark.parametrize(("data", "name", "field"), [
-    (b"", "empty.pdf", "file"),
-    (b"%PDF-1.7\n1 0 obj<<>>endobj\n", "truncated.pdf", "file"),
-    (b"MZ\x90\x00 not a document", "cv.pdf", "file"),
-])
+@pytest.mark.parametrize(
+    ("data", "name", "field"),
+    [
+        (b"", "empty.pdf", "file"),
+        (b"%PDF-1.7\n1 0 obj<<>>endobj\n", "truncated.pdf", "file"),
+        (b"MZ\x90\x00 not a document", "cv.pdf", "file"),
+    ],
+)
 async def test_bad_uploads_are_refused_naming_the_file_and_nothing_is_stored(study, data, name, field):
     with pytest.raises(InvalidInput) as refused:
         await documents.add_version(ICF, "040", "1.0", data, name)
@@ -92,14 +100,16 @@ async def test_the_lifecycle_is_followed_and_each_step_audited(study):
     with pytest.raises(InvalidInput, match="meaning approval"):  # a review is not an approval
         await documents.change_status(ICF, "2.0", "approved", date(2024, 4, 10), approval=approval)
     await sign_version(ICF, "2.0", "ivan")
-    approved = await documents.change_status(ICF, "2.0", "approved", date(2024, 4, 10), approval=approval,
-                                             actor="ivan")
+    approved = await documents.change_status(ICF, "2.0", "approved", date(2024, 4, 10), approval=approval, actor="ivan")
     assert approved["approval"]["reference"] == "IRB-2024-117"
     effective = await documents.change_status(ICF, "2.0", "effective", date(2024, 4, 15), actor="ivan")
     assert (effective["status"], effective["status_date"]) == ("effective", date(2024, 4, 15))
     steps = [e for e in await trail("document_version") if e["action"] == "update"]
     assert [(e["old"]["status"], e["new"]["status"], e["actor"]) for e in steps] == [
-        ("draft", "in_review", "cora"), ("in_review", "approved", "ivan"), ("approved", "effective", "ivan")]
+        ("draft", "in_review", "cora"),
+        ("in_review", "approved", "ivan"),
+        ("approved", "effective", "ivan"),
+    ]
     assert steps[1]["new"]["approval"]["letter_sha256"] == letter_sha
     assert (await audit_log.verify()).ok
 
@@ -121,11 +131,16 @@ async def tamper(db, sql: str, *args) -> None:
         await fetch(sql, *args)
 
 
-@pytest.mark.parametrize("sql", [
-    "UPDATE document_blobs SET size = size + 1", "DELETE FROM document_blobs",
-    "UPDATE document_versions SET sha256 = 'x'", "UPDATE document_versions SET author = 'mallory'",
-    "DELETE FROM document_versions",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE document_blobs SET size = size + 1",
+        "DELETE FROM document_blobs",
+        "UPDATE document_versions SET sha256 = 'x'",
+        "UPDATE document_versions SET author = 'mallory'",
+        "DELETE FROM document_versions",
+    ],
+)
 async def test_the_database_refuses_to_change_stored_bytes_or_a_version(study, sql):
     await documents.add_version(ICF, "040", "1.0", PDF, "icf.pdf")
     with pytest.raises(Exception, match="never change"):
@@ -141,8 +156,9 @@ async def test_altered_bytes_are_never_handed_out_and_verification_names_them(st
     sha = hashlib.sha256(PDF).hexdigest()
     flipped = bytearray(PDF)
     flipped[10] ^= 1
-    await tamper(db, "UPDATE document_blobs SET data = {} WHERE sha256 = {}", base64.b64encode(bytes(flipped)).decode(),
-                 sha)
+    await tamper(
+        db, "UPDATE document_blobs SET data = {} WHERE sha256 = {}", base64.b64encode(bytes(flipped)).decode(), sha
+    )
     with pytest.raises(Conflict, match="do not match their SHA-256"):
         await documents.version_bytes(ICF, "1.0")
     checked, problems = await documents.verify_stored()
@@ -155,8 +171,10 @@ async def test_a_version_pointed_at_other_bytes_is_caught_against_the_audit_trai
     other = hashlib.sha256(PDF + b"%v2").hexdigest()
     await tamper(db, "UPDATE document_versions SET sha256 = {}, size = {} WHERE label = '1.0'", other, len(PDF) + 3)
     _, problems = await documents.verify_stored()
-    assert problems == ["document Informed consent form (English) at site 101 version 1.0: its SHA-256 is not the one"
-                        " recorded in the audit trail when it was created"]
+    assert problems == [
+        "document Informed consent form (English) at site 101 version 1.0: its SHA-256 is not the one"
+        " recorded in the audit trail when it was created"
+    ]
 
 
 async def test_a_new_effective_version_supersedes_the_one_before(study):
@@ -166,11 +184,15 @@ async def test_a_new_effective_version_supersedes_the_one_before(study):
         await documents.add_version(ICF, "040", label, PDF + label.encode(), "icf.pdf")
         await documents.change_status(ICF, label, "in_review", date(2024, 4, day))
         await sign_version(ICF, label)
-        await documents.change_status(ICF, label, "approved", date(2024, 4, day),
-                                      approval=IrbApproval(f"IRB-{label}", date(2024, 4, day), letter))
+        await documents.change_status(
+            ICF, label, "approved", date(2024, 4, day), approval=IrbApproval(f"IRB-{label}", date(2024, 4, day), letter)
+        )
         await documents.change_status(ICF, label, "effective", date(2024, 4, day + 1))
-    states = {row["label"]: (row["status"], row["status_date"]) for row in await documents.list_documents("TST-1")
-              if row["name"] == ICF.name}
+    states = {
+        row["label"]: (row["status"], row["status_date"])
+        for row in await documents.list_documents("TST-1")
+        if row["name"] == ICF.name
+    }
     assert states == {"1.0": ("superseded", date(2024, 4, 21)), "2.0": ("effective", date(2024, 4, 21))}
     superseded = [e for e in await trail("document_version") if (e["new"] or {}).get("status") == "superseded"]
     assert [e["reason"] for e in superseded] == ["superseded by version 2.0"]
@@ -181,8 +203,9 @@ async def test_an_approval_must_name_a_stored_letter_and_dates_must_be_plausible
     await documents.change_status(ICF, "1.0", "in_review", date(2024, 4, 1))
     await sign_version(ICF, "1.0")
     with pytest.raises(InvalidInput) as unknown:
-        await documents.change_status(ICF, "1.0", "approved", date(2024, 4, 2),
-                                      approval=IrbApproval("IRB-1", date(2024, 4, 2), "ab" * 32))
+        await documents.change_status(
+            ICF, "1.0", "approved", date(2024, 4, 2), approval=IrbApproval("IRB-1", date(2024, 4, 2), "ab" * 32)
+        )
     assert unknown.value.problems[0].field == "approval_letter_sha256"
     for day in (date(1, 1, 1), date(9999, 12, 31)):
         with pytest.raises(InvalidInput) as implausible:
@@ -196,8 +219,12 @@ async def test_artifacts_are_filed_at_their_level_and_names_are_checked(study):
     assert protocol.value.problems[0].field == "site"
     with pytest.raises(InvalidInput, match="name the site"):
         await documents.add_version(DocumentKey("TST-1", None, "Subject log"), "234", "1", PDF, "s.pdf")
-    for label, file_name, field in (("a/b", "x.pdf", "label"), ("1", "x\x00.pdf", "file_name"),
-                                    ("1", "f" * 201, "file_name"), ("x" * 65, "x.pdf", "label")):
+    for label, file_name, field in (
+        ("a/b", "x.pdf", "label"),
+        ("1", "x\x00.pdf", "file_name"),
+        ("1", "f" * 201, "file_name"),
+        ("x" * 65, "x.pdf", "label"),
+    ):
         with pytest.raises(InvalidInput) as bad:
             await documents.add_version(ICF, "040", label, PDF, file_name)
         assert bad.value.problems[0].field == field
@@ -209,15 +236,18 @@ async def test_the_document_commands_store_list_move_and_verify(study, db, tmp_p
     env = {"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_DATA_DIR": str(tmp_path)}
     file = tmp_path / "cv.pdf"
     file.write_bytes(PDF)
-    added = run("document", "add", "TST-1", "PI CV", str(file), "--label", "1", "--artifact", "087", "--site", "101",
-                env=env)
+    added = run(
+        "document", "add", "TST-1", "PI CV", str(file), "--label", "1", "--artifact", "087", "--site", "101", env=env
+    )
     assert added.returncode == 0, added.stderr
     assert "05.02.04" in added.stdout and hashlib.sha256(PDF).hexdigest() in added.stdout
-    refused = run("document", "status", "TST-1", "PI CV", "1", "effective", "--on", "2024-05-01", "--site", "101",
-                  env=env)
+    refused = run(
+        "document", "status", "TST-1", "PI CV", "1", "effective", "--on", "2024-05-01", "--site", "101", env=env
+    )
     assert refused.returncode == 2 and "cannot go from draft to effective" in refused.stderr
-    moved = run("document", "status", "TST-1", "PI CV", "1", "in_review", "--on", "2024-05-01", "--site", "101",
-                env=env)
+    moved = run(
+        "document", "status", "TST-1", "PI CV", "1", "in_review", "--on", "2024-05-01", "--site", "101", env=env
+    )
     assert moved.returncode == 0 and "in_review from 2024-05-01" in moved.stdout
     listing = run("document", "list", "TST-1", env=env)
     assert "PI CV\t1\tin_review since 2024-05-01" in listing.stdout
@@ -231,9 +261,16 @@ async def test_the_document_commands_store_list_move_and_verify(study, db, tmp_p
 
 # Through the API, as the personas of the access matrix
 
+
 def _body(name: str = "PI CV", site: str | None = "101", data: bytes = PDF, label: str = "1") -> dict:
-    return {"name": name, "site": site, "artifact": "087", "label": label, "file_name": "cv.pdf",
-            "content": base64.b64encode(data).decode()}
+    return {
+        "name": name,
+        "site": site,
+        "artifact": "087",
+        "label": label,
+        "file_name": "cv.pdf",
+        "content": base64.b64encode(data).decode(),
+    }
 
 
 async def test_site_staff_add_and_move_their_sites_documents_and_others_only_read(anonymous, personas):
@@ -245,11 +282,13 @@ async def test_site_staff_add_and_move_their_sites_documents_and_others_only_rea
     assert added.status_code == 201 and added.json()["media_type"] == "application/pdf"
     assert (await coord.post(url, json=_body(site="102"))).status_code == 403
     assert (await coord.post(url, json=_body(site=None))).status_code == 403  # study level: whole-study grant
-    moved = await coord.post(f"{url}/status", json={"name": "PI CV", "site": "101", "label": "1",
-                                                    "status": "in_review", "on": "2024-05-01"})
+    moved = await coord.post(
+        f"{url}/status", json={"name": "PI CV", "site": "101", "label": "1", "status": "in_review", "on": "2024-05-01"}
+    )
     assert moved.status_code == 200 and moved.json()["status"] == "in_review"
-    skipped = await coord.post(f"{url}/status", json={"name": "PI CV", "site": "101", "label": "1",
-                                                      "status": "expired", "on": "2024-05-02"})
+    skipped = await coord.post(
+        f"{url}/status", json={"name": "PI CV", "site": "101", "label": "1", "status": "expired", "on": "2024-05-02"}
+    )
     assert skipped.status_code == 422 and skipped.json()["errors"][0]["field"] == "status"
     not_base64 = await coord.post(url, json={**_body(label="2"), "content": "%%%"})
     assert not_base64.status_code == 400 and "content" in not_base64.text
@@ -262,8 +301,7 @@ async def test_site_staff_add_and_move_their_sites_documents_and_others_only_rea
     assert download.headers["content-type"].startswith("application/pdf")
     other = await signed_in(anonymous, "coord-b")
     assert (await other.get(url)).json() == []  # site 101's documents are not theirs to see
-    assert (await other.get(f"{url}/content", params={"name": "PI CV", "label": "1", "site": "101"})
-            ).status_code == 403
+    assert (await other.get(f"{url}/content", params={"name": "PI CV", "label": "1", "site": "101"})).status_code == 403
     exports = [e for e in await trail("document_version") if e["action"] == "export"]
     assert [e["actor"] for e in exports] == ["sponsor"]
 
@@ -281,11 +319,21 @@ async def test_the_documents_page_stores_a_version_and_moves_it(anonymous, perso
     assert "Delegation log" in listing.text and "05.02.18" in listing.text and "draft" in listing.text
     refused = await coord.post(page, data={**fields, "label": "2"}, files={"file": ("x.pdf", b"MZ junk", "x/y")})
     assert refused.status_code == 422 and "file" in refused.text.lower()
-    forged = await coord.post(page, data={**fields, "label": "3", "csrf_token": "forged"},
-                              files={"file": ("log.pdf", PDF, "application/pdf")})
+    forged = await coord.post(
+        page, data={**fields, "label": "3", "csrf_token": "forged"}, files={"file": ("log.pdf", PDF, "application/pdf")}
+    )
     assert forged.status_code == 403
-    moved = await coord.post(f"{page}/status", data={"name": "Delegation log", "label": "1", "site": "101",
-                                                     "status": "in_review", "on": "2024-05-01", "csrf_token": token})
+    moved = await coord.post(
+        f"{page}/status",
+        data={
+            "name": "Delegation log",
+            "label": "1",
+            "site": "101",
+            "status": "in_review",
+            "on": "2024-05-01",
+            "csrf_token": token,
+        },
+    )
     assert moved.status_code == 303
     assert "in review" in (await coord.get(page)).text
     sponsor = await signed_in(anonymous, "sponsor")

@@ -78,11 +78,14 @@ async def test_an_imported_consent_event_is_never_later_than_a_consent_on_record
     await import_events(study, GOOD, site="101", file="events.csv", today=TODAY)
     person = await scheduling.subject_row(study, "101-001")
     async with transaction("a consent recorded before consent events were kept in step"):
-        await consent_store.insert_consent(person["id"], None, "2024-03-01", "cora", "2024-03-01T00:00:00Z", (),
-                                           ("paper 12", None, None))
+        await consent_store.insert_consent(
+            person["id"], None, "2024-03-01", "cora", "2024-03-01T00:00:00Z", (), ("paper 12", None, None)
+        )
     late = "participant,event,date\n101-001,consent,2024-03-02\n"
-    with pytest.raises(InvalidInput, match="events.csv:2: date: participant 101-001: consent on 2024-03-02 is after"
-                                           " the first consent on record"):
+    with pytest.raises(
+        InvalidInput,
+        match="events.csv:2: date: participant 101-001: consent on 2024-03-02 is after the first consent on record",
+    ):
         await import_events(study, late, file="events.csv", today=TODAY)
     same = await import_events(study, late.replace("03-02", "03-01"), file="events.csv", today=TODAY)
     assert same.events_recorded == 1
@@ -110,8 +113,11 @@ async def test_a_multi_site_file_enrols_each_participant_at_its_site(study):
     assert (result.created_sites, result.created_participants, result.visits_recorded) == (("205",), 3, 2)
     people = {p["subject_id"]: p["site"] for p in await scheduling.list_participants(study)}
     assert people == {"101-001": "101", "205-001": "205", "301-001": "101"}  # no site column value: --site
-    visits = {r.visit.visit: r.visit.actual for r in await scheduling.participant_schedule(study, "205-001", TODAY)
-              if r.visit.status == "unscheduled"}
+    visits = {
+        r.visit.visit: r.visit.actual
+        for r in await scheduling.participant_schedule(study, "205-001", TODAY)
+        if r.visit.status == "unscheduled"
+    }
     assert visits == {"UNSCHEDULED 9.2": date(2024, 3, 8), "UNSCHEDULED 9.2#2": date(2024, 3, 20)}
     again = await import_events(study, MULTI_SITE, site="101", file="edc.csv", today=TODAY)
     assert (again.created_participants, again.visits_recorded, again.unchanged) == (0, 0, 6)
@@ -153,10 +159,13 @@ async def test_stored_statuses_equal_check_of_the_same_file(study, tmp_path):
     followed = {p["subject_id"]: protocols[p["protocol_version"]] for p in await scheduling.list_participants(study)}
     for subject, facts in read_events_file(path, protocols["1.0"]).items():
         protocol = followed[subject]  # `check` is given the version the participant follows
-        checked = {(r.visit, r.status, r.actual) for r in evaluate(protocol, facts.events, facts.actuals, TODAY,
-                                                                     arm=facts.arm)}
-        stored = {(r.visit.visit, r.visit.status, r.visit.actual)
-                  for r in await scheduling.participant_schedule(study, subject, TODAY)}
+        checked = {
+            (r.visit, r.status, r.actual) for r in evaluate(protocol, facts.events, facts.actuals, TODAY, arm=facts.arm)
+        }
+        stored = {
+            (r.visit.visit, r.visit.status, r.visit.actual)
+            for r in await scheduling.participant_schedule(study, subject, TODAY)
+        }
         assert stored == checked, subject
 
 
@@ -164,26 +173,39 @@ async def test_stored_statuses_equal_check_of_the_same_file(study, tmp_path):
 @pytest.mark.db
 async def test_review_findings_on_sites_and_unscheduled_numbering(study):
     # a participant's first row names no site, a later one does: enrolled there, and a second import agrees
-    text = ("participant,event,date,site\n901,randomization,2024-03-04,\n901,UNS,2024-03-06,101\n"
-            "902,UNS,2024-03-01,101\n902,UNS,2024-03-05,101\n902,UNS#2,2024-03-09,101\n")
+    text = (
+        "participant,event,date,site\n901,randomization,2024-03-04,\n901,UNS,2024-03-06,101\n"
+        "902,UNS,2024-03-01,101\n902,UNS,2024-03-05,101\n902,UNS#2,2024-03-09,101\n"
+    )
     await import_events(study, text, site="999", file="edc.csv", today=TODAY, create_sites=True)
     people = {p["subject_id"]: p["site"] for p in await scheduling.list_participants(study)}
     assert people == {"901": "101", "902": "101"}  # not --site 999 (nor is 999 created)
     assert [s["code"] for s in await scheduling.list_sites(study)] == ["101"]
     # a literal label "UNS#2" in the file is never given to another date: three visits, none lost
-    visits = {r.visit.visit: r.visit.actual for r in await scheduling.participant_schedule(study, "902", TODAY)
-              if r.visit.status == "unscheduled"}
+    visits = {
+        r.visit.visit: r.visit.actual
+        for r in await scheduling.participant_schedule(study, "902", TODAY)
+        if r.visit.status == "unscheduled"
+    }
     assert visits == {"UNS": date(2024, 3, 1), "UNS#3": date(2024, 3, 5), "UNS#2": date(2024, 3, 9)}
     # against stored codes: a new date comes on top, the known ones keep theirs
     more = text + "902,UNS,2024-02-20,101\n"
     again = await import_events(study, more, file="edc.csv", today=TODAY)
     assert (again.visits_recorded, again.unchanged) == (1, 5)
-    visits = {r.visit.visit: r.visit.actual for r in await scheduling.participant_schedule(study, "902", TODAY)
-              if r.visit.status == "unscheduled"}
+    visits = {
+        r.visit.visit: r.visit.actual
+        for r in await scheduling.participant_schedule(study, "902", TODAY)
+        if r.visit.status == "unscheduled"
+    }
     assert visits["UNS#4"] == date(2024, 2, 20) and visits["UNS"] == date(2024, 3, 1)
     with pytest.raises(InvalidInput, match="site code 'A/B' holds a '/'"):
-        await import_events(study, "participant,event,date,site\n903,randomization,2024-03-04,A/B\n",
-                            file="edc.csv", today=TODAY, create_sites=True)
+        await import_events(
+            study,
+            "participant,event,date,site\n903,randomization,2024-03-04,A/B\n",
+            file="edc.csv",
+            today=TODAY,
+            create_sites=True,
+        )
 
 
 @pytest.mark.anyio

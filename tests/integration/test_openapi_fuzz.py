@@ -49,9 +49,8 @@ TOKEN: dict[str, str] = {}
 async def _load_demo() -> None:
     from trialcoord.adapters.persistence.engine import bind_engine, build_engine
     from trialcoord.adapters.persistence.migrations import migrate
-    from trialcoord.services.demo import load_demo
-
     from trialcoord.services import accounts
+    from trialcoord.services.demo import load_demo
 
     engine = bind_engine(build_engine(DATABASE_URL))
     await migrate(engine)
@@ -74,4 +73,3 @@ def test_api_conforms_to_its_schema(case):
     response = case.call_and_validate(checks=CHECKS, headers={"Authorization": f"Bearer {TOKEN['value']}"})
     if case.path != "/api/sign-in":
         assert response.status_code != 401, "the token stopped working: the run would test nothing"
-

@@ -6,7 +6,6 @@ import re
 
 import pytest
 
-
 pytestmark = [pytest.mark.anyio, pytest.mark.db]
 
 STUDY = "/studies/TST-1"

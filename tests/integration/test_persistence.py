@@ -59,11 +59,17 @@ async def test_integrity_errors_become_domain_errors(db):
 async def test_fetch_rows_keeps_the_select_order_and_types_dates(db):
     async with transaction():
         await repo.insert_study("X", "Study X")
-        await fetch("INSERT INTO protocol_versions (study, version, effective, source_name, source_text, sha256)"
-                    " VALUES ((SELECT id FROM studies WHERE code = {}), '1.0', {}, 'x.yaml', '', '')",
-                    "X", date(2024, 1, 2))
-    rows = await fetch_rows("SELECT pv.effective, s.code, pv.version FROM protocol_versions pv"
-                            " JOIN studies s ON s.id = pv.study WHERE s.code = {}", "X")
+        await fetch(
+            "INSERT INTO protocol_versions (study, version, effective, source_name, source_text, sha256)"
+            " VALUES ((SELECT id FROM studies WHERE code = {}), '1.0', {}, 'x.yaml', '', '')",
+            "X",
+            date(2024, 1, 2),
+        )
+    rows = await fetch_rows(
+        "SELECT pv.effective, s.code, pv.version FROM protocol_versions pv"
+        " JOIN studies s ON s.id = pv.study WHERE s.code = {}",
+        "X",
+    )
     assert [tuple(row) for row in rows] == [(date(2024, 1, 2), "X", "1.0")]
     assert await fetch("SELECT code FROM studies") == [{"code": "X"}]
 
@@ -119,11 +125,26 @@ async def test_migration_7_clears_stored_site_calendars_that_are_no_calendar(db,
     statement = next(q for q in step.statements if "UPDATE sites SET calendar = NULL" in q)
     await repo.insert_study("X", "Study X")
     study = (await fetch("SELECT id FROM studies WHERE code = 'X'"))[0]["id"]
-    for code, calendar in (("1", "DE"), ("2", "holidays:DE-BY"), ("3", "business-us"), ("4", "Holidays:FR"),
-                           ("5", None)):
-        await fetch("INSERT INTO sites (study, code, name, time_zone, calendar) VALUES ({}, {}, {}, 'UTC', {})",
-                    study, code, code, calendar)
+    for code, calendar in (
+        ("1", "DE"),
+        ("2", "holidays:DE-BY"),
+        ("3", "business-us"),
+        ("4", "Holidays:FR"),
+        ("5", None),
+    ):
+        await fetch(
+            "INSERT INTO sites (study, code, name, time_zone, calendar) VALUES ({}, {}, {}, 'UTC', {})",
+            study,
+            code,
+            code,
+            calendar,
+        )
     await fetch(statement)  # as migration 7 runs it on a database of version 6
     rows = await fetch("SELECT code, calendar FROM sites ORDER BY code")
-    assert [(r["code"], r["calendar"]) for r in rows] == [("1", None), ("2", "holidays:DE-BY"), ("3", "business-us"),
-                                                          ("4", None), ("5", None)]
+    assert [(r["code"], r["calendar"]) for r in rows] == [
+        ("1", None),
+        ("2", "holidays:DE-BY"),
+        ("3", "business-us"),
+        ("4", None),
+        ("5", None),
+    ]

@@ -20,8 +20,8 @@ import pytest
 from tests.conftest import SUBJECT_A, SUBJECT_B, add_user, signed_in
 from trialcoord.adapters import pii
 from trialcoord.adapters.persistence.engine import fetch, transaction
-from trialcoord.services import identities
 from trialcoord.domain.problems import NotConfigured
+from trialcoord.services import identities
 
 pytestmark = pytest.mark.anyio
 
@@ -29,10 +29,18 @@ STUDY = "TST-1"
 API = f"/api/studies/{STUDY}/participants"
 PAGES = f"/studies/{STUDY}/participants"
 # Made-up people, distinctive enough that any occurrence anywhere is a leak.
-PERSON_A = {"name": "Zebulon Quixotic-Marchbanks", "date_of_birth": "1953-07-19",
-            "contact": "zebulon@example.org", "mrn": "MRN-7731-QX"}
-PERSON_B = {"name": "Philippa Wrenfeather-Oyelaran", "date_of_birth": "1961-02-27",
-            "contact": "philippa.wrenfeather@example.net", "mrn": "MRN-4410-PW"}
+PERSON_A = {
+    "name": "Zebulon Quixotic-Marchbanks",
+    "date_of_birth": "1953-07-19",
+    "contact": "zebulon@example.org",
+    "mrn": "MRN-7731-QX",
+}
+PERSON_B = {
+    "name": "Philippa Wrenfeather-Oyelaran",
+    "date_of_birth": "1961-02-27",
+    "contact": "philippa.wrenfeather@example.net",
+    "mrn": "MRN-4410-PW",
+}
 FIELDS = ("name", "date_of_birth", "contact", "mrn")
 
 
@@ -84,14 +92,19 @@ async def post_identity_form(client, subject: str, values: dict[str, str]):
 
 
 async def participant_row_id(subject: str) -> int:
-    rows = await fetch("SELECT p.id FROM participants p JOIN studies s ON s.id = p.study"
-                       " WHERE s.code = {} AND p.subject_id = {}", STUDY, subject)
+    rows = await fetch(
+        "SELECT p.id FROM participants p JOIN studies s ON s.id = p.study WHERE s.code = {} AND p.subject_id = {}",
+        STUDY,
+        subject,
+    )
     return rows[0]["id"]
 
 
 async def stored_ciphertexts(subject: str) -> dict[str, str | None]:
-    rows = await fetch("SELECT name, date_of_birth, contact, mrn FROM participant_identities WHERE participant = {}",
-                       await participant_row_id(subject))
+    rows = await fetch(
+        "SELECT name, date_of_birth, contact, mrn FROM participant_identities WHERE participant = {}",
+        await participant_row_id(subject),
+    )
     return rows[0] if rows else {}
 
 
@@ -110,9 +123,13 @@ async def raw_database(db) -> bytes:
         return b"".join(p.read_bytes() for p in files)
     connection = await asyncpg.connect(db.url)
     try:
-        tables = [row["table_name"] for row in await connection.fetch(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
-            " AND table_type = 'BASE TABLE' ORDER BY table_name")]
+        tables = [
+            row["table_name"]
+            for row in await connection.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+                " AND table_type = 'BASE TABLE' ORDER BY table_name"
+            )
+        ]
         assert "participant_identities" in tables and "audit_entries" in tables
         dump = []
         for table in tables:
@@ -124,6 +141,7 @@ async def raw_database(db) -> bytes:
 
 
 # --- 1. nothing in the database, the logs or the audit trail ---
+
 
 async def test_known_names_are_nowhere_in_the_database_the_logs_or_the_audit_trail(db, anonymous, personas, all_logs):
     coord_a = await signed_in(anonymous, "coord-a")
@@ -157,7 +175,9 @@ async def test_known_names_are_nowhere_in_the_database_the_logs_or_the_audit_tra
     admin = await signed_in(anonymous, "admin")
     entries = await identity_audit(admin)
     assert sorted((e["actor"], e["record_id"], e["action"]) for e in entries) == [
-        ("coord-a", f"{STUDY}/101/{SUBJECT_A}", "create"), ("coord-b", f"{STUDY}/102/{SUBJECT_B}", "create")]
+        ("coord-a", f"{STUDY}/101/{SUBJECT_A}", "create"),
+        ("coord-b", f"{STUDY}/102/{SUBJECT_B}", "create"),
+    ]
     assert all(e["new"] == {field: "set" for field in FIELDS} for e in entries)
     everything = await admin.get("/api/audit")
     assert everything.status_code == 200 and leaks(everything.text, PERSON_A, PERSON_B) == []
@@ -182,15 +202,21 @@ async def test_known_names_are_nowhere_in_the_database_the_logs_or_the_audit_tra
 
 # --- 2. exact round trip, clearing, no audit entry for an unchanged value ---
 
+
 async def test_values_read_back_exactly_clear_with_an_empty_string_and_unchanged_writes_are_not_audited(
-        anonymous, personas):
+    anonymous, personas
+):
     # One HTTP client: each signed_in() switches its session, so every step signs in as whom it needs.
     coord_a = await signed_in(anonymous, "coord-a")
     empty = await coord_a.get(f"{API}/{SUBJECT_A}/identity")
     assert empty.status_code == 200 and empty.json() == {field: None for field in FIELDS}
 
-    unusual = {"name": "Zoë Ångström-Nakamura 中村 «test»", "date_of_birth": "1980-12-31",
-               "contact": "+44 20 7946 0958; flat 3, 221b Baker St", "mrn": "MRN-0001-ÅZ"}
+    unusual = {
+        "name": "Zoë Ångström-Nakamura 中村 «test»",
+        "date_of_birth": "1980-12-31",
+        "contact": "+44 20 7946 0958; flat 3, 221b Baker St",
+        "mrn": "MRN-0001-ÅZ",
+    }
     response = await put_identity(coord_a, SUBJECT_A, unusual)
     assert response.status_code == 200 and response.json() == unusual
     assert (await coord_a.get(f"{API}/{SUBJECT_A}/identity")).json() == unusual
@@ -232,6 +258,7 @@ async def test_values_read_back_exactly_clear_with_an_empty_string_and_unchanged
 
 # --- 3. who may read and write ---
 
+
 async def test_only_grants_with_personal_data_read_it_and_only_site_staff_write_it(anonymous, personas):
     await identities.set_identity(STUDY, SUBJECT_A, PERSON_A, actor="admin")
     await identities.set_identity(STUDY, SUBJECT_B, PERSON_B, actor="admin")
@@ -259,10 +286,18 @@ async def test_only_grants_with_personal_data_read_it_and_only_site_staff_write_
         ("outsider", "GET", a): await status("outsider", "GET", a),
     }
     assert observed == {
-        ("coord-a", "GET", a): 200, ("coord-a", "GET", b): 403, ("coord-a", "PUT", b): 403,
-        ("coord-b", "GET", a): 403, ("sponsor", "GET", a): 403, ("sponsor", "PUT", a): 403,
-        ("monitor", "GET", a): 200, ("monitor", "GET", b): 200, ("monitor", "PUT", a): 403,
-        ("monitor-coded", "GET", a): 403, ("monitor-expired", "GET", a): 403, ("outsider", "GET", a): 403,
+        ("coord-a", "GET", a): 200,
+        ("coord-a", "GET", b): 403,
+        ("coord-a", "PUT", b): 403,
+        ("coord-b", "GET", a): 403,
+        ("sponsor", "GET", a): 403,
+        ("sponsor", "PUT", a): 403,
+        ("monitor", "GET", a): 200,
+        ("monitor", "GET", b): 200,
+        ("monitor", "PUT", a): 403,
+        ("monitor-coded", "GET", a): 403,
+        ("monitor-expired", "GET", a): 403,
+        ("outsider", "GET", a): 403,
     }
     anonymous.cookies.clear()
     for header in ("Authorization", "X-CSRF-Token"):
@@ -304,19 +339,25 @@ async def test_a_sponsor_grant_cannot_carry_personal_data(personas):
     with pytest.raises(InvalidInput):
         await accounts.grant("sponsor", "sponsor", STUDY, None, date(2000, 1, 1), None, "admin", personal_data=True)
     with pytest.raises(InvalidInput):
-        await accounts.grant("coord-a", "coordinator", STUDY, "101", date(2000, 1, 1), None, "admin",
-                             personal_data=True)
+        await accounts.grant(
+            "coord-a", "coordinator", STUDY, "101", date(2000, 1, 1), None, "admin", personal_data=True
+        )
 
 
 # --- 4. a value copied to another participant does not decrypt ---
+
 
 async def copy_name_from_a_to_b() -> None:
     await identities.set_identity(STUDY, SUBJECT_A, PERSON_A, actor="admin")
     await identities.set_identity(STUDY, SUBJECT_B, PERSON_B, actor="admin")
     a, b = await participant_row_id(SUBJECT_A), await participant_row_id(SUBJECT_B)
     async with transaction():
-        await fetch("UPDATE participant_identities SET name = (SELECT name FROM participant_identities"
-                    " WHERE participant = {}) WHERE participant = {}", a, b)
+        await fetch(
+            "UPDATE participant_identities SET name = (SELECT name FROM participant_identities"
+            " WHERE participant = {}) WHERE participant = {}",
+            a,
+            b,
+        )
     assert (await stored_ciphertexts(SUBJECT_B))["name"] == (await stored_ciphertexts(SUBJECT_A))["name"]
 
 
@@ -331,7 +372,8 @@ async def test_a_ciphertext_copied_to_another_participant_does_not_decrypt(anony
     assert leaks(response.text, PERSON_A) == [], "the other participant's name was returned"
     assert response.status_code != 200
     assert response.status_code != 500, (
-        f"a value that does not decrypt answers a bare 500 instead of a clear error: {response.text}")
+        f"a value that does not decrypt answers a bare 500 instead of a clear error: {response.text}"
+    )
     assert response.headers["content-type"].startswith("application/problem+json")
     assert "decrypt" in response.json()["detail"]
     assert leaks(log_text(all_logs), PERSON_A, PERSON_B) == []
@@ -362,8 +404,10 @@ async def test_a_key_ring_without_the_values_key_answers_a_clear_error(anonymous
 
 # --- 5. key rotation ---
 
+
 async def test_key_rotation_reencrypts_everything_under_the_new_key_and_is_audited(
-        anonymous, personas, pii_keys, monkeypatch, all_logs):
+    anonymous, personas, pii_keys, monkeypatch, all_logs
+):
     client = await signed_in(anonymous, "admin")
     ring = pii_keys
     assert ring.current == "test-1"
@@ -412,6 +456,7 @@ async def test_key_rotation_reencrypts_everything_under_the_new_key_and_is_audit
 
 # --- 6. schedules, worklists, calendars and exports carry the subject ID only ---
 
+
 async def test_schedules_worklists_calendars_and_exports_carry_the_subject_id_only(anonymous, personas, all_logs):
     client = await signed_in(anonymous, "admin")
     coord_a = await signed_in(client, "coord-a")
@@ -424,8 +469,9 @@ async def test_schedules_worklists_calendars_and_exports_carry_the_subject_id_on
     outputs = {
         "schedule": await admin.get(f"{API}/{SUBJECT_A}/schedule", params={"as_of": "2024-03-18"}),
         "worklist": await admin.get(f"/api/studies/{STUDY}/worklist", params={"as_of": "2024-03-18"}),
-        "worklist week": await admin.get(f"/api/studies/{STUDY}/worklist",
-                                         params={"as_of": "2024-03-18", "kind": "week"}),
+        "worklist week": await admin.get(
+            f"/api/studies/{STUDY}/worklist", params={"as_of": "2024-03-18", "kind": "week"}
+        ),
         "participant ics": await admin.get(f"{API}/{SUBJECT_A}/schedule.ics", params={"as_of": "2024-03-18"}),
         "site ics": await admin.get(f"/api/studies/{STUDY}/sites/101/schedule.ics", params={"as_of": "2024-03-18"}),
         "participant": await admin.get(f"{API}/{SUBJECT_A}"),
@@ -454,6 +500,7 @@ async def test_schedules_worklists_calendars_and_exports_carry_the_subject_id_on
 
 
 # --- 7. invalid values: 4xx naming the field, nothing stored ---
+
 
 async def test_an_over_long_value_or_a_bad_date_of_birth_names_the_field_and_stores_nothing(anonymous, personas):
     await identities.set_identity(STUDY, SUBJECT_A, PERSON_A, actor="admin")
@@ -485,12 +532,17 @@ async def test_an_over_long_value_or_a_bad_date_of_birth_names_the_field_and_sto
     assert (await put_identity(coord_a, SUBJECT_A, {"contact": PERSON_A["contact"]})).status_code == 200
 
     # The page form: the same checks, the message by the field, a 422 page.
-    for values, field in (({**PERSON_A, "name": too_long}, "name"), ({**PERSON_A, "date_of_birth": "31/12/1980"},
-                                                                       "date_of_birth")):
+    for values, field in (
+        ({**PERSON_A, "name": too_long}, "name"),
+        ({**PERSON_A, "date_of_birth": "31/12/1980"}, "date_of_birth"),
+    ):
         page = await post_identity_form(coord_a, SUBJECT_A, values)
         assert page.status_code == 422, (field, page.status_code)
-        assert "date of birth is written YYYY-MM-DD" in page.text if field == "date_of_birth" \
+        assert (
+            "date of birth is written YYYY-MM-DD" in page.text
+            if field == "date_of_birth"
             else "at most 500 characters" in page.text
+        )
 
     assert await identities.get_identity(STUDY, SUBJECT_A) == PERSON_A
     admin = await signed_in(anonymous, "admin")
@@ -499,6 +551,7 @@ async def test_an_over_long_value_or_a_bad_date_of_birth_names_the_field_and_sto
 
 
 # --- 8. no key configured ---
+
 
 @pytest.fixture
 def no_pii_key(monkeypatch, tmp_path):
@@ -515,7 +568,8 @@ def no_pii_key(monkeypatch, tmp_path):
 
 
 async def test_without_a_key_personal_data_is_unavailable_and_the_page_still_renders(
-        anonymous, personas, pii_keys, no_pii_key, monkeypatch, all_logs):
+    anonymous, personas, pii_keys, no_pii_key, monkeypatch, all_logs
+):
     client = await signed_in(anonymous, "admin")
     monkeypatch.setenv(pii.KEYS_VARIABLE, pii_keys.to_json())  # written while a key was configured
     await identities.set_identity(STUDY, SUBJECT_A, PERSON_A, actor="admin")

@@ -29,8 +29,13 @@ STUDY, AS_OF = "CDISCPILOT01", "2015-06-30"
 SITES = ("701", "704", "708", "710", "711", "718")
 ARMS = {"PLACEBO": "PLACEBO", "ZAN_LOW": "XANOMELINE_LOW_DOSE", "ZAN_HIGH": "XANOMELINE_HIGH_DOSE"}
 WEEKS = (2, 4, 6, 8, 12, 16, 20, 24, 26)
-CODES = {"SCREENING 1": "SCREEN1", "SCREENING 2": "SCREEN2", "BASELINE": "DOSE", "EARLY DISCONTINUATION": "ET",
-         **{f"WEEK {w}": f"WK{w}" for w in WEEKS}}
+CODES = {
+    "SCREENING 1": "SCREEN1",
+    "SCREENING 2": "SCREEN2",
+    "BASELINE": "DOSE",
+    "EARLY DISCONTINUATION": "ET",
+    **{f"WEEK {w}": f"WK{w}" for w in WEEKS},
+}
 
 
 def pilot_shaped(participants: int = 40, seed: int = 2013):
@@ -61,8 +66,10 @@ def pilot_shaped(participants: int = 40, seed: int = 2013):
                 visits.append(("WEEK 4: UNSCHEDULED 01", 5.01, done + timedelta(days=2)))
         if stops:
             left = day_one + timedelta(weeks=stops, days=-3)
-            ds += [(subject, "ADVERSE EVENT", "DISPOSITION EVENT", "STUDY TREATMENT", left - timedelta(days=1)),
-                   (subject, "ADVERSE EVENT", "DISPOSITION EVENT", "STUDY PARTICIPATION", left)]
+            ds += [
+                (subject, "ADVERSE EVENT", "DISPOSITION EVENT", "STUDY TREATMENT", left - timedelta(days=1)),
+                (subject, "ADVERSE EVENT", "DISPOSITION EVENT", "STUDY PARTICIPATION", left),
+            ]
             visits.append(("EARLY DISCONTINUATION", 101.0, left + timedelta(days=rng.randint(0, 9))))
             facts.append((subject, "early_termination", left, ARMS[armcd]))
         else:
@@ -75,8 +82,7 @@ def pilot_shaped(participants: int = 40, seed: int = 2013):
 
 
 def write_xpt(path: Path, name: str, columns: list[str], rows: list[tuple]) -> Path:
-    frame = pd.DataFrame([[v.isoformat() if isinstance(v, date) else v for v in row] for row in rows],
-                         columns=columns)
+    frame = pd.DataFrame([[v.isoformat() if isinstance(v, date) else v for v in row] for row in rows], columns=columns)
     frame.insert(0, "STUDYID", STUDY)
     frame.insert(1, "DOMAIN", name)
     pyreadstat.write_xport(frame, str(path), file_format_version=5, table_name=name)
@@ -90,13 +96,26 @@ def test_the_cdisc_pilot_goes_in_with_two_commands_and_equals_check(db, tmp_path
     assert done.returncode == 0, done.stderr
     assert run("protocol", "load", str(protocol), env=env).returncode == 0
     sv, ds, dm, facts = pilot_shaped()
-    files = [write_xpt(tmp_path / "sv.xpt", "SV", ["USUBJID", "VISITNUM", "VISIT", "SVSTDTC"], sv),
-             write_xpt(tmp_path / "ds.xpt", "DS", ["USUBJID", "DSDECOD", "DSCAT", "DSSCAT", "DSSTDTC"], ds),
-             write_xpt(tmp_path / "dm.xpt", "DM", ["USUBJID", "SITEID", "ARMCD", "RFSTDTC", "RFICDTC"], dm)]
+    files = [
+        write_xpt(tmp_path / "sv.xpt", "SV", ["USUBJID", "VISITNUM", "VISIT", "SVSTDTC"], sv),
+        write_xpt(tmp_path / "ds.xpt", "DS", ["USUBJID", "DSDECOD", "DSCAT", "DSSCAT", "DSSTDTC"], ds),
+        write_xpt(tmp_path / "dm.xpt", "DM", ["USUBJID", "SITEID", "ARMCD", "RFSTDTC", "RFICDTC"], dm),
+    ]
     mapping = tmp_path / "map.yaml"
     mapping.write_text("arms: {ZAN_LOW: XANOMELINE_LOW_DOSE, ZAN_HIGH: XANOMELINE_HIGH_DOSE}\n", encoding="utf-8")
-    command = ["import", "sdtm", STUDY, "--sv", str(files[0]), "--ds", str(files[1]), "--dm", str(files[2]),
-               "--map", str(mapping)]
+    command = [
+        "import",
+        "sdtm",
+        STUDY,
+        "--sv",
+        str(files[0]),
+        "--ds",
+        str(files[1]),
+        "--dm",
+        str(files[2]),
+        "--map",
+        str(mapping),
+    ]
     refused = run(*command, env=env)  # the sites are not there yet: nothing stored, each named where DM gives it
     assert refused.returncode == 2 and "dm.xpt:1: SITEID: study CDISCPILOT01 has no site 704" in refused.stderr
     imported = run(*command, "--create-sites", "--format", "json", env=env)

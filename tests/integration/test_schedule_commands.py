@@ -81,8 +81,9 @@ async def load_demo_study(env) -> None:
     await scheduling.create_site("DEMO-001", "101", "Riverside")
     today = date(2026, 11, 2)
     for subject in ("101-001", "101-002"):
-        await scheduling.enroll_participant("DEMO-001", subject, "101", arm="A", version="1.0",
-                                            enrolled_on=date(2026, 9, 1), today=today)
+        await scheduling.enroll_participant(
+            "DEMO-001", subject, "101", arm="A", version="1.0", enrolled_on=date(2026, 9, 1), today=today
+        )
         await scheduling.record_event("DEMO-001", subject, "randomization", date(2026, 9, 15), today=today)
 
 
@@ -96,8 +97,17 @@ async def test_protocol_impact_and_apply_on_the_command_line(env, tmp_path):
     assert [p["subject_id"] for p in data["affected"]] == ["101-001", "101-002"]
     assert {v["visit"] for v in data["affected"][0]["visits"]} >= {"V7"}
     rows = list(csv.DictReader(io.StringIO(ok(env, "protocol", "impact", "DEMO-001", new, "--format", "csv"))))
-    assert rows and set(rows[0]) == {"subject_id", "site", "item", "visit", "old_target", "old_window", "new_target",
-                                     "new_window", "detail"}
+    assert rows and set(rows[0]) == {
+        "subject_id",
+        "site",
+        "item",
+        "visit",
+        "old_target",
+        "old_window",
+        "new_target",
+        "new_window",
+        "detail",
+    }
     pdf = tmp_path / "impact.pdf"
     ok(env, "protocol", "impact", "DEMO-001", new, "--format", "pdf", "--out", str(pdf))
     assert len(pikepdf.open(pdf).pages) == 1
@@ -105,20 +115,33 @@ async def test_protocol_impact_and_apply_on_the_command_line(env, tmp_path):
     assert no_out.returncode == 2 and "--out" in no_out.stderr
     wrong = run("protocol", "impact", "DEMO-001", str(ONC), env=env)
     assert wrong.returncode == 2 and "describes study ONC-201" in wrong.stderr
-    nowhere = run("protocol", "impact", "DEMO-001", new, "--format", "csv", "--out", str(tmp_path / "no" / "x.csv"),
-                  env=env)
+    nowhere = run(
+        "protocol", "impact", "DEMO-001", new, "--format", "csv", "--out", str(tmp_path / "no" / "x.csv"), env=env
+    )
     assert nowhere.returncode == 2 and "x.csv: cannot be written" in nowhere.stderr
     assert "Traceback" not in nowhere.stderr
     no_study = run("protocol", "impact", "NOPE-1", new, env=env)
     assert no_study.returncode != 0 and "NOPE-1" in no_study.stderr and "describes" not in no_study.stderr
     other_text = tmp_path / "2.0-edited.yaml"  # the label 2.0 is loaded with other content: it can never load
-    other_text.write_text((DEMO / "2.0.yaml").read_text(encoding="utf-8").replace("Week 16", "Week 17"),
-                          encoding="utf-8")
+    other_text.write_text(
+        (DEMO / "2.0.yaml").read_text(encoding="utf-8").replace("Week 16", "Week 17"), encoding="utf-8"
+    )
     relabel = run("protocol", "impact", "DEMO-001", str(other_text), env=env)
     assert relabel.returncode == 2 and "already has a protocol version 2.0 with other content" in relabel.stderr
     assert [p["protocol_version"] for p in await scheduling.list_participants("DEMO-001")] == ["1.0", "1.0"]
-    applied = ok(env, "protocol", "apply", "DEMO-001", "2.0", "--site", "101", "--effective", "2026-11-01",
-                 "--reason", "amendment 1 approved")
+    applied = ok(
+        env,
+        "protocol",
+        "apply",
+        "DEMO-001",
+        "2.0",
+        "--site",
+        "101",
+        "--effective",
+        "2026-11-01",
+        "--reason",
+        "amendment 1 approved",
+    )
     assert "2 participants moved to protocol version 2.0 from 2026-11-01 (0 left as they are)" in applied
     assert re.search(r"deviation detection run again for them: \d+ created, 0 resolved by the change", applied)
     assert [p["protocol_version"] for p in await scheduling.list_participants("DEMO-001")] == ["2.0", "2.0"]
@@ -163,10 +186,23 @@ async def test_site_calendar_and_closures_on_the_command_line(env, dosing):
 
 
 async def test_sites_from_the_command_line(env, dosing):
-    added = ok(env, "site", "add", dosing, "305", "--name", "Klinikum Nord", "--time-zone", "Europe/Berlin",
-               "--calendar", "holidays:de-by")
-    assert "site 305 (Klinikum Nord) added to ONC-201: time zone Europe/Berlin, business days follow holidays:DE-BY" \
+    added = ok(
+        env,
+        "site",
+        "add",
+        dosing,
+        "305",
+        "--name",
+        "Klinikum Nord",
+        "--time-zone",
+        "Europe/Berlin",
+        "--calendar",
+        "holidays:de-by",
+    )
+    assert (
+        "site 305 (Klinikum Nord) added to ONC-201: time zone Europe/Berlin, business days follow holidays:DE-BY"
         in added
+    )
     again = run("site", "add", dosing, "305", env=env)
     assert again.returncode == 3 and "already has a site 305" in again.stderr
     bad = run("site", "add", dosing, "306", "--time-zone", "Mars/Olympus", env=env)
@@ -175,15 +211,20 @@ async def test_sites_from_the_command_line(env, dosing):
     assert re.search(r"305 +Klinikum Nord +Europe/Berlin +holidays:DE-BY", table)
     listed = json.loads(ok(env, "site", "list", dosing, "--format", "json"))
     assert [s["code"] for s in listed] == ["201", "305"]
-    [entry] = [e for e in await audit_log.browse(audit_log.AuditFilter(record_type="site", action="create"), None, 5)
-               if e["record_id"] == "ONC-201/305"]
+    [entry] = [
+        e
+        for e in await audit_log.browse(audit_log.AuditFilter(record_type="site", action="create"), None, 5)
+        if e["record_id"] == "ONC-201/305"
+    ]
     assert entry["new"]["time_zone"] == "Europe/Berlin"
 
 
 async def test_import_events_creates_the_sites_a_file_names_when_asked(env, dosing, tmp_path):
     edc = tmp_path / "edc.csv"
-    edc.write_text("participant,event,date,site\n310-001,first_dose,2026-01-05,310\n"
-                   "311-001,first_dose,2026-01-06,311\n", encoding="utf-8")
+    edc.write_text(
+        "participant,event,date,site\n310-001,first_dose,2026-01-05,310\n311-001,first_dose,2026-01-06,311\n",
+        encoding="utf-8",
+    )
     refused = run("import", "events", dosing, str(edc), env=env)
     assert refused.returncode == 2 and f"{edc}:2: site: study ONC-201 has no site 310" in refused.stderr
     done = ok(env, "import", "events", dosing, str(edc), "--create-sites")

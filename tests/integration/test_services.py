@@ -230,7 +230,11 @@ async def test_worklists_at_the_window_edges(randomized, as_of, today, week, ove
 
 @pytest.mark.parametrize(
     ("as_of", "kind", "status"),
-    [(date(2024, 3, 14), "week", "upcoming"), (date(2024, 3, 15), "today", "due"), (date(2024, 3, 22), "overdue", "missed")],
+    [
+        (date(2024, 3, 14), "week", "upcoming"),
+        (date(2024, 3, 15), "today", "due"),
+        (date(2024, 3, 22), "overdue", "missed"),
+    ],
 )
 async def test_worklist_statuses_are_as_of_the_asked_date(randomized, as_of, kind, status):
     rows = {r.visit.visit: r.visit for r in await scheduling.worklist("TST-1", as_of, kind=kind)}
@@ -303,7 +307,9 @@ async def test_demo_loads_once_and_fills_every_worklist(db):
 
 async def test_events_and_visits_cannot_be_recorded_for_a_day_still_to_come(randomized):
     tomorrow = TODAY + timedelta(days=1)
-    with pytest.raises(InvalidInput, match=r"participant 101-001.*: first_dose cannot be recorded on 2024-03-17") as error:
+    with pytest.raises(
+        InvalidInput, match=r"participant 101-001.*: first_dose cannot be recorded on 2024-03-17"
+    ) as error:
         await scheduling.record_event("TST-1", S, "first_dose", tomorrow, today=TODAY)
     assert fields(error.value) == {"date"}
     with pytest.raises(InvalidInput, match="visit V2 cannot be recorded on 2024-03-17, after today") as error:
@@ -322,6 +328,7 @@ async def test_site_codes_and_subject_ids_hold_no_slash(study):
     with pytest.raises(InvalidInput, match="holds a '/'"):
         await scheduling.enroll_participant(study, "1/7", "101", today=date(2024, 3, 4))
     with pytest.raises(InvalidInput) as bad:
-        await importing.import_events(study, "participant,event,date\n1/7,randomization,2024-03-04\n", site="101",
-                                      today=date(2024, 6, 1))
+        await importing.import_events(
+            study, "participant,event,date\n1/7,randomization,2024-03-04\n", site="101", today=date(2024, 6, 1)
+        )
     assert any(p.field == "participant" and "'/'" in p.message for p in bad.value.problems)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.conftest import PASSWORD, add_user, signed_in
-from trialcoord.services import accounts, audit_log
 from trialcoord.domain.problems import InvalidInput
+from trialcoord.services import accounts, audit_log
 
 pytestmark = pytest.mark.anyio
-T0 = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -56,8 +56,10 @@ async def test_the_api_wants_a_bearer_token(anonymous, personas):
     assert me.status_code == 200 and me.json()["user_id"] == "coord-a"
 
 
-@pytest.mark.parametrize("header", ["Bearer", "Bearer " + "x" * 5000, "Basic YWRtaW46YWRtaW4=", "Bearer \u00e9\u00e9",
-                                    "bearer  ", "Token abc"])
+@pytest.mark.parametrize(
+    "header",
+    ["Bearer", "Bearer " + "x" * 5000, "Basic YWRtaW46YWRtaW4=", "Bearer \u00e9\u00e9", "bearer  ", "Token abc"],
+)
 async def test_malformed_tokens_are_401_never_500(anonymous, personas, header):
     response = await anonymous.get("/api/me", headers={"Authorization": header.encode("utf-8")})
     assert response.status_code == 401
@@ -135,13 +137,13 @@ async def test_repeated_failures_slow_then_lock_the_account(anonymous, personas,
 
 
 async def test_a_second_attempt_within_the_delay_is_refused_not_counted(anonymous, personas, clock):
-    assert (await anonymous.post("/api/sign-in", json={"user_id": "coord-a", "password": "wrong password!"})
-            ).status_code == 401
+    assert (
+        await anonymous.post("/api/sign-in", json={"user_id": "coord-a", "password": "wrong password!"})
+    ).status_code == 401
     refused = await anonymous.post("/api/sign-in", json={"user_id": "coord-a", "password": PASSWORD})
     assert refused.status_code == 429 and refused.headers["retry-after"]
     clock(seconds=2)
-    assert (await anonymous.post("/api/sign-in", json={"user_id": "coord-a", "password": PASSWORD})
-            ).status_code == 201
+    assert (await anonymous.post("/api/sign-in", json={"user_id": "coord-a", "password": PASSWORD})).status_code == 201
 
 
 async def test_sessions_end_after_the_inactivity_timeout(anonymous, personas, clock):
@@ -201,8 +203,11 @@ async def test_every_page_form_needs_the_sessions_csrf_token(app, anonymous, per
 
     client = await signed_in(anonymous, "admin")
     real = client.headers.pop("X-CSRF-Token")
-    posts = [path for method, path, _ in routes(app) if method == "POST" and not path.startswith("/api")
-             and path != "/sign-in"]
+    posts = [
+        path
+        for method, path, _ in routes(app)
+        if method == "POST" and not path.startswith("/api") and path != "/sign-in"
+    ]
     assert len(posts) >= 7
     for path in posts:
         url = _fill(path, subject_id="1001", site="101")
@@ -233,25 +238,33 @@ async def test_issued_tokens_expire(personas, clock):
 
 async def test_account_and_grant_input_is_checked(anonymous, personas):
     client = await signed_in(anonymous, "admin")
-    too_long = await client.post("/api/users", json={"user_id": "u" * 65, "printed_name": "U", "email": "u@x.org",
-                                                     "password": PASSWORD})
+    too_long = await client.post(
+        "/api/users", json={"user_id": "u" * 65, "printed_name": "U", "email": "u@x.org", "password": PASSWORD}
+    )
     assert too_long.status_code == 400
-    role = await client.post("/api/users/coord-a/grants", json={"role": "wizard", "valid_from": "2024-01-01",
-                                                               "study": "TST-1"})
+    role = await client.post(
+        "/api/users/coord-a/grants", json={"role": "wizard", "valid_from": "2024-01-01", "study": "TST-1"}
+    )
     assert role.status_code == 422 and "coordinator" in role.json()["errors"][0]["message"]
     for scope, field in (({"study": "TST-9"}, "study"), ({"study": "TST-1", "site": "999"}, "site")):
-        typo = await client.post("/api/users/coord-a/grants", json={"role": "investigator",
-                                                                   "valid_from": "2024-01-01", "site": "101", **scope})
+        typo = await client.post(
+            "/api/users/coord-a/grants",
+            json={"role": "investigator", "valid_from": "2024-01-01", "site": "101", **scope},
+        )
         assert typo.status_code == 422 and typo.json()["errors"][0]["field"] == field
-    weak = await client.post("/api/users", json={"user_id": "newbie", "printed_name": "N", "email": "n@x.org",
-                                                 "password": "short"})
+    weak = await client.post(
+        "/api/users", json={"user_id": "newbie", "printed_name": "N", "email": "n@x.org", "password": "short"}
+    )
     assert weak.status_code == 422 and weak.json()["errors"][0]["field"] == "password"
     assert "short" not in weak.text
-    taken = await client.post("/api/users", json={"user_id": "Coord-A", "printed_name": "C", "email": "c@x.org",
-                                                  "password": PASSWORD})
+    taken = await client.post(
+        "/api/users", json={"user_id": "Coord-A", "printed_name": "C", "email": "c@x.org", "password": PASSWORD}
+    )
     assert taken.status_code == 409
-    grant = await client.post("/api/users/coord-a/grants", json={"role": "investigator", "valid_from": "2024-01-01",
-                                                                "study": "TST-1", "site": "102"})
+    grant = await client.post(
+        "/api/users/coord-a/grants",
+        json={"role": "investigator", "valid_from": "2024-01-01", "study": "TST-1", "site": "102"},
+    )
     assert grant.status_code == 201
     revoked = await client.post(f"/api/grants/{grant.json()['id']}/revoke", json={"reason": "assigned elsewhere"})
     assert revoked.json()["revoked_by"] == "admin"
@@ -260,6 +273,7 @@ async def test_account_and_grant_input_is_checked(anonymous, personas):
 
 
 # The signing ceremony (11.200(a)(1))
+
 
 async def _viewer(user_id: str) -> accounts.Viewer:
     signed = await accounts.sign_in(user_id, PASSWORD, "127.0.0.1")
@@ -272,7 +286,10 @@ async def test_the_first_signing_needs_both_components_later_ones_the_password(p
         await accounts.signing_ceremony(viewer, "authorship", PASSWORD, None)
     first = await accounts.signing_ceremony(viewer, "authorship", PASSWORD, "Coord-A")
     assert (first.printed_name, str(first.meaning), str(first.components)) == (
-        "Coord-A", "authorship", "user ID and password")
+        "Coord-A",
+        "authorship",
+        "user ID and password",
+    )
     clock(minutes=5)
     second = await accounts.signing_ceremony(viewer, "review", PASSWORD, None)
     assert str(second.components) == "password"
@@ -311,8 +328,7 @@ async def test_a_user_id_is_never_reused(personas):
 
 async def test_nothing_but_static_files_may_be_cached(anonymous, personas):
     client = await signed_in(anonymous, "coord-a")
-    for url in ("/", "/studies/TST-1/participants/1001", "/api/studies/TST-1/participants/1001/identity",
-                "/api/me"):
+    for url in ("/", "/studies/TST-1/participants/1001", "/api/studies/TST-1/participants/1001/identity", "/api/me"):
         assert (await client.get(url)).headers["cache-control"] == "no-store", url
     assert "max-age" in (await client.get("/static/site.css")).headers["cache-control"]
 

@@ -27,8 +27,14 @@ from trialcoord.services import accounts, audit_log, documents, signatures, veri
 pytestmark = pytest.mark.anyio
 ICF = DocumentKey("TST-1", "101", "Informed consent form (English)")
 CV = DocumentKey("TST-1", "101", "PI CV")
-COVER = {"study_code": "TST-1", "study_title": "Test study", "site_code": "101", "site_name": "Riverside",
-         "investigator": "Dr. Ivan Investigator", "sponsor": "Acme"}
+COVER = {
+    "study_code": "TST-1",
+    "study_title": "Test study",
+    "site_code": "101",
+    "site_name": "Riverside",
+    "investigator": "Dr. Ivan Investigator",
+    "sponsor": "Acme",
+}
 AT = "2026-11-27T09:30:00.000000Z"
 
 
@@ -69,8 +75,11 @@ async def test_a_signature_is_linked_to_the_version_printed_and_audited(study, r
     with pikepdf.open(io.BytesIO(await _file(ICF, "1.0", "signed_copy"))) as copy:
         assert len(copy.pages) == 2  # the version's page, then the signature page
     assert await documents.version_bytes(ICF, "1.0") == real_pdf  # the version itself never changes
-    entry = [e for e in await audit_log.export_rows(audit_store.AuditFilter(record_type="document_version"), 50)
-             if e["action"] == "sign"][0]
+    entry = [
+        e
+        for e in await audit_log.export_rows(audit_store.AuditFilter(record_type="document_version"), 50)
+        if e["action"] == "sign"
+    ][0]
     assert entry["actor"] == "ivan" and entry["new"]["meaning"] == "review"
     assert entry["new"]["components"] == "user ID and password"
     assert await verification.verify_all() == (4, [])  # one key, one signature, two files
@@ -99,16 +108,28 @@ async def test_approval_by_signature_gets_a_pades_signature_readers_verify(study
     check = await pades_verify(signed, [system_keys.pades[1]])
     assert check.ok, check.problems
     approved_at = (await signatures.of_version(ICF, "1.0"))[0][0]["instant"]
-    assert -1 < (check.signed_at - datetime.fromisoformat(approved_at.replace("Z", "+00:00"))).total_seconds() < 60  # PDF time: whole seconds
+    assert (
+        -1 < (check.signed_at - datetime.fromisoformat(approved_at.replace("Z", "+00:00"))).total_seconds() < 60
+    )  # PDF time: whole seconds
     copy = await _file(ICF, "1.0", "signed_copy")
     assert signed.startswith(copy)  # PAdES is an incremental update of the copy with its signature page
 
 
 async def test_a_docx_version_carries_its_signature_page(study):
-    docx = render_docx("consent_form", {"study_code": "TST-1", "study_title": "T", "consent_version": "1.0",
-                                        "language": "en", "protocol_version": "1.0",
-                                        "sections": [{"heading": "Purpose", "paragraphs": ["Why."]}]},
-                       created_at=AT, title="Consent", version_label="1.0")
+    docx = render_docx(
+        "consent_form",
+        {
+            "study_code": "TST-1",
+            "study_title": "T",
+            "consent_version": "1.0",
+            "language": "en",
+            "protocol_version": "1.0",
+            "sections": [{"heading": "Purpose", "paragraphs": ["Why."]}],
+        },
+        created_at=AT,
+        title="Consent",
+        version_label="1.0",
+    )
     await documents.add_version(ICF, "040", "1.0", docx, "icf.docx")
     await sign_version(ICF, "1.0", "colin", "authorship")
     copy = await _file(ICF, "1.0", "signed_copy")
@@ -173,9 +194,11 @@ async def test_verification_names_an_altered_or_moved_signature(study, db, real_
     flipped = ("0" if value[0] != "0" else "1") + value[1:]
     await tamper(db, "UPDATE document_signatures SET value = {} WHERE meaning = 'review'", flipped)
     problems = (await verification.verify_all())[1]
-    assert problems == ["document Informed consent form (English) at site 101 version 1.0: signature by ivan (review,"
-                        f" {(await signatures.of_version(ICF, '1.0'))[0][0]['instant']}): the signature does not"
-                        " verify: the statement or the value was altered"]
+    assert problems == [
+        "document Informed consent form (English) at site 101 version 1.0: signature by ivan (review,"
+        f" {(await signatures.of_version(ICF, '1.0'))[0][0]['instant']}): the signature does not"
+        " verify: the statement or the value was altered"
+    ]
     await tamper(db, "UPDATE document_signatures SET value = {} WHERE meaning = 'review'", value)
     moved = (await fetch("SELECT id FROM document_versions WHERE label = '1.0'"))[0]["id"]
     await tamper(db, "UPDATE document_signatures SET version = {} WHERE meaning = 'approval'", moved)
@@ -205,22 +228,38 @@ async def test_a_key_or_signature_inserted_behind_the_applications_back_is_named
     await sign_version(ICF, "1.0", "ivan", "review")
     rogue = signing_keys.generate_key()
     public, kid = signing_keys.public_key_hex(rogue.public_key()), signing_keys.key_id(rogue.public_key())
-    await fetch("INSERT INTO signer_keys (signer_id, printed_name, key_id, public_key, encrypted, valid_from, valid_to)"
-                " VALUES ('ivan', 'Ivan', {}, {}, '{{}}', '2020-01-01T00:00:00.000000Z',"
-                " '2021-01-01T00:00:00.000000Z')", kid, public)
+    await fetch(
+        "INSERT INTO signer_keys (signer_id, printed_name, key_id, public_key, encrypted, valid_from, valid_to)"
+        " VALUES ('ivan', 'Ivan', {}, {}, '{{}}', '2020-01-01T00:00:00.000000Z',"
+        " '2021-01-01T00:00:00.000000Z')",
+        kid,
+        public,
+    )
     version = (await fetch("SELECT id, sha256 FROM document_versions"))[0]
     at = "2020-06-01T00:00:00.000000Z"
     statement = Statement(version["sha256"], "ivan", Meaning.APPROVAL, at, documents.record_id(ICF, "1.0"))
-    await fetch("INSERT INTO document_signatures (version, signer_id, printed_name, meaning, instant, key_id, value)"
-                " VALUES ({}, 'ivan', 'Ivan', 'approval', {}, {}, {})", version["id"], at, kid,
-                signing_keys.sign_bytes(statement.canonical_bytes(), rogue))
+    await fetch(
+        "INSERT INTO document_signatures (version, signer_id, printed_name, meaning, instant, key_id, value)"
+        " VALUES ({}, 'ivan', 'Ivan', 'approval', {}, {}, {})",
+        version["id"],
+        at,
+        kid,
+        signing_keys.sign_bytes(statement.canonical_bytes(), rogue),
+    )
     problems = (await verification.verify_all())[1]
     assert any(f"signing key {kid} of ivan: not the key the audit trail recorded" in p for p in problems), problems
     assert any("signature by ivan (approval, 2020-06-01" in p and "audit trail has no record" in p for p in problems)
 
 
-@pytest.mark.parametrize("sql", ["UPDATE signer_keys SET public_key = 'ab'", "DELETE FROM signer_keys",
-                                 "UPDATE documents SET site = '102'", "UPDATE document_versions SET expires_on = '2099-01-01'"])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE signer_keys SET public_key = 'ab'",
+        "DELETE FROM signer_keys",
+        "UPDATE documents SET site = '102'",
+        "UPDATE document_versions SET expires_on = '2099-01-01'",
+    ],
+)
 async def test_the_database_refuses_to_rewrite_keys_or_documents(study, real_pdf, sql):
     from trialcoord.adapters.persistence.engine import transaction
 
@@ -259,9 +298,13 @@ async def test_equal_bytes_filed_twice_do_not_share_signatures(study, db, real_p
     await sign_version(ICF, "1.0", "ivan", "approval")
     versions = await fetch("SELECT v.id, d.name FROM document_versions v JOIN documents d ON d.id = v.document")
     copy = next(v["id"] for v in versions if v["name"] == "ICF copy")
-    await tamper(db, "INSERT INTO document_signatures (version, signer_id, printed_name, meaning, instant, key_id,"
-                     " value) SELECT {}, signer_id, printed_name, meaning, instant, key_id, value"
-                     " FROM document_signatures", copy)
+    await tamper(
+        db,
+        "INSERT INTO document_signatures (version, signer_id, printed_name, meaning, instant, key_id,"
+        " value) SELECT {}, signer_id, printed_name, meaning, instant, key_id, value"
+        " FROM document_signatures",
+        copy,
+    )
     problems = (await verification.verify_all())[1]
     assert len(problems) == 1 and "document ICF copy" in problems[0] and "does not verify" in problems[0]
 

@@ -26,8 +26,15 @@ def pdf() -> bytes:
 async def ivan(anonymous, study, pdf):
     await add_user("ivan", ("investigator", "TST-1", "101"), printed_name="Dr. Ivan Investigator")
     client = await signed_in(anonymous, "ivan")
-    body = {"name": "CV Ivan", "site": "101", "artifact": "087", "label": "1", "file_name": "cv.pdf",
-            "content": base64.b64encode(pdf).decode(), "person": "ivan"}
+    body = {
+        "name": "CV Ivan",
+        "site": "101",
+        "artifact": "087",
+        "label": "1",
+        "file_name": "cv.pdf",
+        "content": base64.b64encode(pdf).decode(),
+        "person": "ivan",
+    }
     assert (await client.post(DOCS, json=body)).status_code == 201
     return client
 
@@ -48,8 +55,9 @@ async def test_the_first_signing_needs_user_id_and_password_then_the_password(iv
     listed = (await ivan.get(f"{DOCS}/signatures", params={"name": "CV Ivan", "label": "1", "site": "101"})).json()
     assert [s["meaning"] for s in listed["signatures"]] == ["authorship", "approval"]
     assert {f["kind"] for f in listed["files"]} == {"signature_page", "signed_copy", "pades_signed"}
-    signed = await ivan.get(f"{DOCS}/file", params={"name": "CV Ivan", "label": "1", "site": "101",
-                                                   "kind": "pades_signed"})
+    signed = await ivan.get(
+        f"{DOCS}/file", params={"name": "CV Ivan", "label": "1", "site": "101", "kind": "pades_signed"}
+    )
     assert signed.status_code == 200 and signed.content.startswith(b"%PDF")
     assert "cv.signed.pdf" in signed.headers["content-disposition"]
 
@@ -60,8 +68,9 @@ async def test_a_sponsor_cannot_sign_and_a_monitor_signs_for_review_only(anonymo
     assert (await monitor.post(f"{DOCS}/signatures", json={**sign, "meaning": "approval"})).status_code == 403
     assert (await monitor.post(f"{DOCS}/signatures", json={**sign, "meaning": "review"})).status_code == 201
     sponsor = await signed_in(anonymous, "sponsor")
-    assert (await sponsor.post(f"{DOCS}/signatures", json={**sign, "meaning": "review",
-                                                            "user_id": "sponsor"})).status_code == 403
+    assert (
+        await sponsor.post(f"{DOCS}/signatures", json={**sign, "meaning": "review", "user_id": "sponsor"})
+    ).status_code == 403
 
 
 async def test_the_binder_checklist_and_export_through_the_api_and_page(ivan):
@@ -81,8 +90,14 @@ async def test_the_binder_checklist_and_export_through_the_api_and_page(ivan):
 
 
 async def test_the_version_page_signs_and_never_echoes_the_password(ivan):
-    form = {"name": "CV Ivan", "label": "1", "site": "101", "meaning": "authorship", "user_id": "ivan",
-            "password": "a wrong secret"}
+    form = {
+        "name": "CV Ivan",
+        "label": "1",
+        "site": "101",
+        "meaning": "authorship",
+        "user_id": "ivan",
+        "password": "a wrong secret",
+    }
     refused = await ivan.post("/studies/TST-1/documents/sign", data=form)
     assert refused.status_code == 422 and "password is not correct" in refused.text
     assert "a wrong secret" not in refused.text
@@ -95,11 +110,28 @@ async def test_the_version_page_signs_and_never_echoes_the_password(ivan):
 
 
 async def test_a_long_document_renders_in_a_job_whose_progress_is_visible(ivan):
-    entries = [{"participant": f"10{n:02}", "visit": "V2", "category": "window", "description": "late " * 8,
-                "identified": "2026-01-05", "classification": "minor", "status": "open"} for n in range(600)]
-    job = await ivan.post("/api/studies/TST-1/render-jobs", json={
-        "template": "deviation_log", "data": {"study_code": "TST-1", "site": "101", "entries": entries},
-        "title": "Deviation log", "version_label": "1", "created_at": AT})
+    entries = [
+        {
+            "participant": f"10{n:02}",
+            "visit": "V2",
+            "category": "window",
+            "description": "late " * 8,
+            "identified": "2026-01-05",
+            "classification": "minor",
+            "status": "open",
+        }
+        for n in range(600)
+    ]
+    job = await ivan.post(
+        "/api/studies/TST-1/render-jobs",
+        json={
+            "template": "deviation_log",
+            "data": {"study_code": "TST-1", "site": "101", "entries": entries},
+            "title": "Deviation log",
+            "version_label": "1",
+            "created_at": AT,
+        },
+    )
     assert job.status_code == 202, job.text
     assert job.json()["long_document"] is True and job.json()["pages_estimated"] >= 20
     job_id, seen = job.json()["id"], []
@@ -114,11 +146,15 @@ async def test_a_long_document_renders_in_a_job_whose_progress_is_visible(ivan):
     result = await ivan.get(f"/api/studies/TST-1/render-jobs/{job_id}/result")
     assert result.content.startswith(b"%PDF") and result.headers["content-type"] == "application/pdf"
     assert (await ivan.get("/api/studies/TST-1/render-jobs/not-a-job")).status_code == 404
-    unknown = await ivan.post("/api/studies/TST-1/render-jobs", json={
-        "template": "nope", "data": {}, "title": "x", "version_label": "1", "created_at": AT})
+    unknown = await ivan.post(
+        "/api/studies/TST-1/render-jobs",
+        json={"template": "nope", "data": {}, "title": "x", "version_label": "1", "created_at": AT},
+    )
     assert unknown.status_code == 400 and "template" in unknown.text
-    forged = await ivan.post("/api/studies/TST-1/render-jobs", json={
-        "template": "signature_page", "data": {}, "title": "x", "version_label": "1", "created_at": AT})
+    forged = await ivan.post(
+        "/api/studies/TST-1/render-jobs",
+        json={"template": "signature_page", "data": {}, "title": "x", "version_label": "1", "created_at": AT},
+    )
     assert forged.status_code == 400 and "cannot be rendered from given data" in forged.text
     assert "deviation_log" in forged.text  # and says which templates can
 
@@ -136,13 +172,15 @@ async def test_wrong_signing_passwords_throttle_and_lock_the_account_like_wrong_
         await accounts.sign_in("ivan", PASSWORD, "127.0.0.1")
     shown = await accounts.recent_sign_in_problems()
     assert "failed" in [p["outcome"] for p in shown if p["address"] == accounts.SIGNING_ADDRESS]  # shown to admins
-    assert (await ivan.get(f"{DOCS}/signatures", params={"name": "CV Ivan", "label": "1", "site": "101"})
-            ).json()["signatures"] == []
+    assert (await ivan.get(f"{DOCS}/signatures", params={"name": "CV Ivan", "label": "1", "site": "101"})).json()[
+        "signatures"
+    ] == []
 
 
 async def test_the_version_page_previews_the_pdf_inline(ivan):
-    page = (await ivan.get("/studies/TST-1/documents/version", params={"name": "CV Ivan", "label": "1",
-                                                                        "site": "101"})).text
+    page = (
+        await ivan.get("/studies/TST-1/documents/version", params={"name": "CV Ivan", "label": "1", "site": "101"})
+    ).text
     assert 'id="preview"' in page and "inline=true" in page
     assert "<title>CV Ivan 1 · TST-1 · trialcoord</title>" in page  # the title holds the title only
     assert page.count('id="history-heading"') == 1
@@ -153,6 +191,9 @@ async def test_the_version_page_previews_the_pdf_inline(ivan):
     from trialcoord.adapters.persistence import audit_store
     from trialcoord.services import audit_log
 
-    actions = [e["action"] for e in await audit_log.export_rows(audit_store.AuditFilter(record_type="document_version"),
-                                                                  50) if e["actor"] == "ivan"]
+    actions = [
+        e["action"]
+        for e in await audit_log.export_rows(audit_store.AuditFilter(record_type="document_version"), 50)
+        if e["actor"] == "ivan"
+    ]
     assert actions[-2:] == ["view", "export"]  # a preview is a view, a download a copy leaving the system

@@ -53,16 +53,19 @@ async def test_a_non_us_site_skips_its_own_holidays_and_others_the_protocols_cal
 
 
 async def test_a_closure_and_a_change_of_calendar_move_the_stored_windows(sites):
-    await scheduling.add_site_closure(sites, "301", date(2026, 5, 4), None, "Building works", today=TODAY,
-                                      actor="admin")
+    await scheduling.add_site_closure(
+        sites, "301", date(2026, 5, 4), None, "Building works", today=TODAY, actor="admin"
+    )
     assert await latest(sites, "301-1") == date(2026, 5, 5)
     await scheduling.set_site_calendar(sites, "101", "holidays:DE-BY", today=TODAY, actor="admin")
     assert await latest(sites, "101-1") == date(2026, 5, 5)
     await scheduling.set_site_calendar(sites, "101", None, today=TODAY, actor="admin")
     assert await latest(sites, "101-1") == date(2026, 5, 4)
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="site"), None, 10)
-    assert {(e["record_id"], e["action"]) for e in entries} >= {("CAL-1/301/closure/2026-05-04", "create"),
-                                                               ("CAL-1/101", "update")}
+    assert {(e["record_id"], e["action"]) for e in entries} >= {
+        ("CAL-1/301/closure/2026-05-04", "create"),
+        ("CAL-1/101", "update"),
+    }
     days = await scheduling.site_calendar_days(sites, "301", date(2026, 4, 30), date(2026, 5, 6))
     assert days["closed"] == [{"date": date(2026, 5, 4), "reason": "Building works"}]
     assert (days["calendar"], days["own"]) == ("weekdays", False)
@@ -83,15 +86,18 @@ async def test_the_worklist_shows_the_sites_closed_days_and_the_api_manages_them
     await add_user("admin", ("administrator", None, None))
     await add_user("coord", ("coordinator", sites, "201"))
     admin = await signed_in(anonymous, "admin")
-    added = await admin.post(f"/api/studies/{sites}/sites/201/closures",
-                             json={"first_day": "2026-04-27", "last_day": "2026-04-28", "reason": "Staff training"})
+    added = await admin.post(
+        f"/api/studies/{sites}/sites/201/closures",
+        json={"first_day": "2026-04-27", "last_day": "2026-04-28", "reason": "Staff training"},
+    )
     assert added.status_code == 201, added.text
     coord = await signed_in(anonymous, "coord")
     page = await coord.get(f"/studies/{sites}", params={"site": "201", "as_of": "2026-04-25"})
     assert "follow holidays:DE-BY" in page.text and "2026-05-01 (Labor Day)" in page.text
     assert "2026-04-27 (Staff training)" in page.text
-    shown = await coord.get(f"/api/studies/{sites}/sites/201/calendar", params={"first": "2026-05-01",
-                                                                                "last": "2026-05-01"})
+    shown = await coord.get(
+        f"/api/studies/{sites}/sites/201/calendar", params={"first": "2026-05-01", "last": "2026-05-01"}
+    )
     assert shown.json()["closed"] == [{"date": "2026-05-01", "reason": "Labor Day"}]
     assert (await coord.put(f"/api/studies/{sites}/sites/201/calendar", json={"calendar": None})).status_code == 403
     admin = await signed_in(anonymous, "admin")  # the same client, signed in again
@@ -99,17 +105,21 @@ async def test_the_worklist_shows_the_sites_closed_days_and_the_api_manages_them
     assert bad.status_code == 422 and "not a region of DE" in bad.text
     done = await admin.put(f"/api/studies/{sites}/sites/201/calendar", json={"calendar": "holidays:fr"})
     assert done.status_code == 200 and done.json()["calendar"] == "holidays:FR"  # as the library spells it
-    reversed_range = await admin.get(f"/api/studies/{sites}/sites/201/calendar",
-                                     params={"first": "2026-05-02", "last": "2026-05-01"})
+    reversed_range = await admin.get(
+        f"/api/studies/{sites}/sites/201/calendar", params={"first": "2026-05-02", "last": "2026-05-01"}
+    )
     assert reversed_range.status_code == 422 and "comes before the first" in reversed_range.text
-    twice = await admin.post(f"/api/studies/{sites}/sites/201/closures",
-                             json={"first_day": "2026-04-28", "reason": "Staff training"})
+    twice = await admin.post(
+        f"/api/studies/{sites}/sites/201/closures", json={"first_day": "2026-04-28", "reason": "Staff training"}
+    )
     assert twice.status_code == 409 and "already closed from 2026-04-27 to 2026-04-28" in twice.text
-    withdrawn = await admin.post(f"/api/studies/{sites}/sites/201/closures/2026-04-27/withdraw",
-                                 json={"reason": "Training moved online"})
+    withdrawn = await admin.post(
+        f"/api/studies/{sites}/sites/201/closures/2026-04-27/withdraw", json={"reason": "Training moved online"}
+    )
     assert withdrawn.status_code == 200 and withdrawn.json()["last_day"] == "2026-04-28"
-    shown = await admin.get(f"/api/studies/{sites}/sites/201/calendar", params={"first": "2026-04-27",
-                                                                                "last": "2026-04-28"})
+    shown = await admin.get(
+        f"/api/studies/{sites}/sites/201/calendar", params={"first": "2026-04-27", "last": "2026-04-28"}
+    )
     assert shown.json()["closures"] == [] and shown.json()["closed"] == []
     again = await admin.post(f"/api/studies/{sites}/sites/201/closures/2026-04-27/withdraw", json={"reason": "x"})
     assert again.status_code == 404

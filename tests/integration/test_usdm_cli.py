@@ -51,7 +51,10 @@ def test_an_imported_protocol_schedules(imported):
     assert result.returncode == 0, result.stderr
     rows = {row["visit"]: row for row in json.loads(result.stdout)}
     assert (rows["WK12"]["target"], rows["WK12"]["earliest"], rows["WK12"]["latest"]) == (
-        "2024-05-27", "2024-05-23", "2024-05-31")  # P12W after the dose, windowLower/Upper P4D
+        "2024-05-27",
+        "2024-05-23",
+        "2024-05-31",
+    )  # P12W after the dose, windowLower/Upper P4D
 
 
 def test_an_existing_file_is_kept_unless_replaced(imported, tmp_path):
@@ -69,21 +72,35 @@ def test_an_existing_file_is_kept_unless_replaced(imported, tmp_path):
 
 
 def test_json_report_and_standard_output(tmp_path):
-    result = run("protocol", "import-usdm", str(USDM / "observational.json"), "--out", str(tmp_path / "o.yaml"),
-                 "--format", "json")
+    result = run(
+        "protocol",
+        "import-usdm",
+        str(USDM / "observational.json"),
+        "--out",
+        str(tmp_path / "o.yaml"),
+        "--format",
+        "json",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert (report["study"], report["visits"], report["events"]) == ("AP1234", 6, ["treatment"])  # the sponsor's identifier, not the registry's
+    assert (report["study"], report["visits"], report["events"]) == (
+        "AP1234",
+        6,
+        ["treatment"],
+    )  # the sponsor's identifier, not the registry's
     assert any("if opted out" in item for item in report["not_mapped"])
     result = run("protocol", "import-usdm", str(USDM / "observational.json"), "--out", "-")
     assert result.returncode == 0 and result.stdout.startswith("# Imported from CDISC USDM")
     assert "passes protocol validate" in result.stderr
 
 
-@pytest.mark.parametrize("content, message", [
-    ('{"study": {"versions": []}}', "the study has no version"),
-    ("{oops", "not JSON"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"study": {"versions": []}}', "the study has no version"),
+        ("{oops", "not JSON"),
+    ],
+)
 def test_bad_input_names_the_file_and_writes_nothing(tmp_path, content, message):
     source = tmp_path / "bad.json"
     source.write_text(content)

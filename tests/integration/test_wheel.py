@@ -28,8 +28,11 @@ def test_a_wheel_installed_into_a_fresh_venv_sets_up_and_serves(tmp_path):
     wheel = next(dist.glob("trialcoord-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     for source in ("document_templates", "protocols"):  # every file of the top-level folders travels inside
-        expected = {f"trialcoord/_bundled/{source}/{p.relative_to(ROOT / source)}"
-                    for p in (ROOT / source).rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+        expected = {
+            f"trialcoord/_bundled/{source}/{p.relative_to(ROOT / source)}"
+            for p in (ROOT / source).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        }
         assert expected and expected <= set(names), source
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", str(venv), cwd=tmp_path)
@@ -39,17 +42,39 @@ def test_a_wheel_installed_into_a_fresh_venv_sets_up_and_serves(tmp_path):
     env = {key: value for key, value in os.environ.items() if not key.startswith("TRIALCOORD_")}
     env.update(TRIALCOORD_DATA_DIR=str(site / "data"), TRIALCOORD_TIME_ZONE="UTC", PYTHONPATH="")
     trialcoord = str(venv / "bin" / "trialcoord")
-    where = _run(str(venv / "bin" / "python"), "-c", "import trialcoord.bundled as b; print(b.folder('protocols'))",
-                 cwd=site, env=env)
+    where = _run(
+        str(venv / "bin" / "python"),
+        "-c",
+        "import trialcoord.bundled as b; print(b.folder('protocols'))",
+        cwd=site,
+        env=env,
+    )
     assert where.strip().startswith(str(venv)) and "_bundled" in where  # not the checkout's folders
     assert "demo study loaded" in _run(trialcoord, "setup", cwd=site, env=env)
-    _run(trialcoord, "binder", "checklist", "DEMO-001", "--site", "101", "--pdf", str(site / "checklist.pdf"), cwd=site, env=env)
+    _run(
+        trialcoord,
+        "binder",
+        "checklist",
+        "DEMO-001",
+        "--site",
+        "101",
+        "--pdf",
+        str(site / "checklist.pdf"),
+        cwd=site,
+        env=env,
+    )
     assert (site / "checklist.pdf").read_bytes().startswith(b"%PDF-")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([trialcoord, "serve", "--port", str(port)], cwd=site, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [trialcoord, "serve", "--port", str(port)],
+        cwd=site,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline, status = time.monotonic() + 60, None
         while time.monotonic() < deadline and status != 200:

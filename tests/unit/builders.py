@@ -37,9 +37,7 @@ def visit(code, frm="randomization", offset="0d", early="0d", late="0d", number=
 
 
 def protocol(*visits: VisitDefinition, day_one="randomization", calendar: Calendar | None = None) -> Protocol:
-    numbered = tuple(
-        v if v.number else VisitDefinition(**{**_fields(v), "number": i}) for i, v in enumerate(visits, 1)
-    )
+    numbered = tuple(v if v.number else VisitDefinition(**{**_fields(v), "number": i}) for i, v in enumerate(visits, 1))
     events = {name: Event(name) for name in EVENTS}
     events.update({name: Event(name, ends_schedule=True) for name in ENDING})
     return Protocol(

@@ -80,9 +80,12 @@ def test_role_x_action(role, action):
 
 def test_the_documented_table_is_the_code_table():
     rows = re.findall(r"^\| `(\w+)` \|(.*)\|$", DOCS.read_text(), flags=re.M)
-    documented = {(role, Action(name)): mark.strip() == "yes"
-                  for name, marks in rows if name in set(Action)
-                  for role, mark in zip(ROLES, marks.split("|"), strict=True)}
+    documented = {
+        (role, Action(name)): mark.strip() == "yes"
+        for name, marks in rows
+        if name in set(Action)
+        for role, mark in zip(ROLES, marks.split("|"), strict=True)
+    }
     assert documented == {(r, a): a in ROLE_PERMISSIONS[r] for r in Role for a in Action}
 
 
@@ -92,20 +95,31 @@ def test_every_role_has_one_name():
 
 # --- site and study scoping ---
 
-@pytest.mark.parametrize(("study", "site", "allowed"), [
-    ("TST-1", "A", True),
-    ("TST-1", "B", False),
-    ("TST-1", None, False),  # a study-wide request needs an all-sites grant
-    ("OTHER", "A", False),
-    (None, None, False),  # system-wide
-])
+
+@pytest.mark.parametrize(
+    ("study", "site", "allowed"),
+    [
+        ("TST-1", "A", True),
+        ("TST-1", "B", False),
+        ("TST-1", None, False),  # a study-wide request needs an all-sites grant
+        ("OTHER", "A", False),
+        (None, None, False),  # system-wide
+    ],
+)
 def test_a_site_role_is_limited_to_its_site(study, site, allowed):
     assert authorize([PERSONA[Role.COORDINATOR]], Action.RECORD_VISIT, study, site, TODAY).allowed is allowed
 
 
-@pytest.mark.parametrize(("study", "site", "allowed"), [
-    ("TST-1", "A", True), ("TST-1", "B", True), ("TST-1", None, True), ("OTHER", "A", False), (None, None, False),
-])
+@pytest.mark.parametrize(
+    ("study", "site", "allowed"),
+    [
+        ("TST-1", "A", True),
+        ("TST-1", "B", True),
+        ("TST-1", None, True),
+        ("OTHER", "A", False),
+        (None, None, False),
+    ],
+)
 def test_an_all_sites_grant_covers_every_site_of_its_study_only(study, site, allowed):
     assert authorize([PERSONA[Role.MONITOR]], Action.VIEW_SCHEDULE, study, site, TODAY).allowed is allowed
 
@@ -130,13 +144,17 @@ def test_a_coordinator_at_two_sites_works_at_both():
 
 # --- grant dates ---
 
-@pytest.mark.parametrize(("today", "allowed"), [
-    (date(2024, 6, 29), True),
-    (date(2024, 6, 30), True),  # the last day of the grant
-    (date(2024, 7, 1), False),  # the day after
-    (date(2023, 12, 31), False),  # the day before it starts
-    (START, True),
-])
+
+@pytest.mark.parametrize(
+    ("today", "allowed"),
+    [
+        (date(2024, 6, 29), True),
+        (date(2024, 6, 30), True),  # the last day of the grant
+        (date(2024, 7, 1), False),  # the day after
+        (date(2023, 12, 31), False),  # the day before it starts
+        (START, True),
+    ],
+)
 def test_a_monitor_grant_works_from_its_first_to_its_last_day(today, allowed):
     decision = authorize([PERSONA[Role.MONITOR]], Action.VIEW_SCHEDULE, "TST-1", "A", today)
     assert decision.allowed is allowed, decision.reason
@@ -163,6 +181,7 @@ def test_a_grant_works_exactly_on_the_days_it_is_in_force(today, valid_from, val
 
 # --- sponsors, monitors and personal data ---
 
+
 def test_a_sponsor_is_read_only_and_never_sees_personal_data():
     assert ROLE_PERMISSIONS[Role.SPONSOR] <= READ_ONLY_ACTIONS
     assert Action.VIEW_PERSONAL_DATA not in ROLE_PERMISSIONS[Role.SPONSOR]
@@ -188,6 +207,7 @@ def test_read_only_actions_are_the_viewing_ones():
 
 # --- rejected input ---
 
+
 def test_an_unknown_role_is_rejected_with_the_known_ones():
     with pytest.raises(InvalidInput) as caught:
         grant("superuser")
@@ -202,14 +222,17 @@ def test_a_role_given_as_text_becomes_the_role():
     assert grant("monitor").role is Role.MONITOR
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"role": Role.COORDINATOR, "site": None}, "site"),
-    ({"role": Role.MONITOR, "study": None}, "study"),
-    ({"role": Role.ADMINISTRATOR, "study": None, "site": "A"}, "site"),
-    ({"role": Role.MONITOR, "valid_to": date(2023, 12, 31)}, "valid_to"),
-    ({"role": Role.COORDINATOR, "site": "A", "personal_data": True}, "personal_data"),
-    ({"role": Role.MONITOR, "user": ""}, "user_id"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"role": Role.COORDINATOR, "site": None}, "site"),
+        ({"role": Role.MONITOR, "study": None}, "study"),
+        ({"role": Role.ADMINISTRATOR, "study": None, "site": "A"}, "site"),
+        ({"role": Role.MONITOR, "valid_to": date(2023, 12, 31)}, "valid_to"),
+        ({"role": Role.COORDINATOR, "site": "A", "personal_data": True}, "personal_data"),
+        ({"role": Role.MONITOR, "user": ""}, "user_id"),
+    ],
+)
 def test_an_impossible_grant_is_rejected(kwargs, field):
     with pytest.raises(InvalidInput) as caught:
         grant(**kwargs)
@@ -234,11 +257,17 @@ def test_a_site_without_its_study_is_a_programming_error():
 
 def test_the_grants_of_two_users_are_never_combined():
     with pytest.raises(ValueError, match="more than one user"):
-        authorize([grant(Role.COORDINATOR, site="A"), grant(Role.MONITOR, user="u2")],
-                  Action.VIEW_SCHEDULE, "TST-1", "A", TODAY)
+        authorize(
+            [grant(Role.COORDINATOR, site="A"), grant(Role.MONITOR, user="u2")],
+            Action.VIEW_SCHEDULE,
+            "TST-1",
+            "A",
+            TODAY,
+        )
 
 
 # --- decisions ---
+
 
 def test_no_grant_denies():
     decision = authorize([], Action.VIEW_SCHEDULE, "TST-1", "A", TODAY)
@@ -253,8 +282,10 @@ def test_a_decision_is_false_when_denied_so_an_if_cannot_let_it_through():
 def test_a_denial_gives_each_grants_reason():
     grants = [grant(Role.COORDINATOR, site="A"), PERSONA[Role.MONITOR]]
     decision = authorize(grants, Action.RECORD_VISIT, "TST-1", "B", TODAY)
-    assert decision.reason == ("coordinator of TST-1 at site A: the grant does not cover TST-1 at site B; "
-                               "monitor of TST-1 at all sites: a monitor may not record_visit")
+    assert decision.reason == (
+        "coordinator of TST-1 at site A: the grant does not cover TST-1 at site B; "
+        "monitor of TST-1 at all sites: a monitor may not record_visit"
+    )
 
 
 def test_an_allowed_decision_names_the_grant():
@@ -269,18 +300,28 @@ def any_grant(draw) -> Grant:
     days = draw(st.one_of(st.none(), st.integers(0, 400)))
     site = draw(st.sampled_from(["A", "B"] if role in (Role.COORDINATOR, Role.INVESTIGATOR) else [None, "A", "B"]))
     study = None if role is Role.ADMINISTRATOR else "TST-1"
-    return grant(role, study=study, site=site if study else None, valid_from=start,
-                 valid_to=None if days is None else start + timedelta(days=days))
+    return grant(
+        role,
+        study=study,
+        site=site if study else None,
+        valid_from=start,
+        valid_to=None if days is None else start + timedelta(days=days),
+    )
 
 
-@given(st.lists(any_grant(), max_size=4), st.sampled_from(list(Action)), st.sampled_from([None, "A", "B", "C"]),
-       st.dates(date(2023, 1, 1), date(2026, 1, 1)))
+@given(
+    st.lists(any_grant(), max_size=4),
+    st.sampled_from(list(Action)),
+    st.sampled_from([None, "A", "B", "C"]),
+    st.dates(date(2023, 1, 1), date(2026, 1, 1)),
+)
 def test_several_grants_allow_what_any_one_of_them_allows(grants, action, site, today):
     alone = [authorize([g], action, "TST-1", site, today).allowed for g in grants]
     assert authorize(grants, action, "TST-1", site, today).allowed is any(alone)
 
 
 # --- listings across sites ---
+
 
 def test_visible_sites_are_the_sites_of_grants_in_force():
     grants = [grant(Role.COORDINATOR, site="A"), grant(Role.COORDINATOR, site="B", valid_to=date(2024, 1, 31))]

@@ -37,22 +37,26 @@ def minutes(*offsets: float) -> list[datetime]:
 
 # --- accounts ---
 
+
 def test_an_account_is_active_by_default():
     assert JANE.active and JANE.status is AccountStatus.ACTIVE
     assert not UserAccount("jdoe", "Jane Doe", "jane@x.example", "disabled").active
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"user_id": "JDoe"}, "user_id"),
-    ({"user_id": "jd"}, "user_id"),
-    ({"user_id": " jdoe"}, "user_id"),
-    ({"user_id": "j" * 65}, "user_id"),
-    ({"printed_name": "  "}, "printed_name"),
-    ({"printed_name": "x" * 201}, "printed_name"),
-    ({"email": "jane"}, "email"),
-    ({"email": "a@b.c" + "c" * 250}, "email"),
-    ({"status": "locked"}, "status"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"user_id": "JDoe"}, "user_id"),
+        ({"user_id": "jd"}, "user_id"),
+        ({"user_id": " jdoe"}, "user_id"),
+        ({"user_id": "j" * 65}, "user_id"),
+        ({"printed_name": "  "}, "printed_name"),
+        ({"printed_name": "x" * 201}, "printed_name"),
+        ({"email": "jane"}, "email"),
+        ({"email": "a@b.c" + "c" * 250}, "email"),
+        ({"status": "locked"}, "status"),
+    ],
+)
 def test_an_invalid_account_names_the_field(kwargs, field):
     values = {"user_id": "jdoe", "printed_name": "Jane Doe", "email": "jane@x.example"} | kwargs
     with pytest.raises(InvalidInput) as caught:
@@ -65,6 +69,7 @@ def test_a_typed_user_id_is_normalized_to_its_stored_form():
 
 
 # --- lock-out ---
+
 
 def test_four_failures_within_the_window_do_not_lock():
     failures = minutes(0, 1, 2, 3)
@@ -137,15 +142,22 @@ def test_the_policy_is_configurable():
     assert locked_until(minutes(0, 3, 6), policy) is None
 
 
-@pytest.mark.parametrize("kwargs", [{"max_failures": 0}, {"window": timedelta(0)},
-                                    {"first_delay": timedelta(seconds=10), "max_delay": timedelta(seconds=5)}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_failures": 0},
+        {"window": timedelta(0)},
+        {"first_delay": timedelta(seconds=10), "max_delay": timedelta(seconds=5)},
+    ],
+)
 def test_a_policy_that_cannot_work_is_rejected(kwargs):
     with pytest.raises(ValueError):
         LockoutPolicy(**kwargs)
 
 
 FAILURE_TIMES = st.lists(st.integers(0, 3 * 60 * 60), max_size=12).map(
-    lambda seconds: [T0 + timedelta(seconds=s) for s in seconds])
+    lambda seconds: [T0 + timedelta(seconds=s) for s in seconds]
+)
 
 
 @given(FAILURE_TIMES.filter(lambda f: len(f) < 5), st.integers(0, 4 * 60 * 60))
@@ -172,8 +184,10 @@ def test_the_order_failures_are_given_in_does_not_matter(failures, rnd):
 
 # --- inactivity ---
 
-@pytest.mark.parametrize(("idle", "lapsed"), [(timedelta(minutes=14, seconds=59), False), (15 * MINUTE, True),
-                                              (16 * MINUTE, True)])
+
+@pytest.mark.parametrize(
+    ("idle", "lapsed"), [(timedelta(minutes=14, seconds=59), False), (15 * MINUTE, True), (16 * MINUTE, True)]
+)
 def test_a_session_lapses_after_fifteen_minutes_of_inactivity(idle, lapsed):
     assert INACTIVITY_TIMEOUT == 15 * MINUTE
     assert session_lapsed(T0, T0 + idle) is lapsed
@@ -185,6 +199,7 @@ def test_the_inactivity_timeout_is_configurable():
 
 
 # --- the signing ceremony ---
+
 
 def checks(password: str) -> bool:
     return password == PASSWORD
@@ -219,11 +234,14 @@ def test_later_signings_in_the_continuous_session_need_the_password_only():
     assert again.ok, "each signing is activity that keeps the session continuous"
 
 
-@pytest.mark.parametrize(("idle", "required"), [
-    (timedelta(minutes=14, seconds=59), Components.PASSWORD),
-    (15 * MINUTE, Components.USER_ID_AND_PASSWORD),
-    (16 * MINUTE, Components.USER_ID_AND_PASSWORD),
-])
+@pytest.mark.parametrize(
+    ("idle", "required"),
+    [
+        (timedelta(minutes=14, seconds=59), Components.PASSWORD),
+        (15 * MINUTE, Components.USER_ID_AND_PASSWORD),
+        (16 * MINUTE, Components.USER_ID_AND_PASSWORD),
+    ],
+)
 def test_after_the_session_lapses_both_components_are_needed_again(idle, required):
     session = SigningSession.start("jdoe", T0).sign(JANE, both(), checks, T0).session
     assert session.required_components(T0 + idle) is required
@@ -264,10 +282,13 @@ def test_every_meaning_of_the_list_can_be_signed(meaning):
     assert SigningSession.start("jdoe", T0).sign(JANE, both(str(meaning)), checks, T0).signing.meaning is meaning
 
 
-@pytest.mark.parametrize(("attempt", "reason"), [
-    (SigningAttempt("approval", PASSWORD, user_id="jsmith"), "the user ID is not the signed-in user's"),
-    (SigningAttempt("approval", "", user_id="jdoe"), "this signing needs your password"),
-])
+@pytest.mark.parametrize(
+    ("attempt", "reason"),
+    [
+        (SigningAttempt("approval", PASSWORD, user_id="jsmith"), "the user ID is not the signed-in user's"),
+        (SigningAttempt("approval", "", user_id="jdoe"), "this signing needs your password"),
+    ],
+)
 def test_the_components_must_be_the_signed_in_users(attempt, reason):
     result = SigningSession.start("jdoe", T0).sign(JANE, attempt, checks, T0)
     assert result.signing is None and result.reason == reason
@@ -308,8 +329,7 @@ def test_the_password_never_appears_in_a_repr():
     assert PASSWORD not in repr(both())
 
 
-STEPS = st.lists(st.tuples(st.integers(0, 20), st.sampled_from(["touch", "both", "password", "wrong"])),
-                 max_size=15)
+STEPS = st.lists(st.tuples(st.integers(0, 20), st.sampled_from(["touch", "both", "password", "wrong"])), max_size=15)
 
 
 @given(STEPS)

@@ -14,12 +14,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LINT = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"]
+LINT = [
+    sys.executable,
+    "-c",
+    "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())",
+]
 
 
 def _lint(cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*LINT, "--no-cache"], cwd=cwd, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(cwd), "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [*LINT, "--no-cache"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(cwd), "PATH": "/usr/bin:/bin"},
+    )
 
 
 def _statuses(output: str) -> dict[str, str]:
@@ -36,13 +45,19 @@ def test_the_contracts_hold():
     assert len(statuses) == 3 and set(statuses.values()) == {"KEPT"}, statuses
 
 
-@pytest.mark.parametrize("module, bad_import, contract", [
-    ("domain/durations.py", "def _sneak():\n    import yaml  # noqa\n", "The domain is pure"),
-    ("domain/schedule.py", "def _sneak():\n    from trialcoord.services import scheduling  # noqa\n", "Layers"),
-    ("adapters/sdtm.py", "def _sneak():\n    from trialcoord.services import importing  # noqa\n", "Layers"),
-    ("services/audit_log.py", "def _sneak():\n    from trialcoord.services import scheduling  # noqa\n",
-     "No import cycles"),
-])
+@pytest.mark.parametrize(
+    "module, bad_import, contract",
+    [
+        ("domain/durations.py", "def _sneak():\n    import yaml  # noqa\n", "The domain is pure"),
+        ("domain/schedule.py", "def _sneak():\n    from trialcoord.services import scheduling  # noqa\n", "Layers"),
+        ("adapters/sdtm.py", "def _sneak():\n    from trialcoord.services import importing  # noqa\n", "Layers"),
+        (
+            "services/audit_log.py",
+            "def _sneak():\n    from trialcoord.services import scheduling  # noqa\n",
+            "No import cycles",
+        ),
+    ],
+)
 def test_a_bad_import_breaks_its_contract(tmp_path, module, bad_import, contract):
     shutil.copytree(ROOT / "trialcoord", tmp_path / "trialcoord", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")

@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -35,8 +35,10 @@ from trialcoord.domain.audit import (
 
 # RFC 6962 reference data, as used by Certificate Transparency's own tests: eight leaf inputs and the
 # tree head of every size from 0 to 8.
-CT_INPUTS = [bytes.fromhex(h) for h in (
-    "", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f")]
+CT_INPUTS = [
+    bytes.fromhex(h)
+    for h in ("", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f")
+]
 CT_ROOTS = [
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
     "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
@@ -49,18 +51,42 @@ CT_ROOTS = [
     "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
 ]
 CT_CONSISTENCY = [
-    (1, 8, ["96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+    (
+        1,
+        8,
+        [
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
             "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"]),
-    (2, 8, ["5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"]),
-    (6, 8, ["0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ],
+    ),
+    (
+        2,
+        8,
+        [
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ],
+    ),
+    (
+        6,
+        8,
+        [
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
             "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"]),
-    (2, 5, ["5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"]),
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+    (
+        2,
+        5,
+        [
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ],
+    ),
 ]
-START = datetime(2026, 11, 27, 9, 30, tzinfo=timezone.utc)
+START = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
 
 
 def naive_mth(inputs: list[bytes]) -> bytes:
@@ -75,9 +101,14 @@ def naive_mth(inputs: list[bytes]) -> bytes:
 
 def entry(sequence: int, **changes) -> AuditEntry:
     fields = dict(
-        sequence=sequence, recorded_at=utc_instant(START + timedelta(seconds=sequence)), actor=f"user-{sequence % 3}",
-        action="update", record_type="visit", record_id=f"101-0001/V{sequence % 7}",
-        old={"actual_date": None, "status": "scheduled"}, new={"actual_date": "2026-03-04", "status": "done"},
+        sequence=sequence,
+        recorded_at=utc_instant(START + timedelta(seconds=sequence)),
+        actor=f"user-{sequence % 3}",
+        action="update",
+        record_type="visit",
+        record_id=f"101-0001/V{sequence % 7}",
+        old={"actual_date": None, "status": "scheduled"},
+        new={"actual_date": "2026-03-04", "status": "done"},
         reason="entered from source" if sequence % 2 else None,
     )
     return AuditEntry(**{**fields, **changes})
@@ -164,7 +195,7 @@ def test_a_consistency_proof_fails_when_altered_shortened_or_extended():
     for m, n in PAIRS:
         proof = consistency_proof(LEAVES, m, n)
         for i in range(len(proof)):
-            bad = proof[:i] + [flip(proof[i])] + proof[i + 1:]
+            bad = proof[:i] + [flip(proof[i])] + proof[i + 1 :]
             assert not verify_consistency(m, n, ROOTS[m], ROOTS[n], bad), (m, n, i)
         if proof:
             assert not verify_consistency(m, n, ROOTS[m], ROOTS[n], proof[:-1]), (m, n)
@@ -197,14 +228,25 @@ def test_consistency_proof_refuses_impossible_sizes(m, n):
 
 
 def test_canonical_bytes_are_pinned():
-    sample = AuditEntry(7, "2026-11-27T09:30:00.000000Z", "user-1", "update", "visit", "101-0001/V3",
-                        old={"status": "scheduled", "actual_date": None}, new={"status": "done", "actual_date": "2026-03-04"},
-                        reason="Datum korrigiert: Quelle ü")
-    assert canonical_bytes(sample) == (
-        '{"action":"update","actor":"user-1","new":{"actual_date":"2026-03-04","status":"done"},'
-        '"old":{"actual_date":null,"status":"scheduled"},"reason":"Datum korrigiert: Quelle ü",'
-        '"record_id":"101-0001/V3","record_type":"visit","recorded_at":"2026-11-27T09:30:00.000000Z","sequence":7}'
-    ).encode("utf-8")
+    sample = AuditEntry(
+        7,
+        "2026-11-27T09:30:00.000000Z",
+        "user-1",
+        "update",
+        "visit",
+        "101-0001/V3",
+        old={"status": "scheduled", "actual_date": None},
+        new={"status": "done", "actual_date": "2026-03-04"},
+        reason="Datum korrigiert: Quelle ü",
+    )
+    assert (
+        canonical_bytes(sample)
+        == (
+            '{"action":"update","actor":"user-1","new":{"actual_date":"2026-03-04","status":"done"},'
+            '"old":{"actual_date":null,"status":"scheduled"},"reason":"Datum korrigiert: Quelle ü",'
+            '"record_id":"101-0001/V3","record_type":"visit","recorded_at":"2026-11-27T09:30:00.000000Z","sequence":7}'
+        ).encode()
+    )
 
 
 def test_canonical_bytes_are_stable_and_ignore_key_order():
@@ -214,7 +256,7 @@ def test_canonical_bytes_are_stable_and_ignore_key_order():
     assert canonical_bytes(first) != canonical_bytes(entry(3, new={"b": 2, "a": {"y": [1, 2], "x": None}}))
 
 
-@pytest.mark.parametrize("value", [datetime(2026, 1, 1, tzinfo=timezone.utc), date(2026, 1, 1), Decimal("1.5"), b"x"])
+@pytest.mark.parametrize("value", [datetime(2026, 1, 1, tzinfo=UTC), date(2026, 1, 1), Decimal("1.5"), b"x"])
 def test_values_that_are_not_json_raise_type_error(value):
     with pytest.raises(TypeError, match="UTC ISO-8601 strings"):
         canonical_bytes(entry(1, new={"actual_date": value}))
@@ -254,10 +296,15 @@ def test_seal_stores_the_leaf_hash_of_the_canonical_bytes():
     assert row.leaf_hash == leaf_hash(canonical_bytes(entry(1)))
 
 
-@pytest.mark.parametrize("payload", [
-    {"name": "Ünïcödé 診察 \u2028 \"quoted\" \\ \x01"}, {"nested": {"b": [1, 2.5, {"z": None, "a": True}]}}, {},
-    {"date": "2026-12-06", "n": -3, "x": 1e-07},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"name": 'Ünïcödé 診察 \u2028 "quoted" \\ \x01'},
+        {"nested": {"b": [1, 2.5, {"z": None, "a": True}]}},
+        {},
+        {"date": "2026-12-06", "n": -3, "x": 1e-07},
+    ],
+)
 def test_seal_splices_one_encoding_equal_to_the_canonical_bytes(payload):
     """`seal` encodes each payload once and splices it in; the bytes are those of `canonical_bytes`."""
     sealed = seal(entry(3, old=payload, new=payload, reason="why: ü"))
@@ -265,17 +312,20 @@ def test_seal_splices_one_encoding_equal_to_the_canonical_bytes(payload):
     assert sealed.new_text == canonical_json(payload).decode()
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"sequence": 0}, "sequence"),
-    ({"recorded_at": "2026-11-27 09:30:00"}, "recorded_at"),
-    ({"recorded_at": "2026-11-27T09:30:00+00:00"}, "recorded_at"),
-    ({"actor": ""}, "actor"),
-    ({"record_id": 42}, "record_id"),
-    ({"old": ["status"]}, "old"),
-    ({"reason": 3}, "reason"),
-    ({"new": {9: "a", 10: "b"}}, "string keys"),
-    ({"new": {"list": [{1: "a"}]}}, "string keys"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"sequence": 0}, "sequence"),
+        ({"recorded_at": "2026-11-27 09:30:00"}, "recorded_at"),
+        ({"recorded_at": "2026-11-27T09:30:00+00:00"}, "recorded_at"),
+        ({"actor": ""}, "actor"),
+        ({"record_id": 42}, "record_id"),
+        ({"old": ["status"]}, "old"),
+        ({"reason": 3}, "reason"),
+        ({"new": {9: "a", 10: "b"}}, "string keys"),
+        ({"new": {"list": [{1: "a"}]}}, "string keys"),
+    ],
+)
 def test_seal_refuses_entries_that_could_not_be_verified_later(changes, message):
     with pytest.raises(ValueError, match=message):
         seal(dataclasses.replace(entry(1), **changes))
@@ -297,11 +347,20 @@ def test_an_intact_trail_verifies_and_gives_its_root():
     assert verify_entries([]) == VerificationResult(True, 0, EMPTY_ROOT.hex())
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("recorded_at", "2026-11-27T09:31:00.000000Z"), ("actor", "user-9"), ("action", "create"),
-    ("record_type", "participant"), ("record_id", "101-0002/V1"), ("old", {"status": "done"}),
-    ("new", {"actual_date": "2026-03-05", "status": "done"}), ("new", None), ("reason", "backdated"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("recorded_at", "2026-11-27T09:31:00.000000Z"),
+        ("actor", "user-9"),
+        ("action", "create"),
+        ("record_type", "participant"),
+        ("record_id", "101-0002/V1"),
+        ("old", {"status": "done"}),
+        ("new", {"actual_date": "2026-03-05", "status": "done"}),
+        ("new", None),
+        ("reason", "backdated"),
+    ],
+)
 def test_an_altered_field_is_named(field, value):
     rows = trail(30)
     rows[16] = altered(rows[16], **{field: value})
@@ -348,7 +407,9 @@ def test_an_inserted_entry_with_a_duplicate_sequence_is_named():
 
 def test_an_inserted_entry_with_the_rest_renumbered_is_caught_at_the_first_renumbered_one():
     rows = trail(30)
-    rows[16:] = [seal(entry(17, actor="intruder"))] + [altered(row, sequence=row.entry.sequence + 1) for row in rows[16:]]
+    rows[16:] = [seal(entry(17, actor="intruder"))] + [
+        altered(row, sequence=row.entry.sequence + 1) for row in rows[16:]
+    ]
     result = verify_entries(rows)
     assert result.first_bad[0] == 18 and "altered" in result.first_bad[1]
 
@@ -356,8 +417,9 @@ def test_an_inserted_entry_with_the_rest_renumbered_is_caught_at_the_first_renum
 def test_a_fully_rewritten_history_is_caught_only_by_a_checkpoint():
     rows = trail(30)
     checkpoint = verify_entries(rows[:20]).checkpoint("2026-11-28T00:00:00.000000Z")
-    forged = [seal(entry(17, actor="intruder"))] + [seal(dataclasses.replace(row.entry, sequence=row.entry.sequence + 1))
-                                                    for row in rows[16:]]
+    forged = [seal(entry(17, actor="intruder"))] + [
+        seal(dataclasses.replace(row.entry, sequence=row.entry.sequence + 1)) for row in rows[16:]
+    ]
     rewritten = rows[:16] + forged
     assert verify_entries(rewritten).ok  # every hash recomputed: nothing inside the database can tell
     result = verify_entries(rewritten, checkpoint)
@@ -378,7 +440,9 @@ def test_a_trail_that_extends_its_checkpoint_verifies_and_has_a_consistency_proo
     assert result.ok and result.size == 33
     leaves = [row.leaf_hash for row in rows]
     proof = consistency_proof(leaves, checkpoint.size, result.size)
-    assert verify_consistency(checkpoint.size, result.size, bytes.fromhex(checkpoint.root), bytes.fromhex(result.root), proof)
+    assert verify_consistency(
+        checkpoint.size, result.size, bytes.fromhex(checkpoint.root), bytes.fromhex(result.root), proof
+    )
 
 
 def test_a_row_whose_fields_cannot_be_serialised_is_named_not_raised():
@@ -389,7 +453,11 @@ def test_a_row_whose_fields_cannot_be_serialised_is_named_not_raised():
 
 
 @settings(max_examples=50)
-@given(st.integers(min_value=1, max_value=25), st.integers(min_value=0, max_value=24), st.sampled_from(["alter", "delete", "swap"]))
+@given(
+    st.integers(min_value=1, max_value=25),
+    st.integers(min_value=0, max_value=24),
+    st.sampled_from(["alter", "delete", "swap"]),
+)
 def test_every_single_tampering_is_detected_at_its_position(size, position, kind):
     rows = trail(size)
     index = position % size
@@ -415,17 +483,21 @@ def test_a_checkpoint_has_pinned_canonical_bytes():
     checkpoint = Checkpoint(3, "ab" * 32, "2026-11-28T00:00:00.000000Z")
     assert checkpoint.canonical_bytes() == (
         b'{"issued_at":"2026-11-28T00:00:00.000000Z","kind":"trialcoord-audit-checkpoint/1","root":"'
-        + b"ab" * 32 + b'","size":3}'
+        + b"ab" * 32
+        + b'","size":3}'
     )
 
 
-@pytest.mark.parametrize(("size", "root", "issued_at"), [
-    (0, "ab" * 32, "2026-11-28T00:00:00.000000Z"),
-    (3, "AB" * 32, "2026-11-28T00:00:00.000000Z"),
-    (3, "ab" * 31, "2026-11-28T00:00:00.000000Z"),
-    (3, "ab" * 32, "2026-11-28T00:00:00Z"),
-    ("3", "ab" * 32, "2026-11-28T00:00:00.000000Z"),
-])
+@pytest.mark.parametrize(
+    ("size", "root", "issued_at"),
+    [
+        (0, "ab" * 32, "2026-11-28T00:00:00.000000Z"),
+        (3, "AB" * 32, "2026-11-28T00:00:00.000000Z"),
+        (3, "ab" * 31, "2026-11-28T00:00:00.000000Z"),
+        (3, "ab" * 32, "2026-11-28T00:00:00Z"),
+        ("3", "ab" * 32, "2026-11-28T00:00:00.000000Z"),
+    ],
+)
 def test_a_malformed_checkpoint_is_refused(size, root, issued_at):
     with pytest.raises(ValueError):
         Checkpoint(size, root, issued_at)
@@ -441,7 +513,7 @@ def test_no_checkpoint_is_issued_for_a_trail_that_does_not_verify():
 # --- verification from stored rows (the database path) ---
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.text(max_size=20),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=8,
 )
@@ -453,15 +525,33 @@ def as_row(stored: StoredEntry) -> tuple:
 
     e = stored.entry
     text = lambda value: None if value is None else canonical_json(value).decode()  # noqa: E731
-    return (e.sequence, e.recorded_at, e.actor, e.action, e.record_type, e.record_id, text(e.old), text(e.new),
-            e.reason, stored.leaf_hash.hex())
+    return (
+        e.sequence,
+        e.recorded_at,
+        e.actor,
+        e.action,
+        e.record_type,
+        e.record_id,
+        text(e.old),
+        text(e.new),
+        e.reason,
+        stored.leaf_hash.hex(),
+    )
 
 
 @settings(max_examples=300)
-@given(TEXT, TEXT, TEXT, TEXT, st.none() | st.dictionaries(st.text(max_size=10), JSON_VALUES, max_size=4),
-       st.none() | st.dictionaries(st.text(max_size=10), JSON_VALUES, max_size=4), st.none() | TEXT)
-def test_bytes_spliced_from_stored_text_equal_the_canonical_bytes(actor, action, record_type, record_id, old, new,
-                                                                  reason):
+@given(
+    TEXT,
+    TEXT,
+    TEXT,
+    TEXT,
+    st.none() | st.dictionaries(st.text(max_size=10), JSON_VALUES, max_size=4),
+    st.none() | st.dictionaries(st.text(max_size=10), JSON_VALUES, max_size=4),
+    st.none() | TEXT,
+)
+def test_bytes_spliced_from_stored_text_equal_the_canonical_bytes(
+    actor, action, record_type, record_id, old, new, reason
+):
     from trialcoord.domain.audit import stored_bytes
 
     sealed = seal(AuditEntry(7, "2026-11-27T09:30:00.000000Z", actor, action, record_type, record_id, old, new, reason))
@@ -494,5 +584,7 @@ def test_verifying_rows_finds_what_verifying_entries_finds():
     swapped[5] = rows[5][:2] + ("mallory",) + rows[5][3:]
     assert first_bad(swapped) == (6, "altered: its fields do not give its stored leaf hash")
     assert first_bad([rows[0], rows[1][:2] + (None,) + rows[1][3:]])[0] == 2
-    assert first_bad([rows[0][:9] + ("not hex",)]) == (1, "its stored fields cannot be read: non-hexadecimal"
-                                                          " number found in fromhex() arg at position 0")
+    assert first_bad([rows[0][:9] + ("not hex",)]) == (
+        1,
+        "its stored fields cannot be read: non-hexadecimal number found in fromhex() arg at position 0",
+    )

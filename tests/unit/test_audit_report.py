@@ -13,14 +13,29 @@ from trialcoord.adapters.render.audit_report import audit_csv, audit_pdf
 
 HEADER = "sequence,recorded_at,actor,action,record_type,record_id,old,new,reason,leaf_hash"
 ROOT = "c0ffee" + "0" * 58
-META = dict(title="Audit trail – study ABC-123", filters={"record_type": "visit", "actor": "maria"},
-            generated_at="2026-11-27T10:15:00.123456Z", generated_by="admin", trail_size=1234, root=ROOT)
+META = dict(
+    title="Audit trail – study ABC-123",
+    filters={"record_type": "visit", "actor": "maria"},
+    generated_at="2026-11-27T10:15:00.123456Z",
+    generated_by="admin",
+    trail_size=1234,
+    root=ROOT,
+)
 
 
 def entry(sequence=1, **fields):
-    row = dict(sequence=sequence, recorded_at="2026-11-27T09:30:00.000000Z", actor="maria", action="update",
-               record_type="visit", record_id="101-001/V2", old={"actual": "2024-03-04"},
-               new={"actual": "2024-03-05"}, reason="Datum korrigiert – Übertragungsfehler", leaf_hash="ab" * 32)
+    row = dict(
+        sequence=sequence,
+        recorded_at="2026-11-27T09:30:00.000000Z",
+        actor="maria",
+        action="update",
+        record_type="visit",
+        record_id="101-001/V2",
+        old={"actual": "2024-03-04"},
+        new={"actual": "2024-03-05"},
+        reason="Datum korrigiert – Übertragungsfehler",
+        leaf_hash="ab" * 32,
+    )
     return row | fields
 
 
@@ -39,7 +54,7 @@ def pdf_text(data: bytes) -> str:
                 glyphs = maps[str(operands[0])]
             elif str(operator) == "TJ":
                 raw = b"".join(bytes(item) for item in operands[0] if isinstance(item, pikepdf.String))
-                chunks.append("".join(glyphs[raw[i:i + 2]] for i in range(0, len(raw), 2)))
+                chunks.append("".join(glyphs[raw[i : i + 2]] for i in range(0, len(raw), 2)))
     return " ".join(" ".join(chunks).split())
 
 
@@ -52,8 +67,10 @@ def test_csv_has_the_header_and_one_line_per_entry_with_compact_json():
     created = entry(2, action="create", old=None, new={"name": "Wöche 2", "day": 14}, reason=None)
     lines = audit_csv([entry(), created]).decode("utf-8").split("\r\n")
     assert lines[0] == HEADER
-    assert lines[1] == ('1,2026-11-27T09:30:00.000000Z,maria,update,visit,101-001/V2,"{""actual"":""2024-03-04""}",'
-                        '"{""actual"":""2024-03-05""}",Datum korrigiert – Übertragungsfehler,' + "ab" * 32)
+    assert lines[1] == (
+        '1,2026-11-27T09:30:00.000000Z,maria,update,visit,101-001/V2,"{""actual"":""2024-03-04""}",'
+        '"{""actual"":""2024-03-05""}",Datum korrigiert – Übertragungsfehler,' + "ab" * 32
+    )
     record = next(csv.reader([lines[2]]))
     assert record[6:9] == ["", '{"day":14,"name":"Wöche 2"}', ""]
     assert lines[3:] == [""]
@@ -85,10 +102,21 @@ def test_pdf_shows_the_entries_their_changes_and_where_to_check_them():
     rows = [entry(), entry(2, action="create", record_id="101-001/V3", old=None, new={"visit": "V3"}, reason=None)]
     data = audit_pdf(rows, **META)
     text = pdf_text(data)
-    for expected in ("Audit trail – study ABC-123", "record_type = visit", "actor = maria",
-                     "Generated at 2026-11-27T10:15:00.123456Z by admin", "1234 entries", ROOT,
-                     "trialcoord audit verify", "visit 101-001/V2", "actual: 2024-03-04 → 2024-03-05",
-                     "Datum korrigiert – Übertragungsfehler", "visit 101-001/V3", "visit: — → V3", "page 1 of 1"):
+    for expected in (
+        "Audit trail – study ABC-123",
+        "record_type = visit",
+        "actor = maria",
+        "Generated at 2026-11-27T10:15:00.123456Z by admin",
+        "1234 entries",
+        ROOT,
+        "trialcoord audit verify",
+        "visit 101-001/V2",
+        "actual: 2024-03-04 → 2024-03-05",
+        "Datum korrigiert – Übertragungsfehler",
+        "visit 101-001/V3",
+        "visit: — → V3",
+        "page 1 of 1",
+    ):
         assert expected in text
     assert attachment(data) == audit_csv(rows)
     pdf = pikepdf.open(io.BytesIO(data))

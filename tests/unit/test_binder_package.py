@@ -31,25 +31,56 @@ SIGNER_ID = sk.key_id(SIGNER.public_key())
 
 
 def registry(valid_to: str | None = None, system=SYSTEM) -> dict:
-    signer = SignerKey("u-pi", "Dr Ana Müller", SIGNER_ID, sk.public_key_hex(SIGNER.public_key()), KEY_FROM,
-                       valid_to, "left the site" if valid_to else None)
-    system_key = {"key_id": sk.key_id(system.public_key()), "public_key": sk.public_key_hex(system.public_key()),
-                  "purpose": "manifests and audit checkpoints", "valid_from": KEY_FROM}
+    signer = SignerKey(
+        "u-pi",
+        "Dr Ana Müller",
+        SIGNER_ID,
+        sk.public_key_hex(SIGNER.public_key()),
+        KEY_FROM,
+        valid_to,
+        "left the site" if valid_to else None,
+    )
+    system_key = {
+        "key_id": sk.key_id(system.public_key()),
+        "public_key": sk.public_key_hex(system.public_key()),
+        "purpose": "manifests and audit checkpoints",
+        "valid_from": KEY_FROM,
+    }
     return registry_document([signer], [system_key], GENERATED)
 
 
 def signature(data: bytes, instant: str = SIGNED_AT, meaning: Meaning = Meaning.APPROVAL, record: str = "") -> dict:
     statement = Statement(hashlib.sha256(data).hexdigest(), "u-pi", meaning, instant, record)
-    return Signature(statement, "Dr Ana Müller", SIGNER_ID, sk.sign_bytes(statement.canonical_bytes(), SIGNER)).as_dict()
+    return Signature(
+        statement, "Dr Ana Müller", SIGNER_ID, sk.sign_bytes(statement.canonical_bytes(), SIGNER)
+    ).as_dict()
 
 
-def package_file(uid: str, document: str, label: str, name: str, data: bytes, *, kind: str = "version",
-                 media_type: str = "application/pdf", signed_at: str | None = SIGNED_AT) -> bp.PackageFile:
+def package_file(
+    uid: str,
+    document: str,
+    label: str,
+    name: str,
+    data: bytes,
+    *,
+    kind: str = "version",
+    media_type: str = "application/pdf",
+    signed_at: str | None = SIGNED_AT,
+) -> bp.PackageFile:
     art = artifact(uid)
-    meta = {"study": "TST-1", "site": "S01", "document": document, "label": label, "status": "effective",
-            "status_history": [{"status": "effective", "at": "2025-05-01T00:00:00.000000Z"}],
-            "effective_on": "2025-05-01", "author": "u-pi", "created_at": "2025-04-30T10:00:00.000000Z",
-            "artifact": {"unique_id": art.unique_id, "number": art.number, "name": art.name}, "kind": kind}
+    meta = {
+        "study": "TST-1",
+        "site": "S01",
+        "document": document,
+        "label": label,
+        "status": "effective",
+        "status_history": [{"status": "effective", "at": "2025-05-01T00:00:00.000000Z"}],
+        "effective_on": "2025-05-01",
+        "author": "u-pi",
+        "created_at": "2025-04-30T10:00:00.000000Z",
+        "artifact": {"unique_id": art.unique_id, "number": art.number, "name": art.name},
+        "kind": kind,
+    }
     if kind == "version":
         record = f"TST-1/S01/documents/{document}/{label}"  # what trialcoord.domain.documents.record_id names
         meta["signatures"] = [signature(data, signed_at, record=record)] if signed_at else []
@@ -72,9 +103,15 @@ def files(signed_at: str = SIGNED_AT) -> list[bp.PackageFile]:
 
 
 def write(out, items=None, reg=None) -> dict:
-    return bp.write_package(out, files() if items is None else items, index_pdf=b"%PDF-1.7 index\n",
-                            registry=reg or registry(), manifest_key=SYSTEM, generated_at=GENERATED,
-                            scope={"study": "TST-1", "site": "S01"})
+    return bp.write_package(
+        out,
+        files() if items is None else items,
+        index_pdf=b"%PDF-1.7 index\n",
+        registry=reg or registry(),
+        manifest_key=SYSTEM,
+        generated_at=GENERATED,
+        scope={"study": "TST-1", "site": "S01"},
+    )
 
 
 @pytest.fixture
@@ -114,14 +151,16 @@ def problems_of(path, reg=None) -> tuple[str, ...]:
 
 def test_a_binder_path_follows_the_tmf_folders_and_keeps_unicode_letters():
     path = bp.binder_path(artifact("087"), "S01", "CV Dr Müller", "v1", "Lebenslauf Müller.pdf", "version")
-    assert path == ("binder/05 Site Management/05.02 Site Set-up/05.02.04 Principal investigator CV/S01/"
-                    "CV Dr Müller/v1/Lebenslauf Müller.pdf")
+    assert path == (
+        "binder/05 Site Management/05.02 Site Set-up/05.02.04 Principal investigator CV/S01/"
+        "CV Dr Müller/v1/Lebenslauf Müller.pdf"
+    )
     study_level = bp.binder_path(artifact("032"), None, "Protocol", "2.0", "p.pdf", "version")
     assert study_level.split("/")[4] == "study"
 
 
 def test_a_binder_path_replaces_what_is_unsafe_in_file_names():
-    path = bp.binder_path(artifact("101"), "S/01", "a\\b:c*d?\"e<f>g|h", "v1\x00\n", "../../etc/passwd", "version")
+    path = bp.binder_path(artifact("101"), "S/01", 'a\\b:c*d?"e<f>g|h', "v1\x00\n", "../../etc/passwd", "version")
     parts = path.split("/")
     assert len(parts) == 8 and parts[4] == "S_01" and parts[5] == "a_b_c_d__e_f_g_h" and parts[6] == "v1__"
     assert parts[7] == "_.._etc_passwd" and ".." not in parts
@@ -152,7 +191,10 @@ def test_a_package_verifies_clean_against_the_site_registry(package):
         assert len(archive.read(bp.SIGNATURE)) == 64
         assert json.loads(archive.read(bp.REGISTRY)) == registry()
     manifest = manifest_of(package)
-    assert manifest["format"] == "trialcoord-binder-manifest/1" and manifest["scope"] == {"study": "TST-1", "site": "S01"}
+    assert manifest["format"] == "trialcoord-binder-manifest/1" and manifest["scope"] == {
+        "study": "TST-1",
+        "site": "S01",
+    }
     assert manifest["manifest_key_id"] == sk.key_id(SYSTEM.public_key())
     assert manifest["index"]["path"] == "index.pdf" and manifest["registry"]["path"] == "registry.json"
     cv = next(f for f in manifest["files"] if f["label"] == "2025")
@@ -215,7 +257,7 @@ def test_a_flipped_byte_in_the_archive_is_a_crc_problem_not_a_traceback(package,
     with zipfile.ZipFile(package) as archive:
         info = archive.getinfo(path)
     start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)  # the stored PDF's bytes
-    assert data[start:start + 8] == b"%PDF-1.7"
+    assert data[start : start + 8] == b"%PDF-1.7"
     data[start + 3] ^= 0x01
     (tmp_path / "flipped.zip").write_bytes(bytes(data))
     problems = problems_of(tmp_path / "flipped.zip")
@@ -232,8 +274,10 @@ def test_a_manifest_rewritten_under_the_old_signature_is_detected(package, tmp_p
     manifest = manifest_of(package)
     manifest["files"][0]["status"] = "superseded"
     problems = problems_of(rewritten(package, tmp_path / "t.zip", {bp.MANIFEST: canonical_json(manifest)}))
-    assert problems == ("manifest.json.sig: does not verify under system key"
-                        f" {manifest['manifest_key_id']}: manifest.json or its signature was altered",)
+    assert problems == (
+        "manifest.json.sig: does not verify under system key"
+        f" {manifest['manifest_key_id']}: manifest.json or its signature was altered",
+    )
 
 
 def test_a_flipped_manifest_signature_is_detected(package, tmp_path):
@@ -319,7 +363,8 @@ def test_without_a_registry_the_package_vouches_for_itself_and_says_so(package):
 def test_a_swapped_key_pem_is_reported(package, tmp_path):
     other = sk.public_key_pem(sk.generate_key().public_key()).encode()
     assert problems_of(rewritten(package, tmp_path / "t.zip", {bp.KEY_PEM: other})) == (
-        f"manifest-key.pem: is not system key {sk.key_id(SYSTEM.public_key())} of the registry",)
+        f"manifest-key.pem: is not system key {sk.key_id(SYSTEM.public_key())} of the registry",
+    )
 
 
 # --- by hand -----------------------------------------------------------------------------------------
@@ -329,8 +374,19 @@ def test_openssl_and_sha256sum_verify_by_the_readme(package, tmp_path):
     folder = tmp_path / "unzipped"
     with zipfile.ZipFile(package) as archive:
         archive.extractall(folder)
-    command = [OPENSSL, "pkeyutl", "-verify", "-pubin", "-inkey", "manifest-key.pem", "-rawin",
-               "-in", "manifest.json", "-sigfile", "manifest.json.sig"]
+    command = [
+        OPENSSL,
+        "pkeyutl",
+        "-verify",
+        "-pubin",
+        "-inkey",
+        "manifest-key.pem",
+        "-rawin",
+        "-in",
+        "manifest.json",
+        "-sigfile",
+        "manifest.json.sig",
+    ]
     accepted = subprocess.run(command, cwd=folder, capture_output=True, text=True)
     assert accepted.returncode == 0 and "Signature Verified Successfully" in accepted.stdout
     readme = (folder / "README.txt").read_text()
@@ -357,8 +413,13 @@ def test_exchange_xml_lists_the_same_files_and_hashes_as_the_manifest(package):
     assert listed == {(f["path"], f["sha256"]) for f in manifest["files"]}
     assert root.find("trial").attrib == {"study": "TST-1", "site": "S01"}
     cv = next(f for f in root.iter("file") if f.get("sha256") == hashlib.sha256(CV).hexdigest())
-    assert cv.find("artifact").attrib == {"unique_id": "087", "number": "05.02.04", "name": "Principal investigator CV",
-                                          "zone": "05 Site Management", "section": "05.02 Site Set-up"}
+    assert cv.find("artifact").attrib == {
+        "unique_id": "087",
+        "number": "05.02.04",
+        "name": "Principal investigator CV",
+        "zone": "05 Site Management",
+        "section": "05.02 Site Set-up",
+    }
     assert cv.find("version").get("status") == "effective" and cv.find("version").get("effective_on") == "2025-05-01"
     (signed,) = cv.find("signatures")
     assert signed.get("printed_name") == "Dr Ana Müller" and signed.get("meaning") == "approval"
@@ -366,8 +427,9 @@ def test_exchange_xml_lists_the_same_files_and_hashes_as_the_manifest(package):
 
 def test_exchange_xml_stays_well_formed_with_markup_and_control_characters(tmp_path):
     odd = package_file("087", 'CV <b>&"x"</b>\x01', "v1\x07", "cv.pdf", CV)
-    odd = bp.PackageFile(odd.path, odd.sha256, odd.size, odd.media_type, odd.load,
-                         {**odd.meta, "status": "eff\x0bective"})
+    odd = bp.PackageFile(
+        odd.path, odd.sha256, odd.size, odd.media_type, odd.load, {**odd.meta, "status": "eff\x0bective"}
+    )
     write(tmp_path / "p.zip", [odd])
     with zipfile.ZipFile(tmp_path / "p.zip") as archive:
         root = ET.fromstring(archive.read(bp.EXCHANGE))
@@ -378,8 +440,14 @@ def test_exchange_xml_stays_well_formed_with_markup_and_control_characters(tmp_p
 def test_a_signature_copied_to_an_entry_with_equal_bytes_is_caught(tmp_path):
     twin = package_file("087", "CV copy", "2025", "cv.pdf", CV)  # the same bytes filed under another name
     original = package_file("087", "CV Dr Müller", "2025", "cv.pdf", CV)
-    copied = bp.PackageFile(twin.path, twin.sha256, twin.size, twin.media_type, twin.load,
-                            {**twin.meta, "signatures": original.meta["signatures"]})
+    copied = bp.PackageFile(
+        twin.path,
+        twin.sha256,
+        twin.size,
+        twin.media_type,
+        twin.load,
+        {**twin.meta, "signatures": original.meta["signatures"]},
+    )
     write(tmp_path / "p.zip", [original, copied])
     problems = bp.verify_package(tmp_path / "p.zip", registry(), now=NOW).problems
     assert len(problems) == 1 and "CV copy" in problems[0] and "states the record" in problems[0]

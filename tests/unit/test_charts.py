@@ -76,9 +76,11 @@ def test_hostile_labels_are_escaped_text_never_markup():
 
 def test_description_gives_every_number_in_words():
     desc = parse(stacked_bars("By month", MONTHS, BY_CATEGORY, y_label="deviations")).find("svg:desc", NS).text
-    assert desc == ("Deviations by period. Jan 2025: 4 in all (visit schedule 3, eligibility 1, informed consent 0). "
-                    "Feb 2025: 0 in all (visit schedule 0, eligibility 0, informed consent 0). "
-                    "Mar 2025: 9 in all (visit schedule 6, eligibility 2, informed consent 1).")
+    assert desc == (
+        "Deviations by period. Jan 2025: 4 in all (visit schedule 3, eligibility 1, informed consent 0). "
+        "Feb 2025: 0 in all (visit schedule 0, eligibility 0, informed consent 0). "
+        "Mar 2025: 9 in all (visit schedule 6, eligibility 2, informed consent 1)."
+    )
     desc = parse(bars("Median", [("101", 12.5), ("102", 1250)], unit="days")).find("svg:desc", NS).text
     assert desc == "101: 12.5 days. 102: 1,250 days."
     desc = parse(histogram("Closure", [0, 3, 7, 40, 99], [(0, 7), (7, 30), (30, math.inf)])).find("svg:desc", NS).text
@@ -121,8 +123,12 @@ def test_legend_names_every_series_in_its_colour():
 
 
 def test_empty_input_says_no_data_yet():
-    for svg in (stacked_bars("By month", [], {}), stacked_bars("By month", MONTHS, {}), bars("By site", []),
-                histogram("Closure", [])):
+    for svg in (
+        stacked_bars("By month", [], {}),
+        stacked_bars("By month", MONTHS, {}),
+        bars("By site", []),
+        histogram("Closure", []),
+    ):
         root = parse(svg)
         assert "No data yet" in texts(root) and root.find("svg:desc", NS).text == "No data yet."
         assert heights(root) == []
@@ -204,7 +210,7 @@ def test_whole_day_bins_are_labelled_inclusively_as_people_read_them():
 
 
 def test_values_too_large_to_draw_or_to_add_up_are_value_errors():
-    for items in ([("a", 10 ** 400)], [("a", 1e308), ("b", 1e308)]):
+    for items in ([("a", 10**400)], [("a", 1e308), ("b", 1e308)]):
         with pytest.raises(ValueError):
             bars("t", items)
     with pytest.raises(ValueError):

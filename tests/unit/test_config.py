@@ -22,12 +22,14 @@ def test_the_default_database_lives_in_the_data_dir():
 
 
 def test_postgres_url_and_other_values():
-    settings = load_settings({
-        "TRIALCOORD_DATABASE_URL": "postgresql://tc:secret@db.example:5433/trials",
-        "TRIALCOORD_TIME_ZONE": "America/New_York",
-        "TRIALCOORD_HOST": "0.0.0.0",
-        "TRIALCOORD_PORT": "9000",
-    })
+    settings = load_settings(
+        {
+            "TRIALCOORD_DATABASE_URL": "postgresql://tc:secret@db.example:5433/trials",
+            "TRIALCOORD_TIME_ZONE": "America/New_York",
+            "TRIALCOORD_HOST": "0.0.0.0",
+            "TRIALCOORD_PORT": "9000",
+        }
+    )
     url = settings.database_url
     assert (url.kind, url.database, str(url)) == (POSTGRES, "trials", "postgresql://tc:***@db.example:5433/trials")
     assert (settings.time_zone, settings.host, settings.port) == ("America/New_York", "0.0.0.0", 9000)
@@ -63,12 +65,15 @@ def test_get_settings_is_cached_until_reset(monkeypatch):
     reset_settings()
 
 
-@pytest.mark.parametrize("instant, zone, today", [
-    ("2026-12-06 23:30:00", "UTC", "2026-12-06"),
-    ("2026-12-06 23:30:00", "Asia/Tokyo", "2026-12-07"),  # already tomorrow at the site
-    ("2026-12-07 03:30:00", "America/Los_Angeles", "2026-12-06"),  # still yesterday there
-    ("2027-03-28 00:59:59", "Europe/Berlin", "2027-03-28"),  # the night clocks go forward
-])
+@pytest.mark.parametrize(
+    "instant, zone, today",
+    [
+        ("2026-12-06 23:30:00", "UTC", "2026-12-06"),
+        ("2026-12-06 23:30:00", "Asia/Tokyo", "2026-12-07"),  # already tomorrow at the site
+        ("2026-12-07 03:30:00", "America/Los_Angeles", "2026-12-06"),  # still yesterday there
+        ("2027-03-28 00:59:59", "Europe/Berlin", "2027-03-28"),  # the night clocks go forward
+    ],
+)
 def test_today_is_the_calendar_date_at_the_site(instant, zone, today):
     """Visit dates are the site's calendar dates, never the server's (freezegun: a plain datetime.now to freeze)."""
     from freezegun import freeze_time

@@ -33,6 +33,7 @@ def signed(subject, version, on, by="jdoe") -> ParticipantConsent:
 
 # --- the re-consent queue ---
 
+
 @pytest.mark.parametrize(("today", "queued"), [(V2_ON - DAY, False), (V2_ON, True), (V2_ON + DAY, True)])
 def test_a_newer_version_queues_its_signers_from_its_effective_date(today, queued):
     queue = reconsent_queue([signed("001", V1, date(2024, 2, 1))], VERSIONS, today)
@@ -47,8 +48,11 @@ def test_re_consenting_clears_the_entry_and_the_old_consent_stays_history():
 
 
 def test_other_sites_and_languages_follow_their_own_versions():
-    consents = [signed("010", V1_ES, date(2024, 2, 1)), signed("020", V1_B, date(2024, 2, 1)),
-                signed("001", V1, date(2024, 2, 1))]
+    consents = [
+        signed("010", V1_ES, date(2024, 2, 1)),
+        signed("020", V1_B, date(2024, 2, 1)),
+        signed("001", V1, date(2024, 2, 1)),
+    ]
     assert [e.subject_id for e in reconsent_queue(consents, VERSIONS, V2_ON)] == ["001"]
 
 
@@ -82,8 +86,9 @@ def candidates(visits, consents):
     return consent_deviation_candidates(visits, consents, VERSIONS)
 
 
-@pytest.mark.parametrize(("visit_on", "flagged"),
-                         [(CONSENTED - DAY, True), (CONSENTED, False), (CONSENTED + DAY, False)])
+@pytest.mark.parametrize(
+    ("visit_on", "flagged"), [(CONSENTED - DAY, True), (CONSENTED, False), (CONSENTED + DAY, False)]
+)
 def test_a_visit_before_the_first_consent(visit_on, flagged):
     found = candidates([ProcedureVisit("001", "SCR", visit_on)], [signed("001", V1, CONSENTED)])
     if flagged:
@@ -106,14 +111,19 @@ def test_a_visit_once_re_consent_is_required_and_not_obtained(visit_on, flagged)
     if flagged:
         [c] = found
         assert (c.rule, c.required_since, c.signed_version, c.required_version) == (
-            ConsentRule.RECONSENT_NOT_OBTAINED, V2_ON, "1.0", "2.0")
+            ConsentRule.RECONSENT_NOT_OBTAINED,
+            V2_ON,
+            "1.0",
+            "2.0",
+        )
         assert c.consented_on == CONSENTED and "required since 2024-06-01" in c.message
     else:
         assert found == []
 
 
-@pytest.mark.parametrize(("reconsent_on", "flagged"), [(V2_ON + 6 * DAY, True), (V2_ON + 5 * DAY, False),
-                                                        (V2_ON + 4 * DAY, False)])
+@pytest.mark.parametrize(
+    ("reconsent_on", "flagged"), [(V2_ON + 6 * DAY, True), (V2_ON + 5 * DAY, False), (V2_ON + 4 * DAY, False)]
+)
 def test_re_consent_on_or_before_the_visit_day_covers_it(reconsent_on, flagged):
     visit_on = V2_ON + 5 * DAY
     consents = [signed("001", V1, CONSENTED), signed("001", V2, reconsent_on)]
@@ -123,8 +133,11 @@ def test_re_consent_on_or_before_the_visit_day_covers_it(reconsent_on, flagged):
 
 def test_earlier_visits_stay_covered_by_the_older_consent():
     consents = [signed("001", V1, CONSENTED), signed("001", V2, V2_ON + 10 * DAY)]
-    visits = [ProcedureVisit("001", "V1", CONSENTED), ProcedureVisit("001", "V2", V2_ON - DAY),
-              ProcedureVisit("001", "V3", V2_ON + 20 * DAY)]
+    visits = [
+        ProcedureVisit("001", "V1", CONSENTED),
+        ProcedureVisit("001", "V2", V2_ON - DAY),
+        ProcedureVisit("001", "V3", V2_ON + 20 * DAY),
+    ]
     assert candidates(visits, consents) == []
 
 
@@ -147,12 +160,18 @@ def test_a_consent_form_needs_the_participant_or_representative_and_the_person_o
     from trialcoord.domain.consent import consent_signatures
     from trialcoord.domain.problems import InvalidInput
 
-    assert consent_signatures(["person_obtaining_consent", "participant"]) == ("participant", "person_obtaining_consent")
-    assert consent_signatures(["legally_authorised_representative", "impartial_witness", "person_obtaining_consent"]
-                              ) == ("legally_authorised_representative", "impartial_witness", "person_obtaining_consent")
-    for blocks, message in ((["participant"], "person obtaining consent"),
-                            (["impartial_witness", "person_obtaining_consent"], "participant or their legally"),
-                            (["participant", "person_obtaining_consent", "notary"], "unknown signature block")):
+    assert consent_signatures(["person_obtaining_consent", "participant"]) == (
+        "participant",
+        "person_obtaining_consent",
+    )
+    assert consent_signatures(
+        ["legally_authorised_representative", "impartial_witness", "person_obtaining_consent"]
+    ) == ("legally_authorised_representative", "impartial_witness", "person_obtaining_consent")
+    for blocks, message in (
+        (["participant"], "person obtaining consent"),
+        (["impartial_witness", "person_obtaining_consent"], "participant or their legally"),
+        (["participant", "person_obtaining_consent", "notary"], "unknown signature block"),
+    ):
         with pytest.raises(InvalidInput, match=message) as refused:
             consent_signatures(blocks)
         assert {p.field for p in refused.value.problems} == {"signed_by"}
@@ -160,9 +179,11 @@ def test_a_consent_form_needs_the_participant_or_representative_and_the_person_o
 
 # --- consents without a registered version (issue 11, section 4) ---
 
+
 def paper(subject, on, label=None, language=None, site="A") -> ParticipantConsent:
-    return ParticipantConsent(subject, None, on, "jdoe", site=site, reference="binder 3, tab 12", label=label,
-                              language=language)
+    return ParticipantConsent(
+        subject, None, on, "jdoe", site=site, reference="binder 3, tab 12", label=label, language=language
+    )
 
 
 def unknown(subject, on, site="A") -> ParticipantConsent:
@@ -174,8 +195,9 @@ def test_a_consent_of_unknown_version_satisfies_the_before_consent_check_and_is_
 
     visits = [ProcedureVisit("001", code, date(2024, 3, day)) for code, day in (("V1", 2), ("V2", 9), ("V3", 16))]
     assert consent_deviation_candidates(visits, [unknown("001", date(2024, 3, 1))], VERSIONS) == []
-    assert [c.visit for c in consent_deviation_candidates(visits, [unknown("001", date(2024, 3, 5))], VERSIONS)] \
-        == ["V1"]  # only the visit before it
+    assert [c.visit for c in consent_deviation_candidates(visits, [unknown("001", date(2024, 3, 5))], VERSIONS)] == [
+        "V1"
+    ]  # only the visit before it
     issues = data_issues([unknown("001", date(2024, 3, 1)), signed("002", V1, date(2024, 2, 1))])
     assert [(i.subject_id, i.signed_on) for i in issues] == [("001", date(2024, 3, 1))]
     assert "has no version on record" in issues[0].message
@@ -187,13 +209,15 @@ def test_a_paper_consent_is_older_than_every_version_of_its_site_effective_after
     assert reconsent_queue([legacy], VERSIONS, V1_ON - DAY) == []
     assert reconsent_queue([legacy], VERSIONS, V1_ON) == [ReconsentEntry("001", "paper", "1.0", V1_ON)]
     assert reconsent_queue([paper("001", V1_ON - 30 * DAY, language="en")], VERSIONS, V2_ON) == [
-        ReconsentEntry("001", "paper", "2.0", V2_ON)]
+        ReconsentEntry("001", "paper", "2.0", V2_ON)
+    ]
     assert reconsent_queue([paper("001", date(2024, 7, 1))], VERSIONS, date(2024, 8, 1)) == []  # after them all
 
 
 def test_a_paper_consent_naming_a_registered_version_counts_as_that_version():
     assert reconsent_queue([paper("001", V1_ON - 30 * DAY, label="1.0", language="en")], VERSIONS, V1_ON) == []
     assert reconsent_queue([paper("001", V1_ON - 30 * DAY, label="1.0", language="en")], VERSIONS, V2_ON) == [
-        ReconsentEntry("001", "1.0", "2.0", V2_ON)]
+        ReconsentEntry("001", "1.0", "2.0", V2_ON)
+    ]
     visit = ProcedureVisit("001", "V1", V1_ON - 10 * DAY)
     assert consent_deviation_candidates([visit], [paper("001", V1_ON - 30 * DAY)], VERSIONS) == []

@@ -8,19 +8,35 @@ import pytest
 from trialcoord.domain.access import ROLE_PERMISSIONS, Action, Role
 from trialcoord.domain.accounts import Meaning
 from trialcoord.domain.deviation_review import (
-    SUBCATEGORIES, TRANSITIONS, State, Step, check_step, classification_problems, default_subcategory,
+    SUBCATEGORIES,
+    TRANSITIONS,
+    State,
+    Step,
+    check_step,
+    classification_problems,
+    default_subcategory,
 )
 from trialcoord.domain.deviations import Rule
 from trialcoord.domain.problems import InvalidInput
 
-FILLED = dict(reason="why", response="why", classification="important", category="visit schedule",
-              subcategory="VISIT OUT OF WINDOW")
+FILLED = dict(
+    reason="why",
+    response="why",
+    classification="important",
+    category="visit schedule",
+    subcategory="VISIT OUT OF WINDOW",
+)
 ALLOWED = {  # the workflow, written out independently of TRANSITIONS
-    (State.DETECTED, Step.RESPOND), (State.REOPENED, Step.RESPOND), (State.SITE_RESPONSE, Step.RESPOND),
+    (State.DETECTED, Step.RESPOND),
+    (State.REOPENED, Step.RESPOND),
+    (State.SITE_RESPONSE, Step.RESPOND),
     (State.SITE_RESPONSE, Step.ACKNOWLEDGE),
-    (State.UNDER_REVIEW, Step.CLASSIFY), (State.CLASSIFIED, Step.CLASSIFY),
+    (State.UNDER_REVIEW, Step.CLASSIFY),
+    (State.CLASSIFIED, Step.CLASSIFY),
     (State.CLASSIFIED, Step.CLOSE),
-    (State.CLOSED, Step.REOPEN), (State.CLASSIFIED, Step.REOPEN), (State.RESOLVED_BY_CORRECTION, Step.REOPEN),
+    (State.CLOSED, Step.REOPEN),
+    (State.CLASSIFIED, Step.REOPEN),
+    (State.RESOLVED_BY_CORRECTION, Step.REOPEN),
 }
 
 
@@ -36,23 +52,33 @@ def test_every_state_and_step(state, step):
 
 def test_signed_steps_and_who_takes_each():
     assert {step: t.meaning for step, t in TRANSITIONS.items() if t.meaning} == {
-        Step.CLASSIFY: Meaning.REVIEW, Step.CLOSE: Meaning.APPROVAL}
+        Step.CLASSIFY: Meaning.REVIEW,
+        Step.CLOSE: Meaning.APPROVAL,
+    }
     assert TRANSITIONS[Step.CLOSE].needs == (Action.REVIEW_DEVIATION, Action.SIGN)
     assert TRANSITIONS[Step.RESPOND].needs == (Action.RESPOND_DEVIATION,)
-    takers = {step: {role for role, actions in ROLE_PERMISSIONS.items() if t.action in actions}
-              for step, t in TRANSITIONS.items()}
+    takers = {
+        step: {role for role, actions in ROLE_PERMISSIONS.items() if t.action in actions}
+        for step, t in TRANSITIONS.items()
+    }
     assert takers[Step.RESPOND] == {Role.ADMINISTRATOR, Role.COORDINATOR, Role.INVESTIGATOR}
-    assert all(takers[s] == {Role.ADMINISTRATOR, Role.MONITOR} for s in (Step.ACKNOWLEDGE, Step.CLASSIFY, Step.CLOSE,
-                                                                        Step.REOPEN))
+    assert all(
+        takers[s] == {Role.ADMINISTRATOR, Role.MONITOR}
+        for s in (Step.ACKNOWLEDGE, Step.CLASSIFY, Step.CLOSE, Step.REOPEN)
+    )
     assert Action.SIGN in ROLE_PERMISSIONS[Role.MONITOR]
 
 
-@pytest.mark.parametrize("step, missing, field", [
-    (Step.RESPOND, {"response": " "}, "response"), (Step.REOPEN, {"reason": ""}, "reason"),
-    (Step.CLASSIFY, {"classification": "minor"}, "classification"),
-    (Step.CLASSIFY, {"category": "catering"}, "category"),
-    (Step.CLASSIFY, {"subcategory": "WRONG DOSE"}, "subcategory"),
-])
+@pytest.mark.parametrize(
+    "step, missing, field",
+    [
+        (Step.RESPOND, {"response": " "}, "response"),
+        (Step.REOPEN, {"reason": ""}, "reason"),
+        (Step.CLASSIFY, {"classification": "minor"}, "classification"),
+        (Step.CLASSIFY, {"category": "catering"}, "category"),
+        (Step.CLASSIFY, {"subcategory": "WRONG DOSE"}, "subcategory"),
+    ],
+)
 def test_each_step_names_what_it_lacks(step, missing, field):
     state = next(s for s, t in ALLOWED if t is step)
     with pytest.raises(InvalidInput) as refused:

@@ -10,7 +10,16 @@ import pytest
 from tests.unit.builders import protocol, visit
 from trialcoord.domain.consent import ConsentDeviationCandidate, ConsentRule
 from trialcoord.domain.deviations import (
-    DEFAULTS, Classification, ClassificationDefaults, Finding, Kept, Rule, State, Threshold, WindowException, detect,
+    DEFAULTS,
+    Classification,
+    ClassificationDefaults,
+    Finding,
+    Kept,
+    Rule,
+    State,
+    Threshold,
+    WindowException,
+    detect,
     reconcile,
 )
 from trialcoord.domain.schedule import evaluate
@@ -34,10 +43,17 @@ def rules(findings: list[Finding], visit_code: str) -> list[tuple[str, int]]:
 SCR_DONE = {"SCR": date(2024, 2, 26)}
 
 
-@pytest.mark.parametrize("actual, expected", [
-    (V2_EARLIEST - DAY, [("visit_early", -1)]), (V2_EARLIEST, []), (V2_EARLIEST + DAY, []),
-    (V2_LATEST - DAY, []), (V2_LATEST, []), (V2_LATEST + DAY, [("visit_late", 1)]),
-])
+@pytest.mark.parametrize(
+    "actual, expected",
+    [
+        (V2_EARLIEST - DAY, [("visit_early", -1)]),
+        (V2_EARLIEST, []),
+        (V2_EARLIEST + DAY, []),
+        (V2_LATEST - DAY, []),
+        (V2_LATEST, []),
+        (V2_LATEST + DAY, [("visit_late", 1)]),
+    ],
+)
 def test_early_and_late_at_the_day_before_on_and_after_each_bound(actual, expected):
     assert rules(run({**SCR_DONE, "V2": actual}), "V2") == expected
 
@@ -47,16 +63,22 @@ def test_missed_once_the_window_has_closed(as_of, expected):
     assert rules(run(SCR_DONE, as_of=as_of), "V2") == expected
 
 
-@pytest.mark.parametrize("actual, expected", [
-    (date(2024, 2, 18), [("screening_out_of_window", -1)]), (date(2024, 2, 19), []),
-    (date(2024, 3, 3), []), (date(2024, 3, 4), [("screening_out_of_window", 1)]),
-])
+@pytest.mark.parametrize(
+    "actual, expected",
+    [
+        (date(2024, 2, 18), [("screening_out_of_window", -1)]),
+        (date(2024, 2, 19), []),
+        (date(2024, 3, 3), []),
+        (date(2024, 3, 4), [("screening_out_of_window", 1)]),
+    ],
+)
 def test_screening_outside_its_window_is_its_own_rule(actual, expected):
     assert rules(run({"SCR": actual, "V2": date(2024, 3, 18)}), "SCR") == expected
 
 
-@pytest.mark.parametrize("actual, found", [(date(2024, 3, 19), False), (date(2024, 3, 20), False),
-                                           (date(2024, 3, 21), True)])
+@pytest.mark.parametrize(
+    "actual, found", [(date(2024, 3, 19), False), (date(2024, 3, 20), False), (date(2024, 3, 21), True)]
+)
 def test_a_visit_after_collection_stopped(actual, found):
     findings = run({**SCR_DONE, "V2": actual}, collection_stopped_on=date(2024, 3, 20))
     assert (("visit_after_ending_event", 0) in rules(findings, "V2")) is found
@@ -65,24 +87,35 @@ def test_a_visit_after_collection_stopped(actual, found):
 def test_consent_candidates_become_consent_deviations():
     candidates = [
         ConsentDeviationCandidate("1001", "SCR", date(2024, 2, 26), ConsentRule.BEFORE_CONSENT, None),
-        ConsentDeviationCandidate("1001", "V2", date(2024, 3, 18), ConsentRule.RECONSENT_NOT_OBTAINED,
-                                  date(2024, 2, 20), date(2024, 3, 1), "1.0", "2.0"),
+        ConsentDeviationCandidate(
+            "1001",
+            "V2",
+            date(2024, 3, 18),
+            ConsentRule.RECONSENT_NOT_OBTAINED,
+            date(2024, 2, 20),
+            date(2024, 3, 1),
+            "1.0",
+            "2.0",
+        ),
     ]
     findings = run({**SCR_DONE, "V2": date(2024, 3, 18)}, consent=candidates)
     assert [(f.visit, str(f.rule), str(f.category)) for f in findings] == [
         ("SCR", "visit_before_consent", "informed consent"),
-        ("V2", "visit_under_superseded_consent", "informed consent")]
+        ("V2", "visit_under_superseded_consent", "informed consent"),
+    ]
     assert all(DEFAULTS.classify(f) is Classification.IMPORTANT for f in findings)
 
 
-@pytest.mark.parametrize("approved_on, extension, prevented", [
-    (date(2024, 3, 20), 2, True),   # approved before the visit, covers the 2 days
-    (date(2024, 3, 20), 1, False),  # does not cover them
-    (date(2024, 3, 23), 2, True),   # approved on the visit day: before it took place
-    (date(2024, 3, 24), 2, False),  # approved after the visit: a deviation all the same
-])
-def test_an_approved_window_extension_prevents_the_deviation_only_if_approved_before(approved_on, extension,
-                                                                                      prevented):
+@pytest.mark.parametrize(
+    "approved_on, extension, prevented",
+    [
+        (date(2024, 3, 20), 2, True),  # approved before the visit, covers the 2 days
+        (date(2024, 3, 20), 1, False),  # does not cover them
+        (date(2024, 3, 23), 2, True),  # approved on the visit day: before it took place
+        (date(2024, 3, 24), 2, False),  # approved after the visit: a deviation all the same
+    ],
+)
+def test_an_approved_window_extension_prevents_the_deviation_only_if_approved_before(approved_on, extension, prevented):
     late_by_two = {**SCR_DONE, "V2": V2_LATEST + 2 * DAY}
     exception = WindowException("1001", "V2", 0, extension, approved_on)
     assert (rules(run(late_by_two, exceptions=[exception]), "V2") == []) is prevented
@@ -125,8 +158,9 @@ def test_any_approved_exception_recorded_in_time_prevents_whatever_else_was_reco
 
 
 def test_once_collection_stopped_even_an_unscheduled_visit_is_a_deviation():
-    findings = run({**SCR_DONE, "V2": date(2024, 3, 18), "AE": date(2024, 3, 21)},
-                   collection_stopped_on=date(2024, 3, 20))
+    findings = run(
+        {**SCR_DONE, "V2": date(2024, 3, 18), "AE": date(2024, 3, 21)}, collection_stopped_on=date(2024, 3, 20)
+    )
     assert rules(findings, "AE") == [("visit_after_ending_event", 0)]
     assert rules(run({**SCR_DONE, "AE": date(2024, 3, 21)}), "AE") == []  # no such event: nothing
 

@@ -20,69 +20,219 @@ from trialcoord.domain.tmf import artifact
 
 AT = "2026-11-27T09:30:00.000000Z"
 META = dict(created_at=AT, title="Site 101 document", version_label="v2.1")
-SECTIONS = [{"heading": "Why is this study being done?", "paragraphs": ["To learn whether X helps.", "It may not."]},
-            {"heading": "What happens to my data?", "paragraphs": ["It is pseudonymised – Daten bleiben hier."]}]
+SECTIONS = [
+    {"heading": "Why is this study being done?", "paragraphs": ["To learn whether X helps.", "It may not."]},
+    {"heading": "What happens to my data?", "paragraphs": ["It is pseudonymised – Daten bleiben hier."]},
+]
 DATA = {
-    "consent_form": {"study_code": "ABC-123", "study_title": "A study of <b>things</b>", "consent_version": "3.0",
-                     "language": "de", "protocol_version": "4.1", "site": "101 Berlin", "sections": SECTIONS},
-    "delegation_log": {"study_code": "ABC-123", "site": "101 Berlin", "investigator": "Dr. Anna Schmidt",
-                       "entries": [{"staff": "Maria Lopez", "role": "Study coordinator", "tasks": ["Consent", "CRF"],
-                                    "start": "2026-01-05", "initials": "ML", "pi_signoff": "AS 2026-01-05"},
-                                   {"staff": "Tom Berg", "role": "Sub-investigator", "tasks": "Eligibility",
-                                    "start": "2026-02-01", "end": "2026-10-31", "initials": "TB"}]},
-    "training_log": {"study_code": "ABC-123", "site": "101 Berlin",
-                     "entries": [{"staff": "Maria Lopez", "role": "Study coordinator", "training": "Protocol v4.1",
-                                  "date": "2026-01-04", "trainer": "Dr. Anna Schmidt", "method": "in person"}]},
-    "deviation_log": {"study_code": "ABC-123", "site": "101 Berlin",
-                      "entries": [{"id": "DV-007", "participant": "101-003", "visit": "V3",
-                                   "category": "Visit schedule", "description": "Visit 4 days out of window",
-                                   "identified": "2026-03-02", "classification": "Non-important",
-                                   "status": "closed"}]},
-    "binder_cover": {"study_code": "ABC-123", "study_title": "A study of things", "site_code": "101",
-                     "site_name": "Charité Berlin", "investigator": "Dr. Anna Schmidt", "sponsor": "Acme Pharma"},
-    "binder_index": {"study_code": "ABC-123", "site_code": "101",
-                     "entries": [{"zone": "05", "section": "02", "artifact": "18", "unique_id": "101",
-                                  "document": "Delegation log", "version": "2", "status": "draft",
-                                  "effective": None}]},
-    "binder_checklist": {"study_code": "ABC-123", "site": "101", "as_of": "2026-11-27",
-                         "counts": {"missing": 1, "expired": 0, "expiring": 1},
-                         "items": [{"state": "missing", "artifact": "05.02.08 Form FDA 1572", "for": "site",
-                                    "document": None, "expires_on": None},
-                                   {"state": "expiring", "artifact": "05.02.07 Staff qualification", "for": "ivan",
-                                    "document": "Licence 2026", "expires_on": "2027-01-10"}]},
-    "monitoring_visit_report": {"study_code": "ABC-123", "site": "101 Berlin", "visit_date": "2026-11-27",
-                                "prepared_by": "Mona Monitor (mona)",
-                                "summary": [{"label": "Visits done / due", "value": "8 / 10"}],
-                                "entries": [{"id": "7", "participant": "101-003", "visit": "V3",
-                                             "category": "visit schedule", "description": "4 days late",
-                                             "identified": "2026-03-02", "age_days": 12,
-                                             "classification": "non important", "status": "detected"}],
-                                "capas": [{"id": 1, "title": "Reminder calls", "state": "open", "owner": "cora",
-                                           "due_on": None, "deviations": "7"}],
-                                "charts": [{"kind": "bars", "title": "Deviations by rule",
-                                            "items": [["visit_late", 1]]}]},
-    "site_summary": {"study_code": "ABC-123", "as_of": "2026-11-27", "reconsent": [], "documents": [],
-                     "total": {"participants": 3, "active": 2, "ended": 1},
-                     "sites": [{"site": "101", "participants": 3, "active": 2, "ended": 1, "visits_due": 10,
-                                "visits_done": 8, "completion_rate": "80.0%", "on_time_rate": "75.0%",
-                                "open_deviations": 1, "ages": {"0-30": 1, "31-60": 0, "61-90": 0, ">90": 0},
-                                "reconsent": 0, "expiring": 0}]},
-    "amendment_impact": {"study_code": "ABC-123", "version": "2.0", "effective": "2026-12-01",
-                         "as_of": "2026-11-27", "site": "all sites", "skipped": 1, "more_sites": 0,
-                         "more_differences": 0,
-                         "totals": {"participants": 3, "affected": 2, "visits_moving": 1, "visits_appearing": 2,
-                                    "visits_disappearing": 0, "deviations_resolved": 1, "deviations_created": 0,
-                                    "reconsent_required": 2, "reconsent_unknown": 0},
-                         "sites": [{"site": "101", "participants": 3, "affected": 2, "visits_moving": 1,
-                                    "visits_appearing": 2, "visits_disappearing": 0, "deviations_resolved": 1,
-                                    "deviations_created": 0, "reconsent_required": 2}],
-                         "differences": [{"version": "1.0", "line": "V7 Week 16 – added, 4w from V6"}]},
-    "signature_page": {"study_code": "ABC-123", "site_code": "101", "document": "ICF English", "version": "2.0",
-                       "version_sha256": "ab" * 32,
-                       "signatures": [{"printed_name": "Dr. Anna Schmidt", "signer_id": "aschmidt", "meaning": "approval",
-                                       "instant": "2026-11-27T09:30:00.000000Z",
-                                       "local_time": "2026-11-27 10:30:00 CET (Europe/Berlin)",
-                                       "key_id": "0123456789abcdef", "signature": "cd" * 64}]},
+    "consent_form": {
+        "study_code": "ABC-123",
+        "study_title": "A study of <b>things</b>",
+        "consent_version": "3.0",
+        "language": "de",
+        "protocol_version": "4.1",
+        "site": "101 Berlin",
+        "sections": SECTIONS,
+    },
+    "delegation_log": {
+        "study_code": "ABC-123",
+        "site": "101 Berlin",
+        "investigator": "Dr. Anna Schmidt",
+        "entries": [
+            {
+                "staff": "Maria Lopez",
+                "role": "Study coordinator",
+                "tasks": ["Consent", "CRF"],
+                "start": "2026-01-05",
+                "initials": "ML",
+                "pi_signoff": "AS 2026-01-05",
+            },
+            {
+                "staff": "Tom Berg",
+                "role": "Sub-investigator",
+                "tasks": "Eligibility",
+                "start": "2026-02-01",
+                "end": "2026-10-31",
+                "initials": "TB",
+            },
+        ],
+    },
+    "training_log": {
+        "study_code": "ABC-123",
+        "site": "101 Berlin",
+        "entries": [
+            {
+                "staff": "Maria Lopez",
+                "role": "Study coordinator",
+                "training": "Protocol v4.1",
+                "date": "2026-01-04",
+                "trainer": "Dr. Anna Schmidt",
+                "method": "in person",
+            }
+        ],
+    },
+    "deviation_log": {
+        "study_code": "ABC-123",
+        "site": "101 Berlin",
+        "entries": [
+            {
+                "id": "DV-007",
+                "participant": "101-003",
+                "visit": "V3",
+                "category": "Visit schedule",
+                "description": "Visit 4 days out of window",
+                "identified": "2026-03-02",
+                "classification": "Non-important",
+                "status": "closed",
+            }
+        ],
+    },
+    "binder_cover": {
+        "study_code": "ABC-123",
+        "study_title": "A study of things",
+        "site_code": "101",
+        "site_name": "Charité Berlin",
+        "investigator": "Dr. Anna Schmidt",
+        "sponsor": "Acme Pharma",
+    },
+    "binder_index": {
+        "study_code": "ABC-123",
+        "site_code": "101",
+        "entries": [
+            {
+                "zone": "05",
+                "section": "02",
+                "artifact": "18",
+                "unique_id": "101",
+                "document": "Delegation log",
+                "version": "2",
+                "status": "draft",
+                "effective": None,
+            }
+        ],
+    },
+    "binder_checklist": {
+        "study_code": "ABC-123",
+        "site": "101",
+        "as_of": "2026-11-27",
+        "counts": {"missing": 1, "expired": 0, "expiring": 1},
+        "items": [
+            {
+                "state": "missing",
+                "artifact": "05.02.08 Form FDA 1572",
+                "for": "site",
+                "document": None,
+                "expires_on": None,
+            },
+            {
+                "state": "expiring",
+                "artifact": "05.02.07 Staff qualification",
+                "for": "ivan",
+                "document": "Licence 2026",
+                "expires_on": "2027-01-10",
+            },
+        ],
+    },
+    "monitoring_visit_report": {
+        "study_code": "ABC-123",
+        "site": "101 Berlin",
+        "visit_date": "2026-11-27",
+        "prepared_by": "Mona Monitor (mona)",
+        "summary": [{"label": "Visits done / due", "value": "8 / 10"}],
+        "entries": [
+            {
+                "id": "7",
+                "participant": "101-003",
+                "visit": "V3",
+                "category": "visit schedule",
+                "description": "4 days late",
+                "identified": "2026-03-02",
+                "age_days": 12,
+                "classification": "non important",
+                "status": "detected",
+            }
+        ],
+        "capas": [
+            {"id": 1, "title": "Reminder calls", "state": "open", "owner": "cora", "due_on": None, "deviations": "7"}
+        ],
+        "charts": [{"kind": "bars", "title": "Deviations by rule", "items": [["visit_late", 1]]}],
+    },
+    "site_summary": {
+        "study_code": "ABC-123",
+        "as_of": "2026-11-27",
+        "reconsent": [],
+        "documents": [],
+        "total": {"participants": 3, "active": 2, "ended": 1},
+        "sites": [
+            {
+                "site": "101",
+                "participants": 3,
+                "active": 2,
+                "ended": 1,
+                "visits_due": 10,
+                "visits_done": 8,
+                "completion_rate": "80.0%",
+                "on_time_rate": "75.0%",
+                "open_deviations": 1,
+                "ages": {"0-30": 1, "31-60": 0, "61-90": 0, ">90": 0},
+                "reconsent": 0,
+                "expiring": 0,
+            }
+        ],
+    },
+    "amendment_impact": {
+        "study_code": "ABC-123",
+        "version": "2.0",
+        "effective": "2026-12-01",
+        "as_of": "2026-11-27",
+        "site": "all sites",
+        "skipped": 1,
+        "more_sites": 0,
+        "more_differences": 0,
+        "totals": {
+            "participants": 3,
+            "affected": 2,
+            "visits_moving": 1,
+            "visits_appearing": 2,
+            "visits_disappearing": 0,
+            "deviations_resolved": 1,
+            "deviations_created": 0,
+            "reconsent_required": 2,
+            "reconsent_unknown": 0,
+        },
+        "sites": [
+            {
+                "site": "101",
+                "participants": 3,
+                "affected": 2,
+                "visits_moving": 1,
+                "visits_appearing": 2,
+                "visits_disappearing": 0,
+                "deviations_resolved": 1,
+                "deviations_created": 0,
+                "reconsent_required": 2,
+            }
+        ],
+        "differences": [{"version": "1.0", "line": "V7 Week 16 – added, 4w from V6"}],
+    },
+    "signature_page": {
+        "study_code": "ABC-123",
+        "site_code": "101",
+        "document": "ICF English",
+        "version": "2.0",
+        "version_sha256": "ab" * 32,
+        "signatures": [
+            {
+                "printed_name": "Dr. Anna Schmidt",
+                "signer_id": "aschmidt",
+                "meaning": "approval",
+                "instant": "2026-11-27T09:30:00.000000Z",
+                "local_time": "2026-11-27 10:30:00 CET (Europe/Berlin)",
+                "key_id": "0123456789abcdef",
+                "signature": "cd" * 64,
+            }
+        ],
+    },
 }
 DOCX = ("consent_form", "delegation_log", "deviation_log", "monitoring_visit_report")
 
@@ -98,11 +248,18 @@ def renders():
 
 def test_templates_name_their_kinds_and_tmf_artifacts():
     assert {name: (t.kinds, t.unique_id) for name, t in TEMPLATES.items()} == {
-        "consent_form": (("pdf", "docx"), "040"), "delegation_log": (("pdf", "docx"), "101"),
-        "training_log": (("pdf",), "104"), "deviation_log": (("pdf", "docx"), "110"),
-        "monitoring_visit_report": (("pdf", "docx"), "107"), "site_summary": (("pdf",), None),
-        "binder_cover": (("pdf",), None), "binder_index": (("pdf",), None), "signature_page": (("pdf",), None),
-        "binder_checklist": (("pdf",), None), "amendment_impact": (("pdf",), None)}
+        "consent_form": (("pdf", "docx"), "040"),
+        "delegation_log": (("pdf", "docx"), "101"),
+        "training_log": (("pdf",), "104"),
+        "deviation_log": (("pdf", "docx"), "110"),
+        "monitoring_visit_report": (("pdf", "docx"), "107"),
+        "site_summary": (("pdf",), None),
+        "binder_cover": (("pdf",), None),
+        "binder_index": (("pdf",), None),
+        "signature_page": (("pdf",), None),
+        "binder_checklist": (("pdf",), None),
+        "amendment_impact": (("pdf",), None),
+    }
     assert set(DATA) == set(TEMPLATES)
     # the binder files each rendering under the domain's artifact table: the two must agree
     numbers = {t.unique_id: artifact(t.unique_id).number for t in TEMPLATES.values() if t.unique_id}
@@ -132,9 +289,15 @@ def test_canonical_json_is_sorted_compact_utf8():
 
 def test_consent_form_shows_study_sections_and_all_four_signature_blocks(renders):
     text = pdf_text(renders[0]["consent_form"])
-    for expected in ("Study ABC-123", "Consent version 3.0", "Language de", "Protocol version 4.1", "Site 101 Berlin",
-                     "Why is this study being done? To learn whether X helps. It may not.",
-                     "What happens to my data? It is pseudonymised – Daten bleiben hier."):
+    for expected in (
+        "Study ABC-123",
+        "Consent version 3.0",
+        "Language de",
+        "Protocol version 4.1",
+        "Site 101 Berlin",
+        "Why is this study being done? To learn whether X helps. It may not.",
+        "What happens to my data? It is pseudonymised – Daten bleiben hier.",
+    ):
         assert expected in text
     lines = "Printed name Signature Date and time (DD-MMM-YYYY hh:mm)"
     for role in ("Participant", "Legally authorised representative", "Impartial witness", "Person obtaining consent"):
@@ -144,13 +307,17 @@ def test_consent_form_shows_study_sections_and_all_four_signature_blocks(renders
 
 def test_logs_binder_cover_and_index_show_their_rows(renders):
     pdfs = renders[0]
-    assert ("1 Maria Lopez Study coordinator Consent, CRF 2026-01-05 ML AS 2026-01-05 "
-            "2 Tom Berg Sub-investigator Eligibility 2026-02-01 2026-10-31 TB") in pdf_text(pdfs["delegation_log"])
+    assert (
+        "1 Maria Lopez Study coordinator Consent, CRF 2026-01-05 ML AS 2026-01-05 "
+        "2 Tom Berg Sub-investigator Eligibility 2026-02-01 2026-10-31 TB"
+    ) in pdf_text(pdfs["delegation_log"])
     assert "Principal investigator Dr. Anna Schmidt" in pdf_text(pdfs["delegation_log"])
     assert "Maria Lopez Study coordinator Protocol v4.1 2026-01-04 Dr. Anna Schmidt (in person)" in pdf_text(
-        pdfs["training_log"])
-    assert ("DV-007 101-003 V3 Visit schedule Visit 4 days out of window 2026-03-02 Non-important closed"
-            in pdf_text(pdfs["deviation_log"]))
+        pdfs["training_log"]
+    )
+    assert "DV-007 101-003 V3 Visit schedule Visit 4 days out of window 2026-03-02 Non-important closed" in pdf_text(
+        pdfs["deviation_log"]
+    )
     assert "Site 101 – Charité Berlin" in pdf_text(pdfs["binder_cover"])
     assert "05.02.18 101 Delegation log 2 draft" in pdf_text(pdfs["binder_index"])
     assert "missing 05.02.08 Form FDA 1572 site" in pdf_text(pdfs["binder_checklist"])
@@ -198,7 +365,8 @@ def test_docx_holds_the_filled_values_and_fixed_dates(renders):
     log = docx.Document(io.BytesIO(renders[1]["delegation_log"]))
     assert [[c.text for c in row.cells] for row in log.tables[0].rows][1:] == [
         ["Maria Lopez", "Study coordinator", "Consent, CRF", "2026-01-05", "", "ML", "", "AS 2026-01-05"],
-        ["Tom Berg", "Sub-investigator", "Eligibility", "2026-02-01", "2026-10-31", "TB", "", ""]]
+        ["Tom Berg", "Sub-investigator", "Eligibility", "2026-02-01", "2026-10-31", "TB", "", ""],
+    ]
     props = log.core_properties
     assert props.created == props.modified == props.last_printed
     assert props.created.isoformat() == "2026-11-27T09:30:00+00:00"
@@ -218,7 +386,9 @@ def test_an_unknown_template_is_named_with_the_known_ones():
     [(field, message)] = problems(lambda: render_pdf("consent", {}, **META))
     assert field == "template" and "consent_form" in message and "binder_index" in message
     [(field, message)] = problems(lambda: render_docx("training_log", DATA["training_log"], **META))
-    assert field == "template" and message.endswith("known: consent_form, delegation_log, deviation_log, monitoring_visit_report")
+    assert field == "template" and message.endswith(
+        "known: consent_form, delegation_log, deviation_log, monitoring_visit_report"
+    )
 
 
 def test_every_missing_field_is_named_by_its_path():
@@ -231,13 +401,15 @@ def test_every_missing_field_is_named_by_its_path():
     assert problems(lambda: render_pdf("delegation_log", log, **META)) == [("entries", "must be a list of objects")]
     consent = DATA["consent_form"] | {"sections": [{"heading": "One", "paragraphs": "not a list"}]}
     assert problems(lambda: render_pdf("consent_form", consent, **META)) == [
-        ("sections[0].paragraphs", "must be a list")]
+        ("sections[0].paragraphs", "must be a list")
+    ]
 
 
 def test_a_name_the_template_uses_beyond_its_schema_is_still_named(monkeypatch):
     cover = TEMPLATES["binder_cover"]
-    monkeypatch.setitem(TEMPLATES, "binder_cover",
-                        dataclasses.replace(cover, fields=tuple(f for f in cover.fields if f != "sponsor")))
+    monkeypatch.setitem(
+        TEMPLATES, "binder_cover", dataclasses.replace(cover, fields=tuple(f for f in cover.fields if f != "sponsor"))
+    )
     data = {k: v for k, v in DATA["binder_cover"].items() if k != "sponsor"}
     [(field, _)] = problems(lambda: render_pdf("binder_cover", data, **META))
     assert field == "sponsor"
@@ -246,8 +418,9 @@ def test_a_name_the_template_uses_beyond_its_schema_is_still_named(monkeypatch):
 def test_data_that_is_not_json_and_a_bad_instant_are_named():
     [(field, _)] = problems(lambda: render_pdf("binder_cover", DATA["binder_cover"] | {"sponsor": {1, 2}}, **META))
     assert field == "data"
-    [(field, _)] = problems(lambda: render_docx("delegation_log", DATA["delegation_log"],
-                                                **META | {"created_at": "yesterday"}))
+    [(field, _)] = problems(
+        lambda: render_docx("delegation_log", DATA["delegation_log"], **META | {"created_at": "yesterday"})
+    )
     assert field == "created_at"
 
 
@@ -267,9 +440,16 @@ def test_the_cache_renders_once_per_input_and_writes_atomically(tmp_path, monkey
 def test_every_input_that_shapes_the_bytes_changes_the_key(tmp_path, monkeypatch):
     cache = RenderCache(tmp_path)
     key = lambda kind="pdf", name="delegation_log", data=DATA["delegation_log"], **meta: cache.key(  # noqa: E731
-        kind, name, data, **META | meta)
-    keys = {key(), key(kind="docx"), key(data=DATA["delegation_log"] | {"site": "102"}),
-            key(created_at="2026-11-27T09:30:01Z"), key(title="Other"), key(version_label="v3")}
+        kind, name, data, **META | meta
+    )
+    keys = {
+        key(),
+        key(kind="docx"),
+        key(data=DATA["delegation_log"] | {"site": "102"}),
+        key(created_at="2026-11-27T09:30:01Z"),
+        key(title="Other"),
+        key(version_label="v3"),
+    }
     assert len(keys) == 6 and key() == key(data=dict(reversed(DATA["delegation_log"].items())))
     copy = tmp_path / "templates"
     shutil.copytree(documents.TEMPLATE_DIR, copy)

@@ -36,16 +36,27 @@ APPROVAL = IrbApproval("IRB-2024-017", IRB_DAY, LETTER)
 
 # Written out independently of PERMITTED, so a change to the lifecycle must be made twice on purpose.
 EXPECTED = {
-    (S.DRAFT, S.IN_REVIEW), (S.IN_REVIEW, S.DRAFT), (S.IN_REVIEW, S.APPROVED),
-    (S.APPROVED, S.EFFECTIVE), (S.EFFECTIVE, S.SUPERSEDED), (S.EFFECTIVE, S.EXPIRED),
+    (S.DRAFT, S.IN_REVIEW),
+    (S.IN_REVIEW, S.DRAFT),
+    (S.IN_REVIEW, S.APPROVED),
+    (S.APPROVED, S.EFFECTIVE),
+    (S.EFFECTIVE, S.SUPERSEDED),
+    (S.EFFECTIVE, S.EXPIRED),
 }
 MATRIX = [(frm, to) for frm in S for to in S]
 
 
 def version(**kw) -> DocumentVersion:
-    values = dict(key=DocumentKey("TST-1", "A", "Informed consent form"), label="2.0", sha256="a" * 64,
-                  author="jdoe", change_summary="Amendment 2 wording", created_at="2024-03-01T09:00:00.000000Z",
-                  size=1234, media_type=PDF)
+    values = dict(
+        key=DocumentKey("TST-1", "A", "Informed consent form"),
+        label="2.0",
+        sha256="a" * 64,
+        author="jdoe",
+        change_summary="Amendment 2 wording",
+        created_at="2024-03-01T09:00:00.000000Z",
+        size=1234,
+        media_type=PDF,
+    )
     return DocumentVersion(**(values | kw))
 
 
@@ -62,8 +73,13 @@ def at(status: DocumentStatus) -> DocumentVersion:
 
 
 def step_to(v: DocumentVersion, to: DocumentStatus, on: date) -> DocumentVersion:
-    return transition(v, to, on=on, approval=APPROVAL if to is S.APPROVED else None,
-                      reason="wording unclear" if to is S.DRAFT else None)
+    return transition(
+        v,
+        to,
+        on=on,
+        approval=APPROVAL if to is S.APPROVED else None,
+        reason="wording unclear" if to is S.DRAFT else None,
+    )
 
 
 def problem_fields(caught) -> list[str]:
@@ -71,6 +87,7 @@ def problem_fields(caught) -> list[str]:
 
 
 # --- the lifecycle table ---
+
 
 def test_the_table_is_the_expected_lifecycle():
     assert {(frm, to) for frm, nexts in PERMITTED.items() for to in nexts} == EXPECTED
@@ -110,6 +127,7 @@ def test_a_version_is_immutable():
 
 
 # --- approval and dates ---
+
 
 def test_approving_needs_the_irb_approval_and_keeps_it():
     with pytest.raises(InvalidInput) as caught:
@@ -204,27 +222,34 @@ def test_any_walk_keeps_to_the_table_and_dates_never_go_backwards(targets, gaps)
 
 # --- the version record ---
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"sha256": "A" * 64}, "sha256"),
-    ({"sha256": "a" * 63}, "sha256"),
-    ({"sha256": "g" * 64}, "sha256"),
-    ({"label": " "}, "label"),
-    ({"author": ""}, "author"),
-    ({"created_at": "2024-03-01T09:00:00+00:00"}, "created_at"),
-    ({"created_at": "2024-03-01 09:00:00"}, "created_at"),
-    ({"size": -1}, "size"),
-    ({"status": "published"}, "status"),
-])
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"sha256": "A" * 64}, "sha256"),
+        ({"sha256": "a" * 63}, "sha256"),
+        ({"sha256": "g" * 64}, "sha256"),
+        ({"label": " "}, "label"),
+        ({"author": ""}, "author"),
+        ({"created_at": "2024-03-01T09:00:00+00:00"}, "created_at"),
+        ({"created_at": "2024-03-01 09:00:00"}, "created_at"),
+        ({"size": -1}, "size"),
+        ({"status": "published"}, "status"),
+    ],
+)
 def test_an_invalid_version_names_the_field(kwargs, field):
     with pytest.raises(InvalidInput) as caught:
         version(**kwargs)
     assert problem_fields(caught) == [field]
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"reference": " "}, "approval.reference"),
-    ({"letter_sha256": "c" * 65}, "approval.letter_sha256"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"reference": " "}, "approval.reference"),
+        ({"letter_sha256": "c" * 65}, "approval.letter_sha256"),
+    ],
+)
 def test_an_invalid_irb_approval_names_the_field(kwargs, field):
     with pytest.raises(InvalidInput) as caught:
         IrbApproval(**({"reference": "IRB-1", "approved_on": IRB_DAY, "letter_sha256": LETTER} | kwargs))
@@ -255,30 +280,36 @@ def zipped(*names: str) -> bytes:
 DOCX_BYTES = zipped("[Content_Types].xml", "word/document.xml")
 
 
-@pytest.mark.parametrize(("data", "name", "media_type"), [
-    (MINIMAL_PDF, "approval.pdf", PDF),
-    (MINIMAL_PDF + b"\r\n" + b" " * 500, "trailing-bytes.pdf", PDF),
-    (PNG_BYTES, "scan.png", PNG),
-    (JPEG_BYTES, "scan.jpg", JPEG),
-    (DOCX_BYTES, "cv.docx", DOCX),
-    (PNG_BYTES, "cv.pdf", PNG),  # the name is not trusted either way
-    (MINIMAL_PDF, "licence", PDF),
-])
+@pytest.mark.parametrize(
+    ("data", "name", "media_type"),
+    [
+        (MINIMAL_PDF, "approval.pdf", PDF),
+        (MINIMAL_PDF + b"\r\n" + b" " * 500, "trailing-bytes.pdf", PDF),
+        (PNG_BYTES, "scan.png", PNG),
+        (JPEG_BYTES, "scan.jpg", JPEG),
+        (DOCX_BYTES, "cv.docx", DOCX),
+        (PNG_BYTES, "cv.pdf", PNG),  # the name is not trusted either way
+        (MINIMAL_PDF, "licence", PDF),
+    ],
+)
 def test_an_upload_is_typed_by_its_bytes(data, name, media_type):
     assert check_upload(data, name, LIMIT) == media_type
 
 
-@pytest.mark.parametrize(("data", "says"), [
-    (b"", "empty"),
-    (MINIMAL_PDF[:-7], "truncated"),
-    (MINIMAL_PDF + b"\x00" * 2000, "truncated"),  # %%EOF too far from the end
-    (b"%PDF", "not a PDF"),
-    (zipped("[Content_Types].xml", "xl/workbook.xml"), "not a PDF"),
-    (b"PK\x03\x04 broken zip", "not a PDF"),
-    (b"<html><body>cv</body></html>", "not a PDF"),
-    (b"MZ\x90\x00", "not a PDF"),
-    (b"x" * (LIMIT + 1), f"the limit is {LIMIT}"),
-])
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (b"", "empty"),
+        (MINIMAL_PDF[:-7], "truncated"),
+        (MINIMAL_PDF + b"\x00" * 2000, "truncated"),  # %%EOF too far from the end
+        (b"%PDF", "not a PDF"),
+        (zipped("[Content_Types].xml", "xl/workbook.xml"), "not a PDF"),
+        (b"PK\x03\x04 broken zip", "not a PDF"),
+        (b"<html><body>cv</body></html>", "not a PDF"),
+        (b"MZ\x90\x00", "not a PDF"),
+        (b"x" * (LIMIT + 1), f"the limit is {LIMIT}"),
+    ],
+)
 def test_an_unacceptable_upload_is_refused_naming_the_file(data, says):
     with pytest.raises(InvalidInput) as caught:
         check_upload(data, "cv.pdf", LIMIT)
@@ -315,6 +346,7 @@ def test_any_bytes_are_accepted_by_content_or_refused_cleanly(data):
 
 
 # --- documents no IRB/IEC approves (CVs, licences, certificates) ---
+
 
 def test_a_document_no_irb_approves_is_approved_and_effective_without_one():
     cv = version(key=DocumentKey("TST-1", "A", "PI CV"))

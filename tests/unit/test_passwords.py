@@ -51,10 +51,18 @@ def test_each_hash_has_its_own_salt():
     assert CHEAP.hash(PASSWORD) != CHEAP.hash(PASSWORD)
 
 
-@pytest.mark.parametrize("stored", [
-    None, "", "not a hash", "$argon2id$", "$argon2id$v=19$m=8,t=1,p=1$zz$zz", "$bcrypt$2b$12$abc",
-    "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$",
-])
+@pytest.mark.parametrize(
+    "stored",
+    [
+        None,
+        "",
+        "not a hash",
+        "$argon2id$",
+        "$argon2id$v=19$m=8,t=1,p=1$zz$zz",
+        "$bcrypt$2b$12$abc",
+        "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$",
+    ],
+)
 def test_a_missing_or_malformed_hash_never_verifies_and_never_raises(stored):
     assert CHEAP.verify(stored, PASSWORD) is False
 
@@ -76,6 +84,7 @@ def test_an_unreadable_hash_needs_replacing():
 
 
 # --- password policy ---
+
 
 def problems(password, user_id="jdoe", email="jane.doe@site-a.example"):
     return [p.message for p in password_problems(password, user_id=user_id, email=email)]
@@ -106,7 +115,9 @@ def test_problems_name_the_password_field_and_never_repeat_it():
 
 
 def test_the_domain_never_loads_argon2_or_cryptography():
-    code = ("import sys, trialcoord.domain.access, trialcoord.domain.accounts; "
-            "print([m for m in ('argon2', 'cryptography') if m in sys.modules])")
+    code = (
+        "import sys, trialcoord.domain.access, trialcoord.domain.accounts; "
+        "print([m for m in ('argon2', 'cryptography') if m in sys.modules])"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"

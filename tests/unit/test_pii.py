@@ -63,8 +63,9 @@ def test_the_same_value_encrypts_differently_each_time():
     assert RING.encrypt(NAME, RECORD, "name") != RING.encrypt(NAME, RECORD, "name")
 
 
-@pytest.mark.parametrize(("record", "field"), [("participant:TST-1:1002", "name"), (RECORD, "contact"),
-                                               ("participant:TST-2:1001", "name")])
+@pytest.mark.parametrize(
+    ("record", "field"), [("participant:TST-1:1002", "name"), (RECORD, "contact"), ("participant:TST-2:1001", "name")]
+)
 def test_a_value_moved_to_another_record_or_field_does_not_decrypt(record, field):
     stored = RING.encrypt(NAME, RECORD, "name")
     with pytest.raises(CiphertextError, match="copied from another record or field"):
@@ -119,9 +120,13 @@ def test_a_field_name_is_a_plain_identifier(field):
 
 # --- rotation ---
 
+
 def test_rotation_moves_every_value_to_the_new_key_and_keeps_it_readable():
-    values = {(f"participant:TST-1:{n}", field): f"{field} of {n}" for n in range(1000, 1010)
-              for field in ("name", "date_of_birth", "medical_record_number")}
+    values = {
+        (f"participant:TST-1:{n}", field): f"{field} of {n}"
+        for n in range(1000, 1010)
+        for field in ("name", "date_of_birth", "medical_record_number")
+    }
     stored = [EncryptedField(r, f, RING.encrypt(text, r, f)) for (r, f), text in values.items()]
     rotated_ring = RING.with_new_current_key("2024-07")
     already_current = EncryptedField(RECORD, "name", rotated_ring.encrypt(NAME, RECORD, "name"))
@@ -152,16 +157,20 @@ def test_a_key_id_is_never_reused_and_the_current_key_never_removed():
 
 # --- key rings, key files and the environment ---
 
+
 def test_a_key_ring_never_shows_its_keys():
     key = base64.b64encode(RING.keys["2024-01"]).decode()
     assert key not in repr(RING) and "2024-01" in repr(RING)
 
 
-@pytest.mark.parametrize(("current", "keys", "message"), [
-    ("a", {"a": b"x" * 16}, "key 'a' has 16 bytes; AES-256 needs 32"),
-    ("b", {"a": b"x" * 32}, "the current key 'b' is not among the keys \\(a\\)"),
-    ("a b", {"a b": b"x" * 32}, "key id 'a b' must be"),
-])
+@pytest.mark.parametrize(
+    ("current", "keys", "message"),
+    [
+        ("a", {"a": b"x" * 16}, "key 'a' has 16 bytes; AES-256 needs 32"),
+        ("b", {"a": b"x" * 32}, "the current key 'b' is not among the keys \\(a\\)"),
+        ("a b", {"a b": b"x" * 32}, "key id 'a b' must be"),
+    ],
+)
 def test_an_unusable_key_ring_is_rejected(current, keys, message):
     with pytest.raises(KeyRingError, match=message):
         KeyRing(current, keys)
@@ -201,15 +210,18 @@ def key_json(current="k1", **keys) -> str:
     return json.dumps({"current": current, "keys": keys})
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("{not json", "TRIALCOORD_PII_KEYS: not JSON"),
-    ("[]", "expected {\"current\""),
-    (json.dumps({"keys": {}}), "expected {\"current\""),
-    (key_json(k1="%%%"), "key 'k1' is not valid base64"),
-    (key_json(k1=17), "key 'k1' must be a base64 string"),
-    (key_json(k1=base64.b64encode(b"short").decode()), "key 'k1' has 5 bytes"),
-    (key_json(current="k9"), "the current key 'k9' is not among the keys"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "TRIALCOORD_PII_KEYS: not JSON"),
+        ("[]", 'expected {"current"'),
+        (json.dumps({"keys": {}}), 'expected {"current"'),
+        (key_json(k1="%%%"), "key 'k1' is not valid base64"),
+        (key_json(k1=17), "key 'k1' must be a base64 string"),
+        (key_json(k1=base64.b64encode(b"short").decode()), "key 'k1' has 5 bytes"),
+        (key_json(current="k9"), "the current key 'k9' is not among the keys"),
+    ],
+)
 def test_a_malformed_key_configuration_says_what_is_wrong(text, message):
     with pytest.raises(KeyRingError, match=message.replace("{", "\\{")):
         key_ring_from_json(text, KEYS_VARIABLE)
@@ -232,11 +244,14 @@ def test_keys_come_inline_from_the_environment():
     assert key_ring_from_environment({KEYS_VARIABLE: RING.to_json()}) == RING
 
 
-@pytest.mark.parametrize(("environ", "message"), [
-    ({}, "no key for personal data: set TRIALCOORD_PII_KEY_FILE"),
-    ({KEY_FILE_VARIABLE: "/nonexistent/keys.json"}, "key file /nonexistent/keys.json does not exist"),
-    ({KEY_FILE_VARIABLE: "/tmp/x.json", KEYS_VARIABLE: "{}"}, "not both"),
-])
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({}, "no key for personal data: set TRIALCOORD_PII_KEY_FILE"),
+        ({KEY_FILE_VARIABLE: "/nonexistent/keys.json"}, "key file /nonexistent/keys.json does not exist"),
+        ({KEY_FILE_VARIABLE: "/tmp/x.json", KEYS_VARIABLE: "{}"}, "not both"),
+    ],
+)
 def test_a_missing_key_configuration_says_what_to_set(environ, message):
     with pytest.raises(KeyRingError, match=message):
         key_ring_from_environment(environ)

@@ -21,8 +21,11 @@ from trialcoord.adapters.protocol_files import SCHEMA_PATH, load_protocol, parse
 from trialcoord.domain.deviations import DEFAULTS, Classification, ClassificationDefaults, Finding, Rule, Threshold
 
 ROOT = Path(__file__).resolve().parents[2]
-IMPORTANT, NON_IMPORTANT, NOT_A_DEVIATION = (Classification.IMPORTANT, Classification.NON_IMPORTANT,
-                                              Classification.NOT_A_DEVIATION)
+IMPORTANT, NON_IMPORTANT, NOT_A_DEVIATION = (
+    Classification.IMPORTANT,
+    Classification.NON_IMPORTANT,
+    Classification.NOT_A_DEVIATION,
+)
 
 SECTION = """\
 deviations:
@@ -69,8 +72,9 @@ def test_the_section_parses_to_classification_defaults():
     )
 
 
-@pytest.mark.parametrize(("days_outside", "expected"), [(0, NON_IMPORTANT), (7, NON_IMPORTANT), (8, IMPORTANT),
-                                                        (30, IMPORTANT)])
+@pytest.mark.parametrize(
+    ("days_outside", "expected"), [(0, NON_IMPORTANT), (7, NON_IMPORTANT), (8, IMPORTANT), (30, IMPORTANT)]
+)
 def test_more_than_over_days_late_starts_important(days_outside, expected):
     defaults = parse_protocol(BASE + SECTION).deviations
     assert defaults.classify(finding(Rule.VISIT_LATE, days_outside)) == expected
@@ -85,8 +89,9 @@ def test_rules_the_section_leaves_out_keep_the_defaults():
 
 
 def test_a_rule_given_only_thresholds_keeps_its_default_classification():
-    section = ("deviations:\n  screening_out_of_window:\n    thresholds:\n"
-               "      - {over_days: 0, classification: important}\n")
+    section = (
+        "deviations:\n  screening_out_of_window:\n    thresholds:\n      - {over_days: 0, classification: important}\n"
+    )
     defaults = parse_protocol(BASE + section).deviations
     assert defaults.by_rule[Rule.SCREENING_OUT_OF_WINDOW] == IMPORTANT
     assert defaults.thresholds[Rule.SCREENING_OUT_OF_WINDOW] == (Threshold(0, IMPORTANT),)
@@ -125,7 +130,7 @@ VALID_SECTIONS = {
     "the reference example": SECTION,
     "only a classification": "deviations:\n  visit_missed: {classification: not_a_protocol_deviation}\n",
     "only thresholds, over_days 0": "deviations:\n  visit_late:\n    thresholds: [{over_days: 0, classification: "
-                                    "important}]\n",
+    "important}]\n",
     "every rule": "deviations:\n" + "".join(f"  {rule}: {{classification: important}}\n" for rule in Rule),
 }
 
@@ -142,80 +147,168 @@ CLASSIFICATIONS = "write important, non_important or not_a_protocol_deviation"
 
 # (id, section, words of the message, field, the snippet where the problem is reported)
 MISTAKES = [
-    ("unknown rule", "deviations:\n  visit_lat: {classification: important}\n",
-     "unknown deviation rule 'visit_lat'; did you mean 'visit_late'?", "deviations.visit_lat", "visit_lat:"),
-    ("unknown rule far from any", "deviations:\n  lost_to_follow_up: {classification: important}\n",
-     "unknown deviation rule 'lost_to_follow_up'; rules: screening_out_of_window, visit_after_ending_event, "
-     "visit_before_consent, visit_early, visit_late, visit_missed, visit_under_superseded_consent",
-     "deviations.lost_to_follow_up", "lost_to_follow_up:"),
-    ("unknown key of a rule", "deviations:\n  visit_late:\n    clasification: important\n",
-     "deviation rule visit_late: unknown key 'clasification'; did you mean 'classification'?",
-     "deviations.visit_late.clasification", "clasification:"),
-    ("unknown key of a threshold",
-     "deviations:\n  visit_late:\n    thresholds:\n      - over_day: 7\n        classification: important\n",
-     "unknown key 'over_day'; did you mean 'over_days'?", "deviations.visit_late.thresholds[0].over_day",
-     "over_day:"),
-    ("bad classification of a rule", "deviations:\n  visit_missed: {classification: major}\n",
-     f"deviation rule visit_missed classification: 'major' is not a classification; {CLASSIFICATIONS}",
-     "deviations.visit_missed.classification", "major"),
-    ("misspelt classification of a threshold",
-     "deviations:\n  visit_late:\n    thresholds: [{over_days: 7, classification: importnat}]\n",
-     f"'importnat' is not a classification (did you mean 'important'?); {CLASSIFICATIONS}",
-     "deviations.visit_late.thresholds[0].classification", "importnat"),
-    ("classification not text", "deviations:\n  visit_missed: {classification: [important]}\n",
-     "expected text, found a list", "deviations.visit_missed.classification", "[important]"),
-    ("thresholds on a rule without days outside",
-     "deviations:\n  visit_missed:\n    thresholds: [{over_days: 7, classification: important}]\n",
-     "visit_missed has no days outside a window, so it takes no thresholds (only visit_early, visit_late and "
-     "screening_out_of_window do)", "deviations.visit_missed.thresholds", "thresholds:"),
-    ("thresholds on a consent rule",
-     "deviations:\n  visit_before_consent:\n    thresholds: [{over_days: 7, classification: important}]\n",
-     "visit_before_consent has no days outside a window", "deviations.visit_before_consent.thresholds",
-     "thresholds:"),
-    ("over_days negative", "deviations:\n  visit_late:\n    thresholds: [{over_days: -1, classification: important}]\n",
-     "threshold 1 over_days: expected a whole number of days outside the window (0 or more), such as 7, "
-     "found the number -1", "deviations.visit_late.thresholds[0].over_days", "-1"),
-    ("over_days a fraction",
-     "deviations:\n  visit_early:\n    thresholds: [{over_days: 7.5, classification: important}]\n",
-     "found the number 7.5", "deviations.visit_early.thresholds[0].over_days", "7.5"),
-    ("over_days words",
-     "deviations:\n  visit_late:\n    thresholds: [{over_days: a week, classification: important}]\n",
-     "found the text 'a week'", "deviations.visit_late.thresholds[0].over_days", "a week"),
-    ("over_days true", "deviations:\n  visit_late:\n    thresholds: [{over_days: true, classification: important}]\n",
-     "found the true/false value true", "deviations.visit_late.thresholds[0].over_days", "true"),
-    ("threshold without over_days", "deviations:\n  visit_late:\n    thresholds: [{classification: important}]\n",
-     "deviation rule visit_late threshold 1: missing required key 'over_days'",
-     "deviations.visit_late.thresholds[0].over_days", "{classification"),
-    ("threshold not a mapping", "deviations:\n  visit_late:\n    thresholds: [7]\n",
-     "expected a mapping with keys such as over_days, classification, found the number 7",
-     "deviations.visit_late.thresholds[0]", "7]"),
-    ("duplicate over_days",
-     "deviations:\n  screening_out_of_window:\n    thresholds:\n"
-     "      - {over_days: 3, classification: non_important}\n"
-     "      - {over_days: 3, classification: important}\n",
-     "deviation rule screening_out_of_window threshold 2 over_days: over_days 3 is already given by the "
-     "threshold on line 41; give each threshold its own number of days",
-     "deviations.screening_out_of_window.thresholds[1].over_days", "3, classification: important"),
+    (
+        "unknown rule",
+        "deviations:\n  visit_lat: {classification: important}\n",
+        "unknown deviation rule 'visit_lat'; did you mean 'visit_late'?",
+        "deviations.visit_lat",
+        "visit_lat:",
+    ),
+    (
+        "unknown rule far from any",
+        "deviations:\n  lost_to_follow_up: {classification: important}\n",
+        "unknown deviation rule 'lost_to_follow_up'; rules: screening_out_of_window, visit_after_ending_event, "
+        "visit_before_consent, visit_early, visit_late, visit_missed, visit_under_superseded_consent",
+        "deviations.lost_to_follow_up",
+        "lost_to_follow_up:",
+    ),
+    (
+        "unknown key of a rule",
+        "deviations:\n  visit_late:\n    clasification: important\n",
+        "deviation rule visit_late: unknown key 'clasification'; did you mean 'classification'?",
+        "deviations.visit_late.clasification",
+        "clasification:",
+    ),
+    (
+        "unknown key of a threshold",
+        "deviations:\n  visit_late:\n    thresholds:\n      - over_day: 7\n        classification: important\n",
+        "unknown key 'over_day'; did you mean 'over_days'?",
+        "deviations.visit_late.thresholds[0].over_day",
+        "over_day:",
+    ),
+    (
+        "bad classification of a rule",
+        "deviations:\n  visit_missed: {classification: major}\n",
+        f"deviation rule visit_missed classification: 'major' is not a classification; {CLASSIFICATIONS}",
+        "deviations.visit_missed.classification",
+        "major",
+    ),
+    (
+        "misspelt classification of a threshold",
+        "deviations:\n  visit_late:\n    thresholds: [{over_days: 7, classification: importnat}]\n",
+        f"'importnat' is not a classification (did you mean 'important'?); {CLASSIFICATIONS}",
+        "deviations.visit_late.thresholds[0].classification",
+        "importnat",
+    ),
+    (
+        "classification not text",
+        "deviations:\n  visit_missed: {classification: [important]}\n",
+        "expected text, found a list",
+        "deviations.visit_missed.classification",
+        "[important]",
+    ),
+    (
+        "thresholds on a rule without days outside",
+        "deviations:\n  visit_missed:\n    thresholds: [{over_days: 7, classification: important}]\n",
+        "visit_missed has no days outside a window, so it takes no thresholds (only visit_early, visit_late and "
+        "screening_out_of_window do)",
+        "deviations.visit_missed.thresholds",
+        "thresholds:",
+    ),
+    (
+        "thresholds on a consent rule",
+        "deviations:\n  visit_before_consent:\n    thresholds: [{over_days: 7, classification: important}]\n",
+        "visit_before_consent has no days outside a window",
+        "deviations.visit_before_consent.thresholds",
+        "thresholds:",
+    ),
+    (
+        "over_days negative",
+        "deviations:\n  visit_late:\n    thresholds: [{over_days: -1, classification: important}]\n",
+        "threshold 1 over_days: expected a whole number of days outside the window (0 or more), such as 7, "
+        "found the number -1",
+        "deviations.visit_late.thresholds[0].over_days",
+        "-1",
+    ),
+    (
+        "over_days a fraction",
+        "deviations:\n  visit_early:\n    thresholds: [{over_days: 7.5, classification: important}]\n",
+        "found the number 7.5",
+        "deviations.visit_early.thresholds[0].over_days",
+        "7.5",
+    ),
+    (
+        "over_days words",
+        "deviations:\n  visit_late:\n    thresholds: [{over_days: a week, classification: important}]\n",
+        "found the text 'a week'",
+        "deviations.visit_late.thresholds[0].over_days",
+        "a week",
+    ),
+    (
+        "over_days true",
+        "deviations:\n  visit_late:\n    thresholds: [{over_days: true, classification: important}]\n",
+        "found the true/false value true",
+        "deviations.visit_late.thresholds[0].over_days",
+        "true",
+    ),
+    (
+        "threshold without over_days",
+        "deviations:\n  visit_late:\n    thresholds: [{classification: important}]\n",
+        "deviation rule visit_late threshold 1: missing required key 'over_days'",
+        "deviations.visit_late.thresholds[0].over_days",
+        "{classification",
+    ),
+    (
+        "threshold not a mapping",
+        "deviations:\n  visit_late:\n    thresholds: [7]\n",
+        "expected a mapping with keys such as over_days, classification, found the number 7",
+        "deviations.visit_late.thresholds[0]",
+        "7]",
+    ),
+    (
+        "duplicate over_days",
+        "deviations:\n  screening_out_of_window:\n    thresholds:\n"
+        "      - {over_days: 3, classification: non_important}\n"
+        "      - {over_days: 3, classification: important}\n",
+        "deviation rule screening_out_of_window threshold 2 over_days: over_days 3 is already given by the "
+        "threshold on line 41; give each threshold its own number of days",
+        "deviations.screening_out_of_window.thresholds[1].over_days",
+        "3, classification: important",
+    ),
     ("empty section", "deviations: {}\n", "names no rule; give at least one rule", "deviations", "{}"),
     ("section without a value", "deviations:\n", "names no rule", "deviations", "deviations:\n"),
-    ("section not a mapping", "deviations: [visit_late]\n",
-     "expected a mapping of deviation rules, such as 'visit_late: {classification: important}', found a list",
-     "deviations", "[visit_late]"),
-    ("empty rule", "deviations:\n  visit_late: {}\n",
-     "deviation rule visit_late: is empty; give its 'classification', its 'thresholds', or both",
-     "deviations.visit_late", "visit_late:"),
-    ("rule without a value", "deviations:\n  visit_late:\n", "deviation rule visit_late: is empty",
-     "deviations.visit_late", "visit_late:"),
-    ("empty thresholds", "deviations:\n  visit_late: {thresholds: []}\n",
-     "lists no threshold; list at least one, or remove 'thresholds'", "deviations.visit_late.thresholds", "[]"),
-    ("thresholds not a list", "deviations:\n  visit_late: {thresholds: {over_days: 7}}\n",
-     "expected a list of thresholds", "deviations.visit_late.thresholds", "{over_days"),
+    (
+        "section not a mapping",
+        "deviations: [visit_late]\n",
+        "expected a mapping of deviation rules, such as 'visit_late: {classification: important}', found a list",
+        "deviations",
+        "[visit_late]",
+    ),
+    (
+        "empty rule",
+        "deviations:\n  visit_late: {}\n",
+        "deviation rule visit_late: is empty; give its 'classification', its 'thresholds', or both",
+        "deviations.visit_late",
+        "visit_late:",
+    ),
+    (
+        "rule without a value",
+        "deviations:\n  visit_late:\n",
+        "deviation rule visit_late: is empty",
+        "deviations.visit_late",
+        "visit_late:",
+    ),
+    (
+        "empty thresholds",
+        "deviations:\n  visit_late: {thresholds: []}\n",
+        "lists no threshold; list at least one, or remove 'thresholds'",
+        "deviations.visit_late.thresholds",
+        "[]",
+    ),
+    (
+        "thresholds not a list",
+        "deviations:\n  visit_late: {thresholds: {over_days: 7}}\n",
+        "expected a list of thresholds",
+        "deviations.visit_late.thresholds",
+        "{over_days",
+    ),
 ]
 SCHEMA_CANNOT_TELL = {"duplicate over_days"}  # uniqueness of one property among list items: the loader's check
 
 
-@pytest.mark.parametrize(("section", "words", "field", "snippet"), [m[1:] for m in MISTAKES],
-                         ids=[m[0] for m in MISTAKES])
+@pytest.mark.parametrize(
+    ("section", "words", "field", "snippet"), [m[1:] for m in MISTAKES], ids=[m[0] for m in MISTAKES]
+)
 def test_each_mistake_is_reported_with_line_column_and_field(section, words, field, snippet):
     text = BASE + section
     problem = the_problem(problems_of(text), words)
@@ -238,6 +331,10 @@ def test_the_schema_rejects_the_same_mistakes(validator, name, section):
 
 def test_mistakes_in_the_section_are_reported_with_the_others_in_line_order():
     text = BASE.replace("study: TEST-1", "study: TEST 1") + (
-        "deviations:\n  visit_lat: {classification: important}\n  visit_missed: {classification: major}\n")
+        "deviations:\n  visit_lat: {classification: important}\n  visit_missed: {classification: major}\n"
+    )
     assert [(p.line, p.field) for p in problems_of(text)] == [
-        (1, "study"), (39, "deviations.visit_lat"), (40, "deviations.visit_missed.classification")]
+        (1, "study"),
+        (39, "deviations.visit_lat"),
+        (40, "deviations.visit_missed.classification"),
+    ]

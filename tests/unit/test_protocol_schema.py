@@ -56,10 +56,21 @@ VALID = {
     "day_one": "randomization",
     "events": {"randomization": {}, "stop": {"ends_schedule": True}},
     "visits": [
-        {"code": "V1", "name": "Day 1", "from": "randomization", "offset": "0d",
-         "window": {"early": "P1D", "late": "unbounded"}},
-        {"code": "C{n}", "name": "Cycle {n}", "from": "randomization", "offset": "-1w",
-         "repeat": {"every": "21d", "count": "open"}, "chain": "planned"},
+        {
+            "code": "V1",
+            "name": "Day 1",
+            "from": "randomization",
+            "offset": "0d",
+            "window": {"early": "P1D", "late": "unbounded"},
+        },
+        {
+            "code": "C{n}",
+            "name": "Cycle {n}",
+            "from": "randomization",
+            "offset": "-1w",
+            "repeat": {"every": "21d", "count": "open"},
+            "chain": "planned",
+        },
     ],
 }
 
@@ -78,25 +89,29 @@ def test_the_reference_document_is_valid_for_schema_and_loader(validator):
     assert parse_protocol(yaml.safe_dump(VALID)).visits[1].repeat.count is None
 
 
-@pytest.mark.parametrize(("path", "value"), [
-    (("version",), 2.0),
-    (("study",), "S 1"),
-    (("effective",), "15/01/2025"),
-    (("visits", 0, "ofset"), "1d"),
-    (("visits", 0, "offset"), "14"),
-    (("visits", 0, "window", "early"), "-3d"),
-    (("visits", 0, "window", "late"), "later"),
-    (("visits", 0, "chain"), "actual"),
-    (("visits", 0, "code"), "V{n}"),
-    (("visits", 1, "code"), "C1"),
-    (("visits", 1, "repeat", "every"), "0d"),
-    (("visits", 1, "repeat", "count"), 0),
-    (("visits", 1, "reference"), "plan"),
-    (("events", "stop", "ends_schedule"), "yes please"),
-    (("events", "stop", "collection"), "halts"),
-    (("events", "randomization", "collection"), "stops"),  # only on an event that ends the schedule
-    (("visits", 0, "after_end"), "yes"),
-    (("calendars",), {"weekdays": {}}),
-], ids=lambda part: "/".join(map(str, part)) if isinstance(part, tuple) else None)
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("version",), 2.0),
+        (("study",), "S 1"),
+        (("effective",), "15/01/2025"),
+        (("visits", 0, "ofset"), "1d"),
+        (("visits", 0, "offset"), "14"),
+        (("visits", 0, "window", "early"), "-3d"),
+        (("visits", 0, "window", "late"), "later"),
+        (("visits", 0, "chain"), "actual"),
+        (("visits", 0, "code"), "V{n}"),
+        (("visits", 1, "code"), "C1"),
+        (("visits", 1, "repeat", "every"), "0d"),
+        (("visits", 1, "repeat", "count"), 0),
+        (("visits", 1, "reference"), "plan"),
+        (("events", "stop", "ends_schedule"), "yes please"),
+        (("events", "stop", "collection"), "halts"),
+        (("events", "randomization", "collection"), "stops"),  # only on an event that ends the schedule
+        (("visits", 0, "after_end"), "yes"),
+        (("calendars",), {"weekdays": {}}),
+    ],
+    ids=lambda part: "/".join(map(str, part)) if isinstance(part, tuple) else None,
+)
 def test_broken_documents_fail_the_schema(validator, path, value):
     assert list(validator.iter_errors(with_change(path, value))) != []

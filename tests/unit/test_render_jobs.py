@@ -6,7 +6,7 @@ import io
 import multiprocessing
 import queue
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pikepdf
 import pytest
@@ -14,8 +14,7 @@ import pytest
 from tests.unit.test_document_rendering import DATA, META
 from trialcoord.adapters.render import documents, jobs
 from trialcoord.adapters.render.documents import TEMPLATES, RenderCache, render_docx, render_pdf
-from trialcoord.adapters.render.jobs import (LONG_DOCUMENT_PAGES, JobNotDone, RenderJobs, TooManyJobs,
-                                             estimate_pages)
+from trialcoord.adapters.render.jobs import LONG_DOCUMENT_PAGES, JobNotDone, RenderJobs, TooManyJobs, estimate_pages
 from trialcoord.domain.problems import InvalidInput
 
 PROSE = "The participant attended the visit four days after the window closed because of illness and travel. " * 5
@@ -27,8 +26,9 @@ def log_of(rows: int, **item) -> dict:
 
 
 def consent_of(sections: int) -> dict:
-    return DATA["consent_form"] | {"sections": [{"heading": f"Part {n}", "paragraphs": [PROSE] * 3}
-                                                for n in range(sections)]}
+    return DATA["consent_form"] | {
+        "sections": [{"heading": f"Part {n}", "paragraphs": [PROSE] * 3} for n in range(sections)]
+    }
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,8 @@ def test_the_estimate_grows_with_rows_and_text_and_calls_a_long_log_long():
     sizes = [estimate_pages("deviation_log", log_of(n)) for n in (0, 100, 300, 700)]
     assert sizes == sorted(sizes) and sizes[0] == 1 and sizes[-1] >= LONG_DOCUMENT_PAGES
     assert estimate_pages("deviation_log", log_of(100, description=PROSE)) > 2 * estimate_pages(
-        "deviation_log", log_of(100))  # five-line rows take more room than one-line rows
+        "deviation_log", log_of(100)
+    )  # five-line rows take more room than one-line rows
     assert estimate_pages("consent_form", consent_of(2)) < estimate_pages("consent_form", consent_of(40))
     with pytest.raises(InvalidInput) as raised:
         estimate_pages("deviation", {})
@@ -109,6 +110,7 @@ def test_a_docx_job_gives_what_render_docx_gives(runner):
 def test_input_render_pdf_refuses_is_refused_at_submit_and_queues_nothing():
     never_started = RenderJobs()  # validation needs no worker: none is started
     try:
+
         def fields(kind, template, data, **meta) -> list[str]:
             with pytest.raises(InvalidInput) as raised:
                 never_started.submit(kind, template, data, owner="carol", **META | meta)
@@ -132,8 +134,10 @@ def test_a_render_that_breaks_fails_with_a_sentence_and_logs_the_traceback(runne
     job_id = runner.submit("pdf", "delegation_log", data, owner="dave", **META)
     status = wait(runner, job_id, "dave")
     assert status.state == "failed" and status.message == "Failed"
-    assert status.error == ("The delegation log could not be rendered because of an internal error (TypeError); "
-                            "the server log has the details.")
+    assert status.error == (
+        "The delegation log could not be rendered because of an internal error (TypeError); "
+        "the server log has the details."
+    )
     assert "Traceback" in caplog.text and "not iterable" in caplog.text  # the details are for the operator
     with pytest.raises(JobNotDone) as raised:
         runner.result(job_id, owner="dave")
@@ -143,9 +147,11 @@ def test_a_render_that_breaks_fails_with_a_sentence_and_logs_the_traceback(runne
 def test_a_name_the_template_uses_beyond_its_schema_comes_back_as_a_problem(monkeypatch):
     # In-process: a test cannot change the templates a spawned worker sees.
     cover = TEMPLATES["binder_cover"]
-    monkeypatch.setitem(TEMPLATES, "binder_cover",
-                        documents.Template(cover.kinds, cover.unique_id,
-                                           tuple(f for f in cover.fields if f != "sponsor"), cover.rows))
+    monkeypatch.setitem(
+        TEMPLATES,
+        "binder_cover",
+        documents.Template(cover.kinds, cover.unique_id, tuple(f for f in cover.fields if f != "sponsor"), cover.rows),
+    )
     monkeypatch.setattr(jobs, "_worker_queue", queue.SimpleQueue())
     data = {k: v for k, v in DATA["binder_cover"].items() if k != "sponsor"}
     what, problems, trace = jobs._render_in_worker("job", "pdf", "binder_cover", data, META, None)
@@ -180,7 +186,7 @@ def test_a_cached_rendering_is_done_at_submit_and_a_worker_fills_the_cache(tmp_p
 def test_finished_jobs_are_kept_an_hour_and_at_most_max_finished(tmp_path):
     cache = RenderCache(tmp_path)
     cache.render("pdf", "binder_cover", DATA["binder_cover"], **META)  # cache hits: no worker needed
-    now = [datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)]
+    now = [datetime(2026, 11, 27, 10, 0, tzinfo=UTC)]
     with RenderJobs(cache=cache, max_finished=2, clock=lambda: now[0]) as render_jobs:
         ids = []
         for _ in range(3):
@@ -197,8 +203,13 @@ def test_finished_jobs_are_kept_an_hour_and_at_most_max_finished(tmp_path):
 def test_close_fails_what_is_queued_and_stops_the_workers():
     before = set(multiprocessing.active_children())
     render_jobs = RenderJobs()
-    ids = {owner: [render_jobs.submit("pdf", "binder_cover", DATA["binder_cover"] | {"sponsor": f"S{n}"},
-                                      owner=owner, **META) for n in range(3)] for owner in ("hal", "ivy")}
+    ids = {
+        owner: [
+            render_jobs.submit("pdf", "binder_cover", DATA["binder_cover"] | {"sponsor": f"S{n}"}, owner=owner, **META)
+            for n in range(3)
+        ]
+        for owner in ("hal", "ivy")
+    }
     with pytest.raises(TooManyJobs):
         render_jobs.submit("pdf", "binder_cover", DATA["binder_cover"], owner="hal", **META)
     workers = set(multiprocessing.active_children()) - before
@@ -209,7 +220,8 @@ def test_close_fails_what_is_queued_and_stops_the_workers():
     assert {s.state for s in statuses} <= {"done", "failed"}
     failed = [s for s in statuses if s.state == "failed"]
     assert failed and {s.error for s in failed} == {
-        "The server shut down before this document was rendered; please ask again."}
+        "The server shut down before this document was rendered; please ask again."
+    }
     with pytest.raises(RuntimeError):
         render_jobs.submit("pdf", "binder_cover", DATA["binder_cover"], owner="jay", **META)
     render_jobs.close()  # a second close does nothing

@@ -27,8 +27,16 @@ DAY = timedelta(days=1)
 
 
 def demo(events, actuals=None, as_of=None):
-    return {row.visit: row for row in evaluate(DEMO, {"randomization": R, "first_dose": R, **events},
-                                                actuals or {}, as_of or R + timedelta(days=200), arm="A")}
+    return {
+        row.visit: row
+        for row in evaluate(
+            DEMO,
+            {"randomization": R, "first_dose": R, **events},
+            actuals or {},
+            as_of or R + timedelta(days=200),
+            arm="A",
+        )
+    }
 
 
 def test_found_safety_follow_up_after_the_last_dose_survives_an_early_termination():
@@ -43,7 +51,8 @@ def test_found_safety_follow_up_after_the_last_dose_survives_an_early_terminatio
 def test_found_randomised_and_withdrawn_the_same_day_leaves_no_later_visit_missed():
     rows = demo({"withdrawal": R}, as_of=R + timedelta(days=200))
     assert {code: row.status for code, row in rows.items() if code not in ("V1", "V2")} == {
-        code: "not_applicable" for code in ("V3", "V4", "V5", "V6", "PK", "ET", "FU")}
+        code: "not_applicable" for code in ("V3", "V4", "V5", "V6", "PK", "ET", "FU")
+    }
     assert rows["V2"].status == "missed"  # Baseline's window is the randomisation day itself: still expected
 
 
@@ -53,8 +62,7 @@ def test_an_event_recorded_on_the_ending_day_keeps_no_visit_alive():
     day = R + timedelta(days=20)
     events = {"randomization": R, "last_dose": day, "early_termination": day}
     assert evaluate(plain, events, {}, day)[0].status == "not_applicable"
-    kept = protocol(visit("FU", frm="last_dose", when="last_dose", offset="28d", early="2d", late="2d",
-                          after_end=True))
+    kept = protocol(visit("FU", frm="last_dose", when="last_dose", offset="28d", early="2d", late="2d", after_end=True))
     assert evaluate(kept, events, {}, day)[0].status == "upcoming"
 
 
@@ -70,8 +78,9 @@ def test_a_follow_up_counted_from_one_ending_event_ends_with_another():
     alive = {r.visit: r for r in evaluate(ONC, events, {}, eot + timedelta(days=410))}
     assert alive["SFU"].status == "missed" and alive["LTFU1"].status == "not_applicable"  # optional, closed
     assert alive["LTFU5"].status == "due"  # 420 days after the end, window from day 406
-    died = {r.visit: r for r in evaluate(ONC, {**events, "death": eot + timedelta(days=100)}, {},
-                                         eot + timedelta(days=410))}
+    died = {
+        r.visit: r for r in evaluate(ONC, {**events, "death": eot + timedelta(days=100)}, {}, eot + timedelta(days=410))
+    }
     assert [r.visit for r in died.values() if r.visit.startswith("LTFU") and r.status != "not_applicable"] == []
 
 
@@ -91,8 +100,10 @@ def findings(events, actuals):
 
 def test_found_unscheduled_visits_after_early_termination_raise_nothing():
     stopped = R + timedelta(days=20)
-    found = findings({"early_termination": stopped}, {"AE-FU": stopped + 5 * DAY, "DRUG-RETURN": stopped + 9 * DAY,
-                                                      "ET": stopped + 2 * DAY})
+    found = findings(
+        {"early_termination": stopped},
+        {"AE-FU": stopped + 5 * DAY, "DRUG-RETURN": stopped + 9 * DAY, "ET": stopped + 2 * DAY},
+    )
     assert not {rule for _, rule in found} & {"visit_after_ending_event"}
 
 

@@ -109,6 +109,7 @@ def test_days_outside_measures_from_the_nearest_bound(case):
 
 # --- version changes and ending events (issue 11) ---
 
+
 @given(participants(), protocols(), days)
 def test_a_visit_done_before_a_version_change_never_changes_status(case, other, change):
     proto, events, actuals, as_of = case
@@ -121,12 +122,14 @@ def test_a_visit_done_before_a_version_change_never_changes_status(case, other, 
 
 @given(participants(), protocols(), days)
 def test_a_version_change_keeps_what_was_recorded_and_judges_each_open_visit_by_the_version_in_force(
-        case, other, change):
+    case, other, change
+):
     proto, events, actuals, as_of = case
     history = ((date.min, proto), (change, other))
     judged = evaluate_judged(proto, events, actuals, as_of, horizon_days=60, changes=history[1:])
-    own = [{row.visit: row for row in evaluate(version, events, actuals, as_of, horizon_days=60)}
-           for _, version in history]
+    own = [
+        {row.visit: row for row in evaluate(version, events, actuals, as_of, horizon_days=60)} for _, version in history
+    ]
     assert set(actuals) <= {row.visit for row, _ in judged}  # nothing recorded disappears
     for row, index in judged:
         if row.status in ("not_applicable", "unscheduled"):
@@ -144,10 +147,17 @@ def ended_participants(draw):
     """Visits counted from ordinary or ending events, some conditional on an ending event, some `after_end`."""
     anchors = ["randomization", "last_dose", *ENDINGS]
     visits = [
-        visit(f"V{index}", frm=draw(st.sampled_from(anchors)), offset=draw(durations(signed=True)),
-              early=draw(durations()), late=draw(durations()), optional=draw(st.booleans()),
-              when=draw(st.sampled_from([None, None, *ENDINGS])), after_end=draw(st.booleans()),
-              repeat=None)
+        visit(
+            f"V{index}",
+            frm=draw(st.sampled_from(anchors)),
+            offset=draw(durations(signed=True)),
+            early=draw(durations()),
+            late=draw(durations()),
+            optional=draw(st.booleans()),
+            when=draw(st.sampled_from([None, None, *ENDINGS])),
+            after_end=draw(st.booleans()),
+            repeat=None,
+        )
         for index in range(draw(st.integers(1, 5)))
     ]
     proto = protocol(*visits, calendar=Calendar("weekdays"))

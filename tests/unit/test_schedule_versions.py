@@ -24,8 +24,14 @@ DAY = timedelta(days=1)
 # that Week 8 (V5) targets 2026-06-26 (1.0's window closes 2026-07-01, 2.0's 2026-07-03) and Week 12 (V6)
 # 2026-07-24; V7, added by 2.0 four weeks after V6, closes 2026-08-28.
 EVENTS = {"consent": date(2026, 4, 10), "randomization": date(2026, 5, 1), "first_dose": date(2026, 5, 1)}
-ACTUALS = {"V1": date(2026, 4, 20), "V2": date(2026, 5, 1), "V3": date(2026, 5, 15), "V4": date(2026, 5, 29),
-           "V5": date(2026, 7, 2), "V6": date(2026, 7, 24)}
+ACTUALS = {
+    "V1": date(2026, 4, 20),
+    "V2": date(2026, 5, 1),
+    "V3": date(2026, 5, 15),
+    "V4": date(2026, 5, 29),
+    "V5": date(2026, 7, 2),
+    "V6": date(2026, 7, 24),
+}
 CHANGE = date(2026, 11, 1)
 AS_OF = date(2026, 11, 2)
 
@@ -64,10 +70,13 @@ def test_an_open_visit_is_judged_by_the_version_in_force_when_its_window_closes(
     assert rows(changes=((date(2026, 7, 2), V2),), actuals=undone, as_of=date(2026, 7, 2))["V5"].status == "missed"
 
 
-@pytest.mark.parametrize("change, status", [
-    (date(2026, 8, 28), "upcoming"),  # V7's window closes on the change date: expected
-    (date(2026, 8, 29), "not_applicable"),  # a day later: it closed before 2.0 was in force
-])
+@pytest.mark.parametrize(
+    "change, status",
+    [
+        (date(2026, 8, 28), "upcoming"),  # V7's window closes on the change date: expected
+        (date(2026, 8, 29), "not_applicable"),  # a day later: it closed before 2.0 was in force
+    ],
+)
 def test_an_added_visit_is_expected_only_if_its_window_closes_on_or_after_the_change(change, status):
     as_of = date(2026, 8, 1)
     assert rows(changes=((change, V2),), as_of=as_of)["V7"].status == status
@@ -116,19 +125,24 @@ def test_found_a_longer_repeat_interval_leaves_no_old_occurrence_open_after_the_
     from dataclasses import replace
 
     every_2w = protocol(visit("C{n}", frm="randomization", repeat=("14d", None), early="3d", late="3d"))
-    every_4w = replace(protocol(visit("C{n}", frm="randomization", repeat=("28d", None), early="3d", late="3d")),
-                       version="2.0")
+    every_4w = replace(
+        protocol(visit("C{n}", frm="randomization", repeat=("28d", None), early="3d", late="3d")), version="2.0"
+    )
     start, change, as_of = date(2024, 1, 1), date(2024, 3, 11), date(2024, 5, 20)
     actuals = {f"C{n}": start + timedelta(days=14 * (n - 1)) for n in range(1, 6)}  # done until the change
-    judged = evaluate_judged(every_2w, {"randomization": start}, actuals, as_of, horizon_days=60,
-                             changes=[(change, every_4w)])
+    judged = evaluate_judged(
+        every_2w, {"randomization": start}, actuals, as_of, horizon_days=60, changes=[(change, every_4w)]
+    )
     found = {row.visit: (row, version) for row, version in judged}
     assert all(found[f"C{n}"][0].status == "on_time" and found[f"C{n}"][1] == 0 for n in range(1, 6))
     assert [row.visit for row, version in judged if version == 0 and row.actual is None] == []  # none of 2w's left
     later = sorted((row.target, version) for row, version in judged if row.target and row.target > change)
     assert later and all(version == 1 for _, version in later)  # every open occurrence is the new version's
-    assert all(row.target is None or row.target - start in {timedelta(days=28 * k) for k in range(20)}
-               for row, version in judged if version == 1 and row.actual is None)
+    assert all(
+        row.target is None or row.target - start in {timedelta(days=28 * k) for k in range(20)}
+        for row, version in judged
+        if version == 1 and row.actual is None
+    )
 
 
 def test_a_repeat_far_off_under_a_middle_version_follows_the_third_as_a_visit_it_adds():
@@ -138,16 +152,20 @@ def test_a_repeat_far_off_under_a_middle_version_follows_the_third_as_a_visit_it
     from dataclasses import replace
 
     def every(days: str, version: str):
-        return replace(protocol(visit("C{n}", frm="randomization", repeat=(days, None), early="3d", late="3d")),
-                       version=version)
+        return replace(
+            protocol(visit("C{n}", frm="randomization", repeat=(days, None), early="3d", late="3d")), version=version
+        )
 
     start, as_of = date(2024, 1, 1), date(2024, 5, 1)
     actuals = {f"C{n}": start + timedelta(days=14 * (n - 1)) for n in range(1, 6)}
     changes = [(date(2024, 3, 11), every("182d", "2.0")), (date(2024, 4, 22), every("14d", "3.0"))]
     for horizon in (60, 200):
-        judged = {row.visit: (row.status, version) for row, version in
-                  evaluate_judged(every("14d", "1.0"), {"randomization": start}, actuals, as_of,
-                                  horizon_days=horizon, changes=changes)}
+        judged = {
+            row.visit: (row.status, version)
+            for row, version in evaluate_judged(
+                every("14d", "1.0"), {"randomization": start}, actuals, as_of, horizon_days=horizon, changes=changes
+            )
+        }
         assert [judged[f"C{n}"] for n in (6, 7, 8)] == [("not_applicable", 2)] * 3, horizon
         assert judged["C9"] == ("missed", 2) and judged["C5"] == ("on_time", 0)
 
@@ -161,9 +179,11 @@ def test_a_window_the_new_version_narrows_to_before_the_change_is_not_missed():
     new = replace(protocol(visit("V1", offset="30d", early="2d", late="2d")), version="2.0")  # to day 32
     start = date(2024, 1, 1)
     change = start + timedelta(days=35)
-    [(row, version)] = evaluate_judged(old, {"randomization": start}, {}, start + timedelta(days=50),
-                                       changes=[(change, new)])
+    [(row, version)] = evaluate_judged(
+        old, {"randomization": start}, {}, start + timedelta(days=50), changes=[(change, new)]
+    )
     assert (row.status, version) == ("not_applicable", 1)
-    [(later, _)] = evaluate_judged(old, {"randomization": start}, {}, start + timedelta(days=50),
-                                   changes=[(start + timedelta(days=31), new)])  # the new window still open
+    [(later, _)] = evaluate_judged(
+        old, {"randomization": start}, {}, start + timedelta(days=50), changes=[(start + timedelta(days=31), new)]
+    )  # the new window still open
     assert later.status == "missed"

@@ -7,7 +7,14 @@ import pytest
 from trialcoord.adapters import signing_keys
 from trialcoord.domain.accounts import Meaning
 from trialcoord.domain.signatures import (
-    Signature, SignerKey, Statement, Verdict, judge, local_time, parse_registry, registry_document,
+    Signature,
+    SignerKey,
+    Statement,
+    Verdict,
+    judge,
+    local_time,
+    parse_registry,
+    registry_document,
 )
 
 SHA_A, SHA_B = "a" * 64, "b" * 64
@@ -23,8 +30,16 @@ def _signed(private, sha=SHA_A, signer="cora", meaning=Meaning.APPROVAL, at=AT):
 
 def _registry(private, signer="cora", valid_from="2026-01-01T00:00:00.000000Z", valid_to=None):
     public = private.public_key()
-    return {signing_keys.key_id(public): SignerKey(signer, "Cora Coordinator", signing_keys.key_id(public),
-                                                    signing_keys.public_key_hex(public), valid_from, valid_to)}
+    return {
+        signing_keys.key_id(public): SignerKey(
+            signer,
+            "Cora Coordinator",
+            signing_keys.key_id(public),
+            signing_keys.public_key_hex(public),
+            valid_from,
+            valid_to,
+        )
+    }
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +49,20 @@ def key():
 
 def test_the_statement_covers_sha_record_signer_meaning_and_instant_canonically():
     text = Statement(SHA_A, "cora", Meaning.REVIEW, AT, "TST-1/101/documents/ICF/2.0").canonical_bytes()
-    assert text == (b'{"instant":"2026-11-27T09:30:00.000000Z","kind":"trialcoord-signature/1","meaning":"review",'
-                    b'"record":"TST-1/101/documents/ICF/2.0","signer_id":"cora","version_sha256":"'
-                    + SHA_A.encode() + b'"}')
+    assert text == (
+        b'{"instant":"2026-11-27T09:30:00.000000Z","kind":"trialcoord-signature/1","meaning":"review",'
+        b'"record":"TST-1/101/documents/ICF/2.0","signer_id":"cora","version_sha256":"' + SHA_A.encode() + b'"}'
+    )
 
 
-@pytest.mark.parametrize("sha, meaning, at", [
-    ("A" * 64, "review", AT), (SHA_A, "liking", AT), (SHA_A, "review", "2026-11-27 09:30"),
-])
+@pytest.mark.parametrize(
+    "sha, meaning, at",
+    [
+        ("A" * 64, "review", AT),
+        (SHA_A, "liking", AT),
+        (SHA_A, "review", "2026-11-27 09:30"),
+    ],
+)
 def test_a_malformed_statement_is_refused(sha, meaning, at):
     with pytest.raises(ValueError):
         Statement(sha, "cora", meaning, at)
@@ -63,8 +84,9 @@ def test_a_statement_rewritten_to_another_version_fails_the_cryptography(key):
     assert check.verdict is Verdict.INVALID and "does not verify" in check.reason
 
 
-@pytest.mark.parametrize("field, value", [("meaning", Meaning.REVIEW), ("instant", "2026-11-27T09:30:00.000001Z"),
-                                          ("signer_id", "colin")])
+@pytest.mark.parametrize(
+    "field, value", [("meaning", Meaning.REVIEW), ("instant", "2026-11-27T09:30:00.000001Z"), ("signer_id", "colin")]
+)
 def test_changing_any_signed_fact_fails(key, field, value):
     good = _signed(key)
     facts = {"version_sha256": SHA_A, "signer_id": "cora", "meaning": Meaning.APPROVAL, "instant": AT, field: value}
@@ -75,16 +97,20 @@ def test_changing_any_signed_fact_fails(key, field, value):
 
 def test_an_unknown_key_or_another_signers_key_fails(key):
     assert "not in the signer registry" in judge(_signed(key), {}, SHA_A, signing_keys.verify_hex, NOW).reason
-    assert "belongs to colin" in judge(_signed(key), _registry(key, signer="colin"), SHA_A,
-                                       signing_keys.verify_hex, NOW).reason
+    assert (
+        "belongs to colin"
+        in judge(_signed(key), _registry(key, signer="colin"), SHA_A, signing_keys.verify_hex, NOW).reason
+    )
 
 
 def test_a_revoked_key_keeps_old_signatures_valid_when_made(key):
     registry = _registry(key, valid_to="2026-11-28T00:00:00.000000Z")
     check = judge(_signed(key), registry, SHA_A, signing_keys.verify_hex, NOW)
     assert check.verdict is Verdict.VALID_WHEN_MADE and check.ok
-    assert judge(_signed(key), registry, SHA_A, signing_keys.verify_hex,
-                 "2026-11-27T12:00:00.000000Z").verdict is Verdict.VALID
+    assert (
+        judge(_signed(key), registry, SHA_A, signing_keys.verify_hex, "2026-11-27T12:00:00.000000Z").verdict
+        is Verdict.VALID
+    )
 
 
 @pytest.mark.parametrize("at", ["2025-12-31T23:59:59.999999Z", "2026-11-28T00:00:00.000000Z"])
@@ -116,5 +142,7 @@ def test_the_registry_document_round_trips(key):
 
 def test_local_time_names_the_zone():
     assert local_time(AT, "Europe/Berlin", ZoneInfo("Europe/Berlin")) == "2026-11-27 10:30:00 CET (Europe/Berlin)"
-    assert local_time("2026-07-01T09:30:00.000000Z", "America/New_York",
-                      ZoneInfo("America/New_York")) == "2026-07-01 05:30:00 EDT (America/New_York)"
+    assert (
+        local_time("2026-07-01T09:30:00.000000Z", "America/New_York", ZoneInfo("America/New_York"))
+        == "2026-07-01 05:30:00 EDT (America/New_York)"
+    )

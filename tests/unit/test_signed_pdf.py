@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pikepdf
 import pytest
@@ -22,7 +22,7 @@ from tests.unit.test_document_rendering import DATA, META
 from trialcoord.adapters.render import signed_pdf as sp
 from trialcoord.adapters.render.documents import render_pdf
 
-SIGNED_AT = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
+SIGNED_AT = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 PASSPHRASE = b"correct horse battery staple"
 PDFSIG = "/usr/bin/pdfsig"
 SIGN = dict(signed_at=SIGNED_AT, reason="Approved as investigator", location="Berlin", signer_name="Dr. Anna Schmidt")
@@ -31,8 +31,9 @@ SIGN = dict(signed_at=SIGNED_AT, reason="Approved as investigator", location="Be
 @pytest.fixture(scope="module")
 def parts() -> tuple[bytes, bytes]:
     """A consent form and, as its signature page, a binder cover: both real PDF/A-3b renders."""
-    return render_pdf("consent_form", DATA["consent_form"], **META), render_pdf("binder_cover", DATA["binder_cover"],
-                                                                                **META)
+    return render_pdf("consent_form", DATA["consent_form"], **META), render_pdf(
+        "binder_cover", DATA["binder_cover"], **META
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +43,9 @@ def document(parts) -> bytes:
 
 @pytest.fixture(scope="module")
 def site() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    return sp.new_site_credentials("Dr. Anna Schmidt", "Site 101 Berlin", SIGNED_AT - timedelta(days=30),
-                                   SIGNED_AT + timedelta(days=365))
+    return sp.new_site_credentials(
+        "Dr. Anna Schmidt", "Site 101 Berlin", SIGNED_AT - timedelta(days=30), SIGNED_AT + timedelta(days=365)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +56,7 @@ def saved(site) -> bytes:
 
 def xmp(pdf: pikepdf.Pdf) -> dict[str, str]:
     meta = pdf.open_metadata()
-    return {key: str(meta.get(key)) for key in ("pdfaid:part", "pdfaid:conformance", "pdf:Producer",
-                                                 "xmp:ModifyDate")}
+    return {key: str(meta.get(key)) for key in ("pdfaid:part", "pdfaid:conformance", "pdf:Producer", "xmp:ModifyDate")}
 
 
 def pdf_date(text: str) -> datetime:
@@ -76,13 +77,16 @@ def flipped(data: bytes, at: int) -> bytes:
 
 def test_the_extra_pages_follow_the_base_pages_in_order(parts, document):
     base, extra = parts
-    with pikepdf.open(io.BytesIO(base)) as b, pikepdf.open(io.BytesIO(extra)) as e, \
-            pikepdf.open(io.BytesIO(document)) as both:
+    with (
+        pikepdf.open(io.BytesIO(base)) as b,
+        pikepdf.open(io.BytesIO(extra)) as e,
+        pikepdf.open(io.BytesIO(document)) as both,
+    ):
         assert len(b.pages) >= 1 and len(e.pages) >= 1
         assert len(both.pages) == len(b.pages) + len(e.pages)
         contents = [page.Contents.read_bytes() for page in both.pages]
-        assert contents[:len(b.pages)] == [page.Contents.read_bytes() for page in b.pages]
-        assert contents[len(b.pages):] == [page.Contents.read_bytes() for page in e.pages]
+        assert contents[: len(b.pages)] == [page.Contents.read_bytes() for page in b.pages]
+        assert contents[len(b.pages) :] == [page.Contents.read_bytes() for page in e.pages]
 
 
 def test_appending_keeps_the_base_documents_pdfa_metadata(parts, document):
@@ -92,8 +96,9 @@ def test_appending_keeps_the_base_documents_pdfa_metadata(parts, document):
         assert both.Root.Metadata.read_bytes() == b.Root.Metadata.read_bytes()
         assert dict(both.docinfo.items()) == dict(b.docinfo.items())
         assert both.Root.OutputIntents[0].S == "/GTS_PDFA1"
-        assert bytes(both.Root.OutputIntents[0].DestOutputProfile.read_bytes()) == \
-            bytes(b.Root.OutputIntents[0].DestOutputProfile.read_bytes())
+        assert bytes(both.Root.OutputIntents[0].DestOutputProfile.read_bytes()) == bytes(
+            b.Root.OutputIntents[0].DestOutputProfile.read_bytes()
+        )
         assert "data.json" in both.attachments  # the base's own attachment, which PDF/A-3 relates to it
 
 
@@ -126,8 +131,10 @@ def test_the_site_certificate_is_a_self_signed_p256_signing_certificate(site):
     usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     assert usage.digital_signature and usage.content_commitment and not usage.key_cert_sign
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
-    assert (cert.not_valid_before_utc, cert.not_valid_after_utc) == (SIGNED_AT - timedelta(days=30),
-                                                                      SIGNED_AT + timedelta(days=365))
+    assert (cert.not_valid_before_utc, cert.not_valid_after_utc) == (
+        SIGNED_AT - timedelta(days=30),
+        SIGNED_AT + timedelta(days=365),
+    )
     cert.public_key().verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
 
 
@@ -147,8 +154,7 @@ def test_saved_credentials_load_back_and_sign_for_the_same_certificate(site, sav
 def test_saved_credentials_hold_no_plain_key(site, saved):
     key = site[0]
     assert key.private_numbers().private_value.to_bytes(32, "big") not in saved
-    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     assert der not in saved and der[-40:] not in saved
 
 
@@ -187,11 +193,19 @@ def test_unloadable_credentials_are_a_clear_error(saved, damage):
 def test_credentials_without_a_p256_key_are_refused():
     key = ec.generate_private_key(ec.SECP384R1())
     name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "P-384")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(SIGNED_AT).not_valid_after(SIGNED_AT + timedelta(days=1))
-            .sign(key, hashes.SHA256()))
-    data = pkcs12.serialize_key_and_certificates(None, key, cert, None,
-                                                 serialization.BestAvailableEncryption(PASSPHRASE))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(SIGNED_AT)
+        .not_valid_after(SIGNED_AT + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    data = pkcs12.serialize_key_and_certificates(
+        None, key, cert, None, serialization.BestAvailableEncryption(PASSPHRASE)
+    )
     with pytest.raises(ValueError, match="no P-256 signing key"):
         sp.load_credentials(data, PASSPHRASE)
 
@@ -203,8 +217,16 @@ def test_credentials_without_a_p256_key_are_refused():
 async def test_a_signed_document_checks_out_against_its_certificate(document, site):
     signed = await sp.pades_sign(document, *site, **SIGN)
     check = await sp.pades_verify(signed, [site[1]])
-    assert check == sp.PadesCheck(signed=True, intact=True, valid=True, trusted=True, covers_whole_file=True,
-                                  signer="Dr. Anna Schmidt", signed_at=SIGNED_AT, problems=())
+    assert check == sp.PadesCheck(
+        signed=True,
+        intact=True,
+        valid=True,
+        trusted=True,
+        covers_whole_file=True,
+        signer="Dr. Anna Schmidt",
+        signed_at=SIGNED_AT,
+        problems=(),
+    )
     assert check.ok
 
 
@@ -219,7 +241,11 @@ async def test_signing_appends_an_invisible_pades_signature_as_an_incremental_up
         assert int(field.F) & 0b100 and not int(field.F) & 0b11  # printable, not hidden: PDF/A
         value = field.V
         assert (value.SubFilter, value.Reason, value.Location, value.Name) == (
-            "/ETSI.CAdES.detached", "Approved as investigator", "Berlin", "Dr. Anna Schmidt")
+            "/ETSI.CAdES.detached",
+            "Approved as investigator",
+            "Berlin",
+            "Dr. Anna Schmidt",
+        )
         assert pdf_date(value.M) == SIGNED_AT
         signed_data = cms.ContentInfo.load(bytes(value.Contents))["content"]
         attributes = {a["type"].native for a in signed_data["signer_infos"][0]["signed_attrs"]}
@@ -259,8 +285,9 @@ async def test_signing_a_non_pdf_is_a_clear_error(site):
 @pytest.mark.anyio
 async def test_another_sites_certificate_is_not_trusted(document, site):
     signed = await sp.pades_sign(document, *site, **SIGN)
-    _, other = sp.new_site_credentials("Dr. Anna Schmidt", "Site 101 Berlin", SIGNED_AT - timedelta(days=30),
-                                       SIGNED_AT + timedelta(days=365))  # same name, different key
+    _, other = sp.new_site_credentials(
+        "Dr. Anna Schmidt", "Site 101 Berlin", SIGNED_AT - timedelta(days=30), SIGNED_AT + timedelta(days=365)
+    )  # same name, different key
     for trusted in ([other], []):
         check = await sp.pades_verify(signed, trusted)
         assert (check.signed, check.intact, check.valid, check.covers_whole_file) == (True, True, True, True)
@@ -272,8 +299,12 @@ async def test_another_sites_certificate_is_not_trusted(document, site):
 @pytest.mark.anyio
 @pytest.mark.parametrize("valid_from, valid_to", [(-400, -35), (1, 400)], ids=["expired", "not yet valid"])
 async def test_a_certificate_not_valid_at_the_signing_time_is_not_trusted(document, valid_from, valid_to):
-    key, cert = sp.new_site_credentials("Dr. Anna Schmidt", "Site 101 Berlin", SIGNED_AT + timedelta(days=valid_from),
-                                        SIGNED_AT + timedelta(days=valid_to))
+    key, cert = sp.new_site_credentials(
+        "Dr. Anna Schmidt",
+        "Site 101 Berlin",
+        SIGNED_AT + timedelta(days=valid_from),
+        SIGNED_AT + timedelta(days=valid_to),
+    )
     check = await sp.pades_verify(await sp.pades_sign(document, key, cert, **SIGN), [cert])
     assert check.valid and check.intact and not check.trusted and not check.ok
     assert check.problems == ("The signer's certificate was not valid at the signing time.",)
@@ -282,8 +313,9 @@ async def test_a_certificate_not_valid_at_the_signing_time_is_not_trusted(docume
 @pytest.mark.anyio
 async def test_a_certificate_that_expired_after_signing_still_vouches_for_the_signature(document):
     """Checked at the signing time, not today: the same document checks out in any year."""
-    key, cert = sp.new_site_credentials("Dr. Anna Schmidt", "Site 101 Berlin", SIGNED_AT - timedelta(days=1),
-                                        SIGNED_AT + timedelta(days=1))
+    key, cert = sp.new_site_credentials(
+        "Dr. Anna Schmidt", "Site 101 Berlin", SIGNED_AT - timedelta(days=1), SIGNED_AT + timedelta(days=1)
+    )
     signed = await sp.pades_sign(document, key, cert, **SIGN)
     with time_machine.travel("2040-01-01T00:00:00Z", tick=False):
         assert (await sp.pades_verify(signed, [cert])).ok
@@ -342,8 +374,9 @@ def pdfsig(tmp_path, data: bytes) -> str:
     path = tmp_path / "signed.pdf"
     path.write_bytes(data)
     # pdfsig prints the signing time in the local zone and locale
-    done = subprocess.run([PDFSIG, str(path)], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "TZ": "UTC", "LC_ALL": "C"})
+    done = subprocess.run(
+        [PDFSIG, str(path)], capture_output=True, text=True, timeout=60, env={**os.environ, "TZ": "UTC", "LC_ALL": "C"}
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 

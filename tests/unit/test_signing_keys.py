@@ -73,12 +73,15 @@ def test_a_swapped_public_key_fails_to_decrypt(saved, tmp_path):
         sk.load_private_key(rewritten(saved[1], tmp_path, public_key=other), PASSPHRASE)
 
 
-@pytest.mark.parametrize("kdf", [
-    {"name": "scrypt", "n": 2**10, "r": 8, "p": 1, "salt": "AAAAAAAAAAAAAAAAAAAAAA=="},
-    {"name": "scrypt", "n": 2**30, "r": 8, "p": 1, "salt": "AAAAAAAAAAAAAAAAAAAAAA=="},
-    {"name": "pbkdf2", "n": 2**17, "r": 8, "p": 1, "salt": "AAAAAAAAAAAAAAAAAAAAAA=="},
-    {"name": "scrypt"},
-])
+@pytest.mark.parametrize(
+    "kdf",
+    [
+        {"name": "scrypt", "n": 2**10, "r": 8, "p": 1, "salt": "AAAAAAAAAAAAAAAAAAAAAA=="},
+        {"name": "scrypt", "n": 2**30, "r": 8, "p": 1, "salt": "AAAAAAAAAAAAAAAAAAAAAA=="},
+        {"name": "pbkdf2", "n": 2**17, "r": 8, "p": 1, "salt": "AAAAAAAAAAAAAAAAAAAAAA=="},
+        {"name": "scrypt"},
+    ],
+)
 def test_weak_or_unknown_key_derivation_is_refused_before_deriving(saved, tmp_path, kdf):
     with pytest.raises(sk.SigningKeyError, match="corrupted"):
         sk.load_private_key(rewritten(saved[1], tmp_path, kdf=kdf), PASSPHRASE)
@@ -109,7 +112,10 @@ def test_the_passphrase_comes_from_the_named_file_or_variable(tmp_path):
     path = tmp_path / "passphrase"
     path.write_text("from file\n")
     assert sk.read_passphrase(file=path) == b"from file"
-    assert sk.read_passphrase(env="TRIALCOORD_KEY_PASSPHRASE", environ={"TRIALCOORD_KEY_PASSPHRASE": "from env"}) == b"from env"
+    assert (
+        sk.read_passphrase(env="TRIALCOORD_KEY_PASSPHRASE", environ={"TRIALCOORD_KEY_PASSPHRASE": "from env"})
+        == b"from env"
+    )
 
 
 @pytest.mark.parametrize("sources", [{}, {"file": "x", "env": "Y"}, {"env": "UNSET_VARIABLE"}])
@@ -154,9 +160,14 @@ def test_a_signed_checkpoint_verifies_to_the_same_checkpoint(saved):
     assert sk.verify_checkpoint(signed, key.public_key()) == CHECKPOINT
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("size", 1235), ("root", "5e" + "5d" * 31), ("issued_at", "2026-11-29T00:00:00.000000Z"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("size", 1235),
+        ("root", "5e" + "5d" * 31),
+        ("issued_at", "2026-11-29T00:00:00.000000Z"),
+    ],
+)
 def test_a_tampered_checkpoint_fails_verification(saved, field, value):
     key = saved[0]
     signed = {**sk.sign_checkpoint(CHECKPOINT, key), field: value}
@@ -211,13 +222,19 @@ def test_a_bad_checkpoint_file_is_a_clear_error(tmp_path, text):
 
 def test_an_exported_checkpoint_later_proves_the_trail_extends_it(saved, tmp_path):
     key, path = saved
-    rows = [seal(AuditEntry(i, f"2026-11-27T09:30:{i:02d}.000000Z", "system", "create", "visit", f"V{i}", new={"n": i}))
-            for i in range(1, 13)]
+    rows = [
+        seal(AuditEntry(i, f"2026-11-27T09:30:{i:02d}.000000Z", "system", "create", "visit", f"V{i}", new={"n": i}))
+        for i in range(1, 13)
+    ]
     exported = tmp_path / "checkpoint.json"
     signer = sk.load_private_key(path, PASSPHRASE)
-    sk.save_checkpoint(sk.sign_checkpoint(verify_entries(rows[:8]).checkpoint("2026-11-28T00:00:00.000000Z"), signer), exported)
+    sk.save_checkpoint(
+        sk.sign_checkpoint(verify_entries(rows[:8]).checkpoint("2026-11-28T00:00:00.000000Z"), signer), exported
+    )
 
-    checkpoint = sk.verify_checkpoint(sk.load_checkpoint(exported), sk.load_public_key(sk.public_key_hex(key.public_key())))
+    checkpoint = sk.verify_checkpoint(
+        sk.load_checkpoint(exported), sk.load_public_key(sk.public_key_hex(key.public_key()))
+    )
     assert verify_entries(rows, checkpoint).ok
     rows[3] = seal(AuditEntry(4, "2026-11-27T09:30:04.000000Z", "system", "delete", "visit", "V4"))
     assert verify_entries(rows, checkpoint).first_bad[0] == 8

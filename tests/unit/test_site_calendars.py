@@ -32,11 +32,14 @@ def test_closures_add_to_the_site_calendar_or_to_the_protocols():
     assert (date(2027, 1, 2), "New Year Holiday") in days  # Scotland's 2 January
 
 
-@pytest.mark.parametrize("name, words", [
-    ("holidays:XX", "'XX' is not a country"),
-    ("holidays:DE-ZZ", "'ZZ' is not a region of DE"),
-    ("business-de", "is not a site calendar"),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("holidays:XX", "'XX' is not a country"),
+        ("holidays:DE-ZZ", "'ZZ' is not a region of DE"),
+        ("business-de", "is not a site calendar"),
+    ],
+)
 def test_an_unknown_calendar_says_which_forms_exist(name, words):
     with pytest.raises(CalendarError, match=words):
         check_site_calendar(name)

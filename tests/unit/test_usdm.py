@@ -16,8 +16,11 @@ from trialcoord.domain.problems import InvalidInput
 from trialcoord.domain.schedule import evaluate
 
 USDM = Path(__file__).resolve().parents[1] / "data" / "usdm"  # the public CDISC examples (README there)
-EXAMPLES = {"Alexion_NCT04573309_Wilsons.json": "ALXN1840-WD-204", "devices.json": "H2Q-MC-LZZT",
-            "observational.json": "AP1234"}  # each the sponsor's identifier (a registry's comes first in one)
+EXAMPLES = {
+    "Alexion_NCT04573309_Wilsons.json": "ALXN1840-WD-204",
+    "devices.json": "H2Q-MC-LZZT",
+    "observational.json": "AP1234",
+}  # each the sponsor's identifier (a registry's comes first in one)
 TODAY = date(2026, 12, 6)
 DAY_ONE = date(2024, 3, 4)
 
@@ -62,24 +65,34 @@ def test_windows_equal_the_values_in_the_json(name):
     document = _example(name)
     design = document["study"]["versions"][0]["studyDesigns"][0]
     main = next(t for t in design["scheduleTimelines"] if t["mainTimeline"])
-    anchor = next(t for t in main["timings"] if t["type"]["decode"] == "Fixed Reference")["relativeToScheduledInstanceId"]
+    anchor = next(t for t in main["timings"] if t["type"]["decode"] == "Fixed Reference")[
+        "relativeToScheduledInstanceId"
+    ]
     labels = {e["id"]: e["label"] for e in design["encounters"]}
     instances = {i["id"]: i for i in main["instances"]}
     expected = {}
     for timing in main["timings"]:
         instance = instances[timing["relativeFromScheduledInstanceId"]]
-        if timing["relativeToScheduledInstanceId"] != anchor or not instance.get("encounterId") \
-                or timing["type"]["decode"] == "Fixed Reference" or "T" in timing["value"]:
+        if (
+            timing["relativeToScheduledInstanceId"] != anchor
+            or not instance.get("encounterId")
+            or timing["type"]["decode"] == "Fixed Reference"
+            or "T" in timing["value"]
+        ):
             continue
         sign = -1 if timing["type"]["decode"] == "Before" else 1
         target = DAY_ONE + timedelta(days=sign * _days(timing["value"]))
         expected[labels[instance["encounterId"]]] = (
-            target, target - timedelta(days=_days(timing.get("windowLower") or "P0D")),
-            target + timedelta(days=_days(timing.get("windowUpper") or "P0D")))
+            target,
+            target - timedelta(days=_days(timing.get("windowLower") or "P0D")),
+            target + timedelta(days=_days(timing.get("windowUpper") or "P0D")),
+        )
     assert len(expected) >= 10
     _, protocol = _convert(document)
-    rows = {row.name: (row.target, row.earliest, row.latest)
-            for row in evaluate(protocol, {protocol.day_one: DAY_ONE}, {}, DAY_ONE)}
+    rows = {
+        row.name: (row.target, row.earliest, row.latest)
+        for row in evaluate(protocol, {protocol.day_one: DAY_ONE}, {}, DAY_ONE)
+    }
     assert {label: rows[label] for label in expected} == expected
 
 
@@ -89,10 +102,16 @@ def test_pinned_visits_of_the_alexion_study():
     _, protocol = _convert(_example("Alexion_NCT04573309_Wilsons.json"))
     rows = {row.visit: row for row in evaluate(protocol, {"day_1": DAY_ONE}, {}, DAY_ONE)}
     assert (rows["SCREEN"].target, rows["SCREEN"].earliest, rows["SCREEN"].latest) == (
-        DAY_ONE - timedelta(42), DAY_ONE - timedelta(42), DAY_ONE - timedelta(9))
+        DAY_ONE - timedelta(42),
+        DAY_ONE - timedelta(42),
+        DAY_ONE - timedelta(9),
+    )
     assert rows["SCREEN"].study_day == -42
     assert (rows["EOS"].target, rows["EOS"].earliest, rows["EOS"].latest) == (
-        DAY_ONE + timedelta(53), DAY_ONE + timedelta(51), DAY_ONE + timedelta(55))
+        DAY_ONE + timedelta(53),
+        DAY_ONE + timedelta(51),
+        DAY_ONE + timedelta(55),
+    )
     assert rows["D-6-5"].target == rows["D-7"].target + timedelta(1) == DAY_ONE - timedelta(6)
     assert _visit(protocol, "D-6-5").reference_name == "D-7"
     assert rows["D40"].study_day == 40 and rows["D1"].study_day == 1
@@ -104,8 +123,15 @@ def test_pinned_visits_of_the_alexion_study():
 def test_what_cannot_be_mapped_is_listed_in_the_file_and_the_result():
     result, _ = _convert(_example("Alexion_NCT04573309_Wilsons.json"))
     listed = "\n".join(result.not_mapped)
-    for expected in ("Adverse Event Timeline", "PKPD Timeline", "Unscheduled Timeline", "branch 'Day = -6'",
-                     "ScheduledActivityInstance_19", "COND26", "amendment"):
+    for expected in (
+        "Adverse Event Timeline",
+        "PKPD Timeline",
+        "Unscheduled Timeline",
+        "branch 'Day = -6'",
+        "ScheduledActivityInstance_19",
+        "COND26",
+        "amendment",
+    ):
         assert expected in listed, expected
     block = result.text.split("# not mapped:")[1]
     assert all(item[:60] in block for item in result.not_mapped)
@@ -122,8 +148,9 @@ def test_the_devices_example_keeps_two_instances_of_one_encounter_apart():
 
 
 def test_study_and_version_can_come_from_the_caller():
-    result, protocol = _convert(_example("observational.json"), study="SCOPE-1", version="1.0",
-                                effective=date(2023, 1, 2))
+    result, protocol = _convert(
+        _example("observational.json"), study="SCOPE-1", version="1.0", effective=date(2023, 1, 2)
+    )
     assert (protocol.study, protocol.version, str(protocol.effective)) == ("SCOPE-1", "1.0", "2023-01-02")
     assert "# the --out path" in result.text
 
@@ -133,38 +160,96 @@ def test_study_and_version_can_come_from_the_caller():
 
 def _timing(tid, kind, value, source, target, lower=None, upper=None):
     codes = {"Before": "C201357", "After": "C201356", "Fixed Reference": "C201358"}
-    return {"id": tid, "type": {"code": codes.get(kind, "X"), "decode": kind}, "value": value,
-            "windowLower": lower, "windowUpper": upper, "relativeFromScheduledInstanceId": source,
-            "relativeToScheduledInstanceId": target, "relativeToFrom": {"decode": "Start to Start"}}
+    return {
+        "id": tid,
+        "type": {"code": codes.get(kind, "X"), "decode": kind},
+        "value": value,
+        "windowLower": lower,
+        "windowUpper": upper,
+        "relativeFromScheduledInstanceId": source,
+        "relativeToScheduledInstanceId": target,
+        "relativeToFrom": {"decode": "Start to Start"},
+    }
 
 
 def _instance(iid, encounter=None, name=None, after=None, epoch=None, activities=()):
-    return {"id": iid, "instanceType": "ScheduledActivityInstance", "encounterId": encounter, "name": name or iid,
-            "label": "", "defaultConditionId": after, "epochId": epoch, "activityIds": list(activities)}
+    return {
+        "id": iid,
+        "instanceType": "ScheduledActivityInstance",
+        "encounterId": encounter,
+        "name": name or iid,
+        "label": "",
+        "defaultConditionId": after,
+        "epochId": epoch,
+        "activityIds": list(activities),
+    }
 
 
 def _study(instances, timings, encounters, timelines=(), **design_extra):
-    main = {"id": "TL1", "name": "Main Timeline", "mainTimeline": True, "entryId": instances[0]["id"],
-            "instances": instances, "timings": timings}
-    design = {"id": "D1", "name": "Design", "encounters": [{"id": e, "name": e, "label": label}
-                                                          for e, label in encounters.items()],
-              "activities": [{"id": "A1", "name": "Informed consent"}], "epochs": [],
-              "scheduleTimelines": [main, *timelines], **design_extra}
-    return {"usdmVersion": "4.0.0", "study": {"id": "S", "name": "Edge: study", "versions": [{
-        "id": "SV1", "versionIdentifier": "3", "studyIdentifiers": [{"id": "I1", "text": "EDGE 01"}],
-        "titles": [{"id": "T1", "type": {"decode": "Official Study Title"}, "text": 'A "quoted": title\nover two lines'}],
-        "dateValues": [{"id": "G1", "name": "Effective", "dateValue": "2025-02-03",
-                        "type": {"decode": "Protocol Effective Date"}}],
-        "studyDesigns": [design]}]}}
+    main = {
+        "id": "TL1",
+        "name": "Main Timeline",
+        "mainTimeline": True,
+        "entryId": instances[0]["id"],
+        "instances": instances,
+        "timings": timings,
+    }
+    design = {
+        "id": "D1",
+        "name": "Design",
+        "encounters": [{"id": e, "name": e, "label": label} for e, label in encounters.items()],
+        "activities": [{"id": "A1", "name": "Informed consent"}],
+        "epochs": [],
+        "scheduleTimelines": [main, *timelines],
+        **design_extra,
+    }
+    return {
+        "usdmVersion": "4.0.0",
+        "study": {
+            "id": "S",
+            "name": "Edge: study",
+            "versions": [
+                {
+                    "id": "SV1",
+                    "versionIdentifier": "3",
+                    "studyIdentifiers": [{"id": "I1", "text": "EDGE 01"}],
+                    "titles": [
+                        {
+                            "id": "T1",
+                            "type": {"decode": "Official Study Title"},
+                            "text": 'A "quoted": title\nover two lines',
+                        }
+                    ],
+                    "dateValues": [
+                        {
+                            "id": "G1",
+                            "name": "Effective",
+                            "dateValue": "2025-02-03",
+                            "type": {"decode": "Protocol Effective Date"},
+                        }
+                    ],
+                    "studyDesigns": [design],
+                }
+            ],
+        },
+    }
 
 
 def _simple(**design_extra):
     return _study(
-        [_instance("I1", "E1", "SCR", "I2", activities=["A1"]), _instance("I2", "E2", "BASE", "I3"),
-         _instance("I3", "E3", "W4")],
-        [_timing("T1", "Before", "P14D", "I1", "I2", "P7D", "P0D"), _timing("T2", "Fixed Reference", "P1D", "I2", "I2"),
-         _timing("T3", "After", "P4W", "I3", "I2", "P3D", "P3D")],
-        {"E1": "Screening", "E2": "Baseline", "E3": "Week 4"}, **design_extra)
+        [
+            _instance("I1", "E1", "SCR", "I2", activities=["A1"]),
+            _instance("I2", "E2", "BASE", "I3"),
+            _instance("I3", "E3", "W4"),
+        ],
+        [
+            _timing("T1", "Before", "P14D", "I1", "I2", "P7D", "P0D"),
+            _timing("T2", "Fixed Reference", "P1D", "I2", "I2"),
+            _timing("T3", "After", "P4W", "I3", "I2", "P3D", "P3D"),
+        ],
+        {"E1": "Screening", "E2": "Baseline", "E3": "Week 4"},
+        **design_extra,
+    )
 
 
 def test_a_minimal_study_maps_every_field():
@@ -190,9 +275,14 @@ def test_a_main_timeline_without_a_fixed_reference_is_refused_naming_it():
     assert "study.json" in str(error.value)
 
 
-@pytest.mark.parametrize("text, expected", [
-    (b"{not json", "not JSON"), (b'{"usdmVersion": "4.0.0"}', "no 'study'"), (b"\xff\xfe", "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (b"{not json", "not JSON"),
+        (b'{"usdmVersion": "4.0.0"}', "no 'study'"),
+        (b"\xff\xfe", "not UTF-8"),
+    ],
+)
 def test_a_file_that_is_not_usdm_is_bad_input_naming_it(text, expected):
     with pytest.raises(InvalidInput) as error:
         parse_usdm(text, "x.json")
@@ -217,12 +307,22 @@ def test_a_visit_without_timing_is_listed_and_the_rest_kept():
 def test_offsets_walk_through_instances_without_an_encounter_and_references_come_first():
     """I4 (no encounter) is 2 days after W4; V5 is 1 week after I4; SCR counts from a visit listed after it."""
     document = _study(
-        [_instance("I1", "E1", "SCR", "I2"), _instance("I2", "E2", "BASE", "I3"), _instance("I3", "E3", "W4", "I4"),
-         _instance("I4", None, "GAP", "I5", activities=["A1"]), _instance("I5", "E5", "V5")],
-        [_timing("T1", "Before", "P3D", "I1", "I3"), _timing("T2", "Fixed Reference", "P1D", "I2", "I2"),
-         _timing("T3", "After", "P1M", "I3", "I2", "P1W", "P1M"), _timing("T4", "After", "P2D", "I4", "I3"),
-         _timing("T5", "After", "P1W", "I5", "I4")],
-        {"E1": "Screening", "E2": "Baseline", "E3": "Month 1", "E5": "Visit 5"})
+        [
+            _instance("I1", "E1", "SCR", "I2"),
+            _instance("I2", "E2", "BASE", "I3"),
+            _instance("I3", "E3", "W4", "I4"),
+            _instance("I4", None, "GAP", "I5", activities=["A1"]),
+            _instance("I5", "E5", "V5"),
+        ],
+        [
+            _timing("T1", "Before", "P3D", "I1", "I3"),
+            _timing("T2", "Fixed Reference", "P1D", "I2", "I2"),
+            _timing("T3", "After", "P1M", "I3", "I2", "P1W", "P1M"),
+            _timing("T4", "After", "P2D", "I4", "I3"),
+            _timing("T5", "After", "P1W", "I5", "I4"),
+        ],
+        {"E1": "Screening", "E2": "Baseline", "E3": "Month 1", "E5": "Visit 5"},
+    )
     result, protocol = _convert(document)
     codes = [v.code for v in protocol.visits]
     assert codes.index("W4") < codes.index("SCR")  # `from` must name a visit defined earlier
@@ -236,11 +336,20 @@ def test_offsets_walk_through_instances_without_an_encounter_and_references_come
 
 def test_codes_stay_unique_and_never_clash_with_event_names():
     document = _study(
-        [_instance("I1", "E1", "visit one", "I2"), _instance("I2", "E2", "Visit-One", "I3"),
-         _instance("I3", "E3", "診察", "I4"), _instance("I4", "E4", "")],
-        [_timing("T1", "Fixed Reference", "P1D", "I1", "I1"), _timing("T2", "After", "P1D", "I2", "I1"),
-         _timing("T3", "After", "P2D", "I3", "I1"), _timing("T4", "After", "P3D", "I4", "I1")],
-        {"E1": "Visit one", "E2": "Visit One (again)", "E3": "第2週の診察", "E4": "Week 3"})
+        [
+            _instance("I1", "E1", "visit one", "I2"),
+            _instance("I2", "E2", "Visit-One", "I3"),
+            _instance("I3", "E3", "診察", "I4"),
+            _instance("I4", "E4", ""),
+        ],
+        [
+            _timing("T1", "Fixed Reference", "P1D", "I1", "I1"),
+            _timing("T2", "After", "P1D", "I2", "I1"),
+            _timing("T3", "After", "P2D", "I3", "I1"),
+            _timing("T4", "After", "P3D", "I4", "I1"),
+        ],
+        {"E1": "Visit one", "E2": "Visit One (again)", "E3": "第2週の診察", "E4": "Week 3"},
+    )
     _, protocol = _convert(document)
     codes = [v.code for v in protocol.visits]
     assert len(set(codes)) == 4 and codes[:2] == ["VISIT_ONE", "VISIT-ONE"]
@@ -251,8 +360,12 @@ def test_codes_stay_unique_and_never_clash_with_event_names():
 def test_arms_limit_visits_by_the_study_cells_of_their_epoch():
     document = _simple(
         arms=[{"id": "ARM1", "name": "Active"}, {"id": "ARM2", "name": "Placebo"}],
-        studyCells=[{"armId": "ARM1", "epochId": "EP1"}, {"armId": "ARM2", "epochId": "EP1"},
-                    {"armId": "ARM1", "epochId": "EP2"}])
+        studyCells=[
+            {"armId": "ARM1", "epochId": "EP1"},
+            {"armId": "ARM2", "epochId": "EP1"},
+            {"armId": "ARM1", "epochId": "EP2"},
+        ],
+    )
     design = document["study"]["versions"][0]["studyDesigns"][0]
     design["epochs"] = [{"id": "EP1", "name": "Screening"}, {"id": "EP2", "name": "Open label"}]
     instances = design["scheduleTimelines"][0]["instances"]
@@ -263,22 +376,38 @@ def test_arms_limit_visits_by_the_study_cells_of_their_epoch():
 
 
 def test_other_timelines_become_events_and_conditional_visits():
-    follow_up = {"id": "TL2", "name": "Survival Follow-up Timeline", "entryCondition": "Subject stops treatment",
-                 "entryId": "F1", "instances": [_instance("F1", "E9", "FU1", "F2"), _instance("F2", "E10", "FU2")],
-                 "timings": [_timing("T9", "Fixed Reference", "P1D", "F1", "F1"),
-                             _timing("T10", "After", "P3M", "F2", "F1", "P14D", "P14D")]}
-    withdrawal = {"id": "TL3", "name": "Withdrawal Timeline", "entryId": "W1",
-                  "instances": [_instance("W1", None, "WD", activities=["A1"])],
-                  "timings": [_timing("T11", "Fixed Reference", "PT0M", "W1", "W1")]}
+    follow_up = {
+        "id": "TL2",
+        "name": "Survival Follow-up Timeline",
+        "entryCondition": "Subject stops treatment",
+        "entryId": "F1",
+        "instances": [_instance("F1", "E9", "FU1", "F2"), _instance("F2", "E10", "FU2")],
+        "timings": [
+            _timing("T9", "Fixed Reference", "P1D", "F1", "F1"),
+            _timing("T10", "After", "P3M", "F2", "F1", "P14D", "P14D"),
+        ],
+    }
+    withdrawal = {
+        "id": "TL3",
+        "name": "Withdrawal Timeline",
+        "entryId": "W1",
+        "instances": [_instance("W1", None, "WD", activities=["A1"])],
+        "timings": [_timing("T11", "Fixed Reference", "PT0M", "W1", "W1")],
+    }
     document = _simple()
     design = document["study"]["versions"][0]["studyDesigns"][0]
     design["scheduleTimelines"] += [follow_up, withdrawal]
-    design["encounters"] += [{"id": "E9", "name": "E9", "label": "Follow-up 1"},
-                             {"id": "E10", "name": "E10", "label": "Follow-up 2"}]
+    design["encounters"] += [
+        {"id": "E9", "name": "E9", "label": "Follow-up 1"},
+        {"id": "E10", "name": "E10", "label": "Follow-up 2"},
+    ]
     _, protocol = _convert(document)
     assert not protocol.events["survival_follow_up"].ends_schedule
     assert protocol.events["withdrawal"].ends_schedule
-    assert _visit(protocol, "FU2").when == "survival_follow_up" and _visit(protocol, "FU2").reference_name == "survival_follow_up"
+    assert (
+        _visit(protocol, "FU2").when == "survival_follow_up"
+        and _visit(protocol, "FU2").reference_name == "survival_follow_up"
+    )
     assert _visit(protocol, "FU2").offset.text == "3mo"
     assert _visit(protocol, "WD").when == "withdrawal" and _visit(protocol, "WD").number == 6
 
@@ -294,10 +423,17 @@ def test_bad_durations_and_unknown_references_are_listed_not_guessed():
     assert "'four weeks' is not an ISO 8601 duration" in listed and "'I99'" in listed
 
 
-@pytest.mark.parametrize("text, months, days, exact", [
-    ("P2W", 0, 14, True), ("P1Y2M", 14, 0, True), ("-P3D", 0, -3, True), ("PT36H", 0, 1, False),
-    ("PT48H", 0, 2, True), ("P1DT12H", 0, 1, False),
-])
+@pytest.mark.parametrize(
+    "text, months, days, exact",
+    [
+        ("P2W", 0, 14, True),
+        ("P1Y2M", 14, 0, True),
+        ("-P3D", 0, -3, True),
+        ("PT36H", 0, 1, False),
+        ("PT48H", 0, 2, True),
+        ("P1DT12H", 0, 1, False),
+    ],
+)
 def test_iso_durations(text, months, days, exact):
     value = duration(text, "x")
     assert (value.months, value.days, value.exact) == (months, days, exact)

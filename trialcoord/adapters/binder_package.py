@@ -16,10 +16,11 @@ import xml.etree.ElementTree as ET
 import zipfile
 import zlib
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Mapping, Sequence
+from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -37,7 +38,12 @@ FIXED = (MANIFEST, SIGNATURE, KEY_PEM, INDEX, REGISTRY, EXCHANGE, README)
 HASHED = {"index": INDEX, "registry": REGISTRY, "exchange": EXCHANGE, "readme": README}  # covered by the signature
 KIND_SUFFIX = {"version": None, "signature_page": ".signature-page.pdf", "pades_signed": ".signed.pdf"}
 STORED_MEDIA = {  # already compressed: deflating them again costs time and gains nothing
-    "application/pdf", "image/png", "image/jpeg", "image/gif", "image/webp", "application/zip",
+    "application/pdf",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/zip",
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
@@ -76,8 +82,10 @@ class PackageReport:
 def _segment(text: str) -> str:
     """One safe path segment: Unicode letters kept (NFC, so one name is one path on every system)."""
     text = unicodedata.normalize("NFC", str(text))
-    text = "".join("_" if c in _UNSAFE or unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp") else c
-                   for c in text[:_SEGMENT_BYTES])
+    text = "".join(
+        "_" if c in _UNSAFE or unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp") else c
+        for c in text[:_SEGMENT_BYTES]
+    )
     while len(text.encode()) > _SEGMENT_BYTES:
         text = text[:-1]
     return text.strip(" .") or "_"  # Windows drops trailing dots and spaces; leading dots hide files
@@ -117,8 +125,16 @@ def _put(archive: zipfile.ZipFile, name: str, data: bytes, media_type: str, when
     archive.writestr(info, data, compresslevel=None if stored else 9)
 
 
-def write_package(out: BinaryIO | Path, files: Sequence[PackageFile], *, index_pdf: bytes, registry: Mapping,
-                  manifest_key: Ed25519PrivateKey, generated_at: str, scope: Mapping) -> dict:
+def write_package(
+    out: BinaryIO | Path,
+    files: Sequence[PackageFile],
+    *,
+    index_pdf: bytes,
+    registry: Mapping,
+    manifest_key: Ed25519PrivateKey,
+    generated_at: str,
+    scope: Mapping,
+) -> dict:
     """Write the package to `out` (a path, or a stream that need not seek) and return its manifest.
 
     Each file's bytes are checked against its stated SHA-256 and size before anything is signed:
@@ -139,11 +155,17 @@ def write_package(out: BinaryIO | Path, files: Sequence[PackageFile], *, index_p
             if hashlib.sha256(data).hexdigest() != item.sha256 or len(data) != item.size:
                 raise ValueError(f"{item.path}: the loaded bytes are not the version stated (SHA-256 or size differ)")
             _put(archive, item.path, data, item.media_type, when)
-        entries = [{**item.meta, "path": item.path, "sha256": item.sha256, "size": item.size,
-                    "media_type": item.media_type} for item in ordered]
-        manifest: dict[str, Any] = {"format": FORMAT, "generated_at": generated_at, "files": entries,
-                                    "scope": {"study": scope.get("study"), "site": scope.get("site")},
-                                    "manifest_key_id": signing_keys.key_id(public)}
+        entries = [
+            {**item.meta, "path": item.path, "sha256": item.sha256, "size": item.size, "media_type": item.media_type}
+            for item in ordered
+        ]
+        manifest: dict[str, Any] = {
+            "format": FORMAT,
+            "generated_at": generated_at,
+            "files": entries,
+            "scope": {"study": scope.get("study"), "site": scope.get("site")},
+            "manifest_key_id": signing_keys.key_id(public),
+        }
         extras = {
             INDEX: (index_pdf, "application/pdf"),
             REGISTRY: (canonical_json(registry), "application/json"),
@@ -164,8 +186,10 @@ def write_package(out: BinaryIO | Path, files: Sequence[PackageFile], *, index_p
 def _xml_text(value: Any) -> str:
     """Text XML 1.0 can carry: ElementTree escapes markup but would write control characters as they are."""
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
-    return "".join(c if c in "\t\n\r" or (" " <= c <= "\ud7ff") or ("\ue000" <= c <= "\ufffd")
-                   or c >= "\U00010000" else "\ufffd" for c in text)
+    return "".join(
+        c if c in "\t\n\r" or (" " <= c <= "\ud7ff") or ("\ue000" <= c <= "\ufffd") or c >= "\U00010000" else "\ufffd"
+        for c in text
+    )
 
 
 def _attrs(**values: Any) -> dict[str, str]:
@@ -174,43 +198,82 @@ def _attrs(**values: Any) -> dict[str, str]:
 
 def _exchange_xml(manifest: Mapping) -> bytes:
     scope = manifest["scope"]
-    root = ET.Element("etmf-exchange", _attrs(format=EXCHANGE_FORMAT, manifest=FORMAT,
-                                              generated_at=manifest["generated_at"],
-                                              manifest_key_id=manifest["manifest_key_id"]))
+    root = ET.Element(
+        "etmf-exchange",
+        _attrs(
+            format=EXCHANGE_FORMAT,
+            manifest=FORMAT,
+            generated_at=manifest["generated_at"],
+            manifest_key_id=manifest["manifest_key_id"],
+        ),
+    )
     ET.SubElement(root, "trial", _attrs(study=scope["study"], site=scope["site"]))
     listing = ET.SubElement(root, "files")
     for entry in manifest["files"]:
         art = dict(entry.get("artifact") or {})
         known = ARTIFACTS.get(str(art.get("unique_id")))
-        element = ET.SubElement(listing, "file", _attrs(path=entry["path"], sha256=entry["sha256"],
-                                                        size=entry["size"], media_type=entry["media_type"],
-                                                        kind=entry.get("kind")))
-        ET.SubElement(element, "artifact", _attrs(
-            unique_id=art.get("unique_id"), number=art.get("number"), name=art.get("name"),
-            zone=art.get("zone") or (known.zone if known else None),
-            section=art.get("section") or (known.section if known else None)))
+        element = ET.SubElement(
+            listing,
+            "file",
+            _attrs(
+                path=entry["path"],
+                sha256=entry["sha256"],
+                size=entry["size"],
+                media_type=entry["media_type"],
+                kind=entry.get("kind"),
+            ),
+        )
+        ET.SubElement(
+            element,
+            "artifact",
+            _attrs(
+                unique_id=art.get("unique_id"),
+                number=art.get("number"),
+                name=art.get("name"),
+                zone=art.get("zone") or (known.zone if known else None),
+                section=art.get("section") or (known.section if known else None),
+            ),
+        )
         ET.SubElement(element, "location", _attrs(study=entry.get("study"), site=entry.get("site")))
         ET.SubElement(element, "document", _attrs(name=entry.get("document")))
-        ET.SubElement(element, "version", _attrs(label=entry.get("label"), status=entry.get("status"),
-                                                 effective_on=entry.get("effective_on"), author=entry.get("author"),
-                                                 created_at=entry.get("created_at")))
+        ET.SubElement(
+            element,
+            "version",
+            _attrs(
+                label=entry.get("label"),
+                status=entry.get("status"),
+                effective_on=entry.get("effective_on"),
+                author=entry.get("author"),
+                created_at=entry.get("created_at"),
+            ),
+        )
         signed = ET.SubElement(element, "signatures")
         for s in entry.get("signatures") or []:
-            ET.SubElement(signed, "signature", _attrs(
-                signer_id=s.get("signer_id"), printed_name=s.get("printed_name"), meaning=s.get("meaning"),
-                instant=s.get("instant"), key_id=s.get("key_id"), version_sha256=s.get("version_sha256"),
-                record=s.get("record"), value=s.get("signature")))
+            ET.SubElement(
+                signed,
+                "signature",
+                _attrs(
+                    signer_id=s.get("signer_id"),
+                    printed_name=s.get("printed_name"),
+                    meaning=s.get("meaning"),
+                    instant=s.get("instant"),
+                    key_id=s.get("key_id"),
+                    version_sha256=s.get("version_sha256"),
+                    record=s.get("record"),
+                    value=s.get("signature"),
+                ),
+            )
     ET.indent(root)
     return ET.tostring(root, encoding="UTF-8", xml_declaration=True) + b"\n"
 
 
 def _readme(manifest: Mapping, registry: Mapping) -> str:
     key = next((k for k in registry.get("system_keys") or [] if k.get("key_id") == manifest["manifest_key_id"]), {})
-    return f"""Regulatory binder of study {manifest['scope']['study']}, site {manifest['scope']['site'] or '(all)'}
-generated {manifest['generated_at']} by trialcoord.
+    return f"""Regulatory binder of study {manifest["scope"]["study"]}, site {manifest["scope"]["site"] or "(all)"}
+generated {manifest["generated_at"]} by trialcoord.
 
 manifest.json lists every file with its SHA-256 and its electronic signatures; manifest.json.sig is the
-Ed25519 signature of manifest.json's exact bytes by system key {manifest['manifest_key_id']}.
+Ed25519 signature of manifest.json's exact bytes by system key {manifest["manifest_key_id"]}.
 Unzip the package, then in its folder (OpenSSL 3.0 or later, GNU coreutils):
 
 1. The manifest signature. Expect "Signature Verified Successfully":
@@ -221,9 +284,9 @@ Unzip the package, then in its folder (OpenSSL 3.0 or later, GNU coreutils):
 
    openssl pkey -pubin -in manifest-key.pem -outform DER | tail -c 32 | od -An -tx1 | tr -d ' \\n'; echo
 
-   It must equal the public_key of system key {manifest['manifest_key_id']} in the signer registry the
+   It must equal the public_key of system key {manifest["manifest_key_id"]} in the signer registry the
    site publishes; when this package was made that was
-   {key.get('public_key', '(not in the registry given)')}
+   {key.get("public_key", "(not in the registry given)")}
    Compare with the site's own copy of the registry, not only with registry.json inside this package.
 
 3. Every file, index.pdf, registry.json, exchange.xml and this README against the signed manifest.
@@ -308,8 +371,9 @@ class _Verifier:
                 made += self.check_signature(entry, data, signers) is Verdict.VALID_WHEN_MADE
         return PackageReport(len(entries), checked, tuple(self.problems), trust, made)
 
-    def check_manifest_signature(self, raw: bytes, manifest: Mapping,
-                                 registry: Mapping | None) -> tuple[str, dict[str, SignerKey] | None]:
+    def check_manifest_signature(
+        self, raw: bytes, manifest: Mapping, registry: Mapping | None
+    ) -> tuple[str, dict[str, SignerKey] | None]:
         """Verify manifest.json.sig; return the trust statement and the signer keys to judge with."""
         trust = "the given signer registry"
         if registry is None:  # all that is left: the package vouches for itself
@@ -329,10 +393,12 @@ class _Verifier:
         key = system.get(key_id)
         if key is None:
             self.problems.append(f"{SIGNATURE}: signed by key {key_id}, which is not a system key in {trust}")
-        elif signature is not None and (len(signature) != 64 or
-                                        not signing_keys.verify_hex(str(key["public_key"]), raw, signature.hex())):
-            self.problems.append(f"{SIGNATURE}: does not verify under system key {key_id}:"
-                                 f" {MANIFEST} or its signature was altered")
+        elif signature is not None and (
+            len(signature) != 64 or not signing_keys.verify_hex(str(key["public_key"]), raw, signature.hex())
+        ):
+            self.problems.append(
+                f"{SIGNATURE}: does not verify under system key {key_id}: {MANIFEST} or its signature was altered"
+            )
         pem = self.read(KEY_PEM)
         if key is not None and pem is not None:
             try:
@@ -382,13 +448,17 @@ class _Verifier:
             return None  # already reported: no registry to judge with
         expected = _record(entry)
         if expected is not None and signature.statement.record != expected:  # copied from another entry
-            self.problems.append(f"{path}: signature by {signature.statement.signer_id} states the record"
-                                 f" {signature.statement.record!r}, not this entry's {expected!r}")
+            self.problems.append(
+                f"{path}: signature by {signature.statement.signer_id} states the record"
+                f" {signature.statement.record!r}, not this entry's {expected!r}"
+            )
             return Verdict.INVALID
         check = judge(signature, signers, entry.get("sha256"), signing_keys.verify_hex, self.now)
         if not check.ok:
-            self.problems.append(f"{path}: signature by {signature.statement.signer_id}"
-                                 f" ({signature.printed_name}, {signature.statement.meaning}): {check.reason}")
+            self.problems.append(
+                f"{path}: signature by {signature.statement.signer_id}"
+                f" ({signature.printed_name}, {signature.statement.meaning}): {check.reason}"
+            )
         return check.verdict
 
 
@@ -397,8 +467,9 @@ def _record(entry: Mapping) -> str | None:
     if not all(isinstance(entry.get(k), str) for k in ("study", "document", "label")):
         return None
     site = entry.get("site")
-    return record_id(DocumentKey(entry["study"], site if isinstance(site, str) and site else None, entry["document"]),
-                     entry["label"])
+    return record_id(
+        DocumentKey(entry["study"], site if isinstance(site, str) and site else None, entry["document"]), entry["label"]
+    )
 
 
 def verify_package(path_or_file: str | Path | BinaryIO, registry: Mapping | None = None, *, now: str) -> PackageReport:

@@ -68,9 +68,7 @@ def build_calendar(name: str, spec: Mapping[str, object] | None = None) -> Calen
     """The built-in calendar `name`, or the calendar `spec` defines under that name."""
     if spec is None:
         if name not in _BUILTIN_SPECS:
-            raise CalendarError(
-                f"'{name}' is not a built-in calendar; write one of {', '.join(BUILTIN_CALENDARS)}"
-            )
+            raise CalendarError(f"'{name}' is not a built-in calendar; write one of {', '.join(BUILTIN_CALENDARS)}")
         spec = _BUILTIN_SPECS[name]
     weekend = frozenset(weekday_index(day) for day in _names(spec.get("weekend", DEFAULT_WEEKEND)))
     dates = frozenset(spec.get("holidays") or ())
@@ -114,8 +112,10 @@ def check_site_calendar(name: str) -> str:
         return name
     if name.startswith(HOLIDAYS_PREFIX):
         return HOLIDAYS_PREFIX + "-".join(_canonical(name))  # as the library spells it: holidays:DE-BY
-    raise CalendarError(f"'{name}' is not a site calendar; write one of {', '.join(BUILTIN_CALENDARS)}, or"
-                        " holidays:<country>[-<region>] such as holidays:DE-BY, holidays:GB-SCT or holidays:JP")
+    raise CalendarError(
+        f"'{name}' is not a site calendar; write one of {', '.join(BUILTIN_CALENDARS)}, or"
+        " holidays:<country>[-<region>] such as holidays:DE-BY, holidays:GB-SCT or holidays:JP"
+    )
 
 
 def _canonical(name: str) -> tuple[str, ...]:
@@ -124,14 +124,18 @@ def _canonical(name: str) -> tuple[str, ...]:
     country, _, region = name.removeprefix(HOLIDAYS_PREFIX).strip().partition("-")
     supported = holidays.list_supported_countries()
     if country.upper() not in supported:
-        raise CalendarError(f"'{country}' is not a country the holidays library knows; use an ISO 3166 code"
-                            " such as DE, FR, GB, JP or US")
+        raise CalendarError(
+            f"'{country}' is not a country the holidays library knows; use an ISO 3166 code"
+            " such as DE, FR, GB, JP or US"
+        )
     if not region:
         return (country.upper(),)
     regions = {known.upper(): known for known in supported[country.upper()]}
     if region.upper() not in regions:
-        raise CalendarError(f"'{region}' is not a region of {country.upper()} the holidays library knows;"
-                            f" regions: {', '.join(supported[country.upper()]) or 'none'}")
+        raise CalendarError(
+            f"'{region}' is not a region of {country.upper()} the holidays library knows;"
+            f" regions: {', '.join(supported[country.upper()]) or 'none'}"
+        )
     return country.upper(), regions[region.upper()]
 
 

@@ -87,8 +87,9 @@ def read_events_file(path: Path, protocol: Protocol) -> dict[str, ParticipantFac
     return facts
 
 
-def number_unscheduled(rows: list[EventRow], protocol: Protocol, recorded: dict[str, dict[str, date]]
-                       ) -> list[EventRow]:
+def number_unscheduled(
+    rows: list[EventRow], protocol: Protocol, recorded: dict[str, dict[str, date]]
+) -> list[EventRow]:
     """The rows with each unscheduled label's dates as visits of their own: a date already recorded keeps its
     code (`recorded`: participant -> visit code -> date, as stored), new dates take the label if it is free,
     else LABEL#2, LABEL#3, ... in date order, never a code the participant has (stored or in the file).
@@ -107,8 +108,11 @@ def number_unscheduled(rows: list[EventRow], protocol: Protocol, recorded: dict[
     codes: dict[tuple[str, str, date], str] = {}
     for (participant, label), days in dates.items():
         stored_codes = recorded.get(participant, {})
-        stored = {code: day for code, day in stored_codes.items()
-                  if code == label or (code.startswith(label + REPEAT) and code[len(label) + 1:].isdigit())}
+        stored = {
+            code: day
+            for code, day in stored_codes.items()
+            if code == label or (code.startswith(label + REPEAT) and code[len(label) + 1 :].isdigit())
+        }
         if len(days) == 1 and not stored:
             continue  # the usual: one date, new
         by_day = {day: code for code, day in stored.items()}
@@ -130,13 +134,20 @@ def number_unscheduled(rows: list[EventRow], protocol: Protocol, recorded: dict[
 
 
 def _header_problems(header: list[str], file: str) -> list[Problem]:
-    problems = [Problem(f"the header lacks the column '{name}'", file, 1, field=name)
-                for name in REQUIRED if name not in header]
+    problems = [
+        Problem(f"the header lacks the column '{name}'", file, 1, field=name) for name in REQUIRED if name not in header
+    ]
     known = REQUIRED + OPTIONAL
-    problems += [Problem(f"unknown column '{name}'; columns are {', '.join(known)}", file, 1, field=name)
-                 for name in header if name not in known]
-    problems += [Problem(f"the column '{name}' appears twice", file, 1, field=name)
-                 for name in sorted(set(header)) if header.count(name) > 1]
+    problems += [
+        Problem(f"unknown column '{name}'; columns are {', '.join(known)}", file, 1, field=name)
+        for name in header
+        if name not in known
+    ]
+    problems += [
+        Problem(f"the column '{name}' appears twice", file, 1, field=name)
+        for name in sorted(set(header))
+        if header.count(name) > 1
+    ]
     return problems
 
 
@@ -167,14 +178,21 @@ class _Lines:
                 site = record[s_col].strip() or None if s_col is not None else None
                 day = _iso_date(text)
                 # Fast path: everything present and well formed, nothing contradicting an earlier line.
-                if participant and event and day is not None and (arm is None or (
-                        arm in arm_codes and arms.setdefault(participant, (arm, line))[0] == arm)) and (
-                        site is None or sites.setdefault(participant, (site, line))[0] == site):
+                if (
+                    participant
+                    and event
+                    and day is not None
+                    and (arm is None or (arm in arm_codes and arms.setdefault(participant, (arm, line))[0] == arm))
+                    and (site is None or sites.setdefault(participant, (site, line))[0] == site)
+                ):
                     first = dates.setdefault((participant, event), (day, line))
                     if first[0] == day or (event not in events and self.protocol.resolve_visit_code(event) is None):
                         # the same date again is one visit; an unscheduled label on another date another visit
-                        rows.append(new_row(EventRow, (line, participant, event, day, arm, event in events, site,
-                                                       None, None, None)))
+                        rows.append(
+                            new_row(
+                                EventRow, (line, participant, event, day, arm, event in events, site, None, None, None)
+                            )
+                        )
                         continue
             self.explain(record, line)
         if not rows and not self.problems:
@@ -202,25 +220,49 @@ class _Lines:
         if site and participant:
             first, first_line = self.sites.setdefault(participant, (site, line))
             if first != site:
-                found.append(Problem(f"participant {participant} is at site {first} on line {first_line} and at"
-                                     f" {site} here", file, line, field="site"))
+                found.append(
+                    Problem(
+                        f"participant {participant} is at site {first} on line {first_line} and at {site} here",
+                        file,
+                        line,
+                        field="site",
+                    )
+                )
         if participant and event and day:
             earlier = self.dates.setdefault((participant, event), (day, line))
             if earlier[0] != day:
-                found.append(Problem(f"participant {participant}: {event} is also given as {earlier[0]} on line"
-                                     f" {earlier[1]}", file, line, field="date"))
+                found.append(
+                    Problem(
+                        f"participant {participant}: {event} is also given as {earlier[0]} on line {earlier[1]}",
+                        file,
+                        line,
+                        field="date",
+                    )
+                )
         self.problems += found
 
     def arm_problems(self, participant: str, arm: str, line: int) -> list[Problem]:
         codes = self.protocol.arm_codes
         if arm not in codes:
             known = ", ".join(sorted(codes)) or "none"
-            return [Problem(f"'{arm}' is not an arm of protocol version {self.protocol.version}; arms: {known}",
-                            self.file, line, field="arm")]
+            return [
+                Problem(
+                    f"'{arm}' is not an arm of protocol version {self.protocol.version}; arms: {known}",
+                    self.file,
+                    line,
+                    field="arm",
+                )
+            ]
         first, first_line = self.arms.setdefault(participant, (arm, line))
         if first != arm:
-            return [Problem(f"participant {participant} has arm {first} on line {first_line} and {arm} here",
-                            self.file, line, field="arm")]
+            return [
+                Problem(
+                    f"participant {participant} has arm {first} on line {first_line} and {arm} here",
+                    self.file,
+                    line,
+                    field="arm",
+                )
+            ]
         return []
 
 

@@ -28,8 +28,8 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -103,14 +103,16 @@ class KeyRing:
         where = _where(record, field)
         header, key_id, nonce, sealed = _parse(ciphertext, where)
         if key_id not in self.keys:
-            raise UnknownKeyError(f"{where} was encrypted with key '{key_id}', which the key ring does not hold "
-                                  f"(it holds {self._ids()})")
+            raise UnknownKeyError(
+                f"{where} was encrypted with key '{key_id}', which the key ring does not hold (it holds {self._ids()})"
+            )
         try:
             plaintext = AESGCM(self.keys[key_id]).decrypt(nonce, sealed, _ad(header, record, field))
         except InvalidTag:
             raise CiphertextError(
                 f"{where} does not decrypt with key '{key_id}': the key is not the one it was encrypted with, "
-                "the stored value was altered, or it was copied from another record or field") from None
+                "the stored value was altered, or it was copied from another record or field"
+            ) from None
         return plaintext.decode("utf-8")
 
     def to_json(self) -> str:
@@ -171,6 +173,7 @@ def _parse(ciphertext: bytes, where: str) -> tuple[bytes, str, bytes, bytes]:
 
 # --- key files and environment ---
 
+
 def key_ring_from_json(text: str, source: str) -> KeyRing:
     try:
         data = json.loads(text)
@@ -211,8 +214,10 @@ def key_ring_from_environment(environ: Mapping[str, str] = os.environ) -> KeyRin
         return load_key_file(Path(file))
     if inline:
         return key_ring_from_json(inline, KEYS_VARIABLE)
-    raise KeyRingError(f"no key for personal data: set {KEY_FILE_VARIABLE} to a key file "
-                       f"(see docs/access-control.md to create one) or {KEYS_VARIABLE} to {_SHAPE}")
+    raise KeyRingError(
+        f"no key for personal data: set {KEY_FILE_VARIABLE} to a key file "
+        f"(see docs/access-control.md to create one) or {KEYS_VARIABLE} to {_SHAPE}"
+    )
 
 
 def write_key_file(path: Path, ring: KeyRing, replace: bool = False) -> None:

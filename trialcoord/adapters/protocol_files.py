@@ -53,7 +53,16 @@ _AFTER_END = ("expected", "not_applicable")  # a visit's `after_end:`
 _ARM_KEYS = ("code", "name")
 _VISIT_REQUIRED = ("code", "name", "from", "offset")
 _VISIT_OPTIONAL = (
-    "number", "window", "reference", "repeat", "chain", "arms", "when", "optional", "after_end", "procedures",
+    "number",
+    "window",
+    "reference",
+    "repeat",
+    "chain",
+    "arms",
+    "when",
+    "optional",
+    "after_end",
+    "procedures",
     "description",
 )
 _WINDOW_KEYS = ("early", "late")
@@ -89,9 +98,10 @@ def load_protocol(path: str | Path) -> Protocol:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise InvalidInput([Problem(f"the file is not UTF-8 text (byte {error.start}); save it as UTF-8", str(path))])
+        message = f"the file is not UTF-8 text (byte {error.start}); save it as UTF-8"
+        raise InvalidInput([Problem(message, str(path))]) from None
     except OSError as error:
-        raise InvalidInput([Problem(f"cannot read the file: {error.strerror or error}", str(path))])
+        raise InvalidInput([Problem(f"cannot read the file: {error.strerror or error}", str(path))]) from None
     return parse_protocol(text, file=str(path))
 
 
@@ -403,14 +413,20 @@ def _read_events(node: Node, where: _Where, reader: _Reader) -> dict[str, Event]
         ends = bool(_read(options, event_where, "ends_schedule", reader.boolean))
         collection = _read(options, event_where, "collection", reader.choice, _COLLECTION)
         if collection is not None and not ends:
-            reader.report(options["collection"], event_where.key("collection"),
-                          "'collection' applies only to an event that ends the schedule; add 'ends_schedule: true'")
+            reader.report(
+                options["collection"],
+                event_where.key("collection"),
+                "'collection' applies only to an event that ends the schedule; add 'ends_schedule: true'",
+            )
         consent = bool(_read(options, event_where, "consent", reader.boolean))
         events[name] = Event(name, ends, collection == "stops", consent)
     marked = [name for name, event in events.items() if event.consent]
     for name in marked[1:]:
-        reader.report(entries[name][1], where.key(name, f"event {name}").key("consent"),
-                      f"only one event records informed consent; '{marked[0]}' already says 'consent: true'")
+        reader.report(
+            entries[name][1],
+            where.key(name, f"event {name}").key("consent"),
+            f"only one event records informed consent; '{marked[0]}' already says 'consent: true'",
+        )
     return events
 
 
@@ -479,8 +495,9 @@ def _read_visit(reader: _Reader, node: Node, index: int, visits: _Where, context
     }
     _check_occurrence_mark(reader, draft)
     if "chain" in fields and not draft.repeating:
-        reader.report(fields["chain"], where.key("chain"),
-                      "'chain' applies only to a repeating visit; remove it, or add 'repeat'")
+        reader.report(
+            fields["chain"], where.key("chain"), "'chain' applies only to a repeating visit; remove it, or add 'repeat'"
+        )
     return draft
 
 
@@ -504,8 +521,11 @@ def _read_window_side(reader: _Reader, node: Node | None, where: _Where) -> obje
     if duration is None:
         return _BAD
     if duration.amount < 0:
-        reader.report(node, where, f"'{duration}' is negative; a window side is a distance from the target, "
-                                   "such as 3d (or 'unbounded')")
+        reader.report(
+            node,
+            where,
+            f"'{duration}' is negative; a window side is a distance from the target, such as 3d (or 'unbounded')",
+        )
         return _BAD
     return duration
 
@@ -516,8 +536,9 @@ def _read_repeat(node: Node, where: _Where, reader: _Reader) -> Repeat | None:
         return None
     every = _read(fields, where, "every", reader.duration)
     if every is not None and every.amount <= 0:
-        reader.report(fields["every"], where.key("every"),
-                      f"'{every}' does not move forward; write a positive step, such as 21d")
+        reader.report(
+            fields["every"], where.key("every"), f"'{every}' does not move forward; write a positive step, such as 21d"
+        )
         every = None
     count = _read_count(reader, fields["count"], where.key("count")) if "count" in fields else _BAD
     return None if every is None or count is _BAD else Repeat(every, count)
@@ -531,8 +552,9 @@ def _read_count(reader: _Reader, node: Node, where: _Where) -> object:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
     if value is not _BAD:
-        reader.report(node, where, f"expected a whole number of occurrences (1 or more) or 'open', "
-                                   f"found {_describe(node)}")
+        reader.report(
+            node, where, f"expected a whole number of occurrences (1 or more) or 'open', found {_describe(node)}"
+        )
     return _BAD
 
 
@@ -549,8 +571,9 @@ def _read_visit_arms(node: Node, where: _Where, reader: _Reader, context: _Conte
         return None
     for index, (item, code) in enumerate(zip(node.value, codes)):
         if known is not None and code not in known:
-            reader.report(item, where.item(index),
-                          f"'{code}' is not an arm of this protocol; {_suggest(code, known, 'arms')}")
+            reader.report(
+                item, where.item(index), f"'{code}' is not an arm of this protocol; {_suggest(code, known, 'arms')}"
+            )
     return frozenset(codes)
 
 
@@ -561,11 +584,15 @@ def _check_occurrence_mark(reader: _Reader, draft: _VisitDraft) -> None:
     node, where = draft.fields["code"], draft.where.key("code")
     marks = code.count(OCCURRENCE)
     if draft.repeating and marks != 1:
-        reader.report(node, where, "a repeating visit's code needs '{n}' exactly once, where the occurrence "
-                                   "number goes, such as 'C{n}D1'")
+        reader.report(
+            node,
+            where,
+            "a repeating visit's code needs '{n}' exactly once, where the occurrence number goes, such as 'C{n}D1'",
+        )
     elif not draft.repeating and marks:
-        reader.report(node, where, "'{n}' stands for the occurrence number of a repeating visit; "
-                                   "add 'repeat', or remove '{n}'")
+        reader.report(
+            node, where, "'{n}' stands for the occurrence number of a repeating visit; add 'repeat', or remove '{n}'"
+        )
 
 
 def _check_codes(reader: _Reader, drafts: list[_VisitDraft], context: _Context) -> dict[str, _VisitDraft]:
@@ -582,11 +609,16 @@ def _check_codes(reader: _Reader, drafts: list[_VisitDraft], context: _Context) 
             continue
         first[code] = draft
         if context.events and code in context.events:
-            reader.report(node, where, f"'{code}' is also an event name, so 'from: {code}' would be ambiguous; "
-                                       "rename one of them")
+            reader.report(
+                node, where, f"'{code}' is also an event name, so 'from: {code}' would be ambiguous; rename one of them"
+            )
         elif repeating is not None:
-            reader.report(node, where, f"'{code}' is also an occurrence of repeating visit '{repeating.code}' "
-                                       f"(line {repeating.line}); rename one of them")
+            reader.report(
+                node,
+                where,
+                f"'{code}' is also an occurrence of repeating visit '{repeating.code}' "
+                f"(line {repeating.line}); rename one of them",
+            )
     return first
 
 
@@ -617,8 +649,14 @@ def _check_numbers(reader: _Reader, drafts: list[_VisitDraft]) -> None:
         reader.report(draft.fields["number"] if explicit else draft.node, draft.where.key("number"), detail)
 
 
-def _check_from(reader: _Reader, draft: _VisitDraft, drafts: list[_VisitDraft],
-                first: dict[str, _VisitDraft], context: _Context, complete: bool) -> None:
+def _check_from(
+    reader: _Reader,
+    draft: _VisitDraft,
+    drafts: list[_VisitDraft],
+    first: dict[str, _VisitDraft],
+    context: _Context,
+    complete: bool,
+) -> None:
     """`from` names an event or a non-repeating visit defined earlier, without loops."""
     name = draft.values["reference_name"]
     if name is None or (context.events is not None and name in context.events):
@@ -628,27 +666,43 @@ def _check_from(reader: _Reader, draft: _VisitDraft, drafts: list[_VisitDraft],
     if target is None:
         repeating = _occurrence_of(name, drafts)
         if repeating is not None:
-            reader.report(node, where, f"'{name}' is an occurrence of repeating visit '{repeating.code}'; "
-                                       "count from an event or a non-repeating visit")
+            reader.report(
+                node,
+                where,
+                f"'{name}' is an occurrence of repeating visit '{repeating.code}'; "
+                "count from an event or a non-repeating visit",
+            )
         elif complete and context.events is not None:
             known = [*context.events, *first]
-            reader.report(node, where, f"'{name}' is neither an event nor a visit of this protocol; "
-                                       + _suggest(name, known, "events and visits"))
+            reader.report(
+                node,
+                where,
+                f"'{name}' is neither an event nor a visit of this protocol; "
+                + _suggest(name, known, "events and visits"),
+            )
     elif target is draft:
         reader.report(node, where, "a visit cannot count from itself; name an event or an earlier visit")
     elif target.repeating:
-        reader.report(node, where, f"'{name}' is a repeating visit, so it is ambiguous which occurrence "
-                                   f"({target.code.replace(OCCURRENCE, '1')}, "
-                                   f"{target.code.replace(OCCURRENCE, '2')}, ...) to count from; name an event "
-                                   "or a non-repeating visit")
+        reader.report(
+            node,
+            where,
+            f"'{name}' is a repeating visit, so it is ambiguous which occurrence "
+            f"({target.code.replace(OCCURRENCE, '1')}, "
+            f"{target.code.replace(OCCURRENCE, '2')}, ...) to count from; name an event "
+            "or a non-repeating visit",
+        )
     elif target.index > draft.index:
         loop = _loop(draft, target, first)
         if loop:
-            reader.report(node, where, f"visits count from each other in a loop ({' -> '.join(loop)}); "
-                                       "one of them must count from an event")
+            reader.report(
+                node,
+                where,
+                f"visits count from each other in a loop ({' -> '.join(loop)}); one of them must count from an event",
+            )
         else:
-            reader.report(node, where, f"'{name}' is defined later (line {target.line}); "
-                                       f"move this visit after visit {name}")
+            reader.report(
+                node, where, f"'{name}' is defined later (line {target.line}); move this visit after visit {name}"
+            )
 
 
 def _loop(start: _VisitDraft, target: _VisitDraft, first: dict[str, _VisitDraft]) -> list[str] | None:
@@ -674,8 +728,12 @@ def _read_calendar(reader: _Reader, top: dict[str, Node]) -> Calendar | None:
     if "calendar" not in top:
         if reader.first_business_day_use is not None:
             node, duration_where, duration = reader.first_business_day_use
-            reader.report(node, duration_where, f"'{duration}' counts business days, but the protocol names no "
-                                                "calendar; add a top-level line such as 'calendar: business-us'")
+            reader.report(
+                node,
+                duration_where,
+                f"'{duration}' counts business days, but the protocol names no "
+                "calendar; add a top-level line such as 'calendar: business-us'",
+            )
         return None
     name = _read(top, where, "calendar", reader.text)
     if name is None:
@@ -686,8 +744,13 @@ def _read_calendar(reader: _Reader, top: dict[str, Node]) -> Calendar | None:
         return build_calendar(name)
     if specs is not None:
         known = [*BUILTIN_CALENDARS, *specs]
-        reader.report(top["calendar"], where.key("calendar"), f"'{name}' is not a known calendar; "
-                      + _suggest(name, known, "calendars") + " (a protocol may define its own under 'calendars:')")
+        reader.report(
+            top["calendar"],
+            where.key("calendar"),
+            f"'{name}' is not a known calendar; "
+            + _suggest(name, known, "calendars")
+            + " (a protocol may define its own under 'calendars:')",
+        )
     return None
 
 
@@ -745,23 +808,36 @@ def _read_deviations(node: Node, where: _Where, reader: _Reader) -> Classificati
     """The protocol's classification defaults: each rule it names over DEFAULTS, key by key; None when the
     section has problems."""
     known_problems = len(reader.problems)
-    entries = {} if _is_null(node) else reader.entries(
-        node, where, "a mapping of deviation rules, such as 'visit_late: {classification: important}'")
+    entries = (
+        {}
+        if _is_null(node)
+        else reader.entries(
+            node, where, "a mapping of deviation rules, such as 'visit_late: {classification: important}'"
+        )
+    )
     if entries is None:
         return None
     if not entries:
-        reader.report(node, where, "names no rule; give at least one rule, such as "
-                                   "'visit_late: {classification: important}', or remove 'deviations'")
+        reader.report(
+            node,
+            where,
+            "names no rule; give at least one rule, such as "
+            "'visit_late: {classification: important}', or remove 'deviations'",
+        )
         return None
     by_rule, thresholds = dict(DEFAULTS.by_rule), dict(DEFAULTS.thresholds)
     for name, (key_node, value_node) in entries.items():
         if name not in _DEVIATION_RULES:
-            reader.report(key_node, where.key(name),
-                          f"unknown deviation rule '{name}'; {_suggest(name, _DEVIATION_RULES, 'rules')}")
+            reader.report(
+                key_node,
+                where.key(name),
+                f"unknown deviation rule '{name}'; {_suggest(name, _DEVIATION_RULES, 'rules')}",
+            )
             continue
         rule = Rule(name)
         classification, rule_thresholds = _read_deviation_rule(
-            reader, rule, key_node, value_node, where.key(name, f"deviation rule {name}"))
+            reader, rule, key_node, value_node, where.key(name, f"deviation rule {name}")
+        )
         if classification is not None:
             by_rule[rule] = classification
         if rule_thresholds is not None:
@@ -769,21 +845,28 @@ def _read_deviations(node: Node, where: _Where, reader: _Reader) -> Classificati
     return None if len(reader.problems) > known_problems else ClassificationDefaults(by_rule, thresholds)
 
 
-def _read_deviation_rule(reader: _Reader, rule: Rule, key_node: Node, node: Node,
-                         where: _Where) -> tuple[Classification | None, tuple[Threshold, ...] | None]:
+def _read_deviation_rule(
+    reader: _Reader, rule: Rule, key_node: Node, node: Node, where: _Where
+) -> tuple[Classification | None, tuple[Threshold, ...] | None]:
     """One rule's classification and thresholds, each None when absent or reported as a problem."""
     if _is_null(node) or (isinstance(node, MappingNode) and not node.value):
-        reader.report(key_node, where, "is empty; give its 'classification', its 'thresholds', or both "
-                                       "(or remove the rule to keep its default)")
+        reader.report(
+            key_node,
+            where,
+            "is empty; give its 'classification', its 'thresholds', or both (or remove the rule to keep its default)",
+        )
         return None, None
     fields = reader.fields(node, where, (), _DEVIATION_RULE_KEYS) or {}
     classification = _read(fields, where, "classification", _read_classification, reader)
     if "thresholds" not in fields or rule in _RULES_WITH_DAYS:
         return classification, _read(fields, where, "thresholds", _read_thresholds, reader, rule)
     with_days = ", ".join(_RULES_WITH_DAYS[:-1]) + f" and {_RULES_WITH_DAYS[-1]}"
-    reader.report(_key_node(node, "thresholds"), where.key("thresholds"),
-                  f"{rule} has no days outside a window, so it takes no thresholds (only {with_days} do); "
-                  "remove 'thresholds' and give its 'classification' instead")
+    reader.report(
+        _key_node(node, "thresholds"),
+        where.key("thresholds"),
+        f"{rule} has no days outside a window, so it takes no thresholds (only {with_days} do); "
+        "remove 'thresholds' and give its 'classification' instead",
+    )
     return classification, None
 
 
@@ -803,9 +886,12 @@ def _read_thresholds(node: Node, where: _Where, reader: _Reader, rule: Rule) -> 
         days = _read(fields, item_where, "over_days", _read_over_days, reader)
         classification = _read(fields, item_where, "classification", _read_classification, reader)
         if days in first_line:
-            reader.report(fields["over_days"], item_where.key("over_days"),
-                          f"over_days {days} is already given by the threshold on line {first_line[days]}; "
-                          "give each threshold its own number of days")
+            reader.report(
+                fields["over_days"],
+                item_where.key("over_days"),
+                f"over_days {days} is already given by the threshold on line {first_line[days]}; "
+                "give each threshold its own number of days",
+            )
         elif days is not None:
             first_line[days] = fields["over_days"].start_mark.line + 1
             if classification is not None:
@@ -819,8 +905,11 @@ def _read_over_days(node: Node, where: _Where, reader: _Reader) -> int | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    reader.report(node, where, "expected a whole number of days outside the window (0 or more), such as 7, "
-                               f"found {_describe(node)}")
+    reader.report(
+        node,
+        where,
+        f"expected a whole number of days outside the window (0 or more), such as 7, found {_describe(node)}",
+    )
     return None
 
 
@@ -831,8 +920,12 @@ def _read_classification(node: Node, where: _Where, reader: _Reader) -> Classifi
     if value not in _CLASSIFICATIONS:
         close = difflib.get_close_matches(value, _CLASSIFICATIONS, n=1, cutoff=0.6)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        reader.report(node, where, f"'{value}' is not a classification{hint}; write "
-                                   f"{', '.join(_CLASSIFICATIONS[:-1])} or {_CLASSIFICATIONS[-1]}")
+        reader.report(
+            node,
+            where,
+            f"'{value}' is not a classification{hint}; write "
+            f"{', '.join(_CLASSIFICATIONS[:-1])} or {_CLASSIFICATIONS[-1]}",
+        )
         return None
     return Classification(value)
 

@@ -35,11 +35,13 @@ from trialcoord.domain.problems import InvalidInput, Problem
 from trialcoord.domain.protocol import Protocol
 
 NEEDED = {"SV": ("USUBJID", "SVSTDTC"), "DS": ("USUBJID", "DSDECOD", "DSSTDTC"), "DM": ("USUBJID",)}
-SYNONYMS = {"randomized": ("randomization", "randomisation", "randomized"),
-            "informed_consent_obtained": ("consent", "informed_consent"),
-            "withdrawal_by_subject": ("withdrawal", "consent_withdrawn", "withdrawn"),
-            "death": ("death", "died"),
-            "completed": ("completed", "completion", "study_completion", "end_of_study")}
+SYNONYMS = {
+    "randomized": ("randomization", "randomisation", "randomized"),
+    "informed_consent_obtained": ("consent", "informed_consent"),
+    "withdrawal_by_subject": ("withdrawal", "consent_withdrawn", "withdrawn"),
+    "death": ("death", "died"),
+    "completed": ("completed", "completion", "study_completion", "end_of_study"),
+}
 EARLY_END = ("early_termination", "early_discontinuation", "discontinuation", "early_withdrawal")
 TREATMENT_END = ("end_of_treatment", "treatment_discontinuation", "end_of_study_treatment")
 NOT_EARLY = {"COMPLETED", "SCREEN FAILURE"}  # a participation disposition that is no early termination
@@ -97,8 +99,12 @@ def read_dataset(path: Path, domain: str) -> Dataset:
             import pyreadstat  # only for XPT files
 
             data, _ = pyreadstat.read_xport(str(path), output_format="dict")
-            rows = Columns({key.upper(): values.tolist() if hasattr(values, "tolist") else list(values)
-                            for key, values in data.items()})
+            rows = Columns(
+                {
+                    key.upper(): values.tolist() if hasattr(values, "tolist") else list(values)
+                    for key, values in data.items()
+                }
+            )
         else:
             with path.open(encoding="utf-8-sig", newline="") as stream:
                 reader = csv.reader(stream)
@@ -116,16 +122,18 @@ def read_dataset(path: Path, domain: str) -> Dataset:
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise InvalidInput([Problem(f"cannot be read as {domain} ({error})", name)]) from None
     except Exception as error:  # pyreadstat's ReadstatError and friends: a file that is not XPT
-        raise InvalidInput([Problem(f"is not a SAS transport (XPT) file ({type(error).__name__}: {error})",
-                                    name)]) from None
+        raise InvalidInput(
+            [Problem(f"is not a SAS transport (XPT) file ({type(error).__name__}: {error})", name)]
+        ) from None
     missing = [var for var in NEEDED[domain] if rows and var not in rows[0]]
     if not rows:
         raise InvalidInput([Problem(f"the {domain} dataset has no rows", name)])
     if domain == "SV" and "VISIT" not in rows[0] and "VISITNUM" not in rows[0]:
         missing.append("VISIT")
     if missing:
-        raise InvalidInput([Problem(f"the {domain} dataset lacks the variable {var}", name, field=var)
-                            for var in missing])
+        raise InvalidInput(
+            [Problem(f"the {domain} dataset lacks the variable {var}", name, field=var) for var in missing]
+        )
     return Dataset(name, domain, rows)
 
 
@@ -138,10 +146,12 @@ def read_map(path: Path | None) -> dict:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as error:
         raise InvalidInput([Problem(f"cannot be read as a mapping ({error})", path.name)]) from None
-    if not isinstance(loaded, dict) or not set(loaded) <= MAP_KEYS or not all(
-            isinstance(value, dict) for value in loaded.values()):
-        raise InvalidInput([Problem(f"a mapping holds only {', '.join(sorted(MAP_KEYS))}, each a mapping",
-                                    path.name)])
+    if (
+        not isinstance(loaded, dict)
+        or not set(loaded) <= MAP_KEYS
+        or not all(isinstance(value, dict) for value in loaded.values())
+    ):
+        raise InvalidInput([Problem(f"a mapping holds only {', '.join(sorted(MAP_KEYS))}, each a mapping", path.name)])
     problems = []
     for key, entries in loaded.items():
         for label, target in entries.items():
@@ -154,12 +164,14 @@ def read_map(path: Path | None) -> dict:
             else:
                 ok, shape = isinstance(target, str) and bool(target.strip()), "a name"
             if not ok:
-                problems.append(Problem(f"{key}: {label} must map to {shape}, not {target!r}", path.name,
-                                        field=f"{key}.{label}"))
+                problems.append(
+                    Problem(f"{key}: {label} must map to {shape}, not {target!r}", path.name, field=f"{key}.{label}")
+                )
     if problems:
         raise InvalidInput(problems)
-    return {key: {(str(k).upper() if key == "dm" else str(k)): v for k, v in value.items()}
-            for key, value in loaded.items()}
+    return {
+        key: {(str(k).upper() if key == "dm" else str(k)): v for k, v in value.items()} for key, value in loaded.items()
+    }
 
 
 def check_map(mapping: dict, protocol: Protocol) -> list[Problem]:
@@ -169,23 +181,45 @@ def check_map(mapping: dict, protocol: Protocol) -> list[Problem]:
     codes = ", ".join(v.code for v in protocol.visits)
     for label, code in mapping.get("visits", {}).items():
         if protocol.resolve_visit_code(code) is None:
-            problems.append(Problem(f"'{label}' maps to {code}, which is no visit of protocol version"
-                                    f" {protocol.version} (visits: {codes})", "--map", field=f"visits.{label}"))
+            problems.append(
+                Problem(
+                    f"'{label}' maps to {code}, which is no visit of protocol version"
+                    f" {protocol.version} (visits: {codes})",
+                    "--map",
+                    field=f"visits.{label}",
+                )
+            )
     events = ", ".join(protocol.events)
     for key in ("ds", "ds_treatment", "dm"):
         for label, target in mapping.get(key, {}).items():
             if target is not None and target not in protocol.events:
-                problems.append(Problem(f"'{label}' maps to {target}, which is no event of protocol version"
-                                        f" {protocol.version} (events: {events})", "--map", field=f"{key}.{label}"))
+                problems.append(
+                    Problem(
+                        f"'{label}' maps to {target}, which is no event of protocol version"
+                        f" {protocol.version} (events: {events})",
+                        "--map",
+                        field=f"{key}.{label}",
+                    )
+                )
     for event in mapping.get("events", {}):
         if event not in protocol.events:
-            problems.append(Problem(f"{event} is no event of protocol version {protocol.version} (events: {events})",
-                                    "--map", field=f"events.{event}"))
+            problems.append(
+                Problem(
+                    f"{event} is no event of protocol version {protocol.version} (events: {events})",
+                    "--map",
+                    field=f"events.{event}",
+                )
+            )
     arms = ", ".join(sorted(protocol.arm_codes)) or "none"
     for label, arm in mapping.get("arms", {}).items():
         if arm not in protocol.arm_codes:
-            problems.append(Problem(f"'{label}' maps to {arm}, which is no arm of protocol version {protocol.version}"
-                                    f" (arms: {arms})", "--map", field=f"arms.{label}"))
+            problems.append(
+                Problem(
+                    f"'{label}' maps to {arm}, which is no arm of protocol version {protocol.version} (arms: {arms})",
+                    "--map",
+                    field=f"arms.{label}",
+                )
+            )
     return problems
 
 
@@ -207,8 +241,9 @@ def _day(value: Any) -> date | None:
         return None
 
 
-def to_rows(protocol: Protocol, sv: Dataset, ds: Dataset | None, dm: Dataset | None, mapping: dict
-            ) -> tuple[list[EventRow], list[Problem], Mapping]:
+def to_rows(
+    protocol: Protocol, sv: Dataset, ds: Dataset | None, dm: Dataset | None, mapping: dict
+) -> tuple[list[EventRow], list[Problem], Mapping]:
     """Event rows of the datasets, every problem, and the mapping used."""
     used, problems, rows = Mapping(), check_map(mapping, protocol), []
     if problems:
@@ -217,19 +252,40 @@ def to_rows(protocol: Protocol, sv: Dataset, ds: Dataset | None, dm: Dataset | N
     sites, arms = _demographics(dm, protocol, mapping.get("arms", {}), problems, arms_used)
     demographics = {_subject(record): (dm.name, number) for number, record in enumerate(dm.rows, 1)} if dm else {}
     visit_codes = _visit_lookup(protocol)
-    dating = {str(spec.get("sv")): event for event, spec in mapping.get("events", {}).items()
-              if isinstance(spec, dict) and spec.get("sv")}
+    dating = {
+        str(spec.get("sv")): event
+        for event, spec in mapping.get("events", {}).items()
+        if isinstance(spec, dict) and spec.get("sv")
+    }
     seen: dict[tuple[str, str], tuple[date, str, int]] = {}
 
     def add(dataset: Dataset, number: int, var: str, subject: str, event: str, day: date, is_event: bool) -> None:
         first = seen.setdefault((subject, event), (day, dataset.name, number))
         scheduled = is_event or protocol.resolve_visit_code(event) is not None
         if first[0] != day and scheduled:
-            problems.append(Problem(f"participant {subject}: {event} is also given as {first[0]} in {first[1]} row"
-                                    f" {first[2]}", dataset.name, number, field=var))
+            problems.append(
+                Problem(
+                    f"participant {subject}: {event} is also given as {first[0]} in {first[1]} row {first[2]}",
+                    dataset.name,
+                    number,
+                    field=var,
+                )
+            )
             return
-        rows.append(EventRow(number, subject, event, day, arms.get(subject), is_event, sites.get(subject),
-                             dataset.name, var, demographics.get(subject)))
+        rows.append(
+            EventRow(
+                number,
+                subject,
+                event,
+                day,
+                arms.get(subject),
+                is_event,
+                sites.get(subject),
+                dataset.name,
+                var,
+                demographics.get(subject),
+            )
+        )
 
     for number, record in enumerate(sv.rows, 1):
         subject, label = _subject(record), str(record.get("VISIT") or "").strip()
@@ -239,12 +295,19 @@ def to_rows(protocol: Protocol, sv: Dataset, ds: Dataset | None, dm: Dataset | N
             problems.append(Problem("USUBJID is missing", sv.name, number, field="USUBJID"))
             continue
         if not label and visitnum is None:
-            problems.append(Problem(f"participant {subject}: neither VISIT nor VISITNUM is given", sv.name, number,
-                                    field="VISIT"))
+            problems.append(
+                Problem(f"participant {subject}: neither VISIT nor VISITNUM is given", sv.name, number, field="VISIT")
+            )
             continue
         if day is None:
-            problems.append(Problem(f"participant {subject}: SVSTDTC '{record.get('SVSTDTC') or ''}' is not a full"
-                                    " date (YYYY-MM-DD)", sv.name, number, field="SVSTDTC"))
+            problems.append(
+                Problem(
+                    f"participant {subject}: SVSTDTC '{record.get('SVSTDTC') or ''}' is not a full date (YYYY-MM-DD)",
+                    sv.name,
+                    number,
+                    field="SVSTDTC",
+                )
+            )
             continue
         label = label or _number_text(visitnum)
         code = _visit_code(label, visitnum, mapping.get("visits", {}), visit_codes)
@@ -274,21 +337,40 @@ def to_rows(protocol: Protocol, sv: Dataset, ds: Dataset | None, dm: Dataset | N
             else:
                 label = term
                 event = mapping.get("ds", {}).get(term) or events.get(_norm(term))
-                if event is None and disposition and scope in ("", "STUDY PARTICIPATION") \
-                        and term.upper() not in NOT_EARLY and term not in mapping.get("ds", {}):
+                if (
+                    event is None
+                    and disposition
+                    and scope in ("", "STUDY PARTICIPATION")
+                    and term.upper() not in NOT_EARLY
+                    and term not in mapping.get("ds", {})
+                ):
                     event = early
             kept = used.ds.get(label, (event, 0))
             used.ds[label] = (event, kept[1] + 1)
             if event is None:
                 continue  # listed in the mapping as not imported
             if event not in protocol.events:
-                problems.append(Problem(f"the mapping sends {term} to {event}, which is no event of protocol version"
-                                        f" {protocol.version}", ds.name, number, field="DSDECOD"))
+                problems.append(
+                    Problem(
+                        f"the mapping sends {term} to {event}, which is no event of protocol version"
+                        f" {protocol.version}",
+                        ds.name,
+                        number,
+                        field="DSDECOD",
+                    )
+                )
                 continue
             day = _day(record.get("DSSTDTC"))
             if day is None:
-                problems.append(Problem(f"participant {subject}: DSSTDTC '{record.get('DSSTDTC') or ''}' is not a"
-                                        " full date (YYYY-MM-DD)", ds.name, number, field="DSSTDTC"))
+                problems.append(
+                    Problem(
+                        f"participant {subject}: DSSTDTC '{record.get('DSSTDTC') or ''}' is not a"
+                        " full date (YYYY-MM-DD)",
+                        ds.name,
+                        number,
+                        field="DSSTDTC",
+                    )
+                )
                 continue
             add(ds, number, "DSSTDTC", subject, event, day, True)
     if dm is not None:
@@ -301,8 +383,14 @@ def to_rows(protocol: Protocol, sv: Dataset, ds: Dataset | None, dm: Dataset | N
                     continue  # not in the dataset, empty (a screen failure has no RFSTDTC), or not imported
                 day = _day(value)
                 if day is None:
-                    problems.append(Problem(f"participant {subject}: {var} '{value}' is not a full date (YYYY-MM-DD)",
-                                            dm.name, number, field=var))
+                    problems.append(
+                        Problem(
+                            f"participant {subject}: {var} '{value}' is not a full date (YYYY-MM-DD)",
+                            dm.name,
+                            number,
+                            field=var,
+                        )
+                    )
                     continue
                 kept = used.dm.get(var, (event, 0))
                 used.dm[var] = (event, kept[1] + 1)
@@ -310,17 +398,26 @@ def to_rows(protocol: Protocol, sv: Dataset, ds: Dataset | None, dm: Dataset | N
     used.arms = arms_used
     seen_labels = set(used.visits) | set(used.unscheduled)
     seen_terms = {label.removesuffix(" (STUDY TREATMENT)") for label in used.ds}
-    used.unused = ([f"visits.{label}" for label in mapping.get("visits", {}) if label not in seen_labels]
-                   + [f"events.{event}" for event, spec in mapping.get("events", {}).items()
-                      if str(spec.get("sv")) not in seen_labels]
-                   + [f"{key}.{term}" for key in ("ds", "ds_treatment") for term in mapping.get(key, {})
-                      if term not in seen_terms]
-                   + [f"arms.{armcd}" for armcd in mapping.get("arms", {}) if armcd not in arms_used])
+    used.unused = (
+        [f"visits.{label}" for label in mapping.get("visits", {}) if label not in seen_labels]
+        + [
+            f"events.{event}"
+            for event, spec in mapping.get("events", {}).items()
+            if str(spec.get("sv")) not in seen_labels
+        ]
+        + [f"{key}.{term}" for key in ("ds", "ds_treatment") for term in mapping.get(key, {}) if term not in seen_terms]
+        + [f"arms.{armcd}" for armcd in mapping.get("arms", {}) if armcd not in arms_used]
+    )
     return rows, problems, used
 
 
-def _demographics(dm: Dataset | None, protocol: Protocol, arm_map: dict, problems: list[Problem],
-                  used: dict[str, tuple[str | None, int]]) -> tuple[dict[str, str], dict[str, str]]:
+def _demographics(
+    dm: Dataset | None,
+    protocol: Protocol,
+    arm_map: dict,
+    problems: list[Problem],
+    used: dict[str, tuple[str | None, int]],
+) -> tuple[dict[str, str], dict[str, str]]:
     sites: dict[str, str] = {}
     arms: dict[str, str] = {}
     if dm is None:
@@ -337,9 +434,15 @@ def _demographics(dm: Dataset | None, protocol: Protocol, arm_map: dict, problem
             continue
         if arm not in protocol.arm_codes:
             known = ", ".join(sorted(protocol.arm_codes)) or "none"
-            problems.append(Problem(f"participant {subject}: ARMCD '{armcd}' is not an arm of protocol version"
-                                    f" {protocol.version} (arms: {known}); map it with arms: in --map", dm.name,
-                                    number, field="ARMCD"))
+            problems.append(
+                Problem(
+                    f"participant {subject}: ARMCD '{armcd}' is not an arm of protocol version"
+                    f" {protocol.version} (arms: {known}); map it with arms: in --map",
+                    dm.name,
+                    number,
+                    field="ARMCD",
+                )
+            )
             continue
         arms[subject] = arm
         used[armcd] = (arm, used.get(armcd, (arm, 0))[1] + 1)

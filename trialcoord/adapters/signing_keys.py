@@ -21,8 +21,9 @@ import binascii
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -54,8 +55,9 @@ def generate_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
-def read_passphrase(*, file: Path | None = None, env: str | None = None,
-                    environ: Mapping[str, str] = os.environ) -> bytes:
+def read_passphrase(
+    *, file: Path | None = None, env: str | None = None, environ: Mapping[str, str] = os.environ
+) -> bytes:
     """The passphrase from exactly one source the caller names: a file (one line) or an environment variable."""
     if (file is None) == (env is None):
         raise SigningKeyError("name exactly one passphrase source: a passphrase file or an environment variable")
@@ -92,8 +94,7 @@ def encrypt_key(key: Ed25519PrivateKey, passphrase: bytes) -> str:
     header = {
         "format": KEY_FORMAT,
         "public_key": public_key_hex(key.public_key()),
-        "kdf": {"name": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P,
-                "salt": _b64(os.urandom(16))},
+        "kdf": {"name": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P, "salt": _b64(os.urandom(16))},
         "cipher": "AES-256-GCM",
     }
     nonce = os.urandom(12)
@@ -202,7 +203,9 @@ def verify_hex(public_key: str, message: bytes, signature: str) -> bool:
 
 def sign_checkpoint(checkpoint: Checkpoint, private_key: Ed25519PrivateKey) -> dict[str, Any]:
     return {
-        "size": checkpoint.size, "root": checkpoint.root, "issued_at": checkpoint.issued_at,
+        "size": checkpoint.size,
+        "root": checkpoint.root,
+        "issued_at": checkpoint.issued_at,
         "key_id": key_id(private_key.public_key()),
         "signature": private_key.sign(checkpoint.canonical_bytes()).hex(),
     }
@@ -222,13 +225,16 @@ def verify_checkpoint(signed: Mapping[str, Any], public_key: Ed25519PublicKey) -
     try:
         public_key.verify(bytes.fromhex(signed["signature"]), checkpoint.canonical_bytes())
     except (TypeError, ValueError, InvalidSignature):
-        raise CheckpointError("checkpoint signature does not verify: the checkpoint was altered after signing") from None
+        raise CheckpointError(
+            "checkpoint signature does not verify: the checkpoint was altered after signing"
+        ) from None
     return checkpoint
 
 
 def save_checkpoint(signed: Mapping[str, Any], path: Path) -> None:
-    Path(path).write_text(json.dumps({name: signed[name] for name in CHECKPOINT_FIELDS}, indent=2) + "\n",
-                          encoding="utf-8")
+    Path(path).write_text(
+        json.dumps({name: signed[name] for name in CHECKPOINT_FIELDS}, indent=2) + "\n", encoding="utf-8"
+    )
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -41,19 +41,29 @@ def text_table(columns: Sequence[str], rows: Iterable[Mapping]) -> str:
     is folded so that it cannot break the columns; None is blank."""
     cells = [["" if row.get(name) is None else " ".join(str(row[name]).split()) for name in columns] for row in rows]
     widths = [max([len(name)] + [len(line[i]) for line in cells]) for i, name in enumerate(columns)]
-    return "".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() + "\n"
-                   for line in [list(columns), *cells])
+    return "".join(
+        "  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() + "\n" for line in [list(columns), *cells]
+    )
 
 
-def xlsx_bytes(sheet: str, columns: list[str], rows: Iterable[Mapping | Sequence], *,
-               created: datetime = FIXED_CREATED) -> bytes:
+def xlsx_bytes(
+    sheet: str, columns: list[str], rows: Iterable[Mapping | Sequence], *, created: datetime = FIXED_CREATED
+) -> bytes:
     """One worksheet: a bold, frozen header with an autofilter, then the rows; the same input gives the same bytes."""
     if not columns:
         raise ValueError("a listing needs at least one column")
     out = io.BytesIO()
     # Every cell is written with an explicit type; these options only make sure nothing else is inferred.
-    workbook = xlsxwriter.Workbook(out, {"in_memory": True, "strings_to_formulas": False, "strings_to_urls": False,
-                                         "strings_to_numbers": False, "remove_timezone": True})
+    workbook = xlsxwriter.Workbook(
+        out,
+        {
+            "in_memory": True,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+            "strings_to_numbers": False,
+            "remove_timezone": True,
+        },
+    )
     workbook.set_properties({"created": created})
     header = workbook.add_format({"bold": True, "bottom": 1})
     day = workbook.add_format({"num_format": "yyyy-mm-dd"})
@@ -78,8 +88,9 @@ def _values(columns: list[str], row: Mapping | Sequence, number: int) -> list:
     if isinstance(row, Mapping):
         return [row.get(name) for name in columns]
     if isinstance(row, str | bytes) or len(row) != len(columns):
-        raise ValueError(f"row {number} has {1 if isinstance(row, str | bytes) else len(row)} values "
-                         f"for {len(columns)} columns")
+        raise ValueError(
+            f"row {number} has {1 if isinstance(row, str | bytes) else len(row)} values for {len(columns)} columns"
+        )
     return list(row)
 
 

@@ -28,13 +28,21 @@ from typing import Any
 
 from trialcoord.domain.problems import InvalidInput, Problem
 
-_ISO = re.compile(r"^\s*([+-])?P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
-                  r"(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?\s*$")
+_ISO = re.compile(
+    r"^\s*([+-])?P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
+    r"(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?\s*$"
+)
 _ENDING = re.compile(r"early termination|discontinu|withdraw|terminat", re.I)
-_SKIPPED_TIMELINES = ((re.compile(r"adverse event", re.I),
-                       "adverse-event visits repeat for every event; record them as unscheduled visits"),
-                      (re.compile(r"unscheduled", re.I),
-                       "any visit not in the protocol is recorded as an unscheduled visit; it needs no definition"))
+_SKIPPED_TIMELINES = (
+    (
+        re.compile(r"adverse event", re.I),
+        "adverse-event visits repeat for every event; record them as unscheduled visits",
+    ),
+    (
+        re.compile(r"unscheduled", re.I),
+        "any visit not in the protocol is recorded as an unscheduled visit; it needs no definition",
+    ),
+)
 _EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _ARMCD_LENGTH = 20  # SDTM ARMCD
 
@@ -47,8 +55,9 @@ class Duration:
     exact: bool = True  # False: a part of a day was dropped (USDM time points within a day)
 
     def __add__(self, other: Duration) -> Duration:
-        return Duration(self.months + other.months, self.days + other.days, self.weeks and other.weeks,
-                        self.exact and other.exact)
+        return Duration(
+            self.months + other.months, self.days + other.days, self.weeks and other.weeks, self.exact and other.exact
+        )
 
     def __neg__(self) -> Duration:
         return Duration(-self.months, -self.days, self.weeks, self.exact)
@@ -107,15 +116,21 @@ class _Reader:
         if value is None:
             where = f"{path}.{key}" if path else key
             if required and where in self.ignored:
-                self.problems.append(Problem(f"'{key}' should be {'an array' if kind is list else 'an object'}",
-                                             self.file, field=where))
+                self.problems.append(
+                    Problem(f"'{key}' should be {'an array' if kind is list else 'an object'}", self.file, field=where)
+                )
             elif required:
                 self.problems.append(Problem(f"missing '{key}'", self.file, field=path))
             return kind()
         if not isinstance(value, kind):
-            self.problems.append(Problem(f"'{key}' should be a{'n' if kind is list else ''} "
-                                         f"{ {dict: 'object', list: 'array', str: 'text'}.get(kind, kind.__name__)}",
-                                         self.file, field=f"{path}.{key}" if path else key))
+            self.problems.append(
+                Problem(
+                    f"'{key}' should be a{'n' if kind is list else ''} "
+                    f"{ {dict: 'object', list: 'array', str: 'text'}.get(kind, kind.__name__) }",
+                    self.file,
+                    field=f"{path}.{key}" if path else key,
+                )
+            )
             return kind()
         return value
 
@@ -132,8 +147,15 @@ def parse_usdm(text: str | bytes, file: str) -> dict:
     except json.JSONDecodeError as error:
         raise InvalidInput([Problem(f"not JSON: {error.msg}", file, line=error.lineno, column=error.colno)]) from None
     if not isinstance(document, dict) or "study" not in document:
-        raise InvalidInput([Problem("not a USDM study: the top level has no 'study' (a USDM v4 JSON file holds "
-                                    "{\"study\": {...}, \"usdmVersion\": \"4.0.0\"})", file)])
+        raise InvalidInput(
+            [
+                Problem(
+                    "not a USDM study: the top level has no 'study' (a USDM v4 JSON file holds "
+                    '{"study": {...}, "usdmVersion": "4.0.0"})',
+                    file,
+                )
+            ]
+        )
     return document
 
 
@@ -144,13 +166,24 @@ def duration(text: Any, where: str) -> Duration:
         raise ValueError(f"{where}: '{text}' is not an ISO 8601 duration such as P14D or P2W")
     sign, years, months, weeks, days, hours, minutes, seconds = match.groups()
     seconds_total = int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds or 0)
-    result = Duration(int(years or 0) * 12 + int(months or 0), int(weeks or 0) * 7 + int(days or 0)
-                      + int(seconds_total // 86400), weeks is not None and not days, seconds_total % 86400 == 0)
+    result = Duration(
+        int(years or 0) * 12 + int(months or 0),
+        int(weeks or 0) * 7 + int(days or 0) + int(seconds_total // 86400),
+        weeks is not None and not days,
+        seconds_total % 86400 == 0,
+    )
     return -result if sign == "-" else result
 
 
-def convert(document: dict, file: str, *, study: str | None = None, version: str | None = None,
-            effective: date | None = None, today: date) -> Conversion:
+def convert(
+    document: dict,
+    file: str,
+    *,
+    study: str | None = None,
+    version: str | None = None,
+    effective: date | None = None,
+    today: date,
+) -> Conversion:
     ignored: list[str] = []
     converter = _Converter(_typed(document, "", ignored), file, study, version, effective, today)
     converter.reader.ignored = set(ignored)
@@ -159,9 +192,25 @@ def convert(document: dict, file: str, *, study: str | None = None, version: str
     return converter.run()
 
 
-_LISTS = {"versions", "studyDesigns", "encounters", "activities", "epochs", "arms", "studyCells", "scheduleTimelines",
-          "instances", "timings", "conditionAssignments", "studyIdentifiers", "organizations", "titles", "dateValues",
-          "amendments", "conditions"}
+_LISTS = {
+    "versions",
+    "studyDesigns",
+    "encounters",
+    "activities",
+    "epochs",
+    "arms",
+    "studyCells",
+    "scheduleTimelines",
+    "instances",
+    "timings",
+    "conditionAssignments",
+    "studyIdentifiers",
+    "organizations",
+    "titles",
+    "dateValues",
+    "amendments",
+    "conditions",
+}
 _CODES = {"type", "relativeToFrom"}
 
 
@@ -206,8 +255,9 @@ def _typed(node: Any, path: str, ignored: list[str]) -> Any:
 
 
 class _Converter:
-    def __init__(self, document: dict, file: str, study: str | None, version: str | None, effective: date | None,
-                 today: date):
+    def __init__(
+        self, document: dict, file: str, study: str | None, version: str | None, effective: date | None, today: date
+    ):
         self.reader = _Reader(file)
         self.document, self.file = document, file
         self.study_arg, self.version_arg, self.effective_arg, self.today = study, version, effective, today
@@ -228,32 +278,44 @@ class _Converter:
             raise InvalidInput([Problem("the study has no version", self.file, field="study.versions")])
         version = versions[0]
         for extra in versions[1:]:
-            self.not_mapped.append(f"study version {_label(extra)} ({_id(extra)}): one protocol file holds one "
-                                   "version; import it with its own --out")
+            self.not_mapped.append(
+                f"study version {_label(extra)} ({_id(extra)}): one protocol file holds one "
+                "version; import it with its own --out"
+            )
         designs = get(version, "studyDesigns", list, "study.versions[0]")
         self.reader.fail()
         if not designs:
-            raise InvalidInput([Problem("the version has no study design", self.file,
-                                        field="study.versions[0].studyDesigns")])
+            raise InvalidInput(
+                [Problem("the version has no study design", self.file, field="study.versions[0].studyDesigns")]
+            )
         design = designs[0]
         for extra in designs[1:]:
             self.not_mapped.append(f"study design {_label(extra)} ({_id(extra)}): only the first design is imported")
         self.path = "study.versions[0].studyDesigns[0]"
-        self.encounters = {e.get("id"): e for e in get(design, "encounters", list, self.path, False)
-                           if isinstance(e, dict)}
-        self.activities = {a.get("id"): a for a in get(design, "activities", list, self.path, False)
-                           if isinstance(a, dict)}
+        self.encounters = {
+            e.get("id"): e for e in get(design, "encounters", list, self.path, False) if isinstance(e, dict)
+        }
+        self.activities = {
+            a.get("id"): a for a in get(design, "activities", list, self.path, False) if isinstance(a, dict)
+        }
         self.epochs = {e.get("id"): e for e in get(design, "epochs", list, self.path, False) if isinstance(e, dict)}
         timelines = [t for t in get(design, "scheduleTimelines", list, self.path) if isinstance(t, dict)]
         self.reader.fail()
         if not timelines:
-            raise InvalidInput([Problem("the study design has no schedule timeline", self.file,
-                                        field=f"{self.path}.scheduleTimelines")])
+            raise InvalidInput(
+                [
+                    Problem(
+                        "the study design has no schedule timeline", self.file, field=f"{self.path}.scheduleTimelines"
+                    )
+                ]
+            )
         main = next((t for t in timelines if t.get("mainTimeline") is True), None)
         if main is None:
             main = timelines[0]
-            self.assumed.append(f"no timeline says mainTimeline: true; the first, {_label(main)} ({_id(main)}), "
-                                "is taken as the main one")
+            self.assumed.append(
+                f"no timeline says mainTimeline: true; the first, {_label(main)} ({_id(main)}), "
+                "is taken as the main one"
+            )
         header = self._header(study, version, design, main)
         arms = self._arms(design)
         events: dict[str, str] = {}  # name -> its YAML line (with comment)
@@ -264,18 +326,24 @@ class _Converter:
         self._consent(visits, events)
         self._conditions(version, visits)
         if self.unwindowed:
-            self.assumed.append(f"{len(self.unwindowed)} timing(s) give no window ({_listing(self.unwindowed)}): "
-                                "written as window 0d/0d, the target day itself")
+            self.assumed.append(
+                f"{len(self.unwindowed)} timing(s) give no window ({_listing(self.unwindowed)}): "
+                "written as window 0d/0d, the target day itself"
+            )
         if self.subday:
             self.assumed.append(f"time of day dropped from {_listing(self.subday)}: trialcoord schedules dates")
         text = self._render(header, events, arms, visits)
-        return Conversion(header["study"], header["version"], text, len(visits), list(events),
-                          self.not_mapped, self.assumed)
+        return Conversion(
+            header["study"], header["version"], text, len(visits), list(events), self.not_mapped, self.assumed
+        )
 
     def _header(self, study: dict, version: dict, design: dict, main: dict) -> dict[str, str]:
         identifiers = [i for i in version.get("studyIdentifiers") or [] if isinstance(i, dict) and i.get("text")]
-        sponsors = {o.get("id") for o in version.get("organizations") or [] if isinstance(o, dict)
-                    and "sponsor" in str((o.get("type") or {}).get("decode") or "").lower()}
+        sponsors = {
+            o.get("id")
+            for o in version.get("organizations") or []
+            if isinstance(o, dict) and "sponsor" in str((o.get("type") or {}).get("decode") or "").lower()
+        }
         identifiers.sort(key=lambda i: i.get("scopeId") not in sponsors)  # the sponsor's protocol number first
         code = self.study_arg
         source = "the --out path"
@@ -284,28 +352,54 @@ class _Converter:
             code = re.sub(r"[^A-Za-z0-9_-]+", "-", raw).strip("-")
             source = f"studyIdentifiers {_id(identifiers[0])} (the sponsor's)" if identifiers else "study.name"
         if not code:
-            raise InvalidInput([Problem("no study code: the version has no studyIdentifiers and the study no name; "
-                                        "give --out protocols/STUDY/VERSION.yaml", self.file)])
+            raise InvalidInput(
+                [
+                    Problem(
+                        "no study code: the version has no studyIdentifiers and the study no name; "
+                        "give --out protocols/STUDY/VERSION.yaml",
+                        self.file,
+                    )
+                ]
+            )
         label = self.version_arg or str(version.get("versionIdentifier") or "")
         version_note = "the --out path" if self.version_arg else f"versionIdentifier of {_id(version)}"
         amendments = [a for a in version.get("amendments") or [] if isinstance(a, dict)]
         if amendments:
-            self.not_mapped.append(f"{len(amendments)} amendment(s) ({_listing([_label(a) for a in amendments])}): "
-                                   "history of how this version came to be; an earlier version is its own file")
+            self.not_mapped.append(
+                f"{len(amendments)} amendment(s) ({_listing([_label(a) for a in amendments])}): "
+                "history of how this version came to be; an earlier version is its own file"
+            )
         if not label:
-            raise InvalidInput([Problem("no version label: versionIdentifier is empty; give --out "
-                                        "protocols/STUDY/VERSION.yaml", self.file, field="study.versions[0]")])
+            raise InvalidInput(
+                [
+                    Problem(
+                        "no version label: versionIdentifier is empty; give --out protocols/STUDY/VERSION.yaml",
+                        self.file,
+                        field="study.versions[0]",
+                    )
+                ]
+            )
         titles = {(t.get("type") or {}).get("decode"): t for t in version.get("titles") or [] if isinstance(t, dict)}
-        title = next((titles[k] for k in ("Official Study Title", "Brief Study Title", "Study Acronym")
-                      if k in titles and titles[k].get("text")), None)
+        title = next(
+            (
+                titles[k]
+                for k in ("Official Study Title", "Brief Study Title", "Study Acronym")
+                if k in titles and titles[k].get("text")
+            ),
+            None,
+        )
         effective, effective_note = self._effective(version)
         return {
-            "study": code, "study_note": f"{source}; USDM study {study.get('name') or _id(study)}",
+            "study": code,
+            "study_note": f"{source}; USDM study {study.get('name') or _id(study)}",
             "title": str(title["text"]) if title else str(study.get("label") or study.get("name") or code),
             "title_note": f"titles {_id(title)} ({title['type']['decode']})" if title else "study name",
-            "version": label, "version_note": version_note,
-            "effective": effective.isoformat(), "effective_note": effective_note,
-            "design": f"{_id(design)} {design.get('name') or ''}".strip(), "timeline": f"{_id(main)} {_label(main)}",
+            "version": label,
+            "version_note": version_note,
+            "effective": effective.isoformat(),
+            "effective_note": effective_note,
+            "design": f"{_id(design)} {design.get('name') or ''}".strip(),
+            "timeline": f"{_id(main)} {_label(main)}",
             "usdm": str(self.document.get("usdmVersion") or "?"),
             "system": f"{self.document.get('systemName') or ''} {self.document.get('systemVersion') or ''}".strip(),
         }
@@ -317,15 +411,22 @@ class _Converter:
         for value in version.get("dateValues") or []:
             kind = str((value.get("type") or {}).get("decode") or value.get("name") or "")
             try:
-                dated.append((0 if "effective" in kind.lower() else 1, date.fromisoformat(str(value.get("dateValue"))),
-                              f"dateValues {_id(value)} ({kind})"))
+                dated.append(
+                    (
+                        0 if "effective" in kind.lower() else 1,
+                        date.fromisoformat(str(value.get("dateValue"))),
+                        f"dateValues {_id(value)} ({kind})",
+                    )
+                )
             except ValueError:
                 self.not_mapped.append(f"date {_id(value)} '{value.get('dateValue')}' is not an ISO date")
         if dated:
             _, day, note = min(dated, key=lambda d: d[0])
             return day, note
-        self.assumed.append(f"effective: the version has no dateValues; written as {self.today.isoformat()} (the "
-                            "day of import): set it to the date this version governs from, or give --effective")
+        self.assumed.append(
+            f"effective: the version has no dateValues; written as {self.today.isoformat()} (the "
+            "day of import): set it to the date this version governs from, or give --effective"
+        )
         return self.today, "no date in USDM: the day of import (see 'assumed' below)"
 
     def _arms(self, design: dict) -> list[tuple[str, str, str]]:
@@ -334,8 +435,10 @@ class _Converter:
         for arm in design.get("arms") or []:
             if not isinstance(arm, dict):
                 continue
-            code = _unique(_code(str(arm.get("name") or arm.get("label") or ""))[:_ARMCD_LENGTH] or "ARM",
-                           set(self.arm_codes.values()))
+            code = _unique(
+                _code(str(arm.get("name") or arm.get("label") or ""))[:_ARMCD_LENGTH] or "ARM",
+                set(self.arm_codes.values()),
+            )
             self.arm_codes[arm.get("id")] = code
             arms.append((code, str(arm.get("label") or arm.get("name") or code), _id(arm)))
         self.cells: dict[str, set[str]] = {}
@@ -359,21 +462,38 @@ class _Converter:
         anchor_timing = next((t for t in timings if _kind(t) == "fixed"), None)
         if anchor_timing is None:
             if main:
-                raise InvalidInput([Problem(f"the main {name} has no Fixed Reference timing, so no date anchors its "
-                                            "visits (Study Day 1)", self.file, field=f"{self.path}.scheduleTimelines")])
+                raise InvalidInput(
+                    [
+                        Problem(
+                            f"the main {name} has no Fixed Reference timing, so no date anchors its "
+                            "visits (Study Day 1)",
+                            self.file,
+                            field=f"{self.path}.scheduleTimelines",
+                        )
+                    ]
+                )
             self.not_mapped.append(f"{name}: no Fixed Reference timing anchors it")
             return []
         if not main and any(_has_time(t.get("value")) for t in timings if _kind(t) != "fixed"):
             values = ", ".join(str(t.get("value")) for t in timings if _kind(t) != "fixed")
-            self.not_mapped.append(f"{name}: time points within a day ({values}); trialcoord schedules dates, so "
-                                   "they belong to the procedures of the visit they happen at")
+            self.not_mapped.append(
+                f"{name}: time points within a day ({values}); trialcoord schedules dates, so "
+                "they belong to the procedures of the visit they happen at"
+            )
             return []
         anchor = anchor_timing.get("relativeFromScheduledInstanceId")
         if anchor not in instances:
             if main:
-                raise InvalidInput([Problem(f"the Fixed Reference {_id(anchor_timing)} of the main {name} names no "
-                                            f"instance of it ('{anchor}'), so no date anchors its visits", self.file,
-                                            field=f"{self.path}.scheduleTimelines")])
+                raise InvalidInput(
+                    [
+                        Problem(
+                            f"the Fixed Reference {_id(anchor_timing)} of the main {name} names no "
+                            f"instance of it ('{anchor}'), so no date anchors its visits",
+                            self.file,
+                            field=f"{self.path}.scheduleTimelines",
+                        )
+                    ]
+                )
             self.not_mapped.append(f"{name}: its Fixed Reference {_id(anchor_timing)} names no instance of it")
             return []
         for extra in (t for t in timings if _kind(t) == "fixed" and t is not anchor_timing):
@@ -381,16 +501,21 @@ class _Converter:
         order = _order(timeline, instances)
         event = self._event_name(instances.get(anchor), timeline, main, events)
         ending = not main and bool(_ENDING.search(text))
-        events[event] = (f"  {event}: {{ends_schedule: true}}" if ending else f"  {event}: {{}}") + \
-            f"  # {'Fixed Reference' if main else 'entry'} of {name}" + \
-            (f", instance {_id(instances.get(anchor))}" if anchor in instances else "") + \
-            (f": {_clean(timeline.get('entryCondition'))}" if not main and timeline.get("entryCondition") else "")
+        events[event] = (
+            (f"  {event}: {{ends_schedule: true}}" if ending else f"  {event}: {{}}")
+            + f"  # {'Fixed Reference' if main else 'entry'} of {name}"
+            + (f", instance {_id(instances.get(anchor))}" if anchor in instances else "")
+            + (f": {_clean(timeline.get('entryCondition'))}" if not main and timeline.get("entryCondition") else "")
+        )
         if main:
             self.day_one = event
         has_encounters = any(i.get("encounterId") for i in instances.values())
-        is_visit = {iid for iid, i in instances.items()
-                    if (i.get("encounterId") if main or has_encounters else i.get("activityIds"))
-                    and "Decision" not in str(i.get("instanceType"))}
+        is_visit = {
+            iid
+            for iid, i in instances.items()
+            if (i.get("encounterId") if main or has_encounters else i.get("activityIds"))
+            and "Decision" not in str(i.get("instanceType"))
+        }
         by_from: dict[str, list[dict]] = {}
         for timing in timings:
             by_from.setdefault(timing.get("relativeFromScheduledInstanceId"), []).append(timing)
@@ -404,22 +529,36 @@ class _Converter:
                 continue
             if iid not in is_visit:
                 if iid != anchor and main and instance.get("activityIds"):
-                    self.not_mapped.append(f"instance {_id(instance)} ({_label(instance)}) has activities but no "
-                                           "encounter: not a visit; its timing is kept in the visits counted from it")
+                    self.not_mapped.append(
+                        f"instance {_id(instance)} ({_label(instance)}) has activities but no "
+                        "encounter: not a visit; its timing is kept in the visits counted from it"
+                    )
                 continue
             encounter = self.encounters.get(instance.get("encounterId")) or {}
-            visit_name = str(encounter.get("label") or encounter.get("name") or instance.get("label")
-                             or instance.get("name") or timeline.get("name") or _id(instance))
+            visit_name = str(
+                encounter.get("label")
+                or encounter.get("name")
+                or instance.get("label")
+                or instance.get("name")
+                or timeline.get("name")
+                or _id(instance)
+            )
             seen_encounters[visit_name] = seen_encounters.get(visit_name, 0) + 1
             if seen_encounters[visit_name] > 1:
                 other = str(instance.get("label") or instance.get("name") or "")
-                visit_name = f"{visit_name} ({other})" if other and other != visit_name else \
-                    f"{visit_name} #{seen_encounters[visit_name]}"
-            code = _unique(_code(str(instance.get("name") or "")) or _code(str(encounter.get("name") or ""))
-                           or "V", codes_taken | set(events))
+                visit_name = (
+                    f"{visit_name} ({other})"
+                    if other and other != visit_name
+                    else f"{visit_name} #{seen_encounters[visit_name]}"
+                )
+            code = _unique(
+                _code(str(instance.get("name") or "")) or _code(str(encounter.get("name") or "")) or "V",
+                codes_taken | set(events),
+            )
             codes_taken.add(code)
-            visit = _Visit(instance, code, visit_name, first_number + len(visits), when=None if main else event,
-                           event=event)
+            visit = _Visit(
+                instance, code, visit_name, first_number + len(visits), when=None if main else event, event=event
+            )
             visit.comment = f"instance {_id(instance)}" + (f", encounter {_id(encounter)}" if encounter else "")
             epoch = self.epochs.get(instance.get("epochId"))
             if epoch:
@@ -427,12 +566,18 @@ class _Converter:
                 arms = self.cells.get(instance.get("epochId"), set())
                 if arms and arms != set(self.arm_codes.values()):
                     visit.arms = sorted(arms)
-            visit.procedures = list(dict.fromkeys(
-                str(self.activities[a].get("name") or self.activities[a].get("label"))
-                for a in instance.get("activityIds") or [] if a in self.activities))
+            visit.procedures = list(
+                dict.fromkeys(
+                    str(self.activities[a].get("name") or self.activities[a].get("label"))
+                    for a in instance.get("activityIds") or []
+                    if a in self.activities
+                )
+            )
             if instance.get("timelineId"):
-                self.not_mapped.append(f"visit {code}: instance {_id(instance)} runs timeline "
-                                       f"{instance.get('timelineId')} within the visit")
+                self.not_mapped.append(
+                    f"visit {code}: instance {_id(instance)} runs timeline "
+                    f"{instance.get('timelineId')} within the visit"
+                )
             if self._place(visit, iid, anchor, instances, is_visit, by_from, name):
                 visits.append(visit)
         self.codes = codes_taken
@@ -443,16 +588,27 @@ class _Converter:
             encounter = self.encounters.get((instance or {}).get("encounterId")) or {}
             candidates = [(instance or {}).get("label"), encounter.get("label"), (instance or {}).get("name")]
         else:
-            candidates = [re.sub(r"\btimeline\b", "", str(timeline.get("name") or ""), flags=re.I),
-                          timeline.get("label"), timeline.get("entryCondition")]
+            candidates = [
+                re.sub(r"\btimeline\b", "", str(timeline.get("name") or ""), flags=re.I),
+                timeline.get("label"),
+                timeline.get("entryCondition"),
+            ]
         for candidate in [*candidates, "day_one" if main else "event"]:
             slug = re.sub(r"[^a-z0-9]+", "_", str(candidate or "").lower()).strip("_")
             if _EVENT_NAME.match(slug) and len(slug) >= 3 and slug not in events:
                 return slug
         return _unique("event", set(events))
 
-    def _place(self, visit: _Visit, iid: str, anchor: str, instances: dict, is_visit: set[str],
-               by_from: dict[str, list[dict]], timeline: str) -> bool:
+    def _place(
+        self,
+        visit: _Visit,
+        iid: str,
+        anchor: str,
+        instances: dict,
+        is_visit: set[str],
+        by_from: dict[str, list[dict]],
+        timeline: str,
+    ) -> bool:
         """Offset and reference of a visit: its own timing, walked through instances that are no visit."""
         if iid == anchor:
             timing = next(t for t in by_from.get(iid, []) if _kind(t) == "fixed")
@@ -463,9 +619,11 @@ class _Converter:
         for _ in range(len(instances) + 1):
             options = [t for t in by_from.get(current, []) if _kind(t) in ("before", "after")]
             if not options:
-                self.not_mapped.append(f"visit {visit.code} ({visit.name}, instance {_id(visit.instance)}) in "
-                                       f"{timeline}: no Before/After timing gives its date"
-                                       + (f" (walked to {current})" if current != iid else ""))
+                self.not_mapped.append(
+                    f"visit {visit.code} ({visit.name}, instance {_id(visit.instance)}) in "
+                    f"{timeline}: no Before/After timing gives its date"
+                    + (f" (walked to {current})" if current != iid else "")
+                )
                 return False
             timing = next((t for t in options if t.get("relativeToScheduledInstanceId") == anchor), options[0])
             for other in options:
@@ -492,8 +650,10 @@ class _Converter:
                 self._window(visit, first)
                 return True
             if target not in instances:
-                self.not_mapped.append(f"visit {visit.code} ({visit.name}): timing {_id(timing)} is relative to "
-                                       f"'{target}', which is not an instance of {timeline}")
+                self.not_mapped.append(
+                    f"visit {visit.code} ({visit.name}): timing {_id(timing)} is relative to "
+                    f"'{target}', which is not an instance of {timeline}"
+                )
                 return False
             current = target
         self.not_mapped.append(f"visit {visit.code} ({visit.name}): its timings go round in a circle")
@@ -527,15 +687,18 @@ class _Converter:
             self.not_mapped.append(
                 f"decision {_label(instance)} ({_id(instance)}): branch '{_clean(branch.get('condition'))}' to "
                 f"{_label(target)} ({branch.get('conditionTargetId')}); the default path, to {_label(default)}, "
-                "is the schedule written")
+                "is the schedule written"
+            )
 
     def _consent(self, visits: list[_Visit], events: dict[str, str]) -> None:
         """Informed consent as an activity of a visit: the event that records it, so consent checks apply."""
         for visit in visits:
             if visit.when is None and any(re.search(r"informed consent", p, re.I) for p in visit.procedures):
                 if "consent" not in events and "CONSENT" not in self.codes:
-                    events["consent"] = (f"  consent: {{consent: true}}  # activity 'Informed consent' of visit "
-                                         f"{visit.code} ({visit.name})")
+                    events["consent"] = (
+                        f"  consent: {{consent: true}}  # activity 'Informed consent' of visit "
+                        f"{visit.code} ({visit.name})"
+                    )
                 return
 
     def _conditions(self, version: dict, visits: list[_Visit]) -> None:
@@ -545,8 +708,10 @@ class _Converter:
                 continue
             at = [where[i] for i in condition.get("contextIds") or [] if i in where]
             scope = f" at visits {', '.join(at)}" if at else ""
-            self.not_mapped.append(f"condition {condition.get('name') or ''} ({_id(condition)}){scope}: "
-                                   f"'{_clean(condition.get('text'), 90)}' (free text, not a schedule rule)")
+            self.not_mapped.append(
+                f"condition {condition.get('name') or ''} ({_id(condition)}){scope}: "
+                f"'{_clean(condition.get('text'), 90)}' (free text, not a schedule rule)"
+            )
 
     # ---- YAML -----------------------------------------------------------------------------------------
 
@@ -567,8 +732,9 @@ class _Converter:
             *events.values(),
         ]
         if arms:
-            lines += ["", "arms:"] + [f"  - {{code: {_q(code)}, name: {_q(name)}}}  # {arm_id}"
-                                      for code, name, arm_id in arms]
+            lines += ["", "arms:"] + [
+                f"  - {{code: {_q(code)}, name: {_q(name)}}}  # {arm_id}" for code, name, arm_id in arms
+            ]
         lines += ["", "visits:"]
         code_of = {v.instance.get("id"): v.code for v in visits}
         for visit in _dependency_order(visits):
@@ -585,8 +751,9 @@ class _Converter:
             if visit.when:
                 lines.append(f"    when: {visit.when}  # a visit of that timeline: expected once it starts")
             if visit.arms:
-                lines.append(f"    arms: [{', '.join(_q(a) for a in visit.arms)}]  # the arms whose cells hold "
-                             "this epoch")
+                lines.append(
+                    f"    arms: [{', '.join(_q(a) for a in visit.arms)}]  # the arms whose cells hold this epoch"
+                )
             if visit.procedures:
                 lines.append(f"    procedures: [{', '.join(_q(p) for p in visit.procedures)}]")
         for title, items in (("not mapped", self.not_mapped), ("assumed", self.assumed)):

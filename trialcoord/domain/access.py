@@ -6,10 +6,10 @@ scope matrix is tested without a database or a clock. See docs/access-control.md
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
-from typing import Iterable
 
 from trialcoord.domain.problems import InvalidInput, Problem
 
@@ -43,18 +43,35 @@ class Action(StrEnum):
 READ_ONLY_ACTIONS = frozenset({Action.VIEW_SCHEDULE, Action.VIEW_PERSONAL_DATA, Action.VIEW_AUDIT, Action.EXPORT})
 SITE_ROLES = frozenset({Role.COORDINATOR, Role.INVESTIGATOR})
 
-_SITE_WORK = frozenset({Action.VIEW_SCHEDULE, Action.VIEW_PERSONAL_DATA, Action.EXPORT,
-                        Action.ENROLL_PARTICIPANT, Action.RECORD_VISIT, Action.MANAGE_DOCUMENTS, Action.SIGN})
+_SITE_WORK = frozenset(
+    {
+        Action.VIEW_SCHEDULE,
+        Action.VIEW_PERSONAL_DATA,
+        Action.EXPORT,
+        Action.ENROLL_PARTICIPANT,
+        Action.RECORD_VISIT,
+        Action.MANAGE_DOCUMENTS,
+        Action.SIGN,
+    }
+)
 
 # The only place that says which role may do what; docs/access-control.md shows it (a test compares).
 ROLE_PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.ADMINISTRATOR: frozenset(Action),
     Role.COORDINATOR: _SITE_WORK | {Action.RECORD_DEVIATION, Action.RESPOND_DEVIATION},
-    Role.INVESTIGATOR: _SITE_WORK | {Action.VIEW_AUDIT, Action.RECORD_DEVIATION, Action.RESPOND_DEVIATION,
-                                     Action.APPROVE_EXCEPTION},
+    Role.INVESTIGATOR: _SITE_WORK
+    | {Action.VIEW_AUDIT, Action.RECORD_DEVIATION, Action.RESPOND_DEVIATION, Action.APPROVE_EXCEPTION},
     # Monitors see personal data only under a grant that says so (source data verification).
-    Role.MONITOR: frozenset({Action.VIEW_SCHEDULE, Action.VIEW_AUDIT, Action.EXPORT, Action.SIGN,
-                             Action.RECORD_DEVIATION, Action.REVIEW_DEVIATION}),
+    Role.MONITOR: frozenset(
+        {
+            Action.VIEW_SCHEDULE,
+            Action.VIEW_AUDIT,
+            Action.EXPORT,
+            Action.SIGN,
+            Action.RECORD_DEVIATION,
+            Action.REVIEW_DEVIATION,
+        }
+    ),
     Role.SPONSOR: frozenset({Action.VIEW_SCHEDULE, Action.EXPORT}),
 }
 
@@ -99,14 +116,23 @@ class Grant:
 def _grant_problems(grant: Grant) -> list[Problem]:
     checks = [
         (not grant.user_id, "a grant must name the user it is for", "user_id"),
-        (grant.study is None and grant.role is not Role.ADMINISTRATOR,
-         f"a {grant.role} grant must name its study; only administrators hold grants for every study", "study"),
+        (
+            grant.study is None and grant.role is not Role.ADMINISTRATOR,
+            f"a {grant.role} grant must name its study; only administrators hold grants for every study",
+            "study",
+        ),
         (grant.study is None and grant.site is not None, "a grant for a site must name the site's study", "site"),
         (grant.role in SITE_ROLES and grant.site is None, f"a {grant.role} grant must name its site", "site"),
-        (grant.valid_to is not None and grant.valid_to < grant.valid_from,
-         f"the grant ends ({grant.valid_to}) before it starts ({grant.valid_from})", "valid_to"),
-        (grant.personal_data and grant.role is not Role.MONITOR,
-         "only a monitor grant can add personal data; sponsors see coded data only", "personal_data"),
+        (
+            grant.valid_to is not None and grant.valid_to < grant.valid_from,
+            f"the grant ends ({grant.valid_to}) before it starts ({grant.valid_from})",
+            "valid_to",
+        ),
+        (
+            grant.personal_data and grant.role is not Role.MONITOR,
+            "only a monitor grant can add personal data; sponsors see coded data only",
+            "personal_data",
+        ),
     ]
     return [Problem(message, field=field) for failed, message, field in checks if failed]
 
@@ -121,8 +147,9 @@ class Decision:
         return self.allowed
 
 
-def authorize(grants: Iterable[Grant], action: Action | str, study: str | None, site: str | None,
-              today: date) -> Decision:
+def authorize(
+    grants: Iterable[Grant], action: Action | str, study: str | None, site: str | None, today: date
+) -> Decision:
     """May the holder of `grants` do `action` on `study` (None: system-wide) at `site` (None: the
     whole study)? Allowed when one grant in force covers it; otherwise every grant's reason."""
     action = Action(action)  # an unknown action is a programming error, not a denial
@@ -182,8 +209,9 @@ class SiteScope:
 def visible_sites(grants: Iterable[Grant], action: Action | str, study: str, today: date) -> SiteScope:
     """Which sites of `study` a listing for `action` may show, e.g. a worklist across sites."""
     action = Action(action)
-    covering = [g for g in _of_one_user(grants)
-                if _permits(g, action) and g.in_force(today) and g.study in (None, study)]
+    covering = [
+        g for g in _of_one_user(grants) if _permits(g, action) and g.in_force(today) and g.study in (None, study)
+    ]
     if any(g.site is None for g in covering):
         return SiteScope(all_sites=True)
     return SiteScope(all_sites=False, sites=frozenset(g.site for g in covering))

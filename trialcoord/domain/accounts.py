@@ -9,10 +9,10 @@ passed in as a function: hashing lives in `trialcoord.adapters.passwords`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Callable, Iterable
 
 from trialcoord.domain.problems import InvalidInput, Problem
 
@@ -62,11 +62,16 @@ class UserAccount:
 def _account_problems(account: UserAccount) -> list[Problem]:
     name, email = account.printed_name, account.email
     checks = [
-        (not _USER_ID.fullmatch(account.user_id),
-         "a user ID has 3 to 64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
-         "user_id"),
-        (not name.strip() or len(name) > MAX_PRINTED_NAME,
-         f"the printed name is required and at most {MAX_PRINTED_NAME} characters", "printed_name"),
+        (
+            not _USER_ID.fullmatch(account.user_id),
+            "a user ID has 3 to 64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
+            "user_id",
+        ),
+        (
+            not name.strip() or len(name) > MAX_PRINTED_NAME,
+            f"the printed name is required and at most {MAX_PRINTED_NAME} characters",
+            "printed_name",
+        ),
         (len(email) > MAX_EMAIL or not _EMAIL.fullmatch(email), "the e-mail address is not valid", "email"),
         (account.status not in set(AccountStatus), f"the status is one of {', '.join(AccountStatus)}", "status"),
     ]
@@ -74,6 +79,7 @@ def _account_problems(account: UserAccount) -> list[Problem]:
 
 
 # --- sign-in throttling and lock-out (11.300(d): attempted misuse is detected and stopped) ---
+
 
 @dataclass(frozen=True, slots=True)
 class LockoutPolicy:
@@ -122,8 +128,12 @@ def login_gate(failures: Iterable[datetime], now: datetime, policy: LockoutPolic
     times = sorted(failures)
     until = locked_until(times, policy)
     if until is not None and now < until:
-        return LoginGate(False, True, until, f"locked after {policy.max_failures} failed sign-ins; "
-                                             f"try again after {until:%Y-%m-%d %H:%M} UTC")
+        return LoginGate(
+            False,
+            True,
+            until,
+            f"locked after {policy.max_failures} failed sign-ins; try again after {until:%Y-%m-%d %H:%M} UTC",
+        )
     if not times:
         return LoginGate(True)
     recent = sum(1 for t in times if times[-1] - t < policy.window)
@@ -135,12 +145,14 @@ def login_gate(failures: Iterable[datetime], now: datetime, policy: LockoutPolic
 
 # --- automatic logoff (HIPAA 164.312(a)(2)(iii)) ---
 
+
 def session_lapsed(last_activity: datetime, now: datetime, timeout: timedelta = INACTIVITY_TIMEOUT) -> bool:
     """A session idle for `timeout` or longer has ended; the user signs in again."""
     return now - last_activity >= timeout
 
 
 # --- the signing ceremony (11.200(a)(1)) ---
+
 
 class Meaning(StrEnum):
     """What a signature means (11.50(a)(3)); the only meanings a signing can carry."""
@@ -218,8 +230,9 @@ class SigningSession:
         """Any activity of the user keeps the period continuous; after a lapse a new one begins."""
         return replace(self, last_activity=now, first_signing_done=self.first_signing_done and self.continuous(now))
 
-    def sign(self, account: UserAccount, attempt: SigningAttempt, verify_password: Callable[[str], bool],
-             now: datetime) -> SigningResult:
+    def sign(
+        self, account: UserAccount, attempt: SigningAttempt, verify_password: Callable[[str], bool], now: datetime
+    ) -> SigningResult:
         """Run the ceremony for the current `account` (reloaded, so a disabled account cannot sign).
         `verify_password` checks a password against that account's stored hash. Every failure fails
         closed: no signing, and the next attempt needs both components."""
@@ -233,8 +246,9 @@ class SigningSession:
         return SigningResult(signing, replace(self, last_activity=now, first_signing_done=True))
 
 
-def _refusal(session: SigningSession, account: UserAccount, attempt: SigningAttempt,
-             required: Components) -> str | None:
+def _refusal(
+    session: SigningSession, account: UserAccount, attempt: SigningAttempt, required: Components
+) -> str | None:
     typed_id = normalize_user_id(attempt.user_id or "")
     if account.user_id != session.user_id:
         return "the account is not the one signed in"

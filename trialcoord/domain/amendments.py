@@ -7,9 +7,9 @@ here reads the clock or stores anything.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Iterable, Sequence
 
 from trialcoord.domain.consent import ConsentVersion
 from trialcoord.domain.deviations import Finding, WindowException, detect
@@ -55,11 +55,19 @@ class ParticipantImpact:
         return bool(self.changes or self.resolved or self.created) or self.reconsent.status == REQUIRED
 
 
-def participant_impact(subject_id: str, site: str, current: Sequence[VisitOccurrence],
-                       proposed: Sequence[VisitOccurrence], as_of: date, reconsent: Reconsent, *,
-                       screening: Iterable[str] = (), stopped_now: date | None = None,
-                       stopped_then: date | None = None, exceptions: Iterable[WindowException] = ()
-                       ) -> ParticipantImpact:
+def participant_impact(
+    subject_id: str,
+    site: str,
+    current: Sequence[VisitOccurrence],
+    proposed: Sequence[VisitOccurrence],
+    as_of: date,
+    reconsent: Reconsent,
+    *,
+    screening: Iterable[str] = (),
+    stopped_now: date | None = None,
+    stopped_then: date | None = None,
+    exceptions: Iterable[WindowException] = (),
+) -> ParticipantImpact:
     """The visits that move, appear or disappear (of those not done yet whose window is still open, or opens
     later, as of `as_of`) and the deviations resolved or created. `stopped_now`/`stopped_then`: the date
     collection stopped under the current and under the new version (see `deviations.detect`)."""
@@ -78,12 +86,26 @@ def participant_impact(subject_id: str, site: str, current: Sequence[VisitOccurr
         current = [row for row in current if row.visit not in same]
         proposed = [row for row in proposed if row.visit not in same]
     screening, exceptions = tuple(screening), tuple(exceptions)
-    was = {f.key: f for f in detect(subject_id, current, screening=screening, collection_stopped_on=stopped_now,
-                                    exceptions=exceptions)}
-    will = {f.key: f for f in detect(subject_id, proposed, screening=screening, collection_stopped_on=stopped_then,
-                                     exceptions=exceptions)}
-    return ParticipantImpact(subject_id, site, tuple(changes), tuple(f for k, f in was.items() if k not in will),
-                             tuple(f for k, f in will.items() if k not in was), reconsent)
+    was = {
+        f.key: f
+        for f in detect(
+            subject_id, current, screening=screening, collection_stopped_on=stopped_now, exceptions=exceptions
+        )
+    }
+    will = {
+        f.key: f
+        for f in detect(
+            subject_id, proposed, screening=screening, collection_stopped_on=stopped_then, exceptions=exceptions
+        )
+    }
+    return ParticipantImpact(
+        subject_id,
+        site,
+        tuple(changes),
+        tuple(f for k, f in was.items() if k not in will),
+        tuple(f for k, f in will.items() if k not in was),
+        reconsent,
+    )
 
 
 _NOT_EXPECTED = (NOT_APPLICABLE, UNSCHEDULED)
@@ -94,8 +116,9 @@ def _expected(row: VisitOccurrence | None) -> bool:
     return row is not None and row.status not in _NOT_EXPECTED
 
 
-def _visit_change(code: str, old: VisitOccurrence | None, new: VisitOccurrence | None, as_of: date
-                  ) -> VisitChange | None:
+def _visit_change(
+    code: str, old: VisitOccurrence | None, new: VisitOccurrence | None, as_of: date
+) -> VisitChange | None:
     row = new or old
     assert row is not None
     if row.actual is not None:
@@ -114,8 +137,9 @@ def _visit_change(code: str, old: VisitOccurrence | None, new: VisitOccurrence |
     return VisitChange(code, row.name, kind, before, after)
 
 
-def reconsent_for(signed: Iterable[str], offered: Iterable[ConsentVersion], next_visit: tuple[str, date] | None
-                  ) -> Reconsent:
+def reconsent_for(
+    signed: Iterable[str], offered: Iterable[ConsentVersion], next_visit: tuple[str, date] | None
+) -> Reconsent:
     """`signed`: labels of the consent versions the participant signed at their site; `offered`: the site's
     consent versions written for the new protocol version."""
     labels = tuple(sorted({version.label for version in offered}))
@@ -128,13 +152,17 @@ def reconsent_for(signed: Iterable[str], offered: Iterable[ConsentVersion], next
 
 def next_visit(rows: Iterable[VisitOccurrence], from_day: date) -> tuple[str, date] | None:
     """The first expected visit not done whose target is on or after `from_day`."""
-    upcoming = [row for row in rows if row.actual is None and row.target is not None and row.target >= from_day
-                and row.status not in _NOT_EXPECTED]
+    upcoming = [
+        row
+        for row in rows
+        if row.actual is None and row.target is not None and row.target >= from_day and row.status not in _NOT_EXPECTED
+    ]
     first = min(upcoming, key=lambda row: (row.target, row.visit), default=None)
     return (first.visit, first.target) if first is not None and first.target is not None else None
 
 
 # --- what the versions themselves differ in (the IRB summary) ---
+
 
 def protocol_differences(old: Protocol, new: Protocol) -> list[str]:
     """One line per visit the new version adds or removes, or defines differently, in the new file's order."""
@@ -187,8 +215,11 @@ def _fields(old: VisitDefinition, new: VisitDefinition) -> list[tuple[str, str, 
         ("arms", arms(old), arms(new)),
         ("only when", old.when or "always", new.when or "always"),
         ("optional", str(old.optional).lower(), str(new.optional).lower()),
-        ("after the end", "expected" if old.after_end else "not applicable",
-         "expected" if new.after_end else "not applicable"),
+        (
+            "after the end",
+            "expected" if old.after_end else "not applicable",
+            "expected" if new.after_end else "not applicable",
+        ),
     ]
 
 
@@ -212,10 +243,13 @@ def renumbered(earlier: Iterable[Protocol], new: Protocol) -> list[str]:
         had = numbers.get(visit.code)
         owner = owners.get(visit.number)
         if had is not None and had[0] != visit.number:
-            problems.append(f"visit {visit.code} has number {visit.number:g} here but {had[0]:g} in version {had[1]};"
-                            " visit numbers never change across versions")
+            problems.append(
+                f"visit {visit.code} has number {visit.number:g} here but {had[0]:g} in version {had[1]};"
+                " visit numbers never change across versions"
+            )
         elif had is None and owner is not None and owner[0] != visit.code:
-            problems.append(f"visit {visit.code} takes number {visit.number:g}, which is {owner[0]}'s in version"
-                            f" {owner[1]}; give {visit.code} a number of its own (`number:`)")
+            problems.append(
+                f"visit {visit.code} takes number {visit.number:g}, which is {owner[0]}'s in version"
+                f" {owner[1]}; give {visit.code} a number of its own (`number:`)"
+            )
     return problems
-

@@ -14,9 +14,10 @@ import hashlib
 import json
 import re
 from collections import abc
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()  # RFC 6962: the hash of an empty tree is SHA-256 of nothing
 CHECKPOINT_KIND = "trialcoord-audit-checkpoint/1"  # signed with the checkpoint, so a signature means one thing
@@ -69,11 +70,15 @@ class Checkpoint:
         if not isinstance(self.root, str) or not re.fullmatch(r"[0-9a-f]{64}", self.root):
             raise ValueError(f"checkpoint root must be 64 lower-case hex digits, not {self.root!r}")
         if not isinstance(self.issued_at, str) or not _INSTANT.fullmatch(self.issued_at):
-            raise ValueError(f"checkpoint issued_at must be a UTC instant like 2026-11-27T09:30:00.000000Z, not {self.issued_at!r}")
+            raise ValueError(
+                f"checkpoint issued_at must be a UTC instant like 2026-11-27T09:30:00.000000Z, not {self.issued_at!r}"
+            )
 
     def canonical_bytes(self) -> bytes:
         """The bytes a signature covers."""
-        return canonical_json({"issued_at": self.issued_at, "kind": CHECKPOINT_KIND, "root": self.root, "size": self.size})
+        return canonical_json(
+            {"issued_at": self.issued_at, "kind": CHECKPOINT_KIND, "root": self.root, "size": self.size}
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,35 +121,54 @@ def canonical_json(value: Any) -> bytes:
 
 
 def canonical_bytes(entry: AuditEntry) -> bytes:
-    return canonical_json({
-        "action": entry.action, "actor": entry.actor, "new": entry.new, "old": entry.old,
-        "reason": entry.reason, "record_id": entry.record_id, "record_type": entry.record_type,
-        "recorded_at": entry.recorded_at, "sequence": entry.sequence,
-    })
+    return canonical_json(
+        {
+            "action": entry.action,
+            "actor": entry.actor,
+            "new": entry.new,
+            "old": entry.old,
+            "reason": entry.reason,
+            "record_id": entry.record_id,
+            "record_type": entry.record_type,
+            "recorded_at": entry.recorded_at,
+            "sequence": entry.sequence,
+        }
+    )
 
 
 _string = json.encoder.c_encode_basestring or json.encoder.py_encode_basestring  # the encoder's, ensure_ascii off
 
 
-def stored_bytes(sequence: int, recorded_at: str, actor: str, action: str, record_type: str, record_id: str,
-                 old: str | None, new: str | None, reason: str | None) -> bytes:
+def stored_bytes(
+    sequence: int,
+    recorded_at: str,
+    actor: str,
+    action: str,
+    record_type: str,
+    record_id: str,
+    old: str | None,
+    new: str | None,
+    reason: str | None,
+) -> bytes:
     """`canonical_bytes` of an entry from its stored columns, where `old`/`new` are the canonical JSON text
     `seal` wrote: the text is spliced in, not parsed and re-serialised (the slow part of verification).
 
     Equal to `canonical_bytes` for every sealed entry (tested); a stored text that differs in any byte, even
     one that parses to the same value, gives other bytes, so it is reported as altered, as it was.
     """
-    return (f'{{"action":{_string(action)},"actor":{_string(actor)},"new":{"null" if new is None else new},'
-            f'"old":{"null" if old is None else old},"reason":{"null" if reason is None else _string(reason)},'
-            f'"record_id":{_string(record_id)},"record_type":{_string(record_type)},'
-            f'"recorded_at":{_string(recorded_at)},"sequence":{int(sequence)}}}').encode()
+    return (
+        f'{{"action":{_string(action)},"actor":{_string(actor)},"new":{"null" if new is None else new},'
+        f'"old":{"null" if old is None else old},"reason":{"null" if reason is None else _string(reason)},'
+        f'"record_id":{_string(record_id)},"record_type":{_string(record_type)},'
+        f'"recorded_at":{_string(recorded_at)},"sequence":{int(sequence)}}}'
+    ).encode()
 
 
 def utc_instant(moment: datetime) -> str:
     """The one text form of an instant in the trail: UTC, microseconds, `Z`."""
     if moment.utcoffset() is None:
         raise ValueError("an audit instant needs a time zone; naive datetimes are ambiguous")
-    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def seal(entry: AuditEntry) -> StoredEntry:
@@ -157,8 +181,17 @@ def seal(entry: AuditEntry) -> StoredEntry:
     _check_fields(entry)
     old, new = _payload(entry.old, entry.sequence), _payload(entry.new, entry.sequence)
     # Each payload is encoded once and spliced in, as verification splices the stored text (`stored_bytes`).
-    data = stored_bytes(entry.sequence, entry.recorded_at, entry.actor, entry.action, entry.record_type,
-                        entry.record_id, old, new, entry.reason)
+    data = stored_bytes(
+        entry.sequence,
+        entry.recorded_at,
+        entry.actor,
+        entry.action,
+        entry.record_type,
+        entry.record_id,
+        old,
+        new,
+        entry.reason,
+    )
     return StoredEntry(entry, leaf_hash(data), old, new)
 
 
@@ -272,8 +305,8 @@ def _subproof(leaves: Sequence[bytes], m: int, lo: int, hi: int, whole: bool) ->
         return [] if whole else [merkle_root(leaves[lo:hi])]
     k = _largest_power_of_two_below(hi - lo)
     if m <= k:
-        return _subproof(leaves, m, lo, lo + k, whole) + [merkle_root(leaves[lo + k:hi])]
-    return _subproof(leaves, m - k, lo + k, hi, False) + [merkle_root(leaves[lo:lo + k])]
+        return _subproof(leaves, m, lo, lo + k, whole) + [merkle_root(leaves[lo + k : hi])]
+    return _subproof(leaves, m - k, lo + k, hi, False) + [merkle_root(leaves[lo : lo + k])]
 
 
 def _largest_power_of_two_below(n: int) -> int:
@@ -364,8 +397,11 @@ class TrailVerifier:
         """Add a verified leaf; at the checkpoint's size, compare the root with the checkpoint's."""
         self.tree.append(stored_hash)
         if self.tree.size == self._check_at and self.tree.root().hex() != self.checkpoint.root:
-            self.problem = (self._check_at, f"entries 1 to {self._check_at} no longer give the root of the checkpoint"
-                                            f" issued at {self.checkpoint.issued_at}: history was rewritten")
+            self.problem = (
+                self._check_at,
+                f"entries 1 to {self._check_at} no longer give the root of the checkpoint"
+                f" issued at {self.checkpoint.issued_at}: history was rewritten",
+            )
             return False
         return True
 
@@ -390,7 +426,8 @@ class TrailVerifier:
                     f'\x00{{"action":{string(action)},"actor":{string(actor)},"new":{"null" if new is None else new},'
                     f'"old":{"null" if old is None else old},"reason":{"null" if reason is None else string(reason)},'
                     f'"record_id":{string(record_id)},"record_type":{string(record_type)},'
-                    f'"recorded_at":{string(recorded_at)},"sequence":{sequence}}}'.encode()).digest()
+                    f'"recorded_at":{string(recorded_at)},"sequence":{sequence}}}'.encode()
+                ).digest()
                 if digest.hex() != stored:
                     raise ValueError
             except (TypeError, ValueError, AttributeError):
@@ -406,8 +443,11 @@ class TrailVerifier:
 
     def result(self) -> VerificationResult:
         if self.problem is None and self.tree.size < self._check_at:
-            self.problem = (self.tree.size + 1, f"missing: the checkpoint issued at {self.checkpoint.issued_at} covers"
-                                                f" {self._check_at} entries, the trail has {self.tree.size}")
+            self.problem = (
+                self.tree.size + 1,
+                f"missing: the checkpoint issued at {self.checkpoint.issued_at} covers"
+                f" {self._check_at} entries, the trail has {self.tree.size}",
+            )
         if self.problem:
             return _failed(self.tree, self.problem)
         return VerificationResult(True, self.tree.size, self.tree.root().hex())
@@ -429,7 +469,10 @@ def _sequence_problem(found: object, expected: int) -> tuple[int, str]:
     if isinstance(found, int) and found > expected:
         return expected, f"missing or out of order: entry {found} stands where entry {expected} belongs"
     if isinstance(found, int) and found >= 1:
-        return found, f"out of place: entry {found} appears again where entry {expected} belongs (inserted or reordered)"
+        return (
+            found,
+            f"out of place: entry {found} appears again where entry {expected} belongs (inserted or reordered)",
+        )
     return expected, f"invalid sequence {found!r} where entry {expected} belongs"
 
 

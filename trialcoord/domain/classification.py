@@ -4,9 +4,10 @@ each use these names."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Mapping, Protocol
+from typing import Protocol
 
 
 class Rule(StrEnum):
@@ -26,10 +27,13 @@ class Category(StrEnum):  # TransCelerate's categories the rules fall in (SDTM D
 
 
 CATEGORY = {
-    Rule.VISIT_EARLY: Category.VISIT_SCHEDULE, Rule.VISIT_LATE: Category.VISIT_SCHEDULE,
-    Rule.VISIT_MISSED: Category.VISIT_SCHEDULE, Rule.VISIT_AFTER_ENDING_EVENT: Category.VISIT_SCHEDULE,
+    Rule.VISIT_EARLY: Category.VISIT_SCHEDULE,
+    Rule.VISIT_LATE: Category.VISIT_SCHEDULE,
+    Rule.VISIT_MISSED: Category.VISIT_SCHEDULE,
+    Rule.VISIT_AFTER_ENDING_EVENT: Category.VISIT_SCHEDULE,
     Rule.SCREENING_OUT_OF_WINDOW: Category.ELIGIBILITY,
-    Rule.VISIT_BEFORE_CONSENT: Category.INFORMED_CONSENT, Rule.VISIT_UNDER_SUPERSEDED_CONSENT: Category.INFORMED_CONSENT,
+    Rule.VISIT_BEFORE_CONSENT: Category.INFORMED_CONSENT,
+    Rule.VISIT_UNDER_SUPERSEDED_CONSENT: Category.INFORMED_CONSENT,
 }
 
 
@@ -50,6 +54,7 @@ class _Judged(Protocol):
 
 
 # --- classification defaults (a protocol's `deviations:` section) ---
+
 
 @dataclass(frozen=True, slots=True)
 class Threshold:
@@ -74,6 +79,9 @@ class ClassificationDefaults:
 
 
 DEFAULTS = ClassificationDefaults(  # any consent deviation is important (TransCelerate), the rest start minor
-    {Rule.VISIT_BEFORE_CONSENT: Classification.IMPORTANT, Rule.VISIT_UNDER_SUPERSEDED_CONSENT: Classification.IMPORTANT,
-     Rule.SCREENING_OUT_OF_WINDOW: Classification.IMPORTANT},
+    {
+        Rule.VISIT_BEFORE_CONSENT: Classification.IMPORTANT,
+        Rule.VISIT_UNDER_SUPERSEDED_CONSENT: Classification.IMPORTANT,
+        Rule.SCREENING_OUT_OF_WINDOW: Classification.IMPORTANT,
+    },
 )

@@ -17,10 +17,10 @@ reported once per participant (`data_issues`), never a deviation per visit.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
-from typing import Iterable
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +76,10 @@ class ConsentIssue:
 
     @property
     def message(self) -> str:
-        return (f"{self.subject_id}: consent signed on {self.signed_on} has no version on record; record the"
-                " consent version signed, or the paper document's reference")
+        return (
+            f"{self.subject_id}: consent signed on {self.signed_on} has no version on record; record the"
+            " consent version signed, or the paper document's reference"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +120,15 @@ class ConsentDeviationCandidate:
         if self.rule is ConsentRule.BEFORE_CONSENT:
             when = f"first consent on {self.consented_on}" if self.consented_on else "no consent on record"
             return f"{self.subject_id} visit {self.visit} on {self.visit_on}: procedures before consent ({when})"
-        return (f"{self.subject_id} visit {self.visit} on {self.visit_on}: signed version {self.signed_version}, "
-                f"re-consent on version {self.required_version} required since {self.required_since}")
+        return (
+            f"{self.subject_id} visit {self.visit} on {self.visit_on}: signed version {self.signed_version}, "
+            f"re-consent on version {self.required_version} required since {self.required_since}"
+        )
 
 
-def reconsent_queue(consents: Iterable[ParticipantConsent], versions: Iterable[ConsentVersion],
-                    today: date) -> list[ReconsentEntry]:
+def reconsent_queue(
+    consents: Iterable[ParticipantConsent], versions: Iterable[ConsentVersion], today: date
+) -> list[ReconsentEntry]:
     """Active participants (pass only their consents) whose latest consent is on a version older
     than the newest one effective by `today` for its study, site and language."""
     versions = list(versions)
@@ -135,9 +140,11 @@ def reconsent_queue(consents: Iterable[ParticipantConsent], versions: Iterable[C
     return entries
 
 
-def consent_deviation_candidates(visits_with_procedures: Iterable[ProcedureVisit],
-                                 consents: Iterable[ParticipantConsent],
-                                 versions: Iterable[ConsentVersion]) -> list[ConsentDeviationCandidate]:
+def consent_deviation_candidates(
+    visits_with_procedures: Iterable[ProcedureVisit],
+    consents: Iterable[ParticipantConsent],
+    versions: Iterable[ConsentVersion],
+) -> list[ConsentDeviationCandidate]:
     """Visits dated before the participant's first consent, or on or after the date a re-consent
     became required and was not yet obtained. A consent signed on the visit day counts for it."""
     by_subject, versions = _by_subject(consents), list(versions)
@@ -146,14 +153,24 @@ def consent_deviation_candidates(visits_with_procedures: Iterable[ProcedureVisit
         signed = by_subject.get(visit.subject_id, [])
         first = min((c.signed_on for c in signed), default=None)
         if first is None or visit.on < first:
-            candidates.append(ConsentDeviationCandidate(visit.subject_id, visit.visit, visit.on,
-                                                        ConsentRule.BEFORE_CONSENT, first))
+            candidates.append(
+                ConsentDeviationCandidate(visit.subject_id, visit.visit, visit.on, ConsentRule.BEFORE_CONSENT, first)
+            )
             continue
         due = _reconsent_due(visit.subject_id, signed, versions, visit.on)
         if due is not None:
-            candidates.append(ConsentDeviationCandidate(
-                visit.subject_id, visit.visit, visit.on, ConsentRule.RECONSENT_NOT_OBTAINED, first,
-                due.required_since, due.signed_version, due.required_version))
+            candidates.append(
+                ConsentDeviationCandidate(
+                    visit.subject_id,
+                    visit.visit,
+                    visit.on,
+                    ConsentRule.RECONSENT_NOT_OBTAINED,
+                    first,
+                    due.required_since,
+                    due.signed_version,
+                    due.required_version,
+                )
+            )
     return candidates
 
 
@@ -177,8 +194,9 @@ def _order(version: ConsentVersion) -> tuple[date, str]:
     return version.effective_on, version.label
 
 
-def _reconsent_due(subject_id: str, signed: list[ParticipantConsent], versions: list[ConsentVersion],
-                   on: date) -> ReconsentEntry | None:
+def _reconsent_due(
+    subject_id: str, signed: list[ParticipantConsent], versions: list[ConsentVersion], on: date
+) -> ReconsentEntry | None:
     """Is the participant's latest consent signed by `on` on an older version than the newest one
     effective by `on`? A latest consent of unknown version is a data issue instead (`data_issues`)."""
     latest = max((c for c in signed if c.signed_on <= on), key=_consent_order, default=None)
@@ -186,15 +204,21 @@ def _reconsent_due(subject_id: str, signed: list[ParticipantConsent], versions: 
         return None
     version = latest.version or _registered(latest, versions)
     if version is not None:
-        newest = max((v for v in versions if v.group == version.group and v.effective_on <= on),
-                     key=_order, default=None)
+        newest = max(
+            (v for v in versions if v.group == version.group and v.effective_on <= on), key=_order, default=None
+        )
         if newest is None or _order(newest) <= _order(version):
             return None
         return ReconsentEntry(subject_id, latest.version_label, newest.label, newest.effective_on)
     # On paper, of a version never registered: older than every version of its site (and language) that
     # became effective after it was signed.
-    newer = [v for v in versions if v.site == latest.site and latest.signed_on < v.effective_on <= on
-             and (latest.language is None or v.language == latest.language)]
+    newer = [
+        v
+        for v in versions
+        if v.site == latest.site
+        and latest.signed_on < v.effective_on <= on
+        and (latest.language is None or v.language == latest.language)
+    ]
     newest = max(newer, key=_order, default=None)
     if newest is None:
         return None
@@ -205,8 +229,13 @@ def _registered(consent: ParticipantConsent, versions: list[ConsentVersion]) -> 
     """The registered version a paper consent's printed label names, at its site (and language)."""
     if consent.label is None:
         return None
-    matching = [v for v in versions if v.site == consent.site and v.label == consent.label
-                and (consent.language is None or v.language == consent.language)]
+    matching = [
+        v
+        for v in versions
+        if v.site == consent.site
+        and v.label == consent.label
+        and (consent.language is None or v.language == consent.language)
+    ]
     return matching[0] if len(matching) == 1 else None
 
 
@@ -217,8 +246,7 @@ def _consent_order(consent: ParticipantConsent) -> tuple:
 
 # --- who signed the consent form (the four signature blocks of the template) ---
 
-SIGNATURE_BLOCKS = ("participant", "legally_authorised_representative", "impartial_witness",
-                    "person_obtaining_consent")
+SIGNATURE_BLOCKS = ("participant", "legally_authorised_representative", "impartial_witness", "person_obtaining_consent")
 
 
 def consent_signatures(signed_by: Iterable[str]) -> tuple[str, ...]:
@@ -228,11 +256,14 @@ def consent_signatures(signed_by: Iterable[str]) -> tuple[str, ...]:
 
     given = {str(block).strip() for block in signed_by}
     unknown = sorted(given - set(SIGNATURE_BLOCKS))
-    problems = [Problem(f"unknown signature block {b!r}; the blocks are {', '.join(SIGNATURE_BLOCKS)}",
-                        field="signed_by") for b in unknown]
+    problems = [
+        Problem(f"unknown signature block {b!r}; the blocks are {', '.join(SIGNATURE_BLOCKS)}", field="signed_by")
+        for b in unknown
+    ]
     if not given & {"participant", "legally_authorised_representative"}:
-        problems.append(Problem("the participant or their legally authorised representative must have signed",
-                                field="signed_by"))
+        problems.append(
+            Problem("the participant or their legally authorised representative must have signed", field="signed_by")
+        )
     if "person_obtaining_consent" not in given:
         problems.append(Problem("the person obtaining consent must have signed", field="signed_by"))
     if problems:

@@ -13,7 +13,8 @@ from enum import StrEnum
 
 from trialcoord.domain.access import Action
 from trialcoord.domain.accounts import Meaning
-from trialcoord.domain.deviations import Category, Classification, State as DetectionState
+from trialcoord.domain.deviations import Category, Classification
+from trialcoord.domain.deviations import State as DetectionState
 from trialcoord.domain.problems import InvalidInput, Problem
 
 
@@ -54,21 +55,30 @@ class Transition:
 # The issue's order: the site explains (and may amend its response until a monitor takes it up), then the
 # monitor reviews. Bulk acknowledgement takes responded deviations into review.
 TRANSITIONS: dict[Step, Transition] = {
-    Step.RESPOND: Transition(frozenset({State.DETECTED, State.REOPENED, State.SITE_RESPONSE}), State.SITE_RESPONSE,
-                             Action.RESPOND_DEVIATION),
+    Step.RESPOND: Transition(
+        frozenset({State.DETECTED, State.REOPENED, State.SITE_RESPONSE}), State.SITE_RESPONSE, Action.RESPOND_DEVIATION
+    ),
     Step.ACKNOWLEDGE: Transition(frozenset({State.SITE_RESPONSE}), State.UNDER_REVIEW, Action.REVIEW_DEVIATION),
     # A classification may be signed again (a second look) before closure.
-    Step.CLASSIFY: Transition(frozenset({State.UNDER_REVIEW, State.CLASSIFIED}), State.CLASSIFIED,
-                              Action.REVIEW_DEVIATION, Meaning.REVIEW),
+    Step.CLASSIFY: Transition(
+        frozenset({State.UNDER_REVIEW, State.CLASSIFIED}), State.CLASSIFIED, Action.REVIEW_DEVIATION, Meaning.REVIEW
+    ),
     Step.CLOSE: Transition(frozenset({State.CLASSIFIED}), State.CLOSED, Action.REVIEW_DEVIATION, Meaning.APPROVAL),
-    Step.REOPEN: Transition(frozenset({State.CLOSED, State.CLASSIFIED, State.RESOLVED_BY_CORRECTION}),
-                            State.REOPENED, Action.REVIEW_DEVIATION),
+    Step.REOPEN: Transition(
+        frozenset({State.CLOSED, State.CLASSIFIED, State.RESOLVED_BY_CORRECTION}),
+        State.REOPENED,
+        Action.REVIEW_DEVIATION,
+    ),
 }
 
 # TransCelerate categories (DVCAT) and their subcategories' decoded terms (DVDECOD) this product offers.
 SUBCATEGORIES: dict[str, tuple[str, ...]] = {
-    Category.INFORMED_CONSENT: ("CONSENT NOT OBTAINED BEFORE PROCEDURES", "RE-CONSENT NOT OBTAINED",
-                                "WRONG CONSENT VERSION", "CONSENT FORM INCOMPLETE"),
+    Category.INFORMED_CONSENT: (
+        "CONSENT NOT OBTAINED BEFORE PROCEDURES",
+        "RE-CONSENT NOT OBTAINED",
+        "WRONG CONSENT VERSION",
+        "CONSENT FORM INCOMPLETE",
+    ),
     Category.ELIGIBILITY: ("SCREENING OUTSIDE WINDOW", "INCLUSION CRITERIA NOT MET", "EXCLUSION CRITERIA MET"),
     Category.VISIT_SCHEDULE: ("VISIT OUT OF WINDOW", "VISIT MISSED", "VISIT AFTER END OF STUDY"),
     "study intervention": ("DOSE NOT ADMINISTERED", "WRONG DOSE", "WRONG TREATMENT"),
@@ -80,21 +90,30 @@ SUBCATEGORIES: dict[str, tuple[str, ...]] = {
 CATEGORIES = tuple(SUBCATEGORIES)
 
 
-def check_step(step: Step | str, state: str, *, reason: str | None = None, classification: str | None = None,
-               category: str | None = None, subcategory: str | None = None, response: str | None = None,
-               ) -> Transition:
+def check_step(
+    step: Step | str,
+    state: str,
+    *,
+    reason: str | None = None,
+    classification: str | None = None,
+    category: str | None = None,
+    subcategory: str | None = None,
+    response: str | None = None,
+) -> Transition:
     """The transition `step` takes from `state`, or InvalidInput naming what is wrong (a forbidden step, a
     missing reason, a term outside the controlled lists)."""
     problems: list[Problem] = []
     try:
         step = Step(step)
     except ValueError:
-        raise InvalidInput([Problem(f"'{step}' is not a review step; choose one of {', '.join(Step)}", field="step")])
+        message = f"'{step}' is not a review step; choose one of {', '.join(Step)}"
+        raise InvalidInput([Problem(message, field="step")]) from None
     transition = TRANSITIONS[step]
     if state not in transition.sources:
         allowed = ", ".join(sorted(s.value for s in transition.sources))
-        problems.append(Problem(f"a deviation that is {state} cannot be {_past(step)}; only one that is {allowed}",
-                                field="state"))
+        problems.append(
+            Problem(f"a deviation that is {state} cannot be {_past(step)}; only one that is {allowed}", field="state")
+        )
     if step is Step.RESPOND and not (response or "").strip():
         problems.append(Problem("a site response needs the reason the deviation happened", field="response"))
     if step is Step.REOPEN and not (reason or "").strip():
@@ -106,31 +125,48 @@ def check_step(step: Step | str, state: str, *, reason: str | None = None, class
     return transition
 
 
-def classification_problems(classification: str | None, category: str | None, subcategory: str | None
-                            ) -> list[Problem]:
+def classification_problems(classification: str | None, category: str | None, subcategory: str | None) -> list[Problem]:
     problems = []
     if classification not in set(Classification):
-        problems.append(Problem(f"'{classification}' is not a classification; choose one of "
-                                f"{', '.join(Classification)}", field="classification"))
+        problems.append(
+            Problem(
+                f"'{classification}' is not a classification; choose one of {', '.join(Classification)}",
+                field="classification",
+            )
+        )
     if category not in SUBCATEGORIES:
-        problems.append(Problem(f"'{category}' is not a category; choose one of {', '.join(CATEGORIES)}",
-                                field="category"))
+        problems.append(
+            Problem(f"'{category}' is not a category; choose one of {', '.join(CATEGORIES)}", field="category")
+        )
     elif subcategory is not None and subcategory not in SUBCATEGORIES[category]:
-        problems.append(Problem(f"'{subcategory}' is not a subcategory of {category}; choose one of "
-                                f"{', '.join(SUBCATEGORIES[category])}", field="subcategory"))
+        problems.append(
+            Problem(
+                f"'{subcategory}' is not a subcategory of {category}; choose one of "
+                f"{', '.join(SUBCATEGORIES[category])}",
+                field="subcategory",
+            )
+        )
     return problems
 
 
 def default_subcategory(rule: str | None) -> str | None:
     """The DVDECOD a detected deviation starts with."""
     return {
-        "visit_early": "VISIT OUT OF WINDOW", "visit_late": "VISIT OUT OF WINDOW", "visit_missed": "VISIT MISSED",
-        "visit_after_ending_event": "VISIT AFTER END OF STUDY", "screening_out_of_window": "SCREENING OUTSIDE WINDOW",
+        "visit_early": "VISIT OUT OF WINDOW",
+        "visit_late": "VISIT OUT OF WINDOW",
+        "visit_missed": "VISIT MISSED",
+        "visit_after_ending_event": "VISIT AFTER END OF STUDY",
+        "screening_out_of_window": "SCREENING OUTSIDE WINDOW",
         "visit_before_consent": "CONSENT NOT OBTAINED BEFORE PROCEDURES",
         "visit_under_superseded_consent": "RE-CONSENT NOT OBTAINED",
     }.get(rule or "")
 
 
 def _past(step: Step) -> str:
-    return {Step.RESPOND: "responded to", Step.ACKNOWLEDGE: "acknowledged", Step.CLASSIFY: "classified",
-            Step.CLOSE: "closed", Step.REOPEN: "reopened"}[step]
+    return {
+        Step.RESPOND: "responded to",
+        Step.ACKNOWLEDGE: "acknowledged",
+        Step.CLASSIFY: "classified",
+        Step.CLOSE: "closed",
+        Step.REOPEN: "reopened",
+    }[step]

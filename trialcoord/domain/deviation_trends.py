@@ -79,9 +79,19 @@ def repeats(rows: list[Mapping], months: list[str]) -> list[dict]:
     for row in rows:
         key = (row["site"], row["rule"] or MANUAL, row["category"])
         groups.setdefault(key, Counter())[place(row)] += 1
-    found = [{"site": site, "rule": rule, "category": category, "total": sum(per.values()),
-              "by_month": [per[m] for m in months], "first": min(per, key=_order), "last": max(per, key=_order)}
-             for (site, rule, category), per in groups.items() if sum(per.values()) > 1]
+    found = [
+        {
+            "site": site,
+            "rule": rule,
+            "category": category,
+            "total": sum(per.values()),
+            "by_month": [per[m] for m in months],
+            "first": min(per, key=_order),
+            "last": max(per, key=_order),
+        }
+        for (site, rule, category), per in groups.items()
+        if sum(per.values()) > 1
+    ]
     return sorted(found, key=lambda r: (-r["total"], r["site"], r["rule"], r["category"]))
 
 
@@ -91,15 +101,22 @@ def _order(place: str) -> str:
 
 def days_to_closure(rows: Iterable[Mapping]) -> list[int]:
     """Whole days from detection to closure of each closed deviation (UTC calendar dates)."""
-    return [(_day(row["closed_at"]) - _day(row["detected_at"])).days for row in rows
-            if row["state"] == "closed" and row.get("closed_at")]
+    return [
+        (_day(row["closed_at"]) - _day(row["detected_at"])).days
+        for row in rows
+        if row["state"] == "closed" and row.get("closed_at")
+    ]
 
 
 def closure_summary(days: list[int]) -> dict:
     if not days:
         return {"closed": 0, "median_days": None, "mean_days": None, "max_days": None}
-    return {"closed": len(days), "median_days": median(days), "mean_days": round(sum(days) / len(days), 1),
-            "max_days": max(days)}
+    return {
+        "closed": len(days),
+        "median_days": median(days),
+        "mean_days": round(sum(days) / len(days), 1),
+        "max_days": max(days),
+    }
 
 
 def age_buckets(rows: Iterable[Mapping], as_of: date) -> dict[str, int]:
@@ -119,8 +136,14 @@ def visit_rates(statuses: Iterable[str]) -> dict:
     counts = Counter(statuses)
     done = sum(counts[s] for s in DONE)
     due = done + counts["missed"]
-    return {"due": due, "done": done, "on_time": counts["on_time"], "missed": counts["missed"],
-            "completion_rate": _ratio(done, due), "on_time_rate": _ratio(counts["on_time"], done)}
+    return {
+        "due": due,
+        "done": done,
+        "on_time": counts["on_time"],
+        "missed": counts["missed"],
+        "completion_rate": _ratio(done, due),
+        "on_time_rate": _ratio(counts["on_time"], done),
+    }
 
 
 def trends(rows: list[Mapping]) -> dict:
@@ -128,10 +151,18 @@ def trends(rows: list[Mapping]) -> dict:
     kept = [row for row in rows if stands(row)]
     months, series = by_month_and_category(kept)
     days = days_to_closure(kept)
-    return {"total": len(kept), "excluded": len(rows) - len(kept), "months": months, "by_month_and_category": series,
-            "by_site": counts_by(kept, "site"), "by_rule": counts_by(kept, "rule"),
-            "by_category": counts_by(kept, "category"), "repeats": repeats(kept, months),
-            "days_to_closure": days, "closure": closure_summary(days)}
+    return {
+        "total": len(kept),
+        "excluded": len(rows) - len(kept),
+        "months": months,
+        "by_month_and_category": series,
+        "by_site": counts_by(kept, "site"),
+        "by_rule": counts_by(kept, "rule"),
+        "by_category": counts_by(kept, "category"),
+        "repeats": repeats(kept, months),
+        "days_to_closure": days,
+        "closure": closure_summary(days),
+    }
 
 
 def _ratio(part: int, whole: int) -> float | None:

@@ -9,10 +9,10 @@ correction. An investigator-approved window extension recorded before the visit 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import date
 from enum import StrEnum
-from typing import Iterable, Mapping
 
 from trialcoord.domain.classification import (  # noqa: F401  (the names deviations are described with)
     CATEGORY,
@@ -62,10 +62,16 @@ class WindowException:
     recorded_on: date | None = None  # None: as approved
 
 
-def detect(subject_id: str, rows: Iterable[VisitOccurrence], *, screening: Iterable[str] = (),
-           collection_stopped_on: date | None = None, consent: Iterable[ConsentDeviationCandidate] = (),
-           exceptions: Iterable[WindowException] = (), occurrences: Mapping[str, int] | None = None
-           ) -> list[Finding]:
+def detect(
+    subject_id: str,
+    rows: Iterable[VisitOccurrence],
+    *,
+    screening: Iterable[str] = (),
+    collection_stopped_on: date | None = None,
+    consent: Iterable[ConsentDeviationCandidate] = (),
+    exceptions: Iterable[WindowException] = (),
+    occurrences: Mapping[str, int] | None = None,
+) -> list[Finding]:
     """The deviations of one participant's evaluated schedule. `screening`: the protocol's screening visit
     codes (outside their window is an eligibility matter); `collection_stopped_on`: the date of an ending event
     with `collection: stops` (consent withdrawn), after which any visit done, scheduled or not, is a deviation
@@ -80,19 +86,36 @@ def detect(subject_id: str, rows: Iterable[VisitOccurrence], *, screening: Itera
     for row in rows:
         rule = _schedule_rule(row, screening)
         if rule is not None and not any(_excepted(row, e) for e in allowed.get((subject_id, row.visit), ())):
-            findings.append(Finding(subject_id, row.visit, row.occurrence, rule,
-                                    row.actual or row.latest, row.days_outside,
-                                    f"{_days(row.days_outside)} {'before' if row.days_outside < 0 else 'after'}"
-                                    " the window" if row.days_outside else ""))
+            findings.append(
+                Finding(
+                    subject_id,
+                    row.visit,
+                    row.occurrence,
+                    rule,
+                    row.actual or row.latest,
+                    row.days_outside,
+                    f"{_days(row.days_outside)} {'before' if row.days_outside < 0 else 'after'} the window"
+                    if row.days_outside
+                    else "",
+                )
+            )
         if collection_stopped_on is not None and row.actual is not None and row.actual > collection_stopped_on:
-            findings.append(Finding(subject_id, row.visit, row.occurrence, Rule.VISIT_AFTER_ENDING_EVENT,
-                                    row.actual, detail=f"data collection stopped on {collection_stopped_on}"))
+            findings.append(
+                Finding(
+                    subject_id,
+                    row.visit,
+                    row.occurrence,
+                    Rule.VISIT_AFTER_ENDING_EVENT,
+                    row.actual,
+                    detail=f"data collection stopped on {collection_stopped_on}",
+                )
+            )
     occurrences = {**(occurrences or {}), **{r.visit: r.occurrence for r in rows}}
     for c in consent:
-        rule = (Rule.VISIT_BEFORE_CONSENT if c.rule is ConsentRule.BEFORE_CONSENT
-                else Rule.VISIT_UNDER_SUPERSEDED_CONSENT)
-        findings.append(Finding(c.subject_id, c.visit, occurrences.get(c.visit, 1), rule, c.visit_on,
-                                detail=c.message))
+        rule = (
+            Rule.VISIT_BEFORE_CONSENT if c.rule is ConsentRule.BEFORE_CONSENT else Rule.VISIT_UNDER_SUPERSEDED_CONSENT
+        )
+        findings.append(Finding(c.subject_id, c.visit, occurrences.get(c.visit, 1), rule, c.visit_on, detail=c.message))
     return findings
 
 
@@ -119,6 +142,7 @@ def _excepted(row: VisitOccurrence, exception: WindowException) -> bool:
 
 
 # --- reconciling a run with what is kept ---
+
 
 class State(StrEnum):
     DETECTED = "detected"

@@ -66,11 +66,18 @@ class IrbApproval:
     letter_sha256: str
 
     def __post_init__(self) -> None:
-        problems = [Problem(m, field=f) for bad, m, f in [
-            (not self.reference.strip(), "the IRB/IEC approval needs its reference", "approval.reference"),
-            (not _is_sha256(self.letter_sha256), "the approval letter's SHA-256 is 64 lower-case hex digits",
-             "approval.letter_sha256"),
-        ] if bad]
+        problems = [
+            Problem(m, field=f)
+            for bad, m, f in [
+                (not self.reference.strip(), "the IRB/IEC approval needs its reference", "approval.reference"),
+                (
+                    not _is_sha256(self.letter_sha256),
+                    "the approval letter's SHA-256 is 64 lower-case hex digits",
+                    "approval.letter_sha256",
+                ),
+            ]
+            if bad
+        ]
         if problems:
             raise InvalidInput(problems)
 
@@ -100,15 +107,22 @@ class DocumentVersion:
     approval: IrbApproval | None = None
 
     def __post_init__(self) -> None:
-        problems = [Problem(m, field=f) for bad, m, f in [
-            (not self.label.strip(), "a version needs its label", "label"),
-            (not _is_sha256(self.sha256), "the SHA-256 is 64 lower-case hex digits", "sha256"),
-            (not self.author.strip(), "a version needs its author", "author"),
-            (not _is_instant(self.created_at), "created_at is a UTC instant like 2026-11-27T09:30:00.000000Z",
-             "created_at"),
-            (self.size < 0, "the size cannot be negative", "size"),
-            (self.status not in set(DocumentStatus), f"the status is one of {', '.join(DocumentStatus)}", "status"),
-        ] if bad]
+        problems = [
+            Problem(m, field=f)
+            for bad, m, f in [
+                (not self.label.strip(), "a version needs its label", "label"),
+                (not _is_sha256(self.sha256), "the SHA-256 is 64 lower-case hex digits", "sha256"),
+                (not self.author.strip(), "a version needs its author", "author"),
+                (
+                    not _is_instant(self.created_at),
+                    "created_at is a UTC instant like 2026-11-27T09:30:00.000000Z",
+                    "created_at",
+                ),
+                (self.size < 0, "the size cannot be negative", "size"),
+                (self.status not in set(DocumentStatus), f"the status is one of {', '.join(DocumentStatus)}", "status"),
+            ]
+            if bad
+        ]
         if problems:
             raise InvalidInput(problems)
         object.__setattr__(self, "status", DocumentStatus(self.status))
@@ -122,50 +136,80 @@ class DocumentVersion:
         return self.history[-1].on if self.history else None
 
 
-def transition(version: DocumentVersion, to: DocumentStatus | str, *, on: date,
-               approval: IrbApproval | None = None, reason: str | None = None,
-               irb_approved: bool = True) -> DocumentVersion:
+def transition(
+    version: DocumentVersion,
+    to: DocumentStatus | str,
+    *,
+    on: date,
+    approval: IrbApproval | None = None,
+    reason: str | None = None,
+    irb_approved: bool = True,
+) -> DocumentVersion:
     """The version after moving to `to` on `on`, or InvalidInput naming every rule broken.
 
     `irb_approved`: the document is one an IRB/IEC approves (protocol, amendment, consent form), so
     approving it rests on that approval; a CV or a licence is approved by the site without one."""
     to = _status(to)
     problems = _order_problems(version, to) or _date_problems(version, to, on, approval, irb_approved) + [
-        Problem(m, field=f) for bad, m, f in [
-            (to is _S.APPROVED and irb_approved and approval is None,
-             "approving needs the IRB/IEC approval it rests on", "approval"),
-            (not irb_approved and approval is not None,
-             "this kind of document is not approved by an IRB/IEC: record no approval", "approval"),
-            (to is not _S.APPROVED and approval is not None,
-             "an IRB/IEC approval is recorded only when approving", "approval"),
-            (version.status is _S.IN_REVIEW and to is _S.DRAFT and not (reason or "").strip(),
-             "returning a version to draft needs the reason", "reason"),
-        ] if bad]
+        Problem(m, field=f)
+        for bad, m, f in [
+            (
+                to is _S.APPROVED and irb_approved and approval is None,
+                "approving needs the IRB/IEC approval it rests on",
+                "approval",
+            ),
+            (
+                not irb_approved and approval is not None,
+                "this kind of document is not approved by an IRB/IEC: record no approval",
+                "approval",
+            ),
+            (
+                to is not _S.APPROVED and approval is not None,
+                "an IRB/IEC approval is recorded only when approving",
+                "approval",
+            ),
+            (
+                version.status is _S.IN_REVIEW and to is _S.DRAFT and not (reason or "").strip(),
+                "returning a version to draft needs the reason",
+                "reason",
+            ),
+        ]
+        if bad
+    ]
     if problems:
         raise InvalidInput(problems)
-    return replace(version, status=to, history=(*version.history, StatusChange(to, on, reason)),
-                   approval=approval if to is _S.APPROVED else version.approval)
+    return replace(
+        version,
+        status=to,
+        history=(*version.history, StatusChange(to, on, reason)),
+        approval=approval if to is _S.APPROVED else version.approval,
+    )
 
 
 def _status(text: DocumentStatus | str) -> DocumentStatus:
     try:
         return DocumentStatus(text)
     except ValueError:
-        raise InvalidInput([Problem(f"unknown status '{text}'; expected one of {', '.join(DocumentStatus)}",
-                                    field="status")]) from None
+        raise InvalidInput(
+            [Problem(f"unknown status '{text}'; expected one of {', '.join(DocumentStatus)}", field="status")]
+        ) from None
 
 
 def _order_problems(version: DocumentVersion, to: DocumentStatus) -> list[Problem]:
     allowed = PERMITTED[version.status]
     if to in allowed:
         return []
-    following = (f"the permitted next states are {', '.join(sorted(allowed))}" if allowed
-                 else f"nothing follows {version.status}")
+    following = (
+        f"the permitted next states are {', '.join(sorted(allowed))}"
+        if allowed
+        else f"nothing follows {version.status}"
+    )
     return [Problem(f"a version cannot go from {version.status} to {to}; {following}", field="status")]
 
 
-def _date_problems(version: DocumentVersion, to: DocumentStatus, on: date,
-                   approval: IrbApproval | None, irb_approved: bool) -> list[Problem]:
+def _date_problems(
+    version: DocumentVersion, to: DocumentStatus, on: date, approval: IrbApproval | None, irb_approved: bool
+) -> list[Problem]:
     """The first date rule `on` breaks: dates of the lifecycle never go backwards."""
     if not isinstance(on, date) or isinstance(on, datetime):
         return [Problem(f"the date of becoming {to} is a calendar date", field="on")]

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import calendar as _stdcal
 import re
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Container
 
 DAYS, MONTHS, BUSINESS_DAYS = "d", "mo", "bd"
 

@@ -7,8 +7,9 @@ calendar days become timedeltas) so that evaluating a participant is little more
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date, timedelta
-from typing import Collection, Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 from trialcoord.domain.durations import DAYS, Duration
 from trialcoord.domain.problems import InvalidInput, Problem
@@ -102,9 +103,29 @@ class _VisitPlan:
     """One visit definition, compiled: everything that does not depend on the participant."""
 
     __slots__ = (
-        "visit", "code", "name", "number", "optional", "reference_name", "reference_is_event", "use_actual",
-        "offset", "early", "late", "early_delta", "late_delta", "arms", "when", "repeat", "every",
-        "chain_actual", "anchor_event", "count", "conditional", "referenced", "after_end",
+        "visit",
+        "code",
+        "name",
+        "number",
+        "optional",
+        "reference_name",
+        "reference_is_event",
+        "use_actual",
+        "offset",
+        "early",
+        "late",
+        "early_delta",
+        "late_delta",
+        "arms",
+        "when",
+        "repeat",
+        "every",
+        "chain_actual",
+        "anchor_event",
+        "count",
+        "conditional",
+        "referenced",
+        "after_end",
     )
 
     def __init__(self, visit: VisitDefinition, protocol: Protocol):
@@ -150,8 +171,9 @@ class _Plan:
 
     def __init__(self, protocol: Protocol):
         self.visits = tuple(_VisitPlan(v, protocol) for v in protocol.visits)
-        self.ending_events = tuple(sorted((e.name, e.stops_collection) for e in protocol.events.values()
-                                          if e.ends_schedule))
+        self.ending_events = tuple(
+            sorted((e.name, e.stops_collection) for e in protocol.events.values() if e.ends_schedule)
+        )
 
 
 def _plan(protocol: Protocol) -> _Plan:
@@ -165,8 +187,22 @@ def _plan(protocol: Protocol) -> _Plan:
 class _Participant:
     """The per-participant state of one evaluation."""
 
-    __slots__ = ("protocol", "plan", "events", "actuals", "arm", "as_of", "horizon", "day_one", "endings",
-                 "marked_missed", "references", "rows", "last_target", "in_order")
+    __slots__ = (
+        "protocol",
+        "plan",
+        "events",
+        "actuals",
+        "arm",
+        "as_of",
+        "horizon",
+        "day_one",
+        "endings",
+        "marked_missed",
+        "references",
+        "rows",
+        "last_target",
+        "in_order",
+    )
 
     def __init__(self, protocol, events, actuals, arm, as_of, horizon_days, marked_missed):
         self.protocol, self.plan = protocol, _plan(protocol)
@@ -232,8 +268,21 @@ class _Participant:
         self.rows.append(
             _new_row(
                 VisitOccurrence,
-                (code, plan.code, occurrence, name, plan.number, target, earliest, latest, actual, status,
-                 outside, day, plan.optional),
+                (
+                    code,
+                    plan.code,
+                    occurrence,
+                    name,
+                    plan.number,
+                    target,
+                    earliest,
+                    latest,
+                    actual,
+                    status,
+                    outside,
+                    day,
+                    plan.optional,
+                ),
             )
         )
         if plan.referenced:
@@ -313,8 +362,10 @@ def evaluate(
     `protocol` is the version followed before the first (see `evaluate_judged`).
     """
     if changes:
-        return [row for row, _ in evaluate_judged(protocol, events, actuals, as_of, arm, horizon_days, marked_missed,
-                                                  changes)]
+        return [
+            row
+            for row, _ in evaluate_judged(protocol, events, actuals, as_of, arm, horizon_days, marked_missed, changes)
+        ]
     try:
         participant = _Participant(protocol, events, actuals, arm, as_of, horizon_days, marked_missed)
         rows = participant.run()
@@ -349,12 +400,15 @@ def evaluate_judged(
     it was done or closed before.
     """
     history = ((date.min, protocol), *changes)
-    evaluations = [evaluate(version, events, actuals, as_of, arm, horizon_days, marked_missed) for _, version in history]
+    evaluations = [
+        evaluate(version, events, actuals, as_of, arm, horizon_days, marked_missed) for _, version in history
+    ]
     return judge(history, evaluations)
 
 
-def judge(history: Sequence[tuple[date, Protocol]], evaluations: Sequence[Sequence[VisitOccurrence]]
-          ) -> list[tuple[VisitOccurrence, int]]:
+def judge(
+    history: Sequence[tuple[date, Protocol]], evaluations: Sequence[Sequence[VisitOccurrence]]
+) -> list[tuple[VisitOccurrence, int]]:
     """Which version judges each visit (the rule of `evaluate_judged`), given the participant's evaluation
     under each version of `history` ((in force from, version), oldest first; the first one's date unused)."""
     evaluated = [{row.visit: row for row in rows} for rows in evaluations]
@@ -375,8 +429,12 @@ def judge(history: Sequence[tuple[date, Protocol]], evaluations: Sequence[Sequen
             row = rows.get(code)
             defines = row.status != UNSCHEDULED if row is not None else version.resolve_visit_code(code) is not None
             if defines and row is None:  # an occurrence this version lists only past the horizon
-                if dropped or (chosen is not None and chosen[1].actual is None and chosen[1].status != UNSCHEDULED
-                               and (chosen[1].latest is None or chosen[1].latest >= start)):
+                if dropped or (
+                    chosen is not None
+                    and chosen[1].actual is None
+                    and chosen[1].status != UNSCHEDULED
+                    and (chosen[1].latest is None or chosen[1].latest >= start)
+                ):
                     chosen, dropped = None, True  # still open at the change: not (yet) one of this version's
                 continue  # done, or closed before the change: judged as it was
             if defines:
@@ -416,7 +474,9 @@ def _add_unscheduled(protocol: Protocol, participant: _Participant, rows: list[V
         if protocol.resolve_visit_code(code) is not None:
             continue
         day = study_day(actual, participant.day_one) if participant.day_one else None
-        rows.append(VisitOccurrence(code, code, 1, "Unscheduled visit", None, None, None, None, actual, UNSCHEDULED, 0, day))
+        rows.append(
+            VisitOccurrence(code, code, 1, "Unscheduled visit", None, None, None, None, actual, UNSCHEDULED, 0, day)
+        )
         participant.in_order = False
 
 

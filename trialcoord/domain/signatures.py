@@ -11,10 +11,10 @@ is signed and how a result is judged.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Callable, Mapping
 
 from trialcoord.domain.accounts import Meaning
 from trialcoord.domain.audit import canonical_json
@@ -44,9 +44,16 @@ class Statement:
         Meaning(self.meaning)  # ValueError for a meaning outside the fixed list
 
     def canonical_bytes(self) -> bytes:
-        return canonical_json({"instant": self.instant, "kind": STATEMENT_KIND, "meaning": str(self.meaning),
-                               "record": self.record, "signer_id": self.signer_id,
-                               "version_sha256": self.version_sha256})
+        return canonical_json(
+            {
+                "instant": self.instant,
+                "kind": STATEMENT_KIND,
+                "meaning": str(self.meaning),
+                "record": self.record,
+                "signer_id": self.signer_id,
+                "version_sha256": self.version_sha256,
+            }
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +67,28 @@ class Signature:
 
     def as_dict(self) -> dict:
         s = self.statement
-        return {"version_sha256": s.version_sha256, "record": s.record, "signer_id": s.signer_id,
-                "printed_name": self.printed_name, "meaning": str(s.meaning), "instant": s.instant,
-                "key_id": self.key_id, "signature": self.value}
+        return {
+            "version_sha256": s.version_sha256,
+            "record": s.record,
+            "signer_id": s.signer_id,
+            "printed_name": self.printed_name,
+            "meaning": str(s.meaning),
+            "instant": s.instant,
+            "key_id": self.key_id,
+            "signature": self.value,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> Signature:
         """Raises ValueError (naming the field) for anything malformed."""
         try:
-            statement = Statement(data["version_sha256"], data["signer_id"], Meaning(data["meaning"]), data["instant"],
-                                  str(data.get("record", "")))
+            statement = Statement(
+                data["version_sha256"],
+                data["signer_id"],
+                Meaning(data["meaning"]),
+                data["instant"],
+                str(data.get("record", "")),
+            )
             value, key_id = data["signature"], data["key_id"]
         except KeyError as missing:
             raise ValueError(f"a signature lacks {missing}") from None
@@ -91,15 +110,28 @@ class SignerKey:
     revoked_reason: str | None = None
 
     def as_dict(self) -> dict:
-        return {"signer_id": self.signer_id, "printed_name": self.printed_name, "key_id": self.key_id,
-                "public_key": self.public_key, "valid_from": self.valid_from, "valid_to": self.valid_to,
-                "revoked_reason": self.revoked_reason}
+        return {
+            "signer_id": self.signer_id,
+            "printed_name": self.printed_name,
+            "key_id": self.key_id,
+            "public_key": self.public_key,
+            "valid_from": self.valid_from,
+            "valid_to": self.valid_to,
+            "revoked_reason": self.revoked_reason,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> SignerKey:
         try:
-            key = cls(str(data["signer_id"]), str(data["printed_name"]), str(data["key_id"]), str(data["public_key"]),
-                      str(data["valid_from"]), data.get("valid_to"), data.get("revoked_reason"))
+            key = cls(
+                str(data["signer_id"]),
+                str(data["printed_name"]),
+                str(data["key_id"]),
+                str(data["public_key"]),
+                str(data["valid_from"]),
+                data.get("valid_to"),
+                data.get("revoked_reason"),
+            )
         except KeyError as missing:
             raise ValueError(f"a registry entry lacks {missing}") from None
         for name in ("valid_from", "valid_to"):
@@ -125,8 +157,13 @@ class Check:
         return self.verdict is not Verdict.INVALID
 
 
-def judge(signature: Signature, registry: Mapping[str, SignerKey], expected_sha256: str | None,
-          verify: Callable[[str, bytes, str], bool], now: str) -> Check:
+def judge(
+    signature: Signature,
+    registry: Mapping[str, SignerKey],
+    expected_sha256: str | None,
+    verify: Callable[[str, bytes, str], bool],
+    now: str,
+) -> Check:
     """Judge one signature against the registry (keyed by key ID).
 
     `verify(public_key_hex, message, signature_hex)` is the cryptographic check; `expected_sha256` is the
@@ -134,8 +171,11 @@ def judge(signature: Signature, registry: Mapping[str, SignerKey], expected_sha2
     """
     s = signature.statement
     if expected_sha256 is not None and s.version_sha256 != expected_sha256:
-        return Check(Verdict.INVALID, f"it signs version {s.version_sha256[:12]}..., not these bytes"
-                                      f" ({expected_sha256[:12]}...): moved from another version")
+        return Check(
+            Verdict.INVALID,
+            f"it signs version {s.version_sha256[:12]}..., not these bytes"
+            f" ({expected_sha256[:12]}...): moved from another version",
+        )
     key = registry.get(signature.key_id)
     if key is None:
         return Check(Verdict.INVALID, f"key {signature.key_id} is not in the signer registry")
@@ -144,19 +184,26 @@ def judge(signature: Signature, registry: Mapping[str, SignerKey], expected_sha2
     if not verify(key.public_key, s.canonical_bytes(), signature.value):
         return Check(Verdict.INVALID, "the signature does not verify: the statement or the value was altered")
     if s.instant < key.valid_from or (key.valid_to is not None and s.instant >= key.valid_to):
-        return Check(Verdict.INVALID, f"made at {s.instant}, outside key {key.key_id}'s validity"
-                                      f" ({key.valid_from} to {key.valid_to or 'now'})")
+        return Check(
+            Verdict.INVALID,
+            f"made at {s.instant}, outside key {key.key_id}'s validity ({key.valid_from} to {key.valid_to or 'now'})",
+        )
     if key.valid_to is not None and key.valid_to <= now:
-        return Check(Verdict.VALID_WHEN_MADE, f"key {key.key_id} ended {key.valid_to}"
-                                              + (f" ({key.revoked_reason})" if key.revoked_reason else ""))
+        return Check(
+            Verdict.VALID_WHEN_MADE,
+            f"key {key.key_id} ended {key.valid_to}" + (f" ({key.revoked_reason})" if key.revoked_reason else ""),
+        )
     return Check(Verdict.VALID)
 
 
 def registry_document(keys: list[SignerKey], system_keys: list[dict], generated_at: str) -> dict:
     """The public registry as one JSON document (`signatures/registry.json`, and in every export)."""
-    return {"format": REGISTRY_FORMAT, "generated_at": generated_at,
-            "signers": [k.as_dict() for k in sorted(keys, key=lambda k: (k.signer_id, k.valid_from, k.key_id))],
-            "system_keys": system_keys}
+    return {
+        "format": REGISTRY_FORMAT,
+        "generated_at": generated_at,
+        "signers": [k.as_dict() for k in sorted(keys, key=lambda k: (k.signer_id, k.valid_from, k.key_id))],
+        "system_keys": system_keys,
+    }
 
 
 def parse_registry(document: Mapping) -> tuple[dict[str, SignerKey], dict[str, dict]]:
@@ -182,5 +229,5 @@ def local_time(instant: str, zone_name: str, zone) -> str:
 
     `zone` is a tzinfo for `zone_name` (the caller builds it; the domain reads no zone database itself).
     """
-    moment = datetime.strptime(instant, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).astimezone(zone)
+    moment = datetime.strptime(instant, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).astimezone(zone)
     return f"{moment:%Y-%m-%d %H:%M:%S} {moment.tzname()} ({zone_name})"

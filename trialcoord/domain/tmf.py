@@ -9,10 +9,10 @@ consent versions and `today`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
-from typing import Iterable
 
 from trialcoord.domain.documents import DocumentVersion
 from trialcoord.domain.problems import InvalidInput, Problem
@@ -37,12 +37,24 @@ class Artifact:
         return self.zone, self.section, f"{self.number} {self.name}"
 
 
-_ZONES = {"02": "Central Trial Documents", "04": "IRB or IEC and other Approvals", "05": "Site Management",
-          "08": "Central and Local Testing", "10": "Data Management"}
-_SECTIONS = {"02.01": "Product and Trial Documentation", "02.02": "Subject Documentation",
-             "04.01": "IRB or IEC Trial Approval", "04.03": "Trial Status Reporting", "05.02": "Site Set-up",
-             "05.03": "Site Initiation", "05.04": "Site Management", "08.01": "Facility Documentation",
-             "10.04": "EDC Management"}
+_ZONES = {
+    "02": "Central Trial Documents",
+    "04": "IRB or IEC and other Approvals",
+    "05": "Site Management",
+    "08": "Central and Local Testing",
+    "10": "Data Management",
+}
+_SECTIONS = {
+    "02.01": "Product and Trial Documentation",
+    "02.02": "Subject Documentation",
+    "04.01": "IRB or IEC Trial Approval",
+    "04.03": "Trial Status Reporting",
+    "05.02": "Site Set-up",
+    "05.03": "Site Initiation",
+    "05.04": "Site Management",
+    "08.01": "Facility Documentation",
+    "10.04": "EDC Management",
+}
 _SIGNED = "date of the investigator's signature"
 _LAST_ENTRY = "date of the last entry"
 _ROWS = [  # unique ID, number, name, level, dating convention
@@ -77,8 +89,9 @@ _ROWS = [  # unique ID, number, name, level, dating convention
 # decision. CVs, licences and certificates are approved by the site itself.
 IRB_APPROVED = frozenset({"032", "034", "040"})
 ARTIFACTS: dict[str, Artifact] = {
-    uid: Artifact(uid, number, name, f"{number[:2]} {_ZONES[number[:2]]}", f"{number[:5]} {_SECTIONS[number[:5]]}",
-                  level, dating)
+    uid: Artifact(
+        uid, number, name, f"{number[:2]} {_ZONES[number[:2]]}", f"{number[:5]} {_SECTIONS[number[:5]]}", level, dating
+    )
     for uid, number, name, level, dating in _ROWS
 }
 
@@ -89,8 +102,9 @@ def artifact(unique_id: str) -> Artifact:
     key = key.zfill(3) if key.isdigit() else key
     if key not in ARTIFACTS:
         known = ", ".join(sorted(ARTIFACTS))
-        raise InvalidInput([Problem(f"unknown TMF artifact '{unique_id}'; known unique IDs: {known}",
-                                    field="artifact")])
+        raise InvalidInput(
+            [Problem(f"unknown TMF artifact '{unique_id}'; known unique IDs: {known}", field="artifact")]
+        )
     return ARTIFACTS[key]
 
 
@@ -173,8 +187,13 @@ SITE_CHECKLIST = (
 )
 
 
-def checklist(rules: Iterable[ExpectedDocument], filed: Iterable[FiledDocument], staff: Iterable[StaffMember],
-              effective_consents: Iterable[DocumentVersion], today: date) -> list[ChecklistItem]:
+def checklist(
+    rules: Iterable[ExpectedDocument],
+    filed: Iterable[FiledDocument],
+    staff: Iterable[StaffMember],
+    effective_consents: Iterable[DocumentVersion],
+    today: date,
+) -> list[ChecklistItem]:
     """Each expected document of one site (and its study) as present, missing, expiring or expired.
     `filed` holds that site's and the study's documents; `staff`, the people on its delegation log."""
     filed, staff, consents = list(filed), list(staff), list(effective_consents)
@@ -186,8 +205,9 @@ def checklist(rules: Iterable[ExpectedDocument], filed: Iterable[FiledDocument],
     return items
 
 
-def _expected(rule: ExpectedDocument, staff: list[StaffMember],
-              consents: list[DocumentVersion]) -> list[tuple[str | None, DocumentVersion | None]]:
+def _expected(
+    rule: ExpectedDocument, staff: list[StaffMember], consents: list[DocumentVersion]
+) -> list[tuple[str | None, DocumentVersion | None]]:
     if rule.per_consent_version:
         return [(None, c) for c in consents]
     if rule.per_role is None:
@@ -207,8 +227,13 @@ def _satisfies(f: FiledDocument, rule: ExpectedDocument, person: str | None, con
     return at_scope and (rule.per_role is None or (person is not None and f.person == person))
 
 
-def _item(rule: ExpectedDocument, person: str | None, consent: DocumentVersion | None,
-          candidates: list[FiledDocument], today: date) -> ChecklistItem:
+def _item(
+    rule: ExpectedDocument,
+    person: str | None,
+    consent: DocumentVersion | None,
+    candidates: list[FiledDocument],
+    today: date,
+) -> ChecklistItem:
     label = consent.label if consent is not None else None
     if not candidates:
         return ChecklistItem(rule, ItemState.MISSING, person, label)

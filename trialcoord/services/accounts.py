@@ -27,8 +27,8 @@ from trialcoord.domain.accounts import (
     UserAccount,
     login_gate,
     normalize_user_id,
-    valid_user_id,
     session_lapsed,
+    valid_user_id,
 )
 from trialcoord.domain.audit import utc_instant
 from trialcoord.domain.problems import Conflict, InvalidInput, NotFound, Problem, invalid
@@ -55,6 +55,7 @@ def _token_hash(token: str) -> str:
 
 # Accounts ----------------------------------------------------------------------------------------
 
+
 async def create_user(user_id: str, printed_name: str, email: str, password: str, actor: str) -> dict:
     account = UserAccount(normalize_user_id(user_id), printed_name.strip(), email.strip())
     _check_password(password, account)
@@ -62,11 +63,17 @@ async def create_user(user_id: str, printed_name: str, email: str, password: str
     async with transaction(f"user {account.user_id}"):
         if await store.find_user(account.user_id):
             raise Conflict(f"user ID {account.user_id} is taken (IDs are never reused, even of disabled accounts)")
-        await store.insert_user(account.user_id, account.printed_name, account.email, stored_hash,
-                                utc_instant(_now()))
-        await audit_log.record(actor, Change("create", "user", account.user_id, None,
-                                             {"printed_name": account.printed_name, "email": account.email,
-                                              "status": "active"}))
+        await store.insert_user(account.user_id, account.printed_name, account.email, stored_hash, utc_instant(_now()))
+        await audit_log.record(
+            actor,
+            Change(
+                "create",
+                "user",
+                account.user_id,
+                None,
+                {"printed_name": account.printed_name, "email": account.email, "status": "active"},
+            ),
+        )
     return await get_user(account.user_id)
 
 
@@ -96,8 +103,17 @@ async def disable_user(user_id: str, actor: str, reason: str) -> dict:
         if row["status"] != AccountStatus.DISABLED:
             await store.update_user(user_id, status=str(AccountStatus.DISABLED))
             ended = await store.end_sessions_of(user_id, utc_instant(_now()), "account disabled")
-            await audit_log.record(actor, Change("update", "user", user_id, {"status": row["status"]},
-                                                 {"status": "disabled", "sessions_ended": ended}, reason.strip()))
+            await audit_log.record(
+                actor,
+                Change(
+                    "update",
+                    "user",
+                    user_id,
+                    {"status": row["status"]},
+                    {"status": "disabled", "sessions_ended": ended},
+                    reason.strip(),
+                ),
+            )
     from trialcoord.services import signatures  # a disabled account signs no more: its key ends too
 
     await signatures.end_signer_keys(user_id, "account disabled", actor)
@@ -116,8 +132,9 @@ async def reset_password(user_id: str, password: str, actor: str) -> dict:
         at = utc_instant(_now())
         await store.update_user(user_id, password_hash=stored_hash, password_changed_at=at)
         ended = await store.end_sessions_of(user_id, at, "password changed")
-        await audit_log.record(actor, Change("update", "user", user_id, None,
-                                             {"password": "changed", "sessions_ended": ended}))
+        await audit_log.record(
+            actor, Change("update", "user", user_id, None, {"password": "changed", "sessions_ended": ended})
+        )
     return await get_user(user_id)
 
 
@@ -135,14 +152,28 @@ async def _user_row(user_id: str) -> dict:
 
 
 def _public(row: dict) -> dict:
-    return {"user_id": row["user_id"], "printed_name": row["printed_name"], "email": row["email"],
-            "status": row["status"], "created_at": row["created_at"]}
+    return {
+        "user_id": row["user_id"],
+        "printed_name": row["printed_name"],
+        "email": row["email"],
+        "status": row["status"],
+        "created_at": row["created_at"],
+    }
 
 
 # Grants ------------------------------------------------------------------------------------------
 
-async def grant(user_id: str, role: str, study: str | None, site: str | None, valid_from: date,
-                valid_to: date | None, actor: str, personal_data: bool = False) -> dict:
+
+async def grant(
+    user_id: str,
+    role: str,
+    study: str | None,
+    site: str | None,
+    valid_from: date,
+    valid_to: date | None,
+    actor: str,
+    personal_data: bool = False,
+) -> dict:
     user_id = normalize_user_id(user_id)
     new = Grant(user_id, parse_role(role), study or None, site or None, valid_from, valid_to, personal_data)
     async with transaction(f"grant for user {user_id}"):
@@ -178,23 +209,38 @@ async def revoke(grant_id: int, actor: str, reason: str) -> dict:
             raise NotFound(f"there is no grant {grant_id}")
         if row["revoked_at"] is None:
             await store.revoke_grant(grant_id, actor, utc_instant(_now()))
-            await audit_log.record(actor, Change("revoke", "grant", str(grant_id), _grant_fields(store.grant_of(row)),
-                                                 None, reason.strip()))
+            await audit_log.record(
+                actor,
+                Change("revoke", "grant", str(grant_id), _grant_fields(store.grant_of(row)), None, reason.strip()),
+            )
         return _grant_dict(await store.find_grant(grant_id))
 
 
 def _grant_fields(g: Grant) -> dict:
-    return {"user_id": g.user_id, "role": str(g.role), "study": g.study, "site": g.site,
-            "valid_from": g.valid_from.isoformat(), "valid_to": g.valid_to.isoformat() if g.valid_to else None,
-            "personal_data": g.personal_data}
+    return {
+        "user_id": g.user_id,
+        "role": str(g.role),
+        "study": g.study,
+        "site": g.site,
+        "valid_from": g.valid_from.isoformat(),
+        "valid_to": g.valid_to.isoformat() if g.valid_to else None,
+        "personal_data": g.personal_data,
+    }
 
 
 def _grant_dict(row: dict) -> dict:
-    return {"id": row["id"], **_grant_fields(store.grant_of(row)), "granted_by": row["granted_by"],
-            "granted_at": row["granted_at"], "revoked_by": row["revoked_by"], "revoked_at": row["revoked_at"]}
+    return {
+        "id": row["id"],
+        **_grant_fields(store.grant_of(row)),
+        "granted_by": row["granted_by"],
+        "granted_at": row["granted_at"],
+        "revoked_by": row["revoked_by"],
+        "revoked_at": row["revoked_at"],
+    }
 
 
 # Sign-in and sessions ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Viewer:
@@ -242,13 +288,24 @@ async def sign_in(typed_user_id: str, password: str, address: str, kind: str = P
         attempt = await store.insert_attempt(utc_instant(now), recorded, address, "pending")
     async with read():
         # A lock lasts `lock_for` after the failures that caused it, which span up to `window`.
-        failures = [_instant(at) for at in
-                    await store.failures_before(recorded, attempt, utc_instant(since - policy.lock_for))] if row else []
+        failures = (
+            [
+                _instant(at)
+                for at in await store.failures_before(recorded, attempt, utc_instant(since - policy.lock_for))
+            ]
+            if row
+            else []
+        )
         sprayed = await store.address_failures_before(address, attempt, utc_instant(since)) >= ADDRESS_LIMIT
     gate = login_gate(failures, now, policy)
     if not gate.allowed or sprayed:
-        await _finish(attempt, "refused", recorded, "sign_in_refused",
-                      {"address": address, "locked": gate.locked, "address_throttled": sprayed})
+        await _finish(
+            attempt,
+            "refused",
+            recorded,
+            "sign_in_refused",
+            {"address": address, "locked": gate.locked, "address_throttled": sprayed},
+        )
         retry_at = gate.retry_at if not sprayed else now + policy.window
         wait = "the account is locked" if gate.locked else "too many failed sign-ins"
         raise SignInRefused(f"Sign-in refused: {wait}; try again after {utc_instant(retry_at)[:19]}Z UTC.", retry_at)
@@ -258,8 +315,13 @@ async def sign_in(typed_user_id: str, password: str, address: str, kind: str = P
     stored_hash = row["password_hash"] if row else await _dummy()
     valid = len(password) <= MAX_LENGTH and await to_thread.run_sync(hashing.verify, stored_hash, password)
     if not valid or row is None or row["status"] != AccountStatus.ACTIVE:
-        await _finish(attempt, "failed", recorded, "sign_in_failed",
-                      {"address": address, "disabled": bool(row) and row["status"] != "active"})
+        await _finish(
+            attempt,
+            "failed",
+            recorded,
+            "sign_in_failed",
+            {"address": address, "disabled": bool(row) and row["status"] != "active"},
+        )
         raise SignInRefused(WRONG)
     rehashed = await to_thread.run_sync(hashing.hash, password) if hashing.needs_rehash(stored_hash) else None
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -269,8 +331,9 @@ async def sign_in(typed_user_id: str, password: str, address: str, kind: str = P
             await store.update_user(user_id, password_hash=rehashed)
         session_id = await store.insert_session(_token_hash(token), user_id, kind, csrf, at, None)
         await store.set_attempt_outcome(attempt, "succeeded")
-        await audit_log.record(user_id, Change("sign_in", "session", str(session_id), None,
-                                               {"kind": kind, "address": address}))
+        await audit_log.record(
+            user_id, Change("sign_in", "session", str(session_id), None, {"kind": kind, "address": address})
+        )
     return SignedIn(token, csrf, user_id, None)
 
 
@@ -298,10 +361,15 @@ async def issue_token(user_id: str, days: int, actor: str) -> SignedIn:
         row = await _user_row(user_id)
         if row["status"] != AccountStatus.ACTIVE:
             raise invalid(f"user {user_id} is disabled", field="user_id")
-        session_id = await store.insert_session(_token_hash(token), user_id, TOKEN, secrets.token_urlsafe(32),
-                                                utc_instant(now), expires)
-        await audit_log.record(actor, Change("create", "session", str(session_id), None,
-                                             {"kind": TOKEN, "user_id": user_id, "expires_at": expires}))
+        session_id = await store.insert_session(
+            _token_hash(token), user_id, TOKEN, secrets.token_urlsafe(32), utc_instant(now), expires
+        )
+        await audit_log.record(
+            actor,
+            Change(
+                "create", "session", str(session_id), None, {"kind": TOKEN, "user_id": user_id, "expires_at": expires}
+            ),
+        )
     return SignedIn(token, "", user_id, expires)
 
 
@@ -327,8 +395,9 @@ async def resolve(token: str | None) -> Resolution:
     if row["kind"] != TOKEN and session_lapsed(last_seen, now, inactivity):
         async with transaction("session"):
             await store.end_session(row["id"], utc_instant(now), "inactivity")
-            await audit_log.record(row["user_id"], Change("sign_out", "session", str(row["id"]), None,
-                                                          {"why": "inactivity"}))
+            await audit_log.record(
+                row["user_id"], Change("sign_out", "session", str(row["id"]), None, {"why": "inactivity"})
+            )
         return Resolution(None, "lapsed")
     if now - last_seen >= TOUCH_EVERY:
         async with transaction("session"):
@@ -340,8 +409,9 @@ async def resolve(token: str | None) -> Resolution:
 async def sign_out(viewer: Viewer) -> None:
     async with transaction("session"):
         await store.end_session(viewer.session_id, utc_instant(_now()), "signed out")
-        await audit_log.record(viewer.user_id, Change("sign_out", "session", str(viewer.session_id), None,
-                                                      {"why": "signed out"}))
+        await audit_log.record(
+            viewer.user_id, Change("sign_out", "session", str(viewer.session_id), None, {"why": "signed out"})
+        )
 
 
 async def recent_sign_in_problems(limit: int = 50) -> list[dict]:
@@ -356,6 +426,7 @@ def _instant(text: str) -> datetime:
 
 # The signing ceremony (11.200(a)(1)) ------------------------------------------------------------------
 
+
 async def signing_ceremony(viewer: Viewer, meaning: str, password: str, typed_user_id: str | None) -> Signing:
     """Re-authenticate for a signature: both components at the first signing of a continuous period, the
     password alone within it. Fails closed with InvalidInput; the period's state is kept on the session."""
@@ -369,19 +440,29 @@ async def signing_ceremony(viewer: Viewer, meaning: str, password: str, typed_us
     attempt = await _signing_gate(viewer.user_id, now)
     last = _instant(row["last_seen_at"])
     session = SigningSession(viewer.user_id, last, row["signing_since"] is not None, inactivity)
-    account = UserAccount(account_row["user_id"], account_row["printed_name"], account_row["email"],
-                          account_row["status"])
+    account = UserAccount(
+        account_row["user_id"], account_row["printed_name"], account_row["email"], account_row["status"]
+    )
     verify = lambda pw: hashing.verify(account_row["password_hash"], pw)  # noqa: E731
-    result = await to_thread.run_sync(session.sign, account, SigningAttempt(meaning, password or "", typed_user_id),
-                                      verify, now)  # argon2: off the event loop
+    result = await to_thread.run_sync(
+        session.sign, account, SigningAttempt(meaning, password or "", typed_user_id), verify, now
+    )  # argon2: off the event loop
     async with transaction("signing"):
         await store.set_signing(viewer.session_id, utc_instant(now) if result.ok else None)
         await store.touch_session(viewer.session_id, utc_instant(now))
         await store.set_attempt_outcome(attempt, _outcome(result))
         if not result.ok:
-            await audit_log.record(viewer.user_id, Change("signing_failed", "session", str(viewer.session_id), None,
-                                                          {"meaning": meaning if meaning in _MEANINGS else "invalid"},
-                                                          result.reason))
+            await audit_log.record(
+                viewer.user_id,
+                Change(
+                    "signing_failed",
+                    "session",
+                    str(viewer.session_id),
+                    None,
+                    {"meaning": meaning if meaning in _MEANINGS else "invalid"},
+                    result.reason,
+                ),
+            )
     if not result.ok:
         raise InvalidInput([Problem(f"signing refused: {result.reason}", field="password")])
     return result.signing
@@ -399,18 +480,32 @@ async def signing_by_password(user_id: str, meaning: str, password: str) -> Sign
         raise InvalidInput([Problem("signing refused: the user ID or password is not correct", field="password")])
     _check_meaning(meaning)
     attempt = await _signing_gate(user_id, now)
-    account = UserAccount(account_row["user_id"], account_row["printed_name"], account_row["email"],
-                          account_row["status"])
+    account = UserAccount(
+        account_row["user_id"], account_row["printed_name"], account_row["email"], account_row["status"]
+    )
     verify = lambda pw: hashing.verify(account_row["password_hash"], pw)  # noqa: E731
-    result = await to_thread.run_sync(SigningSession.start(user_id, now, inactivity).sign, account,
-                                      SigningAttempt(meaning, password or "", user_id), verify, now)
+    result = await to_thread.run_sync(
+        SigningSession.start(user_id, now, inactivity).sign,
+        account,
+        SigningAttempt(meaning, password or "", user_id),
+        verify,
+        now,
+    )
     async with transaction("signing"):
         await store.set_attempt_outcome(attempt, _outcome(result))
     if not result.ok:
         async with transaction("signing"):
-            await audit_log.record(user_id, Change("signing_failed", "user", user_id, None,
-                                                   {"meaning": meaning if meaning in _MEANINGS else "invalid"},
-                                                   result.reason))
+            await audit_log.record(
+                user_id,
+                Change(
+                    "signing_failed",
+                    "user",
+                    user_id,
+                    None,
+                    {"meaning": meaning if meaning in _MEANINGS else "invalid"},
+                    result.reason,
+                ),
+            )
         raise InvalidInput([Problem(f"signing refused: {result.reason}", field="password")])
     return result.signing
 
@@ -421,21 +516,35 @@ async def _signing_gate(user_id: str, now: datetime) -> int:
     async with transaction("signing attempt"):
         attempt = await store.insert_attempt(utc_instant(now), user_id, SIGNING_ADDRESS, "pending")
     async with read():
-        failures = [_instant(at) for at in await store.failures_before(
-            user_id, attempt, utc_instant(now - policy.window - policy.lock_for))]
+        failures = [
+            _instant(at)
+            for at in await store.failures_before(user_id, attempt, utc_instant(now - policy.window - policy.lock_for))
+        ]
     gate = login_gate(failures, now, policy)
     if not gate.allowed:
         await _finish(attempt, "refused", user_id, "signing_refused", {"locked": gate.locked})
-        raise InvalidInput([Problem(f"signing refused: {'the account is locked' if gate.locked else 'too many failed attempts'};"
-                                    f" try again after {utc_instant(gate.retry_at)[:19]}Z UTC", field="password")])
+        raise InvalidInput(
+            [
+                Problem(
+                    f"signing refused: {'the account is locked' if gate.locked else 'too many failed attempts'};"
+                    f" try again after {utc_instant(gate.retry_at)[:19]}Z UTC",
+                    field="password",
+                )
+            ]
+        )
     return attempt
 
 
 def _check_meaning(meaning: str) -> None:
     """A meaning outside the fixed list is a mistake, not a guess: refused before the lock-out gate."""
     if meaning not in _MEANINGS:
-        raise InvalidInput([Problem(f"signing refused: a signature's meaning is one of {', '.join(sorted(_MEANINGS))}",
-                                    field="meaning")])
+        raise InvalidInput(
+            [
+                Problem(
+                    f"signing refused: a signature's meaning is one of {', '.join(sorted(_MEANINGS))}", field="meaning"
+                )
+            ]
+        )
 
 
 def _outcome(result) -> str:

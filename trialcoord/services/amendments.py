@@ -15,37 +15,59 @@ from datetime import date
 from trialcoord.adapters.persistence import repositories as repo
 from trialcoord.adapters.persistence.engine import read, transaction
 from trialcoord.domain.amendments import (
-    NO_VERSION, REQUIRED, ParticipantImpact, next_visit, participant_impact, protocol_differences, reconsent_for,
+    NO_VERSION,
+    REQUIRED,
+    ParticipantImpact,
+    next_visit,
+    participant_impact,
+    protocol_differences,
+    reconsent_for,
 )
+from trialcoord.domain.audit import utc_instant
+from trialcoord.domain.problems import invalid
 from trialcoord.domain.protocol import Protocol
 from trialcoord.domain.schedule import evaluate, judge
-from trialcoord.domain.audit import utc_instant
 from trialcoord.services import audit_log, consent, deviations, scheduling
 from trialcoord.services.audit_log import SYSTEM
-from trialcoord.domain.problems import invalid
 
 
-async def change_version(study: str, subject_id: str, version: str, effective: date, reason: str,
-                         today: date | None = None, actor: str = SYSTEM) -> dict:
+async def change_version(
+    study: str,
+    subject_id: str,
+    version: str,
+    effective: date,
+    reason: str,
+    today: date | None = None,
+    actor: str = SYSTEM,
+) -> dict:
     """Move one participant (see `scheduling.change_protocol_version`), then re-run detection for it."""
     today = today or date.today()
     async with transaction(f"study {study}, participant {subject_id}"):
         since = await deviations.audit_position()
-        row = await scheduling.change_protocol_version(study, subject_id, version, effective, reason, today=today,
-                                                       actor=actor)
+        row = await scheduling.change_protocol_version(
+            study, subject_id, version, effective, reason, today=today, actor=actor
+        )
         await deviations.redetect(study, [subject_id], since, today=today, actor=actor)
     return row
 
 
-async def apply_version(study: str, version: str, effective: date, reason: str, site: str | None = None,
-                        today: date | None = None, actor: str = SYSTEM) -> scheduling.Moved:
+async def apply_version(
+    study: str,
+    version: str,
+    effective: date,
+    reason: str,
+    site: str | None = None,
+    today: date | None = None,
+    actor: str = SYSTEM,
+) -> scheduling.Moved:
     """Move every active participant of a site or study (`scheduling.apply_protocol_version`), then re-run
     detection for those moved: records the change makes wrong are resolved naming it, new ones created."""
     today = today or date.today()
     async with transaction(f"study {study}, protocol version {version}"):
         since = await deviations.audit_position()
-        moved = await scheduling.apply_protocol_version(study, version, effective, reason, site=site, today=today,
-                                                        actor=actor)
+        moved = await scheduling.apply_protocol_version(
+            study, version, effective, reason, site=site, today=today, actor=actor
+        )
         if moved.moved:
             counts = await deviations.redetect(study, moved.moved, since, today=today, actor=actor)
             moved = moved._replace(deviations=counts)
@@ -53,6 +75,7 @@ async def apply_version(study: str, version: str, effective: date, reason: str, 
 
 
 # Impact ----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Impact:
@@ -70,8 +93,15 @@ class Impact:
         return [p for p in self.participants if p.affected]
 
 
-async def impact(study: str, protocol: Protocol, source_text: str, effective: date | None = None,
-                 site: str | None = None, today: date | None = None, sites: Collection[str] | None = None) -> Impact:
+async def impact(
+    study: str,
+    protocol: Protocol,
+    source_text: str,
+    effective: date | None = None,
+    site: str | None = None,
+    today: date | None = None,
+    sites: Collection[str] | None = None,
+) -> Impact:
     """For every active participant (of `site`), what `protocol` would change if it applied from `effective`
     (default: its own effective date, or today when that has passed): visits that move, appear or disappear,
     deviations resolved or created, and who must re-consent before their next visit. Stores nothing. `sites`:
@@ -84,20 +114,31 @@ async def impact(study: str, protocol: Protocol, source_text: str, effective: da
         if protocol.study != study:
             raise invalid(f"the file describes study {protocol.study}, not {study}", field="study")
         if effective < protocol.effective:
-            raise invalid(f"protocol version {protocol.version} is effective from {protocol.effective}; it cannot"
-                          f" apply from {effective}", field="effective")
+            raise invalid(
+                f"protocol version {protocol.version} is effective from {protocol.effective}; it cannot"
+                f" apply from {effective}",
+                field="effective",
+            )
         if site is not None and await repo.find_site(study_row["id"], site) is None:
             raise invalid(f"study {study} has no site {site}", field="site")
         versions = await scheduling.Versions.load(study_row["id"])
         loaded = next((row for row in versions.rows.values() if row["version"] == protocol.version), None)
         if loaded is not None and loaded["sha256"] != sha256:  # an impact for a text that could never be loaded
-            raise invalid(f"study {study} already has a protocol version {protocol.version} with other content"
-                          f" (from {loaded['source_name']}); give the amendment its own version label",
-                          field="version")
+            raise invalid(
+                f"study {study} already has a protocol version {protocol.version} with other content"
+                f" (from {loaded['source_name']}); give the amendment its own version label",
+                field="version",
+            )
         if loaded is None:
             await scheduling.check_numbering(study_row["id"], protocol)  # as loading it would
-        people = sorted((p for p in (await repo.load_inputs(study_row["id"], site=site)).values()
-                         if sites is None or p.site in sites), key=lambda p: p.subject_id)
+        people = sorted(
+            (
+                p
+                for p in (await repo.load_inputs(study_row["id"], site=site)).values()
+                if sites is None or p.site in sites
+            ),
+            key=lambda p: p.subject_id,
+        )
         consent_versions, signed = await consent.versions_and_signatures(study)
         exceptions = await deviations.window_exceptions(study)
         found, skipped, followed = [], {}, {}
@@ -107,14 +148,28 @@ async def impact(study: str, protocol: Protocol, source_text: str, effective: da
             if why:
                 skipped[person.subject_id] = why
                 continue
-            history = [(date.min, await versions.protocol(person.versions[0], person.site)),
-                       *[(day, await versions.protocol(v, person.site)) for day, v in person.changes]]
+            history = [
+                (date.min, await versions.protocol(person.versions[0], person.site)),
+                *[(day, await versions.protocol(v, person.site)) for day, v in person.changes],
+            ]
             followed.setdefault(versions.label(person.version_id), history[-1][1])
-            new = scheduling.with_site_calendar(protocol, sha256, versions.calendars[person.site]) \
-                if person.site in versions.calendars else protocol
-            found.append(_participant(person, history, (effective, new), today, consent_versions,
-                                      signed.get(person.subject_id, set()), exceptions.get(person.subject_id, ()),
-                                      rules))
+            new = (
+                scheduling.with_site_calendar(protocol, sha256, versions.calendars[person.site])
+                if person.site in versions.calendars
+                else protocol
+            )
+            found.append(
+                _participant(
+                    person,
+                    history,
+                    (effective, new),
+                    today,
+                    consent_versions,
+                    signed.get(person.subject_id, set()),
+                    exceptions.get(person.subject_id, ()),
+                    rules,
+                )
+            )
     differences = {label: protocol_differences(old, protocol) for label, old in sorted(followed.items())}
     return Impact(study, protocol.version, effective, today, site, tuple(found), skipped, differences)
 
@@ -132,26 +187,52 @@ def _not_applying(person, versions: scheduling.Versions, protocol: Protocol, eff
 def _participant(person, history, change, today, consent_versions, signed, exceptions, rules) -> ParticipantImpact:
     """One participant's impact: each version evaluated once, judged twice (as things are, and with the change).
     `rules`: screening codes and collection-stopping events per list of versions, shared by the whole run."""
-    evaluations = [evaluate(version, person.events, person.actuals, today, arm=person.arm,
-                            horizon_days=scheduling.HORIZON_DAYS, marked_missed=person.marked_missed)
-                   for _, version in history]
+    evaluations = [
+        evaluate(
+            version,
+            person.events,
+            person.actuals,
+            today,
+            arm=person.arm,
+            horizon_days=scheduling.HORIZON_DAYS,
+            marked_missed=person.marked_missed,
+        )
+        for _, version in history
+    ]
     current = evaluations[0] if len(history) == 1 else [row for row, _ in judge(history, evaluations)]
-    proposed_evaluation = evaluate(change[1], person.events, person.actuals, today, arm=person.arm,
-                                   horizon_days=scheduling.HORIZON_DAYS, marked_missed=person.marked_missed)
+    proposed_evaluation = evaluate(
+        change[1],
+        person.events,
+        person.actuals,
+        today,
+        arm=person.arm,
+        horizon_days=scheduling.HORIZON_DAYS,
+        marked_missed=person.marked_missed,
+    )
     proposed = [row for row, _ in judge([*history, change], [*evaluations, proposed_evaluation])]
     versions = [version for _, version in history]
     offered = [v for v in consent_versions if v.site == person.site and v.protocol_version == change[1].version]
     reconsent = reconsent_for(signed, offered, next_visit(proposed, max(today, change[0])))
     key = tuple(id(version) for version in (*versions, change[1]))
     if key not in rules:
-        rules[key] = (frozenset(code for version in (*versions, change[1])
-                                for code in deviations.screening_codes(version)),
-                      frozenset(_stopping(versions)), frozenset(_stopping([*versions, change[1]])))
+        rules[key] = (
+            frozenset(code for version in (*versions, change[1]) for code in deviations.screening_codes(version)),
+            frozenset(_stopping(versions)),
+            frozenset(_stopping([*versions, change[1]])),
+        )
     screening, stops_now, stops_then = rules[key]
     return participant_impact(
-        person.subject_id, person.site, current, proposed, today, reconsent, screening=screening,
-        stopped_now=_stopped(person.events, stops_now), stopped_then=_stopped(person.events, stops_then),
-        exceptions=exceptions)
+        person.subject_id,
+        person.site,
+        current,
+        proposed,
+        today,
+        reconsent,
+        screening=screening,
+        stopped_now=_stopped(person.events, stops_now),
+        stopped_then=_stopped(person.events, stops_then),
+        exceptions=exceptions,
+    )
 
 
 def _stopping(versions: list[Protocol]) -> set[str]:
@@ -166,8 +247,17 @@ def _stopped(events: dict[str, date], stops: frozenset[str]) -> date | None:
 
 # Impact outputs ----------------------------------------------------------------------------------
 
-IMPACT_COLUMNS = ["subject_id", "site", "item", "visit", "old_target", "old_window", "new_target", "new_window",
-                  "detail"]
+IMPACT_COLUMNS = [
+    "subject_id",
+    "site",
+    "item",
+    "visit",
+    "old_target",
+    "old_window",
+    "new_target",
+    "new_window",
+    "detail",
+]
 
 
 def impact_rows(result: Impact, left: bool = False) -> list[dict]:
@@ -177,39 +267,69 @@ def impact_rows(result: Impact, left: bool = False) -> list[dict]:
     for p in result.affected:
         base = {"subject_id": p.subject_id, "site": p.site}
         for change in p.changes:
-            rows.append({**base, "item": f"visit {change.kind}", "visit": change.visit,
-                         "old_target": change.old[0], "old_window": _window(change.old),
-                         "new_target": change.new[0], "new_window": _window(change.new), "detail": change.name})
+            rows.append(
+                {
+                    **base,
+                    "item": f"visit {change.kind}",
+                    "visit": change.visit,
+                    "old_target": change.old[0],
+                    "old_window": _window(change.old),
+                    "new_target": change.new[0],
+                    "new_window": _window(change.new),
+                    "detail": change.name,
+                }
+            )
         for kind, findings in (("deviation resolved", p.resolved), ("deviation created", p.created)):
             for f in findings:
                 rows.append({**base, "item": kind, "visit": f.visit, "detail": deviations.describe(f)})
         if p.reconsent.status == REQUIRED:
             before = p.reconsent.before
-            rows.append({**base, "item": "re-consent required", "visit": before[0] if before else None,
-                         "new_target": before[1] if before else None,
-                         "detail": f"on consent version {' or '.join(p.reconsent.versions)} before the next visit"})
+            rows.append(
+                {
+                    **base,
+                    "item": "re-consent required",
+                    "visit": before[0] if before else None,
+                    "new_target": before[1] if before else None,
+                    "detail": f"on consent version {' or '.join(p.reconsent.versions)} before the next visit",
+                }
+            )
     if left:
-        rows += [{"subject_id": subject, "site": None, "item": "not affected", "detail": why}
-                 for subject, why in sorted(result.skipped.items())]
+        rows += [
+            {"subject_id": subject, "site": None, "item": "not affected", "detail": why}
+            for subject, why in sorted(result.skipped.items())
+        ]
     return rows
 
 
 def impact_dict(result: Impact) -> dict:
     """The whole impact as JSON values (dates as ISO text)."""
     return {
-        "study": result.study, "version": result.version, "effective": result.effective.isoformat(),
-        "as_of": result.as_of.isoformat(), "site": result.site, "participants": len(result.participants),
+        "study": result.study,
+        "version": result.version,
+        "effective": result.effective.isoformat(),
+        "as_of": result.as_of.isoformat(),
+        "site": result.site,
+        "participants": len(result.participants),
         "summary": impact_summary(result)["totals"],
-        "affected": [{
-            "subject_id": p.subject_id, "site": p.site,
-            "visits": [{"visit": c.visit, "name": c.name, "change": c.kind,
-                        "old": _dates(c.old), "new": _dates(c.new)} for c in p.changes],
-            "deviations_resolved": [_finding(f) for f in p.resolved],
-            "deviations_created": [_finding(f) for f in p.created],
-            "reconsent": {"status": p.reconsent.status, "versions": list(p.reconsent.versions),
-                          "before_visit": p.reconsent.before[0] if p.reconsent.before else None,
-                          "before_date": p.reconsent.before[1].isoformat() if p.reconsent.before else None},
-        } for p in result.affected],
+        "affected": [
+            {
+                "subject_id": p.subject_id,
+                "site": p.site,
+                "visits": [
+                    {"visit": c.visit, "name": c.name, "change": c.kind, "old": _dates(c.old), "new": _dates(c.new)}
+                    for c in p.changes
+                ],
+                "deviations_resolved": [_finding(f) for f in p.resolved],
+                "deviations_created": [_finding(f) for f in p.created],
+                "reconsent": {
+                    "status": p.reconsent.status,
+                    "versions": list(p.reconsent.versions),
+                    "before_visit": p.reconsent.before[0] if p.reconsent.before else None,
+                    "before_date": p.reconsent.before[1].isoformat() if p.reconsent.before else None,
+                },
+            }
+            for p in result.affected
+        ],
         "skipped": [{"subject_id": s, "reason": why} for s, why in sorted(result.skipped.items())],
         "differences": result.differences,
     }
@@ -217,21 +337,28 @@ def impact_dict(result: Impact) -> dict:
 
 def impact_summary(result: Impact) -> dict:
     """Counts for the whole study and by site: the one-page summary an IRB submission carries."""
+
     def count(people: list[ParticipantImpact]) -> dict:
         kinds = [c.kind for p in people for c in p.changes]
-        return {"participants": len(people), "affected": sum(p.affected for p in people),
-                "visits_moving": kinds.count("moves"), "visits_appearing": kinds.count("appears"),
-                "visits_disappearing": kinds.count("disappears"),
-                "deviations_resolved": sum(len(p.resolved) for p in people),
-                "deviations_created": sum(len(p.created) for p in people),
-                "reconsent_required": sum(p.reconsent.status == REQUIRED for p in people),
-                "reconsent_unknown": sum(p.reconsent.status == NO_VERSION for p in people)}
+        return {
+            "participants": len(people),
+            "affected": sum(p.affected for p in people),
+            "visits_moving": kinds.count("moves"),
+            "visits_appearing": kinds.count("appears"),
+            "visits_disappearing": kinds.count("disappears"),
+            "deviations_resolved": sum(len(p.resolved) for p in people),
+            "deviations_created": sum(len(p.created) for p in people),
+            "reconsent_required": sum(p.reconsent.status == REQUIRED for p in people),
+            "reconsent_unknown": sum(p.reconsent.status == NO_VERSION for p in people),
+        }
 
     by_site: dict[str, list[ParticipantImpact]] = {}
     for p in result.participants:
         by_site.setdefault(p.site, []).append(p)
-    return {"totals": count(list(result.participants)),
-            "sites": [{"site": site, **count(people)} for site, people in sorted(by_site.items())]}
+    return {
+        "totals": count(list(result.participants)),
+        "sites": [{"site": site, **count(people)} for site, people in sorted(by_site.items())],
+    }
 
 
 IMPACT_MEDIA = {"csv": "text/csv", "pdf": "application/pdf"}
@@ -252,10 +379,21 @@ async def impact_file(result: Impact, fmt: str, actor: str) -> tuple[bytes, str,
 
 async def record_impact_read(result: Impact, fmt: str, actor: str) -> None:
     """Who looked at which impact, in which form: the impact shows participants of the sites read."""
-    await audit_log.record_alone(actor, audit_log.Change(
-        "export", "protocol_impact", f"{result.study}/{result.site}" if result.site else result.study, None,
-        {"format": fmt, "version": result.version, "effective": result.effective.isoformat(),
-         "participants": len(result.participants)}))
+    await audit_log.record_alone(
+        actor,
+        audit_log.Change(
+            "export",
+            "protocol_impact",
+            f"{result.study}/{result.site}" if result.site else result.study,
+            None,
+            {
+                "format": fmt,
+                "version": result.version,
+                "effective": result.effective.isoformat(),
+                "participants": len(result.participants),
+            },
+        ),
+    )
 
 
 SUMMARY_LINES = 18  # differences and sites shown on the one page; the rest is counted
@@ -266,13 +404,26 @@ def impact_pdf(result: Impact, created_at: str) -> bytes:
 
     summary = impact_summary(result)
     differences = [{"version": label, "line": line} for label, lines in result.differences.items() for line in lines]
-    data = {"study_code": result.study, "version": result.version, "effective": result.effective.isoformat(),
-            "as_of": result.as_of.isoformat(), "site": result.site or "all sites", "totals": summary["totals"],
-            "sites": summary["sites"][:SUMMARY_LINES], "more_sites": max(0, len(summary["sites"]) - SUMMARY_LINES),
-            "differences": differences[:SUMMARY_LINES],
-            "more_differences": max(0, len(differences) - SUMMARY_LINES), "skipped": len(result.skipped)}
-    return render_pdf("amendment_impact", data, created_at=created_at,
-                      title=f"Impact of protocol version {result.version}", version_label=result.version)
+    data = {
+        "study_code": result.study,
+        "version": result.version,
+        "effective": result.effective.isoformat(),
+        "as_of": result.as_of.isoformat(),
+        "site": result.site or "all sites",
+        "totals": summary["totals"],
+        "sites": summary["sites"][:SUMMARY_LINES],
+        "more_sites": max(0, len(summary["sites"]) - SUMMARY_LINES),
+        "differences": differences[:SUMMARY_LINES],
+        "more_differences": max(0, len(differences) - SUMMARY_LINES),
+        "skipped": len(result.skipped),
+    }
+    return render_pdf(
+        "amendment_impact",
+        data,
+        created_at=created_at,
+        title=f"Impact of protocol version {result.version}",
+        version_label=result.version,
+    )
 
 
 def _window(dates: tuple) -> str | None:
@@ -287,6 +438,11 @@ def _dates(dates: tuple) -> dict:
 
 
 def _finding(f) -> dict:
-    return {"visit": f.visit, "occurrence": f.occurrence, "rule": str(f.rule),
-            "occurred_on": f.occurred_on.isoformat() if f.occurred_on else None, "days_outside": f.days_outside,
-            "description": deviations.describe(f)}
+    return {
+        "visit": f.visit,
+        "occurrence": f.occurrence,
+        "rule": str(f.rule),
+        "occurred_on": f.occurred_on.isoformat() if f.occurred_on else None,
+        "days_outside": f.days_outside,
+        "description": deviations.describe(f),
+    }

@@ -7,9 +7,9 @@ entry exist together or not at all. `verify` and `checkpoint` recompute the whol
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from itertools import islice
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ SYSTEM = "system"
 
 def clock() -> datetime:
     """The server clock, in UTC (tests replace it)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +54,24 @@ async def record_each(actor: str, count: int, changes: Iterable[Change]) -> None
     first, at, written = await store.allocate(count), utc_instant(clock()), 0
     iterator = iter(changes)
     while batch := list(islice(iterator, _BATCH)):
-        await store.insert([
-            seal(AuditEntry(first + written + i, at, actor, c.action, c.record_type, c.record_id, _plain(c.old),
-                            _plain(c.new), c.reason))
-            for i, c in enumerate(batch)
-        ])
+        await store.insert(
+            [
+                seal(
+                    AuditEntry(
+                        first + written + i,
+                        at,
+                        actor,
+                        c.action,
+                        c.record_type,
+                        c.record_id,
+                        _plain(c.old),
+                        _plain(c.new),
+                        c.reason,
+                    )
+                )
+                for i, c in enumerate(batch)
+            ]
+        )
         written += len(batch)
     if written != count:
         raise ValueError(f"record_each was told {count} changes and given {written}")
@@ -78,6 +91,7 @@ def _plain(values: Mapping[str, Any] | None) -> dict | None:
 
 
 # Browsing --------------------------------------------------------------------------------------
+
 
 async def browse(where: AuditFilter, before: int | None = None, limit: int = 100) -> list[dict]:
     async with read():
@@ -100,6 +114,7 @@ async def latest_root() -> tuple[int, str]:
 
 
 # Verification and checkpoints --------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class TrailReport:
@@ -130,8 +145,12 @@ async def verify(given: Checkpoint | None = None) -> TrailReport:
         async with read():
             now_head, beyond = await store.entries_beyond_head()
         if beyond:
-            result = _failed(result, now_head + 1, f"appended outside the application: {beyond} entries are"
-                                                   f" numbered above the {now_head} the application appended")
+            result = _failed(
+                result,
+                now_head + 1,
+                f"appended outside the application: {beyond} entries are"
+                f" numbered above the {now_head} the application appended",
+            )
     # The smaller checkpoint is implied by the larger only if both verify: check the other one too.
     for other in candidates:
         if result.ok and other is not checkpoint:

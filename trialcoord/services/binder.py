@@ -17,26 +17,32 @@ import shutil
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from anyio import from_thread, to_thread
 
 from trialcoord.adapters import binder_package as package
-from trialcoord.adapters.persistence import accounts_store, documents_store
+from trialcoord.adapters.persistence import accounts_store, documents_store, signatures_store
 from trialcoord.adapters.persistence import repositories as repo
-from trialcoord.adapters.persistence import signatures_store
 from trialcoord.adapters.persistence.engine import read, transaction
 from trialcoord.domain.access import Role
 from trialcoord.domain.audit import utc_instant
 from trialcoord.domain.documents import DocumentKey, DocumentStatus
+from trialcoord.domain.problems import NotFound, invalid
 from trialcoord.domain.tmf import (
-    ARTIFACTS, IRB_APPROVED, PRINCIPAL_INVESTIGATOR, SITE_CHECKLIST, FiledDocument, StaffMember, checklist,
+    ARTIFACTS,
+    IRB_APPROVED,
+    PRINCIPAL_INVESTIGATOR,
+    SITE_CHECKLIST,
+    FiledDocument,
+    StaffMember,
+    checklist,
 )
 from trialcoord.services import audit_log, documents, signatures, system_keys
 from trialcoord.services.audit_log import Change
-from trialcoord.domain.problems import NotFound, invalid
 
 IN_FORCE = {DocumentStatus.EFFECTIVE}
 STAFF_ROLES = {Role.INVESTIGATOR: PRINCIPAL_INVESTIGATOR, Role.COORDINATOR: "coordinator"}
@@ -82,8 +88,17 @@ async def site_checklist(study: str, site: str, today: date) -> list[dict]:
         version = documents_store.version_of(row, DocumentKey(study, row["site"] or None, row["name"]))
         dated = version.entered(DocumentStatus.EFFECTIVE) or version.entered(DocumentStatus.APPROVED) or today
         expires = date.fromisoformat(row["expires_on"]) if row["expires_on"] else None
-        filed.append(FiledDocument(row["artifact"], row["site"] or None, row["person"],
-                                   f"{row['name']} {row['label']}", row["sha256"], dated, expires))
+        filed.append(
+            FiledDocument(
+                row["artifact"],
+                row["site"] or None,
+                row["person"],
+                f"{row['name']} {row['label']}",
+                row["sha256"],
+                dated,
+                expires,
+            )
+        )
         if row["artifact"] == "040" and row["site"] == site:
             consents.append(version)
     # An approval letter counts wherever it is filed in the study (any site, any status), once, with its expiry.
@@ -91,14 +106,31 @@ async def site_checklist(study: str, site: str, today: date) -> list[dict]:
     for row in await _rows(study, None):
         if row["artifact"] == "066" and row["sha256"] not in counted:
             counted.add(row["sha256"])
-            filed.append(FiledDocument("066", row["site"] or None, None, f"{row['name']} {row['label']}",
-                                       row["sha256"], today,
-                                       date.fromisoformat(row["expires_on"]) if row["expires_on"] else None))
+            filed.append(
+                FiledDocument(
+                    "066",
+                    row["site"] or None,
+                    None,
+                    f"{row['name']} {row['label']}",
+                    row["sha256"],
+                    today,
+                    date.fromisoformat(row["expires_on"]) if row["expires_on"] else None,
+                )
+            )
     staff = await _staff(study, site, today)
     items = checklist(SITE_CHECKLIST, filed, staff, consents, today)
-    return [{"artifact": {"unique_id": i.artifact.unique_id, "number": i.artifact.number, "name": i.artifact.name},
-             "scope": i.rule.scope, "person": i.person, "consent_version": i.consent_version, "state": str(i.state),
-             "document": i.filed.label if i.filed else None, "expires_on": i.expires_on} for i in items]
+    return [
+        {
+            "artifact": {"unique_id": i.artifact.unique_id, "number": i.artifact.number, "name": i.artifact.name},
+            "scope": i.rule.scope,
+            "person": i.person,
+            "consent_version": i.consent_version,
+            "state": str(i.state),
+            "document": i.filed.label if i.filed else None,
+            "expires_on": i.expires_on,
+        }
+        for i in items
+    ]
 
 
 async def checklist_report(study: str, site: str, today: date) -> bytes:
@@ -107,43 +139,67 @@ async def checklist_report(study: str, site: str, today: date) -> bytes:
 
     items = await site_checklist(study, site, today)
     counts = {state: sum(1 for i in items if i["state"] == state) for state in ("missing", "expired", "expiring")}
-    rows = [{"state": i["state"], "artifact": f"{i['artifact']['number']} {i['artifact']['name']}",
-             "for": i["person"] or (f"consent version {i['consent_version']}" if i["consent_version"] else i["scope"]),
-             "document": i["document"], "expires_on": i["expires_on"].isoformat() if i["expires_on"] else None}
-            for i in items]
+    rows = [
+        {
+            "state": i["state"],
+            "artifact": f"{i['artifact']['number']} {i['artifact']['name']}",
+            "for": i["person"] or (f"consent version {i['consent_version']}" if i["consent_version"] else i["scope"]),
+            "document": i["document"],
+            "expires_on": i["expires_on"].isoformat() if i["expires_on"] else None,
+        }
+        for i in items
+    ]
     data = {"study_code": study, "site": site, "as_of": today.isoformat(), "counts": counts, "items": rows}
-    return await to_thread.run_sync(lambda: render_pdf(
-        "binder_checklist", data, created_at=f"{today.isoformat()}T00:00:00.000000Z",
-        title=f"Expected documents of site {site}", version_label=today.isoformat()))
+    return await to_thread.run_sync(
+        lambda: render_pdf(
+            "binder_checklist",
+            data,
+            created_at=f"{today.isoformat()}T00:00:00.000000Z",
+            title=f"Expected documents of site {site}",
+            version_label=today.isoformat(),
+        )
+    )
 
 
 async def _staff(study: str, site: str, today: date) -> list[StaffMember]:
     async with read():
         grants = await accounts_store.grants_at(study, site)
-    return [StaffMember(g["user_id"], STAFF_ROLES[Role(g["role"])]) for g in grants
-            if g["role"] in {str(r) for r in STAFF_ROLES}
-            and date.fromisoformat(str(g["valid_from"])) <= today
-            and (g["valid_to"] is None or today <= date.fromisoformat(str(g["valid_to"])))]
+    return [
+        StaffMember(g["user_id"], STAFF_ROLES[Role(g["role"])])
+        for g in grants
+        if g["role"] in {str(r) for r in STAFF_ROLES}
+        and date.fromisoformat(str(g["valid_from"])) <= today
+        and (g["valid_to"] is None or today <= date.fromisoformat(str(g["valid_to"])))
+    ]
 
 
-async def export(study: str, site: str | None, out: Path | BinaryIO, actor: str,
-                 personal_at: Callable[[str | None], bool] = lambda site: True,
-                 only_sites: set[str] | None = None) -> dict:
+async def export(
+    study: str,
+    site: str | None,
+    out: Path | BinaryIO,
+    actor: str,
+    personal_at: Callable[[str | None], bool] = lambda site: True,
+    only_sites: set[str] | None = None,
+) -> dict:
     """Write the binder ZIP of the study (and one site, given one) to `out`; returns its manifest.
     Subject logs (they link codes to people) are left out at sites where `personal_at(site)` is false;
     `only_sites` keeps the study-level documents and those sites' only."""
     keys = system_keys.current()
-    rows = [row for row in await _rows(study, site)
-            if (row["artifact"] not in documents.PERSONAL_ARTIFACTS or personal_at(row["site"] or None))
-            and (only_sites is None or not row["site"] or row["site"] in only_sites)]
+    rows = [
+        row
+        for row in await _rows(study, site)
+        if (row["artifact"] not in documents.PERSONAL_ARTIFACTS or personal_at(row["site"] or None))
+        and (only_sites is None or not row["site"] or row["site"] in only_sites)
+    ]
     personal_sites = sorted({row["site"] for row in rows if row["artifact"] in documents.PERSONAL_ARTIFACTS})
     async with read():
         signature_rows = await signatures_store.signatures_of_study(study)
         made_files = await signatures_store.files_of_study(study)
     for row in rows:  # a signature whose page was never printed (a failed render) is printed now
         count = len(signature_rows.get(row["id"], []))
-        if count and not any(f["kind"] == "signature_page" and f["signatures"] == count
-                             for f in made_files.get(row["id"], [])):
+        if count and not any(
+            f["kind"] == "signature_page" and f["signatures"] == count for f in made_files.get(row["id"], [])
+        ):
             await signatures.manifest_safely(DocumentKey(study, row["site"] or None, row["name"]), row["label"])
             async with read():
                 made_files = await signatures_store.files_of_study(study)
@@ -153,54 +209,115 @@ async def export(study: str, site: str | None, out: Path | BinaryIO, actor: str,
         found = ARTIFACTS[row["artifact"]]
         version = documents_store.version_of(row, key)
         record = documents.record_id(key, row["label"])
-        sigs = [signatures_store.signature_of(s, row["sha256"], record).as_dict()
-                for s in signature_rows.get(row["id"], [])]
-        meta = {"study": study, "site": key.site, "document": key.name, "label": row["label"],
-                "artifact": {"unique_id": found.unique_id, "number": found.number, "name": found.name,
-                             "dating": found.dating},
-                "status": row["status"], "status_history": [
-                    {"status": str(c.status), "on": c.on.isoformat(), "reason": c.reason} for c in version.history],
-                "effective_on": _iso(version.entered(DocumentStatus.EFFECTIVE)), "author": row["author"],
-                "created_at": row["created_at"], "kind": "version", "signatures": sigs}
-        files.append(package.PackageFile(
-            package.binder_path(found, key.site, key.name, row["label"], row["file_name"], "version"),
-            row["sha256"], row["size"], row["media_type"], _unread, meta))
+        sigs = [
+            signatures_store.signature_of(s, row["sha256"], record).as_dict() for s in signature_rows.get(row["id"], [])
+        ]
+        meta = {
+            "study": study,
+            "site": key.site,
+            "document": key.name,
+            "label": row["label"],
+            "artifact": {
+                "unique_id": found.unique_id,
+                "number": found.number,
+                "name": found.name,
+                "dating": found.dating,
+            },
+            "status": row["status"],
+            "status_history": [
+                {"status": str(c.status), "on": c.on.isoformat(), "reason": c.reason} for c in version.history
+            ],
+            "effective_on": _iso(version.entered(DocumentStatus.EFFECTIVE)),
+            "author": row["author"],
+            "created_at": row["created_at"],
+            "kind": "version",
+            "signatures": sigs,
+        }
+        files.append(
+            package.PackageFile(
+                package.binder_path(found, key.site, key.name, row["label"], row["file_name"], "version"),
+                row["sha256"],
+                row["size"],
+                row["media_type"],
+                _unread,
+                meta,
+            )
+        )
         for kind in ("signature_page", "pades_signed"):
             latest = next((f for f in made_files.get(row["id"], []) if f["kind"] == kind), None)
             if latest is not None:
-                files.append(package.PackageFile(
-                    package.binder_path(found, key.site, key.name, row["label"], row["file_name"], kind),
-                    latest["sha256"], latest["size"], latest["media_type"], _unread,
-                    {**{k: meta[k] for k in ("study", "site", "document", "label", "artifact")}, "kind": kind,
-                     "of_version": row["sha256"], "signature_count": latest["signatures"]}))
+                files.append(
+                    package.PackageFile(
+                        package.binder_path(found, key.site, key.name, row["label"], row["file_name"], kind),
+                        latest["sha256"],
+                        latest["size"],
+                        latest["media_type"],
+                        _unread,
+                        {
+                            **{k: meta[k] for k in ("study", "site", "document", "label", "artifact")},
+                            "kind": kind,
+                            "of_version": row["sha256"],
+                            "signature_count": latest["signatures"],
+                        },
+                    )
+                )
         changed = max([row["created_at"], *(s["instant"] for s in sigs)])
-        index_entries.append(({"zone": found.number[:2], "section": found.number[3:5], "artifact": found.number[6:],
-                               "unique_id": found.unique_id,
-                               "document": key.name + (f" ({key.site})" if key.site else ""),
-                               "version": row["label"], "status": row["status"],
-                               "effective": _iso(version.entered(DocumentStatus.EFFECTIVE))}, changed))
-    index_entries.sort(key=lambda pair: tuple(pair[0][k] for k in ("zone", "section", "artifact", "document",
-                                                                   "version")))
+        index_entries.append(
+            (
+                {
+                    "zone": found.number[:2],
+                    "section": found.number[3:5],
+                    "artifact": found.number[6:],
+                    "unique_id": found.unique_id,
+                    "document": key.name + (f" ({key.site})" if key.site else ""),
+                    "version": row["label"],
+                    "status": row["status"],
+                    "effective": _iso(version.entered(DocumentStatus.EFFECTIVE)),
+                },
+                changed,
+            )
+        )
+    index_entries.sort(
+        key=lambda pair: tuple(pair[0][k] for k in ("zone", "section", "artifact", "document", "version"))
+    )
     index_pdf = await to_thread.run_sync(_index, study, site, index_entries)
     kept = _kept_export(study, site, personal_sites, only_sites)
     files = _distinct_paths(files)
     contents = _Contents(files, kept)
-    files = [package.PackageFile(f.path, f.sha256, f.size, f.media_type, contents.loader(f.path, f.sha256), f.meta)
-             for f in files]
+    files = [
+        package.PackageFile(f.path, f.sha256, f.size, f.media_type, contents.loader(f.path, f.sha256), f.meta)
+        for f in files
+    ]
     generated_at = utc_instant(audit_log.clock())
     registry = await signatures.registry()
     try:
-        manifest = await to_thread.run_sync(lambda: package.write_package(
-            out, files, index_pdf=index_pdf, registry=registry, manifest_key=keys.manifest_key,
-            generated_at=generated_at, scope={"study": study, "site": site}))
+        manifest = await to_thread.run_sync(
+            lambda: package.write_package(
+                out,
+                files,
+                index_pdf=index_pdf,
+                registry=registry,
+                manifest_key=keys.manifest_key,
+                generated_at=generated_at,
+                scope={"study": study, "site": site},
+            )
+        )
     finally:
         contents.close()
     if kept is not None and isinstance(out, Path):
         await to_thread.run_sync(_keep, out, kept)
     digest = hashlib.sha256(repr(sorted((f["path"], f["sha256"]) for f in manifest["files"])).encode()).hexdigest()
     async with transaction("binder export"):
-        await audit_log.record(actor, Change("export", "binder", f"{study}/{site}" if site else study, None, {
-            "files": len(files), "generated_at": generated_at, "files_digest": digest}))
+        await audit_log.record(
+            actor,
+            Change(
+                "export",
+                "binder",
+                f"{study}/{site}" if site else study,
+                None,
+                {"files": len(files), "generated_at": generated_at, "files_digest": digest},
+            ),
+        )
     return manifest
 
 
@@ -268,7 +385,7 @@ class _Contents:
             self.known = {}  # a damaged or altered copy: the database has the bytes, for this file and the rest
         if sha256 not in self.batch:
             wanted, size = [], 0
-            for later_path, later_sha, later_size in self.order[self.position[path]:]:
+            for later_path, later_sha, later_size in self.order[self.position[path] :]:
                 if self.known.get(later_path) == later_sha:
                     continue  # read from the kept export
                 if wanted and size + later_size > self.BATCH:
@@ -308,8 +425,7 @@ def _distinct_paths(files: list[package.PackageFile]) -> list[package.PackageFil
     return out
 
 
-def _kept_export(study: str, site: str | None, personal_sites: list[str], only_sites: set[str] | None
-                 ) -> Path | None:
+def _kept_export(study: str, site: str | None, personal_sites: list[str], only_sites: set[str] | None) -> Path | None:
     """Where this installation keeps its last export of the scope (data/exports/), or None without settings."""
     settings = system_keys._settings
     if settings is None:

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-
 from datetime import date
 
 from trialcoord.adapters.persistence import consent_store as store
 from trialcoord.adapters.persistence import documents_store
-from trialcoord.adapters.persistence.engine import read, transaction
 from trialcoord.adapters.persistence import repositories as repo
+from trialcoord.adapters.persistence.engine import read, transaction
 from trialcoord.domain.audit import utc_instant
-from trialcoord.domain.documents import DocumentKey, DocumentStatus
 from trialcoord.domain.consent import (
     ConsentVersion,
     ParticipantConsent,
@@ -27,15 +25,24 @@ from trialcoord.domain.consent import (
     data_issues,
     reconsent_queue,
 )
+from trialcoord.domain.documents import DocumentKey, DocumentStatus
+from trialcoord.domain.problems import Conflict, NotFound, invalid
 from trialcoord.services import audit_log, scheduling
 from trialcoord.services.audit_log import SYSTEM, Change
-from trialcoord.domain.problems import Conflict, NotFound, invalid
 
 CONSENT_FORM = "040"
 
 
-async def register_version(study: str, site: str, language: str, label: str, protocol_version: str,
-                           document: str, document_label: str, actor: str = SYSTEM) -> dict:
+async def register_version(
+    study: str,
+    site: str,
+    language: str,
+    label: str,
+    protocol_version: str,
+    document: str,
+    document_label: str,
+    actor: str = SYSTEM,
+) -> dict:
     language, label = language.strip().lower(), label.strip()
     if not language or len(language) > 16 or not label or len(label) > 64:
         raise invalid("a consent version needs its language (such as en) and label", field="language")
@@ -45,26 +52,66 @@ async def register_version(study: str, site: str, language: str, label: str, pro
         if row is None:
             raise NotFound(f"site {site} of study {study} has no document {document} version {document_label}")
         if found["artifact"] != CONSENT_FORM or row["status"] != "effective":
-            raise invalid(f"document {document} version {document_label} is not an effective informed consent form"
-                          f" (TMF 02.02.03); it is {row['status']}, filed under {found['artifact']}", field="document")
+            raise invalid(
+                f"document {document} version {document_label} is not an effective informed consent form"
+                f" (TMF 02.02.03); it is {row['status']}, filed under {found['artifact']}",
+                field="document",
+            )
         versions = {v["version"] for v in await scheduling.list_protocol_versions(study)}
         if protocol_version not in versions:
             raise invalid(f"study {study} has no protocol version {protocol_version}", field="protocol_version")
         if await store.find_version(study, site, language, label):
             raise Conflict(f"site {site} already has consent version {label} in language {language}")
-        effective_on = documents_store.version_of(row, DocumentKey(study, site, document)).entered(DocumentStatus.EFFECTIVE)
-        await store.insert_version(study, site, language, label, protocol_version, row["id"], effective_on.isoformat(),
-                                   utc_instant(audit_log.clock()))
-        await audit_log.record(actor, Change("create", "consent_version", f"{study}/{site}/consent/{language}/{label}",
-                                             None, {"protocol_version": protocol_version, "document": document,
-                                                    "document_version": document_label, "sha256": row["sha256"],
-                                                    "effective_on": effective_on}))
-    return {"study": study, "site": site, "language": language, "label": label,
-            "protocol_version": protocol_version, "effective_on": effective_on}
+        effective_on = documents_store.version_of(row, DocumentKey(study, site, document)).entered(
+            DocumentStatus.EFFECTIVE
+        )
+        await store.insert_version(
+            study,
+            site,
+            language,
+            label,
+            protocol_version,
+            row["id"],
+            effective_on.isoformat(),
+            utc_instant(audit_log.clock()),
+        )
+        await audit_log.record(
+            actor,
+            Change(
+                "create",
+                "consent_version",
+                f"{study}/{site}/consent/{language}/{label}",
+                None,
+                {
+                    "protocol_version": protocol_version,
+                    "document": document,
+                    "document_version": document_label,
+                    "sha256": row["sha256"],
+                    "effective_on": effective_on,
+                },
+            ),
+        )
+    return {
+        "study": study,
+        "site": site,
+        "language": language,
+        "label": label,
+        "protocol_version": protocol_version,
+        "effective_on": effective_on,
+    }
 
 
-async def record_consent(study: str, subject_id: str, language: str, label: str, signed_on: date, obtained_by: str,
-                         today: date, actor: str = SYSTEM, signed_by: tuple[str, ...] | None = None) -> dict:
+async def record_consent(
+    study: str,
+    subject_id: str,
+    language: str,
+    label: str,
+    signed_on: date,
+    obtained_by: str,
+    today: date,
+    actor: str = SYSTEM,
+    signed_by: tuple[str, ...] | None = None,
+) -> dict:
     """That the participant signed this consent version on `signed_on`, obtained by `obtained_by`, with the
     signature blocks `signed_by` signed (participant or representative, witness, person obtaining consent);
     None: not stated (recorded as unknown, never assumed). One act with the schedule: a first consent also
@@ -77,21 +124,52 @@ async def record_consent(study: str, subject_id: str, language: str, label: str,
         if version is None:
             raise invalid(f"site {site} has no consent version {label} in language {language}", field="label")
         if signed_on < _day(version["effective_on"]):
-            raise invalid(f"consent version {label} is effective from {version['effective_on']}; it cannot have been"
-                          f" signed on {signed_on}. A consent signed on paper before its version was registered is"
-                          " recorded with the paper document's reference instead", field="signed_on")
-        record = {"language": version["language"], "label": label, "signed_on": signed_on,
-                  "obtained_by": obtained_by.strip(), "signed_by": list(signed_by)}
-        await _record(study, subject_id, site, signed_on, today, actor, record, f"consent/{label}",
-                      lambda participant: store.insert_consent(participant, version["id"], signed_on.isoformat(),
-                                                               obtained_by.strip(), utc_instant(audit_log.clock()),
-                                                               signed_by))
+            raise invalid(
+                f"consent version {label} is effective from {version['effective_on']}; it cannot have been"
+                f" signed on {signed_on}. A consent signed on paper before its version was registered is"
+                " recorded with the paper document's reference instead",
+                field="signed_on",
+            )
+        record = {
+            "language": version["language"],
+            "label": label,
+            "signed_on": signed_on,
+            "obtained_by": obtained_by.strip(),
+            "signed_by": list(signed_by),
+        }
+        await _record(
+            study,
+            subject_id,
+            site,
+            signed_on,
+            today,
+            actor,
+            record,
+            f"consent/{label}",
+            lambda participant: store.insert_consent(
+                participant,
+                version["id"],
+                signed_on.isoformat(),
+                obtained_by.strip(),
+                utc_instant(audit_log.clock()),
+                signed_by,
+            ),
+        )
     return {"subject_id": subject_id, "site": site, **record}
 
 
-async def record_paper_consent(study: str, subject_id: str, signed_on: date, reference: str, obtained_by: str,
-                               today: date, actor: str = SYSTEM, label: str | None = None,
-                               language: str | None = None, signed_by: tuple[str, ...] | None = None) -> dict:
+async def record_paper_consent(
+    study: str,
+    subject_id: str,
+    signed_on: date,
+    reference: str,
+    obtained_by: str,
+    today: date,
+    actor: str = SYSTEM,
+    label: str | None = None,
+    language: str | None = None,
+    signed_by: tuple[str, ...] | None = None,
+) -> dict:
     """A consent signed on paper before its version was registered here (legacy paper consent), recorded with
     the paper document's `reference` (and the version `label` and `language` printed on it, when known). It
     satisfies the before-consent checks; for re-consent it counts as the registered version its label names,
@@ -102,15 +180,39 @@ async def record_paper_consent(study: str, subject_id: str, signed_on: date, ref
     reference, label = reference.strip(), (label or "").strip() or None
     language = (language or "").strip().lower() or None
     if not reference or len(reference) > 200:
-        raise invalid("give the paper consent document's reference (such as its binder location or scan number),"
-                      " at most 200 characters", field="paper_reference")
+        raise invalid(
+            "give the paper consent document's reference (such as its binder location or scan number),"
+            " at most 200 characters",
+            field="paper_reference",
+        )
     async with transaction(f"study {study}, participant {subject_id}"):
-        record = {"language": language, "label": label, "signed_on": signed_on, "obtained_by": obtained_by.strip(),
-                  "signed_by": list(signed_by), "paper_reference": reference}
-        await _record(study, subject_id, site, signed_on, today, actor, record, f"consent/paper/{signed_on}",
-                      lambda participant: store.insert_consent(participant, None, signed_on.isoformat(),
-                                                               obtained_by.strip(), utc_instant(audit_log.clock()),
-                                                               signed_by, (reference, label, language)))
+        record = {
+            "language": language,
+            "label": label,
+            "signed_on": signed_on,
+            "obtained_by": obtained_by.strip(),
+            "signed_by": list(signed_by),
+            "paper_reference": reference,
+        }
+        await _record(
+            study,
+            subject_id,
+            site,
+            signed_on,
+            today,
+            actor,
+            record,
+            f"consent/paper/{signed_on}",
+            lambda participant: store.insert_consent(
+                participant,
+                None,
+                signed_on.isoformat(),
+                obtained_by.strip(),
+                utc_instant(audit_log.clock()),
+                signed_by,
+                (reference, label, language),
+            ),
+        )
     return {"subject_id": subject_id, "site": site, **record}
 
 
@@ -135,12 +237,17 @@ async def _record(study, subject_id, site, signed_on, today, actor, record, name
     event = (await scheduling.protocol_of(subject["protocol_version"], subject["sha256"])).consent_event
     recorded = subject["events"].get(event) if event else None
     if recorded is not None and signed_on < recorded:
-        raise invalid(f"study {study}, participant {subject_id}: the consent event is recorded on {recorded}; a consent"
-                      f" signed earlier, on {signed_on}, means that date is wrong: correct the {event} event first"
-                      " (with a reason)", field="signed_on")
+        raise invalid(
+            f"study {study}, participant {subject_id}: the consent event is recorded on {recorded}; a consent"
+            f" signed earlier, on {signed_on}, means that date is wrong: correct the {event} event first"
+            " (with a reason)",
+            field="signed_on",
+        )
     await insert(subject["id"])
-    await audit_log.record(actor, Change("create", "participant_consent",
-                                         scheduling.record_id(study, site, subject_id, name), None, record))
+    await audit_log.record(
+        actor,
+        Change("create", "participant_consent", scheduling.record_id(study, site, subject_id, name), None, record),
+    )
     if event is not None and recorded is None:
         await scheduling.record_event(study, subject_id, event, signed_on, today=today, actor=actor)
 
@@ -150,9 +257,16 @@ async def reconsent(study: str, today: date) -> list[dict]:
     async with read():
         versions, signed = await _versions_and_consents(study, active_only=True)
     site_of = {c.subject_id: c.site for c in signed}
-    return [{"subject_id": e.subject_id, "site": site_of[e.subject_id], "signed_version": e.signed_version,
-             "required_version": e.required_version, "required_since": e.required_since}
-            for e in reconsent_queue(signed, versions, today)]
+    return [
+        {
+            "subject_id": e.subject_id,
+            "site": site_of[e.subject_id],
+            "signed_version": e.signed_version,
+            "required_version": e.required_version,
+            "required_since": e.required_since,
+        }
+        for e in reconsent_queue(signed, versions, today)
+    ]
 
 
 async def candidates(study: str, participants: Collection[int] | None = None) -> list[dict]:
@@ -163,15 +277,27 @@ async def candidates(study: str, participants: Collection[int] | None = None) ->
         versions, signed = await _versions_and_consents(study, active_only=False, participants=participants)
         # Only sites whose consent forms are kept here are checked: elsewhere no consent is "missing".
         tracked = {v.site for v in versions}
-        visits = ([row for row in await store.visits_done(study, participants) if row["site"] in tracked]
-                  if tracked else [])
+        visits = (
+            [row for row in await store.visits_done(study, participants) if row["site"] in tracked] if tracked else []
+        )
     site_of = {row["subject_id"]: row["site"] for row in visits}
     found = consent_deviation_candidates(
-        [ProcedureVisit(row["subject_id"], row["code"], _day(row["actual"])) for row in visits], signed, versions)
-    return [{"subject_id": c.subject_id, "site": site_of[c.subject_id], "visit": c.visit, "visit_on": c.visit_on,
-             "rule": str(c.rule), "consented_on": c.consented_on, "required_since": c.required_since,
-             "signed_version": c.signed_version, "required_version": c.required_version}
-            for c in found]
+        [ProcedureVisit(row["subject_id"], row["code"], _day(row["actual"])) for row in visits], signed, versions
+    )
+    return [
+        {
+            "subject_id": c.subject_id,
+            "site": site_of[c.subject_id],
+            "visit": c.visit,
+            "visit_on": c.visit_on,
+            "rule": str(c.rule),
+            "consented_on": c.consented_on,
+            "required_since": c.required_since,
+            "signed_version": c.signed_version,
+            "required_version": c.required_version,
+        }
+        for c in found
+    ]
 
 
 async def _versions_and_consents(study: str, active_only: bool, participants: Collection[int] | None = None):
@@ -181,12 +307,20 @@ async def _versions_and_consents(study: str, active_only: bool, participants: Co
     if study_row is None:
         raise NotFound(f"study {study} does not exist")
     versions = [_version(row) for row in await store.list_versions(study)]
-    signed = [ParticipantConsent(row["subject_id"], _version(row) if row["id"] is not None else None,
-                                 _day(row["signed_on"]), row["obtained_by"],
-                                 tuple(json.loads(row["signed_by"])) if row["signed_by"] else (),
-                                 row["participant_site"], row["paper_reference"], row["paper_label"],
-                                 row["paper_language"])
-              for row in await store.consents(study, active_only, participants)]
+    signed = [
+        ParticipantConsent(
+            row["subject_id"],
+            _version(row) if row["id"] is not None else None,
+            _day(row["signed_on"]),
+            row["obtained_by"],
+            tuple(json.loads(row["signed_by"])) if row["signed_by"] else (),
+            row["participant_site"],
+            row["paper_reference"],
+            row["paper_label"],
+            row["paper_language"],
+        )
+        for row in await store.consents(study, active_only, participants)
+    ]
     on_record = {(c.subject_id, c.signed_on) for c in signed}
     for row in await store.consent_events(study, await _consent_events(study_row["id"]), participants):
         if (active_only and row["status"] != "active") or (row["subject_id"], _day(row["date"])) in on_record:
@@ -211,8 +345,11 @@ async def issues(study: str) -> list[dict]:
     async with read():
         versions, signed = await _versions_and_consents(study, active_only=False)
     tracked = {v.site for v in versions}
-    return [{"subject_id": issue.subject_id, "site": issue.site, "signed_on": issue.signed_on,
-             "message": issue.message} for issue in data_issues(signed) if issue.site in tracked]
+    return [
+        {"subject_id": issue.subject_id, "site": issue.site, "signed_on": issue.signed_on, "message": issue.message}
+        for issue in data_issues(signed)
+        if issue.site in tracked
+    ]
 
 
 async def versions_and_signatures(study: str) -> tuple[list[ConsentVersion], dict[str, set[str]]]:
@@ -229,8 +366,9 @@ async def versions_and_signatures(study: str) -> tuple[list[ConsentVersion], dic
 
 
 def _version(row: dict) -> ConsentVersion:
-    return ConsentVersion(row["study"], row["site"], row["language"], row["label"], row["protocol_version"],
-                          _day(row["effective_on"]))
+    return ConsentVersion(
+        row["study"], row["site"], row["language"], row["label"], row["protocol_version"], _day(row["effective_on"])
+    )
 
 
 def _day(value) -> date:
@@ -240,8 +378,17 @@ def _day(value) -> date:
 async def list_versions(study: str) -> list[dict]:
     async with read():
         versions, _ = await _versions_and_consents(study, active_only=True)
-    return [{"study": v.study, "site": v.site, "language": v.language, "label": v.label,
-             "protocol_version": v.protocol_version, "effective_on": v.effective_on} for v in versions]
+    return [
+        {
+            "study": v.study,
+            "site": v.site,
+            "language": v.language,
+            "label": v.label,
+            "protocol_version": v.protocol_version,
+            "effective_on": v.effective_on,
+        }
+        for v in versions
+    ]
 
 
 async def of_participant(study: str, subject_id: str) -> tuple[list[dict], list[dict]]:
@@ -251,12 +398,22 @@ async def of_participant(study: str, subject_id: str) -> tuple[list[dict], list[
         raise NotFound(f"study {study} has no participant {subject_id}")
     async with read():
         versions, signed = await _versions_and_consents(study, active_only=False)
-    mine = [{"language": c.version.language if c.version else c.language, "label": c.version_label,
-             "signed_on": c.signed_on, "obtained_by": c.obtained_by, "signed_by": list(c.signed_by),
-             "paper_reference": c.reference, "unknown": c.unknown}
-            for c in signed if c.subject_id == subject_id]
-    offered = [{"language": v.language, "label": v.label, "effective_on": v.effective_on}
-               for v in versions if v.site == site]
+    mine = [
+        {
+            "language": c.version.language if c.version else c.language,
+            "label": c.version_label,
+            "signed_on": c.signed_on,
+            "obtained_by": c.obtained_by,
+            "signed_by": list(c.signed_by),
+            "paper_reference": c.reference,
+            "unknown": c.unknown,
+        }
+        for c in signed
+        if c.subject_id == subject_id
+    ]
+    offered = [
+        {"language": v.language, "label": v.label, "effective_on": v.effective_on} for v in versions if v.site == site
+    ]
     if not offered:  # a site whose consent forms are not kept here: a consent event is all there is to know
         mine = [c for c in mine if not c["unknown"]]
     return sorted(mine, key=lambda c: c["signed_on"]), offered

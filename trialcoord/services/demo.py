@@ -24,24 +24,57 @@ SITES = (  # study, code, name, time zone
 # study, subject, site, arm, version, {event: days before today}, {visit: days before today}
 PARTICIPANTS = (
     # Week 2 (V3) is due today.
-    ("DEMO-001", "101-001", "101", "A", None, {"consent": 20, "randomization": 14, "first_dose": 14},
-     {"V1": 20, "V2": 14}),
+    (
+        "DEMO-001",
+        "101-001",
+        "101",
+        "A",
+        None,
+        {"consent": 20, "randomization": 14, "first_dose": 14},
+        {"V1": 20, "V2": 14},
+    ),
     # Week 2 done late, Week 4 overdue, Week 8 due; moved to amendment 2.0 after Week 2.
-    ("DEMO-001", "101-002", "101", "P", "1.0", {"consent": 70, "randomization": 60, "first_dose": 60},
-     {"V1": 70, "V2": 60, "V3": 41}),
+    (
+        "DEMO-001",
+        "101-002",
+        "101",
+        "P",
+        "1.0",
+        {"consent": 70, "randomization": 60, "first_dose": 60},
+        {"V1": 70, "V2": 60, "V3": 41},
+    ),
     # Week 2 on time, Week 4 marked missed (below), PK sample due.
-    ("DEMO-001", "101-003", "101", "A", None, {"consent": 45, "randomization": 35, "first_dose": 35},
-     {"V1": 45, "V2": 35, "V3": 21}),
+    (
+        "DEMO-001",
+        "101-003",
+        "101",
+        "A",
+        None,
+        {"consent": 45, "randomization": 35, "first_dose": 35},
+        {"V1": 45, "V2": 35, "V3": 21},
+    ),
     # Just randomised: Week 2 upcoming, booked below.
-    ("DEMO-001", "102-001", "102", "A", None, {"consent": 10, "randomization": 3, "first_dose": 3},
-     {"V1": 10, "V2": 3}),
+    (
+        "DEMO-001",
+        "102-001",
+        "102",
+        "A",
+        None,
+        {"consent": 10, "randomization": 3, "first_dose": 3},
+        {"V1": 10, "V2": 3},
+    ),
     # Stopped early: Week 4 early, Week 12 missed, early termination visit due.
-    ("DEMO-001", "102-002", "102", "P", None,
-     {"consent": 110, "randomization": 100, "first_dose": 100, "early_termination": 5},
-     {"V1": 110, "V2": 100, "V3": 86, "V4": 76, "V5": 48}),
+    (
+        "DEMO-001",
+        "102-002",
+        "102",
+        "P",
+        None,
+        {"consent": 110, "randomization": 100, "first_dose": 100, "early_termination": 5},
+        {"V1": 110, "V2": 100, "V3": 86, "V4": 76, "V5": 48},
+    ),
     # Cycle 2 done a day late; cycle 3 is next.
-    ("ONC-201", "201-001", "201", None, None, {"consent": 50, "first_dose": 42},
-     {"SCR": 49, "C1D1": 42, "C2D1": 20}),
+    ("ONC-201", "201-001", "201", None, None, {"consent": 50, "first_dose": 42}, {"SCR": 49, "C1D1": 42, "C2D1": 20}),
     # Cycle 2 not done yet: overdue.
     ("ONC-201", "201-002", "201", None, None, {"consent": 35, "first_dose": 30}, {"SCR": 33, "C1D1": 30}),
 )
@@ -74,11 +107,20 @@ async def load_demo(today: date, protocols_dir: Path = PROTOCOLS_DIR) -> bool:
     return True
 
 
-async def _participant(today: date, study: str, subject: str, site: str, arm: str | None, version: str | None,
-                       events: dict[str, int], visits: dict[str, int]) -> None:
+async def _participant(
+    today: date,
+    study: str,
+    subject: str,
+    site: str,
+    arm: str | None,
+    version: str | None,
+    events: dict[str, int],
+    visits: dict[str, int],
+) -> None:
     ago = lambda days: today - timedelta(days=days)  # noqa: E731
-    await scheduling.enroll_participant(study, subject, site, arm=arm, version=version,
-                                        enrolled_on=ago(max(events.values())), today=today)
+    await scheduling.enroll_participant(
+        study, subject, site, arm=arm, version=version, enrolled_on=ago(max(events.values())), today=today
+    )
     for event, days in events.items():
         await scheduling.record_event(study, subject, event, ago(days), today=today)
     for code, days in visits.items():
@@ -86,24 +128,40 @@ async def _participant(today: date, study: str, subject: str, site: str, arm: st
 
 
 async def _coordinator_actions(today: date) -> None:
-    await scheduling.mark_missed("DEMO-001", "101-003", "V4", "Participant was in hospital (not study related)",
-                                 today=today)
+    await scheduling.mark_missed(
+        "DEMO-001", "101-003", "V4", "Participant was in hospital (not study related)", today=today
+    )
     await scheduling.book_appointment("DEMO-001", "102-001", "V3", today + timedelta(days=11), today=today)
-    await amendments.change_version("DEMO-001", "101-002", "2.0", today - timedelta(days=30),
-                                    "Re-consented to amendment 1", today=today)
+    await amendments.change_version(
+        "DEMO-001", "101-002", "2.0", today - timedelta(days=30), "Re-consented to amendment 1", today=today
+    )
 
 
 async def _deviation_work(today: date) -> None:
     """A manual deviation, and a site response to one detected deviation: the review under way."""
-    await deviations.record_manual("DEMO-001", "102", "assessments", "ECG at Week 4 not performed (machine broken)",
-                                   today - timedelta(days=76), "colin", subject_id="102-002", visit="V4",
-                                   subcategory="ASSESSMENT NOT PERFORMED", today=today)
+    await deviations.record_manual(
+        "DEMO-001",
+        "102",
+        "assessments",
+        "ECG at Week 4 not performed (machine broken)",
+        today - timedelta(days=76),
+        "colin",
+        subject_id="102-002",
+        visit="V4",
+        subcategory="ASSESSMENT NOT PERFORMED",
+        today=today,
+    )
     rows, _ = await deviations.listing("DEMO-001", participant="101-002")
     late = next((row for row in rows if row["rule"] == "visit_late"), None)
     if late is not None:
-        await deviation_review.take_step("DEMO-001", late["id"], "respond", "cora",
-                                         response="Participant was travelling for a family emergency",
-                                         corrective_action="Visit reminders a week ahead for this participant")
+        await deviation_review.take_step(
+            "DEMO-001",
+            late["id"],
+            "respond",
+            "cora",
+            response="Participant was travelling for a family emergency",
+            corrective_action="Visit reminders a week ahead for this participant",
+        )
 
 
 # Demo users, one per persona of the access rules; their password is generated by `trialcoord setup`
@@ -135,8 +193,8 @@ async def add_demo_users(today: date, password: str, actor: str) -> list[str]:
 
 
 async def _user_exists(user_id: str) -> bool:
-    from trialcoord.services import accounts
     from trialcoord.domain.problems import NotFound
+    from trialcoord.services import accounts
 
     try:
         await accounts.get_user(user_id)

@@ -26,18 +26,36 @@ from trialcoord.services.audit_log import Change
 from trialcoord.services.deviations import _rid, as_dict, now, record_id
 
 
-async def take_step(study: str, deviation_id: int, step: str, actor: str, *, row_version: int | None = None,
-                    reason: str | None = None, response: str | None = None, corrective_action: str | None = None,
-                    classification: str | None = None, category: str | None = None,
-                    subcategory: str | None = None, signing: Signing | None = None) -> dict:
+async def take_step(
+    study: str,
+    deviation_id: int,
+    step: str,
+    actor: str,
+    *,
+    row_version: int | None = None,
+    reason: str | None = None,
+    response: str | None = None,
+    corrective_action: str | None = None,
+    classification: str | None = None,
+    category: str | None = None,
+    subcategory: str | None = None,
+    signing: Signing | None = None,
+) -> dict:
     """Move the deviation one step; `signing` (from the ceremony) for the signed steps."""
     async with read():
         study_id = (await scheduling.require_study(study))["id"]
         row = await store.find(study_id, deviation_id)
     if row is None:
         raise NotFound(f"study {study} has no deviation {deviation_id}")
-    transition = check_step(step, row["state"], reason=reason, response=response, classification=classification,
-                            category=category, subcategory=subcategory)
+    transition = check_step(
+        step,
+        row["state"],
+        reason=reason,
+        response=response,
+        classification=classification,
+        category=category,
+        subcategory=subcategory,
+    )
     signer = None
     if transition.meaning is not None:
         if signing is None or signing.meaning != transition.meaning or signing.user_id != actor:
@@ -47,24 +65,50 @@ async def take_step(study: str, deviation_id: int, step: str, actor: str, *, row
         await store.lock(deviation_id)
         row = await store.find(study_id, deviation_id)
         if row_version is not None and row["row_version"] != row_version:
-            raise Conflict(f"deviation {deviation_id} changed meanwhile (version {row['row_version']}, not"
-                           f" {row_version}); reload it and try again")
-        check_step(step, row["state"], reason=reason, response=response, classification=classification,
-                   category=category, subcategory=subcategory)  # again, under the lock
+            raise Conflict(
+                f"deviation {deviation_id} changed meanwhile (version {row['row_version']}, not"
+                f" {row_version}); reload it and try again"
+            )
+        check_step(
+            step,
+            row["state"],
+            reason=reason,
+            response=response,
+            classification=classification,
+            category=category,
+            subcategory=subcategory,
+        )  # again, under the lock
         at = now()
         values = _values(Step(step), at, response, corrective_action, classification, category, subcategory)
         values.update(state=transition.target.value, updated_at=at)
         if not await store.update(deviation_id, row["row_version"], **values):
             raise Conflict(f"deviation {deviation_id} changed meanwhile; reload it and try again")
         detail = {k: v for k, v in values.items() if k not in ("state", "updated_at")}
-        step_id = await store.insert_step(deviation_id, str(step), row["state"], transition.target.value, actor,
-                                          at, (reason or "").strip() or None, canonical_json(detail).decode())
+        step_id = await store.insert_step(
+            deviation_id,
+            str(step),
+            row["state"],
+            transition.target.value,
+            actor,
+            at,
+            (reason or "").strip() or None,
+            canonical_json(detail).decode(),
+        )
         after = await store.find(study_id, deviation_id)
         audited = {"state": after["state"], **detail}
         if signer is not None:
             audited["signature"] = await _sign(study, after, step_id, signing, signer)
-        await audit_log.record(actor, Change(str(step), "deviation", _rid(study, row), {"state": row["state"]},
-                                             audited, (reason or "").strip() or None))
+        await audit_log.record(
+            actor,
+            Change(
+                str(step),
+                "deviation",
+                _rid(study, row),
+                {"state": row["state"]},
+                audited,
+                (reason or "").strip() or None,
+            ),
+        )
     return as_dict(after)
 
 
@@ -82,9 +126,16 @@ def _values(step: Step, at: str, response, corrective_action, classification, ca
 
 def decision(study: str, row: dict) -> dict:
     """What a classification or closure signature vouches for."""
-    return {"record": _rid(study, row), "state": row["state"], "classification": row["classification"],
-            "category": row["category"], "subcategory": row["subcategory"], "description": row["description"],
-            "site_reason": row["site_reason"], "corrective_action": row["corrective_action"]}
+    return {
+        "record": _rid(study, row),
+        "state": row["state"],
+        "classification": row["classification"],
+        "category": row["category"],
+        "subcategory": row["subcategory"],
+        "description": row["description"],
+        "site_reason": row["site_reason"],
+        "corrective_action": row["corrective_action"],
+    }
 
 
 async def _sign(study: str, row: dict, step_id: int, signing: Signing, signer) -> str:
@@ -98,14 +149,28 @@ async def _sign(study: str, row: dict, step_id: int, signing: Signing, signer) -
     instant = max(now(), signer_key.valid_from)
     record = f"{_rid(study, row)}#{step_id}"
     statement = Statement(content, signing.user_id, Meaning(signing.meaning), instant, record)
-    signature = Signature(statement, signing.printed_name, signer_key.key_id,
-                          signing_keys.sign_bytes(statement.canonical_bytes(), private))
+    signature = Signature(
+        statement,
+        signing.printed_name,
+        signer_key.key_id,
+        signing_keys.sign_bytes(statement.canonical_bytes(), private),
+    )
     check = judge(signature, {signer_key.key_id: signer_key}, content, signing_keys.verify_hex, instant)
     if not check.ok:  # never store a signature that would not verify
         raise Conflict(f"the signature could not be made: {check.reason}")
-    await store.insert_signature(row["id"], step_id, signed.decode(), content, record, signing.user_id,
-                                 signing.printed_name, str(signing.meaning), instant, signer_key.key_id,
-                                 signature.value)
+    await store.insert_signature(
+        row["id"],
+        step_id,
+        signed.decode(),
+        content,
+        record,
+        signing.user_id,
+        signing.printed_name,
+        str(signing.meaning),
+        instant,
+        signer_key.key_id,
+        signature.value,
+    )
     return signature.value
 
 
@@ -128,8 +193,13 @@ def _judged(s: dict, keys: dict, now_instant: str) -> tuple[str, str]:
     if MEANING_OF_STEP.get(s["step_name"]) != s["meaning"] or signed.get("state") != s["to_state"]:
         return "invalid", f"a {s['meaning']} signature does not belong to a {s['step_name']} step"
     statement = Statement(s["content_sha256"], s["signer_id"], Meaning(s["meaning"]), s["instant"], s["record"])
-    check = judge(Signature(statement, s["printed_name"], s["key_id"], s["value"]), keys, s["content_sha256"],
-                  signing_keys.verify_hex, now_instant)
+    check = judge(
+        Signature(statement, s["printed_name"], s["key_id"], s["value"]),
+        keys,
+        s["content_sha256"],
+        signing_keys.verify_hex,
+        now_instant,
+    )
     return str(check.verdict), check.reason
 
 
@@ -151,8 +221,11 @@ async def verify_stored(registry_keys: dict, now_instant: str) -> tuple[int, lis
     classification against the last one signed."""
     async with read():
         stored = await store.signatures()
-    audited = {(e["new"] or {}).get("signature") for e in await audit_log.export_rows(
-        audit_log.AuditFilter(record_type="deviation"), 10_000_000) if e["action"] in ("classify", "close")}
+    audited = {
+        (e["new"] or {}).get("signature")
+        for e in await audit_log.export_rows(audit_log.AuditFilter(record_type="deviation"), 10_000_000)
+        if e["action"] in ("classify", "close")
+    }
     problems, last_classified = [], {}
     for s in stored:
         verdict, reason = _judged(s, registry_keys, now_instant)
@@ -166,8 +239,10 @@ async def verify_stored(registry_keys: dict, now_instant: str) -> tuple[int, lis
     for s, signed in last_classified.values():
         now_holds = {k: s[f"current_{k}"] for k in ("classification", "category", "subcategory")}
         if s["current_state"] in ("classified", "closed") and any(signed[k] != v for k, v in now_holds.items()):
-            problems.append(f"deviation {s['record'].partition('#')[0]}: its classification is not the one signed"
-                            f" ({signed['classification']}, {signed['category']}, {signed['subcategory']})")
+            problems.append(
+                f"deviation {s['record'].partition('#')[0]}: its classification is not the one signed"
+                f" ({signed['classification']}, {signed['category']}, {signed['subcategory']})"
+            )
     return len(stored), problems
 
 
@@ -186,13 +261,32 @@ async def acknowledge_many(study: str, ids: list[int], actor: str) -> dict:
 
 # CAPA --------------------------------------------------------------------------------------------
 
-async def create_capa(study: str, title: str, root_cause: str, corrective: str, preventive: str, owner: str,
-                      due_on: date | None, deviation_ids: list[int], actor: str, sites=None) -> dict:
+
+async def create_capa(
+    study: str,
+    title: str,
+    root_cause: str,
+    corrective: str,
+    preventive: str,
+    owner: str,
+    due_on: date | None,
+    deviation_ids: list[int],
+    actor: str,
+    sites=None,
+) -> dict:
     """A root cause with its corrective and preventive actions, grouping deviations of the study."""
-    fields = {"title": title, "root_cause": root_cause, "corrective_action": corrective,
-              "preventive_action": preventive, "owner": owner}
-    problems = [Problem(f"a CAPA record needs its {name.replace('_', ' ')}", field=name)
-                for name, value in fields.items() if not value.strip()]
+    fields = {
+        "title": title,
+        "root_cause": root_cause,
+        "corrective_action": corrective,
+        "preventive_action": preventive,
+        "owner": owner,
+    }
+    problems = [
+        Problem(f"a CAPA record needs its {name.replace('_', ' ')}", field=name)
+        for name, value in fields.items()
+        if not value.strip()
+    ]
     if problems:
         raise InvalidInput(problems)
     async with transaction(f"a CAPA record of study {study}"):
@@ -200,11 +294,18 @@ async def create_capa(study: str, title: str, root_cause: str, corrective: str, 
         rows = await _deviations(study, study_id, deviation_ids, sites)
         _not_grouped_elsewhere(rows, None)
         at = now()
-        capa_id = await store.insert_capa(study_id, *(v.strip() for v in fields.values()),
-                                          due_on.isoformat() if due_on else None, actor, at)
-        changes = [Change("create", "capa", f"{study}/capa/{capa_id}", None,
-                          {**{k: v.strip() for k, v in fields.items()}, "due_on": due_on,
-                           "deviations": [r["id"] for r in rows]})]
+        capa_id = await store.insert_capa(
+            study_id, *(v.strip() for v in fields.values()), due_on.isoformat() if due_on else None, actor, at
+        )
+        changes = [
+            Change(
+                "create",
+                "capa",
+                f"{study}/capa/{capa_id}",
+                None,
+                {**{k: v.strip() for k, v in fields.items()}, "due_on": due_on, "deviations": [r["id"] for r in rows]},
+            )
+        ]
         await _group(study, rows, capa_id, at, changes)
         await audit_log.record(actor, *changes)
     return await get_capa(study, capa_id, sites, actor)
@@ -253,8 +354,10 @@ async def close_capa(study: str, capa_id: int, actor: str, reason: str, sites=No
             raise NotFound(f"study {study} has no CAPA record {capa_id}")
         if capa["state"] == "closed" or not await store.close_capa(capa_id, now()):
             raise Conflict(f"CAPA record {capa_id} is already closed")
-        await audit_log.record(actor, Change("close", "capa", f"{study}/capa/{capa_id}", {"state": "open"},
-                                             {"state": "closed"}, reason.strip()))
+        await audit_log.record(
+            actor,
+            Change("close", "capa", f"{study}/capa/{capa_id}", {"state": "open"}, {"state": "closed"}, reason.strip()),
+        )
     return await get_capa(study, capa_id, sites, actor)
 
 
@@ -279,8 +382,11 @@ async def list_capas(study: str, sites=None, user_id: str | None = None) -> list
     for deviation_id, capa_id, site in grouped:
         if sites is None or site in sites:
             members.setdefault(capa_id, []).append(deviation_id)
-    return [{**capa, "deviations": members.get(capa["id"], [])} for capa in capas
-            if sites is None or capa["created_by"] == user_id or capa["id"] in members]
+    return [
+        {**capa, "deviations": members.get(capa["id"], [])}
+        for capa in capas
+        if sites is None or capa["created_by"] == user_id or capa["id"] in members
+    ]
 
 
 async def get_capa(study: str, capa_id: int, sites=None, user_id: str | None = None) -> dict:

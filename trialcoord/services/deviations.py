@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Awaitable, Collection
 from datetime import date
-from typing import Any, Awaitable, Collection
+from typing import Any
 
 from trialcoord.adapters.persistence import deviations_store as store
 from trialcoord.adapters.persistence import repositories as repo
@@ -24,7 +25,16 @@ from trialcoord.domain.audit import utc_instant
 from trialcoord.domain.consent import ConsentDeviationCandidate, ConsentRule
 from trialcoord.domain.deviation_review import OPEN_STATES, State, classification_problems, default_subcategory
 from trialcoord.domain.deviations import (
-    Classification, ClassificationDefaults, Finding, Kept, Rule, WindowException, detect as find, reconcile,
+    Classification,
+    ClassificationDefaults,
+    Finding,
+    Kept,
+    Rule,
+    WindowException,
+    reconcile,
+)
+from trialcoord.domain.deviations import (
+    detect as find,
 )
 from trialcoord.domain.problems import InvalidInput, NotFound, Problem, invalid
 from trialcoord.domain.protocol import Protocol
@@ -37,8 +47,10 @@ STUDY_WIDE = frozenset({"site", "protocol_version", "consent_version"})
 AUTOMATIC, MANUAL = "automatic", "manual"
 STATES = tuple(State)
 _RULE_TEXT = {
-    Rule.VISIT_EARLY: "visit before its window", Rule.VISIT_LATE: "visit after its window",
-    Rule.VISIT_MISSED: "visit missed", Rule.SCREENING_OUT_OF_WINDOW: "screening visit outside its window",
+    Rule.VISIT_EARLY: "visit before its window",
+    Rule.VISIT_LATE: "visit after its window",
+    Rule.VISIT_MISSED: "visit missed",
+    Rule.SCREENING_OUT_OF_WINDOW: "screening visit outside its window",
     Rule.VISIT_AFTER_ENDING_EVENT: "visit after the schedule ended",
     Rule.VISIT_BEFORE_CONSENT: "visit before informed consent",
     Rule.VISIT_UNDER_SUPERSEDED_CONSENT: "visit under a superseded consent version",
@@ -50,8 +62,14 @@ def screening_codes(protocol: Protocol) -> set[str]:
 
 
 def _exception(row: dict) -> WindowException:
-    return WindowException(row["subject_id"], row["visit"], row["earlier_days"], row["later_days"],
-                           _day(row["approved_on"]), _day(row["recorded_at"]))
+    return WindowException(
+        row["subject_id"],
+        row["visit"],
+        row["earlier_days"],
+        row["later_days"],
+        _day(row["approved_on"]),
+        _day(row["recorded_at"]),
+    )
 
 
 def now() -> str:
@@ -65,16 +83,19 @@ def record_id(study: str, site: str, subject_id: str | None, deviation_id: int) 
 
 # Detection -------------------------------------------------------------------------------------
 
-async def detect(study: str, as_of: date | None = None, actor: str = SYSTEM, full: bool = False,
-                 today: date | None = None) -> dict:
+
+async def detect(
+    study: str, as_of: date | None = None, actor: str = SYSTEM, full: bool = False, today: date | None = None
+) -> dict:
     """Create, update, resolve and reopen the study's automatic deviation records as of `as_of` (default and
     latest: `today`). Detection moves forward: a date before the last run's is refused, since a visit done
     since would read as corrected data."""
     today = today or date.today()
     as_of = as_of or today
     if as_of > today:
-        raise invalid(f"{as_of} is still to come: detection runs as of today ({today}) or an earlier day",
-                      field="as_of")
+        raise invalid(
+            f"{as_of} is still to come: detection runs as of today ({today}) or an earlier day", field="as_of"
+        )
     at = now()
     async with transaction(f"deviation detection of study {study}"):
         study_id = (await scheduling.require_study(study))["id"]
@@ -82,15 +103,23 @@ async def detect(study: str, as_of: date | None = None, actor: str = SYSTEM, ful
         size = await store.audit_size()
         last = await store.last_run(study_id)
         if last is not None and as_of.isoformat() < last["as_of"]:
-            raise invalid(f"study {study} was last checked as of {last['as_of']}: detection runs as of that day or"
-                          " a later one", field="as_of")
+            raise invalid(
+                f"study {study} was last checked as of {last['as_of']}: detection runs as of that day or a later one",
+                field="as_of",
+            )
         scope, changes = (None, []) if full else await _scope(study, study_id, last, as_of)
         counts = dict(created=0, updated=0, resolved=0, reopened=0)
         if scope is None or scope:
             counts = await _detect(study, study_id, as_of, scope, changes, at, actor)
         label = "full" if scope is None else f"{len(scope)} participant{'' if len(scope) == 1 else 's'}"
-        await store.insert_run(study_id, as_of.isoformat(), size, label,
-                               (counts["created"], counts["updated"] + counts["reopened"], counts["resolved"]), at)
+        await store.insert_run(
+            study_id,
+            as_of.isoformat(),
+            size,
+            label,
+            (counts["created"], counts["updated"] + counts["reopened"], counts["resolved"]),
+            at,
+        )
     return {"study": study, "as_of": as_of, "scope": label, **counts}
 
 
@@ -99,8 +128,9 @@ def audit_position() -> Awaitable[int]:
     return store.audit_size()
 
 
-async def redetect(study: str, subjects: Collection[str], since: int, today: date | None = None,
-                   actor: str = SYSTEM) -> dict:
+async def redetect(
+    study: str, subjects: Collection[str], since: int, today: date | None = None, actor: str = SYSTEM
+) -> dict:
     """Detection for these participants only, as of today, right after a change to their schedules (a protocol
     version change): records it makes wrong are resolved naming the change's audit entry (past `since`), new
     ones are created. It records no run, so the study's next run still looks at these participants."""
@@ -116,8 +146,9 @@ async def redetect(study: str, subjects: Collection[str], since: int, today: dat
     return counts
 
 
-async def refresh_schedules(study: str | None = None, as_of: date | None = None, today: date | None = None
-                            ) -> dict[str, int]:
+async def refresh_schedules(
+    study: str | None = None, as_of: date | None = None, today: date | None = None
+) -> dict[str, int]:
     """`trialcoord schedules refresh`: each study's stale stored schedules re-evaluated (`scheduling.refresh_study`)
     and detection run for those participants in the same transaction, so the missed occurrences a refresh
     stores are flagged at once and incremental runs need not look for unaudited re-evaluations. Returns how
@@ -130,8 +161,11 @@ async def refresh_schedules(study: str | None = None, as_of: date | None = None,
             last = await store.last_run((await scheduling.require_study(code))["id"])
             if last is not None and as_of < date.fromisoformat(str(last["as_of"])):
                 # detection moves forward only: as of an earlier day it would resolve records of visits since
-                raise invalid(f"study {code}: deviation detection already ran as of {last['as_of']}; refresh"
-                              f" schedules as of that day or later, not {as_of}", field="as_of")
+                raise invalid(
+                    f"study {code}: deviation detection already ran as of {last['as_of']}; refresh"
+                    f" schedules as of that day or later, not {as_of}",
+                    field="as_of",
+                )
             since = await audit_position()
             subjects = await scheduling.refresh_study(code, as_of, today)
             if subjects:  # as of the day they were evaluated as of
@@ -155,11 +189,13 @@ async def _scope(study: str, study_id: int, last: dict | None, as_of: date) -> t
     return scope | await store.due_since(study_id, date.fromisoformat(last["as_of"]), as_of), changes
 
 
-async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None, changes: list, at: str,
-                  actor: str) -> dict:
+async def _detect(
+    study: str, study_id: int, as_of: date, scope: set[int] | None, changes: list, at: str, actor: str
+) -> dict:
     people = {row["id"]: row for row in await store.participants(study_id, scope)}
-    protocols = {row["id"]: await scheduling.protocol_of(row["id"], row["sha256"])
-                 for row in await repo.list_versions(study_id)}
+    protocols = {
+        row["id"]: await scheduling.protocol_of(row["id"], row["sha256"]) for row in await repo.list_versions(study_id)
+    }
     # Only an ending event after which nothing is collected (consent withdrawn) makes a later visit a deviation.
     ending = sorted({name for p in protocols.values() for name in p.stopping_events})
     screening = {vid: screening_codes(p) for vid, p in protocols.items()}
@@ -169,8 +205,10 @@ async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None
         rows_of[row.participant].append(scheduling.restated(row, as_of))
     # a participant's collection stopped on the first event that stops it in a version it has followed
     stops = {vid: p.stopping_events for vid, p in protocols.items()}
-    ended = {pid: min((day for name, day in days.items() if any(name in stops[v] for v in followed)), default=None)
-             for pid, (followed, days) in (await store.ending_dates(study_id, ending, scope)).items()}
+    ended = {
+        pid: min((day for name, day in days.items() if any(name in stops[v] for v in followed)), default=None)
+        for pid, (followed, days) in (await store.ending_dates(study_id, ending, scope)).items()
+    }
     exceptions: dict[int, list[WindowException]] = defaultdict(list)
     for e in await store.exceptions(study_id, scope):
         exceptions[e["participant"]].append(_exception(e))
@@ -183,11 +221,26 @@ async def _detect(study: str, study_id: int, as_of: date, scope: set[int] | None
         if person is None:
             continue
         version = person["protocol_version"]
-        for finding in find(person["subject_id"], rows_of.get(pid, ()), screening=screening.get(version, ()),
-                            collection_stopped_on=ended.get(pid), consent=consent_of.get(pid, ()),
-                            exceptions=exceptions.get(pid, ()), occurrences=occurrences.get(pid)):
-            found.append(Finding(finding.subject_id, finding.visit, finding.occurrence, finding.rule,  # as stored,
-                                 finding.occurred_on, finding.days_outside, describe(finding)))  # to compare
+        for finding in find(
+            person["subject_id"],
+            rows_of.get(pid, ()),
+            screening=screening.get(version, ()),
+            collection_stopped_on=ended.get(pid),
+            consent=consent_of.get(pid, ()),
+            exceptions=exceptions.get(pid, ()),
+            occurrences=occurrences.get(pid),
+        ):
+            found.append(
+                Finding(
+                    finding.subject_id,
+                    finding.visit,
+                    finding.occurrence,
+                    finding.rule,  # as stored,
+                    finding.occurred_on,
+                    finding.days_outside,
+                    describe(finding),
+                )
+            )  # to compare
             defaults[finding.subject_id] = protocols[version].deviations
     kept = {}
     for raw in await store.kept(study_id, scope):
@@ -206,14 +259,37 @@ async def _write(study, study_id, change, kept, people, defaults, changes, at, a
     inserts = []
     for f in change.created:
         person = people[f.subject_id]
-        inserts.append((study_id, person["id"], person["site_id"], f.visit, f.occurrence, str(f.rule), AUTOMATIC,
-                        str(f.category), default_subcategory(f.rule), str(defaults[f.subject_id].classify(f)),
-                        State.DETECTED.value, _iso(f.occurred_on), f.days_outside, f.detail, at))
+        inserts.append(
+            (
+                study_id,
+                person["id"],
+                person["site_id"],
+                f.visit,
+                f.occurrence,
+                str(f.rule),
+                AUTOMATIC,
+                str(f.category),
+                default_subcategory(f.rule),
+                str(defaults[f.subject_id].classify(f)),
+                State.DETECTED.value,
+                _iso(f.occurred_on),
+                f.days_outside,
+                f.detail,
+                at,
+            )
+        )
     await store.insert_deviations(inserts)
     if inserts:
         for row in await store.detected_at(study_id, at, {people[f.subject_id]["id"] for f in change.created}):
-            audit.append(Change("create", "deviation", record_id(study, row["site"], row["subject_id"], row["id"]),
-                                None, _audited(row)))
+            audit.append(
+                Change(
+                    "create",
+                    "deviation",
+                    record_id(study, row["site"], row["subject_id"], row["id"]),
+                    None,
+                    _audited(row),
+                )
+            )
     for record in change.updated:
         row = kept[record.finding.key]
         if row["state"] == State.CLOSED:  # closed and signed: its facts stay as signed; the trail has the change
@@ -223,49 +299,91 @@ async def _write(study, study_id, change, kept, people, defaults, changes, at, a
         state = State.REOPENED.value if row["state"] == State.CLASSIFIED else row["state"]
         if await store.update(row["id"], row["row_version"], **facts, state=state, updated_at=at):
             counts["updated"] += 1
-            audit.append(Change("update", "deviation", _rid(study, row), {**_facts_of(row), "state": row["state"]},
-                                {**facts, "state": state}, "detection: the facts changed"))
+            audit.append(
+                Change(
+                    "update",
+                    "deviation",
+                    _rid(study, row),
+                    {**_facts_of(row), "state": row["state"]},
+                    {**facts, "state": state},
+                    "detection: the facts changed",
+                )
+            )
     for record in change.resolved:
         row = kept[record.finding.key]
         if row["state"] == State.CLOSED:  # a closed record keeps its review; the trail shows the correction
             continue
         cause = await _cause(study, row, changes)
-        if await store.update(row["id"], row["row_version"], state=State.RESOLVED_BY_CORRECTION.value,
-                              resolved_by_entry=cause, updated_at=at):
+        if await store.update(
+            row["id"],
+            row["row_version"],
+            state=State.RESOLVED_BY_CORRECTION.value,
+            resolved_by_entry=cause,
+            updated_at=at,
+        ):
             counts["resolved"] += 1
-            audit.append(Change("resolve", "deviation", _rid(study, row), {"state": row["state"]},
-                                {"state": State.RESOLVED_BY_CORRECTION.value, "caused_by_entry": cause},
-                                "resolved by data correction: the fact behind it no longer holds"))
+            audit.append(
+                Change(
+                    "resolve",
+                    "deviation",
+                    _rid(study, row),
+                    {"state": row["state"]},
+                    {"state": State.RESOLVED_BY_CORRECTION.value, "caused_by_entry": cause},
+                    "resolved by data correction: the fact behind it no longer holds",
+                )
+            )
     for record in change.reopened:
         row = kept[record.finding.key]
         facts = _facts(record.finding)
-        if await store.update(row["id"], row["row_version"], **facts, state=State.DETECTED.value,
-                              resolved_by_entry=None, updated_at=at):
+        if await store.update(
+            row["id"], row["row_version"], **facts, state=State.DETECTED.value, resolved_by_entry=None, updated_at=at
+        ):
             counts["reopened"] += 1
-            audit.append(Change("reopen", "deviation", _rid(study, row), {**_facts_of(row), "state": row["state"]},
-                                {**facts, "state": State.DETECTED.value}, "detection: the fact holds again"))
+            audit.append(
+                Change(
+                    "reopen",
+                    "deviation",
+                    _rid(study, row),
+                    {**_facts_of(row), "state": row["state"]},
+                    {**facts, "state": State.DETECTED.value},
+                    "detection: the fact holds again",
+                )
+            )
     await audit_log.record(actor, *audit)
     return counts
 
 
 def _facts(finding: Finding) -> dict:
-    return {"occurred_on": _iso(finding.occurred_on), "days_outside": finding.days_outside,
-            "description": finding.detail}
+    return {
+        "occurred_on": _iso(finding.occurred_on),
+        "days_outside": finding.days_outside,
+        "description": finding.detail,
+    }
 
 
 def _facts_of(row: dict) -> dict:
     return {"occurred_on": row["occurred_on"], "days_outside": row["days_outside"], "description": row["description"]}
 
 
-async def _consent_candidates(study: str, people: dict[int, dict], scope: set[int] | None, as_of: date
-                              ) -> dict[int, list[ConsentDeviationCandidate]]:
+async def _consent_candidates(
+    study: str, people: dict[int, dict], scope: set[int] | None, as_of: date
+) -> dict[int, list[ConsentDeviationCandidate]]:
     ids = {row["subject_id"]: pid for pid, row in people.items()}
     found: dict[int, list] = defaultdict(list)
     for c in await consent.candidates(study, scope):
         if c["subject_id"] in ids and c["visit_on"] <= as_of:
-            found[ids[c["subject_id"]]].append(ConsentDeviationCandidate(
-                c["subject_id"], c["visit"], c["visit_on"], ConsentRule(c["rule"]), c["consented_on"],
-                c["required_since"], c["signed_version"], c["required_version"]))
+            found[ids[c["subject_id"]]].append(
+                ConsentDeviationCandidate(
+                    c["subject_id"],
+                    c["visit"],
+                    c["visit_on"],
+                    ConsentRule(c["rule"]),
+                    c["consented_on"],
+                    c["required_since"],
+                    c["signed_version"],
+                    c["required_version"],
+                )
+            )
     return found
 
 
@@ -274,8 +392,11 @@ async def _cause(study: str, row: dict, changes: list) -> int | None:
     else the latest change of that participant (an event, a consent)."""
     visit_rid = scheduling.record_id(study, row["site"], row["subject_id"], row["visit"] or "")
     prefix = scheduling.record_id(study, row["site"], row["subject_id"])
-    mine = [(seq, rid) for seq, record_type, rid in changes
-            if record_type in SUBJECT_RECORDS and (rid == prefix or rid.startswith(prefix + "/"))]
+    mine = [
+        (seq, rid)
+        for seq, record_type, rid in changes
+        if record_type in SUBJECT_RECORDS and (rid == prefix or rid.startswith(prefix + "/"))
+    ]
     if not changes:
         return await store.latest_entry(visit_rid, prefix, SUBJECT_RECORDS)
     same_visit = [seq for seq, rid in mine if rid == visit_rid]
@@ -299,8 +420,10 @@ _RULES = {str(rule): rule for rule in Rule}  # a dict lookup: Rule(text) costs m
 def _kept(raw, person: dict) -> Kept:
     """A stored record (`store.KEPT` columns) as the rules' finding, its description standing for the detail."""
     _, _, visit, occurrence, rule, state, occurred_on, days_outside, description, _, _ = raw
-    return Kept(Finding(person["subject_id"], visit, occurrence, _RULES[rule], _day(occurred_on), days_outside,
-                        description), state)
+    return Kept(
+        Finding(person["subject_id"], visit, occurrence, _RULES[rule], _day(occurred_on), days_outside, description),
+        state,
+    )
 
 
 class _named:
@@ -322,16 +445,28 @@ _KEPT_INDEX = {name: i for i, name in enumerate(store.KEPT)}
 
 # Manual deviations and window exceptions -------------------------------------------------------
 
-async def record_manual(study: str, site: str, category: str, description: str, occurred_on: date, actor: str,
-                        subject_id: str | None = None, visit: str | None = None, subcategory: str | None = None,
-                        classification: str = Classification.NON_IMPORTANT, today: date | None = None) -> dict:
+
+async def record_manual(
+    study: str,
+    site: str,
+    category: str,
+    description: str,
+    occurred_on: date,
+    actor: str,
+    subject_id: str | None = None,
+    visit: str | None = None,
+    subcategory: str | None = None,
+    classification: str = Classification.NON_IMPORTANT,
+    today: date | None = None,
+) -> dict:
     """A deviation a coordinator or monitor found (any category), at a site or of one of its participants."""
     problems = classification_problems(classification, category, subcategory)
     if not description.strip():
         problems.append(Problem("a deviation needs a description of what happened", field="description"))
     if occurred_on > (today or date.today()):
-        problems.append(Problem(f"{occurred_on} is still to come: record a deviation once it happened",
-                                field="occurred_on"))
+        problems.append(
+            Problem(f"{occurred_on} is still to come: record a deviation once it happened", field="occurred_on")
+        )
     if problems:
         raise InvalidInput(problems)
     at = now()
@@ -348,28 +483,55 @@ async def record_manual(study: str, site: str, category: str, description: str, 
             participant = person["id"]
             if visit and await repo.find_visit(participant, visit) is None:
                 raise NotFound(f"participant {subject_id} has no visit {visit}")
-        deviation_id = await store.insert_deviation((
-            study_id, participant, site_row["id"], visit or None, None, None, MANUAL, category, subcategory,
-            classification, State.DETECTED.value, occurred_on.isoformat(), 0, description.strip(), at))
+        deviation_id = await store.insert_deviation(
+            (
+                study_id,
+                participant,
+                site_row["id"],
+                visit or None,
+                None,
+                None,
+                MANUAL,
+                category,
+                subcategory,
+                classification,
+                State.DETECTED.value,
+                occurred_on.isoformat(),
+                0,
+                description.strip(),
+                at,
+            )
+        )
         row = await store.find(study_id, deviation_id)
         await audit_log.record(actor, Change("create", "deviation", _rid(study, row), None, _audited(row)))
     return as_dict(row)
 
 
-async def approve_exception(study: str, subject_id: str, visit: str, earlier_days: int, later_days: int,
-                            approved_on: date, reason: str, actor: str, today: date | None = None) -> dict:
+async def approve_exception(
+    study: str,
+    subject_id: str,
+    visit: str,
+    earlier_days: int,
+    later_days: int,
+    approved_on: date,
+    reason: str,
+    actor: str,
+    today: date | None = None,
+) -> dict:
     """An investigator-approved window extension of one visit. It prevents the early or late deviation of that
     visit only if approved and recorded on or before the day it took place (later, it explains but does not
     prevent)."""
     problems = []
     if earlier_days < 0 or later_days < 0 or earlier_days + later_days == 0:
-        problems.append(Problem("an extension adds days before or after the window (non-negative, not both 0)",
-                                field="later_days"))
+        problems.append(
+            Problem("an extension adds days before or after the window (non-negative, not both 0)", field="later_days")
+        )
     if not reason.strip():
         problems.append(Problem("an approved exception needs the investigator's reason", field="reason"))
     if approved_on > (today or date.today()):
-        problems.append(Problem(f"{approved_on} is still to come: an approval is recorded once given",
-                                field="approved_on"))
+        problems.append(
+            Problem(f"{approved_on} is still to come: an approval is recorded once given", field="approved_on")
+        )
     if problems:
         raise InvalidInput(problems)
     at = now()
@@ -379,13 +541,27 @@ async def approve_exception(study: str, subject_id: str, visit: str, earlier_day
             raise NotFound(f"study {study} has no participant {subject_id}")
         if await repo.find_visit(person["id"], visit) is None:
             raise NotFound(f"participant {subject_id} has no visit {visit}")
-        await store.insert_exception(person["id"], visit, earlier_days, later_days, approved_on.isoformat(), actor,
-                                     reason.strip(), at)
-        record = {"visit": visit, "earlier_days": earlier_days, "later_days": later_days,
-                  "approved_on": approved_on, "approved_by": actor}
-        await audit_log.record(actor, Change("create", "window_exception",
-                                             scheduling.record_id(study, person["site"], subject_id, visit,
-                                                                  "exception"), None, record, reason.strip()))
+        await store.insert_exception(
+            person["id"], visit, earlier_days, later_days, approved_on.isoformat(), actor, reason.strip(), at
+        )
+        record = {
+            "visit": visit,
+            "earlier_days": earlier_days,
+            "later_days": later_days,
+            "approved_on": approved_on,
+            "approved_by": actor,
+        }
+        await audit_log.record(
+            actor,
+            Change(
+                "create",
+                "window_exception",
+                scheduling.record_id(study, person["site"], subject_id, visit, "exception"),
+                None,
+                record,
+                reason.strip(),
+            ),
+        )
     return {"subject_id": subject_id, "site": person["site"], **record, "reason": reason.strip()}
 
 
@@ -405,9 +581,18 @@ async def window_exceptions(study: str) -> dict[str, list[WindowException]]:
 
 # Reading ---------------------------------------------------------------------------------------
 
-async def listing(study: str, states: Collection[str] | None = None, sites: Collection[str] | None = None,
-                  category: str | None = None, min_age_days: int | None = None, as_of: date | None = None,
-                  limit: int | None = None, offset: int = 0, participant: str | None = None) -> tuple[list[dict], int]:
+
+async def listing(
+    study: str,
+    states: Collection[str] | None = None,
+    sites: Collection[str] | None = None,
+    category: str | None = None,
+    min_age_days: int | None = None,
+    as_of: date | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+    participant: str | None = None,
+) -> tuple[list[dict], int]:
     """The study's deviations, oldest first, filtered; and how many match (for pagination). `sites`: the
     sites the reader may see (None: all)."""
     unknown = [s for s in states or () if s not in STATES]
@@ -419,7 +604,9 @@ async def listing(study: str, states: Collection[str] | None = None, sites: Coll
         args.extend(states)
     # Every filter is on the deviation row itself, so the page is picked from an index before any join.
     if sites is not None:
-        where.append(f"d.site IN (SELECT x.id FROM sites x WHERE x.code IN ({', '.join('{}' for _ in sites) or 'NULL'}))")
+        where.append(
+            f"d.site IN (SELECT x.id FROM sites x WHERE x.code IN ({', '.join('{}' for _ in sites) or 'NULL'}))"
+        )
         args.extend(sites)
     if category:
         where.append("d.category = {}")
@@ -452,14 +639,30 @@ async def get(study: str, deviation_id: int) -> dict:
 
 def as_dict(row: dict) -> dict:
     return {
-        "id": row["id"], "participant": row["subject_id"], "site": row["site"], "visit": row["visit"],
-        "occurrence": row["occurrence"], "rule": row["rule"], "source": row["source"], "category": row["category"],
-        "subcategory": row["subcategory"], "classification": row["classification"], "state": row["state"],
-        "days_outside": row["days_outside"], "occurred_on": row["occurred_on"], "description": row["description"],
-        "site_reason": row["site_reason"], "corrective_action": row["corrective_action"], "capa": row["capa"],
-        "detected_at": row["detected_at"], "updated_at": row["updated_at"], "closed_at": row["closed_at"],
-        "resolved_by_entry": row["resolved_by_entry"], "row_version": row["row_version"],
-        "dvcat": row["category"].upper(), "dvdecod": row["subcategory"],
+        "id": row["id"],
+        "participant": row["subject_id"],
+        "site": row["site"],
+        "visit": row["visit"],
+        "occurrence": row["occurrence"],
+        "rule": row["rule"],
+        "source": row["source"],
+        "category": row["category"],
+        "subcategory": row["subcategory"],
+        "classification": row["classification"],
+        "state": row["state"],
+        "days_outside": row["days_outside"],
+        "occurred_on": row["occurred_on"],
+        "description": row["description"],
+        "site_reason": row["site_reason"],
+        "corrective_action": row["corrective_action"],
+        "capa": row["capa"],
+        "detected_at": row["detected_at"],
+        "updated_at": row["updated_at"],
+        "closed_at": row["closed_at"],
+        "resolved_by_entry": row["resolved_by_entry"],
+        "row_version": row["row_version"],
+        "dvcat": row["category"].upper(),
+        "dvdecod": row["subcategory"],
         "open": row["state"] in OPEN_STATES,
     }
 
@@ -469,8 +672,22 @@ def _rid(study: str, row: dict) -> str:
 
 
 def _audited(row: dict) -> dict:
-    return {name: row[name] for name in ("visit", "occurrence", "rule", "source", "category", "subcategory",
-                                         "classification", "state", "occurred_on", "days_outside", "description")}
+    return {
+        name: row[name]
+        for name in (
+            "visit",
+            "occurrence",
+            "rule",
+            "source",
+            "category",
+            "subcategory",
+            "classification",
+            "state",
+            "occurred_on",
+            "days_outside",
+            "description",
+        )
+    }
 
 
 def _iso(day: date | None) -> str | None:
@@ -485,4 +702,3 @@ def _day(value: Any) -> date | None:
 
 def age_days(row: dict, as_of: date) -> int:
     return (as_of - date.fromisoformat(row["detected_at"][:10])).days
-

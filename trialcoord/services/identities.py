@@ -15,13 +15,17 @@ from trialcoord.adapters.persistence import identities_store as store
 from trialcoord.adapters.persistence.engine import read, transaction
 from trialcoord.config import get_settings
 from trialcoord.domain.audit import utc_instant
+from trialcoord.domain.problems import NotConfigured, invalid
 from trialcoord.services import audit_log, scheduling
 from trialcoord.services.audit_log import SYSTEM, Change
-from trialcoord.domain.problems import NotConfigured, invalid
 
 FIELDS = store.FIELDS
-LABELS = {"name": "name", "date_of_birth": "date of birth", "contact": "contact details",
-          "mrn": "medical record number"}
+LABELS = {
+    "name": "name",
+    "date_of_birth": "date of birth",
+    "contact": "contact details",
+    "mrn": "medical record number",
+}
 MAX_LENGTH = 500
 
 
@@ -84,8 +88,16 @@ async def set_identity(study: str, subject_id: str, values: dict[str, str | None
         if summary:
             await store.save(participant, current, utc_instant(audit_log.clock()), exists=stored is not None)
             site = await scheduling.participant_site(study, subject_id)
-            await audit_log.record(actor, Change("update" if stored else "create", "participant_identity",
-                                                 scheduling.record_id(study, site, subject_id), None, summary))
+            await audit_log.record(
+                actor,
+                Change(
+                    "update" if stored else "create",
+                    "participant_identity",
+                    scheduling.record_id(study, site, subject_id),
+                    None,
+                    summary,
+                ),
+            )
     return summary
 
 
@@ -94,8 +106,9 @@ def _clean(name: str, value: str | None) -> str | None:
     if value is None:
         return None
     if len(value) > MAX_LENGTH or any(ord(c) < 32 for c in value):
-        raise invalid(f"the {LABELS[name]} must be at most {MAX_LENGTH} characters, without control characters",
-                      field=name)
+        raise invalid(
+            f"the {LABELS[name]} must be at most {MAX_LENGTH} characters, without control characters", field=name
+        )
     if name == "date_of_birth":
         try:
             day = date.fromisoformat(value)
@@ -115,14 +128,19 @@ async def rotate_stored(ring: pii.KeyRing, actor: str = SYSTEM) -> int:
     async with transaction("key rotation"):
         values = await store.all_values()
         by_where = {(_record(study, subject), field): participant for participant, study, subject, field, _ in values}
-        encrypted = [pii.EncryptedField(_record(study, subject), field, value)
-                     for _, study, subject, field, value in values]
+        encrypted = [
+            pii.EncryptedField(_record(study, subject), field, value) for _, study, subject, field, value in values
+        ]
         count = 0
         for item in pii.rotate(ring, encrypted):
             await store.replace_value(by_where[(item.record, item.field)], item.field, item.ciphertext)
             count += 1
-        await audit_log.record(actor, Change("update", "key_ring", "personal_data", None,
-                                              {"current_key": ring.current, "values_reencrypted": count}))
+        await audit_log.record(
+            actor,
+            Change(
+                "update", "key_ring", "personal_data", None, {"current_key": ring.current, "values_reencrypted": count}
+            ),
+        )
     return count
 
 

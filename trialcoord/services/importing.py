@@ -16,13 +16,14 @@ from trialcoord.adapters.events_csv import EventRow, number_unscheduled, parse_e
 from trialcoord.adapters.persistence import consent_store
 from trialcoord.adapters.persistence import repositories as repo
 from trialcoord.adapters.persistence.engine import transaction
+from trialcoord.adapters.persistence.repositories import ScheduleInputs
 from trialcoord.adapters.sdtm import Dataset, to_rows
 from trialcoord.adapters.sdtm import Mapping as SdtmMapping
-from trialcoord.adapters.persistence.repositories import ScheduleInputs
 from trialcoord.domain.problems import InvalidInput, Problem
 from trialcoord.domain.protocol import Protocol
 from trialcoord.services import audit_log, scheduling
 from trialcoord.services.audit_log import SYSTEM, Change
+
 
 @dataclass(frozen=True, slots=True)
 class ImportResult:
@@ -33,12 +34,20 @@ class ImportResult:
     created_sites: tuple[str, ...] = ()
 
 
-async def import_events(study: str, csv_text: str, site: str | None = None, file: str = "<csv>",
-                        today: date | None = None, actor: str = SYSTEM, create_sites: bool = False,
-                        progress: Callable[[str], None] | None = None) -> ImportResult:
+async def import_events(
+    study: str,
+    csv_text: str,
+    site: str | None = None,
+    file: str = "<csv>",
+    today: date | None = None,
+    actor: str = SYSTEM,
+    create_sites: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> ImportResult:
     """Import a CSV file in one transaction, enrolling unknown participants at their row's `site` column, else
     at `site`; `create_sites`: add the sites the file names that the study lacks (a first load). `progress`
     hears where a long import is (rows read, participants, what it does next)."""
+
     async def parse(protocol):
         return parse_events_csv(csv_text, file, protocol)
 
@@ -52,10 +61,17 @@ class _DryRun(Exception):
         self.result = result
 
 
-async def import_rows(study: str, parse: Callable[[Protocol], Awaitable[tuple[list[EventRow], list[Problem]]]],
-                      file: str, site: str | None = None, today: date | None = None, actor: str = SYSTEM,
-                      create_sites: bool = False, progress: Callable[[str], None] | None = None,
-                      dry_run: bool = False) -> ImportResult:
+async def import_rows(
+    study: str,
+    parse: Callable[[Protocol], Awaitable[tuple[list[EventRow], list[Problem]]]],
+    file: str,
+    site: str | None = None,
+    today: date | None = None,
+    actor: str = SYSTEM,
+    create_sites: bool = False,
+    progress: Callable[[str], None] | None = None,
+    dry_run: bool = False,
+) -> ImportResult:
     """The import of event rows however they were read (`parse` gets the study's current protocol version):
     checked against the study, then stored all or nothing (see `import_events`). `dry_run`: every check and
     every write, then rolled back (what it would do, nothing stored)."""
@@ -83,19 +99,34 @@ async def _import_rows(study, parse, file, site, today, actor, create_sites, pro
             missing.pop(site, None)
         for code, (source, line, field) in list(missing.items()):
             if "/" in code:  # site codes name audit records
-                problems.append(Problem(f"site code '{code}' holds a '/', which codes may not", source or file, line,
-                                        field=field))
+                problems.append(
+                    Problem(f"site code '{code}' holds a '/', which codes may not", source or file, line, field=field)
+                )
                 missing.pop(code)
         if missing and not create_sites:
-            problems += [Problem(f"study {study} has no site {code}; add it (trialcoord site add) or import with"
-                                 " --create-sites", source or file, line, field=field)
-                         for code, (source, line, field) in missing.items()]
+            problems += [
+                Problem(
+                    f"study {study} has no site {code}; add it (trialcoord site add) or import with --create-sites",
+                    source or file,
+                    line,
+                    field=field,
+                )
+                for code, (source, line, field) in missing.items()
+            ]
         problems += _conflicts(rows, people, file, site)
-        problems += _consent_conflicts(rows, people, protocol.consent_event, file,
-                                       await consent_store.first_consents(study_row["id"]))
-        problems += [Problem(f"participant {row.participant}: {row.event} on {row.day} is after today ({today})",
-                             row.source or file, row.line, field=row.variable or "date")
-                     for row in rows if row.day > today]
+        problems += _consent_conflicts(
+            rows, people, protocol.consent_event, file, await consent_store.first_consents(study_row["id"])
+        )
+        problems += [
+            Problem(
+                f"participant {row.participant}: {row.event} on {row.day} is after today ({today})",
+                row.source or file,
+                row.line,
+                field=row.variable or "date",
+            )
+            for row in rows
+            if row.day > today
+        ]
         if problems:
             raise InvalidInput(problems)
         say("checked; storing (all or nothing)")
@@ -110,8 +141,9 @@ async def _import_rows(study, parse, file, site, today, actor, create_sites, pro
         if changed:
             say(f"{events + visits:,} new facts stored; re-evaluating {len(changed):,} participants' schedules")
             await scheduling.refresh_participants(study_row["id"], inputs=changed, today=today)
-        await audit_log.record_each(actor, len(enrolled) + len(audited),
-                                    _audit_changes(study, enrolled, audited, f"imported from {file}"))
+        await audit_log.record_each(
+            actor, len(enrolled) + len(audited), _audit_changes(study, enrolled, audited, f"imported from {file}")
+        )
         created = len(enrolled)
         result = ImportResult(created, events, visits, len(rows) - events - visits, tuple(missing))
         if dry_run:
@@ -119,8 +151,9 @@ async def _import_rows(study, parse, file, site, today, actor, create_sites, pro
     return result
 
 
-def _missing_sites(rows: list[EventRow], sites: dict[str, dict], default: str | None,
-                   people: dict[str, ScheduleInputs]) -> dict[str, tuple[str | None, int, str]]:
+def _missing_sites(
+    rows: list[EventRow], sites: dict[str, dict], default: str | None, people: dict[str, ScheduleInputs]
+) -> dict[str, tuple[str | None, int, str]]:
     """The sites new participants of the file would be enrolled at that the study lacks: code -> (dataset,
     first line, field), naming where the site was given (an SDTM DM row's SITEID)."""
     missing: dict[str, tuple[str | None, int, str]] = {}
@@ -141,41 +174,71 @@ def _site_where(row: EventRow, variable: str = "SITEID", column: str = "site") -
     return row.source, row.line, column
 
 
-def _conflicts(rows: list[EventRow], people: dict[str, ScheduleInputs], file: str, site: str | None
-               ) -> list[Problem]:
+def _conflicts(rows: list[EventRow], people: dict[str, ScheduleInputs], file: str, site: str | None) -> list[Problem]:
     """What the file contradicts in the database; changing recorded dates needs a reason, so not here."""
     problems = []
     named = {row.participant for row in rows if row.site}  # a new participant's site may be on any of its rows
     for row in rows:
         person = people.get(row.participant)
         if person is None and "/" in row.participant:
-            problems.append(Problem(f"subject ID '{row.participant}' holds a '/', which codes may not",
-                                    row.source or file, row.line, field="participant"))
+            problems.append(
+                Problem(
+                    f"subject ID '{row.participant}' holds a '/', which codes may not",
+                    row.source or file,
+                    row.line,
+                    field="participant",
+                )
+            )
             continue
         if person is None:
             if site is None and row.participant not in named:
-                problems.append(Problem(f"participant {row.participant} is not enrolled; give a site (a site column"
-                                        " or --site) to enrol new participants", row.source or file, row.line,
-                                        field="participant"))
+                problems.append(
+                    Problem(
+                        f"participant {row.participant} is not enrolled; give a site (a site column"
+                        " or --site) to enrol new participants",
+                        row.source or file,
+                        row.line,
+                        field="participant",
+                    )
+                )
             continue
         if row.site is not None and row.site != person.site:
             source, line, field = _site_where(row)
-            problems.append(Problem(f"participant {row.participant} is enrolled at site {person.site}, not at site"
-                                    f" {row.site}", source or file, line, field=field))
+            problems.append(
+                Problem(
+                    f"participant {row.participant} is enrolled at site {person.site}, not at site {row.site}",
+                    source or file,
+                    line,
+                    field=field,
+                )
+            )
         if row.arm is not None and person.arm not in (None, row.arm):
             source, line, field = _site_where(row, "ARMCD", "arm")
-            problems.append(Problem(f"participant {row.participant} is assigned to arm {person.arm}, not"
-                                    f" {row.arm}", source or file, line, field=field))
+            problems.append(
+                Problem(
+                    f"participant {row.participant} is assigned to arm {person.arm}, not {row.arm}",
+                    source or file,
+                    line,
+                    field=field,
+                )
+            )
         recorded = (person.events if row.is_event else person.actuals).get(row.event)
         if recorded not in (None, row.day):
-            problems.append(Problem(f"participant {row.participant}: {row.event} is already recorded on {recorded};"
-                                    " change a recorded date in the application, with a reason", row.source or file, row.line,
-                                    field=row.variable or "date"))
+            problems.append(
+                Problem(
+                    f"participant {row.participant}: {row.event} is already recorded on {recorded};"
+                    " change a recorded date in the application, with a reason",
+                    row.source or file,
+                    row.line,
+                    field=row.variable or "date",
+                )
+            )
     return problems
 
 
-def _consent_conflicts(rows: list[EventRow], people: dict[str, ScheduleInputs], event: str | None, file: str,
-                       first: dict[int, str]) -> list[Problem]:
+def _consent_conflicts(
+    rows: list[EventRow], people: dict[str, ScheduleInputs], event: str | None, file: str, first: dict[int, str]
+) -> list[Problem]:
     """The consent event is the date of first consent: never later than a consent already on record. A consent
     event imported without its version is a consent of unknown version (a data issue the site resolves)."""
     problems = []
@@ -184,14 +247,26 @@ def _consent_conflicts(rows: list[EventRow], people: dict[str, ScheduleInputs], 
         if row.event != event or person is None or person.id not in first:
             continue
         if row.day > date.fromisoformat(first[person.id]):
-            problems.append(Problem(f"participant {row.participant}: {event} on {row.day} is after the first consent"
-                                    f" on record ({first[person.id]}); the {event} event is the date of first consent",
-                                    row.source or file, row.line, field=row.variable or "date"))
+            problems.append(
+                Problem(
+                    f"participant {row.participant}: {event} on {row.day} is after the first consent"
+                    f" on record ({first[person.id]}); the {event} event is the date of first consent",
+                    row.source or file,
+                    row.line,
+                    field=row.variable or "date",
+                )
+            )
     return problems
 
 
-async def _enrol_new(study: str, study_id: int, rows: list[EventRow], people: dict[str, ScheduleInputs],
-                     sites: dict[str, dict], default: str | None) -> dict[str, list]:
+async def _enrol_new(
+    study: str,
+    study_id: int,
+    rows: list[EventRow],
+    people: dict[str, ScheduleInputs],
+    sites: dict[str, dict],
+    default: str | None,
+) -> dict[str, list]:
     """Enrol participants the database lacks, on the earliest date the file gives for each, at the site its
     rows name (else `default`): subject -> [date, arm, site code]."""
     first: dict[str, list] = {}
@@ -202,15 +277,19 @@ async def _enrol_new(study: str, study_id: int, rows: list[EventRow], people: di
     for entry in first.values():
         entry[2] = entry[2] or default  # the file's site for the participant, from any of its rows, else --site
     versions = await repo.list_versions(study_id)
-    await repo.insert_participants(study_id, [
-        (subject, sites[code]["id"], arm, scheduling.enrolment_version(study, versions, None, day)["id"], day)
-        for subject, (day, arm, code) in first.items()
-    ])
+    await repo.insert_participants(
+        study_id,
+        [
+            (subject, sites[code]["id"], arm, scheduling.enrolment_version(study, versions, None, day)["id"], day)
+            for subject, (day, arm, code) in first.items()
+        ],
+    )
     return first
 
 
-async def _apply(study: str, rows: list[EventRow], people: dict[str, ScheduleInputs]
-                 ) -> tuple[int, int, list[ScheduleInputs], list[tuple]]:
+async def _apply(
+    study: str, rows: list[EventRow], people: dict[str, ScheduleInputs]
+) -> tuple[int, int, list[ScheduleInputs], list[tuple]]:
     """Record what is new; return (events, visits, participants changed, audit changes)."""
     new_events, visits, changed, audited = [], 0, {}, []
     for row in rows:
@@ -241,8 +320,14 @@ def _audit_changes(study: str, enrolled: dict[str, list], audited: list[tuple], 
     """The import's audit changes, made one at a time as the trail consumes them (a million facts are held as
     small tuples, not as a million changes with their dicts)."""
     for subject, (day, arm, code) in enrolled.items():
-        yield Change("create", "participant", scheduling.record_id(study, code, subject), None,
-                     {"site": code, "arm": arm, "enrolled_on": day}, reason)
+        yield Change(
+            "create",
+            "participant",
+            scheduling.record_id(study, code, subject),
+            None,
+            {"site": code, "arm": arm, "enrolled_on": day},
+            reason,
+        )
     for what, person, name, day in audited:
         rid = scheduling.record_id(study, person.site, person.subject_id)
         if what == _ARM:
@@ -259,11 +344,21 @@ def _by_subject(inputs: dict[int, ScheduleInputs]) -> dict[str, ScheduleInputs]:
 
 # SDTM ------------------------------------------------------------------------------------------
 
-async def import_sdtm(study: str, sv: Dataset, ds: Dataset | None = None, dm: Dataset | None = None,
-                      mapping: dict | None = None, site: str | None = None, today: date | None = None,
-                      actor: str = SYSTEM, create_sites: bool = False, dry_run: bool = False,
-                      progress: Callable[[str], None] | None = None, used: SdtmMapping | None = None
-                      ) -> tuple[ImportResult, SdtmMapping]:
+
+async def import_sdtm(
+    study: str,
+    sv: Dataset,
+    ds: Dataset | None = None,
+    dm: Dataset | None = None,
+    mapping: dict | None = None,
+    site: str | None = None,
+    today: date | None = None,
+    actor: str = SYSTEM,
+    create_sites: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[str], None] | None = None,
+    used: SdtmMapping | None = None,
+) -> tuple[ImportResult, SdtmMapping]:
     """SDTM SV (visits), DS (disposition) and DM (sites, arms) in, as an event import (one transaction, every
     problem naming dataset, row and variable). `dry_run`: every check and what it would store, then rolled
     back. `used` (filled even when the import is refused): the mapping, label by label."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import replace
-from functools import wraps
 from datetime import date, timedelta
+from functools import wraps
 from typing import NamedTuple, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,7 +26,14 @@ from trialcoord.domain.amendments import renumbered
 from trialcoord.domain.problems import Conflict, InvalidInput, NotFound, Problem, invalid
 from trialcoord.domain.protocol import Protocol
 from trialcoord.domain.schedule import (
-    DUE, MISSED, NOT_APPLICABLE, UPCOMING, VisitOccurrence, classify, evaluate, evaluate_judged,
+    DUE,
+    MISSED,
+    NOT_APPLICABLE,
+    UPCOMING,
+    VisitOccurrence,
+    classify,
+    evaluate,
+    evaluate_judged,
 )
 from trialcoord.services import audit_log
 from trialcoord.services.audit_log import SYSTEM, Change
@@ -71,6 +78,7 @@ class ScheduledVisit(NamedTuple):  # not a frozen dataclass: a worklist builds t
 
 # Studies and protocol versions -----------------------------------------------------------------
 
+
 async def load_protocol_version(protocol: Protocol, source_text: str, source_name: str, actor: str = SYSTEM) -> dict:
     """Store a protocol version (creating its study); loading the same text again changes nothing."""
     sha256 = hashlib.sha256(source_text.encode("utf-8")).hexdigest()
@@ -85,10 +93,18 @@ async def load_protocol_version(protocol: Protocol, source_text: str, source_nam
         created = row is None
         if created:
             await check_numbering(study["id"], protocol)
-            row = await repo.insert_version(study["id"], protocol.version, protocol.effective, source_name,
-                                            source_text, sha256)
-            changes.append(Change("create", "protocol_version", f"{protocol.study}/protocol/{protocol.version}", None,
-                                  {"effective": protocol.effective, "source_name": source_name, "sha256": sha256}))
+            row = await repo.insert_version(
+                study["id"], protocol.version, protocol.effective, source_name, source_text, sha256
+            )
+            changes.append(
+                Change(
+                    "create",
+                    "protocol_version",
+                    f"{protocol.study}/protocol/{protocol.version}",
+                    None,
+                    {"effective": protocol.effective, "source_name": source_name, "sha256": sha256},
+                )
+            )
         elif row["sha256"] != sha256:
             raise Conflict(
                 f"{about} is already loaded from {row['source_name']} with different content; "
@@ -138,8 +154,10 @@ async def version_source(study: str, version: str) -> tuple[str, str]:
 
 # Sites and participants ------------------------------------------------------------------------
 
-async def create_site(study: str, code: str, name: str, time_zone: str = "UTC", calendar: str | None = None,
-                      actor: str = SYSTEM) -> dict:
+
+async def create_site(
+    study: str, code: str, name: str, time_zone: str = "UTC", calendar: str | None = None, actor: str = SYSTEM
+) -> dict:
     code, name = code.strip(), name.strip()
     if not code:
         raise invalid(f"study {study}: a site needs a code", field="code")
@@ -151,13 +169,22 @@ async def create_site(study: str, code: str, name: str, time_zone: str = "UTC", 
         if await repo.find_site(study_row["id"], code):
             raise Conflict(f"study {study} already has a site {code}")
         row = await repo.insert_site(study_row["id"], code, name or code, time_zone, calendar)
-        await audit_log.record(actor, Change("create", "site", f"{study}/{code}", None,
-                                             {"name": row["name"], "time_zone": time_zone, "calendar": calendar}))
+        await audit_log.record(
+            actor,
+            Change(
+                "create",
+                "site",
+                f"{study}/{code}",
+                None,
+                {"name": row["name"], "time_zone": time_zone, "calendar": calendar},
+            ),
+        )
     return _site_dict(study, row)
 
 
-async def set_site_calendar(study: str, site: str, calendar: str | None, today: date | None = None,
-                            actor: str = SYSTEM) -> dict:
+async def set_site_calendar(
+    study: str, site: str, calendar: str | None, today: date | None = None, actor: str = SYSTEM
+) -> dict:
     """Give a site its own calendar for business days (None: the protocol's); its participants are re-evaluated."""
     calendar = _check_calendar(calendar) if calendar else None
     async with transaction(f"study {study}, site {site}"):
@@ -166,8 +193,10 @@ async def set_site_calendar(study: str, site: str, calendar: str | None, today: 
         if row["calendar"] != calendar:
             await repo.update_site(row["id"], calendar=calendar)
             await _refresh_site(study_row["id"], site, today)
-            await audit_log.record(actor, Change("update", "site", f"{study}/{site}", {"calendar": row["calendar"]},
-                                                 {"calendar": calendar}))
+            await audit_log.record(
+                actor,
+                Change("update", "site", f"{study}/{site}", {"calendar": row["calendar"]}, {"calendar": calendar}),
+            )
         row = await repo.find_site(study_row["id"], site)
     return _site_dict(study, row)
 
@@ -175,8 +204,15 @@ async def set_site_calendar(study: str, site: str, calendar: str | None, today: 
 CLOSURE_FUTURE_DAYS = 3 * 366  # a closure further ahead is most likely a typo in the year
 
 
-async def add_site_closure(study: str, site: str, first_day: date, last_day: date | None, reason: str,
-                           today: date | None = None, actor: str = SYSTEM) -> dict:
+async def add_site_closure(
+    study: str,
+    site: str,
+    first_day: date,
+    last_day: date | None,
+    reason: str,
+    today: date | None = None,
+    actor: str = SYSTEM,
+) -> dict:
     """Days the site is closed (both inclusive): business days at that site skip them from now on."""
     last_day = last_day or first_day
     if not _text(reason):
@@ -184,8 +220,7 @@ async def add_site_closure(study: str, site: str, first_day: date, last_day: dat
     if last_day < first_day:
         raise invalid(f"a closure ends on or after its first day ({first_day}), not on {last_day}", field="last_day")
     if (last_day - first_day).days > 366:
-        raise invalid("a closure is at most a year long; record longer ones as a change of calendar",
-                      field="last_day")
+        raise invalid("a closure is at most a year long; record longer ones as a change of calendar", field="last_day")
     today = today or date.today()
     async with transaction(f"study {study}, site {site}"):
         study_row = await _study_with_site(study, site)
@@ -193,22 +228,36 @@ async def add_site_closure(study: str, site: str, first_day: date, last_day: dat
         # a closure before the study's protocol took effect, or years ahead, is most likely a typo in the year
         began = min((v["effective"] for v in await repo.list_versions(study_row["id"])), default=first_day)
         if not began - timedelta(days=366) <= first_day <= today + timedelta(days=CLOSURE_FUTURE_DAYS):
-            raise invalid(f"a closure starts at most a year before the study's first protocol version ({began})"
-                          f" and three years after today ({today}), not on {first_day}: is the year right?",
-                          field="first_day")
+            raise invalid(
+                f"a closure starts at most a year before the study's first protocol version ({began})"
+                f" and three years after today ({today}), not on {first_day}: is the year right?",
+                field="first_day",
+            )
         for known in (await repo.site_calendars(study_row["id"])).get(site, (None, ()))[1]:
             if known.first_day <= last_day and first_day <= known.last_day:
-                raise Conflict(f"study {study}, site {site} is already closed from {known.first_day} to"
-                               f" {known.last_day} ({known.reason}); withdraw that closure first to change it")
+                raise Conflict(
+                    f"study {study}, site {site} is already closed from {known.first_day} to"
+                    f" {known.last_day} ({known.reason}); withdraw that closure first to change it"
+                )
         await repo.insert_closure(row["id"], first_day, last_day, _text(reason))
         await _refresh_site(study_row["id"], site, today)
-        await audit_log.record(actor, Change("create", "site", f"{study}/{site}/closure/{first_day}", None,
-                                             {"first_day": first_day, "last_day": last_day}, _text(reason)))
+        await audit_log.record(
+            actor,
+            Change(
+                "create",
+                "site",
+                f"{study}/{site}/closure/{first_day}",
+                None,
+                {"first_day": first_day, "last_day": last_day},
+                _text(reason),
+            ),
+        )
     return {"study": study, "site": site, "first_day": first_day, "last_day": last_day, "reason": _text(reason)}
 
 
-async def withdraw_site_closure(study: str, site: str, first_day: date, reason: str, today: date | None = None,
-                                actor: str = SYSTEM) -> dict:
+async def withdraw_site_closure(
+    study: str, site: str, first_day: date, reason: str, today: date | None = None, actor: str = SYSTEM
+) -> dict:
     """Take back a closure recorded by mistake (the one starting on `first_day`): business days at the site no
     longer skip it. Audited with the reason; the site's participants are re-evaluated."""
     if not _text(reason):
@@ -216,17 +265,36 @@ async def withdraw_site_closure(study: str, site: str, first_day: date, reason: 
     async with transaction(f"study {study}, site {site}"):
         study_row = await _study_with_site(study, site)
         row = await repo.find_site(study_row["id"], site)
-        closure = next((c for c in (await repo.site_calendars(study_row["id"])).get(site, (None, ()))[1]
-                        if c.first_day == first_day), None)
+        closure = next(
+            (
+                c
+                for c in (await repo.site_calendars(study_row["id"])).get(site, (None, ()))[1]
+                if c.first_day == first_day
+            ),
+            None,
+        )
         if closure is None:
             raise NotFound(f"study {study}, site {site} has no closure starting on {first_day}")
         await repo.delete_closure(row["id"], first_day)
         await _refresh_site(study_row["id"], site, today)
-        await audit_log.record(actor, Change("delete", "site", f"{study}/{site}/closure/{first_day}",
-                                             {"first_day": closure.first_day, "last_day": closure.last_day,
-                                              "reason": closure.reason}, None, _text(reason)))
-    return {"study": study, "site": site, "first_day": closure.first_day, "last_day": closure.last_day,
-            "reason": closure.reason}
+        await audit_log.record(
+            actor,
+            Change(
+                "delete",
+                "site",
+                f"{study}/{site}/closure/{first_day}",
+                {"first_day": closure.first_day, "last_day": closure.last_day, "reason": closure.reason},
+                None,
+                _text(reason),
+            ),
+        )
+    return {
+        "study": study,
+        "site": site,
+        "first_day": closure.first_day,
+        "last_day": closure.last_day,
+        "reason": closure.reason,
+    }
 
 
 @_reads
@@ -239,9 +307,13 @@ async def site_calendar_days(study: str, site: str, first: date, last: date) -> 
     fallback = (await versions.protocol(current["id"])).calendar if current else None
     calendar = site_calendar(name, closures, fallback)
     days = closed_days(calendar, first, min(last, first + timedelta(days=366))) if calendar else []
-    return {"site": site, "calendar": name or (fallback.name if fallback else None), "own": name is not None,
-            "closed": [{"date": day, "reason": why} for day, why in days],
-            "closures": [{"first_day": c.first_day, "last_day": c.last_day, "reason": c.reason} for c in closures]}
+    return {
+        "site": site,
+        "calendar": name or (fallback.name if fallback else None),
+        "own": name is not None,
+        "closed": [{"date": day, "reason": why} for day, why in days],
+        "closures": [{"first_day": c.first_day, "last_day": c.last_day, "reason": c.reason} for c in closures],
+    }
 
 
 async def _refresh_site(study_id: int, site: str, today: date | None) -> None:
@@ -256,8 +328,9 @@ async def refresh_study(study: str, as_of: date, today: date) -> list[str]:
     changes for a participant; `deviations.refresh_schedules` runs it with detection. Idempotent: run again
     with the same date, it re-evaluates nobody. Returns their subject IDs."""
     if as_of > today:
-        raise invalid(f"{as_of} is still to come: schedules are refreshed as of today ({today}) or an earlier day",
-                      field="as_of")
+        raise invalid(
+            f"{as_of} is still to come: schedules are refreshed as of today ({today}) or an earlier day", field="as_of"
+        )
     horizon = as_of + timedelta(days=HORIZON_DAYS)
     study_row = await require_study(study)
     await repo.lock_participants(study_row["id"])
@@ -272,9 +345,16 @@ async def list_sites(study: str) -> list[dict]:
     return [_site_dict(study, row) for row in await repo.list_sites((await require_study(study))["id"])]
 
 
-async def enroll_participant(study: str, subject_id: str, site: str, arm: str | None = None,
-                             version: str | None = None, enrolled_on: date | None = None,
-                             today: date | None = None, actor: str = SYSTEM) -> dict:
+async def enroll_participant(
+    study: str,
+    subject_id: str,
+    site: str,
+    arm: str | None = None,
+    version: str | None = None,
+    enrolled_on: date | None = None,
+    today: date | None = None,
+    actor: str = SYSTEM,
+) -> dict:
     """Enrol under `version`, by default the latest version in effect on the enrolment date."""
     today = today or date.today()
     enrolled_on = enrolled_on or today
@@ -291,14 +371,26 @@ async def enroll_participant(study: str, subject_id: str, site: str, arm: str | 
         _check_arm(study, subject_id, protocol, arm)
         if (await repo.find_subject(study, subject_id))["id"] is not None:
             raise Conflict(f"study {study} already has participant {subject_id}")
-        await repo.insert_participants(study_row["id"],
-                                       [(subject_id, site_row["id"], arm, version_row["id"], enrolled_on)])
+        await repo.insert_participants(
+            study_row["id"], [(subject_id, site_row["id"], arm, version_row["id"], enrolled_on)]
+        )
         row = await subject_row(study, subject_id)
         await refresh_participants(study_row["id"], row["id"], today=today)
-        await audit_log.record(actor, Change("create", "participant", record_id(study, site_row["code"], subject_id),
-                                             None, {"site": site_row["code"], "arm": arm,
-                                                    "protocol_version": version_row["version"],
-                                                    "enrolled_on": enrolled_on}))
+        await audit_log.record(
+            actor,
+            Change(
+                "create",
+                "participant",
+                record_id(study, site_row["code"], subject_id),
+                None,
+                {
+                    "site": site_row["code"],
+                    "arm": arm,
+                    "protocol_version": version_row["version"],
+                    "enrolled_on": enrolled_on,
+                },
+            ),
+        )
     return _participant_dict(study, row)
 
 
@@ -318,31 +410,57 @@ async def get_participant(study: str, subject_id: str) -> dict:
 
 # Events, arms, visits --------------------------------------------------------------------------
 
-async def record_event(study: str, subject_id: str, event: str, day: date, reason: str | None = None,
-                       today: date | None = None, actor: str = SYSTEM) -> dict:
+
+async def record_event(
+    study: str,
+    subject_id: str,
+    event: str,
+    day: date,
+    reason: str | None = None,
+    today: date | None = None,
+    actor: str = SYSTEM,
+) -> dict:
     """Record an event's date; changing a date already recorded needs a reason."""
     async with transaction(f"study {study}, participant {subject_id}"):
         subject = await _Subject.load(study, subject_id)
         if event not in subject.protocol.events:
             valid = ", ".join(subject.protocol.events)
-            raise invalid(f"{subject}: '{event}' is not an event of protocol version {subject.version};"
-                          f" valid events: {valid}", field="event")
+            raise invalid(
+                f"{subject}: '{event}' is not an event of protocol version {subject.version}; valid events: {valid}",
+                field="event",
+            )
         _check_happened(f"{subject}: {event}", day, today)
         if event == subject.protocol.consent_event:
             await _check_consent_event(subject, event, day)
         previous = subject.inputs.events.get(event)
         if previous != day:
             if previous is not None and not _text(reason):
-                raise invalid(f"{subject}: {event} is already recorded on {previous}; give a reason to change it"
-                              f" to {day}", field="reason")
+                raise invalid(
+                    f"{subject}: {event} is already recorded on {previous}; give a reason to change it to {day}",
+                    field="reason",
+                )
             await repo.upsert_events([(subject.id, event, day, _text(reason))])
             subject.inputs.events[event] = day
             await subject.refresh(today)
-            await audit_log.record(actor, Change("create" if previous is None else "update", "participant_event",
-                                                 subject.record_id(event), None if previous is None else {"date": previous},
-                                                 {"date": day}, _text(reason)))
-    return {"study": study, "subject_id": subject_id, "event": event, "date": day, "previous": previous,
-            "changed": previous != day}
+            await audit_log.record(
+                actor,
+                Change(
+                    "create" if previous is None else "update",
+                    "participant_event",
+                    subject.record_id(event),
+                    None if previous is None else {"date": previous},
+                    {"date": day},
+                    _text(reason),
+                ),
+            )
+    return {
+        "study": study,
+        "subject_id": subject_id,
+        "event": event,
+        "date": day,
+        "previous": previous,
+        "changed": previous != day,
+    }
 
 
 async def assign_arm(study: str, subject_id: str, arm: str, today: date | None = None, actor: str = SYSTEM) -> dict:
@@ -356,15 +474,23 @@ async def assign_arm(study: str, subject_id: str, arm: str, today: date | None =
             await repo.update_participant(subject.id, arm=arm)
             subject.inputs.arm = arm
             await subject.refresh(today)
-            await audit_log.record(actor, Change("update", "participant", subject.record_id(), {"arm": None},
-                                                 {"arm": arm}))
+            await audit_log.record(
+                actor, Change("update", "participant", subject.record_id(), {"arm": None}, {"arm": arm})
+            )
         row = await subject_row(study, subject_id)
     return _participant_dict(study, row)
 
 
-async def record_visit(study: str, subject_id: str, visit_code: str, actual: date,
-                       expected_row_version: int | None = None, reason: str | None = None,
-                       today: date | None = None, actor: str = SYSTEM) -> ScheduledVisit:
+async def record_visit(
+    study: str,
+    subject_id: str,
+    visit_code: str,
+    actual: date,
+    expected_row_version: int | None = None,
+    reason: str | None = None,
+    today: date | None = None,
+    actor: str = SYSTEM,
+) -> ScheduledVisit:
     """Record the date a visit took place; a code the protocol lacks is an unscheduled visit."""
     visit_code = visit_code.strip()
     if not visit_code:
@@ -377,21 +503,40 @@ async def record_visit(study: str, subject_id: str, visit_code: str, actual: dat
         previous = subject.inputs.actuals.get(visit_code)
         if previous != actual:
             if previous is not None and not _text(reason):
-                raise invalid(f"{subject}: visit {visit_code} is already recorded on {previous}; give a reason"
-                              f" to change it to {actual}", field="reason")
+                raise invalid(
+                    f"{subject}: visit {visit_code} is already recorded on {previous}; give a reason"
+                    f" to change it to {actual}",
+                    field="reason",
+                )
             subject.inputs.actuals[visit_code] = actual
             await subject.refresh(today)
             if _text(reason):
                 row = await repo.find_visit(subject.id, visit_code)
                 await repo.update_visit(row.id, bump=False, actual_reason=_text(reason))
-            await audit_log.record(actor, Change("update", "visit", subject.record_id(visit_code),
-                                                 {"actual": previous}, {"actual": actual}, _text(reason)))
+            await audit_log.record(
+                actor,
+                Change(
+                    "update",
+                    "visit",
+                    subject.record_id(visit_code),
+                    {"actual": previous},
+                    {"actual": actual},
+                    _text(reason),
+                ),
+            )
         return _scheduled(await repo.find_visit(subject.id, visit_code))
 
 
-async def book_appointment(study: str, subject_id: str, visit_code: str, day: date, reason: str | None = None,
-                           expected_row_version: int | None = None, today: date | None = None,
-                           actor: str = SYSTEM) -> ScheduledVisit:
+async def book_appointment(
+    study: str,
+    subject_id: str,
+    visit_code: str,
+    day: date,
+    reason: str | None = None,
+    expected_row_version: int | None = None,
+    today: date | None = None,
+    actor: str = SYSTEM,
+) -> ScheduledVisit:
     """Book a visit; a day outside its window, or moving a booking, needs a reason, stored with the booking."""
     async with transaction(f"study {study}, participant {subject_id}, visit {visit_code}"):
         subject = await _Subject.load(study, subject_id)
@@ -399,21 +544,41 @@ async def book_appointment(study: str, subject_id: str, visit_code: str, day: da
         _check_row_version(subject, visit_code, row, expected_row_version)
         _check_open(subject, row)
         if _outside(row, day) and not _text(reason):
-            raise invalid(f"{subject}: {day} is outside the window of visit {visit_code} ({_window(row)});"
-                          " give a reason to book it on that day", field="reason")
+            raise invalid(
+                f"{subject}: {day} is outside the window of visit {visit_code} ({_window(row)});"
+                " give a reason to book it on that day",
+                field="reason",
+            )
         if row.appointment not in (None, day) and not _text(reason):
-            raise invalid(f"{subject}: visit {visit_code} is booked on {row.appointment}; give a reason to move it"
-                          f" to {day}", field="reason")
+            raise invalid(
+                f"{subject}: visit {visit_code} is booked on {row.appointment}; give a reason to move it to {day}",
+                field="reason",
+            )
         await repo.update_visit(row.id, appointment=day, appointment_reason=_text(reason))
         await subject.refresh(today)
-        await audit_log.record(actor, Change("update", "visit", subject.record_id(visit_code),
-                                             {"appointment": row.appointment}, {"appointment": day}, _text(reason)))
+        await audit_log.record(
+            actor,
+            Change(
+                "update",
+                "visit",
+                subject.record_id(visit_code),
+                {"appointment": row.appointment},
+                {"appointment": day},
+                _text(reason),
+            ),
+        )
         return _scheduled(await repo.find_visit(subject.id, visit_code))
 
 
-async def mark_missed(study: str, subject_id: str, visit_code: str, reason: str,
-                      expected_row_version: int | None = None, today: date | None = None,
-                      actor: str = SYSTEM) -> ScheduledVisit:
+async def mark_missed(
+    study: str,
+    subject_id: str,
+    visit_code: str,
+    reason: str,
+    expected_row_version: int | None = None,
+    today: date | None = None,
+    actor: str = SYSTEM,
+) -> ScheduledVisit:
     """Record that a visit will not take place, and why."""
     async with transaction(f"study {study}, participant {subject_id}, visit {visit_code}"):
         subject = await _Subject.load(study, subject_id)
@@ -425,13 +590,24 @@ async def mark_missed(study: str, subject_id: str, visit_code: str, reason: str,
         await repo.update_visit(row.id, missed_reason=_text(reason))
         subject.inputs.marked_missed.add(visit_code)
         await subject.refresh(today)
-        await audit_log.record(actor, Change("update", "visit", subject.record_id(visit_code), {"missed": False},
-                                             {"missed": True}, _text(reason)))
+        await audit_log.record(
+            actor,
+            Change(
+                "update", "visit", subject.record_id(visit_code), {"missed": False}, {"missed": True}, _text(reason)
+            ),
+        )
         return _scheduled(await repo.find_visit(subject.id, visit_code))
 
 
-async def change_protocol_version(study: str, subject_id: str, version: str, effective: date, reason: str,
-                                  today: date | None = None, actor: str = SYSTEM) -> dict:
+async def change_protocol_version(
+    study: str,
+    subject_id: str,
+    version: str,
+    effective: date,
+    reason: str,
+    today: date | None = None,
+    actor: str = SYSTEM,
+) -> dict:
     """Move a participant to another protocol version from `effective` on: visits done, or whose window
     closed, before that date stay judged by the version followed then (`evaluate_judged`)."""
     async with transaction(f"study {study}, participant {subject_id}"):
@@ -439,8 +615,10 @@ async def change_protocol_version(study: str, subject_id: str, version: str, eff
         row = await subject_row(study, subject_id)
         moved = await _move(study, row["study_id"], version, effective, reason, today, actor, participant=row["id"])
         if moved.skipped:
-            raise invalid(f"study {study}, participant {subject_id} {moved.skipped[subject_id]}",
-                          field="version" if moved.skipped[subject_id].startswith(ALREADY_ON) else "effective")
+            raise invalid(
+                f"study {study}, participant {subject_id} {moved.skipped[subject_id]}",
+                field="version" if moved.skipped[subject_id].startswith(ALREADY_ON) else "effective",
+            )
         row = await subject_row(study, subject_id)
     return _participant_dict(study, row)
 
@@ -459,8 +637,15 @@ class Moved(NamedTuple):
     deviations: dict[str, int] | None = None  # what detection, re-run for those moved, created and resolved
 
 
-async def apply_protocol_version(study: str, version: str, effective: date, reason: str, site: str | None = None,
-                                 today: date | None = None, actor: str = SYSTEM) -> Moved:
+async def apply_protocol_version(
+    study: str,
+    version: str,
+    effective: date,
+    reason: str,
+    site: str | None = None,
+    today: date | None = None,
+    actor: str = SYSTEM,
+) -> Moved:
     """Move every active participant of the study (or of one site) to `version` from `effective` on, one audited
     change each, in one transaction; participants it cannot move are left and reported with the reason."""
     async with transaction(f"study {study}, protocol version {version}"):
@@ -469,15 +654,27 @@ async def apply_protocol_version(study: str, version: str, effective: date, reas
         return await _move(study, study_row["id"], version, effective, reason, today, actor, site=site)
 
 
-async def _move(study: str, study_id: int, version: str, effective: date, reason: str, today: date | None,
-                actor: str, participant: int | None = None, site: str | None = None) -> Moved:
+async def _move(
+    study: str,
+    study_id: int,
+    version: str,
+    effective: date,
+    reason: str,
+    today: date | None,
+    actor: str,
+    participant: int | None = None,
+    site: str | None = None,
+) -> Moved:
     if not _text(reason):
         raise invalid(f"study {study}: give the reason for the change to protocol version {version}", field="reason")
     versions = await repo.list_versions(study_id)
     target = _pick_version(study, versions, version)
     if effective < target["effective"]:  # the same for everyone: bad input, not a participant left as it is
-        raise invalid(f"study {study}: protocol version {version} is effective from {target['effective']}; no"
-                      f" participant can follow it from {effective}", field="effective")
+        raise invalid(
+            f"study {study}: protocol version {version} is effective from {target['effective']}; no"
+            f" participant can follow it from {effective}",
+            field="effective",
+        )
     labels = {row["id"]: row["version"] for row in versions}
     people = sorted((await repo.load_inputs(study_id, participant, site=site)).values(), key=lambda p: p.subject_id)
     moved, skipped = [], {}
@@ -488,9 +685,17 @@ async def _move(study: str, study_id: int, version: str, effective: date, reason
         else:
             moved.append(person)
     await repo.insert_protocol_changes([(p.id, p.version_id, target["id"], effective, _text(reason)) for p in moved])
-    audit = [Change("update", "participant", record_id(study, p.site, p.subject_id),
-                    {"protocol_version": labels[p.version_id]},
-                    {"protocol_version": version, "effective": effective}, _text(reason)) for p in moved]
+    audit = [
+        Change(
+            "update",
+            "participant",
+            record_id(study, p.site, p.subject_id),
+            {"protocol_version": labels[p.version_id]},
+            {"protocol_version": version, "effective": effective},
+            _text(reason),
+        )
+        for p in moved
+    ]
     for person in moved:
         person.add_change(person.version_id, target["id"], effective)
         person.version_id = target["id"]
@@ -501,22 +706,26 @@ async def _move(study: str, study_id: int, version: str, effective: date, reason
     return Moved(version, effective, [p.subject_id for p in moved], skipped)
 
 
-def _cannot_move(person: ScheduleInputs, target: dict, effective: date, labels: dict[int, str], bulk: bool
-                 ) -> str | None:
+def _cannot_move(
+    person: ScheduleInputs, target: dict, effective: date, labels: dict[int, str], bulk: bool
+) -> str | None:
     """Why this participant cannot move to `target` from `effective` (None: it can): changes follow each other in
     time, and a change for many leaves ended schedules. (A version governs from its own effective date on:
     `_move` refuses an earlier date for everyone.)"""
     if target["id"] == person.version_id:
         return f"{ALREADY_ON} {target['version']}"
     if person.changes and effective < person.changes[-1][0]:
-        return (f"moved to protocol version {labels[person.version_id]} from {person.changes[-1][0]}; a later change"
-                f" cannot take effect before that ({effective})")
+        return (
+            f"moved to protocol version {labels[person.version_id]} from {person.changes[-1][0]}; a later change"
+            f" cannot take effect before that ({effective})"
+        )
     if bulk and person.status != ACTIVE:
         return f"{SCHEDULE_ENDED} (an ending event is recorded); move it on its own if it must"
     return None
 
 
 # Schedules and worklists -----------------------------------------------------------------------
+
 
 @_reads
 async def participant_schedule(study: str, subject_id: str, as_of: date) -> list[ScheduledVisit]:
@@ -534,8 +743,9 @@ async def participant_schedule(study: str, subject_id: str, as_of: date) -> list
 
 
 @_reads
-async def study_visits(study: str, as_of: date, site: str | None = None, statuses: Collection[str] | None = None,
-                       horizon_days: int = 0) -> list[tuple[str, VisitOccurrence]]:
+async def study_visits(
+    study: str, as_of: date, site: str | None = None, statuses: Collection[str] | None = None, horizon_days: int = 0
+) -> list[tuple[str, VisitOccurrence]]:
     """Exactly what `evaluate` gives for each participant as of `as_of`, by subject ID then visit order."""
     study_row = await _study_with_site(study, site)
     versions = await Versions.load(study_row["id"])
@@ -554,8 +764,10 @@ _OVERLAPS = "x.target IS NOT NULL AND (x.earliest IS NULL OR x.earliest <= {}) A
 _OVERDUE = f"{_OPEN} AND x.latest < {{}} AND NOT x.optional"
 _WORKLISTS = {  # SQL over stored visits, and its arguments for an as-of date
     "today": (f"({_OPEN} AND {_OVERLAPS}) OR x.appointment = {{}}", lambda day: (day, day, day)),
-    "week": (f"({_OPEN} AND {_OVERLAPS}) OR (x.actual IS NULL AND x.appointment BETWEEN {{}} AND {{}})",
-             lambda day: (day + timedelta(days=6), day, day, day + timedelta(days=6))),
+    "week": (
+        f"({_OPEN} AND {_OVERLAPS}) OR (x.actual IS NULL AND x.appointment BETWEEN {{}} AND {{}})",
+        lambda day: (day + timedelta(days=6), day, day, day + timedelta(days=6)),
+    ),
     "overdue": (_OVERDUE, lambda day: (day,)),
     "missed_or_out_of_window": (f"x.status IN ('missed', 'early', 'late') OR ({_OVERDUE})", lambda day: (day,)),
 }
@@ -568,7 +780,9 @@ async def worklist(study: str, as_of: date, site: str | None = None, kind: str =
     if kind not in _WORKLISTS:
         raise invalid(f"'{kind}' is not a worklist; choose one of {', '.join(WORKLISTS)}", field="kind")
     condition, arguments = _WORKLISTS[kind]
-    rows = await repo.worklist_rows((await _study_with_site(study, site))["id"], condition, *arguments(as_of), site=site)
+    rows = await repo.worklist_rows(
+        (await _study_with_site(study, site))["id"], condition, *arguments(as_of), site=site
+    )
     return [_scheduled(row, restated(row, as_of)) for row in rows]
 
 
@@ -597,8 +811,9 @@ def restated(row: StoredVisit, as_of: date) -> VisitOccurrence:
     return row.evaluation
 
 
-async def persist_schedules(study: str, rows: Iterable[tuple[str, VisitOccurrence]],
-                            evaluated_on: date | None = None) -> Saved:
+async def persist_schedules(
+    study: str, rows: Iterable[tuple[str, VisitOccurrence]], evaluated_on: date | None = None
+) -> Saved:
     """Bulk-store evaluated visits given as (subject_id, occurrence), as `study_visits` returns them."""
     evaluated_on = evaluated_on or date.today()
     async with transaction(f"study {study}"):
@@ -614,15 +829,22 @@ async def persist_schedules(study: str, rows: Iterable[tuple[str, VisitOccurrenc
         results = []
         for subject_id, visits in grouped.items():
             person = people[subject_id]
-            judged = ({row.visit: version for row, version in await versions.judged(person, evaluated_on)}
-                      if person.changes else {})  # which version judges each visit, when more than one could
+            judged = (
+                {row.visit: version for row, version in await versions.judged(person, evaluated_on)}
+                if person.changes
+                else {}
+            )  # which version judges each visit, when more than one could
             results.append((person, [(visit, judged.get(visit.visit, person.version_id)) for visit in visits]))
         return await repo.save_evaluations(results, evaluated_on)
 
 
-async def refresh_participants(study_id: int, participant_id: int | None = None,
-                               inputs: Iterable[ScheduleInputs] | None = None, today: date | None = None,
-                               as_of: date | None = None) -> Saved:
+async def refresh_participants(
+    study_id: int,
+    participant_id: int | None = None,
+    inputs: Iterable[ScheduleInputs] | None = None,
+    today: date | None = None,
+    as_of: date | None = None,
+) -> Saved:
     """Re-evaluate participants as of `as_of` (default today) and store their visits (inside the caller's
     transaction); the rows that change are marked evaluated today.
 
@@ -636,17 +858,21 @@ async def refresh_participants(study_id: int, participant_id: int | None = None,
     people, saved = list(inputs), repo.Saved(0, 0, 0)
     for start in range(0, len(people), _REFRESH_BATCH):  # evaluated and stored a batch at a time: bounded memory
         results = []
-        for person in people[start:start + _REFRESH_BATCH]:
+        for person in people[start : start + _REFRESH_BATCH]:
             results.append((person, await versions.judged(person, as_of, HORIZON_DAYS)))
             protocol = await versions.protocol(person.version_id)
-            status = ENDED if any(protocol.events[name].ends_schedule for name in person.events
-                                  if name in protocol.events) else ACTIVE
+            status = (
+                ENDED
+                if any(protocol.events[name].ends_schedule for name in person.events if name in protocol.events)
+                else ACTIVE
+            )
             if status != person.status:
                 await repo.update_participant(person.id, status=status)
                 person.status = status
         batch = await repo.save_evaluations(results, today, horizon=as_of + timedelta(days=HORIZON_DAYS))
-        saved = repo.Saved(saved.inserted + batch.inserted, saved.updated + batch.updated,
-                           saved.deleted + batch.deleted)
+        saved = repo.Saved(
+            saved.inserted + batch.inserted, saved.updated + batch.updated, saved.deleted + batch.deleted
+        )
     return saved
 
 
@@ -655,11 +881,13 @@ _REFRESH_BATCH = 2_000
 
 # Helpers ---------------------------------------------------------------------------------------
 
+
 class _Subject:
     """A participant being worked on: its row, engine inputs, stored visits (by code) and protocol."""
 
-    def __init__(self, study: str, row: dict, inputs: ScheduleInputs, visits: dict[str, StoredVisit],
-                 protocol: Protocol):
+    def __init__(
+        self, study: str, row: dict, inputs: ScheduleInputs, visits: dict[str, StoredVisit], protocol: Protocol
+    ):
         self.study, self.row, self.inputs, self.visits, self.protocol = study, row, inputs, visits, protocol
         self.id, self.study_id, self.version = row["id"], row["study_id"], row["version"]
 
@@ -747,22 +975,44 @@ class Versions:
         try:
             return with_site_calendar(protocol, row["sha256"], spec)
         except CalendarError as error:  # stored before names were checked, or a library that changed
-            raise invalid(f"site {site}: its stored calendar is not usable ({error}); set it again with trialcoord"
-                          " site calendar", field="calendar") from None
+            raise invalid(
+                f"site {site}: its stored calendar is not usable ({error}); set it again with trialcoord site calendar",
+                field="calendar",
+            ) from None
 
-    async def judged(self, person: ScheduleInputs, as_of: date, horizon_days: int = 0
-                     ) -> list[tuple[VisitOccurrence, int]]:
+    async def judged(
+        self, person: ScheduleInputs, as_of: date, horizon_days: int = 0
+    ) -> list[tuple[VisitOccurrence, int]]:
         """The participant's visits as of `as_of`, each with the id of the version that judges it."""
         ids = person.versions
         first = await self.protocol(ids[0], person.site)
         changes = [(effective, await self.protocol(version, person.site)) for effective, version in person.changes]
         if not changes:
-            return [(visit, ids[0]) for visit in evaluate(first, person.events, person.actuals, as_of, arm=person.arm,
-                                                           horizon_days=horizon_days,
-                                                           marked_missed=person.marked_missed)]
-        return [(visit, ids[index]) for visit, index in evaluate_judged(
-            first, person.events, person.actuals, as_of, arm=person.arm, horizon_days=horizon_days,
-            marked_missed=person.marked_missed, changes=changes)]
+            return [
+                (visit, ids[0])
+                for visit in evaluate(
+                    first,
+                    person.events,
+                    person.actuals,
+                    as_of,
+                    arm=person.arm,
+                    horizon_days=horizon_days,
+                    marked_missed=person.marked_missed,
+                )
+            ]
+        return [
+            (visit, ids[index])
+            for visit, index in evaluate_judged(
+                first,
+                person.events,
+                person.actuals,
+                as_of,
+                arm=person.arm,
+                horizon_days=horizon_days,
+                marked_missed=person.marked_missed,
+                changes=changes,
+            )
+        ]
 
 
 _variants: dict[tuple[str, str | None, tuple[Closure, ...]], Protocol] = {}  # by source sha256 and site calendar
@@ -786,8 +1036,12 @@ async def check_numbering(study_id: int, protocol: Protocol) -> None:
     earlier = [await protocol_of(row["id"], row["sha256"]) for row in await repo.list_versions(study_id)]
     problems = renumbered(earlier, protocol)
     if problems:
-        raise InvalidInput([Problem(f"study {protocol.study}, protocol version {protocol.version}: {line}",
-                                    field="visits") for line in problems])
+        raise InvalidInput(
+            [
+                Problem(f"study {protocol.study}, protocol version {protocol.version}: {line}", field="visits")
+                for line in problems
+            ]
+        )
 
 
 async def protocol_of(version_id: int, sha256: str) -> Protocol:
@@ -850,8 +1104,11 @@ async def _site_for_enrolment(study: str, study_id: int, code: str) -> dict:
 def _check_arm(study: str, subject_id: str, protocol: Protocol, arm: str | None) -> None:
     if arm is not None and arm not in protocol.arm_codes:
         known = ", ".join(sorted(protocol.arm_codes)) or "none (the protocol has no arms)"
-        raise invalid(f"study {study}, participant {subject_id}: '{arm}' is not an arm of protocol version"
-                      f" {protocol.version}; arms: {known}", field="arm")
+        raise invalid(
+            f"study {study}, participant {subject_id}: '{arm}' is not an arm of protocol version"
+            f" {protocol.version}; arms: {known}",
+            field="arm",
+        )
 
 
 def _check_calendar(name: str) -> str:
@@ -879,10 +1136,12 @@ async def _check_consent_event(subject: _Subject, event: str, day: date) -> None
     """The consent event is the date of first consent: never later than the first consent on record."""
     first = await consent_store.first_signed(subject.id)
     if first is not None and day > date.fromisoformat(str(first["signed_on"])):
-        raise invalid(f"{subject}: the first consent on record (version {first['label']}) was signed on"
-                      f" {first['signed_on']}; the {event} event is the date of first consent and cannot be later"
-                      f" ({day})",
-                      field="date")
+        raise invalid(
+            f"{subject}: the first consent on record (version {first['label']}) was signed on"
+            f" {first['signed_on']}; the {event} event is the date of first consent and cannot be later"
+            f" ({day})",
+            field="date",
+        )
 
 
 def _check_row_version(subject: _Subject, code: str, row: StoredVisit | None, expected: int | None) -> None:
@@ -890,8 +1149,10 @@ def _check_row_version(subject: _Subject, code: str, row: StoredVisit | None, ex
         return
     if row is None or row.row_version != expected:
         current = "no stored version" if row is None else f"version {row.row_version}"
-        raise Conflict(f"{subject}: visit {code} was changed by someone else (you had version {expected},"
-                       f" it now has {current}); reload it and try again")
+        raise Conflict(
+            f"{subject}: visit {code} was changed by someone else (you had version {expected},"
+            f" it now has {current}); reload it and try again"
+        )
 
 
 def _check_open(subject: _Subject, row: StoredVisit) -> None:
@@ -918,8 +1179,17 @@ def _text(value: str | None) -> str | None:
 
 def _scheduled(row: StoredVisit, visit: VisitOccurrence | None = None) -> ScheduledVisit:
     # Positional: a worklist calls this per row.
-    return ScheduledVisit(row.subject_id, row.site, visit or row.evaluation, row.version, row.appointment,
-                          row.appointment_reason, row.actual_reason, row.missed_reason, row.row_version)
+    return ScheduledVisit(
+        row.subject_id,
+        row.site,
+        visit or row.evaluation,
+        row.version,
+        row.appointment,
+        row.appointment_reason,
+        row.actual_reason,
+        row.missed_reason,
+        row.row_version,
+    )
 
 
 def _study_dict(row: dict) -> dict:
@@ -927,15 +1197,33 @@ def _study_dict(row: dict) -> dict:
 
 
 def _version_dict(study: str, row: dict) -> dict:
-    return {"study": study, "version": row["version"], "effective": row["effective"],
-            "source_name": row["source_name"], "sha256": row["sha256"], "loaded_at": row["loaded_at"]}
+    return {
+        "study": study,
+        "version": row["version"],
+        "effective": row["effective"],
+        "source_name": row["source_name"],
+        "sha256": row["sha256"],
+        "loaded_at": row["loaded_at"],
+    }
 
 
 def _site_dict(study: str, row: dict) -> dict:
-    return {"study": study, "code": row["code"], "name": row["name"], "time_zone": row["time_zone"],
-            "calendar": row["calendar"]}
+    return {
+        "study": study,
+        "code": row["code"],
+        "name": row["name"],
+        "time_zone": row["time_zone"],
+        "calendar": row["calendar"],
+    }
 
 
 def _participant_dict(study: str, row: dict) -> dict:
-    return {"study": study, "subject_id": row["subject_id"], "site": row["site"], "arm": row["arm"],
-            "protocol_version": row["version"], "status": row["status"], "enrolled_on": row["enrolled_on"]}
+    return {
+        "study": study,
+        "subject_id": row["subject_id"],
+        "site": row["site"],
+        "arm": row["arm"],
+        "protocol_version": row["version"],
+        "status": row["status"],
+        "enrolled_on": row["enrolled_on"],
+    }

@@ -29,11 +29,11 @@ from trialcoord.adapters.persistence.engine import read, transaction
 from trialcoord.domain.accounts import Meaning, Signing
 from trialcoord.domain.audit import utc_instant
 from trialcoord.domain.documents import DOCX, PDF, DocumentKey, DocumentStatus
+from trialcoord.domain.problems import Conflict, Forbidden, NotConfigured, invalid
 from trialcoord.domain.signatures import Signature, SignerKey, Statement, judge, local_time, registry_document
 from trialcoord.services import audit_log, system_keys
 from trialcoord.services.audit_log import Change
 from trialcoord.services.documents import record_id, version_row
-from trialcoord.domain.problems import Conflict, Forbidden, NotConfigured, invalid
 
 log = logging.getLogger(__name__)
 SIGNATURE_PAGE, SIGNED_COPY, PADES = "signature_page", "signed_copy", "pades_signed"
@@ -51,28 +51,48 @@ async def sign(key: DocumentKey, label: str, signing: Signing) -> dict:
     async with transaction(f"signature of document {key.name} version {label}"):
         _, row = await version_row(key, label)
         if DocumentStatus(row["status"]) in UNSIGNABLE:
-            raise invalid(f"version {label} is {row['status']}: a version no longer in force cannot be signed",
-                          field="label")
-        if any(s["signer_id"] == signing.user_id and s["meaning"] == signing.meaning
-               for s in await store.signatures_of(row["id"])):
-            raise Conflict(f"{signing.user_id} has already signed version {label} of {key.name} for"
-                           f" {signing.meaning}")
+            raise invalid(
+                f"version {label} is {row['status']}: a version no longer in force cannot be signed", field="label"
+            )
+        if any(
+            s["signer_id"] == signing.user_id and s["meaning"] == signing.meaning
+            for s in await store.signatures_of(row["id"])
+        ):
+            raise Conflict(f"{signing.user_id} has already signed version {label} of {key.name} for {signing.meaning}")
         await store.hold_key(signer_key.key_id)  # a concurrent revocation waits for this signature, and after it
         current = await store.current_key(signing.user_id)
         if current is None or current[0].key_id != signer_key.key_id:
             raise Conflict(f"the signing key of {signing.user_id} ended meanwhile; sign again")
         instant = max(utc_instant(audit_log.clock()), signer_key.valid_from)
         statement = Statement(row["sha256"], signing.user_id, Meaning(signing.meaning), instant, record)
-        signature = Signature(statement, signing.printed_name, signer_key.key_id,
-                              signing_keys.sign_bytes(statement.canonical_bytes(), private))
+        signature = Signature(
+            statement,
+            signing.printed_name,
+            signer_key.key_id,
+            signing_keys.sign_bytes(statement.canonical_bytes(), private),
+        )
         check = judge(signature, {signer_key.key_id: signer_key}, row["sha256"], signing_keys.verify_hex, instant)
         if not check.ok:  # never store a signature that would not verify
             raise Conflict(f"the signature could not be made: {check.reason}")
         await store.insert_signature(row["id"], signature)
-        await audit_log.record(signing.user_id, Change("sign", "document_version", record, None, {
-            "meaning": str(signing.meaning), "instant": instant, "sha256": row["sha256"], "key_id": signer_key.key_id,
-            "printed_name": signing.printed_name, "components": str(signing.components),
-            "signature": signature.value}))
+        await audit_log.record(
+            signing.user_id,
+            Change(
+                "sign",
+                "document_version",
+                record,
+                None,
+                {
+                    "meaning": str(signing.meaning),
+                    "instant": instant,
+                    "sha256": row["sha256"],
+                    "key_id": signer_key.key_id,
+                    "printed_name": signing.printed_name,
+                    "components": str(signing.components),
+                    "signature": signature.value,
+                },
+            ),
+        )
     await manifest_safely(key, label)
     return signature.as_dict()
 
@@ -104,8 +124,10 @@ async def _check_authority(key: DocumentKey, signing: Signing) -> None:
     settings = system_keys._settings
     today = signing.signed_at.astimezone(ZoneInfo(settings.time_zone if settings else "UTC")).date()  # as grants
     if not may_sign(grants, key, signing.meaning, today):
-        raise Forbidden(f"{signing.user_id} may not sign {key.name} for {signing.meaning}"
-                        + (f" at site {key.site}" if key.site else ""))
+        raise Forbidden(
+            f"{signing.user_id} may not sign {key.name} for {signing.meaning}"
+            + (f" at site {key.site}" if key.site else "")
+        )
 
 
 async def key_of_signer(user_id: str, printed_name: str, keys: system_keys.SystemKeys):
@@ -116,7 +138,8 @@ async def key_of_signer(user_id: str, printed_name: str, keys: system_keys.Syste
         signer_key, encrypted = found
         if signer_key.key_id not in keys.unlocked:
             keys.unlocked[signer_key.key_id] = await to_thread.run_sync(
-                signing_keys.decrypt_key, json.loads(encrypted), keys.passphrase, f"signing key of {user_id}")
+                signing_keys.decrypt_key, json.loads(encrypted), keys.passphrase, f"signing key of {user_id}"
+            )
         return signer_key, keys.unlocked[signer_key.key_id]
     private = signing_keys.generate_key()
     encrypted = await to_thread.run_sync(signing_keys.encrypt_key, private, keys.passphrase)  # scrypt
@@ -124,11 +147,24 @@ async def key_of_signer(user_id: str, printed_name: str, keys: system_keys.Syste
     async with transaction(f"signing key of {user_id}"):
         if await store.current_key(user_id) is not None:  # made meanwhile by a concurrent first signature
             return await key_of_signer(user_id, printed_name, keys)
-        signer_key = SignerKey(user_id, printed_name, signing_keys.key_id(public), signing_keys.public_key_hex(public),
-                               utc_instant(audit_log.clock()))
+        signer_key = SignerKey(
+            user_id,
+            printed_name,
+            signing_keys.key_id(public),
+            signing_keys.public_key_hex(public),
+            utc_instant(audit_log.clock()),
+        )
         await store.insert_key(signer_key, encrypted)  # a unique index keeps one key in force per signer
-        await audit_log.record(user_id, Change("create", "signer_key", f"{user_id}/{signer_key.key_id}", None,
-                                               {"public_key": signer_key.public_key, "valid_from": signer_key.valid_from}))
+        await audit_log.record(
+            user_id,
+            Change(
+                "create",
+                "signer_key",
+                f"{user_id}/{signer_key.key_id}",
+                None,
+                {"public_key": signer_key.public_key, "valid_from": signer_key.valid_from},
+            ),
+        )
     keys.unlocked[signer_key.key_id] = private
     await write_registry()
     return signer_key, private
@@ -144,8 +180,12 @@ async def end_signer_keys(user_id: str, reason: str, actor: str) -> list[str]:
         at = utc_instant(audit_log.clock())
         ended = await store.end_keys(user_id, at, reason.strip())
         for kid in ended:
-            await audit_log.record(actor, Change("update", "signer_key", f"{user_id}/{kid}", {"valid_to": None},
-                                                 {"valid_to": at}, reason.strip()))
+            await audit_log.record(
+                actor,
+                Change(
+                    "update", "signer_key", f"{user_id}/{kid}", {"valid_to": None}, {"valid_to": at}, reason.strip()
+                ),
+            )
     if ended:
         await write_registry()
     return ended
@@ -156,8 +196,13 @@ async def registry() -> dict:
     async with read():
         signer_keys = await store.all_keys()
     public = keys.manifest_key.public_key()
-    system = [{"key_id": keys.manifest_key_id, "public_key": signing_keys.public_key_hex(public),
-               "purpose": "binder manifests and audit checkpoints"}]
+    system = [
+        {
+            "key_id": keys.manifest_key_id,
+            "public_key": signing_keys.public_key_hex(public),
+            "purpose": "binder manifests and audit checkpoints",
+        }
+    ]
     return registry_document(signer_keys, system, utc_instant(audit_log.clock()))
 
 
@@ -220,8 +265,14 @@ async def of_version(key: DocumentKey, label: str) -> tuple[list[dict], list[dic
     for r in rows:
         signature = store.signature_of(r, row["sha256"], record_id(key, label))
         check = judge(signature, registry_keys, row["sha256"], signing_keys.verify_hex, now)
-        shown.append({**signature.as_dict(), "verdict": str(check.verdict), "reason": check.reason,
-                      "local_time": local_time(r["instant"], zone_name, ZoneInfo(zone_name))})
+        shown.append(
+            {
+                **signature.as_dict(),
+                "verdict": str(check.verdict),
+                "reason": check.reason,
+                "local_time": local_time(r["instant"], zone_name, ZoneInfo(zone_name)),
+            }
+        )
     return shown, files
 
 
@@ -257,14 +308,24 @@ async def manifest(key: DocumentKey, label: str) -> list[dict]:
     have = {f["kind"] for f in files if f["signatures"] == count}
     if wanted <= have:
         return [f for f in files if f["signatures"] == count]
-    page_data = {"study_code": key.study, "site_code": key.site or "study level", "document": key.name,
-                 "version": label, "version_sha256": row["sha256"],
-                 "signatures": [{k: s[k] for k in ("printed_name", "signer_id", "meaning", "instant", "local_time",
-                                                   "key_id", "signature")} for s in signatures]}
+    page_data = {
+        "study_code": key.study,
+        "site_code": key.site or "study level",
+        "document": key.name,
+        "version": label,
+        "version_sha256": row["sha256"],
+        "signatures": [
+            {k: s[k] for k in ("printed_name", "signer_id", "meaning", "instant", "local_time", "key_id", "signature")}
+            for s in signatures
+        ],
+    }
     created_at = signatures[-1]["instant"]
     made = {}
-    page = await to_thread.run_sync(lambda: render_pdf("signature_page", page_data, created_at=created_at,
-                                                       title=f"Signatures: {key.name}", version_label=label))
+    page = await to_thread.run_sync(
+        lambda: render_pdf(
+            "signature_page", page_data, created_at=created_at, title=f"Signatures: {key.name}", version_label=label
+        )
+    )
     made[SIGNATURE_PAGE] = (page, PDF)
     original = await _bytes(row)
     if row["media_type"] == PDF:
@@ -279,13 +340,23 @@ async def manifest(key: DocumentKey, label: str) -> list[dict]:
             signed_at = audit_log.clock()  # when the site's certificate signs, not when the approval was given
 
             def pades() -> bytes:  # parsing, hashing and ECDSA: CPU work, off the event loop
-                return asyncio.run(pades_sign(copy, *keys.pades, signed_at=signed_at,
-                                              reason=f"approved by {approval['printed_name']} at {approval['instant']}",
-                                              location=key.site or key.study, signer_name=approval["printed_name"]))
+                return asyncio.run(
+                    pades_sign(
+                        copy,
+                        *keys.pades,
+                        signed_at=signed_at,
+                        reason=f"approved by {approval['printed_name']} at {approval['instant']}",
+                        location=key.site or key.study,
+                        signer_name=approval["printed_name"],
+                    )
+                )
+
             made[PADES] = (await to_thread.run_sync(pades), PDF)
     elif row["media_type"] == DOCX:
-        made[SIGNED_COPY] = (await to_thread.run_sync(
-            lambda: docx_with_signature_page(original, page_data, created_at=created_at)), DOCX)
+        made[SIGNED_COPY] = (
+            await to_thread.run_sync(lambda: docx_with_signature_page(original, page_data, created_at=created_at)),
+            DOCX,
+        )
     at = utc_instant(audit_log.clock())
     async with transaction(f"signature page of document {key.name} version {label}"):
         _, row = await version_row(key, label)
@@ -295,8 +366,16 @@ async def manifest(key: DocumentKey, label: str) -> list[dict]:
             sha256 = hashlib.sha256(data).hexdigest()
             await documents_store.save_blob(sha256, data)
             if await store.insert_file(row["id"], kind, count, sha256, len(data), media_type, at):  # not a racer's
-                await audit_log.record(audit_log.SYSTEM, Change("create", "document_file", record_id(key, label), None,
-                                                                {"kind": kind, "signatures": count, "sha256": sha256}))
+                await audit_log.record(
+                    audit_log.SYSTEM,
+                    Change(
+                        "create",
+                        "document_file",
+                        record_id(key, label),
+                        None,
+                        {"kind": kind, "signatures": count, "sha256": sha256},
+                    ),
+                )
     _, files = await of_version(key, label)
     return [f for f in files if f["signatures"] == count]
 
@@ -337,35 +416,52 @@ async def verify_documents() -> tuple[int, list[str], dict[str, SignerKey], str]
         signer_keys = await store.all_keys()
         files = await store.all_files()
     registry_keys = {k.key_id: k for k in signer_keys}
-    audited_keys = {e["record_id"]: (e["new"] or {}) for e in await audit_log.export_rows(
-        audit_log.AuditFilter(record_type="signer_key", action="create"), 10_000_000)}
-    audited_signatures = {(e["record_id"], (e["new"] or {}).get("signature")) for e in await audit_log.export_rows(
-        audit_log.AuditFilter(record_type="document_version", action="sign"), 10_000_000)}
+    audited_keys = {
+        e["record_id"]: (e["new"] or {})
+        for e in await audit_log.export_rows(
+            audit_log.AuditFilter(record_type="signer_key", action="create"), 10_000_000
+        )
+    }
+    audited_signatures = {
+        (e["record_id"], (e["new"] or {}).get("signature"))
+        for e in await audit_log.export_rows(
+            audit_log.AuditFilter(record_type="document_version", action="sign"), 10_000_000
+        )
+    }
     now = utc_instant(audit_log.clock())
     problems = []
     trail = await audit_log.verify()
     if not trail.ok:  # the cross-checks below are only as good as the trail they read
         sequence, reason = trail.result.first_bad or (0, "")
-        problems.append(f"the audit trail does not verify from entry {sequence} ({reason}), so keys and signatures"
-                        " cannot be checked against it; run `trialcoord audit verify`")
+        problems.append(
+            f"the audit trail does not verify from entry {sequence} ({reason}), so keys and signatures"
+            " cannot be checked against it; run `trialcoord audit verify`"
+        )
     for k in signer_keys:
         entry = audited_keys.get(f"{k.signer_id}/{k.key_id}")
         if entry is None or entry.get("public_key") != k.public_key or entry.get("valid_from") != k.valid_from:
-            problems.append(f"signing key {k.key_id} of {k.signer_id}: not the key the audit trail recorded when it"
-                            " was made (added or altered outside the application)")
+            problems.append(
+                f"signing key {k.key_id} of {k.signer_id}: not the key the audit trail recorded when it"
+                " was made (added or altered outside the application)"
+            )
     for r in rows:
         key = DocumentKey(r["study"], r["site"] or None, r["name"])
         record = record_id(key, r["label"])
         where = f"document {r['name']}" + (f" at site {r['site']}" if r["site"] else "") + f" version {r['label']}"
-        check = judge(store.signature_of(r, r["sha256"], record), registry_keys, r["sha256"], signing_keys.verify_hex,
-                      now)
+        check = judge(
+            store.signature_of(r, r["sha256"], record), registry_keys, r["sha256"], signing_keys.verify_hex, now
+        )
         if not check.ok:
             problems.append(f"{where}: signature by {r['signer_id']} ({r['meaning']}, {r['instant']}): {check.reason}")
         elif (record, r["value"]) not in audited_signatures:
-            problems.append(f"{where}: signature by {r['signer_id']} ({r['meaning']}, {r['instant']}): the audit trail"
-                            " has no record of it being made")
+            problems.append(
+                f"{where}: signature by {r['signer_id']} ({r['meaning']}, {r['instant']}): the audit trail"
+                " has no record of it being made"
+            )
     for f in files:
         if f["blob_size"] is None or f["blob_size"] != f["size"]:
-            problems.append(f"file {f['kind']} {f['sha256']} of version row {f['version']}: its content is missing"
-                            " or of another size")
+            problems.append(
+                f"file {f['kind']} {f['sha256']} of version row {f['version']}: its content is missing"
+                " or of another size"
+            )
     return len(signer_keys) + len(rows) + len(files), problems, registry_keys, now

@@ -17,10 +17,9 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
-
-from trialcoord.adapters.persistence.database import open_database
 from markupsafe import Markup, escape
 
+from trialcoord.adapters.persistence.database import open_database
 from trialcoord.config import Settings, get_settings
 from trialcoord.domain.access import Role
 from trialcoord.services import accounts, system_keys
@@ -88,8 +87,13 @@ def _database(settings: Settings):
 
 
 def _static():
-    return create_static_files_router(path="/static", directories=[HERE / "static"], include_in_schema=False,
-                                      opt=PUBLIC, cache_control=CacheControlHeader(max_age=3600))
+    return create_static_files_router(
+        path="/static",
+        directories=[HERE / "static"],
+        include_in_schema=False,
+        opt=PUBLIC,
+        cache_control=CacheControlHeader(max_age=3600),
+    )
 
 
 def _template_globals(engine: JinjaTemplateEngine) -> None:

@@ -88,8 +88,10 @@ async def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     if rule["rule"] == "public":
         return
     if viewer is None:
-        detail = _LAPSED.get(resolution.why, "Sign in to continue." if not is_api else
-                             "A bearer token is required (Authorization: Bearer <token>).")
+        detail = _LAPSED.get(
+            resolution.why,
+            "Sign in to continue." if not is_api else "A bearer token is required (Authorization: Bearer <token>).",
+        )
         raise NotAuthorizedException(detail, headers={"WWW-Authenticate": "Bearer"} if is_api else None)
     if not is_api and connection.scope.get("method") in _UNSAFE:
         await _check_csrf(connection, viewer)
@@ -111,8 +113,9 @@ async def _decide(connection: ASGIConnection, viewer: Viewer, rule: dict[str, An
         if site is None and all(authorize(viewer.grants, a, study, None, today) for a in needed):
             return Access(viewer)  # whoever sees the whole study may learn it does not exist (404)
         if site is None or not all(authorize(viewer.grants, a, study, site, today) for a in needed):
-            raise PermissionDeniedException(f"{viewer.user_id} may not {_verb(action)} participant {subject} of"
-                                            f" {study} ({_grants(viewer, today)})")
+            raise PermissionDeniedException(
+                f"{viewer.user_id} may not {_verb(action)} participant {subject} of {study} ({_grants(viewer, today)})"
+            )
         return Access(viewer)
     if study is not None and site is None and rule.get("across_sites"):
         scope = visible_sites(viewer.grants, action, study, today)
@@ -125,13 +128,15 @@ async def _decide(connection: ASGIConnection, viewer: Viewer, rule: dict[str, An
     for one in needed:
         decision = authorize(viewer.grants, one, study, site, today)
         if not decision:
-            raise PermissionDeniedException(f"{viewer.user_id} may not {_verb(one)}"
-                                            f" {_where(study, site)}: {decision.reason}")
+            raise PermissionDeniedException(
+                f"{viewer.user_id} may not {_verb(one)} {_where(study, site)}: {decision.reason}"
+            )
     return Access(viewer)
 
 
 def _grants(viewer: Viewer, today: date) -> str:
     """The viewer's own grants, for a refusal that must not describe its target."""
+
     def state(g) -> str:
         if g.valid_to is not None and today > g.valid_to:
             return f" (ended {g.valid_to})"

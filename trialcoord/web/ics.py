@@ -7,8 +7,9 @@ Nothing about a participant is written beyond the subject id.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from urllib.parse import quote
 
 from icalendar import Calendar, Event
@@ -26,7 +27,7 @@ def visits_calendar(title: str, study: str, entries: Iterable[tuple[str, Any]], 
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
     calendar.add("x-wr-calname", title)
-    dtstamp = datetime.combine(stamp, time(), tzinfo=timezone.utc)
+    dtstamp = datetime.combine(stamp, time(), tzinfo=UTC)
     for subject_id, row in entries:
         event = _event(study, subject_id, row, dtstamp)
         if event is not None:

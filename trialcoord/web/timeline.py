@@ -8,9 +8,10 @@ attributes visit, name, target, earliest, latest, actual, status, and optionally
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 # Chosen for at least 4.5:1 contrast against white, so labels drawn in them stay readable.
 STATUS_COLOURS = {

@@ -12,8 +12,10 @@ from trialcoord.adapters.persistence.engine import fetch
 from trialcoord.domain.access import Grant
 
 USER_COLUMNS = "user_id, printed_name, email, status, password_hash, password_changed_at, created_at"
-GRANT_COLUMNS = ("id, user_id, role, study, site, valid_from, valid_to, personal_data, granted_by, granted_at,"
-                 " revoked_by, revoked_at")
+GRANT_COLUMNS = (
+    "id, user_id, role, study, site, valid_from, valid_to, personal_data, granted_by, granted_at,"
+    " revoked_by, revoked_at"
+)
 
 
 async def find_user(user_id: str) -> dict | None:
@@ -30,8 +32,15 @@ async def count_users() -> int:
 
 
 async def insert_user(user_id: str, printed_name: str, email: str, password_hash: str, at: str) -> None:
-    await fetch(f"INSERT INTO users ({USER_COLUMNS}) VALUES ({{}}, {{}}, {{}}, 'active', {{}}, {{}}, {{}})",
-                user_id, printed_name, email, password_hash, at, at)
+    await fetch(
+        f"INSERT INTO users ({USER_COLUMNS}) VALUES ({{}}, {{}}, {{}}, 'active', {{}}, {{}}, {{}})",
+        user_id,
+        printed_name,
+        email,
+        password_hash,
+        at,
+        at,
+    )
 
 
 async def update_user(user_id: str, **values: object) -> None:
@@ -43,8 +52,16 @@ async def insert_grant(grant: Grant, by: str, at: str) -> int:
     rows = await fetch(
         "INSERT INTO grants (user_id, role, study, site, valid_from, valid_to, personal_data, granted_by, granted_at)"
         " VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}) RETURNING id",
-        grant.user_id, str(grant.role), grant.study, grant.site, grant.valid_from.isoformat(),
-        grant.valid_to.isoformat() if grant.valid_to else None, grant.personal_data, by, at)
+        grant.user_id,
+        str(grant.role),
+        grant.study,
+        grant.site,
+        grant.valid_from.isoformat(),
+        grant.valid_to.isoformat() if grant.valid_to else None,
+        grant.personal_data,
+        by,
+        at,
+    )
     return rows[0]["id"]
 
 
@@ -60,8 +77,12 @@ async def grants_of(user_id: str, include_revoked: bool = False) -> list[dict]:
 
 async def grants_at(study: str, site: str) -> list[dict]:
     """Grants held at the site itself (not study- or system-wide ones): the site's staff."""
-    return await fetch(f"SELECT {GRANT_COLUMNS} FROM grants WHERE study = {{}} AND site = {{}} AND revoked_at IS NULL"
-                       " AND user_id IN (SELECT user_id FROM users WHERE status = 'active') ORDER BY id", study, site)
+    return await fetch(
+        f"SELECT {GRANT_COLUMNS} FROM grants WHERE study = {{}} AND site = {{}} AND revoked_at IS NULL"
+        " AND user_id IN (SELECT user_id FROM users WHERE status = 'active') ORDER BY id",
+        study,
+        site,
+    )
 
 
 async def revoke_grant(grant_id: int, by: str, at: str) -> None:
@@ -69,33 +90,57 @@ async def revoke_grant(grant_id: int, by: str, at: str) -> None:
 
 
 def grant_of(row: dict) -> Grant:
-    return Grant(row["user_id"], row["role"], row["study"], row["site"], date.fromisoformat(row["valid_from"]),
-                 date.fromisoformat(row["valid_to"]) if row["valid_to"] else None, bool(row["personal_data"]))
+    return Grant(
+        row["user_id"],
+        row["role"],
+        row["study"],
+        row["site"],
+        date.fromisoformat(row["valid_from"]),
+        date.fromisoformat(row["valid_to"]) if row["valid_to"] else None,
+        bool(row["personal_data"]),
+    )
 
 
 # Sessions ---------------------------------------------------------------------------------------
 
-SESSION_COLUMNS = ("s.id, s.user_id, s.kind, s.csrf_token, s.created_at, s.last_seen_at, s.expires_at,"
-                   " s.signing_since, u.status, u.printed_name")
+SESSION_COLUMNS = (
+    "s.id, s.user_id, s.kind, s.csrf_token, s.created_at, s.last_seen_at, s.expires_at,"
+    " s.signing_since, u.status, u.printed_name"
+)
 
 
-async def insert_session(token_hash: str, user_id: str, kind: str, csrf_token: str, at: str,
-                         expires_at: str | None) -> int:
+async def insert_session(
+    token_hash: str, user_id: str, kind: str, csrf_token: str, at: str, expires_at: str | None
+) -> int:
     rows = await fetch(
         "INSERT INTO sessions (token_hash, user_id, kind, csrf_token, created_at, last_seen_at, expires_at)"
-        " VALUES ({}, {}, {}, {}, {}, {}, {}) RETURNING id", token_hash, user_id, kind, csrf_token, at, at, expires_at)
+        " VALUES ({}, {}, {}, {}, {}, {}, {}) RETURNING id",
+        token_hash,
+        user_id,
+        kind,
+        csrf_token,
+        at,
+        at,
+        expires_at,
+    )
     return rows[0]["id"]
 
 
 async def find_session(token_hash: str) -> dict | None:
-    rows = await fetch(f"SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.user_id = s.user_id"
-                       " WHERE s.token_hash = {} AND s.ended_at IS NULL", token_hash)
+    rows = await fetch(
+        f"SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.user_id = s.user_id"
+        " WHERE s.token_hash = {} AND s.ended_at IS NULL",
+        token_hash,
+    )
     return rows[0] if rows else None
 
 
 async def find_session_by_id(session_id: int) -> dict | None:
-    rows = await fetch(f"SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.user_id = s.user_id"
-                       " WHERE s.id = {} AND s.ended_at IS NULL", session_id)
+    rows = await fetch(
+        f"SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.user_id = s.user_id"
+        " WHERE s.id = {} AND s.ended_at IS NULL",
+        session_id,
+    )
     return rows[0] if rows else None
 
 
@@ -108,21 +153,32 @@ async def set_signing(session_id: int, since: str | None) -> None:
 
 
 async def end_session(session_id: int, at: str, why: str) -> None:
-    await fetch("UPDATE sessions SET ended_at = {}, ended_why = {} WHERE id = {} AND ended_at IS NULL",
-                at, why, session_id)
+    await fetch(
+        "UPDATE sessions SET ended_at = {}, ended_why = {} WHERE id = {} AND ended_at IS NULL", at, why, session_id
+    )
 
 
 async def end_sessions_of(user_id: str, at: str, why: str) -> int:
-    rows = await fetch("UPDATE sessions SET ended_at = {}, ended_why = {} WHERE user_id = {} AND ended_at IS NULL"
-                       " RETURNING id", at, why, user_id)
+    rows = await fetch(
+        "UPDATE sessions SET ended_at = {}, ended_why = {} WHERE user_id = {} AND ended_at IS NULL RETURNING id",
+        at,
+        why,
+        user_id,
+    )
     return len(rows)
 
 
 # Sign-in attempts -------------------------------------------------------------------------------
 
+
 async def insert_attempt(at: str, user_id: str, address: str, outcome: str) -> int:
-    rows = await fetch("INSERT INTO login_attempts (attempted_at, user_id, address, outcome) VALUES ({}, {}, {}, {})"
-                       " RETURNING id", at, user_id, address, outcome)
+    rows = await fetch(
+        "INSERT INTO login_attempts (attempted_at, user_id, address, outcome) VALUES ({}, {}, {}, {}) RETURNING id",
+        at,
+        user_id,
+        address,
+        outcome,
+    )
     return rows[0]["id"]
 
 
@@ -142,17 +198,29 @@ async def failures_before(user_id: str, attempt_id: int, since: str) -> list[str
         f"SELECT attempted_at FROM login_attempts WHERE user_id = {{}} AND {_FAILED} AND id < {{}}"
         " AND attempted_at > {} AND attempted_at > COALESCE((SELECT MAX(attempted_at) FROM login_attempts"
         " WHERE user_id = {} AND outcome = 'succeeded'), '') ORDER BY attempted_at",
-        user_id, attempt_id, since, user_id)
+        user_id,
+        attempt_id,
+        since,
+        user_id,
+    )
     return [row["attempted_at"] for row in rows]
 
 
 async def address_failures_before(address: str, attempt_id: int, since: str) -> int:
-    rows = await fetch(f"SELECT COUNT(*) AS n FROM login_attempts WHERE address = {{}} AND {_FAILED} AND id < {{}}"
-                       " AND attempted_at > {}", address, attempt_id, since)
+    rows = await fetch(
+        f"SELECT COUNT(*) AS n FROM login_attempts WHERE address = {{}} AND {_FAILED} AND id < {{}}"
+        " AND attempted_at > {}",
+        address,
+        attempt_id,
+        since,
+    )
     return rows[0]["n"]
 
 
 async def recent_attempts(outcomes: tuple[str, ...], limit: int = 50) -> list[dict]:
     marks = ", ".join("{}" for _ in outcomes)
-    return await fetch(f"SELECT attempted_at, user_id, address, outcome FROM login_attempts WHERE outcome IN ({marks})"
-                       f" ORDER BY id DESC LIMIT {int(limit)}", *outcomes)
+    return await fetch(
+        f"SELECT attempted_at, user_id, address, outcome FROM login_attempts WHERE outcome IN ({marks})"
+        f" ORDER BY id DESC LIMIT {int(limit)}",
+        *outcomes,
+    )

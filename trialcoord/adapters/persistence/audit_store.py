@@ -36,8 +36,18 @@ async def insert(entries: Sequence[StoredEntry]) -> None:
 def _row(stored: StoredEntry) -> tuple:
     e = stored.entry
     as_text = lambda text, value: text if text is not None or value is None else canonical_json(value).decode()  # noqa: E731
-    return (e.sequence, e.recorded_at, e.actor, e.action, e.record_type, e.record_id, as_text(stored.old_text, e.old),
-            as_text(stored.new_text, e.new), e.reason, stored.leaf_hash.hex())
+    return (
+        e.sequence,
+        e.recorded_at,
+        e.actor,
+        e.action,
+        e.record_type,
+        e.record_id,
+        as_text(stored.old_text, e.old),
+        as_text(stored.new_text, e.new),
+        e.reason,
+        stored.leaf_hash.hex(),
+    )
 
 
 async def head_size() -> int:
@@ -49,8 +59,12 @@ async def stream_batches(up_to: int, batch: int = BATCH) -> AsyncIterator[list[S
     constant memory). Entries appended meanwhile lie beyond `up_to`: a live system can be verified."""
     after = 0
     while True:
-        rows = await fetch_rows(f"SELECT {COLUMNS} FROM audit_entries WHERE sequence > {{}} AND sequence <= {{}}"
-                                f" ORDER BY sequence LIMIT {int(batch)}", after, up_to)
+        rows = await fetch_rows(
+            f"SELECT {COLUMNS} FROM audit_entries WHERE sequence > {{}} AND sequence <= {{}}"
+            f" ORDER BY sequence LIMIT {int(batch)}",
+            after,
+            up_to,
+        )
         if rows:
             yield rows
         if len(rows) < batch or not isinstance(rows[-1][0], int):
@@ -60,8 +74,10 @@ async def stream_batches(up_to: int, batch: int = BATCH) -> AsyncIterator[list[S
 
 async def entries_beyond_head() -> tuple[int, int]:
     """(head size, entries numbered above it), in one statement, hence one snapshot on every engine."""
-    rows = await fetch("SELECT h.size, (SELECT COUNT(*) FROM audit_entries e WHERE e.sequence > h.size) AS beyond"
-                       " FROM audit_head h WHERE h.id = 1")
+    rows = await fetch(
+        "SELECT h.size, (SELECT COUNT(*) FROM audit_entries e WHERE e.sequence > h.size) AS beyond"
+        " FROM audit_head h WHERE h.id = 1"
+    )
     return rows[0]["size"], rows[0]["beyond"]
 
 
@@ -98,8 +114,14 @@ class AuditFilter:
     within: str | None = None  # record_id prefix every entry must have (the caller's scope)
 
 
-async def browse(where: AuditFilter, *, before: int | None = None, after: int | None = None, limit: int = 100,
-                 newest_first: bool = True) -> list[dict]:
+async def browse(
+    where: AuditFilter,
+    *,
+    before: int | None = None,
+    after: int | None = None,
+    limit: int = 100,
+    newest_first: bool = True,
+) -> list[dict]:
     """Entries matching `where`, a page at a time: `before`/`after` a sequence number (keyset pagination)."""
     clauses, args = [], []
     for bound, operator in ((before, "<"), (after, ">")):
@@ -126,22 +148,37 @@ async def browse(where: AuditFilter, *, before: int | None = None, after: int | 
         args.append(where.until)
     condition = " AND ".join(clauses) or "1 = 1"
     order = "DESC" if newest_first else "ASC"
-    rows = await fetch_rows(f"SELECT {COLUMNS} FROM audit_entries WHERE {condition} ORDER BY sequence {order}"
-                            f" LIMIT {int(limit)}", *args)
+    rows = await fetch_rows(
+        f"SELECT {COLUMNS} FROM audit_entries WHERE {condition} ORDER BY sequence {order} LIMIT {int(limit)}", *args
+    )
     return [_as_dict(row) for row in rows]
 
 
 def _as_dict(row: Sequence[Any]) -> dict:
     stored = stored_entry(row)
     e = stored.entry
-    return {"sequence": e.sequence, "recorded_at": e.recorded_at, "actor": e.actor, "action": e.action,
-            "record_type": e.record_type, "record_id": e.record_id, "old": e.old, "new": e.new, "reason": e.reason,
-            "leaf_hash": stored.leaf_hash.hex()}
+    return {
+        "sequence": e.sequence,
+        "recorded_at": e.recorded_at,
+        "actor": e.actor,
+        "action": e.action,
+        "record_type": e.record_type,
+        "record_id": e.record_id,
+        "old": e.old,
+        "new": e.new,
+        "reason": e.reason,
+        "leaf_hash": stored.leaf_hash.hex(),
+    }
 
 
 async def insert_checkpoint(size: int, root: str, issued_at: str, signed: dict) -> None:
-    await fetch("INSERT INTO audit_checkpoints (size, root, issued_at, signed) VALUES ({}, {}, {}, {})",
-                size, root, issued_at, json.dumps(signed, sort_keys=True))
+    await fetch(
+        "INSERT INTO audit_checkpoints (size, root, issued_at, signed) VALUES ({}, {}, {}, {})",
+        size,
+        root,
+        issued_at,
+        json.dumps(signed, sort_keys=True),
+    )
 
 
 async def latest_checkpoint() -> dict | None:

@@ -23,7 +23,7 @@ from piccolo.engine.sqlite import SQLiteEngine, TransactionType, dict_factory
 
 from trialcoord.adapters.persistence.errors import translate_integrity_error
 from trialcoord.adapters.persistence.tables import TABLES
-from trialcoord.config import SQLITE, DatabaseUrl, Settings, get_settings, parse_database_url
+from trialcoord.config import SQLITE, DatabaseUrl, parse_database_url
 
 POOL_MIN_SIZE, POOL_MAX_SIZE = 1, 5  # asyncpg opens 10 connections unless told otherwise; also SQLite's pool
 SQLITE_BUSY_TIMEOUT = 30  # seconds a writer waits for another writer's lock

@@ -352,9 +352,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         postgres=tuple(
             f"""CREATE TRIGGER {table}_no_{what} BEFORE {ops} ON {table}
                 FOR EACH {level} EXECUTE FUNCTION immutable_rows()"""
-            for table, changes in (("deviations", "DELETE"), ("deviation_steps", "UPDATE OR DELETE"),
-                                   ("deviation_signatures", "UPDATE OR DELETE"),
-                                   ("window_exceptions", "UPDATE OR DELETE"))
+            for table, changes in (
+                ("deviations", "DELETE"),
+                ("deviation_steps", "UPDATE OR DELETE"),
+                ("deviation_signatures", "UPDATE OR DELETE"),
+                ("window_exceptions", "UPDATE OR DELETE"),
+            )
             for what, ops, level in (("change", changes, "ROW"), ("truncate", "TRUNCATE", "STATEMENT"))
         ),
     ),

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
+from trialcoord.adapters.calendars import Closure
 from trialcoord.adapters.persistence.engine import execute_many, fetch, fetch_rows, is_sqlite
 from trialcoord.adapters.persistence.tables import (
     Participant,
@@ -19,18 +20,24 @@ from trialcoord.adapters.persistence.tables import (
     Study,
     Visit,
 )
-from trialcoord.adapters.calendars import Closure
 from trialcoord.domain.schedule import VisitOccurrence
 
-VERSION_FIELDS = (ProtocolVersion.id, ProtocolVersion.version, ProtocolVersion.effective,
-                  ProtocolVersion.source_name, ProtocolVersion.sha256, ProtocolVersion.loaded_at)
+VERSION_FIELDS = (
+    ProtocolVersion.id,
+    ProtocolVersion.version,
+    ProtocolVersion.effective,
+    ProtocolVersion.source_name,
+    ProtocolVersion.sha256,
+    ProtocolVersion.loaded_at,
+)
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # Studies, protocol versions, sites ------------------------------------------------------------
+
 
 async def find_study(code: str) -> dict | None:
     return await Study.select().where(Study.code == code).first()
@@ -63,10 +70,18 @@ async def version_source(version_id: int) -> dict:
     return await query.where(ProtocolVersion.id == version_id).first()
 
 
-async def insert_version(study_id: int, version: str, effective: date, source_name: str, source_text: str,
-                         sha256: str) -> dict:
-    row = ProtocolVersion(study=study_id, version=version, effective=effective, source_name=source_name,
-                          source_text=source_text, sha256=sha256, loaded_at=now())
+async def insert_version(
+    study_id: int, version: str, effective: date, source_name: str, source_text: str, sha256: str
+) -> dict:
+    row = ProtocolVersion(
+        study=study_id,
+        version=version,
+        effective=effective,
+        source_name=source_name,
+        source_text=source_text,
+        sha256=sha256,
+        loaded_at=now(),
+    )
     await ProtocolVersion.insert(row)
     return await find_version(study_id, version)
 
@@ -81,8 +96,17 @@ async def list_sites(study_id: int) -> list[dict]:
 
 async def insert_site(study_id: int, code: str, name: str, time_zone: str, calendar: str | None) -> dict:
     stamp = now()
-    await Site.insert(Site(study=study_id, code=code, name=name, time_zone=time_zone, calendar=calendar,
-                           created_at=stamp, updated_at=stamp))
+    await Site.insert(
+        Site(
+            study=study_id,
+            code=code,
+            name=name,
+            time_zone=time_zone,
+            calendar=calendar,
+            created_at=stamp,
+            updated_at=stamp,
+        )
+    )
     return await find_site(study_id, code)
 
 
@@ -97,16 +121,23 @@ async def site_calendars(study_id: int) -> dict[str, tuple[str | None, tuple[Clo
         if name:
             found[code] = (name, ())
     for code, first, last, reason in await fetch_rows(
-            "SELECT s.code, c.first_day, c.last_day, c.reason FROM site_closures c JOIN sites s ON s.id = c.site"
-            " WHERE s.study = {} ORDER BY c.first_day, c.id", study_id):
+        "SELECT s.code, c.first_day, c.last_day, c.reason FROM site_closures c JOIN sites s ON s.id = c.site"
+        " WHERE s.study = {} ORDER BY c.first_day, c.id",
+        study_id,
+    ):
         name, closures = found.get(code, (None, ()))
         found[code] = (name, (*closures, Closure(_date(first), _date(last), reason)))
     return found
 
 
 async def insert_closure(site_id: int, first_day: date, last_day: date, reason: str) -> None:
-    await fetch("INSERT INTO site_closures (site, first_day, last_day, reason) VALUES ({}, {}, {}, {})",
-                site_id, first_day, last_day, reason)
+    await fetch(
+        "INSERT INTO site_closures (site, first_day, last_day, reason) VALUES ({}, {}, {}, {})",
+        site_id,
+        first_day,
+        last_day,
+        reason,
+    )
 
 
 async def delete_closure(site_id: int, first_day: date) -> None:
@@ -129,7 +160,10 @@ async def find_subject(study: str, subject_id: str) -> dict | None:
         " p.schedule_horizon, pv.version, pv.sha256, s.code AS site, e.event, e.date FROM studies st"
         " LEFT JOIN participants p ON p.study = st.id AND p.subject_id = {}"
         " LEFT JOIN sites s ON s.id = p.site LEFT JOIN protocol_versions pv ON pv.id = p.protocol_version"
-        " LEFT JOIN recorded_events e ON e.participant = p.id WHERE st.code = {}", subject_id, study)
+        " LEFT JOIN recorded_events e ON e.participant = p.id WHERE st.code = {}",
+        subject_id,
+        study,
+    )
     if not rows:
         return None
     subject = rows[0]
@@ -139,8 +173,12 @@ async def find_subject(study: str, subject_id: str) -> dict | None:
 
 
 async def site_of_subject(study: str, subject_id: str) -> str | None:
-    rows = await fetch("SELECT s.code FROM participants p JOIN studies st ON st.id = p.study"
-                       " JOIN sites s ON s.id = p.site WHERE st.code = {} AND p.subject_id = {}", study, subject_id)
+    rows = await fetch(
+        "SELECT s.code FROM participants p JOIN studies st ON st.id = p.study"
+        " JOIN sites s ON s.id = p.site WHERE st.code = {} AND p.subject_id = {}",
+        study,
+        subject_id,
+    )
     return rows[0]["code"] if rows else None
 
 
@@ -161,8 +199,12 @@ async def lock_participants(study_id: int) -> None:
 async def lock_subject(study: str, subject_id: str) -> None:
     """Serialise writers of one participant; lock before reading it, so that what is read is current."""
     if not is_sqlite():  # OF p: the participant's row only, not its study's
-        await fetch("SELECT p.id FROM participants p JOIN studies st ON st.id = p.study"
-                    " WHERE st.code = {} AND p.subject_id = {} FOR UPDATE OF p", study, subject_id)
+        await fetch(
+            "SELECT p.id FROM participants p JOIN studies st ON st.id = p.study"
+            " WHERE st.code = {} AND p.subject_id = {} FOR UPDATE OF p",
+            study,
+            subject_id,
+        )
 
 
 async def insert_participants(study_id: int, rows: Iterable[tuple[str, int, str | None, int, date]]) -> None:
@@ -180,16 +222,22 @@ async def update_participant(participant_id: int, **values: Any) -> None:
 
 async def insert_protocol_changes(rows: Iterable[tuple[int, int, int, date, str]]) -> None:
     """rows: (participant_id, from_version, to_version, effective, reason)."""
-    await execute_many("INSERT INTO protocol_changes (participant, from_version, to_version, effective, reason)"
-                       " VALUES ({}, {}, {}, {}, {})", rows)
+    await execute_many(
+        "INSERT INTO protocol_changes (participant, from_version, to_version, effective, reason)"
+        " VALUES ({}, {}, {}, {}, {})",
+        rows,
+    )
 
 
 async def set_protocol_versions(participant_ids: Iterable[int], version_id: int) -> None:
-    await execute_many("UPDATE participants SET protocol_version = {}, updated_at = CURRENT_TIMESTAMP WHERE id = {}",
-                       [(version_id, pid) for pid in participant_ids])
+    await execute_many(
+        "UPDATE participants SET protocol_version = {}, updated_at = CURRENT_TIMESTAMP WHERE id = {}",
+        [(version_id, pid) for pid in participant_ids],
+    )
 
 
 # Inputs of the schedule engine -----------------------------------------------------------------
+
 
 @dataclass
 class ScheduleInputs:
@@ -232,14 +280,22 @@ class ScheduleInputs:
 async def subject_inputs(subject: dict) -> tuple[ScheduleInputs, dict[str, StoredVisit]]:
     """Engine inputs and stored visits (by code) of a participant as `find_subject` gives it, in one more
     query: the stored visits carry the recorded facts."""
-    inputs = ScheduleInputs(subject["id"], subject["subject_id"], subject["site"], subject["arm"],
-                            subject["status"], subject["protocol_version"], subject["events"],
-                            horizon=_date(subject["schedule_horizon"]) if subject["schedule_horizon"] else None)
+    inputs = ScheduleInputs(
+        subject["id"],
+        subject["subject_id"],
+        subject["site"],
+        subject["arm"],
+        subject["status"],
+        subject["protocol_version"],
+        subject["events"],
+        horizon=_date(subject["schedule_horizon"]) if subject["schedule_horizon"] else None,
+    )
     visits = await participant_visits(subject["id"])
     for visit in visits.values():
         inputs.add_facts(visit.visit, visit.actual, visit.missed_reason)
     for _, from_version, to_version, effective in await fetch_rows(
-            f"{_CHANGES} WHERE x.participant = {{}} ORDER BY x.effective, x.id", subject["id"]):
+        f"{_CHANGES} WHERE x.participant = {{}} ORDER BY x.effective, x.id", subject["id"]
+    ):
         inputs.add_change(from_version, to_version, _date(effective))
     return inputs, visits
 
@@ -251,29 +307,45 @@ def _date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
-async def load_inputs(study_id: int, participant_id: int | None = None, site: str | None = None
-                      ) -> dict[int, ScheduleInputs]:
+async def load_inputs(
+    study_id: int, participant_id: int | None = None, site: str | None = None
+) -> dict[int, ScheduleInputs]:
     """Events and visit facts of one participant, or of a whole study, in three queries."""
     where, args = ("p.id = {}", [participant_id]) if participant_id is not None else ("p.study = {}", [study_id])
     if site is not None:
         where, args = f"{where} AND s.code = {{}}", [*args, site]
     people = await fetch(
         "SELECT p.id, p.subject_id, p.arm, p.status, p.protocol_version, p.schedule_horizon, s.code AS site"
-        f" FROM participants p JOIN sites s ON s.id = p.site WHERE {where}", *args)
-    inputs = {row["id"]: ScheduleInputs(row["id"], row["subject_id"], row["site"], row["arm"], row["status"],
-                                        row["protocol_version"],
-                                        horizon=_date(row["schedule_horizon"]) if row["schedule_horizon"] else None)
-              for row in people}
+        f" FROM participants p JOIN sites s ON s.id = p.site WHERE {where}",
+        *args,
+    )
+    inputs = {
+        row["id"]: ScheduleInputs(
+            row["id"],
+            row["subject_id"],
+            row["site"],
+            row["arm"],
+            row["status"],
+            row["protocol_version"],
+            horizon=_date(row["schedule_horizon"]) if row["schedule_horizon"] else None,
+        )
+        for row in people
+    }
     joined = f"JOIN participants p ON p.id = x.participant JOIN sites s ON s.id = p.site WHERE {where}"
-    for participant, event, day in await fetch_rows(f"SELECT x.participant, x.event, x.date FROM recorded_events x"
-                                                    f" {joined}", *args):
+    for participant, event, day in await fetch_rows(
+        f"SELECT x.participant, x.event, x.date FROM recorded_events x {joined}", *args
+    ):
         inputs[participant].events[event] = day
-    facts = await fetch_rows(f"SELECT x.participant, x.code, x.actual, x.missed_reason FROM visits x {joined}"
-                             " AND (x.actual IS NOT NULL OR x.missed_reason IS NOT NULL)", *args)
+    facts = await fetch_rows(
+        f"SELECT x.participant, x.code, x.actual, x.missed_reason FROM visits x {joined}"
+        " AND (x.actual IS NOT NULL OR x.missed_reason IS NOT NULL)",
+        *args,
+    )
     for participant, code, actual, missed_reason in facts:
         inputs[participant].add_facts(code, actual, missed_reason)
     for participant, from_version, to_version, effective in await fetch_rows(
-            f"{_CHANGES} {joined} ORDER BY x.effective, x.id", *args):
+        f"{_CHANGES} {joined} ORDER BY x.effective, x.id", *args
+    ):
         inputs[participant].add_change(from_version, to_version, _date(effective))
     return inputs
 
@@ -285,20 +357,35 @@ async def upsert_events(rows: Iterable[tuple[int, str, date, str | None]]) -> No
         (participant, event): row_id
         for row_id, participant, event in await _select_in(
             "SELECT id, participant, event FROM recorded_events WHERE participant IN ({})",
-            {participant for participant, *_ in rows})
+            {participant for participant, *_ in rows},
+        )
     }
-    await execute_many("UPDATE recorded_events SET date = {}, reason = {}, updated_at = CURRENT_TIMESTAMP"
-                       " WHERE id = {}",
-                       [(day, reason, existing[(pid, event)]) for pid, event, day, reason in rows
-                        if (pid, event) in existing])
-    await execute_many("INSERT INTO recorded_events (participant, event, date, reason) VALUES ({}, {}, {}, {})",
-                       [row for row in rows if row[:2] not in existing])
+    await execute_many(
+        "UPDATE recorded_events SET date = {}, reason = {}, updated_at = CURRENT_TIMESTAMP WHERE id = {}",
+        [(day, reason, existing[(pid, event)]) for pid, event, day, reason in rows if (pid, event) in existing],
+    )
+    await execute_many(
+        "INSERT INTO recorded_events (participant, event, date, reason) VALUES ({}, {}, {}, {})",
+        [row for row in rows if row[:2] not in existing],
+    )
 
 
 # Visits ----------------------------------------------------------------------------------------
 
-_EVALUATED = ("definition", "occurrence", "name", "number", "target", "earliest", "latest", "actual", "status",
-              "days_outside", "study_day", "optional")
+_EVALUATED = (
+    "definition",
+    "occurrence",
+    "name",
+    "number",
+    "target",
+    "earliest",
+    "latest",
+    "actual",
+    "status",
+    "days_outside",
+    "study_day",
+    "optional",
+)
 OCCURRENCE_FIELDS = ("visit", *_EVALUATED)
 
 
@@ -339,19 +426,24 @@ class StoredVisit(NamedTuple):
 _OCCURRENCE_WIDTH = len(OCCURRENCE_FIELDS)
 _occurrence = tuple.__new__  # positional, without NamedTuple's keyword wrapper (one per worklist row)
 _CODE, _SUBJECT, _TARGET, _APPOINTMENT, _ID, _PARTICIPANT = (  # for driver rows in StoredVisit's order
-    StoredVisit._fields.index(name) for name in ("visit", "subject_id", "target", "appointment", "id", "participant"))
+    StoredVisit._fields.index(name) for name in ("visit", "subject_id", "target", "appointment", "id", "participant")
+)
 
 
 def _select_visits(labels: str, tables: str) -> str:
     """StoredVisit's columns in its order; only these, as each more costs a conversion per row."""
-    return (f"SELECT x.code, {', '.join(f'x.{name}' for name in _EVALUATED)}, {labels}, x.appointment,"
-            " x.appointment_reason, x.actual_reason, x.missed_reason, x.row_version, x.id, x.participant,"
-            f" x.protocol_version FROM {tables}")
+    return (
+        f"SELECT x.code, {', '.join(f'x.{name}' for name in _EVALUATED)}, {labels}, x.appointment,"
+        " x.appointment_reason, x.actual_reason, x.missed_reason, x.row_version, x.id, x.participant,"
+        f" x.protocol_version FROM {tables}"
+    )
 
 
-_VISITS = _select_visits("p.subject_id, s.code, pv.version",
-                         "visits x JOIN participants p ON p.id = x.participant JOIN sites s ON s.id = p.site"
-                         " JOIN protocol_versions pv ON pv.id = x.protocol_version")
+_VISITS = _select_visits(
+    "p.subject_id, s.code, pv.version",
+    "visits x JOIN participants p ON p.id = x.participant JOIN sites s ON s.id = p.site"
+    " JOIN protocol_versions pv ON pv.id = x.protocol_version",
+)
 _UNLABELLED_VISITS = _select_visits("NULL, NULL, NULL", "visits x")  # no joins: subject_id, site, version None
 _WATCHED = ("target", "earliest", "latest", "actual")  # a change here bumps row_version
 
@@ -369,7 +461,7 @@ def _evaluated_values(visit: VisitOccurrence) -> tuple:
     values = visit[1:]
     number = values[_NUMBER]
     if number is not None and type(number) is not float:  # asyncpg encodes DOUBLE PRECISION from floats only
-        values = (*values[:_NUMBER], float(number), *values[_NUMBER + 1:])
+        values = (*values[:_NUMBER], float(number), *values[_NUMBER + 1 :])
     return values
 
 
@@ -382,8 +474,7 @@ async def participant_visits(participant_id: int) -> dict[str, StoredVisit]:
     return {row.visit: row for row in await _visit_rows("x.participant = {}", participant_id)}
 
 
-async def worklist_rows(study_id: int, condition: str, *args: Any, site: str | None = None
-                        ) -> Iterator[StoredVisit]:
+async def worklist_rows(study_id: int, condition: str, *args: Any, site: str | None = None) -> Iterator[StoredVisit]:
     """Stored visits of a study matching `condition` (SQL over the alias `x`), by subject and date.
 
     Each is built as the caller takes it: a worklist has tens of thousands, and a NamedTuple, unlike the
@@ -416,8 +507,11 @@ class Saved:
     deleted: int
 
 
-async def save_evaluations(results: Iterable[tuple[ScheduleInputs, list[tuple[VisitOccurrence, int]]]],
-                           evaluated_on: date, horizon: date | None = None) -> Saved:
+async def save_evaluations(
+    results: Iterable[tuple[ScheduleInputs, list[tuple[VisitOccurrence, int]]]],
+    evaluated_on: date,
+    horizon: date | None = None,
+) -> Saved:
     """Store each participant's evaluated visits, each with the id of the protocol version that judged it:
     insert new codes, update changed rows, delete rows the evaluation no longer produces unless a coordinator
     recorded something on them. A row whose values did not change is not written, so it keeps the
@@ -446,13 +540,19 @@ async def save_evaluations(results: Iterable[tuple[ScheduleInputs, list[tuple[Vi
     await execute_many("DELETE FROM visits WHERE id = {}", deletes)
     await execute_many(
         f"UPDATE visits SET {', '.join(f'{name} = {{}}' for name in _EVALUATED)}, protocol_version = {{}},"
-        " evaluated_on = {}, row_version = {}, updated_at = CURRENT_TIMESTAMP WHERE id = {}", updates)
+        " evaluated_on = {}, row_version = {}, updated_at = CURRENT_TIMESTAMP WHERE id = {}",
+        updates,
+    )
     await execute_many(  # created_at and updated_at take their defaults
         f"INSERT INTO visits (participant, code, {', '.join(_EVALUATED)}, protocol_version, evaluated_on,"
-        f" row_version) VALUES ({', '.join(['{}'] * (len(_EVALUATED) + 4))}, 1)", inserts)
+        f" row_version) VALUES ({', '.join(['{}'] * (len(_EVALUATED) + 4))}, 1)",
+        inserts,
+    )
     if horizon is not None:
-        await execute_many("UPDATE participants SET schedule_horizon = {} WHERE id = {}",
-                           [(horizon, inputs.id) for inputs, _ in results if inputs.horizon != horizon])
+        await execute_many(
+            "UPDATE participants SET schedule_horizon = {} WHERE id = {}",
+            [(horizon, inputs.id) for inputs, _ in results if inputs.horizon != horizon],
+        )
         for inputs, _ in results:
             inputs.horizon = horizon
     return Saved(len(inserts), len(updates), len(deletes))

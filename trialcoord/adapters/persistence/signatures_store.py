@@ -10,21 +10,38 @@ _KEY_COLUMNS = "signer_id, printed_name, key_id, public_key, valid_from, valid_t
 
 
 def _key(row: dict) -> SignerKey:
-    return SignerKey(row["signer_id"], row["printed_name"], row["key_id"], row["public_key"], row["valid_from"],
-                     row["valid_to"], row["revoked_reason"])
+    return SignerKey(
+        row["signer_id"],
+        row["printed_name"],
+        row["key_id"],
+        row["public_key"],
+        row["valid_from"],
+        row["valid_to"],
+        row["revoked_reason"],
+    )
 
 
 async def current_key(signer_id: str) -> tuple[SignerKey, str] | None:
     """The signer's key in force (valid_to unset) and its encrypted private part."""
-    rows = await fetch(f"SELECT {_KEY_COLUMNS}, encrypted FROM signer_keys WHERE signer_id = {{}} AND valid_to IS NULL"
-                       " ORDER BY id DESC", signer_id)
+    rows = await fetch(
+        f"SELECT {_KEY_COLUMNS}, encrypted FROM signer_keys WHERE signer_id = {{}} AND valid_to IS NULL"
+        " ORDER BY id DESC",
+        signer_id,
+    )
     return (_key(rows[0]), rows[0]["encrypted"]) if rows else None
 
 
 async def insert_key(key: SignerKey, encrypted: str) -> None:
-    await fetch("INSERT INTO signer_keys (signer_id, printed_name, key_id, public_key, encrypted, valid_from)"
-                " VALUES ({}, {}, {}, {}, {}, {})", key.signer_id, key.printed_name, key.key_id, key.public_key,
-                encrypted, key.valid_from)
+    await fetch(
+        "INSERT INTO signer_keys (signer_id, printed_name, key_id, public_key, encrypted, valid_from)"
+        " VALUES ({}, {}, {}, {}, {}, {})",
+        key.signer_id,
+        key.printed_name,
+        key.key_id,
+        key.public_key,
+        encrypted,
+        key.valid_from,
+    )
 
 
 async def keys_in_force(signer_id: str) -> list[str]:
@@ -35,16 +52,19 @@ async def keys_in_force(signer_id: str) -> list[str]:
 async def hold_key(key_id: str) -> None:
     """Lock the key's row until the transaction ends (a no-op write: portable, where SELECT ... FOR UPDATE is
     not), so a signature and a revocation of the same key are made one after the other."""
-    await fetch("UPDATE signer_keys SET revoked_reason = revoked_reason WHERE key_id = {} AND valid_to IS NULL",
-                key_id)
+    await fetch("UPDATE signer_keys SET revoked_reason = revoked_reason WHERE key_id = {} AND valid_to IS NULL", key_id)
 
 
 async def end_keys(signer_id: str, at: str, reason: str) -> list[str]:
     """End every key of the signer still in force; their signatures stay verifiable as made before `at`."""
     rows = await fetch("SELECT key_id FROM signer_keys WHERE signer_id = {} AND valid_to IS NULL", signer_id)
     if rows:
-        await fetch("UPDATE signer_keys SET valid_to = {}, revoked_reason = {} WHERE signer_id = {} AND valid_to IS NULL",
-                    at, reason, signer_id)
+        await fetch(
+            "UPDATE signer_keys SET valid_to = {}, revoked_reason = {} WHERE signer_id = {} AND valid_to IS NULL",
+            at,
+            reason,
+            signer_id,
+        )
     return [row["key_id"] for row in rows]
 
 
@@ -54,28 +74,46 @@ async def all_keys() -> list[SignerKey]:
 
 async def insert_signature(version_id: int, signature: Signature) -> None:
     s = signature.statement
-    await fetch("INSERT INTO document_signatures (version, signer_id, printed_name, meaning, instant, key_id, value)"
-                " VALUES ({}, {}, {}, {}, {}, {}, {})", version_id, s.signer_id, signature.printed_name,
-                str(s.meaning), s.instant, signature.key_id, signature.value)
+    await fetch(
+        "INSERT INTO document_signatures (version, signer_id, printed_name, meaning, instant, key_id, value)"
+        " VALUES ({}, {}, {}, {}, {}, {}, {})",
+        version_id,
+        s.signer_id,
+        signature.printed_name,
+        str(s.meaning),
+        s.instant,
+        signature.key_id,
+        signature.value,
+    )
 
 
 def signature_of(row: dict, sha256: str, record: str) -> Signature:
     """A stored signature, stated over `sha256` and `record` as they are stored now, so a signature row moved
     to another version or record, or a version pointed at other bytes, no longer verifies."""
-    return Signature(Statement(sha256, row["signer_id"], Meaning(row["meaning"]), row["instant"], record),
-                     row["printed_name"], row["key_id"], row["value"])
+    return Signature(
+        Statement(sha256, row["signer_id"], Meaning(row["meaning"]), row["instant"], record),
+        row["printed_name"],
+        row["key_id"],
+        row["value"],
+    )
 
 
 async def signatures_of(version_id: int) -> list[dict]:
-    return await fetch("SELECT signer_id, printed_name, meaning, instant, key_id, value FROM document_signatures"
-                       " WHERE version = {} ORDER BY instant, id", version_id)
+    return await fetch(
+        "SELECT signer_id, printed_name, meaning, instant, key_id, value FROM document_signatures"
+        " WHERE version = {} ORDER BY instant, id",
+        version_id,
+    )
 
 
 async def signatures_of_study(study: str) -> dict[int, list[dict]]:
     """Every signature of the study's versions, by version ID (one query for a whole binder)."""
-    rows = await fetch("SELECT s.version, s.signer_id, s.printed_name, s.meaning, s.instant, s.key_id, s.value"
-                       " FROM document_signatures s JOIN document_versions v ON v.id = s.version"
-                       " JOIN documents d ON d.id = v.document WHERE d.study = {} ORDER BY s.instant, s.id", study)
+    rows = await fetch(
+        "SELECT s.version, s.signer_id, s.printed_name, s.meaning, s.instant, s.key_id, s.value"
+        " FROM document_signatures s JOIN document_versions v ON v.id = s.version"
+        " JOIN documents d ON d.id = v.document WHERE d.study = {} ORDER BY s.instant, s.id",
+        study,
+    )
     found: dict[int, list[dict]] = {}
     for row in rows:
         found.setdefault(row["version"], []).append(row)
@@ -84,10 +122,12 @@ async def signatures_of_study(study: str) -> dict[int, list[dict]]:
 
 async def files_of_study(study: str) -> dict[int, list[dict]]:
     """Every file made from the study's versions, by version ID, newest first within each kind."""
-    rows = await fetch("SELECT f.version, f.kind, f.signatures, f.sha256, f.size, f.media_type, f.created_at"
-                       " FROM document_files f JOIN document_versions v ON v.id = f.version"
-                       " JOIN documents d ON d.id = v.document WHERE d.study = {} ORDER BY f.kind, f.signatures DESC",
-                       study)
+    rows = await fetch(
+        "SELECT f.version, f.kind, f.signatures, f.sha256, f.size, f.media_type, f.created_at"
+        " FROM document_files f JOIN document_versions v ON v.id = f.version"
+        " JOIN documents d ON d.id = v.document WHERE d.study = {} ORDER BY f.kind, f.signatures DESC",
+        study,
+    )
     found: dict[int, list[dict]] = {}
     for row in rows:
         found.setdefault(row["version"], []).append(row)
@@ -95,35 +135,53 @@ async def files_of_study(study: str) -> dict[int, list[dict]]:
 
 
 async def signed_for(version_id: int, meaning: str) -> bool:
-    rows = await fetch("SELECT 1 AS signed FROM document_signatures WHERE version = {} AND meaning = {}",
-                       version_id, meaning)
+    rows = await fetch(
+        "SELECT 1 AS signed FROM document_signatures WHERE version = {} AND meaning = {}", version_id, meaning
+    )
     return bool(rows)
 
 
 async def all_signatures() -> list[dict]:
     """Every signature with its version's document and hash, for verification and exports."""
-    return await fetch("SELECT s.version, s.signer_id, s.printed_name, s.meaning, s.instant, s.key_id, s.value,"
-                       " v.sha256, v.label, d.study, d.site, d.name FROM document_signatures s"
-                       " JOIN document_versions v ON v.id = s.version JOIN documents d ON d.id = v.document"
-                       " ORDER BY s.id")
+    return await fetch(
+        "SELECT s.version, s.signer_id, s.printed_name, s.meaning, s.instant, s.key_id, s.value,"
+        " v.sha256, v.label, d.study, d.site, d.name FROM document_signatures s"
+        " JOIN document_versions v ON v.id = s.version JOIN documents d ON d.id = v.document"
+        " ORDER BY s.id"
+    )
 
 
-async def insert_file(version_id: int, kind: str, signatures: int, sha256: str, size: int, media_type: str,
-                      at: str) -> bool:
+async def insert_file(
+    version_id: int, kind: str, signatures: int, sha256: str, size: int, media_type: str, at: str
+) -> bool:
     """False when a concurrent manifestation stored this file first."""
-    rows = await fetch("INSERT INTO document_files (version, kind, signatures, sha256, size, media_type, created_at)"
-                       " VALUES ({}, {}, {}, {}, {}, {}, {}) ON CONFLICT (version, kind, signatures) DO NOTHING"
-                       " RETURNING id", version_id, kind, signatures, sha256, size, media_type, at)
+    rows = await fetch(
+        "INSERT INTO document_files (version, kind, signatures, sha256, size, media_type, created_at)"
+        " VALUES ({}, {}, {}, {}, {}, {}, {}) ON CONFLICT (version, kind, signatures) DO NOTHING"
+        " RETURNING id",
+        version_id,
+        kind,
+        signatures,
+        sha256,
+        size,
+        media_type,
+        at,
+    )
     return bool(rows)
 
 
 async def files_of(version_id: int) -> list[dict]:
     """The files made from a version, newest (most signatures) first within each kind."""
-    return await fetch("SELECT kind, signatures, sha256, size, media_type, created_at FROM document_files"
-                       " WHERE version = {} ORDER BY kind, signatures DESC", version_id)
+    return await fetch(
+        "SELECT kind, signatures, sha256, size, media_type, created_at FROM document_files"
+        " WHERE version = {} ORDER BY kind, signatures DESC",
+        version_id,
+    )
 
 
 async def all_files() -> list[dict]:
-    return await fetch("SELECT f.version, f.kind, f.signatures, f.sha256, f.size, f.media_type, f.created_at,"
-                       " b.size AS blob_size FROM document_files f LEFT JOIN document_blobs b ON b.sha256 = f.sha256"
-                       " ORDER BY f.id")
+    return await fetch(
+        "SELECT f.version, f.kind, f.signatures, f.sha256, f.size, f.media_type, f.created_at,"
+        " b.size AS blob_size FROM document_files f LEFT JOIN document_blobs b ON b.sha256 = f.sha256"
+        " ORDER BY f.id"
+    )

@@ -17,11 +17,25 @@ import jinja2
 from trialcoord.adapters.render.pdf import reproducible_pdf, stamp
 from trialcoord.adapters.render.rows import _safe
 
-COLUMNS = ("sequence", "recorded_at", "actor", "action", "record_type", "record_id", "old", "new", "reason",
-           "leaf_hash")
+COLUMNS = (
+    "sequence",
+    "recorded_at",
+    "actor",
+    "action",
+    "record_type",
+    "record_id",
+    "old",
+    "new",
+    "reason",
+    "leaf_hash",
+)
 ABSENT = "—"  # a field that one side of a change does not have
-_TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-                                autoescape=True, trim_blocks=True, lstrip_blocks=True)
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 
 def _json(values: Mapping | None) -> str:
@@ -34,8 +48,18 @@ def audit_csv(rows: Iterable[Mapping]) -> bytes:
     writer = csv.writer(out)
     writer.writerow(COLUMNS)
     for row in rows:
-        cells = (row["sequence"], row["recorded_at"], row["actor"], row["action"], row["record_type"],
-                 row["record_id"], _json(row["old"]), _json(row["new"]), row["reason"] or "", row["leaf_hash"])
+        cells = (
+            row["sequence"],
+            row["recorded_at"],
+            row["actor"],
+            row["action"],
+            row["record_type"],
+            row["record_id"],
+            _json(row["old"]),
+            _json(row["new"]),
+            row["reason"] or "",
+            row["leaf_hash"],
+        )
         writer.writerow([_safe(c) if isinstance(c, str) else c for c in cells])
     return out.getvalue().encode("utf-8")
 
@@ -47,21 +71,56 @@ def _value(value) -> str:
 def _changes(old: Mapping | None, new: Mapping | None) -> list[tuple[str, str, str]]:
     """(field, before, after) for each field that differs; unchanged fields would only hide the change."""
     old, new = old or {}, new or {}
-    return [(key, _value(old[key]) if key in old else ABSENT, _value(new[key]) if key in new else ABSENT)
-            for key in sorted(old.keys() | new.keys()) if key not in old or key not in new or old[key] != new[key]]
+    return [
+        (key, _value(old[key]) if key in old else ABSENT, _value(new[key]) if key in new else ABSENT)
+        for key in sorted(old.keys() | new.keys())
+        if key not in old or key not in new or old[key] != new[key]
+    ]
 
 
-def _html(rows: Sequence[Mapping], *, title: str, filters: Mapping[str, str], generated_at: str,
-          generated_by: str, trail_size: int, root: str) -> str:
+def _html(
+    rows: Sequence[Mapping],
+    *,
+    title: str,
+    filters: Mapping[str, str],
+    generated_at: str,
+    generated_by: str,
+    trail_size: int,
+    root: str,
+) -> str:
     return _TEMPLATES.get_template("audit_trail.html").render(
-        title=title, filters=filters, generated_at=generated_at, generated_by=generated_by,
-        trail_size=trail_size, root=root, stamp=stamp(generated_at),
-        entries=[{**row, "changes": _changes(row["old"], row["new"])} for row in rows])
+        title=title,
+        filters=filters,
+        generated_at=generated_at,
+        generated_by=generated_by,
+        trail_size=trail_size,
+        root=root,
+        stamp=stamp(generated_at),
+        entries=[{**row, "changes": _changes(row["old"], row["new"])} for row in rows],
+    )
 
 
-def audit_pdf(rows: Sequence[Mapping], *, title: str, filters: Mapping[str, str], generated_at: str,
-              generated_by: str, trail_size: int, root: str) -> bytes:
-    html = _html(rows, title=title, filters=filters, generated_at=generated_at, generated_by=generated_by,
-                 trail_size=trail_size, root=root)
-    return reproducible_pdf(html, created_at=generated_at, attachments=[
-        ("audit-trail.csv", audit_csv(rows), "The entries of this report, machine-readable")])
+def audit_pdf(
+    rows: Sequence[Mapping],
+    *,
+    title: str,
+    filters: Mapping[str, str],
+    generated_at: str,
+    generated_by: str,
+    trail_size: int,
+    root: str,
+) -> bytes:
+    html = _html(
+        rows,
+        title=title,
+        filters=filters,
+        generated_at=generated_at,
+        generated_by=generated_by,
+        trail_size=trail_size,
+        root=root,
+    )
+    return reproducible_pdf(
+        html,
+        created_at=generated_at,
+        attachments=[("audit-trail.csv", audit_csv(rows), "The entries of this report, machine-readable")],
+    )

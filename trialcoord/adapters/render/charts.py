@@ -34,7 +34,8 @@ def stacked_bars(title: str, periods: list[str], series: dict[str, list[int]], *
     names = list(series)
     stacks = [[series[name][i] for name in names] for i in range(len(periods))]
     desc = f"{_capital(y_label) or 'Values'} by period. " + " ".join(
-        f"{period}: {_stack_in_words(names, stack)}." for period, stack in zip(periods, stacks))
+        f"{period}: {_stack_in_words(names, stack)}." for period, stack in zip(periods, stacks)
+    )
     return _columns(title, periods, stacks, names, y_label, desc, uid, integer=True)
 
 
@@ -47,13 +48,22 @@ def bars(title: str, items: list[tuple[str, float]], *, unit: str = "", horizont
     suffix = f" {unit}" if unit else ""
     desc = " ".join(f"{label}: {_num(value)}{suffix}." for label, value in items)
     if not horizontal:
-        return _columns(title, [label for label, _ in items], [[value] for _, value in items], [], unit, desc, uid,
-                        integer=all(float(v).is_integer() for _, v in items))
+        return _columns(
+            title,
+            [label for label, _ in items],
+            [[value] for _, value in items],
+            [],
+            unit,
+            desc,
+            uid,
+            integer=all(float(v).is_integer() for _, v in items),
+        )
     return _rows(title, items, unit, desc, uid)
 
 
-def histogram(title: str, values: list[float], bins: list[tuple[float, float]] | None = None, *,
-              unit: str = "days") -> str:
+def histogram(
+    title: str, values: list[float], bins: list[tuple[float, float]] | None = None, *, unit: str = "days"
+) -> str:
     """How many values fall in each bin, a bin holding lo <= value < hi (hi may be math.inf: "30+").
 
     Without bins, equal round-width bins cover the values (e.g. time to closure in steps of 5 days).
@@ -71,11 +81,17 @@ def histogram(title: str, values: list[float], bins: list[tuple[float, float]] |
     counts = [sum(1 for v in values if lo <= v < hi) for lo, hi in bins]
     # whole numbers in whole bins: "8–30" holds 8 to 30, as people read it; otherwise "7–30" is [7, 30)
     whole = all(float(v).is_integer() for v in values) and all(
-        float(edge).is_integer() for lo, hi in bins for edge in (lo, hi) if math.isfinite(edge))
+        float(edge).is_integer() for lo, hi in bins for edge in (lo, hi) if math.isfinite(edge)
+    )
     labels = [f"{_num(lo)}+" if math.isinf(hi) else f"{_num(lo)}–{_num(hi - 1 if whole else hi)}" for lo, hi in bins]
-    words = [f"{_num(lo)} {unit} or more" if math.isinf(hi) else
-             f"from {_num(lo)} to {_num(hi - 1)} {unit}" if whole else f"from {_num(lo)} to under {_num(hi)} {unit}"
-             for lo, hi in bins]
+    words = [
+        f"{_num(lo)} {unit} or more"
+        if math.isinf(hi)
+        else f"from {_num(lo)} to {_num(hi - 1)} {unit}"
+        if whole
+        else f"from {_num(lo)} to under {_num(hi)} {unit}"
+        for lo, hi in bins
+    ]
     desc = f"{len(values)} values. " + " ".join(f"{_capital(w)}: {c}." for w, c in zip(words, counts))
     outside = len(values) - sum(counts)
     if outside:
@@ -106,12 +122,24 @@ def _default_bins(values: list[float]) -> list[tuple[float, float]]:
     lo, hi = min(values), max(values)
     step = _step((hi - lo) / 8, all(float(v).is_integer() for v in values))
     start = math.floor(lo / step) * step
-    return [(round(start + i * step, 10), round(start + (i + 1) * step, 10))
-            for i in range(math.floor((hi - start) / step + 1e-9) + 1)]
+    return [
+        (round(start + i * step, 10), round(start + (i + 1) * step, 10))
+        for i in range(math.floor((hi - start) / step + 1e-9) + 1)
+    ]
 
 
-def _columns(title: str, labels: list[str], stacks: list[list[float]], names: list[str], y_label: str, desc: str,
-             uid: str, *, integer: bool, x_label: str = "") -> str:
+def _columns(
+    title: str,
+    labels: list[str],
+    stacks: list[list[float]],
+    names: list[str],
+    y_label: str,
+    desc: str,
+    uid: str,
+    *,
+    integer: bool,
+    x_label: str = "",
+) -> str:
     """Vertical bars, one per label, each a stack of segments (one per name); its total written above it."""
     ticks = nice_ticks(max(sum(stack) for stack in stacks), integer=integer)
     bottom, right = _TOP + _PLOT_HEIGHT, WIDTH - _RIGHT
@@ -124,15 +152,17 @@ def _columns(title: str, labels: list[str], stacks: list[list[float]], names: li
         out.append(f'<line x1="{_LEFT}" y1="{_f(y(t))}" x2="{right}" y2="{_f(y(t))}" stroke="{GRID}"/>')
         out.append(_text_at(_LEFT - 6, y(t) + 4, _num(t), 11, MUTED, "end"))
     slot = (right - _LEFT) / len(labels)
-    width, every = min(slot * 0.7, 64), math.ceil((max(len(_short(l, 16)) for l in labels) * 6.5 + 8) / slot)
+    width, every = min(slot * 0.7, 64), math.ceil((max(len(_short(label, 16)) for label in labels) * 6.5 + 8) / slot)
     for i, (label, stack) in enumerate(zip(labels, stacks)):
         centre, top = _LEFT + slot * (i + 0.5), bottom
         out.append(f"<g><title>{_text(label)}: {_num(sum(stack))}</title>")
         for j, value in enumerate(stack):
             height = value / ticks[-1] * _PLOT_HEIGHT
             if value > 0:
-                out.append(f'<rect class="bar" x="{_f(centre - width / 2)}" y="{_f(top - height)}" '
-                           f'width="{_f(width)}" height="{_f(height)}" fill="{PALETTE[j % 8]}"/>')
+                out.append(
+                    f'<rect class="bar" x="{_f(centre - width / 2)}" y="{_f(top - height)}" '
+                    f'width="{_f(width)}" height="{_f(height)}" fill="{PALETTE[j % 8]}"/>'
+                )
                 if len(names) > 1 and height >= 14:
                     out.append(_text_at(centre, top - height / 2 + 4, _num(value), 10, ON_PALETTE[j % 8], "middle"))
             top -= height
@@ -174,18 +204,24 @@ def _rows(title: str, items: list[tuple[str, float]], unit: str, desc: str, uid:
         top = _TOP + row * i
         out.append(f"<g><title>{_text(label)}: {_num(value)}{' ' + _text(unit) if unit else ''}</title>")
         out.append(_text_at(left - 8, top + 16, _short(label, 22), 11, INK, "end"))
-        out.append(f'<rect class="bar" x="{left}" y="{top + 5}" width="{_f(x(value) - left)}" height="14" '
-                   f'fill="{PALETTE[0]}"/>')
+        out.append(
+            f'<rect class="bar" x="{left}" y="{top + 5}" width="{_f(x(value) - left)}" height="14" '
+            f'fill="{PALETTE[0]}"/>'
+        )
         out.append(_text_at(x(value) + 4, top + 16, _num(value), 11, INK, bold=True) + "</g>")
     out.append(f'<line x1="{left}" y1="{_TOP}" x2="{left}" y2="{bottom}" stroke="{MUTED}"/>')
     return _svg(title, desc, bottom + 26, out, uid)
 
 
 def _svg(title: str, desc: str, height: float, body: list[str], uid: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-labelledby="{uid}-title {uid}-desc" '
-            f'viewBox="0 0 {WIDTH} {_f(height)}" width="{WIDTH}" height="{_f(height)}" font-family="sans-serif">'
-            f'<title id="{uid}-title">{_text(title)}</title><desc id="{uid}-desc">{_text(desc)}</desc>'
-            + _text_at(0, 18, _short(title, 68), 15, INK, bold=True) + "".join(body) + "</svg>")
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-labelledby="{uid}-title {uid}-desc" '
+        f'viewBox="0 0 {WIDTH} {_f(height)}" width="{WIDTH}" height="{_f(height)}" font-family="sans-serif">'
+        f'<title id="{uid}-title">{_text(title)}</title><desc id="{uid}-desc">{_text(desc)}</desc>'
+        + _text_at(0, 18, _short(title, 68), 15, INK, bold=True)
+        + "".join(body)
+        + "</svg>"
+    )
 
 
 def _no_data(title: str, uid: str) -> str:
@@ -195,8 +231,10 @@ def _no_data(title: str, uid: str) -> str:
 
 def _text_at(x: float, y: float, text: str, size: int, fill: str, anchor: str = "start", *, bold: bool = False) -> str:
     weight = ' font-weight="bold"' if bold else ""
-    return (f'<text x="{_f(x)}" y="{_f(y)}" font-size="{size}" fill="{fill}" text-anchor="{anchor}"{weight}>'
-            f"{_text(text)}</text>")
+    return (
+        f'<text x="{_f(x)}" y="{_f(y)}" font-size="{size}" fill="{fill}" text-anchor="{anchor}"{weight}>'
+        f"{_text(text)}</text>"
+    )
 
 
 def _check(values: list[float], negative_ok: bool = False) -> None:
@@ -205,10 +243,12 @@ def _check(values: list[float], negative_ok: bool = False) -> None:
     try:
         for v in values:
             if not math.isfinite(v) or (v < 0 and not negative_ok):
-                raise ValueError(f"a chart value must be a finite number{'' if negative_ok else ' of 0 or more'},"
-                                 f" not {v}")
+                raise ValueError(
+                    f"a chart value must be a finite number{'' if negative_ok else ' of 0 or more'}, not {v}"
+                )
         if not math.isfinite(math.fsum(map(float, values))) or not math.isfinite(
-                math.fsum(map(abs, map(float, values)))):
+            math.fsum(map(abs, map(float, values)))
+        ):
             raise ValueError("the chart values add up to more than a number can hold")
     except OverflowError:
         raise ValueError("a chart value must be a finite number, not one too large to draw") from None

@@ -41,57 +41,153 @@ class Template:
 
 _SITE_LOG = ("study_code", "site", "entries")
 TEMPLATES: dict[str, Template] = {
-    "consent_form": Template(("pdf", "docx"), "040",
-                             ("study_code", "study_title", "consent_version", "language", "protocol_version",
-                              "sections", "site?"), {"sections": ("heading", "paragraphs[]")}),
-    "delegation_log": Template(("pdf", "docx"), "101", (*_SITE_LOG, "investigator"),
-                               {"entries": ("staff", "role", "tasks", "start", "end?", "initials", "pi_signoff?")}),
-    "training_log": Template(("pdf",), "104", _SITE_LOG,
-                             {"entries": ("staff", "role", "training", "date", "trainer", "material_version?",
-                                          "method?")}),
-    "deviation_log": Template(("pdf", "docx"), "110", (*_SITE_LOG, "as_of?", "summary?", "charts?"),
-                              {"entries": ("participant", "visit", "category", "description", "identified",
-                                           "classification", "status", "id?", "occurred?"),
-                               "summary": ("label", "value"), "charts": ("kind", "title")}),
-    "monitoring_visit_report": Template(("pdf", "docx"), "107",
-                                        ("study_code", "site", "visit_date", "prepared_by", "summary", "entries",
-                                         "capas", "charts?"),
-                                        {"summary": ("label", "value"),
-                                         "entries": ("id", "participant", "visit", "category", "description",
-                                                     "identified", "age_days", "classification", "status"),
-                                         "capas": ("id", "title", "state", "owner", "due_on", "deviations"),
-                                         "charts": ("kind", "title")}),
-    "site_summary": Template(("pdf",), None, ("study_code", "as_of", "sites", "total", "reconsent", "documents",
-                                              "charts?"),
-                             {"sites": ("site", "participants", "active", "ended", "visits_due", "visits_done",
-                                        "completion_rate", "on_time_rate", "open_deviations", "ages",
-                                        "reconsent", "expiring"),
-                              "reconsent": ("subject_id", "site", "signed_version", "required_version",
-                                            "required_since"),
-                              "documents": ("site", "document", "version", "state", "expires_on"),
-                              "charts": ("kind", "title")}),
-    "amendment_impact": Template(("pdf",), None, ("study_code", "version", "effective", "as_of", "site", "totals",
-                                                  "sites", "more_sites", "differences", "more_differences",
-                                                  "skipped"),
-                                 {"sites": ("site", "participants", "affected", "visits_moving", "visits_appearing",
-                                            "visits_disappearing", "deviations_resolved", "deviations_created",
-                                            "reconsent_required"),
-                                  "differences": ("version", "line")}),
-    "binder_cover": Template(("pdf",), None, ("study_code", "study_title", "site_code", "site_name", "investigator",
-                                              "sponsor", "protocol_version?"), {}),
-    "signature_page": Template(("pdf",), None, ("study_code", "site_code", "document", "version", "version_sha256",
-                                                "signatures"),
-                               {"signatures": ("printed_name", "signer_id", "meaning", "instant", "local_time",
-                                               "key_id", "signature")}),
-    "binder_checklist": Template(("pdf",), None, ("study_code", "site", "as_of", "counts", "items"),
-                                 {"items": ("state", "artifact", "for", "document", "expires_on")}),
-    "binder_index": Template(("pdf",), None, ("study_code", "site_code", "entries"),
-                             {"entries": ("zone", "section", "artifact", "unique_id", "document", "version",
-                                          "status", "effective")}),
+    "consent_form": Template(
+        ("pdf", "docx"),
+        "040",
+        ("study_code", "study_title", "consent_version", "language", "protocol_version", "sections", "site?"),
+        {"sections": ("heading", "paragraphs[]")},
+    ),
+    "delegation_log": Template(
+        ("pdf", "docx"),
+        "101",
+        (*_SITE_LOG, "investigator"),
+        {"entries": ("staff", "role", "tasks", "start", "end?", "initials", "pi_signoff?")},
+    ),
+    "training_log": Template(
+        ("pdf",),
+        "104",
+        _SITE_LOG,
+        {"entries": ("staff", "role", "training", "date", "trainer", "material_version?", "method?")},
+    ),
+    "deviation_log": Template(
+        ("pdf", "docx"),
+        "110",
+        (*_SITE_LOG, "as_of?", "summary?", "charts?"),
+        {
+            "entries": (
+                "participant",
+                "visit",
+                "category",
+                "description",
+                "identified",
+                "classification",
+                "status",
+                "id?",
+                "occurred?",
+            ),
+            "summary": ("label", "value"),
+            "charts": ("kind", "title"),
+        },
+    ),
+    "monitoring_visit_report": Template(
+        ("pdf", "docx"),
+        "107",
+        ("study_code", "site", "visit_date", "prepared_by", "summary", "entries", "capas", "charts?"),
+        {
+            "summary": ("label", "value"),
+            "entries": (
+                "id",
+                "participant",
+                "visit",
+                "category",
+                "description",
+                "identified",
+                "age_days",
+                "classification",
+                "status",
+            ),
+            "capas": ("id", "title", "state", "owner", "due_on", "deviations"),
+            "charts": ("kind", "title"),
+        },
+    ),
+    "site_summary": Template(
+        ("pdf",),
+        None,
+        ("study_code", "as_of", "sites", "total", "reconsent", "documents", "charts?"),
+        {
+            "sites": (
+                "site",
+                "participants",
+                "active",
+                "ended",
+                "visits_due",
+                "visits_done",
+                "completion_rate",
+                "on_time_rate",
+                "open_deviations",
+                "ages",
+                "reconsent",
+                "expiring",
+            ),
+            "reconsent": ("subject_id", "site", "signed_version", "required_version", "required_since"),
+            "documents": ("site", "document", "version", "state", "expires_on"),
+            "charts": ("kind", "title"),
+        },
+    ),
+    "amendment_impact": Template(
+        ("pdf",),
+        None,
+        (
+            "study_code",
+            "version",
+            "effective",
+            "as_of",
+            "site",
+            "totals",
+            "sites",
+            "more_sites",
+            "differences",
+            "more_differences",
+            "skipped",
+        ),
+        {
+            "sites": (
+                "site",
+                "participants",
+                "affected",
+                "visits_moving",
+                "visits_appearing",
+                "visits_disappearing",
+                "deviations_resolved",
+                "deviations_created",
+                "reconsent_required",
+            ),
+            "differences": ("version", "line"),
+        },
+    ),
+    "binder_cover": Template(
+        ("pdf",),
+        None,
+        ("study_code", "study_title", "site_code", "site_name", "investigator", "sponsor", "protocol_version?"),
+        {},
+    ),
+    "signature_page": Template(
+        ("pdf",),
+        None,
+        ("study_code", "site_code", "document", "version", "version_sha256", "signatures"),
+        {"signatures": ("printed_name", "signer_id", "meaning", "instant", "local_time", "key_id", "signature")},
+    ),
+    "binder_checklist": Template(
+        ("pdf",),
+        None,
+        ("study_code", "site", "as_of", "counts", "items"),
+        {"items": ("state", "artifact", "for", "document", "expires_on")},
+    ),
+    "binder_index": Template(
+        ("pdf",),
+        None,
+        ("study_code", "site_code", "entries"),
+        {"entries": ("zone", "section", "artifact", "unique_id", "document", "version", "status", "effective")},
+    ),
 }
 
-_JINJA = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
-                            undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_JINJA = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 
 def draw_chart(spec: Mapping) -> Markup:
@@ -103,12 +199,16 @@ def draw_chart(spec: Mapping) -> Markup:
     try:
         kind, title = spec["kind"], str(spec["title"])
         if kind == "stacked":
-            svg = charts.stacked_bars(title, [str(p) for p in spec["periods"]],
-                                      {str(k): list(v) for k, v in spec["series"].items()},
-                                      y_label=str(spec.get("y_label") or ""))
+            svg = charts.stacked_bars(
+                title,
+                [str(p) for p in spec["periods"]],
+                {str(k): list(v) for k, v in spec["series"].items()},
+                y_label=str(spec.get("y_label") or ""),
+            )
         elif kind == "bars":
-            svg = charts.bars(title, [(str(label), value) for label, value in spec["items"]],
-                              unit=str(spec.get("unit") or ""))
+            svg = charts.bars(
+                title, [(str(label), value) for label, value in spec["items"]], unit=str(spec.get("unit") or "")
+            )
         elif kind == "histogram":
             bins = [(lo, math.inf if hi is None else hi) for lo, hi in spec["bins"]] if spec.get("bins") else None
             svg = charts.histogram(title, list(spec["values"]), bins, unit=str(spec.get("unit") or "days"))
@@ -134,15 +234,17 @@ def canonical_json(data: Mapping) -> bytes:
 def _template(name: str, kind: str) -> Template:
     known = sorted(n for n, t in TEMPLATES.items() if kind in t.kinds)
     if name not in known:
-        raise InvalidInput([Problem(f"no {kind.upper()} template {name!r}; known: {', '.join(known)}",
-                                    field="template")])
+        raise InvalidInput(
+            [Problem(f"no {kind.upper()} template {name!r}; known: {', '.join(known)}", field="template")]
+        )
     return TEMPLATES[name]
 
 
 def _check(template: Template, data: Mapping) -> None:
     """Every missing required key at once, each named by its path, before a template trips over the first."""
-    problems = [Problem("is required", field=key) for key in template.fields
-                if not key.endswith("?") and key not in data]
+    problems = [
+        Problem("is required", field=key) for key in template.fields if not key.endswith("?") and key not in data
+    ]
     for key, item_keys in template.rows.items():
         items = data.get(key)
         if items is None:
@@ -173,8 +275,13 @@ def _prepare(kind: str, template: str, data: Mapping, created_at: str, title: st
     _check(spec, data)
     canonical = canonical_json(data)
     # The footer shows where this rendering came from: a reader can hash the attached data.json and compare.
-    doc = {"title": title, "version_label": version_label, "created_at": created_at, "stamp": stamp(created_at),
-           "short_hash": "data sha256:" + hashlib.sha256(canonical).hexdigest()[:12]}
+    doc = {
+        "title": title,
+        "version_label": version_label,
+        "created_at": created_at,
+        "stamp": stamp(created_at),
+        "short_hash": "data sha256:" + hashlib.sha256(canonical).hexdigest()[:12],
+    }
     return {"doc": doc, "canonical": canonical}
 
 
@@ -186,8 +293,14 @@ def render_pdf(template: str, data: Mapping, *, created_at: str, title: str, ver
         found = _UNDEFINED.search(str(error))
         name = next(filter(None, found.groups())) if found else "data"
         raise InvalidInput([Problem(f"is required ({error})", field=name)]) from None
-    return reproducible_pdf(html, created_at=created_at, base_url=str(TEMPLATE_DIR), attachments=[
-        ("data.json", prepared["canonical"], "The data this document was rendered from, as canonical JSON")])
+    return reproducible_pdf(
+        html,
+        created_at=created_at,
+        base_url=str(TEMPLATE_DIR),
+        attachments=[
+            ("data.json", prepared["canonical"], "The data this document was rendered from, as canonical JSON")
+        ],
+    )
 
 
 def _text(value) -> str:
@@ -202,6 +315,7 @@ class _Missing(KeyError):
 
 def _fill(paragraph, values: Mapping, item: Mapping | None = None) -> None:
     """Replace the placeholders of each run; a run keeps its formatting, a field (PAGE) stays untouched."""
+
     def value(match: re.Match) -> str:
         scope, key = match.groups()
         if key is None:
@@ -212,6 +326,7 @@ def _fill(paragraph, values: Mapping, item: Mapping | None = None) -> None:
         if source is None:
             return match.group(0)
         return _text(source.get(key))  # optional item keys may be absent; required ones were checked
+
     for run in paragraph.runs:
         if "{{" in run.text:
             run.text = _TOKEN.sub(value, run.text)
@@ -227,6 +342,7 @@ def _paragraphs(container):
 
 def _fill_document(document, data: Mapping, doc: Mapping) -> None:
     from docx.table import _Row
+
     values = {**data, "doc": doc}
     for table in document.tables:  # rows with {{list.key}} repeat once per item of that list
         for row in list(table.rows):
@@ -285,9 +401,11 @@ def docx_with_signature_page(base: bytes, page: Mapping, *, created_at: str) -> 
     document = Document(io.BytesIO(base))
     document.add_paragraph().add_run().add_break(WD_BREAK.PAGE)
     document.add_heading("Signature page", level=1)
-    document.add_paragraph(f"{page['document']}, version {page['version']} (study {page['study_code']}, site"
-                           f" {page['site_code']}). The signatures below are linked to the version whose bytes have"
-                           f" the SHA-256 {page['version_sha256']}.")
+    document.add_paragraph(
+        f"{page['document']}, version {page['version']} (study {page['study_code']}, site"
+        f" {page['site_code']}). The signatures below are linked to the version whose bytes have"
+        f" the SHA-256 {page['version_sha256']}."
+    )
     table = document.add_table(rows=1, cols=4)
     for cell, text in zip(table.rows[0].cells, ("Printed name (signer ID)", "Meaning", "Signed at", "Key · signature")):
         cell.text = text
@@ -319,8 +437,7 @@ class RenderCache:
     def __init__(self, directory: Path, max_bytes: int = 512 * 1024 * 1024):
         self.directory, self.max_bytes = Path(directory), max_bytes
 
-    def key(self, kind: str, template: str, data: Mapping, *, created_at: str, title: str,
-            version_label: str) -> str:
+    def key(self, kind: str, template: str, data: Mapping, *, created_at: str, title: str, version_label: str) -> str:
         _template(template, kind)
         sources = sorted(TEMPLATE_DIR.glob("_*")) + [TEMPLATE_DIR / f"{template}.{'html' if kind == 'pdf' else kind}"]
         # the charts a template draws, this renderer and the PDF writer shape its bytes too
@@ -331,8 +448,9 @@ class RenderCache:
         parts = [kind, library, template, files, canonical_json(data).decode(), created_at, title, version_label]
         return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
 
-    def render(self, kind: str, template: str, data: Mapping, *, created_at: str, title: str,
-               version_label: str) -> bytes:
+    def render(
+        self, kind: str, template: str, data: Mapping, *, created_at: str, title: str, version_label: str
+    ) -> bytes:
         meta = dict(created_at=created_at, title=title, version_label=version_label)
         path = self.directory / f"{self.key(kind, template, data, **meta)}.{kind}"
         if path.exists():

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from trialcoord.adapters.render import documents
@@ -64,21 +64,69 @@ class _Table:
 
 # Shares mirror the <colgroup> of each template; columns holding only codes and dates never wrap and are left out.
 _TABLES: dict[str, _Table] = {
-    "delegation_log": _Table("entries", _LANDSCAPE, 16.3, 190.0, {  # 190: the PI statement and signature block
-        ("staff",): .15, ("role",): .12, ("tasks",): .25, ("pi_signoff",): .10}),
-    "training_log": _Table("entries", _LANDSCAPE, 27.1, 70.0, {  # two-line header: "Material version"
-        ("staff",): .15, ("role",): .11, ("training",): .24, ("material_version",): .08,
-        ("trainer", "method"): .13}),
+    "delegation_log": _Table(
+        "entries",
+        _LANDSCAPE,
+        16.3,
+        190.0,
+        {  # 190: the PI statement and signature block
+            ("staff",): 0.15,
+            ("role",): 0.12,
+            ("tasks",): 0.25,
+            ("pi_signoff",): 0.10,
+        },
+    ),
+    "training_log": _Table(
+        "entries",
+        _LANDSCAPE,
+        27.1,
+        70.0,
+        {  # two-line header: "Material version"
+            ("staff",): 0.15,
+            ("role",): 0.11,
+            ("training",): 0.24,
+            ("material_version",): 0.08,
+            ("trainer", "method"): 0.13,
+        },
+    ),
     # 70: title and facts; its charts (`charts`, two to a row) add _CHART_ROW a row
-    "deviation_log": _Table("entries", _LANDSCAPE, 16.3, 70.0, {
-        ("participant",): .09, ("visit",): .07, ("category",): .12, ("description",): .28,
-        ("classification",): .11, ("status",): .09}),
+    "deviation_log": _Table(
+        "entries",
+        _LANDSCAPE,
+        16.3,
+        70.0,
+        {
+            ("participant",): 0.09,
+            ("visit",): 0.07,
+            ("category",): 0.12,
+            ("description",): 0.28,
+            ("classification",): 0.11,
+            ("status",): 0.09,
+        },
+    ),
     # 200: facts, the site status table, three headings and the CAPA table's head
-    "monitoring_visit_report": _Table("entries", _LANDSCAPE, 16.3, 200.0, {
-        ("participant",): .09, ("visit",): .07, ("category",): .12, ("description",): .30,
-        ("classification",): .11, ("status",): .10}, others=("capas",)),
-    "binder_index": _Table("entries", _PORTRAIT, 16.3, 70.0, {
-        ("document",): .36, ("version",): .10, ("status",): .16, ("effective",): .16}),
+    "monitoring_visit_report": _Table(
+        "entries",
+        _LANDSCAPE,
+        16.3,
+        200.0,
+        {
+            ("participant",): 0.09,
+            ("visit",): 0.07,
+            ("category",): 0.12,
+            ("description",): 0.30,
+            ("classification",): 0.11,
+            ("status",): 0.10,
+        },
+        others=("capas",),
+    ),
+    "binder_index": _Table(
+        "entries",
+        _PORTRAIT,
+        16.3,
+        70.0,
+        {("document",): 0.36, ("version",): 0.10, ("status",): 0.16, ("effective",): 0.16},
+    ),
 }
 # The consent form is flowing text at 10pt: each paragraph its wrapped lines, each section its heading.
 _LINE_10PT, _CHAR_10PT, _PARAGRAPH_GAP = 13.5, 5.1, 5.0
@@ -121,8 +169,13 @@ def estimate_pages(template: str, data: Mapping) -> int:
     total = table.fixed + _CHART_ROW * math.ceil(len(_list(data, "charts")) / 2)
     total += sum(_ROW_EXTRA + 2 * _LINE_8PT for key in table.others for _ in _list(data, key))
     for item in items:
-        tallest = max((_lines(" ".join(_text(item.get(k)) for k in keys), width * share - _CELL_PADDING, _CHAR_8PT)
-                       for keys, share in table.columns.items()), default=1)
+        tallest = max(
+            (
+                _lines(" ".join(_text(item.get(k)) for k in keys), width * share - _CELL_PADDING, _CHAR_8PT)
+                for keys, share in table.columns.items()
+            ),
+            default=1,
+        )
         total += _ROW_EXTRA + _LINE_8PT * tallest
     return max(1, math.ceil(total / (height - table.head)))
 
@@ -145,6 +198,7 @@ def _list(data: Mapping, key: str) -> list:
 
 
 # --- Validation ----------------------------------------------------------------------------------------------
+
 
 def validate(kind: str, template: str, data: Mapping, *, created_at: str, title: str, version_label: str) -> None:
     """Raise the InvalidInput `render_pdf`/`render_docx` would raise for these inputs, without rendering."""
@@ -179,8 +233,9 @@ def _start_worker(queue: Any) -> None:
     import weasyprint  # noqa: F401  -- paid once by the worker, not by its first job
 
 
-def _render_in_worker(job_id: str, kind: str, template: str, data: dict, meta: dict,
-                      cache: RenderCache | None) -> tuple[str, Any, str | None]:
+def _render_in_worker(
+    job_id: str, kind: str, template: str, data: dict, meta: dict, cache: RenderCache | None
+) -> tuple[str, Any, str | None]:
     """("done", bytes, None), ("invalid", problems, None) or ("error", exception name, traceback).
 
     Exceptions come back as values: InvalidInput would not unpickle intact (it is built from its problems).
@@ -206,10 +261,16 @@ def _render_in_worker(job_id: str, kind: str, template: str, data: dict, meta: d
 # 150 to 700 rows: parsing ~3%, applying CSS ~15%, building boxes ~8%, layout ~40% (the pages laid out so far
 # against the estimate), drawing the PDF ~20%, then metadata and fonts. It moves only when WeasyPrint reports
 # a step or a page, never on a timer; it never goes back, and it is 1.0 only once the bytes are there.
-_PHASES = {0: (0.01, "Rendering started"), 1: (0.02, "Reading the document"), 2: (0.03, "Reading the stylesheet"),
-           3: (0.05, "Applying the stylesheet"), 4: (0.20, "Building the page structure"),
-           5: (0.28, "Laying out pages"), 6: (0.68, "Drawing the pages into the PDF"),
-           7: (0.86, "Adding the PDF metadata and fonts")}
+_PHASES = {
+    0: (0.01, "Rendering started"),
+    1: (0.02, "Reading the document"),
+    2: (0.03, "Reading the stylesheet"),
+    3: (0.05, "Applying the stylesheet"),
+    4: (0.20, "Building the page structure"),
+    5: (0.28, "Laying out pages"),
+    6: (0.68, "Drawing the pages into the PDF"),
+    7: (0.86, "Adding the PDF metadata and fonts"),
+}
 _LAYOUT_END = 0.66
 
 
@@ -251,7 +312,7 @@ class TooManyJobs(Exception):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class RenderJobs:
@@ -272,9 +333,17 @@ class RenderJobs:
     waits for the renders already running, seconds at most: call it from a thread if that matters.
     """
 
-    def __init__(self, *, max_workers: int = 1, cache: RenderCache | None = None, keep: timedelta = timedelta(hours=1),
-                 max_finished: int = 50, max_pending_per_owner: int = 3, start_method: str = "spawn",
-                 clock: Callable[[], datetime] = _now):
+    def __init__(
+        self,
+        *,
+        max_workers: int = 1,
+        cache: RenderCache | None = None,
+        keep: timedelta = timedelta(hours=1),
+        max_finished: int = 50,
+        max_pending_per_owner: int = 3,
+        start_method: str = "spawn",
+        clock: Callable[[], datetime] = _now,
+    ):
         self._context = multiprocessing.get_context(start_method)
         self._max_workers, self._cache, self._clock = max_workers, cache, clock
         self._keep, self._max_finished, self._max_pending = keep, max_finished, max_pending_per_owner
@@ -292,25 +361,40 @@ class RenderJobs:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def submit(self, kind: Kind, template: str, data: Mapping, *, created_at: str, title: str, version_label: str,
-               owner: str) -> str:
+    def submit(
+        self, kind: Kind, template: str, data: Mapping, *, created_at: str, title: str, version_label: str, owner: str
+    ) -> str:
         """A new job's ID; InvalidInput for what render_pdf/render_docx would refuse, before anything is queued."""
         meta = dict(created_at=created_at, title=title, version_label=version_label)
         validate(kind, template, data, **meta)
         # What the worker gets is what data.json will say: plain dicts and lists, which always pickle.
         plain = json.loads(documents.canonical_json(data))
         now = self._clock()
-        status = JobStatus(id=secrets.token_urlsafe(16), owner=owner, kind=kind, template=template, title=title,
-                           state="queued", progress=0.0, pages_estimated=estimate_pages(template, plain),
-                           pages=None, message="Waiting for a renderer", created_at=now, finished_at=None,
-                           sha256=None, size=None, error=None)
+        status = JobStatus(
+            id=secrets.token_urlsafe(16),
+            owner=owner,
+            kind=kind,
+            template=template,
+            title=title,
+            state="queued",
+            progress=0.0,
+            pages_estimated=estimate_pages(template, plain),
+            pages=None,
+            message="Waiting for a renderer",
+            created_at=now,
+            finished_at=None,
+            sha256=None,
+            size=None,
+            error=None,
+        )
         cached = self._cached(kind, template, plain, meta)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the render jobs are closed")
             self._purge()
-            pending = sum(1 for j in self._jobs.values()
-                          if j.status.owner == owner and j.status.state in ("queued", "running"))
+            pending = sum(
+                1 for j in self._jobs.values() if j.status.owner == owner and j.status.state in ("queued", "running")
+            )
             if cached is None and pending >= self._max_pending:
                 raise TooManyJobs(f"{pending} documents are already being rendered for you; wait for one to finish")
             self._jobs[status.id] = _Job(status)
@@ -384,8 +468,12 @@ class RenderJobs:
                     self._fail(self._jobs[job_id], "The server is shutting down; please ask again.")
                     return
                 if self._executor is None:
-                    self._executor = ProcessPoolExecutor(self._max_workers, mp_context=self._context,
-                                                         initializer=_start_worker, initargs=(self._progress,))
+                    self._executor = ProcessPoolExecutor(
+                        self._max_workers,
+                        mp_context=self._context,
+                        initializer=_start_worker,
+                        initargs=(self._progress,),
+                    )
                 executor = self._executor
             try:
                 future = executor.submit(_render_in_worker, job_id, kind, template, data, meta, self._cache)
@@ -394,12 +482,16 @@ class RenderJobs:
                     if self._executor is executor:
                         self._executor = None  # a broken pool takes no more jobs: the retry starts a new one
                     if attempt == 2 or not isinstance(error, BrokenProcessPool):
-                        self._fail(self._jobs[job_id], "The server is shutting down; please ask again." if self._closed
-                                   else "The renderer could not be started; please try again later.")
+                        self._fail(
+                            self._jobs[job_id],
+                            "The server is shutting down; please ask again."
+                            if self._closed
+                            else "The renderer could not be started; please try again later.",
+                        )
                         return
                 continue
             # Outside the lock: a future already done runs the callback here, and the callback takes the lock.
-            future.add_done_callback(lambda f: self._done(job_id, executor, f))
+            future.add_done_callback(lambda f, pool=executor: self._done(job_id, pool, f))  # this pool, bound now
             return
 
     def _done(self, job_id: str, executor: ProcessPoolExecutor, future: Future) -> None:
@@ -407,8 +499,12 @@ class RenderJobs:
         if future.cancelled():
             outcome = ("failed", "The server shut down before this document was rendered; please ask again.", None)
         elif isinstance(future.exception(), BrokenProcessPool):
-            outcome = ("failed", "The renderer stopped unexpectedly (it may have run out of memory); "
-                                 "please try again later or ask an administrator.", None)
+            outcome = (
+                "failed",
+                "The renderer stopped unexpectedly (it may have run out of memory); "
+                "please try again later or ask an administrator.",
+                None,
+            )
             with self._lock:
                 if self._executor is executor:
                     self._executor = None  # the next job starts a new pool
@@ -429,23 +525,32 @@ class RenderJobs:
             elif what == "invalid":
                 self._fail(job, f"The data cannot be rendered as {name}: {value}.")
             elif what == "error":
-                log.error("render job %s… (%s, %s) failed:\n%s", job_id[:6], job.status.kind, job.status.template,
-                          trace)
-                self._fail(job, f"{name.capitalize()} could not be rendered because of an internal error ({value}); "
-                                "the server log has the details.")
+                log.error(
+                    "render job %s… (%s, %s) failed:\n%s", job_id[:6], job.status.kind, job.status.template, trace
+                )
+                self._fail(
+                    job,
+                    f"{name.capitalize()} could not be rendered because of an internal error ({value}); "
+                    "the server log has the details.",
+                )
             else:
                 self._fail(job, value)
 
     def _finish(self, job: _Job, content: bytes, message: str) -> None:
         pages = job.status.pages
         job.result = content
-        job.status = replace(job.status, state="done", progress=1.0, finished_at=self._clock(),
-                             sha256=hashlib.sha256(content).hexdigest(), size=len(content),
-                             message=f"{message}: {pages} pages" if pages else message)
+        job.status = replace(
+            job.status,
+            state="done",
+            progress=1.0,
+            finished_at=self._clock(),
+            sha256=hashlib.sha256(content).hexdigest(),
+            size=len(content),
+            message=f"{message}: {pages} pages" if pages else message,
+        )
 
     def _fail(self, job: _Job, error: str) -> None:
-        job.status = replace(job.status, state="failed", finished_at=self._clock(), error=error,
-                             message="Failed")
+        job.status = replace(job.status, state="failed", finished_at=self._clock(), error=error, message="Failed")
 
     def _read_progress(self) -> None:
         while True:
@@ -462,8 +567,9 @@ class RenderJobs:
                     job.status = _advanced(job.status, step, page)
 
     def _purge(self) -> None:
-        finished = sorted((j.status.finished_at, j.status.id) for j in self._jobs.values()
-                          if j.status.finished_at is not None)
+        finished = sorted(
+            (j.status.finished_at, j.status.id) for j in self._jobs.values() if j.status.finished_at is not None
+        )
         cutoff = self._clock() - self._keep
         excess = len(finished) - self._max_finished
         for n, (at, job_id) in enumerate(finished):
@@ -481,8 +587,11 @@ def _advanced(status: JobStatus, step: int, page: int | None) -> JobStatus:
         pages = max(pages or 0, page)
         expected = status.pages_estimated
         progress += (_LAYOUT_END - progress) * min(page / expected, 1.0)
-        message = (f"Laid out page {page} of about {expected}" if page <= expected
-                   else f"Laid out page {page} (about {expected} were expected)")
+        message = (
+            f"Laid out page {page} of about {expected}"
+            if page <= expected
+            else f"Laid out page {page} (about {expected} were expected)"
+        )
     elif step == 5:
         message = "Laying out the pages again: page references changed"
     elif step == 6 and pages:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def instant(text: str) -> datetime:
     """A UTC instant to the second (PDF dates have no finer resolution); naive text is taken as UTC."""
     at = datetime.fromisoformat(text)
-    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).replace(microsecond=0)
 
 
 def stamp(text: str) -> str:
@@ -39,8 +39,9 @@ def _pin_font_dates(_document, pdf) -> None:
             obj.stream, obj.extra["Length1"] = [out.getvalue()], len(out.getvalue())
 
 
-def reproducible_pdf(html: str, *, base_url: str | None = None, created_at: str,
-                     attachments: Sequence[tuple[str, bytes, str]] = ()) -> bytes:
+def reproducible_pdf(
+    html: str, *, base_url: str | None = None, created_at: str, attachments: Sequence[tuple[str, bytes, str]] = ()
+) -> bytes:
     """PDF/A-3b of `html`; each attachment is (name, bytes, description), related to the document as Data.
 
     The HTML must carry `dcterms.created`/`dcterms.modified` meta tags with `stamp(created_at)`: WeasyPrint
@@ -51,8 +52,18 @@ def reproducible_pdf(html: str, *, base_url: str | None = None, created_at: str,
 
     at = instant(created_at)
     # Attachment dates default to now(); pin them like every other date in the file.
-    files = [Attachment(file_obj=io.BytesIO(content), name=name, relationship="Data", description=description,
-                        created=at, modified=at) for name, content, description in attachments]
+    files = [
+        Attachment(
+            file_obj=io.BytesIO(content),
+            name=name,
+            relationship="Data",
+            description=description,
+            created=at,
+            modified=at,
+        )
+        for name, content, description in attachments
+    ]
     # PDF/A sets the file identifier to a hash of the content, so it is reproducible too.
-    return HTML(string=html, base_url=base_url).write_pdf(pdf_variant="pdf/a-3b", attachments=files,
-                                                         finisher=_pin_font_dates)
+    return HTML(string=html, base_url=base_url).write_pdf(
+        pdf_variant="pdf/a-3b", attachments=files, finisher=_pin_font_dates
+    )

@@ -7,7 +7,8 @@ renders a million rows, so no intermediate strings or dicts are built where the 
 from __future__ import annotations
 
 import csv
-from typing import Iterable, TextIO
+from collections.abc import Iterable
+from typing import TextIO
 
 import msgspec
 
@@ -16,19 +17,42 @@ from trialcoord.domain.schedule import VisitOccurrence
 
 Pair = tuple["str | None", VisitOccurrence]
 
-COLUMNS = ("visit", "occurrence", "name", "target", "earliest", "latest", "actual", "status", "days_outside", "study_day")
+COLUMNS = (
+    "visit",
+    "occurrence",
+    "name",
+    "target",
+    "earliest",
+    "latest",
+    "actual",
+    "status",
+    "days_outside",
+    "study_day",
+)
 TABLE_COLUMNS = ("visit", "name", "target", "earliest", "latest", "actual", "status", "days_outside", "study_day")
 
 
 def _values(row: VisitOccurrence) -> tuple:
     """The COLUMNS of one row; dates stay dates (each writer renders them as ISO 8601)."""
-    return (row.visit, row.occurrence, row.name, row.target, row.earliest, row.latest, row.actual, row.status,
-            row.days_outside, row.study_day)
+    return (
+        row.visit,
+        row.occurrence,
+        row.name,
+        row.target,
+        row.earliest,
+        row.latest,
+        row.actual,
+        row.status,
+        row.days_outside,
+        row.study_day,
+    )
 
 
 def write_json(pairs: Iterable[Pair], out: TextIO, with_participant: bool) -> None:
     keys = ("participant", *COLUMNS) if with_participant else COLUMNS
-    records = [dict(zip(keys, (subject, *_values(row)) if with_participant else _values(row))) for subject, row in pairs]
+    records = [
+        dict(zip(keys, (subject, *_values(row)) if with_participant else _values(row))) for subject, row in pairs
+    ]
     out.write(msgspec.json.format(msgspec.json.encode(records), indent=1).decode())
     out.write("\n")
 

@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-
 # --- a signature page after the document -------------------------------------------------------------
 
 
@@ -44,20 +43,41 @@ def append_pages(base: bytes, extra: bytes) -> bytes:
 # --- site credentials --------------------------------------------------------------------------------
 
 
-def new_site_credentials(common_name: str, organisation: str, valid_from: datetime,
-                         valid_to: datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def new_site_credentials(
+    common_name: str, organisation: str, valid_from: datetime, valid_to: datetime
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     """A P-256 key and a self-signed certificate for it: poppler's pdfsig cannot verify Ed25519 PAdES."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation)])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+        ]
+    )
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(valid_from).not_valid_after(valid_to)
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid_from)
+        .not_valid_after(valid_to)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         # nonRepudiation (contentCommitment) is what pyHanko's validator requires of a document signer
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=True, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=True,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -69,9 +89,13 @@ def save_credentials(key: ec.EllipticCurvePrivateKey, certificate: x509.Certific
     uses 2,048), and no MAC (see below): each passphrase guess costs a full key derivation."""
     from asn1crypto import pkcs12 as asn1_pkcs12
 
-    encryption = (serialization.PrivateFormat.PKCS12.encryption_builder().kdf_rounds(600_000)
-                  .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC).hmac_hash(hashes.SHA256())
-                  .build(passphrase))
+    encryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(600_000)
+        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+        .hmac_hash(hashes.SHA256())
+        .build(passphrase)
+    )
     pfx = asn1_pkcs12.Pfx.load(pkcs12.serialize_key_and_certificates(None, key, certificate, None, encryption))
     # cryptography MACs the file with 2,048 rounds of the PKCS#12 KDF whatever kdf_rounds says: a guess checked
     # against that MAC would skip the 600,000 rounds. The MAC is optional (openssl pkcs12 -nomac), so drop it.
@@ -84,8 +108,12 @@ def load_credentials(data: bytes, passphrase: bytes) -> tuple[ec.EllipticCurvePr
         key, certificate, _ = pkcs12.load_key_and_certificates(data, passphrase)
     except (ValueError, TypeError):  # cryptography cannot tell a wrong passphrase from damaged data
         raise ValueError("wrong passphrase or damaged credentials") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1) \
-            or certificate is None or certificate.public_key() != key.public_key():
+    if (
+        not isinstance(key, ec.EllipticCurvePrivateKey)
+        or not isinstance(key.curve, ec.SECP256R1)
+        or certificate is None
+        or certificate.public_key() != key.public_key()
+    ):
         raise ValueError("the credentials hold no P-256 signing key with its certificate")
     return key, certificate
 
@@ -103,9 +131,17 @@ def _asn1(certificate: x509.Certificate):
     return asn1_x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER))
 
 
-async def pades_sign(pdf: bytes, key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate, *,
-                     signed_at: datetime, reason: str, location: str, signer_name: str,
-                     field_name: str = "Signature1") -> bytes:
+async def pades_sign(
+    pdf: bytes,
+    key: ec.EllipticCurvePrivateKey,
+    certificate: x509.Certificate,
+    *,
+    signed_at: datetime,
+    reason: str,
+    location: str,
+    signer_name: str,
+    field_name: str = "Signature1",
+) -> bytes:
     """`pdf` with an invisible PAdES B-B signature (ETSI.CAdES.detached) appended as an incremental update.
 
     PAdES keeps the signing time out of the CMS (the signing-time attribute is forbidden there): it is the
@@ -154,11 +190,22 @@ async def pades_sign(pdf: bytes, key: ec.EllipticCurvePrivateKey, certificate: x
 
     cert = _asn1(certificate)
     signer = signers.SimpleSigner(
-        signing_cert=cert, cert_registry=SimpleCertificateStore.from_certs([cert]),
-        signing_key=asn1_keys.PrivateKeyInfo.load(key.private_bytes(
-            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())))
-    meta = signers.PdfSignatureMetadata(field_name=field_name, reason=reason, location=location, name=signer_name,
-                                        md_algorithm="sha256", subfilter=fields.SigSeedSubFilter.PADES)
+        signing_cert=cert,
+        cert_registry=SimpleCertificateStore.from_certs([cert]),
+        signing_key=asn1_keys.PrivateKeyInfo.load(
+            key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        ),
+    )
+    meta = signers.PdfSignatureMetadata(
+        field_name=field_name,
+        reason=reason,
+        location=location,
+        name=signer_name,
+        md_algorithm="sha256",
+        subfilter=fields.SigSeedSubFilter.PADES,
+    )
     output = await SignerAt(meta, signer).async_sign_pdf(writer)
     return output.getvalue()
 
@@ -206,21 +253,34 @@ async def pades_verify(pdf: bytes, trusted: list[x509.Certificate]) -> PadesChec
         context = ValidationContext(trust_roots=[_asn1(c) for c in trusted], moment=claimed, allow_fetching=False)
         status = await async_validate_pdf_signature(embedded, signer_validation_context=context)
     except Exception as error:  # noqa: BLE001 - a malformed signature dictionary or CMS
-        return PadesCheck(True, False, False, False, False, "", None,
-                          (f"The signature could not be checked ({error}).",))
+        return PadesCheck(
+            True, False, False, False, False, "", None, (f"The signature could not be checked ({error}).",)
+        )
 
     cert, at = status.signing_cert, status.signer_reported_dt
     pinned = status.trust_problem_indic is None and status.validation_path is not None
     # A trust anchor's validity period is not checked in path validation, and the signer's is the anchor here.
     in_time = at is not None and cert.not_valid_before <= at <= cert.not_valid_after
     whole = status.coverage == SignatureCoverageLevel.ENTIRE_FILE
-    problems = [sentence for failed, sentence in (
-        (not status.intact, "The signed bytes were altered after signing."),
-        (not status.valid, "The signature does not verify with the signer's key."),
-        (not pinned, "The signer's certificate is not one of the trusted certificates."),
-        (at is None, "The signature claims no signing time."),
-        (at is not None and not in_time, "The signer's certificate was not valid at the signing time."),
-        (not whole, "Data was appended to the file after it was signed."),
-    ) if failed]
-    return PadesCheck(True, status.intact, status.valid, pinned and in_time, whole,
-                      cert.subject.native.get("common_name", ""), at, tuple(problems))
+    problems = [
+        sentence
+        for failed, sentence in (
+            (not status.intact, "The signed bytes were altered after signing."),
+            (not status.valid, "The signature does not verify with the signer's key."),
+            (not pinned, "The signer's certificate is not one of the trusted certificates."),
+            (at is None, "The signature claims no signing time."),
+            (at is not None and not in_time, "The signer's certificate was not valid at the signing time."),
+            (not whole, "Data was appended to the file after it was signed."),
+        )
+        if failed
+    ]
+    return PadesCheck(
+        True,
+        status.intact,
+        status.valid,
+        pinned and in_time,
+        whole,
+        cert.subject.native.get("common_name", ""),
+        at,
+        tuple(problems),
+    )

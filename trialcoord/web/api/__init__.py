@@ -13,6 +13,19 @@ from trialcoord.web.api.signatures import BinderController, SignatureController
 from trialcoord.web.api.studies import StudyController
 from trialcoord.web.api.worklists import WorklistController
 
-API_CONTROLLERS = [SessionController, UserController, AuditController, StudyController, ParticipantController,
-                   WorklistController, DocumentController, SignatureController, BinderController, ConsentController,
-                   RenderJobController, DeviationController, DeviationReportController, AmendmentController]
+API_CONTROLLERS = [
+    SessionController,
+    UserController,
+    AuditController,
+    StudyController,
+    ParticipantController,
+    WorklistController,
+    DocumentController,
+    SignatureController,
+    BinderController,
+    ConsentController,
+    RenderJobController,
+    DeviationController,
+    DeviationReportController,
+    AmendmentController,
+]

@@ -139,8 +139,9 @@ class UserController(Controller):
 
     @post("/users", opt=MANAGE, status_code=201, responses=problem_responses(400, 401, 403, 409, 422))
     async def create_user(self, data: JSONBody[UserIn], access: AccessDep) -> UserOut:
-        row = await accounts.create_user(data.user_id, data.printed_name, data.email, data.password,
-                                         access.viewer.user_id)
+        row = await accounts.create_user(
+            data.user_id, data.printed_name, data.email, data.password, access.viewer.user_id
+        )
         return _user(row)
 
     @get("/users/{user_id:str}", opt=MANAGE, responses=problem_responses(400, 401, 403, 404))
@@ -156,10 +157,20 @@ class UserController(Controller):
         """Set a new password; every session of the account ends."""
         return _user(await accounts.reset_password(user_id, data.password, access.viewer.user_id))
 
-    @post("/users/{user_id:str}/grants", opt=MANAGE, status_code=201, responses=problem_responses(400, 401, 403, 404, 422))
+    @post(
+        "/users/{user_id:str}/grants", opt=MANAGE, status_code=201, responses=problem_responses(400, 401, 403, 404, 422)
+    )
     async def grant(self, user_id: UserPath, data: JSONBody[GrantIn], access: AccessDep) -> GrantOut:
-        row = await accounts.grant(user_id, data.role, data.study, data.site, data.valid_from, data.valid_to,
-                                   access.viewer.user_id, data.personal_data)
+        row = await accounts.grant(
+            user_id,
+            data.role,
+            data.study,
+            data.site,
+            data.valid_from,
+            data.valid_to,
+            access.viewer.user_id,
+            data.personal_data,
+        )
         return msgspec.convert(row, GrantOut)
 
     @post("/grants/{grant_id:int}/revoke", opt=MANAGE, responses=problem_responses(400, 401, 403, 404, 422))

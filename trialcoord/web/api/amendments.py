@@ -16,7 +16,7 @@ from trialcoord.domain.access import Action
 from trialcoord.services import amendments, scheduling
 from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today, plausible
 from trialcoord.web.api.schemas import Code
-from trialcoord.web.api.studies import _ProtocolBodyOperation, _protocol_source
+from trialcoord.web.api.studies import _protocol_source, _ProtocolBodyOperation
 from trialcoord.web.auth import needs
 from trialcoord.web.errors import problem_responses
 
@@ -54,47 +54,80 @@ class AmendmentController(Controller):
     path = "/api/studies/{study:str}"
     tags = ["amendments"]
 
-    @post("/protocol-versions/{version:str}/apply", opt=needs(Action.ENROLL_PARTICIPANT, across_sites=True),
-          status_code=200, responses=problem_responses(400, 401, 403, 404, 409, 422))
-    async def apply(self, study: StudyPath, version: VersionPath, data: JSONBody[ApplyIn], today: Today,
-                    access: AccessDep) -> Applied:
+    @post(
+        "/protocol-versions/{version:str}/apply",
+        opt=needs(Action.ENROLL_PARTICIPANT, across_sites=True),
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
+    async def apply(
+        self, study: StudyPath, version: VersionPath, data: JSONBody[ApplyIn], today: Today, access: AccessDep
+    ) -> Applied:
         """Move every active participant of the study, or of one site, to this version from `effective` on: one
         audited change each, deviation detection re-run for them. Participants left as they are say why."""
         plausible(data.effective, "effective")
         if data.site is not None:
             access.require_site(data.site, "change protocol versions")
         elif access.sites is not None and not access.sites.all_sites:
-            raise PermissionDeniedException(f"{access.user_id} may not move every participant of {study}: name the"
-                                            " site")
-        moved = await amendments.apply_version(study, version, data.effective, data.reason, site=data.site,
-                                               today=today, actor=access.user_id)
-        return Applied(moved.version, moved.effective, moved.moved,
-                       [Skipped(s, why) for s, why in sorted(moved.skipped.items())],
-                       DetectionCounts(**moved.deviations) if moved.deviations else None)
+            raise PermissionDeniedException(
+                f"{access.user_id} may not move every participant of {study}: name the site"
+            )
+        moved = await amendments.apply_version(
+            study, version, data.effective, data.reason, site=data.site, today=today, actor=access.user_id
+        )
+        return Applied(
+            moved.version,
+            moved.effective,
+            moved.moved,
+            [Skipped(s, why) for s, why in sorted(moved.skipped.items())],
+            DetectionCounts(**moved.deviations) if moved.deviations else None,
+        )
 
-    @get("/protocol-versions/{version:str}/impact", opt=needs(Action.VIEW_SCHEDULE, across_sites=True),
-         responses=problem_responses(400, 401, 403, 404, 422))
-    async def impact_of_version(self, study: StudyPath, version: VersionPath, today: Today, access: AccessDep,
-                                effective: FromQuery[date | None] = None, site: QueryStr = None,
-                                format: FromQuery[ImpactFormat] = "json") -> Response:
+    @get(
+        "/protocol-versions/{version:str}/impact",
+        opt=needs(Action.VIEW_SCHEDULE, across_sites=True),
+        responses=problem_responses(400, 401, 403, 404, 422),
+    )
+    async def impact_of_version(
+        self,
+        study: StudyPath,
+        version: VersionPath,
+        today: Today,
+        access: AccessDep,
+        effective: FromQuery[date | None] = None,
+        site: QueryStr = None,
+        format: FromQuery[ImpactFormat] = "json",
+    ) -> Response:
         """What a loaded version would change for the active participants the reader may see (nothing is
         stored): visits moving, appearing or disappearing, deviations resolved or created, re-consent."""
         text, name = await scheduling.version_source(study, version)
         return await _impact(study, text, name, effective, site, format, today, access)
 
-    @post("/protocol-impact", operation_class=_ProtocolBodyOperation,
-          opt=needs(Action.VIEW_SCHEDULE, across_sites=True), status_code=200,
-          responses=problem_responses(400, 401, 403, 404, 422))
-    async def impact_of_file(self, study: StudyPath, request: Request, today: Today, access: AccessDep,
-                             effective: FromQuery[date | None] = None, site: QueryStr = None,
-                             format: FromQuery[ImpactFormat] = "json") -> Response:
+    @post(
+        "/protocol-impact",
+        operation_class=_ProtocolBodyOperation,
+        opt=needs(Action.VIEW_SCHEDULE, across_sites=True),
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 422),
+    )
+    async def impact_of_file(
+        self,
+        study: StudyPath,
+        request: Request,
+        today: Today,
+        access: AccessDep,
+        effective: FromQuery[date | None] = None,
+        site: QueryStr = None,
+        format: FromQuery[ImpactFormat] = "json",
+    ) -> Response:
         """The same for a protocol file not loaded yet (the body, as for loading a version)."""
         source = await _protocol_source(request)
         return await _impact(study, source.source, source.name, effective, site, format, today, access)
 
 
-async def _impact(study: str, text: str, name: str, effective: date | None, site: str | None, fmt: str,
-                  today: date, access) -> Response:
+async def _impact(
+    study: str, text: str, name: str, effective: date | None, site: str | None, fmt: str, today: date, access
+) -> Response:
     plausible(effective, "effective")
     protocol = parse_protocol(text, file=name)
     sites = None if access.sites is None or access.sites.all_sites else access.sites.sites

@@ -8,7 +8,7 @@ Every CSV or PDF copy is itself audited as an export.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 from typing import Annotated, Any, Literal, Optional
 
@@ -21,19 +21,21 @@ from litestar.params import FromQuery, QueryParameter
 from trialcoord.adapters.persistence.audit_store import AuditFilter
 from trialcoord.domain.access import Action
 from trialcoord.domain.audit import utc_instant
+from trialcoord.domain.problems import NotConfigured
 from trialcoord.services import audit_log
 from trialcoord.services.audit_log import Change
-from trialcoord.domain.problems import NotConfigured
 from trialcoord.web.api.params import AccessDep, StudyPath, plausible
 from trialcoord.web.auth import Access, needs
 from trialcoord.web.errors import problem_responses
 
 PAGE_SIZE, CSV_LIMIT, PDF_LIMIT = 100, 200_000, 5_000
 ExportFormat = Literal["csv", "pdf"]
-Word = FromQuery[Optional[Annotated[str, msgspec.Meta(min_length=1, max_length=200)]]]
-Day = FromQuery[Optional[date]]
-Before = Annotated[Optional[int], QueryParameter(ge=1, le=2**62, required=False)]
-FormatParam = Annotated[ExportFormat, QueryParameter(name="format", description="csv (electronic copy) or pdf (human-readable)")]
+Word = FromQuery[Optional[Annotated[str, msgspec.Meta(min_length=1, max_length=200)]]]  # noqa: UP045 (see params.py)
+Day = FromQuery[Optional[date]]  # noqa: UP045
+Before = Annotated[int | None, QueryParameter(ge=1, le=2**62, required=False)]
+FormatParam = Annotated[
+    ExportFormat, QueryParameter(name="format", description="csv (electronic copy) or pdf (human-readable)")
+]
 
 
 class AuditEntryOut(msgspec.Struct):
@@ -49,12 +51,19 @@ class AuditEntryOut(msgspec.Struct):
     leaf_hash: str
 
 
-def audit_filter(record_type: str | None, record_id: str | None, actor: str | None, action: str | None,
-                 since: date | None, until: date | None, within: str | None = None) -> AuditFilter:
+def audit_filter(
+    record_type: str | None,
+    record_id: str | None,
+    actor: str | None,
+    action: str | None,
+    since: date | None,
+    until: date | None,
+    within: str | None = None,
+) -> AuditFilter:
     """Dates are whole UTC days, `until` inclusive."""
     since, until = plausible(since, "since"), plausible(until, "until")
-    start = utc_instant(datetime.combine(since, time(), timezone.utc)) if since else None
-    end = utc_instant(datetime.combine(until + timedelta(days=1), time(), timezone.utc)) if until else None
+    start = utc_instant(datetime.combine(since, time(), UTC)) if since else None
+    end = utc_instant(datetime.combine(until + timedelta(days=1), time(), UTC)) if until else None
     return AuditFilter(record_type, record_id, actor, action, start, end, within)
 
 
@@ -67,8 +76,9 @@ def study_scope(access: Access, study: str, site: str | None) -> str:
     if access.sites is not None and not access.sites.all_sites and len(access.sites.sites) == 1:
         return f"{study}/{next(iter(access.sites.sites))}/"
     if access.sites is not None and not access.sites.all_sites:
-        raise PermissionDeniedException(f"{access.user_id} sees some sites of {study} only: choose a site"
-                                        f" ({', '.join(sorted(access.sites.sites))})")
+        raise PermissionDeniedException(
+            f"{access.user_id} sees some sites of {study} only: choose a site ({', '.join(sorted(access.sites.sites))})"
+        )
     return f"{study}/"
 
 
@@ -78,10 +88,21 @@ async def export(where: AuditFilter, form: str, title: str, filters: dict[str, s
     if len(rows) > limit:
         from trialcoord.domain.problems import invalid
 
-        raise invalid(f"the selection holds more than {limit} entries; narrow it by date, record or user"
-                      f" (or export CSV, up to {CSV_LIMIT})", field="until")
-    await audit_log.record_alone(access.user_id, Change("export", "audit_trail", filters.get("scope", "all"), None,
-                                                        {"format": form, "entries": len(rows), **filters}))
+        raise invalid(
+            f"the selection holds more than {limit} entries; narrow it by date, record or user"
+            f" (or export CSV, up to {CSV_LIMIT})",
+            field="until",
+        )
+    await audit_log.record_alone(
+        access.user_id,
+        Change(
+            "export",
+            "audit_trail",
+            filters.get("scope", "all"),
+            None,
+            {"format": form, "entries": len(rows), **filters},
+        ),
+    )
     from trialcoord.adapters.render import audit_report
 
     name = "audit-trail-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in filters.get("scope", "all"))
@@ -89,16 +110,24 @@ async def export(where: AuditFilter, form: str, title: str, filters: dict[str, s
         data, media = audit_report.audit_csv(rows), "text/csv; charset=utf-8"
     else:
         size, root = await audit_log.latest_root()
-        render = partial(audit_report.audit_pdf, rows, title=title, filters=filters,
-                         generated_at=utc_instant(audit_log.clock()),
-                         generated_by=access.viewer.printed_name + f" ({access.user_id})", trail_size=size, root=root)
+        render = partial(
+            audit_report.audit_pdf,
+            rows,
+            title=title,
+            filters=filters,
+            generated_at=utc_instant(audit_log.clock()),
+            generated_by=access.viewer.printed_name + f" ({access.user_id})",
+            trail_size=size,
+            root=root,
+        )
         try:
             data = await anyio.to_thread.run_sync(render)  # seconds of layout: never on the event loop
         except OSError as error:  # WeasyPrint could not load Pango
             raise NotConfigured(f"PDF copies need the Pango library (Debian: libpango-1.0-0): {error}") from None
         media = "application/pdf"
-    return Response(data, media_type=media,
-                    headers={"Content-Disposition": f'attachment; filename="{name.strip("_")}.{form}"'})
+    return Response(
+        data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name.strip("_")}.{form}"'}
+    )
 
 
 def _filters(scope: str, **values: Any) -> dict[str, str]:
@@ -110,36 +139,92 @@ class AuditController(Controller):
     tags = ["audit"]
 
     @get("/audit", opt=needs(Action.VIEW_AUDIT), responses=problem_responses(400, 401, 403))
-    async def system_trail(self, record_type: Word = None, record_id: Word = None, actor: Word = None,
-                           action: Word = None, since: Day = None, until: Day = None, before: Before = None
-                           ) -> list[AuditEntryOut]:
+    async def system_trail(
+        self,
+        record_type: Word = None,
+        record_id: Word = None,
+        actor: Word = None,
+        action: Word = None,
+        since: Day = None,
+        until: Day = None,
+        before: Before = None,
+    ) -> list[AuditEntryOut]:
         """Every entry, newest first, a page of 100 at a time (`before`: the last sequence number seen)."""
         where = audit_filter(record_type, record_id, actor, action, since, until)
         return [AuditEntryOut(**row) for row in await audit_log.browse(where, before, PAGE_SIZE)]
 
-    @get("/audit/export", opt=needs(Action.VIEW_AUDIT), responses=problem_responses(400, 401, 403, 422),
-         media_type="application/octet-stream")
-    async def system_export(self, access: AccessDep, form: FormatParam = "csv", record_type: Word = None, record_id: Word = None, actor: Word = None,
-                            action: Word = None, since: Day = None, until: Day = None) -> Response:
+    @get(
+        "/audit/export",
+        opt=needs(Action.VIEW_AUDIT),
+        responses=problem_responses(400, 401, 403, 422),
+        media_type="application/octet-stream",
+    )
+    async def system_export(
+        self,
+        access: AccessDep,
+        form: FormatParam = "csv",
+        record_type: Word = None,
+        record_id: Word = None,
+        actor: Word = None,
+        action: Word = None,
+        since: Day = None,
+        until: Day = None,
+    ) -> Response:
         where = audit_filter(record_type, record_id, actor, action, since, until)
-        filters = _filters("all", record_type=record_type, record_id=record_id, actor=actor, action=action,
-                           since=since, until=until)
+        filters = _filters(
+            "all", record_type=record_type, record_id=record_id, actor=actor, action=action, since=since, until=until
+        )
         return await export(where, form, "Audit trail", filters, access)
 
-    @get("/studies/{study:str}/audit", opt=needs(Action.VIEW_AUDIT, across_sites=True),
-         responses=problem_responses(400, 401, 403))
-    async def study_trail(self, study: StudyPath, access: AccessDep, site: Word = None, record_type: Word = None,
-                          record_id: Word = None, actor: Word = None, action: Word = None, since: Day = None,
-                          until: Day = None, before: Before = None) -> list[AuditEntryOut]:
+    @get(
+        "/studies/{study:str}/audit",
+        opt=needs(Action.VIEW_AUDIT, across_sites=True),
+        responses=problem_responses(400, 401, 403),
+    )
+    async def study_trail(
+        self,
+        study: StudyPath,
+        access: AccessDep,
+        site: Word = None,
+        record_type: Word = None,
+        record_id: Word = None,
+        actor: Word = None,
+        action: Word = None,
+        since: Day = None,
+        until: Day = None,
+        before: Before = None,
+    ) -> list[AuditEntryOut]:
         where = audit_filter(record_type, record_id, actor, action, since, until, study_scope(access, study, site))
         return [AuditEntryOut(**row) for row in await audit_log.browse(where, before, PAGE_SIZE)]
 
-    @get("/studies/{study:str}/audit/export", opt=needs(Action.VIEW_AUDIT, across_sites=True),
-         responses=problem_responses(400, 401, 403, 422), media_type="application/octet-stream")
-    async def study_export(self, study: StudyPath, access: AccessDep, form: FormatParam = "csv", site: Word = None, record_type: Word = None, record_id: Word = None,
-                           actor: Word = None, action: Word = None, since: Day = None, until: Day = None) -> Response:
+    @get(
+        "/studies/{study:str}/audit/export",
+        opt=needs(Action.VIEW_AUDIT, across_sites=True),
+        responses=problem_responses(400, 401, 403, 422),
+        media_type="application/octet-stream",
+    )
+    async def study_export(
+        self,
+        study: StudyPath,
+        access: AccessDep,
+        form: FormatParam = "csv",
+        site: Word = None,
+        record_type: Word = None,
+        record_id: Word = None,
+        actor: Word = None,
+        action: Word = None,
+        since: Day = None,
+        until: Day = None,
+    ) -> Response:
         scope = study_scope(access, study, site)
         where = audit_filter(record_type, record_id, actor, action, since, until, scope)
-        filters = _filters(scope.rstrip("/"), record_type=record_type, record_id=record_id, actor=actor,
-                           action=action, since=since, until=until)
+        filters = _filters(
+            scope.rstrip("/"),
+            record_type=record_type,
+            record_id=record_id,
+            actor=actor,
+            action=action,
+            since=since,
+            until=until,
+        )
         return await export(where, form, f"Audit trail of {scope.rstrip('/')}", filters, access)

@@ -11,8 +11,8 @@ from litestar.params import JSONBody
 
 from trialcoord.domain.access import Action
 from trialcoord.domain.consent import SIGNATURE_BLOCKS
-from trialcoord.services import consent
 from trialcoord.domain.problems import invalid
+from trialcoord.services import consent
 from trialcoord.web.api.params import AccessDep, StudyPath, SubjectPath, Today
 from trialcoord.web.api.schemas import Code
 from trialcoord.web.auth import needs
@@ -46,12 +46,30 @@ class ConsentIn(msgspec.Struct):
     obtained_by: Code
     language: Language | None = None
     label: Code | None = None  # the registered version signed (with language); on paper, the version printed
-    paper_reference: Annotated[str, msgspec.Meta(
-        min_length=1, max_length=200, description="a consent signed on paper before its version was registered:"
-                                                  " the paper document's reference")] | None = None
-    signed_by: Annotated[list[Annotated[str, msgspec.Meta(max_length=40)]], msgspec.Meta(
-        max_length=4, description="signature blocks signed on the form: " + ", ".join(SIGNATURE_BLOCKS)
-        + "; omitted: not stated (recorded as unknown)")] | None = None
+    paper_reference: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=200,
+                description="a consent signed on paper before its version was registered:"
+                " the paper document's reference",
+            ),
+        ]
+        | None
+    ) = None
+    signed_by: (
+        Annotated[
+            list[Annotated[str, msgspec.Meta(max_length=40)]],
+            msgspec.Meta(
+                max_length=4,
+                description="signature blocks signed on the form: "
+                + ", ".join(SIGNATURE_BLOCKS)
+                + "; omitted: not stated (recorded as unknown)",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class ConsentOut(msgspec.Struct):
@@ -100,33 +118,71 @@ class ConsentController(Controller):
     async def versions(self, study: StudyPath, access: AccessDep) -> list[ConsentVersionOut]:
         return [ConsentVersionOut(**row) for row in await consent.list_versions(study) if access.shows(row["site"])]
 
-    @post("/consent-versions", opt=needs(Action.MANAGE_DOCUMENTS, across_sites=True), status_code=201,
-          responses=problem_responses(400, 401, 403, 404, 409, 422))
-    async def register(self, study: StudyPath, data: JSONBody[ConsentVersionIn], access: AccessDep
-                       ) -> ConsentVersionOut:
+    @post(
+        "/consent-versions",
+        opt=needs(Action.MANAGE_DOCUMENTS, across_sites=True),
+        status_code=201,
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
+    async def register(
+        self, study: StudyPath, data: JSONBody[ConsentVersionIn], access: AccessDep
+    ) -> ConsentVersionOut:
         """A consent version of a site, from an effective informed consent form document of that site."""
         access.require_site(data.site, "register consent versions")
-        row = await consent.register_version(study, data.site, data.language, data.label, data.protocol_version,
-                                             data.document, data.document_label, actor=access.user_id)
+        row = await consent.register_version(
+            study,
+            data.site,
+            data.language,
+            data.label,
+            data.protocol_version,
+            data.document,
+            data.document_label,
+            actor=access.user_id,
+        )
         return ConsentVersionOut(**row)
 
-    @post("/participants/{subject_id:str}/consents", opt=needs(Action.ENROLL_PARTICIPANT), status_code=201,
-          responses=problem_responses(400, 401, 403, 404, 409, 422))
-    async def record(self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[ConsentIn], access: AccessDep,
-                     today: Today) -> ConsentOut:
+    @post(
+        "/participants/{subject_id:str}/consents",
+        opt=needs(Action.ENROLL_PARTICIPANT),
+        status_code=201,
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
+    async def record(
+        self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[ConsentIn], access: AccessDep, today: Today
+    ) -> ConsentOut:
         """A participant's consent: on a registered version (language and label), or on paper before its version
         was registered (paper_reference). A first consent also records the protocol's consent event."""
         signed_by = tuple(data.signed_by) if data.signed_by is not None else None
         if data.paper_reference is not None:
-            row = await consent.record_paper_consent(study, subject_id, data.signed_on, data.paper_reference,
-                                                     data.obtained_by, today, actor=access.user_id, label=data.label,
-                                                     language=data.language, signed_by=signed_by)
+            row = await consent.record_paper_consent(
+                study,
+                subject_id,
+                data.signed_on,
+                data.paper_reference,
+                data.obtained_by,
+                today,
+                actor=access.user_id,
+                label=data.label,
+                language=data.language,
+                signed_by=signed_by,
+            )
         elif data.language is None or data.label is None:
-            raise invalid("give the consent version signed (language and label), or a paper consent's"
-                          " paper_reference", field="label")
+            raise invalid(
+                "give the consent version signed (language and label), or a paper consent's paper_reference",
+                field="label",
+            )
         else:
-            row = await consent.record_consent(study, subject_id, data.language, data.label, data.signed_on,
-                                               data.obtained_by, today, actor=access.user_id, signed_by=signed_by)
+            row = await consent.record_consent(
+                study,
+                subject_id,
+                data.language,
+                data.label,
+                data.signed_on,
+                data.obtained_by,
+                today,
+                actor=access.user_id,
+                signed_by=signed_by,
+            )
         return ConsentOut(**row)
 
     @get("/consent-issues", opt=VIEW, responses=problem_responses(400, 401, 403, 404))

@@ -28,9 +28,18 @@ FILE = needs(Action.MANAGE_DOCUMENTS, across_sites=True)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 Format = Literal["pdf", "docx"]
 SiteQuery = FromQuery[Annotated[Code, msgspec.Meta(description="Site code")]]
-OptionalSite = FromQuery[Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$",
-                                                     description="One site (default: every site you may see)")]
-                         | None]
+OptionalSite = FromQuery[
+    Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=64,
+            pattern=r"^[^\x00-\x1f\x7f]+$",
+            description="One site (default: every site you may see)",
+        ),
+    ]
+    | None
+]
 FormatQuery = FromQuery[Format]
 
 
@@ -55,6 +64,7 @@ class FiledOut(msgspec.Struct):
 class QueuedOut(msgspec.Struct):
     """A long report handed to a render job (202): poll `url`, then fetch `result_url`; a filing is made
     under `label` once the job is done."""
+
     job_id: str
     url: str
     result_url: str
@@ -64,9 +74,12 @@ class QueuedOut(msgspec.Struct):
 
 
 def _queued(job_id: str, url: str, pages: int, file_name: str, label: str) -> Response[QueuedOut]:
-    return Response(QueuedOut(job_id, url, f"{url}/result", pages, file_name, label), status_code=202,
-                    media_type="application/json",
-                    headers={"Location": url})
+    return Response(
+        QueuedOut(job_id, url, f"{url}/result", pages, file_name, label),
+        status_code=202,
+        media_type="application/json",
+        headers={"Location": url},
+    )
 
 
 def scope(access: Access, site: str | None) -> list[str] | None:
@@ -87,21 +100,24 @@ class DeviationReportController(Controller):
     tags = ["deviation reports"]
 
     @get("/deviations/trends", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
-    async def trends(self, study: StudyPath, access: AccessDep, today: Today, site: OptionalSite = None,
-                     as_of: AsOf = None) -> dict[str, Any]:
+    async def trends(
+        self, study: StudyPath, access: AccessDep, today: Today, site: OptionalSite = None, as_of: AsOf = None
+    ) -> dict[str, Any]:
         """Deviations by month and category, by site, by rule and category, repeats of a (site, rule,
         category) over time, and days from detection to closure; resolved-by-correction and
         not-a-deviation records are left out (`excluded` counts them)."""
         return await reports.trends(study, scope(access, site), as_of_or_today(as_of, today))
 
-    @get("/deviations/listing.csv", opt=EXPORT, media_type="text/csv",
-         responses=problem_responses(400, 401, 403, 404))
+    @get("/deviations/listing.csv", opt=EXPORT, media_type="text/csv", responses=problem_responses(400, 401, 403, 404))
     async def listing_csv(self, study: StudyPath, access: AccessDep, site: OptionalSite = None) -> Response[bytes]:
         """The deviation listing (SDTM DV-like columns) as CSV, UTF-8 with BOM; text a spreadsheet would
         run as a formula gets a leading apostrophe. Audited."""
         data, _ = await reports.listing_file(study, scope(access, site), "csv", access.user_id)
-        return Response(data, media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": attachment(f"deviations-{study}.csv")})
+        return Response(
+            data,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": attachment(f"deviations-{study}.csv")},
+        )
 
     @get("/deviations/listing.xlsx", opt=EXPORT, media_type=XLSX, responses=problem_responses(400, 401, 403, 404))
     async def listing_xlsx(self, study: StudyPath, access: AccessDep, site: OptionalSite = None) -> Response[bytes]:
@@ -109,51 +125,81 @@ class DeviationReportController(Controller):
         data, _ = await reports.listing_file(study, scope(access, site), "xlsx", access.user_id)
         return Response(data, media_type=XLSX, headers={"Content-Disposition": attachment(f"deviations-{study}.xlsx")})
 
-    @get("/deviations/log", opt=EXPORT, media_type="application/octet-stream",
-         responses=problem_responses(400, 401, 403, 404, 422))
-    async def log(self, request: Request, study: StudyPath, access: AccessDep, today: Today, site: SiteQuery,
-                  format: FormatQuery = "pdf") -> Response[bytes]:
+    @get(
+        "/deviations/log",
+        opt=EXPORT,
+        media_type="application/octet-stream",
+        responses=problem_responses(400, 401, 403, 404, 422),
+    )
+    async def log(
+        self,
+        request: Request,
+        study: StudyPath,
+        access: AccessDep,
+        today: Today,
+        site: SiteQuery,
+        format: FormatQuery = "pdf",
+    ) -> Response[bytes]:
         """The site's protocol deviation log (TMF 05.04.06) as PDF/A (with charts) or DOCX, dated today. Audited."""
         return await _download(request, study, site, reports.LOG, format, access, today)
 
-    @get("/deviations/monitoring-report", opt=EXPORT, media_type="application/octet-stream",
-         responses=problem_responses(400, 401, 403, 404, 422))
-    async def monitoring_report(self, request: Request, study: StudyPath, access: AccessDep, today: Today,
-                                site: SiteQuery, format: FormatQuery = "pdf") -> Response[bytes]:
+    @get(
+        "/deviations/monitoring-report",
+        opt=EXPORT,
+        media_type="application/octet-stream",
+        responses=problem_responses(400, 401, 403, 404, 422),
+    )
+    async def monitoring_report(
+        self,
+        request: Request,
+        study: StudyPath,
+        access: AccessDep,
+        today: Today,
+        site: SiteQuery,
+        format: FormatQuery = "pdf",
+    ) -> Response[bytes]:
         """The site's monitoring visit report (TMF 05.04.03) as PDF/A (with charts) or DOCX, dated today. Audited."""
         return await _download(request, study, site, reports.VISIT_REPORT, format, access, today)
 
-    @post("/deviations/log/file", opt=FILE, status_code=201,
-          responses=problem_responses(400, 401, 403, 404, 409, 422))
-    async def file_log(self, request: Request, study: StudyPath, data: JSONBody[FileIn], access: AccessDep,
-                       today: Today) -> Response[FiledOut]:
+    @post("/deviations/log/file", opt=FILE, status_code=201, responses=problem_responses(400, 401, 403, 404, 409, 422))
+    async def file_log(
+        self, request: Request, study: StudyPath, data: JSONBody[FileIn], access: AccessDep, today: Today
+    ) -> Response[FiledOut]:
         """File today's deviation log into the site's binder as a new draft version labelled by the day."""
         return await _file(request, study, data, reports.LOG, access, today)
 
-    @post("/deviations/monitoring-report/file", opt=FILE, status_code=201,
-          responses=problem_responses(400, 401, 403, 404, 409, 422))
-    async def file_monitoring_report(self, request: Request, study: StudyPath, data: JSONBody[FileIn],
-                                     access: AccessDep, today: Today) -> Response[FiledOut]:
+    @post(
+        "/deviations/monitoring-report/file",
+        opt=FILE,
+        status_code=201,
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
+    async def file_monitoring_report(
+        self, request: Request, study: StudyPath, data: JSONBody[FileIn], access: AccessDep, today: Today
+    ) -> Response[FiledOut]:
         """File today's monitoring visit report into the site's binder as a new draft version."""
         return await _file(request, study, data, reports.VISIT_REPORT, access, today)
 
     @get("/site-summary", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
-    async def site_summary(self, study: StudyPath, access: AccessDep, today: Today, site: OptionalSite = None,
-                           as_of: AsOf = None) -> dict[str, Any]:
+    async def site_summary(
+        self, study: StudyPath, access: AccessDep, today: Today, site: OptionalSite = None, as_of: AsOf = None
+    ) -> dict[str, Any]:
         """Enrolment, visit completion and on-time rate, open deviations by age, re-consent backlog and binder
         documents expiring within 60 days, per site and in total."""
         sites = await _sites(study, access, site)
-        return await reports.site_summary(study, sites, as_of_or_today(as_of, today),
-                                          personal=sees_personal_data(access, study, sites, today))
+        return await reports.site_summary(
+            study, sites, as_of_or_today(as_of, today), personal=sees_personal_data(access, study, sites, today)
+        )
 
-    @get("/site-summary.pdf", opt=EXPORT, media_type="application/pdf",
-         responses=problem_responses(400, 401, 403, 404))
-    async def site_summary_pdf(self, study: StudyPath, access: AccessDep, today: Today, site: OptionalSite = None
-                               ) -> Response[bytes]:
+    @get("/site-summary.pdf", opt=EXPORT, media_type="application/pdf", responses=problem_responses(400, 401, 403, 404))
+    async def site_summary_pdf(
+        self, study: StudyPath, access: AccessDep, today: Today, site: OptionalSite = None
+    ) -> Response[bytes]:
         """The site manager's summary as a PDF/A report, dated today. Audited."""
         sites = await _sites(study, access, site)
-        data = await reports.site_summary_pdf(study, sites, today, access.user_id,
-                                              personal=sees_personal_data(access, study, sites, today))
+        data = await reports.site_summary_pdf(
+            study, sites, today, access.user_id, personal=sees_personal_data(access, study, sites, today)
+        )
         name = f"site-summary-{study}" + (f"-{site}" if site else "") + f"-{today}.pdf"
         return Response(data, media_type="application/pdf", headers={"Content-Disposition": attachment(name)})
 
@@ -171,13 +217,15 @@ async def _sites(study: str, access: Access, site: str | None) -> list[str]:
     return [row["code"] for row in await scheduling.list_sites(study) if access.shows(row["code"])]
 
 
-async def _download(request: Request, study: str, site: str, name: str, kind: str, access: Access, today: date
-                    ) -> Response:
+async def _download(
+    request: Request, study: str, site: str, name: str, kind: str, access: Access, today: date
+) -> Response:
     from trialcoord.web.api.render_jobs import render_jobs
 
     access.require_site(site, "export deviation reports")
-    data, file_name = await reports.download_report(study, site, name, kind, today, access.user_id, printed(access),
-                                                    jobs=render_jobs(request.app))
+    data, file_name = await reports.download_report(
+        study, site, name, kind, today, access.user_id, printed(access), jobs=render_jobs(request.app)
+    )
     if isinstance(data, reports.Queued):  # long: rendered by a job, never in the request
         return _queued(data.job_id, data.url, data.pages_estimated, data.file_name, data.label)
     return Response(data, media_type=reports.MEDIA_TYPES[kind], headers={"Content-Disposition": attachment(file_name)})
@@ -187,8 +235,9 @@ async def _file(request: Request, study: str, data: FileIn, name: str, access: A
     from trialcoord.web.api.render_jobs import render_jobs
 
     access.require_site(data.site, "file documents")
-    row = await reports.file_report(study, data.site, name, data.format, today, access.user_id, printed(access),
-                                    jobs=render_jobs(request.app))
+    row = await reports.file_report(
+        study, data.site, name, data.format, today, access.user_id, printed(access), jobs=render_jobs(request.app)
+    )
     if row.get("queued"):  # long: the job renders it, and it is filed under `label` once done
         return _queued(row["job_id"], row["job_url"], row["pages_estimated"], row["file_name"], row["label"])
     return Response(msgspec.convert({k: row[k] for k in FiledOut.__struct_fields__}, FiledOut), status_code=201)

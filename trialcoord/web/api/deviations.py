@@ -10,7 +10,7 @@ coded deviation data; each write keeps its own action. CAPA records a reader may
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, get, post
@@ -34,13 +34,15 @@ PAGE, MAX_PAGE, MAX_IDS = 50, 500, 500
 DeviationPath = Annotated[int, PathParameter(description="Deviation number", ge=1, le=2**31 - 1)]
 CapaPath = Annotated[int, PathParameter(description="CAPA record number", ge=1, le=2**31 - 1)]
 Term = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
-StateParam = Annotated[Optional[str], QueryParameter(name="state", required=False, max_length=500,
-                                                     description="comma-separated states")]
+StateParam = Annotated[
+    str | None, QueryParameter(name="state", required=False, max_length=500, description="comma-separated states")
+]
 Days = Annotated[int, msgspec.Meta(ge=0, le=3650)]
 Ids = Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]], msgspec.Meta(max_length=MAX_IDS)]
 
 
 # Bodies -------------------------------------------------------------------------------------------
+
 
 class DetectIn(msgspec.Struct):
     as_of: date | None = None  # default: today
@@ -110,6 +112,7 @@ class ReasonIn(msgspec.Struct):
 
 
 # Responses ----------------------------------------------------------------------------------------
+
 
 class DetectOut(msgspec.Struct):
     study: str
@@ -225,6 +228,7 @@ class CapaOut(msgspec.Struct):
 
 # Helpers ------------------------------------------------------------------------------------------
 
+
 def visible_sites(access: Access) -> list[str] | None:
     """The sites a listing may show (None: all of them)."""
     if access.sites is None or access.sites.all_sites:
@@ -253,24 +257,32 @@ class DeviationController(Controller):
     tags = ["deviations"]
 
     @post("/deviations/detect", opt=RECORD, status_code=200, responses=READ)
-    async def detect(self, study: StudyPath, access: AccessDep, today: Today,
-                     data: JSONBody[Optional[DetectIn]] = None) -> DetectOut:
+    async def detect(
+        self, study: StudyPath, access: AccessDep, today: Today, data: JSONBody[DetectIn | None] = None
+    ) -> DetectOut:
         """Create, update, resolve and reopen the study's automatic deviations (incremental unless `full`).
         Only a reader of every site of the study may choose `as_of` (not after today, nor before the last
         run) or `full`."""
         data = data or DetectIn()
         if (data.as_of is not None or data.full) and visible_sites(access) is not None:
             # a run's date and scope decide every site's records: only a reader of all of them chooses
-            raise PermissionDeniedException(f"{access.user_id} may not choose as_of or full: that needs a grant"
-                                            " covering every site of the study")
+            raise PermissionDeniedException(
+                f"{access.user_id} may not choose as_of or full: that needs a grant covering every site of the study"
+            )
         counts = await deviations.detect(study, data.as_of or today, access.user_id, full=data.full, today=today)
         return msgspec.convert(counts, DetectOut)
 
     @get("/deviations", opt=VIEW, responses=READ)
     async def queue(
-        self, study: StudyPath, access: AccessDep, today: Today,
-        states: StateParam = None, site: QueryStr = None, category: QueryStr = None, participant: QueryStr = None,
-        min_age_days: Annotated[Optional[int], QueryParameter(ge=0, le=36500, required=False)] = None,
+        self,
+        study: StudyPath,
+        access: AccessDep,
+        today: Today,
+        states: StateParam = None,
+        site: QueryStr = None,
+        category: QueryStr = None,
+        participant: QueryStr = None,
+        min_age_days: Annotated[int | None, QueryParameter(ge=0, le=36500, required=False)] = None,
         as_of: AsOf = None,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = PAGE,
         offset: Annotated[int, QueryParameter(ge=0, le=2**31 - 1)] = 0,
@@ -278,10 +290,17 @@ class DeviationController(Controller):
         """The deviations of the sites the reader sees (`site` narrows to one), oldest first; `state` is a
         comma-separated list, `min_age_days` counts from detection to `as_of` (default today)."""
         wanted = [s.strip() for s in states.split(",") if s.strip()] if states else None
-        rows, total = await deviations.listing(study, states=wanted, sites=visible_sites(access),
-                                               category=category or None, min_age_days=min_age_days,
-                                               as_of=as_of_or_today(as_of, today), limit=limit, offset=offset,
-                                               participant=participant or None)
+        rows, total = await deviations.listing(
+            study,
+            states=wanted,
+            sites=visible_sites(access),
+            category=category or None,
+            min_age_days=min_age_days,
+            as_of=as_of_or_today(as_of, today),
+            limit=limit,
+            offset=offset,
+            participant=participant or None,
+        )
         return DeviationPage([msgspec.convert(r, DeviationOut) for r in rows], total, limit, offset)
 
     @get("/deviations/{deviation_id:int}", opt=VIEW, responses=READ)
@@ -291,46 +310,89 @@ class DeviationController(Controller):
         return detail(row, await deviation_review.verify_signatures(study, deviation_id))
 
     @post("/deviations", opt=RECORD, status_code=201, responses=WRITE)
-    async def record(self, study: StudyPath, data: JSONBody[DeviationIn], access: AccessDep, today: Today
-                     ) -> DeviationOut:
+    async def record(
+        self, study: StudyPath, data: JSONBody[DeviationIn], access: AccessDep, today: Today
+    ) -> DeviationOut:
         """A deviation someone found (any category), at a site or of one of its participants."""
         access.require_site(data.site, "record deviations")
-        row = await deviations.record_manual(study, data.site, data.category, data.description, data.occurred_on,
-                                             access.user_id, subject_id=data.subject_id, visit=data.visit,
-                                             subcategory=data.subcategory, classification=data.classification,
-                                             today=today)
+        row = await deviations.record_manual(
+            study,
+            data.site,
+            data.category,
+            data.description,
+            data.occurred_on,
+            access.user_id,
+            subject_id=data.subject_id,
+            visit=data.visit,
+            subcategory=data.subcategory,
+            classification=data.classification,
+            today=today,
+        )
         return msgspec.convert(row, DeviationOut)
 
-    @post("/deviations/{deviation_id:int}/steps", opt=RECORD, status_code=200, responses=problem_responses(
-        400, 401, 403, 404, 409, 422, 503))
-    async def step(self, study: StudyPath, deviation_id: DeviationPath, data: JSONBody[StepIn], access: AccessDep,
-                   today: Today) -> DeviationDetail:
+    @post(
+        "/deviations/{deviation_id:int}/steps",
+        opt=RECORD,
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409, 422, 503),
+    )
+    async def step(
+        self, study: StudyPath, deviation_id: DeviationPath, data: JSONBody[StepIn], access: AccessDep, today: Today
+    ) -> DeviationDetail:
         """One review step: respond (site staff), acknowledge, classify, close, reopen (monitors). Classify
         and close are electronic signatures (review, approval): the password, and the user ID at the first
         signing of a continuous period. A wrong password changes nothing."""
         row = await visible_deviation(access, study, deviation_id)
-        fields = dict(reason=data.reason, response=data.response, classification=data.classification,
-                      category=data.category, subcategory=data.subcategory)
+        fields = dict(
+            reason=data.reason,
+            response=data.response,
+            classification=data.classification,
+            category=data.category,
+            subcategory=data.subcategory,
+        )
         transition = TRANSITIONS.get(data.step) or check_step(data.step, row["state"], **fields)  # unknown: 422
         for action in transition.needs:
             if not access.may(action, study, row["site"], today):
-                raise PermissionDeniedException(f"{access.user_id} may not {data.step} deviations at site"
-                                                f" {row['site']} ({str(action).replace('_', ' ')})")
+                raise PermissionDeniedException(
+                    f"{access.user_id} may not {data.step} deviations at site"
+                    f" {row['site']} ({str(action).replace('_', ' ')})"
+                )
         check_step(data.step, row["state"], **fields)  # a step that cannot be taken asks for no password
         signing = None
         if transition.meaning is not None and data.row_version is None:  # never sign a record one has not seen
-            raise InvalidInput([Problem(f"to {data.step} deviation {deviation_id}, send the row_version you read"
-                                        f" (now {row['row_version']})", field="row_version")])
+            raise InvalidInput(
+                [
+                    Problem(
+                        f"to {data.step} deviation {deviation_id}, send the row_version you read"
+                        f" (now {row['row_version']})",
+                        field="row_version",
+                    )
+                ]
+            )
         if transition.meaning is not None:
-            signing = await accounts.signing_ceremony(access.viewer, str(transition.meaning), data.password or "",
-                                                      data.user_id)
-        await deviation_review.take_step(study, deviation_id, data.step, access.user_id, row_version=data.row_version,
-                                         corrective_action=data.corrective_action, signing=signing, **fields)
-        return detail(await deviations.get(study, deviation_id),
-                      await deviation_review.verify_signatures(study, deviation_id))
+            signing = await accounts.signing_ceremony(
+                access.viewer, str(transition.meaning), data.password or "", data.user_id
+            )
+        await deviation_review.take_step(
+            study,
+            deviation_id,
+            data.step,
+            access.user_id,
+            row_version=data.row_version,
+            corrective_action=data.corrective_action,
+            signing=signing,
+            **fields,
+        )
+        return detail(
+            await deviations.get(study, deviation_id), await deviation_review.verify_signatures(study, deviation_id)
+        )
 
-    @post("/deviations/acknowledge", opt=needs(Action.REVIEW_DEVIATION, across_sites=True), status_code=200,
-          responses=READ)
+    @post(
+        "/deviations/acknowledge",
+        opt=needs(Action.REVIEW_DEVIATION, across_sites=True),
+        status_code=200,
+        responses=READ,
+    )
     async def acknowledge(self, study: StudyPath, data: JSONBody[IdsIn], access: AccessDep) -> AcknowledgedOut:
         """Take several deviations into review at once; each refused one is listed with the reason."""
         shown, refused = [], []
@@ -345,21 +407,37 @@ class DeviationController(Controller):
         refused += [Refusal(int(i), reason) for i, reason in done["refused"].items()]
         return AcknowledgedOut(done["acknowledged"], sorted(refused, key=lambda r: r.id))
 
-    @post("/participants/{subject_id:str}/window-exceptions", opt=needs(Action.APPROVE_EXCEPTION), status_code=201,
-          responses=WRITE)
-    async def approve_exception(self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[ExceptionIn],
-                                access: AccessDep, today: Today) -> ExceptionOut:
+    @post(
+        "/participants/{subject_id:str}/window-exceptions",
+        opt=needs(Action.APPROVE_EXCEPTION),
+        status_code=201,
+        responses=WRITE,
+    )
+    async def approve_exception(
+        self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[ExceptionIn], access: AccessDep, today: Today
+    ) -> ExceptionOut:
         """An investigator's approved window extension of one visit: it prevents the early or late deviation
         only if approved on or before the visit day. Audited."""
-        row = await deviations.approve_exception(study, subject_id, data.visit, data.earlier_days, data.later_days,
-                                                 data.approved_on, data.reason, access.user_id, today=today)
+        row = await deviations.approve_exception(
+            study,
+            subject_id,
+            data.visit,
+            data.earlier_days,
+            data.later_days,
+            data.approved_on,
+            data.reason,
+            access.user_id,
+            today=today,
+        )
         return msgspec.convert(row, ExceptionOut)
 
     @get("/window-exceptions", opt=VIEW, responses=READ)
     async def exceptions(self, study: StudyPath, access: AccessDep) -> list[ExceptionOut]:
         site_of = {p["subject_id"]: p["site"] for p in await scheduling.list_participants(study)}
-        rows = [{**e, "site": site_of[e["subject_id"]], "approved_on": _day(e["approved_on"])}
-                for e in await deviations.exceptions_of(study)]
+        rows = [
+            {**e, "site": site_of[e["subject_id"]], "approved_on": _day(e["approved_on"])}
+            for e in await deviations.exceptions_of(study)
+        ]
         return [msgspec.convert(r, ExceptionOut) for r in rows if access.shows(r["site"])]
 
     @get("/capas", opt=VIEW, responses=READ)
@@ -370,9 +448,18 @@ class DeviationController(Controller):
 
     @post("/capas", opt=RECORD, status_code=201, responses=WRITE)
     async def create_capa(self, study: StudyPath, data: JSONBody[CapaIn], access: AccessDep) -> CapaOut:
-        capa = await deviation_review.create_capa(study, data.title, data.root_cause, data.corrective_action,
-                                                  data.preventive_action, data.owner, data.due_on, data.deviations,
-                                                  access.user_id, sites=visible_sites(access))
+        capa = await deviation_review.create_capa(
+            study,
+            data.title,
+            data.root_cause,
+            data.corrective_action,
+            data.preventive_action,
+            data.owner,
+            data.due_on,
+            data.deviations,
+            access.user_id,
+            sites=visible_sites(access),
+        )
         return capa_out(capa)
 
     @get("/capas/{capa_id:int}", opt=VIEW, responses=READ)
@@ -381,18 +468,19 @@ class DeviationController(Controller):
         return capa_out(await deviation_review.get_capa(study, capa_id, visible_sites(access), access.user_id))
 
     @post("/capas/{capa_id:int}/deviations", opt=RECORD, status_code=200, responses=WRITE)
-    async def link_capa(self, study: StudyPath, capa_id: CapaPath, data: JSONBody[IdsIn], access: AccessDep
-                        ) -> CapaOut:
+    async def link_capa(self, study: StudyPath, capa_id: CapaPath, data: JSONBody[IdsIn], access: AccessDep) -> CapaOut:
         """Group more deviations under the record (only deviations the caller sees)."""
         capa = await deviation_review.link_capa(study, capa_id, data.ids, access.user_id, sites=visible_sites(access))
         return capa_out(capa)
 
     @post("/capas/{capa_id:int}/close", opt=RECORD, status_code=200, responses=WRITE)
-    async def close_capa(self, study: StudyPath, capa_id: CapaPath, data: JSONBody[ReasonIn], access: AccessDep
-                         ) -> CapaOut:
+    async def close_capa(
+        self, study: StudyPath, capa_id: CapaPath, data: JSONBody[ReasonIn], access: AccessDep
+    ) -> CapaOut:
         """Close the record with how its effectiveness was checked."""
-        capa = await deviation_review.close_capa(study, capa_id, access.user_id, data.reason,
-                                                 sites=visible_sites(access))
+        capa = await deviation_review.close_capa(
+            study, capa_id, access.user_id, data.reason, sites=visible_sites(access)
+        )
         return capa_out(capa)
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from urllib.parse import quote
 from datetime import date
 from typing import Annotated
+from urllib.parse import quote
 
 import msgspec
 from litestar import Controller, Response, get, post
@@ -113,25 +113,40 @@ class DocumentController(Controller):
     tags = ["documents"]
 
     @get("/", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
-    async def list_documents(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None
-                             ) -> list[DocumentVersionOut]:
+    async def list_documents(
+        self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None
+    ) -> list[DocumentVersionOut]:
         """Every version of the study's documents and of the sites the viewer works at."""
         rows = await documents.list_documents(study, site or None)
         return [_out(row) for row in rows if visible(access, study, row, today)]
 
-    @post("/", opt=MANAGE, status_code=201, request_max_body_size=MAX_BODY,
-          responses=problem_responses(400, 401, 403, 404, 409, 422))
+    @post(
+        "/",
+        opt=MANAGE,
+        status_code=201,
+        request_max_body_size=MAX_BODY,
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
     async def add_version(self, study: StudyPath, data: JSONBody[VersionIn], access: AccessDep) -> DocumentVersionOut:
         """Store a new version (a draft); its type is checked by content, its SHA-256 computed on arrival."""
         may_manage(access, data.site, study)
         try:
             content = base64.b64decode(data.content, validate=True)
         except (binascii.Error, ValueError):
-            raise ValidationException("`content` is not base64", extra=[{"key": "content", "message": "not base64"}]
-                                      ) from None
-        row = await documents.add_version(DocumentKey(study, data.site, data.name), data.artifact, data.label,
-                                          content, data.file_name, data.change_summary, actor=access.user_id,
-                                          person=data.person, expires_on=data.expires_on)
+            raise ValidationException(
+                "`content` is not base64", extra=[{"key": "content", "message": "not base64"}]
+            ) from None
+        row = await documents.add_version(
+            DocumentKey(study, data.site, data.name),
+            data.artifact,
+            data.label,
+            content,
+            data.file_name,
+            data.change_summary,
+            actor=access.user_id,
+            person=data.person,
+            expires_on=data.expires_on,
+        )
         return _out(row)
 
     @post("/status", opt=MANAGE, status_code=200, responses=problem_responses(400, 401, 403, 404, 422))
@@ -141,18 +156,38 @@ class DocumentController(Controller):
         approval = None
         if data.approval_reference or data.approval_date or data.approval_letter_sha256:
             if not (data.approval_reference and data.approval_date and data.approval_letter_sha256):
-                raise ValidationException("an approval needs its reference, date and letter's SHA-256",
-                                          extra=[{"key": "approval_reference", "message": "incomplete approval"}])
+                raise ValidationException(
+                    "an approval needs its reference, date and letter's SHA-256",
+                    extra=[{"key": "approval_reference", "message": "incomplete approval"}],
+                )
             approval = IrbApproval(data.approval_reference, data.approval_date, data.approval_letter_sha256)
-        row = await documents.change_status(DocumentKey(study, data.site, data.name), data.label, data.status,
-                                            data.on, data.reason, approval, actor=access.user_id)
+        row = await documents.change_status(
+            DocumentKey(study, data.site, data.name),
+            data.label,
+            data.status,
+            data.on,
+            data.reason,
+            approval,
+            actor=access.user_id,
+        )
         return _out(row)
 
-    @get("/content", opt=VIEW, media_type="application/octet-stream",
-         responses=problem_responses(400, 401, 403, 404, 409))
-    async def content(self, study: StudyPath, access: AccessDep, today: Today, name: FromQuery[Name],
-                      label: FromQuery[Code], site: QueryStr = None, inline: FromQuery[bool] = False
-                      ) -> Response[bytes]:
+    @get(
+        "/content",
+        opt=VIEW,
+        media_type="application/octet-stream",
+        responses=problem_responses(400, 401, 403, 404, 409),
+    )
+    async def content(
+        self,
+        study: StudyPath,
+        access: AccessDep,
+        today: Today,
+        name: FromQuery[Name],
+        label: FromQuery[Code],
+        site: QueryStr = None,
+        inline: FromQuery[bool] = False,
+    ) -> Response[bytes]:
         """The version's bytes, checked against their SHA-256 first; the download (or, with `inline`, the
         preview in the browser) is audited."""
         key = DocumentKey(study, site or None, name)
@@ -160,11 +195,19 @@ class DocumentController(Controller):
         if not visible(access, study, row, today):
             raise PermissionDeniedException(f"{access.user_id} may not see {name}: it holds personal data")
         data = await documents.version_bytes(key, label)
-        response = Response(data, media_type=row["media_type"],
-                            headers={"Content-Disposition": attachment(row["file_name"], inline)})
-        await audit_log.record_alone(access.user_id, Change("view" if inline else "export", "document_version",
-                                                            documents.record_id(key, label), None,
-                                                            {"sha256": row["sha256"]}))
+        response = Response(
+            data, media_type=row["media_type"], headers={"Content-Disposition": attachment(row["file_name"], inline)}
+        )
+        await audit_log.record_alone(
+            access.user_id,
+            Change(
+                "view" if inline else "export",
+                "document_version",
+                documents.record_id(key, label),
+                None,
+                {"sha256": row["sha256"]},
+            ),
+        )
         return response
 
 

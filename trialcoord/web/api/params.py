@@ -35,6 +35,6 @@ VisitPath = Annotated[str, PathParameter(description="Visit code, such as C3D1",
 SitePath = Annotated[str, PathParameter(description="Site code", examples=[Example(value="101")])]
 Today = NamedDependency[date]  # provided by the app: today in the configured time zone
 AccessDep = NamedDependency[Access]  # provided by the app: who is asking, found by the guard
-AsOf = FromQuery[Optional[date]]
-QueryStr = FromQuery[Optional[str]]
+AsOf = FromQuery[Optional[date]]  # noqa: UP045 (aliases read at run time by the API's parameter parsing)
+QueryStr = FromQuery[Optional[str]]  # noqa: UP045
 WorklistKind = Literal["today", "week", "overdue", "missed_or_out_of_window"]

@@ -7,7 +7,16 @@ from litestar.params import JSONBody
 
 from trialcoord.domain.access import Action
 from trialcoord.services import amendments, identities, scheduling
-from trialcoord.web.api.params import AccessDep, AsOf, QueryStr, StudyPath, SubjectPath, Today, VisitPath, as_of_or_today
+from trialcoord.web.api.params import (
+    AccessDep,
+    AsOf,
+    QueryStr,
+    StudyPath,
+    SubjectPath,
+    Today,
+    VisitPath,
+    as_of_or_today,
+)
 from trialcoord.web.api.schemas import (
     ArmIn,
     EnrolmentIn,
@@ -36,8 +45,7 @@ class ParticipantController(Controller):
     tags = ["participants"]
 
     @get("/", opt=needs(Action.VIEW_SCHEDULE, across_sites=True), responses=READ)
-    async def list_participants(self, study: StudyPath, access: AccessDep, site: QueryStr = None
-                                ) -> list[Participant]:
+    async def list_participants(self, study: StudyPath, access: AccessDep, site: QueryStr = None) -> list[Participant]:
         rows = await scheduling.list_participants(study, site)
         return [from_dict(Participant, row) for row in rows if access.shows(row["site"])]
 
@@ -66,8 +74,9 @@ class ParticipantController(Controller):
     async def record_event(
         self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[EventIn], today: Today, access: AccessDep
     ) -> RecordedEvent:
-        row = await scheduling.record_event(study, subject_id, data.event, data.date, data.reason, today=today,
-                                            actor=access.user_id)
+        row = await scheduling.record_event(
+            study, subject_id, data.event, data.date, data.reason, today=today, actor=access.user_id
+        )
         return from_dict(RecordedEvent, row)
 
     @put("/{subject_id:str}/arm", opt=ENROL, responses=WRITE)
@@ -79,7 +88,11 @@ class ParticipantController(Controller):
 
     @put("/{subject_id:str}/protocol-version", opt=ENROL, responses=WRITE)
     async def change_protocol_version(
-        self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[VersionChangeIn], today: Today,
+        self,
+        study: StudyPath,
+        subject_id: SubjectPath,
+        data: JSONBody[VersionChangeIn],
+        today: Today,
         access: AccessDep,
     ) -> Participant:
         """Move the participant to another protocol version (after an amendment) from `effective` on, a dated,
@@ -90,13 +103,20 @@ class ParticipantController(Controller):
         )
         return from_dict(Participant, row)
 
-    @get("/{subject_id:str}/identity", opt=needs(Action.VIEW_PERSONAL_DATA), responses=problem_responses(400, 401, 403, 404, 503))
+    @get(
+        "/{subject_id:str}/identity",
+        opt=needs(Action.VIEW_PERSONAL_DATA),
+        responses=problem_responses(400, 401, 403, 404, 503),
+    )
     async def get_identity(self, study: StudyPath, subject_id: SubjectPath) -> Identity:
         """Name, date of birth, contact details, medical record number: decrypted for this response only."""
         return Identity(**await identities.get_identity(study, subject_id))
 
-    @put("/{subject_id:str}/identity", opt=needs(Action.VIEW_PERSONAL_DATA, Action.ENROLL_PARTICIPANT),
-         responses=problem_responses(400, 401, 403, 404, 422, 503))
+    @put(
+        "/{subject_id:str}/identity",
+        opt=needs(Action.VIEW_PERSONAL_DATA, Action.ENROLL_PARTICIPANT),
+        responses=problem_responses(400, 401, 403, 404, 422, 503),
+    )
     async def set_identity(
         self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[IdentityIn], access: AccessDep
     ) -> Identity:
@@ -114,33 +134,65 @@ class ParticipantController(Controller):
 
     @post("/{subject_id:str}/visits/{code:str}/actual", opt=RECORD, responses=WRITE)
     async def record_visit(
-        self, study: StudyPath, subject_id: SubjectPath, code: VisitPath, data: JSONBody[VisitDateIn], today: Today,
+        self,
+        study: StudyPath,
+        subject_id: SubjectPath,
+        code: VisitPath,
+        data: JSONBody[VisitDateIn],
+        today: Today,
         access: AccessDep,
     ) -> VisitRow:
         row = await scheduling.record_visit(
-            study, subject_id, code, data.date, expected_row_version=data.row_version, reason=data.reason, today=today,
+            study,
+            subject_id,
+            code,
+            data.date,
+            expected_row_version=data.row_version,
+            reason=data.reason,
+            today=today,
             actor=access.user_id,
         )
         return visit_row(row)
 
     @post("/{subject_id:str}/visits/{code:str}/appointment", opt=RECORD, responses=WRITE)
     async def book_appointment(
-        self, study: StudyPath, subject_id: SubjectPath, code: VisitPath, data: JSONBody[VisitDateIn], today: Today,
+        self,
+        study: StudyPath,
+        subject_id: SubjectPath,
+        code: VisitPath,
+        data: JSONBody[VisitDateIn],
+        today: Today,
         access: AccessDep,
     ) -> VisitRow:
         row = await scheduling.book_appointment(
-            study, subject_id, code, data.date, reason=data.reason, expected_row_version=data.row_version, today=today,
+            study,
+            subject_id,
+            code,
+            data.date,
+            reason=data.reason,
+            expected_row_version=data.row_version,
+            today=today,
             actor=access.user_id,
         )
         return visit_row(row)
 
     @post("/{subject_id:str}/visits/{code:str}/missed", opt=RECORD, responses=WRITE)
     async def mark_missed(
-        self, study: StudyPath, subject_id: SubjectPath, code: VisitPath, data: JSONBody[MissedIn], today: Today,
+        self,
+        study: StudyPath,
+        subject_id: SubjectPath,
+        code: VisitPath,
+        data: JSONBody[MissedIn],
+        today: Today,
         access: AccessDep,
     ) -> VisitRow:
         row = await scheduling.mark_missed(
-            study, subject_id, code, data.reason, expected_row_version=data.row_version, today=today,
+            study,
+            subject_id,
+            code,
+            data.reason,
+            expected_row_version=data.row_version,
+            today=today,
             actor=access.user_id,
         )
         return visit_row(row)

@@ -13,8 +13,8 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.params import JSONBody, PathParameter
 
 from trialcoord.adapters.render.jobs import LONG_DOCUMENT_PAGES, JobNotDone, RenderJobs, TooManyJobs, estimate_pages
-from trialcoord.services import binder
 from trialcoord.domain.access import Action
+from trialcoord.services import binder
 from trialcoord.web.api.params import AccessDep, StudyPath
 from trialcoord.web.api.schemas import Code
 from trialcoord.web.auth import needs
@@ -64,9 +64,23 @@ def render_jobs(app: Litestar) -> RenderJobs:
 
 
 def _out(status) -> JobOut:
-    return JobOut(status.id, status.kind, status.template, status.title, str(status.state), status.progress,
-                  status.message, status.pages_estimated, status.pages, status.created_at, status.finished_at,
-                  status.sha256, status.size, status.error, status.pages_estimated >= LONG_DOCUMENT_PAGES)
+    return JobOut(
+        status.id,
+        status.kind,
+        status.template,
+        status.title,
+        str(status.state),
+        status.progress,
+        status.message,
+        status.pages_estimated,
+        status.pages,
+        status.created_at,
+        status.finished_at,
+        status.sha256,
+        status.size,
+        status.error,
+        status.pages_estimated >= LONG_DOCUMENT_PAGES,
+    )
 
 
 class RenderJobController(Controller):
@@ -77,15 +91,28 @@ class RenderJobController(Controller):
     async def submit(self, request: Request, study: StudyPath, data: JSONBody[RenderIn], access: AccessDep) -> JobOut:
         """Start rendering; poll the job for its progress, then fetch the result. Inputs are checked first."""
         if data.template not in JOB_TEMPLATES:  # a signature page or binder index comes only from stored facts
-            raise ValidationException(f"template {data.template!r} cannot be rendered from given data; one of"
-                                      f" {', '.join(sorted(JOB_TEMPLATES))}",
-                                      extra=[{"key": "template", "message": "a signature page or binder index cannot be"
-                                              " rendered from given data; one of " + ", ".join(sorted(JOB_TEMPLATES))}])
+            raise ValidationException(
+                f"template {data.template!r} cannot be rendered from given data; one of"
+                f" {', '.join(sorted(JOB_TEMPLATES))}",
+                extra=[
+                    {
+                        "key": "template",
+                        "message": "a signature page or binder index cannot be"
+                        " rendered from given data; one of " + ", ".join(sorted(JOB_TEMPLATES)),
+                    }
+                ],
+            )
         estimate_pages(data.template, data.data)
         try:
             job = render_jobs(request.app).submit(
-                data.kind, data.template, data.data, created_at=data.created_at, title=data.title,
-                version_label=data.version_label, owner=access.user_id)
+                data.kind,
+                data.template,
+                data.data,
+                created_at=data.created_at,
+                title=data.title,
+                version_label=data.version_label,
+                owner=access.user_id,
+            )
         except TooManyJobs as error:
             raise HTTPException(status_code=429, detail=str(error)) from None
         return _out(render_jobs(request.app).status(job, owner=access.user_id))
@@ -103,8 +130,12 @@ class RenderJobController(Controller):
         except KeyError:
             raise NotFoundException(f"there is no render job {job_id} of yours") from None
 
-    @get("/{job_id:str}/result", opt=FOLLOW, media_type="application/octet-stream",
-         responses=problem_responses(401, 403, 404, 409))
+    @get(
+        "/{job_id:str}/result",
+        opt=FOLLOW,
+        media_type="application/octet-stream",
+        responses=problem_responses(401, 403, 404, 409),
+    )
     async def result(self, request: Request, study: StudyPath, job_id: JobId, access: AccessDep) -> Response[bytes]:
         """The rendered document, once the job is done."""
         jobs = render_jobs(request.app)
@@ -113,7 +144,9 @@ class RenderJobController(Controller):
         except KeyError:
             raise NotFoundException(f"there is no render job {job_id} of yours") from None
         except JobNotDone as error:
-            raise HTTPException(status_code=409, detail=f"render job {job_id} is {error.status.state}:"
-                                                        f" {error.status.error or error.status.message}") from None
+            raise HTTPException(
+                status_code=409,
+                detail=f"render job {job_id} is {error.status.state}: {error.status.error or error.status.message}",
+            ) from None
         status = jobs.status(job_id, owner=access.user_id)
         return Response(data, media_type=MEDIA[status.kind])

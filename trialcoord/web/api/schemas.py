@@ -11,7 +11,9 @@ from trialcoord.services.scheduling import ScheduledVisit
 
 # Codes and names are free text for the services, but never empty nor control characters
 # (PostgreSQL refuses NUL in text, and such values make unreadable worklists).
-Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^/\x00-\x1f\x7f]+$")]  # no '/': see record_id
+Code = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^/\x00-\x1f\x7f]+$")
+]  # no '/': see record_id
 Text = Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^[^\x00]*$")]
 EARLIEST_YEAR, LATEST_YEAR = 1900, 2199  # dates outside are typing mistakes, and overflow window arithmetic
 
@@ -62,9 +64,15 @@ class IdentityIn(msgspec.Struct):
     mrn: PersonalText | None = None
 
 
-CalendarName = Annotated[str, msgspec.Meta(
-    min_length=1, max_length=64, pattern=r"^[A-Za-z0-9:_-]+$",
-    description="business-us, weekdays, or holidays:<country>[-<region>] such as holidays:DE-BY")]
+CalendarName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9:_-]+$",
+        description="business-us, weekdays, or holidays:<country>[-<region>] such as holidays:DE-BY",
+    ),
+]
 
 
 class SiteIn(msgspec.Struct):

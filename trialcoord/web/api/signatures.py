@@ -20,9 +20,9 @@ from litestar.params import FromQuery, JSONBody
 from trialcoord.domain.access import Action
 from trialcoord.domain.accounts import Meaning
 from trialcoord.domain.documents import DocumentKey
+from trialcoord.domain.problems import NotFound
 from trialcoord.services import accounts, audit_log, binder, documents, signatures
 from trialcoord.services.audit_log import Change
-from trialcoord.domain.problems import NotFound
 from trialcoord.web.api.documents import Name, attachment, visible
 from trialcoord.web.api.params import AccessDep, QueryStr, StudyPath, Today
 from trialcoord.web.api.schemas import Code
@@ -89,8 +89,16 @@ async def check_may_sign(access: Access, study: str, key: DocumentKey, label: st
         raise PermissionDeniedException(f"{access.user_id} may not sign {key.name} for {meaning}")
 
 
-async def sign_as_viewer(access: Access, study: str, key: DocumentKey, label: str, meaning: str, password: str,
-                         typed_user_id: str | None, today) -> dict:
+async def sign_as_viewer(
+    access: Access,
+    study: str,
+    key: DocumentKey,
+    label: str,
+    meaning: str,
+    password: str,
+    typed_user_id: str | None,
+    today,
+) -> dict:
     await check_may_sign(access, study, key, label, meaning, today)
     signing = await accounts.signing_ceremony(access.viewer, meaning, password, typed_user_id)
     return await signatures.sign(key, label, signing)
@@ -101,8 +109,15 @@ class SignatureController(Controller):
     tags = ["documents"]
 
     @get("/signatures", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
-    async def list_signatures(self, study: StudyPath, access: AccessDep, today: Today, name: FromQuery[Name],
-                              label: FromQuery[Code], site: QueryStr = None) -> SignaturesOut:
+    async def list_signatures(
+        self,
+        study: StudyPath,
+        access: AccessDep,
+        today: Today,
+        name: FromQuery[Name],
+        label: FromQuery[Code],
+        site: QueryStr = None,
+    ) -> SignaturesOut:
         """The version's signatures, each judged now against the signer registry, and the files printing them."""
         key = DocumentKey(study, site or None, name)
         if not visible(access, study, await documents.get_version(key, label), today):
@@ -110,7 +125,12 @@ class SignatureController(Controller):
         shown, files = await signatures.of_version(key, label)
         return msgspec.convert({"signatures": shown, "files": files}, SignaturesOut)
 
-    @post("/signatures", opt=needs(Action.SIGN, across_sites=True), status_code=201, responses=problem_responses(400, 401, 403, 404, 409, 422, 503))
+    @post(
+        "/signatures",
+        opt=needs(Action.SIGN, across_sites=True),
+        status_code=201,
+        responses=problem_responses(400, 401, 403, 404, 409, 422, 503),
+    )
     async def sign(self, study: StudyPath, data: JSONBody[SignIn], access: AccessDep, today: Today) -> SignatureOut:
         """Sign the version electronically (Part 11 11.50, 11.200): the password, and the user ID at the first
         signing of a continuous period. A wrong password signs nothing and is audited."""
@@ -120,9 +140,17 @@ class SignatureController(Controller):
         return msgspec.convert(next(s for s in shown if s["signature"] == made["signature"]), SignatureOut)
 
     @get("/file", opt=VIEW, media_type="application/octet-stream", responses=problem_responses(400, 401, 403, 404))
-    async def file(self, study: StudyPath, access: AccessDep, today: Today, name: FromQuery[Name],
-                   label: FromQuery[Code], kind: FromQuery[Annotated[str, msgspec.Meta(pattern="^(" + "|".join(KINDS) + ")$")]],
-                   site: QueryStr = None, inline: FromQuery[bool] = False) -> Response[bytes]:
+    async def file(
+        self,
+        study: StudyPath,
+        access: AccessDep,
+        today: Today,
+        name: FromQuery[Name],
+        label: FromQuery[Code],
+        kind: FromQuery[Annotated[str, msgspec.Meta(pattern="^(" + "|".join(KINDS) + ")$")]],
+        site: QueryStr = None,
+        inline: FromQuery[bool] = False,
+    ) -> Response[bytes]:
         """The newest file of this kind made from the version: its signature page, the copy with the page
         appended, or that copy with the site's PAdES signature (`inline`: shown, not saved). Audited."""
         key = DocumentKey(study, site or None, name)
@@ -135,11 +163,19 @@ class SignatureController(Controller):
         stem = row["file_name"].rsplit(".", 1)[0]
         suffix = {"signature_page": ".signature-page.pdf", "signed_copy": ".signed-copy", "pades_signed": ".signed.pdf"}
         file_name = stem + suffix[kind] + ("." + row["file_name"].rsplit(".", 1)[-1] if kind == "signed_copy" else "")
-        await audit_log.record_alone(access.user_id, Change("view" if inline else "export", "document_file",
-                                                            documents.record_id(key, label), None,
-                                                            {"kind": kind, "sha256": made["sha256"]}))
-        return Response(data, media_type=made["media_type"],
-                        headers={"Content-Disposition": attachment(file_name, inline)})
+        await audit_log.record_alone(
+            access.user_id,
+            Change(
+                "view" if inline else "export",
+                "document_file",
+                documents.record_id(key, label),
+                None,
+                {"kind": kind, "sha256": made["sha256"]},
+            ),
+        )
+        return Response(
+            data, media_type=made["media_type"], headers={"Content-Disposition": attachment(file_name, inline)}
+        )
 
 
 class BinderController(Controller):
@@ -147,32 +183,48 @@ class BinderController(Controller):
     tags = ["binder"]
 
     @get("/checklist", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
-    async def checklist(self, study: StudyPath, access: AccessDep, today: Today, site: FromQuery[Code]
-                        ) -> list[ChecklistItemOut]:
+    async def checklist(
+        self, study: StudyPath, access: AccessDep, today: Today, site: FromQuery[Code]
+    ) -> list[ChecklistItemOut]:
         """The site's expected documents: present, missing, expiring within 60 days, or expired."""
         access.require_site(site, "see the binder")
         items = await binder.site_checklist(study, site, today)
-        return [msgspec.convert({**i, "expires_on": i["expires_on"].isoformat() if i["expires_on"] else None},
-                                ChecklistItemOut) for i in items]
+        return [
+            msgspec.convert(
+                {**i, "expires_on": i["expires_on"].isoformat() if i["expires_on"] else None}, ChecklistItemOut
+            )
+            for i in items
+        ]
 
     @get("/checklist.pdf", opt=VIEW, media_type="application/pdf", responses=problem_responses(400, 401, 403, 404))
-    async def checklist_report(self, study: StudyPath, access: AccessDep, today: Today, site: FromQuery[Code]
-                               ) -> Response[bytes]:
+    async def checklist_report(
+        self, study: StudyPath, access: AccessDep, today: Today, site: FromQuery[Code]
+    ) -> Response[bytes]:
         """The site's expected-documents checklist as a PDF/A report. Audited as an export."""
         access.require_site(site, "see the binder")
         data = await binder.checklist_report(study, site, today)
-        await audit_log.record_alone(access.user_id, Change("export", "binder_checklist", f"{study}/{site}", None,
-                                                            {"as_of": today}))
-        return Response(data, media_type="application/pdf",
-                        headers={"Content-Disposition": attachment(f"checklist-{study}-{site}-{today}.pdf")})
+        await audit_log.record_alone(
+            access.user_id, Change("export", "binder_checklist", f"{study}/{site}", None, {"as_of": today})
+        )
+        return Response(
+            data,
+            media_type="application/pdf",
+            headers={"Content-Disposition": attachment(f"checklist-{study}-{site}-{today}.pdf")},
+        )
 
-    @get("/export", opt=needs(Action.EXPORT, across_sites=True), media_type="application/zip", responses=problem_responses(400, 401, 403, 404, 503))
+    @get(
+        "/export",
+        opt=needs(Action.EXPORT, across_sites=True),
+        media_type="application/zip",
+        responses=problem_responses(400, 401, 403, 404, 503),
+    )
     async def export(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None) -> Response[bytes]:
         """The binder as a signed ZIP (manifest, detached signature, index, exchange.xml, registry): the study's
         documents and those of the sites the caller works at (or of `site`). Audited."""
         if site:
             access.require_site(site, "export the binder")
         only = None if access.sites is None or access.sites.all_sites else set(access.sites.sites)
+
         def personal_at(where: str | None) -> bool:
             return access.may(Action.VIEW_PERSONAL_DATA, study, where, today)
 

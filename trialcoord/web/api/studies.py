@@ -15,12 +15,21 @@ from litestar.params import FromQuery, JSONBody, PathParameter
 
 from trialcoord.adapters.protocol_files import parse_protocol
 from trialcoord.domain.access import Action
-from trialcoord.services import scheduling
 from trialcoord.domain.problems import invalid
+from trialcoord.services import scheduling
 from trialcoord.web.api.params import AccessDep, SitePath, StudyPath, Today, plausible
 from trialcoord.web.api.schemas import (
-    Closure, ClosureIn, ProtocolSource, ProtocolVersion, Site, SiteCalendar, SiteCalendarIn, SiteIn, Study,
-    WithdrawalIn, from_dict,
+    Closure,
+    ClosureIn,
+    ProtocolSource,
+    ProtocolVersion,
+    Site,
+    SiteCalendar,
+    SiteCalendarIn,
+    SiteIn,
+    Study,
+    WithdrawalIn,
+    from_dict,
 )
 from trialcoord.web.auth import SIGNED_IN, needs
 from trialcoord.web.errors import problem_responses
@@ -78,8 +87,9 @@ class StudyController(Controller):
         },
         description="Body: the protocol YAML itself, or JSON {source, name}. Problems name line, column and field.",
     )
-    async def load_protocol_version(self, study: StudyPath, request: Request, access: AccessDep
-                                    ) -> Response[ProtocolVersion]:
+    async def load_protocol_version(
+        self, study: StudyPath, request: Request, access: AccessDep
+    ) -> Response[ProtocolVersion]:
         source = await _protocol_source(request)
         protocol = parse_protocol(source.source, file=source.name)
         if protocol.study != study:
@@ -91,17 +101,28 @@ class StudyController(Controller):
     async def list_sites(self, study: StudyPath) -> list[Site]:
         return [from_dict(Site, row) for row in await scheduling.list_sites(study)]
 
-    @post("/{study:str}/sites", opt=needs(Action.MANAGE_SITES), responses=problem_responses(400, 401, 403, 404, 409, 422))
+    @post(
+        "/{study:str}/sites", opt=needs(Action.MANAGE_SITES), responses=problem_responses(400, 401, 403, 404, 409, 422)
+    )
     async def create_site(self, study: StudyPath, data: JSONBody[SiteIn], access: AccessDep) -> Site:
-        row = await scheduling.create_site(study, data.code, data.name, data.time_zone, data.calendar,
-                                           actor=access.user_id)
+        row = await scheduling.create_site(
+            study, data.code, data.name, data.time_zone, data.calendar, actor=access.user_id
+        )
         return from_dict(Site, row)
 
-    @get("/{study:str}/sites/{site:str}/calendar", opt=needs(Action.VIEW_SCHEDULE),
-         responses=problem_responses(400, 401, 403, 404))
-    async def site_calendar(self, study: StudyPath, site: SitePath, today: Today,
-                            first: FromQuery[date | None] = None, last: FromQuery[date | None] = None
-                            ) -> SiteCalendar:
+    @get(
+        "/{study:str}/sites/{site:str}/calendar",
+        opt=needs(Action.VIEW_SCHEDULE),
+        responses=problem_responses(400, 401, 403, 404),
+    )
+    async def site_calendar(
+        self,
+        study: StudyPath,
+        site: SitePath,
+        today: Today,
+        first: FromQuery[date | None] = None,
+        last: FromQuery[date | None] = None,
+    ) -> SiteCalendar:
         """The calendar the site's business days follow (its own, else the protocol's), and its holidays and
         closures from `first` (default today) to `last` (default four weeks on; at most a year)."""
         first = plausible(first, "first") or today
@@ -111,34 +132,55 @@ class StudyController(Controller):
         days = await scheduling.site_calendar_days(study, site, first, last)
         return msgspec.convert(days, SiteCalendar)
 
-    @put("/{study:str}/sites/{site:str}/calendar", opt=needs(Action.MANAGE_SITES),
-         responses=problem_responses(400, 401, 403, 404, 422))
-    async def set_site_calendar(self, study: StudyPath, site: SitePath, data: JSONBody[SiteCalendarIn],
-                                today: Today, access: AccessDep) -> Site:
+    @put(
+        "/{study:str}/sites/{site:str}/calendar",
+        opt=needs(Action.MANAGE_SITES),
+        responses=problem_responses(400, 401, 403, 404, 422),
+    )
+    async def set_site_calendar(
+        self, study: StudyPath, site: SitePath, data: JSONBody[SiteCalendarIn], today: Today, access: AccessDep
+    ) -> Site:
         """Give the site its own calendar for business days (null: the protocol's); its schedules are recomputed."""
         row = await scheduling.set_site_calendar(study, site, data.calendar, today=today, actor=access.user_id)
         return from_dict(Site, row)
 
-    @post("/{study:str}/sites/{site:str}/closures", opt=needs(Action.MANAGE_SITES), status_code=201,
-          responses=problem_responses(400, 401, 403, 404, 422))
-    async def add_closure(self, study: StudyPath, site: SitePath, data: JSONBody[ClosureIn], today: Today,
-                          access: AccessDep) -> Closure:
+    @post(
+        "/{study:str}/sites/{site:str}/closures",
+        opt=needs(Action.MANAGE_SITES),
+        status_code=201,
+        responses=problem_responses(400, 401, 403, 404, 422),
+    )
+    async def add_closure(
+        self, study: StudyPath, site: SitePath, data: JSONBody[ClosureIn], today: Today, access: AccessDep
+    ) -> Closure:
         """Days the site is closed (both inclusive): business days skip them; its schedules are recomputed."""
         plausible(data.first_day, "first_day")
         plausible(data.last_day, "last_day")
-        row = await scheduling.add_site_closure(study, site, data.first_day, data.last_day, data.reason, today=today,
-                                                actor=access.user_id)
+        row = await scheduling.add_site_closure(
+            study, site, data.first_day, data.last_day, data.reason, today=today, actor=access.user_id
+        )
         return from_dict(Closure, row)
 
-    @post("/{study:str}/sites/{site:str}/closures/{first_day:date}/withdraw", opt=needs(Action.MANAGE_SITES),
-          status_code=200, responses=problem_responses(400, 401, 403, 404, 422))
-    async def withdraw_closure(self, study: StudyPath, site: SitePath,
-                               first_day: Annotated[date, PathParameter(description="The closure's first day")],
-                               data: JSONBody[WithdrawalIn], today: Today, access: AccessDep) -> Closure:
+    @post(
+        "/{study:str}/sites/{site:str}/closures/{first_day:date}/withdraw",
+        opt=needs(Action.MANAGE_SITES),
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 422),
+    )
+    async def withdraw_closure(
+        self,
+        study: StudyPath,
+        site: SitePath,
+        first_day: Annotated[date, PathParameter(description="The closure's first day")],
+        data: JSONBody[WithdrawalIn],
+        today: Today,
+        access: AccessDep,
+    ) -> Closure:
         """Take back a closure recorded by mistake (the one starting on `first_day`), with the reason; its
         schedules are recomputed."""
-        row = await scheduling.withdraw_site_closure(study, site, first_day, data.reason, today=today,
-                                                     actor=access.user_id)
+        row = await scheduling.withdraw_site_closure(
+            study, site, first_day, data.reason, today=today, actor=access.user_id
+        )
         return from_dict(Closure, row)
 
 

@@ -31,8 +31,11 @@ class WorklistController(Controller):
     path = "/api/studies/{study:str}"
     tags = ["worklists"]
 
-    @get("/worklist", opt=needs(Action.VIEW_SCHEDULE, across_sites=True),
-         responses=problem_responses(400, 401, 403, 404, 422))
+    @get(
+        "/worklist",
+        opt=needs(Action.VIEW_SCHEDULE, across_sites=True),
+        responses=problem_responses(400, 401, 403, 404, 422),
+    )
     async def worklist(
         self,
         study: StudyPath,
@@ -45,8 +48,12 @@ class WorklistController(Controller):
         rows = await scheduling.worklist(study, as_of_or_today(as_of, today), site=site, kind=kind)
         return [visit_row(row) for row in rows if access.shows(row.site)]
 
-    @get("/participants/{subject_id:str}/schedule.ics", media_type=CALENDAR, opt=needs(Action.EXPORT),
-         responses=problem_responses(400, 401, 403, 404))
+    @get(
+        "/participants/{subject_id:str}/schedule.ics",
+        media_type=CALENDAR,
+        opt=needs(Action.EXPORT),
+        responses=problem_responses(400, 401, 403, 404),
+    )
     async def participant_calendar(
         self, study: StudyPath, subject_id: SubjectPath, today: Today, access: AccessDep, as_of: AsOf = None
     ) -> Response[bytes]:
@@ -57,8 +64,12 @@ class WorklistController(Controller):
         await _exported(access, scheduling.record_id(study, site, subject_id), "ics", day)
         return _ics(data, f"{study}-{subject_id}")
 
-    @get("/sites/{site:str}/schedule.ics", media_type=CALENDAR, opt=needs(Action.EXPORT),
-         responses=problem_responses(400, 401, 403, 404))
+    @get(
+        "/sites/{site:str}/schedule.ics",
+        media_type=CALENDAR,
+        opt=needs(Action.EXPORT),
+        responses=problem_responses(400, 401, 403, 404),
+    )
     async def site_calendar(
         self, study: StudyPath, site: SitePath, today: Today, access: AccessDep, as_of: AsOf = None
     ) -> Response[bytes]:
@@ -71,8 +82,9 @@ class WorklistController(Controller):
 
 async def _exported(access, record_id: str, form: str, as_of) -> None:
     """Exports are audited: who took which records out of the system, in which form."""
-    await audit_log.record_alone(access.user_id, Change("export", "schedule", record_id, None,
-                                                        {"format": form, "as_of": as_of.isoformat()}))
+    await audit_log.record_alone(
+        access.user_id, Change("export", "schedule", record_id, None, {"format": form, "as_of": as_of.isoformat()})
+    )
 
 
 def _ics(data: bytes, name: str) -> Response[bytes]:

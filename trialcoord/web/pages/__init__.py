@@ -10,5 +10,15 @@ from trialcoord.web.pages.documents import DocumentPages
 from trialcoord.web.pages.participants import ParticipantPages
 from trialcoord.web.pages.studies import StudyPages
 
-PAGE_CONTROLLERS = [AccountPages, AuditPages, DocumentPages, VersionPages, BinderPages, StudyPages, ParticipantPages,
-                   DeviationPages, ReportPages, AmendmentPages]
+PAGE_CONTROLLERS = [
+    AccountPages,
+    AuditPages,
+    DocumentPages,
+    VersionPages,
+    BinderPages,
+    StudyPages,
+    ParticipantPages,
+    DeviationPages,
+    ReportPages,
+    AmendmentPages,
+]

@@ -39,14 +39,22 @@ class AccountPages(Controller):
         except SignInRefused as refused:
             context = {"next": target, "error": str(refused), "user_id": user_id}
             return Template("sign_in.html", context=context, status_code=429 if refused.retry_at else 401)
-        cookie = Cookie(key=SESSION_COOKIE, value=signed.token, httponly=True, samesite="lax", path="/",
-                        secure=request.app.state.settings.secure_cookies)
+        cookie = Cookie(
+            key=SESSION_COOKIE,
+            value=signed.token,
+            httponly=True,
+            samesite="lax",
+            path="/",
+            secure=request.app.state.settings.secure_cookies,
+        )
         return Redirect(target, status_code=303, cookies=[cookie])
 
     @post("/sign-out", opt=SIGNED_IN)
     async def sign_out(self, access: AccessDep) -> Redirect:
         await accounts.sign_out(access.viewer)
-        return Redirect("/sign-in", status_code=303, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")])
+        return Redirect(
+            "/sign-in", status_code=303, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")]
+        )
 
     @get("/admin", opt=needs(Action.MANAGE_USERS))
     async def admin(self) -> Template:

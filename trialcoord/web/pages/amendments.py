@@ -30,8 +30,9 @@ class AmendmentPages(Controller):
     include_in_schema = False
 
     @get("/", opt=VIEW)
-    async def amendments_page(self, study: StudyPath, access: AccessDep, today: Today, moved: QueryStr = None,
-                              skipped: QueryStr = None) -> Template:
+    async def amendments_page(
+        self, study: StudyPath, access: AccessDep, today: Today, moved: QueryStr = None, skipped: QueryStr = None
+    ) -> Template:
         notice = None
         if moved is not None:
             notice = f"{_count(moved, 'participant')} moved, {skipped or 0} left as they are."
@@ -71,13 +72,20 @@ class AmendmentPages(Controller):
             return await _rerender(study, access, today, form)
         if fmt != "html":
             content, media, filename = await amendments.impact_file(result, fmt, access.user_id)
-            return Response(content, media_type=media,
-                            headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+            return Response(
+                content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+            )
         await amendments.record_impact_read(result, fmt, access.user_id)
         context = await _context(study, access, today, form.data)
-        return Template("amendments.html", context={**context, "impact": result,
-                                                    "rows": amendments.impact_rows(result),
-                                                    "totals": amendments.impact_summary(result)["totals"]})
+        return Template(
+            "amendments.html",
+            context={
+                **context,
+                "impact": result,
+                "rows": amendments.impact_rows(result),
+                "totals": amendments.impact_summary(result)["totals"],
+            },
+        )
 
     @post("/apply", opt=needs(Action.ENROLL_PARTICIPANT, across_sites=True))
     async def apply(self, study: StudyPath, data: Form, access: AccessDep, today: Today) -> Template | Redirect:
@@ -94,21 +102,24 @@ class AmendmentPages(Controller):
             form.errors["apply_site"] = "Choose your site: you may not move every participant of the study."
             return await _rerender(study, access, today, form)
         try:
-            moved = await amendments.apply_version(study, version, effective, reason, site=site, today=today,
-                                                   actor=access.user_id)
+            moved = await amendments.apply_version(
+                study, version, effective, reason, site=site, today=today, actor=access.user_id
+            )
         except (InvalidInput, Conflict, NotFound) as error:
             form.errors.update({f"apply_{k}" if k else "": v for k, v in field_messages(error).items()})
             return await _rerender(study, access, today, form)
-        return Redirect(f"/studies/{study}/amendments?moved={len(moved.moved)}&skipped={len(moved.skipped)}",
-                        status_code=303)
+        return Redirect(
+            f"/studies/{study}/amendments?moved={len(moved.moved)}&skipped={len(moved.skipped)}", status_code=303
+        )
 
 
 def _count(number: str, noun: str) -> str:
     return f"{number} {noun}" if number == "1" else f"{number} {noun}s"
 
 
-async def _context(study: str, access: Access, today: date, form: dict[str, str] | None = None,
-                   errors: dict[str, str] | None = None) -> dict[str, Any]:
+async def _context(
+    study: str, access: Access, today: date, form: dict[str, str] | None = None, errors: dict[str, str] | None = None
+) -> dict[str, Any]:
     versions = await scheduling.list_protocol_versions(study)
     sites = [row for row in await scheduling.list_sites(study) if access.shows(row["code"])]
     enrol = visible_sites(access.viewer.grants, Action.ENROLL_PARTICIPANT, study, today)
@@ -116,10 +127,14 @@ async def _context(study: str, access: Access, today: date, form: dict[str, str]
         "study": await scheduling.get_study(study),
         "version_options": [(row["version"], f"{row['version']} (effective {row['effective']})") for row in versions],
         "site_options": [(row["code"], f"{row['code']} – {row['name']}") for row in sites],
-        "apply_sites": [(row["code"], f"{row['code']} – {row['name']}") for row in sites if enrol.includes(row["code"])],
+        "apply_sites": [
+            (row["code"], f"{row['code']} – {row['name']}") for row in sites if enrol.includes(row["code"])
+        ],
         "may_apply": enrol.all_sites or bool(enrol.sites),
         "apply_all": enrol.all_sites,
-        "form": form or {}, "errors": errors or {}, "today": today,
+        "form": form or {},
+        "errors": errors or {},
+        "today": today,
     }
 
 

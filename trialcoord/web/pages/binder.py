@@ -31,8 +31,16 @@ class VersionPages(Controller):
     include_in_schema = False
 
     @get("/version", opt=needs(Action.VIEW_SCHEDULE, across_sites=True))
-    async def version(self, study: StudyPath, access: AccessDep, today: Today, name: QueryStr = None,
-                      label: QueryStr = None, site: QueryStr = None, saved: QueryStr = None) -> Template:
+    async def version(
+        self,
+        study: StudyPath,
+        access: AccessDep,
+        today: Today,
+        name: QueryStr = None,
+        label: QueryStr = None,
+        site: QueryStr = None,
+        saved: QueryStr = None,
+    ) -> Template:
         if not name or not label:
             raise NotFound("name the document and the version (name and label)")
         context = await _version_context(study, access, today, DocumentKey(study, site or None, name), label)
@@ -61,8 +69,9 @@ class VersionPages(Controller):
         return _back_to_version(study, name, label, site, "signed")
 
     @post("/consent-version", opt=needs(Action.MANAGE_DOCUMENTS, across_sites=True))
-    async def register_consent_version(self, study: StudyPath, data: Form, access: AccessDep, today: Today
-                                       ) -> Template | Redirect:
+    async def register_consent_version(
+        self, study: StudyPath, data: Form, access: AccessDep, today: Today
+    ) -> Template | Redirect:
         """An effective consent form version of a site becomes the site's consent version for a language."""
         form = FormReader(data)
         name, label = form.text("name", "document"), form.text("label", "version")
@@ -74,13 +83,13 @@ class VersionPages(Controller):
         if not form.errors:
             access.require_site(site, "register consent versions")
             try:
-                await consent.register_version(study, site, language, consent_label, protocol_version, name, label,
-                                               actor=access.user_id)
+                await consent.register_version(
+                    study, site, language, consent_label, protocol_version, name, label, actor=access.user_id
+                )
             except (InvalidInput, Conflict, NotFound) as error:
                 form.errors.update(field_messages(error))
         if form.errors:
-            return await _refused(study, access, today, key, label,
-                                  {"consent_errors": form.errors, "form": form.data})
+            return await _refused(study, access, today, key, label, {"consent_errors": form.errors, "form": form.data})
         return _back_to_version(study, name, label, site, "consent")
 
 
@@ -89,28 +98,40 @@ class BinderPages(Controller):
     include_in_schema = False
 
     @get("/", opt=needs(Action.VIEW_SCHEDULE, across_sites=True))
-    async def binder_page(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None
-                          ) -> Template:
+    async def binder_page(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None) -> Template:
         sites = [row["code"] for row in await scheduling.list_sites(study) if access.shows(row["code"])]
         chosen = site if site in sites else (sites[0] if sites else None)
         items = await binder.site_checklist(study, chosen, today) if chosen else []
-        counts = {state: sum(1 for i in items if i["state"] == state)
-                  for state in ("missing", "expired", "expiring", "present")}
-        return Template("binder.html", context={
-            "study": await scheduling.get_study(study), "sites": sites, "site": chosen, "items": items,
-            "counts": counts, "today": today, "can_export": access.may(Action.EXPORT, study, chosen, today)})
+        counts = {
+            state: sum(1 for i in items if i["state"] == state)
+            for state in ("missing", "expired", "expiring", "present")
+        }
+        return Template(
+            "binder.html",
+            context={
+                "study": await scheduling.get_study(study),
+                "sites": sites,
+                "site": chosen,
+                "items": items,
+                "counts": counts,
+                "today": today,
+                "can_export": access.may(Action.EXPORT, study, chosen, today),
+            },
+        )
 
 
-async def _refused(study: str, access: Access, today: date, key: DocumentKey, label: str | None,
-                   form_state: dict) -> Template:
+async def _refused(
+    study: str, access: Access, today: date, key: DocumentKey, label: str | None, form_state: dict
+) -> Template:
     """The version page again, with the form's errors and values (422)."""
     context = await _version_context(study, access, today, key, label or "")
     return Template("version.html", context={**context, **form_state}, status_code=422)
 
 
 def _back_to_version(study: str, name: str, label: str, site: str | None, saved: str) -> Redirect:
-    query = urlencode({"name": name, "label": label, **({"site": site} if site else {}), "saved": saved},
-                      quote_via=quote)
+    query = urlencode(
+        {"name": name, "label": label, **({"site": site} if site else {}), "saved": saved}, quote_via=quote
+    )
     return Redirect(f"/studies/{study}/documents/version?{query}", status_code=303)
 
 
@@ -124,11 +145,23 @@ async def _version_context(study: str, access: Access, today: date, key: Documen
         newest.setdefault(f["kind"], f)
     may_manage = access.may(Action.MANAGE_DOCUMENTS, study, key.site, today)
     meanings = [(m, label) for m, label in MEANINGS if signatures.may_sign(access.viewer.grants, key, m, today)]
-    registrable = (row["artifact"]["unique_id"] == "040" and row["status"] == "effective" and key.site is not None
-                   and may_manage)
+    registrable = (
+        row["artifact"]["unique_id"] == "040" and row["status"] == "effective" and key.site is not None and may_manage
+    )
     consent_versions = [v for v in await consent.list_versions(study) if v["site"] == key.site] if registrable else []
     protocols = [(v["version"], v["version"]) for v in await scheduling.list_protocol_versions(study)]
-    return {"study": await scheduling.get_study(study), "row": row, "signatures": shown, "files": list(newest.values()),
-            "meanings": meanings, "can_sign": bool(meanings),
-            "can_register": registrable, "consent_versions": consent_versions,
-            "protocols": protocols, "errors": {}, "consent_errors": {}, "form": {}, "notice": None}
+    return {
+        "study": await scheduling.get_study(study),
+        "row": row,
+        "signatures": shown,
+        "files": list(newest.values()),
+        "meanings": meanings,
+        "can_sign": bool(meanings),
+        "can_register": registrable,
+        "consent_versions": consent_versions,
+        "protocols": protocols,
+        "errors": {},
+        "consent_errors": {},
+        "form": {},
+        "notice": None,
+    }

@@ -6,8 +6,8 @@ from datetime import date
 from typing import Annotated, Any
 
 from litestar import Controller, get, post
-from litestar.enums import RequestEncodingType
 from litestar.datastructures import UploadFile
+from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Redirect, Template
 
@@ -31,14 +31,14 @@ class DocumentPages(Controller):
     include_in_schema = False
 
     @get("/", opt=needs(Action.VIEW_SCHEDULE, across_sites=True))
-    async def document_list(self, study: StudyPath, access: AccessDep, today: Today, saved: QueryStr = None
-                            ) -> Template:
+    async def document_list(
+        self, study: StudyPath, access: AccessDep, today: Today, saved: QueryStr = None
+    ) -> Template:
         context = await _context(study, access, today)
         return Template("documents.html", context={**context, "notice": NOTICES.get(saved or "")})
 
     @post("/", opt=needs(Action.MANAGE_DOCUMENTS, across_sites=True), request_max_body_size=documents.MAX_BYTES + 65536)
-    async def add_version(self, study: StudyPath, data: Upload, access: AccessDep, today: Today
-                          ) -> Template | Redirect:
+    async def add_version(self, study: StudyPath, data: Upload, access: AccessDep, today: Today) -> Template | Redirect:
         upload = data.get("file")
         form = FormReader({k: v for k, v in data.items() if isinstance(v, str)})
         name, artifact = form.text("name", "document name"), form.text("artifact", "TMF artifact", choice=True)
@@ -51,15 +51,15 @@ class DocumentPages(Controller):
         may_manage(access, site, study)
         content = await upload.read()
         try:
-            await documents.add_version(DocumentKey(study, site, name), artifact, label, content, upload.filename,
-                                        summary, actor=access.user_id)
+            await documents.add_version(
+                DocumentKey(study, site, name), artifact, label, content, upload.filename, summary, actor=access.user_id
+            )
         except (InvalidInput, Conflict, NotFound) as error:
             return await _rerender(study, access, today, "add", field_messages(error), form.data)
         return Redirect(f"/studies/{study}/documents?saved=added", status_code=303)
 
     @post("/status", opt=needs(Action.MANAGE_DOCUMENTS, across_sites=True))
-    async def change_status(self, study: StudyPath, data: Form, access: AccessDep, today: Today
-                            ) -> Template | Redirect:
+    async def change_status(self, study: StudyPath, data: Form, access: AccessDep, today: Today) -> Template | Redirect:
         form = FormReader(data)
         name, label = form.text("name", "document"), form.text("label", "version")
         site = form.text("site", "site", required=False)
@@ -77,8 +77,9 @@ class DocumentPages(Controller):
         may_manage(access, site, study)
         try:
             approval = IrbApproval(reference, approved_on, letter) if reference or approved_on or letter else None
-            await documents.change_status(DocumentKey(study, site, name), label, status, on, reason, approval,
-                                          actor=access.user_id)
+            await documents.change_status(
+                DocumentKey(study, site, name), label, status, on, reason, approval, actor=access.user_id
+            )
         except (InvalidInput, Conflict, NotFound) as error:
             return await _rerender(study, access, today, key, field_messages(error), form.data)
         return Redirect(f"/studies/{study}/documents?saved=status", status_code=303)
@@ -97,9 +98,18 @@ async def _context(study: str, access: Access, today: date) -> dict[str, Any]:
     study_wide = access.may(Action.MANAGE_DOCUMENTS, study, None, today)
     manage = study_wide or any(access.may(Action.MANAGE_DOCUMENTS, study, site, today) for site in sites)
     return {
-        "study": details, "rows": rows, "sites": [(code, f"site {code}") for code in sites],
-        "artifacts": [(a.unique_id, f"{a.number} {a.name}") for a in sorted(ARTIFACTS.values(), key=lambda a: a.number)],
-        "next_states": {str(s): [(str(n), str(n).replace("_", " ")) for n in sorted(PERMITTED[s])] for s in DocumentStatus},
-        "can_manage": manage, "study_level": study_wide, "today": today, "notice": None,
+        "study": details,
+        "rows": rows,
+        "sites": [(code, f"site {code}") for code in sites],
+        "artifacts": [
+            (a.unique_id, f"{a.number} {a.name}") for a in sorted(ARTIFACTS.values(), key=lambda a: a.number)
+        ],
+        "next_states": {
+            str(s): [(str(n), str(n).replace("_", " ")) for n in sorted(PERMITTED[s])] for s in DocumentStatus
+        },
+        "can_manage": manage,
+        "study_level": study_wide,
+        "today": today,
+        "notice": None,
         "failed": {"key": "", "errors": {}, "form": {}},
     }

@@ -11,10 +11,19 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from trialcoord.domain.access import Action
-from trialcoord.domain.problems import Conflict, InvalidInput, NotConfigured
 from trialcoord.domain.consent import SIGNATURE_BLOCKS
+from trialcoord.domain.problems import Conflict, InvalidInput, NotConfigured
 from trialcoord.services import amendments, consent, identities, scheduling
-from trialcoord.web.api.params import AccessDep, AsOf, QueryStr, StudyPath, SubjectPath, Today, VisitPath, as_of_or_today
+from trialcoord.web.api.params import (
+    AccessDep,
+    AsOf,
+    QueryStr,
+    StudyPath,
+    SubjectPath,
+    Today,
+    VisitPath,
+    as_of_or_today,
+)
 from trialcoord.web.api.schemas import visit_row
 from trialcoord.web.auth import Access, needs
 from trialcoord.web.errors import field_messages
@@ -42,7 +51,12 @@ class ParticipantPages(Controller):
 
     @get("/", opt=VIEW)
     async def participant(
-        self, study: StudyPath, subject_id: SubjectPath, today: Today, access: AccessDep, as_of: AsOf = None,
+        self,
+        study: StudyPath,
+        subject_id: SubjectPath,
+        today: Today,
+        access: AccessDep,
+        as_of: AsOf = None,
         saved: QueryStr = None,
     ) -> Template:
         context = await participant_context(study, subject_id, as_of_or_today(as_of, today), access, today)
@@ -82,8 +96,9 @@ class ParticipantPages(Controller):
         effective = form.date("effective", "date the change takes effect")
         reason = form.text("reason", "reason")
         if not form.errors:
-            call = amendments.change_version(study, subject_id, version, effective, reason, today=today,
-                                             actor=access.user_id)
+            call = amendments.change_version(
+                study, subject_id, version, effective, reason, today=today, actor=access.user_id
+            )
             return await _save(call, study, subject_id, today, "version", form, access)
         return await _rerender(study, subject_id, today, "version", form.errors, form, access)
 
@@ -108,14 +123,30 @@ class ParticipantPages(Controller):
             return await _rerender(study, subject_id, today, "consent", form.errors, form, access)
         signed_by = tuple(block for block in SIGNATURE_BLOCKS if data.get(f"signed_{block}"))
         if version == "paper":
-            call = consent.record_paper_consent(study, subject_id, signed_on, form.data.get("paper_reference", ""),
-                                                obtained_by, today, actor=access.user_id,
-                                                label=form.text("paper_label", "version printed", required=False),
-                                                signed_by=signed_by)
+            call = consent.record_paper_consent(
+                study,
+                subject_id,
+                signed_on,
+                form.data.get("paper_reference", ""),
+                obtained_by,
+                today,
+                actor=access.user_id,
+                label=form.text("paper_label", "version printed", required=False),
+                signed_by=signed_by,
+            )
         else:
             language, _, label = (version or "").partition(":")
-            call = consent.record_consent(study, subject_id, language, label, signed_on, obtained_by, today,
-                                          actor=access.user_id, signed_by=signed_by)
+            call = consent.record_consent(
+                study,
+                subject_id,
+                language,
+                label,
+                signed_on,
+                obtained_by,
+                today,
+                actor=access.user_id,
+                signed_by=signed_by,
+            )
         return await _save(call, study, subject_id, today, "consent", form, access)
 
     @post("/visits/{code:str}/{action:str}", opt=RECORD)
@@ -140,8 +171,9 @@ class ParticipantPages(Controller):
         if action == "actual":
             call = scheduling.record_visit(study, subject_id, code, day, row_version, reason, today=today, actor=actor)
         elif action == "appointment":
-            call = scheduling.book_appointment(study, subject_id, code, day, reason, row_version, today=today,
-                                               actor=actor)
+            call = scheduling.book_appointment(
+                study, subject_id, code, day, reason, row_version, today=today, actor=actor
+            )
         else:
             call = scheduling.mark_missed(study, subject_id, code, reason, row_version, today=today, actor=actor)
         return await _save(call, study, subject_id, today, key, form, access)
@@ -158,8 +190,9 @@ async def _save(
     return Redirect(participant_url(study, subject_id, saved=key.partition(":")[0]), status_code=303)
 
 
-async def _rerender(study: str, subject_id: str, today: date, key: str, errors: dict[str, str], form: FormReader,
-                    access: Access):
+async def _rerender(
+    study: str, subject_id: str, today: date, key: str, errors: dict[str, str], form: FormReader, access: Access
+):
     context = await participant_context(
         study, subject_id, today, access, today, failed={"key": key, "errors": errors, "form": form.data}
     )
@@ -171,8 +204,10 @@ async def participant_context(
 ) -> dict[str, Any]:
     participant = await scheduling.get_participant(study, subject_id)
     site = participant["site"]
-    may = {action: access.may(action, study, site, today) for action in
-           (Action.RECORD_VISIT, Action.ENROLL_PARTICIPANT, Action.VIEW_PERSONAL_DATA, Action.VIEW_AUDIT)}
+    may = {
+        action: access.may(action, study, site, today)
+        for action in (Action.RECORD_VISIT, Action.ENROLL_PARTICIPANT, Action.VIEW_PERSONAL_DATA, Action.VIEW_AUDIT)
+    }
     consents, offered = await consent.of_participant(study, subject_id)
     identity, identity_error = None, None
     if may[Action.VIEW_PERSONAL_DATA]:
@@ -198,8 +233,10 @@ async def participant_context(
         "can_audit": may[Action.VIEW_AUDIT],
         "identity": identity,
         "consents": consents,
-        "consent_options": [(f"{v['language']}:{v['label']}", f"{v['label']} ({v['language']}), effective"
-                             f" {v['effective_on']}") for v in offered],
+        "consent_options": [
+            (f"{v['language']}:{v['label']}", f"{v['label']} ({v['language']}), effective {v['effective_on']}")
+            for v in offered
+        ],
         "viewer_id": access.user_id,
         "identity_error": identity_error,
         "identity_labels": identities.LABELS,

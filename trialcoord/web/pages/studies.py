@@ -88,8 +88,11 @@ async def study_context(
         "site_calendar": calendar,
         "study": details,
         "arms": [(arm.code, f"{arm.code} – {arm.name}") for arm in protocol.arms],
-        "site_options": [(row["code"], f"{row['code']} – {row['name']}") for row in await scheduling.list_sites(study)
-                         if access.shows(row["code"])],
+        "site_options": [
+            (row["code"], f"{row['code']} – {row['name']}")
+            for row in await scheduling.list_sites(study)
+            if access.shows(row["code"])
+        ],
         "participants": [row for row in await scheduling.list_participants(study, site) if access.shows(row["site"])],
         "reconsent": [row for row in await consent.reconsent(study, today) if access.shows(row["site"])],
         "consent_candidates": [row for row in await consent.candidates(study) if access.shows(row["site"])],
