@@ -214,4 +214,4 @@ def visible_sites(grants: Iterable[Grant], action: Action | str, study: str, tod
     ]
     if any(g.site is None for g in covering):
         return SiteScope(all_sites=True)
-    return SiteScope(all_sites=False, sites=frozenset(g.site for g in covering))
+    return SiteScope(all_sites=False, sites=frozenset(g.site for g in covering if g.site is not None))

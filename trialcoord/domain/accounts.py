@@ -119,7 +119,8 @@ def retry_delay(recent_failures: int, policy: LockoutPolicy = LockoutPolicy()) -
     """Wait after the last of `recent_failures` failures: 0, then first_delay doubling to max_delay."""
     if recent_failures < 1:
         return timedelta(0)
-    return min(policy.first_delay * 2 ** min(recent_failures - 1, 32), policy.max_delay)
+    delay: timedelta = policy.first_delay * 2 ** min(recent_failures - 1, 32)  # int ** int is typed Any
+    return min(delay, policy.max_delay)
 
 
 def login_gate(failures: Iterable[datetime], now: datetime, policy: LockoutPolicy = LockoutPolicy()) -> LoginGate:

@@ -93,7 +93,8 @@ class VerificationResult:
     def checkpoint(self, issued_at: str) -> Checkpoint:
         """A checkpoint of this trail; refused unless it verified, so a checkpoint never blesses tampering."""
         if not self.ok:
-            raise ValueError(f"the trail did not verify, entry {self.first_bad[0]}: {self.first_bad[1]}")
+            sequence, reason = self.first_bad or (0, "unknown")
+            raise ValueError(f"the trail did not verify, entry {sequence}: {reason}")
         return Checkpoint(self.size, self.root, issued_at)
 
 
@@ -136,7 +137,9 @@ def canonical_bytes(entry: AuditEntry) -> bytes:
     )
 
 
-_string = json.encoder.c_encode_basestring or json.encoder.py_encode_basestring  # the encoder's, ensure_ascii off
+_string = (  # the encoder's own, ensure_ascii off
+    getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+)
 
 
 def stored_bytes(
@@ -360,7 +363,8 @@ class TrailVerifier:
     """`verify_entries` fed one entry at a time, for a caller that reads the trail in batches."""
 
     def __init__(self, checkpoint: Checkpoint | None = None):
-        self.checkpoint, self.tree, self.problem = checkpoint, CompactTree(), None
+        self.checkpoint, self.tree = checkpoint, CompactTree()
+        self.problem: tuple[int, str] | None = None
         self._check_at = checkpoint.size if checkpoint else 0
 
     def feed(self, stored: StoredEntry) -> bool:
@@ -396,11 +400,12 @@ class TrailVerifier:
     def _accept(self, stored_hash: bytes) -> bool:
         """Add a verified leaf; at the checkpoint's size, compare the root with the checkpoint's."""
         self.tree.append(stored_hash)
-        if self.tree.size == self._check_at and self.tree.root().hex() != self.checkpoint.root:
+        checkpoint = self.checkpoint
+        if checkpoint is not None and self.tree.size == self._check_at and self.tree.root().hex() != checkpoint.root:
             self.problem = (
                 self._check_at,
                 f"entries 1 to {self._check_at} no longer give the root of the checkpoint"
-                f" issued at {self.checkpoint.issued_at}: history was rewritten",
+                f" issued at {checkpoint.issued_at}: history was rewritten",
             )
             return False
         return True
@@ -442,7 +447,7 @@ class TrailVerifier:
         return True
 
     def result(self) -> VerificationResult:
-        if self.problem is None and self.tree.size < self._check_at:
+        if self.problem is None and self.checkpoint is not None and self.tree.size < self._check_at:
             self.problem = (
                 self.tree.size + 1,
                 f"missing: the checkpoint issued at {self.checkpoint.issued_at} covers"

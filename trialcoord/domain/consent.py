@@ -239,7 +239,7 @@ def _registered(consent: ParticipantConsent, versions: list[ConsentVersion]) -> 
     return matching[0] if len(matching) == 1 else None
 
 
-def _consent_order(consent: ParticipantConsent) -> tuple:
+def _consent_order(consent: ParticipantConsent) -> tuple[object, ...]:
     order = _order(consent.version) if consent.version is not None else (date.min, "")
     return consent.signed_on, order
 

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from trialcoord.domain.access import Action
 from trialcoord.domain.accounts import Meaning
-from trialcoord.domain.deviations import Category, Classification
+from trialcoord.domain.classification import Category, Classification
 from trialcoord.domain.deviations import State as DetectionState
 from trialcoord.domain.problems import InvalidInput, Problem
 

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from statistics import median
+from typing import Any
 
 NOT_STANDING_STATES = frozenset({"resolved_by_data_correction"})
 NOT_STANDING_CLASSES = frozenset({"not_a_protocol_deviation"})
@@ -23,11 +24,11 @@ MONTHS_SHOWN, EARLIER = 36, "earlier"
 DONE = frozenset({"on_time", "early", "late"})  # a visit with an actual date in its schedule position
 
 
-def stands(row: Mapping) -> bool:
+def stands(row: Mapping[str, Any]) -> bool:
     return row["state"] not in NOT_STANDING_STATES and row["classification"] not in NOT_STANDING_CLASSES
 
 
-def month(row: Mapping) -> str:
+def month(row: Mapping[str, Any]) -> str:
     return str(row.get("occurred_on") or row["detected_at"])[:7]
 
 
@@ -41,7 +42,7 @@ def months_between(first: str, last: str) -> list[str]:
     return found
 
 
-def month_axis(rows: list[Mapping]) -> list[str]:
+def month_axis(rows: list[Mapping[str, Any]]) -> list[str]:
     """The months from the first deviation's to the last's; past `MONTHS_SHOWN`, "earlier" and the last ones."""
     if not rows:
         return []
@@ -49,13 +50,13 @@ def month_axis(rows: list[Mapping]) -> list[str]:
     return months if len(months) <= MONTHS_SHOWN else [EARLIER, *months[-MONTHS_SHOWN:]]
 
 
-def _bucket(months: list[str]) -> Callable[[Mapping], str]:
+def _bucket(months: list[str]) -> Callable[[Mapping[str, Any]], str]:
     """A row's place on the axis `months`: its month, or "earlier" before the first month shown."""
     first = months[1] if months and months[0] == EARLIER else ""
     return lambda row: EARLIER if month(row) < first else month(row)
 
 
-def by_month_and_category(rows: list[Mapping]) -> tuple[list[str], dict[str, list[int]]]:
+def by_month_and_category(rows: list[Mapping[str, Any]]) -> tuple[list[str], dict[str, list[int]]]:
     """(months, category -> count per month), categories in name order."""
     if not rows:
         return [], {}
@@ -66,15 +67,15 @@ def by_month_and_category(rows: list[Mapping]) -> tuple[list[str], dict[str, lis
     return months, {c: [counts[(m, c)] for m in months] for c in categories}
 
 
-def counts_by(rows: Iterable[Mapping], key: str) -> list[tuple[str, int]]:
+def counts_by(rows: Iterable[Mapping[str, Any]], key: str) -> list[tuple[str, int]]:
     """(value, count), most first, then by value; a manual deviation's rule is "manual"."""
     counts = Counter(str(row[key] or MANUAL) if key == "rule" else str(row[key]) for row in rows)
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
-def repeats(rows: list[Mapping], months: list[str]) -> list[dict]:
+def repeats(rows: list[Mapping[str, Any]], months: list[str]) -> list[dict[str, Any]]:
     """Each (site, rule, category) that happened more than once, with its count per month of `months`."""
-    groups: dict[tuple[str, str, str], Counter] = {}
+    groups: dict[tuple[str, str, str], Counter[Any]] = {}
     place = _bucket(months)
     for row in rows:
         key = (row["site"], row["rule"] or MANUAL, row["category"])
@@ -99,7 +100,7 @@ def _order(place: str) -> str:
     return "" if place == EARLIER else place
 
 
-def days_to_closure(rows: Iterable[Mapping]) -> list[int]:
+def days_to_closure(rows: Iterable[Mapping[str, Any]]) -> list[int]:
     """Whole days from detection to closure of each closed deviation (UTC calendar dates)."""
     return [
         (_day(row["closed_at"]) - _day(row["detected_at"])).days
@@ -108,7 +109,7 @@ def days_to_closure(rows: Iterable[Mapping]) -> list[int]:
     ]
 
 
-def closure_summary(days: list[int]) -> dict:
+def closure_summary(days: list[int]) -> dict[str, Any]:
     if not days:
         return {"closed": 0, "median_days": None, "mean_days": None, "max_days": None}
     return {
@@ -119,7 +120,7 @@ def closure_summary(days: list[int]) -> dict:
     }
 
 
-def age_buckets(rows: Iterable[Mapping], as_of: date) -> dict[str, int]:
+def age_buckets(rows: Iterable[Mapping[str, Any]], as_of: date) -> dict[str, int]:
     """Open deviations by days since detection: 0-30, 31-60, 61-90, >90."""
     counts = dict.fromkeys((label for label, _, _ in AGE_BUCKETS), 0)
     for row in rows:
@@ -129,7 +130,7 @@ def age_buckets(rows: Iterable[Mapping], as_of: date) -> dict[str, int]:
     return counts
 
 
-def visit_rates(statuses: Iterable[str]) -> dict:
+def visit_rates(statuses: Iterable[str]) -> dict[str, Any]:
     """Completion: visits done / visits due (done, or missed: window closed and not done); on time: visits
     done inside their window / visits done. Upcoming, open, optional-not-needed and unscheduled visits are
     neither; a rate with nothing to divide by is None."""
@@ -146,7 +147,7 @@ def visit_rates(statuses: Iterable[str]) -> dict:
     }
 
 
-def trends(rows: list[Mapping]) -> dict:
+def trends(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
     """Every trend the reports show, from the listing rows of the sites in scope."""
     kept = [row for row in rows if stands(row)]
     months, series = by_month_and_category(kept)

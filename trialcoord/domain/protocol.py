@@ -124,6 +124,7 @@ class Protocol:
             match = pattern.match(code)
             if match:
                 occurrence = int(match.group(1))
-                if visit.repeat.count is None or occurrence <= visit.repeat.count:
+                count = visit.repeat.count if visit.repeat is not None else None  # patterns are repeats'
+                if count is None or occurrence <= count:
                     return visit, occurrence
         return None

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from trialcoord.domain.accounts import Meaning
 from trialcoord.domain.audit import canonical_json
@@ -65,7 +66,7 @@ class Signature:
     key_id: str
     value: str  # 128 hex digits
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         s = self.statement
         return {
             "version_sha256": s.version_sha256,
@@ -79,7 +80,7 @@ class Signature:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> Signature:
+    def from_dict(cls, data: Mapping[str, Any]) -> Signature:
         """Raises ValueError (naming the field) for anything malformed."""
         try:
             statement = Statement(
@@ -109,7 +110,7 @@ class SignerKey:
     valid_to: str | None = None  # set when the key is revoked or replaced
     revoked_reason: str | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "signer_id": self.signer_id,
             "printed_name": self.printed_name,
@@ -121,7 +122,7 @@ class SignerKey:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> SignerKey:
+    def from_dict(cls, data: Mapping[str, Any]) -> SignerKey:
         try:
             key = cls(
                 str(data["signer_id"]),
@@ -196,7 +197,7 @@ def judge(
     return Check(Verdict.VALID)
 
 
-def registry_document(keys: list[SignerKey], system_keys: list[dict], generated_at: str) -> dict:
+def registry_document(keys: list[SignerKey], system_keys: list[dict[str, Any]], generated_at: str) -> dict[str, Any]:
     """The public registry as one JSON document (`signatures/registry.json`, and in every export)."""
     return {
         "format": REGISTRY_FORMAT,
@@ -206,7 +207,7 @@ def registry_document(keys: list[SignerKey], system_keys: list[dict], generated_
     }
 
 
-def parse_registry(document: Mapping) -> tuple[dict[str, SignerKey], dict[str, dict]]:
+def parse_registry(document: Mapping[str, Any]) -> tuple[dict[str, SignerKey], dict[str, dict[str, Any]]]:
     """(signer keys by key ID, system keys by key ID) from a registry document; ValueError names the fault."""
     if not isinstance(document, Mapping) or document.get("format") != REGISTRY_FORMAT:
         raise ValueError(f"not a signer registry (format {REGISTRY_FORMAT} expected)")
