@@ -67,6 +67,16 @@ def import_usdm(file: str, out: str, effective: date | None, replace: bool, fmt:
         data = Path(file).read_bytes()
     except OSError as error:
         raise InvalidInput([Problem(f"cannot read the file: {error.strerror or error}", file)]) from None
+    if target is not None and target.is_dir():
+        raise InvalidInput(
+            [
+                Problem(
+                    "is a directory; give the protocol file's path, such as protocols/STUDY/1.0.yaml",
+                    out,
+                    field="--out",
+                )
+            ]
+        )
     if target is not None and target.exists() and not replace:
         raise Conflict(f"{out} exists; choose another path, or give --replace to overwrite it")  # exit 3
     study = version = None
@@ -87,9 +97,16 @@ def import_usdm(file: str, out: str, effective: date | None, replace: bool, fmt:
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(result.text)
-        os.replace(temporary, target)  # whole or not at all
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                stream.write(result.text)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)  # as any file the user writes, not mkstemp's 0600
+            os.replace(temporary, target)  # whole or not at all
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
     report = {
         "file": file,
         "out": out,

@@ -371,3 +371,17 @@ async def test_checks_against_the_database_name_the_sdtm_variable(study):
         ("dm2.xpt", 2, "SITEID"),
         ("sv2.xpt", 1, "SVSTDTC"),
     ]
+
+
+def test_a_csv_line_of_empty_values_is_a_row_with_its_problem(tmp_path):
+    """Only an empty line is skipped (as csv.DictReader skips it); a line of commas is a row, and reported."""
+    from tests.conftest import PROTOCOL_V1
+    from trialcoord.adapters.protocol_files import parse_protocol
+    from trialcoord.adapters.sdtm import to_rows
+
+    path = tmp_path / "sv.csv"
+    path.write_text("USUBJID,VISIT,SVSTDTC\nS-1,WEEK 2,2024-03-18\n\n,,\nS-1,WEEK 4,2024-04-01\n", encoding="utf-8")
+    sv = read_dataset(path, "SV")
+    assert len(sv.rows) == 3
+    _, problems, _ = to_rows(parse_protocol(PROTOCOL_V1), sv, None, None, {})
+    assert [(p.line, p.field, p.message) for p in problems] == [(2, "USUBJID", "USUBJID is missing")]

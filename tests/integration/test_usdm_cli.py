@@ -41,7 +41,7 @@ def test_the_report_lists_what_was_not_mapped_and_the_file_keeps_it(imported):
     assert "not mapped: timeline PKPD Timeline (ScheduleTimeline_3)" in output
     assert "passes protocol validate" in output and "51 visits" in output
     text = path.read_text(encoding="utf-8")
-    assert "study: U-Alexion_NCT0  # the --out path" in text and 'version: "1.0"' in text
+    assert 'study: "U-Alexion_NCT0"  # the --out path' in text and 'version: "1.0"' in text
     assert "#   - timeline PKPD Timeline (ScheduleTimeline_3)" in text
 
 
@@ -109,6 +109,15 @@ def test_bad_input_names_the_file_and_writes_nothing(tmp_path, content, message)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and str(source) in result.stderr and "Traceback" not in result.stderr
     assert not target.exists() and not target.parent.exists()
+
+
+def test_the_file_is_written_as_the_user_writes_files_and_a_directory_is_refused(tmp_path):
+    target = tmp_path / "protocols" / "OBS" / "1.0.yaml"
+    assert run("protocol", "import-usdm", str(USDM / "observational.json"), "--out", str(target)).returncode == 0
+    assert target.stat().st_mode & 0o044 == 0o044  # readable by others, as under the default umask; not 0600
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+    result = run("protocol", "import-usdm", str(USDM / "observational.json"), "--out", str(tmp_path), "--replace")
+    assert result.returncode == 2 and "is a directory" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_study_code_the_format_refuses_writes_nothing(tmp_path):

@@ -312,6 +312,30 @@ def test_seal_splices_one_encoding_equal_to_the_canonical_bytes(payload):
     assert sealed.new_text == canonical_json(payload).decode()
 
 
+def test_what_seal_accepts_reads_back_from_the_database_as_the_same_bytes():
+    """Round trip through the database's JSON: the stored text, parsed and encoded again, is the same text, and
+    verification of the parsed entry agrees; a str-subclass key (a StrEnum) is text; an int key inside a
+    NamedTuple is refused as inside a list."""
+    import enum
+    from typing import NamedTuple
+
+    class Kind(enum.StrEnum):
+        VISIT = "visit"
+
+    class Pair(NamedTuple):
+        first: object
+        second: object
+
+    payload = {Kind.VISIT: "V2", "pair": Pair({"b": 1}, [2.5, None]), "n": 10**20, "f": -0.0}
+    sealed = seal(entry(1, new=payload))
+    parsed = json.loads(sealed.new_text)
+    assert canonical_json(parsed).decode() == sealed.new_text
+    reloaded = dataclasses.replace(sealed.entry, new=parsed)
+    assert verify_entries([StoredEntry(reloaded, sealed.leaf_hash)]).ok
+    with pytest.raises(ValueError, match="string keys"):
+        seal(entry(2, new={"pair": Pair({10: "a", 9: "b"}, None)}))
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

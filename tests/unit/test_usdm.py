@@ -499,3 +499,78 @@ def test_damaged_files_give_bad_input_or_a_protocol_never_a_crash():
             parse_protocol(result.text, "out.yaml")
         except InvalidInput:
             pass  # reported by the command ("does not validate; nothing was written")
+
+
+# ---- found by a review ---------------------------------------------------------------------------------
+
+
+def test_a_visit_counted_from_a_visit_that_could_not_be_placed_is_listed_not_a_crash():
+    document = _simple()
+    timeline = document["study"]["versions"][0]["studyDesigns"][0]["scheduleTimelines"][0]
+    timeline["instances"][2]["defaultConditionId"] = "I4"
+    timeline["instances"].append(_instance("I4", "E4", "W5"))
+    document["study"]["versions"][0]["studyDesigns"][0]["encounters"].append({"id": "E4", "name": "E4", "label": "W5"})
+    timeline["timings"][2]["value"] = "four weeks"  # W4 cannot be placed; W5 counts from it
+    timeline["timings"].append(_timing("T4", "After", "P7D", "I4", "I3"))
+    result, protocol = _convert(document)
+    assert [v.code for v in protocol.visits] == ["SCR", "BASE"]
+    assert any("W5" in item and "counted from instance I3" in item for item in result.not_mapped)
+
+
+def test_text_from_the_file_never_leaves_its_line():
+    """A name holding a line break (or YAML's own, U+2028) cannot add a key to the protocol written."""
+    document = _simple()
+    design = document["study"]["versions"][0]["studyDesigns"][0]
+    design["epochs"] = [{"id": "EP1", "name": "Treatment\n    optional: true"}]
+    design["scheduleTimelines"][0]["instances"][2]["epochId"] = "EP1"
+    design["encounters"][2]["label"] = "Week 4\u2028    optional: true \ud800"
+    document["systemName"] = "Tool\nstudy: OTHER"
+    result, protocol = _convert(document)
+    assert _visit(protocol, "W4").optional is False and protocol.study == "EDGE-01"
+    assert not re.search(r"^\s*(optional|study):", result.text.replace('study: "EDGE-01"', ""), re.M)
+    assert _visit(protocol, "W4").name == "Week 4 optional: true ?"
+
+
+def test_a_timeline_ends_the_schedule_by_its_name_not_by_what_it_mentions():
+    follow_up = {
+        "id": "TL2",
+        "name": "Survival Follow-up Timeline",
+        "entryId": "F1",
+        "entryCondition": "Subject discontinues study treatment",
+        "description": "follow-up after an adverse event or the end of treatment",
+        "instances": [_instance("F1", "E9", "FU1")],
+        "timings": [_timing("T9", "Fixed Reference", "P1D", "F1", "F1")],
+    }
+    document = _simple()
+    design = document["study"]["versions"][0]["studyDesigns"][0]
+    design["scheduleTimelines"].append(follow_up)
+    design["encounters"].append({"id": "E9", "name": "E9", "label": "Follow-up"})
+    _, protocol = _convert(document)
+    assert not protocol.events["survival_follow_up"].ends_schedule
+    assert _visit(protocol, "FU1").when == "survival_follow_up"
+
+
+@pytest.mark.parametrize("where, value", [("value", "P1M3D"), ("windowUpper", "P1M7D")])
+def test_months_and_days_together_are_listed_not_written(where, value):
+    document = _simple()
+    timings = document["study"]["versions"][0]["studyDesigns"][0]["scheduleTimelines"][0]["timings"]
+    timings[2][where] = value
+    result, protocol = _convert(document)
+    assert "W4" not in protocol.visits_by_code and [v.code for v in protocol.visits] == ["SCR", "BASE"]
+    assert any("W4" in item and "mixes months and days" in item for item in result.not_mapped)
+
+
+def test_names_yaml_would_read_as_other_types_stay_text():
+    document = _simple()
+    version = document["study"]["versions"][0]
+    version["studyIdentifiers"] = [{"id": "I1", "text": "12345"}]
+    instances = version["studyDesigns"][0]["scheduleTimelines"][0]["instances"]
+    instances[0]["name"], instances[1]["label"] = "YES", "null"
+    _, protocol = _convert(document)
+    assert protocol.study == "12345" and "YES" in protocol.visits_by_code
+
+
+@pytest.mark.parametrize("text", [b'{"study": 1' + b"0" * 5000 + b"}", b"[" * 100_000 + b"]" * 100_000])
+def test_numbers_and_nesting_beyond_what_json_reads_are_bad_input(text):
+    with pytest.raises(InvalidInput, match="x.json"):
+        parse_usdm(text, "x.json")

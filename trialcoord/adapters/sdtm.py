@@ -111,8 +111,8 @@ def read_dataset(path: Path, domain: str) -> Dataset:
                 header = [key.strip().upper() for key in next(reader, [])]
                 values: list[list[str]] = [[] for _ in header]
                 for record in reader:
-                    if not any(record):
-                        continue  # a blank line, as DictReader skips
+                    if not record:
+                        continue  # an empty line, as DictReader skips (a line of commas is a row: reported)
                     record += [""] * (len(header) - len(record))
                     for column, value in zip(values, record):
                         column.append(value)

@@ -44,6 +44,7 @@ _SKIPPED_TIMELINES = (
     ),
 )
 _EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_LINE_BREAK = re.compile("[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")  # YAML's and Python's line breaks
 _ARMCD_LENGTH = 20  # SDTM ARMCD
 
 
@@ -62,11 +63,13 @@ class Duration:
     def __neg__(self) -> Duration:
         return Duration(-self.months, -self.days, self.weeks, self.exact)
 
+    @property
+    def mixed(self) -> bool:
+        """Months and days together, which the protocol format cannot express (it refuses `P1M3D`)."""
+        return bool(self.months and self.days)
+
     def text(self) -> str:
-        """In the protocol format's own units: 2w, -42d, 1mo; ISO for months and days together."""
-        if self.months and self.days:
-            sign = "-" if self.months < 0 else ""
-            return f"{sign}P{abs(self.months)}M{abs(self.days)}D"
+        """In the protocol format's own units: 2w, -42d, 1mo (never `mixed`: callers list those as not mapped)."""
         if self.months:
             return f"{self.months}mo"
         if self.weeks and self.days and self.days % 7 == 0:
@@ -146,6 +149,8 @@ def parse_usdm(text: str | bytes, file: str) -> dict:
         raise InvalidInput([Problem(f"the file is not UTF-8 text (byte {error.start})", file)]) from None
     except json.JSONDecodeError as error:
         raise InvalidInput([Problem(f"not JSON: {error.msg}", file, line=error.lineno, column=error.colno)]) from None
+    except (ValueError, RecursionError) as error:  # an integer of thousands of digits, nesting too deep
+        raise InvalidInput([Problem(f"not JSON this importer can read: {error}", file)]) from None
     if not isinstance(document, dict) or "study" not in document:
         raise InvalidInput(
             [
@@ -185,7 +190,11 @@ def convert(
     today: date,
 ) -> Conversion:
     ignored: list[str] = []
-    converter = _Converter(_typed(document, "", ignored), file, study, version, effective, today)
+    try:
+        typed = _typed(document, "", ignored)
+    except RecursionError:
+        raise InvalidInput([Problem("nested too deeply to be a USDM study", file)]) from None
+    converter = _Converter(typed, file, study, version, effective, today)
     converter.reader.ignored = set(ignored)
     if ignored:
         converter.not_mapped.append(f"{len(ignored)} value(s) of the wrong type were ignored: {_listing(ignored)}")
@@ -323,6 +332,7 @@ class _Converter:
         for timeline in timelines:
             if timeline is not main:
                 visits += self._timeline(timeline, events, main=False, first_number=len(visits) + 1)
+        visits = self._placeable(visits)
         self._consent(visits, events)
         self._conditions(version, visits)
         if self.unwindowed:
@@ -391,17 +401,17 @@ class _Converter:
         effective, effective_note = self._effective(version)
         return {
             "study": code,
-            "study_note": f"{source}; USDM study {study.get('name') or _id(study)}",
+            "study_note": f"{source}; USDM study {_clean(study.get('name')) or _id(study)}",
             "title": str(title["text"]) if title else str(study.get("label") or study.get("name") or code),
-            "title_note": f"titles {_id(title)} ({title['type']['decode']})" if title else "study name",
+            "title_note": f"titles {_id(title)} ({_clean(title['type']['decode'])})" if title else "study name",
             "version": label,
             "version_note": version_note,
             "effective": effective.isoformat(),
             "effective_note": effective_note,
-            "design": f"{_id(design)} {design.get('name') or ''}".strip(),
+            "design": _clean(f"{_id(design)} {design.get('name') or ''}"),
             "timeline": f"{_id(main)} {_label(main)}",
-            "usdm": str(self.document.get("usdmVersion") or "?"),
-            "system": f"{self.document.get('systemName') or ''} {self.document.get('systemVersion') or ''}".strip(),
+            "usdm": _clean(self.document.get("usdmVersion") or "?"),
+            "system": _clean(f"{self.document.get('systemName') or ''} {self.document.get('systemVersion') or ''}"),
         }
 
     def _effective(self, version: dict) -> tuple[date, str]:
@@ -453,7 +463,7 @@ class _Converter:
         name = f"timeline {_label(timeline)} ({_id(timeline)})"
         instances = {i.get("id"): i for i in timeline.get("instances") or [] if isinstance(i, dict)}
         timings = [t for t in timeline.get("timings") or [] if isinstance(t, dict)]
-        text = " ".join(str(timeline.get(k) or "") for k in ("name", "label", "description", "entryCondition"))
+        text = " ".join(str(timeline.get(k) or "") for k in ("name", "label"))  # what it is, not what it mentions
         if not main:
             for pattern, why in _SKIPPED_TIMELINES:
                 if pattern.search(text):
@@ -502,7 +512,7 @@ class _Converter:
         event = self._event_name(instances.get(anchor), timeline, main, events)
         ending = not main and bool(_ENDING.search(text))
         events[event] = (
-            (f"  {event}: {{ends_schedule: true}}" if ending else f"  {event}: {{}}")
+            (f"  {_q(event)}: {{ends_schedule: true}}" if ending else f"  {_q(event)}: {{}}")
             + f"  # {'Fixed Reference' if main else 'entry'} of {name}"
             + (f", instance {_id(instances.get(anchor))}" if anchor in instances else "")
             + (f": {_clean(timeline.get('entryCondition'))}" if not main and timeline.get("entryCondition") else "")
@@ -562,7 +572,7 @@ class _Converter:
             visit.comment = f"instance {_id(instance)}" + (f", encounter {_id(encounter)}" if encounter else "")
             epoch = self.epochs.get(instance.get("epochId"))
             if epoch:
-                visit.comment += f", epoch {epoch.get('name') or _id(epoch)}"
+                visit.comment += f", epoch {_clean(epoch.get('name')) or _id(epoch)}"
                 arms = self.cells.get(instance.get("epochId"), set())
                 if arms and arms != set(self.arm_codes.values()):
                     visit.arms = sorted(arms)
@@ -582,6 +592,25 @@ class _Converter:
                 visits.append(visit)
         self.codes = codes_taken
         return visits
+
+    def _placeable(self, visits: list[_Visit]) -> list[_Visit]:
+        """The visits that can be written: not those counted from a visit that could not be placed, nor those in a
+        circle of visits counted from each other (the format needs each `from` defined earlier)."""
+        kept, placed = list(visits), set()
+        pending = list(kept)
+        while pending:  # the order `_dependency_order` will write them in
+            ready = [v for v in pending if v.ref is None or v.ref in placed]
+            if not ready:
+                break
+            for visit in ready:
+                placed.add(visit.instance.get("id"))
+                pending.remove(visit)
+        for visit in pending:
+            self.not_mapped.append(
+                f"visit {visit.code} ({visit.name}): counted from instance {_clean(visit.ref)}, which is no visit"
+                " written here (its own date could not be mapped, or the two count from each other)"
+            )
+        return [v for v in kept if v not in pending]
 
     def _event_name(self, instance: dict | None, timeline: dict, main: bool, events: dict[str, str]) -> str:
         if main:
@@ -613,8 +642,7 @@ class _Converter:
         if iid == anchor:
             timing = next(t for t in by_from.get(iid, []) if _kind(t) == "fixed")
             visit.timing_note = f"{_id(timing)}: the Fixed Reference itself"
-            self._window(visit, timing)
-            return True
+            return self._window(visit, timing)
         total, notes, current, first = Duration(weeks=True), [], iid, None
         for _ in range(len(instances) + 1):
             options = [t for t in by_from.get(current, []) if _kind(t) in ("before", "after")]
@@ -638,17 +666,22 @@ class _Converter:
             if not step.exact:
                 self.subday.append(f"{_id(timing)} {timing.get('value')}")
             total = total + (-step if _kind(timing) == "before" else step)
-            notes.append(f"{_id(timing)}: {(timing.get('type') or {}).get('decode')} {timing.get('value')}")
-            relation = str((timing.get("relativeToFrom") or {}).get("decode") or "")
+            notes.append(_clean(f"{_id(timing)}: {(timing.get('type') or {}).get('decode')} {timing.get('value')}"))
+            relation = _clean((timing.get("relativeToFrom") or {}).get("decode"))
             if relation and relation != "Start to Start":
                 notes[-1] += f" ({relation})"
             target = timing.get("relativeToScheduledInstanceId")
             if target == anchor or target in is_visit:
+                if total.mixed:
+                    self.not_mapped.append(
+                        f"visit {visit.code} ({visit.name}): its offset ({'; '.join(notes)}) mixes months and days,"
+                        " which the protocol format cannot express"
+                    )
+                    return False
                 visit.ref = None if target == anchor else target
                 visit.offset = total
                 visit.timing_note = "; ".join(notes) + (f" from {target}" if target != anchor else "")
-                self._window(visit, first)
-                return True
+                return self._window(visit, first)
             if target not in instances:
                 self.not_mapped.append(
                     f"visit {visit.code} ({visit.name}): timing {_id(timing)} is relative to "
@@ -659,7 +692,8 @@ class _Converter:
         self.not_mapped.append(f"visit {visit.code} ({visit.name}): its timings go round in a circle")
         return False
 
-    def _window(self, visit: _Visit, timing: dict) -> None:
+    def _window(self, visit: _Visit, timing: dict) -> bool:
+        """The visit's window from the timing; False (listed as not mapped) when the format cannot express it."""
         sides = []
         for key in ("windowLower", "windowUpper"):
             raw = timing.get(key)
@@ -674,11 +708,19 @@ class _Converter:
             if not side.exact:
                 self.subday.append(f"{_id(timing)} {key} {raw}")
             sides.append(Duration(abs(side.months), abs(side.days), side.weeks, side.exact))
+        for key, side in zip(("windowLower", "windowUpper"), sides):
+            if side is not None and side.mixed:
+                self.not_mapped.append(
+                    f"visit {visit.code} ({visit.name}): {key} {_clean(timing.get(key))} of timing {_id(timing)} mixes"
+                    " months and days, which the protocol format cannot express"
+                )
+                return False
         if sides == [None, None]:
             self.unwindowed.append(_id(timing))
         visit.early, visit.late = (side or Duration() for side in sides)
         if timing.get("windowLabel"):
             visit.timing_note += f"; window {_clean(timing['windowLabel'])}"
+        return True
 
     def _decision(self, instance: dict, instances: dict) -> None:
         default = instances.get(instance.get("defaultConditionId")) or {}
@@ -686,8 +728,8 @@ class _Converter:
             target = instances.get(branch.get("conditionTargetId")) or {}
             self.not_mapped.append(
                 f"decision {_label(instance)} ({_id(instance)}): branch '{_clean(branch.get('condition'))}' to "
-                f"{_label(target)} ({branch.get('conditionTargetId')}); the default path, to {_label(default)}, "
-                "is the schedule written"
+                f"{_label(target)} ({_clean(branch.get('conditionTargetId'))}); the default path, to"
+                f" {_label(default)}, is the schedule written"
             )
 
     def _consent(self, visits: list[_Visit], events: dict[str, str]) -> None:
@@ -722,11 +764,11 @@ class _Converter:
             f"# design {header['design']}, {header['timeline']}.",
             "# Each comment names the USDM object a value came from. Review the file against the protocol",
             "# document before loading it: what could not be mapped is listed at the end.",
-            f"study: {header['study']}  # {header['study_note']}",
+            f"study: {_q(header['study'])}  # {header['study_note']}",
             f"title: {_q(header['title'])}  # {header['title_note']}",
             f"version: {_q(header['version'])}  # {header['version_note']}",
             f"effective: {header['effective']}  # {header['effective_note']}",
-            f"day_one: {self.day_one}  # the main timeline's Fixed Reference is Study Day 1",
+            f"day_one: {_q(self.day_one)}  # the main timeline's Fixed Reference is Study Day 1",
             "",
             "events:",
             *events.values(),
@@ -743,13 +785,13 @@ class _Converter:
                 f"  - code: {_q(visit.code)}  # {visit.comment}",
                 f"    number: {visit.number}",
                 f"    name: {_q(visit.name)}",
-                f"    from: {source}",
+                f"    from: {_q(source)}",
                 f"    offset: {visit.offset.text()}  # {visit.timing_note}",
                 f"    window: {{early: {visit.early.text() if visit.early else '0d'}, "
                 f"late: {visit.late.text() if visit.late else '0d'}}}",
             ]
             if visit.when:
-                lines.append(f"    when: {visit.when}  # a visit of that timeline: expected once it starts")
+                lines.append(f"    when: {_q(visit.when)}  # a visit of that timeline: expected once it starts")
             if visit.arms:
                 lines.append(
                     f"    arms: [{', '.join(_q(a) for a in visit.arms)}]  # the arms whose cells hold this epoch"
@@ -759,7 +801,8 @@ class _Converter:
         for title, items in (("not mapped", self.not_mapped), ("assumed", self.assumed)):
             lines += ["", f"# {title}:" + ("" if items else " nothing")]
             lines += [f"#   - {_clean(item, 400)}" for item in items]
-        return "\n".join(lines) + "\n"
+        # Every value and comment above is one line already; this keeps it so whatever a future edit interpolates.
+        return "\n".join(_LINE_BREAK.sub(" ", line) for line in lines) + "\n"
 
 
 # ---- helpers -------------------------------------------------------------------------------------------
@@ -825,7 +868,7 @@ def _unique(code: str, taken: set[str]) -> str:
 
 
 def _id(node: Any) -> str:
-    return str(node.get("id") or "?") if isinstance(node, dict) else "?"
+    return _clean(node.get("id") or "?") if isinstance(node, dict) else "?"
 
 
 def _label(node: Any) -> str:
@@ -835,8 +878,14 @@ def _label(node: Any) -> str:
 
 
 def _clean(text: Any, limit: int = 200) -> str:
-    flat = " ".join(str(text or "").split())
+    """One line of text (every kind of line break, YAML's included, made a space), valid UTF-8, at most `limit`."""
+    flat = " ".join(_utf8(str(text or "")).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _utf8(text: str) -> str:
+    """A lone surrogate (from a JSON escape such as \\ud800) becomes '?': it cannot be written as UTF-8."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _listing(items: list[str], limit: int = 6) -> str:
@@ -845,4 +894,4 @@ def _listing(items: list[str], limit: int = 6) -> str:
 
 def _q(text: str) -> str:
     """A YAML scalar that reads back as this exact text: JSON's double-quoted strings are YAML's."""
-    return json.dumps(" ".join(str(text).split()), ensure_ascii=False)
+    return json.dumps(_clean(text, 10**6), ensure_ascii=False)

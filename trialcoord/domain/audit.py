@@ -210,16 +210,18 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _string_keys(value: Any) -> bool:
-    """Exact types first: `isinstance` against an ABC costs more than the rest of sealing."""
+    """Whether every mapping key inside is text, as the database's JSON gives it back (an int key would come back
+    as a string and sort elsewhere). Exact types first: `isinstance` against an ABC costs more than sealing."""
     kind = type(value)
     if kind in _SCALARS:
         return True
-    if kind is list or kind is tuple:
-        return all(type(item) in _SCALARS or _string_keys(item) for item in value)
-    if kind is dict or isinstance(value, abc.Mapping):
+    if kind is dict or (kind is not list and kind is not tuple and isinstance(value, abc.Mapping)):
         for key, item in value.items():  # a loop, not all(): the payloads are small and this runs per entry
-            if type(key) is not str or (type(item) not in _SCALARS and not _string_keys(item)):
+            if not isinstance(key, str) or (type(item) not in _SCALARS and not _string_keys(item)):
                 return False
+        return True
+    if isinstance(value, (list, tuple)):  # subclasses too (a NamedTuple is encoded as a list)
+        return all(type(item) in _SCALARS or _string_keys(item) for item in value)
     return True  # anything else, the encoder refuses with its own message
 
 
