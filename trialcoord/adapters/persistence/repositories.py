@@ -454,7 +454,8 @@ def occurrence_fields(visit: VisitOccurrence) -> dict[str, Any]:
 
 
 _NUMBER = _EVALUATED.index("number")
-assert VisitOccurrence._fields[1:] == _EVALUATED  # so an occurrence's values are a slice of it (hot path)
+if VisitOccurrence._fields[1:] != _EVALUATED:  # an occurrence's values are a slice of it (hot path): keep the order
+    raise RuntimeError("VisitOccurrence's fields changed order; update repositories._EVALUATED to match")
 
 
 def _evaluated_values(visit: VisitOccurrence) -> tuple:
