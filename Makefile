@@ -14,10 +14,12 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Lint and format check (ruff, configured in pyproject.toml); .ci/run runs it before the tests. `make format` fixes.
+# Lint, format and type checks (ruff; mypy, strict on the domain; configured in pyproject.toml); .ci/run runs them
+# before the tests. `make format` fixes what ruff can.
 lint: $(VENV)/.installed
 	$(BIN)/ruff check trialcoord tests bench setup.py
 	$(BIN)/ruff format --check trialcoord tests bench setup.py
+	$(BIN)/mypy trialcoord/domain
 
 format: $(VENV)/.installed
 	$(BIN)/ruff check --fix trialcoord tests bench setup.py

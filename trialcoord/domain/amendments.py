@@ -13,7 +13,8 @@ from datetime import date
 
 from trialcoord.domain.consent import ConsentVersion
 from trialcoord.domain.deviations import Finding, WindowException, detect
-from trialcoord.domain.protocol import Protocol, VisitDefinition, Window
+from trialcoord.domain.durations import Duration
+from trialcoord.domain.protocol import Event, Protocol, VisitDefinition, Window
 from trialcoord.domain.schedule import NOT_APPLICABLE, UNSCHEDULED, VisitOccurrence
 
 REQUIRED, NOT_REQUIRED, NO_VERSION = "required", "not_required", "no_consent_version"
@@ -185,7 +186,7 @@ def protocol_differences(old: Protocol, new: Protocol) -> list[str]:
     return lines
 
 
-def _side(duration) -> str:
+def _side(duration: Duration | None) -> str:
     return "unbounded" if duration is None else str(duration)
 
 
@@ -223,7 +224,7 @@ def _fields(old: VisitDefinition, new: VisitDefinition) -> list[tuple[str, str, 
     ]
 
 
-def _event(event) -> str:
+def _event(event: Event) -> str:
     if not event.ends_schedule:
         return "does not end the schedule"
     return "ends the schedule" + (", collection stops" if event.stops_collection else "")

@@ -170,5 +170,5 @@ def _ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def _day(value) -> date:
+def _day(value: object) -> date:
     return value if type(value) is date else date.fromisoformat(str(value)[:10])

@@ -11,7 +11,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import date, timedelta
 from typing import NamedTuple
 
-from trialcoord.domain.durations import DAYS, Duration
+from trialcoord.domain.durations import DAYS, Calendar, Duration
 from trialcoord.domain.problems import InvalidInput, Problem
 from trialcoord.domain.protocol import ACTUAL, Protocol, VisitDefinition
 
@@ -89,7 +89,7 @@ class _Shift:
 
     __slots__ = ("duration", "delta", "calendar", "sign")
 
-    def __init__(self, duration: Duration, calendar, sign: int = 1):
+    def __init__(self, duration: Duration, calendar: Calendar | None, sign: int = 1) -> None:
         self.duration, self.calendar, self.sign = duration, calendar, sign
         self.delta = timedelta(days=duration.amount * sign) if duration.unit == DAYS else None
 
@@ -178,7 +178,7 @@ class _Plan:
 
 def _plan(protocol: Protocol) -> _Plan:
     plan = protocol.compiled
-    if plan is None:
+    if not isinstance(plan, _Plan):  # not compiled yet (None)
         plan = _Plan(protocol)
         object.__setattr__(protocol, "compiled", plan)
     return plan
@@ -204,14 +204,25 @@ class _Participant:
         "in_order",
     )
 
-    def __init__(self, protocol, events, actuals, arm, as_of, horizon_days, marked_missed):
+    def __init__(
+        self,
+        protocol: Protocol,
+        events: Mapping[str, date],
+        actuals: Mapping[str, date],
+        arm: str | None,
+        as_of: date,
+        horizon_days: int,
+        marked_missed: Collection[str],
+    ) -> None:
         self.protocol, self.plan = protocol, _plan(protocol)
         self.events, self.actuals, self.arm, self.as_of = events, actuals, arm, as_of
         self.horizon = as_of + timedelta(days=horizon_days)
         self.marked_missed = marked_missed
         self.day_one = events.get(protocol.day_one)
         # The ending events recorded, earliest first: (date, name, stops collection).
-        self.endings = sorted((events[name], name, stops) for name, stops in self.plan.ending_events if name in events)
+        self.endings: list[tuple[date, str, bool]] = sorted(
+            (events[name], name, stops) for name, stops in self.plan.ending_events if name in events
+        )
         self.references: dict[str, tuple[date | None, date | None]] = {}  # code -> (target, actual)
         self.rows: list[VisitOccurrence] = []
         self.last_target: date | None = None
@@ -242,7 +253,16 @@ class _Participant:
             return NOT_APPLICABLE
         return None
 
-    def add(self, plan: _VisitPlan, occurrence: int, code: str, name: str, target, override, end_date):
+    def add(
+        self,
+        plan: _VisitPlan,
+        occurrence: int,
+        code: str,
+        name: str,
+        target: date | None,
+        override: str | None,
+        end_date: date | None,
+    ) -> tuple[date | None, bool]:
         # The hot path of the whole product: locals and one inlined status rule instead of calls.
         actual = self.actuals.get(code) if self.actuals else None
         earliest = latest = day = None
@@ -328,7 +348,7 @@ class _Participant:
             ):
                 return  # open-ended: stop at the first occurrence past the horizon, or once ended
                 # (an optional occurrence whose window closed undone is not an end: the next one follows)
-            if target is not None:
+            if target is not None and plan.every is not None:  # a repeat always has its step
                 target = plan.every(actual if (plan.chain_actual and actual is not None) else target)
             occurrence += 1
 
@@ -437,7 +457,7 @@ def judge(
                 ):
                     chosen, dropped = None, True  # still open at the change: not (yet) one of this version's
                 continue  # done, or closed before the change: judged as it was
-            if defines:
+            if defines and row is not None:  # (a defining version without a row went on above)
                 latest_defined = index, row
             if not dropped:  # else far off under the version in force until this one: open when this one began
                 basis = chosen[1] if chosen is not None and chosen[1].status != UNSCHEDULED else row
@@ -450,7 +470,8 @@ def judge(
                 continue  # removed by this version before it was ever listed
             dropped = False
             if row is None:
-                chosen = index, _not_applicable(basis)  # removed by this version while still open
+                if basis is not None:  # always: not dropped, so `basis` was found above
+                    chosen = index, _not_applicable(basis)  # removed by this version while still open
             elif row.actual is None and row.latest is not None and row.latest < start:
                 # open until this version took effect, whose own window for it had closed by then: this version
                 # never expected it while in force (as for a visit it adds after its window), so not missed
@@ -483,7 +504,7 @@ def _add_unscheduled(protocol: Protocol, participant: _Participant, rows: list[V
 _FAR = date.max
 
 
-def _row_order(row: VisitOccurrence):
+def _row_order(row: VisitOccurrence) -> tuple[date, float, int]:
     when = row[5] or row[8] or _FAR
     number = row[4]
     return (when, number if number is not None else float("inf"), row[2])

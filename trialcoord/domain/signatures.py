@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
 from typing import Any
 
@@ -225,7 +225,7 @@ def parse_registry(document: Mapping[str, Any]) -> tuple[dict[str, SignerKey], d
     return signers, system
 
 
-def local_time(instant: str, zone_name: str, zone) -> str:
+def local_time(instant: str, zone_name: str, zone: tzinfo) -> str:
     """The instant as the site reads it, with the zone named (11.50(a)(2)): `2026-11-27 10:30 CET (Europe/Berlin)`.
 
     `zone` is a tzinfo for `zone_name` (the caller builds it; the domain reads no zone database itself).
