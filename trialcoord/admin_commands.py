@@ -11,24 +11,11 @@ import sys
 from datetime import UTC, date
 from pathlib import Path
 
-from trialcoord.commands import UsageError, _run, _today, _write_file
-from trialcoord.commands import _actor as actor
+from trialcoord import command_support as support
+from trialcoord.command_support import UsageError
 from trialcoord.config import get_settings
 
 FIRST_ADMIN = "admin"
-
-
-def _database(coroutine_factory):
-    from trialcoord.adapters.persistence.database import open_database
-    from trialcoord.services import system_keys
-
-    system_keys.configure(get_settings())
-
-    async def run():
-        async with open_database(migrate=True):
-            return await coroutine_factory()
-
-    return _run(run())
 
 
 def generated_password() -> str:
@@ -59,7 +46,7 @@ def setup(demo: bool = True) -> int:
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not _pii_configured(settings):
-        pii.generate_key_file(settings.pii_key_file, f"k{_today():%Y%m%d}")
+        pii.generate_key_file(settings.pii_key_file, f"k{support.today():%Y%m%d}")
         print(f"created the personal-data key {settings.pii_key_file} (back it up apart from the database)")
     if not settings.audit_key_file.exists():
         passphrase = settings.audit_passphrase_file
@@ -77,18 +64,20 @@ def setup(demo: bool = True) -> int:
         created = None
         if await accounts.count_users() == 0:
             password = generated_password()
-            await accounts.create_user(FIRST_ADMIN, "Administrator", "admin@localhost.invalid", password, actor())
-            await accounts.grant(FIRST_ADMIN, "administrator", None, None, _today(), None, actor())
+            await accounts.create_user(
+                FIRST_ADMIN, "Administrator", "admin@localhost.invalid", password, support.actor()
+            )
+            await accounts.grant(FIRST_ADMIN, "administrator", None, None, support.today(), None, support.actor())
             created = password
-        loaded = await load_demo(_today()) if demo else False
+        loaded = await load_demo(support.today()) if demo else False
         demo_password = generated_password()
-        users = await add_demo_users(_today(), demo_password, actor()) if loaded else []
+        users = await add_demo_users(support.today(), demo_password, support.actor()) if loaded else []
         from trialcoord.services import signatures
 
         await signatures.write_registry()  # the public registry in signatures/, with this system's key
         return created, loaded, users, demo_password
 
-    password, loaded, users, demo_password = _database(run)
+    password, loaded, users, demo_password = support.database(run)
     if loaded:
         print("demo study loaded")
     if users:
@@ -147,7 +136,7 @@ def user_create(user_id: str, name: str, email: str, generate: bool) -> int:
     from trialcoord.services import accounts
 
     password, shown = read_password(generate)
-    row = _database(lambda: accounts.create_user(user_id, name, email, password, actor()))
+    row = support.database(lambda: accounts.create_user(user_id, name, email, password, support.actor()))
     print(f"user {row['user_id']} created")
     if shown:
         print(f"password: {password}  (shown this once)")
@@ -157,7 +146,7 @@ def user_create(user_id: str, name: str, email: str, generate: bool) -> int:
 def user_disable(user_id: str, reason: str) -> int:
     from trialcoord.services import accounts
 
-    row = _database(lambda: accounts.disable_user(user_id, actor(), reason))
+    row = support.database(lambda: accounts.disable_user(user_id, support.actor(), reason))
     print(f"user {row['user_id']} is {row['status']}; their sessions have ended")
     return 0
 
@@ -166,7 +155,7 @@ def user_reset_password(user_id: str, generate: bool) -> int:
     from trialcoord.services import accounts
 
     password, shown = read_password(generate)
-    row = _database(lambda: accounts.reset_password(user_id, password, actor()))
+    row = support.database(lambda: accounts.reset_password(user_id, password, support.actor()))
     print(f"password of {row['user_id']} changed; their sessions have ended")
     if shown:
         print(f"password: {password}  (shown this once)")
@@ -184,8 +173,10 @@ def user_grant(
 ) -> int:
     from trialcoord.services import accounts
 
-    row = _database(
-        lambda: accounts.grant(user_id, role, study, site, valid_from or _today(), valid_to, actor(), personal_data)
+    row = support.database(
+        lambda: accounts.grant(
+            user_id, role, study, site, valid_from or support.today(), valid_to, support.actor(), personal_data
+        )
     )
     print(
         f"grant {row['id']}: {row['user_id']} is {row['role']} of {row['study'] or 'every study'}"
@@ -198,7 +189,7 @@ def user_grant(
 def user_revoke(grant_id: int, reason: str) -> int:
     from trialcoord.services import accounts
 
-    row = _database(lambda: accounts.revoke(grant_id, actor(), reason))
+    row = support.database(lambda: accounts.revoke(grant_id, support.actor(), reason))
     print(f"grant {row['id']} of {row['user_id']} revoked")
     return 0
 
@@ -209,14 +200,14 @@ def user_list() -> int:
     async def run():
         return [await accounts.get_user(row["user_id"]) for row in await accounts.list_users()]
 
-    for user in _database(run):
+    for user in support.database(run):
         print(f"{user['user_id']}\t{user['status']}\t{user['printed_name']}")
         for g in user["grants"]:
             state = (
                 "revoked"
                 if g["revoked_at"]
                 else "in force"
-                if (g["valid_to"] or "9999") >= _today().isoformat()
+                if (g["valid_to"] or "9999") >= support.today().isoformat()
                 else "ended"
             )
             print(
@@ -229,7 +220,7 @@ def user_list() -> int:
 def user_token(user_id: str, days: int) -> int:
     from trialcoord.services import accounts
 
-    signed = _database(lambda: accounts.issue_token(user_id, days, actor()))
+    signed = support.database(lambda: accounts.issue_token(user_id, days, support.actor()))
     print(f"bearer token for {signed.user_id}, valid until {signed.expires_at} (shown this once):")
     print(signed.token)
     return 0
@@ -242,7 +233,7 @@ def audit_verify(checkpoint_file: str | None, public_key_file: str | None) -> in
     from trialcoord.services import audit_log
 
     given = _checked_checkpoint(checkpoint_file, public_key_file) if checkpoint_file else None
-    report = _database(lambda: audit_log.verify(given))
+    report = support.database(lambda: audit_log.verify(given))
     for name in report.checked_against:
         print(f"compared with the {name}")
     if report.ok:
@@ -284,7 +275,7 @@ def audit_checkpoint(out: str) -> int:
     from trialcoord.services import audit_log
 
     key = _private_key()
-    signed = _database(lambda: audit_log.checkpoint(key, Path(out)))
+    signed = support.database(lambda: audit_log.checkpoint(key, Path(out)))
     print(
         f"checkpoint of {signed['size']} entries, root {signed['root']}, signed by key {signed['key_id']},"
         f" written to {out}"
@@ -297,7 +288,7 @@ def audit_public_key(out: str | None) -> int:
 
     pem = signing_keys.public_key_pem(_private_key().public_key())
     if out:
-        _write_file(out, pem)
+        support.write_file(out, pem)
         print(f"public key written to {out}")
     else:
         print(pem, end="")
@@ -316,7 +307,7 @@ def keys_rotate(new_key_id: str) -> int:
     ring = pii.load_key_file(path).with_new_current_key(new_key_id)
     pii.write_key_file(path, ring, replace=True)
     print(f"{path}: key {new_key_id} added and made current; back the file up now")
-    count = _database(lambda: identities.rotate_stored(ring, actor()))
+    count = support.database(lambda: identities.rotate_stored(ring, support.actor()))
     print(f"{count} stored values re-encrypted under key {new_key_id}")
     return 0
 
@@ -327,7 +318,7 @@ def keys_retire(old_key_id: str) -> int:
     from trialcoord.services import identities
 
     path = _pii_key_file()
-    in_use = _database(identities.key_ids_in_use)
+    in_use = support.database(identities.key_ids_in_use)
     if old_key_id in in_use:
         raise UsageError(f"key {old_key_id} still encrypts stored values; run `trialcoord keys rotate` first")
     pii.write_key_file(path, pii.load_key_file(path).without_key(old_key_id), replace=True)

@@ -323,7 +323,7 @@ def _audit_commands(commands) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from trialcoord.commands import UsageError
+    from trialcoord.command_support import UsageError
     from trialcoord.config import ConfigError
     from trialcoord.domain.problems import InvalidInput
 

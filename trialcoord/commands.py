@@ -2,36 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
+from trialcoord import command_support as support
 from trialcoord.adapters.protocol_files import load_protocol, validate_protocol_file
 from trialcoord.adapters.render.rows import WRITERS
+from trialcoord.command_support import UsageError
 from trialcoord.domain.schedule import evaluate
-
-
-class UsageError(Exception):
-    """Bad command-line input; printed as one line and exit status 2."""
-
-
-def _today() -> date:
-    from trialcoord.config import get_settings
-
-    return get_settings().today()
-
-
-def _actor() -> str:
-    """Who the audit trail names for a command: whoever has a shell on the server."""
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no name for the uid (containers)
-        return "cli:unknown"
 
 
 def _print_rows(pairs, fmt: str, with_participant: bool) -> None:
@@ -82,7 +62,9 @@ def import_usdm(file: str, out: str, effective: date | None, replace: bool, fmt:
     study = version = None
     if target is not None and target.suffix in (".yaml", ".yml") and target.resolve().parent.parent.name == "protocols":
         study, version = target.parent.name, target.stem  # the project's layout: protocols/STUDY/VERSION.yaml
-    result = convert(parse_usdm(data, file), file, study=study, version=version, effective=effective, today=_today())
+    result = convert(
+        parse_usdm(data, file), file, study=study, version=version, effective=effective, today=support.today()
+    )
     try:
         protocol = parse_protocol(result.text, out)
     except (
@@ -151,7 +133,7 @@ def schedule(protocol_file: str, events: dict[str, date], arm: str | None, as_of
         )
     if problems:
         raise InvalidInput(problems)
-    as_of = as_of or _today()
+    as_of = as_of or support.today()
     rows = evaluate(protocol, events, {}, as_of, arm=arm)
     if fmt == "ics":
         from trialcoord.web.ics import visits_calendar
@@ -168,7 +150,7 @@ def check(protocol_file: str, events_file: str, as_of: date | None, fmt: str) ->
     from trialcoord.adapters.events_csv import read_events_file
 
     protocol = load_protocol(protocol_file)
-    as_of = as_of or _today()
+    as_of = as_of or support.today()
     # A batch of millions of short-lived objects that form no cycles: the cyclic collector only costs time.
     gc.disable()
     try:
@@ -184,10 +166,6 @@ def check(protocol_file: str, events_file: str, as_of: date | None, fmt: str) ->
     return 0
 
 
-def _run(coroutine):
-    return asyncio.run(coroutine)
-
-
 def migrate() -> int:
     from trialcoord.adapters.persistence.database import open_database
 
@@ -195,7 +173,7 @@ def migrate() -> int:
         async with open_database(migrate=True):
             pass
 
-    _run(run())
+    support.run(run())
     print("database is up to date")
     return 0
 
@@ -206,9 +184,9 @@ def demo() -> int:
 
     async def run():
         async with open_database(migrate=True):
-            return await load_demo(_today())
+            return await load_demo(support.today())
 
-    loaded = _run(run())
+    loaded = support.run(run())
     print("demo study loaded" if loaded else "demo study already present; nothing changed")
     return 0
 
@@ -222,25 +200,19 @@ def load_protocol_file(file: str) -> int:
 
     async def run():
         async with open_database(migrate=True):
-            return await scheduling.load_protocol_version(protocol, source, Path(file).name, actor=_actor())
+            return await scheduling.load_protocol_version(protocol, source, Path(file).name, actor=support.actor())
 
-    result = _run(run())
+    result = support.run(run())
     outcome = "stored" if result["created"] else "already loaded with the same text; nothing changed"
     print(f"{protocol.study} version {protocol.version}: {outcome} (sha256 {result['sha256']})")
     return 0
-
-
-def _progress():
-    """On a terminal: each step of a long command on stderr, with the time since it began."""
-    began = time.monotonic()
-    return lambda text: print(f"  {time.monotonic() - began:6.1f} s  {text}", file=sys.stderr, flush=True)
 
 
 def import_events(study: str, file: str, site: str | None, create_sites: bool = False) -> int:
     from trialcoord.adapters.persistence.database import open_database
     from trialcoord.services.importing import import_events as run_import
 
-    text = _read_text(file)
+    text = support.read_text(file)
 
     async def run():
         async with open_database(migrate=True):
@@ -249,13 +221,13 @@ def import_events(study: str, file: str, site: str | None, create_sites: bool = 
                 text,
                 site=site,
                 file=file,
-                today=_today(),
-                actor=_actor(),
+                today=support.today(),
+                actor=support.actor(),
                 create_sites=create_sites,
-                progress=_progress() if sys.stderr.isatty() else None,
+                progress=support.progress() if sys.stderr.isatty() else None,
             )
 
-    result = _run(run())
+    result = support.run(run())
     sites = f"sites {', '.join(result.created_sites)} created, " if result.created_sites else ""
     print(
         f"{file}: {sites}{result.created_participants} participants created, {result.events_recorded} events and "
@@ -287,16 +259,16 @@ def import_sdtm(args) -> int:
                 dm,
                 mapping,
                 site=args.site,
-                today=_today(),
-                actor=_actor(),
+                today=support.today(),
+                actor=support.actor(),
                 create_sites=args.create_sites,
                 dry_run=args.dry_run,
-                progress=_progress() if sys.stderr.isatty() else None,
+                progress=support.progress() if sys.stderr.isatty() else None,
                 used=used,
             )
 
     try:
-        result, _ = _run(run())
+        result, _ = support.run(run())
     except InvalidInput:
         if args.dry_run:  # the mapping first, then the problems (exit 2)
             _print_mapping(used, None, args)
@@ -367,7 +339,7 @@ def visits(study: str, site: str | None, status: str | None, as_of: date | None,
     from trialcoord.services import scheduling
 
     statuses = _statuses(status)
-    as_of = as_of or _today()
+    as_of = as_of or support.today()
 
     async def run():
         from trialcoord.services import audit_log
@@ -376,7 +348,7 @@ def visits(study: str, site: str | None, status: str | None, as_of: date | None,
             rows = await scheduling.study_visits(study, as_of, site=site, statuses=statuses)
             # A listing taken out of the system is an export: audited, as the app's downloads are.
             await audit_log.record_alone(
-                _actor(),
+                support.actor(),
                 audit_log.Change(
                     "export",
                     "schedule",
@@ -387,7 +359,7 @@ def visits(study: str, site: str | None, status: str | None, as_of: date | None,
             )
             return rows
 
-    _print_rows(_run(run()), fmt, with_participant=True)
+    _print_rows(support.run(run()), fmt, with_participant=True)
     return 0
 
 
@@ -401,27 +373,6 @@ def _statuses(text: str | None) -> set[str] | None:
     if unknown:
         raise UsageError(f"--status: unknown status {', '.join(unknown)}; statuses are: {', '.join(STATUSES)}")
     return wanted
-
-
-def _read_text(file: str) -> str:
-    try:
-        return Path(file).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UsageError(f"{file}: no such file") from None
-    except UnicodeDecodeError as error:
-        raise UsageError(f"{file}: not a UTF-8 text file (byte {error.start}); is it a CSV?") from None
-    except OSError as error:
-        raise UsageError(f"{file}: cannot be read ({error.strerror})") from None
-
-
-def _write_file(file: str, content: bytes | str) -> None:
-    """Write what a command was asked to put in a file (`--out`): a missing folder or a read-only place is bad
-    input named with the file, never a traceback."""
-    try:
-        data = content.encode("utf-8") if isinstance(content, str) else content
-        Path(file).write_bytes(data)
-    except OSError as error:
-        raise UsageError(f"{file}: cannot be written ({error.strerror})") from None
 
 
 def serve(host: str | None, port: int | None) -> int:

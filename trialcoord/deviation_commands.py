@@ -7,8 +7,8 @@ from datetime import date
 
 import msgspec
 
-from trialcoord.admin_commands import _database, actor
-from trialcoord.commands import UsageError, _today
+from trialcoord import command_support as support
+from trialcoord.command_support import UsageError
 
 # The listing's columns, the same in JSON and CSV (a spreadsheet and a program see one shape).
 COLUMNS = (
@@ -47,8 +47,10 @@ TABLE_COLUMNS = (
 def detect(study: str, as_of: date | None, full: bool) -> int:
     from trialcoord.services import deviations
 
-    today = _today()  # in TRIALCOORD_TIME_ZONE, for the default date and the check against days to come
-    result = _database(lambda: deviations.detect(study, as_of or today, actor=actor(), full=full, today=today))
+    today = support.today()  # in TRIALCOORD_TIME_ZONE, for the default date and the check against days to come
+    result = support.database(
+        lambda: deviations.detect(study, as_of or today, actor=support.actor(), full=full, today=today)
+    )
     print(
         f"{result['study']} as of {result['as_of']} ({result['scope']}): {result['created']} created, "
         f"{result['updated']} updated, {result['resolved']} resolved, {result['reopened']} reopened"
@@ -69,7 +71,7 @@ def listing(study: str, states: str | None, site: str | None, fmt: str) -> int:
         rows, _ = await deviations.listing(study, states=wanted, sites=None if site is None else [site])
         # A listing taken out of the system is an export: audited, as `visits` and the app's downloads are.
         await audit_log.record_alone(
-            actor(),
+            support.actor(),
             audit_log.Change(
                 "export",
                 "deviation_listing",
@@ -80,7 +82,7 @@ def listing(study: str, states: str | None, site: str | None, fmt: str) -> int:
         )
         return rows
 
-    rows = _database(run)
+    rows = support.database(run)
     records = [{name: row[name] for name in COLUMNS} for row in rows]
     if fmt == "json":
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(records), indent=1).decode() + "\n")

@@ -6,8 +6,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from trialcoord.admin_commands import _database, actor
-from trialcoord.commands import UsageError
+from trialcoord import command_support as support
+from trialcoord.command_support import UsageError
 from trialcoord.domain.documents import DocumentKey, IrbApproval
 
 
@@ -19,7 +19,9 @@ def document_add(study: str, name: str, file: str, label: str, artifact: str, si
     except OSError as error:
         raise UsageError(f"{file}: cannot be read ({error.strerror})") from None
     key = DocumentKey(study, site, name)
-    row = _database(lambda: documents.add_version(key, artifact, label, data, Path(file).name, summary, actor()))
+    row = support.database(
+        lambda: documents.add_version(key, artifact, label, data, Path(file).name, summary, support.actor())
+    )
     print(
         f"{name} version {row['label']}: stored as {row['media_type']}, {row['size']} bytes,"
         f" sha256 {row['sha256']}, filed under TMF {row['artifact']['number']} ({row['artifact']['name']}), draft"
@@ -30,7 +32,7 @@ def document_add(study: str, name: str, file: str, label: str, artifact: str, si
 def document_list(study: str, site: str | None) -> int:
     from trialcoord.services import documents
 
-    for row in _database(lambda: documents.list_documents(study, site)):
+    for row in support.database(lambda: documents.list_documents(study, site)):
         where = f"site {row['site']}" if row["site"] else "study"
         since = f" since {row['status_date']}" if row["status_date"] else ""
         print(
@@ -60,7 +62,7 @@ def document_status(
             raise UsageError("an approval needs --approval-reference, --approval-date and --approval-letter-sha256")
         approval = IrbApproval(approval_reference, approval_date, approval_letter)
     key = DocumentKey(study, site, name)
-    row = _database(lambda: documents.change_status(key, label, status, on, reason, approval, actor()))
+    row = support.database(lambda: documents.change_status(key, label, status, on, reason, approval, support.actor()))
     print(f"{name} version {label}: {row['status']} from {row['status_date']}")
     return 0
 
@@ -79,7 +81,7 @@ def document_sign(study: str, name: str, label: str, meaning: str, site: str | N
     async def sign():
         return await signatures.sign(key, label, await accounts.signing_by_password(user_id, meaning, password))
 
-    made = _database(sign)
+    made = support.database(sign)
     print(
         f"{name} version {label}: signed by {made['printed_name']} ({made['signer_id']}) for {made['meaning']}"
         f" at {made['instant']} with key {made['key_id']}"
@@ -97,9 +99,9 @@ def signer_revoke(user_id: str, reason: str) -> int:
 
     async def revoke():
         await accounts.get_user(user_id)  # an unknown user ID is an error, not "no key in force"
-        return await signatures.end_signer_keys(user_id, reason, actor())
+        return await signatures.end_signer_keys(user_id, reason, support.actor())
 
-    ended = _database(revoke)
+    ended = support.database(revoke)
     print(
         f"{user_id}: "
         + (
@@ -112,14 +114,15 @@ def signer_revoke(user_id: str, reason: str) -> int:
 
 
 def binder_checklist(study: str, site: str, as_of: date | None, pdf: str | None = None) -> int:
-    from trialcoord.commands import _today, _write_file
     from trialcoord.services import binder
 
     if pdf:
-        _write_file(pdf, _database(lambda: binder.checklist_report(study, site, as_of or _today())))
+        support.write_file(
+            pdf, support.database(lambda: binder.checklist_report(study, site, as_of or support.today()))
+        )
         print(f"checklist of site {site} written to {pdf}")
         return 0
-    items = _database(lambda: binder.site_checklist(study, site, as_of or _today()))
+    items = support.database(lambda: binder.site_checklist(study, site, as_of or support.today()))
     for item in items:
         who = item["person"] or (f"consent {item['consent_version']}" if item["consent_version"] else "")
         until = f" until {item['expires_on']}" if item["expires_on"] else ""
@@ -136,7 +139,7 @@ def binder_export(study: str, site: str | None, out: str) -> int:
     target = Path(out)
     temporary = target.with_name(target.name + ".partial")
     try:
-        manifest = _database(lambda: binder.export(study, site, temporary, actor()))
+        manifest = support.database(lambda: binder.export(study, site, temporary, support.actor()))
         temporary.replace(target)  # a failed export leaves no half-written package under the asked name
     except OSError as error:
         raise UsageError(f"{out}: cannot be written ({error.strerror})") from None
@@ -158,7 +161,7 @@ def verify(paths: list[str], registry_file: str | None) -> int:
         signed = await verification.verify_all()
         return stored[0] + signed[0], stored[1] + signed[1]
 
-    checked, problems = _database(both)
+    checked, problems = support.database(both)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:

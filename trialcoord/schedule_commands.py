@@ -8,16 +8,18 @@ from datetime import date, timedelta
 
 import msgspec
 
-from trialcoord.admin_commands import _database, actor
-from trialcoord.commands import UsageError, _read_text, _today, _write_file
+from trialcoord import command_support as support
+from trialcoord.command_support import UsageError
 
 
 def protocol_apply(study: str, version: str, effective: date, reason: str, site: str | None) -> int:
     from trialcoord.services import amendments, scheduling
 
-    today = _today()
-    moved = _database(
-        lambda: amendments.apply_version(study, version, effective, reason, site=site, today=today, actor=actor())
+    today = support.today()
+    moved = support.database(
+        lambda: amendments.apply_version(
+            study, version, effective, reason, site=site, today=today, actor=support.actor()
+        )
     )
     where = f"site {site} of {study}" if site else study
     print(
@@ -44,18 +46,18 @@ def protocol_impact(study: str, file: str, effective: date | None, site: str | N
 
     if fmt == "pdf" and not out:
         raise UsageError("--format pdf writes a file: give --out FILE.pdf")
-    text = _read_text(file)
+    text = support.read_text(file)
     protocol = parse_protocol(text, file=file)
-    today = _today()
+    today = support.today()
 
     async def run():
         result = await amendments.impact(study, protocol, text, effective, site=site, today=today)
-        await amendments.record_impact_read(result, fmt, actor())  # a listing taken out: audited as an export
+        await amendments.record_impact_read(result, fmt, support.actor())  # a listing taken out: audited as an export
         return result
 
-    result = _database(run)
+    result = support.database(run)
     if fmt == "pdf":
-        _write_file(out, amendments.impact_pdf(result, created_at=f"{today.isoformat()}T00:00:00Z"))
+        support.write_file(out, amendments.impact_pdf(result, created_at=f"{today.isoformat()}T00:00:00Z"))
         print(f"{out}: one-page summary of protocol version {protocol.version}'s impact")
         return 0
     if fmt == "json":
@@ -67,7 +69,7 @@ def protocol_impact(study: str, file: str, effective: date | None, site: str | N
     else:
         text = _impact_table(result)
     if out:
-        _write_file(out, text)
+        support.write_file(out, text)
     else:
         sys.stdout.write(text)
     return 0
@@ -106,8 +108,8 @@ def _impact_table(result) -> str:
 def schedules_refresh(study: str | None, as_of: date | None) -> int:
     from trialcoord.services import deviations
 
-    today = _today()
-    refreshed = _database(lambda: deviations.refresh_schedules(study, as_of, today=today))
+    today = support.today()
+    refreshed = support.database(lambda: deviations.refresh_schedules(study, as_of, today=today))
     for code, count in refreshed.items():
         print(
             f"{code}: {count} participant{'' if count == 1 else 's'} re-evaluated as of {as_of or today},"
@@ -119,7 +121,9 @@ def schedules_refresh(study: str | None, as_of: date | None) -> int:
 def site_add(study: str, code: str, name: str, time_zone: str, calendar: str | None) -> int:
     from trialcoord.services import scheduling
 
-    row = _database(lambda: scheduling.create_site(study, code, name, time_zone, calendar, actor=actor()))
+    row = support.database(
+        lambda: scheduling.create_site(study, code, name, time_zone, calendar, actor=support.actor())
+    )
     print(
         f"site {row['code']} ({row['name']}) added to {study}: time zone {row['time_zone']}, business days follow"
         f" {row['calendar'] or 'the protocol calendar'}"
@@ -134,7 +138,9 @@ def site_list(study: str, fmt: str) -> int:
     from trialcoord.adapters.tabular import text_table
     from trialcoord.services import scheduling
 
-    rows = [{name: row[name] for name in SITE_COLUMNS} for row in _database(lambda: scheduling.list_sites(study))]
+    rows = [
+        {name: row[name] for name in SITE_COLUMNS} for row in support.database(lambda: scheduling.list_sites(study))
+    ]
     if fmt == "json":
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(rows), indent=1).decode() + "\n")
     else:
@@ -146,14 +152,16 @@ def site_calendar(study: str, site: str, calendar: str | None, protocol: bool) -
     """Set the calendar (or go back to the protocol's with --protocol); without either, show it."""
     from trialcoord.services import scheduling
 
-    today = _today()
+    today = support.today()
     if calendar and protocol:
         raise UsageError("give a calendar or --protocol, not both")
     if calendar or protocol:
-        row = _database(lambda: scheduling.set_site_calendar(study, site, calendar or None, today=today, actor=actor()))
+        row = support.database(
+            lambda: scheduling.set_site_calendar(study, site, calendar or None, today=today, actor=support.actor())
+        )
         print(f"site {site} of {study}: business days follow {row['calendar'] or 'the protocol calendar'}")
         return 0
-    days = _database(lambda: scheduling.site_calendar_days(study, site, today, today + timedelta(days=27)))
+    days = support.database(lambda: scheduling.site_calendar_days(study, site, today, today + timedelta(days=27)))
     own = "" if days["own"] else " (the protocol's)"
     print(f"site {site} of {study}: business days follow {days['calendar'] or 'every day'}{own}")
     for closure in days["closures"]:
@@ -168,9 +176,9 @@ def site_calendar(study: str, site: str, calendar: str | None, protocol: bool) -
 def site_reopen(study: str, site: str, first_day: date, reason: str) -> int:
     from trialcoord.services import scheduling
 
-    today = _today()
-    row = _database(
-        lambda: scheduling.withdraw_site_closure(study, site, first_day, reason, today=today, actor=actor())
+    today = support.today()
+    row = support.database(
+        lambda: scheduling.withdraw_site_closure(study, site, first_day, reason, today=today, actor=support.actor())
     )
     print(f"site {site} of {study}: closure from {row['first_day']} to {row['last_day']} withdrawn")
     return 0
@@ -179,9 +187,11 @@ def site_reopen(study: str, site: str, first_day: date, reason: str) -> int:
 def site_close(study: str, site: str, first_day: date, last_day: date | None, reason: str) -> int:
     from trialcoord.services import scheduling
 
-    today = _today()
-    row = _database(
-        lambda: scheduling.add_site_closure(study, site, first_day, last_day, reason, today=today, actor=actor())
+    today = support.today()
+    row = support.database(
+        lambda: scheduling.add_site_closure(
+            study, site, first_day, last_day, reason, today=today, actor=support.actor()
+        )
     )
     print(f"site {site} of {study}: closed from {row['first_day']} to {row['last_day']} ({row['reason']})")
     return 0

@@ -136,7 +136,7 @@ async def test_a_long_import_says_where_it_is(study):
 
 
 def test_the_command_line_prints_progress_with_the_time_since_it_began(capsys):
-    from trialcoord.commands import _progress
+    from trialcoord.command_support import progress as _progress
 
     _progress()("1,000,000 rows read, 100,000 participants; checking them")
     err = capsys.readouterr().err
