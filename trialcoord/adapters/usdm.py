@@ -79,11 +79,9 @@ class Duration:
 
 @dataclass(slots=True)
 class Conversion:
-    study: str
-    version: str
+    """The YAML written and the report; what the protocol holds is read back by parsing `text`."""
+
     text: str
-    visits: int
-    events: list[str]
     not_mapped: list[str] = field(default_factory=list)
     assumed: list[str] = field(default_factory=list)
 
@@ -343,9 +341,7 @@ class _Converter:
         if self.subday:
             self.assumed.append(f"time of day dropped from {_listing(self.subday)}: trialcoord schedules dates")
         text = self._render(header, events, arms, visits)
-        return Conversion(
-            header["study"], header["version"], text, len(visits), list(events), self.not_mapped, self.assumed
-        )
+        return Conversion(text, self.not_mapped, self.assumed)
 
     def _header(self, study: dict, version: dict, design: dict, main: dict) -> dict[str, str]:
         identifiers = [i for i in version.get("studyIdentifiers") or [] if isinstance(i, dict) and i.get("text")]
