@@ -29,11 +29,12 @@ from bench.common import (
     temp_database,
 )
 from bench.query import seed, seed_rows
-from trialcoord.adapters.persistence import repositories as repo
-from trialcoord.adapters.persistence.engine import read
-from trialcoord.adapters.protocol_files import parse_protocol
-from trialcoord.domain.schedule import evaluate
-from trialcoord.services import amendments, scheduling
+from trialcoord.amendments import amendments
+from trialcoord.kernel.database.engine import read
+from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import store as repo
+from trialcoord.scheduling.protocol_files import parse_protocol
+from trialcoord.scheduling.rules.schedule import evaluate
 
 RUNS = 3  # interleaved: ours, baseline, ours, ...; the best of each counts
 EFFECTIVE = AS_OF + timedelta(days=7)

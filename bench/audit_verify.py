@@ -14,7 +14,7 @@ import random
 import sys
 
 from bench.compute import best_of
-from trialcoord.domain.audit import (
+from trialcoord.kernel.rules.audit import (
     AuditEntry,
     StoredEntry,
     TrailVerifier,

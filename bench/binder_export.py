@@ -37,14 +37,16 @@ from argon2 import profiles
 
 from bench.common import PROTOCOL_TEXT, SITE, STUDY, atimed, on_each_engine, ratio_line, raw_sqlite_path, temp_database
 from bench.compute import best_of
-from trialcoord.adapters import binder_package, signing_keys
-from trialcoord.adapters.passwords import PasswordHashing
-from trialcoord.adapters.protocol_files import parse_protocol
-from trialcoord.adapters.render.documents import RenderCache
-from trialcoord.adapters.render.signed_pdf import new_site_credentials
-from trialcoord.config import load_settings
-from trialcoord.domain.documents import DocumentKey
-from trialcoord.services import accounts, binder, documents, scheduling, signatures, system_keys
+from trialcoord.accounts import accounts
+from trialcoord.accounts.passwords import PasswordHashing
+from trialcoord.documents import binder, binder_package, documents, signatures
+from trialcoord.documents.rules.documents import DocumentKey
+from trialcoord.kernel import signing_keys, system_keys
+from trialcoord.kernel.config import load_settings
+from trialcoord.kernel.render.documents import RenderCache
+from trialcoord.kernel.render.signed_pdf import new_site_credentials
+from trialcoord.scheduling import scheduling
+from trialcoord.scheduling.protocol_files import parse_protocol
 
 RUNS = 2
 PASSWORD = "bench horse battery staple"  # a throwaway account in a throwaway database

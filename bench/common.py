@@ -15,12 +15,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from trialcoord.adapters.persistence import repositories as repo
-from trialcoord.adapters.persistence.engine import bind_engine, build_engine, close_pool, start_pool, transaction
-from trialcoord.adapters.persistence.migrations import migrate
-from trialcoord.adapters.protocol_files import parse_protocol
-from trialcoord.domain.protocol import Protocol
-from trialcoord.services import scheduling
+from trialcoord.kernel.database.engine import bind_engine, build_engine, close_pool, start_pool, transaction
+from trialcoord.kernel.database.migrations import migrate
+from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import store as repo
+from trialcoord.scheduling.protocol_files import parse_protocol
+from trialcoord.scheduling.rules.protocol import Protocol
 
 POSTGRES_URL = os.environ.get("TRIALCOORD_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 ENGINES = ("sqlite", "postgres")
@@ -143,7 +143,7 @@ async def enrol_study(participants: int, seed: int = 1) -> tuple[Protocol, dict[
 def perturbed_actuals(protocol: Protocol, randomized: date, rng: random.Random) -> tuple[dict[str, date], set[str]]:
     """Actual dates of the visits whose window has closed by AS_OF: mostly on time, 3% late, 1% early,
     3% never done (missed). Returns (actuals, codes left undone)."""
-    from trialcoord.domain.schedule import evaluate
+    from trialcoord.scheduling.rules.schedule import evaluate
 
     actuals, undone = {}, set()
     for visit in evaluate(protocol, {"randomization": randomized}, {}, AS_OF):

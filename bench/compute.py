@@ -9,9 +9,9 @@ import sys
 import time
 from datetime import date, timedelta
 
-from trialcoord.domain.durations import parse_duration
-from trialcoord.domain.protocol import Event, Protocol, VisitDefinition, Window
-from trialcoord.domain.schedule import evaluate
+from trialcoord.scheduling.rules.durations import parse_duration
+from trialcoord.scheduling.rules.protocol import Event, Protocol, VisitDefinition, Window
+from trialcoord.scheduling.rules.schedule import evaluate
 
 VISITS = 20
 

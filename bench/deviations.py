@@ -36,13 +36,13 @@ import asyncpg
 from bench import endpoint
 from bench.common import AS_OF, atimed, on_each_engine, ratio_line, raw_sqlite_path, temp_database, timed, visit_params
 from bench.query import seed
-from trialcoord.adapters.persistence import deviations_store as store
-from trialcoord.adapters.persistence import repositories as repo
-from trialcoord.adapters.persistence.engine import read, transaction
-from trialcoord.adapters.protocol_files import parse_protocol
-from trialcoord.domain.audit import utc_instant
-from trialcoord.domain.schedule import evaluate
-from trialcoord.services import deviations, scheduling
+from trialcoord.deviations import deviations, store
+from trialcoord.kernel.database.engine import read, transaction
+from trialcoord.kernel.rules.audit import utc_instant
+from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import store as repo
+from trialcoord.scheduling.protocol_files import parse_protocol
+from trialcoord.scheduling.rules.schedule import evaluate
 
 STUDY, SITES, ENDING = "BENCH-DV", ("101", "102", "103", "104"), ("withdrawal",)
 PARTICIPANTS, VISITS, OPEN = 10_000, 100, 100_000
@@ -241,7 +241,7 @@ def served(url: str):
     """`trialcoord serve` on the benchmark's database with a monitor's bearer token; yields the base URL."""
     with tempfile.TemporaryDirectory(prefix="trialcoord-bench-") as tmp:
         env = {**os.environ, "TRIALCOORD_DATA_DIR": tmp, "TRIALCOORD_DATABASE_URL": url}
-        cli = [sys.executable, "-m", "trialcoord.cli"]
+        cli = [sys.executable, "-m", "trialcoord.cli.main"]
 
         def run(*args: str) -> str:
             return subprocess.run([*cli, *args], env=env, check=True, capture_output=True, text=True).stdout

@@ -42,7 +42,7 @@ def served_demo():
     """The app with the demo study, served on loopback; yields its base URL."""
     with tempfile.TemporaryDirectory(prefix="trialcoord-bench-") as tmp:
         env = {**os.environ, "TRIALCOORD_DATA_DIR": tmp, "TRIALCOORD_DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3"}
-        cli = [sys.executable, "-m", "trialcoord.cli"]
+        cli = [sys.executable, "-m", "trialcoord.cli.main"]
         subprocess.run([*cli, "demo"], env=env, check=True, stdout=subprocess.DEVNULL)
         # Every request carries a bearer token, as a real client's does: the guard's work is measured too.
         subprocess.run(

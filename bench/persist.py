@@ -30,9 +30,9 @@ from bench.common import (
     timed,
     visit_params,
 )
-from trialcoord.adapters.persistence.engine import bound_engine, fetch, is_sqlite
-from trialcoord.domain.schedule import evaluate
-from trialcoord.services import scheduling
+from trialcoord.kernel.database.engine import bound_engine, fetch, is_sqlite
+from trialcoord.scheduling import scheduling
+from trialcoord.scheduling.rules.schedule import evaluate
 
 RUNS = 2  # alternating: ours, raw, ours, raw; the best of each counts
 

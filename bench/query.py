@@ -33,8 +33,8 @@ from bench.common import (
     timed,
     visit_params,
 )
-from trialcoord.domain.schedule import evaluate
-from trialcoord.services import scheduling
+from trialcoord.scheduling import scheduling
+from trialcoord.scheduling.rules.schedule import evaluate
 
 RUNS = 3
 KIND = "missed_or_out_of_window"

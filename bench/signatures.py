@@ -20,10 +20,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from bench.common import ratio_line
 from bench.compute import best_of
-from trialcoord.adapters import signing_keys
-from trialcoord.adapters.signing_keys import sign_bytes, verify_hex
-from trialcoord.domain.accounts import Meaning
-from trialcoord.domain.signatures import Signature, SignerKey, Statement, judge
+from trialcoord.accounts.rules.accounts import Meaning
+from trialcoord.accounts.rules.signers import SignerKey
+from trialcoord.documents.rules.signatures import Signature, Statement, judge
+from trialcoord.kernel import signing_keys
+from trialcoord.kernel.signing_keys import sign_bytes, verify_hex
 
 FULL, RUNS, SIGNERS = 20_000, 3, 20
 NOW = "2026-11-27T12:00:00.000000Z"

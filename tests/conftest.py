@@ -15,8 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from trialcoord.adapters.persistence.engine import bind_engine, build_engine, close_pool, start_pool
-from trialcoord.adapters.persistence.migrations import migrate
+from trialcoord.kernel.database.engine import bind_engine, build_engine, close_pool, start_pool
+from trialcoord.kernel.database.migrations import migrate
 
 POSTGRES_URL = os.environ.get("TRIALCOORD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -117,8 +117,8 @@ def cheap_password_hashing(monkeypatch):
     """argon2's cheapest profile: the production one costs 64 MiB and about 50 ms a hash."""
     from argon2 import profiles
 
-    from trialcoord.adapters.passwords import PasswordHashing
-    from trialcoord.services import accounts
+    from trialcoord.accounts import accounts
+    from trialcoord.accounts.passwords import PasswordHashing
 
     monkeypatch.setattr(accounts, "hashing", PasswordHashing(profiles.CHEAPEST))
     monkeypatch.setattr(accounts, "_dummy_hash", None)
@@ -127,7 +127,7 @@ def cheap_password_hashing(monkeypatch):
 @pytest.fixture(autouse=True)
 def pii_keys(monkeypatch):
     """A throwaway key ring for personal data, in the environment as an operator would set it."""
-    from trialcoord.adapters.pii import KEY_FILE_VARIABLE, KEYS_VARIABLE, KeyRing
+    from trialcoord.kernel.pii import KEY_FILE_VARIABLE, KEYS_VARIABLE, KeyRing
 
     ring = KeyRing.generate("test-1")
     monkeypatch.delenv(KEY_FILE_VARIABLE, raising=False)
@@ -141,8 +141,8 @@ def _system_key_material():
     but a session fixture keeps every test's keys alike)."""
     from datetime import datetime
 
-    from trialcoord.adapters import signing_keys
-    from trialcoord.adapters.render.signed_pdf import new_site_credentials
+    from trialcoord.kernel import signing_keys
+    from trialcoord.kernel.render.signed_pdf import new_site_credentials
 
     pades = new_site_credentials(
         "Test Site Document Signing",
@@ -157,8 +157,8 @@ def _system_key_material():
 def system_keys(monkeypatch, _system_key_material):
     """The system's keys installed directly, and scrypt at its lowest accepted cost for signers' keys
     (production: n = 2**17, about 0.4 s a derivation)."""
-    from trialcoord.adapters import signing_keys
-    from trialcoord.services import system_keys as keys
+    from trialcoord.kernel import signing_keys
+    from trialcoord.kernel import system_keys as keys
 
     monkeypatch.setattr(signing_keys, "SCRYPT_N", signing_keys.MIN_SCRYPT_N)
     manifest_key, pades = _system_key_material
@@ -171,7 +171,7 @@ def system_keys(monkeypatch, _system_key_material):
 
 @pytest.fixture
 def app(db, tmp_path):
-    from trialcoord.config import load_settings
+    from trialcoord.kernel.config import load_settings
     from trialcoord.web.app import create_app
 
     # Its own data directory (render cache), and no signer registry directory: a test app never writes
@@ -198,7 +198,7 @@ async def anonymous(app):
 
 async def add_user(user_id: str, *grants: tuple, printed_name: str | None = None) -> None:
     """A user with grants given as (role, study, site[, valid_to[, personal_data]])."""
-    from trialcoord.services import accounts
+    from trialcoord.accounts import accounts
 
     await accounts.create_user(user_id, printed_name or user_id.title(), f"{user_id}@example.org", PASSWORD, "admin")
     for role, study, site, *rest in grants:
@@ -210,8 +210,9 @@ async def add_user(user_id: str, *grants: tuple, printed_name: str | None = None
 
 async def sign_version(key, label: str, user_id: str = "ivan", meaning: str = "approval") -> dict:
     """`user_id` (made if new) signs a document version through the password ceremony."""
-    from trialcoord.domain.problems import NotFound
-    from trialcoord.services import accounts, signatures
+    from trialcoord.accounts import accounts
+    from trialcoord.documents import signatures
+    from trialcoord.kernel.problems import NotFound
 
     try:
         await accounts.get_user(user_id)
@@ -223,7 +224,7 @@ async def sign_version(key, label: str, user_id: str = "ivan", meaning: str = "a
 async def signed_in(client, user_id: str):
     """`client` signed in as `user_id`: the session as cookie (pages) and bearer token (API), and the
     CSRF token as a header, which the pages accept in place of the form field."""
-    from trialcoord.services import accounts
+    from trialcoord.accounts import accounts
 
     session = await accounts.sign_in(user_id, PASSWORD, "127.0.0.1")
     client.cookies.set("trialcoord_session", session.token)
@@ -242,8 +243,8 @@ async def client(anonymous):
 @pytest.fixture
 async def study(db):
     """Study TST-1 with protocol versions 1.0 and 2.0 and site 101."""
-    from trialcoord.adapters.protocol_files import parse_protocol
-    from trialcoord.services import scheduling
+    from trialcoord.scheduling import scheduling
+    from trialcoord.scheduling.protocol_files import parse_protocol
 
     for text in (PROTOCOL_V1, PROTOCOL_V2):
         await scheduling.load_protocol_version(parse_protocol(text, "tst.yaml"), text, "tst.yaml")
@@ -267,7 +268,7 @@ PERSONAS = {  # user ID -> grants, as (role, study, site[, valid_to[, personal_d
 @pytest.fixture
 async def personas(study):
     """Study TST-1 with sites A and B, a participant at each, and one user per persona."""
-    from trialcoord.services import scheduling
+    from trialcoord.scheduling import scheduling
 
     await scheduling.create_site(study, SITE_B, "Lakeside", "America/Chicago")
     await scheduling.enroll_participant(study, SUBJECT_A, SITE_A, arm="A", enrolled_on=RANDOMIZED, today=RANDOMIZED)

@@ -57,10 +57,10 @@ PASSWORD = "browser test passphrase"  # throwaway accounts of a temporary databa
 
 
 async def _load_demo(url: str) -> None:
-    from trialcoord.adapters.persistence.engine import bind_engine, build_engine
-    from trialcoord.adapters.persistence.migrations import migrate
-    from trialcoord.services import accounts
-    from trialcoord.services.demo import add_demo_users, load_demo
+    from trialcoord.accounts import accounts
+    from trialcoord.demo.demo import add_demo_users, load_demo
+    from trialcoord.kernel.database.engine import bind_engine, build_engine
+    from trialcoord.kernel.database.migrations import migrate
 
     engine = bind_engine(build_engine(url))
     await migrate(engine)
@@ -91,7 +91,7 @@ def server(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'e2e.sqlite3'}"
     asyncio.run(_load_demo(url))
     port = _free_port()
-    from trialcoord.adapters.pii import KEYS_VARIABLE, KeyRing
+    from trialcoord.kernel.pii import KEYS_VARIABLE, KeyRing
 
     env = {
         **os.environ,
@@ -103,7 +103,7 @@ def server(tmp_path_factory):
     }
     # The system's keys (audit/manifest key, PAdES certificate), as `trialcoord setup` makes them.
     made = subprocess.run(
-        [sys.executable, "-m", "trialcoord.cli", "setup", "--no-demo"],
+        [sys.executable, "-m", "trialcoord.cli.main", "setup", "--no-demo"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -334,7 +334,7 @@ def test_a_consent_version_is_signed_made_effective_and_sends_a_participant_to_r
     signed by participant 101-001; then 4.0 goes the same way and 101-001 enters the re-consent queue."""
     from playwright.sync_api import expect
 
-    from trialcoord.adapters.render.documents import render_pdf
+    from trialcoord.kernel.render.documents import render_pdf
 
     ivan = sign_in(browser, server, "ivan")
     cover = {

@@ -12,8 +12,8 @@ import re
 import pytest
 
 from tests.conftest import PERSONAS, SITE_A, SITE_B, SUBJECT_A, SUBJECT_B, signed_in
-from trialcoord.domain.access import Action
-from trialcoord.web.auth import rule_of
+from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.guard import rule_of
 
 pytestmark = pytest.mark.anyio
 
@@ -115,7 +115,7 @@ def test_every_route_declares_a_rule(app):
 
 def test_the_expectations_cover_every_persona_and_the_documented_table():
     assert set(EXPECTED) == set(PERSONAS)
-    from trialcoord.domain.access import ROLE_PERMISSIONS, Role
+    from trialcoord.kernel.rules.access import ROLE_PERMISSIONS, Role
 
     assert EXPECTED["coord-a"][SITE_A] == set(ROLE_PERMISSIONS[Role.COORDINATOR])
     assert EXPECTED["sponsor"]["*"] == set(ROLE_PERMISSIONS[Role.SPONSOR])
@@ -210,7 +210,7 @@ async def test_a_monitor_grant_stops_working_after_its_end_date(anonymous, perso
 
 def route_table(app) -> list[str]:
     """docs/access-control.md's route x role table, generated from the route table and ROLE_PERMISSIONS."""
-    from trialcoord.domain.access import ROLE_PERMISSIONS, Role
+    from trialcoord.kernel.rules.access import ROLE_PERMISSIONS, Role
 
     lines = []
     for method, path, handler in sorted(routes(app), key=lambda r: (r[1], r[0])):

@@ -13,10 +13,13 @@ import pikepdf
 import pytest
 
 from tests.conftest import PROTOCOL_V1, add_user, signed_in
-from trialcoord.adapters.persistence.engine import fetch
-from trialcoord.adapters.protocol_files import parse_protocol
-from trialcoord.domain.problems import InvalidInput
-from trialcoord.services import amendments, audit_log, deviations, scheduling
+from trialcoord.amendments import amendments
+from trialcoord.deviations import deviations
+from trialcoord.kernel import audit_log
+from trialcoord.kernel.database.engine import fetch
+from trialcoord.kernel.problems import InvalidInput
+from trialcoord.scheduling import scheduling
+from trialcoord.scheduling.protocol_files import parse_protocol
 
 pytestmark = pytest.mark.anyio
 DEMO = Path(__file__).resolve().parents[2] / "protocols" / "DEMO-001"

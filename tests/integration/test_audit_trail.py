@@ -9,11 +9,11 @@ from datetime import date
 import pytest
 
 from tests.conftest import RANDOMIZED, SITE_A, SUBJECT_A, add_user, signed_in
-from trialcoord.adapters.persistence import audit_store
-from trialcoord.adapters.persistence.engine import fetch, transaction
-from trialcoord.domain.audit import AuditEntry, canonical_bytes, canonical_json, leaf_hash
-from trialcoord.domain.problems import InvalidInput
-from trialcoord.services import audit_log, scheduling
+from trialcoord.kernel import audit_log, audit_store
+from trialcoord.kernel.database.engine import fetch, transaction
+from trialcoord.kernel.problems import InvalidInput
+from trialcoord.kernel.rules.audit import AuditEntry, canonical_bytes, canonical_json, leaf_hash
+from trialcoord.scheduling import scheduling
 
 pytestmark = pytest.mark.anyio
 TODAY = date(2024, 6, 1)
@@ -232,7 +232,7 @@ async def test_the_newest_entries_deleted_or_appended_are_caught_by_the_head(stu
 
 
 async def test_rewritten_history_is_caught_only_by_a_checkpoint(study, db, tmp_path):
-    from trialcoord.adapters import signing_keys
+    from trialcoord.kernel import signing_keys
 
     await _trail(study)
     key = signing_keys.generate_key()
@@ -265,7 +265,7 @@ async def test_rewritten_history_is_caught_only_by_a_checkpoint(study, db, tmp_p
 
 
 async def test_an_exported_checkpoint_of_a_shorter_trail_is_extended_by_the_current_one(study, tmp_path):
-    from trialcoord.adapters import signing_keys
+    from trialcoord.kernel import signing_keys
 
     await _trail(study, people=2)
     key = signing_keys.generate_key()

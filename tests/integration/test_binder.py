@@ -13,11 +13,12 @@ import pytest
 
 from tests.conftest import LONG_AGO, PASSWORD, add_user, sign_version
 from tests.integration.test_signatures import AT, COVER
-from trialcoord.adapters.binder_package import verify_package
-from trialcoord.adapters.persistence import audit_store
-from trialcoord.adapters.render.documents import render_pdf
-from trialcoord.domain.documents import DocumentKey, IrbApproval
-from trialcoord.services import accounts, audit_log, binder, documents, signatures
+from trialcoord.accounts import accounts, signer_keys
+from trialcoord.documents import binder, documents, signatures
+from trialcoord.documents.binder_package import verify_package
+from trialcoord.documents.rules.documents import DocumentKey, IrbApproval
+from trialcoord.kernel import audit_log, audit_store
+from trialcoord.kernel.render.documents import render_pdf
 
 pytestmark = pytest.mark.anyio
 TODAY = date(2026, 11, 27)
@@ -95,7 +96,7 @@ async def test_the_export_holds_every_version_signed_and_verifies_offline(filed,
     assert [s["meaning"] for s in icf["signatures"]] == ["approval"]
     kinds = {f["kind"] for f in manifest["files"]}
     assert kinds == {"version", "signature_page", "pades_signed"}
-    registry = await signatures.registry()
+    registry = await signer_keys.registry()
     report = verify_package(out, registry, now=NOW)
     assert report.ok, report.problems
     assert report.signatures_checked == 4
@@ -113,7 +114,7 @@ async def test_the_export_holds_every_version_signed_and_verifies_offline(filed,
 async def test_a_changed_member_or_a_moved_signature_in_an_export_is_named(filed, tmp_path):
     out = tmp_path / "binder.zip"
     manifest = await binder.export("TST-1", "101", out, "cora")
-    registry = await signatures.registry()
+    registry = await signer_keys.registry()
     target = next(f["path"] for f in manifest["files"] if f["kind"] == "version" and f["label"] == "2.0")
     with zipfile.ZipFile(out) as source:
         members = {name: source.read(name) for name in source.namelist()}
@@ -128,13 +129,13 @@ async def test_a_changed_member_or_a_moved_signature_in_an_export_is_named(filed
 
 
 async def test_an_unchanged_binder_reuses_its_index(filed, tmp_path, monkeypatch):
-    from trialcoord.adapters.render.documents import RenderCache
+    from trialcoord.kernel.render.documents import RenderCache
 
     cache = RenderCache(tmp_path / "cache")
     monkeypatch.setattr(binder, "render_cache", lambda: cache)
     await binder.export("TST-1", "101", tmp_path / "one.zip", "cora")
     rendered = []
-    monkeypatch.setattr("trialcoord.adapters.render.documents.render_pdf", lambda *a, **k: rendered.append(a) or b"")
+    monkeypatch.setattr("trialcoord.kernel.render.documents.render_pdf", lambda *a, **k: rendered.append(a) or b"")
     await binder.export("TST-1", "101", tmp_path / "two.zip", "cora")
     assert rendered == []  # a cache hit: nothing re-rendered
     with zipfile.ZipFile(tmp_path / "one.zip") as one, zipfile.ZipFile(tmp_path / "two.zip") as two:
@@ -237,9 +238,9 @@ async def test_the_commands_sign_export_and_verify_a_binder(study, db, tmp_path,
 async def test_a_re_export_takes_unchanged_files_from_the_last_export_and_a_damaged_copy_from_the_database(
     filed, tmp_path, monkeypatch, pdf
 ):
-    from trialcoord.adapters.persistence import documents_store
-    from trialcoord.config import load_settings
-    from trialcoord.services import system_keys
+    from trialcoord.documents import store as documents_store
+    from trialcoord.kernel import system_keys
+    from trialcoord.kernel.config import load_settings
 
     monkeypatch.setattr(system_keys, "_settings", load_settings({"TRIALCOORD_DATA_DIR": str(tmp_path / "data")}))
     first = await binder.export("TST-1", "101", tmp_path / "one.zip", "cora")
@@ -257,14 +258,14 @@ async def test_a_re_export_takes_unchanged_files_from_the_last_export_and_a_dama
     second = await binder.export("TST-1", "101", tmp_path / "two.zip", "cora")
     assert asked == [hashlib.sha256(pdf + b"%cv2").hexdigest()]  # only the new version came from the database
     assert len(second["files"]) == len(first["files"]) + 1
-    report = verify_package(tmp_path / "two.zip", await signatures.registry(), now=NOW)
+    report = verify_package(tmp_path / "two.zip", await signer_keys.registry(), now=NOW)
     assert report.ok, report.problems
     raw = bytearray(kept.read_bytes())
     raw[300] ^= 0xFF  # the kept copy is damaged: its bytes fail their CRC, the database is read instead
     kept.write_bytes(bytes(raw))
     asked.clear()
     await binder.export("TST-1", "101", tmp_path / "three.zip", "cora")
-    assert asked and verify_package(tmp_path / "three.zip", await signatures.registry(), now=NOW).ok
+    assert asked and verify_package(tmp_path / "three.zip", await signer_keys.registry(), now=NOW).ok
 
 
 async def test_names_that_meet_at_one_path_stay_apart_and_subject_logs_follow_the_personal_data_grant(
@@ -279,7 +280,7 @@ async def test_names_that_meet_at_one_path_stay_apart_and_subject_logs_follow_th
     assert not any(f["document"] == "Subject log" for f in without["files"])
     with_log = await binder.export("TST-1", "101", tmp_path / "b.zip", "cora", personal_at=lambda site: site == "101")
     assert any(f["document"] == "Subject log" for f in with_log["files"])
-    assert verify_package(tmp_path / "b.zip", await signatures.registry(), now=NOW).ok
+    assert verify_package(tmp_path / "b.zip", await signer_keys.registry(), now=NOW).ok
 
 
 async def test_verify_refuses_to_trust_a_package_without_the_sites_registry(filed, db, tmp_path):
@@ -289,10 +290,10 @@ async def test_verify_refuses_to_trust_a_package_without_the_sites_registry(file
     env = {"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_SIGNATURES_DIR": str(tmp_path / "none")}
     refused = run("verify", str(tmp_path / "binder.zip"), env=env)
     assert refused.returncode == 2 and "no signer registry to trust" in refused.stderr
-    (tmp_path / "registry.json").write_text(json.dumps(await signatures.registry()))
+    (tmp_path / "registry.json").write_text(json.dumps(await signer_keys.registry()))
     trusted = run("verify", str(tmp_path / "binder.zip"), "--registry", str(tmp_path / "registry.json"), env=env)
     assert trusted.returncode == 0, trusted.stderr
-    other = dict(await signatures.registry())
+    other = dict(await signer_keys.registry())
     other["system_keys"] = [{**other["system_keys"][0], "public_key": "00" * 32}]
     (tmp_path / "other.json").write_text(json.dumps(other))
     forged = run("verify", str(tmp_path / "binder.zip"), "--registry", str(tmp_path / "other.json"), env=env)
@@ -312,7 +313,7 @@ async def test_an_expired_approval_letter_is_expired_however_often_it_is_filed(s
 
 
 async def test_site_staff_sign_the_protocol_for_review_but_only_the_study_approves_it(study, pdf):
-    from trialcoord.domain.problems import Forbidden
+    from trialcoord.kernel.problems import Forbidden
 
     protocol = DocumentKey("TST-1", None, "Protocol")
     await documents.add_version(protocol, "032", "2.0", pdf + b"%protocol", "protocol.pdf")

@@ -22,7 +22,7 @@ def run(*args: str, env: dict | None = None, input: str | None = None) -> subpro
     environment = {**os.environ, "TRIALCOORD_TIME_ZONE": "UTC", **(env or {})}
     stdin = {} if input is None else {"input": input}  # test_cli_admin supplies its own stdin
     return subprocess.run(
-        [sys.executable, "-m", "trialcoord.cli", *args],
+        [sys.executable, "-m", "trialcoord.cli.main", *args],
         capture_output=True,
         text=True,
         env=environment,
@@ -206,7 +206,7 @@ async def test_visits_gives_exactly_the_rows_check_gives(db, tmp_path, tst_proto
     assert run("protocol", "load", tst_protocol, env=env).returncode == 0
     again = run("protocol", "load", tst_protocol, env=env)
     assert again.returncode == 0 and "already" in again.stdout
-    from trialcoord.services import scheduling
+    from trialcoord.scheduling import scheduling
 
     await scheduling.create_site("TST-1", "101", "Riverside Clinic")
     events = write(tmp_path, EVENTS_CSV)
@@ -224,7 +224,7 @@ async def test_visits_gives_exactly_the_rows_check_gives(db, tmp_path, tst_proto
         run("visits", "TST-1", "--as-of", "2024-03-25", "--status", "late", "--format", "json", env=env).stdout
     )
     assert [(row["participant"], row["visit"]) for row in late] == [("101-001", "V2")]
-    from trialcoord.services import audit_log
+    from trialcoord.kernel import audit_log
 
     exports = await audit_log.browse(audit_log.AuditFilter(action="export"), None, 10)
     assert len(exports) == 4 and exports[0]["actor"].startswith("cli:")

@@ -43,8 +43,8 @@ def env(db, tmp_path, monkeypatch) -> dict[str, str]:
 def no_sign_in_delay(monkeypatch):
     """The app's sign-ins without the growing wait after a failure, so a wrong password answers 401 at once
     (the lock-out policy itself is tested elsewhere)."""
-    from trialcoord.domain.accounts import LockoutPolicy
-    from trialcoord.services import accounts
+    from trialcoord.accounts import accounts
+    from trialcoord.accounts.rules.accounts import LockoutPolicy
 
     tiny = timedelta(microseconds=1)
     monkeypatch.setattr(accounts, "policy", LockoutPolicy(first_delay=tiny, max_delay=tiny))
@@ -138,8 +138,8 @@ async def test_setup_creates_private_keys_and_one_administrator_and_changes_noth
 
 
 async def test_user_commands_create_grant_revoke_issue_tokens_reset_and_disable(db, env, anonymous, no_sign_in_delay):
-    from trialcoord.adapters.persistence.audit_store import AuditFilter
-    from trialcoord.services import audit_log
+    from trialcoord.kernel import audit_log
+    from trialcoord.kernel.audit_store import AuditFilter
 
     first = succeeds("setup", "--no-demo", env=env)
     assert "demo" not in first and len(ADMIN_LINE.findall(first)) == 1, first
@@ -261,8 +261,8 @@ async def tamper_with_entry_3(db) -> None:
 
 
 async def test_audit_verify_checkpoint_and_public_key_prove_the_trail_and_catch_tampering(db, env, tmp_path):
-    from trialcoord.adapters import signing_keys
-    from trialcoord.domain.audit import Checkpoint
+    from trialcoord.kernel import signing_keys
+    from trialcoord.kernel.rules.audit import Checkpoint
 
     succeeds("setup", env=env)
     verified = succeeds("audit", "verify", env=env)
@@ -326,8 +326,8 @@ async def test_keys_rotate_reencrypts_stored_personal_data_and_retire_removes_th
 ):
     from pathlib import Path
 
-    from trialcoord.adapters import pii
-    from trialcoord.services import identities, scheduling
+    from trialcoord.kernel import pii
+    from trialcoord.scheduling import identities, scheduling
 
     succeeds("setup", "--no-demo", env=env)
     key_file = Path(env["TRIALCOORD_DATA_DIR"]) / "pii-keys.json"

@@ -12,7 +12,9 @@ import pytest
 
 from tests.conftest import RANDOMIZED, SITE_A, SITE_B
 from tests.integration.test_cli import run
-from trialcoord.services import audit_log, deviations, scheduling
+from trialcoord.deviations import deviations
+from trialcoord.kernel import audit_log
+from trialcoord.scheduling import scheduling
 
 pytestmark = [pytest.mark.db, pytest.mark.anyio]
 TODAY = date(2024, 6, 1)  # every window of V2 and V3 closed long ago

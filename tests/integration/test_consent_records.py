@@ -9,9 +9,11 @@ from datetime import date
 import pytest
 
 from tests.conftest import RANDOMIZED, SITE_A, sign_version, signed_in
-from trialcoord.domain.documents import DocumentKey, IrbApproval
-from trialcoord.domain.problems import InvalidInput
-from trialcoord.services import audit_log, consent, documents, scheduling
+from trialcoord.documents import consent, documents
+from trialcoord.documents.rules.documents import DocumentKey, IrbApproval
+from trialcoord.kernel import audit_log
+from trialcoord.kernel.problems import InvalidInput
+from trialcoord.scheduling import scheduling
 
 pytestmark = pytest.mark.anyio
 PDF = b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -221,8 +223,8 @@ async def test_the_consent_event_and_the_consents_never_disagree(consenting):
 
 
 async def test_found_a_consent_event_counts_once_a_site_registers_its_first_consent_version(db):
-    from trialcoord.services import deviations
-    from trialcoord.services.demo import load_demo
+    from trialcoord.demo.demo import load_demo
+    from trialcoord.deviations import deviations
 
     today = date(2026, 12, 3)
     await load_demo(today)

@@ -11,7 +11,9 @@ import pytest
 
 from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, SITE_B, SUBJECT_A, SUBJECT_B, signed_in
 from tests.integration.test_pages import error_next_to
-from trialcoord.services import accounts, deviation_review, deviations, scheduling
+from trialcoord.accounts import accounts
+from trialcoord.deviations import deviation_review, deviations
+from trialcoord.scheduling import scheduling
 
 pytestmark = [pytest.mark.anyio, pytest.mark.db]
 

@@ -9,9 +9,12 @@ from datetime import UTC, date, datetime
 import pytest
 
 from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, add_user
-from trialcoord.adapters.persistence.engine import fetch, transaction
-from trialcoord.domain.problems import Conflict, InvalidInput, NotFound
-from trialcoord.services import accounts, audit_log, deviation_review, deviations, scheduling, verification
+from trialcoord.accounts import accounts
+from trialcoord.deviations import deviation_review, deviations, verification
+from trialcoord.kernel import audit_log
+from trialcoord.kernel.database.engine import fetch, transaction
+from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
+from trialcoord.scheduling import scheduling
 
 pytestmark = pytest.mark.anyio
 TODAY = date(2024, 6, 1)  # V2 (window 03-15..03-21) and V3 (window 03-29..04-04) closed long ago
@@ -163,7 +166,7 @@ async def test_found_unscheduled_visits_after_an_early_termination_raise_no_devi
 async def test_collection_stops_only_under_a_version_the_participant_followed(enrolled):
     """Review finding: a loaded version where early termination stops collection made it stop for everyone."""
     from tests.conftest import PROTOCOL_V1
-    from trialcoord.adapters.protocol_files import parse_protocol
+    from trialcoord.scheduling.protocol_files import parse_protocol
 
     text = PROTOCOL_V1.replace('version: "1.0"', 'version: "3.0"').replace(
         "early_termination: {ends_schedule: true}", "early_termination: {ends_schedule: true, collection: stops}"
@@ -522,7 +525,7 @@ async def test_an_incremental_run_sees_a_visit_done_between_the_two_run_dates(en
 
 async def test_the_protocols_deviations_section_sets_the_starting_classification(db):
     from tests.conftest import PROTOCOL_V1
-    from trialcoord.adapters.protocol_files import parse_protocol
+    from trialcoord.scheduling.protocol_files import parse_protocol
 
     text = PROTOCOL_V1.replace("study: TST-1", "study: TST-2") + (
         "deviations:\n  visit_late:\n    thresholds:\n      - {over_days: 7, classification: important}\n"

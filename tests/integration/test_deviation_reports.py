@@ -15,11 +15,15 @@ import pikepdf
 import pytest
 
 from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, SITE_B, SUBJECT_A, SUBJECT_B, signed_in
-from trialcoord.adapters.render.documents import render_pdf
-from trialcoord.domain.documents import DocumentKey
-from trialcoord.domain.problems import InvalidInput
-from trialcoord.services import accounts, audit_log, deviation_review, deviations, documents, scheduling
-from trialcoord.services import deviation_reports as reports
+from trialcoord.accounts import accounts
+from trialcoord.deviations import deviation_reports as reports
+from trialcoord.deviations import deviation_review, deviations
+from trialcoord.documents import documents
+from trialcoord.documents.rules.documents import DocumentKey
+from trialcoord.kernel import audit_log
+from trialcoord.kernel.problems import InvalidInput
+from trialcoord.kernel.render.documents import render_pdf
+from trialcoord.scheduling import scheduling
 
 pytestmark = pytest.mark.anyio
 TODAY = date(2024, 6, 1)
@@ -429,7 +433,7 @@ class FakeJobs:
         self.submitted: list[tuple] = []
 
     def submit(self, kind, template, data, *, created_at, title, version_label, owner):
-        from trialcoord.adapters.render import documents as rendering
+        from trialcoord.kernel.render import documents as rendering
 
         self.submitted.append((kind, template, version_label, owner))
         self.result_bytes = rendering.render_pdf(
@@ -442,7 +446,7 @@ class FakeJobs:
 
 
 async def test_long_reports_go_to_a_render_job_and_are_filed_once_it_is_done(reported, monkeypatch):
-    from trialcoord.adapters.render import jobs as render_jobs
+    from trialcoord.kernel.render import jobs as render_jobs
 
     renders = []
     real = reports._render
@@ -547,7 +551,7 @@ async def test_the_listing_has_sdtm_columns_and_standing_records_only(reported):
 
 
 async def test_the_api_answers_202_with_the_job_for_a_long_log(reported, anonymous, app, monkeypatch):
-    from trialcoord.adapters.render import jobs as render_jobs
+    from trialcoord.kernel.render import jobs as render_jobs
 
     app.state.render_jobs = FakeJobs()
     monkeypatch.setattr(render_jobs, "LONG_DOCUMENT_PAGES", 1)

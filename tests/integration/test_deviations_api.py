@@ -9,7 +9,7 @@ from datetime import date, timedelta
 import pytest
 
 from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, SITE_B, SUBJECT_A, SUBJECT_B, add_user, signed_in
-from trialcoord.services import scheduling
+from trialcoord.scheduling import scheduling
 
 pytestmark = pytest.mark.anyio
 API = "/api/studies/TST-1"

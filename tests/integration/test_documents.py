@@ -10,11 +10,11 @@ from datetime import date
 import pytest
 
 from tests.conftest import sign_version
-from trialcoord.adapters.persistence import audit_store
-from trialcoord.adapters.persistence.engine import fetch, transaction
-from trialcoord.domain.documents import DocumentKey, IrbApproval
-from trialcoord.domain.problems import Conflict, InvalidInput, NotFound
-from trialcoord.services import audit_log, documents
+from trialcoord.documents import documents
+from trialcoord.documents.rules.documents import DocumentKey, IrbApproval
+from trialcoord.kernel import audit_log, audit_store
+from trialcoord.kernel.database.engine import fetch, transaction
+from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
 
 pytestmark = pytest.mark.anyio
 PDF = b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"

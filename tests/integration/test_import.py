@@ -6,9 +6,9 @@ from datetime import date
 
 import pytest
 
-from trialcoord.domain.problems import InvalidInput
-from trialcoord.services import scheduling
-from trialcoord.services.importing import ImportResult, import_events
+from trialcoord.kernel.problems import InvalidInput
+from trialcoord.scheduling import scheduling
+from trialcoord.scheduling.importing import ImportResult, import_events
 
 TODAY = date(2024, 3, 25)
 GOOD = """participant,event,date,arm
@@ -72,8 +72,8 @@ async def test_import_refuses_to_change_recorded_dates(study):
 @pytest.mark.anyio
 @pytest.mark.db
 async def test_an_imported_consent_event_is_never_later_than_a_consent_on_record(study):
-    from trialcoord.adapters.persistence import consent_store
-    from trialcoord.adapters.persistence.engine import transaction
+    from trialcoord.documents import consent_store
+    from trialcoord.kernel.database.engine import transaction
 
     await import_events(study, GOOD, site="101", file="events.csv", today=TODAY)
     person = await scheduling.subject_row(study, "101-001")
@@ -136,7 +136,7 @@ async def test_a_long_import_says_where_it_is(study):
 
 
 def test_the_command_line_prints_progress_with_the_time_since_it_began(capsys):
-    from trialcoord.command_support import progress as _progress
+    from trialcoord.kernel.command_support import progress as _progress
 
     _progress()("1,000,000 rows read, 100,000 participants; checking them")
     err = capsys.readouterr().err
@@ -148,9 +148,9 @@ def test_the_command_line_prints_progress_with_the_time_since_it_began(capsys):
 async def test_stored_statuses_equal_check_of_the_same_file(study, tmp_path):
     """Done-when of issue 12: what an import stores is what `trialcoord check` computes from the same file."""
     from tests.conftest import PROTOCOL_V1, PROTOCOL_V2
-    from trialcoord.adapters.events_csv import read_events_file
-    from trialcoord.adapters.protocol_files import parse_protocol
-    from trialcoord.domain.schedule import evaluate
+    from trialcoord.scheduling.events_csv import read_events_file
+    from trialcoord.scheduling.protocol_files import parse_protocol
+    from trialcoord.scheduling.rules.schedule import evaluate
 
     path = tmp_path / "edc.csv"
     path.write_text(MULTI_SITE, encoding="utf-8")

@@ -14,10 +14,10 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from trialcoord.adapters.sdtm import read_dataset, read_map
-from trialcoord.domain.problems import InvalidInput
-from trialcoord.services import scheduling
-from trialcoord.services.importing import import_sdtm
+from trialcoord.kernel.problems import InvalidInput
+from trialcoord.scheduling import scheduling
+from trialcoord.scheduling.importing import import_sdtm
+from trialcoord.scheduling.sdtm import read_dataset, read_map
 
 pytestmark = [pytest.mark.anyio, pytest.mark.db]
 TODAY = date(2024, 6, 1)
@@ -143,7 +143,7 @@ async def test_csv_with_the_same_variables_and_the_command_line(study, db, files
     command = [
         sys.executable,
         "-m",
-        "trialcoord.cli",
+        "trialcoord.cli.main",
         "import",
         "sdtm",
         study,
@@ -177,7 +177,7 @@ async def test_csv_with_the_same_variables_and_the_command_line(study, db, files
 
 
 async def test_csv_visitnum_numeric_subjects_and_map_shapes(study, tmp_path):
-    from trialcoord.adapters.sdtm import Dataset
+    from trialcoord.scheduling.sdtm import Dataset
 
     sv = Dataset(
         "sv.csv",
@@ -218,7 +218,7 @@ async def test_csv_visitnum_numeric_subjects_and_map_shapes(study, tmp_path):
 async def test_dm_reference_dates_date_day_one_and_consent(study, tmp_path):
     """DM RFSTDTC is Study Day 1 (the protocol's day_one event), RFICDTC the consent; a date that contradicts
     DS names both rows; `dm:` in the map drops or redirects either."""
-    from trialcoord.adapters.sdtm import Dataset
+    from trialcoord.scheduling.sdtm import Dataset
 
     sv = Dataset(
         "sv.xpt",
@@ -276,7 +276,7 @@ async def test_disposition_events_of_participation_and_treatment(study):
     """Real DS holds two disposition rows per participant, one for STUDY TREATMENT and one for STUDY
     PARTICIPATION, often on different days: only participation ends the schedule (as the protocol's early
     termination, or the term's own event); a treatment disposition needs an end_of_treatment event."""
-    from trialcoord.adapters.sdtm import Dataset
+    from trialcoord.scheduling.sdtm import Dataset
 
     sv = Dataset(
         "sv.xpt",
@@ -329,8 +329,8 @@ async def test_disposition_events_of_participation_and_treatment(study):
 
 
 def test_an_early_discontinuation_visit_is_the_early_termination_visit():
-    from trialcoord.adapters.protocol_files import parse_protocol
-    from trialcoord.adapters.sdtm import Dataset, to_rows
+    from trialcoord.scheduling.protocol_files import parse_protocol
+    from trialcoord.scheduling.sdtm import Dataset, to_rows
 
     protocol = parse_protocol("""study: T\ntitle: T\nversion: "1"\neffective: 2024-01-01\nday_one: dose
 events: {dose: {}, early_termination: {ends_schedule: true}}
@@ -354,7 +354,7 @@ visits:
 async def test_checks_against_the_database_name_the_sdtm_variable(study):
     """A date after today names its --DTC variable; a site or arm that contradicts the stored participant names
     DM's row and SITEID / ARMCD (not the SV row and the event file's column names)."""
-    from trialcoord.adapters.sdtm import Dataset
+    from trialcoord.scheduling.sdtm import Dataset
 
     sv = Dataset("sv.xpt", "SV", [{"USUBJID": "Q-1", "VISIT": "WEEK 2", "SVSTDTC": "2024-03-18"}])
     await import_sdtm(
@@ -376,8 +376,8 @@ async def test_checks_against_the_database_name_the_sdtm_variable(study):
 def test_a_csv_line_of_empty_values_is_a_row_with_its_problem(tmp_path):
     """Only an empty line is skipped (as csv.DictReader skips it); a line of commas is a row, and reported."""
     from tests.conftest import PROTOCOL_V1
-    from trialcoord.adapters.protocol_files import parse_protocol
-    from trialcoord.adapters.sdtm import to_rows
+    from trialcoord.scheduling.protocol_files import parse_protocol
+    from trialcoord.scheduling.sdtm import to_rows
 
     path = tmp_path / "sv.csv"
     path.write_text("USUBJID,VISIT,SVSTDTC\nS-1,WEEK 2,2024-03-18\n\n,,\nS-1,WEEK 4,2024-04-01\n", encoding="utf-8")

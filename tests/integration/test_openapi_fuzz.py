@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from trialcoord.config import load_settings
+from trialcoord.kernel.config import load_settings
 from trialcoord.web.app import create_app
 
 CHECKS = [
@@ -47,10 +47,10 @@ TOKEN: dict[str, str] = {}
 
 
 async def _load_demo() -> None:
-    from trialcoord.adapters.persistence.engine import bind_engine, build_engine
-    from trialcoord.adapters.persistence.migrations import migrate
-    from trialcoord.services import accounts
-    from trialcoord.services.demo import load_demo
+    from trialcoord.accounts import accounts
+    from trialcoord.demo.demo import load_demo
+    from trialcoord.kernel.database.engine import bind_engine, build_engine
+    from trialcoord.kernel.database.migrations import migrate
 
     engine = bind_engine(build_engine(DATABASE_URL))
     await migrate(engine)

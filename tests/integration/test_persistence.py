@@ -7,9 +7,8 @@ from datetime import date
 import anyio
 import pytest
 
-from trialcoord.adapters.persistence import repositories as repo
-from trialcoord.adapters.persistence.database import open_database
-from trialcoord.adapters.persistence.engine import (
+from trialcoord.kernel.config import load_settings
+from trialcoord.kernel.database.engine import (
     POOL_MAX_SIZE,
     bound_engine,
     close_pool,
@@ -19,10 +18,11 @@ from trialcoord.adapters.persistence.engine import (
     start_pool,
     transaction,
 )
-from trialcoord.adapters.persistence.migrations import MIGRATIONS, applied_versions, migrate
-from trialcoord.adapters.persistence.tables import TABLES, Study
-from trialcoord.config import load_settings
-from trialcoord.domain.problems import Conflict, InvalidInput
+from trialcoord.kernel.database.migrations import MIGRATIONS, applied_versions, migrate
+from trialcoord.kernel.database.opening import open_database
+from trialcoord.kernel.database.tables import TABLES, Study
+from trialcoord.kernel.problems import Conflict, InvalidInput
+from trialcoord.scheduling import store as repo
 
 pytestmark = [pytest.mark.anyio, pytest.mark.db]
 

@@ -18,10 +18,10 @@ import asyncpg
 import pytest
 
 from tests.conftest import SUBJECT_A, SUBJECT_B, add_user, signed_in
-from trialcoord.adapters import pii
-from trialcoord.adapters.persistence.engine import fetch, transaction
-from trialcoord.domain.problems import NotConfigured
-from trialcoord.services import identities
+from trialcoord.kernel import pii
+from trialcoord.kernel.database.engine import fetch, transaction
+from trialcoord.kernel.problems import NotConfigured
+from trialcoord.scheduling import identities
 
 pytestmark = pytest.mark.anyio
 
@@ -333,8 +333,8 @@ async def test_only_grants_with_personal_data_read_it_and_only_site_staff_write_
 
 
 async def test_a_sponsor_grant_cannot_carry_personal_data(personas):
-    from trialcoord.domain.problems import InvalidInput
-    from trialcoord.services import accounts
+    from trialcoord.accounts import accounts
+    from trialcoord.kernel.problems import InvalidInput
 
     with pytest.raises(InvalidInput):
         await accounts.grant("sponsor", "sponsor", STUDY, None, date(2000, 1, 1), None, "admin", personal_data=True)
@@ -556,7 +556,7 @@ async def test_an_over_long_value_or_a_bad_date_of_birth_names_the_field_and_sto
 @pytest.fixture
 def no_pii_key(monkeypatch, tmp_path):
     """No key in the environment and no key file where the settings look by default."""
-    from trialcoord.config import get_settings, reset_settings
+    from trialcoord.kernel.config import get_settings, reset_settings
 
     monkeypatch.delenv(pii.KEYS_VARIABLE, raising=False)
     monkeypatch.delenv(pii.KEY_FILE_VARIABLE, raising=False)
@@ -597,7 +597,7 @@ async def test_without_a_key_personal_data_is_unavailable_and_the_page_still_ren
 
 
 async def test_redacting_personal_data_leaves_the_audit_trail_intact(personas):
-    from trialcoord.services import audit_log
+    from trialcoord.kernel import audit_log
 
     await identities.set_identity(STUDY, SUBJECT_A, {"name": "Zebulon Redactable", "mrn": "MRN-1"}, actor="coord-a")
     before = await audit_log.verify()

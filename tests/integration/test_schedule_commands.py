@@ -15,8 +15,10 @@ import pikepdf
 import pytest
 
 from tests.integration.test_cli import run
-from trialcoord.adapters.protocol_files import parse_protocol
-from trialcoord.services import audit_log, deviations, scheduling
+from trialcoord.deviations import deviations
+from trialcoord.kernel import audit_log
+from trialcoord.scheduling import scheduling
+from trialcoord.scheduling.protocol_files import parse_protocol
 
 pytestmark = [pytest.mark.db, pytest.mark.anyio]
 ROOT = Path(__file__).resolve().parents[2]

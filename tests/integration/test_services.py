@@ -9,11 +9,13 @@ import anyio
 import pytest
 
 from tests.conftest import PROTOCOL_V1, RANDOMIZED
-from trialcoord.adapters.persistence.tables import ProtocolChange
-from trialcoord.adapters.protocol_files import parse_protocol
-from trialcoord.domain.problems import Conflict, InvalidInput, NotFound
-from trialcoord.domain.schedule import evaluate
-from trialcoord.services import demo, deviations, scheduling
+from trialcoord.demo import demo
+from trialcoord.deviations import deviations
+from trialcoord.kernel.database.tables import ProtocolChange
+from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
+from trialcoord.scheduling import scheduling
+from trialcoord.scheduling.protocol_files import parse_protocol
+from trialcoord.scheduling.rules.schedule import evaluate
 
 pytestmark = [pytest.mark.anyio, pytest.mark.db]
 
@@ -321,7 +323,7 @@ async def test_events_and_visits_cannot_be_recorded_for_a_day_still_to_come(rand
 
 async def test_site_codes_and_subject_ids_hold_no_slash(study):
     """They name audit records (`STUDY/SITE/SUBJECT/...`), which incremental deviation detection reads."""
-    from trialcoord.services import importing
+    from trialcoord.scheduling import importing
 
     with pytest.raises(InvalidInput, match="holds a '/'"):
         await scheduling.create_site(study, "1/2", "Slash Clinic")

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.conftest import PASSWORD, add_user, signed_in
-from trialcoord.domain.problems import InvalidInput
-from trialcoord.services import accounts, audit_log
+from trialcoord.accounts import accounts
+from trialcoord.kernel import audit_log
+from trialcoord.kernel.problems import InvalidInput
 
 pytestmark = pytest.mark.anyio
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -163,7 +164,7 @@ async def test_sessions_end_after_the_inactivity_timeout(anonymous, personas, cl
 async def test_the_timeout_is_configurable(db, personas, clock, monkeypatch):
     import httpx
 
-    from trialcoord.config import load_settings
+    from trialcoord.kernel.config import load_settings
     from trialcoord.web.app import create_app
 
     app = create_app(load_settings({"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_SESSION_TIMEOUT_MINUTES": "5"}))
@@ -319,7 +320,7 @@ async def test_a_disabled_account_cannot_sign(personas):
 
 
 async def test_a_user_id_is_never_reused(personas):
-    from trialcoord.domain.problems import Conflict
+    from trialcoord.kernel.problems import Conflict
 
     await accounts.disable_user("coord-b", "admin", "left")
     with pytest.raises(Conflict, match="never reused"):

@@ -15,14 +15,16 @@ import pytest
 
 from tests.conftest import PASSWORD, add_user, sign_version
 from tests.integration.test_documents import tamper
-from trialcoord.adapters.persistence import audit_store
-from trialcoord.adapters.persistence.engine import fetch
-from trialcoord.adapters.render.documents import render_docx, render_pdf
-from trialcoord.adapters.render.signed_pdf import pades_verify
-from trialcoord.domain.documents import DocumentKey
-from trialcoord.domain.problems import Conflict, InvalidInput
-from trialcoord.domain.signatures import parse_registry
-from trialcoord.services import accounts, audit_log, documents, signatures, verification
+from trialcoord.accounts import accounts, signer_keys
+from trialcoord.accounts.rules.signers import parse_registry
+from trialcoord.deviations import verification
+from trialcoord.documents import documents, signatures
+from trialcoord.documents.rules.documents import DocumentKey
+from trialcoord.kernel import audit_log, audit_store
+from trialcoord.kernel.database.engine import fetch
+from trialcoord.kernel.problems import Conflict, InvalidInput
+from trialcoord.kernel.render.documents import render_docx, render_pdf
+from trialcoord.kernel.render.signed_pdf import pades_verify
 
 pytestmark = pytest.mark.anyio
 ICF = DocumentKey("TST-1", "101", "Informed consent form (English)")
@@ -161,14 +163,14 @@ async def test_a_revoked_key_keeps_old_signatures_valid_when_made_and_a_new_key_
     await sign_version(ICF, "1.0", "ivan", "review")
     first_key = (await signatures.of_version(ICF, "1.0"))[0][0]["key_id"]
     with pytest.raises(InvalidInput):
-        await signatures.end_signer_keys("ivan", " ", "admin")
-    assert await signatures.end_signer_keys("ivan", "laptop lost", "admin") == [first_key]
+        await signer_keys.end_signer_keys("ivan", " ", "admin")
+    assert await signer_keys.end_signer_keys("ivan", "laptop lost", "admin") == [first_key]
     await sign_version(ICF, "1.0", "ivan", "approval")
     shown, _ = await signatures.of_version(ICF, "1.0")
     assert [(s["meaning"], s["verdict"]) for s in shown] == [("review", "valid when made"), ("approval", "valid")]
     assert shown[1]["key_id"] != first_key
     assert (await verification.verify_all())[1] == []
-    registry = await signatures.registry()
+    registry = await signer_keys.registry()
     signers, system = parse_registry(registry)
     assert signers[first_key].valid_to is not None and signers[first_key].revoked_reason == "laptop lost"
     assert len(system) == 1
@@ -178,7 +180,7 @@ async def test_disabling_an_account_ends_its_signing_key(study, real_pdf):
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
     await sign_version(ICF, "1.0", "ivan", "review")
     await accounts.disable_user("ivan", "admin", "left the site")
-    signers, _ = parse_registry(await signatures.registry())
+    signers, _ = parse_registry(await signer_keys.registry())
     assert [k.revoked_reason for k in signers.values()] == ["account disabled"]
     with pytest.raises(InvalidInput, match="disabled"):
         await accounts.signing_by_password("ivan", "approval", PASSWORD)
@@ -210,7 +212,7 @@ async def test_verification_names_an_altered_or_moved_signature(study, db, real_
 async def test_the_registry_file_is_written_and_holds_only_public_parts(study, tmp_path, real_pdf):
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
     await sign_version(ICF, "1.0", "ivan", "review")
-    written = await signatures.write_registry(tmp_path)
+    written = await signer_keys.write_registry(tmp_path)
     document = json.loads(written.read_text())
     assert [s["signer_id"] for s in document["signers"]] == ["ivan"]
     encrypted = (await fetch("SELECT encrypted FROM signer_keys"))[0]["encrypted"]
@@ -220,9 +222,9 @@ async def test_the_registry_file_is_written_and_holds_only_public_parts(study, t
 
 
 async def test_a_key_or_signature_inserted_behind_the_applications_back_is_named(study, db, real_pdf):
-    from trialcoord.adapters import signing_keys
-    from trialcoord.domain.accounts import Meaning
-    from trialcoord.domain.signatures import Statement
+    from trialcoord.accounts.rules.accounts import Meaning
+    from trialcoord.documents.rules.signatures import Statement
+    from trialcoord.kernel import signing_keys
 
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
     await sign_version(ICF, "1.0", "ivan", "review")
@@ -261,11 +263,11 @@ async def test_a_key_or_signature_inserted_behind_the_applications_back_is_named
     ],
 )
 async def test_the_database_refuses_to_rewrite_keys_or_documents(study, real_pdf, sql):
-    from trialcoord.adapters.persistence.engine import transaction
+    from trialcoord.kernel.database.engine import transaction
 
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
     await sign_version(ICF, "1.0", "ivan", "review")
-    await signatures.end_signer_keys("ivan", "rotated", "admin")  # ending a key, once, is allowed
+    await signer_keys.end_signer_keys("ivan", "rotated", "admin")  # ending a key, once, is allowed
     with pytest.raises(Exception, match="never change"):
         async with transaction():
             await fetch(sql)
@@ -275,11 +277,11 @@ async def test_the_database_refuses_to_rewrite_keys_or_documents(study, real_pdf
 
 
 async def test_a_signer_without_the_right_cannot_sign_from_any_door(study, real_pdf):
-    from trialcoord.domain.problems import Forbidden
+    from trialcoord.kernel.problems import Forbidden
 
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
     await add_user("sam", ("sponsor", "TST-1", None))
-    from trialcoord.services import scheduling
+    from trialcoord.scheduling import scheduling
 
     await scheduling.create_site("TST-1", "102", "Lakeside", "America/Chicago")
     await add_user("colin", ("coordinator", "TST-1", "102"))
@@ -315,7 +317,7 @@ async def test_a_manifestation_that_fails_leaves_the_signature_and_is_made_later
     def broken(*args, **kwargs):
         raise RuntimeError("renderer down")
 
-    import trialcoord.adapters.render.documents as rendering
+    import trialcoord.kernel.render.documents as rendering
 
     real = rendering.render_pdf
     monkeypatch.setattr(rendering, "render_pdf", broken)
@@ -329,9 +331,9 @@ async def test_a_manifestation_that_fails_leaves_the_signature_and_is_made_later
 async def test_an_older_registry_never_replaces_a_newer_one(study, tmp_path, real_pdf, monkeypatch):
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
     await sign_version(ICF, "1.0", "ivan", "review")
-    written = await signatures.write_registry(tmp_path)
+    written = await signer_keys.write_registry(tmp_path)
     newer = json.loads(written.read_text())
     newer["generated_at"] = "2999-01-01T00:00:00.000000Z"  # as another process published later
     written.write_text(json.dumps(newer))
-    await signatures.write_registry(tmp_path)
+    await signer_keys.write_registry(tmp_path)
     assert json.loads(written.read_text())["generated_at"] == "2999-01-01T00:00:00.000000Z"

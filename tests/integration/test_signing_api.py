@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import PASSWORD, add_user, signed_in
 from tests.integration.test_signatures import AT, COVER
-from trialcoord.adapters.render.documents import render_pdf
+from trialcoord.kernel.render.documents import render_pdf
 
 pytestmark = pytest.mark.anyio
 DOCS = "/api/studies/TST-1/documents"
@@ -166,7 +166,7 @@ async def test_wrong_signing_passwords_throttle_and_lock_the_account_like_wrong_
     for _ in range(5):  # each failure delays the next attempt (doubling), as at sign-in
         again = await ivan.post(f"{DOCS}/signatures", json={**sign, "password": PASSWORD})
         assert again.status_code == 422 and "try again after" in again.text
-    from trialcoord.services import accounts
+    from trialcoord.accounts import accounts
 
     with pytest.raises(accounts.SignInRefused, match="try again after"):  # the same gate guards signing in
         await accounts.sign_in("ivan", PASSWORD, "127.0.0.1")
@@ -188,8 +188,7 @@ async def test_the_version_page_previews_the_pdf_inline(ivan):
     assert shown.status_code == 200 and shown.headers["content-disposition"].startswith("inline;")
     saved = await ivan.get(f"{DOCS}/content", params={"name": "CV Ivan", "label": "1", "site": "101"})
     assert saved.headers["content-disposition"].startswith("attachment;")
-    from trialcoord.adapters.persistence import audit_store
-    from trialcoord.services import audit_log
+    from trialcoord.kernel import audit_log, audit_store
 
     actions = [
         e["action"]

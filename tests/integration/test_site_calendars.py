@@ -8,9 +8,10 @@ from datetime import date
 import pytest
 
 from tests.conftest import add_user, signed_in
-from trialcoord.adapters.protocol_files import parse_protocol
-from trialcoord.domain.problems import InvalidInput
-from trialcoord.services import audit_log, scheduling
+from trialcoord.kernel import audit_log
+from trialcoord.kernel.problems import InvalidInput
+from trialcoord.scheduling import scheduling
+from trialcoord.scheduling.protocol_files import parse_protocol
 
 pytestmark = pytest.mark.anyio
 PROTOCOL = """\

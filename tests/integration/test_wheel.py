@@ -45,7 +45,7 @@ def test_a_wheel_installed_into_a_fresh_venv_sets_up_and_serves(tmp_path):
     where = _run(
         str(venv / "bin" / "python"),
         "-c",
-        "import trialcoord.bundled as b; print(b.folder('protocols'))",
+        "import trialcoord.kernel.bundled as b; print(b.folder('protocols'))",
         cwd=site,
         env=env,
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from trialcoord.domain.durations import Calendar, parse_duration
-from trialcoord.domain.protocol import Arm, Event, Protocol, Repeat, VisitDefinition, Window
+from trialcoord.scheduling.rules.durations import Calendar, parse_duration
+from trialcoord.scheduling.rules.protocol import Arm, Event, Protocol, Repeat, VisitDefinition, Window
 
 EVENTS = ("consent", "randomization", "first_dose", "last_dose")
 ENDING = ("withdrawal", "early_termination", "end_of_treatment")

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trialcoord.domain.access import (
+from trialcoord.kernel.problems import InvalidInput
+from trialcoord.kernel.rules.access import (
     READ_ONLY_ACTIONS,
     ROLE_PERMISSIONS,
     Action,
@@ -20,7 +21,6 @@ from trialcoord.domain.access import (
     parse_role,
     visible_sites,
 )
-from trialcoord.domain.problems import InvalidInput
 
 TODAY = date(2024, 6, 15)
 START = date(2024, 1, 1)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trialcoord.domain.accounts import (
+from trialcoord.accounts.rules.accounts import (
     INACTIVITY_TIMEOUT,
     AccountStatus,
     Components,
@@ -23,7 +23,7 @@ from trialcoord.domain.accounts import (
     retry_delay,
     session_lapsed,
 )
-from trialcoord.domain.problems import InvalidInput
+from trialcoord.kernel.problems import InvalidInput
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tests.unit.builders import protocol, visit
-from trialcoord.domain.amendments import renumbered
+from trialcoord.scheduling.rules.protocol import renumbered
 
 BASE = protocol(visit("V1"), visit("V2", offset="14d"), visit("V3", offset="28d"))
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trialcoord.domain.audit import (
+from trialcoord.kernel.rules.audit import (
     EMPTY_ROOT,
     AuditEntry,
     Checkpoint,
@@ -545,7 +545,7 @@ TEXT = st.text(min_size=1, max_size=30)
 
 
 def as_row(stored: StoredEntry) -> tuple:
-    from trialcoord.domain.audit import canonical_json
+    from trialcoord.kernel.rules.audit import canonical_json
 
     e = stored.entry
     text = lambda value: None if value is None else canonical_json(value).decode()  # noqa: E731
@@ -576,14 +576,14 @@ def as_row(stored: StoredEntry) -> tuple:
 def test_bytes_spliced_from_stored_text_equal_the_canonical_bytes(
     actor, action, record_type, record_id, old, new, reason
 ):
-    from trialcoord.domain.audit import stored_bytes
+    from trialcoord.kernel.rules.audit import stored_bytes
 
     sealed = seal(AuditEntry(7, "2026-11-27T09:30:00.000000Z", actor, action, record_type, record_id, old, new, reason))
     assert stored_bytes(*as_row(sealed)[:9]) == canonical_bytes(sealed.entry)
 
 
 def test_verifying_rows_finds_what_verifying_entries_finds():
-    from trialcoord.domain.audit import TrailVerifier
+    from trialcoord.kernel.rules.audit import TrailVerifier
 
     rows = [as_row(stored) for stored in trail(9)]
     verifier = TrailVerifier()

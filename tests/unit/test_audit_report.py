@@ -9,7 +9,7 @@ import pikepdf
 import pytest
 import time_machine
 
-from trialcoord.adapters.render.audit_report import audit_csv, audit_pdf
+from trialcoord.audit.report import audit_csv, audit_pdf
 
 HEADER = "sequence,recorded_at,actor,action,record_type,record_id,old,new,reason,leaf_hash"
 ROOT = "c0ffee" + "0" * 58

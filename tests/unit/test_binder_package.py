@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from trialcoord.adapters import binder_package as bp
-from trialcoord.adapters import signing_keys as sk
-from trialcoord.domain.accounts import Meaning
-from trialcoord.domain.audit import canonical_json
-from trialcoord.domain.signatures import Signature, SignerKey, Statement, registry_document
-from trialcoord.domain.tmf import artifact
+from trialcoord.accounts.rules.accounts import Meaning
+from trialcoord.accounts.rules.signers import SignerKey, registry_document
+from trialcoord.documents import binder_package as bp
+from trialcoord.documents.rules.signatures import Signature, Statement
+from trialcoord.documents.rules.tmf import artifact
+from trialcoord.kernel import signing_keys as sk
+from trialcoord.kernel.rules.audit import canonical_json
 
 GENERATED = "2026-03-01T12:00:00.000000Z"
 NOW = "2026-03-02T00:00:00.000000Z"
@@ -82,7 +83,7 @@ def package_file(
         "kind": kind,
     }
     if kind == "version":
-        record = f"TST-1/S01/documents/{document}/{label}"  # what trialcoord.domain.documents.record_id names
+        record = f"TST-1/S01/documents/{document}/{label}"  # what trialcoord.documents.rules.documents.record_id names
         meta["signatures"] = [signature(data, signed_at, record=record)] if signed_at else []
     path = bp.binder_path(art, "S01", document, label, name, kind)
     return bp.PackageFile(path, hashlib.sha256(data).hexdigest(), len(data), media_type, lambda: data, meta)

@@ -9,7 +9,7 @@ import pikepdf
 import pytest
 import weasyprint
 
-from trialcoord.adapters.render.charts import PALETTE, bars, histogram, nice_ticks, stacked_bars
+from trialcoord.kernel.render.charts import PALETTE, bars, histogram, nice_ticks, stacked_bars
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 MONTHS = ["Jan 2025", "Feb 2025", "Mar 2025"]
@@ -201,7 +201,7 @@ def test_weasyprint_draws_the_chart_into_a_pdf():
 
 
 def test_whole_day_bins_are_labelled_inclusively_as_people_read_them():
-    from trialcoord.services.deviation_reports import CLOSURE_BINS
+    from trialcoord.deviations.deviation_reports import CLOSURE_BINS
 
     bins = [(lo, math.inf if hi is None else hi) for lo, hi in CLOSURE_BINS]
     root = parse(histogram("Closure", [0, 7, 8, 30, 31, 91], bins))

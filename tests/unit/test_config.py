@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from trialcoord.config import POSTGRES, SQLITE, ConfigError, get_settings, load_settings, reset_settings
+from trialcoord.kernel.config import POSTGRES, SQLITE, ConfigError, get_settings, load_settings, reset_settings
 
 
 def test_defaults():
@@ -85,8 +85,8 @@ def test_today_is_the_calendar_date_at_the_site(instant, zone, today):
 def test_the_audit_clock_is_utc_with_microseconds():
     from freezegun import freeze_time
 
-    from trialcoord.domain.audit import utc_instant
-    from trialcoord.services.audit_log import clock
+    from trialcoord.kernel.audit_log import clock
+    from trialcoord.kernel.rules.audit import utc_instant
 
     with freeze_time("2026-12-06 21:05:01.000250"):
         assert utc_instant(clock()) == "2026-12-06T21:05:01.000250Z"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trialcoord.domain.consent import (
+from trialcoord.documents.rules.consent import (
     ConsentRule,
     ConsentVersion,
     ParticipantConsent,
@@ -157,8 +157,8 @@ def test_a_flagged_visit_is_before_consent_or_after_the_requirement(visit_days, 
 
 
 def test_a_consent_form_needs_the_participant_or_representative_and_the_person_obtaining_it():
-    from trialcoord.domain.consent import consent_signatures
-    from trialcoord.domain.problems import InvalidInput
+    from trialcoord.documents.rules.consent import consent_signatures
+    from trialcoord.kernel.problems import InvalidInput
 
     assert consent_signatures(["person_obtaining_consent", "participant"]) == (
         "participant",
@@ -191,7 +191,7 @@ def unknown(subject, on, site="A") -> ParticipantConsent:
 
 
 def test_a_consent_of_unknown_version_satisfies_the_before_consent_check_and_is_one_data_issue():
-    from trialcoord.domain.consent import data_issues
+    from trialcoord.documents.rules.consent import data_issues
 
     visits = [ProcedureVisit("001", code, date(2024, 3, day)) for code, day in (("V1", 2), ("V2", 9), ("V3", 16))]
     assert consent_deviation_candidates(visits, [unknown("001", date(2024, 3, 1))], VERSIONS) == []

@@ -4,9 +4,9 @@ from datetime import date
 
 import pytest
 
-from trialcoord.adapters.render.documents import draw_chart
-from trialcoord.domain import deviation_trends as t
-from trialcoord.domain.problems import InvalidInput
+from trialcoord.deviations.rules import deviation_trends as t
+from trialcoord.kernel.problems import InvalidInput
+from trialcoord.kernel.render.documents import draw_chart
 
 
 def row(
@@ -157,7 +157,7 @@ def test_an_overflowing_chart_is_a_problem_naming_charts():
 
 
 def test_report_page_estimates_grow_with_rows_and_charts():
-    from trialcoord.adapters.render.jobs import estimate_pages
+    from trialcoord.kernel.render.jobs import estimate_pages
 
     entry = {
         "id": "1",

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from trialcoord.domain.access import ROLE_PERMISSIONS, Action, Role
-from trialcoord.domain.accounts import Meaning
-from trialcoord.domain.deviation_review import (
+from trialcoord.accounts.rules.accounts import Meaning
+from trialcoord.deviations.rules.deviation_review import (
     SUBCATEGORIES,
     TRANSITIONS,
     State,
@@ -16,8 +15,9 @@ from trialcoord.domain.deviation_review import (
     classification_problems,
     default_subcategory,
 )
-from trialcoord.domain.deviations import Rule
-from trialcoord.domain.problems import InvalidInput
+from trialcoord.deviations.rules.deviations import Rule
+from trialcoord.kernel.problems import InvalidInput
+from trialcoord.kernel.rules.access import ROLE_PERMISSIONS, Action, Role
 
 FILLED = dict(
     reason="why",
@@ -92,7 +92,7 @@ def test_an_unknown_step_is_refused_by_name():
 
 
 def test_every_rule_starts_with_a_subcategory_of_its_category():
-    from trialcoord.domain.deviations import CATEGORY
+    from trialcoord.deviations.rules.deviations import CATEGORY
 
     for rule in Rule:
         assert default_subcategory(rule) in SUBCATEGORIES[CATEGORY[rule]], rule

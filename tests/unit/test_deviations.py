@@ -8,8 +8,7 @@ from datetime import date, timedelta
 import pytest
 
 from tests.unit.builders import protocol, visit
-from trialcoord.domain.consent import ConsentDeviationCandidate, ConsentRule
-from trialcoord.domain.deviations import (
+from trialcoord.deviations.rules.deviations import (
     DEFAULTS,
     Classification,
     ClassificationDefaults,
@@ -22,7 +21,8 @@ from trialcoord.domain.deviations import (
     detect,
     reconcile,
 )
-from trialcoord.domain.schedule import evaluate
+from trialcoord.documents.rules.consent import ConsentDeviationCandidate, ConsentRule
+from trialcoord.scheduling.rules.schedule import evaluate
 
 DAY = timedelta(days=1)
 RANDOMIZED = date(2024, 3, 4)

@@ -13,10 +13,10 @@ import pytest
 import time_machine
 
 from tests.unit.test_audit_report import pdf_text
-from trialcoord.adapters.render import documents
-from trialcoord.adapters.render.documents import TEMPLATES, RenderCache, canonical_json, render_docx, render_pdf
-from trialcoord.domain.problems import InvalidInput
-from trialcoord.domain.tmf import artifact
+from trialcoord.documents.rules.tmf import artifact
+from trialcoord.kernel.problems import InvalidInput
+from trialcoord.kernel.render import documents
+from trialcoord.kernel.render.documents import TEMPLATES, RenderCache, canonical_json, render_docx, render_pdf
 
 AT = "2026-11-27T09:30:00.000000Z"
 META = dict(created_at=AT, title="Site 101 document", version_label="v2.1")
@@ -328,7 +328,7 @@ def test_logs_binder_cover_and_index_show_their_rows(renders):
 
 
 def test_a_docx_gets_its_signature_page_appended_byte_stably(renders):
-    from trialcoord.adapters.render.documents import docx_with_signature_page
+    from trialcoord.kernel.render.documents import docx_with_signature_page
 
     base = renders[1]["consent_form"]
     once = docx_with_signature_page(base, DATA["signature_page"], created_at="2026-11-27T09:30:00.000000Z")

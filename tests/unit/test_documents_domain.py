@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trialcoord.domain.documents import (
+from trialcoord.documents.rules.documents import (
     DOCX,
     JPEG,
     PDF,
@@ -26,7 +26,7 @@ from trialcoord.domain.documents import (
     check_upload,
     transition,
 )
-from trialcoord.domain.problems import InvalidInput
+from trialcoord.kernel.problems import InvalidInput
 
 S = DocumentStatus
 DAY = timedelta(days=1)
@@ -366,6 +366,6 @@ def test_a_document_no_irb_approves_takes_no_irb_approval():
 
 
 def test_the_irb_approved_artifacts_are_protocols_amendments_and_consent_forms():
-    from trialcoord.domain.tmf import ARTIFACTS, IRB_APPROVED
+    from trialcoord.documents.rules.tmf import ARTIFACTS, IRB_APPROVED
 
     assert {ARTIFACTS[uid].name for uid in IRB_APPROVED} == {"Protocol", "Protocol amendment", "Informed consent form"}

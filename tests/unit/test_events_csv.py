@@ -8,9 +8,9 @@ import pytest
 
 from tests.conftest import PROTOCOL_V1
 from tests.integration.test_import import GOOD
-from trialcoord.adapters.events_csv import parse_events_csv, read_events_file
-from trialcoord.adapters.protocol_files import parse_protocol
-from trialcoord.domain.problems import InvalidInput
+from trialcoord.kernel.problems import InvalidInput
+from trialcoord.scheduling.events_csv import parse_events_csv, read_events_file
+from trialcoord.scheduling.protocol_files import parse_protocol
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_a_site_column_gives_each_participant_one_site(protocol):
 
 
 def test_unscheduled_dates_already_recorded_keep_their_codes():
-    from trialcoord.adapters.events_csv import EventRow, number_unscheduled
+    from trialcoord.scheduling.events_csv import EventRow, number_unscheduled
 
     proto = parse_protocol(PROTOCOL_V1, "tst.yaml")
     rows = [

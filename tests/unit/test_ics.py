@@ -5,7 +5,7 @@ from datetime import date
 from icalendar import Calendar
 
 from tests.unit.builders import Row
-from trialcoord.web.ics import visits_calendar
+from trialcoord.scheduling.ics import visits_calendar
 
 STAMP = date(2024, 3, 20)
 

@@ -11,7 +11,7 @@ from argon2 import Type, profiles
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trialcoord.adapters.passwords import (
+from trialcoord.accounts.passwords import (
     MIN_LENGTH,
     PRODUCTION_PARAMETERS,
     PasswordHashing,
@@ -116,7 +116,7 @@ def test_problems_name_the_password_field_and_never_repeat_it():
 
 def test_the_domain_never_loads_argon2_or_cryptography():
     code = (
-        "import sys, trialcoord.domain.access, trialcoord.domain.accounts; "
+        "import sys, trialcoord.kernel.rules.access, trialcoord.accounts.rules.accounts; "
         "print([m for m in ('argon2', 'cryptography') if m in sys.modules])"
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

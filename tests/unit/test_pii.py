@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trialcoord.adapters.pii import (
+from trialcoord.kernel.pii import (
     KEY_FILE_VARIABLE,
     KEYS_VARIABLE,
     NONCE_SIZE,

@@ -17,8 +17,15 @@ import yaml
 from tests.unit.builders import protocol as built_protocol
 from tests.unit.test_protocol_files import BASE, problems_of, the_problem
 from tests.unit.test_protocol_schema import as_json
-from trialcoord.adapters.protocol_files import SCHEMA_PATH, load_protocol, parse_protocol
-from trialcoord.domain.deviations import DEFAULTS, Classification, ClassificationDefaults, Finding, Rule, Threshold
+from trialcoord.deviations.rules.deviations import (
+    DEFAULTS,
+    Classification,
+    ClassificationDefaults,
+    Finding,
+    Rule,
+    Threshold,
+)
+from trialcoord.scheduling.protocol_files import SCHEMA_PATH, load_protocol, parse_protocol
 
 ROOT = Path(__file__).resolve().parents[2]
 IMPORTANT, NON_IMPORTANT, NOT_A_DEVIATION = (

@@ -6,16 +6,16 @@ from datetime import date
 
 import pytest
 
-from trialcoord.adapters.calendars import BUILTIN_CALENDARS, CalendarError, build_calendar
-from trialcoord.adapters.protocol_files import (
+from trialcoord.kernel.problems import InvalidInput, Problem
+from trialcoord.scheduling.calendars import BUILTIN_CALENDARS, CalendarError, build_calendar
+from trialcoord.scheduling.protocol_files import (
     SCHEMA_PATH,
     load_protocol,
     parse_protocol,
     validate_protocol_file,
 )
-from trialcoord.domain.durations import BUSINESS_DAYS, DAYS, MONTHS, Duration
-from trialcoord.domain.problems import InvalidInput, Problem
-from trialcoord.domain.protocol import PLANNED, Arm, Event, Repeat, Window
+from trialcoord.scheduling.rules.durations import BUSINESS_DAYS, DAYS, MONTHS, Duration
+from trialcoord.scheduling.rules.protocol import PLANNED, Arm, Event, Repeat, Window
 
 BASE = """\
 study: TEST-1

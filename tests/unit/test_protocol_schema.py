@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
-from trialcoord.adapters.protocol_files import SCHEMA_PATH, parse_protocol, validate_protocol_file
+from trialcoord.scheduling.protocol_files import SCHEMA_PATH, parse_protocol, validate_protocol_file
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL_FILES = sorted((ROOT / "protocols").rglob("*.yaml"))

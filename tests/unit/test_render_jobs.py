@@ -12,10 +12,10 @@ import pikepdf
 import pytest
 
 from tests.unit.test_document_rendering import DATA, META
-from trialcoord.adapters.render import documents, jobs
-from trialcoord.adapters.render.documents import TEMPLATES, RenderCache, render_docx, render_pdf
-from trialcoord.adapters.render.jobs import LONG_DOCUMENT_PAGES, JobNotDone, RenderJobs, TooManyJobs, estimate_pages
-from trialcoord.domain.problems import InvalidInput
+from trialcoord.kernel.problems import InvalidInput
+from trialcoord.kernel.render import documents, jobs
+from trialcoord.kernel.render.documents import TEMPLATES, RenderCache, render_docx, render_pdf
+from trialcoord.kernel.render.jobs import LONG_DOCUMENT_PAGES, JobNotDone, RenderJobs, TooManyJobs, estimate_pages
 
 PROSE = "The participant attended the visit four days after the window closed because of illness and travel. " * 5
 

@@ -4,8 +4,8 @@ import io
 import json
 from datetime import date
 
-from trialcoord.adapters.render.rows import write_csv, write_json, write_table
-from trialcoord.domain.schedule import VisitOccurrence
+from trialcoord.scheduling.rows import write_csv, write_json, write_table
+from trialcoord.scheduling.rules.schedule import VisitOccurrence
 
 ROW = VisitOccurrence(
     "V2", "V2", 1, "Week 2", 2, date(2024, 3, 18), date(2024, 3, 15), None, date(2024, 3, 13), "early", -2, 15

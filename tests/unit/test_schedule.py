@@ -5,9 +5,9 @@ from datetime import date, timedelta
 import pytest
 
 from tests.unit.builders import protocol, visit
-from trialcoord.domain.durations import Calendar
-from trialcoord.domain.problems import InvalidInput
-from trialcoord.domain.schedule import evaluate, study_day
+from trialcoord.kernel.problems import InvalidInput
+from trialcoord.scheduling.rules.durations import Calendar
+from trialcoord.scheduling.rules.schedule import evaluate, study_day
 
 R = date(2024, 3, 4)  # randomisation, a Monday (the contract's worked example)
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.unit.builders import protocol, visit
-from trialcoord.adapters.protocol_files import load_protocol
-from trialcoord.domain.deviations import detect
-from trialcoord.domain.protocol import Event
-from trialcoord.domain.schedule import evaluate
+from trialcoord.deviations.rules.deviations import detect
+from trialcoord.scheduling.protocol_files import load_protocol
+from trialcoord.scheduling.rules.protocol import Event
+from trialcoord.scheduling.rules.schedule import evaluate
 
 ROOT = Path(__file__).resolve().parents[2] / "protocols"
 DEMO = load_protocol(ROOT / "DEMO-001" / "1.0.yaml")

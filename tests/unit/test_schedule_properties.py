@@ -7,9 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.unit.builders import protocol, visit
-from trialcoord.domain.durations import Calendar
-from trialcoord.domain.protocol import Event
-from trialcoord.domain.schedule import STATUSES, evaluate, evaluate_judged
+from trialcoord.scheduling.rules.durations import Calendar
+from trialcoord.scheduling.rules.protocol import Event
+from trialcoord.scheduling.rules.schedule import STATUSES, evaluate, evaluate_judged
 
 days = st.dates(min_value=date(2024, 1, 1), max_value=date(2025, 6, 30))
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.unit.builders import protocol, visit
-from trialcoord.adapters.protocol_files import load_protocol
-from trialcoord.domain.schedule import evaluate, evaluate_judged
+from trialcoord.scheduling.protocol_files import load_protocol
+from trialcoord.scheduling.rules.schedule import evaluate, evaluate_judged
 
 PROTOCOLS = Path(__file__).resolve().parents[2] / "protocols" / "DEMO-001"
 V1, V2 = load_protocol(PROTOCOLS / "1.0.yaml"), load_protocol(PROTOCOLS / "2.0.yaml")

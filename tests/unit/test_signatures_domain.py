@@ -4,18 +4,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from trialcoord.adapters import signing_keys
-from trialcoord.domain.accounts import Meaning
-from trialcoord.domain.signatures import (
-    Signature,
-    SignerKey,
-    Statement,
-    Verdict,
-    judge,
-    local_time,
-    parse_registry,
-    registry_document,
-)
+from trialcoord.accounts.rules.accounts import Meaning
+from trialcoord.accounts.rules.signers import SignerKey, parse_registry, registry_document
+from trialcoord.documents.rules.signatures import Signature, Statement, Verdict, judge, local_time
+from trialcoord.kernel import signing_keys
 
 SHA_A, SHA_B = "a" * 64, "b" * 64
 AT = "2026-11-27T09:30:00.000000Z"

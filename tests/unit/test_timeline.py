@@ -3,7 +3,7 @@
 from datetime import date
 
 from tests.unit.builders import Row
-from trialcoord.web.timeline import LABEL_WIDTH, PLOT_WIDTH, STATUS_COLOURS, build_timeline
+from trialcoord.scheduling.timeline import LABEL_WIDTH, PLOT_WIDTH, STATUS_COLOURS, build_timeline
 
 AS_OF = date(2024, 3, 20)
 

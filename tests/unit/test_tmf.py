@@ -6,9 +6,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from trialcoord.domain.documents import DocumentKey, DocumentStatus, DocumentVersion, IrbApproval, transition
-from trialcoord.domain.problems import InvalidInput
-from trialcoord.domain.tmf import (
+from trialcoord.documents.rules.documents import DocumentKey, DocumentStatus, DocumentVersion, IrbApproval, transition
+from trialcoord.documents.rules.tmf import (
     ARTIFACTS,
     DELEGATED,
     EXPIRING_WITHIN,
@@ -21,6 +20,7 @@ from trialcoord.domain.tmf import (
     artifact,
     checklist,
 )
+from trialcoord.kernel.problems import InvalidInput
 
 TODAY = date(2024, 6, 15)
 DAY = timedelta(days=1)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from trialcoord.adapters.protocol_files import parse_protocol
-from trialcoord.adapters.usdm import convert, duration, parse_usdm
-from trialcoord.domain.problems import InvalidInput
-from trialcoord.domain.schedule import evaluate
+from trialcoord.kernel.problems import InvalidInput
+from trialcoord.scheduling.protocol_files import parse_protocol
+from trialcoord.scheduling.rules.schedule import evaluate
+from trialcoord.scheduling.usdm import convert, duration, parse_usdm
 
 USDM = Path(__file__).resolve().parents[1] / "data" / "usdm"  # the public CDISC examples (README there)
 EXAMPLES = {

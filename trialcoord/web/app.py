@@ -19,17 +19,70 @@ from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 from markupsafe import Markup, escape
 
-from trialcoord.adapters.persistence.database import open_database
-from trialcoord.config import Settings, get_settings
-from trialcoord.domain.access import Role
-from trialcoord.services import accounts, system_keys
-from trialcoord.web.api import API_CONTROLLERS
-from trialcoord.web.auth import CSRF_FIELD, PUBLIC, Access, guard
-from trialcoord.web.errors import EXCEPTION_HANDLERS
-from trialcoord.web.pages import PAGE_CONTROLLERS
-from trialcoord.web.timeline import STATUS_LABELS
+from trialcoord.accounts import accounts
+from trialcoord.accounts.api import SessionController, UserController
+from trialcoord.accounts.pages import AccountPages
+from trialcoord.amendments.api import AmendmentController, ParticipantVersionController
+from trialcoord.amendments.pages import AmendmentPages
+from trialcoord.audit.api import AuditController
+from trialcoord.audit.pages import AuditPages
+from trialcoord.deviations.api.deviation_reports import DeviationReportController
+from trialcoord.deviations.api.deviations import DeviationController
+from trialcoord.deviations.pages.deviation_reports import ReportPages
+from trialcoord.deviations.pages.deviations import DeviationPages
+from trialcoord.documents.api.consent import ConsentController
+from trialcoord.documents.api.documents import DocumentController
+from trialcoord.documents.api.signatures import BinderController, SignatureController
+from trialcoord.documents.pages.binder import BinderPages, VersionPages
+from trialcoord.documents.pages.documents import DocumentPages
+from trialcoord.kernel import system_keys
+from trialcoord.kernel.config import Settings, get_settings
+from trialcoord.kernel.database.opening import open_database
+from trialcoord.kernel.rules.access import Role
+from trialcoord.kernel.web.errors import EXCEPTION_HANDLERS
+from trialcoord.kernel.web.guard import CSRF_FIELD, PUBLIC, Access, guard
+from trialcoord.kernel.web.render_jobs import RenderJobController
+from trialcoord.overviews.pages.participants import ParticipantPages
+from trialcoord.overviews.pages.studies import StudyPages
+from trialcoord.scheduling import scheduling
+from trialcoord.scheduling.api.participants import ParticipantController
+from trialcoord.scheduling.api.studies import StudyController
+from trialcoord.scheduling.api.worklists import WorklistController
+from trialcoord.scheduling.timeline import STATUS_LABELS
 
 HERE = Path(__file__).parent
+
+# The JSON API under /api (OpenAPI at /schema), then the server-rendered pages (usable without JavaScript).
+API_CONTROLLERS = [
+    SessionController,
+    UserController,
+    AuditController,
+    StudyController,
+    ParticipantController,
+    WorklistController,
+    DocumentController,
+    SignatureController,
+    BinderController,
+    ConsentController,
+    RenderJobController,
+    DeviationController,
+    DeviationReportController,
+    AmendmentController,
+    ParticipantVersionController,
+]
+
+PAGE_CONTROLLERS = [
+    AccountPages,
+    AuditPages,
+    DocumentPages,
+    VersionPages,
+    BinderPages,
+    StudyPages,
+    ParticipantPages,
+    DeviationPages,
+    ReportPages,
+    AmendmentPages,
+]
 
 
 @get("/health", tags=["health"], opt=PUBLIC, sync_to_thread=False)
@@ -54,7 +107,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         guards=[guard],
         # Pages and answers may hold personal data: never kept in a (shared workstation's) cache.
         cache_control=CacheControlHeader(no_store=True),
-        state=State({"settings": settings}),
+        state=State(
+            {
+                "settings": settings,
+                "resolve_session": accounts.resolve,  # for the guard, which sits below the features
+                "participant_site": scheduling.participant_site,
+            }
+        ),
         dependencies={"today": Provide(today, sync_to_thread=False), "access": Provide(access, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[_database(settings)],
@@ -79,7 +138,7 @@ def _database(settings: Settings):
             try:
                 yield
             finally:
-                jobs = _app.state.get("render_jobs")  # made at the first render job (web/api/render_jobs.py)
+                jobs = _app.state.get("render_jobs")  # made at the first render job (kernel/web/render_jobs.py)
                 if jobs is not None:
                     await to_thread.run_sync(jobs.close)
 

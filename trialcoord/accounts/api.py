@@ -1,0 +1,183 @@
+"""Sign-in for API clients, the signed-in user, and administration of accounts and grants."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, PathParameter
+
+from trialcoord.accounts import accounts
+from trialcoord.accounts.accounts import API, SignInRefused
+from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.errors import problem_responses
+from trialcoord.kernel.web.guard import PUBLIC, SIGNED_IN, Access, needs
+from trialcoord.kernel.web.schemas import Text
+
+UserPath = Annotated[str, PathParameter(description="User ID", max_length=64)]
+GrantPath = Annotated[int, PathParameter(description="Grant number", ge=1, le=2**31 - 1)]
+AccessDep = NamedDependency[Access]
+Secret = Annotated[str, msgspec.Meta(max_length=1024)]
+UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+MANAGE = needs(Action.MANAGE_USERS)
+
+
+class SignInIn(msgspec.Struct):
+    user_id: UserId
+    password: Secret
+
+
+class SignInOut(msgspec.Struct):
+    token: str
+    user_id: str
+    token_type: str = "Bearer"
+
+
+class GrantOut(msgspec.Struct):
+    id: int
+    user_id: str
+    role: str
+    study: str | None
+    site: str | None
+    valid_from: date
+    valid_to: date | None
+    personal_data: bool
+    granted_by: str
+    granted_at: str
+    revoked_by: str | None
+    revoked_at: str | None
+
+
+class UserOut(msgspec.Struct):
+    user_id: str
+    printed_name: str
+    email: str
+    status: str
+    created_at: str
+    grants: list[GrantOut] = msgspec.field(default_factory=list)
+
+
+class UserIn(msgspec.Struct):
+    user_id: UserId
+    printed_name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    email: Annotated[str, msgspec.Meta(min_length=3, max_length=254)]
+    password: Secret
+
+
+class PasswordIn(msgspec.Struct):
+    password: Secret
+
+
+class ReasonIn(msgspec.Struct):
+    reason: Annotated[Text, msgspec.Meta(min_length=1)]
+
+
+class GrantIn(msgspec.Struct):
+    role: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    valid_from: date
+    study: UserId | None = None
+    site: UserId | None = None
+    valid_to: date | None = None
+    personal_data: bool = False
+
+
+class SignInProblem(msgspec.Struct):
+    attempted_at: str
+    user_id: str
+    address: str
+    outcome: str
+
+
+def address_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _user(row: dict) -> UserOut:
+    return msgspec.convert(row, UserOut)
+
+
+class SessionController(Controller):
+    path = "/api"
+    tags = ["accounts"]
+
+    @post("/sign-in", opt=PUBLIC, status_code=201, responses=problem_responses(400, 401, 429))
+    async def sign_in(self, request: Request, data: JSONBody[SignInIn]) -> Response[SignInOut]:
+        """Exchange a user ID and password for a bearer token; it lapses after the inactivity timeout."""
+        try:
+            signed = await accounts.sign_in(data.user_id, data.password, address_of(request), kind=API)
+        except SignInRefused as refused:
+            return refusal_response(refused)
+        return Response(SignInOut(signed.token, signed.user_id), status_code=201)
+
+    @post("/sign-out", opt=SIGNED_IN, status_code=204, responses=problem_responses(401))
+    async def sign_out(self, access: AccessDep) -> None:
+        await accounts.sign_out(access.viewer)
+
+    @get("/me", opt=SIGNED_IN, responses=problem_responses(401))
+    async def me(self, access: AccessDep) -> UserOut:
+        return _user(await accounts.get_user(access.viewer.user_id))
+
+
+def refusal_response(refused: SignInRefused) -> Response:
+    from trialcoord.kernel.web.errors import PROBLEM_JSON, _problem
+
+    status = 429 if refused.retry_at else 401
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {"Retry-After": "60"}
+    return Response(_problem(status, str(refused)), status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+class UserController(Controller):
+    path = "/api"
+    tags = ["accounts"]
+
+    @get("/users", opt=MANAGE, responses=problem_responses(401, 403))
+    async def list_users(self) -> list[UserOut]:
+        return [_user(row) for row in await accounts.list_users()]
+
+    @post("/users", opt=MANAGE, status_code=201, responses=problem_responses(400, 401, 403, 409, 422))
+    async def create_user(self, data: JSONBody[UserIn], access: AccessDep) -> UserOut:
+        row = await accounts.create_user(
+            data.user_id, data.printed_name, data.email, data.password, access.viewer.user_id
+        )
+        return _user(row)
+
+    @get("/users/{user_id:str}", opt=MANAGE, responses=problem_responses(400, 401, 403, 404))
+    async def get_user(self, user_id: UserPath) -> UserOut:
+        return _user(await accounts.get_user(user_id))
+
+    @post("/users/{user_id:str}/disable", opt=MANAGE, responses=problem_responses(400, 401, 403, 404, 422))
+    async def disable_user(self, user_id: UserPath, data: JSONBody[ReasonIn], access: AccessDep) -> UserOut:
+        return _user(await accounts.disable_user(user_id, access.viewer.user_id, data.reason))
+
+    @post("/users/{user_id:str}/password", opt=MANAGE, responses=problem_responses(400, 401, 403, 404, 422))
+    async def reset_password(self, user_id: UserPath, data: JSONBody[PasswordIn], access: AccessDep) -> UserOut:
+        """Set a new password; every session of the account ends."""
+        return _user(await accounts.reset_password(user_id, data.password, access.viewer.user_id))
+
+    @post(
+        "/users/{user_id:str}/grants", opt=MANAGE, status_code=201, responses=problem_responses(400, 401, 403, 404, 422)
+    )
+    async def grant(self, user_id: UserPath, data: JSONBody[GrantIn], access: AccessDep) -> GrantOut:
+        row = await accounts.grant(
+            user_id,
+            data.role,
+            data.study,
+            data.site,
+            data.valid_from,
+            data.valid_to,
+            access.viewer.user_id,
+            data.personal_data,
+        )
+        return msgspec.convert(row, GrantOut)
+
+    @post("/grants/{grant_id:int}/revoke", opt=MANAGE, responses=problem_responses(400, 401, 403, 404, 422))
+    async def revoke(self, grant_id: GrantPath, data: JSONBody[ReasonIn], access: AccessDep) -> GrantOut:
+        return msgspec.convert(await accounts.revoke(grant_id, access.viewer.user_id, data.reason), GrantOut)
+
+    @get("/sign-in-problems", opt=MANAGE, responses=problem_responses(401, 403))
+    async def sign_in_problems(self) -> list[SignInProblem]:
+        """Failed and refused sign-ins, newest first (11.300(d))."""
+        return [msgspec.convert(row, SignInProblem) for row in await accounts.recent_sign_in_problems()]

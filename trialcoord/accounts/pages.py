@@ -1,0 +1,64 @@
+"""Pages: sign-in, sign-out, and the administrators' view of accounts and failed sign-ins."""
+
+from __future__ import annotations
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import Cookie
+from litestar.response import Redirect, Template
+
+from trialcoord.accounts import accounts
+from trialcoord.accounts.accounts import PAGE, SignInRefused
+from trialcoord.accounts.api import address_of
+from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.forms import Form, FormReader
+from trialcoord.kernel.web.guard import PUBLIC, SESSION_COOKIE, SIGNED_IN, needs
+from trialcoord.kernel.web.params import AccessDep, QueryStr
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path of this site: never '//host' or 'https://...' (an open redirect)."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+class AccountPages(Controller):
+    include_in_schema = False
+
+    @get("/sign-in", opt=PUBLIC)
+    async def sign_in_form(self, next: QueryStr = None) -> Template:  # noqa: A002 - the query parameter's name
+        return Template("sign_in.html", context={"next": safe_next(next), "error": None, "user_id": ""})
+
+    @post("/sign-in", opt=PUBLIC)
+    async def sign_in(self, request: Request, data: Form) -> Template | Redirect:
+        form = FormReader(data)
+        user_id = (form.data.get("user_id") or "")[:64]
+        target = safe_next(form.data.get("next"))
+        try:
+            signed = await accounts.sign_in(user_id, data.get("password") or "", address_of(request), kind=PAGE)
+        except SignInRefused as refused:
+            context = {"next": target, "error": str(refused), "user_id": user_id}
+            return Template("sign_in.html", context=context, status_code=429 if refused.retry_at else 401)
+        cookie = Cookie(
+            key=SESSION_COOKIE,
+            value=signed.token,
+            httponly=True,
+            samesite="lax",
+            path="/",
+            secure=request.app.state.settings.secure_cookies,
+        )
+        return Redirect(target, status_code=303, cookies=[cookie])
+
+    @post("/sign-out", opt=SIGNED_IN)
+    async def sign_out(self, access: AccessDep) -> Redirect:
+        await accounts.sign_out(access.viewer)
+        return Redirect(
+            "/sign-in", status_code=303, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")]
+        )
+
+    @get("/admin", opt=needs(Action.MANAGE_USERS))
+    async def admin(self) -> Template:
+        users = await accounts.list_users()
+        details = [await accounts.get_user(row["user_id"]) for row in users]
+        problems = await accounts.recent_sign_in_problems()
+        return Template("admin.html", context={"users": details, "problems": problems})

@@ -1,0 +1,230 @@
+"""Browsing and exporting the audit trail: system-wide (administrators) or one study's records.
+
+A study's trail is the entries whose record ID starts with the study's code; someone who sees only some
+sites of a study sees the entries of one of those sites at a time (record IDs are STUDY/SITE/...), by
+default their only site.
+Every CSV or PDF copy is itself audited as an export.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
+from typing import Annotated, Any, Literal, Optional
+
+import anyio
+import msgspec
+from litestar import Controller, Response, get
+from litestar.exceptions import PermissionDeniedException
+from litestar.params import FromQuery, QueryParameter
+
+from trialcoord.kernel import audit_log
+from trialcoord.kernel.audit_log import Change
+from trialcoord.kernel.audit_store import AuditFilter
+from trialcoord.kernel.problems import NotConfigured
+from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.rules.audit import utc_instant
+from trialcoord.kernel.web.errors import problem_responses
+from trialcoord.kernel.web.guard import Access, needs
+from trialcoord.kernel.web.params import AccessDep, StudyPath, plausible
+
+PAGE_SIZE, CSV_LIMIT, PDF_LIMIT = 100, 200_000, 5_000
+ExportFormat = Literal["csv", "pdf"]
+Word = FromQuery[Optional[Annotated[str, msgspec.Meta(min_length=1, max_length=200)]]]  # noqa: UP045 (see params.py)
+Day = FromQuery[Optional[date]]  # noqa: UP045
+Before = Annotated[int | None, QueryParameter(ge=1, le=2**62, required=False)]
+FormatParam = Annotated[
+    ExportFormat, QueryParameter(name="format", description="csv (electronic copy) or pdf (human-readable)")
+]
+
+
+class AuditEntryOut(msgspec.Struct):
+    sequence: int
+    recorded_at: str
+    actor: str
+    action: str
+    record_type: str
+    record_id: str
+    old: Any
+    new: Any
+    reason: str | None
+    leaf_hash: str
+
+
+def audit_filter(
+    record_type: str | None,
+    record_id: str | None,
+    actor: str | None,
+    action: str | None,
+    since: date | None,
+    until: date | None,
+    within: str | None = None,
+) -> AuditFilter:
+    """Dates are whole UTC days, `until` inclusive."""
+    since, until = plausible(since, "since"), plausible(until, "until")
+    start = utc_instant(datetime.combine(since, time(), UTC)) if since else None
+    end = utc_instant(datetime.combine(until + timedelta(days=1), time(), UTC)) if until else None
+    return AuditFilter(record_type, record_id, actor, action, start, end, within)
+
+
+def study_scope(access: Access, study: str, site: str | None) -> str:
+    """The record-ID prefix the viewer may browse in `study`."""
+    if site:
+        if not access.shows(site):
+            raise PermissionDeniedException(f"{access.user_id} may not view the audit trail of site {site}")
+        return f"{study}/{site}/"
+    if access.sites is not None and not access.sites.all_sites and len(access.sites.sites) == 1:
+        return f"{study}/{next(iter(access.sites.sites))}/"
+    if access.sites is not None and not access.sites.all_sites:
+        raise PermissionDeniedException(
+            f"{access.user_id} sees some sites of {study} only: choose a site ({', '.join(sorted(access.sites.sites))})"
+        )
+    return f"{study}/"
+
+
+async def export(where: AuditFilter, form: str, title: str, filters: dict[str, str], access: Access) -> Response:
+    limit = CSV_LIMIT if form == "csv" else PDF_LIMIT
+    rows = await audit_log.export_rows(where, limit + 1)
+    if len(rows) > limit:
+        from trialcoord.kernel.problems import invalid
+
+        raise invalid(
+            f"the selection holds more than {limit} entries; narrow it by date, record or user"
+            f" (or export CSV, up to {CSV_LIMIT})",
+            field="until",
+        )
+    await audit_log.record_alone(
+        access.user_id,
+        Change(
+            "export",
+            "audit_trail",
+            filters.get("scope", "all"),
+            None,
+            {"format": form, "entries": len(rows), **filters},
+        ),
+    )
+    from trialcoord.audit import report as audit_report
+
+    name = "audit-trail-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in filters.get("scope", "all"))
+    if form == "csv":
+        data, media = audit_report.audit_csv(rows), "text/csv; charset=utf-8"
+    else:
+        size, root = await audit_log.latest_root()
+        render = partial(
+            audit_report.audit_pdf,
+            rows,
+            title=title,
+            filters=filters,
+            generated_at=utc_instant(audit_log.clock()),
+            generated_by=access.viewer.printed_name + f" ({access.user_id})",
+            trail_size=size,
+            root=root,
+        )
+        try:
+            data = await anyio.to_thread.run_sync(render)  # seconds of layout: never on the event loop
+        except OSError as error:  # WeasyPrint could not load Pango
+            raise NotConfigured(f"PDF copies need the Pango library (Debian: libpango-1.0-0): {error}") from None
+        media = "application/pdf"
+    return Response(
+        data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name.strip("_")}.{form}"'}
+    )
+
+
+def _filters(scope: str, **values: Any) -> dict[str, str]:
+    return {"scope": scope, **{key: str(value) for key, value in values.items() if value not in (None, "")}}
+
+
+class AuditController(Controller):
+    path = "/api"
+    tags = ["audit"]
+
+    @get("/audit", opt=needs(Action.VIEW_AUDIT), responses=problem_responses(400, 401, 403))
+    async def system_trail(
+        self,
+        record_type: Word = None,
+        record_id: Word = None,
+        actor: Word = None,
+        action: Word = None,
+        since: Day = None,
+        until: Day = None,
+        before: Before = None,
+    ) -> list[AuditEntryOut]:
+        """Every entry, newest first, a page of 100 at a time (`before`: the last sequence number seen)."""
+        where = audit_filter(record_type, record_id, actor, action, since, until)
+        return [AuditEntryOut(**row) for row in await audit_log.browse(where, before, PAGE_SIZE)]
+
+    @get(
+        "/audit/export",
+        opt=needs(Action.VIEW_AUDIT),
+        responses=problem_responses(400, 401, 403, 422),
+        media_type="application/octet-stream",
+    )
+    async def system_export(
+        self,
+        access: AccessDep,
+        form: FormatParam = "csv",
+        record_type: Word = None,
+        record_id: Word = None,
+        actor: Word = None,
+        action: Word = None,
+        since: Day = None,
+        until: Day = None,
+    ) -> Response:
+        where = audit_filter(record_type, record_id, actor, action, since, until)
+        filters = _filters(
+            "all", record_type=record_type, record_id=record_id, actor=actor, action=action, since=since, until=until
+        )
+        return await export(where, form, "Audit trail", filters, access)
+
+    @get(
+        "/studies/{study:str}/audit",
+        opt=needs(Action.VIEW_AUDIT, across_sites=True),
+        responses=problem_responses(400, 401, 403),
+    )
+    async def study_trail(
+        self,
+        study: StudyPath,
+        access: AccessDep,
+        site: Word = None,
+        record_type: Word = None,
+        record_id: Word = None,
+        actor: Word = None,
+        action: Word = None,
+        since: Day = None,
+        until: Day = None,
+        before: Before = None,
+    ) -> list[AuditEntryOut]:
+        where = audit_filter(record_type, record_id, actor, action, since, until, study_scope(access, study, site))
+        return [AuditEntryOut(**row) for row in await audit_log.browse(where, before, PAGE_SIZE)]
+
+    @get(
+        "/studies/{study:str}/audit/export",
+        opt=needs(Action.VIEW_AUDIT, across_sites=True),
+        responses=problem_responses(400, 401, 403, 422),
+        media_type="application/octet-stream",
+    )
+    async def study_export(
+        self,
+        study: StudyPath,
+        access: AccessDep,
+        form: FormatParam = "csv",
+        site: Word = None,
+        record_type: Word = None,
+        record_id: Word = None,
+        actor: Word = None,
+        action: Word = None,
+        since: Day = None,
+        until: Day = None,
+    ) -> Response:
+        scope = study_scope(access, study, site)
+        where = audit_filter(record_type, record_id, actor, action, since, until, scope)
+        filters = _filters(
+            scope.rstrip("/"),
+            record_type=record_type,
+            record_id=record_id,
+            actor=actor,
+            action=action,
+            since=since,
+            until=until,
+        )
+        return await export(where, form, f"Audit trail of {scope.rstrip('/')}", filters, access)

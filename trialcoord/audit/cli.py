@@ -1,0 +1,95 @@
+"""`trialcoord audit verify|checkpoint|public-key`: proving the audit trail whole, now and against a checkpoint
+exported earlier."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from trialcoord.kernel import command_support as support
+from trialcoord.kernel.command_support import UsageError
+from trialcoord.kernel.config import get_settings
+
+
+def register(commands) -> None:
+    audit = support.group(commands, "audit", "verify the audit trail, export signed checkpoints")
+    verify = audit.add_parser("verify", help="recompute the trail; exit 1 naming the first entry that does not match")
+    verify.add_argument(
+        "--checkpoint", metavar="FILE", help="a checkpoint exported earlier: prove the trail extends it"
+    )
+    verify.add_argument(
+        "--public-key", metavar="FILE", help="PEM public key to check the checkpoint with (default: the system key's)"
+    )
+    verify.set_defaults(run=lambda a: audit_verify(a.checkpoint, a.public_key))
+    checkpoint = audit.add_parser("checkpoint", help="verify, then export a signed checkpoint")
+    checkpoint.add_argument("--out", required=True, metavar="FILE")
+    checkpoint.set_defaults(run=lambda a: audit_checkpoint(a.out))
+    public_key = audit.add_parser("public-key", help="print (or write) the checkpoint key's public key, PEM")
+    public_key.add_argument("--out", metavar="FILE")
+    public_key.set_defaults(run=lambda a: audit_public_key(a.out))
+
+
+def audit_verify(checkpoint_file: str | None, public_key_file: str | None) -> int:
+    from trialcoord.kernel import audit_log
+
+    given = _checked_checkpoint(checkpoint_file, public_key_file) if checkpoint_file else None
+    report = support.database(lambda: audit_log.verify(given))
+    for name in report.checked_against:
+        print(f"compared with the {name}")
+    if report.ok:
+        print(f"audit trail intact: {report.result.size} entries, root {report.result.root}")
+        return 0
+    sequence, why = report.result.first_bad
+    print(f"audit trail BROKEN at entry {sequence}: {why}", file=sys.stderr)
+    print(f"entries 1 to {report.result.size} verified", file=sys.stderr)
+    return support.EXIT_TRAIL_BROKEN
+
+
+def _checked_checkpoint(file: str, public_key_file: str | None):
+    from trialcoord.kernel import signing_keys
+
+    signed = signing_keys.load_checkpoint(Path(file))
+    if public_key_file:
+        try:
+            key = signing_keys.load_public_key(Path(public_key_file).read_text(encoding="utf-8"))
+        except OSError as error:
+            raise UsageError(f"{public_key_file}: cannot be read ({error.strerror})") from None
+    else:
+        key = _private_key().public_key()
+    return signing_keys.verify_checkpoint(signed, key)
+
+
+def _private_key():
+    from trialcoord.kernel import signing_keys
+
+    settings = get_settings()
+    if not settings.audit_key_file.exists():
+        raise UsageError(
+            f"{settings.audit_key_file}: no audit key; run `trialcoord setup` or set TRIALCOORD_AUDIT_KEY_FILE"
+        )
+    passphrase = signing_keys.read_passphrase(file=settings.audit_passphrase_file)
+    return signing_keys.load_private_key(settings.audit_key_file, passphrase)
+
+
+def audit_checkpoint(out: str) -> int:
+    from trialcoord.kernel import audit_log
+
+    key = _private_key()
+    signed = support.database(lambda: audit_log.checkpoint(key, Path(out)))
+    print(
+        f"checkpoint of {signed['size']} entries, root {signed['root']}, signed by key {signed['key_id']},"
+        f" written to {out}"
+    )
+    return 0
+
+
+def audit_public_key(out: str | None) -> int:
+    from trialcoord.kernel import signing_keys
+
+    pem = signing_keys.public_key_pem(_private_key().public_key())
+    if out:
+        support.write_file(out, pem)
+        print(f"public key written to {out}")
+    else:
+        print(pem, end="")
+    return 0

@@ -1,0 +1,143 @@
+"""`trialcoord setup`, `db migrate` and `serve`: the installation as a whole. They compose several features (or
+the web app), so they live at the top, where nothing imports them."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC
+from pathlib import Path
+
+from trialcoord.accounts.cli import generated_password
+from trialcoord.kernel import command_support as support
+from trialcoord.kernel.config import get_settings
+
+FIRST_ADMIN = "admin"
+
+
+def register(commands) -> None:
+    db = support.group(commands, "db", "database maintenance")
+    db.add_parser("migrate", help="create or upgrade tables").set_defaults(run=lambda a: migrate())
+
+    serving = commands.add_parser("serve", help="serve the web app")
+    serving.add_argument("--host")
+    serving.add_argument("--port", type=int)
+    serving.set_defaults(run=lambda a: serve(a.host, a.port))
+
+    first = commands.add_parser("setup", help="first-time set-up: database, keys, first administrator, demo")
+    first.add_argument("--no-demo", action="store_true", help="do not load the demo study")
+    first.set_defaults(run=lambda a: setup(demo=not a.no_demo))
+
+
+def migrate() -> int:
+    from trialcoord.kernel.database.opening import open_database
+
+    async def run():
+        async with open_database(migrate=True):
+            pass
+
+    support.run(run())
+    print("database is up to date")
+    return 0
+
+
+def serve(host: str | None, port: int | None) -> int:
+    import uvicorn
+
+    from trialcoord.web.app import create_app
+
+    settings = get_settings()
+    host, port = host or settings.host, port or settings.port
+    print(f"trialcoord is running at http://{host}:{port}  (Ctrl+C to stop)", flush=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    return 0
+
+
+def setup(demo: bool = True) -> int:
+    """Everything a fresh installation needs; what exists already is kept (keys, users, a loaded study)."""
+    from trialcoord.accounts import accounts, signer_keys
+    from trialcoord.demo.demo import add_demo_users, load_demo
+    from trialcoord.kernel import pii, signing_keys
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not _pii_configured(settings):
+        pii.generate_key_file(settings.pii_key_file, f"k{support.today():%Y%m%d}")
+        print(f"created the personal-data key {settings.pii_key_file} (back it up apart from the database)")
+    if not settings.audit_key_file.exists():
+        passphrase = settings.audit_passphrase_file
+        if not passphrase.exists():
+            _write_private(passphrase, secrets.token_urlsafe(32) + "\n")
+        signing_keys.save_private_key(
+            signing_keys.generate_key(), settings.audit_key_file, signing_keys.read_passphrase(file=passphrase)
+        )
+        print(f"created the audit checkpoint key {settings.audit_key_file}")
+    if not settings.pades_file.exists():
+        _create_pades_credentials(settings)
+        print(f"created the site's document-signing certificate {settings.pades_file}")
+
+    async def run():
+        created = None
+        if await accounts.count_users() == 0:
+            password = generated_password()
+            await accounts.create_user(
+                FIRST_ADMIN, "Administrator", "admin@localhost.invalid", password, support.actor()
+            )
+            await accounts.grant(FIRST_ADMIN, "administrator", None, None, support.today(), None, support.actor())
+            created = password
+        loaded = await load_demo(support.today()) if demo else False
+        demo_password = generated_password()
+        users = await add_demo_users(support.today(), demo_password, support.actor()) if loaded else []
+
+        await signer_keys.write_registry()  # the public registry in signatures/, with this system's key
+        return created, loaded, users, demo_password
+
+    password, loaded, users, demo_password = support.database(run)
+    if loaded:
+        print("demo study loaded")
+    if users:
+        print(f"demo users {', '.join(users)} (see README), password '{demo_password}' (shown this once)")
+    if password:
+        print(
+            f"first administrator: user ID '{FIRST_ADMIN}', password '{password}'"
+            " (shown this once; change it with: trialcoord user reset-password admin)"
+        )
+    print("set-up complete")
+    return 0
+
+
+def _create_pades_credentials(settings) -> None:
+    """The site's P-256 key and self-signed certificate for PAdES, as PKCS#12 under the system passphrase."""
+    import os
+    from datetime import datetime, timedelta
+
+    from trialcoord.kernel import signing_keys
+    from trialcoord.kernel.render.signed_pdf import new_site_credentials, save_credentials
+
+    now = datetime.now(UTC)
+    key, certificate = new_site_credentials(
+        f"trialcoord document signing ({settings.host})",
+        "trialcoord site",
+        now - timedelta(minutes=5),
+        now + timedelta(days=10 * 365),
+    )
+    passphrase = signing_keys.read_passphrase(file=settings.audit_passphrase_file)
+    settings.pades_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.pades_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(save_credentials(key, certificate, passphrase))
+
+
+def _pii_configured(settings) -> bool:
+    import os
+
+    from trialcoord.kernel.pii import KEYS_VARIABLE
+
+    return bool(os.environ.get(KEYS_VARIABLE)) or settings.pii_key_file.exists()
+
+
+def _write_private(path: Path, text: str) -> None:
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)

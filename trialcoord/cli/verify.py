@@ -1,0 +1,80 @@
+"""`trialcoord verify`: stored documents and every signature (the documents' and the deviations'), or exported
+packages offline. It spans both features, so it lives above them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from trialcoord.kernel import command_support as support
+from trialcoord.kernel.command_support import UsageError
+from trialcoord.kernel.config import get_settings
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "verify", help="check stored documents and signatures, or binder ZIPs offline (exit 1 naming each failure)"
+    )
+    parser.add_argument(
+        "paths", nargs="*", metavar="ZIP", help="binder or export ZIPs to check with the public registry"
+    )
+    parser.add_argument("--registry", metavar="FILE", help="the signer registry (default signatures/registry.json)")
+    parser.set_defaults(run=lambda a: verify(a.paths, a.registry))
+
+
+def verify(paths: list[str], registry_file: str | None) -> int:
+    """No paths: every stored content, version, signature and file made from a version. Paths: binder or
+    export ZIPs, offline, against the public signer registry."""
+    if paths:
+        return _verify_packages(paths, registry_file)
+    from trialcoord.deviations import verification
+    from trialcoord.documents import documents
+
+    async def both():
+        stored = await documents.verify_stored()
+        signed = await verification.verify_all()
+        return stored[0] + signed[0], stored[1] + signed[1]
+
+    checked, problems = support.database(both)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problems in {checked} stored contents, versions and signatures", file=sys.stderr)
+        return 1
+    print(f"all {checked} stored contents, versions and signatures verify")
+    return 0
+
+
+def _verify_packages(paths: list[str], registry_file: str | None) -> int:
+    import json
+
+    from trialcoord.documents.binder_package import verify_package
+    from trialcoord.kernel.audit_log import clock
+    from trialcoord.kernel.rules.audit import utc_instant
+
+    # Trust comes from the site's published registry, never from the package: a forged package carries its
+    # own registry, keys and all.
+    source = Path(registry_file) if registry_file else get_settings().signatures_dir / "registry.json"
+    if not source.exists():
+        raise UsageError(
+            f"{source}: no signer registry to trust; pass --registry FILE, the registry the site"
+            " publishes (signatures/registry.json), not the copy inside the package"
+        )
+    try:
+        registry = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{source}: not a readable signer registry ({error})") from None
+    if not isinstance(registry, dict):
+        raise UsageError(f"{source}: not a signer registry (a JSON object is expected)")
+    failed = 0
+    for path in paths:
+        report = verify_package(path, registry, now=utc_instant(clock()))
+        for problem in report.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        trust = f"; {report.trust}" if report.trust else ""
+        if report.ok:
+            print(f"{path}: {report.files_checked} files and {report.signatures_checked} signatures verify{trust}")
+        else:
+            failed += 1
+            print(f"{path}: {len(report.problems)} problems{trust}", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,156 @@
+"""`trialcoord deviations detect|list` and `schedules refresh`, which runs detection for whom it re-evaluates."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+
+import msgspec
+
+from trialcoord.kernel import command_support as support
+from trialcoord.kernel.command_support import FORMATS, UsageError, iso_date
+
+# The listing's columns, the same in JSON and CSV (a spreadsheet and a program see one shape).
+COLUMNS = (
+    "id",
+    "participant",
+    "site",
+    "visit",
+    "occurrence",
+    "rule",
+    "source",
+    "category",
+    "subcategory",
+    "classification",
+    "state",
+    "days_outside",
+    "occurred_on",
+    "detected_at",
+    "description",
+)
+# What fits a terminal line best: the free text last, where wrapping harms least.
+TABLE_COLUMNS = (
+    "id",
+    "site",
+    "participant",
+    "visit",
+    "occurrence",
+    "rule",
+    "classification",
+    "state",
+    "days_outside",
+    "occurred_on",
+    "description",
+)
+
+
+def register(commands) -> None:
+    schedules = support.group(commands, "schedules", "stored schedules")
+    refresh = schedules.add_parser(
+        "refresh",
+        help="re-evaluate participants whose stored schedule ends too soon"
+        " (open-ended repeats); idempotent, for a nightly job",
+    )
+    refresh.add_argument("study", nargs="?")
+    refresh.add_argument("--as-of", type=iso_date)
+    refresh.set_defaults(run=lambda a: schedules_refresh(a.study, a.as_of))
+
+    deviations = support.group(commands, "deviations", "protocol deviations: detection and listing")
+    run_detection = deviations.add_parser(
+        "detect", help="create, update, resolve and reopen the automatic deviation records (incremental unless --full)"
+    )
+    run_detection.add_argument("study")
+    run_detection.add_argument("--as-of", type=iso_date)
+    run_detection.add_argument("--full", action="store_true", help="look at every participant, not only what changed")
+    run_detection.set_defaults(run=lambda a: detect(a.study, a.as_of, a.full))
+    listed = deviations.add_parser("list", help="the study's deviations, oldest first")
+    listed.add_argument("study")
+    listed.add_argument("--state", help="comma-separated states, such as detected,site_response")
+    listed.add_argument("--site")
+    listed.add_argument("--format", choices=FORMATS, default="table")
+    listed.set_defaults(run=lambda a: listing(a.study, a.state, a.site, a.format))
+
+
+def schedules_refresh(study: str | None, as_of: date | None) -> int:
+    from trialcoord.deviations import deviations
+
+    today = support.today()
+    refreshed = support.database(lambda: deviations.refresh_schedules(study, as_of, today=today))
+    for code, count in refreshed.items():
+        print(
+            f"{code}: {count} participant{'' if count == 1 else 's'} re-evaluated as of {as_of or today},"
+            " deviation detection run for them"
+        )
+    return 0
+
+
+def detect(study: str, as_of: date | None, full: bool) -> int:
+    from trialcoord.deviations import deviations
+
+    today = support.today()  # in TRIALCOORD_TIME_ZONE, for the default date and the check against days to come
+    result = support.database(
+        lambda: deviations.detect(study, as_of or today, actor=support.actor(), full=full, today=today)
+    )
+    print(
+        f"{result['study']} as of {result['as_of']} ({result['scope']}): {result['created']} created, "
+        f"{result['updated']} updated, {result['resolved']} resolved, {result['reopened']} reopened"
+    )
+    return 0
+
+
+def listing(study: str, states: str | None, site: str | None, fmt: str) -> int:
+    from trialcoord.deviations import deviations
+    from trialcoord.kernel import audit_log
+    from trialcoord.kernel.problems import NotFound
+    from trialcoord.scheduling import scheduling
+
+    wanted = _states(states)
+
+    async def run():
+        # A site that is not the study's is a mistake to name, not an empty listing.
+        if site is not None and site not in {s["code"] for s in await scheduling.list_sites(study)}:
+            raise NotFound(f"study {study} has no site {site}")
+        rows, _ = await deviations.listing(study, states=wanted, sites=None if site is None else [site])
+        # A listing taken out of the system is an export: audited, as `visits` and the app's downloads are.
+        await audit_log.record_alone(
+            support.actor(),
+            audit_log.Change(
+                "export",
+                "deviation_listing",
+                f"{study}/{site}" if site else study,
+                None,
+                {"format": fmt, "states": sorted(wanted or []), "rows": len(rows)},
+            ),
+        )
+        return rows
+
+    rows = support.database(run)
+    records = [{name: row[name] for name in COLUMNS} for row in rows]
+    if fmt == "json":
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(records), indent=1).decode() + "\n")
+    elif fmt == "csv":
+        from trialcoord.kernel.render.tabular import csv_text
+
+        sys.stdout.write(csv_text(list(COLUMNS), records))
+    else:
+        sys.stdout.write(_table(records))
+    return 0
+
+
+def _states(text: str | None) -> list[str] | None:
+    from trialcoord.deviations.deviations import STATES
+
+    if not text:
+        return None
+    wanted = list(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    unknown = [s for s in wanted if s not in STATES]
+    if unknown:
+        raise UsageError(f"--state: unknown state {', '.join(unknown)}; states are: {', '.join(STATES)}")
+    return wanted
+
+
+def _table(records: list[dict]) -> str:
+    from trialcoord.kernel.render.tabular import text_table
+
+    # A manual deviation has no rule: its source says where it came from.
+    return text_table(TABLE_COLUMNS, [{**r, "rule": r["rule"] or r["source"]} for r in records])

@@ -1,0 +1,393 @@
+"""Taking a deviation through its review (`rules/deviation_review.py`), and CAPA records.
+
+Each step runs in one transaction with its history row and its audit entry. Classification and closure are
+electronic signatures: the signer's Ed25519 key (the same keys and registry as document signatures) signs a
+statement of the SHA-256 of the decision's canonical JSON, and the signature is judged before it is stored.
+Who may take a step is checked at the door (web guard, `Action`s in `TRANSITIONS`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+
+from trialcoord.accounts import signer_keys
+from trialcoord.accounts.rules.accounts import Meaning, Signing
+from trialcoord.deviations import store
+from trialcoord.deviations.deviations import _rid, as_dict, now, record_id
+from trialcoord.deviations.rules.deviation_review import TRANSITIONS, Step, check_step
+from trialcoord.documents.rules.signatures import Signature, Statement, judge
+from trialcoord.kernel import audit_log, signing_keys, system_keys
+from trialcoord.kernel.audit_log import Change
+from trialcoord.kernel.database.engine import read, transaction
+from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound, Problem, invalid
+from trialcoord.kernel.rules.audit import canonical_json
+from trialcoord.scheduling import scheduling
+
+
+async def take_step(
+    study: str,
+    deviation_id: int,
+    step: str,
+    actor: str,
+    *,
+    row_version: int | None = None,
+    reason: str | None = None,
+    response: str | None = None,
+    corrective_action: str | None = None,
+    classification: str | None = None,
+    category: str | None = None,
+    subcategory: str | None = None,
+    signing: Signing | None = None,
+) -> dict:
+    """Move the deviation one step; `signing` (from the ceremony) for the signed steps."""
+    async with read():
+        study_id = (await scheduling.require_study(study))["id"]
+        row = await store.find(study_id, deviation_id)
+    if row is None:
+        raise NotFound(f"study {study} has no deviation {deviation_id}")
+    transition = check_step(
+        step,
+        row["state"],
+        reason=reason,
+        response=response,
+        classification=classification,
+        category=category,
+        subcategory=subcategory,
+    )
+    signer = None
+    if transition.meaning is not None:
+        if signing is None or signing.meaning != transition.meaning or signing.user_id != actor:
+            raise invalid(f"to {step} a deviation, {actor} signs it for {transition.meaning}", field="password")
+        signer = await signer_keys.key_of_signer(signing.user_id, signing.printed_name, system_keys.current())
+    async with transaction(f"deviation {deviation_id} of study {study}"):
+        await store.lock(deviation_id)
+        row = await store.find(study_id, deviation_id)
+        if row_version is not None and row["row_version"] != row_version:
+            raise Conflict(
+                f"deviation {deviation_id} changed meanwhile (version {row['row_version']}, not"
+                f" {row_version}); reload it and try again"
+            )
+        check_step(
+            step,
+            row["state"],
+            reason=reason,
+            response=response,
+            classification=classification,
+            category=category,
+            subcategory=subcategory,
+        )  # again, under the lock
+        at = now()
+        values = _values(Step(step), at, response, corrective_action, classification, category, subcategory)
+        values.update(state=transition.target.value, updated_at=at)
+        if not await store.update(deviation_id, row["row_version"], **values):
+            raise Conflict(f"deviation {deviation_id} changed meanwhile; reload it and try again")
+        detail = {k: v for k, v in values.items() if k not in ("state", "updated_at")}
+        step_id = await store.insert_step(
+            deviation_id,
+            str(step),
+            row["state"],
+            transition.target.value,
+            actor,
+            at,
+            (reason or "").strip() or None,
+            canonical_json(detail).decode(),
+        )
+        after = await store.find(study_id, deviation_id)
+        audited = {"state": after["state"], **detail}
+        if signer is not None:
+            audited["signature"] = await _sign(study, after, step_id, signing, signer)
+        await audit_log.record(
+            actor,
+            Change(
+                str(step),
+                "deviation",
+                _rid(study, row),
+                {"state": row["state"]},
+                audited,
+                (reason or "").strip() or None,
+            ),
+        )
+    return as_dict(after)
+
+
+def _values(step: Step, at: str, response, corrective_action, classification, category, subcategory) -> dict:
+    if step is Step.RESPOND:
+        return {"site_reason": response.strip(), "corrective_action": (corrective_action or "").strip() or None}
+    if step is Step.CLASSIFY:
+        return {"classification": classification, "category": category, "subcategory": subcategory}
+    if step is Step.CLOSE:
+        return {"closed_at": at}
+    if step is Step.REOPEN:
+        return {"closed_at": None}
+    return {}
+
+
+def decision(study: str, row: dict) -> dict:
+    """What a classification or closure signature vouches for."""
+    return {
+        "record": _rid(study, row),
+        "state": row["state"],
+        "classification": row["classification"],
+        "category": row["category"],
+        "subcategory": row["subcategory"],
+        "description": row["description"],
+        "site_reason": row["site_reason"],
+        "corrective_action": row["corrective_action"],
+    }
+
+
+async def _sign(study: str, row: dict, step_id: int, signing: Signing, signer) -> str:
+    signer_key, private = signer
+    await signer_keys.hold_in_force(signer_key, signing.user_id)
+    signed = canonical_json(decision(study, row))
+    content = hashlib.sha256(signed).hexdigest()
+    instant = max(now(), signer_key.valid_from)
+    record = f"{_rid(study, row)}#{step_id}"
+    statement = Statement(content, signing.user_id, Meaning(signing.meaning), instant, record)
+    signature = Signature(
+        statement,
+        signing.printed_name,
+        signer_key.key_id,
+        signing_keys.sign_bytes(statement.canonical_bytes(), private),
+    )
+    check = judge(signature, {signer_key.key_id: signer_key}, content, signing_keys.verify_hex, instant)
+    if not check.ok:  # never store a signature that would not verify
+        raise Conflict(f"the signature could not be made: {check.reason}")
+    await store.insert_signature(
+        row["id"],
+        step_id,
+        signed.decode(),
+        content,
+        record,
+        signing.user_id,
+        signing.printed_name,
+        str(signing.meaning),
+        instant,
+        signer_key.key_id,
+        signature.value,
+    )
+    return signature.value
+
+
+MEANING_OF_STEP = {str(step): transition.meaning for step, transition in TRANSITIONS.items() if transition.meaning}
+
+
+def _judged(s: dict, keys: dict, now_instant: str) -> tuple[str, str]:
+    """(verdict, reason) of one stored deviation signature: the decision stored with it is the one whose hash
+    was signed, for this deviation, this step and this step's meaning, and the signature verifies against the
+    registry."""
+    rid = f"{record_id(s['study'], s['site'], s['subject_id'], s['deviation'])}#{s['step']}"
+    try:
+        signed = json.loads(s["decision"])
+    except ValueError:
+        signed = None
+    if hashlib.sha256(s["decision"].encode()).hexdigest() != s["content_sha256"] or not isinstance(signed, dict):
+        return "invalid", "the decision stored with it is not the one signed"
+    if s["record"] != rid or signed.get("record") != rid.partition("#")[0]:
+        return "invalid", f"it was made for {s['record']}, not for this deviation's step ({rid})"
+    if MEANING_OF_STEP.get(s["step_name"]) != s["meaning"] or signed.get("state") != s["to_state"]:
+        return "invalid", f"a {s['meaning']} signature does not belong to a {s['step_name']} step"
+    statement = Statement(s["content_sha256"], s["signer_id"], Meaning(s["meaning"]), s["instant"], s["record"])
+    check = judge(
+        Signature(statement, s["printed_name"], s["key_id"], s["value"]),
+        keys,
+        s["content_sha256"],
+        signing_keys.verify_hex,
+        now_instant,
+    )
+    return str(check.verdict), check.reason
+
+
+async def verify_signatures(study: str, deviation_id: int) -> list[dict]:
+    """Each signature of the deviation judged now (see `_judged`)."""
+    async with read():
+        study_id = (await scheduling.require_study(study))["id"]
+        if await store.find(study_id, deviation_id) is None:
+            raise NotFound(f"study {study} has no deviation {deviation_id}")
+        stored = await store.signatures(deviation_id)
+        keys = {k.key_id: k for k in await signer_keys.all_keys()}
+    at = now()
+    return [{**s, **dict(zip(("verdict", "reason"), _judged(s, keys, at)))} for s in stored]
+
+
+async def verify_stored(registry_keys: dict, now_instant: str) -> tuple[int, list[str]]:
+    """For `trialcoord verify`: every deviation signature (see `_judged`), the audit entry made with it (a row
+    inserted behind the application's back has none), and each classified or closed deviation's current
+    classification against the last one signed."""
+    async with read():
+        stored = await store.signatures()
+    audited = {
+        (e["new"] or {}).get("signature")
+        for e in await audit_log.export_rows(audit_log.AuditFilter(record_type="deviation"), 10_000_000)
+        if e["action"] in ("classify", "close")
+    }
+    problems, last_classified = [], {}
+    for s in stored:
+        verdict, reason = _judged(s, registry_keys, now_instant)
+        where = f"deviation {s['record']}: signature by {s['signer_id']} ({s['meaning']}, {s['instant']})"
+        if verdict == "invalid":
+            problems.append(f"{where}: {reason}")
+        elif s["value"] not in audited:
+            problems.append(f"{where}: the audit trail has no record of it being made")
+        elif s["step_name"] == Step.CLASSIFY:
+            last_classified[s["deviation"]] = (s, json.loads(s["decision"]))
+    for s, signed in last_classified.values():
+        now_holds = {k: s[f"current_{k}"] for k in ("classification", "category", "subcategory")}
+        if s["current_state"] in ("classified", "closed") and any(signed[k] != v for k, v in now_holds.items()):
+            problems.append(
+                f"deviation {s['record'].partition('#')[0]}: its classification is not the one signed"
+                f" ({signed['classification']}, {signed['category']}, {signed['subcategory']})"
+            )
+    return len(stored), problems
+
+
+async def acknowledge_many(study: str, ids: list[int], actor: str) -> dict:
+    """Bulk acknowledgement from the queue: each deviation on its own (one refused does not stop the others)."""
+    if not ids:
+        raise invalid("choose at least one deviation to acknowledge", field="ids")
+    done, refused = [], {}
+    for deviation_id in dict.fromkeys(ids):
+        try:
+            done.append((await take_step(study, deviation_id, Step.ACKNOWLEDGE, actor))["id"])
+        except (InvalidInput, NotFound, Conflict) as exc:
+            refused[deviation_id] = str(exc)
+    return {"acknowledged": done, "refused": refused}
+
+
+# CAPA --------------------------------------------------------------------------------------------
+
+
+async def create_capa(
+    study: str,
+    title: str,
+    root_cause: str,
+    corrective: str,
+    preventive: str,
+    owner: str,
+    due_on: date | None,
+    deviation_ids: list[int],
+    actor: str,
+    sites=None,
+) -> dict:
+    """A root cause with its corrective and preventive actions, grouping deviations of the study."""
+    fields = {
+        "title": title,
+        "root_cause": root_cause,
+        "corrective_action": corrective,
+        "preventive_action": preventive,
+        "owner": owner,
+    }
+    problems = [
+        Problem(f"a CAPA record needs its {name.replace('_', ' ')}", field=name)
+        for name, value in fields.items()
+        if not value.strip()
+    ]
+    if problems:
+        raise InvalidInput(problems)
+    async with transaction(f"a CAPA record of study {study}"):
+        study_id = (await scheduling.require_study(study))["id"]
+        rows = await _deviations(study, study_id, deviation_ids, sites)
+        _not_grouped_elsewhere(rows, None)
+        at = now()
+        capa_id = await store.insert_capa(
+            study_id, *(v.strip() for v in fields.values()), due_on.isoformat() if due_on else None, actor, at
+        )
+        changes = [
+            Change(
+                "create",
+                "capa",
+                f"{study}/capa/{capa_id}",
+                None,
+                {**{k: v.strip() for k, v in fields.items()}, "due_on": due_on, "deviations": [r["id"] for r in rows]},
+            )
+        ]
+        await _group(study, rows, capa_id, at, changes)
+        await audit_log.record(actor, *changes)
+    return await get_capa(study, capa_id, sites, actor)
+
+
+async def _group(study: str, rows: list[dict], capa_id: int, at: str, changes: list) -> None:
+    for row in rows:
+        if not await store.update(row["id"], row["row_version"], capa=capa_id, updated_at=at):
+            raise Conflict(f"deviation {row['id']} changed meanwhile; try again")
+        changes.append(Change("update", "deviation", _rid(study, row), {"capa": row["capa"]}, {"capa": capa_id}))
+
+
+def _not_grouped_elsewhere(rows: list[dict], capa_id: int | None) -> None:
+    """A deviation belongs to one CAPA record: moving it silently would rewrite a record already reviewed."""
+    taken = [row["id"] for row in rows if row["capa"] is not None and row["capa"] != capa_id]
+    if taken:
+        raise Conflict(f"deviation {', '.join(map(str, taken))} already belongs to another CAPA record")
+
+
+async def link_capa(study: str, capa_id: int, deviation_ids: list[int], actor: str, sites=None) -> dict:
+    await get_capa(study, capa_id, sites, actor)  # NotFound for a record the actor may not see
+    async with transaction(f"CAPA {capa_id} of study {study}"):
+        study_id = (await scheduling.require_study(study))["id"]
+        await store.lock_capa(capa_id)  # a close waits, or this sees it closed
+        capa = await store.find_capa(study_id, capa_id)
+        if capa is None:
+            raise NotFound(f"study {study} has no CAPA record {capa_id}")
+        if capa["state"] == "closed":
+            raise Conflict(f"CAPA record {capa_id} is closed: group the deviations under a new one")
+        rows = [row for row in await _deviations(study, study_id, deviation_ids, sites) if row["capa"] != capa_id]
+        _not_grouped_elsewhere(rows, capa_id)
+        changes: list[Change] = []
+        await _group(study, rows, capa_id, now(), changes)
+        await audit_log.record(actor, *changes)
+    return await get_capa(study, capa_id, sites, actor)
+
+
+async def close_capa(study: str, capa_id: int, actor: str, reason: str, sites=None) -> dict:
+    await get_capa(study, capa_id, sites, actor)  # NotFound for a record the actor may not see
+    if not reason.strip():
+        raise invalid("closing a CAPA record needs how its effectiveness was checked", field="reason")
+    async with transaction(f"CAPA {capa_id} of study {study}"):
+        study_id = (await scheduling.require_study(study))["id"]
+        capa = await store.find_capa(study_id, capa_id)
+        if capa is None:
+            raise NotFound(f"study {study} has no CAPA record {capa_id}")
+        if capa["state"] == "closed" or not await store.close_capa(capa_id, now()):
+            raise Conflict(f"CAPA record {capa_id} is already closed")
+        await audit_log.record(
+            actor,
+            Change("close", "capa", f"{study}/capa/{capa_id}", {"state": "open"}, {"state": "closed"}, reason.strip()),
+        )
+    return await get_capa(study, capa_id, sites, actor)
+
+
+async def _deviations(study: str, study_id: int, ids: list[int], sites) -> list[dict]:
+    rows = []
+    for deviation_id in dict.fromkeys(ids):
+        row = await store.find(study_id, deviation_id)
+        if row is None or (sites is not None and row["site"] not in sites):
+            raise NotFound(f"study {study} has no deviation {deviation_id}")
+        rows.append(row)
+    return rows
+
+
+async def list_capas(study: str, sites=None, user_id: str | None = None) -> list[dict]:
+    """The study's CAPA records. `sites` (None: all): a reader limited to some sites sees a record they
+    created or one grouping a deviation at their sites, and only those of its deviations."""
+    async with read():
+        study_id = (await scheduling.require_study(study))["id"]
+        capas = await store.capas(study_id)
+        grouped = await store.grouped(study_id)
+    members: dict[int, list[int]] = {}
+    for deviation_id, capa_id, site in grouped:
+        if sites is None or site in sites:
+            members.setdefault(capa_id, []).append(deviation_id)
+    return [
+        {**capa, "deviations": members.get(capa["id"], [])}
+        for capa in capas
+        if sites is None or capa["created_by"] == user_id or capa["id"] in members
+    ]
+
+
+async def get_capa(study: str, capa_id: int, sites=None, user_id: str | None = None) -> dict:
+    for capa in await list_capas(study, sites, user_id):
+        if capa["id"] == capa_id:
+            return capa
+    raise NotFound(f"study {study} has no CAPA record {capa_id}")

@@ -1,0 +1,212 @@
+"""Binder documents of a study and its sites: list, add a version, move it along the lifecycle, download.
+
+A document is named by its `name` and `site` (none: a study-level document); the `site` query parameter
+is also what the guard scopes the request to. Study-level documents are seen by everyone working on the
+study and managed by whoever holds the action for the whole study.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import date
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, Response, get, post
+from litestar.exceptions import PermissionDeniedException, ValidationException
+from litestar.params import FromQuery, JSONBody
+
+from trialcoord.documents import documents
+from trialcoord.documents.rules.documents import DocumentKey, IrbApproval
+from trialcoord.kernel import audit_log
+from trialcoord.kernel.audit_log import Change
+from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.downloads import attachment
+from trialcoord.kernel.web.errors import problem_responses
+from trialcoord.kernel.web.guard import Access, needs
+from trialcoord.kernel.web.params import AccessDep, QueryStr, StudyPath, Today
+from trialcoord.kernel.web.schemas import Code, Text
+
+VIEW = needs(Action.VIEW_SCHEDULE, across_sites=True)
+MANAGE = needs(Action.MANAGE_DOCUMENTS, across_sites=True)
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^/\x00-\x1f\x7f]+$")]
+MAX_BODY = documents.MAX_BYTES * 4 // 3 + 64 * 1024  # the file in base64, and the rest of the JSON
+
+
+class ArtifactOut(msgspec.Struct):
+    unique_id: str
+    number: str
+    name: str
+
+
+class ApprovalOut(msgspec.Struct):
+    reference: str
+    approved_on: date
+    letter_sha256: str
+
+
+class DocumentVersionOut(msgspec.Struct):
+    study: str
+    site: str | None
+    name: str
+    artifact: ArtifactOut
+    label: str
+    sha256: str
+    size: int
+    media_type: str
+    file_name: str
+    author: str
+    change_summary: str
+    created_at: str
+    status: str
+    status_date: date | None
+    approval: ApprovalOut | None
+    person: str | None = None  # whose document it is (user ID), for the binder checklist
+    expires_on: date | None = None
+
+
+class VersionIn(msgspec.Struct):
+    name: Name
+    artifact: Annotated[str, msgspec.Meta(min_length=1, max_length=8)]
+    label: Code
+    file_name: Name
+    content: Annotated[str, msgspec.Meta(min_length=1, description="the file, base64")]
+    site: Code | None = None
+    change_summary: Text = ""
+    person: Code | None = None
+    expires_on: date | None = None
+
+
+class StatusIn(msgspec.Struct):
+    name: Name
+    label: Code
+    status: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+    on: date
+    site: Code | None = None
+    reason: Text | None = None
+    approval_reference: Code | None = None
+    approval_date: date | None = None
+    approval_letter_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+
+def _out(row: dict) -> DocumentVersionOut:
+    return msgspec.convert(row, DocumentVersionOut)
+
+
+def visible(access: Access, study: str, row: dict, today: date) -> bool:
+    """Study-level documents and the viewer's sites'; subject logs (personal data) only with that permission."""
+    if row["site"] is not None and not access.shows(row["site"]):
+        return False
+    return not documents.holds_personal_data(row) or access.may(Action.VIEW_PERSONAL_DATA, study, row["site"], today)
+
+
+def may_manage(access: Access, site: str | None, study: str) -> None:
+    """A site's documents at that site; study-level documents with a grant for the whole study."""
+    if site is not None:
+        access.require_site(site, "manage documents")
+    elif access.sites is not None and not access.sites.all_sites:
+        raise PermissionDeniedException(f"{access.user_id} may not manage the study-level documents of {study}")
+
+
+class DocumentController(Controller):
+    path = "/api/studies/{study:str}/documents"
+    tags = ["documents"]
+
+    @get("/", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
+    async def list_documents(
+        self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None
+    ) -> list[DocumentVersionOut]:
+        """Every version of the study's documents and of the sites the viewer works at."""
+        rows = await documents.list_documents(study, site or None)
+        return [_out(row) for row in rows if visible(access, study, row, today)]
+
+    @post(
+        "/",
+        opt=MANAGE,
+        status_code=201,
+        request_max_body_size=MAX_BODY,
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
+    async def add_version(self, study: StudyPath, data: JSONBody[VersionIn], access: AccessDep) -> DocumentVersionOut:
+        """Store a new version (a draft); its type is checked by content, its SHA-256 computed on arrival."""
+        may_manage(access, data.site, study)
+        try:
+            content = base64.b64decode(data.content, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationException(
+                "`content` is not base64", extra=[{"key": "content", "message": "not base64"}]
+            ) from None
+        row = await documents.add_version(
+            DocumentKey(study, data.site, data.name),
+            data.artifact,
+            data.label,
+            content,
+            data.file_name,
+            data.change_summary,
+            actor=access.user_id,
+            person=data.person,
+            expires_on=data.expires_on,
+        )
+        return _out(row)
+
+    @post("/status", opt=MANAGE, status_code=200, responses=problem_responses(400, 401, 403, 404, 422))
+    async def change_status(self, study: StudyPath, data: JSONBody[StatusIn], access: AccessDep) -> DocumentVersionOut:
+        """Move a version along draft -> in review -> approved -> effective -> superseded or expired."""
+        may_manage(access, data.site, study)
+        approval = None
+        if data.approval_reference or data.approval_date or data.approval_letter_sha256:
+            if not (data.approval_reference and data.approval_date and data.approval_letter_sha256):
+                raise ValidationException(
+                    "an approval needs its reference, date and letter's SHA-256",
+                    extra=[{"key": "approval_reference", "message": "incomplete approval"}],
+                )
+            approval = IrbApproval(data.approval_reference, data.approval_date, data.approval_letter_sha256)
+        row = await documents.change_status(
+            DocumentKey(study, data.site, data.name),
+            data.label,
+            data.status,
+            data.on,
+            data.reason,
+            approval,
+            actor=access.user_id,
+        )
+        return _out(row)
+
+    @get(
+        "/content",
+        opt=VIEW,
+        media_type="application/octet-stream",
+        responses=problem_responses(400, 401, 403, 404, 409),
+    )
+    async def content(
+        self,
+        study: StudyPath,
+        access: AccessDep,
+        today: Today,
+        name: FromQuery[Name],
+        label: FromQuery[Code],
+        site: QueryStr = None,
+        inline: FromQuery[bool] = False,
+    ) -> Response[bytes]:
+        """The version's bytes, checked against their SHA-256 first; the download (or, with `inline`, the
+        preview in the browser) is audited."""
+        key = DocumentKey(study, site or None, name)
+        row = await documents.get_version(key, label)
+        if not visible(access, study, row, today):
+            raise PermissionDeniedException(f"{access.user_id} may not see {name}: it holds personal data")
+        data = await documents.version_bytes(key, label)
+        response = Response(
+            data, media_type=row["media_type"], headers={"Content-Disposition": attachment(row["file_name"], inline)}
+        )
+        await audit_log.record_alone(
+            access.user_id,
+            Change(
+                "view" if inline else "export",
+                "document_version",
+                documents.record_id(key, label),
+                None,
+                {"sha256": row["sha256"]},
+            ),
+        )
+        return response

@@ -1,0 +1,361 @@
+"""Documents of the regulatory binder: immutable versions, their lifecycle, and proof that bytes are intact.
+
+A version is created once (its bytes hashed on arrival, typed by content) and never changes afterwards
+except by a permitted status transition (11.10(f)); both are audited in the same transaction. Reading
+bytes back checks them against their SHA-256. The rules are the domain's (`documents/rules/documents.py`,
+`tmf.py`); signatures, consent and the binder export build on this (docs/documents.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import date
+
+from anyio import to_thread
+
+from trialcoord.documents import signatures_store, store
+from trialcoord.documents.rules.documents import (
+    DOCX,
+    DocumentKey,
+    DocumentVersion,
+    IrbApproval,
+    check_upload,
+    record_id,
+    transition,
+)
+from trialcoord.documents.rules.tmf import IRB_APPROVED
+from trialcoord.documents.rules.tmf import artifact as tmf_artifact
+from trialcoord.kernel import audit_log
+from trialcoord.kernel.audit_log import SYSTEM, Change
+from trialcoord.kernel.database.engine import read, transaction
+from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound, Problem, invalid
+from trialcoord.kernel.rules.audit import utc_instant
+from trialcoord.scheduling import lookups
+
+MAX_BYTES = 20 * 1024 * 1024  # scanned approval letters and CVs; larger files are almost always a mistake
+UNPACKED_DOCX = 100 * 1024 * 1024  # a Word file's parts unpacked: scanned pages inside run to tens of MiB
+PERSONAL_ARTIFACTS = frozenset({"105", "234"})  # subject logs link codes to people: personal data
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2199
+
+
+def holds_personal_data(row: dict) -> bool:
+    return row["artifact"]["unique_id"] in PERSONAL_ARTIFACTS
+
+
+async def add_version(
+    key: DocumentKey,
+    artifact_id: str,
+    label: str,
+    data: bytes,
+    file_name: str,
+    change_summary: str = "",
+    actor: str = SYSTEM,
+    person: str | None = None,
+    expires_on: date | None = None,
+) -> dict:
+    """Store a new version in draft; its label is new for the document, its bytes are checked by content.
+    `person`: whose document it is (the user ID of a CV's or licence's holder); `expires_on`: the last day
+    the version is valid, when the document says so (a licence, a certificate)."""
+    _check_text(label, "label", 64)
+    _check_text(file_name, "file_name", 200)
+    if person is not None:
+        _check_text(person, "person", 64)
+    if expires_on is not None:
+        _check_date(expires_on, "expires_on")
+    media_type = check_upload(data, file_name, MAX_BYTES)
+    if media_type == DOCX:
+        await to_thread.run_sync(_check_word, data, file_name)  # decompressing is CPU work
+    found = tmf_artifact(artifact_id)
+    if found.level == "study" and key.site is not None:
+        raise invalid(f"TMF {found.number} ({found.name}) is filed at study level, not at a site", field="site")
+    if found.level == "site" and key.site is None:
+        raise invalid(f"TMF {found.number} ({found.name}) is filed at a site: name the site", field="site")
+    sha256 = hashlib.sha256(data).hexdigest()
+    version = DocumentVersion(
+        key, label.strip(), sha256, actor, change_summary.strip(), utc_instant(audit_log.clock()), len(data), media_type
+    )
+    async with transaction(f"document {key.name} version {label}"):
+        await _check_scope(key)
+        document = await store.find_document(key.study, key.site, key.name)
+        if document is None:
+            document = await store.insert_document(
+                key.study, key.site, key.name, found.unique_id, version.created_at, person
+            )
+            await audit_log.record(
+                actor,
+                Change(
+                    "create",
+                    "document",
+                    record_id(key),
+                    None,
+                    {"artifact": found.unique_id, "site": key.site, "person": person},
+                ),
+            )
+        elif document["artifact"] != found.unique_id:
+            raise invalid(
+                f"document {key.name} is filed under TMF artifact {document['artifact']}, not {found.unique_id}",
+                field="artifact",
+            )
+        if await store.find_version(document["id"], version.label):
+            raise Conflict(
+                f"document {key.name} already has a version {version.label}; versions never change:"
+                " give the new one its own label"
+            )
+        await store.save_blob(sha256, data)
+        await store.insert_version(document["id"], version, file_name, expires_on)
+        await audit_log.record(
+            actor,
+            Change(
+                "create",
+                "document_version",
+                record_id(key, version.label),
+                None,
+                {
+                    "sha256": sha256,
+                    "size": len(data),
+                    "media_type": media_type,
+                    "status": "draft",
+                    "change_summary": version.change_summary,
+                    "expires_on": expires_on,
+                },
+            ),
+        )
+    return _version_dict(version, file_name, found.unique_id, document["person"], expires_on)
+
+
+async def change_status(
+    key: DocumentKey,
+    label: str,
+    to: str,
+    on: date,
+    reason: str | None = None,
+    approval: IrbApproval | None = None,
+    actor: str = SYSTEM,
+) -> dict:
+    """Move a version along its lifecycle; anything the lifecycle forbids is refused, nothing changed."""
+    _check_date(on, "on")
+    if approval is not None:
+        _check_date(approval.approved_on, "approval_date")
+    reason = (reason or "").strip() or None
+    async with transaction(f"document {key.name} version {label}"):
+        document, row = await version_row(key, label)
+        before = store.version_of(row, key)
+        irb_approved = document["artifact"] in IRB_APPROVED
+        after = transition(before, to, on=on, approval=approval, reason=reason, irb_approved=irb_approved)
+        if str(after.status) == "approved" and not await signatures_store.signed_for(row["id"], "approval"):
+            raise invalid(
+                f"approving version {label} needs an electronic signature with the meaning approval on it;"
+                " sign it first",
+                field="status",
+            )
+        if approval is not None and await store.approval_letter(key.study, approval.letter_sha256) is None:
+            raise invalid(
+                f"no IRB/IEC approval (TMF 04.01.02) of study {key.study} has the SHA-256"
+                f" {approval.letter_sha256}; store the approval letter first",
+                field="approval_letter_sha256",
+            )
+        changes = []
+        if str(after.status) == "effective":  # one effective version per document: the one before is superseded
+            for other in await store.effective_versions(document["id"]):
+                older = transition(
+                    store.version_of(other, key),
+                    "superseded",
+                    on=on,
+                    reason=f"superseded by version {label}",
+                    irb_approved=irb_approved,
+                )
+                await store.update_status(other["id"], older)
+                changes.append(
+                    Change(
+                        "update",
+                        "document_version",
+                        record_id(key, other["label"]),
+                        {"status": "effective"},
+                        {"status": "superseded", "on": on},
+                        older.history[-1].reason,
+                    )
+                )
+        await store.update_status(row["id"], after)
+        new = {"status": str(after.status), "on": on}
+        if approval:
+            new["approval"] = {
+                "reference": approval.reference,
+                "approved_on": approval.approved_on.isoformat(),
+                "letter_sha256": approval.letter_sha256,
+            }
+        await audit_log.record(
+            actor,
+            Change("update", "document_version", record_id(key, label), {"status": str(before.status)}, new, reason),
+            *changes,
+        )
+    return _version_dict(after, row["file_name"], document["artifact"], document["person"], row["expires_on"])
+
+
+async def list_documents(study: str, site: str | None = None) -> list[dict]:
+    """Every version of the study's documents (and the site's, given one), by site, name and age."""
+    async with read():
+        if await lookups.find_study(study) is None:
+            raise NotFound(f"study {study} does not exist")
+        rows = await store.list_documents(study, site)
+    return [
+        _version_dict(
+            store.version_of(row, DocumentKey(study, row["site"] or None, row["name"])),
+            row["file_name"],
+            row["artifact"],
+            row["person"],
+            row["expires_on"],
+        )
+        for row in rows
+    ]
+
+
+async def get_version(key: DocumentKey, label: str) -> dict:
+    async with read():
+        document, row = await version_row(key, label)
+    return _version_dict(
+        store.version_of(row, key), row["file_name"], document["artifact"], document["person"], row["expires_on"]
+    )
+
+
+async def version_bytes(key: DocumentKey, label: str) -> bytes:
+    """The version's bytes, checked against its SHA-256: altered bytes are never handed out."""
+    async with read():
+        _, row = await version_row(key, label)
+        data = await store.blob(row["sha256"])
+    if data is None or hashlib.sha256(data).hexdigest() != row["sha256"]:
+        raise Conflict(
+            f"document {key.name} version {label}: the stored bytes do not match their SHA-256"
+            f" {row['sha256']}; restore them from a backup"
+        )
+    return data
+
+
+async def verify_stored() -> tuple[int, list[str]]:
+    """(items checked, problems): every stored content against the SHA-256 that names it, and every version
+    against its content and against the SHA-256 the audit trail recorded when it was created."""
+    async with read():
+        blobs = await store.all_blobs()
+        versions = await store.all_versions()
+    created = {
+        e["record_id"]: (e["new"] or {}).get("sha256")
+        for e in await audit_log.export_rows(
+            audit_log.AuditFilter(record_type="document_version", action="create"), 10_000_000
+        )
+    }
+    problems = []
+    for sha256, size, text in blobs:
+        try:
+            data = base64.b64decode(text, validate=True)
+        except ValueError:
+            problems.append(f"content {sha256}: the stored text is not base64")
+            continue
+        if hashlib.sha256(data).hexdigest() != sha256 or len(data) != size:
+            problems.append(f"content {sha256}: its bytes do not match their SHA-256 (altered or damaged)")
+    for row in versions:
+        key = DocumentKey(row["study"], row["site"] or None, row["name"])
+        where = f"document {key.name}" + (f" at site {key.site}" if key.site else "") + f" version {row['label']}"
+        if row["blob_size"] is None or row["blob_size"] != row["size"]:
+            problems.append(f"{where}: its content {row['sha256']} is missing or of another size")
+        if created.get(record_id(key, row["label"])) != row["sha256"]:
+            problems.append(f"{where}: its SHA-256 is not the one recorded in the audit trail when it was created")
+    return len(blobs) + len(versions), problems
+
+
+def _check_word(data: bytes, file_name: str) -> None:
+    """A ZIP holding word/document.xml is not yet a document: python-docx must read it, or its signature
+    page could never be appended."""
+    import io
+    import zipfile
+
+    from docx import Document
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:  # check_upload opened it already
+        unpacked = sum(info.file_size for info in archive.infolist())
+    if unpacked > UNPACKED_DOCX:  # a "zip bomb" would exhaust memory before python-docx saw a thing
+        raise InvalidInput(
+            [
+                Problem(
+                    f"the Word document unpacks to {unpacked} bytes; the limit is {UNPACKED_DOCX}",
+                    file=file_name,
+                    field="file",
+                )
+            ]
+        )
+    try:
+        Document(io.BytesIO(data))
+    except Exception as error:  # noqa: BLE001 - python-docx raises KeyError, ValueError, lxml errors...
+        raise InvalidInput(
+            [Problem(f"the Word document cannot be read ({type(error).__name__})", file=file_name, field="file")]
+        ) from None
+
+
+def _check_text(value: str, field: str, longest: int) -> None:
+    if not value.strip() or len(value) > longest or any(ord(c) < 32 or c in "/\\\x7f" for c in value):
+        raise invalid(
+            f"the {field.replace('_', ' ')} is 1 to {longest} characters, without '/', '\\' or control characters",
+            field=field,
+        )
+
+
+def _check_date(day: date, field: str) -> None:
+    if not EARLIEST_YEAR <= day.year <= LATEST_YEAR:
+        raise invalid(f"{day} is not a plausible date (years {EARLIEST_YEAR} to {LATEST_YEAR})", field=field)
+
+
+async def _check_scope(key: DocumentKey) -> None:
+    study = await lookups.find_study(key.study)
+    if study is None:
+        raise NotFound(f"study {key.study} does not exist")
+    if key.site is not None and await lookups.find_site(study["id"], key.site) is None:
+        raise invalid(f"study {key.study} has no site {key.site}", field="site")
+    if not key.name.strip() or len(key.name) > 200 or "/" in key.name:
+        raise invalid("a document name is 1 to 200 characters, without '/'", field="name")
+
+
+async def version_row(key: DocumentKey, label: str) -> tuple[dict, dict]:
+    document = await store.find_document(key.study, key.site, key.name)
+    if document is None:
+        raise NotFound(f"study {key.study} has no document {key.name}" + (f" at site {key.site}" if key.site else ""))
+    row = await store.find_version(document["id"], label)
+    if row is None:
+        raise NotFound(f"document {key.name} has no version {label}")
+    return document, row
+
+
+def _version_dict(
+    version: DocumentVersion,
+    file_name: str,
+    artifact_id: str,
+    person: str | None = None,
+    expires_on: date | str | None = None,
+) -> dict:
+    found = tmf_artifact(artifact_id)
+    if isinstance(expires_on, str):
+        expires_on = date.fromisoformat(expires_on)
+    return {
+        "study": version.key.study,
+        "site": version.key.site,
+        "name": version.key.name,
+        "artifact": {"unique_id": found.unique_id, "number": found.number, "name": found.name},
+        "label": version.label,
+        "sha256": version.sha256,
+        "size": version.size,
+        "media_type": version.media_type,
+        "file_name": file_name,
+        "author": version.author,
+        "change_summary": version.change_summary,
+        "created_at": version.created_at,
+        "status": str(version.status),
+        "status_date": version.status_date,
+        "approval": None
+        if version.approval is None
+        else {
+            "reference": version.approval.reference,
+            "approved_on": version.approval.approved_on,
+            "letter_sha256": version.approval.letter_sha256,
+        },
+        "person": person,
+        "expires_on": expires_on,
+        "history": [{"status": str(c.status), "on": c.on, "reason": c.reason} for c in version.history],
+    }

@@ -1,0 +1,168 @@
+"""Pages: a document version (its history, signatures and the signing form), and a site's binder with
+its expected-documents checklist and the signed export."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from litestar import Controller, get, post
+from litestar.exceptions import PermissionDeniedException
+from litestar.response import Redirect, Template
+
+from trialcoord.accounts.rules.accounts import Meaning
+from trialcoord.documents import binder, consent, documents, signatures
+from trialcoord.documents.api.documents import visible
+from trialcoord.documents.api.signatures import sign_as_viewer
+from trialcoord.documents.rules.documents import DocumentKey
+from trialcoord.kernel.problems import Conflict, InvalidInput, NotConfigured, NotFound
+from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.errors import field_messages
+from trialcoord.kernel.web.forms import Form, FormReader
+from trialcoord.kernel.web.guard import Access, needs
+from trialcoord.kernel.web.params import AccessDep, QueryStr, StudyPath, Today
+from trialcoord.scheduling import scheduling
+
+MEANINGS = [(str(m), str(m)) for m in Meaning]
+
+
+class VersionPages(Controller):
+    path = "/studies/{study:str}/documents"
+    include_in_schema = False
+
+    @get("/version", opt=needs(Action.VIEW_SCHEDULE, across_sites=True))
+    async def version(
+        self,
+        study: StudyPath,
+        access: AccessDep,
+        today: Today,
+        name: QueryStr = None,
+        label: QueryStr = None,
+        site: QueryStr = None,
+        saved: QueryStr = None,
+    ) -> Template:
+        if not name or not label:
+            raise NotFound("name the document and the version (name and label)")
+        context = await _version_context(study, access, today, DocumentKey(study, site or None, name), label)
+        notice = {"signed": "Signed.", "consent": "Registered as the site's consent version."}.get(saved or "")
+        return Template("version.html", context={**context, "notice": notice})
+
+    @post("/sign", opt=needs(Action.SIGN, across_sites=True))
+    async def sign(self, study: StudyPath, data: Form, access: AccessDep, today: Today) -> Template | Redirect:
+        form = FormReader(data)
+        name, label = form.text("name", "document"), form.text("label", "version")
+        site = form.text("site", "site", required=False)
+        meaning = form.text("meaning", "meaning", choice=True)
+        typed = form.text("user_id", "user ID", required=False)
+        password = data.get("password", "")
+        key = DocumentKey(study, site or None, name or "")
+        if not form.errors:
+            try:
+                await sign_as_viewer(access, study, key, label, meaning, password, typed, today)
+            except (InvalidInput, Conflict) as error:
+                form.errors.update(field_messages(error))
+            except NotConfigured as error:
+                form.errors["meaning"] = str(error)
+        if form.errors:
+            values = {k: v for k, v in form.data.items() if k != "password"}  # a password is never sent back
+            return await _refused(study, access, today, key, label, {"errors": form.errors, "form": values})
+        return _back_to_version(study, name, label, site, "signed")
+
+    @post("/consent-version", opt=needs(Action.MANAGE_DOCUMENTS, across_sites=True))
+    async def register_consent_version(
+        self, study: StudyPath, data: Form, access: AccessDep, today: Today
+    ) -> Template | Redirect:
+        """An effective consent form version of a site becomes the site's consent version for a language."""
+        form = FormReader(data)
+        name, label = form.text("name", "document"), form.text("label", "version")
+        site = form.text("site", "site")
+        language = form.text("language", "language")
+        consent_label = form.text("consent_label", "consent version label")
+        protocol_version = form.text("protocol_version", "protocol version", choice=True)
+        key = DocumentKey(study, site, name or "")
+        if not form.errors:
+            access.require_site(site, "register consent versions")
+            try:
+                await consent.register_version(
+                    study, site, language, consent_label, protocol_version, name, label, actor=access.user_id
+                )
+            except (InvalidInput, Conflict, NotFound) as error:
+                form.errors.update(field_messages(error))
+        if form.errors:
+            return await _refused(study, access, today, key, label, {"consent_errors": form.errors, "form": form.data})
+        return _back_to_version(study, name, label, site, "consent")
+
+
+class BinderPages(Controller):
+    path = "/studies/{study:str}/binder"
+    include_in_schema = False
+
+    @get("/", opt=needs(Action.VIEW_SCHEDULE, across_sites=True))
+    async def binder_page(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None) -> Template:
+        sites = [row["code"] for row in await scheduling.list_sites(study) if access.shows(row["code"])]
+        chosen = site if site in sites else (sites[0] if sites else None)
+        items = await binder.site_checklist(study, chosen, today) if chosen else []
+        counts = {
+            state: sum(1 for i in items if i["state"] == state)
+            for state in ("missing", "expired", "expiring", "present")
+        }
+        return Template(
+            "binder.html",
+            context={
+                "study": await scheduling.get_study(study),
+                "sites": sites,
+                "site": chosen,
+                "items": items,
+                "counts": counts,
+                "today": today,
+                "can_export": access.may(Action.EXPORT, study, chosen, today),
+            },
+        )
+
+
+async def _refused(
+    study: str, access: Access, today: date, key: DocumentKey, label: str | None, form_state: dict
+) -> Template:
+    """The version page again, with the form's errors and values (422)."""
+    context = await _version_context(study, access, today, key, label or "")
+    return Template("version.html", context={**context, **form_state}, status_code=422)
+
+
+def _back_to_version(study: str, name: str, label: str, site: str | None, saved: str) -> Redirect:
+    query = urlencode(
+        {"name": name, "label": label, **({"site": site} if site else {}), "saved": saved}, quote_via=quote
+    )
+    return Redirect(f"/studies/{study}/documents/version?{query}", status_code=303)
+
+
+async def _version_context(study: str, access: Access, today: date, key: DocumentKey, label: str) -> dict[str, Any]:
+    row = await documents.get_version(key, label)
+    if not visible(access, study, row, today):
+        raise PermissionDeniedException(f"{access.user_id} may not see {key.name}")
+    shown, files = await signatures.of_version(key, label)
+    newest = {}
+    for f in files:
+        newest.setdefault(f["kind"], f)
+    may_manage = access.may(Action.MANAGE_DOCUMENTS, study, key.site, today)
+    meanings = [(m, label) for m, label in MEANINGS if signatures.may_sign(access.viewer.grants, key, m, today)]
+    registrable = (
+        row["artifact"]["unique_id"] == "040" and row["status"] == "effective" and key.site is not None and may_manage
+    )
+    consent_versions = [v for v in await consent.list_versions(study) if v["site"] == key.site] if registrable else []
+    protocols = [(v["version"], v["version"]) for v in await scheduling.list_protocol_versions(study)]
+    return {
+        "study": await scheduling.get_study(study),
+        "row": row,
+        "signatures": shown,
+        "files": list(newest.values()),
+        "meanings": meanings,
+        "can_sign": bool(meanings),
+        "can_register": registrable,
+        "consent_versions": consent_versions,
+        "protocols": protocols,
+        "errors": {},
+        "consent_errors": {},
+        "form": {},
+        "notice": None,
+    }

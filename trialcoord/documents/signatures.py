@@ -1,0 +1,337 @@
+"""Electronic signatures of document versions (Part 11 11.50, 11.70, 11.200) and their manifestation.
+
+A signer signs through the re-authentication ceremony (`accounts.signing_ceremony` on the web,
+`accounts.signing_by_password` on the command line); the system then signs the statement with the
+signer's own Ed25519 key, made at their first signature and kept encrypted (scrypt + AES-GCM under the
+system passphrase). The public part of every key, with its validity, is the signer registry
+(`signatures/registry.json`). Each signature is printed on a signature page that is appended to the
+version (PDF, DOCX); an approved PDF also gets a PAdES signature by the site's certificate. Files made
+from a version are stored with their hashes beside it; the version's own bytes never change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from zoneinfo import ZoneInfo
+
+from anyio import to_thread
+
+from trialcoord.accounts import accounts, signer_keys
+from trialcoord.accounts.rules.accounts import Meaning, Signing
+from trialcoord.accounts.rules.signers import SignerKey
+from trialcoord.documents import signatures_store as store
+from trialcoord.documents import store as documents_store
+from trialcoord.documents.documents import record_id, version_row
+from trialcoord.documents.rules.documents import DOCX, PDF, DocumentKey, DocumentStatus
+from trialcoord.documents.rules.signatures import Signature, Statement, judge, local_time
+from trialcoord.kernel import audit_log, signing_keys, system_keys
+from trialcoord.kernel.audit_log import Change
+from trialcoord.kernel.database.engine import read, transaction
+from trialcoord.kernel.problems import Conflict, Forbidden, invalid
+from trialcoord.kernel.rules.audit import utc_instant
+from trialcoord.scheduling import lookups
+
+log = logging.getLogger(__name__)
+SIGNATURE_PAGE, SIGNED_COPY, PADES = "signature_page", "signed_copy", "pades_signed"
+UNSIGNABLE = {DocumentStatus.SUPERSEDED, DocumentStatus.EXPIRED}
+
+
+async def sign(key: DocumentKey, label: str, signing: Signing) -> dict:
+    """Sign a version as the ceremony's signer, if their grants allow it; then print the manifestation.
+    Audited with the signature. The instant is taken once the signer's key is in hand, inside the
+    transaction that checks the key is still in force, so a stored signature always verifies."""
+    keys = system_keys.current()
+    await _check_authority(key, signing)
+    signer_key, private = await signer_keys.key_of_signer(signing.user_id, signing.printed_name, keys)
+    record = record_id(key, label)
+    async with transaction(f"signature of document {key.name} version {label}"):
+        _, row = await version_row(key, label)
+        if DocumentStatus(row["status"]) in UNSIGNABLE:
+            raise invalid(
+                f"version {label} is {row['status']}: a version no longer in force cannot be signed", field="label"
+            )
+        if any(
+            s["signer_id"] == signing.user_id and s["meaning"] == signing.meaning
+            for s in await store.signatures_of(row["id"])
+        ):
+            raise Conflict(f"{signing.user_id} has already signed version {label} of {key.name} for {signing.meaning}")
+        await signer_keys.hold_in_force(signer_key, signing.user_id)
+        instant = max(utc_instant(audit_log.clock()), signer_key.valid_from)
+        statement = Statement(row["sha256"], signing.user_id, Meaning(signing.meaning), instant, record)
+        signature = Signature(
+            statement,
+            signing.printed_name,
+            signer_key.key_id,
+            signing_keys.sign_bytes(statement.canonical_bytes(), private),
+        )
+        check = judge(signature, {signer_key.key_id: signer_key}, row["sha256"], signing_keys.verify_hex, instant)
+        if not check.ok:  # never store a signature that would not verify
+            raise Conflict(f"the signature could not be made: {check.reason}")
+        await store.insert_signature(row["id"], signature)
+        await audit_log.record(
+            signing.user_id,
+            Change(
+                "sign",
+                "document_version",
+                record,
+                None,
+                {
+                    "meaning": str(signing.meaning),
+                    "instant": instant,
+                    "sha256": row["sha256"],
+                    "key_id": signer_key.key_id,
+                    "printed_name": signing.printed_name,
+                    "components": str(signing.components),
+                    "signature": signature.value,
+                },
+            ),
+        )
+    await manifest_safely(key, label)
+    return signature.as_dict()
+
+
+READING_MEANINGS = {Meaning.REVIEW, Meaning.RESPONSIBILITY}  # a reader's signatures, not an author's
+
+
+def may_sign(grants, key: DocumentKey, meaning: str, today) -> bool:
+    """Who may sign what, the one rule for every door (web or command line). A site's document: a review
+    needs the right to sign at the site, any other meaning also the right to manage its documents there.
+    A study-level document (protocol, amendment, brochure): a review or responsibility signature needs the
+    right to sign at any site of the study, so investigators sign the protocol; authorship and approval
+    need the right to manage the study's own documents."""
+    from trialcoord.kernel.rules.access import Action, authorize, visible_sites
+
+    if key.site is None and meaning in READING_MEANINGS:
+        scope = visible_sites(grants, Action.SIGN, key.study, today)
+        return scope.all_sites or bool(scope.sites)
+    needed = [Action.SIGN] + ([] if meaning == Meaning.REVIEW else [Action.MANAGE_DOCUMENTS])
+    return all(authorize(grants, action, key.study, key.site, today) for action in needed)
+
+
+async def _check_authority(key: DocumentKey, signing: Signing) -> None:
+    async with read():
+        grants = await accounts.grants_held(signing.user_id)
+    settings = system_keys._settings
+    today = signing.signed_at.astimezone(ZoneInfo(settings.time_zone if settings else "UTC")).date()  # as grants
+    if not may_sign(grants, key, signing.meaning, today):
+        raise Forbidden(
+            f"{signing.user_id} may not sign {key.name} for {signing.meaning}"
+            + (f" at site {key.site}" if key.site else "")
+        )
+
+
+async def of_version(key: DocumentKey, label: str) -> tuple[list[dict], list[dict]]:
+    """(signatures with their verdict now, files made from the version)."""
+    async with read():
+        _, row = await version_row(key, label)
+        rows = await store.signatures_of(row["id"])
+        files = await store.files_of(row["id"])
+        registry_keys = {k.key_id: k for k in await signer_keys.all_keys()}
+    now = utc_instant(audit_log.clock())
+    zone_name = await _zone_name(key)
+    shown = []
+    for r in rows:
+        signature = store.signature_of(r, row["sha256"], record_id(key, label))
+        check = judge(signature, registry_keys, row["sha256"], signing_keys.verify_hex, now)
+        shown.append(
+            {
+                **signature.as_dict(),
+                "verdict": str(check.verdict),
+                "reason": check.reason,
+                "local_time": local_time(r["instant"], zone_name, ZoneInfo(zone_name)),
+            }
+        )
+    return shown, files
+
+
+async def _zone_name(key: DocumentKey) -> str:
+    settings = system_keys._settings
+    fallback = settings.time_zone if settings else "UTC"
+    if key.site is None:
+        return fallback
+    async with read():
+        study = await lookups.find_study(key.study)
+        site = await lookups.find_site(study["id"], key.site) if study else None
+    return (site or {}).get("time_zone") or fallback
+
+
+async def manifest(key: DocumentKey, label: str) -> list[dict]:
+    """Make the files that print the version's signatures, once per number of signatures (idempotent):
+    the signature page, the version with it appended (PDF, DOCX) and, once approved by signature, that
+    PDF signed with PAdES."""
+    from trialcoord.kernel.render.documents import docx_with_signature_page, render_pdf
+    from trialcoord.kernel.render.signed_pdf import append_pages, pades_sign
+
+    signatures, files = await of_version(key, label)
+    if not signatures:
+        return []
+    count = len(signatures)
+    async with read():
+        _, row = await version_row(key, label)
+    wanted = {SIGNATURE_PAGE} | ({SIGNED_COPY} if row["media_type"] in (PDF, DOCX) else set())
+    keys = system_keys.current()
+    approved = any(s["meaning"] == Meaning.APPROVAL for s in signatures)
+    if row["media_type"] == PDF and approved and keys.pades is not None:
+        wanted.add(PADES)
+    have = {f["kind"] for f in files if f["signatures"] == count}
+    if wanted <= have:
+        return [f for f in files if f["signatures"] == count]
+    page_data = {
+        "study_code": key.study,
+        "site_code": key.site or "study level",
+        "document": key.name,
+        "version": label,
+        "version_sha256": row["sha256"],
+        "signatures": [
+            {k: s[k] for k in ("printed_name", "signer_id", "meaning", "instant", "local_time", "key_id", "signature")}
+            for s in signatures
+        ],
+    }
+    created_at = signatures[-1]["instant"]
+    made = {}
+    page = await to_thread.run_sync(
+        lambda: render_pdf(
+            "signature_page", page_data, created_at=created_at, title=f"Signatures: {key.name}", version_label=label
+        )
+    )
+    made[SIGNATURE_PAGE] = (page, PDF)
+    original = await _bytes(row)
+    if row["media_type"] == PDF:
+        try:
+            copy = await to_thread.run_sync(append_pages, original, page)
+        except ValueError:  # an upload readers open but pikepdf cannot: the signature page stands alone
+            copy = None
+        if copy is not None:
+            made[SIGNED_COPY] = (copy, PDF)
+        if copy is not None and PADES in wanted:
+            approval = next(s for s in signatures if s["meaning"] == Meaning.APPROVAL)
+            signed_at = audit_log.clock()  # when the site's certificate signs, not when the approval was given
+
+            def pades() -> bytes:  # parsing, hashing and ECDSA: CPU work, off the event loop
+                return asyncio.run(
+                    pades_sign(
+                        copy,
+                        *keys.pades,
+                        signed_at=signed_at,
+                        reason=f"approved by {approval['printed_name']} at {approval['instant']}",
+                        location=key.site or key.study,
+                        signer_name=approval["printed_name"],
+                    )
+                )
+
+            made[PADES] = (await to_thread.run_sync(pades), PDF)
+    elif row["media_type"] == DOCX:
+        made[SIGNED_COPY] = (
+            await to_thread.run_sync(lambda: docx_with_signature_page(original, page_data, created_at=created_at)),
+            DOCX,
+        )
+    at = utc_instant(audit_log.clock())
+    async with transaction(f"signature page of document {key.name} version {label}"):
+        _, row = await version_row(key, label)
+        for kind, (data, media_type) in made.items():
+            if kind in have:
+                continue
+            sha256 = hashlib.sha256(data).hexdigest()
+            await documents_store.save_blob(sha256, data)
+            if await store.insert_file(row["id"], kind, count, sha256, len(data), media_type, at):  # not a racer's
+                await audit_log.record(
+                    audit_log.SYSTEM,
+                    Change(
+                        "create",
+                        "document_file",
+                        record_id(key, label),
+                        None,
+                        {"kind": kind, "signatures": count, "sha256": sha256},
+                    ),
+                )
+    _, files = await of_version(key, label)
+    return [f for f in files if f["signatures"] == count]
+
+
+async def manifest_safely(key: DocumentKey, label: str) -> None:
+    """The manifestation, never failing what asked for it: a signature stands once stored, and a page that
+    cannot be printed now (an odd upload, a render failure) is printed by the next attempt or export."""
+    try:
+        await manifest(key, label)
+    except Exception:  # noqa: BLE001 - logged whole; the signature is already stored and audited
+        log.exception("the signature page of %s version %s could not be made", record_id(key, label), label)
+
+
+async def file_bytes(key: DocumentKey, label: str, kind: str) -> tuple[bytes | None, dict | None]:
+    """The newest file of `kind` made from the version, checked against its SHA-256, with its row."""
+    _, files = await of_version(key, label)
+    made = next((f for f in files if f["kind"] == kind), None)
+    if made is None:
+        return None, None
+    return await _bytes({**made, "label": label}), made
+
+
+async def _bytes(row: dict) -> bytes:
+    async with read():
+        data = await documents_store.blob(row["sha256"])
+    if data is None or hashlib.sha256(data).hexdigest() != row["sha256"]:
+        raise Conflict(f"version {row['label']}: the stored bytes do not match their SHA-256; restore them first")
+    return data
+
+
+async def verify_documents() -> tuple[int, list[str], dict[str, SignerKey], str]:
+    """(items checked, problems, the registry's keys, the instant checked): every document signature against the
+    registry, its version's stored SHA-256 and record, and the audit entry made with it; every signer key
+    against the audit entry made with it (a row inserted behind the application's back has none); every file
+    made from a version against its content. `verification.verify_all` adds the deviations' signatures."""
+    async with read():
+        rows = await store.all_signatures()
+        keys_held = await signer_keys.all_keys()
+        files = await store.all_files()
+    registry_keys = {k.key_id: k for k in keys_held}
+    audited_keys = {
+        e["record_id"]: (e["new"] or {})
+        for e in await audit_log.export_rows(
+            audit_log.AuditFilter(record_type="signer_key", action="create"), 10_000_000
+        )
+    }
+    audited_signatures = {
+        (e["record_id"], (e["new"] or {}).get("signature"))
+        for e in await audit_log.export_rows(
+            audit_log.AuditFilter(record_type="document_version", action="sign"), 10_000_000
+        )
+    }
+    now = utc_instant(audit_log.clock())
+    problems = []
+    trail = await audit_log.verify()
+    if not trail.ok:  # the cross-checks below are only as good as the trail they read
+        sequence, reason = trail.result.first_bad or (0, "")
+        problems.append(
+            f"the audit trail does not verify from entry {sequence} ({reason}), so keys and signatures"
+            " cannot be checked against it; run `trialcoord audit verify`"
+        )
+    for k in keys_held:
+        entry = audited_keys.get(f"{k.signer_id}/{k.key_id}")
+        if entry is None or entry.get("public_key") != k.public_key or entry.get("valid_from") != k.valid_from:
+            problems.append(
+                f"signing key {k.key_id} of {k.signer_id}: not the key the audit trail recorded when it"
+                " was made (added or altered outside the application)"
+            )
+    for r in rows:
+        key = DocumentKey(r["study"], r["site"] or None, r["name"])
+        record = record_id(key, r["label"])
+        where = f"document {r['name']}" + (f" at site {r['site']}" if r["site"] else "") + f" version {r['label']}"
+        check = judge(
+            store.signature_of(r, r["sha256"], record), registry_keys, r["sha256"], signing_keys.verify_hex, now
+        )
+        if not check.ok:
+            problems.append(f"{where}: signature by {r['signer_id']} ({r['meaning']}, {r['instant']}): {check.reason}")
+        elif (record, r["value"]) not in audited_signatures:
+            problems.append(
+                f"{where}: signature by {r['signer_id']} ({r['meaning']}, {r['instant']}): the audit trail"
+                " has no record of it being made"
+            )
+    for f in files:
+        if f["blob_size"] is None or f["blob_size"] != f["size"]:
+            problems.append(
+                f"file {f['kind']} {f['sha256']} of version row {f['version']}: its content is missing"
+                " or of another size"
+            )
+    return len(keys_held) + len(rows) + len(files), problems, registry_keys, now

@@ -1,0 +1,134 @@
+"""What every command-line module shares: the error a command raises for bad arguments, exit statuses and
+argument types, command groups several features add to, who the audit trail names, today's date at the site,
+running a use case against the configured database, reading and writing the files a command names, and progress
+on a terminal. Public, so that each feature's commands import it instead of each other or `trialcoord.cli`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from datetime import date
+from pathlib import Path
+from typing import TypeVar
+
+from trialcoord.kernel.config import get_settings
+
+T = TypeVar("T")
+
+EXIT_INVALID_PROTOCOL, EXIT_BAD_INPUT, EXIT_CONFLICT = 1, 2, 3
+EXIT_TRAIL_BROKEN = 1
+FORMATS = ("table", "json", "csv")
+
+
+class UsageError(Exception):
+    """Bad command-line input; printed as one line and exit status 2."""
+
+
+def iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a date; write it as YYYY-MM-DD") from None
+
+
+# A group's own subcommands, by the group's parser: argparse can find a group by name but not its subcommands.
+_groups: weakref.WeakKeyDictionary[argparse.ArgumentParser, argparse._SubParsersAction] = weakref.WeakKeyDictionary()
+
+
+def group(
+    commands: argparse._SubParsersAction, name: str, help: str, dest: str = "action", metavar: str = "ACTION"
+) -> argparse._SubParsersAction:
+    """The subcommands of group `name` (such as `protocol`), made by whichever feature comes first, so that
+    several features add actions to one group."""
+    parser = commands.choices.get(name)
+    if parser is None:
+        parser = commands.add_parser(name, help=help)
+        _groups[parser] = parser.add_subparsers(dest=dest, required=True, metavar=metavar)
+    elif parser not in _groups:
+        raise ValueError(f"command {name} is not a group of subcommands")
+    return _groups[parser]
+
+
+def today() -> date:
+    return get_settings().today()
+
+
+def actor() -> str:
+    """Who the audit trail names for a command: whoever has a shell on the server."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for the uid (containers)
+        return "cli:unknown"
+
+
+def run(coroutine: Awaitable[T]) -> T:
+    async def wait() -> T:
+        return await coroutine
+
+    return asyncio.run(wait())
+
+
+def database(coroutine_factory: Callable[[], Awaitable[T]]) -> T:
+    """A use case run against the configured database (migrated first), with the system's keys configured."""
+    from trialcoord.kernel import system_keys
+    from trialcoord.kernel.database.opening import open_database
+
+    system_keys.configure(get_settings())
+
+    async def within() -> T:
+        async with open_database(migrate=True):
+            return await coroutine_factory()
+
+    return run(within())
+
+
+def progress() -> Callable[[str], None]:
+    """On a terminal: each step of a long command on stderr, with the time since it began."""
+    began = time.monotonic()
+    return lambda text: print(f"  {time.monotonic() - began:6.1f} s  {text}", file=sys.stderr, flush=True)
+
+
+def read_text(file: str) -> str:
+    try:
+        return Path(file).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise UsageError(f"{file}: no such file") from None
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{file}: not a UTF-8 text file (byte {error.start}); is it a CSV?") from None
+    except OSError as error:
+        raise UsageError(f"{file}: cannot be read ({error.strerror})") from None
+
+
+def write_file(file: str, content: bytes | str) -> None:
+    """Write what a command was asked to put in a file (`--out`): a missing folder or a read-only place is bad
+    input named with the file, never a traceback."""
+    try:
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        Path(file).write_bytes(data)
+    except OSError as error:
+        raise UsageError(f"{file}: cannot be written ({error.strerror})") from None
+
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_CONFLICT",
+    "EXIT_INVALID_PROTOCOL",
+    "EXIT_TRAIL_BROKEN",
+    "FORMATS",
+    "UsageError",
+    "actor",
+    "database",
+    "group",
+    "iso_date",
+    "progress",
+    "read_text",
+    "run",
+    "today",
+    "write_file",
+]

@@ -1,0 +1,152 @@
+"""Documents rendered from the project's templates, as background jobs: a long render (over about 20
+pages) must never hold a request or the event loop. A job belongs to whoever started it; another user
+asking for it is told it does not exist, exactly as for an unknown ID."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Litestar, Request, Response, get, post
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.params import JSONBody, PathParameter
+
+from trialcoord.kernel.render.jobs import LONG_DOCUMENT_PAGES, JobNotDone, RenderJobs, TooManyJobs, estimate_pages
+from trialcoord.kernel.render_cache import render_cache
+from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.errors import problem_responses
+from trialcoord.kernel.web.guard import needs
+from trialcoord.kernel.web.params import AccessDep, StudyPath
+from trialcoord.kernel.web.schemas import Code
+
+RENDER = needs(Action.MANAGE_DOCUMENTS, across_sites=True)
+# Following one's own jobs (they are kept per owner): also a long report download started by an exporter.
+FOLLOW = needs(Action.EXPORT, across_sites=True)
+JobId = Annotated[str, PathParameter(description="The job's ID, as its submission answered")]
+JOB_TEMPLATES = frozenset({"consent_form", "delegation_log", "training_log", "deviation_log", "binder_cover"})
+MEDIA = {"pdf": "application/pdf", "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document"}
+
+
+class RenderIn(msgspec.Struct):
+    template: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    data: dict[str, Any]
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    version_label: Code
+    created_at: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")]
+    kind: Annotated[str, msgspec.Meta(pattern="^(pdf|docx)$")] = "pdf"
+
+
+class JobOut(msgspec.Struct):
+    id: str
+    kind: str
+    template: str
+    title: str
+    state: str
+    progress: float
+    message: str
+    pages_estimated: int
+    pages: int | None
+    created_at: datetime
+    finished_at: datetime | None
+    sha256: str | None
+    size: int | None
+    error: str | None
+    long_document: bool
+
+
+def render_jobs(app: Litestar) -> RenderJobs:
+    """The app's job runner, made at first use: its worker process starts with the first job."""
+    jobs = app.state.get("render_jobs")
+    if jobs is None:
+        jobs = app.state.render_jobs = RenderJobs(cache=render_cache())
+    return jobs
+
+
+def _out(status) -> JobOut:
+    return JobOut(
+        status.id,
+        status.kind,
+        status.template,
+        status.title,
+        str(status.state),
+        status.progress,
+        status.message,
+        status.pages_estimated,
+        status.pages,
+        status.created_at,
+        status.finished_at,
+        status.sha256,
+        status.size,
+        status.error,
+        status.pages_estimated >= LONG_DOCUMENT_PAGES,
+    )
+
+
+class RenderJobController(Controller):
+    path = "/api/studies/{study:str}/render-jobs"
+    tags = ["documents"]
+
+    @post("/", opt=RENDER, status_code=202, responses=problem_responses(400, 401, 403, 422, 429))
+    async def submit(self, request: Request, study: StudyPath, data: JSONBody[RenderIn], access: AccessDep) -> JobOut:
+        """Start rendering; poll the job for its progress, then fetch the result. Inputs are checked first."""
+        if data.template not in JOB_TEMPLATES:  # a signature page or binder index comes only from stored facts
+            raise ValidationException(
+                f"template {data.template!r} cannot be rendered from given data; one of"
+                f" {', '.join(sorted(JOB_TEMPLATES))}",
+                extra=[
+                    {
+                        "key": "template",
+                        "message": "a signature page or binder index cannot be"
+                        " rendered from given data; one of " + ", ".join(sorted(JOB_TEMPLATES)),
+                    }
+                ],
+            )
+        estimate_pages(data.template, data.data)
+        try:
+            job = render_jobs(request.app).submit(
+                data.kind,
+                data.template,
+                data.data,
+                created_at=data.created_at,
+                title=data.title,
+                version_label=data.version_label,
+                owner=access.user_id,
+            )
+        except TooManyJobs as error:
+            raise HTTPException(status_code=429, detail=str(error)) from None
+        return _out(render_jobs(request.app).status(job, owner=access.user_id))
+
+    @get("/", opt=FOLLOW, responses=problem_responses(401, 403))
+    async def mine(self, request: Request, study: StudyPath, access: AccessDep) -> list[JobOut]:
+        """The caller's own jobs, newest first (finished ones are kept for an hour)."""
+        return [_out(s) for s in render_jobs(request.app).jobs_of(access.user_id)]
+
+    @get("/{job_id:str}", opt=FOLLOW, responses=problem_responses(401, 403, 404))
+    async def status(self, request: Request, study: StudyPath, job_id: JobId, access: AccessDep) -> JobOut:
+        """The job's state and progress (the share of the render done, by WeasyPrint's own steps)."""
+        try:
+            return _out(render_jobs(request.app).status(job_id, owner=access.user_id))
+        except KeyError:
+            raise NotFoundException(f"there is no render job {job_id} of yours") from None
+
+    @get(
+        "/{job_id:str}/result",
+        opt=FOLLOW,
+        media_type="application/octet-stream",
+        responses=problem_responses(401, 403, 404, 409),
+    )
+    async def result(self, request: Request, study: StudyPath, job_id: JobId, access: AccessDep) -> Response[bytes]:
+        """The rendered document, once the job is done."""
+        jobs = render_jobs(request.app)
+        try:
+            data = jobs.result(job_id, owner=access.user_id)
+        except KeyError:
+            raise NotFoundException(f"there is no render job {job_id} of yours") from None
+        except JobNotDone as error:
+            raise HTTPException(
+                status_code=409,
+                detail=f"render job {job_id} is {error.status.state}: {error.status.error or error.status.message}",
+            ) from None
+        status = jobs.status(job_id, owner=access.user_id)
+        return Response(data, media_type=MEDIA[status.kind])
