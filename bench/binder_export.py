@@ -38,6 +38,7 @@ from argon2 import profiles
 from bench.common import PROTOCOL_TEXT, SITE, STUDY, atimed, on_each_engine, ratio_line, raw_sqlite_path, temp_database
 from bench.compute import best_of
 from trialcoord.accounts import accounts
+from trialcoord.accounts.accounts import AccountRules
 from trialcoord.accounts.passwords import PasswordHashing
 from trialcoord.documents import binder, binder_package, documents, signatures
 from trialcoord.documents.rules.documents import DocumentKey
@@ -50,6 +51,7 @@ from trialcoord.scheduling.protocol_files import parse_protocol
 
 RUNS = 2
 PASSWORD = "bench horse battery staple"  # a throwaway account in a throwaway database
+RULES = AccountRules(hashing=PasswordHashing(profiles.CHEAPEST))  # argon2 is not what this measures
 
 
 def pdf_like(rng: random.Random) -> bytes:
@@ -59,14 +61,13 @@ def pdf_like(rng: random.Random) -> bytes:
 async def set_up(count: int) -> dict[str, bytes]:
     """The site and its documents; returns every version's bytes by SHA-256."""
     signing_keys.SCRYPT_N = signing_keys.MIN_SCRYPT_N
-    accounts.hashing, accounts._dummy_hash = PasswordHashing(profiles.CHEAPEST), None
     pades = new_site_credentials(
         "Bench Site", "trialcoord bench", datetime(2020, 1, 1, tzinfo=UTC), datetime(2040, 1, 1, tzinfo=UTC)
     )
     system_keys.use(system_keys.SystemKeys(b"bench passphrase", signing_keys.generate_key(), pades))
     await scheduling.load_protocol_version(parse_protocol(PROTOCOL_TEXT, "bench.yaml"), PROTOCOL_TEXT, "bench.yaml")
     await scheduling.create_site(STUDY, SITE, "Bench Clinic")
-    await accounts.create_user("ivan", "Dr. Ivan Investigator", "ivan@example.org", PASSWORD, "bench")
+    await accounts.create_user("ivan", "Dr. Ivan Investigator", "ivan@example.org", PASSWORD, "bench", rules=RULES)
     await accounts.grant("ivan", "investigator", STUDY, SITE, date(2000, 1, 1), None, "bench")
     rng, blobs = random.Random(500), {}
     for i in range(count):
@@ -75,7 +76,9 @@ async def set_up(count: int) -> dict[str, bytes]:
         key = DocumentKey(STUDY, SITE, f"{'CV' if i % 2 else 'Licence'} person {i:04d}")
         await documents.add_version(key, "087" if i % 2 else "090", "1", data, f"doc-{i:04d}.pdf")
         if i % 10 == 0:
-            await signatures.sign(key, "1", await accounts.signing_by_password("ivan", "approval", PASSWORD))
+            await signatures.sign(
+                key, "1", await accounts.signing_by_password("ivan", "approval", PASSWORD, rules=RULES)
+            )
     return blobs
 
 

@@ -6,6 +6,7 @@ cannot be reached the postgres run is skipped, or fails when TRIALCOORD_REQUIRE_
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from dataclasses import dataclass
@@ -112,16 +113,16 @@ PASSWORD = "correct horse battery staple"  # test accounts only; never a real cr
 LONG_AGO = date(2000, 1, 1)
 
 
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch):
-    """argon2's cheapest profile: the production one costs 64 MiB and about 50 ms a hash."""
+@functools.cache
+def account_rules():
+    """The accounts' rules of every test: argon2's cheapest profile (the production one costs 64 MiB and about
+    50 ms a hash), the default lock-out and inactivity."""
     from argon2 import profiles
 
-    from trialcoord.accounts import accounts
+    from trialcoord.accounts.accounts import AccountRules
     from trialcoord.accounts.passwords import PasswordHashing
 
-    monkeypatch.setattr(accounts, "hashing", PasswordHashing(profiles.CHEAPEST))
-    monkeypatch.setattr(accounts, "_dummy_hash", None)
+    return AccountRules(hashing=PasswordHashing(profiles.CHEAPEST))
 
 
 @pytest.fixture(autouse=True)
@@ -183,7 +184,8 @@ def app(db, tmp_path):
                 "TRIALCOORD_DATA_DIR": str(tmp_path / "data"),
                 "TRIALCOORD_SIGNATURES_DIR": "/nonexistent",
             }
-        )
+        ),
+        account_rules=account_rules(),
     )
 
 
@@ -200,7 +202,9 @@ async def add_user(user_id: str, *grants: tuple, printed_name: str | None = None
     """A user with grants given as (role, study, site[, valid_to[, personal_data]])."""
     from trialcoord.accounts import accounts
 
-    await accounts.create_user(user_id, printed_name or user_id.title(), f"{user_id}@example.org", PASSWORD, "admin")
+    await accounts.create_user(
+        user_id, printed_name or user_id.title(), f"{user_id}@example.org", PASSWORD, "admin", rules=account_rules()
+    )
     for role, study, site, *rest in grants:
         valid_to = rest[0] if rest else None
         await accounts.grant(
@@ -218,7 +222,9 @@ async def sign_version(key, label: str, user_id: str = "ivan", meaning: str = "a
         await accounts.get_user(user_id)
     except NotFound:  # an investigator where the document is: signing needs the right to
         await add_user(user_id, ("investigator", key.study, key.site))
-    return await signatures.sign(key, label, await accounts.signing_by_password(user_id, meaning, PASSWORD))
+    return await signatures.sign(
+        key, label, await accounts.signing_by_password(user_id, meaning, PASSWORD, rules=account_rules())
+    )
 
 
 async def signed_in(client, user_id: str):
@@ -226,7 +232,7 @@ async def signed_in(client, user_id: str):
     CSRF token as a header, which the pages accept in place of the form field."""
     from trialcoord.accounts import accounts
 
-    session = await accounts.sign_in(user_id, PASSWORD, "127.0.0.1")
+    session = await accounts.sign_in(user_id, PASSWORD, "127.0.0.1", rules=account_rules())
     client.cookies.set("trialcoord_session", session.token)
     client.headers["Authorization"] = f"Bearer {session.token}"
     client.headers["X-CSRF-Token"] = session.csrf_token

@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import account_rules
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -65,9 +67,11 @@ async def _load_demo(url: str) -> None:
     engine = bind_engine(build_engine(url))
     await migrate(engine)
     await load_demo(TODAY)
-    await add_demo_users(TODAY, PASSWORD, "system")
+    await add_demo_users(TODAY, PASSWORD, "system", account_rules())
     for user_id, role in (("admin", "administrator"), ("olive", None)):
-        await accounts.create_user(user_id, user_id.title(), f"{user_id}@example.org", PASSWORD, "system")
+        await accounts.create_user(
+            user_id, user_id.title(), f"{user_id}@example.org", PASSWORD, "system", rules=account_rules()
+        )
         if role:
             await accounts.grant(user_id, role, None, None, TODAY, None, "system")
 

@@ -15,6 +15,7 @@ from unittest import mock
 import asyncpg
 import pytest
 
+from tests.conftest import account_rules
 from tests.integration.test_cli import run
 
 pytestmark = pytest.mark.db
@@ -40,14 +41,23 @@ def env(db, tmp_path, monkeypatch) -> dict[str, str]:
 
 
 @pytest.fixture
-def no_sign_in_delay(monkeypatch):
-    """The app's sign-ins without the growing wait after a failure, so a wrong password answers 401 at once
-    (the lock-out policy itself is tested elsewhere)."""
-    from trialcoord.accounts import accounts
+async def quick(db, tmp_path):
+    """A client on an app whose sign-ins have no growing wait after a failure, so a wrong password answers 401 at
+    once (the lock-out policy itself is tested elsewhere)."""
+    import dataclasses
+
+    import httpx
+
     from trialcoord.accounts.rules.accounts import LockoutPolicy
+    from trialcoord.kernel.config import load_settings
+    from trialcoord.web.app import create_app
 
     tiny = timedelta(microseconds=1)
-    monkeypatch.setattr(accounts, "policy", LockoutPolicy(first_delay=tiny, max_delay=tiny))
+    rules = dataclasses.replace(account_rules(), lockout=LockoutPolicy(first_delay=tiny, max_delay=tiny))
+    settings = load_settings({"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_DATA_DIR": str(tmp_path / "app-data")})
+    app = create_app(settings, account_rules=rules)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://testserver") as client:
+        yield client
 
 
 def cli(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess:
@@ -137,7 +147,7 @@ async def test_setup_creates_private_keys_and_one_administrator_and_changes_noth
 # user ----------------------------------------------------------------------------------------------
 
 
-async def test_user_commands_create_grant_revoke_issue_tokens_reset_and_disable(db, env, anonymous, no_sign_in_delay):
+async def test_user_commands_create_grant_revoke_issue_tokens_reset_and_disable(db, env, quick):
     from trialcoord.kernel import audit_log
     from trialcoord.kernel.audit_store import AuditFilter
 
@@ -163,7 +173,7 @@ async def test_user_commands_create_grant_revoke_issue_tokens_reset_and_disable(
     # a password on stdin is taken as typed, not printed; the refused attempt above stored nothing
     typed = cli("user", "create", *dora, env=env, stdin="dora's long passphrase\n")
     assert typed.returncode == 0 and typed.stdout == "user dora created\n", (typed.stdout, typed.stderr)
-    assert (await sign_in(anonymous, "dora", "dora's long passphrase")).status_code == 201
+    assert (await sign_in(quick, "dora", "dora's long passphrase")).status_code == 201
 
     # grant, list, revoke
     granted = succeeds("user", "grant", "cora", "coordinator", "--study", "DEMO-001", "--site", "101", env=env)
@@ -193,26 +203,26 @@ async def test_user_commands_create_grant_revoke_issue_tokens_reset_and_disable(
     expected = datetime.now(UTC) + timedelta(days=7)
     assert abs(datetime.fromisoformat(until[1].replace("Z", "+00:00")) - expected) < timedelta(minutes=5)
     token = issued.strip().splitlines()[-1]
-    assert (await me(anonymous, token)).status_code == 200
-    assert (await me(anonymous, token)).json()["user_id"] == "cora"
+    assert (await me(quick, token)).status_code == 200
+    assert (await me(quick, token)).json()["user_id"] == "cora"
     assert "days" in fails(2, "user", "token", "cora", "--days", "0", env=env)
 
     # reset-password: the old password stops working, the new one works, every session ends
-    assert (await sign_in(anonymous, "cora", password)).status_code == 201
+    assert (await sign_in(quick, "cora", password)).status_code == 201
     reset = succeeds("user", "reset-password", "cora", "--generate", env=env)
     new_passwords = GENERATED_LINE.findall(reset)
     assert len(new_passwords) == 1 and new_passwords[0] != password, reset
     new_password = new_passwords[0]
-    assert (await me(anonymous, token)).status_code == 401, "the token outlived a password reset"
-    assert (await sign_in(anonymous, "cora", new_password)).status_code == 201
-    assert (await sign_in(anonymous, "cora", password)).status_code == 401
+    assert (await me(quick, token)).status_code == 401, "the token outlived a password reset"
+    assert (await sign_in(quick, "cora", new_password)).status_code == 201
+    assert (await sign_in(quick, "cora", password)).status_code == 401
 
     # disable
     missing_reason = fails(2, "user", "disable", "cora", env=env)
     assert "--reason" in missing_reason
     disabled = succeeds("user", "disable", "cora", "--reason", "left the site", env=env)
     assert "cora" in disabled and "disabled" in disabled
-    assert (await sign_in(anonymous, "cora", new_password)).status_code == 401
+    assert (await sign_in(quick, "cora", new_password)).status_code == 401
     users, _ = listed(succeeds("user", "list", env=env))
     assert users["cora"] == "disabled"
     assert "disabled" in fails(2, "user", "token", "cora", "--days", "7", env=env)

@@ -14,7 +14,7 @@ import openpyxl
 import pikepdf
 import pytest
 
-from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, SITE_B, SUBJECT_A, SUBJECT_B, signed_in
+from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, SITE_B, SUBJECT_A, SUBJECT_B, account_rules, signed_in
 from trialcoord.accounts import accounts
 from trialcoord.deviations import deviation_reports as reports
 from trialcoord.deviations import deviation_review, deviations
@@ -68,14 +68,14 @@ async def reported(personas, monkeypatch):
         classification="non_important",
         category="visit schedule",
         subcategory="VISIT MISSED",
-        signing=await accounts.signing_by_password("monitor", "review", PASSWORD),
+        signing=await accounts.signing_by_password("monitor", "review", PASSWORD, rules=account_rules()),
     )
     await deviation_review.take_step(
         study,
         at_b["id"],
         "close",
         "monitor",
-        signing=await accounts.signing_by_password("monitor", "approval", PASSWORD),
+        signing=await accounts.signing_by_password("monitor", "approval", PASSWORD, rules=account_rules()),
     )
     moment["now"] = None
     pdf = render_pdf(

@@ -25,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tests.conftest import account_rules
 from trialcoord.kernel.config import load_settings
 from trialcoord.web.app import create_app
 
@@ -55,7 +56,9 @@ async def _load_demo() -> None:
     engine = bind_engine(build_engine(DATABASE_URL))
     await migrate(engine)
     await load_demo(date.today())
-    await accounts.create_user("fuzzer", "Fuzz Admin", "fuzz@example.org", "fuzzing passphrase 1", "system")
+    await accounts.create_user(
+        "fuzzer", "Fuzz Admin", "fuzz@example.org", "fuzzing passphrase 1", "system", rules=account_rules()
+    )
     await accounts.grant("fuzzer", "administrator", None, None, date(2000, 1, 1), None, "system")
     TOKEN["value"] = (await accounts.issue_token("fuzzer", 1, "system")).token
 

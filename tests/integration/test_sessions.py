@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import PASSWORD, add_user, signed_in
+from tests.conftest import PASSWORD, account_rules, add_user, signed_in
 from trialcoord.accounts import accounts
+from trialcoord.accounts.accounts import AccountRules
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.problems import InvalidInput
 
@@ -88,7 +89,7 @@ async def test_concurrent_attempts_cannot_all_pass_the_gate(personas, clock):
 
     async def attempt():
         try:
-            await accounts.sign_in("coord-a", "wrong password!", "10.0.0.9")
+            await accounts.sign_in("coord-a", "wrong password!", "10.0.0.9", rules=account_rules())
         except accounts.SignInRefused as refused:
             return "refused" if refused.retry_at else "failed"
 
@@ -101,10 +102,12 @@ async def test_an_address_spraying_passwords_across_accounts_is_refused(personas
     monkeypatch.setattr(accounts, "ADDRESS_LIMIT", 3)
     for user_id in ("coord-a", "coord-b", "sponsor"):
         with pytest.raises(accounts.SignInRefused):
-            await accounts.sign_in(user_id, "wrong password!", "10.0.0.7")
+            await accounts.sign_in(user_id, "wrong password!", "10.0.0.7", rules=account_rules())
     with pytest.raises(accounts.SignInRefused, match="too many failed"):
-        await accounts.sign_in("monitor", PASSWORD, "10.0.0.7")  # right password, throttled address
-    assert (await accounts.sign_in("monitor", PASSWORD, "10.0.0.8")).user_id == "monitor"
+        await accounts.sign_in(
+            "monitor", PASSWORD, "10.0.0.7", rules=account_rules()
+        )  # right password, throttled address
+    assert (await accounts.sign_in("monitor", PASSWORD, "10.0.0.8", rules=account_rules())).user_id == "monitor"
 
 
 async def test_failures_are_recorded_audited_and_shown_to_administrators(anonymous, personas, clock):
@@ -168,7 +171,6 @@ async def test_the_timeout_is_configurable(db, personas, clock, monkeypatch):
     from trialcoord.web.app import create_app
 
     app = create_app(load_settings({"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_SESSION_TIMEOUT_MINUTES": "5"}))
-    monkeypatch.setattr(accounts, "inactivity", accounts.inactivity)  # restored after the test
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://testserver") as client:
         await signed_in(client, "coord-a")
         clock(minutes=5)
@@ -181,14 +183,14 @@ async def test_a_new_password_or_disabling_signs_out_everywhere(anonymous, perso
     first = await signed_in(anonymous, "coord-a")
     async with httpx.AsyncClient(transport=anonymous._transport, base_url="https://testserver") as other:
         second = await signed_in(other, "coord-a")
-        await accounts.reset_password("coord-a", "a brand new passphrase", "admin")
+        await accounts.reset_password("coord-a", "a brand new passphrase", "admin", rules=account_rules())
         assert (await first.get("/api/me")).status_code == 401
         assert (await second.get("/api/me")).status_code == 401
-    signed = await accounts.sign_in("coord-a", "a brand new passphrase", "127.0.0.1")
+    signed = await accounts.sign_in("coord-a", "a brand new passphrase", "127.0.0.1", rules=account_rules())
     await accounts.disable_user("coord-a", "admin", "left the site")
-    assert (await accounts.resolve(signed.token)).viewer is None
+    assert (await accounts.resolve(signed.token, rules=account_rules())).viewer is None
     with pytest.raises(accounts.SignInRefused):
-        await accounts.sign_in("coord-a", "a brand new passphrase", "127.0.0.1")
+        await accounts.sign_in("coord-a", "a brand new passphrase", "127.0.0.1", rules=account_rules())
 
 
 async def test_signing_out_ends_the_session(anonymous, personas):
@@ -196,7 +198,7 @@ async def test_signing_out_ends_the_session(anonymous, personas):
     token = client.headers["Authorization"].split()[1]
     response = await client.post("/sign-out")
     assert response.status_code == 303 and response.headers["location"] == "/sign-in"
-    assert (await accounts.resolve(token)).viewer is None
+    assert (await accounts.resolve(token, rules=account_rules())).viewer is None
 
 
 async def test_every_page_form_needs_the_sessions_csrf_token(app, anonymous, personas):
@@ -232,9 +234,9 @@ async def test_bearer_tokens_do_not_open_pages_and_cookies_do_not_write_to_the_a
 async def test_issued_tokens_expire(personas, clock):
     token = await accounts.issue_token("coord-a", 2, "admin")
     clock(days=1, hours=23)
-    assert (await accounts.resolve(token.token)).viewer is not None
+    assert (await accounts.resolve(token.token, rules=account_rules())).viewer is not None
     clock(hours=1)
-    assert (await accounts.resolve(token.token)).why == "expired"
+    assert (await accounts.resolve(token.token, rules=account_rules())).why == "expired"
 
 
 async def test_account_and_grant_input_is_checked(anonymous, personas):
@@ -277,36 +279,36 @@ async def test_account_and_grant_input_is_checked(anonymous, personas):
 
 
 async def _viewer(user_id: str) -> accounts.Viewer:
-    signed = await accounts.sign_in(user_id, PASSWORD, "127.0.0.1")
-    return (await accounts.resolve(signed.token)).viewer
+    signed = await accounts.sign_in(user_id, PASSWORD, "127.0.0.1", rules=account_rules())
+    return (await accounts.resolve(signed.token, rules=account_rules())).viewer
 
 
 async def test_the_first_signing_needs_both_components_later_ones_the_password(personas, clock):
     viewer = await _viewer("coord-a")
     with pytest.raises(InvalidInput, match="user ID and password"):
-        await accounts.signing_ceremony(viewer, "authorship", PASSWORD, None)
-    first = await accounts.signing_ceremony(viewer, "authorship", PASSWORD, "Coord-A")
+        await accounts.signing_ceremony(viewer, "authorship", PASSWORD, None, rules=account_rules())
+    first = await accounts.signing_ceremony(viewer, "authorship", PASSWORD, "Coord-A", rules=account_rules())
     assert (first.printed_name, str(first.meaning), str(first.components)) == (
         "Coord-A",
         "authorship",
         "user ID and password",
     )
     clock(minutes=5)
-    second = await accounts.signing_ceremony(viewer, "review", PASSWORD, None)
+    second = await accounts.signing_ceremony(viewer, "review", PASSWORD, None, rules=account_rules())
     assert str(second.components) == "password"
 
 
 async def test_a_failed_signing_fails_closed_and_restarts_the_ceremony(personas, clock):
     viewer = await _viewer("coord-a")
-    await accounts.signing_ceremony(viewer, "approval", PASSWORD, "coord-a")
+    await accounts.signing_ceremony(viewer, "approval", PASSWORD, "coord-a", rules=account_rules())
     with pytest.raises(InvalidInput, match="password is not correct"):
-        await accounts.signing_ceremony(viewer, "approval", "not my password", None)
+        await accounts.signing_ceremony(viewer, "approval", "not my password", None, rules=account_rules())
     with pytest.raises(InvalidInput, match="user ID and password"):
-        await accounts.signing_ceremony(viewer, "approval", PASSWORD, None)
+        await accounts.signing_ceremony(viewer, "approval", PASSWORD, None, rules=account_rules())
     with pytest.raises(InvalidInput, match="meaning"):
-        await accounts.signing_ceremony(viewer, "because", PASSWORD, "coord-a")
+        await accounts.signing_ceremony(viewer, "because", PASSWORD, "coord-a", rules=account_rules())
     with pytest.raises(InvalidInput, match="not the signed-in"):
-        await accounts.signing_ceremony(viewer, "approval", PASSWORD, "coord-b")
+        await accounts.signing_ceremony(viewer, "approval", PASSWORD, "coord-b", rules=account_rules())
     trail = await audit_log.browse(audit_log.AuditFilter(action="signing_failed"), None, 10)
     # an unknown meaning is refused as a mistake before the ceremony: not a failed signing
     assert len(trail) == 3 and all("not my password" not in str(e) for e in trail)
@@ -316,7 +318,7 @@ async def test_a_disabled_account_cannot_sign(personas):
     viewer = await _viewer("coord-a")
     await accounts.disable_user("coord-a", "admin", "left")
     with pytest.raises(InvalidInput):
-        await accounts.signing_ceremony(viewer, "approval", PASSWORD, "coord-a")
+        await accounts.signing_ceremony(viewer, "approval", PASSWORD, "coord-a", rules=account_rules())
 
 
 async def test_a_user_id_is_never_reused(personas):
@@ -338,7 +340,7 @@ async def test_password_checks_run_off_the_event_loop(personas, monkeypatch):
     import threading
 
     threads = []
-    real = accounts.hashing
+    real = account_rules().hashing
 
     class Watching:
         def __getattr__(self, name):
@@ -348,6 +350,5 @@ async def test_password_checks_run_off_the_event_loop(personas, monkeypatch):
             threads.append(threading.current_thread())
             return real.verify(stored, password)
 
-    monkeypatch.setattr(accounts, "hashing", Watching())
-    await accounts.sign_in("coord-a", PASSWORD, "127.0.0.1")
+    await accounts.sign_in("coord-a", PASSWORD, "127.0.0.1", rules=AccountRules(hashing=Watching()))
     assert threads and threading.main_thread() not in threads

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from tests.conftest import PASSWORD, add_user, signed_in
+from tests.conftest import PASSWORD, account_rules, add_user, signed_in
 from tests.integration.test_signatures import AT, COVER
 from trialcoord.kernel.render.documents import render_pdf
 
@@ -169,7 +169,7 @@ async def test_wrong_signing_passwords_throttle_and_lock_the_account_like_wrong_
     from trialcoord.accounts import accounts
 
     with pytest.raises(accounts.SignInRefused, match="try again after"):  # the same gate guards signing in
-        await accounts.sign_in("ivan", PASSWORD, "127.0.0.1")
+        await accounts.sign_in("ivan", PASSWORD, "127.0.0.1", rules=account_rules())
     shown = await accounts.recent_sign_in_problems()
     assert "failed" in [p["outcome"] for p in shown if p["address"] == accounts.SIGNING_ADDRESS]  # shown to admins
     assert (await ivan.get(f"{DOCS}/signatures", params={"name": "CV Ivan", "label": "1", "site": "101"})).json()[

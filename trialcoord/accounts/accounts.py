@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from anyio import to_thread
@@ -30,6 +30,7 @@ from trialcoord.accounts.rules.accounts import (
 )
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
+from trialcoord.kernel.config import Settings
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound, Problem, invalid
 from trialcoord.kernel.rules.access import Grant, Resolution, Viewer, parse_role
@@ -39,10 +40,26 @@ PAGE, API, TOKEN = "page", "api", "token"  # session kinds: cookie, bearer from 
 TOUCH_EVERY = timedelta(seconds=30)  # last activity is written at most this often (a lapse comes early, never late)
 ADDRESS_LIMIT = 50  # failures from one address within the lock-out window before it is refused (spraying)
 
-hashing = PasswordHashing()  # tests swap in argon2's cheapest profile
-policy = LockoutPolicy()
-inactivity = INACTIVITY_TIMEOUT
-_dummy_hash: str | None = None
+
+@dataclass(frozen=True)
+class AccountRules:
+    """How passwords are hashed, when sign-in locks and when a session lapses: built once by the composition root
+    (`create_app`, the command line) from the settings, and handed to every use case that needs it."""
+
+    hashing: PasswordHashing = field(default_factory=PasswordHashing)
+    lockout: LockoutPolicy = LockoutPolicy()
+    inactivity: timedelta = INACTIVITY_TIMEOUT
+    # The hash an unknown user ID is checked against, made at first need (so an unknown ID costs as much).
+    _dummy: list[str] = field(default_factory=list, compare=False, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AccountRules:
+        return cls(inactivity=settings.session_timeout)
+
+    async def dummy_hash(self) -> str:
+        if not self._dummy:
+            self._dummy.append(await to_thread.run_sync(self.hashing.hash, secrets.token_urlsafe(16)))
+        return self._dummy[0]
 
 
 def _now() -> datetime:
@@ -56,10 +73,12 @@ def _token_hash(token: str) -> str:
 # Accounts ----------------------------------------------------------------------------------------
 
 
-async def create_user(user_id: str, printed_name: str, email: str, password: str, actor: str) -> dict:
+async def create_user(
+    user_id: str, printed_name: str, email: str, password: str, actor: str, *, rules: AccountRules
+) -> dict:
     account = UserAccount(normalize_user_id(user_id), printed_name.strip(), email.strip())
     _check_password(password, account)
-    stored_hash = await to_thread.run_sync(hashing.hash, password)
+    stored_hash = await to_thread.run_sync(rules.hashing.hash, password)
     async with transaction(f"user {account.user_id}"):
         if await store.find_user(account.user_id):
             raise Conflict(f"user ID {account.user_id} is taken (IDs are never reused, even of disabled accounts)")
@@ -119,13 +138,13 @@ async def disable_user(user_id: str, actor: str, reason: str) -> dict:
     return await get_user(user_id)
 
 
-async def reset_password(user_id: str, password: str, actor: str) -> dict:
+async def reset_password(user_id: str, password: str, actor: str, *, rules: AccountRules) -> dict:
     """A new password ends every session of the account (sign-out everywhere)."""
     user_id = normalize_user_id(user_id)
     async with read():
         row = await _user_row(user_id)
     _check_password(password, UserAccount(row["user_id"], row["printed_name"], row["email"]))
-    stored_hash = await to_thread.run_sync(hashing.hash, password)
+    stored_hash = await to_thread.run_sync(rules.hashing.hash, password)
     async with transaction(f"user {user_id}"):
         await _user_row(user_id)
         at = utc_instant(_now())
@@ -261,14 +280,16 @@ WRONG = "The user ID or password is not correct."
 UNKNOWN = "(unknown user ID)"  # recorded instead of what was typed: it may be a password typed in the wrong field
 
 
-async def sign_in(typed_user_id: str, password: str, address: str, kind: str = PAGE) -> SignedIn:
+async def sign_in(
+    typed_user_id: str, password: str, address: str, kind: str = PAGE, *, rules: AccountRules
+) -> SignedIn:
     """Check the password behind the lock-out gate; unknown IDs cost the same argon2 work as known ones.
 
     The attempt is recorded (pending) before anything is checked, so concurrent attempts see each other.
     """
     user_id = normalize_user_id(typed_user_id or "")
     now = _now()
-    since = now - policy.window
+    since = now - rules.lockout.window
     async with transaction("sign-in attempt"):
         row = await store.find_user(user_id) if valid_user_id(user_id) else None
         recorded = row["user_id"] if row else UNKNOWN
@@ -278,13 +299,13 @@ async def sign_in(typed_user_id: str, password: str, address: str, kind: str = P
         failures = (
             [
                 _instant(at)
-                for at in await store.failures_before(recorded, attempt, utc_instant(since - policy.lock_for))
+                for at in await store.failures_before(recorded, attempt, utc_instant(since - rules.lockout.lock_for))
             ]
             if row
             else []
         )
         sprayed = await store.address_failures_before(address, attempt, utc_instant(since)) >= ADDRESS_LIMIT
-    gate = login_gate(failures, now, policy)
+    gate = login_gate(failures, now, rules.lockout)
     if not gate.allowed or sprayed:
         await _finish(
             attempt,
@@ -293,14 +314,14 @@ async def sign_in(typed_user_id: str, password: str, address: str, kind: str = P
             "sign_in_refused",
             {"address": address, "locked": gate.locked, "address_throttled": sprayed},
         )
-        retry_at = gate.retry_at if not sprayed else now + policy.window
+        retry_at = gate.retry_at if not sprayed else now + rules.lockout.window
         wait = "the account is locked" if gate.locked else "too many failed sign-ins"
         raise SignInRefused(f"Sign-in refused: {wait}; try again after {utc_instant(retry_at)[:19]}Z UTC.", retry_at)
     password = password or ""
     # No password is longer than MAX_LENGTH: a longer one is refused without making argon2 hash megabytes.
     # argon2 runs in a worker thread: tens of milliseconds of CPU must not stall every other request.
-    stored_hash = row["password_hash"] if row else await _dummy()
-    valid = len(password) <= MAX_LENGTH and await to_thread.run_sync(hashing.verify, stored_hash, password)
+    stored_hash = row["password_hash"] if row else await rules.dummy_hash()
+    valid = len(password) <= MAX_LENGTH and await to_thread.run_sync(rules.hashing.verify, stored_hash, password)
     if not valid or row is None or row["status"] != AccountStatus.ACTIVE:
         await _finish(
             attempt,
@@ -310,7 +331,9 @@ async def sign_in(typed_user_id: str, password: str, address: str, kind: str = P
             {"address": address, "disabled": bool(row) and row["status"] != "active"},
         )
         raise SignInRefused(WRONG)
-    rehashed = await to_thread.run_sync(hashing.hash, password) if hashing.needs_rehash(stored_hash) else None
+    rehashed = (
+        await to_thread.run_sync(rules.hashing.hash, password) if rules.hashing.needs_rehash(stored_hash) else None
+    )
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     async with transaction(f"sign-in of {user_id}"):
         at = utc_instant(now)
@@ -322,13 +345,6 @@ async def sign_in(typed_user_id: str, password: str, address: str, kind: str = P
             user_id, Change("sign_in", "session", str(session_id), None, {"kind": kind, "address": address})
         )
     return SignedIn(token, csrf, user_id, None)
-
-
-async def _dummy() -> str:
-    global _dummy_hash
-    if _dummy_hash is None:
-        _dummy_hash = await to_thread.run_sync(hashing.hash, secrets.token_urlsafe(16))
-    return _dummy_hash
 
 
 async def _finish(attempt: int, outcome: str, user_id: str, action: str, details: dict) -> None:
@@ -360,7 +376,7 @@ async def issue_token(user_id: str, days: int, actor: str) -> SignedIn:
     return SignedIn(token, "", user_id, expires)
 
 
-async def resolve(token: str | None) -> Resolution:
+async def resolve(token: str | None, *, rules: AccountRules) -> Resolution:
     """The viewer a session token stands for, keeping the session alive; ends a lapsed one."""
     if not token or len(token) > 200:
         return Resolution(None, "missing" if not token else "unknown")
@@ -373,7 +389,7 @@ async def resolve(token: str | None) -> Resolution:
     last_seen = _instant(row["last_seen_at"])
     if row["expires_at"] is not None and now >= _instant(row["expires_at"]):
         return Resolution(None, "expired")
-    if row["kind"] != TOKEN and session_lapsed(last_seen, now, inactivity):
+    if row["kind"] != TOKEN and session_lapsed(last_seen, now, rules.inactivity):
         async with transaction("session"):
             await store.end_session(row["id"], utc_instant(now), "inactivity")
             await audit_log.record(
@@ -408,7 +424,9 @@ def _instant(text: str) -> datetime:
 # The signing ceremony (11.200(a)(1)) ------------------------------------------------------------------
 
 
-async def signing_ceremony(viewer: Viewer, meaning: str, password: str, typed_user_id: str | None) -> Signing:
+async def signing_ceremony(
+    viewer: Viewer, meaning: str, password: str, typed_user_id: str | None, *, rules: AccountRules
+) -> Signing:
     """Re-authenticate for a signature: both components at the first signing of a continuous period, the
     password alone within it. Fails closed with InvalidInput; the period's state is kept on the session."""
     now = _now()
@@ -418,13 +436,13 @@ async def signing_ceremony(viewer: Viewer, meaning: str, password: str, typed_us
     if row is None or account_row is None:
         raise invalid("the session has ended; sign in again", field="session")
     _check_meaning(meaning)
-    attempt = await _signing_gate(viewer.user_id, now)
+    attempt = await _signing_gate(viewer.user_id, now, rules.lockout)
     last = _instant(row["last_seen_at"])
-    session = SigningSession(viewer.user_id, last, row["signing_since"] is not None, inactivity)
+    session = SigningSession(viewer.user_id, last, row["signing_since"] is not None, rules.inactivity)
     account = UserAccount(
         account_row["user_id"], account_row["printed_name"], account_row["email"], account_row["status"]
     )
-    verify = lambda pw: hashing.verify(account_row["password_hash"], pw)  # noqa: E731
+    verify = lambda pw: rules.hashing.verify(account_row["password_hash"], pw)  # noqa: E731
     result = await to_thread.run_sync(
         session.sign, account, SigningAttempt(meaning, password or "", typed_user_id), verify, now
     )  # argon2: off the event loop
@@ -449,7 +467,7 @@ async def signing_ceremony(viewer: Viewer, meaning: str, password: str, typed_us
     return result.signing
 
 
-async def signing_by_password(user_id: str, meaning: str, password: str) -> Signing:
+async def signing_by_password(user_id: str, meaning: str, password: str, *, rules: AccountRules) -> Signing:
     """The ceremony outside a web session (the command line): always both components, as at a first
     signing. Fails closed with InvalidInput; failures are audited like the web's."""
     now = _now()
@@ -457,16 +475,18 @@ async def signing_by_password(user_id: str, meaning: str, password: str) -> Sign
     async with read():
         account_row = await store.find_user(user_id)
     if account_row is None:
-        await to_thread.run_sync(hashing.verify, await _dummy(), password or "")  # same time as a wrong password
+        await to_thread.run_sync(
+            rules.hashing.verify, await rules.dummy_hash(), password or ""
+        )  # same time as a wrong password
         raise InvalidInput([Problem("signing refused: the user ID or password is not correct", field="password")])
     _check_meaning(meaning)
-    attempt = await _signing_gate(user_id, now)
+    attempt = await _signing_gate(user_id, now, rules.lockout)
     account = UserAccount(
         account_row["user_id"], account_row["printed_name"], account_row["email"], account_row["status"]
     )
-    verify = lambda pw: hashing.verify(account_row["password_hash"], pw)  # noqa: E731
+    verify = lambda pw: rules.hashing.verify(account_row["password_hash"], pw)  # noqa: E731
     result = await to_thread.run_sync(
-        SigningSession.start(user_id, now, inactivity).sign,
+        SigningSession.start(user_id, now, rules.inactivity).sign,
         account,
         SigningAttempt(meaning, password or "", user_id),
         verify,
@@ -491,7 +511,7 @@ async def signing_by_password(user_id: str, meaning: str, password: str) -> Sign
     return result.signing
 
 
-async def _signing_gate(user_id: str, now: datetime) -> int:
+async def _signing_gate(user_id: str, now: datetime, policy: LockoutPolicy) -> int:
     """A signing attempt goes through the sign-in lock-out gate and counts in it: wrong signing passwords
     lock the account like wrong sign-in passwords, so a stolen session cannot be used to guess."""
     async with transaction("signing attempt"):

@@ -11,7 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter
 
 from trialcoord.accounts import accounts
-from trialcoord.accounts.accounts import API, SignInRefused
+from trialcoord.accounts.accounts import API, AccountRules, SignInRefused
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import PUBLIC, SIGNED_IN, Access, needs
@@ -23,6 +23,8 @@ AccessDep = NamedDependency[Access]
 Secret = Annotated[str, msgspec.Meta(max_length=1024)]
 UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 MANAGE = needs(Action.MANAGE_USERS)
+
+RulesDep = NamedDependency[AccountRules]  # provided by the app (create_app builds the rules once)
 
 
 class SignInIn(msgspec.Struct):
@@ -104,10 +106,12 @@ class SessionController(Controller):
     tags = ["accounts"]
 
     @post("/sign-in", opt=PUBLIC, status_code=201, responses=problem_responses(400, 401, 429))
-    async def sign_in(self, request: Request, data: JSONBody[SignInIn]) -> Response[SignInOut]:
+    async def sign_in(self, request: Request, data: JSONBody[SignInIn], account_rules: RulesDep) -> Response[SignInOut]:
         """Exchange a user ID and password for a bearer token; it lapses after the inactivity timeout."""
         try:
-            signed = await accounts.sign_in(data.user_id, data.password, address_of(request), kind=API)
+            signed = await accounts.sign_in(
+                data.user_id, data.password, address_of(request), kind=API, rules=account_rules
+            )
         except SignInRefused as refused:
             return refusal_response(refused)
         return Response(SignInOut(signed.token, signed.user_id), status_code=201)
@@ -138,9 +142,9 @@ class UserController(Controller):
         return [_user(row) for row in await accounts.list_users()]
 
     @post("/users", opt=MANAGE, status_code=201, responses=problem_responses(400, 401, 403, 409, 422))
-    async def create_user(self, data: JSONBody[UserIn], access: AccessDep) -> UserOut:
+    async def create_user(self, data: JSONBody[UserIn], access: AccessDep, account_rules: RulesDep) -> UserOut:
         row = await accounts.create_user(
-            data.user_id, data.printed_name, data.email, data.password, access.viewer.user_id
+            data.user_id, data.printed_name, data.email, data.password, access.viewer.user_id, rules=account_rules
         )
         return _user(row)
 
@@ -153,9 +157,11 @@ class UserController(Controller):
         return _user(await accounts.disable_user(user_id, access.viewer.user_id, data.reason))
 
     @post("/users/{user_id:str}/password", opt=MANAGE, responses=problem_responses(400, 401, 403, 404, 422))
-    async def reset_password(self, user_id: UserPath, data: JSONBody[PasswordIn], access: AccessDep) -> UserOut:
+    async def reset_password(
+        self, user_id: UserPath, data: JSONBody[PasswordIn], access: AccessDep, account_rules: RulesDep
+    ) -> UserOut:
         """Set a new password; every session of the account ends."""
-        return _user(await accounts.reset_password(user_id, data.password, access.viewer.user_id))
+        return _user(await accounts.reset_password(user_id, data.password, access.viewer.user_id, rules=account_rules))
 
     @post(
         "/users/{user_id:str}/grants", opt=MANAGE, status_code=201, responses=problem_responses(400, 401, 403, 404, 422)

@@ -84,6 +84,13 @@ def read_password(generate: bool) -> tuple[str, bool]:
     return sys.stdin.readline().rstrip("\r\n"), False
 
 
+def rules():
+    """The accounts' rules from the settings, as the web app builds them."""
+    from trialcoord.accounts.accounts import AccountRules
+
+    return AccountRules.from_settings(get_settings())
+
+
 # user ---------------------------------------------------------------------------------------------
 
 
@@ -91,7 +98,7 @@ def user_create(user_id: str, name: str, email: str, generate: bool) -> int:
     from trialcoord.accounts import accounts
 
     password, shown = read_password(generate)
-    row = support.database(lambda: accounts.create_user(user_id, name, email, password, support.actor()))
+    row = support.database(lambda: accounts.create_user(user_id, name, email, password, support.actor(), rules=rules()))
     print(f"user {row['user_id']} created")
     if shown:
         print(f"password: {password}  (shown this once)")
@@ -110,7 +117,7 @@ def user_reset_password(user_id: str, generate: bool) -> int:
     from trialcoord.accounts import accounts
 
     password, shown = read_password(generate)
-    row = support.database(lambda: accounts.reset_password(user_id, password, support.actor()))
+    row = support.database(lambda: accounts.reset_password(user_id, password, support.actor(), rules=rules()))
     print(f"password of {row['user_id']} changed; their sessions have ended")
     if shown:
         print(f"password: {password}  (shown this once)")

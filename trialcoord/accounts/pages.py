@@ -8,7 +8,7 @@ from litestar.response import Redirect, Template
 
 from trialcoord.accounts import accounts
 from trialcoord.accounts.accounts import PAGE, SignInRefused
-from trialcoord.accounts.api import address_of
+from trialcoord.accounts.api import RulesDep, address_of
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.forms import Form, FormReader
 from trialcoord.kernel.web.guard import PUBLIC, SESSION_COOKIE, SIGNED_IN, needs
@@ -30,12 +30,14 @@ class AccountPages(Controller):
         return Template("sign_in.html", context={"next": safe_next(next), "error": None, "user_id": ""})
 
     @post("/sign-in", opt=PUBLIC)
-    async def sign_in(self, request: Request, data: Form) -> Template | Redirect:
+    async def sign_in(self, request: Request, data: Form, account_rules: RulesDep) -> Template | Redirect:
         form = FormReader(data)
         user_id = (form.data.get("user_id") or "")[:64]
         target = safe_next(form.data.get("next"))
         try:
-            signed = await accounts.sign_in(user_id, data.get("password") or "", address_of(request), kind=PAGE)
+            signed = await accounts.sign_in(
+                user_id, data.get("password") or "", address_of(request), kind=PAGE, rules=account_rules
+            )
         except SignInRefused as refused:
             context = {"next": target, "error": str(refused), "user_id": user_id}
             return Template("sign_in.html", context=context, status_code=429 if refused.retry_at else 401)

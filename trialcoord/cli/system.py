@@ -7,7 +7,7 @@ import secrets
 from datetime import UTC
 from pathlib import Path
 
-from trialcoord.accounts.cli import generated_password
+from trialcoord.accounts.cli import generated_password, rules
 from trialcoord.kernel import command_support as support
 from trialcoord.kernel.config import get_settings
 
@@ -80,13 +80,13 @@ def setup(demo: bool = True) -> int:
         if await accounts.count_users() == 0:
             password = generated_password()
             await accounts.create_user(
-                FIRST_ADMIN, "Administrator", "admin@localhost.invalid", password, support.actor()
+                FIRST_ADMIN, "Administrator", "admin@localhost.invalid", password, support.actor(), rules=rules()
             )
             await accounts.grant(FIRST_ADMIN, "administrator", None, None, support.today(), None, support.actor())
             created = password
         loaded = await load_demo(support.today()) if demo else False
         demo_password = generated_password()
-        users = await add_demo_users(support.today(), demo_password, support.actor()) if loaded else []
+        users = await add_demo_users(support.today(), demo_password, support.actor(), rules()) if loaded else []
 
         await signer_keys.write_registry()  # the public registry in signatures/, with this system's key
         return created, loaded, users, demo_password

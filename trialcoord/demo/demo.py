@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
+from trialcoord.accounts import accounts
+from trialcoord.accounts.accounts import AccountRules
 from trialcoord.amendments import amendments
 from trialcoord.deviations import deviation_review, deviations
 from trialcoord.kernel.bundled import folder
@@ -178,15 +180,13 @@ DEMO_USERS = (  # user ID, printed name, role, study, site, grant ends (days fro
 )
 
 
-async def add_demo_users(today: date, password: str, actor: str) -> list[str]:
+async def add_demo_users(today: date, password: str, actor: str, rules: AccountRules) -> list[str]:
     """Create the demo users that do not exist yet; returns their IDs."""
-    from trialcoord.accounts import accounts
-
     created = []
     for user_id, name, role, study, site, ends in DEMO_USERS:
         if await _user_exists(user_id):
             continue
-        await accounts.create_user(user_id, name, f"{user_id}@demo.invalid", password, actor)
+        await accounts.create_user(user_id, name, f"{user_id}@demo.invalid", password, actor, rules=rules)
         valid_to = today + timedelta(days=ends) if ends is not None else None
         start = min(today - timedelta(days=120), valid_to or today)
         await accounts.grant(user_id, role, study, site, start, valid_to, actor)

@@ -135,7 +135,9 @@ def document_sign(study: str, name: str, label: str, meaning: str, site: str | N
     import getpass
 
     from trialcoord.accounts import accounts
+    from trialcoord.accounts.accounts import AccountRules
     from trialcoord.documents import signatures
+    from trialcoord.kernel.config import get_settings
 
     password = (
         getpass.getpass(f"Password of {user_id}: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\r\n")
@@ -143,7 +145,13 @@ def document_sign(study: str, name: str, label: str, meaning: str, site: str | N
     key = DocumentKey(study, site, name)
 
     async def sign():
-        return await signatures.sign(key, label, await accounts.signing_by_password(user_id, meaning, password))
+        return await signatures.sign(
+            key,
+            label,
+            await accounts.signing_by_password(
+                user_id, meaning, password, rules=AccountRules.from_settings(get_settings())
+            ),
+        )
 
     made = support.database(sign)
     print(

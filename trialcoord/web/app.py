@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 from anyio import to_thread
@@ -20,6 +21,7 @@ from litestar.template import TemplateConfig
 from markupsafe import Markup, escape
 
 from trialcoord.accounts import accounts
+from trialcoord.accounts.accounts import AccountRules
 from trialcoord.accounts.api import SessionController, UserController
 from trialcoord.accounts.pages import AccountPages
 from trialcoord.amendments.api import AmendmentController, ParticipantVersionController
@@ -90,8 +92,11 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(settings: Settings | None = None, *, account_rules: AccountRules | None = None) -> Litestar:
+    """The one wiring place: settings, the accounts' rules (password hashing, lock-out, inactivity) and the
+    system keys' location are built here once and handed to routes (dependencies) and the guard (app state)."""
     settings = settings or get_settings()
+    rules = account_rules or AccountRules.from_settings(settings)
 
     def today() -> date:
         """Dates are calendar dates in the site's time zone, not in the server clock's."""
@@ -100,7 +105,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
     def access(request: Request) -> Access:
         return request.state.access  # set by the guard, which runs first
 
-    accounts.inactivity = settings.session_timeout
     system_keys.configure(settings)
     return Litestar(
         route_handlers=[health, *API_CONTROLLERS, *PAGE_CONTROLLERS, _static()],
@@ -110,11 +114,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         state=State(
             {
                 "settings": settings,
-                "resolve_session": accounts.resolve,  # for the guard, which sits below the features
+                "resolve_session": partial(accounts.resolve, rules=rules),  # for the guard, below the features
                 "participant_site": scheduling.participant_site,
             }
         ),
-        dependencies={"today": Provide(today, sync_to_thread=False), "access": Provide(access, sync_to_thread=False)},
+        dependencies={
+            "today": Provide(today, sync_to_thread=False),
+            "access": Provide(access, sync_to_thread=False),
+            "account_rules": Provide(lambda: rules, sync_to_thread=False),
+        },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[_database(settings)],
         template_config=TemplateConfig(

@@ -14,10 +14,12 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, get, post
+from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from trialcoord.accounts import accounts
+from trialcoord.accounts.accounts import AccountRules
 from trialcoord.deviations import deviation_review, deviations
 from trialcoord.deviations.rules.deviation_review import TRANSITIONS, Step, check_step
 from trialcoord.kernel.problems import InvalidInput, NotFound, Problem
@@ -339,7 +341,13 @@ class DeviationController(Controller):
         responses=problem_responses(400, 401, 403, 404, 409, 422, 503),
     )
     async def step(
-        self, study: StudyPath, deviation_id: DeviationPath, data: JSONBody[StepIn], access: AccessDep, today: Today
+        self,
+        study: StudyPath,
+        deviation_id: DeviationPath,
+        data: JSONBody[StepIn],
+        access: AccessDep,
+        today: Today,
+        account_rules: NamedDependency[AccountRules],
     ) -> DeviationDetail:
         """One review step: respond (site staff), acknowledge, classify, close, reopen (monitors). Classify
         and close are electronic signatures (review, approval): the password, and the user ID at the first
@@ -373,7 +381,7 @@ class DeviationController(Controller):
             )
         if transition.meaning is not None:
             signing = await accounts.signing_ceremony(
-                access.viewer, str(transition.meaning), data.password or "", data.user_id
+                access.viewer, str(transition.meaning), data.password or "", data.user_id, rules=account_rules
             )
         await deviation_review.take_step(
             study,

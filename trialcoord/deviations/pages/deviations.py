@@ -17,11 +17,13 @@ from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from litestar import Controller, get, post
+from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import PathParameter, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 
 from trialcoord.accounts import accounts
+from trialcoord.accounts.accounts import AccountRules
 from trialcoord.deviations import deviation_review, deviations
 from trialcoord.deviations.rules.deviation_review import CATEGORIES, SUBCATEGORIES, TRANSITIONS, Step, check_step
 from trialcoord.deviations.rules.deviations import Classification
@@ -141,33 +143,63 @@ class DeviationPages(Controller):
 
     @post("/deviations/{deviation_id:int}/respond", opt=needs(Action.RESPOND_DEVIATION, across_sites=True))
     async def respond(
-        self, study: StudyPath, deviation_id: DeviationPath, data: Form, access: AccessDep, today: Today
+        self,
+        study: StudyPath,
+        deviation_id: DeviationPath,
+        data: Form,
+        access: AccessDep,
+        today: Today,
+        account_rules: NamedDependency[AccountRules],
     ) -> Template | Redirect:
-        return await _take(study, deviation_id, Step.RESPOND, data, access, today)
+        return await _take(study, deviation_id, Step.RESPOND, data, access, today, account_rules)
 
     @post("/deviations/{deviation_id:int}/acknowledge", opt=REVIEW)
     async def acknowledge_one(
-        self, study: StudyPath, deviation_id: DeviationPath, data: Form, access: AccessDep, today: Today
+        self,
+        study: StudyPath,
+        deviation_id: DeviationPath,
+        data: Form,
+        access: AccessDep,
+        today: Today,
+        account_rules: NamedDependency[AccountRules],
     ) -> Template | Redirect:
-        return await _take(study, deviation_id, Step.ACKNOWLEDGE, data, access, today)
+        return await _take(study, deviation_id, Step.ACKNOWLEDGE, data, access, today, account_rules)
 
     @post("/deviations/{deviation_id:int}/classify", opt=SIGNED_REVIEW)
     async def classify(
-        self, study: StudyPath, deviation_id: DeviationPath, data: Form, access: AccessDep, today: Today
+        self,
+        study: StudyPath,
+        deviation_id: DeviationPath,
+        data: Form,
+        access: AccessDep,
+        today: Today,
+        account_rules: NamedDependency[AccountRules],
     ) -> Template | Redirect:
-        return await _take(study, deviation_id, Step.CLASSIFY, data, access, today)
+        return await _take(study, deviation_id, Step.CLASSIFY, data, access, today, account_rules)
 
     @post("/deviations/{deviation_id:int}/close", opt=SIGNED_REVIEW)
     async def close(
-        self, study: StudyPath, deviation_id: DeviationPath, data: Form, access: AccessDep, today: Today
+        self,
+        study: StudyPath,
+        deviation_id: DeviationPath,
+        data: Form,
+        access: AccessDep,
+        today: Today,
+        account_rules: NamedDependency[AccountRules],
     ) -> Template | Redirect:
-        return await _take(study, deviation_id, Step.CLOSE, data, access, today)
+        return await _take(study, deviation_id, Step.CLOSE, data, access, today, account_rules)
 
     @post("/deviations/{deviation_id:int}/reopen", opt=REVIEW)
     async def reopen(
-        self, study: StudyPath, deviation_id: DeviationPath, data: Form, access: AccessDep, today: Today
+        self,
+        study: StudyPath,
+        deviation_id: DeviationPath,
+        data: Form,
+        access: AccessDep,
+        today: Today,
+        account_rules: NamedDependency[AccountRules],
     ) -> Template | Redirect:
-        return await _take(study, deviation_id, Step.REOPEN, data, access, today)
+        return await _take(study, deviation_id, Step.REOPEN, data, access, today, account_rules)
 
     # CAPA -------------------------------------------------------------------------------------------
 
@@ -364,7 +396,7 @@ def _offered(study: str, row: dict, access: Access, today: date) -> list[str]:
 
 
 async def _take(
-    study: str, deviation_id: int, step: Step, data: dict, access: Access, today: date
+    study: str, deviation_id: int, step: Step, data: dict, access: Access, today: date, rules: AccountRules
 ) -> Template | Redirect:
     row = await _visible(study, deviation_id, access)
     transition = TRANSITIONS[step]
@@ -387,6 +419,7 @@ async def _take(
                     str(transition.meaning),
                     password if isinstance(password, str) else "",
                     form.data.get("user_id") or None,
+                    rules=rules,
                 )
             await deviation_review.take_step(
                 study,

@@ -14,10 +14,12 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromQuery, JSONBody
 
 from trialcoord.accounts import accounts
+from trialcoord.accounts.accounts import AccountRules
 from trialcoord.accounts.rules.accounts import Meaning
 from trialcoord.documents import binder, documents, signatures
 from trialcoord.documents.api.documents import Name, visible
@@ -101,9 +103,10 @@ async def sign_as_viewer(
     password: str,
     typed_user_id: str | None,
     today,
+    rules: AccountRules,
 ) -> dict:
     await check_may_sign(access, study, key, label, meaning, today)
-    signing = await accounts.signing_ceremony(access.viewer, meaning, password, typed_user_id)
+    signing = await accounts.signing_ceremony(access.viewer, meaning, password, typed_user_id, rules=rules)
     return await signatures.sign(key, label, signing)
 
 
@@ -134,11 +137,20 @@ class SignatureController(Controller):
         status_code=201,
         responses=problem_responses(400, 401, 403, 404, 409, 422, 503),
     )
-    async def sign(self, study: StudyPath, data: JSONBody[SignIn], access: AccessDep, today: Today) -> SignatureOut:
+    async def sign(
+        self,
+        study: StudyPath,
+        data: JSONBody[SignIn],
+        access: AccessDep,
+        today: Today,
+        account_rules: NamedDependency[AccountRules],
+    ) -> SignatureOut:
         """Sign the version electronically (Part 11 11.50, 11.200): the password, and the user ID at the first
         signing of a continuous period. A wrong password signs nothing and is audited."""
         key = DocumentKey(study, data.site, data.name)
-        made = await sign_as_viewer(access, study, key, data.label, data.meaning, data.password, data.user_id, today)
+        made = await sign_as_viewer(
+            access, study, key, data.label, data.meaning, data.password, data.user_id, today, account_rules
+        )
         shown, _ = await signatures.of_version(key, data.label)
         return msgspec.convert(next(s for s in shown if s["signature"] == made["signature"]), SignatureOut)
 

@@ -8,9 +8,11 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from litestar import Controller, get, post
+from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException
 from litestar.response import Redirect, Template
 
+from trialcoord.accounts.accounts import AccountRules
 from trialcoord.accounts.rules.accounts import Meaning
 from trialcoord.documents import binder, consent, documents, signatures
 from trialcoord.documents.api.documents import visible
@@ -49,7 +51,14 @@ class VersionPages(Controller):
         return Template("version.html", context={**context, "notice": notice})
 
     @post("/sign", opt=needs(Action.SIGN, across_sites=True))
-    async def sign(self, study: StudyPath, data: Form, access: AccessDep, today: Today) -> Template | Redirect:
+    async def sign(
+        self,
+        study: StudyPath,
+        data: Form,
+        access: AccessDep,
+        today: Today,
+        account_rules: NamedDependency[AccountRules],
+    ) -> Template | Redirect:
         form = FormReader(data)
         name, label = form.text("name", "document"), form.text("label", "version")
         site = form.text("site", "site", required=False)
@@ -59,7 +68,7 @@ class VersionPages(Controller):
         key = DocumentKey(study, site or None, name or "")
         if not form.errors:
             try:
-                await sign_as_viewer(access, study, key, label, meaning, password, typed, today)
+                await sign_as_viewer(access, study, key, label, meaning, password, typed, today, account_rules)
             except (InvalidInput, Conflict) as error:
                 form.errors.update(field_messages(error))
             except NotConfigured as error:
