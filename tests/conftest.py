@@ -10,7 +10,7 @@ import functools
 import os
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date
+from datetime import UTC, date, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -123,6 +123,33 @@ def account_rules():
     from trialcoord.accounts.passwords import PasswordHashing
 
     return AccountRules(hashing=PasswordHashing(profiles.CHEAPEST))
+
+
+@pytest.fixture
+def server_clock():
+    """Sets the server's clock (every clock of the process, through time-machine: the audit trail's instants,
+    sessions and signatures move together; the event loop's monotonic clock does not) with `to(instant)`, and
+    moves it on with `by(**timedelta)`; real time again after the test."""
+    import time_machine
+
+    travellers = []  # (traveller, its coordinates)
+
+    class Clock:
+        def to(self, instant):
+            self.stop()
+            traveller = time_machine.travel(instant, tick=False)
+            travellers.append((traveller, traveller.start()))
+
+        def by(self, **delta):
+            travellers[-1][1].shift(timedelta(**delta))
+
+        def stop(self):
+            while travellers:
+                travellers.pop()[0].stop()
+
+    clock = Clock()
+    yield clock
+    clock.stop()
 
 
 @pytest.fixture(autouse=True)

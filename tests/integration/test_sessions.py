@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
@@ -17,15 +17,10 @@ T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def clock(monkeypatch):
-    """The server clock, moved by the test."""
-    now = {"at": T0}
-    monkeypatch.setattr(audit_log, "clock", lambda: now["at"])
-
-    def advance(**delta):
-        now["at"] += timedelta(**delta)
-
-    return advance
+def clock(server_clock):
+    """The server clock at T0, moved on by the test."""
+    server_clock.to(T0)
+    return server_clock.by
 
 
 async def _page_sign_in(client, user_id: str, password: str = PASSWORD, next_page: str = "/"):
@@ -164,7 +159,7 @@ async def test_sessions_end_after_the_inactivity_timeout(anonymous, personas, cl
     assert page.status_code == 401 and "Sign in" in page.text  # the ended session is no session at all
 
 
-async def test_the_timeout_is_configurable(db, personas, clock, monkeypatch):
+async def test_the_timeout_is_configurable(db, personas, clock):
     import httpx
 
     from trialcoord.kernel.config import load_settings
@@ -336,7 +331,7 @@ async def test_nothing_but_static_files_may_be_cached(anonymous, personas):
     assert "max-age" in (await client.get("/static/site.css")).headers["cache-control"]
 
 
-async def test_password_checks_run_off_the_event_loop(personas, monkeypatch):
+async def test_password_checks_run_off_the_event_loop(personas):
     import threading
 
     threads = []

@@ -22,7 +22,8 @@ SYSTEM = "system"
 
 
 def clock() -> datetime:
-    """The server clock, in UTC (tests replace it)."""
+    """The server clock, in UTC: the one seam tests move (conftest's `server_clock` moves every clock; a test that
+    records instants apart from today's date replaces this function)."""
     return datetime.now(UTC)
 
 
