@@ -13,7 +13,8 @@ import pytest
 from trialcoord.kernel.problems import InvalidInput
 from trialcoord.scheduling.protocol_files import parse_protocol
 from trialcoord.scheduling.rules.schedule import evaluate
-from trialcoord.scheduling.usdm import convert, duration, parse_usdm
+from trialcoord.scheduling.usdm import convert, parse_usdm
+from trialcoord.scheduling.usdm.durations import duration
 
 USDM = Path(__file__).resolve().parents[1] / "data" / "usdm"  # the public CDISC examples (README there)
 EXAMPLES = {
