@@ -44,7 +44,7 @@ from trialcoord.kernel.web.guard import CSRF_FIELD, PUBLIC, Access, guard
 from trialcoord.kernel.web.render_jobs import RenderJobController
 from trialcoord.overviews.pages.participants import ParticipantPages
 from trialcoord.overviews.pages.studies import StudyPages
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import participants
 from trialcoord.scheduling.api.participants import ParticipantController
 from trialcoord.scheduling.api.studies import StudyController
 from trialcoord.scheduling.api.worklists import WorklistController
@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             {
                 "settings": settings,
                 "resolve_session": accounts.resolve,  # for the guard, which sits below the features
-                "participant_site": scheduling.participant_site,
+                "participant_site": participants.participant_site,
             }
         ),
         dependencies={"today": Provide(today, sync_to_thread=False), "access": Provide(access, sync_to_thread=False)},
