@@ -31,7 +31,7 @@ from bench.common import (
 from bench.query import seed, seed_rows
 from trialcoord.amendments import amendments
 from trialcoord.kernel.database.engine import read
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import protocols, schedules
 from trialcoord.scheduling import store as repo
 from trialcoord.scheduling.protocol_files import parse_protocol
 from trialcoord.scheduling.rules.schedule import evaluate
@@ -55,10 +55,10 @@ def amended_text() -> str:
 
 async def evaluate_once() -> int:
     """The baseline: what evaluating every participant once costs, reads included."""
-    study = await scheduling.require_study(STUDY)
+    study = await protocols.require_study(STUDY)
     count = 0
     async with read():
-        versions = await scheduling.Versions.load(study["id"])
+        versions = await schedules.Versions.load(study["id"])
         for person in (await repo.load_inputs(study["id"])).values():
             protocol = await versions.protocol(person.version_id, person.site)
             count += len(
@@ -68,7 +68,7 @@ async def evaluate_once() -> int:
                     person.actuals,
                     AS_OF,
                     arm=person.arm,
-                    horizon_days=scheduling.HORIZON_DAYS,
+                    horizon_days=schedules.HORIZON_DAYS,
                     marked_missed=person.marked_missed,
                 )
             )

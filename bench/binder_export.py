@@ -46,7 +46,7 @@ from trialcoord.kernel import signing_keys, system_keys
 from trialcoord.kernel.config import load_settings
 from trialcoord.kernel.render.documents import RenderCache
 from trialcoord.kernel.render.signed_pdf import new_site_credentials
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import protocols, sites
 from trialcoord.scheduling.protocol_files import parse_protocol
 
 RUNS = 2
@@ -65,8 +65,8 @@ async def set_up(count: int) -> dict[str, bytes]:
         "Bench Site", "trialcoord bench", datetime(2020, 1, 1, tzinfo=UTC), datetime(2040, 1, 1, tzinfo=UTC)
     )
     system_keys.use(system_keys.SystemKeys(b"bench passphrase", signing_keys.generate_key(), pades))
-    await scheduling.load_protocol_version(parse_protocol(PROTOCOL_TEXT, "bench.yaml"), PROTOCOL_TEXT, "bench.yaml")
-    await scheduling.create_site(STUDY, SITE, "Bench Clinic")
+    await protocols.load_protocol_version(parse_protocol(PROTOCOL_TEXT, "bench.yaml"), PROTOCOL_TEXT, "bench.yaml")
+    await sites.create_site(STUDY, SITE, "Bench Clinic")
     await accounts.create_user("ivan", "Dr. Ivan Investigator", "ivan@example.org", PASSWORD, "bench", rules=RULES)
     await accounts.grant("ivan", "investigator", STUDY, SITE, date(2000, 1, 1), None, "bench")
     rng, blobs = random.Random(500), {}

@@ -17,7 +17,7 @@ import asyncpg
 
 from trialcoord.kernel.database.engine import bind_engine, build_engine, close_pool, start_pool, transaction
 from trialcoord.kernel.database.migrations import migrate
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import protocols, sites
 from trialcoord.scheduling import store as repo
 from trialcoord.scheduling.protocol_files import parse_protocol
 from trialcoord.scheduling.rules.protocol import Protocol
@@ -125,11 +125,11 @@ async def enrol_study(participants: int, seed: int = 1) -> tuple[Protocol, dict[
     """
     rng = random.Random(seed)
     protocol = parse_protocol(PROTOCOL_TEXT, "bench.yaml")
-    await scheduling.load_protocol_version(protocol, PROTOCOL_TEXT, "bench.yaml")
-    await scheduling.create_site(STUDY, SITE, "Bench Clinic")
+    await protocols.load_protocol_version(protocol, PROTOCOL_TEXT, "bench.yaml")
+    await sites.create_site(STUDY, SITE, "Bench Clinic")
     randomized = {f"{SITE}-{i:06d}": AS_OF - timedelta(days=rng.randrange(400)) for i in range(1, participants + 1)}
     async with transaction("bench set-up"):
-        study = await scheduling.require_study(STUDY)
+        study = await protocols.require_study(STUDY)
         site = await repo.find_site(study["id"], SITE)
         version = (await repo.list_versions(study["id"]))[0]["id"]
         await repo.insert_participants(

@@ -5,7 +5,7 @@
    condition, `deviations_store.CANDIDATES` or a visit after an ending event, same columns and joins) through
    the raw driver (sqlite3 / asyncpg). The first run creates the records; the goal (at most 2x) is about the
    steady-state full run, where nothing changes.
-2. Incremental `detect(study, as_of)` after one visit recorded with `scheduling.record_visit` (a missed visit
+2. Incremental `detect(study, as_of)` after one visit recorded with `visits.record_visit` (a missed visit
    done late: one record resolved, one created) vs that steady-state full run. Goal: at most 1/1000.
 3. The queue with 100,000 open deviations (the detected ones topped up with manual ones): `trialcoord serve`
    on the same database, 8 concurrent loopback connections (the bare asyncio client of bench/endpoint.py),
@@ -39,7 +39,7 @@ from bench.query import seed
 from trialcoord.deviations import deviations, store
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.rules.audit import utc_instant
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import protocols, sites, visits
 from trialcoord.scheduling import store as repo
 from trialcoord.scheduling.protocol_files import parse_protocol
 from trialcoord.scheduling.rules.schedule import evaluate
@@ -88,9 +88,9 @@ async def enrol(participants: int, rng: random.Random):
     """The protocol, four sites, `participants` randomised over the 700 days before AS_OF, 2% withdrawn.
     Returns (protocol, subject_id -> (participant id, events), version id)."""
     protocol = parse_protocol(PROTOCOL_TEXT, "bench-deviations.yaml")
-    await scheduling.load_protocol_version(protocol, PROTOCOL_TEXT, "bench-deviations.yaml")
+    await protocols.load_protocol_version(protocol, PROTOCOL_TEXT, "bench-deviations.yaml")
     for code in SITES:
-        await scheduling.create_site(STUDY, code, f"Bench Clinic {code}")
+        await sites.create_site(STUDY, code, f"Bench Clinic {code}")
     events = {}
     for i in range(participants):
         randomized = AS_OF - timedelta(days=rng.randrange(700))
@@ -98,7 +98,7 @@ async def enrol(participants: int, rng: random.Random):
         if rng.random() < 0.02 and (AS_OF - randomized).days > 1:
             subject["withdrawal"] = randomized + timedelta(days=rng.randrange(1, (AS_OF - randomized).days))
     async with transaction("bench set-up"):
-        study = await scheduling.require_study(STUDY)
+        study = await protocols.require_study(STUDY)
         site_ids = {code: (await repo.find_site(study["id"], code))["id"] for code in SITES}
         version = (await repo.list_versions(study["id"]))[0]["id"]
         await repo.insert_participants(
@@ -218,7 +218,7 @@ async def detection(kind: str, url: str, study_id: int, missed: list) -> dict:
     print(ratio_line(f"{kind} steady full run / raw (the goal)", steady / raw, "<= 2x", steady / raw <= 2))
     incremental = float("inf")
     for subject, code in missed:
-        await scheduling.record_visit(STUDY, subject, code, AS_OF, today=AS_OF)
+        await visits.record_visit(STUDY, subject, code, AS_OF, today=AS_OF)
         seconds, result = await atimed(deviations.detect(STUDY, AS_OF))
         assert result["scope"].startswith("1 participant") and result["created"] == result["resolved"] == 1, result
         incremental = min(incremental, seconds)
@@ -364,7 +364,7 @@ def make_run(scale: float, quick_load: bool):
                 f"  {kind:<8}  seeded {stored:,} visits in {seconds:.1f} s: missed {statuses['missed']:,},"
                 f" late {statuses['late']:,}, early {statuses['early']:,} ({flagged / stored:.1%})"
             )
-            study_id = (await scheduling.require_study(STUDY))["id"]
+            study_id = (await protocols.require_study(STUDY))["id"]
             await detection(kind, url, study_id, missed)
             added = await top_up(study_id, people, round(OPEN * scale), rng)
             _, total = await deviations.listing(STUDY, states=["detected"], limit=0)

@@ -31,7 +31,7 @@ from pathlib import Path
 import asyncpg
 
 from bench.common import AS_OF, PROTOCOL_TEXT, STUDY, atimed, on_each_engine, ratio_line, raw_sqlite_path, temp_database
-from trialcoord.scheduling import importing, scheduling
+from trialcoord.scheduling import importing, protocols, sites
 from trialcoord.scheduling.protocol_files import parse_protocol
 from trialcoord.scheduling.sdtm import read_dataset
 
@@ -201,11 +201,11 @@ async def run_sdtm(kind: str, participants: int) -> None:
         paths = sdtm_files(rows, Path(folder))
         size_kb = sum(path.stat().st_size for path in paths) // 1024
         async with temp_database(kind) as url:
-            await scheduling.load_protocol_version(
+            await protocols.load_protocol_version(
                 parse_protocol(PROTOCOL_TEXT, "bench.yaml"), PROTOCOL_TEXT, "bench.yaml"
             )
             for n in range(SITES):
-                await scheduling.create_site(STUDY, f"{100 + n}", f"Site {100 + n}")
+                await sites.create_site(STUDY, f"{100 + n}", f"Site {100 + n}")
             base, _ = await atimed(raw_insert(kind, url, rows))
             sampler = _PeakRss()
             with sampler:
@@ -235,9 +235,9 @@ async def run_sdtm(kind: str, participants: int) -> None:
 async def run_events(kind: str, participants: int) -> None:
     text, rows = event_file(participants)
     async with temp_database(kind) as url:
-        await scheduling.load_protocol_version(parse_protocol(PROTOCOL_TEXT, "bench.yaml"), PROTOCOL_TEXT, "bench.yaml")
+        await protocols.load_protocol_version(parse_protocol(PROTOCOL_TEXT, "bench.yaml"), PROTOCOL_TEXT, "bench.yaml")
         for n in range(SITES):
-            await scheduling.create_site(STUDY, f"{100 + n}", f"Site {100 + n}")
+            await sites.create_site(STUDY, f"{100 + n}", f"Site {100 + n}")
         base, _ = await atimed(raw_insert(kind, url, rows))
         sampler = _PeakRss()  # the process's own peak counter cannot be reset: sample while it runs
         with sampler:

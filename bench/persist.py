@@ -1,4 +1,4 @@
-"""Persist the schedules of 10,000 participants (200,000 visits) with `scheduling.persist_schedules`;
+"""Persist the schedules of 10,000 participants (200,000 visits) with `schedules.persist_schedules`;
 ratio to a raw `executemany` of the same rows into the same `visits` table on the same engine
 (sqlite3 on the SQLite file, asyncpg on PostgreSQL). Goal: at most 2x on both engines.
 
@@ -31,7 +31,7 @@ from bench.common import (
     visit_params,
 )
 from trialcoord.kernel.database.engine import bound_engine, fetch, is_sqlite
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import schedules
 from trialcoord.scheduling.rules.schedule import evaluate
 
 RUNS = 2  # alternating: ours, raw, ours, raw; the best of each counts
@@ -79,7 +79,7 @@ async def run(kind: str, participants: int) -> None:
         ours = base = float("inf")
         for _ in range(RUNS):
             await clear_visits()
-            seconds, saved = await atimed(scheduling.persist_schedules(STUDY, rows, evaluated_on=AS_OF))
+            seconds, saved = await atimed(schedules.persist_schedules(STUDY, rows, evaluated_on=AS_OF))
             assert saved.inserted == len(rows), saved
             ours = min(ours, seconds)
             await clear_visits()

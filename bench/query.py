@@ -1,5 +1,5 @@
 """Study-wide "missed or out of window" worklist over 1,000,000 stored visits:
-`scheduling.worklist(study, as_of, kind="missed_or_out_of_window")` vs the same SQL (same joins, same
+`worklists.worklist(study, as_of, kind="missed_or_out_of_window")` vs the same SQL (same joins, same
 WHERE, ORDER BY instead of the sort in Python) through the raw driver. Goal: at most 1.5x on both engines.
 
 The visits (50,000 participants x 20) are seeded with raw executemany (SQLite) or COPY (PostgreSQL):
@@ -33,12 +33,12 @@ from bench.common import (
     timed,
     visit_params,
 )
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import protocols, worklists
 from trialcoord.scheduling.rules.schedule import evaluate
 
 RUNS = 3
 KIND = "missed_or_out_of_window"
-CONDITION = scheduling._WORKLISTS[KIND][0]  # the service's own WHERE, so both sides ask the same question
+CONDITION = worklists._WORKLISTS[KIND][0]  # the service's own WHERE, so both sides ask the same question
 RAW_SQL = (
     "SELECT x.*, p.subject_id, s.code AS site, pv.version FROM visits x"
     " JOIN participants p ON p.id = x.participant JOIN sites s ON s.id = p.site"
@@ -87,7 +87,7 @@ async def run(kind: str, participants: int) -> None:
         seconds, _ = await atimed(seed(kind, url, seed_rows(protocol, people, version, statuses)))
         stored = sum(statuses.values())
         flagged = statuses["missed"] + statuses["late"] + statuses["early"]
-        study_id = (await scheduling.require_study(STUDY))["id"]
+        study_id = (await protocols.require_study(STUDY))["id"]
         print(
             f"  {kind:<8}  seeded {stored:,} visits in {seconds:.1f} s; missed {statuses['missed']:,},"
             f" late {statuses['late']:,}, early {statuses['early']:,} ({flagged / stored:.1%})"
@@ -96,7 +96,7 @@ async def run(kind: str, participants: int) -> None:
         connection = None if kind == "sqlite" else await asyncpg.connect(url)
         try:
             for _ in range(RUNS):
-                seconds, rows = await atimed(scheduling.worklist(STUDY, AS_OF, kind=KIND))
+                seconds, rows = await atimed(worklists.worklist(STUDY, AS_OF, kind=KIND))
                 ours = min(ours, seconds)
                 if kind == "sqlite":
                     seconds, count = timed(sqlite_query, raw_sqlite_path(url), study_id)

@@ -276,12 +276,12 @@ async def client(anonymous):
 @pytest.fixture
 async def study(db):
     """Study TST-1 with protocol versions 1.0 and 2.0 and site 101."""
-    from trialcoord.scheduling import scheduling
+    from trialcoord.scheduling import protocols, sites
     from trialcoord.scheduling.protocol_files import parse_protocol
 
     for text in (PROTOCOL_V1, PROTOCOL_V2):
-        await scheduling.load_protocol_version(parse_protocol(text, "tst.yaml"), text, "tst.yaml")
-    await scheduling.create_site("TST-1", "101", "Riverside Clinic", "America/New_York")
+        await protocols.load_protocol_version(parse_protocol(text, "tst.yaml"), text, "tst.yaml")
+    await sites.create_site("TST-1", "101", "Riverside Clinic", "America/New_York")
     return "TST-1"
 
 
@@ -301,11 +301,11 @@ PERSONAS = {  # user ID -> grants, as (role, study, site[, valid_to[, personal_d
 @pytest.fixture
 async def personas(study):
     """Study TST-1 with sites A and B, a participant at each, and one user per persona."""
-    from trialcoord.scheduling import scheduling
+    from trialcoord.scheduling import participants, sites
 
-    await scheduling.create_site(study, SITE_B, "Lakeside", "America/Chicago")
-    await scheduling.enroll_participant(study, SUBJECT_A, SITE_A, arm="A", enrolled_on=RANDOMIZED, today=RANDOMIZED)
-    await scheduling.enroll_participant(study, SUBJECT_B, SITE_B, arm="A", enrolled_on=RANDOMIZED, today=RANDOMIZED)
+    await sites.create_site(study, SITE_B, "Lakeside", "America/Chicago")
+    await participants.enroll_participant(study, SUBJECT_A, SITE_A, arm="A", enrolled_on=RANDOMIZED, today=RANDOMIZED)
+    await participants.enroll_participant(study, SUBJECT_B, SITE_B, arm="A", enrolled_on=RANDOMIZED, today=RANDOMIZED)
     for user_id, grants in PERSONAS.items():
         await add_user(user_id, *grants)
     return PERSONAS

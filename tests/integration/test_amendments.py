@@ -18,8 +18,9 @@ from trialcoord.deviations import deviations
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.database.engine import fetch
 from trialcoord.kernel.problems import InvalidInput
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import participants, protocols, sites, worklists
 from trialcoord.scheduling.protocol_files import parse_protocol
+from trialcoord.scheduling.visits import record_event, record_visit
 
 pytestmark = pytest.mark.anyio
 DEMO = Path(__file__).resolve().parents[2] / "protocols" / "DEMO-001"
@@ -46,26 +47,26 @@ LATER = (
 async def load_demo_protocols() -> None:
     for name in ("1.0.yaml", "2.0.yaml"):
         text = (DEMO / name).read_text(encoding="utf-8")
-        await scheduling.load_protocol_version(parse_protocol(text, name), text, name)
+        await protocols.load_protocol_version(parse_protocol(text, name), text, name)
 
 
 @pytest.fixture
 async def demo(db):
     await load_demo_protocols()
     for site in ("101", "102"):
-        await scheduling.create_site("DEMO-001", site, f"Site {site}")
+        await sites.create_site("DEMO-001", site, f"Site {site}")
     for subject, site, (events, visits) in (
         ("101-001", "101", (EVENTS, VISITS)),
         ("101-002", "101", (EVENTS, VISITS)),
         ("102-001", "102", LATER),
     ):
-        await scheduling.enroll_participant(
+        await participants.enroll_participant(
             "DEMO-001", subject, site, arm="A", version="1.0", enrolled_on=events["consent"], today=TODAY
         )
         for event, day in events.items():
-            await scheduling.record_event("DEMO-001", subject, event, day, today=TODAY)
+            await record_event("DEMO-001", subject, event, day, today=TODAY)
         for code, day in visits.items():
-            await scheduling.record_visit("DEMO-001", subject, code, day, today=TODAY)
+            await record_visit("DEMO-001", subject, code, day, today=TODAY)
     await deviations.detect("DEMO-001", TODAY, today=TODAY)
     return "DEMO-001"
 
@@ -81,12 +82,12 @@ async def kept(study: str, subject: str) -> dict:
 
 async def test_found_a_version_change_is_not_applied_backwards(demo):
     await amendments.change_version(demo, "101-001", "2.0", date(2026, 11, 1), "amendment 1", today=TODAY)
-    rows = by_visit(await scheduling.participant_schedule(demo, "101-001", TODAY))
+    rows = by_visit(await worklists.participant_schedule(demo, "101-001", TODAY))
     assert (rows["V7"].visit.status, rows["V7"].protocol_version) == ("not_applicable", "2.0")
     assert (rows["V5"].visit.status, rows["V5"].visit.days_outside, rows["V5"].protocol_version) == ("late", 1, "1.0")
     stored = {
         row.visit.visit: row
-        for row in await scheduling.worklist(demo, TODAY, kind="missed_or_out_of_window")
+        for row in await worklists.worklist(demo, TODAY, kind="missed_or_out_of_window")
         if row.subject_id == "101-001"
     }
     assert "V7" not in stored and stored["V5"].visit.status == "late"
@@ -106,14 +107,14 @@ async def test_records_a_change_makes_wrong_are_resolved_naming_it_and_new_ones_
         + "  - {code: V5, name: Week 5, from: randomization, offset: 30d, window: {early: 1d, late: 1d}}\n"
     )
     for text in (PROTOCOL_V1, v11):
-        await scheduling.load_protocol_version(parse_protocol(text, "t.yaml"), text, "t.yaml")
-    await scheduling.create_site("TST-1", "101", "Site")
+        await protocols.load_protocol_version(parse_protocol(text, "t.yaml"), text, "t.yaml")
+    await sites.create_site("TST-1", "101", "Site")
     today = date(2024, 4, 6)
-    await scheduling.enroll_participant(
+    await participants.enroll_participant(
         "TST-1", "1001", "101", arm="P", version="1.0", enrolled_on=date(2024, 3, 1), today=today
     )
-    await scheduling.record_event("TST-1", "1001", "randomization", date(2024, 3, 4), today=today)
-    await scheduling.record_visit("TST-1", "1001", "V2", date(2024, 3, 18), today=today)
+    await record_event("TST-1", "1001", "randomization", date(2024, 3, 4), today=today)
+    await record_visit("TST-1", "1001", "V2", date(2024, 3, 18), today=today)
     await deviations.detect("TST-1", today, today=today)  # Week 4 (V3), window 03-29 .. 04-04: missed
     assert (await kept("TST-1", "1001"))[("V3", "visit_missed")]["state"] == "detected"
     await amendments.change_version("TST-1", "1001", "1.1", date(2024, 4, 3), "amendment", today=today)
@@ -143,13 +144,13 @@ async def test_a_change_takes_effect_no_earlier_than_its_version_or_the_last_cha
 
 
 async def test_a_version_applies_to_every_active_participant_of_a_site(demo):
-    await scheduling.record_event(demo, "101-002", "early_termination", date(2026, 8, 1), today=TODAY)
+    await record_event(demo, "101-002", "early_termination", date(2026, 8, 1), today=TODAY)
     moved = await amendments.apply_version(demo, "2.0", date(2026, 11, 1), "amendment 1", site="101", today=TODAY)
     assert moved.moved == ["101-001"]
     assert moved.skipped == {
         "101-002": "has ended the schedule (an ending event is recorded); move it on its own if it must"
     }
-    people = {row["subject_id"]: row["protocol_version"] for row in await scheduling.list_participants(demo)}
+    people = {row["subject_id"]: row["protocol_version"] for row in await participants.list_participants(demo)}
     assert people == {"101-001": "2.0", "101-002": "1.0", "102-001": "1.0"}
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="participant", action="update"), None, 10)
     assert [(e["record_id"], e["reason"]) for e in entries] == [("DEMO-001/101/101-001", "amendment 1")]
@@ -268,8 +269,8 @@ async def test_found_a_version_giving_a_new_visit_a_removed_visits_number_is_ref
     )
     protocol = parse_protocol(text, "2.1.yaml")
     with pytest.raises(InvalidInput, match="visit V8 takes number 7, which is V7's in version 2.0") as refused:
-        await scheduling.load_protocol_version(protocol, text, "2.1.yaml")
+        await protocols.load_protocol_version(protocol, text, "2.1.yaml")
     assert refused.value.problems[0].field == "visits"
     with pytest.raises(InvalidInput, match="visit V8 takes number 7"):
         await amendments.impact(demo, protocol, text, today=TODAY)
-    assert [row["version"] for row in await scheduling.list_protocol_versions(demo)] == ["1.0", "2.0"]
+    assert [row["version"] for row in await protocols.list_protocol_versions(demo)] == ["1.0", "2.0"]

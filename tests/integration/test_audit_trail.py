@@ -13,7 +13,7 @@ from trialcoord.kernel import audit_log, audit_store
 from trialcoord.kernel.database.engine import fetch, transaction
 from trialcoord.kernel.problems import InvalidInput
 from trialcoord.kernel.rules.audit import AuditEntry, canonical_bytes, canonical_json, leaf_hash
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import participants, version_changes, visits
 
 pytestmark = pytest.mark.anyio
 TODAY = date(2024, 6, 1)
@@ -25,17 +25,17 @@ async def entries() -> list[dict]:
 
 async def test_each_regulated_write_is_one_entry_naming_who_what_and_why(study):
     before = len(await entries())
-    await scheduling.enroll_participant(
+    await participants.enroll_participant(
         study, "1001", SITE_A, arm="A", enrolled_on=RANDOMIZED, today=TODAY, actor="cora"
     )
-    await scheduling.record_event(study, "1001", "randomization", RANDOMIZED, today=TODAY, actor="cora")
-    await scheduling.record_event(
+    await visits.record_event(study, "1001", "randomization", RANDOMIZED, today=TODAY, actor="cora")
+    await visits.record_event(
         study, "1001", "randomization", date(2024, 3, 5), reason="typo in CRF", today=TODAY, actor="cora"
     )
-    await scheduling.record_visit(study, "1001", "V2", date(2024, 3, 18), today=TODAY, actor="cora")
-    await scheduling.book_appointment(study, "1001", "V3", date(2024, 4, 2), today=TODAY, actor="cora")
-    await scheduling.mark_missed(study, "1001", "V3", "participant declined", today=TODAY, actor="cora")
-    await scheduling.change_protocol_version(study, "1001", "2.0", TODAY, "amendment 2", today=TODAY, actor="ivan")
+    await visits.record_visit(study, "1001", "V2", date(2024, 3, 18), today=TODAY, actor="cora")
+    await visits.book_appointment(study, "1001", "V3", date(2024, 4, 2), today=TODAY, actor="cora")
+    await visits.mark_missed(study, "1001", "V3", "participant declined", today=TODAY, actor="cora")
+    await version_changes.change_protocol_version(study, "1001", "2.0", TODAY, "amendment 2", today=TODAY, actor="ivan")
     new = (await entries())[before:]
     summary = [(e["actor"], e["action"], e["record_type"], e["record_id"]) for e in new]
     assert summary == [
@@ -60,16 +60,16 @@ async def test_each_regulated_write_is_one_entry_naming_who_what_and_why(study):
 
 
 async def test_changing_a_recorded_date_without_a_reason_is_refused_and_leaves_no_entry(study):
-    await scheduling.enroll_participant(study, "1001", SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
-    await scheduling.record_event(study, "1001", "randomization", RANDOMIZED, today=TODAY)
+    await participants.enroll_participant(study, "1001", SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
+    await visits.record_event(study, "1001", "randomization", RANDOMIZED, today=TODAY)
     count = len(await entries())
     with pytest.raises(InvalidInput, match="give a reason"):
-        await scheduling.record_event(study, "1001", "randomization", date(2024, 3, 5), today=TODAY)
+        await visits.record_event(study, "1001", "randomization", date(2024, 3, 5), today=TODAY)
     assert len(await entries()) == count
 
 
 async def test_the_change_and_its_entry_commit_together_or_not_at_all(study, monkeypatch):
-    await scheduling.enroll_participant(study, "1001", SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
+    await participants.enroll_participant(study, "1001", SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
     count = len(await entries())
 
     async def broken(_entries):
@@ -77,16 +77,16 @@ async def test_the_change_and_its_entry_commit_together_or_not_at_all(study, mon
 
     monkeypatch.setattr(audit_store, "insert", broken)
     with pytest.raises(RuntimeError):
-        await scheduling.record_event(study, "1001", "randomization", RANDOMIZED, today=TODAY)
+        await visits.record_event(study, "1001", "randomization", RANDOMIZED, today=TODAY)
     monkeypatch.undo()
-    participant = await scheduling.get_participant(study, "1001")
+    participant = await participants.get_participant(study, "1001")
     assert participant["events"] == {} and len(await entries()) == count
     assert (await fetch("SELECT size FROM audit_head"))[0]["size"] == count  # the reservation rolled back too
 
 
 async def test_concurrent_writers_get_contiguous_sequence_numbers(study):
     async def enrol(i: int):
-        await scheduling.enroll_participant(study, f"{i:04d}", SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
+        await participants.enroll_participant(study, f"{i:04d}", SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
 
     await asyncio.gather(*(enrol(i) for i in range(12)))
     sequences = [e["sequence"] for e in await entries()]
@@ -150,7 +150,7 @@ async def _tamper(db, *statements: str | tuple) -> None:
 
 async def _trail(study, people: int = 4) -> None:
     for i in range(people):
-        await scheduling.enroll_participant(study, f"{i:04d}", SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
+        await participants.enroll_participant(study, f"{i:04d}", SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
     assert (await audit_log.verify()).ok
 
 
@@ -270,7 +270,7 @@ async def test_an_exported_checkpoint_of_a_shorter_trail_is_extended_by_the_curr
     await _trail(study, people=2)
     key = signing_keys.generate_key()
     await audit_log.checkpoint(key, tmp_path / "march.json")
-    await scheduling.enroll_participant(study, "9999", SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
+    await participants.enroll_participant(study, "9999", SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
     march = signing_keys.verify_checkpoint(signing_keys.load_checkpoint(tmp_path / "march.json"), key.public_key())
     report = await audit_log.verify(march)
     assert report.ok and report.result.size > march.size
@@ -317,12 +317,12 @@ async def test_copies_of_the_trail_are_csv_and_pdf_and_each_is_audited(client, s
 
 
 async def test_moving_a_booked_appointment_needs_a_reason_recorded_with_the_change(study):
-    await scheduling.enroll_participant(study, "1001", SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
-    await scheduling.record_event(study, "1001", "randomization", RANDOMIZED, today=TODAY)
-    await scheduling.book_appointment(study, "1001", "V2", date(2024, 3, 18), today=date(2024, 3, 5), actor="cora")
+    await participants.enroll_participant(study, "1001", SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
+    await visits.record_event(study, "1001", "randomization", RANDOMIZED, today=TODAY)
+    await visits.book_appointment(study, "1001", "V2", date(2024, 3, 18), today=date(2024, 3, 5), actor="cora")
     with pytest.raises(InvalidInput, match="booked on 2024-03-18; give a reason"):
-        await scheduling.book_appointment(study, "1001", "V2", date(2024, 3, 19), today=date(2024, 3, 5))
-    await scheduling.book_appointment(
+        await visits.book_appointment(study, "1001", "V2", date(2024, 3, 19), today=date(2024, 3, 5))
+    await visits.book_appointment(
         study, "1001", "V2", date(2024, 3, 19), reason="participant asked", today=date(2024, 3, 5), actor="cora"
     )
     moved = (await entries())[-1]

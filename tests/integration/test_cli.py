@@ -206,9 +206,9 @@ async def test_visits_gives_exactly_the_rows_check_gives(db, tmp_path, tst_proto
     assert run("protocol", "load", tst_protocol, env=env).returncode == 0
     again = run("protocol", "load", tst_protocol, env=env)
     assert again.returncode == 0 and "already" in again.stdout
-    from trialcoord.scheduling import scheduling
+    from trialcoord.scheduling import sites
 
-    await scheduling.create_site("TST-1", "101", "Riverside Clinic")
+    await sites.create_site("TST-1", "101", "Riverside Clinic")
     events = write(tmp_path, EVENTS_CSV)
     first = run("import", "events", "TST-1", events, "--site", "101", env=env)
     assert first.returncode == 0, first.stderr

@@ -337,15 +337,15 @@ async def test_keys_rotate_reencrypts_stored_personal_data_and_retire_removes_th
     from pathlib import Path
 
     from trialcoord.kernel import pii
-    from trialcoord.scheduling import identities, scheduling
+    from trialcoord.scheduling import identities, participants, sites
 
     succeeds("setup", "--no-demo", env=env)
     key_file = Path(env["TRIALCOORD_DATA_DIR"]) / "pii-keys.json"
     old_id = pii.load_key_file(key_file).current
     monkeypatch.setenv(pii.KEY_FILE_VARIABLE, str(key_file))  # the test process reads the same file
     succeeds("protocol", "load", "protocols/DEMO-001/1.0.yaml", env=env)
-    await scheduling.create_site("DEMO-001", "101", "Riverside")
-    await scheduling.enroll_participant("DEMO-001", "101-001", "101")
+    await sites.create_site("DEMO-001", "101", "Riverside")
+    await participants.enroll_participant("DEMO-001", "101-001", "101")
     await identities.set_identity("DEMO-001", "101-001", {"name": "Quentin Rotatable", "mrn": "M-9"})
     assert "still encrypts" in fails(2, "keys", "retire", old_id, env=env)
     assert "2 stored values re-encrypted under key k-next" in succeeds("keys", "rotate", "k-next", env=env)

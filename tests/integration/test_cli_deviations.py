@@ -14,7 +14,7 @@ from tests.conftest import RANDOMIZED, SITE_A, SITE_B
 from tests.integration.test_cli import run
 from trialcoord.deviations import deviations
 from trialcoord.kernel import audit_log
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import participants, sites, visits
 
 pytestmark = [pytest.mark.db, pytest.mark.anyio]
 TODAY = date(2024, 6, 1)  # every window of V2 and V3 closed long ago
@@ -54,20 +54,20 @@ def listed(env: dict[str, str], *args: str) -> list[dict]:
 
 
 async def enrol(study: str, subject: str, site: str = SITE_A, today: date = TODAY) -> None:
-    await scheduling.enroll_participant(study, subject, site, arm="P", enrolled_on=RANDOMIZED, today=today)
-    await scheduling.record_event(study, subject, "randomization", RANDOMIZED, today=today)
+    await participants.enroll_participant(study, subject, site, arm="P", enrolled_on=RANDOMIZED, today=today)
+    await visits.record_event(study, subject, "randomization", RANDOMIZED, today=today)
 
 
 @pytest.fixture
 async def enrolled(study):
     """1001 late for V2 (4 days, so V3 early), 1002 early for V3 (2 days), 2001 at site 102 with no visit at all."""
-    await scheduling.create_site(study, SITE_B, "Lakeside", "America/Chicago")
+    await sites.create_site(study, SITE_B, "Lakeside", "America/Chicago")
     for subject, site in (("1001", SITE_A), ("1002", SITE_A), ("2001", SITE_B)):
         await enrol(study, subject, site)
-    await scheduling.record_visit(study, "1001", "V2", date(2024, 3, 25), today=TODAY)
-    await scheduling.record_visit(study, "1001", "V3", date(2024, 4, 1), today=TODAY)
-    await scheduling.record_visit(study, "1002", "V2", date(2024, 3, 18), today=TODAY)
-    await scheduling.record_visit(study, "1002", "V3", date(2024, 3, 27), today=TODAY)
+    await visits.record_visit(study, "1001", "V2", date(2024, 3, 25), today=TODAY)
+    await visits.record_visit(study, "1001", "V3", date(2024, 4, 1), today=TODAY)
+    await visits.record_visit(study, "1002", "V2", date(2024, 3, 18), today=TODAY)
+    await visits.record_visit(study, "1002", "V3", date(2024, 3, 27), today=TODAY)
     return study
 
 
@@ -171,7 +171,7 @@ async def test_list_as_a_table_has_aligned_columns(detected, env):
 
 async def test_list_filters_by_state_and_site(enrolled, env):
     ok(env, "detect", "TST-1", "--as-of", "2024-06-01")
-    await scheduling.record_visit(enrolled, "1001", "V2", date(2024, 3, 20), reason="transcription error", today=TODAY)
+    await visits.record_visit(enrolled, "1001", "V2", date(2024, 3, 20), reason="transcription error", today=TODAY)
     # V2 is back in its window, and so is V3, whose window follows V2's actual date.
     assert ok(env, "detect", "TST-1", "--as-of", "2024-06-01") == (
         "TST-1 as of 2024-06-01 (1 participant): 0 created, 0 updated, 2 resolved, 0 reopened\n"

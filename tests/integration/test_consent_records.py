@@ -13,7 +13,7 @@ from trialcoord.documents import consent, documents
 from trialcoord.documents.rules.documents import DocumentKey, IrbApproval
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.problems import InvalidInput
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import participants, visits
 
 pytestmark = pytest.mark.anyio
 PDF = b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -44,9 +44,9 @@ async def consenting(study):
     await effective_form("1.0", date(2024, 2, 1))
     await consent.register_version(study, SITE_A, "en", "1.0", "1.0", ICF.name, "1.0", actor="cora")
     for subject in ("1001", "1002"):
-        await scheduling.enroll_participant(study, subject, SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
-        await scheduling.record_event(study, subject, "randomization", RANDOMIZED, today=TODAY)
-        await scheduling.record_visit(study, subject, "V2", date(2024, 3, 18), today=TODAY)
+        await participants.enroll_participant(study, subject, SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
+        await visits.record_event(study, subject, "randomization", RANDOMIZED, today=TODAY)
+        await visits.record_visit(study, subject, "V2", date(2024, 3, 18), today=TODAY)
     await consent.record_consent(study, "1001", "en", "1.0", date(2024, 3, 1), "cora", TODAY, actor="cora")
     return study
 
@@ -72,7 +72,7 @@ async def test_a_new_effective_version_fills_the_reconsent_queue_until_reconsent
             "required_since": date(2024, 4, 1),
         }
     ]
-    await scheduling.record_visit(consenting, "1001", "V3", date(2024, 4, 2), today=TODAY)
+    await visits.record_visit(consenting, "1001", "V3", date(2024, 4, 2), today=TODAY)
     late = [c for c in await consent.candidates(consenting) if c["subject_id"] == "1001"]
     assert [(c["visit"], c["rule"], c["required_version"]) for c in late] == [("V3", "reconsent_not_obtained", "2.0")]
     await consent.record_consent(consenting, "1001", "en", "2.0", date(2024, 4, 5), "cora", TODAY)
@@ -125,7 +125,7 @@ async def test_the_consent_routes_follow_the_grants(anonymous, personas):
         },
     )
     assert unsigned.status_code == 422 and "signed_by" in unsigned.text
-    await scheduling.enroll_participant("TST-1", "1003", SITE_A, arm="A", enrolled_on=RANDOMIZED, today=RANDOMIZED)
+    await participants.enroll_participant("TST-1", "1003", SITE_A, arm="A", enrolled_on=RANDOMIZED, today=RANDOMIZED)
     page = await coord.post(
         "/studies/TST-1/participants/1003/consents",
         data={
@@ -156,8 +156,8 @@ async def test_the_consent_routes_follow_the_grants(anonymous, personas):
 async def test_the_study_page_shows_the_queue_and_the_candidates_of_the_viewers_sites(anonymous, personas):
     await effective_form("1.0", date(2024, 2, 1))
     await consent.register_version("TST-1", SITE_A, "en", "1.0", "1.0", ICF.name, "1.0")
-    await scheduling.record_event("TST-1", "1001", "randomization", RANDOMIZED, today=TODAY)
-    await scheduling.record_visit("TST-1", "1001", "V2", date(2024, 3, 18), today=TODAY)
+    await visits.record_event("TST-1", "1001", "randomization", RANDOMIZED, today=TODAY)
+    await visits.record_visit("TST-1", "1001", "V2", date(2024, 3, 18), today=TODAY)
     coord = await signed_in(anonymous, "coord-a")
     page = (await coord.get("/studies/TST-1")).text
     assert "Re-consent queue" in page and "visit before consent" in page
@@ -166,8 +166,8 @@ async def test_the_study_page_shows_the_queue_and_the_candidates_of_the_viewers_
 
 
 async def test_sites_without_consent_versions_are_not_checked(personas):
-    await scheduling.record_event("TST-1", "1001", "randomization", RANDOMIZED, today=TODAY)
-    await scheduling.record_visit("TST-1", "1001", "V2", date(2024, 3, 18), today=TODAY)
+    await visits.record_event("TST-1", "1001", "randomization", RANDOMIZED, today=TODAY)
+    await visits.record_visit("TST-1", "1001", "V2", date(2024, 3, 18), today=TODAY)
     assert await consent.candidates("TST-1") == []  # no consent form is kept here for site 101
 
 
@@ -199,22 +199,22 @@ async def test_a_coordinator_records_a_consent_on_the_participant_page(anonymous
 
 
 async def test_recording_a_consent_records_the_consent_event_too(consenting):
-    assert (await scheduling.get_participant(consenting, "1001"))["events"]["consent"] == date(2024, 3, 1)
+    assert (await participants.get_participant(consenting, "1001"))["events"]["consent"] == date(2024, 3, 1)
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="participant_event"), None, 10)
     assert [e["record_id"] for e in entries if e["record_id"].endswith("/consent")] == ["TST-1/101/1001/consent"]
     await consent.record_consent(consenting, "1002", "en", "1.0", date(2024, 3, 10), "cora", TODAY)
-    assert (await scheduling.get_participant(consenting, "1002"))["events"]["consent"] == date(2024, 3, 10)
+    assert (await participants.get_participant(consenting, "1002"))["events"]["consent"] == date(2024, 3, 10)
     # A re-consent leaves the date of first consent as it is.
     await effective_form("2.0", date(2024, 4, 1))
     await consent.register_version(consenting, SITE_A, "en", "2.0", "2.0", ICF.name, "2.0")
     await consent.record_consent(consenting, "1001", "en", "2.0", date(2024, 4, 5), "cora", TODAY)
-    assert (await scheduling.get_participant(consenting, "1001"))["events"]["consent"] == date(2024, 3, 1)
+    assert (await participants.get_participant(consenting, "1001"))["events"]["consent"] == date(2024, 3, 1)
 
 
 async def test_the_consent_event_and_the_consents_never_disagree(consenting):
     with pytest.raises(InvalidInput, match="first consent on record .* was signed on 2024-03-01"):
-        await scheduling.record_event(consenting, "1001", "consent", date(2024, 3, 2), "typo", today=TODAY)
-    await scheduling.record_event(consenting, "1002", "consent", date(2024, 3, 5), today=TODAY)
+        await visits.record_event(consenting, "1001", "consent", date(2024, 3, 2), "typo", today=TODAY)
+    await visits.record_event(consenting, "1002", "consent", date(2024, 3, 5), today=TODAY)
     with pytest.raises(InvalidInput, match="consent event is recorded on 2024-03-05"):
         await consent.record_consent(consenting, "1002", "en", "1.0", date(2024, 3, 4), "cora", TODAY)
     recorded = await consent.record_consent(consenting, "1002", "en", "1.0", date(2024, 3, 5), "cora", TODAY)
@@ -266,7 +266,7 @@ async def test_found_a_consent_signed_before_its_version_was_registered_is_recor
         "0.9",
         date(2024, 1, 15),
     )
-    assert (await scheduling.get_participant(consenting, "1002"))["events"]["consent"] == date(2024, 1, 15)
+    assert (await participants.get_participant(consenting, "1002"))["events"]["consent"] == date(2024, 1, 15)
     assert [
         c
         for c in await consent.candidates(consenting)
@@ -284,7 +284,7 @@ async def test_found_a_consent_signed_before_its_version_was_registered_is_recor
 async def test_paper_consents_and_consent_issues_over_the_api(anonymous, personas):
     await effective_form("1.0", date(2024, 2, 1))
     await consent.register_version("TST-1", SITE_A, "en", "1.0", "1.0", ICF.name, "1.0")
-    await scheduling.record_event("TST-1", "1001", "consent", date(2024, 2, 20), today=TODAY)
+    await visits.record_event("TST-1", "1001", "consent", date(2024, 2, 20), today=TODAY)
     coord = await signed_in(anonymous, "coord-a")
     issues = await coord.get("/api/studies/TST-1/consent-issues")
     assert [i["subject_id"] for i in issues.json()] == ["1001"]
@@ -304,7 +304,7 @@ async def test_paper_consents_and_consent_issues_over_the_api(anonymous, persona
 async def test_the_pages_record_a_paper_consent_and_list_consents_without_a_version(anonymous, personas):
     await effective_form("1.0", date(2024, 2, 1))
     await consent.register_version("TST-1", SITE_A, "en", "1.0", "1.0", ICF.name, "1.0")
-    await scheduling.record_event("TST-1", "1001", "consent", date(2024, 1, 20), today=TODAY)
+    await visits.record_event("TST-1", "1001", "consent", date(2024, 1, 20), today=TODAY)
     coord = await signed_in(anonymous, "coord-a")
     assert "consent signed on 2024-01-20 has no version on record" in (await coord.get("/studies/TST-1")).text
     page = "/studies/TST-1/participants/1001"

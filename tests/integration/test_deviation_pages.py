@@ -13,7 +13,7 @@ from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, SITE_B, SUBJECT_A, SUBJ
 from tests.integration.test_pages import error_next_to
 from trialcoord.accounts import accounts
 from trialcoord.deviations import deviation_review, deviations
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import visits
 
 pytestmark = [pytest.mark.anyio, pytest.mark.db]
 
@@ -25,8 +25,8 @@ CAPAS = "/studies/TST-1/capas"
 async def found(personas):
     """Both participants randomised; 1001's V2 four days late; detection run. -> {(subject, visit, rule): id}"""
     for subject in (SUBJECT_A, SUBJECT_B):
-        await scheduling.record_event("TST-1", subject, "randomization", RANDOMIZED, today=RANDOMIZED)
-    await scheduling.record_visit("TST-1", SUBJECT_A, "V2", date(2024, 3, 25), today=date(2024, 3, 25))
+        await visits.record_event("TST-1", subject, "randomization", RANDOMIZED, today=RANDOMIZED)
+    await visits.record_visit("TST-1", SUBJECT_A, "V2", date(2024, 3, 25), today=date(2024, 3, 25))
     await deviations.detect("TST-1")
     rows, _ = await deviations.listing("TST-1")
     return {(r["participant"], r["visit"], r["rule"]): r["id"] for r in rows}
@@ -130,7 +130,7 @@ async def test_the_queue_pages_by_fifty_keeping_the_filters(anonymous, personas)
 
 
 async def test_running_detection_shows_the_counts_after_the_redirect(anonymous, personas):
-    await scheduling.record_event("TST-1", SUBJECT_A, "randomization", RANDOMIZED, today=RANDOMIZED)
+    await visits.record_event("TST-1", SUBJECT_A, "randomization", RANDOMIZED, today=RANDOMIZED)
     client = await as_user(anonymous, "coord-a")
     ran = await client.post(f"{QUEUE}/detect", data={})
     assert ran.status_code == 303 and re.search(r"\?ran=\d+-0-0-0$", ran.headers["location"])

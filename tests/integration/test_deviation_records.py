@@ -14,7 +14,7 @@ from trialcoord.deviations import deviation_review, deviations, verification
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.database.engine import fetch, transaction
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import participants, protocols, sites, version_changes, visits
 
 pytestmark = pytest.mark.anyio
 TODAY = date(2024, 6, 1)  # V2 (window 03-15..03-21) and V3 (window 03-29..04-04) closed long ago
@@ -23,12 +23,12 @@ TODAY = date(2024, 6, 1)  # V2 (window 03-15..03-21) and V3 (window 03-29..04-04
 @pytest.fixture
 async def enrolled(study):
     for subject in ("1001", "1002", "1003"):
-        await scheduling.enroll_participant(study, subject, SITE_A, arm="P", enrolled_on=RANDOMIZED, today=TODAY)
-        await scheduling.record_event(study, subject, "randomization", RANDOMIZED, today=TODAY)
-    await scheduling.record_visit(study, "1001", "V2", date(2024, 3, 25), today=TODAY)  # 4 days late
-    await scheduling.record_visit(study, "1001", "V3", date(2024, 4, 1), today=TODAY)  # in window
-    await scheduling.record_visit(study, "1002", "V2", date(2024, 3, 18), today=TODAY)
-    await scheduling.record_visit(study, "1002", "V3", date(2024, 3, 27), today=TODAY)  # 2 days early
+        await participants.enroll_participant(study, subject, SITE_A, arm="P", enrolled_on=RANDOMIZED, today=TODAY)
+        await visits.record_event(study, subject, "randomization", RANDOMIZED, today=TODAY)
+    await visits.record_visit(study, "1001", "V2", date(2024, 3, 25), today=TODAY)  # 4 days late
+    await visits.record_visit(study, "1001", "V3", date(2024, 4, 1), today=TODAY)  # in window
+    await visits.record_visit(study, "1002", "V2", date(2024, 3, 18), today=TODAY)
+    await visits.record_visit(study, "1002", "V3", date(2024, 3, 27), today=TODAY)  # 2 days early
     return study
 
 
@@ -69,7 +69,7 @@ async def test_detection_is_idempotent(enrolled):
 
 async def test_an_incremental_run_after_one_visit_looks_at_that_participant_only(enrolled):
     await deviations.detect(enrolled, TODAY)
-    await scheduling.record_visit(enrolled, "1003", "PK", date(2024, 3, 14), today=TODAY)  # optional, in window
+    await visits.record_visit(enrolled, "1003", "PK", date(2024, 3, 14), today=TODAY)  # optional, in window
     nothing = await deviations.detect(enrolled, TODAY)
     assert nothing["scope"] == "1 participant" and nothing["created"] == 0
     quiet = await deviations.detect(enrolled, TODAY)
@@ -77,8 +77,8 @@ async def test_an_incremental_run_after_one_visit_looks_at_that_participant_only
 
 
 async def test_a_window_closing_since_the_last_run_brings_its_participant_in(study):
-    await scheduling.enroll_participant(study, "1004", SITE_A, arm="P", enrolled_on=RANDOMIZED, today=RANDOMIZED)
-    await scheduling.record_event(study, "1004", "randomization", RANDOMIZED, today=RANDOMIZED)
+    await participants.enroll_participant(study, "1004", SITE_A, arm="P", enrolled_on=RANDOMIZED, today=RANDOMIZED)
+    await visits.record_event(study, "1004", "randomization", RANDOMIZED, today=RANDOMIZED)
     first = await deviations.detect(study, date(2024, 3, 21))  # V2's last day: not missed yet (screening is)
     assert first["created"] == 1
     second = await deviations.detect(study, date(2024, 3, 22))
@@ -89,7 +89,7 @@ async def test_a_window_closing_since_the_last_run_brings_its_participant_in(stu
 
 async def test_a_corrected_visit_date_resolves_the_record_by_data_correction_never_deletes_it(enrolled):
     await deviations.detect(enrolled, TODAY)
-    await scheduling.record_visit(enrolled, "1001", "V2", date(2024, 3, 20), reason="transcription error", today=TODAY)
+    await visits.record_visit(enrolled, "1001", "V2", date(2024, 3, 20), reason="transcription error", today=TODAY)
     result = await deviations.detect(enrolled, TODAY)
     # V2 is back in its window, and so is V3, whose window follows V2's actual date.
     assert (result["resolved"], result["scope"]) == (2, "1 participant")
@@ -103,7 +103,7 @@ async def test_a_corrected_visit_date_resolves_the_record_by_data_correction_nev
     assert {r["resolved_by_entry"] for r in rows} == {entry["sequence"]}
     resolved = keyed(rows)[("1001", "V2", "visit_late")]
     # Found again once the date goes back out of the window: the same record, reopened.
-    await scheduling.record_visit(enrolled, "1001", "V2", date(2024, 3, 26), reason="source says 26th", today=TODAY)
+    await visits.record_visit(enrolled, "1001", "V2", date(2024, 3, 26), reason="source says 26th", today=TODAY)
     again = await deviations.detect(enrolled, TODAY)
     assert again["reopened"] == 2
     back = await deviations.get(enrolled, resolved["id"])
@@ -116,13 +116,13 @@ def recorded_on(monkeypatch, day: date) -> None:
 
 
 async def test_an_exception_approved_before_the_visit_prevents_the_deviation_and_is_audited(enrolled, monkeypatch):
-    await scheduling.enroll_participant(enrolled, "1005", SITE_A, arm="P", enrolled_on=RANDOMIZED, today=TODAY)
-    await scheduling.record_event(enrolled, "1005", "randomization", RANDOMIZED, today=TODAY)
+    await participants.enroll_participant(enrolled, "1005", SITE_A, arm="P", enrolled_on=RANDOMIZED, today=TODAY)
+    await visits.record_event(enrolled, "1005", "randomization", RANDOMIZED, today=TODAY)
     recorded_on(monkeypatch, date(2024, 3, 20))
     await deviations.approve_exception(
         enrolled, "1005", "V2", 0, 5, date(2024, 3, 20), "patient travelling", "ivan", today=TODAY
     )
-    await scheduling.record_visit(enrolled, "1005", "V2", date(2024, 3, 25), today=TODAY)  # 4 late, within +5
+    await visits.record_visit(enrolled, "1005", "V2", date(2024, 3, 25), today=TODAY)  # 4 late, within +5
     await deviations.approve_exception(
         enrolled, "1001", "V2", 0, 10, date(2024, 3, 30), "late approval", "ivan", today=TODAY
     )  # after the visit: explains, does not prevent
@@ -145,8 +145,8 @@ async def test_an_exception_approved_before_the_visit_prevents_the_deviation_and
 
 
 async def test_a_visit_after_collection_stopped_is_a_deviation(enrolled):
-    await scheduling.record_event(enrolled, "1002", "withdrawal", date(2024, 3, 20), today=TODAY)
-    await scheduling.record_visit(enrolled, "1002", "DRUG-RETURN", date(2024, 3, 29), today=TODAY)
+    await visits.record_event(enrolled, "1002", "withdrawal", date(2024, 3, 20), today=TODAY)
+    await visits.record_visit(enrolled, "1002", "DRUG-RETURN", date(2024, 3, 29), today=TODAY)
     await deviations.detect(enrolled, TODAY)
     found = keyed((await deviations.listing(enrolled))[0])
     assert ("1002", "V3", "visit_after_ending_event") in found
@@ -154,9 +154,9 @@ async def test_a_visit_after_collection_stopped_is_a_deviation(enrolled):
 
 
 async def test_found_unscheduled_visits_after_an_early_termination_raise_no_deviation(enrolled):
-    await scheduling.record_event(enrolled, "1002", "early_termination", date(2024, 3, 20), today=TODAY)
-    await scheduling.record_visit(enrolled, "1002", "AE-FOLLOW-UP", date(2024, 3, 29), today=TODAY)
-    await scheduling.record_visit(enrolled, "1002", "DRUG-RETURN", date(2024, 4, 2), today=TODAY)
+    await visits.record_event(enrolled, "1002", "early_termination", date(2024, 3, 20), today=TODAY)
+    await visits.record_visit(enrolled, "1002", "AE-FOLLOW-UP", date(2024, 3, 29), today=TODAY)
+    await visits.record_visit(enrolled, "1002", "DRUG-RETURN", date(2024, 4, 2), today=TODAY)
     await deviations.detect(enrolled, TODAY)
     found = keyed((await deviations.listing(enrolled))[0])
     assert [key for key in found if key[0] == "1002" and key[2] == "visit_after_ending_event"] == []
@@ -171,11 +171,11 @@ async def test_collection_stops_only_under_a_version_the_participant_followed(en
     text = PROTOCOL_V1.replace('version: "1.0"', 'version: "3.0"').replace(
         "early_termination: {ends_schedule: true}", "early_termination: {ends_schedule: true, collection: stops}"
     )
-    await scheduling.load_protocol_version(parse_protocol(text, "tst-3.yaml"), text, "tst-3.yaml")
+    await protocols.load_protocol_version(parse_protocol(text, "tst-3.yaml"), text, "tst-3.yaml")
     for subject in ("1002", "1003"):
-        await scheduling.record_event(enrolled, subject, "early_termination", date(2024, 3, 20), today=TODAY)
-        await scheduling.record_visit(enrolled, subject, "DRUG-RETURN", date(2024, 3, 29), today=TODAY)
-    await scheduling.change_protocol_version(enrolled, "1003", "3.0", date(2024, 3, 1), "amendment 3", today=TODAY)
+        await visits.record_event(enrolled, subject, "early_termination", date(2024, 3, 20), today=TODAY)
+        await visits.record_visit(enrolled, subject, "DRUG-RETURN", date(2024, 3, 29), today=TODAY)
+    await version_changes.change_protocol_version(enrolled, "1003", "3.0", date(2024, 3, 1), "amendment 3", today=TODAY)
     await deviations.detect(enrolled, TODAY)
     found = keyed((await deviations.listing(enrolled))[0])
     assert [k for k in found if k[2] == "visit_after_ending_event"] == [
@@ -480,13 +480,13 @@ async def walk_to(study: str, did: int, last: str) -> None:
 
 async def test_a_closed_record_keeps_its_signed_facts_and_a_classified_one_goes_back_to_review(detected):
     await walk_to("TST-1", detected["id"], "close")
-    await scheduling.record_visit("TST-1", "1001", "V2", date(2024, 3, 30), reason="source: 30th", today=TODAY)
+    await visits.record_visit("TST-1", "1001", "V2", date(2024, 3, 30), reason="source: 30th", today=TODAY)
     await deviations.detect("TST-1", TODAY)
     closed = await deviations.get("TST-1", detected["id"])
     assert (closed["state"], closed["days_outside"]) == ("closed", 4)  # as signed; the trail has the change
     early = keyed((await deviations.listing("TST-1"))[0])[("1002", "V3", "visit_early")]
     await walk_to("TST-1", early["id"], "classify")
-    await scheduling.record_visit("TST-1", "1002", "V3", date(2024, 3, 26), reason="source: 26th", today=TODAY)
+    await visits.record_visit("TST-1", "1002", "V3", date(2024, 3, 26), reason="source: 26th", today=TODAY)
     result = await deviations.detect("TST-1", TODAY)
     again = await deviations.get("TST-1", early["id"])
     assert result["updated"] == 1 and (again["state"], again["days_outside"]) == ("reopened", -3)
@@ -499,7 +499,7 @@ async def test_a_closed_record_keeps_its_signed_facts_and_a_classified_one_goes_
 
 
 async def test_a_record_a_monitor_reopened_is_not_resolved_again_by_detection(detected):
-    await scheduling.record_visit("TST-1", "1001", "V2", date(2024, 3, 20), reason="typo", today=TODAY)
+    await visits.record_visit("TST-1", "1001", "V2", date(2024, 3, 20), reason="typo", today=TODAY)
     await deviations.detect("TST-1", TODAY)
     assert (await deviations.get("TST-1", detected["id"]))["state"] == "resolved_by_data_correction"
     await deviation_review.take_step("TST-1", detected["id"], "reopen", "mona", reason="source says 25th")
@@ -536,12 +536,12 @@ async def test_the_protocols_deviations_section_sets_the_starting_classification
     text = PROTOCOL_V1.replace("study: TST-1", "study: TST-2") + (
         "deviations:\n  visit_late:\n    thresholds:\n      - {over_days: 7, classification: important}\n"
     )
-    await scheduling.load_protocol_version(parse_protocol(text, "tst2.yaml"), text, "tst2.yaml")
-    await scheduling.create_site("TST-2", "201", "Hillside", "UTC")
+    await protocols.load_protocol_version(parse_protocol(text, "tst2.yaml"), text, "tst2.yaml")
+    await sites.create_site("TST-2", "201", "Hillside", "UTC")
     for subject, v2 in (("2001", date(2024, 3, 25)), ("2002", date(2024, 3, 29))):  # 4 and 8 days late
-        await scheduling.enroll_participant("TST-2", subject, "201", arm="P", enrolled_on=RANDOMIZED, today=TODAY)
-        await scheduling.record_event("TST-2", subject, "randomization", RANDOMIZED, today=TODAY)
-        await scheduling.record_visit("TST-2", subject, "V2", v2, today=TODAY)
+        await participants.enroll_participant("TST-2", subject, "201", arm="P", enrolled_on=RANDOMIZED, today=TODAY)
+        await visits.record_event("TST-2", subject, "randomization", RANDOMIZED, today=TODAY)
+        await visits.record_visit("TST-2", subject, "V2", v2, today=TODAY)
     await deviations.detect("TST-2", TODAY)
     found = keyed((await deviations.listing("TST-2"))[0])
     assert found[("2001", "V2", "visit_late")]["classification"] == "non_important"

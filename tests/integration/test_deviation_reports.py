@@ -23,7 +23,7 @@ from trialcoord.documents.rules.documents import DocumentKey
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.problems import InvalidInput
 from trialcoord.kernel.render.documents import render_pdf
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import participants, visits
 
 pytestmark = pytest.mark.anyio
 TODAY = date(2024, 6, 1)
@@ -43,13 +43,13 @@ async def reported(personas, monkeypatch):
     real = audit_log.clock
     monkeypatch.setattr(audit_log, "clock", lambda: moment["now"] or real())
     study = "TST-1"
-    await scheduling.enroll_participant(study, "1002", SITE_A, arm="P", enrolled_on=RANDOMIZED, today=TODAY)
+    await participants.enroll_participant(study, "1002", SITE_A, arm="P", enrolled_on=RANDOMIZED, today=TODAY)
     for subject in (SUBJECT_A, SUBJECT_B, "1002"):
-        await scheduling.record_event(study, subject, "randomization", RANDOMIZED, today=TODAY)
-    await scheduling.record_event(study, "1002", "withdrawal", date(2024, 3, 10), today=TODAY)
-    await scheduling.record_visit(study, SUBJECT_A, "V2", date(2024, 3, 25), today=TODAY)
-    await scheduling.record_visit(study, SUBJECT_B, "V2", date(2024, 3, 18), today=TODAY)
-    await scheduling.record_visit(study, SUBJECT_B, "V3", date(2024, 4, 1), today=TODAY)
+        await visits.record_event(study, subject, "randomization", RANDOMIZED, today=TODAY)
+    await visits.record_event(study, "1002", "withdrawal", date(2024, 3, 10), today=TODAY)
+    await visits.record_visit(study, SUBJECT_A, "V2", date(2024, 3, 25), today=TODAY)
+    await visits.record_visit(study, SUBJECT_B, "V2", date(2024, 3, 18), today=TODAY)
+    await visits.record_visit(study, SUBJECT_B, "V3", date(2024, 4, 1), today=TODAY)
     moment["now"] = at("2024-04-01T12:00:00")
     await deviations.detect(study, TODAY)
     moment["now"] = at("2024-05-20T09:00:00")

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 import pytest
 
 from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, SITE_B, SUBJECT_A, SUBJECT_B, add_user, signed_in
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import visits
 
 pytestmark = pytest.mark.anyio
 API = "/api/studies/TST-1"
@@ -20,7 +20,7 @@ TODAY = date(2024, 6, 1)  # every visit window of both participants closed long 
 async def detected(login, personas):
     """Both participants randomised and detection run as the administrator: three missed visits at each site."""
     for subject in (SUBJECT_A, SUBJECT_B):
-        await scheduling.record_event("TST-1", subject, "randomization", RANDOMIZED, today=TODAY)
+        await visits.record_event("TST-1", subject, "randomization", RANDOMIZED, today=TODAY)
     admin = await login("admin")
     run = await admin.post(f"{API}/deviations/detect", json={"as_of": TODAY.isoformat()})
     assert run.status_code == 200, run.text

@@ -15,7 +15,7 @@ import pyreadstat
 import pytest
 
 from trialcoord.kernel.problems import InvalidInput
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import participants, sites, worklists
 from trialcoord.scheduling.importing import import_sdtm
 from trialcoord.scheduling.sdtm import read_dataset, read_map
 
@@ -81,23 +81,23 @@ async def test_sdtm_datasets_go_in_with_the_default_mapping_and_a_map(study, fil
         "RANDOMIZED": ("randomization", 2),
         "COMPLETED": (None, 1),
     }  # no event for it: listed, not imported
-    assert await scheduling.list_participants(study) == []  # a dry run stores nothing
-    assert [s["code"] for s in await scheduling.list_sites(study)] == ["101"]
+    assert await participants.list_participants(study) == []  # a dry run stores nothing
+    assert [s["code"] for s in await sites.list_sites(study)] == ["101"]
     with pytest.raises(InvalidInput) as dry_no_site:  # a dry run reports what the import would refuse
         await import_sdtm(study, sv, ds, dm, mapping, today=TODAY, dry_run=True)
     assert [(p.file, p.line, p.field) for p in dry_no_site.value.problems] == [("dm.xpt", 2, "SITEID")]
     with pytest.raises(InvalidInput) as no_site:
         await import_sdtm(study, sv, ds, dm, mapping, today=TODAY)
     assert [(p.file, p.line, p.field) for p in no_site.value.problems] == [("dm.xpt", 2, "SITEID")]
-    assert await scheduling.list_participants(study) == []
+    assert await participants.list_participants(study) == []
     result, _ = await import_sdtm(study, sv, ds, dm, mapping, today=TODAY, create_sites=True)
     assert result.created_sites == ("205",) and result.created_participants == 2
-    people = {p["subject_id"]: (p["site"], p["arm"]) for p in await scheduling.list_participants(study)}
+    people = {p["subject_id"]: (p["site"], p["arm"]) for p in await participants.list_participants(study)}
     assert people == {A: ("101", "P"), B: ("205", None)}
-    schedule = {r.visit.visit: r for r in await scheduling.participant_schedule(study, A, TODAY)}
+    schedule = {r.visit.visit: r for r in await worklists.participant_schedule(study, A, TODAY)}
     assert schedule["V2"].visit.actual == date(2024, 3, 18) and schedule["SCR"].visit.actual == date(2024, 2, 26)
     assert schedule["UNSCHEDULED 9.2#2"].visit.actual == date(2024, 3, 25)
-    participant = await scheduling.get_participant(study, A)
+    participant = await participants.get_participant(study, A)
     assert participant["events"] == {
         "consent": date(2024, 2, 20),
         "randomization": date(2024, 3, 4),
@@ -125,7 +125,7 @@ async def test_every_sdtm_problem_names_dataset_row_and_variable(study, files, t
     assert "ARMCD 'Pbo' is not an arm of protocol version" in messages[0] and "map it with arms:" in messages[0]
     assert "V2 is also given as 2024-03-18 in bad_sv.xpt row 3" in messages[1]
     assert "SVSTDTC '2024-05' is not a full date" in messages[2]
-    assert await scheduling.list_participants(study) == [] and len(await scheduling.list_sites(study)) == 1
+    assert await participants.list_participants(study) == [] and len(await sites.list_sites(study)) == 1
     with pytest.raises(InvalidInput, match="lacks the variable SVSTDTC"):
         read_dataset(xpt(tmp_path / "no_date.xpt", "SV", ["USUBJID", "VISIT"], [(A, "WEEK 2")]), "SV")
     not_xpt = tmp_path / "sv2.xpt"
@@ -168,7 +168,7 @@ async def test_csv_with_the_same_variables_and_the_command_line(study, db, files
     dry_refused = subprocess.run([*command, "--dry-run"], env=env, capture_output=True, text=True)
     assert dry_refused.returncode == 2 and "UNSCHEDULED 9.2" in dry_refused.stdout  # the mapping, then the problem
     assert "dm.xpt:2: SITEID: study TST-1 has no site 205" in dry_refused.stderr
-    assert await scheduling.list_participants(study) == []
+    assert await participants.list_participants(study) == []
     refused = subprocess.run(command, env=env, capture_output=True, text=True)
     assert refused.returncode == 2 and "dm.xpt:2: SITEID: study TST-1 has no site 205" in refused.stderr
     done = subprocess.run([*command, "--create-sites"], env=env, capture_output=True, text=True)
@@ -193,9 +193,9 @@ async def test_csv_visitnum_numeric_subjects_and_map_shapes(study, tmp_path):
     assert [(p.line, p.field) for p in error.value.problems] == [(3, "VISIT")]  # neither VISIT nor VISITNUM
     sv = Dataset("sv.csv", "SV", sv.rows[:2])
     await import_sdtm(study, sv, site="101", today=TODAY)
-    by_subject = {p["subject_id"] for p in await scheduling.list_participants(study)}
+    by_subject = {p["subject_id"] for p in await participants.list_participants(study)}
     assert by_subject == {"S-1", "1001"}  # a whole-number float read from XPT is written as an integer
-    first = {r.visit.visit: r.visit.actual for r in await scheduling.participant_schedule(study, "S-1", TODAY)}
+    first = {r.visit.visit: r.visit.actual for r in await worklists.participant_schedule(study, "S-1", TODAY)}
     assert first["V3"] == date(2024, 3, 18)  # VISITNUM "3" from CSV is visit number 3 (Week 4)
     bad_map = tmp_path / "map.yaml"
     for text, field in (
@@ -244,7 +244,7 @@ async def test_dm_reference_dates_date_day_one_and_consent(study, tmp_path):
     result, used = await import_sdtm(study, sv, None, dm, today=TODAY)
     assert used.dm == {"RFSTDTC": ("randomization", 1), "RFICDTC": ("consent", 2)}
     assert result.created_participants == 2
-    rows = {r.visit.visit: r.visit for r in await scheduling.participant_schedule(study, "P-1", TODAY)}
+    rows = {r.visit.visit: r.visit for r in await worklists.participant_schedule(study, "P-1", TODAY)}
     assert rows["V2"].target == date(2024, 3, 18) and rows["V2"].status == "on_time"  # counted from RFSTDTC
     partial = Dataset("dm.csv", "DM", [{"USUBJID": "P-3", "SITEID": "101", "RFSTDTC": "2024-03"}])
     with pytest.raises(InvalidInput) as error:
@@ -321,10 +321,10 @@ async def test_disposition_events_of_participation_and_treatment(study):
     }
     assert used.arms == {"": (None, 3)}
     assert used.unused == ["ds.TYPO", "arms.ZZZ"]  # a typo in a map is said, not silently ignored
-    people = {p["subject_id"]: p for p in await scheduling.list_participants(study)}
+    people = {p["subject_id"]: p for p in await participants.list_participants(study)}
     assert people["D-1"]["status"] == people["D-2"]["status"] == "ended"
     assert people["D-3"]["status"] == "active"
-    later = {r.visit.visit: r.visit.status for r in await scheduling.participant_schedule(study, "D-1", TODAY)}
+    later = {r.visit.visit: r.visit.status for r in await worklists.participant_schedule(study, "D-1", TODAY)}
     assert later["V3"] == "not_applicable"  # after the early termination on 2024-03-20
 
 

@@ -281,9 +281,9 @@ async def test_a_signer_without_the_right_cannot_sign_from_any_door(study, real_
 
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
     await add_user("sam", ("sponsor", "TST-1", None))
-    from trialcoord.scheduling import scheduling
+    from trialcoord.scheduling import sites
 
-    await scheduling.create_site("TST-1", "102", "Lakeside", "America/Chicago")
+    await sites.create_site("TST-1", "102", "Lakeside", "America/Chicago")
     await add_user("colin", ("coordinator", "TST-1", "102"))
     await add_user("mona", ("monitor", "TST-1", None))
     for user, meaning in (("sam", "review"), ("colin", "approval"), ("mona", "approval")):

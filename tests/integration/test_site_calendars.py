@@ -10,8 +10,9 @@ import pytest
 from tests.conftest import add_user, signed_in
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.problems import InvalidInput
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import participants, protocols, visits, worklists
 from trialcoord.scheduling.protocol_files import parse_protocol
+from trialcoord.scheduling.sites import add_site_closure, create_site, set_site_calendar, site_calendar_days
 
 pytestmark = pytest.mark.anyio
 PROTOCOL = """\
@@ -32,18 +33,18 @@ TODAY = date(2026, 4, 20)
 
 @pytest.fixture
 async def sites(db):
-    await scheduling.load_protocol_version(parse_protocol(PROTOCOL, "cal.yaml"), PROTOCOL, "cal.yaml")
-    await scheduling.create_site("CAL-1", "101", "Boston", "America/New_York")
-    await scheduling.create_site("CAL-1", "201", "München", "Europe/Berlin", calendar="holidays:DE-BY")
-    await scheduling.create_site("CAL-1", "301", "Leeds", "Europe/London")
+    await protocols.load_protocol_version(parse_protocol(PROTOCOL, "cal.yaml"), PROTOCOL, "cal.yaml")
+    await create_site("CAL-1", "101", "Boston", "America/New_York")
+    await create_site("CAL-1", "201", "München", "Europe/Berlin", calendar="holidays:DE-BY")
+    await create_site("CAL-1", "301", "Leeds", "Europe/London")
     for subject, site in (("101-1", "101"), ("201-1", "201"), ("301-1", "301")):
-        await scheduling.enroll_participant("CAL-1", subject, site, enrolled_on=RANDOMIZED, today=TODAY)
-        await scheduling.record_event("CAL-1", subject, "randomization", RANDOMIZED, today=TODAY)
+        await participants.enroll_participant("CAL-1", subject, site, enrolled_on=RANDOMIZED, today=TODAY)
+        await visits.record_event("CAL-1", subject, "randomization", RANDOMIZED, today=TODAY)
     return "CAL-1"
 
 
 async def latest(study: str, subject: str) -> date:
-    rows = [r for r in await scheduling.worklist(study, date(2026, 4, 30), kind="today") if r.subject_id == subject]
+    rows = [r for r in await worklists.worklist(study, date(2026, 4, 30), kind="today") if r.subject_id == subject]
     return rows[0].visit.latest  # as stored
 
 
@@ -54,33 +55,31 @@ async def test_a_non_us_site_skips_its_own_holidays_and_others_the_protocols_cal
 
 
 async def test_a_closure_and_a_change_of_calendar_move_the_stored_windows(sites):
-    await scheduling.add_site_closure(
-        sites, "301", date(2026, 5, 4), None, "Building works", today=TODAY, actor="admin"
-    )
+    await add_site_closure(sites, "301", date(2026, 5, 4), None, "Building works", today=TODAY, actor="admin")
     assert await latest(sites, "301-1") == date(2026, 5, 5)
-    await scheduling.set_site_calendar(sites, "101", "holidays:DE-BY", today=TODAY, actor="admin")
+    await set_site_calendar(sites, "101", "holidays:DE-BY", today=TODAY, actor="admin")
     assert await latest(sites, "101-1") == date(2026, 5, 5)
-    await scheduling.set_site_calendar(sites, "101", None, today=TODAY, actor="admin")
+    await set_site_calendar(sites, "101", None, today=TODAY, actor="admin")
     assert await latest(sites, "101-1") == date(2026, 5, 4)
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="site"), None, 10)
     assert {(e["record_id"], e["action"]) for e in entries} >= {
         ("CAL-1/301/closure/2026-05-04", "create"),
         ("CAL-1/101", "update"),
     }
-    days = await scheduling.site_calendar_days(sites, "301", date(2026, 4, 30), date(2026, 5, 6))
+    days = await site_calendar_days(sites, "301", date(2026, 4, 30), date(2026, 5, 6))
     assert days["closed"] == [{"date": date(2026, 5, 4), "reason": "Building works"}]
     assert (days["calendar"], days["own"]) == ("weekdays", False)
 
 
 async def test_calendar_and_closure_problems_name_the_field(sites):
     with pytest.raises(InvalidInput) as unknown:
-        await scheduling.create_site(sites, "401", "Nowhere", calendar="holidays:XX")
+        await create_site(sites, "401", "Nowhere", calendar="holidays:XX")
     assert unknown.value.problems[0].field == "calendar"
     with pytest.raises(InvalidInput) as backwards:
-        await scheduling.add_site_closure(sites, "101", date(2026, 5, 4), date(2026, 5, 1), "x", today=TODAY)
+        await add_site_closure(sites, "101", date(2026, 5, 4), date(2026, 5, 1), "x", today=TODAY)
     assert backwards.value.problems[0].field == "last_day"
     with pytest.raises(InvalidInput, match="why the site is closed"):
-        await scheduling.add_site_closure(sites, "101", date(2026, 5, 4), None, " ", today=TODAY)
+        await add_site_closure(sites, "101", date(2026, 5, 4), None, " ", today=TODAY)
 
 
 async def test_the_worklist_shows_the_sites_closed_days_and_the_api_manages_them(sites, anonymous):

@@ -28,7 +28,7 @@ from trialcoord.kernel.audit_log import SYSTEM
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import invalid
 from trialcoord.kernel.rules.audit import utc_instant
-from trialcoord.scheduling import lookups, scheduling
+from trialcoord.scheduling import lookups, protocols, schedules, version_changes
 from trialcoord.scheduling.rules.protocol import Protocol
 from trialcoord.scheduling.rules.schedule import evaluate, judge
 
@@ -42,11 +42,11 @@ async def change_version(
     today: date | None = None,
     actor: str = SYSTEM,
 ) -> dict:
-    """Move one participant (see `scheduling.change_protocol_version`), then re-run detection for it."""
+    """Move one participant (see `version_changes.change_protocol_version`), then re-run detection for it."""
     today = today or date.today()
     async with transaction(f"study {study}, participant {subject_id}"):
         since = await deviations.audit_position()
-        row = await scheduling.change_protocol_version(
+        row = await version_changes.change_protocol_version(
             study, subject_id, version, effective, reason, today=today, actor=actor
         )
         await deviations.redetect(study, [subject_id], since, today=today, actor=actor)
@@ -61,13 +61,13 @@ async def apply_version(
     site: str | None = None,
     today: date | None = None,
     actor: str = SYSTEM,
-) -> scheduling.Moved:
-    """Move every active participant of a site or study (`scheduling.apply_protocol_version`), then re-run
+) -> version_changes.Moved:
+    """Move every active participant of a site or study (`version_changes.apply_protocol_version`), then re-run
     detection for those moved: records the change makes wrong are resolved naming it, new ones created."""
     today = today or date.today()
     async with transaction(f"study {study}, protocol version {version}"):
         since = await deviations.audit_position()
-        moved = await scheduling.apply_protocol_version(
+        moved = await version_changes.apply_protocol_version(
             study, version, effective, reason, site=site, today=today, actor=actor
         )
         if moved.moved:
@@ -112,7 +112,7 @@ async def impact(
     effective = effective or max(protocol.effective, today)
     sha256 = hashlib.sha256(source_text.encode("utf-8")).hexdigest()
     async with read():
-        study_row = await scheduling.require_study(study)
+        study_row = await protocols.require_study(study)
         if protocol.study != study:
             raise invalid(f"the file describes study {protocol.study}, not {study}", field="study")
         if effective < protocol.effective:
@@ -123,7 +123,7 @@ async def impact(
             )
         if site is not None and await lookups.find_site(study_row["id"], site) is None:
             raise invalid(f"study {study} has no site {site}", field="site")
-        versions = await scheduling.Versions.load(study_row["id"])
+        versions = await schedules.Versions.load(study_row["id"])
         loaded = next((row for row in versions.rows.values() if row["version"] == protocol.version), None)
         if loaded is not None and loaded["sha256"] != sha256:  # an impact for a text that could never be loaded
             raise invalid(
@@ -132,7 +132,7 @@ async def impact(
                 field="version",
             )
         if loaded is None:
-            await scheduling.check_numbering(study_row["id"], protocol)  # as loading it would
+            await protocols.check_numbering(study_row["id"], protocol)  # as loading it would
         people = sorted(
             (
                 p
@@ -156,7 +156,7 @@ async def impact(
             ]
             followed.setdefault(versions.label(person.version_id), history[-1][1])
             new = (
-                scheduling.with_site_calendar(protocol, sha256, versions.calendars[person.site])
+                schedules.with_site_calendar(protocol, sha256, versions.calendars[person.site])
                 if person.site in versions.calendars
                 else protocol
             )
@@ -176,11 +176,11 @@ async def impact(
     return Impact(study, protocol.version, effective, today, site, tuple(found), skipped, differences)
 
 
-def _not_applying(person, versions: scheduling.Versions, protocol: Protocol, effective: date) -> str | None:
-    if person.status != scheduling.ACTIVE:
-        return scheduling.SCHEDULE_ENDED
+def _not_applying(person, versions: schedules.Versions, protocol: Protocol, effective: date) -> str | None:
+    if person.status != schedules.ACTIVE:
+        return version_changes.SCHEDULE_ENDED
     if versions.label(person.version_id) == protocol.version:
-        return f"{scheduling.ALREADY_ON} {protocol.version}"
+        return f"{version_changes.ALREADY_ON} {protocol.version}"
     if person.changes and effective < person.changes[-1][0]:
         return f"moved to another version from {person.changes[-1][0]}, after {effective}"
     return None
@@ -196,7 +196,7 @@ def _participant(person, history, change, today, consent_versions, signed, excep
             person.actuals,
             today,
             arm=person.arm,
-            horizon_days=scheduling.HORIZON_DAYS,
+            horizon_days=schedules.HORIZON_DAYS,
             marked_missed=person.marked_missed,
         )
         for _, version in history
@@ -208,7 +208,7 @@ def _participant(person, history, change, today, consent_versions, signed, excep
         person.actuals,
         today,
         arm=person.arm,
-        horizon_days=scheduling.HORIZON_DAYS,
+        horizon_days=schedules.HORIZON_DAYS,
         marked_missed=person.marked_missed,
     )
     proposed = [row for row, _ in judge([*history, change], [*evaluations, proposed_evaluation])]

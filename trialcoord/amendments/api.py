@@ -17,7 +17,7 @@ from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import needs
 from trialcoord.kernel.web.params import AccessDep, QueryStr, StudyPath, SubjectPath, Today, plausible
 from trialcoord.kernel.web.schemas import Code, from_dict
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import protocols
 from trialcoord.scheduling.protocol_files import parse_protocol
 from trialcoord.scheduling.schemas import Participant, ProtocolBodyOperation, VersionChangeIn, protocol_source
 
@@ -101,7 +101,7 @@ class AmendmentController(Controller):
     ) -> Response:
         """What a loaded version would change for the active participants the reader may see (nothing is
         stored): visits moving, appearing or disappearing, deviations resolved or created, re-consent."""
-        text, name = await scheduling.version_source(study, version)
+        text, name = await protocols.version_source(study, version)
         return await _impact(study, text, name, effective, site, format, today, access)
 
     @post(

@@ -38,7 +38,7 @@ def register(commands) -> None:
 
 def protocol_apply(study: str, version: str, effective: date, reason: str, site: str | None) -> int:
     from trialcoord.amendments import amendments
-    from trialcoord.scheduling import scheduling
+    from trialcoord.scheduling import version_changes
 
     today = support.today()
     moved = support.database(
@@ -60,7 +60,7 @@ def protocol_apply(study: str, version: str, effective: date, reason: str, site:
         print(f"  {subject}: {why}")
     # nobody could be moved, and not merely because everyone already follows it or has ended (a re-run): a
     # conflict a script must notice
-    harmless = (scheduling.ALREADY_ON, scheduling.SCHEDULE_ENDED)
+    harmless = (version_changes.ALREADY_ON, version_changes.SCHEDULE_ENDED)
     refused = not moved.moved and any(not why.startswith(harmless) for why in moved.skipped.values())
     return support.EXIT_CONFLICT if refused else 0
 

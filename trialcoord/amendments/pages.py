@@ -17,8 +17,9 @@ from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import Form, FormReader, Upload
 from trialcoord.kernel.web.guard import Access, needs
 from trialcoord.kernel.web.params import AccessDep, QueryStr, StudyPath, Today
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import protocols
 from trialcoord.scheduling.protocol_files import parse_protocol
+from trialcoord.scheduling.sites import list_sites
 
 MAX_PROTOCOL_BYTES = 1024 * 1024
 VIEW = needs(Action.VIEW_SCHEDULE, across_sites=True)
@@ -61,7 +62,7 @@ class AmendmentPages(Controller):
             raise PermissionDeniedException(f"{access.user_id} may not see site {site}")
         try:
             if text is None:
-                text, name = await scheduling.version_source(study, version)
+                text, name = await protocols.version_source(study, version)
             protocol = parse_protocol(text, file=name)
             sites = None if access.sites is None or access.sites.all_sites else access.sites.sites
             result = await amendments.impact(study, protocol, text, effective, site=site, today=today, sites=sites)
@@ -120,11 +121,11 @@ def _count(number: str, noun: str) -> str:
 async def _context(
     study: str, access: Access, today: date, form: dict[str, str] | None = None, errors: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    versions = await scheduling.list_protocol_versions(study)
-    sites = [row for row in await scheduling.list_sites(study) if access.shows(row["code"])]
+    versions = await protocols.list_protocol_versions(study)
+    sites = [row for row in await list_sites(study) if access.shows(row["code"])]
     enrol = visible_sites(access.viewer.grants, Action.ENROLL_PARTICIPANT, study, today)
     return {
-        "study": await scheduling.get_study(study),
+        "study": await protocols.get_study(study),
         "version_options": [(row["version"], f"{row['version']} (effective {row['effective']})") for row in versions],
         "site_options": [(row["code"], f"{row['code']} – {row['name']}") for row in sites],
         "apply_sites": [

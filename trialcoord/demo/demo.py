@@ -15,7 +15,8 @@ from trialcoord.amendments import amendments
 from trialcoord.deviations import deviation_review, deviations
 from trialcoord.kernel.bundled import folder
 from trialcoord.kernel.database.engine import transaction
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import participants, protocols, sites
+from trialcoord.scheduling.visits import book_appointment, mark_missed, record_event, record_visit
 
 PROTOCOLS_DIR = folder("protocols")
 
@@ -89,16 +90,16 @@ async def load_demo(today: date, protocols_dir: Path = PROTOCOLS_DIR) -> bool:
     from trialcoord.scheduling.protocol_files import load_protocol
 
     async with transaction("demo data"):
-        if await scheduling.list_studies():
+        if await protocols.list_studies():
             return False
         for path in sorted(protocols_dir.glob("*/*.yaml")):
             text = path.read_text(encoding="utf-8")
             source = path.relative_to(protocols_dir.parent).as_posix()
-            await scheduling.load_protocol_version(load_protocol(path), text, source)
-        loaded = {study["code"] for study in await scheduling.list_studies()}
+            await protocols.load_protocol_version(load_protocol(path), text, source)
+        loaded = {study["code"] for study in await protocols.list_studies()}
         for study, code, name, zone in SITES:
             if study in loaded:
-                await scheduling.create_site(study, code, name, zone)
+                await sites.create_site(study, code, name, zone)
         for entry in PARTICIPANTS:
             if entry[0] in loaded:
                 await _participant(today, *entry)
@@ -122,20 +123,18 @@ async def _participant(
     visits: dict[str, int],
 ) -> None:
     ago = lambda days: today - timedelta(days=days)  # noqa: E731
-    await scheduling.enroll_participant(
+    await participants.enroll_participant(
         study, subject, site, arm=arm, version=version, enrolled_on=ago(max(events.values())), today=today
     )
     for event, days in events.items():
-        await scheduling.record_event(study, subject, event, ago(days), today=today)
+        await record_event(study, subject, event, ago(days), today=today)
     for code, days in visits.items():
-        await scheduling.record_visit(study, subject, code, ago(days), today=today)
+        await record_visit(study, subject, code, ago(days), today=today)
 
 
 async def _coordinator_actions(today: date) -> None:
-    await scheduling.mark_missed(
-        "DEMO-001", "101-003", "V4", "Participant was in hospital (not study related)", today=today
-    )
-    await scheduling.book_appointment("DEMO-001", "102-001", "V3", today + timedelta(days=11), today=today)
+    await mark_missed("DEMO-001", "101-003", "V4", "Participant was in hospital (not study related)", today=today)
+    await book_appointment("DEMO-001", "102-001", "V3", today + timedelta(days=11), today=today)
     await amendments.change_version(
         "DEMO-001", "101-002", "2.0", today - timedelta(days=30), "Re-consented to amendment 1", today=today
     )

@@ -102,13 +102,13 @@ def listing(study: str, states: str | None, site: str | None, fmt: str) -> int:
     from trialcoord.deviations import deviations
     from trialcoord.kernel import audit_log
     from trialcoord.kernel.problems import NotFound
-    from trialcoord.scheduling import scheduling
+    from trialcoord.scheduling import sites
 
     wanted = _states(states)
 
     async def run():
         # A site that is not the study's is a mistake to name, not an empty listing.
-        if site is not None and site not in {s["code"] for s in await scheduling.list_sites(study)}:
+        if site is not None and site not in {s["code"] for s in await sites.list_sites(study)}:
             raise NotFound(f"study {study} has no site {site}")
         rows, _ = await deviations.listing(study, states=wanted, sites=None if site is None else [site])
         # A listing taken out of the system is an export: audited, as `visits` and the app's downloads are.

@@ -30,8 +30,9 @@ from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.database.engine import fetch
 from trialcoord.kernel.problems import Conflict, NotFound, invalid
 from trialcoord.kernel.render import tabular
-from trialcoord.scheduling import lookups, scheduling
+from trialcoord.scheduling import lookups, protocols
 from trialcoord.scheduling.rules.schedule import study_day
+from trialcoord.scheduling.sites import list_sites
 
 log = logging.getLogger(__name__)
 LOG, VISIT_REPORT, SUMMARY = "deviation_log", "monitoring_visit_report", "site_summary"
@@ -182,9 +183,9 @@ async def listing_file(study: str, sites: Collection[str] | None, kind: str, act
 
 async def _day_one(study: str) -> dict[str, date]:
     """Each participant's day one: the date of their protocol's day-one event, when recorded."""
-    study_id = (await scheduling.require_study(study))["id"]
+    study_id = (await protocols.require_study(study))["id"]
     firsts = {
-        row["id"]: (await scheduling.protocol_of(row["id"], row["sha256"])).day_one
+        row["id"]: (await protocols.protocol_of(row["id"], row["sha256"])).day_one
         for row in await lookups.list_versions(study_id)
     }
     names = sorted(set(firsts.values()))
@@ -536,7 +537,7 @@ async def require_site(study: str, site: str) -> None:
 
 async def _require_sites(study: str, sites: Collection[str]) -> list[str]:
     """The study's sites among `sites`, in the study's order; NotFound naming a site the study lacks."""
-    known = [row["code"] for row in await scheduling.list_sites(study)]
+    known = [row["code"] for row in await list_sites(study)]
     for site in sites:
         if site not in known:
             raise NotFound(f"study {study} has no site {site}")
@@ -569,12 +570,12 @@ async def _site_counts(study: str, sites: list[str], as_of: date) -> tuple[dict[
     `as_of` count as missed, visits done after it as not done."""
     if not sites:
         return {}, {}
-    study_id = (await scheduling.require_study(study))["id"]
+    study_id = (await protocols.require_study(study))["id"]
     ending = sorted(
         {
             name
             for row in await lookups.list_versions(study_id)
-            for name, event in (await scheduling.protocol_of(row["id"], row["sha256"])).events.items()
+            for name, event in (await protocols.protocol_of(row["id"], row["sha256"])).events.items()
             if event.ends_schedule
         }
     )

@@ -44,7 +44,8 @@ from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import InvalidInput, NotFound, Problem, invalid
 from trialcoord.kernel.rules.audit import utc_instant
-from trialcoord.scheduling import lookups, scheduling
+from trialcoord.scheduling import lookups, participants, schedules
+from trialcoord.scheduling.protocols import list_studies, protocol_of, require_study
 from trialcoord.scheduling.rules.protocol import Protocol
 
 SCREENING = re.compile(r"screen", re.IGNORECASE)  # a visit named or coded "Screening" (the contract has no epochs)
@@ -104,7 +105,7 @@ async def detect(
         )
     at = now()
     async with transaction(f"deviation detection of study {study}"):
-        study_id = (await scheduling.require_study(study))["id"]
+        study_id = (await require_study(study))["id"]
         await store.lock_study(study_id)
         size = await store.audit_size()
         last = await store.last_run(study_id)
@@ -143,7 +144,7 @@ async def redetect(
     today = today or date.today()
     counts = dict(created=0, updated=0, resolved=0, reopened=0)
     async with transaction(f"deviation detection of study {study}"):
-        study_id = (await scheduling.require_study(study))["id"]
+        study_id = (await require_study(study))["id"]
         await store.lock_study(study_id)
         scope = set((await store.participant_ids(study_id, subjects)).values())
         if scope:
@@ -155,16 +156,16 @@ async def redetect(
 async def refresh_schedules(
     study: str | None = None, as_of: date | None = None, today: date | None = None
 ) -> dict[str, int]:
-    """`trialcoord schedules refresh`: each study's stale stored schedules re-evaluated (`scheduling.refresh_study`)
+    """`trialcoord schedules refresh`: each study's stale stored schedules re-evaluated (`schedules.refresh_study`)
     and detection run for those participants in the same transaction, so the missed occurrences a refresh
     stores are flagged at once and incremental runs need not look for unaudited re-evaluations. Returns how
     many participants, by study."""
     today = today or date.today()
     as_of = as_of or today
     refreshed = {}
-    for code in [study] if study else [row["code"] for row in await scheduling.list_studies()]:
+    for code in [study] if study else [row["code"] for row in await list_studies()]:
         async with transaction(f"study {code}, schedule refresh"):
-            last = await store.last_run((await scheduling.require_study(code))["id"])
+            last = await store.last_run((await require_study(code))["id"])
             if last is not None and as_of < date.fromisoformat(str(last["as_of"])):
                 # detection moves forward only: as of an earlier day it would resolve records of visits since
                 raise invalid(
@@ -173,7 +174,7 @@ async def refresh_schedules(
                     field="as_of",
                 )
             since = await audit_position()
-            subjects = await scheduling.refresh_study(code, as_of, today)
+            subjects = await schedules.refresh_study(code, as_of, today)
             if subjects:  # as of the day they were evaluated as of
                 await redetect(code, subjects, since, today=as_of)
         refreshed[code] = len(subjects)
@@ -200,8 +201,7 @@ async def _detect(
 ) -> dict:
     people = {row["id"]: row for row in await store.participants(study_id, scope)}
     protocols = {
-        row["id"]: await scheduling.protocol_of(row["id"], row["sha256"])
-        for row in await lookups.list_versions(study_id)
+        row["id"]: await protocol_of(row["id"], row["sha256"]) for row in await lookups.list_versions(study_id)
     }
     # Only an ending event after which nothing is collected (consent withdrawn) makes a later visit a deviation.
     ending = sorted({name for p in protocols.values() for name in p.stopping_events})
@@ -209,7 +209,7 @@ async def _detect(
     condition = f"({store.candidates(ending)}){store.among('x.participant', scope)}"
     rows_of: dict[int, list] = defaultdict(list)
     for row in await lookups.worklist_rows(study_id, condition, *store.candidate_args(as_of, ending)):
-        rows_of[row.participant].append(scheduling.restated(row, as_of))
+        rows_of[row.participant].append(schedules.restated(row, as_of))
     # a participant's collection stopped on the first event that stops it in a version it has followed
     stops = {vid: p.stopping_events for vid, p in protocols.items()}
     ended = {
@@ -397,8 +397,8 @@ async def _consent_candidates(
 async def _cause(study: str, row: dict, changes: list) -> int | None:
     """The audit entry that made the fact go away: the latest change of that visit since the previous run,
     else the latest change of that participant (an event, a consent)."""
-    visit_rid = scheduling.record_id(study, row["site"], row["subject_id"], row["visit"] or "")
-    prefix = scheduling.record_id(study, row["site"], row["subject_id"])
+    visit_rid = participants.record_id(study, row["site"], row["subject_id"], row["visit"] or "")
+    prefix = participants.record_id(study, row["site"], row["subject_id"])
     mine = [
         (seq, rid)
         for seq, record_type, rid in changes
@@ -478,7 +478,7 @@ async def record_manual(
         raise InvalidInput(problems)
     at = now()
     async with transaction(f"a deviation at site {site} of study {study}"):
-        study_id = (await scheduling.require_study(study))["id"]
+        study_id = (await require_study(study))["id"]
         site_row = await lookups.find_site(study_id, site)
         if site_row is None:
             raise NotFound(f"study {study} has no site {site}")
@@ -563,7 +563,7 @@ async def approve_exception(
             Change(
                 "create",
                 "window_exception",
-                scheduling.record_id(study, person["site"], subject_id, visit, "exception"),
+                participants.record_id(study, person["site"], subject_id, visit, "exception"),
                 None,
                 record,
                 reason.strip(),
@@ -574,7 +574,7 @@ async def approve_exception(
 
 async def exceptions_of(study: str) -> list[dict]:
     async with read():
-        study_id = (await scheduling.require_study(study))["id"]
+        study_id = (await require_study(study))["id"]
         return await store.exceptions(study_id, None)
 
 
@@ -627,7 +627,7 @@ async def listing(
         args.append(date.fromordinal(cutoff.toordinal() + 1).isoformat())
     clause = "".join(f" AND {w}" for w in where)
     async with read():
-        study_id = (await scheduling.require_study(study))["id"]
+        study_id = (await require_study(study))["id"]
         total = await store.count(study_id, clause, args)
         rows = await store.listing(study_id, clause, args, "d.detected_at, d.id", limit, offset)
     return [as_dict(row) for row in rows], total
@@ -635,7 +635,7 @@ async def listing(
 
 async def get(study: str, deviation_id: int) -> dict:
     async with read():
-        study_id = (await scheduling.require_study(study))["id"]
+        study_id = (await require_study(study))["id"]
         row = await store.find(study_id, deviation_id)
         if row is None:
             raise NotFound(f"study {study} has no deviation {deviation_id}")

@@ -28,7 +28,9 @@ from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import Conflict, NotFound, invalid
 from trialcoord.kernel.rules.audit import utc_instant
-from trialcoord.scheduling import lookups, scheduling
+from trialcoord.scheduling import lookups, protocols
+from trialcoord.scheduling.participants import participant_site, record_id, subject_row
+from trialcoord.scheduling.visits import record_event
 
 CONSENT_FORM = "040"
 
@@ -57,7 +59,7 @@ async def register_version(
                 f" (TMF 02.02.03); it is {row['status']}, filed under {found['artifact']}",
                 field="document",
             )
-        versions = {v["version"] for v in await scheduling.list_protocol_versions(study)}
+        versions = {v["version"] for v in await protocols.list_protocol_versions(study)}
         if protocol_version not in versions:
             raise invalid(f"study {study} has no protocol version {protocol_version}", field="protocol_version")
         if await store.find_version(study, site, language, label):
@@ -217,7 +219,7 @@ async def record_paper_consent(
 
 
 async def _site_of(study: str, subject_id: str) -> str:
-    site = await scheduling.participant_site(study, subject_id)
+    site = await participant_site(study, subject_id)
     if site is None:
         raise NotFound(f"study {study} has no participant {subject_id}")
     return site
@@ -233,8 +235,8 @@ def _check_signed(signed_on: date, obtained_by: str, today: date) -> None:
 async def _record(study, subject_id, site, signed_on, today, actor, record, name, insert) -> None:
     """Store a consent and, when it is the participant's first, the protocol's consent event on its date (in the
     caller's transaction, both audited)."""
-    subject = await scheduling.subject_row(study, subject_id)
-    event = (await scheduling.protocol_of(subject["protocol_version"], subject["sha256"])).consent_event
+    subject = await subject_row(study, subject_id)
+    event = (await protocols.protocol_of(subject["protocol_version"], subject["sha256"])).consent_event
     recorded = subject["events"].get(event) if event else None
     if recorded is not None and signed_on < recorded:
         raise invalid(
@@ -246,10 +248,10 @@ async def _record(study, subject_id, site, signed_on, today, actor, record, name
     await insert(subject["id"])
     await audit_log.record(
         actor,
-        Change("create", "participant_consent", scheduling.record_id(study, site, subject_id, name), None, record),
+        Change("create", "participant_consent", record_id(study, site, subject_id, name), None, record),
     )
     if event is not None and recorded is None:
-        await scheduling.record_event(study, subject_id, event, signed_on, today=today, actor=actor)
+        await record_event(study, subject_id, event, signed_on, today=today, actor=actor)
 
 
 async def reconsent(study: str, today: date) -> list[dict]:
@@ -333,7 +335,7 @@ async def _consent_events(study_id: int) -> set[str]:
     """The names of the consent event in the study's protocol versions."""
     names = set()
     for row in await lookups.list_versions(study_id):
-        event = (await scheduling.protocol_of(row["id"], row["sha256"])).consent_event
+        event = (await protocols.protocol_of(row["id"], row["sha256"])).consent_event
         if event:
             names.add(event)
     return names
@@ -393,7 +395,7 @@ async def list_versions(study: str) -> list[dict]:
 
 async def of_participant(study: str, subject_id: str) -> tuple[list[dict], list[dict]]:
     """(the participant's consents, the consent versions of their site), oldest first."""
-    site = await scheduling.participant_site(study, subject_id)
+    site = await participant_site(study, subject_id)
     if site is None:
         raise NotFound(f"study {study} has no participant {subject_id}")
     async with read():

@@ -17,7 +17,7 @@ from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import NotConfigured, invalid
 from trialcoord.kernel.rules.audit import utc_instant
 from trialcoord.scheduling import identities_store as store
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import participants
 
 FIELDS = store.FIELDS
 LABELS = {
@@ -87,13 +87,13 @@ async def set_identity(study: str, subject_id: str, values: dict[str, str | None
             summary[name] = "set" if before is None else "cleared" if value is None else "changed"
         if summary:
             await store.save(participant, current, utc_instant(audit_log.clock()), exists=stored is not None)
-            site = await scheduling.participant_site(study, subject_id)
+            site = await participants.participant_site(study, subject_id)
             await audit_log.record(
                 actor,
                 Change(
                     "update" if stored else "create",
                     "participant_identity",
-                    scheduling.record_id(study, site, subject_id),
+                    participants.record_id(study, site, subject_id),
                     None,
                     summary,
                 ),
@@ -120,7 +120,7 @@ def _clean(name: str, value: str | None) -> str | None:
 
 
 async def _participant_id(study: str, subject_id: str) -> int:
-    return (await scheduling.subject_row(study, subject_id))["id"]
+    return (await participants.subject_row(study, subject_id))["id"]
 
 
 async def rotate_stored(ring: pii.KeyRing, actor: str = SYSTEM) -> int:

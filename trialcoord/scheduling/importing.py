@@ -16,12 +16,13 @@ from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.database.engine import transaction
 from trialcoord.kernel.problems import InvalidInput, Problem
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import participants, protocols, schedules
 from trialcoord.scheduling import store as repo
 from trialcoord.scheduling.events_csv import EventRow, number_unscheduled, parse_events_csv
 from trialcoord.scheduling.rules.protocol import Protocol
 from trialcoord.scheduling.sdtm import Dataset, to_rows
 from trialcoord.scheduling.sdtm import Mapping as SdtmMapping
+from trialcoord.scheduling.sites import create_site
 from trialcoord.scheduling.store import ScheduleInputs
 
 
@@ -85,8 +86,8 @@ async def _import_rows(study, parse, file, site, today, actor, create_sites, pro
     today = today or date.today()
     say = progress or (lambda _: None)
     async with transaction(f"study {study}, import of {file}"):
-        study_row = await scheduling.require_study(study)
-        protocol = await scheduling.get_protocol(study)
+        study_row = await protocols.require_study(study)
+        protocol = await protocols.get_protocol(study)
         rows, problems = await parse(protocol)
         say(f"{len(rows):,} rows read, {len({r.participant for r in rows}):,} participants; checking them")
         await repo.lock_participants(study_row["id"])
@@ -132,7 +133,7 @@ async def _import_rows(study, parse, file, site, today, actor, create_sites, pro
         say("checked; storing (all or nothing)")
         if missing:
             for code in missing:
-                await scheduling.create_site(study, code, code, actor=actor)
+                await create_site(study, code, code, actor=actor)
             sites = {row["code"]: row for row in await repo.list_sites(study_row["id"])}
         enrolled = await _enrol_new(study, study_row["id"], rows, people, sites, site)
         if enrolled:
@@ -140,7 +141,7 @@ async def _import_rows(study, parse, file, site, today, actor, create_sites, pro
         events, visits, changed, audited = await _apply(study, rows, people)
         if changed:
             say(f"{events + visits:,} new facts stored; re-evaluating {len(changed):,} participants' schedules")
-            await scheduling.refresh_participants(study_row["id"], inputs=changed, today=today)
+            await schedules.refresh_participants(study_row["id"], inputs=changed, today=today)
         await audit_log.record_each(
             actor, len(enrolled) + len(audited), _audit_changes(study, enrolled, audited, f"imported from {file}")
         )
@@ -280,7 +281,7 @@ async def _enrol_new(
     await repo.insert_participants(
         study_id,
         [
-            (subject, sites[code]["id"], arm, scheduling.enrolment_version(study, versions, None, day)["id"], day)
+            (subject, sites[code]["id"], arm, participants.enrolment_version(study, versions, None, day)["id"], day)
             for subject, (day, arm, code) in first.items()
         ],
     )
@@ -323,13 +324,13 @@ def _audit_changes(study: str, enrolled: dict[str, list], audited: list[tuple], 
         yield Change(
             "create",
             "participant",
-            scheduling.record_id(study, code, subject),
+            participants.record_id(study, code, subject),
             None,
             {"site": code, "arm": arm, "enrolled_on": day},
             reason,
         )
     for what, person, name, day in audited:
-        rid = scheduling.record_id(study, person.site, person.subject_id)
+        rid = participants.record_id(study, person.site, person.subject_id)
         if what == _ARM:
             yield Change("update", "participant", rid, {"arm": None}, {"arm": name}, reason)
         elif what == _EVENT:

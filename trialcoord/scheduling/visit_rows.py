@@ -6,7 +6,7 @@ from datetime import date
 
 import msgspec
 
-from trialcoord.scheduling.scheduling import ScheduledVisit
+from trialcoord.scheduling.schedules import ScheduledVisit
 
 
 class VisitRow(msgspec.Struct):

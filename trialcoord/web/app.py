@@ -46,7 +46,7 @@ from trialcoord.kernel.web.guard import CSRF_FIELD, PUBLIC, Access, guard
 from trialcoord.kernel.web.render_jobs import RenderJobController
 from trialcoord.overviews.pages.participants import ParticipantPages
 from trialcoord.overviews.pages.studies import StudyPages
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import participants
 from trialcoord.scheduling.api.participants import ParticipantController
 from trialcoord.scheduling.api.studies import StudyController
 from trialcoord.scheduling.api.worklists import WorklistController
@@ -115,7 +115,7 @@ def create_app(settings: Settings | None = None, *, account_rules: AccountRules 
             {
                 "settings": settings,
                 "resolve_session": partial(accounts.resolve, rules=rules),  # for the guard, below the features
-                "participant_site": scheduling.participant_site,
+                "participant_site": participants.participant_site,
             }
         ),
         dependencies={

@@ -210,11 +210,11 @@ def sees_personal_data(access: Access, study: str, sites: list[str], today: date
 
 
 async def _sites(study: str, access: Access, site: str | None) -> list[str]:
-    from trialcoord.scheduling import scheduling
+    from trialcoord.scheduling.sites import list_sites
 
     if site:
         return [site]
-    return [row["code"] for row in await scheduling.list_sites(study) if access.shows(row["code"])]
+    return [row["code"] for row in await list_sites(study) if access.shows(row["code"])]
 
 
 async def _download(

@@ -28,7 +28,7 @@ from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import Access, needs
 from trialcoord.kernel.web.params import AccessDep, AsOf, QueryStr, StudyPath, SubjectPath, Today, as_of_or_today
 from trialcoord.kernel.web.schemas import Code, Text, check_plausible
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import participants
 
 VIEW = needs(Action.VIEW_SCHEDULE, across_sites=True)
 RECORD = needs(Action.RECORD_DEVIATION, across_sites=True)
@@ -443,7 +443,7 @@ class DeviationController(Controller):
 
     @get("/window-exceptions", opt=VIEW, responses=READ)
     async def exceptions(self, study: StudyPath, access: AccessDep) -> list[ExceptionOut]:
-        site_of = {p["subject_id"]: p["site"] for p in await scheduling.list_participants(study)}
+        site_of = {p["subject_id"]: p["site"] for p in await participants.list_participants(study)}
         rows = [
             {**e, "site": site_of[e["subject_id"]], "approved_on": _day(e["approved_on"])}
             for e in await deviations.exceptions_of(study)

@@ -21,7 +21,8 @@ from trialcoord.kernel.web.forms import Form, FormReader
 from trialcoord.kernel.web.guard import Access, needs
 from trialcoord.kernel.web.params import AccessDep, QueryStr, StudyPath, Today
 from trialcoord.kernel.web.render_jobs import render_jobs
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import protocols
+from trialcoord.scheduling.sites import list_sites
 
 VIEW = needs(Action.VIEW_SCHEDULE, across_sites=True)
 LABEL = r"[0-9]{4}-[0-9]{2}-[0-9]{2}(\.[0-9]{1,4})?"  # a filed report's label
@@ -40,7 +41,7 @@ class ReportPages(Controller):
         return Template(
             "deviation_trends.html",
             context={
-                "study": await scheduling.get_study(study),
+                "study": await protocols.get_study(study),
                 "sites": sites,
                 "site": site,
                 "trend": trend,
@@ -100,7 +101,7 @@ class ReportPages(Controller):
 
 
 async def _visible_sites(study: str, access: Access) -> list[str]:
-    return [row["code"] for row in await scheduling.list_sites(study) if access.shows(row["code"])]
+    return [row["code"] for row in await list_sites(study) if access.shows(row["code"])]
 
 
 async def _filed(
@@ -130,7 +131,7 @@ async def _context(
     filers = [(code, code) for code in chosen if access.may(Action.MANAGE_DOCUMENTS, study, code, today)]
     rows = summary["sites"] + ([{**summary["total"], "site": "All"}] if len(summary["sites"]) > 1 else [])
     return {
-        "study": await scheduling.get_study(study),
+        "study": await protocols.get_study(study),
         "sites": sites,
         "site": site if site in sites else None,
         "summary": summary,

@@ -34,7 +34,8 @@ from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import FormReader, whole_number
 from trialcoord.kernel.web.guard import Access, needs
 from trialcoord.kernel.web.params import AccessDep, QueryStr, StudyPath, Today
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import protocols, worklists
+from trialcoord.scheduling.sites import list_sites
 from trialcoord.scheduling.timeline import build_timeline
 from trialcoord.scheduling.visit_rows import visit_row
 
@@ -346,9 +347,9 @@ async def _queue_context(
         return f"{_queue_url(study)}?{urlencode([*kept, ('page', n)], quote_via=quote)}"
 
     pages = max(1, -(-total // PAGE_SIZE))
-    sites = [row["code"] for row in await scheduling.list_sites(study) if access.shows(row["code"])]
+    sites = [row["code"] for row in await list_sites(study) if access.shows(row["code"])]
     return {
-        "study": await scheduling.get_study(study),
+        "study": await protocols.get_study(study),
         "rows": rows,
         "total": total,
         "page": number,
@@ -464,7 +465,7 @@ def _renamed(errors: dict[str, str], names: dict[str, str]) -> dict[str, str]:
 
 
 async def _deviation_context(study: str, row: dict, access: Access, today: date) -> dict[str, Any]:
-    zone = next((s["time_zone"] for s in await scheduling.list_sites(study) if s["code"] == row["site"]), "UTC")
+    zone = next((s["time_zone"] for s in await list_sites(study) if s["code"] == row["site"]), "UTC")
     signatures = [
         {**s, "local_time": _local(s["instant"], zone)}
         for s in await deviation_review.verify_signatures(study, row["id"])
@@ -472,10 +473,10 @@ async def _deviation_context(study: str, row: dict, access: Access, today: date)
     steps = [{**s, "local_time": _local(s["at"], zone)} for s in row["steps"]]
     timeline = None
     if row["participant"]:
-        visits = [visit_row(v) for v in await scheduling.participant_schedule(study, row["participant"], today)]
+        visits = [visit_row(v) for v in await worklists.participant_schedule(study, row["participant"], today)]
         timeline = build_timeline(visits, today, highlight=row["visit"])
     return {
-        "study": await scheduling.get_study(study),
+        "study": await protocols.get_study(study),
         "row": row,
         "steps": steps,
         "signatures": signatures,
@@ -506,7 +507,7 @@ def _local(instant: str, zone: str) -> str:
 async def _capas_context(study: str, access: Access, today: date) -> dict[str, Any]:
     capas = await deviation_review.list_capas(study, _sites(access), access.user_id)  # members: theirs only
     return {
-        "study": await scheduling.get_study(study),
+        "study": await protocols.get_study(study),
         "capas": capas,
         "errors": {},
         "form": {},
@@ -519,7 +520,7 @@ async def _capa_context(study: str, capa_id: int, access: Access, today: date) -
     capa = await deviation_review.get_capa(study, capa_id, _sites(access), access.user_id)  # 404 if unseen
     members = [await deviations.get(study, i) for i in capa["deviations"]]
     return {
-        "study": await scheduling.get_study(study),
+        "study": await protocols.get_study(study),
         "capa": capa,
         "members": members,
         "errors": {},
@@ -533,6 +534,6 @@ async def _may_record(study: str, access: Access, today: date) -> bool:
     """CAPA forms are for those who record deviations at one of the sites they see."""
     return any(
         access.may(Action.RECORD_DEVIATION, study, row["code"], today)
-        for row in await scheduling.list_sites(study)
+        for row in await list_sites(study)
         if access.shows(row["code"])
     )

@@ -24,7 +24,8 @@ from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import Form, FormReader
 from trialcoord.kernel.web.guard import Access, needs
 from trialcoord.kernel.web.params import AccessDep, QueryStr, StudyPath, Today
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling.protocols import get_study, list_protocol_versions
+from trialcoord.scheduling.sites import list_sites
 
 MEANINGS = [(str(m), str(m)) for m in Meaning]
 
@@ -109,7 +110,7 @@ class BinderPages(Controller):
 
     @get("/", opt=needs(Action.VIEW_SCHEDULE, across_sites=True))
     async def binder_page(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None) -> Template:
-        sites = [row["code"] for row in await scheduling.list_sites(study) if access.shows(row["code"])]
+        sites = [row["code"] for row in await list_sites(study) if access.shows(row["code"])]
         chosen = site if site in sites else (sites[0] if sites else None)
         items = await binder.site_checklist(study, chosen, today) if chosen else []
         counts = {
@@ -119,7 +120,7 @@ class BinderPages(Controller):
         return Template(
             "binder.html",
             context={
-                "study": await scheduling.get_study(study),
+                "study": await get_study(study),
                 "sites": sites,
                 "site": chosen,
                 "items": items,
@@ -159,9 +160,9 @@ async def _version_context(study: str, access: Access, today: date, key: Documen
         row["artifact"]["unique_id"] == "040" and row["status"] == "effective" and key.site is not None and may_manage
     )
     consent_versions = [v for v in await consent.list_versions(study) if v["site"] == key.site] if registrable else []
-    protocols = [(v["version"], v["version"]) for v in await scheduling.list_protocol_versions(study)]
+    protocols = [(v["version"], v["version"]) for v in await list_protocol_versions(study)]
     return {
-        "study": await scheduling.get_study(study),
+        "study": await get_study(study),
         "row": row,
         "signatures": shown,
         "files": list(newest.values()),

@@ -19,7 +19,8 @@ from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import Form, FormReader, Upload
 from trialcoord.kernel.web.guard import Access, needs
 from trialcoord.kernel.web.params import AccessDep, QueryStr, StudyPath, Today
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import protocols
+from trialcoord.scheduling.sites import list_sites
 
 NOTICES = {"added": "Version stored as a draft.", "status": "Status changed."}
 
@@ -90,9 +91,9 @@ async def _rerender(study: str, access: Access, today: date, key: str, errors: d
 
 
 async def _context(study: str, access: Access, today: date) -> dict[str, Any]:
-    details = await scheduling.get_study(study)
+    details = await protocols.get_study(study)
     rows = [row for row in await documents.list_documents(study) if visible(access, study, row, today)]
-    sites = [row["code"] for row in await scheduling.list_sites(study) if access.shows(row["code"])]
+    sites = [row["code"] for row in await list_sites(study) if access.shows(row["code"])]
     study_wide = access.may(Action.MANAGE_DOCUMENTS, study, None, today)
     manage = study_wide or any(access.may(Action.MANAGE_DOCUMENTS, study, site, today) for site in sites)
     return {

@@ -28,7 +28,7 @@ from trialcoord.kernel.web.params import (
     VisitPath,
     as_of_or_today,
 )
-from trialcoord.scheduling import identities, scheduling
+from trialcoord.scheduling import identities, participants, protocols, visits, worklists
 from trialcoord.scheduling.timeline import build_timeline
 from trialcoord.scheduling.visit_rows import visit_row
 
@@ -74,7 +74,7 @@ class ParticipantPages(Controller):
         day = form.date("date", "event date")
         reason = form.text("reason", "reason", required=False)
         if not form.errors:
-            call = scheduling.record_event(study, subject_id, event, day, reason, today=today, actor=access.user_id)
+            call = visits.record_event(study, subject_id, event, day, reason, today=today, actor=access.user_id)
             return await _save(call, study, subject_id, today, "event", form, access)
         return await _rerender(study, subject_id, today, "event", form.errors, form, access)
 
@@ -85,7 +85,7 @@ class ParticipantPages(Controller):
         form = FormReader(data)
         arm = form.text("arm", "arm", choice=True)
         if not form.errors:
-            call = scheduling.assign_arm(study, subject_id, arm, today=today, actor=access.user_id)
+            call = participants.assign_arm(study, subject_id, arm, today=today, actor=access.user_id)
             return await _save(call, study, subject_id, today, "arm", form, access)
         return await _rerender(study, subject_id, today, "arm", form.errors, form, access)
 
@@ -171,13 +171,11 @@ class ParticipantPages(Controller):
             return await _rerender(study, subject_id, today, key, form.errors, form, access)
         actor = access.user_id
         if action == "actual":
-            call = scheduling.record_visit(study, subject_id, code, day, row_version, reason, today=today, actor=actor)
+            call = visits.record_visit(study, subject_id, code, day, row_version, reason, today=today, actor=actor)
         elif action == "appointment":
-            call = scheduling.book_appointment(
-                study, subject_id, code, day, reason, row_version, today=today, actor=actor
-            )
+            call = visits.book_appointment(study, subject_id, code, day, reason, row_version, today=today, actor=actor)
         else:
-            call = scheduling.mark_missed(study, subject_id, code, reason, row_version, today=today, actor=actor)
+            call = visits.mark_missed(study, subject_id, code, reason, row_version, today=today, actor=actor)
         return await _save(call, study, subject_id, today, key, form, access)
 
 
@@ -204,7 +202,7 @@ async def _rerender(
 async def participant_context(
     study: str, subject_id: str, as_of: date, access: Access, today: date, failed: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    participant = await scheduling.get_participant(study, subject_id)
+    participant = await participants.get_participant(study, subject_id)
     site = participant["site"]
     may = {
         action: access.may(action, study, site, today)
@@ -217,9 +215,9 @@ async def participant_context(
             identity = await identities.get_identity(study, subject_id)
         except NotConfigured as error:
             identity_error = str(error)
-    protocol = await scheduling.get_protocol(study, participant["protocol_version"])
-    rows = [visit_row(row) for row in await scheduling.participant_schedule(study, subject_id, as_of)]
-    versions = [row["version"] for row in await scheduling.list_protocol_versions(study)]
+    protocol = await protocols.get_protocol(study, participant["protocol_version"])
+    rows = [visit_row(row) for row in await worklists.participant_schedule(study, subject_id, as_of)]
+    versions = [row["version"] for row in await protocols.list_protocol_versions(study)]
     return {
         "study": study,
         "participant": participant,

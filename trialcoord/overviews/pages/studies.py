@@ -16,7 +16,7 @@ from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import Form, FormReader, participant_url
 from trialcoord.kernel.web.guard import SIGNED_IN, Access, needs
 from trialcoord.kernel.web.params import AccessDep, AsOf, QueryStr, StudyPath, Today, WorklistKind, as_of_or_today
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import participants, protocols, sites, worklists
 from trialcoord.scheduling.visit_rows import visit_row
 
 TABS = (  # WorklistKind values, as tab labels
@@ -32,7 +32,7 @@ class StudyPages(Controller):
 
     @get("/", opt=SIGNED_IN)
     async def index(self, access: AccessDep, today: Today) -> Template:
-        studies = [row for row in await scheduling.list_studies() if access.may_see_study(row["code"], today)]
+        studies = [row for row in await protocols.list_studies() if access.may_see_study(row["code"], today)]
         return Template("index.html", context={"studies": studies})
 
     @get("/studies/{study:str}", opt=needs(Action.VIEW_SCHEDULE, across_sites=True))
@@ -59,7 +59,7 @@ class StudyPages(Controller):
         if not errors:
             access.require_site(site, "enrol participants")
             try:
-                await scheduling.enroll_participant(
+                await participants.enroll_participant(
                     study, subject_id, site, arm=arm, enrolled_on=enrolled_on, today=today, actor=access.user_id
                 )
                 return Redirect(participant_url(study, subject_id), status_code=303)
@@ -80,21 +80,21 @@ async def study_context(
     form: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     audit = visible_sites(access.viewer.grants, Action.VIEW_AUDIT, study, today)
-    details = await scheduling.get_study(study)
-    protocol = await scheduling.get_protocol(study)
-    worklist = await scheduling.worklist(study, as_of, site=site, kind=tab)
+    details = await protocols.get_study(study)
+    protocol = await protocols.get_protocol(study)
+    worklist = await worklists.worklist(study, as_of, site=site, kind=tab)
     # A site's holidays and closures of the coming two weeks, beside its worklist (they move business-day windows).
-    calendar = await scheduling.site_calendar_days(study, site, as_of, as_of + timedelta(days=13)) if site else None
+    calendar = await sites.site_calendar_days(study, site, as_of, as_of + timedelta(days=13)) if site else None
     return {
         "site_calendar": calendar,
         "study": details,
         "arms": [(arm.code, f"{arm.code} – {arm.name}") for arm in protocol.arms],
         "site_options": [
             (row["code"], f"{row['code']} – {row['name']}")
-            for row in await scheduling.list_sites(study)
+            for row in await sites.list_sites(study)
             if access.shows(row["code"])
         ],
-        "participants": [row for row in await scheduling.list_participants(study, site) if access.shows(row["site"])],
+        "participants": [row for row in await participants.list_participants(study, site) if access.shows(row["site"])],
         "reconsent": [row for row in await consent.reconsent(study, today) if access.shows(row["site"])],
         "consent_candidates": [row for row in await consent.candidates(study) if access.shows(row["site"])],
         "consent_issues": [row for row in await consent.issues(study) if access.shows(row["site"])],

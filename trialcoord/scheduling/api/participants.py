@@ -19,7 +19,7 @@ from trialcoord.kernel.web.params import (
     as_of_or_today,
 )
 from trialcoord.kernel.web.schemas import from_dict
-from trialcoord.scheduling import identities, scheduling
+from trialcoord.scheduling import identities, participants, visits, worklists
 from trialcoord.scheduling.schemas import (
     ArmIn,
     EnrolmentIn,
@@ -44,7 +44,7 @@ class ParticipantController(Controller):
 
     @get("/", opt=needs(Action.VIEW_SCHEDULE, across_sites=True), responses=READ)
     async def list_participants(self, study: StudyPath, access: AccessDep, site: QueryStr = None) -> list[Participant]:
-        rows = await scheduling.list_participants(study, site)
+        rows = await participants.list_participants(study, site)
         return [from_dict(Participant, row) for row in rows if access.shows(row["site"])]
 
     @post("/", opt=needs(Action.ENROLL_PARTICIPANT, across_sites=True), responses=WRITE)
@@ -52,7 +52,7 @@ class ParticipantController(Controller):
         self, study: StudyPath, data: JSONBody[EnrolmentIn], today: Today, access: AccessDep
     ) -> Participant:
         access.require_site(data.site, "enrol participants")
-        row = await scheduling.enroll_participant(
+        row = await participants.enroll_participant(
             study,
             data.subject_id,
             data.site,
@@ -66,13 +66,13 @@ class ParticipantController(Controller):
 
     @get("/{subject_id:str}", opt=VIEW, responses=READ)
     async def get_participant(self, study: StudyPath, subject_id: SubjectPath) -> Participant:
-        return from_dict(Participant, await scheduling.get_participant(study, subject_id))
+        return from_dict(Participant, await participants.get_participant(study, subject_id))
 
     @post("/{subject_id:str}/events", opt=RECORD, responses=WRITE)
     async def record_event(
         self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[EventIn], today: Today, access: AccessDep
     ) -> RecordedEvent:
-        row = await scheduling.record_event(
+        row = await visits.record_event(
             study, subject_id, data.event, data.date, data.reason, today=today, actor=access.user_id
         )
         return from_dict(RecordedEvent, row)
@@ -81,7 +81,7 @@ class ParticipantController(Controller):
     async def assign_arm(
         self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[ArmIn], today: Today, access: AccessDep
     ) -> Participant:
-        row = await scheduling.assign_arm(study, subject_id, data.arm, today=today, actor=access.user_id)
+        row = await participants.assign_arm(study, subject_id, data.arm, today=today, actor=access.user_id)
         return from_dict(Participant, row)
 
     @get(
@@ -110,7 +110,7 @@ class ParticipantController(Controller):
     async def schedule(
         self, study: StudyPath, subject_id: SubjectPath, today: Today, as_of: AsOf = None
     ) -> list[VisitRow]:
-        rows = await scheduling.participant_schedule(study, subject_id, as_of_or_today(as_of, today))
+        rows = await worklists.participant_schedule(study, subject_id, as_of_or_today(as_of, today))
         return [visit_row(row) for row in rows]
 
     @post("/{subject_id:str}/visits/{code:str}/actual", opt=RECORD, responses=WRITE)
@@ -123,7 +123,7 @@ class ParticipantController(Controller):
         today: Today,
         access: AccessDep,
     ) -> VisitRow:
-        row = await scheduling.record_visit(
+        row = await visits.record_visit(
             study,
             subject_id,
             code,
@@ -145,7 +145,7 @@ class ParticipantController(Controller):
         today: Today,
         access: AccessDep,
     ) -> VisitRow:
-        row = await scheduling.book_appointment(
+        row = await visits.book_appointment(
             study,
             subject_id,
             code,
@@ -167,7 +167,7 @@ class ParticipantController(Controller):
         today: Today,
         access: AccessDep,
     ) -> VisitRow:
-        row = await scheduling.mark_missed(
+        row = await visits.mark_missed(
             study,
             subject_id,
             code,

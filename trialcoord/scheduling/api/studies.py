@@ -16,7 +16,7 @@ from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import SIGNED_IN, needs
 from trialcoord.kernel.web.params import AccessDep, SitePath, StudyPath, Today, plausible
 from trialcoord.kernel.web.schemas import from_dict
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import protocols, sites
 from trialcoord.scheduling.protocol_files import parse_protocol
 from trialcoord.scheduling.schemas import (
     Closure,
@@ -42,16 +42,16 @@ class StudyController(Controller):
     @get("/", opt=SIGNED_IN, responses=problem_responses(400, 401))
     async def list_studies(self, access: AccessDep, today: Today) -> list[Study]:
         """The studies the signed-in user holds a grant for."""
-        rows = await scheduling.list_studies()
+        rows = await protocols.list_studies()
         return [from_dict(Study, row) for row in rows if access.may_see_study(row["code"], today)]
 
     @get("/{study:str}", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def get_study(self, study: StudyPath) -> Study:
-        return from_dict(Study, await scheduling.get_study(study))
+        return from_dict(Study, await protocols.get_study(study))
 
     @get("/{study:str}/protocol-versions", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def list_protocol_versions(self, study: StudyPath) -> list[ProtocolVersion]:
-        return [from_dict(ProtocolVersion, row) for row in await scheduling.list_protocol_versions(study)]
+        return [from_dict(ProtocolVersion, row) for row in await protocols.list_protocol_versions(study)]
 
     @post(
         "/{study:str}/protocol-versions",
@@ -71,20 +71,18 @@ class StudyController(Controller):
         protocol = parse_protocol(source.source, file=source.name)
         if protocol.study != study:
             raise invalid(f"the file defines study {protocol.study}, but it was sent to study {study}", "study")
-        row = await scheduling.load_protocol_version(protocol, source.source, source.name, actor=access.user_id)
+        row = await protocols.load_protocol_version(protocol, source.source, source.name, actor=access.user_id)
         return Response(from_dict(ProtocolVersion, row), status_code=201 if row["created"] else 200)
 
     @get("/{study:str}/sites", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def list_sites(self, study: StudyPath) -> list[Site]:
-        return [from_dict(Site, row) for row in await scheduling.list_sites(study)]
+        return [from_dict(Site, row) for row in await sites.list_sites(study)]
 
     @post(
         "/{study:str}/sites", opt=needs(Action.MANAGE_SITES), responses=problem_responses(400, 401, 403, 404, 409, 422)
     )
     async def create_site(self, study: StudyPath, data: JSONBody[SiteIn], access: AccessDep) -> Site:
-        row = await scheduling.create_site(
-            study, data.code, data.name, data.time_zone, data.calendar, actor=access.user_id
-        )
+        row = await sites.create_site(study, data.code, data.name, data.time_zone, data.calendar, actor=access.user_id)
         return from_dict(Site, row)
 
     @get(
@@ -106,7 +104,7 @@ class StudyController(Controller):
         last = plausible(last, "last") or first + timedelta(days=27)
         if last < first:
             raise invalid(f"the last day ({last}) comes before the first ({first})", "last")
-        days = await scheduling.site_calendar_days(study, site, first, last)
+        days = await sites.site_calendar_days(study, site, first, last)
         return msgspec.convert(days, SiteCalendar)
 
     @put(
@@ -118,7 +116,7 @@ class StudyController(Controller):
         self, study: StudyPath, site: SitePath, data: JSONBody[SiteCalendarIn], today: Today, access: AccessDep
     ) -> Site:
         """Give the site its own calendar for business days (null: the protocol's); its schedules are recomputed."""
-        row = await scheduling.set_site_calendar(study, site, data.calendar, today=today, actor=access.user_id)
+        row = await sites.set_site_calendar(study, site, data.calendar, today=today, actor=access.user_id)
         return from_dict(Site, row)
 
     @post(
@@ -133,7 +131,7 @@ class StudyController(Controller):
         """Days the site is closed (both inclusive): business days skip them; its schedules are recomputed."""
         plausible(data.first_day, "first_day")
         plausible(data.last_day, "last_day")
-        row = await scheduling.add_site_closure(
+        row = await sites.add_site_closure(
             study, site, data.first_day, data.last_day, data.reason, today=today, actor=access.user_id
         )
         return from_dict(Closure, row)
@@ -155,7 +153,5 @@ class StudyController(Controller):
     ) -> Closure:
         """Take back a closure recorded by mistake (the one starting on `first_day`), with the reason; its
         schedules are recomputed."""
-        row = await scheduling.withdraw_site_closure(
-            study, site, first_day, data.reason, today=today, actor=access.user_id
-        )
+        row = await sites.withdraw_site_closure(study, site, first_day, data.reason, today=today, actor=access.user_id)
         return from_dict(Closure, row)

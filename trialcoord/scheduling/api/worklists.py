@@ -21,7 +21,7 @@ from trialcoord.kernel.web.params import (
     WorklistKind,
     as_of_or_today,
 )
-from trialcoord.scheduling import scheduling
+from trialcoord.scheduling import participants, worklists
 from trialcoord.scheduling.ics import visits_calendar
 from trialcoord.scheduling.visit_rows import VisitRow, visit_row
 
@@ -46,7 +46,7 @@ class WorklistController(Controller):
         site: QueryStr = None,
         as_of: AsOf = None,
     ) -> list[VisitRow]:
-        rows = await scheduling.worklist(study, as_of_or_today(as_of, today), site=site, kind=kind)
+        rows = await worklists.worklist(study, as_of_or_today(as_of, today), site=site, kind=kind)
         return [visit_row(row) for row in rows if access.shows(row.site)]
 
     @get(
@@ -59,10 +59,10 @@ class WorklistController(Controller):
         self, study: StudyPath, subject_id: SubjectPath, today: Today, access: AccessDep, as_of: AsOf = None
     ) -> Response[bytes]:
         day = as_of_or_today(as_of, today)
-        rows = [visit_row(row) for row in await scheduling.participant_schedule(study, subject_id, day)]
+        rows = [visit_row(row) for row in await worklists.participant_schedule(study, subject_id, day)]
         data = visits_calendar(f"{study} {subject_id}", study, [(subject_id, row) for row in rows], day)
         site = rows[0].site if rows else ""
-        await _exported(access, scheduling.record_id(study, site, subject_id), "ics", day)
+        await _exported(access, participants.record_id(study, site, subject_id), "ics", day)
         return _ics(data, f"{study}-{subject_id}")
 
     @get(
@@ -75,7 +75,7 @@ class WorklistController(Controller):
         self, study: StudyPath, site: SitePath, today: Today, access: AccessDep, as_of: AsOf = None
     ) -> Response[bytes]:
         day = as_of_or_today(as_of, today)
-        entries = [(row.subject_id, visit_row(row)) for row in await scheduling.site_schedule(study, site, day)]
+        entries = [(row.subject_id, visit_row(row)) for row in await worklists.site_schedule(study, site, day)]
         data = visits_calendar(f"{study} site {site}", study, entries, day)
         await _exported(access, f"{study}/{site}", "ics", day)
         return _ics(data, f"{study}-{site}")

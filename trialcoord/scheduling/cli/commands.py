@@ -251,14 +251,14 @@ def check(protocol_file: str, events_file: str, as_of: date | None, fmt: str) ->
 
 def load_protocol_file(file: str) -> int:
     from trialcoord.kernel.database.opening import open_database
-    from trialcoord.scheduling import scheduling
+    from trialcoord.scheduling import protocols
 
     protocol = load_protocol(file)
     source = Path(file).read_text(encoding="utf-8")
 
     async def run():
         async with open_database(migrate=True):
-            return await scheduling.load_protocol_version(protocol, source, Path(file).name, actor=support.actor())
+            return await protocols.load_protocol_version(protocol, source, Path(file).name, actor=support.actor())
 
     result = support.run(run())
     outcome = "stored" if result["created"] else "already loaded with the same text; nothing changed"
@@ -394,7 +394,7 @@ def _print_mapping(used, result, args) -> int:
 
 def visits(study: str, site: str | None, status: str | None, as_of: date | None, fmt: str) -> int:
     from trialcoord.kernel.database.opening import open_database
-    from trialcoord.scheduling import scheduling
+    from trialcoord.scheduling import worklists
 
     statuses = _statuses(status)
     as_of = as_of or support.today()
@@ -403,7 +403,7 @@ def visits(study: str, site: str | None, status: str | None, as_of: date | None,
         from trialcoord.kernel import audit_log
 
         async with open_database(migrate=True):
-            rows = await scheduling.study_visits(study, as_of, site=site, statuses=statuses)
+            rows = await worklists.study_visits(study, as_of, site=site, statuses=statuses)
             # A listing taken out of the system is an export: audited, as the app's downloads are.
             await audit_log.record_alone(
                 support.actor(),

@@ -51,11 +51,9 @@ def register(commands) -> None:
 
 
 def site_add(study: str, code: str, name: str, time_zone: str, calendar: str | None) -> int:
-    from trialcoord.scheduling import scheduling
+    from trialcoord.scheduling import sites
 
-    row = support.database(
-        lambda: scheduling.create_site(study, code, name, time_zone, calendar, actor=support.actor())
-    )
+    row = support.database(lambda: sites.create_site(study, code, name, time_zone, calendar, actor=support.actor()))
     print(
         f"site {row['code']} ({row['name']}) added to {study}: time zone {row['time_zone']}, business days follow"
         f" {row['calendar'] or 'the protocol calendar'}"
@@ -68,11 +66,9 @@ SITE_COLUMNS = ["code", "name", "time_zone", "calendar"]
 
 def site_list(study: str, fmt: str) -> int:
     from trialcoord.kernel.render.tabular import text_table
-    from trialcoord.scheduling import scheduling
+    from trialcoord.scheduling import sites
 
-    rows = [
-        {name: row[name] for name in SITE_COLUMNS} for row in support.database(lambda: scheduling.list_sites(study))
-    ]
+    rows = [{name: row[name] for name in SITE_COLUMNS} for row in support.database(lambda: sites.list_sites(study))]
     if fmt == "json":
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(rows), indent=1).decode() + "\n")
     else:
@@ -82,18 +78,18 @@ def site_list(study: str, fmt: str) -> int:
 
 def site_calendar(study: str, site: str, calendar: str | None, protocol: bool) -> int:
     """Set the calendar (or go back to the protocol's with --protocol); without either, show it."""
-    from trialcoord.scheduling import scheduling
+    from trialcoord.scheduling import sites
 
     today = support.today()
     if calendar and protocol:
         raise UsageError("give a calendar or --protocol, not both")
     if calendar or protocol:
         row = support.database(
-            lambda: scheduling.set_site_calendar(study, site, calendar or None, today=today, actor=support.actor())
+            lambda: sites.set_site_calendar(study, site, calendar or None, today=today, actor=support.actor())
         )
         print(f"site {site} of {study}: business days follow {row['calendar'] or 'the protocol calendar'}")
         return 0
-    days = support.database(lambda: scheduling.site_calendar_days(study, site, today, today + timedelta(days=27)))
+    days = support.database(lambda: sites.site_calendar_days(study, site, today, today + timedelta(days=27)))
     own = "" if days["own"] else " (the protocol's)"
     print(f"site {site} of {study}: business days follow {days['calendar'] or 'every day'}{own}")
     for closure in days["closures"]:
@@ -106,24 +102,22 @@ def site_calendar(study: str, site: str, calendar: str | None, protocol: bool) -
 
 
 def site_reopen(study: str, site: str, first_day: date, reason: str) -> int:
-    from trialcoord.scheduling import scheduling
+    from trialcoord.scheduling import sites
 
     today = support.today()
     row = support.database(
-        lambda: scheduling.withdraw_site_closure(study, site, first_day, reason, today=today, actor=support.actor())
+        lambda: sites.withdraw_site_closure(study, site, first_day, reason, today=today, actor=support.actor())
     )
     print(f"site {site} of {study}: closure from {row['first_day']} to {row['last_day']} withdrawn")
     return 0
 
 
 def site_close(study: str, site: str, first_day: date, last_day: date | None, reason: str) -> int:
-    from trialcoord.scheduling import scheduling
+    from trialcoord.scheduling import sites
 
     today = support.today()
     row = support.database(
-        lambda: scheduling.add_site_closure(
-            study, site, first_day, last_day, reason, today=today, actor=support.actor()
-        )
+        lambda: sites.add_site_closure(study, site, first_day, last_day, reason, today=today, actor=support.actor())
     )
     print(f"site {site} of {study}: closed from {row['first_day']} to {row['last_day']} ({row['reason']})")
     return 0

@@ -1,0 +1,217 @@
+"""Use cases of participants: enrolment (under the version in effect on the day, at a site), arms, reading them,
+the participant a use case works on (`Subject`), and how the audit trail names a participant's records.
+
+Participants are named by their study's code and their subject ID; see `schedules` for how a write stores the
+schedules it changes.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from trialcoord.kernel import audit_log
+from trialcoord.kernel.audit_log import SYSTEM, Change
+from trialcoord.kernel.database.engine import bound_engine, read, transaction
+from trialcoord.kernel.problems import Conflict, NotFound, invalid
+from trialcoord.scheduling import store as repo
+from trialcoord.scheduling.protocols import pick_version, protocol_of, reads, require_study
+from trialcoord.scheduling.rules.protocol import Protocol
+from trialcoord.scheduling.schedules import refresh_participants
+from trialcoord.scheduling.sites import check_code
+from trialcoord.scheduling.store import ScheduleInputs, StoredVisit
+
+
+async def enroll_participant(
+    study: str,
+    subject_id: str,
+    site: str,
+    arm: str | None = None,
+    version: str | None = None,
+    enrolled_on: date | None = None,
+    today: date | None = None,
+    actor: str = SYSTEM,
+) -> dict:
+    """Enrol under `version`, by default the latest version in effect on the enrolment date."""
+    today = today or date.today()
+    enrolled_on = enrolled_on or today
+    subject_id = subject_id.strip()
+    if not subject_id:
+        raise invalid(f"study {study}: a participant needs a subject ID", field="subject_id")
+    check_code(subject_id, f"study {study}: subject ID", "subject_id")
+    async with transaction(f"study {study}, participant {subject_id}"):
+        study_row = await require_study(study)
+        versions = await repo.list_versions(study_row["id"])
+        version_row = enrolment_version(study, versions, version, enrolled_on)
+        protocol = await protocol_of(version_row["id"], version_row["sha256"])
+        site_row = await _site_for_enrolment(study, study_row["id"], site)
+        _check_arm(study, subject_id, protocol, arm)
+        if (await repo.find_subject(study, subject_id))["id"] is not None:
+            raise Conflict(f"study {study} already has participant {subject_id}")
+        await repo.insert_participants(
+            study_row["id"], [(subject_id, site_row["id"], arm, version_row["id"], enrolled_on)]
+        )
+        row = await subject_row(study, subject_id)
+        await refresh_participants(study_row["id"], row["id"], today=today)
+        await audit_log.record(
+            actor,
+            Change(
+                "create",
+                "participant",
+                record_id(study, site_row["code"], subject_id),
+                None,
+                {
+                    "site": site_row["code"],
+                    "arm": arm,
+                    "protocol_version": version_row["version"],
+                    "enrolled_on": enrolled_on,
+                },
+            ),
+        )
+    return participant_dict(study, row)
+
+
+@reads
+async def list_participants(study: str, site: str | None = None) -> list[dict]:
+    rows = await repo.list_participants((await require_study(study))["id"], site)
+    return [participant_dict(study, row) for row in rows]
+
+
+@reads
+async def get_participant(study: str, subject_id: str) -> dict:
+    """The participant with the events recorded so far, in date order."""
+    row = await subject_row(study, subject_id)
+    events = dict(sorted(row["events"].items(), key=lambda item: (item[1], item[0])))
+    return {**participant_dict(study, row), "events": events}
+
+
+async def assign_arm(study: str, subject_id: str, arm: str, today: date | None = None, actor: str = SYSTEM) -> dict:
+    async with transaction(f"study {study}, participant {subject_id}"):
+        subject = await Subject.load(study, subject_id)
+        _check_arm(study, subject_id, subject.protocol, arm)
+        current = subject.inputs.arm
+        if current not in (None, arm):
+            raise Conflict(f"{subject} is already assigned to arm {current}")
+        if current is None:
+            await repo.update_participant(subject.id, arm=arm)
+            subject.inputs.arm = arm
+            await subject.refresh(today)
+            await audit_log.record(
+                actor, Change("update", "participant", subject.record_id(), {"arm": None}, {"arm": arm})
+            )
+        row = await subject_row(study, subject_id)
+    return participant_dict(study, row)
+
+
+class Subject:
+    """A participant being worked on: its row, engine inputs, stored visits (by code) and protocol."""
+
+    def __init__(
+        self, study: str, row: dict, inputs: ScheduleInputs, visits: dict[str, StoredVisit], protocol: Protocol
+    ):
+        self.study, self.row, self.inputs, self.visits, self.protocol = study, row, inputs, visits, protocol
+        self.id, self.study_id, self.version = row["id"], row["study_id"], row["version"]
+
+    @classmethod
+    async def load(cls, study: str, subject_id: str, lock: bool = True) -> Subject:
+        """In two queries (three when locking on PostgreSQL)."""
+        if lock:
+            await repo.lock_subject(study, subject_id)
+        row = await subject_row(study, subject_id)
+        inputs, visits = await repo.subject_inputs(row)
+        return cls(study, row, inputs, visits, await protocol_of(row["protocol_version"], row["sha256"]))
+
+    async def refresh(self, today: date | None) -> None:
+        await refresh_participants(self.study_id, inputs=[self.inputs], today=today)
+
+    def scheduled_visit(self, code: str) -> StoredVisit:
+        row = self.visits.get(code)
+        if row is None:
+            codes = ", ".join(sorted(self.visits))
+            raise NotFound(f"{self}: visit {code} is not in the schedule; scheduled visits: {codes}")
+        return row
+
+    def record_id(self, *more: str) -> str:
+        return record_id(self.study, self.row["site"], self.row["subject_id"], *more)
+
+    def __str__(self) -> str:
+        return f"study {self.study}, participant {self.row['subject_id']}"
+
+
+def record_id(study: str, site: str, subject_id: str, *more: str) -> str:
+    """How the audit trail names a participant's records: `STUDY/SITE/SUBJECT[/EVENT or VISIT]`, so a
+    study's or a site's entries share a prefix."""
+    return "/".join((study, site, subject_id, *more))
+
+
+_sites: tuple[object, dict[tuple[str, str], str]] = (None, {})  # (engine, {(study, subject): site})
+
+
+async def participant_site(study: str, subject_id: str) -> str | None:
+    """The site code of a participant, None when the study or participant does not exist (for access checks,
+    on every request that names a participant: cached, since a participant never changes site)."""
+    global _sites
+    if _sites[0] is not bound_engine():  # another database: forget what was learnt from the last one
+        _sites = (bound_engine(), {})
+    known = _sites[1]
+    site = known.get((study, subject_id))
+    if site is None:
+        async with read():
+            site = await repo.site_of_subject(study, subject_id)
+        if site is not None:
+            if len(known) >= 100_000:  # bounded: a long-running server sees every participant eventually
+                known.clear()
+            known[(study, subject_id)] = site
+    return site
+
+
+async def subject_row(study: str, subject_id: str) -> dict:
+    """The participant with its study's id (see `repo.find_subject`)."""
+    row = await repo.find_subject(study, subject_id)
+    if row is None:
+        raise NotFound(f"study {study} does not exist")
+    if row["id"] is None:
+        raise NotFound(f"study {study} has no participant {subject_id}")
+    return row
+
+
+def enrolment_version(study: str, rows: list[dict], version: str | None, enrolled_on: date) -> dict:
+    """The named version, else the latest in effect on the enrolment date, else the latest."""
+    if not rows:
+        raise invalid(f"study {study} has no protocol version loaded", field="version")
+    if version is not None:
+        try:
+            return pick_version(study, rows, version)
+        except NotFound as exc:
+            raise invalid(str(exc), field="version") from None
+    in_effect = [row for row in rows if row["effective"] <= enrolled_on]
+    return (in_effect or rows)[-1]
+
+
+async def _site_for_enrolment(study: str, study_id: int, code: str) -> dict:
+    row = await repo.find_site(study_id, code)
+    if row is None:
+        known = ", ".join(site["code"] for site in await repo.list_sites(study_id)) or "none yet"
+        raise invalid(f"study {study} has no site {code}; sites: {known}", field="site")
+    return row
+
+
+def _check_arm(study: str, subject_id: str, protocol: Protocol, arm: str | None) -> None:
+    if arm is not None and arm not in protocol.arm_codes:
+        known = ", ".join(sorted(protocol.arm_codes)) or "none (the protocol has no arms)"
+        raise invalid(
+            f"study {study}, participant {subject_id}: '{arm}' is not an arm of protocol version"
+            f" {protocol.version}; arms: {known}",
+            field="arm",
+        )
+
+
+def participant_dict(study: str, row: dict) -> dict:
+    return {
+        "study": study,
+        "subject_id": row["subject_id"],
+        "site": row["site"],
+        "arm": row["arm"],
+        "protocol_version": row["version"],
+        "status": row["status"],
+        "enrolled_on": row["enrolled_on"],
+    }

@@ -1,0 +1,233 @@
+"""Use cases of a study's sites: creating them, their calendars for business days and their closures (each change
+re-evaluates the site's participants), and the days a site is closed.
+
+Sites are named by their codes within a study; see `schedules` for how a write stores the schedules it changes.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from trialcoord.kernel import audit_log
+from trialcoord.kernel.audit_log import SYSTEM, Change
+from trialcoord.kernel.database.engine import transaction
+from trialcoord.kernel.problems import Conflict, NotFound, invalid
+from trialcoord.scheduling import store as repo
+from trialcoord.scheduling.calendars import CalendarError, check_site_calendar, closed_days, site_calendar
+from trialcoord.scheduling.protocols import reads, require_study
+from trialcoord.scheduling.schedules import Versions, refresh_participants
+
+
+async def create_site(
+    study: str, code: str, name: str, time_zone: str = "UTC", calendar: str | None = None, actor: str = SYSTEM
+) -> dict:
+    code, name = code.strip(), name.strip()
+    if not code:
+        raise invalid(f"study {study}: a site needs a code", field="code")
+    check_code(code, f"study {study}: site code", "code")
+    _check_time_zone(time_zone)
+    calendar = _check_calendar(calendar) if calendar else None
+    async with transaction(f"study {study}, site {code}"):
+        study_row = await require_study(study)
+        if await repo.find_site(study_row["id"], code):
+            raise Conflict(f"study {study} already has a site {code}")
+        row = await repo.insert_site(study_row["id"], code, name or code, time_zone, calendar)
+        await audit_log.record(
+            actor,
+            Change(
+                "create",
+                "site",
+                f"{study}/{code}",
+                None,
+                {"name": row["name"], "time_zone": time_zone, "calendar": calendar},
+            ),
+        )
+    return _site_dict(study, row)
+
+
+async def set_site_calendar(
+    study: str, site: str, calendar: str | None, today: date | None = None, actor: str = SYSTEM
+) -> dict:
+    """Give a site its own calendar for business days (None: the protocol's); its participants are re-evaluated."""
+    calendar = _check_calendar(calendar) if calendar else None
+    async with transaction(f"study {study}, site {site}"):
+        study_row = await study_with_site(study, site)
+        row = await repo.find_site(study_row["id"], site)
+        if row["calendar"] != calendar:
+            await repo.update_site(row["id"], calendar=calendar)
+            await _refresh_site(study_row["id"], site, today)
+            await audit_log.record(
+                actor,
+                Change("update", "site", f"{study}/{site}", {"calendar": row["calendar"]}, {"calendar": calendar}),
+            )
+        row = await repo.find_site(study_row["id"], site)
+    return _site_dict(study, row)
+
+
+CLOSURE_FUTURE_DAYS = 3 * 366  # a closure further ahead is most likely a typo in the year
+
+
+async def add_site_closure(
+    study: str,
+    site: str,
+    first_day: date,
+    last_day: date | None,
+    reason: str,
+    today: date | None = None,
+    actor: str = SYSTEM,
+) -> dict:
+    """Days the site is closed (both inclusive): business days at that site skip them from now on."""
+    last_day = last_day or first_day
+    if not text(reason):
+        raise invalid(f"study {study}, site {site}: say why the site is closed", field="reason")
+    if last_day < first_day:
+        raise invalid(f"a closure ends on or after its first day ({first_day}), not on {last_day}", field="last_day")
+    if (last_day - first_day).days > 366:
+        raise invalid("a closure is at most a year long; record longer ones as a change of calendar", field="last_day")
+    today = today or date.today()
+    async with transaction(f"study {study}, site {site}"):
+        study_row = await study_with_site(study, site)
+        row = await repo.find_site(study_row["id"], site)
+        # a closure before the study's protocol took effect, or years ahead, is most likely a typo in the year
+        began = min((v["effective"] for v in await repo.list_versions(study_row["id"])), default=first_day)
+        if not began - timedelta(days=366) <= first_day <= today + timedelta(days=CLOSURE_FUTURE_DAYS):
+            raise invalid(
+                f"a closure starts at most a year before the study's first protocol version ({began})"
+                f" and three years after today ({today}), not on {first_day}: is the year right?",
+                field="first_day",
+            )
+        for known in (await repo.site_calendars(study_row["id"])).get(site, (None, ()))[1]:
+            if known.first_day <= last_day and first_day <= known.last_day:
+                raise Conflict(
+                    f"study {study}, site {site} is already closed from {known.first_day} to"
+                    f" {known.last_day} ({known.reason}); withdraw that closure first to change it"
+                )
+        await repo.insert_closure(row["id"], first_day, last_day, text(reason))
+        await _refresh_site(study_row["id"], site, today)
+        await audit_log.record(
+            actor,
+            Change(
+                "create",
+                "site",
+                f"{study}/{site}/closure/{first_day}",
+                None,
+                {"first_day": first_day, "last_day": last_day},
+                text(reason),
+            ),
+        )
+    return {"study": study, "site": site, "first_day": first_day, "last_day": last_day, "reason": text(reason)}
+
+
+async def withdraw_site_closure(
+    study: str, site: str, first_day: date, reason: str, today: date | None = None, actor: str = SYSTEM
+) -> dict:
+    """Take back a closure recorded by mistake (the one starting on `first_day`): business days at the site no
+    longer skip it. Audited with the reason; the site's participants are re-evaluated."""
+    if not text(reason):
+        raise invalid(f"study {study}, site {site}: say why the closure is withdrawn", field="reason")
+    async with transaction(f"study {study}, site {site}"):
+        study_row = await study_with_site(study, site)
+        row = await repo.find_site(study_row["id"], site)
+        closure = next(
+            (
+                c
+                for c in (await repo.site_calendars(study_row["id"])).get(site, (None, ()))[1]
+                if c.first_day == first_day
+            ),
+            None,
+        )
+        if closure is None:
+            raise NotFound(f"study {study}, site {site} has no closure starting on {first_day}")
+        await repo.delete_closure(row["id"], first_day)
+        await _refresh_site(study_row["id"], site, today)
+        await audit_log.record(
+            actor,
+            Change(
+                "delete",
+                "site",
+                f"{study}/{site}/closure/{first_day}",
+                {"first_day": closure.first_day, "last_day": closure.last_day, "reason": closure.reason},
+                None,
+                text(reason),
+            ),
+        )
+    return {
+        "study": study,
+        "site": site,
+        "first_day": closure.first_day,
+        "last_day": closure.last_day,
+        "reason": closure.reason,
+    }
+
+
+@reads
+async def site_calendar_days(study: str, site: str, first: date, last: date) -> dict:
+    """The calendar a site's business days follow, and its holidays and closures from `first` to `last`."""
+    study_row = await study_with_site(study, site)
+    versions = await Versions.load(study_row["id"])
+    name, closures = versions.calendars.get(site, (None, ()))
+    current = (await repo.list_versions(study_row["id"]))[-1] if versions.rows else None
+    fallback = (await versions.protocol(current["id"])).calendar if current else None
+    calendar = site_calendar(name, closures, fallback)
+    days = closed_days(calendar, first, min(last, first + timedelta(days=366))) if calendar else []
+    return {
+        "site": site,
+        "calendar": name or (fallback.name if fallback else None),
+        "own": name is not None,
+        "closed": [{"date": day, "reason": why} for day, why in days],
+        "closures": [{"first_day": c.first_day, "last_day": c.last_day, "reason": c.reason} for c in closures],
+    }
+
+
+async def _refresh_site(study_id: int, site: str, today: date | None) -> None:
+    inputs = (await repo.load_inputs(study_id, site=site)).values()
+    if inputs:
+        await refresh_participants(study_id, inputs=inputs, today=today)
+
+
+@reads
+async def list_sites(study: str) -> list[dict]:
+    return [_site_dict(study, row) for row in await repo.list_sites((await require_study(study))["id"])]
+
+
+async def study_with_site(study: str, site: str | None) -> dict:
+    """The study's row; a site filter naming no site of the study is an error, not an empty list."""
+    study_row = await require_study(study)
+    if site is not None and await repo.find_site(study_row["id"], site) is None:
+        raise NotFound(f"study {study} has no site {site}")
+    return study_row
+
+
+def check_code(value: str, what: str, field: str) -> None:
+    """Site codes and subject IDs name audit records (`record_id`), so they hold no '/'."""
+    if "/" in value:
+        raise invalid(f"{what} '{value}' holds a '/', which codes may not", field=field)
+
+
+def _check_calendar(name: str) -> str:
+    try:
+        return check_site_calendar(name)
+    except CalendarError as error:
+        raise invalid(str(error), field="calendar") from None
+
+
+def _check_time_zone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise invalid(f"'{name}' is not an IANA time zone such as 'America/New_York'", field="time_zone") from None
+
+
+def text(value: str | None) -> str | None:
+    return value.strip() or None if value else None
+
+
+def _site_dict(study: str, row: dict) -> dict:
+    return {
+        "study": study,
+        "code": row["code"],
+        "name": row["name"],
+        "time_zone": row["time_zone"],
+        "calendar": row["calendar"],
+    }

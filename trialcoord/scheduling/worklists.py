@@ -1,0 +1,84 @@
+"""Use cases that read schedules: a participant's schedule, a study's visits as the engine gives them, worklists
+(SQL over the stored visits, with the as-of date as a parameter) and a site's schedule.
+
+Each read runs on one connection (`protocols.reads`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import date, timedelta
+
+from trialcoord.kernel.problems import invalid
+from trialcoord.scheduling import store as repo
+from trialcoord.scheduling.participants import Subject
+from trialcoord.scheduling.protocols import reads
+from trialcoord.scheduling.rules.schedule import VisitOccurrence
+from trialcoord.scheduling.schedules import ScheduledVisit, Versions, restated, scheduled
+from trialcoord.scheduling.sites import study_with_site
+
+WORKLISTS = ("today", "week", "overdue", "missed_or_out_of_window")
+
+
+@reads
+async def participant_schedule(study: str, subject_id: str, as_of: date) -> list[ScheduledVisit]:
+    """The participant's visits evaluated as of `as_of`, with what is recorded about each."""
+    subject = await Subject.load(study, subject_id, lock=False)
+    versions = await Versions.load(subject.study_id)
+    schedule = []
+    for visit, version in await versions.judged(subject.inputs, as_of):
+        row = subject.visits.get(visit.visit)
+        if row is None:
+            schedule.append(ScheduledVisit(subject_id, subject.inputs.site, visit, versions.label(version)))
+        else:
+            schedule.append(scheduled(row, visit)._replace(protocol_version=versions.label(version)))
+    return schedule
+
+
+@reads
+async def study_visits(
+    study: str, as_of: date, site: str | None = None, statuses: Collection[str] | None = None, horizon_days: int = 0
+) -> list[tuple[str, VisitOccurrence]]:
+    """Exactly what `evaluate` gives for each participant as of `as_of`, by subject ID then visit order."""
+    study_row = await study_with_site(study, site)
+    versions = await Versions.load(study_row["id"])
+    inputs = await repo.load_inputs(study_row["id"], site=site)
+    result = []
+    for person in sorted(inputs.values(), key=lambda person: person.subject_id):
+        for visit, _ in await versions.judged(person, as_of, horizon_days):
+            if statuses is None or visit.status in statuses:
+                result.append((person.subject_id, visit))
+    return result
+
+
+_OPEN = "x.actual IS NULL AND x.missed_reason IS NULL AND x.status <> 'not_applicable'"
+_OVERLAPS = "x.target IS NOT NULL AND (x.earliest IS NULL OR x.earliest <= {}) AND (x.latest IS NULL OR x.latest >= {})"
+_OVERDUE = f"{_OPEN} AND x.latest < {{}} AND NOT x.optional"
+_WORKLISTS = {  # SQL over stored visits, and its arguments for an as-of date
+    "today": (f"({_OPEN} AND {_OVERLAPS}) OR x.appointment = {{}}", lambda day: (day, day, day)),
+    "week": (
+        f"({_OPEN} AND {_OVERLAPS}) OR (x.actual IS NULL AND x.appointment BETWEEN {{}} AND {{}})",
+        lambda day: (day + timedelta(days=6), day, day, day + timedelta(days=6)),
+    ),
+    "overdue": (_OVERDUE, lambda day: (day,)),
+    "missed_or_out_of_window": (f"x.status IN ('missed', 'early', 'late') OR ({_OVERDUE})", lambda day: (day,)),
+}
+
+
+@reads
+async def worklist(study: str, as_of: date, site: str | None = None, kind: str = "today") -> list[ScheduledVisit]:
+    """Stored visits needing attention: 'today' (window open or booked today), 'week' (window overlaps the
+    next 7 days), 'overdue' (window closed, not done, not marked missed), 'missed_or_out_of_window'."""
+    if kind not in _WORKLISTS:
+        raise invalid(f"'{kind}' is not a worklist; choose one of {', '.join(WORKLISTS)}", field="kind")
+    condition, arguments = _WORKLISTS[kind]
+    rows = await repo.worklist_rows((await study_with_site(study, site))["id"], condition, *arguments(as_of), site=site)
+    return [scheduled(row, restated(row, as_of)) for row in rows]
+
+
+@reads
+async def site_schedule(study: str, site: str, as_of: date) -> list[ScheduledVisit]:
+    """Every stored visit of a site's participants, with appointments; statuses as of `as_of`."""
+    study_row = await study_with_site(study, site)
+    rows = await repo.worklist_rows(study_row["id"], "x.status <> 'not_applicable'", site=site)
+    return [scheduled(row, restated(row, as_of)) for row in rows]
