@@ -61,11 +61,11 @@ def _sneak(statement: str) -> str:
             "Layers within scheduling",
         ),
         ("scheduling/sdtm.py", _sneak("from trialcoord.scheduling import importing"), "Layers within scheduling"),
-        ("deviations/store.py", _sneak("from trialcoord.deviations import deviations"), "Layers within deviations"),
+        ("deviations/store.py", _sneak("from trialcoord.deviations import records"), "Layers within deviations"),
         ("scheduling/scheduling.py", _sneak("from trialcoord.deviations import deviations"), "Features"),
         ("kernel/audit_log.py", _sneak("from trialcoord.scheduling import scheduling"), "Features"),
         ("documents/documents.py", _sneak("from trialcoord.scheduling import store"), "Only scheduling itself"),
-        ("deviations/deviations.py", _sneak("from trialcoord.documents import consent_store"), "Only documents itself"),
+        ("deviations/detection.py", _sneak("from trialcoord.documents import consent_store"), "Only documents itself"),
         ("kernel/render/pdf.py", _sneak("from trialcoord.kernel.render import documents"), "No import cycles"),
     ],
 )
