@@ -1,6 +1,6 @@
 """Deviation detection and the deviation queue (issue 5), on SQLite and PostgreSQL:
 
-1. `deviations.detect(study, as_of, full=True)` over 10,000 participants x 100 stored visits (1,000,000; about
+1. `detection.detect(study, as_of, full=True)` over 10,000 participants x 100 stored visits (1,000,000; about
    5% missed, late or early) vs the raw SQL selecting the same candidate visits (the detection's own
    condition, `deviations_store.CANDIDATES` or a visit after an ending event, same columns and joins) through
    the raw driver (sqlite3 / asyncpg). The first run creates the records; the goal (at most 2x) is about the
@@ -36,7 +36,8 @@ import asyncpg
 from bench import endpoint
 from bench.common import AS_OF, atimed, on_each_engine, ratio_line, raw_sqlite_path, temp_database, timed, visit_params
 from bench.query import seed
-from trialcoord.deviations import deviations, store
+from trialcoord.deviations import queue, store
+from trialcoord.deviations.detection import detect
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.rules.audit import utc_instant
 from trialcoord.scheduling import protocols, sites, visits
@@ -141,7 +142,7 @@ def seed_rows(protocol, people, version, statuses: Counter, missed: list, rng: r
 
 async def top_up(study_id: int, people, target: int, rng: random.Random) -> int:
     """Manual open deviations until the study has `target` open ones, detected over the past year."""
-    _, open_now = await deviations.listing(STUDY, states=["detected"], limit=0)
+    _, open_now = await queue.listing(STUDY, states=["detected"], limit=0)
     missing = max(0, target - open_now)
     site_ids = {}
     async with transaction("bench set-up"):
@@ -191,7 +192,7 @@ async def postgres_candidates(connection: asyncpg.Connection, study_id: int) -> 
 async def detection(kind: str, url: str, study_id: int, missed: list) -> dict:
     async with read():
         candidates = len(list(await repo.worklist_rows(study_id, CONDITION, *ARGS)))
-    first_s, first = await atimed(deviations.detect(STUDY, AS_OF, full=True))
+    first_s, first = await atimed(detect(STUDY, AS_OF, full=True))
     print(
         f"  {'':<8}  first full detect()  {first_s:7.3f} s  created {first['created']:,} from {candidates:,}"
         " candidate visits"
@@ -200,7 +201,7 @@ async def detection(kind: str, url: str, study_id: int, missed: list) -> dict:
     connection = None if kind == "sqlite" else await asyncpg.connect(url)
     try:
         for _ in range(RUNS):
-            seconds, again = await atimed(deviations.detect(STUDY, AS_OF, full=True))
+            seconds, again = await atimed(detect(STUDY, AS_OF, full=True))
             assert again["created"] == again["updated"] == again["resolved"] == again["reopened"] == 0, again
             steady = min(steady, seconds)
             if kind == "sqlite":
@@ -219,7 +220,7 @@ async def detection(kind: str, url: str, study_id: int, missed: list) -> dict:
     incremental = float("inf")
     for subject, code in missed:
         await visits.record_visit(STUDY, subject, code, AS_OF, today=AS_OF)
-        seconds, result = await atimed(deviations.detect(STUDY, AS_OF))
+        seconds, result = await atimed(detect(STUDY, AS_OF))
         assert result["scope"].startswith("1 participant") and result["created"] == result["resolved"] == 1, result
         incremental = min(incremental, seconds)
     print(
@@ -332,13 +333,13 @@ async def queue_load(base: str, total: int, requests: int, seconds: float) -> No
 
 
 async def listing_load(total: int, requests: int, seconds: float) -> None:
-    """`deviations.listing(limit=PAGE, offset=<random page>)` from CONCURRENT tasks in this process."""
+    """`queue.listing(limit=PAGE, offset=<random page>)` from CONCURRENT tasks in this process."""
     latencies, rng, deadline = [], random.Random(7), time.perf_counter() + seconds
 
     async def worker():
         while len(latencies) < requests and time.perf_counter() < deadline:
             sent = time.perf_counter()
-            await deviations.listing(STUDY, limit=PAGE, offset=rng.randrange(max(1, -(-total // PAGE))) * PAGE)
+            await queue.listing(STUDY, limit=PAGE, offset=rng.randrange(max(1, -(-total // PAGE))) * PAGE)
             latencies.append(time.perf_counter() - sent)
 
     began = time.perf_counter()
@@ -367,7 +368,7 @@ def make_run(scale: float, quick_load: bool):
             study_id = (await protocols.require_study(STUDY))["id"]
             await detection(kind, url, study_id, missed)
             added = await top_up(study_id, people, round(OPEN * scale), rng)
-            _, total = await deviations.listing(STUDY, states=["detected"], limit=0)
+            _, total = await queue.listing(STUDY, states=["detected"], limit=0)
             print(f"  {'':<8}  queue: {total:,} open deviations ({added:,} manual ones added)")
             load = (300, 1.5) if quick_load else (3_000, 30.0)
             with served(url) as base:
@@ -375,7 +376,7 @@ def make_run(scale: float, quick_load: bool):
                 if answered == 200:
                     await queue_load(base, total, *load)
             if answered != 200:  # the API route is not there (yet): the listing it serves, in process
-                print(f"  {'':<8}  GET {QUEUE} answered {answered}: measuring deviations.listing() in process")
+                print(f"  {'':<8}  GET {QUEUE} answered {answered}: measuring queue.listing() in process")
                 await listing_load(total, *load)
 
     return run

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import PROTOCOL_V1, add_user, signed_in
 from trialcoord.amendments import amendments
-from trialcoord.deviations import deviations
+from trialcoord.deviations import detection, queue
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.database.engine import fetch
 from trialcoord.kernel.problems import InvalidInput
@@ -67,7 +67,7 @@ async def demo(db):
             await record_event("DEMO-001", subject, event, day, today=TODAY)
         for code, day in visits.items():
             await record_visit("DEMO-001", subject, code, day, today=TODAY)
-    await deviations.detect("DEMO-001", TODAY, today=TODAY)
+    await detection.detect("DEMO-001", TODAY, today=TODAY)
     return "DEMO-001"
 
 
@@ -76,7 +76,7 @@ def by_visit(rows):
 
 
 async def kept(study: str, subject: str) -> dict:
-    rows, _ = await deviations.listing(study, participant=subject)
+    rows, _ = await queue.listing(study, participant=subject)
     return {(row["visit"], row["rule"]): row for row in rows}
 
 
@@ -93,7 +93,7 @@ async def test_found_a_version_change_is_not_applied_backwards(demo):
     assert "V7" not in stored and stored["V5"].visit.status == "late"
     found = await kept(demo, "101-001")
     assert ("V5", "visit_late") in found and ("V7", "visit_missed") not in found
-    await deviations.detect(demo, TODAY, today=TODAY, full=True)  # a later full run agrees
+    await detection.detect(demo, TODAY, today=TODAY, full=True)  # a later full run agrees
     again = await kept(demo, "101-001")
     assert ("V7", "visit_missed") not in again and again[("V5", "visit_late")]["state"] == "detected"
 
@@ -115,7 +115,7 @@ async def test_records_a_change_makes_wrong_are_resolved_naming_it_and_new_ones_
     )
     await record_event("TST-1", "1001", "randomization", date(2024, 3, 4), today=today)
     await record_visit("TST-1", "1001", "V2", date(2024, 3, 18), today=today)
-    await deviations.detect("TST-1", today, today=today)  # Week 4 (V3), window 03-29 .. 04-04: missed
+    await detection.detect("TST-1", today, today=today)  # Week 4 (V3), window 03-29 .. 04-04: missed
     assert (await kept("TST-1", "1001"))[("V3", "visit_missed")]["state"] == "detected"
     await amendments.change_version("TST-1", "1001", "1.1", date(2024, 4, 3), "amendment", today=today)
     found = await kept("TST-1", "1001")

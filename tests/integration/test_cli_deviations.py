@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import RANDOMIZED, SITE_A, SITE_B
 from tests.integration.test_cli import run
-from trialcoord.deviations import deviations
+from trialcoord.deviations import manual, queue
 from trialcoord.kernel import audit_log
 from trialcoord.scheduling import participants, sites, visits
 
@@ -73,7 +73,7 @@ async def enrolled(study):
 
 async def test_detect_prints_the_counts_and_a_second_run_creates_nothing(enrolled, env):
     first = ok(env, "detect", "TST-1", "--as-of", "2024-06-01")
-    rows, total = await deviations.listing(enrolled)
+    rows, total = await queue.listing(enrolled)
     assert total > 0
     assert first == f"TST-1 as of 2024-06-01 (full): {total} created, 0 updated, 0 resolved, 0 reopened\n"
     created = await audit_log.browse(audit_log.AuditFilter(record_type="deviation"), None, 100)
@@ -82,7 +82,7 @@ async def test_detect_prints_the_counts_and_a_second_run_creates_nothing(enrolle
     assert again == "TST-1 as of 2024-06-01 (0 participants): 0 created, 0 updated, 0 resolved, 0 reopened\n"
     full = ok(env, "detect", "TST-1", "--as-of", "2024-06-01", "--full")
     assert full == "TST-1 as of 2024-06-01 (full): 0 created, 0 updated, 0 resolved, 0 reopened\n"
-    assert (await deviations.listing(enrolled))[0] == rows
+    assert (await queue.listing(enrolled))[0] == rows
 
 
 async def test_detect_honours_as_of_a_window_closing_between_two_dates(study, env):
@@ -97,7 +97,7 @@ async def test_detect_honours_as_of_a_window_closing_between_two_dates(study, en
 @pytest.fixture
 async def detected(enrolled, env):
     ok(env, "detect", "TST-1", "--as-of", "2024-06-01")
-    await deviations.record_manual(
+    await manual.record_manual(
         enrolled,
         SITE_A,
         "other",
@@ -112,7 +112,7 @@ async def detected(enrolled, env):
 
 async def test_list_as_json_carries_the_required_keys_of_every_record(detected, env):
     rows = listed(env)
-    stored, total = await deviations.listing(detected)
+    stored, total = await queue.listing(detected)
     assert len(rows) == total and all(set(row) == REQUIRED for row in rows)
     assert [row["id"] for row in rows] == [row["id"] for row in stored]
     late = next(r for r in rows if (r["participant"], r["visit"], r["rule"]) == ("1001", "V2", "visit_late"))

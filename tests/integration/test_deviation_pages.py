@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, SITE_B, SUBJECT_A, SUBJECT_B, account_rules, signed_in
 from tests.integration.test_pages import error_next_to
 from trialcoord.accounts import accounts
-from trialcoord.deviations import deviation_review, deviations
+from trialcoord.deviations import detection, deviation_review, manual, queue
 from trialcoord.scheduling import visits
 
 pytestmark = [pytest.mark.anyio, pytest.mark.db]
@@ -27,8 +27,8 @@ async def found(personas):
     for subject in (SUBJECT_A, SUBJECT_B):
         await visits.record_event("TST-1", subject, "randomization", RANDOMIZED, today=RANDOMIZED)
     await visits.record_visit("TST-1", SUBJECT_A, "V2", date(2024, 3, 25), today=date(2024, 3, 25))
-    await deviations.detect("TST-1")
-    rows, _ = await deviations.listing("TST-1")
+    await detection.detect("TST-1")
+    rows, _ = await queue.listing("TST-1")
     return {(r["participant"], r["visit"], r["rule"]): r["id"] for r in rows}
 
 
@@ -49,7 +49,7 @@ async def as_user(anonymous, user_id: str):
 async def responded(*ids: int) -> None:
     """The site's response to each deviation, which a monitor's acknowledgement follows."""
     for i in ids:
-        row = await deviations.get("TST-1", i)
+        row = await queue.get("TST-1", i)
         await deviation_review.take_step(
             "TST-1", i, "respond", "coord-a" if row["site"] == SITE_A else "coord-b", response="Patient had flu"
         )
@@ -111,9 +111,7 @@ async def test_bad_filters_are_shown_next_to_their_field(anonymous, found):
 
 async def test_the_queue_pages_by_fifty_keeping_the_filters(anonymous, personas):
     for n in range(53):
-        await deviations.record_manual(
-            "TST-1", SITE_A, "other", f"Case {n}", RANDOMIZED, "coord-a", subcategory="OTHER"
-        )
+        await manual.record_manual("TST-1", SITE_A, "other", f"Case {n}", RANDOMIZED, "coord-a", subcategory="OTHER")
     client = await as_user(anonymous, "monitor")
     first = await client.get(QUEUE, params={"category": "other", "site": SITE_A})
     assert len(ids_in(first.text)) == 50 and "53 deviations; page 1 of 2" in first.text
@@ -135,7 +133,7 @@ async def test_running_detection_shows_the_counts_after_the_redirect(anonymous, 
     ran = await client.post(f"{QUEUE}/detect", data={})
     assert ran.status_code == 303 and re.search(r"\?ran=\d+-0-0-0$", ran.headers["location"])
     created = int(re.search(r"ran=(\d+)", ran.headers["location"]).group(1))
-    assert created == len((await deviations.listing("TST-1"))[0]) > 0
+    assert created == len((await queue.listing("TST-1"))[0]) > 0
     page = await client.get(ran.headers["location"])
     assert f"Detection ran: {created} created, 0 updated, 0 resolved, 0 reopened." in page.text
     assert (await (await as_user(anonymous, "sponsor")).post(f"{QUEUE}/detect", data={})).status_code == 403
@@ -155,8 +153,8 @@ async def test_bulk_acknowledge_lists_what_was_refused_and_why(anonymous, found,
     assert "#99999: study TST-1 has no deviation 99999" in refused and "#²: &#39;²&#39; is not a deviation" in refused
     assert all(f"#{i}" in response.text for i in others) and f"Acknowledged {len(others)}" in response.text
     for i in others:
-        assert (await deviations.get("TST-1", i))["state"] == "under_review"
-    assert (await deviations.get("TST-1", unanswered))["state"] == "detected"
+        assert (await queue.get("TST-1", i))["state"] == "under_review"
+    assert (await queue.get("TST-1", unanswered))["state"] == "detected"
     rest = [i for i in found.values() if i not in others and i != late]
     await responded(*rest)
     done = await client.post(f"{QUEUE}/acknowledge", data={"ids": [str(i) for i in rest]})
@@ -215,7 +213,7 @@ async def test_a_stale_form_is_a_conflict_shown_above_it(anonymous, late):
     client = await as_user(anonymous, "coord-a")
     stale = await client.post(f"{QUEUE}/{late}/respond", data={"reason": "flu", "row_version": "99"})
     assert stale.status_code == 422 and "changed meanwhile" in stale.text
-    assert (await deviations.get("TST-1", late))["state"] == "detected"
+    assert (await queue.get("TST-1", late))["state"] == "detected"
 
 
 async def test_a_forbidden_step_posted_directly_is_refused(anonymous, found, late):
@@ -229,7 +227,7 @@ async def test_a_forbidden_step_posted_directly_is_refused(anonymous, found, lat
     monitor = await as_user(anonymous, "monitor")
     wrong_state = await monitor.post(f"{QUEUE}/{late}/close", data={"password": PASSWORD, "user_id": "monitor"})
     assert wrong_state.status_code == 422 and "cannot be closed" in wrong_state.text
-    assert (await deviations.get("TST-1", late))["state"] == "detected"
+    assert (await queue.get("TST-1", late))["state"] == "detected"
 
 
 async def test_the_monitor_acknowledges_classifies_and_closes_with_signatures(anonymous, late):
@@ -282,7 +280,7 @@ async def test_reopening_needs_a_reason(anonymous, late):
     assert empty.status_code == 422 and error_next_to(empty.text, "reopen-reason")
     done = await client.post(f"{QUEUE}/{late}/reopen", data={"reason": "source data differs"})
     assert done.status_code == 303
-    assert (await deviations.get("TST-1", late))["state"] == "reopened"
+    assert (await queue.get("TST-1", late))["state"] == "reopened"
 
 
 # CAPA ---------------------------------------------------------------------------------------------
@@ -370,7 +368,7 @@ async def test_another_sites_deviation_reads_as_a_missing_one(anonymous, found, 
     assert re.findall(r"<li>(#[^<]*)</li>", refused.text) == [
         f"#{other_site}: study TST-1 has no deviation {other_site}"
     ]
-    assert (await deviations.get("TST-1", other_site))["state"] == "site_response"
+    assert (await queue.get("TST-1", other_site))["state"] == "site_response"
 
 
 async def add_user_monitor_a() -> None:
@@ -410,7 +408,7 @@ async def test_sponsors_read_the_pages_and_every_write_is_refused(anonymous, fou
     ):
         response = await sponsor.post(f"/studies/TST-1/{path}", data={"ids": str(late), "reason": "x"})
         assert response.status_code == 403, path
-    assert (await deviations.get("TST-1", late))["steps"] == []
+    assert (await queue.get("TST-1", late))["steps"] == []
     assert (await deviation_review.get_capa("TST-1", made["id"]))["state"] == "open"
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, account_rules, add_user
 from trialcoord.accounts import accounts
-from trialcoord.deviations import deviation_review, deviations, verification
+from trialcoord.deviations import detection, deviation_review, manual, queue, verification
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.database.engine import fetch, transaction
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
@@ -37,9 +37,9 @@ def keyed(rows):
 
 
 async def test_detection_creates_one_record_per_finding_with_the_issue_fields(enrolled):
-    result = await deviations.detect(enrolled, TODAY)
+    result = await detection.detect(enrolled, TODAY)
     assert result["scope"] == "full" and result["created"] > 0
-    rows, total = await deviations.listing(enrolled)
+    rows, total = await queue.listing(enrolled)
     found = keyed(rows)
     assert total == len(rows) == result["created"]
     late = found[("1001", "V2", "visit_late")]
@@ -58,42 +58,42 @@ async def test_detection_creates_one_record_per_finding_with_the_issue_fields(en
 
 
 async def test_detection_is_idempotent(enrolled):
-    await deviations.detect(enrolled, TODAY)
-    before, _ = await deviations.listing(enrolled)
+    await detection.detect(enrolled, TODAY)
+    before, _ = await queue.listing(enrolled)
     for full in (False, True):
-        again = await deviations.detect(enrolled, TODAY, full=full)
+        again = await detection.detect(enrolled, TODAY, full=full)
         assert (again["created"], again["updated"], again["resolved"], again["reopened"]) == (0, 0, 0, 0)
-    after, _ = await deviations.listing(enrolled)
+    after, _ = await queue.listing(enrolled)
     assert after == before
 
 
 async def test_an_incremental_run_after_one_visit_looks_at_that_participant_only(enrolled):
-    await deviations.detect(enrolled, TODAY)
+    await detection.detect(enrolled, TODAY)
     await visits.record_visit(enrolled, "1003", "PK", date(2024, 3, 14), today=TODAY)  # optional, in window
-    nothing = await deviations.detect(enrolled, TODAY)
+    nothing = await detection.detect(enrolled, TODAY)
     assert nothing["scope"] == "1 participant" and nothing["created"] == 0
-    quiet = await deviations.detect(enrolled, TODAY)
+    quiet = await detection.detect(enrolled, TODAY)
     assert quiet["scope"] == "0 participants"
 
 
 async def test_a_window_closing_since_the_last_run_brings_its_participant_in(study):
     await participants.enroll_participant(study, "1004", SITE_A, arm="P", enrolled_on=RANDOMIZED, today=RANDOMIZED)
     await visits.record_event(study, "1004", "randomization", RANDOMIZED, today=RANDOMIZED)
-    first = await deviations.detect(study, date(2024, 3, 21))  # V2's last day: not missed yet (screening is)
+    first = await detection.detect(study, date(2024, 3, 21))  # V2's last day: not missed yet (screening is)
     assert first["created"] == 1
-    second = await deviations.detect(study, date(2024, 3, 22))
+    second = await detection.detect(study, date(2024, 3, 22))
     assert second["scope"] == "1 participant" and second["created"] == 1
-    rows, _ = await deviations.listing(study)
+    rows, _ = await queue.listing(study)
     assert [(r["visit"], r["rule"]) for r in rows] == [("SCR", "visit_missed"), ("V2", "visit_missed")]
 
 
 async def test_a_corrected_visit_date_resolves_the_record_by_data_correction_never_deletes_it(enrolled):
-    await deviations.detect(enrolled, TODAY)
+    await detection.detect(enrolled, TODAY)
     await visits.record_visit(enrolled, "1001", "V2", date(2024, 3, 20), reason="transcription error", today=TODAY)
-    result = await deviations.detect(enrolled, TODAY)
+    result = await detection.detect(enrolled, TODAY)
     # V2 is back in its window, and so is V3, whose window follows V2's actual date.
     assert (result["resolved"], result["scope"]) == (2, "1 participant")
-    rows, _ = await deviations.listing(enrolled, states=["resolved_by_data_correction"])
+    rows, _ = await queue.listing(enrolled, states=["resolved_by_data_correction"])
     assert {(r["participant"], r["visit"], r["rule"]) for r in rows} == {
         ("1001", "V2", "visit_late"),
         ("1001", "V3", "visit_early"),
@@ -104,9 +104,9 @@ async def test_a_corrected_visit_date_resolves_the_record_by_data_correction_nev
     resolved = keyed(rows)[("1001", "V2", "visit_late")]
     # Found again once the date goes back out of the window: the same record, reopened.
     await visits.record_visit(enrolled, "1001", "V2", date(2024, 3, 26), reason="source says 26th", today=TODAY)
-    again = await deviations.detect(enrolled, TODAY)
+    again = await detection.detect(enrolled, TODAY)
     assert again["reopened"] == 2
-    back = await deviations.get(enrolled, resolved["id"])
+    back = await queue.get(enrolled, resolved["id"])
     assert (back["state"], back["days_outside"]) == ("detected", 5)
 
 
@@ -119,19 +119,17 @@ async def test_an_exception_approved_before_the_visit_prevents_the_deviation_and
     await participants.enroll_participant(enrolled, "1005", SITE_A, arm="P", enrolled_on=RANDOMIZED, today=TODAY)
     await visits.record_event(enrolled, "1005", "randomization", RANDOMIZED, today=TODAY)
     recorded_on(monkeypatch, date(2024, 3, 20))
-    await deviations.approve_exception(
+    await manual.approve_exception(
         enrolled, "1005", "V2", 0, 5, date(2024, 3, 20), "patient travelling", "ivan", today=TODAY
     )
     await visits.record_visit(enrolled, "1005", "V2", date(2024, 3, 25), today=TODAY)  # 4 late, within +5
-    await deviations.approve_exception(
+    await manual.approve_exception(
         enrolled, "1001", "V2", 0, 10, date(2024, 3, 30), "late approval", "ivan", today=TODAY
     )  # after the visit: explains, does not prevent
     recorded_on(monkeypatch, TODAY)  # approved before the visit, but entered long after it: does not prevent
-    await deviations.approve_exception(
-        enrolled, "1002", "V3", 5, 0, date(2024, 3, 20), "entered late", "ivan", today=TODAY
-    )
-    await deviations.detect(enrolled, TODAY)
-    found = keyed((await deviations.listing(enrolled))[0])
+    await manual.approve_exception(enrolled, "1002", "V3", 5, 0, date(2024, 3, 20), "entered late", "ivan", today=TODAY)
+    await detection.detect(enrolled, TODAY)
+    found = keyed((await queue.listing(enrolled))[0])
     assert ("1005", "V2", "visit_late") not in found and ("1001", "V2", "visit_late") in found
     assert ("1002", "V3", "visit_early") in found
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="window_exception"), None, 5)
@@ -141,14 +139,14 @@ async def test_an_exception_approved_before_the_visit_prevents_the_deviation_and
         "TST-1/101/1002/V3/exception",
     }
     with pytest.raises(InvalidInput, match="reason"):
-        await deviations.approve_exception(enrolled, "1005", "V3", 0, 2, date(2024, 3, 20), " ", "ivan", today=TODAY)
+        await manual.approve_exception(enrolled, "1005", "V3", 0, 2, date(2024, 3, 20), " ", "ivan", today=TODAY)
 
 
 async def test_a_visit_after_collection_stopped_is_a_deviation(enrolled):
     await visits.record_event(enrolled, "1002", "withdrawal", date(2024, 3, 20), today=TODAY)
     await visits.record_visit(enrolled, "1002", "DRUG-RETURN", date(2024, 3, 29), today=TODAY)
-    await deviations.detect(enrolled, TODAY)
-    found = keyed((await deviations.listing(enrolled))[0])
+    await detection.detect(enrolled, TODAY)
+    found = keyed((await queue.listing(enrolled))[0])
     assert ("1002", "V3", "visit_after_ending_event") in found
     assert ("1002", "DRUG-RETURN", "visit_after_ending_event") in found  # unscheduled ones too
 
@@ -157,8 +155,8 @@ async def test_found_unscheduled_visits_after_an_early_termination_raise_no_devi
     await visits.record_event(enrolled, "1002", "early_termination", date(2024, 3, 20), today=TODAY)
     await visits.record_visit(enrolled, "1002", "AE-FOLLOW-UP", date(2024, 3, 29), today=TODAY)
     await visits.record_visit(enrolled, "1002", "DRUG-RETURN", date(2024, 4, 2), today=TODAY)
-    await deviations.detect(enrolled, TODAY)
-    found = keyed((await deviations.listing(enrolled))[0])
+    await detection.detect(enrolled, TODAY)
+    found = keyed((await queue.listing(enrolled))[0])
     assert [key for key in found if key[0] == "1002" and key[2] == "visit_after_ending_event"] == []
     assert ("1002", "V3", "visit_early") in found  # V3, done after the end, is judged as it happened
 
@@ -176,15 +174,15 @@ async def test_collection_stops_only_under_a_version_the_participant_followed(en
         await visits.record_event(enrolled, subject, "early_termination", date(2024, 3, 20), today=TODAY)
         await visits.record_visit(enrolled, subject, "DRUG-RETURN", date(2024, 3, 29), today=TODAY)
     await version_changes.change_protocol_version(enrolled, "1003", "3.0", date(2024, 3, 1), "amendment 3", today=TODAY)
-    await deviations.detect(enrolled, TODAY)
-    found = keyed((await deviations.listing(enrolled))[0])
+    await detection.detect(enrolled, TODAY)
+    found = keyed((await queue.listing(enrolled))[0])
     assert [k for k in found if k[2] == "visit_after_ending_event"] == [
         ("1003", "DRUG-RETURN", "visit_after_ending_event")
     ]
 
 
 async def test_manual_deviations_are_recorded_with_any_category(enrolled):
-    row = await deviations.record_manual(
+    row = await manual.record_manual(
         enrolled,
         SITE_A,
         "study intervention",
@@ -204,18 +202,18 @@ async def test_manual_deviations_are_recorded_with_any_category(enrolled):
         "WRONG TREATMENT",
     )
     with pytest.raises(InvalidInput) as bad:
-        await deviations.record_manual(enrolled, SITE_A, "catering", " ", date(2030, 1, 1), "cora", today=TODAY)
+        await manual.record_manual(enrolled, SITE_A, "catering", " ", date(2030, 1, 1), "cora", today=TODAY)
     assert {p.field for p in bad.value.problems} == {"category", "description", "occurred_on"}
     with pytest.raises(NotFound, match="1999"):
-        await deviations.record_manual(enrolled, SITE_A, "other", "x", TODAY, "cora", subject_id="1999", today=TODAY)
+        await manual.record_manual(enrolled, SITE_A, "other", "x", TODAY, "cora", subject_id="1999", today=TODAY)
 
 
 @pytest.fixture
 async def detected(enrolled):
     await add_user("mona", ("monitor", "TST-1", None), printed_name="Mona Monitor")
     await add_user("cora", ("coordinator", "TST-1", SITE_A))
-    await deviations.detect(enrolled, TODAY)
-    return keyed((await deviations.listing(enrolled))[0])[("1001", "V2", "visit_late")]
+    await detection.detect(enrolled, TODAY)
+    return keyed((await queue.listing(enrolled))[0])[("1001", "V2", "visit_late")]
 
 
 async def test_a_deviation_walks_from_detection_to_closure_with_signed_classification_and_closure(detected):
@@ -242,7 +240,7 @@ async def test_a_deviation_walks_from_detection_to_closure_with_signed_classific
     assert row["state"] == "closed" and row["closed_at"]
     judged = await deviation_review.verify_signatures(study, did)
     assert [(s["meaning"], s["verdict"]) for s in judged] == [("review", "valid"), ("approval", "valid")]
-    shown = await deviations.get(study, did)
+    shown = await queue.get(study, did)
     assert [s["step"] for s in shown["steps"]] == ["respond", "acknowledge", "classify", "close"]
     trail = await audit_log.browse(audit_log.AuditFilter(record_type="deviation"), None, 4)
     assert [e["action"] for e in trail] == ["close", "classify", "acknowledge", "respond"]
@@ -268,7 +266,7 @@ async def test_every_forbidden_transition_is_refused_and_changes_nothing(detecte
     study, did = "TST-1", detected["id"]
     for taken in state_steps:
         await deviation_review.take_step(study, did, taken, "mona", response="why")
-    before = await deviations.get(study, did)
+    before = await queue.get(study, did)
     signing = None
     if step in ("classify", "close"):
         signing = await accounts.signing_by_password(
@@ -286,7 +284,7 @@ async def test_every_forbidden_transition_is_refused_and_changes_nothing(detecte
             category="visit schedule",
             signing=signing,
         )
-    assert await deviations.get(study, did) == before
+    assert await queue.get(study, did) == before
 
 
 async def test_signed_steps_need_the_matching_signature_and_stale_versions_conflict(detected):
@@ -312,7 +310,7 @@ async def test_signed_steps_need_the_matching_signature_and_stale_versions_confl
 
 
 async def test_bulk_acknowledge_reports_each_refusal(detected):
-    rows, _ = await deviations.listing("TST-1")
+    rows, _ = await queue.listing("TST-1")
     ids = [r["id"] for r in rows]
     for i in ids[:-1]:
         await deviation_review.take_step("TST-1", i, "respond", "cora", response="why")
@@ -324,7 +322,7 @@ async def test_bulk_acknowledge_reports_each_refusal(detected):
 
 
 async def test_capa_groups_deviations_and_is_audited(detected):
-    rows, _ = await deviations.listing("TST-1")
+    rows, _ = await queue.listing("TST-1")
     capa = await deviation_review.create_capa(
         "TST-1",
         "Visit reminders",
@@ -380,7 +378,7 @@ async def test_the_database_refuses_to_delete_deviations_or_change_their_history
         category="visit schedule",
         signing=await accounts.signing_by_password("mona", "review", PASSWORD, rules=account_rules()),
     )
-    await deviations.approve_exception("TST-1", "1003", "V2", 0, 1, TODAY, "travel", "ivan", today=TODAY)
+    await manual.approve_exception("TST-1", "1003", "V2", 0, 1, TODAY, "travel", "ivan", today=TODAY)
     with pytest.raises(Exception, match="never"):
         async with transaction():
             await fetch(sql)
@@ -427,7 +425,7 @@ async def test_verify_checks_deviation_signatures_against_the_registry_and_the_t
 
 
 async def test_a_closed_capa_takes_no_more_deviations_and_a_deviation_belongs_to_one_capa(detected):
-    rows, _ = await deviations.listing("TST-1")
+    rows, _ = await queue.listing("TST-1")
     first = await deviation_review.create_capa(
         "TST-1", "Reminders", "No process", "Call", "SOP", "cora", None, [rows[0]["id"]], "cora"
     )
@@ -440,7 +438,7 @@ async def test_a_closed_capa_takes_no_more_deviations_and_a_deviation_belongs_to
 
 
 async def test_a_site_limited_reader_sees_only_capas_they_made_or_that_group_their_deviations(detected):
-    rows, _ = await deviations.listing("TST-1")
+    rows, _ = await queue.listing("TST-1")
     made = await deviation_review.create_capa(
         "TST-1", "Reminders", "No process", "Call", "SOP", "cora", None, [rows[0]["id"]], "cora"
     )
@@ -481,14 +479,14 @@ async def walk_to(study: str, did: int, last: str) -> None:
 async def test_a_closed_record_keeps_its_signed_facts_and_a_classified_one_goes_back_to_review(detected):
     await walk_to("TST-1", detected["id"], "close")
     await visits.record_visit("TST-1", "1001", "V2", date(2024, 3, 30), reason="source: 30th", today=TODAY)
-    await deviations.detect("TST-1", TODAY)
-    closed = await deviations.get("TST-1", detected["id"])
+    await detection.detect("TST-1", TODAY)
+    closed = await queue.get("TST-1", detected["id"])
     assert (closed["state"], closed["days_outside"]) == ("closed", 4)  # as signed; the trail has the change
-    early = keyed((await deviations.listing("TST-1"))[0])[("1002", "V3", "visit_early")]
+    early = keyed((await queue.listing("TST-1"))[0])[("1002", "V3", "visit_early")]
     await walk_to("TST-1", early["id"], "classify")
     await visits.record_visit("TST-1", "1002", "V3", date(2024, 3, 26), reason="source: 26th", today=TODAY)
-    result = await deviations.detect("TST-1", TODAY)
-    again = await deviations.get("TST-1", early["id"])
+    result = await detection.detect("TST-1", TODAY)
+    again = await queue.get("TST-1", early["id"])
     assert result["updated"] == 1 and (again["state"], again["days_outside"]) == ("reopened", -3)
     entry = (await audit_log.browse(audit_log.AuditFilter(record_type="deviation", action="update"), None, 1))[0]
     assert entry["old"]["days_outside"] == -2 and entry["new"] == {
@@ -500,33 +498,33 @@ async def test_a_closed_record_keeps_its_signed_facts_and_a_classified_one_goes_
 
 async def test_a_record_a_monitor_reopened_is_not_resolved_again_by_detection(detected):
     await visits.record_visit("TST-1", "1001", "V2", date(2024, 3, 20), reason="typo", today=TODAY)
-    await deviations.detect("TST-1", TODAY)
-    assert (await deviations.get("TST-1", detected["id"]))["state"] == "resolved_by_data_correction"
+    await detection.detect("TST-1", TODAY)
+    assert (await queue.get("TST-1", detected["id"]))["state"] == "resolved_by_data_correction"
     await deviation_review.take_step("TST-1", detected["id"], "reopen", "mona", reason="source says 25th")
-    await deviations.detect("TST-1", TODAY, full=True)
-    assert (await deviations.get("TST-1", detected["id"]))["state"] == "reopened"
+    await detection.detect("TST-1", TODAY, full=True)
+    assert (await queue.get("TST-1", detected["id"]))["state"] == "reopened"
 
 
 async def test_detection_moves_forward_and_never_runs_for_a_day_to_come(enrolled):
     with pytest.raises(InvalidInput, match="still to come"):
-        await deviations.detect(enrolled, date(2024, 6, 2), today=TODAY)
-    await deviations.detect(enrolled, date(2024, 5, 1), today=TODAY)
+        await detection.detect(enrolled, date(2024, 6, 2), today=TODAY)
+    await detection.detect(enrolled, date(2024, 5, 1), today=TODAY)
     with pytest.raises(InvalidInput, match="last checked as of 2024-05-01"):
-        await deviations.detect(enrolled, date(2024, 4, 30), today=TODAY)
+        await detection.detect(enrolled, date(2024, 4, 30), today=TODAY)
 
 
 async def test_a_visit_done_after_the_run_date_is_not_known_to_that_run(enrolled):
-    await deviations.detect(enrolled, date(2024, 3, 22), today=TODAY)  # 1001's V2 was done on 03-25
-    found = keyed((await deviations.listing(enrolled))[0])
+    await detection.detect(enrolled, date(2024, 3, 22), today=TODAY)  # 1001's V2 was done on 03-25
+    found = keyed((await queue.listing(enrolled))[0])
     assert ("1001", "V2", "visit_late") not in found and ("1001", "V3", "visit_early") not in found
 
 
 async def test_an_incremental_run_sees_a_visit_done_between_the_two_run_dates(enrolled):
     """Recorded before a run for an earlier day, so no audit entry is newer than that run: the dates decide."""
-    await deviations.detect(enrolled, date(2024, 3, 24), today=TODAY)  # 1001's V2 (late, 03-25) not known yet
-    assert ("1001", "V2", "visit_late") not in keyed((await deviations.listing(enrolled))[0])
-    result = await deviations.detect(enrolled, date(2024, 3, 26), today=TODAY)
-    assert result["scope"] != "full" and ("1001", "V2", "visit_late") in keyed((await deviations.listing(enrolled))[0])
+    await detection.detect(enrolled, date(2024, 3, 24), today=TODAY)  # 1001's V2 (late, 03-25) not known yet
+    assert ("1001", "V2", "visit_late") not in keyed((await queue.listing(enrolled))[0])
+    result = await detection.detect(enrolled, date(2024, 3, 26), today=TODAY)
+    assert result["scope"] != "full" and ("1001", "V2", "visit_late") in keyed((await queue.listing(enrolled))[0])
 
 
 async def test_the_protocols_deviations_section_sets_the_starting_classification(db):
@@ -542,7 +540,7 @@ async def test_the_protocols_deviations_section_sets_the_starting_classification
         await participants.enroll_participant("TST-2", subject, "201", arm="P", enrolled_on=RANDOMIZED, today=TODAY)
         await visits.record_event("TST-2", subject, "randomization", RANDOMIZED, today=TODAY)
         await visits.record_visit("TST-2", subject, "V2", v2, today=TODAY)
-    await deviations.detect("TST-2", TODAY)
-    found = keyed((await deviations.listing("TST-2"))[0])
+    await detection.detect("TST-2", TODAY)
+    found = keyed((await queue.listing("TST-2"))[0])
     assert found[("2001", "V2", "visit_late")]["classification"] == "non_important"
     assert found[("2002", "V2", "visit_late")]["classification"] == "important"

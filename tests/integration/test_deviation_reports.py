@@ -16,12 +16,21 @@ import pytest
 
 from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, SITE_B, SUBJECT_A, SUBJECT_B, account_rules, signed_in
 from trialcoord.accounts import accounts
-from trialcoord.deviations import deviation_reports as reports
-from trialcoord.deviations import deviation_review, deviations
+from trialcoord.deviations import (
+    detection,
+    deviation_review,
+    filing,
+    listings,
+    manual,
+    queue,
+    report_documents,
+    site_summary,
+    trends,
+)
 from trialcoord.documents import documents
 from trialcoord.documents.rules.documents import DocumentKey
 from trialcoord.kernel import audit_log
-from trialcoord.kernel.problems import InvalidInput
+from trialcoord.kernel.problems import InvalidInput, NotFound
 from trialcoord.kernel.render.documents import render_pdf
 from trialcoord.scheduling import participants, visits
 
@@ -51,12 +60,12 @@ async def reported(personas, monkeypatch):
     await visits.record_visit(study, SUBJECT_B, "V2", date(2024, 3, 18), today=TODAY)
     await visits.record_visit(study, SUBJECT_B, "V3", date(2024, 4, 1), today=TODAY)
     moment["now"] = at("2024-04-01T12:00:00")
-    await deviations.detect(study, TODAY)
+    await detection.detect(study, TODAY)
     moment["now"] = at("2024-05-20T09:00:00")
-    await deviations.record_manual(
+    await manual.record_manual(
         study, SITE_A, "other", INJECTION, date(2024, 5, 19), "coord-a", subject_id=SUBJECT_A, today=TODAY
     )
-    [at_b] = (await deviations.listing(study, sites=[SITE_B]))[0]
+    [at_b] = (await queue.listing(study, sites=[SITE_B]))[0]
     moment["now"] = at("2024-04-11T10:00:00")
     await deviation_review.take_step(study, at_b["id"], "respond", "coord-b", response="Screening was rescheduled")
     await deviation_review.take_step(study, at_b["id"], "acknowledge", "monitor")
@@ -108,7 +117,7 @@ async def deviation_review_sign(key):
 
 
 async def test_trends_on_known_data(reported):
-    trend = await reports.trends(reported, as_of=TODAY)
+    trend = await trends.trends(reported, as_of=TODAY)
     assert trend["total"] == 6 and trend["excluded"] == 0 and "as_of" not in trend  # as_of is ignored
     assert trend["by_site"] == [(SITE_A, 5), (SITE_B, 1)]
     assert dict(trend["by_rule"]) == {"visit_missed": 4, "visit_late": 1, "manual": 1}
@@ -117,12 +126,12 @@ async def test_trends_on_known_data(reported):
     assert trend["by_month_and_category"] == {"other": [0, 0, 1], "visit schedule": [4, 1, 0]}
     assert trend["days_to_closure"] == [10]
     assert {(r["site"], r["rule"], r["total"]) for r in trend["repeats"]} == {(SITE_A, "visit_missed", 3)}
-    only_b = await reports.trends(reported, sites=[SITE_B], as_of=TODAY)
+    only_b = await trends.trends(reported, sites=[SITE_B], as_of=TODAY)
     assert only_b["by_site"] == [(SITE_B, 1)] and only_b["closure"]["median_days"] == 10
 
 
 async def test_site_summary_figures_on_known_data(reported):
-    summary = await reports.site_summary(reported, [SITE_A, SITE_B], TODAY)
+    summary = await site_summary.site_summary(reported, [SITE_A, SITE_B], TODAY)
     a, b = summary["sites"]
     assert (a["participants"], a["active"], a["ended"]) == (2, 1, 1)
     # A: V2 late is the one visit done; screening (twice) and V3 missed. B: V2, V3 on time, screening missed.
@@ -140,7 +149,7 @@ async def test_site_summary_figures_on_known_data(reported):
 
 
 async def test_csv_listing_is_guarded_and_xlsx_reads_back(reported):
-    data, count = await reports.listing_file(reported, None, "csv", "sponsor")
+    data, count = await listings.listing_file(reported, None, "csv", "sponsor")
     assert data.startswith(b"\xef\xbb\xbf") and count == 6
     rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
     manual = next(r for r in rows if r["RULE"] == "manual")
@@ -152,10 +161,10 @@ async def test_csv_listing_is_guarded_and_xlsx_reads_back(reported):
         "2024-05-19",
     )
     assert [r["DVSEQ"] for r in rows if r["USUBJID"] == f"TST-1-{SUBJECT_A}"] == ["1", "2", "3", "4"]
-    book, _ = await reports.listing_file(reported, [SITE_B], "xlsx", "coord-b")
+    book, _ = await listings.listing_file(reported, [SITE_B], "xlsx", "coord-b")
     sheet = openpyxl.load_workbook(io.BytesIO(book)).active
     values = list(sheet.iter_rows(values_only=True))
-    assert values[0] == tuple(reports.LISTING_COLUMNS) and len(values) == 2
+    assert values[0] == tuple(listings.LISTING_COLUMNS) and len(values) == 2
     row = dict(zip(values[0], values[1]))
     assert (row["SITEID"], row["STATE"], row["RULE"], row["DVDECOD"]) == (
         SITE_B,
@@ -200,7 +209,9 @@ def drawn_text(data: bytes) -> str:
 
 
 async def test_the_log_pdf_draws_its_charts_and_the_docx_holds_the_rows(reported):
-    pdf, name = await reports.render_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "Cora (coord-a)")
+    pdf, name = await report_documents.render_report(
+        reported, SITE_A, report_documents.LOG, "pdf", TODAY, "Cora (coord-a)"
+    )
     assert pdf.startswith(b"%PDF-") and name == f"deviation_log-TST-1-{SITE_A}-2024-06-01.pdf"
     with pikepdf.open(io.BytesIO(pdf)) as document:
         data = document.attachments["data.json"].get_file().read_bytes().decode()
@@ -213,7 +224,9 @@ async def test_the_log_pdf_draws_its_charts_and_the_docx_holds_the_rows(reported
     assert "visit_missed" in compact and "2024-03" in compact  # the bars' labels
     assert INJECTION in compact  # the description as text (wrapped in its narrow column)
     word = docx.Document(
-        io.BytesIO((await reports.render_report(reported, SITE_A, reports.LOG, "docx", TODAY, "Cora"))[0])
+        io.BytesIO(
+            (await report_documents.render_report(reported, SITE_A, report_documents.LOG, "docx", TODAY, "Cora"))[0]
+        )
     )
     counts, table = word.tables[:2]
     assert ["Deviations", "5"] in [[c.text for c in row.cells] for row in counts.rows]
@@ -223,12 +236,16 @@ async def test_the_log_pdf_draws_its_charts_and_the_docx_holds_the_rows(reported
 
 
 async def test_the_monitoring_visit_report_lists_open_deviations_with_their_age(reported):
-    data = await reports.report_data(reported, SITE_A, reports.VISIT_REPORT, TODAY, "Mo (monitor)")
+    data = await report_documents.report_data(reported, SITE_A, report_documents.VISIT_REPORT, TODAY, "Mo (monitor)")
     assert sorted(e["age_days"] for e in data["entries"]) == [12, 61, 61, 61, 61]
     assert {"label": "Visits done / due", "value": "1 / 4"} in data["summary"]
     word = docx.Document(
         io.BytesIO(
-            (await reports.render_report(reported, SITE_A, reports.VISIT_REPORT, "docx", TODAY, "Mo (monitor)"))[0]
+            (
+                await report_documents.render_report(
+                    reported, SITE_A, report_documents.VISIT_REPORT, "docx", TODAY, "Mo (monitor)"
+                )
+            )[0]
         )
     )
     assert "prepared by Mo (monitor)" in "\n".join(p.text for p in word.paragraphs)
@@ -244,19 +261,19 @@ def on_the_day(monkeypatch) -> None:
 
 async def test_filing_adds_a_binder_version_per_day_and_change(reported, monkeypatch):
     on_the_day(monkeypatch)
-    first = await reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora")
+    first = await filing.file_report(reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora")
     assert (first["filed"], first["label"], first["artifact"]["unique_id"], first["status"]) == (
         True,
         "2024-06-01",
         "110",
         "draft",
     )
-    again = await reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora")
+    again = await filing.file_report(reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora")
     assert (again["filed"], again["label"], again["sha256"]) == (False, "2024-06-01", first["sha256"])
-    await deviations.record_manual(reported, SITE_A, "other", "Lab kit expired", TODAY, "coord-a", today=TODAY)
-    changed = await reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora")
+    await manual.record_manual(reported, SITE_A, "other", "Lab kit expired", TODAY, "coord-a", today=TODAY)
+    changed = await filing.file_report(reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora")
     assert (changed["filed"], changed["label"]) == (True, "2024-06-01.2")
-    report = await reports.file_report(reported, SITE_A, reports.VISIT_REPORT, "pdf", TODAY, "coord-a", "Cora")
+    report = await filing.file_report(reported, SITE_A, report_documents.VISIT_REPORT, "pdf", TODAY, "coord-a", "Cora")
     assert (report["label"], report["artifact"]["unique_id"], report["file_name"]) == (
         "2024-06-01",
         "107",
@@ -347,7 +364,7 @@ async def test_pages_show_charts_repeats_and_file_into_the_binder(reported, anon
 
 
 async def test_the_filed_notice_prints_nothing_from_the_address_but_a_real_version(reported, anonymous):
-    await reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora")
+    await filing.file_report(reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora")
     monitor = await signed_in(anonymous, "monitor")
     forged = [
         {"site": SITE_A, "filed": "Your account is locked: call +1 555 0100"},
@@ -380,35 +397,35 @@ async def test_the_study_page_and_the_queue_link_to_the_reports(reported, anonym
 
 async def test_filing_compares_the_data_with_every_version_of_the_day_and_files_pdf_only(reported, monkeypatch):
     on_the_day(monkeypatch)
-    first = await reports.file_report(reported, SITE_A, reports.VISIT_REPORT, "pdf", TODAY, "coord-a", "Cora")
+    first = await filing.file_report(reported, SITE_A, report_documents.VISIT_REPORT, "pdf", TODAY, "coord-a", "Cora")
     assert "report key pdf:" in first["change_summary"]
-    by_other = await reports.file_report(reported, SITE_A, reports.VISIT_REPORT, "pdf", TODAY, "monitor", "Mo")
+    by_other = await filing.file_report(reported, SITE_A, report_documents.VISIT_REPORT, "pdf", TODAY, "monitor", "Mo")
     assert (by_other["filed"], by_other["label"]) == (False, first["label"])  # who prepared it is no new fact
     with pytest.raises(InvalidInput) as refused:
-        await reports.file_report(reported, SITE_A, reports.VISIT_REPORT, "docx", TODAY, "coord-a", "Cora")
+        await filing.file_report(reported, SITE_A, report_documents.VISIT_REPORT, "docx", TODAY, "coord-a", "Cora")
     assert refused.value.problems[0].field == "format"
     key = DocumentKey(reported, SITE_A, "Monitoring visit report")
-    other, _ = await reports.render_report(reported, SITE_B, reports.LOG, "pdf", TODAY, "x")
+    other, _ = await report_documents.render_report(reported, SITE_B, report_documents.LOG, "pdf", TODAY, "x")
     await documents.add_version(key, "107", "2024-06-01.2", other, "other.pdf")  # a newer version, other data
     await documents.add_version(key, "107", "2024-06-01.\u00b2", other, "odd.pdf")  # not a day label: ignored
-    again = await reports.file_report(reported, SITE_A, reports.VISIT_REPORT, "pdf", TODAY, "coord-a", "Cora")
+    again = await filing.file_report(reported, SITE_A, report_documents.VISIT_REPORT, "pdf", TODAY, "coord-a", "Cora")
     assert (again["filed"], again["label"]) == (False, "2024-06-01")
-    await deviations.record_manual(reported, SITE_A, "other", "Lab kit expired", TODAY, "coord-a", today=TODAY)
-    changed = await reports.file_report(reported, SITE_A, reports.VISIT_REPORT, "pdf", TODAY, "coord-a", "Cora")
+    await manual.record_manual(reported, SITE_A, "other", "Lab kit expired", TODAY, "coord-a", today=TODAY)
+    changed = await filing.file_report(reported, SITE_A, report_documents.VISIT_REPORT, "pdf", TODAY, "coord-a", "Cora")
     assert (changed["filed"], changed["label"]) == (True, "2024-06-01.3")
 
 
 def test_day_labels_are_ascii_digits_only():
-    assert reports._of_day("2024-06-01", TODAY) and reports._of_day("2024-06-01.12", TODAY)
+    assert filing._of_day("2024-06-01", TODAY) and filing._of_day("2024-06-01.12", TODAY)
     for label in ("2024-06-01.\u00b2", "2024-06-01.\u0661", "2024-06-01.0", "2024-06-01.", "2024-06-02", "x"):
-        assert not reports._of_day(label, TODAY)
-    assert reports._ordinal("2024-06-01.12") == 12 and reports._ordinal("2024-06-01") == 1
-    assert reports._ordinal("2024-06-01.\u00b2") == 1
+        assert not filing._of_day(label, TODAY)
+    assert filing._ordinal("2024-06-01.12") == 12 and filing._ordinal("2024-06-01") == 1
+    assert filing._ordinal("2024-06-01.\u00b2") == 1
 
 
 async def test_a_superscript_label_is_no_500(reported, anonymous, app):
     today = app.state.settings.today()
-    pdf, _ = await reports.render_report(reported, SITE_A, reports.LOG, "pdf", today, "x")
+    pdf, _ = await report_documents.render_report(reported, SITE_A, report_documents.LOG, "pdf", today, "x")
     await documents.add_version(
         DocumentKey(reported, SITE_A, "Protocol deviation log"), "110", f"{today}.\u00b2", pdf, "x.pdf"
     )
@@ -421,7 +438,7 @@ async def test_concurrent_filings_of_the_same_report_file_it_once(reported):
     import asyncio
 
     results = await asyncio.gather(
-        *[reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora") for _ in range(2)]
+        *[filing.file_report(reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora") for _ in range(2)]
     )
     assert sorted(r["filed"] for r in results) == [False, True] and {r["label"] for r in results} == {"2024-06-01"}
 
@@ -449,40 +466,44 @@ async def test_long_reports_go_to_a_render_job_and_are_filed_once_it_is_done(rep
     from trialcoord.kernel.render import jobs as render_jobs
 
     renders = []
-    real = reports._render
-    monkeypatch.setattr(reports, "_render", lambda *a: renders.append(a) or real(*a))
+    real = filing.render
+    monkeypatch.setattr(filing, "render", lambda *a: renders.append(a) or real(*a))
     jobs = FakeJobs()
-    short, _ = await reports.download_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs)
+    short, _ = await report_documents.download_report(
+        reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs
+    )
     assert short.startswith(b"%PDF-") and not jobs.submitted  # a short one stays in the request
     monkeypatch.setattr(render_jobs, "LONG_DOCUMENT_PAGES", 1)
-    queued, name = await reports.download_report(
-        reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs
+    queued, name = await report_documents.download_report(
+        reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs
     )
-    assert isinstance(queued, reports.Queued) and queued.url == "/api/studies/TST-1/render-jobs/job-1"
+    assert isinstance(queued, report_documents.Queued) and queued.url == "/api/studies/TST-1/render-jobs/job-1"
     renders.clear()
-    filing = await reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs)
-    assert (filing["queued"], filing["job_id"], filing["label"]) == (True, "job-2", "2024-06-01")
-    await reports.pending_filings()
+    queued_filing = await filing.file_report(
+        reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs
+    )
+    assert (queued_filing["queued"], queued_filing["job_id"], queued_filing["label"]) == (True, "job-2", "2024-06-01")
+    await filing.pending_filings()
     assert renders == [] and len(jobs.submitted) == 2  # rendered once, by the job
     stored = await documents.version_bytes(DocumentKey(reported, SITE_A, "Protocol deviation log"), "2024-06-01")
     assert stored == jobs.result_bytes
-    again = await reports.file_report(reported, SITE_A, reports.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs)
+    again = await filing.file_report(reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs)
     assert again["filed"] is False and len(jobs.submitted) == 2
 
 
 async def test_the_summary_applies_as_of_to_deviations_visits_and_participants(reported):
-    before = await reports.site_summary(reported, [SITE_A, SITE_B], date(2024, 3, 5))
+    before = await site_summary.site_summary(reported, [SITE_A, SITE_B], date(2024, 3, 5))
     a, b = before["sites"]
     assert a["open_deviations"] == 0 and sum(a["ages"].values()) == 0  # detected on 2024-04-01
     assert (a["visits_done"], b["visits_done"]) == (0, 0)  # done later in March
     assert (a["participants"], a["ended"]) == (2, 0)  # 1002 withdrew on 2024-03-10
-    on_withdrawal = (await reports.site_summary(reported, [SITE_A], date(2024, 3, 10)))["sites"][0]
+    on_withdrawal = (await site_summary.site_summary(reported, [SITE_A], date(2024, 3, 10)))["sites"][0]
     assert (on_withdrawal["active"], on_withdrawal["ended"]) == (1, 1)
-    before_enrolment = await reports.site_summary(reported, [SITE_A], date(2000, 1, 1))
+    before_enrolment = await site_summary.site_summary(reported, [SITE_A], date(2000, 1, 1))
     assert before_enrolment["sites"][0]["participants"] == 0
-    report = await reports.report_data(reported, SITE_A, reports.VISIT_REPORT, date(2024, 3, 5), "x")
+    report = await report_documents.report_data(reported, SITE_A, report_documents.VISIT_REPORT, date(2024, 3, 5), "x")
     assert report["entries"] == []
-    closed_b = await reports.site_summary(reported, [SITE_B], date(2024, 4, 5))
+    closed_b = await site_summary.site_summary(reported, [SITE_B], date(2024, 4, 5))
     assert closed_b["sites"][0]["open_deviations"] == 1  # closed on 2024-04-11: open then
 
 
@@ -513,14 +534,14 @@ async def test_the_summary_counts_study_level_documents_and_hides_subject_logs(r
         await sign_version(key, "1", signer)
         await documents.change_status(key, "1", "approved", date(2024, 1, 2))
         await documents.change_status(key, "1", "effective", date(2024, 1, 2))
-    summary = await reports.site_summary(reported, [SITE_A, SITE_B], TODAY)
+    summary = await site_summary.site_summary(reported, [SITE_A, SITE_B], TODAY)
     assert {d["document"] for d in summary["documents"]} == {
         "Licence Ivan",
         "Central lab certification",
         "Subject identification log",
     }
     assert summary["total"]["expiring"] == 3 and summary["sites"][0]["expiring"] == 2
-    hidden = await reports.site_summary(reported, [SITE_A, SITE_B], TODAY, personal=False)
+    hidden = await site_summary.site_summary(reported, [SITE_A, SITE_B], TODAY, personal=False)
     assert "Subject identification log" not in {d["document"] for d in hidden["documents"]}
     assert hidden["total"]["expiring"] == 2
     for user_id, sees in (("sponsor", False), ("monitor", True)):  # only the monitor's grant carries personal data
@@ -530,21 +551,19 @@ async def test_the_summary_counts_study_level_documents_and_hides_subject_logs(r
 
 
 async def test_trends_of_an_unknown_site_is_not_found(reported):
-    with pytest.raises(reports.NotFound):
-        await reports.trends(reported, ["999"])
+    with pytest.raises(NotFound):
+        await trends.trends(reported, ["999"])
 
 
 async def test_the_listing_has_sdtm_columns_and_standing_records_only(reported):
-    data, count = await reports.listing_file(reported, None, "csv", "sponsor")
+    data, count = await listings.listing_file(reported, None, "csv", "sponsor")
     rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
     assert {r["DOMAIN"] for r in rows} == {"DV"} and {r["EPOCH"] for r in rows} == {""}
-    manual = next(r for r in rows if r["RULE"] == "manual")
-    assert manual["DVSTDY"] == str((date(2024, 5, 19) - RANDOMIZED).days + 1)  # day one is day 1
-    site_level = await deviations.record_manual(
-        reported, SITE_B, "other", "Freezer log gap", TODAY, "coord-b", today=TODAY
-    )
-    rows, _ = await deviations.listing(reported)
-    table = reports.listing_rows(reported, [*rows, {**rows[0], "id": 999, "state": "resolved_by_data_correction"}])
+    by_hand = next(r for r in rows if r["RULE"] == "manual")
+    assert by_hand["DVSTDY"] == str((date(2024, 5, 19) - RANDOMIZED).days + 1)  # day one is day 1
+    site_level = await manual.record_manual(reported, SITE_B, "other", "Freezer log gap", TODAY, "coord-b", today=TODAY)
+    rows, _ = await queue.listing(reported)
+    table = listings.listing_rows(reported, [*rows, {**rows[0], "id": 999, "state": "resolved_by_data_correction"}])
     assert 999 not in {r["DVSPID"] for r in table}
     mine = next(r for r in table if r["DVSPID"] == site_level["id"])
     assert (mine["USUBJID"], mine["DVSEQ"], mine["DVSTDY"]) == (None, None, None)
@@ -561,7 +580,7 @@ async def test_the_api_answers_202_with_the_job_for_a_long_log(reported, anonymo
     assert got.headers["location"] == got.json()["url"] and got.json()["result_url"].endswith("/job-1/result")
     filed = await coord_a.post("/api/studies/TST-1/deviations/log/file", json={"site": SITE_A})
     assert filed.status_code == 202 and filed.json()["job_id"] == "job-2"
-    await reports.pending_filings()
+    await filing.pending_filings()
     assert any(d["name"] == "Protocol deviation log" for d in await documents.list_documents(reported, SITE_A))
 
 
@@ -574,8 +593,8 @@ async def test_an_exporter_can_follow_their_own_render_jobs(reported, anonymous)
 
 
 async def test_the_monitoring_visit_report_names_only_its_sites_deviations_of_a_capa(reported):
-    rows, _ = await deviations.listing(reported)
+    rows, _ = await queue.listing(reported)
     both = [next(r["id"] for r in rows if r["site"] == SITE_A), next(r["id"] for r in rows if r["site"] == SITE_B)]
     await deviation_review.create_capa(reported, "Reminders", "No process", "Call", "SOP", "cora", None, both, "cora")
-    data = await reports.report_data(reported, SITE_A, reports.VISIT_REPORT, TODAY, "Mona")
+    data = await report_documents.report_data(reported, SITE_A, report_documents.VISIT_REPORT, TODAY, "Mona")
     assert [c["deviations"] for c in data["capas"]] == [str(both[0])]

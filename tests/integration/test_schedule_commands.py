@@ -15,7 +15,7 @@ import pikepdf
 import pytest
 
 from tests.integration.test_cli import run
-from trialcoord.deviations import deviations
+from trialcoord.deviations import detection, queue
 from trialcoord.kernel import audit_log
 from trialcoord.scheduling import participants, protocols, sites, visits
 from trialcoord.scheduling.protocol_files import parse_protocol
@@ -53,18 +53,18 @@ async def dosing(db):
 
 async def test_found_open_repeats_past_the_stored_horizon_are_detected_once_refreshed(dosing, env):
     later = DOSED + timedelta(days=300)
-    await deviations.detect(dosing, later, today=later)
-    before = {r["visit"] for r in (await deviations.listing(dosing))[0] if r["rule"] == "visit_missed"}
+    await detection.detect(dosing, later, today=later)
+    before = {r["visit"] for r in (await queue.listing(dosing))[0] if r["rule"] == "visit_missed"}
     assert "C8D1" not in before  # stored up to 60 days after the participant last changed
     out = ok(env, "schedules", "refresh", dosing, "--as-of", later.isoformat())
     assert "ONC-201: 2 participants re-evaluated as of 2026-11-01, deviation detection run for them" in out
     # the refresh ran detection for those it re-evaluated: the missed occurrences are flagged at once
-    after = {r["visit"] for r in (await deviations.listing(dosing))[0] if r["rule"] == "visit_missed"}
+    after = {r["visit"] for r in (await queue.listing(dosing))[0] if r["rule"] == "visit_missed"}
     assert {"C2D1", "C8D1", "C14D1"} <= after and "C16D1" not in after  # C15D1 targets day 294, open to day 297
     assert "0 participants" in ok(env, "schedules", "refresh", dosing, "--as-of", later.isoformat())  # idempotent
     earlier = run("schedules", "refresh", "--as-of", (later - timedelta(days=1)).isoformat(), env=env)
     assert earlier.returncode == 2 and "detection already ran as of 2026-11-01" in earlier.stderr  # moves forward
-    rerun = await deviations.detect(dosing, later, today=later)  # an incremental run finds nothing more to do
+    rerun = await detection.detect(dosing, later, today=later)  # an incremental run finds nothing more to do
     assert (rerun["created"], rerun["resolved"]) == (0, 0)
     refused = run("schedules", "refresh", "--as-of", "2999-01-01", env=env)
     assert refused.returncode == 2 and "still to come" in refused.stderr
@@ -73,8 +73,8 @@ async def test_found_open_repeats_past_the_stored_horizon_are_detected_once_refr
 async def test_refresh_touches_only_participants_whose_horizon_ends_too_soon(dosing):
     later = DOSED + timedelta(days=30)
     await visits.record_visit(dosing, "201-001", "C2D1", DOSED + timedelta(days=21), today=later)
-    assert await deviations.refresh_schedules(dosing, later, today=later) == {"ONC-201": 1}  # 201-002 only
-    assert await deviations.refresh_schedules(dosing, later, today=later) == {"ONC-201": 0}
+    assert await detection.refresh_schedules(dosing, later, today=later) == {"ONC-201": 1}  # 201-002 only
+    assert await detection.refresh_schedules(dosing, later, today=later) == {"ONC-201": 0}
 
 
 async def load_demo_study(env) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import PROTOCOL_V1, RANDOMIZED
 from trialcoord.demo import demo
-from trialcoord.deviations import deviations
+from trialcoord.deviations import queue
 from trialcoord.kernel.database.tables import ProtocolChange
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
 from trialcoord.scheduling import participants, protocols, schedules, sites, version_changes, worklists
@@ -307,7 +307,7 @@ async def test_demo_loads_once_and_fills_every_worklist(db):
         assert await worklists.worklist("DEMO-001", today, kind=kind), kind
     statuses = {row.status for _, row in await worklists.study_visits("DEMO-001", today)}
     assert statuses >= {"due", "missed", "late", "early", "on_time", "upcoming"}
-    found, _ = await deviations.listing("DEMO-001")  # detection ran: the monitors' queue has work in it
+    found, _ = await queue.listing("DEMO-001")  # detection ran: the monitors' queue has work in it
     assert {row["rule"] for row in found} >= {"visit_late", "visit_early", "visit_missed", None}
     assert {row["state"] for row in found} == {"detected", "site_response"}
 

@@ -201,7 +201,7 @@ def test_weasyprint_draws_the_chart_into_a_pdf():
 
 
 def test_whole_day_bins_are_labelled_inclusively_as_people_read_them():
-    from trialcoord.deviations.deviation_reports import CLOSURE_BINS
+    from trialcoord.deviations.trends import CLOSURE_BINS
 
     bins = [(lo, math.inf if hi is None else hi) for lo, hi in CLOSURE_BINS]
     root = parse(histogram("Closure", [0, 7, 8, 30, 31, 91], bins))

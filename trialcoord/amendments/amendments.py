@@ -21,7 +21,7 @@ from trialcoord.amendments.rules.amendments import (
     protocol_differences,
     reconsent_for,
 )
-from trialcoord.deviations import deviations
+from trialcoord.deviations import detection, manual
 from trialcoord.documents import consent
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import SYSTEM
@@ -45,11 +45,11 @@ async def change_version(
     """Move one participant (see `version_changes.change_protocol_version`), then re-run detection for it."""
     today = today or date.today()
     async with transaction(f"study {study}, participant {subject_id}"):
-        since = await deviations.audit_position()
+        since = await detection.audit_position()
         row = await version_changes.change_protocol_version(
             study, subject_id, version, effective, reason, today=today, actor=actor
         )
-        await deviations.redetect(study, [subject_id], since, today=today, actor=actor)
+        await detection.redetect(study, [subject_id], since, today=today, actor=actor)
     return row
 
 
@@ -66,12 +66,12 @@ async def apply_version(
     detection for those moved: records the change makes wrong are resolved naming it, new ones created."""
     today = today or date.today()
     async with transaction(f"study {study}, protocol version {version}"):
-        since = await deviations.audit_position()
+        since = await detection.audit_position()
         moved = await version_changes.apply_protocol_version(
             study, version, effective, reason, site=site, today=today, actor=actor
         )
         if moved.moved:
-            counts = await deviations.redetect(study, moved.moved, since, today=today, actor=actor)
+            counts = await detection.redetect(study, moved.moved, since, today=today, actor=actor)
             moved = moved._replace(deviations=counts)
     return moved
 
@@ -142,7 +142,7 @@ async def impact(
             key=lambda p: p.subject_id,
         )
         consent_versions, signed = await consent.versions_and_signatures(study)
-        exceptions = await deviations.window_exceptions(study)
+        exceptions = await manual.window_exceptions(study)
         found, skipped, followed = [], {}, {}
         rules: dict[tuple[int, ...], tuple[frozenset[str], ...]] = {}
         for person in people:
@@ -218,7 +218,7 @@ def _participant(person, history, change, today, consent_versions, signed, excep
     key = tuple(id(version) for version in (*versions, change[1]))
     if key not in rules:
         rules[key] = (
-            frozenset(code for version in (*versions, change[1]) for code in deviations.screening_codes(version)),
+            frozenset(code for version in (*versions, change[1]) for code in detection.screening_codes(version)),
             frozenset(_stopping(versions)),
             frozenset(_stopping([*versions, change[1]])),
         )
@@ -283,7 +283,7 @@ def impact_rows(result: Impact, left: bool = False) -> list[dict]:
             )
         for kind, findings in (("deviation resolved", p.resolved), ("deviation created", p.created)):
             for f in findings:
-                rows.append({**base, "item": kind, "visit": f.visit, "detail": deviations.describe(f)})
+                rows.append({**base, "item": kind, "visit": f.visit, "detail": detection.describe(f)})
         if p.reconsent.status == REQUIRED:
             before = p.reconsent.before
             rows.append(
@@ -446,5 +446,5 @@ def _finding(f) -> dict:
         "rule": str(f.rule),
         "occurred_on": f.occurred_on.isoformat() if f.occurred_on else None,
         "days_outside": f.days_outside,
-        "description": deviations.describe(f),
+        "description": detection.describe(f),
     }

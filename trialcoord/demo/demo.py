@@ -12,7 +12,7 @@ from pathlib import Path
 from trialcoord.accounts import accounts
 from trialcoord.accounts.accounts import AccountRules
 from trialcoord.amendments import amendments
-from trialcoord.deviations import deviation_review, deviations
+from trialcoord.deviations import detection, deviation_review, manual, queue
 from trialcoord.kernel.bundled import folder
 from trialcoord.kernel.database.engine import transaction
 from trialcoord.scheduling import participants, protocols, sites
@@ -106,7 +106,7 @@ async def load_demo(today: date, protocols_dir: Path = PROTOCOLS_DIR) -> bool:
         if "DEMO-001" in loaded:
             await _coordinator_actions(today)
         for study in sorted(loaded):  # so the monitors' queue has work in it from the start
-            await deviations.detect(study, today, today=today)
+            await detection.detect(study, today, today=today)
         if "DEMO-001" in loaded:
             await _deviation_work(today)
     return True
@@ -142,7 +142,7 @@ async def _coordinator_actions(today: date) -> None:
 
 async def _deviation_work(today: date) -> None:
     """A manual deviation, and a site response to one detected deviation: the review under way."""
-    await deviations.record_manual(
+    await manual.record_manual(
         "DEMO-001",
         "102",
         "assessments",
@@ -154,7 +154,7 @@ async def _deviation_work(today: date) -> None:
         subcategory="ASSESSMENT NOT PERFORMED",
         today=today,
     )
-    rows, _ = await deviations.listing("DEMO-001", participant="101-002")
+    rows, _ = await queue.listing("DEMO-001", participant="101-002")
     late = next((row for row in rows if row["rule"] == "visit_late"), None)
     if late is not None:
         await deviation_review.take_step(

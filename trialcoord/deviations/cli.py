@@ -72,10 +72,10 @@ def register(commands) -> None:
 
 
 def schedules_refresh(study: str | None, as_of: date | None) -> int:
-    from trialcoord.deviations import deviations
+    from trialcoord.deviations import detection
 
     today = support.today()
-    refreshed = support.database(lambda: deviations.refresh_schedules(study, as_of, today=today))
+    refreshed = support.database(lambda: detection.refresh_schedules(study, as_of, today=today))
     for code, count in refreshed.items():
         print(
             f"{code}: {count} participant{'' if count == 1 else 's'} re-evaluated as of {as_of or today},"
@@ -85,11 +85,11 @@ def schedules_refresh(study: str | None, as_of: date | None) -> int:
 
 
 def detect(study: str, as_of: date | None, full: bool) -> int:
-    from trialcoord.deviations import deviations
+    from trialcoord.deviations import detection
 
     today = support.today()  # in TRIALCOORD_TIME_ZONE, for the default date and the check against days to come
     result = support.database(
-        lambda: deviations.detect(study, as_of or today, actor=support.actor(), full=full, today=today)
+        lambda: detection.detect(study, as_of or today, actor=support.actor(), full=full, today=today)
     )
     print(
         f"{result['study']} as of {result['as_of']} ({result['scope']}): {result['created']} created, "
@@ -99,7 +99,7 @@ def detect(study: str, as_of: date | None, full: bool) -> int:
 
 
 def listing(study: str, states: str | None, site: str | None, fmt: str) -> int:
-    from trialcoord.deviations import deviations
+    from trialcoord.deviations import queue
     from trialcoord.kernel import audit_log
     from trialcoord.kernel.problems import NotFound
     from trialcoord.scheduling import sites
@@ -110,7 +110,7 @@ def listing(study: str, states: str | None, site: str | None, fmt: str) -> int:
         # A site that is not the study's is a mistake to name, not an empty listing.
         if site is not None and site not in {s["code"] for s in await sites.list_sites(study)}:
             raise NotFound(f"study {study} has no site {site}")
-        rows, _ = await deviations.listing(study, states=wanted, sites=None if site is None else [site])
+        rows, _ = await queue.listing(study, states=wanted, sites=None if site is None else [site])
         # A listing taken out of the system is an export: audited, as `visits` and the app's downloads are.
         await audit_log.record_alone(
             support.actor(),
@@ -138,7 +138,7 @@ def listing(study: str, states: str | None, site: str | None, fmt: str) -> int:
 
 
 def _states(text: str | None) -> list[str] | None:
-    from trialcoord.deviations.deviations import STATES
+    from trialcoord.deviations.queue import STATES
 
     if not text:
         return None

@@ -15,7 +15,7 @@ from datetime import date
 from trialcoord.accounts import signer_keys
 from trialcoord.accounts.rules.accounts import Meaning, Signing
 from trialcoord.deviations import store
-from trialcoord.deviations.deviations import _rid, as_dict, now, record_id
+from trialcoord.deviations.records import as_dict, now, record_id, record_id_of
 from trialcoord.deviations.rules.deviation_review import TRANSITIONS, Step, check_step
 from trialcoord.documents.rules.signatures import Signature, Statement, judge
 from trialcoord.kernel import audit_log, signing_keys, system_keys
@@ -103,7 +103,7 @@ async def take_step(
             Change(
                 str(step),
                 "deviation",
-                _rid(study, row),
+                record_id_of(study, row),
                 {"state": row["state"]},
                 audited,
                 (reason or "").strip() or None,
@@ -127,7 +127,7 @@ def _values(step: Step, at: str, response, corrective_action, classification, ca
 def decision(study: str, row: dict) -> dict:
     """What a classification or closure signature vouches for."""
     return {
-        "record": _rid(study, row),
+        "record": record_id_of(study, row),
         "state": row["state"],
         "classification": row["classification"],
         "category": row["category"],
@@ -144,7 +144,7 @@ async def _sign(study: str, row: dict, step_id: int, signing: Signing, signer) -
     signed = canonical_json(decision(study, row))
     content = hashlib.sha256(signed).hexdigest()
     instant = max(now(), signer_key.valid_from)
-    record = f"{_rid(study, row)}#{step_id}"
+    record = f"{record_id_of(study, row)}#{step_id}"
     statement = Statement(content, signing.user_id, Meaning(signing.meaning), instant, record)
     signature = Signature(
         statement,
@@ -312,7 +312,9 @@ async def _group(study: str, rows: list[dict], capa_id: int, at: str, changes: l
     for row in rows:
         if not await store.update(row["id"], row["row_version"], capa=capa_id, updated_at=at):
             raise Conflict(f"deviation {row['id']} changed meanwhile; try again")
-        changes.append(Change("update", "deviation", _rid(study, row), {"capa": row["capa"]}, {"capa": capa_id}))
+        changes.append(
+            Change("update", "deviation", record_id_of(study, row), {"capa": row["capa"]}, {"capa": capa_id})
+        )
 
 
 def _not_grouped_elsewhere(rows: list[dict], capa_id: int | None) -> None:

@@ -59,7 +59,7 @@ class ScheduledVisit(NamedTuple):  # not a frozen dataclass: a worklist builds t
 async def refresh_study(study: str, as_of: date, today: date) -> list[str]:
     """Re-evaluate, and store, the participants of a study whose stored schedule ends before `as_of` + the
     horizon (inside the caller's transaction), so that open-ended repeats stay listed however long nothing
-    changes for a participant; `deviations.refresh_schedules` runs it with detection. Idempotent: run again
+    changes for a participant; `detection.refresh_schedules` runs it with detection. Idempotent: run again
     with the same date, it re-evaluates nobody. Returns their subject IDs."""
     if as_of > today:
         raise invalid(

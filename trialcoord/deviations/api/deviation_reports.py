@@ -14,7 +14,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromQuery, JSONBody
 
-from trialcoord.deviations import deviation_reports as reports
+from trialcoord.deviations import filing, listings, report_documents, site_summary, trends
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.downloads import attachment
 from trialcoord.kernel.web.errors import problem_responses
@@ -106,13 +106,13 @@ class DeviationReportController(Controller):
         """Deviations by month and category, by site, by rule and category, repeats of a (site, rule,
         category) over time, and days from detection to closure; resolved-by-correction and
         not-a-deviation records are left out (`excluded` counts them)."""
-        return await reports.trends(study, scope(access, site), as_of_or_today(as_of, today))
+        return await trends.trends(study, scope(access, site), as_of_or_today(as_of, today))
 
     @get("/deviations/listing.csv", opt=EXPORT, media_type="text/csv", responses=problem_responses(400, 401, 403, 404))
     async def listing_csv(self, study: StudyPath, access: AccessDep, site: OptionalSite = None) -> Response[bytes]:
         """The deviation listing (SDTM DV-like columns) as CSV, UTF-8 with BOM; text a spreadsheet would
         run as a formula gets a leading apostrophe. Audited."""
-        data, _ = await reports.listing_file(study, scope(access, site), "csv", access.user_id)
+        data, _ = await listings.listing_file(study, scope(access, site), "csv", access.user_id)
         return Response(
             data,
             media_type="text/csv; charset=utf-8",
@@ -122,7 +122,7 @@ class DeviationReportController(Controller):
     @get("/deviations/listing.xlsx", opt=EXPORT, media_type=XLSX, responses=problem_responses(400, 401, 403, 404))
     async def listing_xlsx(self, study: StudyPath, access: AccessDep, site: OptionalSite = None) -> Response[bytes]:
         """The deviation listing as an Excel workbook (typed cells, text never a formula). Audited."""
-        data, _ = await reports.listing_file(study, scope(access, site), "xlsx", access.user_id)
+        data, _ = await listings.listing_file(study, scope(access, site), "xlsx", access.user_id)
         return Response(data, media_type=XLSX, headers={"Content-Disposition": attachment(f"deviations-{study}.xlsx")})
 
     @get(
@@ -141,7 +141,7 @@ class DeviationReportController(Controller):
         format: FormatQuery = "pdf",
     ) -> Response[bytes]:
         """The site's protocol deviation log (TMF 05.04.06) as PDF/A (with charts) or DOCX, dated today. Audited."""
-        return await _download(request, study, site, reports.LOG, format, access, today)
+        return await _download(request, study, site, report_documents.LOG, format, access, today)
 
     @get(
         "/deviations/monitoring-report",
@@ -159,14 +159,14 @@ class DeviationReportController(Controller):
         format: FormatQuery = "pdf",
     ) -> Response[bytes]:
         """The site's monitoring visit report (TMF 05.04.03) as PDF/A (with charts) or DOCX, dated today. Audited."""
-        return await _download(request, study, site, reports.VISIT_REPORT, format, access, today)
+        return await _download(request, study, site, report_documents.VISIT_REPORT, format, access, today)
 
     @post("/deviations/log/file", opt=FILE, status_code=201, responses=problem_responses(400, 401, 403, 404, 409, 422))
     async def file_log(
         self, request: Request, study: StudyPath, data: JSONBody[FileIn], access: AccessDep, today: Today
     ) -> Response[FiledOut]:
         """File today's deviation log into the site's binder as a new draft version labelled by the day."""
-        return await _file(request, study, data, reports.LOG, access, today)
+        return await _file(request, study, data, report_documents.LOG, access, today)
 
     @post(
         "/deviations/monitoring-report/file",
@@ -178,7 +178,7 @@ class DeviationReportController(Controller):
         self, request: Request, study: StudyPath, data: JSONBody[FileIn], access: AccessDep, today: Today
     ) -> Response[FiledOut]:
         """File today's monitoring visit report into the site's binder as a new draft version."""
-        return await _file(request, study, data, reports.VISIT_REPORT, access, today)
+        return await _file(request, study, data, report_documents.VISIT_REPORT, access, today)
 
     @get("/site-summary", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def site_summary(
@@ -187,7 +187,7 @@ class DeviationReportController(Controller):
         """Enrolment, visit completion and on-time rate, open deviations by age, re-consent backlog and binder
         documents expiring within 60 days, per site and in total."""
         sites = await _sites(study, access, site)
-        return await reports.site_summary(
+        return await site_summary.site_summary(
             study, sites, as_of_or_today(as_of, today), personal=sees_personal_data(access, study, sites, today)
         )
 
@@ -197,7 +197,7 @@ class DeviationReportController(Controller):
     ) -> Response[bytes]:
         """The site manager's summary as a PDF/A report, dated today. Audited."""
         sites = await _sites(study, access, site)
-        data = await reports.site_summary_pdf(
+        data = await site_summary.site_summary_pdf(
             study, sites, today, access.user_id, personal=sees_personal_data(access, study, sites, today)
         )
         name = f"site-summary-{study}" + (f"-{site}" if site else "") + f"-{today}.pdf"
@@ -223,19 +223,21 @@ async def _download(
     from trialcoord.kernel.web.render_jobs import render_jobs
 
     access.require_site(site, "export deviation reports")
-    data, file_name = await reports.download_report(
+    data, file_name = await report_documents.download_report(
         study, site, name, kind, today, access.user_id, printed(access), jobs=render_jobs(request.app)
     )
-    if isinstance(data, reports.Queued):  # long: rendered by a job, never in the request
+    if isinstance(data, report_documents.Queued):  # long: rendered by a job, never in the request
         return _queued(data.job_id, data.url, data.pages_estimated, data.file_name, data.label)
-    return Response(data, media_type=reports.MEDIA_TYPES[kind], headers={"Content-Disposition": attachment(file_name)})
+    return Response(
+        data, media_type=report_documents.MEDIA_TYPES[kind], headers={"Content-Disposition": attachment(file_name)}
+    )
 
 
 async def _file(request: Request, study: str, data: FileIn, name: str, access: Access, today: date) -> Response:
     from trialcoord.kernel.web.render_jobs import render_jobs
 
     access.require_site(data.site, "file documents")
-    row = await reports.file_report(
+    row = await filing.file_report(
         study, data.site, name, data.format, today, access.user_id, printed(access), jobs=render_jobs(request.app)
     )
     if row.get("queued"):  # long: the job renders it, and it is filed under `label` once done

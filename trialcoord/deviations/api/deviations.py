@@ -20,7 +20,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from trialcoord.accounts import accounts
 from trialcoord.accounts.accounts import AccountRules
-from trialcoord.deviations import deviation_review, deviations
+from trialcoord.deviations import detection, deviation_review, manual, queue
 from trialcoord.deviations.rules.deviation_review import TRANSITIONS, Step, check_step
 from trialcoord.kernel.problems import InvalidInput, NotFound, Problem
 from trialcoord.kernel.rules.access import Action
@@ -241,7 +241,7 @@ def visible_sites(access: Access) -> list[str] | None:
 
 
 async def visible_deviation(access: Access, study: str, deviation_id: int) -> dict:
-    row = await deviations.get(study, deviation_id)
+    row = await queue.get(study, deviation_id)
     if not access.shows(row["site"]):
         raise NotFound(f"study {study} has no deviation {deviation_id}")
     return row
@@ -273,7 +273,7 @@ class DeviationController(Controller):
             raise PermissionDeniedException(
                 f"{access.user_id} may not choose as_of or full: that needs a grant covering every site of the study"
             )
-        counts = await deviations.detect(study, data.as_of or today, access.user_id, full=data.full, today=today)
+        counts = await detection.detect(study, data.as_of or today, access.user_id, full=data.full, today=today)
         return msgspec.convert(counts, DetectOut)
 
     @get("/deviations", opt=VIEW, responses=READ)
@@ -294,7 +294,7 @@ class DeviationController(Controller):
         """The deviations of the sites the reader sees (`site` narrows to one), oldest first; `state` is a
         comma-separated list, `min_age_days` counts from detection to `as_of` (default today)."""
         wanted = [s.strip() for s in states.split(",") if s.strip()] if states else None
-        rows, total = await deviations.listing(
+        rows, total = await queue.listing(
             study,
             states=wanted,
             sites=visible_sites(access),
@@ -319,7 +319,7 @@ class DeviationController(Controller):
     ) -> DeviationOut:
         """A deviation someone found (any category), at a site or of one of its participants."""
         access.require_site(data.site, "record deviations")
-        row = await deviations.record_manual(
+        row = await manual.record_manual(
             study,
             data.site,
             data.category,
@@ -394,7 +394,7 @@ class DeviationController(Controller):
             **fields,
         )
         return detail(
-            await deviations.get(study, deviation_id), await deviation_review.verify_signatures(study, deviation_id)
+            await queue.get(study, deviation_id), await deviation_review.verify_signatures(study, deviation_id)
         )
 
     @post(
@@ -428,7 +428,7 @@ class DeviationController(Controller):
     ) -> ExceptionOut:
         """An investigator's approved window extension of one visit: it prevents the early or late deviation
         only if approved on or before the visit day. Audited."""
-        row = await deviations.approve_exception(
+        row = await manual.approve_exception(
             study,
             subject_id,
             data.visit,
@@ -446,7 +446,7 @@ class DeviationController(Controller):
         site_of = {p["subject_id"]: p["site"] for p in await participants.list_participants(study)}
         rows = [
             {**e, "site": site_of[e["subject_id"]], "approved_on": _day(e["approved_on"])}
-            for e in await deviations.exceptions_of(study)
+            for e in await manual.exceptions_of(study)
         ]
         return [msgspec.convert(r, ExceptionOut) for r in rows if access.shows(r["site"])]
 

@@ -10,7 +10,7 @@ from urllib.parse import quote, urlencode
 from litestar import Controller, Request, get, post
 from litestar.response import Redirect, Template
 
-from trialcoord.deviations import deviation_reports as reports
+from trialcoord.deviations import filing, report_documents, site_summary, trends
 from trialcoord.deviations.api.deviation_reports import printed, scope, sees_personal_data
 from trialcoord.documents import documents
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
@@ -26,7 +26,10 @@ from trialcoord.scheduling.sites import list_sites
 
 VIEW = needs(Action.VIEW_SCHEDULE, across_sites=True)
 LABEL = r"[0-9]{4}-[0-9]{2}-[0-9]{2}(\.[0-9]{1,4})?"  # a filed report's label
-REPORT_CHOICES = {reports.LOG: "Protocol deviation log", reports.VISIT_REPORT: "Monitoring visit report"}
+REPORT_CHOICES = {
+    report_documents.LOG: "Protocol deviation log",
+    report_documents.VISIT_REPORT: "Monitoring visit report",
+}
 
 
 class ReportPages(Controller):
@@ -36,8 +39,8 @@ class ReportPages(Controller):
     @get("/deviations/trends", opt=VIEW)
     async def trends(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None) -> Template:
         sites = await _visible_sites(study, access)
-        trend = await reports.trends(study, scope(access, site or None), today)
-        charts = [draw_chart(spec) for spec in reports.trend_charts(trend, with_sites=not site)]
+        trend = await trends.trends(study, scope(access, site or None), today)
+        charts = [draw_chart(spec) for spec in trends.trend_charts(trend, with_sites=not site)]
         return Template(
             "deviation_trends.html",
             context={
@@ -82,7 +85,7 @@ class ReportPages(Controller):
             access.require_site(site, "file documents")
             try:
                 # The PDF/A is the filed record (DOCX is a download); a long one is rendered by a job, then filed.
-                row = await reports.file_report(
+                row = await filing.file_report(
                     study, site, report, "pdf", today, access.user_id, printed(access), jobs=render_jobs(request.app)
                 )
             except (InvalidInput, Conflict, NotFound) as error:
@@ -109,7 +112,7 @@ async def _filed(
 ) -> dict[str, Any] | None:
     """The notice after filing, only for a report version the site's binder holds: the address is anyone's to
     write, so none of its text is printed unless it names a real version."""
-    if not (site and name in reports.DOCUMENT_NAMES.values() and label and how in ("new", "unchanged")):
+    if not (site and name in report_documents.DOCUMENT_NAMES.values() and label and how in ("new", "unchanged")):
         return None
     if not any(d["name"] == name and d["label"] == label for d in await documents.list_documents(study, site)):
         return None
@@ -124,7 +127,7 @@ async def _context(
 ) -> dict[str, Any]:
     sites = await _visible_sites(study, access)
     chosen = [site] if site in sites else sites
-    summary = await reports.site_summary(
+    summary = await site_summary.site_summary(
         study, chosen, today, personal=sees_personal_data(access, study, chosen, today)
     )
     exporters = [code for code in chosen if access.may(Action.EXPORT, study, code, today)]
@@ -141,7 +144,7 @@ async def _context(
         "today": today,
         "reports": list(REPORT_CHOICES.items()),
         "can_export": bool(exporters),
-        "charts": [draw_chart(spec) for spec in reports.summary_charts(summary)],
+        "charts": [draw_chart(spec) for spec in site_summary.summary_charts(summary)],
         "filed": None,
         "queued": None,
         "errors": errors or {},

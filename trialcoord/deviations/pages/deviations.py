@@ -24,7 +24,7 @@ from litestar.response import Redirect, Template
 
 from trialcoord.accounts import accounts
 from trialcoord.accounts.accounts import AccountRules
-from trialcoord.deviations import deviation_review, deviations
+from trialcoord.deviations import detection, deviation_review, queue
 from trialcoord.deviations.rules.deviation_review import CATEGORIES, SUBCATEGORIES, TRANSITIONS, Step, check_step
 from trialcoord.deviations.rules.deviations import Classification
 from trialcoord.documents.rules.signatures import local_time
@@ -95,7 +95,7 @@ class DeviationPages(Controller):
 
     @post("/deviations/detect", opt=RECORD)
     async def detect(self, study: StudyPath, access: AccessDep, today: Today) -> Redirect:
-        result = await deviations.detect(study, today, actor=access.user_id, today=today)
+        result = await detection.detect(study, today, actor=access.user_id, today=today)
         counts = "-".join(str(result[k]) for k in ("created", "updated", "resolved", "reopened"))
         return Redirect(f"{_queue_url(study)}?ran={counts}", status_code=303)
 
@@ -304,8 +304,8 @@ async def _queue_context(
 ) -> dict[str, Any]:
     errors: dict[str, str] = {}
     states = [s for s in states or [] if s]
-    if any(s not in deviations.STATES for s in states):
-        errors["state"] = f"Choose states from the list ({', '.join(deviations.STATES)})."
+    if any(s not in queue.STATES for s in states):
+        errors["state"] = f"Choose states from the list ({', '.join(queue.STATES)})."
     if category and category not in CATEGORIES:
         errors["category"] = "Choose a category from the list."
     age = whole_number(min_age, 5) if min_age else None
@@ -319,7 +319,7 @@ async def _queue_context(
     if not errors:
 
         async def listed(n: int) -> tuple[list[dict], int]:
-            return await deviations.listing(
+            return await queue.listing(
                 study,
                 states=states or None,
                 sites=_sites(access),
@@ -356,10 +356,10 @@ async def _queue_context(
         "pages": pages,
         "prev_url": link(number - 1) if number > 1 else None,
         "next_url": link(number + 1) if number < pages else None,
-        "ages": {row["id"]: deviations.age_days(row, today) for row in rows},
+        "ages": {row["id"]: queue.age_days(row, today) for row in rows},
         "sites": [(code, f"site {code}") for code in sites],
         "site": site or "",
-        "states": [(s, s.replace("_", " ")) for s in deviations.STATES],
+        "states": [(s, s.replace("_", " ")) for s in queue.STATES],
         "chosen_states": states,
         "categories": [(c, c) for c in CATEGORIES],
         "category": category or "",
@@ -379,7 +379,7 @@ async def _queue_context(
 async def _visible(study: str, deviation_id: int, access: Access) -> dict:
     """The deviation, if it is at one of the sites of the route's scope; else 404 as for a missing one (IDs
     are sequential: a 403 would tell which exist)."""
-    row = await deviations.get(study, deviation_id)
+    row = await queue.get(study, deviation_id)
     if not access.shows(row["site"]):
         raise NotFound(f"study {study} has no deviation {deviation_id}")
     return row
@@ -435,7 +435,7 @@ async def _take(
         except (InvalidInput, Conflict, NotFound) as error:
             errors = _renamed(field_messages(error), {"response": "reason"})
     errors = {(k if k in STEP_FIELDS[step] else ""): v for k, v in errors.items()}
-    context = await _deviation_context(study, await deviations.get(study, deviation_id), access, today)
+    context = await _deviation_context(study, await queue.get(study, deviation_id), access, today)
     values = {k: v for k, v in form.data.items() if k != "password"}  # a password is never sent back
     context["failed"] = {"step": str(step), "errors": errors, "form": values}
     return Template("deviation.html", context=context, status_code=422)
@@ -483,7 +483,7 @@ async def _deviation_context(study: str, row: dict, access: Access, today: date)
         "timeline": timeline,
         "offered": _offered(study, row, access, today),
         "today": today,
-        "age": deviations.age_days(row, today),
+        "age": queue.age_days(row, today),
         "detected_at": _local(row["detected_at"], zone),
         "closed_at": _local(row["closed_at"], zone) if row["closed_at"] else None,
         "classifications": CLASSIFICATIONS,
@@ -518,7 +518,7 @@ async def _capas_context(study: str, access: Access, today: date) -> dict[str, A
 
 async def _capa_context(study: str, capa_id: int, access: Access, today: date) -> dict[str, Any]:
     capa = await deviation_review.get_capa(study, capa_id, _sites(access), access.user_id)  # 404 if unseen
-    members = [await deviations.get(study, i) for i in capa["deviations"]]
+    members = [await queue.get(study, i) for i in capa["deviations"]]
     return {
         "study": await protocols.get_study(study),
         "capa": capa,

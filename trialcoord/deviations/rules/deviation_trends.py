@@ -1,6 +1,6 @@
 """Deviation trends and the site summary's figures: pure aggregation, no I/O and no clock.
 
-Deviation rows are the mappings `deviations.deviations.listing` gives (keys used: site, rule, category,
+Deviation rows are the mappings `deviations.queue.listing` gives (keys used: site, rule, category,
 classification, state, occurred_on, detected_at, closed_at, open). Trends count the deviations that
 stand: a record resolved by data correction was a data error, and one classified "not a protocol
 deviation" was judged not to be one, so neither counts (both are reported as `excluded`).

@@ -1,0 +1,75 @@
+"""The deviation queue a coordinator or monitor works from: the study's deviations, oldest first, filtered and
+paged; one deviation with its review steps and signatures; a deviation's age."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import date
+
+from trialcoord.deviations import store
+from trialcoord.deviations.records import as_dict
+from trialcoord.deviations.rules.deviation_review import State
+from trialcoord.kernel.database.engine import read
+from trialcoord.kernel.problems import NotFound, invalid
+from trialcoord.scheduling import protocols
+
+STATES = tuple(State)
+
+
+async def listing(
+    study: str,
+    states: Collection[str] | None = None,
+    sites: Collection[str] | None = None,
+    category: str | None = None,
+    min_age_days: int | None = None,
+    as_of: date | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+    participant: str | None = None,
+) -> tuple[list[dict], int]:
+    """The study's deviations, oldest first, filtered; and how many match (for pagination). `sites`: the
+    sites the reader may see (None: all)."""
+    unknown = [s for s in states or () if s not in STATES]
+    if unknown:
+        raise invalid(f"'{unknown[0]}' is not a deviation state; choose among {', '.join(STATES)}", field="state")
+    where, args = [], []
+    if states:
+        where.append(f"d.state IN ({', '.join('{}' for _ in states)})")
+        args.extend(states)
+    # Every filter is on the deviation row itself, so the page is picked from an index before any join.
+    if sites is not None:
+        where.append(
+            f"d.site IN (SELECT x.id FROM sites x WHERE x.code IN ({', '.join('{}' for _ in sites) or 'NULL'}))"
+        )
+        args.extend(sites)
+    if category:
+        where.append("d.category = {}")
+        args.append(category)
+    if participant:
+        where.append("d.participant IN (SELECT x.id FROM participants x WHERE x.subject_id = {})")
+        args.append(participant)
+    if min_age_days is not None:  # detected at least that many days before `as_of`
+        cutoff = date.fromordinal(max(1, (as_of or date.today()).toordinal() - min_age_days))
+        where.append("d.detected_at < {}")
+        args.append(date.fromordinal(cutoff.toordinal() + 1).isoformat())
+    clause = "".join(f" AND {w}" for w in where)
+    async with read():
+        study_id = (await protocols.require_study(study))["id"]
+        total = await store.count(study_id, clause, args)
+        rows = await store.listing(study_id, clause, args, "d.detected_at, d.id", limit, offset)
+    return [as_dict(row) for row in rows], total
+
+
+async def get(study: str, deviation_id: int) -> dict:
+    async with read():
+        study_id = (await protocols.require_study(study))["id"]
+        row = await store.find(study_id, deviation_id)
+        if row is None:
+            raise NotFound(f"study {study} has no deviation {deviation_id}")
+        steps = await store.steps(deviation_id)
+        signed = await store.signatures(deviation_id)
+    return {**as_dict(row), "steps": steps, "signatures": signed}
+
+
+def age_days(row: dict, as_of: date) -> int:
+    return (as_of - date.fromisoformat(row["detected_at"][:10])).days

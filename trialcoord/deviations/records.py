@@ -1,0 +1,94 @@
+"""A deviation record as every deviation use case names and reads it: its name in the audit trail
+(`STUDY/SITE/SUBJECT/deviation/ID`), its source, its shape as listed and the fields audited, the window exception
+a stored row stands for, and the instant a change is recorded at (the audit trail's clock)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from trialcoord.deviations.rules.deviation_review import OPEN_STATES
+from trialcoord.deviations.rules.deviations import WindowException
+from trialcoord.kernel import audit_log
+from trialcoord.kernel.rules.audit import utc_instant
+
+AUTOMATIC, MANUAL = "automatic", "manual"
+
+
+def as_exception(row: dict) -> WindowException:
+    return WindowException(
+        row["subject_id"],
+        row["visit"],
+        row["earlier_days"],
+        row["later_days"],
+        day_of(row["approved_on"]),
+        day_of(row["recorded_at"]),
+    )
+
+
+def now() -> str:
+    return utc_instant(audit_log.clock())
+
+
+def record_id(study: str, site: str, subject_id: str | None, deviation_id: int) -> str:
+    """How the audit trail names a deviation: under its participant (`STUDY/SITE/SUBJECT/deviation/ID`)."""
+    return "/".join((study, site, subject_id or "-", "deviation", str(deviation_id)))
+
+
+def as_dict(row: dict) -> dict:
+    return {
+        "id": row["id"],
+        "participant": row["subject_id"],
+        "site": row["site"],
+        "visit": row["visit"],
+        "occurrence": row["occurrence"],
+        "rule": row["rule"],
+        "source": row["source"],
+        "category": row["category"],
+        "subcategory": row["subcategory"],
+        "classification": row["classification"],
+        "state": row["state"],
+        "days_outside": row["days_outside"],
+        "occurred_on": row["occurred_on"],
+        "description": row["description"],
+        "site_reason": row["site_reason"],
+        "corrective_action": row["corrective_action"],
+        "capa": row["capa"],
+        "detected_at": row["detected_at"],
+        "updated_at": row["updated_at"],
+        "closed_at": row["closed_at"],
+        "resolved_by_entry": row["resolved_by_entry"],
+        "row_version": row["row_version"],
+        "dvcat": row["category"].upper(),
+        "dvdecod": row["subcategory"],
+        "open": row["state"] in OPEN_STATES,
+    }
+
+
+def record_id_of(study: str, row: dict) -> str:
+    return record_id(study, row["site"], row["subject_id"], row["id"])
+
+
+def audited(row: dict) -> dict:
+    return {
+        name: row[name]
+        for name in (
+            "visit",
+            "occurrence",
+            "rule",
+            "source",
+            "category",
+            "subcategory",
+            "classification",
+            "state",
+            "occurred_on",
+            "days_outside",
+            "description",
+        )
+    }
+
+
+def day_of(value: Any) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])

@@ -1,0 +1,68 @@
+"""What the deviation reports share: the sites a report covers, the deviations as they stood on its day,
+rendering a template as PDF/A or DOCX (through the binder's render cache), and a download audited as an
+export."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection
+from datetime import date
+
+from anyio import to_thread
+
+from trialcoord.documents import binder
+from trialcoord.kernel import audit_log
+from trialcoord.kernel.audit_log import Change
+from trialcoord.kernel.problems import NotFound
+
+
+async def require_site(study: str, site: str) -> None:
+    await require_sites(study, [site])
+
+
+async def require_sites(study: str, sites: Collection[str]) -> list[str]:
+    """The study's sites among `sites`, in the study's order; NotFound naming a site the study lacks."""
+    known = [row["code"] for row in await sites.list_sites(study)]
+    for site in sites:
+        if site not in known:
+            raise NotFound(f"study {study} has no site {site}")
+    wanted = set(sites)
+    return [code for code in known if code in wanted]
+
+
+def rows_as_of(listed: tuple[list[dict], int], as_of: date) -> list[dict]:
+    """The deviations detected on or before `as_of`, each open if it was then (closed after it: still open)."""
+    rows, _ = listed
+    day = as_of.isoformat()
+    return [
+        {**r, "open": True} if not r["open"] and r["closed_at"] and r["closed_at"][:10] > day else r
+        for r in rows
+        if r["detected_at"][:10] <= day
+    ]
+
+
+def render_meta(as_of: date, title: str, label: str) -> dict:
+    return {"created_at": f"{as_of.isoformat()}T00:00:00.000000Z", "title": title, "version_label": label}
+
+
+async def render(kind: str, template: str, data: dict, as_of: date, title: str, label: str) -> bytes:
+    from trialcoord.kernel.render.documents import render_docx, render_pdf
+
+    meta = render_meta(as_of, title, label)
+    cache = binder.render_cache()
+    if cache is not None:
+        return await to_thread.run_sync(lambda: cache.render(kind, template, data, **meta))
+    renderer = render_pdf if kind == "pdf" else render_docx
+    return await to_thread.run_sync(lambda: renderer(template, data, **meta))
+
+
+async def audit_export(actor: str, record_type: str, record_id: str, values: dict) -> None:
+    await audit_log.record_alone(actor, Change("export", record_type, record_id, None, values))
+
+
+def percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{100 * rate:.1f}%"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
