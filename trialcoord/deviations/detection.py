@@ -37,6 +37,7 @@ from trialcoord.kernel.audit_log import SYSTEM
 from trialcoord.kernel.database.engine import transaction
 from trialcoord.kernel.problems import invalid
 from trialcoord.scheduling import lookups, protocols, schedules
+from trialcoord.scheduling.protocols import protocol_of
 from trialcoord.scheduling.rules.protocol import Protocol
 
 SCREENING = re.compile(r"screen", re.IGNORECASE)  # a visit named or coded "Screening" (the contract has no epochs)
@@ -169,8 +170,7 @@ async def _detect(
 ) -> dict:
     people = {row["id"]: row for row in await store.participants(study_id, scope)}
     protocols = {
-        row["id"]: await protocols.protocol_of(row["id"], row["sha256"])
-        for row in await lookups.list_versions(study_id)
+        row["id"]: await protocol_of(row["id"], row["sha256"]) for row in await lookups.list_versions(study_id)
     }
     # Only an ending event after which nothing is collected (consent withdrawn) makes a later visit a deviation.
     ending = sorted({name for p in protocols.values() for name in p.stopping_events})

@@ -14,6 +14,7 @@ from trialcoord.documents import binder
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.problems import NotFound
+from trialcoord.scheduling.sites import list_sites
 
 
 async def require_site(study: str, site: str) -> None:
@@ -22,7 +23,7 @@ async def require_site(study: str, site: str) -> None:
 
 async def require_sites(study: str, sites: Collection[str]) -> list[str]:
     """The study's sites among `sites`, in the study's order; NotFound naming a site the study lacks."""
-    known = [row["code"] for row in await sites.list_sites(study)]
+    known = [row["code"] for row in await list_sites(study)]
     for site in sites:
         if site not in known:
             raise NotFound(f"study {study} has no site {site}")
