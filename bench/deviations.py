@@ -2,7 +2,7 @@
 
 1. `detection.detect(study, as_of, full=True)` over 10,000 participants x 100 stored visits (1,000,000; about
    5% missed, late or early) vs the raw SQL selecting the same candidate visits (the detection's own
-   condition, `deviations_store.CANDIDATES` or a visit after an ending event, same columns and joins) through
+   condition, `detection_store.CANDIDATES` or a visit after an ending event, same columns and joins) through
    the raw driver (sqlite3 / asyncpg). The first run creates the records; the goal (at most 2x) is about the
    steady-state full run, where nothing changes.
 2. Incremental `detect(study, as_of)` after one visit recorded with `visits.record_visit` (a missed visit
@@ -36,7 +36,7 @@ import asyncpg
 from bench import endpoint
 from bench.common import AS_OF, atimed, on_each_engine, ratio_line, raw_sqlite_path, temp_database, timed, visit_params
 from bench.query import seed
-from trialcoord.deviations import queue, store
+from trialcoord.deviations import detection_store, queue, store
 from trialcoord.deviations.detection import detect
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.rules.audit import utc_instant
@@ -71,8 +71,8 @@ visits:
     for i in range(3, VISITS + 1)
 )
 # The raw side of goal 1: the detection's own condition over the same joins and columns.
-CONDITION = store.candidates(ENDING)
-ARGS = store.candidate_args(AS_OF, ENDING)
+CONDITION = detection_store.candidates(ENDING)
+ARGS = detection_store.candidate_args(AS_OF, ENDING)
 RAW_SQL = f"{repo._VISITS} WHERE p.study = {{}} AND {CONDITION}"
 
 

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Collection
 from datetime import date
 
-from trialcoord.deviations import store
+from trialcoord.deviations import detection_store, store, window_exceptions_store
 from trialcoord.deviations.reconciliation import SUBJECT_RECORDS, write
 from trialcoord.deviations.records import as_exception, day_of, now
 from trialcoord.deviations.rules.deviations import (
@@ -75,9 +75,9 @@ async def detect(
     at = now()
     async with transaction(f"deviation detection of study {study}"):
         study_id = (await protocols.require_study(study))["id"]
-        await store.lock_study(study_id)
-        size = await store.audit_size()
-        last = await store.last_run(study_id)
+        await detection_store.lock_study(study_id)
+        size = await detection_store.audit_size()
+        last = await detection_store.last_run(study_id)
         if last is not None and as_of.isoformat() < last["as_of"]:
             raise invalid(
                 f"study {study} was last checked as of {last['as_of']}: detection runs as of that day or a later one",
@@ -88,7 +88,7 @@ async def detect(
         if scope is None or scope:
             counts = await _detect(study, study_id, as_of, scope, changes, at, actor)
         label = "full" if scope is None else f"{len(scope)} participant{'' if len(scope) == 1 else 's'}"
-        await store.insert_run(
+        await detection_store.insert_run(
             study_id,
             as_of.isoformat(),
             size,
@@ -101,7 +101,7 @@ async def detect(
 
 def audit_position() -> Awaitable[int]:
     """How far the audit trail goes now: `redetect` names the changes made past it."""
-    return store.audit_size()
+    return detection_store.audit_size()
 
 
 async def redetect(
@@ -114,10 +114,10 @@ async def redetect(
     counts = dict(created=0, updated=0, resolved=0, reopened=0)
     async with transaction(f"deviation detection of study {study}"):
         study_id = (await protocols.require_study(study))["id"]
-        await store.lock_study(study_id)
-        scope = set((await store.participant_ids(study_id, subjects)).values())
+        await detection_store.lock_study(study_id)
+        scope = set((await detection_store.participant_ids(study_id, subjects)).values())
         if scope:
-            changes = await store.changes_since(since, f"{study}/")
+            changes = await detection_store.changes_since(since, f"{study}/")
             counts = await _detect(study, study_id, today, scope, changes, now(), actor)
     return counts
 
@@ -134,7 +134,7 @@ async def refresh_schedules(
     refreshed = {}
     for code in [study] if study else [row["code"] for row in await protocols.list_studies()]:
         async with transaction(f"study {code}, schedule refresh"):
-            last = await store.last_run((await protocols.require_study(code))["id"])
+            last = await detection_store.last_run((await protocols.require_study(code))["id"])
             if last is not None and as_of < date.fromisoformat(str(last["as_of"])):
                 # detection moves forward only: as of an earlier day it would resolve records of visits since
                 raise invalid(
@@ -154,42 +154,42 @@ async def _scope(study: str, study_id: int, last: dict | None, as_of: date) -> t
     """The participants an incremental run must look at, or None for all of them."""
     if last is None:
         return None, []
-    changes = await store.changes_since(last["audit_size"], f"{study}/")
+    changes = await detection_store.changes_since(last["audit_size"], f"{study}/")
     subjects = set()
     for _, record_type, rid in changes:
         if record_type in STUDY_WIDE:
             return None, changes
         if record_type in SUBJECT_RECORDS:
             subjects.add(rid.split("/")[2])
-    scope = set((await store.participant_ids(study_id, subjects)).values())
-    return scope | await store.due_since(study_id, date.fromisoformat(last["as_of"]), as_of), changes
+    scope = set((await detection_store.participant_ids(study_id, subjects)).values())
+    return scope | await detection_store.due_since(study_id, date.fromisoformat(last["as_of"]), as_of), changes
 
 
 async def _detect(
     study: str, study_id: int, as_of: date, scope: set[int] | None, changes: list, at: str, actor: str
 ) -> dict:
-    people = {row["id"]: row for row in await store.participants(study_id, scope)}
+    people = {row["id"]: row for row in await detection_store.participants(study_id, scope)}
     protocols = {
         row["id"]: await protocol_of(row["id"], row["sha256"]) for row in await lookups.list_versions(study_id)
     }
     # Only an ending event after which nothing is collected (consent withdrawn) makes a later visit a deviation.
     ending = sorted({name for p in protocols.values() for name in p.stopping_events})
     screening = {vid: screening_codes(p) for vid, p in protocols.items()}
-    condition = f"({store.candidates(ending)}){store.among('x.participant', scope)}"
+    condition = f"({detection_store.candidates(ending)}){store.among('x.participant', scope)}"
     rows_of: dict[int, list] = defaultdict(list)
-    for row in await lookups.worklist_rows(study_id, condition, *store.candidate_args(as_of, ending)):
+    for row in await lookups.worklist_rows(study_id, condition, *detection_store.candidate_args(as_of, ending)):
         rows_of[row.participant].append(schedules.restated(row, as_of))
     # a participant's collection stopped on the first event that stops it in a version it has followed
     stops = {vid: p.stopping_events for vid, p in protocols.items()}
     ended = {
         pid: min((day for name, day in days.items() if any(name in stops[v] for v in followed)), default=None)
-        for pid, (followed, days) in (await store.ending_dates(study_id, ending, scope)).items()
+        for pid, (followed, days) in (await detection_store.ending_dates(study_id, ending, scope)).items()
     }
     exceptions: dict[int, list[WindowException]] = defaultdict(list)
-    for e in await store.exceptions(study_id, scope):
+    for e in await window_exceptions_store.exceptions(study_id, scope):
         exceptions[e["participant"]].append(as_exception(e))
     consent_of = await _consent_candidates(study, people, scope, as_of)
-    occurrences = await store.occurrences(consent_of.keys())
+    occurrences = await detection_store.occurrences(consent_of.keys())
     found: list[Finding] = []
     defaults: dict[str, ClassificationDefaults] = {}
     for pid in rows_of.keys() | ended.keys() | consent_of.keys():

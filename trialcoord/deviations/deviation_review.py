@@ -14,7 +14,7 @@ from datetime import date
 
 from trialcoord.accounts import signer_keys
 from trialcoord.accounts.rules.accounts import Meaning, Signing
-from trialcoord.deviations import store
+from trialcoord.deviations import capa_store, review_store, store
 from trialcoord.deviations.records import as_dict, now, record_id, record_id_of
 from trialcoord.deviations.rules.deviation_review import TRANSITIONS, Step, check_step
 from trialcoord.documents.rules.signatures import Signature, Statement, judge
@@ -84,7 +84,7 @@ async def take_step(
         if not await store.update(deviation_id, row["row_version"], **values):
             raise Conflict(f"deviation {deviation_id} changed meanwhile; reload it and try again")
         detail = {k: v for k, v in values.items() if k not in ("state", "updated_at")}
-        step_id = await store.insert_step(
+        step_id = await review_store.insert_step(
             deviation_id,
             str(step),
             row["state"],
@@ -155,7 +155,7 @@ async def _sign(study: str, row: dict, step_id: int, signing: Signing, signer) -
     check = judge(signature, {signer_key.key_id: signer_key}, content, signing_keys.verify_hex, instant)
     if not check.ok:  # never store a signature that would not verify
         raise Conflict(f"the signature could not be made: {check.reason}")
-    await store.insert_signature(
+    await review_store.insert_signature(
         row["id"],
         step_id,
         signed.decode(),
@@ -206,7 +206,7 @@ async def verify_signatures(study: str, deviation_id: int) -> list[dict]:
         study_id = (await protocols.require_study(study))["id"]
         if await store.find(study_id, deviation_id) is None:
             raise NotFound(f"study {study} has no deviation {deviation_id}")
-        stored = await store.signatures(deviation_id)
+        stored = await review_store.signatures(deviation_id)
         keys = {k.key_id: k for k in await signer_keys.all_keys()}
     at = now()
     return [{**s, **dict(zip(("verdict", "reason"), _judged(s, keys, at)))} for s in stored]
@@ -217,7 +217,7 @@ async def verify_stored(registry_keys: dict, now_instant: str) -> tuple[int, lis
     inserted behind the application's back has none), and each classified or closed deviation's current
     classification against the last one signed."""
     async with read():
-        stored = await store.signatures()
+        stored = await review_store.signatures()
     audited = {
         (e["new"] or {}).get("signature")
         for e in await audit_log.export_rows(audit_log.AuditFilter(record_type="deviation"), 10_000_000)
@@ -291,7 +291,7 @@ async def create_capa(
         rows = await _deviations(study, study_id, deviation_ids, sites)
         _not_grouped_elsewhere(rows, None)
         at = now()
-        capa_id = await store.insert_capa(
+        capa_id = await capa_store.insert_capa(
             study_id, *(v.strip() for v in fields.values()), due_on.isoformat() if due_on else None, actor, at
         )
         changes = [
@@ -328,8 +328,8 @@ async def link_capa(study: str, capa_id: int, deviation_ids: list[int], actor: s
     await get_capa(study, capa_id, sites, actor)  # NotFound for a record the actor may not see
     async with transaction(f"CAPA {capa_id} of study {study}"):
         study_id = (await protocols.require_study(study))["id"]
-        await store.lock_capa(capa_id)  # a close waits, or this sees it closed
-        capa = await store.find_capa(study_id, capa_id)
+        await capa_store.lock_capa(capa_id)  # a close waits, or this sees it closed
+        capa = await capa_store.find_capa(study_id, capa_id)
         if capa is None:
             raise NotFound(f"study {study} has no CAPA record {capa_id}")
         if capa["state"] == "closed":
@@ -348,10 +348,10 @@ async def close_capa(study: str, capa_id: int, actor: str, reason: str, sites=No
         raise invalid("closing a CAPA record needs how its effectiveness was checked", field="reason")
     async with transaction(f"CAPA {capa_id} of study {study}"):
         study_id = (await protocols.require_study(study))["id"]
-        capa = await store.find_capa(study_id, capa_id)
+        capa = await capa_store.find_capa(study_id, capa_id)
         if capa is None:
             raise NotFound(f"study {study} has no CAPA record {capa_id}")
-        if capa["state"] == "closed" or not await store.close_capa(capa_id, now()):
+        if capa["state"] == "closed" or not await capa_store.close_capa(capa_id, now()):
             raise Conflict(f"CAPA record {capa_id} is already closed")
         await audit_log.record(
             actor,
@@ -375,8 +375,8 @@ async def list_capas(study: str, sites=None, user_id: str | None = None) -> list
     created or one grouping a deviation at their sites, and only those of its deviations."""
     async with read():
         study_id = (await protocols.require_study(study))["id"]
-        capas = await store.capas(study_id)
-        grouped = await store.grouped(study_id)
+        capas = await capa_store.capas(study_id)
+        grouped = await capa_store.grouped(study_id)
     members: dict[int, list[int]] = {}
     for deviation_id, capa_id, site in grouped:
         if sites is None or site in sites:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date
 
-from trialcoord.deviations import store
+from trialcoord.deviations import store, window_exceptions_store
 from trialcoord.deviations.records import MANUAL, as_dict, as_exception, audited, now, record_id_of
 from trialcoord.deviations.rules.deviation_review import State, classification_problems
 from trialcoord.deviations.rules.deviations import Classification, WindowException
@@ -113,7 +113,7 @@ async def approve_exception(
             raise NotFound(f"study {study} has no participant {subject_id}")
         if await lookups.find_visit(person["id"], visit) is None:
             raise NotFound(f"participant {subject_id} has no visit {visit}")
-        await store.insert_exception(
+        await window_exceptions_store.insert_exception(
             person["id"], visit, earlier_days, later_days, approved_on.isoformat(), actor, reason.strip(), at
         )
         record = {
@@ -140,7 +140,7 @@ async def approve_exception(
 async def exceptions_of(study: str) -> list[dict]:
     async with read():
         study_id = (await protocols.require_study(study))["id"]
-        return await store.exceptions(study_id, None)
+        return await window_exceptions_store.exceptions(study_id, None)
 
 
 async def window_exceptions(study: str) -> dict[str, list[WindowException]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import date
 
-from trialcoord.deviations import store
+from trialcoord.deviations import review_store, store
 from trialcoord.deviations.records import as_dict
 from trialcoord.deviations.rules.deviation_review import State
 from trialcoord.kernel.database.engine import read
@@ -66,8 +66,8 @@ async def get(study: str, deviation_id: int) -> dict:
         row = await store.find(study_id, deviation_id)
         if row is None:
             raise NotFound(f"study {study} has no deviation {deviation_id}")
-        steps = await store.steps(deviation_id)
-        signed = await store.signatures(deviation_id)
+        steps = await review_store.steps(deviation_id)
+        signed = await review_store.signatures(deviation_id)
     return {**as_dict(row), "steps": steps, "signatures": signed}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from trialcoord.deviations import store
+from trialcoord.deviations import detection_store, store
 from trialcoord.deviations.records import AUTOMATIC, audited, record_id, record_id_of
 from trialcoord.deviations.rules.deviation_review import State, default_subcategory
 from trialcoord.deviations.rules.deviations import Finding
@@ -141,7 +141,7 @@ async def _cause(study: str, row: dict, changes: list) -> int | None:
         if record_type in SUBJECT_RECORDS and (rid == prefix or rid.startswith(prefix + "/"))
     ]
     if not changes:
-        return await store.latest_entry(visit_rid, prefix, SUBJECT_RECORDS)
+        return await detection_store.latest_entry(visit_rid, prefix, SUBJECT_RECORDS)
     same_visit = [seq for seq, rid in mine if rid == visit_rid]
     return max(same_visit or [seq for seq, _ in mine], default=None)
 

@@ -28,10 +28,15 @@ from trialcoord.amendments.api import AmendmentController, ParticipantVersionCon
 from trialcoord.amendments.pages import AmendmentPages
 from trialcoord.audit.api import AuditController
 from trialcoord.audit.pages import AuditPages
+from trialcoord.deviations.api.capa import CapaController
 from trialcoord.deviations.api.deviation_reports import DeviationReportController
-from trialcoord.deviations.api.deviations import DeviationController
+from trialcoord.deviations.api.queue import QueueController
+from trialcoord.deviations.api.review import ReviewController
+from trialcoord.deviations.api.window_exceptions import WindowExceptionController
+from trialcoord.deviations.pages.capa import CapaPages
 from trialcoord.deviations.pages.deviation_reports import ReportPages
-from trialcoord.deviations.pages.deviations import DeviationPages
+from trialcoord.deviations.pages.queue import QueuePages
+from trialcoord.deviations.pages.review import ReviewPages
 from trialcoord.documents.api.consent import ConsentController
 from trialcoord.documents.api.documents import DocumentController
 from trialcoord.documents.api.signatures import BinderController, SignatureController
@@ -67,7 +72,10 @@ API_CONTROLLERS = [
     BinderController,
     ConsentController,
     RenderJobController,
-    DeviationController,
+    QueueController,
+    ReviewController,
+    WindowExceptionController,
+    CapaController,
     DeviationReportController,
     AmendmentController,
     ParticipantVersionController,
@@ -81,7 +89,9 @@ PAGE_CONTROLLERS = [
     BinderPages,
     StudyPages,
     ParticipantPages,
-    DeviationPages,
+    QueuePages,
+    ReviewPages,
+    CapaPages,
     ReportPages,
     AmendmentPages,
 ]

@@ -1,0 +1,148 @@
+"""Deviations over the API: one deviation with its review steps and signatures, a review step, several
+deviations acknowledged at once.
+
+Review steps are checked per step at the deviation's site (`TRANSITIONS` names the action; classification and
+closure also need SIGN) before any password is asked. A deviation at a site the reader may not see answers 404
+with the words of a missing one (IDs are sequential: a 403 would tell which exist).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.exceptions import PermissionDeniedException
+from litestar.params import JSONBody, PathParameter
+
+from trialcoord.accounts import accounts
+from trialcoord.accounts.accounts import AccountRules
+from trialcoord.deviations import deviation_review, queue
+from trialcoord.deviations.api.deviations import (
+    READ,
+    RECORD,
+    VIEW,
+    AcknowledgedOut,
+    DeviationDetail,
+    IdsIn,
+    Refusal,
+    StepIn,
+)
+from trialcoord.deviations.rules.deviation_review import TRANSITIONS, check_step
+from trialcoord.kernel.problems import InvalidInput, NotFound, Problem
+from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.errors import problem_responses
+from trialcoord.kernel.web.guard import Access, needs
+from trialcoord.kernel.web.params import AccessDep, StudyPath, Today
+
+DeviationPath = Annotated[int, PathParameter(description="Deviation number", ge=1, le=2**31 - 1)]
+
+
+# Helpers ------------------------------------------------------------------------------------------
+
+
+async def visible_deviation(access: Access, study: str, deviation_id: int) -> dict:
+    row = await queue.get(study, deviation_id)
+    if not access.shows(row["site"]):
+        raise NotFound(f"study {study} has no deviation {deviation_id}")
+    return row
+
+
+def detail(row: dict, judged: list[dict]) -> DeviationDetail:
+    steps = [{**s, "detail": msgspec.json.decode(s["detail"]) if s["detail"] else None} for s in row["steps"]]
+    return msgspec.convert({**row, "steps": steps, "signatures": judged}, DeviationDetail)
+
+
+class ReviewController(Controller):
+    path = "/api/studies/{study:str}"
+    tags = ["deviations"]
+
+    @get("/deviations/{deviation_id:int}", opt=VIEW, responses=READ)
+    async def one(self, study: StudyPath, deviation_id: DeviationPath, access: AccessDep) -> DeviationDetail:
+        """A deviation with its review steps and its signatures, each judged now against the signer registry."""
+        row = await visible_deviation(access, study, deviation_id)
+        return detail(row, await deviation_review.verify_signatures(study, deviation_id))
+
+    @post(
+        "/deviations/{deviation_id:int}/steps",
+        opt=RECORD,
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409, 422, 503),
+    )
+    async def step(
+        self,
+        study: StudyPath,
+        deviation_id: DeviationPath,
+        data: JSONBody[StepIn],
+        access: AccessDep,
+        today: Today,
+        account_rules: NamedDependency[AccountRules],
+    ) -> DeviationDetail:
+        """One review step: respond (site staff), acknowledge, classify, close, reopen (monitors). Classify
+        and close are electronic signatures (review, approval): the password, and the user ID at the first
+        signing of a continuous period. A wrong password changes nothing."""
+        row = await visible_deviation(access, study, deviation_id)
+        fields = dict(
+            reason=data.reason,
+            response=data.response,
+            classification=data.classification,
+            category=data.category,
+            subcategory=data.subcategory,
+        )
+        transition = TRANSITIONS.get(data.step) or check_step(data.step, row["state"], **fields)  # unknown: 422
+        for action in transition.needs:
+            if not access.may(action, study, row["site"], today):
+                raise PermissionDeniedException(
+                    f"{access.user_id} may not {data.step} deviations at site"
+                    f" {row['site']} ({str(action).replace('_', ' ')})"
+                )
+        check_step(data.step, row["state"], **fields)  # a step that cannot be taken asks for no password
+        signing = None
+        if transition.meaning is not None and data.row_version is None:  # never sign a record one has not seen
+            raise InvalidInput(
+                [
+                    Problem(
+                        f"to {data.step} deviation {deviation_id}, send the row_version you read"
+                        f" (now {row['row_version']})",
+                        field="row_version",
+                    )
+                ]
+            )
+        if transition.meaning is not None:
+            signing = await accounts.signing_ceremony(
+                access.viewer, str(transition.meaning), data.password or "", data.user_id, rules=account_rules
+            )
+        await deviation_review.take_step(
+            study,
+            deviation_id,
+            data.step,
+            access.user_id,
+            row_version=data.row_version,
+            corrective_action=data.corrective_action,
+            signing=signing,
+            **fields,
+        )
+        return detail(
+            await queue.get(study, deviation_id), await deviation_review.verify_signatures(study, deviation_id)
+        )
+
+    @post(
+        "/deviations/acknowledge",
+        opt=needs(Action.REVIEW_DEVIATION, across_sites=True),
+        status_code=200,
+        responses=READ,
+    )
+    async def acknowledge(self, study: StudyPath, data: JSONBody[IdsIn], access: AccessDep) -> AcknowledgedOut:
+        """Take several deviations into review at once; each refused one is listed with the reason."""
+        shown, refused = [], []
+        for deviation_id in dict.fromkeys(data.ids):
+            try:
+                shown.append((await visible_deviation(access, study, deviation_id))["id"])
+            except NotFound as exc:
+                refused.append(Refusal(deviation_id, str(exc)))
+        done: dict = {"acknowledged": [], "refused": {}}
+        if shown or not refused:  # no IDs at all: the service names the field
+            done = await deviation_review.acknowledge_many(study, shown, access.user_id)
+        refused += [Refusal(int(i), reason) for i, reason in done["refused"].items()]
+        return AcknowledgedOut(done["acknowledged"], sorted(refused, key=lambda r: r.id))

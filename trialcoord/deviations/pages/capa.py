@@ -1,0 +1,139 @@
+"""Pages: CAPA records (the study's records with the form creating one; one record with its deviations and the
+form closing it).
+
+Reading needs `view_schedule`, filtered to the reader's sites; a CAPA record the reader may not see answers 404
+with the words of a missing one, as the API does. Creating and closing a record need `record_deviation`. A form
+is shown only to a reader who may use it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from litestar import Controller, get, post
+from litestar.params import PathParameter
+from litestar.response import Redirect, Template
+
+from trialcoord.deviations import deviation_review, queue
+from trialcoord.deviations.pages.queue import NOTICES, RECORD, VIEW, Form, renamed, visible_sites
+from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
+from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.errors import field_messages
+from trialcoord.kernel.web.forms import FormReader, whole_number
+from trialcoord.kernel.web.guard import Access
+from trialcoord.kernel.web.params import AccessDep, QueryStr, StudyPath, Today
+from trialcoord.scheduling import protocols
+from trialcoord.scheduling.sites import list_sites
+
+CapaPath = Annotated[int, PathParameter(description="CAPA record number", ge=1, le=2**31 - 1)]
+OWNER_LENGTH = 64  # as the API's owner (a code)
+
+
+class CapaPages(Controller):
+    path = "/studies/{study:str}"
+    include_in_schema = False
+
+    @get("/capas", opt=VIEW)
+    async def capas(self, study: StudyPath, access: AccessDep, today: Today) -> Template:
+        return Template("capas.html", context=await _capas_context(study, access, today))
+
+    @post("/capas", opt=RECORD)
+    async def create_capa(self, study: StudyPath, data: Form, access: AccessDep, today: Today) -> Template | Redirect:
+        form = FormReader(data)
+        fields = {
+            name: form.text(name, label)
+            for name, label in (
+                ("title", "title"),
+                ("root_cause", "root cause"),
+                ("corrective", "corrective action"),
+                ("preventive", "preventive action"),
+                ("owner", "owner"),
+            )
+        }
+        if fields["owner"] and len(fields["owner"]) > OWNER_LENGTH:
+            form.errors["owner"] = f"The owner is longer than {OWNER_LENGTH} characters."
+        due_on = form.date("due_on", "due date", required=False)
+        raw_ids = form.text("deviation_ids", "deviation numbers", required=False) or ""
+        parts = [part for part in re.split(r"[\s,;]+", raw_ids) if part]
+        ids = [n for n in map(whole_number, parts) if n is not None]
+        if len(ids) != len(parts):
+            form.errors["deviation_ids"] = "Enter deviation numbers such as 12, 15 (digits, separated by commas)."
+        if not form.errors:
+            try:
+                made = await deviation_review.create_capa(
+                    study, *fields.values(), due_on, ids, access.user_id, sites=visible_sites(access)
+                )
+                return Redirect(f"/studies/{quote(study, safe='')}/capas/{made['id']}?saved=created", status_code=303)
+            except (NotFound, Conflict) as error:  # unseen, or already grouped under another record
+                form.errors["deviation_ids"] = str(error)
+            except InvalidInput as error:
+                form.errors.update(
+                    renamed(
+                        field_messages(error), {"corrective_action": "corrective", "preventive_action": "preventive"}
+                    )
+                )
+        context = await _capas_context(study, access, today)
+        context.update(errors=form.errors, form=form.data)
+        return Template("capas.html", context=context, status_code=422)
+
+    @get("/capas/{capa_id:int}", opt=VIEW)
+    async def capa(
+        self, study: StudyPath, capa_id: CapaPath, access: AccessDep, today: Today, saved: QueryStr = None
+    ) -> Template:
+        context = await _capa_context(study, capa_id, access, today)
+        context["notice"] = NOTICES.get(saved or "")
+        return Template("capa.html", context=context)
+
+    @post("/capas/{capa_id:int}/close", opt=RECORD)
+    async def close_capa(
+        self, study: StudyPath, capa_id: CapaPath, data: Form, access: AccessDep, today: Today
+    ) -> Template | Redirect:
+        context = await _capa_context(study, capa_id, access, today)  # 404 before anything else
+        form = FormReader(data)
+        reason = form.text("reason", "effectiveness check")
+        if not form.errors:
+            try:
+                await deviation_review.close_capa(study, capa_id, access.user_id, reason, sites=visible_sites(access))
+                return Redirect(f"/studies/{quote(study, safe='')}/capas/{capa_id}?saved=closed", status_code=303)
+            except (InvalidInput, Conflict) as error:
+                form.errors.update(field_messages(error))
+        context.update(errors=form.errors, form=form.data)
+        return Template("capa.html", context=context, status_code=422)
+
+
+async def _capas_context(study: str, access: Access, today: date) -> dict[str, Any]:
+    capas = await deviation_review.list_capas(study, visible_sites(access), access.user_id)  # members: theirs only
+    return {
+        "study": await protocols.get_study(study),
+        "capas": capas,
+        "errors": {},
+        "form": {},
+        "notice": None,
+        "can_record": await _may_record(study, access, today),
+    }
+
+
+async def _capa_context(study: str, capa_id: int, access: Access, today: date) -> dict[str, Any]:
+    capa = await deviation_review.get_capa(study, capa_id, visible_sites(access), access.user_id)  # 404 if unseen
+    members = [await queue.get(study, i) for i in capa["deviations"]]
+    return {
+        "study": await protocols.get_study(study),
+        "capa": capa,
+        "members": members,
+        "errors": {},
+        "form": {},
+        "notice": None,
+        "can_record": await _may_record(study, access, today),
+    }
+
+
+async def _may_record(study: str, access: Access, today: date) -> bool:
+    """CAPA forms are for those who record deviations at one of the sites they see."""
+    return any(
+        access.may(Action.RECORD_DEVIATION, study, row["code"], today)
+        for row in await list_sites(study)
+        if access.shows(row["code"])
+    )

@@ -1,0 +1,34 @@
+"""Window exceptions (migration 6): an investigator's approved extension of one visit's window."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from trialcoord.deviations.store import among
+from trialcoord.kernel.database.engine import fetch
+
+
+async def exceptions(study_id: int, scope: Collection[int] | None) -> list[dict]:
+    return await fetch(
+        "SELECT w.participant, p.subject_id, w.visit, w.earlier_days, w.later_days, w.approved_on,"
+        " w.approved_by, w.reason, w.recorded_at FROM window_exceptions w JOIN participants p"
+        f" ON p.id = w.participant WHERE p.study = {{}}{among('w.participant', scope)}",
+        study_id,
+    )
+
+
+async def insert_exception(
+    participant: int, visit: str, earlier: int, later: int, approved_on: str, approved_by: str, reason: str, at: str
+) -> None:
+    await fetch(
+        "INSERT INTO window_exceptions (participant, visit, earlier_days, later_days, approved_on,"
+        " approved_by, reason, recorded_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {})",
+        participant,
+        visit,
+        earlier,
+        later,
+        approved_on,
+        approved_by,
+        reason,
+        at,
+    )
