@@ -9,26 +9,23 @@ Every CSV or PDF copy is itself audited as an export.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from functools import partial
 from typing import Annotated, Any, Literal, Optional
 
-import anyio
 import msgspec
 from litestar import Controller, Response, get
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromQuery, QueryParameter
 
+from trialcoord.audit.copies import TrailCopy
 from trialcoord.kernel import audit_log
-from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.audit_store import AuditFilter
-from trialcoord.kernel.problems import NotConfigured
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.rules.audit import utc_instant
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import Access, needs
 from trialcoord.kernel.web.params import AccessDep, StudyPath, plausible
 
-PAGE_SIZE, CSV_LIMIT, PDF_LIMIT = 100, 200_000, 5_000
+PAGE_SIZE = 100
 ExportFormat = Literal["csv", "pdf"]
 Word = FromQuery[Optional[Annotated[str, msgspec.Meta(min_length=1, max_length=200)]]]  # noqa: UP045 (see params.py)
 Day = FromQuery[Optional[date]]  # noqa: UP045
@@ -83,48 +80,10 @@ def study_scope(access: Access, study: str, site: str | None) -> str:
 
 
 async def export(where: AuditFilter, form: str, title: str, filters: dict[str, str], access: Access) -> Response:
-    limit = CSV_LIMIT if form == "csv" else PDF_LIMIT
-    rows = await audit_log.export_rows(where, limit + 1)
-    if len(rows) > limit:
-        from trialcoord.kernel.problems import invalid
-
-        raise invalid(
-            f"the selection holds more than {limit} entries; narrow it by date, record or user"
-            f" (or export CSV, up to {CSV_LIMIT})",
-            field="until",
-        )
-    await audit_log.record_alone(
-        access.user_id,
-        Change(
-            "export",
-            "audit_trail",
-            filters.get("scope", "all"),
-            None,
-            {"format": form, "entries": len(rows), **filters},
-        ),
-    )
-    from trialcoord.audit import report as audit_report
-
+    copy = TrailCopy(where, form, title, filters, access.viewer.printed_name + f" ({access.user_id})")
+    data = (await copy.take_out(form, access.user_id)).data
     name = "audit-trail-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in filters.get("scope", "all"))
-    if form == "csv":
-        data, media = audit_report.audit_csv(rows), "text/csv; charset=utf-8"
-    else:
-        size, root = await audit_log.latest_root()
-        render = partial(
-            audit_report.audit_pdf,
-            rows,
-            title=title,
-            filters=filters,
-            generated_at=utc_instant(audit_log.clock()),
-            generated_by=access.viewer.printed_name + f" ({access.user_id})",
-            trail_size=size,
-            root=root,
-        )
-        try:
-            data = await anyio.to_thread.run_sync(render)  # seconds of layout: never on the event loop
-        except OSError as error:  # WeasyPrint could not load Pango
-            raise NotConfigured(f"PDF copies need the Pango library (Debian: libpango-1.0-0): {error}") from None
-        media = "application/pdf"
+    media = "text/csv; charset=utf-8" if form == "csv" else "application/pdf"
     return Response(
         data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name.strip("_")}.{form}"'}
     )

@@ -5,43 +5,8 @@ from __future__ import annotations
 import sys
 from datetime import date
 
-import msgspec
-
 from trialcoord.kernel import command_support as support
 from trialcoord.kernel.command_support import FORMATS, UsageError, iso_date
-
-# The listing's columns, the same in JSON and CSV (a spreadsheet and a program see one shape).
-COLUMNS = (
-    "id",
-    "participant",
-    "site",
-    "visit",
-    "occurrence",
-    "rule",
-    "source",
-    "category",
-    "subcategory",
-    "classification",
-    "state",
-    "days_outside",
-    "occurred_on",
-    "detected_at",
-    "description",
-)
-# What fits a terminal line best: the free text last, where wrapping harms least.
-TABLE_COLUMNS = (
-    "id",
-    "site",
-    "participant",
-    "visit",
-    "occurrence",
-    "rule",
-    "classification",
-    "state",
-    "days_outside",
-    "occurred_on",
-    "description",
-)
 
 
 def register(commands) -> None:
@@ -99,41 +64,12 @@ def detect(study: str, as_of: date | None, full: bool) -> int:
 
 
 def listing(study: str, states: str | None, site: str | None, fmt: str) -> int:
-    from trialcoord.deviations import queue
-    from trialcoord.kernel import audit_log
-    from trialcoord.kernel.problems import NotFound
-    from trialcoord.scheduling import sites
+    from trialcoord.deviations.listings import QueueListing
 
     wanted = _states(states)
-
-    async def run():
-        # A site that is not the study's is a mistake to name, not an empty listing.
-        if site is not None and site not in {s["code"] for s in await sites.list_sites(study)}:
-            raise NotFound(f"study {study} has no site {site}")
-        rows, _ = await queue.listing(study, states=wanted, sites=None if site is None else [site])
-        # A listing taken out of the system is an export: audited, as `visits` and the app's downloads are.
-        await audit_log.record_alone(
-            support.actor(),
-            audit_log.Change(
-                "export",
-                "deviation_listing",
-                f"{study}/{site}" if site else study,
-                None,
-                {"format": fmt, "states": sorted(wanted or []), "rows": len(rows)},
-            ),
-        )
-        return rows
-
-    rows = support.database(run)
-    records = [{name: row[name] for name in COLUMNS} for row in rows]
-    if fmt == "json":
-        sys.stdout.write(msgspec.json.format(msgspec.json.encode(records), indent=1).decode() + "\n")
-    elif fmt == "csv":
-        from trialcoord.kernel.render.tabular import csv_text
-
-        sys.stdout.write(csv_text(list(COLUMNS), records))
-    else:
-        sys.stdout.write(_table(records))
+    # A listing taken out of the system is an export: audited, as `visits` and the app's downloads are.
+    export = support.database(lambda: QueueListing(study, wanted, site).take_out(fmt, support.actor()))
+    sys.stdout.write(export.data.decode())
     return 0
 
 
@@ -147,10 +83,3 @@ def _states(text: str | None) -> list[str] | None:
     if unknown:
         raise UsageError(f"--state: unknown state {', '.join(unknown)}; states are: {', '.join(STATES)}")
     return wanted
-
-
-def _table(records: list[dict]) -> str:
-    from trialcoord.kernel.render.tabular import text_table
-
-    # A manual deviation has no rule: its source says where it came from.
-    return text_table(TABLE_COLUMNS, [{**r, "rule": r["rule"] or r["source"]} for r in records])

@@ -3,19 +3,18 @@ SDTM DV-like rows of the deviations that stand, each download audited as an expo
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime
 
-from anyio import to_thread
-
 from trialcoord.deviations.queue import listing
-from trialcoord.deviations.report_support import audit_export
 from trialcoord.deviations.rules import deviation_trends as figures
 from trialcoord.kernel.database.engine import fetch
-from trialcoord.kernel.problems import invalid
-from trialcoord.kernel.render import tabular
+from trialcoord.kernel.exporter import ListExporter
+from trialcoord.kernel.problems import NotFound
+from trialcoord.kernel.render.tabular import text_table
 from trialcoord.scheduling import lookups, protocols
 from trialcoord.scheduling.rules.schedule import study_day
+from trialcoord.scheduling.sites import list_sites
 
 LISTING_COLUMNS = [
     "STUDYID",
@@ -38,6 +37,40 @@ LISTING_COLUMNS = [
     "DETECTED_UTC",
     "CLOSED_UTC",
 ]
+
+
+# The queue's columns as the command line lists it, the same in JSON and CSV.
+QUEUE_COLUMNS = (
+    "id",
+    "participant",
+    "site",
+    "visit",
+    "occurrence",
+    "rule",
+    "source",
+    "category",
+    "subcategory",
+    "classification",
+    "state",
+    "days_outside",
+    "occurred_on",
+    "detected_at",
+    "description",
+)
+# What fits a terminal line best: the free text last, where wrapping harms least.
+QUEUE_TABLE_COLUMNS = (
+    "id",
+    "site",
+    "participant",
+    "visit",
+    "occurrence",
+    "rule",
+    "classification",
+    "state",
+    "days_outside",
+    "occurred_on",
+    "description",
+)
 
 
 def listing_rows(study: str, rows: list[dict], day_one: dict[str, date] | None = None) -> list[dict]:
@@ -80,32 +113,62 @@ def listing_rows(study: str, rows: list[dict], day_one: dict[str, date] | None =
     return out
 
 
+class DeviationListing(ListExporter):
+    """The deviations that stand, as SDTM DV-like rows (`listing_rows`), of the whole study or some sites."""
+
+    identifier = "deviation_listing"
+    columns = LISTING_COLUMNS
+    forms = ("csv", "xlsx")
+    sheet = "Deviations"
+    csv_bom = True
+
+    def __init__(self, study: str, sites: Collection[str] | None) -> None:
+        super().__init__(study, {"sites": sorted(sites) if sites is not None else "all"})
+        self.study, self.sites = study, sites
+
+    async def read(self, limit: int | None) -> list[dict]:
+        rows, _ = await listing(self.study, sites=self.sites)
+        return listing_rows(self.study, rows, await _day_one(self.study))
+
+    def typed(self, row: Mapping) -> dict:
+        return {
+            **row,
+            "DVSTDTC": _date(row["DVSTDTC"]),
+            "DETECTED_UTC": _instant(row["DETECTED_UTC"]),
+            "CLOSED_UTC": _instant(row["CLOSED_UTC"]),
+        }
+
+
+class QueueListing(ListExporter):
+    """The queue as it stands, filtered by state and site (the command line's `deviations list`): the same keys in
+    JSON and CSV, so a spreadsheet and a program see one shape; the table shows what fits a terminal line best."""
+
+    identifier = "deviation_listing"
+    columns = QUEUE_COLUMNS
+    forms = ("table", "json", "csv")
+
+    def __init__(self, study: str, states: Collection[str] | None, site: str | None) -> None:
+        super().__init__(f"{study}/{site}" if site else study, {"states": sorted(states or [])})
+        self.study, self.states, self.site = study, states, site
+
+    async def read(self, limit: int | None) -> list[dict]:
+        # A site that is not the study's is a mistake to name, not an empty listing.
+        if self.site is not None and self.site not in {s["code"] for s in await list_sites(self.study)}:
+            raise NotFound(f"study {self.study} has no site {self.site}")
+        rows, _ = await listing(self.study, states=self.states, sites=None if self.site is None else [self.site])
+        return [{name: row[name] for name in QUEUE_COLUMNS} for row in rows]
+
+    async def render(self, rows: Sequence[Mapping], form: str) -> bytes:
+        if form != "table":
+            return await super().render(rows, form)
+        # A manual deviation has no rule: its source says where it came from; the free text goes last.
+        return text_table(QUEUE_TABLE_COLUMNS, [{**r, "rule": r["rule"] or r["source"]} for r in rows]).encode()
+
+
 async def listing_file(study: str, sites: Collection[str] | None, kind: str, actor: str) -> tuple[bytes, int]:
     """The listing as CSV (UTF-8 with BOM, for spreadsheets; formula-guarded) or XLSX; audited as an export."""
-    if kind not in ("csv", "xlsx"):
-        raise invalid(f"'{kind}' is not a listing format; choose csv or xlsx", field="format")
-    rows, _ = await listing(study, sites=sites)
-    table = listing_rows(study, rows, await _day_one(study))
-    if kind == "csv":
-        data = tabular.csv_text(LISTING_COLUMNS, table).encode("utf-8-sig")
-    else:
-        typed = [
-            {
-                **r,
-                "DVSTDTC": _date(r["DVSTDTC"]),
-                "DETECTED_UTC": _instant(r["DETECTED_UTC"]),
-                "CLOSED_UTC": _instant(r["CLOSED_UTC"]),
-            }
-            for r in table
-        ]
-        data = await to_thread.run_sync(tabular.xlsx_bytes, "Deviations", LISTING_COLUMNS, typed)
-    await audit_export(
-        actor,
-        "deviation_listing",
-        study,
-        {"format": kind, "rows": len(table), "sites": sorted(sites) if sites is not None else "all"},
-    )
-    return data, len(table)
+    export = await DeviationListing(study, sites).take_out(kind, actor)
+    return export.data, export.rows
 
 
 async def _day_one(study: str) -> dict[str, date]:
