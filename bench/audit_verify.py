@@ -14,15 +14,9 @@ import random
 import sys
 
 from bench.compute import best_of
-from trialcoord.kernel.rules.audit import (
-    AuditEntry,
-    StoredEntry,
-    TrailVerifier,
-    canonical_bytes,
-    canonical_json,
-    leaf_hash,
-    verify_entries,
-)
+from trialcoord.kernel.rules.audit_entries import AuditEntry, StoredEntry, canonical_bytes, canonical_json
+from trialcoord.kernel.rules.audit_verification import TrailVerifier, verify_entries
+from trialcoord.kernel.rules.merkle_tree import leaf_hash
 
 FULL = 1_000_000
 RUNS = 3

@@ -44,7 +44,7 @@ from trialcoord.documents import binder, binder_package, documents, signatures
 from trialcoord.documents.rules.documents import DocumentKey
 from trialcoord.kernel import signing_keys, system_keys
 from trialcoord.kernel.config import load_settings
-from trialcoord.kernel.render.documents import RenderCache
+from trialcoord.kernel.render.cache import RenderCache
 from trialcoord.kernel.render.signed_pdf import new_site_credentials
 from trialcoord.scheduling import protocols, sites
 from trialcoord.scheduling.protocol_files import parse_protocol

@@ -39,7 +39,7 @@ from bench.query import seed
 from trialcoord.deviations import detection_store, queue, store
 from trialcoord.deviations.detection import detect
 from trialcoord.kernel.database.engine import read, transaction
-from trialcoord.kernel.rules.audit import utc_instant
+from trialcoord.kernel.rules.audit_entries import utc_instant
 from trialcoord.scheduling import protocols, sites, visits
 from trialcoord.scheduling import store as repo
 from trialcoord.scheduling.protocol_files import parse_protocol

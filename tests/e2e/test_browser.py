@@ -338,7 +338,7 @@ def test_a_consent_version_is_signed_made_effective_and_sends_a_participant_to_r
     signed by participant 101-001; then 4.0 goes the same way and 101-001 enters the re-consent queue."""
     from playwright.sync_api import expect
 
-    from trialcoord.kernel.render.documents import render_pdf
+    from trialcoord.kernel.render.pdf_documents import render_pdf
 
     ivan = sign_in(browser, server, "ivan")
     cover = {

@@ -12,7 +12,8 @@ from tests.conftest import RANDOMIZED, SITE_A, SUBJECT_A, add_user, signed_in
 from trialcoord.kernel import audit_log, audit_store
 from trialcoord.kernel.database.engine import fetch, transaction
 from trialcoord.kernel.problems import InvalidInput
-from trialcoord.kernel.rules.audit import AuditEntry, canonical_bytes, canonical_json, leaf_hash
+from trialcoord.kernel.rules.audit_entries import AuditEntry, canonical_bytes, canonical_json
+from trialcoord.kernel.rules.merkle_tree import leaf_hash
 from trialcoord.scheduling import participants, version_changes, visits
 
 pytestmark = pytest.mark.anyio

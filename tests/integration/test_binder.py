@@ -18,7 +18,7 @@ from trialcoord.documents import binder, documents, signatures
 from trialcoord.documents.binder_package import verify_package
 from trialcoord.documents.rules.documents import DocumentKey, IrbApproval
 from trialcoord.kernel import audit_log, audit_store
-from trialcoord.kernel.render.documents import render_pdf
+from trialcoord.kernel.render.pdf_documents import render_pdf
 
 pytestmark = pytest.mark.anyio
 TODAY = date(2026, 11, 27)
@@ -129,13 +129,13 @@ async def test_a_changed_member_or_a_moved_signature_in_an_export_is_named(filed
 
 
 async def test_an_unchanged_binder_reuses_its_index(filed, tmp_path, monkeypatch):
-    from trialcoord.kernel.render.documents import RenderCache
+    from trialcoord.kernel.render.cache import RenderCache
 
     cache = RenderCache(tmp_path / "cache")
     monkeypatch.setattr(binder, "render_cache", lambda: cache)
     await binder.export("TST-1", "101", tmp_path / "one.zip", "cora")
     rendered = []
-    monkeypatch.setattr("trialcoord.kernel.render.documents.render_pdf", lambda *a, **k: rendered.append(a) or b"")
+    monkeypatch.setattr("trialcoord.kernel.render.cache.render_pdf", lambda *a, **k: rendered.append(a) or b"")
     await binder.export("TST-1", "101", tmp_path / "two.zip", "cora")
     assert rendered == []  # a cache hit: nothing re-rendered
     with zipfile.ZipFile(tmp_path / "one.zip") as one, zipfile.ZipFile(tmp_path / "two.zip") as two:

@@ -272,7 +272,7 @@ async def tamper_with_entry_3(db) -> None:
 
 async def test_audit_verify_checkpoint_and_public_key_prove_the_trail_and_catch_tampering(db, env, tmp_path):
     from trialcoord.kernel import signing_keys
-    from trialcoord.kernel.rules.audit import Checkpoint
+    from trialcoord.kernel.rules.audit_verification import Checkpoint
 
     succeeds("setup", env=env)
     verified = succeeds("audit", "verify", env=env)

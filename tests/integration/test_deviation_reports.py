@@ -31,7 +31,7 @@ from trialcoord.documents import documents
 from trialcoord.documents.rules.documents import DocumentKey
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.problems import InvalidInput, NotFound
-from trialcoord.kernel.render.documents import render_pdf
+from trialcoord.kernel.render.pdf_documents import render_pdf
 from trialcoord.scheduling import participants, visits
 
 pytestmark = pytest.mark.anyio
@@ -450,7 +450,7 @@ class FakeJobs:
         self.submitted: list[tuple] = []
 
     def submit(self, kind, template, data, *, created_at, title, version_label, owner):
-        from trialcoord.kernel.render import documents as rendering
+        from trialcoord.kernel.render import pdf_documents as rendering
 
         self.submitted.append((kind, template, version_label, owner))
         self.result_bytes = rendering.render_pdf(
@@ -463,7 +463,7 @@ class FakeJobs:
 
 
 async def test_long_reports_go_to_a_render_job_and_are_filed_once_it_is_done(reported, monkeypatch):
-    from trialcoord.kernel.render import jobs as render_jobs
+    from trialcoord.kernel.render import page_estimate
 
     renders = []
     real = filing.render
@@ -473,7 +473,7 @@ async def test_long_reports_go_to_a_render_job_and_are_filed_once_it_is_done(rep
         reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs
     )
     assert short.startswith(b"%PDF-") and not jobs.submitted  # a short one stays in the request
-    monkeypatch.setattr(render_jobs, "LONG_DOCUMENT_PAGES", 1)
+    monkeypatch.setattr(page_estimate, "LONG_DOCUMENT_PAGES", 1)
     queued, name = await report_documents.download_report(
         reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs
     )
@@ -570,10 +570,10 @@ async def test_the_listing_has_sdtm_columns_and_standing_records_only(reported):
 
 
 async def test_the_api_answers_202_with_the_job_for_a_long_log(reported, anonymous, app, monkeypatch):
-    from trialcoord.kernel.render import jobs as render_jobs
+    from trialcoord.kernel.render import page_estimate
 
     app.state.render_jobs = FakeJobs()
-    monkeypatch.setattr(render_jobs, "LONG_DOCUMENT_PAGES", 1)
+    monkeypatch.setattr(page_estimate, "LONG_DOCUMENT_PAGES", 1)
     coord_a = await signed_in(anonymous, "coord-a")
     got = await coord_a.get(f"/api/studies/TST-1/deviations/log?site={SITE_A}")
     assert got.status_code == 202 and got.json()["url"] == "/api/studies/TST-1/render-jobs/job-1"

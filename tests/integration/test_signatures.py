@@ -23,7 +23,8 @@ from trialcoord.documents.rules.documents import DocumentKey
 from trialcoord.kernel import audit_log, audit_store
 from trialcoord.kernel.database.engine import fetch
 from trialcoord.kernel.problems import Conflict, InvalidInput
-from trialcoord.kernel.render.documents import render_docx, render_pdf
+from trialcoord.kernel.render.docx_documents import render_docx
+from trialcoord.kernel.render.pdf_documents import render_pdf
 from trialcoord.kernel.render.signed_pdf import pades_verify
 
 pytestmark = pytest.mark.anyio
@@ -321,7 +322,7 @@ async def test_a_manifestation_that_fails_leaves_the_signature_and_is_made_later
     def broken(*args, **kwargs):
         raise RuntimeError("renderer down")
 
-    import trialcoord.kernel.render.documents as rendering
+    import trialcoord.kernel.render.pdf_documents as rendering
 
     real = rendering.render_pdf
     monkeypatch.setattr(rendering, "render_pdf", broken)

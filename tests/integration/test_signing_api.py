@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import PASSWORD, account_rules, add_user, signed_in
 from tests.integration.test_signatures import AT, COVER
-from trialcoord.kernel.render.documents import render_pdf
+from trialcoord.kernel.render.pdf_documents import render_pdf
 
 pytestmark = pytest.mark.anyio
 DOCS = "/api/studies/TST-1/documents"

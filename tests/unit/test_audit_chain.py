@@ -14,23 +14,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trialcoord.kernel.rules.audit import (
-    EMPTY_ROOT,
+from trialcoord.kernel.rules.audit_entries import (
     AuditEntry,
-    Checkpoint,
-    CompactTree,
     StoredEntry,
-    VerificationResult,
     canonical_bytes,
     canonical_json,
+    seal,
+    utc_instant,
+)
+from trialcoord.kernel.rules.audit_verification import Checkpoint, VerificationResult, verify_entries
+from trialcoord.kernel.rules.merkle_tree import (
+    EMPTY_ROOT,
+    CompactTree,
     consistency_proof,
     leaf_hash,
     merkle_root,
     node_hash,
-    seal,
-    utc_instant,
     verify_consistency,
-    verify_entries,
 )
 
 # RFC 6962 reference data, as used by Certificate Transparency's own tests: eight leaf inputs and the
@@ -545,7 +545,7 @@ TEXT = st.text(min_size=1, max_size=30)
 
 
 def as_row(stored: StoredEntry) -> tuple:
-    from trialcoord.kernel.rules.audit import canonical_json
+    from trialcoord.kernel.rules.audit_entries import canonical_json
 
     e = stored.entry
     text = lambda value: None if value is None else canonical_json(value).decode()  # noqa: E731
@@ -576,14 +576,14 @@ def as_row(stored: StoredEntry) -> tuple:
 def test_bytes_spliced_from_stored_text_equal_the_canonical_bytes(
     actor, action, record_type, record_id, old, new, reason
 ):
-    from trialcoord.kernel.rules.audit import stored_bytes
+    from trialcoord.kernel.rules.audit_entries import stored_bytes
 
     sealed = seal(AuditEntry(7, "2026-11-27T09:30:00.000000Z", actor, action, record_type, record_id, old, new, reason))
     assert stored_bytes(*as_row(sealed)[:9]) == canonical_bytes(sealed.entry)
 
 
 def test_verifying_rows_finds_what_verifying_entries_finds():
-    from trialcoord.kernel.rules.audit import TrailVerifier
+    from trialcoord.kernel.rules.audit_verification import TrailVerifier
 
     rows = [as_row(stored) for stored in trail(9)]
     verifier = TrailVerifier()

@@ -18,7 +18,7 @@ from trialcoord.documents import binder_package as bp
 from trialcoord.documents.rules.signatures import Signature, Statement
 from trialcoord.documents.rules.tmf import artifact
 from trialcoord.kernel import signing_keys as sk
-from trialcoord.kernel.rules.audit import canonical_json
+from trialcoord.kernel.rules.audit_entries import canonical_json
 
 GENERATED = "2026-03-01T12:00:00.000000Z"
 NOW = "2026-03-02T00:00:00.000000Z"

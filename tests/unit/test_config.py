@@ -86,7 +86,7 @@ def test_the_audit_clock_is_utc_with_microseconds():
     from freezegun import freeze_time
 
     from trialcoord.kernel.audit_log import clock
-    from trialcoord.kernel.rules.audit import utc_instant
+    from trialcoord.kernel.rules.audit_entries import utc_instant
 
     with freeze_time("2026-12-06 21:05:01.000250"):
         assert utc_instant(clock()) == "2026-12-06T21:05:01.000250Z"

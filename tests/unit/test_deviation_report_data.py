@@ -6,7 +6,7 @@ import pytest
 
 from trialcoord.deviations.rules import deviation_trends as t
 from trialcoord.kernel.problems import InvalidInput
-from trialcoord.kernel.render.documents import draw_chart
+from trialcoord.kernel.render.pdf_documents import draw_chart
 
 
 def row(
@@ -157,7 +157,7 @@ def test_an_overflowing_chart_is_a_problem_naming_charts():
 
 
 def test_report_page_estimates_grow_with_rows_and_charts():
-    from trialcoord.kernel.render.jobs import estimate_pages
+    from trialcoord.kernel.render.page_estimate import estimate_pages
 
     entry = {
         "id": "1",

@@ -15,8 +15,11 @@ import time_machine
 from tests.unit.test_audit_report import pdf_text
 from trialcoord.documents.rules.tmf import artifact
 from trialcoord.kernel.problems import InvalidInput
-from trialcoord.kernel.render import documents
-from trialcoord.kernel.render.documents import TEMPLATES, RenderCache, canonical_json, render_docx, render_pdf
+from trialcoord.kernel.render.cache import RenderCache
+from trialcoord.kernel.render.document_data import canonical_json
+from trialcoord.kernel.render.docx_documents import render_docx
+from trialcoord.kernel.render.pdf_documents import render_pdf
+from trialcoord.kernel.render.templates import TEMPLATE_DIR, TEMPLATES
 
 AT = "2026-11-27T09:30:00.000000Z"
 META = dict(created_at=AT, title="Site 101 document", version_label="v2.1")
@@ -328,7 +331,7 @@ def test_logs_binder_cover_and_index_show_their_rows(renders):
 
 
 def test_a_docx_gets_its_signature_page_appended_byte_stably(renders):
-    from trialcoord.kernel.render.documents import docx_with_signature_page
+    from trialcoord.kernel.render.docx_documents import docx_with_signature_page
 
     base = renders[1]["consent_form"]
     once = docx_with_signature_page(base, DATA["signature_page"], created_at="2026-11-27T09:30:00.000000Z")
@@ -426,8 +429,10 @@ def test_data_that_is_not_json_and_a_bad_instant_are_named():
 
 def test_the_cache_renders_once_per_input_and_writes_atomically(tmp_path, monkeypatch):
     calls = []
-    real = documents.render_docx
-    monkeypatch.setattr(documents, "render_docx", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    real = render_docx
+    monkeypatch.setattr(
+        "trialcoord.kernel.render.cache.render_docx", lambda *a, **k: calls.append(a[0]) or real(*a, **k)
+    )
     cache = RenderCache(tmp_path / "cache")
     first = cache.render("docx", "delegation_log", DATA["delegation_log"], **META)
     second = cache.render("docx", "delegation_log", json.loads(json.dumps(DATA["delegation_log"])), **META)
@@ -452,15 +457,15 @@ def test_every_input_that_shapes_the_bytes_changes_the_key(tmp_path, monkeypatch
     }
     assert len(keys) == 6 and key() == key(data=dict(reversed(DATA["delegation_log"].items())))
     copy = tmp_path / "templates"
-    shutil.copytree(documents.TEMPLATE_DIR, copy)
-    monkeypatch.setattr(documents, "TEMPLATE_DIR", copy)
+    shutil.copytree(TEMPLATE_DIR, copy)
+    monkeypatch.setattr("trialcoord.kernel.render.cache.TEMPLATE_DIR", copy)
     assert key() in keys
     (copy / "_document.css").write_text((copy / "_document.css").read_text() + "\n/* changed */\n")
     assert key() not in keys
 
 
 def test_the_cache_drops_the_least_recently_used_beyond_its_size(tmp_path, monkeypatch):
-    monkeypatch.setattr(documents, "render_pdf", lambda name, data, **meta: b"%PDF-" + b"x" * 1000)
+    monkeypatch.setattr("trialcoord.kernel.render.cache.render_pdf", lambda name, data, **meta: b"%PDF-" + b"x" * 1000)
     cache = RenderCache(tmp_path, max_bytes=2500)
     for label in ("a", "b", "c"):
         cache.render("pdf", "binder_cover", DATA["binder_cover"], **META | {"version_label": label})

@@ -13,9 +13,14 @@ import pytest
 
 from tests.unit.test_document_rendering import DATA, META
 from trialcoord.kernel.problems import InvalidInput
-from trialcoord.kernel.render import documents, jobs
-from trialcoord.kernel.render.documents import TEMPLATES, RenderCache, render_docx, render_pdf
-from trialcoord.kernel.render.jobs import LONG_DOCUMENT_PAGES, JobNotDone, RenderJobs, TooManyJobs, estimate_pages
+from trialcoord.kernel.render import job_worker
+from trialcoord.kernel.render.cache import RenderCache
+from trialcoord.kernel.render.docx_documents import render_docx
+from trialcoord.kernel.render.job_status import JobStatus
+from trialcoord.kernel.render.jobs import JobNotDone, RenderJobs, TooManyJobs
+from trialcoord.kernel.render.page_estimate import LONG_DOCUMENT_PAGES, estimate_pages
+from trialcoord.kernel.render.pdf_documents import render_pdf
+from trialcoord.kernel.render.templates import TEMPLATES, Template
 
 PROSE = "The participant attended the visit four days after the window closed because of illness and travel. " * 5
 
@@ -38,7 +43,7 @@ def runner():
         yield render_jobs
 
 
-def wait(render_jobs: RenderJobs, job_id: str, owner: str, timeout: float = 60.0) -> jobs.JobStatus:
+def wait(render_jobs: RenderJobs, job_id: str, owner: str, timeout: float = 60.0) -> JobStatus:
     deadline = time.monotonic() + timeout
     while (status := render_jobs.status(job_id, owner=owner)).state in ("queued", "running"):
         assert time.monotonic() < deadline, status
@@ -150,13 +155,13 @@ def test_a_name_the_template_uses_beyond_its_schema_comes_back_as_a_problem(monk
     monkeypatch.setitem(
         TEMPLATES,
         "binder_cover",
-        documents.Template(cover.kinds, cover.unique_id, tuple(f for f in cover.fields if f != "sponsor"), cover.rows),
+        Template(cover.kinds, cover.unique_id, tuple(f for f in cover.fields if f != "sponsor"), cover.rows),
     )
-    monkeypatch.setattr(jobs, "_worker_queue", queue.SimpleQueue())
+    monkeypatch.setattr(job_worker, "_worker_queue", queue.SimpleQueue())
     data = {k: v for k, v in DATA["binder_cover"].items() if k != "sponsor"}
-    what, problems, trace = jobs._render_in_worker("job", "pdf", "binder_cover", data, META, None)
+    what, problems, trace = job_worker.render_in_worker("job", "pdf", "binder_cover", data, META, None)
     assert (what, trace) == ("invalid", None) and problems.startswith("sponsor: is required")
-    assert jobs._worker_queue.get_nowait() == ("job", 0, None)
+    assert job_worker._worker_queue.get_nowait() == ("job", 0, None)
 
 
 def test_a_job_is_invisible_to_anyone_but_its_owner(runner):

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from tests.unit.test_document_rendering import DATA, META
 from trialcoord.kernel.render import signed_pdf as sp
-from trialcoord.kernel.render.documents import render_pdf
+from trialcoord.kernel.render.pdf_documents import render_pdf
 
 SIGNED_AT = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 PASSPHRASE = b"correct horse battery staple"

@@ -8,7 +8,8 @@ import stat
 import pytest
 
 from trialcoord.kernel import signing_keys as sk
-from trialcoord.kernel.rules.audit import AuditEntry, Checkpoint, seal, verify_entries
+from trialcoord.kernel.rules.audit_entries import AuditEntry, seal
+from trialcoord.kernel.rules.audit_verification import Checkpoint, verify_entries
 
 PASSPHRASE = b"correct horse battery staple"
 CHECKPOINT = Checkpoint(1234, "5d" * 32, "2026-11-28T00:00:00.000000Z")

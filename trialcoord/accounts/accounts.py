@@ -34,7 +34,7 @@ from trialcoord.kernel.config import Settings
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound, Problem, invalid
 from trialcoord.kernel.rules.access import Grant, Resolution, Viewer, parse_role
-from trialcoord.kernel.rules.audit import utc_instant
+from trialcoord.kernel.rules.audit_entries import utc_instant
 
 PAGE, API, TOKEN = "page", "api", "token"  # session kinds: cookie, bearer from sign-in, long-lived bearer
 TOUCH_EVERY = timedelta(seconds=30)  # last activity is written at most this often (a lapse comes early, never late)

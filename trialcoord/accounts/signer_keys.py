@@ -18,7 +18,7 @@ from trialcoord.kernel import audit_log, signing_keys, system_keys
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import Conflict, NotConfigured, invalid
-from trialcoord.kernel.rules.audit import utc_instant
+from trialcoord.kernel.rules.audit_entries import utc_instant
 
 log = logging.getLogger(__name__)
 

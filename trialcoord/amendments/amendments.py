@@ -27,7 +27,7 @@ from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import SYSTEM
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import invalid
-from trialcoord.kernel.rules.audit import utc_instant
+from trialcoord.kernel.rules.audit_entries import utc_instant
 from trialcoord.scheduling import lookups, protocols, schedules, version_changes
 from trialcoord.scheduling.rules.protocol import Protocol
 from trialcoord.scheduling.rules.schedule import evaluate, judge
@@ -402,7 +402,7 @@ SUMMARY_LINES = 18  # differences and sites shown on the one page; the rest is c
 
 
 def impact_pdf(result: Impact, created_at: str) -> bytes:
-    from trialcoord.kernel.render.documents import render_pdf  # WeasyPrint: only when a PDF is asked for
+    from trialcoord.kernel.render.pdf_documents import render_pdf  # WeasyPrint: only when a PDF is asked for
 
     summary = impact_summary(result)
     differences = [{"version": label, "line": line} for label, lines in result.differences.items() for line in lines]

@@ -20,7 +20,7 @@ from trialcoord.audit.copies import TrailCopy
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_store import AuditFilter
 from trialcoord.kernel.rules.access import Action
-from trialcoord.kernel.rules.audit import utc_instant
+from trialcoord.kernel.rules.audit_entries import utc_instant
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import Access, needs
 from trialcoord.kernel.web.params import AccessDep, StudyPath, plausible

@@ -50,7 +50,7 @@ def _verify_packages(paths: list[str], registry_file: str | None) -> int:
 
     from trialcoord.documents.binder_package import verify_package
     from trialcoord.kernel.audit_log import clock
-    from trialcoord.kernel.rules.audit import utc_instant
+    from trialcoord.kernel.rules.audit_entries import utc_instant
 
     # Trust comes from the site's published registry, never from the package: a forged package carries its
     # own registry, keys and all.

@@ -22,7 +22,7 @@ from trialcoord.kernel import audit_log, signing_keys, system_keys
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound, Problem, invalid
-from trialcoord.kernel.rules.audit import canonical_json
+from trialcoord.kernel.rules.audit_entries import canonical_json
 from trialcoord.scheduling import protocols
 
 

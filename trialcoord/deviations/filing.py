@@ -143,7 +143,7 @@ async def pending_filings() -> None:
 
 
 def _canonical(data: dict) -> bytes:
-    from trialcoord.kernel.render.documents import canonical_json
+    from trialcoord.kernel.render.document_data import canonical_json
 
     return canonical_json(data)
 

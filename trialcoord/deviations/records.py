@@ -10,7 +10,7 @@ from typing import Any
 from trialcoord.deviations.rules.deviation_review import OPEN_STATES
 from trialcoord.deviations.rules.deviations import WindowException
 from trialcoord.kernel import audit_log
-from trialcoord.kernel.rules.audit import utc_instant
+from trialcoord.kernel.rules.audit_entries import utc_instant
 
 AUTOMATIC, MANUAL = "automatic", "manual"
 

@@ -143,7 +143,8 @@ async def render_job(
     file_name: str,
 ) -> Queued | None:
     """A render job for a long report (None: short, or no job runner given)."""
-    from trialcoord.kernel.render.jobs import LONG_DOCUMENT_PAGES, TooManyJobs, estimate_pages
+    from trialcoord.kernel.render.jobs import TooManyJobs
+    from trialcoord.kernel.render.page_estimate import LONG_DOCUMENT_PAGES, estimate_pages
 
     if jobs is None:
         return None

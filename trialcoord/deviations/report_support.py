@@ -47,7 +47,8 @@ def render_meta(as_of: date, title: str, label: str) -> dict:
 
 
 async def render(kind: str, template: str, data: dict, as_of: date, title: str, label: str) -> bytes:
-    from trialcoord.kernel.render.documents import render_docx, render_pdf
+    from trialcoord.kernel.render.docx_documents import render_docx
+    from trialcoord.kernel.render.pdf_documents import render_pdf
 
     meta = render_meta(as_of, title, label)
     cache = binder.render_cache()

@@ -44,7 +44,7 @@ from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import NotFound, invalid
 from trialcoord.kernel.render_cache import render_cache
 from trialcoord.kernel.rules.access import Role
-from trialcoord.kernel.rules.audit import utc_instant
+from trialcoord.kernel.rules.audit_entries import utc_instant
 from trialcoord.scheduling import lookups
 
 IN_FORCE = {DocumentStatus.EFFECTIVE}
@@ -124,7 +124,7 @@ async def site_checklist(study: str, site: str, today: date) -> list[dict]:
 
 async def checklist_report(study: str, site: str, today: date) -> bytes:
     """The site's checklist as a PDF/A report, dated today (same day, same checklist: same bytes)."""
-    from trialcoord.kernel.render.documents import render_pdf
+    from trialcoord.kernel.render.pdf_documents import render_pdf
 
     items = await site_checklist(study, site, today)
     counts = {state: sum(1 for i in items if i["state"] == state) for state in ("missing", "expired", "expiring")}
@@ -332,7 +332,7 @@ def _index_parts(entries: list[tuple[dict, str]]) -> list[list[tuple[dict, str]]
 
 def _index(study: str, site: str | None, entries: list[tuple[dict, str]]) -> bytes:
     """The index PDF: each part dated by its own rows' newest change, rendered through the cache, joined."""
-    from trialcoord.kernel.render.documents import render_pdf
+    from trialcoord.kernel.render.pdf_documents import render_pdf
     from trialcoord.kernel.render.signed_pdf import append_pages
 
     title = f"Binder index {study}" + (f" site {site}" if site else "")

@@ -29,7 +29,7 @@ from trialcoord.documents.rules.documents import DocumentKey, record_id
 from trialcoord.documents.rules.signatures import Signature, Verdict, judge
 from trialcoord.documents.rules.tmf import ARTIFACTS, Artifact
 from trialcoord.kernel import signing_keys
-from trialcoord.kernel.rules.audit import canonical_json
+from trialcoord.kernel.rules.audit_entries import canonical_json
 
 FORMAT = "trialcoord-binder-manifest/1"
 EXCHANGE_FORMAT = "trialcoord-binder-exchange/1"

@@ -27,7 +27,7 @@ from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import Conflict, NotFound, invalid
-from trialcoord.kernel.rules.audit import utc_instant
+from trialcoord.kernel.rules.audit_entries import utc_instant
 from trialcoord.scheduling import lookups, protocols
 from trialcoord.scheduling.participants import participant_site, record_id, subject_row
 from trialcoord.scheduling.visits import record_event

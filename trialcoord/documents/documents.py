@@ -30,7 +30,7 @@ from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound, Problem, invalid
-from trialcoord.kernel.rules.audit import utc_instant
+from trialcoord.kernel.rules.audit_entries import utc_instant
 from trialcoord.scheduling import lookups
 
 MAX_BYTES = 20 * 1024 * 1024  # scanned approval letters and CVs; larger files are almost always a mistake

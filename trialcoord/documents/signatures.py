@@ -30,7 +30,7 @@ from trialcoord.kernel import audit_log, signing_keys, system_keys
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import Conflict, Forbidden, invalid
-from trialcoord.kernel.rules.audit import utc_instant
+from trialcoord.kernel.rules.audit_entries import utc_instant
 from trialcoord.scheduling import lookups
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,8 @@ async def manifest(key: DocumentKey, label: str) -> list[dict]:
     """Make the files that print the version's signatures, once per number of signatures (idempotent):
     the signature page, the version with it appended (PDF, DOCX) and, once approved by signature, that
     PDF signed with PAdES."""
-    from trialcoord.kernel.render.documents import docx_with_signature_page, render_pdf
+    from trialcoord.kernel.render.docx_documents import docx_with_signature_page
+    from trialcoord.kernel.render.pdf_documents import render_pdf
     from trialcoord.kernel.render.signed_pdf import append_pages, pades_sign
 
     signatures, files = await of_version(key, label)

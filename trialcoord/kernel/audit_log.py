@@ -16,7 +16,8 @@ from typing import Any
 from trialcoord.kernel import audit_store as store
 from trialcoord.kernel.audit_store import AuditFilter
 from trialcoord.kernel.database.engine import read, transaction
-from trialcoord.kernel.rules.audit import AuditEntry, Checkpoint, TrailVerifier, VerificationResult, seal, utc_instant
+from trialcoord.kernel.rules.audit_entries import AuditEntry, seal, utc_instant
+from trialcoord.kernel.rules.audit_verification import Checkpoint, TrailVerifier, VerificationResult
 
 SYSTEM = "system"
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trialcoord.kernel.database.engine import execute_many, fetch, fetch_rows
-from trialcoord.kernel.rules.audit import AuditEntry, StoredEntry, canonical_json
+from trialcoord.kernel.rules.audit_entries import AuditEntry, StoredEntry, canonical_json
 
 COLUMNS = "sequence, recorded_at, actor, action, record_type, record_id, old, new, reason, leaf_hash"
 BATCH = 10_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trialcoord.kernel import system_keys
-from trialcoord.kernel.render.documents import RenderCache
+from trialcoord.kernel.render.cache import RenderCache
 
 _caches: dict[Path, object] = {}
 

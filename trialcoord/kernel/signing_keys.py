@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from trialcoord.kernel.rules.audit import Checkpoint
+from trialcoord.kernel.rules.audit_verification import Checkpoint
 
 KEY_FORMAT = "trialcoord-ed25519-key/1"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**17, 8, 1  # 128 MiB per derivation: OWASP's recommended minimum for scrypt

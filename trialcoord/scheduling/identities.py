@@ -15,7 +15,7 @@ from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.config import get_settings
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import NotConfigured, invalid
-from trialcoord.kernel.rules.audit import utc_instant
+from trialcoord.kernel.rules.audit_entries import utc_instant
 from trialcoord.scheduling import identities_store as store
 from trialcoord.scheduling import participants
 

@@ -14,7 +14,7 @@ from trialcoord.deviations import filing, report_documents, site_summary, trends
 from trialcoord.deviations.api.deviation_reports import printed, scope, sees_personal_data
 from trialcoord.documents import documents
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
-from trialcoord.kernel.render.documents import draw_chart
+from trialcoord.kernel.render.pdf_documents import draw_chart
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import Form, FormReader

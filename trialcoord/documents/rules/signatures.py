@@ -19,7 +19,7 @@ from typing import Any
 
 from trialcoord.accounts.rules.accounts import Meaning
 from trialcoord.accounts.rules.signers import SignerKey
-from trialcoord.kernel.rules.audit import canonical_json
+from trialcoord.kernel.rules.audit_entries import canonical_json
 
 STATEMENT_KIND = "trialcoord-signature/1"
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -4,6 +4,9 @@ WeasyPrint lays out about five pages a second and holds the GIL while it does: a
 seconds, which inside a request would stall every other request the event loop serves. `estimate_pages`
 tells, without rendering, whether a document is long (`LONG_DOCUMENT_PAGES`); a long one goes to
 `RenderJobs`, which renders in a separate process and reports how far it has got.
+
+The page estimate lives in `page_estimate.py`, the worker process's side in `job_worker.py`, and a job's status
+with its progress in `job_status.py`.
 """
 
 from __future__ import annotations
@@ -11,10 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import multiprocessing
 import os
-import re
 import secrets
 import threading
 import traceback
@@ -25,272 +26,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from trialcoord.kernel.problems import InvalidInput, Problem
-from trialcoord.kernel.render import documents
-from trialcoord.kernel.render.documents import TEMPLATES, RenderCache
-
-LONG_DOCUMENT_PAGES = 20  # at or above this estimate a render goes to a job (about 4 s of WeasyPrint)
+from trialcoord.kernel.render.cache import RenderCache
+from trialcoord.kernel.render.document_data import canonical_json, validate
+from trialcoord.kernel.render.job_status import JobStatus, advanced
+from trialcoord.kernel.render.job_worker import render_in_worker, start_worker
+from trialcoord.kernel.render.page_estimate import estimate_pages
 
 Kind = Literal["pdf", "docx"]
-State = Literal["queued", "running", "done", "failed"]
 
 log = logging.getLogger(__name__)
-
-# --- Page estimate -------------------------------------------------------------------------------------------
-# A row's height is its padding plus one text line per wrapped line of its tallest cell, so a log of long
-# descriptions counts for more pages than one of short ones. Constants measured once (WeasyPrint 70, DejaVu
-# Sans, `_document.css`): 150 deviation rows whose description wraps to 1, 2, 3, 4 and 10 lines took 6, 9,
-# 13, 17 and 38 pages, a row being 5.5pt plus 10.8pt a line in a 471pt page body. With English prose the
-# estimate then came within a page of the rendering: deviation log of 700 sample rows 25 (24 rendered), of
-# 100 rows with 400-character descriptions 20 (21), binder index of 200 long titles 11 (12), consent form of
-# 40 sections of three 500-character paragraphs 15 (15), of 20 sections of six 900-character ones 23 (23).
-_LINE_8PT = 10.8  # pt: table text is 8pt at line-height 1.35
-_CHAR_8PT = 4.1  # pt: mean advance of a character of English prose at 8pt, word-wrapping losses included
-_CELL_PADDING = 6.0  # pt: 3pt left and right
-_ROW_EXTRA = 5.5  # pt: a row's 2pt top and bottom padding and its border
-_LANDSCAPE = (757.0, 487.0)  # pt: the page box of A4 landscape less the 15mm side and 18/20mm top/bottom margins
-_PORTRAIT = (510.0, 734.0)
-
-
-@dataclass(frozen=True)
-class _Table:
-    rows: str  # the list in the data that becomes the table's rows
-    page: tuple[float, float]  # width, height of the page box, pt
-    head: float  # pt taken from every page: the table header repeated on it
-    fixed: float  # pt the rest of the document takes: title and facts before the table, anything after it
-    columns: Mapping[tuple[str, ...], float]  # the items' keys shown in a column -> its share of the width
-    others: tuple[str, ...] = ()  # further lists shown as short tables after it: each item two lines
-
-
-# Shares mirror the <colgroup> of each template; columns holding only codes and dates never wrap and are left out.
-_TABLES: dict[str, _Table] = {
-    "delegation_log": _Table(
-        "entries",
-        _LANDSCAPE,
-        16.3,
-        190.0,
-        {  # 190: the PI statement and signature block
-            ("staff",): 0.15,
-            ("role",): 0.12,
-            ("tasks",): 0.25,
-            ("pi_signoff",): 0.10,
-        },
-    ),
-    "training_log": _Table(
-        "entries",
-        _LANDSCAPE,
-        27.1,
-        70.0,
-        {  # two-line header: "Material version"
-            ("staff",): 0.15,
-            ("role",): 0.11,
-            ("training",): 0.24,
-            ("material_version",): 0.08,
-            ("trainer", "method"): 0.13,
-        },
-    ),
-    # 70: title and facts; its charts (`charts`, two to a row) add _CHART_ROW a row
-    "deviation_log": _Table(
-        "entries",
-        _LANDSCAPE,
-        16.3,
-        70.0,
-        {
-            ("participant",): 0.09,
-            ("visit",): 0.07,
-            ("category",): 0.12,
-            ("description",): 0.28,
-            ("classification",): 0.11,
-            ("status",): 0.09,
-        },
-    ),
-    # 200: facts, the site status table, three headings and the CAPA table's head
-    "monitoring_visit_report": _Table(
-        "entries",
-        _LANDSCAPE,
-        16.3,
-        200.0,
-        {
-            ("participant",): 0.09,
-            ("visit",): 0.07,
-            ("category",): 0.12,
-            ("description",): 0.30,
-            ("classification",): 0.11,
-            ("status",): 0.10,
-        },
-        others=("capas",),
-    ),
-    "binder_index": _Table(
-        "entries",
-        _PORTRAIT,
-        16.3,
-        70.0,
-        {("document",): 0.36, ("version",): 0.10, ("status",): 0.16, ("effective",): 0.16},
-    ),
-}
-# The consent form is flowing text at 10pt: each paragraph its wrapped lines, each section its heading.
-_LINE_10PT, _CHAR_10PT, _PARAGRAPH_GAP = 13.5, 5.1, 5.0
-_HEADING_12PT, _CHAR_12PT = 32.0, 6.2  # pt: an h2 with its margins; the mean advance of its characters
-_CONSENT_FIXED = 520.0  # pt: title and facts, and the signature section (four blocks)
-_CHART_ROW = 215.0  # pt: a row of two charts at 48% of the landscape width (a 600-unit SVG about 330 high)
-_ROWS_PER_PAGE = 15  # any other template with a list: a cautious guess, as no layout is modelled for it
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-
-
-def _lines(text: str, width: float, char: float) -> int:
-    per_line = max(1, int(width / char))
-    return max(1, sum(math.ceil(len(part) / per_line) or 1 for part in text.split("\n")))
-
-
-def estimate_pages(template: str, data: Mapping) -> int:
-    """About how many pages the PDF of `template` with `data` will have, from the data alone (no rendering).
-
-    Meant to decide whether a render is long (`>= LONG_DOCUMENT_PAGES`), not to be exact: text that wraps
-    more or less than average shifts it by a page or two per twenty. Data that would not validate estimates
-    as whatever part of it can be read; an unknown template is refused like `render_pdf` refuses it.
-    """
-    if template not in TEMPLATES:
-        documents._template(template, "pdf")  # raises the same InvalidInput, naming the known templates
-    if not isinstance(data, Mapping):
-        return 1
-    if template == "consent_form":
-        return _consent_pages(data)
-    table = _TABLES.get(template)
-    if table is None:
-        rows = sum(len(v) for v in data.values() if isinstance(v, list))
-        return 1 + rows // _ROWS_PER_PAGE
-    width, height = table.page
-    items = [item for item in _list(data, table.rows) if isinstance(item, Mapping)]
-    total = table.fixed + _CHART_ROW * math.ceil(len(_list(data, "charts")) / 2)
-    total += sum(_ROW_EXTRA + 2 * _LINE_8PT for key in table.others for _ in _list(data, key))
-    for item in items:
-        tallest = max(
-            (
-                _lines(" ".join(_text(item.get(k)) for k in keys), width * share - _CELL_PADDING, _CHAR_8PT)
-                for keys, share in table.columns.items()
-            ),
-            default=1,
-        )
-        total += _ROW_EXTRA + _LINE_8PT * tallest
-    return max(1, math.ceil(total / (height - table.head)))
-
-
-def _consent_pages(data: Mapping) -> int:
-    width, height = _PORTRAIT
-    total = _CONSENT_FIXED
-    for section in _list(data, "sections"):
-        if not isinstance(section, Mapping):
-            continue
-        total += _HEADING_12PT + _LINE_10PT * (_lines(_text(section.get("heading")), width, _CHAR_12PT) - 1)
-        for paragraph in _list(section, "paragraphs"):
-            total += _PARAGRAPH_GAP + _LINE_10PT * _lines(_text(paragraph), width, _CHAR_10PT)
-    return max(1, math.ceil(total / height))
-
-
-def _list(data: Mapping, key: str) -> list:
-    value = data.get(key)
-    return value if isinstance(value, list) else []
-
-
-# --- Validation ----------------------------------------------------------------------------------------------
-
-
-def validate(kind: str, template: str, data: Mapping, *, created_at: str, title: str, version_label: str) -> None:
-    """Raise the InvalidInput `render_pdf`/`render_docx` would raise for these inputs, without rendering."""
-    if kind not in ("pdf", "docx"):
-        raise InvalidInput([Problem(f"must be pdf or docx, not {kind!r}", field="kind")])
-    documents._prepare(kind, template, data, created_at, title, version_label)
-
-
-# --- The worker process --------------------------------------------------------------------------------------
-# WeasyPrint reports each rendering step on its `weasyprint.progress` logger ("Step 5 - Creating layout -
-# Page 12"); the worker forwards them to the web process as (job ID, step, page) on a multiprocessing queue.
-# Step 0 is ours: the worker has taken the job.
-_STEP = re.compile(r"Step (\d+) - (?:Creating layout - Page (\d+))?")
-_worker_queue: Any = None
-_worker_job: str | None = None
-
-
-class _ForwardProgress(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        found = _STEP.match(record.getMessage())
-        if found and _worker_job is not None:
-            _worker_queue.put((_worker_job, int(found[1]), int(found[2]) if found[2] else None))
-
-
-def _start_worker(queue: Any) -> None:
-    global _worker_queue
-    _worker_queue = queue
-    progress = logging.getLogger("weasyprint.progress")
-    progress.setLevel(logging.INFO)
-    progress.addHandler(_ForwardProgress())
-    progress.propagate = False  # the web process shows progress; the worker's stderr stays quiet
-    import weasyprint  # noqa: F401  -- paid once by the worker, not by its first job
-
-
-def _render_in_worker(
-    job_id: str, kind: str, template: str, data: dict, meta: dict, cache: RenderCache | None
-) -> tuple[str, Any, str | None]:
-    """("done", bytes, None), ("invalid", problems, None) or ("error", exception name, traceback).
-
-    Exceptions come back as values: InvalidInput would not unpickle intact (it is built from its problems).
-    """
-    global _worker_job
-    _worker_job = job_id
-    _worker_queue.put((job_id, 0, None))
-    try:
-        if cache is not None:
-            return "done", cache.render(kind, template, data, **meta), None
-        render = documents.render_pdf if kind == "pdf" else documents.render_docx
-        return "done", render(template, data, **meta), None
-    except InvalidInput as error:  # a name the template uses beyond its schema
-        return "invalid", "; ".join(map(str, error.problems)), None
-    except Exception as error:  # noqa: BLE001 -- reported to the web process, which logs the traceback
-        return "error", type(error).__name__, traceback.format_exc()
-    finally:
-        _worker_job = None
-
-
-# --- Progress ------------------------------------------------------------------------------------------------
-# Progress is the share of the render time that has passed when WeasyPrint starts each step, timed on logs of
-# 150 to 700 rows: parsing ~3%, applying CSS ~15%, building boxes ~8%, layout ~40% (the pages laid out so far
-# against the estimate), drawing the PDF ~20%, then metadata and fonts. It moves only when WeasyPrint reports
-# a step or a page, never on a timer; it never goes back, and it is 1.0 only once the bytes are there.
-_PHASES = {
-    0: (0.01, "Rendering started"),
-    1: (0.02, "Reading the document"),
-    2: (0.03, "Reading the stylesheet"),
-    3: (0.05, "Applying the stylesheet"),
-    4: (0.20, "Building the page structure"),
-    5: (0.28, "Laying out pages"),
-    6: (0.68, "Drawing the pages into the PDF"),
-    7: (0.86, "Adding the PDF metadata and fonts"),
-}
-_LAYOUT_END = 0.66
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    id: str
-    owner: str
-    kind: str
-    template: str
-    title: str
-    state: State
-    progress: float  # 0 queued .. 1.0 done; see _PHASES for what it measures
-    pages_estimated: int
-    pages: int | None  # pages laid out so far (PDF), the page count once done; None for DOCX
-    message: str  # what is happening, for a person
-    created_at: datetime  # when the job was submitted (not the document's created_at)
-    finished_at: datetime | None
-    sha256: str | None  # of the result, once done
-    size: int | None
-    error: str | None  # once failed: a sentence for the person who asked, never a traceback
 
 
 @dataclass
@@ -368,7 +112,7 @@ class RenderJobs:
         meta = dict(created_at=created_at, title=title, version_label=version_label)
         validate(kind, template, data, **meta)
         # What the worker gets is what data.json will say: plain dicts and lists, which always pickle.
-        plain = json.loads(documents.canonical_json(data))
+        plain = json.loads(canonical_json(data))
         now = self._clock()
         status = JobStatus(
             id=secrets.token_urlsafe(16),
@@ -471,12 +215,12 @@ class RenderJobs:
                     self._executor = ProcessPoolExecutor(
                         self._max_workers,
                         mp_context=self._context,
-                        initializer=_start_worker,
+                        initializer=start_worker,
                         initargs=(self._progress,),
                     )
                 executor = self._executor
             try:
-                future = executor.submit(_render_in_worker, job_id, kind, template, data, meta, self._cache)
+                future = executor.submit(render_in_worker, job_id, kind, template, data, meta, self._cache)
             except RuntimeError as error:  # BrokenProcessPool: a worker died earlier; or closed meanwhile
                 with self._lock:
                     if self._executor is executor:
@@ -564,7 +308,7 @@ class RenderJobs:
             with self._lock:
                 job = self._jobs.get(job_id)
                 if job is not None and job.status.state in ("queued", "running"):
-                    job.status = _advanced(job.status, step, page)
+                    job.status = advanced(job.status, step, page)
 
     def _purge(self) -> None:
         finished = sorted(
@@ -575,27 +319,3 @@ class RenderJobs:
         for n, (at, job_id) in enumerate(finished):
             if at < cutoff or n < excess:
                 del self._jobs[job_id]
-
-
-def _advanced(status: JobStatus, step: int, page: int | None) -> JobStatus:
-    """The status after the worker reported `step` (and, laying out, `page`); progress never goes back."""
-    progress, message = _PHASES.get(step, (status.progress, status.message))
-    pages = status.pages
-    if status.kind == "docx":
-        progress, message = 0.05, "Filling the Word template"  # python-docx reports nothing until it is done
-    elif step == 5 and page is not None:
-        pages = max(pages or 0, page)
-        expected = status.pages_estimated
-        progress += (_LAYOUT_END - progress) * min(page / expected, 1.0)
-        message = (
-            f"Laid out page {page} of about {expected}"
-            if page <= expected
-            else f"Laid out page {page} (about {expected} were expected)"
-        )
-    elif step == 5:
-        message = "Laying out the pages again: page references changed"
-    elif step == 6 and pages:
-        message = f"Drawing {pages} pages into the PDF"
-    if progress < status.progress:
-        return status
-    return replace(status, state="running", progress=progress, message=message, pages=pages)

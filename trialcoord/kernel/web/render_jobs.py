@@ -12,7 +12,8 @@ from litestar import Controller, Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.params import JSONBody, PathParameter
 
-from trialcoord.kernel.render.jobs import LONG_DOCUMENT_PAGES, JobNotDone, RenderJobs, TooManyJobs, estimate_pages
+from trialcoord.kernel.render.jobs import JobNotDone, RenderJobs, TooManyJobs
+from trialcoord.kernel.render.page_estimate import LONG_DOCUMENT_PAGES, estimate_pages
 from trialcoord.kernel.render_cache import render_cache
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.errors import problem_responses

@@ -1,0 +1,75 @@
+"""Documents as PDF/A-3b from the HTML templates of `document_templates/`, via Jinja and WeasyPrint, carrying
+their data as `data.json`; a template draws its charts with `chart` (`draw_chart`)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+import jinja2
+from markupsafe import Markup
+
+from trialcoord.kernel.problems import InvalidInput, Problem
+from trialcoord.kernel.render.document_data import prepare
+from trialcoord.kernel.render.pdf import reproducible_pdf
+from trialcoord.kernel.render.templates import TEMPLATE_DIR
+
+_JINJA = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def draw_chart(spec: Mapping) -> Markup:
+    """A chart of the data as inline SVG, drawn by charts.py (which escapes every text): data that reaches a
+    template never becomes markup itself, whoever supplied it. Kinds: stacked (periods, series), bars
+    (items of [label, value]), histogram (values, bins of [lo, hi or null])."""
+    from trialcoord.kernel.render import charts
+
+    try:
+        kind, title = spec["kind"], str(spec["title"])
+        if kind == "stacked":
+            svg = charts.stacked_bars(
+                title,
+                [str(p) for p in spec["periods"]],
+                {str(k): list(v) for k, v in spec["series"].items()},
+                y_label=str(spec.get("y_label") or ""),
+            )
+        elif kind == "bars":
+            svg = charts.bars(
+                title, [(str(label), value) for label, value in spec["items"]], unit=str(spec.get("unit") or "")
+            )
+        elif kind == "histogram":
+            bins = [(lo, math.inf if hi is None else hi) for lo, hi in spec["bins"]] if spec.get("bins") else None
+            svg = charts.histogram(title, list(spec["values"]), bins, unit=str(spec.get("unit") or "days"))
+        else:
+            raise ValueError(f"unknown kind {kind!r}; one of stacked, bars, histogram")
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
+        raise InvalidInput([Problem(f"cannot be drawn: {error}", field="charts")]) from None
+    return Markup(svg)
+
+
+_JINJA.globals["chart"] = draw_chart
+_UNDEFINED = re.compile(r"'([^']+)' is undefined|has no attribute '([^']+)'|no element '?([^']+?)'?$")
+
+
+def render_pdf(template: str, data: Mapping, *, created_at: str, title: str, version_label: str) -> bytes:
+    prepared = prepare("pdf", template, data, created_at, title, version_label)
+    try:
+        html = _JINJA.get_template(f"{template}.html").render({**data, "doc": prepared["doc"]})
+    except jinja2.UndefinedError as error:  # a key the schema does not list: still the data's fault
+        found = _UNDEFINED.search(str(error))
+        name = next(filter(None, found.groups())) if found else "data"
+        raise InvalidInput([Problem(f"is required ({error})", field=name)]) from None
+    return reproducible_pdf(
+        html,
+        created_at=created_at,
+        base_url=str(TEMPLATE_DIR),
+        attachments=[
+            ("data.json", prepared["canonical"], "The data this document was rendered from, as canonical JSON")
+        ],
+    )
