@@ -13,7 +13,7 @@ from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_store import AuditFilter
 from trialcoord.kernel.exporter import ListExporter, Row
 from trialcoord.kernel.problems import NotConfigured
-from trialcoord.kernel.rules.audit import utc_instant
+from trialcoord.kernel.rules.audit_entries import utc_instant
 
 CSV_LIMIT, PDF_LIMIT = 200_000, 5_000
 
