@@ -1,6 +1,6 @@
 """The impact of an amendment before it takes effect (issue 11), on SQLite and PostgreSQL:
 
-`amendments.impact(study, version 2.0, effective=...)` over 10,000 participants x 20 visits (stored with
+`impact.impact(study, version 2.0, effective=...)` over 10,000 participants x 20 visits (stored with
 perturbed actual dates: some late, early, missed) vs evaluating the same participants once: the same reads
 (protocol versions, site calendars, the participants' events, visit facts and version changes) and one
 `schedule.evaluate` each under the version they follow. Version 2.0 widens every window by 2 days, moves
@@ -29,7 +29,7 @@ from bench.common import (
     temp_database,
 )
 from bench.query import seed, seed_rows
-from trialcoord.amendments import amendments
+from trialcoord.amendments import impact, impact_outputs
 from trialcoord.kernel.database.engine import read
 from trialcoord.scheduling import protocols, schedules
 from trialcoord.scheduling import store as repo
@@ -84,12 +84,12 @@ async def run(kind: str, participants: int) -> None:
         new = parse_protocol(text, "bench-2.0.yaml")
         ours = base = float("inf")
         for _ in range(RUNS):
-            seconds, result = await atimed(amendments.impact(STUDY, new, text, effective=EFFECTIVE, today=AS_OF))
+            seconds, result = await atimed(impact.impact(STUDY, new, text, effective=EFFECTIVE, today=AS_OF))
             ours = min(ours, seconds)
             seconds, evaluated = await atimed(evaluate_once())
             base = min(base, seconds)
         assert len(result.participants) == participants, (len(result.participants), participants)
-        totals = amendments.impact_summary(result)["totals"]
+        totals = impact_outputs.impact_summary(result)["totals"]
         print(
             f"  {kind:<8}  {participants:,} participants, {sum(statuses.values()):,} stored visits,"
             f" {evaluated:,} evaluated rows"

@@ -6,9 +6,9 @@ password ceremony (each signature renders its signature page with WeasyPrint; ra
 pikepdf opens, so no signed copy or PAdES copy is made). For speed only: scrypt at MIN_SCRYPT_N and
 argon2's cheapest profile. The render cache lives in a temporary directory.
 
-1. `binder.export` with an empty render cache vs writing the same member bytes (the versions and the
+1. `binder_export.export` with an empty render cache vs writing the same member bytes (the versions and the
    signature pages, held in memory) at the same paths into a ZIP_STORED file. Goal: at most 2x.
-2. After one document gets a new version, `binder.export` again vs the first export. Goal: at most 0.2x.
+2. After one document gets a new version, `binder_export.export` again vs the first export. Goal: at most 0.2x.
 The export is timed with light wrappers around its parts, which give the breakdown.
 
 Run: `.venv/bin/python -m bench.binder_export [--quick]` (--quick: 50 documents, 5 signed).
@@ -40,7 +40,7 @@ from bench.compute import best_of
 from trialcoord.accounts import accounts
 from trialcoord.accounts.accounts import AccountRules
 from trialcoord.accounts.passwords import PasswordHashing
-from trialcoord.documents import binder, binder_package, documents, signatures
+from trialcoord.documents import binder_checklist, binder_export, binder_index, documents, package_writing, signatures
 from trialcoord.documents.rules.documents import DocumentKey
 from trialcoord.kernel import signing_keys, system_keys
 from trialcoord.kernel.config import load_settings
@@ -83,15 +83,15 @@ async def set_up(count: int) -> dict[str, bytes]:
 
 
 INDEX, LOADS, WRITE = "index PDF (cache; WeasyPrint on a miss)", "blob reads (query, base64, thread hop)", "write"
-PARTS = [  # (module, function, label); binder calls each through its module, so replacing it there is seen
-    (binder, "_index", INDEX),
-    (binder, "_rows", "document rows query"),
-    (binder.signatures_store, "signatures_of_study", "signature queries (one per binder)"),
-    (binder.signatures_store, "files_of_study", "signature-file queries (one per binder)"),
+PARTS = [  # (module, function, label); the export calls each through its module, so replacing it there is seen
+    (binder_index, "index", INDEX),
+    (binder_checklist, "document_rows", "document rows query"),
+    (binder_export.signatures_store, "signatures_of_study", "signature queries (one per binder)"),
+    (binder_export.signatures_store, "files_of_study", "signature-file queries (one per binder)"),
     (signatures, "manifest", "signature manifestation (made at signing)"),
     (signatures, "registry", "signer registry"),
-    (binder.audit_log, "record", "audit record"),
-    (binder_package, "write_package", WRITE),
+    (binder_export.audit_log, "record", "audit record"),
+    (package_writing, "write_package", WRITE),
 ]
 
 
@@ -161,7 +161,7 @@ async def run(kind: str, count: int) -> None:
             blobs = await set_up(count)
             print(f"  {kind:<8}  set-up {time.perf_counter() - began:.0f} s", flush=True)
             cache = RenderCache(tmp / "render-cache")
-            binder.render_cache = lambda: cache
+            binder_index.render_cache = lambda: cache
             # The data directory, where an export keeps its last package for the next one to reuse.
             system_keys._settings = load_settings(
                 {"TRIALCOORD_DATA_DIR": str(tmp / "data"), "TRIALCOORD_DATABASE_URL": "sqlite:///unused.sqlite3"}
@@ -180,7 +180,7 @@ async def measure(kind: str, url: str, tmp: Path, cache: RenderCache, parts: Par
         shutil.rmtree(cache.directory, ignore_errors=True)
         shutil.rmtree(tmp / "data" / "exports", ignore_errors=True)  # nor a kept package: a first export
         parts.take()
-        seconds, manifest = await atimed(binder.export(STUDY, SITE, out, "bench"))
+        seconds, manifest = await atimed(binder_export.export(STUDY, SITE, out, "bench"))
         if seconds < first:
             first, first_parts = seconds, parts.take()
         if members is None:  # the versions' bytes as generated; signature pages' bytes from the database
@@ -195,14 +195,14 @@ async def measure(kind: str, url: str, tmp: Path, cache: RenderCache, parts: Par
     hit = hit_index = float("inf")
     for _ in range(RUNS):
         parts.take()
-        seconds, _ = await atimed(binder.export(STUDY, SITE, out, "bench"))
+        seconds, _ = await atimed(binder_export.export(STUDY, SITE, out, "bench"))
         hit, hit_index = min(hit, seconds), min(hit_index, parts.take()[INDEX])
     rng = random.Random(7)
     for run_number in range(RUNS):  # each run, one more document gets a new version
         key = DocumentKey(STUDY, SITE, f"Licence person {2 * run_number:04d}")
         await documents.add_version(key, "090", f"2.{run_number}", pdf_like(rng), "doc-new.pdf")
         parts.take()
-        seconds, _ = await atimed(binder.export(STUDY, SITE, out, "bench"))
+        seconds, _ = await atimed(binder_export.export(STUDY, SITE, out, "bench"))
         if seconds < again:
             again, again_parts = seconds, parts.take()
     size = sum(len(data) for _, data in members)

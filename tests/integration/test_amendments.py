@@ -13,7 +13,7 @@ import pikepdf
 import pytest
 
 from tests.conftest import PROTOCOL_V1, add_user, signed_in
-from trialcoord.amendments import amendments
+from trialcoord.amendments import applying, impact, impact_outputs
 from trialcoord.deviations import detection, queue
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.database.engine import fetch
@@ -81,7 +81,7 @@ async def kept(study: str, subject: str) -> dict:
 
 
 async def test_found_a_version_change_is_not_applied_backwards(demo):
-    await amendments.change_version(demo, "101-001", "2.0", date(2026, 11, 1), "amendment 1", today=TODAY)
+    await applying.change_version(demo, "101-001", "2.0", date(2026, 11, 1), "amendment 1", today=TODAY)
     rows = by_visit(await worklists.participant_schedule(demo, "101-001", TODAY))
     assert (rows["V7"].visit.status, rows["V7"].protocol_version) == ("not_applicable", "2.0")
     assert (rows["V5"].visit.status, rows["V5"].visit.days_outside, rows["V5"].protocol_version) == ("late", 1, "1.0")
@@ -117,7 +117,7 @@ async def test_records_a_change_makes_wrong_are_resolved_naming_it_and_new_ones_
     await record_visit("TST-1", "1001", "V2", date(2024, 3, 18), today=today)
     await detection.detect("TST-1", today, today=today)  # Week 4 (V3), window 03-29 .. 04-04: missed
     assert (await kept("TST-1", "1001"))[("V3", "visit_missed")]["state"] == "detected"
-    await amendments.change_version("TST-1", "1001", "1.1", date(2024, 4, 3), "amendment", today=today)
+    await applying.change_version("TST-1", "1001", "1.1", date(2024, 4, 3), "amendment", today=today)
     found = await kept("TST-1", "1001")
     v3 = found[("V3", "visit_missed")]
     assert v3["state"] == "resolved_by_data_correction"  # 1.1's window is open to 04-08
@@ -128,24 +128,24 @@ async def test_records_a_change_makes_wrong_are_resolved_naming_it_and_new_ones_
 
 async def test_a_change_takes_effect_no_earlier_than_its_version_or_the_last_change(demo):
     with pytest.raises(InvalidInput, match="effective from 2025-09-15") as early:
-        await amendments.change_version(demo, "101-001", "2.0", date(2025, 9, 14), "amendment 1", today=TODAY)
+        await applying.change_version(demo, "101-001", "2.0", date(2025, 9, 14), "amendment 1", today=TODAY)
     assert early.value.problems[0].field == "effective"
     with pytest.raises(InvalidInput, match="effective from 2025-09-15"):  # for a whole site too: bad input
-        await amendments.apply_version(demo, "2.0", date(2025, 9, 14), "amendment 1", site="101", today=TODAY)
-    await amendments.change_version(demo, "101-001", "2.0", date(2026, 10, 1), "amendment 1", today=TODAY)
+        await applying.apply_version(demo, "2.0", date(2025, 9, 14), "amendment 1", site="101", today=TODAY)
+    await applying.change_version(demo, "101-001", "2.0", date(2026, 10, 1), "amendment 1", today=TODAY)
     with pytest.raises(InvalidInput, match="cannot take effect before that") as before_last:
-        await amendments.change_version(demo, "101-001", "1.0", date(2026, 9, 30), "back", today=TODAY)
+        await applying.change_version(demo, "101-001", "1.0", date(2026, 9, 30), "back", today=TODAY)
     assert before_last.value.problems[0].field == "effective"
     with pytest.raises(InvalidInput, match="already follows") as same:
-        await amendments.change_version(demo, "101-001", "2.0", date(2026, 10, 2), "again", today=TODAY)
+        await applying.change_version(demo, "101-001", "2.0", date(2026, 10, 2), "again", today=TODAY)
     assert same.value.problems[0].field == "version"
     with pytest.raises(InvalidInput, match="reason"):
-        await amendments.change_version(demo, "101-002", "2.0", date(2026, 10, 2), " ", today=TODAY)
+        await applying.change_version(demo, "101-002", "2.0", date(2026, 10, 2), " ", today=TODAY)
 
 
 async def test_a_version_applies_to_every_active_participant_of_a_site(demo):
     await record_event(demo, "101-002", "early_termination", date(2026, 8, 1), today=TODAY)
-    moved = await amendments.apply_version(demo, "2.0", date(2026, 11, 1), "amendment 1", site="101", today=TODAY)
+    moved = await applying.apply_version(demo, "2.0", date(2026, 11, 1), "amendment 1", site="101", today=TODAY)
     assert moved.moved == ["101-001"]
     assert moved.skipped == {
         "101-002": "has ended the schedule (an ending event is recorded); move it on its own if it must"
@@ -154,7 +154,7 @@ async def test_a_version_applies_to_every_active_participant_of_a_site(demo):
     assert people == {"101-001": "2.0", "101-002": "1.0", "102-001": "1.0"}
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="participant", action="update"), None, 10)
     assert [(e["record_id"], e["reason"]) for e in entries] == [("DEMO-001/101/101-001", "amendment 1")]
-    again = await amendments.apply_version(demo, "2.0", date(2026, 11, 1), "amendment 1", today=TODAY)
+    again = await applying.apply_version(demo, "2.0", date(2026, 11, 1), "amendment 1", today=TODAY)
     assert again.moved == ["102-001"] and "already follows" in again.skipped["101-001"]
 
 
@@ -166,7 +166,7 @@ async def counts() -> tuple:
 async def test_the_impact_of_a_version_names_each_change_and_stores_nothing(demo):
     text = (DEMO / "2.0.yaml").read_text(encoding="utf-8")
     before = await counts()
-    result = await amendments.impact(demo, parse_protocol(text), text, date(2026, 11, 1), today=TODAY)
+    result = await impact.impact(demo, parse_protocol(text), text, date(2026, 11, 1), today=TODAY)
     assert await counts() == before
     assert [p.subject_id for p in result.participants] == ["101-001", "101-002", "102-001"]
     early, later = result.participants[0], result.participants[2]
@@ -178,15 +178,19 @@ async def test_the_impact_of_a_version_names_each_change_and_stores_nothing(demo
     assert [(f.visit, str(f.rule)) for f in later.resolved] == [("V5", "visit_missed")]  # open again under 2.0
     assert later.reconsent.status == "no_consent_version"
     assert result.differences["1.0"][0].startswith("V5 Week 8 – window -5d / +5d → -7d / +7d")
-    assert {r["item"] for r in amendments.impact_rows(result)} == {"visit moves", "visit appears", "deviation resolved"}
-    pdf = amendments.impact_pdf(result, created_at="2026-11-02T00:00:00Z")
+    assert {r["item"] for r in impact_outputs.impact_rows(result)} == {
+        "visit moves",
+        "visit appears",
+        "deviation resolved",
+    }
+    pdf = impact_outputs.impact_pdf(result, created_at="2026-11-02T00:00:00Z")
     assert len(pikepdf.open(io.BytesIO(pdf)).pages) == 1
     # Taking effect in July instead: Week 8, done on 07-02, falls under 2.0 (on time), and Week 16 was due.
-    july = await amendments.impact(demo, parse_protocol(text), text, date(2026, 7, 1), today=TODAY)
+    july = await impact.impact(demo, parse_protocol(text), text, date(2026, 7, 1), today=TODAY)
     first = july.participants[0]
     assert [(f.visit, str(f.rule)) for f in first.resolved] == [("V5", "visit_late")]
     assert [(f.visit, str(f.rule)) for f in first.created] == [("V7", "visit_missed")]
-    summary = amendments.impact_summary(july)
+    summary = impact_outputs.impact_summary(july)
     assert summary["totals"]["deviations_resolved"] >= 2 and [s["site"] for s in summary["sites"]] == ["101", "102"]
 
 
@@ -272,5 +276,5 @@ async def test_found_a_version_giving_a_new_visit_a_removed_visits_number_is_ref
         await protocols.load_protocol_version(protocol, text, "2.1.yaml")
     assert refused.value.problems[0].field == "visits"
     with pytest.raises(InvalidInput, match="visit V8 takes number 7"):
-        await amendments.impact(demo, protocol, text, today=TODAY)
+        await impact.impact(demo, protocol, text, today=TODAY)
     assert [row["version"] for row in await protocols.list_protocol_versions(demo)] == ["1.0", "2.0"]

@@ -14,8 +14,8 @@ import pytest
 from tests.conftest import LONG_AGO, PASSWORD, account_rules, add_user, sign_version
 from tests.integration.test_signatures import AT, COVER
 from trialcoord.accounts import accounts, signer_keys
-from trialcoord.documents import binder, documents, signatures
-from trialcoord.documents.binder_package import verify_package
+from trialcoord.documents import binder_checklist, binder_contents, binder_export, binder_index, documents, signatures
+from trialcoord.documents.package_verification import verify_package
 from trialcoord.documents.rules.documents import DocumentKey, IrbApproval
 from trialcoord.kernel import audit_log, audit_store
 from trialcoord.kernel.render.pdf_documents import render_pdf
@@ -64,7 +64,7 @@ async def filed(study, pdf):
 
 
 async def test_the_checklist_lists_present_missing_expiring_and_expired(filed):
-    items = await binder.site_checklist("TST-1", "101", TODAY)
+    items = await binder_checklist.site_checklist("TST-1", "101", TODAY)
     states = {(i["artifact"]["unique_id"], i["person"] or i["consent_version"]): i["state"] for i in items}
     assert states == {
         ("087", "ivan"): "present",
@@ -76,13 +76,13 @@ async def test_the_checklist_lists_present_missing_expiring_and_expired(filed):
         ("066", "2.0"): "present",
         ("160", None): "missing",
     }
-    later = await binder.site_checklist("TST-1", "101", date(2027, 1, 11))
+    later = await binder_checklist.site_checklist("TST-1", "101", date(2027, 1, 11))
     assert [i["state"] for i in later if i["artifact"]["unique_id"] == "090"] == ["expired"]
 
 
 async def test_the_export_holds_every_version_signed_and_verifies_offline(filed, tmp_path):
     out = tmp_path / "binder.zip"
-    manifest = await binder.export("TST-1", "101", out, "cora")
+    manifest = await binder_export.export("TST-1", "101", out, "cora")
     versions = [f for f in manifest["files"] if f["kind"] == "version"]
     assert sorted((f["document"], f["label"], f["status"]) for f in versions) == [
         ("CV Ivan", "2026", "effective"),
@@ -113,7 +113,7 @@ async def test_the_export_holds_every_version_signed_and_verifies_offline(filed,
 
 async def test_a_changed_member_or_a_moved_signature_in_an_export_is_named(filed, tmp_path):
     out = tmp_path / "binder.zip"
-    manifest = await binder.export("TST-1", "101", out, "cora")
+    manifest = await binder_export.export("TST-1", "101", out, "cora")
     registry = await signer_keys.registry()
     target = next(f["path"] for f in manifest["files"] if f["kind"] == "version" and f["label"] == "2.0")
     with zipfile.ZipFile(out) as source:
@@ -132,11 +132,11 @@ async def test_an_unchanged_binder_reuses_its_index(filed, tmp_path, monkeypatch
     from trialcoord.kernel.render.cache import RenderCache
 
     cache = RenderCache(tmp_path / "cache")
-    monkeypatch.setattr(binder, "render_cache", lambda: cache)
-    await binder.export("TST-1", "101", tmp_path / "one.zip", "cora")
+    monkeypatch.setattr(binder_index, "render_cache", lambda: cache)
+    await binder_export.export("TST-1", "101", tmp_path / "one.zip", "cora")
     rendered = []
     monkeypatch.setattr("trialcoord.kernel.render.cache.render_pdf", lambda *a, **k: rendered.append(a) or b"")
-    await binder.export("TST-1", "101", tmp_path / "two.zip", "cora")
+    await binder_export.export("TST-1", "101", tmp_path / "two.zip", "cora")
     assert rendered == []  # a cache hit: nothing re-rendered
     with zipfile.ZipFile(tmp_path / "one.zip") as one, zipfile.ZipFile(tmp_path / "two.zip") as two:
         assert one.read("index.pdf") == two.read("index.pdf")
@@ -243,8 +243,8 @@ async def test_a_re_export_takes_unchanged_files_from_the_last_export_and_a_dama
     from trialcoord.kernel.config import load_settings
 
     monkeypatch.setattr(system_keys, "_settings", load_settings({"TRIALCOORD_DATA_DIR": str(tmp_path / "data")}))
-    first = await binder.export("TST-1", "101", tmp_path / "one.zip", "cora")
-    kept = binder._kept_export("TST-1", "101", [], None)
+    first = await binder_export.export("TST-1", "101", tmp_path / "one.zip", "cora")
+    kept = binder_contents.kept_export("TST-1", "101", [], None)
     assert kept.exists()
     asked = []
     real = documents_store.blobs
@@ -255,7 +255,7 @@ async def test_a_re_export_takes_unchanged_files_from_the_last_export_and_a_dama
 
     monkeypatch.setattr(documents_store, "blobs", counting)
     await documents.add_version(DocumentKey("TST-1", "101", "CV Ivan"), "087", "2027", pdf + b"%cv2", "cv.pdf")
-    second = await binder.export("TST-1", "101", tmp_path / "two.zip", "cora")
+    second = await binder_export.export("TST-1", "101", tmp_path / "two.zip", "cora")
     assert asked == [hashlib.sha256(pdf + b"%cv2").hexdigest()]  # only the new version came from the database
     assert len(second["files"]) == len(first["files"]) + 1
     report = verify_package(tmp_path / "two.zip", await signer_keys.registry(), now=NOW)
@@ -264,7 +264,7 @@ async def test_a_re_export_takes_unchanged_files_from_the_last_export_and_a_dama
     raw[300] ^= 0xFF  # the kept copy is damaged: its bytes fail their CRC, the database is read instead
     kept.write_bytes(bytes(raw))
     asked.clear()
-    await binder.export("TST-1", "101", tmp_path / "three.zip", "cora")
+    await binder_export.export("TST-1", "101", tmp_path / "three.zip", "cora")
     assert asked and verify_package(tmp_path / "three.zip", await signer_keys.registry(), now=NOW).ok
 
 
@@ -274,11 +274,13 @@ async def test_names_that_meet_at_one_path_stay_apart_and_subject_logs_follow_th
     for name in ("Lab cert: 2026", "Lab cert_ 2026", "lab cert: 2026"):  # one path once made safe; equal bytes
         await documents.add_version(DocumentKey("TST-1", "101", name), "160", "1", pdf + b"%cert", "cert.pdf")
     await documents.add_version(DocumentKey("TST-1", "101", "Subject log"), "105", "1", pdf + b"%log", "log.pdf")
-    without = await binder.export("TST-1", "101", tmp_path / "a.zip", "cora", personal_at=lambda site: False)
+    without = await binder_export.export("TST-1", "101", tmp_path / "a.zip", "cora", personal_at=lambda site: False)
     paths = [f["path"] for f in without["files"]]
     assert len([p for p in paths if "ab cert" in p]) == 3 and len({p.casefold() for p in paths}) == len(paths)
     assert not any(f["document"] == "Subject log" for f in without["files"])
-    with_log = await binder.export("TST-1", "101", tmp_path / "b.zip", "cora", personal_at=lambda site: site == "101")
+    with_log = await binder_export.export(
+        "TST-1", "101", tmp_path / "b.zip", "cora", personal_at=lambda site: site == "101"
+    )
     assert any(f["document"] == "Subject log" for f in with_log["files"])
     assert verify_package(tmp_path / "b.zip", await signer_keys.registry(), now=NOW).ok
 
@@ -286,7 +288,7 @@ async def test_names_that_meet_at_one_path_stay_apart_and_subject_logs_follow_th
 async def test_verify_refuses_to_trust_a_package_without_the_sites_registry(filed, db, tmp_path):
     from tests.integration.test_cli import run
 
-    await binder.export("TST-1", "101", tmp_path / "binder.zip", "cora")
+    await binder_export.export("TST-1", "101", tmp_path / "binder.zip", "cora")
     env = {"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_SIGNATURES_DIR": str(tmp_path / "none")}
     refused = run("verify", str(tmp_path / "binder.zip"), env=env)
     assert refused.returncode == 2 and "no signer registry to trust" in refused.stderr
@@ -308,7 +310,7 @@ async def test_an_expired_approval_letter_is_expired_however_often_it_is_filed(s
     await effective(
         ICF, "040", "1.0", pdf + b"%icf", date(2026, 1, 5), approval=IrbApproval("IRB-1", date(2026, 1, 5), letter)
     )
-    states = [i["state"] for i in await binder.site_checklist("TST-1", "101", TODAY) if i["consent_version"]]
+    states = [i["state"] for i in await binder_checklist.site_checklist("TST-1", "101", TODAY) if i["consent_version"]]
     assert states == ["expired"]
 
 

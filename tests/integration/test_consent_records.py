@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 
 from tests.conftest import RANDOMIZED, SITE_A, sign_version, signed_in
-from trialcoord.documents import consent, documents
+from trialcoord.documents import consent_checks, consent_versions, documents, participant_consents
 from trialcoord.documents.rules.documents import DocumentKey, IrbApproval
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.problems import InvalidInput
@@ -42,27 +42,27 @@ async def effective_form(label: str, effective: date) -> None:
 @pytest.fixture
 async def consenting(study):
     await effective_form("1.0", date(2024, 2, 1))
-    await consent.register_version(study, SITE_A, "en", "1.0", "1.0", ICF.name, "1.0", actor="cora")
+    await consent_versions.register_version(study, SITE_A, "en", "1.0", "1.0", ICF.name, "1.0", actor="cora")
     for subject in ("1001", "1002"):
         await participants.enroll_participant(study, subject, SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
         await visits.record_event(study, subject, "randomization", RANDOMIZED, today=TODAY)
         await visits.record_visit(study, subject, "V2", date(2024, 3, 18), today=TODAY)
-    await consent.record_consent(study, "1001", "en", "1.0", date(2024, 3, 1), "cora", TODAY, actor="cora")
+    await participant_consents.record_consent(study, "1001", "en", "1.0", date(2024, 3, 1), "cora", TODAY, actor="cora")
     return study
 
 
 async def test_a_visit_without_consent_is_a_candidate_and_consents_are_audited(consenting):
-    found = await consent.candidates(consenting)
+    found = await consent_checks.candidates(consenting)
     assert [(c["subject_id"], c["visit"], c["rule"]) for c in found] == [("1002", "V2", "procedure_before_consent")]
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="participant_consent"), None, 5)
     assert entries[0]["record_id"] == "TST-1/101/1001/consent/1.0" and entries[0]["new"]["signed_on"] == "2024-03-01"
 
 
 async def test_a_new_effective_version_fills_the_reconsent_queue_until_reconsent(consenting):
-    assert await consent.reconsent(consenting, TODAY) == []
+    assert await consent_checks.reconsent(consenting, TODAY) == []
     await effective_form("2.0", date(2024, 4, 1))
-    await consent.register_version(consenting, SITE_A, "en", "2.0", "2.0", ICF.name, "2.0")
-    queue = await consent.reconsent(consenting, TODAY)
+    await consent_versions.register_version(consenting, SITE_A, "en", "2.0", "2.0", ICF.name, "2.0")
+    queue = await consent_checks.reconsent(consenting, TODAY)
     assert queue == [
         {
             "subject_id": "1001",
@@ -73,26 +73,26 @@ async def test_a_new_effective_version_fills_the_reconsent_queue_until_reconsent
         }
     ]
     await visits.record_visit(consenting, "1001", "V3", date(2024, 4, 2), today=TODAY)
-    late = [c for c in await consent.candidates(consenting) if c["subject_id"] == "1001"]
+    late = [c for c in await consent_checks.candidates(consenting) if c["subject_id"] == "1001"]
     assert [(c["visit"], c["rule"], c["required_version"]) for c in late] == [("V3", "reconsent_not_obtained", "2.0")]
-    await consent.record_consent(consenting, "1001", "en", "2.0", date(2024, 4, 5), "cora", TODAY)
-    assert await consent.reconsent(consenting, TODAY) == []
-    assert len(await consent.candidates(consenting)) == 2  # the history stays: V3 came before re-consent
+    await participant_consents.record_consent(consenting, "1001", "en", "2.0", date(2024, 4, 5), "cora", TODAY)
+    assert await consent_checks.reconsent(consenting, TODAY) == []
+    assert len(await consent_checks.candidates(consenting)) == 2  # the history stays: V3 came before re-consent
 
 
 async def test_only_an_effective_consent_form_becomes_a_consent_version_and_consents_fit_its_dates(consenting):
     await documents.add_version(ICF, "040", "3.0", PDF + b"3", "icf.pdf")  # a draft
     with pytest.raises(InvalidInput) as draft:
-        await consent.register_version(consenting, SITE_A, "en", "3.0", "1.0", ICF.name, "3.0")
+        await consent_versions.register_version(consenting, SITE_A, "en", "3.0", "1.0", ICF.name, "3.0")
     assert draft.value.problems[0].field == "document"
     with pytest.raises(InvalidInput) as early:
-        await consent.record_consent(consenting, "1002", "en", "1.0", date(2024, 1, 15), "cora", TODAY)
+        await participant_consents.record_consent(consenting, "1002", "en", "1.0", date(2024, 1, 15), "cora", TODAY)
     assert early.value.problems[0].field == "signed_on"
     with pytest.raises(InvalidInput) as future:
-        await consent.record_consent(consenting, "1002", "en", "1.0", date(2024, 7, 1), "cora", TODAY)
+        await participant_consents.record_consent(consenting, "1002", "en", "1.0", date(2024, 7, 1), "cora", TODAY)
     assert future.value.problems[0].field == "signed_on"
     with pytest.raises(InvalidInput) as unknown:
-        await consent.record_consent(consenting, "1002", "fr", "1.0", date(2024, 3, 1), "cora", TODAY)
+        await participant_consents.record_consent(consenting, "1002", "fr", "1.0", date(2024, 3, 1), "cora", TODAY)
     assert unknown.value.problems[0].field == "label"
 
 
@@ -155,7 +155,7 @@ async def test_the_consent_routes_follow_the_grants(anonymous, personas):
 
 async def test_the_study_page_shows_the_queue_and_the_candidates_of_the_viewers_sites(anonymous, personas):
     await effective_form("1.0", date(2024, 2, 1))
-    await consent.register_version("TST-1", SITE_A, "en", "1.0", "1.0", ICF.name, "1.0")
+    await consent_versions.register_version("TST-1", SITE_A, "en", "1.0", "1.0", ICF.name, "1.0")
     await visits.record_event("TST-1", "1001", "randomization", RANDOMIZED, today=TODAY)
     await visits.record_visit("TST-1", "1001", "V2", date(2024, 3, 18), today=TODAY)
     coord = await signed_in(anonymous, "coord-a")
@@ -168,12 +168,12 @@ async def test_the_study_page_shows_the_queue_and_the_candidates_of_the_viewers_
 async def test_sites_without_consent_versions_are_not_checked(personas):
     await visits.record_event("TST-1", "1001", "randomization", RANDOMIZED, today=TODAY)
     await visits.record_visit("TST-1", "1001", "V2", date(2024, 3, 18), today=TODAY)
-    assert await consent.candidates("TST-1") == []  # no consent form is kept here for site 101
+    assert await consent_checks.candidates("TST-1") == []  # no consent form is kept here for site 101
 
 
 async def test_a_coordinator_records_a_consent_on_the_participant_page(anonymous, personas):
     await effective_form("1.0", date(2024, 2, 1))
-    await consent.register_version("TST-1", SITE_A, "en", "1.0", "1.0", ICF.name, "1.0")
+    await consent_versions.register_version("TST-1", SITE_A, "en", "1.0", "1.0", ICF.name, "1.0")
     coord = await signed_in(anonymous, "coord-a")
     page = "/studies/TST-1/participants/1001"
     assert "No consent recorded yet." in (await coord.get(page)).text
@@ -202,12 +202,12 @@ async def test_recording_a_consent_records_the_consent_event_too(consenting):
     assert (await participants.get_participant(consenting, "1001"))["events"]["consent"] == date(2024, 3, 1)
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="participant_event"), None, 10)
     assert [e["record_id"] for e in entries if e["record_id"].endswith("/consent")] == ["TST-1/101/1001/consent"]
-    await consent.record_consent(consenting, "1002", "en", "1.0", date(2024, 3, 10), "cora", TODAY)
+    await participant_consents.record_consent(consenting, "1002", "en", "1.0", date(2024, 3, 10), "cora", TODAY)
     assert (await participants.get_participant(consenting, "1002"))["events"]["consent"] == date(2024, 3, 10)
     # A re-consent leaves the date of first consent as it is.
     await effective_form("2.0", date(2024, 4, 1))
-    await consent.register_version(consenting, SITE_A, "en", "2.0", "2.0", ICF.name, "2.0")
-    await consent.record_consent(consenting, "1001", "en", "2.0", date(2024, 4, 5), "cora", TODAY)
+    await consent_versions.register_version(consenting, SITE_A, "en", "2.0", "2.0", ICF.name, "2.0")
+    await participant_consents.record_consent(consenting, "1001", "en", "2.0", date(2024, 4, 5), "cora", TODAY)
     assert (await participants.get_participant(consenting, "1001"))["events"]["consent"] == date(2024, 3, 1)
 
 
@@ -216,10 +216,12 @@ async def test_the_consent_event_and_the_consents_never_disagree(consenting):
         await visits.record_event(consenting, "1001", "consent", date(2024, 3, 2), "typo", today=TODAY)
     await visits.record_event(consenting, "1002", "consent", date(2024, 3, 5), today=TODAY)
     with pytest.raises(InvalidInput, match="consent event is recorded on 2024-03-05"):
-        await consent.record_consent(consenting, "1002", "en", "1.0", date(2024, 3, 4), "cora", TODAY)
-    recorded = await consent.record_consent(consenting, "1002", "en", "1.0", date(2024, 3, 5), "cora", TODAY)
+        await participant_consents.record_consent(consenting, "1002", "en", "1.0", date(2024, 3, 4), "cora", TODAY)
+    recorded = await participant_consents.record_consent(
+        consenting, "1002", "en", "1.0", date(2024, 3, 5), "cora", TODAY
+    )
     assert recorded["label"] == "1.0"
-    assert await consent.issues(consenting) == []  # the consent of 2024-03-05 now has its version
+    assert await consent_checks.issues(consenting) == []  # the consent of 2024-03-05 now has its version
 
 
 async def test_found_a_consent_event_counts_once_a_site_registers_its_first_consent_version(db):
@@ -239,12 +241,12 @@ async def test_found_a_consent_event_counts_once_a_site_registers_its_first_cons
         icf, "3.0", "approved", today, approval=IrbApproval("IRB-3", today, hashlib.sha256(letter).hexdigest())
     )
     await documents.change_status(icf, "3.0", "effective", today)
-    await consent.register_version("DEMO-001", "101", "en", "3.0", "2.0", icf.name, "3.0")
+    await consent_versions.register_version("DEMO-001", "101", "en", "3.0", "2.0", icf.name, "3.0")
     await detection.detect("DEMO-001", today, today=today)
     after = {(r["participant"], r["rule"]) for r in (await queue.listing("DEMO-001"))[0]}
     assert {rule for _, rule in after - before} & {"visit_before_consent", "visit_under_superseded_consent"} == set()
-    assert await consent.candidates("DEMO-001") == []
-    issues = await consent.issues("DEMO-001")  # once per participant of site 101, none of site 102 (not tracked)
+    assert await consent_checks.candidates("DEMO-001") == []
+    issues = await consent_checks.issues("DEMO-001")  # once per participant of site 101, none of site 102 (not tracked)
     assert [(i["subject_id"], i["site"]) for i in issues] == [
         ("101-001", "101"),
         ("101-002", "101"),
@@ -254,11 +256,11 @@ async def test_found_a_consent_event_counts_once_a_site_registers_its_first_cons
 
 async def test_found_a_consent_signed_before_its_version_was_registered_is_recorded_on_paper(consenting):
     with pytest.raises(InvalidInput, match="recorded with the paper document's reference"):
-        await consent.record_consent(consenting, "1002", "en", "1.0", date(2024, 1, 15), "cora", TODAY)
+        await participant_consents.record_consent(consenting, "1002", "en", "1.0", date(2024, 1, 15), "cora", TODAY)
     with pytest.raises(InvalidInput) as no_reference:
-        await consent.record_paper_consent(consenting, "1002", date(2024, 1, 15), " ", "cora", TODAY)
+        await participant_consents.record_paper_consent(consenting, "1002", date(2024, 1, 15), " ", "cora", TODAY)
     assert no_reference.value.problems[0].field == "paper_reference"
-    row = await consent.record_paper_consent(
+    row = await participant_consents.record_paper_consent(
         consenting, "1002", date(2024, 1, 15), "Paper ICF v0.9, binder 1", "cora", TODAY, label="0.9", language="en"
     )
     assert (row["paper_reference"], row["label"], row["signed_on"]) == (
@@ -269,13 +271,13 @@ async def test_found_a_consent_signed_before_its_version_was_registered_is_recor
     assert (await participants.get_participant(consenting, "1002"))["events"]["consent"] == date(2024, 1, 15)
     assert [
         c
-        for c in await consent.candidates(consenting)
+        for c in await consent_checks.candidates(consenting)
         if c["subject_id"] == "1002" and c["rule"] == "procedure_before_consent"
     ] == []
     # Signed before version 1.0 became effective (2024-02-01): 1.0 is required before more procedures.
     assert [
         (r["subject_id"], r["signed_version"], r["required_version"])
-        for r in await consent.reconsent(consenting, TODAY)
+        for r in await consent_checks.reconsent(consenting, TODAY)
     ] == [("1002", "0.9", "1.0")]
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="participant_consent"), None, 5)
     assert entries[0]["record_id"] == "TST-1/101/1002/consent/paper/2024-01-15"
@@ -283,7 +285,7 @@ async def test_found_a_consent_signed_before_its_version_was_registered_is_recor
 
 async def test_paper_consents_and_consent_issues_over_the_api(anonymous, personas):
     await effective_form("1.0", date(2024, 2, 1))
-    await consent.register_version("TST-1", SITE_A, "en", "1.0", "1.0", ICF.name, "1.0")
+    await consent_versions.register_version("TST-1", SITE_A, "en", "1.0", "1.0", ICF.name, "1.0")
     await visits.record_event("TST-1", "1001", "consent", date(2024, 2, 20), today=TODAY)
     coord = await signed_in(anonymous, "coord-a")
     issues = await coord.get("/api/studies/TST-1/consent-issues")
@@ -303,7 +305,7 @@ async def test_paper_consents_and_consent_issues_over_the_api(anonymous, persona
 
 async def test_the_pages_record_a_paper_consent_and_list_consents_without_a_version(anonymous, personas):
     await effective_form("1.0", date(2024, 2, 1))
-    await consent.register_version("TST-1", SITE_A, "en", "1.0", "1.0", ICF.name, "1.0")
+    await consent_versions.register_version("TST-1", SITE_A, "en", "1.0", "1.0", ICF.name, "1.0")
     await visits.record_event("TST-1", "1001", "consent", date(2024, 1, 20), today=TODAY)
     coord = await signed_in(anonymous, "coord-a")
     assert "consent signed on 2024-01-20 has no version on record" in (await coord.get("/studies/TST-1")).text

@@ -14,7 +14,7 @@ import pytest
 
 from trialcoord.accounts.rules.accounts import Meaning
 from trialcoord.accounts.rules.signers import SignerKey, registry_document
-from trialcoord.documents import binder_package as bp
+from trialcoord.documents import package_layout, package_verification, package_writing
 from trialcoord.documents.rules.signatures import Signature, Statement
 from trialcoord.documents.rules.tmf import artifact
 from trialcoord.kernel import signing_keys as sk
@@ -67,7 +67,7 @@ def package_file(
     kind: str = "version",
     media_type: str = "application/pdf",
     signed_at: str | None = SIGNED_AT,
-) -> bp.PackageFile:
+) -> package_layout.PackageFile:
     art = artifact(uid)
     meta = {
         "study": "TST-1",
@@ -85,8 +85,8 @@ def package_file(
     if kind == "version":
         record = f"TST-1/S01/documents/{document}/{label}"  # what trialcoord.documents.rules.documents.record_id names
         meta["signatures"] = [signature(data, signed_at, record=record)] if signed_at else []
-    path = bp.binder_path(art, "S01", document, label, name, kind)
-    return bp.PackageFile(path, hashlib.sha256(data).hexdigest(), len(data), media_type, lambda: data, meta)
+    path = package_layout.binder_path(art, "S01", document, label, name, kind)
+    return package_layout.PackageFile(path, hashlib.sha256(data).hexdigest(), len(data), media_type, lambda: data, meta)
 
 
 CV = b"%PDF-1.7 curriculum vitae of Dr Muller\n%%EOF\n"
@@ -94,7 +94,7 @@ CV_OLD = b"%PDF-1.7 curriculum vitae of Dr Muller, 2023\n%%EOF\n"
 LOG = b"date,person,task\n" * 50
 
 
-def files(signed_at: str = SIGNED_AT) -> list[bp.PackageFile]:
+def files(signed_at: str = SIGNED_AT) -> list[package_layout.PackageFile]:
     return [
         package_file("087", "CV Dr Müller", "2025", "cv.pdf", CV, signed_at=signed_at),
         package_file("087", "CV Dr Müller", "2023", "cv.pdf", CV_OLD, signed_at=signed_at),
@@ -104,7 +104,7 @@ def files(signed_at: str = SIGNED_AT) -> list[bp.PackageFile]:
 
 
 def write(out, items=None, reg=None) -> dict:
-    return bp.write_package(
+    return package_writing.write_package(
         out,
         files() if items is None else items,
         index_pdf=b"%PDF-1.7 index\n",
@@ -134,34 +134,36 @@ def rewritten(source: Path, target: Path, changes: dict[str, bytes]) -> Path:
 
 def manifest_of(path: Path) -> dict:
     with zipfile.ZipFile(path) as archive:
-        return json.loads(archive.read(bp.MANIFEST))
+        return json.loads(archive.read(package_layout.MANIFEST))
 
 
 def resigned(manifest: dict) -> dict[str, bytes]:
     """A changed manifest signed again with the real system key: only deeper checks can catch it."""
     data = canonical_json(manifest)
-    return {bp.MANIFEST: data, bp.SIGNATURE: SYSTEM.sign(data)}
+    return {package_layout.MANIFEST: data, package_layout.SIGNATURE: SYSTEM.sign(data)}
 
 
 def problems_of(path, reg=None) -> tuple[str, ...]:
-    return bp.verify_package(path, reg or registry(), now=NOW).problems
+    return package_verification.verify_package(path, reg or registry(), now=NOW).problems
 
 
 # --- paths -------------------------------------------------------------------------------------------
 
 
 def test_a_binder_path_follows_the_tmf_folders_and_keeps_unicode_letters():
-    path = bp.binder_path(artifact("087"), "S01", "CV Dr Müller", "v1", "Lebenslauf Müller.pdf", "version")
+    path = package_layout.binder_path(artifact("087"), "S01", "CV Dr Müller", "v1", "Lebenslauf Müller.pdf", "version")
     assert path == (
         "binder/05 Site Management/05.02 Site Set-up/05.02.04 Principal investigator CV/S01/"
         "CV Dr Müller/v1/Lebenslauf Müller.pdf"
     )
-    study_level = bp.binder_path(artifact("032"), None, "Protocol", "2.0", "p.pdf", "version")
+    study_level = package_layout.binder_path(artifact("032"), None, "Protocol", "2.0", "p.pdf", "version")
     assert study_level.split("/")[4] == "study"
 
 
 def test_a_binder_path_replaces_what_is_unsafe_in_file_names():
-    path = bp.binder_path(artifact("101"), "S/01", 'a\\b:c*d?"e<f>g|h', "v1\x00\n", "../../etc/passwd", "version")
+    path = package_layout.binder_path(
+        artifact("101"), "S/01", 'a\\b:c*d?"e<f>g|h', "v1\x00\n", "../../etc/passwd", "version"
+    )
     parts = path.split("/")
     assert len(parts) == 8 and parts[4] == "S_01" and parts[5] == "a_b_c_d__e_f_g_h" and parts[6] == "v1__"
     assert parts[7] == "_.._etc_passwd" and ".." not in parts
@@ -169,28 +171,30 @@ def test_a_binder_path_replaces_what_is_unsafe_in_file_names():
 
 def test_extra_kinds_get_a_suffix_and_unknown_kinds_are_refused():
     folder = (artifact("085"), "S01", "Protocol signature page", "v1")
-    assert bp.binder_path(*folder, "protocol.pdf", "signature_page").endswith("/protocol.signature-page.pdf")
-    assert bp.binder_path(*folder, "protocol.docx", "pades_signed").endswith("/protocol.signed.pdf")
+    assert package_layout.binder_path(*folder, "protocol.pdf", "signature_page").endswith(
+        "/protocol.signature-page.pdf"
+    )
+    assert package_layout.binder_path(*folder, "protocol.docx", "pades_signed").endswith("/protocol.signed.pdf")
     with pytest.raises(ValueError, match="kind"):
-        bp.binder_path(*folder, "protocol.pdf", "draft")
+        package_layout.binder_path(*folder, "protocol.pdf", "draft")
 
 
 # --- writing -----------------------------------------------------------------------------------------
 
 
 def test_a_package_verifies_clean_against_the_site_registry(package):
-    report = bp.verify_package(package, registry(), now=NOW)
+    report = package_verification.verify_package(package, registry(), now=NOW)
     assert report.ok, report.problems
     assert (report.files_checked, report.signatures_checked, report.valid_when_made) == (4, 3, 0)
     assert report.trust == "the given signer registry"
     with zipfile.ZipFile(package) as archive:
         names = set(archive.namelist())
-        assert set(bp.FIXED) <= names and len(names) == len(bp.FIXED) + 4
+        assert set(package_layout.FIXED) <= names and len(names) == len(package_layout.FIXED) + 4
         kinds = {i.filename.rsplit(".", 1)[-1]: i.compress_type for i in archive.infolist()}
         assert kinds["pdf"] == zipfile.ZIP_STORED and kinds["csv"] == kinds["json"] == zipfile.ZIP_DEFLATED
         assert {i.date_time for i in archive.infolist()} == {(2026, 3, 1, 12, 0, 0)}
-        assert len(archive.read(bp.SIGNATURE)) == 64
-        assert json.loads(archive.read(bp.REGISTRY)) == registry()
+        assert len(archive.read(package_layout.SIGNATURE)) == 64
+        assert json.loads(archive.read(package_layout.REGISTRY)) == registry()
     manifest = manifest_of(package)
     assert manifest["format"] == "trialcoord-binder-manifest/1" and manifest["scope"] == {
         "study": "TST-1",
@@ -224,12 +228,12 @@ def test_a_stream_that_cannot_seek_still_gets_a_valid_package():
 
     pipe = Pipe()
     write(pipe)
-    assert bp.verify_package(io.BytesIO(bytes(pipe.data)), registry(), now=NOW).ok
+    assert package_verification.verify_package(io.BytesIO(bytes(pipe.data)), registry(), now=NOW).ok
 
 
 def test_bytes_that_are_not_the_stated_version_are_never_signed(tmp_path):
     good = files()[0]
-    bad = bp.PackageFile(good.path, good.sha256, good.size, good.media_type, lambda: CV + b"x", good.meta)
+    bad = package_layout.PackageFile(good.path, good.sha256, good.size, good.media_type, lambda: CV + b"x", good.meta)
     with pytest.raises(ValueError, match="not the version stated"):
         write(tmp_path / "bad.zip", [bad])
 
@@ -238,7 +242,7 @@ def test_duplicate_and_reserved_paths_are_refused(tmp_path):
     one = files()[0]
     with pytest.raises(ValueError, match="two package files"):
         write(io.BytesIO(), [one, one])
-    reserved = bp.PackageFile("manifest.json", one.sha256, one.size, one.media_type, one.load, one.meta)
+    reserved = package_layout.PackageFile("manifest.json", one.sha256, one.size, one.media_type, one.load, one.meta)
     with pytest.raises(ValueError, match="reserved"):
         write(io.BytesIO(), [reserved])
 
@@ -267,14 +271,14 @@ def test_a_flipped_byte_in_the_archive_is_a_crc_problem_not_a_traceback(package,
 
 def test_a_garbled_archive_is_a_problem_not_a_traceback(tmp_path):
     (tmp_path / "junk.zip").write_bytes(b"PK\x03\x04 this is not a package")
-    report = bp.verify_package(tmp_path / "junk.zip", registry(), now=NOW)
+    report = package_verification.verify_package(tmp_path / "junk.zip", registry(), now=NOW)
     assert not report.ok and report.problems[0].startswith("archive: not a readable ZIP")
 
 
 def test_a_manifest_rewritten_under_the_old_signature_is_detected(package, tmp_path):
     manifest = manifest_of(package)
     manifest["files"][0]["status"] = "superseded"
-    problems = problems_of(rewritten(package, tmp_path / "t.zip", {bp.MANIFEST: canonical_json(manifest)}))
+    problems = problems_of(rewritten(package, tmp_path / "t.zip", {package_layout.MANIFEST: canonical_json(manifest)}))
     assert problems == (
         "manifest.json.sig: does not verify under system key"
         f" {manifest['manifest_key_id']}: manifest.json or its signature was altered",
@@ -283,9 +287,9 @@ def test_a_manifest_rewritten_under_the_old_signature_is_detected(package, tmp_p
 
 def test_a_flipped_manifest_signature_is_detected(package, tmp_path):
     with zipfile.ZipFile(package) as archive:
-        sig = bytearray(archive.read(bp.SIGNATURE))
+        sig = bytearray(archive.read(package_layout.SIGNATURE))
     sig[10] ^= 0x80
-    problems = problems_of(rewritten(package, tmp_path / "t.zip", {bp.SIGNATURE: bytes(sig)}))
+    problems = problems_of(rewritten(package, tmp_path / "t.zip", {package_layout.SIGNATURE: bytes(sig)}))
     assert len(problems) == 1 and problems[0].startswith("manifest.json.sig: does not verify")
 
 
@@ -326,10 +330,10 @@ def test_a_missing_member_is_detected(package, tmp_path):
 
 def test_an_exchange_xml_that_disagrees_with_the_manifest_is_detected(package, tmp_path):
     with zipfile.ZipFile(package) as archive:
-        xml = archive.read(bp.EXCHANGE).replace(hashlib.sha256(LOG).hexdigest().encode(), b"0" * 64)
+        xml = archive.read(package_layout.EXCHANGE).replace(hashlib.sha256(LOG).hexdigest().encode(), b"0" * 64)
     manifest = manifest_of(package)
     manifest["exchange"]["sha256"] = hashlib.sha256(xml).hexdigest()  # so only the comparison can catch it
-    problems = problems_of(rewritten(package, tmp_path / "t.zip", {bp.EXCHANGE: xml, **resigned(manifest)}))
+    problems = problems_of(rewritten(package, tmp_path / "t.zip", {package_layout.EXCHANGE: xml, **resigned(manifest)}))
     assert len(problems) == 2 and all(p.startswith("exchange.xml: binder/") for p in problems)
 
 
@@ -339,7 +343,7 @@ def test_an_exchange_xml_that_disagrees_with_the_manifest_is_detected(package, t
 def test_a_key_revoked_after_signing_leaves_signatures_valid_when_made(tmp_path):
     revoked = registry(valid_to="2025-09-01T00:00:00.000000Z")
     write(tmp_path / "p.zip", reg=revoked)
-    report = bp.verify_package(tmp_path / "p.zip", revoked, now=NOW)
+    report = package_verification.verify_package(tmp_path / "p.zip", revoked, now=NOW)
     assert report.ok, report.problems
     assert report.valid_when_made == report.signatures_checked == 3
 
@@ -347,7 +351,7 @@ def test_a_key_revoked_after_signing_leaves_signatures_valid_when_made(tmp_path)
 def test_a_signature_made_after_the_key_ended_is_a_problem(tmp_path):
     ended = registry(valid_to="2025-01-01T00:00:00.000000Z")
     write(tmp_path / "p.zip", reg=ended)
-    problems = bp.verify_package(tmp_path / "p.zip", ended, now=NOW).problems
+    problems = package_verification.verify_package(tmp_path / "p.zip", ended, now=NOW).problems
     assert len(problems) == 3 and all("outside key" in p and ": signature by u-pi" in p for p in problems)
 
 
@@ -357,13 +361,13 @@ def test_a_registry_with_another_system_key_rejects_the_manifest_signature(packa
 
 
 def test_without_a_registry_the_package_vouches_for_itself_and_says_so(package):
-    report = bp.verify_package(package, now=NOW)
+    report = package_verification.verify_package(package, now=NOW)
     assert report.ok and "package's own registry.json only" in report.trust
 
 
 def test_a_swapped_key_pem_is_reported(package, tmp_path):
     other = sk.public_key_pem(sk.generate_key().public_key()).encode()
-    assert problems_of(rewritten(package, tmp_path / "t.zip", {bp.KEY_PEM: other})) == (
+    assert problems_of(rewritten(package, tmp_path / "t.zip", {package_layout.KEY_PEM: other})) == (
         f"manifest-key.pem: is not system key {sk.key_id(SYSTEM.public_key())} of the registry",
     )
 
@@ -396,7 +400,9 @@ def test_openssl_and_sha256sum_verify_by_the_readme(package, tmp_path):
     key_hex = subprocess.run(shell[0], shell=True, cwd=folder, capture_output=True, text=True, check=True).stdout
     assert key_hex.strip() == sk.public_key_hex(SYSTEM.public_key())
     sums = subprocess.run(shell[1], shell=True, cwd=folder, capture_output=True, text=True)
-    assert sums.returncode == 0 and sums.stdout.count(": OK") == 4 + len(bp.HASHED), sums.stdout + sums.stderr
+    assert sums.returncode == 0 and sums.stdout.count(": OK") == 4 + len(package_layout.HASHED), (
+        sums.stdout + sums.stderr
+    )
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"][0]["status"] = "withdrawn"
     (folder / "manifest.json").write_bytes(canonical_json(manifest))
@@ -408,7 +414,7 @@ def test_openssl_and_sha256sum_verify_by_the_readme(package, tmp_path):
 
 def test_exchange_xml_lists_the_same_files_and_hashes_as_the_manifest(package):
     with zipfile.ZipFile(package) as archive:
-        root = ET.fromstring(archive.read(bp.EXCHANGE))
+        root = ET.fromstring(archive.read(package_layout.EXCHANGE))
     manifest = manifest_of(package)
     listed = {(f.get("path"), f.get("sha256")) for f in root.iter("file")}
     assert listed == {(f["path"], f["sha256"]) for f in manifest["files"]}
@@ -428,20 +434,20 @@ def test_exchange_xml_lists_the_same_files_and_hashes_as_the_manifest(package):
 
 def test_exchange_xml_stays_well_formed_with_markup_and_control_characters(tmp_path):
     odd = package_file("087", 'CV <b>&"x"</b>\x01', "v1\x07", "cv.pdf", CV)
-    odd = bp.PackageFile(
+    odd = package_layout.PackageFile(
         odd.path, odd.sha256, odd.size, odd.media_type, odd.load, {**odd.meta, "status": "eff\x0bective"}
     )
     write(tmp_path / "p.zip", [odd])
     with zipfile.ZipFile(tmp_path / "p.zip") as archive:
-        root = ET.fromstring(archive.read(bp.EXCHANGE))
+        root = ET.fromstring(archive.read(package_layout.EXCHANGE))
     assert root.find("files/file/document").get("name") == 'CV <b>&"x"</b>\ufffd'
-    assert bp.verify_package(tmp_path / "p.zip", registry(), now=NOW).ok
+    assert package_verification.verify_package(tmp_path / "p.zip", registry(), now=NOW).ok
 
 
 def test_a_signature_copied_to_an_entry_with_equal_bytes_is_caught(tmp_path):
     twin = package_file("087", "CV copy", "2025", "cv.pdf", CV)  # the same bytes filed under another name
     original = package_file("087", "CV Dr Müller", "2025", "cv.pdf", CV)
-    copied = bp.PackageFile(
+    copied = package_layout.PackageFile(
         twin.path,
         twin.sha256,
         twin.size,
@@ -450,5 +456,5 @@ def test_a_signature_copied_to_an_entry_with_equal_bytes_is_caught(tmp_path):
         {**twin.meta, "signatures": original.meta["signatures"]},
     )
     write(tmp_path / "p.zip", [original, copied])
-    problems = bp.verify_package(tmp_path / "p.zip", registry(), now=NOW).problems
+    problems = package_verification.verify_package(tmp_path / "p.zip", registry(), now=NOW).problems
     assert len(problems) == 1 and "CV copy" in problems[0] and "states the record" in problems[0]

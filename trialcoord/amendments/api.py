@@ -11,7 +11,7 @@ from litestar import Controller, Request, Response, get, post, put
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromQuery, JSONBody, PathParameter
 
-from trialcoord.amendments import amendments
+from trialcoord.amendments import applying, impact, impact_outputs
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import needs
@@ -73,7 +73,7 @@ class AmendmentController(Controller):
             raise PermissionDeniedException(
                 f"{access.user_id} may not move every participant of {study}: name the site"
             )
-        moved = await amendments.apply_version(
+        moved = await applying.apply_version(
             study, version, data.effective, data.reason, site=data.site, today=today, actor=access.user_id
         )
         return Applied(
@@ -132,11 +132,11 @@ async def _impact(
     plausible(effective, "effective")
     protocol = parse_protocol(text, file=name)
     sites = None if access.sites is None or access.sites.all_sites else access.sites.sites
-    result = await amendments.impact(study, protocol, text, effective, site=site, today=today, sites=sites)
+    result = await impact.impact(study, protocol, text, effective, site=site, today=today, sites=sites)
     if fmt == "json":
-        await amendments.record_impact_read(result, fmt, access.user_id)
-        return Response(amendments.impact_dict(result))
-    content, media, filename = await amendments.impact_file(result, fmt, access.user_id)
+        await impact_outputs.record_impact_read(result, fmt, access.user_id)
+        return Response(impact_outputs.impact_dict(result))
+    content, media, filename = await impact_outputs.impact_file(result, fmt, access.user_id)
     return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
@@ -162,7 +162,7 @@ class ParticipantVersionController(Controller):
         """Move the participant to another protocol version (after an amendment) from `effective` on, a dated,
         reasoned action: visits done or closed before that day stay judged by the version followed then;
         deviation detection runs again for the participant."""
-        row = await amendments.change_version(
+        row = await applying.change_version(
             study, subject_id, data.version, data.effective, data.reason, today=today, actor=access.user_id
         )
         return from_dict(Participant, row)

@@ -37,14 +37,12 @@ def register(commands) -> None:
 
 
 def protocol_apply(study: str, version: str, effective: date, reason: str, site: str | None) -> int:
-    from trialcoord.amendments import amendments
+    from trialcoord.amendments import applying
     from trialcoord.scheduling import version_changes
 
     today = support.today()
     moved = support.database(
-        lambda: amendments.apply_version(
-            study, version, effective, reason, site=site, today=today, actor=support.actor()
-        )
+        lambda: applying.apply_version(study, version, effective, reason, site=site, today=today, actor=support.actor())
     )
     where = f"site {site} of {study}" if site else study
     print(
@@ -66,7 +64,7 @@ def protocol_apply(study: str, version: str, effective: date, reason: str, site:
 
 
 def protocol_impact(study: str, file: str, effective: date | None, site: str | None, fmt: str, out: str | None) -> int:
-    from trialcoord.amendments import amendments
+    from trialcoord.amendments import impact, impact_outputs
     from trialcoord.scheduling.protocol_files import parse_protocol
 
     if fmt == "pdf" and not out:
@@ -76,21 +74,22 @@ def protocol_impact(study: str, file: str, effective: date | None, site: str | N
     today = support.today()
 
     async def run():
-        result = await amendments.impact(study, protocol, text, effective, site=site, today=today)
-        await amendments.record_impact_read(result, fmt, support.actor())  # a listing taken out: audited as an export
+        result = await impact.impact(study, protocol, text, effective, site=site, today=today)
+        # a listing taken out: audited as an export
+        await impact_outputs.record_impact_read(result, fmt, support.actor())
         return result
 
     result = support.database(run)
     if fmt == "pdf":
-        support.write_file(out, amendments.impact_pdf(result, created_at=f"{today.isoformat()}T00:00:00Z"))
+        support.write_file(out, impact_outputs.impact_pdf(result, created_at=f"{today.isoformat()}T00:00:00Z"))
         print(f"{out}: one-page summary of protocol version {protocol.version}'s impact")
         return 0
     if fmt == "json":
-        text = msgspec.json.format(msgspec.json.encode(amendments.impact_dict(result)), indent=1).decode() + "\n"
+        text = msgspec.json.format(msgspec.json.encode(impact_outputs.impact_dict(result)), indent=1).decode() + "\n"
     elif fmt == "csv":
         from trialcoord.kernel.render.tabular import csv_text
 
-        text = csv_text(amendments.IMPACT_COLUMNS, amendments.impact_rows(result, left=True))
+        text = csv_text(impact_outputs.IMPACT_COLUMNS, impact_outputs.impact_rows(result, left=True))
     else:
         text = _impact_table(result)
     if out:
@@ -101,10 +100,10 @@ def protocol_impact(study: str, file: str, effective: date | None, site: str | N
 
 
 def _impact_table(result) -> str:
-    from trialcoord.amendments import amendments
+    from trialcoord.amendments import impact_outputs
     from trialcoord.kernel.render.tabular import text_table
 
-    totals = amendments.impact_summary(result)["totals"]
+    totals = impact_outputs.impact_summary(result)["totals"]
     head = (
         f"{result.study} protocol version {result.version} from {result.effective} (as of {result.as_of}):"
         f" {totals['affected']} of {totals['participants']} active participants affected"
@@ -120,8 +119,10 @@ def _impact_table(result) -> str:
         )
         + "\n"
     )
-    rows = amendments.impact_rows(result, left=True)
-    table = text_table(amendments.IMPACT_COLUMNS, rows) if rows else "nothing changes and no participant is left out\n"
+    rows = impact_outputs.impact_rows(result, left=True)
+    table = (
+        text_table(impact_outputs.IMPACT_COLUMNS, rows) if rows else "nothing changes and no participant is left out\n"
+    )
     differences = "".join(
         f"what {result.version} changes against {label}:\n"
         + "".join(f"  {line}\n" for line in lines or ["no visit definition changes"])

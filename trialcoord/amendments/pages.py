@@ -10,7 +10,7 @@ from litestar.datastructures import UploadFile
 from litestar.exceptions import PermissionDeniedException
 from litestar.response import Redirect, Template
 
-from trialcoord.amendments import amendments
+from trialcoord.amendments import applying, impact, impact_outputs
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
 from trialcoord.kernel.rules.access import Action, visible_sites
 from trialcoord.kernel.web.errors import field_messages
@@ -65,26 +65,26 @@ class AmendmentPages(Controller):
                 text, name = await protocols.version_source(study, version)
             protocol = parse_protocol(text, file=name)
             sites = None if access.sites is None or access.sites.all_sites else access.sites.sites
-            result = await amendments.impact(study, protocol, text, effective, site=site, today=today, sites=sites)
+            result = await impact.impact(study, protocol, text, effective, site=site, today=today, sites=sites)
         except (InvalidInput, NotFound) as error:
             for key, message in field_messages(error).items():  # a problem of the file names its own path
                 key = key if key in IMPACT_FIELDS else "file"
                 form.errors[key] = f"{form.errors[key]} {message}" if key in form.errors else message
             return await _rerender(study, access, today, form)
         if fmt != "html":
-            content, media, filename = await amendments.impact_file(result, fmt, access.user_id)
+            content, media, filename = await impact_outputs.impact_file(result, fmt, access.user_id)
             return Response(
                 content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
             )
-        await amendments.record_impact_read(result, fmt, access.user_id)
+        await impact_outputs.record_impact_read(result, fmt, access.user_id)
         context = await _context(study, access, today, form.data)
         return Template(
             "amendments.html",
             context={
                 **context,
                 "impact": result,
-                "rows": amendments.impact_rows(result),
-                "totals": amendments.impact_summary(result)["totals"],
+                "rows": impact_outputs.impact_rows(result),
+                "totals": impact_outputs.impact_summary(result)["totals"],
             },
         )
 
@@ -103,7 +103,7 @@ class AmendmentPages(Controller):
             form.errors["apply_site"] = "Choose your site: you may not move every participant of the study."
             return await _rerender(study, access, today, form)
         try:
-            moved = await amendments.apply_version(
+            moved = await applying.apply_version(
                 study, version, effective, reason, site=site, today=today, actor=access.user_id
             )
         except (InvalidInput, Conflict, NotFound) as error:

@@ -48,7 +48,7 @@ def verify(paths: list[str], registry_file: str | None) -> int:
 def _verify_packages(paths: list[str], registry_file: str | None) -> int:
     import json
 
-    from trialcoord.documents.binder_package import verify_package
+    from trialcoord.documents.package_verification import verify_package
     from trialcoord.kernel.audit_log import clock
     from trialcoord.kernel.rules.audit_entries import utc_instant
 

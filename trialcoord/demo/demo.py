@@ -11,7 +11,7 @@ from pathlib import Path
 
 from trialcoord.accounts import accounts
 from trialcoord.accounts.accounts import AccountRules
-from trialcoord.amendments import amendments
+from trialcoord.amendments import applying
 from trialcoord.deviations import detection, deviation_review, manual, queue
 from trialcoord.kernel.bundled import folder
 from trialcoord.kernel.database.engine import transaction
@@ -135,7 +135,7 @@ async def _participant(
 async def _coordinator_actions(today: date) -> None:
     await mark_missed("DEMO-001", "101-003", "V4", "Participant was in hospital (not study related)", today=today)
     await book_appointment("DEMO-001", "102-001", "V3", today + timedelta(days=11), today=today)
-    await amendments.change_version(
+    await applying.change_version(
         "DEMO-001", "101-002", "2.0", today - timedelta(days=30), "Re-consented to amendment 1", today=today
     )
 

@@ -31,7 +31,7 @@ from trialcoord.deviations.rules.deviations import (
 from trialcoord.deviations.rules.deviations import (
     detect as find,
 )
-from trialcoord.documents import consent
+from trialcoord.documents import consent_checks
 from trialcoord.documents.rules.consent import ConsentDeviationCandidate, ConsentRule
 from trialcoord.kernel.audit_log import SYSTEM
 from trialcoord.kernel.database.engine import transaction
@@ -233,7 +233,7 @@ async def _consent_candidates(
 ) -> dict[int, list[ConsentDeviationCandidate]]:
     ids = {row["subject_id"]: pid for pid, row in people.items()}
     found: dict[int, list] = defaultdict(list)
-    for c in await consent.candidates(study, scope):
+    for c in await consent_checks.candidates(study, scope):
         if c["subject_id"] in ids and c["visit_on"] <= as_of:
             found[ids[c["subject_id"]]].append(
                 ConsentDeviationCandidate(

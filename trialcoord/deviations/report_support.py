@@ -10,10 +10,10 @@ from datetime import date
 
 from anyio import to_thread
 
-from trialcoord.documents import binder
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.problems import NotFound
+from trialcoord.kernel.render_cache import render_cache
 from trialcoord.scheduling.sites import list_sites
 
 
@@ -51,7 +51,7 @@ async def render(kind: str, template: str, data: dict, as_of: date, title: str, 
     from trialcoord.kernel.render.pdf_documents import render_pdf
 
     meta = render_meta(as_of, title, label)
-    cache = binder.render_cache()
+    cache = render_cache()
     if cache is not None:
         return await to_thread.run_sync(lambda: cache.render(kind, template, data, **meta))
     renderer = render_pdf if kind == "pdf" else render_docx

@@ -10,7 +10,7 @@ from datetime import date, timedelta
 from trialcoord.deviations.queue import listing
 from trialcoord.deviations.report_support import audit_export, percent, render, require_sites, rows_as_of, sha256
 from trialcoord.deviations.rules import deviation_trends as figures
-from trialcoord.documents import consent, documents
+from trialcoord.documents import consent_checks, documents
 from trialcoord.kernel.database.engine import fetch
 from trialcoord.scheduling import lookups, protocols
 
@@ -31,7 +31,7 @@ async def site_summary(
     chosen = await require_sites(study, sites)
     if rows is None:
         rows = rows_as_of(await listing(study, sites=chosen), as_of)
-    queue = [r for r in await consent.reconsent(study, as_of) if r["site"] in chosen]
+    queue = [r for r in await consent_checks.reconsent(study, as_of) if r["site"] in chosen]
     expiring = [d for d in await _expiring(study, as_of, personal) if d["site"] in chosen or d["site"] is None]
     people, visits = await _site_counts(study, chosen, as_of)
     per_site = []

@@ -162,15 +162,13 @@ def document_sign(study: str, name: str, label: str, meaning: str, site: str | N
 
 
 def binder_checklist(study: str, site: str, as_of: date | None, pdf: str | None = None) -> int:
-    from trialcoord.documents import binder
+    from trialcoord.documents.binder_checklist import checklist_report, site_checklist
 
     if pdf:
-        support.write_file(
-            pdf, support.database(lambda: binder.checklist_report(study, site, as_of or support.today()))
-        )
+        support.write_file(pdf, support.database(lambda: checklist_report(study, site, as_of or support.today())))
         print(f"checklist of site {site} written to {pdf}")
         return 0
-    items = support.database(lambda: binder.site_checklist(study, site, as_of or support.today()))
+    items = support.database(lambda: site_checklist(study, site, as_of or support.today()))
     for item in items:
         who = item["person"] or (f"consent {item['consent_version']}" if item["consent_version"] else "")
         until = f" until {item['expires_on']}" if item["expires_on"] else ""
@@ -182,12 +180,12 @@ def binder_checklist(study: str, site: str, as_of: date | None, pdf: str | None 
 
 
 def binder_export(study: str, site: str | None, out: str) -> int:
-    from trialcoord.documents import binder
+    from trialcoord.documents.binder_export import export
 
     target = Path(out)
     temporary = target.with_name(target.name + ".partial")
     try:
-        manifest = support.database(lambda: binder.export(study, site, temporary, support.actor()))
+        manifest = support.database(lambda: export(study, site, temporary, support.actor()))
         temporary.replace(target)  # a failed export leaves no half-written package under the asked name
     except OSError as error:
         raise UsageError(f"{out}: cannot be written ({error.strerror})") from None

@@ -9,7 +9,7 @@ import msgspec
 from litestar import Controller, get, post
 from litestar.params import JSONBody
 
-from trialcoord.documents import consent
+from trialcoord.documents import consent_checks, consent_versions, participant_consents
 from trialcoord.documents.rules.consent import SIGNATURE_BLOCKS
 from trialcoord.kernel.problems import invalid
 from trialcoord.kernel.rules.access import Action
@@ -116,7 +116,9 @@ class ConsentController(Controller):
 
     @get("/consent-versions", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def versions(self, study: StudyPath, access: AccessDep) -> list[ConsentVersionOut]:
-        return [ConsentVersionOut(**row) for row in await consent.list_versions(study) if access.shows(row["site"])]
+        return [
+            ConsentVersionOut(**row) for row in await consent_versions.list_versions(study) if access.shows(row["site"])
+        ]
 
     @post(
         "/consent-versions",
@@ -129,7 +131,7 @@ class ConsentController(Controller):
     ) -> ConsentVersionOut:
         """A consent version of a site, from an effective informed consent form document of that site."""
         access.require_site(data.site, "register consent versions")
-        row = await consent.register_version(
+        row = await consent_versions.register_version(
             study,
             data.site,
             data.language,
@@ -154,7 +156,7 @@ class ConsentController(Controller):
         was registered (paper_reference). A first consent also records the protocol's consent event."""
         signed_by = tuple(data.signed_by) if data.signed_by is not None else None
         if data.paper_reference is not None:
-            row = await consent.record_paper_consent(
+            row = await participant_consents.record_paper_consent(
                 study,
                 subject_id,
                 data.signed_on,
@@ -172,7 +174,7 @@ class ConsentController(Controller):
                 field="label",
             )
         else:
-            row = await consent.record_consent(
+            row = await participant_consents.record_consent(
                 study,
                 subject_id,
                 data.language,
@@ -188,14 +190,16 @@ class ConsentController(Controller):
     @get("/consent-issues", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def issues(self, study: StudyPath, access: AccessDep) -> list[ConsentIssueOut]:
         """Consent data issues for the sites: a consent whose version is not on record, once per participant."""
-        return [ConsentIssueOut(**row) for row in await consent.issues(study) if access.shows(row["site"])]
+        return [ConsentIssueOut(**row) for row in await consent_checks.issues(study) if access.shows(row["site"])]
 
     @get("/reconsent-queue", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def reconsent_queue(self, study: StudyPath, access: AccessDep, today: Today) -> list[ReconsentOut]:
         """Active participants who signed an older consent version than the one now effective at their site."""
-        return [ReconsentOut(**row) for row in await consent.reconsent(study, today) if access.shows(row["site"])]
+        return [
+            ReconsentOut(**row) for row in await consent_checks.reconsent(study, today) if access.shows(row["site"])
+        ]
 
     @get("/consent-deviation-candidates", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def candidates(self, study: StudyPath, access: AccessDep) -> list[CandidateOut]:
         """Visits before the participant's consent, or after re-consent became required and was not obtained."""
-        return [CandidateOut(**row) for row in await consent.candidates(study) if access.shows(row["site"])]
+        return [CandidateOut(**row) for row in await consent_checks.candidates(study) if access.shows(row["site"])]

@@ -21,7 +21,7 @@ from litestar.params import FromQuery, JSONBody
 from trialcoord.accounts import accounts
 from trialcoord.accounts.accounts import AccountRules
 from trialcoord.accounts.rules.accounts import Meaning
-from trialcoord.documents import binder, documents, signatures
+from trialcoord.documents import binder_checklist, binder_export, documents, signatures
 from trialcoord.documents.api.documents import Name, visible
 from trialcoord.documents.rules.documents import DocumentKey
 from trialcoord.kernel import audit_log
@@ -203,7 +203,7 @@ class BinderController(Controller):
     ) -> list[ChecklistItemOut]:
         """The site's expected documents: present, missing, expiring within 60 days, or expired."""
         access.require_site(site, "see the binder")
-        items = await binder.site_checklist(study, site, today)
+        items = await binder_checklist.site_checklist(study, site, today)
         return [
             msgspec.convert(
                 {**i, "expires_on": i["expires_on"].isoformat() if i["expires_on"] else None}, ChecklistItemOut
@@ -217,7 +217,7 @@ class BinderController(Controller):
     ) -> Response[bytes]:
         """The site's expected-documents checklist as a PDF/A report. Audited as an export."""
         access.require_site(site, "see the binder")
-        data = await binder.checklist_report(study, site, today)
+        data = await binder_checklist.checklist_report(study, site, today)
         await audit_log.record_alone(
             access.user_id, Change("export", "binder_checklist", f"{study}/{site}", None, {"as_of": today})
         )
@@ -245,7 +245,9 @@ class BinderController(Controller):
 
         with tempfile.TemporaryDirectory() as directory:
             out = Path(directory) / "binder.zip"
-            await binder.export(study, site or None, out, access.user_id, personal_at=personal_at, only_sites=only)
+            await binder_export.export(
+                study, site or None, out, access.user_id, personal_at=personal_at, only_sites=only
+            )
             data = out.read_bytes()
         name = f"binder-{study}" + (f"-{site}" if site else "") + ".zip"
         return Response(data, media_type="application/zip", headers={"Content-Disposition": attachment(name)})

@@ -14,9 +14,10 @@ from litestar.response import Redirect, Template
 
 from trialcoord.accounts.accounts import AccountRules
 from trialcoord.accounts.rules.accounts import Meaning
-from trialcoord.documents import binder, consent, documents, signatures
+from trialcoord.documents import binder_checklist, documents, signatures
 from trialcoord.documents.api.documents import visible
 from trialcoord.documents.api.signatures import sign_as_viewer
+from trialcoord.documents.consent_versions import list_versions, register_version
 from trialcoord.documents.rules.documents import DocumentKey
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotConfigured, NotFound
 from trialcoord.kernel.rules.access import Action
@@ -94,7 +95,7 @@ class VersionPages(Controller):
         if not form.errors:
             access.require_site(site, "register consent versions")
             try:
-                await consent.register_version(
+                await register_version(
                     study, site, language, consent_label, protocol_version, name, label, actor=access.user_id
                 )
             except (InvalidInput, Conflict, NotFound) as error:
@@ -112,7 +113,7 @@ class BinderPages(Controller):
     async def binder_page(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None) -> Template:
         sites = [row["code"] for row in await list_sites(study) if access.shows(row["code"])]
         chosen = site if site in sites else (sites[0] if sites else None)
-        items = await binder.site_checklist(study, chosen, today) if chosen else []
+        items = await binder_checklist.site_checklist(study, chosen, today) if chosen else []
         counts = {
             state: sum(1 for i in items if i["state"] == state)
             for state in ("missing", "expired", "expiring", "present")
@@ -159,7 +160,7 @@ async def _version_context(study: str, access: Access, today: date, key: Documen
     registrable = (
         row["artifact"]["unique_id"] == "040" and row["status"] == "effective" and key.site is not None and may_manage
     )
-    consent_versions = [v for v in await consent.list_versions(study) if v["site"] == key.site] if registrable else []
+    consent_versions = [v for v in await list_versions(study) if v["site"] == key.site] if registrable else []
     protocols = [(v["version"], v["version"]) for v in await list_protocol_versions(study)]
     return {
         "study": await get_study(study),

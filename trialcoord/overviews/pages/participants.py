@@ -10,8 +10,8 @@ from litestar import Controller, get, post
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
-from trialcoord.amendments import amendments
-from trialcoord.documents import consent
+from trialcoord.amendments import applying
+from trialcoord.documents import participant_consents
 from trialcoord.documents.rules.consent import SIGNATURE_BLOCKS
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotConfigured
 from trialcoord.kernel.rules.access import Action
@@ -98,7 +98,7 @@ class ParticipantPages(Controller):
         effective = form.date("effective", "date the change takes effect")
         reason = form.text("reason", "reason")
         if not form.errors:
-            call = amendments.change_version(
+            call = applying.change_version(
                 study, subject_id, version, effective, reason, today=today, actor=access.user_id
             )
             return await _save(call, study, subject_id, today, "version", form, access)
@@ -125,7 +125,7 @@ class ParticipantPages(Controller):
             return await _rerender(study, subject_id, today, "consent", form.errors, form, access)
         signed_by = tuple(block for block in SIGNATURE_BLOCKS if data.get(f"signed_{block}"))
         if version == "paper":
-            call = consent.record_paper_consent(
+            call = participant_consents.record_paper_consent(
                 study,
                 subject_id,
                 signed_on,
@@ -138,7 +138,7 @@ class ParticipantPages(Controller):
             )
         else:
             language, _, label = (version or "").partition(":")
-            call = consent.record_consent(
+            call = participant_consents.record_consent(
                 study,
                 subject_id,
                 language,
@@ -208,7 +208,7 @@ async def participant_context(
         action: access.may(action, study, site, today)
         for action in (Action.RECORD_VISIT, Action.ENROLL_PARTICIPANT, Action.VIEW_PERSONAL_DATA, Action.VIEW_AUDIT)
     }
-    consents, offered = await consent.of_participant(study, subject_id)
+    consents, offered = await participant_consents.of_participant(study, subject_id)
     identity, identity_error = None, None
     if may[Action.VIEW_PERSONAL_DATA]:
         try:

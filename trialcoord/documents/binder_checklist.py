@@ -1,0 +1,144 @@
+"""The regulatory binder of a study or site: the expected-documents checklist (the signed export is
+`binder_export.py`'s).
+
+The checklist is the domain's (`tmf.checklist`) over what is filed now: effective versions (and, for
+documents no IRB/IEC approves, approved ones), the people granted roles at the site (the delegation
+log's staff), and the effective consent forms whose IRB/IEC approval letters must be filed. Both the checklist
+and the export are audited as exports.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from anyio import to_thread
+
+from trialcoord.accounts import accounts
+from trialcoord.documents import store as documents_store
+from trialcoord.documents.rules.documents import DocumentKey, DocumentStatus
+from trialcoord.documents.rules.tmf import (
+    IRB_APPROVED,
+    PRINCIPAL_INVESTIGATOR,
+    SITE_CHECKLIST,
+    FiledDocument,
+    StaffMember,
+    checklist,
+)
+from trialcoord.kernel.database.engine import read
+from trialcoord.kernel.problems import NotFound, invalid
+from trialcoord.kernel.rules.access import Role
+from trialcoord.scheduling import lookups
+
+IN_FORCE = {DocumentStatus.EFFECTIVE}
+STAFF_ROLES = {Role.INVESTIGATOR: PRINCIPAL_INVESTIGATOR, Role.COORDINATOR: "coordinator"}
+
+
+async def document_rows(study: str, site: str | None) -> list[dict]:
+    async with read():
+        found = await lookups.find_study(study)
+        if found is None:
+            raise NotFound(f"study {study} does not exist")
+        if site is not None and await lookups.find_site(found["id"], site) is None:
+            raise invalid(f"study {study} has no site {site}", field="site")
+        return await documents_store.list_documents(study, site)
+
+
+def _in_force(row: dict) -> bool:
+    status = DocumentStatus(row["status"])
+    return status in IN_FORCE or (status is DocumentStatus.APPROVED and row["artifact"] not in IRB_APPROVED)
+
+
+async def site_checklist(study: str, site: str, today: date) -> list[dict]:
+    """The site's expected documents: present, missing, expiring within 60 days, or expired."""
+    rows = await document_rows(study, site)
+    filed = []
+    consents = []
+    for row in rows:
+        if not _in_force(row):
+            continue
+        version = documents_store.version_of(row, DocumentKey(study, row["site"] or None, row["name"]))
+        dated = version.entered(DocumentStatus.EFFECTIVE) or version.entered(DocumentStatus.APPROVED) or today
+        expires = date.fromisoformat(row["expires_on"]) if row["expires_on"] else None
+        filed.append(
+            FiledDocument(
+                row["artifact"],
+                row["site"] or None,
+                row["person"],
+                f"{row['name']} {row['label']}",
+                row["sha256"],
+                dated,
+                expires,
+            )
+        )
+        if row["artifact"] == "040" and row["site"] == site:
+            consents.append(version)
+    # An approval letter counts wherever it is filed in the study (any site, any status), once, with its expiry.
+    counted = {f.sha256 for f in filed if f.artifact_id == "066"}
+    for row in await document_rows(study, None):
+        if row["artifact"] == "066" and row["sha256"] not in counted:
+            counted.add(row["sha256"])
+            filed.append(
+                FiledDocument(
+                    "066",
+                    row["site"] or None,
+                    None,
+                    f"{row['name']} {row['label']}",
+                    row["sha256"],
+                    today,
+                    date.fromisoformat(row["expires_on"]) if row["expires_on"] else None,
+                )
+            )
+    staff = await _staff(study, site, today)
+    items = checklist(SITE_CHECKLIST, filed, staff, consents, today)
+    return [
+        {
+            "artifact": {"unique_id": i.artifact.unique_id, "number": i.artifact.number, "name": i.artifact.name},
+            "scope": i.rule.scope,
+            "person": i.person,
+            "consent_version": i.consent_version,
+            "state": str(i.state),
+            "document": i.filed.label if i.filed else None,
+            "expires_on": i.expires_on,
+        }
+        for i in items
+    ]
+
+
+async def checklist_report(study: str, site: str, today: date) -> bytes:
+    """The site's checklist as a PDF/A report, dated today (same day, same checklist: same bytes)."""
+    from trialcoord.kernel.render.pdf_documents import render_pdf
+
+    items = await site_checklist(study, site, today)
+    counts = {state: sum(1 for i in items if i["state"] == state) for state in ("missing", "expired", "expiring")}
+    rows = [
+        {
+            "state": i["state"],
+            "artifact": f"{i['artifact']['number']} {i['artifact']['name']}",
+            "for": i["person"] or (f"consent version {i['consent_version']}" if i["consent_version"] else i["scope"]),
+            "document": i["document"],
+            "expires_on": i["expires_on"].isoformat() if i["expires_on"] else None,
+        }
+        for i in items
+    ]
+    data = {"study_code": study, "site": site, "as_of": today.isoformat(), "counts": counts, "items": rows}
+    return await to_thread.run_sync(
+        lambda: render_pdf(
+            "binder_checklist",
+            data,
+            created_at=f"{today.isoformat()}T00:00:00.000000Z",
+            title=f"Expected documents of site {site}",
+            version_label=today.isoformat(),
+        )
+    )
+
+
+async def _staff(study: str, site: str, today: date) -> list[StaffMember]:
+    async with read():
+        grants = await accounts.grants_at(study, site)
+    return [
+        StaffMember(g["user_id"], STAFF_ROLES[Role(g["role"])])
+        for g in grants
+        if g["role"] in {str(r) for r in STAFF_ROLES}
+        and date.fromisoformat(str(g["valid_from"])) <= today
+        and (g["valid_to"] is None or today <= date.fromisoformat(str(g["valid_to"])))
+    ]

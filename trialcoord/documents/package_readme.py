@@ -1,0 +1,40 @@
+"""The package's `README.txt`: how to verify the package by hand with OpenSSL and GNU coreutils.
+
+Its shell commands are each one line to copy, so this module's lines may run past the line length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+def readme(manifest: Mapping, registry: Mapping) -> str:
+    key = next((k for k in registry.get("system_keys") or [] if k.get("key_id") == manifest["manifest_key_id"]), {})
+    return f"""Regulatory binder of study {manifest["scope"]["study"]}, site {manifest["scope"]["site"] or "(all)"}
+generated {manifest["generated_at"]} by trialcoord.
+
+manifest.json lists every file with its SHA-256 and its electronic signatures; manifest.json.sig is the
+Ed25519 signature of manifest.json's exact bytes by system key {manifest["manifest_key_id"]}.
+Unzip the package, then in its folder (OpenSSL 3.0 or later, GNU coreutils):
+
+1. The manifest signature. Expect "Signature Verified Successfully":
+
+   openssl pkeyutl -verify -pubin -inkey manifest-key.pem -rawin -in manifest.json -sigfile manifest.json.sig
+
+2. The key is the site's. This prints the raw public key in hex:
+
+   openssl pkey -pubin -in manifest-key.pem -outform DER | tail -c 32 | od -An -tx1 | tr -d ' \\n'; echo
+
+   It must equal the public_key of system key {manifest["manifest_key_id"]} in the signer registry the
+   site publishes; when this package was made that was
+   {key.get("public_key", "(not in the registry given)")}
+   Compare with the site's own copy of the registry, not only with registry.json inside this package.
+
+3. Every file, index.pdf, registry.json, exchange.xml and this README against the signed manifest.
+   Expect one "OK" per line and no "FAILED":
+
+   grep -o '"path":"[^"]*","sha256":"[0-9a-f]*"' manifest.json | sed -E 's/^"path":"(.*)","sha256":"(.*)"$/\\2  \\1/' | sha256sum -c -
+
+4. The electronic signatures inside manifest.json (each covers the SHA-256 of the version it signs)
+   are checked against the signer registry by trialcoord's package verifier (verify_package).
+"""

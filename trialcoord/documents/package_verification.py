@@ -1,0 +1,219 @@
+"""Verifying a binder package offline, with the public signer registry alone (no database, no private key):
+the manifest's signature, every file's SHA-256 and size, exchange.xml against the manifest, and the electronic
+signatures the manifest lists."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import xml.etree.ElementTree as ET
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from trialcoord.accounts.rules.signers import SignerKey, parse_registry
+from trialcoord.documents.package_layout import EXCHANGE, FIXED, FORMAT, HASHED, KEY_PEM, MANIFEST, REGISTRY, SIGNATURE
+from trialcoord.documents.rules.documents import DocumentKey, record_id
+from trialcoord.documents.rules.signatures import Signature, Verdict, judge
+from trialcoord.kernel import signing_keys
+
+_CHUNK = 1 << 20
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError)
+
+
+@dataclass(frozen=True)
+class PackageReport:
+    files_checked: int
+    signatures_checked: int
+    problems: tuple[str, ...]
+    trust: str = ""  # which registry the manifest signature and the signatures were checked against
+    valid_when_made: int = 0  # signatures whose key has since ended: not a problem (Part 11 keeps them)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _digest(archive: zipfile.ZipFile, name: str) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with archive.open(name) as member:  # a CRC mismatch raises at the end of the member
+        while chunk := member.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+@dataclass
+class _Verifier:
+    archive: zipfile.ZipFile
+    now: str
+    problems: list[str] = field(default_factory=list)
+    names: set[str] = field(default_factory=set)
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            return self.archive.read(name)
+        except KeyError:
+            self.problems.append(f"{name}: missing from the package")
+        except _READ_ERRORS as error:
+            self.problems.append(f"{name}: unreadable ({error})")
+        return None
+
+    def run(self, registry: Mapping | None) -> PackageReport:
+        names = self.archive.namelist()
+        self.names = set(names)
+        for name, count in Counter(names).items():
+            if count > 1:  # tools disagree on which copy they extract
+                self.problems.append(f"{name}: stored {count} times in the archive")
+        raw = self.read(MANIFEST)
+        try:
+            manifest = json.loads(raw) if raw is not None else None
+            if manifest is not None and (not isinstance(manifest, dict) or manifest.get("format") != FORMAT):
+                raise ValueError(f"not a {FORMAT} manifest")
+        except ValueError as error:
+            self.problems.append(f"{MANIFEST}: does not parse ({error})")
+            manifest = None
+        if manifest is None:
+            return PackageReport(0, 0, tuple(self.problems))
+        trust, signers = self.check_manifest_signature(raw, manifest, registry)
+        files = manifest.get("files") if isinstance(manifest.get("files"), list) else []
+        entries = [e for e in files if isinstance(e, dict)]
+        if len(entries) != len(files) or not isinstance(manifest.get("files"), list):
+            self.problems.append(f"{MANIFEST}: its file list is malformed")
+        listed = {str(e.get("path")) for e in entries}
+        for entry in entries:
+            self.check_member(entry.get("path"), entry.get("sha256"), entry.get("size"))
+        for role, name in HASHED.items():
+            stated = manifest.get(role) if isinstance(manifest.get(role), dict) else {}
+            if stated.get("path") != name:
+                self.problems.append(f"{MANIFEST}: does not state the SHA-256 of {name}")
+            else:
+                self.check_member(name, stated.get("sha256"), None)
+        for info in self.archive.infolist():
+            name = info.filename
+            if info.is_dir() and not info.file_size:
+                continue  # an empty folder entry, as a re-zipping tool adds: no content to vouch for
+            if name not in listed and name not in FIXED:
+                self.problems.append(f"{name}: in the archive but not listed in the manifest")
+        self.check_exchange(entries)
+        checked = made = 0
+        for entry in entries:
+            for data in entry.get("signatures") or []:
+                checked += 1
+                made += self.check_signature(entry, data, signers) is Verdict.VALID_WHEN_MADE
+        return PackageReport(len(entries), checked, tuple(self.problems), trust, made)
+
+    def check_manifest_signature(
+        self, raw: bytes, manifest: Mapping, registry: Mapping | None
+    ) -> tuple[str, dict[str, SignerKey] | None]:
+        """Verify manifest.json.sig; return the trust statement and the signer keys to judge with."""
+        trust = "the given signer registry"
+        if registry is None:  # all that is left: the package vouches for itself
+            trust = "the package's own registry.json only: compare its system key with the site's registry"
+            data = self.read(REGISTRY)
+            try:
+                registry = json.loads(data) if data is not None else {}
+            except ValueError:
+                registry = {}
+        try:
+            signers, system = parse_registry(registry)
+        except ValueError as error:
+            self.problems.append(f"{SIGNATURE}: no usable signer registry ({error})")
+            return trust, None
+        key_id = str(manifest.get("manifest_key_id"))
+        signature = self.read(SIGNATURE)
+        key = system.get(key_id)
+        if key is None:
+            self.problems.append(f"{SIGNATURE}: signed by key {key_id}, which is not a system key in {trust}")
+        elif signature is not None and (
+            len(signature) != 64 or not signing_keys.verify_hex(str(key["public_key"]), raw, signature.hex())
+        ):
+            self.problems.append(
+                f"{SIGNATURE}: does not verify under system key {key_id}: {MANIFEST} or its signature was altered"
+            )
+        pem = self.read(KEY_PEM)
+        if key is not None and pem is not None:
+            try:
+                same = signing_keys.public_key_hex(signing_keys.load_public_key(pem.decode())) == key["public_key"]
+            except (signing_keys.SigningKeyError, UnicodeDecodeError):
+                same = False
+            if not same:
+                self.problems.append(f"{KEY_PEM}: is not system key {key_id} of the registry")
+        return trust, signers
+
+    def check_member(self, name: Any, sha256: Any, size: Any) -> None:
+        if name not in self.names:
+            self.problems.append(f"{name}: listed in the manifest but missing from the package")
+            return
+        try:
+            actual, actual_size = _digest(self.archive, name)
+        except _READ_ERRORS as error:
+            self.problems.append(f"{name}: unreadable ({error})")
+            return
+        if actual != sha256:
+            self.problems.append(f"{name}: SHA-256 {actual[:12]}... differs from the manifest's: altered")
+        elif size is not None and actual_size != size:
+            self.problems.append(f"{name}: {actual_size} bytes, the manifest says {size}")
+
+    def check_exchange(self, entries: list[dict]) -> None:
+        data = self.read(EXCHANGE)
+        if data is None:
+            return
+        try:
+            stated = {(f.get("path"), f.get("sha256")) for f in ET.fromstring(data).iter("file")}
+        except ET.ParseError as error:
+            self.problems.append(f"{EXCHANGE}: not well-formed XML ({error})")
+            return
+        expected = {(e.get("path"), e.get("sha256")) for e in entries}
+        for path, sha256 in sorted(stated ^ expected, key=str):
+            self.problems.append(f"{EXCHANGE}: {path} with SHA-256 {str(sha256)[:12]}... disagrees with {MANIFEST}")
+
+    def check_signature(self, entry: Mapping, data: Any, signers: dict[str, SignerKey] | None) -> Verdict | None:
+        path = entry.get("path")
+        who = data.get("signer_id") if isinstance(data, dict) else None
+        try:
+            signature = Signature.from_dict(data)
+        except (ValueError, TypeError, AttributeError) as error:
+            self.problems.append(f"{path}: a signature by {who} is malformed ({error})")
+            return None
+        if signers is None:
+            return None  # already reported: no registry to judge with
+        expected = _record(entry)
+        if expected is not None and signature.statement.record != expected:  # copied from another entry
+            self.problems.append(
+                f"{path}: signature by {signature.statement.signer_id} states the record"
+                f" {signature.statement.record!r}, not this entry's {expected!r}"
+            )
+            return Verdict.INVALID
+        check = judge(signature, signers, entry.get("sha256"), signing_keys.verify_hex, self.now)
+        if not check.ok:
+            self.problems.append(
+                f"{path}: signature by {signature.statement.signer_id}"
+                f" ({signature.printed_name}, {signature.statement.meaning}): {check.reason}"
+            )
+        return check.verdict
+
+
+def _record(entry: Mapping) -> str | None:
+    """The record a version entry's signatures must state (as `trialcoord.documents.rules.documents.record_id`)."""
+    if not all(isinstance(entry.get(k), str) for k in ("study", "document", "label")):
+        return None
+    site = entry.get("site")
+    return record_id(
+        DocumentKey(entry["study"], site if isinstance(site, str) and site else None, entry["document"]), entry["label"]
+    )
+
+
+def verify_package(path_or_file: str | Path | BinaryIO, registry: Mapping | None = None, *, now: str) -> PackageReport:
+    """Check a package offline. `registry` is the site's public signer registry (`signatures/`); without it
+    the package's own registry.json is used, and the report's `trust` says so."""
+    try:
+        archive = zipfile.ZipFile(path_or_file)
+    except _READ_ERRORS as error:
+        return PackageReport(0, 0, (f"archive: not a readable ZIP ({error})",))
+    with archive:
+        return _Verifier(archive, now).run(registry)

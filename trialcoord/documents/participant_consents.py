@@ -1,0 +1,198 @@
+"""Participants' consents: that a participant signed a consent version (or a paper consent before its version was
+registered here), one act with the schedule's consent event, and a participant's consents beside their site's
+versions."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from trialcoord.documents import consent_store as store
+from trialcoord.documents.consent_records import day, versions_and_consents
+from trialcoord.documents.rules.consent import consent_signatures
+from trialcoord.kernel import audit_log
+from trialcoord.kernel.audit_log import SYSTEM, Change
+from trialcoord.kernel.database.engine import read, transaction
+from trialcoord.kernel.problems import NotFound, invalid
+from trialcoord.kernel.rules.audit_entries import utc_instant
+from trialcoord.scheduling import protocols
+from trialcoord.scheduling.participants import participant_site, record_id, subject_row
+from trialcoord.scheduling.visits import record_event
+
+
+async def record_consent(
+    study: str,
+    subject_id: str,
+    language: str,
+    label: str,
+    signed_on: date,
+    obtained_by: str,
+    today: date,
+    actor: str = SYSTEM,
+    signed_by: tuple[str, ...] | None = None,
+) -> dict:
+    """That the participant signed this consent version on `signed_on`, obtained by `obtained_by`, with the
+    signature blocks `signed_by` signed (participant or representative, witness, person obtaining consent);
+    None: not stated (recorded as unknown, never assumed). One act with the schedule: a first consent also
+    records the protocol's consent event on that date."""
+    signed_by = consent_signatures(signed_by) if signed_by is not None else ()
+    site = await _site_of(study, subject_id)
+    _check_signed(signed_on, obtained_by, today)
+    async with transaction(f"study {study}, participant {subject_id}"):
+        version = await store.find_version(study, site, language.strip().lower(), label.strip())
+        if version is None:
+            raise invalid(f"site {site} has no consent version {label} in language {language}", field="label")
+        if signed_on < day(version["effective_on"]):
+            raise invalid(
+                f"consent version {label} is effective from {version['effective_on']}; it cannot have been"
+                f" signed on {signed_on}. A consent signed on paper before its version was registered is"
+                " recorded with the paper document's reference instead",
+                field="signed_on",
+            )
+        record = {
+            "language": version["language"],
+            "label": label,
+            "signed_on": signed_on,
+            "obtained_by": obtained_by.strip(),
+            "signed_by": list(signed_by),
+        }
+        await _record(
+            study,
+            subject_id,
+            site,
+            signed_on,
+            today,
+            actor,
+            record,
+            f"consent/{label}",
+            lambda participant: store.insert_consent(
+                participant,
+                version["id"],
+                signed_on.isoformat(),
+                obtained_by.strip(),
+                utc_instant(audit_log.clock()),
+                signed_by,
+            ),
+        )
+    return {"subject_id": subject_id, "site": site, **record}
+
+
+async def record_paper_consent(
+    study: str,
+    subject_id: str,
+    signed_on: date,
+    reference: str,
+    obtained_by: str,
+    today: date,
+    actor: str = SYSTEM,
+    label: str | None = None,
+    language: str | None = None,
+    signed_by: tuple[str, ...] | None = None,
+) -> dict:
+    """A consent signed on paper before its version was registered here (legacy paper consent), recorded with
+    the paper document's `reference` (and the version `label` and `language` printed on it, when known). It
+    satisfies the before-consent checks; for re-consent it counts as the registered version its label names,
+    else as older than every version of the site that became effective after it was signed."""
+    signed_by = consent_signatures(signed_by) if signed_by is not None else ()
+    site = await _site_of(study, subject_id)
+    _check_signed(signed_on, obtained_by, today)
+    reference, label = reference.strip(), (label or "").strip() or None
+    language = (language or "").strip().lower() or None
+    if not reference or len(reference) > 200:
+        raise invalid(
+            "give the paper consent document's reference (such as its binder location or scan number),"
+            " at most 200 characters",
+            field="paper_reference",
+        )
+    async with transaction(f"study {study}, participant {subject_id}"):
+        record = {
+            "language": language,
+            "label": label,
+            "signed_on": signed_on,
+            "obtained_by": obtained_by.strip(),
+            "signed_by": list(signed_by),
+            "paper_reference": reference,
+        }
+        await _record(
+            study,
+            subject_id,
+            site,
+            signed_on,
+            today,
+            actor,
+            record,
+            f"consent/paper/{signed_on}",
+            lambda participant: store.insert_consent(
+                participant,
+                None,
+                signed_on.isoformat(),
+                obtained_by.strip(),
+                utc_instant(audit_log.clock()),
+                signed_by,
+                (reference, label, language),
+            ),
+        )
+    return {"subject_id": subject_id, "site": site, **record}
+
+
+async def _site_of(study: str, subject_id: str) -> str:
+    site = await participant_site(study, subject_id)
+    if site is None:
+        raise NotFound(f"study {study} has no participant {subject_id}")
+    return site
+
+
+def _check_signed(signed_on: date, obtained_by: str, today: date) -> None:
+    if signed_on > today:
+        raise invalid(f"a consent cannot be recorded for {signed_on}, after today ({today})", field="signed_on")
+    if not obtained_by.strip():
+        raise invalid("name the person who obtained the consent", field="obtained_by")
+
+
+async def _record(study, subject_id, site, signed_on, today, actor, record, name, insert) -> None:
+    """Store a consent and, when it is the participant's first, the protocol's consent event on its date (in the
+    caller's transaction, both audited)."""
+    subject = await subject_row(study, subject_id)
+    event = (await protocols.protocol_of(subject["protocol_version"], subject["sha256"])).consent_event
+    recorded = subject["events"].get(event) if event else None
+    if recorded is not None and signed_on < recorded:
+        raise invalid(
+            f"study {study}, participant {subject_id}: the consent event is recorded on {recorded}; a consent"
+            f" signed earlier, on {signed_on}, means that date is wrong: correct the {event} event first"
+            " (with a reason)",
+            field="signed_on",
+        )
+    await insert(subject["id"])
+    await audit_log.record(
+        actor,
+        Change("create", "participant_consent", record_id(study, site, subject_id, name), None, record),
+    )
+    if event is not None and recorded is None:
+        await record_event(study, subject_id, event, signed_on, today=today, actor=actor)
+
+
+async def of_participant(study: str, subject_id: str) -> tuple[list[dict], list[dict]]:
+    """(the participant's consents, the consent versions of their site), oldest first."""
+    site = await participant_site(study, subject_id)
+    if site is None:
+        raise NotFound(f"study {study} has no participant {subject_id}")
+    async with read():
+        versions, signed = await versions_and_consents(study, active_only=False)
+    mine = [
+        {
+            "language": c.version.language if c.version else c.language,
+            "label": c.version_label,
+            "signed_on": c.signed_on,
+            "obtained_by": c.obtained_by,
+            "signed_by": list(c.signed_by),
+            "paper_reference": c.reference,
+            "unknown": c.unknown,
+        }
+        for c in signed
+        if c.subject_id == subject_id
+    ]
+    offered = [
+        {"language": v.language, "label": v.label, "effective_on": v.effective_on} for v in versions if v.site == site
+    ]
+    if not offered:  # a site whose consent forms are not kept here: a consent event is all there is to know
+        mine = [c for c in mine if not c["unknown"]]
+    return sorted(mine, key=lambda c: c["signed_on"]), offered
