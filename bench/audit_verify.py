@@ -106,7 +106,7 @@ def as_rows(stored: list[StoredEntry]) -> list[tuple]:
             e.reason,
             digest.hex(),
         )
-        for e, digest in stored
+        for e, digest, *_ in stored
     ]
 
 

@@ -37,7 +37,7 @@ from argon2 import profiles
 
 from bench.common import PROTOCOL_TEXT, SITE, STUDY, atimed, on_each_engine, ratio_line, raw_sqlite_path, temp_database
 from bench.compute import best_of
-from trialcoord.accounts import accounts
+from trialcoord.accounts import accounts, signer_keys
 from trialcoord.accounts.accounts import AccountRules
 from trialcoord.accounts.passwords import PasswordHashing
 from trialcoord.documents import binder_checklist, binder_export, binder_index, documents, package_writing, signatures
@@ -89,7 +89,7 @@ PARTS = [  # (module, function, label); the export calls each through its module
     (binder_export.signatures_store, "signatures_of_study", "signature queries (one per binder)"),
     (binder_export.signatures_store, "files_of_study", "signature-file queries (one per binder)"),
     (signatures, "manifest", "signature manifestation (made at signing)"),
-    (signatures, "registry", "signer registry"),
+    (signer_keys, "registry", "signer registry"),
     (binder_export.audit_log, "record", "audit record"),
     (package_writing, "write_package", WRITE),
 ]
