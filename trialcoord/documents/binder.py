@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 from anyio import from_thread, to_thread
 
-from trialcoord.accounts import accounts, signer_keys
+from trialcoord.accounts import signer_keys, users
 from trialcoord.documents import binder_package as package
 from trialcoord.documents import documents, signatures, signatures_store
 from trialcoord.documents import store as documents_store
@@ -152,7 +152,7 @@ async def checklist_report(study: str, site: str, today: date) -> bytes:
 
 async def _staff(study: str, site: str, today: date) -> list[StaffMember]:
     async with read():
-        grants = await accounts.grants_at(study, site)
+        grants = await users.grants_at(study, site)
     return [
         StaffMember(g["user_id"], STAFF_ROLES[Role(g["role"])])
         for g in grants

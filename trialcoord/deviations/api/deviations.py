@@ -18,8 +18,8 @@ from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from trialcoord.accounts import accounts
-from trialcoord.accounts.accounts import AccountRules
+from trialcoord.accounts.signing import signing_ceremony
+from trialcoord.accounts.users import AccountRules
 from trialcoord.deviations import detection, deviation_review, manual, queue
 from trialcoord.deviations.rules.deviation_review import TRANSITIONS, Step, check_step
 from trialcoord.kernel.problems import InvalidInput, NotFound, Problem
@@ -380,7 +380,7 @@ class DeviationController(Controller):
                 ]
             )
         if transition.meaning is not None:
-            signing = await accounts.signing_ceremony(
+            signing = await signing_ceremony(
                 access.viewer, str(transition.meaning), data.password or "", data.user_id, rules=account_rules
             )
         await deviation_review.take_step(
