@@ -37,9 +37,9 @@ from argon2 import profiles
 
 from bench.common import PROTOCOL_TEXT, SITE, STUDY, atimed, on_each_engine, ratio_line, raw_sqlite_path, temp_database
 from bench.compute import best_of
-from trialcoord.accounts import accounts, signer_keys
-from trialcoord.accounts.accounts import AccountRules
+from trialcoord.accounts import signer_keys, signing, users
 from trialcoord.accounts.passwords import PasswordHashing
+from trialcoord.accounts.users import AccountRules
 from trialcoord.documents import binder_checklist, binder_export, binder_index, documents, package_writing, signatures
 from trialcoord.documents.rules.documents import DocumentKey
 from trialcoord.kernel import signing_keys, system_keys
@@ -67,8 +67,8 @@ async def set_up(count: int) -> dict[str, bytes]:
     system_keys.use(system_keys.SystemKeys(b"bench passphrase", signing_keys.generate_key(), pades))
     await protocols.load_protocol_version(parse_protocol(PROTOCOL_TEXT, "bench.yaml"), PROTOCOL_TEXT, "bench.yaml")
     await sites.create_site(STUDY, SITE, "Bench Clinic")
-    await accounts.create_user("ivan", "Dr. Ivan Investigator", "ivan@example.org", PASSWORD, "bench", rules=RULES)
-    await accounts.grant("ivan", "investigator", STUDY, SITE, date(2000, 1, 1), None, "bench")
+    await users.create_user("ivan", "Dr. Ivan Investigator", "ivan@example.org", PASSWORD, "bench", rules=RULES)
+    await users.grant("ivan", "investigator", STUDY, SITE, date(2000, 1, 1), None, "bench")
     rng, blobs = random.Random(500), {}
     for i in range(count):
         data = pdf_like(rng)
@@ -77,7 +77,7 @@ async def set_up(count: int) -> dict[str, bytes]:
         await documents.add_version(key, "087" if i % 2 else "090", "1", data, f"doc-{i:04d}.pdf")
         if i % 10 == 0:
             await signatures.sign(
-                key, "1", await accounts.signing_by_password("ivan", "approval", PASSWORD, rules=RULES)
+                key, "1", await signing.signing_by_password("ivan", "approval", PASSWORD, rules=RULES)
             )
     return blobs
 

@@ -119,8 +119,8 @@ def account_rules():
     50 ms a hash), the default lock-out and inactivity."""
     from argon2 import profiles
 
-    from trialcoord.accounts.accounts import AccountRules
     from trialcoord.accounts.passwords import PasswordHashing
+    from trialcoord.accounts.users import AccountRules
 
     return AccountRules(hashing=PasswordHashing(profiles.CHEAPEST))
 
@@ -227,39 +227,39 @@ async def anonymous(app):
 
 async def add_user(user_id: str, *grants: tuple, printed_name: str | None = None) -> None:
     """A user with grants given as (role, study, site[, valid_to[, personal_data]])."""
-    from trialcoord.accounts import accounts
+    from trialcoord.accounts import users
 
-    await accounts.create_user(
+    await users.create_user(
         user_id, printed_name or user_id.title(), f"{user_id}@example.org", PASSWORD, "admin", rules=account_rules()
     )
     for role, study, site, *rest in grants:
         valid_to = rest[0] if rest else None
-        await accounts.grant(
+        await users.grant(
             user_id, role, study, site, LONG_AGO, valid_to, "admin", personal_data=rest[1] if len(rest) > 1 else False
         )
 
 
 async def sign_version(key, label: str, user_id: str = "ivan", meaning: str = "approval") -> dict:
     """`user_id` (made if new) signs a document version through the password ceremony."""
-    from trialcoord.accounts import accounts
+    from trialcoord.accounts import signing, users
     from trialcoord.documents import signatures
     from trialcoord.kernel.problems import NotFound
 
     try:
-        await accounts.get_user(user_id)
+        await users.get_user(user_id)
     except NotFound:  # an investigator where the document is: signing needs the right to
         await add_user(user_id, ("investigator", key.study, key.site))
     return await signatures.sign(
-        key, label, await accounts.signing_by_password(user_id, meaning, PASSWORD, rules=account_rules())
+        key, label, await signing.signing_by_password(user_id, meaning, PASSWORD, rules=account_rules())
     )
 
 
 async def signed_in(client, user_id: str):
     """`client` signed in as `user_id`: the session as cookie (pages) and bearer token (API), and the
     CSRF token as a header, which the pages accept in place of the form field."""
-    from trialcoord.accounts import accounts
+    from trialcoord.accounts import sessions
 
-    session = await accounts.sign_in(user_id, PASSWORD, "127.0.0.1", rules=account_rules())
+    session = await sessions.sign_in(user_id, PASSWORD, "127.0.0.1", rules=account_rules())
     client.cookies.set("trialcoord_session", session.token)
     client.headers["Authorization"] = f"Bearer {session.token}"
     client.headers["X-CSRF-Token"] = session.csrf_token

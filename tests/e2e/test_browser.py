@@ -59,7 +59,7 @@ PASSWORD = "browser test passphrase"  # throwaway accounts of a temporary databa
 
 
 async def _load_demo(url: str) -> None:
-    from trialcoord.accounts import accounts
+    from trialcoord.accounts import users
     from trialcoord.demo.demo import add_demo_users, load_demo
     from trialcoord.kernel.database.engine import bind_engine, build_engine
     from trialcoord.kernel.database.migrations import migrate
@@ -69,11 +69,11 @@ async def _load_demo(url: str) -> None:
     await load_demo(TODAY)
     await add_demo_users(TODAY, PASSWORD, "system", account_rules())
     for user_id, role in (("admin", "administrator"), ("olive", None)):
-        await accounts.create_user(
+        await users.create_user(
             user_id, user_id.title(), f"{user_id}@example.org", PASSWORD, "system", rules=account_rules()
         )
         if role:
-            await accounts.grant(user_id, role, None, None, TODAY, None, "system")
+            await users.grant(user_id, role, None, None, TODAY, None, "system")
 
 
 def _wait_until_up(base_url: str, server: subprocess.Popen, timeout: float = 30) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import LONG_AGO, PASSWORD, account_rules, add_user, sign_version
 from tests.integration.test_signatures import AT, COVER
-from trialcoord.accounts import accounts, signer_keys
+from trialcoord.accounts import signer_keys, signing, users
 from trialcoord.documents import binder_checklist, binder_contents, binder_export, binder_index, documents, signatures
 from trialcoord.documents.package_verification import verify_package
 from trialcoord.documents.rules.documents import DocumentKey, IrbApproval
@@ -152,8 +152,8 @@ async def test_the_commands_sign_export_and_verify_a_binder(study, db, tmp_path,
     }
     (tmp_path / "signatures").mkdir()
     assert run("setup", "--no-demo", env=env).returncode == 0
-    await accounts.create_user("ivan", "Dr. Ivan", "ivan@example.org", PASSWORD, "admin", rules=account_rules())
-    await accounts.grant("ivan", "investigator", "TST-1", "101", LONG_AGO, None, "admin")
+    await users.create_user("ivan", "Dr. Ivan", "ivan@example.org", PASSWORD, "admin", rules=account_rules())
+    await users.grant("ivan", "investigator", "TST-1", "101", LONG_AGO, None, "admin")
     file = tmp_path / "cv.pdf"
     file.write_bytes(pdf)
     assert (
@@ -322,12 +322,12 @@ async def test_site_staff_sign_the_protocol_for_review_but_only_the_study_approv
     await add_user("ivan", ("investigator", "TST-1", "101"))
     for meaning in ("review", "responsibility"):
         made = await signatures.sign(
-            protocol, "2.0", await accounts.signing_by_password("ivan", meaning, PASSWORD, rules=account_rules())
+            protocol, "2.0", await signing.signing_by_password("ivan", meaning, PASSWORD, rules=account_rules())
         )
         assert made["meaning"] == meaning and made["record"] == "TST-1/documents/Protocol/2.0"
     with pytest.raises(Forbidden, match="may not sign Protocol for approval"):
         await signatures.sign(
-            protocol, "2.0", await accounts.signing_by_password("ivan", "approval", PASSWORD, rules=account_rules())
+            protocol, "2.0", await signing.signing_by_password("ivan", "approval", PASSWORD, rules=account_rules())
         )
     await add_user("ada", ("administrator", None, None))
     assert (await sign_version(protocol, "2.0", "ada"))["meaning"] == "approval"

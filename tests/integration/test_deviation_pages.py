@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, SITE_B, SUBJECT_A, SUBJECT_B, account_rules, signed_in
 from tests.integration.test_pages import error_next_to
-from trialcoord.accounts import accounts
+from trialcoord.accounts.signing import signing_by_password
 from trialcoord.deviations import detection, deviation_review, manual, queue
 from trialcoord.scheduling import visits
 
@@ -272,7 +272,7 @@ async def test_reopening_needs_a_reason(anonymous, late):
     await responded(late)
     await deviation_review.take_step("TST-1", late, "acknowledge", "monitor")
     client = await as_user(anonymous, "monitor")
-    signing = await accounts.signing_by_password("monitor", "review", PASSWORD, rules=account_rules())
+    signing = await signing_by_password("monitor", "review", PASSWORD, rules=account_rules())
     await deviation_review.take_step(
         "TST-1", late, "classify", "monitor", classification="important", category="visit schedule", signing=signing
     )

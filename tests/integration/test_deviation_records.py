@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, account_rules, add_user
-from trialcoord.accounts import accounts
+from trialcoord.accounts.signing import signing_by_password
 from trialcoord.deviations import detection, deviation_review, manual, queue, verification
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.database.engine import fetch, transaction
@@ -223,7 +223,7 @@ async def test_a_deviation_walks_from_detection_to_closure_with_signed_classific
     )
     assert (row["state"], row["site_reason"]) == ("site_response", "Patient had flu")
     assert (await deviation_review.take_step(study, did, "acknowledge", "mona"))["state"] == "under_review"
-    signing = await accounts.signing_by_password("mona", "review", PASSWORD, rules=account_rules())
+    signing = await signing_by_password("mona", "review", PASSWORD, rules=account_rules())
     row = await deviation_review.take_step(
         study,
         did,
@@ -235,7 +235,7 @@ async def test_a_deviation_walks_from_detection_to_closure_with_signed_classific
         signing=signing,
     )
     assert row["state"] == "classified"
-    closing = await accounts.signing_by_password("mona", "approval", PASSWORD, rules=account_rules())
+    closing = await signing_by_password("mona", "approval", PASSWORD, rules=account_rules())
     row = await deviation_review.take_step(study, did, "close", "mona", signing=closing)
     assert row["state"] == "closed" and row["closed_at"]
     judged = await deviation_review.verify_signatures(study, did)
@@ -269,7 +269,7 @@ async def test_every_forbidden_transition_is_refused_and_changes_nothing(detecte
     before = await queue.get(study, did)
     signing = None
     if step in ("classify", "close"):
-        signing = await accounts.signing_by_password(
+        signing = await signing_by_password(
             "mona", "review" if step == "classify" else "approval", PASSWORD, rules=account_rules()
         )
     with pytest.raises(InvalidInput, match="cannot be"):
@@ -376,7 +376,7 @@ async def test_the_database_refuses_to_delete_deviations_or_change_their_history
         "mona",
         classification="important",
         category="visit schedule",
-        signing=await accounts.signing_by_password("mona", "review", PASSWORD, rules=account_rules()),
+        signing=await signing_by_password("mona", "review", PASSWORD, rules=account_rules()),
     )
     await manual.approve_exception("TST-1", "1003", "V2", 0, 1, TODAY, "travel", "ivan", today=TODAY)
     with pytest.raises(Exception, match="never"):
@@ -414,7 +414,7 @@ async def test_verify_checks_deviation_signatures_against_the_registry_and_the_t
         classification="important",
         category="visit schedule",
         subcategory="VISIT OUT OF WINDOW",
-        signing=await accounts.signing_by_password("mona", "review", PASSWORD, rules=account_rules()),
+        signing=await signing_by_password("mona", "review", PASSWORD, rules=account_rules()),
     )
     checked, problems = await verification.verify_all()
     assert checked >= 2 and problems == []
@@ -464,7 +464,7 @@ async def walk_to(study: str, did: int, last: str) -> None:
         classification="non_important",
         category="visit schedule",
         subcategory="VISIT OUT OF WINDOW",
-        signing=await accounts.signing_by_password("mona", "review", PASSWORD, rules=account_rules()),
+        signing=await signing_by_password("mona", "review", PASSWORD, rules=account_rules()),
     )
     if last == "close":
         await deviation_review.take_step(
@@ -472,7 +472,7 @@ async def walk_to(study: str, did: int, last: str) -> None:
             did,
             "close",
             "mona",
-            signing=await accounts.signing_by_password("mona", "approval", PASSWORD, rules=account_rules()),
+            signing=await signing_by_password("mona", "approval", PASSWORD, rules=account_rules()),
         )
 
 

@@ -15,7 +15,7 @@ import pikepdf
 import pytest
 
 from tests.conftest import PASSWORD, RANDOMIZED, SITE_A, SITE_B, SUBJECT_A, SUBJECT_B, account_rules, signed_in
-from trialcoord.accounts import accounts
+from trialcoord.accounts import signing
 from trialcoord.deviations import (
     detection,
     deviation_review,
@@ -77,14 +77,14 @@ async def reported(personas, monkeypatch):
         classification="non_important",
         category="visit schedule",
         subcategory="VISIT MISSED",
-        signing=await accounts.signing_by_password("monitor", "review", PASSWORD, rules=account_rules()),
+        signing=await signing.signing_by_password("monitor", "review", PASSWORD, rules=account_rules()),
     )
     await deviation_review.take_step(
         study,
         at_b["id"],
         "close",
         "monitor",
-        signing=await accounts.signing_by_password("monitor", "approval", PASSWORD, rules=account_rules()),
+        signing=await signing.signing_by_password("monitor", "approval", PASSWORD, rules=account_rules()),
     )
     moment["now"] = None
     pdf = render_pdf(

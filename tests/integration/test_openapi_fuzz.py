@@ -48,7 +48,7 @@ TOKEN: dict[str, str] = {}
 
 
 async def _load_demo() -> None:
-    from trialcoord.accounts import accounts
+    from trialcoord.accounts import sessions, users
     from trialcoord.demo.demo import load_demo
     from trialcoord.kernel.database.engine import bind_engine, build_engine
     from trialcoord.kernel.database.migrations import migrate
@@ -56,11 +56,11 @@ async def _load_demo() -> None:
     engine = bind_engine(build_engine(DATABASE_URL))
     await migrate(engine)
     await load_demo(date.today())
-    await accounts.create_user(
+    await users.create_user(
         "fuzzer", "Fuzz Admin", "fuzz@example.org", "fuzzing passphrase 1", "system", rules=account_rules()
     )
-    await accounts.grant("fuzzer", "administrator", None, None, date(2000, 1, 1), None, "system")
-    TOKEN["value"] = (await accounts.issue_token("fuzzer", 1, "system")).token
+    await users.grant("fuzzer", "administrator", None, None, date(2000, 1, 1), None, "system")
+    TOKEN["value"] = (await sessions.issue_token("fuzzer", 1, "system")).token
 
 
 @pytest.fixture(scope="module", autouse=True)

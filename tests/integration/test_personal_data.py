@@ -333,15 +333,13 @@ async def test_only_grants_with_personal_data_read_it_and_only_site_staff_write_
 
 
 async def test_a_sponsor_grant_cannot_carry_personal_data(personas):
-    from trialcoord.accounts import accounts
+    from trialcoord.accounts import users
     from trialcoord.kernel.problems import InvalidInput
 
     with pytest.raises(InvalidInput):
-        await accounts.grant("sponsor", "sponsor", STUDY, None, date(2000, 1, 1), None, "admin", personal_data=True)
+        await users.grant("sponsor", "sponsor", STUDY, None, date(2000, 1, 1), None, "admin", personal_data=True)
     with pytest.raises(InvalidInput):
-        await accounts.grant(
-            "coord-a", "coordinator", STUDY, "101", date(2000, 1, 1), None, "admin", personal_data=True
-        )
+        await users.grant("coord-a", "coordinator", STUDY, "101", date(2000, 1, 1), None, "admin", personal_data=True)
 
 
 # --- 4. a value copied to another participant does not decrypt ---

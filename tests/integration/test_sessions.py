@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.conftest import PASSWORD, account_rules, add_user, signed_in
-from trialcoord.accounts import accounts
-from trialcoord.accounts.accounts import AccountRules
+from trialcoord.accounts import sessions, signing, users
+from trialcoord.accounts.users import AccountRules
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.problems import InvalidInput
+from trialcoord.kernel.rules.access import Viewer
 
 pytestmark = pytest.mark.anyio
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -66,15 +67,15 @@ async def test_wrong_credentials_say_the_same_thing_whether_or_not_the_user_exis
     unknown = await anonymous.post("/api/sign-in", json={"user_id": "nobody", "password": "x" * 12})
     wrong = await anonymous.post("/api/sign-in", json={"user_id": "coord-a", "password": "x" * 12})
     assert unknown.status_code == wrong.status_code == 401
-    assert unknown.json()["detail"] == wrong.json()["detail"] == accounts.WRONG
+    assert unknown.json()["detail"] == wrong.json()["detail"] == sessions.WRONG
 
 
 async def test_what_was_typed_as_an_unknown_user_id_is_never_recorded(anonymous, personas, clock):
     for typed in ("Tr0ub4dor&3 horse", "correcthorsebatterystaple"):  # passwords typed in the wrong field
         await anonymous.post("/api/sign-in", json={"user_id": typed, "password": "x" * 12})
         clock(minutes=1)
-    problems = await accounts.recent_sign_in_problems()
-    assert [p["user_id"] for p in problems[:2]] == [accounts.UNKNOWN] * 2
+    problems = await sessions.recent_sign_in_problems()
+    assert [p["user_id"] for p in problems[:2]] == [sessions.UNKNOWN] * 2
     trail = str(await audit_log.browse(audit_log.AuditFilter(action="sign_in_failed"), None, 5)).lower()
     assert "tr0ub4dor" not in trail and "correcthorse" not in trail
 
@@ -84,8 +85,8 @@ async def test_concurrent_attempts_cannot_all_pass_the_gate(personas, clock):
 
     async def attempt():
         try:
-            await accounts.sign_in("coord-a", "wrong password!", "10.0.0.9", rules=account_rules())
-        except accounts.SignInRefused as refused:
+            await sessions.sign_in("coord-a", "wrong password!", "10.0.0.9", rules=account_rules())
+        except sessions.SignInRefused as refused:
             return "refused" if refused.retry_at else "failed"
 
     outcomes = await asyncio.gather(*(attempt() for _ in range(20)))
@@ -94,15 +95,15 @@ async def test_concurrent_attempts_cannot_all_pass_the_gate(personas, clock):
 
 
 async def test_an_address_spraying_passwords_across_accounts_is_refused(personas, clock, monkeypatch):
-    monkeypatch.setattr(accounts, "ADDRESS_LIMIT", 3)
+    monkeypatch.setattr(sessions, "ADDRESS_LIMIT", 3)
     for user_id in ("coord-a", "coord-b", "sponsor"):
-        with pytest.raises(accounts.SignInRefused):
-            await accounts.sign_in(user_id, "wrong password!", "10.0.0.7", rules=account_rules())
-    with pytest.raises(accounts.SignInRefused, match="too many failed"):
-        await accounts.sign_in(
+        with pytest.raises(sessions.SignInRefused):
+            await sessions.sign_in(user_id, "wrong password!", "10.0.0.7", rules=account_rules())
+    with pytest.raises(sessions.SignInRefused, match="too many failed"):
+        await sessions.sign_in(
             "monitor", PASSWORD, "10.0.0.7", rules=account_rules()
         )  # right password, throttled address
-    assert (await accounts.sign_in("monitor", PASSWORD, "10.0.0.8", rules=account_rules())).user_id == "monitor"
+    assert (await sessions.sign_in("monitor", PASSWORD, "10.0.0.8", rules=account_rules())).user_id == "monitor"
 
 
 async def test_failures_are_recorded_audited_and_shown_to_administrators(anonymous, personas, clock):
@@ -178,14 +179,14 @@ async def test_a_new_password_or_disabling_signs_out_everywhere(anonymous, perso
     first = await signed_in(anonymous, "coord-a")
     async with httpx.AsyncClient(transport=anonymous._transport, base_url="https://testserver") as other:
         second = await signed_in(other, "coord-a")
-        await accounts.reset_password("coord-a", "a brand new passphrase", "admin", rules=account_rules())
+        await users.reset_password("coord-a", "a brand new passphrase", "admin", rules=account_rules())
         assert (await first.get("/api/me")).status_code == 401
         assert (await second.get("/api/me")).status_code == 401
-    signed = await accounts.sign_in("coord-a", "a brand new passphrase", "127.0.0.1", rules=account_rules())
-    await accounts.disable_user("coord-a", "admin", "left the site")
-    assert (await accounts.resolve(signed.token, rules=account_rules())).viewer is None
-    with pytest.raises(accounts.SignInRefused):
-        await accounts.sign_in("coord-a", "a brand new passphrase", "127.0.0.1", rules=account_rules())
+    signed = await sessions.sign_in("coord-a", "a brand new passphrase", "127.0.0.1", rules=account_rules())
+    await users.disable_user("coord-a", "admin", "left the site")
+    assert (await sessions.resolve(signed.token, rules=account_rules())).viewer is None
+    with pytest.raises(sessions.SignInRefused):
+        await sessions.sign_in("coord-a", "a brand new passphrase", "127.0.0.1", rules=account_rules())
 
 
 async def test_signing_out_ends_the_session(anonymous, personas):
@@ -193,7 +194,7 @@ async def test_signing_out_ends_the_session(anonymous, personas):
     token = client.headers["Authorization"].split()[1]
     response = await client.post("/sign-out")
     assert response.status_code == 303 and response.headers["location"] == "/sign-in"
-    assert (await accounts.resolve(token, rules=account_rules())).viewer is None
+    assert (await sessions.resolve(token, rules=account_rules())).viewer is None
 
 
 async def test_every_page_form_needs_the_sessions_csrf_token(app, anonymous, personas):
@@ -227,11 +228,11 @@ async def test_bearer_tokens_do_not_open_pages_and_cookies_do_not_write_to_the_a
 
 
 async def test_issued_tokens_expire(personas, clock):
-    token = await accounts.issue_token("coord-a", 2, "admin")
+    token = await sessions.issue_token("coord-a", 2, "admin")
     clock(days=1, hours=23)
-    assert (await accounts.resolve(token.token, rules=account_rules())).viewer is not None
+    assert (await sessions.resolve(token.token, rules=account_rules())).viewer is not None
     clock(hours=1)
-    assert (await accounts.resolve(token.token, rules=account_rules())).why == "expired"
+    assert (await sessions.resolve(token.token, rules=account_rules())).why == "expired"
 
 
 async def test_account_and_grant_input_is_checked(anonymous, personas):
@@ -273,37 +274,37 @@ async def test_account_and_grant_input_is_checked(anonymous, personas):
 # The signing ceremony (11.200(a)(1))
 
 
-async def _viewer(user_id: str) -> accounts.Viewer:
-    signed = await accounts.sign_in(user_id, PASSWORD, "127.0.0.1", rules=account_rules())
-    return (await accounts.resolve(signed.token, rules=account_rules())).viewer
+async def _viewer(user_id: str) -> Viewer:
+    signed = await sessions.sign_in(user_id, PASSWORD, "127.0.0.1", rules=account_rules())
+    return (await sessions.resolve(signed.token, rules=account_rules())).viewer
 
 
 async def test_the_first_signing_needs_both_components_later_ones_the_password(personas, clock):
     viewer = await _viewer("coord-a")
     with pytest.raises(InvalidInput, match="user ID and password"):
-        await accounts.signing_ceremony(viewer, "authorship", PASSWORD, None, rules=account_rules())
-    first = await accounts.signing_ceremony(viewer, "authorship", PASSWORD, "Coord-A", rules=account_rules())
+        await signing.signing_ceremony(viewer, "authorship", PASSWORD, None, rules=account_rules())
+    first = await signing.signing_ceremony(viewer, "authorship", PASSWORD, "Coord-A", rules=account_rules())
     assert (first.printed_name, str(first.meaning), str(first.components)) == (
         "Coord-A",
         "authorship",
         "user ID and password",
     )
     clock(minutes=5)
-    second = await accounts.signing_ceremony(viewer, "review", PASSWORD, None, rules=account_rules())
+    second = await signing.signing_ceremony(viewer, "review", PASSWORD, None, rules=account_rules())
     assert str(second.components) == "password"
 
 
 async def test_a_failed_signing_fails_closed_and_restarts_the_ceremony(personas, clock):
     viewer = await _viewer("coord-a")
-    await accounts.signing_ceremony(viewer, "approval", PASSWORD, "coord-a", rules=account_rules())
+    await signing.signing_ceremony(viewer, "approval", PASSWORD, "coord-a", rules=account_rules())
     with pytest.raises(InvalidInput, match="password is not correct"):
-        await accounts.signing_ceremony(viewer, "approval", "not my password", None, rules=account_rules())
+        await signing.signing_ceremony(viewer, "approval", "not my password", None, rules=account_rules())
     with pytest.raises(InvalidInput, match="user ID and password"):
-        await accounts.signing_ceremony(viewer, "approval", PASSWORD, None, rules=account_rules())
+        await signing.signing_ceremony(viewer, "approval", PASSWORD, None, rules=account_rules())
     with pytest.raises(InvalidInput, match="meaning"):
-        await accounts.signing_ceremony(viewer, "because", PASSWORD, "coord-a", rules=account_rules())
+        await signing.signing_ceremony(viewer, "because", PASSWORD, "coord-a", rules=account_rules())
     with pytest.raises(InvalidInput, match="not the signed-in"):
-        await accounts.signing_ceremony(viewer, "approval", PASSWORD, "coord-b", rules=account_rules())
+        await signing.signing_ceremony(viewer, "approval", PASSWORD, "coord-b", rules=account_rules())
     trail = await audit_log.browse(audit_log.AuditFilter(action="signing_failed"), None, 10)
     # an unknown meaning is refused as a mistake before the ceremony: not a failed signing
     assert len(trail) == 3 and all("not my password" not in str(e) for e in trail)
@@ -311,15 +312,15 @@ async def test_a_failed_signing_fails_closed_and_restarts_the_ceremony(personas,
 
 async def test_a_disabled_account_cannot_sign(personas):
     viewer = await _viewer("coord-a")
-    await accounts.disable_user("coord-a", "admin", "left")
+    await users.disable_user("coord-a", "admin", "left")
     with pytest.raises(InvalidInput):
-        await accounts.signing_ceremony(viewer, "approval", PASSWORD, "coord-a", rules=account_rules())
+        await signing.signing_ceremony(viewer, "approval", PASSWORD, "coord-a", rules=account_rules())
 
 
 async def test_a_user_id_is_never_reused(personas):
     from trialcoord.kernel.problems import Conflict
 
-    await accounts.disable_user("coord-b", "admin", "left")
+    await users.disable_user("coord-b", "admin", "left")
     with pytest.raises(Conflict, match="never reused"):
         await add_user("coord-b")
 
@@ -345,5 +346,5 @@ async def test_password_checks_run_off_the_event_loop(personas):
             threads.append(threading.current_thread())
             return real.verify(stored, password)
 
-    await accounts.sign_in("coord-a", PASSWORD, "127.0.0.1", rules=AccountRules(hashing=Watching()))
+    await sessions.sign_in("coord-a", PASSWORD, "127.0.0.1", rules=AccountRules(hashing=Watching()))
     assert threads and threading.main_thread() not in threads

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import PASSWORD, account_rules, add_user, sign_version
 from tests.integration.test_documents import tamper
-from trialcoord.accounts import accounts, signer_keys
+from trialcoord.accounts import signer_keys, signing, users
 from trialcoord.accounts.rules.signers import parse_registry
 from trialcoord.deviations import verification
 from trialcoord.documents import documents, signatures
@@ -92,12 +92,12 @@ async def test_a_wrong_password_signs_nothing_and_is_audited(study, real_pdf):
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
     await add_user("ivan", ("investigator", "TST-1", "101"))
     with pytest.raises(InvalidInput) as refused:
-        await accounts.signing_by_password("ivan", "approval", "not the password", rules=account_rules())
+        await signing.signing_by_password("ivan", "approval", "not the password", rules=account_rules())
     assert refused.value.problems[0].field == "password"
     with pytest.raises(InvalidInput, match="not correct"):
-        await accounts.signing_by_password("nobody", "approval", PASSWORD, rules=account_rules())
+        await signing.signing_by_password("nobody", "approval", PASSWORD, rules=account_rules())
     with pytest.raises(InvalidInput, match="meaning"):
-        await accounts.signing_by_password("ivan", "liking", PASSWORD, rules=account_rules())
+        await signing.signing_by_password("ivan", "liking", PASSWORD, rules=account_rules())
     assert (await signatures.of_version(ICF, "1.0")) == ([], [])
     failures = await audit_log.export_rows(audit_store.AuditFilter(action="signing_failed"), 10)
     assert [e["reason"] for e in failures][:1] == ["the password is not correct"]
@@ -180,11 +180,11 @@ async def test_a_revoked_key_keeps_old_signatures_valid_when_made_and_a_new_key_
 async def test_disabling_an_account_ends_its_signing_key(study, real_pdf):
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
     await sign_version(ICF, "1.0", "ivan", "review")
-    await accounts.disable_user("ivan", "admin", "left the site")
+    await users.disable_user("ivan", "admin", "left the site")
     signers, _ = parse_registry(await signer_keys.registry())
     assert [k.revoked_reason for k in signers.values()] == ["account disabled"]
     with pytest.raises(InvalidInput, match="disabled"):
-        await accounts.signing_by_password("ivan", "approval", PASSWORD, rules=account_rules())
+        await signing.signing_by_password("ivan", "approval", PASSWORD, rules=account_rules())
 
 
 async def test_verification_names_an_altered_or_moved_signature(study, db, real_pdf):
@@ -290,10 +290,10 @@ async def test_a_signer_without_the_right_cannot_sign_from_any_door(study, real_
     for user, meaning in (("sam", "review"), ("colin", "approval"), ("mona", "approval")):
         with pytest.raises(Forbidden):
             await signatures.sign(
-                ICF, "1.0", await accounts.signing_by_password(user, meaning, PASSWORD, rules=account_rules())
+                ICF, "1.0", await signing.signing_by_password(user, meaning, PASSWORD, rules=account_rules())
             )
     made = await signatures.sign(
-        ICF, "1.0", await accounts.signing_by_password("mona", "review", PASSWORD, rules=account_rules())
+        ICF, "1.0", await signing.signing_by_password("mona", "review", PASSWORD, rules=account_rules())
     )
     assert made["meaning"] == "review"
 

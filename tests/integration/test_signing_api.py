@@ -166,12 +166,12 @@ async def test_wrong_signing_passwords_throttle_and_lock_the_account_like_wrong_
     for _ in range(5):  # each failure delays the next attempt (doubling), as at sign-in
         again = await ivan.post(f"{DOCS}/signatures", json={**sign, "password": PASSWORD})
         assert again.status_code == 422 and "try again after" in again.text
-    from trialcoord.accounts import accounts
+    from trialcoord.accounts import sessions, signing
 
-    with pytest.raises(accounts.SignInRefused, match="try again after"):  # the same gate guards signing in
-        await accounts.sign_in("ivan", PASSWORD, "127.0.0.1", rules=account_rules())
-    shown = await accounts.recent_sign_in_problems()
-    assert "failed" in [p["outcome"] for p in shown if p["address"] == accounts.SIGNING_ADDRESS]  # shown to admins
+    with pytest.raises(sessions.SignInRefused, match="try again after"):  # the same gate guards signing in
+        await sessions.sign_in("ivan", PASSWORD, "127.0.0.1", rules=account_rules())
+    shown = await sessions.recent_sign_in_problems()
+    assert "failed" in [p["outcome"] for p in shown if p["address"] == signing.SIGNING_ADDRESS]  # shown to admins
     assert (await ivan.get(f"{DOCS}/signatures", params={"name": "CV Ivan", "label": "1", "site": "101"})).json()[
         "signatures"
     ] == []

@@ -10,8 +10,9 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter
 
-from trialcoord.accounts import accounts
-from trialcoord.accounts.accounts import API, AccountRules, SignInRefused
+from trialcoord.accounts import sessions, users
+from trialcoord.accounts.sessions import API, SignInRefused
+from trialcoord.accounts.users import AccountRules
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import PUBLIC, SIGNED_IN, Access, needs
@@ -109,7 +110,7 @@ class SessionController(Controller):
     async def sign_in(self, request: Request, data: JSONBody[SignInIn], account_rules: RulesDep) -> Response[SignInOut]:
         """Exchange a user ID and password for a bearer token; it lapses after the inactivity timeout."""
         try:
-            signed = await accounts.sign_in(
+            signed = await sessions.sign_in(
                 data.user_id, data.password, address_of(request), kind=API, rules=account_rules
             )
         except SignInRefused as refused:
@@ -118,11 +119,11 @@ class SessionController(Controller):
 
     @post("/sign-out", opt=SIGNED_IN, status_code=204, responses=problem_responses(401))
     async def sign_out(self, access: AccessDep) -> None:
-        await accounts.sign_out(access.viewer)
+        await sessions.sign_out(access.viewer)
 
     @get("/me", opt=SIGNED_IN, responses=problem_responses(401))
     async def me(self, access: AccessDep) -> UserOut:
-        return _user(await accounts.get_user(access.viewer.user_id))
+        return _user(await users.get_user(access.viewer.user_id))
 
 
 def refusal_response(refused: SignInRefused) -> Response:
@@ -139,35 +140,35 @@ class UserController(Controller):
 
     @get("/users", opt=MANAGE, responses=problem_responses(401, 403))
     async def list_users(self) -> list[UserOut]:
-        return [_user(row) for row in await accounts.list_users()]
+        return [_user(row) for row in await users.list_users()]
 
     @post("/users", opt=MANAGE, status_code=201, responses=problem_responses(400, 401, 403, 409, 422))
     async def create_user(self, data: JSONBody[UserIn], access: AccessDep, account_rules: RulesDep) -> UserOut:
-        row = await accounts.create_user(
+        row = await users.create_user(
             data.user_id, data.printed_name, data.email, data.password, access.viewer.user_id, rules=account_rules
         )
         return _user(row)
 
     @get("/users/{user_id:str}", opt=MANAGE, responses=problem_responses(400, 401, 403, 404))
     async def get_user(self, user_id: UserPath) -> UserOut:
-        return _user(await accounts.get_user(user_id))
+        return _user(await users.get_user(user_id))
 
     @post("/users/{user_id:str}/disable", opt=MANAGE, responses=problem_responses(400, 401, 403, 404, 422))
     async def disable_user(self, user_id: UserPath, data: JSONBody[ReasonIn], access: AccessDep) -> UserOut:
-        return _user(await accounts.disable_user(user_id, access.viewer.user_id, data.reason))
+        return _user(await users.disable_user(user_id, access.viewer.user_id, data.reason))
 
     @post("/users/{user_id:str}/password", opt=MANAGE, responses=problem_responses(400, 401, 403, 404, 422))
     async def reset_password(
         self, user_id: UserPath, data: JSONBody[PasswordIn], access: AccessDep, account_rules: RulesDep
     ) -> UserOut:
         """Set a new password; every session of the account ends."""
-        return _user(await accounts.reset_password(user_id, data.password, access.viewer.user_id, rules=account_rules))
+        return _user(await users.reset_password(user_id, data.password, access.viewer.user_id, rules=account_rules))
 
     @post(
         "/users/{user_id:str}/grants", opt=MANAGE, status_code=201, responses=problem_responses(400, 401, 403, 404, 422)
     )
     async def grant(self, user_id: UserPath, data: JSONBody[GrantIn], access: AccessDep) -> GrantOut:
-        row = await accounts.grant(
+        row = await users.grant(
             user_id,
             data.role,
             data.study,
@@ -181,9 +182,9 @@ class UserController(Controller):
 
     @post("/grants/{grant_id:int}/revoke", opt=MANAGE, responses=problem_responses(400, 401, 403, 404, 422))
     async def revoke(self, grant_id: GrantPath, data: JSONBody[ReasonIn], access: AccessDep) -> GrantOut:
-        return msgspec.convert(await accounts.revoke(grant_id, access.viewer.user_id, data.reason), GrantOut)
+        return msgspec.convert(await users.revoke(grant_id, access.viewer.user_id, data.reason), GrantOut)
 
     @get("/sign-in-problems", opt=MANAGE, responses=problem_responses(401, 403))
     async def sign_in_problems(self) -> list[SignInProblem]:
         """Failed and refused sign-ins, newest first (11.300(d))."""
-        return [msgspec.convert(row, SignInProblem) for row in await accounts.recent_sign_in_problems()]
+        return [msgspec.convert(row, SignInProblem) for row in await sessions.recent_sign_in_problems()]

@@ -86,7 +86,7 @@ def read_password(generate: bool) -> tuple[str, bool]:
 
 def rules():
     """The accounts' rules from the settings, as the web app builds them."""
-    from trialcoord.accounts.accounts import AccountRules
+    from trialcoord.accounts.users import AccountRules
 
     return AccountRules.from_settings(get_settings())
 
@@ -95,10 +95,10 @@ def rules():
 
 
 def user_create(user_id: str, name: str, email: str, generate: bool) -> int:
-    from trialcoord.accounts import accounts
+    from trialcoord.accounts import users
 
     password, shown = read_password(generate)
-    row = support.database(lambda: accounts.create_user(user_id, name, email, password, support.actor(), rules=rules()))
+    row = support.database(lambda: users.create_user(user_id, name, email, password, support.actor(), rules=rules()))
     print(f"user {row['user_id']} created")
     if shown:
         print(f"password: {password}  (shown this once)")
@@ -106,18 +106,18 @@ def user_create(user_id: str, name: str, email: str, generate: bool) -> int:
 
 
 def user_disable(user_id: str, reason: str) -> int:
-    from trialcoord.accounts import accounts
+    from trialcoord.accounts import users
 
-    row = support.database(lambda: accounts.disable_user(user_id, support.actor(), reason))
+    row = support.database(lambda: users.disable_user(user_id, support.actor(), reason))
     print(f"user {row['user_id']} is {row['status']}; their sessions have ended")
     return 0
 
 
 def user_reset_password(user_id: str, generate: bool) -> int:
-    from trialcoord.accounts import accounts
+    from trialcoord.accounts import users
 
     password, shown = read_password(generate)
-    row = support.database(lambda: accounts.reset_password(user_id, password, support.actor(), rules=rules()))
+    row = support.database(lambda: users.reset_password(user_id, password, support.actor(), rules=rules()))
     print(f"password of {row['user_id']} changed; their sessions have ended")
     if shown:
         print(f"password: {password}  (shown this once)")
@@ -133,10 +133,10 @@ def user_grant(
     valid_to: date | None,
     personal_data: bool,
 ) -> int:
-    from trialcoord.accounts import accounts
+    from trialcoord.accounts import users
 
     row = support.database(
-        lambda: accounts.grant(
+        lambda: users.grant(
             user_id, role, study, site, valid_from or support.today(), valid_to, support.actor(), personal_data
         )
     )
@@ -149,18 +149,18 @@ def user_grant(
 
 
 def user_revoke(grant_id: int, reason: str) -> int:
-    from trialcoord.accounts import accounts
+    from trialcoord.accounts import users
 
-    row = support.database(lambda: accounts.revoke(grant_id, support.actor(), reason))
+    row = support.database(lambda: users.revoke(grant_id, support.actor(), reason))
     print(f"grant {row['id']} of {row['user_id']} revoked")
     return 0
 
 
 def user_list() -> int:
-    from trialcoord.accounts import accounts
+    from trialcoord.accounts import users
 
     async def run():
-        return [await accounts.get_user(row["user_id"]) for row in await accounts.list_users()]
+        return [await users.get_user(row["user_id"]) for row in await users.list_users()]
 
     for user in support.database(run):
         print(f"{user['user_id']}\t{user['status']}\t{user['printed_name']}")
@@ -180,9 +180,9 @@ def user_list() -> int:
 
 
 def user_token(user_id: str, days: int) -> int:
-    from trialcoord.accounts import accounts
+    from trialcoord.accounts import sessions
 
-    signed = support.database(lambda: accounts.issue_token(user_id, days, support.actor()))
+    signed = support.database(lambda: sessions.issue_token(user_id, days, support.actor()))
     print(f"bearer token for {signed.user_id}, valid until {signed.expires_at} (shown this once):")
     print(signed.token)
     return 0
@@ -238,13 +238,13 @@ def _pii_key_file() -> Path:
 def signer_revoke(user_id: str, reason: str) -> int:
     """End a signer's key (lost, compromised, left): later signatures need a new key, older ones stay
     verifiable as valid when made."""
-    from trialcoord.accounts import accounts, signer_keys
+    from trialcoord.accounts import signer_keys, users
     from trialcoord.accounts.rules.accounts import normalize_user_id
 
     user_id = normalize_user_id(user_id)
 
     async def revoke():
-        await accounts.get_user(user_id)  # an unknown user ID is an error, not "no key in force"
+        await users.get_user(user_id)  # an unknown user ID is an error, not "no key in force"
         return await signer_keys.end_signer_keys(user_id, reason, support.actor())
 
     ended = support.database(revoke)

@@ -6,9 +6,10 @@ from litestar import Controller, Request, get, post
 from litestar.datastructures import Cookie
 from litestar.response import Redirect, Template
 
-from trialcoord.accounts import accounts
-from trialcoord.accounts.accounts import PAGE, SignInRefused
+from trialcoord.accounts import sessions
 from trialcoord.accounts.api import RulesDep, address_of
+from trialcoord.accounts.sessions import PAGE, SignInRefused
+from trialcoord.accounts.users import get_user, list_users
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.forms import Form, FormReader
 from trialcoord.kernel.web.guard import PUBLIC, SESSION_COOKIE, SIGNED_IN, needs
@@ -35,7 +36,7 @@ class AccountPages(Controller):
         user_id = (form.data.get("user_id") or "")[:64]
         target = safe_next(form.data.get("next"))
         try:
-            signed = await accounts.sign_in(
+            signed = await sessions.sign_in(
                 user_id, data.get("password") or "", address_of(request), kind=PAGE, rules=account_rules
             )
         except SignInRefused as refused:
@@ -53,14 +54,14 @@ class AccountPages(Controller):
 
     @post("/sign-out", opt=SIGNED_IN)
     async def sign_out(self, access: AccessDep) -> Redirect:
-        await accounts.sign_out(access.viewer)
+        await sessions.sign_out(access.viewer)
         return Redirect(
             "/sign-in", status_code=303, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")]
         )
 
     @get("/admin", opt=needs(Action.MANAGE_USERS))
     async def admin(self) -> Template:
-        users = await accounts.list_users()
-        details = [await accounts.get_user(row["user_id"]) for row in users]
-        problems = await accounts.recent_sign_in_problems()
+        users = await list_users()
+        details = [await get_user(row["user_id"]) for row in users]
+        problems = await sessions.recent_sign_in_problems()
         return Template("admin.html", context={"users": details, "problems": problems})

@@ -54,7 +54,8 @@ def serve(host: str | None, port: int | None) -> int:
 
 def setup(demo: bool = True) -> int:
     """Everything a fresh installation needs; what exists already is kept (keys, users, a loaded study)."""
-    from trialcoord.accounts import accounts, signer_keys
+    from trialcoord.accounts import signer_keys
+    from trialcoord.accounts.users import count_users, create_user, grant
     from trialcoord.demo.demo import add_demo_users, load_demo
     from trialcoord.kernel import pii, signing_keys
 
@@ -77,12 +78,12 @@ def setup(demo: bool = True) -> int:
 
     async def run():
         created = None
-        if await accounts.count_users() == 0:
+        if await count_users() == 0:
             password = generated_password()
-            await accounts.create_user(
+            await create_user(
                 FIRST_ADMIN, "Administrator", "admin@localhost.invalid", password, support.actor(), rules=rules()
             )
-            await accounts.grant(FIRST_ADMIN, "administrator", None, None, support.today(), None, support.actor())
+            await grant(FIRST_ADMIN, "administrator", None, None, support.today(), None, support.actor())
             created = password
         loaded = await load_demo(support.today()) if demo else False
         demo_password = generated_password()

@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
-from trialcoord.accounts import accounts
-from trialcoord.accounts.accounts import AccountRules
+from trialcoord.accounts import users
+from trialcoord.accounts.users import AccountRules
 from trialcoord.amendments import applying
 from trialcoord.deviations import detection, deviation_review, manual, queue
 from trialcoord.kernel.bundled import folder
@@ -185,20 +185,19 @@ async def add_demo_users(today: date, password: str, actor: str, rules: AccountR
     for user_id, name, role, study, site, ends in DEMO_USERS:
         if await _user_exists(user_id):
             continue
-        await accounts.create_user(user_id, name, f"{user_id}@demo.invalid", password, actor, rules=rules)
+        await users.create_user(user_id, name, f"{user_id}@demo.invalid", password, actor, rules=rules)
         valid_to = today + timedelta(days=ends) if ends is not None else None
         start = min(today - timedelta(days=120), valid_to or today)
-        await accounts.grant(user_id, role, study, site, start, valid_to, actor)
+        await users.grant(user_id, role, study, site, start, valid_to, actor)
         created.append(user_id)
     return created
 
 
 async def _user_exists(user_id: str) -> bool:
-    from trialcoord.accounts import accounts
     from trialcoord.kernel.problems import NotFound
 
     try:
-        await accounts.get_user(user_id)
+        await users.get_user(user_id)
     except NotFound:
         return False
     return True

@@ -13,7 +13,7 @@ from datetime import date
 
 from anyio import to_thread
 
-from trialcoord.accounts import accounts
+from trialcoord.accounts import users
 from trialcoord.documents import store as documents_store
 from trialcoord.documents.rules.documents import DocumentKey, DocumentStatus
 from trialcoord.documents.rules.tmf import (
@@ -134,7 +134,7 @@ async def checklist_report(study: str, site: str, today: date) -> bytes:
 
 async def _staff(study: str, site: str, today: date) -> list[StaffMember]:
     async with read():
-        grants = await accounts.grants_at(study, site)
+        grants = await users.grants_at(study, site)
     return [
         StaffMember(g["user_id"], STAFF_ROLES[Role(g["role"])])
         for g in grants

@@ -134,8 +134,8 @@ def document_sign(study: str, name: str, label: str, meaning: str, site: str | N
     """Sign as `user_id`: both components every time (no session), the password from a terminal or stdin."""
     import getpass
 
-    from trialcoord.accounts import accounts
-    from trialcoord.accounts.accounts import AccountRules
+    from trialcoord.accounts import signing
+    from trialcoord.accounts.users import AccountRules
     from trialcoord.documents import signatures
     from trialcoord.kernel.config import get_settings
 
@@ -148,7 +148,7 @@ def document_sign(study: str, name: str, label: str, meaning: str, site: str | N
         return await signatures.sign(
             key,
             label,
-            await accounts.signing_by_password(
+            await signing.signing_by_password(
                 user_id, meaning, password, rules=AccountRules.from_settings(get_settings())
             ),
         )

@@ -1,7 +1,7 @@
 """Electronic signatures of document versions (Part 11 11.50, 11.70, 11.200) and their manifestation.
 
-A signer signs through the re-authentication ceremony (`accounts.signing_ceremony` on the web,
-`accounts.signing_by_password` on the command line); the system then signs the statement with the
+A signer signs through the re-authentication ceremony (`signing.signing_ceremony` on the web,
+`signing.signing_by_password` on the command line); the system then signs the statement with the
 signer's own Ed25519 key, made at their first signature and kept encrypted (scrypt + AES-GCM under the
 system passphrase). The public part of every key, with its validity, is the signer registry
 (`signatures/registry.json`). Each signature is printed on a signature page that is appended to the
@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from anyio import to_thread
 
-from trialcoord.accounts import accounts, signer_keys
+from trialcoord.accounts import signer_keys, users
 from trialcoord.accounts.rules.accounts import Meaning, Signing
 from trialcoord.accounts.rules.signers import SignerKey
 from trialcoord.documents import signatures_store as store
@@ -112,7 +112,7 @@ def may_sign(grants, key: DocumentKey, meaning: str, today) -> bool:
 
 async def _check_authority(key: DocumentKey, signing: Signing) -> None:
     async with read():
-        grants = await accounts.grants_held(signing.user_id)
+        grants = await users.grants_held(signing.user_id)
     settings = system_keys._settings
     today = signing.signed_at.astimezone(ZoneInfo(settings.time_zone if settings else "UTC")).date()  # as grants
     if not may_sign(grants, key, signing.meaning, today):

@@ -20,10 +20,10 @@ from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 from markupsafe import Markup, escape
 
-from trialcoord.accounts import accounts
-from trialcoord.accounts.accounts import AccountRules
+from trialcoord.accounts import sessions
 from trialcoord.accounts.api import SessionController, UserController
 from trialcoord.accounts.pages import AccountPages
+from trialcoord.accounts.users import AccountRules
 from trialcoord.amendments.api import AmendmentController, ParticipantVersionController
 from trialcoord.amendments.pages import AmendmentPages
 from trialcoord.audit.api import AuditController
@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None, *, account_rules: AccountRules 
         state=State(
             {
                 "settings": settings,
-                "resolve_session": partial(accounts.resolve, rules=rules),  # for the guard, below the features
+                "resolve_session": partial(sessions.resolve, rules=rules),  # for the guard, below the features
                 "participant_site": participants.participant_site,
             }
         ),

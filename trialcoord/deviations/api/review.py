@@ -16,8 +16,8 @@ from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import JSONBody, PathParameter
 
-from trialcoord.accounts import accounts
-from trialcoord.accounts.accounts import AccountRules
+from trialcoord.accounts.signing import signing_ceremony
+from trialcoord.accounts.users import AccountRules
 from trialcoord.deviations import deviation_review, queue
 from trialcoord.deviations.api.deviations import (
     READ,
@@ -110,7 +110,7 @@ class ReviewController(Controller):
                 ]
             )
         if transition.meaning is not None:
-            signing = await accounts.signing_ceremony(
+            signing = await signing_ceremony(
                 access.viewer, str(transition.meaning), data.password or "", data.user_id, rules=account_rules
             )
         await deviation_review.take_step(

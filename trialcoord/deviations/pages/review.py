@@ -18,8 +18,8 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
 
-from trialcoord.accounts import accounts
-from trialcoord.accounts.accounts import AccountRules
+from trialcoord.accounts.signing import signing_ceremony
+from trialcoord.accounts.users import AccountRules
 from trialcoord.deviations import deviation_review, queue
 from trialcoord.deviations.pages.queue import NOTICES, REVIEW, VIEW, Form, queue_url, renamed, visible_deviation
 from trialcoord.deviations.rules.deviation_review import CATEGORIES, SUBCATEGORIES, TRANSITIONS, Step, check_step
@@ -152,7 +152,7 @@ async def _take(
             signing = None
             if transition.meaning is not None:
                 password = data.get("password")
-                signing = await accounts.signing_ceremony(
+                signing = await signing_ceremony(
                     access.viewer,
                     str(transition.meaning),
                     password if isinstance(password, str) else "",

@@ -18,9 +18,9 @@ from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromQuery, JSONBody
 
-from trialcoord.accounts import accounts
-from trialcoord.accounts.accounts import AccountRules
 from trialcoord.accounts.rules.accounts import Meaning
+from trialcoord.accounts.signing import signing_ceremony
+from trialcoord.accounts.users import AccountRules
 from trialcoord.documents import binder_checklist, binder_export, documents, signatures
 from trialcoord.documents.api.documents import Name, visible
 from trialcoord.documents.rules.documents import DocumentKey
@@ -106,7 +106,7 @@ async def sign_as_viewer(
     rules: AccountRules,
 ) -> dict:
     await check_may_sign(access, study, key, label, meaning, today)
-    signing = await accounts.signing_ceremony(access.viewer, meaning, password, typed_user_id, rules=rules)
+    signing = await signing_ceremony(access.viewer, meaning, password, typed_user_id, rules=rules)
     return await signatures.sign(key, label, signing)
 
 

@@ -12,8 +12,8 @@ from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException
 from litestar.response import Redirect, Template
 
-from trialcoord.accounts.accounts import AccountRules
 from trialcoord.accounts.rules.accounts import Meaning
+from trialcoord.accounts.users import AccountRules
 from trialcoord.documents import binder_checklist, documents, signatures
 from trialcoord.documents.api.documents import visible
 from trialcoord.documents.api.signatures import sign_as_viewer

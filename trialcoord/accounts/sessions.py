@@ -1,0 +1,203 @@
+"""Sign-in, sessions and tokens (rules in docs/access-control.md), and `resolve`, the guard's session lookup.
+
+Sessions are server-side rows named by the SHA-256 of a random token (the cookie or bearer value is never
+stored). Every sign-in and failed sign-in is audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from anyio import to_thread
+
+from trialcoord.accounts import store, users
+from trialcoord.accounts.passwords import MAX_LENGTH
+from trialcoord.accounts.rules.accounts import (
+    AccountStatus,
+    login_gate,
+    normalize_user_id,
+    session_lapsed,
+    valid_user_id,
+)
+from trialcoord.accounts.users import AccountRules, user_row
+from trialcoord.kernel import audit_log
+from trialcoord.kernel.audit_log import Change
+from trialcoord.kernel.database.engine import read, transaction
+from trialcoord.kernel.problems import invalid
+from trialcoord.kernel.rules.access import Resolution, Viewer
+from trialcoord.kernel.rules.audit_entries import utc_instant
+
+PAGE, API, TOKEN = "page", "api", "token"  # session kinds: cookie, bearer from sign-in, long-lived bearer
+TOUCH_EVERY = timedelta(seconds=30)  # last activity is written at most this often (a lapse comes early, never late)
+ADDRESS_LIMIT = 50  # failures from one address within the lock-out window before it is refused (spraying)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# Sign-in and sessions ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    token: str  # shown once: the cookie or bearer value
+    csrf_token: str
+    user_id: str
+    expires_at: str | None
+
+
+class SignInRefused(Exception):
+    """Wrong credentials, a locked account or a throttled address: one message that reveals no more."""
+
+    def __init__(self, message: str, retry_at: datetime | None = None):
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
+WRONG = "The user ID or password is not correct."
+UNKNOWN = "(unknown user ID)"  # recorded instead of what was typed: it may be a password typed in the wrong field
+
+
+async def sign_in(
+    typed_user_id: str, password: str, address: str, kind: str = PAGE, *, rules: AccountRules
+) -> SignedIn:
+    """Check the password behind the lock-out gate; unknown IDs cost the same argon2 work as known ones.
+
+    The attempt is recorded (pending) before anything is checked, so concurrent attempts see each other.
+    """
+    user_id = normalize_user_id(typed_user_id or "")
+    now = users.now()
+    since = now - rules.lockout.window
+    async with transaction("sign-in attempt"):
+        row = await store.find_user(user_id) if valid_user_id(user_id) else None
+        recorded = row["user_id"] if row else UNKNOWN
+        attempt = await store.insert_attempt(utc_instant(now), recorded, address, "pending")
+    async with read():
+        # A lock lasts `lock_for` after the failures that caused it, which span up to `window`.
+        failures = (
+            [
+                instant(at)
+                for at in await store.failures_before(recorded, attempt, utc_instant(since - rules.lockout.lock_for))
+            ]
+            if row
+            else []
+        )
+        sprayed = await store.address_failures_before(address, attempt, utc_instant(since)) >= ADDRESS_LIMIT
+    gate = login_gate(failures, now, rules.lockout)
+    if not gate.allowed or sprayed:
+        await finish_attempt(
+            attempt,
+            "refused",
+            recorded,
+            "sign_in_refused",
+            {"address": address, "locked": gate.locked, "address_throttled": sprayed},
+        )
+        retry_at = gate.retry_at if not sprayed else now + rules.lockout.window
+        wait = "the account is locked" if gate.locked else "too many failed sign-ins"
+        raise SignInRefused(f"Sign-in refused: {wait}; try again after {utc_instant(retry_at)[:19]}Z UTC.", retry_at)
+    password = password or ""
+    # No password is longer than MAX_LENGTH: a longer one is refused without making argon2 hash megabytes.
+    # argon2 runs in a worker thread: tens of milliseconds of CPU must not stall every other request.
+    stored_hash = row["password_hash"] if row else await rules.dummy_hash()
+    valid = len(password) <= MAX_LENGTH and await to_thread.run_sync(rules.hashing.verify, stored_hash, password)
+    if not valid or row is None or row["status"] != AccountStatus.ACTIVE:
+        await finish_attempt(
+            attempt,
+            "failed",
+            recorded,
+            "sign_in_failed",
+            {"address": address, "disabled": bool(row) and row["status"] != "active"},
+        )
+        raise SignInRefused(WRONG)
+    rehashed = (
+        await to_thread.run_sync(rules.hashing.hash, password) if rules.hashing.needs_rehash(stored_hash) else None
+    )
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    async with transaction(f"sign-in of {user_id}"):
+        at = utc_instant(now)
+        if rehashed:
+            await store.update_user(user_id, password_hash=rehashed)
+        session_id = await store.insert_session(_token_hash(token), user_id, kind, csrf, at, None)
+        await store.set_attempt_outcome(attempt, "succeeded")
+        await audit_log.record(
+            user_id, Change("sign_in", "session", str(session_id), None, {"kind": kind, "address": address})
+        )
+    return SignedIn(token, csrf, user_id, None)
+
+
+async def finish_attempt(attempt: int, outcome: str, user_id: str, action: str, details: dict) -> None:
+    async with transaction("sign-in attempt"):
+        await store.set_attempt_outcome(attempt, outcome)
+        await audit_log.record(user_id, Change(action, "user", user_id, None, details))
+
+
+async def issue_token(user_id: str, days: int, actor: str) -> SignedIn:
+    """A bearer token for a program, valid for `days` whatever the activity; revoked by sign-out everywhere."""
+    user_id = normalize_user_id(user_id)
+    if not 1 <= days <= 366:
+        raise invalid("a token is valid for 1 to 366 days", field="days")
+    token, now = secrets.token_urlsafe(32), users.now()
+    expires = utc_instant(now + timedelta(days=days))
+    async with transaction(f"token for {user_id}"):
+        row = await user_row(user_id)
+        if row["status"] != AccountStatus.ACTIVE:
+            raise invalid(f"user {user_id} is disabled", field="user_id")
+        session_id = await store.insert_session(
+            _token_hash(token), user_id, TOKEN, secrets.token_urlsafe(32), utc_instant(now), expires
+        )
+        await audit_log.record(
+            actor,
+            Change(
+                "create", "session", str(session_id), None, {"kind": TOKEN, "user_id": user_id, "expires_at": expires}
+            ),
+        )
+    return SignedIn(token, "", user_id, expires)
+
+
+async def resolve(token: str | None, *, rules: AccountRules) -> Resolution:
+    """The viewer a session token stands for, keeping the session alive; ends a lapsed one."""
+    if not token or len(token) > 200:
+        return Resolution(None, "missing" if not token else "unknown")
+    now = users.now()
+    async with read():
+        row = await store.find_session(_token_hash(token))
+        if row is None or row["status"] != AccountStatus.ACTIVE:
+            return Resolution(None, "unknown")
+        grant_rows = await store.grants_of(row["user_id"])
+    last_seen = instant(row["last_seen_at"])
+    if row["expires_at"] is not None and now >= instant(row["expires_at"]):
+        return Resolution(None, "expired")
+    if row["kind"] != TOKEN and session_lapsed(last_seen, now, rules.inactivity):
+        async with transaction("session"):
+            await store.end_session(row["id"], utc_instant(now), "inactivity")
+            await audit_log.record(
+                row["user_id"], Change("sign_out", "session", str(row["id"]), None, {"why": "inactivity"})
+            )
+        return Resolution(None, "lapsed")
+    if now - last_seen >= TOUCH_EVERY:
+        async with transaction("session"):
+            await store.touch_session(row["id"], utc_instant(now))
+    grants = tuple(store.grant_of(g) for g in grant_rows)
+    return Resolution(Viewer(row["user_id"], row["printed_name"], grants, row["id"], row["kind"], row["csrf_token"]))
+
+
+async def sign_out(viewer: Viewer) -> None:
+    async with transaction("session"):
+        await store.end_session(viewer.session_id, utc_instant(users.now()), "signed out")
+        await audit_log.record(
+            viewer.user_id, Change("sign_out", "session", str(viewer.session_id), None, {"why": "signed out"})
+        )
+
+
+async def recent_sign_in_problems(limit: int = 50) -> list[dict]:
+    """Failed and refused sign-ins, newest first, for the administrators' page (11.300(d))."""
+    async with read():
+        return await store.recent_attempts(("failed", "refused"), limit)
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

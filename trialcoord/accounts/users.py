@@ -1,0 +1,250 @@
+"""Accounts and grants (rules in docs/access-control.md): the account rules every use case is handed, users,
+their grants, and the grants other features read. Every change to an account or grant is audited.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from anyio import to_thread
+
+from trialcoord.accounts import signer_keys, store
+from trialcoord.accounts.passwords import PasswordHashing, password_problems
+from trialcoord.accounts.rules.accounts import (
+    INACTIVITY_TIMEOUT,
+    AccountStatus,
+    LockoutPolicy,
+    UserAccount,
+    normalize_user_id,
+)
+from trialcoord.kernel import audit_log
+from trialcoord.kernel.audit_log import Change
+from trialcoord.kernel.config import Settings
+from trialcoord.kernel.database.engine import read, transaction
+from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound, invalid
+from trialcoord.kernel.rules.access import Grant, parse_role
+from trialcoord.kernel.rules.audit_entries import utc_instant
+
+
+@dataclass(frozen=True)
+class AccountRules:
+    """How passwords are hashed, when sign-in locks and when a session lapses: built once by the composition root
+    (`create_app`, the command line) from the settings, and handed to every use case that needs it."""
+
+    hashing: PasswordHashing = field(default_factory=PasswordHashing)
+    lockout: LockoutPolicy = LockoutPolicy()
+    inactivity: timedelta = INACTIVITY_TIMEOUT
+    # The hash an unknown user ID is checked against, made at first need (so an unknown ID costs as much).
+    _dummy: list[str] = field(default_factory=list, compare=False, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AccountRules:
+        return cls(inactivity=settings.session_timeout)
+
+    async def dummy_hash(self) -> str:
+        if not self._dummy:
+            self._dummy.append(await to_thread.run_sync(self.hashing.hash, secrets.token_urlsafe(16)))
+        return self._dummy[0]
+
+
+def now() -> datetime:
+    return audit_log.clock()
+
+
+# Accounts ----------------------------------------------------------------------------------------
+
+
+async def create_user(
+    user_id: str, printed_name: str, email: str, password: str, actor: str, *, rules: AccountRules
+) -> dict:
+    account = UserAccount(normalize_user_id(user_id), printed_name.strip(), email.strip())
+    _check_password(password, account)
+    stored_hash = await to_thread.run_sync(rules.hashing.hash, password)
+    async with transaction(f"user {account.user_id}"):
+        if await store.find_user(account.user_id):
+            raise Conflict(f"user ID {account.user_id} is taken (IDs are never reused, even of disabled accounts)")
+        await store.insert_user(account.user_id, account.printed_name, account.email, stored_hash, utc_instant(now()))
+        await audit_log.record(
+            actor,
+            Change(
+                "create",
+                "user",
+                account.user_id,
+                None,
+                {"printed_name": account.printed_name, "email": account.email, "status": "active"},
+            ),
+        )
+    return await get_user(account.user_id)
+
+
+async def get_user(user_id: str) -> dict:
+    async with read():
+        row = await user_row(normalize_user_id(user_id))
+        grants = await store.grants_of(row["user_id"], include_revoked=True)
+    return {**_public(row), "grants": [_grant_dict(g) for g in grants]}
+
+
+async def list_users() -> list[dict]:
+    async with read():
+        return [_public(row) for row in await store.list_users()]
+
+
+async def count_users() -> int:
+    async with read():
+        return await store.count_users()
+
+
+async def disable_user(user_id: str, actor: str, reason: str) -> dict:
+    user_id = normalize_user_id(user_id)
+    if not (reason or "").strip():
+        raise invalid(f"user {user_id}: give the reason for disabling the account", field="reason")
+    async with transaction(f"user {user_id}"):
+        row = await user_row(user_id)
+        if row["status"] != AccountStatus.DISABLED:
+            await store.update_user(user_id, status=str(AccountStatus.DISABLED))
+            ended = await store.end_sessions_of(user_id, utc_instant(now()), "account disabled")
+            await audit_log.record(
+                actor,
+                Change(
+                    "update",
+                    "user",
+                    user_id,
+                    {"status": row["status"]},
+                    {"status": "disabled", "sessions_ended": ended},
+                    reason.strip(),
+                ),
+            )
+
+    await signer_keys.end_signer_keys(user_id, "account disabled", actor)
+    return await get_user(user_id)
+
+
+async def reset_password(user_id: str, password: str, actor: str, *, rules: AccountRules) -> dict:
+    """A new password ends every session of the account (sign-out everywhere)."""
+    user_id = normalize_user_id(user_id)
+    async with read():
+        row = await user_row(user_id)
+    _check_password(password, UserAccount(row["user_id"], row["printed_name"], row["email"]))
+    stored_hash = await to_thread.run_sync(rules.hashing.hash, password)
+    async with transaction(f"user {user_id}"):
+        await user_row(user_id)
+        at = utc_instant(now())
+        await store.update_user(user_id, password_hash=stored_hash, password_changed_at=at)
+        ended = await store.end_sessions_of(user_id, at, "password changed")
+        await audit_log.record(
+            actor, Change("update", "user", user_id, None, {"password": "changed", "sessions_ended": ended})
+        )
+    return await get_user(user_id)
+
+
+def _check_password(password: str, account: UserAccount) -> None:
+    problems = password_problems(password, user_id=account.user_id, email=account.email)
+    if problems:
+        raise InvalidInput(problems)
+
+
+async def user_row(user_id: str) -> dict:
+    row = await store.find_user(user_id)
+    if row is None:
+        raise NotFound(f"there is no user {user_id}")
+    return row
+
+
+def _public(row: dict) -> dict:
+    return {
+        "user_id": row["user_id"],
+        "printed_name": row["printed_name"],
+        "email": row["email"],
+        "status": row["status"],
+        "created_at": row["created_at"],
+    }
+
+
+# Grants ------------------------------------------------------------------------------------------
+
+
+async def grant(
+    user_id: str,
+    role: str,
+    study: str | None,
+    site: str | None,
+    valid_from: date,
+    valid_to: date | None,
+    actor: str,
+    personal_data: bool = False,
+) -> dict:
+    user_id = normalize_user_id(user_id)
+    new = Grant(user_id, parse_role(role), study or None, site or None, valid_from, valid_to, personal_data)
+    async with transaction(f"grant for user {user_id}"):
+        row = await user_row(user_id)
+        if row["status"] != AccountStatus.ACTIVE:
+            raise invalid(f"user {user_id} is disabled; a disabled account gets no grants", field="user_id")
+        await _check_scope(new)
+        grant_id = await store.insert_grant(new, actor, utc_instant(now()))
+        await audit_log.record(actor, Change("grant", "grant", str(grant_id), None, _grant_fields(new)))
+        return _grant_dict(await store.find_grant(grant_id))
+
+
+async def _check_scope(new: Grant) -> None:
+    """A typing mistake in a study or site code would give a grant that never covers anything."""
+    from trialcoord.scheduling import lookups
+
+    if new.study is None:
+        return
+    study = await lookups.find_study(new.study)
+    if study is None:
+        raise invalid(f"study {new.study} does not exist; load its protocol first", field="study")
+    if new.site is not None and await lookups.find_site(study["id"], new.site) is None:
+        known = ", ".join(site["code"] for site in await lookups.list_sites(study["id"])) or "none yet"
+        raise invalid(f"study {new.study} has no site {new.site}; sites: {known}", field="site")
+
+
+async def revoke(grant_id: int, actor: str, reason: str) -> dict:
+    if not (reason or "").strip():
+        raise invalid(f"grant {grant_id}: give the reason for revoking it", field="reason")
+    async with transaction(f"grant {grant_id}"):
+        row = await store.find_grant(grant_id)
+        if row is None:
+            raise NotFound(f"there is no grant {grant_id}")
+        if row["revoked_at"] is None:
+            await store.revoke_grant(grant_id, actor, utc_instant(now()))
+            await audit_log.record(
+                actor,
+                Change("revoke", "grant", str(grant_id), _grant_fields(store.grant_of(row)), None, reason.strip()),
+            )
+        return _grant_dict(await store.find_grant(grant_id))
+
+
+def _grant_fields(g: Grant) -> dict:
+    return {
+        "user_id": g.user_id,
+        "role": str(g.role),
+        "study": g.study,
+        "site": g.site,
+        "valid_from": g.valid_from.isoformat(),
+        "valid_to": g.valid_to.isoformat() if g.valid_to else None,
+        "personal_data": g.personal_data,
+    }
+
+
+def _grant_dict(row: dict) -> dict:
+    return {
+        "id": row["id"],
+        **_grant_fields(store.grant_of(row)),
+        "granted_by": row["granted_by"],
+        "granted_at": row["granted_at"],
+        "revoked_by": row["revoked_by"],
+        "revoked_at": row["revoked_at"],
+    }
+
+
+async def grants_held(user_id: str) -> list[Grant]:
+    """The user's grants, revoked ones excluded (ended or future ones included), inside the caller's unit of work."""
+    return [store.grant_of(row) for row in await store.grants_of(user_id)]
+
+
+async def grants_at(study: str, site: str) -> list[dict]:
+    """The site's staff: active accounts with a grant at the site itself (the binder expects their documents)."""
+    return await store.grants_at(study, site)
