@@ -125,7 +125,7 @@ def raw_sha256(blobs: list[bytes]) -> None:
 
 
 def serialise_only(stored: list[StoredEntry]) -> None:
-    for entry, _ in stored:
+    for entry, *_ in stored:
         canonical_bytes(entry)
 
 
