@@ -32,9 +32,9 @@ from bench.query import seed, seed_rows
 from trialcoord.amendments import impact, impact_outputs
 from trialcoord.kernel.database.engine import read
 from trialcoord.scheduling import protocols, schedules
-from trialcoord.scheduling import store as repo
 from trialcoord.scheduling.protocol_files import parse_protocol
 from trialcoord.scheduling.rules.schedule import evaluate
+from trialcoord.scheduling.store import inputs as inputs_store
 
 RUNS = 3  # interleaved: ours, baseline, ours, ...; the best of each counts
 EFFECTIVE = AS_OF + timedelta(days=7)
@@ -59,7 +59,7 @@ async def evaluate_once() -> int:
     count = 0
     async with read():
         versions = await schedules.Versions.load(study["id"])
-        for person in (await repo.load_inputs(study["id"])).values():
+        for person in (await inputs_store.load_inputs(study["id"])).values():
             protocol = await versions.protocol(person.version_id, person.site)
             count += len(
                 evaluate(

@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from bench.common import AS_OF, timed
-from trialcoord.scheduling.cli.commands import check
+from trialcoord.scheduling.cli.schedules import check
 
 PROTOCOL = Path(__file__).resolve().parents[1] / "protocols" / "DEMO-001" / "1.0.yaml"
 ROWS_PER_PARTICIPANT = 10

@@ -18,9 +18,12 @@ import asyncpg
 from trialcoord.kernel.database.engine import bind_engine, build_engine, close_pool, start_pool, transaction
 from trialcoord.kernel.database.migrations import migrate
 from trialcoord.scheduling import protocols, sites
-from trialcoord.scheduling import store as repo
 from trialcoord.scheduling.protocol_files import parse_protocol
 from trialcoord.scheduling.rules.protocol import Protocol
+from trialcoord.scheduling.store import inputs as inputs_store
+from trialcoord.scheduling.store import participants as participants_store
+from trialcoord.scheduling.store import sites as sites_store
+from trialcoord.scheduling.store import studies as studies_store
 
 POSTGRES_URL = os.environ.get("TRIALCOORD_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 ENGINES = ("sqlite", "postgres")
@@ -130,13 +133,13 @@ async def enrol_study(participants: int, seed: int = 1) -> tuple[Protocol, dict[
     randomized = {f"{SITE}-{i:06d}": AS_OF - timedelta(days=rng.randrange(400)) for i in range(1, participants + 1)}
     async with transaction("bench set-up"):
         study = await protocols.require_study(STUDY)
-        site = await repo.find_site(study["id"], SITE)
-        version = (await repo.list_versions(study["id"]))[0]["id"]
-        await repo.insert_participants(
+        site = await sites_store.find_site(study["id"], SITE)
+        version = (await studies_store.list_versions(study["id"]))[0]["id"]
+        await participants_store.insert_participants(
             study["id"], [(s, site["id"], None, version, d - timedelta(days=14)) for s, d in randomized.items()]
         )
-        ids = {row["subject_id"]: row["id"] for row in await repo.list_participants(study["id"])}
-        await repo.upsert_events([(ids[s], "randomization", d, None) for s, d in randomized.items()])
+        ids = {row["subject_id"]: row["id"] for row in await participants_store.list_participants(study["id"])}
+        await inputs_store.upsert_events([(ids[s], "randomization", d, None) for s, d in randomized.items()])
     return protocol, {s: (ids[s], d) for s, d in randomized.items()}, version
 
 

@@ -41,9 +41,13 @@ from trialcoord.deviations.detection import detect
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.rules.audit_entries import utc_instant
 from trialcoord.scheduling import protocols, sites, visits
-from trialcoord.scheduling import store as repo
 from trialcoord.scheduling.protocol_files import parse_protocol
 from trialcoord.scheduling.rules.schedule import evaluate
+from trialcoord.scheduling.store import inputs as inputs_store
+from trialcoord.scheduling.store import participants as participants_store
+from trialcoord.scheduling.store import sites as sites_store
+from trialcoord.scheduling.store import studies as studies_store
+from trialcoord.scheduling.store import visits as visits_store
 
 STUDY, SITES, ENDING = "BENCH-DV", ("101", "102", "103", "104"), ("withdrawal",)
 PARTICIPANTS, VISITS, OPEN = 10_000, 100, 100_000
@@ -73,7 +77,7 @@ visits:
 # The raw side of goal 1: the detection's own condition over the same joins and columns.
 CONDITION = detection_store.candidates(ENDING)
 ARGS = detection_store.candidate_args(AS_OF, ENDING)
-RAW_SQL = f"{repo._VISITS} WHERE p.study = {{}} AND {CONDITION}"
+RAW_SQL = f"{visits_store._VISITS} WHERE p.study = {{}} AND {CONDITION}"
 
 
 def placeholders(sql: str, kind: str) -> str:
@@ -100,14 +104,16 @@ async def enrol(participants: int, rng: random.Random):
             subject["withdrawal"] = randomized + timedelta(days=rng.randrange(1, (AS_OF - randomized).days))
     async with transaction("bench set-up"):
         study = await protocols.require_study(STUDY)
-        site_ids = {code: (await repo.find_site(study["id"], code))["id"] for code in SITES}
-        version = (await repo.list_versions(study["id"]))[0]["id"]
-        await repo.insert_participants(
+        site_ids = {code: (await sites_store.find_site(study["id"], code))["id"] for code in SITES}
+        version = (await studies_store.list_versions(study["id"]))[0]["id"]
+        await participants_store.insert_participants(
             study["id"],
             [(s, site_ids[s[:3]], None, version, e["randomization"] - timedelta(days=14)) for s, e in events.items()],
         )
-        ids = {row["subject_id"]: row["id"] for row in await repo.list_participants(study["id"])}
-        await repo.upsert_events([(ids[s], name, day, None) for s, e in events.items() for name, day in e.items()])
+        ids = {row["subject_id"]: row["id"] for row in await participants_store.list_participants(study["id"])}
+        await inputs_store.upsert_events(
+            [(ids[s], name, day, None) for s, e in events.items() for name, day in e.items()]
+        )
     return protocol, {s: (ids[s], e) for s, e in events.items()}, version
 
 
@@ -147,7 +153,7 @@ async def top_up(study_id: int, people, target: int, rng: random.Random) -> int:
     site_ids = {}
     async with transaction("bench set-up"):
         for code in SITES:
-            site_ids[code] = (await repo.find_site(study_id, code))["id"]
+            site_ids[code] = (await sites_store.find_site(study_id, code))["id"]
         subjects = list(people)
         now = datetime.now(UTC)
         inserts = []
@@ -191,7 +197,7 @@ async def postgres_candidates(connection: asyncpg.Connection, study_id: int) -> 
 
 async def detection(kind: str, url: str, study_id: int, missed: list) -> dict:
     async with read():
-        candidates = len(list(await repo.worklist_rows(study_id, CONDITION, *ARGS)))
+        candidates = len(list(await visits_store.worklist_rows(study_id, CONDITION, *ARGS)))
     first_s, first = await atimed(detect(STUDY, AS_OF, full=True))
     print(
         f"  {'':<8}  first full detect()  {first_s:7.3f} s  created {first['created']:,} from {candidates:,}"

@@ -33,7 +33,7 @@ import asyncpg
 from bench.common import AS_OF, PROTOCOL_TEXT, STUDY, atimed, on_each_engine, ratio_line, raw_sqlite_path, temp_database
 from trialcoord.scheduling import importing, protocols, sites
 from trialcoord.scheduling.protocol_files import parse_protocol
-from trialcoord.scheduling.sdtm import read_dataset
+from trialcoord.scheduling.sdtm.datasets import read_dataset
 
 SITES, ROWS_EACH = 100, 10
 RAW_TABLE = "CREATE TABLE bench_rows (participant TEXT NOT NULL, event TEXT NOT NULL, date DATE NOT NULL, site TEXT)"

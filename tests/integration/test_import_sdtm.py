@@ -17,7 +17,8 @@ import pytest
 from trialcoord.kernel.problems import InvalidInput
 from trialcoord.scheduling import participants, sites, worklists
 from trialcoord.scheduling.importing import import_sdtm
-from trialcoord.scheduling.sdtm import read_dataset, read_map
+from trialcoord.scheduling.sdtm.datasets import read_dataset
+from trialcoord.scheduling.sdtm.map_file import read_map
 
 pytestmark = [pytest.mark.anyio, pytest.mark.db]
 TODAY = date(2024, 6, 1)
@@ -177,7 +178,7 @@ async def test_csv_with_the_same_variables_and_the_command_line(study, db, files
 
 
 async def test_csv_visitnum_numeric_subjects_and_map_shapes(study, tmp_path):
-    from trialcoord.scheduling.sdtm import Dataset
+    from trialcoord.scheduling.sdtm.datasets import Dataset
 
     sv = Dataset(
         "sv.csv",
@@ -218,7 +219,7 @@ async def test_csv_visitnum_numeric_subjects_and_map_shapes(study, tmp_path):
 async def test_dm_reference_dates_date_day_one_and_consent(study, tmp_path):
     """DM RFSTDTC is Study Day 1 (the protocol's day_one event), RFICDTC the consent; a date that contradicts
     DS names both rows; `dm:` in the map drops or redirects either."""
-    from trialcoord.scheduling.sdtm import Dataset
+    from trialcoord.scheduling.sdtm.datasets import Dataset
 
     sv = Dataset(
         "sv.xpt",
@@ -276,7 +277,7 @@ async def test_disposition_events_of_participation_and_treatment(study):
     """Real DS holds two disposition rows per participant, one for STUDY TREATMENT and one for STUDY
     PARTICIPATION, often on different days: only participation ends the schedule (as the protocol's early
     termination, or the term's own event); a treatment disposition needs an end_of_treatment event."""
-    from trialcoord.scheduling.sdtm import Dataset
+    from trialcoord.scheduling.sdtm.datasets import Dataset
 
     sv = Dataset(
         "sv.xpt",
@@ -330,7 +331,8 @@ async def test_disposition_events_of_participation_and_treatment(study):
 
 def test_an_early_discontinuation_visit_is_the_early_termination_visit():
     from trialcoord.scheduling.protocol_files import parse_protocol
-    from trialcoord.scheduling.sdtm import Dataset, to_rows
+    from trialcoord.scheduling.sdtm import to_rows
+    from trialcoord.scheduling.sdtm.datasets import Dataset
 
     protocol = parse_protocol("""study: T\ntitle: T\nversion: "1"\neffective: 2024-01-01\nday_one: dose
 events: {dose: {}, early_termination: {ends_schedule: true}}
@@ -354,7 +356,7 @@ visits:
 async def test_checks_against_the_database_name_the_sdtm_variable(study):
     """A date after today names its --DTC variable; a site or arm that contradicts the stored participant names
     DM's row and SITEID / ARMCD (not the SV row and the event file's column names)."""
-    from trialcoord.scheduling.sdtm import Dataset
+    from trialcoord.scheduling.sdtm.datasets import Dataset
 
     sv = Dataset("sv.xpt", "SV", [{"USUBJID": "Q-1", "VISIT": "WEEK 2", "SVSTDTC": "2024-03-18"}])
     await import_sdtm(

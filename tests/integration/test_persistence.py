@@ -22,7 +22,7 @@ from trialcoord.kernel.database.migrations import MIGRATIONS, applied_versions, 
 from trialcoord.kernel.database.opening import open_database
 from trialcoord.kernel.database.tables import TABLES, Study
 from trialcoord.kernel.problems import Conflict, InvalidInput
-from trialcoord.scheduling import store as repo
+from trialcoord.scheduling.store import studies as studies_store
 
 pytestmark = [pytest.mark.anyio, pytest.mark.db]
 
@@ -37,13 +37,13 @@ async def test_migrations_run_once_and_match_the_tables(db):
 async def test_a_failed_unit_of_work_leaves_nothing_behind(db):
     with pytest.raises(RuntimeError):
         async with transaction("study X"):
-            await repo.insert_study("X", "Study X")
+            await studies_store.insert_study("X", "Study X")
             raise RuntimeError("boom")
     assert await Study.count() == 0
 
 
 async def test_integrity_errors_become_domain_errors(db):
-    await repo.insert_study("X", "Study X")
+    await studies_store.insert_study("X", "Study X")
     with pytest.raises(Conflict, match="^study X: already recorded by someone else"):
         async with transaction("study X"):
             await fetch("INSERT INTO studies (code, title) VALUES ({}, {})", "X", "again")
@@ -58,7 +58,7 @@ async def test_integrity_errors_become_domain_errors(db):
 
 async def test_fetch_rows_keeps_the_select_order_and_types_dates(db):
     async with transaction():
-        await repo.insert_study("X", "Study X")
+        await studies_store.insert_study("X", "Study X")
         await fetch(
             "INSERT INTO protocol_versions (study, version, effective, source_name, source_text, sha256)"
             " VALUES ((SELECT id FROM studies WHERE code = {}), '1.0', {}, 'x.yaml', '', '')",
@@ -123,7 +123,7 @@ async def test_migration_7_clears_stored_site_calendars_that_are_no_calendar(db,
     cleared (nothing changes: the protocol's calendar applied), calendar names are kept."""
     step = next(s for s in MIGRATIONS if s.version == 7)
     statement = next(q for q in step.statements if "UPDATE sites SET calendar = NULL" in q)
-    await repo.insert_study("X", "Study X")
+    await studies_store.insert_study("X", "Study X")
     study = (await fetch("SELECT id FROM studies WHERE code = 'X'"))[0]["id"]
     for code, calendar in (
         ("1", "DE"),

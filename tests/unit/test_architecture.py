@@ -60,7 +60,11 @@ def _sneak(statement: str) -> str:
             _sneak("from trialcoord.scheduling import schedules"),
             "Layers within scheduling",
         ),
-        ("scheduling/sdtm.py", _sneak("from trialcoord.scheduling import importing"), "Layers within scheduling"),
+        (
+            "scheduling/sdtm/datasets.py",
+            _sneak("from trialcoord.scheduling import importing"),
+            "Layers within scheduling",
+        ),
         ("deviations/store.py", _sneak("from trialcoord.deviations import records"), "Layers within deviations"),
         ("scheduling/schedules.py", _sneak("from trialcoord.deviations import detection"), "Features"),
         ("kernel/audit_log.py", _sneak("from trialcoord.scheduling import schedules"), "Features"),

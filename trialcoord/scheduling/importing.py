@@ -17,13 +17,18 @@ from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.database.engine import transaction
 from trialcoord.kernel.problems import InvalidInput, Problem
 from trialcoord.scheduling import participants, protocols, schedules
-from trialcoord.scheduling import store as repo
 from trialcoord.scheduling.events_csv import EventRow, number_unscheduled, parse_events_csv
 from trialcoord.scheduling.rules.protocol import Protocol
-from trialcoord.scheduling.sdtm import Dataset, to_rows
 from trialcoord.scheduling.sdtm import Mapping as SdtmMapping
+from trialcoord.scheduling.sdtm import to_rows
+from trialcoord.scheduling.sdtm.datasets import Dataset
 from trialcoord.scheduling.sites import create_site
-from trialcoord.scheduling.store import ScheduleInputs
+from trialcoord.scheduling.store import consents as consents_store
+from trialcoord.scheduling.store import inputs as inputs_store
+from trialcoord.scheduling.store import participants as participants_store
+from trialcoord.scheduling.store import sites as sites_store
+from trialcoord.scheduling.store import studies as studies_store
+from trialcoord.scheduling.store.inputs import ScheduleInputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +95,10 @@ async def _import_rows(study, parse, file, site, today, actor, create_sites, pro
         protocol = await protocols.get_protocol(study)
         rows, problems = await parse(protocol)
         say(f"{len(rows):,} rows read, {len({r.participant for r in rows}):,} participants; checking them")
-        await repo.lock_participants(study_row["id"])
-        people = _by_subject(await repo.load_inputs(study_row["id"]))
+        await participants_store.lock_participants(study_row["id"])
+        people = _by_subject(await inputs_store.load_inputs(study_row["id"]))
         rows = number_unscheduled(rows, protocol, {s: p.actuals for s, p in people.items()})
-        sites = {row["code"]: row for row in await repo.list_sites(study_row["id"])}
+        sites = {row["code"]: row for row in await sites_store.list_sites(study_row["id"])}
         missing = _missing_sites(rows, sites, site, people)
         if site and site not in sites and not create_sites:
             problems.append(Problem(f"study {study} has no site {site}", file, field="site"))
@@ -116,7 +121,7 @@ async def _import_rows(study, parse, file, site, today, actor, create_sites, pro
             ]
         problems += _conflicts(rows, people, file, site)
         problems += _consent_conflicts(
-            rows, people, protocol.consent_event, file, await repo.first_consents(study_row["id"])
+            rows, people, protocol.consent_event, file, await consents_store.first_consents(study_row["id"])
         )
         problems += [
             Problem(
@@ -134,10 +139,10 @@ async def _import_rows(study, parse, file, site, today, actor, create_sites, pro
         if missing:
             for code in missing:
                 await create_site(study, code, code, actor=actor)
-            sites = {row["code"]: row for row in await repo.list_sites(study_row["id"])}
+            sites = {row["code"]: row for row in await sites_store.list_sites(study_row["id"])}
         enrolled = await _enrol_new(study, study_row["id"], rows, people, sites, site)
         if enrolled:
-            people = _by_subject(await repo.load_inputs(study_row["id"]))
+            people = _by_subject(await inputs_store.load_inputs(study_row["id"]))
         events, visits, changed, audited = await _apply(study, rows, people)
         if changed:
             say(f"{events + visits:,} new facts stored; re-evaluating {len(changed):,} participants' schedules")
@@ -277,8 +282,8 @@ async def _enrol_new(
             entry[0], entry[1], entry[2] = min(entry[0], row.day), entry[1] or row.arm, entry[2] or row.site
     for entry in first.values():
         entry[2] = entry[2] or default  # the file's site for the participant, from any of its rows, else --site
-    versions = await repo.list_versions(study_id)
-    await repo.insert_participants(
+    versions = await studies_store.list_versions(study_id)
+    await participants_store.insert_participants(
         study_id,
         [
             (subject, sites[code]["id"], arm, participants.enrolment_version(study, versions, None, day)["id"], day)
@@ -296,7 +301,7 @@ async def _apply(
     for row in rows:
         person = people[row.participant]
         if row.arm is not None and person.arm is None:
-            await repo.update_participant(person.id, arm=row.arm)
+            await participants_store.update_participant(person.id, arm=row.arm)
             person.arm, changed[person.id] = row.arm, person
             audited.append((_ARM, person, row.arm, None))
         facts = person.events if row.is_event else person.actuals
@@ -310,7 +315,7 @@ async def _apply(
         else:
             visits += 1
             audited.append((_VISIT, person, row.event, row.day))
-    await repo.upsert_events(new_events)
+    await inputs_store.upsert_events(new_events)
     return len(new_events), visits, list(changed.values()), audited
 
 

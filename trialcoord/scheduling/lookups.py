@@ -4,13 +4,17 @@ the ones it publishes (import-linter holds every other feature to them)."""
 
 from __future__ import annotations
 
-from trialcoord.scheduling import store
+from trialcoord.scheduling.store import inputs as inputs_store
+from trialcoord.scheduling.store import participants as participants_store
+from trialcoord.scheduling.store import sites as sites_store
+from trialcoord.scheduling.store import studies as studies_store
+from trialcoord.scheduling.store import visits as visits_store
 
-find_study = store.find_study
-find_site = store.find_site
-list_sites = store.list_sites
-list_versions = store.list_versions
-find_subject = store.find_subject
-find_visit = store.find_visit
-load_inputs = store.load_inputs
-worklist_rows = store.worklist_rows
+find_study = studies_store.find_study
+find_site = sites_store.find_site
+list_sites = sites_store.list_sites
+list_versions = studies_store.list_versions
+find_subject = participants_store.find_subject
+find_visit = visits_store.find_visit
+load_inputs = inputs_store.load_inputs
+worklist_rows = visits_store.worklist_rows

@@ -13,12 +13,15 @@ from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.database.engine import bound_engine, read, transaction
 from trialcoord.kernel.problems import Conflict, NotFound, invalid
-from trialcoord.scheduling import store as repo
 from trialcoord.scheduling.protocols import pick_version, protocol_of, reads, require_study
 from trialcoord.scheduling.rules.protocol import Protocol
 from trialcoord.scheduling.schedules import refresh_participants
 from trialcoord.scheduling.sites import check_code
-from trialcoord.scheduling.store import ScheduleInputs, StoredVisit
+from trialcoord.scheduling.store import participants as participants_store
+from trialcoord.scheduling.store import sites as sites_store
+from trialcoord.scheduling.store import studies as studies_store
+from trialcoord.scheduling.store.inputs import ScheduleInputs
+from trialcoord.scheduling.store.visits import StoredVisit
 
 
 async def enroll_participant(
@@ -40,14 +43,14 @@ async def enroll_participant(
     check_code(subject_id, f"study {study}: subject ID", "subject_id")
     async with transaction(f"study {study}, participant {subject_id}"):
         study_row = await require_study(study)
-        versions = await repo.list_versions(study_row["id"])
+        versions = await studies_store.list_versions(study_row["id"])
         version_row = enrolment_version(study, versions, version, enrolled_on)
         protocol = await protocol_of(version_row["id"], version_row["sha256"])
         site_row = await _site_for_enrolment(study, study_row["id"], site)
         _check_arm(study, subject_id, protocol, arm)
-        if (await repo.find_subject(study, subject_id))["id"] is not None:
+        if (await participants_store.find_subject(study, subject_id))["id"] is not None:
             raise Conflict(f"study {study} already has participant {subject_id}")
-        await repo.insert_participants(
+        await participants_store.insert_participants(
             study_row["id"], [(subject_id, site_row["id"], arm, version_row["id"], enrolled_on)]
         )
         row = await subject_row(study, subject_id)
@@ -72,7 +75,7 @@ async def enroll_participant(
 
 @reads
 async def list_participants(study: str, site: str | None = None) -> list[dict]:
-    rows = await repo.list_participants((await require_study(study))["id"], site)
+    rows = await participants_store.list_participants((await require_study(study))["id"], site)
     return [participant_dict(study, row) for row in rows]
 
 
@@ -92,7 +95,7 @@ async def assign_arm(study: str, subject_id: str, arm: str, today: date | None =
         if current not in (None, arm):
             raise Conflict(f"{subject} is already assigned to arm {current}")
         if current is None:
-            await repo.update_participant(subject.id, arm=arm)
+            await participants_store.update_participant(subject.id, arm=arm)
             subject.inputs.arm = arm
             await subject.refresh(today)
             await audit_log.record(
@@ -115,9 +118,9 @@ class Subject:
     async def load(cls, study: str, subject_id: str, lock: bool = True) -> Subject:
         """In two queries (three when locking on PostgreSQL)."""
         if lock:
-            await repo.lock_subject(study, subject_id)
+            await participants_store.lock_subject(study, subject_id)
         row = await subject_row(study, subject_id)
-        inputs, visits = await repo.subject_inputs(row)
+        inputs, visits = await participants_store.subject_inputs(row)
         return cls(study, row, inputs, visits, await protocol_of(row["protocol_version"], row["sha256"]))
 
     async def refresh(self, today: date | None) -> None:
@@ -156,7 +159,7 @@ async def participant_site(study: str, subject_id: str) -> str | None:
     site = known.get((study, subject_id))
     if site is None:
         async with read():
-            site = await repo.site_of_subject(study, subject_id)
+            site = await participants_store.site_of_subject(study, subject_id)
         if site is not None:
             if len(known) >= 100_000:  # bounded: a long-running server sees every participant eventually
                 known.clear()
@@ -165,8 +168,8 @@ async def participant_site(study: str, subject_id: str) -> str | None:
 
 
 async def subject_row(study: str, subject_id: str) -> dict:
-    """The participant with its study's id (see `repo.find_subject`)."""
-    row = await repo.find_subject(study, subject_id)
+    """The participant with its study's id (see `participants_store.find_subject`)."""
+    row = await participants_store.find_subject(study, subject_id)
     if row is None:
         raise NotFound(f"study {study} does not exist")
     if row["id"] is None:
@@ -188,9 +191,9 @@ def enrolment_version(study: str, rows: list[dict], version: str | None, enrolle
 
 
 async def _site_for_enrolment(study: str, study_id: int, code: str) -> dict:
-    row = await repo.find_site(study_id, code)
+    row = await sites_store.find_site(study_id, code)
     if row is None:
-        known = ", ".join(site["code"] for site in await repo.list_sites(study_id)) or "none yet"
+        known = ", ".join(site["code"] for site in await sites_store.list_sites(study_id)) or "none yet"
         raise invalid(f"study {study} has no site {code}; sites: {known}", field="site")
     return row
 

@@ -16,8 +16,8 @@ from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound, Problem, invalid
-from trialcoord.scheduling import store as repo
 from trialcoord.scheduling.rules.protocol import Protocol, renumbered
+from trialcoord.scheduling.store import studies as studies_store
 
 _protocols: dict[str, Protocol] = {}  # parsed protocol versions by sha256 of their source
 _P, _T = ParamSpec("_P"), TypeVar("_T")
@@ -40,15 +40,15 @@ async def load_protocol_version(protocol: Protocol, source_text: str, source_nam
     about = f"study {protocol.study}, protocol version {protocol.version}"
     async with transaction(about):
         changes = []
-        study = await repo.find_study(protocol.study)
+        study = await studies_store.find_study(protocol.study)
         if study is None:
-            study = await repo.insert_study(protocol.study, protocol.title)
+            study = await studies_store.insert_study(protocol.study, protocol.title)
             changes.append(Change("create", "study", protocol.study, None, {"title": protocol.title}))
-        row = await repo.find_version(study["id"], protocol.version)
+        row = await studies_store.find_version(study["id"], protocol.version)
         created = row is None
         if created:
             await check_numbering(study["id"], protocol)
-            row = await repo.insert_version(
+            row = await studies_store.insert_version(
                 study["id"], protocol.version, protocol.effective, source_name, source_text, sha256
             )
             changes.append(
@@ -72,7 +72,7 @@ async def load_protocol_version(protocol: Protocol, source_text: str, source_nam
 
 @reads
 async def list_studies() -> list[dict]:
-    return [_study_dict(row) for row in await repo.list_studies()]
+    return [_study_dict(row) for row in await studies_store.list_studies()]
 
 
 @reads
@@ -82,14 +82,14 @@ async def get_study(code: str) -> dict:
 
 @reads
 async def list_protocol_versions(study: str) -> list[dict]:
-    rows = await repo.list_versions((await require_study(study))["id"])
+    rows = await studies_store.list_versions((await require_study(study))["id"])
     return [_version_dict(study, row) for row in rows]
 
 
 @reads
 async def get_protocol(study: str, version: str | None = None) -> Protocol:
     """The given version, or the latest (by effective date) when none is given."""
-    rows = await repo.list_versions((await require_study(study))["id"])
+    rows = await studies_store.list_versions((await require_study(study))["id"])
     if version is None:
         if not rows:
             raise NotFound(f"study {study} has no protocol version loaded")
@@ -102,14 +102,14 @@ async def get_protocol(study: str, version: str | None = None) -> Protocol:
 @reads
 async def version_source(study: str, version: str) -> tuple[str, str]:
     """(source text, source name) of a loaded protocol version."""
-    row = pick_version(study, await repo.list_versions((await require_study(study))["id"]), version)
-    source = await repo.version_source(row["id"])
+    row = pick_version(study, await studies_store.list_versions((await require_study(study))["id"]), version)
+    source = await studies_store.version_source(row["id"])
     return source["source_text"], source["source_name"]
 
 
 async def check_numbering(study_id: int, protocol: Protocol) -> None:
     """Refuse a version that renumbers a visit of an earlier one (the contract: codes keep their meaning)."""
-    earlier = [await protocol_of(row["id"], row["sha256"]) for row in await repo.list_versions(study_id)]
+    earlier = [await protocol_of(row["id"], row["sha256"]) for row in await studies_store.list_versions(study_id)]
     problems = renumbered(earlier, protocol)
     if problems:
         raise InvalidInput(
@@ -125,13 +125,13 @@ async def protocol_of(version_id: int, sha256: str) -> Protocol:
     if sha256 not in _protocols:
         from trialcoord.scheduling.protocol_files import parse_protocol  # only when not cached: it needs yaml
 
-        source = await repo.version_source(version_id)
+        source = await studies_store.version_source(version_id)
         _protocols[sha256] = parse_protocol(source["source_text"], file=source["source_name"])
     return _protocols[sha256]
 
 
 async def require_study(code: str) -> dict:
-    row = await repo.find_study(code)
+    row = await studies_store.find_study(code)
     if row is None:
         raise NotFound(f"study {code} does not exist")
     return row

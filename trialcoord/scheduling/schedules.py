@@ -18,7 +18,6 @@ from typing import NamedTuple
 
 from trialcoord.kernel.database.engine import transaction
 from trialcoord.kernel.problems import NotFound, invalid
-from trialcoord.scheduling import store as repo
 from trialcoord.scheduling.calendars import CalendarError, Closure, site_calendar
 from trialcoord.scheduling.protocols import protocol_of, require_study
 from trialcoord.scheduling.rules.protocol import Protocol
@@ -31,7 +30,13 @@ from trialcoord.scheduling.rules.schedule import (
     evaluate,
     evaluate_judged,
 )
-from trialcoord.scheduling.store import Saved, ScheduleInputs, StoredVisit
+from trialcoord.scheduling.store import inputs as inputs_store
+from trialcoord.scheduling.store import participants as participants_store
+from trialcoord.scheduling.store import sites as sites_store
+from trialcoord.scheduling.store import studies as studies_store
+from trialcoord.scheduling.store import visits as visits_store
+from trialcoord.scheduling.store.inputs import ScheduleInputs
+from trialcoord.scheduling.store.visits import Saved, StoredVisit
 
 HORIZON_DAYS = 60  # stored schedules list open-ended repeats this far past today
 ACTIVE, ENDED = "active", "ended"
@@ -53,7 +58,7 @@ class ScheduledVisit(NamedTuple):  # not a frozen dataclass: a worklist builds t
     def as_dict(self) -> dict:
         """Flat, for JSON and CSV: the occurrence's fields next to the recorded ones."""
         recorded = {name: getattr(self, name) for name in self._fields if name != "visit"}
-        return {**repo.occurrence_fields(self.visit), **recorded}
+        return {**visits_store.occurrence_fields(self.visit), **recorded}
 
 
 async def refresh_study(study: str, as_of: date, today: date) -> list[str]:
@@ -67,8 +72,12 @@ async def refresh_study(study: str, as_of: date, today: date) -> list[str]:
         )
     horizon = as_of + timedelta(days=HORIZON_DAYS)
     study_row = await require_study(study)
-    await repo.lock_participants(study_row["id"])
-    stale = [p for p in (await repo.load_inputs(study_row["id"])).values() if p.horizon is None or p.horizon < horizon]
+    await participants_store.lock_participants(study_row["id"])
+    stale = [
+        p
+        for p in (await inputs_store.load_inputs(study_row["id"])).values()
+        if p.horizon is None or p.horizon < horizon
+    ]
     if stale:
         await refresh_participants(study_row["id"], inputs=stale, today=today, as_of=as_of)
     return sorted(p.subject_id for p in stale)
@@ -93,8 +102,8 @@ async def persist_schedules(
     evaluated_on = evaluated_on or date.today()
     async with transaction(f"study {study}"):
         study_row = await require_study(study)
-        await repo.lock_participants(study_row["id"])
-        people = {person.subject_id: person for person in (await repo.load_inputs(study_row["id"])).values()}
+        await participants_store.lock_participants(study_row["id"])
+        people = {person.subject_id: person for person in (await inputs_store.load_inputs(study_row["id"])).values()}
         grouped: dict[str, list[VisitOccurrence]] = {}
         for subject_id, visit in rows:
             if subject_id not in people:
@@ -110,7 +119,7 @@ async def persist_schedules(
                 else {}
             )  # which version judges each visit, when more than one could
             results.append((person, [(visit, judged.get(visit.visit, person.version_id)) for visit in visits]))
-        return await repo.save_evaluations(results, evaluated_on)
+        return await visits_store.save_evaluations(results, evaluated_on)
 
 
 async def refresh_participants(
@@ -128,9 +137,9 @@ async def refresh_participants(
     today = today or date.today()
     as_of = as_of or today
     if inputs is None:
-        inputs = (await repo.load_inputs(study_id, participant_id)).values()
+        inputs = (await inputs_store.load_inputs(study_id, participant_id)).values()
     versions = await Versions.load(study_id)
-    people, saved = list(inputs), repo.Saved(0, 0, 0)
+    people, saved = list(inputs), visits_store.Saved(0, 0, 0)
     for start in range(0, len(people), _REFRESH_BATCH):  # evaluated and stored a batch at a time: bounded memory
         results = []
         for person in people[start : start + _REFRESH_BATCH]:
@@ -142,10 +151,10 @@ async def refresh_participants(
                 else ACTIVE
             )
             if status != person.status:
-                await repo.update_participant(person.id, status=status)
+                await participants_store.update_participant(person.id, status=status)
                 person.status = status
-        batch = await repo.save_evaluations(results, today, horizon=as_of + timedelta(days=HORIZON_DAYS))
-        saved = repo.Saved(
+        batch = await visits_store.save_evaluations(results, today, horizon=as_of + timedelta(days=HORIZON_DAYS))
+        saved = visits_store.Saved(
             saved.inserted + batch.inserted, saved.updated + batch.updated, saved.deleted + batch.deleted
         )
     return saved
@@ -164,7 +173,7 @@ class Versions:
 
     @classmethod
     async def load(cls, study_id: int) -> Versions:
-        return cls(await repo.list_versions(study_id), await repo.site_calendars(study_id))
+        return cls(await studies_store.list_versions(study_id), await sites_store.site_calendars(study_id))
 
     def label(self, version_id: int) -> str:
         return self.rows[version_id]["version"]

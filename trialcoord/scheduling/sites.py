@@ -13,10 +13,12 @@ from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.database.engine import transaction
 from trialcoord.kernel.problems import Conflict, NotFound, invalid
-from trialcoord.scheduling import store as repo
 from trialcoord.scheduling.calendars import CalendarError, check_site_calendar, closed_days, site_calendar
 from trialcoord.scheduling.protocols import reads, require_study
 from trialcoord.scheduling.schedules import Versions, refresh_participants
+from trialcoord.scheduling.store import inputs as inputs_store
+from trialcoord.scheduling.store import sites as sites_store
+from trialcoord.scheduling.store import studies as studies_store
 
 
 async def create_site(
@@ -30,9 +32,9 @@ async def create_site(
     calendar = _check_calendar(calendar) if calendar else None
     async with transaction(f"study {study}, site {code}"):
         study_row = await require_study(study)
-        if await repo.find_site(study_row["id"], code):
+        if await sites_store.find_site(study_row["id"], code):
             raise Conflict(f"study {study} already has a site {code}")
-        row = await repo.insert_site(study_row["id"], code, name or code, time_zone, calendar)
+        row = await sites_store.insert_site(study_row["id"], code, name or code, time_zone, calendar)
         await audit_log.record(
             actor,
             Change(
@@ -53,15 +55,15 @@ async def set_site_calendar(
     calendar = _check_calendar(calendar) if calendar else None
     async with transaction(f"study {study}, site {site}"):
         study_row = await study_with_site(study, site)
-        row = await repo.find_site(study_row["id"], site)
+        row = await sites_store.find_site(study_row["id"], site)
         if row["calendar"] != calendar:
-            await repo.update_site(row["id"], calendar=calendar)
+            await sites_store.update_site(row["id"], calendar=calendar)
             await _refresh_site(study_row["id"], site, today)
             await audit_log.record(
                 actor,
                 Change("update", "site", f"{study}/{site}", {"calendar": row["calendar"]}, {"calendar": calendar}),
             )
-        row = await repo.find_site(study_row["id"], site)
+        row = await sites_store.find_site(study_row["id"], site)
     return _site_dict(study, row)
 
 
@@ -88,22 +90,22 @@ async def add_site_closure(
     today = today or date.today()
     async with transaction(f"study {study}, site {site}"):
         study_row = await study_with_site(study, site)
-        row = await repo.find_site(study_row["id"], site)
+        row = await sites_store.find_site(study_row["id"], site)
         # a closure before the study's protocol took effect, or years ahead, is most likely a typo in the year
-        began = min((v["effective"] for v in await repo.list_versions(study_row["id"])), default=first_day)
+        began = min((v["effective"] for v in await studies_store.list_versions(study_row["id"])), default=first_day)
         if not began - timedelta(days=366) <= first_day <= today + timedelta(days=CLOSURE_FUTURE_DAYS):
             raise invalid(
                 f"a closure starts at most a year before the study's first protocol version ({began})"
                 f" and three years after today ({today}), not on {first_day}: is the year right?",
                 field="first_day",
             )
-        for known in (await repo.site_calendars(study_row["id"])).get(site, (None, ()))[1]:
+        for known in (await sites_store.site_calendars(study_row["id"])).get(site, (None, ()))[1]:
             if known.first_day <= last_day and first_day <= known.last_day:
                 raise Conflict(
                     f"study {study}, site {site} is already closed from {known.first_day} to"
                     f" {known.last_day} ({known.reason}); withdraw that closure first to change it"
                 )
-        await repo.insert_closure(row["id"], first_day, last_day, text(reason))
+        await sites_store.insert_closure(row["id"], first_day, last_day, text(reason))
         await _refresh_site(study_row["id"], site, today)
         await audit_log.record(
             actor,
@@ -128,18 +130,18 @@ async def withdraw_site_closure(
         raise invalid(f"study {study}, site {site}: say why the closure is withdrawn", field="reason")
     async with transaction(f"study {study}, site {site}"):
         study_row = await study_with_site(study, site)
-        row = await repo.find_site(study_row["id"], site)
+        row = await sites_store.find_site(study_row["id"], site)
         closure = next(
             (
                 c
-                for c in (await repo.site_calendars(study_row["id"])).get(site, (None, ()))[1]
+                for c in (await sites_store.site_calendars(study_row["id"])).get(site, (None, ()))[1]
                 if c.first_day == first_day
             ),
             None,
         )
         if closure is None:
             raise NotFound(f"study {study}, site {site} has no closure starting on {first_day}")
-        await repo.delete_closure(row["id"], first_day)
+        await sites_store.delete_closure(row["id"], first_day)
         await _refresh_site(study_row["id"], site, today)
         await audit_log.record(
             actor,
@@ -167,7 +169,7 @@ async def site_calendar_days(study: str, site: str, first: date, last: date) -> 
     study_row = await study_with_site(study, site)
     versions = await Versions.load(study_row["id"])
     name, closures = versions.calendars.get(site, (None, ()))
-    current = (await repo.list_versions(study_row["id"]))[-1] if versions.rows else None
+    current = (await studies_store.list_versions(study_row["id"]))[-1] if versions.rows else None
     fallback = (await versions.protocol(current["id"])).calendar if current else None
     calendar = site_calendar(name, closures, fallback)
     days = closed_days(calendar, first, min(last, first + timedelta(days=366))) if calendar else []
@@ -181,20 +183,20 @@ async def site_calendar_days(study: str, site: str, first: date, last: date) -> 
 
 
 async def _refresh_site(study_id: int, site: str, today: date | None) -> None:
-    inputs = (await repo.load_inputs(study_id, site=site)).values()
+    inputs = (await inputs_store.load_inputs(study_id, site=site)).values()
     if inputs:
         await refresh_participants(study_id, inputs=inputs, today=today)
 
 
 @reads
 async def list_sites(study: str) -> list[dict]:
-    return [_site_dict(study, row) for row in await repo.list_sites((await require_study(study))["id"])]
+    return [_site_dict(study, row) for row in await sites_store.list_sites((await require_study(study))["id"])]
 
 
 async def study_with_site(study: str, site: str | None) -> dict:
     """The study's row; a site filter naming no site of the study is an error, not an empty list."""
     study_row = await require_study(study)
-    if site is not None and await repo.find_site(study_row["id"], site) is None:
+    if site is not None and await sites_store.find_site(study_row["id"], site) is None:
         raise NotFound(f"study {study} has no site {site}")
     return study_row
 

@@ -13,12 +13,14 @@ from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.database.engine import transaction
 from trialcoord.kernel.problems import invalid
-from trialcoord.scheduling import store as repo
 from trialcoord.scheduling.participants import participant_dict, record_id, subject_row
 from trialcoord.scheduling.protocols import pick_version
 from trialcoord.scheduling.schedules import ACTIVE, refresh_participants
 from trialcoord.scheduling.sites import study_with_site, text
-from trialcoord.scheduling.store import ScheduleInputs
+from trialcoord.scheduling.store import inputs as inputs_store
+from trialcoord.scheduling.store import participants as participants_store
+from trialcoord.scheduling.store import studies as studies_store
+from trialcoord.scheduling.store.inputs import ScheduleInputs
 
 
 async def change_protocol_version(
@@ -33,7 +35,7 @@ async def change_protocol_version(
     """Move a participant to another protocol version from `effective` on: visits done, or whose window
     closed, before that date stay judged by the version followed then (`evaluate_judged`)."""
     async with transaction(f"study {study}, participant {subject_id}"):
-        await repo.lock_subject(study, subject_id)
+        await participants_store.lock_subject(study, subject_id)
         row = await subject_row(study, subject_id)
         moved = await _move(study, row["study_id"], version, effective, reason, today, actor, participant=row["id"])
         if moved.skipped:
@@ -72,7 +74,7 @@ async def apply_protocol_version(
     change each, in one transaction; participants it cannot move are left and reported with the reason."""
     async with transaction(f"study {study}, protocol version {version}"):
         study_row = await study_with_site(study, site)
-        await repo.lock_participants(study_row["id"])
+        await participants_store.lock_participants(study_row["id"])
         return await _move(study, study_row["id"], version, effective, reason, today, actor, site=site)
 
 
@@ -89,7 +91,7 @@ async def _move(
 ) -> Moved:
     if not text(reason):
         raise invalid(f"study {study}: give the reason for the change to protocol version {version}", field="reason")
-    versions = await repo.list_versions(study_id)
+    versions = await studies_store.list_versions(study_id)
     target = pick_version(study, versions, version)
     if effective < target["effective"]:  # the same for everyone: bad input, not a participant left as it is
         raise invalid(
@@ -98,7 +100,9 @@ async def _move(
             field="effective",
         )
     labels = {row["id"]: row["version"] for row in versions}
-    people = sorted((await repo.load_inputs(study_id, participant, site=site)).values(), key=lambda p: p.subject_id)
+    people = sorted(
+        (await inputs_store.load_inputs(study_id, participant, site=site)).values(), key=lambda p: p.subject_id
+    )
     moved, skipped = [], {}
     for person in people:
         why = _cannot_move(person, target, effective, labels, bulk=participant is None)
@@ -106,7 +110,9 @@ async def _move(
             skipped[person.subject_id] = why
         else:
             moved.append(person)
-    await repo.insert_protocol_changes([(p.id, p.version_id, target["id"], effective, text(reason)) for p in moved])
+    await participants_store.insert_protocol_changes(
+        [(p.id, p.version_id, target["id"], effective, text(reason)) for p in moved]
+    )
     audit = [
         Change(
             "update",
@@ -121,7 +127,7 @@ async def _move(
     for person in moved:
         person.add_change(person.version_id, target["id"], effective)
         person.version_id = target["id"]
-    await repo.set_protocol_versions([p.id for p in moved], target["id"])
+    await participants_store.set_protocol_versions([p.id for p in moved], target["id"])
     if moved:
         await refresh_participants(study_id, inputs=moved, today=today)
     await audit_log.record(actor, *audit)

@@ -13,12 +13,14 @@ from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.database.engine import transaction
 from trialcoord.kernel.problems import Conflict, invalid
-from trialcoord.scheduling import store as repo
 from trialcoord.scheduling.participants import Subject
 from trialcoord.scheduling.rules.schedule import NOT_APPLICABLE
 from trialcoord.scheduling.schedules import ScheduledVisit, scheduled
 from trialcoord.scheduling.sites import text
-from trialcoord.scheduling.store import StoredVisit
+from trialcoord.scheduling.store import consents as consents_store
+from trialcoord.scheduling.store import inputs as inputs_store
+from trialcoord.scheduling.store import visits as visits_store
+from trialcoord.scheduling.store.visits import StoredVisit
 
 
 async def record_event(
@@ -49,7 +51,7 @@ async def record_event(
                     f"{subject}: {event} is already recorded on {previous}; give a reason to change it to {day}",
                     field="reason",
                 )
-            await repo.upsert_events([(subject.id, event, day, text(reason))])
+            await inputs_store.upsert_events([(subject.id, event, day, text(reason))])
             subject.inputs.events[event] = day
             await subject.refresh(today)
             await audit_log.record(
@@ -103,8 +105,8 @@ async def record_visit(
             subject.inputs.actuals[visit_code] = actual
             await subject.refresh(today)
             if text(reason):
-                row = await repo.find_visit(subject.id, visit_code)
-                await repo.update_visit(row.id, bump=False, actual_reason=text(reason))
+                row = await visits_store.find_visit(subject.id, visit_code)
+                await visits_store.update_visit(row.id, bump=False, actual_reason=text(reason))
             await audit_log.record(
                 actor,
                 Change(
@@ -116,7 +118,7 @@ async def record_visit(
                     text(reason),
                 ),
             )
-        return scheduled(await repo.find_visit(subject.id, visit_code))
+        return scheduled(await visits_store.find_visit(subject.id, visit_code))
 
 
 async def book_appointment(
@@ -146,7 +148,7 @@ async def book_appointment(
                 f"{subject}: visit {visit_code} is booked on {row.appointment}; give a reason to move it to {day}",
                 field="reason",
             )
-        await repo.update_visit(row.id, appointment=day, appointment_reason=text(reason))
+        await visits_store.update_visit(row.id, appointment=day, appointment_reason=text(reason))
         await subject.refresh(today)
         await audit_log.record(
             actor,
@@ -159,7 +161,7 @@ async def book_appointment(
                 text(reason),
             ),
         )
-        return scheduled(await repo.find_visit(subject.id, visit_code))
+        return scheduled(await visits_store.find_visit(subject.id, visit_code))
 
 
 async def mark_missed(
@@ -179,14 +181,14 @@ async def mark_missed(
         row = subject.scheduled_visit(visit_code)
         _check_row_version(subject, visit_code, row, expected_row_version)
         _check_open(subject, row)
-        await repo.update_visit(row.id, missed_reason=text(reason))
+        await visits_store.update_visit(row.id, missed_reason=text(reason))
         subject.inputs.marked_missed.add(visit_code)
         await subject.refresh(today)
         await audit_log.record(
             actor,
             Change("update", "visit", subject.record_id(visit_code), {"missed": False}, {"missed": True}, text(reason)),
         )
-        return scheduled(await repo.find_visit(subject.id, visit_code))
+        return scheduled(await visits_store.find_visit(subject.id, visit_code))
 
 
 def _check_happened(what: str, day: date, today: date | None) -> None:
@@ -198,7 +200,7 @@ def _check_happened(what: str, day: date, today: date | None) -> None:
 
 async def _check_consent_event(subject: Subject, event: str, day: date) -> None:
     """The consent event is the date of first consent: never later than the first consent on record."""
-    first = await repo.first_signed(subject.id)
+    first = await consents_store.first_signed(subject.id)
     if first is not None and day > date.fromisoformat(str(first["signed_on"])):
         raise invalid(
             f"{subject}: the first consent on record (version {first['label']}) was signed on"

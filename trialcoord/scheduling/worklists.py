@@ -10,12 +10,13 @@ from collections.abc import Collection
 from datetime import date, timedelta
 
 from trialcoord.kernel.problems import invalid
-from trialcoord.scheduling import store as repo
 from trialcoord.scheduling.participants import Subject
 from trialcoord.scheduling.protocols import reads
 from trialcoord.scheduling.rules.schedule import VisitOccurrence
 from trialcoord.scheduling.schedules import ScheduledVisit, Versions, restated, scheduled
 from trialcoord.scheduling.sites import study_with_site
+from trialcoord.scheduling.store import inputs as inputs_store
+from trialcoord.scheduling.store import visits as visits_store
 
 WORKLISTS = ("today", "week", "overdue", "missed_or_out_of_window")
 
@@ -42,7 +43,7 @@ async def study_visits(
     """Exactly what `evaluate` gives for each participant as of `as_of`, by subject ID then visit order."""
     study_row = await study_with_site(study, site)
     versions = await Versions.load(study_row["id"])
-    inputs = await repo.load_inputs(study_row["id"], site=site)
+    inputs = await inputs_store.load_inputs(study_row["id"], site=site)
     result = []
     for person in sorted(inputs.values(), key=lambda person: person.subject_id):
         for visit, _ in await versions.judged(person, as_of, horizon_days):
@@ -72,7 +73,9 @@ async def worklist(study: str, as_of: date, site: str | None = None, kind: str =
     if kind not in _WORKLISTS:
         raise invalid(f"'{kind}' is not a worklist; choose one of {', '.join(WORKLISTS)}", field="kind")
     condition, arguments = _WORKLISTS[kind]
-    rows = await repo.worklist_rows((await study_with_site(study, site))["id"], condition, *arguments(as_of), site=site)
+    rows = await visits_store.worklist_rows(
+        (await study_with_site(study, site))["id"], condition, *arguments(as_of), site=site
+    )
     return [scheduled(row, restated(row, as_of)) for row in rows]
 
 
@@ -80,5 +83,5 @@ async def worklist(study: str, as_of: date, site: str | None = None, kind: str =
 async def site_schedule(study: str, site: str, as_of: date) -> list[ScheduledVisit]:
     """Every stored visit of a site's participants, with appointments; statuses as of `as_of`."""
     study_row = await study_with_site(study, site)
-    rows = await repo.worklist_rows(study_row["id"], "x.status <> 'not_applicable'", site=site)
+    rows = await visits_store.worklist_rows(study_row["id"], "x.status <> 'not_applicable'", site=site)
     return [scheduled(row, restated(row, as_of)) for row in rows]
