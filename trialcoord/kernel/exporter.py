@@ -22,7 +22,7 @@ from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.problems import invalid
 from trialcoord.kernel.render import tabular
 
-Row = Mapping[str, Any]
+Row = Mapping[str, Any]  # what the default forms read; an exporter with a `render` of its own reads any rows
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class ListExporter:
         self.scope = scope
         self.parameters = dict(parameters or {})
 
-    async def read(self, limit: int | None) -> Sequence[Row]:
+    async def read(self, limit: int | None) -> Sequence[Any]:
         """The rows, at most `limit` when given (one more than the exporter's limit: enough to tell it is past)."""
         raise NotImplementedError
 
@@ -66,7 +66,7 @@ class ListExporter:
         await audit_log.record_alone(actor, Change("export", self.identifier, self.scope, None, values))
         return Export(data, len(rows))
 
-    async def render(self, rows: Sequence[Row], form: str) -> bytes:
+    async def render(self, rows: Sequence[Any], form: str) -> bytes:
         if form == "csv":
             return tabular.csv_text(list(self.columns), rows).encode("utf-8-sig" if self.csv_bom else "utf-8")
         if form == "xlsx":

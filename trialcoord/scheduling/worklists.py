@@ -6,10 +6,13 @@ Each read runs on one connection (`protocols.reads`).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import io
+from collections.abc import Collection, Sequence
 from datetime import date, timedelta
 
+from trialcoord.kernel.exporter import ListExporter
 from trialcoord.kernel.problems import invalid
+from trialcoord.scheduling import rows
 from trialcoord.scheduling.participants import Subject
 from trialcoord.scheduling.protocols import reads
 from trialcoord.scheduling.rules.schedule import VisitOccurrence
@@ -85,3 +88,25 @@ async def site_schedule(study: str, site: str, as_of: date) -> list[ScheduledVis
     study_row = await study_with_site(study, site)
     rows = await visits_store.worklist_rows(study_row["id"], "x.status <> 'not_applicable'", site=site)
     return [scheduled(row, restated(row, as_of)) for row in rows]
+
+
+class VisitsListing(ListExporter):
+    """A stored study's visits as the engine gives them as of a day (the command line's `visits`): one row per
+    participant and visit, filtered by site and status."""
+
+    identifier = "schedule"
+    columns = ("participant", *rows.COLUMNS)
+    forms = ("table", "json", "csv")
+
+    def __init__(self, study: str, as_of: date, site: str | None, statuses: Collection[str] | None) -> None:
+        scope = f"{study}/{site}" if site else study
+        super().__init__(scope, {"as_of": as_of.isoformat(), "statuses": sorted(statuses or [])})
+        self.study, self.as_of, self.site, self.statuses = study, as_of, site, statuses
+
+    async def read(self, limit: int | None) -> list[tuple[str, VisitOccurrence]]:
+        return await study_visits(self.study, self.as_of, site=self.site, statuses=self.statuses)
+
+    async def render(self, pairs: Sequence[tuple[str, VisitOccurrence]], form: str) -> bytes:
+        out = io.StringIO()
+        rows.WRITERS[form](pairs, out, True)  # streamed by the writers: a study's visits can be many
+        return out.getvalue().encode()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import date
 
 from trialcoord.kernel import command_support as support
 from trialcoord.kernel.command_support import FORMATS, UsageError, iso_date
-from trialcoord.scheduling.cli.schedules import print_rows
 
 
 def register(commands) -> None:
@@ -21,30 +21,16 @@ def register(commands) -> None:
 
 def visits(study: str, site: str | None, status: str | None, as_of: date | None, fmt: str) -> int:
     from trialcoord.kernel.database.opening import open_database
-    from trialcoord.scheduling import worklists
+    from trialcoord.scheduling.worklists import VisitsListing
 
-    statuses = _statuses(status)
-    as_of = as_of or support.today()
+    listing = VisitsListing(study, as_of or support.today(), site, _statuses(status))
 
     async def run():
-        from trialcoord.kernel import audit_log
-
         async with open_database(migrate=True):
-            rows = await worklists.study_visits(study, as_of, site=site, statuses=statuses)
             # A listing taken out of the system is an export: audited, as the app's downloads are.
-            await audit_log.record_alone(
-                support.actor(),
-                audit_log.Change(
-                    "export",
-                    "schedule",
-                    f"{study}/{site}" if site else study,
-                    None,
-                    {"format": fmt, "as_of": as_of.isoformat(), "statuses": sorted(statuses or []), "rows": len(rows)},
-                ),
-            )
-            return rows
+            return await listing.take_out(fmt, support.actor())
 
-    print_rows(support.run(run()), fmt, with_participant=True)
+    sys.stdout.write(support.run(run()).data.decode())
     return 0
 
 
