@@ -1,5 +1,9 @@
 """Schedule engine: a participant's recorded events and actual visits -> every visit occurrence.
 
+Kept whole past the project's ~400 lines: the compiled per-visit plans, the evaluation loop over them and the
+judging of visits across protocol versions call each other (`evaluate` with `changes` is `evaluate_judged`,
+which evaluates each version), and they are the hot path every worklist, import and check runs through.
+
 Pure and deterministic: the as-of date is an argument, never the clock. Semantics and statuses are
 those of docs/protocol-format.md. A protocol is compiled once into per-visit plans (durations in
 calendar days become timedeltas) so that evaluating a participant is little more than date arithmetic.
