@@ -163,8 +163,10 @@ async def run(kind: str, count: int) -> None:
             cache = RenderCache(tmp / "render-cache")
             binder_index.render_cache = lambda: cache
             # The data directory, where an export keeps its last package for the next one to reuse.
-            system_keys._settings = load_settings(
-                {"TRIALCOORD_DATA_DIR": str(tmp / "data"), "TRIALCOORD_DATABASE_URL": "sqlite:///unused.sqlite3"}
+            system_keys.configure(
+                load_settings(
+                    {"TRIALCOORD_DATA_DIR": str(tmp / "data"), "TRIALCOORD_DATABASE_URL": "sqlite:///unused.sqlite3"}
+                )
             )
             parts = Parts()
             try:

@@ -192,9 +192,10 @@ def system_keys(monkeypatch, _system_key_material):
     manifest_key, pades = _system_key_material
     installed = keys.SystemKeys(b"test system passphrase", manifest_key, pades)
     keys.use(installed)
-    monkeypatch.setattr(keys, "_settings", None)
+    keys.configure(None)
     yield installed
     keys.use(None)
+    keys.configure(None)
 
 
 @pytest.fixture

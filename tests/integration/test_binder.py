@@ -242,7 +242,7 @@ async def test_a_re_export_takes_unchanged_files_from_the_last_export_and_a_dama
     from trialcoord.kernel import system_keys
     from trialcoord.kernel.config import load_settings
 
-    monkeypatch.setattr(system_keys, "_settings", load_settings({"TRIALCOORD_DATA_DIR": str(tmp_path / "data")}))
+    system_keys.configure(load_settings({"TRIALCOORD_DATA_DIR": str(tmp_path / "data")}))  # conftest resets it
     first = await binder_export.export("TST-1", "101", tmp_path / "one.zip", "cora")
     kept = binder_contents.kept_export("TST-1", "101", [], None)
     assert kept.exists()

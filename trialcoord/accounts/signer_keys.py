@@ -111,7 +111,7 @@ async def write_registry(directory: Path | None = None) -> Path | None:
 
 
 async def _write_registry(directory: Path | None) -> Path | None:
-    settings = system_keys._settings
+    settings = system_keys.settings()
     directory = directory or (settings.signatures_dir if settings else None)
     if directory is None or not Path(directory).is_dir():
         return None

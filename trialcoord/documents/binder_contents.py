@@ -66,7 +66,7 @@ class Contents:
 
 def kept_export(study: str, site: str | None, personal_sites: list[str], only_sites: set[str] | None) -> Path | None:
     """Where this installation keeps its last export of the scope (data/exports/), or None without settings."""
-    settings = system_keys._settings
+    settings = system_keys.settings()
     if settings is None:
         return None
     scope = repr((study, site, personal_sites, sorted(only_sites) if only_sites is not None else None))

@@ -113,7 +113,7 @@ def may_sign(grants, key: DocumentKey, meaning: str, today) -> bool:
 async def _check_authority(key: DocumentKey, signing: Signing) -> None:
     async with read():
         grants = await users.grants_held(signing.user_id)
-    settings = system_keys._settings
+    settings = system_keys.settings()
     today = signing.signed_at.astimezone(ZoneInfo(settings.time_zone if settings else "UTC")).date()  # as grants
     if not may_sign(grants, key, signing.meaning, today):
         raise Forbidden(
@@ -147,7 +147,7 @@ async def of_version(key: DocumentKey, label: str) -> tuple[list[dict], list[dic
 
 
 async def _zone_name(key: DocumentKey) -> str:
-    settings = system_keys._settings
+    settings = system_keys.settings()
     fallback = settings.time_zone if settings else "UTC"
     if key.site is None:
         return fallback

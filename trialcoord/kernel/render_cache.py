@@ -12,7 +12,7 @@ _caches: dict[Path, object] = {}
 
 def render_cache():
     """The render cache in the configured data directory, or None when nothing is configured."""
-    settings = system_keys._settings
+    settings = system_keys.settings()
     if settings is None:
         return None
     directory = Path(settings.data_dir) / "render-cache"

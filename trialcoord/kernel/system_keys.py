@@ -34,10 +34,16 @@ _current: SystemKeys | None = None
 _settings: Settings | None = None
 
 
-def configure(settings: Settings) -> None:
-    """Remember where the keys are; they are read at first use (scrypt takes a fraction of a second)."""
+def configure(settings: Settings | None) -> None:
+    """The composition root's settings for this process (`create_app`, the command line): where the keys are,
+    read at first use (scrypt takes a fraction of a second), and the folders the signing use cases write to."""
     global _settings
     _settings = settings
+
+
+def settings() -> Settings | None:
+    """The settings this process was configured with, or None before `configure` (a bare test, a script)."""
+    return _settings
 
 
 def use(keys: SystemKeys | None) -> None:
