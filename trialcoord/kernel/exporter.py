@@ -19,7 +19,7 @@ from anyio import to_thread
 
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
-from trialcoord.kernel.problems import invalid
+from trialcoord.kernel.problems import InvalidInput, invalid
 from trialcoord.kernel.render import tabular
 
 Row = Mapping[str, Any]  # what the default forms read; an exporter with a `render` of its own reads any rows
@@ -57,7 +57,7 @@ class ListExporter:
 
     async def take_out(self, form: str, actor: str) -> Export:
         if form not in self.forms:
-            raise invalid(f"'{form}' is not a listing format; choose {_either(self.forms)}", field="format")
+            raise self.not_a_form(form)
         rows = await self.read(None if self.limit is None else self.limit + 1)
         if self.limit is not None and len(rows) > self.limit:
             raise invalid(self.too_many(), field=self.narrowed_by)
@@ -77,7 +77,10 @@ class ListExporter:
             return msgspec.json.format(msgspec.json.encode(records), indent=1) + b"\n"
         if form == "table":
             return tabular.text_table(self.columns, rows).encode("utf-8")
-        raise invalid(f"'{form}' is not a listing format; choose {_either(self.forms)}", field="format")
+        raise self.not_a_form(form)
+
+    def not_a_form(self, form: str) -> InvalidInput:
+        return invalid(f"'{form}' is not a listing format; choose {_either(self.forms)}", field="format")
 
     def typed(self, row: Row) -> Row:
         """The row as XLSX cells: dates and instants as such (text in CSV and JSON)."""
