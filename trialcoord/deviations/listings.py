@@ -8,7 +8,6 @@ from datetime import date, datetime
 
 from trialcoord.deviations.queue import listing
 from trialcoord.deviations.rules import deviation_trends as figures
-from trialcoord.kernel.database.engine import fetch
 from trialcoord.kernel.exporter import ListExporter
 from trialcoord.kernel.problems import NotFound
 from trialcoord.kernel.render.tabular import text_table
@@ -179,17 +178,7 @@ async def _day_one(study: str) -> dict[str, date]:
         for row in await lookups.list_versions(study_id)
     }
     names = sorted(set(firsts.values()))
-    rows = (
-        await fetch(
-            "SELECT p.subject_id, p.protocol_version, e.event, e.date FROM participants p"
-            " JOIN recorded_events e ON e.participant = p.id"
-            f" WHERE p.study = {{}} AND e.event IN ({', '.join(['{}'] * len(names))})",
-            study_id,
-            *names,
-        )
-        if names
-        else []
-    )
+    rows = await lookups.event_dates(study_id, names)
     return {r["subject_id"]: _date(str(r["date"])) for r in rows if firsts.get(r["protocol_version"]) == r["event"]}
 
 

@@ -11,7 +11,6 @@ from trialcoord.deviations.queue import listing
 from trialcoord.deviations.report_support import audit_export, percent, render, require_sites, rows_as_of, sha256
 from trialcoord.deviations.rules import deviation_trends as figures
 from trialcoord.documents import consent_checks, documents
-from trialcoord.kernel.database.engine import fetch
 from trialcoord.scheduling import lookups, protocols
 
 SUMMARY = "site_summary"
@@ -116,22 +115,6 @@ async def site_summary_pdf(study: str, sites: list[str], as_of: date, actor: str
 
 # Store: counts by site in SQL, so the summary never loads a site's visits --------------------------
 
-_VISIT_STATES = """
-SELECT site, state, COUNT(*) AS n FROM (
-  SELECT s.code AS site, CASE
-    WHEN x.actual IS NOT NULL AND x.actual <= {} THEN x.status
-    WHEN x.actual IS NULL AND x.missed_reason IS NOT NULL THEN x.status
-    WHEN x.target IS NOT NULL AND x.latest IS NOT NULL AND x.latest < {} AND NOT x.optional THEN 'missed'
-    ELSE 'open' END AS state
-  FROM visits x JOIN participants p ON p.id = x.participant JOIN sites s ON s.id = p.site
-  WHERE p.study = {} AND p.enrolled_on <= {} AND x.status <> 'not_applicable' AND s.code IN (%s)
-) counted GROUP BY site, state"""
-_PEOPLE = """
-SELECT s.code AS site, COUNT(*) AS participants, SUM(CASE WHEN %s THEN 1 ELSE 0 END) AS ended
-FROM participants p JOIN sites s ON s.id = p.site
-WHERE p.study = {} AND p.enrolled_on <= {} AND s.code IN (%s) GROUP BY s.code"""
-_ENDED = "EXISTS (SELECT 1 FROM recorded_events e WHERE e.participant = p.id AND e.date <= {} AND e.event IN (%s))"
-
 
 async def _site_counts(study: str, sites: list[str], as_of: date) -> tuple[dict[str, dict], dict[str, list[str]]]:
     """(site -> participants enrolled on or before `as_of` and how many had ended by then; site -> the
@@ -148,13 +131,8 @@ async def _site_counts(study: str, sites: list[str], as_of: date) -> tuple[dict[
             if event.ends_schedule
         }
     )
-    marks = ", ".join(["{}"] * len(sites))
-    if ending:
-        ended, ended_args = _ENDED % ", ".join(["{}"] * len(ending)), [as_of, *ending]
-    else:
-        ended, ended_args = "1 = 0", []
-    people = await fetch(_PEOPLE % (ended, marks), *ended_args, study_id, as_of, *sites)
-    states = await fetch(_VISIT_STATES % marks, as_of, as_of, study_id, as_of, *sites)
+    people = await lookups.site_people(study_id, sites, as_of, ending)
+    states = await lookups.site_visit_states(study_id, sites, as_of)
     visits: dict[str, list[str]] = {}
     for row in states:
         visits.setdefault(row["site"], []).extend([row["state"]] * int(row["n"]))
