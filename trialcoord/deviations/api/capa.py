@@ -18,10 +18,10 @@ from trialcoord.deviations.api.deviations import (
     RECORD,
     VIEW,
     WRITE,
+    CapaCloseIn,
     CapaIn,
     CapaOut,
     IdsIn,
-    ReasonIn,
     visible_sites,
 )
 from trialcoord.kernel.web.params import AccessDep, StudyPath
@@ -75,7 +75,7 @@ class CapaController(Controller):
 
     @post("/capas/{capa_id:int}/close", opt=RECORD, status_code=200, responses=WRITE)
     async def close_capa(
-        self, study: StudyPath, capa_id: CapaPath, data: JSONBody[ReasonIn], access: AccessDep
+        self, study: StudyPath, capa_id: CapaPath, data: JSONBody[CapaCloseIn], access: AccessDep
     ) -> CapaOut:
         """Close the record with how its effectiveness was checked."""
         capa = await deviation_review.close_capa(

@@ -8,9 +8,8 @@ sequential: a 403 would tell which exist). Review steps are checked per step at 
 Reading (the queue, a deviation, exceptions, CAPA records) needs view_schedule: every role of the study sees
 coded deviation data; each write keeps its own action. CAPA records a reader may not see answer 404 too.
 
-This module keeps the name of the one the routes were split from: where answers of two features share a class
-name, the OpenAPI document names each component after its module (`deviations_api_deviations_SignatureOut`,
-`deviations_api_deviations_ReasonIn`).
+Every body and answer has a class name of its own across the API, so the OpenAPI document names its components
+after the classes alone, whatever module holds them (`StepSignatureOut`, beside documents' `SignatureOut`).
 """
 
 from __future__ import annotations
@@ -102,7 +101,7 @@ class CapaIn(msgspec.Struct):
         check_plausible(self.due_on, "due_on")
 
 
-class ReasonIn(msgspec.Struct):
+class CapaCloseIn(msgspec.Struct):
     reason: Text
 
 
@@ -158,7 +157,7 @@ class StepOut(msgspec.Struct):
     detail: dict[str, Any] | None
 
 
-class SignatureOut(msgspec.Struct):
+class StepSignatureOut(msgspec.Struct):
     step: int
     content_sha256: str
     record: str
@@ -174,7 +173,7 @@ class SignatureOut(msgspec.Struct):
 
 class DeviationDetail(DeviationOut):
     steps: list[StepOut]
-    signatures: list[SignatureOut]
+    signatures: list[StepSignatureOut]
 
 
 class DeviationPage(msgspec.Struct):
