@@ -56,14 +56,17 @@ class PooledSQLiteEngine(SQLiteEngine):
         return self.idle.pop() if self.idle else await self._open()
 
     async def _open(self) -> _PooledConnection:
-        connection = await _PooledConnection(self, partial(sqlite3.connect, **self.connection_kwargs))
-        connection.row_factory = dict_factory  # what piccolo's own connections get
+        connection = _PooledConnection(self, partial(sqlite3.connect, **self.connection_kwargs))
+        await connection  # starts its thread and connects
+        # What piccolo's own connections get. aiosqlite types row_factory as a class; sqlite3 takes any callable.
+        connection.row_factory = dict_factory  # type: ignore[assignment]
         await connection.execute("PRAGMA foreign_keys = 1")
         return connection
 
     async def release(self, connection: _PooledConnection) -> None:
-        if connection.pool is self.idle and len(self.idle) < POOL_MAX_SIZE:
-            self.idle.append(connection)
+        pool = self.idle
+        if pool is not None and connection.pool is pool and len(pool) < POOL_MAX_SIZE:
+            pool.append(connection)
         else:  # its pool was closed meanwhile, or is full
             await aiosqlite.Connection.close(connection)
 
@@ -183,7 +186,10 @@ async def _run(sql: str, args: Sequence[Any], as_dicts: bool) -> list:
     # SQLite (foreign_keys is already on, since engine.get_connection sets it) and a dict per row.
     engine = bound_engine()
     async with read(engine):
-        connection = engine.current_transaction.get().connection
+        transaction = engine.current_transaction.get()
+        if transaction is None:
+            raise RuntimeError("read() opened no transaction")  # it always does: one is open until it exits
+        connection = transaction.connection
         if is_sqlite(engine):
             connection.row_factory = dict_factory if as_dicts else None  # as piccolo does before each query
             return await connection.execute_fetchall(_with_markers(sql, engine), args)

@@ -12,6 +12,7 @@ import hashlib
 import html
 import math
 import re
+from collections.abc import Sequence
 
 WIDTH = 600
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F0E442", "#000000")  # Okabe-Ito
@@ -131,7 +132,7 @@ def _default_bins(values: list[float]) -> list[tuple[float, float]]:
 def _columns(
     title: str,
     labels: list[str],
-    stacks: list[list[float]],
+    stacks: Sequence[Sequence[float]],
     names: list[str],
     y_label: str,
     desc: str,
@@ -154,7 +155,7 @@ def _columns(
     slot = (right - _LEFT) / len(labels)
     width, every = min(slot * 0.7, 64), math.ceil((max(len(_short(label, 16)) for label in labels) * 6.5 + 8) / slot)
     for i, (label, stack) in enumerate(zip(labels, stacks)):
-        centre, top = _LEFT + slot * (i + 0.5), bottom
+        centre, top = _LEFT + slot * (i + 0.5), float(bottom)
         out.append(f"<g><title>{_text(label)}: {_num(sum(stack))}</title>")
         for j, value in enumerate(stack):
             height = value / ticks[-1] * _PLOT_HEIGHT
@@ -175,7 +176,8 @@ def _columns(
         out.append(_text_at(right, bottom + 34, x_label, 11, MUTED, "end"))
         height += 14
     if names:
-        x, height = _LEFT, height + 10
+        x: float = _LEFT
+        height += 10
         for j, name in enumerate(names):
             room = 20 + len(_short(name, 30)) * 6.5 + 16
             if x + room > WIDTH and x > _LEFT:
@@ -237,7 +239,7 @@ def _text_at(x: float, y: float, text: str, size: int, fill: str, anchor: str = 
     )
 
 
-def _check(values: list[float], negative_ok: bool = False) -> None:
+def _check(values: Sequence[float], negative_ok: bool = False) -> None:
     """Finite numbers (of 0 or more) whose sum is finite too: a bar's height divides by it. An integer too big
     for a float (OverflowError) is refused as a ValueError like infinity."""
     try:

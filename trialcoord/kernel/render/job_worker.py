@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import traceback
-from typing import Any
+from typing import Any, Literal
 
 from trialcoord.kernel.problems import InvalidInput
 from trialcoord.kernel.render.cache import RenderCache
@@ -38,9 +38,13 @@ def start_worker(queue: Any) -> None:
     import weasyprint  # noqa: F401  -- paid once by the worker, not by its first job
 
 
+# ("done", bytes, None), ("invalid", problems, None) or ("error", exception name, traceback)
+Outcome = tuple[Literal["done"], bytes, None] | tuple[Literal["invalid", "error"], str, str | None]
+
+
 def render_in_worker(
-    job_id: str, kind: str, template: str, data: dict, meta: dict, cache: RenderCache | None
-) -> tuple[str, Any, str | None]:
+    job_id: str, kind: str, template: str, data: dict[str, Any], meta: dict[str, str], cache: RenderCache | None
+) -> Outcome:
     """("done", bytes, None), ("invalid", problems, None) or ("error", exception name, traceback).
 
     Exceptions come back as values: InvalidInput would not unpickle intact (it is built from its problems).

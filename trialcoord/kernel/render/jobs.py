@@ -24,12 +24,13 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from functools import partial
+from typing import Literal
 
 from trialcoord.kernel.render.cache import RenderCache
 from trialcoord.kernel.render.document_data import canonical_json, validate
 from trialcoord.kernel.render.job_status import JobStatus, advanced
-from trialcoord.kernel.render.job_worker import render_in_worker, start_worker
+from trialcoord.kernel.render.job_worker import Outcome, render_in_worker, start_worker
 from trialcoord.kernel.render.page_estimate import estimate_pages
 
 Kind = Literal["pdf", "docx"]
@@ -235,11 +236,11 @@ class RenderJobs:
                         return
                 continue
             # Outside the lock: a future already done runs the callback here, and the callback takes the lock.
-            future.add_done_callback(lambda f, pool=executor: self._done(job_id, pool, f))  # this pool, bound now
+            future.add_done_callback(partial(self._done, job_id, executor))  # this pool, bound now
             return
 
-    def _done(self, job_id: str, executor: ProcessPoolExecutor, future: Future) -> None:
-        outcome: tuple[str, Any, str | None]
+    def _done(self, job_id: str, executor: ProcessPoolExecutor, future: Future[Outcome]) -> None:
+        outcome: Outcome | tuple[Literal["failed"], str, None]
         if future.cancelled():
             outcome = ("failed", "The server shut down before this document was rendered; please ask again.", None)
         elif isinstance(future.exception(), BrokenProcessPool):
@@ -262,9 +263,10 @@ class RenderJobs:
             job = self._jobs.get(job_id)
             if job is None or job.status.state in ("done", "failed"):
                 return
+            trace: str | None
             what, value, trace = outcome
             name = f"the {job.status.template.replace('_', ' ')}"
-            if what == "done":
+            if isinstance(value, bytes):  # what == "done"
                 self._finish(job, value, "Done")
             elif what == "invalid":
                 self._fail(job, f"The data cannot be rendered as {name}: {value}.")

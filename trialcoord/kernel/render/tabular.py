@@ -17,6 +17,7 @@ import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
+from typing import SupportsFloat, SupportsIndex
 
 import xlsxwriter
 
@@ -104,17 +105,19 @@ def _csv_cell(value: object) -> object:
         return ""
     if isinstance(value, date):  # datetime too
         return value.isoformat()
-    return value if _is_number(value) else inert(str(value))
+    return value if _number(value) is not None else inert(str(value))
 
 
-def _is_number(value: object) -> bool:
-    """int, float, Decimal, Fraction (not bool, not text, not NaN or infinity)."""
-    if isinstance(value, str | bool):
-        return False
+def _number(value: object) -> float | None:
+    """The value as a float when it is a finite number: int, float, Decimal, Fraction (not bool, not text, not NaN
+    or infinity); None otherwise."""
+    if isinstance(value, str | bool) or not isinstance(value, int | float | SupportsFloat | SupportsIndex):
+        return None
     try:
-        return math.isfinite(float(value))
+        number = float(value)
     except (TypeError, ValueError):
-        return False
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _write(worksheet, row: int, col: int, value: object, day, moment) -> int:
@@ -130,8 +133,8 @@ def _write(worksheet, row: int, col: int, value: object, day, moment) -> int:
     if isinstance(value, date):
         worksheet.write_datetime(row, col, value, day)
         return 10
-    if _is_number(value):
-        worksheet.write_number(row, col, float(value))
+    if (number := _number(value)) is not None:
+        worksheet.write_number(row, col, number)
         return len(str(value))
     text = str(value)
     worksheet.write_string(row, col, text)

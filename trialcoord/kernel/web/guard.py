@@ -46,12 +46,19 @@ def needs(action: Action, *also: Action, across_sites: bool = False) -> dict[str
 class Access:
     """What the guard found out, for the handler: who, and which sites of the study they may see."""
 
-    viewer: Viewer | None
+    viewer: Viewer | None  # None on a public route only
     sites: SiteScope | None = None  # for an `across_sites` route
 
     @property
+    def signed_in(self) -> Viewer:
+        """The viewer; a handler asks only on a route that declared a rule needing one."""
+        if self.viewer is None:
+            raise RuntimeError("a public route's handler asked who is signed in: its route must declare a rule")
+        return self.viewer
+
+    @property
     def user_id(self) -> str:
-        return self.viewer.user_id
+        return self.signed_in.user_id
 
     def shows(self, site: str) -> bool:
         return self.sites is None or self.sites.includes(site)
@@ -62,10 +69,10 @@ class Access:
             raise PermissionDeniedException(f"{self.user_id} may not {what} at site {site}")
 
     def may(self, action: Action, study: str, site: str | None, today: date) -> bool:
-        return bool(authorize(self.viewer.grants, action, study, site, today))
+        return bool(authorize(self.signed_in.grants, action, study, site, today))
 
     def may_see_study(self, study: str, today: date) -> bool:
-        return any(g.in_force(today) and g.study in (None, study) for g in self.viewer.grants)
+        return any(g.in_force(today) and g.study in (None, study) for g in self.signed_in.grants)
 
 
 def rule_of(handler: BaseRouteHandler, path: str, method: str) -> dict[str, Any] | None:
@@ -78,7 +85,8 @@ def rule_of(handler: BaseRouteHandler, path: str, method: str) -> dict[str, Any]
 async def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     path = connection.url.path
     is_api = path.startswith(API_PREFIX)
-    rule = rule_of(handler, path, connection.scope.get("method", "GET"))
+    method = connection.scope.get("method")
+    rule = rule_of(handler, path, method if isinstance(method, str) else "GET")
     if rule is None:
         raise PermissionDeniedException("This route declares no access rule, so it is refused.")
     if "\x00" in path or "%00" in connection.scope.get("query_string", b"").decode("latin-1"):

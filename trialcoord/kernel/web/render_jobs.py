@@ -12,7 +12,7 @@ from litestar import Controller, Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.params import JSONBody, PathParameter
 
-from trialcoord.kernel.render.jobs import JobNotDone, RenderJobs, TooManyJobs
+from trialcoord.kernel.render.jobs import JobNotDone, Kind, RenderJobs, TooManyJobs
 from trialcoord.kernel.render.page_estimate import LONG_DOCUMENT_PAGES, estimate_pages
 from trialcoord.kernel.render_cache import render_cache
 from trialcoord.kernel.rules.access import Action
@@ -26,6 +26,7 @@ RENDER = needs(Action.MANAGE_DOCUMENTS, across_sites=True)
 FOLLOW = needs(Action.EXPORT, across_sites=True)
 JobId = Annotated[str, PathParameter(description="The job's ID, as its submission answered")]
 JOB_TEMPLATES = frozenset({"consent_form", "delegation_log", "training_log", "deviation_log", "binder_cover"})
+KINDS: dict[str, Kind] = {"pdf": "pdf", "docx": "docx"}  # the body's `kind`, which its pattern limits to these
 MEDIA = {"pdf": "application/pdf", "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document"}
 
 
@@ -106,7 +107,7 @@ class RenderJobController(Controller):
         estimate_pages(data.template, data.data)
         try:
             job = render_jobs(request.app).submit(
-                data.kind,
+                KINDS[data.kind],
                 data.template,
                 data.data,
                 created_at=data.created_at,
