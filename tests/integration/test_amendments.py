@@ -122,7 +122,7 @@ async def test_records_a_change_makes_wrong_are_resolved_naming_it_and_new_ones_
     v3 = found[("V3", "visit_missed")]
     assert v3["state"] == "resolved_by_data_correction"  # 1.1's window is open to 04-08
     [entry] = await audit_log.browse(audit_log.AuditFilter(record_type="participant", action="update"), None, 10)
-    assert v3["resolved_by_entry"] == entry["sequence"]
+    assert v3["resolved_by_entry"] == entry.sequence
     assert found[("V5", "visit_missed")]["state"] == "detected"  # 1.1's V5 closed 04-04, after the change
 
 
@@ -153,7 +153,7 @@ async def test_a_version_applies_to_every_active_participant_of_a_site(demo):
     people = {row["subject_id"]: row["protocol_version"] for row in await participants.list_participants(demo)}
     assert people == {"101-001": "2.0", "101-002": "1.0", "102-001": "1.0"}
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="participant", action="update"), None, 10)
-    assert [(e["record_id"], e["reason"]) for e in entries] == [("DEMO-001/101/101-001", "amendment 1")]
+    assert [(e.record_id, e.reason) for e in entries] == [("DEMO-001/101/101-001", "amendment 1")]
     again = await applying.apply_version(demo, "2.0", date(2026, 11, 1), "amendment 1", today=TODAY)
     assert again.moved == ["102-001"] and "already follows" in again.skipped["101-001"]
 
@@ -237,7 +237,7 @@ async def test_impact_and_apply_over_the_api_and_the_page(demo, anonymous):
     assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv")
     assert "102-001,102,visit appears,V7" in download.text and "101-00" not in download.text
     reads = await audit_log.browse(audit_log.AuditFilter(record_type="protocol_impact"), None, 10)
-    assert sorted((e["actor"], e["record_id"], e["new"]["format"]) for e in reads) == [
+    assert sorted((e.actor, e.record_id, e.new["format"]) for e in reads) == [
         ("mona", demo, "csv"),
         ("mona", demo, "html"),
         ("mona", demo, "json"),

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.anyio
 TODAY = date(2024, 6, 1)
 
 
-async def entries() -> list[dict]:
+async def entries() -> list[audit_store.TrailEntry]:
     return await audit_log.export_rows(audit_store.AuditFilter(), 10_000)
 
 
@@ -38,7 +38,7 @@ async def test_each_regulated_write_is_one_entry_naming_who_what_and_why(study):
     await visits.mark_missed(study, "1001", "V3", "participant declined", today=TODAY, actor="cora")
     await version_changes.change_protocol_version(study, "1001", "2.0", TODAY, "amendment 2", today=TODAY, actor="ivan")
     new = (await entries())[before:]
-    summary = [(e["actor"], e["action"], e["record_type"], e["record_id"]) for e in new]
+    summary = [(e.actor, e.action, e.record_type, e.record_id) for e in new]
     assert summary == [
         ("cora", "create", "participant", "TST-1/101/1001"),
         ("cora", "create", "participant_event", "TST-1/101/1001/randomization"),
@@ -49,15 +49,15 @@ async def test_each_regulated_write_is_one_entry_naming_who_what_and_why(study):
         ("ivan", "update", "participant", "TST-1/101/1001"),
     ]
     changed = new[2]
-    assert (changed["old"], changed["new"], changed["reason"]) == (
+    assert (changed.old, changed.new, changed.reason) == (
         {"date": "2024-03-04"},
         {"date": "2024-03-05"},
         "typo in CRF",
     )
-    assert new[-1]["old"] == {"protocol_version": "1.0"} and new[-1]["reason"] == "amendment 2"
-    assert [e["sequence"] for e in await entries()] == list(range(1, len(await entries()) + 1))
+    assert new[-1].old == {"protocol_version": "1.0"} and new[-1].reason == "amendment 2"
+    assert [e.sequence for e in await entries()] == list(range(1, len(await entries()) + 1))
     for entry in new:
-        assert entry["recorded_at"].endswith("Z") and len(entry["recorded_at"]) == 27
+        assert entry.recorded_at.endswith("Z") and len(entry.recorded_at) == 27
 
 
 async def test_changing_a_recorded_date_without_a_reason_is_refused_and_leaves_no_entry(study):
@@ -90,7 +90,7 @@ async def test_concurrent_writers_get_contiguous_sequence_numbers(study):
         await participants.enroll_participant(study, f"{i:04d}", SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
 
     await asyncio.gather(*(enrol(i) for i in range(12)))
-    sequences = [e["sequence"] for e in await entries()]
+    sequences = [e.sequence for e in await entries()]
     assert sequences == list(range(1, len(sequences) + 1))
     assert (await audit_log.verify()).ok
 
@@ -239,7 +239,7 @@ async def test_rewritten_history_is_caught_only_by_a_checkpoint(study, db, tmp_p
     key = signing_keys.generate_key()
     signed = await audit_log.checkpoint(key, tmp_path / "cp.json")
     checkpoint = signing_keys.verify_checkpoint(signing_keys.load_checkpoint(tmp_path / "cp.json"), key.public_key())
-    assert checkpoint.size == signed["size"]
+    assert checkpoint.size == signed.size
     # Rewrite entry 2 and recompute its hash, as an attacker who knows the scheme would.
     row = await _raw(2)
     entry = audit_store.stored_entry([row[c] for c in audit_store.COLUMNS.split(", ")]).entry
@@ -327,7 +327,7 @@ async def test_moving_a_booked_appointment_needs_a_reason_recorded_with_the_chan
         study, "1001", "V2", date(2024, 3, 19), reason="participant asked", today=date(2024, 3, 5), actor="cora"
     )
     moved = (await entries())[-1]
-    assert (moved["old"], moved["new"], moved["reason"]) == (
+    assert (moved.old, moved.new, moved.reason) == (
         {"appointment": "2024-03-18"},
         {"appointment": "2024-03-19"},
         "participant asked",

@@ -106,7 +106,7 @@ async def test_the_export_holds_every_version_signed_and_verifies_offline(filed,
         )
         assert archive.read("index.pdf").startswith(b"%PDF")
     exported = await audit_log.export_rows(audit_store.AuditFilter(record_type="binder"), 5)
-    assert [(e["actor"], e["record_id"], e["new"]["files"]) for e in exported] == [
+    assert [(e.actor, e.record_id, e.new["files"]) for e in exported] == [
         ("cora", "TST-1/101", 13)
     ]  # 5 versions; 4 signed: a page and a PAdES copy each
 

@@ -227,12 +227,12 @@ async def test_visits_gives_exactly_the_rows_check_gives(db, tmp_path, tst_proto
     from trialcoord.kernel import audit_log
 
     exports = await audit_log.browse(audit_log.AuditFilter(action="export"), None, 10)
-    assert len(exports) == 4 and exports[0]["actor"].startswith("cli:")
-    assert exports[0]["new"] == {"format": "json", "as_of": "2024-03-25", "statuses": ["late"], "rows": 1}
+    assert len(exports) == 4 and exports[0].actor.startswith("cli:")
+    assert exports[0].new == {"format": "json", "as_of": "2024-03-25", "statuses": ["late"], "rows": 1}
     imported = await audit_log.browse(audit_log.AuditFilter(record_type="participant_event"), None, 50)
-    assert imported and all(e["reason"] == f"imported from {events}" for e in imported)
+    assert imported and all(e.reason == f"imported from {events}" for e in imported)
     loaded = await audit_log.browse(audit_log.AuditFilter(record_type="protocol_version"), None, 5)
-    assert all(e["actor"].startswith("cli:") for e in loaded + imported)  # never an anonymous "system"
+    assert all(e.actor.startswith("cli:") for e in loaded + imported)  # never an anonymous "system"
 
 
 @pytest.mark.db

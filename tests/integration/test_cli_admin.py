@@ -9,6 +9,7 @@ import re
 import sqlite3
 import stat
 import subprocess
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
@@ -231,19 +232,19 @@ async def test_user_commands_create_grant_revoke_issue_tokens_reset_and_disable(
     entries = [
         e
         for e in await audit_log.export_rows(AuditFilter(record_type="user", record_id="cora"), 100)
-        if not e["action"].startswith("sign_in")
+        if not e.action.startswith("sign_in")
     ]
-    assert [(e["action"], e["actor"].startswith("cli:")) for e in entries] == [
+    assert [(e.action, e.actor.startswith("cli:")) for e in entries] == [
         ("create", True),
         ("update", True),
         ("update", True),
     ], entries
-    assert entries[1]["new"] == {"password": "changed", "sessions_ended": 2}  # the token and a sign-in
-    assert entries[2]["new"] == {"status": "disabled", "sessions_ended": 1}  # the sign-in after the reset
-    assert entries[2]["reason"] == "left the site"
+    assert entries[1].new == {"password": "changed", "sessions_ended": 2}  # the token and a sign-in
+    assert entries[2].new == {"status": "disabled", "sessions_ended": 1}  # the sign-in after the reset
+    assert entries[2].reason == "left the site"
     revoked = await audit_log.export_rows(AuditFilter(record_type="grant", record_id=str(grant_id)), 100)
-    assert [(e["action"], e["reason"]) for e in revoked] == [("grant", None), ("revoke", "left")]
-    trail = json.dumps(await audit_log.export_rows(AuditFilter(), 10_000))
+    assert [(e.action, e.reason) for e in revoked] == [("grant", None), ("revoke", "left")]
+    trail = json.dumps([asdict(e) for e in await audit_log.export_rows(AuditFilter(), 10_000)])
     assert password not in trail and new_password not in trail
 
 
@@ -294,7 +295,7 @@ async def test_audit_verify_checkpoint_and_public_key_prove_the_trail_and_catch_
     succeeds("audit", "public-key", "--out", str(public_key_file), env=env)
     public_key = signing_keys.load_public_key(public_key_file.read_text())
     assert signing_keys.key_id(public_key) == signed["key_id"]
-    signing_keys.verify_checkpoint(signed, public_key)
+    signing_keys.verify_checkpoint(signing_keys.SignedCheckpoint.from_json(signed), public_key)
     assert "intact" in succeeds(
         "audit", "verify", "--checkpoint", str(checkpoint_file), "--public-key", str(public_key_file), env=env
     )

@@ -77,7 +77,7 @@ async def test_detect_prints_the_counts_and_a_second_run_creates_nothing(enrolle
     assert total > 0
     assert first == f"TST-1 as of 2024-06-01 (full): {total} created, 0 updated, 0 resolved, 0 reopened\n"
     created = await audit_log.browse(audit_log.AuditFilter(record_type="deviation"), None, 100)
-    assert len(created) == total and all(e["actor"].startswith("cli:") for e in created)
+    assert len(created) == total and all(e.actor.startswith("cli:") for e in created)
     again = ok(env, "detect", "TST-1", "--as-of", "2024-06-01")
     assert again == "TST-1 as of 2024-06-01 (0 participants): 0 created, 0 updated, 0 resolved, 0 reopened\n"
     full = ok(env, "detect", "TST-1", "--as-of", "2024-06-01", "--full")
@@ -129,8 +129,8 @@ async def test_list_as_json_carries_the_required_keys_of_every_record(detected, 
     manual = next(r for r in rows if r["source"] == "manual")
     assert (manual["rule"], manual["description"]) == (None, '=HYPERLINK("http://evil.example","x")')
     exports = await audit_log.browse(audit_log.AuditFilter(action="export"), None, 5)
-    assert exports[0]["record_type"] == "deviation_listing" and exports[0]["actor"].startswith("cli:")
-    assert exports[0]["new"] == {"format": "json", "states": [], "rows": total}
+    assert exports[0].record_type == "deviation_listing" and exports[0].actor.startswith("cli:")
+    assert exports[0].new == {"format": "json", "states": [], "rows": total}
 
 
 async def test_list_as_csv_has_the_same_columns_and_guards_formulas(detected, env):

@@ -55,7 +55,7 @@ async def test_a_visit_without_consent_is_a_candidate_and_consents_are_audited(c
     found = await consent_checks.candidates(consenting)
     assert [(c["subject_id"], c["visit"], c["rule"]) for c in found] == [("1002", "V2", "procedure_before_consent")]
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="participant_consent"), None, 5)
-    assert entries[0]["record_id"] == "TST-1/101/1001/consent/1.0" and entries[0]["new"]["signed_on"] == "2024-03-01"
+    assert entries[0].record_id == "TST-1/101/1001/consent/1.0" and entries[0].new["signed_on"] == "2024-03-01"
 
 
 async def test_a_new_effective_version_fills_the_reconsent_queue_until_reconsent(consenting):
@@ -201,7 +201,7 @@ async def test_a_coordinator_records_a_consent_on_the_participant_page(anonymous
 async def test_recording_a_consent_records_the_consent_event_too(consenting):
     assert (await participants.get_participant(consenting, "1001"))["events"]["consent"] == date(2024, 3, 1)
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="participant_event"), None, 10)
-    assert [e["record_id"] for e in entries if e["record_id"].endswith("/consent")] == ["TST-1/101/1001/consent"]
+    assert [e.record_id for e in entries if e.record_id.endswith("/consent")] == ["TST-1/101/1001/consent"]
     await participant_consents.record_consent(consenting, "1002", "en", "1.0", date(2024, 3, 10), "cora", TODAY)
     assert (await participants.get_participant(consenting, "1002"))["events"]["consent"] == date(2024, 3, 10)
     # A re-consent leaves the date of first consent as it is.
@@ -280,7 +280,7 @@ async def test_found_a_consent_signed_before_its_version_was_registered_is_recor
         for r in await consent_checks.reconsent(consenting, TODAY)
     ] == [("1002", "0.9", "1.0")]
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="participant_consent"), None, 5)
-    assert entries[0]["record_id"] == "TST-1/101/1002/consent/paper/2024-01-15"
+    assert entries[0].record_id == "TST-1/101/1002/consent/paper/2024-01-15"
 
 
 async def test_paper_consents_and_consent_issues_over_the_api(anonymous, personas):

@@ -54,7 +54,7 @@ async def test_detection_creates_one_record_per_finding_with_the_issue_fields(en
     assert ("1001", "V3", "visit_late") not in found and ("1002", "V2", "visit_late") not in found
     assert all(r["detected_at"] and r["classification"] for r in rows)
     created = await audit_log.browse(audit_log.AuditFilter(record_type="deviation"), None, 100)
-    assert len(created) == total and {e["action"] for e in created} == {"create"}
+    assert len(created) == total and {e.action for e in created} == {"create"}
 
 
 async def test_detection_is_idempotent(enrolled):
@@ -99,8 +99,8 @@ async def test_a_corrected_visit_date_resolves_the_record_by_data_correction_nev
         ("1001", "V3", "visit_early"),
     }
     entry = (await audit_log.browse(audit_log.AuditFilter(record_type="visit"), None, 1))[0]
-    assert entry["reason"] == "transcription error"
-    assert {r["resolved_by_entry"] for r in rows} == {entry["sequence"]}
+    assert entry.reason == "transcription error"
+    assert {r["resolved_by_entry"] for r in rows} == {entry.sequence}
     resolved = keyed(rows)[("1001", "V2", "visit_late")]
     # Found again once the date goes back out of the window: the same record, reopened.
     await visits.record_visit(enrolled, "1001", "V2", date(2024, 3, 26), reason="source says 26th", today=TODAY)
@@ -133,7 +133,7 @@ async def test_an_exception_approved_before_the_visit_prevents_the_deviation_and
     assert ("1005", "V2", "visit_late") not in found and ("1001", "V2", "visit_late") in found
     assert ("1002", "V3", "visit_early") in found
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="window_exception"), None, 5)
-    assert {e["record_id"] for e in entries} == {
+    assert {e.record_id for e in entries} == {
         "TST-1/101/1005/V2/exception",
         "TST-1/101/1001/V2/exception",
         "TST-1/101/1002/V3/exception",
@@ -243,7 +243,7 @@ async def test_a_deviation_walks_from_detection_to_closure_with_signed_classific
     shown = await queue.get(study, did)
     assert [s["step"] for s in shown["steps"]] == ["respond", "acknowledge", "classify", "close"]
     trail = await audit_log.browse(audit_log.AuditFilter(record_type="deviation"), None, 4)
-    assert [e["action"] for e in trail] == ["close", "classify", "acknowledge", "respond"]
+    assert [e.action for e in trail] == ["close", "classify", "acknowledge", "respond"]
     reopened = await deviation_review.take_step(study, did, "reopen", "mona", reason="source data differs")
     assert (reopened["state"], reopened["closed_at"]) == ("reopened", None)
 
@@ -341,7 +341,7 @@ async def test_capa_groups_deviations_and_is_audited(detected):
         await deviation_review.close_capa("TST-1", capa["id"], "mona", "again")
     with pytest.raises(InvalidInput):
         await deviation_review.create_capa("TST-1", " ", "", "x", "x", "x", None, [], "cora")
-    kinds = [e["action"] for e in await audit_log.browse(audit_log.AuditFilter(record_type="capa"), None, 5)]
+    kinds = [e.action for e in await audit_log.browse(audit_log.AuditFilter(record_type="capa"), None, 5)]
     assert kinds == ["close", "create"]
 
 
@@ -489,8 +489,8 @@ async def test_a_closed_record_keeps_its_signed_facts_and_a_classified_one_goes_
     again = await queue.get("TST-1", early["id"])
     assert result["updated"] == 1 and (again["state"], again["days_outside"]) == ("reopened", -3)
     entry = (await audit_log.browse(audit_log.AuditFilter(record_type="deviation", action="update"), None, 1))[0]
-    assert entry["old"]["days_outside"] == -2 and entry["new"] == {
-        **entry["new"],
+    assert entry.old["days_outside"] == -2 and entry.new == {
+        **entry.new,
         "days_outside": -3,
         "state": "reopened",
     }

@@ -174,7 +174,7 @@ async def test_csv_listing_is_guarded_and_xlsx_reads_back(reported):
     )
     assert row["CLOSED_UTC"] == datetime(2024, 4, 11, 10, 0)  # a real date-time cell
     exports = await audit_log.browse(audit_log.AuditFilter(record_type="deviation_listing"), None, 5)
-    assert [(e["actor"], e["action"], e["new"]["format"]) for e in exports] == [
+    assert [(e.actor, e.action, e.new["format"]) for e in exports] == [
         ("coord-b", "export", "xlsx"),
         ("sponsor", "export", "csv"),
     ]
@@ -288,7 +288,7 @@ async def test_filing_adds_a_binder_version_per_day_and_change(reported, monkeyp
     stored = await documents.version_bytes(DocumentKey(reported, SITE_A, "Protocol deviation log"), "2024-06-01")
     assert stored.startswith(b"%PDF-")
     created = await audit_log.browse(audit_log.AuditFilter(record_type="document_version", action="create"), None, 9)
-    assert sorted(e["record_id"] for e in created if "deviation log" in e["record_id"]) == [
+    assert sorted(e.record_id for e in created if "deviation log" in e.record_id) == [
         "TST-1/101/documents/Protocol deviation log/2024-06-01",
         "TST-1/101/documents/Protocol deviation log/2024-06-01.2",
     ]
@@ -326,7 +326,7 @@ async def test_api_reports_by_role(reported, anonymous):
     missing = await admin.get("/api/studies/TST-1/deviations/log?site=999")
     assert missing.status_code == 404 and "999" in missing.json()["detail"]
     exports = await audit_log.browse(audit_log.AuditFilter(action="export"), None, 20)
-    assert {(e["actor"], e["record_type"]) for e in exports} >= {
+    assert {(e.actor, e.record_type) for e in exports} >= {
         ("coord-b", "deviation_listing"),
         ("coord-b", "deviation_log"),
         ("monitor", "site_summary"),

@@ -23,7 +23,7 @@ ICF = DocumentKey("TST-1", "101", "Informed consent form (English)")
 LETTER = DocumentKey("TST-1", "101", "IRB approval of ICF 2.0")
 
 
-async def trail(record_type: str) -> list[dict]:
+async def trail(record_type: str) -> list[audit_store.TrailEntry]:
     return await audit_log.export_rows(audit_store.AuditFilter(record_type=record_type), 100)
 
 
@@ -41,11 +41,11 @@ async def test_a_version_is_stored_once_hashed_typed_by_content_and_audited(stud
     scan = await documents.add_version(LETTER, "066", "1", PNG, "letter.pdf", actor="cora")  # the name lies
     assert scan["media_type"] == "image/png"
     created = await trail("document_version")
-    assert [e["record_id"] for e in created] == [
+    assert [e.record_id for e in created] == [
         "TST-1/101/documents/Informed consent form (English)/2.0",
         "TST-1/101/documents/IRB approval of ICF 2.0/1",
     ]
-    assert created[0]["new"]["sha256"] == added["sha256"] and created[0]["actor"] == "cora"
+    assert created[0].new["sha256"] == added["sha256"] and created[0].actor == "cora"
 
 
 @pytest.mark.parametrize(
@@ -104,13 +104,13 @@ async def test_the_lifecycle_is_followed_and_each_step_audited(study):
     assert approved["approval"]["reference"] == "IRB-2024-117"
     effective = await documents.change_status(ICF, "2.0", "effective", date(2024, 4, 15), actor="ivan")
     assert (effective["status"], effective["status_date"]) == ("effective", date(2024, 4, 15))
-    steps = [e for e in await trail("document_version") if e["action"] == "update"]
-    assert [(e["old"]["status"], e["new"]["status"], e["actor"]) for e in steps] == [
+    steps = [e for e in await trail("document_version") if e.action == "update"]
+    assert [(e.old["status"], e.new["status"], e.actor) for e in steps] == [
         ("draft", "in_review", "cora"),
         ("in_review", "approved", "ivan"),
         ("approved", "effective", "ivan"),
     ]
-    assert steps[1]["new"]["approval"]["letter_sha256"] == letter_sha
+    assert steps[1].new["approval"]["letter_sha256"] == letter_sha
     assert (await audit_log.verify()).ok
 
 
@@ -194,8 +194,8 @@ async def test_a_new_effective_version_supersedes_the_one_before(study):
         if row["name"] == ICF.name
     }
     assert states == {"1.0": ("superseded", date(2024, 4, 21)), "2.0": ("effective", date(2024, 4, 21))}
-    superseded = [e for e in await trail("document_version") if (e["new"] or {}).get("status") == "superseded"]
-    assert [e["reason"] for e in superseded] == ["superseded by version 2.0"]
+    superseded = [e for e in await trail("document_version") if (e.new or {}).get("status") == "superseded"]
+    assert [e.reason for e in superseded] == ["superseded by version 2.0"]
 
 
 async def test_an_approval_must_name_a_stored_letter_and_dates_must_be_plausible(study):
@@ -256,7 +256,7 @@ async def test_the_document_commands_store_list_move_and_verify(study, db, tmp_p
     broken = run("verify", env=env)
     assert broken.returncode == 1 and "do not match their SHA-256" in broken.stderr
     entries = [e for e in await trail("document_version")]
-    assert {e["actor"][:4] for e in entries} == {"cli:"}
+    assert {e.actor[:4] for e in entries} == {"cli:"}
 
 
 # Through the API, as the personas of the access matrix
@@ -302,8 +302,8 @@ async def test_site_staff_add_and_move_their_sites_documents_and_others_only_rea
     other = await signed_in(anonymous, "coord-b")
     assert (await other.get(url)).json() == []  # site 101's documents are not theirs to see
     assert (await other.get(f"{url}/content", params={"name": "PI CV", "label": "1", "site": "101"})).status_code == 403
-    exports = [e for e in await trail("document_version") if e["action"] == "export"]
-    assert [e["actor"] for e in exports] == ["sponsor"]
+    exports = [e for e in await trail("document_version") if e.action == "export"]
+    assert [e.actor for e in exports] == ["sponsor"]
 
 
 async def test_the_documents_page_stores_a_version_and_moves_it(anonymous, personas):

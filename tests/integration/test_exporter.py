@@ -12,7 +12,7 @@ import openpyxl
 import pytest
 
 from trialcoord.kernel import audit_log
-from trialcoord.kernel.audit_store import AuditFilter
+from trialcoord.kernel.audit_store import AuditFilter, TrailEntry
 from trialcoord.kernel.exporter import ListExporter
 from trialcoord.kernel.problems import InvalidInput
 
@@ -38,7 +38,7 @@ class Sample(ListExporter):
         return self.rows[:limit]
 
 
-async def _exports() -> list[dict]:
+async def _exports() -> list[TrailEntry]:
     return await audit_log.browse(AuditFilter(record_type="sample_listing"), None, 10)
 
 
@@ -54,10 +54,10 @@ async def test_every_form_renders_the_rows_and_one_entry_records_the_export(db):
     sheet = openpyxl.load_workbook(io.BytesIO((await listing.take_out("xlsx", "cora")).data)).active
     assert [c.value for c in sheet[3]] == ["102", "2001", "Ünïcode, 日本語"]
     entries = await _exports()
-    assert [e["new"]["format"] for e in entries] == ["xlsx", "table", "json", "csv"]  # newest first, one each
-    assert entries[-1]["actor"] == "cora" and entries[-1]["action"] == "export"
-    assert entries[-1]["record_id"] == "TST-1/101"
-    assert entries[-1]["new"] == {"format": "csv", "rows": 2, "states": ["detected"]}
+    assert [e.new["format"] for e in entries] == ["xlsx", "table", "json", "csv"]  # newest first, one each
+    assert entries[-1].actor == "cora" and entries[-1].action == "export"
+    assert entries[-1].record_id == "TST-1/101"
+    assert entries[-1].new == {"format": "csv", "rows": 2, "states": ["detected"]}
 
 
 async def test_a_selection_past_the_limit_or_an_unknown_form_is_refused_and_records_nothing(db):

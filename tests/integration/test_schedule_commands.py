@@ -180,7 +180,7 @@ async def test_site_calendar_and_closures_on_the_command_line(env, dosing):
     days = await sites.site_calendar_days(dosing, "201", date(2026, 12, 23), date(2027, 1, 5))
     assert date(2026, 12, 29) not in {d["date"] for d in days["closed"]} and days["closures"] == []
     [entry] = await audit_log.browse(audit_log.AuditFilter(record_type="site", action="delete"), None, 5)
-    assert (entry["record_id"], entry["reason"]) == ("ONC-201/201/closure/2026-12-24", "entered for the wrong site")
+    assert (entry.record_id, entry.reason) == ("ONC-201/201/closure/2026-12-24", "entered for the wrong site")
     gone = run("site", "reopen", dosing, "201", "2026-12-24", "--reason", "x", env=env)
     assert gone.returncode != 0 and "no closure starting on 2026-12-24" in gone.stderr
     back = ok(env, "site", "calendar", dosing, "201", "--protocol")
@@ -216,9 +216,9 @@ async def test_sites_from_the_command_line(env, dosing):
     [entry] = [
         e
         for e in await audit_log.browse(audit_log.AuditFilter(record_type="site", action="create"), None, 5)
-        if e["record_id"] == "ONC-201/305"
+        if e.record_id == "ONC-201/305"
     ]
-    assert entry["new"]["time_zone"] == "Europe/Berlin"
+    assert entry.new["time_zone"] == "Europe/Berlin"
 
 
 async def test_import_events_creates_the_sites_a_file_names_when_asked(env, dosing, tmp_path):

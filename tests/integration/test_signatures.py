@@ -81,10 +81,10 @@ async def test_a_signature_is_linked_to_the_version_printed_and_audited(study, r
     entry = [
         e
         for e in await audit_log.export_rows(audit_store.AuditFilter(record_type="document_version"), 50)
-        if e["action"] == "sign"
+        if e.action == "sign"
     ][0]
-    assert entry["actor"] == "ivan" and entry["new"]["meaning"] == "review"
-    assert entry["new"]["components"] == "user ID and password"
+    assert entry.actor == "ivan" and entry.new["meaning"] == "review"
+    assert entry.new["components"] == "user ID and password"
     assert await verification.verify_all() == (4, [])  # one key, one signature, two files
 
 
@@ -100,7 +100,7 @@ async def test_a_wrong_password_signs_nothing_and_is_audited(study, real_pdf):
         await signing.signing_by_password("ivan", "liking", PASSWORD, rules=account_rules())
     assert (await signatures.of_version(ICF, "1.0")) == ([], [])
     failures = await audit_log.export_rows(audit_store.AuditFilter(action="signing_failed"), 10)
-    assert [e["reason"] for e in failures][:1] == ["the password is not correct"]
+    assert [e.reason for e in failures][:1] == ["the password is not correct"]
     assert all(PASSWORD not in json.dumps(e) and "not the password" not in json.dumps(e) for e in failures)
 
 

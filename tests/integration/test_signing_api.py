@@ -191,8 +191,8 @@ async def test_the_version_page_previews_the_pdf_inline(ivan):
     from trialcoord.kernel import audit_log, audit_store
 
     actions = [
-        e["action"]
+        e.action
         for e in await audit_log.export_rows(audit_store.AuditFilter(record_type="document_version"), 50)
-        if e["actor"] == "ivan"
+        if e.actor == "ivan"
     ]
     assert actions[-2:] == ["view", "export"]  # a preview is a view, a download a copy leaving the system

@@ -62,7 +62,7 @@ async def test_a_closure_and_a_change_of_calendar_move_the_stored_windows(sites)
     await set_site_calendar(sites, "101", None, today=TODAY, actor="admin")
     assert await latest(sites, "101-1") == date(2026, 5, 4)
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="site"), None, 10)
-    assert {(e["record_id"], e["action"]) for e in entries} >= {
+    assert {(e.record_id, e.action) for e in entries} >= {
         ("CAL-1/301/closure/2026-05-04", "create"),
         ("CAL-1/101", "update"),
     }

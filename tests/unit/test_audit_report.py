@@ -10,6 +10,7 @@ import pytest
 import time_machine
 
 from trialcoord.audit.report import audit_csv, audit_pdf
+from trialcoord.kernel.audit_store import TrailEntry
 
 HEADER = "sequence,recorded_at,actor,action,record_type,record_id,old,new,reason,leaf_hash"
 ROOT = "c0ffee" + "0" * 58
@@ -36,7 +37,7 @@ def entry(sequence=1, **fields):
         reason="Datum korrigiert – Übertragungsfehler",
         leaf_hash="ab" * 32,
     )
-    return row | fields
+    return TrailEntry(**(row | fields))
 
 
 def pdf_text(data: bytes) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+from dataclasses import replace
 
 import pytest
 
@@ -157,7 +158,7 @@ def test_a_bad_public_key_is_a_clear_error(text):
 def test_a_signed_checkpoint_verifies_to_the_same_checkpoint(saved):
     key = saved[0]
     signed = sk.sign_checkpoint(CHECKPOINT, key)
-    assert set(signed) == {"size", "root", "issued_at", "key_id", "signature"}
+    assert set(signed.to_json()) == {"size", "root", "issued_at", "key_id", "signature"}
     assert sk.verify_checkpoint(signed, key.public_key()) == CHECKPOINT
 
 
@@ -171,7 +172,7 @@ def test_a_signed_checkpoint_verifies_to_the_same_checkpoint(saved):
 )
 def test_a_tampered_checkpoint_fails_verification(saved, field, value):
     key = saved[0]
-    signed = {**sk.sign_checkpoint(CHECKPOINT, key), field: value}
+    signed = replace(sk.sign_checkpoint(CHECKPOINT, key), **{field: value})
     with pytest.raises(sk.CheckpointError, match="does not verify"):
         sk.verify_checkpoint(signed, key.public_key())
 
@@ -179,10 +180,10 @@ def test_a_tampered_checkpoint_fails_verification(saved, field, value):
 def test_a_tampered_signature_fails_verification(saved):
     key = saved[0]
     signed = sk.sign_checkpoint(CHECKPOINT, key)
-    flipped = ("1" if signed["signature"][0] == "0" else "0") + signed["signature"][1:]
-    for signature in (flipped, "not hex", signed["signature"][:-2]):
+    flipped = ("1" if signed.signature[0] == "0" else "0") + signed.signature[1:]
+    for signature in (flipped, "not hex", signed.signature[:-2]):
         with pytest.raises(sk.CheckpointError, match="does not verify"):
-            sk.verify_checkpoint({**signed, "signature": signature}, key.public_key())
+            sk.verify_checkpoint(replace(signed, signature=signature), key.public_key())
 
 
 def test_a_checkpoint_signed_by_another_key_fails_verification(saved):
@@ -191,16 +192,19 @@ def test_a_checkpoint_signed_by_another_key_fails_verification(saved):
     with pytest.raises(sk.CheckpointError, match="signed by key"):
         sk.verify_checkpoint(signed, saved[0].public_key())
     with pytest.raises(sk.CheckpointError, match="does not verify"):
-        sk.verify_checkpoint({**signed, "key_id": sk.key_id(saved[0].public_key())}, saved[0].public_key())
+        sk.verify_checkpoint(replace(signed, key_id=sk.key_id(saved[0].public_key())), saved[0].public_key())
 
 
 def test_a_malformed_or_incomplete_checkpoint_is_a_clear_error(saved):
     key = saved[0]
     signed = sk.sign_checkpoint(CHECKPOINT, key)
     with pytest.raises(sk.CheckpointError, match="lacks signature"):
-        sk.verify_checkpoint({name: value for name, value in signed.items() if name != "signature"}, key.public_key())
+        sk.verify_checkpoint(
+            sk.SignedCheckpoint.from_json({n: v for n, v in signed.to_json().items() if n != "signature"}),
+            key.public_key(),
+        )
     with pytest.raises(sk.CheckpointError, match="malformed"):
-        sk.verify_checkpoint({**signed, "size": -1}, key.public_key())
+        sk.verify_checkpoint(sk.SignedCheckpoint.from_json({**signed.to_json(), "size": -1}), key.public_key())
 
 
 def test_a_checkpoint_file_round_trips(saved, tmp_path):

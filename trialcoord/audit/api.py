@@ -18,7 +18,7 @@ from litestar.params import FromQuery, QueryParameter
 
 from trialcoord.audit.copies import TrailCopy
 from trialcoord.kernel import audit_log
-from trialcoord.kernel.audit_store import AuditFilter
+from trialcoord.kernel.audit_store import AuditFilter, TrailEntry
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.rules.audit_entries import utc_instant
 from trialcoord.kernel.web.errors import problem_responses
@@ -46,6 +46,10 @@ class AuditEntryOut(msgspec.Struct):
     new: Any
     reason: str | None
     leaf_hash: str
+
+
+def _out(entry: TrailEntry) -> AuditEntryOut:
+    return msgspec.convert(entry, AuditEntryOut, from_attributes=True)
 
 
 def audit_filter(
@@ -110,7 +114,7 @@ class AuditController(Controller):
     ) -> list[AuditEntryOut]:
         """Every entry, newest first, a page of 100 at a time (`before`: the last sequence number seen)."""
         where = audit_filter(record_type, record_id, actor, action, since, until)
-        return [AuditEntryOut(**row) for row in await audit_log.browse(where, before, PAGE_SIZE)]
+        return [_out(entry) for entry in await audit_log.browse(where, before, PAGE_SIZE)]
 
     @get(
         "/audit/export",
@@ -154,7 +158,7 @@ class AuditController(Controller):
         before: Before = None,
     ) -> list[AuditEntryOut]:
         where = audit_filter(record_type, record_id, actor, action, since, until, study_scope(access, study, site))
-        return [AuditEntryOut(**row) for row in await audit_log.browse(where, before, PAGE_SIZE)]
+        return [_out(entry) for entry in await audit_log.browse(where, before, PAGE_SIZE)]
 
     @get(
         "/studies/{study:str}/audit/export",

@@ -76,10 +76,7 @@ def audit_checkpoint(out: str) -> int:
 
     key = _private_key()
     signed = support.database(lambda: audit_log.checkpoint(key, Path(out)))
-    print(
-        f"checkpoint of {signed['size']} entries, root {signed['root']}, signed by key {signed['key_id']},"
-        f" written to {out}"
-    )
+    print(f"checkpoint of {signed.size} entries, root {signed.root}, signed by key {signed.key_id}, written to {out}")
     return 0
 
 

@@ -10,8 +10,8 @@ import anyio
 
 from trialcoord.audit import report
 from trialcoord.kernel import audit_log
-from trialcoord.kernel.audit_store import AuditFilter
-from trialcoord.kernel.exporter import ListExporter, Row
+from trialcoord.kernel.audit_store import AuditFilter, TrailEntry
+from trialcoord.kernel.exporter import ListExporter
 from trialcoord.kernel.problems import NotConfigured
 from trialcoord.kernel.rules.audit_entries import utc_instant
 
@@ -38,10 +38,10 @@ class TrailCopy(ListExporter):
             f" (or export CSV, up to {CSV_LIMIT})"
         )
 
-    async def read(self, limit: int | None) -> list[dict]:
+    async def read(self, limit: int | None) -> list[TrailEntry]:
         return await audit_log.export_rows(self.where, limit)
 
-    async def render(self, rows: Sequence[Row], form: str) -> bytes:
+    async def render(self, rows: Sequence[TrailEntry], form: str) -> bytes:
         if form == "csv":
             return report.audit_csv(rows)
         size, root = await audit_log.latest_root()

@@ -10,14 +10,15 @@ from litestar.response import Template
 
 from trialcoord.audit.api import PAGE_SIZE, Before, Day, Word, audit_filter, study_scope
 from trialcoord.kernel import audit_log
+from trialcoord.kernel.audit_store import TrailEntry
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.guard import needs
 from trialcoord.kernel.web.params import AccessDep, StudyPath
 
 
-def _context(rows: list[dict], base: str, export: str, filters: dict, heading: str) -> dict:
+def _context(rows: list[TrailEntry], base: str, export: str, filters: dict, heading: str) -> dict:
     kept = {key: value for key, value in filters.items() if value not in (None, "")}
-    older = f"{base}?{urlencode({**kept, 'before': rows[-1]['sequence']})}" if len(rows) == PAGE_SIZE else None
+    older = f"{base}?{urlencode({**kept, 'before': rows[-1].sequence})}" if len(rows) == PAGE_SIZE else None
     query = urlencode(kept)
     return {
         "rows": rows,

@@ -10,10 +10,12 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import jinja2
 
+from trialcoord.kernel.audit_store import TrailEntry
 from trialcoord.kernel.render.pdf import reproducible_pdf, stamp
 from trialcoord.kernel.render.tabular import inert as _safe
 
@@ -42,23 +44,23 @@ def _json(values: Mapping | None) -> str:
     return "" if values is None else json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def audit_csv(rows: Iterable[Mapping]) -> bytes:
+def audit_csv(rows: Iterable[TrailEntry]) -> bytes:
     """One line per entry; every text cell is guarded, since the trail holds text users typed."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(COLUMNS)
     for row in rows:
         cells = (
-            row["sequence"],
-            row["recorded_at"],
-            row["actor"],
-            row["action"],
-            row["record_type"],
-            row["record_id"],
-            _json(row["old"]),
-            _json(row["new"]),
-            row["reason"] or "",
-            row["leaf_hash"],
+            row.sequence,
+            row.recorded_at,
+            row.actor,
+            row.action,
+            row.record_type,
+            row.record_id,
+            _json(row.old),
+            _json(row.new),
+            row.reason or "",
+            row.leaf_hash,
         )
         writer.writerow([_safe(c) if isinstance(c, str) else c for c in cells])
     return out.getvalue().encode("utf-8")
@@ -79,7 +81,7 @@ def _changes(old: Mapping | None, new: Mapping | None) -> list[tuple[str, str, s
 
 
 def _html(
-    rows: Sequence[Mapping],
+    rows: Sequence[TrailEntry],
     *,
     title: str,
     filters: Mapping[str, str],
@@ -96,12 +98,12 @@ def _html(
         trail_size=trail_size,
         root=root,
         stamp=stamp(generated_at),
-        entries=[{**row, "changes": _changes(row["old"], row["new"])} for row in rows],
+        entries=[{**asdict(row), "changes": _changes(row.old, row.new)} for row in rows],
     )
 
 
 def audit_pdf(
-    rows: Sequence[Mapping],
+    rows: Sequence[TrailEntry],
     *,
     title: str,
     filters: Mapping[str, str],

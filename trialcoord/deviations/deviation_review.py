@@ -219,9 +219,9 @@ async def verify_stored(registry_keys: dict, now_instant: str) -> tuple[int, lis
     async with read():
         stored = await review_store.signatures()
     audited = {
-        (e["new"] or {}).get("signature")
+        (e.new or {}).get("signature")
         for e in await audit_log.export_rows(audit_log.AuditFilter(record_type="deviation"), 10_000_000)
-        if e["action"] in ("classify", "close")
+        if e.action in ("classify", "close")
     }
     problems, last_classified = [], {}
     for s in stored:

@@ -238,7 +238,7 @@ async def verify_stored() -> tuple[int, list[str]]:
         blobs = await store.all_blobs()
         versions = await store.all_versions()
     created = {
-        e["record_id"]: (e["new"] or {}).get("sha256")
+        e.record_id: (e.new or {}).get("sha256")
         for e in await audit_log.export_rows(
             audit_log.AuditFilter(record_type="document_version", action="create"), 10_000_000
         )

@@ -288,13 +288,13 @@ async def verify_documents() -> tuple[int, list[str], dict[str, SignerKey], str]
         files = await store.all_files()
     registry_keys = {k.key_id: k for k in keys_held}
     audited_keys = {
-        e["record_id"]: (e["new"] or {})
+        e.record_id: (e.new or {})
         for e in await audit_log.export_rows(
             audit_log.AuditFilter(record_type="signer_key", action="create"), 10_000_000
         )
     }
     audited_signatures = {
-        (e["record_id"], (e["new"] or {}).get("signature"))
+        (e.record_id, (e.new or {}).get("signature"))
         for e in await audit_log.export_rows(
             audit_log.AuditFilter(record_type="document_version", action="sign"), 10_000_000
         )

@@ -11,13 +11,18 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trialcoord.kernel import audit_store as store
-from trialcoord.kernel.audit_store import AuditFilter
+from trialcoord.kernel.audit_store import AuditFilter, TrailEntry
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.rules.audit_entries import AuditEntry, seal, utc_instant
 from trialcoord.kernel.rules.audit_verification import Checkpoint, TrailVerifier, VerificationResult
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from trialcoord.kernel.signing_keys import SignedCheckpoint
 
 SYSTEM = "system"
 
@@ -85,7 +90,7 @@ async def record_alone(actor: str, *changes: Change) -> None:
         await record(actor, *changes)
 
 
-def _plain(values: Mapping[str, Any] | None) -> dict | None:
+def _plain(values: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """Dates become ISO text: the trail hashes text, never a driver's rendering of a date."""
     if values is None:
         return None
@@ -95,12 +100,12 @@ def _plain(values: Mapping[str, Any] | None) -> dict | None:
 # Browsing --------------------------------------------------------------------------------------
 
 
-async def browse(where: AuditFilter, before: int | None = None, limit: int = 100) -> list[dict]:
+async def browse(where: AuditFilter, before: int | None = None, limit: int = 100) -> list[TrailEntry]:
     async with read():
         return await store.browse(where, before=before, limit=limit)
 
 
-async def export_rows(where: AuditFilter, limit: int) -> list[dict]:
+async def export_rows(where: AuditFilter, limit: int) -> list[TrailEntry]:
     """Oldest first, for the CSV and PDF copies."""
     async with read():
         return await store.browse(where, after=0, limit=limit, newest_first=False)
@@ -176,28 +181,27 @@ async def _verify_against(checkpoint: Checkpoint | None, head: int) -> Verificat
     return verifier.result()
 
 
-def _unsigned(signed: dict | None) -> Checkpoint | None:
+def _unsigned(signed: Mapping[str, Any] | None) -> Checkpoint | None:
     """A stored checkpoint: its signature was checked when it was issued; the file copy is what proves."""
     if signed is None:
         return None
     return Checkpoint(signed["size"], signed["root"], signed["issued_at"])
 
 
-async def checkpoint(private_key: Any, out: Path | None = None) -> dict:
+async def checkpoint(private_key: Ed25519PrivateKey, out: Path | None = None) -> SignedCheckpoint:
     """Verify, then sign (size, root, now) with the system key, store it, and write it to `out`."""
     from trialcoord.kernel.signing_keys import save_checkpoint, sign_checkpoint
 
     report = await verify()
     if not report.ok:
-        sequence, why = report.result.first_bad
-        raise TrailBroken(sequence, why)
+        raise TrailBroken(*(report.result.first_bad or (0, "the trail did not verify")))
     if report.result.size == 0:
         raise TrailBroken(1, "the trail is empty: there is nothing to checkpoint yet")
     made = report.result.checkpoint(utc_instant(clock()))
     signed = sign_checkpoint(made, private_key)
     async with transaction("audit checkpoint"):
         if (await store.latest_checkpoint() or {}).get("size") != made.size:
-            await store.insert_checkpoint(made.size, made.root, made.issued_at, signed)
+            await store.insert_checkpoint(made.size, made.root, made.issued_at, signed.to_json())
     if out is not None:
         save_checkpoint(signed, out)
     return signed

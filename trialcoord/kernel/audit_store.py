@@ -8,7 +8,7 @@ reads back with exactly the bytes that were hashed, whatever the engine.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ async def insert(entries: Sequence[StoredEntry]) -> None:
     )
 
 
-def _row(stored: StoredEntry) -> tuple:
+def _row(stored: StoredEntry) -> tuple[Any, ...]:
     e = stored.entry
     as_text = lambda text, value: text if text is not None or value is None else canonical_json(value).decode()  # noqa: E731
     return (
@@ -102,6 +102,22 @@ def _json(text: str | None) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
+class TrailEntry:
+    """An entry as read back, for browsing and copies: its fields and its stored leaf hash (hex)."""
+
+    sequence: int
+    recorded_at: str
+    actor: str
+    action: str
+    record_type: str
+    record_id: str
+    old: Mapping[str, Any] | None
+    new: Mapping[str, Any] | None
+    reason: str | None
+    leaf_hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class AuditFilter:
     """What the browse pages and exports filter by; every field optional."""
 
@@ -121,9 +137,10 @@ async def browse(
     after: int | None = None,
     limit: int = 100,
     newest_first: bool = True,
-) -> list[dict]:
+) -> list[TrailEntry]:
     """Entries matching `where`, a page at a time: `before`/`after` a sequence number (keyset pagination)."""
-    clauses, args = [], []
+    clauses: list[str] = []
+    args: list[int | str] = []
     for bound, operator in ((before, "<"), (after, ">")):
         if bound is not None:
             clauses.append(f"sequence {operator} {{}}")
@@ -151,27 +168,27 @@ async def browse(
     rows = await fetch_rows(
         f"SELECT {COLUMNS} FROM audit_entries WHERE {condition} ORDER BY sequence {order} LIMIT {int(limit)}", *args
     )
-    return [_as_dict(row) for row in rows]
+    return [_trail_entry(row) for row in rows]
 
 
-def _as_dict(row: Sequence[Any]) -> dict:
+def _trail_entry(row: Sequence[Any]) -> TrailEntry:
     stored = stored_entry(row)
     e = stored.entry
-    return {
-        "sequence": e.sequence,
-        "recorded_at": e.recorded_at,
-        "actor": e.actor,
-        "action": e.action,
-        "record_type": e.record_type,
-        "record_id": e.record_id,
-        "old": e.old,
-        "new": e.new,
-        "reason": e.reason,
-        "leaf_hash": stored.leaf_hash.hex(),
-    }
+    return TrailEntry(
+        e.sequence,
+        e.recorded_at,
+        e.actor,
+        e.action,
+        e.record_type,
+        e.record_id,
+        e.old,
+        e.new,
+        e.reason,
+        stored.leaf_hash.hex(),
+    )
 
 
-async def insert_checkpoint(size: int, root: str, issued_at: str, signed: dict) -> None:
+async def insert_checkpoint(size: int, root: str, issued_at: str, signed: Mapping[str, Any]) -> None:
     await fetch(
         "INSERT INTO audit_checkpoints (size, root, issued_at, signed) VALUES ({}, {}, {}, {})",
         size,
@@ -181,6 +198,7 @@ async def insert_checkpoint(size: int, root: str, issued_at: str, signed: dict) 
     )
 
 
-async def latest_checkpoint() -> dict | None:
+async def latest_checkpoint() -> dict[str, Any] | None:
+    """The newest stored checkpoint's signed JSON document."""
     rows = await fetch("SELECT signed FROM audit_checkpoints ORDER BY size DESC LIMIT 1")
     return json.loads(rows[0]["signed"]) if rows else None

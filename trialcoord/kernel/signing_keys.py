@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,16 +60,16 @@ def read_passphrase(
     *, file: Path | None = None, env: str | None = None, environ: Mapping[str, str] = os.environ
 ) -> bytes:
     """The passphrase from exactly one source the caller names: a file (one line) or an environment variable."""
-    if (file is None) == (env is None):
-        raise SigningKeyError("name exactly one passphrase source: a passphrase file or an environment variable")
-    if file is not None:
+    if file is not None and env is None:
         try:
             text = Path(file).read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as error:
             raise SigningKeyError(f"passphrase file {file}: {error.strerror or error}") from None
         source = f"passphrase file {file}"
-    else:
+    elif env is not None and file is None:
         text, source = environ.get(env, ""), f"environment variable {env}"
+    else:
+        raise SigningKeyError("name exactly one passphrase source: a passphrase file or an environment variable")
     if not text:
         raise SigningKeyError(f"{source} is empty or missing")
     return text.encode()
@@ -91,15 +92,11 @@ def load_private_key(path: Path, passphrase: bytes) -> Ed25519PrivateKey:
 
 def encrypt_key(key: Ed25519PrivateKey, passphrase: bytes) -> str:
     """The key file's JSON text: also how signers' keys are kept in the database."""
-    header = {
-        "format": KEY_FORMAT,
-        "public_key": public_key_hex(key.public_key()),
-        "kdf": {"name": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P, "salt": _b64(os.urandom(16))},
-        "cipher": "AES-256-GCM",
-    }
+    kdf = {"name": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P, "salt": _b64(os.urandom(16))}
+    header = {"format": KEY_FORMAT, "public_key": public_key_hex(key.public_key()), "kdf": kdf, "cipher": "AES-256-GCM"}
     nonce = os.urandom(12)
     seed = key.private_bytes_raw()
-    ciphertext = AESGCM(_derive(passphrase, header["kdf"])).encrypt(nonce, seed, _associated(header))
+    ciphertext = AESGCM(_derive(passphrase, kdf)).encrypt(nonce, seed, _associated(header))
     return json.dumps({**header, "nonce": _b64(nonce), "ciphertext": _b64(ciphertext)}, indent=2)
 
 
@@ -201,43 +198,71 @@ def verify_hex(public_key: str, message: bytes, signature: str) -> bool:
 # --- checkpoints -------------------------------------------------------------------------------------
 
 
-def sign_checkpoint(checkpoint: Checkpoint, private_key: Ed25519PrivateKey) -> dict[str, Any]:
-    return {
-        "size": checkpoint.size,
-        "root": checkpoint.root,
-        "issued_at": checkpoint.issued_at,
-        "key_id": key_id(private_key.public_key()),
-        "signature": private_key.sign(checkpoint.canonical_bytes()).hex(),
-    }
+@dataclass(frozen=True, slots=True)
+class SignedCheckpoint:
+    """A checkpoint with its signature: what the exported file and the stored copy hold. A sound checkpoint by
+    construction, its signature unverified until `verify_checkpoint`."""
+
+    size: int
+    root: str
+    issued_at: str
+    key_id: str  # hex
+    signature: str  # hex
+
+    def __post_init__(self) -> None:
+        Checkpoint(self.size, self.root, self.issued_at)  # ValueError unless size, root and issued_at are sound
+        for name in ("key_id", "signature"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"checkpoint {name} must be hex text, not {getattr(self, name)!r}")
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.size, self.root, self.issued_at)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document, members in the file's order (CHECKPOINT_FIELDS)."""
+        return {name: getattr(self, name) for name in CHECKPOINT_FIELDS}
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> SignedCheckpoint:
+        missing = [name for name in CHECKPOINT_FIELDS if name not in document]
+        if missing:
+            raise CheckpointError(f"checkpoint lacks {', '.join(missing)}")
+        try:
+            return cls(*(document[name] for name in CHECKPOINT_FIELDS))
+        except ValueError as error:
+            raise CheckpointError(f"checkpoint is malformed: {error}") from None
 
 
-def verify_checkpoint(signed: Mapping[str, Any], public_key: Ed25519PublicKey) -> Checkpoint:
-    """The checkpoint a signed dict states, once its signature verifies under `public_key`."""
-    missing = [name for name in CHECKPOINT_FIELDS if name not in signed]
-    if missing:
-        raise CheckpointError(f"checkpoint lacks {', '.join(missing)}")
-    if signed["key_id"] != key_id(public_key):
-        raise CheckpointError(f"checkpoint was signed by key {signed['key_id']}, not by key {key_id(public_key)}")
+def sign_checkpoint(checkpoint: Checkpoint, private_key: Ed25519PrivateKey) -> SignedCheckpoint:
+    return SignedCheckpoint(
+        checkpoint.size,
+        checkpoint.root,
+        checkpoint.issued_at,
+        key_id(private_key.public_key()),
+        private_key.sign(checkpoint.canonical_bytes()).hex(),
+    )
+
+
+def verify_checkpoint(signed: SignedCheckpoint, public_key: Ed25519PublicKey) -> Checkpoint:
+    """The checkpoint `signed` states, once its signature verifies under `public_key`."""
+    if signed.key_id != key_id(public_key):
+        raise CheckpointError(f"checkpoint was signed by key {signed.key_id}, not by key {key_id(public_key)}")
+    checkpoint = signed.checkpoint
     try:
-        checkpoint = Checkpoint(signed["size"], signed["root"], signed["issued_at"])
-    except ValueError as error:
-        raise CheckpointError(f"checkpoint is malformed: {error}") from None
-    try:
-        public_key.verify(bytes.fromhex(signed["signature"]), checkpoint.canonical_bytes())
-    except (TypeError, ValueError, InvalidSignature):
+        public_key.verify(bytes.fromhex(signed.signature), checkpoint.canonical_bytes())
+    except (ValueError, InvalidSignature):
         raise CheckpointError(
             "checkpoint signature does not verify: the checkpoint was altered after signing"
         ) from None
     return checkpoint
 
 
-def save_checkpoint(signed: Mapping[str, Any], path: Path) -> None:
-    Path(path).write_text(
-        json.dumps({name: signed[name] for name in CHECKPOINT_FIELDS}, indent=2) + "\n", encoding="utf-8"
-    )
+def save_checkpoint(signed: SignedCheckpoint, path: Path) -> None:
+    Path(path).write_text(json.dumps(signed.to_json(), indent=2) + "\n", encoding="utf-8")
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path) -> SignedCheckpoint:
     """The signed checkpoint a file holds, unverified: pass it to `verify_checkpoint`."""
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -247,4 +272,4 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint file {path} is not JSON") from None
     if not isinstance(document, dict):
         raise CheckpointError(f"checkpoint file {path} is not a JSON object")
-    return document
+    return SignedCheckpoint.from_json(document)
