@@ -6,20 +6,22 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from trialcoord.kernel.problems import InvalidInput, Problem
 from trialcoord.kernel.render.pdf import instant, stamp
 from trialcoord.kernel.render.templates import Template, template_named
 
 
-def canonical_json(data: Mapping) -> bytes:
+def canonical_json(data: Mapping[str, Any]) -> bytes:
     try:
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     except (TypeError, ValueError) as error:  # a date, a set, a circular reference: not JSON
         raise InvalidInput([Problem(f"must be JSON values only: {error}", field="data")]) from None
 
 
-def check_data(template: Template, data: Mapping) -> None:
+def check_data(template: Template, data: Mapping[str, Any]) -> None:
     """Every missing required key at once, each named by its path, before a template trips over the first."""
     problems = [
         Problem("is required", field=key) for key in template.fields if not key.endswith("?") and key not in data
@@ -43,7 +45,18 @@ def check_data(template: Template, data: Mapping) -> None:
         raise InvalidInput(problems)
 
 
-def prepare(kind: str, template: str, data: Mapping, created_at: str, title: str, version_label: str) -> dict:
+@dataclass(frozen=True, slots=True)
+class PreparedDocument:
+    """What rendering adds to checked data: the footer's facts, which templates read as `doc`, and the data's
+    canonical JSON, attached to the document."""
+
+    doc: dict[str, str]  # title, version_label, created_at, stamp, short_hash
+    canonical: bytes
+
+
+def prepare(
+    kind: str, template: str, data: Mapping[str, Any], created_at: str, title: str, version_label: str
+) -> PreparedDocument:
     spec = template_named(template, kind)
     if not isinstance(data, Mapping):
         raise InvalidInput([Problem("must be an object", field="data")])
@@ -61,10 +74,12 @@ def prepare(kind: str, template: str, data: Mapping, created_at: str, title: str
         "stamp": stamp(created_at),
         "short_hash": "data sha256:" + hashlib.sha256(canonical).hexdigest()[:12],
     }
-    return {"doc": doc, "canonical": canonical}
+    return PreparedDocument(doc, canonical)
 
 
-def validate(kind: str, template: str, data: Mapping, *, created_at: str, title: str, version_label: str) -> None:
+def validate(
+    kind: str, template: str, data: Mapping[str, Any], *, created_at: str, title: str, version_label: str
+) -> None:
     """Raise the InvalidInput `render_pdf`/`render_docx` would raise for these inputs, without rendering."""
     if kind not in ("pdf", "docx"):
         raise InvalidInput([Problem(f"must be pdf or docx, not {kind!r}", field="kind")])

@@ -91,7 +91,7 @@ def render_docx(template: str, data: Mapping, *, created_at: str, title: str, ve
     document = Document(str(TEMPLATE_DIR / f"{template}.docx"))
     absent = {key.rstrip("?"): "" for key in TEMPLATES[template].fields if key.endswith("?")}  # optional: blank
     try:
-        _fill_document(document, {**absent, **data}, prepared["doc"])
+        _fill_document(document, {**absent, **data}, prepared.doc)
     except _Missing as missing:
         raise InvalidInput([Problem("is required", field=missing.args[0])]) from None
     at = instant(created_at)

@@ -60,7 +60,7 @@ _UNDEFINED = re.compile(r"'([^']+)' is undefined|has no attribute '([^']+)'|no e
 def render_pdf(template: str, data: Mapping, *, created_at: str, title: str, version_label: str) -> bytes:
     prepared = prepare("pdf", template, data, created_at, title, version_label)
     try:
-        html = _JINJA.get_template(f"{template}.html").render({**data, "doc": prepared["doc"]})
+        html = _JINJA.get_template(f"{template}.html").render({**data, "doc": prepared.doc})
     except jinja2.UndefinedError as error:  # a key the schema does not list: still the data's fault
         found = _UNDEFINED.search(str(error))
         name = next(filter(None, found.groups())) if found else "data"
@@ -69,7 +69,5 @@ def render_pdf(template: str, data: Mapping, *, created_at: str, title: str, ver
         html,
         created_at=created_at,
         base_url=str(TEMPLATE_DIR),
-        attachments=[
-            ("data.json", prepared["canonical"], "The data this document was rendered from, as canonical JSON")
-        ],
+        attachments=[("data.json", prepared.canonical, "The data this document was rendered from, as canonical JSON")],
     )
