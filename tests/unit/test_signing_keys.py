@@ -207,6 +207,21 @@ def test_a_malformed_or_incomplete_checkpoint_is_a_clear_error(saved):
         sk.verify_checkpoint(sk.SignedCheckpoint.from_json({**signed.to_json(), "size": -1}), key.public_key())
 
 
+@pytest.mark.parametrize(("field", "value"), [("size", "1234"), ("root", None), ("key_id", 5), ("signature", ["ab"])])
+def test_a_signed_checkpoint_of_values_of_the_wrong_type_is_refused_when_read(saved, field, value):
+    document = {**sk.sign_checkpoint(CHECKPOINT, saved[0]).to_json(), field: value}
+    with pytest.raises(sk.CheckpointError, match=f"malformed: checkpoint {field}"):
+        sk.SignedCheckpoint.from_json(document)
+
+
+def test_a_signed_checkpoint_is_the_json_document_its_file_holds(saved, tmp_path):
+    signed = sk.sign_checkpoint(CHECKPOINT, saved[0])
+    path = tmp_path / "checkpoint.json"
+    sk.save_checkpoint(signed, path)
+    assert list(json.loads(path.read_text())) == ["size", "root", "issued_at", "key_id", "signature"]
+    assert sk.SignedCheckpoint.from_json(json.loads(path.read_text())) == signed == sk.load_checkpoint(path)
+
+
 def test_a_checkpoint_file_round_trips(saved, tmp_path):
     key = saved[0]
     path = tmp_path / "checkpoint.json"
