@@ -110,15 +110,15 @@ async def test_a_corrected_visit_date_resolves_the_record_by_data_correction_nev
     assert (back["state"], back["days_outside"]) == ("detected", 5)
 
 
-def recorded_on(monkeypatch, day: date) -> None:
+def recorded_on(server_clock, day: date) -> None:
     """The server clock on that day (what an exception is recorded on)."""
-    monkeypatch.setattr(audit_log, "clock", lambda: datetime(day.year, day.month, day.day, 12, tzinfo=UTC))
+    server_clock.to(datetime(day.year, day.month, day.day, 12, tzinfo=UTC))
 
 
-async def test_an_exception_approved_before_the_visit_prevents_the_deviation_and_is_audited(enrolled, monkeypatch):
+async def test_an_exception_approved_before_the_visit_prevents_the_deviation_and_is_audited(enrolled, server_clock):
     await participants.enroll_participant(enrolled, "1005", SITE_A, arm="P", enrolled_on=RANDOMIZED, today=TODAY)
     await visits.record_event(enrolled, "1005", "randomization", RANDOMIZED, today=TODAY)
-    recorded_on(monkeypatch, date(2024, 3, 20))
+    recorded_on(server_clock, date(2024, 3, 20))
     await manual.approve_exception(
         enrolled, "1005", "V2", 0, 5, date(2024, 3, 20), "patient travelling", "ivan", today=TODAY
     )
@@ -126,7 +126,7 @@ async def test_an_exception_approved_before_the_visit_prevents_the_deviation_and
     await manual.approve_exception(
         enrolled, "1001", "V2", 0, 10, date(2024, 3, 30), "late approval", "ivan", today=TODAY
     )  # after the visit: explains, does not prevent
-    recorded_on(monkeypatch, TODAY)  # approved before the visit, but entered long after it: does not prevent
+    recorded_on(server_clock, TODAY)  # approved before the visit, but entered long after it: does not prevent
     await manual.approve_exception(enrolled, "1002", "V3", 5, 0, date(2024, 3, 20), "entered late", "ivan", today=TODAY)
     await detection.detect(enrolled, TODAY)
     found = keyed((await queue.listing(enrolled))[0])

@@ -44,13 +44,10 @@ def at(text: str) -> datetime:
 
 
 @pytest.fixture
-async def reported(personas, monkeypatch):
+async def reported(personas, server_clock):
     """Site A: 1001 (V2 4 days late; screening and V3 missed) and 1002 (withdrawn; screening missed), found on
     2024-04-01, and a manual deviation recorded on 2024-05-20; site B: 2001 (V2, V3 on time; screening missed,
     closed 10 days after detection). A licence at site A expires within 60 days."""
-    moment: dict[str, datetime | None] = {"now": None}
-    real = audit_log.clock
-    monkeypatch.setattr(audit_log, "clock", lambda: moment["now"] or real())
     study = "TST-1"
     await participants.enroll_participant(study, "1002", SITE_A, arm="P", enrolled_on=RANDOMIZED, today=TODAY)
     for subject in (SUBJECT_A, SUBJECT_B, "1002"):
@@ -59,14 +56,14 @@ async def reported(personas, monkeypatch):
     await visits.record_visit(study, SUBJECT_A, "V2", date(2024, 3, 25), today=TODAY)
     await visits.record_visit(study, SUBJECT_B, "V2", date(2024, 3, 18), today=TODAY)
     await visits.record_visit(study, SUBJECT_B, "V3", date(2024, 4, 1), today=TODAY)
-    moment["now"] = at("2024-04-01T12:00:00")
-    await detection.detect(study, TODAY)
-    moment["now"] = at("2024-05-20T09:00:00")
+    server_clock.to(at("2024-04-01T12:00:00"))
+    await detection.detect(study, TODAY, today=TODAY)
+    server_clock.to(at("2024-05-20T09:00:00"))
     await manual.record_manual(
         study, SITE_A, "other", INJECTION, date(2024, 5, 19), "coord-a", subject_id=SUBJECT_A, today=TODAY
     )
     [at_b] = (await queue.listing(study, sites=[SITE_B]))[0]
-    moment["now"] = at("2024-04-11T10:00:00")
+    server_clock.to(at("2024-04-11T10:00:00"))
     await deviation_review.take_step(study, at_b["id"], "respond", "coord-b", response="Screening was rescheduled")
     await deviation_review.take_step(study, at_b["id"], "acknowledge", "monitor")
     await deviation_review.take_step(
@@ -86,7 +83,7 @@ async def reported(personas, monkeypatch):
         "monitor",
         signing=await signing.signing_by_password("monitor", "approval", PASSWORD, rules=account_rules()),
     )
-    moment["now"] = None
+    server_clock.stop()
     pdf = render_pdf(
         "binder_cover",
         {
@@ -254,13 +251,13 @@ async def test_the_monitoring_visit_report_lists_open_deviations_with_their_age(
     assert len(entries.rows) == 6 and len(capas.rows) == 1  # headers, five open deviations, no CAPA
 
 
-def on_the_day(monkeypatch) -> None:
+def on_the_day(server_clock) -> None:
     """Records made now are made on TODAY, the reports' day (a report leaves out what was found after it)."""
-    monkeypatch.setattr(audit_log, "clock", lambda: at("2024-06-01T08:00:00"))
+    server_clock.to(at("2024-06-01T08:00:00"))
 
 
-async def test_filing_adds_a_binder_version_per_day_and_change(reported, monkeypatch):
-    on_the_day(monkeypatch)
+async def test_filing_adds_a_binder_version_per_day_and_change(reported, server_clock):
+    on_the_day(server_clock)
     first = await filing.file_report(reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora")
     assert (first["filed"], first["label"], first["artifact"]["unique_id"], first["status"]) == (
         True,
@@ -395,8 +392,8 @@ async def test_the_study_page_and_the_queue_link_to_the_reports(reported, anonym
 # Regressions of the review ------------------------------------------------------------------------------
 
 
-async def test_filing_compares_the_data_with_every_version_of_the_day_and_files_pdf_only(reported, monkeypatch):
-    on_the_day(monkeypatch)
+async def test_filing_compares_the_data_with_every_version_of_the_day_and_files_pdf_only(reported, server_clock):
+    on_the_day(server_clock)
     first = await filing.file_report(reported, SITE_A, report_documents.VISIT_REPORT, "pdf", TODAY, "coord-a", "Cora")
     assert "report key pdf:" in first["change_summary"]
     by_other = await filing.file_report(reported, SITE_A, report_documents.VISIT_REPORT, "pdf", TODAY, "monitor", "Mo")

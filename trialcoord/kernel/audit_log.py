@@ -28,8 +28,7 @@ SYSTEM = "system"
 
 
 def clock() -> datetime:
-    """The server clock, in UTC: the one seam tests move (conftest's `server_clock` moves every clock; a test that
-    records instants apart from today's date replaces this function)."""
+    """The server clock, in UTC (tests move it with every other clock through conftest's `server_clock`)."""
     return datetime.now(UTC)
 
 
