@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import anyio
 
@@ -38,7 +39,10 @@ class TrailCopy(ListExporter):
             f" (or export CSV, up to {CSV_LIMIT})"
         )
 
-    async def read(self, limit: int | None) -> list[dict]:
+    async def read(self, limit: int | None) -> list[dict[str, Any]]:
+        """The trail's rows as the kernel's audit store reads them (the CSV's and the PDF's input)."""
+        if limit is None:  # take_out passes the copy's own limit, which a copy always has
+            raise ValueError("a copy of the audit trail is read within its row limit")
         return await audit_log.export_rows(self.where, limit)
 
     async def render(self, rows: Sequence[Row], form: str) -> bytes:
