@@ -10,10 +10,14 @@ import secrets
 import sys
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trialcoord.kernel import command_support as support
 from trialcoord.kernel.command_support import UsageError, iso_date
 from trialcoord.kernel.config import get_settings
+
+if TYPE_CHECKING:
+    from trialcoord.accounts.users import AccountRules
 
 
 def register(commands) -> None:
@@ -84,7 +88,7 @@ def read_password(generate: bool) -> tuple[str, bool]:
     return sys.stdin.readline().rstrip("\r\n"), False
 
 
-def rules():
+def rules() -> AccountRules:
     """The accounts' rules from the settings, as the web app builds them."""
     from trialcoord.accounts.users import AccountRules
 
@@ -242,7 +246,7 @@ def signer_revoke(user_id: str, reason: str) -> int:
 
     user_id = normalize_user_id(user_id)
 
-    async def revoke():
+    async def revoke() -> list[str]:
         await users.get_user(user_id)  # an unknown user ID is an error, not "no key in force"
         return await signer_keys.end_signer_keys(user_id, reason, support.actor())
 

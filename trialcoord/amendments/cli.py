@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import sys
 from datetime import date
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from trialcoord.kernel import command_support as support
 from trialcoord.kernel.command_support import FORMATS, UsageError, iso_date
+
+if TYPE_CHECKING:
+    from trialcoord.amendments.impact import Impact
 
 
 def register(commands) -> None:
@@ -73,7 +77,7 @@ def protocol_impact(study: str, file: str, effective: date | None, site: str | N
     protocol = parse_protocol(text, file=file)
     today = support.today()
 
-    async def run():
+    async def run() -> Impact:
         result = await impact.impact(study, protocol, text, effective, site=site, today=today)
         # a listing taken out: audited as an export
         await impact_outputs.record_impact_read(result, fmt, support.actor())

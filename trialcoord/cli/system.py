@@ -32,7 +32,7 @@ def register(commands) -> None:
 def migrate() -> int:
     from trialcoord.kernel.database.opening import open_database
 
-    async def run():
+    async def run() -> None:
         async with open_database(migrate=True):
             pass
 
@@ -80,7 +80,7 @@ def setup(demo: bool = True) -> int:
         _create_pades_credentials(settings.host, pades_file, passphrase)
         print(f"created the site's document-signing certificate {pades_file}")
 
-    async def run():
+    async def run() -> tuple[str | None, bool, list[str], str]:
         created = None
         if await count_users() == 0:
             password = generated_password()
