@@ -89,17 +89,17 @@ async def run(kind: str, participants: int) -> None:
             seconds, evaluated = await atimed(evaluate_once())
             base = min(base, seconds)
         assert len(result.participants) == participants, (len(result.participants), participants)
-        totals = impact_outputs.impact_summary(result)["totals"]
+        totals = impact_outputs.impact_summary(result).totals
         print(
             f"  {kind:<8}  {participants:,} participants, {sum(statuses.values()):,} stored visits,"
             f" {evaluated:,} evaluated rows"
         )
         print(f"  {kind:<8}  evaluate once  {base:7.3f} s")
         print(
-            f"  {kind:<8}  impact         {ours:7.3f} s  (affected {totals['affected']:,};"
-            f" visits moving {totals['visits_moving']:,}, appearing {totals['visits_appearing']:,},"
-            f" disappearing {totals['visits_disappearing']:,}; deviations resolved"
-            f" {totals['deviations_resolved']:,}, created {totals['deviations_created']:,})"
+            f"  {kind:<8}  impact         {ours:7.3f} s  (affected {totals.affected:,};"
+            f" visits moving {totals.visits_moving:,}, appearing {totals.visits_appearing:,},"
+            f" disappearing {totals.visits_disappearing:,}; deviations resolved"
+            f" {totals.deviations_resolved:,}, created {totals.deviations_created:,})"
         )
         print(ratio_line(f"{kind} impact / evaluate once", ours / base, "< 3x", ours / base < 3))
 

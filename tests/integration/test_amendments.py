@@ -178,7 +178,7 @@ async def test_the_impact_of_a_version_names_each_change_and_stores_nothing(demo
     assert [(f.visit, str(f.rule)) for f in later.resolved] == [("V5", "visit_missed")]  # open again under 2.0
     assert later.reconsent.status == "no_consent_version"
     assert result.differences["1.0"][0].startswith("V5 Week 8 – window -5d / +5d → -7d / +7d")
-    assert {r["item"] for r in impact_outputs.impact_rows(result)} == {
+    assert {r.item for r in impact_outputs.impact_rows(result)} == {
         "visit moves",
         "visit appears",
         "deviation resolved",
@@ -191,7 +191,7 @@ async def test_the_impact_of_a_version_names_each_change_and_stores_nothing(demo
     assert [(f.visit, str(f.rule)) for f in first.resolved] == [("V5", "visit_late")]
     assert [(f.visit, str(f.rule)) for f in first.created] == [("V7", "visit_missed")]
     summary = impact_outputs.impact_summary(july)
-    assert summary["totals"]["deviations_resolved"] >= 2 and [s["site"] for s in summary["sites"]] == ["101", "102"]
+    assert summary.totals.deviations_resolved >= 2 and [s.site for s in summary.sites] == ["101", "102"]
 
 
 async def test_impact_and_apply_over_the_api_and_the_page(demo, anonymous):

@@ -75,7 +75,7 @@ async def test_what_was_typed_as_an_unknown_user_id_is_never_recorded(anonymous,
         await anonymous.post("/api/sign-in", json={"user_id": typed, "password": "x" * 12})
         clock(minutes=1)
     problems = await sessions.recent_sign_in_problems()
-    assert [p["user_id"] for p in problems[:2]] == [sessions.UNKNOWN] * 2
+    assert [p.user_id for p in problems[:2]] == [sessions.UNKNOWN] * 2
     trail = str(await audit_log.browse(audit_log.AuditFilter(action="sign_in_failed"), None, 5)).lower()
     assert "tr0ub4dor" not in trail and "correcthorse" not in trail
 

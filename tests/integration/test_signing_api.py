@@ -171,7 +171,7 @@ async def test_wrong_signing_passwords_throttle_and_lock_the_account_like_wrong_
     with pytest.raises(sessions.SignInRefused, match="try again after"):  # the same gate guards signing in
         await sessions.sign_in("ivan", PASSWORD, "127.0.0.1", rules=account_rules())
     shown = await sessions.recent_sign_in_problems()
-    assert "failed" in [p["outcome"] for p in shown if p["address"] == signing.SIGNING_ADDRESS]  # shown to admins
+    assert "failed" in [p.outcome for p in shown if p.address == signing.SIGNING_ADDRESS]  # shown to admins
     assert (await ivan.get(f"{DOCS}/signatures", params={"name": "CV Ivan", "label": "1", "site": "101"})).json()[
         "signatures"
     ] == []

@@ -8,12 +8,13 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
+from litestar.exceptions import NotAuthorizedException
 from litestar.params import JSONBody, PathParameter
 
 from trialcoord.accounts import sessions, users
 from trialcoord.accounts.sessions import API, SignInRefused
 from trialcoord.accounts.users import AccountRules
-from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.rules.access import Action, Viewer
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import PUBLIC, SIGNED_IN, Access, needs
 from trialcoord.kernel.web.schemas import Text
@@ -98,8 +99,15 @@ def address_of(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _user(row: dict) -> UserOut:
-    return msgspec.convert(row, UserOut)
+def _user(user: users.User | users.UserWithGrants) -> UserOut:
+    return msgspec.convert(user, UserOut, from_attributes=True)
+
+
+def signed_in(access: Access) -> Viewer:
+    """The viewer of a route the guard let through as signed in (opt=SIGNED_IN or an action)."""
+    if access.viewer is None:
+        raise NotAuthorizedException("Sign in to continue.")
+    return access.viewer
 
 
 class SessionController(Controller):
@@ -119,11 +127,11 @@ class SessionController(Controller):
 
     @post("/sign-out", opt=SIGNED_IN, status_code=204, responses=problem_responses(401))
     async def sign_out(self, access: AccessDep) -> None:
-        await sessions.sign_out(access.viewer)
+        await sessions.sign_out(signed_in(access))
 
     @get("/me", opt=SIGNED_IN, responses=problem_responses(401))
     async def me(self, access: AccessDep) -> UserOut:
-        return _user(await users.get_user(access.viewer.user_id))
+        return _user(await users.get_user(access.user_id))
 
 
 def refusal_response(refused: SignInRefused) -> Response:
@@ -140,14 +148,14 @@ class UserController(Controller):
 
     @get("/users", opt=MANAGE, responses=problem_responses(401, 403))
     async def list_users(self) -> list[UserOut]:
-        return [_user(row) for row in await users.list_users()]
+        return [_user(user) for user in await users.list_users()]
 
     @post("/users", opt=MANAGE, status_code=201, responses=problem_responses(400, 401, 403, 409, 422))
     async def create_user(self, data: JSONBody[UserIn], access: AccessDep, account_rules: RulesDep) -> UserOut:
-        row = await users.create_user(
-            data.user_id, data.printed_name, data.email, data.password, access.viewer.user_id, rules=account_rules
+        user = await users.create_user(
+            data.user_id, data.printed_name, data.email, data.password, access.user_id, rules=account_rules
         )
-        return _user(row)
+        return _user(user)
 
     @get("/users/{user_id:str}", opt=MANAGE, responses=problem_responses(400, 401, 403, 404))
     async def get_user(self, user_id: UserPath) -> UserOut:
@@ -155,36 +163,40 @@ class UserController(Controller):
 
     @post("/users/{user_id:str}/disable", opt=MANAGE, responses=problem_responses(400, 401, 403, 404, 422))
     async def disable_user(self, user_id: UserPath, data: JSONBody[ReasonIn], access: AccessDep) -> UserOut:
-        return _user(await users.disable_user(user_id, access.viewer.user_id, data.reason))
+        return _user(await users.disable_user(user_id, access.user_id, data.reason))
 
     @post("/users/{user_id:str}/password", opt=MANAGE, responses=problem_responses(400, 401, 403, 404, 422))
     async def reset_password(
         self, user_id: UserPath, data: JSONBody[PasswordIn], access: AccessDep, account_rules: RulesDep
     ) -> UserOut:
         """Set a new password; every session of the account ends."""
-        return _user(await users.reset_password(user_id, data.password, access.viewer.user_id, rules=account_rules))
+        return _user(await users.reset_password(user_id, data.password, access.user_id, rules=account_rules))
 
     @post(
         "/users/{user_id:str}/grants", opt=MANAGE, status_code=201, responses=problem_responses(400, 401, 403, 404, 422)
     )
     async def grant(self, user_id: UserPath, data: JSONBody[GrantIn], access: AccessDep) -> GrantOut:
-        row = await users.grant(
+        granted = await users.grant(
             user_id,
             data.role,
             data.study,
             data.site,
             data.valid_from,
             data.valid_to,
-            access.viewer.user_id,
+            access.user_id,
             data.personal_data,
         )
-        return msgspec.convert(row, GrantOut)
+        return msgspec.convert(granted, GrantOut, from_attributes=True)
 
     @post("/grants/{grant_id:int}/revoke", opt=MANAGE, responses=problem_responses(400, 401, 403, 404, 422))
     async def revoke(self, grant_id: GrantPath, data: JSONBody[ReasonIn], access: AccessDep) -> GrantOut:
-        return msgspec.convert(await users.revoke(grant_id, access.viewer.user_id, data.reason), GrantOut)
+        revoked = await users.revoke(grant_id, access.user_id, data.reason)
+        return msgspec.convert(revoked, GrantOut, from_attributes=True)
 
     @get("/sign-in-problems", opt=MANAGE, responses=problem_responses(401, 403))
     async def sign_in_problems(self) -> list[SignInProblem]:
         """Failed and refused sign-ins, newest first (11.300(d))."""
-        return [msgspec.convert(row, SignInProblem) for row in await sessions.recent_sign_in_problems()]
+        return [
+            msgspec.convert(attempt, SignInProblem, from_attributes=True)
+            for attempt in await sessions.recent_sign_in_problems()
+        ]

@@ -10,10 +10,14 @@ import secrets
 import sys
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trialcoord.kernel import command_support as support
 from trialcoord.kernel.command_support import UsageError, iso_date
 from trialcoord.kernel.config import get_settings
+
+if TYPE_CHECKING:
+    from trialcoord.accounts.users import AccountRules
 
 
 def register(commands) -> None:
@@ -84,7 +88,7 @@ def read_password(generate: bool) -> tuple[str, bool]:
     return sys.stdin.readline().rstrip("\r\n"), False
 
 
-def rules():
+def rules() -> AccountRules:
     """The accounts' rules from the settings, as the web app builds them."""
     from trialcoord.accounts.users import AccountRules
 
@@ -98,8 +102,8 @@ def user_create(user_id: str, name: str, email: str, generate: bool) -> int:
     from trialcoord.accounts import users
 
     password, shown = read_password(generate)
-    row = support.database(lambda: users.create_user(user_id, name, email, password, support.actor(), rules=rules()))
-    print(f"user {row['user_id']} created")
+    user = support.database(lambda: users.create_user(user_id, name, email, password, support.actor(), rules=rules()))
+    print(f"user {user.user_id} created")
     if shown:
         print(f"password: {password}  (shown this once)")
     return 0
@@ -108,8 +112,8 @@ def user_create(user_id: str, name: str, email: str, generate: bool) -> int:
 def user_disable(user_id: str, reason: str) -> int:
     from trialcoord.accounts import users
 
-    row = support.database(lambda: users.disable_user(user_id, support.actor(), reason))
-    print(f"user {row['user_id']} is {row['status']}; their sessions have ended")
+    user = support.database(lambda: users.disable_user(user_id, support.actor(), reason))
+    print(f"user {user.user_id} is {user.status}; their sessions have ended")
     return 0
 
 
@@ -117,8 +121,8 @@ def user_reset_password(user_id: str, generate: bool) -> int:
     from trialcoord.accounts import users
 
     password, shown = read_password(generate)
-    row = support.database(lambda: users.reset_password(user_id, password, support.actor(), rules=rules()))
-    print(f"password of {row['user_id']} changed; their sessions have ended")
+    user = support.database(lambda: users.reset_password(user_id, password, support.actor(), rules=rules()))
+    print(f"password of {user.user_id} changed; their sessions have ended")
     if shown:
         print(f"password: {password}  (shown this once)")
     return 0
@@ -135,15 +139,15 @@ def user_grant(
 ) -> int:
     from trialcoord.accounts import users
 
-    row = support.database(
+    granted = support.database(
         lambda: users.grant(
             user_id, role, study, site, valid_from or support.today(), valid_to, support.actor(), personal_data
         )
     )
     print(
-        f"grant {row['id']}: {row['user_id']} is {row['role']} of {row['study'] or 'every study'}"
-        f"{' at site ' + row['site'] if row['site'] else ''} from {row['valid_from']}"
-        f"{' to ' + row['valid_to'] if row['valid_to'] else ''}"
+        f"grant {granted.id}: {granted.user_id} is {granted.role} of {granted.study or 'every study'}"
+        f"{' at site ' + granted.site if granted.site else ''} from {granted.valid_from}"
+        f"{' to ' + granted.valid_to.isoformat() if granted.valid_to else ''}"
     )
     return 0
 
@@ -151,30 +155,29 @@ def user_grant(
 def user_revoke(grant_id: int, reason: str) -> int:
     from trialcoord.accounts import users
 
-    row = support.database(lambda: users.revoke(grant_id, support.actor(), reason))
-    print(f"grant {row['id']} of {row['user_id']} revoked")
+    revoked = support.database(lambda: users.revoke(grant_id, support.actor(), reason))
+    print(f"grant {revoked.id} of {revoked.user_id} revoked")
     return 0
 
 
 def user_list() -> int:
     from trialcoord.accounts import users
 
-    async def run():
-        return [await users.get_user(row["user_id"]) for row in await users.list_users()]
+    async def run() -> list[users.UserWithGrants]:
+        return [await users.get_user(user.user_id) for user in await users.list_users()]
 
     for user in support.database(run):
-        print(f"{user['user_id']}\t{user['status']}\t{user['printed_name']}")
-        for g in user["grants"]:
+        print(f"{user.user_id}\t{user.status}\t{user.printed_name}")
+        for g in user.grants:
             state = (
                 "revoked"
-                if g["revoked_at"]
+                if g.revoked_at
                 else "in force"
-                if (g["valid_to"] or "9999") >= support.today().isoformat()
+                if (g.valid_to is None or g.valid_to >= support.today())
                 else "ended"
             )
             print(
-                f"  grant {g['id']}: {g['role']} {g['study'] or '*'}/{g['site'] or '*'}"
-                f" {g['valid_from']}..{g['valid_to'] or ''} {state}"
+                f"  grant {g.id}: {g.role} {g.study or '*'}/{g.site or '*'} {g.valid_from}..{g.valid_to or ''} {state}"
             )
     return 0
 
@@ -227,7 +230,7 @@ def _pii_key_file() -> Path:
     if os.environ.get(KEYS_VARIABLE):
         raise UsageError(f"{KEYS_VARIABLE} holds the keys: rotate them where that variable is set, with a key file")
     path = get_settings().pii_key_file
-    if not path.exists():
+    if path is None or not path.exists():
         raise UsageError(f"{path}: no key file; run `trialcoord setup` or set TRIALCOORD_PII_KEY_FILE")
     return path
 
@@ -243,7 +246,7 @@ def signer_revoke(user_id: str, reason: str) -> int:
 
     user_id = normalize_user_id(user_id)
 
-    async def revoke():
+    async def revoke() -> list[str]:
         await users.get_user(user_id)  # an unknown user ID is an error, not "no key in force"
         return await signer_keys.end_signer_keys(user_id, reason, support.actor())
 

@@ -7,7 +7,7 @@ from litestar.datastructures import Cookie
 from litestar.response import Redirect, Template
 
 from trialcoord.accounts import sessions
-from trialcoord.accounts.api import RulesDep, address_of
+from trialcoord.accounts.api import RulesDep, address_of, signed_in
 from trialcoord.accounts.sessions import PAGE, SignInRefused
 from trialcoord.accounts.users import get_user, list_users
 from trialcoord.kernel.rules.access import Action
@@ -54,7 +54,7 @@ class AccountPages(Controller):
 
     @post("/sign-out", opt=SIGNED_IN)
     async def sign_out(self, access: AccessDep) -> Redirect:
-        await sessions.sign_out(access.viewer)
+        await sessions.sign_out(signed_in(access))
         return Redirect(
             "/sign-in", status_code=303, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")]
         )
@@ -62,6 +62,6 @@ class AccountPages(Controller):
     @get("/admin", opt=needs(Action.MANAGE_USERS))
     async def admin(self) -> Template:
         users = await list_users()
-        details = [await get_user(row["user_id"]) for row in users]
+        details = [await get_user(user.user_id) for user in users]
         problems = await sessions.recent_sign_in_problems()
         return Template("admin.html", context={"users": details, "problems": problems})

@@ -8,6 +8,8 @@ default). The parameters are stored in every hash, so raising them later only ma
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 from argon2 import Parameters, PasswordHasher, Type, profiles
 from argon2.exceptions import Argon2Error, InvalidHashError
 
@@ -48,7 +50,7 @@ class PasswordHashing:
             return True
 
 
-def _readable(stored_hash: object) -> bool:
+def _readable(stored_hash: object) -> TypeGuard[str]:
     # An encoded hash is ASCII text; argon2-cffi raises UnicodeEncodeError on anything else.
     return isinstance(stored_hash, str) and stored_hash.isascii()
 

@@ -97,6 +97,8 @@ async def sign_in(
             {"address": address, "locked": gate.locked, "address_throttled": sprayed},
         )
         retry_at = gate.retry_at if not sprayed else now + rules.lockout.window
+        if retry_at is None:
+            raise AssertionError("a refusal by the lock-out gate names when to try again")
         wait = "the account is locked" if gate.locked else "too many failed sign-ins"
         raise SignInRefused(f"Sign-in refused: {wait}; try again after {utc_instant(retry_at)[:19]}Z UTC.", retry_at)
     password = password or ""
@@ -110,7 +112,7 @@ async def sign_in(
             "failed",
             recorded,
             "sign_in_failed",
-            {"address": address, "disabled": bool(row) and row["status"] != "active"},
+            {"address": address, "disabled": row is not None and row["status"] != "active"},
         )
         raise SignInRefused(WRONG)
     rehashed = (
@@ -129,7 +131,7 @@ async def sign_in(
     return SignedIn(token, csrf, user_id, None)
 
 
-async def finish_attempt(attempt: int, outcome: str, user_id: str, action: str, details: dict) -> None:
+async def finish_attempt(attempt: int, outcome: str, user_id: str, action: str, details: dict[str, object]) -> None:
     async with transaction("sign-in attempt"):
         await store.set_attempt_outcome(attempt, outcome)
         await audit_log.record(user_id, Change(action, "user", user_id, None, details))
@@ -144,7 +146,7 @@ async def issue_token(user_id: str, days: int, actor: str) -> SignedIn:
     expires = utc_instant(now + timedelta(days=days))
     async with transaction(f"token for {user_id}"):
         row = await user_row(user_id)
-        if row["status"] != AccountStatus.ACTIVE:
+        if row.status != AccountStatus.ACTIVE:
             raise invalid(f"user {user_id} is disabled", field="user_id")
         session_id = await store.insert_session(
             _token_hash(token), user_id, TOKEN, secrets.token_urlsafe(32), utc_instant(now), expires
@@ -193,10 +195,22 @@ async def sign_out(viewer: Viewer) -> None:
         )
 
 
-async def recent_sign_in_problems(limit: int = 50) -> list[dict]:
+@dataclass(frozen=True, slots=True)
+class SignInAttempt:
+    """A sign-in (or signing) attempt: when, the user ID recorded (UNKNOWN for an unknown one), from where, and
+    how it ended."""
+
+    attempted_at: str
+    user_id: str
+    address: str
+    outcome: str
+
+
+async def recent_sign_in_problems(limit: int = 50) -> list[SignInAttempt]:
     """Failed and refused sign-ins, newest first, for the administrators' page (11.300(d))."""
     async with read():
-        return await store.recent_attempts(("failed", "refused"), limit)
+        rows = await store.recent_attempts(("failed", "refused"), limit)
+    return [SignInAttempt(row["attempted_at"], row["user_id"], row["address"], row["outcome"]) for row in rows]
 
 
 def instant(text: str) -> datetime:

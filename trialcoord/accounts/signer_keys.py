@@ -9,8 +9,10 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from anyio import to_thread
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from trialcoord.accounts import store
 from trialcoord.accounts.rules.signers import SignerKey, registry_document
@@ -23,7 +25,9 @@ from trialcoord.kernel.rules.audit_entries import utc_instant
 log = logging.getLogger(__name__)
 
 
-async def key_of_signer(user_id: str, printed_name: str, keys: system_keys.SystemKeys):
+async def key_of_signer(
+    user_id: str, printed_name: str, keys: system_keys.SystemKeys
+) -> tuple[SignerKey, Ed25519PrivateKey]:
     """The signer's key in force, made at their first signature (valid from when it was made)."""
     async with read():
         found = await store.current_key(user_id)
@@ -84,7 +88,9 @@ async def end_signer_keys(user_id: str, reason: str, actor: str) -> list[str]:
     return ended
 
 
-async def registry() -> dict:
+async def registry() -> dict[str, Any]:
+    """The public signer registry: the JSON document itself (`signatures/registry.json`, in every export and
+    verified as read), so a mapping, shaped by `registry_document`."""
     keys = system_keys.current()
     async with read():
         signer_keys = await store.all_keys()

@@ -13,6 +13,7 @@ from trialcoord.accounts.rules.accounts import (
     LockoutPolicy,
     Signing,
     SigningAttempt,
+    SigningResult,
     SigningSession,
     UserAccount,
     login_gate,
@@ -68,7 +69,7 @@ async def signing_ceremony(
                     result.reason,
                 ),
             )
-    if not result.ok:
+    if result.signing is None:  # the ceremony failed (result.ok is False)
         raise InvalidInput([Problem(f"signing refused: {result.reason}", field="password")])
     return result.signing
 
@@ -114,6 +115,8 @@ async def signing_by_password(user_id: str, meaning: str, password: str, *, rule
                 ),
             )
         raise InvalidInput([Problem(f"signing refused: {result.reason}", field="password")])
+    if result.signing is None:
+        raise AssertionError("a successful signing ceremony carries its signing")
     return result.signing
 
 
@@ -130,6 +133,8 @@ async def _signing_gate(user_id: str, now: datetime, policy: LockoutPolicy) -> i
     gate = login_gate(failures, now, policy)
     if not gate.allowed:
         await finish_attempt(attempt, "refused", user_id, "signing_refused", {"locked": gate.locked})
+        if gate.retry_at is None:
+            raise AssertionError("a refusal by the lock-out gate names when to try again")
         raise InvalidInput(
             [
                 Problem(
@@ -154,7 +159,7 @@ def _check_meaning(meaning: str) -> None:
         )
 
 
-def _outcome(result) -> str:
+def _outcome(result: SigningResult) -> str:
     """Only a wrong password is a failed guess; a missing user ID or meaning is a refused attempt."""
     if result.ok:
         return "succeeded"

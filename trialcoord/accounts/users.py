@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from anyio import to_thread
 
@@ -53,12 +54,66 @@ def now() -> datetime:
     return audit_log.clock()
 
 
+@dataclass(frozen=True, slots=True)
+class StoredUser:
+    """An account as stored, its password hash included: for the accounts' own use cases only."""
+
+    user_id: str
+    printed_name: str
+    email: str
+    status: str
+    password_hash: str | None
+    password_changed_at: str | None
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRecord:
+    """A grant as administered: the grant itself, who gave it when, and its revocation."""
+
+    id: int
+    user_id: str
+    role: str
+    study: str | None
+    site: str | None
+    valid_from: date
+    valid_to: date | None
+    personal_data: bool
+    granted_by: str
+    granted_at: str
+    revoked_by: str | None
+    revoked_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """An account as shown to administrators (never its password hash)."""
+
+    user_id: str
+    printed_name: str
+    email: str
+    status: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserWithGrants:
+    """An account with every grant it was given, revoked ones included."""
+
+    user_id: str
+    printed_name: str
+    email: str
+    status: str
+    created_at: str
+    grants: tuple[GrantRecord, ...]
+
+
 # Accounts ----------------------------------------------------------------------------------------
 
 
 async def create_user(
     user_id: str, printed_name: str, email: str, password: str, actor: str, *, rules: AccountRules
-) -> dict:
+) -> UserWithGrants:
     account = UserAccount(normalize_user_id(user_id), printed_name.strip(), email.strip())
     _check_password(password, account)
     stored_hash = await to_thread.run_sync(rules.hashing.hash, password)
@@ -79,14 +134,16 @@ async def create_user(
     return await get_user(account.user_id)
 
 
-async def get_user(user_id: str) -> dict:
+async def get_user(user_id: str) -> UserWithGrants:
     async with read():
         row = await user_row(normalize_user_id(user_id))
-        grants = await store.grants_of(row["user_id"], include_revoked=True)
-    return {**_public(row), "grants": [_grant_dict(g) for g in grants]}
+        grants = await store.grants_of(row.user_id, include_revoked=True)
+    return UserWithGrants(
+        row.user_id, row.printed_name, row.email, row.status, row.created_at, tuple(_grant_record(g) for g in grants)
+    )
 
 
-async def list_users() -> list[dict]:
+async def list_users() -> list[User]:
     async with read():
         return [_public(row) for row in await store.list_users()]
 
@@ -96,13 +153,13 @@ async def count_users() -> int:
         return await store.count_users()
 
 
-async def disable_user(user_id: str, actor: str, reason: str) -> dict:
+async def disable_user(user_id: str, actor: str, reason: str) -> UserWithGrants:
     user_id = normalize_user_id(user_id)
     if not (reason or "").strip():
         raise invalid(f"user {user_id}: give the reason for disabling the account", field="reason")
     async with transaction(f"user {user_id}"):
         row = await user_row(user_id)
-        if row["status"] != AccountStatus.DISABLED:
+        if row.status != AccountStatus.DISABLED:
             await store.update_user(user_id, status=str(AccountStatus.DISABLED))
             ended = await store.end_sessions_of(user_id, utc_instant(now()), "account disabled")
             await audit_log.record(
@@ -111,7 +168,7 @@ async def disable_user(user_id: str, actor: str, reason: str) -> dict:
                     "update",
                     "user",
                     user_id,
-                    {"status": row["status"]},
+                    {"status": row.status},
                     {"status": "disabled", "sessions_ended": ended},
                     reason.strip(),
                 ),
@@ -121,12 +178,12 @@ async def disable_user(user_id: str, actor: str, reason: str) -> dict:
     return await get_user(user_id)
 
 
-async def reset_password(user_id: str, password: str, actor: str, *, rules: AccountRules) -> dict:
+async def reset_password(user_id: str, password: str, actor: str, *, rules: AccountRules) -> UserWithGrants:
     """A new password ends every session of the account (sign-out everywhere)."""
     user_id = normalize_user_id(user_id)
     async with read():
         row = await user_row(user_id)
-    _check_password(password, UserAccount(row["user_id"], row["printed_name"], row["email"]))
+    _check_password(password, UserAccount(row.user_id, row.printed_name, row.email))
     stored_hash = await to_thread.run_sync(rules.hashing.hash, password)
     async with transaction(f"user {user_id}"):
         await user_row(user_id)
@@ -145,21 +202,27 @@ def _check_password(password: str, account: UserAccount) -> None:
         raise InvalidInput(problems)
 
 
-async def user_row(user_id: str) -> dict:
+async def user_row(user_id: str) -> StoredUser:
     row = await store.find_user(user_id)
     if row is None:
         raise NotFound(f"there is no user {user_id}")
-    return row
+    return _stored_user(row)
 
 
-def _public(row: dict) -> dict:
-    return {
-        "user_id": row["user_id"],
-        "printed_name": row["printed_name"],
-        "email": row["email"],
-        "status": row["status"],
-        "created_at": row["created_at"],
-    }
+def _stored_user(row: dict[str, Any]) -> StoredUser:
+    return StoredUser(
+        row["user_id"],
+        row["printed_name"],
+        row["email"],
+        row["status"],
+        row["password_hash"],
+        row["password_changed_at"],
+        row["created_at"],
+    )
+
+
+def _public(row: dict[str, Any]) -> User:
+    return User(row["user_id"], row["printed_name"], row["email"], row["status"], row["created_at"])
 
 
 # Grants ------------------------------------------------------------------------------------------
@@ -174,17 +237,17 @@ async def grant(
     valid_to: date | None,
     actor: str,
     personal_data: bool = False,
-) -> dict:
+) -> GrantRecord:
     user_id = normalize_user_id(user_id)
     new = Grant(user_id, parse_role(role), study or None, site or None, valid_from, valid_to, personal_data)
     async with transaction(f"grant for user {user_id}"):
         row = await user_row(user_id)
-        if row["status"] != AccountStatus.ACTIVE:
+        if row.status != AccountStatus.ACTIVE:
             raise invalid(f"user {user_id} is disabled; a disabled account gets no grants", field="user_id")
         await _check_scope(new)
         grant_id = await store.insert_grant(new, actor, utc_instant(now()))
         await audit_log.record(actor, Change("grant", "grant", str(grant_id), None, _grant_fields(new)))
-        return _grant_dict(await store.find_grant(grant_id))
+        return _grant_record(await _stored_grant(grant_id))
 
 
 async def _check_scope(new: Grant) -> None:
@@ -201,23 +264,28 @@ async def _check_scope(new: Grant) -> None:
         raise invalid(f"study {new.study} has no site {new.site}; sites: {known}", field="site")
 
 
-async def revoke(grant_id: int, actor: str, reason: str) -> dict:
+async def revoke(grant_id: int, actor: str, reason: str) -> GrantRecord:
     if not (reason or "").strip():
         raise invalid(f"grant {grant_id}: give the reason for revoking it", field="reason")
     async with transaction(f"grant {grant_id}"):
-        row = await store.find_grant(grant_id)
-        if row is None:
-            raise NotFound(f"there is no grant {grant_id}")
+        row = await _stored_grant(grant_id)
         if row["revoked_at"] is None:
             await store.revoke_grant(grant_id, actor, utc_instant(now()))
             await audit_log.record(
                 actor,
                 Change("revoke", "grant", str(grant_id), _grant_fields(store.grant_of(row)), None, reason.strip()),
             )
-        return _grant_dict(await store.find_grant(grant_id))
+        return _grant_record(await _stored_grant(grant_id))
 
 
-def _grant_fields(g: Grant) -> dict:
+async def _stored_grant(grant_id: int) -> dict[str, Any]:
+    row = await store.find_grant(grant_id)
+    if row is None:
+        raise NotFound(f"there is no grant {grant_id}")
+    return row
+
+
+def _grant_fields(g: Grant) -> dict[str, object]:
     return {
         "user_id": g.user_id,
         "role": str(g.role),
@@ -229,15 +297,22 @@ def _grant_fields(g: Grant) -> dict:
     }
 
 
-def _grant_dict(row: dict) -> dict:
-    return {
-        "id": row["id"],
-        **_grant_fields(store.grant_of(row)),
-        "granted_by": row["granted_by"],
-        "granted_at": row["granted_at"],
-        "revoked_by": row["revoked_by"],
-        "revoked_at": row["revoked_at"],
-    }
+def _grant_record(row: dict[str, Any]) -> GrantRecord:
+    g = store.grant_of(row)
+    return GrantRecord(
+        row["id"],
+        g.user_id,
+        str(g.role),
+        g.study,
+        g.site,
+        g.valid_from,
+        g.valid_to,
+        g.personal_data,
+        row["granted_by"],
+        row["granted_at"],
+        row["revoked_by"],
+        row["revoked_at"],
+    )
 
 
 async def grants_held(user_id: str) -> list[Grant]:
@@ -245,6 +320,6 @@ async def grants_held(user_id: str) -> list[Grant]:
     return [store.grant_of(row) for row in await store.grants_of(user_id)]
 
 
-async def grants_at(study: str, site: str) -> list[dict]:
+async def grants_at(study: str, site: str) -> list[Grant]:
     """The site's staff: active accounts with a grant at the site itself (the binder expects their documents)."""
-    return await store.grants_at(study, site)
+    return [store.grant_of(row) for row in await store.grants_at(study, site)]

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import sys
 from datetime import date
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from trialcoord.kernel import command_support as support
 from trialcoord.kernel.command_support import FORMATS, UsageError, iso_date
+
+if TYPE_CHECKING:
+    from trialcoord.amendments.impact import Impact
 
 
 def register(commands) -> None:
@@ -73,7 +77,7 @@ def protocol_impact(study: str, file: str, effective: date | None, site: str | N
     protocol = parse_protocol(text, file=file)
     today = support.today()
 
-    async def run():
+    async def run() -> Impact:
         result = await impact.impact(study, protocol, text, effective, site=site, today=today)
         # a listing taken out: audited as an export
         await impact_outputs.record_impact_read(result, fmt, support.actor())
@@ -81,6 +85,8 @@ def protocol_impact(study: str, file: str, effective: date | None, site: str | N
 
     result = support.database(run)
     if fmt == "pdf":
+        if out is None:  # checked before the database was opened
+            raise UsageError("--format pdf writes a file: give --out FILE.pdf")
         support.write_file(out, impact_outputs.impact_pdf(result, created_at=f"{today.isoformat()}T00:00:00Z"))
         print(f"{out}: one-page summary of protocol version {protocol.version}'s impact")
         return 0
@@ -89,7 +95,9 @@ def protocol_impact(study: str, file: str, effective: date | None, site: str | N
     elif fmt == "csv":
         from trialcoord.kernel.render.tabular import csv_text
 
-        text = csv_text(impact_outputs.IMPACT_COLUMNS, impact_outputs.impact_rows(result, left=True))
+        text = csv_text(
+            impact_outputs.IMPACT_COLUMNS, [r.cells() for r in impact_outputs.impact_rows(result, left=True)]
+        )
     else:
         text = _impact_table(result)
     if out:
@@ -103,25 +111,27 @@ def _impact_table(result) -> str:
     from trialcoord.amendments import impact_outputs
     from trialcoord.kernel.render.tabular import text_table
 
-    totals = impact_outputs.impact_summary(result)["totals"]
+    totals = impact_outputs.impact_summary(result).totals
     head = (
         f"{result.study} protocol version {result.version} from {result.effective} (as of {result.as_of}):"
-        f" {totals['affected']} of {totals['participants']} active participants affected"
+        f" {totals.affected} of {totals.participants} active participants affected"
         + (f" ({len(result.skipped)} left out, listed below)" if result.skipped else "")
         + "; visits"
-        f" {totals['visits_moving']} move, {totals['visits_appearing']} appear,"
-        f" {totals['visits_disappearing']} disappear; deviations {totals['deviations_resolved']} resolved,"
-        f" {totals['deviations_created']} created; re-consent required {totals['reconsent_required']}"
+        f" {totals.visits_moving} move, {totals.visits_appearing} appear,"
+        f" {totals.visits_disappearing} disappear; deviations {totals.deviations_resolved} resolved,"
+        f" {totals.deviations_created} created; re-consent required {totals.reconsent_required}"
         + (
-            f", unknown {totals['reconsent_unknown']} (no consent version for {result.version})"
-            if totals["reconsent_unknown"]
+            f", unknown {totals.reconsent_unknown} (no consent version for {result.version})"
+            if totals.reconsent_unknown
             else ""
         )
         + "\n"
     )
     rows = impact_outputs.impact_rows(result, left=True)
     table = (
-        text_table(impact_outputs.IMPACT_COLUMNS, rows) if rows else "nothing changes and no participant is left out\n"
+        text_table(impact_outputs.IMPACT_COLUMNS, [r.cells() for r in rows])
+        if rows
+        else "nothing changes and no participant is left out\n"
     )
     differences = "".join(
         f"what {result.version} changes against {label}:\n"

@@ -92,7 +92,9 @@ async def impact(
         )
         consent_versions, signed = await consent_checks.versions_and_signatures(study)
         exceptions = await manual.window_exceptions(study)
-        found, skipped, followed = [], {}, {}
+        found: list[ParticipantImpact] = []
+        skipped: dict[str, str] = {}
+        followed: dict[str, Protocol] = {}  # version label -> the protocol, for its differences
         rules: dict[tuple[int, ...], tuple[frozenset[str], ...]] = {}
         for person in people:
             why = _not_applying(person, versions, protocol, effective)

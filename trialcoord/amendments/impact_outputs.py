@@ -3,9 +3,13 @@ the audit of who read which impact in which form."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+from datetime import date
+
 from trialcoord.amendments.impact import Impact
 from trialcoord.amendments.rules.amendments import NO_VERSION, REQUIRED, ParticipantImpact
 from trialcoord.deviations import detection
+from trialcoord.deviations.rules.deviations import Finding
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.rules.audit_entries import utc_instant
 
@@ -22,49 +26,102 @@ IMPACT_COLUMNS = [
 ]
 
 
-def impact_rows(result: Impact, left: bool = False) -> list[dict]:
+@dataclass(frozen=True, slots=True)
+class ImpactRow:
+    """One thing a version would change for a participant (or, listed apart, a participant it leaves out); what
+    a kind of row does not say is None."""
+
+    subject_id: str
+    site: str | None
+    item: str
+    visit: str | None = None
+    old_target: date | None = None
+    old_window: str | None = None
+    new_target: date | None = None
+    new_window: str | None = None
+    detail: str | None = None
+
+    def cells(self) -> dict[str, object]:
+        """The row by IMPACT_COLUMNS, for the CSV and the command line's table."""
+        return {name: getattr(self, name) for name in IMPACT_COLUMNS}
+
+
+@dataclass(frozen=True, slots=True)
+class ImpactCounts:
+    """How many participants a version affects and how: of a study, or of one site."""
+
+    participants: int
+    affected: int
+    visits_moving: int
+    visits_appearing: int
+    visits_disappearing: int
+    deviations_resolved: int
+    deviations_created: int
+    reconsent_required: int
+    reconsent_unknown: int
+
+
+IMPACT_COUNTS = [f.name for f in fields(ImpactCounts)]
+
+
+@dataclass(frozen=True, slots=True)
+class SiteImpact:
+    site: str
+    counts: ImpactCounts
+
+
+@dataclass(frozen=True, slots=True)
+class ImpactSummary:
+    """The counts for the whole study and site by site: the one-page summary an IRB submission carries."""
+
+    totals: ImpactCounts
+    sites: tuple[SiteImpact, ...]
+
+
+def impact_rows(result: Impact, left: bool = False) -> list[ImpactRow]:
     """One row per thing the version would change, participant by participant (table and CSV); `left`: also a
     row per participant it would not apply to, with the reason (the CSV and the command line's table)."""
-    rows = []
+    rows: list[ImpactRow] = []
     for p in result.affected:
-        base = {"subject_id": p.subject_id, "site": p.site}
         for change in p.changes:
             rows.append(
-                {
-                    **base,
-                    "item": f"visit {change.kind}",
-                    "visit": change.visit,
-                    "old_target": change.old[0],
-                    "old_window": _window(change.old),
-                    "new_target": change.new[0],
-                    "new_window": _window(change.new),
-                    "detail": change.name,
-                }
+                ImpactRow(
+                    p.subject_id,
+                    p.site,
+                    f"visit {change.kind}",
+                    change.visit,
+                    old_target=change.old[0],
+                    old_window=_window(change.old),
+                    new_target=change.new[0],
+                    new_window=_window(change.new),
+                    detail=change.name,
+                )
             )
         for kind, findings in (("deviation resolved", p.resolved), ("deviation created", p.created)):
             for f in findings:
-                rows.append({**base, "item": kind, "visit": f.visit, "detail": detection.describe(f)})
+                rows.append(ImpactRow(p.subject_id, p.site, kind, f.visit, detail=detection.describe(f)))
         if p.reconsent.status == REQUIRED:
             before = p.reconsent.before
             rows.append(
-                {
-                    **base,
-                    "item": "re-consent required",
-                    "visit": before[0] if before else None,
-                    "new_target": before[1] if before else None,
-                    "detail": f"on consent version {' or '.join(p.reconsent.versions)} before the next visit",
-                }
+                ImpactRow(
+                    p.subject_id,
+                    p.site,
+                    "re-consent required",
+                    before[0] if before else None,
+                    new_target=before[1] if before else None,
+                    detail=f"on consent version {' or '.join(p.reconsent.versions)} before the next visit",
+                )
             )
     if left:
         rows += [
-            {"subject_id": subject, "site": None, "item": "not affected", "detail": why}
-            for subject, why in sorted(result.skipped.items())
+            ImpactRow(subject, None, "not affected", detail=why) for subject, why in sorted(result.skipped.items())
         ]
     return rows
 
 
-def impact_dict(result: Impact) -> dict:
-    """The whole impact as JSON values (dates as ISO text)."""
+def impact_dict(result: Impact) -> dict[str, object]:
+    """The whole impact as JSON values (dates as ISO text). It stays a mapping: it is the published JSON document
+    itself (the API's body as is, and the command line's --format json), not a record read by attribute."""
     return {
         "study": result.study,
         "version": result.version,
@@ -72,7 +129,7 @@ def impact_dict(result: Impact) -> dict:
         "as_of": result.as_of.isoformat(),
         "site": result.site,
         "participants": len(result.participants),
-        "summary": impact_summary(result)["totals"],
+        "summary": _counts_dict(impact_summary(result).totals),
         "affected": [
             {
                 "subject_id": p.subject_id,
@@ -97,30 +154,35 @@ def impact_dict(result: Impact) -> dict:
     }
 
 
-def impact_summary(result: Impact) -> dict:
+def impact_summary(result: Impact) -> ImpactSummary:
     """Counts for the whole study and by site: the one-page summary an IRB submission carries."""
 
-    def count(people: list[ParticipantImpact]) -> dict:
+    def count(people: list[ParticipantImpact]) -> ImpactCounts:
         kinds = [c.kind for p in people for c in p.changes]
-        return {
-            "participants": len(people),
-            "affected": sum(p.affected for p in people),
-            "visits_moving": kinds.count("moves"),
-            "visits_appearing": kinds.count("appears"),
-            "visits_disappearing": kinds.count("disappears"),
-            "deviations_resolved": sum(len(p.resolved) for p in people),
-            "deviations_created": sum(len(p.created) for p in people),
-            "reconsent_required": sum(p.reconsent.status == REQUIRED for p in people),
-            "reconsent_unknown": sum(p.reconsent.status == NO_VERSION for p in people),
-        }
+        return ImpactCounts(
+            participants=len(people),
+            affected=sum(p.affected for p in people),
+            visits_moving=kinds.count("moves"),
+            visits_appearing=kinds.count("appears"),
+            visits_disappearing=kinds.count("disappears"),
+            deviations_resolved=sum(len(p.resolved) for p in people),
+            deviations_created=sum(len(p.created) for p in people),
+            reconsent_required=sum(p.reconsent.status == REQUIRED for p in people),
+            reconsent_unknown=sum(p.reconsent.status == NO_VERSION for p in people),
+        )
 
     by_site: dict[str, list[ParticipantImpact]] = {}
     for p in result.participants:
         by_site.setdefault(p.site, []).append(p)
-    return {
-        "totals": count(list(result.participants)),
-        "sites": [{"site": site, **count(people)} for site, people in sorted(by_site.items())],
-    }
+    return ImpactSummary(
+        count(list(result.participants)),
+        tuple(SiteImpact(site, count(people)) for site, people in sorted(by_site.items())),
+    )
+
+
+def _counts_dict(counts: ImpactCounts) -> dict[str, int]:
+    """The counts as JSON and PDF data (IMPACT_COUNTS' order: the document's key order)."""
+    return {name: getattr(counts, name) for name in IMPACT_COUNTS}
 
 
 IMPACT_MEDIA = {"csv": "text/csv", "pdf": "application/pdf"}
@@ -133,7 +195,7 @@ async def impact_file(result: Impact, fmt: str, actor: str) -> tuple[bytes, str,
     if fmt == "csv":
         from trialcoord.kernel.render.tabular import csv_text
 
-        content = csv_text(IMPACT_COLUMNS, impact_rows(result, left=True)).encode("utf-8-sig")
+        content = csv_text(IMPACT_COLUMNS, [row.cells() for row in impact_rows(result, left=True)]).encode("utf-8-sig")
     else:
         content = impact_pdf(result, created_at=utc_instant(audit_log.clock()))
     return content, IMPACT_MEDIA[fmt], f"{result.study}-{result.version}-impact.{fmt}".replace("/", "_")
@@ -172,9 +234,9 @@ def impact_pdf(result: Impact, created_at: str) -> bytes:
         "effective": result.effective.isoformat(),
         "as_of": result.as_of.isoformat(),
         "site": result.site or "all sites",
-        "totals": summary["totals"],
-        "sites": summary["sites"][:SUMMARY_LINES],
-        "more_sites": max(0, len(summary["sites"]) - SUMMARY_LINES),
+        "totals": _counts_dict(summary.totals),
+        "sites": [{"site": s.site, **_counts_dict(s.counts)} for s in summary.sites[:SUMMARY_LINES]],
+        "more_sites": max(0, len(summary.sites) - SUMMARY_LINES),
         "differences": differences[:SUMMARY_LINES],
         "more_differences": max(0, len(differences) - SUMMARY_LINES),
         "skipped": len(result.skipped),
@@ -188,18 +250,18 @@ def impact_pdf(result: Impact, created_at: str) -> bytes:
     )
 
 
-def _window(dates: tuple) -> str | None:
+def _window(dates: tuple[date | None, date | None, date | None]) -> str | None:
     _, earliest, latest = dates
     if dates == (None, None, None):
         return None
     return f"{earliest or 'unbounded'} to {latest or 'unbounded'}"
 
 
-def _dates(dates: tuple) -> dict:
+def _dates(dates: tuple[date | None, date | None, date | None]) -> dict[str, str | None]:
     return dict(zip(("target", "earliest", "latest"), (d.isoformat() if d else None for d in dates)))
 
 
-def _finding(f) -> dict:
+def _finding(f: Finding) -> dict[str, object]:
     return {
         "visit": f.visit,
         "occurrence": f.occurrence,

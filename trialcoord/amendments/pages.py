@@ -7,7 +7,7 @@ from typing import Any
 
 from litestar import Controller, Response, get, post
 from litestar.datastructures import UploadFile
-from litestar.exceptions import PermissionDeniedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.response import Redirect, Template
 
 from trialcoord.amendments import applying, impact, impact_outputs
@@ -45,13 +45,14 @@ class AmendmentPages(Controller):
         version = form.text("version", "protocol version", required=False, choice=True)
         effective = form.date("effective", "date it takes effect", required=False)
         site = form.text("site", "site", required=False, choice=True)
-        fmt = form.data.get("format") if form.data.get("format") in ("csv", "pdf") else "html"
+        fmt = form.data.get("format") or "html"
+        fmt = fmt if fmt in ("csv", "pdf") else "html"
         upload = data.get("file")
-        text, name = None, None
+        source: tuple[str, str] | None = None  # the protocol's text and file name
         if isinstance(upload, UploadFile) and upload.filename:
             raw = await upload.read()
             try:
-                text, name = raw.decode("utf-8-sig"), upload.filename
+                source = raw.decode("utf-8-sig"), upload.filename
             except UnicodeDecodeError:
                 form.errors["file"] = "The protocol file is not UTF-8 text (is it the YAML file?)."
         elif version is None:
@@ -61,8 +62,9 @@ class AmendmentPages(Controller):
         if site is not None and not access.shows(site):
             raise PermissionDeniedException(f"{access.user_id} may not see site {site}")
         try:
-            if text is None:
-                text, name = await protocols.version_source(study, version)
+            if source is None:
+                source = await protocols.version_source(study, version)
+            text, name = source
             protocol = parse_protocol(text, file=name)
             sites = None if access.sites is None or access.sites.all_sites else access.sites.sites
             result = await impact.impact(study, protocol, text, effective, site=site, today=today, sites=sites)
@@ -84,7 +86,7 @@ class AmendmentPages(Controller):
                 **context,
                 "impact": result,
                 "rows": impact_outputs.impact_rows(result),
-                "totals": impact_outputs.impact_summary(result)["totals"],
+                "totals": impact_outputs.impact_summary(result).totals,
             },
         )
 
@@ -95,7 +97,7 @@ class AmendmentPages(Controller):
         effective = form.date("apply_effective", "date it takes effect")
         reason = form.text("apply_reason", "reason")
         site = form.text("apply_site", "site", required=False, choice=True)
-        if form.errors:
+        if form.errors or version is None or effective is None or reason is None:  # each missing one has its error
             return await _rerender(study, access, today, form)
         if site is not None:
             access.require_site(site, "change protocol versions")
@@ -123,6 +125,8 @@ async def _context(
 ) -> dict[str, Any]:
     versions = await protocols.list_protocol_versions(study)
     sites = [row for row in await list_sites(study) if access.shows(row["code"])]
+    if access.viewer is None:  # the guard lets only a signed-in viewer reach these pages
+        raise NotAuthorizedException("Sign in to continue.")
     enrol = visible_sites(access.viewer.grants, Action.ENROLL_PARTICIPANT, study, today)
     return {
         "study": await protocols.get_study(study),

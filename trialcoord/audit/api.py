@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Optional
 
 import msgspec
 from litestar import Controller, Response, get
-from litestar.exceptions import PermissionDeniedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.params import FromQuery, QueryParameter
 
 from trialcoord.audit.copies import TrailCopy
@@ -84,6 +84,8 @@ def study_scope(access: Access, study: str, site: str | None) -> str:
 
 
 async def export(where: AuditFilter, form: str, title: str, filters: dict[str, str], access: Access) -> Response:
+    if access.viewer is None:  # the guard lets only a signed-in viewer export
+        raise NotAuthorizedException("Sign in to continue.")
     copy = TrailCopy(where, form, title, filters, access.viewer.printed_name + f" ({access.user_id})")
     data = (await copy.take_out(form, access.user_id)).data
     name = "audit-trail-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in filters.get("scope", "all"))

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trialcoord.kernel import command_support as support
 from trialcoord.kernel.command_support import UsageError
 from trialcoord.kernel.config import get_settings
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from trialcoord.kernel.rules.audit_verification import Checkpoint
 
 
 def register(commands) -> None:
@@ -39,13 +45,15 @@ def audit_verify(checkpoint_file: str | None, public_key_file: str | None) -> in
     if report.ok:
         print(f"audit trail intact: {report.result.size} entries, root {report.result.root}")
         return 0
+    if report.result.first_bad is None:
+        raise AssertionError("a trail that did not verify names its first bad entry")
     sequence, why = report.result.first_bad
     print(f"audit trail BROKEN at entry {sequence}: {why}", file=sys.stderr)
     print(f"entries 1 to {report.result.size} verified", file=sys.stderr)
     return support.EXIT_TRAIL_BROKEN
 
 
-def _checked_checkpoint(file: str, public_key_file: str | None):
+def _checked_checkpoint(file: str, public_key_file: str | None) -> Checkpoint:
     from trialcoord.kernel import signing_keys
 
     signed = signing_keys.load_checkpoint(Path(file))
@@ -59,16 +67,15 @@ def _checked_checkpoint(file: str, public_key_file: str | None):
     return signing_keys.verify_checkpoint(signed, key)
 
 
-def _private_key():
+def _private_key() -> Ed25519PrivateKey:
     from trialcoord.kernel import signing_keys
 
     settings = get_settings()
-    if not settings.audit_key_file.exists():
-        raise UsageError(
-            f"{settings.audit_key_file}: no audit key; run `trialcoord setup` or set TRIALCOORD_AUDIT_KEY_FILE"
-        )
+    key_file = settings.audit_key_file
+    if key_file is None or not key_file.exists():
+        raise UsageError(f"{key_file}: no audit key; run `trialcoord setup` or set TRIALCOORD_AUDIT_KEY_FILE")
     passphrase = signing_keys.read_passphrase(file=settings.audit_passphrase_file)
-    return signing_keys.load_private_key(settings.audit_key_file, passphrase)
+    return signing_keys.load_private_key(key_file, passphrase)
 
 
 def audit_checkpoint(out: str) -> int:

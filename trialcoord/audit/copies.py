@@ -39,6 +39,9 @@ class TrailCopy(ListExporter):
         )
 
     async def read(self, limit: int | None) -> list[TrailEntry]:
+        """The trail's entries as the kernel's audit store reads them (the CSV's and the PDF's input)."""
+        if limit is None:  # take_out passes the copy's own limit, which a copy always has
+            raise ValueError("a copy of the audit trail is read within its row limit")
         return await audit_log.export_rows(self.where, limit)
 
     async def render(self, rows: Sequence[TrailEntry], form: str) -> bytes:

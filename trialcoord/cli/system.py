@@ -9,6 +9,7 @@ from pathlib import Path
 
 from trialcoord.accounts.cli import generated_password, rules
 from trialcoord.kernel import command_support as support
+from trialcoord.kernel.command_support import UsageError
 from trialcoord.kernel.config import get_settings
 
 FIRST_ADMIN = "admin"
@@ -31,7 +32,7 @@ def register(commands) -> None:
 def migrate() -> int:
     from trialcoord.kernel.database.opening import open_database
 
-    async def run():
+    async def run() -> None:
         async with open_database(migrate=True):
             pass
 
@@ -61,22 +62,25 @@ def setup(demo: bool = True) -> int:
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if not _pii_configured(settings):
-        pii.generate_key_file(settings.pii_key_file, f"k{support.today():%Y%m%d}")
-        print(f"created the personal-data key {settings.pii_key_file} (back it up apart from the database)")
-    if not settings.audit_key_file.exists():
-        passphrase = settings.audit_passphrase_file
+    pii_key_file = _configured(settings.pii_key_file, "TRIALCOORD_PII_KEY_FILE")
+    audit_key_file = _configured(settings.audit_key_file, "TRIALCOORD_AUDIT_KEY_FILE")
+    passphrase = _configured(settings.audit_passphrase_file, "TRIALCOORD_AUDIT_PASSPHRASE_FILE")
+    pades_file = _configured(settings.pades_file, "TRIALCOORD_PADES_FILE")
+    if not _pii_configured(pii_key_file):
+        pii.generate_key_file(pii_key_file, f"k{support.today():%Y%m%d}")
+        print(f"created the personal-data key {pii_key_file} (back it up apart from the database)")
+    if not audit_key_file.exists():
         if not passphrase.exists():
             _write_private(passphrase, secrets.token_urlsafe(32) + "\n")
         signing_keys.save_private_key(
-            signing_keys.generate_key(), settings.audit_key_file, signing_keys.read_passphrase(file=passphrase)
+            signing_keys.generate_key(), audit_key_file, signing_keys.read_passphrase(file=passphrase)
         )
-        print(f"created the audit checkpoint key {settings.audit_key_file}")
-    if not settings.pades_file.exists():
-        _create_pades_credentials(settings)
-        print(f"created the site's document-signing certificate {settings.pades_file}")
+        print(f"created the audit checkpoint key {audit_key_file}")
+    if not pades_file.exists():
+        _create_pades_credentials(settings.host, pades_file, passphrase)
+        print(f"created the site's document-signing certificate {pades_file}")
 
-    async def run():
+    async def run() -> tuple[str | None, bool, list[str], str]:
         created = None
         if await count_users() == 0:
             password = generated_password()
@@ -106,7 +110,14 @@ def setup(demo: bool = True) -> int:
     return 0
 
 
-def _create_pades_credentials(settings) -> None:
+def _configured(path: Path | None, variable: str) -> Path:
+    """A file the settings from the environment always name (a default under the data directory)."""
+    if path is None:
+        raise UsageError(f"the settings name no file for {variable}")
+    return path
+
+
+def _create_pades_credentials(host: str, pades_file: Path, passphrase_file: Path) -> None:
     """The site's P-256 key and self-signed certificate for PAdES, as PKCS#12 under the system passphrase."""
     import os
     from datetime import datetime, timedelta
@@ -116,24 +127,24 @@ def _create_pades_credentials(settings) -> None:
 
     now = datetime.now(UTC)
     key, certificate = new_site_credentials(
-        f"trialcoord document signing ({settings.host})",
+        f"trialcoord document signing ({host})",
         "trialcoord site",
         now - timedelta(minutes=5),
         now + timedelta(days=10 * 365),
     )
-    passphrase = signing_keys.read_passphrase(file=settings.audit_passphrase_file)
-    settings.pades_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(settings.pades_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    passphrase = signing_keys.read_passphrase(file=passphrase_file)
+    pades_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(pades_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(save_credentials(key, certificate, passphrase))
 
 
-def _pii_configured(settings) -> bool:
+def _pii_configured(pii_key_file: Path) -> bool:
     import os
 
     from trialcoord.kernel.pii import KEYS_VARIABLE
 
-    return bool(os.environ.get(KEYS_VARIABLE)) or settings.pii_key_file.exists()
+    return bool(os.environ.get(KEYS_VARIABLE)) or pii_key_file.exists()
 
 
 def _write_private(path: Path, text: str) -> None:

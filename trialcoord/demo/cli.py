@@ -15,7 +15,7 @@ def demo() -> int:
     from trialcoord.demo.demo import load_demo
     from trialcoord.kernel.database.opening import open_database
 
-    async def run():
+    async def run() -> bool:
         async with open_database(migrate=True):
             return await load_demo(support.today())
 

@@ -136,9 +136,9 @@ async def _staff(study: str, site: str, today: date) -> list[StaffMember]:
     async with read():
         grants = await users.grants_at(study, site)
     return [
-        StaffMember(g["user_id"], STAFF_ROLES[Role(g["role"])])
+        StaffMember(g.user_id, STAFF_ROLES[Role(g.role)])
         for g in grants
-        if g["role"] in {str(r) for r in STAFF_ROLES}
-        and date.fromisoformat(str(g["valid_from"])) <= today
-        and (g["valid_to"] is None or today <= date.fromisoformat(str(g["valid_to"])))
+        if g.role in {str(r) for r in STAFF_ROLES}
+        and g.valid_from <= today
+        and (g.valid_to is None or today <= g.valid_to)
     ]

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import date
 from functools import partial
 from pathlib import Path
 
 from anyio import to_thread
 from jinja2 import pass_context
-from litestar import Litestar, Request, get
+from jinja2.runtime import Context
+from litestar import Litestar, Request, Router, get
 from litestar.datastructures import CacheControlHeader, State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -45,7 +46,7 @@ from trialcoord.documents.pages.documents import DocumentPages
 from trialcoord.kernel import system_keys
 from trialcoord.kernel.config import Settings, get_settings
 from trialcoord.kernel.database.opening import open_database
-from trialcoord.kernel.rules.access import Role
+from trialcoord.kernel.rules.access import Role, Viewer
 from trialcoord.kernel.web.errors import EXCEPTION_HANDLERS
 from trialcoord.kernel.web.guard import CSRF_FIELD, PUBLIC, Access, guard
 from trialcoord.kernel.web.render_jobs import RenderJobController
@@ -149,7 +150,7 @@ def create_app(settings: Settings | None = None, *, account_rules: AccountRules 
     )
 
 
-def _database(settings: Settings):
+def _database(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
         async with open_database(settings, migrate=True):
@@ -163,7 +164,7 @@ def _database(settings: Settings):
     return lifespan
 
 
-def _static():
+def _static() -> Router:
     return create_static_files_router(
         path="/static",
         directories=[HERE / "static"],
@@ -178,13 +179,13 @@ def _template_globals(engine: JinjaTemplateEngine) -> None:
     engine.engine.globals.update(csrf_field=_csrf_field, signed_in=_signed_in, is_admin=_is_admin)
 
 
-def _access(context) -> Access | None:
+def _access(context: Context) -> Access | None:
     request = context.get("request")
     return getattr(request.state, "access", None) if request is not None else None
 
 
 @pass_context
-def _csrf_field(context) -> Markup:
+def _csrf_field(context: Context) -> Markup:
     """The session's CSRF token as a hidden field: every form that posts carries it."""
     access = _access(context)
     token = access.viewer.csrf_token if access and access.viewer else ""
@@ -192,12 +193,12 @@ def _csrf_field(context) -> Markup:
 
 
 @pass_context
-def _signed_in(context):
+def _signed_in(context: Context) -> Viewer | None:
     access = _access(context)
     return access.viewer if access else None
 
 
 @pass_context
-def _is_admin(context) -> bool:
+def _is_admin(context: Context) -> bool:
     access = _access(context)
     return bool(access and access.viewer and any(g.role is Role.ADMINISTRATOR for g in access.viewer.grants))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from litestar import Controller, get, post
 from litestar.params import FromPath
@@ -33,6 +33,7 @@ from trialcoord.scheduling.timeline import build_timeline
 from trialcoord.scheduling.visit_rows import visit_row
 
 VisitAction = Literal["actual", "appointment", "missed"]
+T = TypeVar("T")
 NOTICES = {
     "identity": "Personal data saved.",
     "consent": "Consent recorded.",
@@ -74,7 +75,9 @@ class ParticipantPages(Controller):
         day = form.date("date", "event date")
         reason = form.text("reason", "reason", required=False)
         if not form.errors:
-            call = visits.record_event(study, subject_id, event, day, reason, today=today, actor=access.user_id)
+            call = visits.record_event(
+                study, subject_id, required(event), required(day), reason, today=today, actor=access.user_id
+            )
             return await _save(call, study, subject_id, today, "event", form, access)
         return await _rerender(study, subject_id, today, "event", form.errors, form, access)
 
@@ -85,7 +88,7 @@ class ParticipantPages(Controller):
         form = FormReader(data)
         arm = form.text("arm", "arm", choice=True)
         if not form.errors:
-            call = participants.assign_arm(study, subject_id, arm, today=today, actor=access.user_id)
+            call = participants.assign_arm(study, subject_id, required(arm), today=today, actor=access.user_id)
             return await _save(call, study, subject_id, today, "arm", form, access)
         return await _rerender(study, subject_id, today, "arm", form.errors, form, access)
 
@@ -99,7 +102,13 @@ class ParticipantPages(Controller):
         reason = form.text("reason", "reason")
         if not form.errors:
             call = applying.change_version(
-                study, subject_id, version, effective, reason, today=today, actor=access.user_id
+                study,
+                subject_id,
+                required(version),
+                required(effective),
+                required(reason),
+                today=today,
+                actor=access.user_id,
             )
             return await _save(call, study, subject_id, today, "version", form, access)
         return await _rerender(study, subject_id, today, "version", form.errors, form, access)
@@ -109,7 +118,7 @@ class ParticipantPages(Controller):
         self, study: StudyPath, subject_id: SubjectPath, data: Form, today: Today, access: AccessDep
     ) -> Template | Redirect:
         form = FormReader(data)
-        values = {name: form.data.get(name, "") for name in identities.FIELDS}
+        values: dict[str, str | None] = {name: form.data.get(name, "") for name in identities.FIELDS}
         call = identities.set_identity(study, subject_id, values, actor=access.user_id)
         return await _save(call, study, subject_id, today, "identity", form, access)
 
@@ -123,6 +132,7 @@ class ParticipantPages(Controller):
         obtained_by = form.text("obtained_by", "person who obtained consent")
         if form.errors:
             return await _rerender(study, subject_id, today, "consent", form.errors, form, access)
+        signed_on, obtained_by = required(signed_on), required(obtained_by)
         signed_by = tuple(block for block in SIGNATURE_BLOCKS if data.get(f"signed_{block}"))
         if version == "paper":
             call = participant_consents.record_paper_consent(
@@ -171,12 +181,23 @@ class ParticipantPages(Controller):
             return await _rerender(study, subject_id, today, key, form.errors, form, access)
         actor = access.user_id
         if action == "actual":
-            call = visits.record_visit(study, subject_id, code, day, row_version, reason, today=today, actor=actor)
+            call = visits.record_visit(
+                study, subject_id, code, required(day), row_version, reason, today=today, actor=actor
+            )
         elif action == "appointment":
-            call = visits.book_appointment(study, subject_id, code, day, reason, row_version, today=today, actor=actor)
+            call = visits.book_appointment(
+                study, subject_id, code, required(day), reason, row_version, today=today, actor=actor
+            )
         else:
-            call = visits.mark_missed(study, subject_id, code, reason, row_version, today=today, actor=actor)
+            call = visits.mark_missed(study, subject_id, code, required(reason), row_version, today=today, actor=actor)
         return await _save(call, study, subject_id, today, key, form, access)
+
+
+def required(value: T | None) -> T:
+    """A value the form required: when it was missing, FormReader recorded an error and the handler stopped."""
+    if value is None:
+        raise AssertionError("a required form value passed the form's checks empty")
+    return value
 
 
 async def _save(
@@ -192,7 +213,7 @@ async def _save(
 
 async def _rerender(
     study: str, subject_id: str, today: date, key: str, errors: dict[str, str], form: FormReader, access: Access
-):
+) -> Template:
     context = await participant_context(
         study, subject_id, today, access, today, failed={"key": key, "errors": errors, "form": form.data}
     )

@@ -6,6 +6,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from litestar import Controller, get, post
+from litestar.exceptions import NotAuthorizedException
 from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 
@@ -16,6 +17,7 @@ from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import Form, FormReader, participant_url
 from trialcoord.kernel.web.guard import SIGNED_IN, Access, needs
 from trialcoord.kernel.web.params import AccessDep, AsOf, QueryStr, StudyPath, Today, WorklistKind, as_of_or_today
+from trialcoord.overviews.pages.participants import required
 from trialcoord.scheduling import participants, protocols, sites, worklists
 from trialcoord.scheduling.visit_rows import visit_row
 
@@ -57,6 +59,7 @@ class StudyPages(Controller):
         enrolled_on = form.date("enrolled_on", "enrolment date", required=False)
         errors = form.errors
         if not errors:
+            subject_id, site = required(subject_id), required(site)
             access.require_site(site, "enrol participants")
             try:
                 await participants.enroll_participant(
@@ -79,6 +82,8 @@ async def study_context(
     errors: dict[str, str] | None = None,
     form: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    if access.viewer is None:  # the guard lets only a signed-in viewer reach a study's page
+        raise NotAuthorizedException("Sign in to continue.")
     audit = visible_sites(access.viewer.grants, Action.VIEW_AUDIT, study, today)
     details = await protocols.get_study(study)
     protocol = await protocols.get_protocol(study)
