@@ -11,6 +11,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -18,6 +19,9 @@ import pytest
 
 from trialcoord.kernel.database.engine import bind_engine, build_engine, close_pool, start_pool
 from trialcoord.kernel.database.migrations import migrate
+
+if TYPE_CHECKING:
+    from trialcoord.documents.signatures import SignatureRecord
 
 POSTGRES_URL = os.environ.get("TRIALCOORD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -240,7 +244,7 @@ async def add_user(user_id: str, *grants: tuple, printed_name: str | None = None
         )
 
 
-async def sign_version(key, label: str, user_id: str = "ivan", meaning: str = "approval") -> dict:
+async def sign_version(key, label: str, user_id: str = "ivan", meaning: str = "approval") -> SignatureRecord:
     """`user_id` (made if new) signs a document version through the password ceremony."""
     from trialcoord.accounts import signing, users
     from trialcoord.documents import signatures

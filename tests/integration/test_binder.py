@@ -65,7 +65,7 @@ async def filed(study, pdf):
 
 async def test_the_checklist_lists_present_missing_expiring_and_expired(filed):
     items = await binder_checklist.site_checklist("TST-1", "101", TODAY)
-    states = {(i["artifact"]["unique_id"], i["person"] or i["consent_version"]): i["state"] for i in items}
+    states = {(i.artifact.unique_id, i.person or i.consent_version): i.state for i in items}
     assert states == {
         ("087", "ivan"): "present",
         ("090", "ivan"): "expiring",
@@ -77,7 +77,7 @@ async def test_the_checklist_lists_present_missing_expiring_and_expired(filed):
         ("160", None): "missing",
     }
     later = await binder_checklist.site_checklist("TST-1", "101", date(2027, 1, 11))
-    assert [i["state"] for i in later if i["artifact"]["unique_id"] == "090"] == ["expired"]
+    assert [i.state for i in later if i.artifact.unique_id == "090"] == ["expired"]
 
 
 async def test_the_export_holds_every_version_signed_and_verifies_offline(filed, tmp_path):
@@ -310,7 +310,7 @@ async def test_an_expired_approval_letter_is_expired_however_often_it_is_filed(s
     await effective(
         ICF, "040", "1.0", pdf + b"%icf", date(2026, 1, 5), approval=IrbApproval("IRB-1", date(2026, 1, 5), letter)
     )
-    states = [i["state"] for i in await binder_checklist.site_checklist("TST-1", "101", TODAY) if i["consent_version"]]
+    states = [i.state for i in await binder_checklist.site_checklist("TST-1", "101", TODAY) if i.consent_version]
     assert states == ["expired"]
 
 
@@ -324,10 +324,10 @@ async def test_site_staff_sign_the_protocol_for_review_but_only_the_study_approv
         made = await signatures.sign(
             protocol, "2.0", await signing.signing_by_password("ivan", meaning, PASSWORD, rules=account_rules())
         )
-        assert made["meaning"] == meaning and made["record"] == "TST-1/documents/Protocol/2.0"
+        assert made.meaning == meaning and made.record == "TST-1/documents/Protocol/2.0"
     with pytest.raises(Forbidden, match="may not sign Protocol for approval"):
         await signatures.sign(
             protocol, "2.0", await signing.signing_by_password("ivan", "approval", PASSWORD, rules=account_rules())
         )
     await add_user("ada", ("administrator", None, None))
-    assert (await sign_version(protocol, "2.0", "ada"))["meaning"] == "approval"
+    assert (await sign_version(protocol, "2.0", "ada")).meaning == "approval"

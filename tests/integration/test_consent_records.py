@@ -4,6 +4,7 @@ queue and consent deviation candidates; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import asdict
 from datetime import date
 
 import pytest
@@ -53,7 +54,7 @@ async def consenting(study):
 
 async def test_a_visit_without_consent_is_a_candidate_and_consents_are_audited(consenting):
     found = await consent_checks.candidates(consenting)
-    assert [(c["subject_id"], c["visit"], c["rule"]) for c in found] == [("1002", "V2", "procedure_before_consent")]
+    assert [(c.subject_id, c.visit, c.rule) for c in found] == [("1002", "V2", "procedure_before_consent")]
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="participant_consent"), None, 5)
     assert entries[0].record_id == "TST-1/101/1001/consent/1.0" and entries[0].new["signed_on"] == "2024-03-01"
 
@@ -63,7 +64,7 @@ async def test_a_new_effective_version_fills_the_reconsent_queue_until_reconsent
     await effective_form("2.0", date(2024, 4, 1))
     await consent_versions.register_version(consenting, SITE_A, "en", "2.0", "2.0", ICF.name, "2.0")
     queue = await consent_checks.reconsent(consenting, TODAY)
-    assert queue == [
+    assert [asdict(due) for due in queue] == [
         {
             "subject_id": "1001",
             "site": SITE_A,
@@ -73,8 +74,8 @@ async def test_a_new_effective_version_fills_the_reconsent_queue_until_reconsent
         }
     ]
     await visits.record_visit(consenting, "1001", "V3", date(2024, 4, 2), today=TODAY)
-    late = [c for c in await consent_checks.candidates(consenting) if c["subject_id"] == "1001"]
-    assert [(c["visit"], c["rule"], c["required_version"]) for c in late] == [("V3", "reconsent_not_obtained", "2.0")]
+    late = [c for c in await consent_checks.candidates(consenting) if c.subject_id == "1001"]
+    assert [(c.visit, c.rule, c.required_version) for c in late] == [("V3", "reconsent_not_obtained", "2.0")]
     await participant_consents.record_consent(consenting, "1001", "en", "2.0", date(2024, 4, 5), "cora", TODAY)
     assert await consent_checks.reconsent(consenting, TODAY) == []
     assert len(await consent_checks.candidates(consenting)) == 2  # the history stays: V3 came before re-consent
@@ -220,7 +221,7 @@ async def test_the_consent_event_and_the_consents_never_disagree(consenting):
     recorded = await participant_consents.record_consent(
         consenting, "1002", "en", "1.0", date(2024, 3, 5), "cora", TODAY
     )
-    assert recorded["label"] == "1.0"
+    assert recorded.label == "1.0"
     assert await consent_checks.issues(consenting) == []  # the consent of 2024-03-05 now has its version
 
 
@@ -247,7 +248,7 @@ async def test_found_a_consent_event_counts_once_a_site_registers_its_first_cons
     assert {rule for _, rule in after - before} & {"visit_before_consent", "visit_under_superseded_consent"} == set()
     assert await consent_checks.candidates("DEMO-001") == []
     issues = await consent_checks.issues("DEMO-001")  # once per participant of site 101, none of site 102 (not tracked)
-    assert [(i["subject_id"], i["site"]) for i in issues] == [
+    assert [(i.subject_id, i.site) for i in issues] == [
         ("101-001", "101"),
         ("101-002", "101"),
         ("101-003", "101"),
@@ -263,7 +264,7 @@ async def test_found_a_consent_signed_before_its_version_was_registered_is_recor
     row = await participant_consents.record_paper_consent(
         consenting, "1002", date(2024, 1, 15), "Paper ICF v0.9, binder 1", "cora", TODAY, label="0.9", language="en"
     )
-    assert (row["paper_reference"], row["label"], row["signed_on"]) == (
+    assert (row.paper_reference, row.label, row.signed_on) == (
         "Paper ICF v0.9, binder 1",
         "0.9",
         date(2024, 1, 15),
@@ -272,12 +273,11 @@ async def test_found_a_consent_signed_before_its_version_was_registered_is_recor
     assert [
         c
         for c in await consent_checks.candidates(consenting)
-        if c["subject_id"] == "1002" and c["rule"] == "procedure_before_consent"
+        if c.subject_id == "1002" and c.rule == "procedure_before_consent"
     ] == []
     # Signed before version 1.0 became effective (2024-02-01): 1.0 is required before more procedures.
     assert [
-        (r["subject_id"], r["signed_version"], r["required_version"])
-        for r in await consent_checks.reconsent(consenting, TODAY)
+        (r.subject_id, r.signed_version, r.required_version) for r in await consent_checks.reconsent(consenting, TODAY)
     ] == [("1002", "0.9", "1.0")]
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="participant_consent"), None, 5)
     assert entries[0].record_id == "TST-1/101/1002/consent/paper/2024-01-15"

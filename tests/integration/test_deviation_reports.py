@@ -276,7 +276,7 @@ async def test_filing_adds_a_binder_version_per_day_and_change(reported, server_
         "107",
         f"monitoring_visit_report-TST-1-{SITE_A}-2024-06-01.pdf",
     )
-    filed = {(r["name"], r["label"]) for r in await documents.list_documents(reported, SITE_A)}
+    filed = {(r.name, r.label) for r in await documents.list_documents(reported, SITE_A)}
     assert {
         ("Protocol deviation log", "2024-06-01"),
         ("Protocol deviation log", "2024-06-01.2"),
@@ -578,7 +578,7 @@ async def test_the_api_answers_202_with_the_job_for_a_long_log(reported, anonymo
     filed = await coord_a.post("/api/studies/TST-1/deviations/log/file", json={"site": SITE_A})
     assert filed.status_code == 202 and filed.json()["job_id"] == "job-2"
     await filing.pending_filings()
-    assert any(d["name"] == "Protocol deviation log" for d in await documents.list_documents(reported, SITE_A))
+    assert any(d.name == "Protocol deviation log" for d in await documents.list_documents(reported, SITE_A))
 
 
 async def test_an_exporter_can_follow_their_own_render_jobs(reported, anonymous):

@@ -29,23 +29,23 @@ async def trail(record_type: str) -> list[audit_store.TrailEntry]:
 
 async def test_a_version_is_stored_once_hashed_typed_by_content_and_audited(study):
     added = await documents.add_version(ICF, "040", "2.0", PDF, "icf-v2.pdf", "amendment 2 wording", actor="cora")
-    assert (added["sha256"], added["media_type"], added["status"]) == (
+    assert (added.sha256, added.media_type, added.status) == (
         hashlib.sha256(PDF).hexdigest(),
         "application/pdf",
         "draft",
     )
-    assert added["artifact"]["number"] == "02.02.03" and added["author"] == "cora"
+    assert added.artifact.number == "02.02.03" and added.author == "cora"
     assert await documents.version_bytes(ICF, "2.0") == PDF
     with pytest.raises(Conflict, match="versions never change"):
         await documents.add_version(ICF, "040", "2.0", PDF + b" ", "icf-v2b.pdf", actor="cora")
     scan = await documents.add_version(LETTER, "066", "1", PNG, "letter.pdf", actor="cora")  # the name lies
-    assert scan["media_type"] == "image/png"
+    assert scan.media_type == "image/png"
     created = await trail("document_version")
     assert [e.record_id for e in created] == [
         "TST-1/101/documents/Informed consent form (English)/2.0",
         "TST-1/101/documents/IRB approval of ICF 2.0/1",
     ]
-    assert created[0].new["sha256"] == added["sha256"] and created[0].actor == "cora"
+    assert created[0].new["sha256"] == added.sha256 and created[0].actor == "cora"
 
 
 @pytest.mark.parametrize(
@@ -83,12 +83,12 @@ async def test_unknown_study_site_or_artifact_are_named(study):
 
 async def test_the_lifecycle_is_followed_and_each_step_audited(study):
     await documents.add_version(LETTER, "066", "1", PDF, "letter.pdf")
-    letter_sha = (await documents.list_documents("TST-1"))[0]["sha256"]
+    letter_sha = (await documents.list_documents("TST-1"))[0].sha256
     await documents.add_version(ICF, "040", "2.0", PDF + b"%v2", "icf.pdf")
     with pytest.raises(InvalidInput) as skipped:
         await documents.change_status(ICF, "2.0", "effective", date(2024, 5, 1))
     assert skipped.value.problems[0].field == "status"
-    assert (await documents.list_documents("TST-1"))[-1]["status"] == "draft"  # nothing changed
+    assert (await documents.list_documents("TST-1"))[-1].status == "draft"  # nothing changed
     await documents.change_status(ICF, "2.0", "in_review", date(2024, 4, 1), actor="cora")
     with pytest.raises(InvalidInput) as no_approval:
         await documents.change_status(ICF, "2.0", "approved", date(2024, 4, 10))
@@ -101,9 +101,9 @@ async def test_the_lifecycle_is_followed_and_each_step_audited(study):
         await documents.change_status(ICF, "2.0", "approved", date(2024, 4, 10), approval=approval)
     await sign_version(ICF, "2.0", "ivan")
     approved = await documents.change_status(ICF, "2.0", "approved", date(2024, 4, 10), approval=approval, actor="ivan")
-    assert approved["approval"]["reference"] == "IRB-2024-117"
+    assert approved.approval.reference == "IRB-2024-117"
     effective = await documents.change_status(ICF, "2.0", "effective", date(2024, 4, 15), actor="ivan")
-    assert (effective["status"], effective["status_date"]) == ("effective", date(2024, 4, 15))
+    assert (effective.status, effective.status_date) == ("effective", date(2024, 4, 15))
     steps = [e for e in await trail("document_version") if e.action == "update"]
     assert [(e.old["status"], e.new["status"], e.actor) for e in steps] == [
         ("draft", "in_review", "cora"),
@@ -189,9 +189,9 @@ async def test_a_new_effective_version_supersedes_the_one_before(study):
         )
         await documents.change_status(ICF, label, "effective", date(2024, 4, day + 1))
     states = {
-        row["label"]: (row["status"], row["status_date"])
+        row.label: (row.status, row.status_date)
         for row in await documents.list_documents("TST-1")
-        if row["name"] == ICF.name
+        if row.name == ICF.name
     }
     assert states == {"1.0": ("superseded", date(2024, 4, 21)), "2.0": ("effective", date(2024, 4, 21))}
     superseded = [e for e in await trail("document_version") if (e.new or {}).get("status") == "superseded"]

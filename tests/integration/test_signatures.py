@@ -48,9 +48,9 @@ def real_pdf() -> bytes:
 
 
 async def _file(key: DocumentKey, label: str, kind: str) -> bytes:
-    _, files = await signatures.of_version(key, label)
-    newest = next(f for f in files if f["kind"] == kind)
-    rows = await fetch("SELECT data FROM document_blobs WHERE sha256 = {}", newest["sha256"])
+    files = (await signatures.of_version(key, label)).files
+    newest = next(f for f in files if f.kind == kind)
+    rows = await fetch("SELECT data FROM document_blobs WHERE sha256 = {}", newest.sha256)
     import base64
 
     return base64.b64decode(rows[0]["data"])
@@ -60,17 +60,18 @@ async def test_a_signature_is_linked_to_the_version_printed_and_audited(study, r
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
     await add_user("ivan", ("investigator", "TST-1", "101"), printed_name="Dr. Ivan Investigator")
     made = await sign_version(ICF, "1.0", "ivan", "review")
-    assert (made["signer_id"], made["printed_name"], made["meaning"]) == ("ivan", "Dr. Ivan Investigator", "review")
-    assert made["version_sha256"] == hashlib.sha256(real_pdf).hexdigest()
-    shown, files = await signatures.of_version(ICF, "1.0")
-    assert [(s["verdict"], s["local_time"][-18:]) for s in shown] == [("valid", "(America/New_York)")]
-    assert {f["kind"] for f in files} == {"signature_page", "signed_copy"}
+    assert (made.signer_id, made.printed_name, made.meaning) == ("ivan", "Dr. Ivan Investigator", "review")
+    assert made.version_sha256 == hashlib.sha256(real_pdf).hexdigest()
+    found = await signatures.of_version(ICF, "1.0")
+    shown, files = found.signatures, found.files
+    assert [(s.verdict, s.local_time[-18:]) for s in shown] == [("valid", "(America/New_York)")]
+    assert {f.kind for f in files} == {"signature_page", "signed_copy"}
     page = await _file(ICF, "1.0", "signature_page")
     from tests.unit.test_document_rendering import pdf_text
 
     printed = pdf_text(page).replace("America/ New_York", "America/New_York")
     assert "Dr. Ivan Investigator (ivan) review" in printed and "(America/New_York)" in printed
-    assert made["instant"] in printed.replace(" ", "") or made["instant"] in printed
+    assert made.instant in printed.replace(" ", "") or made.instant in printed
     with pikepdf.open(io.BytesIO(page)) as pdf:
         assert len(pdf.pages) == 1
         attached = json.loads(pdf.attachments["data.json"].get_file().read_bytes())
@@ -99,7 +100,8 @@ async def test_a_wrong_password_signs_nothing_and_is_audited(study, real_pdf):
         await signing.signing_by_password("nobody", "approval", PASSWORD, rules=account_rules())
     with pytest.raises(InvalidInput, match="meaning"):
         await signing.signing_by_password("ivan", "liking", PASSWORD, rules=account_rules())
-    assert (await signatures.of_version(ICF, "1.0")) == ([], [])
+    found = await signatures.of_version(ICF, "1.0")
+    assert (found.signatures, found.files) == ([], [])
     failures = await audit_log.export_rows(audit_store.AuditFilter(action="signing_failed"), 10)
     assert [e.reason for e in failures][:1] == ["the password is not correct"]
     assert all(
@@ -113,7 +115,7 @@ async def test_approval_by_signature_gets_a_pades_signature_readers_verify(study
     signed = await _file(ICF, "1.0", "pades_signed")
     check = await pades_verify(signed, [system_keys.pades[1]])
     assert check.ok, check.problems
-    approved_at = (await signatures.of_version(ICF, "1.0"))[0][0]["instant"]
+    approved_at = (await signatures.of_version(ICF, "1.0")).signatures[0].instant
     assert (
         -1 < (check.signed_at - datetime.fromisoformat(approved_at.replace("Z", "+00:00"))).total_seconds() < 60
     )  # PDF time: whole seconds
@@ -165,14 +167,14 @@ async def test_signing_twice_for_one_meaning_or_a_version_no_longer_in_force_is_
 async def test_a_revoked_key_keeps_old_signatures_valid_when_made_and_a_new_key_signs_on(study, real_pdf):
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
     await sign_version(ICF, "1.0", "ivan", "review")
-    first_key = (await signatures.of_version(ICF, "1.0"))[0][0]["key_id"]
+    first_key = (await signatures.of_version(ICF, "1.0")).signatures[0].key_id
     with pytest.raises(InvalidInput):
         await signer_keys.end_signer_keys("ivan", " ", "admin")
     assert await signer_keys.end_signer_keys("ivan", "laptop lost", "admin") == [first_key]
     await sign_version(ICF, "1.0", "ivan", "approval")
-    shown, _ = await signatures.of_version(ICF, "1.0")
-    assert [(s["meaning"], s["verdict"]) for s in shown] == [("review", "valid when made"), ("approval", "valid")]
-    assert shown[1]["key_id"] != first_key
+    shown = (await signatures.of_version(ICF, "1.0")).signatures
+    assert [(s.meaning, s.verdict) for s in shown] == [("review", "valid when made"), ("approval", "valid")]
+    assert shown[1].key_id != first_key
     assert (await verification.verify_all())[1] == []
     registry = await signer_keys.registry()
     signers, system = parse_registry(registry)
@@ -202,7 +204,7 @@ async def test_verification_names_an_altered_or_moved_signature(study, db, real_
     problems = (await verification.verify_all())[1]
     assert problems == [
         "document Informed consent form (English) at site 101 version 1.0: signature by ivan (review,"
-        f" {(await signatures.of_version(ICF, '1.0'))[0][0]['instant']}): the signature does not"
+        f" {(await signatures.of_version(ICF, '1.0')).signatures[0].instant}): the signature does not"
         " verify: the statement or the value was altered"
     ]
     await tamper(db, "UPDATE document_signatures SET value = {} WHERE meaning = 'review'", value)
@@ -298,7 +300,7 @@ async def test_a_signer_without_the_right_cannot_sign_from_any_door(study, real_
     made = await signatures.sign(
         ICF, "1.0", await signing.signing_by_password("mona", "review", PASSWORD, rules=account_rules())
     )
-    assert made["meaning"] == "review"
+    assert made.meaning == "review"
 
 
 async def test_equal_bytes_filed_twice_do_not_share_signatures(study, db, real_pdf):
@@ -330,10 +332,10 @@ async def test_a_manifestation_that_fails_leaves_the_signature_and_is_made_later
     real = rendering.render_pdf
     monkeypatch.setattr(rendering, "render_pdf", broken)
     made = await sign_version(ICF, "1.0", "ivan", "review")  # no error: the signature is stored
-    assert made["meaning"] == "review" and (await signatures.of_version(ICF, "1.0"))[1] == []
+    assert made.meaning == "review" and (await signatures.of_version(ICF, "1.0")).files == []
     monkeypatch.setattr(rendering, "render_pdf", real)
     await signatures.manifest_safely(ICF, "1.0")
-    assert {f["kind"] for f in (await signatures.of_version(ICF, "1.0"))[1]} == {"signature_page", "signed_copy"}
+    assert {f.kind for f in (await signatures.of_version(ICF, "1.0")).files} == {"signature_page", "signed_copy"}
 
 
 async def test_an_older_registry_never_replaces_a_newer_one(study, tmp_path, real_pdf, monkeypatch):

@@ -90,7 +90,8 @@ async def impact(
             ),
             key=lambda p: p.subject_id,
         )
-        consent_versions, signed = await consent_checks.versions_and_signatures(study)
+        consents_signed = await consent_checks.versions_and_signatures(study)
+        consent_versions, signed = consents_signed.versions, consents_signed.labels
         exceptions = await manual.window_exceptions(study)
         found: list[ParticipantImpact] = []
         skipped: dict[str, str] = {}

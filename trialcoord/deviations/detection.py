@@ -234,17 +234,17 @@ async def _consent_candidates(
     ids = {row["subject_id"]: pid for pid, row in people.items()}
     found: dict[int, list] = defaultdict(list)
     for c in await consent_checks.candidates(study, scope):
-        if c["subject_id"] in ids and c["visit_on"] <= as_of:
-            found[ids[c["subject_id"]]].append(
+        if c.subject_id in ids and c.visit_on <= as_of:
+            found[ids[c.subject_id]].append(
                 ConsentDeviationCandidate(
-                    c["subject_id"],
-                    c["visit"],
-                    c["visit_on"],
-                    ConsentRule(c["rule"]),
-                    c["consented_on"],
-                    c["required_since"],
-                    c["signed_version"],
-                    c["required_version"],
+                    c.subject_id,
+                    c.visit,
+                    c.visit_on,
+                    ConsentRule(c.rule),
+                    c.consented_on,
+                    c.required_since,
+                    c.signed_version,
+                    c.required_version,
                 )
             )
     return found

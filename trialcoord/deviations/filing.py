@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from dataclasses import asdict
 from datetime import date
 from typing import Any
 
@@ -59,7 +60,7 @@ async def file_report(
     for attempt in (1, 2):
         found, label = await _same_or_next(key, as_of, report_key)
         if found is not None:
-            return {**found, "filed": False}
+            return {**asdict(found), "filed": False}
         file_name = report_file_name(name, study, site, label, kind)
         queued = await render_job(jobs, kind, name, data, as_of, title, label, actor, study, file_name)
         if queued is not None:
@@ -85,24 +86,24 @@ async def file_report(
             if attempt == 2:
                 raise
             continue  # filed meanwhile by someone else: look again
-        return {**row, "filed": True}
+        return {**asdict(row), "filed": True}
     raise AssertionError("unreachable")
 
 
-async def _same_or_next(key: DocumentKey, as_of: date, report_key: str) -> tuple[dict | None, str]:
+async def _same_or_next(key: DocumentKey, as_of: date, report_key: str) -> tuple[documents.FiledVersion | None, str]:
     """(the version of `as_of` with the same report key, or None; the label a new version would take)."""
     same_day = [
         row
         for row in await documents.list_documents(key.study, key.site)
-        if row["site"] == key.site and row["name"] == key.name and _of_day(row["label"], as_of)
+        if row.site == key.site and row.name == key.name and _of_day(row.label, as_of)
     ]
     for row in same_day:
-        found = _KEY.search(row["change_summary"] or "")
+        found = _KEY.search(row.change_summary or "")
         if found and found[1] == report_key:
-            return row, row["label"]
+            return row, row.label
     if not same_day:
         return None, as_of.isoformat()
-    return None, f"{as_of.isoformat()}.{max(_ordinal(row['label']) for row in same_day) + 1}"
+    return None, f"{as_of.isoformat()}.{max(_ordinal(row.label) for row in same_day) + 1}"
 
 
 async def _file_when_done(

@@ -5,6 +5,7 @@ deviations by age, the re-consent backlog and binder documents expiring; its cha
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import asdict
 from datetime import date, timedelta
 
 from trialcoord.deviations.queue import listing
@@ -30,7 +31,7 @@ async def site_summary(
     chosen = await require_sites(study, sites)
     if rows is None:
         rows = rows_as_of(await listing(study, sites=chosen), as_of)
-    queue = [r for r in await consent_checks.reconsent(study, as_of) if r["site"] in chosen]
+    queue = [r for r in await consent_checks.reconsent(study, as_of) if r.site in chosen]
     expiring = [d for d in await _expiring(study, as_of, personal) if d["site"] in chosen or d["site"] is None]
     people, visits = await _site_counts(study, chosen, as_of)
     per_site = []
@@ -52,7 +53,7 @@ async def site_summary(
                 "on_time_rate": rates["on_time_rate"],
                 "open_deviations": sum(r["open"] for r in site_rows),
                 "ages": figures.age_buckets(site_rows, as_of),
-                "reconsent": sum(r["site"] == site for r in queue),
+                "reconsent": sum(r.site == site for r in queue),
                 "expiring": sum(d["site"] == site for d in expiring),
             }
         )
@@ -62,7 +63,7 @@ async def site_summary(
         "as_of": as_of.isoformat(),
         "sites": per_site,
         "total": total,
-        "reconsent": [{**r, "required_since": str(r["required_since"])} for r in queue],
+        "reconsent": [{**asdict(r), "required_since": str(r.required_since)} for r in queue],
         "documents": expiring,
     }
 
@@ -172,15 +173,15 @@ async def _expiring(study: str, as_of: date, personal: bool) -> list[dict]:
     until = as_of + timedelta(days=EXPIRING_DAYS)
     found = []
     for row in await documents.list_documents(study):
-        expires = row["expires_on"]
-        if not personal and row["artifact"]["unique_id"] in documents.PERSONAL_ARTIFACTS:
+        expires = row.expires_on
+        if not personal and row.artifact.unique_id in documents.PERSONAL_ARTIFACTS:
             continue
-        if row["status"] in IN_FORCE and expires is not None and expires <= until:
+        if row.status in IN_FORCE and expires is not None and expires <= until:
             found.append(
                 {
-                    "site": row["site"],
-                    "document": row["name"],
-                    "version": row["label"],
+                    "site": row.site,
+                    "document": row.name,
+                    "version": row.label,
                     "state": "expired" if expires < as_of else "expiring",
                     "expires_on": expires.isoformat(),
                 }

@@ -10,6 +10,6 @@ from trialcoord.documents import signatures
 async def verify_all() -> tuple[int, list[str]]:
     """(items checked, problems): `signatures.verify_documents`, then every signature of a deviation's
     classification or closure against the same registry, as of the same instant."""
-    checked, problems, registry_keys, now = await signatures.verify_documents()
-    more_checked, more = await deviation_review.verify_stored(registry_keys, now)
-    return checked + more_checked, problems + more
+    found = await signatures.verify_documents()
+    more_checked, more = await deviation_review.verify_stored(found.registry_keys, found.checked_at)
+    return found.checked + more_checked, found.problems + more

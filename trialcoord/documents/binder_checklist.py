@@ -9,13 +9,14 @@ and the export are audited as exports.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 
 from anyio import to_thread
 
 from trialcoord.accounts import users
-from trialcoord.documents import store as documents_store
-from trialcoord.documents.rules.documents import DocumentKey, DocumentStatus
+from trialcoord.documents.documents import ArtifactRef, StoredVersion, versions_in
+from trialcoord.documents.rules.documents import DocumentStatus
 from trialcoord.documents.rules.tmf import (
     IRB_APPROVED,
     PRINCIPAL_INVESTIGATOR,
@@ -33,22 +34,35 @@ IN_FORCE = {DocumentStatus.EFFECTIVE}
 STAFF_ROLES = {Role.INVESTIGATOR: PRINCIPAL_INVESTIGATOR, Role.COORDINATOR: "coordinator"}
 
 
-async def document_rows(study: str, site: str | None) -> list[dict]:
+@dataclass(frozen=True, slots=True)
+class ChecklistEntry:
+    """A document the site's binder is expected to hold, and its state: present, missing, expiring or expired."""
+
+    artifact: ArtifactRef
+    scope: str
+    person: str | None
+    consent_version: str | None
+    state: str
+    document: str | None  # the filed version that satisfies it: "NAME LABEL"
+    expires_on: date | None
+
+
+async def document_rows(study: str, site: str | None) -> list[StoredVersion]:
     async with read():
         found = await lookups.find_study(study)
         if found is None:
             raise NotFound(f"study {study} does not exist")
         if site is not None and await lookups.find_site(found["id"], site) is None:
             raise invalid(f"study {study} has no site {site}", field="site")
-        return await documents_store.list_documents(study, site)
+        return await versions_in(study, site)
 
 
-def _in_force(row: dict) -> bool:
-    status = DocumentStatus(row["status"])
-    return status in IN_FORCE or (status is DocumentStatus.APPROVED and row["artifact"] not in IRB_APPROVED)
+def _in_force(stored: StoredVersion) -> bool:
+    status = stored.version.status
+    return status in IN_FORCE or (status is DocumentStatus.APPROVED and stored.artifact not in IRB_APPROVED)
 
 
-async def site_checklist(study: str, site: str, today: date) -> list[dict]:
+async def site_checklist(study: str, site: str, today: date) -> list[ChecklistEntry]:
     """The site's expected documents: present, missing, expiring within 60 days, or expired."""
     rows = await document_rows(study, site)
     filed = []
@@ -56,50 +70,50 @@ async def site_checklist(study: str, site: str, today: date) -> list[dict]:
     for row in rows:
         if not _in_force(row):
             continue
-        version = documents_store.version_of(row, DocumentKey(study, row["site"] or None, row["name"]))
+        version = row.version
         dated = version.entered(DocumentStatus.EFFECTIVE) or version.entered(DocumentStatus.APPROVED) or today
-        expires = date.fromisoformat(row["expires_on"]) if row["expires_on"] else None
         filed.append(
             FiledDocument(
-                row["artifact"],
-                row["site"] or None,
-                row["person"],
-                f"{row['name']} {row['label']}",
-                row["sha256"],
+                row.artifact,
+                version.key.site,
+                row.person,
+                f"{version.key.name} {version.label}",
+                version.sha256,
                 dated,
-                expires,
+                row.expires_on,
             )
         )
-        if row["artifact"] == "040" and row["site"] == site:
+        if row.artifact == "040" and version.key.site == site:
             consents.append(version)
     # An approval letter counts wherever it is filed in the study (any site, any status), once, with its expiry.
     counted = {f.sha256 for f in filed if f.artifact_id == "066"}
     for row in await document_rows(study, None):
-        if row["artifact"] == "066" and row["sha256"] not in counted:
-            counted.add(row["sha256"])
+        version = row.version
+        if row.artifact == "066" and version.sha256 not in counted:
+            counted.add(version.sha256)
             filed.append(
                 FiledDocument(
                     "066",
-                    row["site"] or None,
+                    version.key.site,
                     None,
-                    f"{row['name']} {row['label']}",
-                    row["sha256"],
+                    f"{version.key.name} {version.label}",
+                    version.sha256,
                     today,
-                    date.fromisoformat(row["expires_on"]) if row["expires_on"] else None,
+                    row.expires_on,
                 )
             )
     staff = await _staff(study, site, today)
     items = checklist(SITE_CHECKLIST, filed, staff, consents, today)
     return [
-        {
-            "artifact": {"unique_id": i.artifact.unique_id, "number": i.artifact.number, "name": i.artifact.name},
-            "scope": i.rule.scope,
-            "person": i.person,
-            "consent_version": i.consent_version,
-            "state": str(i.state),
-            "document": i.filed.label if i.filed else None,
-            "expires_on": i.expires_on,
-        }
+        ChecklistEntry(
+            ArtifactRef(i.artifact.unique_id, i.artifact.number, i.artifact.name),
+            i.rule.scope,
+            i.person,
+            i.consent_version,
+            str(i.state),
+            i.filed.label if i.filed else None,
+            i.expires_on,
+        )
         for i in items
     ]
 
@@ -109,14 +123,14 @@ async def checklist_report(study: str, site: str, today: date) -> bytes:
     from trialcoord.kernel.render.pdf_documents import render_pdf
 
     items = await site_checklist(study, site, today)
-    counts = {state: sum(1 for i in items if i["state"] == state) for state in ("missing", "expired", "expiring")}
+    counts = {state: sum(1 for i in items if i.state == state) for state in ("missing", "expired", "expiring")}
     rows = [
         {
-            "state": i["state"],
-            "artifact": f"{i['artifact']['number']} {i['artifact']['name']}",
-            "for": i["person"] or (f"consent version {i['consent_version']}" if i["consent_version"] else i["scope"]),
-            "document": i["document"],
-            "expires_on": i["expires_on"].isoformat() if i["expires_on"] else None,
+            "state": i.state,
+            "artifact": f"{i.artifact.number} {i.artifact.name}",
+            "for": i.person or (f"consent version {i.consent_version}" if i.consent_version else i.scope),
+            "document": i.document,
+            "expires_on": i.expires_on.isoformat() if i.expires_on else None,
         }
         for i in items
     ]

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from anyio import from_thread
@@ -32,11 +33,11 @@ class Contents:
         self.batch: dict[str, bytes] = {}
         self.archive, self.known = _kept_members(kept)
 
-    def loader(self, path: str, sha256: str):
+    def loader(self, path: str, sha256: str) -> Callable[[], bytes]:
         return lambda: self._load(path, sha256)
 
     def _load(self, path: str, sha256: str) -> bytes:
-        if self.known.get(path) == sha256:
+        if self.archive is not None and self.known.get(path) == sha256:  # known is empty without an archive
             try:
                 data = self.archive.read(path)
                 if hashlib.sha256(data).hexdigest() == sha256:
@@ -45,7 +46,8 @@ class Contents:
                 pass
             self.known = {}  # a damaged or altered copy: the database has the bytes, for this file and the rest
         if sha256 not in self.batch:
-            wanted, size = [], 0
+            wanted: list[str] = []
+            size = 0
             for later_path, later_sha, later_size in self.order[self.position[path] :]:
                 if self.known.get(later_path) == later_sha:
                     continue  # read from the kept export
@@ -54,10 +56,10 @@ class Contents:
                 wanted.append(later_sha)
                 size += later_size
             self.batch = from_thread.run(documents_store.blobs, sorted(set(wanted)))
-        data = self.batch.get(sha256)
-        if data is None:
+        found = self.batch.get(sha256)
+        if found is None:
             raise ValueError(f"{path}: content {sha256} is missing from the database")
-        return data
+        return found
 
     def close(self) -> None:
         if self.archive is not None:

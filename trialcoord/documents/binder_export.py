@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from anyio import to_thread
 
@@ -26,9 +26,8 @@ from trialcoord.documents import (
     signatures,
     signatures_store,
 )
-from trialcoord.documents import store as documents_store
 from trialcoord.documents.binder_contents import Contents, keep, kept_export
-from trialcoord.documents.rules.documents import DocumentKey, DocumentStatus
+from trialcoord.documents.rules.documents import DocumentStatus
 from trialcoord.documents.rules.tmf import ARTIFACTS
 from trialcoord.kernel import audit_log, system_keys
 from trialcoord.kernel.audit_log import Change
@@ -43,75 +42,79 @@ async def export(
     actor: str,
     personal_at: Callable[[str | None], bool] = lambda site: True,
     only_sites: set[str] | None = None,
-) -> dict:
-    """Write the binder ZIP of the study (and one site, given one) to `out`; returns its manifest.
+) -> dict[str, Any]:
+    """Write the binder ZIP of the study (and one site, given one) to `out`; returns its manifest (the JSON
+    document the package signs).
     Subject logs (they link codes to people) are left out at sites where `personal_at(site)` is false;
     `only_sites` keeps the study-level documents and those sites' only."""
     keys = system_keys.current()
     rows = [
         row
         for row in await binder_checklist.document_rows(study, site)
-        if (row["artifact"] not in documents.PERSONAL_ARTIFACTS or personal_at(row["site"] or None))
-        and (only_sites is None or not row["site"] or row["site"] in only_sites)
+        if (row.artifact not in documents.PERSONAL_ARTIFACTS or personal_at(row.version.key.site))
+        and (only_sites is None or not row.version.key.site or row.version.key.site in only_sites)
     ]
-    personal_sites = sorted({row["site"] for row in rows if row["artifact"] in documents.PERSONAL_ARTIFACTS})
+    personal_sites = sorted(
+        {row.version.key.site or "" for row in rows if row.artifact in documents.PERSONAL_ARTIFACTS}
+    )
     async with read():
         signature_rows = await signatures_store.signatures_of_study(study)
         made_files = await signatures_store.files_of_study(study)
     for row in rows:  # a signature whose page was never printed (a failed render) is printed now
-        count = len(signature_rows.get(row["id"], []))
+        count = len(signature_rows.get(row.id, []))
         if count and not any(
-            f["kind"] == "signature_page" and f["signatures"] == count for f in made_files.get(row["id"], [])
+            f["kind"] == "signature_page" and f["signatures"] == count for f in made_files.get(row.id, [])
         ):
-            await signatures.manifest_safely(DocumentKey(study, row["site"] or None, row["name"]), row["label"])
+            await signatures.manifest_safely(row.version.key, row.version.label)
             async with read():
                 made_files = await signatures_store.files_of_study(study)
-    files, index_entries = [], []
+    files: list[package_layout.PackageFile] = []
+    index_entries: list[binder_index.IndexEntry] = []
     for row in rows:
-        key = DocumentKey(study, row["site"] or None, row["name"])
-        found = ARTIFACTS[row["artifact"]]
-        version = documents_store.version_of(row, key)
-        record = documents.record_id(key, row["label"])
+        version = row.version
+        key = version.key
+        found = ARTIFACTS[row.artifact]
+        record = documents.record_id(key, version.label)
         sigs = [
-            signatures_store.signature_of(s, row["sha256"], record).as_dict() for s in signature_rows.get(row["id"], [])
+            signatures_store.signature_of(s, version.sha256, record).as_dict() for s in signature_rows.get(row.id, [])
         ]
         meta = {
             "study": study,
             "site": key.site,
             "document": key.name,
-            "label": row["label"],
+            "label": version.label,
             "artifact": {
                 "unique_id": found.unique_id,
                 "number": found.number,
                 "name": found.name,
                 "dating": found.dating,
             },
-            "status": row["status"],
+            "status": str(version.status),
             "status_history": [
                 {"status": str(c.status), "on": c.on.isoformat(), "reason": c.reason} for c in version.history
             ],
             "effective_on": _iso(version.entered(DocumentStatus.EFFECTIVE)),
-            "author": row["author"],
-            "created_at": row["created_at"],
+            "author": version.author,
+            "created_at": version.created_at,
             "kind": "version",
             "signatures": sigs,
         }
         files.append(
             package_layout.PackageFile(
-                package_layout.binder_path(found, key.site, key.name, row["label"], row["file_name"], "version"),
-                row["sha256"],
-                row["size"],
-                row["media_type"],
+                package_layout.binder_path(found, key.site, key.name, version.label, row.file_name, "version"),
+                version.sha256,
+                version.size,
+                version.media_type,
                 _unread,
                 meta,
             )
         )
         for kind in ("signature_page", "pades_signed"):
-            latest = next((f for f in made_files.get(row["id"], []) if f["kind"] == kind), None)
+            latest = next((f for f in made_files.get(row.id, []) if f["kind"] == kind), None)
             if latest is not None:
                 files.append(
                     package_layout.PackageFile(
-                        package_layout.binder_path(found, key.site, key.name, row["label"], row["file_name"], kind),
+                        package_layout.binder_path(found, key.site, key.name, version.label, row.file_name, kind),
                         latest["sha256"],
                         latest["size"],
                         latest["media_type"],
@@ -119,12 +122,12 @@ async def export(
                         {
                             **{k: meta[k] for k in ("study", "site", "document", "label", "artifact")},
                             "kind": kind,
-                            "of_version": row["sha256"],
+                            "of_version": version.sha256,
                             "signature_count": latest["signatures"],
                         },
                     )
                 )
-        changed = max([row["created_at"], *(s["instant"] for s in sigs)])
+        changed = max([version.created_at, *(s["instant"] for s in sigs)])
         index_entries.append(
             (
                 {
@@ -133,15 +136,15 @@ async def export(
                     "artifact": found.number[6:],
                     "unique_id": found.unique_id,
                     "document": key.name + (f" ({key.site})" if key.site else ""),
-                    "version": row["label"],
-                    "status": row["status"],
+                    "version": version.label,
+                    "status": str(version.status),
                     "effective": _iso(version.entered(DocumentStatus.EFFECTIVE)),
                 },
                 changed,
             )
         )
     index_entries.sort(
-        key=lambda pair: tuple(pair[0][k] for k in ("zone", "section", "artifact", "document", "version"))
+        key=lambda pair: tuple(pair[0][k] or "" for k in ("zone", "section", "artifact", "document", "version"))
     )
     index_pdf = await to_thread.run_sync(binder_index.index, study, site, index_entries)
     kept = kept_export(study, site, personal_sites, only_sites)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from datetime import date
 from pathlib import Path
@@ -11,7 +12,7 @@ from trialcoord.kernel import command_support as support
 from trialcoord.kernel.command_support import UsageError, iso_date
 
 
-def register(commands) -> None:
+def register(commands: argparse._SubParsersAction) -> None:
     document = support.group(commands, "document", "regulatory binder documents and their versions")
     add = document.add_parser("add", help="store a new version (a draft) of a document from a file")
     add.add_argument("study")
@@ -86,8 +87,8 @@ def document_add(study: str, name: str, file: str, label: str, artifact: str, si
         lambda: documents.add_version(key, artifact, label, data, Path(file).name, summary, support.actor())
     )
     print(
-        f"{name} version {row['label']}: stored as {row['media_type']}, {row['size']} bytes,"
-        f" sha256 {row['sha256']}, filed under TMF {row['artifact']['number']} ({row['artifact']['name']}), draft"
+        f"{name} version {row.label}: stored as {row.media_type}, {row.size} bytes,"
+        f" sha256 {row.sha256}, filed under TMF {row.artifact.number} ({row.artifact.name}), draft"
     )
     return 0
 
@@ -96,12 +97,9 @@ def document_list(study: str, site: str | None) -> int:
     from trialcoord.documents import documents
 
     for row in support.database(lambda: documents.list_documents(study, site)):
-        where = f"site {row['site']}" if row["site"] else "study"
-        since = f" since {row['status_date']}" if row["status_date"] else ""
-        print(
-            f"{where}\t{row['artifact']['number']}\t{row['name']}\t{row['label']}\t{row['status']}{since}"
-            f"\t{row['sha256'][:16]}"
-        )
+        where = f"site {row.site}" if row.site else "study"
+        since = f" since {row.status_date}" if row.status_date else ""
+        print(f"{where}\t{row.artifact.number}\t{row.name}\t{row.label}\t{row.status}{since}\t{row.sha256[:16]}")
     return 0
 
 
@@ -126,7 +124,7 @@ def document_status(
         approval = IrbApproval(approval_reference, approval_date, approval_letter)
     key = DocumentKey(study, site, name)
     row = support.database(lambda: documents.change_status(key, label, status, on, reason, approval, support.actor()))
-    print(f"{name} version {label}: {row['status']} from {row['status_date']}")
+    print(f"{name} version {label}: {row.status} from {row.status_date}")
     return 0
 
 
@@ -144,7 +142,7 @@ def document_sign(study: str, name: str, label: str, meaning: str, site: str | N
     )
     key = DocumentKey(study, site, name)
 
-    async def sign():
+    async def sign() -> signatures.SignatureRecord:
         return await signatures.sign(
             key,
             label,
@@ -155,8 +153,8 @@ def document_sign(study: str, name: str, label: str, meaning: str, site: str | N
 
     made = support.database(sign)
     print(
-        f"{name} version {label}: signed by {made['printed_name']} ({made['signer_id']}) for {made['meaning']}"
-        f" at {made['instant']} with key {made['key_id']}"
+        f"{name} version {label}: signed by {made.printed_name} ({made.signer_id}) for {made.meaning}"
+        f" at {made.instant} with key {made.key_id}"
     )
     return 0
 
@@ -170,12 +168,9 @@ def binder_checklist(study: str, site: str, as_of: date | None, pdf: str | None 
         return 0
     items = support.database(lambda: site_checklist(study, site, as_of or support.today()))
     for item in items:
-        who = item["person"] or (f"consent {item['consent_version']}" if item["consent_version"] else "")
-        until = f" until {item['expires_on']}" if item["expires_on"] else ""
-        print(
-            f"{item['state']}\t{item['artifact']['number']} {item['artifact']['name']}\t{who}\t"
-            f"{item['document'] or ''}{until}"
-        )
+        who = item.person or (f"consent {item.consent_version}" if item.consent_version else "")
+        until = f" until {item.expires_on}" if item.expires_on else ""
+        print(f"{item.state}\t{item.artifact.number} {item.artifact.name}\t{who}\t{item.document or ''}{until}")
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 from datetime import date
+from typing import Any
 
 from trialcoord.documents import consent_store as store
 from trialcoord.documents.rules.consent import ConsentVersion, ParticipantConsent
@@ -19,7 +20,9 @@ from trialcoord.kernel.problems import NotFound
 from trialcoord.scheduling import lookups, protocols
 
 
-async def versions_and_consents(study: str, active_only: bool, participants: Collection[int] | None = None):
+async def versions_and_consents(
+    study: str, active_only: bool, participants: Collection[int] | None = None
+) -> tuple[list[ConsentVersion], list[ParticipantConsent]]:
     """The study's consent versions and its participants' consents: those recorded, and a consent of unknown
     version for each consent event recorded on a day no consent record has."""
     study_row = await lookups.find_study(study)
@@ -58,11 +61,11 @@ async def _consent_events(study_id: int) -> set[str]:
     return names
 
 
-def _version(row: dict) -> ConsentVersion:
+def _version(row: dict[str, Any]) -> ConsentVersion:
     return ConsentVersion(
         row["study"], row["site"], row["language"], row["label"], row["protocol_version"], day(row["effective_on"])
     )
 
 
-def day(value) -> date:
+def day(value: object) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from trialcoord.documents import consent_store as store
 from trialcoord.documents import store as documents_store
 from trialcoord.documents.consent_records import versions_and_consents
+from trialcoord.documents.rules.consent import ConsentVersion
 from trialcoord.documents.rules.documents import DocumentKey, DocumentStatus
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import SYSTEM, Change
@@ -29,14 +30,14 @@ async def register_version(
     document: str,
     document_label: str,
     actor: str = SYSTEM,
-) -> dict:
+) -> ConsentVersion:
     language, label = language.strip().lower(), label.strip()
     if not language or len(language) > 16 or not label or len(label) > 64:
         raise invalid("a consent version needs its language (such as en) and label", field="language")
     async with transaction(f"study {study}, consent version {label}"):
         found = await documents_store.find_document(study, site, document)
         row = await documents_store.find_version(found["id"], document_label) if found else None
-        if row is None:
+        if found is None or row is None:
             raise NotFound(f"site {site} of study {study} has no document {document} version {document_label}")
         if found["artifact"] != CONSENT_FORM or row["status"] != "effective":
             raise invalid(
@@ -52,6 +53,8 @@ async def register_version(
         effective_on = documents_store.version_of(row, DocumentKey(study, site, document)).entered(
             DocumentStatus.EFFECTIVE
         )
+        if effective_on is None:  # an effective version's history says since when, unless altered behind our back
+            raise Conflict(f"document {document} version {document_label} is effective, but its history has no date")
         await store.insert_version(
             study,
             site,
@@ -78,27 +81,10 @@ async def register_version(
                 },
             ),
         )
-    return {
-        "study": study,
-        "site": site,
-        "language": language,
-        "label": label,
-        "protocol_version": protocol_version,
-        "effective_on": effective_on,
-    }
+    return ConsentVersion(study, site, language, label, protocol_version, effective_on)
 
 
-async def list_versions(study: str) -> list[dict]:
+async def list_versions(study: str) -> list[ConsentVersion]:
     async with read():
         versions, _ = await versions_and_consents(study, active_only=True)
-    return [
-        {
-            "study": v.study,
-            "site": v.site,
-            "language": v.language,
-            "label": v.label,
-            "protocol_version": v.protocol_version,
-            "effective_on": v.effective_on,
-        }
-        for v in versions
-    ]
+    return versions

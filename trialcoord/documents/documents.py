@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from anyio import to_thread
 
@@ -39,8 +41,61 @@ PERSONAL_ARTIFACTS = frozenset({"105", "234"})  # subject logs link codes to peo
 EARLIEST_YEAR, LATEST_YEAR = 1900, 2199
 
 
-def holds_personal_data(row: dict) -> bool:
-    return row["artifact"]["unique_id"] in PERSONAL_ARTIFACTS
+@dataclass(frozen=True, slots=True)
+class ArtifactRef:
+    """The TMF artifact a document is filed under, as shown."""
+
+    unique_id: str
+    number: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusStep:
+    status: str
+    on: date
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FiledVersion:
+    """A document version as the binder shows it: its document, artifact, bytes' facts and lifecycle."""
+
+    study: str
+    site: str | None
+    name: str
+    artifact: ArtifactRef
+    label: str
+    sha256: str
+    size: int
+    media_type: str
+    file_name: str
+    author: str
+    change_summary: str
+    created_at: str
+    status: str
+    status_date: date | None
+    approval: IrbApproval | None
+    person: str | None
+    expires_on: date | None
+    history: tuple[StatusStep, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """A stored version with its row's ID and its document's filing: what the use cases act on."""
+
+    id: int
+    document_id: int
+    artifact: str  # the TMF unique ID
+    person: str | None
+    version: DocumentVersion
+    file_name: str
+    expires_on: date | None
+
+
+def holds_personal_data(version: FiledVersion) -> bool:
+    return version.artifact.unique_id in PERSONAL_ARTIFACTS
 
 
 async def add_version(
@@ -53,7 +108,7 @@ async def add_version(
     actor: str = SYSTEM,
     person: str | None = None,
     expires_on: date | None = None,
-) -> dict:
+) -> FiledVersion:
     """Store a new version in draft; its label is new for the document, its bytes are checked by content.
     `person`: whose document it is (the user ID of a CV's or licence's holder); `expires_on`: the last day
     the version is valid, when the document says so (a licence, a certificate)."""
@@ -121,7 +176,7 @@ async def add_version(
                 },
             ),
         )
-    return _version_dict(version, file_name, found.unique_id, document["person"], expires_on)
+    return _filed(version, file_name, found.unique_id, document["person"], expires_on)
 
 
 async def change_status(
@@ -132,18 +187,18 @@ async def change_status(
     reason: str | None = None,
     approval: IrbApproval | None = None,
     actor: str = SYSTEM,
-) -> dict:
+) -> FiledVersion:
     """Move a version along its lifecycle; anything the lifecycle forbids is refused, nothing changed."""
     _check_date(on, "on")
     if approval is not None:
         _check_date(approval.approved_on, "approval_date")
     reason = (reason or "").strip() or None
     async with transaction(f"document {key.name} version {label}"):
-        document, row = await version_row(key, label)
-        before = store.version_of(row, key)
-        irb_approved = document["artifact"] in IRB_APPROVED
+        stored = await version_row(key, label)
+        before = stored.version
+        irb_approved = stored.artifact in IRB_APPROVED
         after = transition(before, to, on=on, approval=approval, reason=reason, irb_approved=irb_approved)
-        if str(after.status) == "approved" and not await signatures_store.signed_for(row["id"], "approval"):
+        if str(after.status) == "approved" and not await signatures_store.signed_for(stored.id, "approval"):
             raise invalid(
                 f"approving version {label} needs an electronic signature with the meaning approval on it;"
                 " sign it first",
@@ -157,7 +212,7 @@ async def change_status(
             )
         changes = []
         if str(after.status) == "effective":  # one effective version per document: the one before is superseded
-            for other in await store.effective_versions(document["id"]):
+            for other in await store.effective_versions(stored.document_id):
                 older = transition(
                     store.version_of(other, key),
                     "superseded",
@@ -176,8 +231,8 @@ async def change_status(
                         older.history[-1].reason,
                     )
                 )
-        await store.update_status(row["id"], after)
-        new = {"status": str(after.status), "on": on}
+        await store.update_status(stored.id, after)
+        new: dict[str, object] = {"status": str(after.status), "on": on}
         if approval:
             new["approval"] = {
                 "reference": approval.reference,
@@ -189,44 +244,44 @@ async def change_status(
             Change("update", "document_version", record_id(key, label), {"status": str(before.status)}, new, reason),
             *changes,
         )
-    return _version_dict(after, row["file_name"], document["artifact"], document["person"], row["expires_on"])
+    return _filed(after, stored.file_name, stored.artifact, stored.person, stored.expires_on)
 
 
-async def list_documents(study: str, site: str | None = None) -> list[dict]:
+async def list_documents(study: str, site: str | None = None) -> list[FiledVersion]:
     """Every version of the study's documents (and the site's, given one), by site, name and age."""
     async with read():
         if await lookups.find_study(study) is None:
             raise NotFound(f"study {study} does not exist")
-        rows = await store.list_documents(study, site)
+        found = await versions_in(study, site)
+    return [_filed(s.version, s.file_name, s.artifact, s.person, s.expires_on) for s in found]
+
+
+async def versions_in(study: str, site: str | None) -> list[StoredVersion]:
+    """Every version of the study's documents (and the site's, given one), by site, name and age; in the
+    caller's transaction."""
     return [
-        _version_dict(
-            store.version_of(row, DocumentKey(study, row["site"] or None, row["name"])),
-            row["file_name"],
-            row["artifact"],
-            row["person"],
-            row["expires_on"],
+        _stored(
+            row, DocumentKey(study, row["site"] or None, row["name"]), row["document"], row["artifact"], row["person"]
         )
-        for row in rows
+        for row in await store.list_documents(study, site)
     ]
 
 
-async def get_version(key: DocumentKey, label: str) -> dict:
+async def get_version(key: DocumentKey, label: str) -> FiledVersion:
     async with read():
-        document, row = await version_row(key, label)
-    return _version_dict(
-        store.version_of(row, key), row["file_name"], document["artifact"], document["person"], row["expires_on"]
-    )
+        stored = await version_row(key, label)
+    return _filed(stored.version, stored.file_name, stored.artifact, stored.person, stored.expires_on)
 
 
 async def version_bytes(key: DocumentKey, label: str) -> bytes:
     """The version's bytes, checked against its SHA-256: altered bytes are never handed out."""
     async with read():
-        _, row = await version_row(key, label)
-        data = await store.blob(row["sha256"])
-    if data is None or hashlib.sha256(data).hexdigest() != row["sha256"]:
+        sha256 = (await version_row(key, label)).version.sha256
+        data = await store.blob(sha256)
+    if data is None or hashlib.sha256(data).hexdigest() != sha256:
         raise Conflict(
             f"document {key.name} version {label}: the stored bytes do not match their SHA-256"
-            f" {row['sha256']}; restore them from a backup"
+            f" {sha256}; restore them from a backup"
         )
     return data
 
@@ -313,49 +368,57 @@ async def _check_scope(key: DocumentKey) -> None:
         raise invalid("a document name is 1 to 200 characters, without '/'", field="name")
 
 
-async def version_row(key: DocumentKey, label: str) -> tuple[dict, dict]:
+async def version_row(key: DocumentKey, label: str) -> StoredVersion:
+    """The stored version, in the caller's transaction."""
     document = await store.find_document(key.study, key.site, key.name)
     if document is None:
         raise NotFound(f"study {key.study} has no document {key.name}" + (f" at site {key.site}" if key.site else ""))
     row = await store.find_version(document["id"], label)
     if row is None:
         raise NotFound(f"document {key.name} has no version {label}")
-    return document, row
+    return _stored(row, key, document["id"], document["artifact"], document["person"])
 
 
-def _version_dict(
+def _stored(
+    row: dict[str, Any], key: DocumentKey, document_id: int, artifact: str, person: str | None
+) -> StoredVersion:
+    expires_on = row["expires_on"]
+    return StoredVersion(
+        row["id"],
+        document_id,
+        artifact,
+        person,
+        store.version_of(row, key),
+        row["file_name"],
+        date.fromisoformat(expires_on) if isinstance(expires_on, str) else expires_on,
+    )
+
+
+def _filed(
     version: DocumentVersion,
     file_name: str,
     artifact_id: str,
     person: str | None = None,
-    expires_on: date | str | None = None,
-) -> dict:
+    expires_on: date | None = None,
+) -> FiledVersion:
     found = tmf_artifact(artifact_id)
-    if isinstance(expires_on, str):
-        expires_on = date.fromisoformat(expires_on)
-    return {
-        "study": version.key.study,
-        "site": version.key.site,
-        "name": version.key.name,
-        "artifact": {"unique_id": found.unique_id, "number": found.number, "name": found.name},
-        "label": version.label,
-        "sha256": version.sha256,
-        "size": version.size,
-        "media_type": version.media_type,
-        "file_name": file_name,
-        "author": version.author,
-        "change_summary": version.change_summary,
-        "created_at": version.created_at,
-        "status": str(version.status),
-        "status_date": version.status_date,
-        "approval": None
-        if version.approval is None
-        else {
-            "reference": version.approval.reference,
-            "approved_on": version.approval.approved_on,
-            "letter_sha256": version.approval.letter_sha256,
-        },
-        "person": person,
-        "expires_on": expires_on,
-        "history": [{"status": str(c.status), "on": c.on, "reason": c.reason} for c in version.history],
-    }
+    return FiledVersion(
+        study=version.key.study,
+        site=version.key.site,
+        name=version.key.name,
+        artifact=ArtifactRef(found.unique_id, found.number, found.name),
+        label=version.label,
+        sha256=version.sha256,
+        size=version.size,
+        media_type=version.media_type,
+        file_name=file_name,
+        author=version.author,
+        change_summary=version.change_summary,
+        created_at=version.created_at,
+        status=str(version.status),
+        status_date=version.status_date,
+        approval=version.approval,
+        person=person,
+        expires_on=expires_on,
+        history=tuple(StatusStep(str(c.status), c.on, c.reason) for c in version.history),
+    )

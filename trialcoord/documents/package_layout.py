@@ -26,7 +26,11 @@ MANIFEST, SIGNATURE, KEY_PEM = "manifest.json", "manifest.json.sig", "manifest-k
 INDEX, REGISTRY, EXCHANGE, README = "index.pdf", "registry.json", "exchange.xml", "README.txt"
 FIXED = (MANIFEST, SIGNATURE, KEY_PEM, INDEX, REGISTRY, EXCHANGE, README)
 HASHED = {"index": INDEX, "registry": REGISTRY, "exchange": EXCHANGE, "readme": README}  # covered by the signature
-KIND_SUFFIX = {"version": None, "signature_page": ".signature-page.pdf", "pades_signed": ".signed.pdf"}
+KIND_SUFFIX: dict[str, str | None] = {
+    "version": None,
+    "signature_page": ".signature-page.pdf",
+    "pades_signed": ".signed.pdf",
+}
 _UNSAFE = set('/\\:*?"<>|')
 _SEGMENT_BYTES = 150  # below the usual 255-byte file-name limit, leaving room for suffixes
 
@@ -58,9 +62,10 @@ def binder_path(artifact: Artifact, site: str | None, document: str, label: str,
     if kind not in KIND_SUFFIX:
         raise ValueError(f"unknown package file kind {kind!r} (one of {', '.join(KIND_SUFFIX)})")
     name = _segment(file_name)
-    if KIND_SUFFIX[kind]:
+    suffix = KIND_SUFFIX[kind]
+    if suffix:
         stem = name.rsplit(".", 1)[0] if "." in name else name
-        name = _segment(stem[: _SEGMENT_BYTES - 20] + KIND_SUFFIX[kind])
+        name = _segment(stem[: _SEGMENT_BYTES - 20] + suffix)
     parts = (*artifact.folder, site or "study", document, label)
     return "/".join(("binder", *(_segment(p) for p in parts), name))
 

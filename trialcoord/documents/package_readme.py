@@ -6,10 +6,13 @@ Its shell commands are each one line to copy, so this module's lines may run pas
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 
-def readme(manifest: Mapping, registry: Mapping) -> str:
-    key = next((k for k in registry.get("system_keys") or [] if k.get("key_id") == manifest["manifest_key_id"]), {})
+def readme(manifest: Mapping[str, Any], registry: Mapping[str, Any]) -> str:
+    key: Mapping[str, Any] = next(
+        (k for k in registry.get("system_keys") or [] if k.get("key_id") == manifest["manifest_key_id"]), {}
+    )
     return f"""Regulatory binder of study {manifest["scope"]["study"]}, site {manifest["scope"]["site"] or "(all)"}
 generated {manifest["generated_at"]} by trialcoord.
 

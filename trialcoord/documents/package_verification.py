@@ -70,17 +70,20 @@ class _Verifier:
             if count > 1:  # tools disagree on which copy they extract
                 self.problems.append(f"{name}: stored {count} times in the archive")
         raw = self.read(MANIFEST)
-        try:
-            manifest = json.loads(raw) if raw is not None else None
-            if manifest is not None and (not isinstance(manifest, dict) or manifest.get("format") != FORMAT):
-                raise ValueError(f"not a {FORMAT} manifest")
-        except ValueError as error:
-            self.problems.append(f"{MANIFEST}: does not parse ({error})")
-            manifest = None
-        if manifest is None:
+        manifest: dict[str, Any] | None = None
+        if raw is not None:
+            try:
+                manifest = json.loads(raw)
+                if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+                    raise ValueError(f"not a {FORMAT} manifest")
+            except ValueError as error:
+                self.problems.append(f"{MANIFEST}: does not parse ({error})")
+                manifest = None
+        if raw is None or manifest is None:
             return PackageReport(0, 0, tuple(self.problems))
         trust, signers = self.check_manifest_signature(raw, manifest, registry)
-        files = manifest.get("files") if isinstance(manifest.get("files"), list) else []
+        listed_files = manifest.get("files")
+        files: list[Any] = listed_files if isinstance(listed_files, list) else []
         entries = [e for e in files if isinstance(e, dict)]
         if len(entries) != len(files) or not isinstance(manifest.get("files"), list):
             self.problems.append(f"{MANIFEST}: its file list is malformed")
@@ -88,7 +91,8 @@ class _Verifier:
         for entry in entries:
             self.check_member(entry.get("path"), entry.get("sha256"), entry.get("size"))
         for role, name in HASHED.items():
-            stated = manifest.get(role) if isinstance(manifest.get(role), dict) else {}
+            stated_value = manifest.get(role)
+            stated: dict[str, Any] = stated_value if isinstance(stated_value, dict) else {}
             if stated.get("path") != name:
                 self.problems.append(f"{MANIFEST}: does not state the SHA-256 of {name}")
             else:

@@ -4,7 +4,10 @@ versions."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from trialcoord.documents import consent_store as store
 from trialcoord.documents.consent_records import day, versions_and_consents
@@ -19,6 +22,42 @@ from trialcoord.scheduling.participants import participant_site, record_id, subj
 from trialcoord.scheduling.visits import record_event
 
 
+@dataclass(frozen=True, slots=True)
+class RecordedConsent:
+    """A consent as recorded: on a registered version, or on paper (then `paper_reference` names the document)."""
+
+    subject_id: str
+    site: str
+    language: str | None
+    label: str | None
+    signed_on: date
+    obtained_by: str
+    signed_by: list[str]
+    paper_reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentOnRecord:
+    """One of a participant's consents; `unknown`: known only from the consent event, its version not recorded."""
+
+    language: str | None
+    label: str
+    signed_on: date
+    obtained_by: str
+    signed_by: list[str]
+    paper_reference: str | None
+    unknown: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OfferedVersion:
+    """A consent version of the participant's site."""
+
+    language: str
+    label: str
+    effective_on: date
+
+
 async def record_consent(
     study: str,
     subject_id: str,
@@ -29,7 +68,7 @@ async def record_consent(
     today: date,
     actor: str = SYSTEM,
     signed_by: tuple[str, ...] | None = None,
-) -> dict:
+) -> RecordedConsent:
     """That the participant signed this consent version on `signed_on`, obtained by `obtained_by`, with the
     signature blocks `signed_by` signed (participant or representative, witness, person obtaining consent);
     None: not stated (recorded as unknown, never assumed). One act with the schedule: a first consent also
@@ -48,7 +87,7 @@ async def record_consent(
                 " recorded with the paper document's reference instead",
                 field="signed_on",
             )
-        record = {
+        record: dict[str, Any] = {
             "language": version["language"],
             "label": label,
             "signed_on": signed_on,
@@ -73,7 +112,7 @@ async def record_consent(
                 signed_by,
             ),
         )
-    return {"subject_id": subject_id, "site": site, **record}
+    return RecordedConsent(subject_id, site, **record)
 
 
 async def record_paper_consent(
@@ -87,7 +126,7 @@ async def record_paper_consent(
     label: str | None = None,
     language: str | None = None,
     signed_by: tuple[str, ...] | None = None,
-) -> dict:
+) -> RecordedConsent:
     """A consent signed on paper before its version was registered here (legacy paper consent), recorded with
     the paper document's `reference` (and the version `label` and `language` printed on it, when known). It
     satisfies the before-consent checks; for re-consent it counts as the registered version its label names,
@@ -104,7 +143,7 @@ async def record_paper_consent(
             field="paper_reference",
         )
     async with transaction(f"study {study}, participant {subject_id}"):
-        record = {
+        record: dict[str, Any] = {
             "language": language,
             "label": label,
             "signed_on": signed_on,
@@ -131,7 +170,7 @@ async def record_paper_consent(
                 (reference, label, language),
             ),
         )
-    return {"subject_id": subject_id, "site": site, **record}
+    return RecordedConsent(subject_id, site, **record)
 
 
 async def _site_of(study: str, subject_id: str) -> str:
@@ -148,7 +187,17 @@ def _check_signed(signed_on: date, obtained_by: str, today: date) -> None:
         raise invalid("name the person who obtained the consent", field="obtained_by")
 
 
-async def _record(study, subject_id, site, signed_on, today, actor, record, name, insert) -> None:
+async def _record(
+    study: str,
+    subject_id: str,
+    site: str,
+    signed_on: date,
+    today: date,
+    actor: str,
+    record: dict[str, Any],
+    name: str,
+    insert: Callable[[int], Awaitable[object]],
+) -> None:
     """Store a consent and, when it is the participant's first, the protocol's consent event on its date (in the
     caller's transaction, both audited)."""
     subject = await subject_row(study, subject_id)
@@ -170,7 +219,7 @@ async def _record(study, subject_id, site, signed_on, today, actor, record, name
         await record_event(study, subject_id, event, signed_on, today=today, actor=actor)
 
 
-async def of_participant(study: str, subject_id: str) -> tuple[list[dict], list[dict]]:
+async def of_participant(study: str, subject_id: str) -> tuple[list[ConsentOnRecord], list[OfferedVersion]]:
     """(the participant's consents, the consent versions of their site), oldest first."""
     site = await participant_site(study, subject_id)
     if site is None:
@@ -178,21 +227,19 @@ async def of_participant(study: str, subject_id: str) -> tuple[list[dict], list[
     async with read():
         versions, signed = await versions_and_consents(study, active_only=False)
     mine = [
-        {
-            "language": c.version.language if c.version else c.language,
-            "label": c.version_label,
-            "signed_on": c.signed_on,
-            "obtained_by": c.obtained_by,
-            "signed_by": list(c.signed_by),
-            "paper_reference": c.reference,
-            "unknown": c.unknown,
-        }
+        ConsentOnRecord(
+            c.version.language if c.version else c.language,
+            c.version_label,
+            c.signed_on,
+            c.obtained_by,
+            list(c.signed_by),
+            c.reference,
+            c.unknown,
+        )
         for c in signed
         if c.subject_id == subject_id
     ]
-    offered = [
-        {"language": v.language, "label": v.label, "effective_on": v.effective_on} for v in versions if v.site == site
-    ]
+    offered = [OfferedVersion(v.language, v.label, v.effective_on) for v in versions if v.site == site]
     if not offered:  # a site whose consent forms are not kept here: a consent event is all there is to know
-        mine = [c for c in mine if not c["unknown"]]
-    return sorted(mine, key=lambda c: c["signed_on"]), offered
+        mine = [c for c in mine if not c.unknown]
+    return sorted(mine, key=lambda c: c.signed_on), offered

@@ -14,6 +14,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from anyio import to_thread
@@ -30,6 +34,7 @@ from trialcoord.kernel import audit_log, signing_keys, system_keys
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import Conflict, Forbidden, invalid
+from trialcoord.kernel.rules.access import Grant
 from trialcoord.kernel.rules.audit_entries import utc_instant
 from trialcoord.scheduling import lookups
 
@@ -38,7 +43,78 @@ SIGNATURE_PAGE, SIGNED_COPY, PADES = "signature_page", "signed_copy", "pades_sig
 UNSIGNABLE = {DocumentStatus.SUPERSEDED, DocumentStatus.EXPIRED}
 
 
-async def sign(key: DocumentKey, label: str, signing: Signing) -> dict:
+@dataclass(frozen=True, slots=True)
+class SignatureRecord:
+    """A signature of a version as shown: the statement signed, the printed name and the signature itself."""
+
+    version_sha256: str
+    record: str
+    signer_id: str
+    printed_name: str
+    meaning: str
+    instant: str
+    key_id: str
+    signature: str
+
+    @classmethod
+    def of(cls, signature: Signature) -> SignatureRecord:
+        s = signature.statement
+        return cls(
+            s.version_sha256,
+            s.record,
+            s.signer_id,
+            signature.printed_name,
+            str(s.meaning),
+            s.instant,
+            signature.key_id,
+            signature.value,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JudgedSignature(SignatureRecord):
+    """A signature with its verdict now, and its instant in the site's time zone."""
+
+    verdict: str
+    reason: str
+    local_time: str
+
+
+@dataclass(frozen=True, slots=True)
+class VersionFile:
+    """A file made from a version to print its signatures (signature page, signed copy, PAdES copy)."""
+
+    kind: str
+    signatures: int  # how many signatures it prints
+    sha256: str
+    size: int
+    media_type: str
+    created_at: str
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> VersionFile:
+        return cls(row["kind"], row["signatures"], row["sha256"], row["size"], row["media_type"], row["created_at"])
+
+
+@dataclass(frozen=True, slots=True)
+class VersionSignatures:
+    """A version's signatures, each judged now, and the files made from it, newest first within each kind."""
+
+    signatures: list[JudgedSignature]
+    files: list[VersionFile]
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentsVerification:
+    """What `verify_documents` found, with the registry and instant it checked against."""
+
+    checked: int
+    problems: list[str]
+    registry_keys: dict[str, SignerKey]
+    checked_at: str
+
+
+async def sign(key: DocumentKey, label: str, signing: Signing) -> SignatureRecord:
     """Sign a version as the ceremony's signer, if their grants allow it; then print the manifestation.
     Audited with the signature. The instant is taken once the signer's key is in hand, inside the
     transaction that checks the key is still in force, so a stored signature always verifies."""
@@ -47,29 +123,31 @@ async def sign(key: DocumentKey, label: str, signing: Signing) -> dict:
     signer_key, private = await signer_keys.key_of_signer(signing.user_id, signing.printed_name, keys)
     record = record_id(key, label)
     async with transaction(f"signature of document {key.name} version {label}"):
-        _, row = await version_row(key, label)
-        if DocumentStatus(row["status"]) in UNSIGNABLE:
+        stored = await version_row(key, label)
+        sha256 = stored.version.sha256
+        if stored.version.status in UNSIGNABLE:
             raise invalid(
-                f"version {label} is {row['status']}: a version no longer in force cannot be signed", field="label"
+                f"version {label} is {stored.version.status}: a version no longer in force cannot be signed",
+                field="label",
             )
         if any(
             s["signer_id"] == signing.user_id and s["meaning"] == signing.meaning
-            for s in await store.signatures_of(row["id"])
+            for s in await store.signatures_of(stored.id)
         ):
             raise Conflict(f"{signing.user_id} has already signed version {label} of {key.name} for {signing.meaning}")
         await signer_keys.hold_in_force(signer_key, signing.user_id)
         instant = max(utc_instant(audit_log.clock()), signer_key.valid_from)
-        statement = Statement(row["sha256"], signing.user_id, Meaning(signing.meaning), instant, record)
+        statement = Statement(sha256, signing.user_id, Meaning(signing.meaning), instant, record)
         signature = Signature(
             statement,
             signing.printed_name,
             signer_key.key_id,
             signing_keys.sign_bytes(statement.canonical_bytes(), private),
         )
-        check = judge(signature, {signer_key.key_id: signer_key}, row["sha256"], signing_keys.verify_hex, instant)
+        check = judge(signature, {signer_key.key_id: signer_key}, sha256, signing_keys.verify_hex, instant)
         if not check.ok:  # never store a signature that would not verify
             raise Conflict(f"the signature could not be made: {check.reason}")
-        await store.insert_signature(row["id"], signature)
+        await store.insert_signature(stored.id, signature)
         await audit_log.record(
             signing.user_id,
             Change(
@@ -80,7 +158,7 @@ async def sign(key: DocumentKey, label: str, signing: Signing) -> dict:
                 {
                     "meaning": str(signing.meaning),
                     "instant": instant,
-                    "sha256": row["sha256"],
+                    "sha256": sha256,
                     "key_id": signer_key.key_id,
                     "printed_name": signing.printed_name,
                     "components": str(signing.components),
@@ -89,13 +167,13 @@ async def sign(key: DocumentKey, label: str, signing: Signing) -> dict:
             ),
         )
     await manifest_safely(key, label)
-    return signature.as_dict()
+    return SignatureRecord.of(signature)
 
 
 READING_MEANINGS = {Meaning.REVIEW, Meaning.RESPONSIBILITY}  # a reader's signatures, not an author's
 
 
-def may_sign(grants, key: DocumentKey, meaning: str, today) -> bool:
+def may_sign(grants: Sequence[Grant], key: DocumentKey, meaning: str, today: date) -> bool:
     """Who may sign what, the one rule for every door (web or command line). A site's document: a review
     needs the right to sign at the site, any other meaning also the right to manage its documents there.
     A study-level document (protocol, amendment, brochure): a review or responsibility signature needs the
@@ -122,28 +200,37 @@ async def _check_authority(key: DocumentKey, signing: Signing) -> None:
         )
 
 
-async def of_version(key: DocumentKey, label: str) -> tuple[list[dict], list[dict]]:
-    """(signatures with their verdict now, files made from the version)."""
+async def of_version(key: DocumentKey, label: str) -> VersionSignatures:
+    """The version's signatures with their verdict now, and the files made from it."""
     async with read():
-        _, row = await version_row(key, label)
-        rows = await store.signatures_of(row["id"])
-        files = await store.files_of(row["id"])
+        stored = await version_row(key, label)
+        rows = await store.signatures_of(stored.id)
+        files = await store.files_of(stored.id)
         registry_keys = {k.key_id: k for k in await signer_keys.all_keys()}
+    sha256 = stored.version.sha256
     now = utc_instant(audit_log.clock())
     zone_name = await _zone_name(key)
     shown = []
     for r in rows:
-        signature = store.signature_of(r, row["sha256"], record_id(key, label))
-        check = judge(signature, registry_keys, row["sha256"], signing_keys.verify_hex, now)
+        signature = store.signature_of(r, sha256, record_id(key, label))
+        check = judge(signature, registry_keys, sha256, signing_keys.verify_hex, now)
+        made = SignatureRecord.of(signature)
         shown.append(
-            {
-                **signature.as_dict(),
-                "verdict": str(check.verdict),
-                "reason": check.reason,
-                "local_time": local_time(r["instant"], zone_name, ZoneInfo(zone_name)),
-            }
+            JudgedSignature(
+                made.version_sha256,
+                made.record,
+                made.signer_id,
+                made.printed_name,
+                made.meaning,
+                made.instant,
+                made.key_id,
+                made.signature,
+                verdict=str(check.verdict),
+                reason=check.reason,
+                local_time=local_time(r["instant"], zone_name, ZoneInfo(zone_name)),
+            )
         )
-    return shown, files
+    return VersionSignatures(shown, [VersionFile.of(f) for f in files])
 
 
 async def _zone_name(key: DocumentKey) -> str:
@@ -157,7 +244,7 @@ async def _zone_name(key: DocumentKey) -> str:
     return (site or {}).get("time_zone") or fallback
 
 
-async def manifest(key: DocumentKey, label: str) -> list[dict]:
+async def manifest(key: DocumentKey, label: str) -> list[VersionFile]:
     """Make the files that print the version's signatures, once per number of signatures (idempotent):
     the signature page, the version with it appended (PDF, DOCX) and, once approved by signature, that
     PDF signed with PAdES."""
@@ -165,78 +252,83 @@ async def manifest(key: DocumentKey, label: str) -> list[dict]:
     from trialcoord.kernel.render.pdf_documents import render_pdf
     from trialcoord.kernel.render.signed_pdf import append_pages, pades_sign
 
-    signatures, files = await of_version(key, label)
+    found = await of_version(key, label)
+    signatures, files = found.signatures, found.files
     if not signatures:
         return []
     count = len(signatures)
     async with read():
-        _, row = await version_row(key, label)
-    wanted = {SIGNATURE_PAGE} | ({SIGNED_COPY} if row["media_type"] in (PDF, DOCX) else set())
+        version = (await version_row(key, label)).version
+    wanted = {SIGNATURE_PAGE} | ({SIGNED_COPY} if version.media_type in (PDF, DOCX) else set())
     keys = system_keys.current()
-    approved = any(s["meaning"] == Meaning.APPROVAL for s in signatures)
-    if row["media_type"] == PDF and approved and keys.pades is not None:
+    approved = any(s.meaning == Meaning.APPROVAL for s in signatures)
+    if version.media_type == PDF and approved and keys.pades is not None:
         wanted.add(PADES)
-    have = {f["kind"] for f in files if f["signatures"] == count}
+    have = {f.kind for f in files if f.signatures == count}
     if wanted <= have:
-        return [f for f in files if f["signatures"] == count]
+        return [f for f in files if f.signatures == count]
     page_data = {
         "study_code": key.study,
         "site_code": key.site or "study level",
         "document": key.name,
         "version": label,
-        "version_sha256": row["sha256"],
+        "version_sha256": version.sha256,
         "signatures": [
-            {k: s[k] for k in ("printed_name", "signer_id", "meaning", "instant", "local_time", "key_id", "signature")}
+            {
+                k: getattr(s, k)
+                for k in ("printed_name", "signer_id", "meaning", "instant", "local_time", "key_id", "signature")
+            }
             for s in signatures
         ],
     }
-    created_at = signatures[-1]["instant"]
-    made = {}
+    created_at = signatures[-1].instant
+    made: dict[str, tuple[bytes, str]] = {}
     page = await to_thread.run_sync(
         lambda: render_pdf(
             "signature_page", page_data, created_at=created_at, title=f"Signatures: {key.name}", version_label=label
         )
     )
     made[SIGNATURE_PAGE] = (page, PDF)
-    original = await _bytes(row)
-    if row["media_type"] == PDF:
+    original = await _bytes(version.sha256, label)
+    if version.media_type == PDF:
         try:
             copy = await to_thread.run_sync(append_pages, original, page)
         except ValueError:  # an upload readers open but pikepdf cannot: the signature page stands alone
             copy = None
         if copy is not None:
             made[SIGNED_COPY] = (copy, PDF)
-        if copy is not None and PADES in wanted:
-            approval = next(s for s in signatures if s["meaning"] == Meaning.APPROVAL)
+        if copy is not None and PADES in wanted and keys.pades is not None:
+            signed_copy, pades_key = copy, keys.pades
+            approval = next(s for s in signatures if s.meaning == Meaning.APPROVAL)
             signed_at = audit_log.clock()  # when the site's certificate signs, not when the approval was given
 
             def pades() -> bytes:  # parsing, hashing and ECDSA: CPU work, off the event loop
                 return asyncio.run(
                     pades_sign(
-                        copy,
-                        *keys.pades,
+                        signed_copy,
+                        *pades_key,
                         signed_at=signed_at,
-                        reason=f"approved by {approval['printed_name']} at {approval['instant']}",
+                        reason=f"approved by {approval.printed_name} at {approval.instant}",
                         location=key.site or key.study,
-                        signer_name=approval["printed_name"],
+                        signer_name=approval.printed_name,
                     )
                 )
 
             made[PADES] = (await to_thread.run_sync(pades), PDF)
-    elif row["media_type"] == DOCX:
+    elif version.media_type == DOCX:
         made[SIGNED_COPY] = (
             await to_thread.run_sync(lambda: docx_with_signature_page(original, page_data, created_at=created_at)),
             DOCX,
         )
     at = utc_instant(audit_log.clock())
     async with transaction(f"signature page of document {key.name} version {label}"):
-        _, row = await version_row(key, label)
+        version_id = (await version_row(key, label)).id
         for kind, (data, media_type) in made.items():
             if kind in have:
                 continue
             sha256 = hashlib.sha256(data).hexdigest()
             await documents_store.save_blob(sha256, data)
-            if await store.insert_file(row["id"], kind, count, sha256, len(data), media_type, at):  # not a racer's
+            if await store.insert_file(version_id, kind, count, sha256, len(data), media_type, at):  # not a racer's
                 await audit_log.record(
                     audit_log.SYSTEM,
                     Change(
@@ -247,8 +339,7 @@ async def manifest(key: DocumentKey, label: str) -> list[dict]:
                         {"kind": kind, "signatures": count, "sha256": sha256},
                     ),
                 )
-    _, files = await of_version(key, label)
-    return [f for f in files if f["signatures"] == count]
+    return [f for f in (await of_version(key, label)).files if f.signatures == count]
 
 
 async def manifest_safely(key: DocumentKey, label: str) -> None:
@@ -260,25 +351,24 @@ async def manifest_safely(key: DocumentKey, label: str) -> None:
         log.exception("the signature page of %s version %s could not be made", record_id(key, label), label)
 
 
-async def file_bytes(key: DocumentKey, label: str, kind: str) -> tuple[bytes | None, dict | None]:
-    """The newest file of `kind` made from the version, checked against its SHA-256, with its row."""
-    _, files = await of_version(key, label)
-    made = next((f for f in files if f["kind"] == kind), None)
+async def file_bytes(key: DocumentKey, label: str, kind: str) -> tuple[bytes | None, VersionFile | None]:
+    """The newest file of `kind` made from the version, checked against its SHA-256, with its facts."""
+    made = next((f for f in (await of_version(key, label)).files if f.kind == kind), None)
     if made is None:
         return None, None
-    return await _bytes({**made, "label": label}), made
+    return await _bytes(made.sha256, label), made
 
 
-async def _bytes(row: dict) -> bytes:
+async def _bytes(sha256: str, label: str) -> bytes:
     async with read():
-        data = await documents_store.blob(row["sha256"])
-    if data is None or hashlib.sha256(data).hexdigest() != row["sha256"]:
-        raise Conflict(f"version {row['label']}: the stored bytes do not match their SHA-256; restore them first")
+        data = await documents_store.blob(sha256)
+    if data is None or hashlib.sha256(data).hexdigest() != sha256:
+        raise Conflict(f"version {label}: the stored bytes do not match their SHA-256; restore them first")
     return data
 
 
-async def verify_documents() -> tuple[int, list[str], dict[str, SignerKey], str]:
-    """(items checked, problems, the registry's keys, the instant checked): every document signature against the
+async def verify_documents() -> DocumentsVerification:
+    """Items checked, problems, the registry's keys and the instant checked: every document signature against the
     registry, its version's stored SHA-256 and record, and the audit entry made with it; every signer key
     against the audit entry made with it (a row inserted behind the application's back has none); every file
     made from a version against its content. `verification.verify_all` adds the deviations' signatures."""
@@ -335,4 +425,4 @@ async def verify_documents() -> tuple[int, list[str], dict[str, SignerKey], str]
                 f"file {f['kind']} {f['sha256']} of version row {f['version']}: its content is missing"
                 " or of another size"
             )
-    return len(keys_held) + len(rows) + len(files), problems, registry_keys, now
+    return DocumentsVerification(len(keys_held) + len(rows) + len(files), problems, registry_keys, now)

@@ -42,7 +42,10 @@ async def insert_document(
         person,
         at,
     )
-    return await find_document(study, site, name)
+    document = await find_document(study, site, name)
+    if document is None:  # inserted just now, in the caller's transaction
+        raise AssertionError(f"document {name} of study {study} was inserted but cannot be read back")
+    return document
 
 
 async def list_documents(study: str, site: str | None) -> list[dict]:

@@ -114,7 +114,7 @@ async def _filed(
     write, so none of its text is printed unless it names a real version."""
     if not (site and name in report_documents.DOCUMENT_NAMES.values() and label and how in ("new", "unchanged")):
         return None
-    if not any(d["name"] == name and d["label"] == label for d in await documents.list_documents(study, site)):
+    if not any(d.name == name and d.label == label for d in await documents.list_documents(study, site)):
         return None
     url = "/studies/{}/documents/version?{}".format(
         quote(study, safe=""), urlencode({"name": name, "label": label, "site": site}, quote_via=quote)

@@ -117,7 +117,9 @@ class ConsentController(Controller):
     @get("/consent-versions", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def versions(self, study: StudyPath, access: AccessDep) -> list[ConsentVersionOut]:
         return [
-            ConsentVersionOut(**row) for row in await consent_versions.list_versions(study) if access.shows(row["site"])
+            msgspec.convert(v, ConsentVersionOut, from_attributes=True)
+            for v in await consent_versions.list_versions(study)
+            if access.shows(v.site)
         ]
 
     @post(
@@ -131,7 +133,7 @@ class ConsentController(Controller):
     ) -> ConsentVersionOut:
         """A consent version of a site, from an effective informed consent form document of that site."""
         access.require_site(data.site, "register consent versions")
-        row = await consent_versions.register_version(
+        version = await consent_versions.register_version(
             study,
             data.site,
             data.language,
@@ -141,7 +143,7 @@ class ConsentController(Controller):
             data.document_label,
             actor=access.user_id,
         )
-        return ConsentVersionOut(**row)
+        return msgspec.convert(version, ConsentVersionOut, from_attributes=True)
 
     @post(
         "/participants/{subject_id:str}/consents",
@@ -185,21 +187,31 @@ class ConsentController(Controller):
                 actor=access.user_id,
                 signed_by=signed_by,
             )
-        return ConsentOut(**row)
+        return msgspec.convert(row, ConsentOut, from_attributes=True)
 
     @get("/consent-issues", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def issues(self, study: StudyPath, access: AccessDep) -> list[ConsentIssueOut]:
         """Consent data issues for the sites: a consent whose version is not on record, once per participant."""
-        return [ConsentIssueOut(**row) for row in await consent_checks.issues(study) if access.shows(row["site"])]
+        return [
+            msgspec.convert(issue, ConsentIssueOut, from_attributes=True)
+            for issue in await consent_checks.issues(study)
+            if access.shows(issue.site)
+        ]
 
     @get("/reconsent-queue", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def reconsent_queue(self, study: StudyPath, access: AccessDep, today: Today) -> list[ReconsentOut]:
         """Active participants who signed an older consent version than the one now effective at their site."""
         return [
-            ReconsentOut(**row) for row in await consent_checks.reconsent(study, today) if access.shows(row["site"])
+            msgspec.convert(due, ReconsentOut, from_attributes=True)
+            for due in await consent_checks.reconsent(study, today)
+            if access.shows(due.site)
         ]
 
     @get("/consent-deviation-candidates", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def candidates(self, study: StudyPath, access: AccessDep) -> list[CandidateOut]:
         """Visits before the participant's consent, or after re-consent became required and was not obtained."""
-        return [CandidateOut(**row) for row in await consent_checks.candidates(study) if access.shows(row["site"])]
+        return [
+            msgspec.convert(c, CandidateOut, from_attributes=True)
+            for c in await consent_checks.candidates(study)
+            if access.shows(c.site)
+        ]

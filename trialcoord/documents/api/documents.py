@@ -90,15 +90,17 @@ class StatusIn(msgspec.Struct):
     approval_letter_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")] | None = None
 
 
-def _out(row: dict) -> DocumentVersionOut:
-    return msgspec.convert(row, DocumentVersionOut)
+def _out(version: documents.FiledVersion) -> DocumentVersionOut:
+    return msgspec.convert(version, DocumentVersionOut, from_attributes=True)
 
 
-def visible(access: Access, study: str, row: dict, today: date) -> bool:
+def visible(access: Access, study: str, version: documents.FiledVersion, today: date) -> bool:
     """Study-level documents and the viewer's sites'; subject logs (personal data) only with that permission."""
-    if row["site"] is not None and not access.shows(row["site"]):
+    if version.site is not None and not access.shows(version.site):
         return False
-    return not documents.holds_personal_data(row) or access.may(Action.VIEW_PERSONAL_DATA, study, row["site"], today)
+    return not documents.holds_personal_data(version) or access.may(
+        Action.VIEW_PERSONAL_DATA, study, version.site, today
+    )
 
 
 def may_manage(access: Access, site: str | None, study: str) -> None:
@@ -192,12 +194,12 @@ class DocumentController(Controller):
         """The version's bytes, checked against their SHA-256 first; the download (or, with `inline`, the
         preview in the browser) is audited."""
         key = DocumentKey(study, site or None, name)
-        row = await documents.get_version(key, label)
-        if not visible(access, study, row, today):
+        version = await documents.get_version(key, label)
+        if not visible(access, study, version, today):
             raise PermissionDeniedException(f"{access.user_id} may not see {name}: it holds personal data")
         data = await documents.version_bytes(key, label)
         response = Response(
-            data, media_type=row["media_type"], headers={"Content-Disposition": attachment(row["file_name"], inline)}
+            data, media_type=version.media_type, headers={"Content-Disposition": attachment(version.file_name, inline)}
         )
         await audit_log.record_alone(
             access.user_id,
@@ -206,7 +208,7 @@ class DocumentController(Controller):
                 "document_version",
                 documents.record_id(key, label),
                 None,
-                {"sha256": row["sha256"]},
+                {"sha256": version.sha256},
             ),
         )
         return response

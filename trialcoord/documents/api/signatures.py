@@ -9,13 +9,14 @@ manage the document at its site.
 from __future__ import annotations
 
 import tempfile
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import PermissionDeniedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.params import FromQuery, JSONBody
 
 from trialcoord.accounts.rules.accounts import Meaning
@@ -27,7 +28,7 @@ from trialcoord.documents.rules.documents import DocumentKey
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.problems import NotFound
-from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.rules.access import Action, Viewer
 from trialcoord.kernel.web.downloads import attachment
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import Access, needs
@@ -85,12 +86,19 @@ class ChecklistItemOut(msgspec.Struct):
     expires_on: str | None
 
 
-async def check_may_sign(access: Access, study: str, key: DocumentKey, label: str, meaning: str, today) -> None:
+def signed_in(access: Access) -> Viewer:
+    """The person behind a request to a route that declares an action (the guard let no one else through)."""
+    if access.viewer is None:
+        raise NotAuthorizedException("sign in first")
+    return access.viewer
+
+
+async def check_may_sign(access: Access, study: str, key: DocumentKey, label: str, meaning: str, today: date) -> None:
     """Before the password is asked for: the same rule the service applies after it (`signatures.may_sign`)."""
-    row = await documents.get_version(key, label)
-    if not visible(access, study, row, today):
+    version = await documents.get_version(key, label)
+    if not visible(access, study, version, today):
         raise PermissionDeniedException(f"{access.user_id} may not see {key.name}")
-    if meaning in set(Meaning) and not signatures.may_sign(access.viewer.grants, key, meaning, today):
+    if meaning in set(Meaning) and not signatures.may_sign(signed_in(access).grants, key, meaning, today):
         raise PermissionDeniedException(f"{access.user_id} may not sign {key.name} for {meaning}")
 
 
@@ -102,11 +110,11 @@ async def sign_as_viewer(
     meaning: str,
     password: str,
     typed_user_id: str | None,
-    today,
+    today: date,
     rules: AccountRules,
-) -> dict:
+) -> signatures.SignatureRecord:
     await check_may_sign(access, study, key, label, meaning, today)
-    signing = await signing_ceremony(access.viewer, meaning, password, typed_user_id, rules=rules)
+    signing = await signing_ceremony(signed_in(access), meaning, password, typed_user_id, rules=rules)
     return await signatures.sign(key, label, signing)
 
 
@@ -128,8 +136,7 @@ class SignatureController(Controller):
         key = DocumentKey(study, site or None, name)
         if not visible(access, study, await documents.get_version(key, label), today):
             raise PermissionDeniedException(f"{access.user_id} may not see {name}")
-        shown, files = await signatures.of_version(key, label)
-        return msgspec.convert({"signatures": shown, "files": files}, SignaturesOut)
+        return msgspec.convert(await signatures.of_version(key, label), SignaturesOut, from_attributes=True)
 
     @post(
         "/signatures",
@@ -151,8 +158,10 @@ class SignatureController(Controller):
         made = await sign_as_viewer(
             access, study, key, data.label, data.meaning, data.password, data.user_id, today, account_rules
         )
-        shown, _ = await signatures.of_version(key, data.label)
-        return msgspec.convert(next(s for s in shown if s["signature"] == made["signature"]), SignatureOut)
+        shown = (await signatures.of_version(key, data.label)).signatures
+        return msgspec.convert(
+            next(s for s in shown if s.signature == made.signature), SignatureOut, from_attributes=True
+        )
 
     @get("/file", opt=VIEW, media_type="application/octet-stream", responses=problem_responses(400, 401, 403, 404))
     async def file(
@@ -169,15 +178,15 @@ class SignatureController(Controller):
         """The newest file of this kind made from the version: its signature page, the copy with the page
         appended, or that copy with the site's PAdES signature (`inline`: shown, not saved). Audited."""
         key = DocumentKey(study, site or None, name)
-        row = await documents.get_version(key, label)
-        if not visible(access, study, row, today):
+        version = await documents.get_version(key, label)
+        if not visible(access, study, version, today):
             raise PermissionDeniedException(f"{access.user_id} may not see {name}")
         data, made = await signatures.file_bytes(key, label, kind)
-        if data is None:
+        if data is None or made is None:
             raise NotFound(f"version {label} of {name} has no {kind.replace('_', ' ')}")
-        stem = row["file_name"].rsplit(".", 1)[0]
+        stem = version.file_name.rsplit(".", 1)[0]
         suffix = {"signature_page": ".signature-page.pdf", "signed_copy": ".signed-copy", "pades_signed": ".signed.pdf"}
-        file_name = stem + suffix[kind] + ("." + row["file_name"].rsplit(".", 1)[-1] if kind == "signed_copy" else "")
+        file_name = stem + suffix[kind] + ("." + version.file_name.rsplit(".", 1)[-1] if kind == "signed_copy" else "")
         await audit_log.record_alone(
             access.user_id,
             Change(
@@ -185,11 +194,11 @@ class SignatureController(Controller):
                 "document_file",
                 documents.record_id(key, label),
                 None,
-                {"kind": kind, "sha256": made["sha256"]},
+                {"kind": kind, "sha256": made.sha256},
             ),
         )
         return Response(
-            data, media_type=made["media_type"], headers={"Content-Disposition": attachment(file_name, inline)}
+            data, media_type=made.media_type, headers={"Content-Disposition": attachment(file_name, inline)}
         )
 
 
@@ -205,8 +214,14 @@ class BinderController(Controller):
         access.require_site(site, "see the binder")
         items = await binder_checklist.site_checklist(study, site, today)
         return [
-            msgspec.convert(
-                {**i, "expires_on": i["expires_on"].isoformat() if i["expires_on"] else None}, ChecklistItemOut
+            ChecklistItemOut(
+                artifact={"unique_id": i.artifact.unique_id, "number": i.artifact.number, "name": i.artifact.name},
+                scope=i.scope,
+                person=i.person,
+                consent_version=i.consent_version,
+                state=i.state,
+                document=i.document,
+                expires_on=i.expires_on.isoformat() if i.expires_on else None,
             )
             for i in items
         ]

@@ -16,7 +16,7 @@ from trialcoord.accounts.rules.accounts import Meaning
 from trialcoord.accounts.users import AccountRules
 from trialcoord.documents import binder_checklist, documents, signatures
 from trialcoord.documents.api.documents import visible
-from trialcoord.documents.api.signatures import sign_as_viewer
+from trialcoord.documents.api.signatures import sign_as_viewer, signed_in
 from trialcoord.documents.consent_versions import list_versions, register_version
 from trialcoord.documents.rules.documents import DocumentKey
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotConfigured, NotFound
@@ -68,14 +68,14 @@ class VersionPages(Controller):
         typed = form.text("user_id", "user ID", required=False)
         password = data.get("password", "")
         key = DocumentKey(study, site or None, name or "")
-        if not form.errors:
+        if not form.errors and label is not None and meaning is not None:
             try:
                 await sign_as_viewer(access, study, key, label, meaning, password, typed, today, account_rules)
             except (InvalidInput, Conflict) as error:
                 form.errors.update(field_messages(error))
             except NotConfigured as error:
                 form.errors["meaning"] = str(error)
-        if form.errors:
+        if form.errors or name is None or label is None:
             values = {k: v for k, v in form.data.items() if k != "password"}  # a password is never sent back
             return await _refused(study, access, today, key, label, {"errors": form.errors, "form": values})
         return _back_to_version(study, name, label, site, "signed")
@@ -92,7 +92,7 @@ class VersionPages(Controller):
         consent_label = form.text("consent_label", "consent version label")
         protocol_version = form.text("protocol_version", "protocol version", choice=True)
         key = DocumentKey(study, site, name or "")
-        if not form.errors:
+        if not form.errors and site and name and label and language and consent_label and protocol_version:
             access.require_site(site, "register consent versions")
             try:
                 await register_version(
@@ -100,7 +100,7 @@ class VersionPages(Controller):
                 )
             except (InvalidInput, Conflict, NotFound) as error:
                 form.errors.update(field_messages(error))
-        if form.errors:
+        if form.errors or name is None or label is None:
             return await _refused(study, access, today, key, label, {"consent_errors": form.errors, "form": form.data})
         return _back_to_version(study, name, label, site, "consent")
 
@@ -115,8 +115,7 @@ class BinderPages(Controller):
         chosen = site if site in sites else (sites[0] if sites else None)
         items = await binder_checklist.site_checklist(study, chosen, today) if chosen else []
         counts = {
-            state: sum(1 for i in items if i["state"] == state)
-            for state in ("missing", "expired", "expiring", "present")
+            state: sum(1 for i in items if i.state == state) for state in ("missing", "expired", "expiring", "present")
         }
         return Template(
             "binder.html",
@@ -133,7 +132,7 @@ class BinderPages(Controller):
 
 
 async def _refused(
-    study: str, access: Access, today: date, key: DocumentKey, label: str | None, form_state: dict
+    study: str, access: Access, today: date, key: DocumentKey, label: str | None, form_state: dict[str, Any]
 ) -> Template:
     """The version page again, with the form's errors and values (422)."""
     context = await _version_context(study, access, today, key, label or "")
@@ -151,21 +150,20 @@ async def _version_context(study: str, access: Access, today: date, key: Documen
     row = await documents.get_version(key, label)
     if not visible(access, study, row, today):
         raise PermissionDeniedException(f"{access.user_id} may not see {key.name}")
-    shown, files = await signatures.of_version(key, label)
-    newest = {}
-    for f in files:
-        newest.setdefault(f["kind"], f)
+    found = await signatures.of_version(key, label)
+    newest: dict[str, signatures.VersionFile] = {}
+    for f in found.files:
+        newest.setdefault(f.kind, f)
     may_manage = access.may(Action.MANAGE_DOCUMENTS, study, key.site, today)
-    meanings = [(m, label) for m, label in MEANINGS if signatures.may_sign(access.viewer.grants, key, m, today)]
-    registrable = (
-        row["artifact"]["unique_id"] == "040" and row["status"] == "effective" and key.site is not None and may_manage
-    )
-    consent_versions = [v for v in await list_versions(study) if v["site"] == key.site] if registrable else []
+    grants = signed_in(access).grants
+    meanings = [(m, label) for m, label in MEANINGS if signatures.may_sign(grants, key, m, today)]
+    registrable = row.artifact.unique_id == "040" and row.status == "effective" and key.site is not None and may_manage
+    consent_versions = [v for v in await list_versions(study) if v.site == key.site] if registrable else []
     protocols = [(v["version"], v["version"]) for v in await list_protocol_versions(study)]
     return {
         "study": await get_study(study),
         "row": row,
-        "signatures": shown,
+        "signatures": found.signatures,
         "files": list(newest.values()),
         "meanings": meanings,
         "can_sign": bool(meanings),

@@ -45,7 +45,7 @@ class DocumentPages(Controller):
         summary = form.text("change_summary", "change summary", required=False) or ""
         if not isinstance(upload, UploadFile):
             form.errors["file"] = "Choose the file to store."
-        if form.errors:
+        if form.errors or name is None or artifact is None or label is None or not isinstance(upload, UploadFile):
             return await _rerender(study, access, today, "add", form.errors, form.data)
         may_manage(access, site, study)
         content = await upload.read()
@@ -71,11 +71,11 @@ class DocumentPages(Controller):
         key = f"status:{site or ''}:{name}:{label}"
         if (reference or approved_on or letter) and not (reference and approved_on and letter):
             form.errors["approval_reference"] = "An approval needs its reference, date and the letter's SHA-256."
-        if form.errors:
+        if form.errors or name is None or label is None or status is None or on is None:
             return await _rerender(study, access, today, key, form.errors, form.data)
         may_manage(access, site, study)
-        try:
-            approval = IrbApproval(reference, approved_on, letter) if reference or approved_on or letter else None
+        try:  # an approval is all three or none (checked above)
+            approval = IrbApproval(reference, approved_on, letter) if reference and approved_on and letter else None
             await documents.change_status(
                 DocumentKey(study, site, name), label, status, on, reason, approval, actor=access.user_id
             )
@@ -84,7 +84,9 @@ class DocumentPages(Controller):
         return Redirect(f"/studies/{study}/documents?saved=status", status_code=303)
 
 
-async def _rerender(study: str, access: Access, today: date, key: str, errors: dict[str, str], values: dict):
+async def _rerender(
+    study: str, access: Access, today: date, key: str, errors: dict[str, str], values: dict[str, str]
+) -> Template:
     context = await _context(study, access, today)
     context["failed"] = {"key": key, "errors": errors, "form": values}
     return Template("documents.html", context=context, status_code=422)

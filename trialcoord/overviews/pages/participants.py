@@ -255,8 +255,7 @@ async def participant_context(
         "identity": identity,
         "consents": consents,
         "consent_options": [
-            (f"{v['language']}:{v['label']}", f"{v['label']} ({v['language']}), effective {v['effective_on']}")
-            for v in offered
+            (f"{v.language}:{v.label}", f"{v.label} ({v.language}), effective {v.effective_on}") for v in offered
         ],
         "viewer_id": access.user_id,
         "identity_error": identity_error,

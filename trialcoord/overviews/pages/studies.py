@@ -100,9 +100,9 @@ async def study_context(
             if access.shows(row["code"])
         ],
         "participants": [row for row in await participants.list_participants(study, site) if access.shows(row["site"])],
-        "reconsent": [row for row in await consent_checks.reconsent(study, today) if access.shows(row["site"])],
-        "consent_candidates": [row for row in await consent_checks.candidates(study) if access.shows(row["site"])],
-        "consent_issues": [row for row in await consent_checks.issues(study) if access.shows(row["site"])],
+        "reconsent": [row for row in await consent_checks.reconsent(study, today) if access.shows(row.site)],
+        "consent_candidates": [row for row in await consent_checks.candidates(study) if access.shows(row.site)],
+        "consent_issues": [row for row in await consent_checks.issues(study) if access.shows(row.site)],
         "worklist": [visit_row(row) for row in worklist if access.shows(row.site)],
         "can_audit": audit.all_sites or bool(audit.sites),
         "audit_site": None if audit.all_sites or len(audit.sites) != 1 else next(iter(audit.sites)),
