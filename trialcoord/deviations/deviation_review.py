@@ -13,7 +13,7 @@ import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypedDict
 
 from trialcoord.accounts import signer_keys
 from trialcoord.accounts.rules.accounts import Meaning, Signing
@@ -187,19 +187,32 @@ def _values(
     return {}
 
 
-def decision(study: str, row: dict[str, Any]) -> dict[str, Any]:
-    """What a classification or closure signature vouches for: the payload signed, as canonical JSON (a mapping
-    by design, its keys the signed statement's)."""
-    return {
-        "record": record_id_of(study, row),
-        "state": row["state"],
-        "classification": row["classification"],
-        "category": row["category"],
-        "subcategory": row["subcategory"],
-        "description": row["description"],
-        "site_reason": row["site_reason"],
-        "corrective_action": row["corrective_action"],
-    }
+class SignedDecision(TypedDict):
+    """What a classification or closure signature vouches for: signed as canonical JSON, so a mapping, stored with
+    the signature and read back to verify it."""
+
+    record: str
+    state: str
+    classification: str
+    category: str
+    subcategory: str | None
+    description: str
+    site_reason: str | None
+    corrective_action: str | None
+
+
+def decision(study: str, row: dict[str, Any]) -> SignedDecision:
+    """The decision a signature of the deviation (a stored row) vouches for."""
+    return SignedDecision(
+        record=record_id_of(study, row),
+        state=row["state"],
+        classification=row["classification"],
+        category=row["category"],
+        subcategory=row["subcategory"],
+        description=row["description"],
+        site_reason=row["site_reason"],
+        corrective_action=row["corrective_action"],
+    )
 
 
 async def _sign(study: str, row: dict[str, Any], step_id: int, signing: Signing, signer: tuple[SignerKey, Any]) -> str:

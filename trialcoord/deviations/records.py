@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from trialcoord.deviations.rules.deviation_review import OPEN_STATES
 from trialcoord.deviations.rules.deviations import WindowException
@@ -112,24 +112,37 @@ def record_id_of(study: str, row: Row) -> str:
     return record_id(study, row["site"], row["subject_id"], row["id"])
 
 
-def audited(row: dict[str, Any]) -> dict[str, Any]:
-    """The fields of a stored row an audit entry carries (the entry's payload: a mapping, canonical JSON)."""
-    return {
-        name: row[name]
-        for name in (
-            "visit",
-            "occurrence",
-            "rule",
-            "source",
-            "category",
-            "subcategory",
-            "classification",
-            "state",
-            "occurred_on",
-            "days_outside",
-            "description",
-        )
-    }
+class AuditedFields(TypedDict):
+    """A deviation's fields as its audit entry carries them (the entry's payload, canonical JSON: a mapping)."""
+
+    visit: str | None
+    occurrence: int | None
+    rule: str | None
+    source: str
+    category: str
+    subcategory: str | None
+    classification: str
+    state: str
+    occurred_on: str | None
+    days_outside: int
+    description: str
+
+
+def audited(row: dict[str, Any]) -> AuditedFields:
+    """The fields of a stored row an audit entry carries."""
+    return AuditedFields(
+        visit=row["visit"],
+        occurrence=row["occurrence"],
+        rule=row["rule"],
+        source=row["source"],
+        category=row["category"],
+        subcategory=row["subcategory"],
+        classification=row["classification"],
+        state=row["state"],
+        occurred_on=row["occurred_on"],
+        days_outside=row["days_outside"],
+        description=row["description"],
+    )
 
 
 def day_of(value: Any) -> date | None:

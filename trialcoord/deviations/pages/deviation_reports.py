@@ -124,7 +124,13 @@ async def _filed(
 
 
 async def _context(
-    study: str, access: Access, today: date, site: str | None, *, errors: dict | None = None, form: dict | None = None
+    study: str,
+    access: Access,
+    today: date,
+    site: str | None,
+    *,
+    errors: dict[str, str] | None = None,
+    form: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     sites = await _visible_sites(study, access)
     chosen = [site] if site in sites else sites

@@ -135,7 +135,7 @@ def _offered(study: str, row: DeviationReview, access: Access, today: date) -> l
 
 
 async def _take(
-    study: str, deviation_id: int, step: Step, data: dict, access: Access, today: date, rules: AccountRules
+    study: str, deviation_id: int, step: Step, data: dict[str, Any], access: Access, today: date, rules: AccountRules
 ) -> Template | Redirect:
     row = await visible_deviation(study, deviation_id, access)
     transition = TRANSITIONS[step]
