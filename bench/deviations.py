@@ -200,7 +200,7 @@ async def detection(kind: str, url: str, study_id: int, missed: list) -> dict:
         candidates = len(list(await visits_store.worklist_rows(study_id, CONDITION, *ARGS)))
     first_s, first = await atimed(detect(STUDY, AS_OF, full=True))
     print(
-        f"  {'':<8}  first full detect()  {first_s:7.3f} s  created {first['created']:,} from {candidates:,}"
+        f"  {'':<8}  first full detect()  {first_s:7.3f} s  created {first.created:,} from {candidates:,}"
         " candidate visits"
     )
     steady = raw = float("inf")
@@ -208,7 +208,7 @@ async def detection(kind: str, url: str, study_id: int, missed: list) -> dict:
     try:
         for _ in range(RUNS):
             seconds, again = await atimed(detect(STUDY, AS_OF, full=True))
-            assert again["created"] == again["updated"] == again["resolved"] == again["reopened"] == 0, again
+            assert again.created == again.updated == again.resolved == again.reopened == 0, again
             steady = min(steady, seconds)
             if kind == "sqlite":
                 seconds, count = timed(sqlite_candidates, raw_sqlite_path(url), study_id)
@@ -227,7 +227,7 @@ async def detection(kind: str, url: str, study_id: int, missed: list) -> dict:
     for subject, code in missed:
         await visits.record_visit(STUDY, subject, code, AS_OF, today=AS_OF)
         seconds, result = await atimed(detect(STUDY, AS_OF))
-        assert result["scope"].startswith("1 participant") and result["created"] == result["resolved"] == 1, result
+        assert result.scope.startswith("1 participant") and result.created == result.resolved == 1, result
         incremental = min(incremental, seconds)
     print(
         f"  {'':<8}  incremental detect() after one recorded visit {incremental * 1e3:7.1f} ms (best of {len(missed)})"

@@ -77,7 +77,7 @@ def by_visit(rows):
 
 async def kept(study: str, subject: str) -> dict:
     rows, _ = await queue.listing(study, participant=subject)
-    return {(row["visit"], row["rule"]): row for row in rows}
+    return {(row.visit, row.rule): row for row in rows}
 
 
 async def test_found_a_version_change_is_not_applied_backwards(demo):
@@ -95,7 +95,7 @@ async def test_found_a_version_change_is_not_applied_backwards(demo):
     assert ("V5", "visit_late") in found and ("V7", "visit_missed") not in found
     await detection.detect(demo, TODAY, today=TODAY, full=True)  # a later full run agrees
     again = await kept(demo, "101-001")
-    assert ("V7", "visit_missed") not in again and again[("V5", "visit_late")]["state"] == "detected"
+    assert ("V7", "visit_missed") not in again and again[("V5", "visit_late")].state == "detected"
 
 
 async def test_records_a_change_makes_wrong_are_resolved_naming_it_and_new_ones_created(db):
@@ -116,14 +116,14 @@ async def test_records_a_change_makes_wrong_are_resolved_naming_it_and_new_ones_
     await record_event("TST-1", "1001", "randomization", date(2024, 3, 4), today=today)
     await record_visit("TST-1", "1001", "V2", date(2024, 3, 18), today=today)
     await detection.detect("TST-1", today, today=today)  # Week 4 (V3), window 03-29 .. 04-04: missed
-    assert (await kept("TST-1", "1001"))[("V3", "visit_missed")]["state"] == "detected"
+    assert (await kept("TST-1", "1001"))[("V3", "visit_missed")].state == "detected"
     await applying.change_version("TST-1", "1001", "1.1", date(2024, 4, 3), "amendment", today=today)
     found = await kept("TST-1", "1001")
     v3 = found[("V3", "visit_missed")]
-    assert v3["state"] == "resolved_by_data_correction"  # 1.1's window is open to 04-08
+    assert v3.state == "resolved_by_data_correction"  # 1.1's window is open to 04-08
     [entry] = await audit_log.browse(audit_log.AuditFilter(record_type="participant", action="update"), None, 10)
-    assert v3["resolved_by_entry"] == entry.sequence
-    assert found[("V5", "visit_missed")]["state"] == "detected"  # 1.1's V5 closed 04-04, after the change
+    assert v3.resolved_by_entry == entry.sequence
+    assert found[("V5", "visit_missed")].state == "detected"  # 1.1's V5 closed 04-04, after the change
 
 
 async def test_a_change_takes_effect_no_earlier_than_its_version_or_the_last_change(demo):

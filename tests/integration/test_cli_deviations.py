@@ -114,7 +114,7 @@ async def test_list_as_json_carries_the_required_keys_of_every_record(detected, 
     rows = listed(env)
     stored, total = await queue.listing(detected)
     assert len(rows) == total and all(set(row) == REQUIRED for row in rows)
-    assert [row["id"] for row in rows] == [row["id"] for row in stored]
+    assert [row["id"] for row in rows] == [row.id for row in stored]
     late = next(r for r in rows if (r["participant"], r["visit"], r["rule"]) == ("1001", "V2", "visit_late"))
     assert late == {
         **late,

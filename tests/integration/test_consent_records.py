@@ -231,7 +231,7 @@ async def test_found_a_consent_event_counts_once_a_site_registers_its_first_cons
 
     today = date(2026, 12, 3)
     await load_demo(today)
-    before = {(r["participant"], r["rule"]) for r in (await queue.listing("DEMO-001"))[0]}
+    before = {(r.participant, r.rule) for r in (await queue.listing("DEMO-001"))[0]}
     icf, letters = DocumentKey("DEMO-001", "101", "ICF English"), DocumentKey("DEMO-001", "101", "IRB letters")
     letter = PDF + b"%letter"
     await documents.add_version(letters, "066", "1", letter, "letter.pdf")
@@ -244,7 +244,7 @@ async def test_found_a_consent_event_counts_once_a_site_registers_its_first_cons
     await documents.change_status(icf, "3.0", "effective", today)
     await consent_versions.register_version("DEMO-001", "101", "en", "3.0", "2.0", icf.name, "3.0")
     await detection.detect("DEMO-001", today, today=today)
-    after = {(r["participant"], r["rule"]) for r in (await queue.listing("DEMO-001"))[0]}
+    after = {(r.participant, r.rule) for r in (await queue.listing("DEMO-001"))[0]}
     assert {rule for _, rule in after - before} & {"visit_before_consent", "visit_under_superseded_consent"} == set()
     assert await consent_checks.candidates("DEMO-001") == []
     issues = await consent_checks.issues("DEMO-001")  # once per participant of site 101, none of site 102 (not tracked)

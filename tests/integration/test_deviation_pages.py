@@ -29,7 +29,7 @@ async def found(personas):
     await visits.record_visit("TST-1", SUBJECT_A, "V2", date(2024, 3, 25), today=date(2024, 3, 25))
     await detection.detect("TST-1")
     rows, _ = await queue.listing("TST-1")
-    return {(r["participant"], r["visit"], r["rule"]): r["id"] for r in rows}
+    return {(r.participant, r.visit, r.rule): r.id for r in rows}
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ async def responded(*ids: int) -> None:
     for i in ids:
         row = await queue.get("TST-1", i)
         await deviation_review.take_step(
-            "TST-1", i, "respond", "coord-a" if row["site"] == SITE_A else "coord-b", response="Patient had flu"
+            "TST-1", i, "respond", "coord-a" if row.site == SITE_A else "coord-b", response="Patient had flu"
         )
 
 
@@ -153,8 +153,8 @@ async def test_bulk_acknowledge_lists_what_was_refused_and_why(anonymous, found,
     assert "#99999: study TST-1 has no deviation 99999" in refused and "#²: &#39;²&#39; is not a deviation" in refused
     assert all(f"#{i}" in response.text for i in others) and f"Acknowledged {len(others)}" in response.text
     for i in others:
-        assert (await queue.get("TST-1", i))["state"] == "under_review"
-    assert (await queue.get("TST-1", unanswered))["state"] == "detected"
+        assert (await queue.get("TST-1", i)).state == "under_review"
+    assert (await queue.get("TST-1", unanswered)).state == "detected"
     rest = [i for i in found.values() if i not in others and i != late]
     await responded(*rest)
     done = await client.post(f"{QUEUE}/acknowledge", data={"ids": [str(i) for i in rest]})
@@ -213,7 +213,7 @@ async def test_a_stale_form_is_a_conflict_shown_above_it(anonymous, late):
     client = await as_user(anonymous, "coord-a")
     stale = await client.post(f"{QUEUE}/{late}/respond", data={"reason": "flu", "row_version": "99"})
     assert stale.status_code == 422 and "changed meanwhile" in stale.text
-    assert (await queue.get("TST-1", late))["state"] == "detected"
+    assert (await queue.get("TST-1", late)).state == "detected"
 
 
 async def test_a_forbidden_step_posted_directly_is_refused(anonymous, found, late):
@@ -227,7 +227,7 @@ async def test_a_forbidden_step_posted_directly_is_refused(anonymous, found, lat
     monitor = await as_user(anonymous, "monitor")
     wrong_state = await monitor.post(f"{QUEUE}/{late}/close", data={"password": PASSWORD, "user_id": "monitor"})
     assert wrong_state.status_code == 422 and "cannot be closed" in wrong_state.text
-    assert (await queue.get("TST-1", late))["state"] == "detected"
+    assert (await queue.get("TST-1", late)).state == "detected"
 
 
 async def test_the_monitor_acknowledges_classifies_and_closes_with_signatures(anonymous, late):
@@ -280,7 +280,7 @@ async def test_reopening_needs_a_reason(anonymous, late):
     assert empty.status_code == 422 and error_next_to(empty.text, "reopen-reason")
     done = await client.post(f"{QUEUE}/{late}/reopen", data={"reason": "source data differs"})
     assert done.status_code == 303
-    assert (await queue.get("TST-1", late))["state"] == "reopened"
+    assert (await queue.get("TST-1", late)).state == "reopened"
 
 
 # CAPA ---------------------------------------------------------------------------------------------
@@ -321,6 +321,33 @@ async def test_a_capa_record_is_created_shown_and_closed_through_the_forms(anony
     listed = await sponsor.get(CAPAS)
     assert listed.status_code == 200 and "Visit reminders" in listed.text and "Create CAPA record" not in listed.text
     assert "No reminder process" in (await sponsor.get(detail)).text
+
+
+async def test_the_capa_form_stores_each_field_in_its_place(anonymous, found, late):
+    """The form's fields reach the record by name: each text in its own column, the due date and the deviations."""
+    client = await as_user(anonymous, "coord-a")
+    made = await client.post(CAPAS, data={**CAPA_FORM, "deviation_ids": f"{late}"})
+    assert made.status_code == 303
+    [capa] = await deviation_review.list_capas("TST-1")
+    assert (
+        capa.title,
+        capa.root_cause,
+        capa.corrective_action,
+        capa.preventive_action,
+        capa.owner,
+        capa.due_on,
+        capa.deviations,
+        capa.created_by,
+    ) == (
+        "Visit reminders",
+        "No reminder process",
+        "Call patients",
+        "Reminder SOP",
+        "coord-a",
+        "2030-01-31",
+        [late],
+        "coord-a",
+    )
 
 
 async def test_capa_form_errors_are_shown_next_to_the_fields(anonymous, found):
@@ -368,7 +395,7 @@ async def test_another_sites_deviation_reads_as_a_missing_one(anonymous, found, 
     assert re.findall(r"<li>(#[^<]*)</li>", refused.text) == [
         f"#{other_site}: study TST-1 has no deviation {other_site}"
     ]
-    assert (await queue.get("TST-1", other_site))["state"] == "site_response"
+    assert (await queue.get("TST-1", other_site)).state == "site_response"
 
 
 async def add_user_monitor_a() -> None:
@@ -381,20 +408,20 @@ async def test_another_sites_capa_record_answers_404_on_every_page_and_nothing_c
     made = await deviation_review.create_capa(
         "TST-1", "SECRET-A", "rc", "c", "p", "coord-a", None, [late], "coord-a", sites=[SITE_A]
     )
-    detail = f"{CAPAS}/{made['id']}"
+    detail = f"{CAPAS}/{made.id}"
     coord_b = await as_user(anonymous, "coord-b")
     listed = await coord_b.get(CAPAS)
     assert listed.status_code == 200 and "SECRET-A" not in listed.text
     for response in (await coord_b.get(detail), await coord_b.post(f"{detail}/close", data={"reason": "by B"})):
-        assert response.status_code == 404 and f"study TST-1 has no CAPA record {made['id']}" in response.text
+        assert response.status_code == 404 and f"study TST-1 has no CAPA record {made.id}" in response.text
         assert "SECRET-A" not in response.text
-    assert await deviation_review.get_capa("TST-1", made["id"]) == made
+    assert await deviation_review.get_capa("TST-1", made.id) == made
 
 
 async def test_sponsors_read_the_pages_and_every_write_is_refused(anonymous, found, late):
     made = await deviation_review.create_capa("TST-1", "Reminders", "rc", "c", "p", "monitor", None, [late], "monitor")
     sponsor = await as_user(anonymous, "sponsor")
-    for url in (QUEUE, f"{QUEUE}/{late}", CAPAS, f"{CAPAS}/{made['id']}", f"{QUEUE}/trends", "/studies/TST-1/reports"):
+    for url in (QUEUE, f"{QUEUE}/{late}", CAPAS, f"{CAPAS}/{made.id}", f"{QUEUE}/trends", "/studies/TST-1/reports"):
         page = await sponsor.get(url)
         assert page.status_code == 200, url
         assert 'method="post" action="/studies/TST-1/' not in page.text, url  # no form they could not send
@@ -403,13 +430,13 @@ async def test_sponsors_read_the_pages_and_every_write_is_refused(anonymous, fou
         "deviations/acknowledge",
         *(f"deviations/{late}/{step}" for step in ("respond", "acknowledge", "classify", "close", "reopen")),
         "capas",
-        f"capas/{made['id']}/close",
+        f"capas/{made.id}/close",
         "reports/file",
     ):
         response = await sponsor.post(f"/studies/TST-1/{path}", data={"ids": str(late), "reason": "x"})
         assert response.status_code == 403, path
-    assert (await queue.get("TST-1", late))["steps"] == []
-    assert (await deviation_review.get_capa("TST-1", made["id"]))["state"] == "open"
+    assert (await queue.get("TST-1", late)).steps == []
+    assert (await deviation_review.get_capa("TST-1", made.id)).state == "open"
 
 
 async def test_out_of_range_and_unicode_digit_inputs_are_4xx(anonymous, found, late):

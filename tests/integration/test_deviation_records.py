@@ -33,26 +33,26 @@ async def enrolled(study):
 
 
 def keyed(rows):
-    return {(r["participant"], r["visit"], r["rule"]): r for r in rows}
+    return {(r.participant, r.visit, r.rule): r for r in rows}
 
 
 async def test_detection_creates_one_record_per_finding_with_the_issue_fields(enrolled):
     result = await detection.detect(enrolled, TODAY)
-    assert result["scope"] == "full" and result["created"] > 0
+    assert result.scope == "full" and result.created > 0
     rows, total = await queue.listing(enrolled)
     found = keyed(rows)
-    assert total == len(rows) == result["created"]
+    assert total == len(rows) == result.created
     late = found[("1001", "V2", "visit_late")]
-    assert (late["days_outside"], late["category"], late["state"], late["occurrence"]) == (
+    assert (late.days_outside, late.category, late.state, late.occurrence) == (
         4,
         "visit schedule",
         "detected",
         1,
     )
-    assert found[("1002", "V3", "visit_early")]["days_outside"] == -2
+    assert found[("1002", "V3", "visit_early")].days_outside == -2
     assert ("1003", "V2", "visit_missed") in found and ("1003", "V3", "visit_missed") in found
     assert ("1001", "V3", "visit_late") not in found and ("1002", "V2", "visit_late") not in found
-    assert all(r["detected_at"] and r["classification"] for r in rows)
+    assert all(r.detected_at and r.classification for r in rows)
     created = await audit_log.browse(audit_log.AuditFilter(record_type="deviation"), None, 100)
     assert len(created) == total and {e.action for e in created} == {"create"}
 
@@ -62,7 +62,7 @@ async def test_detection_is_idempotent(enrolled):
     before, _ = await queue.listing(enrolled)
     for full in (False, True):
         again = await detection.detect(enrolled, TODAY, full=full)
-        assert (again["created"], again["updated"], again["resolved"], again["reopened"]) == (0, 0, 0, 0)
+        assert (again.created, again.updated, again.resolved, again.reopened) == (0, 0, 0, 0)
     after, _ = await queue.listing(enrolled)
     assert after == before
 
@@ -71,20 +71,20 @@ async def test_an_incremental_run_after_one_visit_looks_at_that_participant_only
     await detection.detect(enrolled, TODAY)
     await visits.record_visit(enrolled, "1003", "PK", date(2024, 3, 14), today=TODAY)  # optional, in window
     nothing = await detection.detect(enrolled, TODAY)
-    assert nothing["scope"] == "1 participant" and nothing["created"] == 0
+    assert nothing.scope == "1 participant" and nothing.created == 0
     quiet = await detection.detect(enrolled, TODAY)
-    assert quiet["scope"] == "0 participants"
+    assert quiet.scope == "0 participants"
 
 
 async def test_a_window_closing_since_the_last_run_brings_its_participant_in(study):
     await participants.enroll_participant(study, "1004", SITE_A, arm="P", enrolled_on=RANDOMIZED, today=RANDOMIZED)
     await visits.record_event(study, "1004", "randomization", RANDOMIZED, today=RANDOMIZED)
     first = await detection.detect(study, date(2024, 3, 21))  # V2's last day: not missed yet (screening is)
-    assert first["created"] == 1
+    assert first.created == 1
     second = await detection.detect(study, date(2024, 3, 22))
-    assert second["scope"] == "1 participant" and second["created"] == 1
+    assert second.scope == "1 participant" and second.created == 1
     rows, _ = await queue.listing(study)
-    assert [(r["visit"], r["rule"]) for r in rows] == [("SCR", "visit_missed"), ("V2", "visit_missed")]
+    assert [(r.visit, r.rule) for r in rows] == [("SCR", "visit_missed"), ("V2", "visit_missed")]
 
 
 async def test_a_corrected_visit_date_resolves_the_record_by_data_correction_never_deletes_it(enrolled):
@@ -92,22 +92,22 @@ async def test_a_corrected_visit_date_resolves_the_record_by_data_correction_nev
     await visits.record_visit(enrolled, "1001", "V2", date(2024, 3, 20), reason="transcription error", today=TODAY)
     result = await detection.detect(enrolled, TODAY)
     # V2 is back in its window, and so is V3, whose window follows V2's actual date.
-    assert (result["resolved"], result["scope"]) == (2, "1 participant")
+    assert (result.resolved, result.scope) == (2, "1 participant")
     rows, _ = await queue.listing(enrolled, states=["resolved_by_data_correction"])
-    assert {(r["participant"], r["visit"], r["rule"]) for r in rows} == {
+    assert {(r.participant, r.visit, r.rule) for r in rows} == {
         ("1001", "V2", "visit_late"),
         ("1001", "V3", "visit_early"),
     }
     entry = (await audit_log.browse(audit_log.AuditFilter(record_type="visit"), None, 1))[0]
     assert entry.reason == "transcription error"
-    assert {r["resolved_by_entry"] for r in rows} == {entry.sequence}
+    assert {r.resolved_by_entry for r in rows} == {entry.sequence}
     resolved = keyed(rows)[("1001", "V2", "visit_late")]
     # Found again once the date goes back out of the window: the same record, reopened.
     await visits.record_visit(enrolled, "1001", "V2", date(2024, 3, 26), reason="source says 26th", today=TODAY)
     again = await detection.detect(enrolled, TODAY)
-    assert again["reopened"] == 2
-    back = await queue.get(enrolled, resolved["id"])
-    assert (back["state"], back["days_outside"]) == ("detected", 5)
+    assert again.reopened == 2
+    back = await queue.get(enrolled, resolved.id)
+    assert (back.state, back.days_outside) == ("detected", 5)
 
 
 def recorded_on(server_clock, day: date) -> None:
@@ -195,7 +195,7 @@ async def test_manual_deviations_are_recorded_with_any_category(enrolled):
         classification="important",
         today=TODAY,
     )
-    assert (row["source"], row["rule"], row["dvcat"], row["dvdecod"]) == (
+    assert (row.source, row.rule, row.dvcat, row.dvdecod) == (
         "manual",
         None,
         "STUDY INTERVENTION",
@@ -217,12 +217,12 @@ async def detected(enrolled):
 
 
 async def test_a_deviation_walks_from_detection_to_closure_with_signed_classification_and_closure(detected):
-    study, did = "TST-1", detected["id"]
+    study, did = "TST-1", detected.id
     row = await deviation_review.take_step(
         study, did, "respond", "cora", response="Patient had flu", corrective_action="Reminder call two days before"
     )
-    assert (row["state"], row["site_reason"]) == ("site_response", "Patient had flu")
-    assert (await deviation_review.take_step(study, did, "acknowledge", "mona"))["state"] == "under_review"
+    assert (row.state, row.site_reason) == ("site_response", "Patient had flu")
+    assert (await deviation_review.take_step(study, did, "acknowledge", "mona")).state == "under_review"
     signing = await signing_by_password("mona", "review", PASSWORD, rules=account_rules())
     row = await deviation_review.take_step(
         study,
@@ -234,18 +234,18 @@ async def test_a_deviation_walks_from_detection_to_closure_with_signed_classific
         subcategory="VISIT OUT OF WINDOW",
         signing=signing,
     )
-    assert row["state"] == "classified"
+    assert row.state == "classified"
     closing = await signing_by_password("mona", "approval", PASSWORD, rules=account_rules())
     row = await deviation_review.take_step(study, did, "close", "mona", signing=closing)
-    assert row["state"] == "closed" and row["closed_at"]
+    assert row.state == "closed" and row.closed_at
     judged = await deviation_review.verify_signatures(study, did)
-    assert [(s["meaning"], s["verdict"]) for s in judged] == [("review", "valid"), ("approval", "valid")]
+    assert [(s.meaning, s.verdict) for s in judged] == [("review", "valid"), ("approval", "valid")]
     shown = await queue.get(study, did)
-    assert [s["step"] for s in shown["steps"]] == ["respond", "acknowledge", "classify", "close"]
+    assert [s.step for s in shown.steps] == ["respond", "acknowledge", "classify", "close"]
     trail = await audit_log.browse(audit_log.AuditFilter(record_type="deviation"), None, 4)
     assert [e.action for e in trail] == ["close", "classify", "acknowledge", "respond"]
     reopened = await deviation_review.take_step(study, did, "reopen", "mona", reason="source data differs")
-    assert (reopened["state"], reopened["closed_at"]) == ("reopened", None)
+    assert (reopened.state, reopened.closed_at) == ("reopened", None)
 
 
 @pytest.mark.parametrize(
@@ -263,7 +263,7 @@ async def test_a_deviation_walks_from_detection_to_closure_with_signed_classific
     ],
 )
 async def test_every_forbidden_transition_is_refused_and_changes_nothing(detected, state_steps, step):
-    study, did = "TST-1", detected["id"]
+    study, did = "TST-1", detected.id
     for taken in state_steps:
         await deviation_review.take_step(study, did, taken, "mona", response="why")
     before = await queue.get(study, did)
@@ -288,7 +288,7 @@ async def test_every_forbidden_transition_is_refused_and_changes_nothing(detecte
 
 
 async def test_signed_steps_need_the_matching_signature_and_stale_versions_conflict(detected):
-    study, did = "TST-1", detected["id"]
+    study, did = "TST-1", detected.id
     with pytest.raises(Conflict, match="changed meanwhile"):
         await deviation_review.take_step(study, did, "respond", "cora", response="x", row_version=99)
     await deviation_review.take_step(study, did, "respond", "cora", response="flu", row_version=1)
@@ -311,14 +311,14 @@ async def test_signed_steps_need_the_matching_signature_and_stale_versions_confl
 
 async def test_bulk_acknowledge_reports_each_refusal(detected):
     rows, _ = await queue.listing("TST-1")
-    ids = [r["id"] for r in rows]
+    ids = [r.id for r in rows]
     for i in ids[:-1]:
         await deviation_review.take_step("TST-1", i, "respond", "cora", response="why")
     await deviation_review.take_step("TST-1", ids[0], "acknowledge", "mona")
     result = await deviation_review.acknowledge_many("TST-1", ids + [99999], "mona")
-    assert sorted(result["acknowledged"]) == sorted(ids[1:-1])  # the last is not responded to yet
-    assert "only one that is site_response" in result["refused"][ids[-1]]
-    assert set(result["refused"]) == {ids[0], ids[-1], 99999}
+    assert sorted(result.acknowledged) == sorted(ids[1:-1])  # the last is not responded to yet
+    assert "only one that is site_response" in result.refused[ids[-1]]
+    assert set(result.refused) == {ids[0], ids[-1], 99999}
 
 
 async def test_capa_groups_deviations_and_is_audited(detected):
@@ -331,14 +331,14 @@ async def test_capa_groups_deviations_and_is_audited(detected):
         "Reminder SOP",
         "cora",
         date(2024, 7, 1),
-        [r["id"] for r in rows[:2]],
+        [r.id for r in rows[:2]],
         "cora",
     )
-    assert capa["deviations"] == [r["id"] for r in rows[:2]] and capa["state"] == "open"
-    closed = await deviation_review.close_capa("TST-1", capa["id"], "mona", "no repeat in 3 months")
-    assert closed["state"] == "closed"
+    assert capa.deviations == [r.id for r in rows[:2]] and capa.state == "open"
+    closed = await deviation_review.close_capa("TST-1", capa.id, "mona", "no repeat in 3 months")
+    assert closed.state == "closed"
     with pytest.raises(Conflict):
-        await deviation_review.close_capa("TST-1", capa["id"], "mona", "again")
+        await deviation_review.close_capa("TST-1", capa.id, "mona", "again")
     with pytest.raises(InvalidInput):
         await deviation_review.create_capa("TST-1", " ", "", "x", "x", "x", None, [], "cora")
     kinds = [e.action for e in await audit_log.browse(audit_log.AuditFilter(record_type="capa"), None, 5)]
@@ -367,11 +367,11 @@ async def tamper(db, sql: str) -> None:
     ],
 )
 async def test_the_database_refuses_to_delete_deviations_or_change_their_history(detected, sql):
-    await deviation_review.take_step("TST-1", detected["id"], "respond", "cora", response="flu")
-    await deviation_review.take_step("TST-1", detected["id"], "acknowledge", "mona")
+    await deviation_review.take_step("TST-1", detected.id, "respond", "cora", response="flu")
+    await deviation_review.take_step("TST-1", detected.id, "acknowledge", "mona")
     await deviation_review.take_step(
         "TST-1",
-        detected["id"],
+        detected.id,
         "classify",
         "mona",
         classification="important",
@@ -403,7 +403,7 @@ async def test_the_database_refuses_to_delete_deviations_or_change_their_history
 )
 async def test_verify_checks_deviation_signatures_against_the_registry_and_the_trail(db, detected, sql, says):
 
-    study, did = "TST-1", detected["id"]
+    study, did = "TST-1", detected.id
     await deviation_review.take_step(study, did, "respond", "cora", response="flu")
     await deviation_review.take_step(study, did, "acknowledge", "mona")
     await deviation_review.take_step(
@@ -418,7 +418,7 @@ async def test_verify_checks_deviation_signatures_against_the_registry_and_the_t
     )
     checked, problems = await verification.verify_all()
     assert checked >= 2 and problems == []
-    assert [s["verdict"] for s in await deviation_review.verify_signatures(study, did)] == ["valid"]
+    assert [s.verdict for s in await deviation_review.verify_signatures(study, did)] == ["valid"]
     await tamper(db, sql)
     _, problems = await verification.verify_all()
     assert any("TST-1/101/1001/deviation/" in p and says in p for p in problems), problems
@@ -427,29 +427,29 @@ async def test_verify_checks_deviation_signatures_against_the_registry_and_the_t
 async def test_a_closed_capa_takes_no_more_deviations_and_a_deviation_belongs_to_one_capa(detected):
     rows, _ = await queue.listing("TST-1")
     first = await deviation_review.create_capa(
-        "TST-1", "Reminders", "No process", "Call", "SOP", "cora", None, [rows[0]["id"]], "cora"
+        "TST-1", "Reminders", "No process", "Call", "SOP", "cora", None, [rows[0].id], "cora"
     )
     with pytest.raises(Conflict, match="already belongs"):
-        await deviation_review.create_capa("TST-1", "Other", "x", "x", "x", "cora", None, [rows[0]["id"]], "cora")
-    await deviation_review.close_capa("TST-1", first["id"], "mona", "checked")
+        await deviation_review.create_capa("TST-1", "Other", "x", "x", "x", "cora", None, [rows[0].id], "cora")
+    await deviation_review.close_capa("TST-1", first.id, "mona", "checked")
     with pytest.raises(Conflict, match="closed"):
-        await deviation_review.link_capa("TST-1", first["id"], [rows[1]["id"]], "mona")
-    assert (await deviation_review.get_capa("TST-1", first["id"]))["deviations"] == [rows[0]["id"]]
+        await deviation_review.link_capa("TST-1", first.id, [rows[1].id], "mona")
+    assert (await deviation_review.get_capa("TST-1", first.id)).deviations == [rows[0].id]
 
 
 async def test_a_site_limited_reader_sees_only_capas_they_made_or_that_group_their_deviations(detected):
     rows, _ = await queue.listing("TST-1")
     made = await deviation_review.create_capa(
-        "TST-1", "Reminders", "No process", "Call", "SOP", "cora", None, [rows[0]["id"]], "cora"
+        "TST-1", "Reminders", "No process", "Call", "SOP", "cora", None, [rows[0].id], "cora"
     )
     assert await deviation_review.list_capas("TST-1", sites={"102"}, user_id="colin") == []
     with pytest.raises(NotFound):
-        await deviation_review.get_capa("TST-1", made["id"], sites={"102"}, user_id="colin")
+        await deviation_review.get_capa("TST-1", made.id, sites={"102"}, user_id="colin")
     with pytest.raises(NotFound):
-        await deviation_review.close_capa("TST-1", made["id"], "colin", "done", sites={"102"})
+        await deviation_review.close_capa("TST-1", made.id, "colin", "done", sites={"102"})
     mine = await deviation_review.list_capas("TST-1", sites={"102"}, user_id="cora")
-    assert [(c["id"], c["deviations"]) for c in mine] == [(made["id"], [])]  # made by them; no member shown
-    assert (await deviation_review.get_capa("TST-1", made["id"], sites={SITE_A}))["deviations"] == [rows[0]["id"]]
+    assert [(c.id, c.deviations) for c in mine] == [(made.id, [])]  # made by them; no member shown
+    assert (await deviation_review.get_capa("TST-1", made.id, sites={SITE_A})).deviations == [rows[0].id]
 
 
 async def walk_to(study: str, did: int, last: str) -> None:
@@ -477,17 +477,17 @@ async def walk_to(study: str, did: int, last: str) -> None:
 
 
 async def test_a_closed_record_keeps_its_signed_facts_and_a_classified_one_goes_back_to_review(detected):
-    await walk_to("TST-1", detected["id"], "close")
+    await walk_to("TST-1", detected.id, "close")
     await visits.record_visit("TST-1", "1001", "V2", date(2024, 3, 30), reason="source: 30th", today=TODAY)
     await detection.detect("TST-1", TODAY)
-    closed = await queue.get("TST-1", detected["id"])
-    assert (closed["state"], closed["days_outside"]) == ("closed", 4)  # as signed; the trail has the change
+    closed = await queue.get("TST-1", detected.id)
+    assert (closed.state, closed.days_outside) == ("closed", 4)  # as signed; the trail has the change
     early = keyed((await queue.listing("TST-1"))[0])[("1002", "V3", "visit_early")]
-    await walk_to("TST-1", early["id"], "classify")
+    await walk_to("TST-1", early.id, "classify")
     await visits.record_visit("TST-1", "1002", "V3", date(2024, 3, 26), reason="source: 26th", today=TODAY)
     result = await detection.detect("TST-1", TODAY)
-    again = await queue.get("TST-1", early["id"])
-    assert result["updated"] == 1 and (again["state"], again["days_outside"]) == ("reopened", -3)
+    again = await queue.get("TST-1", early.id)
+    assert result.updated == 1 and (again.state, again.days_outside) == ("reopened", -3)
     entry = (await audit_log.browse(audit_log.AuditFilter(record_type="deviation", action="update"), None, 1))[0]
     assert entry.old["days_outside"] == -2 and entry.new == {
         **entry.new,
@@ -499,10 +499,10 @@ async def test_a_closed_record_keeps_its_signed_facts_and_a_classified_one_goes_
 async def test_a_record_a_monitor_reopened_is_not_resolved_again_by_detection(detected):
     await visits.record_visit("TST-1", "1001", "V2", date(2024, 3, 20), reason="typo", today=TODAY)
     await detection.detect("TST-1", TODAY)
-    assert (await queue.get("TST-1", detected["id"]))["state"] == "resolved_by_data_correction"
-    await deviation_review.take_step("TST-1", detected["id"], "reopen", "mona", reason="source says 25th")
+    assert (await queue.get("TST-1", detected.id)).state == "resolved_by_data_correction"
+    await deviation_review.take_step("TST-1", detected.id, "reopen", "mona", reason="source says 25th")
     await detection.detect("TST-1", TODAY, full=True)
-    assert (await queue.get("TST-1", detected["id"]))["state"] == "reopened"
+    assert (await queue.get("TST-1", detected.id)).state == "reopened"
 
 
 async def test_detection_moves_forward_and_never_runs_for_a_day_to_come(enrolled):
@@ -524,7 +524,7 @@ async def test_an_incremental_run_sees_a_visit_done_between_the_two_run_dates(en
     await detection.detect(enrolled, date(2024, 3, 24), today=TODAY)  # 1001's V2 (late, 03-25) not known yet
     assert ("1001", "V2", "visit_late") not in keyed((await queue.listing(enrolled))[0])
     result = await detection.detect(enrolled, date(2024, 3, 26), today=TODAY)
-    assert result["scope"] != "full" and ("1001", "V2", "visit_late") in keyed((await queue.listing(enrolled))[0])
+    assert result.scope != "full" and ("1001", "V2", "visit_late") in keyed((await queue.listing(enrolled))[0])
 
 
 async def test_the_protocols_deviations_section_sets_the_starting_classification(db):
@@ -542,5 +542,5 @@ async def test_the_protocols_deviations_section_sets_the_starting_classification
         await visits.record_visit("TST-2", subject, "V2", v2, today=TODAY)
     await detection.detect("TST-2", TODAY)
     found = keyed((await queue.listing("TST-2"))[0])
-    assert found[("2001", "V2", "visit_late")]["classification"] == "non_important"
-    assert found[("2002", "V2", "visit_late")]["classification"] == "important"
+    assert found[("2001", "V2", "visit_late")].classification == "non_important"
+    assert found[("2002", "V2", "visit_late")].classification == "important"

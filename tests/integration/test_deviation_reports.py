@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from dataclasses import asdict, replace
 from datetime import UTC, date, datetime
 
 import docx
@@ -64,11 +65,11 @@ async def reported(personas, server_clock):
     )
     [at_b] = (await queue.listing(study, sites=[SITE_B]))[0]
     server_clock.to(at("2024-04-11T10:00:00"))
-    await deviation_review.take_step(study, at_b["id"], "respond", "coord-b", response="Screening was rescheduled")
-    await deviation_review.take_step(study, at_b["id"], "acknowledge", "monitor")
+    await deviation_review.take_step(study, at_b.id, "respond", "coord-b", response="Screening was rescheduled")
+    await deviation_review.take_step(study, at_b.id, "acknowledge", "monitor")
     await deviation_review.take_step(
         study,
-        at_b["id"],
+        at_b.id,
         "classify",
         "monitor",
         classification="non_important",
@@ -78,7 +79,7 @@ async def reported(personas, server_clock):
     )
     await deviation_review.take_step(
         study,
-        at_b["id"],
+        at_b.id,
         "close",
         "monitor",
         signing=await signing.signing_by_password("monitor", "approval", PASSWORD, rules=account_rules()),
@@ -115,34 +116,34 @@ async def deviation_review_sign(key):
 
 async def test_trends_on_known_data(reported):
     trend = await trends.trends(reported, as_of=TODAY)
-    assert trend["total"] == 6 and trend["excluded"] == 0 and "as_of" not in trend  # as_of is ignored
-    assert trend["by_site"] == [(SITE_A, 5), (SITE_B, 1)]
-    assert dict(trend["by_rule"]) == {"visit_missed": 4, "visit_late": 1, "manual": 1}
+    assert trend.total == 6 and trend.excluded == 0 and not hasattr(trend, "as_of")  # as_of is ignored
+    assert trend.by_site == [(SITE_A, 5), (SITE_B, 1)]
+    assert dict(trend.by_rule) == {"visit_missed": 4, "visit_late": 1, "manual": 1}
     # screening windows closed in March, V2 was late in March, V3 (after a late V2) closed in April
-    assert trend["months"] == ["2024-03", "2024-04", "2024-05"]
-    assert trend["by_month_and_category"] == {"other": [0, 0, 1], "visit schedule": [4, 1, 0]}
-    assert trend["days_to_closure"] == [10]
-    assert {(r["site"], r["rule"], r["total"]) for r in trend["repeats"]} == {(SITE_A, "visit_missed", 3)}
+    assert trend.months == ["2024-03", "2024-04", "2024-05"]
+    assert trend.by_month_and_category == {"other": [0, 0, 1], "visit schedule": [4, 1, 0]}
+    assert trend.days_to_closure == [10]
+    assert {(r["site"], r["rule"], r["total"]) for r in trend.repeats} == {(SITE_A, "visit_missed", 3)}
     only_b = await trends.trends(reported, sites=[SITE_B], as_of=TODAY)
-    assert only_b["by_site"] == [(SITE_B, 1)] and only_b["closure"]["median_days"] == 10
+    assert only_b.by_site == [(SITE_B, 1)] and only_b.closure["median_days"] == 10
 
 
 async def test_site_summary_figures_on_known_data(reported):
     summary = await site_summary.site_summary(reported, [SITE_A, SITE_B], TODAY)
-    a, b = summary["sites"]
-    assert (a["participants"], a["active"], a["ended"]) == (2, 1, 1)
+    a, b = summary.sites
+    assert (a.participants, a.active, a.ended) == (2, 1, 1)
     # A: V2 late is the one visit done; screening (twice) and V3 missed. B: V2, V3 on time, screening missed.
-    assert (a["visits_done"], a["visits_due"], a["completion_rate"], a["on_time_rate"]) == (1, 4, 0.25, 0.0)
-    assert (b["visits_done"], b["visits_due"], b["on_time_rate"]) == (2, 3, 1.0)
-    assert a["ages"] == {"0-30": 1, "31-60": 0, "61-90": 4, ">90": 0} and a["open_deviations"] == 5
-    assert b["open_deviations"] == 0
-    total = summary["total"]
-    assert (total["participants"], total["visits_done"], total["visits_due"]) == (3, 3, 7)
-    assert total["on_time_rate"] == round(2 / 3, 4)
-    assert summary["documents"] == [
+    assert (a.visits_done, a.visits_due, a.completion_rate, a.on_time_rate) == (1, 4, 0.25, 0.0)
+    assert (b.visits_done, b.visits_due, b.on_time_rate) == (2, 3, 1.0)
+    assert a.ages == {"0-30": 1, "31-60": 0, "61-90": 4, ">90": 0} and a.open_deviations == 5
+    assert b.open_deviations == 0
+    total = summary.total
+    assert (total.participants, total.visits_done, total.visits_due) == (3, 3, 7)
+    assert total.on_time_rate == round(2 / 3, 4)
+    assert [asdict(d) for d in summary.documents] == [
         {"site": SITE_A, "document": "Licence Ivan", "version": "2024", "state": "expiring", "expires_on": "2024-07-01"}
     ]
-    assert a["expiring"] == 1 and b["expiring"] == 0 and summary["reconsent"] == []
+    assert a.expiring == 1 and b.expiring == 0 and summary.reconsent == []
 
 
 async def test_csv_listing_is_guarded_and_xlsx_reads_back(reported):
@@ -490,18 +491,18 @@ async def test_long_reports_go_to_a_render_job_and_are_filed_once_it_is_done(rep
 
 async def test_the_summary_applies_as_of_to_deviations_visits_and_participants(reported):
     before = await site_summary.site_summary(reported, [SITE_A, SITE_B], date(2024, 3, 5))
-    a, b = before["sites"]
-    assert a["open_deviations"] == 0 and sum(a["ages"].values()) == 0  # detected on 2024-04-01
-    assert (a["visits_done"], b["visits_done"]) == (0, 0)  # done later in March
-    assert (a["participants"], a["ended"]) == (2, 0)  # 1002 withdrew on 2024-03-10
-    on_withdrawal = (await site_summary.site_summary(reported, [SITE_A], date(2024, 3, 10)))["sites"][0]
-    assert (on_withdrawal["active"], on_withdrawal["ended"]) == (1, 1)
+    a, b = before.sites
+    assert a.open_deviations == 0 and sum(a.ages.values()) == 0  # detected on 2024-04-01
+    assert (a.visits_done, b.visits_done) == (0, 0)  # done later in March
+    assert (a.participants, a.ended) == (2, 0)  # 1002 withdrew on 2024-03-10
+    on_withdrawal = (await site_summary.site_summary(reported, [SITE_A], date(2024, 3, 10))).sites[0]
+    assert (on_withdrawal.active, on_withdrawal.ended) == (1, 1)
     before_enrolment = await site_summary.site_summary(reported, [SITE_A], date(2000, 1, 1))
-    assert before_enrolment["sites"][0]["participants"] == 0
+    assert before_enrolment.sites[0].participants == 0
     report = await report_documents.report_data(reported, SITE_A, report_documents.VISIT_REPORT, date(2024, 3, 5), "x")
     assert report["entries"] == []
     closed_b = await site_summary.site_summary(reported, [SITE_B], date(2024, 4, 5))
-    assert closed_b["sites"][0]["open_deviations"] == 1  # closed on 2024-04-11: open then
+    assert closed_b.sites[0].open_deviations == 1  # closed on 2024-04-11: open then
 
 
 async def test_the_summary_counts_study_level_documents_and_hides_subject_logs(reported, anonymous):
@@ -532,15 +533,15 @@ async def test_the_summary_counts_study_level_documents_and_hides_subject_logs(r
         await documents.change_status(key, "1", "approved", date(2024, 1, 2))
         await documents.change_status(key, "1", "effective", date(2024, 1, 2))
     summary = await site_summary.site_summary(reported, [SITE_A, SITE_B], TODAY)
-    assert {d["document"] for d in summary["documents"]} == {
+    assert {d.document for d in summary.documents} == {
         "Licence Ivan",
         "Central lab certification",
         "Subject identification log",
     }
-    assert summary["total"]["expiring"] == 3 and summary["sites"][0]["expiring"] == 2
+    assert summary.total.expiring == 3 and summary.sites[0].expiring == 2
     hidden = await site_summary.site_summary(reported, [SITE_A, SITE_B], TODAY, personal=False)
-    assert "Subject identification log" not in {d["document"] for d in hidden["documents"]}
-    assert hidden["total"]["expiring"] == 2
+    assert "Subject identification log" not in {d.document for d in hidden.documents}
+    assert hidden.total.expiring == 2
     for user_id, sees in (("sponsor", False), ("monitor", True)):  # only the monitor's grant carries personal data
         client = await signed_in(anonymous, user_id)
         shown = (await client.get("/api/studies/TST-1/site-summary?as_of=2024-06-01")).json()
@@ -560,9 +561,9 @@ async def test_the_listing_has_sdtm_columns_and_standing_records_only(reported):
     assert by_hand["DVSTDY"] == str((date(2024, 5, 19) - RANDOMIZED).days + 1)  # day one is day 1
     site_level = await manual.record_manual(reported, SITE_B, "other", "Freezer log gap", TODAY, "coord-b", today=TODAY)
     rows, _ = await queue.listing(reported)
-    table = listings.listing_rows(reported, [*rows, {**rows[0], "id": 999, "state": "resolved_by_data_correction"}])
+    table = listings.listing_rows(reported, [*rows, replace(rows[0], id=999, state="resolved_by_data_correction")])
     assert 999 not in {r["DVSPID"] for r in table}
-    mine = next(r for r in table if r["DVSPID"] == site_level["id"])
+    mine = next(r for r in table if r["DVSPID"] == site_level.id)
     assert (mine["USUBJID"], mine["DVSEQ"], mine["DVSTDY"]) == (None, None, None)
 
 
@@ -591,7 +592,7 @@ async def test_an_exporter_can_follow_their_own_render_jobs(reported, anonymous)
 
 async def test_the_monitoring_visit_report_names_only_its_sites_deviations_of_a_capa(reported):
     rows, _ = await queue.listing(reported)
-    both = [next(r["id"] for r in rows if r["site"] == SITE_A), next(r["id"] for r in rows if r["site"] == SITE_B)]
+    both = [next(r.id for r in rows if r.site == SITE_A), next(r.id for r in rows if r.site == SITE_B)]
     await deviation_review.create_capa(reported, "Reminders", "No process", "Call", "SOP", "cora", None, both, "cora")
     data = await report_documents.report_data(reported, SITE_A, report_documents.VISIT_REPORT, TODAY, "Mona")
     assert [c["deviations"] for c in data["capas"]] == [str(both[0])]

@@ -54,18 +54,18 @@ async def dosing(db):
 async def test_found_open_repeats_past_the_stored_horizon_are_detected_once_refreshed(dosing, env):
     later = DOSED + timedelta(days=300)
     await detection.detect(dosing, later, today=later)
-    before = {r["visit"] for r in (await queue.listing(dosing))[0] if r["rule"] == "visit_missed"}
+    before = {r.visit for r in (await queue.listing(dosing))[0] if r.rule == "visit_missed"}
     assert "C8D1" not in before  # stored up to 60 days after the participant last changed
     out = ok(env, "schedules", "refresh", dosing, "--as-of", later.isoformat())
     assert "ONC-201: 2 participants re-evaluated as of 2026-11-01, deviation detection run for them" in out
     # the refresh ran detection for those it re-evaluated: the missed occurrences are flagged at once
-    after = {r["visit"] for r in (await queue.listing(dosing))[0] if r["rule"] == "visit_missed"}
+    after = {r.visit for r in (await queue.listing(dosing))[0] if r.rule == "visit_missed"}
     assert {"C2D1", "C8D1", "C14D1"} <= after and "C16D1" not in after  # C15D1 targets day 294, open to day 297
     assert "0 participants" in ok(env, "schedules", "refresh", dosing, "--as-of", later.isoformat())  # idempotent
     earlier = run("schedules", "refresh", "--as-of", (later - timedelta(days=1)).isoformat(), env=env)
     assert earlier.returncode == 2 and "detection already ran as of 2026-11-01" in earlier.stderr  # moves forward
     rerun = await detection.detect(dosing, later, today=later)  # an incremental run finds nothing more to do
-    assert (rerun["created"], rerun["resolved"]) == (0, 0)
+    assert (rerun.created, rerun.resolved) == (0, 0)
     refused = run("schedules", "refresh", "--as-of", "2999-01-01", env=env)
     assert refused.returncode == 2 and "still to come" in refused.stderr
 

@@ -308,8 +308,8 @@ async def test_demo_loads_once_and_fills_every_worklist(db):
     statuses = {row.status for _, row in await worklists.study_visits("DEMO-001", today)}
     assert statuses >= {"due", "missed", "late", "early", "on_time", "upcoming"}
     found, _ = await queue.listing("DEMO-001")  # detection ran: the monitors' queue has work in it
-    assert {row["rule"] for row in found} >= {"visit_late", "visit_early", "visit_missed", None}
-    assert {row["state"] for row in found} == {"detected", "site_response"}
+    assert {row.rule for row in found} >= {"visit_late", "visit_early", "visit_missed", None}
+    assert {row.state for row in found} == {"detected", "site_response"}
 
 
 async def test_events_and_visits_cannot_be_recorded_for_a_day_still_to_come(randomized):

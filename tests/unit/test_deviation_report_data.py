@@ -1,6 +1,7 @@
 """The reports' figures on known rows (domain/deviation_trends.py), and the chart helper templates draw with."""
 
 from datetime import date
+from types import SimpleNamespace
 
 import pytest
 
@@ -20,18 +21,20 @@ def row(
     classification="non_important",
     closed=None,
 ):
-    return {
-        "id": id_,
-        "site": site,
-        "rule": rule,
-        "category": category,
-        "occurred_on": occurred,
-        "detected_at": detected,
-        "closed_at": closed,
-        "state": state,
-        "classification": classification,
-        "open": state not in ("closed", "resolved_by_data_correction"),
-    }
+    return SimpleNamespace(  # the figures read a deviation's attributes, as `queue.listing` gives them
+        **{
+            "id": id_,
+            "site": site,
+            "rule": rule,
+            "category": category,
+            "occurred_on": occurred,
+            "detected_at": detected,
+            "closed_at": closed,
+            "state": state,
+            "classification": classification,
+            "open": state not in ("closed", "resolved_by_data_correction"),
+        }
+    )
 
 
 ROWS = [

@@ -8,6 +8,7 @@ day it was done or its window closed.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date
 
 from trialcoord.deviations import detection
@@ -55,5 +56,5 @@ async def apply_version(
         )
         if moved.moved:
             counts = await detection.redetect(study, moved.moved, since, today=today, actor=actor)
-            moved = moved._replace(deviations=counts)
+            moved = moved._replace(deviations=asdict(counts))
     return moved

@@ -155,11 +155,11 @@ async def _deviation_work(today: date) -> None:
         today=today,
     )
     rows, _ = await queue.listing("DEMO-001", participant="101-002")
-    late = next((row for row in rows if row["rule"] == "visit_late"), None)
+    late = next((row for row in rows if row.rule == "visit_late"), None)
     if late is not None:
         await deviation_review.take_step(
             "DEMO-001",
-            late["id"],
+            late.id,
             "respond",
             "cora",
             response="Participant was travelling for a family emergency",

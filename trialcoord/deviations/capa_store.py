@@ -3,6 +3,8 @@ each."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from trialcoord.kernel.database.engine import fetch, fetch_rows, is_sqlite
 
 CAPA_COLUMNS = (
@@ -39,11 +41,11 @@ async def insert_capa(
     return rows[0]["id"]
 
 
-async def capas(study_id: int) -> list[dict]:
+async def capas(study_id: int) -> list[dict[str, Any]]:
     return await fetch(f"SELECT {CAPA_COLUMNS} FROM capas WHERE study = {{}} ORDER BY id", study_id)
 
 
-async def find_capa(study_id: int, capa_id: int) -> dict | None:
+async def find_capa(study_id: int, capa_id: int) -> dict[str, Any] | None:
     rows = await fetch(f"SELECT {CAPA_COLUMNS} FROM capas WHERE study = {{}} AND id = {{}}", study_id, capa_id)
     return rows[0] if rows else None
 

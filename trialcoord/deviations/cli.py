@@ -57,8 +57,8 @@ def detect(study: str, as_of: date | None, full: bool) -> int:
         lambda: detection.detect(study, as_of or today, actor=support.actor(), full=full, today=today)
     )
     print(
-        f"{result['study']} as of {result['as_of']} ({result['scope']}): {result['created']} created, "
-        f"{result['updated']} updated, {result['resolved']} resolved, {result['reopened']} reopened"
+        f"{result.study} as of {result.as_of} ({result.scope}): {result.created} created, "
+        f"{result.updated} updated, {result.resolved} resolved, {result.reopened} reopened"
     )
     return 0
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Awaitable, Collection
+from collections.abc import Awaitable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from trialcoord.deviations import detection_store, store, window_exceptions_store
-from trialcoord.deviations.reconciliation import SUBJECT_RECORDS, write
+from trialcoord.deviations.reconciliation import SUBJECT_RECORDS, DetectionCounts, write
 from trialcoord.deviations.records import as_exception, day_of, now
 from trialcoord.deviations.rules.deviations import (
     ClassificationDefaults,
@@ -53,6 +55,19 @@ _RULE_TEXT = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class DetectionRun:
+    """A detection run: its study, date and scope ("full", or how many participants), and what it changed."""
+
+    study: str
+    as_of: date
+    scope: str
+    created: int
+    updated: int
+    resolved: int
+    reopened: int
+
+
 def screening_codes(protocol: Protocol) -> set[str]:
     return {v.code for v in protocol.visits if SCREENING.search(v.name) or SCREENING.search(v.code)}
 
@@ -62,7 +77,7 @@ def screening_codes(protocol: Protocol) -> set[str]:
 
 async def detect(
     study: str, as_of: date | None = None, actor: str = SYSTEM, full: bool = False, today: date | None = None
-) -> dict:
+) -> DetectionRun:
     """Create, update, resolve and reopen the study's automatic deviation records as of `as_of` (default and
     latest: `today`). Detection moves forward: a date before the last run's is refused, since a visit done
     since would read as corrected data."""
@@ -84,7 +99,7 @@ async def detect(
                 field="as_of",
             )
         scope, changes = (None, []) if full else await _scope(study, study_id, last, as_of)
-        counts = dict(created=0, updated=0, resolved=0, reopened=0)
+        counts = DetectionCounts()
         if scope is None or scope:
             counts = await _detect(study, study_id, as_of, scope, changes, at, actor)
         label = "full" if scope is None else f"{len(scope)} participant{'' if len(scope) == 1 else 's'}"
@@ -93,10 +108,10 @@ async def detect(
             as_of.isoformat(),
             size,
             label,
-            (counts["created"], counts["updated"] + counts["reopened"], counts["resolved"]),
+            (counts.created, counts.updated + counts.reopened, counts.resolved),
             at,
         )
-    return {"study": study, "as_of": as_of, "scope": label, **counts}
+    return DetectionRun(study, as_of, label, counts.created, counts.updated, counts.resolved, counts.reopened)
 
 
 def audit_position() -> Awaitable[int]:
@@ -106,12 +121,12 @@ def audit_position() -> Awaitable[int]:
 
 async def redetect(
     study: str, subjects: Collection[str], since: int, today: date | None = None, actor: str = SYSTEM
-) -> dict:
+) -> DetectionCounts:
     """Detection for these participants only, as of today, right after a change to their schedules (a protocol
     version change): records it makes wrong are resolved naming the change's audit entry (past `since`), new
     ones are created. It records no run, so the study's next run still looks at these participants."""
     today = today or date.today()
-    counts = dict(created=0, updated=0, resolved=0, reopened=0)
+    counts = DetectionCounts()
     async with transaction(f"deviation detection of study {study}"):
         study_id = (await protocols.require_study(study))["id"]
         await detection_store.lock_study(study_id)
@@ -131,7 +146,7 @@ async def refresh_schedules(
     many participants, by study."""
     today = today or date.today()
     as_of = as_of or today
-    refreshed = {}
+    refreshed: dict[str, int] = {}
     for code in [study] if study else [row["code"] for row in await protocols.list_studies()]:
         async with transaction(f"study {code}, schedule refresh"):
             last = await detection_store.last_run((await protocols.require_study(code))["id"])
@@ -150,12 +165,15 @@ async def refresh_schedules(
     return refreshed
 
 
-async def _scope(study: str, study_id: int, last: dict | None, as_of: date) -> tuple[set[int] | None, list]:
-    """The participants an incremental run must look at, or None for all of them."""
+async def _scope(
+    study: str, study_id: int, last: dict[str, Any] | None, as_of: date
+) -> tuple[set[int] | None, list[tuple[int, str, str]]]:
+    """The participants an incremental run must look at, or None for all of them; and the audit entries since
+    the previous run."""
     if last is None:
         return None, []
     changes = await detection_store.changes_since(last["audit_size"], f"{study}/")
-    subjects = set()
+    subjects: set[str] = set()
     for _, record_type, rid in changes:
         if record_type in STUDY_WIDE:
             return None, changes
@@ -166,8 +184,14 @@ async def _scope(study: str, study_id: int, last: dict | None, as_of: date) -> t
 
 
 async def _detect(
-    study: str, study_id: int, as_of: date, scope: set[int] | None, changes: list, at: str, actor: str
-) -> dict:
+    study: str,
+    study_id: int,
+    as_of: date,
+    scope: set[int] | None,
+    changes: list[tuple[int, str, str]],
+    at: str,
+    actor: str,
+) -> DetectionCounts:
     people = {row["id"]: row for row in await detection_store.participants(study_id, scope)}
     protocols = {
         row["id"]: await protocol_of(row["id"], row["sha256"]) for row in await lookups.list_versions(study_id)
@@ -218,12 +242,12 @@ async def _detect(
                 )
             )  # to compare
             defaults[finding.subject_id] = protocols[version].deviations
-    kept = {}
+    stored: dict[tuple[str, str, int, str], tuple[Sequence[Any], dict[str, Any]]] = {}
     for raw in await store.kept(study_id, scope):
         person = people[raw[1]]
-        kept[(person["subject_id"], raw[2], raw[3], raw[4])] = raw, person
-    change = reconcile([_kept(raw, person) for raw, person in kept.values()], found)
-    kept = {key: _named(raw, person) for key, (raw, person) in kept.items()}  # lazily: only changed ones are read
+        stored[(person["subject_id"], raw[2], raw[3], raw[4])] = raw, person
+    change = reconcile([_kept(raw, person) for raw, person in stored.values()], found)
+    kept = {key: _named(raw, person) for key, (raw, person) in stored.items()}  # lazily: only changed ones are read
     by_subject = {row["subject_id"]: row for row in people.values()}
     return await write(study, study_id, change, kept, by_subject, defaults, changes, at, actor)
 
@@ -232,7 +256,7 @@ async def _consent_candidates(
     study: str, people: dict[int, dict], scope: set[int] | None, as_of: date
 ) -> dict[int, list[ConsentDeviationCandidate]]:
     ids = {row["subject_id"]: pid for pid, row in people.items()}
-    found: dict[int, list] = defaultdict(list)
+    found: dict[int, list[ConsentDeviationCandidate]] = defaultdict(list)
     for c in await consent_checks.candidates(study, scope):
         if c.subject_id in ids and c.visit_on <= as_of:
             found[ids[c.subject_id]].append(
@@ -264,7 +288,7 @@ def describe(finding: Finding) -> str:
 _RULES = {str(rule): rule for rule in Rule}  # a dict lookup: Rule(text) costs more, once per kept record
 
 
-def _kept(raw, person: dict) -> Kept:
+def _kept(raw: Sequence[Any], person: dict[str, Any]) -> Kept:
     """A stored record (`store.KEPT` columns) as the rules' finding, its description standing for the detail."""
     _, _, visit, occurrence, rule, state, occurred_on, days_outside, description, _, _ = raw
     return Kept(
@@ -278,10 +302,10 @@ class _named:
 
     __slots__ = ("raw", "person")
 
-    def __init__(self, raw, person: dict):
+    def __init__(self, raw: Sequence[Any], person: dict[str, Any]):
         self.raw, self.person = raw, person
 
-    def __getitem__(self, name: str):
+    def __getitem__(self, name: str) -> Any:
         if name in ("subject_id", "site"):
             return self.person[name]
         return self.raw[_KEPT_INDEX[name]]

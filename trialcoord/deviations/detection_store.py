@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import date
+from typing import Any
 
 from trialcoord.deviations.store import among
 from trialcoord.kernel.database.engine import fetch, fetch_rows, is_sqlite
@@ -24,7 +25,7 @@ async def lock_study(study_id: int) -> None:
         await fetch("SELECT id FROM studies WHERE id = {} FOR UPDATE", study_id)
 
 
-async def last_run(study_id: int) -> dict | None:
+async def last_run(study_id: int) -> dict[str, Any] | None:
     rows = await fetch(
         "SELECT as_of, audit_size FROM deviation_runs WHERE study = {} ORDER BY id DESC LIMIT 1", study_id
     )
@@ -80,7 +81,7 @@ async def due_since(study_id: int, after: date, until: date) -> set[int]:
     return {row[0] for row in (*closed, *done)}
 
 
-async def participants(study_id: int, scope: Collection[int] | None) -> list[dict]:
+async def participants(study_id: int, scope: Collection[int] | None) -> list[dict[str, Any]]:
     return await fetch(
         "SELECT p.id, p.subject_id, p.protocol_version, p.site AS site_id, s.code AS site"
         " FROM participants p JOIN sites s ON s.id = p.site"

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import date
+from typing import Any, TypedDict
 
 from trialcoord.accounts import signer_keys
 from trialcoord.accounts.rules.accounts import Meaning, Signing
+from trialcoord.accounts.rules.signers import SignerKey
 from trialcoord.deviations import capa_store, review_store, store
-from trialcoord.deviations.records import as_dict, now, record_id, record_id_of
+from trialcoord.deviations.queue import StoredSignature, stored_signature
+from trialcoord.deviations.records import Deviation, as_deviation, now, record_id, record_id_of
 from trialcoord.deviations.rules.deviation_review import TRANSITIONS, Step, check_step
 from trialcoord.documents.rules.signatures import Signature, Statement, judge
 from trialcoord.kernel import audit_log, signing_keys, system_keys
@@ -24,6 +29,42 @@ from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound, Problem, invalid
 from trialcoord.kernel.rules.audit_entries import canonical_json
 from trialcoord.scheduling import protocols
+
+
+@dataclass(frozen=True, slots=True)
+class JudgedSignature(StoredSignature):
+    """A stored signature with its verdict now (`valid`, `invalid`...) and the reason."""
+
+    verdict: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """A bulk acknowledgement: the deviations taken into review, and the reason each refused one was refused."""
+
+    acknowledged: list[int]
+    refused: dict[int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class CapaRecord:
+    """A CAPA record: root cause, corrective and preventive action, and the deviations it groups (those the
+    reader may see)."""
+
+    id: int
+    title: str
+    root_cause: str
+    corrective_action: str
+    preventive_action: str
+    owner: str
+    due_on: str | None
+    state: str
+    created_by: str
+    created_at: str
+    closed_at: str | None
+    row_version: int
+    deviations: list[int]
 
 
 async def take_step(
@@ -40,7 +81,7 @@ async def take_step(
     category: str | None = None,
     subcategory: str | None = None,
     signing: Signing | None = None,
-) -> dict:
+) -> Deviation:
     """Move the deviation one step; `signing` (from the ceremony) for the signed steps."""
     async with read():
         study_id = (await protocols.require_study(study))["id"]
@@ -56,14 +97,17 @@ async def take_step(
         category=category,
         subcategory=subcategory,
     )
-    signer = None
+    signed_by = None  # (signing, (signer key, private key)) for a signed step
     if transition.meaning is not None:
         if signing is None or signing.meaning != transition.meaning or signing.user_id != actor:
             raise invalid(f"to {step} a deviation, {actor} signs it for {transition.meaning}", field="password")
-        signer = await signer_keys.key_of_signer(signing.user_id, signing.printed_name, system_keys.current())
+        signed_by = (
+            signing,
+            await signer_keys.key_of_signer(signing.user_id, signing.printed_name, system_keys.current()),
+        )
     async with transaction(f"deviation {deviation_id} of study {study}"):
         await store.lock(deviation_id)
-        row = await store.find(study_id, deviation_id)
+        row = await _found(study, study_id, deviation_id)
         if row_version is not None and row["row_version"] != row_version:
             raise Conflict(
                 f"deviation {deviation_id} changed meanwhile (version {row['row_version']}, not"
@@ -94,10 +138,10 @@ async def take_step(
             (reason or "").strip() or None,
             canonical_json(detail).decode(),
         )
-        after = await store.find(study_id, deviation_id)
+        after = await _found(study, study_id, deviation_id)
         audited = {"state": after["state"], **detail}
-        if signer is not None:
-            audited["signature"] = await _sign(study, after, step_id, signing, signer)
+        if signed_by is not None:
+            audited["signature"] = await _sign(study, after, step_id, *signed_by)
         await audit_log.record(
             actor,
             Change(
@@ -109,12 +153,31 @@ async def take_step(
                 (reason or "").strip() or None,
             ),
         )
-    return as_dict(after)
+    return as_deviation(after)
 
 
-def _values(step: Step, at: str, response, corrective_action, classification, category, subcategory) -> dict:
+async def _found(study: str, study_id: int, deviation_id: int) -> dict[str, Any]:
+    row = await store.find(study_id, deviation_id)
+    if row is None:
+        raise NotFound(f"study {study} has no deviation {deviation_id}")
+    return row
+
+
+def _values(
+    step: Step,
+    at: str,
+    response: str | None,
+    corrective_action: str | None,
+    classification: str | None,
+    category: str | None,
+    subcategory: str | None,
+) -> dict[str, Any]:
+    """The columns a step sets (`check_step` made sure a response is given to respond)."""
     if step is Step.RESPOND:
-        return {"site_reason": response.strip(), "corrective_action": (corrective_action or "").strip() or None}
+        return {
+            "site_reason": (response or "").strip(),
+            "corrective_action": (corrective_action or "").strip() or None,
+        }
     if step is Step.CLASSIFY:
         return {"classification": classification, "category": category, "subcategory": subcategory}
     if step is Step.CLOSE:
@@ -124,21 +187,35 @@ def _values(step: Step, at: str, response, corrective_action, classification, ca
     return {}
 
 
-def decision(study: str, row: dict) -> dict:
-    """What a classification or closure signature vouches for."""
-    return {
-        "record": record_id_of(study, row),
-        "state": row["state"],
-        "classification": row["classification"],
-        "category": row["category"],
-        "subcategory": row["subcategory"],
-        "description": row["description"],
-        "site_reason": row["site_reason"],
-        "corrective_action": row["corrective_action"],
-    }
+class SignedDecision(TypedDict):
+    """What a classification or closure signature vouches for: signed as canonical JSON, so a mapping, stored with
+    the signature and read back to verify it."""
+
+    record: str
+    state: str
+    classification: str
+    category: str
+    subcategory: str | None
+    description: str
+    site_reason: str | None
+    corrective_action: str | None
 
 
-async def _sign(study: str, row: dict, step_id: int, signing: Signing, signer) -> str:
+def decision(study: str, row: dict[str, Any]) -> SignedDecision:
+    """The decision a signature of the deviation (a stored row) vouches for."""
+    return SignedDecision(
+        record=record_id_of(study, row),
+        state=row["state"],
+        classification=row["classification"],
+        category=row["category"],
+        subcategory=row["subcategory"],
+        description=row["description"],
+        site_reason=row["site_reason"],
+        corrective_action=row["corrective_action"],
+    )
+
+
+async def _sign(study: str, row: dict[str, Any], step_id: int, signing: Signing, signer: tuple[SignerKey, Any]) -> str:
     signer_key, private = signer
     await signer_keys.hold_in_force(signer_key, signing.user_id)
     signed = canonical_json(decision(study, row))
@@ -174,86 +251,102 @@ async def _sign(study: str, row: dict, step_id: int, signing: Signing, signer) -
 MEANING_OF_STEP = {str(step): transition.meaning for step, transition in TRANSITIONS.items() if transition.meaning}
 
 
-def _judged(s: dict, keys: dict, now_instant: str) -> tuple[str, str]:
+def _judged(s: StoredSignature, keys: Mapping[str, SignerKey], now_instant: str) -> tuple[str, str]:
     """(verdict, reason) of one stored deviation signature: the decision stored with it is the one whose hash
     was signed, for this deviation, this step and this step's meaning, and the signature verifies against the
     registry."""
-    rid = f"{record_id(s['study'], s['site'], s['subject_id'], s['deviation'])}#{s['step']}"
+    rid = f"{record_id(s.study, s.site, s.subject_id, s.deviation)}#{s.step}"
     try:
-        signed = json.loads(s["decision"])
+        signed = json.loads(s.decision)
     except ValueError:
         signed = None
-    if hashlib.sha256(s["decision"].encode()).hexdigest() != s["content_sha256"] or not isinstance(signed, dict):
+    if hashlib.sha256(s.decision.encode()).hexdigest() != s.content_sha256 or not isinstance(signed, dict):
         return "invalid", "the decision stored with it is not the one signed"
-    if s["record"] != rid or signed.get("record") != rid.partition("#")[0]:
-        return "invalid", f"it was made for {s['record']}, not for this deviation's step ({rid})"
-    if MEANING_OF_STEP.get(s["step_name"]) != s["meaning"] or signed.get("state") != s["to_state"]:
-        return "invalid", f"a {s['meaning']} signature does not belong to a {s['step_name']} step"
-    statement = Statement(s["content_sha256"], s["signer_id"], Meaning(s["meaning"]), s["instant"], s["record"])
+    if s.record != rid or signed.get("record") != rid.partition("#")[0]:
+        return "invalid", f"it was made for {s.record}, not for this deviation's step ({rid})"
+    if MEANING_OF_STEP.get(s.step_name) != s.meaning or signed.get("state") != s.to_state:
+        return "invalid", f"a {s.meaning} signature does not belong to a {s.step_name} step"
+    statement = Statement(s.content_sha256, s.signer_id, Meaning(s.meaning), s.instant, s.record)
     check = judge(
-        Signature(statement, s["printed_name"], s["key_id"], s["value"]),
+        Signature(statement, s.printed_name, s.key_id, s.value),
         keys,
-        s["content_sha256"],
+        s.content_sha256,
         signing_keys.verify_hex,
         now_instant,
     )
     return str(check.verdict), check.reason
 
 
-async def verify_signatures(study: str, deviation_id: int) -> list[dict]:
+async def verify_signatures(study: str, deviation_id: int) -> list[JudgedSignature]:
     """Each signature of the deviation judged now (see `_judged`)."""
     async with read():
         study_id = (await protocols.require_study(study))["id"]
         if await store.find(study_id, deviation_id) is None:
             raise NotFound(f"study {study} has no deviation {deviation_id}")
-        stored = await review_store.signatures(deviation_id)
+        stored = [stored_signature(row) for row in await review_store.signatures(deviation_id)]
         keys = {k.key_id: k for k in await signer_keys.all_keys()}
     at = now()
-    return [{**s, **dict(zip(("verdict", "reason"), _judged(s, keys, at)))} for s in stored]
+    judged = []
+    for s in stored:
+        verdict, reason = _judged(s, keys, at)
+        judged.append(
+            JudgedSignature(
+                **{name: getattr(s, name) for name in StoredSignature.__dataclass_fields__},
+                verdict=verdict,
+                reason=reason,
+            )
+        )
+    return judged
 
 
-async def verify_stored(registry_keys: dict, now_instant: str) -> tuple[int, list[str]]:
+async def verify_stored(registry_keys: Mapping[str, SignerKey], now_instant: str) -> tuple[int, list[str]]:
     """For `trialcoord verify`: every deviation signature (see `_judged`), the audit entry made with it (a row
     inserted behind the application's back has none), and each classified or closed deviation's current
     classification against the last one signed."""
     async with read():
-        stored = await review_store.signatures()
+        stored = [stored_signature(row) for row in await review_store.signatures()]
     audited = {
         (e.new or {}).get("signature")
         for e in await audit_log.export_rows(audit_log.AuditFilter(record_type="deviation"), 10_000_000)
         if e.action in ("classify", "close")
     }
-    problems, last_classified = [], {}
+    problems: list[str] = []
+    last_classified: dict[int, tuple[StoredSignature, dict[str, Any]]] = {}
     for s in stored:
         verdict, reason = _judged(s, registry_keys, now_instant)
-        where = f"deviation {s['record']}: signature by {s['signer_id']} ({s['meaning']}, {s['instant']})"
+        where = f"deviation {s.record}: signature by {s.signer_id} ({s.meaning}, {s.instant})"
         if verdict == "invalid":
             problems.append(f"{where}: {reason}")
-        elif s["value"] not in audited:
+        elif s.value not in audited:
             problems.append(f"{where}: the audit trail has no record of it being made")
-        elif s["step_name"] == Step.CLASSIFY:
-            last_classified[s["deviation"]] = (s, json.loads(s["decision"]))
+        elif s.step_name == Step.CLASSIFY:
+            last_classified[s.deviation] = (s, json.loads(s.decision))
     for s, signed in last_classified.values():
-        now_holds = {k: s[f"current_{k}"] for k in ("classification", "category", "subcategory")}
-        if s["current_state"] in ("classified", "closed") and any(signed[k] != v for k, v in now_holds.items()):
+        now_holds = {
+            "classification": s.current_classification,
+            "category": s.current_category,
+            "subcategory": s.current_subcategory,
+        }
+        if s.current_state in ("classified", "closed") and any(signed[k] != v for k, v in now_holds.items()):
             problems.append(
-                f"deviation {s['record'].partition('#')[0]}: its classification is not the one signed"
+                f"deviation {s.record.partition('#')[0]}: its classification is not the one signed"
                 f" ({signed['classification']}, {signed['category']}, {signed['subcategory']})"
             )
     return len(stored), problems
 
 
-async def acknowledge_many(study: str, ids: list[int], actor: str) -> dict:
+async def acknowledge_many(study: str, ids: list[int], actor: str) -> Acknowledgement:
     """Bulk acknowledgement from the queue: each deviation on its own (one refused does not stop the others)."""
     if not ids:
         raise invalid("choose at least one deviation to acknowledge", field="ids")
-    done, refused = [], {}
+    done: list[int] = []
+    refused: dict[int, str] = {}
     for deviation_id in dict.fromkeys(ids):
         try:
-            done.append((await take_step(study, deviation_id, Step.ACKNOWLEDGE, actor))["id"])
+            done.append((await take_step(study, deviation_id, Step.ACKNOWLEDGE, actor)).id)
         except (InvalidInput, NotFound, Conflict) as exc:
             refused[deviation_id] = str(exc)
-    return {"acknowledged": done, "refused": refused}
+    return Acknowledgement(done, refused)
 
 
 # CAPA --------------------------------------------------------------------------------------------
@@ -269,8 +362,8 @@ async def create_capa(
     due_on: date | None,
     deviation_ids: list[int],
     actor: str,
-    sites=None,
-) -> dict:
+    sites: Collection[str] | None = None,
+) -> CapaRecord:
     """A root cause with its corrective and preventive actions, grouping deviations of the study."""
     fields = {
         "title": title,
@@ -292,7 +385,15 @@ async def create_capa(
         _not_grouped_elsewhere(rows, None)
         at = now()
         capa_id = await capa_store.insert_capa(
-            study_id, *(v.strip() for v in fields.values()), due_on.isoformat() if due_on else None, actor, at
+            study_id,
+            title.strip(),
+            root_cause.strip(),
+            corrective.strip(),
+            preventive.strip(),
+            owner.strip(),
+            due_on.isoformat() if due_on else None,
+            actor,
+            at,
         )
         changes = [
             Change(
@@ -308,7 +409,7 @@ async def create_capa(
     return await get_capa(study, capa_id, sites, actor)
 
 
-async def _group(study: str, rows: list[dict], capa_id: int, at: str, changes: list) -> None:
+async def _group(study: str, rows: list[dict[str, Any]], capa_id: int, at: str, changes: list[Change]) -> None:
     for row in rows:
         if not await store.update(row["id"], row["row_version"], capa=capa_id, updated_at=at):
             raise Conflict(f"deviation {row['id']} changed meanwhile; try again")
@@ -317,14 +418,16 @@ async def _group(study: str, rows: list[dict], capa_id: int, at: str, changes: l
         )
 
 
-def _not_grouped_elsewhere(rows: list[dict], capa_id: int | None) -> None:
+def _not_grouped_elsewhere(rows: list[dict[str, Any]], capa_id: int | None) -> None:
     """A deviation belongs to one CAPA record: moving it silently would rewrite a record already reviewed."""
     taken = [row["id"] for row in rows if row["capa"] is not None and row["capa"] != capa_id]
     if taken:
         raise Conflict(f"deviation {', '.join(map(str, taken))} already belongs to another CAPA record")
 
 
-async def link_capa(study: str, capa_id: int, deviation_ids: list[int], actor: str, sites=None) -> dict:
+async def link_capa(
+    study: str, capa_id: int, deviation_ids: list[int], actor: str, sites: Collection[str] | None = None
+) -> CapaRecord:
     await get_capa(study, capa_id, sites, actor)  # NotFound for a record the actor may not see
     async with transaction(f"CAPA {capa_id} of study {study}"):
         study_id = (await protocols.require_study(study))["id"]
@@ -342,7 +445,9 @@ async def link_capa(study: str, capa_id: int, deviation_ids: list[int], actor: s
     return await get_capa(study, capa_id, sites, actor)
 
 
-async def close_capa(study: str, capa_id: int, actor: str, reason: str, sites=None) -> dict:
+async def close_capa(
+    study: str, capa_id: int, actor: str, reason: str, sites: Collection[str] | None = None
+) -> CapaRecord:
     await get_capa(study, capa_id, sites, actor)  # NotFound for a record the actor may not see
     if not reason.strip():
         raise invalid("closing a CAPA record needs how its effectiveness was checked", field="reason")
@@ -360,7 +465,7 @@ async def close_capa(study: str, capa_id: int, actor: str, reason: str, sites=No
     return await get_capa(study, capa_id, sites, actor)
 
 
-async def _deviations(study: str, study_id: int, ids: list[int], sites) -> list[dict]:
+async def _deviations(study: str, study_id: int, ids: list[int], sites: Collection[str] | None) -> list[dict[str, Any]]:
     rows = []
     for deviation_id in dict.fromkeys(ids):
         row = await store.find(study_id, deviation_id)
@@ -370,7 +475,7 @@ async def _deviations(study: str, study_id: int, ids: list[int], sites) -> list[
     return rows
 
 
-async def list_capas(study: str, sites=None, user_id: str | None = None) -> list[dict]:
+async def list_capas(study: str, sites: Collection[str] | None = None, user_id: str | None = None) -> list[CapaRecord]:
     """The study's CAPA records. `sites` (None: all): a reader limited to some sites sees a record they
     created or one grouping a deviation at their sites, and only those of its deviations."""
     async with read():
@@ -382,14 +487,16 @@ async def list_capas(study: str, sites=None, user_id: str | None = None) -> list
         if sites is None or site in sites:
             members.setdefault(capa_id, []).append(deviation_id)
     return [
-        {**capa, "deviations": members.get(capa["id"], [])}
+        CapaRecord(**capa, deviations=members.get(capa["id"], []))
         for capa in capas
         if sites is None or capa["created_by"] == user_id or capa["id"] in members
     ]
 
 
-async def get_capa(study: str, capa_id: int, sites=None, user_id: str | None = None) -> dict:
+async def get_capa(
+    study: str, capa_id: int, sites: Collection[str] | None = None, user_id: str | None = None
+) -> CapaRecord:
     for capa in await list_capas(study, sites, user_id):
-        if capa["id"] == capa_id:
+        if capa.id == capa_id:
             return capa
     raise NotFound(f"study {study} has no CAPA record {capa_id}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Coroutine
 from dataclasses import asdict
 from datetime import date
 from typing import Any
@@ -35,12 +36,12 @@ ARTIFACTS = {LOG: "110", VISIT_REPORT: "107"}  # TMF 05.04.06 and 05.04.03
 FILED_KIND = "pdf"  # the binder's record of a report is its PDF/A; the DOCX is a download only
 _DAY_LABEL = r"(\d{4}-\d{2}-\d{2})(?:\.([1-9]\d*))?"  # a report version's label: its day, then .2, .3...
 _KEY = re.compile(r"report key (\w+:[0-9a-f]{64})")
-_FILINGS: set[asyncio.Task] = set()  # background filings of long reports (a task needs a strong reference)
+_FILINGS: set[asyncio.Task[None]] = set()  # background filings of long reports (a task needs a strong reference)
 
 
 async def file_report(
     study: str, site: str, name: str, kind: str, as_of: date, actor: str, prepared_by: str, *, jobs: Any = None
-) -> dict:
+) -> dict[str, Any]:
     """The report's PDF/A as a new draft version of the site's binder document, labelled by its day.
 
     The same data (who prepared it aside) as any version of that day returns that version (`filed` false);
@@ -131,7 +132,7 @@ async def _file_when_done(
             log.warning("report %s %s was not filed: its label was taken meanwhile; file it again", key, queued.label)
 
 
-def _background(coroutine) -> None:
+def _background(coroutine: Coroutine[Any, Any, None]) -> None:
     task = asyncio.get_running_loop().create_task(coroutine)
     _FILINGS.add(task)
     task.add_done_callback(_FILINGS.discard)
@@ -143,7 +144,7 @@ async def pending_filings() -> None:
         await asyncio.gather(*list(_FILINGS), return_exceptions=True)
 
 
-def _canonical(data: dict) -> bytes:
+def _canonical(data: dict[str, Any]) -> bytes:
     from trialcoord.kernel.render.document_data import canonical_json
 
     return canonical_json(data)

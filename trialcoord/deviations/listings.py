@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime
+from typing import Any
 
 from trialcoord.deviations.queue import listing
+from trialcoord.deviations.records import Deviation
 from trialcoord.deviations.rules import deviation_trends as figures
 from trialcoord.kernel.exporter import ListExporter
 from trialcoord.kernel.problems import NotFound
@@ -72,41 +74,42 @@ QUEUE_TABLE_COLUMNS = (
 )
 
 
-def listing_rows(study: str, rows: list[dict], day_one: dict[str, date] | None = None) -> list[dict]:
+def listing_rows(study: str, rows: list[Deviation], day_one: dict[str, date] | None = None) -> list[dict[str, Any]]:
     """SDTM DV-like rows of the deviations that stand (resolved by data correction and not-a-deviation left
     out); DVSEQ numbers each participant's, DVSPID is the record's own ID. A site-level deviation has no
     USUBJID. DVSTDY counts from the participant's day one (`day_one`: subject -> date; no day 0); EPOCH is
-    left empty, as no epoch is recorded."""
+    left empty, as no epoch is recorded. Each row maps the listing's columns (`LISTING_COLUMNS`) to its
+    values: the exporter's rows, which its CSV and XLSX forms read by column name."""
     day_one = day_one or {}
     seq: dict[str, int] = {}
     out = []
     for row in filter(figures.stands, rows):
-        subject = f"{study}-{row['participant']}" if row["participant"] else None
+        subject = f"{study}-{row.participant}" if row.participant else None
         if subject:
             seq[subject] = seq.get(subject, 0) + 1
-        first = day_one.get(row["participant"]) if row["participant"] else None
-        occurred = _date(row["occurred_on"])
+        first = day_one.get(row.participant) if row.participant else None
+        occurred = _date(row.occurred_on)
         out.append(
             {
                 "STUDYID": study,
                 "DOMAIN": "DV",
                 "USUBJID": subject,
                 "DVSEQ": seq.get(subject) if subject else None,
-                "DVSPID": row["id"],
-                "DVTERM": row["description"],
-                "DVDECOD": row["dvdecod"],
-                "DVCAT": row["dvcat"],
+                "DVSPID": row.id,
+                "DVTERM": row.description,
+                "DVDECOD": row.dvdecod,
+                "DVCAT": row.dvcat,
                 "EPOCH": None,
-                "DVSTDTC": row["occurred_on"],
+                "DVSTDTC": row.occurred_on,
                 "DVSTDY": study_day(occurred, first) if first and occurred else None,
-                "SITEID": row["site"],
-                "VISIT": row["visit"],
-                "RULE": row["rule"] or figures.MANUAL,
-                "CLASSIFICATION": row["classification"],
-                "STATE": row["state"],
-                "DAYS_OUTSIDE": row["days_outside"],
-                "DETECTED_UTC": row["detected_at"],
-                "CLOSED_UTC": row["closed_at"],
+                "SITEID": row.site,
+                "VISIT": row.visit,
+                "RULE": row.rule or figures.MANUAL,
+                "CLASSIFICATION": row.classification,
+                "STATE": row.state,
+                "DAYS_OUTSIDE": row.days_outside,
+                "DETECTED_UTC": row.detected_at,
+                "CLOSED_UTC": row.closed_at,
             }
         )
     return out
@@ -125,11 +128,11 @@ class DeviationListing(ListExporter):
         super().__init__(study, {"sites": sorted(sites) if sites is not None else "all"})
         self.study, self.sites = study, sites
 
-    async def read(self, limit: int | None) -> list[dict]:
+    async def read(self, limit: int | None) -> list[dict[str, Any]]:
         rows, _ = await listing(self.study, sites=self.sites)
         return listing_rows(self.study, rows, await _day_one(self.study))
 
-    def typed(self, row: Mapping) -> dict:
+    def typed(self, row: Mapping[str, Any]) -> dict[str, Any]:
         return {
             **row,
             "DVSTDTC": _date(row["DVSTDTC"]),
@@ -150,14 +153,14 @@ class QueueListing(ListExporter):
         super().__init__(f"{study}/{site}" if site else study, {"states": sorted(states or [])})
         self.study, self.states, self.site = study, states, site
 
-    async def read(self, limit: int | None) -> list[dict]:
+    async def read(self, limit: int | None) -> list[dict[str, Any]]:
         # A site that is not the study's is a mistake to name, not an empty listing.
         if self.site is not None and self.site not in {s["code"] for s in await list_sites(self.study)}:
             raise NotFound(f"study {self.study} has no site {self.site}")
         rows, _ = await listing(self.study, states=self.states, sites=None if self.site is None else [self.site])
-        return [{name: row[name] for name in QUEUE_COLUMNS} for row in rows]
+        return [{name: getattr(row, name) for name in QUEUE_COLUMNS} for row in rows]
 
-    async def render(self, rows: Sequence[Mapping], form: str) -> bytes:
+    async def render(self, rows: Sequence[Mapping[str, Any]], form: str) -> bytes:
         if form != "table":
             return await super().render(rows, form)
         # A manual deviation has no rule: its source says where it came from; the free text goes last.
@@ -179,7 +182,11 @@ async def _day_one(study: str) -> dict[str, date]:
     }
     names = sorted(set(firsts.values()))
     rows = await lookups.event_dates(study_id, names)
-    return {r["subject_id"]: _date(str(r["date"])) for r in rows if firsts.get(r["protocol_version"]) == r["event"]}
+    return {
+        r["subject_id"]: date.fromisoformat(str(r["date"])[:10])
+        for r in rows
+        if firsts.get(r["protocol_version"]) == r["event"]
+    }
 
 
 def _date(text: str | None) -> date | None:

@@ -5,10 +5,12 @@ approved exceptions as the rules take them."""
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from trialcoord.deviations import store, window_exceptions_store
-from trialcoord.deviations.records import MANUAL, as_dict, as_exception, audited, now, record_id_of
+from trialcoord.deviations.records import MANUAL, Deviation, as_deviation, as_exception, audited, now, record_id_of
 from trialcoord.deviations.rules.deviation_review import State, classification_problems
 from trialcoord.deviations.rules.deviations import Classification, WindowException
 from trialcoord.kernel import audit_log
@@ -16,6 +18,35 @@ from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import InvalidInput, NotFound, Problem
 from trialcoord.scheduling import lookups, participants, protocols
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovedException:
+    """An investigator's approved window extension of one participant's visit, as recorded."""
+
+    subject_id: str
+    site: str
+    visit: str
+    earlier_days: int
+    later_days: int
+    approved_on: date
+    approved_by: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredException:
+    """A window exception as stored (`approved_on` an ISO date, `recorded_at` an audit instant)."""
+
+    participant: int
+    subject_id: str
+    visit: str
+    earlier_days: int
+    later_days: int
+    approved_on: str
+    approved_by: str
+    reason: str
+    recorded_at: str
 
 
 async def record_manual(
@@ -30,7 +61,7 @@ async def record_manual(
     subcategory: str | None = None,
     classification: str = Classification.NON_IMPORTANT,
     today: date | None = None,
-) -> dict:
+) -> Deviation:
     """A deviation a coordinator or monitor found (any category), at a site or of one of its participants."""
     problems = classification_problems(classification, category, subcategory)
     if not description.strip():
@@ -75,8 +106,10 @@ async def record_manual(
             )
         )
         row = await store.find(study_id, deviation_id)
+        if row is None:  # inserted just now, in this transaction
+            raise AssertionError(f"deviation {deviation_id} is not found right after its insertion")
         await audit_log.record(actor, Change("create", "deviation", record_id_of(study, row), None, audited(row)))
-    return as_dict(row)
+    return as_deviation(row)
 
 
 async def approve_exception(
@@ -89,11 +122,11 @@ async def approve_exception(
     reason: str,
     actor: str,
     today: date | None = None,
-) -> dict:
+) -> ApprovedException:
     """An investigator-approved window extension of one visit. It prevents the early or late deviation of that
     visit only if approved and recorded on or before the day it took place (later, it explains but does not
     prevent)."""
-    problems = []
+    problems: list[Problem] = []
     if earlier_days < 0 or later_days < 0 or earlier_days + later_days == 0:
         problems.append(
             Problem("an extension adds days before or after the window (non-negative, not both 0)", field="later_days")
@@ -116,7 +149,7 @@ async def approve_exception(
         await window_exceptions_store.insert_exception(
             person["id"], visit, earlier_days, later_days, approved_on.isoformat(), actor, reason.strip(), at
         )
-        record = {
+        record: dict[str, Any] = {  # the audit entry's payload
             "visit": visit,
             "earlier_days": earlier_days,
             "later_days": later_days,
@@ -134,18 +167,25 @@ async def approve_exception(
                 reason.strip(),
             ),
         )
-    return {"subject_id": subject_id, "site": person["site"], **record, "reason": reason.strip()}
+    return ApprovedException(
+        subject_id, person["site"], visit, earlier_days, later_days, approved_on, actor, reason.strip()
+    )
 
 
-async def exceptions_of(study: str) -> list[dict]:
+async def exceptions_of(study: str) -> list[StoredException]:
+    """The study's approved window exceptions as stored."""
     async with read():
         study_id = (await protocols.require_study(study))["id"]
-        return await window_exceptions_store.exceptions(study_id, None)
+        rows = await window_exceptions_store.exceptions(study_id, None)
+    return [StoredException(**row) for row in rows]
 
 
 async def window_exceptions(study: str) -> dict[str, list[WindowException]]:
     """The study's approved window exceptions, by subject ID, as the rules take them."""
+    async with read():
+        study_id = (await protocols.require_study(study))["id"]
+        rows = await window_exceptions_store.exceptions(study_id, None)
     found: dict[str, list[WindowException]] = defaultdict(list)
-    for row in await exceptions_of(study):
+    for row in rows:
         found[row["subject_id"]].append(as_exception(row))
     return found

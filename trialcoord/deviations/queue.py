@@ -4,16 +4,72 @@ paged; one deviation with its review steps and signatures; a deviation's age."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from trialcoord.deviations import review_store, store
-from trialcoord.deviations.records import as_dict
+from trialcoord.deviations.records import Deviation, as_deviation
 from trialcoord.deviations.rules.deviation_review import State
 from trialcoord.kernel.database.engine import read
 from trialcoord.kernel.problems import NotFound, invalid
 from trialcoord.scheduling import protocols
 
 STATES = tuple(State)
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewStep:
+    """A review step taken: `detail`, the fields it set, as canonical JSON text (None: none)."""
+
+    id: int
+    step: str
+    from_state: str
+    to_state: str
+    actor: str
+    at: str
+    reason: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSignature:
+    """A signature of a classification or closure as stored: the decision signed (canonical JSON), the signed
+    statement's parts, the signing step's name and target state, the deviation's audit name parts and its
+    current state and classification (to verify it against)."""
+
+    deviation: int
+    step: int
+    decision: str
+    content_sha256: str
+    record: str
+    signer_id: str
+    printed_name: str
+    meaning: str
+    instant: str
+    key_id: str
+    value: str
+    step_name: str
+    to_state: str
+    study: str
+    site: str
+    subject_id: str | None
+    current_state: str
+    current_classification: str
+    current_category: str
+    current_subcategory: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviationReview(Deviation):
+    """One deviation with its review steps and their signatures, in order."""
+
+    steps: list[ReviewStep]
+    signatures: list[StoredSignature]
+
+
+def stored_signature(row: dict[str, Any]) -> StoredSignature:
+    return StoredSignature(**row)
 
 
 async def listing(
@@ -26,13 +82,14 @@ async def listing(
     limit: int | None = None,
     offset: int = 0,
     participant: str | None = None,
-) -> tuple[list[dict], int]:
+) -> tuple[list[Deviation], int]:
     """The study's deviations, oldest first, filtered; and how many match (for pagination). `sites`: the
     sites the reader may see (None: all)."""
     unknown = [s for s in states or () if s not in STATES]
     if unknown:
         raise invalid(f"'{unknown[0]}' is not a deviation state; choose among {', '.join(STATES)}", field="state")
-    where, args = [], []
+    where: list[str] = []
+    args: list[object] = []
     if states:
         where.append(f"d.state IN ({', '.join('{}' for _ in states)})")
         args.extend(states)
@@ -57,10 +114,10 @@ async def listing(
         study_id = (await protocols.require_study(study))["id"]
         total = await store.count(study_id, clause, args)
         rows = await store.listing(study_id, clause, args, "d.detected_at, d.id", limit, offset)
-    return [as_dict(row) for row in rows], total
+    return [as_deviation(row) for row in rows], total
 
 
-async def get(study: str, deviation_id: int) -> dict:
+async def get(study: str, deviation_id: int) -> DeviationReview:
     async with read():
         study_id = (await protocols.require_study(study))["id"]
         row = await store.find(study_id, deviation_id)
@@ -68,8 +125,13 @@ async def get(study: str, deviation_id: int) -> dict:
             raise NotFound(f"study {study} has no deviation {deviation_id}")
         steps = await review_store.steps(deviation_id)
         signed = await review_store.signatures(deviation_id)
-    return {**as_dict(row), "steps": steps, "signatures": signed}
+    listed = as_deviation(row)
+    return DeviationReview(
+        **{name: getattr(listed, name) for name in Deviation.__dataclass_fields__},
+        steps=[ReviewStep(**s) for s in steps],
+        signatures=[stored_signature(s) for s in signed],
+    )
 
 
-def age_days(row: dict, as_of: date) -> int:
-    return (as_of - date.fromisoformat(row["detected_at"][:10])).days
+def age_days(row: Deviation, as_of: date) -> int:
+    return (as_of - date.fromisoformat(row.detected_at[:10])).days

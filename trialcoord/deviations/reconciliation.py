@@ -4,12 +4,15 @@ each audited in the run's transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from trialcoord.deviations import detection_store, store
-from trialcoord.deviations.records import AUTOMATIC, audited, record_id, record_id_of
+from trialcoord.deviations.records import AUTOMATIC, Row, audited, record_id, record_id_of
 from trialcoord.deviations.rules.deviation_review import State, default_subcategory
-from trialcoord.deviations.rules.deviations import Finding
+from trialcoord.deviations.rules.deviations import ClassificationDefaults, Finding, Reconciliation
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
 from trialcoord.scheduling import participants
@@ -17,10 +20,33 @@ from trialcoord.scheduling import participants
 SUBJECT_RECORDS = frozenset({"participant", "participant_event", "visit", "participant_consent", "window_exception"})
 
 
-async def write(study, study_id, change, kept, people, defaults, changes, at, actor) -> dict:
+@dataclass(frozen=True, slots=True)
+class DetectionCounts:
+    """How many deviation records a run created, updated, resolved by data correction and reopened."""
+
+    created: int = 0
+    updated: int = 0
+    resolved: int = 0
+    reopened: int = 0
+
+
+async def write(
+    study: str,
+    study_id: int,
+    change: Reconciliation,
+    kept: Mapping[tuple[str, str, int, str], Row],
+    people: Mapping[str, Mapping[str, Any]],
+    defaults: Mapping[str, ClassificationDefaults],
+    changes: Sequence[tuple[int, str, str]],
+    at: str,
+    actor: str,
+) -> DetectionCounts:
     """Store a run's changes. Each change to a kept record is conditional on its row_version as read: a review
-    step committed meanwhile wins, and the next run reconciles again (never a step silently undone)."""
-    audit, counts = [], dict(created=len(change.created), updated=0, resolved=0, reopened=0)
+    step committed meanwhile wins, and the next run reconciles again (never a step silently undone).
+    `kept`: the stored records by finding key; `people`: participants by subject ID; `changes`: the audit
+    entries since the previous run (sequence, record type, record ID)."""
+    audit: list[Change] = []
+    counts = dict(created=len(change.created), updated=0, resolved=0, reopened=0)
     inserts = []
     for f in change.created:
         person = people[f.subject_id]
@@ -45,14 +71,14 @@ async def write(study, study_id, change, kept, people, defaults, changes, at, ac
         )
     await store.insert_deviations(inserts)
     if inserts:
-        for row in await store.detected_at(study_id, at, {people[f.subject_id]["id"] for f in change.created}):
+        for created in await store.detected_at(study_id, at, {people[f.subject_id]["id"] for f in change.created}):
             audit.append(
                 Change(
                     "create",
                     "deviation",
-                    record_id(study, row["site"], row["subject_id"], row["id"]),
+                    record_id(study, created["site"], created["subject_id"], created["id"]),
                     None,
-                    audited(row),
+                    audited(created),
                 )
             )
     for record in change.updated:
@@ -115,10 +141,10 @@ async def write(study, study_id, change, kept, people, defaults, changes, at, ac
                 )
             )
     await audit_log.record(actor, *audit)
-    return counts
+    return DetectionCounts(**counts)
 
 
-def _facts(finding: Finding) -> dict:
+def _facts(finding: Finding) -> dict[str, Any]:
     return {
         "occurred_on": _iso(finding.occurred_on),
         "days_outside": finding.days_outside,
@@ -126,11 +152,11 @@ def _facts(finding: Finding) -> dict:
     }
 
 
-def _facts_of(row: dict) -> dict:
+def _facts_of(row: Row) -> dict[str, Any]:
     return {"occurred_on": row["occurred_on"], "days_outside": row["days_outside"], "description": row["description"]}
 
 
-async def _cause(study: str, row: dict, changes: list) -> int | None:
+async def _cause(study: str, row: Row, changes: Sequence[tuple[int, str, str]]) -> int | None:
     """The audit entry that made the fact go away: the latest change of that visit since the previous run,
     else the latest change of that participant (an event, a consent)."""
     visit_rid = participants.record_id(study, row["site"], row["subject_id"], row["visit"] or "")

@@ -11,6 +11,7 @@ from typing import Any
 
 from trialcoord.deviations import deviation_review
 from trialcoord.deviations.queue import age_days, listing
+from trialcoord.deviations.records import Deviation
 from trialcoord.deviations.report_support import (
     audit_export,
     percent,
@@ -21,8 +22,8 @@ from trialcoord.deviations.report_support import (
     sha256,
 )
 from trialcoord.deviations.rules import deviation_trends as figures
-from trialcoord.deviations.site_summary import site_summary
-from trialcoord.deviations.trends import trend_charts
+from trialcoord.deviations.site_summary import SiteFigures, site_summary
+from trialcoord.deviations.trends import DeviationTrends, trend_charts, trends_of
 from trialcoord.kernel.problems import Conflict, invalid
 
 LOG, VISIT_REPORT = "deviation_log", "monitoring_visit_report"
@@ -44,20 +45,21 @@ class Queued:
     label: str
 
 
-async def report_data(study: str, site: str, name: str, as_of: date, prepared_by: str) -> dict:
-    """The data a deviation log or monitoring visit report of `site` is rendered from."""
+async def report_data(study: str, site: str, name: str, as_of: date, prepared_by: str) -> dict[str, Any]:
+    """The data a deviation log or monitoring visit report of `site` is rendered from: the template's data, a
+    mapping its schema checks (`kernel/render/document_data.py`) and the render cache keys as canonical JSON."""
     if name not in DOCUMENT_NAMES:
         raise invalid(f"'{name}' is not a deviation report; choose {LOG} or {VISIT_REPORT}", field="report")
     await require_site(study, site)
     rows = rows_as_of(await listing(study, sites=[site]), as_of)
-    trend = figures.trends(rows)
+    trend = trends_of(study, rows)
     charts = trend_charts(trend, with_sites=False)
     if name == LOG:
         counts = {
             "Deviations": len(rows),
-            "Open": sum(r["open"] for r in rows),
-            "Closed": sum(r["state"] == "closed" and not r["open"] for r in rows),
-            "Important": sum(r["classification"] == "important" and figures.stands(r) for r in rows),
+            "Open": sum(r.open for r in rows),
+            "Closed": sum(r.state == "closed" and not r.open for r in rows),
+            "Important": sum(r.classification == "important" and figures.stands(r) for r in rows),
         }
         return {
             "study_code": study,
@@ -67,20 +69,20 @@ async def report_data(study: str, site: str, name: str, as_of: date, prepared_by
             "charts": charts,
             "entries": [_log_entry(r) for r in rows],
         }
-    summary = (await site_summary(study, [site], as_of, rows=rows))["sites"][0]
-    open_rows = [r for r in rows if r["open"]]
-    capa_ids = {r["capa"] for r in rows if r["capa"] is not None}
+    summary = (await site_summary(study, [site], as_of, rows=rows)).sites[0]
+    open_rows = [r for r in rows if r.open]
+    capa_ids = {r.capa for r in rows if r.capa is not None}
     capas = [
         {
-            "id": c["id"],
-            "title": c["title"],
-            "state": c["state"],
-            "owner": c["owner"],
-            "due_on": c["due_on"],
-            "deviations": ", ".join(str(d) for d in c["deviations"]),
+            "id": c.id,
+            "title": c.title,
+            "state": c.state,
+            "owner": c.owner,
+            "due_on": c.due_on,
+            "deviations": ", ".join(str(d) for d in c.deviations),
         }
         for c in await deviation_review.list_capas(study, sites={site})
-        if c["id"] in capa_ids
+        if c.id in capa_ids
     ]
     return {
         "study_code": study,
@@ -134,7 +136,7 @@ async def render_job(
     jobs: Any,
     kind: str,
     template: str,
-    data: dict,
+    data: dict[str, Any],
     as_of: date,
     title: str,
     label: str,
@@ -158,42 +160,39 @@ async def render_job(
     return Queued(job_id, f"/api/studies/{study}/render-jobs/{job_id}", pages, file_name, label)
 
 
-def _summary_lines(site: dict, trend: dict) -> list[dict]:
-    ages = site["ages"]
-    return [
-        {"label": label, "value": value}
-        for label, value in (
-            ("Participants (active / ended)", f"{site['participants']} ({site['active']} / {site['ended']})"),
-            ("Visits done / due", f"{site['visits_done']} / {site['visits_due']}"),
-            ("Visit completion", percent(site["completion_rate"])),
-            ("Visits on time", percent(site["on_time_rate"])),
-            ("Open deviations", site["open_deviations"]),
-            (
-                "Open by age: 0-30 / 31-60 / 61-90 / >90 days",
-                " / ".join(str(ages[label]) for label, _, _ in figures.AGE_BUCKETS),
-            ),
-            (
-                "Deviations closed; median days to closure",
-                f"{trend['closure']['closed']};"
-                f" {trend['closure']['median_days'] if trend['closure']['closed'] else '-'}",
-            ),
-            ("Re-consent backlog", site["reconsent"]),
-            ("Binder documents expired or expiring", site["expiring"]),
-        )
-    ]
+def _summary_lines(site: SiteFigures, trend: DeviationTrends) -> list[dict[str, Any]]:
+    ages = site.ages
+    lines: tuple[tuple[str, object], ...] = (
+        ("Participants (active / ended)", f"{site.participants} ({site.active} / {site.ended})"),
+        ("Visits done / due", f"{site.visits_done} / {site.visits_due}"),
+        ("Visit completion", percent(site.completion_rate)),
+        ("Visits on time", percent(site.on_time_rate)),
+        ("Open deviations", site.open_deviations),
+        (
+            "Open by age: 0-30 / 31-60 / 61-90 / >90 days",
+            " / ".join(str(ages[label]) for label, _, _ in figures.AGE_BUCKETS),
+        ),
+        (
+            "Deviations closed; median days to closure",
+            f"{trend.closure['closed']}; {trend.closure['median_days'] if trend.closure['closed'] else '-'}",
+        ),
+        ("Re-consent backlog", site.reconsent),
+        ("Binder documents expired or expiring", site.expiring),
+    )
+    return [{"label": label, "value": value} for label, value in lines]
 
 
-def _log_entry(row: dict) -> dict:
+def _log_entry(row: Deviation) -> dict[str, Any]:
     return {
-        "id": str(row["id"]),
-        "participant": row["participant"] or "(site)",
-        "visit": row["visit"] or "-",
-        "category": row["category"],
-        "description": row["description"],
-        "occurred": row["occurred_on"],
-        "identified": row["detected_at"][:10],
-        "classification": row["classification"].replace("_", " "),
-        "status": row["state"].replace("_", " "),
+        "id": str(row.id),
+        "participant": row.participant or "(site)",
+        "visit": row.visit or "-",
+        "category": row.category,
+        "description": row.description,
+        "occurred": row.occurred_on,
+        "identified": row.detected_at[:10],
+        "classification": row.classification.replace("_", " "),
+        "status": row.state.replace("_", " "),
     }
 
 

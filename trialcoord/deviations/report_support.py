@@ -5,16 +5,27 @@ export."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from dataclasses import replace
 from datetime import date
+from typing import Any, TypedDict
 
 from anyio import to_thread
 
+from trialcoord.deviations.records import Deviation
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.problems import NotFound
 from trialcoord.kernel.render_cache import render_cache
 from trialcoord.scheduling.sites import list_sites
+
+
+class RenderMeta(TypedDict):
+    """The renderers' keyword arguments that date and title a document (`render_pdf(..., **meta)`)."""
+
+    created_at: str
+    title: str
+    version_label: str
 
 
 async def require_site(study: str, site: str) -> None:
@@ -31,22 +42,22 @@ async def require_sites(study: str, sites: Collection[str]) -> list[str]:
     return [code for code in known if code in wanted]
 
 
-def rows_as_of(listed: tuple[list[dict], int], as_of: date) -> list[dict]:
+def rows_as_of(listed: tuple[list[Deviation], int], as_of: date) -> list[Deviation]:
     """The deviations detected on or before `as_of`, each open if it was then (closed after it: still open)."""
     rows, _ = listed
     day = as_of.isoformat()
     return [
-        {**r, "open": True} if not r["open"] and r["closed_at"] and r["closed_at"][:10] > day else r
+        replace(r, open=True) if not r.open and r.closed_at and r.closed_at[:10] > day else r
         for r in rows
-        if r["detected_at"][:10] <= day
+        if r.detected_at[:10] <= day
     ]
 
 
-def render_meta(as_of: date, title: str, label: str) -> dict:
+def render_meta(as_of: date, title: str, label: str) -> RenderMeta:
     return {"created_at": f"{as_of.isoformat()}T00:00:00.000000Z", "title": title, "version_label": label}
 
 
-async def render(kind: str, template: str, data: dict, as_of: date, title: str, label: str) -> bytes:
+async def render(kind: str, template: str, data: Mapping[str, Any], as_of: date, title: str, label: str) -> bytes:
     from trialcoord.kernel.render.docx_documents import render_docx
     from trialcoord.kernel.render.pdf_documents import render_pdf
 
@@ -58,7 +69,7 @@ async def render(kind: str, template: str, data: dict, as_of: date, title: str, 
     return await to_thread.run_sync(lambda: renderer(template, data, **meta))
 
 
-async def audit_export(actor: str, record_type: str, record_id: str, values: dict) -> None:
+async def audit_export(actor: str, record_type: str, record_id: str, values: dict[str, Any]) -> None:
     await audit_log.record_alone(actor, Change("export", record_type, record_id, None, values))
 
 

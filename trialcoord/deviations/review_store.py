@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from trialcoord.kernel.database.engine import fetch
 
 
@@ -30,7 +32,7 @@ async def insert_step(
     return rows[0]["id"]
 
 
-async def steps(deviation: int) -> list[dict]:
+async def steps(deviation: int) -> list[dict[str, Any]]:
     return await fetch(
         "SELECT id, step, from_state, to_state, actor, at, reason, detail FROM deviation_steps"
         " WHERE deviation = {} ORDER BY id",
@@ -68,7 +70,7 @@ async def insert_signature(
     )
 
 
-async def signatures(deviation: int | None = None) -> list[dict]:
+async def signatures(deviation: int | None = None) -> list[dict[str, Any]]:
     """With the signing step's target state and the deviation's audit name parts, for verification."""
     where = "WHERE g.deviation = {}" if deviation is not None else ""
     return await fetch(

@@ -28,7 +28,7 @@ def among(column: str, ids: Collection[int] | None) -> str:
     return f" AND {column} IN ({', '.join(str(int(i)) for i in ids) or 'NULL'})"
 
 
-async def detected_at(study_id: int, at: str, participants: Collection[int]) -> list[dict]:
+async def detected_at(study_id: int, at: str, participants: Collection[int]) -> list[dict[str, Any]]:
     """The deviations a run created for these participants (they carry its instant)."""
     return await fetch(
         f"SELECT {COLUMNS} FROM {_FROM} WHERE d.study = {{}} AND d.detected_at = {{}}"
@@ -88,7 +88,7 @@ async def insert_deviation(row: Sequence[Any]) -> int:
     return rows[0]["id"]
 
 
-async def find(study_id: int, deviation_id: int) -> dict | None:
+async def find(study_id: int, deviation_id: int) -> dict[str, Any] | None:
     rows = await fetch(f"SELECT {COLUMNS} FROM {_FROM} WHERE d.study = {{}} AND d.id = {{}}", study_id, deviation_id)
     return rows[0] if rows else None
 
@@ -118,7 +118,7 @@ async def listing(
     order: str = "d.id",
     limit: int | None = None,
     offset: int = 0,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """`where` filters the deviation row `d` only: the page's ids come from an index (study, detected_at, id)
     alone, and only those rows are joined (a deep page costs an index walk, not a join per skipped row)."""
     page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""

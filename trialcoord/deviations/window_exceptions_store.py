@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 from trialcoord.deviations.store import among
 from trialcoord.kernel.database.engine import fetch
 
 
-async def exceptions(study_id: int, scope: Collection[int] | None) -> list[dict]:
+async def exceptions(study_id: int, scope: Collection[int] | None) -> list[dict[str, Any]]:
     return await fetch(
         "SELECT w.participant, p.subject_id, w.visit, w.earlier_days, w.later_days, w.approved_on,"
         " w.approved_by, w.reason, w.recorded_at FROM window_exceptions w JOIN participants p"

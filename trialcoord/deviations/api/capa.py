@@ -24,6 +24,7 @@ from trialcoord.deviations.api.deviations import (
     IdsIn,
     visible_sites,
 )
+from trialcoord.deviations.deviation_review import CapaRecord
 from trialcoord.kernel.web.params import AccessDep, StudyPath
 
 CapaPath = Annotated[int, PathParameter(description="CAPA record number", ge=1, le=2**31 - 1)]
@@ -32,8 +33,8 @@ CapaPath = Annotated[int, PathParameter(description="CAPA record number", ge=1, 
 # Helpers ------------------------------------------------------------------------------------------
 
 
-def capa_out(capa: dict) -> CapaOut:
-    return msgspec.convert(capa, CapaOut)
+def capa_out(capa: CapaRecord) -> CapaOut:
+    return msgspec.convert(capa, CapaOut, from_attributes=True)
 
 
 class CapaController(Controller):

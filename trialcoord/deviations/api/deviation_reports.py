@@ -15,6 +15,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromQuery, JSONBody
 
 from trialcoord.deviations import filing, listings, report_documents, site_summary, trends
+from trialcoord.deviations.api.deviations import signed_in
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.downloads import attachment
 from trialcoord.kernel.web.errors import problem_responses
@@ -92,7 +93,7 @@ def scope(access: Access, site: str | None) -> list[str] | None:
 
 
 def printed(access: Access) -> str:
-    return f"{access.viewer.printed_name} ({access.user_id})"
+    return f"{signed_in(access).printed_name} ({access.user_id})"
 
 
 class DeviationReportController(Controller):
@@ -106,7 +107,9 @@ class DeviationReportController(Controller):
         """Deviations by month and category, by site, by rule and category, repeats of a (site, rule,
         category) over time, and days from detection to closure; resolved-by-correction and
         not-a-deviation records are left out (`excluded` counts them)."""
-        return await trends.trends(study, scope(access, site), as_of_or_today(as_of, today))
+        trend = await trends.trends(study, scope(access, site), as_of_or_today(as_of, today))
+        shown: dict[str, Any] = msgspec.to_builtins(trend)  # the JSON the route always answered
+        return shown
 
     @get("/deviations/listing.csv", opt=EXPORT, media_type="text/csv", responses=problem_responses(400, 401, 403, 404))
     async def listing_csv(self, study: StudyPath, access: AccessDep, site: OptionalSite = None) -> Response[bytes]:
@@ -187,9 +190,11 @@ class DeviationReportController(Controller):
         """Enrolment, visit completion and on-time rate, open deviations by age, re-consent backlog and binder
         documents expiring within 60 days, per site and in total."""
         sites = await _sites(study, access, site)
-        return await site_summary.site_summary(
+        summary = await site_summary.site_summary(
             study, sites, as_of_or_today(as_of, today), personal=sees_personal_data(access, study, sites, today)
         )
+        shown: dict[str, Any] = msgspec.to_builtins(summary)  # the JSON the route always answered
+        return shown
 
     @get("/site-summary.pdf", opt=EXPORT, media_type="application/pdf", responses=problem_responses(400, 401, 403, 404))
     async def site_summary_pdf(

@@ -18,9 +18,10 @@ from datetime import date
 from typing import Annotated, Any
 
 import msgspec
+from litestar.exceptions import NotAuthorizedException
 
 from trialcoord.deviations.rules.deviation_review import Step
-from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.rules.access import Action, Viewer
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import Access, needs
 from trialcoord.kernel.web.schemas import Code, Text, check_plausible
@@ -221,6 +222,13 @@ class CapaOut(msgspec.Struct):
 
 
 # Helpers ------------------------------------------------------------------------------------------
+
+
+def signed_in(access: Access) -> Viewer:
+    """The viewer of a route that needs an action (the guard lets no request without one through)."""
+    if access.viewer is None:
+        raise NotAuthorizedException("sign in first")
+    return access.viewer
 
 
 def visible_sites(access: Access) -> list[str] | None:

@@ -52,7 +52,7 @@ class QueueController(Controller):
                 f"{access.user_id} may not choose as_of or full: that needs a grant covering every site of the study"
             )
         counts = await detection.detect(study, data.as_of or today, access.user_id, full=data.full, today=today)
-        return msgspec.convert(counts, DetectOut)
+        return msgspec.convert(counts, DetectOut, from_attributes=True)
 
     @get("/deviations", opt=VIEW, responses=READ)
     async def queue(
@@ -83,7 +83,9 @@ class QueueController(Controller):
             offset=offset,
             participant=participant or None,
         )
-        return DeviationPage([msgspec.convert(r, DeviationOut) for r in rows], total, limit, offset)
+        return DeviationPage(
+            [msgspec.convert(r, DeviationOut, from_attributes=True) for r in rows], total, limit, offset
+        )
 
     @post("/deviations", opt=RECORD, status_code=201, responses=WRITE)
     async def record(
@@ -104,4 +106,4 @@ class QueueController(Controller):
             classification=data.classification,
             today=today,
         )
-        return msgspec.convert(row, DeviationOut)
+        return msgspec.convert(row, DeviationOut, from_attributes=True)

@@ -28,8 +28,13 @@ from trialcoord.deviations.api.deviations import (
     IdsIn,
     Refusal,
     StepIn,
+    StepOut,
+    StepSignatureOut,
+    signed_in,
 )
-from trialcoord.deviations.rules.deviation_review import TRANSITIONS, check_step
+from trialcoord.deviations.deviation_review import Acknowledgement, JudgedSignature
+from trialcoord.deviations.queue import DeviationReview
+from trialcoord.deviations.rules.deviation_review import TRANSITIONS, Transition, check_step
 from trialcoord.kernel.problems import InvalidInput, NotFound, Problem
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.errors import problem_responses
@@ -37,21 +42,38 @@ from trialcoord.kernel.web.guard import Access, needs
 from trialcoord.kernel.web.params import AccessDep, StudyPath, Today
 
 DeviationPath = Annotated[int, PathParameter(description="Deviation number", ge=1, le=2**31 - 1)]
+_TRANSITION_OF: dict[str, Transition] = {str(step): transition for step, transition in TRANSITIONS.items()}
 
 
 # Helpers ------------------------------------------------------------------------------------------
 
 
-async def visible_deviation(access: Access, study: str, deviation_id: int) -> dict:
+async def visible_deviation(access: Access, study: str, deviation_id: int) -> DeviationReview:
     row = await queue.get(study, deviation_id)
-    if not access.shows(row["site"]):
+    if not access.shows(row.site):
         raise NotFound(f"study {study} has no deviation {deviation_id}")
     return row
 
 
-def detail(row: dict, judged: list[dict]) -> DeviationDetail:
-    steps = [{**s, "detail": msgspec.json.decode(s["detail"]) if s["detail"] else None} for s in row["steps"]]
-    return msgspec.convert({**row, "steps": steps, "signatures": judged}, DeviationDetail)
+def detail(row: DeviationReview, judged: list[JudgedSignature]) -> DeviationDetail:
+    listed = {
+        name: getattr(row, name) for name in DeviationDetail.__struct_fields__ if name not in ("steps", "signatures")
+    }
+    steps = [
+        StepOut(
+            s.id,
+            s.step,
+            s.from_state,
+            s.to_state,
+            s.actor,
+            s.at,
+            s.reason,
+            msgspec.json.decode(s.detail) if s.detail else None,
+        )
+        for s in row.steps
+    ]
+    signatures = [msgspec.convert(s, StepSignatureOut, from_attributes=True) for s in judged]
+    return msgspec.convert({**listed, "steps": steps, "signatures": signatures}, DeviationDetail, from_attributes=True)
 
 
 class ReviewController(Controller):
@@ -90,28 +112,28 @@ class ReviewController(Controller):
             category=data.category,
             subcategory=data.subcategory,
         )
-        transition = TRANSITIONS.get(data.step) or check_step(data.step, row["state"], **fields)  # unknown: 422
+        transition = _TRANSITION_OF.get(data.step) or check_step(data.step, row.state, **fields)  # unknown: 422
         for action in transition.needs:
-            if not access.may(action, study, row["site"], today):
+            if not access.may(action, study, row.site, today):
                 raise PermissionDeniedException(
                     f"{access.user_id} may not {data.step} deviations at site"
-                    f" {row['site']} ({str(action).replace('_', ' ')})"
+                    f" {row.site} ({str(action).replace('_', ' ')})"
                 )
-        check_step(data.step, row["state"], **fields)  # a step that cannot be taken asks for no password
+        check_step(data.step, row.state, **fields)  # a step that cannot be taken asks for no password
         signing = None
         if transition.meaning is not None and data.row_version is None:  # never sign a record one has not seen
             raise InvalidInput(
                 [
                     Problem(
                         f"to {data.step} deviation {deviation_id}, send the row_version you read"
-                        f" (now {row['row_version']})",
+                        f" (now {row.row_version})",
                         field="row_version",
                     )
                 ]
             )
         if transition.meaning is not None:
             signing = await signing_ceremony(
-                access.viewer, str(transition.meaning), data.password or "", data.user_id, rules=account_rules
+                signed_in(access), str(transition.meaning), data.password or "", data.user_id, rules=account_rules
             )
         await deviation_review.take_step(
             study,
@@ -138,11 +160,11 @@ class ReviewController(Controller):
         shown, refused = [], []
         for deviation_id in dict.fromkeys(data.ids):
             try:
-                shown.append((await visible_deviation(access, study, deviation_id))["id"])
+                shown.append((await visible_deviation(access, study, deviation_id)).id)
             except NotFound as exc:
                 refused.append(Refusal(deviation_id, str(exc)))
-        done: dict = {"acknowledged": [], "refused": {}}
+        done = Acknowledgement([], {})
         if shown or not refused:  # no IDs at all: the service names the field
             done = await deviation_review.acknowledge_many(study, shown, access.user_id)
-        refused += [Refusal(int(i), reason) for i, reason in done["refused"].items()]
-        return AcknowledgedOut(done["acknowledged"], sorted(refused, key=lambda r: r.id))
+        refused += [Refusal(int(i), reason) for i, reason in done.refused.items()]
+        return AcknowledgedOut(done.acknowledged, sorted(refused, key=lambda r: r.id))

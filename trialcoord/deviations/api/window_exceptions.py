@@ -4,7 +4,6 @@ exceptions (reading needs view_schedule; a reader sees those of the sites they m
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 import msgspec
 from litestar import Controller, get, post
@@ -44,17 +43,22 @@ class WindowExceptionController(Controller):
             access.user_id,
             today=today,
         )
-        return msgspec.convert(row, ExceptionOut)
+        return msgspec.convert(row, ExceptionOut, from_attributes=True)
 
     @get("/window-exceptions", opt=VIEW, responses=READ)
     async def exceptions(self, study: StudyPath, access: AccessDep) -> list[ExceptionOut]:
         site_of = {p["subject_id"]: p["site"] for p in await participants.list_participants(study)}
-        rows = [
-            {**e, "site": site_of[e["subject_id"]], "approved_on": _day(e["approved_on"])}
+        return [
+            ExceptionOut(
+                e.subject_id,
+                site_of[e.subject_id],
+                e.visit,
+                e.earlier_days,
+                e.later_days,
+                date.fromisoformat(e.approved_on[:10]),
+                e.approved_by,
+                e.reason,
+            )
             for e in await manual.exceptions_of(study)
+            if access.shows(site_of[e.subject_id])
         ]
-        return [msgspec.convert(r, ExceptionOut) for r in rows if access.shows(r["site"])]
-
-
-def _day(value: Any) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])

@@ -42,7 +42,7 @@ class CapaPages(Controller):
 
     @post("/capas", opt=RECORD)
     async def create_capa(self, study: StudyPath, data: Form, access: AccessDep, today: Today) -> Template | Redirect:
-        form = FormReader(data)
+        form = FormReader({k: v for k, v in data.items() if isinstance(v, str)})
         fields = {
             name: form.text(name, label)
             for name, label in (
@@ -61,12 +61,21 @@ class CapaPages(Controller):
         ids = [n for n in map(whole_number, parts) if n is not None]
         if len(ids) != len(parts):
             form.errors["deviation_ids"] = "Enter deviation numbers such as 12, 15 (digits, separated by commas)."
-        if not form.errors:
+        if not form.errors:  # every text field was given
             try:
                 made = await deviation_review.create_capa(
-                    study, *fields.values(), due_on, ids, access.user_id, sites=visible_sites(access)
+                    study,
+                    title=fields["title"] or "",
+                    root_cause=fields["root_cause"] or "",
+                    corrective=fields["corrective"] or "",
+                    preventive=fields["preventive"] or "",
+                    owner=fields["owner"] or "",
+                    due_on=due_on,
+                    deviation_ids=ids,
+                    actor=access.user_id,
+                    sites=visible_sites(access),
                 )
-                return Redirect(f"/studies/{quote(study, safe='')}/capas/{made['id']}?saved=created", status_code=303)
+                return Redirect(f"/studies/{quote(study, safe='')}/capas/{made.id}?saved=created", status_code=303)
             except (NotFound, Conflict) as error:  # unseen, or already grouped under another record
                 form.errors["deviation_ids"] = str(error)
             except InvalidInput as error:
@@ -92,9 +101,9 @@ class CapaPages(Controller):
         self, study: StudyPath, capa_id: CapaPath, data: Form, access: AccessDep, today: Today
     ) -> Template | Redirect:
         context = await _capa_context(study, capa_id, access, today)  # 404 before anything else
-        form = FormReader(data)
+        form = FormReader({k: v for k, v in data.items() if isinstance(v, str)})
         reason = form.text("reason", "effectiveness check")
-        if not form.errors:
+        if reason is not None and not form.errors:
             try:
                 await deviation_review.close_capa(study, capa_id, access.user_id, reason, sites=visible_sites(access))
                 return Redirect(f"/studies/{quote(study, safe='')}/capas/{capa_id}?saved=closed", status_code=303)
@@ -118,7 +127,7 @@ async def _capas_context(study: str, access: Access, today: date) -> dict[str, A
 
 async def _capa_context(study: str, capa_id: int, access: Access, today: date) -> dict[str, Any]:
     capa = await deviation_review.get_capa(study, capa_id, visible_sites(access), access.user_id)  # 404 if unseen
-    members = [await queue.get(study, i) for i in capa["deviations"]]
+    members = [await queue.get(study, i) for i in capa.deviations]
     return {
         "study": await protocols.get_study(study),
         "capa": capa,

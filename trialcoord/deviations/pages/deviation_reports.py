@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from datetime import date
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -81,7 +82,7 @@ class ReportPages(Controller):
         if report and report not in REPORT_CHOICES:
             form.errors["report"] = "Choose the deviation log or the monitoring visit report."
         row = None
-        if not form.errors:
+        if site is not None and report is not None and not form.errors:
             access.require_site(site, "file documents")
             try:
                 # The PDF/A is the filed record (DOCX is a download); a long one is rendered by a job, then filed.
@@ -123,7 +124,13 @@ async def _filed(
 
 
 async def _context(
-    study: str, access: Access, today: date, site: str | None, *, errors: dict | None = None, form: dict | None = None
+    study: str,
+    access: Access,
+    today: date,
+    site: str | None,
+    *,
+    errors: dict[str, str] | None = None,
+    form: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     sites = await _visible_sites(study, access)
     chosen = [site] if site in sites else sites
@@ -132,7 +139,10 @@ async def _context(
     )
     exporters = [code for code in chosen if access.may(Action.EXPORT, study, code, today)]
     filers = [(code, code) for code in chosen if access.may(Action.MANAGE_DOCUMENTS, study, code, today)]
-    rows = summary["sites"] + ([{**summary["total"], "site": "All"}] if len(summary["sites"]) > 1 else [])
+    # the table's rows: each site's figures, then the total's (as a mapping, named "All")
+    rows = [asdict(s) for s in summary.sites] + (
+        [{**asdict(summary.total), "site": "All"}] if len(summary.sites) > 1 else []
+    )
     return {
         "study": await protocols.get_study(study),
         "sites": sites,

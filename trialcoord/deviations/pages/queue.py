@@ -20,6 +20,8 @@ from litestar.params import QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 
 from trialcoord.deviations import detection, deviation_review, queue
+from trialcoord.deviations.queue import DeviationReview
+from trialcoord.deviations.records import Deviation
 from trialcoord.deviations.rules.deviation_review import CATEGORIES, Step
 from trialcoord.kernel.problems import NotFound
 from trialcoord.kernel.rules.access import Action
@@ -72,7 +74,7 @@ class QueuePages(Controller):
     @post("/deviations/detect", opt=RECORD)
     async def detect(self, study: StudyPath, access: AccessDep, today: Today) -> Redirect:
         result = await detection.detect(study, today, actor=access.user_id, today=today)
-        counts = "-".join(str(result[k]) for k in ("created", "updated", "resolved", "reopened"))
+        counts = "-".join(str(n) for n in (result.created, result.updated, result.resolved, result.reopened))
         return Redirect(f"{queue_url(study)}?ran={counts}", status_code=303)
 
     @post("/deviations/acknowledge", opt=REVIEW)
@@ -85,27 +87,27 @@ class QueuePages(Controller):
             context["errors"] = {"ids": "Choose at least one deviation to acknowledge."}
             return Template("deviations.html", context=context, status_code=422)
         refused: dict[str, str] = {}
-        mine = []
+        mine: list[int] = []
         for raw in dict.fromkeys(chosen):
             number = whole_number(raw)
             if number is None:
                 refused[raw] = f"'{raw}' is not a deviation number"
                 continue
             try:  # the route's scope: the sites where the reader reviews
-                mine.append((await visible_deviation(study, number, access))["id"])
+                mine.append((await visible_deviation(study, number, access)).id)
             except NotFound as error:
                 refused[raw] = str(error)
         done = (
             await deviation_review.acknowledge_many(study, mine, access.user_id)
             if mine
-            else {"acknowledged": [], "refused": {}}
+            else deviation_review.Acknowledgement([], {})
         )
-        refused.update({str(k): v for k, v in done["refused"].items()})
+        refused.update({str(k): v for k, v in done.refused.items()})
         if not refused:
-            return Redirect(f"{queue_url(study)}?acknowledged={len(done['acknowledged'])}", status_code=303)
+            return Redirect(f"{queue_url(study)}?acknowledged={len(done.acknowledged)}", status_code=303)
         context = await _queue_context(study, access, today, None, None, None, None, None)
-        context.update(acknowledged=done["acknowledged"], refused=refused)
-        return Template("deviations.html", context=context, status_code=200 if done["acknowledged"] else 422)
+        context.update(acknowledged=done.acknowledged, refused=refused)
+        return Template("deviations.html", context=context, status_code=200 if done.acknowledged else 422)
 
 
 # The queue ----------------------------------------------------------------------------------------
@@ -151,10 +153,11 @@ async def _queue_context(
     if not number:
         errors["page"] = "The page number must be a whole number from 1."
         number = 1
-    rows, total = [], 0
+    rows: list[Deviation] = []
+    total = 0
     if not errors:
 
-        async def listed(n: int) -> tuple[list[dict], int]:
+        async def listed(n: int) -> tuple[list[Deviation], int]:
             return await queue.listing(
                 study,
                 states=states or None,
@@ -192,7 +195,7 @@ async def _queue_context(
         "pages": pages,
         "prev_url": link(number - 1) if number > 1 else None,
         "next_url": link(number + 1) if number < pages else None,
-        "ages": {row["id"]: queue.age_days(row, today) for row in rows},
+        "ages": {row.id: queue.age_days(row, today) for row in rows},
         "sites": [(code, f"site {code}") for code in sites],
         "site": site or "",
         "states": [(s, s.replace("_", " ")) for s in queue.STATES],
@@ -212,11 +215,11 @@ async def _queue_context(
 # One deviation ------------------------------------------------------------------------------------
 
 
-async def visible_deviation(study: str, deviation_id: int, access: Access) -> dict:
+async def visible_deviation(study: str, deviation_id: int, access: Access) -> DeviationReview:
     """The deviation, if it is at one of the sites of the route's scope; else 404 as for a missing one (IDs
     are sequential: a 403 would tell which exist)."""
     row = await queue.get(study, deviation_id)
-    if not access.shows(row["site"]):
+    if not access.shows(row.site):
         raise NotFound(f"study {study} has no deviation {deviation_id}")
     return row
 

@@ -8,6 +8,7 @@ signing). A form is shown only to a reader who may use it.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -21,7 +22,9 @@ from litestar.response import Redirect, Template
 from trialcoord.accounts.signing import signing_ceremony
 from trialcoord.accounts.users import AccountRules
 from trialcoord.deviations import deviation_review, queue
+from trialcoord.deviations.api.deviations import signed_in
 from trialcoord.deviations.pages.queue import NOTICES, REVIEW, VIEW, Form, queue_url, renamed, visible_deviation
+from trialcoord.deviations.queue import DeviationReview
 from trialcoord.deviations.rules.deviation_review import CATEGORIES, SUBCATEGORIES, TRANSITIONS, Step, check_step
 from trialcoord.deviations.rules.deviations import Classification
 from trialcoord.documents.rules.signatures import local_time
@@ -122,38 +125,36 @@ class ReviewPages(Controller):
         return await _take(study, deviation_id, Step.REOPEN, data, access, today, account_rules)
 
 
-def _offered(study: str, row: dict, access: Access, today: date) -> list[str]:
+def _offered(study: str, row: DeviationReview, access: Access, today: date) -> list[str]:
     """The steps the reader may take now: the state allows them and their grants at the site do."""
     offered = []
     for step, transition in TRANSITIONS.items():
-        if row["state"] in transition.sources and all(
-            access.may(a, study, row["site"], today) for a in transition.needs
-        ):
+        if row.state in transition.sources and all(access.may(a, study, row.site, today) for a in transition.needs):
             offered.append(str(step))
     return offered
 
 
 async def _take(
-    study: str, deviation_id: int, step: Step, data: dict, access: Access, today: date, rules: AccountRules
+    study: str, deviation_id: int, step: Step, data: dict[str, Any], access: Access, today: date, rules: AccountRules
 ) -> Template | Redirect:
     row = await visible_deviation(study, deviation_id, access)
     transition = TRANSITIONS[step]
     for action in transition.needs:
-        if not access.may(action, study, row["site"], today):  # the guard could only check the study
+        if not access.may(action, study, row.site, today):  # the guard could only check the study
             raise PermissionDeniedException(
-                f"{access.user_id} may not {step} deviations at site {row['site']} ({str(action).replace('_', ' ')})"
+                f"{access.user_id} may not {step} deviations at site {row.site} ({str(action).replace('_', ' ')})"
             )
     form = FormReader({k: v for k, v in data.items() if isinstance(v, str)})
     values = _step_values(step, form)
     errors = form.errors
     if not errors:
         try:
-            check_step(step, row["state"], **{k: v for k, v in values.items() if k != "corrective_action"})
+            check_step(step, row.state, **{k: v for k, v in values.items() if k != "corrective_action"})
             signing = None
             if transition.meaning is not None:
                 password = data.get("password")
                 signing = await signing_ceremony(
-                    access.viewer,
+                    signed_in(access),
                     str(transition.meaning),
                     password if isinstance(password, str) else "",
                     form.data.get("user_id") or None,
@@ -197,17 +198,17 @@ def _step_values(step: Step, form: FormReader) -> dict[str, Any]:
     return {}
 
 
-async def _deviation_context(study: str, row: dict, access: Access, today: date) -> dict[str, Any]:
-    zone = next((s["time_zone"] for s in await list_sites(study) if s["code"] == row["site"]), "UTC")
-    signatures = [
-        {**s, "local_time": _local(s["instant"], zone)}
-        for s in await deviation_review.verify_signatures(study, row["id"])
+async def _deviation_context(study: str, row: DeviationReview, access: Access, today: date) -> dict[str, Any]:
+    zone = next((s["time_zone"] for s in await list_sites(study) if s["code"] == row.site), "UTC")
+    signatures = [  # as the template shows them: with the instant at the site's time zone
+        {**asdict(s), "local_time": _local(s.instant, zone)}
+        for s in await deviation_review.verify_signatures(study, row.id)
     ]
-    steps = [{**s, "local_time": _local(s["at"], zone)} for s in row["steps"]]
+    steps = [{**asdict(s), "local_time": _local(s.at, zone)} for s in row.steps]
     timeline = None
-    if row["participant"]:
-        visits = [visit_row(v) for v in await worklists.participant_schedule(study, row["participant"], today)]
-        timeline = build_timeline(visits, today, highlight=row["visit"])
+    if row.participant:
+        visits = [visit_row(v) for v in await worklists.participant_schedule(study, row.participant, today)]
+        timeline = build_timeline(visits, today, highlight=row.visit)
     return {
         "study": await protocols.get_study(study),
         "row": row,
@@ -217,8 +218,8 @@ async def _deviation_context(study: str, row: dict, access: Access, today: date)
         "offered": _offered(study, row, access, today),
         "today": today,
         "age": queue.age_days(row, today),
-        "detected_at": _local(row["detected_at"], zone),
-        "closed_at": _local(row["closed_at"], zone) if row["closed_at"] else None,
+        "detected_at": _local(row.detected_at, zone),
+        "closed_at": _local(row.closed_at, zone) if row.closed_at else None,
         "classifications": CLASSIFICATIONS,
         "categories": [(c, c) for c in CATEGORIES],
         "subcategories": SUBCATEGORIES,

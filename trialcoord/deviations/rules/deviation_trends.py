@@ -1,6 +1,6 @@
 """Deviation trends and the site summary's figures: pure aggregation, no I/O and no clock.
 
-Deviation rows are the mappings `deviations.queue.listing` gives (keys used: site, rule, category,
+Deviation rows are those `deviations.queue.listing` gives, read by attribute (`Facts`: site, rule, category,
 classification, state, occurred_on, detected_at, closed_at, open). Trends count the deviations that
 stand: a record resolved by data correction was a data error, and one classified "not a protocol
 deviation" was judged not to be one, so neither counts (both are reported as `excluded`).
@@ -11,10 +11,10 @@ axis shows the last `MONTHS_SHOWN` months at most; older deviations are grouped 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from statistics import median
-from typing import Any
+from typing import Any, Literal, Protocol
 
 NOT_STANDING_STATES = frozenset({"resolved_by_data_correction"})
 NOT_STANDING_CLASSES = frozenset({"not_a_protocol_deviation"})
@@ -24,12 +24,35 @@ MONTHS_SHOWN, EARLIER = 36, "earlier"
 DONE = frozenset({"on_time", "early", "late"})  # a visit with an actual date in its schedule position
 
 
-def stands(row: Mapping[str, Any]) -> bool:
-    return row["state"] not in NOT_STANDING_STATES and row["classification"] not in NOT_STANDING_CLASSES
+class Facts(Protocol):
+    """What the figures read of a deviation (dates ISO text, instants audit instants)."""
+
+    @property
+    def site(self) -> str: ...
+    @property
+    def rule(self) -> str | None: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def classification(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def occurred_on(self) -> str | None: ...
+    @property
+    def detected_at(self) -> str: ...
+    @property
+    def closed_at(self) -> str | None: ...
+    @property
+    def open(self) -> bool: ...
 
 
-def month(row: Mapping[str, Any]) -> str:
-    return str(row.get("occurred_on") or row["detected_at"])[:7]
+def stands(row: Facts) -> bool:
+    return row.state not in NOT_STANDING_STATES and row.classification not in NOT_STANDING_CLASSES
+
+
+def month(row: Facts) -> str:
+    return str(row.occurred_on or row.detected_at)[:7]
 
 
 def months_between(first: str, last: str) -> list[str]:
@@ -42,7 +65,7 @@ def months_between(first: str, last: str) -> list[str]:
     return found
 
 
-def month_axis(rows: list[Mapping[str, Any]]) -> list[str]:
+def month_axis(rows: Sequence[Facts]) -> list[str]:
     """The months from the first deviation's to the last's; past `MONTHS_SHOWN`, "earlier" and the last ones."""
     if not rows:
         return []
@@ -50,35 +73,35 @@ def month_axis(rows: list[Mapping[str, Any]]) -> list[str]:
     return months if len(months) <= MONTHS_SHOWN else [EARLIER, *months[-MONTHS_SHOWN:]]
 
 
-def _bucket(months: list[str]) -> Callable[[Mapping[str, Any]], str]:
+def _bucket(months: list[str]) -> Callable[[Facts], str]:
     """A row's place on the axis `months`: its month, or "earlier" before the first month shown."""
     first = months[1] if months and months[0] == EARLIER else ""
     return lambda row: EARLIER if month(row) < first else month(row)
 
 
-def by_month_and_category(rows: list[Mapping[str, Any]]) -> tuple[list[str], dict[str, list[int]]]:
+def by_month_and_category(rows: Sequence[Facts]) -> tuple[list[str], dict[str, list[int]]]:
     """(months, category -> count per month), categories in name order."""
     if not rows:
         return [], {}
     months = month_axis(rows)
     place = _bucket(months)
-    counts = Counter((place(row), row["category"]) for row in rows)
-    categories = sorted({row["category"] for row in rows})
+    counts = Counter((place(row), row.category) for row in rows)
+    categories = sorted({row.category for row in rows})
     return months, {c: [counts[(m, c)] for m in months] for c in categories}
 
 
-def counts_by(rows: Iterable[Mapping[str, Any]], key: str) -> list[tuple[str, int]]:
+def counts_by(rows: Iterable[Facts], key: Literal["site", "rule", "category"]) -> list[tuple[str, int]]:
     """(value, count), most first, then by value; a manual deviation's rule is "manual"."""
-    counts = Counter(str(row[key] or MANUAL) if key == "rule" else str(row[key]) for row in rows)
+    counts = Counter(str(row.rule or MANUAL) if key == "rule" else str(getattr(row, key)) for row in rows)
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
-def repeats(rows: list[Mapping[str, Any]], months: list[str]) -> list[dict[str, Any]]:
+def repeats(rows: Sequence[Facts], months: list[str]) -> list[dict[str, Any]]:
     """Each (site, rule, category) that happened more than once, with its count per month of `months`."""
     groups: dict[tuple[str, str, str], Counter[Any]] = {}
     place = _bucket(months)
     for row in rows:
-        key = (row["site"], row["rule"] or MANUAL, row["category"])
+        key = (row.site, row.rule or MANUAL, row.category)
         groups.setdefault(key, Counter())[place(row)] += 1
     found = [
         {
@@ -100,12 +123,10 @@ def _order(place: str) -> str:
     return "" if place == EARLIER else place
 
 
-def days_to_closure(rows: Iterable[Mapping[str, Any]]) -> list[int]:
+def days_to_closure(rows: Iterable[Facts]) -> list[int]:
     """Whole days from detection to closure of each closed deviation (UTC calendar dates)."""
     return [
-        (_day(row["closed_at"]) - _day(row["detected_at"])).days
-        for row in rows
-        if row["state"] == "closed" and row.get("closed_at")
+        (_day(row.closed_at) - _day(row.detected_at)).days for row in rows if row.state == "closed" and row.closed_at
     ]
 
 
@@ -120,12 +141,12 @@ def closure_summary(days: list[int]) -> dict[str, Any]:
     }
 
 
-def age_buckets(rows: Iterable[Mapping[str, Any]], as_of: date) -> dict[str, int]:
+def age_buckets(rows: Iterable[Facts], as_of: date) -> dict[str, int]:
     """Open deviations by days since detection: 0-30, 31-60, 61-90, >90."""
     counts = dict.fromkeys((label for label, _, _ in AGE_BUCKETS), 0)
     for row in rows:
-        if row["open"]:
-            age = max(0, (as_of - _day(row["detected_at"])).days)
+        if row.open:
+            age = max(0, (as_of - _day(row.detected_at)).days)
             counts[next(label for label, lo, hi in AGE_BUCKETS if lo <= age and (hi is None or age <= hi))] += 1
     return counts
 
@@ -147,7 +168,7 @@ def visit_rates(statuses: Iterable[str]) -> dict[str, Any]:
     }
 
 
-def trends(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
+def trends(rows: Sequence[Facts]) -> dict[str, Any]:
     """Every trend the reports show, from the listing rows of the sites in scope."""
     kept = [row for row in rows if stands(row)]
     months, series = by_month_and_category(kept)

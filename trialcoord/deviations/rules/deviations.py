@@ -15,14 +15,26 @@ from datetime import date
 from enum import StrEnum
 
 from trialcoord.documents.rules.consent import ConsentDeviationCandidate, ConsentRule
-from trialcoord.scheduling.rules.classification import (  # noqa: F401  (the names deviations are described with)
-    CATEGORY,
-    DEFAULTS,
-    Category,
-    Classification,
-    ClassificationDefaults,
-    Rule,
-    Threshold,
+from trialcoord.scheduling.rules.classification import (  # the names deviations are described with, re-exported
+    CATEGORY as CATEGORY,
+)
+from trialcoord.scheduling.rules.classification import (
+    DEFAULTS as DEFAULTS,
+)
+from trialcoord.scheduling.rules.classification import (
+    Category as Category,
+)
+from trialcoord.scheduling.rules.classification import (
+    Classification as Classification,
+)
+from trialcoord.scheduling.rules.classification import (
+    ClassificationDefaults as ClassificationDefaults,
+)
+from trialcoord.scheduling.rules.classification import (
+    Rule as Rule,
+)
+from trialcoord.scheduling.rules.classification import (
+    Threshold as Threshold,
 )
 from trialcoord.scheduling.rules.schedule import EARLY, LATE, MISSED, VisitOccurrence
 
