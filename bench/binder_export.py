@@ -42,10 +42,11 @@ from trialcoord.accounts.passwords import PasswordHashing
 from trialcoord.accounts.users import AccountRules
 from trialcoord.documents import binder_checklist, binder_export, binder_index, documents, package_writing, signatures
 from trialcoord.documents.rules.documents import DocumentKey
-from trialcoord.kernel import signing_keys, system_keys
+from trialcoord.kernel import signing_keys
 from trialcoord.kernel.config import load_settings
-from trialcoord.kernel.render.cache import RenderCache
+from trialcoord.kernel.installation import Installation
 from trialcoord.kernel.render.signed_pdf import new_site_credentials
+from trialcoord.kernel.system_keys import SystemKeys
 from trialcoord.scheduling import protocols, sites
 from trialcoord.scheduling.protocol_files import parse_protocol
 
@@ -58,13 +59,21 @@ def pdf_like(rng: random.Random) -> bytes:
     return b"%PDF-1.7\n" + rng.randbytes(rng.randint(100_000, 300_000)) + b"\n%%EOF\n"
 
 
-async def set_up(count: int) -> dict[str, bytes]:
-    """The site and its documents; returns every version's bytes by SHA-256."""
-    signing_keys.SCRYPT_N = signing_keys.MIN_SCRYPT_N
+def bench_installation(tmp: Path) -> Installation:
+    """Keys made here (scrypt at its lowest accepted cost, for speed only) and a data directory, where an export
+    keeps its last package for the next one to reuse and the render cache lives."""
     pades = new_site_credentials(
         "Bench Site", "trialcoord bench", datetime(2020, 1, 1, tzinfo=UTC), datetime(2040, 1, 1, tzinfo=UTC)
     )
-    system_keys.use(system_keys.SystemKeys(b"bench passphrase", signing_keys.generate_key(), pades))
+    keys = SystemKeys(b"bench passphrase", signing_keys.generate_key(), pades, scrypt_n=signing_keys.MIN_SCRYPT_N)
+    settings = load_settings(
+        {"TRIALCOORD_DATA_DIR": str(tmp / "data"), "TRIALCOORD_DATABASE_URL": "sqlite:///unused.sqlite3"}
+    )
+    return Installation(settings, keys)
+
+
+async def set_up(count: int, installation: Installation) -> dict[str, bytes]:
+    """The site and its documents; returns every version's bytes by SHA-256."""
     await protocols.load_protocol_version(parse_protocol(PROTOCOL_TEXT, "bench.yaml"), PROTOCOL_TEXT, "bench.yaml")
     await sites.create_site(STUDY, SITE, "Bench Clinic")
     await users.create_user("ivan", "Dr. Ivan Investigator", "ivan@example.org", PASSWORD, "bench", rules=RULES)
@@ -77,7 +86,7 @@ async def set_up(count: int) -> dict[str, bytes]:
         await documents.add_version(key, "087" if i % 2 else "090", "1", data, f"doc-{i:04d}.pdf")
         if i % 10 == 0:
             await signatures.sign(
-                key, "1", await signing.signing_by_password("ivan", "approval", PASSWORD, rules=RULES)
+                key, "1", await signing.signing_by_password("ivan", "approval", PASSWORD, rules=RULES), installation
             )
     return blobs
 
@@ -158,31 +167,26 @@ async def run(kind: str, count: int) -> None:
     async with temp_database(kind) as url:
         with tempfile.TemporaryDirectory(prefix="trialcoord-bench-binder-") as tmp:
             tmp, began = Path(tmp), time.perf_counter()
-            blobs = await set_up(count)
+            installation = bench_installation(tmp)
+            blobs = await set_up(count, installation)
             print(f"  {kind:<8}  set-up {time.perf_counter() - began:.0f} s", flush=True)
-            cache = RenderCache(tmp / "render-cache")
-            binder_index.render_cache = lambda: cache
-            # The data directory, where an export keeps its last package for the next one to reuse.
-            system_keys.configure(
-                load_settings(
-                    {"TRIALCOORD_DATA_DIR": str(tmp / "data"), "TRIALCOORD_DATABASE_URL": "sqlite:///unused.sqlite3"}
-                )
-            )
             parts = Parts()
             try:
-                await measure(kind, url, tmp, cache, parts, blobs)
+                await measure(kind, url, tmp, installation, parts, blobs)
             finally:
                 parts.restore()
 
 
-async def measure(kind: str, url: str, tmp: Path, cache: RenderCache, parts: Parts, blobs: dict) -> None:
+async def measure(kind: str, url: str, tmp: Path, installation: Installation, parts: Parts, blobs: dict) -> None:
+    cache = installation.render_cache()
+    assert cache is not None  # the installation has a data directory
     out, members = tmp / "binder.zip", None
     first = base = from_db = again = float("inf")
     for _ in range(RUNS):  # alternating: an export with an empty cache, then the two baselines
         shutil.rmtree(cache.directory, ignore_errors=True)
         shutil.rmtree(tmp / "data" / "exports", ignore_errors=True)  # nor a kept package: a first export
         parts.take()
-        seconds, manifest = await atimed(binder_export.export(STUDY, SITE, out, "bench"))
+        seconds, manifest = await atimed(binder_export.export(STUDY, SITE, out, "bench", installation))
         if seconds < first:
             first, first_parts = seconds, parts.take()
         if members is None:  # the versions' bytes as generated; signature pages' bytes from the database
@@ -197,14 +201,14 @@ async def measure(kind: str, url: str, tmp: Path, cache: RenderCache, parts: Par
     hit = hit_index = float("inf")
     for _ in range(RUNS):
         parts.take()
-        seconds, _ = await atimed(binder_export.export(STUDY, SITE, out, "bench"))
+        seconds, _ = await atimed(binder_export.export(STUDY, SITE, out, "bench", installation))
         hit, hit_index = min(hit, seconds), min(hit_index, parts.take()[INDEX])
     rng = random.Random(7)
     for run_number in range(RUNS):  # each run, one more document gets a new version
         key = DocumentKey(STUDY, SITE, f"Licence person {2 * run_number:04d}")
         await documents.add_version(key, "090", f"2.{run_number}", pdf_like(rng), "doc-new.pdf")
         parts.take()
-        seconds, _ = await atimed(binder_export.export(STUDY, SITE, out, "bench"))
+        seconds, _ = await atimed(binder_export.export(STUDY, SITE, out, "bench", installation))
         if seconds < again:
             again, again_parts = seconds, parts.take()
     size = sum(len(data) for _, data in members)

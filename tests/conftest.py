@@ -185,40 +185,41 @@ def _system_key_material():
     return signing_keys.generate_key(), pades
 
 
-@pytest.fixture(autouse=True)
-def system_keys(monkeypatch, _system_key_material):
-    """The system's keys installed directly, and scrypt at its lowest accepted cost for signers' keys
-    (production: n = 2**17, about 0.4 s a derivation)."""
+@pytest.fixture
+def system_keys(_system_key_material):
+    """The system's keys, with scrypt at its lowest accepted cost for signers' keys (production: n = 2**17,
+    about 0.4 s a derivation)."""
     from trialcoord.kernel import signing_keys
-    from trialcoord.kernel import system_keys as keys
+    from trialcoord.kernel.system_keys import SystemKeys
 
-    monkeypatch.setattr(signing_keys, "SCRYPT_N", signing_keys.MIN_SCRYPT_N)
     manifest_key, pades = _system_key_material
-    installed = keys.SystemKeys(b"test system passphrase", manifest_key, pades)
-    keys.use(installed)
-    keys.configure(None)
-    yield installed
-    keys.use(None)
-    keys.configure(None)
+    return SystemKeys(b"test system passphrase", manifest_key, pades, scrypt_n=signing_keys.MIN_SCRYPT_N)
 
 
 @pytest.fixture
-def app(db, tmp_path):
+def installation(system_keys):
+    """A bare installation (no data directory, UTC) holding the test keys: what the use cases that sign are handed."""
+    from trialcoord.kernel.installation import Installation
+
+    return Installation(None, system_keys)
+
+
+@pytest.fixture
+def app(db, tmp_path, system_keys):
     from trialcoord.kernel.config import load_settings
+    from trialcoord.kernel.installation import Installation
     from trialcoord.web.app import create_app
 
     # Its own data directory (render cache), and no signer registry directory: a test app never writes
     # into the repository.
-    return create_app(
-        load_settings(
-            {
-                "TRIALCOORD_DATABASE_URL": db.url,
-                "TRIALCOORD_DATA_DIR": str(tmp_path / "data"),
-                "TRIALCOORD_SIGNATURES_DIR": "/nonexistent",
-            }
-        ),
-        account_rules=account_rules(),
+    settings = load_settings(
+        {
+            "TRIALCOORD_DATABASE_URL": db.url,
+            "TRIALCOORD_DATA_DIR": str(tmp_path / "data"),
+            "TRIALCOORD_SIGNATURES_DIR": "/nonexistent",
+        }
     )
+    return create_app(settings, account_rules=account_rules(), installation=Installation(settings, system_keys))
 
 
 @pytest.fixture
@@ -244,8 +245,11 @@ async def add_user(user_id: str, *grants: tuple, printed_name: str | None = None
         )
 
 
-async def sign_version(key, label: str, user_id: str = "ivan", meaning: str = "approval") -> SignatureRecord:
-    """`user_id` (made if new) signs a document version through the password ceremony."""
+async def sign_version(
+    key, label: str, user_id: str = "ivan", meaning: str = "approval", *, installation
+) -> SignatureRecord:
+    """`user_id` (made if new) signs a document version through the password ceremony, with the installation's
+    keys (the `installation` fixture)."""
     from trialcoord.accounts import signing, users
     from trialcoord.documents import signatures
     from trialcoord.kernel.problems import NotFound
@@ -255,7 +259,7 @@ async def sign_version(key, label: str, user_id: str = "ivan", meaning: str = "a
     except NotFound:  # an investigator where the document is: signing needs the right to
         await add_user(user_id, ("investigator", key.study, key.site))
     return await signatures.sign(
-        key, label, await signing.signing_by_password(user_id, meaning, PASSWORD, rules=account_rules())
+        key, label, await signing.signing_by_password(user_id, meaning, PASSWORD, rules=account_rules()), installation
     )
 
 

@@ -14,10 +14,11 @@ import pytest
 from tests.conftest import LONG_AGO, PASSWORD, account_rules, add_user, sign_version
 from tests.integration.test_signatures import AT, COVER
 from trialcoord.accounts import signer_keys, signing, users
-from trialcoord.documents import binder_checklist, binder_contents, binder_export, binder_index, documents, signatures
+from trialcoord.documents import binder_checklist, binder_contents, binder_export, documents, signatures
 from trialcoord.documents.package_verification import verify_package
 from trialcoord.documents.rules.documents import DocumentKey, IrbApproval
 from trialcoord.kernel import audit_log, audit_store
+from trialcoord.kernel.installation import Installation
 from trialcoord.kernel.render.pdf_documents import render_pdf
 
 pytestmark = pytest.mark.anyio
@@ -32,16 +33,22 @@ def pdf() -> bytes:
     return render_pdf("binder_cover", COVER, created_at=AT, title="Doc", version_label="1")
 
 
-async def effective(key, artifact, label, data, on, person=None, expires_on=None, approval=None):
+def with_data_dir(tmp_path, keys) -> Installation:
+    from trialcoord.kernel.config import load_settings
+
+    return Installation(load_settings({"TRIALCOORD_DATA_DIR": str(tmp_path / "data")}), keys)
+
+
+async def effective(key, artifact, label, data, on, person=None, expires_on=None, approval=None, *, installation):
     await documents.add_version(key, artifact, label, data, "file.pdf", person=person, expires_on=expires_on)
     await documents.change_status(key, label, "in_review", on)
-    await sign_version(key, label, "ivan")
+    await sign_version(key, label, "ivan", installation=installation)
     await documents.change_status(key, label, "approved", on, approval=approval)
     await documents.change_status(key, label, "effective", on)
 
 
 @pytest.fixture
-async def filed(study, pdf):
+async def filed(study, pdf, installation):
     """Site 101 with ivan (investigator) and cora (coordinator); ivan's CV, a licence expiring within 60
     days, an effective consent form with its approval letter, and a superseded earlier form."""
     await add_user("ivan", ("investigator", "TST-1", "101"), printed_name="Dr. Ivan Investigator")
@@ -49,8 +56,24 @@ async def filed(study, pdf):
     await documents.add_version(LETTER, "066", "1", pdf + b"%letter", "letter.pdf")
     letter = hashlib.sha256(pdf + b"%letter").hexdigest()
     for label, day in (("1.0", date(2026, 1, 5)), ("2.0", date(2026, 6, 1))):
-        await effective(ICF, "040", label, pdf + label.encode(), day, approval=IrbApproval(f"IRB-{label}", day, letter))
-    await effective(DocumentKey("TST-1", "101", "CV Ivan"), "087", "2026", pdf + b"%cv", date(2026, 2, 1), "ivan")
+        await effective(
+            ICF,
+            "040",
+            label,
+            pdf + label.encode(),
+            day,
+            approval=IrbApproval(f"IRB-{label}", day, letter),
+            installation=installation,
+        )
+    await effective(
+        DocumentKey("TST-1", "101", "CV Ivan"),
+        "087",
+        "2026",
+        pdf + b"%cv",
+        date(2026, 2, 1),
+        "ivan",
+        installation=installation,
+    )
     await effective(
         DocumentKey("TST-1", "101", "Licence Ivan"),
         "090",
@@ -59,6 +82,7 @@ async def filed(study, pdf):
         date(2026, 2, 1),
         "ivan",
         expires_on=date(2027, 1, 10),
+        installation=installation,
     )
     return letter
 
@@ -80,9 +104,9 @@ async def test_the_checklist_lists_present_missing_expiring_and_expired(filed):
     assert [i.state for i in later if i.artifact.unique_id == "090"] == ["expired"]
 
 
-async def test_the_export_holds_every_version_signed_and_verifies_offline(filed, tmp_path):
+async def test_the_export_holds_every_version_signed_and_verifies_offline(filed, tmp_path, installation):
     out = tmp_path / "binder.zip"
-    manifest = await binder_export.export("TST-1", "101", out, "cora")
+    manifest = await binder_export.export("TST-1", "101", out, "cora", installation=installation)
     versions = [f for f in manifest["files"] if f["kind"] == "version"]
     assert sorted((f["document"], f["label"], f["status"]) for f in versions) == [
         ("CV Ivan", "2026", "effective"),
@@ -96,7 +120,7 @@ async def test_the_export_holds_every_version_signed_and_verifies_offline(filed,
     assert [s["meaning"] for s in icf["signatures"]] == ["approval"]
     kinds = {f["kind"] for f in manifest["files"]}
     assert kinds == {"version", "signature_page", "pades_signed"}
-    registry = await signer_keys.registry()
+    registry = await signer_keys.registry(installation)
     report = verify_package(out, registry, now=NOW)
     assert report.ok, report.problems
     assert report.signatures_checked == 4
@@ -111,10 +135,10 @@ async def test_the_export_holds_every_version_signed_and_verifies_offline(filed,
     ]  # 5 versions; 4 signed: a page and a PAdES copy each
 
 
-async def test_a_changed_member_or_a_moved_signature_in_an_export_is_named(filed, tmp_path):
+async def test_a_changed_member_or_a_moved_signature_in_an_export_is_named(filed, tmp_path, installation):
     out = tmp_path / "binder.zip"
-    manifest = await binder_export.export("TST-1", "101", out, "cora")
-    registry = await signer_keys.registry()
+    manifest = await binder_export.export("TST-1", "101", out, "cora", installation=installation)
+    registry = await signer_keys.registry(installation)
     target = next(f["path"] for f in manifest["files"] if f["kind"] == "version" and f["label"] == "2.0")
     with zipfile.ZipFile(out) as source:
         members = {name: source.read(name) for name in source.namelist()}
@@ -128,15 +152,12 @@ async def test_a_changed_member_or_a_moved_signature_in_an_export_is_named(filed
     assert any(target in p and "SHA-256" in p for p in problems), problems
 
 
-async def test_an_unchanged_binder_reuses_its_index(filed, tmp_path, monkeypatch):
-    from trialcoord.kernel.render.cache import RenderCache
-
-    cache = RenderCache(tmp_path / "cache")
-    monkeypatch.setattr(binder_index, "render_cache", lambda: cache)
-    await binder_export.export("TST-1", "101", tmp_path / "one.zip", "cora")
+async def test_an_unchanged_binder_reuses_its_index(filed, tmp_path, monkeypatch, system_keys):
+    installation = with_data_dir(tmp_path, system_keys)  # whose data directory holds the render cache
+    await binder_export.export("TST-1", "101", tmp_path / "one.zip", "cora", installation=installation)
     rendered = []
     monkeypatch.setattr("trialcoord.kernel.render.cache.render_pdf", lambda *a, **k: rendered.append(a) or b"")
-    await binder_export.export("TST-1", "101", tmp_path / "two.zip", "cora")
+    await binder_export.export("TST-1", "101", tmp_path / "two.zip", "cora", installation=installation)
     assert rendered == []  # a cache hit: nothing re-rendered
     with zipfile.ZipFile(tmp_path / "one.zip") as one, zipfile.ZipFile(tmp_path / "two.zip") as two:
         assert one.read("index.pdf") == two.read("index.pdf")
@@ -236,15 +257,13 @@ async def test_the_commands_sign_export_and_verify_a_binder(study, db, tmp_path,
 
 
 async def test_a_re_export_takes_unchanged_files_from_the_last_export_and_a_damaged_copy_from_the_database(
-    filed, tmp_path, monkeypatch, pdf
+    filed, tmp_path, monkeypatch, pdf, installation
 ):
     from trialcoord.documents import store as documents_store
-    from trialcoord.kernel import system_keys
-    from trialcoord.kernel.config import load_settings
 
-    system_keys.configure(load_settings({"TRIALCOORD_DATA_DIR": str(tmp_path / "data")}))  # conftest resets it
-    first = await binder_export.export("TST-1", "101", tmp_path / "one.zip", "cora")
-    kept = binder_contents.kept_export("TST-1", "101", [], None)
+    installation = with_data_dir(tmp_path, installation.keys())  # whose data directory keeps the last export
+    first = await binder_export.export("TST-1", "101", tmp_path / "one.zip", "cora", installation=installation)
+    kept = binder_contents.kept_export(installation.data_dir, "TST-1", "101", [], None)
     assert kept.exists()
     asked = []
     real = documents_store.blobs
@@ -255,66 +274,74 @@ async def test_a_re_export_takes_unchanged_files_from_the_last_export_and_a_dama
 
     monkeypatch.setattr(documents_store, "blobs", counting)
     await documents.add_version(DocumentKey("TST-1", "101", "CV Ivan"), "087", "2027", pdf + b"%cv2", "cv.pdf")
-    second = await binder_export.export("TST-1", "101", tmp_path / "two.zip", "cora")
+    second = await binder_export.export("TST-1", "101", tmp_path / "two.zip", "cora", installation=installation)
     assert asked == [hashlib.sha256(pdf + b"%cv2").hexdigest()]  # only the new version came from the database
     assert len(second["files"]) == len(first["files"]) + 1
-    report = verify_package(tmp_path / "two.zip", await signer_keys.registry(), now=NOW)
+    report = verify_package(tmp_path / "two.zip", await signer_keys.registry(installation), now=NOW)
     assert report.ok, report.problems
     raw = bytearray(kept.read_bytes())
     raw[300] ^= 0xFF  # the kept copy is damaged: its bytes fail their CRC, the database is read instead
     kept.write_bytes(bytes(raw))
     asked.clear()
-    await binder_export.export("TST-1", "101", tmp_path / "three.zip", "cora")
-    assert asked and verify_package(tmp_path / "three.zip", await signer_keys.registry(), now=NOW).ok
+    await binder_export.export("TST-1", "101", tmp_path / "three.zip", "cora", installation=installation)
+    assert asked and verify_package(tmp_path / "three.zip", await signer_keys.registry(installation), now=NOW).ok
 
 
 async def test_names_that_meet_at_one_path_stay_apart_and_subject_logs_follow_the_personal_data_grant(
-    filed, tmp_path, pdf
+    filed, tmp_path, pdf, installation
 ):
     for name in ("Lab cert: 2026", "Lab cert_ 2026", "lab cert: 2026"):  # one path once made safe; equal bytes
         await documents.add_version(DocumentKey("TST-1", "101", name), "160", "1", pdf + b"%cert", "cert.pdf")
     await documents.add_version(DocumentKey("TST-1", "101", "Subject log"), "105", "1", pdf + b"%log", "log.pdf")
-    without = await binder_export.export("TST-1", "101", tmp_path / "a.zip", "cora", personal_at=lambda site: False)
+    without = await binder_export.export(
+        "TST-1", "101", tmp_path / "a.zip", "cora", personal_at=lambda site: False, installation=installation
+    )
     paths = [f["path"] for f in without["files"]]
     assert len([p for p in paths if "ab cert" in p]) == 3 and len({p.casefold() for p in paths}) == len(paths)
     assert not any(f["document"] == "Subject log" for f in without["files"])
     with_log = await binder_export.export(
-        "TST-1", "101", tmp_path / "b.zip", "cora", personal_at=lambda site: site == "101"
+        "TST-1", "101", tmp_path / "b.zip", "cora", personal_at=lambda site: site == "101", installation=installation
     )
     assert any(f["document"] == "Subject log" for f in with_log["files"])
-    assert verify_package(tmp_path / "b.zip", await signer_keys.registry(), now=NOW).ok
+    assert verify_package(tmp_path / "b.zip", await signer_keys.registry(installation), now=NOW).ok
 
 
-async def test_verify_refuses_to_trust_a_package_without_the_sites_registry(filed, db, tmp_path):
+async def test_verify_refuses_to_trust_a_package_without_the_sites_registry(filed, db, tmp_path, installation):
     from tests.integration.test_cli import run
 
-    await binder_export.export("TST-1", "101", tmp_path / "binder.zip", "cora")
+    await binder_export.export("TST-1", "101", tmp_path / "binder.zip", "cora", installation=installation)
     env = {"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_SIGNATURES_DIR": str(tmp_path / "none")}
     refused = run("verify", str(tmp_path / "binder.zip"), env=env)
     assert refused.returncode == 2 and "no signer registry to trust" in refused.stderr
-    (tmp_path / "registry.json").write_text(json.dumps(await signer_keys.registry()))
+    (tmp_path / "registry.json").write_text(json.dumps(await signer_keys.registry(installation)))
     trusted = run("verify", str(tmp_path / "binder.zip"), "--registry", str(tmp_path / "registry.json"), env=env)
     assert trusted.returncode == 0, trusted.stderr
-    other = dict(await signer_keys.registry())
+    other = dict(await signer_keys.registry(installation))
     other["system_keys"] = [{**other["system_keys"][0], "public_key": "00" * 32}]
     (tmp_path / "other.json").write_text(json.dumps(other))
     forged = run("verify", str(tmp_path / "binder.zip"), "--registry", str(tmp_path / "other.json"), env=env)
     assert forged.returncode == 1 and "manifest.json.sig" in forged.stderr
 
 
-async def test_an_expired_approval_letter_is_expired_however_often_it_is_filed(study, pdf):
+async def test_an_expired_approval_letter_is_expired_however_often_it_is_filed(study, pdf, installation):
     letter_key = DocumentKey("TST-1", "101", "IRB continuing review")
     await add_user("ivan", ("investigator", "TST-1", "101"))
     await documents.add_version(letter_key, "066", "1", pdf + b"%review", "review.pdf", expires_on=date(2026, 10, 1))
     letter = hashlib.sha256(pdf + b"%review").hexdigest()
     await effective(
-        ICF, "040", "1.0", pdf + b"%icf", date(2026, 1, 5), approval=IrbApproval("IRB-1", date(2026, 1, 5), letter)
+        ICF,
+        "040",
+        "1.0",
+        pdf + b"%icf",
+        date(2026, 1, 5),
+        approval=IrbApproval("IRB-1", date(2026, 1, 5), letter),
+        installation=installation,
     )
     states = [i.state for i in await binder_checklist.site_checklist("TST-1", "101", TODAY) if i.consent_version]
     assert states == ["expired"]
 
 
-async def test_site_staff_sign_the_protocol_for_review_but_only_the_study_approves_it(study, pdf):
+async def test_site_staff_sign_the_protocol_for_review_but_only_the_study_approves_it(study, pdf, installation):
     from trialcoord.kernel.problems import Forbidden
 
     protocol = DocumentKey("TST-1", None, "Protocol")
@@ -322,12 +349,18 @@ async def test_site_staff_sign_the_protocol_for_review_but_only_the_study_approv
     await add_user("ivan", ("investigator", "TST-1", "101"))
     for meaning in ("review", "responsibility"):
         made = await signatures.sign(
-            protocol, "2.0", await signing.signing_by_password("ivan", meaning, PASSWORD, rules=account_rules())
+            protocol,
+            "2.0",
+            await signing.signing_by_password("ivan", meaning, PASSWORD, rules=account_rules()),
+            installation=installation,
         )
         assert made.meaning == meaning and made.record == "TST-1/documents/Protocol/2.0"
     with pytest.raises(Forbidden, match="may not sign Protocol for approval"):
         await signatures.sign(
-            protocol, "2.0", await signing.signing_by_password("ivan", "approval", PASSWORD, rules=account_rules())
+            protocol,
+            "2.0",
+            await signing.signing_by_password("ivan", "approval", PASSWORD, rules=account_rules()),
+            installation=installation,
         )
     await add_user("ada", ("administrator", None, None))
-    assert (await sign_version(protocol, "2.0", "ada")).meaning == "approval"
+    assert (await sign_version(protocol, "2.0", "ada", installation=installation)).meaning == "approval"

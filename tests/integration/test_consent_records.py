@@ -23,13 +23,13 @@ LETTER = DocumentKey("TST-1", SITE_A, "IRB approval letters")
 TODAY = date(2024, 6, 1)
 
 
-async def effective_form(label: str, effective: date) -> None:
+async def effective_form(label: str, effective: date, installation) -> None:
     """An informed consent form version taken through review and IRB approval to effective."""
     letter = PDF + f"%letter {label}".encode()
     await documents.add_version(LETTER, "066", label, letter, "letter.pdf")
     await documents.add_version(ICF, "040", label, PDF + label.encode(), "icf.pdf")
     await documents.change_status(ICF, label, "in_review", effective)
-    await sign_version(ICF, label)
+    await sign_version(ICF, label, installation=installation)
     await documents.change_status(
         ICF,
         label,
@@ -41,8 +41,8 @@ async def effective_form(label: str, effective: date) -> None:
 
 
 @pytest.fixture
-async def consenting(study):
-    await effective_form("1.0", date(2024, 2, 1))
+async def consenting(study, installation):
+    await effective_form("1.0", date(2024, 2, 1), installation=installation)
     await consent_versions.register_version(study, SITE_A, "en", "1.0", "1.0", ICF.name, "1.0", actor="cora")
     for subject in ("1001", "1002"):
         await participants.enroll_participant(study, subject, SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
@@ -59,9 +59,9 @@ async def test_a_visit_without_consent_is_a_candidate_and_consents_are_audited(c
     assert entries[0].record_id == "TST-1/101/1001/consent/1.0" and entries[0].new["signed_on"] == "2024-03-01"
 
 
-async def test_a_new_effective_version_fills_the_reconsent_queue_until_reconsent(consenting):
+async def test_a_new_effective_version_fills_the_reconsent_queue_until_reconsent(consenting, installation):
     assert await consent_checks.reconsent(consenting, TODAY) == []
-    await effective_form("2.0", date(2024, 4, 1))
+    await effective_form("2.0", date(2024, 4, 1), installation=installation)
     await consent_versions.register_version(consenting, SITE_A, "en", "2.0", "2.0", ICF.name, "2.0")
     queue = await consent_checks.reconsent(consenting, TODAY)
     assert [asdict(due) for due in queue] == [
@@ -97,8 +97,8 @@ async def test_only_an_effective_consent_form_becomes_a_consent_version_and_cons
     assert unknown.value.problems[0].field == "label"
 
 
-async def test_the_consent_routes_follow_the_grants(anonymous, personas):
-    await effective_form("1.0", date(2024, 2, 1))
+async def test_the_consent_routes_follow_the_grants(anonymous, personas, installation):
+    await effective_form("1.0", date(2024, 2, 1), installation=installation)
     coord = await signed_in(anonymous, "coord-a")
     version = {
         "site": SITE_A,
@@ -154,8 +154,10 @@ async def test_the_consent_routes_follow_the_grants(anonymous, personas):
     assert (await other.post("/api/studies/TST-1/consent-versions", json={**version, "label": "9"})).status_code == 403
 
 
-async def test_the_study_page_shows_the_queue_and_the_candidates_of_the_viewers_sites(anonymous, personas):
-    await effective_form("1.0", date(2024, 2, 1))
+async def test_the_study_page_shows_the_queue_and_the_candidates_of_the_viewers_sites(
+    anonymous, personas, installation
+):
+    await effective_form("1.0", date(2024, 2, 1), installation=installation)
     await consent_versions.register_version("TST-1", SITE_A, "en", "1.0", "1.0", ICF.name, "1.0")
     await visits.record_event("TST-1", "1001", "randomization", RANDOMIZED, today=TODAY)
     await visits.record_visit("TST-1", "1001", "V2", date(2024, 3, 18), today=TODAY)
@@ -172,8 +174,8 @@ async def test_sites_without_consent_versions_are_not_checked(personas):
     assert await consent_checks.candidates("TST-1") == []  # no consent form is kept here for site 101
 
 
-async def test_a_coordinator_records_a_consent_on_the_participant_page(anonymous, personas):
-    await effective_form("1.0", date(2024, 2, 1))
+async def test_a_coordinator_records_a_consent_on_the_participant_page(anonymous, personas, installation):
+    await effective_form("1.0", date(2024, 2, 1), installation=installation)
     await consent_versions.register_version("TST-1", SITE_A, "en", "1.0", "1.0", ICF.name, "1.0")
     coord = await signed_in(anonymous, "coord-a")
     page = "/studies/TST-1/participants/1001"
@@ -199,14 +201,14 @@ async def test_a_coordinator_records_a_consent_on_the_participant_page(anonymous
 # --- one consent (issue 11, section 4) ---
 
 
-async def test_recording_a_consent_records_the_consent_event_too(consenting):
+async def test_recording_a_consent_records_the_consent_event_too(consenting, installation):
     assert (await participants.get_participant(consenting, "1001"))["events"]["consent"] == date(2024, 3, 1)
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="participant_event"), None, 10)
     assert [e.record_id for e in entries if e.record_id.endswith("/consent")] == ["TST-1/101/1001/consent"]
     await participant_consents.record_consent(consenting, "1002", "en", "1.0", date(2024, 3, 10), "cora", TODAY)
     assert (await participants.get_participant(consenting, "1002"))["events"]["consent"] == date(2024, 3, 10)
     # A re-consent leaves the date of first consent as it is.
-    await effective_form("2.0", date(2024, 4, 1))
+    await effective_form("2.0", date(2024, 4, 1), installation=installation)
     await consent_versions.register_version(consenting, SITE_A, "en", "2.0", "2.0", ICF.name, "2.0")
     await participant_consents.record_consent(consenting, "1001", "en", "2.0", date(2024, 4, 5), "cora", TODAY)
     assert (await participants.get_participant(consenting, "1001"))["events"]["consent"] == date(2024, 3, 1)
@@ -225,7 +227,7 @@ async def test_the_consent_event_and_the_consents_never_disagree(consenting):
     assert await consent_checks.issues(consenting) == []  # the consent of 2024-03-05 now has its version
 
 
-async def test_found_a_consent_event_counts_once_a_site_registers_its_first_consent_version(db):
+async def test_found_a_consent_event_counts_once_a_site_registers_its_first_consent_version(db, installation):
     from trialcoord.demo.demo import load_demo
     from trialcoord.deviations import detection, queue
 
@@ -237,7 +239,7 @@ async def test_found_a_consent_event_counts_once_a_site_registers_its_first_cons
     await documents.add_version(letters, "066", "1", letter, "letter.pdf")
     await documents.add_version(icf, "040", "3.0", PDF + b"3.0", "icf.pdf")
     await documents.change_status(icf, "3.0", "in_review", today)
-    await sign_version(icf, "3.0")
+    await sign_version(icf, "3.0", installation=installation)
     await documents.change_status(
         icf, "3.0", "approved", today, approval=IrbApproval("IRB-3", today, hashlib.sha256(letter).hexdigest())
     )
@@ -283,8 +285,8 @@ async def test_found_a_consent_signed_before_its_version_was_registered_is_recor
     assert entries[0].record_id == "TST-1/101/1002/consent/paper/2024-01-15"
 
 
-async def test_paper_consents_and_consent_issues_over_the_api(anonymous, personas):
-    await effective_form("1.0", date(2024, 2, 1))
+async def test_paper_consents_and_consent_issues_over_the_api(anonymous, personas, installation):
+    await effective_form("1.0", date(2024, 2, 1), installation=installation)
     await consent_versions.register_version("TST-1", SITE_A, "en", "1.0", "1.0", ICF.name, "1.0")
     await visits.record_event("TST-1", "1001", "consent", date(2024, 2, 20), today=TODAY)
     coord = await signed_in(anonymous, "coord-a")
@@ -303,8 +305,8 @@ async def test_paper_consents_and_consent_issues_over_the_api(anonymous, persona
     assert (await coord.get("/api/studies/TST-1/consent-issues")).json() == []
 
 
-async def test_the_pages_record_a_paper_consent_and_list_consents_without_a_version(anonymous, personas):
-    await effective_form("1.0", date(2024, 2, 1))
+async def test_the_pages_record_a_paper_consent_and_list_consents_without_a_version(anonymous, personas, installation):
+    await effective_form("1.0", date(2024, 2, 1), installation=installation)
     await consent_versions.register_version("TST-1", SITE_A, "en", "1.0", "1.0", ICF.name, "1.0")
     await visits.record_event("TST-1", "1001", "consent", date(2024, 1, 20), today=TODAY)
     coord = await signed_in(anonymous, "coord-a")

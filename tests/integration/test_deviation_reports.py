@@ -45,7 +45,7 @@ def at(text: str) -> datetime:
 
 
 @pytest.fixture
-async def reported(personas, server_clock):
+async def reported(personas, server_clock, installation):
     """Site A: 1001 (V2 4 days late; screening and V3 missed) and 1002 (withdrawn; screening missed), found on
     2024-04-01, and a manual deviation recorded on 2024-05-20; site B: 2001 (V2, V3 on time; screening missed,
     closed 10 days after detection). A licence at site A expires within 60 days."""
@@ -102,16 +102,16 @@ async def reported(personas, server_clock):
     licence = DocumentKey(study, SITE_A, "Licence Ivan")
     await documents.add_version(licence, "090", "2024", pdf, "licence.pdf", expires_on=date(2024, 7, 1))
     await documents.change_status(licence, "2024", "in_review", date(2024, 1, 2))
-    await deviation_review_sign(licence)
+    await deviation_review_sign(licence, installation=installation)
     await documents.change_status(licence, "2024", "approved", date(2024, 1, 2))
     await documents.change_status(licence, "2024", "effective", date(2024, 1, 2))
     return study
 
 
-async def deviation_review_sign(key):
+async def deviation_review_sign(key, installation):
     from tests.conftest import sign_version
 
-    await sign_version(key, "2024", "ivan")
+    await sign_version(key, "2024", "ivan", installation=installation)
 
 
 async def test_trends_on_known_data(reported):
@@ -505,7 +505,7 @@ async def test_the_summary_applies_as_of_to_deviations_visits_and_participants(r
     assert closed_b.sites[0].open_deviations == 1  # closed on 2024-04-11: open then
 
 
-async def test_the_summary_counts_study_level_documents_and_hides_subject_logs(reported, anonymous):
+async def test_the_summary_counts_study_level_documents_and_hides_subject_logs(reported, anonymous, installation):
     from tests.conftest import add_user, sign_version
 
     pdf = render_pdf(
@@ -529,7 +529,7 @@ async def test_the_summary_counts_study_level_documents_and_hides_subject_logs(r
     ):
         await documents.add_version(key, artifact, "1", pdf, "d.pdf", expires_on=date(2024, 6, 20))
         await documents.change_status(key, "1", "in_review", date(2024, 1, 2))
-        await sign_version(key, "1", signer)
+        await sign_version(key, "1", signer, installation=installation)
         await documents.change_status(key, "1", "approved", date(2024, 1, 2))
         await documents.change_status(key, "1", "effective", date(2024, 1, 2))
     summary = await site_summary.site_summary(reported, [SITE_A, SITE_B], TODAY)

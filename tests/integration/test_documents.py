@@ -81,7 +81,7 @@ async def test_unknown_study_site_or_artifact_are_named(study):
     assert artifact.value.problems[0].field == "artifact"
 
 
-async def test_the_lifecycle_is_followed_and_each_step_audited(study):
+async def test_the_lifecycle_is_followed_and_each_step_audited(study, installation):
     await documents.add_version(LETTER, "066", "1", PDF, "letter.pdf")
     letter_sha = (await documents.list_documents("TST-1"))[0].sha256
     await documents.add_version(ICF, "040", "2.0", PDF + b"%v2", "icf.pdf")
@@ -96,10 +96,10 @@ async def test_the_lifecycle_is_followed_and_each_step_audited(study):
     approval = IrbApproval("IRB-2024-117", date(2024, 4, 9), letter_sha)
     with pytest.raises(InvalidInput, match="needs an electronic signature with the meaning approval"):
         await documents.change_status(ICF, "2.0", "approved", date(2024, 4, 10), approval=approval)
-    await sign_version(ICF, "2.0", "ivan", "review")
+    await sign_version(ICF, "2.0", "ivan", "review", installation=installation)
     with pytest.raises(InvalidInput, match="meaning approval"):  # a review is not an approval
         await documents.change_status(ICF, "2.0", "approved", date(2024, 4, 10), approval=approval)
-    await sign_version(ICF, "2.0", "ivan")
+    await sign_version(ICF, "2.0", "ivan", installation=installation)
     approved = await documents.change_status(ICF, "2.0", "approved", date(2024, 4, 10), approval=approval, actor="ivan")
     assert approved.approval.reference == "IRB-2024-117"
     effective = await documents.change_status(ICF, "2.0", "effective", date(2024, 4, 15), actor="ivan")
@@ -177,13 +177,13 @@ async def test_a_version_pointed_at_other_bytes_is_caught_against_the_audit_trai
     ]
 
 
-async def test_a_new_effective_version_supersedes_the_one_before(study):
+async def test_a_new_effective_version_supersedes_the_one_before(study, installation):
     await documents.add_version(LETTER, "066", "1", PDF + b"%letter", "letter.pdf")
     letter = hashlib.sha256(PDF + b"%letter").hexdigest()
     for label, day in (("1.0", 1), ("2.0", 20)):
         await documents.add_version(ICF, "040", label, PDF + label.encode(), "icf.pdf")
         await documents.change_status(ICF, label, "in_review", date(2024, 4, day))
-        await sign_version(ICF, label)
+        await sign_version(ICF, label, installation=installation)
         await documents.change_status(
             ICF, label, "approved", date(2024, 4, day), approval=IrbApproval(f"IRB-{label}", date(2024, 4, day), letter)
         )
@@ -198,10 +198,10 @@ async def test_a_new_effective_version_supersedes_the_one_before(study):
     assert [e.reason for e in superseded] == ["superseded by version 2.0"]
 
 
-async def test_an_approval_must_name_a_stored_letter_and_dates_must_be_plausible(study):
+async def test_an_approval_must_name_a_stored_letter_and_dates_must_be_plausible(study, installation):
     await documents.add_version(ICF, "040", "1.0", PDF, "icf.pdf")
     await documents.change_status(ICF, "1.0", "in_review", date(2024, 4, 1))
-    await sign_version(ICF, "1.0")
+    await sign_version(ICF, "1.0", installation=installation)
     with pytest.raises(InvalidInput) as unknown:
         await documents.change_status(
             ICF, "1.0", "approved", date(2024, 4, 2), approval=IrbApproval("IRB-1", date(2024, 4, 2), "ab" * 32)

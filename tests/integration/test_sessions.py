@@ -173,7 +173,7 @@ async def test_the_timeout_is_configurable(db, personas, clock):
         assert (await client.get("/api/me")).status_code == 401
 
 
-async def test_a_new_password_or_disabling_signs_out_everywhere(anonymous, personas):
+async def test_a_new_password_or_disabling_signs_out_everywhere(anonymous, personas, installation):
     import httpx
 
     first = await signed_in(anonymous, "coord-a")
@@ -183,7 +183,7 @@ async def test_a_new_password_or_disabling_signs_out_everywhere(anonymous, perso
         assert (await first.get("/api/me")).status_code == 401
         assert (await second.get("/api/me")).status_code == 401
     signed = await sessions.sign_in("coord-a", "a brand new passphrase", "127.0.0.1", rules=account_rules())
-    await users.disable_user("coord-a", "admin", "left the site")
+    await users.disable_user("coord-a", "admin", "left the site", installation=installation)
     assert (await sessions.resolve(signed.token, rules=account_rules())).viewer is None
     with pytest.raises(sessions.SignInRefused):
         await sessions.sign_in("coord-a", "a brand new passphrase", "127.0.0.1", rules=account_rules())
@@ -310,17 +310,17 @@ async def test_a_failed_signing_fails_closed_and_restarts_the_ceremony(personas,
     assert len(trail) == 3 and all("not my password" not in str(e) for e in trail)
 
 
-async def test_a_disabled_account_cannot_sign(personas):
+async def test_a_disabled_account_cannot_sign(personas, installation):
     viewer = await _viewer("coord-a")
-    await users.disable_user("coord-a", "admin", "left")
+    await users.disable_user("coord-a", "admin", "left", installation=installation)
     with pytest.raises(InvalidInput):
         await signing.signing_ceremony(viewer, "approval", PASSWORD, "coord-a", rules=account_rules())
 
 
-async def test_a_user_id_is_never_reused(personas):
+async def test_a_user_id_is_never_reused(personas, installation):
     from trialcoord.kernel.problems import Conflict
 
-    await users.disable_user("coord-b", "admin", "left")
+    await users.disable_user("coord-b", "admin", "left", installation=installation)
     with pytest.raises(Conflict, match="never reused"):
         await add_user("coord-b")
 

@@ -47,8 +47,8 @@ def real_pdf() -> bytes:
     return render_pdf("binder_cover", COVER, created_at=AT, title="Consent", version_label="1.0")
 
 
-async def _file(key: DocumentKey, label: str, kind: str) -> bytes:
-    files = (await signatures.of_version(key, label)).files
+async def _file(key: DocumentKey, label: str, kind: str, installation) -> bytes:
+    files = (await signatures.of_version(key, label, installation=installation)).files
     newest = next(f for f in files if f.kind == kind)
     rows = await fetch("SELECT data FROM document_blobs WHERE sha256 = {}", newest.sha256)
     import base64
@@ -56,17 +56,17 @@ async def _file(key: DocumentKey, label: str, kind: str) -> bytes:
     return base64.b64decode(rows[0]["data"])
 
 
-async def test_a_signature_is_linked_to_the_version_printed_and_audited(study, real_pdf):
+async def test_a_signature_is_linked_to_the_version_printed_and_audited(study, real_pdf, installation):
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
     await add_user("ivan", ("investigator", "TST-1", "101"), printed_name="Dr. Ivan Investigator")
-    made = await sign_version(ICF, "1.0", "ivan", "review")
+    made = await sign_version(ICF, "1.0", "ivan", "review", installation=installation)
     assert (made.signer_id, made.printed_name, made.meaning) == ("ivan", "Dr. Ivan Investigator", "review")
     assert made.version_sha256 == hashlib.sha256(real_pdf).hexdigest()
-    found = await signatures.of_version(ICF, "1.0")
+    found = await signatures.of_version(ICF, "1.0", installation=installation)
     shown, files = found.signatures, found.files
     assert [(s.verdict, s.local_time[-18:]) for s in shown] == [("valid", "(America/New_York)")]
     assert {f.kind for f in files} == {"signature_page", "signed_copy"}
-    page = await _file(ICF, "1.0", "signature_page")
+    page = await _file(ICF, "1.0", "signature_page", installation=installation)
     from tests.unit.test_document_rendering import pdf_text
 
     printed = pdf_text(page).replace("America/ New_York", "America/New_York")
@@ -77,7 +77,7 @@ async def test_a_signature_is_linked_to_the_version_printed_and_audited(study, r
         attached = json.loads(pdf.attachments["data.json"].get_file().read_bytes())
     assert attached["signatures"][0]["printed_name"] == "Dr. Ivan Investigator"
     assert attached["signatures"][0]["local_time"].endswith("EST (America/New_York)")
-    with pikepdf.open(io.BytesIO(await _file(ICF, "1.0", "signed_copy"))) as copy:
+    with pikepdf.open(io.BytesIO(await _file(ICF, "1.0", "signed_copy", installation=installation))) as copy:
         assert len(copy.pages) == 2  # the version's page, then the signature page
     assert await documents.version_bytes(ICF, "1.0") == real_pdf  # the version itself never changes
     entry = [
@@ -90,7 +90,7 @@ async def test_a_signature_is_linked_to_the_version_printed_and_audited(study, r
     assert await verification.verify_all() == (4, [])  # one key, one signature, two files
 
 
-async def test_a_wrong_password_signs_nothing_and_is_audited(study, real_pdf):
+async def test_a_wrong_password_signs_nothing_and_is_audited(study, real_pdf, installation):
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
     await add_user("ivan", ("investigator", "TST-1", "101"))
     with pytest.raises(InvalidInput) as refused:
@@ -100,7 +100,7 @@ async def test_a_wrong_password_signs_nothing_and_is_audited(study, real_pdf):
         await signing.signing_by_password("nobody", "approval", PASSWORD, rules=account_rules())
     with pytest.raises(InvalidInput, match="meaning"):
         await signing.signing_by_password("ivan", "liking", PASSWORD, rules=account_rules())
-    found = await signatures.of_version(ICF, "1.0")
+    found = await signatures.of_version(ICF, "1.0", installation=installation)
     assert (found.signatures, found.files) == ([], [])
     failures = await audit_log.export_rows(audit_store.AuditFilter(action="signing_failed"), 10)
     assert [e.reason for e in failures][:1] == ["the password is not correct"]
@@ -109,21 +109,21 @@ async def test_a_wrong_password_signs_nothing_and_is_audited(study, real_pdf):
     )
 
 
-async def test_approval_by_signature_gets_a_pades_signature_readers_verify(study, real_pdf, system_keys):
+async def test_approval_by_signature_gets_a_pades_signature_readers_verify(study, real_pdf, system_keys, installation):
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
-    await sign_version(ICF, "1.0", "ivan", "approval")
-    signed = await _file(ICF, "1.0", "pades_signed")
+    await sign_version(ICF, "1.0", "ivan", "approval", installation=installation)
+    signed = await _file(ICF, "1.0", "pades_signed", installation=installation)
     check = await pades_verify(signed, [system_keys.pades[1]])
     assert check.ok, check.problems
-    approved_at = (await signatures.of_version(ICF, "1.0")).signatures[0].instant
+    approved_at = (await signatures.of_version(ICF, "1.0", installation=installation)).signatures[0].instant
     assert (
         -1 < (check.signed_at - datetime.fromisoformat(approved_at.replace("Z", "+00:00"))).total_seconds() < 60
     )  # PDF time: whole seconds
-    copy = await _file(ICF, "1.0", "signed_copy")
+    copy = await _file(ICF, "1.0", "signed_copy", installation=installation)
     assert signed.startswith(copy)  # PAdES is an incremental update of the copy with its signature page
 
 
-async def test_a_docx_version_carries_its_signature_page(study):
+async def test_a_docx_version_carries_its_signature_page(study, installation):
     docx = render_docx(
         "consent_form",
         {
@@ -139,64 +139,64 @@ async def test_a_docx_version_carries_its_signature_page(study):
         version_label="1.0",
     )
     await documents.add_version(ICF, "040", "1.0", docx, "icf.docx")
-    await sign_version(ICF, "1.0", "colin", "authorship")
-    copy = await _file(ICF, "1.0", "signed_copy")
+    await sign_version(ICF, "1.0", "colin", "authorship", installation=installation)
+    copy = await _file(ICF, "1.0", "signed_copy", installation=installation)
     with zipfile.ZipFile(io.BytesIO(copy)) as archive:
         body = archive.read("word/document.xml").decode()
     assert "Signature page" in body and hashlib.sha256(docx).hexdigest() in body and "authorship" in body
 
 
-async def test_signing_twice_for_one_meaning_or_a_version_no_longer_in_force_is_refused(study, real_pdf):
+async def test_signing_twice_for_one_meaning_or_a_version_no_longer_in_force_is_refused(study, real_pdf, installation):
     await documents.add_version(CV, "087", "1", real_pdf, "cv.pdf")
-    await sign_version(CV, "1", "ivan", "authorship")
+    await sign_version(CV, "1", "ivan", "authorship", installation=installation)
     with pytest.raises(Conflict, match="already signed"):
-        await sign_version(CV, "1", "ivan", "authorship")
-    await sign_version(CV, "1", "ivan", "approval")  # another meaning is another signature
+        await sign_version(CV, "1", "ivan", "authorship", installation=installation)
+    await sign_version(CV, "1", "ivan", "approval", installation=installation)  # another meaning is another signature
     from datetime import date
 
     for status in ("in_review", "approved", "effective"):  # a CV needs no IRB/IEC approval
         await documents.change_status(CV, "1", status, date(2024, 5, 1))
     await documents.add_version(CV, "087", "2", real_pdf + b"%2", "cv.pdf")
-    await sign_version(CV, "2", "ivan")
+    await sign_version(CV, "2", "ivan", installation=installation)
     for status in ("in_review", "approved", "effective"):
         await documents.change_status(CV, "2", status, date(2024, 6, 1))
     with pytest.raises(InvalidInput, match="superseded: a version no longer in force"):
-        await sign_version(CV, "1", "ivan", "review")
+        await sign_version(CV, "1", "ivan", "review", installation=installation)
 
 
-async def test_a_revoked_key_keeps_old_signatures_valid_when_made_and_a_new_key_signs_on(study, real_pdf):
+async def test_a_revoked_key_keeps_old_signatures_valid_when_made_and_a_new_key_signs_on(study, real_pdf, installation):
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
-    await sign_version(ICF, "1.0", "ivan", "review")
-    first_key = (await signatures.of_version(ICF, "1.0")).signatures[0].key_id
+    await sign_version(ICF, "1.0", "ivan", "review", installation=installation)
+    first_key = (await signatures.of_version(ICF, "1.0", installation=installation)).signatures[0].key_id
     with pytest.raises(InvalidInput):
-        await signer_keys.end_signer_keys("ivan", " ", "admin")
-    assert await signer_keys.end_signer_keys("ivan", "laptop lost", "admin") == [first_key]
-    await sign_version(ICF, "1.0", "ivan", "approval")
-    shown = (await signatures.of_version(ICF, "1.0")).signatures
+        await signer_keys.end_signer_keys("ivan", " ", "admin", installation=installation)
+    assert await signer_keys.end_signer_keys("ivan", "laptop lost", "admin", installation=installation) == [first_key]
+    await sign_version(ICF, "1.0", "ivan", "approval", installation=installation)
+    shown = (await signatures.of_version(ICF, "1.0", installation=installation)).signatures
     assert [(s.meaning, s.verdict) for s in shown] == [("review", "valid when made"), ("approval", "valid")]
     assert shown[1].key_id != first_key
     assert (await verification.verify_all())[1] == []
-    registry = await signer_keys.registry()
+    registry = await signer_keys.registry(installation)
     signers, system = parse_registry(registry)
     assert signers[first_key].valid_to is not None and signers[first_key].revoked_reason == "laptop lost"
     assert len(system) == 1
 
 
-async def test_disabling_an_account_ends_its_signing_key(study, real_pdf):
+async def test_disabling_an_account_ends_its_signing_key(study, real_pdf, installation):
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
-    await sign_version(ICF, "1.0", "ivan", "review")
-    await users.disable_user("ivan", "admin", "left the site")
-    signers, _ = parse_registry(await signer_keys.registry())
+    await sign_version(ICF, "1.0", "ivan", "review", installation=installation)
+    await users.disable_user("ivan", "admin", "left the site", installation=installation)
+    signers, _ = parse_registry(await signer_keys.registry(installation))
     assert [k.revoked_reason for k in signers.values()] == ["account disabled"]
     with pytest.raises(InvalidInput, match="disabled"):
         await signing.signing_by_password("ivan", "approval", PASSWORD, rules=account_rules())
 
 
-async def test_verification_names_an_altered_or_moved_signature(study, db, real_pdf):
+async def test_verification_names_an_altered_or_moved_signature(study, db, real_pdf, installation):
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
     await documents.add_version(ICF, "040", "2.0", real_pdf + b"%2", "icf.pdf")
-    await sign_version(ICF, "1.0", "ivan", "review")
-    await sign_version(ICF, "2.0", "ivan", "approval")
+    await sign_version(ICF, "1.0", "ivan", "review", installation=installation)
+    await sign_version(ICF, "2.0", "ivan", "approval", installation=installation)
     assert (await verification.verify_all())[1] == []
     value = (await fetch("SELECT value FROM document_signatures WHERE meaning = 'review'"))[0]["value"]
     flipped = ("0" if value[0] != "0" else "1") + value[1:]
@@ -204,7 +204,7 @@ async def test_verification_names_an_altered_or_moved_signature(study, db, real_
     problems = (await verification.verify_all())[1]
     assert problems == [
         "document Informed consent form (English) at site 101 version 1.0: signature by ivan (review,"
-        f" {(await signatures.of_version(ICF, '1.0')).signatures[0].instant}): the signature does not"
+        f" {(await signatures.of_version(ICF, '1.0', installation)).signatures[0].instant}): the signature does not"
         " verify: the statement or the value was altered"
     ]
     await tamper(db, "UPDATE document_signatures SET value = {} WHERE meaning = 'review'", value)
@@ -215,10 +215,10 @@ async def test_verification_names_an_altered_or_moved_signature(study, db, real_
     assert "does not verify" in problems[0]
 
 
-async def test_the_registry_file_is_written_and_holds_only_public_parts(study, tmp_path, real_pdf):
+async def test_the_registry_file_is_written_and_holds_only_public_parts(study, tmp_path, real_pdf, installation):
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
-    await sign_version(ICF, "1.0", "ivan", "review")
-    written = await signer_keys.write_registry(tmp_path)
+    await sign_version(ICF, "1.0", "ivan", "review", installation=installation)
+    written = await signer_keys.write_registry(installation, tmp_path)
     document = json.loads(written.read_text())
     assert [s["signer_id"] for s in document["signers"]] == ["ivan"]
     encrypted = (await fetch("SELECT encrypted FROM signer_keys"))[0]["encrypted"]
@@ -227,13 +227,13 @@ async def test_the_registry_file_is_written_and_holds_only_public_parts(study, t
     assert (tmp_path / "pades-certificate.pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
 
 
-async def test_a_key_or_signature_inserted_behind_the_applications_back_is_named(study, db, real_pdf):
+async def test_a_key_or_signature_inserted_behind_the_applications_back_is_named(study, db, real_pdf, installation):
     from trialcoord.accounts.rules.accounts import Meaning
     from trialcoord.documents.rules.signatures import Statement
     from trialcoord.kernel import signing_keys
 
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
-    await sign_version(ICF, "1.0", "ivan", "review")
+    await sign_version(ICF, "1.0", "ivan", "review", installation=installation)
     rogue = signing_keys.generate_key()
     public, kid = signing_keys.public_key_hex(rogue.public_key()), signing_keys.key_id(rogue.public_key())
     await fetch(
@@ -268,12 +268,14 @@ async def test_a_key_or_signature_inserted_behind_the_applications_back_is_named
         "UPDATE document_versions SET expires_on = '2099-01-01'",
     ],
 )
-async def test_the_database_refuses_to_rewrite_keys_or_documents(study, real_pdf, sql):
+async def test_the_database_refuses_to_rewrite_keys_or_documents(study, real_pdf, sql, installation):
     from trialcoord.kernel.database.engine import transaction
 
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
-    await sign_version(ICF, "1.0", "ivan", "review")
-    await signer_keys.end_signer_keys("ivan", "rotated", "admin")  # ending a key, once, is allowed
+    await sign_version(ICF, "1.0", "ivan", "review", installation=installation)
+    await signer_keys.end_signer_keys(
+        "ivan", "rotated", "admin", installation=installation
+    )  # ending a key, once, is allowed
     with pytest.raises(Exception, match="never change"):
         async with transaction():
             await fetch(sql)
@@ -282,7 +284,7 @@ async def test_the_database_refuses_to_rewrite_keys_or_documents(study, real_pdf
             await fetch("UPDATE signer_keys SET valid_to = '2030-01-01T00:00:00.000000Z'")  # ended keys stay ended
 
 
-async def test_a_signer_without_the_right_cannot_sign_from_any_door(study, real_pdf):
+async def test_a_signer_without_the_right_cannot_sign_from_any_door(study, real_pdf, installation):
     from trialcoord.kernel.problems import Forbidden
 
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
@@ -295,19 +297,25 @@ async def test_a_signer_without_the_right_cannot_sign_from_any_door(study, real_
     for user, meaning in (("sam", "review"), ("colin", "approval"), ("mona", "approval")):
         with pytest.raises(Forbidden):
             await signatures.sign(
-                ICF, "1.0", await signing.signing_by_password(user, meaning, PASSWORD, rules=account_rules())
+                ICF,
+                "1.0",
+                await signing.signing_by_password(user, meaning, PASSWORD, rules=account_rules()),
+                installation=installation,
             )
     made = await signatures.sign(
-        ICF, "1.0", await signing.signing_by_password("mona", "review", PASSWORD, rules=account_rules())
+        ICF,
+        "1.0",
+        await signing.signing_by_password("mona", "review", PASSWORD, rules=account_rules()),
+        installation=installation,
     )
     assert made.meaning == "review"
 
 
-async def test_equal_bytes_filed_twice_do_not_share_signatures(study, db, real_pdf):
+async def test_equal_bytes_filed_twice_do_not_share_signatures(study, db, real_pdf, installation):
     other = DocumentKey("TST-1", "101", "ICF copy")
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
     await documents.add_version(other, "040", "1.0", real_pdf, "icf.pdf")
-    await sign_version(ICF, "1.0", "ivan", "approval")
+    await sign_version(ICF, "1.0", "ivan", "approval", installation=installation)
     versions = await fetch("SELECT v.id, d.name FROM document_versions v JOIN documents d ON d.id = v.document")
     copy = next(v["id"] for v in versions if v["name"] == "ICF copy")
     await tamper(
@@ -321,7 +329,9 @@ async def test_equal_bytes_filed_twice_do_not_share_signatures(study, db, real_p
     assert len(problems) == 1 and "document ICF copy" in problems[0] and "does not verify" in problems[0]
 
 
-async def test_a_manifestation_that_fails_leaves_the_signature_and_is_made_later(study, real_pdf, monkeypatch):
+async def test_a_manifestation_that_fails_leaves_the_signature_and_is_made_later(
+    study, real_pdf, monkeypatch, installation
+):
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
 
     def broken(*args, **kwargs):
@@ -331,19 +341,24 @@ async def test_a_manifestation_that_fails_leaves_the_signature_and_is_made_later
 
     real = rendering.render_pdf
     monkeypatch.setattr(rendering, "render_pdf", broken)
-    made = await sign_version(ICF, "1.0", "ivan", "review")  # no error: the signature is stored
-    assert made.meaning == "review" and (await signatures.of_version(ICF, "1.0")).files == []
+    made = await sign_version(
+        ICF, "1.0", "ivan", "review", installation=installation
+    )  # no error: the signature is stored
+    assert made.meaning == "review" and (await signatures.of_version(ICF, "1.0", installation=installation)).files == []
     monkeypatch.setattr(rendering, "render_pdf", real)
-    await signatures.manifest_safely(ICF, "1.0")
-    assert {f.kind for f in (await signatures.of_version(ICF, "1.0")).files} == {"signature_page", "signed_copy"}
+    await signatures.manifest_safely(ICF, "1.0", installation=installation)
+    assert {f.kind for f in (await signatures.of_version(ICF, "1.0", installation=installation)).files} == {
+        "signature_page",
+        "signed_copy",
+    }
 
 
-async def test_an_older_registry_never_replaces_a_newer_one(study, tmp_path, real_pdf, monkeypatch):
+async def test_an_older_registry_never_replaces_a_newer_one(study, tmp_path, real_pdf, monkeypatch, installation):
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
-    await sign_version(ICF, "1.0", "ivan", "review")
-    written = await signer_keys.write_registry(tmp_path)
+    await sign_version(ICF, "1.0", "ivan", "review", installation=installation)
+    written = await signer_keys.write_registry(installation, tmp_path)
     newer = json.loads(written.read_text())
     newer["generated_at"] = "2999-01-01T00:00:00.000000Z"  # as another process published later
     written.write_text(json.dumps(newer))
-    await signer_keys.write_registry(tmp_path)
+    await signer_keys.write_registry(installation, tmp_path)
     assert json.loads(written.read_text())["generated_at"] == "2999-01-01T00:00:00.000000Z"

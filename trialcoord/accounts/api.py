@@ -17,6 +17,7 @@ from trialcoord.accounts.users import AccountRules
 from trialcoord.kernel.rules.access import Action, Viewer
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import PUBLIC, SIGNED_IN, Access, needs
+from trialcoord.kernel.web.params import InstallationDep
 from trialcoord.kernel.web.schemas import Text
 
 UserPath = Annotated[str, PathParameter(description="User ID", max_length=64)]
@@ -162,8 +163,10 @@ class UserController(Controller):
         return _user(await users.get_user(user_id))
 
     @post("/users/{user_id:str}/disable", opt=MANAGE, responses=problem_responses(400, 401, 403, 404, 422))
-    async def disable_user(self, user_id: UserPath, data: JSONBody[ReasonIn], access: AccessDep) -> UserOut:
-        return _user(await users.disable_user(user_id, access.user_id, data.reason))
+    async def disable_user(
+        self, user_id: UserPath, data: JSONBody[ReasonIn], access: AccessDep, installation: InstallationDep
+    ) -> UserOut:
+        return _user(await users.disable_user(user_id, access.user_id, data.reason, installation))
 
     @post("/users/{user_id:str}/password", opt=MANAGE, responses=problem_responses(400, 401, 403, 404, 422))
     async def reset_password(

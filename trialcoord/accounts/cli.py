@@ -112,7 +112,7 @@ def user_create(user_id: str, name: str, email: str, generate: bool) -> int:
 def user_disable(user_id: str, reason: str) -> int:
     from trialcoord.accounts import users
 
-    user = support.database(lambda: users.disable_user(user_id, support.actor(), reason))
+    user = support.database(lambda: users.disable_user(user_id, support.actor(), reason, support.installation()))
     print(f"user {user.user_id} is {user.status}; their sessions have ended")
     return 0
 
@@ -248,7 +248,7 @@ def signer_revoke(user_id: str, reason: str) -> int:
 
     async def revoke() -> list[str]:
         await users.get_user(user_id)  # an unknown user ID is an error, not "no key in force"
-        return await signer_keys.end_signer_keys(user_id, reason, support.actor())
+        return await signer_keys.end_signer_keys(user_id, reason, support.actor(), support.installation())
 
     ended = support.database(revoke)
     print(

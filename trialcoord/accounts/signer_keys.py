@@ -16,9 +16,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from trialcoord.accounts import store
 from trialcoord.accounts.rules.signers import SignerKey, registry_document
-from trialcoord.kernel import audit_log, signing_keys, system_keys
+from trialcoord.kernel import audit_log, signing_keys
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.database.engine import read, transaction
+from trialcoord.kernel.installation import Installation
 from trialcoord.kernel.problems import Conflict, NotConfigured, invalid
 from trialcoord.kernel.rules.audit_entries import utc_instant
 
@@ -26,9 +27,10 @@ log = logging.getLogger(__name__)
 
 
 async def key_of_signer(
-    user_id: str, printed_name: str, keys: system_keys.SystemKeys
+    user_id: str, printed_name: str, installation: Installation
 ) -> tuple[SignerKey, Ed25519PrivateKey]:
     """The signer's key in force, made at their first signature (valid from when it was made)."""
+    keys = installation.keys()
     async with read():
         found = await store.current_key(user_id)
     if found is not None:
@@ -39,11 +41,11 @@ async def key_of_signer(
             )
         return signer_key, keys.unlocked[signer_key.key_id]
     private = signing_keys.generate_key()
-    encrypted = await to_thread.run_sync(signing_keys.encrypt_key, private, keys.passphrase)  # scrypt
+    encrypted = await to_thread.run_sync(signing_keys.encrypt_key, private, keys.passphrase, keys.scrypt_n)  # scrypt
     public = private.public_key()
     async with transaction(f"signing key of {user_id}"):
         if await store.current_key(user_id) is not None:  # made meanwhile by a concurrent first signature
-            return await key_of_signer(user_id, printed_name, keys)
+            return await key_of_signer(user_id, printed_name, installation)
         signer_key = SignerKey(
             user_id,
             printed_name,
@@ -63,11 +65,11 @@ async def key_of_signer(
             ),
         )
     keys.unlocked[signer_key.key_id] = private
-    await write_registry()
+    await write_registry(installation)
     return signer_key, private
 
 
-async def end_signer_keys(user_id: str, reason: str, actor: str) -> list[str]:
+async def end_signer_keys(user_id: str, reason: str, actor: str, installation: Installation) -> list[str]:
     """Revoke the user's key: no new signatures with it; the old ones stay verifiable as valid when made."""
     if not reason.strip():
         raise invalid("revoking a signing key needs the reason", field="reason")
@@ -84,14 +86,14 @@ async def end_signer_keys(user_id: str, reason: str, actor: str) -> list[str]:
                 ),
             )
     if ended:
-        await write_registry()
+        await write_registry(installation)
     return ended
 
 
-async def registry() -> dict[str, Any]:
+async def registry(installation: Installation) -> dict[str, Any]:
     """The public signer registry: the JSON document itself (`signatures/registry.json`, in every export and
     verified as read), so a mapping, shaped by `registry_document`."""
-    keys = system_keys.current()
+    keys = installation.keys()
     async with read():
         signer_keys = await store.all_keys()
     public = keys.manifest_key.public_key()
@@ -108,21 +110,20 @@ async def registry() -> dict[str, Any]:
 _registry_lock = asyncio.Lock()
 
 
-async def write_registry(directory: Path | None = None) -> Path | None:
+async def write_registry(installation: Installation, directory: Path | None = None) -> Path | None:
     """Refresh `signatures/registry.json` (and the PAdES certificate) from the database, the registry's source.
     Built and written under one lock, so a slower writer never replaces a newer registry with an older one
     (within this process; a command-line run and the server write the same current state)."""
     async with _registry_lock:
-        return await _write_registry(directory)
+        return await _write_registry(installation, directory)
 
 
-async def _write_registry(directory: Path | None) -> Path | None:
-    settings = system_keys.settings()
-    directory = directory or (settings.signatures_dir if settings else None)
+async def _write_registry(installation: Installation, directory: Path | None) -> Path | None:
+    directory = directory or installation.signatures_dir
     if directory is None or not Path(directory).is_dir():
         return None
     try:
-        document = await registry()
+        document = await registry(installation)
     except NotConfigured:  # no system key yet (before `setup`): the database keeps the registry meanwhile
         return None
     target = Path(directory) / "registry.json"
@@ -132,7 +133,7 @@ async def _write_registry(directory: Path | None) -> Path | None:
         temporary = target.with_suffix(f".{os.getpid()}.tmp")
         temporary.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         temporary.replace(target)
-        pades = system_keys.current().pades
+        pades = installation.keys().pades
         if pades is not None:
             from trialcoord.kernel.render.signed_pdf import certificate_pem
 

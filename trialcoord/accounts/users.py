@@ -24,6 +24,7 @@ from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.config import Settings
 from trialcoord.kernel.database.engine import read, transaction
+from trialcoord.kernel.installation import Installation
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound, invalid
 from trialcoord.kernel.rules.access import Grant, parse_role
 from trialcoord.kernel.rules.audit_entries import utc_instant
@@ -153,7 +154,8 @@ async def count_users() -> int:
         return await store.count_users()
 
 
-async def disable_user(user_id: str, actor: str, reason: str) -> UserWithGrants:
+async def disable_user(user_id: str, actor: str, reason: str, installation: Installation) -> UserWithGrants:
+    """Disable the account: its sessions end, and its signing key (the registry the installation publishes)."""
     user_id = normalize_user_id(user_id)
     if not (reason or "").strip():
         raise invalid(f"user {user_id}: give the reason for disabling the account", field="reason")
@@ -174,7 +176,7 @@ async def disable_user(user_id: str, actor: str, reason: str) -> UserWithGrants:
                 ),
             )
 
-    await signer_keys.end_signer_keys(user_id, "account disabled", actor)
+    await signer_keys.end_signer_keys(user_id, "account disabled", actor, installation)
     return await get_user(user_id)
 
 

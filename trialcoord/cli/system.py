@@ -93,7 +93,7 @@ def setup(demo: bool = True) -> int:
         demo_password = generated_password()
         users = await add_demo_users(support.today(), demo_password, support.actor(), rules()) if loaded else []
 
-        await signer_keys.write_registry()  # the public registry in signatures/, with this system's key
+        await signer_keys.write_registry(support.installation())  # the public registry, with this system's key
         return created, loaded, users, demo_password
 
     password, loaded, users, demo_password = support.database(run)

@@ -23,9 +23,10 @@ from trialcoord.deviations.queue import StoredSignature, stored_signature
 from trialcoord.deviations.records import Deviation, as_deviation, now, record_id, record_id_of
 from trialcoord.deviations.rules.deviation_review import TRANSITIONS, Step, check_step
 from trialcoord.documents.rules.signatures import Signature, Statement, judge
-from trialcoord.kernel import audit_log, signing_keys, system_keys
+from trialcoord.kernel import audit_log, signing_keys
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.database.engine import read, transaction
+from trialcoord.kernel.installation import Installation
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound, Problem, invalid
 from trialcoord.kernel.rules.audit_entries import canonical_json
 from trialcoord.scheduling import protocols
@@ -81,8 +82,10 @@ async def take_step(
     category: str | None = None,
     subcategory: str | None = None,
     signing: Signing | None = None,
+    installation: Installation | None = None,
 ) -> Deviation:
-    """Move the deviation one step; `signing` (from the ceremony) for the signed steps."""
+    """Move the deviation one step; `signing` (from the ceremony) and the installation (the signer's key) for
+    the signed steps."""
     async with read():
         study_id = (await protocols.require_study(study))["id"]
         row = await store.find(study_id, deviation_id)
@@ -101,10 +104,9 @@ async def take_step(
     if transition.meaning is not None:
         if signing is None or signing.meaning != transition.meaning or signing.user_id != actor:
             raise invalid(f"to {step} a deviation, {actor} signs it for {transition.meaning}", field="password")
-        signed_by = (
-            signing,
-            await signer_keys.key_of_signer(signing.user_id, signing.printed_name, system_keys.current()),
-        )
+        if installation is None:
+            raise TypeError("a signed review step needs the installation, which holds the signers' keys")
+        signed_by = (signing, await signer_keys.key_of_signer(signing.user_id, signing.printed_name, installation))
     async with transaction(f"deviation {deviation_id} of study {study}"):
         await store.lock(deviation_id)
         row = await _found(study, study_id, deviation_id)

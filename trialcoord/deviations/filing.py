@@ -30,6 +30,7 @@ from trialcoord.deviations.report_support import render, sha256
 from trialcoord.documents import documents
 from trialcoord.documents.rules.documents import DocumentKey
 from trialcoord.kernel.problems import Conflict, invalid
+from trialcoord.kernel.render.cache import RenderCache
 
 log = logging.getLogger(__name__)
 ARTIFACTS = {LOG: "110", VISIT_REPORT: "107"}  # TMF 05.04.06 and 05.04.03
@@ -40,7 +41,16 @@ _FILINGS: set[asyncio.Task[None]] = set()  # background filings of long reports 
 
 
 async def file_report(
-    study: str, site: str, name: str, kind: str, as_of: date, actor: str, prepared_by: str, *, jobs: Any = None
+    study: str,
+    site: str,
+    name: str,
+    kind: str,
+    as_of: date,
+    actor: str,
+    prepared_by: str,
+    *,
+    jobs: Any = None,
+    cache: RenderCache | None = None,
 ) -> dict[str, Any]:
     """The report's PDF/A as a new draft version of the site's binder document, labelled by its day.
 
@@ -80,7 +90,7 @@ async def file_report(
                 "job_url": queued.url,
                 "pages_estimated": queued.pages_estimated,
             }
-        content = await render(kind, name, data, as_of, title, label)
+        content = await render(kind, name, data, as_of, title, label, cache)
         try:
             row = await documents.add_version(key, ARTIFACTS[name], label, content, file_name, summary, actor=actor)
         except Conflict:

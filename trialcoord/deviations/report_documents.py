@@ -25,6 +25,7 @@ from trialcoord.deviations.rules import deviation_trends as figures
 from trialcoord.deviations.site_summary import SiteFigures, site_summary
 from trialcoord.deviations.trends import DeviationTrends, trend_charts, trends_of
 from trialcoord.kernel.problems import Conflict, invalid
+from trialcoord.kernel.render.cache import RenderCache
 
 LOG, VISIT_REPORT = "deviation_log", "monitoring_visit_report"
 DOCUMENT_NAMES = {LOG: "Protocol deviation log", VISIT_REPORT: "Monitoring visit report"}
@@ -97,19 +98,36 @@ async def report_data(study: str, site: str, name: str, as_of: date, prepared_by
 
 
 async def render_report(
-    study: str, site: str, name: str, kind: str, as_of: date, prepared_by: str, label: str | None = None
+    study: str,
+    site: str,
+    name: str,
+    kind: str,
+    as_of: date,
+    prepared_by: str,
+    label: str | None = None,
+    *,
+    cache: RenderCache | None = None,
 ) -> tuple[bytes, str]:
     """(bytes, file name) of the report as PDF/A or DOCX, dated `as_of`, rendered here whatever its length."""
     check_kind(kind)
     data = await report_data(study, site, name, as_of, prepared_by)
     label = label or as_of.isoformat()
-    return await render(kind, name, data, as_of, report_title(name, study, site), label), report_file_name(
+    return await render(kind, name, data, as_of, report_title(name, study, site), label, cache), report_file_name(
         name, study, site, label, kind
     )
 
 
 async def download_report(
-    study: str, site: str, name: str, kind: str, as_of: date, actor: str, prepared_by: str, *, jobs: Any = None
+    study: str,
+    site: str,
+    name: str,
+    kind: str,
+    as_of: date,
+    actor: str,
+    prepared_by: str,
+    *,
+    jobs: Any = None,
+    cache: RenderCache | None = None,
 ) -> tuple[bytes | Queued, str]:
     """(bytes, file name); with `jobs` (the app's RenderJobs), a report of `LONG_DOCUMENT_PAGES` or more is
     queued instead and the first item is a `Queued` naming the job (owned by `actor`)."""
@@ -125,7 +143,7 @@ async def download_report(
             actor, name, f"{study}/{site}", {"format": kind, "as_of": as_of.isoformat(), "render_job": queued.job_id}
         )
         return queued, file_name
-    content = await render(kind, name, data, as_of, report_title(name, study, site), label)
+    content = await render(kind, name, data, as_of, report_title(name, study, site), label, cache)
     await audit_export(
         actor, name, f"{study}/{site}", {"format": kind, "as_of": as_of.isoformat(), "sha256": sha256(content)}
     )

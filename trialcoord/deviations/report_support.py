@@ -16,7 +16,7 @@ from trialcoord.deviations.records import Deviation
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.problems import NotFound
-from trialcoord.kernel.render_cache import render_cache
+from trialcoord.kernel.render.cache import RenderCache
 from trialcoord.scheduling.sites import list_sites
 
 
@@ -57,12 +57,20 @@ def render_meta(as_of: date, title: str, label: str) -> RenderMeta:
     return {"created_at": f"{as_of.isoformat()}T00:00:00.000000Z", "title": title, "version_label": label}
 
 
-async def render(kind: str, template: str, data: Mapping[str, Any], as_of: date, title: str, label: str) -> bytes:
+async def render(
+    kind: str,
+    template: str,
+    data: Mapping[str, Any],
+    as_of: date,
+    title: str,
+    label: str,
+    cache: RenderCache | None = None,
+) -> bytes:
+    """The report's bytes, through the installation's render cache when one is given."""
     from trialcoord.kernel.render.docx_documents import render_docx
     from trialcoord.kernel.render.pdf_documents import render_pdf
 
     meta = render_meta(as_of, title, label)
-    cache = render_cache()
     if cache is not None:
         return await to_thread.run_sync(lambda: cache.render(kind, template, data, **meta))
     renderer = render_pdf if kind == "pdf" else render_docx

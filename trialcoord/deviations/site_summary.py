@@ -14,6 +14,7 @@ from trialcoord.deviations.records import Deviation
 from trialcoord.deviations.report_support import audit_export, percent, render, require_sites, rows_as_of, sha256
 from trialcoord.deviations.rules import deviation_trends as figures
 from trialcoord.documents import consent_checks, documents
+from trialcoord.kernel.render.cache import RenderCache
 from trialcoord.scheduling import lookups, protocols
 
 SUMMARY = "site_summary"
@@ -155,7 +156,9 @@ def summary_charts(summary: SiteSummary) -> list[dict[str, Any]]:
     ]
 
 
-async def site_summary_pdf(study: str, sites: list[str], as_of: date, actor: str, *, personal: bool = True) -> bytes:
+async def site_summary_pdf(
+    study: str, sites: list[str], as_of: date, actor: str, *, personal: bool = True, cache: RenderCache | None = None
+) -> bytes:
     summary = await site_summary(study, sites, as_of, personal=personal)
     data = {  # the template's data: a mapping its schema checks, canonical JSON in the render cache's key
         "study_code": study,
@@ -170,7 +173,7 @@ async def site_summary_pdf(study: str, sites: list[str], as_of: date, actor: str
         ],
     }
     where = sites[0] if len(sites) == 1 else "sites " + ", ".join(sorted(sites))
-    pdf = await render("pdf", SUMMARY, data, as_of, f"Site summary {study} {where}".strip(), as_of.isoformat())
+    pdf = await render("pdf", SUMMARY, data, as_of, f"Site summary {study} {where}".strip(), as_of.isoformat(), cache)
     await audit_export(
         actor,
         SUMMARY,

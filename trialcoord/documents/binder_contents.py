@@ -17,7 +17,6 @@ from anyio import from_thread
 
 from trialcoord.documents import package_layout
 from trialcoord.documents import store as documents_store
-from trialcoord.kernel import system_keys
 
 
 class Contents:
@@ -66,13 +65,14 @@ class Contents:
             self.archive.close()
 
 
-def kept_export(study: str, site: str | None, personal_sites: list[str], only_sites: set[str] | None) -> Path | None:
-    """Where this installation keeps its last export of the scope (data/exports/), or None without settings."""
-    settings = system_keys.settings()
-    if settings is None:
+def kept_export(
+    data_dir: Path | None, study: str, site: str | None, personal_sites: list[str], only_sites: set[str] | None
+) -> Path | None:
+    """Where the installation keeps its last export of the scope (data/exports/), or None without a data directory."""
+    if data_dir is None:
         return None
     scope = repr((study, site, personal_sites, sorted(only_sites) if only_sites is not None else None))
-    return Path(settings.data_dir) / "exports" / f"{hashlib.sha256(scope.encode()).hexdigest()[:24]}.zip"
+    return data_dir / "exports" / f"{hashlib.sha256(scope.encode()).hexdigest()[:24]}.zip"
 
 
 def _kept_members(kept: Path | None) -> tuple[zipfile.ZipFile | None, dict[str, str]]:

@@ -29,9 +29,10 @@ from trialcoord.documents import (
 from trialcoord.documents.binder_contents import Contents, keep, kept_export
 from trialcoord.documents.rules.documents import DocumentStatus
 from trialcoord.documents.rules.tmf import ARTIFACTS
-from trialcoord.kernel import audit_log, system_keys
+from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.database.engine import read, transaction
+from trialcoord.kernel.installation import Installation
 from trialcoord.kernel.rules.audit_entries import utc_instant
 
 
@@ -40,6 +41,7 @@ async def export(
     site: str | None,
     out: Path | BinaryIO,
     actor: str,
+    installation: Installation,
     personal_at: Callable[[str | None], bool] = lambda site: True,
     only_sites: set[str] | None = None,
 ) -> dict[str, Any]:
@@ -47,7 +49,7 @@ async def export(
     document the package signs).
     Subject logs (they link codes to people) are left out at sites where `personal_at(site)` is false;
     `only_sites` keeps the study-level documents and those sites' only."""
-    keys = system_keys.current()
+    keys = installation.keys()
     rows = [
         row
         for row in await binder_checklist.document_rows(study, site)
@@ -65,7 +67,7 @@ async def export(
         if count and not any(
             f["kind"] == "signature_page" and f["signatures"] == count for f in made_files.get(row.id, [])
         ):
-            await signatures.manifest_safely(row.version.key, row.version.label)
+            await signatures.manifest_safely(row.version.key, row.version.label, installation)
             async with read():
                 made_files = await signatures_store.files_of_study(study)
     files: list[package_layout.PackageFile] = []
@@ -146,8 +148,8 @@ async def export(
     index_entries.sort(
         key=lambda pair: tuple(pair[0][k] or "" for k in ("zone", "section", "artifact", "document", "version"))
     )
-    index_pdf = await to_thread.run_sync(binder_index.index, study, site, index_entries)
-    kept = kept_export(study, site, personal_sites, only_sites)
+    index_pdf = await to_thread.run_sync(binder_index.index, study, site, index_entries, installation.render_cache())
+    kept = kept_export(installation.data_dir, study, site, personal_sites, only_sites)
     files = _distinct_paths(files)
     contents = Contents(files, kept)
     files = [
@@ -155,7 +157,7 @@ async def export(
         for f in files
     ]
     generated_at = utc_instant(audit_log.clock())
-    registry = await signer_keys.registry()
+    registry = await signer_keys.registry(installation)
     try:
         manifest = await to_thread.run_sync(
             lambda: package_writing.write_package(

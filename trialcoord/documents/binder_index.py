@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from trialcoord.kernel.render_cache import render_cache
+from trialcoord.kernel.render.cache import RenderCache
 
 IndexEntry = tuple[dict[str, str | None], str]  # an index row for the template, and when its version last changed
 
@@ -26,13 +26,12 @@ def _index_parts(entries: list[IndexEntry]) -> list[list[IndexEntry]]:
     return parts + ([current] if current or not parts else [])
 
 
-def index(study: str, site: str | None, entries: list[IndexEntry]) -> bytes:
+def index(study: str, site: str | None, entries: list[IndexEntry], cache: RenderCache | None) -> bytes:
     """The index PDF: each part dated by its own rows' newest change, rendered through the cache, joined."""
     from trialcoord.kernel.render.pdf_documents import render_pdf
     from trialcoord.kernel.render.signed_pdf import append_pages
 
     title = f"Binder index {study}" + (f" site {site}" if site else "")
-    cache = render_cache()
     joined: bytes | None = None
     for part in _index_parts(entries):  # never empty: an empty index is one empty part
         as_of = max((changed for _, changed in part), default="2000-01-01T00:00:00.000000Z")

@@ -149,6 +149,7 @@ def document_sign(study: str, name: str, label: str, meaning: str, site: str | N
             await signing.signing_by_password(
                 user_id, meaning, password, rules=AccountRules.from_settings(get_settings())
             ),
+            support.installation(),
         )
 
     made = support.database(sign)
@@ -180,7 +181,7 @@ def binder_export(study: str, site: str | None, out: str) -> int:
     target = Path(out)
     temporary = target.with_name(target.name + ".partial")
     try:
-        manifest = support.database(lambda: export(study, site, temporary, support.actor()))
+        manifest = support.database(lambda: export(study, site, temporary, support.actor(), support.installation()))
         temporary.replace(target)  # a failed export leaves no half-written package under the asked name
     except OSError as error:
         raise UsageError(f"{out}: cannot be written ({error.strerror})") from None

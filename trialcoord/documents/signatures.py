@@ -30,9 +30,10 @@ from trialcoord.documents import store as documents_store
 from trialcoord.documents.documents import record_id, version_row
 from trialcoord.documents.rules.documents import DOCX, PDF, DocumentKey, DocumentStatus
 from trialcoord.documents.rules.signatures import Signature, Statement, judge, local_time
-from trialcoord.kernel import audit_log, signing_keys, system_keys
+from trialcoord.kernel import audit_log, signing_keys
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.database.engine import read, transaction
+from trialcoord.kernel.installation import Installation
 from trialcoord.kernel.problems import Conflict, Forbidden, invalid
 from trialcoord.kernel.rules.access import Grant
 from trialcoord.kernel.rules.audit_entries import utc_instant
@@ -114,13 +115,12 @@ class DocumentsVerification:
     checked_at: str
 
 
-async def sign(key: DocumentKey, label: str, signing: Signing) -> SignatureRecord:
+async def sign(key: DocumentKey, label: str, signing: Signing, installation: Installation) -> SignatureRecord:
     """Sign a version as the ceremony's signer, if their grants allow it; then print the manifestation.
     Audited with the signature. The instant is taken once the signer's key is in hand, inside the
     transaction that checks the key is still in force, so a stored signature always verifies."""
-    keys = system_keys.current()
-    await _check_authority(key, signing)
-    signer_key, private = await signer_keys.key_of_signer(signing.user_id, signing.printed_name, keys)
+    await _check_authority(key, signing, installation.time_zone)
+    signer_key, private = await signer_keys.key_of_signer(signing.user_id, signing.printed_name, installation)
     record = record_id(key, label)
     async with transaction(f"signature of document {key.name} version {label}"):
         stored = await version_row(key, label)
@@ -166,7 +166,7 @@ async def sign(key: DocumentKey, label: str, signing: Signing) -> SignatureRecor
                 },
             ),
         )
-    await manifest_safely(key, label)
+    await manifest_safely(key, label, installation)
     return SignatureRecord.of(signature)
 
 
@@ -188,11 +188,10 @@ def may_sign(grants: Sequence[Grant], key: DocumentKey, meaning: str, today: dat
     return all(authorize(grants, action, key.study, key.site, today) for action in needed)
 
 
-async def _check_authority(key: DocumentKey, signing: Signing) -> None:
+async def _check_authority(key: DocumentKey, signing: Signing, time_zone: str) -> None:
     async with read():
         grants = await users.grants_held(signing.user_id)
-    settings = system_keys.settings()
-    today = signing.signed_at.astimezone(ZoneInfo(settings.time_zone if settings else "UTC")).date()  # as grants
+    today = signing.signed_at.astimezone(ZoneInfo(time_zone)).date()  # as grants
     if not may_sign(grants, key, signing.meaning, today):
         raise Forbidden(
             f"{signing.user_id} may not sign {key.name} for {signing.meaning}"
@@ -200,7 +199,7 @@ async def _check_authority(key: DocumentKey, signing: Signing) -> None:
         )
 
 
-async def of_version(key: DocumentKey, label: str) -> VersionSignatures:
+async def of_version(key: DocumentKey, label: str, installation: Installation) -> VersionSignatures:
     """The version's signatures with their verdict now, and the files made from it."""
     async with read():
         stored = await version_row(key, label)
@@ -209,7 +208,7 @@ async def of_version(key: DocumentKey, label: str) -> VersionSignatures:
         registry_keys = {k.key_id: k for k in await signer_keys.all_keys()}
     sha256 = stored.version.sha256
     now = utc_instant(audit_log.clock())
-    zone_name = await _zone_name(key)
+    zone_name = await _zone_name(key, installation.time_zone)
     shown = []
     for r in rows:
         signature = store.signature_of(r, sha256, record_id(key, label))
@@ -233,9 +232,7 @@ async def of_version(key: DocumentKey, label: str) -> VersionSignatures:
     return VersionSignatures(shown, [VersionFile.of(f) for f in files])
 
 
-async def _zone_name(key: DocumentKey) -> str:
-    settings = system_keys.settings()
-    fallback = settings.time_zone if settings else "UTC"
+async def _zone_name(key: DocumentKey, fallback: str) -> str:
     if key.site is None:
         return fallback
     async with read():
@@ -244,7 +241,7 @@ async def _zone_name(key: DocumentKey) -> str:
     return (site or {}).get("time_zone") or fallback
 
 
-async def manifest(key: DocumentKey, label: str) -> list[VersionFile]:
+async def manifest(key: DocumentKey, label: str, installation: Installation) -> list[VersionFile]:
     """Make the files that print the version's signatures, once per number of signatures (idempotent):
     the signature page, the version with it appended (PDF, DOCX) and, once approved by signature, that
     PDF signed with PAdES."""
@@ -252,7 +249,7 @@ async def manifest(key: DocumentKey, label: str) -> list[VersionFile]:
     from trialcoord.kernel.render.pdf_documents import render_pdf
     from trialcoord.kernel.render.signed_pdf import append_pages, pades_sign
 
-    found = await of_version(key, label)
+    found = await of_version(key, label, installation)
     signatures, files = found.signatures, found.files
     if not signatures:
         return []
@@ -260,7 +257,7 @@ async def manifest(key: DocumentKey, label: str) -> list[VersionFile]:
     async with read():
         version = (await version_row(key, label)).version
     wanted = {SIGNATURE_PAGE} | ({SIGNED_COPY} if version.media_type in (PDF, DOCX) else set())
-    keys = system_keys.current()
+    keys = installation.keys()
     approved = any(s.meaning == Meaning.APPROVAL for s in signatures)
     if version.media_type == PDF and approved and keys.pades is not None:
         wanted.add(PADES)
@@ -339,21 +336,23 @@ async def manifest(key: DocumentKey, label: str) -> list[VersionFile]:
                         {"kind": kind, "signatures": count, "sha256": sha256},
                     ),
                 )
-    return [f for f in (await of_version(key, label)).files if f.signatures == count]
+    return [f for f in (await of_version(key, label, installation)).files if f.signatures == count]
 
 
-async def manifest_safely(key: DocumentKey, label: str) -> None:
+async def manifest_safely(key: DocumentKey, label: str, installation: Installation) -> None:
     """The manifestation, never failing what asked for it: a signature stands once stored, and a page that
     cannot be printed now (an odd upload, a render failure) is printed by the next attempt or export."""
     try:
-        await manifest(key, label)
+        await manifest(key, label, installation)
     except Exception:  # noqa: BLE001 - logged whole; the signature is already stored and audited
         log.exception("the signature page of %s version %s could not be made", record_id(key, label), label)
 
 
-async def file_bytes(key: DocumentKey, label: str, kind: str) -> tuple[bytes | None, VersionFile | None]:
+async def file_bytes(
+    key: DocumentKey, label: str, kind: str, installation: Installation
+) -> tuple[bytes | None, VersionFile | None]:
     """The newest file of `kind` made from the version, checked against its SHA-256, with its facts."""
-    made = next((f for f in (await of_version(key, label)).files if f.kind == kind), None)
+    made = next((f for f in (await of_version(key, label, installation)).files if f.kind == kind), None)
     if made is None:
         return None, None
     return await _bytes(made.sha256, label), made

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from trialcoord.kernel.config import get_settings
+from trialcoord.kernel.installation import Installation
 
 T = TypeVar("T")
 
@@ -75,17 +76,20 @@ def run(coroutine: Awaitable[T]) -> T:
 
 
 def database(coroutine_factory: Callable[[], Awaitable[T]]) -> T:
-    """A use case run against the configured database (migrated first), with the system's keys configured."""
-    from trialcoord.kernel import system_keys
+    """A use case run against the configured database (migrated first)."""
     from trialcoord.kernel.database.opening import open_database
-
-    system_keys.configure(get_settings())
 
     async def within() -> T:
         async with open_database(migrate=True):
             return await coroutine_factory()
 
     return run(within())
+
+
+def installation() -> Installation:
+    """The command line's composition root: the installation of the configured settings (keys read at first use),
+    made by each command that signs, publishes or renders and handed to its use case."""
+    return Installation(get_settings())
 
 
 def progress() -> Callable[[str], None]:

@@ -90,9 +90,9 @@ def load_private_key(path: Path, passphrase: bytes) -> Ed25519PrivateKey:
     return decrypt_key(_read_key_file(path), passphrase, f"key file {path}")
 
 
-def encrypt_key(key: Ed25519PrivateKey, passphrase: bytes) -> str:
+def encrypt_key(key: Ed25519PrivateKey, passphrase: bytes, n: int = SCRYPT_N) -> str:
     """The key file's JSON text: also how signers' keys are kept in the database."""
-    kdf = {"name": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P, "salt": _b64(os.urandom(16))}
+    kdf = {"name": "scrypt", "n": n, "r": SCRYPT_R, "p": SCRYPT_P, "salt": _b64(os.urandom(16))}
     header = {"format": KEY_FORMAT, "public_key": public_key_hex(key.public_key()), "kdf": kdf, "cipher": "AES-256-GCM"}
     nonce = os.urandom(12)
     seed = key.private_bytes_raw()

@@ -1,5 +1,6 @@
-"""The system's own keys, loaded once per process: the passphrase that wraps signers' private keys, the
-Ed25519 key that signs audit checkpoints and binder manifests, and the site's PAdES credentials.
+"""The system's own keys, read once per installation (`kernel/installation.py`): the passphrase that wraps signers'
+private keys, the Ed25519 key that signs audit checkpoints and binder manifests, and the site's PAdES
+credentials.
 
 All three live outside the repository (data/ by default, see `trialcoord/config.py`), encrypted at rest:
 the Ed25519 key and signers' keys under scrypt + AES-GCM, the PAdES credentials as PKCS#12 with 600,000
@@ -24,39 +25,11 @@ class SystemKeys:
     manifest_key: Ed25519PrivateKey = field(repr=False)
     pades: tuple[Any, Any] | None = field(default=None, repr=False)  # (ECDSA key, certificate)
     unlocked: dict[str, Ed25519PrivateKey] = field(default_factory=dict, repr=False)  # signers' keys, by key ID
+    scrypt_n: int = signing_keys.SCRYPT_N  # the cost of wrapping a new signer's key (tests: the lowest accepted)
 
     @property
     def manifest_key_id(self) -> str:
         return signing_keys.key_id(self.manifest_key.public_key())
-
-
-_current: SystemKeys | None = None
-_settings: Settings | None = None
-
-
-def configure(settings: Settings | None) -> None:
-    """The composition root's settings for this process (`create_app`, the command line): where the keys are,
-    read at first use (scrypt takes a fraction of a second), and the folders the signing use cases write to."""
-    global _settings
-    _settings = settings
-
-
-def settings() -> Settings | None:
-    """The settings this process was configured with, or None before `configure` (a bare test, a script)."""
-    return _settings
-
-
-def use(keys: SystemKeys | None) -> None:
-    """Install keys directly (tests, and `trialcoord setup` right after creating them)."""
-    global _current
-    _current = keys
-
-
-def current() -> SystemKeys:
-    global _current
-    if _current is None:
-        _current = load(_settings)
-    return _current
 
 
 def load(settings: Settings | None) -> SystemKeys:

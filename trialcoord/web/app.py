@@ -43,9 +43,9 @@ from trialcoord.documents.api.documents import DocumentController
 from trialcoord.documents.api.signatures import BinderController, SignatureController
 from trialcoord.documents.pages.binder import BinderPages, VersionPages
 from trialcoord.documents.pages.documents import DocumentPages
-from trialcoord.kernel import system_keys
 from trialcoord.kernel.config import Settings, get_settings
 from trialcoord.kernel.database.opening import open_database
+from trialcoord.kernel.installation import Installation
 from trialcoord.kernel.rules.access import Role, Viewer
 from trialcoord.kernel.web.errors import EXCEPTION_HANDLERS
 from trialcoord.kernel.web.guard import CSRF_FIELD, PUBLIC, Access, guard
@@ -103,11 +103,18 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def create_app(settings: Settings | None = None, *, account_rules: AccountRules | None = None) -> Litestar:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    account_rules: AccountRules | None = None,
+    installation: Installation | None = None,
+) -> Litestar:
     """The one wiring place: settings, the accounts' rules (password hashing, lock-out, inactivity) and the
-    system keys' location are built here once and handed to routes (dependencies) and the guard (app state)."""
+    installation (the system keys, the render cache) are built here once and handed to routes (dependencies)
+    and the guard (app state). Tests hand in cheaper rules and keys of their own."""
     settings = settings or get_settings()
     rules = account_rules or AccountRules.from_settings(settings)
+    installation = installation or Installation(settings)
 
     def today() -> date:
         """Dates are calendar dates in the site's time zone, not in the server clock's."""
@@ -116,7 +123,6 @@ def create_app(settings: Settings | None = None, *, account_rules: AccountRules 
     def access(request: Request) -> Access:
         return request.state.access  # set by the guard, which runs first
 
-    system_keys.configure(settings)
     return Litestar(
         route_handlers=[health, *API_CONTROLLERS, *PAGE_CONTROLLERS, _static()],
         guards=[guard],
@@ -125,6 +131,7 @@ def create_app(settings: Settings | None = None, *, account_rules: AccountRules 
         state=State(
             {
                 "settings": settings,
+                "installation": installation,
                 "resolve_session": partial(sessions.resolve, rules=rules),  # for the guard, below the features
                 "participant_site": participants.participant_site,
             }
@@ -133,6 +140,7 @@ def create_app(settings: Settings | None = None, *, account_rules: AccountRules 
             "today": Provide(today, sync_to_thread=False),
             "access": Provide(access, sync_to_thread=False),
             "account_rules": Provide(lambda: rules, sync_to_thread=False),
+            "installation": Provide(lambda: installation, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[_database(settings)],

@@ -20,7 +20,7 @@ from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.downloads import attachment
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import Access, needs
-from trialcoord.kernel.web.params import AccessDep, AsOf, StudyPath, Today, as_of_or_today
+from trialcoord.kernel.web.params import AccessDep, AsOf, InstallationDep, StudyPath, Today, as_of_or_today
 from trialcoord.kernel.web.schemas import Code
 
 VIEW = needs(Action.VIEW_SCHEDULE, across_sites=True)
@@ -198,12 +198,22 @@ class DeviationReportController(Controller):
 
     @get("/site-summary.pdf", opt=EXPORT, media_type="application/pdf", responses=problem_responses(400, 401, 403, 404))
     async def site_summary_pdf(
-        self, study: StudyPath, access: AccessDep, today: Today, site: OptionalSite = None
+        self,
+        study: StudyPath,
+        access: AccessDep,
+        today: Today,
+        installation: InstallationDep,
+        site: OptionalSite = None,
     ) -> Response[bytes]:
         """The site manager's summary as a PDF/A report, dated today. Audited."""
         sites = await _sites(study, access, site)
         data = await site_summary.site_summary_pdf(
-            study, sites, today, access.user_id, personal=sees_personal_data(access, study, sites, today)
+            study,
+            sites,
+            today,
+            access.user_id,
+            personal=sees_personal_data(access, study, sites, today),
+            cache=installation.render_cache(),
         )
         name = f"site-summary-{study}" + (f"-{site}" if site else "") + f"-{today}.pdf"
         return Response(data, media_type="application/pdf", headers={"Content-Disposition": attachment(name)})
@@ -229,7 +239,15 @@ async def _download(
 
     access.require_site(site, "export deviation reports")
     data, file_name = await report_documents.download_report(
-        study, site, name, kind, today, access.user_id, printed(access), jobs=render_jobs(request.app)
+        study,
+        site,
+        name,
+        kind,
+        today,
+        access.user_id,
+        printed(access),
+        jobs=render_jobs(request.app),
+        cache=request.app.state.installation.render_cache(),
     )
     if isinstance(data, report_documents.Queued):  # long: rendered by a job, never in the request
         return _queued(data.job_id, data.url, data.pages_estimated, data.file_name, data.label)
@@ -243,7 +261,15 @@ async def _file(request: Request, study: str, data: FileIn, name: str, access: A
 
     access.require_site(data.site, "file documents")
     row = await filing.file_report(
-        study, data.site, name, data.format, today, access.user_id, printed(access), jobs=render_jobs(request.app)
+        study,
+        data.site,
+        name,
+        data.format,
+        today,
+        access.user_id,
+        printed(access),
+        jobs=render_jobs(request.app),
+        cache=request.app.state.installation.render_cache(),
     )
     if row.get("queued"):  # long: the job renders it, and it is filed under `label` once done
         return _queued(row["job_id"], row["job_url"], row["pages_estimated"], row["file_name"], row["label"])

@@ -39,7 +39,7 @@ from trialcoord.kernel.problems import InvalidInput, NotFound, Problem
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import Access, needs
-from trialcoord.kernel.web.params import AccessDep, StudyPath, Today
+from trialcoord.kernel.web.params import AccessDep, InstallationDep, StudyPath, Today
 
 DeviationPath = Annotated[int, PathParameter(description="Deviation number", ge=1, le=2**31 - 1)]
 _TRANSITION_OF: dict[str, Transition] = {str(step): transition for step, transition in TRANSITIONS.items()}
@@ -100,6 +100,7 @@ class ReviewController(Controller):
         access: AccessDep,
         today: Today,
         account_rules: NamedDependency[AccountRules],
+        installation: InstallationDep,
     ) -> DeviationDetail:
         """One review step: respond (site staff), acknowledge, classify, close, reopen (monitors). Classify
         and close are electronic signatures (review, approval): the password, and the user ID at the first
@@ -143,6 +144,7 @@ class ReviewController(Controller):
             row_version=data.row_version,
             corrective_action=data.corrective_action,
             signing=signing,
+            installation=installation,
             **fields,
         )
         return detail(

@@ -87,7 +87,15 @@ class ReportPages(Controller):
             try:
                 # The PDF/A is the filed record (DOCX is a download); a long one is rendered by a job, then filed.
                 row = await filing.file_report(
-                    study, site, report, "pdf", today, access.user_id, printed(access), jobs=render_jobs(request.app)
+                    study,
+                    site,
+                    report,
+                    "pdf",
+                    today,
+                    access.user_id,
+                    printed(access),
+                    jobs=render_jobs(request.app),
+                    cache=request.app.state.installation.render_cache(),
                 )
             except (InvalidInput, Conflict, NotFound) as error:
                 form.errors.update(field_messages(error))

@@ -28,12 +28,13 @@ from trialcoord.deviations.queue import DeviationReview
 from trialcoord.deviations.rules.deviation_review import CATEGORIES, SUBCATEGORIES, TRANSITIONS, Step, check_step
 from trialcoord.deviations.rules.deviations import Classification
 from trialcoord.documents.rules.signatures import local_time
+from trialcoord.kernel.installation import Installation
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import FormReader
 from trialcoord.kernel.web.guard import Access, needs
-from trialcoord.kernel.web.params import AccessDep, QueryStr, StudyPath, Today
+from trialcoord.kernel.web.params import AccessDep, InstallationDep, QueryStr, StudyPath, Today
 from trialcoord.scheduling import protocols, worklists
 from trialcoord.scheduling.sites import list_sites
 from trialcoord.scheduling.timeline import build_timeline
@@ -73,8 +74,9 @@ class ReviewPages(Controller):
         access: AccessDep,
         today: Today,
         account_rules: NamedDependency[AccountRules],
+        installation: InstallationDep,
     ) -> Template | Redirect:
-        return await _take(study, deviation_id, Step.RESPOND, data, access, today, account_rules)
+        return await _take(study, deviation_id, Step.RESPOND, data, access, today, account_rules, installation)
 
     @post("/deviations/{deviation_id:int}/acknowledge", opt=REVIEW)
     async def acknowledge_one(
@@ -85,8 +87,9 @@ class ReviewPages(Controller):
         access: AccessDep,
         today: Today,
         account_rules: NamedDependency[AccountRules],
+        installation: InstallationDep,
     ) -> Template | Redirect:
-        return await _take(study, deviation_id, Step.ACKNOWLEDGE, data, access, today, account_rules)
+        return await _take(study, deviation_id, Step.ACKNOWLEDGE, data, access, today, account_rules, installation)
 
     @post("/deviations/{deviation_id:int}/classify", opt=SIGNED_REVIEW)
     async def classify(
@@ -97,8 +100,9 @@ class ReviewPages(Controller):
         access: AccessDep,
         today: Today,
         account_rules: NamedDependency[AccountRules],
+        installation: InstallationDep,
     ) -> Template | Redirect:
-        return await _take(study, deviation_id, Step.CLASSIFY, data, access, today, account_rules)
+        return await _take(study, deviation_id, Step.CLASSIFY, data, access, today, account_rules, installation)
 
     @post("/deviations/{deviation_id:int}/close", opt=SIGNED_REVIEW)
     async def close(
@@ -109,8 +113,9 @@ class ReviewPages(Controller):
         access: AccessDep,
         today: Today,
         account_rules: NamedDependency[AccountRules],
+        installation: InstallationDep,
     ) -> Template | Redirect:
-        return await _take(study, deviation_id, Step.CLOSE, data, access, today, account_rules)
+        return await _take(study, deviation_id, Step.CLOSE, data, access, today, account_rules, installation)
 
     @post("/deviations/{deviation_id:int}/reopen", opt=REVIEW)
     async def reopen(
@@ -121,8 +126,9 @@ class ReviewPages(Controller):
         access: AccessDep,
         today: Today,
         account_rules: NamedDependency[AccountRules],
+        installation: InstallationDep,
     ) -> Template | Redirect:
-        return await _take(study, deviation_id, Step.REOPEN, data, access, today, account_rules)
+        return await _take(study, deviation_id, Step.REOPEN, data, access, today, account_rules, installation)
 
 
 def _offered(study: str, row: DeviationReview, access: Access, today: date) -> list[str]:
@@ -135,7 +141,14 @@ def _offered(study: str, row: DeviationReview, access: Access, today: date) -> l
 
 
 async def _take(
-    study: str, deviation_id: int, step: Step, data: dict[str, Any], access: Access, today: date, rules: AccountRules
+    study: str,
+    deviation_id: int,
+    step: Step,
+    data: dict[str, Any],
+    access: Access,
+    today: date,
+    rules: AccountRules,
+    installation: Installation,
 ) -> Template | Redirect:
     row = await visible_deviation(study, deviation_id, access)
     transition = TRANSITIONS[step]
@@ -167,6 +180,7 @@ async def _take(
                 access.user_id,
                 row_version=form.integer("row_version"),
                 signing=signing,
+                installation=installation,
                 **values,
             )
             return Redirect(f"{queue_url(study)}/{deviation_id}?saved={step}", status_code=303)

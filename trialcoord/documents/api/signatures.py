@@ -27,12 +27,13 @@ from trialcoord.documents.api.documents import Name, visible
 from trialcoord.documents.rules.documents import DocumentKey
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
+from trialcoord.kernel.installation import Installation
 from trialcoord.kernel.problems import NotFound
 from trialcoord.kernel.rules.access import Action, Viewer
 from trialcoord.kernel.web.downloads import attachment
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import Access, needs
-from trialcoord.kernel.web.params import AccessDep, QueryStr, StudyPath, Today
+from trialcoord.kernel.web.params import AccessDep, InstallationDep, QueryStr, StudyPath, Today
 from trialcoord.kernel.web.schemas import Code
 
 VIEW = needs(Action.VIEW_SCHEDULE, across_sites=True)
@@ -112,10 +113,11 @@ async def sign_as_viewer(
     typed_user_id: str | None,
     today: date,
     rules: AccountRules,
+    installation: Installation,
 ) -> signatures.SignatureRecord:
     await check_may_sign(access, study, key, label, meaning, today)
     signing = await signing_ceremony(signed_in(access), meaning, password, typed_user_id, rules=rules)
-    return await signatures.sign(key, label, signing)
+    return await signatures.sign(key, label, signing, installation)
 
 
 class SignatureController(Controller):
@@ -130,13 +132,15 @@ class SignatureController(Controller):
         today: Today,
         name: FromQuery[Name],
         label: FromQuery[Code],
+        installation: InstallationDep,
         site: QueryStr = None,
     ) -> SignaturesOut:
         """The version's signatures, each judged now against the signer registry, and the files printing them."""
         key = DocumentKey(study, site or None, name)
         if not visible(access, study, await documents.get_version(key, label), today):
             raise PermissionDeniedException(f"{access.user_id} may not see {name}")
-        return msgspec.convert(await signatures.of_version(key, label), SignaturesOut, from_attributes=True)
+        found = await signatures.of_version(key, label, installation)
+        return msgspec.convert(found, SignaturesOut, from_attributes=True)
 
     @post(
         "/signatures",
@@ -151,14 +155,24 @@ class SignatureController(Controller):
         access: AccessDep,
         today: Today,
         account_rules: NamedDependency[AccountRules],
+        installation: InstallationDep,
     ) -> SignatureOut:
         """Sign the version electronically (Part 11 11.50, 11.200): the password, and the user ID at the first
         signing of a continuous period. A wrong password signs nothing and is audited."""
         key = DocumentKey(study, data.site, data.name)
         made = await sign_as_viewer(
-            access, study, key, data.label, data.meaning, data.password, data.user_id, today, account_rules
+            access,
+            study,
+            key,
+            data.label,
+            data.meaning,
+            data.password,
+            data.user_id,
+            today,
+            account_rules,
+            installation,
         )
-        shown = (await signatures.of_version(key, data.label)).signatures
+        shown = (await signatures.of_version(key, data.label, installation)).signatures
         return msgspec.convert(
             next(s for s in shown if s.signature == made.signature), SignatureOut, from_attributes=True
         )
@@ -172,6 +186,7 @@ class SignatureController(Controller):
         name: FromQuery[Name],
         label: FromQuery[Code],
         kind: FromQuery[Annotated[str, msgspec.Meta(pattern="^(" + "|".join(KINDS) + ")$")]],
+        installation: InstallationDep,
         site: QueryStr = None,
         inline: FromQuery[bool] = False,
     ) -> Response[bytes]:
@@ -181,7 +196,7 @@ class SignatureController(Controller):
         version = await documents.get_version(key, label)
         if not visible(access, study, version, today):
             raise PermissionDeniedException(f"{access.user_id} may not see {name}")
-        data, made = await signatures.file_bytes(key, label, kind)
+        data, made = await signatures.file_bytes(key, label, kind, installation)
         if data is None or made is None:
             raise NotFound(f"version {label} of {name} has no {kind.replace('_', ' ')}")
         stem = version.file_name.rsplit(".", 1)[0]
@@ -248,7 +263,9 @@ class BinderController(Controller):
         media_type="application/zip",
         responses=problem_responses(400, 401, 403, 404, 503),
     )
-    async def export(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None) -> Response[bytes]:
+    async def export(
+        self, study: StudyPath, access: AccessDep, today: Today, installation: InstallationDep, site: QueryStr = None
+    ) -> Response[bytes]:
         """The binder as a signed ZIP (manifest, detached signature, index, exchange.xml, registry): the study's
         documents and those of the sites the caller works at (or of `site`). Audited."""
         if site:
@@ -261,7 +278,7 @@ class BinderController(Controller):
         with tempfile.TemporaryDirectory() as directory:
             out = Path(directory) / "binder.zip"
             await binder_export.export(
-                study, site or None, out, access.user_id, personal_at=personal_at, only_sites=only
+                study, site or None, out, access.user_id, installation, personal_at=personal_at, only_sites=only
             )
             data = out.read_bytes()
         name = f"binder-{study}" + (f"-{site}" if site else "") + ".zip"

@@ -19,12 +19,13 @@ from trialcoord.documents.api.documents import visible
 from trialcoord.documents.api.signatures import sign_as_viewer, signed_in
 from trialcoord.documents.consent_versions import list_versions, register_version
 from trialcoord.documents.rules.documents import DocumentKey
+from trialcoord.kernel.installation import Installation
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotConfigured, NotFound
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import Form, FormReader
 from trialcoord.kernel.web.guard import Access, needs
-from trialcoord.kernel.web.params import AccessDep, QueryStr, StudyPath, Today
+from trialcoord.kernel.web.params import AccessDep, InstallationDep, QueryStr, StudyPath, Today
 from trialcoord.scheduling.protocols import get_study, list_protocol_versions
 from trialcoord.scheduling.sites import list_sites
 
@@ -41,6 +42,7 @@ class VersionPages(Controller):
         study: StudyPath,
         access: AccessDep,
         today: Today,
+        installation: InstallationDep,
         name: QueryStr = None,
         label: QueryStr = None,
         site: QueryStr = None,
@@ -48,7 +50,8 @@ class VersionPages(Controller):
     ) -> Template:
         if not name or not label:
             raise NotFound("name the document and the version (name and label)")
-        context = await _version_context(study, access, today, DocumentKey(study, site or None, name), label)
+        key = DocumentKey(study, site or None, name)
+        context = await _version_context(study, access, today, key, label, installation)
         notice = {"signed": "Signed.", "consent": "Registered as the site's consent version."}.get(saved or "")
         return Template("version.html", context={**context, "notice": notice})
 
@@ -60,6 +63,7 @@ class VersionPages(Controller):
         access: AccessDep,
         today: Today,
         account_rules: NamedDependency[AccountRules],
+        installation: InstallationDep,
     ) -> Template | Redirect:
         form = FormReader(data)
         name, label = form.text("name", "document"), form.text("label", "version")
@@ -70,19 +74,22 @@ class VersionPages(Controller):
         key = DocumentKey(study, site or None, name or "")
         if not form.errors and label is not None and meaning is not None:
             try:
-                await sign_as_viewer(access, study, key, label, meaning, password, typed, today, account_rules)
+                await sign_as_viewer(
+                    access, study, key, label, meaning, password, typed, today, account_rules, installation
+                )
             except (InvalidInput, Conflict) as error:
                 form.errors.update(field_messages(error))
             except NotConfigured as error:
                 form.errors["meaning"] = str(error)
         if form.errors or name is None or label is None:
             values = {k: v for k, v in form.data.items() if k != "password"}  # a password is never sent back
-            return await _refused(study, access, today, key, label, {"errors": form.errors, "form": values})
+            state = {"errors": form.errors, "form": values}
+            return await _refused(study, access, today, key, label, state, installation)
         return _back_to_version(study, name, label, site, "signed")
 
     @post("/consent-version", opt=needs(Action.MANAGE_DOCUMENTS, across_sites=True))
     async def register_consent_version(
-        self, study: StudyPath, data: Form, access: AccessDep, today: Today
+        self, study: StudyPath, data: Form, access: AccessDep, today: Today, installation: InstallationDep
     ) -> Template | Redirect:
         """An effective consent form version of a site becomes the site's consent version for a language."""
         form = FormReader(data)
@@ -101,7 +108,8 @@ class VersionPages(Controller):
             except (InvalidInput, Conflict, NotFound) as error:
                 form.errors.update(field_messages(error))
         if form.errors or name is None or label is None:
-            return await _refused(study, access, today, key, label, {"consent_errors": form.errors, "form": form.data})
+            state = {"consent_errors": form.errors, "form": form.data}
+            return await _refused(study, access, today, key, label, state, installation)
         return _back_to_version(study, name, label, site, "consent")
 
 
@@ -132,10 +140,16 @@ class BinderPages(Controller):
 
 
 async def _refused(
-    study: str, access: Access, today: date, key: DocumentKey, label: str | None, form_state: dict[str, Any]
+    study: str,
+    access: Access,
+    today: date,
+    key: DocumentKey,
+    label: str | None,
+    form_state: dict[str, Any],
+    installation: Installation,
 ) -> Template:
     """The version page again, with the form's errors and values (422)."""
-    context = await _version_context(study, access, today, key, label or "")
+    context = await _version_context(study, access, today, key, label or "", installation)
     return Template("version.html", context={**context, **form_state}, status_code=422)
 
 
@@ -146,11 +160,13 @@ def _back_to_version(study: str, name: str, label: str, site: str | None, saved:
     return Redirect(f"/studies/{study}/documents/version?{query}", status_code=303)
 
 
-async def _version_context(study: str, access: Access, today: date, key: DocumentKey, label: str) -> dict[str, Any]:
+async def _version_context(
+    study: str, access: Access, today: date, key: DocumentKey, label: str, installation: Installation
+) -> dict[str, Any]:
     row = await documents.get_version(key, label)
     if not visible(access, study, row, today):
         raise PermissionDeniedException(f"{access.user_id} may not see {key.name}")
-    found = await signatures.of_version(key, label)
+    found = await signatures.of_version(key, label, installation)
     newest: dict[str, signatures.VersionFile] = {}
     for f in found.files:
         newest.setdefault(f.kind, f)

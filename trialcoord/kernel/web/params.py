@@ -10,6 +10,7 @@ from litestar.exceptions import ValidationException
 from litestar.openapi.spec import Example
 from litestar.params import FromQuery, PathParameter
 
+from trialcoord.kernel.installation import Installation
 from trialcoord.kernel.web.guard import Access
 from trialcoord.kernel.web.schemas import check_plausible
 
@@ -34,6 +35,7 @@ SubjectPath = Annotated[str, PathParameter(description="Subject ID", examples=[E
 VisitPath = Annotated[str, PathParameter(description="Visit code, such as C3D1", examples=[Example(value="V3")])]
 SitePath = Annotated[str, PathParameter(description="Site code", examples=[Example(value="101")])]
 Today = NamedDependency[date]  # provided by the app: today in the configured time zone
+InstallationDep = NamedDependency[Installation]  # provided by the app: settings, keys, render cache
 AccessDep = NamedDependency[Access]  # provided by the app: who is asking, found by the guard
 AsOf = FromQuery[Optional[date]]  # noqa: UP045 (aliases read at run time by the API's parameter parsing)
 QueryStr = FromQuery[Optional[str]]  # noqa: UP045

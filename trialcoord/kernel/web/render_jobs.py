@@ -14,7 +14,6 @@ from litestar.params import JSONBody, PathParameter
 
 from trialcoord.kernel.render.jobs import JobNotDone, Kind, RenderJobs, TooManyJobs
 from trialcoord.kernel.render.page_estimate import LONG_DOCUMENT_PAGES, estimate_pages
-from trialcoord.kernel.render_cache import render_cache
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import needs
@@ -61,7 +60,7 @@ def render_jobs(app: Litestar) -> RenderJobs:
     """The app's job runner, made at first use: its worker process starts with the first job."""
     jobs = app.state.get("render_jobs")
     if jobs is None:
-        jobs = app.state.render_jobs = RenderJobs(cache=render_cache())
+        jobs = app.state.render_jobs = RenderJobs(cache=app.state.installation.render_cache())
     return jobs
 
 

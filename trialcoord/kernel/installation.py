@@ -1,0 +1,51 @@
+"""The installation: its settings, the system's keys and the render cache, built once by the composition root
+(`create_app`, the command line) and handed to the use cases that sign, publish or render. Nothing here is
+module state: a test, a benchmark or a second app in one process each build their own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trialcoord.kernel.config import Settings
+from trialcoord.kernel.system_keys import SystemKeys, load
+
+if TYPE_CHECKING:  # rendering's imports (WeasyPrint, python-docx) load with the first render, not every command
+    from trialcoord.kernel.render.cache import RenderCache
+
+
+class Installation:
+    """`settings` None: a bare installation (tests, scripts) with no data directory, registry folder or render
+    cache, in UTC. The keys are read at first use (scrypt takes a fraction of a second), so an installation
+    without them serves everything but signing, which answers NotConfigured."""
+
+    def __init__(self, settings: Settings | None, keys: SystemKeys | None = None) -> None:
+        self.settings = settings
+        self._keys = keys
+        self._cache: RenderCache | None = None
+
+    def keys(self) -> SystemKeys:
+        if self._keys is None:
+            self._keys = load(self.settings)
+        return self._keys
+
+    @property
+    def time_zone(self) -> str:
+        """The installation's time zone: where a site names none, local times are shown in it."""
+        return self.settings.time_zone if self.settings else "UTC"
+
+    @property
+    def data_dir(self) -> Path | None:
+        return Path(self.settings.data_dir) if self.settings else None
+
+    @property
+    def signatures_dir(self) -> Path | None:
+        return self.settings.signatures_dir if self.settings else None
+
+    def render_cache(self) -> RenderCache | None:
+        """Rendered documents by the hash of their inputs, in the data directory; None without one."""
+        if self._cache is None and self.data_dir is not None:
+            from trialcoord.kernel.render.cache import RenderCache
+
+            self._cache = RenderCache(self.data_dir / "render-cache")
+        return self._cache
