@@ -43,7 +43,7 @@ async def take_step(
 ) -> dict:
     """Move the deviation one step; `signing` (from the ceremony) for the signed steps."""
     async with read():
-        study_id = (await protocols.require_study(study))["id"]
+        study_id = (await protocols.require_study(study)).id
         row = await store.find(study_id, deviation_id)
     if row is None:
         raise NotFound(f"study {study} has no deviation {deviation_id}")
@@ -203,7 +203,7 @@ def _judged(s: dict, keys: dict, now_instant: str) -> tuple[str, str]:
 async def verify_signatures(study: str, deviation_id: int) -> list[dict]:
     """Each signature of the deviation judged now (see `_judged`)."""
     async with read():
-        study_id = (await protocols.require_study(study))["id"]
+        study_id = (await protocols.require_study(study)).id
         if await store.find(study_id, deviation_id) is None:
             raise NotFound(f"study {study} has no deviation {deviation_id}")
         stored = await review_store.signatures(deviation_id)
@@ -287,7 +287,7 @@ async def create_capa(
     if problems:
         raise InvalidInput(problems)
     async with transaction(f"a CAPA record of study {study}"):
-        study_id = (await protocols.require_study(study))["id"]
+        study_id = (await protocols.require_study(study)).id
         rows = await _deviations(study, study_id, deviation_ids, sites)
         _not_grouped_elsewhere(rows, None)
         at = now()
@@ -327,7 +327,7 @@ def _not_grouped_elsewhere(rows: list[dict], capa_id: int | None) -> None:
 async def link_capa(study: str, capa_id: int, deviation_ids: list[int], actor: str, sites=None) -> dict:
     await get_capa(study, capa_id, sites, actor)  # NotFound for a record the actor may not see
     async with transaction(f"CAPA {capa_id} of study {study}"):
-        study_id = (await protocols.require_study(study))["id"]
+        study_id = (await protocols.require_study(study)).id
         await capa_store.lock_capa(capa_id)  # a close waits, or this sees it closed
         capa = await capa_store.find_capa(study_id, capa_id)
         if capa is None:
@@ -347,7 +347,7 @@ async def close_capa(study: str, capa_id: int, actor: str, reason: str, sites=No
     if not reason.strip():
         raise invalid("closing a CAPA record needs how its effectiveness was checked", field="reason")
     async with transaction(f"CAPA {capa_id} of study {study}"):
-        study_id = (await protocols.require_study(study))["id"]
+        study_id = (await protocols.require_study(study)).id
         capa = await capa_store.find_capa(study_id, capa_id)
         if capa is None:
             raise NotFound(f"study {study} has no CAPA record {capa_id}")
@@ -374,7 +374,7 @@ async def list_capas(study: str, sites=None, user_id: str | None = None) -> list
     """The study's CAPA records. `sites` (None: all): a reader limited to some sites sees a record they
     created or one grouping a deviation at their sites, and only those of its deviations."""
     async with read():
-        study_id = (await protocols.require_study(study))["id"]
+        study_id = (await protocols.require_study(study)).id
         capas = await capa_store.capas(study_id)
         grouped = await capa_store.grouped(study_id)
     members: dict[int, list[int]] = {}

@@ -172,7 +172,7 @@ async def listing_file(study: str, sites: Collection[str] | None, kind: str, act
 
 async def _day_one(study: str) -> dict[str, date]:
     """Each participant's day one: the date of their protocol's day-one event, when recorded."""
-    study_id = (await protocols.require_study(study))["id"]
+    study_id = (await protocols.require_study(study)).id
     firsts = {
         row["id"]: (await protocols.protocol_of(row["id"], row["sha256"])).day_one
         for row in await lookups.list_versions(study_id)

@@ -122,7 +122,7 @@ async def _site_counts(study: str, sites: list[str], as_of: date) -> tuple[dict[
     `as_of` count as missed, visits done after it as not done."""
     if not sites:
         return {}, {}
-    study_id = (await protocols.require_study(study))["id"]
+    study_id = (await protocols.require_study(study)).id
     ending = sorted(
         {
             name

@@ -95,10 +95,10 @@ async def _import_rows(study, parse, file, site, today, actor, create_sites, pro
         protocol = await protocols.get_protocol(study)
         rows, problems = await parse(protocol)
         say(f"{len(rows):,} rows read, {len({r.participant for r in rows}):,} participants; checking them")
-        await participants_store.lock_participants(study_row["id"])
-        people = _by_subject(await inputs_store.load_inputs(study_row["id"]))
+        await participants_store.lock_participants(study_row.id)
+        people = _by_subject(await inputs_store.load_inputs(study_row.id))
         rows = number_unscheduled(rows, protocol, {s: p.actuals for s, p in people.items()})
-        sites = {row["code"]: row for row in await sites_store.list_sites(study_row["id"])}
+        sites = {row["code"]: row for row in await sites_store.list_sites(study_row.id)}
         missing = _missing_sites(rows, sites, site, people)
         if site and site not in sites and not create_sites:
             problems.append(Problem(f"study {study} has no site {site}", file, field="site"))
@@ -121,7 +121,7 @@ async def _import_rows(study, parse, file, site, today, actor, create_sites, pro
             ]
         problems += _conflicts(rows, people, file, site)
         problems += _consent_conflicts(
-            rows, people, protocol.consent_event, file, await consents_store.first_consents(study_row["id"])
+            rows, people, protocol.consent_event, file, await consents_store.first_consents(study_row.id)
         )
         problems += [
             Problem(
@@ -139,14 +139,14 @@ async def _import_rows(study, parse, file, site, today, actor, create_sites, pro
         if missing:
             for code in missing:
                 await create_site(study, code, code, actor=actor)
-            sites = {row["code"]: row for row in await sites_store.list_sites(study_row["id"])}
-        enrolled = await _enrol_new(study, study_row["id"], rows, people, sites, site)
+            sites = {row["code"]: row for row in await sites_store.list_sites(study_row.id)}
+        enrolled = await _enrol_new(study, study_row.id, rows, people, sites, site)
         if enrolled:
-            people = _by_subject(await inputs_store.load_inputs(study_row["id"]))
+            people = _by_subject(await inputs_store.load_inputs(study_row.id))
         events, visits, changed, audited = await _apply(study, rows, people)
         if changed:
             say(f"{events + visits:,} new facts stored; re-evaluating {len(changed):,} participants' schedules")
-            await schedules.refresh_participants(study_row["id"], inputs=changed, today=today)
+            await schedules.refresh_participants(study_row.id, inputs=changed, today=today)
         await audit_log.record_each(
             actor, len(enrolled) + len(audited), _audit_changes(study, enrolled, audited, f"imported from {file}")
         )

@@ -43,18 +43,18 @@ async def enroll_participant(
     check_code(subject_id, f"study {study}: subject ID", "subject_id")
     async with transaction(f"study {study}, participant {subject_id}"):
         study_row = await require_study(study)
-        versions = await studies_store.list_versions(study_row["id"])
+        versions = await studies_store.list_versions(study_row.id)
         version_row = enrolment_version(study, versions, version, enrolled_on)
         protocol = await protocol_of(version_row["id"], version_row["sha256"])
-        site_row = await _site_for_enrolment(study, study_row["id"], site)
+        site_row = await _site_for_enrolment(study, study_row.id, site)
         _check_arm(study, subject_id, protocol, arm)
         if (await participants_store.find_subject(study, subject_id))["id"] is not None:
             raise Conflict(f"study {study} already has participant {subject_id}")
         await participants_store.insert_participants(
-            study_row["id"], [(subject_id, site_row["id"], arm, version_row["id"], enrolled_on)]
+            study_row.id, [(subject_id, site_row["id"], arm, version_row["id"], enrolled_on)]
         )
         row = await subject_row(study, subject_id)
-        await refresh_participants(study_row["id"], row["id"], today=today)
+        await refresh_participants(study_row.id, row["id"], today=today)
         await audit_log.record(
             actor,
             Change(
@@ -75,7 +75,7 @@ async def enroll_participant(
 
 @reads
 async def list_participants(study: str, site: str | None = None) -> list[dict]:
-    rows = await participants_store.list_participants((await require_study(study))["id"], site)
+    rows = await participants_store.list_participants((await require_study(study)).id, site)
     return [participant_dict(study, row) for row in rows]
 
 

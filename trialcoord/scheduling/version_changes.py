@@ -74,8 +74,8 @@ async def apply_protocol_version(
     change each, in one transaction; participants it cannot move are left and reported with the reason."""
     async with transaction(f"study {study}, protocol version {version}"):
         study_row = await study_with_site(study, site)
-        await participants_store.lock_participants(study_row["id"])
-        return await _move(study, study_row["id"], version, effective, reason, today, actor, site=site)
+        await participants_store.lock_participants(study_row.id)
+        return await _move(study, study_row.id, version, effective, reason, today, actor, site=site)
 
 
 async def _move(
