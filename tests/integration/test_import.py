@@ -79,7 +79,7 @@ async def test_an_imported_consent_event_is_never_later_than_a_consent_on_record
     person = await participants.subject_row(study, "101-001")
     async with transaction("a consent recorded before consent events were kept in step"):
         await consent_store.insert_consent(
-            person["id"], None, "2024-03-01", "cora", "2024-03-01T00:00:00Z", (), ("paper 12", None, None)
+            person.id, None, "2024-03-01", "cora", "2024-03-01T00:00:00Z", (), ("paper 12", None, None)
         )
     late = "participant,event,date\n101-001,consent,2024-03-02\n"
     with pytest.raises(

@@ -14,7 +14,7 @@ from trialcoord.kernel import audit_log, pii
 from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.config import get_settings
 from trialcoord.kernel.database.engine import read, transaction
-from trialcoord.kernel.problems import NotConfigured, invalid
+from trialcoord.kernel.problems import NotConfigured, NotFound, invalid
 from trialcoord.kernel.rules.audit_entries import utc_instant
 from trialcoord.scheduling import identities_store as store
 from trialcoord.scheduling import participants
@@ -37,8 +37,8 @@ def key_ring() -> pii.KeyRing:
     try:
         if os.environ.get(pii.KEY_FILE_VARIABLE) or os.environ.get(pii.KEYS_VARIABLE):
             return pii.key_ring_from_environment()
-        path: Path = get_settings().pii_key_file
-        if path.exists():
+        path: Path | None = get_settings().pii_key_file
+        if path is not None and path.exists():
             return pii.load_key_file(path)
     except pii.PiiError as error:
         raise NotConfigured(f"personal data is unavailable: {error}") from None
@@ -88,6 +88,8 @@ async def set_identity(study: str, subject_id: str, values: dict[str, str | None
         if summary:
             await store.save(participant, current, utc_instant(audit_log.clock()), exists=stored is not None)
             site = await participants.participant_site(study, subject_id)
+            if site is None:  # impossible: the participant was read above, in this transaction
+                raise NotFound(f"study {study} has no participant {subject_id}")
             await audit_log.record(
                 actor,
                 Change(
@@ -120,7 +122,7 @@ def _clean(name: str, value: str | None) -> str | None:
 
 
 async def _participant_id(study: str, subject_id: str) -> int:
-    return (await participants.subject_row(study, subject_id))["id"]
+    return (await participants.subject_row(study, subject_id)).id
 
 
 async def rotate_stored(ring: pii.KeyRing, actor: str = SYSTEM) -> int:

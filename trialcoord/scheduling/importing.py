@@ -286,7 +286,7 @@ async def _enrol_new(
     await participants_store.insert_participants(
         study_id,
         [
-            (subject, sites[code]["id"], arm, participants.enrolment_version(study, versions, None, day)["id"], day)
+            (subject, sites[code]["id"], arm, participants.enrolment_version(study, versions, None, day).id, day)
             for subject, (day, arm, code) in first.items()
         ],
     )
@@ -295,9 +295,12 @@ async def _enrol_new(
 
 async def _apply(
     study: str, rows: list[EventRow], people: dict[str, ScheduleInputs]
-) -> tuple[int, int, list[ScheduleInputs], list[tuple]]:
+) -> tuple[int, int, list[ScheduleInputs], list[tuple[int, ScheduleInputs, str, date | None]]]:
     """Record what is new; return (events, visits, participants changed, audit changes)."""
-    new_events, visits, changed, audited = [], 0, {}, []
+    new_events: list[tuple[int, str, date, None]] = []
+    changed: dict[int, ScheduleInputs] = {}
+    audited: list[tuple[int, ScheduleInputs, str, date | None]] = []
+    visits = 0
     for row in rows:
         person = people[row.participant]
         if row.arm is not None and person.arm is None:
