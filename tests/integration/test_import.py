@@ -180,7 +180,7 @@ async def test_review_findings_on_sites_and_unscheduled_numbering(study):
     await import_events(study, text, site="999", file="edc.csv", today=TODAY, create_sites=True)
     people = {p["subject_id"]: p["site"] for p in await participants.list_participants(study)}
     assert people == {"901": "101", "902": "101"}  # not --site 999 (nor is 999 created)
-    assert [s["code"] for s in await sites.list_sites(study)] == ["101"]
+    assert [s.code for s in await sites.list_sites(study)] == ["101"]
     # a literal label "UNS#2" in the file is never given to another date: three visits, none lost
     visits = {
         r.visit.visit: r.visit.actual

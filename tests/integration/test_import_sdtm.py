@@ -83,7 +83,7 @@ async def test_sdtm_datasets_go_in_with_the_default_mapping_and_a_map(study, fil
         "COMPLETED": (None, 1),
     }  # no event for it: listed, not imported
     assert await participants.list_participants(study) == []  # a dry run stores nothing
-    assert [s["code"] for s in await sites.list_sites(study)] == ["101"]
+    assert [s.code for s in await sites.list_sites(study)] == ["101"]
     with pytest.raises(InvalidInput) as dry_no_site:  # a dry run reports what the import would refuse
         await import_sdtm(study, sv, ds, dm, mapping, today=TODAY, dry_run=True)
     assert [(p.file, p.line, p.field) for p in dry_no_site.value.problems] == [("dm.xpt", 2, "SITEID")]

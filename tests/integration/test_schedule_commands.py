@@ -231,4 +231,4 @@ async def test_import_events_creates_the_sites_a_file_names_when_asked(env, dosi
     assert refused.returncode == 2 and f"{edc}:2: site: study ONC-201 has no site 310" in refused.stderr
     done = ok(env, "import", "events", dosing, str(edc), "--create-sites")
     assert "sites 310, 311 created, 2 participants created" in done
-    assert {s["code"] for s in await sites.list_sites(dosing)} == {"201", "310", "311"}
+    assert {s.code for s in await sites.list_sites(dosing)} == {"201", "310", "311"}

@@ -94,7 +94,7 @@ async def test_recorded_event_materialises_visits_and_a_changed_date_needs_a_rea
     moved = await record_event(
         "TST-1", S, "randomization", RANDOMIZED + timedelta(days=1), reason="date entry error", today=TODAY
     )
-    assert moved["changed"] and (await visits())["V2"].visit.target == date(2024, 3, 19)
+    assert moved.changed and (await visits())["V2"].visit.target == date(2024, 3, 19)
 
 
 async def test_each_read_use_case_takes_one_connection(db, randomized, monkeypatch):

@@ -132,7 +132,7 @@ async def refresh_schedules(
     today = today or date.today()
     as_of = as_of or today
     refreshed = {}
-    for code in [study] if study else [row["code"] for row in await protocols.list_studies()]:
+    for code in [study] if study else [row.code for row in await protocols.list_studies()]:
         async with transaction(f"study {code}, schedule refresh"):
             last = await detection_store.last_run((await protocols.require_study(code)).id)
             if last is not None and as_of < date.fromisoformat(str(last["as_of"])):

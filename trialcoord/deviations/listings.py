@@ -152,7 +152,7 @@ class QueueListing(ListExporter):
 
     async def read(self, limit: int | None) -> list[dict]:
         # A site that is not the study's is a mistake to name, not an empty listing.
-        if self.site is not None and self.site not in {s["code"] for s in await list_sites(self.study)}:
+        if self.site is not None and self.site not in {s.code for s in await list_sites(self.study)}:
             raise NotFound(f"study {self.study} has no site {self.site}")
         rows, _ = await listing(self.study, states=self.states, sites=None if self.site is None else [self.site])
         return [{name: row[name] for name in QUEUE_COLUMNS} for row in rows]

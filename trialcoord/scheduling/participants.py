@@ -155,7 +155,12 @@ class Subject:
     """A participant being worked on: its row, engine inputs, stored visits (by code) and protocol."""
 
     def __init__(
-        self, study: str, row: dict[str, Any], inputs: ScheduleInputs, visits: dict[str, StoredVisit], protocol: Protocol
+        self,
+        study: str,
+        row: dict[str, Any],
+        inputs: ScheduleInputs,
+        visits: dict[str, StoredVisit],
+        protocol: Protocol,
     ):
         self.study, self.row, self.inputs, self.visits, self.protocol = study, row, inputs, visits, protocol
         self.id, self.study_id, self.version = row["id"], row["study_id"], row["version"]
@@ -243,9 +248,7 @@ async def _subject_row(study: str, subject_id: str, missing_ok: bool = False) ->
     return row
 
 
-def enrolment_version(
-    study: str, rows: list[dict[str, Any]], version: str | None, enrolled_on: date
-) -> StoredVersion:
+def enrolment_version(study: str, rows: list[dict[str, Any]], version: str | None, enrolled_on: date) -> StoredVersion:
     """The named version, else the latest in effect on the enrolment date, else the latest."""
     if not rows:
         raise invalid(f"study {study} has no protocol version loaded", field="version")

@@ -53,9 +53,7 @@ class StoredVersion:
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> StoredVersion:
-        return cls(
-            row["id"], row["version"], row["effective"], row["source_name"], row["sha256"], row["loaded_at"]
-        )
+        return cls(row["id"], row["version"], row["effective"], row["source_name"], row["sha256"], row["loaded_at"])
 
 
 @dataclass(frozen=True, slots=True)

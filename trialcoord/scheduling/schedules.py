@@ -74,9 +74,7 @@ async def refresh_study(study: str, as_of: date, today: date) -> list[str]:
     study_row = await require_study(study)
     await participants_store.lock_participants(study_row.id)
     stale = [
-        p
-        for p in (await inputs_store.load_inputs(study_row.id)).values()
-        if p.horizon is None or p.horizon < horizon
+        p for p in (await inputs_store.load_inputs(study_row.id)).values() if p.horizon is None or p.horizon < horizon
     ]
     if stale:
         await refresh_participants(study_row.id, inputs=stale, today=today, as_of=as_of)

@@ -48,7 +48,7 @@ class WindowExceptionController(Controller):
 
     @get("/window-exceptions", opt=VIEW, responses=READ)
     async def exceptions(self, study: StudyPath, access: AccessDep) -> list[ExceptionOut]:
-        site_of = {p["subject_id"]: p["site"] for p in await participants.list_participants(study)}
+        site_of = {p.subject_id: p.site for p in await participants.list_participants(study)}
         rows = [
             {**e, "site": site_of[e["subject_id"]], "approved_on": _day(e["approved_on"])}
             for e in await manual.exceptions_of(study)

@@ -145,6 +145,6 @@ def load_protocol_file(file: str) -> int:
             return await protocols.load_protocol_version(protocol, source, Path(file).name, actor=support.actor())
 
     result = support.run(run())
-    outcome = "stored" if result["created"] else "already loaded with the same text; nothing changed"
-    print(f"{protocol.study} version {protocol.version}: {outcome} (sha256 {result['sha256']})")
+    outcome = "stored" if result.created else "already loaded with the same text; nothing changed"
+    print(f"{protocol.study} version {protocol.version}: {outcome} (sha256 {result.sha256})")
     return 0

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from trialcoord.kernel.database.engine import fetch, fetch_rows
 from piccolo.columns import Column
 
+from trialcoord.kernel.database.engine import fetch, fetch_rows
 from trialcoord.kernel.database.tables import Site
 from trialcoord.scheduling.calendars import Closure
 from trialcoord.scheduling.store import as_date, now, stored
