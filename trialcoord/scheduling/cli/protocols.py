@@ -121,8 +121,8 @@ def import_usdm(file: str, out: str, effective: date | None, replace: bool, fmt:
     if fmt == "json":
         print(json.dumps(report, indent=2, ensure_ascii=False), file=sys.stdout if target else sys.stderr)
         return 0
-    for title in ("not_mapped", "assumed"):
-        for item in report[title]:
+    for title, items in (("not_mapped", result.not_mapped), ("assumed", result.assumed)):
+        for item in items:
             print(f"{title.replace('_', ' ')}: {item}", file=sys.stderr)
     print(
         f"{out}: {protocol.study} version {protocol.version}, {len(protocol.visits)} visits, events "
