@@ -32,8 +32,7 @@ class _Reader:
         if not isinstance(value, kind):
             self.problems.append(
                 Problem(
-                    f"'{key}' should be a{'n' if kind is list else ''} "
-                    f"{_KIND_NAMES.get(kind, kind.__name__)}",
+                    f"'{key}' should be a{'n' if kind is list else ''} {_KIND_NAMES.get(kind, kind.__name__)}",
                     self.file,
                     field=f"{path}.{key}" if path else key,
                 )
