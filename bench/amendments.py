@@ -58,8 +58,8 @@ async def evaluate_once() -> int:
     study = await protocols.require_study(STUDY)
     count = 0
     async with read():
-        versions = await schedules.Versions.load(study["id"])
-        for person in (await inputs_store.load_inputs(study["id"])).values():
+        versions = await schedules.Versions.load(study.id)
+        for person in (await inputs_store.load_inputs(study.id)).values():
             protocol = await versions.protocol(person.version_id, person.site)
             count += len(
                 evaluate(

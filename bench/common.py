@@ -133,12 +133,12 @@ async def enrol_study(participants: int, seed: int = 1) -> tuple[Protocol, dict[
     randomized = {f"{SITE}-{i:06d}": AS_OF - timedelta(days=rng.randrange(400)) for i in range(1, participants + 1)}
     async with transaction("bench set-up"):
         study = await protocols.require_study(STUDY)
-        site = await sites_store.find_site(study["id"], SITE)
-        version = (await studies_store.list_versions(study["id"]))[0]["id"]
+        site = await sites_store.find_site(study.id, SITE)
+        version = (await studies_store.list_versions(study.id))[0]["id"]
         await participants_store.insert_participants(
-            study["id"], [(s, site["id"], None, version, d - timedelta(days=14)) for s, d in randomized.items()]
+            study.id, [(s, site["id"], None, version, d - timedelta(days=14)) for s, d in randomized.items()]
         )
-        ids = {row["subject_id"]: row["id"] for row in await participants_store.list_participants(study["id"])}
+        ids = {row["subject_id"]: row["id"] for row in await participants_store.list_participants(study.id)}
         await inputs_store.upsert_events([(ids[s], "randomization", d, None) for s, d in randomized.items()])
     return protocol, {s: (ids[s], d) for s, d in randomized.items()}, version
 

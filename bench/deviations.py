@@ -104,13 +104,13 @@ async def enrol(participants: int, rng: random.Random):
             subject["withdrawal"] = randomized + timedelta(days=rng.randrange(1, (AS_OF - randomized).days))
     async with transaction("bench set-up"):
         study = await protocols.require_study(STUDY)
-        site_ids = {code: (await sites_store.find_site(study["id"], code))["id"] for code in SITES}
-        version = (await studies_store.list_versions(study["id"]))[0]["id"]
+        site_ids = {code: (await sites_store.find_site(study.id, code))["id"] for code in SITES}
+        version = (await studies_store.list_versions(study.id))[0]["id"]
         await participants_store.insert_participants(
-            study["id"],
+            study.id,
             [(s, site_ids[s[:3]], None, version, e["randomization"] - timedelta(days=14)) for s, e in events.items()],
         )
-        ids = {row["subject_id"]: row["id"] for row in await participants_store.list_participants(study["id"])}
+        ids = {row["subject_id"]: row["id"] for row in await participants_store.list_participants(study.id)}
         await inputs_store.upsert_events(
             [(ids[s], name, day, None) for s, e in events.items() for name, day in e.items()]
         )
@@ -371,7 +371,7 @@ def make_run(scale: float, quick_load: bool):
                 f"  {kind:<8}  seeded {stored:,} visits in {seconds:.1f} s: missed {statuses['missed']:,},"
                 f" late {statuses['late']:,}, early {statuses['early']:,} ({flagged / stored:.1%})"
             )
-            study_id = (await protocols.require_study(STUDY))["id"]
+            study_id = (await protocols.require_study(STUDY)).id
             await detection(kind, url, study_id, missed)
             added = await top_up(study_id, people, round(OPEN * scale), rng)
             _, total = await queue.listing(STUDY, states=["detected"], limit=0)

@@ -87,7 +87,7 @@ async def run(kind: str, participants: int) -> None:
         seconds, _ = await atimed(seed(kind, url, seed_rows(protocol, people, version, statuses)))
         stored = sum(statuses.values())
         flagged = statuses["missed"] + statuses["late"] + statuses["early"]
-        study_id = (await protocols.require_study(STUDY))["id"]
+        study_id = (await protocols.require_study(STUDY)).id
         print(
             f"  {kind:<8}  seeded {stored:,} visits in {seconds:.1f} s; missed {statuses['missed']:,},"
             f" late {statuses['late']:,}, early {statuses['early']:,} ({flagged / stored:.1%})"

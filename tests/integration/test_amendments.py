@@ -150,7 +150,7 @@ async def test_a_version_applies_to_every_active_participant_of_a_site(demo):
     assert moved.skipped == {
         "101-002": "has ended the schedule (an ending event is recorded); move it on its own if it must"
     }
-    people = {row["subject_id"]: row["protocol_version"] for row in await participants.list_participants(demo)}
+    people = {row.subject_id: row.protocol_version for row in await participants.list_participants(demo)}
     assert people == {"101-001": "2.0", "101-002": "1.0", "102-001": "1.0"}
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="participant", action="update"), None, 10)
     assert [(e.record_id, e.reason) for e in entries] == [("DEMO-001/101/101-001", "amendment 1")]
@@ -277,4 +277,4 @@ async def test_found_a_version_giving_a_new_visit_a_removed_visits_number_is_ref
     assert refused.value.problems[0].field == "visits"
     with pytest.raises(InvalidInput, match="visit V8 takes number 7"):
         await impact.impact(demo, protocol, text, today=TODAY)
-    assert [row["version"] for row in await protocols.list_protocol_versions(demo)] == ["1.0", "2.0"]
+    assert [row.version for row in await protocols.list_protocol_versions(demo)] == ["1.0", "2.0"]

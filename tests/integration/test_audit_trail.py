@@ -81,7 +81,7 @@ async def test_the_change_and_its_entry_commit_together_or_not_at_all(study, mon
         await visits.record_event(study, "1001", "randomization", RANDOMIZED, today=TODAY)
     monkeypatch.undo()
     participant = await participants.get_participant(study, "1001")
-    assert participant["events"] == {} and len(await entries()) == count
+    assert participant.events == {} and len(await entries()) == count
     assert (await fetch("SELECT size FROM audit_head"))[0]["size"] == count  # the reservation rolled back too
 
 

@@ -354,6 +354,6 @@ async def test_keys_rotate_reencrypts_stored_personal_data_and_retire_removes_th
     succeeds("keys", "retire", old_id, env=env)
     assert set(pii.load_key_file(key_file).keys) == {"k-next"}
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert (await identities.get_identity("DEMO-001", "101-001"))["name"] == "Quentin Rotatable"
+    assert (await identities.get_identity("DEMO-001", "101-001")).name == "Quentin Rotatable"
     monkeypatch.delenv(pii.KEY_FILE_VARIABLE)  # the commands inherit the environment
     assert "no key file" in fails(2, "keys", "rotate", "k3", env={**env, "TRIALCOORD_DATA_DIR": str(tmp_path / "x")})

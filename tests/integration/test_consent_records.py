@@ -202,16 +202,16 @@ async def test_a_coordinator_records_a_consent_on_the_participant_page(anonymous
 
 
 async def test_recording_a_consent_records_the_consent_event_too(consenting, installation):
-    assert (await participants.get_participant(consenting, "1001"))["events"]["consent"] == date(2024, 3, 1)
+    assert (await participants.get_participant(consenting, "1001")).events["consent"] == date(2024, 3, 1)
     entries = await audit_log.browse(audit_log.AuditFilter(record_type="participant_event"), None, 10)
     assert [e.record_id for e in entries if e.record_id.endswith("/consent")] == ["TST-1/101/1001/consent"]
     await participant_consents.record_consent(consenting, "1002", "en", "1.0", date(2024, 3, 10), "cora", TODAY)
-    assert (await participants.get_participant(consenting, "1002"))["events"]["consent"] == date(2024, 3, 10)
+    assert (await participants.get_participant(consenting, "1002")).events["consent"] == date(2024, 3, 10)
     # A re-consent leaves the date of first consent as it is.
     await effective_form("2.0", date(2024, 4, 1), installation=installation)
     await consent_versions.register_version(consenting, SITE_A, "en", "2.0", "2.0", ICF.name, "2.0")
     await participant_consents.record_consent(consenting, "1001", "en", "2.0", date(2024, 4, 5), "cora", TODAY)
-    assert (await participants.get_participant(consenting, "1001"))["events"]["consent"] == date(2024, 3, 1)
+    assert (await participants.get_participant(consenting, "1001")).events["consent"] == date(2024, 3, 1)
 
 
 async def test_the_consent_event_and_the_consents_never_disagree(consenting):
@@ -271,7 +271,7 @@ async def test_found_a_consent_signed_before_its_version_was_registered_is_recor
         "0.9",
         date(2024, 1, 15),
     )
-    assert (await participants.get_participant(consenting, "1002"))["events"]["consent"] == date(2024, 1, 15)
+    assert (await participants.get_participant(consenting, "1002")).events["consent"] == date(2024, 1, 15)
     assert [
         c
         for c in await consent_checks.candidates(consenting)

@@ -49,8 +49,8 @@ async def test_import_records_everything_once(study):
     assert first == ImportResult(created_participants=2, events_recorded=3, visits_recorded=2, unchanged=0)
     again = await import_events(study, GOOD, site="101", file="events.csv", today=TODAY)
     assert again == ImportResult(0, 0, 0, 5)
-    people = {p["subject_id"]: p for p in await participants.list_participants(study)}
-    assert (people["101-001"]["arm"], people["101-002"]["arm"]) == ("A", "P")
+    people = {p.subject_id: p for p in await participants.list_participants(study)}
+    assert (people["101-001"].arm, people["101-002"].arm) == ("A", "P")
     schedule = {row.visit.visit: row.visit for row in await worklists.participant_schedule(study, "101-001", TODAY)}
     assert (schedule["V2"].actual, schedule["V2"].status) == (date(2024, 3, 18), "on_time")
     assert schedule["C1D1"].target == date(2024, 3, 4)
@@ -79,7 +79,7 @@ async def test_an_imported_consent_event_is_never_later_than_a_consent_on_record
     person = await participants.subject_row(study, "101-001")
     async with transaction("a consent recorded before consent events were kept in step"):
         await consent_store.insert_consent(
-            person["id"], None, "2024-03-01", "cora", "2024-03-01T00:00:00Z", (), ("paper 12", None, None)
+            person.id, None, "2024-03-01", "cora", "2024-03-01T00:00:00Z", (), ("paper 12", None, None)
         )
     late = "participant,event,date\n101-001,consent,2024-03-02\n"
     with pytest.raises(
@@ -111,7 +111,7 @@ async def test_a_multi_site_file_enrols_each_participant_at_its_site(study):
     assert await participants.list_participants(study) == [] and len(await sites.list_sites(study)) == 1
     result = await import_events(study, MULTI_SITE, site="101", file="edc.csv", today=TODAY, create_sites=True)
     assert (result.created_sites, result.created_participants, result.visits_recorded) == (("205",), 3, 2)
-    people = {p["subject_id"]: p["site"] for p in await participants.list_participants(study)}
+    people = {p.subject_id: p.site for p in await participants.list_participants(study)}
     assert people == {"101-001": "101", "205-001": "205", "301-001": "101"}  # no site column value: --site
     visits = {
         r.visit.visit: r.visit.actual
@@ -156,7 +156,7 @@ async def test_stored_statuses_equal_check_of_the_same_file(study, tmp_path):
     path.write_text(MULTI_SITE, encoding="utf-8")
     await import_events(study, MULTI_SITE, site="101", file="edc.csv", today=TODAY, create_sites=True)
     protocols = {"1.0": parse_protocol(PROTOCOL_V1), "2.0": parse_protocol(PROTOCOL_V2)}
-    followed = {p["subject_id"]: protocols[p["protocol_version"]] for p in await participants.list_participants(study)}
+    followed = {p.subject_id: protocols[p.protocol_version] for p in await participants.list_participants(study)}
     for subject, facts in read_events_file(path, protocols["1.0"]).items():
         protocol = followed[subject]  # `check` is given the version the participant follows
         checked = {
@@ -178,9 +178,9 @@ async def test_review_findings_on_sites_and_unscheduled_numbering(study):
         "902,UNS,2024-03-01,101\n902,UNS,2024-03-05,101\n902,UNS#2,2024-03-09,101\n"
     )
     await import_events(study, text, site="999", file="edc.csv", today=TODAY, create_sites=True)
-    people = {p["subject_id"]: p["site"] for p in await participants.list_participants(study)}
+    people = {p.subject_id: p.site for p in await participants.list_participants(study)}
     assert people == {"901": "101", "902": "101"}  # not --site 999 (nor is 999 created)
-    assert [s["code"] for s in await sites.list_sites(study)] == ["101"]
+    assert [s.code for s in await sites.list_sites(study)] == ["101"]
     # a literal label "UNS#2" in the file is never given to another date: three visits, none lost
     visits = {
         r.visit.visit: r.visit.actual
@@ -214,4 +214,4 @@ async def test_a_new_participants_site_may_be_on_any_of_its_rows_without_a_defau
     text = "participant,event,date,site\n911,randomization,2024-03-04,\n911,V2,2024-03-18,101\n"
     result = await import_events(study, text, file="edc.csv", today=TODAY)  # no --site
     assert result.created_participants == 1
-    assert {p["subject_id"]: p["site"] for p in await participants.list_participants(study)} == {"911": "101"}
+    assert {p.subject_id: p.site for p in await participants.list_participants(study)} == {"911": "101"}

@@ -83,7 +83,7 @@ async def test_sdtm_datasets_go_in_with_the_default_mapping_and_a_map(study, fil
         "COMPLETED": (None, 1),
     }  # no event for it: listed, not imported
     assert await participants.list_participants(study) == []  # a dry run stores nothing
-    assert [s["code"] for s in await sites.list_sites(study)] == ["101"]
+    assert [s.code for s in await sites.list_sites(study)] == ["101"]
     with pytest.raises(InvalidInput) as dry_no_site:  # a dry run reports what the import would refuse
         await import_sdtm(study, sv, ds, dm, mapping, today=TODAY, dry_run=True)
     assert [(p.file, p.line, p.field) for p in dry_no_site.value.problems] == [("dm.xpt", 2, "SITEID")]
@@ -93,13 +93,13 @@ async def test_sdtm_datasets_go_in_with_the_default_mapping_and_a_map(study, fil
     assert await participants.list_participants(study) == []
     result, _ = await import_sdtm(study, sv, ds, dm, mapping, today=TODAY, create_sites=True)
     assert result.created_sites == ("205",) and result.created_participants == 2
-    people = {p["subject_id"]: (p["site"], p["arm"]) for p in await participants.list_participants(study)}
+    people = {p.subject_id: (p.site, p.arm) for p in await participants.list_participants(study)}
     assert people == {A: ("101", "P"), B: ("205", None)}
     schedule = {r.visit.visit: r for r in await worklists.participant_schedule(study, A, TODAY)}
     assert schedule["V2"].visit.actual == date(2024, 3, 18) and schedule["SCR"].visit.actual == date(2024, 2, 26)
     assert schedule["UNSCHEDULED 9.2#2"].visit.actual == date(2024, 3, 25)
     participant = await participants.get_participant(study, A)
-    assert participant["events"] == {
+    assert participant.events == {
         "consent": date(2024, 2, 20),
         "randomization": date(2024, 3, 4),
         "first_dose": date(2024, 3, 4),
@@ -194,7 +194,7 @@ async def test_csv_visitnum_numeric_subjects_and_map_shapes(study, tmp_path):
     assert [(p.line, p.field) for p in error.value.problems] == [(3, "VISIT")]  # neither VISIT nor VISITNUM
     sv = Dataset("sv.csv", "SV", sv.rows[:2])
     await import_sdtm(study, sv, site="101", today=TODAY)
-    by_subject = {p["subject_id"] for p in await participants.list_participants(study)}
+    by_subject = {p.subject_id for p in await participants.list_participants(study)}
     assert by_subject == {"S-1", "1001"}  # a whole-number float read from XPT is written as an integer
     first = {r.visit.visit: r.visit.actual for r in await worklists.participant_schedule(study, "S-1", TODAY)}
     assert first["V3"] == date(2024, 3, 18)  # VISITNUM "3" from CSV is visit number 3 (Week 4)
@@ -322,9 +322,9 @@ async def test_disposition_events_of_participation_and_treatment(study):
     }
     assert used.arms == {"": (None, 3)}
     assert used.unused == ["ds.TYPO", "arms.ZZZ"]  # a typo in a map is said, not silently ignored
-    people = {p["subject_id"]: p for p in await participants.list_participants(study)}
-    assert people["D-1"]["status"] == people["D-2"]["status"] == "ended"
-    assert people["D-3"]["status"] == "active"
+    people = {p.subject_id: p for p in await participants.list_participants(study)}
+    assert people["D-1"].status == people["D-2"].status == "ended"
+    assert people["D-3"].status == "active"
     later = {r.visit.visit: r.visit.status for r in await worklists.participant_schedule(study, "D-1", TODAY)}
     assert later["V3"] == "not_applicable"  # after the early termination on 2024-03-20
 

@@ -220,7 +220,7 @@ async def test_values_read_back_exactly_clear_with_an_empty_string_and_unchanged
     response = await put_identity(coord_a, SUBJECT_A, unusual)
     assert response.status_code == 200 and response.json() == unusual
     assert (await coord_a.get(f"{API}/{SUBJECT_A}/identity")).json() == unusual
-    assert await identities.get_identity(STUDY, SUBJECT_A) == unusual
+    assert await identities.get_identity(STUDY, SUBJECT_A) == identities.PersonalData(**unusual)
 
     # Surrounding white space is not part of the value.
     response = await put_identity(coord_a, SUBJECT_A, {"mrn": "  MRN-0002-ÅZ \t"})
@@ -253,7 +253,9 @@ async def test_values_read_back_exactly_clear_with_an_empty_string_and_unchanged
     coord_a = await signed_in(anonymous, "coord-a")
     form = await post_identity_form(coord_a, SUBJECT_A, {**same, "contact": "", "mrn": ""})
     assert form.status_code == 303
-    assert await identities.get_identity(STUDY, SUBJECT_A) == {**same, "contact": None, "mrn": None}
+    assert await identities.get_identity(STUDY, SUBJECT_A) == identities.PersonalData(
+        **{**same, "contact": None, "mrn": None}
+    )
 
 
 # --- 3. who may read and write ---
@@ -304,8 +306,8 @@ async def test_only_grants_with_personal_data_read_it_and_only_site_staff_write_
         anonymous.headers.pop(header, None)
     assert (await anonymous.get(a)).status_code == 401
     # No refused write got through.
-    assert await identities.get_identity(STUDY, SUBJECT_A) == PERSON_A
-    assert await identities.get_identity(STUDY, SUBJECT_B) == PERSON_B
+    assert await identities.get_identity(STUDY, SUBJECT_A) == identities.PersonalData(**PERSON_A)
+    assert await identities.get_identity(STUDY, SUBJECT_B) == identities.PersonalData(**PERSON_B)
     monitor = await signed_in(anonymous, "monitor")
     assert (await monitor.get(a)).json() == PERSON_A
     denied = await (await signed_in(anonymous, "sponsor")).get(a)
@@ -329,7 +331,7 @@ async def test_only_grants_with_personal_data_read_it_and_only_site_staff_write_
     assert (await post_identity_form(sponsor, SUBJECT_A, {"name": "Nobody"})).status_code == 403
     monitor = await signed_in(anonymous, "monitor")
     assert (await post_identity_form(monitor, SUBJECT_A, {"name": "Nobody"})).status_code == 403
-    assert await identities.get_identity(STUDY, SUBJECT_A) == PERSON_A
+    assert await identities.get_identity(STUDY, SUBJECT_A) == identities.PersonalData(**PERSON_A)
 
 
 async def test_a_sponsor_grant_cannot_carry_personal_data(personas):
@@ -421,7 +423,9 @@ async def test_key_rotation_reencrypts_everything_under_the_new_key_and_is_audit
 
     new_ring = ring.with_new_current_key("test-2")
     monkeypatch.setenv(pii.KEYS_VARIABLE, new_ring.to_json())
-    assert await identities.get_identity(STUDY, SUBJECT_A) == PERSON_A  # old values read before the rotation
+    assert await identities.get_identity(STUDY, SUBJECT_A) == identities.PersonalData(
+        **PERSON_A
+    )  # old values read before the rotation
     assert await identities.rotate_stored(new_ring) == 6
     assert await identities.key_ids_in_use() == {"test-2"}
     after = {subject: await stored_ciphertexts(subject) for subject in (SUBJECT_A, SUBJECT_B)}
@@ -434,8 +438,8 @@ async def test_key_rotation_reencrypts_everything_under_the_new_key_and_is_audit
 
     expected_b = {"name": PERSON_B["name"], "date_of_birth": None, "contact": None, "mrn": PERSON_B["mrn"]}
     monkeypatch.setenv(pii.KEYS_VARIABLE, new_ring.without_key("test-1").to_json())
-    assert await identities.get_identity(STUDY, SUBJECT_A) == PERSON_A
-    assert await identities.get_identity(STUDY, SUBJECT_B) == expected_b
+    assert await identities.get_identity(STUDY, SUBJECT_A) == identities.PersonalData(**PERSON_A)
+    assert await identities.get_identity(STUDY, SUBJECT_B) == identities.PersonalData(**expected_b)
     assert (await client.get(f"{API}/{SUBJECT_A}/identity")).json() == PERSON_A
     assert (await client.get(f"{API}/{SUBJECT_B}/identity")).json() == expected_b
     # New writes use the current key.
@@ -542,7 +546,7 @@ async def test_an_over_long_value_or_a_bad_date_of_birth_names_the_field_and_sto
             else "at most 500 characters" in page.text
         )
 
-    assert await identities.get_identity(STUDY, SUBJECT_A) == PERSON_A
+    assert await identities.get_identity(STUDY, SUBJECT_A) == identities.PersonalData(**PERSON_A)
     admin = await signed_in(anonymous, "admin")
     assert len(await identity_audit(admin)) == len(audit_before) + 2  # the two contact changes only
     assert (await stored_ciphertexts(SUBJECT_A))["name"] == stored_before["name"]
@@ -602,4 +606,6 @@ async def test_redacting_personal_data_leaves_the_audit_trail_intact(personas):
     await identities.set_identity(STUDY, SUBJECT_A, {"name": "", "mrn": ""}, actor="admin")  # a justified redaction
     report = await audit_log.verify()
     assert before.ok and report.ok and report.result.size == before.result.size + 1
-    assert await identities.get_identity(STUDY, SUBJECT_A) == {name: None for name in identities.FIELDS}
+    assert await identities.get_identity(STUDY, SUBJECT_A) == identities.PersonalData(
+        **{name: None for name in identities.FIELDS}
+    )

@@ -130,7 +130,7 @@ async def test_protocol_impact_and_apply_on_the_command_line(env, tmp_path):
     )
     relabel = run("protocol", "impact", "DEMO-001", str(other_text), env=env)
     assert relabel.returncode == 2 and "already has a protocol version 2.0 with other content" in relabel.stderr
-    assert [p["protocol_version"] for p in await participants.list_participants("DEMO-001")] == ["1.0", "1.0"]
+    assert [p.protocol_version for p in await participants.list_participants("DEMO-001")] == ["1.0", "1.0"]
     applied = ok(
         env,
         "protocol",
@@ -146,7 +146,7 @@ async def test_protocol_impact_and_apply_on_the_command_line(env, tmp_path):
     )
     assert "2 participants moved to protocol version 2.0 from 2026-11-01 (0 left as they are)" in applied
     assert re.search(r"deviation detection run again for them: \d+ created, 0 resolved by the change", applied)
-    assert [p["protocol_version"] for p in await participants.list_participants("DEMO-001")] == ["2.0", "2.0"]
+    assert [p.protocol_version for p in await participants.list_participants("DEMO-001")] == ["2.0", "2.0"]
     again = ok(env, "protocol", "apply", "DEMO-001", "2.0", "--effective", "2026-11-01", "--reason", "again")
     assert "101-001: already follows protocol version 2.0" in again
     left = ok(env, "protocol", "impact", "DEMO-001", new, "--effective", "2026-11-01")
@@ -165,12 +165,12 @@ async def test_site_calendar_and_closures_on_the_command_line(env, dosing):
     closed = ok(env, "site", "close", dosing, "201", "2026-12-24", "2026-12-31", "--reason", "Christmas closure")
     assert "closed from 2026-12-24 to 2026-12-31 (Christmas closure)" in closed
     days = await sites.site_calendar_days(dosing, "201", date(2026, 12, 23), date(2027, 1, 5))
-    assert {d["date"] for d in days["closed"]} >= {date(2026, 12, 24), date(2027, 1, 1), date(2027, 1, 4)}
+    assert {d.date for d in days.closed} >= {date(2026, 12, 24), date(2027, 1, 1), date(2027, 1, 4)}
     unknown = run("site", "close", dosing, "999", "2026-12-24", "--reason", "x", env=env)
     assert unknown.returncode == 2 and "has no site 999" in unknown.stderr
     shown = ok(env, "site", "calendar", dosing, "201")  # without a calendar: shows it, changes nothing
     assert "business days follow holidays:GB-SCT" in shown and "closure 2026-12-24 to 2026-12-31" in shown
-    assert (await sites.site_calendar_days(dosing, "201", date(2026, 12, 1), date(2026, 12, 2)))["own"]
+    assert (await sites.site_calendar_days(dosing, "201", date(2026, 12, 1), date(2026, 12, 2))).own
     overlap = run("site", "close", dosing, "201", "2026-12-30", "2027-01-02", "--reason", "again", env=env)
     assert overlap.returncode == 3 and "already closed from 2026-12-24 to 2026-12-31" in overlap.stderr
     typo = run("site", "close", dosing, "201", "1999-12-24", "--reason", "x", env=env)
@@ -178,7 +178,7 @@ async def test_site_calendar_and_closures_on_the_command_line(env, dosing):
     reopened = ok(env, "site", "reopen", dosing, "201", "2026-12-24", "--reason", "entered for the wrong site")
     assert "closure from 2026-12-24 to 2026-12-31 withdrawn" in reopened
     days = await sites.site_calendar_days(dosing, "201", date(2026, 12, 23), date(2027, 1, 5))
-    assert date(2026, 12, 29) not in {d["date"] for d in days["closed"]} and days["closures"] == []
+    assert date(2026, 12, 29) not in {d.date for d in days.closed} and days.closures == []
     [entry] = await audit_log.browse(audit_log.AuditFilter(record_type="site", action="delete"), None, 5)
     assert (entry.record_id, entry.reason) == ("ONC-201/201/closure/2026-12-24", "entered for the wrong site")
     gone = run("site", "reopen", dosing, "201", "2026-12-24", "--reason", "x", env=env)
@@ -231,4 +231,4 @@ async def test_import_events_creates_the_sites_a_file_names_when_asked(env, dosi
     assert refused.returncode == 2 and f"{edc}:2: site: study ONC-201 has no site 310" in refused.stderr
     done = ok(env, "import", "events", dosing, str(edc), "--create-sites")
     assert "sites 310, 311 created, 2 participants created" in done
-    assert {s["code"] for s in await sites.list_sites(dosing)} == {"201", "310", "311"}
+    assert {s.code for s in await sites.list_sites(dosing)} == {"201", "310", "311"}

@@ -56,8 +56,8 @@ def count_connections(db, monkeypatch) -> list:
 
 async def test_protocol_load_is_idempotent_and_a_changed_text_conflicts(study):
     again = await protocols.load_protocol_version(parse_protocol(PROTOCOL_V1, "tst.yaml"), PROTOCOL_V1, "tst.yaml")
-    assert again["created"] is False and again["version"] == "1.0"
-    assert [v["version"] for v in await protocols.list_protocol_versions(study)] == ["1.0", "2.0"]
+    assert again.created is False and again.version == "1.0"
+    assert [v.version for v in await protocols.list_protocol_versions(study)] == ["1.0", "2.0"]
     changed = PROTOCOL_V1.replace("title: Test study", "title: Changed")
     with pytest.raises(Conflict, match=r"study TST-1, protocol version 1\.0 is already loaded"):
         await protocols.load_protocol_version(parse_protocol(changed, "other.yaml"), changed, "other.yaml")
@@ -70,7 +70,7 @@ async def test_protocol_load_is_idempotent_and_a_changed_text_conflicts(study):
 async def test_enrolment_picks_the_version_in_effect_and_refuses_duplicates(study):
     early = await participants.enroll_participant(study, S, "101", enrolled_on=date(2024, 2, 1), today=TODAY)
     late = await participants.enroll_participant(study, "101-002", "101", enrolled_on=date(2024, 7, 1), today=TODAY)
-    assert (early["protocol_version"], late["protocol_version"]) == ("1.0", "2.0")
+    assert (early.protocol_version, late.protocol_version) == ("1.0", "2.0")
     with pytest.raises(Conflict, match="study TST-1 already has participant 101-001"):
         await participants.enroll_participant(study, S, "101", today=TODAY)
     with pytest.raises(InvalidInput) as error:
@@ -79,7 +79,7 @@ async def test_enrolment_picks_the_version_in_effect_and_refuses_duplicates(stud
     with pytest.raises(InvalidInput) as error:
         await participants.enroll_participant(study, "101-003", "101", arm="X", today=TODAY)
     assert fields(error.value) == {"arm"} and "arms: A, P" in str(error.value)
-    assert [p["subject_id"] for p in await participants.list_participants(study)] == [S, "101-002"]
+    assert [p.subject_id for p in await participants.list_participants(study)] == [S, "101-002"]
 
 
 async def test_recorded_event_materialises_visits_and_a_changed_date_needs_a_reason(randomized):
@@ -94,7 +94,7 @@ async def test_recorded_event_materialises_visits_and_a_changed_date_needs_a_rea
     moved = await record_event(
         "TST-1", S, "randomization", RANDOMIZED + timedelta(days=1), reason="date entry error", today=TODAY
     )
-    assert moved["changed"] and (await visits())["V2"].visit.target == date(2024, 3, 19)
+    assert moved.changed and (await visits())["V2"].visit.target == date(2024, 3, 19)
 
 
 async def test_each_read_use_case_takes_one_connection(db, randomized, monkeypatch):
@@ -122,8 +122,8 @@ async def test_unknown_study_or_participant_is_not_found(randomized):
     with pytest.raises(NotFound, match="^study TST-1 has no participant 999$"):
         await record_event("TST-1", "999", "consent", TODAY, today=TODAY)
     participant = await participants.get_participant("TST-1", S)
-    assert (participant["site"], participant["protocol_version"]) == ("101", "1.0")
-    assert participant["events"] == {"randomization": RANDOMIZED}
+    assert (participant.site, participant.protocol_version) == ("101", "1.0")
+    assert participant.events == {"randomization": RANDOMIZED}
 
 
 async def test_worklists_go_by_subject_then_date_then_code(randomized):
@@ -201,7 +201,7 @@ async def test_version_change_keeps_the_evaluation_of_done_visits(randomized):
     moved = await version_changes.change_protocol_version(
         "TST-1", S, "2.0", date(2024, 6, 1), "re-consented", today=date(2024, 6, 2)
     )
-    assert moved["protocol_version"] == "2.0"
+    assert moved.protocol_version == "2.0"
     rows = await visits(as_of=date(2024, 6, 2))
     v3 = rows["V3"]
     assert (v3.visit.status, v3.visit.latest, v3.protocol_version) == ("late", date(2024, 4, 4), "1.0")
@@ -302,7 +302,7 @@ async def test_demo_loads_once_and_fills_every_worklist(db):
     today = date(2025, 11, 3)
     assert await demo.load_demo(today) is True
     assert await demo.load_demo(today) is False
-    assert [s["code"] for s in await protocols.list_studies()] == ["DEMO-001", "ONC-201"]
+    assert [s.code for s in await protocols.list_studies()] == ["DEMO-001", "ONC-201"]
     for kind in worklists.WORKLISTS:
         assert await worklists.worklist("DEMO-001", today, kind=kind), kind
     statuses = {row.status for _, row in await worklists.study_visits("DEMO-001", today)}

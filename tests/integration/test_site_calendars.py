@@ -12,7 +12,7 @@ from trialcoord.kernel import audit_log
 from trialcoord.kernel.problems import InvalidInput
 from trialcoord.scheduling import participants, protocols, visits, worklists
 from trialcoord.scheduling.protocol_files import parse_protocol
-from trialcoord.scheduling.sites import add_site_closure, create_site, set_site_calendar, site_calendar_days
+from trialcoord.scheduling.sites import ClosedDay, add_site_closure, create_site, set_site_calendar, site_calendar_days
 
 pytestmark = pytest.mark.anyio
 PROTOCOL = """\
@@ -67,8 +67,8 @@ async def test_a_closure_and_a_change_of_calendar_move_the_stored_windows(sites)
         ("CAL-1/101", "update"),
     }
     days = await site_calendar_days(sites, "301", date(2026, 4, 30), date(2026, 5, 6))
-    assert days["closed"] == [{"date": date(2026, 5, 4), "reason": "Building works"}]
-    assert (days["calendar"], days["own"]) == ("weekdays", False)
+    assert days.closed == [ClosedDay(date=date(2026, 5, 4), reason="Building works")]
+    assert (days.calendar, days.own) == ("weekdays", False)
 
 
 async def test_calendar_and_closure_problems_name_the_field(sites):

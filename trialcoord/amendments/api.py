@@ -16,10 +16,16 @@ from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import needs
 from trialcoord.kernel.web.params import AccessDep, QueryStr, StudyPath, SubjectPath, Today, plausible
-from trialcoord.kernel.web.schemas import Code, from_dict
+from trialcoord.kernel.web.schemas import Code
 from trialcoord.scheduling import protocols
 from trialcoord.scheduling.protocol_files import parse_protocol
-from trialcoord.scheduling.schemas import Participant, ProtocolBodyOperation, VersionChangeIn, protocol_source
+from trialcoord.scheduling.schemas import (
+    Participant,
+    ProtocolBodyOperation,
+    VersionChangeIn,
+    from_record,
+    protocol_source,
+)
 
 VersionPath = Annotated[str, PathParameter(description="Protocol version label")]
 ImpactFormat = Literal["json", "csv", "pdf"]
@@ -165,4 +171,4 @@ class ParticipantVersionController(Controller):
         row = await applying.change_version(
             study, subject_id, data.version, data.effective, data.reason, today=today, actor=access.user_id
         )
-        return from_dict(Participant, row)
+        return from_record(Participant, row)

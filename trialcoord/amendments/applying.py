@@ -15,6 +15,7 @@ from trialcoord.deviations import detection
 from trialcoord.kernel.audit_log import SYSTEM
 from trialcoord.kernel.database.engine import transaction
 from trialcoord.scheduling import version_changes
+from trialcoord.scheduling.participants import ParticipantSummary
 
 
 async def change_version(
@@ -25,7 +26,7 @@ async def change_version(
     reason: str,
     today: date | None = None,
     actor: str = SYSTEM,
-) -> dict:
+) -> ParticipantSummary:
     """Move one participant (see `version_changes.change_protocol_version`), then re-run detection for it."""
     today = today or date.today()
     async with transaction(f"study {study}, participant {subject_id}"):

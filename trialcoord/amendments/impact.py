@@ -70,9 +70,9 @@ async def impact(
                 f" apply from {effective}",
                 field="effective",
             )
-        if site is not None and await lookups.find_site(study_row["id"], site) is None:
+        if site is not None and await lookups.find_site(study_row.id, site) is None:
             raise invalid(f"study {study} has no site {site}", field="site")
-        versions = await schedules.Versions.load(study_row["id"])
+        versions = await schedules.Versions.load(study_row.id)
         loaded = next((row for row in versions.rows.values() if row["version"] == protocol.version), None)
         if loaded is not None and loaded["sha256"] != sha256:  # an impact for a text that could never be loaded
             raise invalid(
@@ -81,11 +81,11 @@ async def impact(
                 field="version",
             )
         if loaded is None:
-            await protocols.check_numbering(study_row["id"], protocol)  # as loading it would
+            await protocols.check_numbering(study_row.id, protocol)  # as loading it would
         people = sorted(
             (
                 p
-                for p in (await lookups.load_inputs(study_row["id"], site=site)).values()
+                for p in (await lookups.load_inputs(study_row.id, site=site)).values()
                 if sites is None or p.site in sites
             ),
             key=lambda p: p.subject_id,

@@ -124,17 +124,15 @@ async def _context(
     study: str, access: Access, today: date, form: dict[str, str] | None = None, errors: dict[str, str] | None = None
 ) -> dict[str, Any]:
     versions = await protocols.list_protocol_versions(study)
-    sites = [row for row in await list_sites(study) if access.shows(row["code"])]
+    sites = [row for row in await list_sites(study) if access.shows(row.code)]
     if access.viewer is None:  # the guard lets only a signed-in viewer reach these pages
         raise NotAuthorizedException("Sign in to continue.")
     enrol = visible_sites(access.viewer.grants, Action.ENROLL_PARTICIPANT, study, today)
     return {
         "study": await protocols.get_study(study),
-        "version_options": [(row["version"], f"{row['version']} (effective {row['effective']})") for row in versions],
-        "site_options": [(row["code"], f"{row['code']} – {row['name']}") for row in sites],
-        "apply_sites": [
-            (row["code"], f"{row['code']} – {row['name']}") for row in sites if enrol.includes(row["code"])
-        ],
+        "version_options": [(row.version, f"{row.version} (effective {row.effective})") for row in versions],
+        "site_options": [(row.code, f"{row.code} – {row.name}") for row in sites],
+        "apply_sites": [(row.code, f"{row.code} – {row.name}") for row in sites if enrol.includes(row.code)],
         "may_apply": enrol.all_sites or bool(enrol.sites),
         "apply_all": enrol.all_sites,
         "form": form or {},

@@ -96,7 +96,7 @@ async def load_demo(today: date, protocols_dir: Path = PROTOCOLS_DIR) -> bool:
             text = path.read_text(encoding="utf-8")
             source = path.relative_to(protocols_dir.parent).as_posix()
             await protocols.load_protocol_version(load_protocol(path), text, source)
-        loaded = {study["code"] for study in await protocols.list_studies()}
+        loaded = {study.code for study in await protocols.list_studies()}
         for study, code, name, zone in SITES:
             if study in loaded:
                 await sites.create_site(study, code, name, zone)

@@ -89,7 +89,7 @@ async def detect(
         )
     at = now()
     async with transaction(f"deviation detection of study {study}"):
-        study_id = (await protocols.require_study(study))["id"]
+        study_id = (await protocols.require_study(study)).id
         await detection_store.lock_study(study_id)
         size = await detection_store.audit_size()
         last = await detection_store.last_run(study_id)
@@ -128,7 +128,7 @@ async def redetect(
     today = today or date.today()
     counts = DetectionCounts()
     async with transaction(f"deviation detection of study {study}"):
-        study_id = (await protocols.require_study(study))["id"]
+        study_id = (await protocols.require_study(study)).id
         await detection_store.lock_study(study_id)
         scope = set((await detection_store.participant_ids(study_id, subjects)).values())
         if scope:
@@ -147,9 +147,9 @@ async def refresh_schedules(
     today = today or date.today()
     as_of = as_of or today
     refreshed: dict[str, int] = {}
-    for code in [study] if study else [row["code"] for row in await protocols.list_studies()]:
+    for code in [study] if study else [row.code for row in await protocols.list_studies()]:
         async with transaction(f"study {code}, schedule refresh"):
-            last = await detection_store.last_run((await protocols.require_study(code))["id"])
+            last = await detection_store.last_run((await protocols.require_study(code)).id)
             if last is not None and as_of < date.fromisoformat(str(last["as_of"])):
                 # detection moves forward only: as of an earlier day it would resolve records of visits since
                 raise invalid(

@@ -87,7 +87,7 @@ async def take_step(
     """Move the deviation one step; `signing` (from the ceremony) and the installation (the signer's key) for
     the signed steps."""
     async with read():
-        study_id = (await protocols.require_study(study))["id"]
+        study_id = (await protocols.require_study(study)).id
         row = await store.find(study_id, deviation_id)
     if row is None:
         raise NotFound(f"study {study} has no deviation {deviation_id}")
@@ -282,7 +282,7 @@ def _judged(s: StoredSignature, keys: Mapping[str, SignerKey], now_instant: str)
 async def verify_signatures(study: str, deviation_id: int) -> list[JudgedSignature]:
     """Each signature of the deviation judged now (see `_judged`)."""
     async with read():
-        study_id = (await protocols.require_study(study))["id"]
+        study_id = (await protocols.require_study(study)).id
         if await store.find(study_id, deviation_id) is None:
             raise NotFound(f"study {study} has no deviation {deviation_id}")
         stored = [stored_signature(row) for row in await review_store.signatures(deviation_id)]
@@ -382,7 +382,7 @@ async def create_capa(
     if problems:
         raise InvalidInput(problems)
     async with transaction(f"a CAPA record of study {study}"):
-        study_id = (await protocols.require_study(study))["id"]
+        study_id = (await protocols.require_study(study)).id
         rows = await _deviations(study, study_id, deviation_ids, sites)
         _not_grouped_elsewhere(rows, None)
         at = now()
@@ -432,7 +432,7 @@ async def link_capa(
 ) -> CapaRecord:
     await get_capa(study, capa_id, sites, actor)  # NotFound for a record the actor may not see
     async with transaction(f"CAPA {capa_id} of study {study}"):
-        study_id = (await protocols.require_study(study))["id"]
+        study_id = (await protocols.require_study(study)).id
         await capa_store.lock_capa(capa_id)  # a close waits, or this sees it closed
         capa = await capa_store.find_capa(study_id, capa_id)
         if capa is None:
@@ -454,7 +454,7 @@ async def close_capa(
     if not reason.strip():
         raise invalid("closing a CAPA record needs how its effectiveness was checked", field="reason")
     async with transaction(f"CAPA {capa_id} of study {study}"):
-        study_id = (await protocols.require_study(study))["id"]
+        study_id = (await protocols.require_study(study)).id
         capa = await capa_store.find_capa(study_id, capa_id)
         if capa is None:
             raise NotFound(f"study {study} has no CAPA record {capa_id}")
@@ -481,7 +481,7 @@ async def list_capas(study: str, sites: Collection[str] | None = None, user_id: 
     """The study's CAPA records. `sites` (None: all): a reader limited to some sites sees a record they
     created or one grouping a deviation at their sites, and only those of its deviations."""
     async with read():
-        study_id = (await protocols.require_study(study))["id"]
+        study_id = (await protocols.require_study(study)).id
         capas = await capa_store.capas(study_id)
         grouped = await capa_store.grouped(study_id)
     members: dict[int, list[int]] = {}

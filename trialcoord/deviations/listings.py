@@ -155,7 +155,7 @@ class QueueListing(ListExporter):
 
     async def read(self, limit: int | None) -> list[dict[str, Any]]:
         # A site that is not the study's is a mistake to name, not an empty listing.
-        if self.site is not None and self.site not in {s["code"] for s in await list_sites(self.study)}:
+        if self.site is not None and self.site not in {s.code for s in await list_sites(self.study)}:
             raise NotFound(f"study {self.study} has no site {self.site}")
         rows, _ = await listing(self.study, states=self.states, sites=None if self.site is None else [self.site])
         return [{name: getattr(row, name) for name in QUEUE_COLUMNS} for row in rows]
@@ -175,7 +175,7 @@ async def listing_file(study: str, sites: Collection[str] | None, kind: str, act
 
 async def _day_one(study: str) -> dict[str, date]:
     """Each participant's day one: the date of their protocol's day-one event, when recorded."""
-    study_id = (await protocols.require_study(study))["id"]
+    study_id = (await protocols.require_study(study)).id
     firsts = {
         row["id"]: (await protocols.protocol_of(row["id"], row["sha256"])).day_one
         for row in await lookups.list_versions(study_id)

@@ -74,7 +74,7 @@ async def record_manual(
         raise InvalidInput(problems)
     at = now()
     async with transaction(f"a deviation at site {site} of study {study}"):
-        study_id = (await protocols.require_study(study))["id"]
+        study_id = (await protocols.require_study(study)).id
         site_row = await lookups.find_site(study_id, site)
         if site_row is None:
             raise NotFound(f"study {study} has no site {site}")
@@ -175,7 +175,7 @@ async def approve_exception(
 async def exceptions_of(study: str) -> list[StoredException]:
     """The study's approved window exceptions as stored."""
     async with read():
-        study_id = (await protocols.require_study(study))["id"]
+        study_id = (await protocols.require_study(study)).id
         rows = await window_exceptions_store.exceptions(study_id, None)
     return [StoredException(**row) for row in rows]
 

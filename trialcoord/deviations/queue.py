@@ -111,7 +111,7 @@ async def listing(
         args.append(date.fromordinal(cutoff.toordinal() + 1).isoformat())
     clause = "".join(f" AND {w}" for w in where)
     async with read():
-        study_id = (await protocols.require_study(study))["id"]
+        study_id = (await protocols.require_study(study)).id
         total = await store.count(study_id, clause, args)
         rows = await store.listing(study_id, clause, args, "d.detected_at, d.id", limit, offset)
     return [as_deviation(row) for row in rows], total
@@ -119,7 +119,7 @@ async def listing(
 
 async def get(study: str, deviation_id: int) -> DeviationReview:
     async with read():
-        study_id = (await protocols.require_study(study))["id"]
+        study_id = (await protocols.require_study(study)).id
         row = await store.find(study_id, deviation_id)
         if row is None:
             raise NotFound(f"study {study} has no deviation {deviation_id}")

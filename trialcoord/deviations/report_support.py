@@ -34,7 +34,7 @@ async def require_site(study: str, site: str) -> None:
 
 async def require_sites(study: str, sites: Collection[str]) -> list[str]:
     """The study's sites among `sites`, in the study's order; NotFound naming a site the study lacks."""
-    known = [row["code"] for row in await list_sites(study)]
+    known = [row.code for row in await list_sites(study)]
     for site in sites:
         if site not in known:
             raise NotFound(f"study {study} has no site {site}")

@@ -194,7 +194,7 @@ async def _site_counts(
     `as_of` count as missed, visits done after it as not done."""
     if not sites:
         return {}, {}
-    study_id = (await protocols.require_study(study))["id"]
+    study_id = (await protocols.require_study(study)).id
     ending = sorted(
         {
             name

@@ -45,7 +45,7 @@ async def register_version(
                 f" (TMF 02.02.03); it is {row['status']}, filed under {found['artifact']}",
                 field="document",
             )
-        versions = {v["version"] for v in await protocols.list_protocol_versions(study)}
+        versions = {v.version for v in await protocols.list_protocol_versions(study)}
         if protocol_version not in versions:
             raise invalid(f"study {study} has no protocol version {protocol_version}", field="protocol_version")
         if await store.find_version(study, site, language, label):

@@ -201,8 +201,8 @@ async def _record(
     """Store a consent and, when it is the participant's first, the protocol's consent event on its date (in the
     caller's transaction, both audited)."""
     subject = await subject_row(study, subject_id)
-    event = (await protocols.protocol_of(subject["protocol_version"], subject["sha256"])).consent_event
-    recorded = subject["events"].get(event) if event else None
+    event = (await protocols.protocol_of(subject.protocol_version, subject.sha256)).consent_event
+    recorded = subject.events.get(event) if event else None
     if recorded is not None and signed_on < recorded:
         raise invalid(
             f"study {study}, participant {subject_id}: the consent event is recorded on {recorded}; a consent"
@@ -210,7 +210,7 @@ async def _record(
             " (with a reason)",
             field="signed_on",
         )
-    await insert(subject["id"])
+    await insert(subject.id)
     await audit_log.record(
         actor,
         Change("create", "participant_consent", record_id(study, site, subject_id, name), None, record),

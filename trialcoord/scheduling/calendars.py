@@ -71,7 +71,7 @@ def build_calendar(name: str, spec: Mapping[str, object] | None = None) -> Calen
             raise CalendarError(f"'{name}' is not a built-in calendar; write one of {', '.join(BUILTIN_CALENDARS)}")
         spec = _BUILTIN_SPECS[name]
     weekend = frozenset(weekday_index(day) for day in _names(spec.get("weekend", DEFAULT_WEEKEND)))
-    dates = frozenset(spec.get("holidays") or ())
+    dates = _dates(spec.get("holidays") or ())
     rules = spec.get("rules")
     if rules is None:
         return Calendar(name, weekend, dates)
@@ -177,6 +177,12 @@ def closed_days(calendar: Calendar, first: date, last: date) -> list[tuple[date,
             found.append((day, "; ".join(reasons)))
         day = date.fromordinal(day.toordinal() + 1)
     return found
+
+
+def _dates(value: object) -> frozenset[date]:
+    if not isinstance(value, Iterable):
+        raise CalendarError(f"holidays must be a list of dates, such as [2025-12-24], not {value!r}")
+    return frozenset(value)
 
 
 def _names(value: object) -> Iterable[str]:

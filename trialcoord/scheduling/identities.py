@@ -7,6 +7,7 @@ participant and field (AES-GCM associated data), so a value copied to another ro
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from trialcoord.kernel import audit_log, pii
 from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.config import get_settings
 from trialcoord.kernel.database.engine import read, transaction
-from trialcoord.kernel.problems import NotConfigured, invalid
+from trialcoord.kernel.problems import NotConfigured, NotFound, invalid
 from trialcoord.kernel.rules.audit_entries import utc_instant
 from trialcoord.scheduling import identities_store as store
 from trialcoord.scheduling import participants
@@ -29,6 +30,16 @@ LABELS = {
 MAX_LENGTH = 500
 
 
+@dataclass(frozen=True, slots=True)
+class PersonalData:
+    """A participant's personal data, decrypted (the fields of `FIELDS`, in that order)."""
+
+    name: str | None = None
+    date_of_birth: str | None = None
+    contact: str | None = None
+    mrn: str | None = None
+
+
 def key_ring() -> pii.KeyRing:
     """From TRIALCOORD_PII_KEY_FILE or TRIALCOORD_PII_KEYS, else the settings' default key file. Read per use,
     so a rotated key file takes effect without a restart."""
@@ -37,8 +48,8 @@ def key_ring() -> pii.KeyRing:
     try:
         if os.environ.get(pii.KEY_FILE_VARIABLE) or os.environ.get(pii.KEYS_VARIABLE):
             return pii.key_ring_from_environment()
-        path: Path = get_settings().pii_key_file
-        if path.exists():
+        path: Path | None = get_settings().pii_key_file
+        if path is not None and path.exists():
             return pii.load_key_file(path)
     except pii.PiiError as error:
         raise NotConfigured(f"personal data is unavailable: {error}") from None
@@ -49,13 +60,13 @@ def _record(study: str, subject_id: str) -> str:
     return f"participant:{study}:{subject_id}"
 
 
-async def get_identity(study: str, subject_id: str) -> dict[str, str | None]:
+async def get_identity(study: str, subject_id: str) -> PersonalData:
     ring = key_ring()
     async with read():
         participant = await _participant_id(study, subject_id)
         stored = await store.find(participant) or {}
     record = _record(study, subject_id)
-    return {name: _decrypt(ring, stored.get(name), record, name) for name in FIELDS}
+    return PersonalData(**{name: _decrypt(ring, stored.get(name), record, name) for name in FIELDS})
 
 
 def _decrypt(ring: pii.KeyRing, value: bytes | None, record: str, name: str) -> str | None:
@@ -69,8 +80,11 @@ def _decrypt(ring: pii.KeyRing, value: bytes | None, record: str, name: str) -> 
         raise NotConfigured(f"personal data cannot be read: {error}") from None
 
 
-async def set_identity(study: str, subject_id: str, values: dict[str, str | None], actor: str = SYSTEM) -> dict:
-    """Replace the given fields (None or '' clears one); the others stay as stored."""
+async def set_identity(
+    study: str, subject_id: str, values: dict[str, str | None], actor: str = SYSTEM
+) -> dict[str, str]:
+    """Replace the given fields (None or '' clears one); the others stay as stored. Returns what changed:
+    field name -> 'set', 'changed' or 'cleared'."""
     cleaned = {name: _clean(name, values[name]) for name in FIELDS if name in values}
     ring = key_ring()
     record = _record(study, subject_id)
@@ -78,7 +92,7 @@ async def set_identity(study: str, subject_id: str, values: dict[str, str | None
         participant = await _participant_id(study, subject_id)
         stored = await store.find(participant)
         current = dict(stored or {name: None for name in FIELDS})
-        summary = {}
+        summary: dict[str, str] = {}
         for name, value in cleaned.items():
             before = _decrypt(ring, current[name], record, name)
             if before == value:
@@ -88,6 +102,8 @@ async def set_identity(study: str, subject_id: str, values: dict[str, str | None
         if summary:
             await store.save(participant, current, utc_instant(audit_log.clock()), exists=stored is not None)
             site = await participants.participant_site(study, subject_id)
+            if site is None:  # impossible: the participant was read above, in this transaction
+                raise NotFound(f"study {study} has no participant {subject_id}")
             await audit_log.record(
                 actor,
                 Change(
@@ -120,7 +136,7 @@ def _clean(name: str, value: str | None) -> str | None:
 
 
 async def _participant_id(study: str, subject_id: str) -> int:
-    return (await participants.subject_row(study, subject_id))["id"]
+    return (await participants.subject_row(study, subject_id)).id
 
 
 async def rotate_stored(ring: pii.KeyRing, actor: str = SYSTEM) -> int:

@@ -22,7 +22,7 @@ async def find(participant_id: int) -> dict[str, bytes | None] | None:
 
 
 async def save(participant_id: int, values: dict[str, bytes | None], at: str, exists: bool) -> None:
-    text = [base64.b64encode(values[name]).decode() if values.get(name) else None for name in FIELDS]
+    text = [base64.b64encode(value).decode() if (value := values.get(name)) else None for name in FIELDS]
     if exists:
         columns = ", ".join(f"{name} = {{}}" for name in FIELDS)
         await fetch(

@@ -95,10 +95,10 @@ async def _import_rows(study, parse, file, site, today, actor, create_sites, pro
         protocol = await protocols.get_protocol(study)
         rows, problems = await parse(protocol)
         say(f"{len(rows):,} rows read, {len({r.participant for r in rows}):,} participants; checking them")
-        await participants_store.lock_participants(study_row["id"])
-        people = _by_subject(await inputs_store.load_inputs(study_row["id"]))
+        await participants_store.lock_participants(study_row.id)
+        people = _by_subject(await inputs_store.load_inputs(study_row.id))
         rows = number_unscheduled(rows, protocol, {s: p.actuals for s, p in people.items()})
-        sites = {row["code"]: row for row in await sites_store.list_sites(study_row["id"])}
+        sites = {row["code"]: row for row in await sites_store.list_sites(study_row.id)}
         missing = _missing_sites(rows, sites, site, people)
         if site and site not in sites and not create_sites:
             problems.append(Problem(f"study {study} has no site {site}", file, field="site"))
@@ -121,7 +121,7 @@ async def _import_rows(study, parse, file, site, today, actor, create_sites, pro
             ]
         problems += _conflicts(rows, people, file, site)
         problems += _consent_conflicts(
-            rows, people, protocol.consent_event, file, await consents_store.first_consents(study_row["id"])
+            rows, people, protocol.consent_event, file, await consents_store.first_consents(study_row.id)
         )
         problems += [
             Problem(
@@ -139,14 +139,14 @@ async def _import_rows(study, parse, file, site, today, actor, create_sites, pro
         if missing:
             for code in missing:
                 await create_site(study, code, code, actor=actor)
-            sites = {row["code"]: row for row in await sites_store.list_sites(study_row["id"])}
-        enrolled = await _enrol_new(study, study_row["id"], rows, people, sites, site)
+            sites = {row["code"]: row for row in await sites_store.list_sites(study_row.id)}
+        enrolled = await _enrol_new(study, study_row.id, rows, people, sites, site)
         if enrolled:
-            people = _by_subject(await inputs_store.load_inputs(study_row["id"]))
+            people = _by_subject(await inputs_store.load_inputs(study_row.id))
         events, visits, changed, audited = await _apply(study, rows, people)
         if changed:
             say(f"{events + visits:,} new facts stored; re-evaluating {len(changed):,} participants' schedules")
-            await schedules.refresh_participants(study_row["id"], inputs=changed, today=today)
+            await schedules.refresh_participants(study_row.id, inputs=changed, today=today)
         await audit_log.record_each(
             actor, len(enrolled) + len(audited), _audit_changes(study, enrolled, audited, f"imported from {file}")
         )
@@ -286,7 +286,7 @@ async def _enrol_new(
     await participants_store.insert_participants(
         study_id,
         [
-            (subject, sites[code]["id"], arm, participants.enrolment_version(study, versions, None, day)["id"], day)
+            (subject, sites[code]["id"], arm, participants.enrolment_version(study, versions, None, day).id, day)
             for subject, (day, arm, code) in first.items()
         ],
     )
@@ -295,9 +295,12 @@ async def _enrol_new(
 
 async def _apply(
     study: str, rows: list[EventRow], people: dict[str, ScheduleInputs]
-) -> tuple[int, int, list[ScheduleInputs], list[tuple]]:
+) -> tuple[int, int, list[ScheduleInputs], list[tuple[int, ScheduleInputs, str, date | None]]]:
     """Record what is new; return (events, visits, participants changed, audit changes)."""
-    new_events, visits, changed, audited = [], 0, {}, []
+    new_events: list[tuple[int, str, date, None]] = []
+    changed: dict[int, ScheduleInputs] = {}
+    audited: list[tuple[int, ScheduleInputs, str, date | None]] = []
+    visits = 0
     for row in rows:
         person = people[row.participant]
         if row.arm is not None and person.arm is None:

@@ -7,13 +7,15 @@ schedules it changes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.database.engine import bound_engine, read, transaction
 from trialcoord.kernel.problems import Conflict, NotFound, invalid
-from trialcoord.scheduling.protocols import pick_version, protocol_of, reads, require_study
+from trialcoord.scheduling.protocols import StoredVersion, pick_version, protocol_of, reads, require_study
 from trialcoord.scheduling.rules.protocol import Protocol
 from trialcoord.scheduling.schedules import refresh_participants
 from trialcoord.scheduling.sites import check_code
@@ -22,6 +24,46 @@ from trialcoord.scheduling.store import sites as sites_store
 from trialcoord.scheduling.store import studies as studies_store
 from trialcoord.scheduling.store.inputs import ScheduleInputs
 from trialcoord.scheduling.store.visits import StoredVisit
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantSummary:
+    study: str
+    subject_id: str
+    site: str
+    arm: str | None
+    protocol_version: str  # the label of the version followed
+    status: str
+    enrolled_on: date
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantDetails(ParticipantSummary):
+    events: dict[str, date]  # recorded events, in date order
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectRecord:
+    """A participant as stored, with its study's id, site code, protocol version and recorded events."""
+
+    study: str
+    study_id: int
+    id: int
+    subject_id: str
+    site: str
+    arm: str | None
+    status: str
+    enrolled_on: date
+    protocol_version: int  # the id of the version followed
+    version: str  # its label
+    sha256: str
+    schedule_horizon: date | None
+    events: dict[str, date]
+
+    def summary(self) -> ParticipantSummary:
+        return ParticipantSummary(
+            self.study, self.subject_id, self.site, self.arm, self.version, self.status, self.enrolled_on
+        )
 
 
 async def enroll_participant(
@@ -33,7 +75,7 @@ async def enroll_participant(
     enrolled_on: date | None = None,
     today: date | None = None,
     actor: str = SYSTEM,
-) -> dict:
+) -> ParticipantSummary:
     """Enrol under `version`, by default the latest version in effect on the enrolment date."""
     today = today or date.today()
     enrolled_on = enrolled_on or today
@@ -43,18 +85,18 @@ async def enroll_participant(
     check_code(subject_id, f"study {study}: subject ID", "subject_id")
     async with transaction(f"study {study}, participant {subject_id}"):
         study_row = await require_study(study)
-        versions = await studies_store.list_versions(study_row["id"])
+        versions = await studies_store.list_versions(study_row.id)
         version_row = enrolment_version(study, versions, version, enrolled_on)
-        protocol = await protocol_of(version_row["id"], version_row["sha256"])
-        site_row = await _site_for_enrolment(study, study_row["id"], site)
+        protocol = await protocol_of(version_row.id, version_row.sha256)
+        site_row = await _site_for_enrolment(study, study_row.id, site)
         _check_arm(study, subject_id, protocol, arm)
-        if (await participants_store.find_subject(study, subject_id))["id"] is not None:
+        if (await _subject_row(study, subject_id, missing_ok=True))["id"] is not None:
             raise Conflict(f"study {study} already has participant {subject_id}")
         await participants_store.insert_participants(
-            study_row["id"], [(subject_id, site_row["id"], arm, version_row["id"], enrolled_on)]
+            study_row.id, [(subject_id, site_row["id"], arm, version_row.id, enrolled_on)]
         )
         row = await subject_row(study, subject_id)
-        await refresh_participants(study_row["id"], row["id"], today=today)
+        await refresh_participants(study_row.id, row.id, today=today)
         await audit_log.record(
             actor,
             Change(
@@ -65,29 +107,33 @@ async def enroll_participant(
                 {
                     "site": site_row["code"],
                     "arm": arm,
-                    "protocol_version": version_row["version"],
+                    "protocol_version": version_row.version,
                     "enrolled_on": enrolled_on,
                 },
             ),
         )
-    return participant_dict(study, row)
+    return row.summary()
 
 
 @reads
-async def list_participants(study: str, site: str | None = None) -> list[dict]:
-    rows = await participants_store.list_participants((await require_study(study))["id"], site)
-    return [participant_dict(study, row) for row in rows]
+async def list_participants(study: str, site: str | None = None) -> list[ParticipantSummary]:
+    rows = await participants_store.list_participants((await require_study(study)).id, site)
+    return [participant_summary(study, row) for row in rows]
 
 
 @reads
-async def get_participant(study: str, subject_id: str) -> dict:
+async def get_participant(study: str, subject_id: str) -> ParticipantDetails:
     """The participant with the events recorded so far, in date order."""
     row = await subject_row(study, subject_id)
-    events = dict(sorted(row["events"].items(), key=lambda item: (item[1], item[0])))
-    return {**participant_dict(study, row), "events": events}
+    events = dict(sorted(row.events.items(), key=lambda item: (item[1], item[0])))
+    return ParticipantDetails(
+        study, row.subject_id, row.site, row.arm, row.version, row.status, row.enrolled_on, events
+    )
 
 
-async def assign_arm(study: str, subject_id: str, arm: str, today: date | None = None, actor: str = SYSTEM) -> dict:
+async def assign_arm(
+    study: str, subject_id: str, arm: str, today: date | None = None, actor: str = SYSTEM
+) -> ParticipantSummary:
     async with transaction(f"study {study}, participant {subject_id}"):
         subject = await Subject.load(study, subject_id)
         _check_arm(study, subject_id, subject.protocol, arm)
@@ -102,14 +148,19 @@ async def assign_arm(study: str, subject_id: str, arm: str, today: date | None =
                 actor, Change("update", "participant", subject.record_id(), {"arm": None}, {"arm": arm})
             )
         row = await subject_row(study, subject_id)
-    return participant_dict(study, row)
+    return row.summary()
 
 
 class Subject:
     """A participant being worked on: its row, engine inputs, stored visits (by code) and protocol."""
 
     def __init__(
-        self, study: str, row: dict, inputs: ScheduleInputs, visits: dict[str, StoredVisit], protocol: Protocol
+        self,
+        study: str,
+        row: dict[str, Any],
+        inputs: ScheduleInputs,
+        visits: dict[str, StoredVisit],
+        protocol: Protocol,
     ):
         self.study, self.row, self.inputs, self.visits, self.protocol = study, row, inputs, visits, protocol
         self.id, self.study_id, self.version = row["id"], row["study_id"], row["version"]
@@ -119,7 +170,7 @@ class Subject:
         """In two queries (three when locking on PostgreSQL)."""
         if lock:
             await participants_store.lock_subject(study, subject_id)
-        row = await subject_row(study, subject_id)
+        row = await _subject_row(study, subject_id)
         inputs, visits = await participants_store.subject_inputs(row)
         return cls(study, row, inputs, visits, await protocol_of(row["protocol_version"], row["sha256"]))
 
@@ -167,17 +218,37 @@ async def participant_site(study: str, subject_id: str) -> str | None:
     return site
 
 
-async def subject_row(study: str, subject_id: str) -> dict:
+async def subject_row(study: str, subject_id: str) -> SubjectRecord:
     """The participant with its study's id (see `participants_store.find_subject`)."""
+    row = await _subject_row(study, subject_id)
+    return SubjectRecord(
+        study,
+        row["study_id"],
+        row["id"],
+        row["subject_id"],
+        row["site"],
+        row["arm"],
+        row["status"],
+        row["enrolled_on"],
+        row["protocol_version"],
+        row["version"],
+        row["sha256"],
+        row["schedule_horizon"],
+        row["events"],
+    )
+
+
+async def _subject_row(study: str, subject_id: str, missing_ok: bool = False) -> dict[str, Any]:
+    """The store's row (`id` None when the study has no such participant and `missing_ok`)."""
     row = await participants_store.find_subject(study, subject_id)
     if row is None:
         raise NotFound(f"study {study} does not exist")
-    if row["id"] is None:
+    if row["id"] is None and not missing_ok:
         raise NotFound(f"study {study} has no participant {subject_id}")
     return row
 
 
-def enrolment_version(study: str, rows: list[dict], version: str | None, enrolled_on: date) -> dict:
+def enrolment_version(study: str, rows: list[dict[str, Any]], version: str | None, enrolled_on: date) -> StoredVersion:
     """The named version, else the latest in effect on the enrolment date, else the latest."""
     if not rows:
         raise invalid(f"study {study} has no protocol version loaded", field="version")
@@ -187,10 +258,10 @@ def enrolment_version(study: str, rows: list[dict], version: str | None, enrolle
         except NotFound as exc:
             raise invalid(str(exc), field="version") from None
     in_effect = [row for row in rows if row["effective"] <= enrolled_on]
-    return (in_effect or rows)[-1]
+    return StoredVersion.of((in_effect or rows)[-1])
 
 
-async def _site_for_enrolment(study: str, study_id: int, code: str) -> dict:
+async def _site_for_enrolment(study: str, study_id: int, code: str) -> dict[str, Any]:
     row = await sites_store.find_site(study_id, code)
     if row is None:
         known = ", ".join(site["code"] for site in await sites_store.list_sites(study_id)) or "none yet"
@@ -208,13 +279,8 @@ def _check_arm(study: str, subject_id: str, protocol: Protocol, arm: str | None)
         )
 
 
-def participant_dict(study: str, row: dict) -> dict:
-    return {
-        "study": study,
-        "subject_id": row["subject_id"],
-        "site": row["site"],
-        "arm": row["arm"],
-        "protocol_version": row["version"],
-        "status": row["status"],
-        "enrolled_on": row["enrolled_on"],
-    }
+def participant_summary(study: str, row: dict[str, Any]) -> ParticipantSummary:
+    """A participant from a row of `participants_store.list_participants`."""
+    return ParticipantSummary(
+        study, row["subject_id"], row["site"], row["arm"], row["version"], row["status"], row["enrolled_on"]
+    )

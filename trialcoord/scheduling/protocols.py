@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import SYSTEM, Change
@@ -20,7 +22,53 @@ from trialcoord.scheduling.rules.protocol import Protocol, renumbered
 from trialcoord.scheduling.store import studies as studies_store
 
 _protocols: dict[str, Protocol] = {}  # parsed protocol versions by sha256 of their source
-_P, _T = ParamSpec("_P"), TypeVar("_T")
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Study:
+    code: str
+    title: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredStudy(Study):
+    """A study with its row id, for the use cases that read its records."""
+
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """A loaded protocol version as stored (without its source text)."""
+
+    id: int
+    version: str
+    effective: date
+    source_name: str
+    sha256: str
+    loaded_at: datetime
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> StoredVersion:
+        return cls(row["id"], row["version"], row["effective"], row["source_name"], row["sha256"], row["loaded_at"])
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolVersion:
+    study: str
+    version: str
+    effective: date
+    source_name: str
+    sha256: str
+    loaded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedVersion(ProtocolVersion):
+    created: bool  # False: the same text was already loaded
 
 
 def reads(use_case: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
@@ -34,7 +82,9 @@ def reads(use_case: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
     return on_one_connection
 
 
-async def load_protocol_version(protocol: Protocol, source_text: str, source_name: str, actor: str = SYSTEM) -> dict:
+async def load_protocol_version(
+    protocol: Protocol, source_text: str, source_name: str, actor: str = SYSTEM
+) -> LoadedVersion:
     """Store a protocol version (creating its study); loading the same text again changes nothing."""
     sha256 = hashlib.sha256(source_text.encode("utf-8")).hexdigest()
     about = f"study {protocol.study}, protocol version {protocol.version}"
@@ -46,7 +96,7 @@ async def load_protocol_version(protocol: Protocol, source_text: str, source_nam
             changes.append(Change("create", "study", protocol.study, None, {"title": protocol.title}))
         row = await studies_store.find_version(study["id"], protocol.version)
         created = row is None
-        if created:
+        if row is None:
             await check_numbering(study["id"], protocol)
             row = await studies_store.insert_version(
                 study["id"], protocol.version, protocol.effective, source_name, source_text, sha256
@@ -67,43 +117,44 @@ async def load_protocol_version(protocol: Protocol, source_text: str, source_nam
             )
         await audit_log.record(actor, *changes)
     _protocols[sha256] = protocol
-    return {**_version_dict(protocol.study, row), "created": created}
+    return LoadedVersion(**_version_fields(protocol.study, row), created=created)
 
 
 @reads
-async def list_studies() -> list[dict]:
-    return [_study_dict(row) for row in await studies_store.list_studies()]
+async def list_studies() -> list[Study]:
+    return [_study(row) for row in await studies_store.list_studies()]
 
 
 @reads
-async def get_study(code: str) -> dict:
-    return _study_dict(await require_study(code))
+async def get_study(code: str) -> Study:
+    found = await require_study(code)
+    return Study(found.code, found.title, found.created_at)
 
 
 @reads
-async def list_protocol_versions(study: str) -> list[dict]:
-    rows = await studies_store.list_versions((await require_study(study))["id"])
-    return [_version_dict(study, row) for row in rows]
+async def list_protocol_versions(study: str) -> list[ProtocolVersion]:
+    rows = await studies_store.list_versions((await require_study(study)).id)
+    return [ProtocolVersion(**_version_fields(study, row)) for row in rows]
 
 
 @reads
 async def get_protocol(study: str, version: str | None = None) -> Protocol:
     """The given version, or the latest (by effective date) when none is given."""
-    rows = await studies_store.list_versions((await require_study(study))["id"])
+    rows = await studies_store.list_versions((await require_study(study)).id)
     if version is None:
         if not rows:
             raise NotFound(f"study {study} has no protocol version loaded")
-        row = rows[-1]
+        row = StoredVersion.of(rows[-1])
     else:
         row = pick_version(study, rows, version)
-    return await protocol_of(row["id"], row["sha256"])
+    return await protocol_of(row.id, row.sha256)
 
 
 @reads
 async def version_source(study: str, version: str) -> tuple[str, str]:
     """(source text, source name) of a loaded protocol version."""
-    row = pick_version(study, await studies_store.list_versions((await require_study(study))["id"]), version)
-    source = await studies_store.version_source(row["id"])
+    row = pick_version(study, await studies_store.list_versions((await require_study(study)).id), version)
+    source = await studies_store.version_source(row.id)
     return source["source_text"], source["source_name"]
 
 
@@ -130,27 +181,28 @@ async def protocol_of(version_id: int, sha256: str) -> Protocol:
     return _protocols[sha256]
 
 
-async def require_study(code: str) -> dict:
+async def require_study(code: str) -> StoredStudy:
     row = await studies_store.find_study(code)
     if row is None:
         raise NotFound(f"study {code} does not exist")
-    return row
+    return StoredStudy(row["code"], row["title"], row["created_at"], row["id"])
 
 
-def pick_version(study: str, rows: Iterable[dict], version: str) -> dict:
+def pick_version(study: str, rows: Iterable[dict[str, Any]], version: str) -> StoredVersion:
+    """The version labelled `version` among a study's version rows (`studies_store.list_versions`)."""
     rows = list(rows)
     for row in rows:
         if row["version"] == version:
-            return row
+            return StoredVersion.of(row)
     known = ", ".join(row["version"] for row in rows) or "none loaded"
     raise invalid(f"study {study} has no protocol version {version}; versions: {known}", field="version")
 
 
-def _study_dict(row: dict) -> dict:
-    return {"code": row["code"], "title": row["title"], "created_at": row["created_at"]}
+def _study(row: dict[str, Any]) -> Study:
+    return Study(row["code"], row["title"], row["created_at"])
 
 
-def _version_dict(study: str, row: dict) -> dict:
+def _version_fields(study: str, row: dict[str, Any]) -> dict[str, Any]:
     return {
         "study": study,
         "version": row["version"],

@@ -66,21 +66,28 @@ def write_csv(pairs: Iterable[Pair], out: TextIO, with_participant: bool) -> Non
     writer.writerow(("participant", *COLUMNS) if with_participant else COLUMNS)
     for subject, row in pairs:
         values = (_safe(row.visit), row.occurrence, _safe(row.name), *_values(row)[3:])
-        writer.writerow((_safe(subject), *values) if with_participant else values)
+        writer.writerow((_safe(_named(subject)), *values) if with_participant else values)
 
 
 def write_table(pairs: Iterable[Pair], out: TextIO, with_participant: bool) -> None:
     columns = ("participant", *TABLE_COLUMNS) if with_participant else TABLE_COLUMNS
     picked = [COLUMNS.index(name) for name in TABLE_COLUMNS]
-    cells = []
+    cells: list[list[str]] = []
     for subject, row in pairs:
         values = _values(row)
-        line = [subject] if with_participant else []
-        cells.append([("" if v is None else str(v)) for v in line + [values[i] for i in picked]])
+        lead: list[object] = [subject] if with_participant else []
+        cells.append([("" if v is None else str(v)) for v in lead + [values[i] for i in picked]])
     widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(columns)]
     out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
     for line in cells:
         out.write("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() + "\n")
+
+
+def _named(subject: str | None) -> str:
+    """A participant's subject ID, which rows written with participants have."""
+    if subject is None:
+        raise ValueError("a row written with its participant has none")
+    return subject
 
 
 WRITERS = {"json": write_json, "csv": write_csv, "table": write_table}

@@ -72,14 +72,12 @@ async def refresh_study(study: str, as_of: date, today: date) -> list[str]:
         )
     horizon = as_of + timedelta(days=HORIZON_DAYS)
     study_row = await require_study(study)
-    await participants_store.lock_participants(study_row["id"])
+    await participants_store.lock_participants(study_row.id)
     stale = [
-        p
-        for p in (await inputs_store.load_inputs(study_row["id"])).values()
-        if p.horizon is None or p.horizon < horizon
+        p for p in (await inputs_store.load_inputs(study_row.id)).values() if p.horizon is None or p.horizon < horizon
     ]
     if stale:
-        await refresh_participants(study_row["id"], inputs=stale, today=today, as_of=as_of)
+        await refresh_participants(study_row.id, inputs=stale, today=today, as_of=as_of)
     return sorted(p.subject_id for p in stale)
 
 
@@ -102,14 +100,14 @@ async def persist_schedules(
     evaluated_on = evaluated_on or date.today()
     async with transaction(f"study {study}"):
         study_row = await require_study(study)
-        await participants_store.lock_participants(study_row["id"])
-        people = {person.subject_id: person for person in (await inputs_store.load_inputs(study_row["id"])).values()}
+        await participants_store.lock_participants(study_row.id)
+        people = {person.subject_id: person for person in (await inputs_store.load_inputs(study_row.id)).values()}
         grouped: dict[str, list[VisitOccurrence]] = {}
         for subject_id, visit in rows:
             if subject_id not in people:
                 raise NotFound(f"study {study} has no participant {subject_id}")
             grouped.setdefault(subject_id, []).append(visit)
-        versions = await Versions.load(study_row["id"])
+        versions = await Versions.load(study_row.id)
         results = []
         for subject_id, visits in grouped.items():
             person = people[subject_id]

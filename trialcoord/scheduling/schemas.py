@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import msgspec
 from litestar import Request
@@ -13,6 +13,15 @@ from litestar.exceptions import ValidationException
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 
 from trialcoord.kernel.web.schemas import Code, Text, check_plausible
+
+_Date = date  # the type, where a field is named `date`
+_Body = TypeVar("_Body", bound=msgspec.Struct)
+
+
+def from_record(kind: type[_Body], record: object) -> _Body:
+    """A response body from a use case's result, by the body's field names (the result may hold more; an
+    attribute it lacks is null, as an optional field of the body)."""
+    return kind(**{name: getattr(record, name, None) for name in kind.__struct_fields__})
 
 
 class Study(msgspec.Struct):
@@ -159,7 +168,7 @@ class RecordedEvent(msgspec.Struct):
     subject_id: str
     event: str
     date: date
-    previous: date | None
+    previous: _Date | None
     changed: bool
 
 

@@ -13,8 +13,8 @@ from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.database.engine import transaction
 from trialcoord.kernel.problems import invalid
-from trialcoord.scheduling.participants import participant_dict, record_id, subject_row
-from trialcoord.scheduling.protocols import pick_version
+from trialcoord.scheduling.participants import ParticipantSummary, record_id, subject_row
+from trialcoord.scheduling.protocols import StoredVersion, pick_version
 from trialcoord.scheduling.schedules import ACTIVE, refresh_participants
 from trialcoord.scheduling.sites import study_with_site, text
 from trialcoord.scheduling.store import inputs as inputs_store
@@ -31,20 +31,20 @@ async def change_protocol_version(
     reason: str,
     today: date | None = None,
     actor: str = SYSTEM,
-) -> dict:
+) -> ParticipantSummary:
     """Move a participant to another protocol version from `effective` on: visits done, or whose window
     closed, before that date stay judged by the version followed then (`evaluate_judged`)."""
     async with transaction(f"study {study}, participant {subject_id}"):
         await participants_store.lock_subject(study, subject_id)
         row = await subject_row(study, subject_id)
-        moved = await _move(study, row["study_id"], version, effective, reason, today, actor, participant=row["id"])
+        moved = await _move(study, row.study_id, version, effective, reason, today, actor, participant=row.id)
         if moved.skipped:
             raise invalid(
                 f"study {study}, participant {subject_id} {moved.skipped[subject_id]}",
                 field="version" if moved.skipped[subject_id].startswith(ALREADY_ON) else "effective",
             )
         row = await subject_row(study, subject_id)
-    return participant_dict(study, row)
+    return row.summary()
 
 
 # How a skipped participant's reason begins when leaving it is no conflict (a re-run of the same change):
@@ -74,8 +74,8 @@ async def apply_protocol_version(
     change each, in one transaction; participants it cannot move are left and reported with the reason."""
     async with transaction(f"study {study}, protocol version {version}"):
         study_row = await study_with_site(study, site)
-        await participants_store.lock_participants(study_row["id"])
-        return await _move(study, study_row["id"], version, effective, reason, today, actor, site=site)
+        await participants_store.lock_participants(study_row.id)
+        return await _move(study, study_row.id, version, effective, reason, today, actor, site=site)
 
 
 async def _move(
@@ -89,13 +89,14 @@ async def _move(
     participant: int | None = None,
     site: str | None = None,
 ) -> Moved:
-    if not text(reason):
+    because = text(reason)
+    if because is None:
         raise invalid(f"study {study}: give the reason for the change to protocol version {version}", field="reason")
     versions = await studies_store.list_versions(study_id)
     target = pick_version(study, versions, version)
-    if effective < target["effective"]:  # the same for everyone: bad input, not a participant left as it is
+    if effective < target.effective:  # the same for everyone: bad input, not a participant left as it is
         raise invalid(
-            f"study {study}: protocol version {version} is effective from {target['effective']}; no"
+            f"study {study}: protocol version {version} is effective from {target.effective}; no"
             f" participant can follow it from {effective}",
             field="effective",
         )
@@ -103,7 +104,8 @@ async def _move(
     people = sorted(
         (await inputs_store.load_inputs(study_id, participant, site=site)).values(), key=lambda p: p.subject_id
     )
-    moved, skipped = [], {}
+    moved: list[ScheduleInputs] = []
+    skipped: dict[str, str] = {}
     for person in people:
         why = _cannot_move(person, target, effective, labels, bulk=participant is None)
         if why:
@@ -111,7 +113,7 @@ async def _move(
         else:
             moved.append(person)
     await participants_store.insert_protocol_changes(
-        [(p.id, p.version_id, target["id"], effective, text(reason)) for p in moved]
+        [(p.id, p.version_id, target.id, effective, because) for p in moved]
     )
     audit = [
         Change(
@@ -120,14 +122,14 @@ async def _move(
             record_id(study, p.site, p.subject_id),
             {"protocol_version": labels[p.version_id]},
             {"protocol_version": version, "effective": effective},
-            text(reason),
+            because,
         )
         for p in moved
     ]
     for person in moved:
-        person.add_change(person.version_id, target["id"], effective)
-        person.version_id = target["id"]
-    await participants_store.set_protocol_versions([p.id for p in moved], target["id"])
+        person.add_change(person.version_id, target.id, effective)
+        person.version_id = target.id
+    await participants_store.set_protocol_versions([p.id for p in moved], target.id)
     if moved:
         await refresh_participants(study_id, inputs=moved, today=today)
     await audit_log.record(actor, *audit)
@@ -135,13 +137,13 @@ async def _move(
 
 
 def _cannot_move(
-    person: ScheduleInputs, target: dict, effective: date, labels: dict[int, str], bulk: bool
+    person: ScheduleInputs, target: StoredVersion, effective: date, labels: dict[int, str], bulk: bool
 ) -> str | None:
     """Why this participant cannot move to `target` from `effective` (None: it can): changes follow each other in
     time, and a change for many leaves ended schedules. (A version governs from its own effective date on:
     `_move` refuses an earlier date for everyone.)"""
-    if target["id"] == person.version_id:
-        return f"{ALREADY_ON} {target['version']}"
+    if target.id == person.version_id:
+        return f"{ALREADY_ON} {target.version}"
     if person.changes and effective < person.changes[-1][0]:
         return (
             f"moved to protocol version {labels[person.version_id]} from {person.changes[-1][0]}; a later change"

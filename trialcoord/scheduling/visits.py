@@ -7,12 +7,13 @@ See `schedules` for how a write stores the schedule it changes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.database.engine import transaction
-from trialcoord.kernel.problems import Conflict, invalid
+from trialcoord.kernel.problems import Conflict, NotFound, invalid
 from trialcoord.scheduling.participants import Subject
 from trialcoord.scheduling.rules.schedule import NOT_APPLICABLE
 from trialcoord.scheduling.schedules import ScheduledVisit, scheduled
@@ -21,6 +22,18 @@ from trialcoord.scheduling.store import consents as consents_store
 from trialcoord.scheduling.store import inputs as inputs_store
 from trialcoord.scheduling.store import visits as visits_store
 from trialcoord.scheduling.store.visits import StoredVisit
+
+_Date = date  # the type, where a field is named `date`
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    study: str
+    subject_id: str
+    event: str
+    date: date
+    previous: _Date | None  # the date recorded before, if any
+    changed: bool
 
 
 async def record_event(
@@ -31,7 +44,7 @@ async def record_event(
     reason: str | None = None,
     today: date | None = None,
     actor: str = SYSTEM,
-) -> dict:
+) -> RecordedEvent:
     """Record an event's date; changing a date already recorded needs a reason."""
     async with transaction(f"study {study}, participant {subject_id}"):
         subject = await Subject.load(study, subject_id)
@@ -65,14 +78,7 @@ async def record_event(
                     text(reason),
                 ),
             )
-    return {
-        "study": study,
-        "subject_id": subject_id,
-        "event": event,
-        "date": day,
-        "previous": previous,
-        "changed": previous != day,
-    }
+    return RecordedEvent(study, subject_id, event, day, previous, previous != day)
 
 
 async def record_visit(
@@ -105,7 +111,7 @@ async def record_visit(
             subject.inputs.actuals[visit_code] = actual
             await subject.refresh(today)
             if text(reason):
-                row = await visits_store.find_visit(subject.id, visit_code)
+                row = await _stored_visit(subject, visit_code)
                 await visits_store.update_visit(row.id, bump=False, actual_reason=text(reason))
             await audit_log.record(
                 actor,
@@ -118,7 +124,7 @@ async def record_visit(
                     text(reason),
                 ),
             )
-        return scheduled(await visits_store.find_visit(subject.id, visit_code))
+        return scheduled(await _stored_visit(subject, visit_code))
 
 
 async def book_appointment(
@@ -161,7 +167,7 @@ async def book_appointment(
                 text(reason),
             ),
         )
-        return scheduled(await visits_store.find_visit(subject.id, visit_code))
+        return scheduled(await _stored_visit(subject, visit_code))
 
 
 async def mark_missed(
@@ -188,7 +194,15 @@ async def mark_missed(
             actor,
             Change("update", "visit", subject.record_id(visit_code), {"missed": False}, {"missed": True}, text(reason)),
         )
-        return scheduled(await visits_store.find_visit(subject.id, visit_code))
+        return scheduled(await _stored_visit(subject, visit_code))
+
+
+async def _stored_visit(subject: Subject, code: str) -> StoredVisit:
+    """A visit of the schedule read again after a change (`scheduled_visit` found it before)."""
+    row = await visits_store.find_visit(subject.id, code)
+    if row is None:
+        raise NotFound(f"{subject}: visit {code} is not in the schedule")
+    return row
 
 
 def _check_happened(what: str, day: date, today: date | None) -> None:

@@ -45,8 +45,8 @@ async def study_visits(
 ) -> list[tuple[str, VisitOccurrence]]:
     """Exactly what `evaluate` gives for each participant as of `as_of`, by subject ID then visit order."""
     study_row = await study_with_site(study, site)
-    versions = await Versions.load(study_row["id"])
-    inputs = await inputs_store.load_inputs(study_row["id"], site=site)
+    versions = await Versions.load(study_row.id)
+    inputs = await inputs_store.load_inputs(study_row.id, site=site)
     result = []
     for person in sorted(inputs.values(), key=lambda person: person.subject_id):
         for visit, _ in await versions.judged(person, as_of, horizon_days):
@@ -77,7 +77,7 @@ async def worklist(study: str, as_of: date, site: str | None = None, kind: str =
         raise invalid(f"'{kind}' is not a worklist; choose one of {', '.join(WORKLISTS)}", field="kind")
     condition, arguments = _WORKLISTS[kind]
     rows = await visits_store.worklist_rows(
-        (await study_with_site(study, site))["id"], condition, *arguments(as_of), site=site
+        (await study_with_site(study, site)).id, condition, *arguments(as_of), site=site
     )
     return [scheduled(row, restated(row, as_of)) for row in rows]
 
@@ -86,7 +86,7 @@ async def worklist(study: str, as_of: date, site: str | None = None, kind: str =
 async def site_schedule(study: str, site: str, as_of: date) -> list[ScheduledVisit]:
     """Every stored visit of a site's participants, with appointments; statuses as of `as_of`."""
     study_row = await study_with_site(study, site)
-    rows = await visits_store.worklist_rows(study_row["id"], "x.status <> 'not_applicable'", site=site)
+    rows = await visits_store.worklist_rows(study_row.id, "x.status <> 'not_applicable'", site=site)
     return [scheduled(row, restated(row, as_of)) for row in rows]
 
 

@@ -229,7 +229,7 @@ async def _sites(study: str, access: Access, site: str | None) -> list[str]:
 
     if site:
         return [site]
-    return [row["code"] for row in await list_sites(study) if access.shows(row["code"])]
+    return [row.code for row in await list_sites(study) if access.shows(row.code)]
 
 
 async def _download(

@@ -47,7 +47,7 @@ class WindowExceptionController(Controller):
 
     @get("/window-exceptions", opt=VIEW, responses=READ)
     async def exceptions(self, study: StudyPath, access: AccessDep) -> list[ExceptionOut]:
-        site_of = {p["subject_id"]: p["site"] for p in await participants.list_participants(study)}
+        site_of = {p.subject_id: p.site for p in await participants.list_participants(study)}
         return [
             ExceptionOut(
                 e.subject_id,

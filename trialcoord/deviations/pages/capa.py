@@ -142,7 +142,7 @@ async def _capa_context(study: str, capa_id: int, access: Access, today: date) -
 async def _may_record(study: str, access: Access, today: date) -> bool:
     """CAPA forms are for those who record deviations at one of the sites they see."""
     return any(
-        access.may(Action.RECORD_DEVIATION, study, row["code"], today)
+        access.may(Action.RECORD_DEVIATION, study, row.code, today)
         for row in await list_sites(study)
-        if access.shows(row["code"])
+        if access.shows(row.code)
     )

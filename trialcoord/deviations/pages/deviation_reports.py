@@ -113,7 +113,7 @@ class ReportPages(Controller):
 
 
 async def _visible_sites(study: str, access: Access) -> list[str]:
-    return [row["code"] for row in await list_sites(study) if access.shows(row["code"])]
+    return [row.code for row in await list_sites(study) if access.shows(row.code)]
 
 
 async def _filed(

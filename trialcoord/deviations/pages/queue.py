@@ -186,7 +186,7 @@ async def _queue_context(
         return f"{queue_url(study)}?{urlencode([*kept, ('page', n)], quote_via=quote)}"
 
     pages = max(1, -(-total // PAGE_SIZE))
-    sites = [row["code"] for row in await list_sites(study) if access.shows(row["code"])]
+    sites = [row.code for row in await list_sites(study) if access.shows(row.code)]
     return {
         "study": await protocols.get_study(study),
         "rows": rows,

@@ -213,7 +213,7 @@ def _step_values(step: Step, form: FormReader) -> dict[str, Any]:
 
 
 async def _deviation_context(study: str, row: DeviationReview, access: Access, today: date) -> dict[str, Any]:
-    zone = next((s["time_zone"] for s in await list_sites(study) if s["code"] == row.site), "UTC")
+    zone = next((s.time_zone for s in await list_sites(study) if s.code == row.site), "UTC")
     signatures = [  # as the template shows them: with the instant at the site's time zone
         {**asdict(s), "local_time": _local(s.instant, zone)}
         for s in await deviation_review.verify_signatures(study, row.id)

@@ -119,7 +119,7 @@ class BinderPages(Controller):
 
     @get("/", opt=needs(Action.VIEW_SCHEDULE, across_sites=True))
     async def binder_page(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None) -> Template:
-        sites = [row["code"] for row in await list_sites(study) if access.shows(row["code"])]
+        sites = [row.code for row in await list_sites(study) if access.shows(row.code)]
         chosen = site if site in sites else (sites[0] if sites else None)
         items = await binder_checklist.site_checklist(study, chosen, today) if chosen else []
         counts = {
@@ -175,7 +175,7 @@ async def _version_context(
     meanings = [(m, label) for m, label in MEANINGS if signatures.may_sign(grants, key, m, today)]
     registrable = row.artifact.unique_id == "040" and row.status == "effective" and key.site is not None and may_manage
     consent_versions = [v for v in await list_versions(study) if v.site == key.site] if registrable else []
-    protocols = [(v["version"], v["version"]) for v in await list_protocol_versions(study)]
+    protocols = [(v.version, v.version) for v in await list_protocol_versions(study)]
     return {
         "study": await get_study(study),
         "row": row,

@@ -95,7 +95,7 @@ async def _rerender(
 async def _context(study: str, access: Access, today: date) -> dict[str, Any]:
     details = await protocols.get_study(study)
     rows = [row for row in await documents.list_documents(study) if visible(access, study, row, today)]
-    sites = [row["code"] for row in await list_sites(study) if access.shows(row["code"])]
+    sites = [row.code for row in await list_sites(study) if access.shows(row.code)]
     study_wide = access.may(Action.MANAGE_DOCUMENTS, study, None, today)
     manage = study_wide or any(access.may(Action.MANAGE_DOCUMENTS, study, site, today) for site in sites)
     return {

@@ -224,7 +224,7 @@ async def participant_context(
     study: str, subject_id: str, as_of: date, access: Access, today: date, failed: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     participant = await participants.get_participant(study, subject_id)
-    site = participant["site"]
+    site = participant.site
     may = {
         action: access.may(action, study, site, today)
         for action in (Action.RECORD_VISIT, Action.ENROLL_PARTICIPANT, Action.VIEW_PERSONAL_DATA, Action.VIEW_AUDIT)
@@ -236,15 +236,15 @@ async def participant_context(
             identity = await identities.get_identity(study, subject_id)
         except NotConfigured as error:
             identity_error = str(error)
-    protocol = await protocols.get_protocol(study, participant["protocol_version"])
+    protocol = await protocols.get_protocol(study, participant.protocol_version)
     rows = [visit_row(row) for row in await worklists.participant_schedule(study, subject_id, as_of)]
-    versions = [row["version"] for row in await protocols.list_protocol_versions(study)]
+    versions = [row.version for row in await protocols.list_protocol_versions(study)]
     return {
         "study": study,
         "participant": participant,
         "arms": [(arm.code, f"{arm.code} – {arm.name}") for arm in protocol.arms],
         "events": [(name, name.replace("_", " ")) for name in protocol.events],
-        "other_versions": [(v, f"version {v}") for v in versions if v != participant["protocol_version"]],
+        "other_versions": [(v, f"version {v}") for v in versions if v != participant.protocol_version],
         "rows": rows,
         "timeline": build_timeline(rows, as_of),
         "as_of": as_of,

@@ -34,7 +34,7 @@ class StudyPages(Controller):
 
     @get("/", opt=SIGNED_IN)
     async def index(self, access: AccessDep, today: Today) -> Template:
-        studies = [row for row in await protocols.list_studies() if access.may_see_study(row["code"], today)]
+        studies = [row for row in await protocols.list_studies() if access.may_see_study(row.code, today)]
         return Template("index.html", context={"studies": studies})
 
     @get("/studies/{study:str}", opt=needs(Action.VIEW_SCHEDULE, across_sites=True))
@@ -95,11 +95,9 @@ async def study_context(
         "study": details,
         "arms": [(arm.code, f"{arm.code} – {arm.name}") for arm in protocol.arms],
         "site_options": [
-            (row["code"], f"{row['code']} – {row['name']}")
-            for row in await sites.list_sites(study)
-            if access.shows(row["code"])
+            (row.code, f"{row.code} – {row.name}") for row in await sites.list_sites(study) if access.shows(row.code)
         ],
-        "participants": [row for row in await participants.list_participants(study, site) if access.shows(row["site"])],
+        "participants": [row for row in await participants.list_participants(study, site) if access.shows(row.site)],
         "reconsent": [row for row in await consent_checks.reconsent(study, today) if access.shows(row.site)],
         "consent_candidates": [row for row in await consent_checks.candidates(study) if access.shows(row.site)],
         "consent_issues": [row for row in await consent_checks.issues(study) if access.shows(row.site)],

@@ -18,7 +18,6 @@ from trialcoord.kernel.web.params import (
     VisitPath,
     as_of_or_today,
 )
-from trialcoord.kernel.web.schemas import from_dict
 from trialcoord.scheduling import identities, participants, visits, worklists
 from trialcoord.scheduling.schemas import (
     ArmIn,
@@ -30,6 +29,7 @@ from trialcoord.scheduling.schemas import (
     Participant,
     RecordedEvent,
     VisitDateIn,
+    from_record,
 )
 from trialcoord.scheduling.visit_rows import VisitRow, visit_row
 
@@ -45,7 +45,7 @@ class ParticipantController(Controller):
     @get("/", opt=needs(Action.VIEW_SCHEDULE, across_sites=True), responses=READ)
     async def list_participants(self, study: StudyPath, access: AccessDep, site: QueryStr = None) -> list[Participant]:
         rows = await participants.list_participants(study, site)
-        return [from_dict(Participant, row) for row in rows if access.shows(row["site"])]
+        return [from_record(Participant, row) for row in rows if access.shows(row.site)]
 
     @post("/", opt=needs(Action.ENROLL_PARTICIPANT, across_sites=True), responses=WRITE)
     async def enroll_participant(
@@ -62,11 +62,11 @@ class ParticipantController(Controller):
             today=today,
             actor=access.user_id,
         )
-        return from_dict(Participant, row)
+        return from_record(Participant, row)
 
     @get("/{subject_id:str}", opt=VIEW, responses=READ)
     async def get_participant(self, study: StudyPath, subject_id: SubjectPath) -> Participant:
-        return from_dict(Participant, await participants.get_participant(study, subject_id))
+        return from_record(Participant, await participants.get_participant(study, subject_id))
 
     @post("/{subject_id:str}/events", opt=RECORD, responses=WRITE)
     async def record_event(
@@ -75,14 +75,14 @@ class ParticipantController(Controller):
         row = await visits.record_event(
             study, subject_id, data.event, data.date, data.reason, today=today, actor=access.user_id
         )
-        return from_dict(RecordedEvent, row)
+        return from_record(RecordedEvent, row)
 
     @put("/{subject_id:str}/arm", opt=ENROL, responses=WRITE)
     async def assign_arm(
         self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[ArmIn], today: Today, access: AccessDep
     ) -> Participant:
         row = await participants.assign_arm(study, subject_id, data.arm, today=today, actor=access.user_id)
-        return from_dict(Participant, row)
+        return from_record(Participant, row)
 
     @get(
         "/{subject_id:str}/identity",
@@ -91,7 +91,7 @@ class ParticipantController(Controller):
     )
     async def get_identity(self, study: StudyPath, subject_id: SubjectPath) -> Identity:
         """Name, date of birth, contact details, medical record number: decrypted for this response only."""
-        return Identity(**await identities.get_identity(study, subject_id))
+        return from_record(Identity, await identities.get_identity(study, subject_id))
 
     @put(
         "/{subject_id:str}/identity",
@@ -104,7 +104,7 @@ class ParticipantController(Controller):
         """Set or clear fields; the audit trail records which fields changed, never their values."""
         values = {name: getattr(data, name) for name in identities.FIELDS if getattr(data, name) is not None}
         await identities.set_identity(study, subject_id, values, actor=access.user_id)
-        return Identity(**await identities.get_identity(study, subject_id))
+        return from_record(Identity, await identities.get_identity(study, subject_id))
 
     @get("/{subject_id:str}/schedule", opt=VIEW, responses=READ)
     async def schedule(

@@ -15,7 +15,6 @@ from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import SIGNED_IN, needs
 from trialcoord.kernel.web.params import AccessDep, SitePath, StudyPath, Today, plausible
-from trialcoord.kernel.web.schemas import from_dict
 from trialcoord.scheduling import protocols, sites
 from trialcoord.scheduling.protocol_files import parse_protocol
 from trialcoord.scheduling.schemas import (
@@ -29,6 +28,7 @@ from trialcoord.scheduling.schemas import (
     SiteIn,
     Study,
     WithdrawalIn,
+    from_record,
     protocol_source,
 )
 
@@ -43,15 +43,15 @@ class StudyController(Controller):
     async def list_studies(self, access: AccessDep, today: Today) -> list[Study]:
         """The studies the signed-in user holds a grant for."""
         rows = await protocols.list_studies()
-        return [from_dict(Study, row) for row in rows if access.may_see_study(row["code"], today)]
+        return [from_record(Study, row) for row in rows if access.may_see_study(row.code, today)]
 
     @get("/{study:str}", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def get_study(self, study: StudyPath) -> Study:
-        return from_dict(Study, await protocols.get_study(study))
+        return from_record(Study, await protocols.get_study(study))
 
     @get("/{study:str}/protocol-versions", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def list_protocol_versions(self, study: StudyPath) -> list[ProtocolVersion]:
-        return [from_dict(ProtocolVersion, row) for row in await protocols.list_protocol_versions(study)]
+        return [from_record(ProtocolVersion, row) for row in await protocols.list_protocol_versions(study)]
 
     @post(
         "/{study:str}/protocol-versions",
@@ -72,18 +72,18 @@ class StudyController(Controller):
         if protocol.study != study:
             raise invalid(f"the file defines study {protocol.study}, but it was sent to study {study}", "study")
         row = await protocols.load_protocol_version(protocol, source.source, source.name, actor=access.user_id)
-        return Response(from_dict(ProtocolVersion, row), status_code=201 if row["created"] else 200)
+        return Response(from_record(ProtocolVersion, row), status_code=201 if row.created else 200)
 
     @get("/{study:str}/sites", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
     async def list_sites(self, study: StudyPath) -> list[Site]:
-        return [from_dict(Site, row) for row in await sites.list_sites(study)]
+        return [from_record(Site, row) for row in await sites.list_sites(study)]
 
     @post(
         "/{study:str}/sites", opt=needs(Action.MANAGE_SITES), responses=problem_responses(400, 401, 403, 404, 409, 422)
     )
     async def create_site(self, study: StudyPath, data: JSONBody[SiteIn], access: AccessDep) -> Site:
         row = await sites.create_site(study, data.code, data.name, data.time_zone, data.calendar, actor=access.user_id)
-        return from_dict(Site, row)
+        return from_record(Site, row)
 
     @get(
         "/{study:str}/sites/{site:str}/calendar",
@@ -105,7 +105,7 @@ class StudyController(Controller):
         if last < first:
             raise invalid(f"the last day ({last}) comes before the first ({first})", "last")
         days = await sites.site_calendar_days(study, site, first, last)
-        return msgspec.convert(days, SiteCalendar)
+        return msgspec.convert(days, SiteCalendar, from_attributes=True)
 
     @put(
         "/{study:str}/sites/{site:str}/calendar",
@@ -117,7 +117,7 @@ class StudyController(Controller):
     ) -> Site:
         """Give the site its own calendar for business days (null: the protocol's); its schedules are recomputed."""
         row = await sites.set_site_calendar(study, site, data.calendar, today=today, actor=access.user_id)
-        return from_dict(Site, row)
+        return from_record(Site, row)
 
     @post(
         "/{study:str}/sites/{site:str}/closures",
@@ -134,7 +134,7 @@ class StudyController(Controller):
         row = await sites.add_site_closure(
             study, site, data.first_day, data.last_day, data.reason, today=today, actor=access.user_id
         )
-        return from_dict(Closure, row)
+        return from_record(Closure, row)
 
     @post(
         "/{study:str}/sites/{site:str}/closures/{first_day:date}/withdraw",
@@ -154,4 +154,4 @@ class StudyController(Controller):
         """Take back a closure recorded by mistake (the one starting on `first_day`), with the reason; its
         schedules are recomputed."""
         row = await sites.withdraw_site_closure(study, site, first_day, data.reason, today=today, actor=access.user_id)
-        return from_dict(Closure, row)
+        return from_record(Closure, row)

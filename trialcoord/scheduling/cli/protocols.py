@@ -121,8 +121,8 @@ def import_usdm(file: str, out: str, effective: date | None, replace: bool, fmt:
     if fmt == "json":
         print(json.dumps(report, indent=2, ensure_ascii=False), file=sys.stdout if target else sys.stderr)
         return 0
-    for title in ("not_mapped", "assumed"):
-        for item in report[title]:
+    for title, items in (("not_mapped", result.not_mapped), ("assumed", result.assumed)):
+        for item in items:
             print(f"{title.replace('_', ' ')}: {item}", file=sys.stderr)
     print(
         f"{out}: {protocol.study} version {protocol.version}, {len(protocol.visits)} visits, events "
@@ -145,6 +145,6 @@ def load_protocol_file(file: str) -> int:
             return await protocols.load_protocol_version(protocol, source, Path(file).name, actor=support.actor())
 
     result = support.run(run())
-    outcome = "stored" if result["created"] else "already loaded with the same text; nothing changed"
-    print(f"{protocol.study} version {protocol.version}: {outcome} (sha256 {result['sha256']})")
+    outcome = "stored" if result.created else "already loaded with the same text; nothing changed"
+    print(f"{protocol.study} version {protocol.version}: {outcome} (sha256 {result.sha256})")
     return 0

@@ -55,8 +55,8 @@ def site_add(study: str, code: str, name: str, time_zone: str, calendar: str | N
 
     row = support.database(lambda: sites.create_site(study, code, name, time_zone, calendar, actor=support.actor()))
     print(
-        f"site {row['code']} ({row['name']}) added to {study}: time zone {row['time_zone']}, business days follow"
-        f" {row['calendar'] or 'the protocol calendar'}"
+        f"site {row.code} ({row.name}) added to {study}: time zone {row.time_zone}, business days follow"
+        f" {row.calendar or 'the protocol calendar'}"
     )
     return 0
 
@@ -68,7 +68,9 @@ def site_list(study: str, fmt: str) -> int:
     from trialcoord.kernel.render.tabular import text_table
     from trialcoord.scheduling import sites
 
-    rows = [{name: row[name] for name in SITE_COLUMNS} for row in support.database(lambda: sites.list_sites(study))]
+    rows = [
+        {name: getattr(row, name) for name in SITE_COLUMNS} for row in support.database(lambda: sites.list_sites(study))
+    ]
     if fmt == "json":
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(rows), indent=1).decode() + "\n")
     else:
@@ -87,17 +89,14 @@ def site_calendar(study: str, site: str, calendar: str | None, protocol: bool) -
         row = support.database(
             lambda: sites.set_site_calendar(study, site, calendar or None, today=today, actor=support.actor())
         )
-        print(f"site {site} of {study}: business days follow {row['calendar'] or 'the protocol calendar'}")
+        print(f"site {site} of {study}: business days follow {row.calendar or 'the protocol calendar'}")
         return 0
     days = support.database(lambda: sites.site_calendar_days(study, site, today, today + timedelta(days=27)))
-    own = "" if days["own"] else " (the protocol's)"
-    print(f"site {site} of {study}: business days follow {days['calendar'] or 'every day'}{own}")
-    for closure in days["closures"]:
-        print(f"  closure {closure['first_day']} to {closure['last_day']}: {closure['reason']}")
-    print(
-        "  closed in the next four weeks: "
-        + (", ".join(f"{d['date']} ({d['reason']})" for d in days["closed"]) or "none")
-    )
+    own = "" if days.own else " (the protocol's)"
+    print(f"site {site} of {study}: business days follow {days.calendar or 'every day'}{own}")
+    for closure in days.closures:
+        print(f"  closure {closure.first_day} to {closure.last_day}: {closure.reason}")
+    print("  closed in the next four weeks: " + (", ".join(f"{d.date} ({d.reason})" for d in days.closed) or "none"))
     return 0
 
 
@@ -108,7 +107,7 @@ def site_reopen(study: str, site: str, first_day: date, reason: str) -> int:
     row = support.database(
         lambda: sites.withdraw_site_closure(study, site, first_day, reason, today=today, actor=support.actor())
     )
-    print(f"site {site} of {study}: closure from {row['first_day']} to {row['last_day']} withdrawn")
+    print(f"site {site} of {study}: closure from {row.first_day} to {row.last_day} withdrawn")
     return 0
 
 
@@ -119,5 +118,5 @@ def site_close(study: str, site: str, first_day: date, last_day: date | None, re
     row = support.database(
         lambda: sites.add_site_closure(study, site, first_day, last_day, reason, today=today, actor=support.actor())
     )
-    print(f"site {site} of {study}: closed from {row['first_day']} to {row['last_day']} ({row['reason']})")
+    print(f"site {site} of {study}: closed from {row.first_day} to {row.last_day} ({row.reason})")
     return 0

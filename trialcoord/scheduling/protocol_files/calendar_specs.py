@@ -96,5 +96,6 @@ def _read_dates(node: Node, where: _Where, reader: _Reader) -> tuple[date, ...] 
     items = reader.items(node, where, "dates, such as [2025-12-24, 2025-12-31]")
     if items is None:
         return None
-    dates = tuple(reader.iso_date(item, where.item(index)) for index, item in enumerate(items))
-    return None if None in dates else dates
+    dates = [reader.iso_date(item, where.item(index)) for index, item in enumerate(items)]
+    found = tuple(day for day in dates if day is not None)
+    return found if len(found) == len(dates) else None

@@ -151,6 +151,8 @@ def _is_null(node: Node) -> bool:
     return isinstance(node, ScalarNode) and node.tag.endswith(":null")
 
 
-def _key_node(node: MappingNode, key: str) -> Node:
+def _key_node(node: Node, key: str) -> Node:
     """The key node of `key` in a mapping, to report a problem where the key is written."""
+    if not isinstance(node, MappingNode):
+        raise TypeError(f"{key} is looked up in a mapping, not in {type(node).__name__}")
     return next(k for k, _ in node.value if isinstance(k, ScalarNode) and k.value == key)

@@ -9,6 +9,8 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from enum import Enum
+from typing import Final
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -19,7 +21,15 @@ from trialcoord.scheduling.rules.durations import BUSINESS_DAYS, Duration, Durat
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_BAD = object()  # a value that was reported as a problem (where None would mean "absent" or "unbounded")
+
+
+class _Bad(Enum):
+    """A value that was reported as a problem (where None would mean "absent" or "unbounded")."""
+
+    BAD = "bad"
+
+
+_BAD: Final = _Bad.BAD
 
 
 # ---- reading nodes, keeping positions --------------------------------------------------------------
@@ -145,8 +155,9 @@ class _Reader:
         items = self.items(node, where, f"{what}, such as [a, b]")
         if items is None:
             return None
-        values = tuple(self.text(item, where.item(index)) for index, item in enumerate(items))
-        return None if None in values else values
+        values = [self.text(item, where.item(index)) for index, item in enumerate(items)]
+        found = tuple(value for value in values if value is not None)
+        return found if len(found) == len(values) else None
 
     def choice(self, node: Node, where: _Where, choices: tuple[str, ...]) -> str | None:
         if isinstance(node, ScalarNode) and node.value and not node.tag.endswith(":str"):  # `yes`, `true`, `3`
@@ -160,8 +171,10 @@ class _Reader:
 
     def boolean(self, node: Node, where: _Where) -> bool | None:
         value = self.scalar(node, where, "true or false")
-        if value is _BAD or isinstance(value, bool):
-            return None if value is _BAD else value
+        if isinstance(value, bool):
+            return value
+        if value is _BAD:
+            return None
         self.report(node, where, f"expected true or false, found {_describe(node)}")
         return None
 

@@ -30,7 +30,18 @@ class _VisitDraft:
 
     @property
     def code(self) -> str | None:
-        return self.values.get("code")
+        return _text(self.values.get("code"))
+
+    @property
+    def number(self) -> int | float | None:
+        """Its visit number (None: unreadable); `values` must hold it."""
+        number = self.values["number"]
+        return number if isinstance(number, (int, float)) else None
+
+    @property
+    def reference_name(self) -> str | None:
+        """What it counts from (None: unreadable); `values` must hold it."""
+        return _text(self.values["reference_name"])
 
     @property
     def repeating(self) -> bool:
@@ -91,7 +102,7 @@ def _check_numbers(reader: _Reader, drafts: list[_VisitDraft]) -> None:
     """Visit numbers (SDTM VISITNUM) must be unique, including those defaulted from positions."""
     owners: dict[float, _VisitDraft] = {}
     for draft in drafts:
-        number = draft.values["number"]
+        number = draft.number
         if number is None:
             continue
         if number not in owners:
@@ -113,7 +124,7 @@ def _check_from(
     complete: bool,
 ) -> None:
     """`from` names an event or a non-repeating visit defined earlier, without loops."""
-    name = draft.values["reference_name"]
+    name = draft.reference_name
     if name is None or (context.events is not None and name in context.events):
         return
     node, where = draft.fields["from"], draft.where.key("from")
@@ -142,8 +153,8 @@ def _check_from(
             node,
             where,
             f"'{name}' is a repeating visit, so it is ambiguous which occurrence "
-            f"({target.code.replace(OCCURRENCE, '1')}, "
-            f"{target.code.replace(OCCURRENCE, '2')}, ...) to count from; name an event "
+            f"({name.replace(OCCURRENCE, '1')}, "
+            f"{name.replace(OCCURRENCE, '2')}, ...) to count from; name an event "
             "or a non-repeating visit",
         )
     elif target.index > draft.index:
@@ -162,13 +173,25 @@ def _check_from(
 
 def _loop(start: _VisitDraft, target: _VisitDraft, first: dict[str, _VisitDraft]) -> list[str] | None:
     """The codes of a reference loop from `start` through `target` back to `start`, if there is one."""
-    path, seen, current = [start.code, target.code], {start.index, target.index}, target
+    path, seen, current = [_known_code(target)], {start.index, target.index}, target
     while True:
-        following = first.get(current.values["reference_name"] or "")
+        following = first.get(current.reference_name or "")
         if following is start:
-            return [*path, start.code]
+            return [_known_code(start), *path, _known_code(start)]
         if following is None or following.index in seen:
             return None
-        path.append(following.code)
+        path.append(_known_code(following))
         seen.add(following.index)
         current = following
+
+
+def _known_code(draft: _VisitDraft) -> str:
+    """The code of a visit found by its code in `first`."""
+    if draft.code is None:
+        raise ValueError(f"visit at position {draft.index + 1} was found by a code it does not have")
+    return draft.code
+
+
+def _text(value: object) -> str | None:
+    """A value read as text (`_Reader.text` gives a str or None)."""
+    return value if isinstance(value, str) else None

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from yaml.nodes import Node, ScalarNode
 
-from trialcoord.scheduling.protocol_files.nodes import _BAD, _describe, _peek, _read, _Reader, _suggest, _Where
+from trialcoord.scheduling.protocol_files.nodes import _BAD, _Bad, _describe, _peek, _read, _Reader, _suggest, _Where
 from trialcoord.scheduling.protocol_files.references import (
     _check_codes,
     _check_from,
@@ -102,7 +102,7 @@ def _read_window(reader: _Reader, node: Node | None, where: _Where) -> Window | 
     return None if early is _BAD or late is _BAD else Window(early, late)
 
 
-def _read_window_side(reader: _Reader, node: Node | None, where: _Where) -> object:
+def _read_window_side(reader: _Reader, node: Node | None, where: _Where) -> Duration | None | _Bad:
     """A duration, None for `unbounded`, or _BAD; an omitted side is zero days."""
     if node is None:
         return _ZERO
@@ -135,7 +135,7 @@ def _read_repeat(node: Node, where: _Where, reader: _Reader) -> Repeat | None:
     return None if every is None or count is _BAD else Repeat(every, count)
 
 
-def _read_count(reader: _Reader, node: Node, where: _Where) -> object:
+def _read_count(reader: _Reader, node: Node, where: _Where) -> int | None | _Bad:
     """A positive int, None for 'open', or _BAD."""
     value = reader.scalar(node, where, "a number of occurrences")
     if value == _OPEN:

@@ -158,8 +158,8 @@ def to_rows(
                     and term not in mapping.get("ds", {})
                 ):
                     event = early
-            kept = used.ds.get(label, (event, 0))
-            used.ds[label] = (event, kept[1] + 1)
+            counted = used.ds.get(label, (event, 0))
+            used.ds[label] = (event, counted[1] + 1)
             if event is None:
                 continue  # listed in the mapping as not imported
             if event not in protocol.events:
@@ -205,8 +205,8 @@ def to_rows(
                         )
                     )
                     continue
-                kept = used.dm.get(var, (event, 0))
-                used.dm[var] = (event, kept[1] + 1)
+                counted = used.dm.get(var, (event, 0))
+                used.dm[var] = (event, counted[1] + 1)
                 add(dm, number, var, subject, event, day, True)
     used.arms = arms_used
     seen_labels = set(used.visits) | set(used.unscheduled)

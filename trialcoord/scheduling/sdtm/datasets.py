@@ -27,14 +27,14 @@ class Columns(Sequence):
 
     def __init__(self, columns: dict[str, list]):
         self.columns, self.names = columns, list(columns)
-        self.count = len(next(iter(columns.values()), []))
+        self.length = len(next(iter(columns.values()), []))
 
     def __len__(self) -> int:
-        return self.count
+        return self.length
 
     def __getitem__(self, index):  # type: ignore[override]
         if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self.count))]
+            return [self[i] for i in range(*index.indices(self.length))]
         return {name: self.columns[name][index] for name in self.names}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:

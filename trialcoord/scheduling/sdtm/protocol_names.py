@@ -18,7 +18,7 @@ SYNONYMS = {
 
 
 def visit_lookup(protocol: Protocol) -> dict[str, str]:
-    lookup = {}
+    lookup: dict[str, str] = {}
     for visit in protocol.visits:
         if visit.repeat is None:
             lookup.setdefault(norm(visit.name), visit.code)

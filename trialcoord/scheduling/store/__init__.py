@@ -8,7 +8,7 @@ The parts, each importing only those before it: `studies.py` (studies and their 
 participants, and their recorded events), `visits.py` (stored visits: `StoredVisit`, reading and updating them,
 the worklist SQL, saving evaluations), `participants.py` (participants, their protocol changes, one
 participant's engine inputs and stored visits), `consents.py` (the consent records the schedule reads). This
-module holds what the parts share: `now`, `as_date`, `select_in`.
+module holds what the parts share: `now`, `as_date`, `select_in`, `stored`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,13 @@ from trialcoord.kernel.database.engine import fetch_rows
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def stored(row: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    """A row just written, or known to exist, read back in the same transaction."""
+    if row is None:
+        raise LookupError(f"{what} is not stored")
+    return row
 
 
 def as_date(value: Any) -> date:

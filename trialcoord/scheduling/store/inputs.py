@@ -56,6 +56,7 @@ async def load_inputs(
     study_id: int, participant_id: int | None = None, site: str | None = None
 ) -> dict[int, ScheduleInputs]:
     """Events and visit facts of one participant, or of a whole study, in three queries."""
+    args: list[object]
     where, args = ("p.id = {}", [participant_id]) if participant_id is not None else ("p.study = {}", [study_id])
     if site is not None:
         where, args = f"{where} AND s.code = {{}}", [*args, site]

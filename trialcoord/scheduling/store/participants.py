@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
+from piccolo.columns import Column
+
 from trialcoord.kernel.database.engine import execute_many, fetch, fetch_rows, is_sqlite
 from trialcoord.kernel.database.tables import Participant
 from trialcoord.scheduling.store import as_date, now
@@ -84,7 +86,9 @@ async def insert_participants(study_id: int, rows: Iterable[tuple[str, int, str 
 
 
 async def update_participant(participant_id: int, **values: Any) -> None:
-    await Participant.update({**values, Participant.updated_at: now()}).where(Participant.id == participant_id)
+    changes: dict[Column | str, Any] = {name: value for name, value in values.items()}
+    changes[Participant.updated_at] = now()
+    await Participant.update(changes).where(Participant._meta.primary_key == participant_id)
 
 
 async def insert_protocol_changes(rows: Iterable[tuple[int, int, int, date, str]]) -> None:

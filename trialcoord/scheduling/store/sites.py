@@ -5,21 +5,23 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from piccolo.columns import Column
+
 from trialcoord.kernel.database.engine import fetch, fetch_rows
 from trialcoord.kernel.database.tables import Site
 from trialcoord.scheduling.calendars import Closure
-from trialcoord.scheduling.store import as_date, now
+from trialcoord.scheduling.store import as_date, now, stored
 
 
-async def find_site(study_id: int, code: str) -> dict | None:
+async def find_site(study_id: int, code: str) -> dict[str, Any] | None:
     return await Site.select().where((Site.study == study_id) & (Site.code == code)).first()
 
 
-async def list_sites(study_id: int) -> list[dict]:
+async def list_sites(study_id: int) -> list[dict[str, Any]]:
     return sorted(await Site.select().where(Site.study == study_id), key=lambda row: row["code"])
 
 
-async def insert_site(study_id: int, code: str, name: str, time_zone: str, calendar: str | None) -> dict:
+async def insert_site(study_id: int, code: str, name: str, time_zone: str, calendar: str | None) -> dict[str, Any]:
     stamp = now()
     await Site.insert(
         Site(
@@ -32,11 +34,13 @@ async def insert_site(study_id: int, code: str, name: str, time_zone: str, calen
             updated_at=stamp,
         )
     )
-    return await find_site(study_id, code)
+    return stored(await find_site(study_id, code), f"site {code}")
 
 
 async def update_site(site_id: int, **values: Any) -> None:
-    await Site.update({**values, Site.updated_at: now()}).where(Site.id == site_id)
+    changes: dict[Column | str, Any] = {name: value for name, value in values.items()}
+    changes[Site.updated_at] = now()
+    await Site.update(changes).where(Site._meta.primary_key == site_id)
 
 
 async def site_calendars(study_id: int) -> dict[str, tuple[str | None, tuple[Closure, ...]]]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from trialcoord.kernel.database.tables import ProtocolVersion, Study
-from trialcoord.scheduling.store import now
+from trialcoord.scheduling.store import now, stored
 
 VERSION_FIELDS = (
-    ProtocolVersion.id,
+    ProtocolVersion._meta.primary_key,
     ProtocolVersion.version,
     ProtocolVersion.effective,
     ProtocolVersion.source_name,
@@ -17,40 +18,42 @@ VERSION_FIELDS = (
 )
 
 
-async def find_study(code: str) -> dict | None:
+async def find_study(code: str) -> dict[str, Any] | None:
     return await Study.select().where(Study.code == code).first()
 
 
-async def list_studies() -> list[dict]:
+async def list_studies() -> list[dict[str, Any]]:
     return sorted(await Study.select(), key=lambda row: row["code"])
 
 
-async def insert_study(code: str, title: str) -> dict:
+async def insert_study(code: str, title: str) -> dict[str, Any]:
     stamp = now()
     await Study.insert(Study(code=code, title=title, created_at=stamp, updated_at=stamp))
-    return await find_study(code)
+    return stored(await find_study(code), f"study {code}")
 
 
-async def list_versions(study_id: int) -> list[dict]:
+async def list_versions(study_id: int) -> list[dict[str, Any]]:
     """Oldest first: by effective date, then by loading order."""
     query = ProtocolVersion.select(*VERSION_FIELDS).where(ProtocolVersion.study == study_id)
-    return await query.order_by(ProtocolVersion.effective).order_by(ProtocolVersion.id)
+    return await query.order_by(ProtocolVersion.effective).order_by(ProtocolVersion._meta.primary_key)
 
 
-async def find_version(study_id: int, version: str) -> dict | None:
+async def find_version(study_id: int, version: str) -> dict[str, Any] | None:
     query = ProtocolVersion.select(*VERSION_FIELDS, ProtocolVersion.source_text)
     return await query.where((ProtocolVersion.study == study_id) & (ProtocolVersion.version == version)).first()
 
 
-async def version_source(version_id: int) -> dict:
+async def version_source(version_id: int) -> dict[str, Any]:
     """The version's source_text and source_name."""
     query = ProtocolVersion.select(ProtocolVersion.source_text, ProtocolVersion.source_name)
-    return await query.where(ProtocolVersion.id == version_id).first()
+    return stored(
+        await query.where(ProtocolVersion._meta.primary_key == version_id).first(), f"protocol version #{version_id}"
+    )
 
 
 async def insert_version(
     study_id: int, version: str, effective: date, source_name: str, source_text: str, sha256: str
-) -> dict:
+) -> dict[str, Any]:
     row = ProtocolVersion(
         study=study_id,
         version=version,
@@ -61,4 +64,4 @@ async def insert_version(
         loaded_at=now(),
     )
     await ProtocolVersion.insert(row)
-    return await find_version(study_id, version)
+    return stored(await find_version(study_id, version), f"protocol version {version}")

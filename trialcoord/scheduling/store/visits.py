@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, NamedTuple
 
+from piccolo.columns import Column
+
 from trialcoord.kernel.database.engine import execute_many, fetch_rows
 from trialcoord.kernel.database.tables import Visit
 from trialcoord.scheduling.rules.schedule import VisitOccurrence
@@ -100,8 +102,8 @@ if VisitOccurrence._fields[1:] != _EVALUATED:  # an occurrence's values are a sl
     raise RuntimeError("VisitOccurrence's fields changed order; update repositories._EVALUATED to match")
 
 
-def _evaluated_values(visit: VisitOccurrence) -> tuple:
-    values = visit[1:]
+def _evaluated_values(visit: VisitOccurrence) -> tuple[Any, ...]:
+    values: tuple[Any, ...] = visit[1:]
     number = values[_NUMBER]
     if number is not None and type(number) is not float:  # asyncpg encodes DOUBLE PRECISION from floats only
         values = (*values[:_NUMBER], float(number), *values[_NUMBER + 1 :])
@@ -137,10 +139,11 @@ def _worklist_order(row: Sequence[Any]) -> tuple:
 
 
 async def update_visit(visit_id: int, bump: bool = True, **values: Any) -> None:
-    changes = {**values, Visit.updated_at: now()}
+    changes: dict[Column | str, Any] = {name: value for name, value in values.items()}
+    changes[Visit.updated_at] = now()
     if bump:
         changes[Visit.row_version] = Visit.row_version + 1
-    await Visit.update(changes).where(Visit.id == visit_id)
+    await Visit.update(changes).where(Visit._meta.primary_key == visit_id)
 
 
 @dataclass(frozen=True, slots=True)

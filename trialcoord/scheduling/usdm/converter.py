@@ -201,7 +201,7 @@ class _Converter(_Timelines, _Writer):
         return self.today, "no date in USDM: the day of import (see 'assumed' below)"
 
     def _arms(self, design: dict) -> list[tuple[str, str, str]]:
-        self.arm_codes: dict[str, str] = {}
+        self.arm_codes: dict[str | None, str] = {}
         arms = []
         for arm in design.get("arms") or []:
             if not isinstance(arm, dict):
@@ -212,7 +212,7 @@ class _Converter(_Timelines, _Writer):
             )
             self.arm_codes[arm.get("id")] = code
             arms.append((code, str(arm.get("label") or arm.get("name") or code), _id(arm)))
-        self.cells: dict[str, set[str]] = {}
+        self.cells: dict[str | None, set[str]] = {}
         for cell in design.get("studyCells") or []:
             if isinstance(cell, dict) and cell.get("armId") in self.arm_codes:
                 self.cells.setdefault(cell.get("epochId"), set()).add(self.arm_codes[cell["armId"]])

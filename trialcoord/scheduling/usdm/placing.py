@@ -18,11 +18,11 @@ class _Placing:
     def _place(
         self,
         visit: _Visit,
-        iid: str,
-        anchor: str,
-        instances: dict,
-        is_visit: set[str],
-        by_from: dict[str, list[dict]],
+        iid: str | None,
+        anchor: str | None,
+        instances: dict[str | None, dict],
+        is_visit: set[str | None],
+        by_from: dict[str | None, list[dict]],
         timeline: str,
     ) -> bool:
         """Offset and reference of a visit: its own timing, walked through instances that are no visit."""
@@ -81,7 +81,7 @@ class _Placing:
 
     def _window(self, visit: _Visit, timing: dict) -> bool:
         """The visit's window from the timing; False (listed as not mapped) when the format cannot express it."""
-        sides = []
+        sides: list[Duration | None] = []
         for key in ("windowLower", "windowUpper"):
             raw = timing.get(key)
             if raw in (None, ""):
@@ -95,8 +95,8 @@ class _Placing:
             if not side.exact:
                 self.subday.append(f"{_id(timing)} {key} {raw}")
             sides.append(Duration(abs(side.months), abs(side.days), side.weeks, side.exact))
-        for key, side in zip(("windowLower", "windowUpper"), sides):
-            if side is not None and side.mixed:
+        for key, bound in zip(("windowLower", "windowUpper"), sides):
+            if bound is not None and bound.mixed:
                 self.not_mapped.append(
                     f"visit {visit.code} ({visit.name}): {key} {_clean(timing.get(key))} of timing {_id(timing)} mixes"
                     " months and days, which the protocol format cannot express"

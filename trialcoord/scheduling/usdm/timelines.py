@@ -35,8 +35,8 @@ class _Timelines(_Placing):
     encounters: dict
     activities: dict
     epochs: dict
-    arm_codes: dict[str, str]
-    cells: dict[str, set[str]]
+    arm_codes: dict[str | None, str]  # by arm id (None: an arm without one)
+    cells: dict[str | None, set[str]]  # arm codes by epoch id
     codes: set[str]
     day_one: str
 
@@ -44,7 +44,9 @@ class _Timelines(_Placing):
 
     def _timeline(self, timeline: dict, events: dict[str, str], main: bool, first_number: int = 1) -> list[_Visit]:
         name = f"timeline {_label(timeline)} ({_id(timeline)})"
-        instances = {i.get("id"): i for i in timeline.get("instances") or [] if isinstance(i, dict)}
+        instances: dict[str | None, dict] = {
+            i.get("id"): i for i in timeline.get("instances") or [] if isinstance(i, dict)
+        }
         timings = [t for t in timeline.get("timings") or [] if isinstance(t, dict)]
         text = " ".join(str(timeline.get(k) or "") for k in ("name", "label"))  # what it is, not what it mentions
         if not main:
@@ -109,7 +111,7 @@ class _Timelines(_Placing):
             if (i.get("encounterId") if main or has_encounters else i.get("activityIds"))
             and "Decision" not in str(i.get("instanceType"))
         }
-        by_from: dict[str, list[dict]] = {}
+        by_from: dict[str | None, list[dict]] = {}
         for timing in timings:
             by_from.setdefault(timing.get("relativeFromScheduledInstanceId"), []).append(timing)
         visits: list[_Visit] = []
@@ -225,9 +227,10 @@ class _Timelines(_Placing):
 # ---- helpers -------------------------------------------------------------------------------------------
 
 
-def _order(timeline: dict, instances: dict[str, dict]) -> list[str]:
+def _order(timeline: dict, instances: dict[str | None, dict]) -> list[str | None]:
     """Instances from the entry along each default path, then any not reached, in file order."""
-    order, seen = [], set()
+    order: list[str | None] = []
+    seen: set[str | None] = set()
     current = timeline.get("entryId")
     while current in instances and current not in seen:
         seen.add(current)

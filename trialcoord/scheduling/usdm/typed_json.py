@@ -7,6 +7,8 @@ from typing import Any
 
 from trialcoord.kernel.problems import InvalidInput, Problem
 
+_KIND_NAMES: dict[type, str] = {dict: "object", list: "array", str: "text"}
+
 
 class _Reader:
     """Typed access to the JSON, each problem naming its path in the file."""
@@ -30,8 +32,7 @@ class _Reader:
         if not isinstance(value, kind):
             self.problems.append(
                 Problem(
-                    f"'{key}' should be a{'n' if kind is list else ''} "
-                    f"{ {dict: 'object', list: 'array', str: 'text'}.get(kind, kind.__name__) }",
+                    f"'{key}' should be a{'n' if kind is list else ''} {_KIND_NAMES.get(kind, kind.__name__)}",
                     self.file,
                     field=f"{path}.{key}" if path else key,
                 )

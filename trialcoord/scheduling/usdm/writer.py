@@ -73,7 +73,7 @@ class _Writer:
 
 def _dependency_order(visits: list[_Visit]) -> list[_Visit]:
     """Timeline order, except that a visit counted from another comes after it (the format requires it)."""
-    placed: set[str] = set()
+    placed: set[str | None] = set()  # instance ids (None: an instance without one)
     pending, ordered = list(visits), []
     while pending:
         ready = [v for v in pending if v.ref is None or v.ref in placed]
