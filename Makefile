@@ -14,12 +14,13 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Lint, format and type checks (ruff; mypy, strict on the pure rules; configured in pyproject.toml); .ci/run runs them
+# Lint, format and type checks (ruff; mypy on the whole package, strict on the pure rules; configured in
+# pyproject.toml); .ci/run runs them
 # before the tests. `make format` fixes what ruff can.
 lint: $(VENV)/.installed
 	$(BIN)/ruff check trialcoord tests bench setup.py
 	$(BIN)/ruff format --check trialcoord tests bench setup.py
-	$(BIN)/mypy trialcoord/kernel/problems.py trialcoord/*/rules
+	$(BIN)/mypy trialcoord
 
 format: $(VENV)/.installed
 	$(BIN)/ruff check --fix trialcoord tests bench setup.py

@@ -63,6 +63,8 @@ class AmendmentPages(Controller):
             raise PermissionDeniedException(f"{access.user_id} may not see site {site}")
         try:
             if source is None:
+                if version is None:  # the form's checks above asked for a version or a file
+                    raise AssertionError("neither a protocol file nor a loaded version")
                 source = await protocols.version_source(study, version)
             text, name = source
             protocol = parse_protocol(text, file=name)

@@ -183,7 +183,7 @@ async def exceptions_of(study: str) -> list[StoredException]:
 async def window_exceptions(study: str) -> dict[str, list[WindowException]]:
     """The study's approved window exceptions, by subject ID, as the rules take them."""
     async with read():
-        study_id = (await protocols.require_study(study))["id"]
+        study_id = (await protocols.require_study(study)).id
         rows = await window_exceptions_store.exceptions(study_id, None)
     found: dict[str, list[WindowException]] = defaultdict(list)
     for row in rows:
