@@ -444,8 +444,9 @@ async def test_concurrent_filings_of_the_same_report_file_it_once(reported):
 class FakeJobs:
     """RenderJobs' interface, rendering at submit: counts renders, never starts a process."""
 
-    def __init__(self):
+    def __init__(self, long_pages: int = 20):
         self.submitted: list[tuple] = []
+        self.long_pages = long_pages  # as RenderJobs: from this estimate on, a render is a job
 
     def submit(self, kind, template, data, *, created_at, title, version_label, owner):
         from trialcoord.kernel.render import pdf_documents as rendering
@@ -461,8 +462,6 @@ class FakeJobs:
 
 
 async def test_long_reports_go_to_a_render_job_and_are_filed_once_it_is_done(reported, monkeypatch):
-    from trialcoord.kernel.render import page_estimate
-
     renders = []
     real = filing.render
     monkeypatch.setattr(filing, "render", lambda *a: renders.append(a) or real(*a))
@@ -471,7 +470,7 @@ async def test_long_reports_go_to_a_render_job_and_are_filed_once_it_is_done(rep
         reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs
     )
     assert short.startswith(b"%PDF-") and not jobs.submitted  # a short one stays in the request
-    monkeypatch.setattr(page_estimate, "LONG_DOCUMENT_PAGES", 1)
+    jobs.long_pages = 1
     queued, name = await report_documents.download_report(
         reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs
     )
@@ -567,11 +566,8 @@ async def test_the_listing_has_sdtm_columns_and_standing_records_only(reported):
     assert (mine["USUBJID"], mine["DVSEQ"], mine["DVSTDY"]) == (None, None, None)
 
 
-async def test_the_api_answers_202_with_the_job_for_a_long_log(reported, anonymous, app, monkeypatch):
-    from trialcoord.kernel.render import page_estimate
-
-    app.state.render_jobs = FakeJobs()
-    monkeypatch.setattr(page_estimate, "LONG_DOCUMENT_PAGES", 1)
+async def test_the_api_answers_202_with_the_job_for_a_long_log(reported, anonymous, app):
+    app.state.render_jobs = FakeJobs(long_pages=1)
     coord_a = await signed_in(anonymous, "coord-a")
     got = await coord_a.get(f"/api/studies/TST-1/deviations/log?site={SITE_A}")
     assert got.status_code == 202 and got.json()["url"] == "/api/studies/TST-1/render-jobs/job-1"

@@ -64,10 +64,13 @@ async def test_bad_uploads_are_refused_naming_the_file_and_nothing_is_stored(stu
     assert (await fetch("SELECT COUNT(*) AS n FROM document_blobs"))[0]["n"] == 0
 
 
-async def test_an_oversized_upload_is_refused(study, monkeypatch):
-    monkeypatch.setattr(documents, "MAX_BYTES", len(PDF) - 1)
+async def test_an_oversized_upload_is_refused(study):
+    header, rest = PDF.split(b"\n", 1)
+    at_limit = header + b"\n%" + b"x" * (documents.MAX_BYTES - len(PDF) - 2) + b"\n" + rest  # a long comment
+    assert len(at_limit) == documents.MAX_BYTES
     with pytest.raises(InvalidInput, match="larger|exceeds|limit|bytes"):
-        await documents.add_version(ICF, "040", "1.0", PDF, "icf.pdf")
+        await documents.add_version(ICF, "040", "1.0", header + b"\n%x" + at_limit[len(header) + 2 :], "icf.pdf")
+    await documents.add_version(ICF, "040", "1.0", at_limit, "icf.pdf")  # at the limit: kept
 
 
 async def test_unknown_study_site_or_artifact_are_named(study):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
 from tests.conftest import PASSWORD, account_rules, add_user, signed_in
 from trialcoord.accounts import sessions, signing, users
+from trialcoord.accounts.rules.accounts import LockoutPolicy
 from trialcoord.accounts.users import AccountRules
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.problems import InvalidInput
@@ -94,15 +96,13 @@ async def test_concurrent_attempts_cannot_all_pass_the_gate(personas, clock):
     assert outcomes.count("refused") >= 15
 
 
-async def test_an_address_spraying_passwords_across_accounts_is_refused(personas, clock, monkeypatch):
-    monkeypatch.setattr(sessions, "ADDRESS_LIMIT", 3)
+async def test_an_address_spraying_passwords_across_accounts_is_refused(personas, clock):
+    rules = replace(account_rules(), lockout=LockoutPolicy(per_address=3))
     for user_id in ("coord-a", "coord-b", "sponsor"):
         with pytest.raises(sessions.SignInRefused):
-            await sessions.sign_in(user_id, "wrong password!", "10.0.0.7", rules=account_rules())
+            await sessions.sign_in(user_id, "wrong password!", "10.0.0.7", rules=rules)
     with pytest.raises(sessions.SignInRefused, match="too many failed"):
-        await sessions.sign_in(
-            "monitor", PASSWORD, "10.0.0.7", rules=account_rules()
-        )  # right password, throttled address
+        await sessions.sign_in("monitor", PASSWORD, "10.0.0.7", rules=rules)  # right password, throttled address
     assert (await sessions.sign_in("monitor", PASSWORD, "10.0.0.8", rules=account_rules())).user_id == "monitor"
 
 

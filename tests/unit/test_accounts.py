@@ -146,6 +146,7 @@ def test_the_policy_is_configurable():
     "kwargs",
     [
         {"max_failures": 0},
+        {"per_address": 0},
         {"window": timedelta(0)},
         {"first_delay": timedelta(seconds=10), "max_delay": timedelta(seconds=5)},
     ],

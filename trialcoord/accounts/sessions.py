@@ -32,7 +32,6 @@ from trialcoord.kernel.rules.audit_entries import utc_instant
 
 PAGE, API, TOKEN = "page", "api", "token"  # session kinds: cookie, bearer from sign-in, long-lived bearer
 TOUCH_EVERY = timedelta(seconds=30)  # last activity is written at most this often (a lapse comes early, never late)
-ADDRESS_LIMIT = 50  # failures from one address within the lock-out window before it is refused (spraying)
 
 
 def _token_hash(token: str) -> str:
@@ -86,7 +85,7 @@ async def sign_in(
             if row
             else []
         )
-        sprayed = await store.address_failures_before(address, attempt, utc_instant(since)) >= ADDRESS_LIMIT
+        sprayed = await store.address_failures_before(address, attempt, utc_instant(since)) >= rules.lockout.per_address
     gate = login_gate(failures, now, rules.lockout)
     if not gate.allowed or sprayed:
         await finish_attempt(

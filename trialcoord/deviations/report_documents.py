@@ -129,7 +129,7 @@ async def download_report(
     jobs: Any = None,
     cache: RenderCache | None = None,
 ) -> tuple[bytes | Queued, str]:
-    """(bytes, file name); with `jobs` (the app's RenderJobs), a report of `LONG_DOCUMENT_PAGES` or more is
+    """(bytes, file name); with `jobs` (the app's RenderJobs), a report of `jobs.long_pages` or more is
     queued instead and the first item is a `Queued` naming the job (owned by `actor`)."""
     check_kind(kind)
     data = await report_data(study, site, name, as_of, prepared_by)
@@ -164,12 +164,12 @@ async def render_job(
 ) -> Queued | None:
     """A render job for a long report (None: short, or no job runner given)."""
     from trialcoord.kernel.render.jobs import TooManyJobs
-    from trialcoord.kernel.render.page_estimate import LONG_DOCUMENT_PAGES, estimate_pages
+    from trialcoord.kernel.render.page_estimate import estimate_pages
 
     if jobs is None:
         return None
     pages = estimate_pages(template, data)
-    if pages < LONG_DOCUMENT_PAGES:
+    if pages < jobs.long_pages:
         return None
     try:
         job_id = jobs.submit(kind, template, data, owner=owner, **render_meta(as_of, title, label))

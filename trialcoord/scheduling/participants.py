@@ -13,7 +13,7 @@ from typing import Any
 
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import SYSTEM, Change
-from trialcoord.kernel.database.engine import bound_engine, read, transaction
+from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import Conflict, NotFound, invalid
 from trialcoord.scheduling.protocols import StoredVersion, pick_version, protocol_of, reads, require_study
 from trialcoord.scheduling.rules.protocol import Protocol
@@ -197,25 +197,31 @@ def record_id(study: str, site: str, subject_id: str, *more: str) -> str:
     return "/".join((study, site, subject_id, *more))
 
 
-_sites: tuple[object, dict[tuple[str, str], str]] = (None, {})  # (engine, {(study, subject): site})
-
-
 async def participant_site(study: str, subject_id: str) -> str | None:
-    """The site code of a participant, None when the study or participant does not exist (for access checks,
-    on every request that names a participant: cached, since a participant never changes site)."""
-    global _sites
-    if _sites[0] is not bound_engine():  # another database: forget what was learnt from the last one
-        _sites = (bound_engine(), {})
-    known = _sites[1]
-    site = known.get((study, subject_id))
-    if site is None:
-        async with read():
-            site = await participants_store.site_of_subject(study, subject_id)
-        if site is not None:
-            if len(known) >= 100_000:  # bounded: a long-running server sees every participant eventually
-                known.clear()
-            known[(study, subject_id)] = site
-    return site
+    """The site code of a participant, None when the study or participant does not exist."""
+    async with read():
+        return await participants_store.site_of_subject(study, subject_id)
+
+
+class ParticipantSites:
+    """Participants' sites as the web guard asks for them, on every request that names a participant: cached,
+    since a participant never changes site. One per app (`create_app` makes it), so a second app or a test's
+    database never sees another's answers."""
+
+    LIMIT = 100_000  # bounded: a long-running server sees every participant eventually
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, str], str] = {}
+
+    async def __call__(self, study: str, subject_id: str) -> str | None:
+        site = self._known.get((study, subject_id))
+        if site is None:
+            site = await participant_site(study, subject_id)
+            if site is not None:
+                if len(self._known) >= self.LIMIT:
+                    self._known.clear()
+                self._known[(study, subject_id)] = site
+        return site
 
 
 async def subject_row(study: str, subject_id: str) -> SubjectRecord:

@@ -133,7 +133,7 @@ def create_app(
                 "settings": settings,
                 "installation": installation,
                 "resolve_session": partial(sessions.resolve, rules=rules),  # for the guard, below the features
-                "participant_site": participants.participant_site,
+                "participant_site": participants.ParticipantSites(),  # one cache per app
             }
         ),
         dependencies={

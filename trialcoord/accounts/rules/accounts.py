@@ -84,16 +84,19 @@ def _account_problems(account: UserAccount) -> list[Problem]:
 @dataclass(frozen=True, slots=True)
 class LockoutPolicy:
     """`max_failures` failures within `window` lock the account for `lock_for`; before that, each
-    failure doubles the wait before the next attempt, from `first_delay` up to `max_delay`."""
+    failure doubles the wait before the next attempt, from `first_delay` up to `max_delay`. One address with
+    `per_address` failures within `window`, across accounts, is refused for a `window` (password spraying)."""
 
     max_failures: int = 5
     window: timedelta = timedelta(minutes=15)
     lock_for: timedelta = timedelta(minutes=15)
     first_delay: timedelta = timedelta(seconds=1)
     max_delay: timedelta = timedelta(seconds=30)
+    per_address: int = 50
 
     def __post_init__(self) -> None:
-        if self.max_failures < 1 or min(self.window, self.lock_for, self.first_delay) <= timedelta(0):
+        too_few = min(self.max_failures, self.per_address) < 1
+        if too_few or min(self.window, self.lock_for, self.first_delay) <= timedelta(0):
             raise ValueError("a lock-out policy needs at least one failure and positive durations")
         if self.max_delay < self.first_delay:
             raise ValueError("max_delay must be at least first_delay")

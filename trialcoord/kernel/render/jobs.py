@@ -31,7 +31,7 @@ from trialcoord.kernel.render.cache import RenderCache
 from trialcoord.kernel.render.document_data import canonical_json, validate
 from trialcoord.kernel.render.job_status import JobStatus, advanced
 from trialcoord.kernel.render.job_worker import Outcome, render_in_worker, start_worker
-from trialcoord.kernel.render.page_estimate import estimate_pages
+from trialcoord.kernel.render.page_estimate import LONG_DOCUMENT_PAGES, estimate_pages
 
 Kind = Literal["pdf", "docx"]
 
@@ -88,7 +88,9 @@ class RenderJobs:
         max_pending_per_owner: int = 3,
         start_method: str = "spawn",
         clock: Callable[[], datetime] = _now,
+        long_pages: int = LONG_DOCUMENT_PAGES,
     ):
+        self.long_pages = long_pages  # from this estimate on, a render is long: a job, never in a request
         self._context = multiprocessing.get_context(start_method)
         self._max_workers, self._cache, self._clock = max_workers, cache, clock
         self._keep, self._max_finished, self._max_pending = keep, max_finished, max_pending_per_owner

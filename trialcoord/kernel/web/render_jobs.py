@@ -12,8 +12,9 @@ from litestar import Controller, Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.params import JSONBody, PathParameter
 
+from trialcoord.kernel.render.job_status import JobStatus
 from trialcoord.kernel.render.jobs import JobNotDone, Kind, RenderJobs, TooManyJobs
-from trialcoord.kernel.render.page_estimate import LONG_DOCUMENT_PAGES, estimate_pages
+from trialcoord.kernel.render.page_estimate import estimate_pages
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import needs
@@ -64,7 +65,7 @@ def render_jobs(app: Litestar) -> RenderJobs:
     return jobs
 
 
-def _out(status) -> JobOut:
+def _out(status: JobStatus, long_pages: int) -> JobOut:
     return JobOut(
         status.id,
         status.kind,
@@ -80,7 +81,7 @@ def _out(status) -> JobOut:
         status.sha256,
         status.size,
         status.error,
-        status.pages_estimated >= LONG_DOCUMENT_PAGES,
+        status.pages_estimated >= long_pages,
     )
 
 
@@ -116,18 +117,21 @@ class RenderJobController(Controller):
             )
         except TooManyJobs as error:
             raise HTTPException(status_code=429, detail=str(error)) from None
-        return _out(render_jobs(request.app).status(job, owner=access.user_id))
+        jobs = render_jobs(request.app)
+        return _out(jobs.status(job, owner=access.user_id), jobs.long_pages)
 
     @get("/", opt=FOLLOW, responses=problem_responses(401, 403))
     async def mine(self, request: Request, study: StudyPath, access: AccessDep) -> list[JobOut]:
         """The caller's own jobs, newest first (finished ones are kept for an hour)."""
-        return [_out(s) for s in render_jobs(request.app).jobs_of(access.user_id)]
+        jobs = render_jobs(request.app)
+        return [_out(s, jobs.long_pages) for s in jobs.jobs_of(access.user_id)]
 
     @get("/{job_id:str}", opt=FOLLOW, responses=problem_responses(401, 403, 404))
     async def status(self, request: Request, study: StudyPath, job_id: JobId, access: AccessDep) -> JobOut:
         """The job's state and progress (the share of the render done, by WeasyPrint's own steps)."""
         try:
-            return _out(render_jobs(request.app).status(job_id, owner=access.user_id))
+            jobs = render_jobs(request.app)
+            return _out(jobs.status(job_id, owner=access.user_id), jobs.long_pages)
         except KeyError:
             raise NotFoundException(f"there is no render job {job_id} of yours") from None
 
