@@ -268,13 +268,20 @@ async def test_the_monitor_acknowledges_classifies_and_closes_with_signatures(an
     assert "(America/New_York)" in table and "Monitor <span" in table
 
 
-async def test_reopening_needs_a_reason(anonymous, late):
+async def test_reopening_needs_a_reason(anonymous, late, installation):
     await responded(late)
     await deviation_review.take_step("TST-1", late, "acknowledge", "monitor")
     client = await as_user(anonymous, "monitor")
     signing = await signing_by_password("monitor", "review", PASSWORD, rules=account_rules())
     await deviation_review.take_step(
-        "TST-1", late, "classify", "monitor", classification="important", category="visit schedule", signing=signing
+        "TST-1",
+        late,
+        "classify",
+        "monitor",
+        classification="important",
+        category="visit schedule",
+        signing=signing,
+        installation=installation,
     )
     empty = await client.post(f"{QUEUE}/{late}/reopen", data={"reason": ""})
     assert empty.status_code == 422 and error_next_to(empty.text, "reopen-reason")

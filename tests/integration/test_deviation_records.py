@@ -216,7 +216,9 @@ async def detected(enrolled):
     return keyed((await queue.listing(enrolled))[0])[("1001", "V2", "visit_late")]
 
 
-async def test_a_deviation_walks_from_detection_to_closure_with_signed_classification_and_closure(detected):
+async def test_a_deviation_walks_from_detection_to_closure_with_signed_classification_and_closure(
+    detected, installation
+):
     study, did = "TST-1", detected.id
     row = await deviation_review.take_step(
         study, did, "respond", "cora", response="Patient had flu", corrective_action="Reminder call two days before"
@@ -233,10 +235,11 @@ async def test_a_deviation_walks_from_detection_to_closure_with_signed_classific
         category="visit schedule",
         subcategory="VISIT OUT OF WINDOW",
         signing=signing,
+        installation=installation,
     )
     assert row.state == "classified"
     closing = await signing_by_password("mona", "approval", PASSWORD, rules=account_rules())
-    row = await deviation_review.take_step(study, did, "close", "mona", signing=closing)
+    row = await deviation_review.take_step(study, did, "close", "mona", signing=closing, installation=installation)
     assert row.state == "closed" and row.closed_at
     judged = await deviation_review.verify_signatures(study, did)
     assert [(s.meaning, s.verdict) for s in judged] == [("review", "valid"), ("approval", "valid")]
@@ -262,7 +265,7 @@ async def test_a_deviation_walks_from_detection_to_closure_with_signed_classific
         (["respond", "acknowledge"], "acknowledge"),
     ],
 )
-async def test_every_forbidden_transition_is_refused_and_changes_nothing(detected, state_steps, step):
+async def test_every_forbidden_transition_is_refused_and_changes_nothing(detected, state_steps, step, installation):
     study, did = "TST-1", detected.id
     for taken in state_steps:
         await deviation_review.take_step(study, did, taken, "mona", response="why")
@@ -283,6 +286,7 @@ async def test_every_forbidden_transition_is_refused_and_changes_nothing(detecte
             classification="important",
             category="visit schedule",
             signing=signing,
+            installation=installation,
         )
     assert await queue.get(study, did) == before
 
@@ -366,7 +370,7 @@ async def tamper(db, sql: str) -> None:
         "DELETE FROM window_exceptions",
     ],
 )
-async def test_the_database_refuses_to_delete_deviations_or_change_their_history(detected, sql):
+async def test_the_database_refuses_to_delete_deviations_or_change_their_history(detected, sql, installation):
     await deviation_review.take_step("TST-1", detected.id, "respond", "cora", response="flu")
     await deviation_review.take_step("TST-1", detected.id, "acknowledge", "mona")
     await deviation_review.take_step(
@@ -377,6 +381,7 @@ async def test_the_database_refuses_to_delete_deviations_or_change_their_history
         classification="important",
         category="visit schedule",
         signing=await signing_by_password("mona", "review", PASSWORD, rules=account_rules()),
+        installation=installation,
     )
     await manual.approve_exception("TST-1", "1003", "V2", 0, 1, TODAY, "travel", "ivan", today=TODAY)
     with pytest.raises(Exception, match="never"):
@@ -401,7 +406,9 @@ async def test_the_database_refuses_to_delete_deviations_or_change_their_history
         ),
     ],
 )
-async def test_verify_checks_deviation_signatures_against_the_registry_and_the_trail(db, detected, sql, says):
+async def test_verify_checks_deviation_signatures_against_the_registry_and_the_trail(
+    db, detected, sql, says, installation
+):
 
     study, did = "TST-1", detected.id
     await deviation_review.take_step(study, did, "respond", "cora", response="flu")
@@ -415,6 +422,7 @@ async def test_verify_checks_deviation_signatures_against_the_registry_and_the_t
         category="visit schedule",
         subcategory="VISIT OUT OF WINDOW",
         signing=await signing_by_password("mona", "review", PASSWORD, rules=account_rules()),
+        installation=installation,
     )
     checked, problems = await verification.verify_all()
     assert checked >= 2 and problems == []
@@ -452,7 +460,7 @@ async def test_a_site_limited_reader_sees_only_capas_they_made_or_that_group_the
     assert (await deviation_review.get_capa("TST-1", made.id, sites={SITE_A})).deviations == [rows[0].id]
 
 
-async def walk_to(study: str, did: int, last: str) -> None:
+async def walk_to(study: str, did: int, last: str, installation) -> None:
     """Take a deviation through the review up to `last` (classify or close)."""
     await deviation_review.take_step(study, did, "respond", "cora", response="flu")
     await deviation_review.take_step(study, did, "acknowledge", "mona")
@@ -465,6 +473,7 @@ async def walk_to(study: str, did: int, last: str) -> None:
         category="visit schedule",
         subcategory="VISIT OUT OF WINDOW",
         signing=await signing_by_password("mona", "review", PASSWORD, rules=account_rules()),
+        installation=installation,
     )
     if last == "close":
         await deviation_review.take_step(
@@ -473,17 +482,18 @@ async def walk_to(study: str, did: int, last: str) -> None:
             "close",
             "mona",
             signing=await signing_by_password("mona", "approval", PASSWORD, rules=account_rules()),
+            installation=installation,
         )
 
 
-async def test_a_closed_record_keeps_its_signed_facts_and_a_classified_one_goes_back_to_review(detected):
-    await walk_to("TST-1", detected.id, "close")
+async def test_a_closed_record_keeps_its_signed_facts_and_a_classified_one_goes_back_to_review(detected, installation):
+    await walk_to("TST-1", detected.id, "close", installation)
     await visits.record_visit("TST-1", "1001", "V2", date(2024, 3, 30), reason="source: 30th", today=TODAY)
     await detection.detect("TST-1", TODAY)
     closed = await queue.get("TST-1", detected.id)
     assert (closed.state, closed.days_outside) == ("closed", 4)  # as signed; the trail has the change
     early = keyed((await queue.listing("TST-1"))[0])[("1002", "V3", "visit_early")]
-    await walk_to("TST-1", early.id, "classify")
+    await walk_to("TST-1", early.id, "classify", installation)
     await visits.record_visit("TST-1", "1002", "V3", date(2024, 3, 26), reason="source: 26th", today=TODAY)
     result = await detection.detect("TST-1", TODAY)
     again = await queue.get("TST-1", early.id)
