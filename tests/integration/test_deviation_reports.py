@@ -262,19 +262,19 @@ def on_the_day(server_clock) -> None:
 async def test_filing_adds_a_binder_version_per_day_and_change(reported, server_clock):
     on_the_day(server_clock)
     first = await filing.file_report(reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora")
-    assert (first["filed"], first["label"], first["artifact"]["unique_id"], first["status"]) == (
+    assert (first.filed, first.label, first.version.artifact.unique_id, first.version.status) == (
         True,
         "2024-06-01",
         "110",
         "draft",
     )
     again = await filing.file_report(reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora")
-    assert (again["filed"], again["label"], again["sha256"]) == (False, "2024-06-01", first["sha256"])
+    assert (again.filed, again.label, again.version.sha256) == (False, "2024-06-01", first.version.sha256)
     await manual.record_manual(reported, SITE_A, "other", "Lab kit expired", TODAY, "coord-a", today=TODAY)
     changed = await filing.file_report(reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora")
-    assert (changed["filed"], changed["label"]) == (True, "2024-06-01.2")
+    assert (changed.filed, changed.label) == (True, "2024-06-01.2")
     report = await filing.file_report(reported, SITE_A, report_documents.VISIT_REPORT, "pdf", TODAY, "coord-a", "Cora")
-    assert (report["label"], report["artifact"]["unique_id"], report["file_name"]) == (
+    assert (report.label, report.version.artifact.unique_id, report.version.file_name) == (
         "2024-06-01",
         "107",
         f"monitoring_visit_report-TST-1-{SITE_A}-2024-06-01.pdf",
@@ -398,9 +398,9 @@ async def test_the_study_page_and_the_queue_link_to_the_reports(reported, anonym
 async def test_filing_compares_the_data_with_every_version_of_the_day_and_files_pdf_only(reported, server_clock):
     on_the_day(server_clock)
     first = await filing.file_report(reported, SITE_A, report_documents.VISIT_REPORT, "pdf", TODAY, "coord-a", "Cora")
-    assert "report key pdf:" in first["change_summary"]
+    assert "report key pdf:" in first.version.change_summary
     by_other = await filing.file_report(reported, SITE_A, report_documents.VISIT_REPORT, "pdf", TODAY, "monitor", "Mo")
-    assert (by_other["filed"], by_other["label"]) == (False, first["label"])  # who prepared it is no new fact
+    assert (by_other.filed, by_other.label) == (False, first.label)  # who prepared it is no new fact
     with pytest.raises(InvalidInput) as refused:
         await filing.file_report(reported, SITE_A, report_documents.VISIT_REPORT, "docx", TODAY, "coord-a", "Cora")
     assert refused.value.problems[0].field == "format"
@@ -409,10 +409,10 @@ async def test_filing_compares_the_data_with_every_version_of_the_day_and_files_
     await documents.add_version(key, "107", "2024-06-01.2", other, "other.pdf")  # a newer version, other data
     await documents.add_version(key, "107", "2024-06-01.\u00b2", other, "odd.pdf")  # not a day label: ignored
     again = await filing.file_report(reported, SITE_A, report_documents.VISIT_REPORT, "pdf", TODAY, "coord-a", "Cora")
-    assert (again["filed"], again["label"]) == (False, "2024-06-01")
+    assert (again.filed, again.label) == (False, "2024-06-01")
     await manual.record_manual(reported, SITE_A, "other", "Lab kit expired", TODAY, "coord-a", today=TODAY)
     changed = await filing.file_report(reported, SITE_A, report_documents.VISIT_REPORT, "pdf", TODAY, "coord-a", "Cora")
-    assert (changed["filed"], changed["label"]) == (True, "2024-06-01.3")
+    assert (changed.filed, changed.label) == (True, "2024-06-01.3")
 
 
 def test_day_labels_are_ascii_digits_only():
@@ -440,7 +440,7 @@ async def test_concurrent_filings_of_the_same_report_file_it_once(reported):
     results = await asyncio.gather(
         *[filing.file_report(reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora") for _ in range(2)]
     )
-    assert sorted(r["filed"] for r in results) == [False, True] and {r["label"] for r in results} == {"2024-06-01"}
+    assert sorted(r.filed for r in results) == [False, True] and {r.label for r in results} == {"2024-06-01"}
 
 
 class FakeJobs:
@@ -481,13 +481,13 @@ async def test_long_reports_go_to_a_render_job_and_are_filed_once_it_is_done(rep
     queued_filing = await filing.file_report(
         reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs
     )
-    assert (queued_filing["queued"], queued_filing["job_id"], queued_filing["label"]) == (True, "job-2", "2024-06-01")
+    assert (queued_filing.queued.job_id, queued_filing.label, queued_filing.version) == ("job-2", "2024-06-01", None)
     await filing.pending_filings()
     assert renders == [] and len(jobs.submitted) == 2  # rendered once, by the job
     stored = await documents.version_bytes(DocumentKey(reported, SITE_A, "Protocol deviation log"), "2024-06-01")
     assert stored == jobs.result_bytes
     again = await filing.file_report(reported, SITE_A, report_documents.LOG, "pdf", TODAY, "coord-a", "Cora", jobs=jobs)
-    assert again["filed"] is False and len(jobs.submitted) == 2
+    assert again.filed is False and len(jobs.submitted) == 2
 
 
 async def test_the_summary_applies_as_of_to_deviations_visits_and_participants(reported):

@@ -10,14 +10,13 @@ import asyncio
 import logging
 import re
 from collections.abc import Coroutine
-from dataclasses import asdict
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from trialcoord.deviations.report_documents import (
     DOCUMENT_NAMES,
     LOG,
-    MEDIA_TYPES,
     VISIT_REPORT,
     Queued,
     check_kind,
@@ -40,6 +39,18 @@ _KEY = re.compile(r"report key (\w+:[0-9a-f]{64})")
 _FILINGS: set[asyncio.Task[None]] = set()  # background filings of long reports (a task needs a strong reference)
 
 
+@dataclass(frozen=True, slots=True)
+class Filing:
+    """A report filed into the site's binder: its document and label, whether this call filed it (false: the same
+    data is filed under that label already), the version (None while a render job still renders it) and the job."""
+
+    name: str
+    label: str
+    filed: bool
+    version: documents.FiledVersion | None
+    queued: Queued | None = None
+
+
 async def file_report(
     study: str,
     site: str,
@@ -51,13 +62,13 @@ async def file_report(
     *,
     jobs: Any = None,
     cache: RenderCache | None = None,
-) -> dict[str, Any]:
+) -> Filing:
     """The report's PDF/A as a new draft version of the site's binder document, labelled by its day.
 
     The same data (who prepared it aside) as any version of that day returns that version (`filed` false);
     changed data gets `.2`, `.3`... A concurrent filing that took the label first is re-read once. With
-    `jobs`, a long report is rendered by a job and filed when it is done: the answer then has `queued`
-    true, the job's ID and URL, and the label it will be filed under."""
+    `jobs`, a long report is rendered by a job and filed when it is done: the answer then names the job
+    (`queued`) and the label it will be filed under, and has no version yet."""
     if name not in DOCUMENT_NAMES:
         raise invalid(f"'{name}' cannot be filed; choose {LOG} or {VISIT_REPORT}", field="report")
     check_kind(kind)
@@ -71,25 +82,12 @@ async def file_report(
     for attempt in (1, 2):
         found, label = await _same_or_next(key, as_of, report_key)
         if found is not None:
-            return {**asdict(found), "filed": False}
+            return Filing(key.name, found.label, False, found)
         file_name = report_file_name(name, study, site, label, kind)
         queued = await render_job(jobs, kind, name, data, as_of, title, label, actor, study, file_name)
         if queued is not None:
             _background(_file_when_done(jobs, queued, key, name, summary, report_key, actor))
-            return {
-                "study": study,
-                "site": site,
-                "name": key.name,
-                "label": label,
-                "file_name": file_name,
-                "media_type": MEDIA_TYPES[kind],
-                "status": "queued",
-                "filed": False,
-                "queued": True,
-                "job_id": queued.job_id,
-                "job_url": queued.url,
-                "pages_estimated": queued.pages_estimated,
-            }
+            return Filing(key.name, label, False, None, queued)
         content = await render(kind, name, data, as_of, title, label, cache)
         try:
             row = await documents.add_version(key, ARTIFACTS[name], label, content, file_name, summary, actor=actor)
@@ -97,7 +95,7 @@ async def file_report(
             if attempt == 2:
                 raise
             continue  # filed meanwhile by someone else: look again
-        return {**asdict(row), "filed": True}
+        return Filing(key.name, row.label, True, row)
     raise AssertionError("unreachable")
 
 

@@ -260,7 +260,7 @@ async def _file(request: Request, study: str, data: FileIn, name: str, access: A
     from trialcoord.kernel.web.render_jobs import render_jobs
 
     access.require_site(data.site, "file documents")
-    row = await filing.file_report(
+    filed = await filing.file_report(
         study,
         data.site,
         name,
@@ -271,6 +271,10 @@ async def _file(request: Request, study: str, data: FileIn, name: str, access: A
         jobs=render_jobs(request.app),
         cache=request.app.state.installation.render_cache(),
     )
-    if row.get("queued"):  # long: the job renders it, and it is filed under `label` once done
-        return _queued(row["job_id"], row["job_url"], row["pages_estimated"], row["file_name"], row["label"])
-    return Response(msgspec.convert({k: row[k] for k in FiledOut.__struct_fields__}, FiledOut), status_code=201)
+    if filed.queued is not None:  # long: the job renders it, and it is filed under `label` once done
+        job = filed.queued
+        return _queued(job.job_id, job.url, job.pages_estimated, job.file_name, job.label)
+    if filed.version is None:
+        raise AssertionError("a report not queued is filed or found")
+    answer = {**msgspec.to_builtins(filed.version), "filed": filed.filed}
+    return Response(msgspec.convert({k: answer[k] for k in FiledOut.__struct_fields__}, FiledOut), status_code=201)

@@ -102,11 +102,11 @@ class ReportPages(Controller):
         if row is None:
             context = await _context(study, access, today, site, errors=form.errors, form=form.data)
             return Template("deviation_reports.html", context=context, status_code=422)
-        if row.get("queued"):  # filed under its label once the job has rendered it
-            query = urlencode({"site": site, "queued": row["label"]}, quote_via=quote)
+        if row.queued is not None:  # filed under its label once the job has rendered it
+            query = urlencode({"site": site, "queued": row.label}, quote_via=quote)
             return Redirect(f"/studies/{quote(study, safe='')}/reports?{query}", status_code=303)
         query = urlencode(
-            {"site": site, "name": row["name"], "label": row["label"], "filed": "new" if row["filed"] else "unchanged"},
+            {"site": site, "name": row.name, "label": row.label, "filed": "new" if row.filed else "unchanged"},
             quote_via=quote,
         )
         return Redirect(f"/studies/{quote(study, safe='')}/reports?{query}", status_code=303)
