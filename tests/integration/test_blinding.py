@@ -101,14 +101,18 @@ async def test_the_unblinded_pharmacist_sees_the_arms_of_its_site_only(anonymous
     study = await client.get("/studies/DEMO-001")
     assert '<th scope="col">Arm</th>' in study.text and "<td>P</td>" in study.text
     # sees the schedule, but never enrols, records visits or signs
-    assert (await client.post("/api/studies/DEMO-001/participants", json={"subject_id": "9", "site": "101"})).status_code == 403
+    assert (
+        await client.post("/api/studies/DEMO-001/participants", json={"subject_id": "9", "site": "101"})
+    ).status_code == 403
     body = {"event": "first_dose", "date": date.today().isoformat()}
     assert (await client.post("/api/studies/DEMO-001/participants/101-001/events", json=body)).status_code == 403
 
 
 async def test_in_a_blinded_study_only_an_unblinded_role_records_the_arm(anonymous, demo):
     coordinator = await signed_in(anonymous, "cora")
-    enrolled = await coordinator.post("/api/studies/DEMO-001/participants", json={"subject_id": "101-009", "site": "101"})
+    enrolled = await coordinator.post(
+        "/api/studies/DEMO-001/participants", json={"subject_id": "101-009", "site": "101"}
+    )
     assert enrolled.status_code == 201 and enrolled.json()["arm"] is None  # enrolment keeps working, blind
     with_arm = await coordinator.post(
         "/api/studies/DEMO-001/participants", json={"subject_id": "101-010", "site": "101", "arm": "A"}

@@ -1,7 +1,8 @@
 """Demo data: the protocols under protocols/, three sites and a few made-up participants.
 
 Dates are relative to `today`, so the worklists always show visits due today, overdue, missed,
-late, early and on time. DEMO-001 is double-blind: only the administrator and the unblinded pharmacist see arms. Subject IDs are invented (site-number); there is no personal data.
+late, early and on time. DEMO-001 is double-blind: only the administrator and the unblinded pharmacist see
+arms. Subject IDs are invented (site-number); there is no personal data.
 """
 
 from __future__ import annotations

@@ -86,7 +86,6 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Action]] = {
 # Coordinators and investigators hold no view_allocation: in a blinded study the site's staff are blinded too.
 
 
-
 def parse_role(text: str) -> Role:
     try:
         return Role(text)

@@ -56,7 +56,9 @@ class ParticipantController(Controller):
     ) -> list[Participant]:
         rows = await participants.list_participants(study, site)
         allocation = await _allocation(study, access, today)
-        return [from_record(Participant, participants.masked(row, allocation)) for row in rows if access.shows(row.site)]
+        return [
+            from_record(Participant, participants.masked(row, allocation)) for row in rows if access.shows(row.site)
+        ]
 
     @post("/", opt=needs(Action.ENROLL_PARTICIPANT, across_sites=True), responses=WRITE)
     async def enroll_participant(

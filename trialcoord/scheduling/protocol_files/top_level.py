@@ -1,5 +1,5 @@
-"""The top level of a protocol file: study, title, version, effective date, blinding, events and arms; every section is read,
-and the Protocol is built when no problem was found."""
+"""The top level of a protocol file: study, title, version, effective date, blinding, events and arms; every section
+is read, and the Protocol is built when no problem was found."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import re
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
+from trialcoord.kernel.rules.access import Blinding
 from trialcoord.scheduling.protocol_files.calendar_specs import _read_calendar
 from trialcoord.scheduling.protocol_files.deviation_defaults import _read_deviations
 from trialcoord.scheduling.protocol_files.nodes import _describe, _peek, _read, _Reader, _Where
 from trialcoord.scheduling.protocol_files.references import _Context, _read_event_name
 from trialcoord.scheduling.protocol_files.visits import _read_visits
-from trialcoord.kernel.rules.access import Blinding
 from trialcoord.scheduling.rules.classification import DEFAULTS
 from trialcoord.scheduling.rules.protocol import Arm, Event, Protocol, VisitDefinition
 
