@@ -300,6 +300,7 @@ PERSONAS = {  # user ID -> grants, as (role, study, site[, valid_to[, personal_d
     "admin": [("administrator", None, None)],
     "coord-a": [("coordinator", "TST-1", SITE_A)],
     "coord-b": [("coordinator", "TST-1", SITE_B)],
+    "pharmacist-a": [("unblinded_pharmacist", "TST-1", SITE_A)],
     "monitor": [("monitor", "TST-1", None, None, True)],
     "monitor-expired": [("monitor", "TST-1", None, date(2020, 12, 31))],
     "sponsor": [("sponsor", "TST-1", None)],

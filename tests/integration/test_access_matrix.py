@@ -23,6 +23,7 @@ SITE_WORK = {
     A.VIEW_PERSONAL_DATA,
     A.EXPORT,
     A.ENROLL_PARTICIPANT,
+    A.ASSIGN_ARM,
     A.RECORD_VISIT,
     A.MANAGE_DOCUMENTS,
     A.SIGN,
@@ -43,6 +44,7 @@ EXPECTED = {
     "admin": {"*": set(A), "study": set(A), "system": set(A)},
     "coord-a": {SITE_A: SITE_WORK},
     "coord-b": {SITE_B: SITE_WORK},
+    "pharmacist-a": {SITE_A: {A.VIEW_SCHEDULE, A.VIEW_ALLOCATION, A.ASSIGN_ARM}},
     "monitor": {"*": MONITORING, "study": MONITORING},
     "monitor-expired": {},
     "sponsor": {"*": {A.VIEW_SCHEDULE, A.EXPORT}, "study": {A.VIEW_SCHEDULE, A.EXPORT}},
@@ -119,6 +121,7 @@ def test_the_expectations_cover_every_persona_and_the_documented_table():
 
     assert EXPECTED["coord-a"][SITE_A] == set(ROLE_PERMISSIONS[Role.COORDINATOR])
     assert EXPECTED["sponsor"]["*"] == set(ROLE_PERMISSIONS[Role.SPONSOR])
+    assert EXPECTED["pharmacist-a"][SITE_A] == set(ROLE_PERMISSIONS[Role.UNBLINDED_PHARMACIST])
 
 
 async def test_route_role_scope_matrix(app, anonymous, personas):
@@ -210,7 +213,7 @@ async def test_a_monitor_grant_stops_working_after_its_end_date(anonymous, perso
 
 def route_table(app) -> list[str]:
     """docs/access-control.md's route x role table, generated from the route table and ROLE_PERMISSIONS."""
-    from trialcoord.kernel.rules.access import ROLE_PERMISSIONS, Role
+    from trialcoord.kernel.rules.access import ROLE_PERMISSIONS, SITE_ROLES, Role
 
     lines = []
     for method, path, handler in sorted(routes(app), key=lambda r: (r[1], r[0])):
@@ -232,7 +235,7 @@ def route_table(app) -> list[str]:
             ):
                 cells.append("yes" if permitted and "{study" in path else "—")  # study-level or system-wide
             elif permitted:
-                cells.append("own site" if role in (Role.COORDINATOR, Role.INVESTIGATOR) else "granted sites")
+                cells.append("own site" if role in SITE_ROLES else "granted sites")
             elif role is Role.MONITOR and all(
                 a in ROLE_PERMISSIONS[role] or a is A.VIEW_PERSONAL_DATA for a in actions
             ):

@@ -14,10 +14,15 @@ from trialcoord.kernel.problems import InvalidInput
 from trialcoord.kernel.rules.access import (
     READ_ONLY_ACTIONS,
     ROLE_PERMISSIONS,
+    SITE_ROLES,
     Action,
+    Blinding,
     Grant,
     Role,
+    SiteScope,
+    allocation_sites,
     authorize,
+    may_view_allocation,
     parse_role,
     visible_sites,
 )
@@ -27,25 +32,27 @@ START = date(2024, 1, 1)
 DOCS = Path(__file__).parents[2] / "docs" / "access-control.md"
 
 # Written out independently of ROLE_PERMISSIONS, so a change to the table must be made twice on purpose.
-#                     admin coord invest monitor sponsor
+#                     admin coord invest monitor sponsor pharmacist
 EXPECTED = """
-view_schedule          Y     Y     Y      Y       Y
-view_personal_data     Y     Y     Y      -       -
-view_audit             Y     -     Y      Y       -
-export                 Y     Y     Y      Y       Y
-enroll_participant     Y     Y     Y      -       -
-record_visit           Y     Y     Y      -       -
-manage_documents       Y     Y     Y      -       -
-sign                   Y     Y     Y      Y       -
-load_protocol          Y     -     -      -       -
-manage_sites           Y     -     -      -       -
-manage_users           Y     -     -      -       -
-record_deviation       Y     Y     Y      Y       -
-respond_deviation      Y     Y     Y      -       -
-review_deviation       Y     -     -      Y       -
-approve_exception      Y     -     Y      -       -
+view_schedule          Y     Y     Y      Y       Y       Y
+view_personal_data     Y     Y     Y      -       -       -
+view_audit             Y     -     Y      Y       -       -
+export                 Y     Y     Y      Y       Y       -
+enroll_participant     Y     Y     Y      -       -       -
+assign_arm             Y     Y     Y      -       -       Y
+record_visit           Y     Y     Y      -       -       -
+manage_documents       Y     Y     Y      -       -       -
+sign                   Y     Y     Y      Y       -       -
+load_protocol          Y     -     -      -       -       -
+manage_sites           Y     -     -      -       -       -
+manage_users           Y     -     -      -       -       -
+record_deviation       Y     Y     Y      Y       -       -
+respond_deviation      Y     Y     Y      -       -       -
+review_deviation       Y     -     -      Y       -       -
+approve_exception      Y     -     Y      -       -       -
+view_allocation        Y     -     -      -       -       Y
 """
-ROLES = [Role.ADMINISTRATOR, Role.COORDINATOR, Role.INVESTIGATOR, Role.MONITOR, Role.SPONSOR]
+ROLES = [Role.ADMINISTRATOR, Role.COORDINATOR, Role.INVESTIGATOR, Role.MONITOR, Role.SPONSOR, Role.UNBLINDED_PHARMACIST]
 CELLS = {
     (role, Action(row.split()[0])): mark == "Y"
     for row in EXPECTED.strip().splitlines()
@@ -64,6 +71,7 @@ PERSONA = {
     Role.INVESTIGATOR: grant(Role.INVESTIGATOR, site="A"),
     Role.MONITOR: grant(Role.MONITOR, valid_to=date(2024, 6, 30)),
     Role.SPONSOR: grant(Role.SPONSOR),
+    Role.UNBLINDED_PHARMACIST: grant(Role.UNBLINDED_PHARMACIST, site="A"),
 }
 
 
@@ -90,7 +98,14 @@ def test_the_documented_table_is_the_code_table():
 
 
 def test_every_role_has_one_name():
-    assert [str(r) for r in Role] == ["administrator", "coordinator", "investigator", "monitor", "sponsor"]
+    assert [str(r) for r in Role] == [
+        "administrator",
+        "coordinator",
+        "investigator",
+        "monitor",
+        "sponsor",
+        "unblinded_pharmacist",
+    ]
 
 
 # --- site and study scoping ---
@@ -202,7 +217,13 @@ def test_a_monitor_sees_personal_data_only_when_the_grant_says_so():
 
 
 def test_read_only_actions_are_the_viewing_ones():
-    assert READ_ONLY_ACTIONS == {Action.VIEW_SCHEDULE, Action.VIEW_PERSONAL_DATA, Action.VIEW_AUDIT, Action.EXPORT}
+    assert READ_ONLY_ACTIONS == {
+        Action.VIEW_SCHEDULE,
+        Action.VIEW_PERSONAL_DATA,
+        Action.VIEW_AUDIT,
+        Action.EXPORT,
+        Action.VIEW_ALLOCATION,
+    }
 
 
 # --- rejected input ---
@@ -298,7 +319,7 @@ def any_grant(draw) -> Grant:
     role = draw(st.sampled_from(list(Role)))
     start = draw(st.dates(date(2023, 1, 1), date(2025, 1, 1)))
     days = draw(st.one_of(st.none(), st.integers(0, 400)))
-    site = draw(st.sampled_from(["A", "B"] if role in (Role.COORDINATOR, Role.INVESTIGATOR) else [None, "A", "B"]))
+    site = draw(st.sampled_from(["A", "B"] if role in SITE_ROLES else [None, "A", "B"]))
     study = None if role is Role.ADMINISTRATOR else "TST-1"
     return grant(
         role,
@@ -338,3 +359,38 @@ def test_an_all_sites_grant_shows_every_site():
 def test_visible_sites_respect_the_action_and_the_study():
     assert visible_sites([PERSONA[Role.MONITOR]], Action.RECORD_VISIT, "TST-1", TODAY).sites == frozenset()
     assert not visible_sites([PERSONA[Role.MONITOR]], Action.VIEW_SCHEDULE, "OTHER", TODAY).includes("A")
+
+
+# --- blinding: who may see the allocation ---
+
+
+@pytest.mark.parametrize("blinding", list(Blinding))
+@pytest.mark.parametrize("role", list(Role))
+def test_the_allocation_is_seen_by_everyone_when_open_and_only_with_view_allocation_when_blinded(role, blinding):
+    seen = may_view_allocation([PERSONA[role]], blinding, "TST-1", "A", TODAY)
+    assert seen is (blinding is Blinding.OPEN or role in (Role.ADMINISTRATOR, Role.UNBLINDED_PHARMACIST))
+
+
+def test_an_unblinded_pharmacist_sees_the_allocation_of_its_own_site_only():
+    pharmacist = [PERSONA[Role.UNBLINDED_PHARMACIST]]
+    assert may_view_allocation(pharmacist, "double", "TST-1", "A", TODAY)
+    assert not may_view_allocation(pharmacist, "double", "TST-1", "B", TODAY)
+    assert not may_view_allocation(pharmacist, "double", "TST-1", None, TODAY)  # study-wide, as a package is
+    assert not may_view_allocation(pharmacist, "single", "OTHER", "A", TODAY)
+    assert allocation_sites(pharmacist, Blinding.DOUBLE, "TST-1", TODAY) == SiteScope(False, frozenset({"A"}))
+
+
+def test_an_ended_grant_no_longer_unblinds():
+    ended = grant(Role.UNBLINDED_PHARMACIST, site="A", valid_to=date(2024, 6, 1))
+    assert not may_view_allocation([ended], Blinding.DOUBLE, "TST-1", "A", TODAY)
+
+
+def test_a_sponsor_and_a_monitor_see_no_allocation_of_a_blinded_study_anywhere():
+    for role in (Role.SPONSOR, Role.MONITOR):
+        assert allocation_sites([PERSONA[role]], "double", "TST-1", TODAY) == SiteScope(False, frozenset())
+        assert allocation_sites([PERSONA[role]], "open", "TST-1", TODAY).all_sites
+
+
+def test_an_unknown_blinding_is_a_programming_error():
+    with pytest.raises(ValueError):
+        may_view_allocation([PERSONA[Role.ADMINISTRATOR]], "triple", "TST-1", "A", TODAY)

@@ -1,7 +1,8 @@
 """Demo data: the protocols under protocols/, three sites and a few made-up participants.
 
 Dates are relative to `today`, so the worklists always show visits due today, overdue, missed,
-late, early and on time. Subject IDs are invented (site-number); there is no personal data.
+late, early and on time. DEMO-001 is double-blind: only the administrator and the unblinded pharmacist see
+arms. Subject IDs are invented (site-number); there is no personal data.
 """
 
 from __future__ import annotations
@@ -173,6 +174,7 @@ DEMO_USERS = (  # user ID, printed name, role, study, site, grant ends (days fro
     ("cora", "Cora Coordinator", "coordinator", "DEMO-001", "101", None),
     ("colin", "Colin Coordinator", "coordinator", "DEMO-001", "102", None),
     ("ivan", "Ivan Investigator", "investigator", "DEMO-001", "101", None),
+    ("paula", "Paula Pharmacist (unblinded)", "unblinded_pharmacist", "DEMO-001", "101", None),
     ("mona", "Mona Monitor", "monitor", "DEMO-001", None, 90),
     ("max", "Max Monitor (grant ended)", "monitor", "DEMO-001", None, -30),
     ("sam", "Sam Sponsor", "sponsor", "DEMO-001", None, None),

@@ -1,21 +1,34 @@
 """Use cases of participants: enrolment (under the version in effect on the day, at a site), arms, reading them,
 the participant a use case works on (`Subject`), and how the audit trail names a participant's records.
 
+In a blinded study (`blinding: single|double`) the arm is the allocation: `allocation_scope` says whose arms a
+viewer may see, `masked` hides the rest, and enrolling with an arm or assigning one is refused to a viewer who may
+not see the arm of that site (docs/access-control.md, "Blinding").
+
 Participants are named by their study's code and their subject ID; see `schedules` for how a write stores the
 schedules it changes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.database.engine import read, transaction
-from trialcoord.kernel.problems import Conflict, NotFound, invalid
-from trialcoord.scheduling.protocols import StoredVersion, pick_version, protocol_of, reads, require_study
+from trialcoord.kernel.problems import Conflict, Forbidden, NotFound, invalid
+from trialcoord.kernel.rules.access import Grant, SiteScope, allocation_sites
+from trialcoord.scheduling.protocols import (
+    StoredVersion,
+    pick_version,
+    protocol_of,
+    reads,
+    require_study,
+    study_blinding,
+)
 from trialcoord.scheduling.rules.protocol import Protocol
 from trialcoord.scheduling.schedules import refresh_participants
 from trialcoord.scheduling.sites import check_code
@@ -66,6 +79,28 @@ class SubjectRecord:
         )
 
 
+_Shown = TypeVar("_Shown", bound=ParticipantSummary)
+
+
+async def allocation_scope(study: str, grants: Iterable[Grant], today: date) -> SiteScope:
+    """The sites of `study` whose participants' arms the holder of `grants` may see: every site of an open-label
+    study; in a blinded one, the sites where a grant in force holds `view_allocation`."""
+    return allocation_sites(grants, await study_blinding(study), study, today)
+
+
+def masked(participant: _Shown, allocation: SiteScope) -> _Shown:
+    """The participant as a viewer who may see the arms of `allocation`'s sites sees it: no arm elsewhere."""
+    return participant if allocation.includes(participant.site) else replace(participant, arm=None)
+
+
+def _refuse_blinded_arm(study: str, site: str, allocation: SiteScope | None) -> None:
+    if allocation is not None and not allocation.includes(site):
+        raise Forbidden(
+            f"study {study} is blinded: only a role with view_allocation at site {site} (an unblinded pharmacist"
+            " or an administrator) records a participant's arm"
+        )
+
+
 async def enroll_participant(
     study: str,
     subject_id: str,
@@ -75,8 +110,13 @@ async def enroll_participant(
     enrolled_on: date | None = None,
     today: date | None = None,
     actor: str = SYSTEM,
+    allocation: SiteScope | None = None,
 ) -> ParticipantSummary:
-    """Enrol under `version`, by default the latest version in effect on the enrolment date."""
+    """Enrol under `version`, by default the latest version in effect on the enrolment date. `allocation`: the
+    sites whose arms the person enrolling may see (`allocation_scope`; None: a trusted caller such as the command
+    line); an arm for a site outside it is refused."""
+    if arm is not None:
+        _refuse_blinded_arm(study, site, allocation)
     today = today or date.today()
     enrolled_on = enrolled_on or today
     subject_id = subject_id.strip()
@@ -132,10 +172,18 @@ async def get_participant(study: str, subject_id: str) -> ParticipantDetails:
 
 
 async def assign_arm(
-    study: str, subject_id: str, arm: str, today: date | None = None, actor: str = SYSTEM
+    study: str,
+    subject_id: str,
+    arm: str,
+    today: date | None = None,
+    actor: str = SYSTEM,
+    allocation: SiteScope | None = None,
 ) -> ParticipantSummary:
+    """Record the participant's arm, once. `allocation` as for `enroll_participant`: refused (before anything about
+    the participant's current arm is said) when the participant's site is outside it."""
     async with transaction(f"study {study}, participant {subject_id}"):
         subject = await Subject.load(study, subject_id)
+        _refuse_blinded_arm(study, subject.inputs.site, allocation)
         _check_arm(study, subject_id, subject.protocol, arm)
         current = subject.inputs.arm
         if current not in (None, arm):

@@ -18,6 +18,7 @@ from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound, Problem, invalid
+from trialcoord.kernel.rules.access import Blinding
 from trialcoord.scheduling.rules.protocol import Protocol, renumbered
 from trialcoord.scheduling.store import studies as studies_store
 
@@ -148,6 +149,17 @@ async def get_protocol(study: str, version: str | None = None) -> Protocol:
     else:
         row = pick_version(study, rows, version)
     return await protocol_of(row.id, row.sha256)
+
+
+@reads
+async def study_blinding(study: str) -> Blinding:
+    """The study's blinding: its current protocol version's `blinding:` (the latest by effective date, as
+    `get_protocol` picks it); open while no version is loaded."""
+    rows = await studies_store.list_versions((await require_study(study)).id)
+    if not rows:
+        return Blinding.OPEN
+    row = StoredVersion.of(rows[-1])
+    return (await protocol_of(row.id, row.sha256)).blinding
 
 
 @reads

@@ -20,6 +20,7 @@ class Role(StrEnum):
     INVESTIGATOR = "investigator"
     MONITOR = "monitor"
     SPONSOR = "sponsor"
+    UNBLINDED_PHARMACIST = "unblinded_pharmacist"  # a site's unblinded pharmacist: sees and assigns the allocation
 
 
 class Action(StrEnum):
@@ -27,7 +28,8 @@ class Action(StrEnum):
     VIEW_PERSONAL_DATA = "view_personal_data"  # names, dates of birth, contact details, record numbers
     VIEW_AUDIT = "view_audit"
     EXPORT = "export"  # coded data only; personal data also needs view_personal_data
-    ENROLL_PARTICIPANT = "enroll_participant"  # enrol, assign an arm, change protocol version
+    ENROLL_PARTICIPANT = "enroll_participant"  # enrol, change protocol version
+    ASSIGN_ARM = "assign_arm"  # record the arm a participant was allocated to (blinded studies: also view_allocation)
     RECORD_VISIT = "record_visit"  # events, visit dates, appointments, missed visits
     MANAGE_DOCUMENTS = "manage_documents"  # binder documents: new versions, lifecycle steps
     SIGN = "sign"
@@ -38,10 +40,13 @@ class Action(StrEnum):
     RESPOND_DEVIATION = "respond_deviation"  # the site's response: reason and corrective action
     REVIEW_DEVIATION = "review_deviation"  # acknowledge, classify (signed), close (signed), reopen
     APPROVE_EXCEPTION = "approve_exception"  # an investigator's approved window extension for one visit
+    VIEW_ALLOCATION = "view_allocation"  # the arm a participant is in, when the study is blinded (single or double)
 
 
-READ_ONLY_ACTIONS = frozenset({Action.VIEW_SCHEDULE, Action.VIEW_PERSONAL_DATA, Action.VIEW_AUDIT, Action.EXPORT})
-SITE_ROLES = frozenset({Role.COORDINATOR, Role.INVESTIGATOR})
+READ_ONLY_ACTIONS = frozenset(
+    {Action.VIEW_SCHEDULE, Action.VIEW_PERSONAL_DATA, Action.VIEW_AUDIT, Action.EXPORT, Action.VIEW_ALLOCATION}
+)
+SITE_ROLES = frozenset({Role.COORDINATOR, Role.INVESTIGATOR, Role.UNBLINDED_PHARMACIST})
 
 _SITE_WORK = frozenset(
     {
@@ -49,6 +54,7 @@ _SITE_WORK = frozenset(
         Action.VIEW_PERSONAL_DATA,
         Action.EXPORT,
         Action.ENROLL_PARTICIPANT,
+        Action.ASSIGN_ARM,
         Action.RECORD_VISIT,
         Action.MANAGE_DOCUMENTS,
         Action.SIGN,
@@ -73,7 +79,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Action]] = {
         }
     ),
     Role.SPONSOR: frozenset({Action.VIEW_SCHEDULE, Action.EXPORT}),
+    # Blinded studies: the one site role that knows the allocation. It sees the coded schedule and the arms and
+    # records the arm it dispenses for, but never enrols, records visits, signs, sees personal data or exports.
+    Role.UNBLINDED_PHARMACIST: frozenset({Action.VIEW_SCHEDULE, Action.VIEW_ALLOCATION, Action.ASSIGN_ARM}),
 }
+# Coordinators and investigators hold no view_allocation: in a blinded study the site's staff are blinded too.
 
 
 def parse_role(text: str) -> Role:
@@ -215,6 +225,36 @@ def visible_sites(grants: Iterable[Grant], action: Action | str, study: str, tod
     if any(g.site is None for g in covering):
         return SiteScope(all_sites=True)
     return SiteScope(all_sites=False, sites=frozenset(g.site for g in covering if g.site is not None))
+
+
+class Blinding(StrEnum):
+    """A protocol's `blinding:`: who may know the arm a participant is in."""
+
+    OPEN = "open"  # open-label: everyone who sees the participant sees the arm
+    SINGLE = "single"  # participants are blinded; trialcoord hides the arm as for double
+    DOUBLE = "double"  # participants, site staff, sponsor and monitors are blinded
+
+    @property
+    def blinded(self) -> bool:
+        return self is not Blinding.OPEN
+
+
+def may_view_allocation(
+    grants: Iterable[Grant], blinding: Blinding | str, study: str, site: str | None, today: date
+) -> bool:
+    """May the holder of `grants` see which arm a participant of `study` at `site` (None: every site of the
+    study, as a study-wide listing or a sponsor's package needs) is in? Always in an open-label study; in a
+    blinded one only under a grant in force with `view_allocation` that covers the site."""
+    if not Blinding(blinding).blinded:
+        return True
+    return bool(authorize(grants, Action.VIEW_ALLOCATION, study, site, today))
+
+
+def allocation_sites(grants: Iterable[Grant], blinding: Blinding | str, study: str, today: date) -> SiteScope:
+    """The sites of `study` whose participants' arms the holder of `grants` may see (every site when open-label)."""
+    if not Blinding(blinding).blinded:
+        return SiteScope(all_sites=True)
+    return visible_sites(grants, Action.VIEW_ALLOCATION, study, today)
 
 
 @dataclass(frozen=True, slots=True)

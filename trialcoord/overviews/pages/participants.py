@@ -81,14 +81,17 @@ class ParticipantPages(Controller):
             return await _save(call, study, subject_id, today, "event", form, access)
         return await _rerender(study, subject_id, today, "event", form.errors, form, access)
 
-    @post("/arm", opt=ENROL)
+    @post("/arm", opt=needs(Action.ASSIGN_ARM))
     async def assign_arm(
         self, study: StudyPath, subject_id: SubjectPath, data: Form, today: Today, access: AccessDep
     ) -> Template | Redirect:
         form = FormReader(data)
         arm = form.text("arm", "arm", choice=True)
         if not form.errors:
-            call = participants.assign_arm(study, subject_id, required(arm), today=today, actor=access.user_id)
+            allocation = await participants.allocation_scope(study, access.signed_in.grants, today)
+            call = participants.assign_arm(
+                study, subject_id, required(arm), today=today, actor=access.user_id, allocation=allocation
+            )
             return await _save(call, study, subject_id, today, "arm", form, access)
         return await _rerender(study, subject_id, today, "arm", form.errors, form, access)
 
@@ -223,11 +226,18 @@ async def _rerender(
 async def participant_context(
     study: str, subject_id: str, as_of: date, access: Access, today: date, failed: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    participant = await participants.get_participant(study, subject_id)
+    allocation = await participants.allocation_scope(study, access.signed_in.grants, today)
+    participant = participants.masked(await participants.get_participant(study, subject_id), allocation)
     site = participant.site
     may = {
         action: access.may(action, study, site, today)
-        for action in (Action.RECORD_VISIT, Action.ENROLL_PARTICIPANT, Action.VIEW_PERSONAL_DATA, Action.VIEW_AUDIT)
+        for action in (
+            Action.RECORD_VISIT,
+            Action.ENROLL_PARTICIPANT,
+            Action.ASSIGN_ARM,
+            Action.VIEW_PERSONAL_DATA,
+            Action.VIEW_AUDIT,
+        )
     }
     consents, offered = await participant_consents.of_participant(study, subject_id)
     identity, identity_error = None, None
@@ -251,6 +261,8 @@ async def participant_context(
         "failed": failed or {"key": "", "errors": {}, "form": {}},
         "can_record": may[Action.RECORD_VISIT],
         "can_enrol": may[Action.ENROLL_PARTICIPANT],
+        "sees_arm": allocation.includes(site),
+        "can_assign_arm": may[Action.ASSIGN_ARM] and allocation.includes(site),
         "can_audit": may[Action.VIEW_AUDIT],
         "identity": identity,
         "consents": consents,

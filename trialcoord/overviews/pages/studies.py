@@ -62,8 +62,16 @@ class StudyPages(Controller):
             subject_id, site = required(subject_id), required(site)
             access.require_site(site, "enrol participants")
             try:
+                allocation = await participants.allocation_scope(study, access.signed_in.grants, today)
                 await participants.enroll_participant(
-                    study, subject_id, site, arm=arm, enrolled_on=enrolled_on, today=today, actor=access.user_id
+                    study,
+                    subject_id,
+                    site,
+                    arm=arm,
+                    enrolled_on=enrolled_on,
+                    today=today,
+                    actor=access.user_id,
+                    allocation=allocation,
                 )
                 return Redirect(participant_url(study, subject_id), status_code=303)
             except (InvalidInput, Conflict) as error:
@@ -90,14 +98,18 @@ async def study_context(
     worklist = await worklists.worklist(study, as_of, site=site, kind=tab)
     # A site's holidays and closures of the coming two weeks, beside its worklist (they move business-day windows).
     calendar = await sites.site_calendar_days(study, site, as_of, as_of + timedelta(days=13)) if site else None
+    allocation = await participants.allocation_scope(study, access.viewer.grants, today)
+    shown = [row for row in await participants.list_participants(study, site) if access.shows(row.site)]
     return {
         "site_calendar": calendar,
         "study": details,
-        "arms": [(arm.code, f"{arm.code} – {arm.name}") for arm in protocol.arms],
+        # A blinded study's enrolment form offers arms only to who may see every enrolling site's allocation.
+        "arms": [(arm.code, f"{arm.code} – {arm.name}") for arm in protocol.arms] if allocation.all_sites else [],
+        "show_arms": bool(allocation.all_sites or allocation.sites),
         "site_options": [
             (row.code, f"{row.code} – {row.name}") for row in await sites.list_sites(study) if access.shows(row.code)
         ],
-        "participants": [row for row in await participants.list_participants(study, site) if access.shows(row.site)],
+        "participants": [participants.masked(row, allocation) for row in shown],
         "reconsent": [row for row in await consent_checks.reconsent(study, today) if access.shows(row.site)],
         "consent_candidates": [row for row in await consent_checks.candidates(study) if access.shows(row.site)],
         "consent_issues": [row for row in await consent_checks.issues(study) if access.shows(row.site)],

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from litestar import Controller, get, post, put
 from litestar.params import JSONBody
 
-from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.rules.access import Action, SiteScope
 from trialcoord.kernel.web.errors import problem_responses
-from trialcoord.kernel.web.guard import needs
+from trialcoord.kernel.web.guard import Access, needs
 from trialcoord.kernel.web.params import (
     AccessDep,
     AsOf,
@@ -36,6 +38,12 @@ from trialcoord.scheduling.visit_rows import VisitRow, visit_row
 READ = problem_responses(400, 401, 403, 404)
 WRITE = problem_responses(400, 401, 403, 404, 409, 422)
 VIEW, ENROL, RECORD = needs(Action.VIEW_SCHEDULE), needs(Action.ENROLL_PARTICIPANT), needs(Action.RECORD_VISIT)
+ASSIGN_ARM = needs(Action.ASSIGN_ARM)
+
+
+async def _allocation(study: str, access: Access, today: date) -> SiteScope:
+    """Whose arms this viewer may see: a blinded study's arms only where a grant holds view_allocation."""
+    return await participants.allocation_scope(study, access.signed_in.grants, today)
 
 
 class ParticipantController(Controller):
@@ -43,9 +51,14 @@ class ParticipantController(Controller):
     tags = ["participants"]
 
     @get("/", opt=needs(Action.VIEW_SCHEDULE, across_sites=True), responses=READ)
-    async def list_participants(self, study: StudyPath, access: AccessDep, site: QueryStr = None) -> list[Participant]:
+    async def list_participants(
+        self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None
+    ) -> list[Participant]:
         rows = await participants.list_participants(study, site)
-        return [from_record(Participant, row) for row in rows if access.shows(row.site)]
+        allocation = await _allocation(study, access, today)
+        return [
+            from_record(Participant, participants.masked(row, allocation)) for row in rows if access.shows(row.site)
+        ]
 
     @post("/", opt=needs(Action.ENROLL_PARTICIPANT, across_sites=True), responses=WRITE)
     async def enroll_participant(
@@ -61,12 +74,16 @@ class ParticipantController(Controller):
             enrolled_on=data.enrolled_on,
             today=today,
             actor=access.user_id,
+            allocation=await _allocation(study, access, today),
         )
         return from_record(Participant, row)
 
     @get("/{subject_id:str}", opt=VIEW, responses=READ)
-    async def get_participant(self, study: StudyPath, subject_id: SubjectPath) -> Participant:
-        return from_record(Participant, await participants.get_participant(study, subject_id))
+    async def get_participant(
+        self, study: StudyPath, subject_id: SubjectPath, today: Today, access: AccessDep
+    ) -> Participant:
+        row = await participants.get_participant(study, subject_id)
+        return from_record(Participant, participants.masked(row, await _allocation(study, access, today)))
 
     @post("/{subject_id:str}/events", opt=RECORD, responses=WRITE)
     async def record_event(
@@ -77,11 +94,15 @@ class ParticipantController(Controller):
         )
         return from_record(RecordedEvent, row)
 
-    @put("/{subject_id:str}/arm", opt=ENROL, responses=WRITE)
+    @put("/{subject_id:str}/arm", opt=ASSIGN_ARM, responses=WRITE)
     async def assign_arm(
         self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[ArmIn], today: Today, access: AccessDep
     ) -> Participant:
-        row = await participants.assign_arm(study, subject_id, data.arm, today=today, actor=access.user_id)
+        """Record the arm; in a blinded study only a role with view_allocation at the site may (403 otherwise)."""
+        allocation = await _allocation(study, access, today)
+        row = await participants.assign_arm(
+            study, subject_id, data.arm, today=today, actor=access.user_id, allocation=allocation
+        )
         return from_record(Participant, row)
 
     @get(

@@ -1,5 +1,5 @@
-"""The top level of a protocol file: study, title, version, effective date, events and arms; every section is read,
-and the Protocol is built when no problem was found."""
+"""The top level of a protocol file: study, title, version, effective date, blinding, events and arms; every section
+is read, and the Protocol is built when no problem was found."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import re
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
+from trialcoord.kernel.rules.access import Blinding
 from trialcoord.scheduling.protocol_files.calendar_specs import _read_calendar
 from trialcoord.scheduling.protocol_files.deviation_defaults import _read_deviations
 from trialcoord.scheduling.protocol_files.nodes import _describe, _peek, _read, _Reader, _Where
@@ -16,8 +17,9 @@ from trialcoord.scheduling.rules.classification import DEFAULTS
 from trialcoord.scheduling.rules.protocol import Arm, Event, Protocol, VisitDefinition
 
 _TOP_REQUIRED = ("study", "title", "version", "effective", "day_one", "events", "visits")
-_TOP_OPTIONAL = ("calendar", "calendars", "arms", "description", "deviations")
+_TOP_OPTIONAL = ("calendar", "calendars", "arms", "description", "deviations", "blinding")
 _EVENT_KEYS = ("ends_schedule", "collection", "consent", "description")
+_BLINDINGS = tuple(str(blinding) for blinding in Blinding)  # `blinding:`
 _COLLECTION = ("stops", "continues")  # an ending event's `collection:`
 _ARM_KEYS = ("code", "name")
 _STUDY_CODE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -44,10 +46,13 @@ def _read_protocol(reader: _Reader, root: Node) -> Protocol | None:
     drafts = _read(top, where, "visits", _read_visits, reader, context)
     calendar = _read_calendar(reader, top)
     deviations = _read(top, where, "deviations", _read_deviations, reader) if "deviations" in top else DEFAULTS
+    blinding = _read(top, where, "blinding", reader.choice, _BLINDINGS) if "blinding" in top else Blinding.OPEN
     if reader.problems:
         return None
     visits = tuple(VisitDefinition(**draft.values) for draft in drafts)
-    return Protocol(study, title, version, effective, day_one, events, visits, arms, calendar, deviations)
+    return Protocol(
+        study, title, version, effective, day_one, events, visits, arms, calendar, deviations, Blinding(blinding)
+    )
 
 
 def _read_study(node: Node, where: _Where, reader: _Reader) -> str | None:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
+from trialcoord.kernel.rules.access import Blinding
 from trialcoord.scheduling.rules.classification import DEFAULTS, ClassificationDefaults
 from trialcoord.scheduling.rules.durations import Calendar, Duration
 
@@ -83,6 +84,7 @@ class Protocol:
     arms: tuple[Arm, ...] = ()
     calendar: Calendar | None = None
     deviations: ClassificationDefaults = DEFAULTS  # `deviations:` over DEFAULTS
+    blinding: Blinding = Blinding.OPEN  # `blinding:`; single or double hides the arm from who lacks view_allocation
     _code_patterns: tuple[tuple[re.Pattern[str], VisitDefinition], ...] = field(
         default=(), init=False, repr=False, compare=False
     )
