@@ -76,6 +76,7 @@ async def reported(personas, server_clock, installation):
         category="visit schedule",
         subcategory="VISIT MISSED",
         signing=await signing.signing_by_password("monitor", "review", PASSWORD, rules=account_rules()),
+        installation=installation,
     )
     await deviation_review.take_step(
         study,
@@ -83,6 +84,7 @@ async def reported(personas, server_clock, installation):
         "close",
         "monitor",
         signing=await signing.signing_by_password("monitor", "approval", PASSWORD, rules=account_rules()),
+        installation=installation,
     )
     server_clock.stop()
     pdf = render_pdf(
