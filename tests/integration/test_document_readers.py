@@ -130,7 +130,9 @@ async def test_a_draft_or_a_version_in_review_is_not_found_by_its_address_nor_it
         assert drafts_only.json()["detail"] == nothing.json()["detail"].replace("No such thing", ROSTER.name)
         released = await client.get(f"{DOCS}/content", params={"name": "PI CV", "label": "1", "site": "101"})
         assert released.status_code == 200  # superseded: history, the version in force on its dates
-        signed = await client.get(f"{DOCS}/file", params={"name": "PI CV", "label": "2", "site": "101", "kind": "signature_page"})
+        signed = await client.get(
+            f"{DOCS}/file", params={"name": "PI CV", "label": "2", "site": "101", "kind": "signature_page"}
+        )
         assert signed.status_code == 200
     coordinator = await signed_in(anonymous, "coord-a")
     for url in _addresses("PI CV", "3"):
