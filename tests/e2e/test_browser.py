@@ -93,17 +93,26 @@ def _wait_until_up(base_url: str, server: subprocess.Popen, timeout: float = 30)
 def server(tmp_path_factory):
     _require_chromium()
     url = f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'e2e.sqlite3'}"
-    asyncio.run(_load_demo(url))
-    port = _free_port()
     from trialcoord.kernel.pii import KEYS_VARIABLE, KeyRing
 
+    ring = KeyRing.generate("e2e").to_json()  # the demo's personal data is encrypted with the server's key
+    before = os.environ.get(KEYS_VARIABLE)
+    os.environ[KEYS_VARIABLE] = ring
+    try:
+        asyncio.run(_load_demo(url))
+    finally:
+        if before is None:
+            os.environ.pop(KEYS_VARIABLE, None)
+        else:
+            os.environ[KEYS_VARIABLE] = before
+    port = _free_port()
     env = {
         **os.environ,
         "TRIALCOORD_DATABASE_URL": url,
         "TRIALCOORD_TIME_ZONE": "UTC",
         "TRIALCOORD_DATA_DIR": str(tmp_path_factory.mktemp("data")),
         "TRIALCOORD_SIGNATURES_DIR": str(tmp_path_factory.mktemp("signatures")),
-        KEYS_VARIABLE: KeyRing.generate("e2e").to_json(),
+        KEYS_VARIABLE: ring,
     }
     # The system's keys (audit/manifest key, PAdES certificate), as `trialcoord setup` makes them.
     made = subprocess.run(
@@ -230,10 +239,18 @@ def test_each_persona_sees_what_their_grant_allows(browser, server):
     assert colin.goto("/studies/DEMO-001/participants/101-001").status == 403
     expect(colin.get_by_role("alert")).to_contain_text("your grants: coordinator of DEMO-001 at site 102")
 
+    from trialcoord.demo.demo import PERSONAL_DATA
+
+    name = PERSONAL_DATA[("DEMO-001", "101-001")].name or ""  # made up, encrypted at rest
+    cora = sign_in(browser, server, "cora")  # coordinator at site 101: personal data of its participants
+    cora.goto("/studies/DEMO-001/participants/101-001")
+    expect(cora.locator("#identity-name")).to_have_value(name)
+
     mona = sign_in(browser, server, "mona")  # monitor of every site: reads, never records
     mona.goto("/studies/DEMO-001/participants/101-001")
     expect(mona.get_by_role("heading", name="Participant 101-001")).to_be_visible()
     expect(mona.get_by_role("button", name="Record event")).to_have_count(0)
+    assert name not in mona.content()  # no personal-data grant
     mona.goto("/studies/DEMO-001")
     mona.get_by_role("link", name="Audit trail").click()
     expect(mona.get_by_role("heading", name="Audit trail of DEMO-001")).to_be_visible()
@@ -242,6 +259,7 @@ def test_each_persona_sees_what_their_grant_allows(browser, server):
     sam.goto("/studies/DEMO-001/participants/101-001")
     expect(sam.get_by_role("heading", name="Participant 101-001")).to_be_visible()
     expect(sam.get_by_role("heading", name="Personal data")).to_have_count(0)
+    assert name not in sam.content()
     assert sam.goto("/studies/DEMO-001/audit").status == 403
 
     max_ = sign_in(browser, server, "max")  # monitor whose grant ended

@@ -9,7 +9,7 @@ import io
 import json
 import zipfile
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime
 
 import pikepdf
 import pytest
@@ -20,10 +20,10 @@ from trialcoord.accounts import signer_keys, signing, users
 from trialcoord.accounts.rules.signers import parse_registry
 from trialcoord.deviations import verification
 from trialcoord.documents import documents, signatures
-from trialcoord.documents.rules.documents import DocumentKey
+from trialcoord.documents.rules.documents import DocumentKey, IrbApproval
 from trialcoord.kernel import audit_log, audit_store
 from trialcoord.kernel.database.engine import fetch
-from trialcoord.kernel.problems import Conflict, InvalidInput
+from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
 from trialcoord.kernel.render.docx_documents import render_docx
 from trialcoord.kernel.render.pdf_documents import render_pdf
 from trialcoord.kernel.render.signed_pdf import pades_verify
@@ -302,6 +302,19 @@ async def test_a_signer_without_the_right_cannot_sign_from_any_door(study, real_
                 await signing.signing_by_password(user, meaning, PASSWORD, rules=account_rules()),
                 installation=installation,
             )
+    with pytest.raises(NotFound, match="no document"):  # a draft is not a monitor's to see, nor to sign
+        await signatures.sign(
+            ICF,
+            "1.0",
+            await signing.signing_by_password("mona", "review", PASSWORD, rules=account_rules()),
+            installation=installation,
+        )
+    letter = DocumentKey("TST-1", "101", "IRB approval")
+    await documents.add_version(letter, "066", "1", real_pdf + b"%letter", "letter.pdf")
+    await documents.change_status(ICF, "1.0", "in_review", date(2026, 1, 5))
+    await sign_version(ICF, "1.0", "ivan", "approval", installation=installation)
+    approval = IrbApproval("IRB-1", date(2026, 1, 5), hashlib.sha256(real_pdf + b"%letter").hexdigest())
+    await documents.change_status(ICF, "1.0", "approved", date(2026, 1, 5), approval=approval)
     made = await signatures.sign(
         ICF,
         "1.0",

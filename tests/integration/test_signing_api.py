@@ -62,9 +62,20 @@ async def test_the_first_signing_needs_user_id_and_password_then_the_password(iv
     assert "cv.signed.pdf" in signed.headers["content-disposition"]
 
 
-async def test_a_sponsor_cannot_sign_and_a_monitor_signs_for_review_only(anonymous, ivan, personas):
+async def test_a_sponsor_cannot_sign_and_a_monitor_signs_for_review_only(anonymous, ivan, personas, installation):
+    from datetime import date
+
+    from tests.conftest import sign_version
+    from trialcoord.documents import documents
+    from trialcoord.documents.rules.documents import DocumentKey
+
     monitor = await signed_in(anonymous, "monitor")
     sign = {"name": "CV Ivan", "site": "101", "label": "1", "password": PASSWORD, "user_id": "monitor"}
+    assert (await monitor.post(f"{DOCS}/signatures", json={**sign, "meaning": "review"})).status_code == 404  # a draft
+    key = DocumentKey("TST-1", "101", "CV Ivan")
+    await documents.change_status(key, "1", "in_review", date(2024, 5, 1))
+    await sign_version(key, "1", "ivan", "approval", installation=installation)
+    await documents.change_status(key, "1", "approved", date(2024, 5, 1))
     assert (await monitor.post(f"{DOCS}/signatures", json={**sign, "meaning": "approval"})).status_code == 403
     assert (await monitor.post(f"{DOCS}/signatures", json={**sign, "meaning": "review"})).status_code == 201
     sponsor = await signed_in(anonymous, "sponsor")

@@ -19,14 +19,17 @@ from trialcoord.documents.rules.documents import (
     PDF,
     PERMITTED,
     PNG,
+    RELEASED,
     DocumentKey,
     DocumentStatus,
     DocumentVersion,
     IrbApproval,
+    Reader,
     check_upload,
     transition,
 )
 from trialcoord.kernel.problems import InvalidInput
+from trialcoord.kernel.rules.access import Grant
 
 S = DocumentStatus
 DAY = timedelta(days=1)
@@ -369,3 +372,51 @@ def test_the_irb_approved_artifacts_are_protocols_amendments_and_consent_forms()
     from trialcoord.documents.rules.tmf import ARTIFACTS, IRB_APPROVED
 
     assert {ARTIFACTS[uid].name for uid in IRB_APPROVED} == {"Protocol", "Protocol amendment", "Informed consent form"}
+
+
+# --- who reads a version before it is released ---
+
+READER_DAY = date(2026, 11, 27)
+
+
+def _reader(*grants: tuple) -> Reader:
+    made = tuple(
+        Grant("someone", role, study, site, date(2020, 1, 1), valid_to, personal_data=personal)
+        for role, study, site, valid_to, personal in grants
+    )
+    return Reader(made, READER_DAY)
+
+
+SITE_DOC, STUDY_DOC = DocumentKey("TST-1", "101", "PI CV"), DocumentKey("TST-1", None, "Protocol")
+
+
+@pytest.mark.parametrize(
+    ("grants", "site_doc", "study_doc"),
+    [
+        ([("administrator", None, None, None, False)], True, True),
+        ([("coordinator", "TST-1", "101", None, False)], True, True),  # site staff of the study: its protocol
+        ([("investigator", "TST-1", "101", None, False)], True, True),
+        ([("coordinator", "TST-1", "102", None, False)], False, True),  # another site's drafts are not theirs
+        ([("monitor", "TST-1", None, None, True)], False, False),  # even with personal data
+        ([("sponsor", "TST-1", None, None, False)], False, False),
+        ([("coordinator", "TST-1", "101", date(2025, 1, 1), False)], False, False),  # a grant that ended
+        ([("coordinator", "OTHER", "101", None, False)], False, False),
+        ([("monitor", "TST-1", None, None, False), ("coordinator", "TST-1", "101", None, False)], True, True),
+        ([], False, False),
+    ],
+)
+def test_drafts_and_versions_in_review_are_seen_by_those_who_manage_documents_there(grants, site_doc, study_doc):
+    reader = _reader(*grants)
+    for key, sees_drafts in ((SITE_DOC, site_doc), (STUDY_DOC, study_doc)):
+        assert reader.sees_unreleased(key.study, key.site) is sees_drafts
+        for status in S:
+            released = status in {S.APPROVED, S.EFFECTIVE, S.SUPERSEDED, S.EXPIRED}  # superseded: history
+            assert reader.sees(key, status) is (released or sees_drafts), (grants, key, status)
+
+
+def test_only_versions_once_approved_are_released():
+    # a superseded or expired version was effective first: nothing else leads to those states
+    reached_only_from = {to: {frm for frm, nexts in PERMITTED.items() if to in nexts} for to in S}
+    assert reached_only_from[S.SUPERSEDED] == reached_only_from[S.EXPIRED] == {S.EFFECTIVE}
+    assert RELEASED == {S.APPROVED, S.EFFECTIVE, S.SUPERSEDED, S.EXPIRED}
+    assert S.DRAFT not in RELEASED and S.IN_REVIEW not in RELEASED

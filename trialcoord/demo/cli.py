@@ -12,7 +12,7 @@ def register(commands) -> None:
 
 
 def demo() -> int:
-    from trialcoord.demo.demo import load_demo
+    from trialcoord.demo.demo import load_demo, personal_data_available
     from trialcoord.kernel.database.opening import open_database
 
     async def run() -> bool:
@@ -21,4 +21,9 @@ def demo() -> int:
 
     loaded = support.run(run())
     print("demo study loaded" if loaded else "demo study already present; nothing changed")
+    if loaded and not personal_data_available():
+        print(
+            "the participants' made-up personal data was left out: no personal-data key"
+            " (run `trialcoord setup`, or set TRIALCOORD_PII_KEY_FILE)"
+        )
     return 0

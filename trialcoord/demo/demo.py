@@ -2,7 +2,12 @@
 
 Dates are relative to `today`, so the worklists always show visits due today, overdue, missed,
 late, early and on time. DEMO-001 is double-blind: only the administrator and the unblinded pharmacist see
-arms. Subject IDs are invented (site-number); there is no personal data.
+arms. Subject IDs are invented (site-number). Each participant has made-up personal data
+(`PERSONAL_DATA`: name, date of birth, contact details, medical record number), stored encrypted through the
+personal-data use case when a key ring is configured (`trialcoord setup` makes one first), so that who sees
+it, and who does not, can be tried out and tested. Every value is fictitious: names from a fixed list, some
+in Japanese, Greek and Arabic script; record numbers `DEMO-MRN-nnnn`; telephone numbers in +1-555-0100 to
+0199, the range reserved for fiction; e-mail addresses at example.org (RFC 2606).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from trialcoord.amendments import applying
 from trialcoord.deviations import detection, deviation_review, manual, queue
 from trialcoord.kernel.bundled import folder
 from trialcoord.kernel.database.engine import transaction
-from trialcoord.scheduling import participants, protocols, sites
+from trialcoord.kernel.problems import NotConfigured
+from trialcoord.scheduling import identities, participants, protocols, sites
+from trialcoord.scheduling.identities import PersonalData
 from trialcoord.scheduling.visits import book_appointment, mark_missed, record_event, record_visit
 
 PROTOCOLS_DIR = folder("protocols")
@@ -86,8 +93,61 @@ PARTICIPANTS = (
 )
 
 
+def _person(number: int, name: str, born: str, email: str) -> PersonalData:
+    return PersonalData(
+        name=name,
+        date_of_birth=born,
+        contact=f"+1-555-01{number:02d}, {email}@example.org",
+        mrn=f"DEMO-MRN-{number:04d}",
+    )
+
+
+# (study, subject) -> made-up personal data. Dates of birth are fixed; 101-002's makes her older than 89,
+# the ages safe-harbor de-identification groups.
+PERSONAL_DATA: dict[tuple[str, str], PersonalData] = {
+    ("DEMO-001", "101-001"): _person(1, "Harriet Quellwater", "1958-03-14", "harriet.quellwater"),
+    ("DEMO-001", "101-002"): _person(2, "山田 花子", "1934-11-02", "hanako.yamada"),
+    ("DEMO-001", "101-003"): _person(3, "Ελένη Παπαδοπούλου", "1966-07-21", "eleni.papadopoulou"),
+    ("DEMO-001", "102-001"): _person(4, "Zoë Lindqvist-Núñez", "1980-01-30", "zoe.lindqvist"),
+    ("DEMO-001", "102-002"): _person(5, "فاطمة الزهراء بن علي", "1949-09-09", "fatima.benali"),
+    ("ONC-201", "201-001"): _person(6, "Desmond Okonkwo-Vale", "1955-12-05", "desmond.okonkwo-vale"),
+    ("ONC-201", "201-002"): _person(7, "Rosalind Fairweather-Kim", "1962-05-17", "rosalind.fairweather"),
+}
+
+
+def _phone_and_email(contact: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in contact.split(","))
+
+
+# Every personal value of the demo as text, and the contact's telephone number and e-mail address on their
+# own: what a coded export (the sponsor package) must never hold, checked member by member in its tests.
+DEMO_PERSONAL_VALUES: tuple[str, ...] = tuple(
+    value
+    for person in PERSONAL_DATA.values()
+    for value in (
+        person.name,
+        person.date_of_birth,
+        person.contact,
+        *_phone_and_email(person.contact or ""),
+        person.mrn,
+    )
+    if value
+)
+
+
+def personal_data_available() -> bool:
+    """Whether a personal-data key ring is configured, so the demo can store its participants' personal data."""
+    try:
+        identities.key_ring()
+    except NotConfigured:
+        return False
+    return True
+
+
 async def load_demo(today: date, protocols_dir: Path = PROTOCOLS_DIR) -> bool:
-    """Load the demo into an empty database; False (and nothing written) when it holds a study."""
+    """Load the demo into an empty database; False (and nothing written) when it holds a study. The
+    participants' made-up personal data is stored when a key ring is configured (`personal_data_available`);
+    without one the demo has coded data only."""
     from trialcoord.scheduling.protocol_files import load_protocol
 
     async with transaction("demo data"):
@@ -104,6 +164,11 @@ async def load_demo(today: date, protocols_dir: Path = PROTOCOLS_DIR) -> bool:
         for entry in PARTICIPANTS:
             if entry[0] in loaded:
                 await _participant(today, *entry)
+        if personal_data_available():
+            for (study, subject), person in PERSONAL_DATA.items():
+                if study in loaded:
+                    values = {name: getattr(person, name) for name in identities.FIELDS}
+                    await identities.set_identity(study, subject, values)
         if "DEMO-001" in loaded:
             await _coordinator_actions(today)
         for study in sorted(loaded):  # so the monitors' queue has work in it from the start

@@ -3,7 +3,8 @@
 
 The checklist is the domain's (`tmf.checklist`) over what is filed now: effective versions (and, for
 documents no IRB/IEC approves, approved ones), the people granted roles at the site (the delegation
-log's staff), and the effective consent forms whose IRB/IEC approval letters must be filed. Both the checklist
+log's staff), and the effective consent forms whose IRB/IEC approval letters must be filed. Given a `Reader`,
+only what they see counts: an approval letter left in draft is missing to a monitor or a sponsor. Both the checklist
 and the export are audited as exports.
 """
 
@@ -16,7 +17,7 @@ from anyio import to_thread
 
 from trialcoord.accounts import users
 from trialcoord.documents.documents import ArtifactRef, StoredVersion, versions_in
-from trialcoord.documents.rules.documents import DocumentStatus
+from trialcoord.documents.rules.documents import DocumentStatus, Reader
 from trialcoord.documents.rules.tmf import (
     IRB_APPROVED,
     PRINCIPAL_INVESTIGATOR,
@@ -47,14 +48,15 @@ class ChecklistEntry:
     expires_on: date | None
 
 
-async def document_rows(study: str, site: str | None) -> list[StoredVersion]:
+async def document_rows(study: str, site: str | None, reader: Reader | None = None) -> list[StoredVersion]:
+    """The versions of the study's documents (and the site's, given one) the `reader` (given one) sees."""
     async with read():
         found = await lookups.find_study(study)
         if found is None:
             raise NotFound(f"study {study} does not exist")
         if site is not None and await lookups.find_site(found["id"], site) is None:
             raise invalid(f"study {study} has no site {site}", field="site")
-        return await versions_in(study, site)
+        return await versions_in(study, site, reader)
 
 
 def _in_force(stored: StoredVersion) -> bool:
@@ -62,9 +64,10 @@ def _in_force(stored: StoredVersion) -> bool:
     return status in IN_FORCE or (status is DocumentStatus.APPROVED and stored.artifact not in IRB_APPROVED)
 
 
-async def site_checklist(study: str, site: str, today: date) -> list[ChecklistEntry]:
-    """The site's expected documents: present, missing, expiring within 60 days, or expired."""
-    rows = await document_rows(study, site)
+async def site_checklist(study: str, site: str, today: date, reader: Reader | None = None) -> list[ChecklistEntry]:
+    """The site's expected documents: present, missing, expiring within 60 days, or expired; of the versions
+    the `reader` (given one) sees."""
+    rows = await document_rows(study, site, reader)
     filed = []
     consents = []
     for row in rows:
@@ -87,7 +90,7 @@ async def site_checklist(study: str, site: str, today: date) -> list[ChecklistEn
             consents.append(version)
     # An approval letter counts wherever it is filed in the study (any site, any status), once, with its expiry.
     counted = {f.sha256 for f in filed if f.artifact_id == "066"}
-    for row in await document_rows(study, None):
+    for row in await document_rows(study, None, reader):
         version = row.version
         if row.artifact == "066" and version.sha256 not in counted:
             counted.add(version.sha256)
@@ -118,11 +121,11 @@ async def site_checklist(study: str, site: str, today: date) -> list[ChecklistEn
     ]
 
 
-async def checklist_report(study: str, site: str, today: date) -> bytes:
+async def checklist_report(study: str, site: str, today: date, reader: Reader | None = None) -> bytes:
     """The site's checklist as a PDF/A report, dated today (same day, same checklist: same bytes)."""
     from trialcoord.kernel.render.pdf_documents import render_pdf
 
-    items = await site_checklist(study, site, today)
+    items = await site_checklist(study, site, today, reader)
     counts = {state: sum(1 for i in items if i.state == state) for state in ("missing", "expired", "expiring")}
     rows = [
         {

@@ -27,7 +27,7 @@ from trialcoord.documents import (
     signatures_store,
 )
 from trialcoord.documents.binder_contents import Contents, keep, kept_export
-from trialcoord.documents.rules.documents import DocumentStatus
+from trialcoord.documents.rules.documents import DocumentStatus, Reader
 from trialcoord.documents.rules.tmf import ARTIFACTS
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
@@ -44,15 +44,17 @@ async def export(
     installation: Installation,
     personal_at: Callable[[str | None], bool] = lambda site: True,
     only_sites: set[str] | None = None,
+    reader: Reader | None = None,
 ) -> dict[str, Any]:
     """Write the binder ZIP of the study (and one site, given one) to `out`; returns its manifest (the JSON
     document the package signs).
     Subject logs (they link codes to people) are left out at sites where `personal_at(site)` is false;
-    `only_sites` keeps the study-level documents and those sites' only."""
+    `only_sites` keeps the study-level documents and those sites' only; a `reader` (given one) gets the
+    versions they see (no draft or version in review for a monitor or a sponsor)."""
     keys = installation.keys()
     rows = [
         row
-        for row in await binder_checklist.document_rows(study, site)
+        for row in await binder_checklist.document_rows(study, site, reader)
         if (row.artifact not in documents.PERSONAL_ARTIFACTS or personal_at(row.version.key.site))
         and (only_sites is None or not row.version.key.site or row.version.key.site in only_sites)
     ]

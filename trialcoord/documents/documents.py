@@ -2,8 +2,11 @@
 
 A version is created once (its bytes hashed on arrival, typed by content) and never changes afterwards
 except by a permitted status transition (11.10(f)); both are audited in the same transaction. Reading
-bytes back checks them against their SHA-256. The rules are the domain's (`documents/rules/documents.py`,
-`tmf.py`); signatures, consent and the binder export build on this (docs/documents.md).
+bytes back checks them against their SHA-256. Given a `Reader`, the reads show a draft or a version in review
+only to those who manage documents where it is filed: to anyone else such a version (and a document that has
+no other) does not exist, with the very answer a missing one gets. The rules are the domain's
+(`documents/rules/documents.py`, `tmf.py`); signatures, consent and the binder export build on this
+(docs/documents.md).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from trialcoord.documents.rules.documents import (
     DocumentKey,
     DocumentVersion,
     IrbApproval,
+    Reader,
     check_upload,
     record_id,
     transition,
@@ -247,36 +251,40 @@ async def change_status(
     return _filed(after, stored.file_name, stored.artifact, stored.person, stored.expires_on)
 
 
-async def list_documents(study: str, site: str | None = None) -> list[FiledVersion]:
-    """Every version of the study's documents (and the site's, given one), by site, name and age."""
+async def list_documents(study: str, site: str | None = None, reader: Reader | None = None) -> list[FiledVersion]:
+    """Every version of the study's documents (and the site's, given one), by site, name and age; those the
+    `reader` sees, given one."""
     async with read():
         if await lookups.find_study(study) is None:
             raise NotFound(f"study {study} does not exist")
-        found = await versions_in(study, site)
+        found = await versions_in(study, site, reader)
     return [_filed(s.version, s.file_name, s.artifact, s.person, s.expires_on) for s in found]
 
 
-async def versions_in(study: str, site: str | None) -> list[StoredVersion]:
-    """Every version of the study's documents (and the site's, given one), by site, name and age; in the
-    caller's transaction."""
-    return [
+async def versions_in(study: str, site: str | None, reader: Reader | None = None) -> list[StoredVersion]:
+    """Every version of the study's documents (and the site's, given one), by site, name and age; those the
+    `reader` sees, given one; in the caller's transaction."""
+    found = [
         _stored(
             row, DocumentKey(study, row["site"] or None, row["name"]), row["document"], row["artifact"], row["person"]
         )
         for row in await store.list_documents(study, site)
     ]
+    return [s for s in found if reader is None or reader.sees(s.version.key, s.version.status)]
 
 
-async def get_version(key: DocumentKey, label: str) -> FiledVersion:
+async def get_version(key: DocumentKey, label: str, reader: Reader | None = None) -> FiledVersion:
+    """The version; NotFound when it does not exist, or when the `reader` (given one) may not see it."""
     async with read():
-        stored = await version_row(key, label)
+        stored = await version_row(key, label, reader)
     return _filed(stored.version, stored.file_name, stored.artifact, stored.person, stored.expires_on)
 
 
-async def version_bytes(key: DocumentKey, label: str) -> bytes:
-    """The version's bytes, checked against its SHA-256: altered bytes are never handed out."""
+async def version_bytes(key: DocumentKey, label: str, reader: Reader | None = None) -> bytes:
+    """The version's bytes, checked against its SHA-256: altered bytes are never handed out; NotFound as
+    `get_version`."""
     async with read():
-        sha256 = (await version_row(key, label)).version.sha256
+        sha256 = (await version_row(key, label, reader)).version.sha256
         data = await store.blob(sha256)
     if data is None or hashlib.sha256(data).hexdigest() != sha256:
         raise Conflict(
@@ -368,13 +376,16 @@ async def _check_scope(key: DocumentKey) -> None:
         raise invalid("a document name is 1 to 200 characters, without '/'", field="name")
 
 
-async def version_row(key: DocumentKey, label: str) -> StoredVersion:
-    """The stored version, in the caller's transaction."""
+async def version_row(key: DocumentKey, label: str, reader: Reader | None = None) -> StoredVersion:
+    """The stored version, in the caller's transaction. A version the `reader` (given one) may not see is not
+    found, with the answer a missing one gets; so is a document with no version they see."""
     document = await store.find_document(key.study, key.site, key.name)
-    if document is None:
+    if document is None or (
+        reader is not None and not any(reader.sees(key, status) for status in await store.statuses(document["id"]))
+    ):
         raise NotFound(f"study {key.study} has no document {key.name}" + (f" at site {key.site}" if key.site else ""))
     row = await store.find_version(document["id"], label)
-    if row is None:
+    if row is None or (reader is not None and not reader.sees(key, row["status"])):
         raise NotFound(f"document {key.name} has no version {label}")
     return _stored(row, key, document["id"], document["artifact"], document["person"])
 

@@ -28,7 +28,7 @@ from trialcoord.accounts.rules.signers import SignerKey
 from trialcoord.documents import signatures_store as store
 from trialcoord.documents import store as documents_store
 from trialcoord.documents.documents import record_id, version_row
-from trialcoord.documents.rules.documents import DOCX, PDF, DocumentKey, DocumentStatus
+from trialcoord.documents.rules.documents import DOCX, PDF, DocumentKey, DocumentStatus, Reader
 from trialcoord.documents.rules.signatures import Signature, Statement, judge, local_time
 from trialcoord.kernel import audit_log, signing_keys
 from trialcoord.kernel.audit_log import Change
@@ -118,12 +118,13 @@ class DocumentsVerification:
 async def sign(key: DocumentKey, label: str, signing: Signing, installation: Installation) -> SignatureRecord:
     """Sign a version as the ceremony's signer, if their grants allow it; then print the manifestation.
     Audited with the signature. The instant is taken once the signer's key is in hand, inside the
-    transaction that checks the key is still in force, so a stored signature always verifies."""
-    await _check_authority(key, signing, installation.time_zone)
+    transaction that checks the key is still in force, so a stored signature always verifies. A version the
+    signer may not read (a draft, for a monitor) is not found, as on every door."""
+    reader = await _check_authority(key, signing, installation.time_zone)
     signer_key, private = await signer_keys.key_of_signer(signing.user_id, signing.printed_name, installation)
     record = record_id(key, label)
     async with transaction(f"signature of document {key.name} version {label}"):
-        stored = await version_row(key, label)
+        stored = await version_row(key, label, reader)
         sha256 = stored.version.sha256
         if stored.version.status in UNSIGNABLE:
             raise invalid(
@@ -188,7 +189,8 @@ def may_sign(grants: Sequence[Grant], key: DocumentKey, meaning: str, today: dat
     return all(authorize(grants, action, key.study, key.site, today) for action in needed)
 
 
-async def _check_authority(key: DocumentKey, signing: Signing, time_zone: str) -> None:
+async def _check_authority(key: DocumentKey, signing: Signing, time_zone: str) -> Reader:
+    """The signer as a reader of the binder, once their grants allow the signature."""
     async with read():
         grants = await users.grants_held(signing.user_id)
     today = signing.signed_at.astimezone(ZoneInfo(time_zone)).date()  # as grants
@@ -197,12 +199,16 @@ async def _check_authority(key: DocumentKey, signing: Signing, time_zone: str) -
             f"{signing.user_id} may not sign {key.name} for {signing.meaning}"
             + (f" at site {key.site}" if key.site else "")
         )
+    return Reader(tuple(grants), today)
 
 
-async def of_version(key: DocumentKey, label: str, installation: Installation) -> VersionSignatures:
-    """The version's signatures with their verdict now, and the files made from it."""
+async def of_version(
+    key: DocumentKey, label: str, installation: Installation, reader: Reader | None = None
+) -> VersionSignatures:
+    """The version's signatures with their verdict now, and the files made from it; NotFound for a version the
+    `reader` (given one) may not see."""
     async with read():
-        stored = await version_row(key, label)
+        stored = await version_row(key, label, reader)
         rows = await store.signatures_of(stored.id)
         files = await store.files_of(stored.id)
         registry_keys = {k.key_id: k for k in await signer_keys.all_keys()}
@@ -349,10 +355,11 @@ async def manifest_safely(key: DocumentKey, label: str, installation: Installati
 
 
 async def file_bytes(
-    key: DocumentKey, label: str, kind: str, installation: Installation
+    key: DocumentKey, label: str, kind: str, installation: Installation, reader: Reader | None = None
 ) -> tuple[bytes | None, VersionFile | None]:
-    """The newest file of `kind` made from the version, checked against its SHA-256, with its facts."""
-    made = next((f for f in (await of_version(key, label, installation)).files if f.kind == kind), None)
+    """The newest file of `kind` made from the version, checked against its SHA-256, with its facts; NotFound
+    for a version the `reader` (given one) may not see."""
+    made = next((f for f in (await of_version(key, label, installation, reader)).files if f.kind == kind), None)
     if made is None:
         return None, None
     return await _bytes(made.sha256, label), made

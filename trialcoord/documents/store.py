@@ -120,6 +120,12 @@ async def find_version(document_id: int, label: str) -> dict | None:
     return rows[0] if rows else None
 
 
+async def statuses(document_id: int) -> set[str]:
+    """The statuses the document's versions are in."""
+    rows = await fetch("SELECT DISTINCT status FROM document_versions WHERE document = {}", document_id)
+    return {row["status"] for row in rows}
+
+
 async def update_status(version_id: int, version: DocumentVersion) -> None:
     """The only change a version row takes: its status, with the history and approval that go with it."""
     await fetch(

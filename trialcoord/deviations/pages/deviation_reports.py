@@ -14,6 +14,7 @@ from litestar.response import Redirect, Template
 from trialcoord.deviations import filing, report_documents, site_summary, trends
 from trialcoord.deviations.api.deviation_reports import printed, scope, sees_personal_data
 from trialcoord.documents import documents
+from trialcoord.documents.rules.documents import Reader
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
 from trialcoord.kernel.render.pdf_documents import draw_chart
 from trialcoord.kernel.rules.access import Action
@@ -66,7 +67,9 @@ class ReportPages(Controller):
         queued: QueryStr = None,
     ) -> Template:
         context = await _context(study, access, today, site or None)
-        context["filed"] = await _filed(study, context["site"], name, label, filed)
+        context["filed"] = await _filed(
+            study, context["site"], name, label, filed, Reader(access.signed_in.grants, today)
+        )
         # Only a label's shape is printed from the address (anyone can write one).
         context["queued"] = queued if queued and re.fullmatch(LABEL, queued) else None
         return Template("deviation_reports.html", context=context)
@@ -117,13 +120,14 @@ async def _visible_sites(study: str, access: Access) -> list[str]:
 
 
 async def _filed(
-    study: str, site: str | None, name: str | None, label: str | None, how: str | None
+    study: str, site: str | None, name: str | None, label: str | None, how: str | None, reader: Reader
 ) -> dict[str, Any] | None:
-    """The notice after filing, only for a report version the site's binder holds: the address is anyone's to
-    write, so none of its text is printed unless it names a real version."""
+    """The notice after filing, only for a report version the site's binder holds and the viewer sees (a filed
+    report is a draft, which a monitor or a sponsor does not): the address is anyone's to write, so none of
+    its text is printed unless it names a real version."""
     if not (site and name in report_documents.DOCUMENT_NAMES.values() and label and how in ("new", "unchanged")):
         return None
-    if not any(d.name == name and d.label == label for d in await documents.list_documents(study, site)):
+    if not any(d.name == name and d.label == label for d in await documents.list_documents(study, site, reader)):
         return None
     url = "/studies/{}/documents/version?{}".format(
         quote(study, safe=""), urlencode({"name": name, "label": label, "site": site}, quote_via=quote)

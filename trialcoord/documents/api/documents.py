@@ -2,7 +2,9 @@
 
 A document is named by its `name` and `site` (none: a study-level document); the `site` query parameter
 is also what the guard scopes the request to. Study-level documents are seen by everyone working on the
-study and managed by whoever holds the action for the whole study.
+study and managed by whoever holds the action for the whole study. A draft or a version in review is seen by
+those who manage documents where it is filed (site staff, administrators): to monitors and sponsors it does
+not exist (404, as for a version that was never stored).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from litestar.exceptions import PermissionDeniedException, ValidationException
 from litestar.params import FromQuery, JSONBody
 
 from trialcoord.documents import documents
-from trialcoord.documents.rules.documents import DocumentKey, IrbApproval
+from trialcoord.documents.rules.documents import DocumentKey, IrbApproval, Reader
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.rules.access import Action
@@ -94,6 +96,11 @@ def _out(version: documents.FiledVersion) -> DocumentVersionOut:
     return msgspec.convert(version, DocumentVersionOut, from_attributes=True)
 
 
+def reader(access: Access, today: date) -> Reader:
+    """The signed-in viewer as a reader of the binder: which versions they see (`Reader`)."""
+    return Reader(access.signed_in.grants, today)
+
+
 def visible(access: Access, study: str, version: documents.FiledVersion, today: date) -> bool:
     """Study-level documents and the viewer's sites'; subject logs (personal data) only with that permission."""
     if version.site is not None and not access.shows(version.site):
@@ -119,8 +126,9 @@ class DocumentController(Controller):
     async def list_documents(
         self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None
     ) -> list[DocumentVersionOut]:
-        """Every version of the study's documents and of the sites the viewer works at."""
-        rows = await documents.list_documents(study, site or None)
+        """Every version of the study's documents and of the sites the viewer works at (monitors and sponsors:
+        released versions only, those approved, effective, superseded or expired)."""
+        rows = await documents.list_documents(study, site or None, reader(access, today))
         return [_out(row) for row in rows if visible(access, study, row, today)]
 
     @post(
@@ -192,12 +200,12 @@ class DocumentController(Controller):
         inline: FromQuery[bool] = False,
     ) -> Response[bytes]:
         """The version's bytes, checked against their SHA-256 first; the download (or, with `inline`, the
-        preview in the browser) is audited."""
+        preview in the browser) is audited. A version the viewer may not read is not found."""
         key = DocumentKey(study, site or None, name)
-        version = await documents.get_version(key, label)
+        version = await documents.get_version(key, label, reader(access, today))
         if not visible(access, study, version, today):
             raise PermissionDeniedException(f"{access.user_id} may not see {name}: it holds personal data")
-        data = await documents.version_bytes(key, label)
+        data = await documents.version_bytes(key, label, reader(access, today))
         response = Response(
             data, media_type=version.media_type, headers={"Content-Disposition": attachment(version.file_name, inline)}
         )

@@ -23,7 +23,7 @@ from trialcoord.accounts.rules.accounts import Meaning
 from trialcoord.accounts.signing import signing_ceremony
 from trialcoord.accounts.users import AccountRules
 from trialcoord.documents import binder_checklist, binder_export, documents, signatures
-from trialcoord.documents.api.documents import Name, visible
+from trialcoord.documents.api.documents import Name, reader, visible
 from trialcoord.documents.rules.documents import DocumentKey
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
@@ -95,8 +95,9 @@ def signed_in(access: Access) -> Viewer:
 
 
 async def check_may_sign(access: Access, study: str, key: DocumentKey, label: str, meaning: str, today: date) -> None:
-    """Before the password is asked for: the same rule the service applies after it (`signatures.may_sign`)."""
-    version = await documents.get_version(key, label)
+    """Before the password is asked for: the same rule the service applies after it (`signatures.may_sign`);
+    a version the viewer may not read is not found."""
+    version = await documents.get_version(key, label, reader(access, today))
     if not visible(access, study, version, today):
         raise PermissionDeniedException(f"{access.user_id} may not see {key.name}")
     if meaning in set(Meaning) and not signatures.may_sign(signed_in(access).grants, key, meaning, today):
@@ -137,9 +138,9 @@ class SignatureController(Controller):
     ) -> SignaturesOut:
         """The version's signatures, each judged now against the signer registry, and the files printing them."""
         key = DocumentKey(study, site or None, name)
-        if not visible(access, study, await documents.get_version(key, label), today):
+        if not visible(access, study, await documents.get_version(key, label, reader(access, today)), today):
             raise PermissionDeniedException(f"{access.user_id} may not see {name}")
-        found = await signatures.of_version(key, label, installation)
+        found = await signatures.of_version(key, label, installation, reader(access, today))
         return msgspec.convert(found, SignaturesOut, from_attributes=True)
 
     @post(
@@ -193,10 +194,10 @@ class SignatureController(Controller):
         """The newest file of this kind made from the version: its signature page, the copy with the page
         appended, or that copy with the site's PAdES signature (`inline`: shown, not saved). Audited."""
         key = DocumentKey(study, site or None, name)
-        version = await documents.get_version(key, label)
+        version = await documents.get_version(key, label, reader(access, today))
         if not visible(access, study, version, today):
             raise PermissionDeniedException(f"{access.user_id} may not see {name}")
-        data, made = await signatures.file_bytes(key, label, kind, installation)
+        data, made = await signatures.file_bytes(key, label, kind, installation, reader(access, today))
         if data is None or made is None:
             raise NotFound(f"version {label} of {name} has no {kind.replace('_', ' ')}")
         stem = version.file_name.rsplit(".", 1)[0]
@@ -227,7 +228,7 @@ class BinderController(Controller):
     ) -> list[ChecklistItemOut]:
         """The site's expected documents: present, missing, expiring within 60 days, or expired."""
         access.require_site(site, "see the binder")
-        items = await binder_checklist.site_checklist(study, site, today)
+        items = await binder_checklist.site_checklist(study, site, today, reader(access, today))
         return [
             ChecklistItemOut(
                 artifact={"unique_id": i.artifact.unique_id, "number": i.artifact.number, "name": i.artifact.name},
@@ -247,7 +248,7 @@ class BinderController(Controller):
     ) -> Response[bytes]:
         """The site's expected-documents checklist as a PDF/A report. Audited as an export."""
         access.require_site(site, "see the binder")
-        data = await binder_checklist.checklist_report(study, site, today)
+        data = await binder_checklist.checklist_report(study, site, today, reader(access, today))
         await audit_log.record_alone(
             access.user_id, Change("export", "binder_checklist", f"{study}/{site}", None, {"as_of": today})
         )
@@ -267,7 +268,8 @@ class BinderController(Controller):
         self, study: StudyPath, access: AccessDep, today: Today, installation: InstallationDep, site: QueryStr = None
     ) -> Response[bytes]:
         """The binder as a signed ZIP (manifest, detached signature, index, exchange.xml, registry): the study's
-        documents and those of the sites the caller works at (or of `site`). Audited."""
+        documents and those of the sites the caller works at (or of `site`), the versions the caller sees (a
+        monitor or a sponsor: released ones only). Audited."""
         if site:
             access.require_site(site, "export the binder")
         only = None if access.sites is None or access.sites.all_sites else set(access.sites.sites)
@@ -278,7 +280,14 @@ class BinderController(Controller):
         with tempfile.TemporaryDirectory() as directory:
             out = Path(directory) / "binder.zip"
             await binder_export.export(
-                study, site or None, out, access.user_id, installation, personal_at=personal_at, only_sites=only
+                study,
+                site or None,
+                out,
+                access.user_id,
+                installation,
+                personal_at=personal_at,
+                only_sites=only,
+                reader=reader(access, today),
             )
             data = out.read_bytes()
         name = f"binder-{study}" + (f"-{site}" if site else "") + ".zip"

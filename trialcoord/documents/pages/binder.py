@@ -15,7 +15,7 @@ from litestar.response import Redirect, Template
 from trialcoord.accounts.rules.accounts import Meaning
 from trialcoord.accounts.users import AccountRules
 from trialcoord.documents import binder_checklist, documents, signatures
-from trialcoord.documents.api.documents import visible
+from trialcoord.documents.api.documents import reader, visible
 from trialcoord.documents.api.signatures import sign_as_viewer, signed_in
 from trialcoord.documents.consent_versions import list_versions, register_version
 from trialcoord.documents.rules.documents import DocumentKey
@@ -121,7 +121,7 @@ class BinderPages(Controller):
     async def binder_page(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None) -> Template:
         sites = [row.code for row in await list_sites(study) if access.shows(row.code)]
         chosen = site if site in sites else (sites[0] if sites else None)
-        items = await binder_checklist.site_checklist(study, chosen, today) if chosen else []
+        items = await binder_checklist.site_checklist(study, chosen, today, reader(access, today)) if chosen else []
         counts = {
             state: sum(1 for i in items if i.state == state) for state in ("missing", "expired", "expiring", "present")
         }
@@ -163,10 +163,10 @@ def _back_to_version(study: str, name: str, label: str, site: str | None, saved:
 async def _version_context(
     study: str, access: Access, today: date, key: DocumentKey, label: str, installation: Installation
 ) -> dict[str, Any]:
-    row = await documents.get_version(key, label)
+    row = await documents.get_version(key, label, reader(access, today))  # not found: a draft, to a monitor
     if not visible(access, study, row, today):
         raise PermissionDeniedException(f"{access.user_id} may not see {key.name}")
-    found = await signatures.of_version(key, label, installation)
+    found = await signatures.of_version(key, label, installation, reader(access, today))
     newest: dict[str, signatures.VersionFile] = {}
     for f in found.files:
         newest.setdefault(f.kind, f)

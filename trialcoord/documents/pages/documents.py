@@ -10,7 +10,7 @@ from litestar.datastructures import UploadFile
 from litestar.response import Redirect, Template
 
 from trialcoord.documents import documents
-from trialcoord.documents.api.documents import may_manage, visible
+from trialcoord.documents.api.documents import may_manage, reader, visible
 from trialcoord.documents.rules.documents import PERMITTED, DocumentKey, DocumentStatus, IrbApproval
 from trialcoord.documents.rules.tmf import ARTIFACTS
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
@@ -94,7 +94,11 @@ async def _rerender(
 
 async def _context(study: str, access: Access, today: date) -> dict[str, Any]:
     details = await protocols.get_study(study)
-    rows = [row for row in await documents.list_documents(study) if visible(access, study, row, today)]
+    rows = [
+        row
+        for row in await documents.list_documents(study, reader=reader(access, today))
+        if visible(access, study, row, today)
+    ]
     sites = [row.code for row in await list_sites(study) if access.shows(row.code)]
     study_wide = access.may(Action.MANAGE_DOCUMENTS, study, None, today)
     manage = study_wide or any(access.may(Action.MANAGE_DOCUMENTS, study, site, today) for site in sites)

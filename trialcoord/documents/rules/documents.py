@@ -1,8 +1,9 @@
 """Document versions: the status lifecycle (Part 11 11.10(f)) and the content check of uploads.
 
 A version is immutable: `transition` returns a new state, refusing any step the one table
-`PERMITTED` does not list. Every rule takes the date it applies on; none reads the clock, a
-database or a file. Uploads are typed by their bytes, never by their name.
+`PERMITTED` does not list; `Reader` says who sees a version before it is released (approved). Every rule
+takes the date it applies on; none reads the clock, a database or a file. Uploads are typed by their bytes,
+never by their name.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import date, datetime
 from enum import StrEnum
 
 from trialcoord.kernel.problems import InvalidInput, Problem
+from trialcoord.kernel.rules.access import Action, Grant, authorize, visible_sites
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")  # the audit trail's `utc_instant` form
@@ -39,6 +41,10 @@ PERMITTED: dict[DocumentStatus, frozenset[DocumentStatus]] = {
     _S.SUPERSEDED: frozenset(),
     _S.EXPIRED: frozenset(),
 }
+
+# Released: approved once. Superseded and expired versions were effective (nothing else leads to them), so
+# they stay readable as history: the version in force on a date is what source document verification checks.
+RELEASED = frozenset({_S.APPROVED, _S.EFFECTIVE, _S.SUPERSEDED, _S.EXPIRED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,3 +285,23 @@ def _is_word_document(data: bytes) -> bool:
             return "word/document.xml" in archive.namelist()
     except (zipfile.BadZipFile, NotImplementedError, ValueError, EOFError, OSError, RuntimeError):
         return False  # any archive zipfile cannot read is not a document we accept
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """Someone reading the binder on a day, with their grants. A draft or a version in review is work in
+    progress of those who manage documents: at its site for a site's document, at any site of the study for
+    a study-level one (site staff, administrators). Everyone else who sees the study (monitors, sponsors)
+    reads released versions only, and learns nothing of the others."""
+
+    grants: tuple[Grant, ...]
+    today: date
+
+    def sees_unreleased(self, study: str, site: str | None) -> bool:
+        if site is not None:
+            return bool(authorize(self.grants, Action.MANAGE_DOCUMENTS, study, site, self.today))
+        scope = visible_sites(self.grants, Action.MANAGE_DOCUMENTS, study, self.today)
+        return scope.all_sites or bool(scope.sites)
+
+    def sees(self, key: DocumentKey, status: DocumentStatus | str) -> bool:
+        return DocumentStatus(status) in RELEASED or self.sees_unreleased(key.study, key.site)
