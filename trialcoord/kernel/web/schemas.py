@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import date
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import msgspec
-
-S = TypeVar("S", bound=msgspec.Struct)
 
 # Codes and names are free text for the services, but never empty nor control characters
 # (PostgreSQL refuses NUL in text, and such values make unreadable worklists).
@@ -22,8 +19,3 @@ EARLIEST_YEAR, LATEST_YEAR = 1900, 2199  # dates outside are typing mistakes, an
 def check_plausible(day: date | None, field: str) -> None:
     if day is not None and not EARLIEST_YEAR <= day.year <= LATEST_YEAR:
         raise ValueError(f"`{field}` must be a date between {EARLIEST_YEAR} and {LATEST_YEAR}, got {day}")
-
-
-def from_dict(kind: type[S], data: Mapping[str, Any]) -> S:
-    """Service dicts -> response structs, ignoring keys the API does not publish."""
-    return kind(**{name: data.get(name) for name in kind.__struct_fields__})
