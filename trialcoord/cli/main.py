@@ -17,12 +17,13 @@ from trialcoord.cli import system, verify
 from trialcoord.demo import cli as demo
 from trialcoord.deviations import cli as deviations
 from trialcoord.documents import cli as documents
+from trialcoord.exports import cli as exports
 from trialcoord.kernel.command_support import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_TRAIL_BROKEN, UsageError
 from trialcoord.scheduling import cli as scheduling
 
 # From the bottom up, so that a group (such as `protocol`) is made by the lowest feature that has commands in it;
 # `--help` lists the commands in this order.
-FEATURES = (scheduling, accounts, documents, deviations, amendments, audit, demo, system, verify)
+FEATURES = (scheduling, accounts, documents, deviations, amendments, audit, demo, exports, system, verify)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -46,16 +46,26 @@ def verify(paths: list[str], registry_file: str | None) -> int:
 
 
 def _verify_packages(paths: list[str], registry_file: str | None) -> int:
-    import json
-
-    from trialcoord.documents.package_verification import verify_package
-    from trialcoord.kernel.audit_log import clock
-    from trialcoord.kernel.rules.audit_entries import utc_instant
+    from trialcoord.exports.verification import is_sponsor_package
 
     # Trust comes from the site's published registry, never from the package: a forged package carries its
-    # own registry, keys and all.
+    # own keys. A sponsor rarely holds the site's registry, so a sponsor package is checked without one too,
+    # and the output says what the trust then rests on.
+    sponsor = {path for path in paths if is_sponsor_package(path)}
+    registry = _registry(registry_file, required=bool(set(paths) - sponsor) or registry_file is not None)
+    failed = 0
+    for path in paths:
+        failed += (_verify_sponsor if path in sponsor else _verify_binder)(path, registry)
+    return 1 if failed else 0
+
+
+def _registry(registry_file: str | None, *, required: bool) -> dict | None:
+    import json
+
     source = Path(registry_file) if registry_file else get_settings().signatures_dir / "registry.json"
     if not source.exists():
+        if not required:
+            return None
         raise UsageError(
             f"{source}: no signer registry to trust; pass --registry FILE, the registry the site"
             " publishes (signatures/registry.json), not the copy inside the package"
@@ -66,15 +76,36 @@ def _verify_packages(paths: list[str], registry_file: str | None) -> int:
         raise UsageError(f"{source}: not a readable signer registry ({error})") from None
     if not isinstance(registry, dict):
         raise UsageError(f"{source}: not a signer registry (a JSON object is expected)")
-    failed = 0
-    for path in paths:
-        report = verify_package(path, registry, now=utc_instant(clock()))
-        for problem in report.problems:
-            print(f"{path}: {problem}", file=sys.stderr)
-        trust = f"; {report.trust}" if report.trust else ""
-        if report.ok:
-            print(f"{path}: {report.files_checked} files and {report.signatures_checked} signatures verify{trust}")
-        else:
-            failed += 1
-            print(f"{path}: {len(report.problems)} problems{trust}", file=sys.stderr)
-    return 1 if failed else 0
+    return registry
+
+
+def _verify_binder(path: str, registry: dict | None) -> int:
+    from trialcoord.documents.package_verification import verify_package
+    from trialcoord.kernel.audit_log import clock
+    from trialcoord.kernel.rules.audit_entries import utc_instant
+
+    report = verify_package(path, registry, now=utc_instant(clock()))
+    for problem in report.problems:
+        print(f"{path}: {problem}", file=sys.stderr)
+    trust = f"; {report.trust}" if report.trust else ""
+    if report.ok:
+        print(f"{path}: {report.files_checked} files and {report.signatures_checked} signatures verify{trust}")
+        return 0
+    print(f"{path}: {len(report.problems)} problems{trust}", file=sys.stderr)
+    return 1
+
+
+def _verify_sponsor(path: str, registry: dict | None) -> int:
+    from trialcoord.exports.verification import verify_package
+
+    report = verify_package(path, registry)
+    for problem in report.problems:
+        print(f"{path}: {problem}", file=sys.stderr)
+    if report.ok:
+        print(
+            f"{path}: sponsor package; {report.files_checked} files, {report.datasets_checked} datasets and"
+            f" the manifest signature verify; trusted through {report.trust}"
+        )
+        return 0
+    print(f"{path}: {len(report.problems)} problems; trusted through {report.trust or 'nothing'}", file=sys.stderr)
+    return 1

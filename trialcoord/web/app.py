@@ -43,6 +43,9 @@ from trialcoord.documents.api.documents import DocumentController
 from trialcoord.documents.api.signatures import BinderController, SignatureController
 from trialcoord.documents.pages.binder import BinderPages, VersionPages
 from trialcoord.documents.pages.documents import DocumentPages
+from trialcoord.exports import packages as sponsor_packages
+from trialcoord.exports.api import SponsorPackageController
+from trialcoord.exports.pages import SponsorPackagePages
 from trialcoord.kernel.config import Settings, get_settings
 from trialcoord.kernel.database.opening import open_database
 from trialcoord.kernel.installation import Installation
@@ -80,6 +83,7 @@ API_CONTROLLERS = [
     DeviationReportController,
     AmendmentController,
     ParticipantVersionController,
+    SponsorPackageController,
 ]
 
 PAGE_CONTROLLERS = [
@@ -95,6 +99,7 @@ PAGE_CONTROLLERS = [
     CapaPages,
     ReportPages,
     AmendmentPages,
+    SponsorPackagePages,
 ]
 
 
@@ -162,9 +167,13 @@ def _database(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextMa
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
         async with open_database(settings, migrate=True):
+            await sponsor_packages.fail_interrupted()  # a build this server did not finish is never offered
             try:
                 yield
             finally:
+                builds = _app.state.get("sponsor_builds")  # made at the first build (exports/api.py)
+                if builds is not None:
+                    await builds.close()
                 jobs = _app.state.get("render_jobs")  # made at the first render job (kernel/web/render_jobs.py)
                 if jobs is not None:
                     await to_thread.run_sync(jobs.close)

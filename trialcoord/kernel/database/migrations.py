@@ -403,6 +403,25 @@ MIGRATIONS: tuple[Migration, ...] = (
                 COALESCE((SELECT MAX(id) FROM participant_consents), 0) + 1, false)""",
         ),
     ),
+    Migration(
+        8,
+        "sponsor packages: each build, its transfer number, state, file and what it delivered",
+        (
+            # One row per build. A transfer's first build has rebuild_of NULL and owns its number; a rebuild of it
+            # (same data, parameters and checkpoint: the same bytes) points at that first build.
+            # deviations: the DV records as delivered (refid -> fingerprint, closed), what the next transfer's
+            # created/changed/closed lists compare with; checkpoint: the signed audit checkpoint the package carries.
+            """CREATE TABLE sponsor_packages (
+                id {pk}, study INT NOT NULL REFERENCES studies (id), transfer INT NOT NULL, rebuild_of INT
+                REFERENCES sponsor_packages (id), as_of TEXT NOT NULL, sites TEXT NOT NULL, privacy TEXT NOT NULL,
+                unblinded INT NOT NULL, state TEXT NOT NULL, progress REAL NOT NULL, message TEXT NOT NULL,
+                made_by TEXT NOT NULL, created_at TEXT NOT NULL, finished_at TEXT, sha256 TEXT, size INT,
+                checkpoint TEXT, deviations TEXT)""",
+            """CREATE UNIQUE INDEX sponsor_packages_transfer ON sponsor_packages (study, transfer)
+                WHERE rebuild_of IS NULL""",
+            "CREATE INDEX sponsor_packages_study ON sponsor_packages (study, id)",
+        ),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -93,6 +93,7 @@ async def study_context(
     if access.viewer is None:  # the guard lets only a signed-in viewer reach a study's page
         raise NotAuthorizedException("Sign in to continue.")
     audit = visible_sites(access.viewer.grants, Action.VIEW_AUDIT, study, today)
+    export = visible_sites(access.viewer.grants, Action.EXPORT, study, today)
     details = await protocols.get_study(study)
     protocol = await protocols.get_protocol(study)
     worklist = await worklists.worklist(study, as_of, site=site, kind=tab)
@@ -115,6 +116,7 @@ async def study_context(
         "consent_issues": [row for row in await consent_checks.issues(study) if access.shows(row.site)],
         "worklist": [visit_row(row) for row in worklist if access.shows(row.site)],
         "can_audit": audit.all_sites or bool(audit.sites),
+        "can_export": export.all_sites or bool(export.sites),
         "audit_site": None if audit.all_sites or len(audit.sites) != 1 else next(iter(audit.sites)),
         "tabs": TABS,
         "tab": tab,

@@ -1,0 +1,267 @@
+"""The sponsor package end to end on the demo study: made on the command line's use case and over the API, checked
+offline by `trialcoord verify`, byte-identical when rebuilt, transfers listing what changed in DV, no personal
+value in any member's bytes, blinding kept, and every package made or downloaded in the audit trail."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import subprocess
+import zipfile
+import zlib
+from datetime import date, timedelta
+
+import pikepdf
+import pytest
+
+from tests.conftest import PASSWORD, account_rules, add_user, signed_in
+from trialcoord.demo import demo
+from trialcoord.exports import packages
+from trialcoord.exports.rules.scope import Privacy, Scope
+from trialcoord.exports.verification import is_sponsor_package, verify_package
+from trialcoord.kernel import audit_log
+from trialcoord.kernel.audit_store import AuditFilter
+from trialcoord.kernel.installation import Installation
+
+pytestmark = pytest.mark.anyio
+TODAY = date.today()  # the demo users' grants run from the app's own clock
+
+
+@pytest.fixture
+async def loaded(db):
+    assert await demo.load_demo(TODAY) is True
+    await demo.add_demo_users(TODAY, PASSWORD, "system", account_rules())
+
+
+@pytest.fixture
+def kept(tmp_path, system_keys):
+    """An installation with a data directory: where finished packages are kept."""
+    from trialcoord.kernel.config import load_settings
+
+    settings = load_settings(
+        {"TRIALCOORD_DATA_DIR": str(tmp_path / "data"), "TRIALCOORD_SIGNATURES_DIR": "/nonexistent"}
+    )
+    return Installation(settings, system_keys)
+
+
+def _registry(installation: Installation) -> dict:
+    from trialcoord.kernel import signing_keys
+
+    public = installation.keys().manifest_key.public_key()
+    return {"system_keys": [{"key_id": signing_keys.key_id(public), "public_key": signing_keys.public_key_hex(public)}]}
+
+
+def _every_byte(data: bytes) -> bytes:
+    """A member's bytes and, for a PDF, every stream decompressed (the attached datasets included) and its text as
+    poppler's pdftotext reads it (text is drawn in glyph ids, which no byte search finds)."""
+    if not data.startswith(b"%PDF"):
+        return data
+    text = subprocess.run(["pdftotext", "-", "-"], input=data, capture_output=True, check=True).stdout
+    found = [data, text]
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        for item in pdf.objects:
+            if isinstance(item, pikepdf.Stream):
+                try:
+                    found.append(item.read_bytes())
+                except pikepdf.PdfError:
+                    found.append(zlib.decompress(item.read_raw_bytes()))
+    return b"\n".join(found)
+
+
+async def test_a_coded_package_of_the_demo_verifies_offline_holds_no_personal_value_and_is_audited(
+    loaded, kept, tmp_path
+):
+    out = tmp_path / "package.zip"
+    made = await packages.make(Scope("DEMO-001", TODAY), actor="cli:tester", today=TODAY, installation=kept, out=out)
+    assert made.state == "done" and made.transfer == 1 and made.rebuild_of is None
+    assert is_sponsor_package(out)
+    checked = verify_package(out, _registry(kept))
+    assert checked.problems == [] and checked.trust == "the given signer registry"
+    assert checked.datasets_checked >= 6
+    alone = verify_package(out)  # a sponsor without the site's registry: the package's key only, said plainly
+    assert alone.ok and "package's own key only" in alone.trust
+    with zipfile.ZipFile(out) as archive:
+        names = archive.namelist()
+        manifest = json.loads(archive.read("manifest.json"))
+        everything = {name: _every_byte(archive.read(name)) for name in names}
+    for expected in (
+        "tv.xpt",
+        "tv.csv",
+        "ta.xpt",
+        "sv.xpt",
+        "dv.xpt",
+        "suppdv.xpt",
+        "ds.xpt",
+        "dm.xpt",
+        "dm.csv",
+        "define.xml",
+        "compliance-report.pdf",
+        "README.txt",
+        "manifest.json",
+        "manifest.json.sig",
+        "manifest-key.pem",
+    ):
+        assert expected in names
+    assert [f["path"] for f in manifest["files"]] == [n for n in names if n not in packages.writing.UNLISTED]
+    assert manifest["parameters"] == {
+        "as_of": TODAY.isoformat(),
+        "sites": [],
+        "privacy": "coded",
+        "unblinded": False,
+        "arms_shown": False,
+        "transfer": 1,
+    }
+    assert manifest["transfer"]["number"] == 1 and manifest["transfer"]["previous"] is None
+    assert manifest["checkpoint"]["size"] > 0
+    leaked = {
+        (name, value)
+        for name, data in everything.items()
+        for value in demo.DEMO_PERSONAL_VALUES
+        for form in {value.encode("utf-8"), value.encode("utf-16-be")}
+        if form in data
+    }
+    assert leaked == set()
+    made_entries = await audit_log.browse(AuditFilter(record_type="sponsor_package"), None, 10)
+    assert [(e.action, e.new["sha256"]) for e in made_entries] == [("export", made.sha256)]
+    assert (kept.data_dir / "sponsor-packages" / f"{made.id}.zip").read_bytes() == out.read_bytes()
+
+
+async def test_a_rebuild_is_byte_identical_and_keeps_its_transfer_and_parameters(loaded, kept, tmp_path):
+    scope = Scope("DEMO-001", TODAY - timedelta(days=1), ("101",), Privacy.SAFE_HARBOR)
+    first = await packages.make(scope, actor="cli:tester", today=TODAY, installation=kept, out=tmp_path / "1.zip")
+    again = await packages.make(
+        scope, actor="cli:tester", today=TODAY, installation=kept, transfer=1, out=tmp_path / "1-again.zip"
+    )
+    assert again.rebuild_of == first.id and again.transfer == 1
+    assert (tmp_path / "1.zip").read_bytes() == (tmp_path / "1-again.zip").read_bytes()
+    assert again.sha256 == first.sha256
+    with pytest.raises(packages.InvalidInput, match="a rebuild takes the same parameters"):
+        await packages.start(Scope("DEMO-001", TODAY), actor="cli:tester", today=TODAY, transfer=1)
+    with pytest.raises(packages.NotFound, match="no transfer 7"):
+        await packages.start(scope, actor="cli:tester", today=TODAY, transfer=7)
+    with pytest.raises(packages.InvalidInput, match="still to come"):
+        await packages.start(Scope("DEMO-001", TODAY + timedelta(days=1)), actor="x", today=TODAY)
+    with pytest.raises(packages.InvalidInput, match="no site 999"):
+        await packages.start(Scope("DEMO-001", TODAY, ("999",)), actor="x", today=TODAY)
+    with zipfile.ZipFile(tmp_path / "1.zip") as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        report_text = _every_byte(archive.read("compliance-report.pdf"))
+    assert manifest["parameters"]["privacy"] == "safe-harbor" and manifest["parameters"]["sites"] == ["101"]
+    assert b"safe-harbor" in report_text or b"Safe Harbor" in report_text
+
+
+async def test_the_next_transfer_lists_dv_records_created_changed_and_closed_since_the_last(loaded, kept, tmp_path):
+    from trialcoord.deviations import manual
+
+    first = await packages.make(
+        Scope("DEMO-001", TODAY), actor="x", today=TODAY, installation=kept, out=tmp_path / "a.zip"
+    )
+    with zipfile.ZipFile(tmp_path / "a.zip") as archive:
+        delivered = json.loads(archive.read("manifest.json"))["transfer"]["dv"]
+    assert delivered["created"] and delivered["changed"] == []
+    await manual.record_manual(
+        "DEMO-001",
+        "101",
+        "visit schedule",
+        "Visit done by telephone, not on site",
+        TODAY,
+        "cli:tester",
+        subject_id="101-002",
+        today=TODAY,
+    )
+    second = await packages.make(
+        Scope("DEMO-001", TODAY), actor="x", today=TODAY, installation=kept, out=tmp_path / "b.zip"
+    )
+    assert (first.transfer, second.transfer) == (1, 2)
+    with zipfile.ZipFile(tmp_path / "b.zip") as archive:
+        transfer = json.loads(archive.read("manifest.json"))["transfer"]
+    assert transfer["previous"] == 1 and len(transfer["dv"]["created"]) == 1
+    assert transfer["dv"]["created"][0] not in delivered["created"]
+
+
+async def test_verify_names_each_member_whose_bytes_were_changed(loaded, kept, tmp_path):
+    out = tmp_path / "p.zip"
+    await packages.make(Scope("DEMO-001", TODAY), actor="x", today=TODAY, installation=kept, out=out)
+    with zipfile.ZipFile(out) as archive:
+        members = [(info, archive.read(info)) for info in archive.infolist()]
+    registry = _registry(kept)
+    for position, (info, data) in enumerate(members):
+        flipped = bytearray(data)
+        flipped[len(flipped) // 2] ^= 0x01
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for other, (other_info, other_data) in enumerate(members):
+                archive.writestr(other_info, bytes(flipped) if other == position else other_data)
+        checked = verify_package(buffer, registry)
+        assert not checked.ok, info.filename
+        assert any(info.filename in problem for problem in checked.problems), (info.filename, checked.problems)
+
+
+async def test_a_sponsor_makes_and_downloads_a_package_over_the_api_and_sees_no_arm(loaded, app, anonymous):
+    sam = await signed_in(anonymous, "sam")
+    refused = await sam.post("/api/studies/DEMO-001/sponsor-packages", json={"unblinded": True})
+    assert refused.status_code == 403  # a sponsor of a double-blind study never unblinds
+    started = await sam.post("/api/studies/DEMO-001/sponsor-packages", json={})
+    assert started.status_code == 202, started.text
+    url = started.json()["url"]
+    assert started.headers["location"] == url
+    for _ in range(600):
+        status = (await sam.get(url)).json()
+        if status["state"] != "building":
+            break
+        await asyncio.sleep(0.1)
+    assert status["state"] == "done", status
+    listed = (await sam.get("/api/studies/DEMO-001/sponsor-packages")).json()
+    assert [p["id"] for p in listed] == [status["id"]] and listed[0]["sha256"] == status["sha256"]
+    downloaded = await sam.get(status["file_url"])
+    assert downloaded.status_code == 200 and downloaded.headers["content-type"] == "application/zip"
+    assert verify_package(io.BytesIO(downloaded.content)).ok
+    with zipfile.ZipFile(io.BytesIO(downloaded.content)) as archive:
+        dm = archive.read("dm.csv").decode().splitlines()
+    arm = dm[0].split(",").index("ARMCD")
+    assert {line.split(",")[arm] for line in dm[1:]} == {""}  # double-blind: no participant's arm
+    trail = await audit_log.browse(AuditFilter(record_type="sponsor_package"), None, 10)
+    assert [(e.action, e.actor, e.new["sha256"]) for e in trail] == [
+        ("download", "sam", status["sha256"]),
+        ("export", "sam", status["sha256"]),
+    ]
+    page = await sam.get("/studies/DEMO-001/sponsor-packages")
+    assert page.status_code == 200 and status["sha256"] in page.text and "Make the package" in page.text
+
+
+async def test_an_administrator_may_unblind_and_a_site_coordinator_sees_only_their_sites_packages(
+    loaded, app, anonymous
+):
+    await add_user("admin", ("administrator", None, None))
+    admin = await signed_in(anonymous, "admin")
+    started = await admin.post("/api/studies/DEMO-001/sponsor-packages", json={"unblinded": True})
+    assert started.status_code == 202, started.text
+    for _ in range(600):
+        status = (await admin.get(started.json()["url"])).json()
+        if status["state"] != "building":
+            break
+        await asyncio.sleep(0.1)
+    assert status["state"] == "done" and status["unblinded"] is True
+    data = (await admin.get(status["file_url"])).content
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert json.loads(archive.read("manifest.json"))["parameters"]["arms_shown"] is True
+        dm = archive.read("dm.csv").decode().splitlines()
+    arm = dm[0].split(",").index("ARMCD")
+    assert {line.split(",")[arm] for line in dm[1:]} <= {"A", "P"} and len(dm) > 1
+    cora = await signed_in(anonymous, "cora")  # coordinator of site 101
+    assert (await cora.get("/api/studies/DEMO-001/sponsor-packages")).json() == []
+    assert (await cora.get(status["url"])).status_code == 404  # a whole-study package is not hers to see
+    own = await cora.post("/api/studies/DEMO-001/sponsor-packages", json={})
+    assert own.status_code == 202 and own.json()["sites"] == ["101"]
+    assert (await cora.post("/api/studies/DEMO-001/sponsor-packages", json={"sites": ["102"]})).status_code == 403
+    paula = await signed_in(anonymous, "paula")  # the pharmacist knows the allocation but may not export
+    assert (await paula.get("/api/studies/DEMO-001/sponsor-packages")).status_code == 403
+
+
+async def test_a_build_the_server_did_not_finish_is_failed_at_the_next_start(loaded):
+    package = await packages.start(Scope("DEMO-001", TODAY), actor="x", today=TODAY)
+    assert package.state == "building"
+    assert await packages.fail_interrupted() == 1
+    after = await packages.get("DEMO-001", package.id)
+    assert after.state == "failed" and "server stopped" in after.message

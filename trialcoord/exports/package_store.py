@@ -1,0 +1,74 @@
+"""Rows of `sponsor_packages`: one per build of a package, its transfer number, state, progress, file and what it
+delivered (the DV records' fingerprints, the audit checkpoint it carries)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trialcoord.kernel.database.engine import fetch
+
+_COLUMNS = (
+    "p.id, s.code AS study, p.transfer, p.rebuild_of, p.as_of, p.sites, p.privacy, p.unblinded, p.state, p.progress,"
+    " p.message, p.made_by, p.created_at, p.finished_at, p.sha256, p.size"
+)
+_FROM = "FROM sponsor_packages p JOIN studies s ON s.id = p.study"
+
+
+async def insert(values: dict[str, Any]) -> int:
+    names = ", ".join(values)
+    marks = ", ".join("{}" for _ in values)
+    rows = await fetch(f"INSERT INTO sponsor_packages ({names}) VALUES ({marks}) RETURNING id", *values.values())
+    return int(rows[0]["id"])
+
+
+async def update(package_id: int, **values: Any) -> None:
+    assignments = ", ".join(f"{name} = {{}}" for name in values)
+    await fetch(f"UPDATE sponsor_packages SET {assignments} WHERE id = {{}}", *values.values(), package_id)
+
+
+async def of_study(study_id: int) -> list[dict[str, Any]]:
+    return await fetch(f"SELECT {_COLUMNS} {_FROM} WHERE p.study = {{}} ORDER BY p.id DESC", study_id)
+
+
+async def find(study_id: int, package_id: int) -> dict[str, Any] | None:
+    rows = await fetch(f"SELECT {_COLUMNS} {_FROM} WHERE p.study = {{}} AND p.id = {{}}", study_id, package_id)
+    return rows[0] if rows else None
+
+
+async def first_build(study_id: int, transfer: int) -> dict[str, Any] | None:
+    """The build that made `transfer` (not a rebuild of it), with its checkpoint."""
+    rows = await fetch(
+        f"SELECT {_COLUMNS}, p.checkpoint {_FROM} WHERE p.study = {{}} AND p.transfer = {{}} AND p.rebuild_of IS NULL",
+        study_id,
+        transfer,
+    )
+    return rows[0] if rows else None
+
+
+async def last_transfer(study_id: int) -> int:
+    rows = await fetch(
+        "SELECT MAX(transfer) AS last FROM sponsor_packages WHERE study = {} AND rebuild_of IS NULL", study_id
+    )
+    return int(rows[0]["last"] or 0)
+
+
+async def delivered(study_id: int, transfer: int) -> str | None:
+    """The DV records as the newest finished build of `transfer` delivered them (JSON), if it finished."""
+    rows = await fetch(
+        "SELECT deviations FROM sponsor_packages WHERE study = {} AND transfer = {} AND state = 'done'"
+        " ORDER BY id DESC LIMIT 1",
+        study_id,
+        transfer,
+    )
+    return rows[0]["deviations"] if rows else None
+
+
+async def fail_building(message: str, finished_at: str) -> int:
+    """Builds a stopped process left 'building': failed, with why (nothing half-written is ever offered)."""
+    rows = await fetch(
+        "UPDATE sponsor_packages SET state = 'failed', message = {}, finished_at = {} WHERE state = 'building'"
+        " RETURNING id",
+        message,
+        finished_at,
+    )
+    return len(rows)
