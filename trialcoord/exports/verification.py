@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from trialcoord.exports.rules.sdtm import MAX_CHAR_BYTES, MAX_LABEL, NAME
+from trialcoord.exports.rules.sdtm import MAX_CHAR_BYTES, MAX_LABEL, NAME, Dataset, Kind, Variable
 from trialcoord.exports.writing import DEFINE, FORMAT, KEY_PEM, MANIFEST, REPORT, SIGNATURE, UNLISTED
 from trialcoord.kernel import signing_keys
 
@@ -166,6 +166,7 @@ class _Checker:
     def check_contents(self, manifest: Mapping[str, Any]) -> None:
         """The formats and the agreement between members, for the members whose bytes are the signed ones."""
         frames: dict[str, list[dict[str, Any]]] = {}
+        read_back: list[Dataset] = []
         listed = manifest.get("datasets")
         for entry in listed if isinstance(listed, list) else []:
             if not isinstance(entry, Mapping):
@@ -173,17 +174,19 @@ class _Checker:
             name, xpt, csv = entry.get("name"), entry.get("xpt"), entry.get("csv")
             if not isinstance(name, str) or xpt not in self.good:
                 continue
-            rows = self.check_xpt(name, str(xpt), self.good[str(xpt)], entry.get("rows"))
-            if rows is None:
+            found = self.check_xpt(name, str(xpt), self.good[str(xpt)], entry.get("rows"))
+            if found is None:
                 continue
+            rows, data = found
             frames[name] = rows
+            read_back.append(data)
             self.check.datasets_checked += 1
             if csv in self.good:
                 self.check_csv(str(csv), self.good[str(csv)], rows)
         if DEFINE in self.good:
             from trialcoord.exports.define_xml import define_problems
 
-            self.check.problems += [f"{DEFINE}: {p}" for p in define_problems(self.good[DEFINE], frames)]
+            self.check.problems += [f"{DEFINE}: {p}" for p in define_problems(self.good[DEFINE], read_back)]
         if REPORT in self.good and "DV" in frames and "DM" in frames:
             from trialcoord.exports.report import deviations_per_site, report_figures
 
@@ -196,7 +199,10 @@ class _Checker:
             if stated != counted:
                 self.problem(f"{REPORT}: deviations per site {stated} differ from the DV dataset's {counted}")
 
-    def check_xpt(self, name: str, member: str, data: bytes, rows: Any) -> list[dict[str, Any]] | None:
+    def check_xpt(
+        self, name: str, member: str, data: bytes, rows: Any
+    ) -> tuple[list[dict[str, Any]], Dataset] | None:
+        """The dataset as pyreadstat reads it back (rows by variable name, and as a Dataset for define.xml)."""
         if data[:80] != _V5_LIBRARY or data[240:320] != _V5_MEMBER:
             self.problem(f"{member}: not SAS transport version 5 (its library or member header differs)")
             return None
@@ -226,7 +232,14 @@ class _Checker:
             for variable, value in record.items():
                 if isinstance(value, str) and (not value.isascii() or len(value.encode()) > MAX_CHAR_BYTES):
                     self.problem(f"{member}, row {number}, variable {variable}: not ASCII or over 200 bytes")
-        return [{k: _plain(v) for k, v in record.items()} for record in records]
+        plain = [{k: _plain(v) for k, v in record.items()} for record in records]
+        kinds = meta.readstat_variable_types
+        variables = tuple(
+            Variable(v, label or "", Kind.TEXT if kinds.get(v) == "string" else Kind.NUMBER)
+            for v, label in zip(meta.column_names, meta.column_labels)
+        )
+        rows_read = tuple(tuple(record[v.name] for v in variables) for record in plain)
+        return plain, Dataset(name, meta.file_label or "", variables, rows_read)
 
     def check_csv(self, member: str, data: bytes, rows: list[dict[str, Any]]) -> None:
         import csv
