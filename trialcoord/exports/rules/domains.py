@@ -707,6 +707,11 @@ def dv_rows(
     return out
 
 
+CLASSIFICATIONS = {  # TransCelerate's words
+    "important": "IMPORTANT",
+    "non_important": "NON-IMPORTANT",
+    "not_a_protocol_deviation": "NOT A PROTOCOL DEVIATION",
+}
 SUPP_QUALIFIERS = (  # QNAM, QLABEL, QORIG
     ("DVCLASS", "Deviation Classification", "Assigned"),
     ("DVSTATE", "Deviation Review State", "Assigned"),
@@ -717,7 +722,7 @@ SUPP_QUALIFIERS = (  # QNAM, QLABEL, QORIG
 
 def _supp(design: Design, who: Subject, seq: int, record: DeviationRecord) -> list[Row]:
     values = {
-        "DVCLASS": record.classification.replace("_", " ").upper(),
+        "DVCLASS": CLASSIFICATIONS.get(record.classification, record.classification.replace("_", " ").upper()),
         "DVSTATE": record.state.replace("_", " ").upper(),
         "DVCLSDTC": pv.dtc(record.closed_on, design.privacy),
         "DVREAS": pv.text(record.site_reason, None, design.privacy),
