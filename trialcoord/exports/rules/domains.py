@@ -137,6 +137,17 @@ class Design:
     _visits: dict[str, tuple[VisitDefinition, int, Protocol] | None] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # A study has a few thousand distinct dates and visit codes: one string and one planned day each, shared by
+    # the million rows that name them.
+    _dates: dict[date, str | None] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _days: dict[str, int | None] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def dtc(self, day: date | None) -> str | None:
+        if day is None:
+            return None
+        if day not in self._dates:
+            self._dates[day] = pv.dtc(day, self.privacy)
+        return self._dates[day]
 
     def usubjid(self, subject_id: str) -> str:
         return f"{self.study}-{subject_id}"
@@ -159,11 +170,11 @@ class Design:
         return found is not None and _arm_limited(found[0], found[2])
 
     def planned_day(self, code: str) -> int | None:
-        found = self.definition(code)
-        if found is None:
-            return None
-        delta = planned_delta(found[2], found[0], found[1])
-        return None if delta is None else (delta + 1 if delta >= 0 else delta)
+        if code not in self._days:
+            found = self.definition(code)
+            delta = None if found is None else planned_delta(found[2], found[0], found[1])
+            self._days[code] = None if delta is None else (delta + 1 if delta >= 0 else delta)
+        return self._days[code]
 
     def arm_name(self, code: str) -> str | None:
         for protocol in (self.protocol, *reversed(self.versions)):
@@ -649,7 +660,7 @@ def sv_rows(design: Design, who: Subject, visits: Iterable[VisitDone], withheld:
             continue
         scheduled = visit.number is not None
         label = visit.name if scheduled else _REPEAT_SUFFIX.sub("", visit.code)
-        day = pv.dtc(visit.actual, design.privacy)
+        day = design.dtc(visit.actual)
         rows.append(
             (
                 number,
@@ -700,7 +711,7 @@ def dv_rows(
             "DVCAT": dvcat,
             "DVSCAT": record.rule.replace("_", " ").upper() if record.rule else None,
             "EPOCH": epoch(record.occurred_on, who),
-            "DVSTDTC": pv.dtc(record.occurred_on, design.privacy),
+            "DVSTDTC": design.dtc(record.occurred_on),
             "DVSTDY": _dy(record.occurred_on, who),
         }
         out.append((dv, _supp(design, who, seq, record)))
@@ -724,7 +735,7 @@ def _supp(design: Design, who: Subject, seq: int, record: DeviationRecord) -> li
     values = {
         "DVCLASS": CLASSIFICATIONS.get(record.classification, record.classification.replace("_", " ").upper()),
         "DVSTATE": record.state.replace("_", " ").upper(),
-        "DVCLSDTC": pv.dtc(record.closed_on, design.privacy),
+        "DVCLSDTC": design.dtc(record.closed_on),
         "DVREAS": pv.text(record.site_reason, None, design.privacy),
     }
     return [
@@ -780,7 +791,7 @@ def ds_rows(
             "DSCAT": cat,
             "DSSCAT": scat,
             "EPOCH": epoch(day, who),
-            "DSSTDTC": pv.dtc(day, design.privacy),
+            "DSSTDTC": design.dtc(day),
             "DSSTDY": _dy(day, who),
         }
         for seq, (day, term, decod, cat, scat) in enumerate(found, start=1)
@@ -795,8 +806,8 @@ def dm_row(design: Design, who: Subject) -> Row:
         "DOMAIN": "DM",
         "USUBJID": who.usubjid,
         "SUBJID": who.subject_id,
-        "RFSTDTC": pv.dtc(who.reference_start, design.privacy),
-        "RFICDTC": pv.dtc(who.first_consent, design.privacy),
+        "RFSTDTC": design.dtc(who.reference_start),
+        "RFICDTC": design.dtc(who.first_consent),
         "SITEID": who.site,
         "AGE": age,
         "AGEU": "YEARS" if age is not None else None,
