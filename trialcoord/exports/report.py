@@ -4,7 +4,8 @@ its own figures (report-figures.json) attached as associated files, so the repor
 Summaries and charts only, each table capped (visits past the first rows, sites past the largest, grouped), so a
 study of any size stays within `PAGE_BUDGET` pages; the listings are the datasets'. The same context, figures and
 attachments give the same bytes: every date derives from the package's instant. Rendering runs off the event
-loop; WeasyPrint lists each attachment twice in the catalog's /AF, which is rewritten once each, deterministically.
+loop; WeasyPrint lists each attachment twice in the catalog's /AF and leaves the embedded files' name tree
+unsorted: both are rewritten, deterministically.
 """
 
 from __future__ import annotations
@@ -135,24 +136,28 @@ def report_figures(pdf: bytes) -> dict[str, Any]:
 
 
 def single_associated_files(pdf: bytes) -> bytes:
-    """The PDF with each file specification once in the catalog's /AF (WeasyPrint 70 lists each twice), saved
-    deterministically (the file identifier from the content); unchanged when there is nothing to fix."""
+    """The PDF with each file specification once in the catalog's /AF (WeasyPrint 70 lists each twice) and the
+    embedded files' name tree in key order (as PDF 32000 7.9.6 requires; WeasyPrint keeps the order given),
+    saved deterministically (the file identifier from the content); unchanged when there is nothing to fix."""
     import pikepdf
 
     with pikepdf.open(io.BytesIO(pdf)) as document:
         listed = document.Root.get("/AF")
         if listed is None:
             return pdf
-        seen: set[tuple[int, int]] = set()
         kept: list[Any] = []
+        seen: set[tuple[int, int]] = set()
         for spec in listed:
-            key = spec.objgen if spec.is_indirect else (-len(kept), 0)
-            if key not in seen:
-                seen.add(key)
+            if not spec.is_indirect or spec.objgen not in seen:
+                seen.add(spec.objgen)
                 kept.append(spec)
-        if len(kept) == len(listed):
+        tree = document.Root.Names.EmbeddedFiles
+        pairs = list(zip(tree.Names[0::2], tree.Names[1::2]))
+        ordered = sorted(pairs, key=lambda pair: bytes(pair[0]))
+        if len(kept) == len(listed) and ordered == pairs:
             return pdf
         document.Root.AF = pikepdf.Array(kept)
+        tree.Names = pikepdf.Array([item for pair in ordered for item in pair])
         out = io.BytesIO()
         document.save(out, deterministic_id=True, fix_metadata_version=False)
         return out.getvalue()
