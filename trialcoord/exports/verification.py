@@ -191,17 +191,15 @@ class _Checker:
             from trialcoord.exports.report import deviations_per_site, report_figures
 
             try:
-                stated = report_figures(self.good[REPORT]).get("deviations_per_site")
-            except ValueError as error:
+                stated = (report_figures(self.good[REPORT]).get("deviations") or {}).get("per_site")
+            except (ValueError, AttributeError) as error:
                 self.problem(f"{REPORT}: its attached figures do not read ({error})")
                 return
             counted = deviations_per_site(frames["DV"], frames["DM"])
             if stated != counted:
                 self.problem(f"{REPORT}: deviations per site {stated} differ from the DV dataset's {counted}")
 
-    def check_xpt(
-        self, name: str, member: str, data: bytes, rows: Any
-    ) -> tuple[list[dict[str, Any]], Dataset] | None:
+    def check_xpt(self, name: str, member: str, data: bytes, rows: Any) -> tuple[list[dict[str, Any]], Dataset] | None:
         """The dataset as pyreadstat reads it back (rows by variable name, and as a Dataset for define.xml)."""
         if data[:80] != _V5_LIBRARY or data[240:320] != _V5_MEMBER:
             self.problem(f"{member}: not SAS transport version 5 (its library or member header differs)")
@@ -225,7 +223,7 @@ class _Checker:
                 self.problem(f"{member}: variable name {variable!r} is not 1-8 upper-case letters, digits or _")
             if label is None or len(label) > MAX_LABEL or not label.isascii():
                 self.problem(f"{member}, variable {variable}: label {label!r} breaks the 40-character ASCII limit")
-        records = frame.to_dict("records")
+        records: list[dict[str, Any]] = [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")]
         if rows != len(records):
             self.problem(f"{member}: {len(records)} rows, the manifest says {rows}")
         for number, record in enumerate(records, start=1):
