@@ -63,6 +63,7 @@ VALUES = {
     "capa_id": "1",
     "version": "1.0",
     "first_day": "2026-12-24",
+    "package_id": "1",
 }
 SIGN_OUT = {"/sign-out", "/api/sign-out"}
 
