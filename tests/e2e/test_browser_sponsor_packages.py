@@ -62,6 +62,8 @@ def test_a_sponsor_makes_watches_and_downloads_a_package(browser, server, tmp_pa
     leaked = [value for value in DEMO_PERSONAL_VALUES if value in content]
     assert not leaked, f"personal values on the sponsor packages page: {leaked}"
     sam.screenshot(path=str(ARTIFACTS / "sponsor-packages.png"), full_page=True)
+    box = download.bounding_box()  # in sight without scrolling the table sideways (the hash wraps)
+    assert box is not None and box["x"] + box["width"] <= (sam.viewport_size or {"width": 0})["width"], box
 
     with sam.expect_download() as downloading:  # a real download through Chromium, as the sponsor's click makes it
         download.click()
