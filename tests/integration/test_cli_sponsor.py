@@ -37,7 +37,9 @@ async def test_a_package_made_on_the_command_line_verifies_and_bad_requests_are_
         2, "export", "sponsor", "DEMO-001", "--as-of", future, "--out", str(out), env=env
     )
     assert "has no site 999" in fails(2, "export", "sponsor", "DEMO-001", "--site", "999", "--out", str(out), env=env)
-    assert "no transfer 9" in fails(2, "export", "sponsor", "DEMO-001", "--transfer", "9", "--out", str(out), env=env)
+    assert "no finished transfer 9" in fails(
+        2, "export", "sponsor", "DEMO-001", "--transfer", "9", "--out", str(out), env=env
+    )
     missing = tmp_path / "nowhere" / "p.zip"
     assert "no such folder" in fails(2, "export", "sponsor", "DEMO-001", "--out", str(missing), env=env)
     assert "study NOPE does not exist" in fails(2, "export", "sponsor", "NOPE", "--out", str(out), env=env)

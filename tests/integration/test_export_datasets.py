@@ -171,8 +171,8 @@ async def test_a_small_study_with_repeats_unscheduled_visits_and_two_sites(small
         ("TST-1-1001", 1.0, "Screening", -7),
         ("TST-1-1001", 2.0, "Week 2", 15),
         ("TST-1-1001", 4.0, "Cycle 1 Day 1", 1),
-        ("TST-1-1001", 4.0001, "UNS", 4),
-        ("TST-1-1001", 4.0002, "UNS", 6),
+        ("TST-1-1001", 4.000001, "UNS", 4),
+        ("TST-1-1001", 4.000002, "UNS", 6),
         ("TST-1-1001", 4.001, "Cycle 2 Day 1", 22),
         ("TST-1-2001", 2.0, "Week 2", 16),
     ]

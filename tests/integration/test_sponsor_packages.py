@@ -138,7 +138,7 @@ async def test_a_rebuild_is_byte_identical_and_keeps_its_transfer_and_parameters
     assert again.sha256 == first.sha256
     with pytest.raises(packages.InvalidInput, match="a rebuild takes the same parameters"):
         await packages.start(Scope("DEMO-001", TODAY), actor="cli:tester", today=TODAY, transfer=1)
-    with pytest.raises(packages.NotFound, match="no transfer 7"):
+    with pytest.raises(packages.NotFound, match="no finished transfer 7"):
         await packages.start(scope, actor="cli:tester", today=TODAY, transfer=7)
     with pytest.raises(packages.InvalidInput, match="still to come"):
         await packages.start(Scope("DEMO-001", TODAY + timedelta(days=1)), actor="x", today=TODAY)
@@ -151,7 +151,9 @@ async def test_a_rebuild_is_byte_identical_and_keeps_its_transfer_and_parameters
     assert b"safe-harbor" in report_text or b"Safe Harbor" in report_text
 
 
-async def test_the_next_transfer_lists_dv_records_created_changed_and_closed_since_the_last(loaded, kept, tmp_path):
+async def test_the_next_transfer_lists_dv_records_created_changed_and_closed_since_the_last(
+    loaded, kept, tmp_path, monkeypatch
+):
     from trialcoord.deviations import manual
 
     first = await packages.make(
@@ -178,6 +180,32 @@ async def test_the_next_transfer_lists_dv_records_created_changed_and_closed_sin
         transfer = json.loads(archive.read("manifest.json"))["transfer"]
     assert transfer["previous"] == 1 and len(transfer["dv"]["created"]) == 1
     assert transfer["dv"]["created"][0] not in delivered["created"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("define.xml could not be written")
+
+    monkeypatch.setattr(packages, "define_xml", broken)
+    with pytest.raises(RuntimeError):
+        await packages.make(Scope("DEMO-001", TODAY), actor="x", today=TODAY, installation=kept, out=tmp_path / "c.zip")
+    monkeypatch.undo()
+    failed = (await packages.packages_of("DEMO-001"))[0]
+    assert (failed.state, failed.transfer, failed.message) == ("failed", 3, "define.xml could not be written")
+    assert not (tmp_path / "c.zip").exists()
+    third = await packages.make(
+        Scope("DEMO-001", TODAY), actor="x", today=TODAY, installation=kept, out=tmp_path / "c.zip"
+    )
+    with zipfile.ZipFile(tmp_path / "c.zip") as archive:
+        transfer = json.loads(archive.read("manifest.json"))["transfer"]
+    assert third.transfer == 3 and transfer["previous"] == 2  # the failed build gave its number back
+    assert transfer["dv"] == {"created": [], "changed": [], "closed": []}
+    with pytest.raises(packages.NotFound, match="no finished transfer 4"):
+        await packages.start(Scope("DEMO-001", TODAY), actor="x", today=TODAY, transfer=4)
+    own = await packages.make(
+        Scope("DEMO-001", TODAY, ("101",)), actor="x", today=TODAY, installation=kept, out=tmp_path / "d.zip"
+    )
+    with zipfile.ZipFile(tmp_path / "d.zip") as archive:
+        transfer = json.loads(archive.read("manifest.json"))["transfer"]
+    assert own.transfer == 4 and transfer["previous"] is None  # no earlier package of site 101 alone to compare with
 
 
 async def test_verify_names_each_member_whose_bytes_were_changed(loaded, kept, tmp_path):
@@ -249,6 +277,12 @@ async def test_an_administrator_may_unblind_and_a_site_coordinator_sees_only_the
         dm = archive.read("dm.csv").decode().splitlines()
     arm = dm[0].split(",").index("ARMCD")
     assert {line.split(",")[arm] for line in dm[1:]} <= {"A", "P"} and len(dm) > 1
+    for blinded in ("sam", "mona"):  # the sponsor and the monitor may export, but never see an unblinded package
+        client = await signed_in(anonymous, blinded)
+        assert (await client.get("/api/studies/DEMO-001/sponsor-packages")).json() == []
+        assert (await client.get(status["url"])).status_code == 404
+        assert (await client.get(status["file_url"])).status_code == 404
+        assert status["sha256"] not in (await client.get("/studies/DEMO-001/sponsor-packages")).text
     cora = await signed_in(anonymous, "cora")  # coordinator of site 101
     assert (await cora.get("/api/studies/DEMO-001/sponsor-packages")).json() == []
     assert (await cora.get(status["url"])).status_code == 404  # a whole-study package is not hers to see

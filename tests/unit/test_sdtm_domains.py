@@ -132,17 +132,17 @@ def test_repeats_and_unscheduled_visits_get_decimal_visit_numbers_in_date_order(
         Counter(),
     )
     assert [(r["VISITNUM"], r["VISIT"], r["VISITDY"]) for r in rows] == [
-        (0.0001, "early", None),
+        (0.000001, "early", None),
         (4.0, "Cycle 1 Day 1", 1),
-        (4.0001, "UNS", None),
-        (4.0002, "UNS", None),  # an import's second date of one label (UNS#2) keeps the label
+        (4.000001, "UNS", None),
+        (4.000002, "UNS", None),  # an import's second date of one label (UNS#2) keeps the label
         (4.001, "Cycle 2 Day 1", 22),
-        (4.0011, "chest pain", None),
+        (4.001001, "chest pain", None),
     ]
 
 
 def test_two_visits_that_would_share_a_visit_number_are_an_error_naming_the_participant(protocol):
-    many = [visit(f"U{i}", date(2024, 3, 5 + i), None) for i in range(10)]
+    many = [visit(f"U{i:03d}", date(2024, 3, 5), None) for i in range(1000)]  # 999 fit between two visits
     with pytest.raises(InvalidInput) as raised:
         domains.sv_rows(
             design(protocol), WHO, [visit("C1D1", DAY1, 4), visit("C2D1", date(2024, 4, 1), 4, 2), *many], Counter()
@@ -168,7 +168,14 @@ def test_tv_lists_arm_limited_visits_per_arm_planned_days_and_the_window_in_word
     assert rows[6]["TVENRL"] == "no latest date" and rows[6]["ARM"] == "Active"
     assert "only when early_termination is recorded" in str(rows[7]["TVSTRL"])
     ta = domains.trial_arms(design(protocol))
-    assert ta is not None and [row[2:6] for row in ta.rows] == [("A", "Active", 1, "A"), ("P", "Placebo", 1, "P")]
+    assert ta is not None and [row[2:6] + row[7:] for row in ta.rows] == [
+        ("A", "Active", 1, "SCRN", "SCREENING"),
+        ("A", "Active", 2, "A", "TREATMENT"),
+        ("A", "Active", 3, "FU", "FOLLOW-UP"),
+        ("P", "Placebo", 1, "SCRN", "SCREENING"),
+        ("P", "Placebo", 2, "P", "TREATMENT"),
+        ("P", "Placebo", 3, "FU", "FOLLOW-UP"),
+    ]
 
 
 def test_ds_has_a_consent_per_version_randomization_and_ending_events(protocol):

@@ -113,8 +113,13 @@ def builds(app: Litestar) -> Builds:
     return found
 
 
-def shown(access: Access, package: Package) -> bool:
-    """A package covers sites; a caller who works at some sites only sees the packages within them."""
+def shown(access: Access, package: Package, today: date) -> bool:
+    """A package covers sites: a caller who works at some sites only sees the packages within them. An unblinded
+    package shows participants' arms: only to who may view the allocation at every site it covers."""
+    if package.scope.unblinded and not all(
+        access.may(Action.VIEW_ALLOCATION, package.study, site, today) for site in package.scope.sites or (None,)
+    ):
+        return False
     if access.sites is None or access.sites.all_sites:
         return True
     return bool(package.scope.sites) and all(access.sites.includes(site) for site in package.scope.sites)
@@ -158,14 +163,15 @@ class SponsorPackageController(Controller):
         return Response(out, status_code=202, headers={"Location": out.url})
 
     @get("/", opt=EXPORT, responses=problem_responses(400, 401, 403, 404))
-    async def list_packages(self, study: StudyPath, access: AccessDep) -> list[PackageOut]:
-        """The study's packages the caller may see, newest first, each with its SHA-256 and who made it."""
-        return [package_out(p) for p in await packages.packages_of(study) if shown(access, p)]
+    async def list_packages(self, study: StudyPath, access: AccessDep, today: Today) -> list[PackageOut]:
+        """The study's packages the caller may see, newest first, each with its SHA-256 and who made it (an unblinded
+        package only to who may view the allocation)."""
+        return [package_out(p) for p in await packages.packages_of(study) if shown(access, p, today)]
 
     @get("/{package_id:int}", opt=EXPORT, responses=problem_responses(400, 401, 403, 404))
-    async def status(self, study: StudyPath, package_id: int, access: AccessDep) -> PackageOut:
+    async def status(self, study: StudyPath, package_id: int, access: AccessDep, today: Today) -> PackageOut:
         """One package: its state and progress while it builds, its SHA-256 and size once done."""
-        return package_out(await _visible(study, package_id, access))
+        return package_out(await _visible(study, package_id, access, today))
 
     @get(
         "/{package_id:int}/file",
@@ -173,9 +179,11 @@ class SponsorPackageController(Controller):
         media_type="application/zip",
         responses=problem_responses(400, 401, 403, 404),
     )
-    async def file(self, study: StudyPath, package_id: int, access: AccessDep, installation: InstallationDep) -> File:
+    async def file(
+        self, study: StudyPath, package_id: int, access: AccessDep, today: Today, installation: InstallationDep
+    ) -> File:
         """The package's ZIP. Audited as downloaded, with its SHA-256."""
-        await _visible(study, package_id, access)
+        await _visible(study, package_id, access, today)
         package, path = await packages.download(study, package_id, actor=access.user_id, installation=installation)
         return File(
             path,
@@ -184,8 +192,8 @@ class SponsorPackageController(Controller):
         )
 
 
-async def _visible(study: str, package_id: int, access: Access) -> Package:
+async def _visible(study: str, package_id: int, access: Access, today: date) -> Package:
     package = await packages.get(study, package_id)
-    if not shown(access, package):
+    if not shown(access, package, today):
         raise NotFound(f"study {study} has no sponsor package {package_id}")  # as if it did not exist
     return package

@@ -36,9 +36,10 @@ async def find(study_id: int, package_id: int) -> dict[str, Any] | None:
 
 
 async def first_build(study_id: int, transfer: int) -> dict[str, Any] | None:
-    """The build that made `transfer` (not a rebuild of it), with its checkpoint."""
+    """The finished build that made `transfer` (not a rebuild of it), with its checkpoint."""
     rows = await fetch(
-        f"SELECT {_COLUMNS}, p.checkpoint {_FROM} WHERE p.study = {{}} AND p.transfer = {{}} AND p.rebuild_of IS NULL",
+        f"SELECT {_COLUMNS}, p.checkpoint {_FROM} WHERE p.study = {{}} AND p.transfer = {{}} AND p.rebuild_of IS NULL"
+        " AND p.state = 'done'",
         study_id,
         transfer,
     )
@@ -46,21 +47,28 @@ async def first_build(study_id: int, transfer: int) -> dict[str, Any] | None:
 
 
 async def last_transfer(study_id: int) -> int:
+    """The highest transfer number taken: a failed first build gives its number back."""
     rows = await fetch(
-        "SELECT MAX(transfer) AS last FROM sponsor_packages WHERE study = {} AND rebuild_of IS NULL", study_id
+        "SELECT MAX(transfer) AS last FROM sponsor_packages WHERE study = {} AND rebuild_of IS NULL"
+        " AND state <> 'failed'",
+        study_id,
     )
     return int(rows[0]["last"] or 0)
 
 
-async def delivered(study_id: int, transfer: int) -> str | None:
-    """The DV records as the newest finished build of `transfer` delivered them (JSON), if it finished."""
+async def delivered(study_id: int, before: int, sites: str, privacy: str, unblinded: int) -> dict[str, Any] | None:
+    """The newest finished build of an earlier transfer with the same sites, privacy and blinding: its transfer and
+    the DV records it delivered (JSON). Packages of another scope deliver other records: no basis to compare."""
     rows = await fetch(
-        "SELECT deviations FROM sponsor_packages WHERE study = {} AND transfer = {} AND state = 'done'"
-        " ORDER BY id DESC LIMIT 1",
+        "SELECT transfer, deviations FROM sponsor_packages WHERE study = {} AND transfer < {} AND state = 'done'"
+        " AND sites = {} AND privacy = {} AND unblinded = {} ORDER BY transfer DESC, id DESC LIMIT 1",
         study_id,
-        transfer,
+        before,
+        sites,
+        privacy,
+        unblinded,
     )
-    return rows[0]["deviations"] if rows else None
+    return rows[0] if rows else None
 
 
 async def fail_building(message: str, finished_at: str) -> int:

@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,8 @@ async def start(scope: Scope, *, actor: str, today: date, transfer: int | None =
     differ from the transfer's."""
     if scope.as_of > today:
         raise InvalidInput([Problem(f"as-of date {scope.as_of} is still to come (today is {today})", field="as_of")])
+    if scope.unblinded and not (await protocols.study_blinding(scope.study)).blinded:
+        scope = replace(scope, unblinded=False)  # an open-label study shows arms anyway: nothing to unblind
     async with transaction("sponsor package"):
         study = await protocols.require_study(scope.study)
         known = {row["code"] for row in await lookups.list_sites(study.id)}
@@ -110,7 +112,7 @@ async def start(scope: Scope, *, actor: str, today: date, transfer: int | None =
         else:
             first = await package_store.first_build(study.id, transfer)
             if first is None:
-                raise NotFound(f"study {scope.study} has no transfer {transfer} to rebuild")
+                raise NotFound(f"study {scope.study} has no finished transfer {transfer} to rebuild")
             made = _package(first).scope
             if made != scope:
                 raise InvalidInput(
@@ -145,7 +147,7 @@ async def start(scope: Scope, *, actor: str, today: date, transfer: int | None =
 
 
 def _described(scope: Scope) -> str:
-    sites = ", ".join(scope.sites) or "all sites"
+    sites = f"site{'s' if len(scope.sites) > 1 else ''} {', '.join(scope.sites)}" if scope.sites else "all sites"
     blind = ", unblinded" if scope.unblinded else ""
     return f"as of {scope.as_of}, {sites}, privacy {scope.privacy}{blind}"
 
@@ -226,7 +228,13 @@ async def _build(
     built = await study_datasets.build(scope, progress=lambda done, what: tracker.report(0.01 + 0.5 * done, what))
     async with read():
         study = await protocols.require_study(scope.study)
-        previous = await package_store.delivered(study.id, package.transfer - 1) if package.transfer > 1 else None
+        previous = await package_store.delivered(
+            study.id,
+            package.transfer,
+            json.dumps(sorted(scope.sites)),
+            str(scope.privacy),
+            int(scope.unblinded),
+        )
         first = await package_store.first_build(study.id, package.transfer) if package.rebuild_of else None
     if first is not None and first["checkpoint"]:
         checkpoint = SignedCheckpoint.from_json(json.loads(first["checkpoint"]))
@@ -234,7 +242,7 @@ async def _build(
         tracker.report(0.52, "Checking the audit trail")
         checkpoint = await audit_log.checkpoint(keys.manifest_key)
     states = {d.refid: [d.fingerprint, d.closed] for d in built.deviations}
-    delta = changes_since(json.loads(previous) if previous else None, states)
+    delta = changes_since(json.loads(previous["deviations"]) if previous else None, states)
     generated_at = instant_of(scope.as_of)
     at = datetime(scope.as_of.year, scope.as_of.month, scope.as_of.day, 23, 59, 59)
     members: list[writing.Member] = []
@@ -254,7 +262,7 @@ async def _build(
         protocol=built.protocol,
         generated_at=generated_at,
         transfer=package.transfer,
-        previous_transfer=package.transfer - 1 if previous is not None else None,
+        previous_transfer=int(previous["transfer"]) if previous is not None else None,
         dv_changes={kind: len(refids) for kind, refids in delta.items()},
         checkpoint=checkpoint,
         arms_shown=built.arms_shown,

@@ -64,7 +64,7 @@ class SponsorPackagePages(Controller):
 
 
 async def _context(study: str, access: Access, today: date, errors: dict[str, str], values: dict[str, str]) -> dict:
-    made = [p for p in await packages.packages_of(study) if shown(access, p)]
+    made = [p for p in await packages.packages_of(study) if shown(access, p, today)]
     return {
         "study": await get_study(study),
         "packages": made,

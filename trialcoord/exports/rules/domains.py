@@ -7,12 +7,14 @@ Decisions (each also stated in its variable's `rule`, which Define-XML carries):
 - VISITNUM: a protocol visit keeps its number; occurrence k of a repeating visit numbered N is N + (k-1)/1000
   (the schedule engine stops at 1,000 occurrences, so it stays below N + 1); an unscheduled visit (no number in
   the visits table) is numbered after the participant's last visit done before it (by date): that visit's
-  VISITNUM + j/10,000 for the j-th unscheduled visit since. Two equal numbers of one participant are an error.
+  VISITNUM + j/1,000,000 for the j-th unscheduled visit since (999 fit between two visits done). Two equal
+  numbers of one participant are an error.
 - VISITDY: the planned study day, counted from the protocol's day one through the chain of `from` references in
   calendar days; null when the chain reaches another event or counts months or business days.
 - EPOCH: SCREENING before RFSTDTC (or with no RFSTDTC), FOLLOW-UP after the end of treatment (the first recorded
   event that ends the schedule or ends treatment), TREATMENT from RFSTDTC up to that day.
-- TA: one element per arm (ETCD = ARMCD, the whole treatment epoch); trialcoord does not model elements.
+- TA: three elements per arm, one per epoch: SCRN (screening), the arm's treatment (ETCD = ARMCD) and FU
+  (follow-up); trialcoord models no finer elements.
 - DV: the deviations that stand (not resolved by data correction, not classified "not a protocol deviation"),
   each participant's numbered by record id (DVSEQ), so earlier numbers keep across transfers.
 """
@@ -38,7 +40,7 @@ from trialcoord.scheduling.rules.protocol import ACTUAL, Arm, Protocol, VisitDef
 Row = dict[str, Value]
 
 SCREENING, TREATMENT, FOLLOW_UP = "SCREENING", "TREATMENT", "FOLLOW-UP"
-REPEAT_STEP, UNSCHEDULED_STEP = 1000, 10_000  # VISITNUM denominators (see the module's docstring)
+REPEAT_STEP, UNSCHEDULED_STEP = 1000, 1_000_000  # VISITNUM denominators (see the module's docstring)
 UNSCHEDULED = "UNSCHEDULED"  # an unscheduled visit's VISIT under Safe Harbor (its recorded label is free text)
 RANDOMIZATION_EVENTS = ("randomization", "randomisation", "randomized")
 TREATMENT_END_EVENTS = ("last_dose", "end_of_treatment", "treatment_discontinuation", "end_of_study_treatment")
@@ -238,7 +240,7 @@ EPOCH_RULE = (
 STUDY_DAY_RULE = "date - RFSTDTC + 1 on or after RFSTDTC, else date - RFSTDTC (no day 0)"
 VISITNUM_RULE = (
     "the protocol's visit number; occurrence k of a repeating visit numbered N: N + (k-1)/1000; an unscheduled"
-    " visit: the VISITNUM of the participant's last visit before it + j/10000 for the j-th since"
+    " visit: the VISITNUM of the participant's last visit before it + j/1000000 for the j-th since"
 )
 VISITDY_RULE = (
     "planned study day: the calendar days from the protocol's day one through the visits' from references"
@@ -281,9 +283,14 @@ def ta_variables() -> tuple[Variable, ...]:
         _domain("TA"),
         _v("ARMCD", "Planned Arm Code", origin=Origin.PROTOCOL),
         _v("ARM", "Description of Planned Arm", origin=Origin.PROTOCOL),
-        _v("TAETORD", "Planned Order of Element within Arm", Kind.NUMBER, rule="one element per arm: 1"),
-        _v("ETCD", "Element Code", rule="one element per arm: the arm's code"),
-        _v("ELEMENT", "Description of Element", rule="one element per arm: the arm's name"),
+        _v(
+            "TAETORD",
+            "Planned Order of Element within Arm",
+            Kind.NUMBER,
+            rule="1 screening, 2 the arm's treatment, 3 follow-up",
+        ),
+        _v("ETCD", "Element Code", rule="SCRN, the arm's code for its treatment, FU"),
+        _v("ELEMENT", "Description of Element", rule="Screening, the arm's name, Follow-up"),
         _v("EPOCH", "Epoch", rule=f"always {TREATMENT}"),
     )
 
@@ -589,22 +596,26 @@ def _end_rule(visit: VisitDefinition) -> str:
 
 
 def trial_arms(design: Design) -> Dataset | None:
-    """TA, one element per arm; None when the protocol has no arms."""
+    """TA, each arm's elements in order: screening, the arm's treatment, follow-up (the epochs SV, DV and DS use);
+    None when the protocol has no arms."""
     if not design.protocol.arms:
         return None
-    rows: list[Row] = [
-        {
-            "STUDYID": design.study,
-            "DOMAIN": "TA",
-            "ARMCD": arm.code,
-            "ARM": arm.name,
-            "TAETORD": 1,
-            "ETCD": arm.code,
-            "ELEMENT": arm.name,
-            "EPOCH": TREATMENT,
-        }
-        for arm in design.protocol.arms
-    ]
+    rows: list[Row] = []
+    for arm in design.protocol.arms:
+        elements = (("SCRN", "Screening", SCREENING), (arm.code, arm.name, TREATMENT), ("FU", "Follow-up", FOLLOW_UP))
+        for order, (code, element, period) in enumerate(elements, start=1):
+            rows.append(
+                {
+                    "STUDYID": design.study,
+                    "DOMAIN": "TA",
+                    "ARMCD": arm.code,
+                    "ARM": arm.name,
+                    "TAETORD": order,
+                    "ETCD": code,
+                    "ELEMENT": element,
+                    "EPOCH": period,
+                }
+            )
     return build("TA", "Trial Arms", ta_variables(), rows)
 
 

@@ -407,8 +407,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         8,
         "sponsor packages: each build, its transfer number, state, file and what it delivered",
         (
-            # One row per build. A transfer's first build has rebuild_of NULL and owns its number; a rebuild of it
-            # (same data, parameters and checkpoint: the same bytes) points at that first build.
+            # One row per build. A transfer's first build has rebuild_of NULL and owns its number (unless it failed:
+            # then the next build takes the number again); a rebuild of it (same data, parameters and checkpoint: the
+            # same bytes) points at that first build.
             # deviations: the DV records as delivered (refid -> fingerprint, closed), what the next transfer's
             # created/changed/closed lists compare with; checkpoint: the signed audit checkpoint the package carries.
             """CREATE TABLE sponsor_packages (
@@ -418,7 +419,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 made_by TEXT NOT NULL, created_at TEXT NOT NULL, finished_at TEXT, sha256 TEXT, size INT,
                 checkpoint TEXT, deviations TEXT)""",
             """CREATE UNIQUE INDEX sponsor_packages_transfer ON sponsor_packages (study, transfer)
-                WHERE rebuild_of IS NULL""",
+                WHERE rebuild_of IS NULL AND state <> 'failed'""",
             "CREATE INDEX sponsor_packages_study ON sponsor_packages (study, id)",
         ),
     ),
