@@ -290,6 +290,7 @@ def test_a_value_that_does_not_fit_names_dataset_row_variable_participant_and_de
     (problem,) = raised.value.problems
     assert "dataset DV, row 2, variable DVTERM" in problem.message and why in problem.message
     assert "participant UT-1-001" in problem.message and "deviation UT-1/101/001/deviation/7" in problem.message
+    assert problem.message.endswith("or make the package in safe-harbor mode (free text becomes its code)")
     # Safe Harbor replaces the description with its coded term, so the same record fits.
     harbor = domains.dv_rows(
         design(protocol, Privacy.SAFE_HARBOR), WHO, [deviation(7, description=description)], Counter()

@@ -52,20 +52,23 @@ def _verify_packages(paths: list[str], registry_file: str | None) -> int:
     # own keys. A sponsor rarely holds the site's registry, so a sponsor package is checked without one too,
     # and the output says what the trust then rests on.
     sponsor = {path for path in paths if is_sponsor_package(path)}
-    registry = _registry(registry_file, required=bool(set(paths) - sponsor) or registry_file is not None)
+    registry, source = _registry(registry_file, required=bool(set(paths) - sponsor) or registry_file is not None)
     failed = 0
     for path in paths:
-        failed += (_verify_sponsor if path in sponsor else _verify_binder)(path, registry)
+        if path in sponsor:
+            failed += _verify_sponsor(path, registry, f"the signer registry {source}")
+        else:
+            failed += _verify_binder(path, registry)
     return 1 if failed else 0
 
 
-def _registry(registry_file: str | None, *, required: bool) -> dict | None:
+def _registry(registry_file: str | None, *, required: bool) -> tuple[dict | None, Path]:
     import json
 
     source = Path(registry_file) if registry_file else get_settings().signatures_dir / "registry.json"
     if not source.exists():
         if not required:
-            return None
+            return None, source
         raise UsageError(
             f"{source}: no signer registry to trust; pass --registry FILE, the registry the site"
             " publishes (signatures/registry.json), not the copy inside the package"
@@ -76,7 +79,7 @@ def _registry(registry_file: str | None, *, required: bool) -> dict | None:
         raise UsageError(f"{source}: not a readable signer registry ({error})") from None
     if not isinstance(registry, dict):
         raise UsageError(f"{source}: not a signer registry (a JSON object is expected)")
-    return registry
+    return registry, source
 
 
 def _verify_binder(path: str, registry: dict | None) -> int:
@@ -95,10 +98,10 @@ def _verify_binder(path: str, registry: dict | None) -> int:
     return 1
 
 
-def _verify_sponsor(path: str, registry: dict | None) -> int:
+def _verify_sponsor(path: str, registry: dict | None, registry_name: str) -> int:
     from trialcoord.exports.verification import verify_package
 
-    report = verify_package(path, registry)
+    report = verify_package(path, registry, registry_name)
     for problem in report.problems:
         print(f"{path}: {problem}", file=sys.stderr)
     if report.ok:
@@ -107,5 +110,6 @@ def _verify_sponsor(path: str, registry: dict | None) -> int:
             f" the manifest signature verify; trusted through {report.trust}"
         )
         return 0
-    print(f"{path}: {len(report.problems)} problems; trusted through {report.trust or 'nothing'}", file=sys.stderr)
+    count = len(report.problems)
+    print(f"{path}: {count} problem{'s' if count > 1 else ''}", file=sys.stderr)
     return 1

@@ -286,7 +286,10 @@ def _study_charts(document: Mapping[str, Any], sites: Sequence[Mapping[str, Any]
             )
         ),
         _svg(
-            charts.bars("Deviations by classification", _items(totals["deviation_states"]["by_classification"].items()))
+            charts.bars(
+                "Deviations by classification",
+                _items((k.replace("_", " "), n) for k, n in totals["deviation_states"]["by_classification"].items()),
+            )
         ),
         _svg(
             charts.bars(

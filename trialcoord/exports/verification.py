@@ -54,13 +54,17 @@ def is_sponsor_package(path_or_file: str | Path | BinaryIO) -> bool:
             path_or_file.seek(0)
 
 
-def verify_package(path_or_file: str | Path | BinaryIO, registry: Mapping[str, Any] | None = None) -> PackageCheck:
+def verify_package(
+    path_or_file: str | Path | BinaryIO,
+    registry: Mapping[str, Any] | None = None,
+    registry_name: str = "the given signer registry",
+) -> PackageCheck:
     """Check a sponsor package. `registry` is the site's published signer registry: the manifest key must be one
     of its system keys. Without it only the package's own key vouches for the manifest, and `trust` says so."""
     check = PackageCheck()
     try:
         with zipfile.ZipFile(path_or_file) as archive:
-            _Checker(archive, check).run(registry)
+            _Checker(archive, check, registry_name).run(registry)
     except (OSError, zipfile.BadZipFile) as error:
         check.problems.append(f"not a readable ZIP ({error})")
     return check
@@ -70,6 +74,7 @@ def verify_package(path_or_file: str | Path | BinaryIO, registry: Mapping[str, A
 class _Checker:
     archive: zipfile.ZipFile
     check: PackageCheck
+    registry_name: str
     good: dict[str, bytes] = field(default_factory=dict)  # members whose hash matched, by name
 
     def problem(self, text: str) -> None:
@@ -140,7 +145,7 @@ class _Checker:
             self.check.trust = "the package's own key only: compare manifest-key.pem with the site's signer registry"
         else:
             system = {str(k.get("key_id")): k for k in registry.get("system_keys") or [] if isinstance(k, Mapping)}
-            self.check.trust = "the given signer registry"
+            self.check.trust = self.registry_name
             if key_id not in system:
                 self.problem(f"{SIGNATURE}: signed by key {key_id}, which is not a system key in the registry")
             elif system[key_id].get("public_key") != public:

@@ -107,4 +107,9 @@ By hand, in the unzipped folder:
 3. Every file against the signed manifest. Expect one "OK" per file and no "FAILED":
 
    grep -o '"path":"[^"]*","sha256":"[0-9a-f]*"' manifest.json | sed -E 's/^"path":"(.*)","sha256":"(.*)"$/\\2  \\1/' | sha256sum -c -
+
+4. Nothing else is in the ZIP: this lists every member the manifest does not; expect exactly manifest.json,
+   manifest.json.sig and manifest-key.pem:
+
+   unzip -Z1 THIS-FILE.zip | sort | comm -23 - <(grep -o '"path":"[^"]*"' manifest.json | cut -d'"' -f4 | sort)
 """

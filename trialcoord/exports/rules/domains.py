@@ -474,8 +474,13 @@ class Collector:
             who.append(f"{row.get('IDVAR')} {row['IDVARVAL']}")
         if not who:
             return problem
+        remedy = ""
+        if "variable DVTERM" in problem.message or (
+            self.name.startswith("SUPP") and "variable QVAL" in problem.message
+        ):
+            remedy = "; correct the record's text, or make the package in safe-harbor mode (free text becomes its code)"
         return Problem(
-            f"{problem.message} ({', '.join(who)})", problem.file, problem.line, problem.column, problem.field
+            f"{problem.message} ({', '.join(who)}){remedy}", problem.file, problem.line, problem.column, problem.field
         )
 
 
