@@ -113,6 +113,7 @@ async def test_a_coded_package_of_the_demo_verifies_offline_holds_no_personal_va
         "transfer": 1,
     }
     assert manifest["transfer"]["number"] == 1 and manifest["transfer"]["previous"] is None
+    assert set(manifest["software"]) == set(packages.SOFTWARE) and manifest["trialcoord_version"]
     assert manifest["checkpoint"]["size"] > 0
     leaked = {
         (name, value)

@@ -40,6 +40,8 @@ from trialcoord.scheduling import lookups, protocols
 
 Progress = Callable[[float, str], None]
 FOLDER = "sponsor-packages"  # in the data directory: every finished package, named by its row id
+# The libraries whose versions shape the package's bytes (a rebuild with others may differ; the datasets will not).
+SOFTWARE = ("pyreadstat", "lxml", "weasyprint", "pydyf", "fonttools", "pikepdf", "cryptography")
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +285,7 @@ async def _build(
         "protocol": built.protocol,
         "generated_at": generated_at,
         "trialcoord_version": importlib.metadata.version("trialcoord"),
+        "software": {name: importlib.metadata.version(name) for name in SOFTWARE},
         "parameters": {
             "as_of": scope.as_of.isoformat(),
             "sites": sorted(scope.sites),
