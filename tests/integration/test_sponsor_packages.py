@@ -294,9 +294,20 @@ async def test_an_administrator_may_unblind_and_a_site_coordinator_sees_only_the
     assert (await paula.get("/api/studies/DEMO-001/sponsor-packages")).status_code == 403
 
 
-async def test_a_build_the_server_did_not_finish_is_failed_at_the_next_start(loaded):
+async def test_one_build_runs_per_study_and_one_the_server_did_not_finish_is_failed_at_the_next_start(loaded):
     package = await packages.start(Scope("DEMO-001", TODAY), actor="x", today=TODAY)
     assert package.state == "building"
+    with pytest.raises(packages.Conflict, match="is being built"):  # one build per study at a time
+        await packages.start(Scope("DEMO-001", TODAY, ("101",)), actor="y", today=TODAY)
     assert await packages.fail_interrupted() == 1
     after = await packages.get("DEMO-001", package.id)
     assert after.state == "failed" and "server stopped" in after.message
+
+
+async def test_without_the_system_key_no_package_is_started(loaded, tmp_path):
+    from trialcoord.kernel.config import load_settings
+
+    bare = Installation(load_settings({"TRIALCOORD_DATA_DIR": str(tmp_path / "nokeys")}))
+    with pytest.raises(packages.NotConfigured, match="no system key"):
+        await packages.make(Scope("DEMO-001", TODAY), actor="x", today=TODAY, installation=bare, out=tmp_path / "x.zip")
+    assert await packages.packages_of("DEMO-001") == []

@@ -136,6 +136,7 @@ async def start_build(
         sites = tuple(sorted(access.sites.sites))  # a site's staff: their own sites, never the whole study
     if body.unblinded and not access.may(Action.VIEW_ALLOCATION, study, None, today):
         raise PermissionDeniedException("an unblinded package needs view_allocation on every site of the study")
+    installation.keys()  # 503 before anything is recorded when the system key is missing: nothing is made unsigned
     scope = Scope(study, plausible(body.as_of, "as_of") or today, sites, Privacy(body.privacy), body.unblinded)
     package = await packages.start(scope, actor=access.user_id, today=today, transfer=body.transfer)
     builds(request.app).run(package, installation)
@@ -146,7 +147,7 @@ class SponsorPackageController(Controller):
     path = "/api/studies/{study:str}/sponsor-packages"
     tags = ["sponsor packages"]
 
-    @post("/", opt=EXPORT, status_code=202, responses=problem_responses(400, 401, 403, 404, 422, 503))
+    @post("/", opt=EXPORT, status_code=202, responses=problem_responses(400, 401, 403, 404, 409, 422, 503))
     async def start(
         self,
         request: Request,
@@ -157,7 +158,8 @@ class SponsorPackageController(Controller):
         installation: InstallationDep,
     ) -> Response[PackageOut]:
         """Start building a package (the next transfer, or `transfer` to rebuild one with its parameters); poll
-        its `url` until `state` is done, then fetch `file_url`. Audited when made."""
+        its `url` until `state` is done, then fetch `file_url`. One build per study at a time (409 while one runs).
+        Audited when made."""
         package = await start_build(request, study, data, access, today, installation)
         out = package_out(package)
         return Response(out, status_code=202, headers={"Location": out.url})

@@ -71,6 +71,11 @@ async def delivered(study_id: int, before: int, sites: str, privacy: str, unblin
     return rows[0] if rows else None
 
 
+async def building(study_id: int) -> bool:
+    rows = await fetch("SELECT id FROM sponsor_packages WHERE study = {} AND state = 'building' LIMIT 1", study_id)
+    return bool(rows)
+
+
 async def fail_building(message: str, finished_at: str) -> int:
     """Builds a stopped process left 'building': failed, with why (nothing half-written is ever offered)."""
     rows = await fetch(

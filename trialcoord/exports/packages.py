@@ -33,7 +33,7 @@ from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.installation import Installation
-from trialcoord.kernel.problems import InvalidInput, NotConfigured, NotFound, Problem
+from trialcoord.kernel.problems import Conflict, InvalidInput, NotConfigured, NotFound, Problem
 from trialcoord.kernel.rules.audit_entries import utc_instant
 from trialcoord.kernel.signing_keys import SignedCheckpoint
 from trialcoord.scheduling import lookups, protocols
@@ -108,6 +108,10 @@ async def start(scope: Scope, *, actor: str, today: date, transfer: int | None =
         unknown = [site for site in scope.sites if site not in known]
         if unknown:
             raise InvalidInput([Problem(f"study {scope.study} has no site {', '.join(unknown)}", field="site")])
+        if await package_store.building(study.id):
+            raise Conflict(
+                f"a package of study {scope.study} is being built; wait for it to finish (one build at a time)"
+            )
         rebuild_of = None
         if transfer is None:
             number = await package_store.last_transfer(study.id) + 1
@@ -217,6 +221,7 @@ async def make(
     progress: Progress | None = None,
 ) -> Package:
     """Start and build in one go (the command line)."""
+    installation.keys()  # NotConfigured before anything is recorded: no package is made unsigned
     package = await start(scope, actor=actor, today=today, transfer=transfer)
     return await build(package, installation, out=out, progress=progress)
 
