@@ -125,7 +125,7 @@ async def enrol(participants: int, rng: random.Random):
             subject["withdrawal"] = randomized + timedelta(days=rng.randrange(1, LAST_VISIT_DAYS))
     async with transaction("bench set-up"):
         study = await protocols.require_study(STUDY)
-        site_ids = {code: (await sites_store.find_site(study.id, code))["id"] for code in codes}
+        site_ids = {code: (await sites_store.find_site(study.id, code) or {})["id"] for code in codes}
         version = (await studies_store.list_versions(study.id))[0]["id"]
         arms = {s: "AP"[n % 2] for n, s in enumerate(events)}
         await participants_store.insert_participants(
@@ -147,7 +147,12 @@ def seed_rows(protocol, people, version, statuses: Counter, flagged: list, rng: 
         ending = events.get("withdrawal", AS_OF)
         actuals: dict[str, date] = {}
         for visit in evaluate(protocol, events, {}, AS_OF, arm):
-            if visit.latest is None or visit.latest >= ending or visit.status == "not_applicable":
+            if (
+                visit.earliest is None
+                or visit.latest is None
+                or visit.latest >= ending
+                or visit.status == "not_applicable"
+            ):
                 continue
             draw = rng.random()
             if draw < 0.02:
@@ -246,8 +251,8 @@ async def bulk(kind: str, url: str, table: str, columns: tuple[str, ...], rows: 
     """Raw executemany (SQLite) or COPY (PostgreSQL); ids given are followed by the sequence."""
     if kind == "sqlite":
         marks = ", ".join("?" for _ in columns)
-        with closing(sqlite3.connect(raw_sqlite_path(url))) as connection, connection:
-            connection.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+        with closing(sqlite3.connect(raw_sqlite_path(url))) as file, file:
+            file.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
         return
     connection = await asyncpg.connect(url)
     try:
@@ -260,7 +265,7 @@ async def bulk(kind: str, url: str, table: str, columns: tuple[str, ...], rows: 
 
 
 async def set_up(kind: str, url: str, participants: int, deviations: int) -> None:
-    rng, statuses, flagged, review = random.Random(14), Counter(), [], Counter()
+    rng, statuses, review, flagged = random.Random(14), Counter[str](), Counter[str](), list[tuple]()
     began = time.perf_counter()
     protocol, people, version, study_id = await enrol(participants, rng)
     await seed(kind, url, seed_rows(protocol, people, version, statuses, flagged, rng))
