@@ -1,7 +1,7 @@
 """Run the benchmarks in order: `.venv/bin/python -m bench [--quick] [NAME ...]` (`make bench` runs them all).
 
 --quick runs each at a tenth of its scale, as a smoke test; NAME picks benchmarks (compute, check, persist,
-query, endpoint, audit, signatures, binder, deviations, amendments, import). Figures and goals:
+query, endpoint, audit, signatures, binder, deviations, amendments, import, sponsor). Figures and goals:
 docs/performance.md.
 Timings are printed, never asserted.
 """
@@ -26,6 +26,7 @@ from bench import (
     persist,
     query,
     signatures,
+    sponsor_package,
 )
 
 BENCHMARKS = {
@@ -40,6 +41,7 @@ BENCHMARKS = {
     "deviations": deviations.main,
     "amendments": amendments.main,
     "import": import_events.main,
+    "sponsor": lambda quick: sponsor_package.main(quick),
 }
 
 
