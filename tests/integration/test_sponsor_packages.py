@@ -311,3 +311,16 @@ async def test_without_the_system_key_no_package_is_started(loaded, tmp_path):
     with pytest.raises(packages.NotConfigured, match="no system key"):
         await packages.make(Scope("DEMO-001", TODAY), actor="x", today=TODAY, installation=bare, out=tmp_path / "x.zip")
     assert await packages.packages_of("DEMO-001") == []
+
+
+async def test_the_page_says_why_a_package_cannot_be_made_and_keeps_what_was_chosen(loaded, app, anonymous):
+    sam = await signed_in(anonymous, "sam")
+    future = (TODAY + timedelta(days=2)).isoformat()
+    refused = await sam.post("/studies/DEMO-001/sponsor-packages", data={"as_of": future, "privacy": "safe-harbor"})
+    assert refused.status_code == 422 and "is still to come" in refused.text
+    assert 'value="safe-harbor" selected' in refused.text  # the choice is kept
+    await packages.start(Scope("DEMO-001", TODAY), actor="other", today=TODAY)  # a build still running
+    busy = await sam.post("/studies/DEMO-001/sponsor-packages", data={"privacy": "coded"})
+    assert busy.status_code == 422 and "is being built" in busy.text
+    page = await sam.get("/studies/DEMO-001/sponsor-packages")
+    assert '<meta http-equiv="refresh" content="3">' in page.text and "<progress" in page.text
