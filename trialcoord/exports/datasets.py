@@ -88,16 +88,16 @@ async def build(scope: Scope, progress: Progress | None = None) -> StudyDatasets
         out = domains.collectors(scope.privacy)
         states: list[DeviationState] = []
         occurrences: dict[str, int] = {}
+        days: dict[Any, date] = {}  # each visit date as read, parsed once (a study has a few thousand)
         for start in range(0, len(people), store.PAGE):
             page = people[start : start + store.PAGE]
             report(0.1 + 0.8 * start / max(1, len(people)), f"participants {start + 1} to {start + len(page)}")
-            visits = _visits_by_participant(await store.visits_done([row[0] for row in page], scope.as_of))
+            visits = _visits_by_participant(await store.visits_done([row[0] for row in page], scope.as_of), days)
             for pid, subject_id, site, arm in page:
                 who = domains.subject(design, subject_id, site, arm, events[pid], consents[pid], born.get(pid))
                 done = visits.get(pid, [])
                 _count_occurrences(design, done, occurrences)
-                for row in domains.sv_rows(design, who, done, withheld):
-                    out["SV"].add(row)
+                out["SV"].extend(domains.sv_records(design, who, done, withheld))
                 for record, (dv, supp) in _with_records(deviations.get(pid, []), design, who, withheld):
                     out["DV"].add(dv)
                     for row in supp:
@@ -187,12 +187,13 @@ async def _birth_dates(study: str, study_id: int, sites: Sequence[str]) -> dict[
     return found
 
 
-def _visits_by_participant(rows: Sequence[Sequence[Any]]) -> dict[int, list[VisitDone]]:
+def _visits_by_participant(rows: Sequence[Sequence[Any]], days: dict[Any, date]) -> dict[int, list[VisitDone]]:
     found: dict[int, list[VisitDone]] = defaultdict(list)
     for pid, code, occurrence, name, number, actual in rows:
-        found[pid].append(
-            VisitDone(code, occurrence, name, None if number is None else float(number), _required(actual))
-        )
+        day = days.get(actual)
+        if day is None:
+            day = days[actual] = _required(actual)
+        found[pid].append(VisitDone(code, occurrence, name, None if number is None else float(number), day))
     return found
 
 

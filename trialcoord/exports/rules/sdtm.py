@@ -89,9 +89,8 @@ _NUMBER_TYPES, _TEXT_TYPES = frozenset({int, float, type(None)}), frozenset({str
 
 def _profile_of(data: Dataset) -> Profile:
     """Two passes of C loops per column (its distinct values; a number column's types too), no Python per value."""
-    width = len(data.variables)
-    if any(len(row) != width for row in data.rows):
-        raise ValueError(f"dataset {data.name}: a row's values do not match its {width} variables")
+    if not _same_width(data):
+        raise ValueError(f"dataset {data.name}: a row's values do not match its {len(data.variables)} variables")
     lengths: dict[str, int] = {}
     values: dict[str, frozenset[Value]] = {}
     typed = True
@@ -132,12 +131,15 @@ def check(data: Dataset) -> Dataset:
             problems.append(Problem(f"{at}: the variable is listed twice", field="variable"))
         seen.add(variable.name)
         problems += _label_problems(at, variable.label, "label")
-    width = len(data.variables)
-    if any(len(row) != width for row in data.rows) or not _fits(data.variables, data.profile()):
+    if not _same_width(data) or not _fits(data.variables, data.profile()):
         problems += _row_problems(data)
     if problems:
         raise InvalidInput(problems)
     return data
+
+
+def _same_width(data: Dataset) -> bool:
+    return set(map(len, data.rows)) <= {len(data.variables)}
 
 
 def _fits(variables: Sequence[Variable], profile: Profile) -> bool:
