@@ -75,11 +75,13 @@ def csv_bytes(data: Dataset) -> bytes:
     if not data.variables or not profile.typed or not all(_finite(profile.values[v.name]) for v in data.variables):
         rows = [[_plain(value) for value in row] for row in data.rows]  # what the columns below cannot tell apart
         return csv_text(list(data.names), rows).encode("utf-8")
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    out = io.BytesIO()
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="")  # encoded as written: no whole str, then bytes
+    writer = csv.writer(text, lineterminator="\r\n")
     writer.writerow([inert(name) for name in data.names])
     writer.writerows(zip(*(_cells(data, index, profile.values[v.name]) for index, v in enumerate(data.variables))))
-    return out.getvalue().encode("utf-8")
+    text.flush()
+    return out.getvalue()
 
 
 def _finite(values: frozenset[Value]) -> bool:

@@ -690,12 +690,13 @@ def sv_records(
     each); in a blinded package those of arm-limited visits are withheld."""
     rows: list[tuple[Value, ...]] = []
     study, usubjid, blinded, start = design.study, who.usubjid, not design.arms_shown, who.reference_start
+    dtc, planned_day = design.dtc, design.planned_day
     for number, visit in visit_numbers(who, visits):
         if blinded and design.arm_limited(visit.code):
             withheld[WITHHELD_SV] += 1
             continue
         actual = visit.actual
-        day = design.dtc(actual)
+        day = dtc(actual)
         if start is None:
             study_days = None
         else:  # `study_day`, inlined: a million calls
@@ -703,7 +704,7 @@ def sv_records(
             study_days = delta + 1 if delta >= 0 else delta
         if visit.number is not None:
             visit_name: str | None = visit.name
-            planned = design.planned_day(visit.code)
+            planned = planned_day(visit.code)
         else:
             visit_name, planned = pv.text(_REPEAT_SUFFIX.sub("", visit.code), UNSCHEDULED, design.privacy), None
         rows.append((study, "SV", usubjid, number, visit_name, planned, epoch(actual, who), day, day, study_days))
