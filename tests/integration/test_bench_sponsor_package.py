@@ -27,8 +27,8 @@ def test_the_sponsor_package_benchmark_runs_on_both_engines_at_a_tiny_scale(monk
         assert f"{kind} build's RSS growth / largest DataFrame: ratio" in out
         assert re.search(rf"{kind} report pages: \d+ \(goal < 40\) met", out)
         assert re.search(rf"{kind} package verifies: 0 problems \(17 files, 7 datasets checked", out)
-    # Every dataset is in the package, with rows; SV is the largest, its rows the visits done.
-    rows = re.findall(r"rows: TV (\d+), TA 2, SV ([\d,]+), DV (\d+), SUPPDV ([\d,]+), DS (\d+), DM 20", out)
+    # Every dataset is in the package, with rows (TA: three elements for each of the two arms); SV is the largest.
+    rows = re.findall(r"rows: TV (\d+), TA 6, SV ([\d,]+), DV (\d+), SUPPDV ([\d,]+), DS (\d+), DM 20", out)
     assert len(rows) == len(engines) and len(set(rows)) == 1  # the same seed gives the same study on both engines
     assert int(rows[0][0]) == 98 and int(rows[0][2]) > 0
     assert out.count("largest dataset SV") == len(engines)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pyreadstat
@@ -14,6 +15,7 @@ import pytest
 from trialcoord.exports.rules.sdtm import Kind, Origin, Variable, dataset, study_day
 from trialcoord.exports.transport import csv_bytes, xpt_bytes
 from trialcoord.kernel.problems import InvalidInput
+from trialcoord.kernel.render.tabular import csv_text
 
 SV = (
     Variable("STUDYID", "Study Identifier", origin=Origin.ASSIGNED),
@@ -125,3 +127,58 @@ def parse(variable, text):
     if variable.kind is Kind.NUMBER:
         return float(text)
     return text[1:] if text.startswith("'=") else text  # the CSV's formula guard
+
+
+TRICKY = [  # the CSV guard's and the numbers' edge cases, in a text and a number column
+    ("=1+1", 1.0),
+    ("  +SUM(A1)", -2.0),
+    ("\t-3", 2.5),
+    ("@home", -13),
+    ("plain, with a comma", 0.000001),
+    ('a "quoted" word', None),
+    ("line\rbreak", 1e20),
+    ("", -0.0),
+    (None, 4.001),
+    ("-", 7),
+]
+PAIR = (Variable("QVAL", "Data Value"), Variable("VISITNUM", "Visit Number", Kind.NUMBER))
+
+
+def tabular_csv(data):
+    """What csv_bytes wrote before it went column by column: each value through tabular.csv_text."""
+    rows = [[int(v) if isinstance(v, float) and v.is_integer() else v for v in row] for row in data.rows]
+    return csv_text(list(data.names), rows).encode("utf-8")
+
+
+@pytest.mark.parametrize("extra", [(), (("ok", math.nan), ("fine", -math.inf))])
+def test_the_csv_holds_the_cells_tabular_writes_byte_for_byte(extra):
+    data = dataset("QS", "Tricky Values", PAIR, [{"QVAL": t, "VISITNUM": n} for t, n in (*TRICKY, *extra)])
+    written = csv_bytes(data)
+    assert written == tabular_csv(data)
+    lines = written.decode("ascii").split("\r\n")
+    assert lines[1:5] == ["'=1+1,1", "'  +SUM(A1),-2", "'\t-3,2.5", "'@home,-13"]  # numbers never guarded
+    assert '"line\rbreak",100000000000000000000' in written.decode("ascii")
+
+
+def test_check_profiles_the_columns_once_and_a_changed_dataset_is_profiled_anew():
+    sv = dataset("SV", "Subject Visits", SV, ROWS)
+    profile = sv.profile()
+    assert profile is sv.profile() and profile.typed
+    assert profile.lengths["USUBJID"] == 14 and profile.lengths["VISIT"] == len("UNSCHEDULED 2.1")
+    assert profile.values["SVSTDY"] == {-13, 17, None} and profile.values["STUDYID"] == {"TST-1"}
+    fewer = replace(sv, rows=sv.rows[:1])
+    assert fewer.profile().values["SVSTDY"] == {-13} and fewer.lengths()["VISIT"] == len("SCREENING")
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ([1, True], "row 2, variable VISITNUM: True is not a number"),  # a set takes True for 1: not the check
+        ([1, "1"], "row 2, variable VISITNUM: '1' is not a number"),
+    ],
+)
+def test_every_value_is_checked_even_one_equal_to_another(values, named):
+    rows = [{**ROWS[0], "VISITNUM": value} for value in values]
+    with pytest.raises(InvalidInput) as refused:
+        dataset("SV", "Subject Visits", SV, rows)
+    assert [p.message for p in refused.value.problems] == [f"dataset SV, {named}"]

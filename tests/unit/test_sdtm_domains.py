@@ -319,3 +319,25 @@ def test_a_deviations_review_values_on_an_earlier_day_undo_the_later_steps():
     assert (earlier["state"], earlier["site_reason"], earlier["closed_at"]) == ("site_response", "Travelling", None)
     before = standing_on(current, steps, date(2024, 3, 24))
     assert (before["state"], before["site_reason"]) == ("detected", None)
+
+
+def test_sv_records_are_the_sv_rows_as_tuples_in_the_variables_order(protocol):
+    visits = [visit("V2", DAY1, 2), visit("SCR", date(2024, 3, 3), 1), visit("chest pain", date(2024, 3, 26), None)]
+    harbor = design(protocol, Privacy.SAFE_HARBOR)
+    records = domains.sv_records(harbor, WHO, visits, Counter())
+    assert domains.SV_NAMES == tuple(v.name for v in domains.sv_variables(Privacy.SAFE_HARBOR))
+    assert [dict(zip(domains.SV_NAMES, r)) for r in records] == domains.sv_rows(harbor, WHO, visits, Counter())
+    assert records[0] == ("UT-1", "SV", "UT-1-001", 1.0, "SCR", -7, "SCREENING", "2024", "2024", -1)
+    assert records[2][4] == "UNSCHEDULED"
+
+
+def test_a_collector_takes_rows_by_name_a_missing_name_null_and_tuples_as_they_are():
+    collector = domains.collectors(Privacy.CODED)["DM"]
+    full = dict.fromkeys(collector.names, None) | {"STUDYID": "UT-1", "DOMAIN": "DM", "USUBJID": "UT-1-001"}
+    collector.add(full)
+    collector.add({"STUDYID": "UT-1", "DOMAIN": "DM", "USUBJID": "UT-1-002", "SUBJID": "002", "SITEID": "101"})
+    collector.extend([("UT-1", "DM", "UT-1-003", "003", None, None, "101", 40, "YEARS", None, None)])
+    dm = collector.dataset()
+    assert [row[2] for row in dm.rows] == ["UT-1-001", "UT-1-002", "UT-1-003"]
+    assert dm.rows[1] == ("UT-1", "DM", "UT-1-002", "002", None, None, "101", None, None, None, None)
+    assert dm.profile().values["AGE"] == {None, 40}

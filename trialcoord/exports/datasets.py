@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
@@ -88,16 +88,16 @@ async def build(scope: Scope, progress: Progress | None = None) -> StudyDatasets
         out = domains.collectors(scope.privacy)
         states: list[DeviationState] = []
         occurrences: dict[str, int] = {}
+        days: dict[Any, date] = {}  # each visit date as read, parsed once (a study has a few thousand)
         for start in range(0, len(people), store.PAGE):
             page = people[start : start + store.PAGE]
             report(0.1 + 0.8 * start / max(1, len(people)), f"participants {start + 1} to {start + len(page)}")
-            visits = _visits_by_participant(await store.visits_done([row[0] for row in page], scope.as_of))
+            visits = _by_participant(await store.visits_done([row[0] for row in page], scope.as_of))
             for pid, subject_id, site, arm in page:
                 who = domains.subject(design, subject_id, site, arm, events[pid], consents[pid], born.get(pid))
-                done = visits.get(pid, [])
+                done = _visits(visits.get(pid, ()), days)
                 _count_occurrences(design, done, occurrences)
-                for row in domains.sv_rows(design, who, done, withheld):
-                    out["SV"].add(row)
+                out["SV"].extend(domains.sv_records(design, who, done, withheld))
                 for record, (dv, supp) in _with_records(deviations.get(pid, []), design, who, withheld):
                     out["DV"].add(dv)
                     for row in supp:
@@ -187,12 +187,24 @@ async def _birth_dates(study: str, study_id: int, sites: Sequence[str]) -> dict[
     return found
 
 
-def _visits_by_participant(rows: Sequence[Sequence[Any]]) -> dict[int, list[VisitDone]]:
-    found: dict[int, list[VisitDone]] = defaultdict(list)
-    for pid, code, occurrence, name, number, actual in rows:
-        found[pid].append(
-            VisitDone(code, occurrence, name, None if number is None else float(number), _required(actual))
-        )
+def _by_participant(rows: Sequence[Sequence[Any]]) -> dict[int, list[Sequence[Any]]]:
+    found: dict[int, list[Sequence[Any]]] = defaultdict(list)
+    for row in rows:
+        found[row[0]].append(row)
+    return found
+
+
+def _visits(rows: Iterable[Sequence[Any]], days: dict[Any, date]) -> list[VisitDone]:
+    """One participant's visits as read (participant, code, occurrence, name, number, actual), made into records
+    just before their rows: a whole page's records, alive together, would reach the garbage collector's oldest
+    generation and bring on full collections that walk every row built so far (a quarter of the build's time).
+    The driver's tuples of plain values are not in the way: the collector stops tracking them."""
+    found = []
+    for _, code, occurrence, name, number, actual in rows:
+        day = days.get(actual)
+        if day is None:
+            day = days[actual] = _required(actual)
+        found.append(VisitDone(code, occurrence, name, None if number is None else float(number), day))
     return found
 
 

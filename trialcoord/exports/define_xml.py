@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from operator import itemgetter
 
 from lxml import etree
 
@@ -121,12 +122,14 @@ def item_types(data: Dataset) -> dict[str, ItemType]:
     """Each variable's type from what its values are, not what they were meant to be: a --DTC column holding a
     year alone (safe-harbor) is a partialDate, a numeric column of whole numbers an integer. Length is stated for
     text, integer and float only (Define-XML 2.1): text's is the XPT's (`Dataset.lengths`), a number's its most
-    digits (sign and decimal point not counted), with a float's most decimals as SignificantDigits."""
-    lengths = data.lengths()
-    columns = list(zip(*data.rows)) if data.rows else [() for _ in data.variables]
+    digits (sign and decimal point not counted), with a float's most decimals as SignificantDigits. Read from the
+    columns' distinct values (`Dataset.profile`), which say all of it."""
+    profile = data.profile()
     return {
-        variable.name: _item_type(variable, [value for value in column if value is not None], lengths)
-        for variable, column in zip(data.variables, columns)
+        variable.name: _item_type(
+            variable, [value for value in profile.values[variable.name] if value is not None], profile.lengths
+        )
+        for variable in data.variables
     }
 
 
@@ -269,6 +272,11 @@ def _data_problems(data: Dataset, known: Domain) -> list[Problem]:
     if problems:
         return problems
     keys = [data.names.index(key) for key in known.keys]
+    values = data.profile().values
+    key_of = itemgetter(*keys) if len(keys) > 1 else lambda row: (row[keys[0]],)
+    unique = len(set(map(key_of, data.rows))) == len(data.rows)
+    if unique and not any(None in values[v.name] for v in data.variables if v.name in known.required):
+        return problems  # fine: the row by row walk below is only to name what is not
     first_row: dict[tuple[object, ...], int] = {}
     for number, row in enumerate(data.rows, start=1):
         key = tuple(row[i] for i in keys)

@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from operator import itemgetter
 
 from trialcoord.deviations.rules.deviation_trends import NOT_STANDING_CLASSES, NOT_STANDING_STATES
 from trialcoord.exports.rules import privacy as pv
@@ -313,6 +314,9 @@ def sv_variables(privacy: Privacy) -> tuple[Variable, ...]:
     )
 
 
+SV_NAMES = tuple(v.name for v in sv_variables(Privacy.CODED))  # the same in every privacy mode
+
+
 def dv_variables(privacy: Privacy) -> tuple[Variable, ...]:
     harbor = privacy is Privacy.SAFE_HARBOR
     return (
@@ -449,9 +453,21 @@ class Collector:
         self.name, self.label, self.variables = name, label, tuple(variables)
         self.names = tuple(v.name for v in self.variables)
         self.rows: list[tuple[Value, ...]] = []
+        self._values = itemgetter(*self.names) if len(self.names) > 1 else None
 
     def add(self, row: Mapping[str, Value]) -> None:
+        """A row keyed by variable name; a name it lacks is a null."""
+        try:
+            if self._values is not None:
+                self.rows.append(self._values(row))
+                return
+        except KeyError:
+            pass
         self.rows.append(tuple(row.get(n) for n in self.names))
+
+    def extend(self, rows: Iterable[tuple[Value, ...]]) -> None:
+        """Rows as tuples in the variables' order."""
+        self.rows.extend(rows)
 
     def dataset(self) -> Dataset:
         built = Dataset(self.name, self.label, self.variables, tuple(self.rows))
@@ -667,34 +683,41 @@ def visit_numbers(who: Subject, visits: Iterable[VisitDone]) -> list[tuple[float
     return numbered
 
 
-def sv_rows(design: Design, who: Subject, visits: Iterable[VisitDone], withheld: Counter[str]) -> list[Row]:
-    """The participant's SV rows by VISITNUM; in a blinded package those of arm-limited visits are withheld."""
-    rows: list[tuple[float, Row]] = []
+def sv_records(
+    design: Design, who: Subject, visits: Iterable[VisitDone], withheld: Counter[str]
+) -> list[tuple[Value, ...]]:
+    """The participant's SV rows by VISITNUM, as tuples in `sv_variables`' order (a million rows: no mapping
+    each); in a blinded package those of arm-limited visits are withheld."""
+    rows: list[tuple[Value, ...]] = []
+    study, usubjid, blinded, start = design.study, who.usubjid, not design.arms_shown, who.reference_start
+    dtc, planned_day = design.dtc, design.planned_day
     for number, visit in visit_numbers(who, visits):
-        if not design.arms_shown and design.arm_limited(visit.code):
+        if blinded and design.arm_limited(visit.code):
             withheld[WITHHELD_SV] += 1
             continue
-        scheduled = visit.number is not None
-        label = visit.name if scheduled else _REPEAT_SUFFIX.sub("", visit.code)
-        day = design.dtc(visit.actual)
-        rows.append(
-            (
-                number,
-                {
-                    "STUDYID": design.study,
-                    "DOMAIN": "SV",
-                    "USUBJID": who.usubjid,
-                    "VISITNUM": number,
-                    "VISIT": label if scheduled else pv.text(label, UNSCHEDULED, design.privacy),
-                    "VISITDY": design.planned_day(visit.code) if scheduled else None,
-                    "EPOCH": epoch(visit.actual, who),
-                    "SVSTDTC": day,
-                    "SVENDTC": day,
-                    "SVSTDY": _dy(visit.actual, who),
-                },
-            )
-        )
-    return [row for _, row in sorted(rows, key=lambda k: k[0])]
+        actual = visit.actual
+        day = dtc(actual)
+        if start is None:
+            study_days = None
+        else:  # `study_day`, inlined: a million calls
+            delta = (actual - start).days
+            study_days = delta + 1 if delta >= 0 else delta
+        if visit.number is not None:
+            visit_name: str | None = visit.name
+            planned = planned_day(visit.code)
+        else:
+            visit_name, planned = pv.text(_REPEAT_SUFFIX.sub("", visit.code), UNSCHEDULED, design.privacy), None
+        rows.append((study, "SV", usubjid, number, visit_name, planned, epoch(actual, who), day, day, study_days))
+    rows.sort(key=_BY_VISITNUM)
+    return rows
+
+
+_BY_VISITNUM = itemgetter(3)
+
+
+def sv_rows(design: Design, who: Subject, visits: Iterable[VisitDone], withheld: Counter[str]) -> list[Row]:
+    """`sv_records` keyed by variable name."""
+    return [dict(zip(SV_NAMES, row)) for row in sv_records(design, who, visits, withheld)]
 
 
 def stands(record: DeviationRecord) -> bool:
