@@ -286,7 +286,7 @@ async def set_up(kind: str, url: str, participants: int, deviations: int) -> Non
 
 
 DATASETS, REPORT = "datasets (exports/datasets.build)", "report (compliance_report)"
-ZIP = "ZIP (SHA-256s, deflate level 9, signature)"
+ZIP = "ZIP (SHA-256s, deflate level 6, signature)"
 PARTS = [  # (module path, attribute, label, indented under the one above); each called through its module
     ("trialcoord.exports.datasets", "build", DATASETS, False),
     *(
