@@ -6,6 +6,7 @@ size of issue 14's benchmark stays under 40 pages (its figures fed in directly).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from collections import Counter
@@ -27,6 +28,7 @@ from trialcoord.exports.report import (
     figures_document,
     render_report,
     report_html,
+    single_associated_files,
 )
 from trialcoord.exports.report import (
     report_figures as figures_of,
@@ -35,7 +37,7 @@ from trialcoord.exports.rules.scope import Privacy, Scope
 from trialcoord.exports.rules.sdtm import Variable, dataset
 from trialcoord.exports.transport import csv_bytes, xpt_bytes
 from trialcoord.kernel import audit_log
-from trialcoord.kernel.render.pdf import instant
+from trialcoord.kernel.render.pdf import instant, reproducible_pdf
 from trialcoord.kernel.signing_keys import SignedCheckpoint, generate_key
 from trialcoord.scheduling import participants
 
@@ -188,8 +190,25 @@ async def test_the_demo_report_is_pdfa3b_carrying_its_datasets_and_figures_and_n
         assert all(str(spec.AFRelationship) == "/Data" for spec in specs)
         names = list(document.Root.Names.EmbeddedFiles.Names)
         assert [str(n) for n in names[0::2]] == sorted(str(spec.F) for spec in specs)
+        assert [spec.objgen for spec in names[1::2]] == [s.objgen for s in sorted(specs, key=lambda s: str(s.F))]
         for name, content, _ in attachments:
             assert document.attachments[name].get_file().read_bytes() == content
+        # each file as PDF/A-3 asks (and WeasyPrint wrote them): names, description, mime type, dates the
+        # package's instant, size and MD5; compressed once, so the XPT's padding takes little room
+        pdf_date = f"D:{instant(AT):%Y%m%d%H%M%S}Z"
+        described = [*((n, c, d) for n, c, d in attachments), (FIGURES_FILE, None, "The figures of this report")]
+        mime = {"xpt": "/application/octet-stream", "csv": "/text/csv", "json": "/application/json"}
+        for spec, (name, content, description) in zip(specs, described):
+            stream = spec.EF.F
+            content = content if content is not None else stream.read_bytes()
+            assert (str(spec.Type), str(spec.F), str(spec.UF)) == ("/Filespec", name, name)
+            assert str(spec.Desc).startswith(description)
+            assert (str(stream.Type), str(stream.Subtype)) == ("/EmbeddedFile", mime[name.rsplit(".", 1)[1]])
+            assert str(stream.Params.ModDate) == str(stream.Params.CreationDate) == pdf_date
+            assert int(stream.Params.Size) == len(content)
+            assert bytes(stream.Params.CheckSum) == hashlib.md5(content).digest()
+            assert stream.Filter == pikepdf.Name.FlateDecode and len(stream.read_raw_bytes()) < len(content)
+        assert document.check_pdf_syntax() == []
     figures = figures_of(pdf)
     dm_rows = [dict(zip(dm.names, row)) for row in dm.rows]
     dv_rows = [dict(zip(dv.names, row)) for row in dv.rows]
@@ -336,3 +355,12 @@ async def test_a_study_of_the_benchmarks_size_stays_under_the_page_budget():
     with pikepdf.open(io.BytesIO(pdf)) as document:
         assert len(document.pages) < PAGE_BUDGET
     assert figures_of(pdf)["deviations"] == {"per_site": figures["deviations"]["per_site"], "study": 75_000}
+
+
+def test_files_are_attached_once_to_a_pdf_that_carries_none():
+    """Nothing to attach: the PDF as it was; a PDF that already carries files is refused, not given a second /AF."""
+    pdf = reproducible_pdf("<p>x</p>", created_at=AT)
+    assert single_associated_files(pdf, [], AT) == pdf
+    attached = single_associated_files(pdf, [("a.csv", b"a,b\n", "A")], AT)
+    with pytest.raises(ValueError, match="already carries files"):
+        single_associated_files(attached, [("b.csv", b"b\n", "B")], AT)

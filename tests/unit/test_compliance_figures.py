@@ -7,7 +7,14 @@ from datetime import date
 
 import pytest
 
-from trialcoord.exports.rules.compliance import adherence_counts, by_year, capped, deviations_per_site, visit_state
+from trialcoord.exports.rules.compliance import (
+    adherence_by_visit,
+    adherence_counts,
+    by_year,
+    capped,
+    deviations_per_site,
+    visit_state,
+)
 from trialcoord.kernel.problems import InvalidInput
 
 DM = [
@@ -57,6 +64,42 @@ def test_adherence_counts_only_due_states():
         "late": 2,
         "missed": 1,
     }
+
+
+def group(definition, number, status, n, done=0, marked=0, closed=0, optional=0):
+    return dict(
+        definition=definition,
+        number=number,
+        status=status,
+        n=n,
+        done=done,
+        marked=marked,
+        closed=closed,
+        optional=optional,
+    )
+
+
+def test_visits_counted_in_groups_are_states_per_visit_in_visit_number_order():
+    groups = [
+        group("V2", 3.0, "late", 4, done=1),
+        group("V2", 3.0, "on_time", 1, done=True),  # PostgreSQL's booleans as SQLite's 0 and 1
+        group("V2", 3.0, "upcoming", 2, closed=1),  # window closed: missed
+        group("V2", 3.0, "upcoming", 5, closed=1, optional=1),  # optional: open, not counted
+        group("V1", 2.0, "missed", 1, marked=1),
+        group("V1", 2.0, "on_time", 3, done=1),
+        group("FU", 9.001, "early", 1, done=1),
+        group("FU", 9.0, "on_time", 1, done=1),  # a repeat: counted under its definition, at its first number
+        group("SCR", 0.0, "on_time", 2, done=1),  # numbered 0 (or none): last, as the per-visit count ordered it
+        group("UNS1", None, "unscheduled", 3, done=1),  # no adherence state: no row
+        group("V3", 4.0, "upcoming", 6),  # open only: no row
+    ]
+    assert adherence_by_visit(groups) == [
+        ["V1", {"on_time": 3, "early": 0, "late": 0, "missed": 1}],
+        ["V2", {"on_time": 1, "early": 0, "late": 4, "missed": 2}],
+        ["FU", {"on_time": 1, "early": 1, "late": 0, "missed": 0}],
+        ["SCR", {"on_time": 2, "early": 0, "late": 0, "missed": 0}],
+    ]
+    assert adherence_by_visit([]) == []
 
 
 def test_a_capped_table_sums_the_rest_into_its_last_row():

@@ -4,8 +4,10 @@ its own figures (report-figures.json) attached as associated files, so the repor
 Summaries and charts only, each table capped (visits past the first rows, sites past the largest, grouped), so a
 study of any size stays within `PAGE_BUDGET` pages; the listings are the datasets'. The same context, figures and
 attachments give the same bytes: every date derives from the package's instant. Rendering runs off the event
-loop; WeasyPrint lists each attachment twice in the catalog's /AF and leaves the embedded files' name tree
-unsorted: both are rewritten, deterministically.
+loop. WeasyPrint lays out the pages only: the files are attached afterwards with pikepdf, each compressed once at
+`ATTACHED_LEVEL` (WeasyPrint's pydyf compresses at zlib level 9, hard-coded, and copies and hashes each file
+several times: most of the report's time for the ~120 MB of XPT of a large study), with what PDF/A-3b asks of an
+associated file, listed once in the catalog's /AF and in a sorted name tree.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import mimetypes
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +31,7 @@ from trialcoord.exports.rules import compliance
 from trialcoord.exports.rules.scope import Privacy, Scope
 from trialcoord.exports.rules.sdtm import Dataset
 from trialcoord.kernel.render import charts
-from trialcoord.kernel.render.pdf import reproducible_pdf, stamp
+from trialcoord.kernel.render.pdf import instant, reproducible_pdf, stamp
 from trialcoord.kernel.rules.audit_entries import canonical_json
 from trialcoord.kernel.signing_keys import SignedCheckpoint
 
@@ -37,6 +41,8 @@ SITE_SECTIONS = 20  # the largest sites get a section each; the rest share one
 SITE_ROWS = 45  # rows of the study's per-site tables; the rest are summed into one row
 STUDY_VISIT_ROWS, SITE_VISIT_ROWS = 30, 14  # visits of the adherence tables
 CHART_ITEMS, CATEGORY_ROWS, GAP_ROWS, CONSENT_ROWS = 24, 12, 8, 8
+ATTACHED_LEVEL = 6  # zlib's default: XPT's padding compresses nearly as well as at 9, several times faster
+_MIME_TYPES = mimetypes.MimeTypes()  # Python's own table only, as WeasyPrint's: not the machine's mime.types
 
 Progress = Callable[[float, str], None]
 _TEMPLATES = jinja2.Environment(
@@ -94,9 +100,8 @@ async def render_report(
     files = [*attachments, (FIGURES_FILE, canonical_json(document), "The figures of this report, machine-readable")]
     html = report_html(context, document, files)
     say(0.55, "laying out the report")
-    pdf = await to_thread.run_sync(
-        lambda: single_associated_files(reproducible_pdf(html, created_at=context.generated_at, attachments=files))
-    )
+    at = context.generated_at
+    pdf = await to_thread.run_sync(lambda: single_associated_files(reproducible_pdf(html, created_at=at), files, at))
     say(1.0, "report rendered")
     return pdf
 
@@ -135,32 +140,58 @@ def report_figures(pdf: bytes) -> dict[str, Any]:
         return found
 
 
-def single_associated_files(pdf: bytes) -> bytes:
-    """The PDF with each file specification once in the catalog's /AF (WeasyPrint 70 lists each twice) and the
-    embedded files' name tree in key order (as PDF 32000 7.9.6 requires; WeasyPrint keeps the order given),
-    saved deterministically (the file identifier from the content); unchanged when there is nothing to fix."""
+def single_associated_files(pdf: bytes, files: Sequence[tuple[str, bytes, str]], created_at: str) -> bytes:
+    """The PDF/A-3b `pdf` (which carries no file) with `files` (name, bytes, description) attached as PDF/A-3
+    associated files: each file specification related as Data, listed once in the catalog's /AF in the order
+    given, and under its name in the embedded files' name tree in key order (as PDF 32000 7.9.6 requires). Each
+    file's dates are `created_at` (the package's instant), its stream compressed at `ATTACHED_LEVEL`; `pdf`
+    unchanged when there is no file. Saved deterministically: the file identifier from the content."""
     import pikepdf
 
+    if not files:
+        return pdf
+    at = pikepdf.String(instant(created_at).strftime("D:%Y%m%d%H%M%SZ"))
     with pikepdf.open(io.BytesIO(pdf)) as document:
-        listed = document.Root.get("/AF")
-        if listed is None:
-            return pdf
-        kept: list[Any] = []
-        seen: set[tuple[int, int]] = set()
-        for spec in listed:
-            if not spec.is_indirect or spec.objgen not in seen:
-                seen.add(spec.objgen)
-                kept.append(spec)
-        tree = document.Root.Names.EmbeddedFiles
-        pairs = list(zip(tree.Names[0::2], tree.Names[1::2]))
-        ordered = sorted(pairs, key=lambda pair: bytes(pair[0]))
-        if len(kept) == len(listed) and ordered == pairs:
-            return pdf
-        document.Root.AF = pikepdf.Array(kept)
-        tree.Names = pikepdf.Array([item for pair in ordered for item in pair])
+        if "/AF" in document.Root or "/EmbeddedFiles" in document.Root.get("/Names", {}):
+            raise ValueError("the PDF already carries files: attach them all here, once")
+        specs = [_file_spec(document, name, content, text, at) for name, content, text in files]
+        document.Root.AF = pikepdf.Array(specs)
+        names = document.Root.get("/Names")
+        if names is None:
+            names = document.Root.Names = pikepdf.Dictionary()
+        ordered = sorted(zip(files, specs), key=lambda pair: pair[0][0].encode())
+        tree = pikepdf.Array([item for (name, _, _), spec in ordered for item in (pikepdf.String(name), spec)])
+        names.EmbeddedFiles = document.make_indirect(pikepdf.Dictionary(Names=tree))
         out = io.BytesIO()
         document.save(out, deterministic_id=True, fix_metadata_version=False)
         return out.getvalue()
+
+
+def _file_spec(document: Any, name: str, content: bytes, text: str, at: Any) -> Any:
+    """One file's specification and embedded stream as WeasyPrint writes them (its keys and mime type), the
+    stream compressed here once, so that saving copies it as it is."""
+    import pikepdf
+
+    stream = pikepdf.Stream(document, b"")
+    stream.write(zlib.compress(content, ATTACHED_LEVEL), filter=pikepdf.Name.FlateDecode)
+    stream.Type = pikepdf.Name.EmbeddedFile
+    stream.Subtype = pikepdf.Name("/" + (_MIME_TYPES.guess_type(name, strict=False)[0] or "application/octet-stream"))
+    stream.Params = pikepdf.Dictionary(
+        CheckSum=pikepdf.String(hashlib.md5(content, usedforsecurity=False).digest()),
+        Size=len(content),
+        CreationDate=at,
+        ModDate=at,
+    )
+    return document.make_indirect(
+        pikepdf.Dictionary(
+            Type=pikepdf.Name.Filespec,
+            F=pikepdf.String(name),
+            UF=pikepdf.String(name),
+            EF=pikepdf.Dictionary(F=stream),
+            Desc=pikepdf.String(text),
+            AFRelationship=pikepdf.Name.Data,
+        )
+    )
 
 
 # The HTML ------------------------------------------------------------------------------------------------

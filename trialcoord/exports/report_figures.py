@@ -5,12 +5,14 @@ the DV and DM datasets handed in (`deviations_per_site`), so the report agrees w
 
 The result is a JSON document (attached to the PDF as report-figures.json): aggregates only, no participant's ID,
 arm or date. Per-arm counts appear only when arms are shown; in safe-harbor mode the deviations' months become
-years. Each site's figures are gathered one site at a time: a study of a million visits is never held at once."""
+years. Visits are counted by the database (one aggregate read per study: a study of a million visits is never
+held at once, nor read once per site); each site's other figures are gathered one site at a time."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from datetime import date
 from typing import Any, cast
 
 from trialcoord.deviations.queue import listing
@@ -21,17 +23,11 @@ from trialcoord.deviations.site_summary import SiteFigures, site_summary
 from trialcoord.deviations.trends import CLOSURE_BINS, trends_of
 from trialcoord.documents import binder_checklist, consent_checks
 from trialcoord.documents.rules.documents import Reader
-from trialcoord.exports.rules.compliance import (
-    adherence_counts,
-    by_year,
-    deviations_per_site,
-    on_time_rate,
-    visit_state,
-)
+from trialcoord.exports.rules.compliance import adherence_by_visit, by_year, deviations_per_site, on_time_rate
 from trialcoord.exports.rules.scope import Privacy, Scope
 from trialcoord.exports.rules.sdtm import Dataset
 from trialcoord.kernel.problems import invalid
-from trialcoord.scheduling import participants, sites, worklists
+from trialcoord.scheduling import lookups, participants, protocols, sites
 
 Progress = Callable[[float, str], None]
 BINDER_STATES = ("present", "missing", "expiring", "expired")
@@ -61,12 +57,13 @@ async def gather(
     rows = rows_as_of(await listing(study, sites=chosen), as_of)
     summary = await site_summary(study, chosen, as_of, personal=False, rows=rows)
     consents = await consent_checks.versions_and_signatures(study)
-    say(0.1, "deviations, enrolment and consents read")
+    adherence = await adherence_per_site(study, chosen, as_of)
+    say(0.1, "deviations, enrolment, visits and consents read")
     per_site = []
     for number, (code, figures) in enumerate(zip(chosen, summary.sites), start=1):
         people = [p for p in await participants.list_participants(study, code) if p.enrolled_on <= as_of]
         site_rows = [r for r in rows if r.site == code]
-        by_visit = await _by_visit(study, code, {p.subject_id for p in people}, scope)
+        by_visit = adherence.get(code, [])
         per_site.append(
             {
                 "site": code,
@@ -170,20 +167,15 @@ def _completion(visits: Mapping[str, int]) -> float | None:
     return round(visits["done"] / visits["due"], 4) if visits.get("due") else None
 
 
-async def _by_visit(study: str, site: str, enrolled: set[str], scope: Scope) -> list[list[Any]]:
-    """(visit, on time / early / late / missed) for each visit of the protocol the site's participants were due,
-    in visit-number order: the protocol's visit code, so a repeated visit counts once per occurrence under it."""
-    counts: dict[str, list[str]] = {}
-    numbers: dict[str, float] = {}
-    for row in await worklists.site_schedule(study, site, scope.as_of):
-        if row.subject_id not in enrolled:
-            continue
-        visit = row.visit
-        state = visit_state(visit.status, visit.actual, row.missed_reason, visit.latest, visit.optional, scope.as_of)
-        counts.setdefault(visit.definition, []).append(state)
-        numbers[visit.definition] = min(numbers.get(visit.definition, visit.number or 1e9), visit.number or 1e9)
-    ordered = sorted(counts, key=lambda code: (numbers[code], code))
-    return [[code, adherence_counts(counts[code])] for code in ordered if any(adherence_counts(counts[code]).values())]
+async def adherence_per_site(study: str, sites: Sequence[str], as_of: date) -> dict[str, list[list[Any]]]:
+    """Per site (those with visits due), (visit, on time / early / late / missed) of its participants enrolled by
+    `as_of`, in visit-number order: one aggregate read of the study (`lookups.visit_groups`), never a row per
+    visit, counted by `adherence_by_visit`."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    study_id = (await protocols.require_study(study)).id
+    for row in await lookups.visit_groups(study_id, sites, as_of):
+        groups.setdefault(row["site"], []).append(row)
+    return {site: adherence_by_visit(rows) for site, rows in groups.items()}
 
 
 def _deviation_states(rows: Sequence[Deviation]) -> dict[str, Any]:

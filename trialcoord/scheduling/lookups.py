@@ -21,4 +21,5 @@ load_inputs = inputs_store.load_inputs
 worklist_rows = visits_store.worklist_rows
 site_people = counts.site_people
 site_visit_states = counts.site_visit_states
+visit_groups = counts.visit_groups
 event_dates = counts.event_dates

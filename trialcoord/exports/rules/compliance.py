@@ -1,18 +1,20 @@
 """The compliance report's figures that need no database: deviations per site from the DV and DM datasets (the
 report and `trialcoord verify` compute them alike, so a package whose report and datasets disagree is caught),
-a visit's adherence state as of a day, and the caps that keep a study of any size under the report's page budget.
-Pure."""
+a visit's adherence state as of a day (one visit, or visits counted in groups), and the caps that keep a study of
+any size under the report's page budget. Pure."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
+from typing import Any
 
 from trialcoord.kernel.problems import InvalidInput, Problem
 
 ADHERENCE = ("on_time", "early", "late", "missed")  # a visit due by the as-of day: done (in or out of window) or missed
 OTHER = "other"
+UNNUMBERED = 1e9  # orders a visit without a number (or numbered 0) after every numbered one
 
 
 def deviations_per_site(dv: Iterable[Mapping[str, object]], dm: Iterable[Mapping[str, object]]) -> dict[str, int]:
@@ -44,13 +46,35 @@ def visit_state(
 ) -> str:
     """A stored visit's state as of `as_of`, as the site summary counts it (scheduling's counts): its status once
     done by then or marked missed; missed when its window closed before that day (not optional); else open."""
-    if actual is not None and actual <= as_of:
+    done = actual is not None and actual <= as_of
+    marked = actual is None and missed_reason is not None
+    return state_of(status, done, marked, latest is not None and latest < as_of, optional)
+
+
+def state_of(status: str, done: bool, marked: bool, closed: bool, optional: bool) -> str:
+    """`visit_state` from what decides it (done by the day, marked missed, window closed before the day): the
+    form the database counts visits in (`visit_groups`)."""
+    if done or marked:
         return status
-    if actual is None and missed_reason is not None:
-        return status
-    if latest is not None and latest < as_of and not optional:
-        return "missed"
-    return "open"
+    return "missed" if closed and not optional else "open"
+
+
+def adherence_by_visit(groups: Iterable[Mapping[str, Any]]) -> list[list[Any]]:
+    """(visit, on time / early / late / missed) of one site's visits counted in groups (definition, number,
+    status, done, marked, closed, optional, n: `scheduling.lookups.visit_groups`), in visit-number order (a visit
+    without a number, or numbered 0, last), each visit that has a count: the protocol's visit code, so a repeated
+    visit counts once per occurrence under it."""
+    counts: dict[str, Counter[str]] = {}
+    numbers: dict[str, float] = {}
+    for row in groups:
+        code = str(row["definition"])
+        state = state_of(str(row["status"]), *(bool(row[k]) for k in ("done", "marked", "closed", "optional")))
+        counts.setdefault(code, Counter())[state] += int(row["n"])
+        number = float(row["number"] or UNNUMBERED)
+        numbers[code] = min(numbers.get(code, number), number)
+    ordered = sorted(counts, key=lambda code: (numbers[code], code))
+    found = [(code, {state: counts[code][state] for state in ADHERENCE}) for code in ordered]
+    return [[code, per] for code, per in found if any(per.values())]
 
 
 def adherence_counts(states: Iterable[str]) -> dict[str, int]:
