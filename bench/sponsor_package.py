@@ -301,7 +301,7 @@ PARTS = [  # (module path, attribute, label, indented under the one above); each
     ("trialcoord.exports.packages", "compliance_report", REPORT, False),
     ("trialcoord.exports.report_figures", "gather", "figures (SQL through the use cases)", True),
     ("trialcoord.exports.report", "reproducible_pdf", "WeasyPrint layout, PDF/A, attachments", True),
-    ("trialcoord.exports.report", "single_associated_files", "/AF and name tree rewritten (pikepdf)", True),
+    ("trialcoord.exports.report", "single_associated_files", "files attached, /AF and name tree (pikepdf)", True),
     ("trialcoord.exports.packages", "_write_atomically", ZIP, False),
     ("trialcoord.exports.packages", "_file_digest", "SHA-256 of the written ZIP", False),
 ]

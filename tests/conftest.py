@@ -205,7 +205,9 @@ def installation(system_keys):
 
 
 @pytest.fixture
-def app(db, tmp_path, system_keys):
+async def app(db, tmp_path, system_keys):
+    """The app on the test's database. httpx's ASGI transport runs no lifespan, so what the lifespan would stop at
+    shutdown is stopped here: sponsor package builds a request started, before the database goes."""
     from trialcoord.kernel.config import load_settings
     from trialcoord.kernel.installation import Installation
     from trialcoord.web.app import create_app
@@ -219,7 +221,11 @@ def app(db, tmp_path, system_keys):
             "TRIALCOORD_SIGNATURES_DIR": "/nonexistent",
         }
     )
-    return create_app(settings, account_rules=account_rules(), installation=Installation(settings, system_keys))
+    app = create_app(settings, account_rules=account_rules(), installation=Installation(settings, system_keys))
+    yield app
+    builds = app.state.get("sponsor_builds")
+    if builds is not None:
+        await builds.close()
 
 
 @pytest.fixture
