@@ -179,8 +179,7 @@ async def _birth_dates(study: str, study_id: int, sites: Sequence[str]) -> dict[
     found = {}
     for pid, subject_id, text in await store.birth_dates(study_id, sites):
         try:
-            # The record name is identities' binding of a value to its participant (AES-GCM associated data).
-            value = ring.decrypt(base64.b64decode(text), f"participant:{study}:{subject_id}", "date_of_birth")
+            value = ring.decrypt(base64.b64decode(text), identities.record_name(study, subject_id), "date_of_birth")
             found[pid] = date.fromisoformat(value)
         except (pii.PiiError, ValueError):
             continue

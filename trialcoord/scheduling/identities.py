@@ -56,7 +56,7 @@ def key_ring() -> pii.KeyRing:
     raise NotConfigured(f"personal data is unavailable: no key; run `trialcoord setup` or set {pii.KEY_FILE_VARIABLE}")
 
 
-def _record(study: str, subject_id: str) -> str:
+def record_name(study: str, subject_id: str) -> str:
     return f"participant:{study}:{subject_id}"
 
 
@@ -65,7 +65,7 @@ async def get_identity(study: str, subject_id: str) -> PersonalData:
     async with read():
         participant = await _participant_id(study, subject_id)
         stored = await store.find(participant) or {}
-    record = _record(study, subject_id)
+    record = record_name(study, subject_id)
     return PersonalData(**{name: _decrypt(ring, stored.get(name), record, name) for name in FIELDS})
 
 
@@ -87,7 +87,7 @@ async def set_identity(
     field name -> 'set', 'changed' or 'cleared'."""
     cleaned = {name: _clean(name, values[name]) for name in FIELDS if name in values}
     ring = key_ring()
-    record = _record(study, subject_id)
+    record = record_name(study, subject_id)
     async with transaction(f"study {study}, participant {subject_id}"):
         participant = await _participant_id(study, subject_id)
         stored = await store.find(participant)
@@ -143,9 +143,11 @@ async def rotate_stored(ring: pii.KeyRing, actor: str = SYSTEM) -> int:
     """Re-encrypt every value not under the ring's current key; safe to re-run after an interruption."""
     async with transaction("key rotation"):
         values = await store.all_values()
-        by_where = {(_record(study, subject), field): participant for participant, study, subject, field, _ in values}
+        by_where = {
+            (record_name(study, subject), field): participant for participant, study, subject, field, _ in values
+        }
         encrypted = [
-            pii.EncryptedField(_record(study, subject), field, value) for _, study, subject, field, value in values
+            pii.EncryptedField(record_name(study, subject), field, value) for _, study, subject, field, value in values
         ]
         count = 0
         for item in pii.rotate(ring, encrypted):
