@@ -57,6 +57,8 @@ def key_ring() -> pii.KeyRing:
 
 
 def record_name(study: str, subject_id: str) -> str:
+    """What binds an encrypted value to its participant (AES-GCM associated data); readers of the stored values
+    decrypt with it (the sponsor package reads birth dates to give ages, never the dates)."""
     return f"participant:{study}:{subject_id}"
 
 
