@@ -324,3 +324,16 @@ async def test_the_page_says_why_a_package_cannot_be_made_and_keeps_what_was_cho
     assert busy.status_code == 422 and "is being built" in busy.text
     page = await sam.get("/studies/DEMO-001/sponsor-packages")
     assert '<meta http-equiv="refresh" content="3">' in page.text and "<progress" in page.text
+
+
+async def test_a_failure_after_the_zip_was_written_leaves_no_package_offered(loaded, kept, tmp_path, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(packages.shutil, "copyfile", full_disk)  # the copy to --out fails
+    with pytest.raises(OSError):
+        await packages.make(Scope("DEMO-001", TODAY), actor="x", today=TODAY, installation=kept, out=tmp_path / "p.zip")
+    (failed,) = await packages.packages_of("DEMO-001")
+    assert failed.state == "failed" and "No space left on device" in failed.message and failed.sha256 is None
+    assert list((kept.data_dir / "sponsor-packages").iterdir()) == []  # the kept copy went with it
+    assert await audit_log.browse(AuditFilter(record_type="sponsor_package"), None, 10) == []

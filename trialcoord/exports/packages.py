@@ -167,46 +167,48 @@ async def build(
         raise NotConfigured("a sponsor package needs a data directory to keep it in, or a file to write to")
     tracker = _Tracker(package.id, progress)
     writer = asyncio.create_task(tracker.keep_writing())
+    target: Path | None = None
     try:
         manifest, states, target = await _build(package, installation, tracker, out)
+        writer.cancel()
+        sha256, size = await to_thread.run_sync(_file_digest, target)
+        if out is not None and target != out:
+            await to_thread.run_sync(shutil.copyfile, target, out)
+        values = {
+            "sha256": sha256,
+            "size": size,
+            "transfer": package.transfer,
+            "as_of": package.scope.as_of.isoformat(),
+            "sites": list(package.scope.sites),
+            "privacy": str(package.scope.privacy),
+            "unblinded": package.scope.unblinded,
+            "rebuild_of": package.rebuild_of,
+        }
+        async with transaction("sponsor package"):
+            await package_store.update(
+                package.id,
+                state="done",
+                progress=1.0,
+                message=f"Done: {len(manifest['files'])} files",
+                finished_at=utc_instant(audit_log.clock()),
+                sha256=sha256,
+                size=size,
+                deviations=json.dumps(states, sort_keys=True, separators=(",", ":")),
+                checkpoint=json.dumps(manifest["checkpoint"], sort_keys=True),
+            )
+            await audit_log.record(
+                package.made_by, Change("export", "sponsor_package", f"{package.study}/{package.id}", None, values)
+            )
     except BaseException as error:
         writer.cancel()
+        if target is not None and target != out:
+            target.unlink(missing_ok=True)  # a package never recorded as done is never offered
         message = str(error) if isinstance(error, Exception) else "the build was interrupted"
         async with transaction("sponsor package failed"):
             await package_store.update(
                 package.id, state="failed", message=message[:2000], finished_at=utc_instant(audit_log.clock())
             )
         raise
-    writer.cancel()
-    sha256, size = _file_digest(target)
-    if out is not None and target != out:
-        await to_thread.run_sync(shutil.copyfile, target, out)
-    finished = utc_instant(audit_log.clock())
-    values = {
-        "sha256": sha256,
-        "size": size,
-        "transfer": package.transfer,
-        "as_of": package.scope.as_of.isoformat(),
-        "sites": list(package.scope.sites),
-        "privacy": str(package.scope.privacy),
-        "unblinded": package.scope.unblinded,
-        "rebuild_of": package.rebuild_of,
-    }
-    async with transaction("sponsor package"):
-        await package_store.update(
-            package.id,
-            state="done",
-            progress=1.0,
-            message=f"Done: {len(manifest['files'])} files",
-            finished_at=finished,
-            sha256=sha256,
-            size=size,
-            deviations=json.dumps(states, sort_keys=True, separators=(",", ":")),
-            checkpoint=json.dumps(manifest["checkpoint"], sort_keys=True),
-        )
-        await audit_log.record(
-            package.made_by, Change("export", "sponsor_package", f"{package.study}/{package.id}", None, values)
-        )
     return await get(package.study, package.id)
 
 
