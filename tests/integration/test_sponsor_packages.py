@@ -153,7 +153,7 @@ async def test_a_rebuild_is_byte_identical_and_keeps_its_transfer_and_parameters
 
 
 async def test_the_next_transfer_lists_dv_records_created_changed_and_closed_since_the_last(
-    loaded, kept, tmp_path, monkeypatch
+    loaded, kept, tmp_path, monkeypatch, caplog
 ):
     from trialcoord.deviations import manual
 
@@ -190,7 +190,9 @@ async def test_the_next_transfer_lists_dv_records_created_changed_and_closed_sin
         await packages.make(Scope("DEMO-001", TODAY), actor="x", today=TODAY, installation=kept, out=tmp_path / "c.zip")
     monkeypatch.undo()
     failed = (await packages.packages_of("DEMO-001"))[0]
-    assert (failed.state, failed.transfer, failed.message) == ("failed", 3, "define.xml could not be written")
+    assert (failed.state, failed.transfer) == ("failed", 3)  # a defect: the log has it, the list says where to look
+    assert failed.message == "An unexpected error stopped the build; the server's log has the details."
+    assert "define.xml could not be written" in caplog.text
     assert not (tmp_path / "c.zip").exists()
     third = await packages.make(
         Scope("DEMO-001", TODAY), actor="x", today=TODAY, installation=kept, out=tmp_path / "c.zip"
@@ -198,7 +200,7 @@ async def test_the_next_transfer_lists_dv_records_created_changed_and_closed_sin
     with zipfile.ZipFile(tmp_path / "c.zip") as archive:
         transfer = json.loads(archive.read("manifest.json"))["transfer"]
     assert third.transfer == 3 and transfer["previous"] == 2  # the failed build gave its number back
-    assert transfer["dv"] == {"created": [], "changed": [], "closed": []}
+    assert transfer["dv"] == {"created": [], "changed": [], "closed": [], "removed": []}
     with pytest.raises(packages.NotFound, match="no finished transfer 4"):
         await packages.start(Scope("DEMO-001", TODAY), actor="x", today=TODAY, transfer=4)
     own = await packages.make(
@@ -294,14 +296,39 @@ async def test_an_administrator_may_unblind_and_a_site_coordinator_sees_only_the
     assert (await paula.get("/api/studies/DEMO-001/sponsor-packages")).status_code == 403
 
 
-async def test_one_build_runs_per_study_and_one_the_server_did_not_finish_is_failed_at_the_next_start(loaded):
+async def test_one_build_runs_per_study_and_one_whose_process_stopped_is_failed_not_offered(loaded, server_clock):
+    from datetime import UTC, datetime
+
+    server_clock.to(datetime.now(UTC))
     package = await packages.start(Scope("DEMO-001", TODAY), actor="x", today=TODAY)
     assert package.state == "building"
     with pytest.raises(packages.Conflict, match="is being built"):  # one build per study at a time
         await packages.start(Scope("DEMO-001", TODAY, ("101",)), actor="y", today=TODAY)
+    assert await packages.fail_interrupted() == 0  # alive (a command building while the server starts): left alone
+    server_clock.by(seconds=61)  # no heartbeat for a minute: its process stopped
     assert await packages.fail_interrupted() == 1
     after = await packages.get("DEMO-001", package.id)
-    assert after.state == "failed" and "server stopped" in after.message
+    assert after.state == "failed" and "stopped before it finished" in after.message
+    stale = await packages.start(Scope("DEMO-001", TODAY), actor="x", today=TODAY)
+    server_clock.by(seconds=61)
+    again = await packages.start(Scope("DEMO-001", TODAY), actor="x", today=TODAY)  # the stale one is failed first
+    assert (await packages.get("DEMO-001", stale.id)).state == "failed" and again.transfer == stale.transfer == 1
+
+
+async def test_a_build_failed_as_stopped_meanwhile_is_never_recorded_as_done(loaded, kept, tmp_path, monkeypatch):
+    package = await packages.start(Scope("DEMO-001", TODAY), actor="x", today=TODAY)
+    finish = packages.package_store.finish
+
+    async def judged_stopped_first(package_id, **values):
+        await packages.package_store.fail_stale("stopped", "9999-12-31T00:00:00Z", "9999-12-31T00:00:00Z")
+        return await finish(package_id, **values)
+
+    monkeypatch.setattr(packages.package_store, "finish", judged_stopped_first)
+    with pytest.raises(packages.Conflict, match="was failed as stopped"):
+        await packages.build(package, kept, out=tmp_path / "p.zip")
+    assert (await packages.get("DEMO-001", package.id)).state == "failed"
+    assert list((kept.data_dir / "sponsor-packages").iterdir()) == []
+    assert await audit_log.browse(AuditFilter(record_type="sponsor_package"), None, 10) == []
 
 
 async def test_without_the_system_key_no_package_is_started(loaded, tmp_path):

@@ -93,7 +93,8 @@ class Builds:
 
     def run(self, package: Package, installation: Installation) -> None:
         async def build() -> None:
-            with contextlib.suppress(Exception):  # the row says failed, with why; the request has long answered
+            # The row says failed, with why (a defect is logged by the build); the request has long answered.
+            with contextlib.suppress(Exception):
                 await packages.build(package, installation)
 
         task = asyncio.create_task(build(), name=f"sponsor-package-{package.id}")

@@ -76,12 +76,25 @@ async def building(study_id: int) -> bool:
     return bool(rows)
 
 
-async def fail_building(message: str, finished_at: str) -> int:
-    """Builds a stopped process left 'building': failed, with why (nothing half-written is ever offered)."""
+async def finish(package_id: int, **values: Any) -> bool:
+    """Record a build as done, unless it is no longer building (a server start judged it dead): True if recorded."""
+    assignments = ", ".join(f"{name} = {{}}" for name in values)
+    rows = await fetch(
+        f"UPDATE sponsor_packages SET {assignments} WHERE id = {{}} AND state = 'building' RETURNING id",
+        *values.values(),
+        package_id,
+    )
+    return bool(rows)
+
+
+async def fail_stale(message: str, now: str, stale_before: str) -> int:
+    """Builds whose process stopped saying it is alive before `stale_before`: failed, with why (nothing half-made
+    is ever offered). A build another process is running keeps its heartbeat fresh and is left alone."""
     rows = await fetch(
         "UPDATE sponsor_packages SET state = 'failed', message = {}, finished_at = {} WHERE state = 'building'"
-        " RETURNING id",
+        " AND (heartbeat IS NULL OR heartbeat < {}) RETURNING id",
         message,
-        finished_at,
+        now,
+        stale_before,
     )
     return len(rows)

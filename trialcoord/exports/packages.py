@@ -12,12 +12,13 @@ import asyncio
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +31,21 @@ from trialcoord.exports.report import ReportContext, compliance_report
 from trialcoord.exports.rules.scope import Privacy, Scope
 from trialcoord.exports.rules.transfers import changes_since
 from trialcoord.kernel import audit_log
-from trialcoord.kernel.audit_log import Change
+from trialcoord.kernel.audit_log import Change, TrailBroken
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.installation import Installation
-from trialcoord.kernel.problems import Conflict, InvalidInput, NotConfigured, NotFound, Problem
+from trialcoord.kernel.problems import Conflict, Forbidden, InvalidInput, NotConfigured, NotFound, Problem
 from trialcoord.kernel.rules.audit_entries import utc_instant
 from trialcoord.kernel.signing_keys import SignedCheckpoint
 from trialcoord.scheduling import lookups, protocols
 
+log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 FOLDER = "sponsor-packages"  # in the data directory: every finished package, named by its row id
+# A build says it is alive every HEARTBEAT; one silent for STALE has lost its process (a server or a command that
+# stopped) and is failed by the next start of a build or of the server, so it never blocks its study.
+HEARTBEAT, STALE = timedelta(seconds=10), timedelta(seconds=60)
+STOPPED = "The process building this package stopped before it finished; please start it again."
 # The libraries whose versions shape the package's bytes (a rebuild with others may differ; the datasets will not).
 SOFTWARE = ("pyreadstat", "lxml", "weasyprint", "pydyf", "fonttools", "pikepdf", "cryptography")
 
@@ -102,16 +108,24 @@ async def start(scope: Scope, *, actor: str, today: date, transfer: int | None =
         raise InvalidInput([Problem(f"as-of date {scope.as_of} is still to come (today is {today})", field="as_of")])
     if scope.unblinded and not (await protocols.study_blinding(scope.study)).blinded:
         scope = replace(scope, unblinded=False)  # an open-label study shows arms anyway: nothing to unblind
+    busy = f"a package of study {scope.study} is being built; wait for it to finish (one build at a time)"
+    try:
+        return await _start(scope, actor, transfer, busy)
+    except Conflict:  # the database's own guard: another build started between our check and our insert
+        raise Conflict(busy) from None
+
+
+async def _start(scope: Scope, actor: str, transfer: int | None, busy: str) -> Package:
+    now = audit_log.clock()
     async with transaction("sponsor package"):
+        await package_store.fail_stale(STOPPED, utc_instant(now), utc_instant(now - STALE))
         study = await protocols.require_study(scope.study)
         known = {row["code"] for row in await lookups.list_sites(study.id)}
         unknown = [site for site in scope.sites if site not in known]
         if unknown:
             raise InvalidInput([Problem(f"study {scope.study} has no site {', '.join(unknown)}", field="site")])
         if await package_store.building(study.id):
-            raise Conflict(
-                f"a package of study {scope.study} is being built; wait for it to finish (one build at a time)"
-            )
+            raise Conflict(busy)
         rebuild_of = None
         if transfer is None:
             number = await package_store.last_transfer(study.id) + 1
@@ -144,7 +158,8 @@ async def start(scope: Scope, *, actor: str, today: date, transfer: int | None =
                 "progress": 0.0,
                 "message": "Waiting to start",
                 "made_by": actor,
-                "created_at": utc_instant(audit_log.clock()),
+                "created_at": utc_instant(now),
+                "heartbeat": utc_instant(now),
             }
         )
         row = await package_store.find(study.id, package_id)
@@ -163,12 +178,12 @@ async def build(
 ) -> Package:
     """Build a started package: written to the data directory (and copied to `out`, given one), recorded as done
     with its SHA-256 and audited. A failure leaves it 'failed' with the reason, and no file."""
-    if installation.data_dir is None and out is None:
-        raise NotConfigured("a sponsor package needs a data directory to keep it in, or a file to write to")
     tracker = _Tracker(package.id, progress)
     writer = asyncio.create_task(tracker.keep_writing())
     target: Path | None = None
     try:
+        if installation.data_dir is None and out is None:
+            raise NotConfigured("a sponsor package needs a data directory to keep it in, or a file to write to")
         manifest, states, target = await _build(package, installation, tracker, out)
         writer.cancel()
         sha256, size = await to_thread.run_sync(_file_digest, target)
@@ -185,7 +200,7 @@ async def build(
             "rebuild_of": package.rebuild_of,
         }
         async with transaction("sponsor package"):
-            await package_store.update(
+            finished = await package_store.finish(
                 package.id,
                 state="done",
                 progress=1.0,
@@ -196,6 +211,8 @@ async def build(
                 deviations=json.dumps(states, sort_keys=True, separators=(",", ":")),
                 checkpoint=json.dumps(manifest["checkpoint"], sort_keys=True),
             )
+            if not finished:  # judged stopped meanwhile (its number may be another build's now): not offered
+                raise Conflict(f"sponsor package {package.id} was failed as stopped while it was built; start it again")
             await audit_log.record(
                 package.made_by, Change("export", "sponsor_package", f"{package.study}/{package.id}", None, values)
             )
@@ -203,13 +220,23 @@ async def build(
         writer.cancel()
         if target is not None and target != out:
             target.unlink(missing_ok=True)  # a package never recorded as done is never offered
-        message = str(error) if isinstance(error, Exception) else "the build was interrupted"
+        message = _failure(error)
         async with transaction("sponsor package failed"):
             await package_store.update(
                 package.id, state="failed", message=message[:2000], finished_at=utc_instant(audit_log.clock())
             )
         raise
     return await get(package.study, package.id)
+
+
+def _failure(error: BaseException) -> str:
+    """What the package list says of a failed build: the named problem, or (a defect) a pointer to the log."""
+    if isinstance(error, InvalidInput | NotFound | Forbidden | Conflict | NotConfigured | OSError | TrailBroken):
+        return str(error)
+    if not isinstance(error, Exception):
+        return "The build was interrupted."
+    log.error("sponsor package build failed", exc_info=error)
+    return "An unexpected error stopped the build; the server's log has the details."
 
 
 async def make(
@@ -259,9 +286,12 @@ async def _build(
         tracker.report(0.55 + 0.15 * position / max(1, len(built.datasets)), f"Writing {data.name}")
         xpt = await to_thread.run_sync(transport.xpt_bytes, data, at)
         members.append(writing.Member(f"{data.name.lower()}.xpt", "application/x-sas-xport", xpt))
-        members.append(writing.Member(f"{data.name.lower()}.csv", "text/csv", transport.csv_bytes(data)))
-    define = define_xml(
-        built.datasets, study=scope.study, title=built.title, protocol=built.protocol, generated_at=generated_at
+        csv = await to_thread.run_sync(transport.csv_bytes, data)
+        members.append(writing.Member(f"{data.name.lower()}.csv", "text/csv", csv))
+    define = await to_thread.run_sync(
+        lambda: define_xml(
+            built.datasets, study=scope.study, title=built.title, protocol=built.protocol, generated_at=generated_at
+        )
     )
     members.append(writing.Member(writing.DEFINE, "application/xml", define))
     tracker.report(0.72, "Rendering the compliance report")
@@ -367,13 +397,17 @@ class _Tracker:
             self.callback(*self.latest)
 
     async def keep_writing(self) -> None:
-        written = None
+        written, beat = None, audit_log.clock()
         while True:
             await asyncio.sleep(1)
-            if self.latest is not None and self.latest != written:
-                written = self.latest
+            now = audit_log.clock()
+            if (self.latest is not None and self.latest != written) or now - beat >= HEARTBEAT:
+                written, beat = self.latest, now
+                values: dict[str, Any] = {"heartbeat": utc_instant(now)}
+                if written is not None:
+                    values.update(progress=written[0], message=written[1])
                 async with transaction("sponsor package progress"):
-                    await package_store.update(self.package_id, progress=written[0], message=written[1])
+                    await package_store.update(self.package_id, **values)
 
 
 async def packages_of(study: str) -> list[Package]:
@@ -413,8 +447,8 @@ async def download(study: str, package_id: int, *, actor: str, installation: Ins
 
 
 async def fail_interrupted() -> int:
-    """At start-up: builds a stopped server left running are failed, with why."""
+    """At start-up: builds whose process stopped (no heartbeat for STALE) are failed, with why; a build a command
+    is running at the same time keeps its heartbeat and is left alone."""
+    now = audit_log.clock()
     async with transaction("sponsor packages interrupted"):
-        return await package_store.fail_building(
-            "The server stopped while this package was built; please start it again.", utc_instant(audit_log.clock())
-        )
+        return await package_store.fail_stale(STOPPED, utc_instant(now), utc_instant(now - STALE))

@@ -68,7 +68,7 @@ class ReportContext:
     generated_at: str  # ISO 8601 UTC instant, the package's (reproducible bytes)
     transfer: int
     previous_transfer: int | None
-    dv_changes: Mapping[str, int]  # {"created": n, "changed": n, "closed": n}
+    dv_changes: Mapping[str, int]  # {"created": n, "changed": n, "closed": n, "removed": n}
     checkpoint: SignedCheckpoint
     arms_shown: bool
     withheld: Mapping[str, int]

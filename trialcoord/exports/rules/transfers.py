@@ -10,9 +10,10 @@ Delivered = Mapping[str, Sequence[Any]]
 
 
 def changes_since(previous: Delivered | None, current: Delivered) -> dict[str, list[str]]:
-    """DVREFIDs created (not delivered before), changed (delivered with other values, not newly closed) and
-    closed (closed now, open or absent before), each in record order. The first transfer has everything created.
-    A record delivered before and missing now (a site dropped from the scope) is not listed: the parameters say."""
+    """DVREFIDs created (not delivered before), changed (delivered with other values, not newly closed), closed
+    (closed now, open or absent before) and removed (delivered before, not now: classified as no deviation,
+    resolved by a data correction, or withheld), each in record order. The previous package is one of the same
+    scope, so a record missing now left the data, not the scope. The first transfer has everything created."""
     before = previous or {}
     created, changed, closed = [], [], []
     for refid in sorted(current, key=_order):
@@ -24,8 +25,11 @@ def changes_since(previous: Delivered | None, current: Delivered) -> dict[str, l
             closed.append(refid)
         elif old is not None and old[0] != fingerprint:
             changed.append(refid)
-    return {"created": created, "changed": changed, "closed": closed}
+    removed = sorted((refid for refid in before if refid not in current), key=_order)
+    return {"created": created, "changed": changed, "closed": closed, "removed": removed}
 
 
-def _order(refid: str) -> tuple[int, str]:
-    return (int(refid), "") if refid.isdigit() else (1 << 62, refid)
+def _order(refid: str) -> tuple[str, int, str]:
+    """Record order: a DVREFID ends in its record's number (STUDY/SITE/SUBJECT/deviation/ID), 9 before 10."""
+    head, _, last = refid.rpartition("/")
+    return (head, int(last), "") if last.isdigit() else (head, 1 << 62, last)

@@ -411,15 +411,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             # then the next build takes the number again); a rebuild of it (same data, parameters and checkpoint: the
             # same bytes) points at that first build.
             # deviations: the DV records as delivered (refid -> fingerprint, closed), what the next transfer's
-            # created/changed/closed lists compare with; checkpoint: the signed audit checkpoint the package carries.
+            # created/changed/closed lists compare with; checkpoint: the signed audit checkpoint the package carries;
+            # heartbeat: when the building process last said it was alive (a server starting fails only stale builds).
             """CREATE TABLE sponsor_packages (
                 id {pk}, study INT NOT NULL REFERENCES studies (id), transfer INT NOT NULL, rebuild_of INT
                 REFERENCES sponsor_packages (id), as_of TEXT NOT NULL, sites TEXT NOT NULL, privacy TEXT NOT NULL,
                 unblinded INT NOT NULL, state TEXT NOT NULL, progress REAL NOT NULL, message TEXT NOT NULL,
                 made_by TEXT NOT NULL, created_at TEXT NOT NULL, finished_at TEXT, sha256 TEXT, size INT,
-                checkpoint TEXT, deviations TEXT)""",
+                checkpoint TEXT, deviations TEXT, heartbeat TEXT)""",
             """CREATE UNIQUE INDEX sponsor_packages_transfer ON sponsor_packages (study, transfer)
                 WHERE rebuild_of IS NULL AND state <> 'failed'""",
+            # One build per study at a time, held by the database itself (a check before the insert races).
+            """CREATE UNIQUE INDEX sponsor_packages_building ON sponsor_packages (study)
+                WHERE state = 'building'""",
             "CREATE INDEX sponsor_packages_study ON sponsor_packages (study, id)",
         ),
     ),
