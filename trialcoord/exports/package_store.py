@@ -57,11 +57,13 @@ async def last_transfer(study_id: int) -> int:
 
 
 async def delivered(study_id: int, before: int, sites: str, privacy: str, unblinded: int) -> dict[str, Any] | None:
-    """The newest finished build of an earlier transfer with the same sites, privacy and blinding: its transfer and
-    the DV records it delivered (JSON). Packages of another scope deliver other records: no basis to compare."""
+    """The latest earlier transfer with the same sites, privacy and blinding, as its first build delivered it: its
+    transfer and DV records (JSON). Packages of another scope deliver other records: no basis to compare. First
+    builds only, so a rebuild of a transfer compares with what its first build compared with, whatever was rebuilt
+    since."""
     rows = await fetch(
         "SELECT transfer, deviations FROM sponsor_packages WHERE study = {} AND transfer < {} AND state = 'done'"
-        " AND sites = {} AND privacy = {} AND unblinded = {} ORDER BY transfer DESC, id DESC LIMIT 1",
+        " AND rebuild_of IS NULL AND sites = {} AND privacy = {} AND unblinded = {} ORDER BY transfer DESC LIMIT 1",
         study_id,
         before,
         sites,
