@@ -10,7 +10,10 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Mapping
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -18,10 +21,21 @@ from typing import Any, BinaryIO
 from trialcoord.exports.rules.sdtm import MAX_CHAR_BYTES, MAX_LABEL, NAME, Dataset, Kind, Variable
 from trialcoord.exports.writing import DEFINE, FORMAT, KEY_PEM, MANIFEST, REPORT, SIGNATURE, UNLISTED
 from trialcoord.kernel import signing_keys
+from trialcoord.kernel.problems import InvalidInput
+from trialcoord.kernel.render.tabular import inert
 
 _MANIFEST_LIMIT = 64 << 20  # a manifest of 50,000 deviation ids is a few MB; past this it is not ours
-_MEMBER_LIMIT = 8 << 30  # uncompressed bytes per member
-_RATIO_LIMIT = 1_000  # uncompressed / compressed: past this, a ZIP bomb, not a dataset
+_MEMBER_LIMIT = 4 << 30  # uncompressed bytes per member: SV of 1,000,000 visits is a few hundred MB
+_TOTAL_LIMIT = 16 << 30  # uncompressed bytes of all the members together
+# Uncompressed / compressed, past _RATIO_FLOOR bytes. Deflate's own maximum is ~1029:1, so a cap near it never
+# bites. Real members measure ~5:1 (XPT, the demo) to ~47:1 (50,000 rows of one mostly blank 200-byte column);
+# 200 leaves a fourfold margin and refuses a bomb at 1/5 of its size. Small members are let through any ratio.
+_RATIO_LIMIT = 200
+_RATIO_FLOOR = 1 << 20
+_FIGURES_LIMIT = 16 << 20  # the report's attached figures decoded: a few hundred kB for 20 sites
+_XML_LIMIT = 256 << 20  # define.xml, parsed whole by lxml: ~45 kB for the demo's seven datasets
+_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # all the package writer uses
+_READ_ERRORS = (OSError, zipfile.BadZipFile, zlib.error, EOFError, ValueError, RuntimeError, NotImplementedError)
 _CHUNK = 1 << 20
 _V5_LIBRARY = b"HEADER RECORD*******LIBRARY HEADER RECORD!!!!!!!000000000000000000000000000000  "
 _V5_MEMBER = b"HEADER RECORD*******MEMBER  HEADER RECORD!!!!!!!000000000000000001600000000140  "
@@ -44,10 +58,10 @@ def is_sponsor_package(path_or_file: str | Path | BinaryIO) -> bool:
     try:
         with zipfile.ZipFile(path_or_file) as archive:
             info = archive.getinfo(MANIFEST)
-            if info.file_size > _MANIFEST_LIMIT:
+            if info.file_size > _MANIFEST_LIMIT or info.compress_type not in _METHODS:
                 return False
             return f'"format":"{FORMAT}"'.encode() in archive.read(info)
-    except (KeyError, OSError, zipfile.BadZipFile, ValueError):
+    except (KeyError, *_READ_ERRORS):  # an encrypted manifest raises RuntimeError, an unknown method NotImplemented
         return False
     finally:
         if not isinstance(path_or_file, str | Path):
@@ -65,7 +79,7 @@ def verify_package(
     try:
         with zipfile.ZipFile(path_or_file) as archive:
             _Checker(archive, check, registry_name).run(registry)
-    except (OSError, zipfile.BadZipFile) as error:
+    except (OSError, zipfile.BadZipFile, ValueError) as error:
         check.problems.append(f"not a readable ZIP ({error})")
     return check
 
@@ -75,38 +89,77 @@ class _Checker:
     archive: zipfile.ZipFile
     check: PackageCheck
     registry_name: str
-    good: dict[str, bytes] = field(default_factory=dict)  # members whose hash matched, by name
+    good: dict[str, str] = field(default_factory=dict)  # members whose hash matched: name -> SHA-256
 
     def problem(self, text: str) -> None:
         self.check.problems.append(text)
 
-    def read(self, name: str, limit: int = _MEMBER_LIMIT) -> bytes | None:
+    def stream(self, name: str, sink: Callable[[bytes], object], limit: int = _MEMBER_LIMIT) -> bool:
+        """Feed the member's bytes to `sink` a chunk at a time; False (the problem named) when it is missing,
+        too large, a likely ZIP bomb, encrypted, of another compression method or unreadable."""
         try:
             info = self.archive.getinfo(name)
         except KeyError:
             self.problem(f"{name}: missing from the package")
-            return None
-        if info.file_size > limit or (info.compress_size and info.file_size / info.compress_size > _RATIO_LIMIT):
-            self.problem(f"{name}: {info.file_size} bytes unpacked from {info.compress_size}: refused as a ZIP bomb")
-            return None
+            return False
+        size, packed = info.file_size, info.compress_size
+        if size > limit or (size > _RATIO_FLOOR and (not packed or size / packed > _RATIO_LIMIT)):
+            self.problem(f"{name}: {size} bytes unpacked from {packed}: refused as a ZIP bomb")
+            return False
+        if info.flag_bits & 0x1:
+            self.problem(f"{name}: encrypted, which a sponsor package never is")
+            return False
+        if info.compress_type not in _METHODS:
+            self.problem(f"{name}: compression method {info.compress_type}, not stored or deflate as written")
+            return False
         try:
             with self.archive.open(info) as member:
-                chunks, total = [], 0
+                total = 0
                 while chunk := member.read(_CHUNK):
                     total += len(chunk)
-                    if total > info.file_size:  # the header lied about the size
+                    if total > size:  # the header lied about the size
                         self.problem(f"{name}: longer than its ZIP header says")
-                        return None
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except (OSError, zipfile.BadZipFile, EOFError, ValueError) as error:
+                        return False
+                    sink(chunk)
+            return True
+        except _READ_ERRORS as error:
             self.problem(f"{name}: unreadable ({error})")
-            return None
+            return False
+
+    def read(self, name: str, limit: int) -> bytes | None:
+        chunks: list[bytes] = []
+        return b"".join(chunks) if self.stream(name, chunks.append, limit) else None
+
+    @contextmanager
+    def extracted(self, name: str, suffix: str) -> Iterator[Path | None]:
+        """The good member in a temporary file, re-hashed on the way (the bytes checked are the signed ones);
+        None when it no longer reads or matches. One at a time: nothing of it stays in memory."""
+        handle, path = tempfile.mkstemp(suffix=suffix)
+        try:
+            digest = hashlib.sha256()
+            with os.fdopen(handle, "wb") as file:
+
+                def sink(chunk: bytes) -> None:
+                    digest.update(chunk)
+                    file.write(chunk)
+
+                read = self.stream(name, sink)
+            if read and digest.hexdigest() != self.good[name]:
+                self.problem(f"{name}: its bytes changed while it was being checked")
+            yield Path(path) if read and digest.hexdigest() == self.good[name] else None
+        finally:
+            Path(path).unlink(missing_ok=True)
 
     def run(self, registry: Mapping[str, Any] | None) -> None:
-        names = self.archive.namelist()
-        for name in {n for n in names if names.count(n) > 1}:
-            self.problem(f"{name}: stored more than once in the archive")
+        infos = self.archive.infolist()
+        names = [info.filename for info in infos]
+        for name, count in Counter(names).items():
+            if count > 1:
+                self.problem(f"{name}: stored more than once in the archive")
+        total = sum(info.file_size for info in infos)
+        if total > _TOTAL_LIMIT:
+            self.problem(f"the members unpack to {total} bytes, over the {_TOTAL_LIMIT} a package may hold")
+            return
         raw = self.read(MANIFEST, _MANIFEST_LIMIT)
         if raw is None:
             return
@@ -118,7 +171,7 @@ class _Checker:
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             self.problem(f"{MANIFEST}: not a {FORMAT} manifest")
             return
-        self.check_signature(raw, manifest, registry)
+        signed = self.check_signature(raw, manifest, registry)
         files = manifest.get("files")
         entries = [e for e in files if isinstance(e, dict)] if isinstance(files, list) else []
         if not isinstance(files, list) or len(entries) != len(files):
@@ -126,47 +179,62 @@ class _Checker:
         listed = {str(e.get("path")) for e in entries}
         for entry in entries:
             self.check_member(entry)
-        for name in names:
+        for name in dict.fromkeys(names):
             if name not in listed and name not in UNLISTED:
                 self.problem(f"{name}: in the archive but not listed in the manifest")
-        self.check_contents(manifest)
+        if signed:
+            self.check_contents(manifest)
+        else:  # parsing what nobody vouches for would expose the parsers to anyone's bytes, for nothing
+            self.problem("the members' contents (XPT, CSV, define.xml, report) were not checked: the signature fails")
 
-    def check_signature(self, raw: bytes, manifest: Mapping[str, Any], registry: Mapping[str, Any] | None) -> None:
+    def check_signature(self, raw: bytes, manifest: Mapping[str, Any], registry: Mapping[str, Any] | None) -> bool:
+        """Whether the manifest's signature holds under a key that is trusted; each failure named."""
+        before = len(self.check.problems)
         key_id = str(manifest.get("manifest_key_id"))
         pem, signature = self.read(KEY_PEM, 1 << 16), self.read(SIGNATURE, 1 << 16)
         if pem is None or signature is None:
-            return
+            return False
         try:
-            public = signing_keys.public_key_hex(signing_keys.load_public_key(pem.decode("ascii")))
+            loaded = signing_keys.load_public_key(pem.decode("ascii"))
+            public = signing_keys.public_key_hex(loaded)
         except (signing_keys.SigningKeyError, UnicodeDecodeError, ValueError):
             self.problem(f"{KEY_PEM}: not an Ed25519 public key")
-            return
+            return False
         if registry is None:
             self.check.trust = "the package's own key only: compare manifest-key.pem with the site's signer registry"
         else:
-            system = {str(k.get("key_id")): k for k in registry.get("system_keys") or [] if isinstance(k, Mapping)}
+            listed = registry.get("system_keys")
+            keys = listed if isinstance(listed, list) else []
+            system = {str(k.get("key_id")): k for k in keys if isinstance(k, Mapping)}
             self.check.trust = self.registry_name
             if key_id not in system:
                 self.problem(f"{SIGNATURE}: signed by key {key_id}, which is not a system key in the registry")
             elif system[key_id].get("public_key") != public:
                 self.problem(f"{KEY_PEM}: is not system key {key_id} of the registry")
-        if signing_keys.key_id(signing_keys.load_public_key(pem.decode("ascii"))) != key_id:
+        if signing_keys.key_id(loaded) != key_id:
             self.problem(f"{KEY_PEM}: is not key {key_id}, which the manifest names")
         if len(signature) != 64 or not signing_keys.verify_hex(public, raw, signature.hex()):
             self.problem(f"{SIGNATURE}: does not verify under key {key_id}: {MANIFEST} or its signature was altered")
+        return len(self.check.problems) == before
 
     def check_member(self, entry: Mapping[str, Any]) -> None:
         name = str(entry.get("path"))
-        data = self.read(name)
-        if data is None:
+        digest, size = hashlib.sha256(), 0
+
+        def sink(chunk: bytes) -> None:
+            nonlocal size
+            digest.update(chunk)
+            size += len(chunk)
+
+        if not self.stream(name, sink):
             return
         self.check.files_checked += 1
-        if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+        if digest.hexdigest() != entry.get("sha256"):
             self.problem(f"{name}: its SHA-256 differs from the manifest's: altered")
-        elif len(data) != entry.get("size"):
-            self.problem(f"{name}: {len(data)} bytes, the manifest says {entry.get('size')}")
+        elif size != entry.get("size"):
+            self.problem(f"{name}: {size} bytes, the manifest says {entry.get('size')}")
         else:
-            self.good[name] = data
+            self.good[name] = digest.hexdigest()
 
     def check_contents(self, manifest: Mapping[str, Any]) -> None:
         """The formats and the agreement between members, for the members whose bytes are the signed ones."""
@@ -177,50 +245,69 @@ class _Checker:
             if not isinstance(entry, Mapping):
                 continue
             name, xpt, csv = entry.get("name"), entry.get("xpt"), entry.get("csv")
-            if not isinstance(name, str) or xpt not in self.good:
+            if not isinstance(name, str) or not isinstance(xpt, str) or xpt not in self.good:
                 continue
-            found = self.check_xpt(name, str(xpt), self.good[str(xpt)], entry.get("rows"))
+            with self.extracted(xpt, ".xpt") as path:
+                found = None if path is None else self.check_xpt(name, xpt, path, entry.get("rows"))
             if found is None:
                 continue
             rows, data = found
-            frames[name] = rows
+            if name in ("DV", "DM"):
+                frames[name] = rows
             read_back.append(data)
             self.check.datasets_checked += 1
-            if csv in self.good:
-                self.check_csv(str(csv), self.good[str(csv)], rows)
+            if isinstance(csv, str) and csv in self.good:
+                with self.extracted(csv, ".csv") as path:
+                    if path is not None:
+                        self.check_csv(csv, path, rows)
         if DEFINE in self.good:
             from trialcoord.exports.define_xml import define_problems
 
-            self.check.problems += [f"{DEFINE}: {p}" for p in define_problems(self.good[DEFINE], read_back)]
+            with self.extracted(DEFINE, ".xml") as path:
+                if path is not None and path.stat().st_size > _XML_LIMIT:
+                    self.problem(f"{DEFINE}: over {_XML_LIMIT} bytes, more than a define.xml of SDTM datasets holds")
+                elif path is not None:
+                    content = path.read_bytes()
+                    self.check.problems += [f"{DEFINE}: {p}" for p in define_problems(content, read_back)]
         if REPORT in self.good and "DV" in frames and "DM" in frames:
-            from trialcoord.exports.report import deviations_per_site, report_figures
+            with self.extracted(REPORT, ".pdf") as path:
+                if path is not None:
+                    self.check_report(path, frames["DV"], frames["DM"])
 
-            try:
-                stated = (report_figures(self.good[REPORT]).get("deviations") or {}).get("per_site")
-            except (ValueError, AttributeError) as error:
-                self.problem(f"{REPORT}: its attached figures do not read ({error})")
-                return
-            counted = deviations_per_site(frames["DV"], frames["DM"])
-            if stated != counted:
-                self.problem(f"{REPORT}: deviations per site {stated} differ from the DV dataset's {counted}")
+    def check_report(self, path: Path, dv: list[dict[str, Any]], dm: list[dict[str, Any]]) -> None:
+        from trialcoord.exports.rules.compliance import deviations_per_site
 
-    def check_xpt(self, name: str, member: str, data: bytes, rows: Any) -> tuple[list[dict[str, Any]], Dataset] | None:
+        try:
+            figures = _attached_figures(path)
+            stated = (figures.get("deviations") or {}).get("per_site")
+        except (ValueError, AttributeError, TypeError, RecursionError) as error:
+            self.problem(f"{REPORT}: its attached figures do not read ({str(error)[:200]})")
+            return
+        try:
+            counted = deviations_per_site(dv, dm)
+        except InvalidInput as error:
+            self.check.problems += [f"{REPORT}: its figures cannot be counted: {p.message}" for p in error.problems]
+            return
+        except KeyError as error:
+            self.problem(f"{REPORT}: its figures cannot be counted: DM has no variable {error}")
+            return
+        if stated != counted:
+            self.problem(f"{REPORT}: deviations per site {stated} differ from the DV dataset's {counted}")
+
+    def check_xpt(self, name: str, member: str, path: Path, rows: Any) -> tuple[list[dict[str, Any]], Dataset] | None:
         """The dataset as pyreadstat reads it back (rows by variable name, and as a Dataset for define.xml)."""
-        if data[:80] != _V5_LIBRARY or data[240:320] != _V5_MEMBER:
+        with path.open("rb") as file:
+            head = file.read(320)
+        if head[:80] != _V5_LIBRARY or head[240:320] != _V5_MEMBER:
             self.problem(f"{member}: not SAS transport version 5 (its library or member header differs)")
             return None
         import pyreadstat
 
-        handle, path = tempfile.mkstemp(suffix=".xpt")
         try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(data)
-            frame, meta = pyreadstat.read_xport(path)
+            frame, meta = pyreadstat.read_xport(str(path))
         except Exception as error:  # pyreadstat raises its own ReadstatError and others on a damaged file
             self.problem(f"{member}: pyreadstat cannot read it ({error})")
             return None
-        finally:
-            Path(path).unlink(missing_ok=True)
         if meta.table_name != name:
             self.problem(f"{member}: holds dataset {meta.table_name}, the manifest says {name}")
         for variable, label in zip(meta.column_names, meta.column_labels):
@@ -244,12 +331,14 @@ class _Checker:
         rows_read = tuple(tuple(record[v.name] for v in variables) for record in plain)
         return plain, Dataset(name, meta.file_label or "", variables, rows_read)
 
-    def check_csv(self, member: str, data: bytes, rows: list[dict[str, Any]]) -> None:
+    def check_csv(self, member: str, path: Path, rows: list[dict[str, Any]]) -> None:
+        """Each cell as the CSV writer writes the XPT's value. SAS drops text's trailing blanks, the CSV keeps
+        them: both sides are compared without them."""
         import csv
-        import io
 
         try:
-            read = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+            with path.open(encoding="utf-8", newline="") as file:
+                read = list(csv.DictReader(file))
         except (UnicodeDecodeError, csv.Error) as error:
             self.problem(f"{member}: not readable CSV ({error})")
             return
@@ -261,9 +350,41 @@ class _Checker:
                 self.problem(f"{member}: its columns differ from its XPT's")
                 return
             for variable, value in right.items():
-                if _csv_value(value) != left[variable].removeprefix("'"):
+                cell = left[variable]
+                if not isinstance(cell, str) or _csv_value(value).rstrip(" ") != cell.rstrip(" "):
                     self.problem(f"{member}, row {number}, variable {variable}: differs from its XPT")
                     return
+
+
+def _attached_figures(path: Path) -> dict[str, Any]:
+    """The report's report-figures.json, its stream decoded to at most _FIGURES_LIMIT bytes (a PDF stream is a
+    deflate stream: a small one can decode to gigabytes). ValueError when it is absent, too large or unreadable."""
+    import pikepdf
+
+    from trialcoord.exports.report import FIGURES_FILE
+
+    try:
+        with pikepdf.open(path) as document:
+            if FIGURES_FILE not in document.attachments:
+                raise ValueError(f"the report carries no {FIGURES_FILE}")
+            stream = document.attachments[FIGURES_FILE].obj.EF.F
+            method = stream.get("/Filter")
+            if stream.get("/DecodeParms") is not None or method not in (None, pikepdf.Name.FlateDecode):
+                raise ValueError(f"{FIGURES_FILE} is encoded as {method}, not plain or deflate as written")
+            raw = stream.read_raw_bytes()
+    except (pikepdf.PdfError, KeyError, AttributeError, TypeError) as error:
+        raise ValueError(f"not a readable PDF with its figures attached: {error}") from None
+    if method is None:
+        decoded = raw
+    else:
+        inflate = zlib.decompressobj()
+        decoded = inflate.decompress(raw, _FIGURES_LIMIT + 1)
+    if len(decoded) > _FIGURES_LIMIT:
+        raise ValueError(f"{FIGURES_FILE} decodes to over {_FIGURES_LIMIT} bytes")
+    found = json.loads(decoded)
+    if not isinstance(found, dict):
+        raise ValueError(f"{FIGURES_FILE} is not a JSON object")
+    return found
 
 
 def _plain(value: Any) -> Any:
@@ -276,4 +397,7 @@ def _plain(value: Any) -> Any:
 
 
 def _csv_value(value: Any) -> str:
-    return "" if value is None else str(value)
+    """The cell transport.csv_bytes writes for the value pyreadstat read: text guarded by `inert` as there."""
+    if value is None:
+        return ""
+    return inert(value) if isinstance(value, str) else str(value)
