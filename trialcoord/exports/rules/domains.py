@@ -687,14 +687,16 @@ def sv_records(
     design: Design, who: Subject, visits: Iterable[VisitDone], withheld: Counter[str]
 ) -> list[tuple[Value, ...]]:
     """The participant's SV rows by VISITNUM, as tuples in `sv_variables`' order (a million rows: no mapping
-    each); in a blinded package those of arm-limited visits are withheld."""
+    each); in a blinded package those of arm-limited visits are withheld before numbering, so that an unscheduled
+    visit's VISITNUM does not follow a withheld visit's number and reveal the arm."""
     rows: list[tuple[Value, ...]] = []
-    study, usubjid, blinded, start = design.study, who.usubjid, not design.arms_shown, who.reference_start
+    study, usubjid, start = design.study, who.usubjid, who.reference_start
     dtc, planned_day = design.dtc, design.planned_day
+    if not design.arms_shown:
+        every = list(visits)
+        visits = [visit for visit in every if not design.arm_limited(visit.code)]
+        withheld[WITHHELD_SV] += len(every) - len(visits)
     for number, visit in visit_numbers(who, visits):
-        if blinded and design.arm_limited(visit.code):
-            withheld[WITHHELD_SV] += 1
-            continue
         actual = visit.actual
         day = dtc(actual)
         if start is None:
