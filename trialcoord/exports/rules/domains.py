@@ -191,6 +191,13 @@ def _arm_limited(visit: VisitDefinition, protocol: Protocol) -> bool:
     return visit.arms is not None and not protocol.arm_codes <= visit.arms
 
 
+def arm_limited_definitions(versions: Iterable[Protocol]) -> frozenset[str]:
+    """The visit definitions' codes (`C{n}D1` as written) that some arms only have in any of `versions`: a blinded
+    report counts none of them, since a participant may follow any version and a count per site would be the
+    number there in those arms."""
+    return frozenset(v.code for protocol in versions for v in protocol.visits if _arm_limited(v, protocol))
+
+
 def subject(
     design: Design,
     subject_id: str,
