@@ -10,7 +10,7 @@ import hashlib
 import io
 import re
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 
 import pikepdf
 import pytest
@@ -39,7 +39,7 @@ from trialcoord.exports.transport import csv_bytes, xpt_bytes
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.render.pdf import instant, reproducible_pdf
 from trialcoord.kernel.signing_keys import SignedCheckpoint, generate_key
-from trialcoord.scheduling import participants
+from trialcoord.scheduling import participants, visits
 
 pytestmark = pytest.mark.anyio
 TODAY = date.today()  # the demo is dated from it; its protocol versions from fixed days
@@ -259,6 +259,25 @@ async def test_arms_are_counted_only_when_shown(loaded):
     assert sum(figures["study_totals"]["arms"].values()) == figures["study_totals"]["participants"] == 5
     assert set(figures["study_totals"]["arms"]) <= {"A", "P", "not assigned"}
     assert "Participantsbyarm" in "".join(drawn_text(pdf).split())
+
+
+async def test_a_blinded_report_counts_no_visit_some_arms_only_have(loaded):
+    """DEMO-001's PK visit is arm A's only: its count per site would be the number of arm-A participants there."""
+    await visits.record_visit(STUDY, "101-001", "PK", TODAY - timedelta(days=4), today=TODAY)
+    blinded = figures_of((await render(arms_shown=False))[0])
+    shown = figures_of((await render(arms_shown=True))[0])
+
+    def visit_codes(figures: dict) -> set[str]:
+        return {code for site in figures["sites"] for code, _ in site["by_visit"]}
+
+    assert "PK" in visit_codes(shown) and "PK" not in visit_codes(blinded)
+    assert "PK" not in {code for code, _ in blinded["study_totals"]["by_visit"]}
+    site, open_site = blinded["sites"][0], shown["sites"][0]
+    pk = dict(open_site["by_visit"])["PK"]
+    for state in ("on_time", "early", "late", "missed"):  # the totals leave it out too
+        assert site["visits"][state] == open_site["visits"][state] - pk[state]
+        assert site["visits"][state] == sum(counts[state] for _, counts in site["by_visit"])
+    assert site["visits"]["due"] == open_site["visits"]["due"] - sum(pk.values())
 
 
 def big_figures(sites: int, visits: int, categories: int = 10) -> dict:

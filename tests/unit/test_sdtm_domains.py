@@ -257,6 +257,17 @@ def test_a_blinded_package_withholds_what_reveals_the_arm_and_dm_shows_no_arm(pr
     assert not {"BRTHDTC", "INVNAM"} & {v.name for v in domains.dm_variables(Privacy.CODED)}
 
 
+def test_a_blinded_package_numbers_visits_without_the_withheld_ones_so_visitnum_does_not_reveal_the_arm(protocol):
+    blind, withheld = design(protocol, arms_shown=False), Counter[str]()
+    placebo = Subject("002", "UT-1-002", "101", "P", reference_start=DAY1)
+    shared = [visit("V2", DAY1, 2), visit("UNS", date(2024, 3, 20), None)]
+    active = domains.sv_rows(blind, WHO, [*shared, visit("PK", date(2024, 3, 14), 20)], withheld)
+    assert [r["VISITNUM"] for r in active] == [r["VISITNUM"] for r in domains.sv_rows(blind, placebo, shared, withheld)]
+    assert [r["VISITNUM"] for r in active] == [2.0, 2.000001] and withheld == {domains.WITHHELD_SV: 1}
+    shown = domains.sv_rows(design(protocol), WHO, [*shared, visit("PK", date(2024, 3, 14), 20)], Counter())
+    assert [r["VISITNUM"] for r in shown] == [2.0, 20.0, 20.000001]  # an open package numbers as before
+
+
 def test_safe_harbor_keeps_years_groups_ages_and_replaces_free_text_with_coded_terms(protocol):
     harbor = design(protocol, Privacy.SAFE_HARBOR)
     ((dv, supp),) = domains.dv_rows(harbor, WHO, [deviation(1)], Counter())

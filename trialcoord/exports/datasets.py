@@ -4,10 +4,11 @@ the sites asked for, in the privacy mode asked for (`exports/rules/domains.py` a
 holds). One read transaction, so every dataset sees the same snapshot; participants' visits are read a page of
 participants at a time and turned into rows at once, so the study is never held twice.
 
-Blinding: arms are shown (DM's ARMCD and ARM) when the protocol is open-label or the package is unblinded (made by
-a role that may view the allocation, `Scope.unblinded`); otherwise what would reveal a participant's arm (the SV
-rows of visits some arms only have, and their deviations) is left out and counted in `withheld`. TV and TA keep the
-arms: they are the design, not an allocation.
+Blinding: arms are shown (DM's ARMCD and ARM) when the protocol is open-label (both the version in force on the
+as-of date and the current one) or the package is unblinded (made by a role that may view the allocation,
+`Scope.unblinded`); otherwise what would reveal a participant's arm (the SV rows of visits some arms only have, and
+their deviations) is left out and counted in `withheld`. TV and TA keep the arms: they are the design, not an
+allocation.
 
 A deviation as it stood on the as-of date: its review state from the review steps taken by then; the site's reason
 and classification from the last step on or before it that set them when a later step changed them (a
@@ -127,14 +128,17 @@ async def build(scope: Scope, progress: Progress | None = None) -> StudyDatasets
 
 
 async def _design(scope: Scope) -> Design:
-    """The version in force on the as-of date (the earliest when none was yet) and every version."""
+    """The version in force on the as-of date (the earliest when none was yet) and every version. Blinded when
+    that version or the study's current one (the latest, whose blinding access follows) is: an amendment that
+    opens or closes the blind does not open a package dated on the other side of it."""
     versions = await protocols.list_protocol_versions(scope.study)
     if not versions:
         raise NotFound(f"study {scope.study} has no protocol version loaded")
     in_force = [v for v in versions if v.effective <= scope.as_of] or versions[:1]
     every = tuple([await protocols.get_protocol(scope.study, v.version) for v in versions])
     current = every[versions.index(in_force[-1])]
-    arms_shown = not Blinding(current.blinding).blinded or scope.unblinded
+    blinded = Blinding(current.blinding).blinded or Blinding(every[-1].blinding).blinded
+    arms_shown = not blinded or scope.unblinded
     return Design(scope.study, current, every, scope.privacy, arms_shown)
 
 

@@ -4,14 +4,16 @@ and the re-consent backlog, binder completeness; per site and for the study. Dev
 the DV and DM datasets handed in (`deviations_per_site`), so the report agrees with the datasets by construction.
 
 The result is a JSON document (attached to the PDF as report-figures.json): aggregates only, no participant's ID,
-arm or date. Per-arm counts appear only when arms are shown; in safe-harbor mode the deviations' months become
-years. Visits are counted by the database (one aggregate read per study: a study of a million visits is never
+arm or date. Per-arm counts appear only when arms are shown; otherwise the visits some arms only have are left out
+of the visit figures (per visit and the totals: a count of them per site is a count of a blinded arm there). The
+consent figures count what was in effect and signed by the as-of day. In safe-harbor mode the deviations' months
+become years. Visits are counted by the database (one aggregate read per study: a study of a million visits is never
 held at once, nor read once per site); each site's other figures are gathered one site at a time."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import date
 from typing import Any, cast
 
@@ -22,12 +24,22 @@ from trialcoord.deviations.rules import deviation_trends
 from trialcoord.deviations.site_summary import SiteFigures, site_summary
 from trialcoord.deviations.trends import CLOSURE_BINS, trends_of
 from trialcoord.documents import binder_checklist, consent_checks
+from trialcoord.documents.consent_records import versions_and_consents
 from trialcoord.documents.rules.documents import Reader
-from trialcoord.exports.rules.compliance import adherence_by_visit, by_year, deviations_per_site, on_time_rate
+from trialcoord.exports.rules import domains
+from trialcoord.exports.rules.compliance import (
+    ADHERENCE,
+    adherence_by_visit,
+    by_year,
+    deviations_per_site,
+    on_time_rate,
+)
 from trialcoord.exports.rules.scope import Privacy, Scope
 from trialcoord.exports.rules.sdtm import Dataset
+from trialcoord.kernel.database.engine import read
 from trialcoord.kernel.problems import invalid
 from trialcoord.scheduling import lookups, participants, protocols, sites
+from trialcoord.scheduling.rules.protocol import Protocol
 
 Progress = Callable[[float, str], None]
 BINDER_STATES = ("present", "missing", "expiring", "expired")
@@ -56,8 +68,9 @@ async def gather(
     per_dataset = dataset_counts(datasets)
     rows = rows_as_of(await listing(study, sites=chosen), as_of)
     summary = await site_summary(study, chosen, as_of, personal=False, rows=rows)
-    consents = await consent_checks.versions_and_signatures(study)
-    adherence = await adherence_per_site(study, chosen, as_of)
+    consents = await consents_as_of(study, as_of)
+    hidden = frozenset() if arms_shown else domains.arm_limited_definitions(await _versions(study))
+    adherence = await adherence_per_site(study, chosen, as_of, leave_out=hidden)
     say(0.1, "deviations, enrolment, visits and consents read")
     per_site = []
     for number, (code, figures) in enumerate(zip(chosen, summary.sites), start=1):
@@ -68,7 +81,7 @@ async def gather(
             {
                 "site": code,
                 **_enrolment(figures, people, arms_shown),
-                "visits": _visits(figures, by_visit),
+                "visits": _visits(figures, by_visit) if arms_shown else visit_totals(by_visit),
                 "by_visit": by_visit,
                 "deviations": per_dataset.get(code, 0),
                 "deviation_states": _deviation_states(site_rows),
@@ -163,18 +176,38 @@ def _visits(figures: SiteFigures, by_visit: Sequence[Sequence[Any]]) -> dict[str
     }
 
 
+def visit_totals(by_visit: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """`_visits`' figures summed from the visits' own counts: a blinded report's, whose per-visit counts leave
+    out the visits some arms only have (the site summary counts them: their number per site is that of the
+    participants there in those arms)."""
+    counts: Counter[str] = Counter()
+    for _, per in by_visit:
+        counts.update(per)
+    summed = {state: counts[state] for state in ADHERENCE}
+    done = summed["on_time"] + summed["early"] + summed["late"]
+    found = {"due": done + summed["missed"], "done": done, **summed}
+    return {**found, "on_time_rate": on_time_rate(found), "completion_rate": _completion(found)}
+
+
 def _completion(visits: Mapping[str, int]) -> float | None:
     return round(visits["done"] / visits["due"], 4) if visits.get("due") else None
 
 
-async def adherence_per_site(study: str, sites: Sequence[str], as_of: date) -> dict[str, list[list[Any]]]:
+async def _versions(study: str) -> list[Protocol]:
+    return [await protocols.get_protocol(study, v.version) for v in await protocols.list_protocol_versions(study)]
+
+
+async def adherence_per_site(
+    study: str, sites: Sequence[str], as_of: date, *, leave_out: Collection[str] = ()
+) -> dict[str, list[list[Any]]]:
     """Per site (those with visits due), (visit, on time / early / late / missed) of its participants enrolled by
     `as_of`, in visit-number order: one aggregate read of the study (`lookups.visit_groups`), never a row per
-    visit, counted by `adherence_by_visit`."""
+    visit, counted by `adherence_by_visit`; the definitions `leave_out` names are not counted."""
     groups: dict[str, list[dict[str, Any]]] = {}
     study_id = (await protocols.require_study(study)).id
     for row in await lookups.visit_groups(study_id, sites, as_of):
-        groups.setdefault(row["site"], []).append(row)
+        if row["definition"] not in leave_out:
+            groups.setdefault(row["site"], []).append(row)
     return {site: adherence_by_visit(rows) for site, rows in groups.items()}
 
 
@@ -203,6 +236,19 @@ def _closure_bins(days: Sequence[int]) -> list[list[Any]]:
         label = f"{lo}+" if hi is None else f"{lo}-{hi - 1}"
         found.append([label, sum(1 for d in days if lo <= d and (hi is None or d < hi))])
     return found
+
+
+async def consents_as_of(study: str, as_of: date) -> consent_checks.ConsentsSigned:
+    """`consent_checks.versions_and_signatures` as the as-of day saw it: the versions in effect by then, the
+    signatures signed by then (a later one would count a consent the package's day did not have)."""
+    async with read():
+        versions, signed = await versions_and_consents(study, active_only=False)
+    labels: dict[str, set[str]] = {}
+    for c in signed:
+        label = c.version.label if c.version is not None else c.label
+        if label and c.signed_on <= as_of:
+            labels.setdefault(c.subject_id, set()).add(label)
+    return consent_checks.ConsentsSigned([v for v in versions if v.effective_on <= as_of], labels)
 
 
 def _consent(site: str, consents: consent_checks.ConsentsSigned, enrolled: set[str], reconsent: int) -> dict[str, Any]:

@@ -191,6 +191,13 @@ def _arm_limited(visit: VisitDefinition, protocol: Protocol) -> bool:
     return visit.arms is not None and not protocol.arm_codes <= visit.arms
 
 
+def arm_limited_definitions(versions: Iterable[Protocol]) -> frozenset[str]:
+    """The visit definitions' codes (`C{n}D1` as written) that some arms only have in any of `versions`: a blinded
+    report counts none of them, since a participant may follow any version and a count per site would be the
+    number there in those arms."""
+    return frozenset(v.code for protocol in versions for v in protocol.visits if _arm_limited(v, protocol))
+
+
 def subject(
     design: Design,
     subject_id: str,
@@ -687,14 +694,16 @@ def sv_records(
     design: Design, who: Subject, visits: Iterable[VisitDone], withheld: Counter[str]
 ) -> list[tuple[Value, ...]]:
     """The participant's SV rows by VISITNUM, as tuples in `sv_variables`' order (a million rows: no mapping
-    each); in a blinded package those of arm-limited visits are withheld."""
+    each); in a blinded package those of arm-limited visits are withheld before numbering, so that an unscheduled
+    visit's VISITNUM does not follow a withheld visit's number and reveal the arm."""
     rows: list[tuple[Value, ...]] = []
-    study, usubjid, blinded, start = design.study, who.usubjid, not design.arms_shown, who.reference_start
+    study, usubjid, start = design.study, who.usubjid, who.reference_start
     dtc, planned_day = design.dtc, design.planned_day
+    if not design.arms_shown:
+        every = list(visits)
+        visits = [visit for visit in every if not design.arm_limited(visit.code)]
+        withheld[WITHHELD_SV] += len(every) - len(visits)
     for number, visit in visit_numbers(who, visits):
-        if blinded and design.arm_limited(visit.code):
-            withheld[WITHHELD_SV] += 1
-            continue
         actual = visit.actual
         day = dtc(actual)
         if start is None:
