@@ -352,3 +352,13 @@ def test_a_collector_takes_rows_by_name_a_missing_name_null_and_tuples_as_they_a
     assert [row[2] for row in dm.rows] == ["UT-1-001", "UT-1-002", "UT-1-003"]
     assert dm.rows[1] == ("UT-1", "DM", "UT-1-002", "002", None, None, "101", None, None, None, None)
     assert dm.profile().values["AGE"] == {None, 40}
+
+
+def test_text_drops_its_trailing_blanks_as_sas_transport_does_so_xpt_csv_and_define_agree():
+    variables = [domains.Variable("STUDYID", "Study Identifier"), domains.Variable("DVTERM", "Protocol Deviation Term")]
+    collector = domains.Collector("DV", "Protocol Deviations", variables)
+    for term in ("Visit missed  ", "Visit missed", "   ", "Late"):
+        collector.add({"STUDYID": "UT-1", "DVTERM": term})
+    built = collector.dataset()
+    assert [row[1] for row in built.rows] == ["Visit missed", "Visit missed", None, "Late"]
+    assert built.lengths()["DVTERM"] == len("Visit missed")

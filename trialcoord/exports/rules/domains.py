@@ -477,7 +477,7 @@ class Collector:
         self.rows.extend(rows)
 
     def dataset(self) -> Dataset:
-        built = Dataset(self.name, self.label, self.variables, tuple(self.rows))
+        built = _without_trailing_blanks(Dataset(self.name, self.label, self.variables, tuple(self.rows)))
         self.rows = []
         try:
             check(built)
@@ -505,6 +505,26 @@ class Collector:
         return Problem(
             f"{problem.message} ({', '.join(who)}){remedy}", problem.file, problem.line, problem.column, problem.field
         )
+
+
+def _without_trailing_blanks(data: Dataset) -> Dataset:
+    """Text as SAS transport holds it: trailing blanks are padding there, so the XPT drops them; the CSV, define.xml's
+    lengths and the XPT agree only if the rows drop them too. Looked for among each column's distinct values, so a
+    dataset without any is not walked again."""
+    profile = data.profile()
+    trimmed: dict[int, dict[Value, Value]] = {}
+    for index, variable in enumerate(data.variables):
+        if variable.kind is Kind.TEXT:
+            found = {v: v.rstrip(" ") for v in profile.values[variable.name] if isinstance(v, str) and v.endswith(" ")}
+            if found:
+                trimmed[index] = {v: (t or None) for v, t in found.items()}  # all blanks: missing, as SAS reads it
+    if not trimmed:
+        return data
+    rows = tuple(
+        tuple(trimmed[i].get(value, value) if i in trimmed else value for i, value in enumerate(row))
+        for row in data.rows
+    )
+    return Dataset(data.name, data.label, data.variables, rows)
 
 
 def build(name: str, label: str, variables: Sequence[Variable], rows: Iterable[Mapping[str, Value]]) -> Dataset:
