@@ -230,11 +230,22 @@ def test_csv_cells_are_compared_as_the_writer_writes_them():
     ]
 
 
-def test_the_command_exits_1_naming_the_problem(tmp_path, capsys, monkeypatch):
+def test_the_command_exits_1_naming_the_problem(tmp_path, capsys):
     from trialcoord.cli import verify
+    from trialcoord.kernel import signing_keys
 
     path = tmp_path / "p.zip"
     path.write_bytes(_package(report=b"%PDF-1.7\nbroken"))
-    monkeypatch.setenv("TRIALCOORD_SIGNATURES_DIR", str(tmp_path / "none"))
-    assert verify.verify([str(path)], None) == 1
+    public = KEY.public_key()
+    registry = tmp_path / "registry.json"  # the site's published registry, holding the key that signed
+    registry.write_text(
+        json.dumps(
+            {
+                "system_keys": [
+                    {"key_id": signing_keys.key_id(public), "public_key": signing_keys.public_key_hex(public)}
+                ]
+            }
+        )
+    )
+    assert verify.verify([str(path)], str(registry)) == 1
     assert "compliance-report.pdf: its attached figures do not read" in capsys.readouterr().err
