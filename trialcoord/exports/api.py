@@ -101,10 +101,16 @@ class Builds:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def close(self) -> None:
-        for task in list(self.tasks):
+    async def close(self, wait: float = 60.0) -> None:
+        """At shutdown: let running builds finish (seconds for most), then cancel what is left. A build cancelled
+        midway is failed by its own handler, or judged stopped by the next start once its heartbeat is stale."""
+        running = list(self.tasks)
+        if not running:
+            return
+        _, pending = await asyncio.wait(running, timeout=wait)
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 def builds(app: Litestar) -> Builds:
