@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import subprocess
 import zipfile
 import zlib
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pikepdf
 import pytest
@@ -351,6 +352,29 @@ async def test_the_page_says_why_a_package_cannot_be_made_and_keeps_what_was_cho
     assert busy.status_code == 422 and "is being built" in busy.text
     page = await sam.get("/studies/DEMO-001/sponsor-packages")
     assert '<meta http-equiv="refresh" content="3">' in page.text and "<progress" in page.text
+    # The page reloads itself while the build runs: no form whose choices a reload would wipe, only why not.
+    assert 'id="make-package"' not in page.text and "can make another when it is done" in page.text
+
+
+async def test_the_packages_made_are_listed_a_page_at_a_time_newest_first(loaded, app, anonymous, server_clock):
+    server_clock.to(datetime.now(UTC))
+    for _ in range(3):
+        started = await packages.start(Scope("DEMO-001", TODAY), actor="sam", today=TODAY)
+        server_clock.by(minutes=2)
+        assert await packages.fail_interrupted() == 1  # each build ends (failed: no heartbeat) so the next may start
+        assert started.transfer
+    sam = await signed_in(anonymous, "sam")
+    first = await sam.get("/studies/DEMO-001/sponsor-packages", params={"size": 2})
+    assert first.status_code == 200
+    ids = sorted((p.id for p in await packages.packages_of("DEMO-001")), reverse=True)  # failed: transfer 1 each
+    shown = [int(n) for n in re.findall(r'<tr id="package-(\d+)"', first.text)]
+    assert shown == ids[:2], shown
+    after = re.search(r'rel="next" href="([^"]+)"', first.text)
+    assert after, "a Next link"
+    second = await sam.get(after.group(1).replace("&amp;", "&"))
+    assert [int(n) for n in re.findall(r'<tr id="package-(\d+)"', second.text)] == ids[2:]
+    bad = await sam.get("/studies/DEMO-001/sponsor-packages", params={"after": "x"})
+    assert bad.status_code == 400 and "after" in bad.text
 
 
 async def test_a_failure_after_the_zip_was_written_leaves_no_package_offered(loaded, kept, tmp_path, monkeypatch):
