@@ -13,7 +13,7 @@ from trialcoord.deviations.records import Deviation
 from trialcoord.deviations.site_summary import SiteFigures
 from trialcoord.documents import documents
 from trialcoord.documents.documents import FiledVersion
-from trialcoord.documents.rules.documents import RELEASED, Reader
+from trialcoord.documents.rules.documents import DocumentKey, Reader, record_id
 from trialcoord.exports import packages
 from trialcoord.exports.packages import Package
 from trialcoord.home import store
@@ -66,18 +66,20 @@ async def trail_since(scopes: Sequence[Scope], since: str) -> Listed[InStudy[Cha
 
 
 async def documents_since(scopes: Sequence[Scope], since: str, reader: Reader) -> Listed[InStudy[FiledVersion]]:
-    """The document versions of the scopes the reader sees that are new since `since`: stored since, or released
-    (approved, effective) on or after its day. Newest first."""
-    day = date.fromisoformat(since[:10])
-    rows = [
-        InStudy(scope.study, version)
-        for scope in scopes
-        for version in await documents.list_documents(scope.study, reader=reader)
-        if scope.includes(version.site)
-        and (
-            version.created_at >= since or any(s.status in RELEASED and s.on >= day for s in version.history)
-        )
-    ]
+    """The document versions of the scopes that the reader sees and that were stored or changed (a lifecycle
+    step) at or after `since`, as the audit trail dates them; newest first."""
+    rows = []
+    for scope in scopes:
+        study_level = [f"{scope.study}/documents/"] if scope.sites is not None else []
+        async with read():
+            changed = await store.records_changed([*prefixes(scope), *study_level], "document_version", since)
+        if changed:
+            rows += [
+                InStudy(scope.study, version)
+                for version in await documents.list_documents(scope.study, reader=reader)
+                if scope.includes(version.site)
+                and record_id(DocumentKey(scope.study, version.site, version.name), version.label) in changed
+            ]
     return listed(rows, key=lambda t: (_newest(t.row), t.study, t.row.name))
 
 

@@ -93,6 +93,24 @@ async def trail_count(prefixes: Collection[str], since: str) -> int:
     return int(rows[0]["n"])
 
 
+async def records_changed(prefixes: Collection[str], record_type: str, since: str) -> set[str]:
+    """The IDs of the records of `record_type` under `prefixes` with an audit entry at or after `since`."""
+    if not prefixes:
+        return set()
+    parts, args = [], []
+    for prefix in sorted(prefixes):
+        parts.append("substr(record_id, 1, {}) = {}")
+        args += [len(prefix), prefix]
+    rows = await fetch_rows(
+        "SELECT DISTINCT record_id FROM audit_entries WHERE record_type = {} AND recorded_at >= {}"
+        f" AND ({' OR '.join(parts)})",
+        record_type,
+        since,
+        *args,
+    )
+    return {row[0] for row in rows}
+
+
 async def signed_by(user_id: str) -> set[tuple[str, str | None, str, str]]:
     """(study, site or None, document, version label) of every version `user_id` signed."""
     rows = await fetch_rows(
