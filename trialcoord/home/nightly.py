@@ -26,7 +26,7 @@ from trialcoord.kernel.config import SQLITE, Settings
 from trialcoord.kernel.database.engine import read
 
 log = logging.getLogger(__name__)
-ACTOR = "system:nightly"  # who the audit trail names for what the nightly detection changes
+ACTOR = audit_log.SYSTEM  # who the audit trail names for what the nightly run changes, as for `schedules refresh`
 CHECK_EVERY = 600.0  # seconds between looks at the clock: a clock set forward or a suspended host is noticed
 
 
