@@ -50,7 +50,17 @@ ROLE_SECTIONS = {  # what each persona lands on (section ids of the home page)
     "max": set(),
 }
 EVERY_SECTION = set().union(*ROLE_SECTIONS.values())
-COUNTED = ("booked", "closing", "overdue", "awaiting-site", "signatures", "extensions", "awaiting-review", "locked", "problems")
+COUNTED = (
+    "booked",
+    "closing",
+    "overdue",
+    "awaiting-site",
+    "signatures",
+    "extensions",
+    "awaiting-review",
+    "locked",
+    "problems",
+)
 
 
 @pytest.fixture
@@ -210,7 +220,10 @@ async def test_a_monitor_sees_what_changed_since_the_previous_sign_in(anonymous,
     assert f"TST-1/{SITE_A}/documents/Lab certificate/1" in trail and "by approver" in trail
     assert "/studies/TST-1/audit?since=" in trail
     documents_since = section(again, "new-documents")
-    assert "Lab certificate" in documents_since and "/studies/TST-1/documents/version?name=Lab+certificate" in documents_since
+    assert (
+        "Lab certificate" in documents_since
+        and "/studies/TST-1/documents/version?name=Lab+certificate" in documents_since
+    )
     third = await home_of(anonymous, "monitor")
     assert total(third, "trail") == 0 and total(third, "new-documents") == 0
 
@@ -306,7 +319,9 @@ async def test_lists_show_ten_rows_and_link_each_studys_full_list(anonymous, per
     async def enrol(numbers):
         for n in numbers:
             subject = f"A{n:03d}"
-            await participants.enroll_participant("TST-1", subject, SITE_A, arm="P", enrolled_on=randomised, today=TODAY)
+            await participants.enroll_participant(
+                "TST-1", subject, SITE_A, arm="P", enrolled_on=randomised, today=TODAY
+            )
             await record_event("TST-1", subject, "randomization", randomised, today=TODAY)
 
     statements = []

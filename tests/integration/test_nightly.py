@@ -64,7 +64,10 @@ async def test_it_runs_once_a_night_and_a_restart_runs_nothing_again(overdue, se
     assert len(await runs()) == 1
     server_clock.to(datetime(2025, 3, 11, 6, 31, tzinfo=UTC))  # the next night
     assert (await nightly.run_if_due(SCHEDULE)) is not None
-    assert [(r["as_of"], r["scope"]) for r in await runs()] == [("2025-03-10", "full"), ("2025-03-11", "0 participants")]
+    assert [(r["as_of"], r["scope"]) for r in await runs()] == [
+        ("2025-03-10", "full"),
+        ("2025-03-11", "0 participants"),
+    ]
 
 
 class _Stopped(Exception):
@@ -162,4 +165,3 @@ async def test_the_app_runs_it_on_sqlite_unless_turned_off(db, tmp_path, overdue
     quiet = create_app(off, account_rules=account_rules())
     async with quiet.lifespan():
         assert quiet.state.get("nightly") is None
-

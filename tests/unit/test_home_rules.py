@@ -65,7 +65,9 @@ def test_a_grant_that_ended_names_its_last_day_and_one_to_begin_its_first():
     notices = grant_notices(
         [
             grant("monitor", "DEMO-001", None, end=date(2025, 2, 8)),
-            grant("monitor", "DEMO-001", None, start=date(2024, 6, 1), end=date(2024, 12, 31)),  # the latest end is told
+            grant(
+                "monitor", "DEMO-001", None, start=date(2024, 6, 1), end=date(2024, 12, 31)
+            ),  # the latest end is told
             grant("sponsor", "S-2", None, start=date(2025, 4, 1)),
             grant("coordinator", "S-3", "301", end=date(2025, 1, 31)),
             grant("coordinator", "S-3", "302"),  # in force: S-3 needs no notice

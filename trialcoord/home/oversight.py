@@ -26,7 +26,6 @@ from trialcoord.kernel.rules.access import Action, Grant, authorize
 from trialcoord.scheduling import sites
 
 
-
 async def awaiting_review(scopes: Sequence[Scope]) -> Listed[InStudy[Deviation]]:
     return await deviations_in(scopes, AWAITING_REVIEW)
 
@@ -117,7 +116,9 @@ async def metrics(scopes: Sequence[Scope], today: date) -> Listed[InStudy[SiteFi
     figures, coded data only)."""
     rows = []
     for scope in scopes:
-        codes = sorted(scope.sites) if scope.sites is not None else [s.code for s in await sites.list_sites(scope.study)]
+        codes = (
+            sorted(scope.sites) if scope.sites is not None else [s.code for s in await sites.list_sites(scope.study)]
+        )
         if codes:
             summary = await site_summary.site_summary(scope.study, codes, today, personal=False)
             rows += [InStudy(scope.study, figures) for figures in summary.sites]

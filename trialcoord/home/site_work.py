@@ -23,7 +23,6 @@ from trialcoord.scheduling import lookups, protocols, sites, worklists
 from trialcoord.scheduling.schedules import ScheduledVisit, restated, scheduled
 
 
-
 @dataclass(frozen=True, slots=True)
 class Visits:
     """The coordinator's visits: booked for today, windows closing within `closing_days` with nothing booked,
@@ -66,7 +65,7 @@ def _by_subject(task: InStudy[ScheduledVisit]) -> tuple:
 
 async def _closing(scope: Scope, today: date, days: int) -> list[ScheduledVisit]:
     """The scope's open visits whose window closes within `days` (today included), nothing booked from today on."""
-    condition, args = store.CLOSING, list(store.closing_args(today, days))
+    condition, args = store.CLOSING, list[object](store.closing_args(today, days))
     if scope.sites is not None:
         condition += f" AND s.code IN ({', '.join('{}' for _ in scope.sites)})"
         args += sorted(scope.sites)
@@ -116,7 +115,9 @@ async def binder(scopes: Sequence[Scope], today: date, reader: Reader) -> Listed
     soon = today + timedelta(days=EXPIRING_DAYS)
     rows = []
     for scope in scopes:
-        codes = sorted(scope.sites) if scope.sites is not None else [s.code for s in await sites.list_sites(scope.study)]
+        codes = (
+            sorted(scope.sites) if scope.sites is not None else [s.code for s in await sites.list_sites(scope.study)]
+        )
         for site in codes:
             for entry in await binder_checklist.site_checklist(scope.study, site, today, reader):
                 if entry.state in ("missing", "expired") or (

@@ -19,7 +19,9 @@ from trialcoord.kernel.database.engine import fetch, fetch_rows
 # A visit still to do: not done, not marked missed, applicable (scheduling.worklists' condition).
 OPEN = "x.actual IS NULL AND x.missed_reason IS NULL AND x.status <> 'not_applicable'"
 # Its window closes within the days asked, and nothing is booked from today on: (today, last day, today).
-CLOSING = f"{OPEN} AND NOT x.optional AND x.latest BETWEEN {{}} AND {{}} AND (x.appointment IS NULL OR x.appointment < {{}})"
+CLOSING = (
+    f"{OPEN} AND NOT x.optional AND x.latest BETWEEN {{}} AND {{}} AND (x.appointment IS NULL OR x.appointment < {{}})"
+)
 BOOKED = f"{OPEN} AND x.appointment = {{}}"  # (today,)
 OVERDUE = f"{OPEN} AND NOT x.optional AND x.latest < {{}}"  # (today,): the worklist "overdue"
 

@@ -18,8 +18,8 @@ from trialcoord.documents.rules.documents import Reader
 from trialcoord.exports.packages import Package
 from trialcoord.home import administration, oversight, site_work
 from trialcoord.home.administration import Jobs, LockedAccount
-from trialcoord.home.oversight import Change
 from trialcoord.home.last_visit import previous_sign_in
+from trialcoord.home.oversight import Change
 from trialcoord.home.rules.nightly import Schedule
 from trialcoord.home.rules.tasks import (
     GrantNotice,
