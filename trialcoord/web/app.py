@@ -220,9 +220,7 @@ def _static() -> Router:
 
 def _template_globals(engine: JinjaTemplateEngine) -> None:
     engine.engine.globals["status_label"] = lambda status: STATUS_LABELS.get(status, status)
-    engine.engine.globals.update(
-        csrf_field=_csrf_field, signed_in=_signed_in, is_admin=_is_admin, my_tasks=_my_tasks
-    )
+    engine.engine.globals.update(csrf_field=_csrf_field, signed_in=_signed_in, is_admin=_is_admin, my_tasks=_my_tasks)
 
 
 def _access(context: Context) -> Access | None:
