@@ -39,7 +39,7 @@ PERSONAS = {
     ),
     "sam": (
         ["Sponsor packages", "Study metrics as of"],
-        ("#metrics", "DEMO-001 · site 101"),
+        ("#metrics", "Site 101"),
         re.compile("Reports of DEMO-001"),
     ),
     "admin": (

@@ -116,7 +116,7 @@ async def test_each_role_lands_on_its_work(anonymous, demo):
     # The monitor: 101-002's late visit, responded to by the site, awaits review.
     assert "site response" in section(pages["mona"], "awaiting-review")
     assert 'href="/studies/DEMO-001/audit?record_id=' in section(pages["mona"], "trail")
-    assert "site 101" in section(pages["sam"], "metrics") and "site 102" in section(pages["sam"], "metrics")
+    assert ">Site 101</a>" in section(pages["sam"], "metrics") and ">Site 102</a>" in section(pages["sam"], "metrics")
     assert "does not record requests to extend" in section(pages["ivan"], "extensions")
     # Grants ended, and the hint to load a protocol only for an administrator of an empty installation.
     assert "Your monitor grant at DEMO-001 ended on" in pages["max"] and "protocol load" not in pages["max"]
