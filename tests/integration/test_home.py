@@ -344,3 +344,26 @@ async def test_lists_show_ten_rows_and_link_each_studys_full_list(anonymous, per
     assert listed >= 400 and overdue.count("<tr>") == 1 + 10  # the header and ten rows
     assert f'<a href="/studies/TST-1?tab=overdue">Show all {listed}</a>' in overdue
     assert total(html, "overdue") == listed and nav_count(html) >= listed
+
+
+async def test_the_count_is_made_once_for_pages_only(anonymous, personas, monkeypatch):
+    from trialcoord.home import counts
+
+    made = []
+    count = counts.my_tasks
+
+    async def counted(*args, **kwargs):
+        made.append(args[0].user_id)
+        return await count(*args, **kwargs)
+
+    monkeypatch.setattr(counts, "my_tasks", counted)
+    client = await signed_in(anonymous, "coord-a")
+    assert nav_count((await client.get("/studies/TST-1")).text) == 0 and made == ["coord-a"]
+    assert (await client.get("/api/me")).status_code == 200 and len(made) == 1  # the API counts nothing
+    assert (await client.get("/static/site.css")).status_code == 200 and len(made) == 1
+    refused = await client.post("/studies/TST-1/participants", data={"subject_id": "", "site": SITE_A})  # a write
+    assert refused.status_code == 422 and len(made) == 1
+    assert '<a href="/">My tasks</a>' in refused.text  # home all the same, without a count
+    anonymous.cookies.clear()
+    del anonymous.headers["Authorization"]
+    assert (await anonymous.get("/sign-in")).status_code == 200 and len(made) == 1  # nobody signed in
