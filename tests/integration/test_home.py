@@ -367,3 +367,23 @@ async def test_the_count_is_made_once_for_pages_only(anonymous, personas, monkey
     anonymous.cookies.clear()
     del anonymous.headers["Authorization"]
     assert (await anonymous.get("/sign-in")).status_code == 200 and len(made) == 1  # nobody signed in
+
+
+async def test_a_grant_of_some_sites_links_each_sites_full_list(anonymous, personas):
+    """A monitor of sites A and B reads the trail a site at a time (as the trail's pages show it to them): one
+    "show all" per site, each opening that site's trail; a coordinator's binder checklist is a site's too."""
+    await add_user("moe", ("monitor", "TST-1", SITE_A), ("monitor", "TST-1", SITE_B))
+    html = await home_of(anonymous, "moe")
+    links = re.findall(
+        r'<a href="(/studies/TST-1/audit\?[^"]+)">Show all (\d+) of TST-1/(\d+)</a>', section(html, "trail")
+    )
+    assert [(site, url.split("?")[1].split("&")[0]) for url, _, site in links] == [
+        (SITE_A, f"site={SITE_A}"),
+        (SITE_B, f"site={SITE_B}"),
+    ]
+    assert sum(int(n) for _, n, _ in links) == total(html, "trail") > 0
+    for url, _, site in links:
+        opened = await anonymous.get(url.replace("&amp;", "&"))
+        assert opened.status_code == 200 and f"TST-1/{site}/" in opened.text
+    coordinator = await home_of(anonymous, "coord-a")
+    assert f'<a href="/studies/TST-1/binder?site={SITE_A}">Show all' in section(coordinator, "binder")

@@ -53,14 +53,14 @@ class Change:
 async def trail_since(scopes: Sequence[Scope], since: str) -> Listed[InStudy[Change]]:
     """The audit entries of the scopes' records recorded at or after `since`, newest first."""
     rows: list[InStudy[Change]] = []
-    totals = {}
+    totals = {}  # by trail read: "STUDY", or "STUDY/SITE" under a grant of some sites (as the trail's pages are)
     for scope in scopes:
         for prefix in prefixes(scope):
             found = await audit_log.browse(AuditFilter(within=prefix, since=since), limit=SHOWN)
             site = prefix.split("/")[1] or None
             rows += [InStudy(scope.study, Change(site, entry)) for entry in found]
-        async with read():
-            totals[scope.study] = await store.trail_count(prefixes(scope), since)
+            async with read():
+                totals[prefix[:-1]] = await store.trail_count([prefix], since)
     return listed(rows, key=lambda t: -t.row.entry.sequence, totals=totals)
 
 

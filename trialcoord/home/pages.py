@@ -13,10 +13,9 @@ from litestar.response import Template
 
 from trialcoord.accounts.users import AccountRules
 from trialcoord.home import counts, nightly, work
-from trialcoord.home.rules.tasks import AWAITING_REVIEW, AWAITING_SITE, CLOSING_DAYS, MAX_CLOSING_DAYS, Scope, scopes
+from trialcoord.home.rules.tasks import AWAITING_REVIEW, AWAITING_SITE, CLOSING_DAYS, MAX_CLOSING_DAYS
 from trialcoord.home.work import Home, Setting
 from trialcoord.kernel import audit_log
-from trialcoord.kernel.rules.access import Role
 from trialcoord.kernel.web.forms import whole_number
 from trialcoord.kernel.web.guard import SIGNED_IN
 from trialcoord.kernel.web.params import AccessDep, QueryStr, Today
@@ -57,7 +56,7 @@ class HomePages(Controller):
             "within": within if errors else str(days),
             "errors": errors,
             "today": today,
-            "links": show_all_links(page, viewer.grants, today),
+            "links": show_all_links(page),
         }
         return Template("index.html", context=context, status_code=400 if errors else 200)
 
@@ -81,46 +80,40 @@ def _study(code: str) -> str:
     return f"/studies/{quote(code, safe='')}"
 
 
-def _one_site(scope: Scope) -> dict[str, str]:
-    return {"site": next(iter(scope.sites))} if scope.sites is not None and len(scope.sites) == 1 else {}
-
-
 def _query(path: str, params: Iterable[tuple[str, str]]) -> str:
     query = urlencode(list(params), quote_via=quote)
     return f"{path}?{query}" if query else path
 
 
-def show_all_links(page: Home, grants: Iterable, today) -> dict[str, dict[str, str]]:
-    """Per list, per study: the full (paged) list the home page shows the first rows of."""
-    grants = tuple(grants)
-    by_role = {role: {s.study: s for s in scopes(grants, role, today)} for role in Role}
+def _list_page(path: str, *also: tuple[str, str]) -> Callable[[str], str]:
+    """A list page of a study, narrowed to one site when the list's key is "STUDY/SITE"."""
+
+    def link(key: str) -> str:
+        study, _, site = key.partition("/")
+        return _query(_study(study) + path, [*([("site", site)] if site else []), *also])
+
+    return link
+
+
+def show_all_links(page: Home) -> dict[str, dict[str, str]]:
+    """Per list, per study (or site): the full, paged list whose first rows the home page shows."""
+    since = page.monitoring.since[:10] if page.monitoring else ""
     links: dict[str, Callable[[str], str]] = {
-        "booked": lambda s: _query(_study(s), [("tab", "today")]),
-        "closing": lambda s: _query(_study(s), [("tab", "week")]),
-        "overdue": lambda s: _query(_study(s), [("tab", "overdue")]),
-        "awaiting_site": lambda s: _query(_study(s) + "/deviations", [("state", x) for x in AWAITING_SITE]),
-        "reconsent": lambda s: _study(s) + "#consent-heading",
-        "binder": lambda s: _query(
-            _study(s) + "/binder", _one_site(by_role[Role.COORDINATOR].get(s, Scope(s, None))).items()
-        ),
-        "signatures": lambda s: _study(s) + "/documents",
-        "awaiting_review": lambda s: _query(_study(s) + "/deviations", [("state", x) for x in AWAITING_REVIEW]),
-        "trail": lambda s: _query(
-            _study(s) + "/audit",
-            [
-                *_one_site(by_role[Role.MONITOR].get(s, Scope(s, None))).items(),
-                ("since", page.monitoring.since[:10] if page.monitoring else ""),
-            ],
-        ),
-        "documents": lambda s: _study(s) + "/documents",
-        "packages": lambda s: _study(s) + "/sponsor-packages",
-        "metrics": lambda s: _study(s) + "/reports",
-        "builds": lambda s: _study(s) + "/sponsor-packages",
+        "booked": _list_page("", ("tab", "today")),
+        "closing": _list_page("", ("tab", "week")),
+        "overdue": _list_page("", ("tab", "overdue")),
+        "awaiting_site": _list_page("/deviations", *(("state", x) for x in AWAITING_SITE)),
+        "reconsent": lambda key: _study(key) + "#consent-heading",
+        "binder": _list_page("/binder"),
+        "signatures": _list_page("/documents"),
+        "awaiting_review": _list_page("/deviations", *(("state", x) for x in AWAITING_REVIEW)),
+        "trail": _list_page("/audit", ("since", since)),
+        "documents": _list_page("/documents"),
+        "packages": _list_page("/sponsor-packages"),
+        "metrics": _list_page("/reports"),
+        "builds": _list_page("/sponsor-packages"),
     }
-    shown: dict[str, Any] = {}
-    for name, listed in _lists(page).items():
-        shown[name] = {study: links[name](study) for study, _ in listed.by_study} if name in links else {}
-    return shown
+    return {name: {key: links[name](key) for key, _ in listed.by_study} for name, listed in _lists(page).items()}
 
 
 def _lists(page: Home) -> dict[str, Any]:

@@ -114,17 +114,23 @@ async def binder(scopes: Sequence[Scope], today: date, reader: Reader) -> Listed
     as the reader sees the binder)."""
     soon = today + timedelta(days=EXPIRING_DAYS)
     rows = []
+    totals = {}  # by "STUDY/SITE": each site's checklist is a page of its own
     for scope in scopes:
         codes = (
             sorted(scope.sites) if scope.sites is not None else [s.code for s in await sites.list_sites(scope.study)]
         )
         for site in codes:
-            for entry in await binder_checklist.site_checklist(scope.study, site, today, reader):
-                if entry.state in ("missing", "expired") or (
-                    entry.state == "expiring" and entry.expires_on is not None and entry.expires_on <= soon
-                ):
-                    rows.append(InStudy(scope.study, SiteDocument(site, entry)))
-    return listed(rows, key=lambda t: (_urgency(t.row.entry), t.study, t.row.site, t.row.entry.artifact.number))
+            found = [
+                InStudy(scope.study, SiteDocument(site, entry))
+                for entry in await binder_checklist.site_checklist(scope.study, site, today, reader)
+                if entry.state in ("missing", "expired")
+                or (entry.state == "expiring" and entry.expires_on is not None and entry.expires_on <= soon)
+            ]
+            rows += found
+            totals[f"{scope.study}/{site}"] = len(found)
+    return listed(
+        rows, key=lambda t: (_urgency(t.row.entry), t.study, t.row.site, t.row.entry.artifact.number), totals=totals
+    )
 
 
 def _urgency(entry: ChecklistEntry) -> tuple:

@@ -120,7 +120,8 @@ class InStudy(Generic[T]):
 @dataclass(frozen=True, slots=True)
 class Listed(Generic[T]):
     """A list on the home page: its first rows, how many there are in all, and (of a list that spans studies)
-    how many in each study, for a "show all" link to each study's full list."""
+    how many in each full list, for a "show all" link to each: by study code, or by "STUDY/SITE" where the full
+    list is a site's."""
 
     rows: tuple[T, ...]
     total: int
@@ -135,7 +136,7 @@ def listed(
     rows: Iterable[InStudy[R]], key: Callable[[InStudy[R]], Any], totals: Mapping[str, int] | None = None
 ) -> Listed[InStudy[R]]:
     """`rows` of several studies in `key` order, cut to SHOWN; counted per study, unless `totals` says how many
-    each study has (the rows given being only the first of them)."""
+    each full list has (the rows given being only the first of them)."""
     ordered = sorted(rows, key=key)
     counted: dict[str, int] = {}
     for row in ordered:
