@@ -387,3 +387,10 @@ async def test_a_grant_of_some_sites_links_each_sites_full_list(anonymous, perso
         assert opened.status_code == 200 and f"TST-1/{site}/" in opened.text
     coordinator = await home_of(anonymous, "coord-a")
     assert f'<a href="/studies/TST-1/binder?site={SITE_A}">Show all' in section(coordinator, "binder")
+
+
+async def test_a_wrong_within_is_named_to_who_has_no_such_list(anonymous, personas):
+    client = await signed_in(anonymous, "monitor")
+    response = await client.get("/", params={"within": "soon"})
+    assert response.status_code == 400
+    assert '<p class="alert" role="alert">within: Enter a whole number of days from 1 to 90' in response.text
