@@ -25,6 +25,7 @@ from trialcoord.home.rules.tasks import (
     GrantNotice,
     InStudy,
     Listed,
+    Scope,
     administers,
     grant_notices,
     joined,
@@ -112,44 +113,7 @@ async def home(viewer: Viewer, setting: Setting) -> Home:
     investigator = scopes(grants, Role.INVESTIGATOR, today)
     monitor = scopes(grants, Role.MONITOR, today)
     sponsor = scopes(grants, Role.SPONSOR, today)
-    reader = Reader(grants, today)
     site = joined(coordinator, investigator)
-    coordination = investigation = monitoring = sponsoring = administering = None
-    if coordinator:
-        coordination = Coordination(
-            await site_work.visits(coordinator, today, setting.closing_days),
-            await site_work.reconsent(coordinator, today),
-            await site_work.binder(coordinator, today, reader),
-        )
-    if investigator:
-        investigation = Investigation(
-            await site_work.signature_requests(setting.sources, viewer.user_id, today),
-            await site_work.extension_requests(setting.sources, investigator),
-        )
-    if monitor:
-        since = await previous_sign_in(viewer.user_id, viewer.session_id)
-        began = min(g.valid_from for g in grants if g.role is Role.MONITOR and g.in_force(today))
-        start = since or f"{began.isoformat()}T00:00:00.000000Z"
-        monitoring = Monitoring(
-            await oversight.awaiting_review(monitor),
-            start,
-            since is None,
-            await oversight.trail_since(monitor, start),
-            await oversight.documents_since(monitor, start, reader),
-        )
-    if sponsor:
-        sponsoring = Sponsoring(
-            await oversight.packages_of(sponsor, grants, today), await oversight.metrics(sponsor, today)
-        )
-    if administers(grants, today):
-        since = await previous_sign_in(viewer.user_id, viewer.session_id)
-        administering = Administering(
-            await administration.locked_accounts(setting.now, setting.policy),
-            await administration.disabled_accounts(),
-            since,
-            await administration.sign_in_problems(since),
-            await administration.jobs(setting.now, setting.schedule, setting.not_run_because),
-        )
     seen = [
         study
         for study in await protocols.list_studies()
@@ -159,9 +123,58 @@ async def home(viewer: Viewer, setting: Setting) -> Home:
         notices=grant_notices(grants, today),
         studies=seen,
         awaiting_site=await site_work.awaiting_site(site) if site else None,
-        coordination=coordination,
-        investigation=investigation,
-        monitoring=monitoring,
-        sponsoring=sponsoring,
-        administering=administering,
+        coordination=await _coordination(coordinator, viewer, setting) if coordinator else None,
+        investigation=await _investigation(investigator, viewer, setting) if investigator else None,
+        monitoring=await _monitoring(monitor, viewer, setting) if monitor else None,
+        sponsoring=await _sponsoring(sponsor, viewer, setting) if sponsor else None,
+        administering=await _administering(viewer, setting) if administers(grants, today) else None,
+    )
+
+
+async def _coordination(where: list[Scope], viewer: Viewer, setting: Setting) -> Coordination:
+    today = setting.today
+    return Coordination(
+        await site_work.visits(where, today, setting.closing_days),
+        await site_work.reconsent(where, today),
+        await site_work.binder(where, today, Reader(viewer.grants, today)),
+    )
+
+
+async def _investigation(where: list[Scope], viewer: Viewer, setting: Setting) -> Investigation:
+    return Investigation(
+        await site_work.signature_requests(setting.sources, viewer.user_id, setting.today),
+        await site_work.extension_requests(setting.sources, where),
+    )
+
+
+async def _monitoring(where: list[Scope], viewer: Viewer, setting: Setting) -> Monitoring:
+    """Since the previous sign-in; on a first visit, since the monitor's grant began."""
+    today = setting.today
+    since = await previous_sign_in(viewer.user_id, viewer.session_id)
+    began = min(g.valid_from for g in viewer.grants if g.role is Role.MONITOR and g.in_force(today))
+    start = since or f"{began.isoformat()}T00:00:00.000000Z"
+    return Monitoring(
+        await oversight.awaiting_review(where),
+        start,
+        since is None,
+        await oversight.trail_since(where, start),
+        await oversight.documents_since(where, start, Reader(viewer.grants, today)),
+    )
+
+
+async def _sponsoring(where: list[Scope], viewer: Viewer, setting: Setting) -> Sponsoring:
+    return Sponsoring(
+        await oversight.packages_of(where, viewer.grants, setting.today),
+        await oversight.metrics(where, setting.today),
+    )
+
+
+async def _administering(viewer: Viewer, setting: Setting) -> Administering:
+    since = await previous_sign_in(viewer.user_id, viewer.session_id)
+    return Administering(
+        await administration.locked_accounts(setting.now, setting.policy),
+        await administration.disabled_accounts(),
+        since,
+        await administration.sign_in_problems(since),
+        await administration.jobs(setting.now, setting.schedule, setting.not_run_because),
     )
