@@ -10,7 +10,7 @@ from pathlib import Path
 from trialcoord.accounts.cli import generated_password, rules
 from trialcoord.kernel import command_support as support
 from trialcoord.kernel.command_support import UsageError
-from trialcoord.kernel.config import get_settings
+from trialcoord.kernel.config import Settings, get_settings
 
 FIRST_ADMIN = "admin"
 
@@ -42,6 +42,9 @@ def migrate() -> int:
 
 
 def serve(host: str | None, port: int | None) -> int:
+    import logging
+    import sys
+
     import uvicorn
 
     from trialcoord.web.app import create_app
@@ -49,8 +52,28 @@ def serve(host: str | None, port: int | None) -> int:
     settings = get_settings()
     host, port = host or settings.host, port or settings.port
     print(f"trialcoord is running at http://{host}:{port}  (Ctrl+C to stop)", flush=True)
+    print(nightly_notice(settings), flush=True)
+    # The nightly run logs what the commands print (uvicorn's own log stays at warnings).
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s nightly: %(message)s"))
+    nightly_log = logging.getLogger("trialcoord.home.nightly")
+    nightly_log.addHandler(handler)
+    nightly_log.setLevel(logging.INFO)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
     return 0
+
+
+def nightly_notice(settings: Settings) -> str:
+    """What `serve` says of the nightly schedule refresh and deviation detection (docs/daily-use.md)."""
+    from trialcoord.home import nightly
+
+    schedule = nightly.schedule_of(settings)
+    if schedule is not None:
+        return (
+            f"schedule refresh and deviation detection run every night at {schedule.at:%H:%M} ({schedule.zone});"
+            " TRIALCOORD_NIGHTLY=off stops them"
+        )
+    return f"no nightly schedule refresh and deviation detection here: {nightly.not_run_because(settings)}"
 
 
 def setup(demo: bool = True) -> int:

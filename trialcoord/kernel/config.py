@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -49,6 +49,7 @@ class Settings:
     pii_key_file: Path | None = None  # AES keys of participants' personal data (or TRIALCOORD_PII_KEYS)
     pades_file: Path | None = None  # the site's ECDSA key and certificate for PAdES (PKCS#12)
     signatures_dir: Path = Path("signatures")  # the public signer registry
+    nightly_at: time | None = time(2, 30)  # local time of the nightly refresh and detection `serve` runs (None: off)
 
     def today(self) -> date:
         return datetime.now(ZoneInfo(self.time_zone)).date()
@@ -94,6 +95,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         pii_key_file=Path(environ.get("TRIALCOORD_PII_KEY_FILE") or data_dir / "pii-keys.json"),
         pades_file=Path(environ.get("TRIALCOORD_PADES_FILE") or data_dir / "pades-credentials.p12"),
         signatures_dir=Path(environ.get("TRIALCOORD_SIGNATURES_DIR") or "signatures"),
+        nightly_at=_nightly(environ.get("TRIALCOORD_NIGHTLY"), environ.get("TRIALCOORD_NIGHTLY_AT") or "02:30"),
     )
 
 
@@ -127,6 +129,18 @@ def _minutes(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 1440:
         raise ConfigError(f"TRIALCOORD_SESSION_TIMEOUT_MINUTES: '{text}' is not a number of minutes (1-1440)")
     return int(text)
+
+
+def _nightly(switch: str | None, at: str) -> time | None:
+    if not _flag("TRIALCOORD_NIGHTLY", switch, default=True):
+        return None
+    try:
+        hours, minutes = at.split(":")
+        if len(hours) == 2 and len(minutes) == 2 and hours.isdigit() and minutes.isdigit():
+            return time(int(hours), int(minutes))
+    except ValueError:
+        pass
+    raise ConfigError(f"TRIALCOORD_NIGHTLY_AT: '{at}' is not a time of day as HH:MM, such as 02:30")
 
 
 def _flag(variable: str, text: str | None, default: bool) -> bool:

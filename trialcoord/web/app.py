@@ -46,6 +46,9 @@ from trialcoord.documents.pages.documents import DocumentPages
 from trialcoord.exports import packages as sponsor_packages
 from trialcoord.exports.api import SponsorPackageController
 from trialcoord.exports.pages import SponsorPackagePages
+from trialcoord.home import nightly
+from trialcoord.home.pages import HomePages, count_tasks
+from trialcoord.home.sources import SOURCES
 from trialcoord.kernel.config import Settings, get_settings
 from trialcoord.kernel.database.opening import open_database
 from trialcoord.kernel.installation import Installation
@@ -87,6 +90,7 @@ API_CONTROLLERS = [
 ]
 
 PAGE_CONTROLLERS = [
+    HomePages,
     AccountPages,
     AuditPages,
     DocumentPages,
@@ -139,8 +143,11 @@ def create_app(
                 "installation": installation,
                 "resolve_session": partial(sessions.resolve, rules=rules),  # for the guard, below the features
                 "participant_site": participants.ParticipantSites(),  # one cache per app
+                "account_rules": rules,  # the navigation's task count judges lock-outs by them
+                "home_sources": SOURCES,  # the home page's lists other features are still building
             }
         ),
+        before_request=count_tasks,
         dependencies={
             "today": Provide(today, sync_to_thread=False),
             "access": Provide(access, sync_to_thread=False),
@@ -148,7 +155,7 @@ def create_app(
             "installation": Provide(lambda: installation, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=[_database(settings)],
+        lifespan=[_database(settings), _nightly(settings)],
         template_config=TemplateConfig(
             directory=HERE / "templates", engine=JinjaTemplateEngine, engine_callback=_template_globals
         ),
@@ -181,6 +188,26 @@ def _database(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextMa
     return lifespan
 
 
+def _nightly(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """On SQLite, the nightly schedule refresh and detection as a task of the app (home/nightly.py); started
+    after the database is open, stopped before it closes."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        schedule = nightly.schedule_of(settings)
+        if schedule is None:
+            yield
+            return
+        task = app.state["nightly"] = nightly.Nightly(schedule)
+        task.start()
+        try:
+            yield
+        finally:
+            await task.close()
+
+    return lifespan
+
+
 def _static() -> Router:
     return create_static_files_router(
         path="/static",
@@ -193,7 +220,7 @@ def _static() -> Router:
 
 def _template_globals(engine: JinjaTemplateEngine) -> None:
     engine.engine.globals["status_label"] = lambda status: STATUS_LABELS.get(status, status)
-    engine.engine.globals.update(csrf_field=_csrf_field, signed_in=_signed_in, is_admin=_is_admin)
+    engine.engine.globals.update(csrf_field=_csrf_field, signed_in=_signed_in, is_admin=_is_admin, my_tasks=_my_tasks)
 
 
 def _access(context: Context) -> Access | None:
@@ -219,3 +246,10 @@ def _signed_in(context: Context) -> Viewer | None:
 def _is_admin(context: Context) -> bool:
     access = _access(context)
     return bool(access and access.viewer and any(g.role is Role.ADMINISTRATOR for g in access.viewer.grants))
+
+
+@pass_context
+def _my_tasks(context: Context) -> int | None:
+    """The navigation's task count, when the page's request counted one (home/pages.py's `count_tasks`)."""
+    request = context.get("request")
+    return getattr(request.state, "my_tasks", None) if request is not None else None

@@ -15,7 +15,7 @@ from trialcoord.kernel.problems import Conflict, InvalidInput
 from trialcoord.kernel.rules.access import Action, visible_sites
 from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import Form, FormReader, participant_url
-from trialcoord.kernel.web.guard import SIGNED_IN, Access, needs
+from trialcoord.kernel.web.guard import Access, needs
 from trialcoord.kernel.web.params import AccessDep, AsOf, QueryStr, StudyPath, Today, WorklistKind, as_of_or_today
 from trialcoord.overviews.pages.participants import required
 from trialcoord.scheduling import participants, protocols, sites, worklists
@@ -31,11 +31,6 @@ TABS = (  # WorklistKind values, as tab labels
 
 class StudyPages(Controller):
     include_in_schema = False
-
-    @get("/", opt=SIGNED_IN)
-    async def index(self, access: AccessDep, today: Today) -> Template:
-        studies = [row for row in await protocols.list_studies() if access.may_see_study(row.code, today)]
-        return Template("index.html", context={"studies": studies})
 
     @get("/studies/{study:str}", opt=needs(Action.VIEW_SCHEDULE, across_sites=True))
     async def study(
