@@ -106,7 +106,10 @@ async def _trail(
     filters = {name: form.data.get(name, "") for name in given}
     page: Page[TrailEntry] = Page([], request, None, request.after is None)
     if not form.errors:
-        page = await _read(audit_filter(*(words[name] for name in WORDS), since, until, scope), request)
+        where = audit_filter(
+            words["record_type"], words["record_id"], words["actor"], words["action"], since, until, scope
+        )
+        page = await _read(where, request)
     kept = {name: value for name, value in filters.items() if value}
     query = urlencode(kept)
     return {

@@ -36,6 +36,8 @@ from trialcoord.deviations.api.review import ReviewController
 from trialcoord.deviations.api.window_exceptions import WindowExceptionController
 from trialcoord.deviations.pages.capa import CapaPages
 from trialcoord.deviations.pages.deviation_reports import ReportPages
+from trialcoord.deviations.pages.extensions import ExtensionPages
+from trialcoord.deviations.pages.manual import ManualDeviationPages
 from trialcoord.deviations.pages.queue import QueuePages
 from trialcoord.deviations.pages.review import ReviewPages
 from trialcoord.documents.api.consent import ConsentController
@@ -98,6 +100,8 @@ PAGE_CONTROLLERS = [
     ReviewPages,
     CapaPages,
     ReportPages,
+    ExtensionPages,
+    ManualDeviationPages,
     AmendmentPages,
     SponsorPackagePages,
 ]

@@ -1,6 +1,7 @@
 """Deviations over the API, what every route shares: the guards, the problems they answer, the bodies and answers,
 the sites a reader sees. The routes: `queue` (detection runs, the queue, a deviation someone found), `review` (one
-deviation, review steps), `window_exceptions`, `capa`.
+deviation, review steps, several at once), `window_exceptions` (approved directly, or requested and decided),
+`capa`.
 
 A deviation at a site the reader may not see answers 404 with the words of a missing one (IDs are
 sequential: a 403 would tell which exist). Review steps are checked per step at the deviation's site
@@ -87,6 +88,19 @@ class ExceptionIn(msgspec.Struct):
 
     def __post_init__(self) -> None:
         check_plausible(self.approved_on, "approved_on")
+
+
+class ExtensionRequestIn(msgspec.Struct):
+    visit: Code
+    earlier_days: Days
+    later_days: Days
+    reason: Text
+
+
+class ExtensionDecisionIn(msgspec.Struct):
+    approve: bool
+    reason: Text | None = None  # declining: why (required); approving: an optional note
+    row_version: int | None = None  # the version the client saw; a stale one is a 409
 
 
 class CapaIn(msgspec.Struct):
@@ -203,6 +217,24 @@ class ExceptionOut(msgspec.Struct):
     approved_on: date
     approved_by: str
     reason: str
+
+
+class ExtensionRequestOut(msgspec.Struct):
+    id: int
+    participant: str
+    site: str
+    visit: str
+    earlier_days: int
+    later_days: int
+    reason: str
+    requested_by: str
+    requested_at: str
+    state: str
+    decided_by: str | None
+    decided_at: str | None
+    decision_reason: str | None
+    row_version: int
+    path: str  # the page that shows and decides it
 
 
 class CapaOut(msgspec.Struct):

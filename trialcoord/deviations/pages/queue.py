@@ -43,6 +43,7 @@ NOTICES = {
     str(Step.CLASSIFY): "Classified and signed (review).",
     str(Step.CLOSE): "Closed and signed (approval).",
     str(Step.REOPEN): "Reopened.",
+    "recorded": "Deviation recorded.",
     "created": "CAPA record created.",
     "closed": "CAPA record closed.",
 }
