@@ -34,6 +34,7 @@ from trialcoord.deviations.api.deviation_reports import DeviationReportControlle
 from trialcoord.deviations.api.queue import QueueController
 from trialcoord.deviations.api.review import ReviewController
 from trialcoord.deviations.api.window_exceptions import WindowExceptionController
+from trialcoord.deviations.pages.bulk import BulkPages
 from trialcoord.deviations.pages.capa import CapaPages
 from trialcoord.deviations.pages.deviation_reports import ReportPages
 from trialcoord.deviations.pages.extensions import ExtensionPages
@@ -98,6 +99,7 @@ PAGE_CONTROLLERS = [
     ParticipantPages,
     QueuePages,
     ReviewPages,
+    BulkPages,
     CapaPages,
     ReportPages,
     ExtensionPages,

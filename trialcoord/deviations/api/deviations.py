@@ -79,6 +79,25 @@ class IdsIn(msgspec.Struct):
     ids: Ids
 
 
+class ChosenIn(msgspec.Struct):
+    id: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+    row_version: int | None = None  # the version the client saw; required to sign
+
+
+class StepsIn(msgspec.Struct):
+    """One step on several deviations: respond, classify or close; all or none."""
+
+    step: Annotated[str, msgspec.Meta(max_length=20, description="respond, classify, close")]
+    deviations: Annotated[list[ChosenIn], msgspec.Meta(min_length=1, max_length=MAX_IDS)]
+    response: Text | None = None
+    corrective_action: Text | None = None
+    classification: Term | None = None
+    category: Term | None = None
+    subcategory: Term | None = None
+    password: Annotated[str, msgspec.Meta(max_length=1024)] | None = None  # classify, close: one ceremony
+    user_id: Code | None = None
+
+
 class ExceptionIn(msgspec.Struct):
     visit: Code
     earlier_days: Days

@@ -12,8 +12,7 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.response import Redirect, Template
 
 from trialcoord.deviations import manual
-from trialcoord.deviations.pages.queue import RECORD, Form, queue_url
-from trialcoord.deviations.pages.review import CLASSIFICATIONS
+from trialcoord.deviations.pages.queue import CLASSIFICATIONS, RECORD, Form, queue_url
 from trialcoord.deviations.rules.deviation_review import CATEGORIES, SUBCATEGORIES
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
 from trialcoord.kernel.rules.access import Action
