@@ -39,7 +39,8 @@ async def change_version(
     check_not_to_come(effective, today)
     async with transaction(f"study {study}, participant {subject_id}"):
         since = await detection.audit_position()
-        following = {subject_id: (await participants.get_participant(study, subject_id)).protocol_version}
+        person = await participants.get_participant(study, subject_id)
+        following = {subject_id: (person.protocol_version, person.site)}
         row = await version_changes.change_protocol_version(
             study, subject_id, version, effective, reason, today=today, actor=actor
         )
@@ -76,7 +77,9 @@ async def apply_version(
     check_not_to_come(effective, today)
     async with transaction(f"study {study}, protocol version {version}"):
         since = await detection.audit_position()
-        following = {p.subject_id: p.protocol_version for p in await participants.list_participants(study, site)}
+        following = {
+            p.subject_id: (p.protocol_version, p.site) for p in await participants.list_participants(study, site)
+        }
         moved = await version_changes.apply_protocol_version(
             study, version, effective, reason, site=site, today=today, actor=actor
         )
@@ -92,24 +95,24 @@ async def _confirmed(
     version: str,
     effective: date,
     reason: str,
-    following: Mapping[str, str],
+    following: Mapping[str, tuple[str, str]],
     moved: Collection[str],
     confirmed: bool,
     actor: str,
 ) -> list[str]:
-    """Of those moved, the ones taken back to an earlier version: refused (the caller's transaction rolls the
-    moves back) unless confirmed, and then each confirmation audited. Returns their subject IDs."""
+    """Of those moved (`following`: subject ID -> the version followed before and the site), the ones taken back
+    to an earlier version: refused (the caller's transaction rolls the moves back) unless confirmed, and then each
+    confirmation audited. Returns their subject IDs."""
     order = [v.version for v in await protocols.list_protocol_versions(study)]
-    back = downgrades(order, {s: following[s] for s in moved if s in following}, version)
+    back = downgrades(order, {s: following[s][0] for s in moved if s in following}, version)
     check_confirmed(back, version, confirmed)
-    sites = {p.subject_id: p.site for p in await participants.list_participants(study)} if back else {}
     await audit_log.record(
         actor,
         *(
             Change(
                 "confirm_downgrade",
                 "participant",
-                participants.record_id(study, sites[subject], subject),
+                participants.record_id(study, following[subject][1], subject),
                 {"protocol_version": earlier},
                 {"protocol_version": version, "effective": effective, "downgrade_confirmed": True},
                 reason.strip(),

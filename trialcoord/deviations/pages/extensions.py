@@ -9,6 +9,7 @@ the words of a missing one. Requesting needs `record_visit` at the participant's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, Optional
 
@@ -26,7 +27,7 @@ from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import FormReader, whole_number
 from trialcoord.kernel.web.guard import Access, needs
-from trialcoord.kernel.web.paging import Page, page_in_memory, page_request
+from trialcoord.kernel.web.paging import Page, PageRequest, page_in_memory, page_request
 from trialcoord.kernel.web.params import AccessDep, QueryStr, StudyPath, Today
 from trialcoord.scheduling import participants, protocols, worklists
 from trialcoord.scheduling.schedules import widened
@@ -164,7 +165,7 @@ async def _decide(
 
 
 async def _list_context(
-    study: str, access: Access, today: date, state: str | None, request: Any, form: dict[str, str]
+    study: str, access: Access, today: date, state: str | None, request: PageRequest, form: dict[str, str]
 ) -> dict[str, Any]:
     errors: dict[str, str] = {}
     chosen = state if state is not None else str(RequestState.REQUESTED)  # the default: those waiting
@@ -189,10 +190,9 @@ async def _list_context(
     }
 
 
-def _key(sort: str) -> Any:
-    columns = {"id": "id", "participant": "participant", "visit": "visit", "site": "site", "state": "state"}
-    column = columns[sort]
-    return lambda row: (getattr(row, column), row.id)
+def _key(sort: str) -> Callable[[ExtensionRequest], tuple[Any, int]]:
+    """A row's cursor in the list sorted by `sort` (one of `SORTS`, the request's attributes)."""
+    return lambda row: (getattr(row, sort), row.id)
 
 
 async def _request_context(study: str, row: ExtensionRequest, access: Access, today: date) -> dict[str, Any]:
