@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import SITE_A, add_user, signed_in
 from tests.integration.test_pages import error_next_to
 from trialcoord.kernel import audit_log
+from trialcoord.kernel.web.paging import encode_cursor
 
 pytestmark = [pytest.mark.anyio, pytest.mark.db]
 
@@ -66,6 +67,7 @@ async def test_the_trail_pages_newest_first_by_keyset_and_can_be_turned_around(c
     oldest = await client.get("/audit", params={"order": "asc", "size": "2"})
     assert sequences(oldest.text) == [1, 2]
     assert (await client.get("/audit", params={"after": "not-a-cursor"})).status_code == 400
+    assert (await client.get("/audit", params={"after": encode_cursor(("7",))})).status_code == 400
     assert (await client.get("/audit", params={"sort": "actor"})).status_code == 400
 
 

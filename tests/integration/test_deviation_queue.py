@@ -17,7 +17,7 @@ from trialcoord.deviations.deviation_review import StepFields
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.database.engine import fetch
 from trialcoord.kernel.problems import Conflict, InvalidInput
-from trialcoord.kernel.web.paging import page_request
+from trialcoord.kernel.web.paging import encode_cursor, page_request
 
 pytestmark = [pytest.mark.anyio, pytest.mark.db]
 QUEUE = "/studies/TST-1/deviations"
@@ -143,6 +143,9 @@ async def test_the_capa_list_pages_sorts_and_filters(anonymous, six):
     link = next_link(paged.text)
     assert rows(paged.text) == [1, 2] and link and rows((await monitor.get(link)).text) == [3]
     assert (await monitor.get(CAPAS, params={"state": "ajar"})).status_code == 400
+    for sort, cursor in (("id", ("1", 1)), ("title", (3, 1)), ("id", (1, "x"))):  # tampered: never compared
+        tampered = await monitor.get(CAPAS, params={"sort": sort, "after": encode_cursor(cursor)})
+        assert tampered.status_code == 400 and "after" in tampered.text
 
 
 # Several deviations at once ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from trialcoord.deviations import detection, manual, queue, window_extensions
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.database.engine import fetch
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
+from trialcoord.kernel.web.paging import encode_cursor
 from trialcoord.scheduling import visits, worklists
 from trialcoord.scheduling.visit_rows import visit_row
 
@@ -241,3 +242,5 @@ async def test_the_requests_page_pages_and_sorts(anonymous, randomized):
     assert "sort=visit" in link and "state=requested" in link
     second = await coord.get(link)
     assert ">V3<" in second.text and ">PK<" not in second.text
+    tampered = await coord.get(EXTENSIONS, params={"sort": "visit", "after": encode_cursor((5, 1))})
+    assert tampered.status_code == 400 and "after" in tampered.text

@@ -12,6 +12,7 @@ from typing import Any, Optional
 from urllib.parse import urlencode
 
 from litestar import Controller, get
+from litestar.exceptions import ValidationException
 from litestar.params import FromQuery
 from litestar.response import Template
 
@@ -127,8 +128,9 @@ async def _trail(
 async def _read(where: AuditFilter, request: PageRequest) -> Page[TrailEntry]:
     """`size + 1` entries past the cursor's sequence number, in the page's direction."""
     bound = request.after[0] if request.after else None
-    if bound is not None and not isinstance(bound, int):
-        bound = None  # a cursor of this list holds a sequence number; any other value starts again
+    if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int)):
+        message = "after: not a cursor of this list (follow the page's Next link)"  # it holds a sequence number
+        raise ValidationException(message, extra=[{"key": "after", "message": message}])
     if request.descending:
         rows = await audit_log.browse(where, bound, request.size + 1)
     else:

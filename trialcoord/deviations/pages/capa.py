@@ -21,7 +21,7 @@ from litestar.response import Redirect, Template
 
 from trialcoord.deviations import deviation_review, queue
 from trialcoord.deviations.deviation_review import CapaRecord
-from trialcoord.deviations.pages.queue import NOTICES, RECORD, VIEW, Form, renamed, visible_sites
+from trialcoord.deviations.pages.queue import NOTICES, RECORD, VIEW, Form, check_cursor, renamed, visible_sites
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.errors import field_messages
@@ -57,6 +57,7 @@ class CapaPages(Controller):
         size: Size = None,
     ) -> Template:
         request = page_request(sort, order, after, size, sorts=tuple(SORTS), default="id", key_width=2)
+        check_cursor(request, numeric={"id", "deviations"})
         context = await _capas_context(study, access, today, CapaFilters(chosen, q), request)
         return Template("capas.html", context=context, status_code=400 if context["filter_errors"] else 200)
 

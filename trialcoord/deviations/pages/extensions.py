@@ -19,7 +19,7 @@ from litestar.params import FromQuery, PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
 from trialcoord.deviations import manual, window_extensions
-from trialcoord.deviations.pages.queue import VIEW, Form, visible_sites
+from trialcoord.deviations.pages.queue import VIEW, Form, check_cursor, visible_sites
 from trialcoord.deviations.rules.window_extensions import MAX_DAYS, RequestState
 from trialcoord.deviations.window_extensions import ExtensionRequest, request_path
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
@@ -63,6 +63,7 @@ class ExtensionPages(Controller):
         size: Size = None,
     ) -> Template:
         request = page_request(sort, order, after, size, sorts=SORTS, default="id", key_width=2)
+        check_cursor(request, numeric={"id"})
         form = {"participant": participant or "", "visit": visit or ""}  # a link from a schedule fills them in
         context = await _list_context(study, access, today, chosen, request, form)
         return Template("extensions.html", context=context, status_code=400 if context["errors"] else 200)

@@ -11,12 +11,14 @@ shown only to a reader who may use it.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Optional
 from urllib.parse import quote
 
 from litestar import Controller, get, post
+from litestar.exceptions import ValidationException
 from litestar.params import FromQuery, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 
@@ -137,6 +139,19 @@ def queue_url(study: str) -> str:
 def visible_sites(access: Access) -> frozenset[str] | None:
     """The sites the reader's listing may show (None: all)."""
     return None if access.sites is None or access.sites.all_sites else access.sites.sites
+
+
+def check_cursor(request: PageRequest, numeric: Collection[str]) -> None:
+    """A list computed in memory compares cursors with its rows: one whose values are not of its sort's types
+    (numbers for the `numeric` sorts, else text or none) is refused, 400 naming `after`."""
+    if request.after is None:
+        return
+    value, row_id = request.after
+    number = isinstance(value, int) and not isinstance(value, bool)
+    fits = number if request.sort in numeric else value is None or isinstance(value, str)
+    if not (fits and isinstance(row_id, int) and not isinstance(row_id, bool)):
+        message = "after: not a cursor of this list (follow the page's Next link)"
+        raise ValidationException(message, extra=[{"key": "after", "message": message}])
 
 
 def chosen_ids(data: dict[str, str | list[str]]) -> list[str]:
