@@ -64,6 +64,7 @@ VALUES = {
     "version": "1.0",
     "first_day": "2026-12-24",
     "package_id": "1",
+    "extension_id": "1",
 }
 SIGN_OUT = {"/sign-out", "/api/sign-out"}
 

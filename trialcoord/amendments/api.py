@@ -35,6 +35,11 @@ class ApplyIn(msgspec.Struct):
     effective: date
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
     site: Code | None = None
+    confirm_downgrade: bool = False  # needed to move anyone back to an earlier version than the one followed
+
+
+class ParticipantVersionIn(VersionChangeIn):
+    confirm_downgrade: bool = False  # needed to move back to an earlier version than the one followed
 
 
 class Skipped(msgspec.Struct):
@@ -70,8 +75,10 @@ class AmendmentController(Controller):
     async def apply(
         self, study: StudyPath, version: VersionPath, data: JSONBody[ApplyIn], today: Today, access: AccessDep
     ) -> Applied:
-        """Move every active participant of the study, or of one site, to this version from `effective` on: one
-        audited change each, deviation detection re-run for them. Participants left as they are say why."""
+        """Move every active participant of the study, or of one site, to this version from `effective` on (today
+        at the latest): one audited change each, deviation detection re-run for them. Participants left as they
+        are say why. Moving anyone back to an earlier version than the one they follow needs
+        `confirm_downgrade`, which is audited."""
         plausible(data.effective, "effective")
         if data.site is not None:
             access.require_site(data.site, "change protocol versions")
@@ -80,7 +87,14 @@ class AmendmentController(Controller):
                 f"{access.user_id} may not move every participant of {study}: name the site"
             )
         moved = await applying.apply_version(
-            study, version, data.effective, data.reason, site=data.site, today=today, actor=access.user_id
+            study,
+            version,
+            data.effective,
+            data.reason,
+            site=data.site,
+            today=today,
+            actor=access.user_id,
+            confirm_downgrade=data.confirm_downgrade,
         )
         return Applied(
             moved.version,
@@ -161,14 +175,22 @@ class ParticipantVersionController(Controller):
         self,
         study: StudyPath,
         subject_id: SubjectPath,
-        data: JSONBody[VersionChangeIn],
+        data: JSONBody[ParticipantVersionIn],
         today: Today,
         access: AccessDep,
     ) -> Participant:
         """Move the participant to another protocol version (after an amendment) from `effective` on, a dated,
         reasoned action: visits done or closed before that day stay judged by the version followed then;
-        deviation detection runs again for the participant."""
+        deviation detection runs again for the participant. Not for a day still to come; back to an earlier
+        version than the one followed only with `confirm_downgrade`, which is audited."""
         row = await applying.change_version(
-            study, subject_id, data.version, data.effective, data.reason, today=today, actor=access.user_id
+            study,
+            subject_id,
+            data.version,
+            data.effective,
+            data.reason,
+            today=today,
+            actor=access.user_id,
+            confirm_downgrade=data.confirm_downgrade,
         )
         return from_record(Participant, row)

@@ -27,7 +27,14 @@ def register(commands) -> None:
     apply.add_argument("--effective", type=iso_date, required=True, help="the first day the version governs them")
     apply.add_argument("--reason", required=True)
     apply.add_argument("--site")
-    apply.set_defaults(run=lambda a: protocol_apply(a.study, a.version, a.effective, a.reason, a.site))
+    apply.add_argument(
+        "--confirm-downgrade",
+        action="store_true",
+        help="move participants back to an earlier version than the one they follow (audited)",
+    )
+    apply.set_defaults(
+        run=lambda a: protocol_apply(a.study, a.version, a.effective, a.reason, a.site, a.confirm_downgrade)
+    )
     impact = protocol.add_parser(
         "impact", help="what a new protocol version would change, before it takes effect (stores nothing)"
     )
@@ -40,13 +47,24 @@ def register(commands) -> None:
     impact.set_defaults(run=lambda a: protocol_impact(a.study, a.file, a.effective, a.site, a.format, a.out))
 
 
-def protocol_apply(study: str, version: str, effective: date, reason: str, site: str | None) -> int:
+def protocol_apply(
+    study: str, version: str, effective: date, reason: str, site: str | None, confirm_downgrade: bool = False
+) -> int:
     from trialcoord.amendments import applying
     from trialcoord.scheduling import version_changes
 
     today = support.today()
     moved = support.database(
-        lambda: applying.apply_version(study, version, effective, reason, site=site, today=today, actor=support.actor())
+        lambda: applying.apply_version(
+            study,
+            version,
+            effective,
+            reason,
+            site=site,
+            today=today,
+            actor=support.actor(),
+            confirm_downgrade=confirm_downgrade,
+        )
     )
     where = f"site {site} of {study}" if site else study
     print(
@@ -58,6 +76,8 @@ def protocol_apply(study: str, version: str, effective: date, reason: str, site:
             f"  deviation detection run again for them: {moved.deviations['created']} created,"
             f" {moved.deviations['resolved']} resolved by the change, {moved.deviations['updated']} updated"
         )
+    if moved.downgraded:
+        print(f"  {len(moved.downgraded)} of them moved back from a later version (confirmed)")
     for subject, why in sorted(moved.skipped.items()):
         print(f"  {subject}: {why}")
     # nobody could be moved, and not merely because everyone already follows it or has ended (a re-run): a

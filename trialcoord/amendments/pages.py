@@ -99,6 +99,7 @@ class AmendmentPages(Controller):
         effective = form.date("apply_effective", "date it takes effect")
         reason = form.text("apply_reason", "reason")
         site = form.text("apply_site", "site", required=False, choice=True)
+        confirmed = bool(form.data.get("apply_confirm_downgrade"))  # a checkbox: sent only when ticked
         if form.errors or version is None or effective is None or reason is None:  # each missing one has its error
             return await _rerender(study, access, today, form)
         if site is not None:
@@ -108,7 +109,14 @@ class AmendmentPages(Controller):
             return await _rerender(study, access, today, form)
         try:
             moved = await applying.apply_version(
-                study, version, effective, reason, site=site, today=today, actor=access.user_id
+                study,
+                version,
+                effective,
+                reason,
+                site=site,
+                today=today,
+                actor=access.user_id,
+                confirm_downgrade=confirmed,
             )
         except (InvalidInput, Conflict, NotFound) as error:
             form.errors.update({f"apply_{k}" if k else "": v for k, v in field_messages(error).items()})

@@ -21,7 +21,7 @@ from trialcoord.accounts.rules.signers import SignerKey
 from trialcoord.deviations import capa_store, review_store, store
 from trialcoord.deviations.queue import StoredSignature, stored_signature
 from trialcoord.deviations.records import Deviation, as_deviation, now, record_id, record_id_of
-from trialcoord.deviations.rules.deviation_review import TRANSITIONS, Step, check_step
+from trialcoord.deviations.rules.deviation_review import TRANSITIONS, Step, Transition, check_step
 from trialcoord.documents.rules.signatures import Signature, Statement, judge
 from trialcoord.kernel import audit_log, signing_keys
 from trialcoord.kernel.audit_log import Change
@@ -91,22 +91,9 @@ async def take_step(
         row = await store.find(study_id, deviation_id)
     if row is None:
         raise NotFound(f"study {study} has no deviation {deviation_id}")
-    transition = check_step(
-        step,
-        row["state"],
-        reason=reason,
-        response=response,
-        classification=classification,
-        category=category,
-        subcategory=subcategory,
-    )
-    signed_by = None  # (signing, (signer key, private key)) for a signed step
-    if transition.meaning is not None:
-        if signing is None or signing.meaning != transition.meaning or signing.user_id != actor:
-            raise invalid(f"to {step} a deviation, {actor} signs it for {transition.meaning}", field="password")
-        if installation is None:
-            raise TypeError("a signed review step needs the installation, which holds the signers' keys")
-        signed_by = (signing, await signer_keys.key_of_signer(signing.user_id, signing.printed_name, installation))
+    fields = StepFields(reason, response, corrective_action, classification, category, subcategory)
+    transition = check_step(step, row["state"], **fields.checked())
+    signed_by = await signer(step, transition, actor, signing, installation)
     async with transaction(f"deviation {deviation_id} of study {study}"):
         await store.lock(deviation_id)
         row = await _found(study, study_id, deviation_id)
@@ -115,47 +102,90 @@ async def take_step(
                 f"deviation {deviation_id} changed meanwhile (version {row['row_version']}, not"
                 f" {row_version}); reload it and try again"
             )
-        check_step(
-            step,
-            row["state"],
-            reason=reason,
-            response=response,
-            classification=classification,
-            category=category,
-            subcategory=subcategory,
-        )  # again, under the lock
-        at = now()
-        values = _values(Step(step), at, response, corrective_action, classification, category, subcategory)
-        values.update(state=transition.target.value, updated_at=at)
-        if not await store.update(deviation_id, row["row_version"], **values):
-            raise Conflict(f"deviation {deviation_id} changed meanwhile; reload it and try again")
-        detail = {k: v for k, v in values.items() if k not in ("state", "updated_at")}
-        step_id = await review_store.insert_step(
-            deviation_id,
-            str(step),
-            row["state"],
-            transition.target.value,
-            actor,
-            at,
-            (reason or "").strip() or None,
-            canonical_json(detail).decode(),
-        )
-        after = await _found(study, study_id, deviation_id)
-        audited = {"state": after["state"], **detail}
-        if signed_by is not None:
-            audited["signature"] = await _sign(study, after, step_id, *signed_by)
-        await audit_log.record(
-            actor,
-            Change(
-                str(step),
-                "deviation",
-                record_id_of(study, row),
-                {"state": row["state"]},
-                audited,
-                (reason or "").strip() or None,
-            ),
-        )
+        after = await apply_step(study, study_id, row, Step(step), actor, fields, signed_by)
     return as_deviation(after)
+
+
+@dataclass(frozen=True, slots=True)
+class StepFields:
+    """What a review step is given besides the deviation: the reason (reopen), the site's response and corrective
+    action (respond), the classification and its terms (classify)."""
+
+    reason: str | None = None
+    response: str | None = None
+    corrective_action: str | None = None
+    classification: str | None = None
+    category: str | None = None
+    subcategory: str | None = None
+
+    def checked(self) -> dict[str, str | None]:
+        """The fields `check_step` checks."""
+        return {
+            "reason": self.reason,
+            "response": self.response,
+            "classification": self.classification,
+            "category": self.category,
+            "subcategory": self.subcategory,
+        }
+
+
+Signer = tuple[Signing, tuple[SignerKey, Any]]  # the ceremony's signing, the signer's key and private key
+
+
+async def signer(
+    step: str, transition: Transition, actor: str, signing: Signing | None, installation: Installation | None
+) -> Signer | None:
+    """For a signed step: the ceremony's signing (for the step's meaning, by the actor) with the signer's key
+    (derived once, however many deviations it signs); None for a step that is not signed."""
+    if transition.meaning is None:
+        return None
+    if signing is None or signing.meaning != transition.meaning or signing.user_id != actor:
+        raise invalid(f"to {step} a deviation, {actor} signs it for {transition.meaning}", field="password")
+    if installation is None:
+        raise TypeError("a signed review step needs the installation, which holds the signers' keys")
+    return signing, await signer_keys.key_of_signer(signing.user_id, signing.printed_name, installation)
+
+
+async def apply_step(
+    study: str,
+    study_id: int,
+    row: dict[str, Any],
+    step: Step,
+    actor: str,
+    fields: StepFields,
+    signed_by: Signer | None,
+) -> dict[str, Any]:
+    """The step on a deviation read under its lock, in the caller's transaction: checked again, stored with its
+    history row, signed when it is a signed step, audited. Returns the row after."""
+    deviation_id = row["id"]
+    transition = check_step(step, row["state"], **fields.checked())
+    at = now()
+    values = _values(
+        step, at, fields.response, fields.corrective_action, fields.classification, fields.category, fields.subcategory
+    )
+    values.update(state=transition.target.value, updated_at=at)
+    if not await store.update(deviation_id, row["row_version"], **values):
+        raise Conflict(f"deviation {deviation_id} changed meanwhile; reload it and try again")
+    detail = {k: v for k, v in values.items() if k not in ("state", "updated_at")}
+    reason = (fields.reason or "").strip() or None
+    step_id = await review_store.insert_step(
+        deviation_id,
+        str(step),
+        row["state"],
+        transition.target.value,
+        actor,
+        at,
+        reason,
+        canonical_json(detail).decode(),
+    )
+    after = await _found(study, study_id, deviation_id)
+    audited = {"state": after["state"], **detail}
+    if signed_by is not None:
+        audited["signature"] = await _sign(study, after, step_id, *signed_by)
+    await audit_log.record(
+        actor, Change(str(step), "deviation", record_id_of(study, row), {"state": row["state"]}, audited, reason)
+    )
+    return after
 
 
 async def _found(study: str, study_id: int, deviation_id: int) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from trialcoord.deviations import store, window_exceptions_store
 from trialcoord.deviations.records import MANUAL, Deviation, as_deviation, as_exception, audited, now, record_id_of
 from trialcoord.deviations.rules.deviation_review import State, classification_problems
 from trialcoord.deviations.rules.deviations import Classification, WindowException
+from trialcoord.deviations.rules.window_extensions import extension_problems
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.database.engine import read, transaction
@@ -40,6 +41,7 @@ class StoredException:
 
     participant: int
     subject_id: str
+    site: str
     visit: str
     earlier_days: int
     later_days: int
@@ -126,13 +128,7 @@ async def approve_exception(
     """An investigator-approved window extension of one visit. It prevents the early or late deviation of that
     visit only if approved and recorded on or before the day it took place (later, it explains but does not
     prevent)."""
-    problems: list[Problem] = []
-    if earlier_days < 0 or later_days < 0 or earlier_days + later_days == 0:
-        problems.append(
-            Problem("an extension adds days before or after the window (non-negative, not both 0)", field="later_days")
-        )
-    if not reason.strip():
-        problems.append(Problem("an approved exception needs the investigator's reason", field="reason"))
+    problems = extension_problems(earlier_days, later_days, reason)
     if approved_on > (today or date.today()):
         problems.append(
             Problem(f"{approved_on} is still to come: an approval is recorded once given", field="approved_on")

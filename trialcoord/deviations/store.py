@@ -128,6 +128,42 @@ async def listing(
             f"SELECT d.id FROM deviations d WHERE d.study = {{}}{where} ORDER BY {order}{page}", study_id, *args
         )
     ]
+    return await rows_of(ids)
+
+
+async def keyset_page(
+    study_id: int,
+    where: str,
+    args: Sequence[Any],
+    sort: str,
+    descending: bool,
+    after: tuple[Any, int] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """A page of the queue sorted by the SQL expression `sort` (over `d`, its site `s` and participant `p`), then by
+    id, `limit` rows past the cursor `after` (the last row's sort value and id): no OFFSET, so a deep page costs
+    what the first does. `where` filters `d` as in `listing`."""
+    direction, beyond = ("DESC", "<") if descending else ("ASC", ">")
+    keyset, past = "", []
+    if after is not None:
+        keyset = f" AND ({sort} {beyond} {{}} OR ({sort} = {{}} AND d.id {beyond} {{}}))"
+        past = [after[0], after[0], after[1]]
+    ids = [
+        row[0]
+        for row in await fetch_rows(
+            "SELECT d.id FROM deviations d JOIN sites s ON s.id = d.site"
+            f" LEFT JOIN participants p ON p.id = d.participant WHERE d.study = {{}}{where}{keyset}"
+            f" ORDER BY {sort} {direction}, d.id {direction} LIMIT {int(limit)}",
+            study_id,
+            *args,
+            *past,
+        )
+    ]
+    return await rows_of(ids)
+
+
+async def rows_of(ids: Sequence[int]) -> list[dict[str, Any]]:
+    """The queue's rows of these deviations, in this order."""
     rows: dict[int, dict] = {}
     for start in range(0, len(ids), 1000):
         for row in await fetch(
@@ -135,6 +171,22 @@ async def listing(
         ):
             rows[row["id"]] = row
     return [rows[i] for i in ids]
+
+
+async def counts_by_site(study_id: int, sites: Collection[str] | None) -> list[tuple[str, str, int]]:
+    """(site code, state, how many) of the study's deviations at `sites` (None: all)."""
+    scope = ""
+    if sites is not None:
+        scope = f" AND s.code IN ({', '.join('{}' for _ in sites) or 'NULL'})"
+    return [
+        (row[0], row[1], int(row[2]))
+        for row in await fetch_rows(
+            f"SELECT s.code, d.state, COUNT(*) FROM deviations d JOIN sites s ON s.id = d.site WHERE d.study = {{}}"
+            f"{scope} GROUP BY s.code, d.state",
+            study_id,
+            *(sites or ()),
+        )
+    ]
 
 
 async def count(study_id: int, where: str = "", args: Sequence[Any] = ()) -> int:

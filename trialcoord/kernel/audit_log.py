@@ -99,9 +99,16 @@ def _plain(values: Mapping[str, Any] | None) -> dict[str, Any] | None:
 # Browsing --------------------------------------------------------------------------------------
 
 
-async def browse(where: AuditFilter, before: int | None = None, limit: int = 100) -> list[TrailEntry]:
+async def browse(
+    where: AuditFilter,
+    before: int | None = None,
+    limit: int = 100,
+    *,
+    after: int | None = None,
+    newest_first: bool = True,
+) -> list[TrailEntry]:
     async with read():
-        return await store.browse(where, before=before, limit=limit)
+        return await store.browse(where, before=before, after=after, limit=limit, newest_first=newest_first)
 
 
 async def export_rows(where: AuditFilter, limit: int) -> list[TrailEntry]:

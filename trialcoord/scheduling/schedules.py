@@ -54,11 +54,32 @@ class ScheduledVisit(NamedTuple):  # not a frozen dataclass: a worklist builds t
     actual_reason: str | None = None
     missed_reason: str | None = None
     row_version: int | None = None  # None: not stored (yet), such as a repeat beyond the horizon
+    extension: tuple[int, int] | None = None  # an investigator's approved extension: days earlier, days later
+
+    @property
+    def extended_window(self) -> tuple[date | None, date | None] | None:
+        """The window widened by the approved extension (None: not extended)."""
+        if self.extension is None or self.visit.target is None:
+            return None
+        return widened(self.visit.earliest, self.visit.latest, self.extension)
 
     def as_dict(self) -> dict:
         """Flat, for JSON and CSV: the occurrence's fields next to the recorded ones."""
         recorded = {name: getattr(self, name) for name in self._fields if name != "visit"}
         return {**visits_store.occurrence_fields(self.visit), **recorded}
+
+
+def widened(
+    earliest: date | None, latest: date | None, extension: tuple[int, int] | None
+) -> tuple[date | None, date | None]:
+    """A window with an approved extension's days added before and after it (an open end stays open)."""
+    if extension is None:
+        return earliest, latest
+    earlier, later = extension
+    return (
+        earliest - timedelta(days=earlier) if earliest is not None else None,
+        latest + timedelta(days=later) if latest is not None else None,
+    )
 
 
 async def refresh_study(study: str, as_of: date, today: date) -> list[str]:

@@ -29,10 +29,14 @@ class VisitRow(msgspec.Struct):
     appointment_reason: str | None
     actual_reason: str | None
     missed_reason: str | None
+    extended: bool = False  # an investigator approved an extension of the window: shown widened
+    extended_earliest: date | None = None
+    extended_latest: date | None = None
 
 
 def visit_row(scheduled: ScheduledVisit) -> VisitRow:
     v = scheduled.visit
+    window = scheduled.extended_window
     return VisitRow(
         subject_id=scheduled.subject_id,
         site=scheduled.site,
@@ -53,4 +57,7 @@ def visit_row(scheduled: ScheduledVisit) -> VisitRow:
         appointment_reason=scheduled.appointment_reason,
         actual_reason=scheduled.actual_reason,
         missed_reason=scheduled.missed_reason,
+        extended=window is not None,
+        extended_earliest=window[0] if window else None,
+        extended_latest=window[1] if window else None,
     )

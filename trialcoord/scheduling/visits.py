@@ -16,11 +16,12 @@ from trialcoord.kernel.database.engine import transaction
 from trialcoord.kernel.problems import Conflict, NotFound, invalid
 from trialcoord.scheduling.participants import Subject
 from trialcoord.scheduling.rules.schedule import NOT_APPLICABLE
-from trialcoord.scheduling.schedules import ScheduledVisit, scheduled
+from trialcoord.scheduling.schedules import ScheduledVisit, scheduled, widened
 from trialcoord.scheduling.sites import text
 from trialcoord.scheduling.store import consents as consents_store
 from trialcoord.scheduling.store import inputs as inputs_store
 from trialcoord.scheduling.store import visits as visits_store
+from trialcoord.scheduling.store import window_exceptions as exceptions_store
 from trialcoord.scheduling.store.visits import StoredVisit
 
 _Date = date  # the type, where a field is named `date`
@@ -137,15 +138,17 @@ async def book_appointment(
     today: date | None = None,
     actor: str = SYSTEM,
 ) -> ScheduledVisit:
-    """Book a visit; a day outside its window, or moving a booking, needs a reason, stored with the booking."""
+    """Book a visit; a day outside its window (widened by an investigator's approved extension), or moving a
+    booking, needs a reason, stored with the booking."""
     async with transaction(f"study {study}, participant {subject_id}, visit {visit_code}"):
         subject = await Subject.load(study, subject_id)
         row = subject.scheduled_visit(visit_code)
         _check_row_version(subject, visit_code, row, expected_row_version)
         _check_open(subject, row)
-        if _outside(row, day) and not text(reason):
+        extension = await exceptions_store.extension(subject.id, visit_code)
+        if _outside(row, day, extension) and not text(reason):
             raise invalid(
-                f"{subject}: {day} is outside the window of visit {visit_code} ({_window(row)});"
+                f"{subject}: {day} is outside the window of visit {visit_code} ({_window(row, extension)});"
                 " give a reason to book it on that day",
                 field="reason",
             )
@@ -242,12 +245,14 @@ def _check_open(subject: Subject, row: StoredVisit) -> None:
         raise invalid(f"{subject}: visit {row.visit} does not apply to this participant", field="visit_code")
 
 
-def _outside(row: StoredVisit, day: date) -> bool:
-    early = row.earliest is not None and day < row.earliest
-    return early or (row.latest is not None and day > row.latest)
+def _outside(row: StoredVisit, day: date, extension: tuple[int, int] | None) -> bool:
+    earliest, latest = widened(row.earliest, row.latest, extension)
+    return (earliest is not None and day < earliest) or (latest is not None and day > latest)
 
 
-def _window(row: StoredVisit) -> str:
+def _window(row: StoredVisit, extension: tuple[int, int] | None) -> str:
     if row.target is None:
         return "no window yet"
-    return f"window {row.earliest or 'unbounded'} to {row.latest or 'unbounded'}"
+    earliest, latest = widened(row.earliest, row.latest, extension)
+    extended = " as extended by the investigator" if extension else ""
+    return f"window {earliest or 'unbounded'} to {latest or 'unbounded'}{extended}"

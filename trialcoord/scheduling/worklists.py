@@ -20,22 +20,26 @@ from trialcoord.scheduling.schedules import ScheduledVisit, Versions, restated, 
 from trialcoord.scheduling.sites import study_with_site
 from trialcoord.scheduling.store import inputs as inputs_store
 from trialcoord.scheduling.store import visits as visits_store
+from trialcoord.scheduling.store import window_exceptions as exceptions_store
 
 WORKLISTS = ("today", "week", "overdue", "missed_or_out_of_window")
 
 
 @reads
 async def participant_schedule(study: str, subject_id: str, as_of: date) -> list[ScheduledVisit]:
-    """The participant's visits evaluated as of `as_of`, with what is recorded about each."""
+    """The participant's visits evaluated as of `as_of`, with what is recorded about each and the approved
+    extension of its window, if any."""
     subject = await Subject.load(study, subject_id, lock=False)
     versions = await Versions.load(subject.study_id)
+    extended = await exceptions_store.extensions(subject.id)  # investigators' approved window extensions
     schedule = []
     for visit, version in await versions.judged(subject.inputs, as_of):
         row = subject.visits.get(visit.visit)
+        label, extension = versions.label(version), extended.get(visit.visit)
         if row is None:
-            schedule.append(ScheduledVisit(subject_id, subject.inputs.site, visit, versions.label(version)))
+            schedule.append(ScheduledVisit(subject_id, subject.inputs.site, visit, label, extension=extension))
         else:
-            schedule.append(scheduled(row, visit)._replace(protocol_version=versions.label(version)))
+            schedule.append(scheduled(row, visit)._replace(protocol_version=label, extension=extension))
     return schedule
 
 

@@ -34,8 +34,11 @@ from trialcoord.deviations.api.deviation_reports import DeviationReportControlle
 from trialcoord.deviations.api.queue import QueueController
 from trialcoord.deviations.api.review import ReviewController
 from trialcoord.deviations.api.window_exceptions import WindowExceptionController
+from trialcoord.deviations.pages.bulk import BulkPages
 from trialcoord.deviations.pages.capa import CapaPages
 from trialcoord.deviations.pages.deviation_reports import ReportPages
+from trialcoord.deviations.pages.extensions import ExtensionPages
+from trialcoord.deviations.pages.manual import ManualDeviationPages
 from trialcoord.deviations.pages.queue import QueuePages
 from trialcoord.deviations.pages.review import ReviewPages
 from trialcoord.documents.api.consent import ConsentController
@@ -100,8 +103,11 @@ PAGE_CONTROLLERS = [
     ParticipantPages,
     QueuePages,
     ReviewPages,
+    BulkPages,
     CapaPages,
     ReportPages,
+    ExtensionPages,
+    ManualDeviationPages,
     AmendmentPages,
     SponsorPackagePages,
 ]

@@ -1,6 +1,7 @@
 """Deviations over the API, what every route shares: the guards, the problems they answer, the bodies and answers,
 the sites a reader sees. The routes: `queue` (detection runs, the queue, a deviation someone found), `review` (one
-deviation, review steps), `window_exceptions`, `capa`.
+deviation, review steps, several at once), `window_exceptions` (approved directly, or requested and decided),
+`capa`.
 
 A deviation at a site the reader may not see answers 404 with the words of a missing one (IDs are
 sequential: a 403 would tell which exist). Review steps are checked per step at the deviation's site
@@ -78,6 +79,25 @@ class IdsIn(msgspec.Struct):
     ids: Ids
 
 
+class ChosenIn(msgspec.Struct):
+    id: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+    row_version: int | None = None  # the version the client saw; required to sign
+
+
+class StepsIn(msgspec.Struct):
+    """One step on several deviations: respond, classify or close; all or none."""
+
+    step: Annotated[str, msgspec.Meta(max_length=20, description="respond, classify, close")]
+    deviations: Annotated[list[ChosenIn], msgspec.Meta(min_length=1, max_length=MAX_IDS)]
+    response: Text | None = None
+    corrective_action: Text | None = None
+    classification: Term | None = None
+    category: Term | None = None
+    subcategory: Term | None = None
+    password: Annotated[str, msgspec.Meta(max_length=1024)] | None = None  # classify, close: one ceremony
+    user_id: Code | None = None
+
+
 class ExceptionIn(msgspec.Struct):
     visit: Code
     earlier_days: Days
@@ -87,6 +107,19 @@ class ExceptionIn(msgspec.Struct):
 
     def __post_init__(self) -> None:
         check_plausible(self.approved_on, "approved_on")
+
+
+class ExtensionRequestIn(msgspec.Struct):
+    visit: Code
+    earlier_days: Days
+    later_days: Days
+    reason: Text
+
+
+class ExtensionDecisionIn(msgspec.Struct):
+    approve: bool
+    reason: Text | None = None  # declining: why (required); approving: an optional note
+    row_version: int | None = None  # the version the client saw; a stale one is a 409
 
 
 class CapaIn(msgspec.Struct):
@@ -203,6 +236,24 @@ class ExceptionOut(msgspec.Struct):
     approved_on: date
     approved_by: str
     reason: str
+
+
+class ExtensionRequestOut(msgspec.Struct):
+    id: int
+    participant: str
+    site: str
+    visit: str
+    earlier_days: int
+    later_days: int
+    reason: str
+    requested_by: str
+    requested_at: str
+    state: str
+    decided_by: str | None
+    decided_at: str | None
+    decision_reason: str | None
+    row_version: int
+    path: str  # the page that shows and decides it
 
 
 class CapaOut(msgspec.Struct):

@@ -1,5 +1,5 @@
 """Deviations over the API: one deviation with its review steps and signatures, a review step, several
-deviations acknowledged at once.
+deviations acknowledged at once, one step on several deviations (all or none, one signing ceremony).
 
 Review steps are checked per step at the deviation's site (`TRANSITIONS` names the action; classification and
 closure also need SIGN) before any password is asked. A deviation at a site the reader may not see answers 404
@@ -18,21 +18,24 @@ from litestar.params import JSONBody, PathParameter
 
 from trialcoord.accounts.signing import signing_ceremony
 from trialcoord.accounts.users import AccountRules
-from trialcoord.deviations import deviation_review, queue
+from trialcoord.deviations import bulk_review, deviation_review, queue
 from trialcoord.deviations.api.deviations import (
     READ,
     RECORD,
     VIEW,
     AcknowledgedOut,
     DeviationDetail,
+    DeviationOut,
     IdsIn,
     Refusal,
     StepIn,
     StepOut,
     StepSignatureOut,
+    StepsIn,
     signed_in,
+    visible_sites,
 )
-from trialcoord.deviations.deviation_review import Acknowledgement, JudgedSignature
+from trialcoord.deviations.deviation_review import Acknowledgement, JudgedSignature, StepFields
 from trialcoord.deviations.queue import DeviationReview
 from trialcoord.deviations.rules.deviation_review import TRANSITIONS, Transition, check_step
 from trialcoord.kernel.problems import InvalidInput, NotFound, Problem
@@ -40,6 +43,7 @@ from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import Access, needs
 from trialcoord.kernel.web.params import AccessDep, InstallationDep, StudyPath, Today
+from trialcoord.scheduling.sites import list_sites
 
 DeviationPath = Annotated[int, PathParameter(description="Deviation number", ge=1, le=2**31 - 1)]
 _TRANSITION_OF: dict[str, Transition] = {str(step): transition for step, transition in TRANSITIONS.items()}
@@ -170,3 +174,54 @@ class ReviewController(Controller):
             done = await deviation_review.acknowledge_many(study, shown, access.user_id)
         refused += [Refusal(int(i), reason) for i, reason in done.refused.items()]
         return AcknowledgedOut(done.acknowledged, sorted(refused, key=lambda r: r.id))
+
+    @post(
+        "/deviations/steps",
+        opt=RECORD,
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409, 422, 503),
+    )
+    async def steps(
+        self,
+        study: StudyPath,
+        data: JSONBody[StepsIn],
+        access: AccessDep,
+        today: Today,
+        account_rules: NamedDependency[AccountRules],
+        installation: InstallationDep,
+    ) -> list[DeviationOut]:
+        """One step on several deviations, all or none: respond (site staff), classify or close (monitors, one
+        signing ceremony for the batch, one signature and audit entry per deviation; each deviation's
+        row_version is required). A refusal names each deviation that cannot take the step, and why."""
+        transition = _TRANSITION_OF.get(data.step)
+        if transition is None or data.step not in bulk_review.BULK_STEPS:
+            raise InvalidInput(
+                [Problem(f"'{data.step}' is not a step taken in bulk; choose respond, classify or close", field="step")]
+            )
+        sites = [row.code for row in await list_sites(study) if access.shows(row.code)]
+        permitted = [s for s in sites if all(access.may(a, study, s, today) for a in transition.needs)]
+        if not permitted:
+            raise PermissionDeniedException(f"{access.user_id} may not {data.step} deviations at any site of {study}")
+        items = [(chosen.id, chosen.row_version) for chosen in data.deviations]
+        if transition.meaning is not None and any(version is None for _, version in items):
+            raise InvalidInput(
+                [Problem(f"to {data.step} deviations, send the row_version you read of each", field="row_version")]
+            )
+        fields = StepFields(
+            response=data.response,
+            corrective_action=data.corrective_action,
+            classification=data.classification,
+            category=data.category,
+            subcategory=data.subcategory,
+        )
+        scope = {"visible": visible_sites(access), "permitted": permitted}
+        await bulk_review.check_steps(study, data.step, items, fields, **scope)  # before any password is asked
+        signing = None
+        if transition.meaning is not None:
+            signing = await signing_ceremony(
+                signed_in(access), str(transition.meaning), data.password or "", data.user_id, rules=account_rules
+            )
+        done = await bulk_review.take_steps(
+            study, data.step, items, access.user_id, fields, signing=signing, installation=installation, **scope
+        )
+        return [msgspec.convert(row, DeviationOut, from_attributes=True) for row in done]

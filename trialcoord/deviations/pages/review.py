@@ -23,10 +23,18 @@ from trialcoord.accounts.signing import signing_ceremony
 from trialcoord.accounts.users import AccountRules
 from trialcoord.deviations import deviation_review, queue
 from trialcoord.deviations.api.deviations import signed_in
-from trialcoord.deviations.pages.queue import NOTICES, REVIEW, VIEW, Form, queue_url, renamed, visible_deviation
+from trialcoord.deviations.pages.queue import (
+    CLASSIFICATIONS,
+    NOTICES,
+    REVIEW,
+    VIEW,
+    Form,
+    queue_url,
+    renamed,
+    visible_deviation,
+)
 from trialcoord.deviations.queue import DeviationReview
 from trialcoord.deviations.rules.deviation_review import CATEGORIES, SUBCATEGORIES, TRANSITIONS, Step, check_step
-from trialcoord.deviations.rules.deviations import Classification
 from trialcoord.documents.rules.signatures import local_time
 from trialcoord.kernel.installation import Installation
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
@@ -42,7 +50,6 @@ from trialcoord.scheduling.visit_rows import visit_row
 
 SIGNED_REVIEW = needs(Action.REVIEW_DEVIATION, Action.SIGN, across_sites=True)  # SIGN checked at the site below
 DeviationPath = Annotated[int, PathParameter(description="Deviation number", ge=1, le=2**31 - 1)]  # int32 column
-CLASSIFICATIONS = [(str(c), str(c).replace("_", " ")) for c in Classification]
 STEP_FIELDS = {  # the fields each step's form shows; a message for any other goes above the form
     Step.RESPOND: {"reason", "corrective_action"},
     Step.ACKNOWLEDGE: set(),

@@ -427,6 +427,33 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX sponsor_packages_study ON sponsor_packages (study, id)",
         ),
     ),
+    Migration(
+        10,
+        "window extension requests: a coordinator asks, an investigator approves or declines",
+        (
+            # One row per request. Approving one also inserts its window_exceptions row (migration 6), which is
+            # what detection and booking read; the request keeps who asked, who decided, when and why.
+            # At most one open request per visit, held by the database itself.
+            """CREATE TABLE window_extension_requests (
+                id {pk}, participant INT NOT NULL REFERENCES participants (id), visit TEXT NOT NULL,
+                earlier_days INT NOT NULL, later_days INT NOT NULL, reason TEXT NOT NULL,
+                requested_by TEXT NOT NULL, requested_at TEXT NOT NULL, state TEXT NOT NULL,
+                decided_by TEXT, decided_at TEXT, decision_reason TEXT, row_version INT NOT NULL)""",
+            """CREATE UNIQUE INDEX window_extension_requests_open ON window_extension_requests (participant, visit)
+                WHERE state = 'requested'""",
+            "CREATE INDEX window_extension_requests_state ON window_extension_requests (state, id)",
+        ),
+        sqlite=(
+            """CREATE TRIGGER window_extension_requests_no_delete BEFORE DELETE ON window_extension_requests
+                BEGIN SELECT RAISE(ABORT, 'window_extension_requests are never deleted: DELETE refused'); END""",
+        ),
+        postgres=(
+            """CREATE TRIGGER window_extension_requests_no_change BEFORE DELETE ON window_extension_requests
+                FOR EACH ROW EXECUTE FUNCTION immutable_rows()""",
+            """CREATE TRIGGER window_extension_requests_no_truncate BEFORE TRUNCATE ON window_extension_requests
+                FOR EACH STATEMENT EXECUTE FUNCTION immutable_rows()""",
+        ),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

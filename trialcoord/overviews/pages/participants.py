@@ -112,6 +112,7 @@ class ParticipantPages(Controller):
                 required(reason),
                 today=today,
                 actor=access.user_id,
+                confirm_downgrade=bool(form.data.get("confirm_downgrade")),  # a checkbox: sent only when ticked
             )
             return await _save(call, study, subject_id, today, "version", form, access)
         return await _rerender(study, subject_id, today, "version", form.errors, form, access)
