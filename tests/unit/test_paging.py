@@ -70,3 +70,15 @@ def test_cursor_round_trip_and_links_keep_filters():
     assert page.sort_link("/x", {}, "site") == "/x?sort=site&order=asc&size=2"  # flips the current sort
     assert page.sort_link("/x", {}, "due") == "/x?sort=due&order=asc&size=2"
     assert page.aria_sort("site") == "descending" and page.aria_sort("due") == "none"
+
+
+def test_a_cursor_of_another_kind_of_value_pages_on_without_an_error():
+    request = page_request("due", None, encode_cursor((7, "x")), 3, sorts=("due",), default="due", key_width=2)
+    page = page_in_memory(ROWS, request, lambda row: (row["due"], row["id"]))  # text dates past a number
+    assert [row["id"] for row in page.rows] == [1, 2, 3]
+
+
+def test_links_carry_a_filter_of_several_values():
+    request = page_request(None, None, None, None, sorts=("due",), default="due", key_width=2)
+    page = page_in_memory(ROWS, request, lambda row: (row["due"], row["id"]))
+    assert page.link("/q", {"state": ["open", "closed"]}) == "/q?state=open&state=closed&sort=due&order=asc"

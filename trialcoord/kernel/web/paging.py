@@ -43,15 +43,15 @@ class Page(Generic[T]):
     next_after: str | None  # the cursor of the next page, None on the last
     first: bool  # no cursor was given: this is the first page
 
-    def link(self, base: str, params: Mapping[str, str | None], **changes: str | None) -> str:
+    def link(self, base: str, params: Mapping[str, Any], **changes: str | None) -> str:
         """This list's URL with its filters, the sort and direction, and `changes` (`after=...`, `sort=...`)."""
         query = {**params, "sort": self.request.sort, "order": self.request.order, **changes}
         if self.request.size != DEFAULT_SIZE:
             query.setdefault("size", str(self.request.size))
-        kept = {name: value for name, value in query.items() if value not in (None, "")}
-        return f"{base}?{urlencode(kept)}" if kept else base
+        kept = {name: value for name, value in query.items() if value not in (None, "", [], ())}
+        return f"{base}?{urlencode(kept, doseq=True)}" if kept else base
 
-    def sort_link(self, base: str, params: Mapping[str, str | None], column: str) -> str:
+    def sort_link(self, base: str, params: Mapping[str, Any], column: str) -> str:
         """The link a column header carries: sort by it, or flip its direction when it is the current sort."""
         order = ("asc" if self.request.descending else "desc") if column == self.request.sort else "asc"
         return self.link(base, params, sort=column, order=order, after=None)
@@ -129,10 +129,17 @@ def page_in_memory(rows: Sequence[T], request: PageRequest, key: Callable[[T], K
 
 
 def _sortable(key: Key) -> tuple[tuple[int, Any], ...]:
-    # None first, then values of one type compare among themselves (dates are ISO text in cursors).
-    return tuple(
-        (0, "") if value is None else (1, str(value) if not isinstance(value, int | float) else value) for value in key
-    )
+    # None first, then numbers, then text (dates are ISO text in cursors); tagging each value by its kind keeps a
+    # cursor whose values are of another kind than the list's (a tampered one) comparable: no TypeError, no 500.
+    return tuple(_tagged(value) for value in key)
+
+
+def _tagged(value: Any) -> tuple[int, Any]:
+    if value is None:
+        return (0, 0)
+    if isinstance(value, bool | int | float):
+        return (1, value)
+    return (2, str(value))
 
 
 def first_page(request: PageRequest) -> PageRequest:
