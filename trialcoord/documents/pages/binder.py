@@ -4,12 +4,13 @@ its expected-documents checklist and the signed export."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import PermissionDeniedException
+from litestar.params import FromQuery, Parameter
 from litestar.response import Redirect, Template
 
 from trialcoord.accounts.rules.accounts import Meaning
@@ -25,6 +26,7 @@ from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import Form, FormReader
 from trialcoord.kernel.web.guard import Access, needs
+from trialcoord.kernel.web.paging import page_in_memory, page_request
 from trialcoord.kernel.web.params import AccessDep, InstallationDep, QueryStr, StudyPath, Today
 from trialcoord.scheduling.protocols import get_study, list_protocol_versions
 from trialcoord.scheduling.sites import list_sites
@@ -113,30 +115,95 @@ class VersionPages(Controller):
         return _back_to_version(study, name, label, site, "consent")
 
 
+CHECKLIST_SORTS = ("state", "artifact", "person", "expires")
+STATES = ("missing", "expired", "expiring", "present")
+
+
 class BinderPages(Controller):
     path = "/studies/{study:str}/binder"
     include_in_schema = False
 
     @get("/", opt=needs(Action.VIEW_SCHEDULE, across_sites=True))
-    async def binder_page(self, study: StudyPath, access: AccessDep, today: Today, site: QueryStr = None) -> Template:
+    async def binder_page(
+        self,
+        study: StudyPath,
+        access: AccessDep,
+        today: Today,
+        site: QueryStr = None,
+        item_state: Annotated[str | None, Parameter(query="state")] = None,  # `state` is litestar's own
+        artifact: QueryStr = None,
+        q: QueryStr = None,
+        sort: QueryStr = None,
+        order: QueryStr = None,
+        after: QueryStr = None,
+        size: FromQuery[int | None] = None,
+    ) -> Template:
+        """A site's expected documents, a page at a time, sorted and filtered; each one still to file links to the
+        upload form, prefilled, for those who may file it."""
         sites = [row.code for row in await list_sites(study) if access.shows(row.code)]
         chosen = site if site in sites else (sites[0] if sites else None)
         items = await binder_checklist.site_checklist(study, chosen, today, reader(access, today)) if chosen else []
-        counts = {
-            state: sum(1 for i in items if i.state == state) for state in ("missing", "expired", "expiring", "present")
-        }
+        counts = {s: sum(1 for i in items if i.state == s) for s in STATES}
+        request = page_request(sort, order, after, size, sorts=CHECKLIST_SORTS, default="state", key_width=2)
+        params = {"site": chosen, "state": item_state, "artifact": artifact, "q": q}
+        chosen_items = [
+            (n, i) for n, i in enumerate(items) if _matches(i, item_state or None, artifact or None, (q or "").strip())
+        ]
+        page = page_in_memory(chosen_items, request, lambda pair: _checklist_key(pair, request.sort))
+        may_file = bool(chosen) and access.may(Action.MANAGE_DOCUMENTS, study, chosen, today)
         return Template(
             "binder.html",
             context={
                 "study": await get_study(study),
                 "sites": sites,
                 "site": chosen,
-                "items": items,
+                "rows": page.rows,  # (place in the checklist, entry)
+                "page": page,
+                "params": {k: v for k, v in params.items() if v},
+                "states": [(s, s) for s in STATES],
+                "artifacts": sorted({(i.artifact.unique_id, f"{i.artifact.number} {i.artifact.name}") for i in items}),
                 "counts": counts,
+                "total": len(items),
                 "today": today,
                 "can_export": access.may(Action.EXPORT, study, chosen, today),
+                "upload_links": {n: _upload_link(study, i) for n, i in page.rows if may_file and i.to_file},
             },
         )
+
+
+def _matches(item: binder_checklist.ChecklistEntry, state: str | None, artifact: str | None, text: str) -> bool:
+    words = " ".join(
+        filter(None, (item.artifact.name, item.artifact.number, item.person, item.consent_version, item.document))
+    )
+    return (
+        (state is None or item.state == state)
+        and (artifact is None or item.artifact.unique_id == artifact)
+        and (not text or text.casefold() in words.casefold())
+    )
+
+
+def _checklist_key(pair: tuple[int, binder_checklist.ChecklistEntry], sort: str) -> tuple[Any, ...]:
+    """The row's sort value and its place in the checklist (unique, so keyset pages neither repeat nor skip)."""
+    n, item = pair
+    value: Any = {
+        "state": STATES.index(item.state),
+        "artifact": item.artifact.number,
+        "person": item.person or item.consent_version,
+        "expires": item.expires_on.isoformat() if item.expires_on else None,
+    }[sort]
+    return value, n
+
+
+def _upload_link(study: str, item: binder_checklist.ChecklistEntry) -> str:
+    """The upload form prefilled for this row: its artifact, site and person (and, to renew, its document)."""
+    query = {
+        "artifact": item.artifact.unique_id,
+        "site": item.site,
+        "person": item.person,
+        "name": item.document_name,
+    }
+    kept = {k: v for k, v in query.items() if v}
+    return f"/studies/{quote(study, safe='')}/documents/new?" + urlencode(kept, quote_via=quote)
 
 
 async def _refused(
