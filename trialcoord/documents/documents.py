@@ -330,10 +330,10 @@ async def page_of_versions(
                 stored = _stored(row, key, row["document"], row["artifact"], row["person"])
                 filed = _filed(stored.version, stored.file_name, stored.artifact, stored.person, stored.expires_on)
                 if (reader is None or reader.sees(key, stored.version.status)) and (shown is None or shown(filed)):
-                    kept.append((store.page_key(row, request.sort), filed))
+                    kept.append((store.page_key(row), filed))
             if len(rows) < chunk:
                 break
-            after = store.page_key(rows[-1], request.sort)
+            after = store.page_key(rows[-1])
     page = page_of(kept, request, lambda pair: pair[0])
     return Page([filed for _, filed in page.rows], page.request, page.next_after, page.first)
 

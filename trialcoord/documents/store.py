@@ -60,13 +60,14 @@ async def list_documents(study: str, site: str | None, artifact: str | None = No
     return sorted(rows, key=lambda row: (row["site"], row["name"], row["id"]))
 
 
-# A list page's sort columns: each ends in the version's ID, so that the key is unique (keyset paging).
+# A list page's sort keys: names in any case, and each key ends in the version's ID, so that it is unique (keyset
+# paging). The rows carry their key as k0, k1, k2: the database's own values, which the next page compares with.
 SORT_KEYS = {
-    "name": ("d.name", "d.site", "v.id"),
-    "site": ("d.site", "d.name", "v.id"),
-    "artifact": ("d.artifact", "d.name", "v.id"),
-    "status": ("v.status", "d.name", "v.id"),
-    "created": ("v.created_at", "d.name", "v.id"),
+    "name": ("LOWER(d.name)", "d.site", "v.id"),
+    "site": ("d.site", "LOWER(d.name)", "v.id"),
+    "artifact": ("d.artifact", "LOWER(d.name)", "v.id"),
+    "status": ("v.status", "LOWER(d.name)", "v.id"),
+    "created": ("v.created_at", "LOWER(d.name)", "v.id"),
 }
 
 
@@ -95,18 +96,20 @@ async def version_page(
         marks = ", ".join("{}" for _ in columns)
         where.append(f"({', '.join(columns)}) {'<' if descending else '>'} ({marks})")
         args.extend(after)
+    keys = ", ".join(f"{column} AS k{n}" for n, column in enumerate(columns))
     order = ", ".join(f"{column}{' DESC' if descending else ''}" for column in columns)
     return await fetch(
-        f"SELECT d.id AS document, d.site, d.name, d.artifact, d.person, {VERSION_COLUMNS} FROM documents d"
-        f" JOIN document_versions v ON v.document = d.id WHERE {' AND '.join(where)} ORDER BY {order} LIMIT {{}}",
+        f"SELECT d.id AS document, d.site, d.name, d.artifact, d.person, {VERSION_COLUMNS}, {keys}"
+        f" FROM documents d JOIN document_versions v ON v.document = d.id WHERE {' AND '.join(where)}"
+        f" ORDER BY {order} LIMIT {{}}",
         *args,
         limit,
     )
 
 
-def page_key(row: dict, sort: str) -> tuple:
-    """A row's key in the order of `sort`: the values of its SORT_KEYS columns."""
-    return tuple(row[column.split(".", 1)[1]] for column in SORT_KEYS[sort])
+def page_key(row: dict) -> tuple:
+    """A row's key in the order it was read by (`version_page`)."""
+    return row["k0"], row["k1"], row["k2"]
 
 
 def _like(text: str) -> str:
