@@ -210,3 +210,59 @@ async def test_the_checklist_pages_sorts_and_filters(anonymous, filed):
     assert re.search(r"\d+ missing, \d+ expired, \d+ expiring within 60 days, 1 present", summary)  # all, unfiltered
     assert "No expected document matches." in (await coord.get(BINDER, params={"site": "101", "q": "zzz"})).text
     assert (await coord.get(BINDER, params={"site": "101", "sort": "document"})).status_code == 400
+
+
+# What each role reads: monitors (with or without the personal-data grant) and sponsors read released versions only
+# (approved, effective, and superseded or expired as history); site staff and administrators every version.
+
+ROLES = {
+    "monitor": RELEASED,
+    "monitor-coded": RELEASED,  # a monitor without the personal-data grant
+    "sponsor": RELEASED,
+    "coord-a": _by_name(("101", None)),
+    "ivan": _by_name(("101", None)),
+    "admin": _by_name(("101", "102", None)),
+}
+
+
+@pytest.mark.parametrize("persona", list(ROLES))
+async def test_each_role_reads_the_versions_its_role_may_on_every_surface(anonymous, filed, persona):
+    await add_user("monitor-coded", ("monitor", "TST-1", None))
+    client = await signed_in(anonymous, persona)
+    expected = ROLES[persona]
+    released_only = persona in ("monitor", "monitor-coded", "sponsor")
+    assert await _walk(client, PAGE, {"size": 2}) == expected  # the list page
+    listed = (await client.get("/api/studies/TST-1/documents")).json()  # the API
+    assert sorted((row["name"], row["label"]) for row in listed) == sorted(expected)
+    if released_only:
+        assert {row["status"] for row in listed} <= {"approved", "effective", "superseded", "expired"}
+    draft = {"name": "Delegation log", "label": "1", "site": "101"}
+    unknown = {**draft, "name": "No such document"}
+    for url in (
+        "/studies/TST-1/documents/version",
+        "/api/studies/TST-1/documents/content",
+        "/api/studies/TST-1/documents/signatures",
+        "/api/studies/TST-1/documents/signature-requests",
+    ):
+        answer = await client.get(url, params=draft)
+        if released_only:  # a draft is not found, with the answer a version that never existed gets
+            missing = await client.get(url, params=unknown)
+            assert answer.status_code == missing.status_code == 404, (persona, url)
+            assert answer.text.replace("Delegation log", "X") == missing.text.replace("No such document", "X")
+        else:
+            assert answer.status_code == 200, (persona, url, answer.status_code)
+    approved = await client.get(
+        "/studies/TST-1/documents/version", params={"name": "CV Ivan", "label": "1", "site": "101"}
+    )
+    assert approved.status_code == 200 and "Signature requests" in approved.text
+    assert ("Request a signature" in approved.text) is (persona in ("coord-a", "ivan", "admin"))
+    binder = await client.get(BINDER, params={"site": "101"})
+    assert binder.status_code == 200
+    items = (await client.get("/api/studies/TST-1/binder/checklist", params={"site": "101"})).json()
+    cv = next(i for i in items if i["artifact"]["unique_id"] == "087")
+    assert (cv["state"], cv["document"]) == ("present", "CV Ivan 1")  # released, so every reader counts it
+    delegation = next(i for i in items if i["artifact"]["unique_id"] == "101")
+    assert delegation["state"] == "missing"  # a draft log fills nothing, for anyone
+    assert ("Upload it" in binder.text) is (persona in ("coord-a", "ivan", "admin"))
+    upload_form = await client.get("/studies/TST-1/documents/new", params={"artifact": "101", "site": "101"})
+    assert upload_form.status_code == (403 if released_only else 200), persona
