@@ -141,7 +141,7 @@ def document_status(
     if approval_reference or approval_date or approval_letter:
         if not (approval_reference and approval_date and approval_letter):
             raise UsageError("an approval needs --approval-reference, --approval-date and --approval-letter-sha256")
-        approval = IrbApproval(approval_reference, approval_date, approval_letter)
+        approval = IrbApproval(approval_reference, approval_date, approval_letter.strip().lower())
     key = DocumentKey(study, site, name)
     row = support.database(
         lambda: documents.change_status(key, label, status, on, reason, approval, support.actor(), support.today())
