@@ -4,6 +4,7 @@ binder's checklist finds it, with an upload link on each row still to fill; on S
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from datetime import date
@@ -290,3 +291,21 @@ async def test_a_version_filed_for_another_holder_than_its_document_is_refused(s
     with pytest.raises(InvalidInput) as late:
         await documents.add_version(nobody, "087", "2", PDF + b"3", "cv.pdf", person="ivan")
     assert late.value.problems[0].field == "person" and "new document" in late.value.problems[0].message
+
+
+async def test_the_api_files_a_version_for_its_holder_by_user_id_and_refuses_an_unknown_one(anonymous, personas):
+    coord = await signed_in(anonymous, "coord-a")
+    body = {
+        "name": "CV Coord",
+        "site": "101",
+        "artifact": "087",
+        "label": "1",
+        "file_name": "cv.pdf",
+        "content": base64.b64encode(PDF).decode(),
+        "expires_on": "2027-03-31",
+    }
+    unknown = await coord.post(DOCS, json={**body, "person": "nobody"})
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "person"
+    filed = await coord.post(DOCS, json={**body, "person": "Coord-A"})
+    assert filed.status_code == 201, filed.text
+    assert (filed.json()["person"], filed.json()["expires_on"]) == ("coord-a", "2027-03-31")  # user IDs: any case

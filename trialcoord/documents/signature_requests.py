@@ -151,6 +151,8 @@ async def remind(
             raise Conflict(f"version {label} is {stored.version.status}: nobody can sign it any more")
         at = utc_instant(audit_log.clock())
         count = await store.remind(request_id, at)
+        if not count:  # signed between the read and the reminder (PostgreSQL reads committed rows)
+            raise Conflict(f"{row['signer_id']} signed version {label} for {row['meaning']} just now")
         await audit_log.record(
             actor,
             Change(
