@@ -333,7 +333,10 @@ def _step(page, document: str, label: str, status: str, **fields: str) -> None:
     row = page.get_by_role("row").filter(has_text=document).filter(has=page.get_by_role("link", name=label, exact=True))
     row.locator("select[name=status]").select_option(status)
     for name, value in fields.items():
-        row.locator(f"input[name={name}]").fill(value)
+        if name == "approval_letter":  # picked from a list, not typed
+            row.locator(f"select[name={name}]").select_option(value)
+        else:
+            row.locator(f"input[name={name}]").fill(value)
     row.get_by_role("button", name="Save").click()
     expect(page.get_by_role("status")).to_have_text("Status changed.")
 
@@ -380,11 +383,12 @@ def test_a_consent_version_is_signed_made_effective_and_sends_a_participant_to_r
             )
         )
     _store(ivan, "IRB approval of ICF 3.0 and 4.0", "066", "1", files["letter"])
-    letter_sha = ivan.get_by_role("row").filter(has_text="IRB approval of ICF").locator("code").get_attribute("title")
+    letter_link = ivan.get_by_role("link", name="IRB approval of ICF 3.0 and 4.0")  # rows offering it name it too
+    letter_sha = ivan.get_by_role("row").filter(has=letter_link).locator("code").get_attribute("title")
     approval = {
         "approval_reference": "IRB-2026-42",
         "approval_date": TODAY.isoformat(),
-        "approval_letter_sha256": letter_sha,
+        "approval_letter": letter_sha,  # picked from the study's stored approval letters
     }
     for label in ("3.0", "4.0"):
         _store(ivan, "ICF English", "040", label, files[label])

@@ -86,6 +86,16 @@ async def grants_at(study: str, site: str) -> list[dict]:
     )
 
 
+async def grants_in_study(study: str) -> list[dict]:
+    """Unrevoked grants of active accounts that cover the study: its own (study-wide or at a site) and
+    administrators' of every study."""
+    return await fetch(
+        f"SELECT {GRANT_COLUMNS} FROM grants WHERE (study = {{}} OR study IS NULL) AND revoked_at IS NULL"
+        " AND user_id IN (SELECT user_id FROM users WHERE status = 'active') ORDER BY user_id, id",
+        study,
+    )
+
+
 async def revoke_grant(grant_id: int, by: str, at: str) -> None:
     await fetch("UPDATE grants SET revoked_by = {}, revoked_at = {} WHERE id = {}", by, at, grant_id)
 

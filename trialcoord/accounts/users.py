@@ -325,3 +325,9 @@ async def grants_held(user_id: str) -> list[Grant]:
 async def grants_at(study: str, site: str) -> list[Grant]:
     """The site's staff: active accounts with a grant at the site itself (the binder expects their documents)."""
     return [store.grant_of(row) for row in await store.grants_at(study, site)]
+
+
+async def grants_in_study(study: str) -> list[Grant]:
+    """Who works on the study: active accounts' unrevoked grants covering it (ended or future ones included),
+    administrators' of every study too; inside the caller's unit of work."""
+    return [store.grant_of(row) for row in await store.grants_in_study(study)]

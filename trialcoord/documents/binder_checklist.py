@@ -46,6 +46,13 @@ class ChecklistEntry:
     state: str
     document: str | None  # the filed version that satisfies it: "NAME LABEL"
     expires_on: date | None
+    site: str | None = None  # where it is expected (None: at study level)
+    document_name: str | None = None  # the filed document's name: a renewal is a new version of it
+
+    @property
+    def to_file(self) -> bool:
+        """Missing, expiring or expired: a version to upload."""
+        return self.state != "present"
 
 
 async def document_rows(study: str, site: str | None, reader: Reader | None = None) -> list[StoredVersion]:
@@ -84,6 +91,7 @@ async def site_checklist(study: str, site: str, today: date, reader: Reader | No
                 version.sha256,
                 dated,
                 row.expires_on,
+                version.key.name,
             )
         )
         if row.artifact == "040" and version.key.site == site:
@@ -103,6 +111,7 @@ async def site_checklist(study: str, site: str, today: date, reader: Reader | No
                     version.sha256,
                     today,
                     row.expires_on,
+                    version.key.name,
                 )
             )
     staff = await _staff(study, site, today)
@@ -116,6 +125,8 @@ async def site_checklist(study: str, site: str, today: date, reader: Reader | No
             str(i.state),
             i.filed.label if i.filed else None,
             i.expires_on,
+            site if i.rule.scope == "site" else None,
+            i.filed.name if i.filed else None,
         )
         for i in items
     ]

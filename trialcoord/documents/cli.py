@@ -22,7 +22,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     add.add_argument("--artifact", required=True, help="TMF Reference Model unique ID, such as 040 (consent form)")
     add.add_argument("--site")
     add.add_argument("--summary", default="", help="what changed in this version")
-    add.set_defaults(run=lambda a: document_add(a.study, a.name, a.file, a.label, a.artifact, a.site, a.summary))
+    add.add_argument("--person", help="whose document it is (a CV, licence or training record): their user ID")
+    add.add_argument("--expires-on", type=iso_date, help="the last day the document is valid, when it says so")
+    add.set_defaults(
+        run=lambda a: document_add(
+            a.study, a.name, a.file, a.label, a.artifact, a.site, a.summary, a.person, a.expires_on
+        )
+    )
     listing = document.add_parser("list", help="every version with its status")
     listing.add_argument("study")
     listing.add_argument("--site")
@@ -75,7 +81,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     export.set_defaults(run=lambda a: binder_export(a.study, a.site, a.out))
 
 
-def document_add(study: str, name: str, file: str, label: str, artifact: str, site: str | None, summary: str) -> int:
+def document_add(
+    study: str,
+    name: str,
+    file: str,
+    label: str,
+    artifact: str,
+    site: str | None,
+    summary: str,
+    person: str | None = None,
+    expires_on: date | None = None,
+) -> int:
     from trialcoord.documents import documents
 
     try:
@@ -84,11 +100,15 @@ def document_add(study: str, name: str, file: str, label: str, artifact: str, si
         raise UsageError(f"{file}: cannot be read ({error.strerror})") from None
     key = DocumentKey(study, site, name)
     row = support.database(
-        lambda: documents.add_version(key, artifact, label, data, Path(file).name, summary, support.actor())
+        lambda: documents.add_version(
+            key, artifact, label, data, Path(file).name, summary, support.actor(), person, expires_on
+        )
     )
+    whose = f" for {row.person}" if row.person else ""
+    until = f", valid until {row.expires_on}" if row.expires_on else ""
     print(
         f"{name} version {row.label}: stored as {row.media_type}, {row.size} bytes,"
-        f" sha256 {row.sha256}, filed under TMF {row.artifact.number} ({row.artifact.name}), draft"
+        f" sha256 {row.sha256}, filed under TMF {row.artifact.number} ({row.artifact.name}){whose}{until}, draft"
     )
     return 0
 
@@ -121,9 +141,11 @@ def document_status(
     if approval_reference or approval_date or approval_letter:
         if not (approval_reference and approval_date and approval_letter):
             raise UsageError("an approval needs --approval-reference, --approval-date and --approval-letter-sha256")
-        approval = IrbApproval(approval_reference, approval_date, approval_letter)
+        approval = IrbApproval(approval_reference, approval_date, approval_letter.strip().lower())
     key = DocumentKey(study, site, name)
-    row = support.database(lambda: documents.change_status(key, label, status, on, reason, approval, support.actor()))
+    row = support.database(
+        lambda: documents.change_status(key, label, status, on, reason, approval, support.actor(), support.today())
+    )
     print(f"{name} version {label}: {row.status} from {row.status_date}")
     return 0
 

@@ -28,11 +28,11 @@ async def versions_and_consents(
     study_row = await lookups.find_study(study)
     if study_row is None:
         raise NotFound(f"study {study} does not exist")
-    versions = [_version(row) for row in await store.list_versions(study)]
+    versions = [consent_version(row) for row in await store.list_versions(study)]
     signed = [
         ParticipantConsent(
             row["subject_id"],
-            _version(row) if row["id"] is not None else None,
+            consent_version(row) if row["id"] is not None else None,
             day(row["signed_on"]),
             row["obtained_by"],
             tuple(json.loads(row["signed_by"])) if row["signed_by"] else (),
@@ -61,7 +61,7 @@ async def _consent_events(study_id: int) -> set[str]:
     return names
 
 
-def _version(row: dict[str, Any]) -> ConsentVersion:
+def consent_version(row: dict[str, Any]) -> ConsentVersion:
     return ConsentVersion(
         row["study"], row["site"], row["language"], row["label"], row["protocol_version"], day(row["effective_on"])
     )

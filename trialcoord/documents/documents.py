@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from anyio import to_thread
 
+from trialcoord.accounts import users
+from trialcoord.accounts.rules.accounts import normalize_user_id
 from trialcoord.documents import signatures_store, store
 from trialcoord.documents.rules.documents import (
     DOCX,
     DocumentKey,
+    DocumentStatus,
     DocumentVersion,
     IrbApproval,
     Reader,
@@ -37,12 +41,15 @@ from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound, Problem, invalid
 from trialcoord.kernel.rules.audit_entries import utc_instant
+from trialcoord.kernel.web.paging import Page, PageRequest, page_of
 from trialcoord.scheduling import lookups
 
 MAX_BYTES = 20 * 1024 * 1024  # scanned approval letters and CVs; larger files are almost always a mistake
 UNPACKED_DOCX = 100 * 1024 * 1024  # a Word file's parts unpacked: scanned pages inside run to tens of MiB
+IRB_APPROVAL = "066"  # TMF 04.01.02, the IRB/IEC approval decision: the letter an approval names
 PERSONAL_ARTIFACTS = frozenset({"105", "234"})  # subject logs link codes to people: personal data
 EARLIEST_YEAR, LATEST_YEAR = 1900, 2199
+LATEST_OFFSET = timedelta(hours=14)  # UTC+14 (Kiribati): no calendar anywhere is further ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +127,7 @@ async def add_version(
     _check_text(file_name, "file_name", 200)
     if person is not None:
         _check_text(person, "person", 64)
+        person = normalize_user_id(person)
     if expires_on is not None:
         _check_date(expires_on, "expires_on")
     media_type = check_upload(data, file_name, MAX_BYTES)
@@ -136,6 +144,8 @@ async def add_version(
     )
     async with transaction(f"document {key.name} version {label}"):
         await _check_scope(key)
+        if person is not None:
+            await _check_holder(person)
         document = await store.find_document(key.study, key.site, key.name)
         if document is None:
             document = await store.insert_document(
@@ -155,6 +165,13 @@ async def add_version(
             raise invalid(
                 f"document {key.name} is filed under TMF artifact {document['artifact']}, not {found.unique_id}",
                 field="artifact",
+            )
+        elif person is not None and document["person"] != person:  # a document's holder never changes
+            raise invalid(
+                f"document {key.name} is {document['person']}'s, not {person}'s: file {person}'s as a new document"
+                if document["person"]
+                else f"document {key.name} was filed as nobody's; file {person}'s as a new document, named for them",
+                field="person",
             )
         if await store.find_version(document["id"], version.label):
             raise Conflict(
@@ -191,11 +208,15 @@ async def change_status(
     reason: str | None = None,
     approval: IrbApproval | None = None,
     actor: str = SYSTEM,
+    today: date | None = None,
 ) -> FiledVersion:
-    """Move a version along its lifecycle; anything the lifecycle forbids is refused, nothing changed."""
+    """Move a version along its lifecycle; anything the lifecycle forbids is refused, nothing changed. A step
+    records what happened: it is dated on or before `today` (None: the latest date anywhere on Earth now)."""
     _check_date(on, "on")
+    _check_past(on, "on", today, f"the date of becoming {to.replace('_', ' ')}")
     if approval is not None:
         _check_date(approval.approved_on, "approval_date")
+        _check_past(approval.approved_on, "approval_date", today, "the IRB/IEC approval date")
     reason = (reason or "").strip() or None
     async with transaction(f"document {key.name} version {label}"):
         stored = await version_row(key, label)
@@ -259,6 +280,90 @@ async def list_documents(study: str, site: str | None = None, reader: Reader | N
             raise NotFound(f"study {study} does not exist")
         found = await versions_in(study, site, reader)
     return [_filed(s.version, s.file_name, s.artifact, s.person, s.expires_on) for s in found]
+
+
+@dataclass(frozen=True, slots=True)
+class VersionFilter:
+    """What a list of versions is narrowed to: a status, an artifact (unique ID), a site (STUDY_LEVEL: study-level
+    documents), a piece of the document's name. None: any."""
+
+    status: str | None = None
+    artifact: str | None = None
+    site: str | None = None
+    text: str | None = None
+
+    def checked(self) -> dict[str, str | None]:
+        """The filter as the store takes it; an unknown status or artifact is refused naming it."""
+        if self.status is not None and self.status not in set(DocumentStatus):
+            raise invalid(f"unknown status '{self.status}'; choose one of {', '.join(DocumentStatus)}", field="status")
+        return {
+            "status": self.status,
+            "artifact": tmf_artifact(self.artifact).unique_id if self.artifact else None,
+            "site": ("" if self.site == STUDY_LEVEL else self.site) if self.site else None,
+            "text": self.text.strip() if self.text and self.text.strip() else None,
+        }
+
+
+STUDY_LEVEL = "/"  # no site code holds a '/' (record_id), so it stands for "filed at study level"
+SORTS = tuple(store.SORT_KEYS)
+
+
+async def page_of_versions(
+    study: str,
+    request: PageRequest,
+    filters: VersionFilter,
+    reader: Reader | None = None,
+    shown: Callable[[FiledVersion], bool] | None = None,
+) -> Page[FiledVersion]:
+    """A keyset page of the study's versions in the order `request` asks, narrowed by `filters`, of those the
+    `reader` sees and `shown` keeps (the caller's own limits: sites, personal data). Rows are read past the cursor
+    in chunks until a page's worth (and one more) is kept, so hidden versions never shorten or end a page."""
+    wanted, chunk, after = filters.checked(), max(2 * (request.size + 1), 100), _cursor(request)
+    kept: list[tuple[tuple[Any, ...], FiledVersion]] = []
+    async with read():
+        if await lookups.find_study(study) is None:
+            raise NotFound(f"study {study} does not exist")
+        while len(kept) <= request.size:
+            rows = await store.version_page(study, request.sort, request.descending, after, chunk, wanted)
+            for row in rows:
+                key = DocumentKey(study, row["site"] or None, row["name"])
+                stored = _stored(row, key, row["document"], row["artifact"], row["person"])
+                filed = _filed(stored.version, stored.file_name, stored.artifact, stored.person, stored.expires_on)
+                if (reader is None or reader.sees(key, stored.version.status)) and (shown is None or shown(filed)):
+                    kept.append((store.page_key(row), filed))
+            if len(rows) < chunk:
+                break
+            after = store.page_key(rows[-1])
+    page = page_of(kept, request, lambda pair: pair[0])
+    return Page([filed for _, filed in page.rows], page.request, page.next_after, page.first)
+
+
+def _cursor(request: PageRequest) -> tuple[Any, ...] | None:
+    """The cursor as the store compares it: text, text, the version's ID (anything else was not made here)."""
+    if request.after is None:
+        return None
+    *texts, last = request.after
+    if not isinstance(last, int) or isinstance(last, bool) or not all(isinstance(t, str) for t in texts):
+        raise invalid("not a cursor of this list (follow the page's Next link)", field="after")
+    return request.after
+
+
+async def approval_letters(study: str, reader: Reader | None = None) -> list[FiledVersion]:
+    """The study's stored IRB/IEC approval decisions (TMF 04.01.02), which an approval names by their letter's
+    SHA-256; those the `reader` (given one) sees."""
+    async with read():
+        rows = await store.list_documents(study, None, IRB_APPROVAL)
+    found = [
+        _stored(
+            row, DocumentKey(study, row["site"] or None, row["name"]), row["document"], row["artifact"], row["person"]
+        )
+        for row in rows
+    ]
+    return [
+        _filed(s.version, s.file_name, s.artifact, s.person, s.expires_on)
+        for s in found
+        if reader is None or reader.sees(s.version.key, s.version.status)
+    ]
 
 
 async def versions_in(study: str, site: str | None, reader: Reader | None = None) -> list[StoredVersion]:
@@ -364,6 +469,23 @@ def _check_text(value: str, field: str, longest: int) -> None:
 def _check_date(day: date, field: str) -> None:
     if not EARLIEST_YEAR <= day.year <= LATEST_YEAR:
         raise invalid(f"{day} is not a plausible date (years {EARLIEST_YEAR} to {LATEST_YEAR})", field=field)
+
+
+async def _check_holder(person: str) -> None:
+    try:
+        await users.get_user(person)
+    except NotFound:
+        raise invalid(f"no user {person}: name whose document it is by their user ID", field="person") from None
+
+
+def _check_past(day: date, field: str, today: date | None, what: str) -> None:
+    latest = today or (audit_log.clock() + LATEST_OFFSET).date()
+    if day > latest:
+        raise invalid(
+            f"{what} ({day}) is after today ({latest}); a status step records what has happened, on or before"
+            " the day it is recorded",
+            field=field,
+        )
 
 
 async def _check_scope(key: DocumentKey) -> None:

@@ -10,8 +10,8 @@ from datetime import date
 from typing import Any
 
 from trialcoord.documents import consent_store as store
-from trialcoord.documents.consent_records import day, versions_and_consents
-from trialcoord.documents.rules.consent import consent_signatures
+from trialcoord.documents.consent_records import consent_version, day, versions_and_consents
+from trialcoord.documents.rules.consent import consent_signatures, in_force, replaced_by
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.database.engine import read, transaction
@@ -86,6 +86,15 @@ async def record_consent(
                 f" signed on {signed_on}. A consent signed on paper before its version was registered is"
                 " recorded with the paper document's reference instead",
                 field="signed_on",
+            )
+        newer = replaced_by(
+            consent_version(version), [consent_version(row) for row in await store.list_versions(study)], signed_on
+        )
+        if newer is not None:
+            raise invalid(
+                f"consent version {label} ({newer.language}) was replaced at site {site} by version {newer.label}"
+                f" on {newer.effective_on}: a consent signed on {signed_on} is on version {newer.label}",
+                field="label",
             )
         record: dict[str, Any] = {
             "language": version["language"],
@@ -219,8 +228,9 @@ async def _record(
         await record_event(study, subject_id, event, signed_on, today=today, actor=actor)
 
 
-async def of_participant(study: str, subject_id: str) -> tuple[list[ConsentOnRecord], list[OfferedVersion]]:
-    """(the participant's consents, the consent versions of their site), oldest first."""
+async def of_participant(study: str, subject_id: str, on: date) -> tuple[list[ConsentOnRecord], list[OfferedVersion]]:
+    """(the participant's consents, oldest first; the consent versions of their site in force on `on`, the day a
+    consent is signed: one per language)."""
     site = await participant_site(study, subject_id)
     if site is None:
         raise NotFound(f"study {study} has no participant {subject_id}")
@@ -239,7 +249,7 @@ async def of_participant(study: str, subject_id: str) -> tuple[list[ConsentOnRec
         for c in signed
         if c.subject_id == subject_id
     ]
-    offered = [OfferedVersion(v.language, v.label, v.effective_on) for v in versions if v.site == site]
-    if not offered:  # a site whose consent forms are not kept here: a consent event is all there is to know
+    offered = [OfferedVersion(v.language, v.label, v.effective_on) for v in in_force(versions, site, on)]
+    if not any(v.site == site for v in versions):  # consent forms not kept here: a consent event is all there is
         mine = [c for c in mine if not c.unknown]
     return sorted(mine, key=lambda c: c.signed_on), offered

@@ -25,6 +25,7 @@ from anyio import to_thread
 from trialcoord.accounts import signer_keys, users
 from trialcoord.accounts.rules.accounts import Meaning, Signing
 from trialcoord.accounts.rules.signers import SignerKey
+from trialcoord.documents import signature_requests_store as requests_store
 from trialcoord.documents import signatures_store as store
 from trialcoord.documents import store as documents_store
 from trialcoord.documents.documents import record_id, version_row
@@ -148,7 +149,9 @@ async def sign(key: DocumentKey, label: str, signing: Signing, installation: Ins
         check = judge(signature, {signer_key.key_id: signer_key}, sha256, signing_keys.verify_hex, instant)
         if not check.ok:  # never store a signature that would not verify
             raise Conflict(f"the signature could not be made: {check.reason}")
-        await store.insert_signature(stored.id, signature)
+        signature_id = await store.insert_signature(stored.id, signature)
+        # The signature asked for answers the open requests for it (one at most: the database holds that).
+        answered = await requests_store.fulfil(stored.id, signing.user_id, str(signing.meaning), instant, signature_id)
         await audit_log.record(
             signing.user_id,
             Change(
@@ -166,6 +169,17 @@ async def sign(key: DocumentKey, label: str, signing: Signing, installation: Ins
                     "signature": signature.value,
                 },
             ),
+            *(
+                Change(
+                    "update",
+                    "signature_request",
+                    record,
+                    {"request": request, "state": "open"},
+                    {"request": request, "state": "fulfilled", "fulfilled_at": instant, "signature": signature.value},
+                    f"signed by {signing.user_id} for {signing.meaning}",
+                )
+                for request in answered
+            ),
         )
     await manifest_safely(key, label, installation)
     return SignatureRecord.of(signature)
@@ -180,13 +194,20 @@ def may_sign(grants: Sequence[Grant], key: DocumentKey, meaning: str, today: dat
     A study-level document (protocol, amendment, brochure): a review or responsibility signature needs the
     right to sign at any site of the study, so investigators sign the protocol; authorship and approval
     need the right to manage the study's own documents."""
+    return signing_refusal(grants, key, meaning, today) is None
+
+
+def signing_refusal(grants: Sequence[Grant], key: DocumentKey, meaning: str, today: date) -> str | None:
+    """Why the holder of `grants` may not sign `key` for `meaning` today (the grants' reasons), None if they may:
+    the rule of `may_sign`."""
     from trialcoord.kernel.rules.access import Action, authorize, visible_sites
 
     if key.site is None and meaning in READING_MEANINGS:
         scope = visible_sites(grants, Action.SIGN, key.study, today)
-        return scope.all_sites or bool(scope.sites)
+        return None if scope.all_sites or scope.sites else f"no grant to sign at a site of {key.study}"
     needed = [Action.SIGN] + ([] if meaning == Meaning.REVIEW else [Action.MANAGE_DOCUMENTS])
-    return all(authorize(grants, action, key.study, key.site, today) for action in needed)
+    decisions = [authorize(grants, action, key.study, key.site, today) for action in needed]
+    return next((decision.reason for decision in decisions if not decision), None)
 
 
 async def _check_authority(key: DocumentKey, signing: Signing, time_zone: str) -> Reader:

@@ -7,11 +7,12 @@ from trialcoord.documents.rules.signatures import Signature, Statement
 from trialcoord.kernel.database.engine import fetch
 
 
-async def insert_signature(version_id: int, signature: Signature) -> None:
+async def insert_signature(version_id: int, signature: Signature) -> int:
+    """The stored signature's row ID."""
     s = signature.statement
-    await fetch(
+    rows = await fetch(
         "INSERT INTO document_signatures (version, signer_id, printed_name, meaning, instant, key_id, value)"
-        " VALUES ({}, {}, {}, {}, {}, {}, {})",
+        " VALUES ({}, {}, {}, {}, {}, {}, {}) RETURNING id",
         version_id,
         s.signer_id,
         signature.printed_name,
@@ -20,6 +21,7 @@ async def insert_signature(version_id: int, signature: Signature) -> None:
         signature.key_id,
         signature.value,
     )
+    return rows[0]["id"]
 
 
 def signature_of(row: dict, sha256: str, record: str) -> Signature:

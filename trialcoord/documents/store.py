@@ -48,14 +48,72 @@ async def insert_document(
     return document
 
 
-async def list_documents(study: str, site: str | None) -> list[dict]:
+async def list_documents(study: str, site: str | None, artifact: str | None = None) -> list[dict]:
     condition, args = ("", [study]) if site is None else (" AND d.site IN ('', {})", [study, site])
+    if artifact is not None:
+        condition, args = condition + " AND d.artifact = {}", [*args, artifact]
     rows = await fetch(
         f"SELECT d.id AS document, d.site, d.name, d.artifact, d.person, {VERSION_COLUMNS} FROM documents d"
         f" JOIN document_versions v ON v.document = d.id WHERE d.study = {{}}{condition}",
         *args,
     )
     return sorted(rows, key=lambda row: (row["site"], row["name"], row["id"]))
+
+
+# A list page's sort keys: names in any case, and each key ends in the version's ID, so that it is unique (keyset
+# paging). The rows carry their key as k0, k1, k2: the database's own values, which the next page compares with.
+SORT_KEYS = {
+    "name": ("LOWER(d.name)", "d.site", "v.id"),
+    "site": ("d.site", "LOWER(d.name)", "v.id"),
+    "artifact": ("d.artifact", "LOWER(d.name)", "v.id"),
+    "status": ("v.status", "LOWER(d.name)", "v.id"),
+    "created": ("v.created_at", "LOWER(d.name)", "v.id"),
+}
+
+
+async def version_page(
+    study: str,
+    sort: str,
+    descending: bool,
+    after: tuple | None,
+    limit: int,
+    filters: dict[str, str | None],
+) -> list[dict]:
+    """Up to `limit` versions past the key `after`, in the order of `sort`; `filters` are the exact status,
+    artifact and site ('' for study level) and a piece of the name (any case)."""
+    columns = SORT_KEYS[sort]
+    where, args = ["d.study = {}"], [study]
+    for name, column in (("status", "v.status"), ("artifact", "d.artifact"), ("site", "d.site")):
+        value = filters.get(name)
+        if value is not None:
+            where.append(f"{column} = {{}}")
+            args.append(value)
+    text = filters.get("text")
+    if text:
+        where.append("LOWER(d.name) LIKE {} ESCAPE '!'")
+        args.append("%" + _like(text.lower()) + "%")
+    if after is not None:
+        marks = ", ".join("{}" for _ in columns)
+        where.append(f"({', '.join(columns)}) {'<' if descending else '>'} ({marks})")
+        args.extend(after)
+    keys = ", ".join(f"{column} AS k{n}" for n, column in enumerate(columns))
+    order = ", ".join(f"{column}{' DESC' if descending else ''}" for column in columns)
+    return await fetch(
+        f"SELECT d.id AS document, d.site, d.name, d.artifact, d.person, {VERSION_COLUMNS}, {keys}"
+        f" FROM documents d JOIN document_versions v ON v.document = d.id WHERE {' AND '.join(where)}"
+        f" ORDER BY {order} LIMIT {{}}",
+        *args,
+        limit,
+    )
+
+
+def page_key(row: dict) -> tuple:
+    """A row's key in the order it was read by (`version_page`)."""
+    return row["k0"], row["k1"], row["k2"]
+
+
+def _like(text: str) -> str:
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
 async def save_blob(sha256: str, data: bytes) -> None:

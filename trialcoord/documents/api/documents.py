@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import date
 from typing import Annotated
 
@@ -23,6 +24,7 @@ from trialcoord.documents import documents
 from trialcoord.documents.rules.documents import DocumentKey, IrbApproval, Reader
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
+from trialcoord.kernel.problems import InvalidInput, Problem
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.downloads import attachment
 from trialcoord.kernel.web.errors import problem_responses
@@ -33,6 +35,7 @@ from trialcoord.kernel.web.schemas import Code, Text
 VIEW = needs(Action.VIEW_SCHEDULE, across_sites=True)
 MANAGE = needs(Action.MANAGE_DOCUMENTS, across_sites=True)
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^/\x00-\x1f\x7f]+$")]
+SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_BODY = documents.MAX_BYTES * 4 // 3 + 64 * 1024  # the file in base64, and the rest of the JSON
 
 
@@ -89,7 +92,35 @@ class StatusIn(msgspec.Struct):
     reason: Text | None = None
     approval_reference: Code | None = None
     approval_date: date | None = None
-    approval_letter_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")] | None = None
+    approval_letter_sha256: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
+def approval_of(reference: str | None, approved_on: date | None, letter_sha256: str | None) -> IrbApproval | None:
+    """The IRB/IEC approval a step names: all three parts or none, each missing or malformed one named (422)."""
+    if not (reference or approved_on or letter_sha256):
+        return None
+    letter = (letter_sha256 or "").strip().lower()
+    problems = [
+        Problem(message, field=field)
+        for missing, message, field in (
+            (not reference, "an approval needs the IRB/IEC's reference", "approval_reference"),
+            (not approved_on, "an approval needs the date of the IRB/IEC's decision", "approval_date"),
+            (
+                not letter,
+                "an approval needs the SHA-256 of its letter, stored as TMF 04.01.02",
+                "approval_letter_sha256",
+            ),
+            (
+                bool(letter) and not SHA256.fullmatch(letter),
+                f"'{letter_sha256}' is not a SHA-256 (64 hex digits)",
+                "approval_letter_sha256",
+            ),
+        )
+        if missing
+    ]
+    if problems or reference is None or approved_on is None:
+        raise InvalidInput(problems)
+    return IrbApproval(reference, approved_on, letter)
 
 
 def _out(version: documents.FiledVersion) -> DocumentVersionOut:
@@ -161,25 +192,22 @@ class DocumentController(Controller):
         return _out(row)
 
     @post("/status", opt=MANAGE, status_code=200, responses=problem_responses(400, 401, 403, 404, 422))
-    async def change_status(self, study: StudyPath, data: JSONBody[StatusIn], access: AccessDep) -> DocumentVersionOut:
-        """Move a version along draft -> in review -> approved -> effective -> superseded or expired."""
+    async def change_status(
+        self, study: StudyPath, data: JSONBody[StatusIn], access: AccessDep, today: Today
+    ) -> DocumentVersionOut:
+        """Move a version along draft -> in review -> approved -> effective -> superseded or expired, on a day
+        no later than today. Approving an IRB/IEC-approved document names the approval: its reference, date and
+        the SHA-256 of its letter, stored in the study as an IRB/IEC approval decision (TMF 04.01.02)."""
         may_manage(access, data.site, study)
-        approval = None
-        if data.approval_reference or data.approval_date or data.approval_letter_sha256:
-            if not (data.approval_reference and data.approval_date and data.approval_letter_sha256):
-                raise ValidationException(
-                    "an approval needs its reference, date and letter's SHA-256",
-                    extra=[{"key": "approval_reference", "message": "incomplete approval"}],
-                )
-            approval = IrbApproval(data.approval_reference, data.approval_date, data.approval_letter_sha256)
         row = await documents.change_status(
             DocumentKey(study, data.site, data.name),
             data.label,
             data.status,
             data.on,
             data.reason,
-            approval,
+            approval_of(data.approval_reference, data.approval_date, data.approval_letter_sha256),
             actor=access.user_id,
+            today=today,
         )
         return _out(row)
 

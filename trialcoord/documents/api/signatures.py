@@ -22,8 +22,8 @@ from litestar.params import FromQuery, JSONBody
 from trialcoord.accounts.rules.accounts import Meaning
 from trialcoord.accounts.signing import signing_ceremony
 from trialcoord.accounts.users import AccountRules
-from trialcoord.documents import binder_checklist, binder_export, documents, signatures
-from trialcoord.documents.api.documents import Name, reader, visible
+from trialcoord.documents import binder_checklist, binder_export, documents, signature_requests, signatures
+from trialcoord.documents.api.documents import Name, may_manage, reader, visible
 from trialcoord.documents.rules.documents import DocumentKey
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
@@ -75,6 +75,35 @@ class FileOut(msgspec.Struct):
 class SignaturesOut(msgspec.Struct):
     signatures: list[SignatureOut]
     files: list[FileOut]
+
+
+class SignatureRequestIn(msgspec.Struct):
+    name: Name
+    label: Code
+    signer_id: Code
+    meaning: Annotated[str, msgspec.Meta(min_length=1, max_length=20, description=", ".join(Meaning))]
+    site: Code | None = None
+
+
+class ReminderIn(msgspec.Struct):
+    name: Name
+    label: Code
+    request: Annotated[int, msgspec.Meta(ge=1, description="the signature request's ID")]
+    site: Code | None = None
+
+
+class SignatureRequestOut(msgspec.Struct):
+    id: int
+    signer_id: str
+    signer_name: str
+    meaning: str
+    requested_by: str
+    requested_by_name: str
+    requested_at: str
+    reminders: int
+    reminded_at: str | None
+    fulfilled_at: str | None
+    state: str
 
 
 class ChecklistItemOut(msgspec.Struct):
@@ -177,6 +206,61 @@ class SignatureController(Controller):
         return msgspec.convert(
             next(s for s in shown if s.signature == made.signature), SignatureOut, from_attributes=True
         )
+
+    @get("/signature-requests", opt=VIEW, responses=problem_responses(400, 401, 403, 404))
+    async def signature_requests(
+        self,
+        study: StudyPath,
+        access: AccessDep,
+        today: Today,
+        name: FromQuery[Name],
+        label: FromQuery[Code],
+        site: QueryStr = None,
+    ) -> list[SignatureRequestOut]:
+        """Who was asked to sign the version, for which meaning, by whom; reminders; open, fulfilled or closed."""
+        key = DocumentKey(study, site or None, name)
+        if not visible(access, study, await documents.get_version(key, label, reader(access, today)), today):
+            raise PermissionDeniedException(f"{access.user_id} may not see {name}")
+        found = await signature_requests.requests_of_version(key, label, reader(access, today))
+        return [msgspec.convert(r, SignatureRequestOut, from_attributes=True) for r in found]
+
+    @post(
+        "/signature-requests",
+        opt=needs(Action.MANAGE_DOCUMENTS, across_sites=True),
+        status_code=201,
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
+    async def request_signature(
+        self, study: StudyPath, data: JSONBody[SignatureRequestIn], access: AccessDep, today: Today
+    ) -> SignatureRequestOut:
+        """Ask a person whose grants allow it to sign the version with a meaning; audited. Their signature of it
+        with that meaning fulfils the request."""
+        may_manage(access, data.site, study)
+        made = await signature_requests.request_signature(
+            DocumentKey(study, data.site, data.name),
+            data.label,
+            data.signer_id,
+            data.meaning,
+            access.user_id,
+            today,
+            reader(access, today),
+        )
+        return msgspec.convert(made, SignatureRequestOut, from_attributes=True)
+
+    @post(
+        "/signature-requests/remind",
+        opt=needs(Action.MANAGE_DOCUMENTS, across_sites=True),
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409),
+    )
+    async def remind(
+        self, study: StudyPath, data: JSONBody[ReminderIn], access: AccessDep, today: Today
+    ) -> SignatureRequestOut:
+        """Remind the signer of an open request of the version; audited."""
+        may_manage(access, data.site, study)
+        key = DocumentKey(study, data.site, data.name)
+        made = await signature_requests.remind(key, data.label, data.request, access.user_id, reader(access, today))
+        return msgspec.convert(made, SignatureRequestOut, from_attributes=True)
 
     @get("/file", opt=VIEW, media_type="application/octet-stream", responses=problem_responses(400, 401, 403, 404))
     async def file(

@@ -174,6 +174,24 @@ def consent_deviation_candidates(
     return candidates
 
 
+def in_force(versions: Iterable[ConsentVersion], site: str, on: date) -> list[ConsentVersion]:
+    """The site's versions a consent signed on `on` is on: per language, the newest effective by then (a newer
+    version replaces an older one from its effective date), by language."""
+    newest: dict[tuple[str, str, str], ConsentVersion] = {}
+    for version in versions:
+        held = newest.get(version.group)
+        if version.site == site and version.effective_on <= on and (held is None or _order(version) > _order(held)):
+            newest[version.group] = version
+    return sorted(newest.values(), key=lambda v: v.language)
+
+
+def replaced_by(version: ConsentVersion, versions: Iterable[ConsentVersion], on: date) -> ConsentVersion | None:
+    """The version in force on `on` in place of `version`, when a newer one of its site and language replaced it;
+    None when `version` is in force then (or not yet effective: nothing replaced it)."""
+    current = next((v for v in in_force(versions, version.site, on) if v.group == version.group), None)
+    return current if current is not None and _order(current) > _order(version) else None
+
+
 def data_issues(consents: Iterable[ParticipantConsent]) -> list[ConsentIssue]:
     """One issue per participant whose consents include one of unknown version (the earliest such)."""
     issues = {}

@@ -146,6 +146,7 @@ class FiledDocument:
     sha256: str
     dated_on: date  # by the artifact's dating convention
     expires_on: date | None = None  # last day it is valid, when the document itself says so
+    name: str | None = None  # the document's name, which a renewing version keeps
 
 
 @dataclass(frozen=True, slots=True)

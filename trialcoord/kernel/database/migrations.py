@@ -428,6 +428,43 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        9,
+        "signature requests: a named person asked to sign a document version with a meaning, reminded, fulfilled",
+        (
+            # Instants are audit instants (TEXT). A request is fulfilled by the signature it asked for (`signature`);
+            # one open request per version, signer and meaning, held by the database.
+            """CREATE TABLE signature_requests (
+                id {pk}, version INT NOT NULL REFERENCES document_versions (id), signer_id TEXT NOT NULL,
+                meaning TEXT NOT NULL, requested_by TEXT NOT NULL, requested_at TEXT NOT NULL,
+                reminders INT NOT NULL, reminded_at TEXT, fulfilled_at TEXT,
+                signature INT REFERENCES document_signatures (id))""",
+            """CREATE UNIQUE INDEX signature_requests_open ON signature_requests (version, signer_id, meaning)
+                WHERE fulfilled_at IS NULL""",
+            "CREATE INDEX signature_requests_signer ON signature_requests (signer_id) WHERE fulfilled_at IS NULL",
+        ),
+        # What was asked, of whom and by whom never changes, nor a fulfilled request; none is deleted.
+        sqlite=(
+            """CREATE TRIGGER signature_requests_fixed BEFORE UPDATE OF version, signer_id, meaning, requested_by,
+                requested_at ON signature_requests
+                BEGIN SELECT RAISE(ABORT, 'a signature request never changes what it asked: UPDATE refused'); END""",
+            """CREATE TRIGGER signature_requests_fulfilled BEFORE UPDATE ON signature_requests
+                WHEN OLD.fulfilled_at IS NOT NULL
+                BEGIN SELECT RAISE(ABORT, 'a fulfilled signature request never changes: UPDATE refused'); END""",
+            """CREATE TRIGGER signature_requests_no_delete BEFORE DELETE ON signature_requests
+                BEGIN SELECT RAISE(ABORT, 'signature_requests rows never change: DELETE refused'); END""",
+        ),
+        postgres=(
+            """CREATE TRIGGER signature_requests_fixed BEFORE UPDATE OF version, signer_id, meaning, requested_by,
+                requested_at ON signature_requests FOR EACH ROW EXECUTE FUNCTION immutable_rows()""",
+            """CREATE TRIGGER signature_requests_fulfilled BEFORE UPDATE ON signature_requests
+                FOR EACH ROW WHEN (OLD.fulfilled_at IS NOT NULL) EXECUTE FUNCTION immutable_rows()""",
+            """CREATE TRIGGER signature_requests_no_delete BEFORE DELETE ON signature_requests
+                FOR EACH ROW EXECUTE FUNCTION immutable_rows()""",
+            """CREATE TRIGGER signature_requests_no_truncate BEFORE TRUNCATE ON signature_requests
+                FOR EACH STATEMENT EXECUTE FUNCTION immutable_rows()""",
+        ),
+    ),
+    Migration(
         10,
         "window extension requests: a coordinator asks, an investigator approves or declines",
         (

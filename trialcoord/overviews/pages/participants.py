@@ -197,6 +197,14 @@ class ParticipantPages(Controller):
         return await _save(call, study, subject_id, today, key, form, access)
 
 
+def _day(consent_form: dict[str, str]) -> date | None:
+    """The day a consent form was signed, as typed: the versions offered are those in force then."""
+    try:
+        return date.fromisoformat(consent_form.get("signed_on", ""))
+    except ValueError:
+        return None
+
+
 def required(value: T | None) -> T:
     """A value the form required: when it was missing, FormReader recorded an error and the handler stopped."""
     if value is None:
@@ -218,6 +226,8 @@ async def _save(
 async def _rerender(
     study: str, subject_id: str, today: date, key: str, errors: dict[str, str], form: FormReader, access: Access
 ) -> Template:
+    if key == "consent":  # the consent version the use case calls `label` is this form's `version`
+        errors = {("version" if field == "label" else field): message for field, message in errors.items()}
     context = await participant_context(
         study, subject_id, today, access, today, failed={"key": key, "errors": errors, "form": form.data}
     )
@@ -240,7 +250,10 @@ async def participant_context(
             Action.VIEW_AUDIT,
         )
     }
-    consents, offered = await participant_consents.of_participant(study, subject_id)
+    consent_form = (failed or {}).get("form", {}) if (failed or {}).get("key") == "consent" else {}
+    consents, offered = await participant_consents.of_participant(study, subject_id, _day(consent_form) or today)
+    if not offered and _day(consent_form):  # none in force on the day typed: the form stays, with today's
+        _, offered = await participant_consents.of_participant(study, subject_id, today)
     identity, identity_error = None, None
     if may[Action.VIEW_PERSONAL_DATA]:
         try:
