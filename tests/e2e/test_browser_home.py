@@ -28,7 +28,7 @@ PERSONAS = {
         "Participant 101-002",
     ),
     "ivan": (
-        ["Deviations awaiting the site's response", "Documents awaiting your signature", "Window-extension requests"],
+        ["Deviations awaiting the site's response", "Signatures asked of you", "Window-extension requests"],
         ("#awaiting-site", "101-002"),
         re.compile(r"Deviation \d+"),
     ),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,6 +13,7 @@ from tests.conftest import (
     SITE_A,
     SITE_B,
     SUBJECT_A,
+    SUBJECT_B,
     account_rules,
     add_user,
     signed_in,
@@ -117,7 +117,7 @@ async def test_each_role_lands_on_its_work(anonymous, demo):
     assert "site response" in section(pages["mona"], "awaiting-review")
     assert 'href="/studies/DEMO-001/audit?record_id=' in section(pages["mona"], "trail")
     assert ">Site 101</a>" in section(pages["sam"], "metrics") and ">Site 102</a>" in section(pages["sam"], "metrics")
-    assert "does not record requests to extend" in section(pages["ivan"], "extensions")
+    assert "No window-extension request awaits your decision." in section(pages["ivan"], "extensions")
     # Grants ended, and the hint to load a protocol only for an administrator of an empty installation.
     assert "Your monitor grant at DEMO-001 ended on" in pages["max"] and "protocol load" not in pages["max"]
     assert "Nothing waits on you here" in pages["paula"]
@@ -228,61 +228,46 @@ async def test_a_monitor_sees_what_changed_since_the_previous_sign_in(anonymous,
     assert total(third, "trail") == 0 and total(third, "new-documents") == 0
 
 
-async def test_a_document_in_review_awaits_its_signers_signature_until_signed(anonymous, personas, installation):
+async def test_a_signature_asked_of_someone_is_on_their_home_page_until_they_sign(anonymous, personas, installation):
     from tests.conftest import sign_version
-    from trialcoord.documents import documents
+    from trialcoord.documents import documents, signature_requests
     from trialcoord.documents.rules.documents import DocumentKey
 
     await add_user("ivan", ("investigator", "TST-1", SITE_A))
     key = DocumentKey("TST-1", SITE_A, "Delegation log")
     await documents.add_version(key, "101", "1", PDF, "log.pdf", actor="coord-a")
-    await documents.add_version(DocumentKey("TST-1", SITE_B, "Other log"), "101", "1", PDF, "log.pdf")
-    await documents.change_status(DocumentKey("TST-1", SITE_B, "Other log"), "1", "in_review", TODAY)
-    assert total(await home_of(anonymous, "ivan"), "signatures") == 0  # a draft is not for signing yet
     await documents.change_status(key, "1", "in_review", TODAY, actor="coord-a")
+    assert total(await home_of(anonymous, "ivan"), "signatures") == 0  # in review, but no one asked him
+    assert 'id="signatures"' not in await home_of(anonymous, "coord-a")  # a coordinator not asked: no such section
+    await signature_requests.request_signature(key, "1", "ivan", "review", actor="coord-a", today=TODAY)
+    await signature_requests.request_signature(key, "1", "coord-a", "review", actor="admin", today=TODAY)
     html = await home_of(anonymous, "ivan")
-    assert total(html, "signatures") == 1 and "Other log" not in html  # not at ivan's site
-    assert 'href="/studies/TST-1/documents/version?name=Delegation+log&amp;label=1&amp;site=101"' in html
+    asked = section(html, "signatures")
+    assert total(html, "signatures") == 1 and nav_count(html) >= 1
+    assert 'href="/studies/TST-1/documents/version?name=Delegation%20log&amp;label=1&amp;site=101"' in asked, asked
+    assert "<td>review</td>" in asked and "coord-a" in asked.lower()  # the meaning, and who asked
+    coordinator = await home_of(anonymous, "coord-a")  # asked too, in another role: the section is shown to them
+    assert total(coordinator, "signatures") == 1
     await sign_version(key, "1", "ivan", "review", installation=installation)
-    assert total(await home_of(anonymous, "ivan"), "signatures") == 0
+    assert total(await home_of(anonymous, "ivan"), "signatures") == 0  # his signature fulfilled the request
+    assert total(await home_of(anonymous, "coord-a"), "signatures") == 1  # the coordinator's is still open
 
 
-@dataclass(frozen=True)
-class SignatureAsked:  # any record with the attributes the home page reads
-    study: str
-    site: str | None
-    name: str
-    label: str
+async def test_an_investigator_decides_the_extensions_asked_at_their_sites_from_home(anonymous, personas):
+    from trialcoord.deviations import window_extensions
 
-
-@dataclass(frozen=True)
-class ExtensionAsked:
-    study: str
-    site: str
-    subject_id: str
-    visit: str
-
-
-async def test_the_two_sources_being_built_are_one_function_each(anonymous, app, personas):
-    from trialcoord.home.sources import Sources
-
-    asked = []
-
-    async def signature_requests(user_id, today):
-        asked.append(("signatures", user_id, today))
-        return [SignatureAsked("TST-1", SITE_A, "Site log", "2")]
-
-    async def extension_requests(study, sites):
-        asked.append(("extensions", study, sites))
-        return [ExtensionAsked(study, SITE_A, SUBJECT_A, "V2")]
-
-    app.state.home_sources = Sources(signature_requests, extension_requests)
     await add_user("ivan", ("investigator", "TST-1", SITE_A))
+    before = await home_of(anonymous, "ivan")
+    assert total(before, "extensions") == 0
+    asked = await window_extensions.request_extension("TST-1", SUBJECT_A, "V2", 0, 3, "flight cancelled", "coord-a")
+    await window_extensions.request_extension("TST-1", SUBJECT_B, "V2", 0, 3, "storm", "coord-b")  # another site
     html = await home_of(anonymous, "ivan")
-    assert f'href="/studies/TST-1/participants/{SUBJECT_A}#visit-V2"' in section(html, "extensions")
-    assert total(html, "extensions") == 1 and total(html, "signatures") == 1 and nav_count(html) == 2
-    assert "/studies/TST-1/documents/version?name=Site+log&amp;label=2&amp;site=101" in section(html, "signatures")
-    assert ("extensions", "TST-1", frozenset({SITE_A})) in asked and ("signatures", "ivan", TODAY) in asked
+    listed = section(html, "extensions")
+    assert total(html, "extensions") == 1 and nav_count(html) == nav_count(before) + 1
+    assert f'href="{asked.path}"' in listed and SUBJECT_B not in listed
+    assert 'href="/studies/TST-1/extensions' in html  # show all: the study's requests page
+    await window_extensions.decide_extension("TST-1", asked.id, approve=True, actor="ivan", today=TODAY)
+    assert total(await home_of(anonymous, "ivan"), "extensions") == 0
 
 
 async def test_an_administrator_sees_accounts_sign_ins_and_jobs(anonymous, personas, db):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from urllib.parse import quote, urlencode
 
 from anyio import to_thread
 
@@ -170,3 +171,16 @@ async def _staff(study: str, site: str, today: date) -> list[StaffMember]:
         and g.valid_from <= today
         and (g.valid_to is None or today <= g.valid_to)
     ]
+
+
+def upload_path(study: str, item: ChecklistEntry) -> str:
+    """The upload form prefilled for a checklist row: its artifact, site and person (and, to renew, its document);
+    the binder page and the home page link each gap to it."""
+    query = {
+        "artifact": item.artifact.unique_id,
+        "site": item.site,
+        "person": item.person,
+        "name": item.document_name,
+    }
+    kept = {k: v for k, v in query.items() if v}
+    return f"/studies/{quote(study, safe='')}/documents/new?" + urlencode(kept, quote_via=quote)

@@ -2,9 +2,10 @@
 across all their studies and sites (never a list built to be counted), once per page (`pages.count_tasks`).
 
 Counted: a coordinator's visits booked today, windows closing within CLOSING_DAYS without a booking and overdue
-visits; deviations awaiting the site's response (coordinators and investigators); an investigator's signature
-and window-extension requests; deviations awaiting a monitor's review; an administrator's locked accounts and
-sign-in problems since their previous sign-in. The home page's lists of those sources show the same totals.
+visits; deviations awaiting the site's response (coordinators and investigators); the signature requests awaiting
+the user (whatever their role); an investigator's window-extension requests; deviations awaiting a monitor's
+review; an administrator's locked accounts and sign-in problems since their previous sign-in. The home page's
+lists of those sources show the same totals.
 What takes the rules over every record to find (re-consent, the binder's checklist) and what is news rather than
 work (the trail since, sponsor packages, metrics) is on the home page only.
 """
@@ -32,11 +33,10 @@ async def my_tasks(viewer: Viewer, today: date, now: datetime, sources: Sources,
         total = sum(await store.visit_counts(coordinator, today, CLOSING_DAYS))
         total += await store.deviation_count(joined(coordinator, investigator), AWAITING_SITE)
         total += await store.deviation_count(monitor, AWAITING_REVIEW)
-    if investigator:
-        total += len(await sources.signature_requests(viewer.user_id, today))
-        if sources.extension_requests is not None:
-            for scope in investigator:
-                total += len(await sources.extension_requests(scope.study, scope.sites))
+    total += len(await sources.signature_requests(viewer.user_id, today))  # whoever was asked, in any role
+    for scope in investigator:
+        sites = set(scope.sites) if scope.sites is not None else None
+        total += len(await sources.extension_requests(scope.study, sites))
     if administers(grants, today):
         total += (await locked_accounts(now, policy)).total
         since = await previous_sign_in(viewer.user_id, viewer.session_id)

@@ -106,6 +106,7 @@ def show_all_links(page: Home) -> dict[str, dict[str, str]]:
         "reconsent": lambda key: _study(key) + "#consent-heading",
         "binder": _list_page("/binder"),
         "signatures": _list_page("/documents"),
+        "extensions": _list_page("/extensions"),
         "awaiting_review": _list_page("/deviations", *(("state", x) for x in AWAITING_REVIEW)),
         "trail": _list_page("/audit", ("since", since)),
         "documents": _list_page("/documents"),
@@ -129,8 +130,9 @@ def _lists(page: Home) -> dict[str, Any]:
             reconsent=page.coordination.reconsent,
             binder=page.coordination.binder,
         )
+    found["signatures"] = page.signatures
     if page.investigation:
-        found["signatures"] = page.investigation.signatures
+        found["extensions"] = page.investigation.extensions
     if page.monitoring:
         found.update(
             awaiting_review=page.monitoring.awaiting_review,

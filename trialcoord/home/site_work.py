@@ -107,6 +107,7 @@ class SiteDocument:
 
     site: str
     entry: ChecklistEntry
+    upload: str  # the upload form prefilled for it
 
 
 async def binder(scopes: Sequence[Scope], today: date, reader: Reader) -> Listed[InStudy[SiteDocument]]:
@@ -121,7 +122,7 @@ async def binder(scopes: Sequence[Scope], today: date, reader: Reader) -> Listed
         )
         for site in codes:
             found = [
-                InStudy(scope.study, SiteDocument(site, entry))
+                InStudy(scope.study, SiteDocument(site, entry, binder_checklist.upload_path(scope.study, entry)))
                 for entry in await binder_checklist.site_checklist(scope.study, site, today, reader)
                 if entry.state in ("missing", "expired")
                 or (entry.state == "expiring" and entry.expires_on is not None and entry.expires_on <= soon)
@@ -141,13 +142,14 @@ def _urgency(entry: ChecklistEntry) -> tuple:
 
 async def signature_requests(sources: Sources, user_id: str, today: date) -> Listed[InStudy[SignatureRequest]]:
     rows = [InStudy(r.study, r) for r in await sources.signature_requests(user_id, today)]
-    return listed(rows, key=lambda t: (t.study, t.row.site or "", t.row.name, t.row.label))
+    return listed(rows, key=lambda t: (t.row.requested_at, t.study, t.row.site or "", t.row.document, t.row.label))
 
 
-async def extension_requests(sources: Sources, scopes: Sequence[Scope]) -> Listed[InStudy[ExtensionRequest]] | None:
-    """None while no source records them (see `sources`)."""
-    source = sources.extension_requests
-    if source is None:
-        return None
-    rows = [InStudy(scope.study, r) for scope in scopes for r in await source(scope.study, scope.sites)]
-    return listed(rows, key=lambda t: (t.study, t.row.site, t.row.subject_id, t.row.visit))
+async def extension_requests(sources: Sources, scopes: Sequence[Scope]) -> Listed[InStudy[ExtensionRequest]]:
+    """The requests awaiting a decision at the investigator's sites, oldest first (one read per study)."""
+    rows = [
+        InStudy(scope.study, r)
+        for scope in scopes
+        for r in await sources.extension_requests(scope.study, set(scope.sites) if scope.sites is not None else None)
+    ]
+    return listed(rows, key=lambda t: (t.row.requested_at, t.study, t.row.site, t.row.participant, t.row.visit))

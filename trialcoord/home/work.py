@@ -47,8 +47,7 @@ class Coordination:
 
 @dataclass(frozen=True, slots=True)
 class Investigation:
-    signatures: Listed[InStudy[SignatureRequest]]
-    extensions: Listed[InStudy[ExtensionRequest]] | None  # None: no source records them yet
+    extensions: Listed[InStudy[ExtensionRequest]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +80,7 @@ class Home:
 
     notices: list[GrantNotice]
     studies: list[Study]
+    signatures: Listed[InStudy[SignatureRequest]]  # asked of the user, whatever their role
     awaiting_site: Listed[InStudy[Deviation]] | None
     coordination: Coordination | None
     investigation: Investigation | None
@@ -91,7 +91,7 @@ class Home:
     @property
     def has_work(self) -> bool:
         parts = (self.coordination, self.investigation, self.monitoring, self.sponsoring, self.administering)
-        return any(part is not None for part in parts)
+        return bool(self.signatures.total) or any(part is not None for part in parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +122,7 @@ async def home(viewer: Viewer, setting: Setting) -> Home:
     return Home(
         notices=grant_notices(grants, today),
         studies=seen,
+        signatures=await site_work.signature_requests(setting.sources, viewer.user_id, today),
         awaiting_site=await site_work.awaiting_site(site) if site else None,
         coordination=await _coordination(coordinator, viewer, setting) if coordinator else None,
         investigation=await _investigation(investigator, viewer, setting) if investigator else None,
@@ -141,10 +142,7 @@ async def _coordination(where: list[Scope], viewer: Viewer, setting: Setting) ->
 
 
 async def _investigation(where: list[Scope], viewer: Viewer, setting: Setting) -> Investigation:
-    return Investigation(
-        await site_work.signature_requests(setting.sources, viewer.user_id, setting.today),
-        await site_work.extension_requests(setting.sources, where),
-    )
+    return Investigation(await site_work.extension_requests(setting.sources, where))
 
 
 async def _monitoring(where: list[Scope], viewer: Viewer, setting: Setting) -> Monitoring:

@@ -220,7 +220,9 @@ class BinderPages(Controller):
                 "total": len(items),
                 "today": today,
                 "can_export": access.may(Action.EXPORT, study, chosen, today),
-                "upload_links": {n: _upload_link(study, i) for n, i in page.rows if may_file and i.to_file},
+                "upload_links": {
+                    n: binder_checklist.upload_path(study, i) for n, i in page.rows if may_file and i.to_file
+                },
             },
         )
 
@@ -246,18 +248,6 @@ def _checklist_key(pair: tuple[int, binder_checklist.ChecklistEntry], sort: str)
         "expires": item.expires_on.isoformat() if item.expires_on else None,
     }[sort]
     return value, n
-
-
-def _upload_link(study: str, item: binder_checklist.ChecklistEntry) -> str:
-    """The upload form prefilled for this row: its artifact, site and person (and, to renew, its document)."""
-    query = {
-        "artifact": item.artifact.unique_id,
-        "site": item.site,
-        "person": item.person,
-        "name": item.document_name,
-    }
-    kept = {k: v for k, v in query.items() if v}
-    return f"/studies/{quote(study, safe='')}/documents/new?" + urlencode(kept, quote_via=quote)
 
 
 async def _refused(
