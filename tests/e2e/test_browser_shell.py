@@ -264,3 +264,75 @@ def test_after_sign_in_only_a_path_of_this_site_is_followed(browser, server, tar
     page.wait_for_load_state()
     assert page.url == server + "/"
     context.close()
+
+
+# --- busy buttons -----------------------------------------------------------------------------------------------
+
+
+def _held(page, pattern: str) -> list:
+    """POSTs to `pattern` are held (not sent on) until the test lets them go: a slow server. Meanwhile playwright
+    waits for the navigation before it looks at the page, so the page reports its own state (`_watch_submits`)."""
+    held: list = []
+    page.route(pattern, lambda route: held.append(route) if route.request.method == "POST" else route.continue_())
+    return held
+
+
+def _watch_submits(page) -> list[dict]:
+    """What each submit did to its form and button, read by the page just after forms.js has run."""
+    seen: list[dict] = []
+    page.expose_function("reportSubmit", lambda state: seen.append(state))
+    page.evaluate(
+        """() => document.addEventListener("submit", (event) => {
+        const form = event.target, button = event.submitter;
+        setTimeout(() => window.reportSubmit({
+            posted: !event.defaultPrevented, text: button.textContent.trim(), disabled: button.disabled,
+            busy: form.getAttribute("aria-busy")}), 20);
+    })"""
+    )
+    return seen
+
+
+def test_a_form_on_its_way_is_busy_and_a_double_click_posts_once(browser, server):  # noqa: F811
+    from playwright.sync_api import expect
+
+    page = sign_in(browser, server, "cora")
+    page.goto("/studies/DEMO-001")
+    page.get_by_label("Subject ID").fill("101-960")
+    page.locator("#enrol-site").select_option("101")
+    held, seen = _held(page, "**/studies/DEMO-001/participants"), _watch_submits(page)
+    page.get_by_role("button", name="Enrol").dblclick(no_wait_after=True)
+    page.wait_for_timeout(500)
+
+    assert len(held) == 1  # one post, however many clicks
+    assert seen[0] == {"posted": True, "text": "Working…", "disabled": True, "busy": "true"}
+    assert all(not later["posted"] for later in seen[1:])
+    held[0].continue_()
+    expect(page.get_by_role("heading", name="Participant 101-960")).to_be_visible()
+    page.go_back()  # the page the browser kept is usable again
+    expect(page.get_by_role("button", name="Enrol")).to_be_enabled()
+    page.context.close()
+
+
+def test_a_signature_on_its_way_says_signing(browser, server, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    from tests.e2e.test_browser import PASSWORD, _store
+
+    page = sign_in(browser, server, "cora")
+    cv = tmp_path / "cv.pdf"
+    cv.write_bytes(b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")
+    _store(page, "Busy CV", "087", "1", cv)
+    page.goto("/studies/DEMO-001/documents/version?name=Busy%20CV&label=1&site=101")
+    sign = page.locator("form[action$='/documents/sign']")
+    sign.locator("#meaning").select_option(index=1)
+    sign.get_by_label("User ID").fill("cora")
+    sign.get_by_label("Password").fill(PASSWORD)
+    held, seen = _held(page, "**/documents/sign"), _watch_submits(page)
+    sign.get_by_role("button", name="Sign").dblclick(no_wait_after=True)
+    page.wait_for_timeout(500)
+
+    assert len(held) == 1
+    assert seen[0] == {"posted": True, "text": "Signing…", "disabled": True, "busy": "true"}
+    held[0].continue_()
+    expect(page.locator("#signatures tbody tr")).to_have_count(1)
+    page.context.close()
