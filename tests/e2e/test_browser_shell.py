@@ -336,3 +336,42 @@ def test_a_signature_on_its_way_says_signing(browser, server, tmp_path):  # noqa
     held[0].continue_()
     expect(page.locator("#signatures tbody tr")).to_have_count(1)
     page.context.close()
+
+
+# --- a phone's width ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/sign-in",
+        "/",
+        "/studies/DEMO-001",
+        "/studies/DEMO-001/participants/101-001",
+        "/studies/DEMO-001/deviations",
+        "/studies/DEMO-001/documents",
+        "/studies/DEMO-001/reports",
+        "/jobs",
+    ],
+)
+def test_every_page_fits_a_phone(browser, server, path):  # noqa: F811
+    from tests.e2e.test_browser import ARTIFACTS
+
+    page = sign_in(browser, server, "cora")
+    page.set_viewport_size({"width": 390, "height": 844})
+    if path == "/sign-in":
+        page.get_by_role("button", name="Sign out").click()
+        page.get_by_label("User ID").fill("cora")
+        page.get_by_role("button", name="Sign in").click()  # no password: the page with its error summary
+    else:
+        page.goto(path)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+    wide = page.evaluate(
+        """() => [...document.querySelectorAll("main *, header *")]
+        .filter((e) => e.getBoundingClientRect().right > 391 && !e.closest("table, .scroll, figure"))
+        .map((e) => e.tagName + "#" + e.id + "." + e.className).slice(0, 5)"""
+    )
+    assert wide == [], path
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"phone{path.replace('/', '-') or '-index'}.png"), full_page=True)
+    page.context.close()
