@@ -64,7 +64,7 @@ class AccountPages(Controller):
         next: QueryStr = None,  # noqa: A002 - the query parameter's name
         ended: QueryStr = None,
     ) -> Template:
-        context = {"next": safe_next(next), "error": ENDED.get(ended or ""), "user_id": "", "errors": {}}
+        context: dict[str, Any] = {"next": safe_next(next), "error": ENDED.get(ended or ""), "user_id": "", "errors": {}}
         return Template("sign_in.html", context=context)
 
     @post("/sign-in", opt=PUBLIC)

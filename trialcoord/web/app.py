@@ -53,7 +53,7 @@ from trialcoord.kernel.rules.access import Role, Viewer
 from trialcoord.kernel.web.error_summary import error_summary
 from trialcoord.kernel.web.errors import EXCEPTION_HANDLERS
 from trialcoord.kernel.web.guard import CSRF_FIELD, PUBLIC, Access, guard
-from trialcoord.kernel.web.render_jobs import RenderJobController
+from trialcoord.kernel.web.render_jobs import RenderJobController, RenderJobPages
 from trialcoord.overviews.pages.participants import ParticipantPages
 from trialcoord.overviews.pages.studies import StudyPages
 from trialcoord.scheduling import participants
@@ -101,6 +101,7 @@ PAGE_CONTROLLERS = [
     ReportPages,
     AmendmentPages,
     SponsorPackagePages,
+    RenderJobPages,
 ]
 
 
