@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Optional
 from urllib.parse import quote, urlsplit
 
 from jinja2 import pass_context
 from jinja2.runtime import Context
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
+from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 
 from trialcoord.accounts import sessions
 from trialcoord.accounts.api import RulesDep, address_of, signed_in
 from trialcoord.accounts.sessions import PAGE, SignInRefused
-from trialcoord.accounts.users import get_user, list_users
-from trialcoord.kernel.rules.access import Action
+from trialcoord.accounts.users import STATUSES, USER_SORTS, UserFilter, users_page
+from trialcoord.kernel.problems import InvalidInput
+from trialcoord.kernel.rules.access import Action, Role
+from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import Form, FormReader
 from trialcoord.kernel.web.guard import PUBLIC, SESSION_COOKIE, SIGNED_IN, needs
+from trialcoord.kernel.web.paging import page_request
 from trialcoord.kernel.web.params import AccessDep, QueryStr
+
+PageSize = FromQuery[Optional[int]]  # noqa: UP045 (read at run time by litestar's parameter parsing)
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")  # browsers drop tabs and newlines: "/\t/host" is "//host"
 
@@ -64,7 +70,12 @@ class AccountPages(Controller):
         next: QueryStr = None,  # noqa: A002 - the query parameter's name
         ended: QueryStr = None,
     ) -> Template:
-        context: dict[str, Any] = {"next": safe_next(next), "error": ENDED.get(ended or ""), "user_id": "", "errors": {}}
+        context: dict[str, Any] = {
+            "next": safe_next(next),
+            "error": ENDED.get(ended or ""),
+            "user_id": "",
+            "errors": {},
+        }
         return Template("sign_in.html", context=context)
 
     @post("/sign-in", opt=PUBLIC)
@@ -113,8 +124,31 @@ class AccountPages(Controller):
         return Redirect(safe_next(_field(await request.form(), "next")), status_code=303)
 
     @get("/admin", opt=needs(Action.MANAGE_USERS))
-    async def admin(self) -> Template:
-        users = await list_users()
-        details = [await get_user(user.user_id) for user in users]
-        problems = await sessions.recent_sign_in_problems()
-        return Template("admin.html", context={"users": details, "problems": problems})
+    async def admin(
+        self,
+        text: QueryStr = None,
+        role: QueryStr = None,
+        status: QueryStr = None,
+        sort: QueryStr = None,
+        order: QueryStr = None,
+        after: QueryStr = None,
+        size: PageSize = None,
+    ) -> Template:
+        """Failed sign-ins, then the accounts a page at a time, found by ID, name or e-mail, role and status."""
+        wanted = page_request(sort, order, after, size, sorts=USER_SORTS, default="user_id", key_width=2)
+        shown = {"text": text or "", "role": role or "", "status": status or ""}
+        errors: dict[str, str] = {}
+        page = None
+        try:
+            page = await users_page(UserFilter(text, role, status), wanted)
+        except InvalidInput as error:
+            errors = field_messages(error)
+        context = {
+            "page": page,
+            "filters": shown,
+            "errors": errors,
+            "roles": [(str(r), str(r).replace("_", " ")) for r in Role],
+            "statuses": [(str(s), str(s)) for s in STATUSES],
+            "problems": await sessions.recent_sign_in_problems(),
+        }
+        return Template("admin.html", context=context, status_code=400 if errors else 200)
