@@ -170,6 +170,24 @@ def test_a_post_after_the_server_ended_the_session_keeps_what_was_typed(browser,
     page.context.close()
 
 
+def test_someone_else_signing_in_on_that_tab_never_sees_what_was_typed(browser, short_server):  # noqa: F811
+    from playwright.sync_api import expect
+
+    base_url, database = short_server
+    page = _clocked_page(browser, base_url)
+    page.goto(SUBJECT_PAGE)
+    page.locator("#event-reason").fill("Cora's words")
+    _lapse_on_the_server(database, "cora")
+    page.get_by_role("button", name="Record event").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    _sign_in_again(page, "admin")  # a shared computer: the next person signs in
+    page.wait_for_url(base_url + SUBJECT_PAGE)
+    expect(page.locator("#event-reason")).to_have_value("")
+    expect(page.locator("#restored")).to_have_count(0)
+    assert page.evaluate("sessionStorage.getItem('trialcoord:drafts')") is None
+    page.context.close()
+
+
 def test_the_page_warns_before_the_inactivity_sign_out_and_stay_signed_in_extends_it(browser, short_server):  # noqa: F811
     from playwright.sync_api import expect
 

@@ -28,6 +28,7 @@ def test_the_summary_lists_each_message_shown_linking_to_its_field():
         ("form-error", "The participant 101-001 is enrolled & active."),
         ("enrol-subject_id", "Enter the subject ID."),
         ("filter-state-note", "Choose a state."),  # no element has the field's id: the link goes to the message
+        ("", "A message without an id cannot be linked."),  # listed all the same
     ]
 
 

@@ -4,7 +4,8 @@ Pages pass their messages in several shapes (`errors`, `failed.errors` of the on
 dict) and give their fields ids with prefixes of their own, so the summary is not rebuilt from those. It lists the
 messages the page shows, in page order: each field's message (class "error", id "<field id>-note", as macros.html
 writes it) linking to its field, and the message that names no field (id "form-error") linking to itself. A
-message whose field has no id on the page links to the message. The summary never says more than the page.
+message whose field has no id on the page links to the message; one without an id of its own is listed without a
+link. The summary never says more than the page.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class _Messages(HTMLParser):
             return
         if self._open is not None:
             self._depth += 1
-        elif element_id == FORM_ERROR or ("error" in (named.get("class") or "").split() and element_id):
+        elif element_id == FORM_ERROR or "error" in (named.get("class") or "").split():
             self._open, self._depth, self._text = element_id, 1, []
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -56,7 +57,7 @@ class _Messages(HTMLParser):
 
 
 def error_summary(html: str) -> list[tuple[str, str]]:
-    """(the id to link to, the message) of every message `html` shows, in page order."""
+    """(the id to link to, or "" for none, the message) of every message `html` shows, in page order."""
     parser = _Messages()
     parser.feed(str(html))
     parser.close()
@@ -64,5 +65,6 @@ def error_summary(html: str) -> list[tuple[str, str]]:
 
 
 def _target(message_id: str, ids: set[str]) -> str:
+    """The field of a message "<field id>-note" if the page has it, else the message itself."""
     field = message_id.removesuffix(_NOTE)
     return field if message_id.endswith(_NOTE) and field in ids else message_id

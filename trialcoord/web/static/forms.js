@@ -5,11 +5,12 @@
       signature), aria-busy is set, and a second click does not post again.
    3. What was typed into a form is kept in this tab (sessionStorage) when the session ends, or when a form is
       posted (the post may meet an ended session), and is put back once the user has signed in again and is back
-      on the page. Passwords, and every field of a form that asks for one (sign-in, signatures), are never kept. */
+      on the page, as the same user (a shared computer: someone else's text is never shown). Passwords, and every
+      field of a form that asks for one (sign-in, signatures), are never kept. */
 (function () {
   "use strict";
 
-  var DRAFTS = "trialcoord:drafts"; // {page, forms: {formKey: {name: [values]}}}
+  var DRAFTS = "trialcoord:drafts"; // {page, user, forms: {formKey: {name: [values]}}}
   var PENDING = "trialcoord:pending"; // a page whose form was posted: its drafts matter only if sign-in follows
   var RETURN = "trialcoord:return"; // the page to put the drafts back on, after signing in again
   var SKIPPED = ["password", "hidden", "file", "submit", "button", "reset", "image"];
@@ -130,7 +131,7 @@
         changed = changed || field.value !== field.defaultValue;
       }
     });
-    return changed || always ? typed : null;
+    return Object.keys(typed).length && (changed || always) ? typed : null;
   }
 
   /* Keep what was typed: into `only` (a form being posted) or every form of the page. `returning`: the session
@@ -144,7 +145,7 @@
       if (typed) forms[formKey(form)] = typed;
     });
     if (!Object.keys(forms).length) return;
-    storage.setItem(DRAFTS, JSON.stringify({ page: here(), forms: forms }));
+    storage.setItem(DRAFTS, JSON.stringify({ page: here(), user: document.body.dataset.user, forms: forms }));
     storage.setItem(returning ? RETURN : PENDING, here());
   }
 
@@ -188,7 +189,8 @@
     var drafts = JSON.parse(storage.getItem(DRAFTS) || "null");
     storage.removeItem(DRAFTS);
     storage.removeItem(RETURN);
-    if (!drafts || back !== here() || drafts.page !== here()) return; // posted fine, or another page: forgotten
+    // Posted fine, another page or another person: forgotten.
+    if (!drafts || back !== here() || drafts.page !== here() || drafts.user !== document.body.dataset.user) return;
     var restored = false;
     Array.prototype.forEach.call(document.forms, function (form) {
       var typed = keptForm(form) && drafts.forms[formKey(form)];
