@@ -9,6 +9,7 @@ API client with the job (202 JSON): `queued_answer`."""
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import datetime
 from typing import Annotated, Any, Optional
 
@@ -200,12 +201,10 @@ def _jobs_of(request: Request, owner: str) -> list[JobStatus]:
 
 def _status(request: Request, job_id: str, owner: str) -> JobStatus:
     jobs = request.app.state.get("render_jobs")
-    try:
-        if jobs is None:
-            raise KeyError(job_id)
-        return jobs.status(job_id, owner=owner)
-    except KeyError:
-        raise NotFoundException("There is no such document of yours: finished ones are kept for an hour.") from None
+    if jobs is not None:
+        with suppress(KeyError):  # unknown, forgotten, or someone else's: the same answer
+            return jobs.status(job_id, owner=owner)
+    raise NotFoundException("There is no such document of yours: finished ones are kept for an hour.")
 
 
 class RenderJobPages(Controller):
@@ -233,7 +232,7 @@ class RenderJobPages(Controller):
         return Template("jobs.html", context=context)
 
     @get("/{job_id:str}", opt=SIGNED_IN)
-    async def job_page(self, request: Request, job_id: JobId, access: AccessDep) -> Template:
+    async def one_job(self, request: Request, job_id: JobId, access: AccessDep) -> Template:
         status = _status(request, job_id, access.user_id)
         return Template(
             "jobs.html", context={"job": status, "jobs": [], "page": None, "running": status.state in RUNNING}
