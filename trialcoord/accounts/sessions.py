@@ -32,6 +32,7 @@ from trialcoord.kernel.rules.audit_entries import utc_instant
 
 PAGE, API, TOKEN = "page", "api", "token"  # session kinds: cookie, bearer from sign-in, long-lived bearer
 TOUCH_EVERY = timedelta(seconds=30)  # last activity is written at most this often (a lapse comes early, never late)
+WARN_BEFORE = timedelta(minutes=2)  # how early a page warns of the inactivity sign-out
 
 
 def _token_hash(token: str) -> str:
@@ -186,12 +187,40 @@ async def resolve(token: str | None, *, rules: AccountRules) -> Resolution:
     return Resolution(Viewer(row["user_id"], row["printed_name"], grants, row["id"], row["kind"], row["csrf_token"]))
 
 
-async def sign_out(viewer: Viewer) -> None:
+SIGN_OUT_REASONS = ("signed out", "inactivity")  # the user's own, or their page's at the inactivity limit
+
+
+async def sign_out(viewer: Viewer, why: str = "signed out") -> None:
+    if why not in SIGN_OUT_REASONS:
+        raise invalid(f"a sign-out is {' or '.join(SIGN_OUT_REASONS)}", field="why")
     async with transaction("session"):
-        await store.end_session(viewer.session_id, utc_instant(users.now()), "signed out")
+        await store.end_session(viewer.session_id, utc_instant(users.now()), why)
         await audit_log.record(
-            viewer.user_id, Change("sign_out", "session", str(viewer.session_id), None, {"why": "signed out"})
+            viewer.user_id, Change("sign_out", "session", str(viewer.session_id), None, {"why": why})
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PageTiming:
+    """What a page tells its script about the inactivity sign-out, in seconds: when the session ends at the latest
+    counted from this answer (activity is written at most every TOUCH_EVERY, so up to that much earlier than the
+    limit), and how long before that to warn."""
+
+    ends_in: int
+    warn: int
+
+
+def page_timing(inactivity: timedelta) -> PageTiming:
+    ends_in = max(int((inactivity - TOUCH_EVERY).total_seconds()), 1)
+    return PageTiming(ends_in, min(int(WARN_BEFORE.total_seconds()), ends_in // 2))
+
+
+async def extend(viewer: Viewer, rules: AccountRules) -> PageTiming:
+    """Count now as activity (the page's "Stay signed in"): the session then lasts the whole inactivity limit."""
+    async with transaction("session"):
+        await store.touch_session(viewer.session_id, utc_instant(users.now()))
+    seconds = int(rules.inactivity.total_seconds())
+    return PageTiming(seconds, page_timing(rules.inactivity).warn)
 
 
 @dataclass(frozen=True, slots=True)

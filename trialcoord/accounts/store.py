@@ -28,6 +28,55 @@ async def list_users() -> list[dict]:
     return sorted(await fetch(f"SELECT {USER_COLUMNS} FROM users"), key=lambda row: row["user_id"])
 
 
+USER_SORTS = {"user_id": "user_id", "name": "printed_name", "created": "created_at"}  # a sort -> its column
+
+
+def _contains(text: str) -> str:
+    """A LIKE pattern for `text` anywhere, `!` escaping LIKE's wildcards (a portable escape character)."""
+    return "%" + text.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
+
+
+async def users_page(
+    text: str | None, role: str | None, status: str | None, sort: str, descending: bool, after: tuple | None, limit: int
+) -> list[dict]:
+    """Accounts matching the filters (`text` in the user ID, name or e-mail, ignoring case; a grant of `role` not
+    revoked; the status), sorted by `sort` then user ID, past the keyset `after` (sort value, user ID)."""
+    column = USER_SORTS[sort]
+    clauses: list[str] = []
+    args: list[object] = []
+    if text:
+        # LOWER folds ASCII on SQLite and every letter on PostgreSQL: accented capitals match by case there only.
+        clauses.append(
+            "(" + " OR ".join(f"LOWER({c}) LIKE {{}} ESCAPE '!'" for c in ("user_id", "printed_name", "email")) + ")"
+        )
+        args += [_contains(text)] * 3
+    if role:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM grants g WHERE g.user_id = users.user_id AND g.role = {} AND g.revoked_at IS NULL)"
+        )
+        args.append(role)
+    if status:
+        clauses.append("status = {}")
+        args.append(status)
+    if after is not None:
+        beyond = "<" if descending else ">"
+        clauses.append(f"({column} {beyond} {{}} OR ({column} = {{}} AND user_id {beyond} {{}}))")
+        args += [after[0], after[0], after[1]]
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    order = "DESC" if descending else "ASC"
+    return await fetch(
+        f"SELECT {USER_COLUMNS} FROM users{where} ORDER BY {column} {order}, user_id {order} LIMIT {int(limit)}", *args
+    )
+
+
+async def grants_of_users(user_ids: list[str]) -> list[dict]:
+    """Every grant of these users, revoked ones too, in the order they were given."""
+    if not user_ids:
+        return []
+    marks = ", ".join("{}" for _ in user_ids)
+    return await fetch(f"SELECT {GRANT_COLUMNS} FROM grants WHERE user_id IN ({marks}) ORDER BY id", *user_ids)
+
+
 async def count_users() -> int:
     return (await fetch("SELECT COUNT(*) AS n FROM users"))[0]["n"]
 

@@ -25,9 +25,10 @@ from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.config import Settings
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.installation import Installation
-from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound, invalid
-from trialcoord.kernel.rules.access import Grant, parse_role
+from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound, Problem, invalid
+from trialcoord.kernel.rules.access import Grant, Role, parse_role
 from trialcoord.kernel.rules.audit_entries import utc_instant
+from trialcoord.kernel.web.paging import Page, PageRequest, page_of
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,62 @@ async def get_user(user_id: str) -> UserWithGrants:
 async def list_users() -> list[User]:
     async with read():
         return [_public(row) for row in await store.list_users()]
+
+
+USER_SORTS = tuple(store.USER_SORTS)  # user_id, name, created
+STATUSES = tuple(AccountStatus)
+
+
+@dataclass(frozen=True, slots=True)
+class UserFilter:
+    """Which accounts the administrators' list shows: `text` in the user ID, name or e-mail (any case), holding a
+    grant of `role` not revoked, and with `status`; None (or empty) is any."""
+
+    text: str | None = None
+    role: str | None = None
+    status: str | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.text is not None and len(self.text) > 200:
+            problems.append(Problem("search for at most 200 characters", field="text"))
+        if self.role and self.role not in set(Role):
+            problems.append(Problem(f"a role is one of {', '.join(Role)}", field="role"))
+        if self.status and self.status not in set(AccountStatus):
+            problems.append(Problem(f"a status is one of {', '.join(AccountStatus)}", field="status"))
+        if problems:
+            raise InvalidInput(problems)
+
+
+async def users_page(filters: UserFilter, wanted: PageRequest) -> Page[UserWithGrants]:
+    """A page of accounts with every grant each was given: two queries, whatever the page's size."""
+    async with read():
+        rows = await store.users_page(
+            filters.text or None,
+            filters.role or None,
+            filters.status or None,
+            wanted.sort,
+            wanted.descending,
+            wanted.after,
+            wanted.size + 1,
+        )
+        grant_rows = await store.grants_of_users([row["user_id"] for row in rows])
+    grants: dict[str, list[GrantRecord]] = {}
+    for row in grant_rows:
+        grants.setdefault(row["user_id"], []).append(_grant_record(row))
+    found = [
+        UserWithGrants(
+            row["user_id"],
+            row["printed_name"],
+            row["email"],
+            row["status"],
+            row["created_at"],
+            tuple(grants.get(row["user_id"], ())),
+        )
+        for row in rows
+    ]
+    column = store.USER_SORTS[wanted.sort]  # the attribute of the same name
+    return page_of(found, wanted, lambda user: (getattr(user, column), user.user_id))
 
 
 async def count_users() -> int:

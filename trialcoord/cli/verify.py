@@ -4,6 +4,7 @@ packages offline. It spans both features, so it lives above them."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from trialcoord.kernel import command_support as support
@@ -30,12 +31,15 @@ def verify(paths: list[str], registry_file: str | None) -> int:
     from trialcoord.deviations import verification
     from trialcoord.documents import documents
 
-    async def both():
+    async def both(shown: support.Progress):
+        shown("Checking stored contents and document versions against their SHA-256")
         stored = await documents.verify_stored()
+        shown("Checking every signature against the signer registry")
         signed = await verification.verify_all()
         return stored[0] + signed[0], stored[1] + signed[1]
 
-    checked, problems = support.database(both)
+    with support.progress("Verifying what is stored") as shown:
+        checked, problems = support.database(lambda: both(shown))
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -54,11 +58,19 @@ def _verify_packages(paths: list[str], registry_file: str | None) -> int:
     sponsor = {path for path in paths if is_sponsor_package(path)}
     registry, source = _registry(registry_file, required=bool(set(paths) - sponsor) or registry_file is not None)
     failed = 0
-    for path in paths:
-        if path in sponsor:
-            failed += _verify_sponsor(path, registry, f"the signer registry {source}")
-        else:
-            failed += _verify_binder(path, registry)
+    said: list[str] = []  # on a terminal, stdout once the bar has gone (problems go to stderr at once, above it)
+    try:
+        with support.progress(f"Verifying {len(paths)} package{'s' if len(paths) > 1 else ''}") as shown:
+            say = said.append if shown.on else print
+            for done, path in enumerate(paths):
+                shown.advance(done / len(paths), f"Verifying {path}")
+                if path in sponsor:
+                    failed += _verify_sponsor(path, registry, f"the signer registry {source}", say)
+                else:
+                    failed += _verify_binder(path, registry, say)
+    finally:
+        for line in said:
+            print(line)
     return 1 if failed else 0
 
 
@@ -82,7 +94,7 @@ def _registry(registry_file: str | None, *, required: bool) -> tuple[dict | None
     return registry, source
 
 
-def _verify_binder(path: str, registry: dict | None) -> int:
+def _verify_binder(path: str, registry: dict | None, say: Callable[[str], None] = print) -> int:
     from trialcoord.documents.package_verification import verify_package
     from trialcoord.kernel.audit_log import clock
     from trialcoord.kernel.rules.audit_entries import utc_instant
@@ -92,20 +104,20 @@ def _verify_binder(path: str, registry: dict | None) -> int:
         print(f"{path}: {problem}", file=sys.stderr)
     trust = f"; {report.trust}" if report.trust else ""
     if report.ok:
-        print(f"{path}: {report.files_checked} files and {report.signatures_checked} signatures verify{trust}")
+        say(f"{path}: {report.files_checked} files and {report.signatures_checked} signatures verify{trust}")
         return 0
     print(f"{path}: {len(report.problems)} problems{trust}", file=sys.stderr)
     return 1
 
 
-def _verify_sponsor(path: str, registry: dict | None, registry_name: str) -> int:
+def _verify_sponsor(path: str, registry: dict | None, registry_name: str, say: Callable[[str], None] = print) -> int:
     from trialcoord.exports.verification import verify_package
 
     report = verify_package(path, registry, registry_name)
     for problem in report.problems:
         print(f"{path}: {problem}", file=sys.stderr)
     if report.ok:
-        print(
+        say(
             f"{path}: sponsor package; {report.files_checked} files, {report.datasets_checked} datasets and"
             f" the manifest signature verify; trusted through {report.trust}"
         )

@@ -40,7 +40,8 @@ def schedules_refresh(study: str | None, as_of: date | None) -> int:
     from trialcoord.deviations import detection
 
     today = support.today()
-    refreshed = support.database(lambda: detection.refresh_schedules(study, as_of, today=today))
+    with support.progress(f"Re-evaluating schedules as of {as_of or today}, with deviation detection"):
+        refreshed = support.database(lambda: detection.refresh_schedules(study, as_of, today=today))
     for code, count in refreshed.items():
         print(
             f"{code}: {count} participant{'' if count == 1 else 's'} re-evaluated as of {as_of or today},"
@@ -53,9 +54,11 @@ def detect(study: str, as_of: date | None, full: bool) -> int:
     from trialcoord.deviations import detection
 
     today = support.today()  # in TRIALCOORD_TIME_ZONE, for the default date and the check against days to come
-    result = support.database(
-        lambda: detection.detect(study, as_of or today, actor=support.actor(), full=full, today=today)
-    )
+    scope = "every participant" if full else "what changed since the last run"
+    with support.progress(f"Detecting deviations of {study} as of {as_of or today} ({scope})"):
+        result = support.database(
+            lambda: detection.detect(study, as_of or today, actor=support.actor(), full=full, today=today)
+        )
     print(
         f"{result.study} as of {result.as_of} ({result.scope}): {result.created} created, "
         f"{result.updated} updated, {result.resolved} resolved, {result.reopened} reopened"

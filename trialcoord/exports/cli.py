@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from trialcoord.kernel import command_support as support
@@ -40,25 +39,18 @@ def export_sponsor(args) -> int:
         raise UsageError("--transfer counts from 1")
     today = support.today()
     scope = Scope(args.study, args.as_of or today, tuple(sorted(set(args.site))), Privacy(args.privacy), args.unblinded)
-    step = support.progress()
-    shown = [""]
-
-    def progress(done: float, what: str) -> None:
-        if what != shown[0]:
-            shown[0] = what
-            step(f"{done:4.0%}  {what}")
-
-    made = support.database(
-        lambda: packages.make(
-            scope,
-            actor=support.actor(),
-            today=today,
-            installation=support.installation(),
-            transfer=args.transfer,
-            out=out,
-            progress=progress if sys.stderr.isatty() else None,
+    with support.progress(f"Sponsor package of {args.study}") as shown:
+        made = support.database(
+            lambda: packages.make(
+                scope,
+                actor=support.actor(),
+                today=today,
+                installation=support.installation(),
+                transfer=args.transfer,
+                out=out,
+                progress=shown.advance if shown.on else None,
+            )
         )
-    )
     again = f" (a rebuild of transfer {made.transfer})" if made.rebuild_of else ""
     print(f"{out}: transfer {made.transfer}{again} of {made.study}, {made.size} bytes, sha256 {made.sha256}")
     return 0

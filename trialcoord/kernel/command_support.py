@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TextIO, TypeVar
 
 from trialcoord.kernel.config import get_settings
 from trialcoord.kernel.installation import Installation
@@ -92,10 +92,56 @@ def installation() -> Installation:
     return Installation(get_settings())
 
 
-def progress() -> Callable[[str], None]:
-    """On a terminal: each step of a long command on stderr, with the time since it began."""
-    began = time.monotonic()
-    return lambda text: print(f"  {time.monotonic() - began:6.1f} s  {text}", file=sys.stderr, flush=True)
+class Progress:
+    """A long command's progress, on stderr and only when stderr is a terminal: a pipe, a file or a cron mail gets
+    nothing, and stdout (what scripts read) is never touched. Used as a context manager around the work:
+
+        with support.progress("Importing events.csv") as shown:
+            ...use_case(..., progress=shown if shown.on else None)
+
+    `shown(text)` is a step of work that cannot be measured: a line with the time since the command began, and a
+    spinner with the time spent while it runs. `shown.advance(done, text)` is measured work: a bar at `done` (0 to
+    1). The bar goes when the work ends; writes to stderr meanwhile (warnings) appear above it."""
+
+    def __init__(self, what: str, stream: TextIO | None = None):
+        self.what = what
+        self._stream = stream if stream is not None else sys.stderr
+        self.on = self._stream.isatty()
+        self._began = time.monotonic()
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Progress:
+        if self.on:
+            from rich.console import Console
+            from rich.progress import BarColumn, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as Bar
+
+            console = Console(file=self._stream, force_terminal=True, highlight=False, markup=False)
+            columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
+            self._bar = Bar(*columns, TimeElapsedColumn(), console=console, transient=True, redirect_stdout=False)
+            self._bar.start()
+            self._task = self._bar.add_task(self.what, total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def __call__(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(f"  {time.monotonic() - self._began:6.1f} s  {text}")
+            self._bar.update(self._task, description=text)
+
+    def advance(self, done: float, text: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, total=1.0, completed=max(0.0, min(done, 1.0)), description=text)
+
+
+def progress(what: str, stream: TextIO | None = None) -> Progress:
+    """The progress of a long command on a terminal (see `Progress`)."""
+    return Progress(what, stream)
 
 
 def read_text(file: str) -> str:
@@ -125,6 +171,7 @@ __all__ = [
     "EXIT_INVALID_PROTOCOL",
     "EXIT_TRAIL_BROKEN",
     "FORMATS",
+    "Progress",
     "UsageError",
     "actor",
     "database",

@@ -23,7 +23,7 @@ from markupsafe import Markup, escape
 
 from trialcoord.accounts import sessions
 from trialcoord.accounts.api import SessionController, UserController
-from trialcoord.accounts.pages import AccountPages
+from trialcoord.accounts.pages import AccountPages, session_timing
 from trialcoord.accounts.users import AccountRules
 from trialcoord.amendments.api import AmendmentController, ParticipantVersionController
 from trialcoord.amendments.pages import AmendmentPages
@@ -56,9 +56,10 @@ from trialcoord.kernel.config import Settings, get_settings
 from trialcoord.kernel.database.opening import open_database
 from trialcoord.kernel.installation import Installation
 from trialcoord.kernel.rules.access import Role, Viewer
+from trialcoord.kernel.web.error_summary import error_summary
 from trialcoord.kernel.web.errors import EXCEPTION_HANDLERS
 from trialcoord.kernel.web.guard import CSRF_FIELD, PUBLIC, Access, guard
-from trialcoord.kernel.web.render_jobs import RenderJobController
+from trialcoord.kernel.web.render_jobs import RenderJobController, RenderJobPages
 from trialcoord.overviews.pages.participants import ParticipantPages
 from trialcoord.overviews.pages.studies import StudyPages
 from trialcoord.scheduling import participants
@@ -110,6 +111,7 @@ PAGE_CONTROLLERS = [
     ManualDeviationPages,
     AmendmentPages,
     SponsorPackagePages,
+    RenderJobPages,
 ]
 
 
@@ -147,6 +149,7 @@ def create_app(
             {
                 "settings": settings,
                 "installation": installation,
+                "account_rules": rules,  # for pages: the inactivity limit they warn of (accounts/pages.py)
                 "resolve_session": partial(sessions.resolve, rules=rules),  # for the guard, below the features
                 "participant_site": participants.ParticipantSites(),  # one cache per app
                 "account_rules": rules,  # the navigation's task count judges lock-outs by them
@@ -227,6 +230,7 @@ def _static() -> Router:
 def _template_globals(engine: JinjaTemplateEngine) -> None:
     engine.engine.globals["status_label"] = lambda status: STATUS_LABELS.get(status, status)
     engine.engine.globals.update(csrf_field=_csrf_field, signed_in=_signed_in, is_admin=_is_admin, my_tasks=_my_tasks)
+    engine.engine.globals.update(error_summary=error_summary, session_timing=session_timing)
 
 
 def _access(context: Context) -> Access | None:

@@ -74,13 +74,11 @@ class QueuedOut(msgspec.Struct):
     label: str
 
 
-def _queued(job_id: str, url: str, pages: int, file_name: str, label: str) -> Response[QueuedOut]:
-    return Response(
-        QueuedOut(job_id, url, f"{url}/result", pages, file_name, label),
-        status_code=202,
-        media_type="application/json",
-        headers={"Location": url},
-    )
+def _queued(request: Request, job_id: str, url: str, pages: int, file_name: str, label: str) -> Response:
+    """202 with the job for an API client; a browser that followed a page's link goes to the job's page (303)."""
+    from trialcoord.kernel.web.render_jobs import queued_answer
+
+    return queued_answer(request, job_id, QueuedOut(job_id, url, f"{url}/result", pages, file_name, label), url)
 
 
 def scope(access: Access, site: str | None) -> list[str] | None:
@@ -250,7 +248,7 @@ async def _download(
         cache=request.app.state.installation.render_cache(),
     )
     if isinstance(data, report_documents.Queued):  # long: rendered by a job, never in the request
-        return _queued(data.job_id, data.url, data.pages_estimated, data.file_name, data.label)
+        return _queued(request, data.job_id, data.url, data.pages_estimated, data.file_name, data.label)
     return Response(
         data, media_type=report_documents.MEDIA_TYPES[kind], headers={"Content-Disposition": attachment(file_name)}
     )
@@ -273,7 +271,7 @@ async def _file(request: Request, study: str, data: FileIn, name: str, access: A
     )
     if filed.queued is not None:  # long: the job renders it, and it is filed under `label` once done
         job = filed.queued
-        return _queued(job.job_id, job.url, job.pages_estimated, job.file_name, job.label)
+        return _queued(request, job.job_id, job.url, job.pages_estimated, job.file_name, job.label)
     if filed.version is None:
         raise AssertionError("a report not queued is filed or found")
     answer = {**msgspec.to_builtins(filed.version), "filed": filed.filed}

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 class _Job:
     status: JobStatus
     result: bytes | None = None
+    asked: str = ""  # what was asked for (kind, template, data, meta), hashed: the same request finds this job
 
 
 class JobNotDone(Exception):
@@ -111,11 +112,13 @@ class RenderJobs:
     def submit(
         self, kind: Kind, template: str, data: Mapping, *, created_at: str, title: str, version_label: str, owner: str
     ) -> str:
-        """A new job's ID; InvalidInput for what render_pdf/render_docx would refuse, before anything is queued."""
+        """A new job's ID, or that of the owner's job for the same document still queued or running; InvalidInput
+        for what render_pdf/render_docx would refuse, before anything is queued."""
         meta = dict(created_at=created_at, title=title, version_label=version_label)
         validate(kind, template, data, **meta)
         # What the worker gets is what data.json will say: plain dicts and lists, which always pickle.
         plain = json.loads(canonical_json(data))
+        asked = hashlib.sha256(canonical_json({"kind": kind, "template": template, "data": plain, **meta})).hexdigest()
         now = self._clock()
         status = JobStatus(
             id=secrets.token_urlsafe(16),
@@ -139,12 +142,17 @@ class RenderJobs:
             if self._closed:
                 raise RuntimeError("the render jobs are closed")
             self._purge()
-            pending = sum(
-                1 for j in self._jobs.values() if j.status.owner == owner and j.status.state in ("queued", "running")
-            )
-            if cached is None and pending >= self._max_pending:
-                raise TooManyJobs(f"{pending} documents are already being rendered for you; wait for one to finish")
-            self._jobs[status.id] = _Job(status)
+            pending = [
+                j for j in self._jobs.values() if j.status.owner == owner and j.status.state in ("queued", "running")
+            ]
+            same = next((j for j in pending if j.asked == asked), None)
+            if same is not None:
+                return same.status.id
+            if cached is None and len(pending) >= self._max_pending:
+                raise TooManyJobs(
+                    f"{len(pending)} documents are already being rendered for you; wait for one to finish"
+                )
+            self._jobs[status.id] = _Job(status, asked=asked)
             if cached is not None:
                 self._finish(self._jobs[status.id], cached, "Done (from the cache)")
                 return status.id

@@ -43,7 +43,7 @@ def import_events(study: str, file: str, site: str | None, create_sites: bool = 
 
     text = support.read_text(file)
 
-    async def run():
+    async def run(shown: support.Progress):
         async with open_database(migrate=True):
             return await run_import(
                 study,
@@ -53,10 +53,11 @@ def import_events(study: str, file: str, site: str | None, create_sites: bool = 
                 today=support.today(),
                 actor=support.actor(),
                 create_sites=create_sites,
-                progress=support.progress() if sys.stderr.isatty() else None,
+                progress=shown if shown.on else None,
             )
 
-    result = support.run(run())
+    with support.progress(f"Importing {file} into {study}") as shown:
+        result = support.run(run(shown))
     sites = f"sites {', '.join(result.created_sites)} created, " if result.created_sites else ""
     print(
         f"{file}: {sites}{result.created_participants} participants created, {result.events_recorded} events and "
@@ -81,7 +82,7 @@ def import_sdtm(args) -> int:
 
     used = Mapping()
 
-    async def run():
+    async def run(shown: support.Progress):
         async with open_database(migrate=True):
             return await run_import(
                 args.study,
@@ -94,12 +95,13 @@ def import_sdtm(args) -> int:
                 actor=support.actor(),
                 create_sites=args.create_sites,
                 dry_run=args.dry_run,
-                progress=support.progress() if sys.stderr.isatty() else None,
+                progress=shown if shown.on else None,
                 used=used,
             )
 
     try:
-        result, _ = support.run(run())
+        with support.progress(f"Importing SDTM datasets into {args.study}") as shown:
+            result, _ = support.run(run(shown))
     except InvalidInput:
         if args.dry_run:  # the mapping first, then the problems (exit 2)
             _print_mapping(used, None, args)
