@@ -58,8 +58,11 @@ class _Messages(HTMLParser):
 
 def error_summary(html: str) -> list[tuple[str, str]]:
     """(the id to link to, or "" for none, the message) of every message `html` shows, in page order."""
+    text = str(html)
+    if "error" not in text:  # every message carries "error" in its class or id: most pages need no parsing
+        return []
     parser = _Messages()
-    parser.feed(str(html))
+    parser.feed(text)
     parser.close()
     return [(_target(message_id, parser.ids), text) for message_id, text in parser.found if text]
 
