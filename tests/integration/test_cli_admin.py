@@ -34,11 +34,17 @@ KEY_VARIABLES = (
 
 @pytest.fixture
 def env(db, tmp_path, monkeypatch) -> dict[str, str]:
-    """The commands' environment: the test's database and an empty data directory, and no key set in the
-    environment (conftest puts a PII key ring there; `setup` must create the key files itself)."""
+    """The commands' environment: the test's database, an empty data directory and signer registry folder, and no
+    key set in the environment (conftest puts a PII key ring there; `setup` must create the key files itself)."""
     for variable in KEY_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
-    return {"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_DATA_DIR": str(tmp_path / "data")}
+    published = tmp_path / "signatures"  # the test's own: never the checkout's registry (tests run side by side)
+    published.mkdir()
+    return {
+        "TRIALCOORD_DATABASE_URL": db.url,
+        "TRIALCOORD_DATA_DIR": str(tmp_path / "data"),
+        "TRIALCOORD_SIGNATURES_DIR": str(published),
+    }
 
 
 @pytest.fixture
