@@ -11,8 +11,9 @@ run: $(VENV)/.installed
 	$(BIN)/trialcoord setup
 	$(BIN)/trialcoord serve
 
+# One worker per core; a test file stays on one worker, so a module's served app and browser start once.
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n logical --dist loadfile $(PYTEST_ARGS)
 
 # Lint, format and type checks (ruff; mypy on the whole package, strict on the pure rules; configured in
 # pyproject.toml); .ci/run runs them
