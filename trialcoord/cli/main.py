@@ -21,9 +21,9 @@ from trialcoord.deviations import cli as deviations
 from trialcoord.documents import cli as documents
 from trialcoord.exports import cli as exports
 from trialcoord.kernel.command_support import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_TRAIL_BROKEN, UsageError
+from trialcoord.scheduling import cli as scheduling
 
 EXIT_INTERRUPTED, EXIT_PIPE_CLOSED = 130, 141
-from trialcoord.scheduling import cli as scheduling
 
 # From the bottom up, so that a group (such as `protocol`) is made by the lowest feature that has commands in it;
 # `--help` lists the commands in this order.

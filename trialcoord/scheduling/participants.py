@@ -29,6 +29,7 @@ from trialcoord.scheduling.protocols import (
     require_study,
     study_blinding,
 )
+from trialcoord.scheduling.rules.facts import check_happened
 from trialcoord.scheduling.rules.protocol import Protocol
 from trialcoord.scheduling.schedules import refresh_participants
 from trialcoord.scheduling.sites import check_code
@@ -114,7 +115,7 @@ async def enroll_participant(
 ) -> ParticipantSummary:
     """Enrol under `version`, by default the latest version in effect on the enrolment date. `allocation`: the
     sites whose arms the person enrolling may see (`allocation_scope`; None: a trusted caller such as the command
-    line); an arm for a site outside it is refused."""
+    line); an arm for a site outside it is refused. An enrolment is a fact: never on a day after `today`."""
     if arm is not None:
         _refuse_blinded_arm(study, site, allocation)
     today = today or date.today()
@@ -123,6 +124,7 @@ async def enroll_participant(
     if not subject_id:
         raise invalid(f"study {study}: a participant needs a subject ID", field="subject_id")
     check_code(subject_id, f"study {study}: subject ID", "subject_id")
+    check_happened(f"study {study}, participant {subject_id}: enrolment", enrolled_on, today, "enrolled_on")
     async with transaction(f"study {study}, participant {subject_id}"):
         study_row = await require_study(study)
         versions = await studies_store.list_versions(study_row.id)
