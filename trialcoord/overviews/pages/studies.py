@@ -94,6 +94,9 @@ async def study_context(
         raise NotAuthorizedException("Sign in to continue.")
     audit = visible_sites(access.viewer.grants, Action.VIEW_AUDIT, study, today)
     export = visible_sites(access.viewer.grants, Action.EXPORT, study, today)
+    # The enrolment form, only where its action is allowed: never a form that ends in a 403.
+    enrol = visible_sites(access.viewer.grants, Action.ENROLL_PARTICIPANT, study, today)
+    site_rows = [row for row in await sites.list_sites(study) if access.shows(row.code)]
     details = await protocols.get_study(study)
     protocol = await protocols.get_protocol(study)
     worklist = await worklists.worklist(study, as_of, site=site, kind=tab)
@@ -107,9 +110,8 @@ async def study_context(
         # A blinded study's enrolment form offers arms only to who may see every enrolling site's allocation.
         "arms": [(arm.code, f"{arm.code} – {arm.name}") for arm in protocol.arms] if allocation.all_sites else [],
         "show_arms": bool(allocation.all_sites or allocation.sites),
-        "site_options": [
-            (row.code, f"{row.code} – {row.name}") for row in await sites.list_sites(study) if access.shows(row.code)
-        ],
+        "site_options": [(row.code, f"{row.code} – {row.name}") for row in site_rows],
+        "enrol_sites": [(row.code, f"{row.code} – {row.name}") for row in site_rows if enrol.includes(row.code)],
         "participants": [participants.masked(row, allocation) for row in shown],
         "reconsent": [row for row in await consent_checks.reconsent(study, today) if access.shows(row.site)],
         "consent_candidates": [row for row in await consent_checks.candidates(study) if access.shows(row.site)],
