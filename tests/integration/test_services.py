@@ -69,7 +69,8 @@ async def test_protocol_load_is_idempotent_and_a_changed_text_conflicts(study):
 
 async def test_enrolment_picks_the_version_in_effect_and_refuses_duplicates(study):
     early = await participants.enroll_participant(study, S, "101", enrolled_on=date(2024, 2, 1), today=TODAY)
-    late = await participants.enroll_participant(study, "101-002", "101", enrolled_on=date(2024, 7, 1), today=TODAY)
+    july = date(2024, 7, 1)  # an enrolment is a fact: recorded on its day or later, never ahead
+    late = await participants.enroll_participant(study, "101-002", "101", enrolled_on=july, today=july)
     assert (early.protocol_version, late.protocol_version) == ("1.0", "2.0")
     with pytest.raises(Conflict, match="study TST-1 already has participant 101-001"):
         await participants.enroll_participant(study, S, "101", today=TODAY)

@@ -7,7 +7,7 @@ Each read runs on one connection (`protocols.reads`).
 from __future__ import annotations
 
 import io
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import date, timedelta
 
 from trialcoord.kernel.exporter import ListExporter
@@ -83,11 +83,13 @@ async def worklist(study: str, as_of: date, site: str | None = None, kind: str =
 
 
 @reads
-async def site_schedule(study: str, site: str, as_of: date) -> list[ScheduledVisit]:
-    """Every stored visit of a site's participants, with appointments; statuses as of `as_of`."""
+async def site_schedule(study: str, site: str, as_of: date) -> Iterator[ScheduledVisit]:
+    """Every stored visit of a site's participants, with appointments; statuses as of `as_of`. Read at once,
+    made visit by visit as the caller takes them (hundreds of thousands at a large site: the caller may take them
+    in a worker thread, off the event loop)."""
     study_row = await study_with_site(study, site)
     rows = await visits_store.worklist_rows(study_row.id, "x.status <> 'not_applicable'", site=site)
-    return [scheduled(row, restated(row, as_of)) for row in rows]
+    return (scheduled(row, restated(row, as_of)) for row in rows)
 
 
 class VisitsListing(ListExporter):

@@ -129,8 +129,12 @@ async def worklist_rows(study_id: int, condition: str, *args: Any, site: str | N
     where, values = f"p.study = {{}} AND ({condition})", [study_id, *args]
     if site is not None:
         where, values = f"{where} AND s.code = {{}}", [*values, site]
-    rows = await fetch_rows(f"{_VISITS} WHERE {where}", *values)
-    return map(StoredVisit._make, sorted(rows, key=_worklist_order))
+    return _in_order(await fetch_rows(f"{_VISITS} WHERE {where}", *values))
+
+
+def _in_order(rows: list[Sequence[Any]]) -> Iterator[StoredVisit]:
+    """Sorted when first taken, not when read: a large site's feed takes its rows in a worker thread."""
+    yield from map(StoredVisit._make, sorted(rows, key=_worklist_order))
 
 
 def _worklist_order(row: Sequence[Any]) -> tuple:
