@@ -34,7 +34,7 @@ async def test_the_coordinator_sees_the_enrol_form_for_their_own_site_only(anony
 @pytest.mark.parametrize("persona", ["monitor", "sponsor", "pharmacist-a"])
 async def test_readers_see_no_enrol_form(anonymous, personas, persona):
     client = await as_persona(anonymous, persona)
-    response = await client.get(STUDY)
+    response = await client.get(STUDY, params={"tab": "participants"})
     assert response.status_code == 200 and SUBJECT_A in response.text
     assert posted_forms(response.text) == set()
     assert "Enrol a participant" not in response.text
@@ -85,7 +85,7 @@ async def test_the_enrol_form_offers_only_the_sites_where_the_viewer_may_enrol(a
     from tests.conftest import add_user
 
     await add_user("both", ("monitor", "TST-1", None), ("coordinator", "TST-1", SITE_A))
-    html = (await (await as_persona(anonymous, "both")).get(STUDY)).text
+    html = (await (await as_persona(anonymous, "both")).get(STUDY, params={"tab": "participants"})).text
     assert SUBJECT_A in html and "2001" in html  # both sites' participants are listed
     enrol = html[html.index('id="enrol-heading"') :]
     assert f'<option value="{SITE_A}"' in enrol and f'<option value="{SITE_B}"' not in enrol

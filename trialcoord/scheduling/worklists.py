@@ -9,15 +9,17 @@ from __future__ import annotations
 import io
 from collections.abc import Collection, Iterator, Sequence
 from datetime import date, timedelta
+from typing import Any
 
 from trialcoord.kernel.exporter import ListExporter
 from trialcoord.kernel.problems import invalid
 from trialcoord.scheduling import rows
-from trialcoord.scheduling.participants import Subject
+from trialcoord.scheduling.participants import Subject, narrowed, sort_keys
 from trialcoord.scheduling.protocols import reads
 from trialcoord.scheduling.rules.schedule import VisitOccurrence
 from trialcoord.scheduling.schedules import ScheduledVisit, Versions, restated, scheduled
 from trialcoord.scheduling.sites import study_with_site
+from trialcoord.scheduling.store import NO_DAY, SortKey
 from trialcoord.scheduling.store import inputs as inputs_store
 from trialcoord.scheduling.store import visits as visits_store
 
@@ -80,6 +82,73 @@ async def worklist(study: str, as_of: date, site: str | None = None, kind: str =
         (await study_with_site(study, site)).id, condition, *arguments(as_of), site=site
     )
     return [scheduled(row, restated(row, as_of)) for row in rows]
+
+
+def _day(*columns: str) -> SortKey:
+    return SortKey(f"COALESCE({', '.join(columns)}, {NO_DAY})", "date")
+
+
+_SUBJECT, _VISIT_ID, _WHEN = SortKey("p.subject_id"), SortKey("x.id", "int"), _day("x.target", "x.appointment")
+# The worklist pages' orders, each ending in the visit's id (unique); a visit's date is its target, else its
+# appointment (an unscheduled visit's), and a missing date sorts first. Not by status: a listed status is restated
+# as of the day asked, which the stored rows do not hold.
+WORKLIST_SORTS: dict[str, tuple[SortKey, ...]] = {
+    "participant": (_SUBJECT, _WHEN, SortKey("x.code"), _VISIT_ID),
+    "site": (SortKey("s.code"), _SUBJECT, _WHEN, _VISIT_ID),
+    "visit": (SortKey("x.code"), _SUBJECT, _VISIT_ID),
+    "target": (_day("x.target"), _SUBJECT, _VISIT_ID),
+    "appointment": (_day("x.appointment"), _SUBJECT, _VISIT_ID),
+    "actual": (_day("x.actual"), _SUBJECT, _VISIT_ID),
+}
+# The statuses the "missed or out of window" list is narrowed to (a window closed without the visit: missed).
+OUT_OF_WINDOW = {
+    "missed": (f"x.status = 'missed' OR ({_OVERDUE})", lambda day: (day,)),
+    "early": ("x.status = 'early'", lambda day: ()),
+    "late": ("x.status = 'late'", lambda day: ()),
+}
+
+
+@reads
+async def worklist_page(
+    study: str,
+    as_of: date,
+    kind: str = "today",
+    site: str | None = None,
+    within: Collection[str] | None = None,
+    status: str | None = None,
+    text: str | None = None,
+    sort: str = "participant",
+    descending: bool = False,
+    after: Sequence[Any] | None = None,
+    limit: int = 51,
+) -> list[tuple[tuple[Any, ...], ScheduledVisit]]:
+    """Up to `limit` visits of the worklist `kind` (see `worklist`) past `after`, the key of the last one shown, in
+    the order `sort` (`WORKLIST_SORTS`): at `site`, among the sites `within` (None: every site), whose subject ID
+    holds `text`; on the "missed or out of window" list, of one `status` (`OUT_OF_WINDOW`). Each with its key."""
+    if kind not in _WORKLISTS:
+        raise invalid(f"'{kind}' is not a worklist; choose one of {', '.join(WORKLISTS)}", field="kind")
+    condition, arguments = _WORKLISTS[kind]
+    args = list(arguments(as_of))
+    if status:
+        if kind != "missed_or_out_of_window" or status not in OUT_OF_WINDOW:
+            raise invalid(
+                f"'{status}' narrows only the missed or out of window list: {', '.join(OUT_OF_WINDOW)}", "status"
+            )
+        narrower, more = OUT_OF_WINDOW[status]
+        condition, args = f"({condition}) AND ({narrower})", [*args, *more(as_of)]
+    study_row = await study_with_site(study, site)
+    rows = await visits_store.worklist_page(
+        study_row.id,
+        condition,
+        args,
+        narrowed(site, within),
+        text,
+        sort_keys(WORKLIST_SORTS, sort),
+        descending,
+        after,
+        limit,
+    )
+    return [(key, scheduled(row, restated(row, as_of))) for key, row in rows]
 
 
 @reads
