@@ -25,6 +25,7 @@ async def enrolled(client, study):
         "/api/studies/TST-1/audit/export?format=csv",
         "/api/studies/TST-1/deviations/listing.csv",
         "/api/studies/TST-1/protocol-versions/2.0/impact?format=csv",
+        "/studies/TST-1/grid.csv",
     ],
 )
 async def test_csv_downloads_name_their_charset_once(enrolled, url):

@@ -8,19 +8,32 @@ from __future__ import annotations
 
 import io
 from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 from trialcoord.kernel.exporter import ListExporter
 from trialcoord.kernel.problems import invalid
 from trialcoord.scheduling import rows
-from trialcoord.scheduling.participants import Subject, narrowed, sort_keys
-from trialcoord.scheduling.protocols import reads
-from trialcoord.scheduling.rules.schedule import VisitOccurrence
+from trialcoord.scheduling.participants import PARTICIPANT_SORTS, Subject, narrowed, sort_keys
+from trialcoord.scheduling.protocols import protocol_of, reads, require_study
+from trialcoord.scheduling.rules.schedule import (
+    DUE,
+    EARLY,
+    LATE,
+    MISSED,
+    ON_TIME,
+    PENDING,
+    UNSCHEDULED,
+    UPCOMING,
+    VisitOccurrence,
+)
 from trialcoord.scheduling.schedules import ScheduledVisit, Versions, restated, scheduled
 from trialcoord.scheduling.sites import study_with_site
 from trialcoord.scheduling.store import NO_DAY, SortKey
 from trialcoord.scheduling.store import inputs as inputs_store
+from trialcoord.scheduling.store import participants as participants_store
+from trialcoord.scheduling.store import studies as studies_store
 from trialcoord.scheduling.store import visits as visits_store
 
 WORKLISTS = ("today", "week", "overdue", "missed_or_out_of_window")
@@ -159,6 +172,83 @@ async def site_schedule(study: str, site: str, as_of: date) -> Iterator[Schedule
     study_row = await study_with_site(study, site)
     rows = await visits_store.worklist_rows(study_row.id, "x.status <> 'not_applicable'", site=site)
     return (scheduled(row, restated(row, as_of)) for row in rows)
+
+
+@dataclass(frozen=True, slots=True)
+class GridColumn:
+    """A column of the visit grid: a visit definition of the study's protocol versions (a repeat's, such as
+    C{n}D1, holds all its occurrences), or every unscheduled visit (`UNSCHEDULED_COLUMN`)."""
+
+    definition: str
+    name: str
+    repeats: bool
+    arm_limited: bool  # only some arms have it: its statuses would tell a participant's arm
+
+
+@dataclass(frozen=True, slots=True)
+class GridRow:
+    """A participant's row of the visit grid: per column, each status its occurrences have and how many, the most
+    pressing first (a visit done once: one status, once)."""
+
+    subject_id: str
+    site: str
+    cells: dict[str, tuple[tuple[str, int], ...]]
+
+
+UNSCHEDULED_COLUMN = "unscheduled"
+GRID_SORTS = {name: PARTICIPANT_SORTS[name] for name in ("participant", "site")}
+# Most pressing first: what a monitor looks for in a cell of several occurrences.
+_PRESSING = {status: rank for rank, status in enumerate((MISSED, LATE, EARLY, DUE, UPCOMING, PENDING, ON_TIME))}
+
+
+@reads
+async def grid_columns(study: str) -> list[GridColumn]:
+    """The visit definitions of every protocol version of the study, by visit number (the latest version's), then
+    unscheduled visits."""
+    versions = await studies_store.list_versions((await require_study(study)).id)
+    found: dict[str, tuple[float, GridColumn]] = {}
+    for row in versions:  # oldest first: a later version's number and name win
+        for visit in (await protocol_of(row["id"], row["sha256"])).visits:
+            limited = visit.arms is not None or (visit.code in found and found[visit.code][1].arm_limited)
+            column = GridColumn(visit.code, visit.name, visit.repeat is not None, limited)
+            found[visit.code] = (visit.number, column)
+    ordered = [column for _, column in sorted(found.values(), key=lambda item: (item[0], item[1].definition))]
+    return [*ordered, GridColumn(UNSCHEDULED_COLUMN, "Unscheduled visits", True, False)]
+
+
+@reads
+async def visit_grid(
+    study: str,
+    as_of: date,
+    site: str | None = None,
+    within: Collection[str] | None = None,
+    text: str | None = None,
+    sort: str = "participant",
+    descending: bool = False,
+    after: Sequence[Any] | None = None,
+    limit: int = 51,
+) -> list[tuple[tuple[Any, ...], GridRow]]:
+    """Up to `limit` participants past `after` (a keyset page, as `participants_page`), each with its stored
+    visits' statuses as of `as_of` by visit definition: two queries whatever the page's size."""
+    study_row = await study_with_site(study, site)
+    keys = sort_keys(GRID_SORTS, sort)
+    page = await participants_store.participants_page(
+        study_row.id, narrowed(site, within), None, text, keys, descending, after, limit
+    )
+    cells: dict[int, dict[str, dict[str, int]]] = {row["id"]: {} for _, row in page}
+    for visit in await visits_store.visits_of(cells):
+        column = UNSCHEDULED_COLUMN if visit.status == UNSCHEDULED else visit.definition
+        counts = cells[visit.participant].setdefault(column, {})
+        status = restated(visit, as_of).status
+        counts[status] = counts.get(status, 0) + 1
+    return [
+        (key, GridRow(row["subject_id"], row["site"], {c: _pressing(n) for c, n in cells[row["id"]].items()}))
+        for key, row in page
+    ]
+
+
+def _pressing(counts: dict[str, int]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted(counts.items(), key=lambda item: (_PRESSING.get(item[0], len(_PRESSING)), item[0])))
 
 
 class VisitsListing(ListExporter):

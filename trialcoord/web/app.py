@@ -53,6 +53,7 @@ from trialcoord.kernel.rules.access import Role, Viewer
 from trialcoord.kernel.web.errors import EXCEPTION_HANDLERS
 from trialcoord.kernel.web.guard import CSRF_FIELD, PUBLIC, Access, guard
 from trialcoord.kernel.web.render_jobs import RenderJobController
+from trialcoord.overviews.pages.grid import GridPages
 from trialcoord.overviews.pages.participants import ParticipantPages
 from trialcoord.overviews.pages.studies import StudyPages
 from trialcoord.scheduling import participants
@@ -93,6 +94,7 @@ PAGE_CONTROLLERS = [
     VersionPages,
     BinderPages,
     StudyPages,
+    GridPages,
     ParticipantPages,
     QueuePages,
     ReviewPages,

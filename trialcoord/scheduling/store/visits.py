@@ -160,6 +160,11 @@ async def worklist_page(
     return [(key, StoredVisit._make(raw)) for key, raw in rows]
 
 
+async def visits_of(participant_ids: Iterable[int]) -> list[StoredVisit]:
+    """The stored visits of the participants, in no order."""
+    return list(map(StoredVisit._make, await select_in(f"{_VISITS} WHERE x.participant IN ({{}})", participant_ids)))
+
+
 def _worklist_order(row: Sequence[Any]) -> tuple:
     """By subject, date, code; in Python, so that the order is the same whatever the database's collation."""
     return row[_SUBJECT], row[_TARGET] or row[_APPOINTMENT] or date.min, row[_CODE]
