@@ -55,6 +55,7 @@ from trialcoord.kernel.web.guard import CSRF_FIELD, PUBLIC, Access, guard
 from trialcoord.kernel.web.render_jobs import RenderJobController
 from trialcoord.overviews.pages.grid import GridPages
 from trialcoord.overviews.pages.participants import ParticipantPages
+from trialcoord.overviews.pages.search import SearchPages
 from trialcoord.overviews.pages.studies import StudyPages
 from trialcoord.scheduling import participants
 from trialcoord.scheduling.api.participants import ParticipantController
@@ -95,6 +96,7 @@ PAGE_CONTROLLERS = [
     BinderPages,
     StudyPages,
     GridPages,
+    SearchPages,
     ParticipantPages,
     QueuePages,
     ReviewPages,
