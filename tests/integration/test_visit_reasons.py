@@ -45,7 +45,7 @@ async def test_a_visit_outside_its_window_needs_a_reason_and_nothing_is_stored_w
         await record_visit("TST-1", S, "V2", LATE, today=TODAY)
     [problem] = refused.value.problems
     assert problem.field == "reason"
-    assert "visit V2 on 2024-03-23 is outside its window (2024-03-15 to 2024-03-21)" in problem.message
+    assert "visit V2 on 2024-03-23 is outside its window 2024-03-15 to 2024-03-21;" in problem.message
     assert (await stored_v2()).visit.actual is None and await visit_entries() == []
     done = await record_visit("TST-1", S, "V2", LATE, reason="Participant was travelling", today=TODAY)
     assert (done.visit.status, done.actual_reason) == ("late", "Participant was travelling")

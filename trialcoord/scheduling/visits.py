@@ -119,7 +119,7 @@ async def record_visit(
         if _outside_window(done) and not (reason or stored_reason):
             # Raised inside the transaction: the refreshed schedule is rolled back with it.
             raise invalid(
-                f"{subject}: visit {visit_code} on {actual} is outside its window ({_window_days(done)});"
+                f"{subject}: visit {visit_code} on {actual} is outside its {_window(done)};"
                 " give the reason it took place on that day",
                 field="reason",
             )
@@ -256,10 +256,6 @@ def _outside(row: StoredVisit, day: date) -> bool:
 def _outside_window(row: StoredVisit) -> bool:
     """Done outside its window, as the engine judged the day (business days, the version in force)."""
     return row.status in (EARLY, LATE)
-
-
-def _window_days(row: StoredVisit) -> str:
-    return f"{row.earliest or 'open'} to {row.latest or 'open'}"
 
 
 def _window(row: StoredVisit) -> str:

@@ -3,6 +3,7 @@ time, each a keyset page sorted by its columns and filtered), consent work and t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Literal
 
@@ -97,12 +98,16 @@ class StudyPages(Controller):
         return Template("study.html", context=context, status_code=422)
 
 
+@dataclass(frozen=True, slots=True)
 class Shown:
     """What the study page's list shows: a tab, narrowed to a site, as of a day, to a status, to subject IDs
     holding a text; the filters every link of the list carries."""
 
-    def __init__(self, tab: str, site: str | None, as_of: date, status: str | None, text: str | None) -> None:
-        self.tab, self.site, self.as_of, self.status, self.text = tab, site, as_of, status, text
+    tab: str
+    site: str | None
+    as_of: date
+    status: str | None
+    text: str | None
 
     @property
     def params(self) -> dict[str, str | None]:
@@ -139,7 +144,7 @@ async def study_context(
         await sites.site_calendar_days(study, site, shown.as_of, shown.as_of + timedelta(days=13)) if site else None
     )
     allocation = await participants.allocation_scope(study, access.viewer.grants, today)
-    listed, list_errors = await _listed(study, shown, access, today, paging)
+    listed, list_errors = await _listed(study, shown, access, paging)
     return {
         "site_calendar": calendar,
         "study": details,
@@ -172,7 +177,7 @@ async def study_context(
 
 
 async def _listed(
-    study: str, shown: Shown, access: Access, today: date, paging: tuple[str | None, str | None, str | None, int | None]
+    study: str, shown: Shown, access: Access, paging: tuple[str | None, str | None, str | None, int | None]
 ) -> tuple[Page | None, dict[str, str]]:
     """The tab's page of rows (key, row), read in SQL past the cursor; a bad filter or cursor is named by its field."""
     sorts = participants.PARTICIPANT_SORTS if shown.tab == "participants" else worklists.WORKLIST_SORTS
