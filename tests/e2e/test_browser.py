@@ -233,7 +233,7 @@ def test_each_persona_sees_what_their_grant_allows(browser, server):
     from playwright.sync_api import expect
 
     colin = sign_in(browser, server, "colin")  # coordinator at site 102
-    colin.goto("/studies/DEMO-001")
+    colin.goto("/studies/DEMO-001?tab=participants")
     expect(colin.get_by_role("link", name="102-001")).to_be_visible()
     expect(colin.get_by_role("link", name="101-001")).to_have_count(0)
     assert colin.goto("/studies/DEMO-001/participants/101-001").status == 403

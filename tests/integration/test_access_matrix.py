@@ -188,7 +188,7 @@ async def test_lists_show_only_the_sites_a_grant_covers(anonymous, personas):
     listed = (await client.get("/api/studies/TST-1/participants")).json()
     assert [row["subject_id"] for row in listed] == [SUBJECT_A]
     assert (await client.get(f"/api/studies/TST-1/worklist?site={SITE_B}")).status_code == 403
-    page = await client.get("/studies/TST-1")
+    page = await client.get("/studies/TST-1?tab=participants")
     assert SUBJECT_A in page.text and SUBJECT_B not in page.text
     studies = (await (await signed_in(anonymous, "outsider")).get("/api/studies")).json()
     assert studies == []

@@ -66,7 +66,8 @@ async def demo(db):
         for event, day in events.items():
             await record_event("DEMO-001", subject, event, day, today=TODAY)
         for code, day in visits.items():
-            await record_visit("DEMO-001", subject, code, day, today=TODAY)
+            late = "clinic closed that week" if code == "V5" else None  # a day late in 1.0 (see VISITS)
+            await record_visit("DEMO-001", subject, code, day, reason=late, today=TODAY)
     await detection.detect("DEMO-001", TODAY, today=TODAY)
     return "DEMO-001"
 

@@ -194,7 +194,8 @@ async def test_schedule_rows(client, enrolled):
 
 async def test_record_a_late_visit_then_a_stale_change_conflicts(client, enrolled):
     version = (await schedule(client))["V2"]["row_version"]
-    late = await client.post(f"{SUBJECT}/visits/V2/actual", json={"date": "2024-03-23", "row_version": version})
+    body = {"date": "2024-03-23", "reason": "travelling", "row_version": version}
+    late = await client.post(f"{SUBJECT}/visits/V2/actual", json=body)
     assert late.status_code == 201, late.text
     assert (late.json()["status"], late.json()["days_outside"]) == ("late", 2)
     stale = await client.post(

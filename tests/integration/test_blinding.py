@@ -57,7 +57,7 @@ async def test_a_blinded_role_sees_no_arm_through_the_api(anonymous, demo, user_
 @pytest.mark.parametrize("user_id", BLINDED)
 async def test_a_blinded_role_sees_no_arm_on_the_pages(anonymous, demo, user_id):
     client = await signed_in(anonymous, user_id)
-    study = await client.get("/studies/DEMO-001")
+    study = await client.get("/studies/DEMO-001?tab=participants")
     assert study.status_code == 200 and "101-001" in study.text
     assert '<th scope="col">Arm</th>' not in study.text
     participant = await client.get("/studies/DEMO-001/participants/101-001")
@@ -85,7 +85,7 @@ async def test_the_listings_carry_no_arm(anonymous, demo, user_id):
 async def test_the_administrator_sees_every_arm(anonymous, demo):
     client = await signed_in(anonymous, "root")
     assert _arms((await client.get("/api/studies/DEMO-001/participants")).json()) == DEMO_ARMS
-    page = await client.get("/studies/DEMO-001")
+    page = await client.get("/studies/DEMO-001?tab=participants")
     assert '<th scope="col">Arm</th>' in page.text and "Demostat 20 mg" in page.text  # the enrolment form's arms
     assert "<dt>Arm</dt><dd>P</dd>" in (await client.get("/studies/DEMO-001/participants/102-002")).text
 
@@ -98,7 +98,7 @@ async def test_the_unblinded_pharmacist_sees_the_arms_of_its_site_only(anonymous
     assert (await client.get("/api/studies/DEMO-001/participants/102-002")).status_code == 403  # another site
     page = await client.get("/studies/DEMO-001/participants/101-001")
     assert "<dt>Arm</dt><dd>A</dd>" in page.text
-    study = await client.get("/studies/DEMO-001")
+    study = await client.get("/studies/DEMO-001?tab=participants")
     assert '<th scope="col">Arm</th>' in study.text and "<td>P</td>" in study.text
     # sees the schedule, but never enrols, records visits or signs
     assert (
@@ -151,7 +151,7 @@ async def test_an_open_label_study_is_unchanged(anonymous, personas):
         listed = _arms((await client.get("/api/studies/TST-1/participants")).json())
         assert set(listed.values()) == {"A"}, user_id
         assert (await client.get(f"/api/studies/TST-1/participants/{SUBJECT_A}")).json()["arm"] == "A"
-        page = await client.get("/studies/TST-1")
+        page = await client.get("/studies/TST-1?tab=participants")
         assert '<th scope="col">Arm</th>' in page.text and "<td>A</td>" in page.text
         assert "<dt>Arm</dt><dd>A</dd>" in (await client.get(f"/studies/TST-1/participants/{SUBJECT_A}")).text
     assert SITE_B and SUBJECT_B and PERSONAS  # the fixture enrolled one participant at each site

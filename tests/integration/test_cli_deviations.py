@@ -64,10 +64,10 @@ async def enrolled(study):
     await sites.create_site(study, SITE_B, "Lakeside", "America/Chicago")
     for subject, site in (("1001", SITE_A), ("1002", SITE_A), ("2001", SITE_B)):
         await enrol(study, subject, site)
-    await visits.record_visit(study, "1001", "V2", date(2024, 3, 25), today=TODAY)
-    await visits.record_visit(study, "1001", "V3", date(2024, 4, 1), today=TODAY)
+    await visits.record_visit(study, "1001", "V2", date(2024, 3, 25), reason="travelling", today=TODAY)
+    await visits.record_visit(study, "1001", "V3", date(2024, 4, 1), reason="moving away", today=TODAY)
     await visits.record_visit(study, "1002", "V2", date(2024, 3, 18), today=TODAY)
-    await visits.record_visit(study, "1002", "V3", date(2024, 3, 27), today=TODAY)
+    await visits.record_visit(study, "1002", "V3", date(2024, 3, 27), reason="moving away", today=TODAY)
     return study
 
 

@@ -263,7 +263,7 @@ async def test_arms_are_counted_only_when_shown(loaded):
 
 async def test_a_blinded_report_counts_no_visit_some_arms_only_have(loaded):
     """DEMO-001's PK visit is arm A's only: its count per site would be the number of arm-A participants there."""
-    await visits.record_visit(STUDY, "101-001", "PK", TODAY - timedelta(days=4), today=TODAY)
+    await visits.record_visit(STUDY, "101-001", "PK", TODAY - timedelta(days=4), reason="sampled early", today=TODAY)
     blinded = figures_of((await render(arms_shown=False))[0])
     shown = figures_of((await render(arms_shown=True))[0])
 

@@ -26,7 +26,7 @@ async def found(personas):
     """Both participants randomised; 1001's V2 four days late; detection run. -> {(subject, visit, rule): id}"""
     for subject in (SUBJECT_A, SUBJECT_B):
         await visits.record_event("TST-1", subject, "randomization", RANDOMIZED, today=RANDOMIZED)
-    await visits.record_visit("TST-1", SUBJECT_A, "V2", date(2024, 3, 25), today=date(2024, 3, 25))
+    await visits.record_visit("TST-1", SUBJECT_A, "V2", date(2024, 3, 25), reason="travelling", today=date(2024, 3, 25))
     await detection.detect("TST-1")
     rows, _ = await queue.listing("TST-1")
     return {(r.participant, r.visit, r.rule): r.id for r in rows}

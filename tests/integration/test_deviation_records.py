@@ -25,10 +25,11 @@ async def enrolled(study):
     for subject in ("1001", "1002", "1003"):
         await participants.enroll_participant(study, subject, SITE_A, arm="P", enrolled_on=RANDOMIZED, today=TODAY)
         await visits.record_event(study, subject, "randomization", RANDOMIZED, today=TODAY)
-    await visits.record_visit(study, "1001", "V2", date(2024, 3, 25), today=TODAY)  # 4 days late
-    await visits.record_visit(study, "1001", "V3", date(2024, 4, 1), today=TODAY)  # in window
+    await visits.record_visit(study, "1001", "V2", date(2024, 3, 25), reason="travelling", today=TODAY)  # 4 days late
+    # Early: V3 counts from V2's actual (window 04-05 .. 04-11)
+    await visits.record_visit(study, "1001", "V3", date(2024, 4, 1), reason="moving away", today=TODAY)
     await visits.record_visit(study, "1002", "V2", date(2024, 3, 18), today=TODAY)
-    await visits.record_visit(study, "1002", "V3", date(2024, 3, 27), today=TODAY)  # 2 days early
+    await visits.record_visit(study, "1002", "V3", date(2024, 3, 27), reason="moving away", today=TODAY)  # 2 early
     return study
 
 
@@ -122,7 +123,8 @@ async def test_an_exception_approved_before_the_visit_prevents_the_deviation_and
     await manual.approve_exception(
         enrolled, "1005", "V2", 0, 5, date(2024, 3, 20), "patient travelling", "ivan", today=TODAY
     )
-    await visits.record_visit(enrolled, "1005", "V2", date(2024, 3, 25), today=TODAY)  # 4 late, within +5
+    late = "extension approved"  # still outside the protocol's window: a reason with the date
+    await visits.record_visit(enrolled, "1005", "V2", date(2024, 3, 25), reason=late, today=TODAY)  # 4 late, within +5
     await manual.approve_exception(
         enrolled, "1001", "V2", 0, 10, date(2024, 3, 30), "late approval", "ivan", today=TODAY
     )  # after the visit: explains, does not prevent
@@ -549,7 +551,7 @@ async def test_the_protocols_deviations_section_sets_the_starting_classification
     for subject, v2 in (("2001", date(2024, 3, 25)), ("2002", date(2024, 3, 29))):  # 4 and 8 days late
         await participants.enroll_participant("TST-2", subject, "201", arm="P", enrolled_on=RANDOMIZED, today=TODAY)
         await visits.record_event("TST-2", subject, "randomization", RANDOMIZED, today=TODAY)
-        await visits.record_visit("TST-2", subject, "V2", v2, today=TODAY)
+        await visits.record_visit("TST-2", subject, "V2", v2, reason="travelling", today=TODAY)
     await detection.detect("TST-2", TODAY)
     found = keyed((await queue.listing("TST-2"))[0])
     assert found[("2001", "V2", "visit_late")].classification == "non_important"

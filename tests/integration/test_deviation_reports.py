@@ -54,7 +54,7 @@ async def reported(personas, server_clock, installation):
     for subject in (SUBJECT_A, SUBJECT_B, "1002"):
         await visits.record_event(study, subject, "randomization", RANDOMIZED, today=TODAY)
     await visits.record_event(study, "1002", "withdrawal", date(2024, 3, 10), today=TODAY)
-    await visits.record_visit(study, SUBJECT_A, "V2", date(2024, 3, 25), today=TODAY)
+    await visits.record_visit(study, SUBJECT_A, "V2", date(2024, 3, 25), reason="travelling", today=TODAY)
     await visits.record_visit(study, SUBJECT_B, "V2", date(2024, 3, 18), today=TODAY)
     await visits.record_visit(study, SUBJECT_B, "V3", date(2024, 4, 1), today=TODAY)
     server_clock.to(at("2024-04-01T12:00:00"))

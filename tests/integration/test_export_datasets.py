@@ -72,7 +72,7 @@ def no_personal_value(built: datasets.StudyDatasets) -> None:
 async def demo(db):
     assert await load_demo(TODAY)
     # 101-001 (arm A) had the PK sample, which only arm A has, and a deviation was recorded about it.
-    await record_visit("DEMO-001", "101-001", "PK", TODAY - timedelta(days=1), today=TODAY)
+    await record_visit("DEMO-001", "101-001", "PK", TODAY - timedelta(days=1), reason="sampled early", today=TODAY)
     await manual.record_manual(
         "DEMO-001", "101", "assessments", "PK sample haemolysed", TODAY - timedelta(days=1), "cora",
         subject_id="101-001", visit="PK", subcategory="ASSESSMENT NOT PERFORMED", today=TODAY,
@@ -156,7 +156,8 @@ async def small(study):
         study, "1001", RANDOMIZED + timedelta(days=30), "binder 3/13", "Dr Ito", today, label="2.0"
     )
     for code, days in (("SCR", -7), ("C1D1", 0), ("UNS", 3), ("UNS#2", 5), ("V2", 14), ("C2D1", 21), ("C3D1", 50)):
-        await record_visit(study, "1001", code, RANDOMIZED + timedelta(days=days), today=today)
+        late = "delayed for toxicity" if code == "C3D1" else None  # C3D1 (day 50): outside its window
+        await record_visit(study, "1001", code, RANDOMIZED + timedelta(days=days), reason=late, today=today)
     await record_visit(study, "2001", "V2", RANDOMIZED + timedelta(days=15), today=today)
     return study
 

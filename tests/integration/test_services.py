@@ -69,7 +69,8 @@ async def test_protocol_load_is_idempotent_and_a_changed_text_conflicts(study):
 
 async def test_enrolment_picks_the_version_in_effect_and_refuses_duplicates(study):
     early = await participants.enroll_participant(study, S, "101", enrolled_on=date(2024, 2, 1), today=TODAY)
-    late = await participants.enroll_participant(study, "101-002", "101", enrolled_on=date(2024, 7, 1), today=TODAY)
+    july = date(2024, 7, 1)  # an enrolment is a fact: recorded on its day or later, never ahead
+    late = await participants.enroll_participant(study, "101-002", "101", enrolled_on=july, today=july)
     assert (early.protocol_version, late.protocol_version) == ("1.0", "2.0")
     with pytest.raises(Conflict, match="study TST-1 already has participant 101-001"):
         await participants.enroll_participant(study, S, "101", today=TODAY)
@@ -135,7 +136,7 @@ async def test_worklists_go_by_subject_then_date_then_code(randomized):
 
 
 async def test_recording_visits_with_unknown_codes_and_corrections(randomized):
-    done = await record_visit("TST-1", S, "V2", date(2024, 3, 22), today=date(2024, 3, 22))
+    done = await record_visit("TST-1", S, "V2", date(2024, 3, 22), reason="travelling", today=date(2024, 3, 22))
     assert (done.visit.status, done.visit.days_outside) == ("late", 1)
     extra = await record_visit("TST-1", S, "AE1", date(2024, 3, 23), today=date(2024, 3, 23))
     assert extra.visit.status == "unscheduled"
@@ -192,7 +193,7 @@ async def test_mark_missed_needs_a_reason_and_leaves_the_overdue_list(randomized
 
 async def test_version_change_keeps_the_evaluation_of_done_visits(randomized):
     await record_visit("TST-1", S, "V2", date(2024, 3, 18), today=date(2024, 3, 18))
-    await record_visit("TST-1", S, "V3", date(2024, 4, 8), today=date(2024, 4, 8))  # 2 days late in 1.0
+    await record_visit("TST-1", S, "V3", date(2024, 4, 8), reason="travelling", today=date(2024, 4, 8))  # 2 days late
     assert (await visits(as_of=date(2024, 4, 8)))["V3"].visit.status == "late"
     with pytest.raises(InvalidInput):
         await version_changes.change_protocol_version(

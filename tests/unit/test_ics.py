@@ -52,3 +52,27 @@ def test_summary_names_subject_and_visit_and_description_the_window():
     assert str(event["summary"]) == "S-007: V2 Week 2"
     assert "2024-03-15 to 2024-03-21" in str(event["description"])
     assert b"X-WR-CALNAME:Site 01" in data
+
+
+def test_the_parts_of_a_calendar_make_the_calendar_icalendar_writes_whole():
+    """The feed is sent in parts; joined, they are byte for byte the calendar icalendar writes in one go."""
+    from icalendar import Event
+
+    from trialcoord.scheduling import ics
+
+    rows = [
+        (f"S-{n:03d}", Row("V2", "upcoming", date(2024, 3, 18), date(2024, 3, 15), date(2024, 3, 21))) for n in range(7)
+    ]
+    rows.append(("S-999", Row("V5", "not_applicable", date(2024, 4, 8))))
+    parts = list(ics.calendar_parts("t", "DEMO-001", rows, STAMP, size=3))
+    assert len(parts) == 1 + 3 + 1  # the header, three batches of events (3, 3, 2 entries), the end
+    whole = Calendar()
+    for name, value in (("prodid", ics.PRODID), ("version", "2.0"), ("calscale", "GREGORIAN"), ("x-wr-calname", "t")):
+        whole.add(name, value)
+    dtstamp = ics.datetime.combine(STAMP, ics.time(), tzinfo=ics.UTC)
+    for subject, row in rows[:7]:
+        event = ics._event("DEMO-001", subject, row, dtstamp)
+        assert isinstance(event, Event)
+        whole.add_component(event)
+    assert b"".join(parts) == whole.to_ical() == visits_calendar("t", "DEMO-001", rows, STAMP)
+    assert len(events(b"".join(parts))) == 7

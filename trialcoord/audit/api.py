@@ -21,6 +21,7 @@ from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_store import AuditFilter, TrailEntry
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.rules.audit_entries import utc_instant
+from trialcoord.kernel.web.downloads import CSV
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import Access, needs
 from trialcoord.kernel.web.params import AccessDep, StudyPath, plausible
@@ -89,7 +90,7 @@ async def export(where: AuditFilter, form: str, title: str, filters: dict[str, s
     copy = TrailCopy(where, form, title, filters, access.viewer.printed_name + f" ({access.user_id})")
     data = (await copy.take_out(form, access.user_id)).data
     name = "audit-trail-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in filters.get("scope", "all"))
-    media = "text/csv; charset=utf-8" if form == "csv" else "application/pdf"
+    media = CSV if form == "csv" else "application/pdf"
     return Response(
         data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name.strip("_")}.{form}"'}
     )

@@ -2,12 +2,14 @@
 maps errors to exit codes.
 
 Exit status: 0 success, 1 a protocol, audit trail or stored document that does not verify,
-2 bad input or arguments (named by file, line and field), 3 a conflict with what is stored.
+2 bad input or arguments (named by file, line and field), 3 a conflict with what is stored; 130 interrupted,
+141 the output's reader went away (`| head`), as for a command killed by SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from trialcoord.accounts import cli as accounts
@@ -20,6 +22,8 @@ from trialcoord.documents import cli as documents
 from trialcoord.exports import cli as exports
 from trialcoord.kernel.command_support import EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_TRAIL_BROKEN, UsageError
 from trialcoord.scheduling import cli as scheduling
+
+EXIT_INTERRUPTED, EXIT_PIPE_CLOSED = 130, 141
 
 # From the bottom up, so that a group (such as `protocol`) is made by the lowest feature that has commands in it;
 # `--help` lists the commands in this order.
@@ -40,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     from trialcoord.kernel.problems import InvalidInput
 
     try:
-        return args.run(args)
+        status = args.run(args)
+        sys.stdout.flush()  # here, not at exit: a reader gone by now is a BrokenPipeError caught below
+        return status
+    except BrokenPipeError:
+        return _reader_gone()
     except InvalidInput as error:
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -58,7 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_TRAIL_BROKEN
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def _reader_gone() -> int:
+    """The recipe of Python's `signal` documentation: what is still buffered for stdout goes to devnull, so the
+    interpreter's flush at exit finds no broken pipe (and prints nothing)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_PIPE_CLOSED
 
 
 def _service_errors() -> tuple[type[Exception], ...]:

@@ -93,6 +93,13 @@ PARTICIPANTS = (
 )
 
 
+# Visits the demo has done outside their windows, with the reason a coordinator records (study, subject, visit).
+VISIT_REASONS = {
+    ("DEMO-001", "101-002", "V3"): "Participant was travelling for a family emergency",
+    ("DEMO-001", "102-002", "V4"): "Brought forward: participant moving away",
+}
+
+
 def _person(number: int, name: str, born: str, email: str) -> PersonalData:
     return PersonalData(
         name=name,
@@ -195,7 +202,9 @@ async def _participant(
     for event, days in events.items():
         await record_event(study, subject, event, ago(days), today=today)
     for code, days in visits.items():
-        await record_visit(study, subject, code, ago(days), today=today)
+        await record_visit(
+            study, subject, code, ago(days), reason=VISIT_REASONS.get((study, subject, code)), today=today
+        )
 
 
 async def _coordinator_actions(today: date) -> None:

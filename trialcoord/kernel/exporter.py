@@ -36,7 +36,7 @@ class ListExporter:
     `study/site`, `all`), `parameters` what the export was asked with (recorded with it)."""
 
     identifier: ClassVar[str]  # the audit entry's record type: deviation_listing, audit_trail, schedule
-    columns: ClassVar[Sequence[str]]
+    columns: Sequence[str]  # or the instance's, where they depend on what is listed (the visit grid's visits)
     forms: ClassVar[Sequence[str]] = ("csv", "xlsx", "json", "table")
     limit: int | None = None  # rows (an exporter may set its own per form); a larger selection is refused
     counted_as: ClassVar[str] = "rows"  # the audit entry's name for the number of rows
@@ -67,8 +67,9 @@ class ListExporter:
         return Export(data, len(rows))
 
     async def render(self, rows: Sequence[Any], form: str) -> bytes:
-        if form == "csv":
-            return tabular.csv_text(list(self.columns), rows).encode("utf-8-sig" if self.csv_bom else "utf-8")
+        if form == "csv":  # in a worker thread, as XLSX: a large listing would hold up every other request
+            text = await to_thread.run_sync(tabular.csv_text, list(self.columns), rows)
+            return text.encode("utf-8-sig" if self.csv_bom else "utf-8")
         if form == "xlsx":
             typed = [self.typed(row) for row in rows]
             return await to_thread.run_sync(tabular.xlsx_bytes, self.sheet, list(self.columns), typed)

@@ -19,6 +19,7 @@ from trialcoord.kernel.problems import NotConfigured, NotFound, invalid
 from trialcoord.kernel.rules.audit_entries import utc_instant
 from trialcoord.scheduling import identities_store as store
 from trialcoord.scheduling import participants
+from trialcoord.scheduling.rules.facts import check_happened
 
 FIELDS = store.FIELDS
 LABELS = {
@@ -83,11 +84,16 @@ def _decrypt(ring: pii.KeyRing, value: bytes | None, record: str, name: str) -> 
 
 
 async def set_identity(
-    study: str, subject_id: str, values: dict[str, str | None], actor: str = SYSTEM
+    study: str,
+    subject_id: str,
+    values: dict[str, str | None],
+    actor: str = SYSTEM,
+    today: date | None = None,
 ) -> dict[str, str]:
     """Replace the given fields (None or '' clears one); the others stay as stored. Returns what changed:
-    field name -> 'set', 'changed' or 'cleared'."""
-    cleaned = {name: _clean(name, values[name]) for name in FIELDS if name in values}
+    field name -> 'set', 'changed' or 'cleared'. A date of birth after `today` is refused (a fact, not a plan)."""
+    today = today or date.today()
+    cleaned = {name: _clean(name, values[name], today) for name in FIELDS if name in values}
     ring = key_ring()
     record = record_name(study, subject_id)
     async with transaction(f"study {study}, participant {subject_id}"):
@@ -119,7 +125,7 @@ async def set_identity(
     return summary
 
 
-def _clean(name: str, value: str | None) -> str | None:
+def _clean(name: str, value: str | None, today: date) -> str | None:
     value = (value or "").strip() or None
     if value is None:
         return None
@@ -134,6 +140,7 @@ def _clean(name: str, value: str | None) -> str | None:
             raise invalid("the date of birth is written YYYY-MM-DD", field=name) from None
         if not 1900 <= day.year <= 2199:
             raise invalid("the date of birth must fall between 1900 and 2199", field=name)
+        check_happened("the date of birth", day, today, name)
     return value
 
 

@@ -11,7 +11,7 @@ schedules it changes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any, TypeVar
@@ -29,9 +29,11 @@ from trialcoord.scheduling.protocols import (
     require_study,
     study_blinding,
 )
+from trialcoord.scheduling.rules.facts import check_happened
 from trialcoord.scheduling.rules.protocol import Protocol
-from trialcoord.scheduling.schedules import refresh_participants
-from trialcoord.scheduling.sites import check_code
+from trialcoord.scheduling.schedules import ACTIVE, ENDED, refresh_participants
+from trialcoord.scheduling.sites import check_code, study_with_site
+from trialcoord.scheduling.store import SortKey
 from trialcoord.scheduling.store import participants as participants_store
 from trialcoord.scheduling.store import sites as sites_store
 from trialcoord.scheduling.store import studies as studies_store
@@ -114,7 +116,7 @@ async def enroll_participant(
 ) -> ParticipantSummary:
     """Enrol under `version`, by default the latest version in effect on the enrolment date. `allocation`: the
     sites whose arms the person enrolling may see (`allocation_scope`; None: a trusted caller such as the command
-    line); an arm for a site outside it is refused."""
+    line); an arm for a site outside it is refused. An enrolment is a fact: never on a day after `today`."""
     if arm is not None:
         _refuse_blinded_arm(study, site, allocation)
     today = today or date.today()
@@ -123,6 +125,7 @@ async def enroll_participant(
     if not subject_id:
         raise invalid(f"study {study}: a participant needs a subject ID", field="subject_id")
     check_code(subject_id, f"study {study}: subject ID", "subject_id")
+    check_happened(f"study {study}, participant {subject_id}: enrolment", enrolled_on, today, "enrolled_on")
     async with transaction(f"study {study}, participant {subject_id}"):
         study_row = await require_study(study)
         versions = await studies_store.list_versions(study_row.id)
@@ -159,6 +162,56 @@ async def enroll_participant(
 async def list_participants(study: str, site: str | None = None) -> list[ParticipantSummary]:
     rows = await participants_store.list_participants((await require_study(study)).id, site)
     return [participant_summary(study, row) for row in rows]
+
+
+_PARTICIPANT = (SortKey("p.subject_id"), SortKey("p.id", "int"))
+# The participants page's orders, each ending in the participant's id (unique). Not by arm: in a blinded study
+# the order would tell the arms of the rows it hides.
+PARTICIPANT_SORTS: dict[str, tuple[SortKey, ...]] = {
+    "participant": _PARTICIPANT,
+    "site": (SortKey("s.code"), *_PARTICIPANT),
+    "version": (SortKey("pv.version"), *_PARTICIPANT),
+    "status": (SortKey("p.status"), *_PARTICIPANT),
+    "enrolled": (SortKey("p.enrolled_on", "date"), *_PARTICIPANT),
+}
+PARTICIPANT_STATUSES = (ACTIVE, ENDED)
+
+
+@reads
+async def participants_page(
+    study: str,
+    site: str | None = None,
+    within: Collection[str] | None = None,
+    status: str | None = None,
+    text: str | None = None,
+    sort: str = "participant",
+    descending: bool = False,
+    after: Sequence[Any] | None = None,
+    limit: int = 51,
+) -> list[tuple[tuple[Any, ...], ParticipantSummary]]:
+    """Up to `limit` participants past `after`, the key of the last one shown, in the order `sort`
+    (`PARTICIPANT_SORTS`): at `site`, among the sites `within` (None: every site), of `status`, whose subject ID
+    holds `text`. Each with its key."""
+    if status and status not in PARTICIPANT_STATUSES:
+        raise invalid(f"'{status}' is not a participant status; choose {' or '.join(PARTICIPANT_STATUSES)}", "status")
+    study_row = await study_with_site(study, site)
+    rows = await participants_store.participants_page(
+        study_row.id, narrowed(site, within), status, text, sort_keys(PARTICIPANT_SORTS, sort), descending, after, limit
+    )
+    return [(key, participant_summary(study, row)) for key, row in rows]
+
+
+def narrowed(site: str | None, within: Collection[str] | None) -> Collection[str] | None:
+    """The sites a list shows: the one chosen, if the viewer's (`within`; None: every site), else theirs."""
+    if site is None:
+        return within
+    return {site} if within is None or site in within else set()
+
+
+def sort_keys(sorts: dict[str, tuple[SortKey, ...]], name: str) -> tuple[SortKey, ...]:
+    if name not in sorts:
+        raise invalid(f"'{name}' is not a column this list sorts by; choose one of {', '.join(sorts)}", field="sort")
+    return sorts[name]
 
 
 @reads

@@ -15,7 +15,8 @@ from trialcoord.kernel.audit_log import SYSTEM, Change
 from trialcoord.kernel.database.engine import transaction
 from trialcoord.kernel.problems import Conflict, NotFound, invalid
 from trialcoord.scheduling.participants import Subject
-from trialcoord.scheduling.rules.schedule import NOT_APPLICABLE
+from trialcoord.scheduling.rules.facts import check_happened
+from trialcoord.scheduling.rules.schedule import EARLY, LATE, NOT_APPLICABLE
 from trialcoord.scheduling.schedules import ScheduledVisit, scheduled, widened
 from trialcoord.scheduling.sites import text
 from trialcoord.scheduling.store import consents as consents_store
@@ -92,39 +93,50 @@ async def record_visit(
     today: date | None = None,
     actor: str = SYSTEM,
 ) -> ScheduledVisit:
-    """Record the date a visit took place; a code the protocol lacks is an unscheduled visit."""
+    """Record the date a visit took place; a code the protocol lacks is an unscheduled visit. A day outside the
+    visit's window, or a change of the day recorded, needs a reason, stored with the visit (`actual_reason`);
+    saving the same day again with another reason changes only the reason."""
     visit_code = visit_code.strip()
     if not visit_code:
         raise invalid(f"study {study}, participant {subject_id}: a visit code is required", field="visit_code")
+    reason = text(reason)
     async with transaction(f"study {study}, participant {subject_id}, visit {visit_code}"):
         subject = await Subject.load(study, subject_id)
         row = subject.visits.get(visit_code)
         _check_row_version(subject, visit_code, row, expected_row_version)
         _check_happened(f"{subject}: visit {visit_code}", actual, today)
         previous = subject.inputs.actuals.get(visit_code)
+        stored_reason = row.actual_reason if row is not None and previous is not None else None
+        if previous not in (None, actual) and not reason:
+            raise invalid(
+                f"{subject}: visit {visit_code} is already recorded on {previous}; give a reason"
+                f" to change it to {actual}",
+                field="reason",
+            )
         if previous != actual:
-            if previous is not None and not text(reason):
-                raise invalid(
-                    f"{subject}: visit {visit_code} is already recorded on {previous}; give a reason"
-                    f" to change it to {actual}",
-                    field="reason",
-                )
             subject.inputs.actuals[visit_code] = actual
             await subject.refresh(today)
-            if text(reason):
-                row = await _stored_visit(subject, visit_code)
-                await visits_store.update_visit(row.id, bump=False, actual_reason=text(reason))
-            await audit_log.record(
-                actor,
-                Change(
-                    "update",
-                    "visit",
-                    subject.record_id(visit_code),
-                    {"actual": previous},
-                    {"actual": actual},
-                    text(reason),
-                ),
+        done = await _stored_visit(subject, visit_code)
+        # An investigator's approved extension widens the window the day is judged against, as booking does.
+        extension = await exceptions_store.extension(subject.id, visit_code) if _outside_window(done) else None
+        outside = _outside_window(done) and (extension is None or _outside(done, actual, extension))
+        if outside and not (reason or stored_reason):
+            # Raised inside the transaction: the refreshed schedule is rolled back with it.
+            raise invalid(
+                f"{subject}: visit {visit_code} on {actual} is outside its {_window(done, extension)};"
+                " give the reason it took place on that day",
+                field="reason",
             )
+        if previous == actual and reason in (None, stored_reason):
+            return scheduled(done)  # saved again as it stands: nothing to record
+        if reason:
+            await visits_store.update_visit(done.id, bump=previous == actual, actual_reason=reason)
+        before, after = (
+            ({"actual_reason": stored_reason}, {"actual_reason": reason})
+            if previous == actual
+            else ({"actual": previous}, {"actual": actual})
+        )
+        await audit_log.record(actor, Change("update", "visit", subject.record_id(visit_code), before, after, reason))
         return scheduled(await _stored_visit(subject, visit_code))
 
 
@@ -209,10 +221,7 @@ async def _stored_visit(subject: Subject, code: str) -> StoredVisit:
 
 
 def _check_happened(what: str, day: date, today: date | None) -> None:
-    """Events and actual visits are facts: a day that has not come yet is a typing mistake."""
-    today = today or date.today()
-    if day > today:
-        raise invalid(f"{what} cannot be recorded on {day}, after today ({today})", field="date")
+    check_happened(what, day, today or date.today(), "date")
 
 
 async def _check_consent_event(subject: Subject, event: str, day: date) -> None:
@@ -248,6 +257,11 @@ def _check_open(subject: Subject, row: StoredVisit) -> None:
 def _outside(row: StoredVisit, day: date, extension: tuple[int, int] | None) -> bool:
     earliest, latest = widened(row.earliest, row.latest, extension)
     return (earliest is not None and day < earliest) or (latest is not None and day > latest)
+
+
+def _outside_window(row: StoredVisit) -> bool:
+    """Done outside its window, as the engine judged the day (business days, the version in force)."""
+    return row.status in (EARLY, LATE)
 
 
 def _window(row: StoredVisit, extension: tuple[int, int] | None) -> str:

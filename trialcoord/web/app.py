@@ -60,7 +60,9 @@ from trialcoord.kernel.web.error_summary import error_summary
 from trialcoord.kernel.web.errors import EXCEPTION_HANDLERS
 from trialcoord.kernel.web.guard import CSRF_FIELD, PUBLIC, Access, guard
 from trialcoord.kernel.web.render_jobs import RenderJobController, RenderJobPages
+from trialcoord.overviews.pages.grid import GridPages
 from trialcoord.overviews.pages.participants import ParticipantPages
+from trialcoord.overviews.pages.search import SearchPages
 from trialcoord.overviews.pages.studies import StudyPages
 from trialcoord.scheduling import participants
 from trialcoord.scheduling.api.participants import ParticipantController
@@ -101,6 +103,8 @@ PAGE_CONTROLLERS = [
     VersionPages,
     BinderPages,
     StudyPages,
+    GridPages,
+    SearchPages,
     ParticipantPages,
     QueuePages,
     ReviewPages,
@@ -149,11 +153,11 @@ def create_app(
             {
                 "settings": settings,
                 "installation": installation,
-                "account_rules": rules,  # for pages: the inactivity limit they warn of (accounts/pages.py)
+                # The inactivity limit pages warn of (accounts/pages.py); lock-outs the task count judges (home/).
+                "account_rules": rules,
                 "resolve_session": partial(sessions.resolve, rules=rules),  # for the guard, below the features
                 "participant_site": participants.ParticipantSites(),  # one cache per app
-                "account_rules": rules,  # the navigation's task count judges lock-outs by them
-                "home_sources": SOURCES,  # the home page's lists other features are still building
+                "home_sources": SOURCES,  # the requests the home page lists (a test hands in its own)
             }
         ),
         before_request=count_tasks,

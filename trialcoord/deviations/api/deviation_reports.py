@@ -17,7 +17,7 @@ from litestar.params import FromQuery, JSONBody
 from trialcoord.deviations import filing, listings, report_documents, site_summary, trends
 from trialcoord.deviations.api.deviations import signed_in
 from trialcoord.kernel.rules.access import Action
-from trialcoord.kernel.web.downloads import attachment
+from trialcoord.kernel.web.downloads import CSV, attachment
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import Access, needs
 from trialcoord.kernel.web.params import AccessDep, AsOf, InstallationDep, StudyPath, Today, as_of_or_today
@@ -116,7 +116,7 @@ class DeviationReportController(Controller):
         data, _ = await listings.listing_file(study, scope(access, site), "csv", access.user_id)
         return Response(
             data,
-            media_type="text/csv; charset=utf-8",
+            media_type=CSV,
             headers={"Content-Disposition": attachment(f"deviations-{study}.csv")},
         )
 

@@ -123,7 +123,7 @@ class ParticipantPages(Controller):
     ) -> Template | Redirect:
         form = FormReader(data)
         values: dict[str, str | None] = {name: form.data.get(name, "") for name in identities.FIELDS}
-        call = identities.set_identity(study, subject_id, values, actor=access.user_id)
+        call = identities.set_identity(study, subject_id, values, actor=access.user_id, today=today)
         return await _save(call, study, subject_id, today, "identity", form, access)
 
     @post("/consents", opt=ENROL)

@@ -1,12 +1,14 @@
-"""Pages: the list of studies, and a study's worklists, participants and enrolment form."""
+"""Pages: the list of studies, and a study's page: its lists (the worklists and the participants, one tab at a
+time, each a keyset page sorted by its columns and filtered), consent work and the enrolment form."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from litestar import Controller, get, post
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import NotAuthorizedException, ValidationException
 from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 
@@ -16,17 +18,25 @@ from trialcoord.kernel.rules.access import Action, visible_sites
 from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import Form, FormReader, participant_url
 from trialcoord.kernel.web.guard import Access, needs
-from trialcoord.kernel.web.params import AccessDep, AsOf, QueryStr, StudyPath, Today, WorklistKind, as_of_or_today
+from trialcoord.kernel.web.paging import Page, page_of, page_request
+from trialcoord.kernel.web.params import AccessDep, AsOf, QueryStr, StudyPath, Today, as_of_or_today
 from trialcoord.overviews.pages.participants import required
 from trialcoord.scheduling import participants, protocols, sites, worklists
 from trialcoord.scheduling.visit_rows import visit_row
 
-TABS = (  # WorklistKind values, as tab labels
+TABS = (  # the worklists (WorklistKind values), then the participants, as tab labels
     ("today", "Today"),
     ("week", "This week"),
     ("overdue", "Overdue"),
     ("missed_or_out_of_window", "Missed or out of window"),
+    ("participants", "Participants"),
 )
+StudyTab = Literal["today", "week", "overdue", "missed_or_out_of_window", "participants"]
+# The status filter where a list has one: a participant's, or how a visit fell outside its window.
+STATUS_FILTERS = {
+    "participants": participants.PARTICIPANT_STATUSES,
+    "missed_or_out_of_window": tuple(worklists.OUT_OF_WINDOW),
+}
 
 
 class StudyPages(Controller):
@@ -38,12 +48,19 @@ class StudyPages(Controller):
         study: StudyPath,
         today: Today,
         access: AccessDep,
-        tab: FromQuery[WorklistKind] = "today",
+        tab: FromQuery[StudyTab] = "today",
         site: QueryStr = None,
         as_of: AsOf = None,
+        status: QueryStr = None,
+        q: QueryStr = None,
+        sort: QueryStr = None,
+        order: QueryStr = None,
+        after: QueryStr = None,
+        size: FromQuery[int | None] = None,
     ) -> Template:
-        context = await study_context(study, tab, site or None, as_of_or_today(as_of, today), access, today)
-        return Template("study.html", context=context)
+        shown = Shown(tab, site or None, as_of_or_today(as_of, today), status or None, (q or "").strip() or None)
+        context = await study_context(study, shown, access, today, (sort, order, after, size))
+        return Template("study.html", context=context, status_code=400 if context["list_errors"] else 200)
 
     @post("/studies/{study:str}/participants", opt=needs(Action.ENROLL_PARTICIPANT, across_sites=True))
     async def enrol(self, study: StudyPath, data: Form, today: Today, access: AccessDep) -> Template | Redirect:
@@ -71,17 +88,39 @@ class StudyPages(Controller):
                 return Redirect(participant_url(study, subject_id), status_code=303)
             except (InvalidInput, Conflict) as error:
                 errors = field_messages(error)
-        context = await study_context(study, "today", None, today, access, today, errors=errors, form=form.data)
+        shown = Shown("today", None, today, None, None)
+        context = await study_context(study, shown, access, today, errors=errors, form=form.data)
         return Template("study.html", context=context, status_code=422)
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """What the study page's list shows: a tab, narrowed to a site, as of a day, to a status, to subject IDs
+    holding a text; the filters every link of the list carries."""
+
+    tab: str
+    site: str | None
+    as_of: date
+    status: str | None
+    text: str | None
+
+    @property
+    def params(self) -> dict[str, str | None]:
+        return {
+            "tab": self.tab,
+            "site": self.site,
+            "as_of": self.as_of.isoformat(),
+            "status": self.status,
+            "q": self.text,
+        }
 
 
 async def study_context(
     study: str,
-    tab: str,
-    site: str | None,
-    as_of: date,
+    shown: Shown,
     access: Access,
     today: date,
+    paging: tuple[str | None, str | None, str | None, int | None] = (None, None, None, None),
     errors: dict[str, str] | None = None,
     form: dict[str, str] | None = None,
 ) -> dict[str, Any]:
@@ -89,35 +128,77 @@ async def study_context(
         raise NotAuthorizedException("Sign in to continue.")
     audit = visible_sites(access.viewer.grants, Action.VIEW_AUDIT, study, today)
     export = visible_sites(access.viewer.grants, Action.EXPORT, study, today)
+    # The enrolment form, only where its action is allowed: never a form that ends in a 403.
+    enrol = visible_sites(access.viewer.grants, Action.ENROLL_PARTICIPANT, study, today)
+    site_rows = [row for row in await sites.list_sites(study) if access.shows(row.code)]
     details = await protocols.get_study(study)
     protocol = await protocols.get_protocol(study)
-    worklist = await worklists.worklist(study, as_of, site=site, kind=tab)
+    site = shown.site
     # A site's holidays and closures of the coming two weeks, beside its worklist (they move business-day windows).
-    calendar = await sites.site_calendar_days(study, site, as_of, as_of + timedelta(days=13)) if site else None
+    calendar = (
+        await sites.site_calendar_days(study, site, shown.as_of, shown.as_of + timedelta(days=13)) if site else None
+    )
     allocation = await participants.allocation_scope(study, access.viewer.grants, today)
-    shown = [row for row in await participants.list_participants(study, site) if access.shows(row.site)]
+    listed, list_errors = await _listed(study, shown, access, paging)
     return {
         "site_calendar": calendar,
         "study": details,
         # A blinded study's enrolment form offers arms only to who may see every enrolling site's allocation.
         "arms": [(arm.code, f"{arm.code} – {arm.name}") for arm in protocol.arms] if allocation.all_sites else [],
         "show_arms": bool(allocation.all_sites or allocation.sites),
-        "site_options": [
-            (row.code, f"{row.code} – {row.name}") for row in await sites.list_sites(study) if access.shows(row.code)
-        ],
-        "participants": [participants.masked(row, allocation) for row in shown],
+        "site_options": [(row.code, f"{row.code} – {row.name}") for row in site_rows],
+        "enrol_sites": [(row.code, f"{row.code} – {row.name}") for row in site_rows if enrol.includes(row.code)],
         "reconsent": [row for row in await consent_checks.reconsent(study, today) if access.shows(row.site)],
         "consent_candidates": [row for row in await consent_checks.candidates(study) if access.shows(row.site)],
         "consent_issues": [row for row in await consent_checks.issues(study) if access.shows(row.site)],
-        "worklist": [visit_row(row) for row in worklist if access.shows(row.site)],
+        "page": listed,
+        "rows": _rows(listed, shown.tab, allocation) if listed is not None else [],
+        "list_errors": list_errors,
+        "params": shown.params,
+        "status_options": [(s, s.replace("_", " ")) for s in STATUS_FILTERS.get(shown.tab, ())],
         "can_audit": audit.all_sites or bool(audit.sites),
         "can_export": export.all_sites or bool(export.sites),
         "audit_site": None if audit.all_sites or len(audit.sites) != 1 else next(iter(audit.sites)),
         "tabs": TABS,
-        "tab": tab,
-        "tab_label": dict(TABS)[tab],
+        "tab": shown.tab,
+        "tab_label": dict(TABS)[shown.tab],
         "site": site,
-        "as_of": as_of,
+        "status": shown.status,
+        "q": shown.text or "",
+        "as_of": shown.as_of,
         "errors": errors or {},
         "form": form or {},
     }
+
+
+async def _listed(
+    study: str, shown: Shown, access: Access, paging: tuple[str | None, str | None, str | None, int | None]
+) -> tuple[Page | None, dict[str, str]]:
+    """The tab's page of rows (key, row), read in SQL past the cursor; a bad filter or cursor is named by its field."""
+    sorts = participants.PARTICIPANT_SORTS if shown.tab == "participants" else worklists.WORKLIST_SORTS
+    sort, order, after, size = paging
+    within = None if access.sites is None or access.sites.all_sites else access.sites.sites
+    try:
+        request = page_request(
+            sort,
+            order,
+            after,
+            size,
+            sorts=tuple(sorts),
+            default="participant",
+            key_width=len(sorts.get(sort or "participant", ())),
+        )
+        arguments = (shown.site, within, shown.status, shown.text, request.sort, request.descending, request.after)
+        if shown.tab == "participants":
+            rows: list = await participants.participants_page(study, *arguments, limit=request.size + 1)
+        else:
+            rows = await worklists.worklist_page(study, shown.as_of, shown.tab, *arguments, limit=request.size + 1)
+    except (InvalidInput, ValidationException) as error:
+        return None, field_messages(error)
+    return page_of(rows, request, key=lambda pair: pair[0]), {}
+
+
+def _rows(page: Page, tab: str, allocation) -> list:
+    if tab == "participants":
+        return [participants.masked(row, allocation) for _, row in page.rows]
+    return [visit_row(row) for _, row in page.rows]

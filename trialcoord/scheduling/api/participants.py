@@ -120,11 +120,11 @@ class ParticipantController(Controller):
         responses=problem_responses(400, 401, 403, 404, 422, 503),
     )
     async def set_identity(
-        self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[IdentityIn], access: AccessDep
+        self, study: StudyPath, subject_id: SubjectPath, data: JSONBody[IdentityIn], today: Today, access: AccessDep
     ) -> Identity:
         """Set or clear fields; the audit trail records which fields changed, never their values."""
         values = {name: getattr(data, name) for name in identities.FIELDS if getattr(data, name) is not None}
-        await identities.set_identity(study, subject_id, values, actor=access.user_id)
+        await identities.set_identity(study, subject_id, values, actor=access.user_id, today=today)
         return from_record(Identity, await identities.get_identity(study, subject_id))
 
     @get("/{subject_id:str}/schedule", opt=VIEW, responses=READ)

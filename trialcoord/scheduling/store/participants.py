@@ -3,7 +3,7 @@ participants listed, locked, inserted and updated; their moves between protocol 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from datetime import date
 from typing import Any
 
@@ -11,7 +11,7 @@ from piccolo.columns import Column
 
 from trialcoord.kernel.database.engine import execute_many, fetch, fetch_rows, is_sqlite
 from trialcoord.kernel.database.tables import Participant
-from trialcoord.scheduling.store import as_date, now
+from trialcoord.scheduling.store import SortKey, among, as_date, contains, keyset_page, now
 from trialcoord.scheduling.store.inputs import PROTOCOL_CHANGES, ScheduleInputs
 from trialcoord.scheduling.store.visits import StoredVisit, participant_visits
 
@@ -57,6 +57,32 @@ async def list_participants(study_id: int, site: str | None = None) -> list[dict
     else:
         rows = await fetch(f"{_PARTICIPANTS} WHERE p.study = {{}} AND s.code = {{}}", study_id, site)
     return sorted(rows, key=lambda row: row["subject_id"])
+
+
+_LISTED = ("id", "subject_id", "arm", "status", "enrolled_on", "protocol_version", "version", "site")  # _PARTICIPANTS'
+
+
+async def participants_page(
+    study_id: int,
+    sites: Collection[str] | None,
+    status: str | None,
+    text: str | None,
+    keys: Sequence[SortKey],
+    descending: bool,
+    after: Sequence[Any] | None,
+    size: int,
+) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """A keyset page of a study's participants at `sites` (None: every site), of `status`, whose subject ID holds
+    `text`; each with its key (see `keyset_page`), as rows of `list_participants`."""
+    at, codes = among("s.code", sites)
+    where, values = f"p.study = {{}} AND {at}", [study_id, *codes]
+    if status:
+        where, values = f"{where} AND p.status = {{}}", [*values, status]
+    if text:
+        holds, pattern = contains("p.subject_id", text)
+        where, values = f"{where} AND {holds}", [*values, pattern]
+    rows = await keyset_page(_PARTICIPANTS, where, values, keys, descending, after, size)
+    return [(key, dict(zip(_LISTED, raw))) for key, raw in rows]
 
 
 async def lock_participants(study_id: int) -> None:

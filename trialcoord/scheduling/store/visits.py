@@ -3,7 +3,7 @@ participant or as a worklist (SQL over the windows), updated, and saved from the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, NamedTuple
@@ -13,7 +13,7 @@ from piccolo.columns import Column
 from trialcoord.kernel.database.engine import execute_many, fetch_rows
 from trialcoord.kernel.database.tables import Visit
 from trialcoord.scheduling.rules.schedule import VisitOccurrence
-from trialcoord.scheduling.store import now, select_in
+from trialcoord.scheduling.store import SortKey, among, contains, keyset_page, now, select_in
 from trialcoord.scheduling.store.inputs import ScheduleInputs
 
 _EVALUATED = (
@@ -129,8 +129,40 @@ async def worklist_rows(study_id: int, condition: str, *args: Any, site: str | N
     where, values = f"p.study = {{}} AND ({condition})", [study_id, *args]
     if site is not None:
         where, values = f"{where} AND s.code = {{}}", [*values, site]
-    rows = await fetch_rows(f"{_VISITS} WHERE {where}", *values)
-    return map(StoredVisit._make, sorted(rows, key=_worklist_order))
+    return _in_order(await fetch_rows(f"{_VISITS} WHERE {where}", *values))
+
+
+def _in_order(rows: list[Sequence[Any]]) -> Iterator[StoredVisit]:
+    """Sorted when first taken, not when read: a large site's feed takes its rows in a worker thread."""
+    yield from map(StoredVisit._make, sorted(rows, key=_worklist_order))
+
+
+async def worklist_page(
+    study_id: int,
+    condition: str,
+    args: Sequence[Any],
+    sites: Collection[str] | None,
+    text: str | None,
+    keys: Sequence[SortKey],
+    descending: bool,
+    after: Sequence[Any] | None,
+    size: int,
+) -> list[tuple[tuple[Any, ...], StoredVisit]]:
+    """A keyset page of the stored visits of a study matching `condition` (as `worklist_rows`), at `sites` (None:
+    every site) whose subject ID holds `text`; each with its key (see `keyset_page`)."""
+    where, values = f"p.study = {{}} AND ({condition})", [study_id, *args]
+    at, codes = among("s.code", sites)
+    where, values = f"{where} AND {at}", [*values, *codes]
+    if text:
+        holds, pattern = contains("p.subject_id", text)
+        where, values = f"{where} AND {holds}", [*values, pattern]
+    rows = await keyset_page(_VISITS, where, values, keys, descending, after, size)
+    return [(key, StoredVisit._make(raw)) for key, raw in rows]
+
+
+async def visits_of(participant_ids: Iterable[int]) -> list[StoredVisit]:
+    """The stored visits of the participants, in no order."""
+    return list(map(StoredVisit._make, await select_in(f"{_VISITS} WHERE x.participant IN ({{}})", participant_ids)))
 
 
 def _worklist_order(row: Sequence[Any]) -> tuple:
