@@ -38,7 +38,7 @@ def env(db, tmp_path, monkeypatch) -> dict[str, str]:
     key set in the environment (conftest puts a PII key ring there; `setup` must create the key files itself)."""
     for variable in KEY_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
-    published = tmp_path / "signatures"  # the test's own: never the checkout's registry (tests run side by side)
+    published = tmp_path / "registry"  # the test's own: never the checkout's registry (tests run side by side)
     published.mkdir()
     return {
         "TRIALCOORD_DATABASE_URL": db.url,

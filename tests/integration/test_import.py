@@ -135,21 +135,6 @@ async def test_a_long_import_says_where_it_is(study):
     assert heard[2].startswith("5 new facts stored; re-evaluating 2 participants")
 
 
-def test_the_command_line_prints_progress_with_the_time_since_it_began():
-    """On a terminal only: tests/integration/test_cli_progress.py has the rest."""
-    import os
-    import pty
-
-    from trialcoord.kernel.command_support import progress as _progress
-
-    master, terminal = pty.openpty()
-    with open(terminal, "w", encoding="utf-8") as stream, _progress("Importing", stream) as shown:
-        shown("1,000,000 rows read, 100,000 participants; checking them")
-    err = os.read(master, 65536).decode("utf-8", errors="replace")
-    os.close(master)
-    assert " s  1,000,000 rows read, 100,000 participants; checking them\r\n" in err
-
-
 @pytest.mark.anyio
 @pytest.mark.db
 async def test_stored_statuses_equal_check_of_the_same_file(study, tmp_path):
