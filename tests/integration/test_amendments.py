@@ -195,6 +195,27 @@ async def test_the_impact_of_a_version_names_each_change_and_stores_nothing(demo
     assert summary.totals.deviations_resolved >= 2 and [s.site for s in summary.sites] == ["101", "102"]
 
 
+async def test_the_impact_page_shows_its_first_rows_and_sends_to_the_csv_for_the_rest(demo, anonymous, monkeypatch):
+    from trialcoord.amendments import pages as amendment_pages
+
+    monkeypatch.setattr(amendment_pages, "IMPACT_ROWS_SHOWN", 0)  # the demo's impact has one row: show none of it
+    await add_user("mona", ("monitor", demo, None))
+    mona = await signed_in(anonymous, "mona")
+    asked = {"version": "2.0", "effective": "2026-11-01"}
+    page = await mona.post(
+        f"/studies/{demo}/amendments/impact", files={"file": ("", b"")}, data={**asked, "format": "html"}
+    )
+    assert page.status_code == 200, page.text
+    csv = await mona.post(
+        f"/studies/{demo}/amendments/impact", files={"file": ("", b"")}, data={**asked, "format": "csv"}
+    )
+    rows = len(csv.text.strip().splitlines()) - 1
+    assert rows >= 1
+    table = page.text.split('id="impact-rows"')[1].split("</table>")[0]
+    assert table.split("<tbody>")[1].count("<tr>") == 0
+    assert f"The first 0 of {rows} rows" in page.text  # the page says how many rows the CSV holds
+
+
 async def test_impact_and_apply_over_the_api_and_the_page(demo, anonymous):
     await add_user("cora", ("coordinator", demo, "101"))
     await add_user("mona", ("monitor", demo, None))

@@ -24,6 +24,7 @@ from trialcoord.scheduling.sites import list_sites
 MAX_PROTOCOL_BYTES = 1024 * 1024
 VIEW = needs(Action.VIEW_SCHEDULE, across_sites=True)
 IMPACT_FIELDS = ("", "file", "version", "effective", "site")  # the fields the impact form shows errors at
+IMPACT_ROWS_SHOWN = 200
 
 
 class AmendmentPages(Controller):
@@ -87,7 +88,9 @@ class AmendmentPages(Controller):
             context={
                 **context,
                 "impact": result,
-                "rows": impact_outputs.impact_rows(result),
+                # The result of a posted file has no address to page through: the first rows, the rest as CSV.
+                "rows": (rows := impact_outputs.impact_rows(result))[:IMPACT_ROWS_SHOWN],
+                "rows_total": len(rows),
                 "totals": impact_outputs.impact_summary(result).totals,
             },
         )
