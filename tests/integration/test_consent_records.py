@@ -4,6 +4,7 @@ queue and consent deviation candidates; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict
 from datetime import date
 
@@ -333,3 +334,42 @@ async def test_the_pages_record_a_paper_consent_and_list_consents_without_a_vers
     shown = (await coord.get(page)).text
     assert "On paper, version 0.9, signed on 2024-01-20" in shown and "binder 2, tab 14" in shown
     assert "Every consent has its version or paper reference on record." in (await coord.get("/studies/TST-1")).text
+
+
+async def test_the_consent_lists_page_through_all_and_the_study_page_shows_their_first_rows(
+    consenting, installation, anonymous
+):
+    from tests.conftest import add_user
+
+    subjects = [f"20{n:02d}" for n in range(14)]
+    for subject in subjects:
+        await participants.enroll_participant(consenting, subject, SITE_A, enrolled_on=RANDOMIZED, today=TODAY)
+        await participant_consents.record_consent(consenting, subject, "en", "1.0", date(2024, 3, 1), "cora", TODAY)
+    await effective_form("2.0", date(2024, 4, 1), installation=installation)
+    await consent_versions.register_version(consenting, SITE_A, "en", "2.0", "2.0", ICF.name, "2.0")
+    due = sorted(row.subject_id for row in await consent_checks.reconsent(consenting, TODAY))
+    assert due == sorted(["1001", *subjects])  # 15 participants to re-consent
+    await add_user("cora-a", ("coordinator", "TST-1", SITE_A))
+    cora = await signed_in(anonymous, "cora-a")
+
+    study_page = (await cora.get("/studies/TST-1")).text
+    queue = study_page.split('id="reconsent-queue"')[1].split("</table>")[0]
+    assert queue.count("<tr><td>") == 10 and 'href="/studies/TST-1/consent?list=reconsent">All 15' in study_page
+
+    seen: list[str] = []
+    url = "/studies/TST-1/consent?list=reconsent&size=6&order=desc"
+    for _ in range(5):
+        page = await cora.get(url)
+        assert page.status_code == 200, page.text
+        seen += re.findall(r'participants/(\d+)#consent-heading">', page.text)
+        following = re.search(r'rel="next" href="([^"]+)"', page.text)
+        if following is None:
+            break
+        url = following.group(1).replace("&amp;", "&")
+    assert seen == sorted(due, reverse=True)  # every participant once, in the order asked
+    narrowed = await cora.get("/studies/TST-1/consent", params={"list": "reconsent", "q": "2013"})
+    assert re.findall(r'participants/(\d+)#consent-heading">', narrowed.text) == ["2013"]
+    candidates = await cora.get("/studies/TST-1/consent", params={"list": "candidates"})
+    assert re.findall(r'participants/(\d+)#consent-heading">', candidates.text) == ["1002"]  # V2 before consent
+    bad = await cora.get("/studies/TST-1/consent", params={"list": "reconsent", "sort": "arm"})
+    assert bad.status_code == 400 and "sort" in bad.text

@@ -60,6 +60,7 @@ from trialcoord.kernel.web.error_summary import error_summary
 from trialcoord.kernel.web.errors import EXCEPTION_HANDLERS
 from trialcoord.kernel.web.guard import CSRF_FIELD, PUBLIC, Access, guard
 from trialcoord.kernel.web.render_jobs import RenderJobController, RenderJobPages
+from trialcoord.overviews.pages.consent import ConsentPages
 from trialcoord.overviews.pages.grid import GridPages
 from trialcoord.overviews.pages.participants import ParticipantPages
 from trialcoord.overviews.pages.search import SearchPages
@@ -104,6 +105,7 @@ PAGE_CONTROLLERS = [
     BinderPages,
     StudyPages,
     GridPages,
+    ConsentPages,
     SearchPages,
     ParticipantPages,
     QueuePages,

@@ -12,7 +12,6 @@ from litestar.exceptions import NotAuthorizedException, ValidationException
 from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 
-from trialcoord.documents import consent_checks
 from trialcoord.kernel.problems import Conflict, InvalidInput
 from trialcoord.kernel.rules.access import Action, visible_sites
 from trialcoord.kernel.web.errors import field_messages
@@ -20,6 +19,7 @@ from trialcoord.kernel.web.forms import Form, FormReader, participant_url
 from trialcoord.kernel.web.guard import Access, needs
 from trialcoord.kernel.web.paging import Page, page_of, page_request
 from trialcoord.kernel.web.params import AccessDep, AsOf, QueryStr, StudyPath, Today, as_of_or_today
+from trialcoord.overviews.pages.consent import consent_lists
 from trialcoord.overviews.pages.participants import required
 from trialcoord.scheduling import participants, protocols, sites, worklists
 from trialcoord.scheduling.visit_rows import visit_row
@@ -31,6 +31,7 @@ TABS = (  # the worklists (WorklistKind values), then the participants, as tab l
     ("missed_or_out_of_window", "Missed or out of window"),
     ("participants", "Participants"),
 )
+CONSENT_SHOWN = 10
 StudyTab = Literal["today", "week", "overdue", "missed_or_out_of_window", "participants"]
 # The status filter where a list has one: a participant's, or how a visit fell outside its window.
 STATUS_FILTERS = {
@@ -148,9 +149,9 @@ async def study_context(
         "show_arms": bool(allocation.all_sites or allocation.sites),
         "site_options": [(row.code, f"{row.code} – {row.name}") for row in site_rows],
         "enrol_sites": [(row.code, f"{row.code} – {row.name}") for row in site_rows if enrol.includes(row.code)],
-        "reconsent": [row for row in await consent_checks.reconsent(study, today) if access.shows(row.site)],
-        "consent_candidates": [row for row in await consent_checks.candidates(study) if access.shows(row.site)],
-        "consent_issues": [row for row in await consent_checks.issues(study) if access.shows(row.site)],
+        # The first rows of each consent list; the consent page has them all, a page at a time.
+        "consent": await consent_lists(study, access, today),
+        "consent_shown": CONSENT_SHOWN,
         "page": listed,
         "rows": _rows(listed, shown.tab, allocation) if listed is not None else [],
         "list_errors": list_errors,
