@@ -15,8 +15,9 @@ STUDY = "/studies/TST-1"
 
 
 def posted_forms(html: str) -> set[str]:
-    """The actions of the page's forms that post (a GET form filters what is shown; every page signs out)."""
-    return set(re.findall(r'<form[^>]*method="post"[^>]*action="([^"]+)"', html)) - {"/sign-out"}
+    """The actions of the page's forms that post (a GET form filters what is shown; every page signs out and may
+    keep its session alive)."""
+    return set(re.findall(r'<form[^>]*method="post"[^>]*action="([^"]+)"', html)) - {"/sign-out", "/session/extend"}
 
 
 async def as_persona(anonymous, persona: str):
