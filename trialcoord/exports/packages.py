@@ -9,6 +9,7 @@ audit checkpoint, so unchanged data give the same bytes. The package's dates are
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -185,7 +186,7 @@ async def build(
         if installation.data_dir is None and out is None:
             raise NotConfigured("a sponsor package needs a data directory to keep it in, or a file to write to")
         manifest, states, target = await _build(package, installation, tracker, out)
-        writer.cancel()
+        await tracker.stop(writer)
         sha256, size = await to_thread.run_sync(_file_digest, target)
         if out is not None and target != out:
             await to_thread.run_sync(shutil.copyfile, target, out)
@@ -217,7 +218,7 @@ async def build(
                 package.made_by, Change("export", "sponsor_package", f"{package.study}/{package.id}", None, values)
             )
     except BaseException as error:
-        writer.cancel()
+        await tracker.stop(writer)
         if target is not None and target != out:
             target.unlink(missing_ok=True)  # a package never recorded as done is never offered
         message = _failure(error)
@@ -390,6 +391,14 @@ class _Tracker:
     def __init__(self, package_id: int, callback: Progress | None) -> None:
         self.package_id, self.callback = package_id, callback
         self.latest: tuple[float, str] | None = None
+        self.stopped = asyncio.Event()
+
+    async def stop(self, writer: asyncio.Task[None]) -> None:
+        """Stop writing and wait until the writer has: never cancelled inside its transaction, where a cancellation
+        could leave the database connection in an open transaction that nothing releases."""
+        self.stopped.set()
+        with contextlib.suppress(Exception):  # a progress write that failed does not decide the build
+            await asyncio.shield(writer)
 
     def report(self, done: float, what: str) -> None:
         self.latest = (min(max(done, 0.0), 0.99), what)
@@ -398,8 +407,10 @@ class _Tracker:
 
     async def keep_writing(self) -> None:
         written, beat = None, audit_log.clock()
-        while True:
-            await asyncio.sleep(1)
+        while not self.stopped.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopped.wait(), 1)
+                return
             now = audit_log.clock()
             if (self.latest is not None and self.latest != written) or now - beat >= HEARTBEAT:
                 written, beat = self.latest, now
