@@ -364,3 +364,47 @@ async def test_site_staff_sign_the_protocol_for_review_but_only_the_study_approv
         )
     await add_user("ada", ("administrator", None, None))
     assert (await sign_version(protocol, "2.0", "ada", installation=installation)).meaning == "approval"
+
+
+async def test_the_export_exchange_xml_is_an_ems_batch_with_the_trail_as_audit_records(filed, tmp_path, installation):
+    from lxml import etree
+
+    from tests.unit.test_ems_exchange import CONFORMANCE, OFFICIAL, errors, relaxed_official, schema
+
+    out = tmp_path / "binder.zip"
+    await binder_export.export("TST-1", "101", out, "cora", installation=installation)
+    with zipfile.ZipFile(out) as archive:
+        xml = archive.read("exchange.xml")
+    assert errors(schema(CONFORMANCE), xml) == []
+    if OFFICIAL:  # the official file with the cardinalities docs/documents.md names relaxed
+        assert errors(relaxed_official(), xml) == []
+    e = "{https://tmfrefmodel.com/ems}"
+    found = {
+        (o.findtext(f"{e}OBJECTTITLE"), o.findtext(f"{e}OBJECTVERSION")): o
+        for o in etree.fromstring(xml).iter(f"{e}OBJECT")
+    }
+    assert len(found) == 5  # one OBJECT per version
+    states = {k: (o.findtext(f"{e}OBJECTVERSIONSTATE"), o.findtext(f"{e}METADATA")) for k, o in found.items()}
+    assert states[("ICF English", "1.0")] == ("Superseded", "superseded")
+    assert states[("ICF English", "2.0")] == ("Current", "effective")
+    assert states[("IRB approval ICF 1.0", "1")] == ("Current", "draft")
+    icf = found[("ICF English", "2.0")]
+    assert [f.findtext(f"{e}FILEDESCRIPTION").split(":")[0] for f in icf.iter(f"{e}FILE")] == [
+        "Record",
+        "Signature page",
+        "PAdES copy",
+    ]
+    trail = await audit_log.export_rows(
+        audit_store.AuditFilter(record_type="document_version", record_id="TST-1/101/documents/ICF English/2.0"), 50
+    )
+    audit = [[c.text for c in a] for a in icf.iter(f"{e}AUDITRECORD")]
+    assert [a[:3] for a in audit] == [[str(t.sequence), t.recorded_at, t.actor] for t in trail]
+    assert [(a[3], a[4]) for a in audit] == [
+        ("New", "create: draft"),
+        ("Change", "update: in_review"),
+        ("Other", "sign: approval"),
+        ("Change", "update: approved"),
+        ("Change", "update: effective"),
+    ]
+    (signed,) = icf.iter(f"{e}SIGNATURE")
+    assert [c.text for c in signed][:3] == ["Digital", "ivan", "Dr. Ivan Investigator"]

@@ -9,12 +9,13 @@ import subprocess
 import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
 from trialcoord.accounts.rules.accounts import Meaning
 from trialcoord.accounts.rules.signers import SignerKey, registry_document
-from trialcoord.documents import package_layout, package_verification, package_writing
+from trialcoord.documents import package_exchange, package_layout, package_verification, package_writing
 from trialcoord.documents.rules.signatures import Signature, Statement
 from trialcoord.documents.rules.tmf import artifact
 from trialcoord.kernel import signing_keys as sk
@@ -329,12 +330,14 @@ def test_a_missing_member_is_detected(package, tmp_path):
 
 
 def test_an_exchange_xml_that_disagrees_with_the_manifest_is_detected(package, tmp_path):
+    log = next(f for f in files() if f.sha256 == hashlib.sha256(LOG).hexdigest())
+    zeros = package_exchange.sri("0" * 64)
     with zipfile.ZipFile(package) as archive:
-        xml = archive.read(package_layout.EXCHANGE).replace(hashlib.sha256(LOG).hexdigest().encode(), b"0" * 64)
+        xml = archive.read(package_layout.EXCHANGE).replace(package_exchange.sri(log.sha256).encode(), zeros.encode())
     manifest = manifest_of(package)
     manifest["exchange"]["sha256"] = hashlib.sha256(xml).hexdigest()  # so only the comparison can catch it
     problems = problems_of(rewritten(package, tmp_path / "t.zip", {package_layout.EXCHANGE: xml, **resigned(manifest)}))
-    assert len(problems) == 2 and all(p.startswith("exchange.xml: binder/") for p in problems)
+    assert problems == (f"exchange.xml: {log.path}: INTEGRITY {zeros[:19]}... is not that of its bytes",)
 
 
 # --- keys and trust ----------------------------------------------------------------------------------
@@ -413,34 +416,39 @@ def test_openssl_and_sha256sum_verify_by_the_readme(package, tmp_path):
 
 
 def test_exchange_xml_lists_the_same_files_and_hashes_as_the_manifest(package):
+    ems = "{https://tmfrefmodel.com/ems}"
     with zipfile.ZipFile(package) as archive:
         root = ET.fromstring(archive.read(package_layout.EXCHANGE))
     manifest = manifest_of(package)
-    listed = {(f.get("path"), f.get("sha256")) for f in root.iter("file")}
-    assert listed == {(f["path"], f["sha256"]) for f in manifest["files"]}
-    assert root.find("trial").attrib == {"study": "TST-1", "site": "S01"}
-    cv = next(f for f in root.iter("file") if f.get("sha256") == hashlib.sha256(CV).hexdigest())
-    assert cv.find("artifact").attrib == {
-        "unique_id": "087",
-        "number": "05.02.04",
-        "name": "Principal investigator CV",
-        "zone": "05 Site Management",
-        "section": "05.02 Site Set-up",
+    listed = {
+        (unquote(f.findtext(f"{ems}CONTENTURL")), package_exchange.sri_hex(f.findtext(f"{ems}INTEGRITY")))
+        for f in root.iter(f"{ems}FILE")
     }
-    assert cv.find("version").get("status") == "effective" and cv.find("version").get("effective_on") == "2025-05-01"
-    (signed,) = cv.find("signatures")
-    assert signed.get("printed_name") == "Dr Ana Müller" and signed.get("meaning") == "approval"
+    assert listed == {(f["path"], f["sha256"]) for f in manifest["files"]}
+    assert root.tag == f"{ems}BATCH" and root.get("STUDYID") == "TST-1"
+    cv = next(o for o in root.iter(f"{ems}OBJECT") if o.findtext(f"{ems}OBJECTVERSION") == "2025")
+    assert [
+        cv.findtext(f"{ems}{tag}") for tag in ("OBJECTTITLE", "UNIQUEID", "ARTIFACTNUMBER", "OBJECTVERSIONSTATE")
+    ] == [
+        "CV Dr Müller",
+        "087",
+        "05.02.04",
+        "Current",
+    ]
+    (signed,) = cv.iter(f"{ems}SIGNATURE")
+    assert (
+        signed.findtext(f"{ems}SIGNATURENAME") == "Dr Ana Müller"
+        and signed.findtext(f"{ems}SIGNATUREREASON") == "approval"
+    )
 
 
 def test_exchange_xml_stays_well_formed_with_markup_and_control_characters(tmp_path):
     odd = package_file("087", 'CV <b>&"x"</b>\x01', "v1\x07", "cv.pdf", CV)
-    odd = package_layout.PackageFile(
-        odd.path, odd.sha256, odd.size, odd.media_type, odd.load, {**odd.meta, "status": "eff\x0bective"}
-    )
     write(tmp_path / "p.zip", [odd])
     with zipfile.ZipFile(tmp_path / "p.zip") as archive:
         root = ET.fromstring(archive.read(package_layout.EXCHANGE))
-    assert root.find("files/file/document").get("name") == 'CV <b>&"x"</b>\ufffd'
+    title = root.find("{https://tmfrefmodel.com/ems}OBJECT/{https://tmfrefmodel.com/ems}OBJECTTITLE")
+    assert title is not None and title.text == 'CV <b>&"x"</b>\ufffd'
     assert package_verification.verify_package(tmp_path / "p.zip", registry(), now=NOW).ok
 
 

@@ -31,9 +31,12 @@ from trialcoord.documents.rules.documents import DocumentStatus, Reader
 from trialcoord.documents.rules.tmf import ARTIFACTS
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
+from trialcoord.kernel.audit_store import AuditFilter, TrailEntry
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.installation import Installation
 from trialcoord.kernel.rules.audit_entries import utc_instant
+
+_TRAIL_PAGE = 1000
 
 
 async def export(
@@ -64,6 +67,7 @@ async def export(
     async with read():
         signature_rows = await signatures_store.signatures_of_study(study)
         made_files = await signatures_store.files_of_study(study)
+    trail = await _trail(study)
     for row in rows:  # a signature whose page was never printed (a failed render) is printed now
         count = len(signature_rows.get(row.id, []))
         if count and not any(
@@ -102,6 +106,7 @@ async def export(
             "created_at": version.created_at,
             "kind": "version",
             "signatures": sigs,
+            "audit": trail.get(record, []),
         }
         files.append(
             package_layout.PackageFile(
@@ -189,6 +194,28 @@ async def export(
             ),
         )
     return manifest
+
+
+async def _trail(study: str) -> dict[str, list[dict[str, Any]]]:
+    """Each version's audit trail entries (filed, status steps, signed), oldest first: exchange.xml's audit
+    records. Read a page at a time; the trail's sequence number is each record's id."""
+    where = AuditFilter(record_type="document_version", record_id=f"{study}/")
+    found: dict[str, list[dict[str, Any]]] = {}
+    after = 0
+    while page := await audit_log.browse(where, after=after, limit=_TRAIL_PAGE, newest_first=False):
+        for e in page:
+            found.setdefault(e.record_id, []).append(
+                {"id": str(e.sequence), "at": e.recorded_at, "actor": e.actor, "action": e.action, "event": _event(e)}
+            )
+        after = page[-1].sequence
+    return found
+
+
+def _event(entry: TrailEntry) -> str:
+    """What happened, in a line: the action and the status or meaning it recorded, with its reason."""
+    new = entry.new or {}
+    said = new.get("status") or new.get("meaning")
+    return f"{entry.action}{f': {said}' if said else ''}{f' ({entry.reason})' if entry.reason else ''}"
 
 
 def _unread() -> bytes:

@@ -74,7 +74,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     checklist.add_argument("--as-of", type=iso_date)
     checklist.add_argument("--pdf", metavar="FILE", help="write the checklist as a PDF/A report instead")
     checklist.set_defaults(run=lambda a: binder_checklist(a.study, a.site, a.as_of, a.pdf))
-    export = binder.add_parser("export", help="a signed ZIP of every version, with manifest, index and exchange.xml")
+    export = binder.add_parser(
+        "export", help="a signed ZIP of every version, with manifest, index and an eTMF EMS exchange.xml"
+    )
     export.add_argument("study")
     export.add_argument("--site")
     export.add_argument("--out", required=True, metavar="FILE.zip")

@@ -3,8 +3,9 @@
 The package is checkable with the public signer registry alone (no database, no private key):
 `manifest.json` (canonical JSON) lists every file with its SHA-256 and its electronic signatures, and
 `manifest.json.sig` is a raw Ed25519 signature of its exact bytes by a system key from the registry, so
-`openssl pkeyutl -rawin` and `sha256sum` verify it by hand (README.txt says how). `exchange.xml` repeats
-the manifest in the spirit of the eTMF Exchange Mechanism Standard. Same inputs give the same ZIP bytes.
+`openssl pkeyutl -rawin` and `sha256sum` verify it by hand (README.txt says how). `exchange.xml` lists the
+same versions and files as an eTMF Exchange Mechanism Standard batch, for another eTMF to import. Same inputs
+give the same ZIP bytes.
 
 This module holds the package's layout: its formats, the names of its fixed files, `PackageFile` and the paths
 of the files inside. `package_writing.py` writes the package (with `package_exchange.py`'s exchange.xml and
@@ -21,7 +22,6 @@ from typing import Any
 from trialcoord.documents.rules.tmf import Artifact
 
 FORMAT = "trialcoord-binder-manifest/1"
-EXCHANGE_FORMAT = "trialcoord-binder-exchange/1"
 MANIFEST, SIGNATURE, KEY_PEM = "manifest.json", "manifest.json.sig", "manifest-key.pem"
 INDEX, REGISTRY, EXCHANGE, README = "index.pdf", "registry.json", "exchange.xml", "README.txt"
 FIXED = (MANIFEST, SIGNATURE, KEY_PEM, INDEX, REGISTRY, EXCHANGE, README)

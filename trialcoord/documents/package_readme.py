@@ -40,4 +40,8 @@ Unzip the package, then in its folder (OpenSSL 3.0 or later, GNU coreutils):
 
 4. The electronic signatures inside manifest.json (each covers the SHA-256 of the version it signs)
    are checked against the signer registry by trialcoord's package verifier (verify_package).
+
+exchange.xml lists the same versions and files as an eTMF Exchange Mechanism Standard (EMS) batch
+(namespace https://tmfrefmodel.com/ems) for another eTMF to import; each FILE's INTEGRITY is the
+Subresource Integrity value (sha256-, then base64) of that file's bytes.
 """

@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import unquote
 
 from trialcoord.accounts.rules.signers import SignerKey, parse_registry
+from trialcoord.documents import package_exchange
 from trialcoord.documents.package_layout import EXCHANGE, FIXED, FORMAT, HASHED, KEY_PEM, MANIFEST, REGISTRY, SIGNATURE
 from trialcoord.documents.rules.documents import DocumentKey, record_id
 from trialcoord.documents.rules.signatures import Signature, Verdict, judge
@@ -53,6 +55,7 @@ class _Verifier:
     now: str
     problems: list[str] = field(default_factory=list)
     names: set[str] = field(default_factory=set)
+    digests: dict[str, str] = field(default_factory=dict)  # member -> SHA-256 of its bytes, as read
 
     def read(self, name: str) -> bytes | None:
         try:
@@ -158,23 +161,39 @@ class _Verifier:
         except _READ_ERRORS as error:
             self.problems.append(f"{name}: unreadable ({error})")
             return
+        self.digests[name] = actual
         if actual != sha256:
             self.problems.append(f"{name}: SHA-256 {actual[:12]}... differs from the manifest's: altered")
         elif size is not None and actual_size != size:
             self.problems.append(f"{name}: {actual_size} bytes, the manifest says {size}")
 
     def check_exchange(self, entries: list[dict]) -> None:
+        """exchange.xml is an EMS BATCH whose FILEs are exactly the manifest's files, each FILE's INTEGRITY that
+        of the member's bytes (a member altered since the manifest is reported once, by `check_member`)."""
         data = self.read(EXCHANGE)
         if data is None:
             return
         try:
-            stated = {(f.get("path"), f.get("sha256")) for f in ET.fromstring(data).iter("file")}
+            root = ET.fromstring(data)
         except ET.ParseError as error:
             self.problems.append(f"{EXCHANGE}: not well-formed XML ({error})")
             return
-        expected = {(e.get("path"), e.get("sha256")) for e in entries}
-        for path, sha256 in sorted(stated ^ expected, key=str):
-            self.problems.append(f"{EXCHANGE}: {path} with SHA-256 {str(sha256)[:12]}... disagrees with {MANIFEST}")
+        ns = f"{{{package_exchange.NAMESPACE}}}"
+        if root.tag != f"{ns}BATCH":
+            self.problems.append(f"{EXCHANGE}: not an eTMF EMS BATCH (its root is {root.tag})")
+            return
+        listed = {e.get("path"): e.get("sha256") for e in entries}
+        seen: set[str] = set()
+        for element in root.iter(f"{ns}FILE"):
+            path = unquote(element.findtext(f"{ns}CONTENTURL") or "")
+            integrity = element.findtext(f"{ns}INTEGRITY") or ""
+            seen.add(path)
+            if path not in listed:
+                self.problems.append(f"{EXCHANGE}: {path}: not a file {MANIFEST} lists")
+            elif package_exchange.sri_hex(integrity) != listed[path] and self.digests.get(path) == listed[path]:
+                self.problems.append(f"{EXCHANGE}: {path}: INTEGRITY {integrity[:19]}... is not that of its bytes")
+        for missing in sorted(set(listed) - seen, key=str):
+            self.problems.append(f"{EXCHANGE}: {missing}: listed in {MANIFEST} but has no FILE")
 
     def check_signature(self, entry: Mapping, data: Any, signers: dict[str, SignerKey] | None) -> Verdict | None:
         path = entry.get("path")
