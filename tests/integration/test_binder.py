@@ -10,9 +10,11 @@ import zipfile
 from datetime import date
 
 import pytest
+from lxml import etree
 
 from tests.conftest import LONG_AGO, PASSWORD, account_rules, add_user, sign_version
 from tests.integration.test_signatures import AT, COVER
+from tests.unit.test_ems_exchange import CONFORMANCE, OFFICIAL, errors, relaxed_official, schema
 from trialcoord.accounts import signer_keys, signing, users
 from trialcoord.documents import binder_checklist, binder_contents, binder_export, documents, signatures
 from trialcoord.documents.package_verification import verify_package
@@ -367,10 +369,6 @@ async def test_site_staff_sign_the_protocol_for_review_but_only_the_study_approv
 
 
 async def test_the_export_exchange_xml_is_an_ems_batch_with_the_trail_as_audit_records(filed, tmp_path, installation):
-    from lxml import etree
-
-    from tests.unit.test_ems_exchange import CONFORMANCE, OFFICIAL, errors, relaxed_official, schema
-
     out = tmp_path / "binder.zip"
     await binder_export.export("TST-1", "101", out, "cora", installation=installation)
     with zipfile.ZipFile(out) as archive:

@@ -83,12 +83,17 @@ def _audit(meta: Mapping, record: str) -> list[dict[str, Any]]:
     itself holds (its creation and its signatures; status steps carry no actor or time without the trail)."""
     if meta.get("audit") is not None:
         return list(meta["audit"])
-    derived = [
-        {"id": f"{record}#created", "at": meta.get("created_at"), "actor": meta.get("author"), "action": "create"}
+    created = {"id": f"{record}#created", "at": meta.get("created_at"), "actor": meta.get("author"), "action": "create"}
+    derived = [created] + [
+        {
+            "id": f"{record}#signature-{n}",
+            "at": s.get("instant"),
+            "actor": s.get("signer_id"),
+            "action": "sign",
+            "event": f"signed: {s.get('meaning')}",
+        }
+        for n, s in enumerate(meta.get("signatures") or [], 1)
     ]
-    for n, s in enumerate(meta.get("signatures") or [], 1):
-        derived.append({"id": f"{record}#signature-{n}", "at": s.get("instant"), "actor": s.get("signer_id")})
-        derived[-1].update(action="sign", event=f"signed: {s.get('meaning')}")
     return [d for d in derived if d["at"] and d["actor"]]
 
 
