@@ -7,12 +7,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import zipfile
 from dataclasses import asdict
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import pikepdf
 import pytest
+from asn1crypto import cms
 
 from tests.conftest import PASSWORD, account_rules, add_user, sign_version
 from tests.integration.test_documents import tamper
@@ -121,6 +123,73 @@ async def test_approval_by_signature_gets_a_pades_signature_readers_verify(study
     )  # PDF time: whole seconds
     copy = await _file(ICF, "1.0", "signed_copy", installation=installation)
     assert signed.startswith(copy)  # PAdES is an incremental update of the copy with its signature page
+
+
+@pytest.fixture(scope="module")
+def authority():
+    from tests.timestamp_authority import new_authority
+
+    return new_authority()
+
+
+def _with_tsa(tmp_path, system_keys, url: str):
+    from trialcoord.kernel.config import load_settings
+    from trialcoord.kernel.installation import Installation
+
+    settings = load_settings({"TRIALCOORD_DATA_DIR": str(tmp_path / "data"), "TRIALCOORD_TSA_URL": url})
+    return Installation(settings, system_keys)
+
+
+def _time_stamp_of(signed: bytes) -> tuple[datetime, bool]:
+    """The signature's RFC 3161 token, read with asn1crypto: its time, and whether it is over the signature value."""
+    with pikepdf.open(io.BytesIO(signed)) as pdf:
+        contents = bytes(pdf.Root.AcroForm.Fields[0].V.Contents)
+    info = cms.ContentInfo.load(contents)["content"]["signer_infos"][0]
+    (token,) = [a["values"][0] for a in info["unsigned_attrs"] if a["type"].native == "signature_time_stamp_token"]
+    tst_info = token["content"]["encap_content_info"]["content"].parsed
+    imprint = tst_info["message_imprint"]["hashed_message"].native
+    return tst_info["gen_time"].native, imprint == hashlib.sha256(info["signature"].native).digest()
+
+
+async def test_with_a_time_stamp_authority_the_pades_copy_is_time_stamped(
+    study, real_pdf, system_keys, authority, tmp_path
+):
+    from tests.timestamp_authority import serving
+
+    stamped_at = datetime(2026, 11, 27, 9, 30, 5, tzinfo=UTC)
+    with serving(authority, stamped_at) as base:
+        installation = _with_tsa(tmp_path, system_keys, f"{base}/tsa")
+        await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
+        await sign_version(ICF, "1.0", "ivan", "approval", installation=installation)
+    signed = await _file(ICF, "1.0", "pades_signed", installation=installation)
+    assert _time_stamp_of(signed) == (stamped_at, True)
+    assert (await pades_verify(signed, [system_keys.pades[1]])).ok
+
+
+async def test_an_unreachable_time_stamp_authority_stores_no_signed_file_and_says_why(
+    study, real_pdf, system_keys, authority, tmp_path, caplog, installation
+):
+    from tests.timestamp_authority import closed_port_url, serving
+
+    url = closed_port_url()
+    await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
+    with caplog.at_level(logging.ERROR, logger="trialcoord.documents.signatures"):
+        made = await sign_version(ICF, "1.0", "ivan", "approval", installation=_with_tsa(tmp_path, system_keys, url))
+    found = await signatures.of_version(ICF, "1.0", installation=installation)
+    assert [s.signature for s in found.signatures] == [made.signature]  # the signature stands
+    assert found.files == []  # no B-B copy in place of the B-T asked for, and no half set of files
+    (record,) = [r for r in caplog.records if r.name == "trialcoord.documents.signatures"]
+    message = record.getMessage()
+    assert f"the time-stamp authority {url} (TRIALCOORD_TSA_URL) gave no time-stamp: " in message
+    assert "Connect call failed" in message and record.exc_info is None  # one line, no traceback
+
+    stamped_at = datetime(2026, 11, 27, 9, 45, tzinfo=UTC)
+    with serving(authority, stamped_at) as base:  # the authority is back: the next attempt makes the files
+        await signatures.manifest_safely(ICF, "1.0", _with_tsa(tmp_path, system_keys, f"{base}/tsa"))
+    files = (await signatures.of_version(ICF, "1.0", installation=installation)).files
+    assert {f.kind for f in files} == {"signature_page", "signed_copy", "pades_signed"}
+    signed = await _file(ICF, "1.0", "pades_signed", installation=installation)
+    assert _time_stamp_of(signed) == (stamped_at, True)
 
 
 async def test_a_docx_version_carries_its_signature_page(study, installation):

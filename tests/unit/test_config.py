@@ -46,11 +46,22 @@ def test_postgres_url_and_other_values():
         ("TRIALCOORD_TIME_ZONE", "Mars/Olympus", "not an IANA time zone"),
         ("TRIALCOORD_PORT", "80a", "not a port number"),
         ("TRIALCOORD_PORT", "70000", "not a port number"),
+        ("TRIALCOORD_TSA_URL", "ftp://tsa.example/", "not the http\\(s\\) address of an RFC 3161"),
+        ("TRIALCOORD_TSA_URL", "tsa.example", "not the http\\(s\\) address"),
+        ("TRIALCOORD_TSA_URL", "http://tsa.example:port/", "not the http\\(s\\) address"),
+        ("TRIALCOORD_TSA_URL", "https://me:pw@tsa.example/", "'https://me:\\*\\*\\*@tsa.example/' carries credentials"),
     ],
 )
 def test_bad_values_name_the_variable(variable, value, message):
     with pytest.raises(ConfigError, match=f"^{variable}: .*{message}"):
         load_settings({variable: value})
+
+
+def test_a_time_stamp_authority_is_optional():
+    assert load_settings({}).tsa_url is None and load_settings({"TRIALCOORD_TSA_URL": ""}).tsa_url is None
+    assert load_settings({"TRIALCOORD_TSA_URL": "https://tsa.example:8443/rfc3161"}).tsa_url == (
+        "https://tsa.example:8443/rfc3161"
+    )
 
 
 def test_get_settings_is_cached_until_reset(monkeypatch):

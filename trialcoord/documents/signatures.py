@@ -322,7 +322,7 @@ async def manifest(key: DocumentKey, label: str, installation: Installation) -> 
         if copy is not None:
             made[SIGNED_COPY] = (copy, PDF)
         if copy is not None and PADES in wanted and keys.pades is not None:
-            signed_copy, pades_key = copy, keys.pades
+            signed_copy, pades_key, tsa_url = copy, keys.pades, installation.tsa_url
             approval = next(s for s in signatures if s.meaning == Meaning.APPROVAL)
             signed_at = audit_log.clock()  # when the site's certificate signs, not when the approval was given
 
@@ -335,6 +335,7 @@ async def manifest(key: DocumentKey, label: str, installation: Installation) -> 
                         reason=f"approved by {approval.printed_name} at {approval.instant}",
                         location=key.site or key.study,
                         signer_name=approval.printed_name,
+                        tsa_url=tsa_url,
                     )
                 )
 
@@ -369,8 +370,12 @@ async def manifest(key: DocumentKey, label: str, installation: Installation) -> 
 async def manifest_safely(key: DocumentKey, label: str, installation: Installation) -> None:
     """The manifestation, never failing what asked for it: a signature stands once stored, and a page that
     cannot be printed now (an odd upload, a render failure) is printed by the next attempt or export."""
+    from trialcoord.kernel.render.signed_pdf import TimestampError
+
     try:
         await manifest(key, label, installation)
+    except TimestampError as error:  # the message says it all: the authority and what went wrong
+        log.error("the signature page of %s version %s could not be made: %s", record_id(key, label), label, error)
     except Exception:  # noqa: BLE001 - logged whole; the signature is already stored and audited
         log.exception("the signature page of %s version %s could not be made", record_id(key, label), label)
 

@@ -48,6 +48,7 @@ class Settings:
     audit_passphrase_file: Path | None = None
     pii_key_file: Path | None = None  # AES keys of participants' personal data (or TRIALCOORD_PII_KEYS)
     pades_file: Path | None = None  # the site's ECDSA key and certificate for PAdES (PKCS#12)
+    tsa_url: str | None = None  # an RFC 3161 time-stamp authority: PAdES B-T instead of B-B
     signatures_dir: Path = Path("signatures")  # the public signer registry
     nightly_at: time | None = time(2, 30)  # local time of the nightly refresh and detection `serve` runs (None: off)
 
@@ -94,6 +95,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         ),
         pii_key_file=Path(environ.get("TRIALCOORD_PII_KEY_FILE") or data_dir / "pii-keys.json"),
         pades_file=Path(environ.get("TRIALCOORD_PADES_FILE") or data_dir / "pades-credentials.p12"),
+        tsa_url=_tsa_url(environ.get("TRIALCOORD_TSA_URL") or None),
         signatures_dir=Path(environ.get("TRIALCOORD_SIGNATURES_DIR") or "signatures"),
         nightly_at=_nightly(environ.get("TRIALCOORD_NIGHTLY"), environ.get("TRIALCOORD_NIGHTLY_AT") or "02:30"),
     )
@@ -129,6 +131,27 @@ def _minutes(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 1440:
         raise ConfigError(f"TRIALCOORD_SESSION_TIMEOUT_MINUTES: '{text}' is not a number of minutes (1-1440)")
     return int(text)
+
+
+def _tsa_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a non-numeric port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"TRIALCOORD_TSA_URL: '{_without_password(url)}' is not the http(s) address of an RFC 3161 time-stamp "
+            "authority, such as http://timestamp.example.org/tsa"
+        )
+    if parts.username is not None or parts.password is not None:  # it would be logged with every failure
+        raise ConfigError(
+            f"TRIALCOORD_TSA_URL: '{_without_password(url)}' carries credentials; time-stamp authorities that "
+            "need a password are not supported"
+        )
+    return url
 
 
 def _nightly(switch: str | None, at: str) -> time | None:

@@ -42,6 +42,11 @@ class Installation:
     def signatures_dir(self) -> Path | None:
         return self.settings.signatures_dir if self.settings else None
 
+    @property
+    def tsa_url(self) -> str | None:
+        """The RFC 3161 time-stamp authority PAdES signatures are time-stamped by (B-T); None: B-B."""
+        return self.settings.tsa_url if self.settings else None
+
     def render_cache(self) -> RenderCache | None:
         """Rendered documents by the hash of their inputs, in the data directory; None without one."""
         if self._cache is None and self.data_dir is not None:

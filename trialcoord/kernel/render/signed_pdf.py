@@ -141,11 +141,15 @@ async def pades_sign(
     location: str,
     signer_name: str,
     field_name: str = "Signature1",
+    tsa_url: str | None = None,
 ) -> bytes:
-    """`pdf` with an invisible PAdES B-B signature (ETSI.CAdES.detached) appended as an incremental update.
+    """`pdf` with an invisible PAdES signature (ETSI.CAdES.detached) appended as an incremental update: B-B, or
+    B-T given `tsa_url`, an RFC 3161 time-stamp authority whose token over the signature value is added to it.
 
     PAdES keeps the signing time out of the CMS (the signing-time attribute is forbidden there): it is the
-    signature dictionary's /M, and the file's ModDate, both `signed_at`.
+    signature dictionary's /M, and the file's ModDate, both `signed_at`, as the signer claims it; the token's
+    time is the authority's. A time-stamp authority that cannot be reached or refuses raises TimestampError:
+    never a B-B signature in place of the B-T asked for.
     """
     from asn1crypto import keys as asn1_keys
     from pyhanko.pdf_utils import generic
@@ -206,8 +210,66 @@ async def pades_sign(
         md_algorithm="sha256",
         subfilter=fields.SigSeedSubFilter.PADES,
     )
-    output = await SignerAt(meta, signer).async_sign_pdf(writer)
+    output = await SignerAt(meta, signer, timestamper=_timestamper(tsa_url) if tsa_url else None).async_sign_pdf(writer)
     return output.getvalue()
+
+
+TSA_TIMEOUT_SECONDS = 20  # per request; a signature asks twice (a token to size the signature, then its own)
+
+
+class TimestampError(RuntimeError):
+    """The time-stamp authority could not be reached, refused, or answered what is not a time-stamp token:
+    no signature was made. The message names the authority and what went wrong."""
+
+    def __init__(self, url: str, cause: str) -> None:
+        self.url = url
+        super().__init__(f"the time-stamp authority {url} (TRIALCOORD_TSA_URL) gave no time-stamp: {cause}")
+
+
+def _timestamper(url: str):
+    """pyHanko's HTTP client (aiohttp), whose every failure, a refusal or a reply that does not parse included,
+    is a TimestampError naming the authority."""
+    from asn1crypto import cms, core, tsp
+    from pyhanko.sign.timestamps import HTTPTimeStamper
+    from pyhanko.sign.timestamps.common_utils import handle_tsp_response
+
+    class Reply(core.Sequence):  # asn1crypto's TimeStampResp requires the token a refusal has not
+        _fields = [("status", tsp.PKIStatusInfo), ("time_stamp_token", cms.ContentInfo, {"optional": True})]
+
+    class Authority(HTTPTimeStamper):
+        async def async_timestamp(self, message_digest, md_algorithm):
+            try:
+                nonce, request = self.request_cms(message_digest, md_algorithm)
+                reply = await self.async_request_tsa_response(request)
+                try:
+                    status = Reply.load(reply.dump())["status"].native
+                except ValueError as error:
+                    raise TimestampError(
+                        url, f"its reply is no RFC 3161 time-stamp response ({_cause(error)})"
+                    ) from None
+                if status["status"] not in ("granted", "granted_with_mods"):
+                    said = "; ".join(status["status_string"] or []) or "no reason given"
+                    failure = ", ".join(status["fail_info"] or [])
+                    answer = f"it answered {status['status']}: {said}" + (f" ({failure})" if failure else "")
+                    raise TimestampError(url, answer) from None  # pyHanko's cache miss is the context
+                token = handle_tsp_response(reply, nonce)
+                token.native  # noqa: B018 - asn1crypto parses lazily: a garbled token fails here, not in the PDF
+            except TimestampError:
+                raise
+            except Exception as error:  # noqa: BLE001 - aiohttp, asn1crypto and pyHanko errors alike
+                raise TimestampError(url, _cause(error)) from None
+            return token
+
+    return Authority(url, timeout=TSA_TIMEOUT_SECONDS)
+
+
+def _cause(error: BaseException | None) -> str:
+    """The chain of reasons in words: pyHanko's, then aiohttp's (the HTTP status, the refused connection)."""
+    reasons = []
+    while error is not None:
+        reasons.append(" ".join(str(error).split()) or type(error).__name__)
+        error = error.__cause__
+    return "; ".join(dict.fromkeys(reasons))
 
 
 @dataclass(frozen=True)
