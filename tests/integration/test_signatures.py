@@ -125,19 +125,26 @@ async def test_approval_by_signature_gets_a_pades_signature_readers_verify(study
     assert signed.startswith(copy)  # PAdES is an incremental update of the copy with its signature page
 
 
+STAMPED_AT = datetime(2026, 11, 27, 9, 30, 5, tzinfo=UTC)  # the authority's clock
+
+
 @pytest.fixture(scope="module")
-def authority():
-    from tests.timestamp_authority import new_authority
+def tsa():
+    """An RFC 3161 authority on loopback, with its CA's CRL (tests/timestamp_authority.py)."""
+    from tests.timestamp_authority import serving
 
-    return new_authority()
+    with serving(STAMPED_AT) as running:
+        yield running
 
 
-def _with_tsa(tmp_path, system_keys, url: str):
+def _with_tsa(tmp_path, system_keys, url: str, ca_file=None):
     from trialcoord.kernel.config import load_settings
     from trialcoord.kernel.installation import Installation
 
-    settings = load_settings({"TRIALCOORD_DATA_DIR": str(tmp_path / "data"), "TRIALCOORD_TSA_URL": url})
-    return Installation(settings, system_keys)
+    environ = {"TRIALCOORD_DATA_DIR": str(tmp_path / "data"), "TRIALCOORD_TSA_URL": url}
+    return Installation(
+        load_settings(environ | ({"TRIALCOORD_TSA_CA_FILE": str(ca_file)} if ca_file else {})), system_keys
+    )
 
 
 def _time_stamp_of(signed: bytes) -> tuple[datetime, bool]:
@@ -151,25 +158,30 @@ def _time_stamp_of(signed: bytes) -> tuple[datetime, bool]:
     return tst_info["gen_time"].native, imprint == hashlib.sha256(info["signature"].native).digest()
 
 
-async def test_with_a_time_stamp_authority_the_pades_copy_is_time_stamped(
-    study, real_pdf, system_keys, authority, tmp_path
+async def test_with_a_time_stamp_authority_and_its_ca_the_pades_copy_is_b_lt(
+    study, real_pdf, system_keys, tsa, tmp_path
 ):
-    from tests.timestamp_authority import serving
+    from cryptography.hazmat.primitives import serialization
 
-    stamped_at = datetime(2026, 11, 27, 9, 30, 5, tzinfo=UTC)
-    with serving(authority, stamped_at) as base:
-        installation = _with_tsa(tmp_path, system_keys, f"{base}/tsa")
-        await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
-        await sign_version(ICF, "1.0", "ivan", "approval", installation=installation)
+    ca_file = tmp_path / "tsa-ca.pem"
+    ca_file.write_bytes(tsa.authority.root.public_bytes(serialization.Encoding.PEM))
+    installation = _with_tsa(tmp_path, system_keys, f"{tsa.url}/tsa", ca_file)
+    await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
+    await sign_version(ICF, "1.0", "ivan", "approval", installation=installation)
     signed = await _file(ICF, "1.0", "pades_signed", installation=installation)
-    assert _time_stamp_of(signed) == (stamped_at, True)
+    assert _time_stamp_of(signed) == (STAMPED_AT, True)  # B-T
+    with pikepdf.open(io.BytesIO(signed)) as pdf:  # LT: the TSA's CRL in the DSS, fetched when signing
+        assert [bytes(c.read_bytes()) for c in pdf.Root.DSS.CRLs] == [
+            tsa.authority.crl.public_bytes(serialization.Encoding.DER)
+        ]
     assert (await pades_verify(signed, [system_keys.pades[1]])).ok
+    assert signed.startswith(await _file(ICF, "1.0", "signed_copy", installation=installation))
 
 
 async def test_an_unreachable_time_stamp_authority_stores_no_signed_file_and_says_why(
-    study, real_pdf, system_keys, authority, tmp_path, caplog, installation
+    study, real_pdf, system_keys, tsa, tmp_path, caplog, installation
 ):
-    from tests.timestamp_authority import closed_port_url, serving
+    from tests.timestamp_authority import closed_port_url
 
     url = closed_port_url()
     await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
@@ -183,13 +195,12 @@ async def test_an_unreachable_time_stamp_authority_stores_no_signed_file_and_say
     assert f"the time-stamp authority {url} (TRIALCOORD_TSA_URL) gave no time-stamp: " in message
     assert "Connect call failed" in message and record.exc_info is None  # one line, no traceback
 
-    stamped_at = datetime(2026, 11, 27, 9, 45, tzinfo=UTC)
-    with serving(authority, stamped_at) as base:  # the authority is back: the next attempt makes the files
-        await signatures.manifest_safely(ICF, "1.0", _with_tsa(tmp_path, system_keys, f"{base}/tsa"))
+    # the authority is back: the next attempt makes the files
+    await signatures.manifest_safely(ICF, "1.0", _with_tsa(tmp_path, system_keys, f"{tsa.url}/tsa"))
     files = (await signatures.of_version(ICF, "1.0", installation=installation)).files
     assert {f.kind for f in files} == {"signature_page", "signed_copy", "pades_signed"}
     signed = await _file(ICF, "1.0", "pades_signed", installation=installation)
-    assert _time_stamp_of(signed) == (stamped_at, True)
+    assert _time_stamp_of(signed) == (STAMPED_AT, True)
 
 
 async def test_a_docx_version_carries_its_signature_page(study, installation):

@@ -35,7 +35,7 @@ from trialcoord.kernel import audit_log, signing_keys
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.installation import Installation
-from trialcoord.kernel.problems import Conflict, Forbidden, invalid
+from trialcoord.kernel.problems import Conflict, Forbidden, NotConfigured, invalid
 from trialcoord.kernel.rules.access import Grant
 from trialcoord.kernel.rules.audit_entries import utc_instant
 from trialcoord.scheduling import lookups
@@ -322,7 +322,8 @@ async def manifest(key: DocumentKey, label: str, installation: Installation) -> 
         if copy is not None:
             made[SIGNED_COPY] = (copy, PDF)
         if copy is not None and PADES in wanted and keys.pades is not None:
-            signed_copy, pades_key, tsa_url = copy, keys.pades, installation.tsa_url
+            signed_copy, pades_key = copy, keys.pades
+            tsa_url, tsa_roots = installation.tsa_url, installation.tsa_roots()
             approval = next(s for s in signatures if s.meaning == Meaning.APPROVAL)
             signed_at = audit_log.clock()  # when the site's certificate signs, not when the approval was given
 
@@ -336,6 +337,7 @@ async def manifest(key: DocumentKey, label: str, installation: Installation) -> 
                         location=key.site or key.study,
                         signer_name=approval.printed_name,
                         tsa_url=tsa_url,
+                        tsa_roots=tsa_roots,
                     )
                 )
 
@@ -374,7 +376,7 @@ async def manifest_safely(key: DocumentKey, label: str, installation: Installati
 
     try:
         await manifest(key, label, installation)
-    except TimestampError as error:  # the message says it all: the authority and what went wrong
+    except (TimestampError, NotConfigured) as error:  # the message says it all: what, where and what went wrong
         log.error("the signature page of %s version %s could not be made: %s", record_id(key, label), label, error)
     except Exception:  # noqa: BLE001 - logged whole; the signature is already stored and audited
         log.exception("the signature page of %s version %s could not be made", record_id(key, label), label)

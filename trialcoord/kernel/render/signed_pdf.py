@@ -19,6 +19,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
+from trialcoord.kernel.render import timestamps
+from trialcoord.kernel.render.timestamps import TimestampError
+
+__all__ = ["TimestampError"]  # raised by pades_sign: callers catch it from here
+
 # --- a signature page after the document -------------------------------------------------------------
 
 
@@ -142,6 +147,7 @@ async def pades_sign(
     signer_name: str,
     field_name: str = "Signature1",
     tsa_url: str | None = None,
+    tsa_roots: list[x509.Certificate] | None = None,
 ) -> bytes:
     """`pdf` with an invisible PAdES signature (ETSI.CAdES.detached) appended as an incremental update: B-B, or
     B-T given `tsa_url`, an RFC 3161 time-stamp authority whose token over the signature value is added to it.
@@ -210,66 +216,13 @@ async def pades_sign(
         md_algorithm="sha256",
         subfilter=fields.SigSeedSubFilter.PADES,
     )
-    output = await SignerAt(meta, signer, timestamper=_timestamper(tsa_url) if tsa_url else None).async_sign_pdf(writer)
-    return output.getvalue()
-
-
-TSA_TIMEOUT_SECONDS = 20  # per request; a signature asks twice (a token to size the signature, then its own)
-
-
-class TimestampError(RuntimeError):
-    """The time-stamp authority could not be reached, refused, or answered what is not a time-stamp token:
-    no signature was made. The message names the authority and what went wrong."""
-
-    def __init__(self, url: str, cause: str) -> None:
-        self.url = url
-        super().__init__(f"the time-stamp authority {url} (TRIALCOORD_TSA_URL) gave no time-stamp: {cause}")
-
-
-def _timestamper(url: str):
-    """pyHanko's HTTP client (aiohttp), whose every failure, a refusal or a reply that does not parse included,
-    is a TimestampError naming the authority."""
-    from asn1crypto import cms, core, tsp
-    from pyhanko.sign.timestamps import HTTPTimeStamper
-    from pyhanko.sign.timestamps.common_utils import handle_tsp_response
-
-    class Reply(core.Sequence):  # asn1crypto's TimeStampResp requires the token a refusal has not
-        _fields = [("status", tsp.PKIStatusInfo), ("time_stamp_token", cms.ContentInfo, {"optional": True})]
-
-    class Authority(HTTPTimeStamper):
-        async def async_timestamp(self, message_digest, md_algorithm):
-            try:
-                nonce, request = self.request_cms(message_digest, md_algorithm)
-                reply = await self.async_request_tsa_response(request)
-                try:
-                    status = Reply.load(reply.dump())["status"].native
-                except ValueError as error:
-                    raise TimestampError(
-                        url, f"its reply is no RFC 3161 time-stamp response ({_cause(error)})"
-                    ) from None
-                if status["status"] not in ("granted", "granted_with_mods"):
-                    said = "; ".join(status["status_string"] or []) or "no reason given"
-                    failure = ", ".join(status["fail_info"] or [])
-                    answer = f"it answered {status['status']}: {said}" + (f" ({failure})" if failure else "")
-                    raise TimestampError(url, answer) from None  # pyHanko's cache miss is the context
-                token = handle_tsp_response(reply, nonce)
-                token.native  # noqa: B018 - asn1crypto parses lazily: a garbled token fails here, not in the PDF
-            except TimestampError:
-                raise
-            except Exception as error:  # noqa: BLE001 - aiohttp, asn1crypto and pyHanko errors alike
-                raise TimestampError(url, _cause(error)) from None
-            return token
-
-    return Authority(url, timeout=TSA_TIMEOUT_SECONDS)
-
-
-def _cause(error: BaseException | None) -> str:
-    """The chain of reasons in words: pyHanko's, then aiohttp's (the HTTP status, the refused connection)."""
-    reasons = []
-    while error is not None:
-        reasons.append(" ".join(str(error).split()) or type(error).__name__)
-        error = error.__cause__
-    return "; ".join(dict.fromkeys(reasons))
+    stamper = timestamps.authority(tsa_url) if tsa_url else None
+    signed = (await SignerAt(meta, signer, timestamper=stamper).async_sign_pdf(writer)).getvalue()
+    if not (tsa_url and tsa_roots):
+        return signed
+    return await timestamps.with_validation_data(
+        signed, [certificate, *tsa_roots], tsa_url, SignedAtMetadata(last_modified=signed_at)
+    )
 
 
 @dataclass(frozen=True)
@@ -278,7 +231,7 @@ class PadesCheck:
     intact: bool  # the signed bytes hash to the digest the signature covers
     valid: bool  # the signature over that digest verifies with the signer's key
     trusted: bool  # the signer's certificate is one of the trusted ones, valid at the signing time
-    covers_whole_file: bool  # nothing was appended after signing
+    covers_whole_file: bool  # nothing was appended after signing but validation data (B-LT's DSS)
     signer: str  # the certificate's common name
     signed_at: datetime | None  # as the signer claims it (no time-stamp authority)
     problems: tuple[str, ...] = ()
@@ -286,6 +239,22 @@ class PadesCheck:
     @property
     def ok(self) -> bool:
         return self.signed and self.intact and self.valid and self.trusted and self.covers_whole_file
+
+
+def _only_validation_data_after(pdf: bytes, embedded, status) -> bool:
+    """B-LT appends its validation data (a DSS) in a revision of its own: such revisions, and nothing else, may
+    follow. Each revision ends with %%EOF: bytes outside any revision pyHanko reads add an end, or trail the last."""
+    from pyhanko.sign.diff_analysis import ModificationLevel
+
+    later = embedded.reader.xrefs.total_revisions - 1 - embedded.signed_revision
+    after = pdf[int(embedded.byte_range[2]) + int(embedded.byte_range[3]) :]
+    return (
+        later > 0
+        and after.count(b"%%EOF") == later
+        and not after[after.rindex(b"%%EOF") + len(b"%%EOF") :].strip()
+        and status.modification_level is not None
+        and status.modification_level <= ModificationLevel.LTA_UPDATES
+    )
 
 
 def _unsigned(problem: str) -> PadesCheck:
@@ -323,7 +292,9 @@ async def pades_verify(pdf: bytes, trusted: list[x509.Certificate]) -> PadesChec
     pinned = status.trust_problem_indic is None and status.validation_path is not None
     # A trust anchor's validity period is not checked in path validation, and the signer's is the anchor here.
     in_time = at is not None and cert.not_valid_before <= at <= cert.not_valid_after
-    whole = status.coverage == SignatureCoverageLevel.ENTIRE_FILE
+    whole = status.coverage == SignatureCoverageLevel.ENTIRE_FILE or (
+        status.coverage == SignatureCoverageLevel.ENTIRE_REVISION and _only_validation_data_after(pdf, embedded, status)
+    )
     problems = [
         sentence
         for failed, sentence in (
