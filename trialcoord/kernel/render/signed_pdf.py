@@ -1,7 +1,8 @@
 """Signed PDFs: a signature page after a document, site signing credentials, PAdES signatures and their check.
 
-Functions of their inputs only: no clock, no state. Appending pages is byte-reproducible; a signature is not (ECDSA
-and the new file identifier are random), and its incremental update changes the file's hash: store both files.
+Functions of their inputs only (and of a time-stamp authority's answers, when one is named): no clock, no state.
+Appending pages is byte-reproducible; a signature is not (ECDSA and the new file identifier are random), and its
+incremental update changes the file's hash: store both files.
 A signed file stays PDF/A-3b: pyHanko rewrites the XMP, so Producer and ModDate are aligned with the Info dictionary.
 pyHanko takes most of a second to import, so only the functions that need it import it.
 """

@@ -15,8 +15,9 @@ TSA_TIMEOUT_SECONDS = 20  # per request; a signature asks twice (a token to size
 
 
 class TimestampError(RuntimeError):
-    """The time-stamp authority could not be reached, refused, or answered what is not a time-stamp token:
-    no signature was made. The message names the authority and what went wrong."""
+    """The time-stamp authority could not be reached, refused, or answered what is not a time-stamp token, or
+    (B-LT) the validation data could not be gathered: no signed file was made. The message names the authority
+    and what went wrong."""
 
     def __init__(self, url: str, cause: str) -> None:
         self.url = url
@@ -91,8 +92,12 @@ async def with_validation_data(signed: bytes, trusted: list[x509.Certificate], u
     except Exception as error:  # noqa: BLE001 - certvalidator's path, revocation and fetching errors alike
         raise TimestampError(
             url,
-            f"gave a time-stamp whose certificate does not validate against TRIALCOORD_TSA_CA_FILE: {_cause(error)}",
+            # the signer's path is checked too: the cause names the certificate
+            f"gave a time-stamp, but a certificate to embed does not validate against the site's certificate and "
+            f"TRIALCOORD_TSA_CA_FILE: {_cause(error)}",
         ) from None
+    finally:
+        await context.aclose()  # the HTTP session the fetchers opened, in this event loop
     writer = IncrementalPdfFileWriter.from_reader(reader)
     writer._meta = metadata
     # No VRI: it is optional in PAdES (EN 319 142-1 5.4.2), and pyHanko keys it by the SHA-1 of the hex text of
