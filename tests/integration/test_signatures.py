@@ -7,12 +7,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import zipfile
 from dataclasses import asdict
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import pikepdf
 import pytest
+from asn1crypto import cms
 
 from tests.conftest import PASSWORD, account_rules, add_user, sign_version
 from tests.integration.test_documents import tamper
@@ -121,6 +123,84 @@ async def test_approval_by_signature_gets_a_pades_signature_readers_verify(study
     )  # PDF time: whole seconds
     copy = await _file(ICF, "1.0", "signed_copy", installation=installation)
     assert signed.startswith(copy)  # PAdES is an incremental update of the copy with its signature page
+
+
+STAMPED_AT = datetime(2026, 11, 27, 9, 30, 5, tzinfo=UTC)  # the authority's clock
+
+
+@pytest.fixture(scope="module")
+def tsa():
+    """An RFC 3161 authority on loopback, with its CA's CRL (tests/timestamp_authority.py)."""
+    from tests.timestamp_authority import serving
+
+    with serving(STAMPED_AT) as running:
+        yield running
+
+
+def _with_tsa(tmp_path, system_keys, url: str, ca_file=None):
+    from trialcoord.kernel.config import load_settings
+    from trialcoord.kernel.installation import Installation
+
+    environ = {"TRIALCOORD_DATA_DIR": str(tmp_path / "data"), "TRIALCOORD_TSA_URL": url}
+    return Installation(
+        load_settings(environ | ({"TRIALCOORD_TSA_CA_FILE": str(ca_file)} if ca_file else {})), system_keys
+    )
+
+
+def _time_stamp_of(signed: bytes) -> tuple[datetime, bool]:
+    """The signature's RFC 3161 token, read with asn1crypto: its time, and whether it is over the signature value."""
+    with pikepdf.open(io.BytesIO(signed)) as pdf:
+        contents = bytes(pdf.Root.AcroForm.Fields[0].V.Contents)
+    info = cms.ContentInfo.load(contents)["content"]["signer_infos"][0]
+    (token,) = [a["values"][0] for a in info["unsigned_attrs"] if a["type"].native == "signature_time_stamp_token"]
+    tst_info = token["content"]["encap_content_info"]["content"].parsed
+    imprint = tst_info["message_imprint"]["hashed_message"].native
+    return tst_info["gen_time"].native, imprint == hashlib.sha256(info["signature"].native).digest()
+
+
+async def test_with_a_time_stamp_authority_and_its_ca_the_pades_copy_is_b_lt(
+    study, real_pdf, system_keys, tsa, tmp_path
+):
+    from cryptography.hazmat.primitives import serialization
+
+    ca_file = tmp_path / "tsa-ca.pem"
+    ca_file.write_bytes(tsa.authority.root.public_bytes(serialization.Encoding.PEM))
+    installation = _with_tsa(tmp_path, system_keys, f"{tsa.url}/tsa", ca_file)
+    await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
+    await sign_version(ICF, "1.0", "ivan", "approval", installation=installation)
+    signed = await _file(ICF, "1.0", "pades_signed", installation=installation)
+    assert _time_stamp_of(signed) == (STAMPED_AT, True)  # B-T
+    with pikepdf.open(io.BytesIO(signed)) as pdf:  # LT: the TSA's CRL in the DSS, fetched when signing
+        assert [bytes(c.read_bytes()) for c in pdf.Root.DSS.CRLs] == [
+            tsa.authority.crl.public_bytes(serialization.Encoding.DER)
+        ]
+    assert (await pades_verify(signed, [system_keys.pades[1]])).ok
+    assert signed.startswith(await _file(ICF, "1.0", "signed_copy", installation=installation))
+
+
+async def test_an_unreachable_time_stamp_authority_stores_no_signed_file_and_says_why(
+    study, real_pdf, system_keys, tsa, tmp_path, caplog, installation
+):
+    from tests.timestamp_authority import closed_port_url
+
+    url = closed_port_url()
+    await documents.add_version(ICF, "040", "1.0", real_pdf, "icf.pdf")
+    with caplog.at_level(logging.ERROR, logger="trialcoord.documents.signatures"):
+        made = await sign_version(ICF, "1.0", "ivan", "approval", installation=_with_tsa(tmp_path, system_keys, url))
+    found = await signatures.of_version(ICF, "1.0", installation=installation)
+    assert [s.signature for s in found.signatures] == [made.signature]  # the signature stands
+    assert found.files == []  # no B-B copy in place of the B-T asked for, and no half set of files
+    (record,) = [r for r in caplog.records if r.name == "trialcoord.documents.signatures"]
+    message = record.getMessage()
+    assert f"the time-stamp authority {url} (TRIALCOORD_TSA_URL) gave no time-stamp: " in message
+    assert "Connect call failed" in message and record.exc_info is None  # one line, no traceback
+
+    # the authority is back: the next attempt makes the files
+    await signatures.manifest_safely(ICF, "1.0", _with_tsa(tmp_path, system_keys, f"{tsa.url}/tsa"))
+    files = (await signatures.of_version(ICF, "1.0", installation=installation)).files
+    assert {f.kind for f in files} == {"signature_page", "signed_copy", "pades_signed"}
+    signed = await _file(ICF, "1.0", "pades_signed", installation=installation)
+    assert _time_stamp_of(signed) == (STAMPED_AT, True)
 
 
 async def test_a_docx_version_carries_its_signature_page(study, installation):

@@ -46,11 +46,52 @@ def test_postgres_url_and_other_values():
         ("TRIALCOORD_TIME_ZONE", "Mars/Olympus", "not an IANA time zone"),
         ("TRIALCOORD_PORT", "80a", "not a port number"),
         ("TRIALCOORD_PORT", "70000", "not a port number"),
+        ("TRIALCOORD_TSA_URL", "ftp://tsa.example/", "not the http\\(s\\) address of an RFC 3161"),
+        ("TRIALCOORD_TSA_URL", "tsa.example", "not the http\\(s\\) address"),
+        ("TRIALCOORD_TSA_URL", "http://tsa.example:port/", "not the http\\(s\\) address"),
+        ("TRIALCOORD_TSA_URL", "https://me:pw@tsa.example/", "'https://me:\\*\\*\\*@tsa.example/' carries credentials"),
     ],
 )
 def test_bad_values_name_the_variable(variable, value, message):
     with pytest.raises(ConfigError, match=f"^{variable}: .*{message}"):
         load_settings({variable: value})
+
+
+def test_a_time_stamp_authority_is_optional():
+    assert load_settings({}).tsa_url is None and load_settings({"TRIALCOORD_TSA_URL": ""}).tsa_url is None
+    assert load_settings({"TRIALCOORD_TSA_URL": "https://tsa.example:8443/rfc3161"}).tsa_url == (
+        "https://tsa.example:8443/rfc3161"
+    )
+
+
+def test_a_tsa_ca_file_needs_a_tsa():
+    with pytest.raises(ConfigError, match="^TRIALCOORD_TSA_CA_FILE: set, but TRIALCOORD_TSA_URL names no"):
+        load_settings({"TRIALCOORD_TSA_CA_FILE": "/etc/tsa-ca.pem"})
+    settings = load_settings({"TRIALCOORD_TSA_URL": "http://tsa.example/", "TRIALCOORD_TSA_CA_FILE": "/etc/ca.pem"})
+    assert settings.tsa_ca_file == Path("/etc/ca.pem")
+
+
+def test_the_tsas_ca_certificates_are_read_from_pem_and_a_bad_file_is_named(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.unit.test_signed_pdf import SIGNED_AT
+    from trialcoord.kernel.installation import Installation
+    from trialcoord.kernel.problems import NotConfigured
+    from trialcoord.kernel.render.signed_pdf import new_site_credentials
+
+    def installation(ca_file):
+        environ = {"TRIALCOORD_TSA_URL": "http://tsa.example/", "TRIALCOORD_TSA_CA_FILE": str(ca_file)}
+        return Installation(load_settings(environ))
+
+    first, second = (new_site_credentials(n, "CA", SIGNED_AT, SIGNED_AT)[1] for n in ("one", "two"))
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (first, second)))
+    assert installation(bundle).tsa_roots() == [first, second]
+    assert Installation(load_settings({"TRIALCOORD_TSA_URL": "http://tsa.example/"})).tsa_roots() == []
+    (tmp_path / "bad.pem").write_text("not a certificate")
+    for path in (tmp_path / "bad.pem", tmp_path / "missing.pem"):
+        with pytest.raises(NotConfigured, match=f"^PAdES B-LT is unavailable: TRIALCOORD_TSA_CA_FILE {path}: "):
+            installation(path).tsa_roots()
 
 
 def test_get_settings_is_cached_until_reset(monkeypatch):

@@ -35,7 +35,7 @@ from trialcoord.kernel import audit_log, signing_keys
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.installation import Installation
-from trialcoord.kernel.problems import Conflict, Forbidden, invalid
+from trialcoord.kernel.problems import Conflict, Forbidden, NotConfigured, invalid
 from trialcoord.kernel.rules.access import Grant
 from trialcoord.kernel.rules.audit_entries import utc_instant
 from trialcoord.scheduling import lookups
@@ -323,6 +323,7 @@ async def manifest(key: DocumentKey, label: str, installation: Installation) -> 
             made[SIGNED_COPY] = (copy, PDF)
         if copy is not None and PADES in wanted and keys.pades is not None:
             signed_copy, pades_key = copy, keys.pades
+            tsa_url, tsa_roots = installation.tsa_url, installation.tsa_roots()
             approval = next(s for s in signatures if s.meaning == Meaning.APPROVAL)
             signed_at = audit_log.clock()  # when the site's certificate signs, not when the approval was given
 
@@ -335,6 +336,8 @@ async def manifest(key: DocumentKey, label: str, installation: Installation) -> 
                         reason=f"approved by {approval.printed_name} at {approval.instant}",
                         location=key.site or key.study,
                         signer_name=approval.printed_name,
+                        tsa_url=tsa_url,
+                        tsa_roots=tsa_roots,
                     )
                 )
 
@@ -369,8 +372,12 @@ async def manifest(key: DocumentKey, label: str, installation: Installation) -> 
 async def manifest_safely(key: DocumentKey, label: str, installation: Installation) -> None:
     """The manifestation, never failing what asked for it: a signature stands once stored, and a page that
     cannot be printed now (an odd upload, a render failure) is printed by the next attempt or export."""
+    from trialcoord.kernel.render.signed_pdf import TimestampError
+
     try:
         await manifest(key, label, installation)
+    except (TimestampError, NotConfigured) as error:  # the message says it all: what, where and what went wrong
+        log.error("the signature page of %s version %s could not be made: %s", record_id(key, label), label, error)
     except Exception:  # noqa: BLE001 - logged whole; the signature is already stored and audited
         log.exception("the signature page of %s version %s could not be made", record_id(key, label), label)
 

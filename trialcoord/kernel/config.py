@@ -48,6 +48,8 @@ class Settings:
     audit_passphrase_file: Path | None = None
     pii_key_file: Path | None = None  # AES keys of participants' personal data (or TRIALCOORD_PII_KEYS)
     pades_file: Path | None = None  # the site's ECDSA key and certificate for PAdES (PKCS#12)
+    tsa_url: str | None = None  # an RFC 3161 time-stamp authority: PAdES B-T instead of B-B
+    tsa_ca_file: Path | None = None  # its CA certificates (PEM): B-LT, the validation data embedded
     signatures_dir: Path = Path("signatures")  # the public signer registry
     nightly_at: time | None = time(2, 30)  # local time of the nightly refresh and detection `serve` runs (None: off)
 
@@ -94,6 +96,8 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         ),
         pii_key_file=Path(environ.get("TRIALCOORD_PII_KEY_FILE") or data_dir / "pii-keys.json"),
         pades_file=Path(environ.get("TRIALCOORD_PADES_FILE") or data_dir / "pades-credentials.p12"),
+        tsa_url=_tsa_url(environ.get("TRIALCOORD_TSA_URL") or None),
+        tsa_ca_file=_tsa_ca_file(environ.get("TRIALCOORD_TSA_CA_FILE") or None, environ.get("TRIALCOORD_TSA_URL")),
         signatures_dir=Path(environ.get("TRIALCOORD_SIGNATURES_DIR") or "signatures"),
         nightly_at=_nightly(environ.get("TRIALCOORD_NIGHTLY"), environ.get("TRIALCOORD_NIGHTLY_AT") or "02:30"),
     )
@@ -129,6 +133,33 @@ def _minutes(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 1440:
         raise ConfigError(f"TRIALCOORD_SESSION_TIMEOUT_MINUTES: '{text}' is not a number of minutes (1-1440)")
     return int(text)
+
+
+def _tsa_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a non-numeric port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"TRIALCOORD_TSA_URL: '{_without_password(url)}' is not the http(s) address of an RFC 3161 time-stamp "
+            "authority, such as http://timestamp.example.org/tsa"
+        )
+    if parts.username is not None or parts.password is not None:  # it would be logged with every failure
+        raise ConfigError(
+            f"TRIALCOORD_TSA_URL: '{_without_password(url)}' carries credentials; time-stamp authorities that "
+            "need a password are not supported"
+        )
+    return url
+
+
+def _tsa_ca_file(path: str | None, url: str | None) -> Path | None:
+    if path is not None and not url:
+        raise ConfigError("TRIALCOORD_TSA_CA_FILE: set, but TRIALCOORD_TSA_URL names no time-stamp authority")
+    return Path(path) if path else None
 
 
 def _nightly(switch: str | None, at: str) -> time | None:

@@ -5,9 +5,10 @@ module state: a test, a benchmark or a second app in one process each build thei
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trialcoord.kernel.config import Settings
+from trialcoord.kernel.problems import NotConfigured
 from trialcoord.kernel.system_keys import SystemKeys, load
 
 if TYPE_CHECKING:  # rendering's imports (WeasyPrint, python-docx) load with the first render, not every command
@@ -41,6 +42,25 @@ class Installation:
     @property
     def signatures_dir(self) -> Path | None:
         return self.settings.signatures_dir if self.settings else None
+
+    @property
+    def tsa_url(self) -> str | None:
+        """The RFC 3161 time-stamp authority PAdES signatures are time-stamped by (B-T, B-LT); None: B-B."""
+        return self.settings.tsa_url if self.settings else None
+
+    def tsa_roots(self) -> list[Any]:
+        """The time-stamp authority's CA certificates (TRIALCOORD_TSA_CA_FILE, PEM), which make PAdES B-LT;
+        none: B-T. A file that cannot be read is NotConfigured naming it, never a silent B-T."""
+        path = self.settings.tsa_ca_file if self.settings else None
+        if path is None:
+            return []
+        from cryptography import x509
+
+        try:
+            roots = x509.load_pem_x509_certificates(path.read_bytes())
+        except (OSError, ValueError) as error:
+            raise NotConfigured(f"PAdES B-LT is unavailable: TRIALCOORD_TSA_CA_FILE {path}: {error}") from None
+        return roots
 
     def render_cache(self) -> RenderCache | None:
         """Rendered documents by the hash of their inputs, in the data directory; None without one."""

@@ -1,7 +1,8 @@
 """Signed PDFs: a signature page after a document, site signing credentials, PAdES signatures and their check.
 
-Functions of their inputs only: no clock, no state. Appending pages is byte-reproducible; a signature is not (ECDSA
-and the new file identifier are random), and its incremental update changes the file's hash: store both files.
+Functions of their inputs only (and of a time-stamp authority's answers, when one is named): no clock, no state.
+Appending pages is byte-reproducible; a signature is not (ECDSA and the new file identifier are random), and its
+incremental update changes the file's hash: store both files.
 A signed file stays PDF/A-3b: pyHanko rewrites the XMP, so Producer and ModDate are aligned with the Info dictionary.
 pyHanko takes most of a second to import, so only the functions that need it import it.
 """
@@ -18,6 +19,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
+
+from trialcoord.kernel.render import timestamps
+from trialcoord.kernel.render.timestamps import TimestampError
+
+__all__ = ["TimestampError"]  # raised by pades_sign: callers catch it from here
 
 # --- a signature page after the document -------------------------------------------------------------
 
@@ -141,11 +147,16 @@ async def pades_sign(
     location: str,
     signer_name: str,
     field_name: str = "Signature1",
+    tsa_url: str | None = None,
+    tsa_roots: list[x509.Certificate] | None = None,
 ) -> bytes:
-    """`pdf` with an invisible PAdES B-B signature (ETSI.CAdES.detached) appended as an incremental update.
+    """`pdf` with an invisible PAdES signature (ETSI.CAdES.detached) appended as an incremental update: B-B, or
+    B-T given `tsa_url`, an RFC 3161 time-stamp authority whose token over the signature value is added to it.
 
     PAdES keeps the signing time out of the CMS (the signing-time attribute is forbidden there): it is the
-    signature dictionary's /M, and the file's ModDate, both `signed_at`.
+    signature dictionary's /M, and the file's ModDate, both `signed_at`, as the signer claims it; the token's
+    time is the authority's. A time-stamp authority that cannot be reached or refuses raises TimestampError:
+    never a B-B signature in place of the B-T asked for.
     """
     from asn1crypto import keys as asn1_keys
     from pyhanko.pdf_utils import generic
@@ -206,8 +217,13 @@ async def pades_sign(
         md_algorithm="sha256",
         subfilter=fields.SigSeedSubFilter.PADES,
     )
-    output = await SignerAt(meta, signer).async_sign_pdf(writer)
-    return output.getvalue()
+    stamper = timestamps.authority(tsa_url) if tsa_url else None
+    signed = (await SignerAt(meta, signer, timestamper=stamper).async_sign_pdf(writer)).getvalue()
+    if not (tsa_url and tsa_roots):
+        return signed
+    return await timestamps.with_validation_data(
+        signed, [certificate, *tsa_roots], tsa_url, SignedAtMetadata(last_modified=signed_at)
+    )
 
 
 @dataclass(frozen=True)
@@ -216,7 +232,7 @@ class PadesCheck:
     intact: bool  # the signed bytes hash to the digest the signature covers
     valid: bool  # the signature over that digest verifies with the signer's key
     trusted: bool  # the signer's certificate is one of the trusted ones, valid at the signing time
-    covers_whole_file: bool  # nothing was appended after signing
+    covers_whole_file: bool  # nothing was appended after signing but validation data (B-LT's DSS)
     signer: str  # the certificate's common name
     signed_at: datetime | None  # as the signer claims it (no time-stamp authority)
     problems: tuple[str, ...] = ()
@@ -224,6 +240,22 @@ class PadesCheck:
     @property
     def ok(self) -> bool:
         return self.signed and self.intact and self.valid and self.trusted and self.covers_whole_file
+
+
+def _only_validation_data_after(pdf: bytes, embedded, status) -> bool:
+    """B-LT appends its validation data (a DSS) in a revision of its own: such revisions, and nothing else, may
+    follow. Each revision ends with %%EOF: bytes outside any revision pyHanko reads add an end, or trail the last."""
+    from pyhanko.sign.diff_analysis import ModificationLevel
+
+    later = embedded.reader.xrefs.total_revisions - 1 - embedded.signed_revision
+    after = pdf[int(embedded.byte_range[2]) + int(embedded.byte_range[3]) :]
+    return (
+        later > 0
+        and after.count(b"%%EOF") == later
+        and not after[after.rindex(b"%%EOF") + len(b"%%EOF") :].strip()
+        and status.modification_level is not None
+        and status.modification_level <= ModificationLevel.LTA_UPDATES
+    )
 
 
 def _unsigned(problem: str) -> PadesCheck:
@@ -261,7 +293,9 @@ async def pades_verify(pdf: bytes, trusted: list[x509.Certificate]) -> PadesChec
     pinned = status.trust_problem_indic is None and status.validation_path is not None
     # A trust anchor's validity period is not checked in path validation, and the signer's is the anchor here.
     in_time = at is not None and cert.not_valid_before <= at <= cert.not_valid_after
-    whole = status.coverage == SignatureCoverageLevel.ENTIRE_FILE
+    whole = status.coverage == SignatureCoverageLevel.ENTIRE_FILE or (
+        status.coverage == SignatureCoverageLevel.ENTIRE_REVISION and _only_validation_data_after(pdf, embedded, status)
+    )
     problems = [
         sentence
         for failed, sentence in (
