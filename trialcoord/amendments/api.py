@@ -15,6 +15,7 @@ from trialcoord.amendments import applying, impact, impact_outputs
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import needs
+from trialcoord.kernel.web.openapi import files
 from trialcoord.kernel.web.params import AccessDep, QueryStr, StudyPath, SubjectPath, Today, plausible
 from trialcoord.kernel.web.schemas import Code
 from trialcoord.scheduling import protocols
@@ -107,6 +108,7 @@ class AmendmentController(Controller):
     @get(
         "/protocol-versions/{version:str}/impact",
         opt=needs(Action.VIEW_SCHEDULE, across_sites=True),
+        operation_class=files(*impact_outputs.IMPACT_MEDIA.values()),  # with `format` csv or pdf; JSON by default
         responses=problem_responses(400, 401, 403, 404, 422),
     )
     async def impact_of_version(
@@ -126,7 +128,7 @@ class AmendmentController(Controller):
 
     @post(
         "/protocol-impact",
-        operation_class=ProtocolBodyOperation,
+        operation_class=files(*impact_outputs.IMPACT_MEDIA.values(), base=ProtocolBodyOperation),
         opt=needs(Action.VIEW_SCHEDULE, across_sites=True),
         status_code=200,
         responses=problem_responses(400, 401, 403, 404, 422),

@@ -21,9 +21,10 @@ from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_store import AuditFilter, TrailEntry
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.rules.audit_entries import utc_instant
-from trialcoord.kernel.web.downloads import CSV
+from trialcoord.kernel.web.downloads import CSV, PDF
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import Access, needs
+from trialcoord.kernel.web.openapi import files
 from trialcoord.kernel.web.params import AccessDep, StudyPath, plausible
 
 PAGE_SIZE = 100
@@ -124,6 +125,7 @@ class AuditController(Controller):
         opt=needs(Action.VIEW_AUDIT),
         responses=problem_responses(400, 401, 403, 422),
         media_type="application/octet-stream",
+        operation_class=files(CSV, PDF),
     )
     async def system_export(
         self,
@@ -168,6 +170,7 @@ class AuditController(Controller):
         opt=needs(Action.VIEW_AUDIT, across_sites=True),
         responses=problem_responses(400, 401, 403, 422),
         media_type="application/octet-stream",
+        operation_class=files(CSV, PDF),
     )
     async def study_export(
         self,

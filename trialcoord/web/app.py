@@ -59,6 +59,7 @@ from trialcoord.kernel.rules.access import Role, Viewer
 from trialcoord.kernel.web.error_summary import error_summary
 from trialcoord.kernel.web.errors import EXCEPTION_HANDLERS
 from trialcoord.kernel.web.guard import CSRF_FIELD, PUBLIC, Access, guard
+from trialcoord.kernel.web.openapi import SECURITY_SCHEMES, DocumentedRoutes
 from trialcoord.kernel.web.render_jobs import RenderJobController, RenderJobPages
 from trialcoord.overviews.pages.consent import ConsentPages
 from trialcoord.overviews.pages.grid import GridPages
@@ -170,6 +171,7 @@ def create_app(
             "installation": Provide(lambda: installation, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        plugins=[DocumentedRoutes()],  # the OpenAPI document's security and file answers, from the routes
         lifespan=[_database(settings), _nightly(settings)],
         template_config=TemplateConfig(
             directory=HERE / "templates", engine=JinjaTemplateEngine, engine_callback=_template_globals
@@ -179,6 +181,7 @@ def create_app(
             version="1",
             description="Visit schedules and site compliance of clinical trials.",
             path="/schema",
+            components=SECURITY_SCHEMES,  # each operation's `security` is derived from its route's rule
             # JSON only: the documentation UIs load scripts from a CDN, which the app never does.
             render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"])],
         ),

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromQuery, JSONBody
 
 from trialcoord.deviations import filing, listings, report_documents, site_summary, trends
@@ -20,6 +21,7 @@ from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.downloads import CSV, attachment
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import Access, needs
+from trialcoord.kernel.web.openapi import files
 from trialcoord.kernel.web.params import AccessDep, AsOf, InstallationDep, StudyPath, Today, as_of_or_today
 from trialcoord.kernel.web.schemas import Code
 
@@ -81,6 +83,13 @@ def _queued(request: Request, job_id: str, url: str, pages: int, file_name: str,
     return queued_answer(request, job_id, QueuedOut(job_id, url, f"{url}/result", pages, file_name, label), url)
 
 
+QUEUED = {
+    202: ResponseSpec(
+        QueuedOut, description="Rendered by a job: poll `url` (also in Location)", generate_examples=False
+    )
+}
+
+
 def scope(access: Access, site: str | None) -> list[str] | None:
     """The sites a study-wide report covers: `site` (the guard checked it), else the caller's (None: all)."""
     if site:
@@ -130,7 +139,8 @@ class DeviationReportController(Controller):
         "/deviations/log",
         opt=EXPORT,
         media_type="application/octet-stream",
-        responses=problem_responses(400, 401, 403, 404, 422),
+        operation_class=files(*report_documents.MEDIA_TYPES.values()),
+        responses=QUEUED | problem_responses(400, 401, 403, 404, 422),
     )
     async def log(
         self,
@@ -148,7 +158,8 @@ class DeviationReportController(Controller):
         "/deviations/monitoring-report",
         opt=EXPORT,
         media_type="application/octet-stream",
-        responses=problem_responses(400, 401, 403, 404, 422),
+        operation_class=files(*report_documents.MEDIA_TYPES.values()),
+        responses=QUEUED | problem_responses(400, 401, 403, 404, 422),
     )
     async def monitoring_report(
         self,

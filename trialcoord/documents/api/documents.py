@@ -21,7 +21,7 @@ from litestar.exceptions import PermissionDeniedException, ValidationException
 from litestar.params import FromQuery, JSONBody
 
 from trialcoord.documents import documents
-from trialcoord.documents.rules.documents import DocumentKey, IrbApproval, Reader
+from trialcoord.documents.rules.documents import DOCX, JPEG, PDF, PNG, DocumentKey, IrbApproval, Reader
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.problems import InvalidInput, Problem
@@ -29,6 +29,7 @@ from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.downloads import attachment
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import Access, needs
+from trialcoord.kernel.web.openapi import files
 from trialcoord.kernel.web.params import AccessDep, QueryStr, StudyPath, Today
 from trialcoord.kernel.web.schemas import Code, Text
 
@@ -215,6 +216,7 @@ class DocumentController(Controller):
         "/content",
         opt=VIEW,
         media_type="application/octet-stream",
+        operation_class=files(PDF, DOCX, PNG, JPEG),  # what an upload may be (rules/documents.py check_upload)
         responses=problem_responses(400, 401, 403, 404, 409),
     )
     async def content(

@@ -24,7 +24,7 @@ from trialcoord.accounts.signing import signing_ceremony
 from trialcoord.accounts.users import AccountRules
 from trialcoord.documents import binder_checklist, binder_export, documents, signature_requests, signatures
 from trialcoord.documents.api.documents import Name, may_manage, reader, visible
-from trialcoord.documents.rules.documents import DocumentKey
+from trialcoord.documents.rules.documents import DOCX, PDF, DocumentKey
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.installation import Installation
@@ -33,6 +33,7 @@ from trialcoord.kernel.rules.access import Action, Viewer
 from trialcoord.kernel.web.downloads import attachment
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import Access, needs
+from trialcoord.kernel.web.openapi import files
 from trialcoord.kernel.web.params import AccessDep, InstallationDep, QueryStr, StudyPath, Today
 from trialcoord.kernel.web.schemas import Code
 
@@ -262,7 +263,13 @@ class SignatureController(Controller):
         made = await signature_requests.remind(key, data.label, data.request, access.user_id, reader(access, today))
         return msgspec.convert(made, SignatureRequestOut, from_attributes=True)
 
-    @get("/file", opt=VIEW, media_type="application/octet-stream", responses=problem_responses(400, 401, 403, 404))
+    @get(
+        "/file",
+        opt=VIEW,
+        media_type="application/octet-stream",
+        operation_class=files(PDF, DOCX),  # a signed copy of a DOCX is a DOCX
+        responses=problem_responses(400, 401, 403, 404),
+    )
     async def file(
         self,
         study: StudyPath,

@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 # Litestar adds "; charset=utf-8" to every text/ media type: naming the charset here too sent it twice.
 CSV = "text/csv"
+PDF = "application/pdf"
 
 
 def attachment(file_name: str, inline: bool = False) -> str:

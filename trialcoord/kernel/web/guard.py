@@ -31,6 +31,8 @@ API_PREFIX = "/api"
 PUBLIC: dict[str, Any] = {"rule": "public"}
 SIGNED_IN: dict[str, Any] = {"rule": "signed_in"}
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_COOKIE_METHODS = frozenset({"GET", "HEAD"})  # the methods on which the API also takes the session cookie
+BEARER, COOKIE = "bearer", "cookie"  # the credentials a request may carry (`credentials`)
 _LAPSED = {
     "lapsed": "You were signed out after a period of inactivity; sign in again.",
     "expired": "The token has expired.",
@@ -85,13 +87,13 @@ def rule_of(handler: BaseRouteHandler, path: str, method: str) -> dict[str, Any]
 async def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     path = connection.url.path
     is_api = path.startswith(API_PREFIX)
-    method = connection.scope.get("method")
-    rule = rule_of(handler, path, method if isinstance(method, str) else "GET")
+    method = str(connection.scope.get("method", "GET"))  # HTTP routes only: the app has no websockets
+    rule = rule_of(handler, path, method)
     if rule is None:
         raise PermissionDeniedException("This route declares no access rule, so it is refused.")
     if "\x00" in path or "%00" in connection.scope.get("query_string", b"").decode("latin-1"):
         raise ValidationException("The address contains a NUL character", extra=[{"key": "path", "message": "NUL"}])
-    resolution = await connection.app.state.resolve_session(_token(connection, is_api))
+    resolution = await connection.app.state.resolve_session(_token(connection, path, method))
     viewer = resolution.viewer
     connection.state.access = Access(viewer)
     if rule["rule"] == "public":
@@ -102,7 +104,7 @@ async def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
             "Sign in to continue." if not is_api else "A bearer token is required (Authorization: Bearer <token>).",
         )
         raise NotAuthorizedException(detail, headers={"WWW-Authenticate": "Bearer"} if is_api else None)
-    if not is_api and connection.scope.get("method") in _UNSAFE:
+    if not is_api and method in _UNSAFE:
         await _check_csrf(connection, viewer)
     if rule["rule"] == "signed_in":
         return
@@ -165,15 +167,22 @@ def _where(study: str | None, site: str | None) -> str:
     return f"in {study}" + (f" at site {site}" if site else "")
 
 
-def _token(connection: ASGIConnection, is_api: bool) -> str | None:
-    """API: the bearer token; a download linked from a page (a safe method) may use the session cookie."""
-    if is_api:
+def credentials(path: str, method: str) -> tuple[str, ...]:
+    """What the guard reads who is asking from, in order: the API takes the bearer token, and the session
+    cookie on a safe method (a download linked from a page); a page takes the cookie. The OpenAPI document's
+    `security` says the same (kernel/web/openapi.py)."""
+    if not path.startswith(API_PREFIX):
+        return (COOKIE,)
+    return (BEARER, COOKIE) if method in _COOKIE_METHODS else (BEARER,)
+
+
+def _token(connection: ASGIConnection, path: str, method: str) -> str | None:
+    accepted = credentials(path, method)
+    if BEARER in accepted:
         scheme, _, token = connection.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer":
             return token.strip()
-        if connection.scope.get("method") not in ("GET", "HEAD"):
-            return None
-    return connection.cookies.get(SESSION_COOKIE)
+    return connection.cookies.get(SESSION_COOKIE) if COOKIE in accepted else None
 
 
 async def _check_csrf(connection: ASGIConnection, viewer: Viewer) -> None:

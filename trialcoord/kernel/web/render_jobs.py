@@ -26,6 +26,7 @@ from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.downloads import attachment
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import SIGNED_IN, needs
+from trialcoord.kernel.web.openapi import files
 from trialcoord.kernel.web.paging import page_in_memory, page_request
 from trialcoord.kernel.web.params import AccessDep, QueryStr, StudyPath
 from trialcoord.kernel.web.schemas import Code
@@ -129,13 +130,13 @@ class RenderJobController(Controller):
         jobs = render_jobs(request.app)
         return _out(jobs.status(job, owner=access.user_id), jobs.long_pages)
 
-    @get("/", opt=FOLLOW, responses=problem_responses(401, 403))
+    @get("/", opt=FOLLOW, responses=problem_responses(400, 401, 403))
     async def mine(self, request: Request, study: StudyPath, access: AccessDep) -> list[JobOut]:
         """The caller's own jobs, newest first (finished ones are kept for an hour)."""
         jobs = render_jobs(request.app)
         return [_out(s, jobs.long_pages) for s in jobs.jobs_of(access.user_id)]
 
-    @get("/{job_id:str}", opt=FOLLOW, responses=problem_responses(401, 403, 404))
+    @get("/{job_id:str}", opt=FOLLOW, responses=problem_responses(400, 401, 403, 404))
     async def status(self, request: Request, study: StudyPath, job_id: JobId, access: AccessDep) -> JobOut:
         """The job's state and progress (the share of the render done, by WeasyPrint's own steps)."""
         try:
@@ -148,7 +149,8 @@ class RenderJobController(Controller):
         "/{job_id:str}/result",
         opt=FOLLOW,
         media_type="application/octet-stream",
-        responses=problem_responses(401, 403, 404, 409),
+        operation_class=files(*MEDIA.values()),
+        responses=problem_responses(400, 401, 403, 404, 409),
     )
     async def result(self, request: Request, study: StudyPath, job_id: JobId, access: AccessDep) -> Response[bytes]:
         """The rendered document, once the job is done."""
