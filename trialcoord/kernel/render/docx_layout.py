@@ -12,7 +12,6 @@ from docx.oxml import OxmlElement
 from docx.oxml.ns import qn
 from docx.oxml.table import CT_Row, CT_Tc
 from docx.shared import Emu, Pt, Twips
-from docx.table import _Cell
 
 from trialcoord.kernel.render.chart_png import ChartImage
 from trialcoord.kernel.render.column_widths import column_widths
@@ -29,6 +28,8 @@ _TR_PR = tuple(
     for tag in "cnfStyle divId gridBefore gridAfter wBefore wAfter cantSplit trHeight tblHeader tblCellSpacing jc "
     "hidden ins del trPrChange".split()
 )
+_NS = {"w": "http://schemas.openxmlformats.org/wordprocessingml/2006/main"}
+_T, _BREAKS = qn("w:t"), {qn("w:br"): "\n", qn("w:cr"): "\n", qn("w:tab"): "\t"}
 CHARTS_PER_LINE = 2  # as the PDF lays them out: two side by side on a landscape page
 
 
@@ -50,12 +51,26 @@ def _child(parent, tag: str, order: tuple[str, ...], **attributes: str):
     return element
 
 
+def _number(element, path: str, default: int) -> int:
+    found = element.find(path, _NS)
+    return default if found is None else int(found.get(qn("w:val")))
+
+
 def _cells(tr: CT_Row) -> Iterable[tuple[CT_Tc, int, int]]:
     """(cell, first grid column, columns spanned) of a row, skipping the grid columns a row leaves out."""
-    column = tr.grid_before
+    column = _number(tr, "w:trPr/w:gridBefore", 0)
     for tc in tr.tc_lst:
-        yield tc, column, tc.grid_span
-        column += tc.grid_span
+        span = _number(tc, "w:tcPr/w:gridSpan", 1)
+        yield tc, column, span
+        column += span
+
+
+def _text(tc: CT_Tc) -> str:
+    """A cell's text, a line to a paragraph or line break (lxml: python-docx's properties cost 10 times more)."""
+    return "\n".join(
+        "".join((e.text or "") if e.tag == _T else _BREAKS[e.tag] for e in p.iter(_T, *_BREAKS))
+        for p in tc.iter(qn("w:p"))
+    )
 
 
 def _texts(table) -> list[list[str]]:
@@ -66,7 +81,7 @@ def _texts(table) -> list[list[str]]:
         texts = [""] * columns
         for tc, first, span in _cells(tr):
             if span == 1 and first < columns:  # a merged cell says nothing of one column's width
-                texts[first] = _Cell(tc, table).text
+                texts[first] = _text(tc)
         rows.append(texts)
     return rows
 
