@@ -126,7 +126,7 @@ def deviation_log() -> Document:
     doc.add_heading("{{doc.title}}", level=0)
     doc.add_paragraph("Study {{study_code}} · site {{site}} · as of {{as_of}}")
     _table(doc, ("Measure", "Count"), ("label", "value"), "summary")
-    doc.add_paragraph("")
+    doc.add_paragraph("{{charts}}")  # the charts as pictures, or an empty paragraph keeping the tables apart
     _table(doc, ("ID", "Participant", "Visit", "Category", "Description", "Occurred", "Identified", "Classification",
                  "Status"),
            ("id", "participant", "visit", "category", "description", "occurred", "identified", "classification",
@@ -141,6 +141,7 @@ def monitoring_visit_report() -> Document:
     doc.add_paragraph("Study {{study_code}} · site {{site}} · visit date {{visit_date}} · prepared by {{prepared_by}}")
     doc.add_heading("Site status", level=1)
     _table(doc, ("Measure", "Value"), ("label", "value"), "summary")
+    doc.add_paragraph("{{charts}}")
     doc.add_heading("Open protocol deviations", level=1)
     _table(doc, ("ID", "Participant", "Visit", "Category", "Description", "Identified", "Age (days)",
                  "Classification", "Status"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import zipfile
 from dataclasses import asdict, replace
 from datetime import UTC, date, datetime
 
@@ -208,7 +209,7 @@ def drawn_text(data: bytes) -> str:
     return " ".join(" ".join(chunks).split())
 
 
-async def test_the_log_pdf_draws_its_charts_and_the_docx_holds_the_rows(reported):
+async def test_the_log_pdf_draws_its_charts_and_the_docx_holds_them_and_the_rows(reported):
     pdf, name = await report_documents.render_report(
         reported, SITE_A, report_documents.LOG, "pdf", TODAY, "Cora (coord-a)"
     )
@@ -223,11 +224,11 @@ async def test_the_log_pdf_draws_its_charts_and_the_docx_holds_the_rows(reported
     assert "Deviationsbymonthandcategory" in compact and "Daysfromdetectiontoclosure" in compact
     assert "visit_missed" in compact and "2024-03" in compact  # the bars' labels
     assert INJECTION in compact  # the description as text (wrapped in its narrow column)
-    word = docx.Document(
-        io.BytesIO(
-            (await report_documents.render_report(reported, SITE_A, report_documents.LOG, "docx", TODAY, "Cora"))[0]
-        )
-    )
+    log = (await report_documents.render_report(reported, SITE_A, report_documents.LOG, "docx", TODAY, "Cora"))[0]
+    with zipfile.ZipFile(io.BytesIO(log)) as archive:  # the PDF's charts as pictures, each with its words
+        xml = archive.read("word/document.xml").decode()
+    assert xml.count("<w:drawing>") == 3 and 'title="Days from detection to closure"' in xml
+    word = docx.Document(io.BytesIO(log))
     counts, table = word.tables[:2]
     assert ["Deviations", "5"] in [[c.text for c in row.cells] for row in counts.rows]
     cells = [[c.text for c in row.cells] for row in table.rows]

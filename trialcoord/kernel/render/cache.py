@@ -36,12 +36,16 @@ class RenderCache:
                 "document_data.py",
                 "pdf_documents.py",
                 "docx_documents.py",
+                "docx_layout.py",
+                "column_widths.py",
+                "chart_png.py",
                 "pdf.py",
             )
         ]
         files = hashlib.sha256(b"".join(hashlib.sha256(p.read_bytes()).digest() for p in sources)).hexdigest()
-        # the library's version too: an upgrade may lay out the same input differently
-        library = importlib.metadata.version("weasyprint" if kind == "pdf" else "python-docx")
+        # the libraries' versions too: an upgrade may lay out the same input differently (Pillow draws DOCX charts)
+        libraries = ("weasyprint",) if kind == "pdf" else ("python-docx", "pillow")
+        library = " ".join(importlib.metadata.version(name) for name in libraries)
         parts = [kind, library, template, files, canonical_json(data).decode(), created_at, title, version_label]
         return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
 

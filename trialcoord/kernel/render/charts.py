@@ -12,7 +12,9 @@ import hashlib
 import html
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+from trialcoord.kernel.problems import InvalidInput, Problem
 
 WIDTH = 600
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F0E442", "#000000")  # Okabe-Ito
@@ -20,6 +22,31 @@ ON_PALETTE = ("#fff", "#000", "#000", "#000", "#000", "#000", "#000", "#fff")  #
 INK, MUTED, GRID = "#1f2937", "#4b5563", "#d1d5db"
 _LEFT, _RIGHT, _TOP, _PLOT_HEIGHT = 52, 12, 52, 220
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")  # not even escapable in XML 1.0
+
+
+def chart_of_spec(spec: Mapping) -> str:
+    """The chart a document's data specifies (its `charts` items), as SVG; InvalidInput naming `charts` when it
+    cannot be drawn. Kinds: stacked (periods, series), bars (items of [label, value]), histogram (values, bins
+    of [lo, hi or null])."""
+    try:
+        kind, title = spec["kind"], str(spec["title"])
+        if kind == "stacked":
+            return stacked_bars(
+                title,
+                [str(p) for p in spec["periods"]],
+                {str(k): list(v) for k, v in spec["series"].items()},
+                y_label=str(spec.get("y_label") or ""),
+            )
+        if kind == "bars":
+            return bars(
+                title, [(str(label), value) for label, value in spec["items"]], unit=str(spec.get("unit") or "")
+            )
+        if kind == "histogram":
+            bins = [(lo, math.inf if hi is None else hi) for lo, hi in spec["bins"]] if spec.get("bins") else None
+            return histogram(title, list(spec["values"]), bins, unit=str(spec.get("unit") or "days"))
+        raise ValueError(f"unknown kind {kind!r}; one of stacked, bars, histogram")
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
+        raise InvalidInput([Problem(f"cannot be drawn: {error}", field="charts")]) from None
 
 
 def stacked_bars(title: str, periods: list[str], series: dict[str, list[int]], *, y_label: str = "") -> str:

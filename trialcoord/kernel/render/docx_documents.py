@@ -1,5 +1,6 @@
 """Documents as byte-stable DOCX from the Word bases of `document_templates/`, via python-docx: placeholders
-filled run by run, rows repeated per item, a signature page appended, every ZIP entry dated `created_at`."""
+filled run by run, rows repeated per item, charts as pictures, tables at widths from their text
+(`docx_layout.py`), a signature page appended, every ZIP entry dated `created_at`."""
 
 from __future__ import annotations
 
@@ -54,14 +55,33 @@ def _paragraphs(container):
                 yield from _paragraphs(cell)
 
 
+def _lists(row) -> set[str]:
+    """The lists a table row repeats for: those its `{{list.key}}` placeholders name."""
+    return {m.group(1) for m in _TOKEN.finditer(row._tr.xml) if m.group(2) and m.group(1) != "doc"}
+
+
+def _base_layout(table) -> tuple[int, frozenset[int]]:
+    """A base's table: its header rows (those above its first repeated row; none in a table without one) and its
+    blank columns, left to write in by hand (a signature)."""
+    from trialcoord.kernel.render.docx_layout import blank_columns
+
+    header = next((n for n, row in enumerate(table.rows) if _lists(row)), 0)
+    return header, blank_columns(table, header)
+
+
 def _fill_document(document, data: Mapping, doc: Mapping) -> None:
     from docx.table import _Row
 
+    from trialcoord.kernel.render.chart_png import chart_png
+    from trialcoord.kernel.render.charts import chart_of_spec
+    from trialcoord.kernel.render.docx_layout import add_charts, lay_out_table, text_width
+
     values = {**data, "doc": doc}
+    width = text_width(document.sections[-1])
+    layouts = {table._tbl: _base_layout(table) for table in document.tables}
     for table in document.tables:  # rows with {{list.key}} repeat once per item of that list
         for row in list(table.rows):
-            lists = {m.group(1) for m in _TOKEN.finditer(row._tr.xml) if m.group(2) and m.group(1) != "doc"}
-            for key in lists:
+            for key in _lists(row):
                 for item in data.get(key) or []:  # an optional list absent: no rows
                     copied = copy.deepcopy(row._tr)
                     row._tr.addprevious(copied)
@@ -76,12 +96,19 @@ def _fill_document(document, data: Mapping, doc: Mapping) -> None:
                 for text in section["paragraphs"]:
                     paragraph.insert_paragraph_before(_text(text))
             paragraph._p.getparent().remove(paragraph._p)
+        elif paragraph.text.strip() == "{{charts}}":  # the charts of the PDF twin, as pictures; else left blank
+            for run in paragraph.runs:
+                run._r.getparent().remove(run._r)
+            add_charts(paragraph, [chart_png(chart_of_spec(spec)) for spec in data.get("charts") or []], width)
     for section in document.sections:
         for part in (section.header, section.footer):
             for paragraph in _paragraphs(part):
                 _fill(paragraph, values)
     for paragraph in _paragraphs(document):
         _fill(paragraph, values)
+    for table in document.tables:  # last, measuring the text the reader gets
+        header, blanks = layouts[table._tbl]
+        lay_out_table(table, width, header_rows=header, handwritten=blanks)
 
 
 def render_docx(template: str, data: Mapping, *, created_at: str, title: str, version_label: str) -> bytes:
@@ -111,6 +138,8 @@ def docx_with_signature_page(base: bytes, page: Mapping, *, created_at: str) -> 
     from docx import Document
     from docx.enum.text import WD_BREAK
 
+    from trialcoord.kernel.render.docx_layout import lay_out_table, text_width
+
     check_data(TEMPLATES["signature_page"], page)
     document = Document(io.BytesIO(base))
     document.add_paragraph().add_run().add_break(WD_BREAK.PAGE)
@@ -127,6 +156,7 @@ def docx_with_signature_page(base: bytes, page: Mapping, *, created_at: str) -> 
         row = table.add_row().cells
         row[0].text, row[1].text = f"{s['printed_name']} ({s['signer_id']})", s["meaning"]
         row[2].text, row[3].text = f"{s['local_time']}\n{s['instant']} UTC", f"{s['key_id']} · {s['signature']}"
+    lay_out_table(table, text_width(document.sections[-1]), header_rows=1, borders=True)
     at = instant(created_at)
     document.core_properties.modified = at
     saved = io.BytesIO()

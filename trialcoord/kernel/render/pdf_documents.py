@@ -3,7 +3,6 @@ their data as `data.json`; a template draws its charts with `chart` (`draw_chart
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 
@@ -26,31 +25,10 @@ _JINJA = jinja2.Environment(
 
 def draw_chart(spec: Mapping) -> Markup:
     """A chart of the data as inline SVG, drawn by charts.py (which escapes every text): data that reaches a
-    template never becomes markup itself, whoever supplied it. Kinds: stacked (periods, series), bars
-    (items of [label, value]), histogram (values, bins of [lo, hi or null])."""
-    from trialcoord.kernel.render import charts
+    template never becomes markup itself, whoever supplied it."""
+    from trialcoord.kernel.render.charts import chart_of_spec
 
-    try:
-        kind, title = spec["kind"], str(spec["title"])
-        if kind == "stacked":
-            svg = charts.stacked_bars(
-                title,
-                [str(p) for p in spec["periods"]],
-                {str(k): list(v) for k, v in spec["series"].items()},
-                y_label=str(spec.get("y_label") or ""),
-            )
-        elif kind == "bars":
-            svg = charts.bars(
-                title, [(str(label), value) for label, value in spec["items"]], unit=str(spec.get("unit") or "")
-            )
-        elif kind == "histogram":
-            bins = [(lo, math.inf if hi is None else hi) for lo, hi in spec["bins"]] if spec.get("bins") else None
-            svg = charts.histogram(title, list(spec["values"]), bins, unit=str(spec.get("unit") or "days"))
-        else:
-            raise ValueError(f"unknown kind {kind!r}; one of stacked, bars, histogram")
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
-        raise InvalidInput([Problem(f"cannot be drawn: {error}", field="charts")]) from None
-    return Markup(svg)
+    return Markup(chart_of_spec(spec))
 
 
 _JINJA.globals["chart"] = draw_chart
