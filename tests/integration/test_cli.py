@@ -156,6 +156,23 @@ def test_schedule_ics_needs_the_subject_and_two_participants_uids_never_collide(
     assert any("/S-1/C2D1@" in uid for uid in uids) and any("/S-2/C2D1@" in uid for uid in uids)
 
 
+def test_check_ics_gives_every_participant_and_unscheduled_visit_its_own_uid(tmp_path):
+    from icalendar import Calendar
+
+    events = tmp_path / "events.csv"
+    rows = ["participant,event,date"]
+    for subject in ("P-1", "P-2"):
+        rows += [f"{subject},first_dose,2026-06-01", f"{subject},UNS,2026-06-05", f"{subject},UNS,2026-06-09"]
+    events.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = run("check", ONC, "--events", str(events), "--as-of", "2026-09-10", "--format", "ics")
+    assert out.returncode == 0, out.stderr
+    found = Calendar.from_ical(out.stdout).walk("VEVENT")
+    uids = [str(event["uid"]) for event in found]
+    assert len(uids) == len(set(uids)) and all("SEQUENCE" in event and "LAST-MODIFIED" in event for event in found)
+    unscheduled = sorted(uid for uid in uids if "/UNS" in uid)
+    assert len(unscheduled) == 4 and {uid.split("/")[1] for uid in unscheduled} == {"P-1", "P-2"}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
