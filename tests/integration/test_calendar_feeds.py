@@ -171,3 +171,7 @@ async def test_the_pages_offer_a_feed_show_its_address_once_and_list_it(anonymou
     assert revoked.status_code == 200 and "revoked" in revoked.text
     refused = await coordinator.post(f"/studies/{STUDY}/sites/102/calendar-feeds", data={})
     assert refused.status_code == 403
+    pharmacist = await signed_in(anonymous, "pharmacist-a")  # sees the schedule, may not export it: no offer
+    site_page = await pharmacist.get(f"/studies/{STUDY}", params={"site": SITE_A})
+    assert site_page.status_code == 200 and "Subscribe in a calendar app" not in site_page.text
+    assert "calendar-feeds" not in (await pharmacist.get(f"/studies/{STUDY}/participants/{SUBJECT_A}")).text
