@@ -65,6 +65,8 @@ VALUES = {
     "first_day": "2026-12-24",
     "package_id": "1",
     "extension_id": "1",
+    "feed_id": "1",
+    "token": "no-such-feed-token",
 }
 SIGN_OUT = {"/sign-out", "/api/sign-out"}
 
@@ -143,7 +145,9 @@ async def test_route_role_scope_matrix(app, anonymous, personas):
                         anonymous.headers.pop(header, None)
                 response = await _call(anonymous, method, url)
                 cells += 1
-                if persona is None:
+                if rule["rule"] == "feed":  # its address is its credential: no such token, whoever asks
+                    expected = 404
+                elif persona is None:
                     expected = "open" if rule["rule"] == "public" else 401
                 else:
                     expected = "open" if allowed(persona, rule, path, site) else 403
@@ -222,7 +226,7 @@ def route_table(app) -> list[str]:
         if path.startswith(("/static", "/schema")):
             continue
         rule = rule_of(handler, path, method)
-        if rule["rule"] != "action":
+        if rule["rule"] not in ("action", "feed"):
             cells = ["anyone" if rule["rule"] == "public" else "signed in"] * len(Role)
             lines.append(f"| `{method} {path}` | {rule['rule'].replace('_', ' ')} | " + " | ".join(cells) + " |")
             continue
@@ -245,6 +249,8 @@ def route_table(app) -> list[str]:
             else:
                 cells.append("—")
         need = " + ".join(f"`{a}`" for a in actions)
+        if rule["rule"] == "feed":  # the feed's owner needs the action, checked at each fetch
+            need = f"feed token: {need}"
         lines.append(f"| `{method} {path}` | {need} | " + " | ".join(cells) + " |")
     return lines
 

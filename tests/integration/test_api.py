@@ -240,11 +240,11 @@ async def test_calendars(client, enrolled):
     response = await client.get(f"{SUBJECT}/schedule.ics", params={"as_of": AS_OF})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/calendar")
     events = {str(e["uid"]): e.decoded("dtstart") for e in Calendar.from_ical(response.content).walk("VEVENT")}
-    assert str(events["TST-1.101-001.V3@trialcoord"]) == "2024-04-01"
+    assert str(events["TST-1/101-001/V3@trialcoord"]) == "2024-04-01"
     site = await client.get(f"{STUDY}/sites/101/schedule.ics", params={"as_of": AS_OF})
-    assert site.status_code == 200 and b"TST-1.101-001.V2@trialcoord" in site.content
+    assert site.status_code == 200 and b"TST-1/101-001/V2@trialcoord" in site.content
     booked = {str(e["uid"]): e.decoded("dtstart") for e in Calendar.from_ical(site.content).walk("VEVENT")}
-    assert str(booked["TST-1.101-001.V3@trialcoord"]) == "2024-04-01"  # the appointment, not the target
+    assert str(booked["TST-1/101-001/V3@trialcoord"]) == "2024-04-01"  # the appointment, not the target
     assert (await client.get(f"{STUDY}/sites/999/schedule.ics")).status_code == 404
     assert (await client.get(f"{STUDY}/participants/nobody/schedule.ics")).status_code == 404
 

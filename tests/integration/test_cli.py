@@ -131,8 +131,46 @@ def test_schedule_table_csv_and_ics():
     csv_out = run(*args, "--format", "csv").stdout.splitlines()
     assert csv_out[0] == "visit,occurrence,name,target,earliest,latest,actual,status,days_outside,study_day"
     assert any(line.startswith("C1D1,1,Cycle 1 Day 1,2026-06-01,2026-06-01,2026-06-04,,missed") for line in csv_out)
-    ics = run(*args, "--format", "ics").stdout
+    ics = run(*args, "--format", "ics", "--subject", "S-1").stdout
     assert ics.startswith("BEGIN:VCALENDAR") and "DTSTART;VALUE=DATE:20260601" in ics
+
+
+def test_schedule_ics_needs_the_subject_and_two_participants_uids_never_collide(tmp_path):
+    """Checked by icalendar's own parser: every VEVENT has UID, DTSTAMP, SEQUENCE and LAST-MODIFIED; the UIDs of
+    two participants' calendars (repeated cycles included) are all distinct, and so within `check`'s one calendar."""
+    from icalendar import Calendar
+
+    args = ("schedule", ONC, "--event", "first_dose=2026-06-01", "--as-of", "2026-09-10", "--format", "ics")
+    missing = run(*args)
+    assert missing.returncode == 2 and "--subject" in missing.stderr
+    uids: list[str] = []
+    for subject in ("S-1", "S-2"):
+        out = run(*args, "--subject", subject)
+        assert out.returncode == 0, out.stderr
+        found = Calendar.from_ical(out.stdout).walk("VEVENT")
+        assert len(found) > 5
+        for event in found:
+            assert all(name in event for name in ("UID", "DTSTAMP", "SEQUENCE", "LAST-MODIFIED")), event
+        uids += [str(event["uid"]) for event in found]
+    assert len(uids) == len(set(uids))
+    assert any("/S-1/C2D1@" in uid for uid in uids) and any("/S-2/C2D1@" in uid for uid in uids)
+
+
+def test_check_ics_gives_every_participant_and_unscheduled_visit_its_own_uid(tmp_path):
+    from icalendar import Calendar
+
+    events = tmp_path / "events.csv"
+    rows = ["participant,event,date"]
+    for subject in ("P-1", "P-2"):
+        rows += [f"{subject},first_dose,2026-06-01", f"{subject},UNS,2026-06-05", f"{subject},UNS,2026-06-09"]
+    events.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = run("check", ONC, "--events", str(events), "--as-of", "2026-09-10", "--format", "ics")
+    assert out.returncode == 0, out.stderr
+    found = Calendar.from_ical(out.stdout).walk("VEVENT")
+    uids = [str(event["uid"]) for event in found]
+    assert len(uids) == len(set(uids)) and all("SEQUENCE" in event and "LAST-MODIFIED" in event for event in found)
+    unscheduled = sorted(uid for uid in uids if "/UNS" in uid)
+    assert len(unscheduled) == 4 and {uid.split("/")[1] for uid in unscheduled} == {"P-1", "P-2"}
 
 
 @pytest.mark.parametrize(

@@ -54,7 +54,9 @@ def test_a_reader_that_stops_after_one_line_ends_the_command_quietly(many_partic
 
 def test_a_pipe_closed_before_anything_is_written_ends_the_command_quietly(many_participants):
     protocol, _ = many_participants
-    process = _started("schedule", protocol, "--event", "randomization=2024-03-04", "--format", "ics")
+    process = _started(
+        "schedule", protocol, "--event", "randomization=2024-03-04", "--format", "ics", "--subject", "S-1"
+    )
     assert process.stdout is not None
     process.stdout.close()  # closed while the interpreter still starts: its first write finds no reader
     status, stderr = _ended(process)

@@ -1,4 +1,4 @@
-"""Sign-in for API clients, the signed-in user, and administration of accounts and grants."""
+"""Sign-in for API clients, the signed-in user, one's calendar feeds, and administration of accounts and grants."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ from trialcoord.accounts.users import AccountRules
 from trialcoord.kernel.rules.access import Action, Viewer
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import PUBLIC, SIGNED_IN, Access, needs
-from trialcoord.kernel.web.params import InstallationDep
+from trialcoord.kernel.web.params import InstallationDep, SitePath, StudyPath, SubjectPath, Today
 from trialcoord.kernel.web.schemas import Text
 
 UserPath = Annotated[str, PathParameter(description="User ID", max_length=64)]
 GrantPath = Annotated[int, PathParameter(description="Grant number", ge=1, le=2**31 - 1)]
+FeedPath = Annotated[int, PathParameter(description="Calendar feed number", ge=1, le=2**31 - 1)]
 AccessDep = NamedDependency[Access]
 Secret = Annotated[str, msgspec.Meta(max_length=1024)]
 UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -94,6 +95,32 @@ class SignInProblem(msgspec.Struct):
     user_id: str
     address: str
     outcome: str
+
+
+class CalendarFeedOut(msgspec.Struct):
+    id: int
+    user_id: str
+    study: str
+    site: str | None
+    subject_id: str | None
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+    revoked_by: str | None
+
+
+class NewCalendarFeedOut(msgspec.Struct):
+    feed: CalendarFeedOut
+    url: str  # shown once: its token is stored only as a hash
+
+
+def feed_url(request: Request, path: str) -> str:
+    """The feed's full address, as a calendar app subscribes to it."""
+    return str(request.base_url).rstrip("/") + path
+
+
+def _feed_out(feed: sessions.CalendarFeed) -> CalendarFeedOut:
+    return msgspec.convert(feed, CalendarFeedOut, from_attributes=True)
 
 
 def address_of(request: Request) -> str:
@@ -203,3 +230,54 @@ class UserController(Controller):
             msgspec.convert(attempt, SignInProblem, from_attributes=True)
             for attempt in await sessions.recent_sign_in_problems()
         ]
+
+
+class CalendarFeedController(Controller):
+    """Subscribable calendars: created where the user may export the site's or participant's schedule; the address
+    is answered once; listed with their last use; revoked by their owner or an administrator."""
+
+    path = "/api"
+    tags = ["calendar feeds"]
+
+    @post(
+        "/studies/{study:str}/sites/{site:str}/feeds",
+        opt=needs(Action.EXPORT),
+        status_code=201,
+        responses=problem_responses(401, 403, 404),
+    )
+    async def create_site_feed(
+        self, request: Request, study: StudyPath, site: SitePath, access: AccessDep
+    ) -> NewCalendarFeedOut:
+        made = await sessions.create_feed(access.user_id, study, site=site)
+        return NewCalendarFeedOut(_feed_out(made.feed), feed_url(request, made.path))
+
+    @post(
+        "/studies/{study:str}/participants/{subject_id:str}/feeds",
+        opt=needs(Action.EXPORT),
+        status_code=201,
+        responses=problem_responses(401, 403, 404),
+    )
+    async def create_participant_feed(
+        self, request: Request, study: StudyPath, subject_id: SubjectPath, access: AccessDep
+    ) -> NewCalendarFeedOut:
+        made = await sessions.create_feed(access.user_id, study, subject_id=subject_id)
+        return NewCalendarFeedOut(_feed_out(made.feed), feed_url(request, made.path))
+
+    @get("/calendar-feeds", opt=SIGNED_IN, responses=problem_responses(401))
+    async def my_feeds(self, access: AccessDep) -> list[CalendarFeedOut]:
+        """One's own feeds, newest first, with their last use (revoked ones too)."""
+        return [_feed_out(feed) for feed in await sessions.calendar_feeds(access.user_id)]
+
+    @get("/users/{user_id:str}/calendar-feeds", opt=MANAGE, responses=problem_responses(400, 401, 403))
+    async def user_feeds(self, user_id: UserPath) -> list[CalendarFeedOut]:
+        return [_feed_out(feed) for feed in await sessions.calendar_feeds(user_id)]
+
+    @post(
+        "/calendar-feeds/{feed_id:int}/revoke",
+        opt=SIGNED_IN,
+        status_code=200,
+        responses=problem_responses(400, 401, 404),
+    )
+    async def revoke_feed(self, feed_id: FeedPath, access: AccessDep, today: Today) -> CalendarFeedOut:
+        """Its address stops working at once; one's own feed, or any for an administrator."""
+        return _feed_out(await sessions.revoke_feed(feed_id, signed_in(access), today))

@@ -1,4 +1,5 @@
-"""Pages: sign-in, sign-out, staying signed in, and the administrators' view of accounts and failed sign-ins."""
+"""Pages: sign-in, sign-out, staying signed in, one's calendar feeds, and the administrators' view of accounts and
+failed sign-ins."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 
 from trialcoord.accounts import sessions
-from trialcoord.accounts.api import RulesDep, address_of, signed_in
+from trialcoord.accounts.api import FeedPath, RulesDep, address_of, feed_url, signed_in
 from trialcoord.accounts.sessions import PAGE, SignInRefused
 from trialcoord.accounts.users import STATUSES, USER_SORTS, UserFilter, users_page
 from trialcoord.kernel.problems import InvalidInput
@@ -23,7 +24,7 @@ from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import Form, FormReader
 from trialcoord.kernel.web.guard import PUBLIC, SESSION_COOKIE, SIGNED_IN, needs
 from trialcoord.kernel.web.paging import page_request
-from trialcoord.kernel.web.params import AccessDep, QueryStr
+from trialcoord.kernel.web.params import AccessDep, QueryStr, SitePath, StudyPath, SubjectPath, Today
 
 PageSize = FromQuery[Optional[int]]  # noqa: UP045 (read at run time by litestar's parameter parsing)
 
@@ -123,6 +124,31 @@ class AccountPages(Controller):
             return Response({"ends_in": timing.ends_in, "warn": timing.warn})
         return Redirect(safe_next(_field(await request.form(), "next")), status_code=303)
 
+    @post("/studies/{study:str}/sites/{site:str}/calendar-feeds", opt=needs(Action.EXPORT), status_code=201)
+    async def create_site_feed(self, request: Request, study: StudyPath, site: SitePath, access: AccessDep) -> Template:
+        """A new feed of the site's visits: its address shown once, with one's other feeds."""
+        made = await sessions.create_feed(access.user_id, study, site=site)
+        return await _feeds_page(access.user_id, made, feed_url(request, made.path))
+
+    @post(
+        "/studies/{study:str}/participants/{subject_id:str}/calendar-feeds", opt=needs(Action.EXPORT), status_code=201
+    )
+    async def create_participant_feed(
+        self, request: Request, study: StudyPath, subject_id: SubjectPath, access: AccessDep
+    ) -> Template:
+        made = await sessions.create_feed(access.user_id, study, subject_id=subject_id)
+        return await _feeds_page(access.user_id, made, feed_url(request, made.path))
+
+    @get("/calendar-feeds", opt=SIGNED_IN)
+    async def calendar_feeds(self, access: AccessDep) -> Template:
+        """One's feeds with their last fetch; revoke each."""
+        return await _feeds_page(access.user_id)
+
+    @post("/calendar-feeds/{feed_id:int}/revoke", opt=SIGNED_IN)
+    async def revoke_feed(self, feed_id: FeedPath, access: AccessDep, today: Today) -> Redirect:
+        await sessions.revoke_feed(feed_id, signed_in(access), today)
+        return Redirect("/calendar-feeds", status_code=303)
+
     @get("/admin", opt=needs(Action.MANAGE_USERS))
     async def admin(
         self,
@@ -152,3 +178,12 @@ class AccountPages(Controller):
             "problems": await sessions.recent_sign_in_problems(),
         }
         return Template("admin.html", context=context, status_code=400 if errors else 200)
+
+
+async def _feeds_page(user_id: str, made: sessions.NewFeed | None = None, url: str | None = None) -> Template:
+    context = {
+        "feeds": await sessions.calendar_feeds(user_id),
+        "new_feed": made.feed if made else None,
+        "new_url": url,
+    }
+    return Template("calendar_feeds.html", context=context, status_code=201 if made else 200)

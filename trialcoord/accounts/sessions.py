@@ -1,7 +1,12 @@
-"""Sign-in, sessions and tokens (rules in docs/access-control.md), and `resolve`, the guard's session lookup.
+"""Sign-in, sessions and tokens (rules in docs/access-control.md), and `resolve`, the guard's session lookup;
+calendar feeds and `resolve_feed`, the guard's feed lookup.
 
 Sessions are server-side rows named by the SHA-256 of a random token (the cookie or bearer value is never
 stored). Every sign-in and failed sign-in is audited.
+
+A calendar feed is a token of its own kind, in its own table: the secret part of an address a calendar app
+polls (it can send no header). It opens that one calendar and nothing else; the guard re-checks its owner's
+grants on every fetch (docs/_drafts/ics.md).
 """
 
 from __future__ import annotations
@@ -9,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from urllib.parse import quote
 
 from anyio import to_thread
 
@@ -26,9 +32,10 @@ from trialcoord.accounts.users import AccountRules, user_row
 from trialcoord.kernel import audit_log
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.database.engine import read, transaction
-from trialcoord.kernel.problems import invalid
-from trialcoord.kernel.rules.access import Resolution, Viewer
+from trialcoord.kernel.problems import NotFound, invalid
+from trialcoord.kernel.rules.access import FEED_VIEWER, Action, Resolution, Viewer, authorize
 from trialcoord.kernel.rules.audit_entries import utc_instant
+from trialcoord.scheduling import lookups, participants
 
 PAGE, API, TOKEN = "page", "api", "token"  # session kinds: cookie, bearer from sign-in, long-lived bearer
 TOUCH_EVERY = timedelta(seconds=30)  # last activity is written at most this often (a lapse comes early, never late)
@@ -243,3 +250,118 @@ async def recent_sign_in_problems(limit: int = 50) -> list[SignInAttempt]:
 
 def instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+# Calendar feeds ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarFeed:
+    """A user's calendar of one site or one participant (`site` or `subject_id` set), by a secret address."""
+
+    id: int
+    user_id: str
+    study: str
+    site: str | None
+    subject_id: str | None
+    created_at: str
+    last_used_at: str | None  # the last fetch, served or refused
+    revoked_at: str | None
+    revoked_by: str | None
+
+    @property
+    def what(self) -> str:
+        return f"site {self.site}" if self.site is not None else f"participant {self.subject_id}"
+
+    def path(self, token: str) -> str:
+        """The feed's address (without scheme and host): the calendar's own, with the token in it."""
+        where = (
+            f"sites/{quote(self.site, safe='')}"
+            if self.site is not None
+            else f"participants/{quote(self.subject_id or '', safe='')}"
+        )
+        return f"/api/studies/{quote(self.study, safe='')}/{where}/feeds/{token}/schedule.ics"
+
+
+@dataclass(frozen=True, slots=True)
+class NewFeed:
+    feed: CalendarFeed
+    token: str  # shown once, in the address
+
+    @property
+    def path(self) -> str:
+        return self.feed.path(self.token)
+
+
+def _feed(row: dict) -> CalendarFeed:
+    return CalendarFeed(**{name: row[name] for name in CalendarFeed.__dataclass_fields__})
+
+
+async def create_feed(user_id: str, study: str, site: str | None = None, subject_id: str | None = None) -> NewFeed:
+    """A feed of `site`'s or `subject_id`'s visits for `user_id`, whose right to see them the route checked (and
+    every fetch checks again). Audited, without the token."""
+    if (site is None) == (subject_id is None):
+        raise ValueError("a calendar feed is of one site or one participant")
+    if subject_id is not None and await participants.participant_site(study, subject_id) is None:
+        raise NotFound(f"participant {subject_id} of {study} does not exist")
+    token, now = secrets.token_urlsafe(32), utc_instant(users.now())
+    async with transaction(f"calendar feed for {user_id}"):
+        if site is not None:
+            found = await lookups.find_study(study)
+            if found is None or await lookups.find_site(found["id"], site) is None:
+                raise NotFound(f"site {site} of {study} does not exist")
+        feed_id = await store.insert_feed(_token_hash(token), user_id, study, site, subject_id, now)
+        row = await store.feed_by_id(feed_id)
+        if row is None:
+            raise LookupError(f"calendar feed {feed_id} is not stored")
+        await audit_log.record(
+            user_id,
+            Change(
+                "create", "calendar_feed", str(feed_id), None, {"study": study, "site": site, "subject_id": subject_id}
+            ),
+        )
+    return NewFeed(_feed(row), token)
+
+
+async def calendar_feeds(user_id: str) -> list[CalendarFeed]:
+    """The user's feeds, newest first, revoked ones too."""
+    async with read():
+        return [_feed(row) for row in await store.feeds_of(normalize_user_id(user_id))]
+
+
+async def revoke_feed(feed_id: int, viewer: Viewer, today: date) -> CalendarFeed:
+    """Revoke a feed: its owner's, or any for an administrator (who may manage users). Another's feed is not
+    found, so that its existence does not leak. Revoking a revoked feed changes nothing."""
+    async with transaction(f"calendar feed {feed_id}"):
+        row = await store.feed_by_id(feed_id)
+        owner = row is not None and row["user_id"] == viewer.user_id
+        if row is None or not (owner or authorize(viewer.grants, Action.MANAGE_USERS, None, None, today)):
+            raise NotFound(f"calendar feed {feed_id} does not exist")
+        if row["revoked_at"] is None:
+            await store.revoke_feed(feed_id, viewer.user_id, utc_instant(users.now()))
+            await audit_log.record(
+                viewer.user_id, Change("revoke", "calendar_feed", str(feed_id), None, {"user_id": row["user_id"]})
+            )
+            row = await store.feed_by_id(feed_id)
+    if row is None:
+        raise LookupError(f"calendar feed {feed_id} is not stored")
+    return _feed(row)
+
+
+async def resolve_feed(token: str | None, study: str | None, site: str | None, subject_id: str | None) -> Resolution:
+    """The owner a feed's address stands for, with the grants they hold now, when the token names a feed that is not
+    revoked, of an active account, for exactly this calendar (study, and site or participant); whether the grants
+    allow it is the guard's to decide. The fetch is noted as the feed's last use."""
+    if not token or len(token) > 200:
+        return Resolution(None, "unknown")
+    async with read():
+        row = await store.find_feed(_token_hash(token))
+        if row is None or row["revoked_at"] is not None or row["status"] != AccountStatus.ACTIVE:
+            return Resolution(None, "unknown")
+        if (row["study"], row["site"], row["subject_id"]) != (study, site, subject_id):
+            return Resolution(None, "unknown")
+        grant_rows = await store.grants_of(row["user_id"])
+    async with transaction("calendar feed"):
+        await store.touch_feed(row["id"], utc_instant(users.now()))
+    grants = tuple(store.grant_of(g) for g in grant_rows)
+    return Resolution(Viewer(row["user_id"], row["printed_name"], grants, row["id"], FEED_VIEWER, ""))

@@ -352,3 +352,61 @@ async def end_keys(signer_id: str, at: str, reason: str) -> list[str]:
 
 async def all_keys() -> list[SignerKey]:
     return [_key(row) for row in await fetch(f"SELECT {_KEY_COLUMNS} FROM signer_keys ORDER BY id")]
+
+
+# Calendar feeds -----------------------------------------------------------------------------------------------
+
+FEED_COLUMNS = (
+    "f.id, f.user_id, f.study, f.site, f.subject_id, f.created_at, f.last_used_at, f.revoked_at, f.revoked_by"
+)
+
+
+async def insert_feed(
+    token_hash: str, user_id: str, study: str, site: str | None, subject_id: str | None, at: str
+) -> int:
+    rows = await fetch(
+        "INSERT INTO calendar_feeds (token_hash, user_id, study, site, subject_id, created_at)"
+        " VALUES ({}, {}, {}, {}, {}, {}) RETURNING id",
+        token_hash,
+        user_id,
+        study,
+        site,
+        subject_id,
+        at,
+    )
+    return rows[0]["id"]
+
+
+async def find_feed(token_hash: str) -> dict | None:
+    """The feed the token names, with its owner's account status and name."""
+    rows = await fetch(
+        f"SELECT {FEED_COLUMNS}, u.status, u.printed_name FROM calendar_feeds f JOIN users u ON u.user_id = f.user_id"
+        " WHERE f.token_hash = {}",
+        token_hash,
+    )
+    return rows[0] if rows else None
+
+
+async def feed_by_id(feed_id: int) -> dict | None:
+    rows = await fetch(f"SELECT {FEED_COLUMNS} FROM calendar_feeds f WHERE f.id = {{}}", feed_id)
+    return rows[0] if rows else None
+
+
+async def feeds_of(user_id: str) -> list[dict]:
+    """A user's feeds, newest first, revoked ones too."""
+    return await fetch(
+        f"SELECT {FEED_COLUMNS} FROM calendar_feeds f WHERE f.user_id = {{}} ORDER BY f.id DESC", user_id
+    )
+
+
+async def touch_feed(feed_id: int, at: str) -> None:
+    await fetch("UPDATE calendar_feeds SET last_used_at = {} WHERE id = {}", at, feed_id)
+
+
+async def revoke_feed(feed_id: int, by: str, at: str) -> None:
+    await fetch(
+        "UPDATE calendar_feeds SET revoked_at = {}, revoked_by = {} WHERE id = {} AND revoked_at IS NULL",
+        at,
+        by,
+        feed_id,
+    )

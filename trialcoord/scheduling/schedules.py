@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
 from trialcoord.kernel.database.engine import transaction
@@ -55,6 +55,7 @@ class ScheduledVisit(NamedTuple):  # not a frozen dataclass: a worklist builds t
     missed_reason: str | None = None
     row_version: int | None = None  # None: not stored (yet), such as a repeat beyond the horizon
     extension: tuple[int, int] | None = None  # an investigator's approved extension: days earlier, days later
+    updated_at: datetime | None = None  # when the stored row last changed, where the read asked for it
 
     @property
     def extended_window(self) -> tuple[date | None, date | None] | None:
@@ -65,7 +66,7 @@ class ScheduledVisit(NamedTuple):  # not a frozen dataclass: a worklist builds t
 
     def as_dict(self) -> dict:
         """Flat, for JSON and CSV: the occurrence's fields next to the recorded ones."""
-        recorded = {name: getattr(self, name) for name in self._fields if name != "visit"}
+        recorded = {name: getattr(self, name) for name in self._fields if name not in ("visit", "updated_at")}
         return {**visits_store.occurrence_fields(self.visit), **recorded}
 
 
@@ -275,4 +276,6 @@ def scheduled(row: StoredVisit, visit: VisitOccurrence | None = None) -> Schedul
         row.actual_reason,
         row.missed_reason,
         row.row_version,
+        None,
+        row.updated_at,
     )

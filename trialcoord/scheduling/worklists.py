@@ -174,7 +174,7 @@ async def site_schedule(study: str, site: str, as_of: date) -> Iterator[Schedule
     made visit by visit as the caller takes them (hundreds of thousands at a large site: the caller may take them
     in a worker thread, off the event loop)."""
     study_row = await study_with_site(study, site)
-    rows = await visits_store.worklist_rows(study_row.id, "x.status <> 'not_applicable'", site=site)
+    rows = await visits_store.worklist_rows(study_row.id, "x.status <> 'not_applicable'", site=site, stamped=True)
     return (scheduled(row, restated(row, as_of)) for row in rows)
 
 

@@ -22,7 +22,7 @@ from litestar.template import TemplateConfig
 from markupsafe import Markup, escape
 
 from trialcoord.accounts import sessions
-from trialcoord.accounts.api import SessionController, UserController
+from trialcoord.accounts.api import CalendarFeedController, SessionController, UserController
 from trialcoord.accounts.pages import AccountPages, session_timing
 from trialcoord.accounts.users import AccountRules
 from trialcoord.amendments.api import AmendmentController, ParticipantVersionController
@@ -78,6 +78,7 @@ HERE = Path(__file__).parent
 API_CONTROLLERS = [
     SessionController,
     UserController,
+    CalendarFeedController,
     AuditController,
     StudyController,
     ParticipantController,
@@ -159,6 +160,7 @@ def create_app(
                 # The inactivity limit pages warn of (accounts/pages.py); lock-outs the task count judges (home/).
                 "account_rules": rules,
                 "resolve_session": partial(sessions.resolve, rules=rules),  # for the guard, below the features
+                "resolve_feed": sessions.resolve_feed,
                 "participant_site": participants.ParticipantSites(),  # one cache per app
                 "home_sources": SOURCES,  # the requests the home page lists (a test hands in its own)
             }

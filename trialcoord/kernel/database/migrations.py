@@ -491,6 +491,20 @@ MIGRATIONS: tuple[Migration, ...] = (
                 FOR EACH STATEMENT EXECUTE FUNCTION immutable_rows()""",
         ),
     ),
+    Migration(
+        11,
+        "calendar feeds: a user's subscribable calendar of a site or a participant, by a secret address",
+        (
+            # Named by the SHA-256 of the token in its address (never stored), like sessions; one site or one
+            # participant of one study. Revoked feeds stay, with who revoked them; never deleted.
+            """CREATE TABLE calendar_feeds (
+                id {pk}, token_hash TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL REFERENCES users (user_id),
+                study TEXT NOT NULL, site TEXT, subject_id TEXT, created_at TEXT NOT NULL, last_used_at TEXT,
+                revoked_at TEXT, revoked_by TEXT,
+                CHECK ((site IS NULL AND subject_id IS NOT NULL) OR (site IS NOT NULL AND subject_id IS NULL)))""",
+            "CREATE INDEX calendar_feeds_user ON calendar_feeds (user_id)",
+        ),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -264,9 +264,12 @@ class Viewer:
     user_id: str
     printed_name: str
     grants: tuple[Grant, ...]
-    session_id: int
+    session_id: int  # of a FEED_VIEWER: the calendar feed's id
     kind: str
     csrf_token: str
+
+
+FEED_VIEWER = "calendar_feed"  # a Viewer's kind when a calendar feed's address stands for its owner
 
 
 @dataclass(frozen=True, slots=True)

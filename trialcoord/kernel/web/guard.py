@@ -2,13 +2,17 @@
 
 Every route handler declares its rule in `opt`: `needs(Action.X)` (with `across_sites=True` when a
 study-wide page or list is shown to anyone working at one of its sites, filtered to theirs), `SIGNED_IN`, or
-`PUBLIC`. A route without a rule is refused, so a new route cannot be open by accident; the route x role
-matrix test walks the app's own route table. The API takes bearer tokens (and the session cookie for GET, so
-pages can link downloads) and the pages the session cookie, so a page form is the only
+`PUBLIC`; a calendar feed's `feed(Action.X)`. A route without a rule is refused, so a new route cannot be open by
+accident; the route x role matrix test walks the app's own route table. The API takes bearer tokens (and the
+session cookie for GET, so pages can link downloads) and the pages the session cookie, so a page form is the only
 cookie-authenticated write, and each carries a CSRF token.
 
 Who a token stands for and where a participant is come from the features, handed to the guard by `create_app`
-(app state `resolve_session`, `participant_site`): the guard sits below every feature's routes.
+(app state `resolve_session`, `resolve_feed`, `participant_site`): the guard sits below every feature's routes.
+
+A calendar feed's route takes neither header nor cookie (a calendar app sends none): the token in its address
+stands for the feed's owner, for that one calendar, and the route's action is decided on the owner's grants as
+they are at each fetch. Anything else answers 404, a grant that no longer covers it 403, both without data.
 """
 
 from __future__ import annotations
@@ -19,7 +23,12 @@ from datetime import date
 from typing import Any
 
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException, ValidationException
+from litestar.exceptions import (
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
 from litestar.handlers.base import BaseRouteHandler
 
 from trialcoord.kernel.rules.access import Action, SiteScope, Viewer, authorize, visible_sites
@@ -37,6 +46,11 @@ _LAPSED = {
     "lapsed": "You were signed out after a period of inactivity; sign in again.",
     "expired": "The token has expired.",
 }
+
+
+def feed(action: Action) -> dict[str, Any]:
+    """A calendar feed's route: the token in its path (`token`) stands for its owner, who needs `action` there."""
+    return {"rule": "feed", "action": action, "also": (), "across_sites": False}
 
 
 def needs(action: Action, *also: Action, across_sites: bool = False) -> dict[str, Any]:
@@ -93,6 +107,9 @@ async def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
         raise PermissionDeniedException("This route declares no access rule, so it is refused.")
     if "\x00" in path or "%00" in connection.scope.get("query_string", b"").decode("latin-1"):
         raise ValidationException("The address contains a NUL character", extra=[{"key": "path", "message": "NUL"}])
+    if rule["rule"] == "feed":
+        connection.state.access = await _feed_access(connection, rule)
+        return
     resolution = await connection.app.state.resolve_session(_token(connection, path, method))
     viewer = resolution.viewer
     connection.state.access = Access(viewer)
@@ -143,6 +160,21 @@ async def _decide(connection: ASGIConnection, viewer: Viewer, rule: dict[str, An
                 f"{viewer.user_id} may not {_verb(one)} {_where(study, site)}: {decision.reason}"
             )
     return Access(viewer)
+
+
+async def _feed_access(connection: ASGIConnection, rule: dict[str, Any]) -> Access:
+    params = connection.path_params
+    resolution = await connection.app.state.resolve_feed(
+        params.get("token"), params.get("study"), params.get("site"), params.get("subject_id")
+    )
+    if resolution.viewer is None:
+        raise NotFoundException("No such calendar feed: it was revoked, its account disabled, or its address is wrong.")
+    try:
+        return await _decide(connection, resolution.viewer, rule)
+    except PermissionDeniedException:  # the message would describe the owner's grants to whoever holds the address
+        raise PermissionDeniedException(
+            "This calendar feed's owner may no longer see these visits: it serves nothing."
+        ) from None
 
 
 def _grants(viewer: Viewer, today: date) -> str:

@@ -63,9 +63,10 @@ SECURITY_SCHEMES = Components(
 
 def security_of(handler: HTTPRouteHandler, path: str) -> list[SecurityRequirement] | None:
     """The credentials the operation requires (any one of them), or None when the guard lets anyone in; a
-    handler of several methods gets what every one of them accepts."""
+    handler of several methods gets what every one of them accepts. A calendar feed's credential is the secret
+    in its path, which no OpenAPI security scheme can name: it declares none, like a public route."""
     methods = sorted(handler.http_methods - {"OPTIONS"})
-    if all((rule_of(handler, path, method) or {}).get("rule") == "public" for method in methods):
+    if all((rule_of(handler, path, method) or {}).get("rule") in ("public", "feed") for method in methods):
         return None
     accepted = [credentials(path, method) for method in methods]
     return [{SCHEME_NAMES[kind]: []} for kind in accepted[0] if all(kind in each for each in accepted)]

@@ -248,6 +248,7 @@ async def participant_context(
             Action.ASSIGN_ARM,
             Action.VIEW_PERSONAL_DATA,
             Action.VIEW_AUDIT,
+            Action.EXPORT,
         )
     }
     consent_form = (failed or {}).get("form", {}) if (failed or {}).get("key") == "consent" else {}
@@ -278,6 +279,7 @@ async def participant_context(
         "sees_arm": allocation.includes(site),
         "can_assign_arm": may[Action.ASSIGN_ARM] and allocation.includes(site),
         "can_audit": may[Action.VIEW_AUDIT],
+        "can_subscribe": may[Action.EXPORT],  # a calendar feed of the participant
         "identity": identity,
         "consents": consents,
         "consent_options": [

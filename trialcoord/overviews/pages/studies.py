@@ -159,6 +159,7 @@ async def study_context(
         "status_options": [(s, s.replace("_", " ")) for s in STATUS_FILTERS.get(shown.tab, ())],
         "can_audit": audit.all_sites or bool(audit.sites),
         "can_export": export.all_sites or bool(export.sites),
+        "can_subscribe": site is not None and export.includes(site),  # a calendar feed of the site shown
         "audit_site": None if audit.all_sites or len(audit.sites) != 1 else next(iter(audit.sites)),
         "tabs": TABS,
         "tab": shown.tab,

@@ -22,13 +22,14 @@ def register(commands) -> None:
     one.add_argument("--arm")
     one.add_argument("--as-of", type=iso_date)
     one.add_argument("--format", choices=FORMATS + ("ics",), default="table")
-    one.set_defaults(run=lambda a: schedule(a.protocol, dict(a.event), a.arm, a.as_of, a.format))
+    one.add_argument("--subject", metavar="SUBJECT_ID", help="the participant's subject ID (needed for ics: its UIDs)")
+    one.set_defaults(run=lambda a: schedule(a.protocol, dict(a.event), a.arm, a.as_of, a.format, a.subject))
 
     many = commands.add_parser("check", help="visit statuses of many participants from a CSV (no database)")
     many.add_argument("protocol", metavar="PROTOCOL")
     many.add_argument("--events", required=True, metavar="FILE.csv")
     many.add_argument("--as-of", type=iso_date)
-    many.add_argument("--format", choices=FORMATS, default="table")
+    many.add_argument("--format", choices=FORMATS + ("ics",), default="table")
     many.set_defaults(run=lambda a: check(a.protocol, a.events, a.as_of, a.format))
 
 
@@ -43,9 +44,19 @@ def print_rows(pairs, fmt: str, with_participant: bool) -> None:
     WRITERS[fmt](pairs, sys.stdout, with_participant)
 
 
-def schedule(protocol_file: str, events: dict[str, date], arm: str | None, as_of: date | None, fmt: str) -> int:
+def schedule(
+    protocol_file: str,
+    events: dict[str, date],
+    arm: str | None,
+    as_of: date | None,
+    fmt: str,
+    subject: str | None = None,
+) -> int:
     from trialcoord.kernel.problems import InvalidInput, Problem
 
+    if fmt == "ics" and not (subject or "").strip():
+        # Without it every participant's calendar would hold the same UIDs: one would overwrite another's events.
+        raise support.UsageError("--format ics needs --subject SUBJECT_ID: each event's UID names its participant")
     protocol = load_protocol(protocol_file)
     problems = [
         Problem(
@@ -65,11 +76,8 @@ def schedule(protocol_file: str, events: dict[str, date], arm: str | None, as_of
     as_of = as_of or support.today()
     rows = evaluate(protocol, events, {}, as_of, arm=arm)
     if fmt == "ics":
-        from trialcoord.scheduling.ics import visits_calendar
-
-        sys.stdout.write(
-            visits_calendar(f"{protocol.study} schedule", protocol.study, [("-", r) for r in rows], as_of).decode()
-        )
+        subject_id = (subject or "").strip()
+        write_calendar(f"{protocol.study} {subject_id}", protocol.study, [(subject_id, row) for row in rows], as_of)
     else:
         print_rows([(None, row) for row in rows], fmt, with_participant=False)
     return 0
@@ -89,7 +97,18 @@ def check(protocol_file: str, events_file: str, as_of: date | None, fmt: str) ->
             for subject, record in sorted(participants.items())
             for row in evaluate(protocol, record.events, record.actuals, as_of, arm=record.arm)
         ]
-        print_rows(pairs, fmt, with_participant=True)
+        if fmt == "ics":
+            write_calendar(f"{protocol.study} schedule", protocol.study, pairs, as_of)
+        else:
+            print_rows(pairs, fmt, with_participant=True)
     finally:
         gc.enable()
     return 0
+
+
+def write_calendar(title: str, study: str, pairs, as_of: date) -> None:
+    """Visits computed without a database: none stored, so each has SEQUENCE 0 and the as-of date as its stamp."""
+    from trialcoord.scheduling.ics import calendar_parts
+
+    for part in calendar_parts(title, study, ((subject, row, None) for subject, row in pairs), as_of):
+        sys.stdout.write(part.decode())

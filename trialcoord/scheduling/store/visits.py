@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from piccolo.columns import Column
@@ -61,6 +61,7 @@ class StoredVisit(NamedTuple):
     id: int
     participant: int
     protocol_version: int  # that version's id
+    updated_at: datetime | None  # when the row last changed (None where a bulk read leaves it out)
 
     @property
     def evaluation(self) -> VisitOccurrence:
@@ -74,21 +75,23 @@ _CODE, _SUBJECT, _TARGET, _APPOINTMENT, _ID, _PARTICIPANT = (  # for driver rows
 )
 
 
-def _select_visits(labels: str, tables: str) -> str:
-    """StoredVisit's columns in its order; only these, as each more costs a conversion per row."""
+def _select_visits(labels: str, tables: str, updated: str = "x.updated_at") -> str:
+    """StoredVisit's columns in its order; only these, as each more costs a conversion per row (bulk reads leave
+    `updated_at` out: `updated` NULL)."""
     return (
         f"SELECT x.code, {', '.join(f'x.{name}' for name in _EVALUATED)}, {labels}, x.appointment,"
         " x.appointment_reason, x.actual_reason, x.missed_reason, x.row_version, x.id, x.participant,"
-        f" x.protocol_version FROM {tables}"
+        f" x.protocol_version, {updated} FROM {tables}"
     )
 
 
-_VISITS = _select_visits(
-    "p.subject_id, s.code, pv.version",
+_LABELLED = (
     "visits x JOIN participants p ON p.id = x.participant JOIN sites s ON s.id = p.site"
-    " JOIN protocol_versions pv ON pv.id = x.protocol_version",
+    " JOIN protocol_versions pv ON pv.id = x.protocol_version"
 )
-_UNLABELLED_VISITS = _select_visits("NULL, NULL, NULL", "visits x")  # no joins: subject_id, site, version None
+_VISITS = _select_visits("p.subject_id, s.code, pv.version", _LABELLED)
+_BULK_VISITS = _select_visits("p.subject_id, s.code, pv.version", _LABELLED, "NULL")
+_UNLABELLED_VISITS = _select_visits("NULL, NULL, NULL", "visits x", "NULL")  # no joins: subject_id, site, version None
 _WATCHED = ("target", "earliest", "latest", "actual")  # a change here bumps row_version
 
 
@@ -119,8 +122,11 @@ async def participant_visits(participant_id: int) -> dict[str, StoredVisit]:
     return {row.visit: row for row in await _visit_rows("x.participant = {}", participant_id)}
 
 
-async def worklist_rows(study_id: int, condition: str, *args: Any, site: str | None = None) -> Iterator[StoredVisit]:
-    """Stored visits of a study matching `condition` (SQL over the alias `x`), by subject and date.
+async def worklist_rows(
+    study_id: int, condition: str, *args: Any, site: str | None = None, stamped: bool = False
+) -> Iterator[StoredVisit]:
+    """Stored visits of a study matching `condition` (SQL over the alias `x`), by subject and date; with when
+    each last changed if `stamped` (a calendar feed's LAST-MODIFIED).
 
     Each is built as the caller takes it: a worklist has tens of thousands, and a NamedTuple, unlike the
     driver's plain tuple, stays tracked by the garbage collector, whose passes over them cost as much as
@@ -129,7 +135,7 @@ async def worklist_rows(study_id: int, condition: str, *args: Any, site: str | N
     where, values = f"p.study = {{}} AND ({condition})", [study_id, *args]
     if site is not None:
         where, values = f"{where} AND s.code = {{}}", [*values, site]
-    return _in_order(await fetch_rows(f"{_VISITS} WHERE {where}", *values))
+    return _in_order(await fetch_rows(f"{_VISITS if stamped else _BULK_VISITS} WHERE {where}", *values))
 
 
 def _in_order(rows: list[Sequence[Any]]) -> Iterator[StoredVisit]:
@@ -162,7 +168,9 @@ async def worklist_page(
 
 async def visits_of(participant_ids: Iterable[int]) -> list[StoredVisit]:
     """The stored visits of the participants, in no order."""
-    return list(map(StoredVisit._make, await select_in(f"{_VISITS} WHERE x.participant IN ({{}})", participant_ids)))
+    return list(
+        map(StoredVisit._make, await select_in(f"{_BULK_VISITS} WHERE x.participant IN ({{}})", participant_ids))
+    )
 
 
 def _worklist_order(row: Sequence[Any]) -> tuple:
@@ -202,6 +210,7 @@ async def save_evaluations(
     for raw in await select_in(f"{_UNLABELLED_VISITS} WHERE x.participant IN ({{}})", stored):
         stored[raw[_PARTICIPANT]][raw[_CODE]] = raw
     inserts, updates, deletes = [], [], []
+    changed_at = now()  # the server's clock, as `update_visit`'s: a calendar feed's LAST-MODIFIED compares them
     for inputs, visits in results:
         rows = stored[inputs.id]
         for visit, version in visits:
@@ -213,12 +222,12 @@ async def save_evaluations(
             values = _evaluated_values(visit)
             if version != row.protocol_version or values != row[1:_OCCURRENCE_WIDTH]:
                 bump = any(getattr(row, name) != getattr(visit, name) for name in _WATCHED)
-                updates.append((*values, version, evaluated_on, row.row_version + bump, row.id))
+                updates.append((*values, version, evaluated_on, row.row_version + bump, changed_at, row.id))
         deletes += [(raw[_ID],) for raw in rows.values() if not _has_recorded_facts(StoredVisit._make(raw))]
     await execute_many("DELETE FROM visits WHERE id = {}", deletes)
     await execute_many(
         f"UPDATE visits SET {', '.join(f'{name} = {{}}' for name in _EVALUATED)}, protocol_version = {{}},"
-        " evaluated_on = {}, row_version = {}, updated_at = CURRENT_TIMESTAMP WHERE id = {}",
+        " evaluated_on = {}, row_version = {}, updated_at = {} WHERE id = {}",
         updates,
     )
     await execute_many(  # created_at and updated_at take their defaults
