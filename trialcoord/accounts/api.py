@@ -243,7 +243,7 @@ class CalendarFeedController(Controller):
         "/studies/{study:str}/sites/{site:str}/feeds",
         opt=needs(Action.EXPORT),
         status_code=201,
-        responses=problem_responses(401, 403, 404),
+        responses=problem_responses(400, 401, 403, 404),
     )
     async def create_site_feed(
         self, request: Request, study: StudyPath, site: SitePath, access: AccessDep
@@ -255,7 +255,7 @@ class CalendarFeedController(Controller):
         "/studies/{study:str}/participants/{subject_id:str}/feeds",
         opt=needs(Action.EXPORT),
         status_code=201,
-        responses=problem_responses(401, 403, 404),
+        responses=problem_responses(400, 401, 403, 404),
     )
     async def create_participant_feed(
         self, request: Request, study: StudyPath, subject_id: SubjectPath, access: AccessDep
