@@ -6,6 +6,7 @@ A character no shipped font has is refused, naming it and the field, never drawn
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import os
 import queue
@@ -29,7 +30,7 @@ from tests.unit.test_document_rendering import DATA, META
 from trialcoord.audit.report import audit_pdf
 from trialcoord.exports.report import ReportContext, render_report
 from trialcoord.exports.rules.scope import Scope
-from trialcoord.kernel.problems import InvalidInput
+from trialcoord.kernel.problems import InvalidInput, NotConfigured
 from trialcoord.kernel.render import fonts, job_worker
 from trialcoord.kernel.render.job_worker import render_in_worker
 from trialcoord.kernel.render.pdf_documents import render_pdf
@@ -95,14 +96,24 @@ def _draws(font: TTFont, char: str) -> bool:
     return pen.bounds is not None  # an outline, not an empty glyph
 
 
-def _outlined(font: TTFont) -> list[str]:
-    glyphs, found = font.getGlyphSet(), []
-    for name in font.getGlyphOrder()[1:]:
-        pen = BoundsPen(glyphs)
-        glyphs[name].draw(pen)
-        if pen.bounds is not None:
-            found.append(name)
-    return found
+def _drawn_by_font(pdf: bytes) -> dict[str, set[int]]:
+    """The glyph ids each font draws on the pages (2-byte codes of Identity-H), by the font's FontName."""
+    drawn: dict[str, set[int]] = {}
+    with pikepdf.open(io.BytesIO(pdf)) as document:
+        for page in document.pages:
+            names = {str(k): str(f.DescendantFonts[0].FontDescriptor.FontName) for k, f in page.Resources.Font.items()}
+            current = None
+            for operands, operator in pikepdf.parse_content_stream(page):
+                if str(operator) == "Tf":
+                    current = names[str(operands[0])]
+                elif str(operator) in ("Tj", "TJ"):
+                    for item in operands[0] if str(operator) == "TJ" else operands:
+                        if isinstance(item, pikepdf.String):
+                            raw = bytes(item)
+                            drawn.setdefault(current, set()).update(
+                                int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)
+                            )
+    return drawn
 
 
 @pytest.mark.parametrize("name", [*TEMPLATES, "audit trail report", "compliance report"])
@@ -124,15 +135,35 @@ def test_every_pdf_embeds_only_the_shipped_fonts_and_draws_every_script(pdfs, na
         assert (Counter(word) <= Counter(squashed)) if arabic else (word in squashed), (word, text)
 
     # The subsets keep a cmap for the characters drawn in their nominal glyph: all but Arabic, which is drawn in
-    # contextual forms; for it, the Arabic subset must hold outlines for at least as many glyphs as letters.
+    # contextual forms (checked by the glyphs drawn, below).
     programs = _embedded_programs(pdfs[name])
-    arabic = {c for c in SAMPLE if unicodedata.bidirectional(c) == "AL"}
     undrawn = [
-        c for c in SAMPLE if not c.isspace() and c not in arabic and not any(_draws(f, c) for f in programs.values())
+        c
+        for c in SAMPLE
+        if not c.isspace() and unicodedata.bidirectional(c) != "AL" and not any(_draws(f, c) for f in programs.values())
     ]
     assert undrawn == []
-    arabic_font = next(font for name, font in programs.items() if "TC-Noto-Sans-Arabic" in name)
-    assert len(_outlined(arabic_font)) >= len(arabic)
+    # Every glyph the pages draw exists in its embedded font (not .notdef, not past its last glyph) and has an
+    # outline, spaces apart.
+    for font_name, ids in _drawn_by_font(pdfs[name]).items():
+        font = programs[font_name]
+        glyphs, blank = font.getGlyphSet(), {name for c, name in font.getBestCmap().items() if chr(c).isspace()}
+        for gid in ids:
+            assert 0 < gid < font["maxp"].numGlyphs, (font_name, gid)
+            glyph = font.getGlyphName(gid)
+            pen = BoundsPen(glyphs)
+            glyphs[glyph].draw(pen)
+            assert pen.bounds is not None or glyph in blank, (font_name, glyph)
+
+
+def test_variable_fonts_are_embedded_as_static_instances_and_bold_is_bold(pdfs):
+    """WeasyPrint instances the variable Noto fonts at the weight used: the headings' Bold is a 700 instance
+    (fontTools reads the embedded programs), never the variable font nor a regular one. Japanese has no bold."""
+    for name, pdf in pdfs.items():
+        programs = _embedded_programs(pdf)
+        assert not [n for n, font in programs.items() if "fvar" in font], name
+        bold = {n: font["OS/2"].usWeightClass for n, font in programs.items() if n.endswith("-Bold") and "CJK" not in n}
+        assert bold and set(bold.values()) == {700}, (name, bold)
 
 
 def _japanese_form(char: str) -> tuple[int, int]:
@@ -273,3 +304,9 @@ def test_the_same_japanese_form_gives_the_same_bytes_a_second_apart():
     with time_machine.travel("2031-06-01T12:34:56Z", tick=False):
         second = render_pdf("consent_form", data, **META)
     assert first == second
+
+
+def test_a_font_package_that_is_not_installed_is_named_with_its_install_command():
+    face = dataclasses.replace(fonts.FACES[0], module="no_such_font_package")
+    with pytest.raises(NotConfigured, match=r"fontpkg-noto-sans is not installed \(pip install fontpkg-noto-sans\)"):
+        fonts.path(face)

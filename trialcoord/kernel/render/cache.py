@@ -13,6 +13,7 @@ from pathlib import Path
 
 from trialcoord.kernel.render.document_data import canonical_json
 from trialcoord.kernel.render.docx_documents import render_docx
+from trialcoord.kernel.render.fonts import FACES
 from trialcoord.kernel.render.pdf_documents import render_pdf
 from trialcoord.kernel.render.templates import TEMPLATE_DIR, template_named
 
@@ -37,11 +38,15 @@ class RenderCache:
                 "pdf_documents.py",
                 "docx_documents.py",
                 "pdf.py",
+                "fonts.py",
+                "glyphs.py",
             )
         ]
         files = hashlib.sha256(b"".join(hashlib.sha256(p.read_bytes()).digest() for p in sources)).hexdigest()
-        # the library's version too: an upgrade may lay out the same input differently
+        # the library's version too: an upgrade may lay out the same input differently; so may the fonts'
         library = importlib.metadata.version("weasyprint" if kind == "pdf" else "python-docx")
+        if kind == "pdf":
+            library += "".join(f" {face.package} {importlib.metadata.version(face.package)}" for face in FACES)
         parts = [kind, library, template, files, canonical_json(data).decode(), created_at, title, version_label]
         return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from markupsafe import Markup
 
+from trialcoord.kernel.problems import NotConfigured
+
 
 @dataclass(frozen=True, slots=True)
 class Face:
@@ -49,17 +51,13 @@ FACES = (
 FONT_STACK = f"'{SANS}', '{ARABIC}', '{CJK}'"  # single quotes: it goes into SVG attributes too
 
 
-class FontsMissing(RuntimeError):
-    """A font package is not installed: an installation fault, not the user's."""
-
-
 def path(face: Face) -> Path:
     try:
         found = Path(str(resources.files(face.module).joinpath(face.file)))
     except ModuleNotFoundError:
-        raise FontsMissing(f"the font package {face.package} is not installed (pip install {face.package})") from None
+        raise NotConfigured(f"the font package {face.package} is not installed (pip install {face.package})") from None
     if not found.is_file():
-        raise FontsMissing(f"{face.package} has no {face.file}: reinstall it")
+        raise NotConfigured(f"{face.package} has no {face.file}: reinstall it")
     return found
 
 

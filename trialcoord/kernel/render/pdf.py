@@ -8,7 +8,9 @@ they cannot draw is refused (`glyphs.py`), never made with empty boxes.
 
 from __future__ import annotations
 
+import importlib
 import io
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -51,6 +53,19 @@ def _pin_font_dates(_document, pdf) -> None:
             extra["Length1"] = len(out.getvalue())
 
 
+_THREAD = threading.local()
+
+
+def _font_config():
+    """This thread's WeasyPrint font configuration, kept across renders: a new one copies every @font-face file
+    (33 MB with the CJK font's two weights) into a temporary folder and has fontconfig scan it, on each render.
+    One per thread, since a Pango font map is not safe to share between threads."""
+    if getattr(_THREAD, "font_config", None) is None:
+        # by name: the module is untyped, and mypy's overrides for WeasyPrint cover its top level only
+        _THREAD.font_config = importlib.import_module("weasyprint.text.fonts").FontConfiguration()
+    return _THREAD.font_config
+
+
 def reproducible_pdf(
     html: str,
     *,
@@ -83,7 +98,7 @@ def reproducible_pdf(
     ]
     # PDF/A sets the file identifier to a hash of the content, so it is reproducible too.
     pdf = HTML(string=html, base_url=base_url).write_pdf(
-        pdf_variant="pdf/a-3b", attachments=files, finisher=_pin_font_dates
+        pdf_variant="pdf/a-3b", attachments=files, finisher=_pin_font_dates, font_config=_font_config()
     )
     if missing := missing_characters(pdf):
         raise MissingGlyphs(missing, source)
