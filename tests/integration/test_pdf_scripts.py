@@ -23,6 +23,9 @@ import pytest
 from fontTools.pens.boundsPen import BoundsPen
 from fontTools.ttLib import TTFont
 
+from tests.conftest import add_user, signed_in
+from tests.integration.test_amendments import DEMO
+from tests.integration.test_amendments import demo as demo  # the fixture, for the web test
 from tests.integration.test_compliance_report import big_figures
 from tests.unit.test_audit_report import META as AUDIT_META
 from tests.unit.test_audit_report import entry
@@ -310,3 +313,19 @@ def test_a_font_package_that_is_not_installed_is_named_with_its_install_command(
     face = dataclasses.replace(fonts.FACES[0], module="no_such_font_package")
     with pytest.raises(NotConfigured, match=r"fontpkg-noto-sans is not installed \(pip install fontpkg-noto-sans\)"):
         fonts.path(face)
+
+
+async def test_the_web_answers_a_pdf_with_a_character_no_font_has_as_bad_input(demo, anonymous):
+    """An impact PDF of a protocol whose new visit is named with a hieroglyph: 4xx naming it and the field."""
+    await add_user("mona", ("monitor", demo, None))
+    mona = await signed_in(anonymous, "mona")
+    text = (DEMO / "2.0.yaml").read_text(encoding="utf-8").replace('version: "2.0"', 'version: "2.1"')
+    text = text.replace("Week 16 (off-treatment", f"Week 16 {HIEROGLYPH} (")
+    response = await mona.post(
+        f"/api/studies/{demo}/protocol-impact",
+        params={"format": "pdf", "effective": "2026-11-01"},
+        content=text.encode(),
+        headers={"content-type": "application/yaml"},
+    )
+    assert response.status_code in (400, 422), response.text
+    assert "U+13000" in response.text and "differences[" in response.text and "amendment_impact" in response.text
