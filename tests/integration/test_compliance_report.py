@@ -37,6 +37,7 @@ from trialcoord.exports.rules.scope import Privacy, Scope
 from trialcoord.exports.rules.sdtm import Variable, dataset
 from trialcoord.exports.transport import csv_bytes, xpt_bytes
 from trialcoord.kernel import audit_log
+from trialcoord.kernel.render.fonts import css as fonts_css
 from trialcoord.kernel.render.pdf import instant, reproducible_pdf
 from trialcoord.kernel.signing_keys import SignedCheckpoint, generate_key
 from trialcoord.scheduling import participants, visits
@@ -378,7 +379,7 @@ async def test_a_study_of_the_benchmarks_size_stays_under_the_page_budget():
 
 def test_files_are_attached_once_to_a_pdf_that_carries_none():
     """Nothing to attach: the PDF as it was; a PDF that already carries files is refused, not given a second /AF."""
-    pdf = reproducible_pdf("<p>x</p>", created_at=AT)
+    pdf = reproducible_pdf(f"<style>{fonts_css()}</style><p>x</p>", source="test page", created_at=AT)
     assert single_associated_files(pdf, [], AT) == pdf
     attached = single_associated_files(pdf, [("a.csv", b"a,b\n", "A")], AT)
     with pytest.raises(ValueError, match="already carries files"):

@@ -10,6 +10,7 @@ import pytest
 import weasyprint
 
 from trialcoord.kernel.render.charts import PALETTE, bars, histogram, nice_ticks, stacked_bars
+from trialcoord.kernel.render.fonts import FONT_STACK
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 MONTHS = ["Jan 2025", "Feb 2025", "Mar 2025"]
@@ -53,7 +54,7 @@ def test_every_chart_is_an_accessible_scalable_image():
     for svg in every_chart():
         root = parse(svg)
         assert root.get("role") == "img"
-        assert root.get("font-family") == "sans-serif"
+        assert root.get("font-family") == FONT_STACK  # the shipped fonts: a system sans-serif is refused in a PDF
         width, height = float(root.get("width")), float(root.get("height"))
         assert root.get("viewBox") == f"0 0 {root.get('width')} {root.get('height')}" and width > 0 and height > 0
         title, desc = root.find("svg:title", NS), root.find("svg:desc", NS)

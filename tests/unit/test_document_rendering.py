@@ -2,6 +2,7 @@
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import io
 import json
 import shutil
@@ -462,6 +463,11 @@ def test_every_input_that_shapes_the_bytes_changes_the_key(tmp_path, monkeypatch
     assert key() in keys
     (copy / "_document.css").write_text((copy / "_document.css").read_text() + "\n/* changed */\n")
     assert key() not in keys
+    before, version = key(), importlib.metadata.version
+    monkeypatch.setattr(
+        "importlib.metadata.version", lambda name: "9.9" if name == "fontpkg-noto-sans" else version(name)
+    )
+    assert key() != before  # a font upgrade may change the glyphs and the layout
 
 
 def test_the_cache_drops_the_least_recently_used_beyond_its_size(tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ from pathlib import Path
 import jinja2
 
 from trialcoord.kernel.audit_store import TrailEntry
+from trialcoord.kernel.render import fonts
 from trialcoord.kernel.render.pdf import reproducible_pdf, stamp
 from trialcoord.kernel.render.tabular import inert as _safe
 
@@ -38,6 +39,7 @@ _TEMPLATES = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_TEMPLATES.globals["fonts_css"] = fonts.css
 
 
 def _json(values: Mapping | None) -> str:
@@ -123,6 +125,7 @@ def audit_pdf(
     )
     return reproducible_pdf(
         html,
+        source="audit trail report",
         created_at=generated_at,
         attachments=[("audit-trail.csv", audit_csv(rows), "The entries of this report, machine-readable")],
     )

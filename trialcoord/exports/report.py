@@ -30,7 +30,7 @@ from trialcoord.exports import report_figures as gathering
 from trialcoord.exports.rules import compliance
 from trialcoord.exports.rules.scope import Privacy, Scope
 from trialcoord.exports.rules.sdtm import Dataset
-from trialcoord.kernel.render import charts
+from trialcoord.kernel.render import charts, fonts
 from trialcoord.kernel.render.pdf import instant, reproducible_pdf, stamp
 from trialcoord.kernel.rules.audit_entries import canonical_json
 from trialcoord.kernel.signing_keys import SignedCheckpoint
@@ -52,6 +52,7 @@ _TEMPLATES = jinja2.Environment(
     lstrip_blocks=True,
     undefined=jinja2.StrictUndefined,
 )
+_TEMPLATES.globals["fonts_css"] = fonts.css
 
 deviations_per_site = compliance.deviations_per_site  # shared with `trialcoord verify`
 
@@ -101,7 +102,9 @@ async def render_report(
     html = report_html(context, document, files)
     say(0.55, "laying out the report")
     at = context.generated_at
-    pdf = await to_thread.run_sync(lambda: single_associated_files(reproducible_pdf(html, created_at=at), files, at))
+    pdf = await to_thread.run_sync(
+        lambda: single_associated_files(reproducible_pdf(html, source="compliance report", created_at=at), files, at)
+    )
     say(1.0, "report rendered")
     return pdf
 

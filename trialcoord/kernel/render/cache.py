@@ -13,6 +13,7 @@ from pathlib import Path
 
 from trialcoord.kernel.render.document_data import canonical_json
 from trialcoord.kernel.render.docx_documents import render_docx
+from trialcoord.kernel.render.fonts import FACES
 from trialcoord.kernel.render.pdf_documents import render_pdf
 from trialcoord.kernel.render.templates import TEMPLATE_DIR, template_named
 
@@ -40,12 +41,17 @@ class RenderCache:
                 "column_widths.py",
                 "chart_png.py",
                 "pdf.py",
+                "fonts.py",
+                "glyphs.py",
             )
         ]
         files = hashlib.sha256(b"".join(hashlib.sha256(p.read_bytes()).digest() for p in sources)).hexdigest()
-        # the libraries' versions too: an upgrade may lay out the same input differently (Pillow draws DOCX charts)
+        # the libraries' versions too: an upgrade may lay out the same input differently (Pillow draws DOCX
+        # charts); so may the fonts'
         libraries = ("weasyprint",) if kind == "pdf" else ("python-docx", "pillow")
         library = " ".join(importlib.metadata.version(name) for name in libraries)
+        if kind == "pdf":
+            library += "".join(f" {face.package} {importlib.metadata.version(face.package)}" for face in FACES)
         parts = [kind, library, template, files, canonical_json(data).decode(), created_at, title, version_label]
         return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
 

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 
 from trialcoord.kernel.problems import InvalidInput, Problem
 
+from trialcoord.kernel.render.fonts import FONT_STACK
+
 WIDTH = 600
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F0E442", "#000000")  # Okabe-Ito
 ON_PALETTE = ("#fff", "#000", "#000", "#000", "#000", "#000", "#000", "#fff")  # the more legible text on each
@@ -245,7 +247,7 @@ def _rows(title: str, items: list[tuple[str, float]], unit: str, desc: str, uid:
 def _svg(title: str, desc: str, height: float, body: list[str], uid: str) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-labelledby="{uid}-title {uid}-desc" '
-        f'viewBox="0 0 {WIDTH} {_f(height)}" width="{WIDTH}" height="{_f(height)}" font-family="sans-serif">'
+        f'viewBox="0 0 {WIDTH} {_f(height)}" width="{WIDTH}" height="{_f(height)}" font-family="{FONT_STACK}">'
         f'<title id="{uid}-title">{_text(title)}</title><desc id="{uid}-desc">{_text(desc)}</desc>'
         + _text_at(0, 18, _short(title, 68), 15, INK, bold=True)
         + "".join(body)

@@ -10,7 +10,9 @@ import jinja2
 from markupsafe import Markup
 
 from trialcoord.kernel.problems import InvalidInput, Problem
+from trialcoord.kernel.render import fonts
 from trialcoord.kernel.render.document_data import prepare
+from trialcoord.kernel.render.glyphs import MissingGlyphs, problem
 from trialcoord.kernel.render.pdf import reproducible_pdf
 from trialcoord.kernel.render.templates import TEMPLATE_DIR
 
@@ -31,7 +33,7 @@ def draw_chart(spec: Mapping) -> Markup:
     return Markup(chart_of_spec(spec))
 
 
-_JINJA.globals["chart"] = draw_chart
+_JINJA.globals.update(chart=draw_chart, fonts_css=fonts.css, direction=fonts.direction)
 _UNDEFINED = re.compile(r"'([^']+)' is undefined|has no attribute '([^']+)'|no element '?([^']+?)'?$")
 
 
@@ -43,9 +45,43 @@ def render_pdf(template: str, data: Mapping, *, created_at: str, title: str, ver
         found = _UNDEFINED.search(str(error))
         name = next(filter(None, found.groups())) if found else "data"
         raise InvalidInput([Problem(f"is required ({error})", field=name)]) from None
-    return reproducible_pdf(
-        html,
-        created_at=created_at,
-        base_url=str(TEMPLATE_DIR),
-        attachments=[("data.json", prepared.canonical, "The data this document was rendered from, as canonical JSON")],
-    )
+    try:
+        return reproducible_pdf(
+            html,
+            source=f"{template} template",
+            created_at=created_at,
+            base_url=str(TEMPLATE_DIR),
+            attachments=[
+                ("data.json", prepared.canonical, "The data this document was rendered from, as canonical JSON")
+            ],
+        )
+    except MissingGlyphs as missing:
+        raise _in_fields(missing, data) from None
+
+
+def _in_fields(missing: MissingGlyphs, data: Mapping) -> InvalidInput:
+    """The fields of `data` holding the characters no shipped font draws, each named by its path."""
+    texts: dict[str, str] = {}
+    for path, text in _strings(data, ""):
+        texts[path] = texts.get(path, "") + text
+    found = [
+        problem(chars, missing.source, path)
+        for path, text in texts.items()
+        if (chars := "".join(c for c in missing.characters if c in text))
+    ]
+    return InvalidInput(found) if found else missing  # else the template's own text: no field to name
+
+
+def _strings(value, path: str):
+    """(path, text) of every string in `value`, keys included (under their value's path), paths like
+    `sections[0].paragraphs[1]`."""
+    if isinstance(value, str):
+        yield path or "data", value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            yield inner, str(key)
+            yield from _strings(item, inner)
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            yield from _strings(item, f"{path}[{n}]")
