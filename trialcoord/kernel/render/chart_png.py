@@ -1,6 +1,7 @@
 """The charts of charts.py as PNG, for documents that cannot hold SVG (DOCX): drawn with Pillow (already
 installed with WeasyPrint) rather than a general SVG renderer, since charts.py writes only a few elements:
-rectangles, lines and text in DejaVu Sans. An element it does not know is an error, not a gap in the picture.
+rectangles, lines and text in the shipped Noto Sans (the PDFs' font). An element it does not know is an
+error, not a gap in the picture.
 
 Deterministic: the same SVG gives the same bytes with the same Pillow (its FreeType and zlib are its own), as
 the DOCX renderings' byte stability needs. Text is laid out by Pillow's basic engine, never by Raqm, which
@@ -30,13 +31,16 @@ class ChartImage:
 
 @cache
 def _font(size: int, bold: bool):
+    """The shipped Noto Sans (a variable font) at the weight asked for: no system font, so the PNG is the same
+    on every machine."""
     from PIL import ImageFont
 
-    name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
-    try:
-        return ImageFont.truetype(name, size, layout_engine=ImageFont.Layout.BASIC)
-    except OSError:
-        raise RuntimeError(f"the font {name} is missing (Debian: apt-get install fonts-dejavu-core)") from None
+    from trialcoord.kernel.render.fonts import FACES, SANS, path
+
+    face = next(f for f in FACES if f.family == SANS and f.style == "normal")
+    font = ImageFont.truetype(str(path(face)), size, layout_engine=ImageFont.Layout.BASIC)
+    font.set_variation_by_axes([100, 700 if bold else 400])  # wdth, wght
+    return font
 
 
 def _n(value: str | None) -> float:

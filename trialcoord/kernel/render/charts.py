@@ -15,7 +15,6 @@ import re
 from collections.abc import Mapping, Sequence
 
 from trialcoord.kernel.problems import InvalidInput, Problem
-
 from trialcoord.kernel.render.fonts import FONT_STACK
 
 WIDTH = 600
