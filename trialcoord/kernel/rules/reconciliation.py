@@ -1,0 +1,190 @@
+"""The current records against the audit trail (Part 11 11.10(e)): the trail's entries, folded in sequence per
+record, give the values the trail says each record holds now; each current row is compared with them.
+
+A `RecordKind` says which entries name rows of one table (`record_type`, and the shape of `record_id` when one
+type names rows of two tables), which fields the entries record (`fields`: an entry's `new` by those names, or
+what `values` makes of an entry), which actions delete the row, and what a row no entry named must hold
+(`defaults`: a visit nobody recorded anything on; None: every row needs an entry). The adapter reads the entries
+in ascending sequence and each table once, with values in the entries' canonical form (`iso_day`, `flag`,
+`json_list`, `presence`), and hands them to a `Reconciler`.
+
+Pure: no clock, no database. docs/audit-trail.md, "Current records against the trail", lists the fields covered.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+Values = Mapping[str, Any]
+
+DIFFERS = "differs from the trail"
+CREATED_OUTSIDE = "created outside the recorded paths"
+DELETED_OUTSIDE = "deleted outside the recorded paths"
+PRESENT_THOUGH_DELETED = "present though the trail deleted it"
+
+
+def new_values(action: str, actor: str, new: Values | None) -> Values | None:
+    """What most entries set: their `new`."""
+    return new
+
+
+def any_record(record_id: str) -> bool:
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class RecordKind:
+    record_type: str
+    table: str  # named in the report
+    fields: tuple[str, ...]  # compared, by the entries' names; the adapter's rows use the same names
+    shape: Callable[[str], bool] = any_record  # which record IDs of the type name rows of this table
+    values: Callable[[str, str, Values | None], Values | None] = new_values  # (action, actor, new) -> fields set
+    deletes: frozenset[str] = frozenset({"delete"})
+    defaults: Values | None = None  # what a row no entry named holds; None: such a row was created outside
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """A current row that is not what the trail says: `field` None for the whole row (created or deleted outside
+    the recorded paths); `sequence` the entry that set the expected value (None: no entry set it)."""
+
+    table: str
+    record_type: str
+    record_id: str
+    field: str | None
+    current: Any
+    expected: Any
+    sequence: int | None
+    what: str
+
+    def __str__(self) -> str:
+        by = f"entry {self.sequence}" if self.sequence is not None else "no entry"
+        if self.field is None:
+            return f"{self.table} {self.record_id}: {self.what} ({by})"
+        return (
+            f"{self.table} {self.record_id}: {self.field} is {_shown(self.current)}, the trail says"
+            f" {_shown(self.expected)} ({by})"
+        )
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+@dataclass(slots=True)
+class _Record:
+    fields: dict[str, tuple[Any, int]] = field(default_factory=dict)  # name -> (value, sequence that set it)
+    last: int = 0
+    deleted: int | None = None
+
+
+class Reconciler:
+    """Feed the entries in ascending sequence (`feed`), then each kind's rows once (`compare`), then `unmatched`."""
+
+    def __init__(self, kinds: Iterable[RecordKind]):
+        self.kinds = tuple(kinds)
+        self._by_type: dict[str, list[RecordKind]] = {}
+        for kind in self.kinds:
+            self._by_type.setdefault(kind.record_type, []).append(kind)
+        self._records: dict[tuple[str, str], _Record] = {}  # (table, record_id)
+        self.entries = 0
+
+    @property
+    def record_types(self) -> tuple[str, ...]:
+        return tuple(self._by_type)
+
+    def feed(self, sequence: int, actor: str, action: str, record_type: str, record_id: str, new: Any) -> None:
+        for kind in self._by_type.get(record_type, ()):
+            if kind.shape(record_id):
+                self.entries += 1
+                key = (kind.table, record_id)
+                record = self._records.get(key)
+                if record is None:
+                    record = self._records[key] = _Record()
+                record.last = sequence
+                if action in kind.deletes:
+                    record.deleted = sequence
+                    continue
+                record.deleted = None
+                values = kind.values(action, actor, new if isinstance(new, Mapping) else None)
+                if values:
+                    for name in kind.fields:
+                        if name in values:
+                            record.fields[name] = (values[name], sequence)
+
+    def compare(self, kind: RecordKind, rows: Iterable[tuple[str, Values]]) -> Iterator[Difference]:
+        """Each current row of `kind`'s table, as (record_id, values by field name), against the trail."""
+        records = self._records
+        for record_id, row in rows:
+            record = records.pop((kind.table, record_id), None)
+            if record is None:
+                if kind.defaults is None:
+                    yield Difference(kind.table, kind.record_type, record_id, None, None, None, None, CREATED_OUTSIDE)
+                    continue
+                record = _Record()
+            elif record.deleted is not None:
+                yield Difference(
+                    kind.table, kind.record_type, record_id, None, None, None, record.deleted, PRESENT_THOUGH_DELETED
+                )
+                continue
+            defaults = kind.defaults or {}
+            for name in kind.fields:
+                sequence: int | None
+                if name in record.fields:
+                    expected, sequence = record.fields[name]
+                elif name in defaults:
+                    expected, sequence = defaults[name], None
+                else:
+                    continue  # no entry recorded it: nothing to compare with
+                current = row.get(name)
+                if current != expected:
+                    yield Difference(
+                        kind.table, kind.record_type, record_id, name, current, expected, sequence, DIFFERS
+                    )
+
+    def unmatched(self) -> Iterator[Difference]:
+        """Records the trail says exist whose row no `compare` met: deleted outside the recorded paths."""
+        types = {kind.table: kind.record_type for kind in self.kinds}
+        for (table, record_id), record in sorted(self._records.items()):
+            if record.deleted is None:
+                yield Difference(table, types[table], record_id, None, None, None, record.last, DELETED_OUTSIDE)
+        self._records.clear()
+
+
+# The entries' canonical forms of stored values --------------------------------------------------------------
+
+
+def iso_day(value: Any) -> Any:
+    """A DATE column (a date from asyncpg, ISO text from SQLite) as the ISO text the entries hold."""
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def flag(value: Any) -> Any:
+    """A BOOLEAN column (0/1 on SQLite) as the entries' JSON boolean."""
+    return None if value is None else bool(value)
+
+
+def json_list(value: Any) -> Any:
+    """A JSON list stored as text (NULL: empty), as the entries' list."""
+    if value is None:
+        return []
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def presence(value: Any) -> str:
+    """Whether an encrypted value is stored: all a change marker can be compared with."""
+    return "absent" if value is None else "present"
+
+
+def marker_presence(action: str, actor: str, new: Values | None) -> Values | None:
+    """A personal-data change marker (`set`, `changed`, `cleared`) as the presence of the value it names."""
+    if new is None:
+        return None
+    return {name: "absent" if marker == "cleared" else "present" for name, marker in new.items()}
