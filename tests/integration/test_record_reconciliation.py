@@ -74,6 +74,11 @@ async def flow(study):
 
 
 async def test_a_database_written_only_through_the_application_reconciles(flow):
+    """The flow updated and deleted regulated rows through the use cases, migration 12's triggers in place: the
+    application's own connections are the recorded path."""
+    await visits.record_visit(flow, "1003", "V3", date(2024, 4, 2), reason="after the missed V2", today=TODAY)
+    rows = await fetch("SELECT actual FROM visits WHERE code = 'V3' AND participant = 3")
+    assert str(rows[0]["actual"]) == "2024-04-02"
     found = await reconciling.reconcile()
     assert found.differences == []
     for table in ("recorded_events", "visits", "participants", "sites", "grants", "participant_identities"):
@@ -141,10 +146,19 @@ async def test_an_event_date_changed_in_the_database_is_named_with_the_entry_tha
     )
 
 
-async def test_a_visit_date_changed_in_the_database_fails_audit_reconcile_and_verify(flow, db, tmp_path):
+async def test_reconcile_and_verify_pass_the_applications_writes_and_fail_a_visit_date_changed_outside(
+    flow, db, tmp_path
+):
+    env = {"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_SIGNATURES_DIR": str(tmp_path)}
+    reconciled = run("audit", "reconcile", env=env)
+    assert reconciled.returncode == 0, reconciled.stderr
+    assert "rows of 14 regulated tables match the" in reconciled.stdout
+    verified = run("verify", env=env)
+    assert verified.returncode == 0, verified.stderr
+    assert "rows of 14 regulated tables match the" in verified.stdout
+
     entry = await _entry("visit", "TST-1/101/1001/V2")
     await tamper(db, "UPDATE visits SET actual = '2024-03-20' WHERE code = 'V2' AND participant = 1")
-    env = {"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_SIGNATURES_DIR": str(tmp_path)}
     verified = run("verify", env=env)
     assert verified.returncode == 1, verified.stdout + verified.stderr
     line = f'visits TST-1/101/1001/V2: actual is "2024-03-20", the trail says "2024-03-19" (entry {entry})'
@@ -164,16 +178,6 @@ async def test_a_visit_date_changed_in_the_database_fails_audit_reconcile_and_ve
             "what": "differs from the trail",
         }
     ]
-
-
-async def test_audit_reconcile_and_verify_pass_a_database_written_through_the_application(flow, db, tmp_path):
-    env = {"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_SIGNATURES_DIR": str(tmp_path)}
-    reconciled = run("audit", "reconcile", env=env)
-    assert reconciled.returncode == 0, reconciled.stderr
-    assert "rows of 14 regulated tables match the" in reconciled.stdout
-    verified = run("verify", env=env)
-    assert verified.returncode == 0, verified.stderr
-    assert "rows of 14 regulated tables match the" in verified.stdout
 
 
 TAMPERING = {  # what was changed -> (statement, table, record ID, field, current, expected)
@@ -215,16 +219,16 @@ TAMPERING = {  # what was changed -> (statement, table, record ID, field, curren
 }
 
 
-@pytest.mark.parametrize("what", TAMPERING)
-async def test_each_regulated_table_changed_in_the_database_is_reported(flow, db, what):
-    statement, table, record_id, field = TAMPERING[what]
-    await tamper(db, statement)
-    found = await reconciling.reconcile()
-    assert found.differences, what
-    assert {(d.table, d.field) for d in found.differences} == {(table, field)}, found.differences
-    if record_id is not None:
-        assert [d.record_id for d in found.differences] == [record_id]
-    assert all(d.sequence is not None for d in found.differences)
+async def test_each_regulated_table_changed_in_the_database_is_reported(flow, db):
+    await tamper(db, *(statement for statement, *_ in TAMPERING.values()))
+    found = (await reconciling.reconcile()).differences
+    assert sorted((d.table, d.field) for d in found) == sorted(
+        (table, field) for _, table, _, field in TAMPERING.values()
+    )
+    for statement, table, record_id, field in TAMPERING.values():
+        (difference,) = (d for d in found if (d.table, d.field) == (table, field))
+        assert record_id in (None, difference.record_id), statement
+        assert difference.sequence is not None, statement  # the entry that set the value the trail says
 
 
 async def test_rows_created_or_deleted_outside_the_application_are_reported(flow, db):
@@ -238,3 +242,47 @@ async def test_rows_created_or_deleted_outside_the_application_are_reported(flow
         ("participant_consents", "TST-1/101/1003/consent/paper/2024-03-01", "deleted outside the recorded paths"),
         ("recorded_events", "TST-1/101/1002/withdrawal", "created outside the recorded paths"),
     }
+
+
+# The database's own refusal ------------------------------------------------------------------------------------
+
+OTHER_CLIENT = [  # (table, statement) run by a client that is not the application (a sqlite3 shell, psql)
+    ("recorded_events", "UPDATE recorded_events SET date = '2024-03-09'"),
+    ("visits", "UPDATE visits SET actual = '2024-03-20' WHERE actual IS NOT NULL"),
+    ("visits", "DELETE FROM visits"),
+    ("participants", "UPDATE participants SET arm = 'P'"),
+    ("sites", "UPDATE sites SET name = 'elsewhere'"),
+    ("grants", "UPDATE grants SET revoked_by = NULL"),
+    ("participant_consents", "DELETE FROM participant_consents"),
+    ("participant_identities", "UPDATE participant_identities SET mrn = name"),
+    ("deviations", "UPDATE deviations SET state = 'closed'"),
+    ("document_versions", "UPDATE document_versions SET status = 'effective'"),
+]
+REFUSED = r"rows change only through trialcoord, which audits each change: (UPDATE|DELETE) refused"
+
+
+async def test_another_client_is_refused_changing_regulated_rows(flow, db):
+    if db.kind == "sqlite":
+        connection = sqlite3.connect(db.url.removeprefix("sqlite:///"))
+        try:
+            for _, statement in OTHER_CLIENT:
+                # A sqlite3 shell has no such function: the statement does not even compile.
+                with pytest.raises(sqlite3.OperationalError, match="no such function: trialcoord_recorded_path"):
+                    connection.execute(statement)
+            connection.create_function("trialcoord_recorded_path", 0, lambda: 0)  # one saying it is not the app
+            for table, statement in OTHER_CLIENT:
+                with pytest.raises(sqlite3.IntegrityError, match=f"{table} {REFUSED}"):
+                    connection.execute(statement)
+        finally:
+            connection.close()
+    else:
+        connection = await asyncpg.connect(db.url)
+        try:
+            for table, statement in OTHER_CLIENT:
+                with pytest.raises(asyncpg.RaiseError, match=f"{table} {REFUSED}"):
+                    await connection.execute(statement)
+                with pytest.raises(asyncpg.RaiseError, match="TRUNCATE refused"):
+                    await connection.execute(f"TRUNCATE {table} CASCADE")
+        finally:
+            await connection.close()
+    assert (await reconciling.reconcile()).differences == []  # nothing changed

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from piccolo.engine.base import Engine
 from piccolo.querystring import QueryString
 
-from trialcoord.kernel.database.engine import is_sqlite, transaction
+from trialcoord.kernel.database.engine import RECORDED_PATH, RECORDED_PATH_SETTING, is_sqlite, transaction
 from trialcoord.kernel.problems import Conflict
 
 PRIMARY_KEY = {True: "INTEGER PRIMARY KEY", False: "SERIAL PRIMARY KEY"}  # keyed by is_sqlite
@@ -32,6 +32,29 @@ STAMPS = (
     "created_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP, "
     "updated_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP"
 )
+
+
+# What the audit trail records (`audit reconcile` compares them with it): changed only by the application.
+REGULATED_TABLES = (
+    "studies",
+    "protocol_versions",
+    "sites",
+    "site_closures",
+    "participants",
+    "protocol_changes",
+    "recorded_events",
+    "visits",
+    "participant_identities",
+    "grants",
+    "consent_versions",
+    "participant_consents",
+    "deviations",
+    "capas",
+    "documents",
+    "document_versions",
+)
+
+_REFUSED = "{} rows change only through trialcoord, which audits each change: {} refused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,6 +512,37 @@ MIGRATIONS: tuple[Migration, ...] = (
                 FOR EACH ROW EXECUTE FUNCTION immutable_rows()""",
             """CREATE TRIGGER window_extension_requests_no_truncate BEFORE TRUNCATE ON window_extension_requests
                 FOR EACH STATEMENT EXECUTE FUNCTION immutable_rows()""",
+        ),
+    ),
+    # (migration 11: scheduling's calendar feeds, added alongside; this step follows it.)
+    Migration(
+        12,
+        "regulated rows change only through the application, which audits each change",
+        (),
+        # The application's connections carry a marker (`engine.RECORDED_PATH`): on SQLite a function each of its
+        # connections defines, on PostgreSQL a setting each of its connections starts with. Any other client (a
+        # sqlite3 shell, psql, a database browser) is refused; `audit reconcile` finds what an owner does anyway.
+        sqlite=tuple(
+            f"""CREATE TRIGGER regulated_{table}_no_{what.lower()} BEFORE {what} ON {table}
+                WHEN {RECORDED_PATH}() IS NOT 1
+                BEGIN SELECT RAISE(ABORT, '{_REFUSED.format(table, what)}'); END"""
+            for table in REGULATED_TABLES
+            for what in ("UPDATE", "DELETE")
+        ),
+        postgres=(
+            f"""CREATE FUNCTION regulated_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF current_setting('{RECORDED_PATH_SETTING}', true) IS DISTINCT FROM 'on' THEN
+                        RAISE EXCEPTION '{_REFUSED.format("%", "%")}', TG_TABLE_NAME, TG_OP;
+                    END IF;
+                    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+                END $$""",
+            *(
+                f"""CREATE TRIGGER regulated_{table}_no_{what} BEFORE {ops} ON {table}
+                    FOR EACH {level} EXECUTE FUNCTION regulated_rows()"""
+                for table in REGULATED_TABLES
+                for what, ops, level in (("change", "UPDATE OR DELETE", "ROW"), ("truncate", "TRUNCATE", "STATEMENT"))
+            ),
         ),
     ),
 )
