@@ -335,7 +335,7 @@ async def reconcile(tables: Sequence[Table] = TABLES) -> Reconciliation:
                 reconciler.feed(sequence, actor, action, record_type, record_id, _parsed(new))
         for table in tables:
             count = 0
-            async for batch in _rows(table):
+            async for batch in table_rows(table):
                 count += len(batch)
                 differences += reconciler.compare(table.kind, map(table.row, batch))
             counts[table.kind.table] = counts.get(table.kind.table, 0) + count
@@ -352,7 +352,7 @@ def _parsed(text: str | None) -> Any:
         return None  # not JSON: `audit verify` reports the entry as altered
 
 
-async def _rows(table: Table) -> AsyncIterator[list[Sequence[Any]]]:
+async def table_rows(table: Table) -> AsyncIterator[list[Sequence[Any]]]:
     after = 0
     while True:
         rows = await fetch_rows(f"{table.select} {table.key} > {{}} ORDER BY {table.key} LIMIT {BATCH}", after)
