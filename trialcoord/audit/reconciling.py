@@ -121,7 +121,7 @@ TABLES: tuple[Table, ...] = (
         " JOIN protocol_versions v ON v.id = p.protocol_version WHERE",
         "p.id",
         lambda r: (
-            _rid(r[1], r[2], r[3]),
+            f"{r[1]}/{r[2]}/{r[3]}",
             {"site": r[2], "arm": r[4], "protocol_version": r[5], "enrolled_on": iso_day(r[6])},
         ),
     ),
@@ -130,7 +130,7 @@ TABLES: tuple[Table, ...] = (
         f"SELECT e.id, st.code, s.code, p.subject_id, e.event, e.date FROM recorded_events e {_PERSON.format('e')}"
         " WHERE",
         "e.id",
-        lambda r: (_rid(r[1], r[2], r[3], r[4]), {"date": iso_day(r[5])}),
+        lambda r: (f"{r[1]}/{r[2]}/{r[3]}/{r[4]}", {"date": iso_day(r[5])}),
     ),
     Table(
         RecordKind(
@@ -144,7 +144,7 @@ TABLES: tuple[Table, ...] = (
         f" {_PERSON.format('x')} WHERE",
         "x.id",
         lambda r: (
-            _rid(r[1], r[2], r[3], r[4]),
+            f"{r[1]}/{r[2]}/{r[3]}/{r[4]}",
             {"actual": iso_day(r[5]), "appointment": iso_day(r[6]), "missed": r[7] is not None},
         ),
     ),
@@ -159,7 +159,7 @@ TABLES: tuple[Table, ...] = (
         f" FROM participant_identities i {_PERSON.format('i')} WHERE",
         "i.participant",
         lambda r: (
-            _rid(r[1], r[2], r[3]),
+            f"{r[1]}/{r[2]}/{r[3]}",
             {"name": presence(r[4]), "date_of_birth": presence(r[5]), "contact": presence(r[6]), "mrn": presence(r[7])},
         ),
     ),
@@ -331,8 +331,9 @@ async def reconcile(tables: Sequence[Table] = TABLES) -> Reconciliation:
             await fetch("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         head = await audit_store.head_size()
         async for rows in audit_store.stream_records(reconciler.record_types, head):
+            feed = reconciler.feed
             for sequence, actor, action, record_type, record_id, new in rows:
-                reconciler.feed(sequence, actor, action, record_type, record_id, _parsed(new))
+                feed(sequence, actor, action, record_type, record_id, None if new is None else _parsed(new))
         for table in tables:
             count = 0
             async for batch in table_rows(table):
@@ -343,11 +344,12 @@ async def reconcile(tables: Sequence[Table] = TABLES) -> Reconciliation:
     return Reconciliation(reconciler.entries, counts, differences)
 
 
-def _parsed(text: str | None) -> Any:
-    if text is None:
-        return None
+_decode = json.JSONDecoder().decode
+
+
+def _parsed(text: str) -> Any:
     try:
-        return json.loads(text)
+        return _decode(text)
     except ValueError:
         return None  # not JSON: `audit verify` reports the entry as altered
 

@@ -77,7 +77,7 @@ def _shown(value: Any) -> str:
 
 @dataclass(slots=True)
 class _Record:
-    fields: dict[str, tuple[Any, int]] = field(default_factory=dict)  # name -> (value, sequence that set it)
+    fields: dict[str, tuple[Any, int | None]] = field(default_factory=dict)  # name -> (value, sequence that set it)
     last: int = 0
     deleted: int | None = None
 
@@ -90,7 +90,7 @@ class Reconciler:
         self._by_type: dict[str, list[RecordKind]] = {}
         for kind in self.kinds:
             self._by_type.setdefault(kind.record_type, []).append(kind)
-        self._records: dict[tuple[str, str], _Record] = {}  # (table, record_id)
+        self._records: dict[str, dict[str, _Record]] = {kind.table: {} for kind in self.kinds}  # by record_id
         self.entries = 0
 
     @property
@@ -99,18 +99,19 @@ class Reconciler:
 
     def feed(self, sequence: int, actor: str, action: str, record_type: str, record_id: str, new: Any) -> None:
         for kind in self._by_type.get(record_type, ()):
-            if kind.shape(record_id):
+            if kind.shape is any_record or kind.shape(record_id):  # most kinds take every ID: no call
                 self.entries += 1
-                key = (kind.table, record_id)
-                record = self._records.get(key)
+                records = self._records[kind.table]
+                record = records.get(record_id)
                 if record is None:
-                    record = self._records[key] = _Record()
+                    record = records[record_id] = _Record()
                 record.last = sequence
                 if action in kind.deletes:
                     record.deleted = sequence
                     continue
                 record.deleted = None
-                values = kind.values(action, actor, new if isinstance(new, Mapping) else None)
+                mapping = new if type(new) is dict else None
+                values = mapping if kind.values is new_values else kind.values(action, actor, mapping)
                 if values:
                     for name in kind.fields:
                         if name in values:
@@ -118,41 +119,44 @@ class Reconciler:
 
     def compare(self, kind: RecordKind, rows: Iterable[tuple[str, Values]]) -> Iterator[Difference]:
         """Each current row of `kind`'s table, as (record_id, values by field name), against the trail."""
-        records = self._records
+        records, table, record_type = self._records[kind.table], kind.table, kind.record_type
+        defaults = kind.defaults or {}
+        defaulted = tuple(defaults.items())
         for record_id, row in rows:
-            record = records.pop((kind.table, record_id), None)
-            if record is None:
+            record = records.pop(record_id, None)
+            if record is None:  # no entry names the row: only a table with defaults has such rows
                 if kind.defaults is None:
-                    yield Difference(kind.table, kind.record_type, record_id, None, None, None, None, CREATED_OUTSIDE)
+                    yield Difference(table, record_type, record_id, None, None, None, None, CREATED_OUTSIDE)
                     continue
-                record = _Record()
-            elif record.deleted is not None:
-                yield Difference(
-                    kind.table, kind.record_type, record_id, None, None, None, record.deleted, PRESENT_THOUGH_DELETED
-                )
+                for name, expected in defaulted:
+                    if row.get(name) != expected:
+                        yield Difference(table, record_type, record_id, name, row.get(name), expected, None, DIFFERS)
                 continue
-            defaults = kind.defaults or {}
+            if record.deleted is not None:
+                deleted = record.deleted
+                yield Difference(table, record_type, record_id, None, None, None, deleted, PRESENT_THOUGH_DELETED)
+                continue
+            fields = record.fields
             for name in kind.fields:
-                sequence: int | None
-                if name in record.fields:
-                    expected, sequence = record.fields[name]
-                elif name in defaults:
-                    expected, sequence = defaults[name], None
-                else:
-                    continue  # no entry recorded it: nothing to compare with
-                current = row.get(name)
-                if current != expected:
-                    yield Difference(
-                        kind.table, kind.record_type, record_id, name, current, expected, sequence, DIFFERS
-                    )
+                found = fields.get(name)
+                if found is None:
+                    if name not in defaults:
+                        continue  # no entry recorded it: nothing to compare with
+                    found = (defaults[name], None)
+                expected, sequence = found
+                if row.get(name) != expected:
+                    yield Difference(table, record_type, record_id, name, row.get(name), expected, sequence, DIFFERS)
 
     def unmatched(self) -> Iterator[Difference]:
         """Records the trail says exist whose row no `compare` met: deleted outside the recorded paths."""
-        types = {kind.table: kind.record_type for kind in self.kinds}
-        for (table, record_id), record in sorted(self._records.items()):
-            if record.deleted is None:
-                yield Difference(table, types[table], record_id, None, None, None, record.last, DELETED_OUTSIDE)
-        self._records.clear()
+        for kind in self.kinds:
+            records = self._records[kind.table]
+            for record_id, record in sorted(records.items()):
+                if record.deleted is None:
+                    yield Difference(
+                        kind.table, kind.record_type, record_id, None, None, None, record.last, DELETED_OUTSIDE
+                    )
+            records.clear()
 
 
 # The entries' canonical forms of stored values --------------------------------------------------------------
