@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trialcoord.kernel import audit_store
-from trialcoord.kernel.database.engine import fetch, fetch_rows, is_sqlite, read
+from trialcoord.kernel.database.engine import bound_engine, fetch, fetch_rows, is_sqlite, read
 from trialcoord.kernel.rules.reconciliation import (
     Difference,
     Reconciler,
@@ -326,8 +326,9 @@ async def reconcile(tables: Sequence[Table] = TABLES) -> Reconciliation:
     reconciler = Reconciler(table.kind for table in tables)
     differences: list[Difference] = []
     counts: dict[str, int] = {}
+    outermost = bound_engine().current_transaction.get() is None
     async with read():
-        if not is_sqlite():  # one snapshot for every statement below (SQLite's read transaction is one already)
+        if outermost and not is_sqlite():  # one snapshot for every statement (SQLite's read transaction is one)
             await fetch("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         head = await audit_store.head_size()
         async for rows in audit_store.stream_records(reconciler.record_types, head):
