@@ -57,6 +57,9 @@ async def flow(study):
     rows, _ = await queue.listing(study, participant="1002")
     late = next(row for row in rows if row.rule == "visit_late")
     await deviation_review.take_step(study, late.id, "respond", "cora", response="participant was ill")
+    await deviation_review.create_capa(
+        study, "Late visits", "no reminders", "remind", "reminders a week ahead", "cora", TODAY, [late.id], "mona"
+    )
     await add_user("cora", ("coordinator", study, SITE_A))
     await add_user("mona", ("monitor", study, None))
     from trialcoord.accounts import users
@@ -83,7 +86,7 @@ async def test_a_database_written_only_through_the_application_reconciles(flow):
     assert found.differences == []
     for table in ("recorded_events", "visits", "participants", "sites", "grants", "participant_identities"):
         assert found.rows[table] > 0, table
-    for table in ("participant_consents", "deviations", "document_versions", "documents", "protocol_versions"):
+    for table in ("participant_consents", "deviations", "capas", "document_versions", "documents", "protocol_versions"):
         assert found.rows[table] > 0, table
     assert found.entries >= 40
 
@@ -152,10 +155,10 @@ async def test_reconcile_and_verify_pass_the_applications_writes_and_fail_a_visi
     env = {"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_SIGNATURES_DIR": str(tmp_path)}
     reconciled = run("audit", "reconcile", env=env)
     assert reconciled.returncode == 0, reconciled.stderr
-    assert "rows of 14 regulated tables match the" in reconciled.stdout
+    assert "rows of 15 regulated tables match the" in reconciled.stdout
     verified = run("verify", env=env)
     assert verified.returncode == 0, verified.stderr
-    assert "rows of 14 regulated tables match the" in verified.stdout
+    assert "rows of 15 regulated tables match the" in verified.stdout
 
     entry = await _entry("visit", "TST-1/101/1001/V2")
     await tamper(db, "UPDATE visits SET actual = '2024-03-20' WHERE code = 'V2' AND participant = 1")
@@ -215,6 +218,7 @@ TAMPERING = {  # what was changed -> (statement, table, record ID, field, curren
         "mrn",
     ),
     "an appointment": ("UPDATE visits SET appointment = NULL", "visits", "TST-1/101/1001/V3", "appointment"),
+    "a CAPA's owner": ("UPDATE capas SET owner = 'nobody'", "capas", "TST-1/capa/1", "owner"),
     "a missed visit undone": ("UPDATE visits SET missed_reason = NULL", "visits", "TST-1/101/1003/V2", "missed"),
 }
 

@@ -68,6 +68,12 @@ def _deviation_values(action: str, actor: str, new: Values | None) -> Values | N
     return values
 
 
+def _capa_values(action: str, actor: str, new: Values | None) -> Values | None:
+    if action == "create":
+        return {**(new or {}), "state": "open", "created_by": actor}
+    return new
+
+
 @dataclass(frozen=True, slots=True)
 class Table:
     """A kind of record, the SELECT of its table's rows (ending in its WHERE, paged by `key`, the first column
@@ -273,6 +279,29 @@ TABLES: tuple[Table, ...] = (
                     r[4:],
                     strict=True,
                 )
+            ),
+        ),
+    ),
+    Table(
+        RecordKind(
+            "capa",
+            "capas",
+            ("title", "root_cause", "corrective_action", "preventive_action", "owner", "due_on", "state", "created_by"),
+            values=_capa_values,
+            deletes=frozenset(),
+        ),
+        "SELECT c.id, st.code, c.title, c.root_cause, c.corrective_action, c.preventive_action, c.owner, c.due_on,"
+        " c.state, c.created_by FROM capas c JOIN studies st ON st.id = c.study WHERE",
+        "c.id",
+        lambda r: (
+            _rid(r[1], "capa", r[0]),
+            dict(
+                zip(
+                    ("title", "root_cause", "corrective_action", "preventive_action", "owner", "due_on", "state"),
+                    r[2:9],
+                    strict=True,
+                ),
+                created_by=r[9],
             ),
         ),
     ),
