@@ -219,7 +219,12 @@ TAMPERING = {  # what was changed -> (statement, table, record ID, field, curren
     ),
     "an appointment": ("UPDATE visits SET appointment = NULL", "visits", "TST-1/101/1001/V3", "appointment"),
     "a CAPA's owner": ("UPDATE capas SET owner = 'nobody'", "capas", "TST-1/capa/1", "owner"),
-    "a missed visit undone": ("UPDATE visits SET missed_reason = NULL", "visits", "TST-1/101/1003/V2", "missed"),
+    "why a visit was missed": (
+        "UPDATE visits SET missed_reason = 'forgot' WHERE missed_reason IS NOT NULL",
+        "visits",
+        "TST-1/101/1003/V2",
+        "missed_reason",
+    ),
 }
 
 

@@ -27,9 +27,9 @@ def _reconciled(entries, rows):
 
 def test_the_latest_entry_setting_a_field_is_the_value_expected_and_named():
     entries = [
-        (1, "cora", "create", "participant_event", "S/1/A/consent", {"date": "2024-03-01"}),
-        (2, "cora", "update", "participant_event", "S/1/A/consent", {"date": "2024-03-02"}),
-        (3, "cora", "update", "visit", "S/1/A/V2", {"appointment": "2024-03-10"}),
+        (1, "cora", "create", "participant_event", "S/1/A/consent", {"date": "2024-03-01"}, None),
+        (2, "cora", "update", "participant_event", "S/1/A/consent", {"date": "2024-03-02"}, None),
+        (3, "cora", "update", "visit", "S/1/A/V2", {"appointment": "2024-03-10"}, None),
     ]
     rows = [
         (EVENT, [("S/1/A/consent", {"date": "2024-03-02"})]),
@@ -47,10 +47,10 @@ def test_the_latest_entry_setting_a_field_is_the_value_expected_and_named():
 
 def test_rows_without_entries_and_entries_without_rows_are_named():
     entries = [
-        (1, "cora", "create", "participant_event", "S/1/A/consent", {"date": "2024-03-01"}),
-        (2, "cora", "create", "site", "S/1/closure/2024-07-01", {"first_day": "2024-07-01"}),
-        (3, "cora", "delete", "site", "S/1/closure/2024-07-01", None),
-        (4, "cora", "create", "site", "S/1", {"name": "x"}),  # a site, not a closure: not this table's
+        (1, "cora", "create", "participant_event", "S/1/A/consent", {"date": "2024-03-01"}, None),
+        (2, "cora", "create", "site", "S/1/closure/2024-07-01", {"first_day": "2024-07-01"}, None),
+        (3, "cora", "delete", "site", "S/1/closure/2024-07-01", None, None),
+        (4, "cora", "create", "site", "S/1", {"name": "x"}, None),  # a site, not a closure: not this table's
     ]
     rows = [
         (EVENT, [("S/1/A/randomization", {"date": "2024-03-04"})]),
@@ -66,7 +66,7 @@ def test_rows_without_entries_and_entries_without_rows_are_named():
 
 
 def test_a_change_marker_is_compared_as_the_presence_of_the_value():
-    assert marker_presence("update", "cora", {"name": "set", "mrn": "cleared", "contact": "changed"}) == {
+    assert marker_presence("update", "cora", {"name": "set", "mrn": "cleared", "contact": "changed"}, None) == {
         "name": "present",
         "mrn": "absent",
         "contact": "present",

@@ -43,13 +43,22 @@ def _parts(count: int, marker: str | None = None, at: int = 0) -> Callable[[str]
     return shape
 
 
-def _visit_values(action: str, actor: str, new: Values | None) -> Values | None:
-    if new is None or "missed" not in new:
-        return new
-    return {**new, "missed": bool(new["missed"])}
+def _visit_values(action: str, actor: str, new: Values | None, reason: str | None) -> Values | None:
+    """A booking and a missed visit store the entry's reason with them."""
+    if new is None:
+        return None
+    if "appointment" in new:
+        return {**new, "appointment_reason": reason}
+    if "missed" in new:
+        return {**new, "missed": bool(new["missed"]), "missed_reason": reason if new["missed"] else None}
+    return new
 
 
-def _grant_values(action: str, actor: str, new: Values | None) -> Values | None:
+def _closure_values(action: str, actor: str, new: Values | None, reason: str | None) -> Values | None:
+    return None if new is None else {**new, "reason": reason}
+
+
+def _grant_values(action: str, actor: str, new: Values | None, reason: str | None) -> Values | None:
     if action == "grant":
         return {**(new or {}), "granted_by": actor, "revoked_by": None}
     if action == "revoke":
@@ -57,7 +66,7 @@ def _grant_values(action: str, actor: str, new: Values | None) -> Values | None:
     return new
 
 
-def _deviation_values(action: str, actor: str, new: Values | None) -> Values | None:
+def _deviation_values(action: str, actor: str, new: Values | None, reason: str | None) -> Values | None:
     if new is None:
         return None
     values = dict(new)
@@ -68,7 +77,7 @@ def _deviation_values(action: str, actor: str, new: Values | None) -> Values | N
     return values
 
 
-def _capa_values(action: str, actor: str, new: Values | None) -> Values | None:
+def _capa_values(action: str, actor: str, new: Values | None, reason: str | None) -> Values | None:
     if action == "create":
         return {**(new or {}), "state": "open", "created_by": actor}
     return new
@@ -111,13 +120,19 @@ TABLES: tuple[Table, ...] = (
         lambda r: (_rid(r[1], r[2]), {"name": r[3], "time_zone": r[4], "calendar": r[5]}),
     ),
     Table(
-        RecordKind("site", "site_closures", ("first_day", "last_day"), shape=_parts(4, "closure", 2)),
-        "SELECT c.id, st.code, s.code, c.first_day, c.last_day FROM site_closures c JOIN sites s ON s.id = c.site"
-        " JOIN studies st ON st.id = s.study WHERE",
+        RecordKind(
+            "site",
+            "site_closures",
+            ("first_day", "last_day", "reason"),
+            shape=_parts(4, "closure", 2),
+            values=_closure_values,
+        ),
+        "SELECT c.id, st.code, s.code, c.first_day, c.last_day, c.reason FROM site_closures c"
+        " JOIN sites s ON s.id = c.site JOIN studies st ON st.id = s.study WHERE",
         "c.id",
         lambda r: (
             _rid(r[1], r[2], "closure", iso_day(r[3])),
-            {"first_day": iso_day(r[3]), "last_day": iso_day(r[4])},
+            {"first_day": iso_day(r[3]), "last_day": iso_day(r[4]), "reason": r[5]},
         ),
     ),
     Table(
@@ -142,16 +157,23 @@ TABLES: tuple[Table, ...] = (
         RecordKind(
             "visit",
             "visits",
-            ("actual", "appointment", "missed"),
+            ("actual", "appointment", "appointment_reason", "missed", "missed_reason"),
             values=_visit_values,
-            defaults={"actual": None, "appointment": None, "missed": False},
+            defaults=dict.fromkeys(("actual", "appointment", "appointment_reason", "missed_reason"), None)
+            | {"missed": False},
         ),
-        "SELECT x.id, st.code, s.code, p.subject_id, x.code, x.actual, x.appointment, x.missed_reason FROM visits x"
-        f" {_PERSON.format('x')} WHERE",
+        "SELECT x.id, st.code, s.code, p.subject_id, x.code, x.actual, x.appointment, x.appointment_reason,"
+        f" x.missed_reason FROM visits x {_PERSON.format('x')} WHERE",
         "x.id",
         lambda r: (
             f"{r[1]}/{r[2]}/{r[3]}/{r[4]}",
-            {"actual": iso_day(r[5]), "appointment": iso_day(r[6]), "missed": r[7] is not None},
+            {
+                "actual": iso_day(r[5]),
+                "appointment": iso_day(r[6]),
+                "appointment_reason": r[7],
+                "missed": r[8] is not None,
+                "missed_reason": r[8],
+            },
         ),
     ),
     Table(
@@ -362,8 +384,8 @@ async def reconcile(tables: Sequence[Table] = TABLES) -> Reconciliation:
         head = await audit_store.head_size()
         async for rows in audit_store.stream_records(reconciler.record_types, head):
             feed = reconciler.feed
-            for sequence, actor, action, record_type, record_id, new in rows:
-                feed(sequence, actor, action, record_type, record_id, None if new is None else _parsed(new))
+            for sequence, actor, action, record_type, record_id, new, reason in rows:
+                feed(sequence, actor, action, record_type, record_id, None if new is None else _parsed(new), reason)
         for table in tables:
             count = 0
             async for batch in table_rows(table):

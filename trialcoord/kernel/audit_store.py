@@ -204,7 +204,7 @@ async def latest_checkpoint() -> dict[str, Any] | None:
     return json.loads(rows[0]["signed"]) if rows else None
 
 
-RECORD_COLUMNS = "sequence, actor, action, record_type, record_id, new"
+RECORD_COLUMNS = "sequence, actor, action, record_type, record_id, new, reason"
 
 
 async def stream_records(

@@ -27,7 +27,7 @@ DELETED_OUTSIDE = "deleted outside the recorded paths"
 PRESENT_THOUGH_DELETED = "present though the trail deleted it"
 
 
-def new_values(action: str, actor: str, new: Values | None) -> Values | None:
+def new_values(action: str, actor: str, new: Values | None, reason: str | None) -> Values | None:
     """What most entries set: their `new`."""
     return new
 
@@ -42,7 +42,8 @@ class RecordKind:
     table: str  # named in the report
     fields: tuple[str, ...]  # compared, by the entries' names; the adapter's rows use the same names
     shape: Callable[[str], bool] = any_record  # which record IDs of the type name rows of this table
-    values: Callable[[str, str, Values | None], Values | None] = new_values  # (action, actor, new) -> fields set
+    # (action, actor, new, reason) -> the fields an entry sets
+    values: Callable[[str, str, Values | None, str | None], Values | None] = new_values
     deletes: frozenset[str] = frozenset({"delete"})
     defaults: Values | None = None  # what a row no entry named holds; None: such a row was created outside
 
@@ -97,7 +98,9 @@ class Reconciler:
     def record_types(self) -> tuple[str, ...]:
         return tuple(self._by_type)
 
-    def feed(self, sequence: int, actor: str, action: str, record_type: str, record_id: str, new: Any) -> None:
+    def feed(
+        self, sequence: int, actor: str, action: str, record_type: str, record_id: str, new: Any, reason: str | None
+    ) -> None:
         for kind in self._by_type.get(record_type, ()):
             if kind.shape is any_record or kind.shape(record_id):  # most kinds take every ID: no call
                 self.entries += 1
@@ -111,7 +114,7 @@ class Reconciler:
                     continue
                 record.deleted = None
                 mapping = new if type(new) is dict else None
-                values = mapping if kind.values is new_values else kind.values(action, actor, mapping)
+                values = mapping if kind.values is new_values else kind.values(action, actor, mapping, reason)
                 if values:
                     for name in kind.fields:
                         if name in values:
@@ -187,7 +190,7 @@ def presence(value: Any) -> str:
     return "absent" if value is None else "present"
 
 
-def marker_presence(action: str, actor: str, new: Values | None) -> Values | None:
+def marker_presence(action: str, actor: str, new: Values | None, reason: str | None) -> Values | None:
     """A personal-data change marker (`set`, `changed`, `cleared`) as the presence of the value it names."""
     if new is None:
         return None
