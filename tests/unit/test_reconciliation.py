@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from trialcoord.kernel.rules.reconciliation import (
     CREATED_OUTSIDE,
     DELETED_OUTSIDE,
@@ -32,12 +34,12 @@ def test_the_latest_entry_setting_a_field_is_the_value_expected_and_named():
         (3, "cora", "update", "visit", "S/1/A/V2", {"appointment": "2024-03-10"}, None),
     ]
     rows = [
-        (EVENT, [("S/1/A/consent", {"date": "2024-03-02"})]),
-        (VISIT, [("S/1/A/V2", {"actual": None, "appointment": "2024-03-10"}), ("S/1/A/V3", {"actual": None})]),
+        (EVENT, [("S/1/A/consent", ("2024-03-02",))]),
+        (VISIT, [("S/1/A/V2", (None, "2024-03-10")), ("S/1/A/V3", (None, None))]),
     ]
     assert _reconciled(entries, rows) == []
-    rows[0] = (EVENT, [("S/1/A/consent", {"date": "2024-03-01"})])
-    rows[1] = (VISIT, [("S/1/A/V2", {"actual": "2024-03-09", "appointment": "2024-03-10"})])
+    rows[0] = (EVENT, [("S/1/A/consent", ("2024-03-01",))])
+    rows[1] = (VISIT, [("S/1/A/V2", ("2024-03-09", "2024-03-10"))])
     found = _reconciled(entries, rows)
     assert [(d.record_id, d.field, d.current, d.expected, d.sequence, d.what) for d in found] == [
         ("S/1/A/consent", "date", "2024-03-01", "2024-03-02", 2, DIFFERS),
@@ -53,9 +55,9 @@ def test_rows_without_entries_and_entries_without_rows_are_named():
         (4, "cora", "create", "site", "S/1", {"name": "x"}, None),  # a site, not a closure: not this table's
     ]
     rows = [
-        (EVENT, [("S/1/A/randomization", {"date": "2024-03-04"})]),
-        (VISIT, [("S/1/A/V9", {"actual": None, "appointment": None})]),  # nothing recorded: matches the defaults
-        (CLOSURE, [("S/1/closure/2024-07-01", {"first_day": "2024-07-01"})]),
+        (EVENT, [("S/1/A/randomization", ("2024-03-04",))]),
+        (VISIT, [("S/1/A/V9", (None, None))]),  # nothing recorded: matches the defaults
+        (CLOSURE, [("S/1/closure/2024-07-01", ("2024-07-01",))]),
     ]
     found = [(d.table, d.record_id, d.sequence, d.what) for d in _reconciled(entries, rows)]
     assert found == [
@@ -63,6 +65,11 @@ def test_rows_without_entries_and_entries_without_rows_are_named():
         ("site_closures", "S/1/closure/2024-07-01", 3, PRESENT_THOUGH_DELETED),
         ("recorded_events", "S/1/A/consent", 1, DELETED_OUTSIDE),
     ]
+
+
+def test_defaults_name_every_field_compared():
+    with pytest.raises(ValueError, match="visits: defaults must name every field"):
+        RecordKind("visit", "visits", ("actual", "appointment"), defaults={"actual": None})
 
 
 def test_a_change_marker_is_compared_as_the_presence_of_the_value():

@@ -86,12 +86,12 @@ def _capa_values(action: str, actor: str, new: Values | None, reason: str | None
 @dataclass(frozen=True, slots=True)
 class Table:
     """A kind of record, the SELECT of its table's rows (ending in its WHERE, paged by `key`, the first column
-    selected) and the (record_id, values) of a row."""
+    selected) and the (record_id, values in the order of the kind's fields) of a row."""
 
     kind: RecordKind
     select: str
     key: str
-    row: Callable[[Sequence[Any]], tuple[str, Values]]
+    row: Callable[[Sequence[Any]], tuple[str, Sequence[Any]]]
 
 
 def _rid(*parts: Any) -> str:
@@ -103,21 +103,21 @@ TABLES: tuple[Table, ...] = (
         RecordKind("study", "studies", ("title",)),
         "SELECT id, code, title FROM studies WHERE",
         "id",
-        lambda r: (r[1], {"title": r[2]}),
+        lambda r: (r[1], (r[2],)),
     ),
     Table(
         RecordKind("protocol_version", "protocol_versions", ("effective", "source_name", "sha256")),
         "SELECT v.id, st.code, v.version, v.effective, v.source_name, v.sha256 FROM protocol_versions v"
         " JOIN studies st ON st.id = v.study WHERE",
         "v.id",
-        lambda r: (_rid(r[1], "protocol", r[2]), {"effective": iso_day(r[3]), "source_name": r[4], "sha256": r[5]}),
+        lambda r: (_rid(r[1], "protocol", r[2]), (iso_day(r[3]), r[4], r[5])),
     ),
     Table(
         RecordKind("site", "sites", ("name", "time_zone", "calendar"), shape=_parts(2)),
         "SELECT s.id, st.code, s.code, s.name, s.time_zone, s.calendar FROM sites s JOIN studies st ON st.id = s.study"
         " WHERE",
         "s.id",
-        lambda r: (_rid(r[1], r[2]), {"name": r[3], "time_zone": r[4], "calendar": r[5]}),
+        lambda r: (_rid(r[1], r[2]), (r[3], r[4], r[5])),
     ),
     Table(
         RecordKind(
@@ -132,7 +132,7 @@ TABLES: tuple[Table, ...] = (
         "c.id",
         lambda r: (
             _rid(r[1], r[2], "closure", iso_day(r[3])),
-            {"first_day": iso_day(r[3]), "last_day": iso_day(r[4]), "reason": r[5]},
+            (iso_day(r[3]), iso_day(r[4]), r[5]),
         ),
     ),
     Table(
@@ -143,7 +143,7 @@ TABLES: tuple[Table, ...] = (
         "p.id",
         lambda r: (
             f"{r[1]}/{r[2]}/{r[3]}",
-            {"site": r[2], "arm": r[4], "protocol_version": r[5], "enrolled_on": iso_day(r[6])},
+            (r[2], r[4], r[5], iso_day(r[6])),
         ),
     ),
     Table(
@@ -151,7 +151,7 @@ TABLES: tuple[Table, ...] = (
         f"SELECT e.id, st.code, s.code, p.subject_id, e.event, e.date FROM recorded_events e {_PERSON.format('e')}"
         " WHERE",
         "e.id",
-        lambda r: (f"{r[1]}/{r[2]}/{r[3]}/{r[4]}", {"date": iso_day(r[5])}),
+        lambda r: (f"{r[1]}/{r[2]}/{r[3]}/{r[4]}", (iso_day(r[5]),)),
     ),
     Table(
         RecordKind(
@@ -167,13 +167,7 @@ TABLES: tuple[Table, ...] = (
         "x.id",
         lambda r: (
             f"{r[1]}/{r[2]}/{r[3]}/{r[4]}",
-            {
-                "actual": iso_day(r[5]),
-                "appointment": iso_day(r[6]),
-                "appointment_reason": r[7],
-                "missed": r[8] is not None,
-                "missed_reason": r[8],
-            },
+            (iso_day(r[5]), iso_day(r[6]), r[7], r[8] is not None, r[8]),
         ),
     ),
     Table(
@@ -188,7 +182,7 @@ TABLES: tuple[Table, ...] = (
         "i.participant",
         lambda r: (
             f"{r[1]}/{r[2]}/{r[3]}",
-            {"name": presence(r[4]), "date_of_birth": presence(r[5]), "contact": presence(r[6]), "mrn": presence(r[7])},
+            (presence(r[4]), presence(r[5]), presence(r[6]), presence(r[7])),
         ),
     ),
     Table(
@@ -204,24 +198,14 @@ TABLES: tuple[Table, ...] = (
         "id",
         lambda r: (
             str(r[0]),
-            {
-                "user_id": r[1],
-                "role": r[2],
-                "study": r[3],
-                "site": r[4],
-                "valid_from": r[5],
-                "valid_to": r[6],
-                "personal_data": flag(r[7]),
-                "granted_by": r[8],
-                "revoked_by": r[9],
-            },
+            (r[1], r[2], r[3], r[4], r[5], r[6], flag(r[7]), r[8], r[9]),
         ),
     ),
     Table(
         RecordKind("consent_version", "consent_versions", ("protocol_version", "effective_on"), deletes=frozenset()),
         "SELECT id, study, site, language, label, protocol_version, effective_on FROM consent_versions WHERE",
         "id",
-        lambda r: (_rid(r[1], r[2], "consent", r[3], r[4]), {"protocol_version": r[5], "effective_on": r[6]}),
+        lambda r: (_rid(r[1], r[2], "consent", r[3], r[4]), (r[5], r[6])),
     ),
     Table(
         RecordKind(
@@ -235,14 +219,14 @@ TABLES: tuple[Table, ...] = (
         "c.id",
         lambda r: (
             _rid(r[1], r[2], r[3], "consent", r[4] if r[4] is not None else f"paper/{r[5]}"),
-            {
-                "signed_on": r[5],
-                "obtained_by": r[6],
-                "signed_by": json_list(r[7]),
-                "paper_reference": r[8],
-                "label": r[4] if r[4] is not None else r[9],
-                "language": r[11] if r[4] is not None else r[10],
-            },
+            (
+                r[5],
+                r[6],
+                json_list(r[7]),
+                r[8],
+                r[11] if r[4] is not None else r[10],  # language
+                r[4] if r[4] is not None else r[9],  # label
+            ),
         ),
     ),
     Table(
@@ -278,30 +262,7 @@ TABLES: tuple[Table, ...] = (
         "d.id",
         lambda r: (
             _rid(r[1], r[2], r[3] or "-", "deviation", r[0]),
-            dict(
-                zip(
-                    (
-                        "visit",
-                        "occurrence",
-                        "rule",
-                        "source",
-                        "category",
-                        "subcategory",
-                        "classification",
-                        "state",
-                        "occurred_on",
-                        "days_outside",
-                        "description",
-                        "site_reason",
-                        "corrective_action",
-                        "capa",
-                        "closed_at",
-                        "resolved_by_entry",
-                    ),
-                    r[4:],
-                    strict=True,
-                )
-            ),
+            tuple(r[4:]),
         ),
     ),
     Table(
@@ -317,14 +278,7 @@ TABLES: tuple[Table, ...] = (
         "c.id",
         lambda r: (
             _rid(r[1], "capa", r[0]),
-            dict(
-                zip(
-                    ("title", "root_cause", "corrective_action", "preventive_action", "owner", "due_on", "state"),
-                    r[2:9],
-                    strict=True,
-                ),
-                created_by=r[9],
-            ),
+            tuple(r[2:10]),
         ),
     ),
     Table(
@@ -333,7 +287,7 @@ TABLES: tuple[Table, ...] = (
         "id",
         lambda r: (
             _rid(r[1], *([r[2]] if r[2] else []), "documents", r[3]),
-            {"artifact": r[4], "site": r[2], "person": r[5]},
+            (r[4], r[2], r[5]),
         ),
     ),
     Table(
@@ -348,14 +302,7 @@ TABLES: tuple[Table, ...] = (
         "v.id",
         lambda r: (
             _rid(r[1], *([r[2]] if r[2] else []), "documents", r[3], r[4]),
-            {
-                "sha256": r[5],
-                "size": r[6],
-                "media_type": r[7],
-                "status": r[8],
-                "change_summary": r[9],
-                "expires_on": r[10],
-            },
+            tuple(r[5:11]),
         ),
     ),
 )

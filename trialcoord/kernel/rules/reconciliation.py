@@ -5,8 +5,8 @@ A `RecordKind` says which entries name rows of one table (`record_type`, and the
 type names rows of two tables), which fields the entries record (`fields`: an entry's `new` by those names, or
 what `values` makes of an entry), which actions delete the row, and what a row no entry named must hold
 (`defaults`: a visit nobody recorded anything on; None: every row needs an entry). The adapter reads the entries
-in ascending sequence and each table once, with values in the entries' canonical form (`iso_day`, `flag`,
-`json_list`, `presence`), and hands them to a `Reconciler`.
+in ascending sequence and each table once, each row's values in the order of the kind's fields and in the entries'
+canonical form (`iso_day`, `flag`, `json_list`, `presence`), and hands them to a `Reconciler`.
 
 Pure: no clock, no database. docs/audit-trail.md, "Current records against the trail", lists the fields covered.
 """
@@ -14,7 +14,7 @@ Pure: no clock, no database. docs/audit-trail.md, "Current records against the t
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -45,7 +45,11 @@ class RecordKind:
     # (action, actor, new, reason) -> the fields an entry sets
     values: Callable[[str, str, Values | None, str | None], Values | None] = new_values
     deletes: frozenset[str] = frozenset({"delete"})
-    defaults: Values | None = None  # what a row no entry named holds; None: such a row was created outside
+    defaults: Values | None = None  # what a row no entry named holds, every field; None: such a row was created outside
+
+    def __post_init__(self) -> None:
+        if self.defaults is not None and set(self.defaults) != set(self.fields):
+            raise ValueError(f"{self.table}: defaults must name every field compared, and only those")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,35 +124,37 @@ class Reconciler:
                         if name in values:
                             record.fields[name] = (values[name], sequence)
 
-    def compare(self, kind: RecordKind, rows: Iterable[tuple[str, Values]]) -> Iterator[Difference]:
-        """Each current row of `kind`'s table, as (record_id, values by field name), against the trail."""
-        records, table, record_type = self._records[kind.table], kind.table, kind.record_type
+    def compare(self, kind: RecordKind, rows: Iterable[tuple[str, Sequence[Any]]]) -> Iterator[Difference]:
+        """Each current row of `kind`'s table, as (record_id, its values in the order of `kind.fields`), against the
+        trail."""
+        records, table, record_type, names = self._records[kind.table], kind.table, kind.record_type, kind.fields
         defaults = kind.defaults or {}
-        defaulted = tuple(defaults.items())
+        # What a row no entry names must hold, in the row's order (a kind with defaults gives one for every field).
+        unnamed = None if kind.defaults is None else tuple(defaults[name] for name in names)
         for record_id, row in rows:
             record = records.pop(record_id, None)
-            if record is None:  # no entry names the row: only a table with defaults has such rows
-                if kind.defaults is None:
+            if record is None:
+                if unnamed is None:
                     yield Difference(table, record_type, record_id, None, None, None, None, CREATED_OUTSIDE)
-                    continue
-                for name, expected in defaulted:
-                    if row.get(name) != expected:
-                        yield Difference(table, record_type, record_id, name, row.get(name), expected, None, DIFFERS)
+                elif tuple(row) != unnamed:  # one comparison for the many rows nobody recorded anything on
+                    for name, current, expected in zip(names, row, unnamed, strict=True):
+                        if current != expected:
+                            yield Difference(table, record_type, record_id, name, current, expected, None, DIFFERS)
                 continue
             if record.deleted is not None:
                 deleted = record.deleted
                 yield Difference(table, record_type, record_id, None, None, None, deleted, PRESENT_THOUGH_DELETED)
                 continue
             fields = record.fields
-            for name in kind.fields:
+            for name, current in zip(names, row, strict=True):
                 found = fields.get(name)
                 if found is None:
                     if name not in defaults:
                         continue  # no entry recorded it: nothing to compare with
                     found = (defaults[name], None)
                 expected, sequence = found
-                if row.get(name) != expected:
-                    yield Difference(table, record_type, record_id, name, row.get(name), expected, sequence, DIFFERS)
+                if current != expected:
+                    yield Difference(table, record_type, record_id, name, current, expected, sequence, DIFFERS)
 
     def unmatched(self) -> Iterator[Difference]:
         """Records the trail says exist whose row no `compare` met: deleted outside the recorded paths."""
