@@ -21,7 +21,7 @@ from trialcoord.kernel.database.engine import read
 from trialcoord.scheduling import importing, protocols
 from trialcoord.scheduling.protocol_files import parse_protocol
 
-PARTICIPANTS, RUNS = 5_000, 3  # alternating: ours, tables, trail and tables; the best of each counts
+PARTICIPANTS, RUNS = 5_000, 5  # alternating: ours, tables, trail and tables; the best of each counts
 
 
 def describe() -> str:

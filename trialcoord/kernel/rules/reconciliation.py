@@ -128,9 +128,9 @@ class Reconciler:
         """Each current row of `kind`'s table, as (record_id, its values in the order of `kind.fields`), against the
         trail."""
         records, table, record_type, names = self._records[kind.table], kind.table, kind.record_type, kind.fields
-        defaults = kind.defaults or {}
+        index = {name: i for i, name in enumerate(names)}
         # What a row no entry names must hold, in the row's order (a kind with defaults gives one for every field).
-        unnamed = None if kind.defaults is None else tuple(defaults[name] for name in names)
+        unnamed = None if kind.defaults is None else tuple(kind.defaults[name] for name in names)
         for record_id, row in rows:
             record = records.pop(record_id, None)
             if record is None:
@@ -146,15 +146,14 @@ class Reconciler:
                 yield Difference(table, record_type, record_id, None, None, None, deleted, PRESENT_THOUGH_DELETED)
                 continue
             fields = record.fields
-            for name, current in zip(names, row, strict=True):
-                found = fields.get(name)
-                if found is None:
-                    if name not in defaults:
-                        continue  # no entry recorded it: nothing to compare with
-                    found = (defaults[name], None)
-                expected, sequence = found
+            for name, (expected, sequence) in fields.items():
+                current = row[index[name]]
                 if current != expected:
                     yield Difference(table, record_type, record_id, name, current, expected, sequence, DIFFERS)
+            if unnamed is not None and len(fields) < len(names):  # the fields no entry set hold their defaults
+                for name, current, default in zip(names, row, unnamed, strict=True):
+                    if name not in fields and current != default:
+                        yield Difference(table, record_type, record_id, name, current, default, None, DIFFERS)
 
     def unmatched(self) -> Iterator[Difference]:
         """Records the trail says exist whose row no `compare` met: deleted outside the recorded paths."""
