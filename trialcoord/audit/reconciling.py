@@ -331,9 +331,7 @@ async def reconcile(tables: Sequence[Table] = TABLES) -> Reconciliation:
             await fetch("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         head = await audit_store.head_size()
         async for rows in audit_store.stream_records(reconciler.record_types, head):
-            feed = reconciler.feed
-            for sequence, actor, action, record_type, record_id, new, reason in rows:
-                feed(sequence, actor, action, record_type, record_id, None if new is None else _parsed(new), reason)
+            reconciler.feed_rows(rows, _parsed)
         for table in tables:
             count = 0
             async for batch in table_rows(table):

@@ -88,7 +88,8 @@ class _Record:
 
 
 class Reconciler:
-    """Feed the entries in ascending sequence (`feed`), then each kind's rows once (`compare`), then `unmatched`."""
+    """Feed the entries in ascending sequence (`feed_rows`, `feed`), then each kind's rows once (`compare`), then
+    `unmatched`."""
 
     def __init__(self, kinds: Iterable[RecordKind]):
         self.kinds = tuple(kinds)
@@ -105,10 +106,24 @@ class Reconciler:
     def feed(
         self, sequence: int, actor: str, action: str, record_type: str, record_id: str, new: Any, reason: str | None
     ) -> None:
-        for kind in self._by_type.get(record_type, ()):
-            if kind.shape is any_record or kind.shape(record_id):  # most kinds take every ID: no call
+        """One entry, its `new` already parsed."""
+        self.feed_rows([(sequence, actor, action, record_type, record_id, new, reason)], lambda new: new)
+
+    def feed_rows(self, rows: Iterable[Sequence[Any]], parse: Callable[[Any], Any]) -> None:
+        """Entries as stored rows (sequence, actor, action, record_type, record_id, new, reason), `new` as text that
+        `parse` makes a mapping of (the adapter's JSON decoder; None for text that is not JSON)."""
+        by_type, by_table = self._by_type, self._records
+        for sequence, actor, action, record_type, record_id, text, reason in rows:
+            kinds = by_type.get(record_type)
+            if kinds is None:
+                continue
+            new = None if text is None else parse(text)
+            mapping = new if type(new) is dict else None
+            for kind in kinds:
+                if kind.shape is not any_record and not kind.shape(record_id):  # most kinds take every ID
+                    continue
                 self.entries += 1
-                records = self._records[kind.table]
+                records = by_table[kind.table]
                 record = records.get(record_id)
                 if record is None:
                     record = records[record_id] = _Record()
@@ -117,12 +132,12 @@ class Reconciler:
                     record.deleted = sequence
                     continue
                 record.deleted = None
-                mapping = new if type(new) is dict else None
                 values = mapping if kind.values is new_values else kind.values(action, actor, mapping, reason)
                 if values:
+                    fields = record.fields
                     for name in kind.fields:
                         if name in values:
-                            record.fields[name] = (values[name], sequence)
+                            fields[name] = (values[name], sequence)
 
     def compare(self, kind: RecordKind, rows: Iterable[tuple[str, Sequence[Any]]]) -> Iterator[Difference]:
         """Each current row of `kind`'s table, as (record_id, its values in the order of `kind.fields`), against the
