@@ -1,8 +1,8 @@
 """Run the benchmarks in order: `.venv/bin/python -m bench [--quick] [NAME ...]` (`make bench` runs them all).
 
 --quick runs each at a tenth of its scale, as a smoke test; NAME picks benchmarks (compute, check, persist,
-query, endpoint, audit, signatures, binder, deviations, amendments, import, sponsor). Figures and goals:
-docs/performance.md.
+query, endpoint, audit, signatures, binder, deviations, amendments, import, sponsor, reconcile). Figures and
+goals: docs/performance.md.
 Timings are printed, never asserted.
 """
 
@@ -25,6 +25,7 @@ from bench import (
     import_events,
     persist,
     query,
+    reconcile,
     signatures,
     sponsor_package,
 )
@@ -42,6 +43,7 @@ BENCHMARKS = {
     "amendments": amendments.main,
     "import": import_events.main,
     "sponsor": lambda quick: sponsor_package.main(quick),
+    "reconcile": reconcile.main,
 }
 
 

@@ -1,8 +1,9 @@
-"""`trialcoord audit verify|checkpoint|public-key`: proving the audit trail whole, now and against a checkpoint
-exported earlier."""
+"""`trialcoord audit verify|reconcile|checkpoint|public-key`: proving the audit trail whole, now and against a
+checkpoint exported earlier, and the current records the ones it says."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +28,11 @@ def register(commands) -> None:
         "--public-key", metavar="FILE", help="PEM public key to check the checkpoint with (default: the system key's)"
     )
     verify.set_defaults(run=lambda a: audit_verify(a.checkpoint, a.public_key))
+    reconcile = audit.add_parser(
+        "reconcile", help="compare every regulated table's rows with the values the trail recorded; exit 1 listing each"
+    )
+    reconcile.add_argument("--format", choices=("text", "json"), default="text")
+    reconcile.set_defaults(run=lambda a: audit_reconcile(a.format))
     checkpoint = audit.add_parser("checkpoint", help="verify, then export a signed checkpoint")
     checkpoint.add_argument("--out", required=True, metavar="FILE")
     checkpoint.set_defaults(run=lambda a: audit_checkpoint(a.out))
@@ -51,6 +57,19 @@ def audit_verify(checkpoint_file: str | None, public_key_file: str | None) -> in
     print(f"audit trail BROKEN at entry {sequence}: {why}", file=sys.stderr)
     print(f"entries 1 to {report.result.size} verified", file=sys.stderr)
     return support.EXIT_TRAIL_BROKEN
+
+
+def audit_reconcile(form: str) -> int:
+    from trialcoord.audit import reconciling
+
+    found = support.database(reconciling.reconcile)
+    if form == "json":
+        print(json.dumps(reconciling.as_json(found), ensure_ascii=False, indent=2, default=str))
+    else:
+        for difference in found.differences:
+            print(difference, file=sys.stderr)
+        print(reconciling.summary(found), file=sys.stderr if found.differences else sys.stdout)
+    return 0 if found.ok else support.EXIT_TRAIL_BROKEN
 
 
 def _checked_checkpoint(file: str, public_key_file: str | None) -> Checkpoint:

@@ -1,5 +1,6 @@
-"""`trialcoord verify`: stored documents and every signature (the documents' and the deviations'), or exported
-packages offline. It spans both features, so it lives above them."""
+"""`trialcoord verify`: stored documents, every signature (the documents' and the deviations') and the regulated
+records against the audit trail (`audit reconcile`), or exported packages offline. It spans several features, so it
+lives above them."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from trialcoord.kernel.config import get_settings
 
 def register(commands) -> None:
     parser = commands.add_parser(
-        "verify", help="check stored documents and signatures, or binder ZIPs offline (exit 1 naming each failure)"
+        "verify",
+        help="check stored documents, signatures and records against the audit trail, or binder ZIPs offline"
+        " (exit 1 naming each failure)",
     )
     parser.add_argument(
         "paths", nargs="*", metavar="ZIP", help="binder or export ZIPs to check with the public registry"
@@ -28,25 +31,28 @@ def verify(paths: list[str], registry_file: str | None) -> int:
     export ZIPs, offline, against the public signer registry."""
     if paths:
         return _verify_packages(paths, registry_file)
+    from trialcoord.audit import reconciling
     from trialcoord.deviations import verification
     from trialcoord.documents import documents
 
-    async def both(shown: support.Progress):
+    async def all_three(shown: support.Progress):
         shown("Checking stored contents and document versions against their SHA-256")
         stored = await documents.verify_stored()
         shown("Checking every signature against the signer registry")
         signed = await verification.verify_all()
-        return stored[0] + signed[0], stored[1] + signed[1]
+        shown("Comparing the regulated records with the audit trail")
+        return stored[0] + signed[0], stored[1] + signed[1], await reconciling.reconcile()
 
     with support.progress("Verifying what is stored") as shown:
-        checked, problems = support.database(lambda: both(shown))
-    for problem in problems:
+        checked, problems, records = support.database(lambda: all_three(shown))
+    for problem in (*problems, *records.differences):
         print(problem, file=sys.stderr)
     if problems:
         print(f"{len(problems)} problems in {checked} stored contents, versions and signatures", file=sys.stderr)
-        return 1
-    print(f"all {checked} stored contents, versions and signatures verify")
-    return 0
+    else:
+        print(f"all {checked} stored contents, versions and signatures verify")
+    print(reconciling.summary(records), file=sys.stderr if records.differences else sys.stdout)
+    return 1 if problems or records.differences else 0
 
 
 def _verify_packages(paths: list[str], registry_file: str | None) -> int:

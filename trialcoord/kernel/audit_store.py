@@ -202,3 +202,30 @@ async def latest_checkpoint() -> dict[str, Any] | None:
     """The newest stored checkpoint's signed JSON document."""
     rows = await fetch("SELECT signed FROM audit_checkpoints ORDER BY size DESC LIMIT 1")
     return json.loads(rows[0]["signed"]) if rows else None
+
+
+RECORD_COLUMNS = "sequence, actor, action, record_type, record_id, new, reason"
+
+
+async def stream_records(
+    record_types: Sequence[str], up_to: int, batch: int = BATCH
+) -> AsyncIterator[list[Sequence[Any]]]:
+    """Rows (RECORD_COLUMNS, `new` as stored text) of the entries 1 to `up_to` of `record_types`, in ascending
+    sequence, a batch at a time (keyset pagination: constant memory): what reconciling the records reads."""
+    if not record_types:
+        return
+    types = ", ".join("{}" for _ in record_types)
+    after = 0
+    while True:
+        rows = await fetch_rows(
+            f"SELECT {RECORD_COLUMNS} FROM audit_entries WHERE sequence > {{}} AND sequence <= {{}}"
+            f" AND record_type IN ({types}) ORDER BY sequence LIMIT {int(batch)}",
+            after,
+            up_to,
+            *record_types,
+        )
+        if rows:
+            yield rows
+        if len(rows) < batch:
+            return
+        after = rows[-1][0]

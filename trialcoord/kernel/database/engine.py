@@ -30,13 +30,18 @@ SQLITE_BUSY_TIMEOUT = 30  # seconds a writer waits for another writer's lock
 
 _bound: Engine | None = None
 
+# How the database tells the application's connections, whose writes are the recorded (audited) paths, from any other
+# client: migration 12's triggers refuse UPDATE and DELETE of regulated rows without it. On SQLite, a function every
+# connection of the engine defines; on PostgreSQL, a setting every connection starts with.
+RECORDED_PATH, RECORDED_PATH_SETTING = "trialcoord_recorded_path", "trialcoord.recorded_path"
+
 
 def build_engine(url: DatabaseUrl | str) -> Engine:
     url = parse_database_url(url) if isinstance(url, str) else url
     if url.kind == SQLITE:
         Path(url.path).parent.mkdir(parents=True, exist_ok=True)
         return PooledSQLiteEngine(path=url.path, timeout=SQLITE_BUSY_TIMEOUT)
-    return PostgresEngine(config={"dsn": url.url})
+    return PostgresEngine(config={"dsn": url.url, "server_settings": {RECORDED_PATH_SETTING: "on"}})
 
 
 class PooledSQLiteEngine(SQLiteEngine):
@@ -52,7 +57,9 @@ class PooledSQLiteEngine(SQLiteEngine):
     async def get_connection(self) -> aiosqlite.Connection:
         """piccolo's hook for a transaction's connection."""
         if self.idle is None:
-            return await super().get_connection()
+            connection = await super().get_connection()
+            await connection.create_function(RECORDED_PATH, 0, _recorded_path, deterministic=True)
+            return connection
         return self.idle.pop() if self.idle else await self._open()
 
     async def _open(self) -> _PooledConnection:
@@ -61,6 +68,7 @@ class PooledSQLiteEngine(SQLiteEngine):
         # What piccolo's own connections get. aiosqlite types row_factory as a class; sqlite3 takes any callable.
         connection.row_factory = dict_factory  # type: ignore[assignment]
         await connection.execute("PRAGMA foreign_keys = 1")
+        await connection.create_function(RECORDED_PATH, 0, _recorded_path, deterministic=True)
         return connection
 
     async def release(self, connection: _PooledConnection) -> None:
@@ -77,6 +85,10 @@ class PooledSQLiteEngine(SQLiteEngine):
         idle, self.idle, self.slots = self.idle or [], None, None
         for connection in idle:
             await aiosqlite.Connection.close(connection)
+
+
+def _recorded_path() -> int:
+    return 1
 
 
 class _PooledConnection(aiosqlite.Connection):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from piccolo.engine.base import Engine
 from piccolo.querystring import QueryString
 
-from trialcoord.kernel.database.engine import is_sqlite, transaction
+from trialcoord.kernel.database.engine import RECORDED_PATH, RECORDED_PATH_SETTING, is_sqlite, transaction
 from trialcoord.kernel.problems import Conflict
 
 PRIMARY_KEY = {True: "INTEGER PRIMARY KEY", False: "SERIAL PRIMARY KEY"}  # keyed by is_sqlite
@@ -32,6 +32,30 @@ STAMPS = (
     "created_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP, "
     "updated_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP"
 )
+
+
+# What the audit trail records (`audit reconcile` compares them with it): changed only by the application (migration
+# 12). A later step that rebuilds one of these tables (as migration 7 did) creates its triggers again.
+REGULATED_TABLES = (
+    "studies",
+    "protocol_versions",
+    "sites",
+    "site_closures",
+    "participants",
+    "protocol_changes",
+    "recorded_events",
+    "visits",
+    "participant_identities",
+    "grants",
+    "consent_versions",
+    "participant_consents",
+    "deviations",
+    "capas",
+    "documents",
+    "document_versions",
+)
+
+_REFUSED = "{} rows change only through trialcoord, which audits each change: {} refused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,6 +527,33 @@ MIGRATIONS: tuple[Migration, ...] = (
                 revoked_at TEXT, revoked_by TEXT,
                 CHECK ((site IS NULL AND subject_id IS NOT NULL) OR (site IS NOT NULL AND subject_id IS NULL)))""",
             "CREATE INDEX calendar_feeds_user ON calendar_feeds (user_id)",
+        ),
+    ),
+    Migration(
+        12,
+        "regulated rows change only through the application, which audits each change",
+        (),
+        # The application's connections carry a marker (`engine.RECORDED_PATH`): on SQLite a function each of its
+        # connections defines, on PostgreSQL a setting each of its connections starts with. Any other client (a
+        # sqlite3 shell, psql, a database browser) is refused; `audit reconcile` finds what an owner does anyway.
+        sqlite=tuple(
+            f"""CREATE TRIGGER regulated_{table}_no_{what.lower()} BEFORE {what} ON {table}
+                WHEN {RECORDED_PATH}() IS NOT 1
+                BEGIN SELECT RAISE(ABORT, '{_REFUSED.format(table, what)}'); END"""
+            for table in REGULATED_TABLES
+            for what in ("UPDATE", "DELETE")
+        ),
+        postgres=(
+            f"""CREATE FUNCTION regulated_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION '{_REFUSED.format("%", "%")}', TG_TABLE_NAME, TG_OP; END $$""",
+            *(
+                # The condition in WHEN, not in the function: the application's own bulk writes call no PL/pgSQL.
+                f"""CREATE TRIGGER regulated_{table}_no_{what} BEFORE {ops} ON {table} FOR EACH {level}
+                    WHEN (current_setting('{RECORDED_PATH_SETTING}', true) IS DISTINCT FROM 'on')
+                    EXECUTE FUNCTION regulated_rows()"""
+                for table in REGULATED_TABLES
+                for what, ops, level in (("change", "UPDATE OR DELETE", "ROW"), ("truncate", "TRUNCATE", "STATEMENT"))
+            ),
         ),
     ),
 )
