@@ -16,12 +16,18 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, settings
 
 from trialcoord.kernel.database.engine import bind_engine, build_engine, close_pool, start_pool
 from trialcoord.kernel.database.migrations import migrate
 
 if TYPE_CHECKING:
     from trialcoord.documents.signatures import SignatureRecord
+
+# Property tests count examples, never seconds: Hypothesis' per-example deadline and its "input generation is
+# slow" check measure wall-clock time, which a loaded CI machine (2 cores, the suite on both) makes fail.
+settings.register_profile("trialcoord", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("trialcoord")
 
 POSTGRES_URL = os.environ.get("TRIALCOORD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
