@@ -42,12 +42,18 @@ def register(commands) -> None:
 
 
 def audit_verify(checkpoint_file: str | None, public_key_file: str | None) -> int:
-    from trialcoord.kernel import audit_log
+    from trialcoord.kernel import anchors, audit_log
 
-    given = _checked_checkpoint(checkpoint_file, public_key_file) if checkpoint_file else None
-    report = support.database(lambda: audit_log.verify(given))
+    given = [_checked_checkpoint(checkpoint_file, public_key_file)] if checkpoint_file else []
+    external, unanchored = _external_checkpoint(public_key_file)
+    if isinstance(external, str):
+        print(external, file=sys.stderr)
+        return support.EXIT_TRAIL_BROKEN
+    report = support.database(lambda: audit_log.verify(*given, external))
     for name in report.checked_against:
         print(f"compared with the {name}")
+    if unanchored and not given:
+        print(f"{anchors.UNANCHORED} ({unanchored})", file=sys.stderr)
     if report.ok:
         print(f"audit trail intact: {report.result.size} entries, root {report.result.root}")
         return 0
@@ -57,6 +63,25 @@ def audit_verify(checkpoint_file: str | None, public_key_file: str | None) -> in
     print(f"audit trail BROKEN at entry {sequence}: {why}", file=sys.stderr)
     print(f"entries 1 to {report.result.size} verified", file=sys.stderr)
     return support.EXIT_TRAIL_BROKEN
+
+
+def _external_checkpoint(public_key_file: str | None) -> tuple[Checkpoint | str | None, str]:
+    """The newest external checkpoint, its signature verified (or the message why it does not verify), and why
+    there is none ('' when there is one)."""
+    from trialcoord.kernel import anchors
+    from trialcoord.kernel.signing_keys import CheckpointError
+
+    directory = get_settings().checkpoint_dir
+    if directory is None:
+        return None, "TRIALCOORD_CHECKPOINT_DIR is not set"
+    found = anchors.newest(directory)
+    if found is None:
+        return None, f"no external checkpoint in {directory} yet"
+    print(f"anchored by the external checkpoint {found}")
+    try:
+        return _checked_checkpoint(str(found), public_key_file), ""
+    except CheckpointError as error:
+        return f"the external checkpoint {found} does not verify: {error}", ""
 
 
 def audit_reconcile(form: str) -> int:
