@@ -205,3 +205,79 @@ async def test_the_app_keeps_the_anchoring_task_when_a_directory_is_set(db, tmp_
     unset = create_app(load_settings(environ), account_rules=account_rules(), installation=installation)
     async with unset.lifespan():
         assert unset.state.get("anchoring") is None
+
+
+# Packages carry the newest checkpoint, checked here with openssl (an independent Ed25519 verifier) and sha256.
+
+
+def openssl_verifies(checkpoint: dict, public_pem: bytes, tmp_path) -> bool:
+    """The checkpoint's signature over its canonical statement (docs/audit-trail.md), by `openssl pkeyutl`."""
+    import json
+    import subprocess
+
+    statement = {"issued_at": checkpoint["issued_at"], "kind": "trialcoord-audit-checkpoint/1"}
+    statement |= {"root": checkpoint["root"], "size": checkpoint["size"]}
+    (tmp_path / "statement").write_bytes(json.dumps(statement, sort_keys=True, separators=(",", ":")).encode())
+    (tmp_path / "signature").write_bytes(bytes.fromhex(checkpoint["signature"]))
+    (tmp_path / "key.pem").write_bytes(public_pem)
+    done = subprocess.run(
+        ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "key.pem", "-rawin", "-in", "statement"]
+        + ["-sigfile", "signature"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    return done.returncode == 0 and "Signature Verified Successfully" in done.stdout
+
+
+async def test_a_binder_export_carries_the_newest_checkpoint_and_verify_checks_its_signature(
+    study, tmp_path, system_keys
+):
+    import hashlib
+    import io
+    import json
+    import zipfile
+
+    from trialcoord.accounts import signer_keys
+    from trialcoord.documents import binder_export
+    from trialcoord.documents.package_verification import verify_package
+    from trialcoord.kernel.installation import Installation
+
+    await _trail(study, people=1)
+    outside = tmp_path / "anchors"
+    settings = load_settings({"TRIALCOORD_DATA_DIR": str(tmp_path / "data"), "TRIALCOORD_CHECKPOINT_DIR": str(outside)})
+    installation = Installation(settings, system_keys)
+    out = tmp_path / "binder.zip"
+    manifest = await binder_export.export("TST-1", "101", out, "cora", installation=installation)
+    with zipfile.ZipFile(out) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    carried = members["audit-checkpoint.json"]
+    assert manifest["audit_checkpoint"] == {
+        "path": "audit-checkpoint.json",
+        "sha256": hashlib.sha256(carried).hexdigest(),
+    }
+    checkpoint = json.loads(carried)
+    async with read():
+        stored = await audit_store.latest_checkpoint()
+    assert checkpoint == stored  # the newest stored checkpoint, the same one each time until a newer one is made
+    assert anchors.newest(outside).name.startswith(f"checkpoint-{checkpoint['size']}-")  # none yet: made, kept outside
+    assert openssl_verifies(checkpoint, members["manifest-key.pem"], tmp_path)
+    registry = await signer_keys.registry(installation)
+    report = verify_package(out, registry, now="2026-12-08T00:00:00.000000Z")
+    assert report.ok, report.problems
+    assert report.checkpoint == (
+        f"audit checkpoint of {checkpoint['size']} entries, root {checkpoint['root']},"
+        f" issued at {checkpoint['issued_at']}"
+    )
+    # the checkpoint re-signed by another key, the manifest hash made to match: the manifest signature and the
+    # checkpoint's own both fail, each named
+    other = signing_keys.sign_checkpoint(
+        signing_keys.SignedCheckpoint.from_json(checkpoint).checkpoint, signing_keys.generate_key()
+    )
+    forged = json.dumps(other.to_json()).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, forged if name == "audit-checkpoint.json" else data)
+    problems = verify_package(buffer, registry, now="2026-12-08T00:00:00.000000Z").problems
+    assert any(p.startswith("audit-checkpoint.json: SHA-256") for p in problems), problems

@@ -112,12 +112,19 @@ async def latest(key: Callable[[], Ed25519PrivateKey], directory: Path | None) -
     if stored is not None:
         return SignedCheckpoint.from_json(stored)
     signed = await audit_log.checkpoint(key())
-    if directory is not None:
-        try:
-            await asyncio.to_thread(save, directory, signed)
-        except OSError as error:  # the package still carries it; the next look writes one
-            log.error("could not write the external checkpoint to %s: %s", directory, error)
+    await keep(directory, signed)
     return signed
+
+
+async def keep(directory: Path | None, signed: SignedCheckpoint) -> None:
+    """A checkpoint made for a package written to the directory too; a failure is logged (the package still
+    carries it, and the anchoring task writes one at its next look), never raised."""
+    if directory is None:
+        return
+    try:
+        await asyncio.to_thread(save, directory, signed)
+    except OSError as error:
+        log.error("no external audit checkpoint written to %s: %s (tried again later)", directory, error)
 
 
 class Anchoring:
