@@ -75,9 +75,11 @@ async def test_a_rewritten_trail_without_its_stored_checkpoints_fails_against_th
     assert none_yet.returncode == 0 and "audit trail intact" in none_yet.stdout, (none_yet.stdout, none_yet.stderr)
     assert f"{UNANCHORED} (no external checkpoint in {outside} yet)" in none_yet.stderr
 
-    written = await anchors.write_if_due(outside, 1000, lambda: key)
-    size = await head()
+    made = run("audit", "anchor", env=anchored)  # as cron runs it where `serve` does not
+    assert made.returncode == 0, (made.stdout, made.stderr)
+    size, written = await head(), anchors.newest(outside)
     assert written is not None and re.fullmatch(rf"checkpoint-{size}-\d{{8}}T\d{{6}}Z\.json", written.name)
+    assert made.stdout.strip() == f"external checkpoint written: {written}"
     await _rewrite_entry_2_and_delete_the_stored_checkpoints(db)
     assert (await audit_log.verify()).ok  # the database alone cannot tell
 

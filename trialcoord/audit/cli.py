@@ -36,6 +36,10 @@ def register(commands) -> None:
     checkpoint = audit.add_parser("checkpoint", help="verify, then export a signed checkpoint")
     checkpoint.add_argument("--out", required=True, metavar="FILE")
     checkpoint.set_defaults(run=lambda a: audit_checkpoint(a.out))
+    anchor = audit.add_parser(
+        "anchor", help="write a checkpoint to TRIALCOORD_CHECKPOINT_DIR when the trail grew since the newest there"
+    )
+    anchor.set_defaults(run=lambda a: audit_anchor())
     public_key = audit.add_parser("public-key", help="print (or write) the checkpoint key's public key, PEM")
     public_key.add_argument("--out", metavar="FILE")
     public_key.set_defaults(run=lambda a: audit_public_key(a.out))
@@ -128,6 +132,28 @@ def audit_checkpoint(out: str) -> int:
     key = _private_key()
     signed = support.database(lambda: audit_log.checkpoint(key, Path(out)))
     print(f"checkpoint of {signed.size} entries, root {signed.root}, signed by key {signed.key_id}, written to {out}")
+    return 0
+
+
+def audit_anchor() -> int:
+    """For cron where `serve` does not write them (PostgreSQL's nightly, a stopped server)."""
+    from trialcoord.kernel import anchors
+
+    settings = get_settings()
+    if settings.checkpoint_dir is None:
+        raise UsageError(f"TRIALCOORD_CHECKPOINT_DIR is not set: the audit trail is {anchors.UNANCHORED}")
+    anchors.start_check(settings)
+    key = _private_key()
+    directory, every = settings.checkpoint_dir, settings.checkpoint_every
+    try:
+        written = support.database(lambda: anchors.write_if_due(directory, every, lambda: key, nightly=True))
+    except OSError as error:
+        raise UsageError(f"TRIALCOORD_CHECKPOINT_DIR {directory}: cannot be written ({error.strerror})") from None
+    print(
+        f"external checkpoint written: {written}"
+        if written
+        else f"nothing new to anchor since {anchors.newest(directory)}"
+    )
     return 0
 
 
