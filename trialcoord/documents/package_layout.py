@@ -24,8 +24,8 @@ from trialcoord.documents.rules.tmf import Artifact
 FORMAT = "trialcoord-binder-manifest/1"
 MANIFEST, SIGNATURE, KEY_PEM = "manifest.json", "manifest.json.sig", "manifest-key.pem"
 INDEX, REGISTRY, EXCHANGE, README = "index.pdf", "registry.json", "exchange.xml", "README.txt"
-CHECKPOINT = "audit-checkpoint.json"  # the site's newest signed audit checkpoint: an anchor its receivers hold
-FIXED = (MANIFEST, SIGNATURE, KEY_PEM, INDEX, REGISTRY, EXCHANGE, README, CHECKPOINT)
+FIXED = (MANIFEST, SIGNATURE, KEY_PEM, INDEX, REGISTRY, EXCHANGE, README)
+CHECKPOINT = "audit-checkpoint.json"  # the site's newest signed audit checkpoint, an anchor receivers hold (issue 17)
 HASHED = {"index": INDEX, "registry": REGISTRY, "exchange": EXCHANGE, "readme": README}  # covered by the signature
 KIND_SUFFIX: dict[str, str | None] = {
     "version": None,
