@@ -505,6 +505,10 @@ def test_a_carried_audit_checkpoint_is_checked_by_its_bytes_and_its_own_signatur
     assert problems_of(rewritten(path, tmp_path / "altered.zip", restated(altered))) == (
         "audit-checkpoint.json: checkpoint signature does not verify: the checkpoint was altered after signing",
     )
+    padded = b" " * 5000 + canonical_json(good)  # valid JSON, but never read whole: no checkpoint is that large
+    assert problems_of(rewritten(path, tmp_path / "padded.zip", restated(padded))) == (
+        "audit-checkpoint.json: larger than a checkpoint (4096 bytes at most)",
+    )
     plain = tmp_path / "plain.zip"
     write(plain)  # a package that states none: a checkpoint slipped in is unlisted
     assert problems_of(

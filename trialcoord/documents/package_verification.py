@@ -34,6 +34,7 @@ from trialcoord.documents.rules.signatures import Signature, Verdict, judge
 from trialcoord.kernel import signing_keys
 
 _CHUNK = 1 << 20
+_CHECKPOINT_LIMIT = 1 << 12  # a signed checkpoint is about 330 bytes of JSON
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError)
 
 
@@ -177,7 +178,12 @@ class _Verifier:
             return ""
         before = len(self.problems)
         self.check_member(CHECKPOINT, stated.get("sha256"), None)
-        data = self.read(CHECKPOINT) if len(self.problems) == before else None
+        if len(self.problems) > before:
+            return ""
+        if self.archive.getinfo(CHECKPOINT).file_size > _CHECKPOINT_LIMIT:  # never read whole what is not one
+            self.problems.append(f"{CHECKPOINT}: larger than a checkpoint ({_CHECKPOINT_LIMIT} bytes at most)")
+            return ""
+        data = self.read(CHECKPOINT)
         if data is None:
             return ""
         try:
