@@ -165,3 +165,20 @@ async def test_the_app_runs_it_on_sqlite_unless_turned_off(db, tmp_path, overdue
     quiet = create_app(off, account_rules=account_rules())
     async with quiet.lifespan():
         assert quiet.state.get("nightly") is None
+
+
+async def test_the_night_ends_with_an_external_checkpoint_over_what_it_appended(overdue, server_clock, tmp_path):
+    from trialcoord.kernel import anchors, audit_store, signing_keys
+    from trialcoord.kernel.database.engine import read
+
+    key, outside = signing_keys.generate_key(), tmp_path / "anchors"
+    anchor = lambda: anchors.write_if_due(outside, 1_000_000, lambda: key, nightly=True)  # noqa: E731
+    server_clock.to(datetime(2025, 3, 10, 6, 29, tzinfo=UTC))
+    assert await nightly.run_if_due(SCHEDULE, anchor=anchor) is None and not outside.exists()  # not yet tonight
+    server_clock.to(datetime(2025, 3, 10, 6, 31, tzinfo=UTC))
+    assert await nightly.run_if_due(SCHEDULE, anchor=anchor) is not None
+    async with read():
+        size = await audit_store.head_size()
+    assert [p.name for p in outside.iterdir()] == [f"checkpoint-{size}-20250310T063100Z.json"]
+    signed = signing_keys.load_checkpoint(outside / f"checkpoint-{size}-20250310T063100Z.json")
+    assert signing_keys.verify_checkpoint(signed, key.public_key()).size == size

@@ -116,6 +116,11 @@ async def test_a_coded_package_of_the_demo_verifies_offline_holds_no_personal_va
     assert manifest["transfer"]["number"] == 1 and manifest["transfer"]["previous"] is None
     assert set(manifest["software"]) == set(packages.SOFTWARE) and manifest["trialcoord_version"]
     assert manifest["checkpoint"]["size"] > 0
+    # the checkpoint's own signature (issue 17: an anchor the sponsor holds), by openssl and by `verify`
+    from tests.integration.test_anchors import openssl_verifies
+
+    assert openssl_verifies(manifest["checkpoint"], everything["manifest-key.pem"], tmp_path)
+    assert checked.checkpoint.startswith(f"audit checkpoint of {manifest['checkpoint']['size']} entries, root ")
     leaked = {
         (name, value)
         for name, data in everything.items()

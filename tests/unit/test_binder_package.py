@@ -466,3 +466,51 @@ def test_a_signature_copied_to_an_entry_with_equal_bytes_is_caught(tmp_path):
     write(tmp_path / "p.zip", [original, copied])
     problems = package_verification.verify_package(tmp_path / "p.zip", registry(), now=NOW).problems
     assert len(problems) == 1 and "CV copy" in problems[0] and "states the record" in problems[0]
+
+
+def test_a_carried_audit_checkpoint_is_checked_by_its_bytes_and_its_own_signature(tmp_path):
+    import hashlib
+
+    from trialcoord.kernel.rules.audit_verification import Checkpoint
+
+    statement = Checkpoint(7, "ab" * 32, "2026-03-01T11:00:00.000000Z")
+    good = sk.sign_checkpoint(statement, SYSTEM).to_json()
+    path = tmp_path / "anchored.zip"
+    package_writing.write_package(
+        path,
+        files(),
+        index_pdf=b"%PDF-1.7 index\n",
+        registry=registry(),
+        manifest_key=SYSTEM,
+        generated_at=GENERATED,
+        scope={"study": "TST-1", "site": "S01"},
+        checkpoint=good,
+    )
+    report = package_verification.verify_package(path, registry(), now=NOW)
+    assert report.ok, report.problems
+    assert report.checkpoint == f"audit checkpoint of 7 entries, root {'ab' * 32}, issued at {statement.issued_at}"
+
+    def restated(data: bytes) -> dict[str, bytes]:
+        """The checkpoint replaced, its hash restated and the manifest signed again by the real key."""
+        manifest = manifest_of(path)
+        manifest["audit_checkpoint"]["sha256"] = hashlib.sha256(data).hexdigest()
+        return {package_layout.CHECKPOINT: data, **resigned(manifest)}
+
+    other = sk.generate_key()
+    foreign = canonical_json(sk.sign_checkpoint(statement, other).to_json())
+    assert problems_of(rewritten(path, tmp_path / "foreign.zip", restated(foreign))) == (
+        f"audit-checkpoint.json: signed by key {sk.key_id(other.public_key())}, not a system key of the registry",
+    )
+    altered = canonical_json({**good, "size": 8})
+    assert problems_of(rewritten(path, tmp_path / "altered.zip", restated(altered))) == (
+        "audit-checkpoint.json: checkpoint signature does not verify: the checkpoint was altered after signing",
+    )
+    padded = b" " * 5000 + canonical_json(good)  # valid JSON, but never read whole: no checkpoint is that large
+    assert problems_of(rewritten(path, tmp_path / "padded.zip", restated(padded))) == (
+        "audit-checkpoint.json: larger than a checkpoint (4096 bytes at most)",
+    )
+    plain = tmp_path / "plain.zip"
+    write(plain)  # a package that states none: a checkpoint slipped in is unlisted
+    assert problems_of(
+        rewritten(plain, tmp_path / "slipped.zip", {package_layout.CHECKPOINT: canonical_json(good)})
+    ) == ("audit-checkpoint.json: in the archive but not listed in the manifest",)

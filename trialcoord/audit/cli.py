@@ -36,18 +36,28 @@ def register(commands) -> None:
     checkpoint = audit.add_parser("checkpoint", help="verify, then export a signed checkpoint")
     checkpoint.add_argument("--out", required=True, metavar="FILE")
     checkpoint.set_defaults(run=lambda a: audit_checkpoint(a.out))
+    anchor = audit.add_parser(
+        "anchor", help="write a checkpoint to TRIALCOORD_CHECKPOINT_DIR when the trail grew since the newest there"
+    )
+    anchor.set_defaults(run=lambda a: audit_anchor())
     public_key = audit.add_parser("public-key", help="print (or write) the checkpoint key's public key, PEM")
     public_key.add_argument("--out", metavar="FILE")
     public_key.set_defaults(run=lambda a: audit_public_key(a.out))
 
 
 def audit_verify(checkpoint_file: str | None, public_key_file: str | None) -> int:
-    from trialcoord.kernel import audit_log
+    from trialcoord.kernel import anchors, audit_log
 
-    given = _checked_checkpoint(checkpoint_file, public_key_file) if checkpoint_file else None
-    report = support.database(lambda: audit_log.verify(given))
+    given = [_checked_checkpoint(checkpoint_file, public_key_file)] if checkpoint_file else []
+    external, unanchored = _external_checkpoint(public_key_file)
+    if isinstance(external, str):
+        print(external, file=sys.stderr)
+        return support.EXIT_TRAIL_BROKEN
+    report = support.database(lambda: audit_log.verify(*given, external))
     for name in report.checked_against:
         print(f"compared with the {name}")
+    if unanchored and not given:
+        print(f"{anchors.UNANCHORED} ({unanchored})", file=sys.stderr)
     if report.ok:
         print(f"audit trail intact: {report.result.size} entries, root {report.result.root}")
         return 0
@@ -57,6 +67,25 @@ def audit_verify(checkpoint_file: str | None, public_key_file: str | None) -> in
     print(f"audit trail BROKEN at entry {sequence}: {why}", file=sys.stderr)
     print(f"entries 1 to {report.result.size} verified", file=sys.stderr)
     return support.EXIT_TRAIL_BROKEN
+
+
+def _external_checkpoint(public_key_file: str | None) -> tuple[Checkpoint | str | None, str]:
+    """The newest external checkpoint, its signature verified (or the message why it does not verify), and why
+    there is none ('' when there is one)."""
+    from trialcoord.kernel import anchors
+    from trialcoord.kernel.signing_keys import CheckpointError
+
+    directory = get_settings().checkpoint_dir
+    if directory is None:
+        return None, "TRIALCOORD_CHECKPOINT_DIR is not set"
+    found = anchors.newest(directory)
+    if found is None:
+        return None, f"no external checkpoint in {directory} yet"
+    print(f"anchored by the external checkpoint {found}")
+    try:
+        return _checked_checkpoint(str(found), public_key_file), ""
+    except CheckpointError as error:
+        return f"the external checkpoint {found} does not verify: {error}", ""
 
 
 def audit_reconcile(form: str) -> int:
@@ -103,6 +132,28 @@ def audit_checkpoint(out: str) -> int:
     key = _private_key()
     signed = support.database(lambda: audit_log.checkpoint(key, Path(out)))
     print(f"checkpoint of {signed.size} entries, root {signed.root}, signed by key {signed.key_id}, written to {out}")
+    return 0
+
+
+def audit_anchor() -> int:
+    """For cron where `serve` does not write them (PostgreSQL's nightly, a stopped server)."""
+    from trialcoord.kernel import anchors
+
+    settings = get_settings()
+    if settings.checkpoint_dir is None:
+        raise UsageError(f"TRIALCOORD_CHECKPOINT_DIR is not set: the audit trail is {anchors.UNANCHORED}")
+    anchors.start_check(settings)
+    key = _private_key()
+    directory, every = settings.checkpoint_dir, settings.checkpoint_every
+    try:
+        written = support.database(lambda: anchors.write_if_due(directory, every, lambda: key, nightly=True))
+    except OSError as error:
+        raise UsageError(f"TRIALCOORD_CHECKPOINT_DIR {directory}: cannot be written ({error.strerror})") from None
+    print(
+        f"external checkpoint written: {written}"
+        if written
+        else f"nothing new to anchor since {anchors.newest(directory)}"
+    )
     return 0
 
 

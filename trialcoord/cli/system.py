@@ -50,9 +50,12 @@ def serve(host: str | None, port: int | None) -> int:
     from trialcoord.web.app import create_app
 
     settings = get_settings()
+    unanchored = start_check(settings)
     host, port = host or settings.host, port or settings.port
     print(f"trialcoord is running at http://{host}:{port}  (Ctrl+C to stop)", flush=True)
     print(nightly_notice(settings), flush=True)
+    if unanchored:
+        print(unanchored, flush=True)
     # The nightly run logs what the commands print (uvicorn's own log stays at warnings).
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s nightly: %(message)s"))
@@ -61,6 +64,13 @@ def serve(host: str | None, port: int | None) -> int:
     nightly_log.setLevel(logging.INFO)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
     return 0
+
+
+def start_check(settings: Settings) -> str | None:
+    """Refuse a checkpoint directory inside the data directory (ConfigError, exit 2); the unanchored warning."""
+    from trialcoord.kernel import anchors
+
+    return anchors.start_check(settings)
 
 
 def nightly_notice(settings: Settings) -> str:
@@ -84,6 +94,9 @@ def setup(demo: bool = True) -> int:
     from trialcoord.kernel import pii, signing_keys
 
     settings = get_settings()
+    unanchored = start_check(settings)
+    if unanchored:
+        print(unanchored)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     pii_key_file = _configured(settings.pii_key_file, "TRIALCOORD_PII_KEY_FILE")
     audit_key_file = _configured(settings.audit_key_file, "TRIALCOORD_AUDIT_KEY_FILE")

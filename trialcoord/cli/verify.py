@@ -111,6 +111,8 @@ def _verify_binder(path: str, registry: dict | None, say: Callable[[str], None] 
     trust = f"; {report.trust}" if report.trust else ""
     if report.ok:
         say(f"{path}: {report.files_checked} files and {report.signatures_checked} signatures verify{trust}")
+        if report.checkpoint:
+            say(f"{path}: carries the {report.checkpoint}; its signature verifies")
         return 0
     print(f"{path}: {len(report.problems)} problems{trust}", file=sys.stderr)
     return 1
@@ -127,6 +129,8 @@ def _verify_sponsor(path: str, registry: dict | None, registry_name: str, say: C
             f"{path}: sponsor package; {report.files_checked} files, {report.datasets_checked} datasets and"
             f" the manifest signature verify; trusted through {report.trust}"
         )
+        if report.checkpoint:
+            say(f"{path}: carries the {report.checkpoint}; its signature verifies")
         return 0
     count = len(report.problems)
     print(f"{path}: {count} problem{'s' if count > 1 else ''}", file=sys.stderr)

@@ -29,7 +29,7 @@ from trialcoord.documents import (
 from trialcoord.documents.binder_contents import Contents, keep, kept_export
 from trialcoord.documents.rules.documents import DocumentStatus, Reader
 from trialcoord.documents.rules.tmf import ARTIFACTS
-from trialcoord.kernel import audit_log
+from trialcoord.kernel import anchors, audit_log
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.audit_store import AuditFilter, TrailEntry
 from trialcoord.kernel.database.engine import read, transaction
@@ -165,6 +165,7 @@ async def export(
     ]
     generated_at = utc_instant(audit_log.clock())
     registry = await signer_keys.registry(installation)
+    anchor = await anchors.latest(lambda: keys.manifest_key, installation.checkpoint_dir)
     try:
         manifest = await to_thread.run_sync(
             lambda: package_writing.write_package(
@@ -175,6 +176,7 @@ async def export(
                 manifest_key=keys.manifest_key,
                 generated_at=generated_at,
                 scope={"study": study, "site": site},
+                checkpoint=anchor.to_json(),
             )
         )
     finally:

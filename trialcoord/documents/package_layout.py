@@ -25,6 +25,7 @@ FORMAT = "trialcoord-binder-manifest/1"
 MANIFEST, SIGNATURE, KEY_PEM = "manifest.json", "manifest.json.sig", "manifest-key.pem"
 INDEX, REGISTRY, EXCHANGE, README = "index.pdf", "registry.json", "exchange.xml", "README.txt"
 FIXED = (MANIFEST, SIGNATURE, KEY_PEM, INDEX, REGISTRY, EXCHANGE, README)
+CHECKPOINT = "audit-checkpoint.json"  # the site's newest signed audit checkpoint, an anchor receivers hold (issue 17)
 HASHED = {"index": INDEX, "registry": REGISTRY, "exchange": EXCHANGE, "readme": README}  # covered by the signature
 KIND_SUFFIX: dict[str, str | None] = {
     "version": None,

@@ -18,12 +18,23 @@ from urllib.parse import unquote
 
 from trialcoord.accounts.rules.signers import SignerKey, parse_registry
 from trialcoord.documents import package_exchange
-from trialcoord.documents.package_layout import EXCHANGE, FIXED, FORMAT, HASHED, KEY_PEM, MANIFEST, REGISTRY, SIGNATURE
+from trialcoord.documents.package_layout import (
+    CHECKPOINT,
+    EXCHANGE,
+    FIXED,
+    FORMAT,
+    HASHED,
+    KEY_PEM,
+    MANIFEST,
+    REGISTRY,
+    SIGNATURE,
+)
 from trialcoord.documents.rules.documents import DocumentKey, record_id
 from trialcoord.documents.rules.signatures import Signature, Verdict, judge
 from trialcoord.kernel import signing_keys
 
 _CHUNK = 1 << 20
+_CHECKPOINT_LIMIT = 1 << 12  # a signed checkpoint is about 330 bytes of JSON
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError)
 
 
@@ -34,6 +45,7 @@ class PackageReport:
     problems: tuple[str, ...]
     trust: str = ""  # which registry the manifest signature and the signatures were checked against
     valid_when_made: int = 0  # signatures whose key has since ended: not a problem (Part 11 keeps them)
+    checkpoint: str = ""  # the audit checkpoint the package carries, once its signature verified
 
     @property
     def ok(self) -> bool:
@@ -56,6 +68,7 @@ class _Verifier:
     problems: list[str] = field(default_factory=list)
     names: set[str] = field(default_factory=set)
     digests: dict[str, str] = field(default_factory=dict)  # member -> SHA-256 of its bytes, as read
+    system: Mapping[str, Any] = field(default_factory=dict)  # the trusted registry's system keys, by key ID
 
     def read(self, name: str) -> bytes | None:
         try:
@@ -104,15 +117,17 @@ class _Verifier:
             name = info.filename
             if info.is_dir() and not info.file_size:
                 continue  # an empty folder entry, as a re-zipping tool adds: no content to vouch for
-            if name not in listed and name not in FIXED:
+            carried = name == CHECKPOINT and manifest.get("audit_checkpoint") is not None  # checked below
+            if name not in listed and name not in FIXED and not carried:
                 self.problems.append(f"{name}: in the archive but not listed in the manifest")
         self.check_exchange(entries)
+        anchored = self.check_checkpoint(manifest.get("audit_checkpoint"))
         checked = made = 0
         for entry in entries:
             for data in entry.get("signatures") or []:
                 checked += 1
                 made += self.check_signature(entry, data, signers) is Verdict.VALID_WHEN_MADE
-        return PackageReport(len(entries), checked, tuple(self.problems), trust, made)
+        return PackageReport(len(entries), checked, tuple(self.problems), trust, made, anchored)
 
     def check_manifest_signature(
         self, raw: bytes, manifest: Mapping, registry: Mapping | None
@@ -131,6 +146,7 @@ class _Verifier:
         except ValueError as error:
             self.problems.append(f"{SIGNATURE}: no usable signer registry ({error})")
             return trust, None
+        self.system = system
         key_id = str(manifest.get("manifest_key_id"))
         signature = self.read(SIGNATURE)
         key = system.get(key_id)
@@ -151,6 +167,42 @@ class _Verifier:
             if not same:
                 self.problems.append(f"{KEY_PEM}: is not system key {key_id} of the registry")
         return trust, signers
+
+    def check_checkpoint(self, stated: Any) -> str:
+        """The audit checkpoint the manifest states (packages made before issue 17 carry none): its bytes are the
+        ones stated and its Ed25519 signature verifies under a system key of the trusted registry."""
+        if stated is None:
+            return ""
+        if not isinstance(stated, dict) or stated.get("path") != CHECKPOINT:
+            self.problems.append(f"{MANIFEST}: its audit_checkpoint does not name {CHECKPOINT}")
+            return ""
+        before = len(self.problems)
+        self.check_member(CHECKPOINT, stated.get("sha256"), None)
+        if len(self.problems) > before:
+            return ""
+        if self.archive.getinfo(CHECKPOINT).file_size > _CHECKPOINT_LIMIT:  # never read whole what is not one
+            self.problems.append(f"{CHECKPOINT}: larger than a checkpoint ({_CHECKPOINT_LIMIT} bytes at most)")
+            return ""
+        data = self.read(CHECKPOINT)
+        if data is None:
+            return ""
+        try:
+            signed = signing_keys.SignedCheckpoint.from_json(json.loads(data))
+            key = self.system.get(signed.key_id)
+            if key is None:
+                raise signing_keys.CheckpointError(f"signed by key {signed.key_id}, not a system key of the registry")
+            signing_keys.verify_checkpoint(signed, signing_keys.load_public_key(str(key["public_key"])))
+        except (
+            ValueError,
+            TypeError,
+            AttributeError,
+            RecursionError,
+            signing_keys.CheckpointError,
+            signing_keys.SigningKeyError,
+        ) as error:
+            self.problems.append(f"{CHECKPOINT}: {error}")
+            return ""
+        return f"audit checkpoint of {signed.size} entries, root {signed.root}, issued at {signed.issued_at}"
 
     def check_member(self, name: Any, sha256: Any, size: Any) -> None:
         if name not in self.names:

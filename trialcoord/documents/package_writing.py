@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from trialcoord.documents.package_exchange import exchange_xml
 from trialcoord.documents.package_layout import (
+    CHECKPOINT,
     EXCHANGE,
     FORMAT,
     HASHED,
@@ -64,11 +65,13 @@ def write_package(
     manifest_key: Ed25519PrivateKey,
     generated_at: str,
     scope: Mapping,
+    checkpoint: Mapping | None = None,
 ) -> dict:
     """Write the package to `out` (a path, or a stream that need not seek) and return its manifest.
 
     Each file's bytes are checked against its stated SHA-256 and size before anything is signed:
-    a package never signs bytes it did not see.
+    a package never signs bytes it did not see. `checkpoint` (a signed audit checkpoint's JSON) is carried as
+    audit-checkpoint.json, its SHA-256 in the manifest's `audit_checkpoint`.
     """
     ordered = sorted(files, key=lambda f: f.path)
     for position, item in enumerate(ordered):
@@ -102,6 +105,12 @@ def write_package(
             EXCHANGE: (exchange_xml(manifest), "application/xml"),
         }
         extras[README] = (readme(manifest, registry).encode(), "text/plain")
+        if checkpoint is not None:
+            extras[CHECKPOINT] = (canonical_json(checkpoint), "application/json")
+            manifest["audit_checkpoint"] = {
+                "path": CHECKPOINT,
+                "sha256": hashlib.sha256(extras[CHECKPOINT][0]).hexdigest(),
+            }
         for role, name in HASHED.items():
             manifest[role] = {"path": name, "sha256": hashlib.sha256(extras[name][0]).hexdigest()}
         for name, (data, media_type) in extras.items():

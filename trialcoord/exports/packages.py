@@ -31,7 +31,7 @@ from trialcoord.exports.define_xml import define_xml
 from trialcoord.exports.report import ReportContext, compliance_report
 from trialcoord.exports.rules.scope import Privacy, Scope
 from trialcoord.exports.rules.transfers import changes_since
-from trialcoord.kernel import audit_log
+from trialcoord.kernel import anchors, audit_log
 from trialcoord.kernel.audit_log import Change, TrailBroken
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.installation import Installation
@@ -278,6 +278,7 @@ async def _build(
     else:
         tracker.report(0.52, "Checking the audit trail")
         checkpoint = await audit_log.checkpoint(keys.manifest_key)
+        await anchors.keep(installation.checkpoint_dir, checkpoint)
     states = {d.refid: [d.fingerprint, d.closed] for d in built.deviations}
     delta = changes_since(json.loads(previous["deviations"]) if previous else None, states)
     generated_at = instant_of(scope.as_of)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from trialcoord.exports.rules.sdtm import MAX_CHAR_BYTES, MAX_LABEL, NAME, Dataset, Kind, Variable
 from trialcoord.exports.writing import DEFINE, FORMAT, KEY_PEM, MANIFEST, REPORT, SIGNATURE, UNLISTED
 from trialcoord.kernel import signing_keys
@@ -47,6 +49,7 @@ class PackageCheck:
     datasets_checked: int = 0
     problems: list[str] = field(default_factory=list)
     trust: str = ""
+    checkpoint: str = ""  # the audit checkpoint the manifest carries, once its signature verified
 
     @property
     def ok(self) -> bool:
@@ -90,6 +93,7 @@ class _Checker:
     check: PackageCheck
     registry_name: str
     good: dict[str, str] = field(default_factory=dict)  # members whose hash matched: name -> SHA-256
+    key: Ed25519PublicKey | None = None  # manifest-key.pem, once read
 
     def problem(self, text: str) -> None:
         self.check.problems.append(text)
@@ -183,6 +187,7 @@ class _Checker:
             if name not in listed and name not in UNLISTED:
                 self.problem(f"{name}: in the archive but not listed in the manifest")
         if signed:
+            self.check_checkpoint(manifest.get("checkpoint"))
             self.check_contents(manifest)
         else:  # parsing what nobody vouches for would expose the parsers to anyone's bytes, for nothing
             self.problem("the members' contents (XPT, CSV, define.xml, report) were not checked: the signature fails")
@@ -211,11 +216,29 @@ class _Checker:
                 self.problem(f"{SIGNATURE}: signed by key {key_id}, which is not a system key in the registry")
             elif system[key_id].get("public_key") != public:
                 self.problem(f"{KEY_PEM}: is not system key {key_id} of the registry")
+        self.key = loaded
         if signing_keys.key_id(loaded) != key_id:
             self.problem(f"{KEY_PEM}: is not key {key_id}, which the manifest names")
         if len(signature) != 64 or not signing_keys.verify_hex(public, raw, signature.hex()):
             self.problem(f"{SIGNATURE}: does not verify under key {key_id}: {MANIFEST} or its signature was altered")
         return len(self.check.problems) == before
+
+    def check_checkpoint(self, stated: Any) -> None:
+        """The audit checkpoint the signed manifest carries: an anchor its receiver holds. Its own signature must
+        verify under the manifest's key (the site's system key), so it proves the site's trail on its own."""
+        if self.key is None:
+            return
+        try:
+            if not isinstance(stated, dict):
+                raise signing_keys.CheckpointError("missing or not a JSON object")
+            signed = signing_keys.SignedCheckpoint.from_json(stated)
+            signing_keys.verify_checkpoint(signed, self.key)
+        except signing_keys.CheckpointError as error:
+            self.problem(f"{MANIFEST}: its audit checkpoint: {error}")
+            return
+        self.check.checkpoint = (
+            f"audit checkpoint of {signed.size} entries, root {signed.root}, issued at {signed.issued_at}"
+        )
 
     def check_member(self, entry: Mapping[str, Any]) -> None:
         name = str(entry.get("path"))

@@ -68,8 +68,11 @@ def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-async def run_if_due(schedule: Schedule, now: datetime | None = None) -> NightlyRun | None:
-    """Tonight's run of every study that has not had it, once tonight's time has come; None when nothing was due."""
+async def run_if_due(
+    schedule: Schedule, now: datetime | None = None, anchor: Callable[[], Awaitable[object]] | None = None
+) -> NightlyRun | None:
+    """Tonight's run of every study that has not had it, once tonight's time has come; None when nothing was due.
+    Then `anchor`, the night's external audit checkpoint (kernel/anchors.py), over what the night appended."""
     now = now or audit_log.clock()
     night = latest_night(now, schedule.at, schedule.tz)
     if night is None:
@@ -108,6 +111,11 @@ async def run_if_due(schedule: Schedule, now: datetime | None = None) -> Nightly
             run.resolved,
             run.reopened,
         )
+    if anchor is not None:
+        try:
+            await anchor()
+        except Exception as error:  # never the night's work: the anchoring task tries again at its next look
+            log.error("no external audit checkpoint written tonight: %s", error)
     return NightlyRun(night, refreshed, detected, failed)
 
 
@@ -122,8 +130,9 @@ class Nightly:
         *,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         check_every: float = CHECK_EVERY,
+        anchor: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
-        self.schedule, self.sleep, self.check_every = schedule, sleep, check_every
+        self.schedule, self.sleep, self.check_every, self.anchor = schedule, sleep, check_every, anchor
         self.idle = asyncio.Event()
         self.idle.set()
         self.task: asyncio.Task[None] | None = None
@@ -135,7 +144,7 @@ class Nightly:
         while True:
             self.idle.clear()
             try:
-                await run_if_due(self.schedule)
+                await run_if_due(self.schedule, anchor=self.anchor)
             except Exception:  # the database away for a moment: try again at the next look
                 log.exception("the nightly run could not start")
             finally:

@@ -139,8 +139,9 @@ class TrailReport:
         return self.result.ok
 
 
-async def verify(given: Checkpoint | None = None) -> TrailReport:
-    """Recompute every entry and the tree; compare with `given`, the newest stored checkpoint and the head.
+async def verify(*given: Checkpoint | None) -> TrailReport:
+    """Recompute every entry and the tree; compare with the `given` checkpoints (one exported earlier, the
+    newest external one), the newest stored checkpoint and the head.
 
     The head row counts every entry ever appended (in the same transaction as the entry): the entries up
     to the head as read first must all be there, and none may be numbered above the head. Entries the
@@ -149,7 +150,7 @@ async def verify(given: Checkpoint | None = None) -> TrailReport:
     async with read():
         head = await store.head_size()
         stored = await store.latest_checkpoint()
-    candidates = list({(c.size, c.root): c for c in (given, _unsigned(stored)) if c is not None}.values())
+    candidates = list({(c.size, c.root): c for c in (*given, _unsigned(stored)) if c is not None}.values())
     checkpoint = max(candidates, key=lambda c: c.size) if candidates else None
     result = await _verify_against(checkpoint, head)
     if result.ok and result.size < head:

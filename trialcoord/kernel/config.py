@@ -52,6 +52,9 @@ class Settings:
     tsa_ca_file: Path | None = None  # its CA certificates (PEM): B-LT, the validation data embedded
     signatures_dir: Path = Path("signatures")  # the public signer registry
     nightly_at: time | None = time(2, 30)  # local time of the nightly refresh and detection `serve` runs (None: off)
+    checkpoint_dir: Path | None = None  # signed audit checkpoints written outside the database (None: unanchored)
+    checkpoint_every: int = 1000  # a checkpoint there after each this many audit entries (and daily)
+    checkpoint_dir_inside_data: bool = False  # allow checkpoint_dir inside data_dir (same disk: a weaker anchor)
 
     def today(self) -> date:
         return datetime.now(ZoneInfo(self.time_zone)).date()
@@ -100,6 +103,11 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         tsa_ca_file=_tsa_ca_file(environ.get("TRIALCOORD_TSA_CA_FILE") or None, environ.get("TRIALCOORD_TSA_URL")),
         signatures_dir=Path(environ.get("TRIALCOORD_SIGNATURES_DIR") or "signatures"),
         nightly_at=_nightly(environ.get("TRIALCOORD_NIGHTLY"), environ.get("TRIALCOORD_NIGHTLY_AT") or "02:30"),
+        checkpoint_dir=Path(environ["TRIALCOORD_CHECKPOINT_DIR"]) if environ.get("TRIALCOORD_CHECKPOINT_DIR") else None,
+        checkpoint_every=_entries(environ.get("TRIALCOORD_CHECKPOINT_EVERY") or "1000"),
+        checkpoint_dir_inside_data=_flag(
+            "TRIALCOORD_CHECKPOINT_DIR_INSIDE_DATA", environ.get("TRIALCOORD_CHECKPOINT_DIR_INSIDE_DATA"), default=False
+        ),
     )
 
 
@@ -132,6 +140,12 @@ def _port(text: str) -> int:
 def _minutes(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 1440:
         raise ConfigError(f"TRIALCOORD_SESSION_TIMEOUT_MINUTES: '{text}' is not a number of minutes (1-1440)")
+    return int(text)
+
+
+def _entries(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 10_000_000:
+        raise ConfigError(f"TRIALCOORD_CHECKPOINT_EVERY: '{text}' is not a number of audit entries (1-10000000)")
     return int(text)
 
 

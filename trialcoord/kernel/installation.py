@@ -44,6 +44,11 @@ class Installation:
         return self.settings.signatures_dir if self.settings else None
 
     @property
+    def checkpoint_dir(self) -> Path | None:
+        """Where external audit checkpoints are written (kernel/anchors.py); None: unanchored."""
+        return self.settings.checkpoint_dir if self.settings else None
+
+    @property
     def tsa_url(self) -> str | None:
         """The RFC 3161 time-stamp authority PAdES signatures are time-stamped by (B-T, B-LT); None: B-B."""
         return self.settings.tsa_url if self.settings else None

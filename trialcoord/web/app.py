@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import date
 from functools import partial
@@ -52,6 +52,7 @@ from trialcoord.exports.pages import SponsorPackagePages
 from trialcoord.home import nightly
 from trialcoord.home.pages import HomePages, count_tasks
 from trialcoord.home.sources import SOURCES
+from trialcoord.kernel import anchors
 from trialcoord.kernel.config import Settings, get_settings
 from trialcoord.kernel.database.opening import open_database
 from trialcoord.kernel.installation import Installation
@@ -174,7 +175,7 @@ def create_app(
         },
         exception_handlers=EXCEPTION_HANDLERS,
         plugins=[DocumentedRoutes()],  # the OpenAPI document's security and file answers, from the routes
-        lifespan=[_database(settings), _nightly(settings)],
+        lifespan=[_database(settings), _nightly(settings, installation), _anchoring(settings, installation)],
         template_config=TemplateConfig(
             directory=HERE / "templates", engine=JinjaTemplateEngine, engine_callback=_template_globals
         ),
@@ -208,7 +209,7 @@ def _database(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextMa
     return lifespan
 
 
-def _nightly(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+def _nightly(settings: Settings, installation: Installation) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """On SQLite, the nightly schedule refresh and detection as a task of the app (home/nightly.py); started
     after the database is open, stopped before it closes."""
 
@@ -218,7 +219,40 @@ def _nightly(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextMan
         if schedule is None:
             yield
             return
-        task = app.state["nightly"] = nightly.Nightly(schedule)
+        task = app.state["nightly"] = nightly.Nightly(schedule, anchor=_nightly_anchor(settings, installation))
+        task.start()
+        try:
+            yield
+        finally:
+            await task.close()
+
+    return lifespan
+
+
+def _nightly_anchor(settings: Settings, installation: Installation) -> Callable[[], Awaitable[object]] | None:
+    """The nightly run's external checkpoint (kernel/anchors.py), when a checkpoint directory is set."""
+    directory = settings.checkpoint_dir
+    if directory is None:
+        return None
+    return lambda: anchors.write_if_due(
+        directory, settings.checkpoint_every, lambda: installation.keys().manifest_key, nightly=True
+    )
+
+
+def _anchoring(
+    settings: Settings, installation: Installation
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """External audit checkpoints after each TRIALCOORD_CHECKPOINT_EVERY entries and daily, on both engines
+    (kernel/anchors.py); nothing when no checkpoint directory is set (`serve` has warned)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if settings.checkpoint_dir is None:
+            yield
+            return
+        task = app.state["anchoring"] = anchors.Anchoring(
+            settings.checkpoint_dir, settings.checkpoint_every, lambda: installation.keys().manifest_key
+        )
         task.start()
         try:
             yield
