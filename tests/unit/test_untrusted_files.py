@@ -200,3 +200,15 @@ try:
 finally:
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
 """
+
+
+# --- `trialcoord verify` of a sponsor package ---------------------------------------------------------------
+
+
+def test_a_sponsor_manifest_nested_100000_deep_is_a_named_problem():
+    from trialcoord.exports import verification
+
+    deep = deflated({"manifest.json": b'{"format":' + b"[" * 100_000 + b"]" * 100_000 + b"}"})
+    assert verification.verify_package(io.BytesIO(deep)).problems == [
+        "manifest.json: does not parse (JSON nested deeper than 64 levels, the limit)"
+    ]
