@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import sign_version
 from trialcoord.documents import documents
 from trialcoord.documents.rules.documents import DocumentKey, IrbApproval
-from trialcoord.kernel import audit_log, audit_store
+from trialcoord.kernel import archives, audit_log, audit_store
 from trialcoord.kernel.database.engine import fetch, transaction
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
 
@@ -419,7 +419,7 @@ async def test_a_word_document_that_unpacks_to_more_than_the_limit_is_refused_un
     bomb = io.BytesIO()
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("word/document.xml", "<w/>")
-        archive.writestr("word/media/huge.bin", b"\0" * (documents.UNPACKED_DOCX + 1))
+        archive.writestr("word/media/huge.bin", b"\0" * (archives.WORD.total + 1))
     assert len(bomb.getvalue()) < 1024 * 1024  # small on arrival
     with pytest.raises(InvalidInput, match="unpacks to") as refused:
         await documents.add_version(ICF, "040", "1.0", bomb.getvalue(), "icf.docx")

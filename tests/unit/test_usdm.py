@@ -574,3 +574,9 @@ def test_names_yaml_would_read_as_other_types_stay_text():
 def test_numbers_and_nesting_beyond_what_json_reads_are_bad_input(text):
     with pytest.raises(InvalidInput, match="x.json"):
         parse_usdm(text, "x.json")
+
+
+def test_a_usdm_file_nested_100000_deep_is_bad_input_not_a_recursion_error():
+    with pytest.raises(InvalidInput) as error:
+        parse_usdm(b'{"study":' + b"[" * 100_000 + b"]" * 100_000 + b"}", "x.json")
+    assert str(error.value) == "x.json: JSON nested deeper than 64 levels, the limit"

@@ -45,7 +45,6 @@ from trialcoord.kernel.web.paging import Page, PageRequest, page_of
 from trialcoord.scheduling import lookups
 
 MAX_BYTES = 20 * 1024 * 1024  # scanned approval letters and CVs; larger files are almost always a mistake
-UNPACKED_DOCX = 100 * 1024 * 1024  # a Word file's parts unpacked: scanned pages inside run to tens of MiB
 IRB_APPROVAL = "066"  # TMF 04.01.02, the IRB/IEC approval decision: the letter an approval names
 PERSONAL_ARTIFACTS = frozenset({"105", "234"})  # subject logs link codes to people: personal data
 EARLIEST_YEAR, LATEST_YEAR = 1900, 2199
@@ -432,30 +431,26 @@ async def verify_stored() -> tuple[int, list[str]]:
 
 def _check_word(data: bytes, file_name: str) -> None:
     """A ZIP holding word/document.xml is not yet a document: python-docx must read it, or its signature
-    page could never be appended."""
+    page could never be appended. Its parts are bounded first (a "zip bomb" is refused unread), then it is read
+    in the memory-capped worker: a file that needs more is refused there, not by the server running out."""
     import io
-    import zipfile
 
-    from docx import Document
+    from trialcoord.kernel import isolation
+    from trialcoord.kernel.archives import WORD, BoundedZip
+    from trialcoord.kernel.render.docx_documents import read_docx
 
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:  # check_upload opened it already
-        unpacked = sum(info.file_size for info in archive.infolist())
-    if unpacked > UNPACKED_DOCX:  # a "zip bomb" would exhaust memory before python-docx saw a thing
-        raise InvalidInput(
-            [
-                Problem(
-                    f"the Word document unpacks to {unpacked} bytes; the limit is {UNPACKED_DOCX}",
-                    file=file_name,
-                    field="file",
-                )
-            ]
-        )
+    def refused(problems: list[Problem]) -> InvalidInput:
+        return InvalidInput([Problem(p.message, file=file_name, field="file") for p in problems])
+
     try:
-        Document(io.BytesIO(data))
-    except Exception as error:  # noqa: BLE001 - python-docx raises KeyError, ValueError, lxml errors...
-        raise InvalidInput(
-            [Problem(f"the Word document cannot be read ({type(error).__name__})", file=file_name, field="file")]
-        ) from None
+        with BoundedZip(io.BytesIO(data), file_name, WORD) as archive:  # check_upload opened it already
+            archive.check()
+        isolation.run_isolated(read_docx, data, file=file_name, limit=isolation.MEMORY_LIMIT)
+    except InvalidInput as error:
+        raise refused(error.problems) from None
+    except isolation.ReadFailed as error:  # python-docx raises KeyError, ValueError, lxml errors...
+        name = str(error).split(":", 1)[0]
+        raise refused([Problem(f"the Word document cannot be read ({name})")]) from None
 
 
 def _check_text(value: str, field: str, longest: int) -> None:

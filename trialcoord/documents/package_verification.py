@@ -5,10 +5,8 @@ signatures the manifest lists."""
 from __future__ import annotations
 
 import hashlib
-import json
 import xml.etree.ElementTree as ET
 import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,10 +30,11 @@ from trialcoord.documents.package_layout import (
 from trialcoord.documents.rules.documents import DocumentKey, record_id
 from trialcoord.documents.rules.signatures import Signature, Verdict, judge
 from trialcoord.kernel import signing_keys
+from trialcoord.kernel.archives import JSON_BYTES, PACKAGE, BoundedZip, load_json
+from trialcoord.kernel.problems import InvalidInput
 
-_CHUNK = 1 << 20
 _CHECKPOINT_LIMIT = 1 << 12  # a signed checkpoint is about 330 bytes of JSON
-_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError)
+_XML_BYTES = 128 << 20  # exchange.xml, parsed whole: ~600 bytes a FILE, so room for 200,000 files
 
 
 @dataclass(frozen=True)
@@ -52,31 +51,31 @@ class PackageReport:
         return not self.problems
 
 
-def _digest(archive: zipfile.ZipFile, name: str) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with archive.open(name) as member:  # a CRC mismatch raises at the end of the member
-        while chunk := member.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+def _said(error: InvalidInput) -> str:
+    """The problems of a refused read, without the archive's name (the caller prefixes each line with it)."""
+    return "; ".join(p.message for p in error.problems)
 
 
 @dataclass
 class _Verifier:
-    archive: zipfile.ZipFile
+    bounded: BoundedZip
     now: str
     problems: list[str] = field(default_factory=list)
     names: set[str] = field(default_factory=set)
     digests: dict[str, str] = field(default_factory=dict)  # member -> SHA-256 of its bytes, as read
     system: Mapping[str, Any] = field(default_factory=dict)  # the trusted registry's system keys, by key ID
 
-    def read(self, name: str) -> bytes | None:
+    @property
+    def archive(self) -> zipfile.ZipFile:
+        return self.bounded.archive
+
+    def read(self, name: str, limit: int | None = None) -> bytes | None:
         try:
-            return self.archive.read(name)
+            return self.bounded.read(name, limit)  # a CRC mismatch raises at the end of the member
         except KeyError:
             self.problems.append(f"{name}: missing from the package")
-        except _READ_ERRORS as error:
-            self.problems.append(f"{name}: unreadable ({error})")
+        except InvalidInput as error:
+            self.problems.append(_said(error))
         return None
 
     def run(self, registry: Mapping | None) -> PackageReport:
@@ -85,15 +84,15 @@ class _Verifier:
         for name, count in Counter(names).items():
             if count > 1:  # tools disagree on which copy they extract
                 self.problems.append(f"{name}: stored {count} times in the archive")
-        raw = self.read(MANIFEST)
+        raw = self.read(MANIFEST, JSON_BYTES)
         manifest: dict[str, Any] | None = None
         if raw is not None:
             try:
-                manifest = json.loads(raw)
-                if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-                    raise ValueError(f"not a {FORMAT} manifest")
-            except ValueError as error:
-                self.problems.append(f"{MANIFEST}: does not parse ({error})")
+                manifest = load_json(raw, MANIFEST)
+            except InvalidInput as error:
+                self.problems.append(f"{MANIFEST}: does not parse ({error.problems[0].message})")
+            if manifest is not None and (not isinstance(manifest, dict) or manifest.get("format") != FORMAT):
+                self.problems.append(f"{MANIFEST}: does not parse (not a {FORMAT} manifest)")
                 manifest = None
         if raw is None or manifest is None:
             return PackageReport(0, 0, tuple(self.problems))
@@ -136,10 +135,10 @@ class _Verifier:
         trust = "the given signer registry"
         if registry is None:  # all that is left: the package vouches for itself
             trust = "the package's own registry.json only: compare its system key with the site's registry"
-            data = self.read(REGISTRY)
+            data = self.read(REGISTRY, JSON_BYTES)
             try:
-                registry = json.loads(data) if data is not None else {}
-            except ValueError:
+                registry = load_json(data, REGISTRY) if data is not None else {}
+            except InvalidInput:
                 registry = {}
         try:
             signers, system = parse_registry(registry)
@@ -148,7 +147,7 @@ class _Verifier:
             return trust, None
         self.system = system
         key_id = str(manifest.get("manifest_key_id"))
-        signature = self.read(SIGNATURE)
+        signature = self.read(SIGNATURE, 1 << 16)
         key = system.get(key_id)
         if key is None:
             self.problems.append(f"{SIGNATURE}: signed by key {key_id}, which is not a system key in {trust}")
@@ -158,7 +157,7 @@ class _Verifier:
             self.problems.append(
                 f"{SIGNATURE}: does not verify under system key {key_id}: {MANIFEST} or its signature was altered"
             )
-        pem = self.read(KEY_PEM)
+        pem = self.read(KEY_PEM, 1 << 16)
         if key is not None and pem is not None:
             try:
                 same = signing_keys.public_key_hex(signing_keys.load_public_key(pem.decode())) == key["public_key"]
@@ -183,11 +182,11 @@ class _Verifier:
         if self.archive.getinfo(CHECKPOINT).file_size > _CHECKPOINT_LIMIT:  # never read whole what is not one
             self.problems.append(f"{CHECKPOINT}: larger than a checkpoint ({_CHECKPOINT_LIMIT} bytes at most)")
             return ""
-        data = self.read(CHECKPOINT)
+        data = self.read(CHECKPOINT, _CHECKPOINT_LIMIT)
         if data is None:
             return ""
         try:
-            signed = signing_keys.SignedCheckpoint.from_json(json.loads(data))
+            signed = signing_keys.SignedCheckpoint.from_json(load_json(data, CHECKPOINT))
             key = self.system.get(signed.key_id)
             if key is None:
                 raise signing_keys.CheckpointError(f"signed by key {signed.key_id}, not a system key of the registry")
@@ -202,18 +201,22 @@ class _Verifier:
         ) as error:
             self.problems.append(f"{CHECKPOINT}: {error}")
             return ""
+        except InvalidInput as error:  # not JSON, or nested past the bound
+            self.problems.append(_said(error))
+            return ""
         return f"audit checkpoint of {signed.size} entries, root {signed.root}, issued at {signed.issued_at}"
 
     def check_member(self, name: Any, sha256: Any, size: Any) -> None:
         if name not in self.names:
             self.problems.append(f"{name}: listed in the manifest but missing from the package")
             return
+        digest = hashlib.sha256()
         try:
-            actual, actual_size = _digest(self.archive, name)
-        except _READ_ERRORS as error:
-            self.problems.append(f"{name}: unreadable ({error})")
+            actual_size = self.bounded.stream(name, digest.update)
+        except InvalidInput as error:
+            self.problems.append(_said(error))
             return
-        self.digests[name] = actual
+        actual = self.digests[name] = digest.hexdigest()
         if actual != sha256:
             self.problems.append(f"{name}: SHA-256 {actual[:12]}... differs from the manifest's: altered")
         elif size is not None and actual_size != size:
@@ -222,7 +225,7 @@ class _Verifier:
     def check_exchange(self, entries: list[dict]) -> None:
         """exchange.xml is an EMS BATCH whose FILEs are exactly the manifest's files, each FILE's INTEGRITY that
         of the member's bytes (a member altered since the manifest is reported once, by `check_member`)."""
-        data = self.read(EXCHANGE)
+        data = self.read(EXCHANGE, _XML_BYTES)
         if data is None:
             return
         try:
@@ -286,9 +289,14 @@ def _record(entry: Mapping) -> str | None:
 def verify_package(path_or_file: str | Path | BinaryIO, registry: Mapping | None = None, *, now: str) -> PackageReport:
     """Check a package offline. `registry` is the site's public signer registry (`signatures/`); without it
     the package's own registry.json is used, and the report's `trust` says so."""
+    name = str(path_or_file) if isinstance(path_or_file, str | Path) else "archive"
     try:
-        archive = zipfile.ZipFile(path_or_file)
-    except _READ_ERRORS as error:
-        return PackageReport(0, 0, (f"archive: not a readable ZIP ({error})",))
-    with archive:
-        return _Verifier(archive, now).run(registry)
+        bounded = BoundedZip(path_or_file, name, PACKAGE)
+    except InvalidInput as error:
+        return PackageReport(0, 0, (f"archive: {_said(error)}",))
+    with bounded:
+        try:  # what the directory declares past the limits: nothing of it is unpacked
+            bounded.check()
+        except InvalidInput as error:
+            return PackageReport(0, 0, (_said(error),))
+        return _Verifier(bounded, now).run(registry)

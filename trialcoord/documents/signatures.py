@@ -31,11 +31,11 @@ from trialcoord.documents import store as documents_store
 from trialcoord.documents.documents import record_id, version_row
 from trialcoord.documents.rules.documents import DOCX, PDF, DocumentKey, DocumentStatus, Reader
 from trialcoord.documents.rules.signatures import Signature, Statement, judge, local_time
-from trialcoord.kernel import audit_log, signing_keys
+from trialcoord.kernel import audit_log, isolation, signing_keys
 from trialcoord.kernel.audit_log import Change
 from trialcoord.kernel.database.engine import read, transaction
 from trialcoord.kernel.installation import Installation
-from trialcoord.kernel.problems import Conflict, Forbidden, NotConfigured, invalid
+from trialcoord.kernel.problems import Conflict, Forbidden, InvalidInput, NotConfigured, invalid
 from trialcoord.kernel.rules.access import Grant
 from trialcoord.kernel.rules.audit_entries import utc_instant
 from trialcoord.scheduling import lookups
@@ -314,11 +314,12 @@ async def manifest(key: DocumentKey, label: str, installation: Installation) -> 
     )
     made[SIGNATURE_PAGE] = (page, PDF)
     original = await _bytes(version.sha256, label)
+    where = f"document {key.name} version {label}"
     if version.media_type == PDF:
-        try:
-            copy = await to_thread.run_sync(append_pages, original, page)
-        except ValueError:  # an upload readers open but pikepdf cannot: the signature page stands alone
-            copy = None
+        try:  # qpdf decompresses the upload's streams to write them again: in the memory-capped worker
+            copy = await to_thread.run_sync(lambda: isolation.run_isolated(append_pages, original, page, file=where))
+        except (isolation.ReadFailed, InvalidInput):  # an upload readers open but pikepdf cannot, or a bomb:
+            copy = None  # the signature page stands alone
         if copy is not None:
             made[SIGNED_COPY] = (copy, PDF)
         if copy is not None and PADES in wanted and keys.pades is not None:
@@ -343,10 +344,17 @@ async def manifest(key: DocumentKey, label: str, installation: Installation) -> 
 
             made[PADES] = (await to_thread.run_sync(pades), PDF)
     elif version.media_type == DOCX:
-        made[SIGNED_COPY] = (
-            await to_thread.run_sync(lambda: docx_with_signature_page(original, page_data, created_at=created_at)),
-            DOCX,
-        )
+        try:  # python-docx parses the upload: in the memory-capped worker, as when it was uploaded
+            made[SIGNED_COPY] = (
+                await to_thread.run_sync(
+                    lambda: isolation.run_isolated(
+                        docx_with_signature_page, original, page_data, created_at, file=where
+                    )
+                ),
+                DOCX,
+            )
+        except (isolation.ReadFailed, InvalidInput) as error:  # it was read at upload: the cap was lowered since
+            log.warning("%s: no Word copy with its signature page (%s); the page stands alone", where, error)
     at = utc_instant(audit_log.clock())
     async with transaction(f"signature page of document {key.name} version {label}"):
         version_id = (await version_row(key, label)).id

@@ -6,7 +6,6 @@ the datasets (deviations per site). Every failure is named; nothing is trusted b
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 import zipfile
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from trialcoord.exports.rules.sdtm import MAX_CHAR_BYTES, MAX_LABEL, NAME, Dataset, Kind, Variable
 from trialcoord.exports.writing import DEFINE, FORMAT, KEY_PEM, MANIFEST, REPORT, SIGNATURE, UNLISTED
 from trialcoord.kernel import signing_keys
+from trialcoord.kernel.archives import load_json
 from trialcoord.kernel.problems import InvalidInput
 from trialcoord.kernel.render.tabular import inert
 
@@ -167,10 +167,10 @@ class _Checker:
         raw = self.read(MANIFEST, _MANIFEST_LIMIT)
         if raw is None:
             return
-        try:
-            manifest = json.loads(raw)
-        except (ValueError, RecursionError) as error:
-            self.problem(f"{MANIFEST}: does not parse ({str(error)[:200]})")
+        try:  # bounded in depth too: Python's parser recurses once per level
+            manifest = load_json(raw, MANIFEST, limit=_MANIFEST_LIMIT)
+        except InvalidInput as error:
+            self.problem(f"{MANIFEST}: does not parse ({error.problems[0].message[:200]})")
             return
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             self.problem(f"{MANIFEST}: not a {FORMAT} manifest")
@@ -404,7 +404,10 @@ def _attached_figures(path: Path) -> dict[str, Any]:
         decoded = inflate.decompress(raw, _FIGURES_LIMIT + 1)
     if len(decoded) > _FIGURES_LIMIT:
         raise ValueError(f"{FIGURES_FILE} decodes to over {_FIGURES_LIMIT} bytes")
-    found = json.loads(decoded)
+    try:
+        found = load_json(decoded, FIGURES_FILE, limit=_FIGURES_LIMIT)
+    except InvalidInput as error:
+        raise ValueError(error.problems[0].message) from None
     if not isinstance(found, dict):
         raise ValueError(f"{FIGURES_FILE} is not a JSON object")
     return found

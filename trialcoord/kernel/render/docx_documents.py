@@ -132,7 +132,15 @@ def render_docx(template: str, data: Mapping, *, created_at: str, title: str, ve
     return _fixed_zip(saved.getvalue(), at.timetuple()[:6])
 
 
-def docx_with_signature_page(base: bytes, page: Mapping, *, created_at: str) -> bytes:
+def read_docx(data: bytes) -> int:
+    """Open an uploaded Word file as python-docx does to append a signature page; its number of paragraphs.
+    Run through kernel/isolation.py: parsing someone else's XML may take far more memory than the file."""
+    from docx import Document
+
+    return len(Document(io.BytesIO(data)).paragraphs)
+
+
+def docx_with_signature_page(base: bytes, page: Mapping, created_at: str) -> bytes:
     """A DOCX version with the signature page (the `signature_page` template's data) appended after a page
     break: the manifestation of its signatures in the Word file itself (11.50). Byte-stable like render_docx."""
     from docx import Document

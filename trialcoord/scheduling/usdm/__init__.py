@@ -26,9 +26,9 @@ YAML and its report), `converter.py` (the study, its version and first design, b
 
 from __future__ import annotations
 
-import json
 from datetime import date
 
+from trialcoord.kernel.archives import load_json
 from trialcoord.kernel.problems import InvalidInput, Problem
 from trialcoord.scheduling.usdm.converter import Conversion, _Converter
 from trialcoord.scheduling.usdm.text import _listing
@@ -36,14 +36,7 @@ from trialcoord.scheduling.usdm.typed_json import _typed
 
 
 def parse_usdm(text: str | bytes, file: str) -> dict:
-    try:
-        document = json.loads(text.decode("utf-8-sig") if isinstance(text, bytes) else text)
-    except UnicodeDecodeError as error:
-        raise InvalidInput([Problem(f"the file is not UTF-8 text (byte {error.start})", file)]) from None
-    except json.JSONDecodeError as error:
-        raise InvalidInput([Problem(f"not JSON: {error.msg}", file, line=error.lineno, column=error.colno)]) from None
-    except (ValueError, RecursionError) as error:  # an integer of thousands of digits, nesting too deep
-        raise InvalidInput([Problem(f"not JSON this importer can read: {error}", file)]) from None
+    document = load_json(text, file)  # bounded in size and depth (kernel/archives.py), each problem naming the file
     if not isinstance(document, dict) or "study" not in document:
         raise InvalidInput(
             [
