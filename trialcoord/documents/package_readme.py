@@ -13,6 +13,14 @@ def readme(manifest: Mapping[str, Any], registry: Mapping[str, Any]) -> str:
     key: Mapping[str, Any] = next(
         (k for k in registry.get("system_keys") or [] if k.get("key_id") == manifest["manifest_key_id"]), {}
     )
+    checkpoint = (
+        "\naudit-checkpoint.json is the site's signed audit checkpoint (tree size, Merkle root, instant) as the trail\n"
+        "stood when this package was made, signed by the same system key: keep it. Later, `trialcoord audit verify\n"
+        "--checkpoint audit-checkpoint.json` at the site proves that its trail still extends this one, so history\n"
+        "before it was not rewritten. Step 3 checks its bytes against the signed manifest.\n"
+        if manifest.get("audit_checkpoint")
+        else ""
+    )
     return f"""Regulatory binder of study {manifest["scope"]["study"]}, site {manifest["scope"]["site"] or "(all)"}
 generated {manifest["generated_at"]} by trialcoord.
 
@@ -44,4 +52,4 @@ Unzip the package, then in its folder (OpenSSL 3.0 or later, GNU coreutils):
 exchange.xml lists the same versions and files as an eTMF Exchange Mechanism Standard (EMS) batch
 (namespace https://tmfrefmodel.com/ems) for another eTMF to import; each FILE's INTEGRITY is the
 Subresource Integrity value (sha256-, then base64) of that file's bytes.
-"""
+{checkpoint}"""
