@@ -61,6 +61,7 @@ from trialcoord.kernel.web.errors import EXCEPTION_HANDLERS
 from trialcoord.kernel.web.guard import CSRF_FIELD, PUBLIC, Access, guard
 from trialcoord.kernel.web.openapi import SECURITY_SCHEMES, DocumentedRoutes
 from trialcoord.kernel.web.render_jobs import RenderJobController, RenderJobPages
+from trialcoord.kernel.web.security_headers import add_security_headers
 from trialcoord.overviews.pages.consent import ConsentPages
 from trialcoord.overviews.pages.grid import GridPages
 from trialcoord.overviews.pages.participants import ParticipantPages
@@ -166,6 +167,7 @@ def create_app(
             }
         ),
         before_request=count_tasks,
+        before_send=[add_security_headers],  # every answer, errors and litestar's own 404s included
         dependencies={
             "today": Provide(today, sync_to_thread=False),
             "access": Provide(access, sync_to_thread=False),
