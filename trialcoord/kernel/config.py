@@ -6,6 +6,7 @@ a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,6 +53,10 @@ class Settings:
     tsa_ca_file: Path | None = None  # its CA certificates (PEM): B-LT, the validation data embedded
     signatures_dir: Path = Path("signatures")  # the public signer registry
     nightly_at: time | None = time(2, 30)  # local time of the nightly refresh and detection `serve` runs (None: off)
+    access_log: Path | None = None  # the access log's file (None: standard error); docs/security.md
+    access_log_max_kb: int = 10240  # rotated at this size
+    access_log_backups: int = 10  # rotated files kept
+    trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For/-Proto `serve` believes
 
     def today(self) -> date:
         return datetime.now(ZoneInfo(self.time_zone)).date()
@@ -100,6 +105,10 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         tsa_ca_file=_tsa_ca_file(environ.get("TRIALCOORD_TSA_CA_FILE") or None, environ.get("TRIALCOORD_TSA_URL")),
         signatures_dir=Path(environ.get("TRIALCOORD_SIGNATURES_DIR") or "signatures"),
         nightly_at=_nightly(environ.get("TRIALCOORD_NIGHTLY"), environ.get("TRIALCOORD_NIGHTLY_AT") or "02:30"),
+        access_log=_access_log(environ.get("TRIALCOORD_ACCESS_LOG") or str(data_dir / "access.log")),
+        access_log_max_kb=_count("TRIALCOORD_ACCESS_LOG_MAX_KB", environ.get("TRIALCOORD_ACCESS_LOG_MAX_KB"), 10240, 1),
+        access_log_backups=_count("TRIALCOORD_ACCESS_LOG_BACKUPS", environ.get("TRIALCOORD_ACCESS_LOG_BACKUPS"), 10, 0),
+        trusted_proxies=_trusted_proxies(environ.get("TRIALCOORD_TRUSTED_PROXIES") or ""),
     )
 
 
@@ -172,6 +181,32 @@ def _nightly(switch: str | None, at: str) -> time | None:
     except ValueError:
         pass
     raise ConfigError(f"TRIALCOORD_NIGHTLY_AT: '{at}' is not a time of day as HH:MM, such as 02:30")
+
+
+def _access_log(text: str) -> Path | None:
+    return None if text == "-" else Path(text)
+
+
+def _count(variable: str, text: str | None, default: int, least: int) -> int:
+    if text is None or text == "":
+        return default
+    if not text.isdigit() or int(text) < least:
+        raise ConfigError(f"{variable}: '{text}' is not a whole number of at least {least}")
+    return int(text)
+
+
+def _trusted_proxies(text: str) -> tuple[str, ...]:
+    """Addresses or networks (CIDR) of the reverse proxies in front of `serve`; none by default."""
+    named = tuple(part.strip() for part in text.split(",") if part.strip())
+    for one in named:
+        try:
+            ipaddress.ip_network(one)
+        except ValueError:
+            raise ConfigError(
+                f"TRIALCOORD_TRUSTED_PROXIES: '{one}' is not an IP address or network such as 127.0.0.1 or "
+                "10.0.0.0/8 (a comma-separated list; '*' is refused: every client could forge its address)"
+            ) from None
+    return named
 
 
 def _flag(variable: str, text: str | None, default: bool) -> bool:

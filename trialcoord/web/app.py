@@ -56,6 +56,7 @@ from trialcoord.kernel.config import Settings, get_settings
 from trialcoord.kernel.database.opening import open_database
 from trialcoord.kernel.installation import Installation
 from trialcoord.kernel.rules.access import Role, Viewer
+from trialcoord.kernel.web.access_log import AccessLog
 from trialcoord.kernel.web.error_summary import error_summary
 from trialcoord.kernel.web.errors import EXCEPTION_HANDLERS
 from trialcoord.kernel.web.guard import CSRF_FIELD, PUBLIC, Access, guard
@@ -149,7 +150,7 @@ def create_app(
     def access(request: Request) -> Access:
         return request.state.access  # set by the guard, which runs first
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[health, *API_CONTROLLERS, *PAGE_CONTROLLERS, _static()],
         guards=[guard],
         # Pages and answers may hold personal data: never kept in a (shared workstation's) cache.
@@ -190,6 +191,11 @@ def create_app(
             render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"])],
         ),
     )
+    # Around litestar's whole handler (the exception handlers, the router's own 404s): every request is logged.
+    access_log = AccessLog(app.asgi_handler, settings)
+    app.asgi_handler = access_log
+    app.on_shutdown.append(access_log.close)
+    return app
 
 
 def _database(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
