@@ -17,7 +17,7 @@ PAGE_POLICY = "; ".join(
         "style-src 'self'",
         "img-src 'self'",
         "font-src 'self'",
-        "connect-src 'self'",  # session.js signs out with fetch()
+        "connect-src 'self'",  # session.js: "stay signed in" with fetch()
         "frame-src 'self'",  # the version page's preview of a document
         "form-action 'self'",
         "base-uri 'none'",
