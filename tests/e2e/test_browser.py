@@ -205,7 +205,7 @@ def test_enrol_randomise_and_record_a_late_visit(page):
 
     week2 = page.locator("#visit-V3")  # target: randomisation + 14 days, window -3/+3 days
     expect(week2).to_contain_text(str(randomised + timedelta(days=14)))
-    expect(page.locator("figure.timeline svg")).to_be_visible()
+    expect(page.locator("figure.timeline > svg")).to_be_visible()
 
     week2.get_by_text("Record").first.click()
     week2.locator("#V3-actual-date").fill(str(TODAY - timedelta(days=1)))
