@@ -4,6 +4,7 @@ token; written to a file that rotates."""
 from __future__ import annotations
 
 import re
+import stat
 
 import httpx
 import pytest
@@ -79,6 +80,9 @@ async def test_the_log_rotates_at_its_size_and_keeps_its_backups(db, tmp_path, s
     logs = sorted(p.name for p in (tmp_path / "logs").iterdir())
     assert logs == ["access.log", "access.log.1", "access.log.2"]
     assert all((tmp_path / "logs" / name).stat().st_size <= 1024 for name in logs)
+    # It names users and addresses: readable by the server's account only.
+    assert {stat.S_IMODE((tmp_path / "logs" / name).stat().st_mode) for name in logs} == {0o600}
+    assert stat.S_IMODE((tmp_path / "logs").stat().st_mode) == 0o700
     assert lines(tmp_path)[-1]["path"] == "/health"
 
 

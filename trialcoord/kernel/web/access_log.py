@@ -31,6 +31,7 @@ class _PrivateRotatingFile(RotatingFileHandler):
     """Its files readable by the server's account only: the log names users and addresses."""
 
     def _open(self) -> TextIOWrapper:
+        os.makedirs(os.path.dirname(self.baseFilename), mode=0o700, exist_ok=True)  # at the first line, not before
         descriptor = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         return open(descriptor, "a", encoding=self.encoding, errors=self.errors)  # noqa: SIM115 - the handler closes it
 
@@ -85,7 +86,6 @@ def _user(scope: Scope) -> str:
 def _handler(settings: Settings) -> logging.Handler:
     if settings.access_log is None:
         return logging.StreamHandler(sys.stderr)
-    settings.access_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     return _PrivateRotatingFile(
         settings.access_log,
         maxBytes=settings.access_log_max_kb * 1024,
