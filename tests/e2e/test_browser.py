@@ -205,7 +205,7 @@ def test_enrol_randomise_and_record_a_late_visit(page):
 
     week2 = page.locator("#visit-V3")  # target: randomisation + 14 days, window -3/+3 days
     expect(week2).to_contain_text(str(randomised + timedelta(days=14)))
-    expect(page.locator("figure.timeline svg")).to_be_visible()
+    expect(page.locator("figure.timeline > svg")).to_be_visible()
 
     week2.get_by_text("Record").first.click()
     week2.locator("#V3-actual-date").fill(str(TODAY - timedelta(days=1)))
@@ -432,3 +432,57 @@ def test_a_consent_version_is_signed_made_effective_and_sends_a_participant_to_r
     ivan.goto("/studies/DEMO-001/binder")
     expect(ivan.locator("#checklist")).to_contain_text("IRB/IEC approval decision")
     expect(ivan.locator("#checklist-summary")).to_contain_text("missing")
+
+
+CSP_WATCH = """window.__violations = [];
+document.addEventListener("securitypolicyviolation", (e) => window.__violations.push(
+  `${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`));"""
+MAIN_PAGES = [
+    "/",
+    "/studies/DEMO-001",
+    "/studies/DEMO-001?tab=participants",
+    "/studies/DEMO-001/participants/101-001",  # the SVG timeline and its legend
+    "/studies/DEMO-001/deviations",
+    "/studies/DEMO-001/deviations/trends",  # the SVG charts
+    "/studies/DEMO-001/reports",
+    "/studies/DEMO-001/documents",
+    "/studies/DEMO-001/binder",
+    "/studies/DEMO-001/audit",
+    "/admin",
+    "/calendar-feeds",
+    "/jobs",
+]
+
+
+def test_the_main_pages_break_no_content_security_policy(browser, server, tmp_path):
+    """The policy (docs/security.md) forbids inline script and style: nothing a page does is refused, and a PDF
+    version's preview frame (framed by the app itself) loads."""
+    admin = sign_in(browser, server, "admin")
+    admin.add_init_script(CSP_WATCH)  # the browser's own injection: not subject to the page's policy
+    refused: list[str] = []
+    admin.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    pdf = tmp_path / "policy.pdf"
+    pdf.write_bytes(b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")
+    _store(admin, "Policy check", "087", "1", pdf)  # a form post, and a PDF whose version page frames it
+    pages = [*MAIN_PAGES, "/studies/DEMO-001/documents/version?name=Policy%20check&label=1&site=101"]
+    for path in pages:
+        answer = admin.goto(path)
+        assert answer is not None and answer.status == 200, path
+        admin.wait_for_load_state("load")
+        if "/version?" in path:
+            refused += _preview_refusal(admin)
+        refused += [f"{path}: {v}" for v in admin.evaluate("window.__violations")]
+    assert refused == []
+    admin.context.close()
+
+
+def _preview_refusal(page) -> list[str]:
+    """The version page's preview (loading="lazy": it loads once near the viewport) loads in its frame."""
+    page.locator("#preview").scroll_into_view_if_needed()
+    for _ in range(100):  # until the frame has navigated (not a time limit on the app: the loop ends either way)
+        frame = page.frame(name="preview")
+        if frame is not None and frame.url not in ("", "about:blank"):
+            break
+        page.wait_for_timeout(100)
+    url = frame.url if frame is not None else "no frame"
+    return [] if "/documents/content" in url else [f"the preview frame did not load: {url}"]

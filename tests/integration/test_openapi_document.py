@@ -41,8 +41,9 @@ FILE_TYPES = {
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """An app and the document it serves at /schema/openapi.json (no lifespan: no database is opened)."""
-    unused = tmp_path_factory.mktemp("openapi") / "unused.sqlite3"
-    app = create_app(load_settings({"TRIALCOORD_DATABASE_URL": f"sqlite:///{unused}"}), account_rules=account_rules())
+    folder = tmp_path_factory.mktemp("openapi")  # its access log too: never into the working directory
+    settings = {"TRIALCOORD_DATABASE_URL": f"sqlite:///{folder / 'unused.sqlite3'}", "TRIALCOORD_DATA_DIR": str(folder)}
+    app = create_app(load_settings(settings), account_rules=account_rules())
     return app, asyncio.run(_fetch(app))
 
 

@@ -43,7 +43,7 @@ CHECKS = [
 # at import from the app itself (no database access), and the data arrives in a fixture before any case.
 DATA_DIR = Path(tempfile.mkdtemp(prefix="trialcoord-fuzz-"))
 DATABASE_URL = f"sqlite:///{DATA_DIR / 'fuzz.sqlite3'}"
-app = create_app(load_settings({"TRIALCOORD_DATABASE_URL": DATABASE_URL}))
+app = create_app(load_settings({"TRIALCOORD_DATABASE_URL": DATABASE_URL, "TRIALCOORD_DATA_DIR": str(DATA_DIR)}))
 schema = schemathesis.openapi.from_dict(app.openapi_schema.to_schema())
 schema.app = app  # as from_asgi does: cases go to the app in-process, which starts its lifespan
 schema.config.generation.update(with_security_parameters=False)  # every case carries the administrator's token

@@ -160,13 +160,14 @@ async def test_sessions_end_after_the_inactivity_timeout(anonymous, personas, cl
     assert page.status_code == 401 and "Sign in" in page.text  # the ended session is no session at all
 
 
-async def test_the_timeout_is_configurable(db, personas, clock):
+async def test_the_timeout_is_configurable(db, personas, clock, tmp_path):
     import httpx
 
     from trialcoord.kernel.config import load_settings
     from trialcoord.web.app import create_app
 
-    app = create_app(load_settings({"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_SESSION_TIMEOUT_MINUTES": "5"}))
+    settings = {"TRIALCOORD_DATABASE_URL": db.url, "TRIALCOORD_DATA_DIR": str(tmp_path / "data")}
+    app = create_app(load_settings({**settings, "TRIALCOORD_SESSION_TIMEOUT_MINUTES": "5"}))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://testserver") as client:
         await signed_in(client, "coord-a")
         clock(minutes=5)

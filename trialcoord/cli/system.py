@@ -62,7 +62,10 @@ def serve(host: str | None, port: int | None) -> int:
     nightly_log = logging.getLogger("trialcoord.home.nightly")
     nightly_log.addHandler(handler)
     nightly_log.setLevel(logging.INFO)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    print(f"access log: {settings.access_log or 'standard error'}", flush=True)
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level="warning", access_log=False, **proxy_trust(settings)
+    )
     return 0
 
 
@@ -71,6 +74,15 @@ def start_check(settings: Settings) -> str | None:
     from trialcoord.kernel import anchors
 
     return anchors.start_check(settings)
+
+
+def proxy_trust(settings: Settings) -> dict:
+    """uvicorn's options: X-Forwarded-For/-Proto believed only from the proxies the settings name. uvicorn's
+    own default believes 127.0.0.1, so anyone on the server's machine (or a proxy passing the header through)
+    could claim any client address: past the per-address sign-in limit and into the audit trail."""
+    if not settings.trusted_proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(settings.trusted_proxies)}
 
 
 def nightly_notice(settings: Settings) -> str:

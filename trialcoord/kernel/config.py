@@ -6,6 +6,7 @@ a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -55,6 +56,10 @@ class Settings:
     checkpoint_dir: Path | None = None  # signed audit checkpoints written outside the database (None: unanchored)
     checkpoint_every: int = 1000  # a checkpoint there after each this many audit entries (and daily)
     checkpoint_dir_inside_data: bool = False  # allow checkpoint_dir inside data_dir (same disk: a weaker anchor)
+    access_log: Path | None = None  # the access log's file (None: standard error); docs/security.md
+    access_log_max_kb: int = 10240  # rotated at this size
+    access_log_backups: int = 10  # rotated files kept
+    trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For/-Proto `serve` believes
 
     def today(self) -> date:
         return datetime.now(ZoneInfo(self.time_zone)).date()
@@ -108,6 +113,10 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         checkpoint_dir_inside_data=_flag(
             "TRIALCOORD_CHECKPOINT_DIR_INSIDE_DATA", environ.get("TRIALCOORD_CHECKPOINT_DIR_INSIDE_DATA"), default=False
         ),
+        access_log=_access_log(environ.get("TRIALCOORD_ACCESS_LOG") or str(data_dir / "access.log")),
+        access_log_max_kb=_count("TRIALCOORD_ACCESS_LOG_MAX_KB", environ.get("TRIALCOORD_ACCESS_LOG_MAX_KB"), 10240, 1),
+        access_log_backups=_count("TRIALCOORD_ACCESS_LOG_BACKUPS", environ.get("TRIALCOORD_ACCESS_LOG_BACKUPS"), 10, 0),
+        trusted_proxies=_trusted_proxies(environ.get("TRIALCOORD_TRUSTED_PROXIES") or ""),
     )
 
 
@@ -186,6 +195,32 @@ def _nightly(switch: str | None, at: str) -> time | None:
     except ValueError:
         pass
     raise ConfigError(f"TRIALCOORD_NIGHTLY_AT: '{at}' is not a time of day as HH:MM, such as 02:30")
+
+
+def _access_log(text: str) -> Path | None:
+    return None if text == "-" else Path(text)
+
+
+def _count(variable: str, text: str | None, default: int, least: int) -> int:
+    if text is None or text == "":
+        return default
+    if not text.isdigit() or int(text) < least:
+        raise ConfigError(f"{variable}: '{text}' is not a whole number of at least {least}")
+    return int(text)
+
+
+def _trusted_proxies(text: str) -> tuple[str, ...]:
+    """Addresses or networks (CIDR) of the reverse proxies in front of `serve`; none by default."""
+    named = tuple(part.strip() for part in text.split(",") if part.strip())
+    for one in named:
+        try:
+            ipaddress.ip_network(one)
+        except ValueError:
+            raise ConfigError(
+                f"TRIALCOORD_TRUSTED_PROXIES: '{one}' is not an IP address or network such as 127.0.0.1 or "
+                "10.0.0.0/8 (a comma-separated list; '*' is refused: every client could forge its address)"
+            ) from None
+    return named
 
 
 def _flag(variable: str, text: str | None, default: bool) -> bool:

@@ -57,11 +57,13 @@ from trialcoord.kernel.config import Settings, get_settings
 from trialcoord.kernel.database.opening import open_database
 from trialcoord.kernel.installation import Installation
 from trialcoord.kernel.rules.access import Role, Viewer
+from trialcoord.kernel.web.access_log import AccessLog
 from trialcoord.kernel.web.error_summary import error_summary
 from trialcoord.kernel.web.errors import EXCEPTION_HANDLERS
 from trialcoord.kernel.web.guard import CSRF_FIELD, PUBLIC, Access, guard
 from trialcoord.kernel.web.openapi import SECURITY_SCHEMES, DocumentedRoutes
 from trialcoord.kernel.web.render_jobs import RenderJobController, RenderJobPages
+from trialcoord.kernel.web.security_headers import add_security_headers
 from trialcoord.overviews.pages.consent import ConsentPages
 from trialcoord.overviews.pages.grid import GridPages
 from trialcoord.overviews.pages.participants import ParticipantPages
@@ -149,7 +151,7 @@ def create_app(
     def access(request: Request) -> Access:
         return request.state.access  # set by the guard, which runs first
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[health, *API_CONTROLLERS, *PAGE_CONTROLLERS, _static()],
         guards=[guard],
         # Pages and answers may hold personal data: never kept in a (shared workstation's) cache.
@@ -167,6 +169,7 @@ def create_app(
             }
         ),
         before_request=count_tasks,
+        before_send=[add_security_headers],  # every answer, errors and litestar's own 404s included
         dependencies={
             "today": Provide(today, sync_to_thread=False),
             "access": Provide(access, sync_to_thread=False),
@@ -189,6 +192,11 @@ def create_app(
             render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"])],
         ),
     )
+    # Around litestar's whole handler (the exception handlers, the router's own 404s): every request is logged.
+    access_log = AccessLog(app.asgi_handler, settings)
+    app.asgi_handler = access_log
+    app.on_shutdown.append(access_log.close)
+    return app
 
 
 def _database(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
