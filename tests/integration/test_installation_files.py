@@ -77,7 +77,9 @@ def test_a_second_installation_from_one_checkout_never_replaces_the_first_ones_r
     assert system_key_of(published / "registry.json") == system_key_of(theirs)
 
 
-def test_the_data_directory_and_keys_are_the_owners_only_and_the_keys_live_apart(tmp_path, no_key_variables):
+def test_the_data_directory_and_keys_are_the_owners_only_the_keys_apart_and_the_old_place_still_read(
+    tmp_path, no_key_variables
+):
     root = tmp_path / "site"
     environment = installation(root, tmp_path / "signatures")
     said = succeeds("setup", "--no-demo", env=environment)
@@ -93,22 +95,19 @@ def test_the_data_directory_and_keys_are_the_owners_only_and_the_keys_live_apart
         assert mode(path) == expected, f"{path} has mode {oct(mode(path))}"
     assert mode(tmp_path / "c.json") == 0o600
 
-
-def test_keys_in_the_old_place_keep_working_and_setup_says_how_to_move_them(tmp_path, no_key_variables):
-    root = tmp_path / "site"
-    environment = installation(root, tmp_path / "signatures")
-    succeeds("setup", "--no-demo", env=environment)
-    data, keys = root / "data", root / "data-keys"
+    # Keys an installation made before issue 17 kept in the data directory are read from there.
     for name in KEY_FILES:  # an installation made before keys had a directory of their own
         shutil.move(keys / name, data / name)
     keys.rmdir()
+    data.chmod(0o755)  # as an older release made it
     held = {name: (data / name).read_bytes() for name in KEY_FILES}
 
     again = succeeds("setup", "--no-demo", env=environment)
     assert "created" not in again, again
     assert f"move them to {keys}" in again, again
     assert {name: (data / name).read_bytes() for name in KEY_FILES} == held
-    assert "signed by key" in succeeds("audit", "checkpoint", "--out", str(tmp_path / "c.json"), env=environment)
+    assert mode(data) == 0o700, "setup did not tighten the data directory"
+    assert "signed by key" in succeeds("audit", "checkpoint", "--out", str(tmp_path / "c2.json"), env=environment)
 
 
 # backup and restore ------------------------------------------------------------------------------
@@ -156,6 +155,14 @@ async def test_backup_then_restore_on_an_empty_database_verifies_and_the_refusal
     assert "signatures/registry.json: its SHA-256 differs from the manifest's" in fails(
         1, "restore", str(tampered), "--replace-database", env=env
     )
+
+    pii_keys = tmp_path / "data-keys" / "pii-keys.json"
+    held = pii_keys.read_bytes()
+    pii_keys.write_text("{}")  # the installation's key is not the backup's: replacing it would lose data
+    refused = fails(3, "restore", str(backup), "--replace-database", env=env)
+    assert f"{pii_keys}" in refused and "--replace-keys" in refused, refused
+    assert pii_keys.read_bytes() == b"{}"
+    pii_keys.write_bytes(held)
 
     (tampered / "manifest.json").write_text("[]")
     assert "not a trialcoord backup manifest" in fails(2, "restore", str(tampered), env=env)

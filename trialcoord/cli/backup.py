@@ -11,14 +11,13 @@ import json
 import os
 import re
 import shutil
-import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from trialcoord.cli import backup_database as database
 from trialcoord.kernel import command_support as support
 from trialcoord.kernel.command_support import UsageError
 from trialcoord.kernel.config import POSTGRES, Settings, get_settings
@@ -70,7 +69,7 @@ def backup(target: Path) -> int:
     private_directory(target)
     private_directory(target / "keys")
     engine = settings.database_url.kind
-    _copy_database(settings, target / DATABASE[engine])
+    database.copy_database(settings, target / DATABASE[engine])
     files = [DATABASE[engine]]
     left_out = []
     for path in _key_files(settings):
@@ -107,19 +106,6 @@ def backup(target: Path) -> int:
     return 0
 
 
-def _copy_database(settings: Settings, out: Path) -> None:
-    if settings.database_url.kind == POSTGRES:
-        _tool("pg_dump", "--format=custom", "--no-owner", f"--file={out}", f"--dbname={settings.database_url.url}")
-        return
-    source = sqlite3.connect(settings.database_url.path)
-    copy = sqlite3.connect(out)
-    try:
-        source.backup(copy)  # consistent while the server writes (WAL)
-    finally:
-        copy.close()
-        source.close()
-
-
 def _sign(text: bytes, target: Path) -> str:
     from trialcoord.kernel import signing_keys
 
@@ -140,10 +126,10 @@ def restore(source: Path, replace_database: bool, replace_keys: bool, accept_old
             raise NotVerified(_older(manifest["audit"]["size"], anchor))
         if manifest["engine"] != settings.database_url.kind:
             raise UsageError(f"{source}: a {manifest['engine']} backup; the configured database is not")
-        if _holds_data(settings) and not replace_database:
+        if database.holds_data(settings) and not replace_database:
             raise Refused(f"{settings.database_url}: the database holds data; pass --replace-database to overwrite it")
         _restore_keys(source, manifest, settings, replace_keys)
-        _restore_database(source / DATABASE[manifest["engine"]], settings, replace_database)
+        database.restore_database(source / DATABASE[manifest["engine"]], settings, replace_database)
         registry = _own_registry(settings)
         if registry is not None and (source / "signatures").is_dir():
             from trialcoord.cli.system import private_directory
@@ -196,48 +182,6 @@ def _checked_manifest(source: Path) -> dict[str, Any]:
     if problems:
         raise NotVerified("; ".join(f"{source}/{problem}" for problem in problems))
     return manifest
-
-
-def _holds_data(settings: Settings) -> bool:
-    """Whether any audit entry was ever written there (every write records one)."""
-    if settings.database_url.kind == POSTGRES:
-
-        def query(sql: str) -> str:
-            where = f"--dbname={settings.database_url.url}"
-            return _tool("psql", "--no-psqlrc", "--tuples-only", "--no-align", where, f"--command={sql}").strip()
-
-        return query("SELECT to_regclass('audit_head') IS NOT NULL") == "t" and query(
-            "SELECT size FROM audit_head"
-        ) not in ("", "0")
-    if not Path(settings.database_url.path).exists():
-        return False
-    connection = sqlite3.connect(f"file:{settings.database_url.path}?mode=ro", uri=True)
-    try:
-        rows = connection.execute("SELECT name FROM sqlite_master WHERE name = 'audit_head'").fetchall()
-        return bool(rows) and connection.execute("SELECT size FROM audit_head").fetchone() not in (None, (0,))
-    finally:
-        connection.close()
-
-
-def _restore_database(copy: Path, settings: Settings, replace: bool) -> None:
-    url = settings.database_url
-    if url.kind == POSTGRES:
-        if replace:  # objects the backup lacks (a newer migration's) must go too
-            _tool(
-                "psql",
-                "--no-psqlrc",
-                f"--dbname={url.url}",
-                "--command=DROP SCHEMA public CASCADE; CREATE SCHEMA public",
-            )
-        _tool("pg_restore", "--no-owner", "--exit-on-error", f"--dbname={url.url}", str(copy))
-        return
-    Path(url.path).parent.mkdir(parents=True, exist_ok=True)
-    source, target = sqlite3.connect(copy), sqlite3.connect(url.path)
-    try:
-        source.backup(target)  # replaces every page, WAL included
-    finally:
-        target.close()
-        source.close()
 
 
 def _restore_keys(source: Path, manifest: dict[str, Any], settings: Settings, replace: bool) -> None:
@@ -342,15 +286,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _tool(name: str, *args: str) -> str:
-    if shutil.which(name) is None:
-        raise UsageError(f"{name} is not on PATH: PostgreSQL backups need the PostgreSQL client tools (pg_dump 15+)")
-    done = subprocess.run([name, *args], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise UsageError(f"{name} failed: {done.stderr.strip()}")
-    return done.stdout
 
 
 def _now() -> str:
