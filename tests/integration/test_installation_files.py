@@ -176,9 +176,9 @@ async def test_backup_then_restore_on_an_empty_database_verifies_and_the_refusal
     # The trail grows past the backup and an external checkpoint anchors it: the older backup is refused.
     succeeds("user", "create", "late", "--name", "Late User", "--email", "late@example.org", "--generate", env=env)
     succeeds("audit", "checkpoint", "--out", str(checkpoints / "checkpoint-999-20261208T000000Z.json"), env=env)
-    await wipe(db)
-    refused = fails(1, "restore", str(backup), env=env)
+    refused = fails(1, "restore", str(backup), "--replace-database", env=env)
     assert "older than the external checkpoint" in refused and "--accept-older" in refused, refused
-    accepted = succeeds("restore", str(backup), "--accept-older", env=env)
+    assert "late\t" in succeeds("user", "list", env=env), "a refused restore changed the database"
+    accepted = succeeds("restore", str(backup), "--replace-database", "--accept-older", env=env)
     assert "restored a trail older than" in accepted, accepted
     assert "late\t" not in succeeds("user", "list", env=env)

@@ -24,6 +24,7 @@ from trialcoord.kernel.config import POSTGRES, Settings, get_settings
 
 if TYPE_CHECKING:
     from trialcoord.kernel.rules.audit_verification import Checkpoint
+    from trialcoord.kernel.system_keys import SystemKeys
 
 FORMAT = "trialcoord-backup/1"
 MANIFEST, SIGNATURE = "manifest.json", "manifest.json.sig"
@@ -65,6 +66,7 @@ def backup(target: Path) -> int:
     settings = get_settings()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UsageError(f"{target}: not empty; back up into a new or empty folder")
+    keys = support.installation().keys()  # before anything is written: no key, no half-made backup
     report = support.database(audit_log.verify)  # the head recorded is at most the copy's (writes may follow)
     private_directory(target)
     private_directory(target / "keys")
@@ -94,7 +96,7 @@ def backup(target: Path) -> int:
     }
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     (target / MANIFEST).write_text(text, encoding="utf-8")
-    signed_by = _sign(text.encode(), target)
+    signed_by = _sign(text.encode(), target, keys)
     print(
         f"backed up to {target}: the {engine} database with {report.result.size} audit entries"
         f" (root {report.result.root}), {len(files) - 1} key and registry files; manifest signed by key {signed_by}"
@@ -106,10 +108,9 @@ def backup(target: Path) -> int:
     return 0
 
 
-def _sign(text: bytes, target: Path) -> str:
+def _sign(text: bytes, target: Path, keys: SystemKeys) -> str:
     from trialcoord.kernel import signing_keys
 
-    keys = support.installation().keys()
     (target / SIGNATURE).write_text(signing_keys.sign_bytes(text, keys.manifest_key) + "\n", encoding="utf-8")
     return keys.manifest_key_id
 
