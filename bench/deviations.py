@@ -249,6 +249,7 @@ def served(url: str):
     """`trialcoord serve` on the benchmark's database with a monitor's bearer token; yields the base URL."""
     with tempfile.TemporaryDirectory(prefix="trialcoord-bench-") as tmp:
         env = {**os.environ, "TRIALCOORD_DATA_DIR": tmp, "TRIALCOORD_DATABASE_URL": url}
+        env["TRIALCOORD_KEYS_DIR"] = f"{tmp}/keys"  # inside the temporary folder: removed with it
         cli = [sys.executable, "-m", "trialcoord.cli.main"]
 
         def run(*args: str) -> str:

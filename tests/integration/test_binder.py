@@ -175,6 +175,7 @@ async def test_the_commands_sign_export_and_verify_a_binder(study, db, tmp_path,
     }
     (tmp_path / "signatures").mkdir()
     assert run("setup", "--no-demo", env=env).returncode == 0
+    assert run("signatures", "publish", env=env).returncode == 0  # kept current from now on: it is this one's
     await users.create_user("ivan", "Dr. Ivan", "ivan@example.org", PASSWORD, "admin", rules=account_rules())
     await users.grant("ivan", "investigator", "TST-1", "101", LONG_AGO, None, "admin")
     file = tmp_path / "cv.pdf"

@@ -116,7 +116,7 @@ async def me(client, token: str):
 async def test_setup_creates_private_keys_and_one_administrator_and_changes_nothing_when_run_again(
     db, env, tmp_path, anonymous
 ):
-    data = tmp_path / "data"
+    data, keys_dir = tmp_path / "data", tmp_path / "data-keys"  # keys apart from the data directory
     assert not data.exists()
 
     first = succeeds("setup", env=env)
@@ -128,7 +128,7 @@ async def test_setup_creates_private_keys_and_one_administrator_and_changes_noth
 
     keys = {}
     for name in ("pii-keys.json", "audit-key.json"):
-        path = data / name
+        path = keys_dir / name
         assert path.is_file(), f"setup did not create {path}"
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == 0o600, f"{name} has mode {oct(mode)}; only its owner may read it"
@@ -141,7 +141,7 @@ async def test_setup_creates_private_keys_and_one_administrator_and_changes_noth
     assert "set-up complete" in again
     assert "password" not in again.lower() and password not in again, again
     assert "created" not in again and "demo study loaded" not in again, again
-    assert {name: (data / name).read_bytes() for name in keys} == keys, "a second setup replaced a key"
+    assert {name: (keys_dir / name).read_bytes() for name in keys} == keys, "a second setup replaced a key"
 
     signed = await sign_in(anonymous, "admin", password)
     assert signed.status_code == 201, signed.text
@@ -347,7 +347,7 @@ async def test_keys_rotate_reencrypts_stored_personal_data_and_retire_removes_th
     from trialcoord.scheduling import identities, participants, sites
 
     succeeds("setup", "--no-demo", env=env)
-    key_file = Path(env["TRIALCOORD_DATA_DIR"]) / "pii-keys.json"
+    key_file = Path(env["TRIALCOORD_DATA_DIR"] + "-keys") / "pii-keys.json"  # the keys directory
     old_id = pii.load_key_file(key_file).current
     monkeypatch.setenv(pii.KEY_FILE_VARIABLE, str(key_file))  # the test process reads the same file
     succeeds("protocol", "load", "protocols/DEMO-001/1.0.yaml", env=env)

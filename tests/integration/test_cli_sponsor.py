@@ -14,16 +14,14 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_a_package_made_on_the_command_line_verifies_and_bad_requests_are_named(env, tmp_path):  # noqa: F811
-    published = tmp_path / "signatures"  # the site's public registry, never the checkout's
-    published.mkdir()
-    env = {**env, "TRIALCOORD_SIGNATURES_DIR": str(published)}
     succeeds("setup", env=env)
+    own = tmp_path / "data" / "signatures" / "registry.json"  # the installation's registry, by default
     out = tmp_path / "p.zip"
     made = succeeds("export", "sponsor", "DEMO-001", "--out", str(out), env=env)
     assert made.startswith(f"{out}: transfer 1 of DEMO-001, ") and "sha256 " in made
     checked = succeeds("verify", str(out), env=env)  # the configured registry holds the system key
     assert "sponsor package" in checked and "trusted through the signer registry " in checked
-    assert f"{published}/registry.json" in checked
+    assert f"{own}" in checked
     again = succeeds("export", "sponsor", "DEMO-001", "--transfer", "1", "--out", str(tmp_path / "q.zip"), env=env)
     assert "(a rebuild of transfer 1)" in again
     assert (tmp_path / "q.zip").read_bytes() == out.read_bytes()

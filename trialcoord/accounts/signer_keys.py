@@ -111,23 +111,72 @@ _registry_lock = asyncio.Lock()
 
 
 async def write_registry(installation: Installation, directory: Path | None = None) -> Path | None:
-    """Refresh `signatures/registry.json` (and the PAdES certificate) from the database, the registry's source.
-    Built and written under one lock, so a slower writer never replaces a newer registry with an older one
-    (within this process; a command-line run and the server write the same current state)."""
+    """Refresh the installation's registry (and PAdES certificate) from the database, the registry's source: in
+    `directory` if given, else under the data directory, and the published copy too while it is this
+    installation's. Built and written under one lock, so a slower writer never replaces a newer registry with
+    an older one (within this process; a command-line run and the server write the same current state)."""
     async with _registry_lock:
-        return await _write_registry(installation, directory)
+        try:
+            document = await registry(installation)
+        except NotConfigured:  # no system key yet (before `setup`): the database keeps the registry meanwhile
+            return None
+        if directory is not None:
+            return _write_registry(installation, document, Path(directory))
+        own = installation.registry_dir
+        if own is None:
+            return None
+        written = _write_registry(installation, document, own)
+        published = installation.signatures_dir
+        if written is not None and published is not None and _installation_of(published) == _system_key(document):
+            _write_registry(installation, document, Path(published))
+        return written
 
 
-async def _write_registry(installation: Installation, directory: Path | None) -> Path | None:
-    directory = directory or installation.signatures_dir
-    if directory is None or not Path(directory).is_dir():
-        return None
-    try:
+async def publish_registry(installation: Installation, directory: Path, replace_other: bool = False) -> Path:
+    """Copy the installation's current registry and PAdES certificate to `directory` (`signatures publish`);
+    a registry of another installation there is kept unless `replace_other`."""
+    async with _registry_lock:
         document = await registry(installation)
-    except NotConfigured:  # no system key yet (before `setup`): the database keeps the registry meanwhile
-        return None
-    target = Path(directory) / "registry.json"
+        found = _installation_of(directory)
+        if found not in (None, _system_key(document)) and not replace_other:
+            raise Conflict(
+                f"{directory / 'registry.json'} is the registry of another installation (system key {found}, this"
+                f" one's is {_system_key(document)}); its binders verify against it: publish elsewhere with --to,"
+                " or pass --replace-other-installation"
+            )
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise invalid(f"{directory}: cannot be made ({error.strerror})", field="--to") from None
+        if replace_other:
+            (directory / "registry.json").unlink(missing_ok=True)  # a newer generated_at of theirs must not win
+        if installation.registry_dir is not None:  # the same state in both
+            _write_registry(installation, document, installation.registry_dir)
+        written = _write_registry(installation, document, directory)
+        if written is None:
+            raise invalid(f"{directory / 'registry.json'}: cannot be written", field="--to")
+        return written
+
+
+def _system_key(document: dict[str, Any]) -> str:
+    return str(document["system_keys"][0]["key_id"])
+
+
+def _installation_of(directory: Path) -> str | None:
+    """Whose registry `directory` holds: its system key's ID (the installation's manifest key); None if none."""
     try:
+        document = json.loads((Path(directory) / "registry.json").read_text(encoding="utf-8"))
+        return str(document["system_keys"][0]["key_id"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return "(unreadable)"
+
+
+def _write_registry(installation: Installation, document: dict[str, Any], directory: Path) -> Path | None:
+    target = directory / "registry.json"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
         if _published_at(target) > document["generated_at"]:  # another process published a newer state
             return target
         temporary = target.with_suffix(f".{os.getpid()}.tmp")
@@ -137,8 +186,8 @@ async def _write_registry(installation: Installation, directory: Path | None) ->
         if pades is not None:
             from trialcoord.kernel.render.signed_pdf import certificate_pem
 
-            (Path(directory) / "pades-certificate.pem").write_text(certificate_pem(pades[1]), encoding="utf-8")
-    except OSError as error:  # the database holds the registry; the published copy is refreshed next time
+            (directory / "pades-certificate.pem").write_text(certificate_pem(pades[1]), encoding="utf-8")
+    except OSError as error:  # the database holds the registry; the copy is refreshed next time
         log.error("the signer registry %s could not be written: %s", target, error)
         return None
     return target

@@ -15,7 +15,7 @@ import sys
 from trialcoord.accounts import cli as accounts
 from trialcoord.amendments import cli as amendments
 from trialcoord.audit import cli as audit
-from trialcoord.cli import system, verify
+from trialcoord.cli import backup, system, verify
 from trialcoord.demo import cli as demo
 from trialcoord.deviations import cli as deviations
 from trialcoord.documents import cli as documents
@@ -27,7 +27,7 @@ EXIT_INTERRUPTED, EXIT_PIPE_CLOSED = 130, 141
 
 # From the bottom up, so that a group (such as `protocol`) is made by the lowest feature that has commands in it;
 # `--help` lists the commands in this order.
-FEATURES = (scheduling, accounts, documents, deviations, amendments, audit, demo, exports, system, verify)
+FEATURES = (scheduling, accounts, documents, deviations, amendments, audit, demo, exports, system, backup, verify)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Everything the commands and the server make (database, exports, render cache, logs, keys) is the
+    # owner's only: directories 0700, files 0600 (issue 17).
+    os.umask(0o077)
     from trialcoord.kernel.config import ConfigError
     from trialcoord.kernel.problems import InvalidInput
 

@@ -28,6 +28,18 @@ def register(commands) -> None:
     first.add_argument("--no-demo", action="store_true", help="do not load the demo study")
     first.set_defaults(run=lambda a: setup(demo=not a.no_demo))
 
+    signatures = support.group(commands, "signatures", "the installation's public signer registry")
+    publish = signatures.add_parser(
+        "publish", help="copy the installation's signer registry and PAdES certificate to the public folder"
+    )
+    publish.add_argument("--to", metavar="DIR", help="the folder (default TRIALCOORD_SIGNATURES_DIR, signatures/)")
+    publish.add_argument(
+        "--replace-other-installation",
+        action="store_true",
+        help="replace a registry another installation published there (its binders then no longer verify with it)",
+    )
+    publish.set_defaults(run=lambda a: publish_registry(a.to, a.replace_other_installation))
+
 
 def migrate() -> int:
     from trialcoord.kernel.database.opening import open_database
@@ -109,7 +121,9 @@ def setup(demo: bool = True) -> int:
     unanchored = start_check(settings)
     if unanchored:
         print(unanchored)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_directory(settings.data_dir)
+    if settings.keys_dir is not None:
+        private_directory(settings.keys_dir)
     pii_key_file = _configured(settings.pii_key_file, "TRIALCOORD_PII_KEY_FILE")
     audit_key_file = _configured(settings.audit_key_file, "TRIALCOORD_AUDIT_KEY_FILE")
     passphrase = _configured(settings.audit_passphrase_file, "TRIALCOORD_AUDIT_PASSPHRASE_FILE")
@@ -141,10 +155,12 @@ def setup(demo: bool = True) -> int:
         demo_password = generated_password()
         users = await add_demo_users(support.today(), demo_password, support.actor(), rules()) if loaded else []
 
-        await signer_keys.write_registry(support.installation())  # the public registry, with this system's key
+        # This installation's registry, under its data directory; published to signatures/ only when asked.
+        await signer_keys.write_registry(support.installation())
         return created, loaded, users, demo_password
 
     password, loaded, users, demo_password = support.database(run)
+    _say_where(settings)
     if loaded:
         print("demo study loaded")
     if users:
@@ -156,6 +172,38 @@ def setup(demo: bool = True) -> int:
         )
     print("set-up complete")
     return 0
+
+
+def _say_where(settings: Settings) -> None:
+    from trialcoord.kernel.installation import Installation
+
+    print(f"keys are kept in {settings.keys_dir}, apart from the data directory {settings.data_dir}")
+    if settings.keys_in_old_place:
+        print(
+            f"keys still read from the data directory: {', '.join(map(str, settings.keys_in_old_place))};"
+            f" move them to {settings.keys_dir} (with the server stopped: mkdir -m 700 {settings.keys_dir} &&"
+            f" mv {' '.join(map(str, settings.keys_in_old_place))} {settings.keys_dir}/)"
+        )
+    registry = Installation(settings).registry_dir
+    print(
+        f"the signer registry is kept at {registry}/registry.json; publish it to {settings.signatures_dir}"
+        " with `trialcoord signatures publish`"
+    )
+
+
+def publish_registry(to: str | None, replace_other: bool) -> int:
+    from trialcoord.accounts import signer_keys
+
+    directory = Path(to) if to else get_settings().signatures_dir
+    written = support.database(lambda: signer_keys.publish_registry(support.installation(), directory, replace_other))
+    print(f"signer registry published to {written} (and the PAdES certificate beside it)")
+    return 0
+
+
+def private_directory(path: Path) -> None:
+    """A directory only its owner may enter (an existing one made before issue 17 is tightened)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
 
 
 def _configured(path: Path | None, variable: str) -> Path:

@@ -22,7 +22,11 @@ def register(commands) -> None:
     parser.add_argument(
         "paths", nargs="*", metavar="ZIP", help="binder or export ZIPs to check with the public registry"
     )
-    parser.add_argument("--registry", metavar="FILE", help="the signer registry (default signatures/registry.json)")
+    parser.add_argument(
+        "--registry",
+        metavar="FILE",
+        help="the signer registry (default: this installation's own, else the published signatures/registry.json)",
+    )
     parser.set_defaults(run=lambda a: verify(a.paths, a.registry))
 
 
@@ -83,7 +87,7 @@ def _verify_packages(paths: list[str], registry_file: str | None) -> int:
 def _registry(registry_file: str | None, *, required: bool) -> tuple[dict | None, Path]:
     import json
 
-    source = Path(registry_file) if registry_file else get_settings().signatures_dir / "registry.json"
+    source = Path(registry_file) if registry_file else _default_registry()
     if not source.exists():
         if not required:
             return None, source
@@ -98,6 +102,18 @@ def _registry(registry_file: str | None, *, required: bool) -> tuple[dict | None
     if not isinstance(registry, dict):
         raise UsageError(f"{source}: not a signer registry (a JSON object is expected)")
     return registry, source
+
+
+def _default_registry() -> Path:
+    """This installation's own registry (under its data directory), else the published one: a checkout's
+    `signatures/` may hold another installation's."""
+    from trialcoord.kernel.installation import Installation
+
+    settings = get_settings()
+    own = Installation(settings).registry_dir
+    if own is not None and (own / "registry.json").exists():
+        return own / "registry.json"
+    return settings.signatures_dir / "registry.json"
 
 
 def _verify_binder(path: str, registry: dict | None, say: Callable[[str], None] = print) -> int:

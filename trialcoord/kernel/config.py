@@ -51,7 +51,9 @@ class Settings:
     pades_file: Path | None = None  # the site's ECDSA key and certificate for PAdES (PKCS#12)
     tsa_url: str | None = None  # an RFC 3161 time-stamp authority: PAdES B-T instead of B-B
     tsa_ca_file: Path | None = None  # its CA certificates (PEM): B-LT, the validation data embedded
-    signatures_dir: Path = Path("signatures")  # the public signer registry
+    signatures_dir: Path = Path("signatures")  # where `signatures publish` publishes the signer registry
+    keys_dir: Path | None = None  # the system's keys, apart from the data directory (backed up apart too)
+    keys_in_old_place: tuple[Path, ...] = ()  # key files still read from the data directory: move them
     nightly_at: time | None = time(2, 30)  # local time of the nightly refresh and detection `serve` runs (None: off)
     checkpoint_dir: Path | None = None  # signed audit checkpoints written outside the database (None: unanchored)
     checkpoint_every: int = 1000  # a checkpoint there after each this many audit entries (and daily)
@@ -90,6 +92,19 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     data_dir = Path(environ.get("TRIALCOORD_DATA_DIR") or "./data")
     url = environ.get("TRIALCOORD_DATABASE_URL") or f"sqlite:///{data_dir / 'trialcoord.sqlite3'}"
     host = environ.get("TRIALCOORD_HOST") or "127.0.0.1"
+    keys_dir = Path(environ.get("TRIALCOORD_KEYS_DIR") or data_dir.parent / f"{data_dir.name}-keys")
+    old: list[Path] = []
+
+    def key_file(variable: str, name: str) -> Path:
+        """The variable's file, else the keys directory's; one an older installation kept in the data
+        directory is read from there until moved (`setup` says how)."""
+        if environ.get(variable):
+            return Path(environ[variable])
+        if not (keys_dir / name).exists() and (data_dir / name).exists():
+            old.append(data_dir / name)
+            return data_dir / name
+        return keys_dir / name
+
     return Settings(
         database_url=parse_database_url(url),
         data_dir=data_dir,
@@ -98,12 +113,10 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         port=_port(environ.get("TRIALCOORD_PORT") or "8000"),
         session_timeout=timedelta(minutes=_minutes(environ.get("TRIALCOORD_SESSION_TIMEOUT_MINUTES") or "15")),
         secure_cookies=_flag("TRIALCOORD_SECURE_COOKIES", environ.get("TRIALCOORD_SECURE_COOKIES"), default=True),
-        audit_key_file=Path(environ.get("TRIALCOORD_AUDIT_KEY_FILE") or data_dir / "audit-key.json"),
-        audit_passphrase_file=Path(
-            environ.get("TRIALCOORD_AUDIT_PASSPHRASE_FILE") or data_dir / "audit-key.passphrase"
-        ),
-        pii_key_file=Path(environ.get("TRIALCOORD_PII_KEY_FILE") or data_dir / "pii-keys.json"),
-        pades_file=Path(environ.get("TRIALCOORD_PADES_FILE") or data_dir / "pades-credentials.p12"),
+        audit_key_file=key_file("TRIALCOORD_AUDIT_KEY_FILE", "audit-key.json"),
+        audit_passphrase_file=key_file("TRIALCOORD_AUDIT_PASSPHRASE_FILE", "audit-key.passphrase"),
+        pii_key_file=key_file("TRIALCOORD_PII_KEY_FILE", "pii-keys.json"),
+        pades_file=key_file("TRIALCOORD_PADES_FILE", "pades-credentials.p12"),
         tsa_url=_tsa_url(environ.get("TRIALCOORD_TSA_URL") or None),
         tsa_ca_file=_tsa_ca_file(environ.get("TRIALCOORD_TSA_CA_FILE") or None, environ.get("TRIALCOORD_TSA_URL")),
         signatures_dir=Path(environ.get("TRIALCOORD_SIGNATURES_DIR") or "signatures"),
@@ -117,6 +130,8 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         access_log_max_kb=_count("TRIALCOORD_ACCESS_LOG_MAX_KB", environ.get("TRIALCOORD_ACCESS_LOG_MAX_KB"), 10240, 1),
         access_log_backups=_count("TRIALCOORD_ACCESS_LOG_BACKUPS", environ.get("TRIALCOORD_ACCESS_LOG_BACKUPS"), 10, 0),
         trusted_proxies=_trusted_proxies(environ.get("TRIALCOORD_TRUSTED_PROXIES") or ""),
+        keys_dir=keys_dir,
+        keys_in_old_place=tuple(old),
     )
 
 

@@ -40,7 +40,15 @@ class Installation:
         return Path(self.settings.data_dir) if self.settings else None
 
     @property
+    def registry_dir(self) -> Path | None:
+        """This installation's own signer registry (and PAdES certificate), kept current from the database; the
+        public copy is made by `trialcoord signatures publish`."""
+        return self.data_dir / "signatures" if self.data_dir is not None else None
+
+    @property
     def signatures_dir(self) -> Path | None:
+        """Where the registry is published (the checkout's `signatures/` by default), shared by every
+        installation of one checkout: refreshed here only while it holds this installation's registry."""
         return self.settings.signatures_dir if self.settings else None
 
     @property
