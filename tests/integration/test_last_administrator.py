@@ -93,8 +93,9 @@ async def test_signing_out_with_a_program_token_keeps_it_unless_asked(anonymous,
 
 
 async def test_signing_out_of_a_sign_in_session_still_ends_it(anonymous, personas):
-    signed = await sessions.sign_in("coord-a", "correct horse battery staple", "127.0.0.1", kind=sessions.API,
-                                    rules=account_rules())
+    signed = await sessions.sign_in(
+        "coord-a", "correct horse battery staple", "127.0.0.1", kind=sessions.API, rules=account_rules()
+    )
     anonymous.headers["Authorization"] = f"Bearer {signed.token}"
     assert (await anonymous.post("/api/sign-out")).status_code == 204
     assert (await anonymous.get("/api/me")).status_code == 401

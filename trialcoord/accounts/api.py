@@ -195,7 +195,12 @@ class UserController(Controller):
 
     @post("/users/{user_id:str}/disable", opt=MANAGE, responses=problem_responses(400, 401, 403, 404, 409, 422))
     async def disable_user(
-        self, user_id: UserPath, data: JSONBody[ReasonIn], access: AccessDep, installation: InstallationDep, today: Today
+        self,
+        user_id: UserPath,
+        data: JSONBody[ReasonIn],
+        access: AccessDep,
+        installation: InstallationDep,
+        today: Today,
     ) -> UserOut:
         """Disable the account and end its sessions; 409 for the last administrator's (grant another first)."""
         return _user(await users.disable_user(user_id, access.user_id, data.reason, installation, today))
