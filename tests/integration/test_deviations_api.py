@@ -13,6 +13,8 @@ from trialcoord.scheduling import visits
 
 pytestmark = pytest.mark.anyio
 API = "/api/studies/TST-1"
+# the denial of a record to someone who sees only some sites: the same words whether or not it exists
+DENIED = "coord-b may not see {what} of TST-1: it is at no site their grants cover (102), if it exists at all"
 TODAY = date(2024, 6, 1)  # every visit window of both participants closed long ago: SCR, V2, V3 missed
 
 
@@ -127,14 +129,15 @@ async def test_a_coordinator_sees_only_the_own_sites_deviations(login, detected)
     assert {r["site"] for r in listed["items"]} == {SITE_B} and listed["total"] == 3
     other = await coord_b.get(f"{API}/deviations/{detected[SITE_A][0]}")
     missing = await coord_b.get(f"{API}/deviations/99999")
-    assert other.status_code == missing.status_code == 404  # the same answer: IDs tell nothing
-    assert other.json()["detail"] == f"study TST-1 has no deviation {detected[SITE_A][0]}"
-    assert missing.json()["detail"] == "study TST-1 has no deviation 99999"
+    assert other.status_code == missing.status_code == 403  # a denial, the same whether or not it exists
+    assert other.json()["detail"] == DENIED.format(what=f"deviation {detected[SITE_A][0]}")
+    assert missing.json()["detail"] == DENIED.format(what="deviation 99999")
     assert (await coord_b.get(f"{API}/deviations", params={"site": SITE_A})).status_code == 403
     step = await coord_b.post(
         f"{API}/deviations/{detected[SITE_A][0]}/steps", json={"step": "respond", "response": "x"}
     )
-    assert step.status_code == 404
+    assert step.status_code == 403
+    assert (await (await login("monitor")).get(f"{API}/deviations/99999")).status_code == 404  # sees every site
     own = await coord_b.get(f"{API}/deviations/{detected[SITE_B][0]}")
     assert own.status_code == 200 and own.json()["dvcat"] in ("VISIT SCHEDULE", "ELIGIBILITY")
     sponsor = await login("sponsor")
@@ -264,7 +267,7 @@ async def test_manual_deviations(login, detected):
     missing = await coord.post(f"{API}/deviations", json={k: v for k, v in body.items() if k != "description"})
     assert missing.status_code == 400 and fields(missing) == {"description"}
     stranger = await coord.post(f"{API}/deviations", json={**body, "subject_id": SUBJECT_B})
-    assert stranger.status_code == 404
+    assert stranger.status_code == 403
     sponsor = await login("sponsor")
     assert (await sponsor.post(f"{API}/deviations", json=body)).status_code == 403
 
@@ -331,12 +334,12 @@ async def test_capa_records_group_only_deviations_their_user_sees(login, detecte
     capa = made.json()
     assert (capa["state"], capa["deviations"], capa["due_on"]) == ("open", detected[SITE_A][:2], "2024-07-01")
     sneaky = await coord.post(f"{API}/capas", json={**body, "deviations": [detected[SITE_B][0]]})
-    assert sneaky.status_code == 404
+    assert sneaky.status_code == 403
     blank = await coord.post(f"{API}/capas", json={**body, "title": " "})
     assert blank.status_code == 422 and fields(blank) == {"title"}
     assert (
         await coord.post(f"{API}/capas/{capa['id']}/deviations", json={"ids": [detected[SITE_B][0]]})
-    ).status_code == 404
+    ).status_code == 403
     monitor = await login("monitor")
     linked = await monitor.post(f"{API}/capas/{capa['id']}/deviations", json={"ids": [detected[SITE_B][0]]})
     assert linked.status_code == 200 and linked.json()["deviations"] == detected[SITE_A][:2] + [detected[SITE_B][0]]
@@ -366,7 +369,7 @@ CAPA = {
 }
 
 
-async def test_another_sites_capa_record_answers_404_on_every_route_and_nothing_changes(login, detected):
+async def test_another_sites_capa_record_answers_403_on_every_route_and_nothing_changes(login, detected):
     coord_a, coord_b, monitor = await login("coord-a"), await login("coord-b"), await login("monitor")
     made = (await coord_a.post(f"{API}/capas", json={**CAPA, "deviations": detected[SITE_A][:1]})).json()
     url = f"{API}/capas/{made['id']}"
@@ -377,9 +380,10 @@ async def test_another_sites_capa_record_answers_404_on_every_route_and_nothing_
         await coord_b.post(f"{url}/deviations", json={"ids": [detected[SITE_B][0]]}),
         await coord_b.post(f"{url}/close", json={"reason": "closed by B"}),
     ):
-        assert response.status_code == 404, response.request.url
-        assert response.json()["detail"] == f"study TST-1 has no CAPA record {made['id']}"
-    assert (await coord_b.get(f"{API}/capas/99999")).json()["detail"] == "study TST-1 has no CAPA record 99999"
+        assert response.status_code == 403, response.request.url
+        assert response.json()["detail"] == DENIED.format(what=f"CAPA record {made['id']}")
+    missing = await coord_b.get(f"{API}/capas/99999")
+    assert missing.status_code == 403 and missing.json()["detail"] == DENIED.format(what="CAPA record 99999")
     assert (await monitor.get(url)).json() == before
     assert (await monitor.get(f"{API}/deviations/{detected[SITE_B][0]}")).json()["capa"] is None
 

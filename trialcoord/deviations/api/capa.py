@@ -25,6 +25,7 @@ from trialcoord.deviations.api.deviations import (
     visible_sites,
 )
 from trialcoord.deviations.deviation_review import CapaRecord
+from trialcoord.kernel.web.denials import DENY_UNSEEN
 from trialcoord.kernel.web.params import AccessDep, StudyPath
 
 CapaPath = Annotated[int, PathParameter(description="CAPA record number", ge=1, le=2**31 - 1)]
@@ -39,6 +40,7 @@ def capa_out(capa: CapaRecord) -> CapaOut:
 
 class CapaController(Controller):
     path = "/api/studies/{study:str}"
+    exception_handlers = DENY_UNSEEN  # another site's record and a missing one: the same 403
     tags = ["deviations"]
 
     @get("/capas", opt=VIEW, responses=READ)

@@ -40,6 +40,7 @@ from trialcoord.deviations.queue import DeviationReview
 from trialcoord.deviations.rules.deviation_review import TRANSITIONS, Transition, check_step
 from trialcoord.kernel.problems import InvalidInput, NotFound, Problem
 from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.denials import DENY_UNSEEN
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import Access, needs
 from trialcoord.kernel.web.params import AccessDep, InstallationDep, StudyPath, Today
@@ -82,6 +83,7 @@ def detail(row: DeviationReview, judged: list[JudgedSignature]) -> DeviationDeta
 
 class ReviewController(Controller):
     path = "/api/studies/{study:str}"
+    exception_handlers = DENY_UNSEEN  # another site's record and a missing one: the same 403
     tags = ["deviations"]
 
     @get("/deviations/{deviation_id:int}", opt=VIEW, responses=READ)

@@ -26,6 +26,7 @@ from trialcoord.deviations.api.deviations import (
     visible_sites,
 )
 from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.denials import DENY_UNSEEN
 from trialcoord.kernel.web.guard import needs
 from trialcoord.kernel.web.params import AccessDep, StudyPath, SubjectPath, Today
 
@@ -41,6 +42,7 @@ def _out(row: window_extensions.ExtensionRequest) -> ExtensionRequestOut:
 
 class WindowExceptionController(Controller):
     path = "/api/studies/{study:str}"
+    exception_handlers = DENY_UNSEEN  # another site's record and a missing one: the same 403
     tags = ["deviations"]
 
     @post(

@@ -24,6 +24,7 @@ from trialcoord.deviations.deviation_review import CapaRecord
 from trialcoord.deviations.pages.queue import NOTICES, RECORD, VIEW, Form, check_cursor, renamed, visible_sites
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
 from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.denials import DENY_UNSEEN
 from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import FormReader, whole_number
 from trialcoord.kernel.web.guard import Access
@@ -41,6 +42,7 @@ StateParam = Annotated[Optional[str], QueryParameter(name="state", required=Fals
 
 class CapaPages(Controller):
     path = "/studies/{study:str}"
+    exception_handlers = DENY_UNSEEN  # another site's record and a missing one: the same 403
     include_in_schema = False
 
     @get("/capas", opt=VIEW)

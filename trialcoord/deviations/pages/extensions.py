@@ -24,6 +24,7 @@ from trialcoord.deviations.rules.window_extensions import MAX_DAYS, RequestState
 from trialcoord.deviations.window_extensions import ExtensionRequest, request_path
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
 from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.denials import DENY_UNSEEN
 from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import FormReader, whole_number
 from trialcoord.kernel.web.guard import Access, needs
@@ -46,6 +47,7 @@ NOTICES = {"requested": "Extension requested.", "approved": "Extension approved.
 
 class ExtensionPages(Controller):
     path = "/studies/{study:str}/extensions"
+    exception_handlers = DENY_UNSEEN  # another site's record and a missing one: the same 403
     include_in_schema = False
 
     @get("/", opt=VIEW)
