@@ -49,13 +49,23 @@ async def login(app):
         await client.aclose()
 
 
+async def seen(client, deviation_id: int) -> int:
+    """The row_version a writer reads before a step (every step needs it)."""
+    return (await client.get(f"{API}/deviations/{deviation_id}")).json()["row_version"]
+
+
+async def acknowledge(client, deviation_id: int) -> dict:
+    return {"step": "acknowledge", "row_version": await seen(client, deviation_id)}
+
+
 def fields(response) -> set[str]:
     return {e["field"] for e in response.json()["errors"]}
 
 
 async def respond(site_user, deviation_id: int) -> None:
     """The site's response, which a monitor's acknowledgement follows."""
-    done = await site_user.post(f"{API}/deviations/{deviation_id}/steps", json={"step": "respond", "response": "flu"})
+    body = {"step": "respond", "response": "flu", "row_version": await seen(site_user, deviation_id)}
+    done = await site_user.post(f"{API}/deviations/{deviation_id}/steps", json=body)
     assert done.status_code == 200 and done.json()["state"] == "site_response", done.text
 
 
@@ -107,7 +117,9 @@ async def test_the_queue_paginates_and_filters(login, detected):
         category="eligibility"
     )
     await respond(await login("coord-a"), detected[SITE_A][0])
-    await monitor.post(f"{API}/deviations/{detected[SITE_A][0]}/steps", json={"step": "acknowledge"})
+    await monitor.post(
+        f"{API}/deviations/{detected[SITE_A][0]}/steps", json=await acknowledge(monitor, detected[SITE_A][0])
+    )
     assert await ids(state="under_review") == {detected[SITE_A][0]}
     assert await ids(state="detected, under_review") == set(detected[SITE_A] + detected[SITE_B])
     day = date.fromisoformat(first["items"][0]["detected_at"][:10])
@@ -149,12 +161,18 @@ async def test_a_deviation_walks_from_response_to_closure_with_signatures(login,
     url = f"{API}/deviations/{did}/steps"
     coord = await login("coord-a")
     responded = await coord.post(
-        url, json={"step": "respond", "response": "Patient had flu", "corrective_action": "Reminder calls"}
+        url,
+        json={
+            "step": "respond",
+            "response": "Patient had flu",
+            "corrective_action": "Reminder calls",
+            "row_version": await seen(coord, did),
+        },
     )
     assert responded.status_code == 200, responded.text
     assert (responded.json()["state"], responded.json()["site_reason"]) == ("site_response", "Patient had flu")
     monitor = await login("monitor")
-    assert (await monitor.post(url, json={"step": "acknowledge"})).json()["state"] == "under_review"
+    assert (await monitor.post(url, json=await acknowledge(monitor, did))).json()["state"] == "under_review"
     classify = {
         "step": "classify",
         "classification": "important",
@@ -167,7 +185,7 @@ async def test_a_deviation_walks_from_response_to_closure_with_signatures(login,
     unread = await monitor.post(
         url, json={k: v for k, v in {**classify, "password": PASSWORD}.items() if k != "row_version"}
     )
-    assert unread.status_code == 422 and fields(unread) == {"row_version"}  # nobody signs what they did not read
+    assert unread.status_code == 409 and fields(unread) == {"row_version"}  # nobody signs what they did not read
     wrong = await monitor.post(url, json={**classify, "password": "not it"})
     assert wrong.status_code == 422 and fields(wrong) == {"password"} and "not correct" in wrong.text
     assert (await monitor.get(f"{API}/deviations/{did}")).json() == before  # nothing changed
@@ -192,7 +210,9 @@ async def test_a_deviation_walks_from_response_to_closure_with_signatures(login,
         ("review", "monitor", "valid"),
         ("approval", "monitor", "valid"),
     ]
-    reopened = await monitor.post(url, json={"step": "reopen", "reason": "source data differs"})
+    reopened = await monitor.post(
+        url, json={"step": "reopen", "reason": "source data differs", "row_version": shown["row_version"]}
+    )
     assert (reopened.json()["state"], reopened.json()["closed_at"]) == ("reopened", None)
 
 
@@ -206,7 +226,7 @@ async def test_each_step_is_refused_to_a_role_that_may_not_take_it(login, detect
     early = await monitor.post(url, json={"step": "acknowledge"})
     assert early.status_code == 422 and "cannot be acknowledged" in early.text  # the site responds first
     await respond(coord, did)
-    assert (await monitor.post(url, json={"step": "acknowledge"})).status_code == 200
+    assert (await monitor.post(url, json=await acknowledge(monitor, did))).status_code == 200
     classify = {
         "step": "classify",
         "classification": "important",
@@ -220,6 +240,14 @@ async def test_each_step_is_refused_to_a_role_that_may_not_take_it(login, detect
     assert (await sponsor.post(url, json={"step": "respond", "response": "x"})).status_code == 403
     after = (await monitor.get(f"{API}/deviations/{did}")).json()
     assert [s["step"] for s in after["steps"]] == ["respond", "acknowledge"] and after["signatures"] == []
+
+
+async def test_every_step_needs_the_row_version_its_writer_read(login, detected):
+    did, monitor = detected[SITE_A][0], await login("monitor")
+    await respond(await login("coord-a"), did)
+    unread = await monitor.post(f"{API}/deviations/{did}/steps", json={"step": "acknowledge"})
+    assert unread.status_code == 409 and fields(unread) == {"row_version"}, unread.text
+    assert (await monitor.get(f"{API}/deviations/{did}")).json()["state"] == "site_response"  # nothing changed
 
 
 async def test_bad_steps_are_named(login, detected):
@@ -279,7 +307,7 @@ async def test_bulk_acknowledge_refuses_each_deviation_it_may_not_touch(login, d
     for did in (first, second):
         await respond(coord_a, did)
     await respond(coord_b, detected[SITE_B][0])
-    await monitor_a.post(f"{API}/deviations/{first}/steps", json={"step": "acknowledge"})
+    await monitor_a.post(f"{API}/deviations/{first}/steps", json=await acknowledge(monitor_a, first))
     ids = detected[SITE_A] + detected[SITE_B] + [99999]
     done = await monitor_a.post(f"{API}/deviations/acknowledge", json={"ids": ids})
     assert done.status_code == 200, done.text

@@ -25,6 +25,7 @@ from trialcoord.deviations.api.deviations import (
     ExtensionRequestOut,
     visible_sites,
 )
+from trialcoord.kernel.problems import row_version_required
 from trialcoord.kernel.rules.access import Action
 from trialcoord.kernel.web.denials import DENY_UNSEEN
 from trialcoord.kernel.web.guard import needs
@@ -129,6 +130,8 @@ class WindowExceptionController(Controller):
         row = await window_extensions.get_request(study, extension_id, visible_sites(access))
         if not access.may(Action.APPROVE_EXCEPTION, study, row.site, today):
             raise PermissionDeniedException(f"{access.user_id} may not approve window extensions at site {row.site}")
+        if data.row_version is None:
+            raise row_version_required(f"to decide extension request {extension_id} (now version {row.row_version})")
         decided = await window_extensions.decide_extension(
             study,
             extension_id,

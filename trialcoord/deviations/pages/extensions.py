@@ -2,8 +2,8 @@
 window exceptions, with the form a coordinator requests one with; one request with the forms an investigator
 approves or declines it with.
 
-Reading needs `view_schedule`, filtered to the reader's sites; a request the reader may not see answers 404 with
-the words of a missing one. Requesting needs `record_visit` at the participant's site, deciding
+Reading needs `view_schedule`, filtered to the reader's sites; a request the reader may not see answers 403 in
+the words it gives a missing one. Requesting needs `record_visit` at the participant's site, deciding
 `approve_exception` at the request's. A form is shown only to a reader who may use it.
 """
 
