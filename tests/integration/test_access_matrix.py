@@ -69,6 +69,9 @@ VALUES = {
     "token": "no-such-feed-token",
 }
 SIGN_OUT = {"/sign-out", "/api/sign-out"}
+# Routes of a record by sequential ID (record 1 does not exist here): to someone who sees only some sites of the
+# study, a record that does not exist is denied as another site's is (403), so IDs tell nothing (issue 17).
+RECORD_IDS = ("{deviation_id", "{capa_id", "{extension_id")
 
 
 def routes(app) -> list[tuple[str, str, object]]:
@@ -151,6 +154,9 @@ async def test_route_role_scope_matrix(app, anonymous, personas):
                     expected = "open" if rule["rule"] == "public" else 401
                 else:
                     expected = "open" if allowed(persona, rule, path, site) else 403
+                    body_first = method != "GET" and url.startswith("/api")  # the empty body is refused first
+                    if expected == "open" and "*" not in EXPECTED[persona] and any(k in path for k in RECORD_IDS):
+                        expected = "open" if body_first else 403
                 status = response.status_code
                 if expected == "open":  # public routes may still answer 401 (a wrong password at sign-in)
                     ok = status not in ((403, 500) if rule["rule"] == "public" else (401, 403, 500))

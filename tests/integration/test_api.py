@@ -202,25 +202,30 @@ async def test_record_a_late_visit_then_a_stale_change_conflicts(client, enrolle
         f"{SUBJECT}/visits/V2/actual", json={"date": "2024-03-22", "reason": "fix", "row_version": version}
     )
     assert stale.status_code == 409 and "V2" in stale.json()["detail"]
-    unexplained = await client.post(f"{SUBJECT}/visits/V2/actual", json={"date": "2024-03-22"})
+    current = (await schedule(client))["V2"]["row_version"]
+    unexplained = await client.post(f"{SUBJECT}/visits/V2/actual", json={"date": "2024-03-22", "row_version": current})
     assert unexplained.status_code == 422 and fields(unexplained) == {"reason"}
 
 
 async def test_appointments(client, enrolled):
-    outside = await client.post(f"{SUBJECT}/visits/V3/appointment", json={"date": "2024-05-20"})
+    seen = (await schedule(client))["V3"]["row_version"]
+    outside = await client.post(f"{SUBJECT}/visits/V3/appointment", json={"date": "2024-05-20", "row_version": seen})
     assert outside.status_code == 422 and fields(outside) == {"reason"}
-    booked = await client.post(f"{SUBJECT}/visits/V3/appointment", json={"date": "2024-04-01"})
+    booked = await client.post(f"{SUBJECT}/visits/V3/appointment", json={"date": "2024-04-01", "row_version": seen})
     assert booked.status_code == 201 and booked.json()["appointment"] == "2024-04-01"
-    assert (await client.post(f"{SUBJECT}/visits/NOPE/appointment", json={"date": "2024-04-01"})).status_code == 404
+    nope = await client.post(f"{SUBJECT}/visits/NOPE/appointment", json={"date": "2024-04-01", "row_version": 0})
+    assert nope.status_code == 404
     assert fields(await client.post(f"{SUBJECT}/visits/V3/appointment", json={})) == {"date"}
 
 
 async def test_missed(client, enrolled):
-    empty = await client.post(f"{SUBJECT}/visits/V2/missed", json={"reason": " "})
+    seen = (await schedule(client))["V2"]["row_version"]
+    empty = await client.post(f"{SUBJECT}/visits/V2/missed", json={"reason": " ", "row_version": seen})
     assert empty.status_code == 422 and fields(empty) == {"reason"}
-    missed = await client.post(f"{SUBJECT}/visits/V2/missed", json={"reason": "in hospital"})
+    missed = await client.post(f"{SUBJECT}/visits/V2/missed", json={"reason": "in hospital", "row_version": seen})
     assert missed.status_code == 201 and missed.json()["missed_reason"] == "in hospital"
-    assert (await client.post(f"{STUDY}/participants/nobody/visits/V2/missed", json={"reason": "x"})).status_code == 404
+    nobody = await client.post(f"{STUDY}/participants/nobody/visits/V2/missed", json={"reason": "x", "row_version": 1})
+    assert nobody.status_code == 404
 
 
 @pytest.mark.parametrize("kind", ["today", "week", "overdue", "missed_or_out_of_window"])
@@ -236,7 +241,8 @@ async def test_worklist_problems(client, study):
 
 
 async def test_calendars(client, enrolled):
-    await client.post(f"{SUBJECT}/visits/V3/appointment", json={"date": "2024-04-01"})
+    seen = (await schedule(client))["V3"]["row_version"]
+    await client.post(f"{SUBJECT}/visits/V3/appointment", json={"date": "2024-04-01", "row_version": seen})
     response = await client.get(f"{SUBJECT}/schedule.ics", params={"as_of": AS_OF})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/calendar")
     events = {str(e["uid"]): e.decoded("dtstart") for e in Calendar.from_ical(response.content).walk("VEVENT")}
@@ -262,3 +268,24 @@ async def test_openapi_is_served_and_documents_problem_statuses(client, db):
     assert "application/problem+json" in enrol["422"]["content"]
     upload = document["paths"]["/api/studies/{study}/protocol-versions"]["post"]["requestBody"]["content"]
     assert {"application/json", "application/yaml", "text/plain"} <= set(upload)
+
+
+async def test_every_visit_write_needs_the_row_version_the_writer_read(client, enrolled):
+    """Issue 17: two writers without row_version both got 201 and the first was silently replaced."""
+    for action, body in (
+        ("actual", {"date": "2024-03-18"}),
+        ("appointment", {"date": "2024-03-18"}),
+        ("missed", {"reason": "x"}),
+    ):
+        refused = await client.post(f"{SUBJECT}/visits/V2/{action}", json=body)
+        assert refused.status_code == 409 and fields(refused) == {"row_version"}, (action, refused.text)
+        assert "row_version" in refused.json()["detail"]
+    version = (await schedule(client))["V2"]["row_version"]
+    first = await client.post(f"{SUBJECT}/visits/V2/actual", json={"date": "2024-03-18", "row_version": version})
+    second = await client.post(f"{SUBJECT}/visits/V2/actual", json={"date": "2024-03-19", "row_version": version})
+    assert (first.status_code, second.status_code) == (201, 409)  # the second writer read the version before
+    # a visit with no stored row yet (row_version null in the schedule) is written with row_version 0
+    unscheduled = await client.post(f"{SUBJECT}/visits/UNS1/actual", json={"date": "2024-03-18", "row_version": 0})
+    assert unscheduled.status_code == 201, unscheduled.text
+    again = await client.post(f"{SUBJECT}/visits/UNS1/actual", json={"date": "2024-03-19", "row_version": 0})
+    assert again.status_code == 409

@@ -234,6 +234,14 @@ async def test_user_commands_create_grant_revoke_issue_tokens_reset_and_disable(
     assert users["cora"] == "disabled"
     assert "disabled" in fails(2, "user", "token", "cora", "--days", "7", env=env)
 
+    # the last administrator: refused from the shell too (exit 3, a conflict); `user grant` is the way back in
+    _, grants = listed(succeeds("user", "list", env=env))
+    admin_grant = next(i for i, text in grants.items() if text.startswith("administrator"))
+    for args in (("revoke", str(admin_grant)), ("disable", "admin")):
+        assert "the last active administrator grant" in fails(3, "user", *args, "--reason", "oops", env=env)
+    assert "dora is administrator" in succeeds("user", "grant", "dora", "administrator", env=env)
+    assert succeeds("user", "revoke", str(admin_grant), "--reason", "handed over", env=env).endswith("revoked\n")
+
     # every change is audited as the operating-system user, with the reason, and no password
     entries = [
         e

@@ -221,7 +221,7 @@ async def test_a_forbidden_step_posted_directly_is_refused(anonymous, found, lat
     monitor = await as_user(anonymous, "monitor")
     assert (await monitor.post(f"{QUEUE}/{late}/respond", data={"reason": "x"})).status_code == 403
     coord_b = await as_user(anonymous, "coord-b")  # responds at site B only: site A's is not there for them
-    assert (await coord_b.post(f"{QUEUE}/{late}/respond", data={"reason": "x"})).status_code == 404
+    assert (await coord_b.post(f"{QUEUE}/{late}/respond", data={"reason": "x"})).status_code == 403
     monitor = await as_user(anonymous, "monitor")
     wrong_state = await monitor.post(f"{QUEUE}/{late}/close", data={"password": PASSWORD, "user_id": "monitor"})
     assert wrong_state.status_code == 422 and "cannot be closed" in wrong_state.text
@@ -317,11 +317,12 @@ async def test_a_capa_record_is_created_shown_and_closed_through_the_forms(anony
     assert closed.status_code == 303
     page = (await client.get(closed.headers["location"])).text
     assert 'id="capa-state">closed</span>' in page and "Close CAPA record" not in page
-    assert (await client.get(f"{CAPAS}/99999")).status_code == 404
+    assert (await client.get(f"{CAPAS}/99999")).status_code == 403  # sees site A only: denied, as B's would be
+    assert (await (await as_user(anonymous, "monitor")).get(f"{CAPAS}/99999")).status_code == 404  # sees every site
     # coordinators of another site neither see it listed nor open it; sponsors read it, with no form
     coord_b = await as_user(anonymous, "coord-b")
     assert "Visit reminders" not in (await coord_b.get(CAPAS)).text
-    assert (await coord_b.get(detail)).status_code == 404
+    assert (await coord_b.get(detail)).status_code == 403
     sponsor = await as_user(anonymous, "sponsor")
     listed = await sponsor.get(CAPAS)
     assert listed.status_code == 200 and "Visit reminders" in listed.text and "Create CAPA record" not in listed.text
@@ -384,15 +385,19 @@ async def test_the_study_page_and_the_nav_link_to_the_queue_for_every_reader(ano
 # Object-level refusals ----------------------------------------------------------------------------
 
 
-async def test_another_sites_deviation_reads_as_a_missing_one(anonymous, found, late):
+DENIED = "coord-{site} may not see {what} of TST-1: it is at no site their grants cover ({number}), if it exists at all"
+
+
+async def test_another_sites_deviation_is_denied_as_a_missing_one_is(anonymous, found, late):
     other_site = found[(SUBJECT_B, "V2", "visit_missed")]
     coord = await as_user(anonymous, "coord-a")
     for number in (other_site, 99999):
+        denied = DENIED.format(site="a", what=f"deviation {number}", number=SITE_A)
         page = await coord.get(f"{QUEUE}/{number}")
-        assert page.status_code == 404 and f"study TST-1 has no deviation {number}" in page.text, number
-        assert "may not" not in page.text and SITE_B not in page.text
+        assert page.status_code == 403 and denied in page.text, number
+        assert SITE_B not in page.text
         api = await coord.get(f"/api/studies/TST-1/deviations/{number}")
-        assert api.status_code == 404 and api.json()["detail"] == f"study TST-1 has no deviation {number}"
+        assert api.status_code == 403 and api.json()["detail"] == denied
     await responded(other_site)
     await add_user_monitor_a()
     refused = await (await as_user(anonymous, "mon-a")).post(f"{QUEUE}/acknowledge", data={"ids": str(other_site)})
@@ -409,7 +414,7 @@ async def add_user_monitor_a() -> None:
     await add_user("mon-a", ("monitor", "TST-1", SITE_A))
 
 
-async def test_another_sites_capa_record_answers_404_on_every_page_and_nothing_changes(anonymous, found, late):
+async def test_another_sites_capa_record_answers_403_on_every_page_and_nothing_changes(anonymous, found, late):
     made = await deviation_review.create_capa(
         "TST-1", "SECRET-A", "rc", "c", "p", "coord-a", None, [late], "coord-a", sites=[SITE_A]
     )
@@ -418,7 +423,8 @@ async def test_another_sites_capa_record_answers_404_on_every_page_and_nothing_c
     listed = await coord_b.get(CAPAS)
     assert listed.status_code == 200 and "SECRET-A" not in listed.text
     for response in (await coord_b.get(detail), await coord_b.post(f"{detail}/close", data={"reason": "by B"})):
-        assert response.status_code == 404 and f"study TST-1 has no CAPA record {made.id}" in response.text
+        denied = DENIED.format(site="b", what=f"CAPA record {made.id}", number=SITE_B)
+        assert response.status_code == 403 and denied in response.text, response.text
         assert "SECRET-A" not in response.text
     assert await deviation_review.get_capa("TST-1", made.id) == made
 

@@ -311,16 +311,15 @@ async def test_several_at_once_over_the_api(anonymous, six):
         "user_id": "monitor",
     }
     unread = await monitor.post(url, json=body)
-    assert unread.status_code == 422 and unread.json()["errors"][0]["field"] == "row_version"
+    assert unread.status_code == 409 and unread.json()["errors"][0]["field"] == "row_version"
     chosen = [{"id": i, "row_version": (await queue.get("TST-1", i)).row_version} for i in (six[0], six[3])]
     done = await monitor.post(url, json={**body, "deviations": chosen})
     assert done.status_code == 200 and [d["state"] for d in done.json()] == ["classified", "classified"]
     coord = await signed_in(anonymous, "coord-a")
     forbidden = await coord.post(url, json={**body, "deviations": chosen})
     assert forbidden.status_code == 403  # a coordinator classifies nowhere
-    refused = await coord.post(
-        url, json={"step": "respond", "deviations": [{"id": six[1]}, {"id": six[0]}], "response": "r"}
-    )
+    read = [{"id": i, "row_version": (await queue.get("TST-1", i)).row_version} for i in (six[1], six[0])]
+    refused = await coord.post(url, json={"step": "respond", "deviations": read, "response": "r"})
     assert refused.status_code == 422
     assert any(f"deviation {six[0]}: a deviation that is classified" in e["message"] for e in refused.json()["errors"])
     assert await states(six[1]) == ["detected"]

@@ -13,6 +13,8 @@ from trialcoord.scheduling import visits
 
 pytestmark = pytest.mark.anyio
 API = "/api/studies/TST-1"
+# the denial of a record to someone who sees only some sites: the same words whether or not it exists
+DENIED = "coord-b may not see {what} of TST-1: it is at no site their grants cover (102), if it exists at all"
 TODAY = date(2024, 6, 1)  # every visit window of both participants closed long ago: SCR, V2, V3 missed
 
 
@@ -47,13 +49,23 @@ async def login(app):
         await client.aclose()
 
 
+async def seen(client, deviation_id: int) -> int:
+    """The row_version a writer reads before a step (every step needs it)."""
+    return (await client.get(f"{API}/deviations/{deviation_id}")).json()["row_version"]
+
+
+async def acknowledge(client, deviation_id: int) -> dict:
+    return {"step": "acknowledge", "row_version": await seen(client, deviation_id)}
+
+
 def fields(response) -> set[str]:
     return {e["field"] for e in response.json()["errors"]}
 
 
 async def respond(site_user, deviation_id: int) -> None:
     """The site's response, which a monitor's acknowledgement follows."""
-    done = await site_user.post(f"{API}/deviations/{deviation_id}/steps", json={"step": "respond", "response": "flu"})
+    body = {"step": "respond", "response": "flu", "row_version": await seen(site_user, deviation_id)}
+    done = await site_user.post(f"{API}/deviations/{deviation_id}/steps", json=body)
     assert done.status_code == 200 and done.json()["state"] == "site_response", done.text
 
 
@@ -105,7 +117,9 @@ async def test_the_queue_paginates_and_filters(login, detected):
         category="eligibility"
     )
     await respond(await login("coord-a"), detected[SITE_A][0])
-    await monitor.post(f"{API}/deviations/{detected[SITE_A][0]}/steps", json={"step": "acknowledge"})
+    await monitor.post(
+        f"{API}/deviations/{detected[SITE_A][0]}/steps", json=await acknowledge(monitor, detected[SITE_A][0])
+    )
     assert await ids(state="under_review") == {detected[SITE_A][0]}
     assert await ids(state="detected, under_review") == set(detected[SITE_A] + detected[SITE_B])
     day = date.fromisoformat(first["items"][0]["detected_at"][:10])
@@ -127,14 +141,15 @@ async def test_a_coordinator_sees_only_the_own_sites_deviations(login, detected)
     assert {r["site"] for r in listed["items"]} == {SITE_B} and listed["total"] == 3
     other = await coord_b.get(f"{API}/deviations/{detected[SITE_A][0]}")
     missing = await coord_b.get(f"{API}/deviations/99999")
-    assert other.status_code == missing.status_code == 404  # the same answer: IDs tell nothing
-    assert other.json()["detail"] == f"study TST-1 has no deviation {detected[SITE_A][0]}"
-    assert missing.json()["detail"] == "study TST-1 has no deviation 99999"
+    assert other.status_code == missing.status_code == 403  # a denial, the same whether or not it exists
+    assert other.json()["detail"] == DENIED.format(what=f"deviation {detected[SITE_A][0]}")
+    assert missing.json()["detail"] == DENIED.format(what="deviation 99999")
     assert (await coord_b.get(f"{API}/deviations", params={"site": SITE_A})).status_code == 403
     step = await coord_b.post(
         f"{API}/deviations/{detected[SITE_A][0]}/steps", json={"step": "respond", "response": "x"}
     )
-    assert step.status_code == 404
+    assert step.status_code == 403
+    assert (await (await login("monitor")).get(f"{API}/deviations/99999")).status_code == 404  # sees every site
     own = await coord_b.get(f"{API}/deviations/{detected[SITE_B][0]}")
     assert own.status_code == 200 and own.json()["dvcat"] in ("VISIT SCHEDULE", "ELIGIBILITY")
     sponsor = await login("sponsor")
@@ -146,12 +161,18 @@ async def test_a_deviation_walks_from_response_to_closure_with_signatures(login,
     url = f"{API}/deviations/{did}/steps"
     coord = await login("coord-a")
     responded = await coord.post(
-        url, json={"step": "respond", "response": "Patient had flu", "corrective_action": "Reminder calls"}
+        url,
+        json={
+            "step": "respond",
+            "response": "Patient had flu",
+            "corrective_action": "Reminder calls",
+            "row_version": await seen(coord, did),
+        },
     )
     assert responded.status_code == 200, responded.text
     assert (responded.json()["state"], responded.json()["site_reason"]) == ("site_response", "Patient had flu")
     monitor = await login("monitor")
-    assert (await monitor.post(url, json={"step": "acknowledge"})).json()["state"] == "under_review"
+    assert (await monitor.post(url, json=await acknowledge(monitor, did))).json()["state"] == "under_review"
     classify = {
         "step": "classify",
         "classification": "important",
@@ -164,7 +185,7 @@ async def test_a_deviation_walks_from_response_to_closure_with_signatures(login,
     unread = await monitor.post(
         url, json={k: v for k, v in {**classify, "password": PASSWORD}.items() if k != "row_version"}
     )
-    assert unread.status_code == 422 and fields(unread) == {"row_version"}  # nobody signs what they did not read
+    assert unread.status_code == 409 and fields(unread) == {"row_version"}  # nobody signs what they did not read
     wrong = await monitor.post(url, json={**classify, "password": "not it"})
     assert wrong.status_code == 422 and fields(wrong) == {"password"} and "not correct" in wrong.text
     assert (await monitor.get(f"{API}/deviations/{did}")).json() == before  # nothing changed
@@ -189,7 +210,9 @@ async def test_a_deviation_walks_from_response_to_closure_with_signatures(login,
         ("review", "monitor", "valid"),
         ("approval", "monitor", "valid"),
     ]
-    reopened = await monitor.post(url, json={"step": "reopen", "reason": "source data differs"})
+    reopened = await monitor.post(
+        url, json={"step": "reopen", "reason": "source data differs", "row_version": shown["row_version"]}
+    )
     assert (reopened.json()["state"], reopened.json()["closed_at"]) == ("reopened", None)
 
 
@@ -203,7 +226,7 @@ async def test_each_step_is_refused_to_a_role_that_may_not_take_it(login, detect
     early = await monitor.post(url, json={"step": "acknowledge"})
     assert early.status_code == 422 and "cannot be acknowledged" in early.text  # the site responds first
     await respond(coord, did)
-    assert (await monitor.post(url, json={"step": "acknowledge"})).status_code == 200
+    assert (await monitor.post(url, json=await acknowledge(monitor, did))).status_code == 200
     classify = {
         "step": "classify",
         "classification": "important",
@@ -217,6 +240,14 @@ async def test_each_step_is_refused_to_a_role_that_may_not_take_it(login, detect
     assert (await sponsor.post(url, json={"step": "respond", "response": "x"})).status_code == 403
     after = (await monitor.get(f"{API}/deviations/{did}")).json()
     assert [s["step"] for s in after["steps"]] == ["respond", "acknowledge"] and after["signatures"] == []
+
+
+async def test_every_step_needs_the_row_version_its_writer_read(login, detected):
+    did, monitor = detected[SITE_A][0], await login("monitor")
+    await respond(await login("coord-a"), did)
+    unread = await monitor.post(f"{API}/deviations/{did}/steps", json={"step": "acknowledge"})
+    assert unread.status_code == 409 and fields(unread) == {"row_version"}, unread.text
+    assert (await monitor.get(f"{API}/deviations/{did}")).json()["state"] == "site_response"  # nothing changed
 
 
 async def test_bad_steps_are_named(login, detected):
@@ -264,7 +295,7 @@ async def test_manual_deviations(login, detected):
     missing = await coord.post(f"{API}/deviations", json={k: v for k, v in body.items() if k != "description"})
     assert missing.status_code == 400 and fields(missing) == {"description"}
     stranger = await coord.post(f"{API}/deviations", json={**body, "subject_id": SUBJECT_B})
-    assert stranger.status_code == 404
+    assert stranger.status_code == 403
     sponsor = await login("sponsor")
     assert (await sponsor.post(f"{API}/deviations", json=body)).status_code == 403
 
@@ -276,7 +307,7 @@ async def test_bulk_acknowledge_refuses_each_deviation_it_may_not_touch(login, d
     for did in (first, second):
         await respond(coord_a, did)
     await respond(coord_b, detected[SITE_B][0])
-    await monitor_a.post(f"{API}/deviations/{first}/steps", json={"step": "acknowledge"})
+    await monitor_a.post(f"{API}/deviations/{first}/steps", json=await acknowledge(monitor_a, first))
     ids = detected[SITE_A] + detected[SITE_B] + [99999]
     done = await monitor_a.post(f"{API}/deviations/acknowledge", json={"ids": ids})
     assert done.status_code == 200, done.text
@@ -331,12 +362,12 @@ async def test_capa_records_group_only_deviations_their_user_sees(login, detecte
     capa = made.json()
     assert (capa["state"], capa["deviations"], capa["due_on"]) == ("open", detected[SITE_A][:2], "2024-07-01")
     sneaky = await coord.post(f"{API}/capas", json={**body, "deviations": [detected[SITE_B][0]]})
-    assert sneaky.status_code == 404
+    assert sneaky.status_code == 403
     blank = await coord.post(f"{API}/capas", json={**body, "title": " "})
     assert blank.status_code == 422 and fields(blank) == {"title"}
     assert (
         await coord.post(f"{API}/capas/{capa['id']}/deviations", json={"ids": [detected[SITE_B][0]]})
-    ).status_code == 404
+    ).status_code == 403
     monitor = await login("monitor")
     linked = await monitor.post(f"{API}/capas/{capa['id']}/deviations", json={"ids": [detected[SITE_B][0]]})
     assert linked.status_code == 200 and linked.json()["deviations"] == detected[SITE_A][:2] + [detected[SITE_B][0]]
@@ -366,7 +397,7 @@ CAPA = {
 }
 
 
-async def test_another_sites_capa_record_answers_404_on_every_route_and_nothing_changes(login, detected):
+async def test_another_sites_capa_record_answers_403_on_every_route_and_nothing_changes(login, detected):
     coord_a, coord_b, monitor = await login("coord-a"), await login("coord-b"), await login("monitor")
     made = (await coord_a.post(f"{API}/capas", json={**CAPA, "deviations": detected[SITE_A][:1]})).json()
     url = f"{API}/capas/{made['id']}"
@@ -377,9 +408,10 @@ async def test_another_sites_capa_record_answers_404_on_every_route_and_nothing_
         await coord_b.post(f"{url}/deviations", json={"ids": [detected[SITE_B][0]]}),
         await coord_b.post(f"{url}/close", json={"reason": "closed by B"}),
     ):
-        assert response.status_code == 404, response.request.url
-        assert response.json()["detail"] == f"study TST-1 has no CAPA record {made['id']}"
-    assert (await coord_b.get(f"{API}/capas/99999")).json()["detail"] == "study TST-1 has no CAPA record 99999"
+        assert response.status_code == 403, response.request.url
+        assert response.json()["detail"] == DENIED.format(what=f"CAPA record {made['id']}")
+    missing = await coord_b.get(f"{API}/capas/99999")
+    assert missing.status_code == 403 and missing.json()["detail"] == DENIED.format(what="CAPA record 99999")
     assert (await monitor.get(url)).json() == before
     assert (await monitor.get(f"{API}/deviations/{detected[SITE_B][0]}")).json()["capa"] is None
 

@@ -101,13 +101,22 @@ async def test_an_in_window_visit_may_carry_a_note_added_later(randomized):
 
 async def test_api_names_the_reason_field(client, randomized):
     url = f"/api/studies/TST-1/participants/{S}/visits/V2/actual"
-    refused = await client.post(url, json={"date": LATE.isoformat()})
+
+    async def version() -> int:
+        rows = (await client.get(f"/api/studies/TST-1/participants/{S}/schedule")).json()
+        return next(row["row_version"] for row in rows if row["visit"] == "V2")
+
+    refused = await client.post(url, json={"date": LATE.isoformat(), "row_version": await version()})
     assert refused.status_code == 422
     assert [e["field"] for e in refused.json()["errors"]] == ["reason"]
     assert "outside its window" in refused.json()["errors"][0]["message"]
-    saved = await client.post(url, json={"date": LATE.isoformat(), "reason": "travelling"})
+    saved = await client.post(
+        url, json={"date": LATE.isoformat(), "reason": "travelling", "row_version": await version()}
+    )
     assert saved.status_code == 201 and saved.json()["actual_reason"] == "travelling"
-    resaved = await client.post(url, json={"date": LATE.isoformat(), "reason": "travelling abroad"})
+    resaved = await client.post(
+        url, json={"date": LATE.isoformat(), "reason": "travelling abroad", "row_version": await version()}
+    )
     assert resaved.status_code == 201 and resaved.json()["actual_reason"] == "travelling abroad"
     assert [e.new for e in await visit_entries()][-1] == {"actual_reason": "travelling abroad"}
 

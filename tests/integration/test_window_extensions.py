@@ -175,7 +175,9 @@ async def test_requesting_and_deciding_over_the_api(anonymous, randomized):
     monitor = await signed_in(anonymous, "monitor")
     assert (await monitor.post(decision, json={"approve": True})).status_code == 403
     ivan = await signed_in(anonymous, "ivan")
-    declined = await ivan.post(decision, json={"approve": False})
+    unread = await ivan.post(decision, json={"approve": True})
+    assert unread.status_code == 409 and unread.json()["errors"][0]["field"] == "row_version"
+    declined = await ivan.post(decision, json={"approve": False, "row_version": 1})
     assert declined.status_code == 422 and declined.json()["errors"][0]["field"] == "reason"
     approved = await ivan.post(decision, json={"approve": True, "row_version": 1})
     assert approved.status_code == 200 and approved.json()["state"] == "approved"
@@ -228,7 +230,7 @@ async def test_a_coordinator_requests_on_the_page_and_an_investigator_approves_o
     assert 'id="request-1"' in approved_list.text and 'id="approved"' in approved_list.text
     assert (await ivan.get(EXTENSIONS, params={"state": "lost"})).status_code == 400
     coord_b = await signed_in(anonymous, "coord-b")
-    assert (await coord_b.get(request)).status_code == 404  # another site's request reads as missing
+    assert (await coord_b.get(request)).status_code == 403  # another site's request: denied, as a missing one
 
 
 async def test_the_requests_page_pages_and_sorts(anonymous, randomized):

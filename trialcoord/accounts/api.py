@@ -9,10 +9,10 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
-from litestar.params import JSONBody, PathParameter
+from litestar.params import FromQuery, JSONBody, PathParameter
 
 from trialcoord.accounts import sessions, users
-from trialcoord.accounts.sessions import API, SignInRefused
+from trialcoord.accounts.sessions import API, TOKEN, SignInRefused
 from trialcoord.accounts.users import AccountRules
 from trialcoord.kernel.rules.access import Action, Viewer
 from trialcoord.kernel.web.errors import problem_responses
@@ -153,9 +153,13 @@ class SessionController(Controller):
             return refusal_response(refused)
         return Response(SignInOut(signed.token, signed.user_id), status_code=201)
 
-    @post("/sign-out", opt=SIGNED_IN, status_code=204, responses=problem_responses(401))
-    async def sign_out(self, access: AccessDep) -> None:
-        await sessions.sign_out(signed_in(access))
+    @post("/sign-out", opt=SIGNED_IN, status_code=204, responses=problem_responses(400, 401))
+    async def sign_out(self, access: AccessDep, revoke_token: FromQuery[bool] = False) -> None:
+        """End the session of the bearer token. A program's token (`trialcoord user token`) outlives a sign-out
+        unless `revoke_token=true` asks for its end: a program signing out does not lose its credential."""
+        viewer = signed_in(access)
+        if viewer.kind != TOKEN or revoke_token:
+            await sessions.sign_out(viewer)
 
     @get("/me", opt=SIGNED_IN, responses=problem_responses(401))
     async def me(self, access: AccessDep) -> UserOut:
@@ -189,11 +193,17 @@ class UserController(Controller):
     async def get_user(self, user_id: UserPath) -> UserOut:
         return _user(await users.get_user(user_id))
 
-    @post("/users/{user_id:str}/disable", opt=MANAGE, responses=problem_responses(400, 401, 403, 404, 422))
+    @post("/users/{user_id:str}/disable", opt=MANAGE, responses=problem_responses(400, 401, 403, 404, 409, 422))
     async def disable_user(
-        self, user_id: UserPath, data: JSONBody[ReasonIn], access: AccessDep, installation: InstallationDep
+        self,
+        user_id: UserPath,
+        data: JSONBody[ReasonIn],
+        access: AccessDep,
+        installation: InstallationDep,
+        today: Today,
     ) -> UserOut:
-        return _user(await users.disable_user(user_id, access.user_id, data.reason, installation))
+        """Disable the account and end its sessions; 409 for the last administrator's (grant another first)."""
+        return _user(await users.disable_user(user_id, access.user_id, data.reason, installation, today))
 
     @post("/users/{user_id:str}/password", opt=MANAGE, responses=problem_responses(400, 401, 403, 404, 422))
     async def reset_password(
@@ -218,9 +228,10 @@ class UserController(Controller):
         )
         return msgspec.convert(granted, GrantOut, from_attributes=True)
 
-    @post("/grants/{grant_id:int}/revoke", opt=MANAGE, responses=problem_responses(400, 401, 403, 404, 422))
-    async def revoke(self, grant_id: GrantPath, data: JSONBody[ReasonIn], access: AccessDep) -> GrantOut:
-        revoked = await users.revoke(grant_id, access.user_id, data.reason)
+    @post("/grants/{grant_id:int}/revoke", opt=MANAGE, responses=problem_responses(400, 401, 403, 404, 409, 422))
+    async def revoke(self, grant_id: GrantPath, data: JSONBody[ReasonIn], access: AccessDep, today: Today) -> GrantOut:
+        """Revoke the grant; 409 for the last administrator grant in force (grant another administrator first)."""
+        revoked = await users.revoke(grant_id, access.user_id, data.reason, today)
         return msgspec.convert(revoked, GrantOut, from_attributes=True)
 
     @get("/sign-in-problems", opt=MANAGE, responses=problem_responses(401, 403))

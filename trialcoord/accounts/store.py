@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 
 from trialcoord.accounts.rules.signers import SignerKey
-from trialcoord.kernel.database.engine import fetch
+from trialcoord.kernel.database.engine import fetch, is_sqlite
 from trialcoord.kernel.rules.access import Grant
 
 USER_COLUMNS = "user_id, printed_name, email, status, password_hash, password_changed_at, created_at"
@@ -147,6 +147,22 @@ async def grants_in_study(study: str) -> list[dict]:
 
 async def revoke_grant(grant_id: int, by: str, at: str) -> None:
     await fetch("UPDATE grants SET revoked_by = {}, revoked_at = {} WHERE id = {}", by, at, grant_id)
+
+
+async def administrator_grants() -> list[dict]:
+    """Unrevoked grants to administer every study, of active accounts: those that let someone manage users.
+
+    Locks them first, on PostgreSQL, until the transaction ends (in id order, so two callers never deadlock): two
+    revocations of the last two at once then run one after the other, the second seeing the first's change.
+    SQLite needs no lock: its write transactions are immediate, one at a time."""
+    lock = "" if is_sqlite() else " FOR UPDATE"
+    await fetch(
+        f"SELECT id FROM grants WHERE role = 'administrator' AND study IS NULL AND revoked_at IS NULL ORDER BY id{lock}"
+    )
+    return await fetch(
+        f"SELECT {GRANT_COLUMNS} FROM grants WHERE role = 'administrator' AND study IS NULL AND revoked_at IS NULL"
+        " AND user_id IN (SELECT user_id FROM users WHERE status = 'active') ORDER BY id"
+    )
 
 
 def grant_of(row: dict) -> Grant:

@@ -211,14 +211,18 @@ async def count_users() -> int:
         return await store.count_users()
 
 
-async def disable_user(user_id: str, actor: str, reason: str, installation: Installation) -> UserWithGrants:
-    """Disable the account: its sessions end, and its signing key (the registry the installation publishes)."""
+async def disable_user(
+    user_id: str, actor: str, reason: str, installation: Installation, today: date | None = None
+) -> UserWithGrants:
+    """Disable the account: its sessions end, and its signing key (the registry the installation publishes).
+    Refused (Conflict) for the account holding the last administrator grant in force (`keep_an_administrator`)."""
     user_id = normalize_user_id(user_id)
     if not (reason or "").strip():
         raise invalid(f"user {user_id}: give the reason for disabling the account", field="reason")
     async with transaction(f"user {user_id}"):
         row = await user_row(user_id)
         if row.status != AccountStatus.DISABLED:
+            await keep_an_administrator(today or now().date(), user_id=user_id)
             await store.update_user(user_id, status=str(AccountStatus.DISABLED))
             ended = await store.end_sessions_of(user_id, utc_instant(now()), "account disabled")
             await audit_log.record(
@@ -323,18 +327,35 @@ async def _check_scope(new: Grant) -> None:
         raise invalid(f"study {new.study} has no site {new.site}; sites: {known}", field="site")
 
 
-async def revoke(grant_id: int, actor: str, reason: str) -> GrantRecord:
+async def revoke(grant_id: int, actor: str, reason: str, today: date | None = None) -> GrantRecord:
+    """Refused (Conflict) for the last administrator grant in force (`keep_an_administrator`)."""
     if not (reason or "").strip():
         raise invalid(f"grant {grant_id}: give the reason for revoking it", field="reason")
     async with transaction(f"grant {grant_id}"):
         row = await _stored_grant(grant_id)
         if row["revoked_at"] is None:
+            await keep_an_administrator(today or now().date(), grant_id=grant_id)
             await store.revoke_grant(grant_id, actor, utc_instant(now()))
             await audit_log.record(
                 actor,
                 Change("revoke", "grant", str(grant_id), _grant_fields(store.grant_of(row)), None, reason.strip()),
             )
         return _grant_record(await _stored_grant(grant_id))
+
+
+LAST_ADMINISTRATOR = "the last active administrator grant: grant another administrator first"
+
+
+async def keep_an_administrator(today: date, *, grant_id: int | None = None, user_id: str | None = None) -> None:
+    """Refuse to end grant `grant_id` or disable account `user_id` when it would leave no active account with an
+    administrator grant of every study in force `today` (the only grant that manages users): no one could
+    administer from the web. Inside the caller's transaction, which the check holds until it ends (see
+    `store.administrator_grants`). The shell's operator can always `trialcoord user grant ID administrator`."""
+    in_force = [row for row in await store.administrator_grants() if store.grant_of(row).in_force(today)]
+    going = [row for row in in_force if row["id"] == grant_id or row["user_id"] == user_id]
+    if going and len(going) == len(in_force):
+        what = f"grant {grant_id}" if grant_id is not None else f"user {user_id}"
+        raise Conflict(f"{what} holds {LAST_ADMINISTRATOR}")
 
 
 async def _stored_grant(grant_id: int) -> dict[str, Any]:

@@ -41,7 +41,18 @@ class Forbidden(Exception):
 
 
 class Conflict(Exception):
-    """The request contradicts what is recorded, or lost a race with another change."""
+    """The request contradicts what is recorded, or lost a race with another change; `field`, when given, is the
+    request field it is about (a missing `row_version`)."""
+
+    def __init__(self, message: str, field: str = ""):
+        super().__init__(message)
+        self.field = field
+
+
+def row_version_required(what: str) -> Conflict:
+    """A write that changes a stored record must say which version its writer read, or it could silently replace
+    another writer's change (issue 17); 0 stands for "no stored version yet" where a record may not exist."""
+    return Conflict(f"{what}: send the row_version you read, so a change made meanwhile is not lost", "row_version")
 
 
 class NotConfigured(RuntimeError):

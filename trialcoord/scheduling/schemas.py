@@ -188,7 +188,8 @@ class VersionChangeIn(msgspec.Struct):
 class VisitDateIn(msgspec.Struct):
     date: date
     reason: Text | None = None
-    row_version: int | None = None  # the version the client saw; a stale one is a 409
+    # the version the client saw (0: none stored yet); required, and a stale one is a 409 (`row_version_required`)
+    row_version: int | None = None
 
     def __post_init__(self) -> None:
         check_plausible(self.date, "date")
@@ -196,7 +197,7 @@ class VisitDateIn(msgspec.Struct):
 
 class MissedIn(msgspec.Struct):
     reason: Text
-    row_version: int | None = None
+    row_version: int | None = None  # as in VisitDateIn
 
 
 # A protocol file sent to the API: the YAML itself, or JSON {source, name} (loading and the impact of a version).

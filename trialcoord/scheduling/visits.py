@@ -237,7 +237,7 @@ async def _check_consent_event(subject: Subject, event: str, day: date) -> None:
 
 
 def _check_row_version(subject: Subject, code: str, row: StoredVisit | None, expected: int | None) -> None:
-    if expected is None:
+    if expected is None or (row is None and expected == 0):  # unchecked (command line), or none stored yet
         return
     if row is None or row.row_version != expected:
         current = "no stored version" if row is None else f"version {row.row_version}"

@@ -1,7 +1,7 @@
 """CAPA records over the API: root cause and corrective/preventive action records, each grouping deviations.
 
 Reading needs view_schedule; creating, grouping and closing need record_deviation. CAPA records a reader may not
-see answer 404 too (as a deviation at a site the reader may not see does).
+see answer 403, as a missing one does to a reader of some sites (`kernel.web.denials`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from trialcoord.deviations.api.deviations import (
     visible_sites,
 )
 from trialcoord.deviations.deviation_review import CapaRecord
+from trialcoord.kernel.web.denials import DENY_UNSEEN
 from trialcoord.kernel.web.params import AccessDep, StudyPath
 
 CapaPath = Annotated[int, PathParameter(description="CAPA record number", ge=1, le=2**31 - 1)]
@@ -39,6 +40,7 @@ def capa_out(capa: CapaRecord) -> CapaOut:
 
 class CapaController(Controller):
     path = "/api/studies/{study:str}"
+    exception_handlers = DENY_UNSEEN  # another site's record and a missing one: the same 403
     tags = ["deviations"]
 
     @get("/capas", opt=VIEW, responses=READ)
@@ -65,7 +67,7 @@ class CapaController(Controller):
 
     @get("/capas/{capa_id:int}", opt=VIEW, responses=READ)
     async def capa(self, study: StudyPath, capa_id: CapaPath, access: AccessDep) -> CapaOut:
-        """One record (404 for a record the reader may not see, as for a missing one)."""
+        """One record (403 for a record the reader may not see, as for a missing one to a reader of some sites)."""
         return capa_out(await deviation_review.get_capa(study, capa_id, visible_sites(access), access.user_id))
 
     @post("/capas/{capa_id:int}/deviations", opt=RECORD, status_code=200, responses=WRITE)

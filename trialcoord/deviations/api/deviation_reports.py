@@ -18,6 +18,7 @@ from litestar.params import FromQuery, JSONBody
 from trialcoord.deviations import filing, listings, report_documents, site_summary, trends
 from trialcoord.deviations.api.deviations import signed_in
 from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.denials import DENY_UNSEEN
 from trialcoord.kernel.web.downloads import CSV, attachment
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import Access, needs
@@ -105,6 +106,7 @@ def printed(access: Access) -> str:
 
 class DeviationReportController(Controller):
     path = "/api/studies/{study:str}"
+    exception_handlers = DENY_UNSEEN  # another site's record and a missing one: the same 403
     tags = ["deviation reports"]
 
     @get("/deviations/trends", opt=VIEW, responses=problem_responses(400, 401, 403, 404))

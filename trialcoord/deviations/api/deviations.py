@@ -3,11 +3,12 @@ the sites a reader sees. The routes: `queue` (detection runs, the queue, a devia
 deviation, review steps, several at once), `window_exceptions` (approved directly, or requested and decided),
 `capa`.
 
-A deviation at a site the reader may not see answers 404 with the words of a missing one (IDs are
-sequential: a 403 would tell which exist). Review steps are checked per step at the deviation's site
-(`TRANSITIONS` names the action; classification and closure also need SIGN) before any password is asked.
+A deviation at a site the reader may not see answers 403, and so does a missing one to a reader of some sites,
+in the same words (`kernel.web.denials`; IDs are sequential and tell nothing). Review steps are checked per
+step at the deviation's site (`TRANSITIONS` names the action; classification and closure also need SIGN)
+before any password is asked.
 Reading (the queue, a deviation, exceptions, CAPA records) needs view_schedule: every role of the study sees
-coded deviation data; each write keeps its own action. CAPA records a reader may not see answer 404 too.
+coded deviation data; each write keeps its own action. CAPA records a reader may not see answer 403 too.
 
 Every body and answer has a class name of its own across the API, so the OpenAPI document names its components
 after the classes alone, whatever module holds them (`StepSignatureOut`, beside documents' `SignatureOut`).

@@ -26,6 +26,7 @@ from trialcoord.deviations.api.deviations import (
     DeviationPage,
     visible_sites,
 )
+from trialcoord.kernel.web.denials import DENY_UNSEEN
 from trialcoord.kernel.web.params import AccessDep, AsOf, QueryStr, StudyPath, Today, as_of_or_today
 
 PAGE, MAX_PAGE = 50, 500
@@ -36,6 +37,7 @@ StateParam = Annotated[
 
 class QueueController(Controller):
     path = "/api/studies/{study:str}"
+    exception_handlers = DENY_UNSEEN  # another site's record and a missing one: the same 403
     tags = ["deviations"]
 
     @post("/deviations/detect", opt=RECORD, status_code=200, responses=READ)

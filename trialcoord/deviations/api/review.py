@@ -2,8 +2,8 @@
 deviations acknowledged at once, one step on several deviations (all or none, one signing ceremony).
 
 Review steps are checked per step at the deviation's site (`TRANSITIONS` names the action; classification and
-closure also need SIGN) before any password is asked. A deviation at a site the reader may not see answers 404
-with the words of a missing one (IDs are sequential: a 403 would tell which exist).
+closure also need SIGN) before any password is asked. A deviation at a site the reader may not see answers 403
+in the words it gives a missing one, to a reader of some sites (`kernel.web.denials`: IDs tell nothing).
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ from trialcoord.deviations.api.deviations import (
 from trialcoord.deviations.deviation_review import Acknowledgement, JudgedSignature, StepFields
 from trialcoord.deviations.queue import DeviationReview
 from trialcoord.deviations.rules.deviation_review import TRANSITIONS, Transition, check_step
-from trialcoord.kernel.problems import InvalidInput, NotFound, Problem
+from trialcoord.kernel.problems import InvalidInput, NotFound, Problem, row_version_required
 from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.denials import DENY_UNSEEN
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import Access, needs
 from trialcoord.kernel.web.params import AccessDep, InstallationDep, StudyPath, Today
@@ -82,6 +83,7 @@ def detail(row: DeviationReview, judged: list[JudgedSignature]) -> DeviationDeta
 
 class ReviewController(Controller):
     path = "/api/studies/{study:str}"
+    exception_handlers = DENY_UNSEEN  # another site's record and a missing one: the same 403
     tags = ["deviations"]
 
     @get("/deviations/{deviation_id:int}", opt=VIEW, responses=READ)
@@ -126,16 +128,8 @@ class ReviewController(Controller):
                 )
         check_step(data.step, row.state, **fields)  # a step that cannot be taken asks for no password
         signing = None
-        if transition.meaning is not None and data.row_version is None:  # never sign a record one has not seen
-            raise InvalidInput(
-                [
-                    Problem(
-                        f"to {data.step} deviation {deviation_id}, send the row_version you read"
-                        f" (now {row.row_version})",
-                        field="row_version",
-                    )
-                ]
-            )
+        if data.row_version is None:  # never change (or sign) a record one has not seen
+            raise row_version_required(f"to {data.step} deviation {deviation_id} (now version {row.row_version})")
         if transition.meaning is not None:
             signing = await signing_ceremony(
                 signed_in(access), str(transition.meaning), data.password or "", data.user_id, rules=account_rules
@@ -203,10 +197,8 @@ class ReviewController(Controller):
         if not permitted:
             raise PermissionDeniedException(f"{access.user_id} may not {data.step} deviations at any site of {study}")
         items = [(chosen.id, chosen.row_version) for chosen in data.deviations]
-        if transition.meaning is not None and any(version is None for _, version in items):
-            raise InvalidInput(
-                [Problem(f"to {data.step} deviations, send the row_version you read of each", field="row_version")]
-            )
+        if any(version is None for _, version in items):
+            raise row_version_required(f"to {data.step} deviations, for each of them")
         fields = StepFields(
             response=data.response,
             corrective_action=data.corrective_action,

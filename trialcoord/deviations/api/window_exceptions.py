@@ -25,7 +25,9 @@ from trialcoord.deviations.api.deviations import (
     ExtensionRequestOut,
     visible_sites,
 )
+from trialcoord.kernel.problems import row_version_required
 from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.denials import DENY_UNSEEN
 from trialcoord.kernel.web.guard import needs
 from trialcoord.kernel.web.params import AccessDep, StudyPath, SubjectPath, Today
 
@@ -41,6 +43,7 @@ def _out(row: window_extensions.ExtensionRequest) -> ExtensionRequestOut:
 
 class WindowExceptionController(Controller):
     path = "/api/studies/{study:str}"
+    exception_handlers = DENY_UNSEEN  # another site's record and a missing one: the same 403
     tags = ["deviations"]
 
     @post(
@@ -127,6 +130,8 @@ class WindowExceptionController(Controller):
         row = await window_extensions.get_request(study, extension_id, visible_sites(access))
         if not access.may(Action.APPROVE_EXCEPTION, study, row.site, today):
             raise PermissionDeniedException(f"{access.user_id} may not approve window extensions at site {row.site}")
+        if data.row_version is None:
+            raise row_version_required(f"to decide extension request {extension_id} (now version {row.row_version})")
         decided = await window_extensions.decide_extension(
             study,
             extension_id,

@@ -25,6 +25,7 @@ from trialcoord.deviations.rules.deviation_review import TRANSITIONS, Step
 from trialcoord.kernel.installation import Installation
 from trialcoord.kernel.problems import Conflict, InvalidInput
 from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.denials import DENY_UNSEEN
 from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import FormReader, whole_number
 from trialcoord.kernel.web.guard import Access, needs
@@ -36,6 +37,7 @@ RESPOND = needs(Action.RESPOND_DEVIATION, across_sites=True)
 
 class BulkPages(Controller):
     path = "/studies/{study:str}/deviations/bulk"
+    exception_handlers = DENY_UNSEEN  # another site's record and a missing one: the same 403
     include_in_schema = False
 
     @post("/respond", opt=RESPOND)

@@ -1,8 +1,8 @@
 """Pages: CAPA records (the study's records, filtered by state or text, sorted and read a keyset page at a time,
 with the form creating one; one record with its deviations and the form closing it).
 
-Reading needs `view_schedule`, filtered to the reader's sites; a CAPA record the reader may not see answers 404
-with the words of a missing one, as the API does. Creating and closing a record need `record_deviation`. A form
+Reading needs `view_schedule`, filtered to the reader's sites; a CAPA record the reader may not see answers 403
+in the words it gives a missing one, as the API does. Creating and closing a record need `record_deviation`. A form
 is shown only to a reader who may use it.
 """
 
@@ -24,6 +24,7 @@ from trialcoord.deviations.deviation_review import CapaRecord
 from trialcoord.deviations.pages.queue import NOTICES, RECORD, VIEW, Form, check_cursor, renamed, visible_sites
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
 from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.denials import DENY_UNSEEN
 from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import FormReader, whole_number
 from trialcoord.kernel.web.guard import Access
@@ -41,6 +42,7 @@ StateParam = Annotated[Optional[str], QueryParameter(name="state", required=Fals
 
 class CapaPages(Controller):
     path = "/studies/{study:str}"
+    exception_handlers = DENY_UNSEEN  # another site's record and a missing one: the same 403
     include_in_schema = False
 
     @get("/capas", opt=VIEW)
@@ -121,7 +123,7 @@ class CapaPages(Controller):
     async def close_capa(
         self, study: StudyPath, capa_id: CapaPath, data: Form, access: AccessDep, today: Today
     ) -> Template | Redirect:
-        context = await _capa_context(study, capa_id, access, today)  # 404 before anything else
+        context = await _capa_context(study, capa_id, access, today)  # 403 (or 404) before anything else
         form = FormReader({k: v for k, v in data.items() if isinstance(v, str)})
         reason = form.text("reason", "effectiveness check")
         if reason is not None and not form.errors:
@@ -186,7 +188,9 @@ async def _capas_context(
 
 
 async def _capa_context(study: str, capa_id: int, access: Access, today: date) -> dict[str, Any]:
-    capa = await deviation_review.get_capa(study, capa_id, visible_sites(access), access.user_id)  # 404 if unseen
+    capa = await deviation_review.get_capa(
+        study, capa_id, visible_sites(access), access.user_id
+    )  # NotFound if unseen: 403 to a reader of some sites
     members = [await queue.get(study, i) for i in capa.deviations]
     return {
         "study": await protocols.get_study(study),

@@ -18,6 +18,7 @@ from trialcoord.documents.rules.documents import Reader
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
 from trialcoord.kernel.render.pdf_documents import draw_chart
 from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.denials import DENY_UNSEEN
 from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import Form, FormReader
 from trialcoord.kernel.web.guard import Access, needs
@@ -36,6 +37,7 @@ REPORT_CHOICES = {
 
 class ReportPages(Controller):
     path = "/studies/{study:str}"
+    exception_handlers = DENY_UNSEEN  # another site's record and a missing one: the same 403
     include_in_schema = False
 
     @get("/deviations/trends", opt=VIEW)

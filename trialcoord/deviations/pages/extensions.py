@@ -2,8 +2,8 @@
 window exceptions, with the form a coordinator requests one with; one request with the forms an investigator
 approves or declines it with.
 
-Reading needs `view_schedule`, filtered to the reader's sites; a request the reader may not see answers 404 with
-the words of a missing one. Requesting needs `record_visit` at the participant's site, deciding
+Reading needs `view_schedule`, filtered to the reader's sites; a request the reader may not see answers 403 in
+the words it gives a missing one. Requesting needs `record_visit` at the participant's site, deciding
 `approve_exception` at the request's. A form is shown only to a reader who may use it.
 """
 
@@ -24,6 +24,7 @@ from trialcoord.deviations.rules.window_extensions import MAX_DAYS, RequestState
 from trialcoord.deviations.window_extensions import ExtensionRequest, request_path
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
 from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.denials import DENY_UNSEEN
 from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import FormReader, whole_number
 from trialcoord.kernel.web.guard import Access, needs
@@ -46,6 +47,7 @@ NOTICES = {"requested": "Extension requested.", "approved": "Extension approved.
 
 class ExtensionPages(Controller):
     path = "/studies/{study:str}/extensions"
+    exception_handlers = DENY_UNSEEN  # another site's record and a missing one: the same 403
     include_in_schema = False
 
     @get("/", opt=VIEW)

@@ -16,6 +16,7 @@ from trialcoord.deviations.pages.queue import CLASSIFICATIONS, RECORD, Form, que
 from trialcoord.deviations.rules.deviation_review import CATEGORIES, SUBCATEGORIES
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
 from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.denials import DENY_UNSEEN
 from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import FormReader
 from trialcoord.kernel.web.guard import Access
@@ -26,6 +27,7 @@ from trialcoord.scheduling.sites import list_sites
 
 class ManualDeviationPages(Controller):
     path = "/studies/{study:str}/deviations/found"
+    exception_handlers = DENY_UNSEEN  # another site's record and a missing one: the same 403
     include_in_schema = False
 
     @get("/", opt=RECORD)

@@ -30,6 +30,7 @@ from trialcoord.deviations.rules.deviation_review import CATEGORIES, SUBCATEGORI
 from trialcoord.deviations.rules.deviations import Classification
 from trialcoord.kernel.problems import InvalidInput, NotFound
 from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.denials import DENY_UNSEEN
 from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import whole_number
 from trialcoord.kernel.web.guard import Access, needs
@@ -59,6 +60,7 @@ NOTICES = {
 
 class QueuePages(Controller):
     path = "/studies/{study:str}"
+    exception_handlers = DENY_UNSEEN  # another site's record and a missing one: the same 403
     include_in_schema = False
 
     @get("/deviations", opt=VIEW)

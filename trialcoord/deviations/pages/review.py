@@ -39,6 +39,7 @@ from trialcoord.documents.rules.signatures import local_time
 from trialcoord.kernel.installation import Installation
 from trialcoord.kernel.problems import Conflict, InvalidInput, NotFound
 from trialcoord.kernel.rules.access import Action
+from trialcoord.kernel.web.denials import DENY_UNSEEN
 from trialcoord.kernel.web.errors import field_messages
 from trialcoord.kernel.web.forms import FormReader
 from trialcoord.kernel.web.guard import Access, needs
@@ -61,6 +62,7 @@ STEP_FIELDS = {  # the fields each step's form shows; a message for any other go
 
 class ReviewPages(Controller):
     path = "/studies/{study:str}"
+    exception_handlers = DENY_UNSEEN  # another site's record and a missing one: the same 403
     include_in_schema = False
 
     @get("/deviations/{deviation_id:int}", opt=VIEW)

@@ -58,7 +58,7 @@ def problem_for(exc: Exception) -> ProblemDetails:
     if isinstance(exc, NotFound):
         return _problem(404, str(exc))
     if isinstance(exc, Conflict):
-        return _problem(409, str(exc))
+        return _problem(409, str(exc), [FieldError(exc.field, str(exc))] if exc.field else None)
     if isinstance(exc, Forbidden):
         return _problem(403, str(exc))
     if isinstance(exc, NotConfigured):

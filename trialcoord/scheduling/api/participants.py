@@ -7,6 +7,7 @@ from datetime import date
 from litestar import Controller, get, post, put
 from litestar.params import JSONBody
 
+from trialcoord.kernel.problems import row_version_required
 from trialcoord.kernel.rules.access import Action, SiteScope
 from trialcoord.kernel.web.errors import problem_responses
 from trialcoord.kernel.web.guard import Access, needs
@@ -144,6 +145,7 @@ class ParticipantController(Controller):
         today: Today,
         access: AccessDep,
     ) -> VisitRow:
+        _check_version(data.row_version, subject_id, code)
         row = await visits.record_visit(
             study,
             subject_id,
@@ -166,6 +168,7 @@ class ParticipantController(Controller):
         today: Today,
         access: AccessDep,
     ) -> VisitRow:
+        _check_version(data.row_version, subject_id, code)
         row = await visits.book_appointment(
             study,
             subject_id,
@@ -188,6 +191,7 @@ class ParticipantController(Controller):
         today: Today,
         access: AccessDep,
     ) -> VisitRow:
+        _check_version(data.row_version, subject_id, code)
         row = await visits.mark_missed(
             study,
             subject_id,
@@ -198,3 +202,8 @@ class ParticipantController(Controller):
             actor=access.user_id,
         )
         return visit_row(row)
+
+
+def _check_version(row_version: int | None, subject_id: str, code: str) -> None:
+    if row_version is None:
+        raise row_version_required(f"participant {subject_id}, visit {code}")
