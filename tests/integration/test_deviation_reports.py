@@ -325,7 +325,7 @@ async def test_api_reports_by_role(reported, anonymous):
     assert (await coord_a.post("/api/studies/TST-1/deviations/log/file", json={"site": SITE_B})).status_code == 403
     admin = await signed_in(anonymous, "admin")
     missing = await admin.get("/api/studies/TST-1/deviations/log?site=999")
-    assert missing.status_code == 404 and "999" in missing.json()["detail"]
+    assert missing.status_code == 404 and "999" in missing.json()["detail"], missing.json()
     exports = await audit_log.browse(audit_log.AuditFilter(action="export"), None, 20)
     assert {(e.actor, e.record_type) for e in exports} >= {
         ("coord-b", "deviation_listing"),

@@ -111,10 +111,10 @@ def test_bad_input_names_the_file_and_writes_nothing(tmp_path, content, message)
     assert not target.exists() and not target.parent.exists()
 
 
-def test_the_file_is_written_as_the_user_writes_files_and_a_directory_is_refused(tmp_path):
+def test_the_file_is_written_owner_only_and_a_directory_is_refused(tmp_path):
     target = tmp_path / "protocols" / "OBS" / "1.0.yaml"
     assert run("protocol", "import-usdm", str(USDM / "observational.json"), "--out", str(target)).returncode == 0
-    assert target.stat().st_mode & 0o044 == 0o044  # readable by others, as under the default umask; not 0600
+    assert target.stat().st_mode & 0o077 == 0  # every command runs with umask 077 (docs/operations.md)
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temporary file left behind
     result = run("protocol", "import-usdm", str(USDM / "observational.json"), "--out", str(tmp_path), "--replace")
     assert result.returncode == 2 and "is a directory" in result.stderr and "Traceback" not in result.stderr

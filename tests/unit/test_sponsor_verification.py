@@ -19,6 +19,8 @@ from trialcoord.exports.define_xml import define_xml
 from trialcoord.exports.report import FIGURES_FILE, single_associated_files
 from trialcoord.exports.rules.sdtm import Dataset, Kind, Variable
 from trialcoord.kernel.rules.audit_entries import canonical_json
+from trialcoord.kernel.rules.audit_verification import Checkpoint
+from trialcoord.kernel.signing_keys import sign_checkpoint
 
 AT = "2026-03-01T23:59:59Z"
 KEY = Ed25519PrivateKey.generate()
@@ -81,6 +83,8 @@ def _package(
             {"name": d.name, "rows": len(d.rows), "xpt": f"{d.name.lower()}.xpt", "csv": f"{d.name.lower()}.csv"}
             for d in datasets
         ],
+        # the site's audit checkpoint, signed by the manifest's key: an anchor the sponsor holds (issue 17)
+        "checkpoint": sign_checkpoint(Checkpoint(3, "ab" * 32, "2026-03-01T23:59:59.000000Z"), KEY).to_json(),
     }
     out = io.BytesIO()
     writing.write(out, members, manifest=manifest, key=KEY)
@@ -118,6 +122,7 @@ def test_a_valid_package_verifies(valid):
     assert verification.is_sponsor_package(io.BytesIO(valid))
     checked = verification.verify_package(io.BytesIO(valid))
     assert checked.problems == [] and checked.datasets_checked == 2 and checked.files_checked == 7
+    assert checked.checkpoint.startswith("audit checkpoint of 3 entries, root " + "ab" * 32)
 
 
 def test_a_signed_report_that_is_not_a_pdf_is_named():

@@ -15,6 +15,7 @@ from typing import Any
 from litestar import Request, Response
 
 from trialcoord.kernel.problems import Forbidden, NotFound
+from trialcoord.kernel.rules.access import visible_sites
 from trialcoord.kernel.web.errors import handle
 
 
@@ -24,6 +25,12 @@ def deny_unseen(request: Request, exc: Exception) -> Response:
     study = request.path_params.get("study")
     if not isinstance(exc, NotFound) or access is None or scope is None or scope.all_sites or study is None:
         return handle(request, exc)
+    # `scope` may be narrowed to the one site a request chose; whether the viewer sees every site is their grants'
+    action = request.route_handler.opt.get("action")
+    viewer = access.viewer
+    if action is not None and viewer is not None:
+        if visible_sites(viewer.grants, action, study, request.app.state.settings.today()).all_sites:
+            return handle(request, exc)
     what = re.sub(rf"^study {re.escape(study)} has no ", "", str(exc))
     sites = ", ".join(sorted(scope.sites))
     return handle(
